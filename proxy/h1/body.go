@@ -1,0 +1,270 @@
+package h1
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net/http"
+)
+
+type bodyMode uint8
+
+const (
+	modeNone bodyMode = iota
+	modeLength
+	modeChunked
+	modeEOF
+)
+
+// Body reads one message body with the framing of its head. A Body is reused
+// for every message on a connection; Reset arms it for the next one.
+type Body struct {
+	r       *Reader
+	mode    bodyMode
+	strict  bool
+	left    int64 // bytes left in the body (length) or current chunk (chunked)
+	crlf    bool  // chunked: a CRLF must follow the chunk just read
+	limit   int64
+	total   int64
+	done    bool
+	err     error
+	trailer http.Header
+}
+
+// NewBody returns a Body that reads from r's connection and parses trailers
+// with r's limits.
+func NewBody(r *Reader) *Body { return &Body{r: r} }
+
+// ResetRequest arms b for the body of req. limit caps the body size (0: no
+// cap); a declared Content-Length above it is reported by the caller before
+// reading, and a chunked body that grows past it fails with ErrBodyTooLarge.
+func (b *Body) ResetRequest(req *Request, limit int64) {
+	b.reset(true, limit)
+	switch {
+	case req.Chunked:
+		b.mode = modeChunked
+	case req.ContentLength > 0:
+		b.mode, b.left = modeLength, req.ContentLength
+	default:
+		b.mode, b.done = modeNone, true
+	}
+}
+
+// ResetResponse arms b for the body of resp.
+func (b *Body) ResetResponse(resp *Response) {
+	b.reset(false, 0)
+	switch {
+	case resp.NoBody:
+		b.mode, b.done = modeNone, true
+	case resp.Chunked:
+		b.mode = modeChunked
+	case resp.ContentLength >= 0:
+		b.mode, b.left = modeLength, resp.ContentLength
+		b.done = resp.ContentLength == 0
+	default:
+		b.mode = modeEOF
+	}
+}
+
+func (b *Body) reset(strict bool, limit int64) {
+	b.strict, b.limit, b.total = strict, limit, 0
+	b.left, b.crlf, b.done, b.err = 0, false, false, nil
+	if b.trailer != nil {
+		clear(b.trailer)
+	}
+}
+
+// Done reports whether the body has been read to its end, so the connection
+// may carry another message.
+func (b *Body) Done() bool { return b.done }
+
+// HasBody reports whether the message has a body at all.
+func (b *Body) HasBody() bool { return b.mode != modeNone }
+
+// Trailer returns the trailer fields, valid once Read has returned io.EOF.
+// It is nil or empty when the message had none.
+func (b *Body) Trailer() http.Header { return b.trailer }
+
+// Read reads body bytes. It returns io.EOF at the end of the body,
+// ErrUnexpectedEOF when the peer closes early, a *ParseError for broken
+// chunked framing and ErrBodyTooLarge past the limit.
+func (b *Body) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.done {
+		return 0, io.EOF
+	}
+	var n int
+	var err error
+	switch b.mode {
+	case modeLength:
+		n, err = b.readLength(p)
+	case modeChunked:
+		n, err = b.readChunked(p)
+	case modeEOF:
+		n, err = b.r.br.Read(p)
+		if errors.Is(err, io.EOF) {
+			b.done = true
+		}
+	}
+	b.total += int64(n)
+	if b.limit > 0 && b.total > b.limit && err == nil {
+		err = ErrBodyTooLarge
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *Body) readLength(p []byte) (int, error) {
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.br.Read(p)
+	b.left -= int64(n)
+	if b.left == 0 {
+		b.done = true
+		return n, nil
+	}
+	if errors.Is(err, io.EOF) {
+		return n, ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (b *Body) readChunked(p []byte) (int, error) {
+	for b.left == 0 {
+		if b.crlf {
+			if err := b.readCRLF(); err != nil {
+				return 0, err
+			}
+			b.crlf = false
+		}
+		size, err := b.readChunkSize()
+		if err != nil {
+			return 0, err
+		}
+		if size == 0 {
+			if err := b.readTrailer(); err != nil {
+				return 0, err
+			}
+			b.done = true
+			return 0, io.EOF
+		}
+		b.left, b.crlf = size, true
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.br.Read(p)
+	b.left -= int64(n)
+	if errors.Is(err, io.EOF) {
+		err = ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (b *Body) readCRLF() error {
+	c, err := b.r.br.ReadByte()
+	if err == nil && c == '\r' {
+		c, err = b.r.br.ReadByte()
+	} else if err == nil && b.strict {
+		return perr(400, "missing CRLF after chunk data")
+	}
+	if err != nil {
+		return eofAsUnexpected(err)
+	}
+	if c != '\n' {
+		return perr(b.badStatus(), "missing CRLF after chunk data")
+	}
+	return nil
+}
+
+// readChunkSize parses "chunk-size [ chunk-ext ] CRLF". The size is 1 to 15
+// hex digits; extensions are allowed but ignored, and may not hold controls.
+func (b *Body) readChunkSize() (int64, error) {
+	line, err := b.r.br.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return 0, perr(b.badStatus(), "chunk size line too long")
+		}
+		return 0, eofAsUnexpected(err)
+	}
+	line = line[:len(line)-1]
+	if len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	} else if b.strict {
+		return 0, perr(400, "bare LF after chunk size")
+	}
+	var size int64
+	i := 0
+	for ; i < len(line); i++ {
+		v := unhex(line[i])
+		if v < 0 {
+			break
+		}
+		if i == 15 {
+			return 0, perr(b.badStatus(), "chunk size too large")
+		}
+		size = size<<4 | int64(v)
+	}
+	if i == 0 {
+		return 0, perr(b.badStatus(), "invalid chunk size")
+	}
+	rest := line[i:]
+	for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
+		rest = rest[1:]
+	}
+	// Whitespace is only allowed before an extension (BWS ";"), never alone.
+	if len(rest) > 0 && rest[0] != ';' || len(rest) == 0 && i < len(line) {
+		return 0, perr(b.badStatus(), "invalid chunk size")
+	}
+	for _, c := range rest {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return 0, perr(b.badStatus(), "invalid character in chunk extension")
+		}
+	}
+	return size, nil
+}
+
+func (b *Body) readTrailer() error {
+	r := b.r
+	if err := r.readLines(b.strict, b.badStatus(), false); err != nil {
+		return eofAsUnexpected(err)
+	}
+	if len(r.lines) == 0 {
+		return nil
+	}
+	if b.trailer == nil {
+		b.trailer = make(http.Header, len(r.lines))
+	}
+	return r.parseLines(string(r.head), r.lines, b.trailer, b.badStatus())
+}
+
+func (b *Body) badStatus() int {
+	if b.strict {
+		return 400
+	}
+	return 502
+}
+
+func eofAsUnexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return ErrUnexpectedEOF
+	}
+	return err
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c - 'a' + 10)
+	case 'A' <= c && c <= 'F':
+		return int(c - 'A' + 10)
+	}
+	return -1
+}

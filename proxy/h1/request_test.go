@@ -1,0 +1,265 @@
+package h1
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+func readReq(t testing.TB, raw string) (*Request, *Reader, error) {
+	t.Helper()
+	r := NewReader(bufio.NewReaderSize(strings.NewReader(raw), 4096), Limits{MaxHeaderBytes: 8192})
+	var req Request
+	err := r.ReadRequest(&req)
+	return &req, r, err
+}
+
+func TestReadRequestValid(t *testing.T) {
+	t.Parallel()
+	req, _, err := readReq(t, "GET /a/b?x=1 HTTP/1.1\r\nHost: example.com\r\nX-A: 1\r\nx-a:  2 \r\nConnection: keep-alive\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Method != "GET" || req.Path != "/a/b" || req.RawQuery != "x=1" || req.Host != "example.com" || req.Minor != 1 {
+		t.Fatalf("bad parse: %+v", req)
+	}
+	if got := req.Header["X-A"]; len(got) != 2 || got[0] != "1" || got[1] != "2" {
+		t.Fatalf("X-A = %q", got)
+	}
+	if req.Close || req.Chunked || req.ContentLength != 0 {
+		t.Fatalf("framing: %+v", req)
+	}
+}
+
+func TestReadRequestForms(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, raw, host, path, query string
+		close                        bool
+	}{
+		{"absolute form overrides Host", "GET http://a.example/p?q HTTP/1.1\r\nHost: b.example\r\n\r\n", "a.example", "/p", "q", false},
+		{"absolute form no path", "GET https://a.example HTTP/1.1\r\nHost: a.example\r\n\r\n", "a.example", "/", "", false},
+		{"http/1.0 closes", "GET / HTTP/1.0\r\n\r\n", "", "/", "", true},
+		{"http/1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", "", "/", "", false},
+		{"leading empty line", "\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", "h", "/", "", false},
+		{"options star", "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", "h", "*", "", false},
+		{"close", "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", "h", "/", "", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			req, _, err := readReq(t, tc.raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if req.Host != tc.host || req.Path != tc.path || req.RawQuery != tc.query || req.Close != tc.close {
+				t.Fatalf("got host=%q path=%q query=%q close=%v", req.Host, req.Path, req.RawQuery, req.Close)
+			}
+		})
+	}
+}
+
+// TestReadRequestRefused covers the request-smuggling and malformed-head
+// cases the proxy must refuse before anything reaches an upstream.
+func TestReadRequestRefused(t *testing.T) {
+	t.Parallel()
+	const h = "Host: x\r\n"
+	cases := []struct {
+		name, raw string
+		status    int
+	}{
+		{"CL and TE", "POST / HTTP/1.1\r\n" + h + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+		{"TE and CL", "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", 400},
+		{"duplicate CL same", "POST / HTTP/1.1\r\n" + h + "Content-Length: 5\r\nContent-Length: 5\r\n\r\n", 400},
+		{"duplicate CL differ", "POST / HTTP/1.1\r\n" + h + "Content-Length: 5\r\nContent-Length: 6\r\n\r\n", 400},
+		{"CL list", "POST / HTTP/1.1\r\n" + h + "Content-Length: 5, 5\r\n\r\n", 400},
+		{"CL sign", "POST / HTTP/1.1\r\n" + h + "Content-Length: +5\r\n\r\n", 400},
+		{"CL negative", "POST / HTTP/1.1\r\n" + h + "Content-Length: -1\r\n\r\n", 400},
+		{"CL hex", "POST / HTTP/1.1\r\n" + h + "Content-Length: 0x10\r\n\r\n", 400},
+		{"CL empty", "POST / HTTP/1.1\r\n" + h + "Content-Length:\r\n\r\n", 400},
+		{"CL overflow", "POST / HTTP/1.1\r\n" + h + "Content-Length: 99999999999999999999\r\n\r\n", 400},
+		{"TE obfuscated", "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding: xchunked\r\n\r\n", 501},
+		{"TE chunked twice", "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+		{"TE list", "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding: gzip, chunked\r\n\r\n", 400},
+		{"TE in 1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+		{"bare LF in header", "GET / HTTP/1.1\r\n" + h + "X-A: 1\nX-B: 2\r\n\r\n", 400},
+		{"bare LF request line", "GET / HTTP/1.1\n" + h + "\r\n", 400},
+		{"bare LF end", "GET / HTTP/1.1\r\n" + h + "\n", 400},
+		{"NUL in value", "GET / HTTP/1.1\r\n" + h + "X-A: a\x00b\r\n\r\n", 400},
+		{"CR in value", "GET / HTTP/1.1\r\n" + h + "X-A: a\rb\r\n\r\n", 400},
+		{"obs-fold", "GET / HTTP/1.1\r\n" + h + "X-A: a\r\n b\r\n\r\n", 400},
+		{"space before colon", "GET / HTTP/1.1\r\n" + h + "Content-Length : 5\r\n\r\n", 400},
+		{"tab before colon", "GET / HTTP/1.1\r\n" + h + "Transfer-Encoding\t: chunked\r\n\r\n", 400},
+		{"no colon", "GET / HTTP/1.1\r\n" + h + "junk\r\n\r\n", 400},
+		{"empty name", "GET / HTTP/1.1\r\n" + h + ": v\r\n\r\n", 400},
+		{"missing host", "GET / HTTP/1.1\r\n\r\n", 400},
+		{"duplicate host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+		{"bad host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+		{"bad method", "G(T / HTTP/1.1\r\n" + h + "\r\n", 400},
+		{"double space", "GET  / HTTP/1.1\r\n" + h + "\r\n", 400},
+		{"relative target", "GET a/b HTTP/1.1\r\n" + h + "\r\n", 400},
+		{"http/2.0 line", "GET / HTTP/2.0\r\n" + h + "\r\n", 505},
+		{"garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400},
+		{"unknown expect", "GET / HTTP/1.1\r\n" + h + "Expect: teapot\r\n\r\n", 417},
+		{"header too large", "GET / HTTP/1.1\r\n" + h + "X-Big: " + strings.Repeat("a", 9000) + "\r\n\r\n", 431},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, _, err := readReq(t, tc.raw)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if got := StatusOf(err); got != tc.status {
+				t.Fatalf("status %d, want %d (%v)", got, tc.status, err)
+			}
+		})
+	}
+}
+
+func TestTooManyHeaders(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("GET / HTTP/1.1\r\nHost: x\r\n")
+	for i := range 200 {
+		fmt.Fprintf(&b, "X-%d: v\r\n", i)
+	}
+	b.WriteString("\r\n")
+	_, _, err := readReq(t, b.String())
+	if StatusOf(err) != 431 {
+		t.Fatalf("got %v, want 431", err)
+	}
+}
+
+func TestKeepAliveReuse(t *testing.T) {
+	t.Parallel()
+	raw := "POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nX-One: 1\r\n\r\nabc" +
+		"POST /2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ndef\r\n0\r\nX-T: t\r\n\r\n" +
+		"GET /3 HTTP/1.1\r\nHost: x\r\n\r\n"
+	r := NewReader(bufio.NewReader(strings.NewReader(raw)), Limits{})
+	b := NewBody(r)
+	var req Request
+	want := []struct{ path, body, trailer string }{{"/1", "abc", ""}, {"/2", "def", "t"}, {"/3", "", ""}}
+	for _, w := range want {
+		if err := r.ReadRequest(&req); err != nil {
+			t.Fatal(err)
+		}
+		if req.Path != w.path {
+			t.Fatalf("path %q want %q", req.Path, w.path)
+		}
+		if w.path != "/1" && req.Header.Get("X-One") != "" {
+			t.Fatal("header from previous request leaked")
+		}
+		b.ResetRequest(&req, 0)
+		got, err := io.ReadAll(b)
+		if err != nil || string(got) != w.body {
+			t.Fatalf("body %q, %v; want %q", got, err, w.body)
+		}
+		if tr := b.Trailer().Get("X-T"); tr != w.trailer {
+			t.Fatalf("trailer %q want %q", tr, w.trailer)
+		}
+	}
+	if err := r.ReadRequest(&req); !errors.Is(err, io.EOF) {
+		t.Fatalf("after last request: %v, want io.EOF", err)
+	}
+}
+
+func TestChunkedRefused(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ name, body string }{
+		{"non hex", "g\r\nabc\r\n0\r\n\r\n"},
+		{"empty size", "\r\nabc\r\n0\r\n\r\n"},
+		{"overflow", "ffffffffffffffffff\r\nabc\r\n0\r\n\r\n"},
+		{"sign", "+3\r\nabc\r\n0\r\n\r\n"},
+		{"0x prefix", "0x3\r\nabc\r\n0\r\n\r\n"},
+		{"trailing space", "3 \r\nabc\r\n0\r\n\r\n"},
+		{"bare LF size", "3\nabc\r\n0\r\n\r\n"},
+		{"missing CRLF after data", "3\r\nabcd\r\n0\r\n\r\n"},
+		{"bare LF after data", "3\r\nabc\n0\r\n\r\n"},
+		{"control in ext", "3;a=\x01\r\nabc\r\n0\r\n\r\n"},
+		{"truncated", "5\r\nab"},
+		{"bad trailer", "3\r\nabc\r\n0\r\nX-T : v\r\n\r\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			raw := "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + tc.body
+			req, r, err := readReq(t, raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := NewBody(r)
+			b.ResetRequest(req, 0)
+			if _, err := io.ReadAll(b); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+func TestChunkedExtensionAndLimit(t *testing.T) {
+	t.Parallel()
+	raw := "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n3;name=v\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
+	req, r, err := readReq(t, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := NewBody(r)
+	b.ResetRequest(req, 0)
+	got, err := io.ReadAll(b)
+	if err != nil || string(got) != "abcdefg" {
+		t.Fatalf("got %q %v", got, err)
+	}
+	req, r, _ = readReq(t, raw)
+	b = NewBody(r)
+	b.ResetRequest(req, 5)
+	if _, err := io.ReadAll(b); !errors.Is(err, ErrBodyTooLarge) || StatusOf(err) != 413 {
+		t.Fatalf("limit: %v", err)
+	}
+}
+
+func FuzzReadRequest(f *testing.F) {
+	f.Add("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	f.Add("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nA: b\r\n\r\n")
+	f.Add("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+	f.Fuzz(func(t *testing.T, raw string) {
+		r := NewReader(bufio.NewReaderSize(strings.NewReader(raw), 64), Limits{MaxHeaderBytes: 4096})
+		b := NewBody(r)
+		var req Request
+		for range 4 {
+			if err := r.ReadRequest(&req); err != nil {
+				if s := StatusOf(err); s < 400 || s > 505 {
+					t.Fatalf("status %d", s)
+				}
+				return
+			}
+			if req.Chunked && req.Header.Get("Content-Length") != "" {
+				t.Fatal("accepted CL with chunked")
+			}
+			b.ResetRequest(&req, 1<<20)
+			if _, err := io.Copy(io.Discard, b); err != nil {
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkReadRequest(b *testing.B) {
+	raw := "GET /index.html?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: bench/1.0\r\nAccept: */*\r\nAccept-Encoding: gzip\r\nConnection: keep-alive\r\nX-Request-Id: 1234567890\r\n\r\n"
+	src := strings.NewReader(raw)
+	br := bufio.NewReader(src)
+	r := NewReader(br, Limits{})
+	var req Request
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		src.Reset(raw)
+		br.Reset(src)
+		if err := r.ReadRequest(&req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,101 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestReadResponse(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, raw, method string
+		status            int
+		body              string
+		close             bool
+		trailer           string
+	}{
+		{"length", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", "GET", 200, "hi", false, ""},
+		{"chunked trailer", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nGrpc-Status: 0\r\n\r\n", "GET", 200, "hi", false, "0"},
+		{"until close", "HTTP/1.1 200 OK\r\n\r\nhello", "GET", 200, "hello", true, ""},
+		{"head", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", "HEAD", 200, "", false, ""},
+		{"204", "HTTP/1.1 204 No Content\r\n\r\n", "GET", 204, "", false, ""},
+		{"304", "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", "GET", 304, "", false, ""},
+		{"1.0", "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx", "GET", 200, "x", true, ""},
+		{"bare LF tolerated", "HTTP/1.1 200 OK\nContent-Length: 1\n\nx", "GET", 200, "x", false, ""},
+		{"CL and TE", "HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", "GET", 200, "x", true, ""},
+		{"dup equal CL", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", "GET", 200, "x", false, ""},
+		{"no reason", "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", "GET", 200, "", false, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := NewReader(bufio.NewReader(strings.NewReader(tc.raw)), Limits{})
+			var resp Response
+			if err := r.ReadResponse(&resp, tc.method); err != nil {
+				t.Fatal(err)
+			}
+			b := NewBody(r)
+			b.ResetResponse(&resp)
+			got, err := io.ReadAll(b)
+			if err != nil || string(got) != tc.body || resp.Status != tc.status || resp.Close != tc.close {
+				t.Fatalf("status %d body %q close %v err %v", resp.Status, got, resp.Close, err)
+			}
+			if tr := b.Trailer().Get("Grpc-Status"); tr != tc.trailer {
+				t.Fatalf("trailer %q", tr)
+			}
+		})
+	}
+}
+
+func TestReadResponseRefused(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+		"HTTP/1.1 2x0 OK\r\n\r\n",
+		"HTTP/2 200\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+		"garbage\r\n\r\n",
+	} {
+		r := NewReader(bufio.NewReader(strings.NewReader(raw)), Limits{})
+		var resp Response
+		err := r.ReadResponse(&resp, "GET")
+		if err == nil || StatusOf(err) != 502 {
+			t.Errorf("%q: %v, want status 502", raw, err)
+		}
+	}
+}
+
+func TestWriters(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	w := bufio.NewWriter(&buf)
+	WriteRequestHead(w, "POST", "/x", "h", http.Header{"X-A": {"a\r\nInjected: 1"}, "Bad Name": {"v"}, "Host": {"ignored"}, "Transfer-Encoding": {"chunked"}})
+	cw := ChunkWriter{W: w}
+	cw.Write([]byte("hello"))
+	cw.Write(nil)
+	cw.Close(http.Header{"X-T": {"t"}})
+	w.Flush()
+	out := buf.String()
+	if !strings.HasPrefix(out, "POST /x HTTP/1.1\r\nHost: h\r\n") || strings.Contains(out, "\r\nInjected") ||
+		!strings.Contains(out, "X-A: a  Injected: 1\r\n") || strings.Contains(out, "Bad Name") || strings.Count(out, "Host:") != 1 ||
+		!strings.HasSuffix(out, "\r\n\r\n5\r\nhello\r\n0\r\nX-T: t\r\n\r\n") {
+		t.Fatalf("unexpected output %q", out)
+	}
+	r := NewReader(bufio.NewReader(&buf), Limits{})
+	var req Request
+	if err := r.ReadRequest(&req); err != nil {
+		t.Fatal(err)
+	}
+	b := NewBody(r)
+	b.ResetRequest(&req, 0)
+	got, _ := io.ReadAll(b)
+	if string(got) != "hello" || b.Trailer().Get("X-T") != "t" {
+		t.Fatalf("round trip: %q %v", got, b.Trailer())
+	}
+}

@@ -1,0 +1,106 @@
+package h1
+
+import (
+	"bufio"
+	"net/http"
+	"strconv"
+)
+
+// WriteRequestHead writes a request line, a Host field and the fields of h
+// (except Host) followed by the empty line. Fields with invalid names are
+// skipped and CR, LF or NUL inside values become spaces, so a hook can never
+// split the message it writes.
+func WriteRequestHead(w *bufio.Writer, method, target, host string, h http.Header) {
+	w.WriteString(method)
+	w.WriteByte(' ')
+	w.WriteString(target)
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	writeValue(w, host)
+	w.WriteString("\r\n")
+	writeFields(w, h, "Host")
+	w.WriteString("\r\n")
+}
+
+// WriteResponseHead writes a status line for HTTP/1.minor and the fields of h.
+func WriteResponseHead(w *bufio.Writer, minor, status int, h http.Header) {
+	if minor == 0 {
+		w.WriteString("HTTP/1.0 ")
+	} else {
+		w.WriteString("HTTP/1.1 ")
+	}
+	var tmp [8]byte
+	w.Write(strconv.AppendInt(tmp[:0], int64(status), 10))
+	w.WriteByte(' ')
+	w.WriteString(http.StatusText(status))
+	w.WriteString("\r\n")
+	writeFields(w, h, "")
+	w.WriteString("\r\n")
+}
+
+func writeFields(w *bufio.Writer, h http.Header, skip string) {
+	for k, vs := range h {
+		if k == skip || !isToken(k) {
+			continue
+		}
+		for _, v := range vs {
+			w.WriteString(k)
+			w.WriteString(": ")
+			writeValue(w, v)
+			w.WriteString("\r\n")
+		}
+	}
+}
+
+func writeValue(w *bufio.Writer, v string) {
+	clean := true
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		w.WriteString(v)
+		return
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\r' || c == '\n' || c == 0 {
+			c = ' '
+		}
+		w.WriteByte(c)
+	}
+}
+
+// ChunkWriter writes a chunked body. The zero value is not usable; set W.
+type ChunkWriter struct {
+	W *bufio.Writer
+}
+
+// Write writes p as one chunk; an empty p writes nothing (a zero-size chunk
+// would end the body).
+func (c ChunkWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var tmp [18]byte
+	b := strconv.AppendUint(tmp[:0], uint64(len(p)), 16)
+	b = append(b, '\r', '\n')
+	if _, err := c.W.Write(b); err != nil {
+		return 0, err
+	}
+	n, err := c.W.Write(p)
+	if err != nil {
+		return n, err
+	}
+	_, err = c.W.WriteString("\r\n")
+	return n, err
+}
+
+// Close writes the last chunk and the trailer fields, if any.
+func (c ChunkWriter) Close(trailer http.Header) error {
+	c.W.WriteString("0\r\n")
+	writeFields(c.W, trailer, "")
+	_, err := c.W.WriteString("\r\n")
+	return err
+}

@@ -1,0 +1,175 @@
+package route
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+)
+
+// Rule sends requests for Host and PathPrefix to Target.
+type Rule[T any] struct {
+	// Host is an exact name ("api.example.com"), a wildcard
+	// ("*.example.com": any name below example.com) or "*" / "" for any host.
+	Host string
+	// PathPrefix is the path prefix to match; "" means "/".
+	PathPrefix string
+	// Target is what the caller routes to (an upstream group).
+	Target T
+}
+
+// Table is an immutable routing table.
+type Table[T any] struct {
+	exact    map[string]*hostRules[T]
+	wildcard map[string]*hostRules[T] // key: ".example.com"
+	any      *hostRules[T]
+	size     int
+}
+
+type hostRules[T any] struct {
+	rules []*Rule[T] // longest prefix first
+}
+
+// New builds a table. It refuses invalid host patterns and two rules with
+// the same host and path prefix.
+func New[T any](rules []Rule[T]) (*Table[T], error) {
+	t := &Table[T]{exact: map[string]*hostRules[T]{}, wildcard: map[string]*hostRules[T]{}}
+	seen := map[[2]string]int{}
+	for i := range rules {
+		r := rules[i]
+		host, err := normalizePattern(r.Host)
+		if err != nil {
+			return nil, fmt.Errorf("route: rule %d: %w", i, err)
+		}
+		if r.PathPrefix == "" {
+			r.PathPrefix = "/"
+		}
+		if r.PathPrefix[0] != '/' {
+			return nil, fmt.Errorf("route: rule %d: path prefix %q must start with /", i, r.PathPrefix)
+		}
+		r.Host = host
+		k := [2]string{host, r.PathPrefix}
+		if j, dup := seen[k]; dup {
+			return nil, fmt.Errorf("route: rule %d duplicates rule %d (host %q, path prefix %q)", i, j, host, r.PathPrefix)
+		}
+		seen[k] = i
+		t.bucket(host).rules = append(t.bucket(host).rules, &r)
+		t.size++
+	}
+	for _, hr := range t.all() {
+		sort.SliceStable(hr.rules, func(a, b int) bool { return len(hr.rules[a].PathPrefix) > len(hr.rules[b].PathPrefix) })
+	}
+	return t, nil
+}
+
+func (t *Table[T]) bucket(host string) *hostRules[T] {
+	m, key := t.exact, host
+	switch {
+	case host == "*":
+		if t.any == nil {
+			t.any = &hostRules[T]{}
+		}
+		return t.any
+	case strings.HasPrefix(host, "*."):
+		m, key = t.wildcard, host[1:]
+	}
+	hr := m[key]
+	if hr == nil {
+		hr = &hostRules[T]{}
+		m[key] = hr
+	}
+	return hr
+}
+
+func (t *Table[T]) all() []*hostRules[T] {
+	var out []*hostRules[T]
+	for _, hr := range t.exact {
+		out = append(out, hr)
+	}
+	for _, hr := range t.wildcard {
+		out = append(out, hr)
+	}
+	if t.any != nil {
+		out = append(out, t.any)
+	}
+	return out
+}
+
+// Len returns the number of rules.
+func (t *Table[T]) Len() int { return t.size }
+
+func normalizePattern(h string) (string, error) {
+	if strings.HasSuffix(h, "*.") {
+		return "", fmt.Errorf("invalid host pattern %q (want a name, *.name or *)", h)
+	}
+	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	if h == "" || h == "*" {
+		return "*", nil
+	}
+	name := strings.TrimPrefix(h, "*.")
+	if name == "" || strings.ContainsAny(name, "*/ :@") || strings.Contains(name, "..") {
+		return "", fmt.Errorf("invalid host pattern %q (want a name, *.name or *)", h)
+	}
+	return h, nil
+}
+
+// Match returns the rule for host (a Host header value, port allowed) and
+// path (the request path without query), or false when none matches.
+func (t *Table[T]) Match(host, p string) (*Rule[T], bool) {
+	hr := t.hostRules(NormalizeHost(host))
+	if hr == nil {
+		return nil, false
+	}
+	p = CleanPath(p)
+	for _, r := range hr.rules {
+		if strings.HasPrefix(p, r.PathPrefix) {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+func (t *Table[T]) hostRules(host string) *hostRules[T] {
+	if hr := t.exact[host]; hr != nil {
+		return hr
+	}
+	for i := 0; i < len(host); i++ {
+		if host[i] == '.' {
+			if hr := t.wildcard[host[i:]]; hr != nil {
+				return hr
+			}
+		}
+	}
+	return t.any
+}
+
+// NormalizeHost lower-cases host and strips a port and a trailing dot. It
+// allocates only when host has upper-case letters.
+func NormalizeHost(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		host = host[:i]
+	}
+	host = strings.TrimSuffix(host, ".")
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(host)
+		}
+	}
+	return host
+}
+
+// CleanPath removes dot segments and merges slashes; a path that needs
+// neither is returned as is, without allocating.
+func CleanPath(p string) string {
+	if p == "" || p[0] != '/' {
+		return "/"
+	}
+	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
+		return p
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}

@@ -1,0 +1,92 @@
+package route
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestMatch(t *testing.T) {
+	t.Parallel()
+	tbl, err := New([]Rule[string]{
+		{Host: "api.example.com", PathPrefix: "/", Target: "api-root"},
+		{Host: "api.example.com", PathPrefix: "/v2/", Target: "api-v2"},
+		{Host: "*.example.com", PathPrefix: "/", Target: "wild"},
+		{Host: "*.b.example.com", PathPrefix: "/", Target: "wild-b"},
+		{Host: "*", PathPrefix: "/static", Target: "static"},
+		{Host: "", PathPrefix: "/admin", Target: "admin"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ host, path, want string }{
+		{"api.example.com", "/x", "api-root"},
+		{"API.Example.com:8080", "/v2/users", "api-v2"},
+		{"api.example.com.", "/v2/users", "api-v2"},
+		{"api.example.com", "/v2", "api-root"},
+		{"x.example.com", "/", "wild"},
+		{"y.x.example.com", "/", "wild"},
+		{"c.b.example.com", "/", "wild-b"},
+		{"example.com", "/static/a.css", "static"},
+		{"other", "/static/a.css", "static"},
+		{"other", "/public/../admin/x", "admin"},
+		{"other", "//admin", "admin"},
+		{"other", "/nothing", ""},
+		{"[::1]:80", "/static", "static"},
+	}
+	for _, tc := range cases {
+		r, ok := tbl.Match(tc.host, tc.path)
+		got := ""
+		if ok {
+			got = r.Target
+		}
+		if got != tc.want {
+			t.Errorf("Match(%q, %q) = %q, want %q", tc.host, tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestNewRefuses(t *testing.T) {
+	t.Parallel()
+	for _, rules := range [][]Rule[int]{
+		{{Host: "a", PathPrefix: "/"}, {Host: "A", PathPrefix: "/"}},
+		{{Host: "a*b"}},
+		{{Host: "a", PathPrefix: "x"}},
+		{{Host: "*."}},
+		{{Host: "a b"}},
+	} {
+		if _, err := New(rules); err == nil {
+			t.Errorf("New(%v) accepted", rules)
+		}
+	}
+}
+
+func TestMatchAllocs(t *testing.T) {
+	tbl, _ := New([]Rule[int]{{Host: "a.example.com", PathPrefix: "/api"}, {Host: "*.example.com"}})
+	if n := testing.AllocsPerRun(100, func() { tbl.Match("b.example.com:443", "/api/x") }); n != 0 {
+		t.Fatalf("Match allocates %v times", n)
+	}
+}
+
+func BenchmarkMatch(b *testing.B) {
+	var rules []Rule[int]
+	for i := range 50 {
+		rules = append(rules, Rule[int]{Host: fmt.Sprintf("h%d.example.com", i), PathPrefix: "/"},
+			Rule[int]{Host: fmt.Sprintf("h%d.example.com", i), PathPrefix: fmt.Sprintf("/api/v%d/", i)})
+	}
+	rules = append(rules, Rule[int]{Host: "*.example.com"})
+	tbl, _ := New(rules)
+	b.ReportAllocs()
+	for b.Loop() {
+		tbl.Match("h25.example.com", "/api/v25/users/1")
+	}
+}
+
+func ExampleTable() {
+	tbl, _ := New([]Rule[string]{
+		{Host: "*.example.com", PathPrefix: "/", Target: "web"},
+		{Host: "*.example.com", PathPrefix: "/api/", Target: "api"},
+	})
+	r, _ := tbl.Match("www.example.com", "/api/users")
+	fmt.Println(r.Target)
+	// Output: api
+}
