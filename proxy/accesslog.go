@@ -1,0 +1,46 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// observe records a finished request in metrics and the access log.
+func (s *Server[C]) observe(sess *Session, err error) {
+	if sess.body != nil {
+		sess.BytesIn = sess.body.n
+	}
+	total := time.Since(sess.Start)
+	s.metrics.requests.WithLabelValues(sess.Route, methodLabel(sess.Req.Method), codeClass(sess.Status)).Inc()
+	s.metrics.duration.WithLabelValues(sess.Route).Observe(total.Seconds())
+	if s.cfg.AccessLog == nil {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 16)
+	attrs = append(attrs,
+		slog.String("method", sess.Req.Method),
+		slog.String("host", sess.Req.Host),
+		slog.String("path", sess.Req.Path()),
+		slog.Int("status", sess.Status),
+		slog.Int64("bytes_in", sess.BytesIn),
+		slog.Int64("bytes_out", sess.BytesOut),
+		slog.String("client", sess.ClientIP),
+		slog.String("listener", sess.Listener),
+		slog.String("route", sess.Route),
+		slog.Int("retries", sess.Retries),
+		slog.Duration("total", total),
+	)
+	if sess.Peer != nil {
+		attrs = append(attrs,
+			slog.String("upstream", sess.Peer.Addr),
+			slog.Bool("conn_reused", sess.ConnReused),
+			slog.Duration("connect", sess.ConnectTime),
+			slog.Duration("ttfb", sess.UpstreamTTFB),
+		)
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	s.cfg.AccessLog.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+}

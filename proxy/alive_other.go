@@ -1,0 +1,9 @@
+//go:build !unix
+
+package proxy
+
+import "syscall"
+
+// peekAlive cannot check without blocking here; a stale connection is
+// caught by the retry on a reused connection instead.
+func peekAlive(rc syscall.RawConn) bool { return true }

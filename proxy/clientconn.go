@@ -1,0 +1,142 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// clientConn is one accepted client connection.
+type clientConn struct {
+	nc       net.Conn // the connection as served: a *tls.Conn after the handshake
+	raw      net.Conn
+	lc       ListenerConfig
+	clientIP string
+	tls      *tls.ConnectionState
+	br       *bufio.Reader
+	bw       *bufio.Writer
+
+	// state is one of the conn* constants.
+	state    atomic.Int32
+	drainMu  sync.Mutex
+	drainAt  time.Time // zero until shutdown starts
+	draining atomic.Bool
+}
+
+const (
+	connNew    int32 = iota // handshake, protocol not chosen yet
+	connIdle                // HTTP/1.1, waiting for the next request
+	connActive              // HTTP/1.1, serving a request
+	connH2                  // handed to the HTTP/2 server, which drains by GOAWAY
+)
+
+const (
+	readBufSize  = 16 << 10
+	writeBufSize = 16 << 10
+)
+
+func (s *Server[C]) newClientConn(nc net.Conn, lc ListenerConfig) *clientConn {
+	ip := nc.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(ip); err == nil {
+		ip = host
+	}
+	return &clientConn{nc: nc, raw: nc, lc: lc, clientIP: ip}
+}
+
+// handshake runs the TLS handshake (if the listener terminates TLS) and
+// chooses the protocol: "h2" by ALPN or by the HTTP/2 preface on an h2c
+// listener, else "http/1.1".
+func (c *clientConn) handshake(timeout time.Duration) (string, error) {
+	if c.lc.TLS != nil {
+		tc := tls.Server(c.raw, c.lc.TLS.serverConfig(!c.lc.DisableH2))
+		c.raw.SetDeadline(time.Now().Add(timeout))
+		if err := tc.Handshake(); err != nil {
+			return "", fmt.Errorf("tls handshake: %w", err)
+		}
+		c.raw.SetDeadline(time.Time{})
+		st := tc.ConnectionState()
+		c.nc, c.tls = tc, &st
+		if st.NegotiatedProtocol == "h2" {
+			return "h2", nil
+		}
+	}
+	c.br = bufio.NewReaderSize(c.nc, readBufSize)
+	c.bw = bufio.NewWriterSize(c.nc, writeBufSize)
+	if c.lc.TLS == nil && c.lc.H2C {
+		c.nc.SetReadDeadline(time.Now().Add(timeout))
+		isH2, err := sniffPreface(c.br)
+		c.nc.SetReadDeadline(time.Time{})
+		if err != nil {
+			return "", err
+		}
+		if isH2 {
+			return "h2", nil
+		}
+	}
+	return "http/1.1", nil
+}
+
+var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+
+// sniffPreface reports whether the connection starts with the HTTP/2 client
+// preface. It reads only as much as needed to tell: an HTTP/1.1 request
+// differs from the preface within its first bytes, so a short HTTP/1.0
+// request is never waited on.
+func sniffPreface(br *bufio.Reader) (bool, error) {
+	n := 1
+	for {
+		b, err := br.Peek(n)
+		if err != nil {
+			return false, err
+		}
+		if !bytes.Equal(b, h2Preface[:n]) {
+			return false, nil
+		}
+		if n == len(h2Preface) {
+			return true, nil
+		}
+		n = min(len(h2Preface), max(n+1, br.Buffered()))
+	}
+}
+
+// drainDeadline returns when an idle connection must close, or zero.
+func (c *clientConn) drainDeadline() time.Time {
+	if !c.draining.Load() {
+		return time.Time{}
+	}
+	c.drainMu.Lock()
+	defer c.drainMu.Unlock()
+	return c.drainAt
+}
+
+// startDrain asks the connection to finish: an idle HTTP/1.1 connection
+// closes by at; an active one closes after its response.
+func (c *clientConn) startDrain(at time.Time) {
+	c.drainMu.Lock()
+	c.drainAt = at
+	c.drainMu.Unlock()
+	c.draining.Store(true)
+	if c.state.Load() == connIdle {
+		c.raw.SetReadDeadline(at) // under TLS too: the deadline lives on the socket
+	}
+}
+
+// prefixConn replays bytes already read into a bufio.Reader before reading
+// the connection itself: the HTTP/2 server must see the preface we sniffed.
+type prefixConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if p.r != nil && p.r.Buffered() > 0 {
+		return p.r.Read(b)
+	}
+	p.r = nil
+	return p.Conn.Read(b)
+}

@@ -1,0 +1,68 @@
+// Package proxy is a programmable HTTP proxy in the spirit of Cloudflare
+// Pingora: it serves HTTP/1.1 and HTTP/2 (TLS with ALPN, and h2c with prior
+// knowledge on the same port as HTTP/1.1), terminates TLS with certificates
+// chosen by SNI, and forwards each request to an upstream peer over pooled
+// HTTP/1.1 connections or multiplexed HTTP/2 ones, running the request
+// through phases a user implements.
+//
+// It imports none of the cluster packages (membership, consensus,
+// sharedcache, ratelimit, node): a Go program can embed it alone. See
+// Example for a complete gateway in about thirty lines.
+//
+// # Phases
+//
+// A user writes an App (NewCtx and UpstreamPeer) and, optionally, any of the
+// one-method phase interfaces; New finds them once. A request goes:
+//
+//	request head read (HTTP/1.1 parsed strictly; smuggling shapes get 400)
+//	  │
+//	  ▼
+//	EarlyRequestFilter ──► RequestFilter ──(handled: s.Respond)──────────┐
+//	  │                                                                  │
+//	  ▼                                                                  │
+//	UpstreamPeer ◄──────────────── retry (FailToConnect /                │
+//	  │                             ErrorWhileProxy set Retry, budget,    │
+//	  ▼                             nothing sent to the client yet)      │
+//	UpstreamRequestFilter ──► connect, send ──► response head            │
+//	  │                                                                  │
+//	  ▼                                                                  │
+//	UpstreamResponseFilter ──► ResponseFilter ◄──────────────────────────┘
+//	  │
+//	  ▼
+//	ResponseBodyFilter (per chunk, streaming) ──► trailers
+//	  │
+//	  ▼
+//	Logging (exactly once; also after FailToProxy wrote the error page)
+//
+// Each phase's documentation says when it runs, what it may change and what
+// its absence means. The per-request context C comes from App.NewCtx and is
+// passed to every phase.
+//
+// # HTTP semantics
+//
+// Hop-by-hop fields (Connection and the fields it names, Keep-Alive, TE
+// except "trailers", Transfer-Encoding, Upgrade unless upgrading, Proxy-*)
+// are removed both ways; X-Forwarded-For, -Proto and -Host are appended;
+// Via is added when Config.Via is set. Bodies stream in both directions
+// with bounded memory (32 KiB buffers; at most 64 KiB of a request body is
+// kept for a replay), trailers pass through, and versions translate both
+// ways (HTTP/1.1 chunked trailers to HTTP/2 trailers and back). Failures
+// answer 502 (upstream failed), 504 (upstream timed out), 503 (no healthy
+// peer) with a short plain-text body that names no upstream.
+//
+// # Timeouts and limits
+//
+// Every timeout has a bounded default (Config, UpstreamTimeouts): upstream
+// connect 5s, TLS handshake 10s, response header 60s, read and write idle
+// 60s; downstream request head 10s (slowloris), keep-alive idle 60s, body
+// read and write idle 60s. Request heads over 64 KiB get 431, bodies over
+// the route's limit 413, and at most 16384 client connections are served at
+// once.
+//
+// # Routing
+//
+// Router is a ready routing table (host with wildcards, longest path prefix,
+// upstream groups with a load-balancing policy from package lb), swapped
+// atomically: requests in flight keep the table they started with.
+// RouterApp wraps it into an App.
+package proxy

@@ -1,0 +1,302 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/pingora-go/pingora-go/proxy/h1"
+)
+
+// h1Downstream is the client side of HTTP/1.1 requests on one connection;
+// it is reused for every request on it.
+type h1Downstream struct {
+	c      *clientConn
+	cfg    *DownstreamConfig
+	reader *h1.Reader
+	req    h1.Request
+	rh     RequestHeader
+	hb     *h1.Body
+	in     h1BodyReader
+	dl     deadlines
+
+	// response state, reset per request
+	headSent  bool
+	chunked   bool
+	noBody    bool
+	declared  int64 // Content-Length sent, -1 if none
+	written   int64
+	keepAlive bool
+	broken    bool // the connection must close: framing is unknown
+}
+
+// serveH1 is the HTTP/1.1 connection loop.
+// statemachine: idle (waiting for a request's first byte, keep-alive or
+// drain deadline) -> head (header timeout) -> request (phases, body) ->
+// idle again, or closed when either side asks, framing broke, or draining.
+func (s *Server[C]) serveH1(c *clientConn) {
+	d := &h1Downstream{c: c, cfg: &s.cfg.Downstream}
+	d.reader = h1.NewReader(c.br, h1.Limits{MaxHeaderBytes: d.cfg.MaxHeaderBytes, MaxHeaders: d.cfg.MaxHeaders})
+	d.hb = h1.NewBody(d.reader)
+	d.in = h1BodyReader{d: d}
+	sess := &Session{ClientIP: c.clientIP, TLS: c.tls, Listener: c.lc.Name}
+	baseCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := true
+	for {
+		if !d.waitRequest(first) {
+			return
+		}
+		first = false
+		d.dl.setRead(c.nc, time.Now().Add(d.cfg.HeaderTimeout))
+		err := d.reader.ReadRequest(&d.req)
+		if err != nil {
+			s.rejectH1(d, sess, err)
+			return
+		}
+		d.dl.setRead(c.nc, time.Time{})
+		d.startRequest(sess, baseCtx)
+		s.handle(sess)
+		if !d.endRequest() {
+			return
+		}
+	}
+}
+
+// waitRequest waits for the first byte of the next request. It reports
+// false when the connection should close: the client closed it, the idle
+// timeout passed, or the server is draining and the linger passed.
+func (d *h1Downstream) waitRequest(first bool) bool {
+	c := d.c
+	c.state.Store(connIdle)
+	wait := d.cfg.KeepAliveTimeout
+	if first {
+		wait = d.cfg.HeaderTimeout
+	}
+	deadline := time.Now().Add(wait)
+	if dd := c.drainDeadline(); !dd.IsZero() && dd.Before(deadline) {
+		deadline = dd
+	}
+	d.dl.setRead(c.nc, deadline)
+	if dd := c.drainDeadline(); !dd.IsZero() && dd.Before(deadline) {
+		d.dl.setRead(c.nc, dd) // shutdown began while we set the deadline
+	}
+	if _, err := c.br.Peek(1); err != nil {
+		return false
+	}
+	c.state.Store(connActive)
+	return true
+}
+
+// rejectH1 answers a request whose head could not be read, then the
+// connection closes. A client that closed or timed out between requests
+// gets nothing.
+func (s *Server[C]) rejectH1(d *h1Downstream, sess *Session, err error) {
+	if errors.Is(err, io.EOF) {
+		return
+	}
+	code := h1.StatusOf(err)
+	if isTimeout(err) {
+		code = http.StatusRequestTimeout
+	} else if errors.Is(err, h1.ErrUnexpectedEOF) {
+		return
+	}
+	d.req.Minor = 1 // the version may not have been read; answer as HTTP/1.1
+	d.req.Method = ""
+	d.startRequest(sess, context.Background())
+	d.keepAlive = false
+	perr := &Error{Kind: KindInvalidRequest, Source: Downstream, Status: code, Err: err}
+	sess.Start = time.Now()
+	s.writeError(sess, code)
+	s.observe(sess, perr)
+	if p := s.ph.logging; p != nil {
+		p.Logging(sess, s.app.NewCtx(), perr)
+	}
+}
+
+// startRequest resets the per-request state and the Session.
+func (d *h1Downstream) startRequest(sess *Session, ctx context.Context) {
+	r := &d.req
+	d.rh.Method, d.rh.Host, d.rh.Header = r.Method, r.Host, r.Header
+	d.rh.URI = r.Target
+	if r.Target != "" && r.Target[0] != '/' && r.Target != "*" { // absolute-form
+		d.rh.URI = r.Path
+		if r.RawQuery != "" {
+			d.rh.URI += "?" + r.RawQuery
+		}
+	}
+	d.rh.ProtoMajor, d.rh.ProtoMinor = 1, r.Minor
+	if r.Header != nil {
+		delete(r.Header, "Host")
+	}
+	d.headSent, d.chunked, d.noBody, d.broken = false, false, false, false
+	d.declared, d.written = -1, 0
+	d.keepAlive = !r.Close
+	d.in.started = false
+	d.hb.ResetRequest(r, 0)
+	sess.reset(ctx, &d.rh, d)
+}
+
+// endRequest finishes a request: it reports whether the connection can
+// carry another one, draining a small unread request body if needed.
+func (d *h1Downstream) endRequest() bool {
+	c := d.c
+	if c.bw.Buffered() > 0 {
+		if err := c.bw.Flush(); err != nil {
+			return false
+		}
+	}
+	if !d.keepAlive || d.broken || c.draining.Load() {
+		return false
+	}
+	if d.hb.Done() {
+		return true
+	}
+	if d.req.ExpectContinue && !d.in.started {
+		return false // the client waits for 100 Continue and never sent the body
+	}
+	const maxDrain = 256 << 10
+	d.dl.setRead(c.nc, time.Now().Add(d.cfg.ReadIdleTimeout))
+	n, err := io.Copy(io.Discard, io.LimitReader(d.hb, maxDrain))
+	return err == nil && n < maxDrain && d.hb.Done()
+}
+
+func (d *h1Downstream) body(limit int64) (io.Reader, bool) {
+	d.hb.ResetRequest(&d.req, limit)
+	return &d.in, d.hb.HasBody()
+}
+
+func (d *h1Downstream) contentLength() int64 { return d.req.ContentLength }
+
+func (d *h1Downstream) trailer() http.Header { return d.hb.Trailer() }
+
+func (d *h1Downstream) upgrade() string { return d.req.Upgrade }
+
+func (d *h1Downstream) started() bool { return d.headSent }
+
+func (d *h1Downstream) errorCloses(code int) bool {
+	return code == http.StatusBadRequest || code == http.StatusRequestTimeout || code == http.StatusRequestEntityTooLarge ||
+		code == http.StatusRequestHeaderFieldsTooLarge || !d.hb.Done()
+}
+
+// writeHead sends the status line and fields, choosing the body framing:
+// Content-Length when known, else chunked for HTTP/1.1, else read until
+// close.
+func (d *h1Downstream) writeHead(resp *ResponseHeader) error {
+	h := resp.Header
+	st := resp.Status
+	d.noBody = d.req.Method == http.MethodHead || st == http.StatusNoContent || st == http.StatusNotModified || st < 200
+	if v := h["Content-Length"]; len(v) == 1 {
+		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
+			d.declared = n
+		} else {
+			delete(h, "Content-Length")
+		}
+	} else if len(v) > 1 {
+		delete(h, "Content-Length")
+	}
+	if d.c.draining.Load() {
+		d.keepAlive = false
+	}
+	switch {
+	case d.noBody:
+		if st == http.StatusNoContent || st < 200 {
+			delete(h, "Content-Length")
+		}
+	case d.declared >= 0:
+	case d.req.Minor == 1:
+		h["Transfer-Encoding"] = chunkedTE
+		d.chunked = true
+	default:
+		d.keepAlive = false // the body ends when the connection closes
+	}
+	if !d.keepAlive {
+		h["Connection"] = closeConn
+	} else if d.req.Minor == 0 {
+		h["Connection"] = keepAliveConn
+	}
+	d.dl.refreshWrite(d.c.nc, d.cfg.WriteIdleTimeout)
+	h1.WriteResponseHead(d.c.bw, d.req.Minor, st, h)
+	d.headSent = true
+	return nil
+}
+
+var (
+	closeConn     = []string{"close"}
+	keepAliveConn = []string{"keep-alive"}
+)
+
+func (d *h1Downstream) write(p []byte) error {
+	if d.noBody {
+		return nil
+	}
+	d.written += int64(len(p))
+	if d.declared >= 0 && d.written > d.declared {
+		d.broken = true
+		return errors.New("proxy: response body longer than its Content-Length")
+	}
+	d.dl.refreshWrite(d.c.nc, d.cfg.WriteIdleTimeout)
+	var err error
+	if d.chunked {
+		_, err = h1.ChunkWriter{W: d.c.bw}.Write(p)
+	} else {
+		_, err = d.c.bw.Write(p)
+	}
+	if err != nil {
+		d.broken = true
+	}
+	return err
+}
+
+func (d *h1Downstream) flush() error {
+	d.dl.refreshWrite(d.c.nc, d.cfg.WriteIdleTimeout)
+	if err := d.c.bw.Flush(); err != nil {
+		d.broken = true
+		return err
+	}
+	return nil
+}
+
+func (d *h1Downstream) finish(trailer http.Header) error {
+	switch {
+	case d.noBody:
+	case d.chunked:
+		h1.ChunkWriter{W: d.c.bw}.Close(trailer)
+	case d.declared >= 0 && d.written != d.declared:
+		d.broken = true
+		return errors.New("proxy: response body shorter than its Content-Length")
+	}
+	return d.flush()
+}
+
+func (d *h1Downstream) abort() {
+	d.broken = true
+	d.keepAlive = false
+	d.c.bw.Flush()
+}
+
+// h1BodyReader reads the request body for the engine: it sends
+// "100 Continue" before the first read when the client asked for it, and
+// applies the read idle timeout.
+type h1BodyReader struct {
+	d       *h1Downstream
+	started bool
+}
+
+func (r *h1BodyReader) Read(p []byte) (int, error) {
+	d := r.d
+	if !r.started {
+		r.started = true
+		if d.req.ExpectContinue && !d.headSent {
+			d.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if err := d.c.bw.Flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	d.dl.refreshRead(d.c.nc, d.cfg.ReadIdleTimeout)
+	return d.hb.Read(p)
+}

@@ -1,0 +1,336 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// exchange is an upstream response being read, over HTTP/1.1 or HTTP/2.
+type exchange interface {
+	read(p []byte) (int, error)
+	// buffered reports bytes readable without blocking (0 if unknown), so
+	// the client side is flushed only when the upstream side would block.
+	buffered() int
+	trailer() http.Header
+	// release ends the exchange; ok means the response was read to its end.
+	release(ok bool)
+}
+
+var (
+	_ exchange = (*h1Exchange)(nil)
+	_ exchange = (*h2Exchange)(nil)
+)
+
+// handle runs one request through the phases. It is the only entry point
+// for both protocols.
+func (s *Server[C]) handle(sess *Session) {
+	sess.Start = time.Now()
+	sess.MaxBodyBytes = s.cfg.Downstream.MaxBodyBytes
+	sess.MaxRetries = s.cfg.Retries
+	ctx := s.app.NewCtx()
+	sess.uctx, sess.hooks = ctx, s
+	err := s.run(sess, ctx)
+	if err != nil {
+		s.fail(sess, ctx, err)
+	}
+	s.observe(sess, err)
+	if p := s.ph.logging; p != nil {
+		p.Logging(sess, ctx, err)
+	}
+}
+
+// run is the request's path through the phases, up to a response sent.
+func (s *Server[C]) run(sess *Session, ctx C) error {
+	if p := s.ph.early; p != nil {
+		if err := p.EarlyRequestFilter(sess, ctx); err != nil {
+			return err
+		}
+	}
+	if p := s.ph.request; p != nil {
+		handled, err := p.RequestFilter(sess, ctx)
+		if err != nil {
+			return err
+		}
+		if handled {
+			if !sess.responded {
+				return &Error{Kind: KindInternal, Source: Internal, Err: errors.New("request filter handled the request without responding")}
+			}
+			return nil
+		}
+	}
+	src, has := sess.ds.body(sess.MaxBodyBytes)
+	if cl := sess.ds.contentLength(); sess.MaxBodyBytes > 0 && cl > sess.MaxBodyBytes {
+		return &Error{Kind: KindBodyTooLarge, Source: Downstream, Err: fmt.Errorf("content-length %d over limit %d", cl, sess.MaxBodyBytes)}
+	}
+	body := newReqBody(src, has)
+	sess.body = body
+	if err := body.prefetch(); err != nil {
+		return classifyIO(err, Downstream)
+	}
+	for {
+		peer, err := s.app.UpstreamPeer(sess, ctx)
+		if err != nil {
+			return err
+		}
+		if peer == nil {
+			return &Error{Kind: KindInternal, Source: Internal, Err: errors.New("UpstreamPeer returned no peer")}
+		}
+		sess.Peer = peer
+		err = s.attempt(sess, ctx, peer, body)
+		if sess.inflight != nil {
+			sess.inflight.InFlight.Add(-1)
+			sess.inflight = nil
+		}
+		if err == nil {
+			return nil
+		}
+		if body.err != nil { // the client's body failed: not the upstream's fault
+			return classifyIO(body.err, Downstream)
+		}
+		err = s.onAttemptError(sess, ctx, peer, err)
+		if !s.shouldRetry(sess, err, body) {
+			return err
+		}
+		sess.Tried = append(sess.Tried, peer)
+		sess.Retries++
+		s.metrics.retries.Inc()
+	}
+}
+
+// onAttemptError counts the error and lets FailToConnect or ErrorWhileProxy
+// see it and decide on a retry.
+func (s *Server[C]) onAttemptError(sess *Session, ctx C, peer *Peer, err error) error {
+	var pe *Error
+	if !errors.As(err, &pe) {
+		return err
+	}
+	if pe.Source == Upstream {
+		s.metrics.upstreamErrors.WithLabelValues(pe.Kind.String()).Inc()
+	}
+	switch pe.Kind {
+	case KindConnectRefused, KindConnectTimeout, KindConnectError, KindTLSHandshake:
+		if p := s.ph.failConnect; p != nil {
+			if e := p.FailToConnect(sess, peer, ctx, pe); e != nil {
+				return e
+			}
+		}
+	default:
+		if p := s.ph.errProxy; p != nil && pe.Source == Upstream {
+			if e := p.ErrorWhileProxy(sess, peer, ctx, pe); e != nil {
+				return e
+			}
+		}
+	}
+	return pe
+}
+
+// shouldRetry decides whether a failed attempt goes to another peer: the
+// error allows it, the budget is not spent, the client has seen nothing, and
+// the request can be sent again: nothing of it was sent, or it is
+// idempotent or its whole body is held in memory.
+func (s *Server[C]) shouldRetry(sess *Session, err error, body *reqBody) bool {
+	var pe *Error
+	if !errors.As(err, &pe) || !pe.Retry || sess.ds.started() || sess.Retries >= sess.MaxRetries {
+		return false
+	}
+	if !body.handed {
+		return true
+	}
+	if !idempotent(sess.Req.Method) && !body.complete() {
+		return false
+	}
+	return body.rewind()
+}
+
+func idempotent(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// attempt sends the request to peer and streams the response back.
+func (s *Server[C]) attempt(sess *Session, ctx C, peer *Peer, body *reqBody) error {
+	upgrade := ""
+	if peer.Protocol == HTTP1 {
+		upgrade = sess.ds.upgrade()
+	}
+	buildUpstreamRequest(sess, &sess.upReq, sess.scheme(), s.via(1), upgrade)
+	if p := s.ph.upRequest; p != nil {
+		if err := p.UpstreamRequestFilter(sess, &sess.upReq, ctx); err != nil {
+			return err
+		}
+	}
+	resp := &sess.upResp
+	var ex exchange
+	var err error
+	if peer.Protocol == HTTP1 {
+		var hx *h1Exchange
+		hx, err = s.h1RoundTrip(sess, peer, &sess.upReq, body, resp)
+		if err == nil && resp.Status == http.StatusSwitchingProtocols {
+			return s.tunnel(sess, ctx, hx, resp)
+		}
+		ex = hx
+	} else {
+		ex, err = s.h2RoundTrip(sess, peer, &sess.upReq, body, resp)
+	}
+	if err != nil {
+		return err
+	}
+	sess.UpstreamTTFB = time.Since(sess.Start)
+	return s.respond(sess, ctx, ex, resp)
+}
+
+// respond runs the response phases, sends the head and streams the body.
+func (s *Server[C]) respond(sess *Session, ctx C, ex exchange, resp *ResponseHeader) error {
+	stripHopByHop(resp.Header)
+	if v := s.via(2); v != "" {
+		appendField(resp.Header, "Via", v)
+	}
+	if p := s.ph.upResponse; p != nil {
+		if err := p.UpstreamResponseFilter(sess, resp, ctx); err != nil {
+			ex.release(false)
+			return err
+		}
+	}
+	if err := s.filterResponse(sess, resp); err != nil {
+		ex.release(false)
+		return err
+	}
+	if err := sess.ds.writeHead(resp); err != nil {
+		ex.release(false)
+		return classifyIO(err, Downstream)
+	}
+	sess.Status = resp.Status
+	return s.copyBody(sess, ctx, ex)
+}
+
+func (s *Server[C]) filterResponse(sess *Session, resp *ResponseHeader) error {
+	if p := s.ph.response; p != nil {
+		return p.ResponseFilter(sess, resp, sess.uctx.(C))
+	}
+	return nil
+}
+
+// copyBody streams the upstream body to the client through the body filter.
+func (s *Server[C]) copyBody(sess *Session, ctx C, ex exchange) error {
+	bp := getBuf()
+	defer putBuf(bp)
+	buf := *bp
+	bf := s.ph.responseBody
+	var trailer http.Header
+	for {
+		n, rerr := ex.read(buf)
+		eof := errors.Is(rerr, io.EOF)
+		if rerr != nil && !eof {
+			ex.release(false)
+			sess.ds.abort()
+			return classifyIO(rerr, Upstream)
+		}
+		if eof {
+			// The trailer map belongs to the connection, which another
+			// request may take from the pool as soon as it is released.
+			if t := ex.trailer(); len(t) > 0 {
+				trailer = t.Clone()
+			}
+			ex.release(true)
+		}
+		chunk := buf[:n]
+		if bf != nil && (n > 0 || eof) {
+			var err error
+			if chunk, err = bf.ResponseBodyFilter(sess, chunk, eof, ctx); err != nil {
+				ex.release(false)
+				sess.ds.abort()
+				return err
+			}
+		}
+		if len(chunk) > 0 {
+			if err := sess.ds.write(chunk); err != nil {
+				ex.release(false)
+				sess.ds.abort()
+				return classifyIO(err, Downstream)
+			}
+			sess.BytesOut += int64(len(chunk))
+		}
+		if eof {
+			break
+		}
+		if ex.buffered() == 0 {
+			if err := sess.ds.flush(); err != nil {
+				ex.release(false)
+				sess.ds.abort()
+				return classifyIO(err, Downstream)
+			}
+		}
+	}
+	if err := sess.ds.finish(trailer); err != nil {
+		sess.ds.abort()
+		return classifyIO(err, Downstream)
+	}
+	return nil
+}
+
+// fail answers a failed request: FailToProxy's page, or the default short
+// plain-text one, unless the response had started (then the connection is
+// cut, as nothing else can tell the client).
+func (s *Server[C]) fail(sess *Session, ctx C, err error) {
+	if sess.ds.started() {
+		sess.ds.abort()
+		if sess.Status == 0 {
+			sess.Status = StatusFor(err)
+		}
+		return
+	}
+	if p := s.ph.failProxy; p != nil {
+		if code := p.FailToProxy(sess, ctx, err); sess.ds.started() {
+			sess.Status = code
+			return
+		}
+	}
+	code := StatusFor(err)
+	if code == 499 { // the client is gone: nothing to answer
+		sess.Status = code
+		sess.ds.abort()
+		return
+	}
+	s.writeError(sess, code)
+}
+
+func (s *Server[C]) writeError(sess *Session, code int) {
+	body := errorBody(code)
+	h := http.Header{
+		"Content-Type":           {"text/plain; charset=utf-8"},
+		"Content-Length":         {strconv.Itoa(len(body))},
+		"X-Content-Type-Options": {"nosniff"},
+	}
+	if sess.ds.errorCloses(code) {
+		h["Connection"] = []string{"close"}
+	}
+	resp := &ResponseHeader{Status: code, Header: h}
+	if err := sess.ds.writeHead(resp); err == nil {
+		if sess.Req.Method != http.MethodHead {
+			sess.ds.write(body)
+		}
+		sess.ds.finish(nil)
+	}
+	sess.Status = code
+}
+
+// errorBody is the short text of a proxy-made error: the status and its
+// reason, never upstream details.
+func errorBody(code int) []byte {
+	text := http.StatusText(code)
+	if text == "" {
+		text = "Error"
+	}
+	return []byte(strconv.Itoa(code) + " " + text + "\n")
+}
+
+func (s *Server[C]) via(proto int) string {
+	return viaValue(proto, s.cfg.Via)
+}

@@ -1,0 +1,210 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// deadAddr returns a loopback address nothing listens on.
+func deadAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestDeadUpstream502(t *testing.T) {
+	p := startProxy(t, routerFor(t, &Peer{Addr: deadAddr(t)}), Config{Retries: -1}, ListenerConfig{Name: "http", H2C: true})
+	for name, c := range map[string]*http.Client{"h1": h1Client(), "h2c": h2cClient()} {
+		resp, body := mustGet(t, c, "http://"+p.addr+"/")
+		if resp.StatusCode != 502 || body != "502 Bad Gateway\n" {
+			t.Fatalf("%s: %d %q", name, resp.StatusCode, body)
+		}
+		if strings.Contains(body, "127.0.0.1") || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+			t.Fatalf("%s: error page leaks or lacks type: %q %v", name, body, resp.Header)
+		}
+	}
+}
+
+func TestSlowUpstream504(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	ca := newTestCA(t)
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	for _, mode := range []originMode{originH1, originH2C} {
+		origin := startOrigin(t, mode, ca, slow)
+		origin.Timeouts.ResponseHeader = 100 * time.Millisecond
+		p := startProxy(t, routerFor(t, origin), Config{}, ListenerConfig{Name: "http"})
+		start := time.Now()
+		resp, body := mustGet(t, h1Client(), "http://"+p.addr+"/")
+		if resp.StatusCode != 504 || body != "504 Gateway Timeout\n" {
+			t.Fatalf("%v: %d %q", origin.Protocol, resp.StatusCode, body)
+		}
+		t.Logf("%v: 504 after %v", origin.Protocol, time.Since(start))
+	}
+}
+
+func TestOversizedHeaders431(t *testing.T) {
+	var hits atomic.Int32
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	cfg := Config{}
+	cfg.Downstream.MaxHeaderBytes = 4096
+	p := startProxy(t, routerFor(t, origin), cfg, ListenerConfig{Name: "http"})
+	resp, _ := rawRequest(t, p.addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 5000)+"\r\n\r\n")
+	if resp.StatusCode != 431 {
+		t.Fatalf("status %d, want 431", resp.StatusCode)
+	}
+	if hits.Load() != 0 {
+		t.Fatal("oversized request reached the upstream")
+	}
+}
+
+func TestSlowlorisDisconnected(t *testing.T) {
+	origin := startOrigin(t, originH1, nil, echoHandler())
+	cfg := Config{}
+	cfg.Downstream.HeaderTimeout = 200 * time.Millisecond
+	p := startProxy(t, routerFor(t, origin), cfg, ListenerConfig{Name: "http"})
+	for _, partial := range []string{"", "GET / HTTP/1.1\r\nHost: x\r\nX-A: "} {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		io.WriteString(c, partial)
+		// Keep trickling a byte now and then: the deadline covers the whole head.
+		go func() {
+			for range 20 {
+				if _, err := c.Write([]byte("a")); err != nil {
+					return
+				}
+				time.Sleep(50 * time.Millisecond) // sleep-ok: the slow client under test
+			}
+		}()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, err := io.ReadAll(c)
+		elapsed := time.Since(start)
+		c.Close()
+		if err != nil {
+			t.Fatalf("connection not closed by the proxy: %v", err)
+		}
+		if elapsed > 3*time.Second {
+			t.Fatalf("closed after %v, want about the 200ms header timeout", elapsed)
+		}
+		if partial != "" && !strings.HasPrefix(string(b), "HTTP/1.1 408") {
+			t.Fatalf("partial head answered %q, want 408", b)
+		}
+		t.Logf("partial %q closed after %v", partial, elapsed)
+	}
+}
+
+// TestSmugglingRefused sends each request-smuggling shape and checks it is
+// refused with 400 and never reaches the upstream.
+func TestSmugglingRefused(t *testing.T) {
+	var hits atomic.Int32
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.Copy(io.Discard, r.Body)
+	}))
+	p := startProxy(t, routerFor(t, origin), Config{}, ListenerConfig{Name: "http"})
+	const smuggled = "GET /admin HTTP/1.1\r\nHost: x\r\n\r\n"
+	cases := []struct{ name, raw string }{
+		{"CL.TE", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled},
+		{"TE.CL", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n"},
+		{"duplicate CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 44\r\n\r\n" + smuggled},
+		{"invalid CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1_0\r\n\r\n" + smuggled},
+		{"invalid chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n"},
+		{"chunk size overflow", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000005\r\nhello\r\n0\r\n\r\n"},
+		{"bare LF", "GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n"},
+		{"NUL in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n"},
+		{"CR in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n"},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n"},
+		{"space before colon", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n"},
+		{"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, _ := rawRequest(t, p.addr, tc.raw)
+			if resp.StatusCode != 400 {
+				t.Fatalf("status %d, want 400", resp.StatusCode)
+			}
+			if !resp.Close {
+				t.Fatal("connection kept open after a refused request")
+			}
+		})
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("%d smuggling attempts reached the upstream", n)
+	}
+}
+
+func TestBodyLimit413(t *testing.T) {
+	var hits atomic.Int32
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.Copy(io.Discard, r.Body)
+	}))
+	r := NewRouter()
+	tbl, err := r.Build([]UpstreamConfig{{Name: "up", Peers: []*Peer{origin}}},
+		[]RouteConfig{{Host: "*", PathPrefix: "/small", Upstream: "up", MaxBodyBytes: 10}, {Host: "*", Upstream: "up"}}, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Swap(tbl)
+	p := startProxy(t, RouterApp{Router: r}, Config{}, ListenerConfig{Name: "http"})
+	resp, _ := rawRequest(t, p.addr, "POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
+	if resp.StatusCode != 413 {
+		t.Fatalf("content-length over limit: %d", resp.StatusCode)
+	}
+	resp, _ = rawRequest(t, p.addr, "POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n")
+	if resp.StatusCode != 413 {
+		t.Fatalf("chunked over limit: %d", resp.StatusCode)
+	}
+	if hits.Load() != 0 {
+		t.Fatal("oversize body reached the upstream")
+	}
+	resp, _ = rawRequest(t, p.addr, "POST /other HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
+	if resp.StatusCode != 200 {
+		t.Fatalf("other route: %d", resp.StatusCode)
+	}
+}
+
+func TestMalformedUpstreamResponse502(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				http.ReadRequest(bufio.NewReader(c))
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx")
+			}()
+		}
+	}()
+	p := startProxy(t, routerFor(t, &Peer{Addr: ln.Addr().String()}), Config{Retries: -1}, ListenerConfig{Name: "http"})
+	resp, _ := mustGet(t, h1Client(), "http://"+p.addr+"/")
+	if resp.StatusCode != 502 {
+		t.Fatalf("status %d, want 502", resp.StatusCode)
+	}
+}

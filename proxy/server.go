@@ -1,0 +1,298 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// ListenerConfig describes how a listener's connections are served.
+type ListenerConfig struct {
+	// Name labels the listener in logs, metrics and Session.Listener.
+	Name string
+	// TLS terminates TLS with certificates chosen by SNI; nil means cleartext.
+	TLS *CertStore
+	// H2C accepts HTTP/2 with prior knowledge on a cleartext listener,
+	// beside HTTP/1.1 on the same port (default false).
+	H2C bool
+	// DisableH2 stops offering "h2" in TLS ALPN (default false: offered).
+	DisableH2 bool
+}
+
+// Server is a proxy: it serves client connections on listeners and runs each
+// request through the phases of an App. Make one with New.
+type Server[C any] struct {
+	cfg     Config
+	app     App[C]
+	ph      phases[C]
+	pool    *pool
+	h2up    *h2Upstream
+	dialer  *dialer
+	metrics *metrics
+	errLog  *slog.Logger
+
+	h2srv   *http2.Server
+	h2shut  *http.Server // carries http2's graceful-shutdown hook
+	connSem chan struct{}
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*clientConn]struct{}
+	draining  atomic.Bool
+	wg        sync.WaitGroup
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// New builds a Server for app. It validates cfg and starts nothing: call
+// Serve for each listener.
+func New[C any](app App[C], cfg Config) (*Server[C], error) {
+	if app == nil {
+		return nil, errors.New("proxy: nil App")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	s := &Server[C]{
+		cfg:       cfg,
+		app:       app,
+		ph:        resolvePhases(app),
+		errLog:    cfg.ErrorLog,
+		connSem:   make(chan struct{}, cfg.Downstream.MaxConns), // one slot per allowed client connection
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*clientConn]struct{}{},
+		closed:    make(chan struct{}),
+	}
+	var err error
+	if s.metrics, err = newMetrics(cfg.Metrics); err != nil {
+		return nil, err
+	}
+	if s.errLog == nil {
+		s.errLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s.dialer = newDialer(s.metrics)
+	s.pool = newPool(cfg.Pool, s.metrics)
+	s.h2up = newH2Upstream(s.dialer, cfg)
+	s.h2srv = &http2.Server{
+		MaxConcurrentStreams: cfg.Downstream.MaxConcurrentStreams,
+		IdleTimeout:          cfg.Downstream.KeepAliveTimeout,
+		ReadIdleTimeout:      cfg.Downstream.KeepAliveTimeout,
+		PingTimeout:          15 * time.Second,
+	}
+	s.h2shut = &http.Server{}
+	if err := http2.ConfigureServer(s.h2shut, s.h2srv); err != nil {
+		return nil, fmt.Errorf("proxy: configure http2: %w", err)
+	}
+	return s, nil
+}
+
+// Config returns the server's configuration with defaults filled in.
+func (s *Server[C]) Config() Config { return s.cfg }
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// Serve accepts connections on ln and serves them until Shutdown or Close;
+// it then returns ErrServerClosed. ln may come from net.Listen or from a
+// listener hand-off.
+func (s *Server[C]) Serve(ln net.Listener, lc ListenerConfig) error {
+	if !s.trackListener(ln) {
+		ln.Close()
+		return ErrServerClosed
+	}
+	defer s.untrackListener(ln)
+	backoff := time.Duration(0)
+	for {
+		if !s.acquireConnSlot() {
+			return ErrServerClosed
+		}
+		nc, err := ln.Accept()
+		if err != nil {
+			<-s.connSem
+			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
+				return ErrServerClosed
+			}
+			backoff = acceptBackoff(backoff)
+			s.errLog.Warn("accept failed", "listener", lc.Name, "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.closed:
+				return ErrServerClosed
+			}
+			continue
+		}
+		backoff = 0
+		c := s.newClientConn(nc, lc)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.connSem }()
+			s.serveConn(c)
+		}()
+	}
+}
+
+func acceptBackoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return 5 * time.Millisecond
+	}
+	return min(2*d, time.Second)
+}
+
+func (s *Server[C]) acquireConnSlot() bool {
+	select {
+	case s.connSem <- struct{}{}:
+		return true
+	default:
+	}
+	s.metrics.connLimitWaits.Inc()
+	select {
+	case s.connSem <- struct{}{}:
+		return true
+	case <-s.closed:
+		return false
+	}
+}
+
+func (s *Server[C]) trackListener(ln net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.listeners[ln] = struct{}{}
+	s.wg.Add(1) // held while the accept loop runs, so its wg.Add calls never race Wait at zero
+	return true
+}
+
+func (s *Server[C]) untrackListener(ln net.Listener) {
+	s.mu.Lock()
+	delete(s.listeners, ln)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// serveConn runs one client connection: TLS handshake, protocol choice, then
+// the HTTP/1.1 loop or the HTTP/2 server.
+func (s *Server[C]) serveConn(c *clientConn) {
+	s.metrics.activeConns.Inc()
+	defer s.metrics.activeConns.Dec()
+	defer s.untrackConn(c)
+	defer c.nc.Close()
+	if !s.trackConn(c) {
+		return
+	}
+	proto, err := c.handshake(s.cfg.Downstream.HeaderTimeout)
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			s.errLog.Debug("client handshake failed", "listener", c.lc.Name, "client", c.clientIP, "err", err)
+		}
+		return
+	}
+	if proto == "h2" {
+		c.state.Store(connH2)
+		s.serveH2(c)
+		return
+	}
+	s.serveH1(c)
+}
+
+func (s *Server[C]) trackConn(c *clientConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server[C]) untrackConn(c *clientConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server[C]) Draining() bool { return s.draining.Load() }
+
+// Shutdown stops the server gracefully: listeners close at once, HTTP/2
+// clients get GOAWAY, idle keep-alive connections close after
+// Downstream.DrainLinger, and requests in flight finish (their HTTP/1.1
+// responses carry "Connection: close"). It returns when the last connection
+// ended, or with ctx's error after closing the rest abruptly.
+func (s *Server[C]) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	linger := time.Now().Add(s.cfg.Downstream.DrainLinger)
+	for c := range s.conns {
+		c.startDrain(linger)
+	}
+	s.mu.Unlock()
+	s.h2shut.Shutdown(context.Background()) // sends GOAWAY to every HTTP/2 connection
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.closeConns()
+		<-done
+	}
+	s.finish()
+	return err
+}
+
+// Close closes every listener and connection at once.
+func (s *Server[C]) Close() error {
+	s.mu.Lock()
+	s.draining.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	s.closeConns()
+	s.wg.Wait()
+	s.finish()
+	return nil
+}
+
+func (s *Server[C]) closeConns() {
+	s.mu.Lock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server[C]) finish() {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.pool.close()
+		s.h2up.close()
+	})
+}
+
+// ActiveConns returns the number of open client connections.
+func (s *Server[C]) ActiveConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}

@@ -1,0 +1,191 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pingora-go/pingora-go/proxy/lb"
+)
+
+// RequestHeader is a request head as the phases see it.
+type RequestHeader struct {
+	Method string
+	// URI is the request target in origin form: path and query.
+	URI string
+	// Host is the authority (Host header or HTTP/2 :authority).
+	Host string
+	// Header holds the fields. Host is not among them: it is the Host field
+	// above. Keys are canonical (textproto.CanonicalMIMEHeaderKey).
+	Header http.Header
+	// ProtoMajor and ProtoMinor are the client's protocol version.
+	ProtoMajor, ProtoMinor int
+}
+
+// Path returns the path of URI (before any '?').
+func (r *RequestHeader) Path() string {
+	if i := strings.IndexByte(r.URI, '?'); i >= 0 {
+		return r.URI[:i]
+	}
+	return r.URI
+}
+
+// Query returns the raw query of URI, without the '?'.
+func (r *RequestHeader) Query() string {
+	if i := strings.IndexByte(r.URI, '?'); i >= 0 {
+		return r.URI[i+1:]
+	}
+	return ""
+}
+
+// ResponseHeader is a response head as the phases see it.
+type ResponseHeader struct {
+	Status int
+	Header http.Header
+}
+
+// Session is one request as it passes through the phases. Fields a phase may
+// set are marked; the rest are for reading. A Session must not be kept after
+// the Logging phase returns: the engine reuses it.
+type Session struct {
+	// Req is the client's request head. Early and request filters may change it.
+	Req *RequestHeader
+	// ClientIP is the client's address without port.
+	ClientIP string
+	// TLS is the client connection's TLS state, or nil for cleartext.
+	TLS *tls.ConnectionState
+	// Listener is the name of the listener the request came in on.
+	Listener string
+
+	// Route labels the request in metrics and logs (set by a phase; default "").
+	Route string
+	// MaxBodyBytes caps the request body, 0 for no cap (set by a phase;
+	// defaults to Config.Downstream.MaxBodyBytes).
+	MaxBodyBytes int64
+	// MaxRetries caps the extra attempts after retryable failures (set by a
+	// phase; defaults to Config.Retries).
+	MaxRetries int
+
+	// Peer is the peer of the current or last attempt.
+	Peer *Peer
+	// Tried lists the peers of failed attempts, oldest first.
+	Tried []*Peer
+	// Retries counts attempts after the first.
+	Retries int
+	// Status is the status sent to the client (0 if none was sent).
+	Status int
+	// BytesIn and BytesOut count request and response body bytes.
+	BytesIn, BytesOut int64
+	// Start is when the request head was read.
+	Start time.Time
+	// ConnectTime is how long the last upstream connect took (0 if reused).
+	ConnectTime time.Duration
+	// ConnReused reports that the last attempt used a pooled connection.
+	ConnReused bool
+	// UpstreamTTFB is the time from Start to the first upstream response byte.
+	UpstreamTTFB time.Duration
+
+	ctx       context.Context
+	ds        downstream
+	upReq     RequestHeader
+	upResp    ResponseHeader
+	body      *reqBody
+	match     routeMatch
+	inflight  *lb.State // the chosen peer's load counter, released after the attempt
+	bodyRead  bool      // a byte of the request body was consumed
+	responded bool
+	hooks     sessionHooks
+	uctx      any // the request's C, for hooks
+}
+
+// sessionHooks lets non-generic Session methods call the generic phases.
+type sessionHooks interface {
+	filterResponse(s *Session, resp *ResponseHeader) error
+}
+
+// Context returns the request's context: canceled when the client goes away
+// or the server shuts down hard.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// ErrResponseStarted is returned by Respond when a response head was already
+// sent to the client.
+var ErrResponseStarted = errors.New("proxy: response already started")
+
+// Respond answers the request with status, header fields and body, and
+// marks it handled. The ResponseFilter phase runs on it as on any response.
+func (s *Session) Respond(status int, header http.Header, body []byte) error {
+	if s.ds.started() {
+		return ErrResponseStarted
+	}
+	if header == nil {
+		header = make(http.Header, 2)
+	}
+	header.Set("Content-Length", strconv.Itoa(len(body)))
+	resp := &ResponseHeader{Status: status, Header: header}
+	s.responded = true
+	if err := s.hooks.filterResponse(s, resp); err != nil {
+		return err
+	}
+	if err := s.ds.writeHead(resp); err != nil {
+		return err
+	}
+	s.Status = resp.Status
+	if s.Req.Method != http.MethodHead && len(body) > 0 {
+		if err := s.ds.write(body); err != nil {
+			return err
+		}
+		s.BytesOut += int64(len(body))
+	}
+	return s.ds.finish(nil)
+}
+
+// reset prepares s for a new request, keeping its buffers.
+func (s *Session) reset(ctx context.Context, req *RequestHeader, ds downstream) {
+	s.Req, s.ctx, s.ds = req, ctx, ds
+	s.Route, s.MaxBodyBytes, s.MaxRetries = "", 0, 0
+	s.Peer, s.Tried, s.Retries, s.Status = nil, s.Tried[:0], 0, 0
+	s.BytesIn, s.BytesOut = 0, 0
+	s.ConnectTime, s.ConnReused, s.UpstreamTTFB = 0, false, 0
+	s.bodyRead, s.responded, s.uctx, s.body = false, false, nil, nil
+	s.match, s.inflight = routeMatch{}, nil
+	clear(s.Tried[:cap(s.Tried)])
+}
+
+func (s *Session) scheme() string {
+	if s.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// downstream is the client side of a request: HTTP/1.1 or HTTP/2.
+type downstream interface {
+	// body returns the request body reader, limited to limit bytes when
+	// limit > 0 (reads return io.EOF at once when there is no body), and
+	// whether the request has a body.
+	body(limit int64) (io.Reader, bool)
+	// contentLength is the declared body length, -1 if unknown.
+	contentLength() int64
+	// trailer returns the request trailers, valid after the body's EOF.
+	trailer() http.Header
+	// writeHead sends the response head; it chooses the body framing.
+	writeHead(resp *ResponseHeader) error
+	write(p []byte) error
+	flush() error
+	// finish ends the response body, with trailers if any.
+	finish(trailer http.Header) error
+	// started reports whether any byte of the response head was sent.
+	started() bool
+	// abort ends the exchange abruptly after a failure mid-response.
+	abort()
+	// upgrade returns the protocol the client asks to upgrade to, or "".
+	upgrade() string
+	// errorCloses reports whether an error response with code must close
+	// the connection.
+	errorCloses(code int) bool
+}

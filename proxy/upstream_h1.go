@@ -1,0 +1,288 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/pingora-go/pingora-go/proxy/h1"
+)
+
+// upConn is an HTTP/1.1 connection to an upstream peer.
+type upConn struct {
+	nc        net.Conn
+	rc        syscall.RawConn // of the TCP socket under TLS, for the liveness peek
+	key       string
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	reader    *h1.Reader
+	body      *h1.Body
+	resp      h1.Response
+	dl        deadlines
+	idleSince time.Time
+}
+
+func newUpConn(nc net.Conn, key string) *upConn {
+	c := &upConn{nc: nc, key: key}
+	raw := nc
+	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		raw = u.NetConn()
+	}
+	if sc, ok := raw.(syscall.Conn); ok {
+		c.rc, _ = sc.SyscallConn()
+	}
+	c.br = bufio.NewReaderSize(nc, readBufSize)
+	c.bw = bufio.NewWriterSize(nc, writeBufSize)
+	c.reader = h1.NewReader(c.br, h1.Limits{MaxHeaderBytes: 256 << 10, MaxHeaders: 512})
+	c.body = h1.NewBody(c.reader)
+	return c
+}
+
+func (c *upConn) alive() bool { return c.rc == nil || peekAlive(c.rc) }
+
+// h1Exchange is one request/response on an upConn.
+type h1Exchange struct {
+	srv      *pool
+	c        *upConn
+	t        UpstreamTimeouts
+	writeErr chan error // the body writer's result; nil when the body was written inline
+	wErr     error
+	wDone    bool
+	reusable bool
+}
+
+// h1RoundTrip sends req (and body) to peer over a pooled or new connection
+// and reads the response head into out.
+func (s *Server[C]) h1RoundTrip(sess *Session, peer *Peer, req *RequestHeader, body *reqBody, out *ResponseHeader) (*h1Exchange, error) {
+	t := peer.Timeouts.withDefaults(s.cfg.Upstream)
+	key := peer.poolKey()
+	c := s.pool.get(key)
+	sess.ConnReused, sess.ConnectTime = c != nil, 0
+	if c == nil {
+		start := time.Now()
+		nc, err := s.dialer.dial(sess.ctx, peer, t, "http/1.1")
+		if err != nil {
+			return nil, err
+		}
+		sess.ConnectTime = time.Since(start)
+		c = newUpConn(nc, key)
+		s.metrics.upstreamConns.WithLabelValues("created").Inc()
+	} else {
+		s.metrics.upstreamConns.WithLabelValues("reused").Inc()
+	}
+	ex := &h1Exchange{srv: s.pool, c: c, t: t}
+	if err := ex.send(sess, req, body); err != nil {
+		ex.release(false)
+		return nil, err
+	}
+	if err := ex.readHead(sess, req.Method, out); err != nil {
+		ex.release(false)
+		return nil, err
+	}
+	return ex, nil
+}
+
+// send writes the request head, and the body inline when it is already in
+// memory, else from a goroutine so the response can arrive while the body
+// still streams (an upstream may answer early, say 413).
+func (ex *h1Exchange) send(sess *Session, req *RequestHeader, body *reqBody) error {
+	c := ex.c
+	h := req.Header
+	delete(h, "Transfer-Encoding")
+	chunked := false
+	switch cl := sess.ds.contentLength(); {
+	case body.has && cl >= 0:
+		h["Content-Length"] = []string{strconv.FormatInt(cl, 10)}
+	case body.has:
+		delete(h, "Content-Length")
+		h["Transfer-Encoding"] = chunkedTE
+		chunked = true
+	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
+		h["Content-Length"] = zeroCL
+	}
+	c.dl.refreshWrite(c.nc, ex.t.WriteIdle)
+	h1.WriteRequestHead(c.bw, req.Method, req.URI, req.Host, h)
+	if !body.has {
+		return ex.flush(c)
+	}
+	if body.complete() {
+		err := writeBody(c, ex.t, body, chunked, sess.ds)
+		ex.wDone, ex.wErr = true, err
+		if err != nil {
+			return err
+		}
+		return nil
+	}
+	ex.writeErr = make(chan error, 1) // the writer never blocks on sending its result
+	go func() {
+		err := writeBody(c, ex.t, body, chunked, sess.ds)
+		var pe *Error
+		if errors.As(err, &pe) && pe.Source == Downstream {
+			c.nc.Close() // the upstream must not see a complete request; wakes the reader
+		}
+		ex.writeErr <- err
+	}()
+	return nil
+}
+
+var (
+	chunkedTE = []string{"chunked"}
+	zeroCL    = []string{"0"}
+)
+
+func (ex *h1Exchange) flush(c *upConn) error {
+	if err := c.bw.Flush(); err != nil {
+		return &Error{Kind: KindConnectionClosed, Source: Upstream, Retry: true, Err: err}
+	}
+	return nil
+}
+
+// writeBody copies the request body to the upstream, chunked if needed, and
+// flushes. Errors reading the client are marked Downstream.
+func writeBody(c *upConn, t UpstreamTimeouts, body *reqBody, chunked bool, ds downstream) error {
+	bp := getBuf()
+	defer putBuf(bp)
+	buf := *bp
+	var w io.Writer = c.bw
+	cw := h1.ChunkWriter{W: c.bw}
+	if chunked {
+		w = cw
+	}
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			c.dl.refreshWrite(c.nc, t.WriteIdle)
+			if _, err := w.Write(buf[:n]); err != nil {
+				return &Error{Kind: KindConnectionClosed, Source: Upstream, Retry: true, Err: err}
+			}
+			if body.pos >= len(body.kept) && !body.eof {
+				if err := c.bw.Flush(); err != nil {
+					return &Error{Kind: KindConnectionClosed, Source: Upstream, Retry: true, Err: err}
+				}
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			break
+		}
+		if rerr != nil {
+			return classifyIO(rerr, Downstream)
+		}
+	}
+	if chunked {
+		cw.Close(ds.trailer())
+	}
+	if err := c.bw.Flush(); err != nil {
+		return &Error{Kind: KindConnectionClosed, Source: Upstream, Retry: true, Err: err}
+	}
+	return nil
+}
+
+// readHead reads the response head, skipping interim 1xx responses other
+// than 101.
+func (ex *h1Exchange) readHead(sess *Session, method string, out *ResponseHeader) error {
+	c := ex.c
+	c.dl.setRead(c.nc, time.Now().Add(ex.t.ResponseHeader))
+	for {
+		err := c.reader.ReadResponse(&c.resp, method)
+		if err != nil {
+			return ex.headError(err)
+		}
+		if c.resp.Status >= 200 || c.resp.Status == http.StatusSwitchingProtocols {
+			break
+		}
+	}
+	c.body.ResetResponse(&c.resp)
+	out.Status, out.Header = c.resp.Status, c.resp.Header
+	return nil
+}
+
+// headError classifies a failure to read the response head. A connection
+// that closed or reset before any byte of the response may be retried: the
+// upstream did not answer (often a pooled connection it had just closed).
+func (ex *h1Exchange) headError(err error) error {
+	if we := ex.writerError(false); we != nil {
+		var pe *Error
+		if errors.As(we, &pe) && pe.Source == Downstream {
+			return we
+		}
+	}
+	var he *h1.ParseError
+	switch {
+	case errors.As(err, &he):
+		return newError(KindInvalidResponse, Upstream, err)
+	case isTimeout(err):
+		return newError(KindReadTimeout, Upstream, err)
+	case errors.Is(err, context.Canceled):
+		return newError(KindClientCanceled, Downstream, err)
+	}
+	return &Error{Kind: KindConnectionClosed, Source: Upstream, Retry: true, Err: err}
+}
+
+// writerError returns the body writer's error; with wait it waits for the
+// writer to finish.
+func (ex *h1Exchange) writerError(wait bool) error {
+	if ex.wDone || ex.writeErr == nil {
+		return ex.wErr
+	}
+	if wait {
+		ex.wErr, ex.wDone = <-ex.writeErr, true
+		return ex.wErr
+	}
+	select {
+	case ex.wErr = <-ex.writeErr:
+		ex.wDone = true
+	default:
+	}
+	return ex.wErr
+}
+
+func (ex *h1Exchange) read(p []byte) (int, error) {
+	ex.c.dl.refreshRead(ex.c.nc, ex.t.ReadIdle)
+	return ex.c.body.Read(p)
+}
+
+func (ex *h1Exchange) buffered() int { return ex.c.br.Buffered() }
+
+func (ex *h1Exchange) trailer() http.Header { return ex.c.body.Trailer() }
+
+// release ends the exchange: the connection goes back to the pool when the
+// response was read to its end, the request was fully written and the
+// upstream did not ask to close; otherwise it is closed.
+func (ex *h1Exchange) release(ok bool) {
+	if ex.c == nil {
+		return
+	}
+	c := ex.c
+	ex.c = nil
+	if ex.writeErr != nil && !ex.wDone {
+		select {
+		case ex.wErr = <-ex.writeErr:
+			ex.wDone = true
+		default:
+			ok = false
+			c.nc.Close() // unblocks the writer
+			ex.writerError(true)
+		}
+	}
+	if ok && ex.wErr == nil && c.body.Done() && !c.resp.Close && c.br.Buffered() == 0 {
+		c.dl.setRead(c.nc, time.Time{})
+		ex.srv.put(c)
+		return
+	}
+	c.nc.Close()
+}
+
+// hijack hands the raw connection over (for an upgraded tunnel); the
+// exchange no longer owns it.
+func (ex *h1Exchange) hijack() (net.Conn, *bufio.Reader) {
+	c := ex.c
+	ex.c = nil
+	c.dl.setRead(c.nc, time.Time{})
+	return c.nc, c.br
+}

@@ -1,0 +1,247 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// h2Upstream holds one HTTP/2 transport per peer identity (address,
+// protocol, TLS settings); each multiplexes requests over its connections.
+type h2Upstream struct {
+	dialer *dialer
+	cfg    Config
+
+	mu         sync.Mutex
+	transports map[string]*http2.Transport
+}
+
+func newH2Upstream(d *dialer, cfg Config) *h2Upstream {
+	return &h2Upstream{dialer: d, cfg: cfg, transports: map[string]*http2.Transport{}}
+}
+
+type dialMarkKey struct{}
+
+// dialMark records, for one request, whether its attempt dialed a new
+// connection and how long the connect took.
+type dialMark struct {
+	dialed  bool
+	connect time.Duration
+}
+
+func (u *h2Upstream) transport(peer *Peer) *http2.Transport {
+	key := peer.poolKey()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if t := u.transports[key]; t != nil {
+		return t
+	}
+	p := peer
+	t := &http2.Transport{
+		AllowHTTP:       peer.Protocol == H2C,
+		ReadIdleTimeout: 30 * time.Second,
+		PingTimeout:     15 * time.Second,
+		IdleConnTimeout: u.cfg.Pool.IdleTimeout,
+		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+			start := time.Now()
+			nc, err := u.dialer.dial(ctx, p, p.Timeouts.withDefaults(u.cfg.Upstream), "h2")
+			if err == nil {
+				u.dialer.metrics.upstreamConns.WithLabelValues("created").Inc()
+				if m, ok := ctx.Value(dialMarkKey{}).(*dialMark); ok {
+					m.dialed, m.connect = true, time.Since(start)
+				}
+			}
+			return nc, err
+		},
+	}
+	u.transports[key] = t
+	return t
+}
+
+func (u *h2Upstream) close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, t := range u.transports {
+		t.CloseIdleConnections()
+	}
+}
+
+// timeoutError is a timeout reported by a timer rather than a deadline; it
+// satisfies net.Error so isTimeout classifies it.
+type timeoutError string
+
+func (e timeoutError) Error() string   { return string(e) }
+func (e timeoutError) Timeout() bool   { return true }
+func (e timeoutError) Temporary() bool { return true }
+
+var (
+	errResponseHeaderTimeout error = timeoutError("proxy: upstream response header timeout")
+	errReadIdleTimeout       error = timeoutError("proxy: upstream read idle timeout")
+)
+
+// h2Exchange is one request/response on an HTTP/2 upstream stream.
+type h2Exchange struct {
+	ctx    context.Context
+	res    *http.Response
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+	idle   time.Duration
+	body   *attemptBody
+}
+
+func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, body *reqBody, out *ResponseHeader) (*h2Exchange, error) {
+	t := peer.Timeouts.withDefaults(s.cfg.Upstream)
+	mark := &dialMark{}
+	ctx, cancel := context.WithCancelCause(context.WithValue(sess.ctx, dialMarkKey{}, mark))
+	timer := time.AfterFunc(t.ResponseHeader, func() { cancel(errResponseHeaderTimeout) })
+	hr := &http.Request{
+		Method:     req.Method,
+		URL:        h2URL(peer, req.URI),
+		Proto:      "HTTP/2.0",
+		ProtoMajor: 2,
+		Header:     req.Header,
+		Host:       req.Host,
+		Body:       http.NoBody,
+	}
+	ex := &h2Exchange{cancel: cancel, timer: timer, idle: t.ReadIdle}
+	if body.has {
+		ex.body = &attemptBody{b: body, trailer: declaredTrailers(req.Header), ds: sess.ds}
+		body.handed = true // the transport may read it at any time from now
+		hr.Body, hr.ContentLength, hr.Trailer = ex.body, sess.ds.contentLength(), ex.body.trailer
+		if hr.ContentLength < 0 {
+			hr.ContentLength = -1
+		}
+	}
+	delete(req.Header, "Content-Length")
+	delete(req.Header, "Transfer-Encoding")
+	res, err := s.h2up.transport(peer).RoundTrip(hr.WithContext(ctx))
+	timer.Stop()
+	sess.ConnReused, sess.ConnectTime = !mark.dialed, mark.connect
+	if err != nil {
+		ex.release(false)
+		return nil, h2Error(err, context.Cause(ctx))
+	}
+	if !mark.dialed {
+		s.metrics.upstreamConns.WithLabelValues("reused").Inc()
+	}
+	ex.res = res
+	ex.ctx = ctx
+	ex.timer = time.AfterFunc(t.ReadIdle, func() { cancel(errReadIdleTimeout) })
+	out.Status, out.Header = res.StatusCode, res.Header
+	if len(res.Trailer) > 0 {
+		out.Header["Trailer"] = []string{trailerKeys(res.Trailer)}
+	}
+	return ex, nil
+}
+
+// declaredTrailers returns a map with the trailer names the request
+// announced, values to be filled at the body's end: HTTP/2 servers drop
+// trailers that were not announced in the head.
+func declaredTrailers(h http.Header) http.Header {
+	t := http.Header{}
+	for _, v := range h["Trailer"] {
+		for _, k := range strings.Split(v, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				t[http.CanonicalHeaderKey(k)] = nil
+			}
+		}
+	}
+	delete(h, "Trailer")
+	return t
+}
+
+func h2URL(peer *Peer, uri string) *url.URL {
+	u := &url.URL{Scheme: "https", Host: peer.Addr}
+	if peer.Protocol == H2C {
+		u.Scheme = "http"
+	}
+	path, query, _ := strings.Cut(uri, "?")
+	u.RawQuery = query
+	if strings.HasPrefix(path, "//") || path == "" || path[0] != '/' {
+		if path == "*" {
+			u.Opaque = "*"
+		} else {
+			u.Path = path
+		}
+	} else {
+		u.Opaque = path
+	}
+	return u
+}
+
+func trailerKeys(t http.Header) string {
+	keys := make([]string, 0, len(t))
+	for k := range t {
+		keys = append(keys, k)
+	}
+	return strings.Join(keys, ", ")
+}
+
+// h2Error classifies a RoundTrip failure. cause is the context's cause
+// (our timeouts), which the transport reports only as "context canceled".
+func h2Error(err, cause error) error {
+	switch {
+	case errors.Is(cause, errResponseHeaderTimeout):
+		return newError(KindReadTimeout, Upstream, cause)
+	case errors.Is(err, errAttemptOver):
+		return &Error{Kind: KindInternal, Source: Internal, Err: err}
+	}
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	if cause != nil && errors.Is(err, context.Canceled) {
+		return newError(KindClientCanceled, Downstream, err)
+	}
+	var se http2.StreamError
+	if errors.As(err, &se) {
+		// REFUSED_STREAM means the peer did not process it: safe to retry.
+		return &Error{Kind: KindProtocol, Source: Upstream, Retry: se.Code == http2.ErrCodeRefusedStream, Err: err}
+	}
+	return &Error{Kind: KindConnectionClosed, Source: Upstream, Retry: true, Err: err}
+}
+
+func (ex *h2Exchange) read(p []byte) (int, error) {
+	ex.timer.Reset(ex.idle)
+	n, err := ex.res.Body.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		if c := context.Cause(ex.ctx); errors.Is(c, errReadIdleTimeout) {
+			err = c
+		}
+	}
+	return n, err
+}
+
+func (ex *h2Exchange) buffered() int { return 0 }
+
+func (ex *h2Exchange) trailer() http.Header {
+	if ex.res == nil {
+		return nil
+	}
+	return ex.res.Trailer
+}
+
+// release ends the stream; a stream not read to its end is reset, which
+// the upstream sees as RST_STREAM (CANCEL).
+func (ex *h2Exchange) release(ok bool) {
+	if ex.timer != nil {
+		ex.timer.Stop()
+	}
+	if ex.res != nil {
+		ex.res.Body.Close()
+		ex.res = nil
+	}
+	if ex.body != nil {
+		ex.body.stop()
+	}
+	ex.cancel(nil)
+}
