@@ -1,0 +1,63 @@
+// Command pingora-node runs a pingora-go proxy node and talks to running
+// ones. Run "pingora-node help" for the commands.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3";
+// otherwise it comes from the module build info.
+var version = ""
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+const usage = `pingora-node: a programmable HTTP proxy node (pingora-go)
+
+Usage:
+  pingora-node run --config node.yaml [flags]   run a node (see "pingora-node run -h")
+  pingora-node demo                             run a local demo: a node and two sample upstreams
+  pingora-node status [--admin URL] [--json]    show a running node's status
+  pingora-node version                          print the version
+
+Environment: PINGORA_CONFIG, PINGORA_NAME, PINGORA_ADMIN_ADDR and PINGORA_ADMIN
+stand for the flags of the same names when the flags are not given.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stdout, stderr)
+	case "demo":
+		return cmdDemo(args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "pingora-node", buildVersion())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "pingora-node: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

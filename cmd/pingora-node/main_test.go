@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the pingora-node built once for the tests that run it as a
+// real process.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pingora-node-test-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "pingora-node")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startProcess writes the files and starts "pingora-node run"; it returns
+// the command, the proxy address and the admin address once /readyz is 200.
+func startProcess(t *testing.T, upstream string) (*exec.Cmd, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	proxyAddr, adminAddr := freePort(t), freePort(t)
+	os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(fmt.Sprintf(
+		"upstreams:\n  - name: web\n    peers: [{addr: %s}]\nroutes:\n  - upstream: web\n", upstream)), 0o644)
+	os.WriteFile(filepath.Join(dir, "node.yaml"), []byte(fmt.Sprintf(
+		"name: proc\nadmin_addr: %s\nlisteners:\n  - {name: http, addr: %s, h2c: true}\ncluster_config: cluster.yaml\ngrace_period: 10s\n",
+		adminAddr, proxyAddr)), 0o644)
+	cmd := exec.Command(binary, "run", "--config", filepath.Join(dir, "node.yaml"), "--pid-file", filepath.Join(dir, "pid"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("node stderr:\n%s", stderr.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + adminAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node not ready: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond) // sleep-ok: polling a starting process
+	}
+	return cmd, proxyAddr, adminAddr
+}
+
+// TestGracefulSIGTERM sends SIGTERM while a request is in flight: the
+// request completes, new connections are refused, the process exits 0.
+func TestGracefulSIGTERM(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(entered)
+			<-release
+		}
+		io.WriteString(w, "done")
+	}))
+	defer up.Close()
+	cmd, proxyAddr, _ := startProcess(t, up.Listener.Addr().String())
+	result := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + proxyAddr + "/slow")
+		if err != nil {
+			result <- "error: " + err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		result <- string(b)
+	}()
+	<-entered
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", proxyAddr, time.Second)
+		if err != nil {
+			break // the listener is closed
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("listener still accepting after SIGTERM")
+		}
+		time.Sleep(10 * time.Millisecond) // sleep-ok: polling for the listener to close
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		t.Fatalf("process exited with a request in flight: %v", err)
+	case <-time.After(200 * time.Millisecond): // sleep-ok: proving the process waits
+	}
+	close(release)
+	if got := <-result; got != "done" {
+		t.Fatalf("in-flight request got %q", got)
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+}
+
+func TestStatusCommand(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	cmd, _, admin := startProcess(t, up.Listener.Addr().String())
+	var out, errb bytes.Buffer
+	if code := run([]string{"status", "--admin", "http://" + admin}, &out, &errb); code != 0 {
+		t.Fatalf("status exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "node      proc") || !strings.Contains(out.String(), up.Listener.Addr().String()) {
+		t.Fatalf("status output:\n%s", out.String())
+	}
+	out.Reset()
+	if code := run([]string{"status", "--admin", admin, "--json"}, &out, &errb); code != 0 {
+		t.Fatal("status --json failed")
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatalf("--json output is not JSON: %v", err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	errb.Reset()
+	if code := run([]string{"status", "--admin", admin}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "unreachable") {
+		t.Fatalf("status of a stopped node: exit %d, %q", code, errb.String())
+	}
+}
+
+func TestRunRefusesInvalidConfig(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "node.yaml"), []byte("name: x\nlisteners:\n  - {name: a, addr: 127.0.0.1:99999}\ncluster_config: c.yaml\n"), 0o644)
+	out, err := exec.Command(binary, "run", "--config", filepath.Join(dir, "node.yaml")).CombinedOutput()
+	if err == nil {
+		t.Fatal("invalid node file accepted")
+	}
+	if !strings.Contains(string(out), "node.yaml:3: listeners[0].addr") {
+		t.Fatalf("error does not name file, line and field:\n%s", out)
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if run([]string{"version"}, &out, &errb) != 0 || !strings.HasPrefix(out.String(), "pingora-node ") {
+		t.Fatalf("version: %q", out.String())
+	}
+	if run([]string{"bogus"}, &out, &errb) != 2 {
+		t.Fatal("unknown command accepted")
+	}
+	sc := bufio.NewScanner(strings.NewReader(usage))
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "\t") {
+			t.Fatal("usage text holds a tab")
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pingora-go/pingora-go/node"
+)
+
+func adminURL(s string) string {
+	if s == "" {
+		s = "http://127.0.0.1:9090"
+	}
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	return strings.TrimSuffix(s, "/")
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	admin := fs.String("admin", os.Getenv("PINGORA_ADMIN"), "admin `URL` of the node [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
+	asJSON := fs.Bool("json", false, "print the raw JSON document")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(adminURL(*admin) + "/status")
+	if err != nil {
+		fmt.Fprintln(stderr, "pingora-node: node unreachable:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "pingora-node: status: HTTP %d %v\n", resp.StatusCode, err)
+		return 1
+	}
+	if *asJSON {
+		stdout.Write(body)
+		return 0
+	}
+	var st node.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		fmt.Fprintln(stderr, "pingora-node: status: not a status document:", err)
+		return 1
+	}
+	printStatus(stdout, &st)
+	return 0
+}
+
+func printStatus(w io.Writer, st *node.Status) {
+	n := st.Node
+	state := "ready"
+	if n.Draining {
+		state = "draining"
+	} else if !n.Ready {
+		state = "not ready"
+	}
+	fmt.Fprintf(w, "node      %s (%s, %s), %s, up %s\n", n.Name, n.Version, n.GoVersion, state, (time.Duration(n.UptimeSeconds) * time.Second).String())
+	if c := st.Config; c != nil {
+		fmt.Fprintf(w, "config    version %d %s applied %s from %s\n", c.Version, c.Hash, c.AppliedAt.Format(time.RFC3339), c.Source)
+		if c.Error != "" {
+			fmt.Fprintf(w, "          last change refused: %s\n", c.Error)
+		}
+	}
+	fmt.Fprintf(w, "proxy     %d active connections, %d routes\n", st.Proxy.ActiveConnections, st.Proxy.Routes)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nLISTENER\tADDR\tTLS\tH2C")
+	for _, l := range st.Listeners {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\n", l.Name, l.Addr, l.TLS, l.H2C)
+	}
+	fmt.Fprintln(tw, "\nUPSTREAM\tPEER\tWEIGHT\tHEALTHY\tIN FLIGHT")
+	for _, u := range st.Upstreams {
+		for _, p := range u.Peers {
+			fmt.Fprintf(tw, "%s (%s, %s)\t%s\t%d\t%v\t%d\n", u.Name, u.Policy, u.Protocol, p.Addr, p.Weight, p.Healthy, p.InFlight)
+		}
+	}
+	tw.Flush()
+}

@@ -1,0 +1,102 @@
+package node
+
+import (
+	"crypto/x509"
+	"fmt"
+	"os"
+
+	"github.com/pingora-go/pingora-go/node/config"
+	"github.com/pingora-go/pingora-go/proxy"
+)
+
+// buildTable translates a validated cluster config into a routing table.
+// It reads CA files named by the config, so it can fail on one node (a
+// missing file) where validation passed everywhere; the caller then keeps
+// the table it has.
+func buildTable(r *proxy.Router, c *config.Cluster, version string, resolve func(string) string) (*proxy.Table, error) {
+	ups := make([]proxy.UpstreamConfig, 0, len(c.Upstreams))
+	for _, u := range c.Upstreams {
+		uc, err := buildUpstream(u, resolve)
+		if err != nil {
+			return nil, err
+		}
+		ups = append(ups, uc)
+	}
+	routes := make([]proxy.RouteConfig, 0, len(c.Routes))
+	for _, rt := range c.Routes {
+		routes = append(routes, proxy.RouteConfig{Host: rt.Host, PathPrefix: rt.PathPrefix, Upstream: rt.Upstream, MaxBodyBytes: rt.MaxBodyBytes})
+	}
+	return r.Build(ups, routes, version)
+}
+
+func buildUpstream(u config.Upstream, resolve func(string) string) (proxy.UpstreamConfig, error) {
+	proto, err := proxy.ParseProtocol(u.Protocol)
+	if err != nil {
+		return proxy.UpstreamConfig{}, err
+	}
+	var pool *x509.CertPool
+	if u.TLS != nil && u.TLS.CA != "" {
+		pem, err := os.ReadFile(resolve(u.TLS.CA))
+		if err != nil {
+			return proxy.UpstreamConfig{}, fmt.Errorf("upstream %q: read CA: %w", u.Name, err)
+		}
+		pool = x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return proxy.UpstreamConfig{}, fmt.Errorf("upstream %q: CA file %s holds no PEM certificate", u.Name, u.TLS.CA)
+		}
+	}
+	uc := proxy.UpstreamConfig{Name: u.Name, Policy: u.LB, Retries: u.Retries, TryUnhealthy: u.TryUnhealthy}
+	for _, p := range u.Peers {
+		peer := &proxy.Peer{
+			Addr:     p.Addr,
+			Protocol: proto,
+			Weight:   p.Weight,
+			Group:    u.Name,
+			RootCAs:  pool,
+			Timeouts: proxy.UpstreamTimeouts{
+				Connect: u.Timeouts.Connect, TLSHandshake: u.Timeouts.TLSHandshake,
+				ResponseHeader: u.Timeouts.ResponseHeader, ReadIdle: u.Timeouts.ReadIdle, WriteIdle: u.Timeouts.WriteIdle,
+			},
+		}
+		if u.TLS != nil {
+			peer.TLS = true
+			peer.SNI = u.TLS.SNI
+			peer.InsecureSkipVerify = u.TLS.InsecureSkipVerify
+		}
+		uc.Peers = append(uc.Peers, peer)
+	}
+	return uc, nil
+}
+
+// proxyConfig translates the node file into the engine's Config.
+func proxyConfig(n *config.Node) proxy.Config {
+	cfg := proxy.Config{Via: n.Via}
+	d := n.Downstream
+	cfg.Downstream = proxy.DownstreamConfig{
+		HeaderTimeout:    d.HeaderTimeout,
+		KeepAliveTimeout: d.KeepAliveTimeout,
+		ReadIdleTimeout:  d.ReadIdleTimeout,
+		WriteIdleTimeout: d.WriteIdleTimeout,
+		MaxHeaderBytes:   d.MaxHeaderBytes,
+		MaxConns:         d.MaxConns,
+		MaxBodyBytes:     d.MaxBodyBytes,
+	}
+	return cfg
+}
+
+// listenerConfig builds a listener's engine config, loading certificates.
+func listenerConfig(n *config.Node, l config.Listener) (proxy.ListenerConfig, error) {
+	lc := proxy.ListenerConfig{Name: l.Name, H2C: l.H2C, DisableH2: l.DisableH2}
+	if l.TLS != nil {
+		var files []proxy.CertFile
+		for _, p := range l.TLS.Pairs(n) {
+			files = append(files, proxy.CertFile{CertFile: p.Cert, KeyFile: p.Key})
+		}
+		store, err := proxy.NewCertStore(files)
+		if err != nil {
+			return lc, fmt.Errorf("listener %q: %w", l.Name, err)
+		}
+		lc.TLS = store
+	}
+	return lc, nil
+}

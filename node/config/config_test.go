@@ -1,0 +1,144 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodNode = `name: node1
+admin_addr: 127.0.0.1:9090
+listeners:
+  - name: http
+    addr: 127.0.0.1:8080
+    h2c: true
+  - name: https
+    addr: 127.0.0.1:8443
+    tls: {cert: cert.pem, key: key.pem}
+cluster_config: cluster.yaml
+downstream:
+  header_timeout: 5s
+`
+
+const goodCluster = `upstreams:
+  - name: web
+    protocol: http1
+    lb: round_robin
+    peers:
+      - {addr: 127.0.0.1:9001, weight: 2}
+      - addr: 127.0.0.1:9002
+    timeouts: {connect: 2s}
+routes:
+  - host: "*"
+    path_prefix: /
+    upstream: web
+`
+
+func TestParseNode(t *testing.T) {
+	n, err := ParseNode("conf/node.yaml", []byte(goodNode))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Name != "node1" || len(n.Listeners) != 2 || !n.Listeners[0].H2C || n.Downstream.HeaderTimeout != 5*time.Second {
+		t.Fatalf("parsed %+v", n)
+	}
+	if got := n.Listeners[1].TLS.Pairs(n)[0].Cert; got != "conf/cert.pem" {
+		t.Fatalf("relative path resolved to %q", got)
+	}
+	if n.GracePeriod != 30*time.Second || n.LogLevel != "info" {
+		t.Fatalf("defaults not applied: %+v", n)
+	}
+}
+
+func TestParseClusterRefuses(t *testing.T) {
+	cases := []struct{ name, doc, want string }{
+		{"unknown key", strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    colour: blue\n", 1), `c.yaml:5: unknown field "colour"`},
+		{"bad addr", strings.Replace(goodCluster, "127.0.0.1:9002", "127.0.0.1", 1), `c.yaml:7: upstreams[0].peers[1].addr: "127.0.0.1": missing port in address`},
+		{"bad port", strings.Replace(goodCluster, "127.0.0.1:9002", "127.0.0.1:99999", 1), `c.yaml:7: upstreams[0].peers[1].addr: "127.0.0.1:99999": port "99999" is not a number from 0 to 65535`},
+		{"missing upstream", strings.Replace(goodCluster, "upstream: web", "upstream: api", 1), `c.yaml:12: routes[0].upstream: no upstream is named "api"`},
+		{"bad policy", strings.Replace(goodCluster, "lb: round_robin", "lb: fastest", 1), `c.yaml:4: upstreams[0].lb: "fastest" is not one of`},
+		{"bad protocol", strings.Replace(goodCluster, "protocol: http1", "protocol: spdy", 1), `c.yaml:3: upstreams[0].protocol: "spdy" is not one of http1, h2, h2c`},
+		{"bad weight", strings.Replace(goodCluster, "weight: 2", "weight: -2", 1), `c.yaml:6: upstreams[0].peers[0].weight`},
+		{"bad duration", strings.Replace(goodCluster, "connect: 2s", "connect: soon", 1), `c.yaml:8: cannot unmarshal`},
+		{"wrong type", strings.Replace(goodCluster, "weight: 2", "weight: heavy", 1), `c.yaml:6: cannot unmarshal`},
+		{"duplicate route", goodCluster + "  - host: \"*\"\n    upstream: web\n", `c.yaml:13: routes[1]: same host and path_prefix as routes[0]`},
+		{"bad path", strings.Replace(goodCluster, "path_prefix: /", "path_prefix: api", 1), `c.yaml:11: routes[0].path_prefix: "api" must start with /`},
+		{"bad host", strings.Replace(goodCluster, `host: "*"`, `host: "a b"`, 1), `c.yaml:10: routes[0].host`},
+		{"no peers", "upstreams:\n  - name: x\n", `c.yaml:2: upstreams[0].peers: at least one peer is required`},
+		{"not yaml", "upstreams: [", `c.yaml:1:`},
+		{"two docs", goodCluster + "---\nroutes: []\n", `more than one document`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseCluster("c.yaml", []byte(tc.doc))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			var ce *Errors
+			if !errors.As(err, &ce) {
+				t.Fatalf("error type %T: %v", err, err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseNodeRefuses(t *testing.T) {
+	cases := []struct{ name, doc, want string }{
+		{"no name", strings.Replace(goodNode, "name: node1\n", "", 1), `n.yaml:1: name: "" is not a valid node name`},
+		{"dup listener", strings.Replace(goodNode, "name: https", "name: http", 1), `n.yaml:7: listeners[1].name: "http" is also the name of listeners[0]`},
+		{"h2c on tls", strings.Replace(goodNode, "tls: {cert: cert.pem, key: key.pem}", "tls: {cert: cert.pem, key: key.pem}\n    h2c: true", 1), `listeners[1].h2c`},
+		{"cert without key", strings.Replace(goodNode, ", key: key.pem", "", 1), `n.yaml:9: listeners[1].tls: cert and key go together`},
+		{"unknown key", goodNode + "colour: blue\n", `n.yaml:13: unknown field "colour"`},
+		{"bad level", goodNode + "log_level: loud\n", `log_level: "loud" is not one of`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseNode("n.yaml", []byte(tc.doc))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestJSONAccepted(t *testing.T) {
+	c, err := ParseCluster("", []byte(`{"upstreams":[{"name":"a","peers":[{"addr":"10.0.0.1:80"}]}],"routes":[{"upstream":"a"}]}`))
+	if err != nil || c.Upstreams[0].Peers[0].Addr != "10.0.0.1:80" {
+		t.Fatalf("%v %+v", err, c)
+	}
+}
+
+func FuzzParseCluster(f *testing.F) {
+	f.Add([]byte(goodCluster))
+	f.Add([]byte(`{"upstreams":[]}`))
+	f.Add([]byte("routes:\n  - upstream: x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseCluster("f.yaml", data)
+		if err == nil {
+			// What validates must be buildable: names unique, routes resolve.
+			names := map[string]bool{}
+			for _, u := range c.Upstreams {
+				if names[u.Name] || len(u.Peers) == 0 {
+					t.Fatalf("invalid upstream accepted: %+v", u)
+				}
+				names[u.Name] = true
+			}
+			for _, r := range c.Routes {
+				if !names[r.Upstream] {
+					t.Fatalf("route to unknown upstream accepted: %+v", r)
+				}
+			}
+		}
+	})
+}
+
+func ExampleParseCluster() {
+	_, err := ParseCluster("cluster.yaml", []byte("upstreams:\n  - name: web\n    peers:\n      - addr: 10.0.0.1\n"))
+	fmt.Println(err)
+	// Output: cluster.yaml:4: upstreams[0].peers[0].addr: "10.0.0.1": missing port in address
+}

@@ -1,0 +1,140 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// FieldError is one invalid value.
+type FieldError struct {
+	// Path is the field's path, like "upstreams[0].peers[1].addr".
+	Path string
+	// Line is the line of the field in the document, 0 if unknown.
+	Line int
+	Msg  string
+}
+
+// Errors is the list of problems found in one document.
+type Errors struct {
+	// File names the document ("" for an unnamed one, such as a request body).
+	File string
+	List []FieldError
+}
+
+func (e *Errors) Error() string {
+	var b strings.Builder
+	for i, fe := range e.List {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		if e.File != "" {
+			b.WriteString(e.File)
+			b.WriteByte(':')
+		}
+		if fe.Line > 0 {
+			b.WriteString(strconv.Itoa(fe.Line))
+			b.WriteString(": ")
+		} else if e.File != "" {
+			b.WriteByte(' ')
+		}
+		if fe.Path != "" {
+			b.WriteString(fe.Path)
+			b.WriteString(": ")
+		}
+		b.WriteString(fe.Msg)
+	}
+	return b.String()
+}
+
+// errs collects FieldErrors during validation.
+type errs struct{ list []FieldError }
+
+func (e *errs) add(path, format string, args ...any) {
+	e.list = append(e.list, FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// result returns nil or an *Errors with lines resolved against root.
+func (e *errs) result(file string, root *yaml.Node) error {
+	if len(e.list) == 0 {
+		return nil
+	}
+	for i := range e.list {
+		e.list[i].Line = lineOf(root, e.list[i].Path)
+	}
+	return &Errors{File: file, List: e.list}
+}
+
+// lineOf finds the line of path in a decoded YAML document: the deepest
+// node of the path that exists (so a missing field points at its parent).
+func lineOf(root *yaml.Node, path string) int {
+	if root == nil {
+		return 0
+	}
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, seg := range splitPath(path) {
+		next, keyLine := step(n, seg)
+		if next == nil {
+			if keyLine > 0 {
+				return keyLine
+			}
+			return line
+		}
+		n, line = next, next.Line
+		if keyLine > 0 {
+			line = keyLine
+		}
+	}
+	return line
+}
+
+// splitPath turns "a[0].b" into ["a", "[0]", "b"].
+func splitPath(p string) []string {
+	var out []string
+	for _, part := range strings.Split(p, ".") {
+		for part != "" {
+			i := strings.IndexByte(part, '[')
+			switch {
+			case i < 0:
+				out = append(out, part)
+				part = ""
+			case i > 0:
+				out = append(out, part[:i])
+				part = part[i:]
+			default:
+				j := strings.IndexByte(part, ']')
+				if j < 0 {
+					return out
+				}
+				out = append(out, part[:j+1])
+				part = part[j+1:]
+			}
+		}
+	}
+	return out
+}
+
+func step(n *yaml.Node, seg string) (*yaml.Node, int) {
+	if strings.HasPrefix(seg, "[") {
+		i, err := strconv.Atoi(strings.Trim(seg, "[]"))
+		if err != nil || n.Kind != yaml.SequenceNode || i < 0 || i >= len(n.Content) {
+			return nil, 0
+		}
+		return n.Content[i], 0
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil, 0
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == seg {
+			return n.Content[i+1], n.Content[i].Line
+		}
+	}
+	return nil, 0
+}

@@ -1,0 +1,260 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// Node is the node file: what one node is and where it listens.
+type Node struct {
+	// Name identifies the node in the cluster (required; letters, digits,
+	// '.', '_' and '-', at most 64).
+	Name string `yaml:"name"`
+	// AdminAddr is the admin/status server address (default 127.0.0.1:9090).
+	AdminAddr string `yaml:"admin_addr"`
+	// Listeners are the proxy listeners (at least one).
+	Listeners []Listener `yaml:"listeners"`
+	// ClusterConfig is the path of the cluster config file (required until
+	// the config is replicated), relative to the node file.
+	ClusterConfig string `yaml:"cluster_config"`
+	// LogLevel is debug, info, warn or error (default info).
+	LogLevel string `yaml:"log_level"`
+	// AccessLog writes one JSON line per request to stdout (default false).
+	AccessLog bool `yaml:"access_log"`
+	// GracePeriod bounds how long a stopping node waits for requests in
+	// flight (default 30s).
+	GracePeriod time.Duration `yaml:"grace_period"`
+	// Via adds "Via: 1.1 <via>" to proxied messages (default "": none).
+	Via string `yaml:"via"`
+	// Downstream bounds client connections; zero fields keep the engine's
+	// defaults.
+	Downstream Downstream `yaml:"downstream"`
+
+	dir string // the node file's directory, for relative paths
+}
+
+// Listener is one proxy listener.
+type Listener struct {
+	// Name labels the listener (required, unique).
+	Name string `yaml:"name"`
+	// Addr is host:port to listen on (required, unique).
+	Addr string `yaml:"addr"`
+	// TLS terminates TLS on the listener (default: cleartext).
+	TLS *ListenerTLS `yaml:"tls"`
+	// H2C accepts HTTP/2 with prior knowledge beside HTTP/1.1 on a
+	// cleartext listener (default false).
+	H2C bool `yaml:"h2c"`
+	// DisableH2 stops offering h2 by ALPN on a TLS listener (default false).
+	DisableH2 bool `yaml:"disable_h2"`
+}
+
+// ListenerTLS names the certificates of a TLS listener: Cert/Key, and any
+// number of Certs, chosen by SNI; the first is the default.
+type ListenerTLS struct {
+	Cert  string     `yaml:"cert"`
+	Key   string     `yaml:"key"`
+	Certs []CertPair `yaml:"certs"`
+}
+
+// CertPair is a PEM certificate chain and its key.
+type CertPair struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Pairs returns every certificate pair, Cert/Key first, paths resolved.
+func (t *ListenerTLS) Pairs(n *Node) []CertPair {
+	var out []CertPair
+	if t.Cert != "" || t.Key != "" {
+		out = append(out, CertPair{Cert: n.Path(t.Cert), Key: n.Path(t.Key)})
+	}
+	for _, p := range t.Certs {
+		out = append(out, CertPair{Cert: n.Path(p.Cert), Key: n.Path(p.Key)})
+	}
+	return out
+}
+
+// Downstream bounds client connections (zero: engine default).
+type Downstream struct {
+	HeaderTimeout    time.Duration `yaml:"header_timeout"`
+	KeepAliveTimeout time.Duration `yaml:"keepalive_timeout"`
+	ReadIdleTimeout  time.Duration `yaml:"read_idle_timeout"`
+	WriteIdleTimeout time.Duration `yaml:"write_idle_timeout"`
+	MaxHeaderBytes   int           `yaml:"max_header_bytes"`
+	MaxConns         int           `yaml:"max_conns"`
+	MaxBodyBytes     int64         `yaml:"max_body_bytes"`
+}
+
+// DefaultAdminAddr is the admin address when the node file names none.
+const DefaultAdminAddr = "127.0.0.1:9090"
+
+// ParseNode parses and validates a node file. file names it in errors and
+// anchors relative paths.
+func ParseNode(file string, data []byte) (*Node, error) {
+	var n Node
+	root, err := decode(file, data, &n)
+	if err != nil {
+		return nil, err
+	}
+	n.dir = filepath.Dir(file)
+	n.applyDefaults()
+	var e errs
+	n.validate(&e)
+	if err := e.result(file, root); err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// LoadNode reads and parses the node file at path.
+func LoadNode(path string) (*Node, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseNode(path, data)
+}
+
+func (n *Node) applyDefaults() {
+	if n.AdminAddr == "" {
+		n.AdminAddr = DefaultAdminAddr
+	}
+	if n.LogLevel == "" {
+		n.LogLevel = "info"
+	}
+	if n.GracePeriod == 0 {
+		n.GracePeriod = 30 * time.Second
+	}
+}
+
+// Validate checks n after flags changed it.
+func (n *Node) Validate() error {
+	var e errs
+	n.validate(&e)
+	return e.result("", nil)
+}
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func (n *Node) validate(e *errs) {
+	if !namePattern.MatchString(n.Name) {
+		e.add("name", "%q is not a valid node name (1-64 letters, digits, '.', '_' or '-')", n.Name)
+	}
+	if err := checkHostPort(n.AdminAddr); err != nil {
+		e.add("admin_addr", "%v", err)
+	}
+	if n.ClusterConfig == "" {
+		e.add("cluster_config", "required: the path of the cluster config file")
+	}
+	switch n.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		e.add("log_level", "%q is not one of debug, info, warn, error", n.LogLevel)
+	}
+	if n.GracePeriod < 0 {
+		e.add("grace_period", "cannot be negative")
+	}
+	n.validateListeners(e)
+	d := n.Downstream
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"header_timeout", int64(d.HeaderTimeout)}, {"keepalive_timeout", int64(d.KeepAliveTimeout)},
+		{"read_idle_timeout", int64(d.ReadIdleTimeout)}, {"write_idle_timeout", int64(d.WriteIdleTimeout)},
+		{"max_header_bytes", int64(d.MaxHeaderBytes)}, {"max_conns", int64(d.MaxConns)}, {"max_body_bytes", d.MaxBodyBytes}} {
+		if f.v < 0 {
+			e.add("downstream."+f.name, "cannot be negative")
+		}
+	}
+	if d.MaxHeaderBytes > 1<<20 {
+		e.add("downstream.max_header_bytes", "%d is over the 1 MiB maximum", d.MaxHeaderBytes)
+	}
+}
+
+func (n *Node) validateListeners(e *errs) {
+	if len(n.Listeners) == 0 {
+		e.add("listeners", "at least one listener is required")
+	}
+	names, addrs := map[string]int{}, map[string]int{}
+	for i, l := range n.Listeners {
+		p := "listeners[" + strconv.Itoa(i) + "]"
+		if l.Name == "" {
+			e.add(p+".name", "required")
+		} else if j, dup := names[l.Name]; dup {
+			e.add(p+".name", "%q is also the name of listeners[%d]", l.Name, j)
+		}
+		names[l.Name] = i
+		if err := checkHostPort(l.Addr); err != nil {
+			e.add(p+".addr", "%v", err)
+		} else if j, dup := addrs[l.Addr]; dup {
+			e.add(p+".addr", "%q is also the address of listeners[%d]", l.Addr, j)
+		}
+		addrs[l.Addr] = i
+		if l.TLS != nil {
+			if l.H2C {
+				e.add(p+".h2c", "h2c is for cleartext listeners; TLS listeners offer h2 by ALPN")
+			}
+			validateTLS(e, p+".tls", l.TLS)
+		}
+	}
+}
+
+func validateTLS(e *errs, p string, t *ListenerTLS) {
+	if (t.Cert == "") != (t.Key == "") {
+		e.add(p, "cert and key go together")
+	}
+	if t.Cert == "" && len(t.Certs) == 0 {
+		e.add(p, "needs a certificate: cert and key, or certs")
+	}
+	for i, c := range t.Certs {
+		if c.Cert == "" || c.Key == "" {
+			e.add(fmt.Sprintf("%s.certs[%d]", p, i), "cert and key are both required")
+		}
+	}
+}
+
+// Path resolves p against the node file's directory.
+func (n *Node) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) || n.dir == "" {
+		return p
+	}
+	return filepath.Join(n.dir, p)
+}
+
+// checkHostPort accepts "host:port" with a numeric port; host may be empty
+// (all addresses), an IP or a name.
+func checkHostPort(a string) error {
+	if a == "" {
+		return fmt.Errorf("required (host:port)")
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q: %v", a, stripAddrErr(err))
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", a, port)
+	}
+	if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
+		return fmt.Errorf("%q: %q is not an IP address or host name", a, host)
+	}
+	return nil
+}
+
+func stripAddrErr(err error) string {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return ae.Err
+	}
+	return err.Error()
+}
+
+var hostnamePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?$`)
+
+func validHostname(h string) bool { return len(h) <= 253 && hostnamePattern.MatchString(h) }

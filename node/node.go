@@ -1,0 +1,276 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pingora-go/pingora-go/node/config"
+	"github.com/pingora-go/pingora-go/proxy"
+)
+
+// Options are what the caller supplies beside the node file.
+type Options struct {
+	// Version is the build version shown in /status (default "dev").
+	Version string
+	// Log receives the node's log; nil means JSON on stderr at the node
+	// file's log level.
+	Log *slog.Logger
+	// AccessLog receives access log lines when the node file enables them
+	// (default os.Stdout).
+	AccessLog io.Writer
+}
+
+// Node is one running pingora-node.
+type Node struct {
+	cfg  *config.Node
+	opts Options
+	log  *slog.Logger
+	reg  *prometheus.Registry
+
+	router *proxy.Router
+	srv    *proxy.Server[struct{}]
+
+	mu        sync.Mutex
+	listeners []*boundListener
+	adminLn   net.Listener
+	admin     *http.Server
+
+	started time.Time
+	applied atomic.Pointer[appliedConfig]
+	version atomic.Int64
+	ready   atomic.Bool
+	serving sync.WaitGroup
+	stopped chan struct{}
+}
+
+type boundListener struct {
+	cfg config.Listener
+	lc  proxy.ListenerConfig
+	ln  net.Listener
+}
+
+// appliedConfig describes the cluster config the node serves.
+type appliedConfig struct {
+	Version   int64     `json:"version"`
+	Hash      string    `json:"hash"`
+	AppliedAt time.Time `json:"applied_at"`
+	Source    string    `json:"source"`
+	// Error is the last config that failed to apply here, if any; the node
+	// keeps serving the version above.
+	Error string `json:"error,omitempty"`
+}
+
+// New builds a node from its file: the engine, the routing table from the
+// cluster config, and the metrics registry. It binds nothing; Start does.
+func New(cfg *config.Node, opts Options) (*Node, error) {
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	if opts.AccessLog == nil {
+		opts.AccessLog = os.Stdout
+	}
+	n := &Node{cfg: cfg, opts: opts, log: opts.Log, reg: prometheus.NewRegistry(), router: proxy.NewRouter(), stopped: make(chan struct{})}
+	if n.log == nil {
+		n.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(cfg.LogLevel)}))
+	}
+	n.log = n.log.With("node", cfg.Name)
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pc := proxyConfig(cfg)
+	pc.Metrics = n.reg
+	pc.ErrorLog = n.log.With("part", "proxy")
+	if cfg.AccessLog {
+		pc.AccessLog = slog.New(slog.NewJSONHandler(opts.AccessLog, nil))
+	}
+	srv, err := proxy.New[struct{}](proxy.RouterApp{Router: n.router}, pc)
+	if err != nil {
+		return nil, err
+	}
+	n.srv = srv
+	if err := n.loadClusterFile(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// loadClusterFile reads, validates and applies the cluster config file.
+func (n *Node) loadClusterFile() error {
+	path := n.cfg.Path(n.cfg.ClusterConfig)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("cluster config: %w", err)
+	}
+	c, err := config.ParseCluster(path, data)
+	if err != nil {
+		return err
+	}
+	return n.apply(c, config.Hash(data), "file:"+path)
+}
+
+// apply builds a table from c and swaps it in; on failure the running
+// table stays and the error is recorded for /status.
+func (n *Node) apply(c *config.Cluster, hash, source string) error {
+	if cur := n.applied.Load(); cur != nil && cur.Hash == hash {
+		return nil // nothing changed
+	}
+	version := n.version.Add(1)
+	tbl, err := buildTable(n.router, c, fmt.Sprint(version), n.cfg.Path)
+	if err != nil {
+		n.version.Add(-1)
+		if cur := n.applied.Load(); cur != nil {
+			failed := *cur
+			failed.Error = fmt.Sprintf("%s (%s): %v", source, hash, err)
+			n.applied.Store(&failed)
+		}
+		return fmt.Errorf("apply cluster config: %w", err)
+	}
+	n.router.Swap(tbl)
+	n.applied.Store(&appliedConfig{Version: version, Hash: hash, AppliedAt: time.Now().UTC(), Source: source})
+	n.log.Info("cluster config applied", "version", version, "hash", hash, "upstreams", len(c.Upstreams), "routes", len(c.Routes))
+	return nil
+}
+
+// Start binds the listeners and the admin server and starts serving. On
+// error everything bound so far is closed.
+func (n *Node) Start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.started = time.Now()
+	for _, l := range n.cfg.Listeners {
+		lc, err := listenerConfig(n.cfg, l)
+		if err != nil {
+			n.closeBound()
+			return err
+		}
+		ln, err := net.Listen("tcp", l.Addr)
+		if err != nil {
+			n.closeBound()
+			return fmt.Errorf("listener %q: %w", l.Name, err)
+		}
+		n.listeners = append(n.listeners, &boundListener{cfg: l, lc: lc, ln: ln})
+	}
+	aln, err := net.Listen("tcp", n.cfg.AdminAddr)
+	if err != nil {
+		n.closeBound()
+		return fmt.Errorf("admin: %w", err)
+	}
+	n.adminLn = aln
+	n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	for _, b := range n.listeners {
+		n.serving.Add(1)
+		go func() {
+			defer n.serving.Done()
+			if err := n.srv.Serve(b.ln, b.lc); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+				n.log.Error("listener stopped", "listener", b.cfg.Name, "err", err)
+			}
+		}()
+		n.log.Info("listening", "listener", b.cfg.Name, "addr", b.ln.Addr().String(), "tls", b.lc.TLS != nil, "h2c", b.lc.H2C)
+	}
+	n.serving.Add(1)
+	go func() {
+		defer n.serving.Done()
+		if err := n.admin.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("admin server stopped", "err", err)
+		}
+	}()
+	n.log.Info("admin listening", "addr", aln.Addr().String())
+	n.ready.Store(true)
+	return nil
+}
+
+func (n *Node) closeBound() {
+	for _, b := range n.listeners {
+		b.ln.Close()
+	}
+	n.listeners = nil
+	if n.adminLn != nil {
+		n.adminLn.Close()
+	}
+}
+
+// ListenerAddrs returns the bound address of each listener by name.
+func (n *Node) ListenerAddrs() map[string]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := map[string]string{}
+	for _, b := range n.listeners {
+		out[b.cfg.Name] = b.ln.Addr().String()
+	}
+	return out
+}
+
+// AdminAddr returns the bound admin address.
+func (n *Node) AdminAddr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.adminLn == nil {
+		return ""
+	}
+	return n.adminLn.Addr().String()
+}
+
+// Reload re-reads the cluster config and the listeners' certificates. A
+// file that does not validate or build is refused with the reason and the
+// running config stays.
+func (n *Node) Reload() error {
+	var errs []error
+	if err := n.loadClusterFile(); err != nil {
+		errs = append(errs, err)
+	}
+	n.mu.Lock()
+	for _, b := range n.listeners {
+		if b.lc.TLS != nil {
+			if err := b.lc.TLS.Reload(); err != nil {
+				errs = append(errs, fmt.Errorf("listener %q: %w", b.cfg.Name, err))
+			}
+		}
+	}
+	n.mu.Unlock()
+	err := errors.Join(errs...)
+	if err != nil {
+		n.log.Error("reload refused, running config kept", "err", err)
+	} else {
+		n.log.Info("reloaded")
+	}
+	return err
+}
+
+// Shutdown drains the node: /readyz fails at once, listeners close,
+// requests in flight finish (up to ctx), then the admin server stops.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.ready.Store(false)
+	n.log.Info("draining", "active_connections", n.srv.ActiveConns())
+	err := n.srv.Shutdown(ctx)
+	if err != nil {
+		n.log.Warn("grace period over, closing remaining connections", "err", err)
+	}
+	actx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n.admin.Shutdown(actx)
+	n.serving.Wait()
+	close(n.stopped)
+	n.log.Info("stopped")
+	return err
+}
+
+// Done is closed once Shutdown finished.
+func (n *Node) Done() <-chan struct{} { return n.stopped }

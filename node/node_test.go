@@ -1,0 +1,175 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/node/config"
+)
+
+// writeFiles writes a node file and a cluster config into a temp dir and
+// returns the node file's path.
+func writeFiles(t *testing.T, cluster string) string {
+	t.Helper()
+	dir := t.TempDir()
+	nodeFile := `name: test-node
+admin_addr: 127.0.0.1:0
+listeners:
+  - name: http
+    addr: 127.0.0.1:0
+    h2c: true
+cluster_config: cluster.yaml
+grace_period: 5s
+`
+	if err := os.WriteFile(filepath.Join(dir, "node.yaml"), []byte(nodeFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(cluster), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "node.yaml")
+}
+
+func clusterFor(addrs ...string) string {
+	var b strings.Builder
+	b.WriteString("upstreams:\n  - name: web\n    peers:\n")
+	for _, a := range addrs {
+		fmt.Fprintf(&b, "      - addr: %s\n", a)
+	}
+	b.WriteString("routes:\n  - host: \"*\"\n    upstream: web\n")
+	return b.String()
+}
+
+func startNode(t *testing.T, nodeFile string) *Node {
+	t.Helper()
+	cfg, err := config.LoadNode(nodeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(cfg, Options{Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		n.Shutdown(ctx)
+	})
+	return n
+}
+
+func origin(t *testing.T, name string) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestNodeServesAndReports(t *testing.T) {
+	a := origin(t, "a")
+	n := startNode(t, writeFiles(t, clusterFor(a)))
+	proxyURL := "http://" + n.ListenerAddrs()["http"]
+	admin := "http://" + n.AdminAddr()
+	if code, body := get(t, proxyURL+"/x"); code != 200 || body != "a" {
+		t.Fatalf("proxy: %d %q", code, body)
+	}
+	code, body := get(t, admin+"/status")
+	if code != 200 {
+		t.Fatalf("/status %d", code)
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Node.Name != "test-node" || st.Config == nil || st.Config.Version != 1 || !strings.HasPrefix(st.Config.Hash, "sha256:") ||
+		len(st.Upstreams) != 1 || st.Upstreams[0].Peers[0].Addr != a || len(st.Listeners) != 1 {
+		t.Fatalf("status: %s", body)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, _ := get(t, admin+path); code != 200 {
+			t.Fatalf("%s: %d", path, code)
+		}
+	}
+	_, metrics := get(t, admin+"/metrics")
+	for _, m := range []string{"pingora_requests_total", "pingora_upstream_connection_reuse_ratio", "pingora_downstream_connections_active", "go_goroutines"} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+}
+
+func TestReloadAppliesAndRefuses(t *testing.T) {
+	a, b := origin(t, "a"), origin(t, "b")
+	nodeFile := writeFiles(t, clusterFor(a))
+	n := startNode(t, nodeFile)
+	proxyURL := "http://" + n.ListenerAddrs()["http"]
+	clusterFile := filepath.Join(filepath.Dir(nodeFile), "cluster.yaml")
+
+	os.WriteFile(clusterFile, []byte(clusterFor(b)), 0o644)
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := get(t, proxyURL+"/"); body != "b" {
+		t.Fatalf("after reload: %q", body)
+	}
+	if v := n.Status().Config.Version; v != 2 {
+		t.Fatalf("version %d, want 2", v)
+	}
+	os.WriteFile(clusterFile, []byte("upstreams:\n  - name: web\n    peers: [{addr: nowhere}]\n"), 0o644)
+	err := n.Reload()
+	if err == nil || !strings.Contains(err.Error(), "cluster.yaml:3: upstreams[0].peers[0].addr") {
+		t.Fatalf("invalid reload: %v", err)
+	}
+	if _, body := get(t, proxyURL+"/"); body != "b" {
+		t.Fatalf("running config lost after a refused reload: %q", body)
+	}
+	if v := n.Status().Config.Version; v != 2 {
+		t.Fatalf("version %d after refused reload, want 2", v)
+	}
+	// Valid but not buildable here: a CA file that does not exist.
+	os.WriteFile(clusterFile, []byte(clusterFor(a)+"    tls: {ca: missing.pem}\n"), 0o644)
+	bad := strings.Replace(clusterFor(a), "    peers:", "    tls: {ca: missing.pem}\n    peers:", 1)
+	os.WriteFile(clusterFile, []byte(bad), 0o644)
+	if err := n.Reload(); err == nil {
+		t.Fatal("missing CA accepted")
+	}
+	st := n.Status()
+	if st.Config.Version != 2 || !strings.Contains(st.Config.Error, "missing.pem") {
+		t.Fatalf("status after failed apply: %+v", st.Config)
+	}
+}
+
+func TestInvalidClusterRefusedAtStart(t *testing.T) {
+	nodeFile := writeFiles(t, "upstreams:\n  - name: web\n    peers: [{addr: 127.0.0.1:1}]\n    colour: red\n")
+	cfg, err := config.LoadNode(nodeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(cfg, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), `cluster.yaml:4: unknown field "colour"`) {
+		t.Fatalf("got %v", err)
+	}
+}
