@@ -14,6 +14,14 @@ type Clock interface {
 	NewTicker(d time.Duration) Ticker
 	// NewTimer returns a timer firing once after d.
 	NewTimer(d time.Duration) Timer
+	// AfterFunc calls f in its own goroutine after d; Stop on the result
+	// cancels it.
+	AfterFunc(d time.Duration, f func()) Stopper
+}
+
+// Stopper cancels a pending AfterFunc.
+type Stopper interface {
+	Stop() bool
 }
 
 // Ticker is the part of time.Ticker that loops use.
@@ -43,6 +51,9 @@ func (Real) NewTicker(d time.Duration) Ticker { return realTicker{time.NewTicker
 // NewTimer wraps time.NewTimer.
 func (Real) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
 
+// AfterFunc wraps time.AfterFunc.
+func (Real) AfterFunc(d time.Duration, f func()) Stopper { return time.AfterFunc(d, f) }
+
 type realTicker struct{ t *time.Ticker }
 
 func (r realTicker) C() <-chan time.Time { return r.t.C }
@@ -68,6 +79,7 @@ type fakeWaiter struct {
 	at     time.Time
 	period time.Duration // 0 for a timer
 	ch     chan time.Time
+	fn     func() // AfterFunc: called instead of sending on ch
 	active bool
 }
 
@@ -92,6 +104,11 @@ func (f *Fake) Advance(d time.Duration) {
 			break
 		}
 		f.now = w.at
+		if w.fn != nil {
+			w.active = false
+			go w.fn() // like time.AfterFunc: its own goroutine, never under our lock
+			continue
+		}
 		select {
 		case w.ch <- w.at:
 		default: // like time.Ticker: a slow reader misses ticks
@@ -149,6 +166,15 @@ func (f *Fake) NewTicker(d time.Duration) Ticker {
 		panic("clock: non-positive ticker interval")
 	}
 	return &fakeTicker{f: f, w: f.add(d, d)}
+}
+
+// AfterFunc calls f (in a new goroutine) when Advance passes d from now.
+func (f *Fake) AfterFunc(d time.Duration, fn func()) Stopper {
+	w := f.add(d, 0)
+	f.mu.Lock()
+	w.fn = fn
+	f.mu.Unlock()
+	return &fakeTimer{f: f, w: w}
 }
 
 // NewTimer returns a timer driven by Advance.

@@ -37,6 +37,24 @@ func TestFakeTickerAndTimer(t *testing.T) {
 	}
 }
 
+func TestFakeAfterFunc(t *testing.T) {
+	f := NewFake(time.Unix(0, 0))
+	done := make(chan struct{})
+	f.AfterFunc(time.Second, func() { close(done) })
+	stopped := f.AfterFunc(time.Second, func() { t.Error("stopped AfterFunc ran") })
+	if !stopped.Stop() {
+		t.Fatal("Stop on a pending AfterFunc reported inactive")
+	}
+	f.Advance(999 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("ran early")
+	default:
+	}
+	f.Advance(time.Millisecond)
+	<-done
+}
+
 func ExampleFake() {
 	f := NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	tm := f.NewTimer(time.Minute)

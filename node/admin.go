@@ -1,9 +1,13 @@
 package node
 
 import (
+	"crypto/subtle"
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -84,7 +88,62 @@ func (n *Node) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
+	mux.HandleFunc("POST /v1/upstreams/{upstream}/peers/{addr}/{action}", n.adminWrite(n.setPeer))
 	return mux
+}
+
+// adminWrite guards a state-changing admin handler: with an admin token
+// configured the request must carry it; without one, only loopback
+// clients may change state.
+func (n *Node) adminWrite(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if tok := n.cfg.AdminToken; tok != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
+				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong admin token"})
+				return
+			}
+		} else if !isLoopback(r.RemoteAddr) {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "admin writes from non-loopback clients need admin_token"})
+			return
+		}
+		h(w, r)
+	}
+}
+
+func isLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// setPeer handles POST /v1/upstreams/{upstream}/peers/{addr}/{enable|disable}:
+// an operator takes a peer out of rotation (or puts it back) on this node.
+// The state survives config swaps that keep the peer.
+func (n *Node) setPeer(w http.ResponseWriter, r *http.Request) {
+	var disabled bool
+	switch r.PathValue("action") {
+	case "disable":
+		disabled = true
+	case "enable":
+	default:
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "action must be enable or disable"})
+		return
+	}
+	upstream, addr := r.PathValue("upstream"), r.PathValue("addr")
+	if err := n.router.SetPeerDisabled(upstream, addr, disabled); err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, proxy.ErrNoSuchPeer) {
+			code = http.StatusNotFound
+		}
+		writeJSON(w, code, map[string]string{"error": err.Error()})
+		return
+	}
+	n.log.Info("peer state set by operator", "upstream", upstream, "peer", addr, "disabled", disabled, "client", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, map[string]any{"upstream": upstream, "peer": addr, "disabled": disabled})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/proxy"
+	"github.com/pingora-go/pingora-go/proxy/health"
 )
 
 // buildTable translates a validated cluster config into a routing table.
@@ -45,7 +46,25 @@ func buildUpstream(u config.Upstream, resolve func(string) string) (proxy.Upstre
 			return proxy.UpstreamConfig{}, fmt.Errorf("upstream %q: CA file %s holds no PEM certificate", u.Name, u.TLS.CA)
 		}
 	}
-	uc := proxy.UpstreamConfig{Name: u.Name, Policy: u.LB, Retries: u.Retries, TryUnhealthy: u.TryUnhealthy}
+	hk, err := proxy.ParseHashKey(u.HashKey)
+	if err != nil {
+		return proxy.UpstreamConfig{}, err
+	}
+	uc := proxy.UpstreamConfig{
+		Name: u.Name, Policy: u.LB, HashKey: hk, Retries: u.Retries, RetryTimeout: u.RetryTimeout,
+		RetryOnStatus: u.RetryOnStatus, ReplayBufferBytes: u.ReplayBufferBytes, TryUnhealthy: u.TryUnhealthy,
+	}
+	if h := u.HealthCheck; h != nil {
+		lo, hi, err := h.StatusRange()
+		if err != nil {
+			return proxy.UpstreamConfig{}, err
+		}
+		uc.HealthCheck = &health.Check{Type: h.Type, Path: h.Path, Host: h.Host, StatusMin: lo, StatusMax: hi,
+			Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
+	}
+	if p := u.Passive; p != nil {
+		uc.Passive = health.Passive{MaxFails: p.MaxFails, CoolOff: p.CoolOff, MaxCoolOff: p.MaxCoolOff}
+	}
 	for _, p := range u.Peers {
 		peer := &proxy.Peer{
 			Addr:     p.Addr,

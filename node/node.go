@@ -81,11 +81,16 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	if opts.AccessLog == nil {
 		opts.AccessLog = os.Stdout
 	}
-	n := &Node{cfg: cfg, opts: opts, log: opts.Log, reg: prometheus.NewRegistry(), router: proxy.NewRouter(), stopped: make(chan struct{})}
+	n := &Node{cfg: cfg, opts: opts, log: opts.Log, reg: prometheus.NewRegistry(), stopped: make(chan struct{})}
 	if n.log == nil {
 		n.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(cfg.LogLevel)}))
 	}
 	n.log = n.log.With("node", cfg.Name)
+	router, err := proxy.NewRouter(proxy.RouterOptions{Metrics: n.reg, Log: n.log.With("part", "health")})
+	if err != nil {
+		return nil, err
+	}
+	n.router = router
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pc := proxyConfig(cfg)
 	pc.Metrics = n.reg
@@ -260,6 +265,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.ready.Store(false)
 	n.log.Info("draining", "active_connections", n.srv.ActiveConns())
 	err := n.srv.Shutdown(ctx)
+	n.router.Close()
 	if err != nil {
 		n.log.Warn("grace period over, closing remaining connections", "err", err)
 	}

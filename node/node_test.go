@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,7 +114,12 @@ func TestNodeServesAndReports(t *testing.T) {
 			t.Fatalf("%s: %d", path, code)
 		}
 	}
-	_, metrics := get(t, admin+"/metrics")
+	// Request metrics are recorded after the response reaches the client.
+	var metrics string
+	waitUntil(t, "request counted", func() bool {
+		_, metrics = get(t, admin+"/metrics")
+		return strings.Contains(metrics, "pingora_requests_total")
+	})
 	for _, m := range []string{"pingora_requests_total", "pingora_upstream_connection_reuse_ratio", "pingora_downstream_connections_active", "go_goroutines"} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("/metrics lacks %s", m)
@@ -171,5 +177,125 @@ func TestInvalidClusterRefusedAtStart(t *testing.T) {
 	_, err = New(cfg, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err == nil || !strings.Contains(err.Error(), `cluster.yaml:4: unknown field "colour"`) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func post(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestAdminPeerDisable: an operator takes a peer out of rotation through
+// the admin API; /status shows it and traffic avoids it until re-enabled.
+func TestAdminPeerDisable(t *testing.T) {
+	a, b := origin(t, "a"), origin(t, "b")
+	n := startNode(t, writeFiles(t, clusterFor(a, b)))
+	proxyURL := "http://" + n.ListenerAddrs()["http"]
+	admin := "http://" + n.AdminAddr()
+	seen := func() map[string]int {
+		m := map[string]int{}
+		for range 20 {
+			_, body := get(t, proxyURL+"/")
+			m[body]++
+		}
+		return m
+	}
+	if m := seen(); m["a"] != 10 || m["b"] != 10 {
+		t.Fatalf("round robin before: %v", m)
+	}
+	if code, body := post(t, admin+"/v1/upstreams/web/peers/"+a+"/disable", ""); code != 200 || !strings.Contains(body, `"disabled": true`) {
+		t.Fatalf("disable: %d %s", code, body)
+	}
+	if m := seen(); m["b"] != 20 {
+		t.Fatalf("after disable: %v", m)
+	}
+	st := n.Status()
+	if p := st.Upstreams[0].Peers[0]; p.Addr != a || !p.Disabled || p.Healthy {
+		t.Fatalf("status after disable: %+v", p)
+	}
+	for url, want := range map[string]int{
+		admin + "/v1/upstreams/web/peers/127.0.0.1:1/disable": 404,
+		admin + "/v1/upstreams/nope/peers/" + a + "/disable":  404,
+		admin + "/v1/upstreams/web/peers/" + a + "/reboot":    404,
+	} {
+		if code, body := post(t, url, ""); code != want {
+			t.Errorf("%s: %d %s, want %d", url, code, body, want)
+		}
+	}
+	if code, _ := post(t, admin+"/v1/upstreams/web/peers/"+a+"/enable", ""); code != 200 {
+		t.Fatalf("enable: %d", code)
+	}
+	if m := seen(); m["a"] != 10 || m["b"] != 10 {
+		t.Fatalf("after enable: %v", m)
+	}
+}
+
+func TestAdminTokenRequired(t *testing.T) {
+	a := origin(t, "a")
+	nodeFile := writeFiles(t, clusterFor(a))
+	b, _ := os.ReadFile(nodeFile)
+	os.WriteFile(nodeFile, append(b, "admin_token: s3cret\n"...), 0o644)
+	n := startNode(t, nodeFile)
+	url := "http://" + n.AdminAddr() + "/v1/upstreams/web/peers/" + a + "/disable"
+	for token, want := range map[string]int{"": 401, "wrong": 401, "s3cret": 200} {
+		if code, body := post(t, url, token); code != want {
+			t.Errorf("token %q: %d %s, want %d", token, code, body, want)
+		}
+	}
+	if code, _ := get(t, "http://"+n.AdminAddr()+"/status"); code != 200 {
+		t.Fatal("reads must not need the token")
+	}
+}
+
+// TestHealthOptionsFromClusterFile: the cluster file's health_check block
+// drives an active checker; a failing peer leaves rotation and /status
+// says why.
+func TestHealthOptionsFromClusterFile(t *testing.T) {
+	var fail atomic.Bool
+	fail.Store(true)
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" && fail.Load() {
+			w.WriteHeader(503)
+			return
+		}
+		io.WriteString(w, "bad")
+	}))
+	t.Cleanup(bad.Close)
+	good := origin(t, "good")
+	cluster := strings.Replace(clusterFor(bad.Listener.Addr().String(), good),
+		"    peers:", "    lb: least_conn\n    retries: 2\n    health_check: {type: http, path: /healthz, interval: 100ms, timeout: 1s, rise: 2, fall: 1}\n    passive: {max_fails: 3, cool_off: 1s}\n    peers:", 1)
+	n := startNode(t, writeFiles(t, cluster))
+	proxyURL := "http://" + n.ListenerAddrs()["http"]
+	waitUntil(t, "bad peer marked down", func() bool {
+		p := n.Status().Upstreams[0].Peers[0]
+		return !p.Healthy && p.ActiveCheck == "down"
+	})
+	for range 10 {
+		if _, body := get(t, proxyURL+"/"); body != "good" {
+			t.Fatalf("unhealthy peer served %q", body)
+		}
+	}
+	fail.Store(false)
+	waitUntil(t, "bad peer back up", func() bool { return n.Status().Upstreams[0].Peers[0].Healthy })
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // sleep-ok: polling a condition under a deadline
 	}
 }

@@ -11,8 +11,9 @@ import (
 // syscalls, small enough that 10k streams stay within a few hundred MiB.
 const copyBufSize = 32 << 10
 
-// replayLimit is how much of a request body is kept so a failed attempt can
-// be replayed to another peer; larger bodies are streamed and not replayed.
+// replayLimit is how much of a request body is kept by default so a failed
+// attempt can be replayed to another peer; larger bodies are streamed and
+// not replayed (Session.ReplayBufferBytes changes it).
 const replayLimit = 64 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
@@ -33,10 +34,14 @@ type reqBody struct {
 	err    error
 	n      int64
 	handed bool // an attempt read from the body
+	limit  int  // how much may be kept
 }
 
-func newReqBody(src io.Reader, has bool) *reqBody {
-	return &reqBody{src: src, has: has, keep: true}
+func newReqBody(src io.Reader, has bool, limit int) *reqBody {
+	if limit <= 0 {
+		limit = replayLimit
+	}
+	return &reqBody{src: src, has: has, keep: true, limit: limit}
 }
 
 // prefetch reads the first piece of the body before any upstream is
@@ -78,7 +83,7 @@ func (b *reqBody) Read(p []byte) (int, error) {
 	n, err := b.src.Read(p)
 	b.n += int64(n)
 	if n > 0 && b.keep {
-		if len(b.kept)+n <= replayLimit {
+		if len(b.kept)+n <= b.limit {
 			b.kept = append(b.kept, p[:n]...)
 			b.pos = len(b.kept)
 		} else {
@@ -96,6 +101,9 @@ func (b *reqBody) Read(p []byte) (int, error) {
 
 // complete reports whether the whole body is held in memory.
 func (b *reqBody) complete() bool { return !b.has || b.eof && b.keep }
+
+// replayable reports whether rewind would succeed.
+func (b *reqBody) replayable() bool { return !b.handed || b.keep && b.err == nil }
 
 // rewind prepares a replay. It fails once bytes were streamed that were not
 // kept.

@@ -66,7 +66,7 @@ func (s *Server[C]) run(sess *Session, ctx C) error {
 	if cl := sess.ds.contentLength(); sess.MaxBodyBytes > 0 && cl > sess.MaxBodyBytes {
 		return &Error{Kind: KindBodyTooLarge, Source: Downstream, Err: fmt.Errorf("content-length %d over limit %d", cl, sess.MaxBodyBytes)}
 	}
-	body := newReqBody(src, has)
+	body := newReqBody(src, has, sess.ReplayBufferBytes)
 	sess.body = body
 	if err := body.prefetch(); err != nil {
 		return classifyIO(err, Downstream)
@@ -81,10 +81,7 @@ func (s *Server[C]) run(sess *Session, ctx C) error {
 		}
 		sess.Peer = peer
 		err = s.attempt(sess, ctx, peer, body)
-		if sess.inflight != nil {
-			sess.inflight.InFlight.Add(-1)
-			sess.inflight = nil
-		}
+		finishAttempt(sess, err)
 		if err == nil {
 			return nil
 		}
@@ -134,7 +131,19 @@ func (s *Server[C]) onAttemptError(sess *Session, ctx C, peer *Peer, err error) 
 // idempotent or its whole body is held in memory.
 func (s *Server[C]) shouldRetry(sess *Session, err error, body *reqBody) bool {
 	var pe *Error
-	if !errors.As(err, &pe) || !pe.Retry || sess.ds.started() || sess.Retries >= sess.MaxRetries {
+	if !errors.As(err, &pe) || !pe.Retry || !canRetry(sess, body) {
+		return false
+	}
+	return body.rewind()
+}
+
+// canRetry reports whether another attempt may start: budget and time
+// left, nothing sent to the client, and the request replayable.
+func canRetry(sess *Session, body *reqBody) bool {
+	if sess.ds.started() || sess.Retries >= sess.MaxRetries {
+		return false
+	}
+	if sess.RetryTimeout > 0 && time.Since(sess.Start) >= sess.RetryTimeout {
 		return false
 	}
 	if !body.handed {
@@ -143,7 +152,28 @@ func (s *Server[C]) shouldRetry(sess *Session, err error, body *reqBody) bool {
 	if !idempotent(sess.Req.Method) && !body.complete() {
 		return false
 	}
-	return body.rewind()
+	return body.replayable()
+}
+
+// finishAttempt releases the peer's in-flight count and reports the
+// outcome to its health record: only failures of the upstream count.
+func finishAttempt(sess *Session, err error) {
+	t := sess.attempt
+	if t.rec == nil {
+		return
+	}
+	sess.attempt = attemptTrack{}
+	t.rec.State().InFlight.Add(-1)
+	var pe *Error
+	failed := errors.As(err, &pe) && pe.Source == Upstream
+	msg := ""
+	if failed {
+		msg = pe.Kind.String()
+		if pe.Kind == KindUpstreamStatus {
+			msg = "status " + strconv.Itoa(pe.Status)
+		}
+	}
+	t.rec.ObserveProxy(!failed, msg, t.passive)
 }
 
 func idempotent(m string) bool {
@@ -183,7 +213,21 @@ func (s *Server[C]) attempt(sess *Session, ctx C, peer *Peer, body *reqBody) err
 		return err
 	}
 	sess.UpstreamTTFB = time.Since(sess.Start)
+	if retryStatus(sess, resp.Status) && canRetry(sess, body) {
+		ex.release(false)
+		return &Error{Kind: KindUpstreamStatus, Source: Upstream, Retry: true, Status: resp.Status,
+			Err: fmt.Errorf("upstream answered %d", resp.Status)}
+	}
 	return s.respond(sess, ctx, ex, resp)
+}
+
+func retryStatus(sess *Session, code int) bool {
+	for _, c := range sess.RetryOnStatus {
+		if c == code {
+			return true
+		}
+	}
+	return false
 }
 
 // respond runs the response phases, sends the head and streams the body.

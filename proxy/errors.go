@@ -32,6 +32,7 @@ const (
 	KindNoHealthyPeer                // every peer of the upstream group is unhealthy
 	KindClientCanceled               // the client went away
 	KindProtocol                     // an HTTP/2 protocol or stream error
+	KindUpstreamStatus               // the upstream answered a status configured for retry
 )
 
 var kindNames = [...]string{
@@ -50,6 +51,7 @@ var kindNames = [...]string{
 	KindNoHealthyPeer:    "no_healthy_peer",
 	KindClientCanceled:   "client_canceled",
 	KindProtocol:         "protocol",
+	KindUpstreamStatus:   "upstream_status",
 }
 
 func (k Kind) String() string {

@@ -8,19 +8,28 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
 
-// deadAddr returns a loopback address nothing listens on.
+// deadAddr returns a loopback address that refuses connections. The port
+// stays bound (without listening) until the test ends, so no listener the
+// test opens later, the proxy's own included, can take it over.
 func deadAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 func TestDeadUpstream502(t *testing.T) {
@@ -158,7 +167,7 @@ func TestBodyLimit413(t *testing.T) {
 		hits.Add(1)
 		io.Copy(io.Discard, r.Body)
 	}))
-	r := NewRouter()
+	r := newTestRouter(t)
 	tbl, err := r.Build([]UpstreamConfig{{Name: "up", Peers: []*Peer{origin}}},
 		[]RouteConfig{{Host: "*", PathPrefix: "/small", Upstream: "up", MaxBodyBytes: 10}, {Host: "*", Upstream: "up"}}, "v1")
 	if err != nil {
@@ -184,25 +193,12 @@ func TestBodyLimit413(t *testing.T) {
 }
 
 func TestMalformedUpstreamResponse502(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				http.ReadRequest(bufio.NewReader(c))
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx")
-			}()
-		}
-	}()
-	p := startProxy(t, routerFor(t, &Peer{Addr: ln.Addr().String()}), Config{Retries: -1}, ListenerConfig{Name: "http"})
+	addr := rawPeer(t, func(c net.Conn) {
+		defer c.Close()
+		http.ReadRequest(bufio.NewReader(c))
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx")
+	})
+	p := startProxy(t, routerFor(t, &Peer{Addr: addr}), Config{Retries: -1}, ListenerConfig{Name: "http"})
 	resp, _ := mustGet(t, h1Client(), "http://"+p.addr+"/")
 	if resp.StatusCode != 502 {
 		t.Fatalf("status %d, want 502", resp.StatusCode)

@@ -169,7 +169,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // routerFor returns a RouterApp sending every request to peers.
 func routerFor(t testing.TB, peers ...*Peer) RouterApp {
 	t.Helper()
-	r := NewRouter()
+	r := newTestRouter(t)
 	tbl, err := r.Build([]UpstreamConfig{{Name: "up", Peers: peers}}, []RouteConfig{{Host: "*", Upstream: "up"}}, "test")
 	if err != nil {
 		t.Fatal(err)
@@ -250,4 +250,35 @@ type netDialer struct{}
 
 func (netDialer) dial(addr string) (net.Conn, error) {
 	return net.DialTimeout("tcp", addr, time.Second)
+}
+
+func newTestRouter(t testing.TB) *Router {
+	t.Helper()
+	r, err := NewRouter(RouterOptions{Log: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// rawPeer listens on loopback and runs serve on every accepted connection
+// in its own goroutine: an upstream that speaks bytes, not HTTP.
+func rawPeer(t testing.TB, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return ln.Addr().String()
 }

@@ -1,12 +1,20 @@
 package proxy
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"sort"
+	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/proxy/health"
 	"github.com/pingora-go/pingora-go/proxy/lb"
 	"github.com/pingora-go/pingora-go/proxy/route"
 )
@@ -18,14 +26,31 @@ type UpstreamConfig struct {
 	// Policy is the lb policy: round_robin, random, least_conn, p2c, ketama
 	// or fnv (default round_robin).
 	Policy string
+	// HashKey is what ketama and fnv hash (default: the URI).
+	HashKey HashKey
 	// Peers are the group's servers; Peer.Weight weighs them.
 	Peers []*Peer
 	// Retries caps extra attempts for requests to this group; 0 keeps the
 	// server default and -1 disables retries.
 	Retries int
+	// RetryTimeout stops starting new attempts once this long has passed
+	// since the request arrived (default 0: only Retries bounds them).
+	RetryTimeout time.Duration
+	// RetryOnStatus lists upstream statuses (such as 502, 503, 504) that are
+	// retried on another peer like a connection failure, as nginx's
+	// proxy_next_upstream http_5xx; the last attempt's response is passed
+	// on as is (default none).
+	RetryOnStatus []int
+	// ReplayBufferBytes is how much of a request body is kept so that it can
+	// be replayed on another peer (default 64 KiB).
+	ReplayBufferBytes int
 	// TryUnhealthy sends requests to unhealthy peers when none is healthy,
 	// instead of answering 503 (default false).
 	TryUnhealthy bool
+	// HealthCheck enables an active check of every peer (default nil: none).
+	HealthCheck *health.Check
+	// Passive ejects peers after consecutive proxy failures (default: off).
+	Passive health.Passive
 }
 
 // RouteConfig sends requests matching Host and PathPrefix to an upstream group.
@@ -59,46 +84,96 @@ type routeEntry struct {
 type upstreamGroup struct {
 	cfg      UpstreamConfig
 	selector lb.Selector
-	states   []*lb.State
+	records  []*health.Record
+}
+
+// RouterOptions are a Router's dependencies; zero fields take defaults.
+type RouterOptions struct {
+	// Metrics registers peer health metrics (default nil: not registered).
+	Metrics prometheus.Registerer
+	// Log receives health transitions (default: discarded).
+	Log *slog.Logger
+	// Clock drives health checks and ejection cool-offs (default: real time).
+	Clock clock.Clock
 }
 
 // Router routes requests by host and path to upstream groups and picks a
-// peer in each with the group's policy. Its Table is swapped atomically;
-// a request keeps the table it matched against. Peer health and in-flight
-// counts live in the Router and survive table swaps.
+// peer in each with the group's policy. Its Table is swapped atomically; a
+// request keeps the table it matched against. Peer health (active checks,
+// passive ejection, manual disable) and in-flight counts live in the Router
+// and survive table swaps.
 type Router struct {
 	table  atomic.Pointer[Table]
-	mu     sync.Mutex
-	states map[string]*lb.State
+	health *health.Registry
+	log    *slog.Logger
+	clock  clock.Clock
+
+	peerUp      *prometheus.GaugeVec
+	transitions *prometheus.CounterVec
+
+	checkMu     sync.Mutex
+	stopChecks  context.CancelFunc
+	checksDone  sync.WaitGroup
+	checkedKeys map[string]*health.Record
+	closed      bool
 }
 
 // NewRouter returns a Router with an empty table (every request gets 404).
-func NewRouter() *Router {
-	r := &Router{states: map[string]*lb.State{}}
-	r.table.Store(&Table{routes: mustEmptyTable(), upstreams: map[string]*upstreamGroup{}})
-	return r
-}
-
-func mustEmptyTable() *route.Table[*routeEntry] {
-	t, _ := route.New[*routeEntry](nil)
-	return t
-}
-
-// State returns the shared health and load state of the peer at addr.
-func (r *Router) State(peerKey string) *lb.State {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st := r.states[peerKey]
-	if st == nil {
-		st = lb.NewState()
-		r.states[peerKey] = st
+func NewRouter(opts RouterOptions) (*Router, error) {
+	r := &Router{log: opts.Log, clock: opts.Clock}
+	if r.log == nil {
+		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return st
+	if r.clock == nil {
+		r.clock = clock.Real{}
+	}
+	r.peerUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pingora_upstream_peer_healthy",
+		Help: "1 when the peer may receive traffic, 0 when it is down, ejected or disabled.",
+	}, []string{"upstream", "peer"})
+	r.transitions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pingora_upstream_health_transitions_total",
+		Help: "Peer health flips, by new state.",
+	}, []string{"peer", "to"})
+	if opts.Metrics != nil {
+		for _, c := range []prometheus.Collector{r.peerUp, r.transitions} {
+			if err := opts.Metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("proxy: register router metrics: %w", err)
+			}
+		}
+	}
+	r.health = health.NewRegistry(r.clock, r.onHealthChange)
+	empty, _ := route.New[*routeEntry](nil)
+	r.table.Store(&Table{routes: empty, upstreams: map[string]*upstreamGroup{}})
+	return r, nil
+}
+
+func (r *Router) onHealthChange(c health.Change) {
+	to := "down"
+	if c.Healthy {
+		to = "up"
+	}
+	r.transitions.WithLabelValues(c.Addr, to).Inc()
+	r.log.Warn("peer health changed", "peer", c.Addr, "healthy", c.Healthy, "reason", c.Reason)
+	for _, g := range r.table.Load().upstreams {
+		for i, rec := range g.records {
+			if rec.Key() == c.Key {
+				r.peerUp.WithLabelValues(g.cfg.Name, g.cfg.Peers[i].Addr).Set(boolFloat(c.Healthy))
+			}
+		}
+	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Build makes a Table from upstream groups and routes without installing
 // it. It fails on unknown upstreams, duplicate names, duplicate routes and
-// invalid policies.
+// invalid policies or health checks.
 func (r *Router) Build(ups []UpstreamConfig, routes []RouteConfig, version string) (*Table, error) {
 	t := &Table{upstreams: map[string]*upstreamGroup{}, Version: version}
 	for i, u := range ups {
@@ -137,6 +212,11 @@ func (r *Router) buildGroup(u UpstreamConfig) (*upstreamGroup, error) {
 	if len(u.Peers) == 0 {
 		return nil, fmt.Errorf("proxy: upstream %q has no peers", u.Name)
 	}
+	if u.HealthCheck != nil {
+		if err := u.HealthCheck.Validate(); err != nil {
+			return nil, fmt.Errorf("proxy: upstream %q: %w", u.Name, err)
+		}
+	}
 	policy := u.Policy
 	if policy == "" {
 		policy = "round_robin"
@@ -147,9 +227,9 @@ func (r *Router) buildGroup(u UpstreamConfig) (*upstreamGroup, error) {
 		if p.Group == "" {
 			p.Group = u.Name
 		}
-		st := r.State(p.poolKey())
-		g.states = append(g.states, st)
-		backends[i] = lb.Backend{Addr: p.Addr, Weight: p.Weight, State: st}
+		rec := r.health.Get(p.poolKey(), p.Addr)
+		g.records = append(g.records, rec)
+		backends[i] = lb.Backend{Addr: p.Addr, Weight: p.Weight, State: rec.State()}
 	}
 	sel, err := lb.New(policy, backends, lb.Options{})
 	if err != nil {
@@ -159,11 +239,97 @@ func (r *Router) buildGroup(u UpstreamConfig) (*upstreamGroup, error) {
 	return g, nil
 }
 
-// Swap installs t and returns the previous table.
-func (r *Router) Swap(t *Table) *Table { return r.table.Swap(t) }
+// Swap installs t, moves the active health checks to t's groups, and
+// returns the previous table.
+func (r *Router) Swap(t *Table) *Table {
+	old := r.table.Swap(t)
+	for _, g := range t.upstreams {
+		for i, rec := range g.records {
+			r.peerUp.WithLabelValues(g.cfg.Name, g.cfg.Peers[i].Addr).Set(boolFloat(rec.State().Healthy()))
+		}
+	}
+	r.restartChecks(t)
+	return old
+}
+
+// restartChecks stops the checkers of the previous table and starts one per
+// group of t that has a health check. Peers no longer checked forget their
+// active verdict.
+func (r *Router) restartChecks(t *Table) {
+	r.checkMu.Lock()
+	defer r.checkMu.Unlock()
+	if r.stopChecks != nil {
+		r.stopChecks()
+		r.checksDone.Wait()
+		r.stopChecks = nil
+	}
+	if r.closed {
+		return
+	}
+	checked := map[string]*health.Record{}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stopChecks = cancel
+	for _, g := range t.upstreams {
+		if g.cfg.HealthCheck == nil {
+			continue
+		}
+		targets := make([]health.Target, len(g.cfg.Peers))
+		for i, p := range g.cfg.Peers {
+			targets[i] = health.Target{Record: g.records[i], Addr: p.Addr, TLS: checkTLS(p)}
+			checked[g.records[i].Key()] = g.records[i]
+		}
+		c := health.NewChecker(*g.cfg.HealthCheck, targets, r.clock)
+		r.checksDone.Add(1)
+		go func() {
+			defer r.checksDone.Done()
+			c.Run(ctx)
+		}()
+	}
+	for k, rec := range r.checkedKeys {
+		if checked[k] == nil {
+			rec.StopActive()
+		}
+	}
+	r.checkedKeys = checked
+}
+
+func checkTLS(p *Peer) *tls.Config {
+	return &tls.Config{ServerName: p.ServerName(), RootCAs: p.RootCAs, InsecureSkipVerify: p.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+}
+
+// Close stops the active health checks. The Router keeps routing.
+func (r *Router) Close() {
+	r.checkMu.Lock()
+	defer r.checkMu.Unlock()
+	r.closed = true
+	if r.stopChecks != nil {
+		r.stopChecks()
+		r.checksDone.Wait()
+		r.stopChecks = nil
+	}
+}
 
 // Table returns the current table.
 func (r *Router) Table() *Table { return r.table.Load() }
+
+// ErrNoSuchPeer is returned by SetPeerDisabled for an unknown group or peer.
+var ErrNoSuchPeer = errors.New("proxy: no such upstream peer")
+
+// SetPeerDisabled takes a peer of a group out of rotation by hand (true) or
+// lets it back (false). It applies to the peer everywhere it appears.
+func (r *Router) SetPeerDisabled(upstream, addr string, disabled bool) error {
+	g := r.table.Load().upstreams[upstream]
+	if g == nil {
+		return fmt.Errorf("%w: upstream %q", ErrNoSuchPeer, upstream)
+	}
+	for i, p := range g.cfg.Peers {
+		if p.Addr == addr {
+			g.records[i].SetDisabled(disabled)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %q in upstream %q", ErrNoSuchPeer, addr, upstream)
+}
 
 // routeMatch is a Session's routing decision.
 type routeMatch struct {
@@ -171,23 +337,30 @@ type routeMatch struct {
 	tried lb.Tried
 }
 
-// Route matches s against the current table and applies the route's limits
-// and labels to s. It returns ErrNoRoute when nothing matches.
+// Route matches s against the current table and applies the route's and
+// group's limits and retry settings to s. It returns ErrNoRoute when
+// nothing matches.
 func (r *Router) Route(s *Session) error {
 	e, ok := r.table.Load().routes.Match(s.Req.Host, s.Req.Path())
 	if !ok {
 		return ErrNoRoute
 	}
-	s.match = routeMatch{entry: e.Target}
-	s.Route = e.Target.cfg.Name
-	if n := e.Target.cfg.MaxBodyBytes; n > 0 {
+	ent := e.Target
+	s.match = routeMatch{entry: ent}
+	s.Route = ent.cfg.Name
+	if n := ent.cfg.MaxBodyBytes; n > 0 {
 		s.MaxBodyBytes = n
 	}
-	switch n := e.Target.group.cfg.Retries; {
+	g := &ent.group.cfg
+	switch n := g.Retries; {
 	case n > 0:
 		s.MaxRetries = n
 	case n < 0:
 		s.MaxRetries = 0
+	}
+	s.RetryTimeout, s.RetryOnStatus = g.RetryTimeout, g.RetryOnStatus
+	if g.ReplayBufferBytes > 0 {
+		s.ReplayBufferBytes = g.ReplayBufferBytes
 	}
 	return nil
 }
@@ -197,7 +370,8 @@ func (r *Router) Route(s *Session) error {
 var ErrNoHealthyPeer = &Error{Kind: KindNoHealthyPeer, Source: Internal, Err: errors.New("no healthy peer")}
 
 // Peer picks a peer of the matched route's group with the group's policy;
-// on a retry it avoids peers already tried when another is healthy.
+// on a retry it avoids peers already tried when another is healthy. The
+// engine reports the attempt's outcome to the peer's health record.
 func (r *Router) Peer(s *Session) (*Peer, error) {
 	e := s.match.entry
 	if e == nil {
@@ -207,7 +381,7 @@ func (r *Router) Peer(s *Session) (*Peer, error) {
 		e = s.match.entry
 	}
 	g := e.group
-	key := s.Req.URI
+	key := g.cfg.HashKey.extract(s)
 	var i int
 	var ok bool
 	if s.Retries > 0 {
@@ -223,9 +397,9 @@ func (r *Router) Peer(s *Session) (*Peer, error) {
 		return nil, ErrNoHealthyPeer
 	}
 	s.match.tried.Add(i)
-	st := g.states[i]
-	st.InFlight.Add(1)
-	s.inflight = st
+	rec := g.records[i]
+	rec.State().InFlight.Add(1)
+	s.attempt = attemptTrack{rec: rec, passive: g.cfg.Passive}
 	return g.cfg.Peers[i], nil
 }
 
@@ -250,43 +424,3 @@ func (a RouterApp) RequestFilter(s *Session, _ struct{}) (bool, error) {
 
 // UpstreamPeer picks the peer.
 func (a RouterApp) UpstreamPeer(s *Session, _ struct{}) (*Peer, error) { return a.Router.Peer(s) }
-
-// UpstreamStatus describes an upstream group of a Table for status pages.
-type UpstreamStatus struct {
-	Name     string       `json:"name"`
-	Policy   string       `json:"lb"`
-	Protocol string       `json:"protocol"`
-	Peers    []PeerStatus `json:"peers"`
-}
-
-// PeerStatus is one peer's live state.
-type PeerStatus struct {
-	Addr     string `json:"addr"`
-	Weight   int    `json:"weight"`
-	Healthy  bool   `json:"healthy"`
-	InFlight int64  `json:"in_flight"`
-}
-
-// Upstreams lists the table's groups, sorted by name, with live peer state.
-func (t *Table) Upstreams() []UpstreamStatus {
-	out := make([]UpstreamStatus, 0, len(t.upstreams))
-	for _, g := range t.upstreams {
-		us := UpstreamStatus{Name: g.cfg.Name, Policy: g.cfg.Policy, Protocol: g.cfg.Peers[0].Protocol.String()}
-		if us.Policy == "" {
-			us.Policy = "round_robin"
-		}
-		for i, p := range g.cfg.Peers {
-			w := p.Weight
-			if w == 0 {
-				w = 1
-			}
-			us.Peers = append(us.Peers, PeerStatus{Addr: p.Addr, Weight: w, Healthy: g.states[i].Healthy(), InFlight: g.states[i].InFlight.Load()})
-		}
-		out = append(out, us)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
-
-// Routes returns the number of routes in the table.
-func (t *Table) Routes() int { return t.routes.Len() }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pingora-go/pingora-go/proxy/lb"
+	"github.com/pingora-go/pingora-go/proxy/health"
 )
 
 // RequestHeader is a request head as the phases see it.
@@ -70,6 +70,15 @@ type Session struct {
 	// MaxRetries caps the extra attempts after retryable failures (set by a
 	// phase; defaults to Config.Retries).
 	MaxRetries int
+	// RetryTimeout stops new attempts once this long has passed since Start
+	// (set by a phase; default 0: no time bound beyond MaxRetries).
+	RetryTimeout time.Duration
+	// RetryOnStatus lists upstream statuses retried on another peer while
+	// attempts remain (set by a phase; default none).
+	RetryOnStatus []int
+	// ReplayBufferBytes is how much of the request body is kept for a replay
+	// (set by a phase before the body is read; default 64 KiB).
+	ReplayBufferBytes int
 
 	// Peer is the peer of the current or last attempt.
 	Peer *Peer
@@ -96,11 +105,18 @@ type Session struct {
 	upResp    ResponseHeader
 	body      *reqBody
 	match     routeMatch
-	inflight  *lb.State // the chosen peer's load counter, released after the attempt
-	bodyRead  bool      // a byte of the request body was consumed
+	attempt   attemptTrack
+	bodyRead  bool // a byte of the request body was consumed
 	responded bool
 	hooks     sessionHooks
 	uctx      any // the request's C, for hooks
+}
+
+// attemptTrack ties an attempt to the chosen peer's health record: the
+// engine releases the in-flight count and reports the outcome.
+type attemptTrack struct {
+	rec     *health.Record
+	passive health.Passive
 }
 
 // sessionHooks lets non-generic Session methods call the generic phases.
@@ -152,7 +168,8 @@ func (s *Session) reset(ctx context.Context, req *RequestHeader, ds downstream) 
 	s.BytesIn, s.BytesOut = 0, 0
 	s.ConnectTime, s.ConnReused, s.UpstreamTTFB = 0, false, 0
 	s.bodyRead, s.responded, s.uctx, s.body = false, false, nil, nil
-	s.match, s.inflight = routeMatch{}, nil
+	s.match, s.attempt = routeMatch{}, attemptTrack{}
+	s.RetryTimeout, s.RetryOnStatus, s.ReplayBufferBytes = 0, nil, replayLimit
 	clear(s.Tried[:cap(s.Tried)])
 }
 

@@ -164,6 +164,19 @@ func TestStatusCommand(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
 		t.Fatalf("--json output is not JSON: %v", err)
 	}
+	peer := up.Listener.Addr().String()
+	out.Reset()
+	if code := run([]string{"peer", "disable", "--admin", admin, "web", peer}, &out, &errb); code != 0 || out.String() != "web "+peer+": disabled\n" {
+		t.Fatalf("peer disable: exit %d %q %q", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"status", "--admin", admin, "--json"}, &out, &errb); code != 0 || !strings.Contains(out.String(), `"disabled": true`) {
+		t.Fatalf("status after disable:\n%s", out.String())
+	}
+	errb.Reset()
+	if code := run([]string{"peer", "enable", "--admin", admin, "web", "127.0.0.1:1"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "HTTP 404") {
+		t.Fatalf("peer enable of an unknown peer: exit %d %q", code, errb.String())
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
 	errb.Reset()

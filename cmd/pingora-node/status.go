@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/pingora-go/pingora-go/node"
+	"github.com/pingora-go/pingora-go/proxy"
 )
 
 func adminURL(s string) string {
@@ -78,11 +80,70 @@ func printStatus(w io.Writer, st *node.Status) {
 	for _, l := range st.Listeners {
 		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\n", l.Name, l.Addr, l.TLS, l.H2C)
 	}
-	fmt.Fprintln(tw, "\nUPSTREAM\tPEER\tWEIGHT\tHEALTHY\tIN FLIGHT")
+	fmt.Fprintln(tw, "\nUPSTREAM\tPEER\tWEIGHT\tHEALTH\tIN FLIGHT")
 	for _, u := range st.Upstreams {
 		for _, p := range u.Peers {
-			fmt.Fprintf(tw, "%s (%s, %s)\t%s\t%d\t%v\t%d\n", u.Name, u.Policy, u.Protocol, p.Addr, p.Weight, p.Healthy, p.InFlight)
+			fmt.Fprintf(tw, "%s (%s, %s)\t%s\t%d\t%s\t%d\n", u.Name, u.Policy, u.Protocol, p.Addr, p.Weight, peerHealth(p), p.InFlight)
 		}
 	}
 	tw.Flush()
+}
+
+// cmdPeer is "pingora-node peer enable|disable UPSTREAM ADDR".
+func cmdPeer(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "enable" && args[0] != "disable") {
+		fmt.Fprintln(stderr, "usage: pingora-node peer enable|disable [--admin URL] [--token T] UPSTREAM ADDR")
+		return 2
+	}
+	action := args[0]
+	fs := flag.NewFlagSet("peer "+action, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	admin := fs.String("admin", os.Getenv("PINGORA_ADMIN"), "admin `URL` of the node [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
+	token := fs.String("token", os.Getenv("PINGORA_ADMIN_TOKEN"), "admin token [PINGORA_ADMIN_TOKEN]")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if fs.NArg() != 2 {
+		fmt.Fprintln(stderr, "pingora-node peer: want UPSTREAM and ADDR")
+		return 2
+	}
+	u := adminURL(*admin) + "/v1/upstreams/" + url.PathEscape(fs.Arg(0)) + "/peers/" + url.PathEscape(fs.Arg(1)) + "/" + action
+	req, err := http.NewRequest(http.MethodPost, u, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "pingora-node peer:", err)
+		return 2
+	}
+	if *token != "" {
+		req.Header.Set("Authorization", "Bearer "+*token)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "pingora-node: node unreachable:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		json.Unmarshal(body, &e)
+		fmt.Fprintf(stderr, "pingora-node peer %s: HTTP %d: %s\n", action, resp.StatusCode, e.Error)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s %s: %sd\n", fs.Arg(0), fs.Arg(1), action)
+	return 0
+}
+
+// peerHealth is a one-word verdict with its reason.
+func peerHealth(p proxy.PeerStatus) string {
+	switch {
+	case p.Disabled:
+		return "disabled (operator)"
+	case p.Healthy:
+		return "up"
+	case !p.EjectedUntil.IsZero() && p.EjectedUntil.After(time.Now()):
+		return "ejected until " + p.EjectedUntil.Format(time.TimeOnly)
+	case p.ActiveCheck == "down":
+		return "down (active check: " + p.LastError + ")"
+	}
+	return "down"
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -30,11 +31,75 @@ type Upstream struct {
 	// LB is the selection policy: round_robin, random, least_conn, p2c,
 	// ketama or fnv (default round_robin).
 	LB string `yaml:"lb" json:"lb,omitempty"`
+	// HashKey is what ketama and fnv hash: uri, path, client_ip,
+	// header:NAME, cookie:NAME or query:NAME (default uri).
+	HashKey string `yaml:"hash_key" json:"hash_key,omitempty"`
 	// Retries caps extra attempts on other peers (default: engine's, 2; -1: none).
 	Retries int `yaml:"retries" json:"retries,omitempty"`
+	// RetryTimeout stops new attempts this long after the request arrived
+	// (default 0: no bound beyond retries).
+	RetryTimeout time.Duration `yaml:"retry_timeout" json:"retry_timeout,omitempty"`
+	// RetryOnStatus lists upstream statuses retried on another peer, like
+	// nginx's proxy_next_upstream http_502 (default none).
+	RetryOnStatus []int `yaml:"retry_on_status" json:"retry_on_status,omitempty"`
+	// ReplayBufferBytes is how much of a request body is kept for a replay
+	// (default 65536).
+	ReplayBufferBytes int `yaml:"replay_buffer_bytes" json:"replay_buffer_bytes,omitempty"`
 	// TryUnhealthy sends requests to unhealthy peers when none is healthy,
 	// instead of answering 503 (default false).
 	TryUnhealthy bool `yaml:"try_unhealthy" json:"try_unhealthy,omitempty"`
+	// HealthCheck enables active checks of every peer (default: none).
+	HealthCheck *HealthCheck `yaml:"health_check" json:"health_check,omitempty"`
+	// Passive ejects a peer after consecutive proxy failures (default: off).
+	Passive *Passive `yaml:"passive" json:"passive,omitempty"`
+}
+
+// HealthCheck is an active health check.
+type HealthCheck struct {
+	// Type is tcp, http or https (default tcp).
+	Type string `yaml:"type" json:"type,omitempty"`
+	// Path is the HTTP request path (default /).
+	Path string `yaml:"path" json:"path,omitempty"`
+	// Host is the HTTP Host header (default: the peer address).
+	Host string `yaml:"host" json:"host,omitempty"`
+	// ExpectedStatus is the range of statuses that count as up, "200-399"
+	// or a single "204" (default 200-399).
+	ExpectedStatus string `yaml:"expected_status" json:"expected_status,omitempty"`
+	// Interval between checks (default 5s, at least 100ms).
+	Interval time.Duration `yaml:"interval" json:"interval,omitempty"`
+	// Timeout of one check (default 2s).
+	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
+	// Rise is how many successes in a row mark a peer up (default 2).
+	Rise int `yaml:"rise" json:"rise,omitempty"`
+	// Fall is how many failures in a row mark a peer down (default 3).
+	Fall int `yaml:"fall" json:"fall,omitempty"`
+}
+
+// StatusRange parses ExpectedStatus.
+func (h *HealthCheck) StatusRange() (lo, hi int, err error) {
+	if h.ExpectedStatus == "" {
+		return 200, 399, nil
+	}
+	a, b, found := strings.Cut(h.ExpectedStatus, "-")
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := lo, error(nil)
+	if found {
+		hi, err2 = strconv.Atoi(strings.TrimSpace(b))
+	}
+	if err1 != nil || err2 != nil || lo < 100 || hi > 599 || lo > hi {
+		return 0, 0, fmt.Errorf("%q is not a status or a range like 200-399", h.ExpectedStatus)
+	}
+	return lo, hi, nil
+}
+
+// Passive is passive health: ejection after consecutive proxy failures.
+type Passive struct {
+	// MaxFails is how many failures in a row eject a peer (required, >= 1).
+	MaxFails int `yaml:"max_fails" json:"max_fails"`
+	// CoolOff is the first ejection's length; it doubles on repeat (default 10s).
+	CoolOff time.Duration `yaml:"cool_off" json:"cool_off,omitempty"`
+	// MaxCoolOff caps the doubling (default 5m).
+	MaxCoolOff time.Duration `yaml:"max_cool_off" json:"max_cool_off,omitempty"`
 }
 
 // Peer is one server of a group.
@@ -173,6 +238,31 @@ func (u *Upstream) validate(e *errs, p string) {
 	if u.Retries < -1 || u.Retries > 16 {
 		e.add(p+".retries", "%d is not between -1 (never) and 16", u.Retries)
 	}
+	if u.RetryTimeout < 0 {
+		e.add(p+".retry_timeout", "cannot be negative")
+	}
+	for i, c := range u.RetryOnStatus {
+		if c < 500 || c > 599 {
+			e.add(fmt.Sprintf("%s.retry_on_status[%d]", p, i), "%d is not a 5xx status", c)
+		}
+	}
+	if u.ReplayBufferBytes < 0 || u.ReplayBufferBytes > 64<<20 {
+		e.add(p+".replay_buffer_bytes", "%d is not between 0 and 64 MiB", u.ReplayBufferBytes)
+	}
+	if err := checkHashKey(u.HashKey); err != nil {
+		e.add(p+".hash_key", "%v", err)
+	}
+	if h := u.HealthCheck; h != nil {
+		validateHealthCheck(e, p+".health_check", h)
+	}
+	if ps := u.Passive; ps != nil {
+		if ps.MaxFails < 1 {
+			e.add(p+".passive.max_fails", "must be at least 1")
+		}
+		if ps.CoolOff < 0 || ps.MaxCoolOff < 0 {
+			e.add(p+".passive", "cool_off and max_cool_off cannot be negative")
+		}
+	}
 	t := u.Timeouts
 	for _, f := range []struct {
 		name string
@@ -182,6 +272,43 @@ func (u *Upstream) validate(e *errs, p string) {
 			e.add(p+".timeouts."+f.name, "cannot be negative")
 		}
 	}
+}
+
+func validateHealthCheck(e *errs, p string, h *HealthCheck) {
+	switch h.Type {
+	case "", "tcp", "http", "https":
+	default:
+		e.add(p+".type", "%q is not one of tcp, http, https", h.Type)
+	}
+	if h.Path != "" && !strings.HasPrefix(h.Path, "/") {
+		e.add(p+".path", "%q must start with /", h.Path)
+	}
+	if _, _, err := h.StatusRange(); err != nil {
+		e.add(p+".expected_status", "%v", err)
+	}
+	if h.Interval != 0 && h.Interval < 100*time.Millisecond {
+		e.add(p+".interval", "%s is below the 100ms minimum", h.Interval)
+	}
+	if h.Timeout < 0 || h.Rise < 0 || h.Fall < 0 {
+		e.add(p, "timeout, rise and fall cannot be negative")
+	}
+}
+
+func checkHashKey(k string) error {
+	kind, name, hasName := strings.Cut(k, ":")
+	switch kind {
+	case "", "uri", "path", "client_ip":
+		if hasName {
+			return fmt.Errorf("%q takes no name", kind)
+		}
+		return nil
+	case "header", "cookie", "query":
+		if name == "" {
+			return fmt.Errorf("%q needs a name, like %s:NAME", k, kind)
+		}
+		return nil
+	}
+	return fmt.Errorf("%q is not one of uri, path, client_ip, header:NAME, cookie:NAME, query:NAME", k)
 }
 
 func checkHostPattern(h string) error {

@@ -69,6 +69,12 @@ func TestParseClusterRefuses(t *testing.T) {
 		{"no peers", "upstreams:\n  - name: x\n", `c.yaml:2: upstreams[0].peers: at least one peer is required`},
 		{"not yaml", "upstreams: [", `c.yaml:1:`},
 		{"two docs", goodCluster + "---\nroutes: []\n", `more than one document`},
+		{"bad hash key", strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: ketama\n    hash_key: body\n", 1), `c.yaml:5: upstreams[0].hash_key`},
+		{"retry on 404", strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    retry_on_status: [502, 404]\n", 1), `upstreams[0].retry_on_status[1]: 404 is not a 5xx status`},
+		{"bad check type", strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    health_check: {type: icmp}\n", 1), `c.yaml:5: upstreams[0].health_check.type: "icmp" is not one of tcp, http, https`},
+		{"bad status range", strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    health_check: {type: http, expected_status: 400-200}\n", 1), `upstreams[0].health_check.expected_status`},
+		{"check too often", strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    health_check: {interval: 1ms}\n", 1), `upstreams[0].health_check.interval: 1ms is below the 100ms minimum`},
+		{"passive without fails", strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    passive: {cool_off: 5s}\n", 1), `upstreams[0].passive.max_fails: must be at least 1`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,6 +18,10 @@ type Node struct {
 	Name string `yaml:"name"`
 	// AdminAddr is the admin/status server address (default 127.0.0.1:9090).
 	AdminAddr string `yaml:"admin_addr"`
+	// AdminToken, when set, must be sent as "Authorization: Bearer <token>"
+	// on every admin request that changes state. Without it, such requests
+	// are accepted only from loopback clients.
+	AdminToken string `yaml:"admin_token"`
 	// Listeners are the proxy listeners (at least one).
 	Listeners []Listener `yaml:"listeners"`
 	// ClusterConfig is the path of the cluster config file (required until

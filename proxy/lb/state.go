@@ -7,10 +7,9 @@ import "sync/atomic"
 // every Backend for that address points at it. All fields are safe for
 // concurrent use.
 //
-// The brief for this type asked for a healthy flag that NewState sets. State
-// stores the inverse (down) instead, so that the zero State is healthy too:
-// a &State{} or a State embedded in another struct can never silently take
-// a peer out of rotation.
+// State stores "down" rather than "healthy", so that the zero State is
+// healthy: a &State{} or a State embedded in another struct can never
+// silently take a peer out of rotation.
 type State struct {
 	// InFlight counts requests currently sent to the peer. The proxy adds 1
 	// before it forwards a request and subtracts 1 when the request ends;

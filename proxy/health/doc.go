@@ -1,0 +1,12 @@
+// Package health decides whether upstream peers may receive traffic, from
+// three sources: active checks (TCP connect, or an HTTP(S) request with an
+// expected status range, flipped after Rise successes or Fall failures in a
+// row), passive observation (consecutive proxy failures eject a peer for a
+// cool-off that doubles on repeat), and an operator's manual disable. The
+// combined verdict is written to the peer's lb.State, which every selection
+// policy reads.
+//
+// Records are kept per peer in a Registry that outlives routing tables, so a
+// config swap neither forgets nor resets health. It imports proxy/lb and
+// clock only. See ExampleRegistry.
+package health
