@@ -18,6 +18,7 @@ import (
 
 	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/proxy"
+	"github.com/pingora-go/pingora-go/proxy/handoff"
 )
 
 // Options are what the caller supplies beside the node file.
@@ -30,6 +31,11 @@ type Options struct {
 	// AccessLog receives access log lines when the node file enables them
 	// (default os.Stdout).
 	AccessLog io.Writer
+	// Inherit holds the listeners passed by the process this one takes
+	// over from ("run --upgrade"); nil binds every listener afresh.
+	Inherit *handoff.Inherited
+	// NoHandoff disables offering the listeners to a successor.
+	NoHandoff bool
 }
 
 // Node is one running pingora-node.
@@ -46,6 +52,11 @@ type Node struct {
 	listeners []*boundListener
 	adminLn   net.Listener
 	admin     *http.Server
+
+	level       slog.LevelVar
+	clusterPath atomic.Pointer[string]
+	offer       *handoff.Offer
+	superseded  chan struct{}
 
 	started time.Time
 	applied atomic.Pointer[appliedConfig]
@@ -81,10 +92,13 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	if opts.AccessLog == nil {
 		opts.AccessLog = os.Stdout
 	}
-	n := &Node{cfg: cfg, opts: opts, log: opts.Log, reg: prometheus.NewRegistry(), stopped: make(chan struct{})}
+	n := &Node{cfg: cfg, opts: opts, log: opts.Log, reg: prometheus.NewRegistry(), stopped: make(chan struct{}), superseded: make(chan struct{})}
+	n.level.Set(parseLevel(cfg.LogLevel))
 	if n.log == nil {
-		n.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(cfg.LogLevel)}))
+		n.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: &n.level}))
 	}
+	clusterPath := cfg.Path(cfg.ClusterConfig)
+	n.clusterPath.Store(&clusterPath)
 	n.log = n.log.With("node", cfg.Name)
 	router, err := proxy.NewRouter(proxy.RouterOptions{Metrics: n.reg, Log: n.log.With("part", "health")})
 	if err != nil {
@@ -119,7 +133,7 @@ func parseLevel(s string) slog.Level {
 
 // loadClusterFile reads, validates and applies the cluster config file.
 func (n *Node) loadClusterFile() error {
-	path := n.cfg.Path(n.cfg.ClusterConfig)
+	path := *n.clusterPath.Load()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("cluster config: %w", err)
@@ -166,14 +180,14 @@ func (n *Node) Start() error {
 			n.closeBound()
 			return err
 		}
-		ln, err := net.Listen("tcp", l.Addr)
+		ln, err := n.listen(l.Name, l.Addr)
 		if err != nil {
 			n.closeBound()
 			return fmt.Errorf("listener %q: %w", l.Name, err)
 		}
 		n.listeners = append(n.listeners, &boundListener{cfg: l, lc: lc, ln: ln})
 	}
-	aln, err := net.Listen("tcp", n.cfg.AdminAddr)
+	aln, err := n.listen(adminListenerName, n.cfg.AdminAddr)
 	if err != nil {
 		n.closeBound()
 		return fmt.Errorf("admin: %w", err)
@@ -200,6 +214,20 @@ func (n *Node) Start() error {
 	n.log.Info("admin listening", "addr", aln.Addr().String())
 	n.ready.Store(true)
 	return nil
+}
+
+// listen takes the listener from the process this one replaces, or binds
+// it.
+func (n *Node) listen(name, addr string) (net.Listener, error) {
+	ln, ok, err := n.opts.Inherit.Take(name, addr)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		n.log.Info("listener inherited", "listener", name, "addr", ln.Addr().String())
+		return ln, nil
+	}
+	return net.Listen("tcp", addr)
 }
 
 func (n *Node) closeBound() {
@@ -263,6 +291,7 @@ func (n *Node) Reload() error {
 // requests in flight finish (up to ctx), then the admin server stops.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.ready.Store(false)
+	n.stopOffer()
 	n.log.Info("draining", "active_connections", n.srv.ActiveConns())
 	err := n.srv.Shutdown(ctx)
 	n.router.Close()

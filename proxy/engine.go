@@ -33,6 +33,9 @@ func (s *Server[C]) handle(sess *Session) {
 	sess.MaxRetries = s.cfg.Retries
 	ctx := s.app.NewCtx()
 	sess.uctx, sess.hooks = ctx, s
+	if stop := startGRPCDeadline(sess); stop != nil {
+		defer stop()
+	}
 	err := s.run(sess, ctx)
 	if err != nil {
 		s.fail(sess, ctx, err)
@@ -80,7 +83,7 @@ func (s *Server[C]) run(sess *Session, ctx C) error {
 			return &Error{Kind: KindInternal, Source: Internal, Err: errors.New("UpstreamPeer returned no peer")}
 		}
 		sess.Peer = peer
-		err = s.attempt(sess, ctx, peer, body)
+		err = grpcDeadlineExpired(sess, s.attempt(sess, ctx, peer, body))
 		finishAttempt(sess, err)
 		if err == nil {
 			return nil
@@ -191,6 +194,9 @@ func (s *Server[C]) attempt(sess *Session, ctx C, peer *Peer, body *reqBody) err
 		upgrade = sess.ds.upgrade()
 	}
 	buildUpstreamRequest(sess, &sess.upReq, sess.scheme(), s.via(1), upgrade)
+	if err := grpcDeadlineHeader(sess, sess.upReq.Header); err != nil {
+		return err
+	}
 	if p := s.ph.upRequest; p != nil {
 		if err := p.UpstreamRequestFilter(sess, &sess.upReq, ctx); err != nil {
 			return err
@@ -320,8 +326,9 @@ func (s *Server[C]) copyBody(sess *Session, ctx C, ex exchange) error {
 }
 
 // fail answers a failed request: FailToProxy's page, or the default short
-// plain-text one, unless the response had started (then the connection is
-// cut, as nothing else can tell the client).
+// plain-text one (a trailers-only gRPC status for gRPC requests), unless
+// the response had started (then the connection is cut, as nothing else
+// can tell the client).
 func (s *Server[C]) fail(sess *Session, ctx C, err error) {
 	if sess.ds.started() {
 		sess.ds.abort()
@@ -340,6 +347,10 @@ func (s *Server[C]) fail(sess *Session, ctx C, err error) {
 	if code == 499 { // the client is gone: nothing to answer
 		sess.Status = code
 		sess.ds.abort()
+		return
+	}
+	if isGRPC(sess.Req) { // a gRPC client reads a status, not a page
+		s.writeGRPCError(sess, err, code)
 		return
 	}
 	s.writeError(sess, code)

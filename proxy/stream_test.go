@@ -110,3 +110,31 @@ func TestLargeBodyBoundedMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamedChunkFlushed: a chunk the upstream flushed reaches the
+// client while the upstream waits, for every upstream protocol.
+func TestStreamedChunkFlushed(t *testing.T) {
+	ca := newTestCA(t)
+	for _, mode := range []originMode{originH1, originH2C} {
+		release := make(chan struct{})
+		origin := startOrigin(t, mode, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "first\n")
+			w.(http.Flusher).Flush()
+			<-release
+			io.WriteString(w, "last\n")
+		}))
+		p := startProxy(t, routerFor(t, origin), Config{}, ListenerConfig{Name: "http", H2C: true})
+		for name, c := range map[string]*http.Client{"h1": h1Client(), "h2c": h2cClient()} {
+			resp, err := c.Get("http://" + p.addr + "/")
+			if err != nil {
+				t.Fatalf("%v/%s: %v", origin.Protocol, name, err)
+			}
+			first := make([]byte, 6)
+			if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "first\n" {
+				t.Fatalf("%v/%s: %q %v", origin.Protocol, name, first, err)
+			}
+			resp.Body.Close()
+		}
+		close(release)
+	}
+}

@@ -247,7 +247,7 @@ func (ex *h1Exchange) read(p []byte) (int, error) {
 	return ex.c.body.Read(p)
 }
 
-func (ex *h1Exchange) buffered() int { return ex.c.br.Buffered() }
+func (ex *h1Exchange) buffered() int { return ex.c.body.Buffered() }
 
 func (ex *h1Exchange) trailer() http.Header { return ex.c.body.Trailer() }
 

@@ -50,43 +50,9 @@ func freePort(t *testing.T) string {
 // the command, the proxy address and the admin address once /readyz is 200.
 func startProcess(t *testing.T, upstream string) (*exec.Cmd, string, string) {
 	t.Helper()
-	dir := t.TempDir()
-	proxyAddr, adminAddr := freePort(t), freePort(t)
-	os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(fmt.Sprintf(
-		"upstreams:\n  - name: web\n    peers: [{addr: %s}]\nroutes:\n  - upstream: web\n", upstream)), 0o644)
-	os.WriteFile(filepath.Join(dir, "node.yaml"), []byte(fmt.Sprintf(
-		"name: proc\nadmin_addr: %s\nlisteners:\n  - {name: http, addr: %s, h2c: true}\ncluster_config: cluster.yaml\ngrace_period: 10s\n",
-		adminAddr, proxyAddr)), 0o644)
-	cmd := exec.Command(binary, "run", "--config", filepath.Join(dir, "node.yaml"), "--pid-file", filepath.Join(dir, "pid"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("node stderr:\n%s", stderr.String())
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + adminAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node not ready: %v\n%s", err, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond) // sleep-ok: polling a starting process
-	}
-	return cmd, proxyAddr, adminAddr
+	d := newNodeDir(t, upstream, "")
+	cmd, _ := launch(t, d)
+	return cmd, d.proxyAddr, d.adminAddr
 }
 
 // TestGracefulSIGTERM sends SIGTERM while a request is in flight: the
@@ -153,7 +119,7 @@ func TestStatusCommand(t *testing.T) {
 	if code := run([]string{"status", "--admin", "http://" + admin}, &out, &errb); code != 0 {
 		t.Fatalf("status exit %d: %s", code, errb.String())
 	}
-	if !strings.Contains(out.String(), "node      proc") || !strings.Contains(out.String(), up.Listener.Addr().String()) {
+	if !strings.Contains(out.String(), "node      up") || !strings.Contains(out.String(), up.Listener.Addr().String()) {
 		t.Fatalf("status output:\n%s", out.String())
 	}
 	out.Reset()

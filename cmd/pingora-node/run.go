@@ -2,21 +2,28 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/pingora-go/pingora-go/node"
 	"github.com/pingora-go/pingora-go/node/config"
+	"github.com/pingora-go/pingora-go/proxy/handoff"
 )
 
 // runFlags are the flags of "run"; each overrides the node file.
 type runFlags struct {
 	config, name, adminAddr, pidFile, logLevel string
+	upgrade                                    bool
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -25,6 +32,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.adminAddr, "admin-addr", os.Getenv("PINGORA_ADMIN_ADDR"), "admin server `host:port`, overrides the file [PINGORA_ADMIN_ADDR]")
 	fs.StringVar(&f.pidFile, "pid-file", "", "write the process id to `path` while running")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error, overrides the file")
+	fs.BoolVar(&f.upgrade, "upgrade", false, "take the listeners over from the running node with the same upgrade socket, then let it drain")
 }
 
 // loadNode reads the node file and applies the flags.
@@ -64,35 +72,71 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pingora-node:", err)
 		return 2
 	}
-	n, err := node.New(cfg, node.Options{Version: buildVersion(), AccessLog: stdout})
+	opts := node.Options{Version: buildVersion(), AccessLog: stdout}
+	if f.upgrade {
+		in, err := handoff.Request(cfg.UpgradeSocketPath(), 10*time.Second)
+		if err != nil {
+			fmt.Fprintln(stderr, "pingora-node: --upgrade:", err)
+			return 1
+		}
+		opts.Inherit = in
+	}
+	n, err := node.New(cfg, opts)
+	if err == nil {
+		err = n.Start()
+	}
+	if err == nil {
+		err = n.Takeover()
+	}
 	if err != nil {
+		opts.Inherit.Fail(err)
 		fmt.Fprintln(stderr, "pingora-node:", err)
 		return 1
 	}
-	if err := n.Start(); err != nil {
-		fmt.Fprintln(stderr, "pingora-node:", err)
-		return 1
+	if err := n.OfferHandoff(); err != nil {
+		fmt.Fprintln(stderr, "pingora-node: upgrades disabled:", err)
 	}
 	if f.pidFile != "" {
 		if err := os.WriteFile(f.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 			fmt.Fprintln(stderr, "pingora-node: pid file:", err)
 		}
-		defer os.Remove(f.pidFile)
+		defer removePidFile(f.pidFile)
 	}
-	return serveUntilSignal(n, cfg)
+	sdNotify(fmt.Sprintf("READY=1\nMAINPID=%d", os.Getpid()))
+	return serveUntilSignal(n, cfg, &f, args, stderr)
+}
+
+// removePidFile removes the pid file unless a successor rewrote it.
+func removePidFile(path string) {
+	b, err := os.ReadFile(path)
+	if err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
+		os.Remove(path)
+	}
 }
 
 // serveUntilSignal runs the node until SIGTERM or SIGINT (graceful stop
-// within the grace period, exit 0); SIGHUP reloads.
-func serveUntilSignal(n *node.Node, cfg *config.Node) int {
+// within the grace period, exit 0) or until a successor took over (drain,
+// exit 0). SIGHUP reloads the node file and the cluster config, starting a
+// successor when the node file changed beyond what applies in place;
+// SIGUSR2 starts a successor (binary upgrade).
+func serveUntilSignal(n *node.Node, cfg *config.Node, f *runFlags, args []string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4) // a burst of signals is read one at a time
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			n.Reload()
-			continue
+	for {
+		select {
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				reload(n, f, args, stderr)
+				continue
+			case syscall.SIGUSR2:
+				startSuccessor(args, stderr)
+				continue
+			}
+		case <-n.Superseded():
 		}
+		sdNotify("STOPPING=1")
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.GracePeriod)
 		err := n.Shutdown(ctx)
 		cancel()
@@ -101,5 +145,70 @@ func serveUntilSignal(n *node.Node, cfg *config.Node) int {
 		}
 		return 0
 	}
-	return 0
+}
+
+// reload re-reads the node file: an invalid one is refused (the node
+// keeps running as it is); a change only a new process can apply starts
+// a successor.
+func reload(n *node.Node, f *runFlags, args []string, stderr io.Writer) {
+	cfg, err := f.loadNode()
+	if err != nil {
+		fmt.Fprintln(stderr, "pingora-node: reload refused, running config kept:", err)
+		return
+	}
+	err = n.ReloadFile(cfg)
+	if errors.Is(err, node.ErrNeedsHandoff) {
+		fmt.Fprintln(stderr, "pingora-node: node file changed; handing off to a new process")
+		startSuccessor(args, stderr)
+	}
+}
+
+// startSuccessor starts this binary again with "run --upgrade" and the
+// same flags. It takes the listeners over through the upgrade socket; if
+// it fails, this process keeps serving and logs why.
+func startSuccessor(args []string, stderr io.Writer) {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(stderr, "pingora-node: upgrade:", err)
+		return
+	}
+	cargs := []string{"run", "--upgrade"}
+	for _, a := range args {
+		if a != "--upgrade" && a != "-upgrade" {
+			cargs = append(cargs, a)
+		}
+	}
+	cmd := exec.Command(exe, cargs...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // outlives this process's group signals
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(stderr, "pingora-node: upgrade:", err)
+		return
+	}
+	fmt.Fprintf(stderr, "pingora-node: started successor pid %d\n", cmd.Process.Pid)
+	go func() {
+		// Reap it; if it exits while this process still runs, the
+		// hand-off failed and the offer loop has logged why.
+		if err := cmd.Wait(); err != nil {
+			fmt.Fprintf(stderr, "pingora-node: successor pid %d exited: %v\n", cmd.Process.Pid, err)
+		}
+	}()
+}
+
+// sdNotify sends a state line to systemd when it supervises the process
+// (Type=notify, NotifyAccess=all in the unit); elsewhere it does nothing.
+func sdNotify(state string) {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return
+	}
+	if strings.HasPrefix(path, "@") {
+		path = "\x00" + path[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.Write([]byte(state))
 }

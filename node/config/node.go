@@ -39,6 +39,10 @@ type Node struct {
 	// Downstream bounds client connections; zero fields keep the engine's
 	// defaults.
 	Downstream Downstream `yaml:"downstream"`
+	// UpgradeSocket is the Unix socket a successor process ("run
+	// --upgrade", or SIGUSR2) takes the listeners over from (default
+	// pingora-node-<name>.sock in the system's temporary directory).
+	UpgradeSocket string `yaml:"upgrade_socket"`
 
 	dir string // the node file's directory, for relative paths
 }
@@ -135,6 +139,14 @@ func (n *Node) applyDefaults() {
 	if n.GracePeriod == 0 {
 		n.GracePeriod = 30 * time.Second
 	}
+}
+
+// UpgradeSocketPath returns the hand-off socket's path.
+func (n *Node) UpgradeSocketPath() string {
+	if n.UpgradeSocket != "" {
+		return n.Path(n.UpgradeSocket)
+	}
+	return filepath.Join(os.TempDir(), "pingora-node-"+n.Name+".sock")
 }
 
 // Validate checks n after flags changed it.

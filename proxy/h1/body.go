@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -116,6 +117,46 @@ func (b *Body) Read(p []byte) (int, error) {
 		b.err = err
 	}
 	return n, err
+}
+
+// Buffered reports how many body bytes the next Read returns without
+// waiting for the network (a lower bound; 0 when it may block). A proxy
+// flushes what it has written when this is 0, so a streamed response is
+// not held back by framing bytes (a chunk's trailing CRLF, the next
+// chunk's size line) that sit in the buffer without data.
+func (b *Body) Buffered() int {
+	if b.err != nil || b.done {
+		return 0
+	}
+	br := b.r.br
+	switch b.mode {
+	case modeLength:
+		return int(min(b.left, int64(br.Buffered())))
+	case modeEOF:
+		return br.Buffered()
+	case modeChunked:
+		if b.left > 0 {
+			return int(min(b.left, int64(br.Buffered())))
+		}
+		// Between chunks: data is ready only when the CRLF, a whole size
+		// line and at least one data byte are buffered.
+		buf, _ := br.Peek(br.Buffered())
+		if b.crlf {
+			if len(buf) < 2 || buf[0] != '\r' || buf[1] != '\n' {
+				return 0
+			}
+			buf = buf[2:]
+		}
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 || i+1 >= len(buf) {
+			return 0
+		}
+		if buf[0] == '0' && (i == 1 || buf[1] == '\r' || buf[1] == ';') {
+			return 0 // the last chunk: the end is near, flush
+		}
+		return 1
+	}
+	return 0
 }
 
 func (b *Body) readLength(p []byte) (int, error) {

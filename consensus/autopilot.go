@@ -1,0 +1,213 @@
+package consensus
+
+import (
+	"context"
+	"sort"
+
+	"github.com/hashicorp/raft"
+	autopilot "github.com/hashicorp/raft-autopilot"
+)
+
+// apDelegate is autopilot's view of the application: the servers from
+// Reconcile and health from the leader's heartbeat observations.
+type apDelegate struct{ s *Store }
+
+var _ autopilot.ApplicationIntegration = (*apDelegate)(nil)
+
+// AutopilotConfig returns nil (autopilot idles) until Reconcile has been
+// called once: before that every other server would look unknown.
+func (d *apDelegate) AutopilotConfig() *autopilot.Config {
+	s := d.s
+	s.mu.Lock()
+	ok := s.reconciled
+	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return &autopilot.Config{
+		CleanupDeadServers:      true,
+		LastContactThreshold:    s.cfg.Timing.LastContactThreshold,
+		MaxTrailingLogs:         250,
+		MinQuorum:               uint(s.cfg.MinQuorum),
+		ServerStabilizationTime: s.cfg.Timing.ServerStabilizationTime,
+	}
+}
+
+func (d *apDelegate) NotifyState(st *autopilot.State) { d.s.apState.Store(st) }
+
+// FetchServerStats answers from the leader's own knowledge instead of an
+// RPC to each server: a server whose heartbeats fail reports the time of
+// its last contact; others are taken as current. Lag in log index is not
+// visible this way (raft does not export replication progress), so a
+// non-voter is promoted after ServerStabilizationTime of good heartbeats.
+func (d *apDelegate) FetchServerStats(_ context.Context, srvs map[raft.ServerID]*autopilot.Server) map[raft.ServerID]*autopilot.ServerStats {
+	s := d.s
+	now := s.cfg.Clock.Now()
+	term, last := s.raft.CurrentTerm(), s.raft.LastIndex()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[raft.ServerID]*autopilot.ServerStats, len(srvs))
+	for id := range srvs {
+		st := &autopilot.ServerStats{LastTerm: term, LastIndex: last}
+		if lc, failing := s.lastContact[string(id)]; failing {
+			st.LastContact = now.Sub(lc)
+		}
+		out[id] = st
+	}
+	return out
+}
+
+// KnownServers lists every server in the raft configuration or from
+// Reconcile. Servers in raft but unknown to membership are reported failed,
+// so their removal also waits for DeadServerGrace.
+func (d *apDelegate) KnownServers() map[raft.ServerID]*autopilot.Server {
+	s := d.s
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	servers, _ := s.knownServers()
+	out := map[raft.ServerID]*autopilot.Server{}
+	for _, sv := range servers {
+		out[raft.ServerID(sv.ID)] = apServer(sv)
+	}
+	now := s.cfg.Clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rs := range f.Configuration().Servers {
+		if _, ok := out[rs.ID]; !ok {
+			if _, seen := s.downSince[string(rs.ID)]; !seen {
+				s.downSince[string(rs.ID)] = now
+			}
+			out[rs.ID] = apServer(Server{ID: string(rs.ID), Addr: string(rs.Address)})
+		}
+	}
+	return out
+}
+
+// RemoveFailedServer removes a server that left at once and a failed one
+// once DeadServerGrace has passed since it was first seen down; autopilot
+// asks again every reconcile interval. Autopilot has already capped the
+// removals so that a majority of voters stays.
+func (d *apDelegate) RemoveFailedServer(srv *autopilot.Server) {
+	s := d.s
+	s.mu.Lock()
+	since, ok := s.downSince[string(srv.ID)]
+	s.mu.Unlock()
+	due := srv.NodeStatus == autopilot.NodeLeft ||
+		(ok && s.cfg.Clock.Now().Sub(since) >= s.cfg.Timing.DeadServerGrace)
+	if !due || s.stopped.Load() {
+		return
+	}
+	s.bg.Add(1)
+	go func() { // autopilot requires this callback to return at once
+		defer s.bg.Done()
+		if err := s.raft.RemoveServer(srv.ID, 0, 0).Error(); err != nil {
+			s.log.Warn("consensus: remove server", "id", srv.ID, "err", err)
+			return
+		}
+		s.log.Info("consensus: removed server", "id", srv.ID, "status", srv.NodeStatus)
+	}()
+}
+
+func apServer(sv Server) *autopilot.Server {
+	st := autopilot.NodeFailed
+	switch {
+	case sv.Left:
+		st = autopilot.NodeLeft
+	case sv.Alive:
+		st = autopilot.NodeAlive
+	}
+	return &autopilot.Server{
+		ID: raft.ServerID(sv.ID), Name: sv.ID, Address: raft.ServerAddress(sv.Addr),
+		NodeStatus: st, NodeType: autopilot.NodeVoter, RaftVersion: raft.ProtocolVersionMax,
+	}
+}
+
+// promoter is autopilot's StablePromoter with a cap on voters: stable
+// non-voters are promoted in ID order while fewer than max voters exist.
+type promoter struct {
+	autopilot.StablePromoter
+	max int
+}
+
+var _ autopilot.Promoter = (*promoter)(nil)
+
+func (p *promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, st *autopilot.State) autopilot.RaftChanges {
+	base := p.StablePromoter.CalculatePromotionsAndDemotions(c, st)
+	voters := 0
+	for _, sv := range st.Servers {
+		if sv.HasVotingRights() || sv.State == autopilot.RaftStaging {
+			voters++
+		}
+	}
+	sort.Slice(base.Promotions, func(i, j int) bool { return base.Promotions[i] < base.Promotions[j] })
+	room := max(p.max-voters, 0)
+	if len(base.Promotions) > room {
+		base.Promotions = base.Promotions[:room]
+	}
+	return base
+}
+
+// leaderLoop runs autopilot while this server leads.
+func (s *Store) leaderLoop(ctx context.Context) {
+	ch := s.raft.LeaderCh()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case leader := <-ch:
+			s.leadershipChanged(ctx, leader)
+		}
+	}
+}
+
+func (s *Store) leadershipChanged(ctx context.Context, leader bool) {
+	if leader {
+		s.mu.Lock()
+		clear(s.lastContact)
+		s.mu.Unlock()
+		s.ap.Start(ctx)
+		s.Kick()
+		return
+	}
+	<-s.ap.Stop()
+	s.apState.Store(nil)
+}
+
+func isHeartbeatObservation(o *raft.Observation) bool {
+	switch o.Data.(type) {
+	case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+		return true
+	}
+	return false
+}
+
+// observeLoop tracks which followers' heartbeats fail, for FetchServerStats.
+func (s *Store) observeLoop(ctx context.Context, ch <-chan raft.Observation) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case o := <-ch:
+			s.observe(o)
+		}
+	}
+}
+
+func (s *Store) observe(o raft.Observation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch v := o.Data.(type) {
+	case raft.FailedHeartbeatObservation:
+		if _, ok := s.lastContact[string(v.PeerID)]; !ok {
+			lc := v.LastContact
+			if lc.IsZero() {
+				lc = s.cfg.Clock.Now().Add(-s.cfg.Timing.LastContactThreshold)
+			}
+			s.lastContact[string(v.PeerID)] = lc
+		}
+	case raft.ResumedHeartbeatObservation:
+		delete(s.lastContact, string(v.PeerID))
+	}
+}

@@ -1,0 +1,64 @@
+// Package consensus is pingora-go's replicated, versioned document store:
+// a hashicorp/raft FSM holding documents by name, each write getting the
+// next version, persisted under a data dir, bootstrapped and reshaped
+// (autopilot) from a server list that membership supplies. It replicates
+// bytes with versions and knows nothing of HTTP, routes or gossip.
+//
+// It may import only wire and clock from this module; never proxy,
+// membership, sharedcache, ratelimit or node. See Example for a
+// single-node store.
+//
+// # Lifecycle
+//
+// New opens DataDir (an exclusive LOCK file refuses a second process with
+// ErrLocked), opens raft.db (raft-boltdb/v2: log and stable store) and
+// snapshots/, and loads applied.msgpack, the FSM state persisted after
+// every applied write; OnApply is called for each restored document before
+// New returns, so a restarted node serves its last config before any
+// network. (raft does not persist its commit index, so without this file a
+// node would replay its log only after rejoining a quorum. Entries and
+// snapshots at or below the persisted index are skipped, so nothing is
+// applied twice.) Start binds the transport and starts raft and the loops.
+// Shutdown transfers leadership when this server leads a multi-voter
+// cluster, then stops; Close stops at once (a crash, for tests).
+//
+// # Bootstrap and autopilot
+//
+// node calls Reconcile with membership's full server list on every change.
+// When this server has no raft state, BootstrapExpect servers are alive, and
+// no known server reports HasState, the server with the lowest ID among the
+// BootstrapExpect lowest alive IDs bootstraps with them all as voters; the
+// others wait to be contacted. A server with state never bootstraps.
+// BootstrapExpect 1 bootstraps at once; 0 never bootstraps (a joiner).
+//
+// After that, on the leader, hashicorp/raft-autopilot keeps the
+// configuration: the reconcile step adds alive servers missing from raft as
+// non-voters (autopilot.AddServer); autopilot promotes a non-voter once it
+// has been healthy for Timing.ServerStabilizationTime, up to MaxVoters
+// voters (a capped StablePromoter); servers that Left are removed at once;
+// failed servers, and servers in raft that membership does not list, are
+// removed once Timing.DeadServerGrace has passed, never more than a
+// minority of voters at a time and never below MinQuorum voters.
+// Autopilot's server stats come from the leader's own heartbeat
+// observations rather than an RPC to each server, so a lagging log index
+// is not seen; promotion waits for stable heartbeats instead.
+//
+// # Writes and reads
+//
+// Put validates (name, MaxDocSize, Config.ValidateDoc) before proposing and
+// returns ErrInvalid with nothing replicated; on a follower it returns a
+// *NotLeaderError naming the leader for node to forward to; the
+// compare-and-set on ifVersion runs inside the FSM (ErrConflict with the
+// current version); without quorum it returns ErrNoQuorum within ctx's
+// deadline or Timing.ApplyTimeout. Get and History are local reads that
+// work without a leader; GetConsistent is linearizable (a raft barrier on
+// the leader). Status is the JSON-friendly raft section of /status.
+//
+// # Dependencies
+//
+// raft-boltdb/v2 v2.3.1 imports github.com/hashicorp/go-metrics/compat,
+// which go-metrics v0.7.0 (required by raft v1.8.0 and memberlist v0.7.0)
+// no longer has. consensus/internal/gometricscompat is a tiny module of that
+// path that forwards to go-metrics v0.7.0, wired in go.mod with a replace
+// directive.
+package consensus

@@ -1,0 +1,141 @@
+package consensus
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// maxNameLen caps document names.
+const maxNameLen = 256
+
+// Put writes a new version of the named document through the leader and
+// returns it once committed and applied on the leader. ifVersion -1 writes
+// unconditionally; otherwise the write commits only if the current version
+// equals ifVersion (0: the document must not exist), else *ConflictError.
+// The check runs inside the FSM, so it is decided in log order.
+//
+// Errors: ErrInvalid (nothing proposed), *NotLeaderError (forward to the
+// named leader), ErrConflict, ErrNoQuorum (within ctx's deadline or
+// Timing.ApplyTimeout; the outcome may be unknown), ErrClosed.
+func (s *Store) Put(ctx context.Context, name string, content []byte, ifVersion int64) (Doc, error) {
+	if !s.running() {
+		return Doc{}, ErrClosed
+	}
+	if err := s.validate(name, content); err != nil {
+		return Doc{}, err
+	}
+	if s.raft.State() != raft.Leader {
+		return Doc{}, s.mapErr(raft.ErrNotLeader)
+	}
+	data, err := encodeCmd(putCmd{
+		Name: name, Content: append([]byte(nil), content...), IfVersion: ifVersion,
+		Time: s.cfg.Clock.Now().UTC(), Node: s.cfg.ID,
+	})
+	if err != nil {
+		return Doc{}, fmt.Errorf("consensus: encode: %w", err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	f := s.raft.Apply(data, s.cfg.Timing.ApplyTimeout)
+	if err := waitFuture(ctx, f); err != nil {
+		return Doc{}, s.mapErr(err)
+	}
+	res, ok := f.Response().(applyResult)
+	if !ok {
+		return Doc{}, fmt.Errorf("consensus: unexpected apply response %T", f.Response())
+	}
+	return res.Doc, res.Err
+}
+
+func (s *Store) validate(name string, content []byte) error {
+	switch {
+	case name == "" || len(name) > maxNameLen:
+		return fmt.Errorf("%w: name must be 1 to %d bytes", ErrInvalid, maxNameLen)
+	case len(content) > s.cfg.MaxDocSize:
+		return fmt.Errorf("%w %q: %d bytes exceed MaxDocSize %d", ErrInvalid, name, len(content), s.cfg.MaxDocSize)
+	}
+	if s.cfg.ValidateDoc != nil {
+		if err := s.cfg.ValidateDoc(name, content); err != nil {
+			return fmt.Errorf("%w %q: %w", ErrInvalid, name, err)
+		}
+	}
+	return nil
+}
+
+// bound gives ctx the apply timeout when it has no deadline.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.cfg.Timing.ApplyTimeout)
+}
+
+// waitFuture waits for f or ctx. The goroutine ends when raft resolves the
+// future, which it always does, at the latest on shutdown.
+func waitFuture(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1) // cap 1: the waiter may have gone
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Get returns the latest applied version of the document on this server:
+// a local, possibly stale read that works without a leader.
+func (s *Store) Get(name string) (Doc, bool) { return s.fsm.get(name) }
+
+// GetConsistent returns the latest committed version of the document,
+// linearizably: on the leader it commits a barrier through a quorum and
+// then reads. Followers return *NotLeaderError.
+func (s *Store) GetConsistent(ctx context.Context, name string) (Doc, bool, error) {
+	if !s.running() {
+		return Doc{}, false, ErrClosed
+	}
+	if s.raft.State() != raft.Leader {
+		return Doc{}, false, s.mapErr(raft.ErrNotLeader)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := waitFuture(ctx, s.raft.Barrier(s.cfg.Timing.ApplyTimeout)); err != nil {
+		return Doc{}, false, s.mapErr(err)
+	}
+	d, ok := s.fsm.get(name)
+	return d, ok, nil
+}
+
+// History returns the kept versions of the document, oldest first (at most
+// MaxHistory), from this server's applied state.
+func (s *Store) History(name string) []Doc { return s.fsm.history(name) }
+
+// Names returns the names of all documents, sorted.
+func (s *Store) Names() []string { return s.fsm.names() }
+
+// AppliedIndex returns the raft index of the last command applied here.
+func (s *Store) AppliedIndex() uint64 {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	return s.fsm.st.Index
+}
+
+// WaitForLeader blocks until this server knows a leader, and returns its
+// ID, or ctx's error. Useful for readiness and for tests.
+func (s *Store) WaitForLeader(ctx context.Context) (string, error) {
+	t := s.cfg.Clock.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if id, _ := s.Leader(); id != "" {
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-t.C():
+		}
+	}
+}

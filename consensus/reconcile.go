@@ -1,0 +1,175 @@
+package consensus
+
+import (
+	"context"
+	"sort"
+
+	"github.com/hashicorp/raft"
+)
+
+// Server is a server as membership sees it; node translates membership
+// members into these and passes the full list to Reconcile.
+type Server struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"` // raft address
+	// Alive is false while membership suspects or has declared it failed.
+	Alive bool `json:"alive"`
+	// Left is true once it left gracefully; it is removed from raft at once.
+	Left bool `json:"left"`
+	// HasState is what the server reported from its own HasState, through
+	// gossip metadata; no server bootstraps while any known server has
+	// state, since a cluster already exists.
+	HasState bool `json:"has_state"`
+}
+
+// Reconcile records the servers membership knows (the full list, this
+// server included or not) and schedules a reconcile step. It never blocks,
+// so it may be called from membership event handlers.
+func (s *Store) Reconcile(servers []Server) {
+	now := s.cfg.Clock.Now()
+	s.mu.Lock()
+	next := make(map[string]Server, len(servers))
+	for _, sv := range servers {
+		next[sv.ID] = sv
+		if sv.Alive && !sv.Left {
+			delete(s.downSince, sv.ID)
+		} else if _, ok := s.downSince[sv.ID]; !ok {
+			s.downSince[sv.ID] = now
+		}
+	}
+	s.servers = next
+	s.reconciled = true
+	s.mu.Unlock()
+	s.Kick()
+}
+
+// Kick schedules a reconcile step without new information.
+func (s *Store) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Store) reconcileLoop(ctx context.Context) {
+	t := s.cfg.Clock.NewTicker(s.cfg.Timing.ReconcileInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		case <-t.C():
+		}
+		s.step()
+	}
+}
+
+// step bootstraps when due and, on the leader, adds joiners and triggers
+// removal of servers that left. Promotions, demotions and dead-server
+// removal are autopilot's, on its own loop.
+func (s *Store) step() {
+	servers, self := s.knownServers()
+	if s.maybeBootstrap(servers, self) {
+		return
+	}
+	if s.raft.State() != raft.Leader {
+		return
+	}
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	inRaft := map[string]raft.Server{}
+	for _, rs := range f.Configuration().Servers {
+		inRaft[string(rs.ID)] = rs
+	}
+	left := false
+	for _, sv := range servers {
+		rs, ok := inRaft[sv.ID]
+		switch {
+		case sv.Left || !sv.Alive:
+			left = left || (ok && sv.Left)
+		case !ok || string(rs.Address) != sv.Addr:
+			if err := s.ap.AddServer(apServer(sv)); err != nil {
+				s.log.Warn("consensus: add server", "id", sv.ID, "err", err)
+			}
+		}
+	}
+	if left {
+		s.ap.RemoveDeadServers()
+	}
+}
+
+// knownServers returns the recorded servers, sorted by ID, with this
+// server added as alive if membership did not list it.
+func (s *Store) knownServers() ([]Server, Server) {
+	self := Server{ID: s.cfg.ID, Addr: s.Addr(), Alive: true, HasState: s.hasState}
+	s.mu.Lock()
+	out := make([]Server, 0, len(s.servers)+1)
+	for _, sv := range s.servers {
+		if sv.ID != self.ID {
+			out = append(out, sv)
+		}
+	}
+	s.mu.Unlock()
+	out = append(out, self)
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, self
+}
+
+// maybeBootstrap bootstraps the cluster when this server has no state, at
+// least BootstrapExpect servers are alive, none has state, and this server
+// has the lowest ID among the BootstrapExpect lowest alive IDs. It reports
+// whether bootstrap is still pending (so nothing else should run).
+func (s *Store) maybeBootstrap(servers []Server, self Server) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bootstrapped {
+		return false
+	}
+	if s.cfg.BootstrapExpect == 0 || s.raft.LastIndex() > 0 {
+		s.bootstrapped = s.raft.LastIndex() > 0
+		return !s.bootstrapped
+	}
+	alive := chooseBootstrap(servers, s.cfg.BootstrapExpect)
+	if alive == nil {
+		return true
+	}
+	if alive[0].ID != self.ID {
+		return true // another server bootstraps; we will be contacted
+	}
+	conf := raft.Configuration{}
+	for _, sv := range alive {
+		conf.Servers = append(conf.Servers, raft.Server{
+			Suffrage: raft.Voter, ID: raft.ServerID(sv.ID), Address: raft.ServerAddress(sv.Addr),
+		})
+	}
+	if err := s.raft.BootstrapCluster(conf).Error(); err != nil {
+		s.log.Error("consensus: bootstrap", "err", err)
+		return true
+	}
+	s.log.Info("consensus: bootstrapped cluster", "voters", len(alive))
+	s.bootstrapped = true
+	s.didBootstrap.Store(true)
+	return false
+}
+
+// chooseBootstrap returns the expect lowest-ID alive servers (sorted), or
+// nil if fewer are alive or any known server already has raft state.
+func chooseBootstrap(servers []Server, expect int) []Server {
+	var alive []Server
+	for _, sv := range servers {
+		if sv.HasState {
+			return nil
+		}
+		if sv.Alive && !sv.Left && sv.Addr != "" {
+			alive = append(alive, sv)
+		}
+	}
+	if len(alive) < expect {
+		return nil
+	}
+	sort.Slice(alive, func(i, j int) bool { return alive[i].ID < alive[j].ID })
+	return alive[:expect]
+}

@@ -1,0 +1,79 @@
+package consensus
+
+import (
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Status is a JSON-friendly picture of this server's raft state, for the
+// admin API's /status.
+type Status struct {
+	ID           string `json:"id"`
+	State        string `json:"state"` // Leader, Follower, Candidate, Shutdown, or "stopped"
+	LeaderID     string `json:"leader_id"`
+	LeaderAddr   string `json:"leader_addr"`
+	Term         uint64 `json:"term"`
+	LastIndex    uint64 `json:"last_index"`
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	// Healthy and FailureTolerance come from autopilot, on the leader only.
+	Healthy          *bool  `json:"healthy,omitempty"`
+	FailureTolerance *int   `json:"failure_tolerance,omitempty"`
+	Voters           []Peer `json:"voters"`
+	NonVoters        []Peer `json:"nonvoters"`
+}
+
+// Peer is one server of the raft configuration.
+type Peer struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+	// Health is "healthy", "unhealthy" (from autopilot, leader only) or
+	// "unknown".
+	Health      string    `json:"health"`
+	StableSince time.Time `json:"stable_since,omitzero"`
+	LastContact string    `json:"last_contact,omitempty"`
+}
+
+// Status returns the current Status. It never blocks on the network.
+func (s *Store) Status() Status {
+	st := Status{ID: s.cfg.ID, State: "stopped", AppliedIndex: s.AppliedIndex(),
+		Voters: []Peer{}, NonVoters: []Peer{}}
+	if !s.running() {
+		return st
+	}
+	st.State = s.raft.State().String()
+	st.LeaderID, st.LeaderAddr = s.Leader()
+	st.Term = s.raft.CurrentTerm()
+	st.LastIndex = s.raft.LastIndex()
+	st.CommitIndex, _ = strconv.ParseUint(s.raft.Stats()["commit_index"], 10, 64)
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return st
+	}
+	ap := s.apState.Load()
+	if ap != nil && st.State == raft.Leader.String() {
+		h, ft := ap.Healthy, ap.FailureTolerance
+		st.Healthy, st.FailureTolerance = &h, &ft
+	}
+	for _, rs := range f.Configuration().Servers {
+		p := Peer{ID: string(rs.ID), Addr: string(rs.Address), Health: "unknown"}
+		if ap != nil {
+			if ss, ok := ap.Servers[rs.ID]; ok {
+				p.Health = map[bool]string{true: "healthy", false: "unhealthy"}[ss.Health.Healthy]
+				p.StableSince = ss.Health.StableSince
+				p.LastContact = ss.Stats.LastContact.String()
+			}
+		}
+		if rs.Suffrage == raft.Voter {
+			st.Voters = append(st.Voters, p)
+		} else {
+			st.NonVoters = append(st.NonVoters, p)
+		}
+	}
+	sort.Slice(st.Voters, func(i, j int) bool { return st.Voters[i].ID < st.Voters[j].ID })
+	sort.Slice(st.NonVoters, func(i, j int) bool { return st.NonVoters[i].ID < st.NonVoters[j].ID })
+	return st
+}

@@ -1,0 +1,335 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	autopilot "github.com/hashicorp/raft-autopilot"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Store is one server of the replicated document store. Make it with New,
+// run it with Start, stop it with Shutdown (graceful) or Close (abrupt).
+type Store struct {
+	cfg  Config
+	log  *slog.Logger
+	hlog hclog.Logger
+
+	lock     *dirLock
+	bolt     *raftboltdb.BoltStore
+	snaps    raft.SnapshotStore
+	fsm      *fsm
+	notifier *notifier
+	hasState bool // raft state existed on disk at New
+
+	// Set by Start.
+	trans raft.Transport
+	raft  *raft.Raft
+	ap    *autopilot.Autopilot
+	obs   *raft.Observer
+
+	started      atomic.Bool // Start was called (guards a second Start)
+	ready        atomic.Bool // Start succeeded: raft and the loops run
+	stopped      atomic.Bool
+	addr         atomic.Pointer[string]
+	didBootstrap atomic.Bool // this server called BootstrapCluster
+	apState      atomic.Pointer[autopilot.State]
+
+	mu           sync.Mutex // guards the fields below
+	servers      map[string]Server
+	downSince    map[string]time.Time // first time a server was seen not alive
+	reconciled   bool                 // Reconcile was called at least once
+	bootstrapped bool                 // bootstrap is settled: done, or state existed
+	lastContact  map[string]time.Time // from failed-heartbeat observations
+
+	kick     chan struct{} // cap 1: one pending reconcile is enough
+	cancel   context.CancelFunc
+	stopNote chan struct{}
+	loops    sync.WaitGroup // reconcile, leadership and observer loops
+	noteWG   sync.WaitGroup // the OnApply delivery loop
+	bg       sync.WaitGroup // removals started by autopilot callbacks
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// New opens (or creates) the data dir, takes its lock, opens the raft log,
+// stable and snapshot stores and restores the last applied documents,
+// calling OnApply for each before returning. It starts no goroutine and
+// opens no socket; Start does.
+func New(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("consensus: data dir: %w", err)
+	}
+	lk, err := lockDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg: cfg, log: cfg.Logger, lock: lk,
+		hlog:      newHCLogger(cfg.Logger, "raft-"+cfg.ID),
+		notifier:  newNotifier(cfg.OnApply),
+		servers:   map[string]Server{},
+		downSince: map[string]time.Time{}, lastContact: map[string]time.Time{},
+		kick:     make(chan struct{}, 1), // one pending reconcile is enough
+		stopNote: make(chan struct{}),
+	}
+	if err := s.open(); err != nil {
+		s.closeStores()
+		return nil, err
+	}
+	for _, d := range s.fsm.st.latest() {
+		s.notifier.push(d)
+	}
+	s.notifier.drain() // deliver restored documents before any network
+	return s, nil
+}
+
+func (s *Store) open() error {
+	var err error
+	s.bolt, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(s.cfg.DataDir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("consensus: open raft.db: %w", err)
+	}
+	s.snaps, err = raft.NewFileSnapshotStoreWithLogger(s.cfg.DataDir, 2, s.hlog)
+	if err != nil {
+		return fmt.Errorf("consensus: open snapshots: %w", err)
+	}
+	s.hasState, err = raft.HasExistingState(s.bolt, s.bolt, s.snaps)
+	if err != nil {
+		return fmt.Errorf("consensus: read raft state: %w", err)
+	}
+	s.bootstrapped = s.hasState
+	s.fsm = &fsm{
+		path:       filepath.Join(s.cfg.DataDir, "applied.msgpack"),
+		maxHistory: s.cfg.MaxHistory, log: s.log, notify: s.notifier.push,
+	}
+	if !s.hasState {
+		// Applied state without a raft log belongs to a cluster this server
+		// no longer has; its index would make the new log's entries skip.
+		if err := os.Remove(s.fsm.path); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("consensus: remove stale applied state: %w", err)
+		}
+		return nil
+	}
+	return s.fsm.load()
+}
+
+func (s *Store) closeStores() {
+	if s.bolt != nil {
+		s.bolt.Close() //nolint:errcheck // best effort on a failed open
+	}
+	s.lock.release() //nolint:errcheck
+}
+
+// Start opens the transport, starts raft, the OnApply delivery loop, the
+// reconcile loop (bootstrap and autopilot) and the leadership watcher. They
+// run until Shutdown or Close, not until ctx is cancelled: the store must
+// outlive a cancelled start-up context so that Shutdown can transfer
+// leadership.
+func (s *Store) Start(ctx context.Context) error {
+	if s.stopped.Load() || !s.started.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	trans, err := s.transport()
+	if err != nil {
+		return err
+	}
+	s.trans = trans
+	addr := string(trans.LocalAddr())
+	s.addr.Store(&addr)
+	r, err := raft.NewRaft(s.cfg.raftConfigWithLogger(s.hlog), s.fsm, s.bolt, s.bolt, s.snaps, trans)
+	if err != nil {
+		if c, ok := trans.(raft.WithClose); ok {
+			c.Close() //nolint:errcheck // already failing
+		}
+		return fmt.Errorf("consensus: start raft: %w", err)
+	}
+	s.raft = r
+	s.ap = autopilot.New(r, &apDelegate{s: s},
+		autopilot.WithLogger(newHCLogger(s.log, "autopilot-"+s.cfg.ID)),
+		autopilot.WithPromoter(&promoter{max: s.cfg.MaxVoters}),
+		autopilot.WithReconcileInterval(s.cfg.Timing.ReconcileInterval),
+		autopilot.WithUpdateInterval(s.cfg.Timing.ReconcileInterval))
+	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	obsCh := make(chan raft.Observation, 64) // non-blocking observer: raft drops when full
+	s.obs = raft.NewObserver(obsCh, false, isHeartbeatObservation)
+	r.RegisterObserver(s.obs)
+	s.noteWG.Add(1)
+	go func() { defer s.noteWG.Done(); s.notifier.run(s.stopNote) }()
+	s.loops.Add(3)
+	go func() { defer s.loops.Done(); s.reconcileLoop(ctx) }()
+	go func() { defer s.loops.Done(); s.leaderLoop(ctx) }()
+	go func() { defer s.loops.Done(); s.observeLoop(ctx, obsCh) }()
+	s.ready.Store(true)
+	s.Kick()
+	return nil
+}
+
+func (c Config) raftConfigWithLogger(l hclog.Logger) *raft.Config {
+	rc := c.raftConfig()
+	rc.Logger = l
+	return rc
+}
+
+func (s *Store) transport() (raft.Transport, error) {
+	if s.cfg.Transport != nil {
+		return s.cfg.Transport, nil
+	}
+	var adv net.Addr
+	if s.cfg.Advertise != "" {
+		a, err := net.ResolveTCPAddr("tcp", s.cfg.Advertise)
+		if err != nil {
+			return nil, fmt.Errorf("consensus: Advertise %q: %w", s.cfg.Advertise, err)
+		}
+		adv = a
+	}
+	t, err := raft.NewTCPTransportWithLogger(s.cfg.BindAddr, adv, 3, 10*time.Second, s.hlog)
+	if err != nil {
+		return nil, fmt.Errorf("consensus: raft listen %s: %w", s.cfg.BindAddr, err)
+	}
+	return t, nil
+}
+
+// Shutdown stops the server gracefully: a leader of a multi-voter cluster
+// first transfers leadership, then everything stops and the data dir is
+// released. Safe to call more than once.
+func (s *Store) Shutdown() error {
+	if s.running() && s.IsLeader() && s.voterCount() > 1 {
+		if err := s.LeadershipTransfer(); err != nil {
+			s.log.Warn("consensus: leadership transfer before shutdown", "err", err)
+		}
+	}
+	return s.Close()
+}
+
+// Close stops the server at once, as a crash would but releasing the data
+// dir cleanly: no leadership transfer. Safe to call more than once.
+func (s *Store) Close() error {
+	s.stopOnce.Do(func() {
+		s.stopped.Store(true)
+		if s.ready.Load() {
+			s.stopErr = s.stopRunning()
+		}
+		if err := s.bolt.Close(); err != nil && s.stopErr == nil {
+			s.stopErr = err
+		}
+		if err := s.lock.release(); err != nil && s.stopErr == nil {
+			s.stopErr = err
+		}
+	})
+	return s.stopErr
+}
+
+// stopRunning stops in dependency order: our loops (so none restarts
+// autopilot), autopilot, raft (which resolves every pending future), the
+// removals autopilot started, then OnApply delivery of what was committed.
+func (s *Store) stopRunning() error {
+	s.cancel()
+	s.loops.Wait()
+	<-s.ap.Stop()
+	err := s.raft.Shutdown().Error()
+	s.raft.DeregisterObserver(s.obs)
+	if c, ok := s.trans.(raft.WithClose); ok {
+		c.Close() //nolint:errcheck // raft closed it already when it could
+	}
+	if nt, ok := s.trans.(*raft.NetworkTransport); ok {
+		// Close only stops the listener; pooled outbound connections would
+		// keep the peers' handler goroutines (and sockets) alive.
+		nt.CloseStreams()
+	}
+	s.bg.Wait()
+	close(s.stopNote)
+	s.noteWG.Wait()
+	return err
+}
+
+// ID returns this server's ID.
+func (s *Store) ID() string { return s.cfg.ID }
+
+// Addr returns the raft address others dial (after Start), or "".
+func (s *Store) Addr() string {
+	if p := s.addr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// HasState reports whether raft state existed on disk when New ran; node
+// gossips it so that no server bootstraps next to an existing cluster.
+func (s *Store) HasState() bool { return s.hasState }
+
+// Bootstrapped reports whether this server itself bootstrapped the cluster.
+func (s *Store) Bootstrapped() bool { return s.didBootstrap.Load() }
+
+// Leader returns the leader's ID and raft address as this server knows
+// them, or empty strings.
+func (s *Store) Leader() (id, addr string) {
+	if !s.running() {
+		return "", ""
+	}
+	a, i := s.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// IsLeader reports whether this server is the leader.
+func (s *Store) IsLeader() bool { return s.running() && s.raft.State() == raft.Leader }
+
+// LeadershipTransfer hands leadership to another voter; call it on the
+// leader before draining.
+func (s *Store) LeadershipTransfer() error {
+	if !s.running() {
+		return ErrClosed
+	}
+	if err := s.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("consensus: leadership transfer: %w", s.mapErr(err))
+	}
+	return nil
+}
+
+func (s *Store) running() bool { return s.ready.Load() && !s.stopped.Load() }
+
+func (s *Store) voterCount() int {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, sv := range f.Configuration().Servers {
+		if sv.Suffrage == raft.Voter {
+			n++
+		}
+	}
+	return n
+}
+
+// mapErr turns raft's errors into this package's classes.
+func (s *Store) mapErr(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrNotVoter):
+		if id, addr := s.Leader(); id != "" && id != s.cfg.ID {
+			return &NotLeaderError{LeaderID: id, LeaderAddr: addr}
+		}
+		return fmt.Errorf("%w: no leader known: %w", ErrNoQuorum, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return fmt.Errorf("%w: %w", ErrNoQuorum, err)
+	}
+	return err
+}

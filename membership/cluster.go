@@ -1,0 +1,309 @@
+package membership
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// ErrNotStarted is returned by methods that need the gossip layer before
+// Start succeeded or after Shutdown.
+var ErrNotStarted = errors.New("membership: not started")
+
+// deadRetention is how long dead and left members stay in Members.
+const deadRetention = 10 * time.Minute
+
+// Cluster is this node's view of the cluster. Make one with New, then Start.
+type Cluster struct {
+	cfg Config
+	log *slog.Logger
+
+	ml   *memberlist.Memberlist
+	addr string // advertised gossip address, set by Start
+
+	metaMu    sync.Mutex // guards meta; serialises UpdateMeta
+	meta      Meta
+	metaBytes atomic.Pointer[[]byte] // read by memberlist's NodeMeta
+	metaKick  chan struct{}
+	pushMu    sync.Mutex // serialises metadata broadcasts with Leave
+	left      bool       // set by Leave under pushMu
+
+	queue *eventQueue
+
+	mu      sync.RWMutex // guards members
+	members map[string]*Member
+	ring    atomic.Pointer[Ring]
+
+	subMu sync.Mutex
+	subs  map[chan Event]struct{}
+
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	stateMu  sync.Mutex
+	started  bool
+	shutdown bool
+
+	subDrops, metaErrs, pushes, joinFails atomic.Uint64
+}
+
+// New validates cfg and returns a Cluster. It starts nothing.
+func New(cfg Config) (*Cluster, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	enc, err := encodeMeta(cfg.Meta)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.Name),
+		meta:     cfg.Meta,
+		metaKick: make(chan struct{}, 1), // one pending push is enough: pushes send the latest meta
+		queue:    newEventQueue(),
+		members:  make(map[string]*Member),
+		subs:     make(map[chan Event]struct{}),
+		stop:     make(chan struct{}),
+	}
+	c.metaBytes.Store(&enc)
+	c.ring.Store(NewRing(0, cfg.Name, nil))
+	return c, nil
+}
+
+// Start binds the gossip port, starts memberlist and the background loops,
+// and begins joining the seeds (in the background: Start does not wait for
+// a seed to answer).
+func (c *Cluster) Start() error {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	if c.started || c.shutdown {
+		return fmt.Errorf("membership: Start called twice or after Shutdown")
+	}
+	mc, err := c.cfg.memberlistConfig()
+	if err != nil {
+		return err
+	}
+	if err := c.setTransport(mc); err != nil {
+		return err
+	}
+	d := &delegate{meta: &c.metaBytes, queue: c.queue}
+	mc.Delegate, mc.Events = d, d
+	mc.Logger = newLogBridge(c.log)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		mc.Transport.Shutdown()
+		return fmt.Errorf("membership: start: %w", err)
+	}
+	c.ml = ml
+	c.addr = ml.LocalNode().Address()
+	c.started = true
+	c.goFunc(c.eventLoop)
+	c.goFunc(c.pushLoop)
+	c.goFunc(c.joinLoop)
+	c.log.Info("membership: started", "addr", c.addr, "profile", c.cfg.Profile, "seeds", c.cfg.Join)
+	return nil
+}
+
+// setTransport binds the real network transport (retrying a racy port 0
+// bind as memberlist does) and applies WrapTransport.
+func (c *Cluster) setTransport(mc *memberlist.Config) error {
+	var nt *memberlist.NetTransport
+	var err error
+	for range pick(mc.BindPort == 0, 10, 1) {
+		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: newLogBridge(c.log),
+		})
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("membership: bind %s: %w", c.cfg.BindAddr, err)
+	}
+	if mc.BindPort == 0 {
+		mc.BindPort = nt.GetAutoBindPort()
+		if c.cfg.AdvertiseAddr == "" {
+			mc.AdvertisePort = mc.BindPort
+		}
+	}
+	var t memberlist.NodeAwareTransport = nt
+	if c.cfg.WrapTransport != nil {
+		t = c.cfg.WrapTransport(nt)
+	}
+	mc.Transport = t
+	return nil
+}
+
+func (c *Cluster) goFunc(f func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+}
+
+// Name returns this node's name.
+func (c *Cluster) Name() string { return c.cfg.Name }
+
+// Addr returns the advertised gossip "ip:port" (with the real port when
+// BindAddr had port 0), or "" before Start.
+func (c *Cluster) Addr() string {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	return c.addr
+}
+
+// Ring returns the current ring. It never returns nil.
+func (c *Cluster) Ring() *Ring { return c.ring.Load() }
+
+// Meta returns this node's current metadata.
+func (c *Cluster) Meta() Meta {
+	c.metaMu.Lock()
+	defer c.metaMu.Unlock()
+	m := c.meta
+	m.Addrs.Proxy = slices.Clone(m.Addrs.Proxy)
+	return m
+}
+
+// Members returns every known member, including dead and left ones for ten
+// minutes after they went, sorted by name.
+func (c *Cluster) Members() []Member {
+	c.mu.RLock()
+	out := make([]Member, 0, len(c.members))
+	for _, m := range c.members {
+		cp := *m
+		cp.Meta.Addrs.Proxy = slices.Clone(cp.Meta.Addrs.Proxy)
+		cp.metaRaw = nil
+		out = append(out, cp)
+	}
+	c.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Status returns the members and the ring for the admin API.
+func (c *Cluster) Status() Status {
+	r := c.Ring()
+	return Status{
+		Self: c.cfg.Name, Addr: c.Addr(), Members: c.Members(),
+		Ring: RingStatus{Version: r.Version(), Digest: r.Digest(), Members: r.Members(), Shares: r.Shares()},
+	}
+}
+
+// Stats returns the drop and error counters.
+func (c *Cluster) Stats() Stats {
+	return Stats{
+		SubscriberDrops:  c.subDrops.Load(),
+		MetaDecodeErrors: c.metaErrs.Load(), MetaPushes: c.pushes.Load(), JoinFailures: c.joinFails.Load(),
+	}
+}
+
+// Subscribe returns a channel of events with room for buffer events (at
+// least 1) and a cancel function that closes it. Events are never allowed
+// to block gossip: when the channel is full the event is dropped and
+// counted in Stats.SubscriberDrops, so treat events as hints and read
+// Members or Ring for the truth. Shutdown closes every channel.
+func (c *Cluster) Subscribe(buffer int) (<-chan Event, func()) {
+	ch := make(chan Event, max(buffer, 1)) // sized by the subscriber
+	c.subMu.Lock()
+	if c.subs == nil {
+		close(ch)
+	} else {
+		c.subs[ch] = struct{}{}
+	}
+	c.subMu.Unlock()
+	return ch, func() {
+		c.subMu.Lock()
+		defer c.subMu.Unlock()
+		if _, ok := c.subs[ch]; ok {
+			delete(c.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+func (c *Cluster) publish(ev Event) {
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	for ch := range c.subs {
+		select {
+		case ch <- ev:
+		default:
+			c.subDrops.Add(1)
+		}
+	}
+}
+
+// Leave marks this node draining (so peers take it off their rings), then
+// leaves the cluster, waiting up to timeout for each broadcast. Peers drop
+// the node at once and report it as left, not failed. To finish in-flight
+// work first, call UpdateMeta with StateDraining, wait, then Leave. Call
+// Shutdown afterwards; metadata updates after Leave are not sent.
+func (c *Cluster) Leave(timeout time.Duration) error {
+	ml, err := c.memberlist()
+	if err != nil {
+		return err
+	}
+	c.pushMu.Lock()
+	defer c.pushMu.Unlock()
+	if c.left {
+		return nil
+	}
+	c.left = true
+	if err := c.setLocalMeta(func(m *Meta) { m.State = StateDraining }); err != nil {
+		return err
+	}
+	// Peers must see draining before the leave, or they will take the
+	// leave for a failure (see delegate.NotifyLeave).
+	if err := ml.UpdateNode(timeout); err != nil {
+		c.log.Debug("membership: draining broadcast not confirmed", "err", err)
+	}
+	if err := ml.Leave(timeout); err != nil {
+		return fmt.Errorf("membership: leave: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops gossip (without leaving: peers will detect a failure) and
+// every goroutine, and closes subscriber channels. It may be called more
+// than once.
+func (c *Cluster) Shutdown() error {
+	c.stateMu.Lock()
+	if c.shutdown {
+		c.stateMu.Unlock()
+		return nil
+	}
+	c.shutdown = true
+	started := c.started
+	c.stateMu.Unlock()
+	close(c.stop)
+	var err error
+	if started {
+		err = c.ml.Shutdown()
+	}
+	c.wg.Wait()
+	c.subMu.Lock()
+	for ch := range c.subs {
+		close(ch)
+	}
+	c.subs = nil
+	c.subMu.Unlock()
+	return err
+}
+
+func (c *Cluster) memberlist() (*memberlist.Memberlist, error) {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	if !c.started || c.shutdown {
+		return nil, ErrNotStarted
+	}
+	return c.ml, nil
+}

@@ -1,0 +1,126 @@
+package membership
+
+import (
+	"bytes"
+	"context"
+	"log"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// rawEvent is a memberlist callback, copied for the loop goroutine.
+type rawEvent struct {
+	typ  EventType
+	name string
+	addr string
+	meta []byte
+}
+
+// delegate implements memberlist's Delegate and EventDelegate. Its methods
+// copy, enqueue and return: memberlist calls them with its node lock held
+// (hashicorp/memberlist#23, #237), so they must never block or call back.
+type delegate struct {
+	meta  *atomic.Pointer[[]byte]
+	queue *eventQueue
+}
+
+var (
+	_ memberlist.Delegate      = (*delegate)(nil)
+	_ memberlist.EventDelegate = (*delegate)(nil)
+)
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	b := *d.meta.Load()
+	if len(b) > limit { // encodeMeta guarantees this cannot happen
+		return nil
+	}
+	return b
+}
+
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+func (d *delegate) NotifyJoin(n *memberlist.Node)   { d.push(EventJoin, n) }
+func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.push(EventUpdate, n) }
+
+// NotifyLeave cannot tell a leave from a failure: memberlist v0.7.0 never
+// fills Node.State. applyEvent decides, from the member's last metadata.
+func (d *delegate) NotifyLeave(n *memberlist.Node) { d.push(eventGone, n) }
+
+func (d *delegate) push(t EventType, n *memberlist.Node) {
+	d.queue.put(rawEvent{typ: t, name: n.Name, addr: n.Address(), meta: bytes.Clone(n.Meta)})
+}
+
+// eventQueue holds at most one pending event per member, so it is bounded
+// by the cluster size and never drops the latest state of a member; a burst
+// about one member coalesces (a pending join absorbs later updates).
+type eventQueue struct {
+	mu      sync.Mutex
+	pending map[string]rawEvent
+	order   []string      // names in arrival order
+	ready   chan struct{} // capacity 1: "something is pending"
+}
+
+func newEventQueue() *eventQueue {
+	return &eventQueue{pending: make(map[string]rawEvent), ready: make(chan struct{}, 1)}
+}
+
+func (q *eventQueue) put(ev rawEvent) {
+	q.mu.Lock()
+	if old, ok := q.pending[ev.name]; ok {
+		if old.typ == EventJoin && ev.typ == EventUpdate {
+			ev.typ = EventJoin
+		}
+	} else {
+		q.order = append(q.order, ev.name)
+	}
+	q.pending[ev.name] = ev
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns and clears everything pending, in arrival order.
+func (q *eventQueue) take() []rawEvent {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]rawEvent, 0, len(q.order))
+	for _, name := range q.order {
+		out = append(out, q.pending[name])
+	}
+	clear(q.pending)
+	q.order = q.order[:0]
+	return out
+}
+
+// newLogBridge returns a *log.Logger for memberlist that forwards each line
+// to l at the level memberlist's "[LEVEL]" prefix names.
+func newLogBridge(l *slog.Logger) *log.Logger {
+	return log.New(logWriter{l}, "", 0)
+}
+
+type logWriter struct{ l *slog.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelInfo
+	for prefix, lv := range map[string]slog.Level{
+		"[DEBUG] ": slog.LevelDebug, "[INFO] ": slog.LevelInfo,
+		"[WARN] ": slog.LevelWarn, "[ERR] ": slog.LevelError,
+	} {
+		if rest, ok := strings.CutPrefix(msg, prefix); ok {
+			msg, level = rest, lv
+			break
+		}
+	}
+	w.l.Log(context.Background(), level, msg)
+	return len(p), nil
+}

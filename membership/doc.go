@@ -1,0 +1,30 @@
+// Package membership tells each node who else is in the cluster: it wraps
+// hashicorp/memberlist (join by address list, msgpack node metadata, events)
+// and publishes an immutable ketama Ring over the live, non-draining members.
+//
+// It may import ketama, wire and clock from the module, never proxy,
+// consensus, sharedcache, ratelimit or node. See Example for a two-node
+// cluster and ExampleRing for key placement.
+//
+// # Timing profiles
+//
+// Failure detection is the time from a node dying without Leave to every
+// other node marking it dead; convergence is the time from five nodes
+// starting (each joining a random earlier node, in random order) to all five
+// agreeing on one ring digest. Measured on loopback, 5 nodes in one process
+// on a 2-core machine (TestConvergeAndDetectFailure; the lan row with
+// PINGORA_MEASURE_LAN=1 go test -run TestMeasureProfiles):
+//
+//	profile  probe  suspicion (5 nodes)  failure detection  convergence
+//	lan      1s     4s..24s              6.0s               0.2s
+//	fast     200ms  0.6s..1.2s           0.9-1.1s           0.06-0.11s (once 2.4s:
+//	                                                        a lost packet, healed by push/pull)
+//
+// On a real LAN expect the lan figures plus the network's round trips; with
+// more nodes suspicion grows with log10(n). A 2|3 partition heals into one
+// ring 0.3-0.9s after the network heals with the fast profile (seeds are
+// re-joined every RejoinInterval: 1s fast, 30s lan).
+//
+// A graceful Leave is seen by all in 0.14-0.19s with the fast profile,
+// which is why node drains and then leaves instead of just stopping.
+package membership

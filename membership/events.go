@@ -1,0 +1,109 @@
+package membership
+
+import (
+	"bytes"
+	"time"
+)
+
+// expireInterval is how often the event loop forgets long-dead members.
+const expireInterval = time.Minute
+
+// eventLoop owns the member table and the ring: it applies queued callbacks
+// and periodic refreshes, rebuilding the ring after each.
+func (c *Cluster) eventLoop() {
+	t := c.cfg.Clock.NewTicker(expireInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.queue.ready:
+			for _, ev := range c.queue.take() {
+				c.applyEvent(ev)
+			}
+		case <-t.C():
+			c.expire()
+		}
+	}
+}
+
+// applyEvent records one callback, rebuilds the ring and notifies
+// subscribers.
+func (c *Cluster) applyEvent(ev rawEvent) {
+	now := c.cfg.Clock.Now()
+	c.mu.Lock()
+	m := c.members[ev.name]
+	if m == nil {
+		m = &Member{Name: ev.name}
+		c.members[ev.name] = m
+	}
+	m.Addr = ev.addr
+	wasDraining := m.metaOK && m.Meta.State == StateDraining
+	c.setMeta(m, ev.meta)
+	state := Alive
+	if ev.typ == eventGone {
+		// Leave announces draining first (see Cluster.Leave); a node that
+		// vanished without doing so failed.
+		ev.typ, state = EventFail, Dead
+		if wasDraining || (m.metaOK && m.Meta.State == StateDraining) {
+			ev.typ, state = EventLeave, Left
+		}
+	}
+	if m.State != state {
+		m.State, m.LastChange = state, now
+	}
+	cp := *m
+	cp.metaRaw = nil
+	c.mu.Unlock()
+	r := c.rebuildRing()
+	c.log.Debug("membership: event", "type", ev.typ.String(), "member", ev.name, "state", state, "ring", r.Digest())
+	c.publish(Event{Type: ev.typ, Member: cp, Ring: r.Version()})
+}
+
+// setMeta decodes raw into m when it changed. Callers hold c.mu.
+func (c *Cluster) setMeta(m *Member, raw []byte) {
+	if m.metaRaw != nil && bytes.Equal(m.metaRaw, raw) {
+		return
+	}
+	meta, err := decodeMeta(m.Name, raw)
+	if err != nil {
+		c.metaErrs.Add(1)
+		c.log.Warn("membership: member kept off the ring", "member", m.Name, "err", err)
+	}
+	m.Meta, m.metaRaw, m.metaOK = meta, bytes.Clone(raw), err == nil
+}
+
+// expire forgets members dead or left for longer than deadRetention. The
+// table is fed only by callbacks: memberlist's Members() hands out pointers
+// it keeps mutating, which the race detector flags.
+func (c *Cluster) expire() {
+	now := c.cfg.Clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, m := range c.members {
+		if (m.State == Dead || m.State == Left) && now.Sub(m.LastChange) > deadRetention {
+			delete(c.members, name)
+		}
+	}
+}
+
+// rebuildRing publishes a new Ring if the set of ring members or their
+// weights changed, and returns the current one.
+func (c *Cluster) rebuildRing() *Ring {
+	weights := make(map[string]int)
+	c.mu.RLock()
+	for name, m := range c.members {
+		if (m.State == Alive || m.State == Suspect) && m.metaOK && m.Meta.State != StateDraining {
+			weights[name] = min(max(m.Meta.Weight, 1), maxWeight)
+		}
+	}
+	c.mu.RUnlock()
+	old := c.ring.Load()
+	r := NewRing(old.Version()+1, c.cfg.Name, weights)
+	if r.Digest() == old.Digest() {
+		return old
+	}
+	c.ring.Store(r)
+	c.log.Info("membership: ring changed", "version", r.Version(), "digest", r.Digest(), "members", r.Len())
+	return r
+}

@@ -1,0 +1,115 @@
+package membership
+
+import (
+	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"strings"
+	"testing"
+)
+
+// largestMeta is metadata at the largest realistic values (issue 5 item 2).
+func largestMeta() Meta {
+	v6 := func(port string) string { return "[2001:0db8:85a3:0000:0000:8a2e:0370:7334]:" + port }
+	return Meta{
+		Name:    strings.Repeat("n", 64),
+		Version: "v10.20.30-rc.12+g0123456789abcdef0123456789abcdef01234567.dirty",
+		Addrs: Addrs{
+			Proxy: []string{v6("8080"), v6("8443"), v6("18080"), v6("18443")},
+			Admin: v6("9090"), Cluster: v6("7947"), Raft: v6("7948"),
+		},
+		Zone:          "eu-central-1a-rack-42",
+		Weight:        maxWeight,
+		State:         StateDraining,
+		Health:        Health{Healthy: 1 << 20, Total: 1 << 20},
+		Load:          Load{InFlight: 1 << 40, RPS: 1e9},
+		ConfigVersion: 1 << 62,
+	}
+}
+
+func TestMetaFitsAtLargestRealisticValues(t *testing.T) {
+	m := largestMeta()
+	b, err := encodeMeta(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("largest realistic metadata: %d of 512 bytes", len(b))
+	got, err := decodeMeta(m.Name, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Addrs.Proxy[3] != m.Addrs.Proxy[3] || got.ConfigVersion != m.ConfigVersion || got.State != m.State || got.Name != m.Name {
+		t.Fatalf("round trip: %+v", got)
+	}
+}
+
+func TestMetaTooLargeFailsClearly(t *testing.T) {
+	m := largestMeta()
+	m.Addrs.Proxy = append(m.Addrs.Proxy, m.Addrs.Proxy...)
+	if _, err := encodeMeta(m); !errors.Is(err, ErrMetaTooLarge) {
+		t.Fatalf("err = %v, want ErrMetaTooLarge", err)
+	}
+	c, err := New(Config{Name: "x", BindAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.UpdateMeta(func(mm *Meta) { *mm = m })
+	if !errors.Is(err, ErrMetaTooLarge) {
+		t.Fatalf("UpdateMeta err = %v, want ErrMetaTooLarge", err)
+	}
+	if c.Meta().State != StateStarting {
+		t.Fatal("refused update was applied")
+	}
+	if _, err := New(Config{Name: "x", Meta: m}); !errors.Is(err, ErrMetaTooLarge) {
+		t.Fatalf("New with oversized meta: %v", err)
+	}
+}
+
+func TestDecodeMetaRejectsGarbage(t *testing.T) {
+	for _, b := range [][]byte{nil, {0}, {metaFormat, 0xc1}, {metaFormat, 0xdf, 0xff, 0xff, 0xff, 0xff}} {
+		if _, err := decodeMeta("x", b); err == nil {
+			t.Errorf("decodeMeta(%x) succeeded", b)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{Name: "a"}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string]Config{
+		"Name":      {},
+		"BindAddr":  {Name: "a", BindAddr: "nope"},
+		"SecretKey": {Name: "a", SecretKey: []byte("short")},
+		"Profile":   {Name: "a", Profile: "wan"},
+		"Weight":    {Name: "a", Meta: Meta{Weight: 101}},
+		"Label":     {Name: "a", Label: strings.Repeat("l", 300)},
+	}
+	for field, c := range bad {
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: err = %v, want it to name the field", field, err)
+		}
+	}
+}
+
+// TestConfigFieldsDocumentDefaults walks Config with go/ast (STYLE habit 4).
+func TestConfigFieldsDocumentDefaults(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "config.go", nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ast.Inspect(f, func(n ast.Node) bool {
+		ts, ok := n.(*ast.TypeSpec)
+		if !ok || ts.Name.Name != "Config" {
+			return true
+		}
+		for _, fld := range ts.Type.(*ast.StructType).Fields.List {
+			if fld.Doc == nil || !strings.Contains(fld.Doc.Text(), "default") {
+				t.Errorf("Config.%s: comment lacks its default", fld.Names[0].Name)
+			}
+		}
+		return false
+	})
+}

@@ -1,0 +1,168 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"time"
+
+	"github.com/pingora-go/pingora-go/node/config"
+	"github.com/pingora-go/pingora-go/proxy/handoff"
+)
+
+// adminListenerName is the admin listener's name in a hand-off.
+const adminListenerName = "admin"
+
+// successorTimeout bounds each step a successor takes during a hand-off.
+const successorTimeout = time.Minute
+
+// Takeover completes the start of a node that inherited its listeners: it
+// asks the old process for its state, then reports that it serves, so the
+// old process drains and exits. Call it after Start. Without inherited
+// listeners it does nothing.
+func (n *Node) Takeover() error {
+	in := n.opts.Inherit
+	if in == nil {
+		return nil
+	}
+	if err := in.Release(successorTimeout); err != nil {
+		in.Fail(err)
+		return err
+	}
+	// The old process no longer holds cluster state; this is where it is
+	// opened (membership, consensus) once the node has any.
+	if err := in.Serving(); err != nil {
+		return fmt.Errorf("handoff: telling the old process: %w", err)
+	}
+	n.log.Info("took over from the previous process")
+	return nil
+}
+
+// Abandon tells the old process this successor failed (reason), so it
+// keeps serving. Use it when New, Start or Takeover fail.
+func (n *Node) Abandon(reason error) { n.opts.Inherit.Fail(reason) }
+
+// OfferHandoff starts offering the listeners to a successor on the node
+// file's upgrade socket. When a successor takes over, Superseded closes
+// and the caller drains the node. Call it after Start (and Takeover).
+func (n *Node) OfferHandoff() error {
+	if n.opts.NoHandoff {
+		return nil
+	}
+	path := n.cfg.UpgradeSocketPath()
+	if n.opts.Inherit != nil {
+		// The old process still listens on the path until it exits; a new
+		// socket file takes the name so the next upgrade finds this process.
+		os.Remove(path)
+	}
+	offer, err := handoff.Listen(path)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.offer = offer
+	n.mu.Unlock()
+	n.serving.Add(1)
+	go func() {
+		defer n.serving.Done()
+		n.offerLoop(offer)
+	}()
+	n.log.Info("upgrade socket ready", "path", path)
+	return nil
+}
+
+func (n *Node) offerLoop(offer *handoff.Offer) {
+	for {
+		tk, err := offer.Accept()
+		if err != nil {
+			return // closed by Shutdown
+		}
+		err = n.handOff(tk)
+		tk.Close()
+		if err == nil {
+			close(n.superseded)
+			return
+		}
+		n.log.Error("upgrade failed; this process keeps serving", "successor_pid", tk.PID, "err", err)
+	}
+}
+
+// handOff passes the listeners to one successor and waits until it serves.
+func (n *Node) handOff(tk *handoff.Takeover) error {
+	n.log.Info("successor connected, passing listeners", "successor_pid", tk.PID)
+	var ls []handoff.Listener
+	n.mu.Lock()
+	for _, b := range n.listeners {
+		f, err := handoff.FileOf(b.ln)
+		if err != nil {
+			n.mu.Unlock()
+			closeFiles(ls)
+			return err
+		}
+		ls = append(ls, handoff.Listener{Entry: handoff.Entry{Name: b.cfg.Name, Addr: b.cfg.Addr, Bound: b.ln.Addr().String()}, File: f})
+	}
+	if n.adminLn != nil {
+		if f, err := handoff.FileOf(n.adminLn); err == nil {
+			ls = append(ls, handoff.Listener{Entry: handoff.Entry{Name: adminListenerName, Addr: n.cfg.AdminAddr, Bound: n.adminLn.Addr().String()}, File: f})
+		}
+	}
+	n.mu.Unlock()
+	defer closeFiles(ls)
+	if err := tk.Send(ls); err != nil {
+		return err
+	}
+	if err := tk.AwaitRelease(successorTimeout); err != nil {
+		return err
+	}
+	// Cluster state (gossip identity, raft data) is closed here once the
+	// node has any, before the successor opens it.
+	if err := tk.Released(); err != nil {
+		return err
+	}
+	return tk.AwaitServing(successorTimeout)
+}
+
+func closeFiles(ls []handoff.Listener) {
+	for _, l := range ls {
+		l.File.Close()
+	}
+}
+
+func (n *Node) stopOffer() {
+	n.mu.Lock()
+	offer := n.offer
+	n.offer = nil
+	n.mu.Unlock()
+	if offer != nil {
+		offer.Close()
+	}
+}
+
+// Superseded is closed once a successor process has taken over the
+// listeners; the node should then drain and stop.
+func (n *Node) Superseded() <-chan struct{} { return n.superseded }
+
+// ErrNeedsHandoff is returned by ReloadFile when the new node file changes
+// something only a new process can apply (listeners, timeouts, limits,
+// addresses): the caller starts a successor with the new file.
+var ErrNeedsHandoff = errors.New("node file change needs a hand-off to a new process")
+
+// ReloadFile applies a re-read node file. The cluster config path, the log
+// level and certificate contents change in place; any other change returns
+// ErrNeedsHandoff and changes nothing. The cluster config and certificates
+// are re-read either way (Reload).
+func (n *Node) ReloadFile(cfg *config.Node) error {
+	cur, next := *n.cfg, *cfg
+	cur.ClusterConfig, cur.LogLevel = next.ClusterConfig, next.LogLevel
+	if !reflect.DeepEqual(cur, next) {
+		return ErrNeedsHandoff
+	}
+	path := cfg.Path(cfg.ClusterConfig)
+	n.clusterPath.Store(&path)
+	if n.level.Level() != parseLevel(cfg.LogLevel) {
+		n.level.Set(parseLevel(cfg.LogLevel))
+		n.log.Info("log level changed", "level", cfg.LogLevel)
+	}
+	return n.Reload()
+}

@@ -1,0 +1,39 @@
+package h1
+
+import (
+	"bufio"
+	"io"
+	"strings"
+	"testing"
+)
+
+// TestBodyBuffered: framing bytes without data do not count, so a proxy
+// flushes a streamed chunk instead of waiting for the next one.
+func TestBodyBuffered(t *testing.T) {
+	for _, tc := range []struct {
+		name, wire string
+		read       int // bytes read before asking
+		want       bool
+	}{
+		{"nothing read yet", "6\r\nfirst\n\r\n", 0, false}, // the connection was not read: nothing buffered
+		{"after chunk, CRLF only", "6\r\nfirst\n\r\n", 6, false},
+		{"after chunk, partial size line", "6\r\nfirst\n\r\n5", 6, false},
+		{"after chunk, next chunk ready", "6\r\nfirst\n\r\n5\r\nlast\n", 6, true},
+		{"after chunk, last chunk", "6\r\nfirst\n\r\n0\r\n\r\n", 6, false},
+		{"mid chunk", "6\r\nfirst\n\r\n", 3, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewReader(bufio.NewReader(strings.NewReader(tc.wire)), Limits{})
+			b := NewBody(r)
+			b.ResetResponse(&Response{Status: 200, Chunked: true})
+			if tc.read > 0 {
+				if _, err := io.ReadFull(b, make([]byte, tc.read)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := b.Buffered() > 0; got != tc.want {
+				t.Fatalf("Buffered() = %d, want > 0: %v", b.Buffered(), tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,160 @@
+package handoff
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// MaxListeners bounds how many sockets one hand-off carries.
+const MaxListeners = 64
+
+// maxMessage bounds one control message.
+const maxMessage = 64 << 10
+
+// Entry describes one listening socket: the name and configured address
+// the old process knew it by, and its bound address.
+type Entry struct {
+	Name  string `json:"name"`
+	Addr  string `json:"addr"`
+	Bound string `json:"bound"`
+}
+
+// Listener is an Entry and the socket it describes.
+type Listener struct {
+	Entry
+	File *os.File
+}
+
+// FileOf returns a duplicate of ln's socket for Offer.Send. ln must be a
+// *net.TCPListener or *net.UnixListener.
+func FileOf(ln net.Listener) (*os.File, error) {
+	type filer interface{ File() (*os.File, error) }
+	f, ok := ln.(filer)
+	if !ok {
+		return nil, fmt.Errorf("handoff: %T has no file descriptor", ln)
+	}
+	return f.File()
+}
+
+// message is one control message; its type says which fields matter.
+type message struct {
+	Type      string  `json:"type"` // hello, listeners, release, released, serving, error
+	Version   int     `json:"version,omitempty"`
+	Listeners []Entry `json:"listeners,omitempty"`
+	Error     string  `json:"error,omitempty"`
+	PID       int     `json:"pid,omitempty"`
+}
+
+const protocolVersion = 1
+
+// conn wraps a SOCK_SEQPACKET connection: one message per packet, with
+// the file descriptors of a "listeners" message attached to it.
+type conn struct {
+	c *net.UnixConn
+}
+
+func (c conn) send(m message, files []*os.File, timeout time.Duration) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			// Not f.Fd(): it would switch the shared open file description,
+			// and with it the live listener, to blocking mode.
+			rc, err := f.SyscallConn()
+			if err != nil {
+				return err
+			}
+			if err := rc.Control(func(fd uintptr) { fds[i] = int(fd) }); err != nil {
+				return err
+			}
+		}
+		oob = unix.UnixRights(fds...)
+	}
+	c.c.SetWriteDeadline(time.Now().Add(timeout))
+	_, _, err = c.c.WriteMsgUnix(b, oob, nil)
+	return err
+}
+
+func (c conn) recv(timeout time.Duration) (message, []*os.File, error) {
+	buf := make([]byte, maxMessage)
+	oob := make([]byte, unix.CmsgSpace(MaxListeners*4))
+	if timeout > 0 {
+		c.c.SetReadDeadline(time.Now().Add(timeout))
+	} else {
+		c.c.SetReadDeadline(time.Time{})
+	}
+	n, oobn, flags, _, err := c.c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return message{}, nil, err
+	}
+	files, ferr := parseRights(oob[:oobn])
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		closeAll(files)
+		return message{}, nil, errors.New("handoff: control message truncated")
+	}
+	if ferr != nil {
+		closeAll(files)
+		return message{}, nil, ferr
+	}
+	if n == 0 {
+		closeAll(files)
+		return message{}, nil, errors.New("handoff: peer closed the connection")
+	}
+	var m message
+	if err := json.Unmarshal(buf[:n], &m); err != nil {
+		closeAll(files)
+		return message{}, nil, fmt.Errorf("handoff: bad control message: %w", err)
+	}
+	return m, files, nil
+}
+
+func parseRights(oob []byte) ([]*os.File, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("handoff: %w", err)
+	}
+	var files []*os.File
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			unix.CloseOnExec(fd)
+			files = append(files, os.NewFile(uintptr(fd), "inherited"))
+		}
+	}
+	return files, nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+// errorFrom turns an "error" message into an error.
+func errorFrom(m message, want string) error {
+	if m.Type == "error" {
+		return &PeerError{Msg: m.Error}
+	}
+	return fmt.Errorf("handoff: got %q, want %q", m.Type, want)
+}
+
+// PeerError is a failure the other process reported.
+type PeerError struct{ Msg string }
+
+func (e *PeerError) Error() string { return "handoff: peer reported: " + e.Msg }

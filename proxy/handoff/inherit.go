@@ -1,0 +1,135 @@
+package handoff
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+// Inherited is the successor's side: the listeners the old process passed.
+type Inherited struct {
+	c     conn
+	ls    []Listener
+	taken []bool
+	done  bool
+}
+
+// Request connects to the running process at path and receives its
+// listeners.
+func Request(path string, timeout time.Duration) (*Inherited, error) {
+	d := net.Dialer{Timeout: timeout}
+	nc, err := d.Dial("unixpacket", path)
+	if err != nil {
+		return nil, fmt.Errorf("handoff: no running process to take over from at %s: %w", path, err)
+	}
+	c := conn{nc.(*net.UnixConn)}
+	if err := c.send(message{Type: "hello", Version: protocolVersion, PID: os.Getpid()}, nil, timeout); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("handoff: %w", err)
+	}
+	m, files, err := c.recv(timeout)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("handoff: receiving listeners: %w", err)
+	}
+	if m.Type != "listeners" || len(files) != len(m.Listeners) {
+		closeAll(files)
+		nc.Close()
+		if m.Type != "listeners" {
+			return nil, errorFrom(m, "listeners")
+		}
+		return nil, fmt.Errorf("handoff: %d sockets for %d listeners", len(files), len(m.Listeners))
+	}
+	in := &Inherited{c: c, taken: make([]bool, len(files))}
+	for i, e := range m.Listeners {
+		in.ls = append(in.ls, Listener{Entry: e, File: files[i]})
+	}
+	return in, nil
+}
+
+// Entries lists what was passed.
+func (in *Inherited) Entries() []Entry {
+	out := make([]Entry, len(in.ls))
+	for i, l := range in.ls {
+		out[i] = l.Entry
+	}
+	return out
+}
+
+// Take returns the inherited listener configured under name at addr, or
+// false when the old process had none: the caller binds it afresh. A
+// listener whose address changed is not taken.
+func (in *Inherited) Take(name, addr string) (net.Listener, bool, error) {
+	if in == nil {
+		return nil, false, nil
+	}
+	for i, l := range in.ls {
+		if in.taken[i] || l.Name != name || l.Addr != addr {
+			continue
+		}
+		ln, err := net.FileListener(l.File)
+		if err != nil {
+			return nil, false, fmt.Errorf("handoff: listener %q: %w", name, err)
+		}
+		in.taken[i] = true
+		l.File.Close() // FileListener holds its own duplicate
+		return ln, true, nil
+	}
+	return nil, false, nil
+}
+
+// Release asks the old process to give up its state and waits until it
+// has.
+func (in *Inherited) Release(timeout time.Duration) error {
+	if err := in.c.send(message{Type: "release"}, nil, timeout); err != nil {
+		return fmt.Errorf("handoff: %w", err)
+	}
+	m, files, err := in.c.recv(timeout)
+	closeAll(files)
+	if err != nil {
+		return fmt.Errorf("handoff: waiting for the old process to release its state: %w", err)
+	}
+	if m.Type != "released" {
+		return errorFrom(m, "released")
+	}
+	return nil
+}
+
+// Serving tells the old process this one accepts connections, so it may
+// drain and exit. Listeners not taken are closed here; the old process
+// closes its own copies as it drains.
+func (in *Inherited) Serving() error {
+	if in == nil || in.done {
+		return nil
+	}
+	in.done = true
+	in.closeUntaken()
+	err := in.c.send(message{Type: "serving"}, nil, 5*time.Second)
+	in.c.c.Close()
+	return err
+}
+
+// Fail tells the old process the take-over failed and why; it keeps
+// serving. Every inherited socket not yet taken is closed.
+func (in *Inherited) Fail(reason error) {
+	if in == nil || in.done {
+		return
+	}
+	in.done = true
+	in.closeUntaken()
+	if reason == nil {
+		reason = errors.New("successor failed")
+	}
+	in.c.send(message{Type: "error", Error: reason.Error()}, nil, 2*time.Second)
+	in.c.c.Close()
+}
+
+func (in *Inherited) closeUntaken() {
+	for i, l := range in.ls {
+		if !in.taken[i] {
+			l.File.Close()
+		}
+	}
+}
