@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Graceful-upgrade benchmark (issue 4): keeps a pingora-node under load with
-# wrk (HTTP/1.1 keep-alive) and h2load (h2c, prior knowledge) and performs
+# wrk (HTTP/1.1 keep-alive) and h2load (h2c, prior knowledge, in 1 s runs:
+# it does not reconnect after GOAWAY) and performs
 # UPGRADES binary upgrades (SIGUSR2) in a row while they run. Prints one
 # summary line per tool and "N passed, M failed"; exits 1 when a request
 # failed or fewer than UPGRADES upgrades completed during the load.
@@ -59,6 +60,8 @@ cleanup() {
   local pid cur
   cur=$(cat "$work/node.pid" 2>/dev/null || true)
   [ -n "$cur" ] && nodes+=("$cur")
+  cur=$(cat "$work/h2load.pid" 2>/dev/null || true)
+  [ -n "$cur" ] && pids+=("$cur")
   for pid in "${pids[@]}" "${nodes[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}" "${nodes[@]}"; do
     for _ in $(seq 150); do alive "$pid" || break; sleep 0.1; done
@@ -186,7 +189,22 @@ wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" --timeout 5s -s "$work/coun
   >"$work/wrk.log" 2>&1 &
 wrk_pid=$!
 pids+=("$wrk_pid")
-h2load -c"$H2_CLIENTS" -m"$H2_STREAMS" -t1 -D "$DURATION" "$url" >"$work/h2load.log" 2>&1 &
+# h2load does not reconnect after a GOAWAY: a client whose connection was
+# GOAWAY'd stops for the rest of its run ("Process Request Failure" lines;
+# see bench/README.md). So h2load runs in back-to-back 1-second slices, each
+# opening fresh connections, until the load ends; the counts are summed.
+h2_slices() {
+  local end=$1 n=0 p
+  while [ "$(now_ms)" -lt "$end" ] && [ "$n" -lt 10000 ]; do
+    n=$((n + 1))
+    echo "=== slice $n at +$(( $(now_ms) - load_start )) ms" >>"$work/h2load.log"
+    timeout --kill-after=5 30 h2load -c"$H2_CLIENTS" -m"$H2_STREAMS" -t1 -D 1 "$url" >>"$work/h2load.log" 2>&1 &
+    p=$!
+    echo "$p" >"$work/h2load.pid"
+    wait "$p" || echo "h2load slice $n exited with $?" >>"$work/h2load.log"
+  done
+}
+h2_slices $((load_start + DURATION * 1000)) &
 h2_pid=$!
 pids+=("$h2_pid")
 load_end=$((load_start + DURATION * 1000))
@@ -247,19 +265,25 @@ w_status=$(val status) w_timeout=$(val timeout)
 w_ok=$((w_req - w_status))
 w_bad=$((w_status + w_conn + w_read + w_write + w_timeout))
 
-h=$(grep '^requests:' "$work/h2load.log" || true)
-if [ -z "$h" ]; then echo "h2load printed no counts:"; cat "$work/h2load.log"; exit 1; fi
+if ! grep -q '^requests:' "$work/h2load.log"; then echo "h2load printed no counts:"; cat "$work/h2load.log"; exit 1; fi
 # requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout
-read -r h_total h_started h_done h_ok h_failed h_errored h_timeout < <(
-  sed 's/[^0-9 ]//g' <<<"$h" | awk '{print $1, $2, $3, $4, $5, $6, $7}')
-h_codes=$(grep '^status codes:' "$work/h2load.log" | sed 's/^status codes: //')
-# h2load counts an errored request in "failed" too: failed + timeout covers all.
-h_bad=$((h_failed + h_timeout))
+# status codes: N 2xx, N 3xx, N 4xx, N 5xx   (summed over the slices)
+read -r h_slices h_total h_started h_done h_ok h_failed h_errored h_timeout < <(
+  grep '^requests:' "$work/h2load.log" | sed 's/[^0-9 ]//g' |
+    awk '{n++; for (i = 1; i <= 7; i++) s[i] += $i} END {print n, s[1], s[2], s[3], s[4], s[5], s[6], s[7]}')
+read -r h_2xx h_3xx h_4xx h_5xx < <(
+  grep '^status codes:' "$work/h2load.log" |
+    awk '{s2 += $3; s3 += $5; s4 += $7; s5 += $9} END {print s2+0, s3+0, s4+0, s5+0}')
+h_goaway=$(grep -c '^Process Request Failure' "$work/h2load.log" || true)
+h_exit=$(grep -c '^h2load slice .* exited' "$work/h2load.log" || true)
+# h2load counts an errored request in "failed" too: failed + timeout covers
+# every request it sent that did not succeed; a slice that crashed counts too.
+h_bad=$((h_failed + h_timeout + h_exit))
 
 secs=$(awk "BEGIN{printf \"%.1f\", ($(now_ms) - $load_start)/1000}")
 echo "== results (${DURATION}s load, $upgrades/$UPGRADES upgrades under load)"
 echo "wrk:    $w_req responses, $w_ok 2xx/3xx, non-2xx/3xx $w_status; socket errors: connect $w_conn, read $w_read, write $w_write, timeout $w_timeout"
-echo "h2load: $h_total total, $h_started started, $h_done done, $h_ok succeeded, $h_failed failed, $h_errored errored, $h_timeout timeout; status codes: $h_codes"
+echo "h2load: $h_slices runs: $h_total total, $h_started started, $h_done done, $h_ok succeeded, $h_failed failed, $h_errored errored, $h_timeout timeout; status codes: $h_2xx 2xx, $h_3xx 3xx, $h_4xx 4xx, $h_5xx 5xx; clients stopped by GOAWAY (not reconnecting, no request lost): $h_goaway"
 passed=$((w_ok + h_ok))
 failed=$((w_bad + h_bad))
 echo "$passed passed, $failed failed"
@@ -271,7 +295,7 @@ fi
 if [ "$rc" -ne 0 ]; then
   KEEP=${KEEP:-1}
   echo "--- wrk"; sed '/^WRKCOUNTS/d' "$work/wrk.log"
-  echo "--- h2load"; cat "$work/h2load.log"
+  echo "--- h2load (slices with failures)"; grep -B3 -A3 -E 'Process Request|[1-9][0-9]* (failed|errored|timeout)|exited' "$work/h2load.log" | head -n 60 || true
   echo "--- node log (last 40 lines)"; tail -n 40 "$work/node.log"
 fi
 exit "$rc"

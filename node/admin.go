@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pingora-go/pingora-go/membership"
 	"github.com/pingora-go/pingora-go/proxy"
 )
 
@@ -22,6 +23,16 @@ type Status struct {
 	Config    *appliedConfig         `json:"config"`
 	Proxy     ProxyStatus            `json:"proxy"`
 	Upstreams []proxy.UpstreamStatus `json:"upstreams"`
+	// Gossip, Members and Ring are present when the node gossips.
+	Gossip  *GossipStatus          `json:"gossip,omitempty"`
+	Members []membership.Member    `json:"members,omitempty"`
+	Ring    *membership.RingStatus `json:"ring,omitempty"`
+}
+
+// GossipStatus is the node's own gossip identity.
+type GossipStatus struct {
+	Self string `json:"self"`
+	Addr string `json:"addr"`
 }
 
 // NodeStatus identifies the node.
@@ -66,6 +77,11 @@ func (n *Node) Status() Status {
 		st.Listeners = append(st.Listeners, ListenerStatus{Name: b.cfg.Name, Addr: b.ln.Addr().String(), TLS: b.lc.TLS != nil, H2C: b.lc.H2C})
 	}
 	n.mu.Unlock()
+	if mc := n.Members(); mc != nil {
+		ms := mc.Status()
+		st.Gossip = &GossipStatus{Self: ms.Self, Addr: ms.Addr}
+		st.Members, st.Ring = ms.Members, &ms.Ring
+	}
 	tbl := n.router.Table()
 	st.Upstreams = tbl.Upstreams()
 	st.Proxy.Routes = tbl.Routes()

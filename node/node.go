@@ -56,7 +56,10 @@ type Node struct {
 	level       slog.LevelVar
 	clusterPath atomic.Pointer[string]
 	offer       *handoff.Offer
+	cluster     atomic.Pointer[clusterPart]
 	superseded  chan struct{}
+	handedOff   atomic.Bool // a successor holds the cluster identity
+	shutdown    atomic.Bool
 
 	started time.Time
 	applied atomic.Pointer[appliedConfig]
@@ -171,6 +174,19 @@ func (n *Node) apply(c *config.Cluster, hash, source string) error {
 // Start binds the listeners and the admin server and starts serving. On
 // error everything bound so far is closed.
 func (n *Node) Start() error {
+	if err := n.bind(); err != nil {
+		return err
+	}
+	if n.opts.Inherit == nil {
+		// A successor opens cluster state in Takeover, once the old
+		// process has released it.
+		return n.startCluster()
+	}
+	return nil
+}
+
+// bind binds (or inherits) the listeners and starts serving on them.
+func (n *Node) bind() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.started = time.Now()
@@ -290,10 +306,16 @@ func (n *Node) Reload() error {
 // Shutdown drains the node: /readyz fails at once, listeners close,
 // requests in flight finish (up to ctx), then the admin server stops.
 func (n *Node) Shutdown(ctx context.Context) error {
+	if !n.shutdown.CompareAndSwap(false, true) {
+		<-n.stopped
+		return nil
+	}
 	n.ready.Store(false)
 	n.stopOffer()
+	n.drainCluster()
 	n.log.Info("draining", "active_connections", n.srv.ActiveConns())
 	err := n.srv.Shutdown(ctx)
+	n.leaveCluster(!n.handedOff.Load())
 	n.router.Close()
 	if err != nil {
 		n.log.Warn("grace period over, closing remaining connections", "err", err)

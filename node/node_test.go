@@ -22,8 +22,15 @@ import (
 // returns the node file's path.
 func writeFiles(t *testing.T, cluster string) string {
 	t.Helper()
+	return writeNodeFiles(t, "test-node", "", cluster)
+}
+
+// writeNodeFiles writes a node file named name, with extra lines, and a
+// cluster config into a temp dir, and returns the node file's path.
+func writeNodeFiles(t *testing.T, name, extra, cluster string) string {
+	t.Helper()
 	dir := t.TempDir()
-	nodeFile := `name: test-node
+	nodeFile := `name: ` + name + `
 admin_addr: 127.0.0.1:0
 listeners:
   - name: http
@@ -31,7 +38,7 @@ listeners:
     h2c: true
 cluster_config: cluster.yaml
 grace_period: 5s
-`
+` + extra
 	if err := os.WriteFile(filepath.Join(dir, "node.yaml"), []byte(nodeFile), 0o644); err != nil {
 		t.Fatal(err)
 	}

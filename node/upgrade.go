@@ -30,8 +30,11 @@ func (n *Node) Takeover() error {
 		in.Fail(err)
 		return err
 	}
-	// The old process no longer holds cluster state; this is where it is
-	// opened (membership, consensus) once the node has any.
+	// The old process no longer holds cluster state: open it here.
+	if err := n.startCluster(); err != nil {
+		in.Fail(err)
+		return err
+	}
 	if err := in.Serving(); err != nil {
 		return fmt.Errorf("handoff: telling the old process: %w", err)
 	}
@@ -115,12 +118,24 @@ func (n *Node) handOff(tk *handoff.Takeover) error {
 	if err := tk.AwaitRelease(successorTimeout); err != nil {
 		return err
 	}
-	// Cluster state (gossip identity, raft data) is closed here once the
-	// node has any, before the successor opens it.
-	if err := tk.Released(); err != nil {
+	// The successor takes the node's cluster identity: stop gossip here
+	// without leaving, so peers see a short restart, not a departure.
+	wasClustered := n.cluster.Load() != nil
+	n.leaveCluster(false)
+	err := tk.Released()
+	if err == nil {
+		err = tk.AwaitServing(successorTimeout)
+	}
+	if err != nil {
+		if wasClustered {
+			if rerr := n.startCluster(); rerr != nil {
+				n.log.Error("rejoining the cluster after a failed upgrade", "err", rerr)
+			}
+		}
 		return err
 	}
-	return tk.AwaitServing(successorTimeout)
+	n.handedOff.Store(true)
+	return nil
 }
 
 func closeFiles(ls []handoff.Listener) {

@@ -149,7 +149,10 @@ func (d *h1Downstream) endRequest() bool {
 			return false
 		}
 	}
-	if !d.keepAlive || d.broken || c.draining.Load() {
+	// A drain that began after the head went out does not end the
+	// connection here: the client may already have sent its next request,
+	// which the drain linger answers with "Connection: close".
+	if !d.keepAlive || d.broken {
 		return false
 	}
 	if d.hb.Done() {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -108,13 +109,16 @@ func TestSlowlorisDisconnected(t *testing.T) {
 		b, err := io.ReadAll(c)
 		elapsed := time.Since(start)
 		c.Close()
-		if err != nil {
+		// The client keeps writing, so the proxy's close may arrive as a
+		// reset, which can also discard the 408 before it is read.
+		reset := errors.Is(err, syscall.ECONNRESET)
+		if err != nil && !reset {
 			t.Fatalf("connection not closed by the proxy: %v", err)
 		}
 		if elapsed > 3*time.Second {
 			t.Fatalf("closed after %v, want about the 200ms header timeout", elapsed)
 		}
-		if partial != "" && !strings.HasPrefix(string(b), "HTTP/1.1 408") {
+		if partial != "" && !reset && !strings.HasPrefix(string(b), "HTTP/1.1 408") {
 			t.Fatalf("partial head answered %q, want 408", b)
 		}
 		t.Logf("partial %q closed after %v", partial, elapsed)

@@ -41,22 +41,37 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		origins = append(origins, srv)
 		peers = append(peers, addr)
 	}
-	n, err := startDemoNode(dir, peers, stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "pingora-node demo:", err)
-		return 1
+	var nodes []*node.Node
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, n := range nodes {
+			n.Shutdown(ctx)
+		}
+	}()
+	seed := ""
+	for i := range demoNodes {
+		n, err := startDemoNode(dir, i, peers, seed)
+		if err != nil {
+			fmt.Fprintln(stderr, "pingora-node demo:", err)
+			return 1
+		}
+		nodes = append(nodes, n)
+		if seed == "" {
+			seed = n.Members().Addr()
+		}
 	}
-	printDemoHelp(stdout, n, dir)
+	printDemoHelp(stdout, nodes, dir)
 	sigs := make(chan os.Signal, 1) // one Ctrl-C is enough
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	<-sigs
 	signal.Stop(sigs)
 	fmt.Fprintln(stdout, "\nstopping...")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n.Shutdown(ctx)
 	return 0
 }
+
+// demoNodes is how many nodes the demo cluster runs.
+const demoNodes = 3
 
 // startSampleUpstream serves a small origin that names itself.
 func startSampleUpstream(name string) (*http.Server, string, error) {
@@ -87,11 +102,12 @@ func freeAddr(preferred string) string {
 	return ln.Addr().String()
 }
 
-func startDemoNode(dir string, peers []string, stderr io.Writer) (*node.Node, error) {
+func startDemoNode(dir string, i int, peers []string, seed string) (*node.Node, error) {
 	cluster := fmt.Sprintf(`# demo cluster config: two upstreams behind one route
 upstreams:
   - name: demo
     lb: round_robin
+    health_check: {type: http, path: /, interval: 2s}
     peers:
       - addr: %s
       - addr: %s
@@ -100,7 +116,12 @@ routes:
     path_prefix: /
     upstream: demo
 `, peers[0], peers[1])
-	nodeFile := fmt.Sprintf(`name: demo-1
+	name := fmt.Sprintf("demo-%d", i+1)
+	join := ""
+	if seed != "" {
+		join = "join: [" + seed + "]\n"
+	}
+	nodeFile := fmt.Sprintf(`name: %s
 admin_addr: %s
 listeners:
   - name: http
@@ -108,11 +129,15 @@ listeners:
     h2c: true
 cluster_config: cluster.yaml
 log_level: warn
-`, freeAddr("127.0.0.1:9090"), freeAddr("127.0.0.1:8080"))
+gossip_addr: 127.0.0.1:0
+gossip_profile: fast
+cluster_name: demo
+%supgrade_socket: %s.sock
+`, name, freeAddr(fmt.Sprintf("127.0.0.1:%d", 9090+i)), freeAddr(fmt.Sprintf("127.0.0.1:%d", 8080+i)), join, name)
 	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(cluster), 0o644); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, "node.yaml")
+	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(nodeFile), 0o644); err != nil {
 		return nil, err
 	}
@@ -130,19 +155,21 @@ log_level: warn
 	return n, nil
 }
 
-func printDemoHelp(w io.Writer, n *node.Node, dir string) {
-	proxyAddr := n.ListenerAddrs()["http"]
-	admin := n.AdminAddr()
-	fmt.Fprintf(w, `pingora-node demo is running: one node, two sample upstreams, round robin.
-config files: %s
-
+func printDemoHelp(w io.Writer, nodes []*node.Node, dir string) {
+	fmt.Fprintf(w, "pingora-node demo is running: %d nodes in one gossip cluster, two sample upstreams, round robin.\nconfig files: %s\n\n", len(nodes), dir)
+	for _, n := range nodes {
+		fmt.Fprintf(w, "  %s  proxy http://%s  admin http://%s\n", n.Status().Node.Name, n.ListenerAddrs()["http"], n.AdminAddr())
+	}
+	proxyAddr, admin := nodes[0].ListenerAddrs()["http"], nodes[0].AdminAddr()
+	fmt.Fprintf(w, `
 Try:
-  curl -i http://%[2]s/hello                        # HTTP/1.1, alternates alpha/beta
-  curl -i --http2-prior-knowledge http://%[2]s/h2   # HTTP/2 cleartext (h2c)
-  curl http://%[3]s/status                          # node status (JSON)
-  curl -s http://%[3]s/metrics | grep pingora_      # Prometheus metrics
-  go run ./cmd/pingora-node status --admin http://%[3]s
+  curl -i http://%[1]s/hello                        # HTTP/1.1, alternates alpha/beta
+  curl -i --http2-prior-knowledge http://%[1]s/h2   # HTTP/2 cleartext (h2c)
+  curl http://%[2]s/status                          # node status (JSON): members, ring, upstreams
+  curl -s http://%[2]s/metrics | grep pingora_      # Prometheus metrics
+  go run ./cmd/pingora-node members --admin http://%[2]s
+  go run ./cmd/pingora-node status --admin http://%[2]s
 
 Press Ctrl-C to stop.
-`, dir, proxyAddr, admin)
+`, proxyAddr, admin)
 }

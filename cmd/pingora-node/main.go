@@ -29,12 +29,15 @@ Usage:
   pingora-node run --config node.yaml [flags]   run a node (see "pingora-node run -h")
   pingora-node demo                             run a local demo: a node and two sample upstreams
   pingora-node status [--admin URL] [--json]    show a running node's status
+  pingora-node members [--admin URL] [--json]   list the cluster members a node sees
   pingora-node peer enable|disable [--admin URL] [--token T] UPSTREAM ADDR
                                                 put a peer back in rotation or take it out
   pingora-node version                          print the version
 
-Environment: PINGORA_CONFIG, PINGORA_NAME, PINGORA_ADMIN_ADDR, PINGORA_ADMIN and
-PINGORA_ADMIN_TOKEN stand for the flags of the same names when the flags are not given.
+Environment: PINGORA_CONFIG, PINGORA_NAME, PINGORA_ADMIN_ADDR, PINGORA_JOIN,
+PINGORA_GOSSIP_ADDR, PINGORA_CLUSTER_ADDR, PINGORA_ADMIN and PINGORA_ADMIN_TOKEN stand
+for the flags of the same names when the flags are not given; PINGORA_GOSSIP_KEY sets
+the gossip encryption key (base64).
 `
 
 func main() {
@@ -53,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
+	case "members":
+		return cmdMembers(args[1:], stdout, stderr)
 	case "peer":
 		return cmdPeer(args[1:], stdout, stderr)
 	case "version", "--version", "-v":

@@ -23,6 +23,7 @@ import (
 // runFlags are the flags of "run"; each overrides the node file.
 type runFlags struct {
 	config, name, adminAddr, pidFile, logLevel string
+	join, gossipAddr, clusterAddr              string
 	upgrade                                    bool
 }
 
@@ -32,6 +33,9 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.adminAddr, "admin-addr", os.Getenv("PINGORA_ADMIN_ADDR"), "admin server `host:port`, overrides the file [PINGORA_ADMIN_ADDR]")
 	fs.StringVar(&f.pidFile, "pid-file", "", "write the process id to `path` while running")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error, overrides the file")
+	fs.StringVar(&f.join, "join", os.Getenv("PINGORA_JOIN"), "comma-separated gossip `host:port` seeds to join, overrides the file [PINGORA_JOIN]")
+	fs.StringVar(&f.gossipAddr, "gossip-addr", os.Getenv("PINGORA_GOSSIP_ADDR"), "gossip `host:port` (TCP and UDP), overrides the file [PINGORA_GOSSIP_ADDR]")
+	fs.StringVar(&f.clusterAddr, "cluster-addr", os.Getenv("PINGORA_CLUSTER_ADDR"), "node-to-node RPC `host:port`, overrides the file [PINGORA_CLUSTER_ADDR]")
 	fs.BoolVar(&f.upgrade, "upgrade", false, "take the listeners over from the running node with the same upgrade socket, then let it drain")
 }
 
@@ -53,6 +57,21 @@ func (f *runFlags) loadNode() (*config.Node, error) {
 	if f.logLevel != "" {
 		n.LogLevel = f.logLevel
 	}
+	if f.join != "" {
+		n.Join = nil
+		for _, j := range strings.Split(f.join, ",") {
+			if j = strings.TrimSpace(j); j != "" {
+				n.Join = append(n.Join, j)
+			}
+		}
+	}
+	if f.gossipAddr != "" {
+		n.GossipAddr = f.gossipAddr
+	}
+	if f.clusterAddr != "" {
+		n.ClusterAddr = f.clusterAddr
+	}
+	n.ApplyClusterDefaults()
 	if err := n.Validate(); err != nil {
 		return nil, fmt.Errorf("flags: %w", err)
 	}
@@ -134,9 +153,11 @@ func serveUntilSignal(n *node.Node, cfg *config.Node, f *runFlags, args []string
 				startSuccessor(args, stderr)
 				continue
 			}
+			// Only a real stop tells systemd: after a hand-off the unit
+			// lives on in the successor, which announced itself as MAINPID.
+			sdNotify("STOPPING=1")
 		case <-n.Superseded():
 		}
-		sdNotify("STOPPING=1")
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.GracePeriod)
 		err := n.Shutdown(ctx)
 		cancel()

@@ -27,7 +27,17 @@ func adminURL(s string) string {
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	return statusCommand("status", args, stdout, stderr, printStatus)
+}
+
+func cmdMembers(args []string, stdout, stderr io.Writer) int {
+	return statusCommand("members", args, stdout, stderr, printMembers)
+}
+
+// statusCommand fetches a node's /status and prints it with print, or raw
+// with --json.
+func statusCommand(name string, args []string, stdout, stderr io.Writer, print func(io.Writer, *node.Status)) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	admin := fs.String("admin", os.Getenv("PINGORA_ADMIN"), "admin `URL` of the node [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
 	asJSON := fs.Bool("json", false, "print the raw JSON document")
@@ -55,7 +65,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pingora-node: status: not a status document:", err)
 		return 1
 	}
-	printStatus(stdout, &st)
+	print(stdout, &st)
 	return 0
 }
 
@@ -75,6 +85,9 @@ func printStatus(w io.Writer, st *node.Status) {
 		}
 	}
 	fmt.Fprintf(w, "proxy     %d active connections, %d routes\n", st.Proxy.ActiveConnections, st.Proxy.Routes)
+	if st.Ring != nil {
+		fmt.Fprintf(w, "cluster   %d members, ring v%d digest %s\n", len(st.Members), st.Ring.Version, st.Ring.Digest)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nLISTENER\tADDR\tTLS\tH2C")
 	for _, l := range st.Listeners {
@@ -146,4 +159,28 @@ func peerHealth(p proxy.PeerStatus) string {
 		return "down (active check: " + p.LastError + ")"
 	}
 	return "down"
+}
+
+// printMembers prints the members table and the ring.
+func printMembers(w io.Writer, st *node.Status) {
+	if st.Ring == nil {
+		fmt.Fprintf(w, "node %s does not gossip (no join or gossip_addr): a standalone node\n", st.Node.Name)
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tGOSSIP ADDR\tSTATE\tNODE STATE\tRING SHARE\tCONFIG\tHEALTHY PEERS\tVERSION\tSINCE")
+	for _, m := range st.Members {
+		share := "-"
+		if v, ok := st.Ring.Shares[m.Name]; ok {
+			share = fmt.Sprintf("%.1f%%", v*100)
+		}
+		self := ""
+		if st.Gossip != nil && m.Name == st.Gossip.Self {
+			self = " (self)"
+		}
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\tv%d\t%d/%d\t%s\t%s\n", m.Name, self, m.Addr, m.State, m.Meta.State, share,
+			m.Meta.ConfigVersion, m.Meta.Health.Healthy, m.Meta.Health.Total, m.Meta.Version, m.LastChange.Format(time.TimeOnly))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nring v%d digest %s over %d members\n", st.Ring.Version, st.Ring.Digest, len(st.Ring.Members))
 }

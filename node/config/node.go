@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -39,6 +40,32 @@ type Node struct {
 	// Downstream bounds client connections; zero fields keep the engine's
 	// defaults.
 	Downstream Downstream `yaml:"downstream"`
+	// Join lists seed gossip addresses ("host:port"; DNS names are resolved
+	// on every try). Setting it, or GossipAddr, makes the node a cluster
+	// member (default: none, a standalone node).
+	Join []string `yaml:"join"`
+	// GossipAddr is the gossip "host:port", TCP and UDP (default
+	// 0.0.0.0:7946 when Join is set; unset and no Join: no gossip).
+	GossipAddr string `yaml:"gossip_addr"`
+	// AdvertiseAddr is the gossip address other nodes reach this one at
+	// (default: GossipAddr, or a private address when bound to 0.0.0.0).
+	AdvertiseAddr string `yaml:"advertise_addr"`
+	// ClusterAddr is the node-to-node RPC "host:port" (default none).
+	ClusterAddr string `yaml:"cluster_addr"`
+	// ClusterName is gossiped as the memberlist label: nodes of another
+	// cluster cannot join (default "pingora").
+	ClusterName string `yaml:"cluster_name"`
+	// GossipKey is a base64 AES key (16, 24 or 32 bytes) encrypting gossip
+	// (default none: plaintext gossip; PINGORA_GOSSIP_KEY sets it too).
+	GossipKey string `yaml:"gossip_key"`
+	// GossipProfile is "lan" (failure detection in about 6 s) or "fast"
+	// (about 1 s, for tests and demos) (default lan).
+	GossipProfile string `yaml:"gossip_profile"`
+	// Zone is the node's failure domain, gossiped (default "").
+	Zone string `yaml:"zone"`
+	// RingWeight scales the node's share of the cluster ring, 1-100
+	// (default 1).
+	RingWeight int `yaml:"ring_weight"`
 	// UpgradeSocket is the Unix socket a successor process ("run
 	// --upgrade", or SIGUSR2) takes the listeners over from (default
 	// pingora-node-<name>.sock in the system's temporary directory).
@@ -139,6 +166,43 @@ func (n *Node) applyDefaults() {
 	if n.GracePeriod == 0 {
 		n.GracePeriod = 30 * time.Second
 	}
+	n.ApplyClusterDefaults()
+}
+
+// ApplyClusterDefaults fills the gossip defaults; call it again after
+// flags set Join or GossipAddr.
+func (n *Node) ApplyClusterDefaults() {
+	if len(n.Join) > 0 && n.GossipAddr == "" {
+		n.GossipAddr = "0.0.0.0:7946"
+	}
+	if n.ClusterName == "" {
+		n.ClusterName = "pingora"
+	}
+	if n.GossipProfile == "" {
+		n.GossipProfile = "lan"
+	}
+	if n.RingWeight == 0 {
+		n.RingWeight = 1
+	}
+}
+
+// Clustered reports whether the node gossips with others.
+func (n *Node) Clustered() bool { return n.GossipAddr != "" }
+
+// GossipKeyBytes decodes GossipKey.
+func (n *Node) GossipKeyBytes() ([]byte, error) {
+	if n.GossipKey == "" {
+		return nil, nil
+	}
+	k, err := base64.StdEncoding.DecodeString(n.GossipKey)
+	if err != nil {
+		return nil, fmt.Errorf("not base64: %v", err)
+	}
+	switch len(k) {
+	case 16, 24, 32:
+		return k, nil
+	}
+	return nil, fmt.Errorf("%d bytes; want 16, 24 or 32", len(k))
 }
 
 // UpgradeSocketPath returns the hand-off socket's path.
@@ -177,6 +241,7 @@ func (n *Node) validate(e *errs) {
 		e.add("grace_period", "cannot be negative")
 	}
 	n.validateListeners(e)
+	n.validateCluster(e)
 	d := n.Downstream
 	for _, f := range []struct {
 		name string
@@ -190,6 +255,32 @@ func (n *Node) validate(e *errs) {
 	}
 	if d.MaxHeaderBytes > 1<<20 {
 		e.add("downstream.max_header_bytes", "%d is over the 1 MiB maximum", d.MaxHeaderBytes)
+	}
+}
+
+func (n *Node) validateCluster(e *errs) {
+	for i, j := range n.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			e.add("join["+strconv.Itoa(i)+"]", "%q: %v", j, err)
+		}
+	}
+	for _, f := range []struct{ name, v string }{{"gossip_addr", n.GossipAddr}, {"advertise_addr", n.AdvertiseAddr}, {"cluster_addr", n.ClusterAddr}} {
+		if f.v != "" {
+			if err := checkHostPort(f.v); err != nil {
+				e.add(f.name, "%v", err)
+			}
+		}
+	}
+	if _, err := n.GossipKeyBytes(); err != nil {
+		e.add("gossip_key", "%v", err)
+	}
+	switch n.GossipProfile {
+	case "", "lan", "fast":
+	default:
+		e.add("gossip_profile", "%q is not one of lan, fast", n.GossipProfile)
+	}
+	if n.RingWeight < 0 || n.RingWeight > 100 {
+		e.add("ring_weight", "%d is not between 1 and 100", n.RingWeight)
 	}
 }
 

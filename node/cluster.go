@@ -1,0 +1,144 @@
+package node
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pingora-go/pingora-go/membership"
+)
+
+// clusterPart is the node's membership, when it gossips.
+type clusterPart struct {
+	mu      sync.Mutex
+	members *membership.Cluster
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// metaInterval is how often the node refreshes its gossiped metadata
+// (health summary, load, config version); unchanged metadata is not sent.
+const metaInterval = time.Second
+
+// startCluster starts gossip when the node file asks for it: join the
+// seeds, publish metadata, keep it fresh.
+func (n *Node) startCluster() error {
+	if !n.cfg.Clustered() {
+		return nil
+	}
+	key, err := n.cfg.GossipKeyBytes()
+	if err != nil {
+		return err
+	}
+	if key == nil {
+		if env := os.Getenv("PINGORA_GOSSIP_KEY"); env != "" {
+			c := *n.cfg
+			c.GossipKey = env
+			if key, err = c.GossipKeyBytes(); err != nil {
+				return fmt.Errorf("PINGORA_GOSSIP_KEY: %w", err)
+			}
+		}
+	}
+	mc, err := membership.New(membership.Config{
+		Name: n.cfg.Name, BindAddr: n.cfg.GossipAddr, AdvertiseAddr: n.cfg.AdvertiseAddr, Join: n.cfg.Join,
+		SecretKey: key, Label: n.cfg.ClusterName, Profile: membership.Profile(n.cfg.GossipProfile),
+		Meta: n.meta(membership.StateStarting), Logger: n.log.With("part", "membership"),
+	})
+	if err != nil {
+		return fmt.Errorf("membership: %w", err)
+	}
+	if err := mc.Start(); err != nil {
+		return fmt.Errorf("membership: %w", err)
+	}
+	p := &clusterPart{members: mc, stop: make(chan struct{}), done: make(chan struct{})}
+	n.cluster.Store(p)
+	go n.refreshMeta(p)
+	n.log.Info("gossip started", "addr", mc.Addr(), "join", n.cfg.Join, "profile", n.cfg.GossipProfile)
+	return nil
+}
+
+// meta describes this node for the others.
+func (n *Node) meta(state membership.NodeState) membership.Meta {
+	m := membership.Meta{Version: n.opts.Version, Zone: n.cfg.Zone, Weight: n.cfg.RingWeight, State: state}
+	for _, addr := range n.ListenerAddrs() {
+		m.Addrs.Proxy = append(m.Addrs.Proxy, addr)
+	}
+	sort.Strings(m.Addrs.Proxy)
+	m.Addrs.Admin = n.AdminAddr()
+	if a := n.applied.Load(); a != nil {
+		m.ConfigVersion = uint64(a.Version)
+	}
+	for _, u := range n.router.Table().Upstreams() {
+		for _, p := range u.Peers {
+			m.Health.Total++
+			if p.Healthy {
+				m.Health.Healthy++
+			}
+		}
+	}
+	m.Load.InFlight = int64(n.srv.ActiveConns())
+	return m
+}
+
+// refreshMeta keeps the gossiped metadata current until the part stops.
+func (n *Node) refreshMeta(p *clusterPart) {
+	defer close(p.done)
+	t := time.NewTicker(metaInterval)
+	defer t.Stop()
+	for {
+		state := membership.StateReady
+		if !n.ready.Load() {
+			state = membership.StateStarting
+		}
+		want := n.meta(state)
+		cur := p.members.Meta()
+		want.Name = cur.Name
+		if !metaEqual(cur, want) {
+			p.members.UpdateMeta(func(m *membership.Meta) { *m = want })
+		}
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func metaEqual(a, b membership.Meta) bool { return reflect.DeepEqual(a, b) }
+
+// leaveCluster announces draining, then leaves, so peers drop the node at
+// once rather than after failure detection.
+func (n *Node) leaveCluster(graceful bool) {
+	p := n.cluster.Swap(nil)
+	if p == nil {
+		return
+	}
+	close(p.stop)
+	<-p.done
+	if graceful {
+		if err := p.members.Leave(2 * time.Second); err != nil {
+			n.log.Warn("leaving the cluster", "err", err)
+		}
+	}
+	p.members.Shutdown()
+}
+
+// drainCluster marks the node draining in its metadata, taking it off
+// every ring while it finishes its requests.
+func (n *Node) drainCluster() {
+	if p := n.cluster.Load(); p != nil {
+		p.members.UpdateMeta(func(m *membership.Meta) { m.State = membership.StateDraining })
+	}
+}
+
+// Members returns the node's view of the cluster, or nil when it does not
+// gossip.
+func (n *Node) Members() *membership.Cluster {
+	if p := n.cluster.Load(); p != nil {
+		return p.members
+	}
+	return nil
+}
