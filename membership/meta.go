@@ -40,6 +40,9 @@ type Meta struct {
 	Load Load `msgpack:"l" json:"load"`
 	// ConfigVersion is the replicated config version the node has applied.
 	ConfigVersion uint64 `msgpack:"c,omitempty" json:"config_version"`
+	// RaftState is true once the node holds raft state (a log or a
+	// configuration), so no fresh node bootstraps a second cluster.
+	RaftState bool `msgpack:"x,omitempty" json:"raft_state,omitempty"`
 }
 
 // Addrs are a node's listening addresses, "host:port".

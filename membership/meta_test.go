@@ -25,6 +25,7 @@ func largestMeta() Meta {
 		Health:        Health{Healthy: 1 << 20, Total: 1 << 20},
 		Load:          Load{InFlight: 1 << 40, RPS: 1e9},
 		ConfigVersion: 1 << 62,
+		RaftState:     true,
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pingora-go/pingora-go/consensus"
 	"github.com/pingora-go/pingora-go/membership"
 	"github.com/pingora-go/pingora-go/proxy"
 )
@@ -27,6 +28,8 @@ type Status struct {
 	Gossip  *GossipStatus          `json:"gossip,omitempty"`
 	Members []membership.Member    `json:"members,omitempty"`
 	Ring    *membership.RingStatus `json:"ring,omitempty"`
+	// Raft is present when the config is replicated (data_dir set).
+	Raft *consensus.Status `json:"raft,omitempty"`
 }
 
 // GossipStatus is the node's own gossip identity.
@@ -82,6 +85,10 @@ func (n *Node) Status() Status {
 		st.Gossip = &GossipStatus{Self: ms.Self, Addr: ms.Addr}
 		st.Members, st.Ring = ms.Members, &ms.Ring
 	}
+	if s := n.Store(); s != nil {
+		rs := s.Status()
+		st.Raft = &rs
+	}
 	tbl := n.router.Table()
 	st.Upstreams = tbl.Upstreams()
 	st.Proxy.Routes = tbl.Routes()
@@ -105,6 +112,7 @@ func (n *Node) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.HandleFunc("POST /v1/upstreams/{upstream}/peers/{addr}/{action}", n.adminWrite(n.setPeer))
+	n.registerConfigAPI(mux)
 	return mux
 }
 

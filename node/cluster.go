@@ -17,6 +17,7 @@ type clusterPart struct {
 	members *membership.Cluster
 	stop    chan struct{}
 	done    chan struct{}
+	poke    chan struct{} // refresh the metadata now
 }
 
 // metaInterval is how often the node refreshes its gossiped metadata
@@ -53,7 +54,7 @@ func (n *Node) startCluster() error {
 	if err := mc.Start(); err != nil {
 		return fmt.Errorf("membership: %w", err)
 	}
-	p := &clusterPart{members: mc, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &clusterPart{members: mc, stop: make(chan struct{}), done: make(chan struct{}), poke: make(chan struct{}, 1)}
 	n.cluster.Store(p)
 	go n.refreshMeta(p)
 	n.log.Info("gossip started", "addr", mc.Addr(), "join", n.cfg.Join, "profile", n.cfg.GossipProfile)
@@ -80,6 +81,10 @@ func (n *Node) meta(state membership.NodeState) membership.Meta {
 		}
 	}
 	m.Load.InFlight = int64(n.srv.ActiveConns())
+	if st := n.store.Load(); st != nil {
+		m.Addrs.Raft = st.Addr()
+		m.RaftState = st.HasState()
+	}
 	return m
 }
 
@@ -103,6 +108,18 @@ func (n *Node) refreshMeta(p *clusterPart) {
 		case <-p.stop:
 			return
 		case <-t.C:
+		case <-p.poke:
+		}
+	}
+}
+
+// pokeMeta refreshes the gossiped metadata now rather than at the next
+// tick (a new raft address, a new config version).
+func (n *Node) pokeMeta() {
+	if p := n.cluster.Load(); p != nil {
+		select {
+		case p.poke <- struct{}{}:
+		default:
 		}
 	}
 }

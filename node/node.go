@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/pingora-go/pingora-go/consensus"
 	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/proxy"
 	"github.com/pingora-go/pingora-go/proxy/handoff"
@@ -57,6 +58,8 @@ type Node struct {
 	clusterPath atomic.Pointer[string]
 	offer       *handoff.Offer
 	cluster     atomic.Pointer[clusterPart]
+	store       atomic.Pointer[consensus.Store]
+	stopStore   chan struct{}
 	superseded  chan struct{}
 	handedOff   atomic.Bool // a successor holds the cluster identity
 	shutdown    atomic.Bool
@@ -84,6 +87,8 @@ type appliedConfig struct {
 	// Error is the last config that failed to apply here, if any; the node
 	// keeps serving the version above.
 	Error string `json:"error,omitempty"`
+
+	content []byte // the source text
 }
 
 // New builds a node from its file: the engine, the routing table from the
@@ -120,6 +125,16 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.srv = srv
+	if cfg.Replicated() {
+		// The routing config comes from raft, opened by Start; a cluster
+		// config file only seeds a new cluster, but must be valid.
+		if cfg.ClusterConfig != "" {
+			if _, _, err := n.readClusterFile(); err != nil {
+				return nil, err
+			}
+		}
+		return n, nil
+	}
 	if err := n.loadClusterFile(); err != nil {
 		return nil, err
 	}
@@ -134,30 +149,45 @@ func parseLevel(s string) slog.Level {
 	return l
 }
 
-// loadClusterFile reads, validates and applies the cluster config file.
-func (n *Node) loadClusterFile() error {
+// readClusterFile reads and validates the cluster config file.
+func (n *Node) readClusterFile() (*config.Cluster, []byte, error) {
 	path := *n.clusterPath.Load()
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("cluster config: %w", err)
+		return nil, nil, fmt.Errorf("cluster config: %w", err)
 	}
 	c, err := config.ParseCluster(path, data)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	return n.apply(c, config.Hash(data), "file:"+path)
+	return c, data, nil
 }
 
-// apply builds a table from c and swaps it in; on failure the running
-// table stays and the error is recorded for /status.
-func (n *Node) apply(c *config.Cluster, hash, source string) error {
-	if cur := n.applied.Load(); cur != nil && cur.Hash == hash {
+// loadClusterFile reads, validates and applies the cluster config file.
+func (n *Node) loadClusterFile() error {
+	c, data, err := n.readClusterFile()
+	if err != nil {
+		return err
+	}
+	return n.apply(c, data, 0, "file:"+*n.clusterPath.Load())
+}
+
+// apply builds a table from c (whose source text is data) and swaps it
+// in as version (0: the next local version); on failure the running table
+// stays and the error is recorded for /status.
+func (n *Node) apply(c *config.Cluster, data []byte, version int64, source string) error {
+	hash := config.Hash(data)
+	if cur := n.applied.Load(); cur != nil && cur.Hash == hash && (version == 0 || cur.Version == version) {
 		return nil // nothing changed
 	}
-	version := n.version.Add(1)
+	prev := n.version.Load()
+	if version == 0 {
+		version = prev + 1
+	}
+	n.version.Store(version)
 	tbl, err := buildTable(n.router, c, fmt.Sprint(version), n.cfg.Path)
 	if err != nil {
-		n.version.Add(-1)
+		n.version.Store(prev)
 		if cur := n.applied.Load(); cur != nil {
 			failed := *cur
 			failed.Error = fmt.Sprintf("%s (%s): %v", source, hash, err)
@@ -166,7 +196,7 @@ func (n *Node) apply(c *config.Cluster, hash, source string) error {
 		return fmt.Errorf("apply cluster config: %w", err)
 	}
 	n.router.Swap(tbl)
-	n.applied.Store(&appliedConfig{Version: version, Hash: hash, AppliedAt: time.Now().UTC(), Source: source})
+	n.applied.Store(&appliedConfig{Version: version, Hash: hash, AppliedAt: time.Now().UTC(), Source: source, content: data})
 	n.log.Info("cluster config applied", "version", version, "hash", hash, "upstreams", len(c.Upstreams), "routes", len(c.Routes))
 	return nil
 }
@@ -174,13 +204,34 @@ func (n *Node) apply(c *config.Cluster, hash, source string) error {
 // Start binds the listeners and the admin server and starts serving. On
 // error everything bound so far is closed.
 func (n *Node) Start() error {
+	in := n.opts.Inherit
+	if in != nil {
+		// The old process keeps serving while it releases the cluster
+		// state (gossip identity, raft data directory) to this one.
+		if err := in.Release(successorTimeout); err != nil {
+			return err
+		}
+	}
+	if n.cfg.Replicated() {
+		if err := n.openConsensus(); err != nil {
+			return err
+		}
+	}
 	if err := n.bind(); err != nil {
+		n.closeConsensus()
 		return err
 	}
-	if n.opts.Inherit == nil {
-		// A successor opens cluster state in Takeover, once the old
-		// process has released it.
-		return n.startCluster()
+	if err := n.startCluster(); err != nil {
+		return err
+	}
+	if err := n.startConsensus(); err != nil {
+		return err
+	}
+	if in != nil {
+		if err := in.Serving(); err != nil {
+			return fmt.Errorf("handoff: telling the old process: %w", err)
+		}
+		n.log.Info("took over from the previous process")
 	}
 	return nil
 }
@@ -315,6 +366,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.drainCluster()
 	n.log.Info("draining", "active_connections", n.srv.ActiveConns())
 	err := n.srv.Shutdown(ctx)
+	n.closeConsensus()
 	n.leaveCluster(!n.handedOff.Load())
 	n.router.Close()
 	if err != nil {

@@ -189,9 +189,19 @@ func TestInvalidClusterRefusedAtStart(t *testing.T) {
 
 func post(t *testing.T, url, token string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", url, nil)
+	h := map[string]string{}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		h["Authorization"] = "Bearer " + token
+	}
+	return send(t, "POST", url, "", h)
+}
+
+// send makes one admin request and returns its status and body.
+func send(t *testing.T, method, url, body string, header map[string]string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"reflect"
 	"time"
@@ -17,38 +16,13 @@ const adminListenerName = "admin"
 // successorTimeout bounds each step a successor takes during a hand-off.
 const successorTimeout = time.Minute
 
-// Takeover completes the start of a node that inherited its listeners: it
-// asks the old process for its state, then reports that it serves, so the
-// old process drains and exits. Call it after Start. Without inherited
-// listeners it does nothing.
-func (n *Node) Takeover() error {
-	in := n.opts.Inherit
-	if in == nil {
-		return nil
-	}
-	if err := in.Release(successorTimeout); err != nil {
-		in.Fail(err)
-		return err
-	}
-	// The old process no longer holds cluster state: open it here.
-	if err := n.startCluster(); err != nil {
-		in.Fail(err)
-		return err
-	}
-	if err := in.Serving(); err != nil {
-		return fmt.Errorf("handoff: telling the old process: %w", err)
-	}
-	n.log.Info("took over from the previous process")
-	return nil
-}
-
 // Abandon tells the old process this successor failed (reason), so it
-// keeps serving. Use it when New, Start or Takeover fail.
+// keeps serving. Use it when New or Start fail.
 func (n *Node) Abandon(reason error) { n.opts.Inherit.Fail(reason) }
 
 // OfferHandoff starts offering the listeners to a successor on the node
 // file's upgrade socket. When a successor takes over, Superseded closes
-// and the caller drains the node. Call it after Start (and Takeover).
+// and the caller drains the node. Call it after Start.
 func (n *Node) OfferHandoff() error {
 	if n.opts.NoHandoff {
 		return nil
@@ -121,17 +95,14 @@ func (n *Node) handOff(tk *handoff.Takeover) error {
 	// The successor takes the node's cluster identity: stop gossip here
 	// without leaving, so peers see a short restart, not a departure.
 	wasClustered := n.cluster.Load() != nil
+	n.closeConsensus()
 	n.leaveCluster(false)
 	err := tk.Released()
 	if err == nil {
 		err = tk.AwaitServing(successorTimeout)
 	}
 	if err != nil {
-		if wasClustered {
-			if rerr := n.startCluster(); rerr != nil {
-				n.log.Error("rejoining the cluster after a failed upgrade", "err", rerr)
-			}
-		}
+		n.reopenState(wasClustered)
 		return err
 	}
 	n.handedOff.Store(true)
@@ -180,4 +151,23 @@ func (n *Node) ReloadFile(cfg *config.Node) error {
 		n.log.Info("log level changed", "level", cfg.LogLevel)
 	}
 	return n.Reload()
+}
+
+// reopenState takes the cluster state back after a failed hand-off.
+func (n *Node) reopenState(wasClustered bool) {
+	if n.cfg.Replicated() {
+		if err := n.openConsensus(); err == nil {
+			err = n.startConsensus()
+			if err != nil {
+				n.log.Error("reopening raft after a failed upgrade", "err", err)
+			}
+		} else {
+			n.log.Error("reopening raft after a failed upgrade", "err", err)
+		}
+	}
+	if wasClustered {
+		if err := n.startCluster(); err != nil {
+			n.log.Error("rejoining the cluster after a failed upgrade", "err", err)
+		}
+	}
 }

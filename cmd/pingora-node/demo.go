@@ -1,27 +1,33 @@
 package main
 
 import (
-	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/pingora-go/pingora-go/node"
-	"github.com/pingora-go/pingora-go/node/config"
 )
 
-// cmdDemo runs a node and two sample upstreams on loopback until Ctrl-C.
+// cmdDemo runs a 3-node cluster (gossip + raft) and two sample upstreams
+// on loopback until Ctrl-C. Each node is its own process, so one can be
+// killed to watch the others notice.
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		fmt.Fprintln(stderr, "pingora-node demo takes no arguments")
 		return 2
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(stderr, "pingora-node demo:", err)
+		return 1
 	}
 	dir, err := os.MkdirTemp("", "pingora-demo-")
 	if err != nil {
@@ -29,7 +35,6 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	var origins []*http.Server
 	var peers []string
 	for _, name := range []string{"alpha", "beta"} {
 		srv, addr, err := startSampleUpstream(name)
@@ -38,40 +43,94 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer srv.Close()
-		origins = append(origins, srv)
 		peers = append(peers, addr)
 	}
-	var nodes []*node.Node
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, n := range nodes {
-			n.Shutdown(ctx)
-		}
-	}()
+	if err := writeDemoCluster(dir, peers); err != nil {
+		fmt.Fprintln(stderr, "pingora-node demo:", err)
+		return 1
+	}
+	sigs := make(chan os.Signal, 1) // one Ctrl-C is enough
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var nodes []*demoNode
+	defer stopDemoNodes(nodes, stdout)
 	seed := ""
 	for i := range demoNodes {
-		n, err := startDemoNode(dir, i, peers, seed)
+		n, err := startDemoNode(exe, dir, i, seed)
 		if err != nil {
 			fmt.Fprintln(stderr, "pingora-node demo:", err)
+			stopDemoNodes(nodes, stdout)
 			return 1
 		}
 		nodes = append(nodes, n)
 		if seed == "" {
-			seed = n.Members().Addr()
+			seed = n.gossip
+		}
+	}
+	// The nodes form one raft cluster; its leader seeds cluster.yaml as
+	// version 1 and every node applies it.
+	deadline := time.Now().Add(30 * time.Second)
+	for !allApplied(nodes) {
+		if time.Now().After(deadline) {
+			fmt.Fprintf(stderr, "pingora-node demo: the nodes did not agree on a config within 30s; logs in %s\n", dir)
+			stopDemoNodes(nodes, stdout)
+			return 1
+		}
+		select {
+		case <-sigs:
+			stopDemoNodes(nodes, stdout)
+			return 0
+		case <-time.After(50 * time.Millisecond): // polling the cluster forming
 		}
 	}
 	printDemoHelp(stdout, nodes, dir)
-	sigs := make(chan os.Signal, 1) // one Ctrl-C is enough
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	<-sigs
-	signal.Stop(sigs)
 	fmt.Fprintln(stdout, "\nstopping...")
+	stopDemoNodes(nodes, stdout)
+	nodes = nil
 	return 0
+}
+
+// demoNode is one node process of the demo.
+type demoNode struct {
+	name, proxy, admin, gossip string
+	cmd                        *exec.Cmd
+	exited                     chan struct{}
 }
 
 // demoNodes is how many nodes the demo cluster runs.
 const demoNodes = 3
+
+func allApplied(nodes []*demoNode) bool {
+	for _, n := range nodes {
+		resp, err := http.Get("http://" + n.admin + "/status")
+		if err != nil {
+			return false
+		}
+		var st node.Status
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || st.Config == nil || st.Config.Version < 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// stopDemoNodes stops every node still running, by PID, and waits.
+func stopDemoNodes(nodes []*demoNode, stdout io.Writer) {
+	for _, n := range nodes {
+		n.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, n := range nodes {
+		select {
+		case <-n.exited:
+		case <-time.After(15 * time.Second):
+			n.cmd.Process.Kill()
+			<-n.exited
+		}
+	}
+}
 
 // startSampleUpstream serves a small origin that names itself.
 func startSampleUpstream(name string) (*http.Server, string, error) {
@@ -102,7 +161,7 @@ func freeAddr(preferred string) string {
 	return ln.Addr().String()
 }
 
-func startDemoNode(dir string, i int, peers []string, seed string) (*node.Node, error) {
+func writeDemoCluster(dir string, peers []string) error {
 	cluster := fmt.Sprintf(`# demo cluster config: two upstreams behind one route
 upstreams:
   - name: demo
@@ -116,60 +175,77 @@ routes:
     path_prefix: /
     upstream: demo
 `, peers[0], peers[1])
-	name := fmt.Sprintf("demo-%d", i+1)
+	return os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(cluster), 0o644)
+}
+
+// startDemoNode writes node i's file and starts "pingora-node run" on it.
+func startDemoNode(exe, dir string, i int, seed string) (*demoNode, error) {
+	n := &demoNode{
+		name:   fmt.Sprintf("demo-%d", i+1),
+		admin:  freeAddr(fmt.Sprintf("127.0.0.1:%d", 9090+i)),
+		proxy:  freeAddr(fmt.Sprintf("127.0.0.1:%d", 8080+i)),
+		gossip: freeAddr(fmt.Sprintf("127.0.0.1:%d", 7946+10*i)),
+		exited: make(chan struct{}),
+	}
 	join := ""
 	if seed != "" {
 		join = "join: [" + seed + "]\n"
 	}
-	nodeFile := fmt.Sprintf(`name: %s
-admin_addr: %s
+	nodeFile := fmt.Sprintf(`name: %[1]s
+admin_addr: %[2]s
 listeners:
   - name: http
-    addr: %s
+    addr: %[3]s
     h2c: true
 cluster_config: cluster.yaml
 log_level: warn
-gossip_addr: 127.0.0.1:0
+gossip_addr: %[4]s
 gossip_profile: fast
 cluster_name: demo
-%supgrade_socket: %s.sock
-`, name, freeAddr(fmt.Sprintf("127.0.0.1:%d", 9090+i)), freeAddr(fmt.Sprintf("127.0.0.1:%d", 8080+i)), join, name)
-	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(cluster), 0o644); err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, name+".yaml")
+data_dir: %[1]s-data
+raft_addr: %[5]s
+bootstrap_expect: %[6]d
+%[7]supgrade_socket: %[1]s.sock
+`, n.name, n.admin, n.proxy, n.gossip, freeAddr("127.0.0.1:0"), demoNodes, join)
+	path := filepath.Join(dir, n.name+".yaml")
 	if err := os.WriteFile(path, []byte(nodeFile), 0o644); err != nil {
 		return nil, err
 	}
-	cfg, err := config.LoadNode(path)
+	logf, err := os.Create(filepath.Join(dir, n.name+".log"))
 	if err != nil {
 		return nil, err
 	}
-	n, err := node.New(cfg, node.Options{Version: buildVersion()})
-	if err != nil {
+	defer logf.Close() // the child holds its own descriptor
+	n.cmd = exec.Command(exe, "run", "--config", path, "--pid-file", filepath.Join(dir, n.name+".pid"))
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C reaches the demo, which stops the nodes in order
+	if err := n.cmd.Start(); err != nil {
 		return nil, err
 	}
-	if err := n.Start(); err != nil {
-		return nil, errors.Join(err, errors.New("is another pingora-node running?"))
-	}
+	go func() {
+		n.cmd.Wait()
+		close(n.exited)
+	}()
 	return n, nil
 }
 
-func printDemoHelp(w io.Writer, nodes []*node.Node, dir string) {
-	fmt.Fprintf(w, "pingora-node demo is running: %d nodes in one gossip cluster, two sample upstreams, round robin.\nconfig files: %s\n\n", len(nodes), dir)
+func printDemoHelp(w io.Writer, nodes []*demoNode, dir string) {
+	fmt.Fprintf(w, "pingora-node demo is running: %d node processes (gossip + raft), two sample upstreams, round robin.\nfiles and logs: %s\n\n", len(nodes), dir)
 	for _, n := range nodes {
-		fmt.Fprintf(w, "  %s  proxy http://%s  admin http://%s\n", n.Status().Node.Name, n.ListenerAddrs()["http"], n.AdminAddr())
+		fmt.Fprintf(w, "  %s  pid %-7d proxy http://%s  admin http://%s\n", n.name, n.cmd.Process.Pid, n.proxy, n.admin)
 	}
-	proxyAddr, admin := nodes[0].ListenerAddrs()["http"], nodes[0].AdminAddr()
+	last := nodes[len(nodes)-1]
 	fmt.Fprintf(w, `
 Try:
   curl -i http://%[1]s/hello                        # HTTP/1.1, alternates alpha/beta
   curl -i --http2-prior-knowledge http://%[1]s/h2   # HTTP/2 cleartext (h2c)
-  curl http://%[2]s/status                          # node status (JSON): members, ring, upstreams
-  curl -s http://%[2]s/metrics | grep pingora_      # Prometheus metrics
+  curl http://%[2]s/status                          # node status (JSON): members, ring, raft, upstreams
   go run ./cmd/pingora-node members --admin http://%[2]s
   go run ./cmd/pingora-node status --admin http://%[2]s
+  go run ./cmd/pingora-node config get --admin http://%[2]s > new.yaml    # edit, then:
+  go run ./cmd/pingora-node config apply -f new.yaml --admin http://%[2]s # every node switches
+  kill -9 %[3]d    # %[4]s dies; "members" on the others shows it dead within about a second
 
 Press Ctrl-C to stop.
-`, proxyAddr, admin)
+`, nodes[0].proxy, nodes[0].admin, last.cmd.Process.Pid, last.name)
 }

@@ -30,6 +30,8 @@ Usage:
   pingora-node demo                             run a local demo: a node and two sample upstreams
   pingora-node status [--admin URL] [--json]    show a running node's status
   pingora-node members [--admin URL] [--json]   list the cluster members a node sees
+  pingora-node config get|apply -f FILE|history|rollback VERSION [--admin URL]
+                                                read or change the replicated cluster config
   pingora-node peer enable|disable [--admin URL] [--token T] UPSTREAM ADDR
                                                 put a peer back in rotation or take it out
   pingora-node version                          print the version
@@ -56,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
+	case "config":
+		return cmdConfig(args[1:], stdout, stderr)
 	case "members":
 		return cmdMembers(args[1:], stdout, stderr)
 	case "peer":

@@ -104,9 +104,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		err = n.Start()
 	}
-	if err == nil {
-		err = n.Takeover()
-	}
 	if err != nil {
 		opts.Inherit.Fail(err)
 		fmt.Fprintln(stderr, "pingora-node:", err)

@@ -88,6 +88,10 @@ func printStatus(w io.Writer, st *node.Status) {
 	if st.Ring != nil {
 		fmt.Fprintf(w, "cluster   %d members, ring v%d digest %s\n", len(st.Members), st.Ring.Version, st.Ring.Digest)
 	}
+	if r := st.Raft; r != nil {
+		fmt.Fprintf(w, "raft      %s, leader %s, term %d, commit %d, applied %d, %d voters, %d non-voters\n",
+			r.State, r.LeaderID, r.Term, r.CommitIndex, r.AppliedIndex, len(r.Voters), len(r.NonVoters))
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nLISTENER\tADDR\tTLS\tH2C")
 	for _, l := range st.Listeners {

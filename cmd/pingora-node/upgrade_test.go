@@ -50,6 +50,7 @@ func (l *logFile) String() string {
 type nodeDir struct {
 	dir, proxyAddr, adminAddr string
 	nodeFile                  string
+	extra                     string // more node-file lines
 }
 
 func newNodeDir(t *testing.T, upstream, extraListeners string) *nodeDir {
@@ -68,8 +69,8 @@ func newNodeDir(t *testing.T, upstream, extraListeners string) *nodeDir {
 
 func (d *nodeDir) writeNode(extraListeners string) {
 	os.WriteFile(d.nodeFile, []byte(fmt.Sprintf(
-		"name: up\nadmin_addr: %s\nlisteners:\n  - {name: http, addr: %s, h2c: true}\n%scluster_config: cluster.yaml\ngrace_period: 20s\nupgrade_socket: up.sock\n",
-		d.adminAddr, d.proxyAddr, extraListeners)), 0o644)
+		"name: up\nadmin_addr: %s\nlisteners:\n  - {name: http, addr: %s, h2c: true}\n%scluster_config: cluster.yaml\ngrace_period: 20s\nupgrade_socket: up.sock\n%s",
+		d.adminAddr, d.proxyAddr, extraListeners, d.extra)), 0o644)
 }
 
 func (d *nodeDir) pid(t *testing.T) int {

@@ -101,6 +101,11 @@ func TestParseNodeRefuses(t *testing.T) {
 		{"cert without key", strings.Replace(goodNode, ", key: key.pem", "", 1), `n.yaml:9: listeners[1].tls: cert and key go together`},
 		{"unknown key", goodNode + "colour: blue\n", `n.yaml:13: unknown field "colour"`},
 		{"bad level", goodNode + "log_level: loud\n", `log_level: "loud" is not one of`},
+		{"exposed raft admin without token", strings.Replace(goodNode, "admin_addr: 127.0.0.1:9090", "admin_addr: 0.0.0.0:9090", 1) + "data_dir: data\n", `admin_token: required when admin_addr "0.0.0.0:9090" is reachable beyond loopback`},
+		{"bad join", goodNode + "join: [nohost]\n", `join[0]: "nohost"`},
+		{"bad gossip key", goodNode + "gossip_key: c2hvcnQ=\n", `gossip_key: 5 bytes; want 16, 24 or 32`},
+		{"bad profile", goodNode + "gossip_profile: wan\n", `gossip_profile: "wan" is not one of lan, fast`},
+		{"bad bootstrap", goodNode + "data_dir: d\nbootstrap_expect: 9\n", `bootstrap_expect: 9 is not between 0 and 7`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

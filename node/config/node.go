@@ -66,6 +66,17 @@ type Node struct {
 	// RingWeight scales the node's share of the cluster ring, 1-100
 	// (default 1).
 	RingWeight int `yaml:"ring_weight"`
+	// DataDir holds the node's raft state. Setting it makes the cluster
+	// config replicated with raft instead of read from ClusterConfig, which
+	// then only seeds a new cluster (default "": no raft).
+	DataDir string `yaml:"data_dir"`
+	// RaftAddr is the raft TCP "host:port" (default 127.0.0.1:7947, or the
+	// gossip host with port 7947 when gossip binds a specific address).
+	RaftAddr string `yaml:"raft_addr"`
+	// BootstrapExpect is how many servers form a new cluster together
+	// (default 1 without join: a single-node cluster at once; 0 with join:
+	// wait to be added by the existing cluster).
+	BootstrapExpect int `yaml:"bootstrap_expect"`
 	// UpgradeSocket is the Unix socket a successor process ("run
 	// --upgrade", or SIGUSR2) takes the listeners over from (default
 	// pingora-node-<name>.sock in the system's temporary directory).
@@ -184,7 +195,18 @@ func (n *Node) ApplyClusterDefaults() {
 	if n.RingWeight == 0 {
 		n.RingWeight = 1
 	}
+	if n.DataDir != "" {
+		if n.RaftAddr == "" {
+			n.RaftAddr = "127.0.0.1:7947"
+		}
+		if n.BootstrapExpect == 0 && len(n.Join) == 0 {
+			n.BootstrapExpect = 1
+		}
+	}
 }
+
+// Replicated reports whether the cluster config comes from raft.
+func (n *Node) Replicated() bool { return n.DataDir != "" }
 
 // Clustered reports whether the node gossips with others.
 func (n *Node) Clustered() bool { return n.GossipAddr != "" }
@@ -229,8 +251,8 @@ func (n *Node) validate(e *errs) {
 	if err := checkHostPort(n.AdminAddr); err != nil {
 		e.add("admin_addr", "%v", err)
 	}
-	if n.ClusterConfig == "" {
-		e.add("cluster_config", "required: the path of the cluster config file")
+	if n.ClusterConfig == "" && n.DataDir == "" {
+		e.add("cluster_config", "required without data_dir: the path of the cluster config file")
 	}
 	switch n.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -278,6 +300,17 @@ func (n *Node) validateCluster(e *errs) {
 	case "", "lan", "fast":
 	default:
 		e.add("gossip_profile", "%q is not one of lan, fast", n.GossipProfile)
+	}
+	if n.RaftAddr != "" {
+		if err := checkHostPort(n.RaftAddr); err != nil {
+			e.add("raft_addr", "%v", err)
+		}
+	}
+	if n.DataDir != "" && n.AdminToken == "" && !loopbackAddr(n.AdminAddr) {
+		e.add("admin_token", "required when admin_addr %q is reachable beyond loopback and the config is replicated (data_dir): config writes need a bearer token", n.AdminAddr)
+	}
+	if n.BootstrapExpect < 0 || n.BootstrapExpect > 7 {
+		e.add("bootstrap_expect", "%d is not between 0 and 7", n.BootstrapExpect)
 	}
 	if n.RingWeight < 0 || n.RingWeight > 100 {
 		e.add("ring_weight", "%d is not between 1 and 100", n.RingWeight)
@@ -365,3 +398,15 @@ func stripAddrErr(err error) string {
 var hostnamePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?$`)
 
 func validHostname(h string) bool { return len(h) <= 253 && hostnamePattern.MatchString(h) }
+
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,194 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pingora-go/pingora-go/consensus"
+	"github.com/pingora-go/pingora-go/node/config"
+)
+
+// maxConfigBody bounds a PUT /v1/config body.
+const maxConfigBody = 1 << 20
+
+// forwardedHeader marks a write forwarded by a follower, so it is never
+// forwarded twice.
+const forwardedHeader = "X-Pingora-Forwarded-By"
+
+// ConfigDoc is a cluster config version as the admin API shows it.
+type ConfigDoc struct {
+	Version int64     `json:"version"`
+	Hash    string    `json:"hash"`
+	Time    time.Time `json:"time,omitzero"`
+	Node    string    `json:"node,omitempty"`
+	Content string    `json:"content"`
+}
+
+func docOf(d consensus.Doc) ConfigDoc {
+	return ConfigDoc{Version: d.Version, Hash: config.Hash(d.Content), Time: d.Time, Node: d.Node, Content: string(d.Content)}
+}
+
+func (n *Node) registerConfigAPI(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/config", n.getConfig)
+	mux.HandleFunc("GET /v1/config/history", n.configHistory)
+	mux.HandleFunc("PUT /v1/config", n.adminWrite(n.putConfig))
+}
+
+// getConfig answers the applied cluster config: a local (stale) read, or
+// with ?consistent=true a linearizable one through the leader.
+func (n *Node) getConfig(w http.ResponseWriter, r *http.Request) {
+	st := n.Store()
+	if st == nil {
+		a := n.applied.Load()
+		if a == nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no config applied"})
+			return
+		}
+		writeJSON(w, http.StatusOK, ConfigDoc{Version: a.Version, Hash: a.Hash, Time: a.AppliedAt, Content: string(a.content)})
+		return
+	}
+	if r.URL.Query().Get("consistent") == "true" {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		d, ok, err := st.GetConsistent(ctx, clusterDoc)
+		if err != nil {
+			if n.forwardToLeader(w, r, nil, err) {
+				return
+			}
+			n.writeStoreError(w, err)
+			return
+		}
+		if !ok {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no cluster config written yet"})
+			return
+		}
+		writeJSON(w, http.StatusOK, docOf(d))
+		return
+	}
+	d, ok := st.Get(clusterDoc)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no cluster config written yet"})
+		return
+	}
+	writeJSON(w, http.StatusOK, docOf(d))
+}
+
+func (n *Node) configHistory(w http.ResponseWriter, r *http.Request) {
+	st := n.Store()
+	if st == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "config is not replicated on this node (no data_dir)"})
+		return
+	}
+	var out []ConfigDoc
+	for _, d := range st.History(clusterDoc) {
+		out = append(out, docOf(d))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// putConfig validates a new cluster config completely, then proposes it
+// through the leader. If-Match: <version> makes it a compare-and-set.
+func (n *Node) putConfig(w http.ResponseWriter, r *http.Request) {
+	st := n.Store()
+	if st == nil {
+		writeJSON(w, http.StatusConflict, map[string]string{"error": "config is not replicated on this node (no data_dir): edit cluster_config and send SIGHUP"})
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxConfigBody+1))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reading the body: " + err.Error()})
+		return
+	}
+	if len(body) > maxConfigBody {
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("config over %d bytes", maxConfigBody)})
+		return
+	}
+	if _, err := config.ParseCluster("config", body); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	ifVersion := int64(-1)
+	if m := strings.Trim(r.Header.Get("If-Match"), `"`); m != "" {
+		v, err := strconv.ParseInt(m, 10, 64)
+		if err != nil || v < 0 {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "If-Match must be a config version number"})
+			return
+		}
+		ifVersion = v
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	d, err := st.Put(ctx, clusterDoc, body, ifVersion)
+	if err != nil {
+		if n.forwardToLeader(w, r, body, err) {
+			return
+		}
+		n.writeStoreError(w, err)
+		return
+	}
+	n.log.Info("cluster config written", "version", d.Version, "client", r.RemoteAddr, "forwarded_by", r.Header.Get(forwardedHeader))
+	writeJSON(w, http.StatusOK, docOf(d))
+}
+
+func (n *Node) writeStoreError(w http.ResponseWriter, err error) {
+	var ce *consensus.ConflictError
+	switch {
+	case errors.As(err, &ce):
+		writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "current_version": ce.Current})
+	case errors.Is(err, consensus.ErrInvalid):
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrNoQuorum), errors.Is(err, consensus.ErrClosed),
+		errors.Is(err, context.DeadlineExceeded):
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no quorum: the cluster cannot accept writes now (" + err.Error() + ")"})
+	default:
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+	}
+}
+
+// forwardToLeader sends a request that needs the leader to its admin API
+// and copies the answer back. It reports false when it did not answer.
+func (n *Node) forwardToLeader(w http.ResponseWriter, r *http.Request, body []byte, err error) bool {
+	var nl *consensus.NotLeaderError
+	if !errors.As(err, &nl) || r.Header.Get(forwardedHeader) != "" {
+		return false
+	}
+	admin := ""
+	if mc := n.Members(); mc != nil {
+		for _, m := range mc.Members() {
+			if m.Name == nl.LeaderID {
+				admin = m.Meta.Addrs.Admin
+			}
+		}
+	}
+	if admin == "" {
+		return false
+	}
+	req, rerr := http.NewRequestWithContext(r.Context(), r.Method, "http://"+admin+r.URL.RequestURI(), bytes.NewReader(body))
+	if rerr != nil {
+		return false
+	}
+	for _, h := range []string{"If-Match", "Authorization", "Content-Type"} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	req.Header.Set(forwardedHeader, n.cfg.Name)
+	resp, rerr := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if rerr != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "forwarding to the leader " + nl.LeaderID + ": " + rerr.Error()})
+		return true
+	}
+	defer resp.Body.Close()
+	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+	w.Header().Set(forwardedHeader, n.cfg.Name)
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, io.LimitReader(resp.Body, maxConfigBody*2))
+	return true
+}

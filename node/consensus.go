@@ -1,0 +1,175 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pingora-go/pingora-go/consensus"
+	"github.com/pingora-go/pingora-go/membership"
+	"github.com/pingora-go/pingora-go/node/config"
+)
+
+// clusterDoc is the raft document holding the cluster config.
+const clusterDoc = "cluster"
+
+// openConsensus opens the raft data directory: the last applied cluster
+// config is served at once, before any network.
+func (n *Node) openConsensus() error {
+	cc := consensus.DefaultConfig()
+	if n.cfg.GossipProfile == "fast" {
+		cc.Timing = consensus.FastTiming()
+	}
+	cc.ID = n.cfg.Name
+	cc.BindAddr = n.cfg.RaftAddr
+	cc.DataDir = n.cfg.Path(n.cfg.DataDir)
+	cc.BootstrapExpect = n.cfg.BootstrapExpect
+	cc.Logger = n.log.With("part", "consensus")
+	cc.ValidateDoc = func(name string, content []byte) error {
+		if name != clusterDoc {
+			return fmt.Errorf("unknown document %q", name)
+		}
+		_, err := config.ParseCluster("config", content)
+		return err
+	}
+	cc.OnApply = n.applyDoc
+	st, err := consensus.New(cc)
+	if err != nil {
+		return fmt.Errorf("consensus: %w", err)
+	}
+	n.store.Store(st)
+	return nil
+}
+
+// applyDoc swaps in a committed cluster config. A version that validated
+// on the writer but does not build here (a certificate file missing on
+// this node) is reported in /status; the previous version keeps serving.
+func (n *Node) applyDoc(d consensus.Doc) {
+	if d.Name != clusterDoc {
+		return
+	}
+	c, err := config.ParseCluster(fmt.Sprintf("config v%d", d.Version), d.Content)
+	if err == nil {
+		err = n.apply(c, d.Content, d.Version, fmt.Sprintf("raft:v%d by %s", d.Version, d.Node))
+	}
+	if err != nil {
+		n.log.Error("replicated config not applied here; previous version kept", "version", d.Version, "err", err)
+	}
+	n.pokeMeta()
+}
+
+// startConsensus starts raft and feeds it the members from gossip (or
+// this node alone), and seeds a new cluster with the cluster config file.
+func (n *Node) startConsensus() error {
+	st := n.store.Load()
+	if st == nil {
+		return nil
+	}
+	if err := st.Start(context.Background()); err != nil {
+		return fmt.Errorf("consensus: %w", err)
+	}
+	n.log.Info("raft started", "addr", st.Addr(), "bootstrap_expect", n.cfg.BootstrapExpect)
+	n.pokeMeta()
+	stop := make(chan struct{})
+	n.mu.Lock()
+	n.stopStore = stop
+	n.mu.Unlock()
+	go n.reconcileLoop(st, stop)
+	if n.cfg.ClusterConfig != "" {
+		go n.seedConfig(st, stop)
+	}
+	return nil
+}
+
+// reconcileLoop tells raft which servers exist: on every membership event
+// and every few seconds.
+func (n *Node) reconcileLoop(st *consensus.Store, stop chan struct{}) {
+	var events <-chan membership.Event
+	if mc := n.Members(); mc != nil {
+		ch, cancel := mc.Subscribe(64)
+		defer cancel()
+		events = ch
+	}
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		st.Reconcile(n.raftServers(st))
+		select {
+		case <-stop:
+			return
+		case <-events:
+		case <-t.C:
+		}
+	}
+}
+
+// raftServers translates gossip members into raft servers.
+func (n *Node) raftServers(st *consensus.Store) []consensus.Server {
+	self := consensus.Server{ID: n.cfg.Name, Addr: st.Addr(), Alive: true, HasState: st.HasState()}
+	mc := n.Members()
+	if mc == nil {
+		return []consensus.Server{self}
+	}
+	out := []consensus.Server{self}
+	for _, m := range mc.Members() {
+		if m.Name == n.cfg.Name || m.Meta.Addrs.Raft == "" {
+			continue
+		}
+		out = append(out, consensus.Server{ID: m.Name, Addr: m.Meta.Addrs.Raft, Alive: m.State == membership.Alive,
+			Left: m.State == membership.Left, HasState: m.Meta.RaftState})
+	}
+	return out
+}
+
+// seedConfig writes the cluster config file as version 1 when this node
+// leads a cluster that has none yet.
+func (n *Node) seedConfig(st *consensus.Store, stop chan struct{}) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if _, ok := st.Get(clusterDoc); ok {
+			return
+		}
+		if !st.IsLeader() {
+			continue
+		}
+		_, data, err := n.readClusterFile()
+		if err != nil {
+			n.log.Error("seeding the cluster config", "err", err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = st.Put(ctx, clusterDoc, data, 0)
+		cancel()
+		if err == nil || errors.Is(err, consensus.ErrConflict) {
+			n.log.Info("cluster config seeded from file", "file", *n.clusterPath.Load())
+			return
+		}
+	}
+}
+
+// closeConsensus stops raft, handing leadership over first.
+func (n *Node) closeConsensus() {
+	st := n.store.Swap(nil)
+	if st == nil {
+		return
+	}
+	n.mu.Lock()
+	if n.stopStore != nil {
+		close(n.stopStore)
+		n.stopStore = nil
+	}
+	n.mu.Unlock()
+	if err := st.Shutdown(); err != nil {
+		n.log.Warn("stopping raft", "err", err)
+	}
+}
+
+// Store returns the node's raft store, or nil without data_dir.
+func (n *Node) Store() *consensus.Store { return n.store.Load() }

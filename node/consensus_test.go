@@ -1,0 +1,105 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// startRaftNode starts a node that gossips and replicates its config with
+// raft (fast timings), bootstrapping with expect servers.
+func startRaftNode(t *testing.T, name, upstream string, expect int, seeds ...string) *Node {
+	t.Helper()
+	extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ngossip_profile: fast\nraft_addr: 127.0.0.1:0\ndata_dir: %s\nbootstrap_expect: %d\nupgrade_socket: %s/up.sock\n",
+		t.TempDir(), expect, t.TempDir())
+	if len(seeds) > 0 {
+		js, _ := json.Marshal(seeds)
+		extra += "join: " + string(js) + "\n"
+	}
+	return startNode(t, writeNodeFiles(t, name, extra, clusterFor(upstream)))
+}
+
+func putConfig(t *testing.T, admin, body, ifMatch string) (int, string) {
+	t.Helper()
+	h := map[string]string{}
+	if ifMatch != "" {
+		h["If-Match"] = ifMatch
+	}
+	return send(t, "PUT", "http://"+admin+"/v1/config", body, h)
+}
+
+// TestReplicatedConfig: three nodes bootstrap one raft cluster, the file
+// seeds version 1, a write on a follower is forwarded to the leader and
+// changes routing on every node; CAS conflicts and invalid configs are
+// refused with nothing replicated.
+func TestReplicatedConfig(t *testing.T) {
+	a, b := origin(t, "a"), origin(t, "b")
+	n1 := startRaftNode(t, "n1", a, 3)
+	seed := n1.Members().Addr()
+	n2 := startRaftNode(t, "n2", a, 3, seed)
+	n3 := startRaftNode(t, "n3", a, 3, seed)
+	nodes := []*Node{n1, n2, n3}
+	applied := func(version int64, body string) bool {
+		for _, n := range nodes {
+			st := n.Status()
+			if st.Config == nil || st.Config.Version != version {
+				return false
+			}
+			if _, got := get(t, "http://"+n.ListenerAddrs()["http"]+"/"); got != body {
+				return false
+			}
+		}
+		return true
+	}
+	waitUntil(t, "version 1 (seeded from the file) on all nodes", func() bool { return applied(1, "a") })
+	var follower *Node
+	for _, n := range nodes {
+		if rs := n.Status().Raft; rs != nil && rs.State == "Follower" && rs.LeaderID != "" {
+			follower = n
+		}
+	}
+	if follower == nil {
+		t.Fatal("no follower with a known leader")
+	}
+	admin := follower.AdminAddr()
+	code, body := putConfig(t, admin, clusterFor(b), "1")
+	if code != 200 || !strings.Contains(body, `"version": 2`) {
+		t.Fatalf("write on a follower: %d %s", code, body)
+	}
+	waitUntil(t, "version 2 routing to b on all nodes", func() bool { return applied(2, "b") })
+
+	if code, body := putConfig(t, admin, clusterFor(a), "1"); code != 409 || !strings.Contains(body, `"current_version": 2`) {
+		t.Fatalf("stale If-Match: %d %s", code, body)
+	}
+	bad := strings.Replace(clusterFor(a), "upstream: web", "upstream: nowhere", 1)
+	if code, body := putConfig(t, admin, bad, ""); code != 400 || !strings.Contains(body, `no upstream is named \"nowhere\"`) {
+		t.Fatalf("invalid config: %d %s", code, body)
+	}
+	if code, body := putConfig(t, admin, "upstreams: [", ""); code != 400 {
+		t.Fatalf("broken YAML: %d %s", code, body)
+	}
+	code, body = get(t, "http://"+admin+"/v1/config?consistent=true")
+	var doc ConfigDoc
+	if code != 200 || json.Unmarshal([]byte(body), &doc) != nil || doc.Version != 2 || !strings.Contains(doc.Content, b) {
+		t.Fatalf("consistent read: %d %s", code, body)
+	}
+	if !applied(2, "b") {
+		t.Fatal("a refused write changed something")
+	}
+	code, body = get(t, "http://"+n1.AdminAddr()+"/v1/config/history")
+	var hist []ConfigDoc
+	if code != 200 || json.Unmarshal([]byte(body), &hist) != nil || len(hist) != 2 {
+		t.Fatalf("history: %d %s", code, body)
+	}
+	waitUntil(t, "version 2 gossiped by every member", func() bool {
+		for _, n := range nodes {
+			for _, m := range n.Status().Members {
+				if m.Meta.ConfigVersion != 2 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
