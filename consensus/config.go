@@ -56,6 +56,10 @@ type Config struct {
 	// raft.NetworkTransport over a first-byte-muxed stream layer or a
 	// raft.InmemTransport (default nil: TCP on BindAddr).
 	Transport raft.Transport
+	// StreamLayer, if set and Transport is not, builds the layer raft's
+	// network transport runs on from BindAddr, e.g. TLS with a shared CA
+	// (default nil: plain TCP on BindAddr).
+	StreamLayer func(bindAddr string) (raft.StreamLayer, error)
 	// Logger receives consensus, raft and autopilot logs (default: discard).
 	Logger *slog.Logger
 	// Clock supplies time for write timestamps and dead-server grace

@@ -189,6 +189,13 @@ func (s *Store) transport() (raft.Transport, error) {
 	if s.cfg.Transport != nil {
 		return s.cfg.Transport, nil
 	}
+	if s.cfg.StreamLayer != nil {
+		sl, err := s.cfg.StreamLayer(s.cfg.BindAddr)
+		if err != nil {
+			return nil, fmt.Errorf("consensus: raft listen %s: %w", s.cfg.BindAddr, err)
+		}
+		return raft.NewNetworkTransportWithLogger(sl, 3, 10*time.Second, s.hlog), nil
+	}
 	var adv net.Addr
 	if s.cfg.Advertise != "" {
 		a, err := net.ResolveTCPAddr("tcp", s.cfg.Advertise)

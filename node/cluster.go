@@ -69,6 +69,7 @@ func (n *Node) meta(state membership.NodeState) membership.Meta {
 	}
 	sort.Strings(m.Addrs.Proxy)
 	m.Addrs.Admin = n.AdminAddr()
+	m.Addrs.Cluster = n.RPCAddr()
 	if a := n.applied.Load(); a != nil {
 		m.ConfigVersion = uint64(a.Version)
 	}

@@ -7,13 +7,15 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pingora-go/pingora-go/wire"
 )
 
 // startClusterNode starts a node that gossips on loopback (fast profile)
 // and joins seeds.
 func startClusterNode(t *testing.T, name string, upstream string, seeds ...string) *Node {
 	t.Helper()
-	extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ngossip_profile: fast\nupgrade_socket: %s\n", filepath.Join(t.TempDir(), "up.sock"))
+	extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ngossip_profile: fast\ncluster_addr: 127.0.0.1:0\nupgrade_socket: %s\n", filepath.Join(t.TempDir(), "up.sock"))
 	if len(seeds) > 0 {
 		js, _ := json.Marshal(seeds)
 		extra += "join: " + string(js) + "\n"
@@ -64,8 +66,24 @@ func TestNodesJoinAndAgreeOnRing(t *testing.T) {
 			t.Errorf("member %s: %+v", m.Name, m)
 		}
 	}
+	// Node-to-node RPC: n1 calls n3 at the address n3 gossips.
+	var rpcAddr string
+	for _, m := range n1.Status().Members {
+		if m.Name == "n3" {
+			rpcAddr = m.Meta.Addrs.Cluster
+		}
+	}
+	client, err := wire.NewClient(wire.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	var rs RPCStatus
+	if err := client.Call(ctx, rpcAddr, rpcStatusMethod, &rpcEmpty{}, &rs); err != nil || rs.Name != "n3" || rs.ConfigVersion != 1 || !rs.Ready {
+		t.Fatalf("RPC to n3 at %q: %+v %v", rpcAddr, rs, err)
+	}
 	start := time.Now()
 	if err := n3.Shutdown(ctx); err != nil {
 		t.Fatal(err)

@@ -34,6 +34,13 @@ func (n *Node) openConsensus() error {
 		return err
 	}
 	cc.OnApply = n.applyDoc
+	ct, err := n.loadClusterTLS()
+	if err != nil {
+		return err
+	}
+	if ct != nil {
+		cc.StreamLayer = ct.raftStreamLayer
+	}
 	st, err := consensus.New(cc)
 	if err != nil {
 		return fmt.Errorf("consensus: %w", err)

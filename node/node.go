@@ -20,6 +20,7 @@ import (
 	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/proxy"
 	"github.com/pingora-go/pingora-go/proxy/handoff"
+	"github.com/pingora-go/pingora-go/wire"
 )
 
 // Options are what the caller supplies beside the node file.
@@ -60,6 +61,8 @@ type Node struct {
 	cluster     atomic.Pointer[clusterPart]
 	store       atomic.Pointer[consensus.Store]
 	stopStore   chan struct{}
+	rpc         *wire.Server
+	rpcLn       net.Listener
 	superseded  chan struct{}
 	handedOff   atomic.Bool // a successor holds the cluster identity
 	shutdown    atomic.Bool
@@ -221,6 +224,9 @@ func (n *Node) Start() error {
 		n.closeConsensus()
 		return err
 	}
+	if err := n.startRPC(); err != nil {
+		return err
+	}
 	if err := n.startCluster(); err != nil {
 		return err
 	}
@@ -368,6 +374,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	err := n.srv.Shutdown(ctx)
 	n.closeConsensus()
 	n.leaveCluster(!n.handedOff.Load())
+	n.stopRPC()
 	n.router.Close()
 	if err != nil {
 		n.log.Warn("grace period over, closing remaining connections", "err", err)

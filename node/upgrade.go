@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"net"
 	"os"
 	"reflect"
 	"time"
@@ -79,9 +80,15 @@ func (n *Node) handOff(tk *handoff.Takeover) error {
 		}
 		ls = append(ls, handoff.Listener{Entry: handoff.Entry{Name: b.cfg.Name, Addr: b.cfg.Addr, Bound: b.ln.Addr().String()}, File: f})
 	}
-	if n.adminLn != nil {
-		if f, err := handoff.FileOf(n.adminLn); err == nil {
-			ls = append(ls, handoff.Listener{Entry: handoff.Entry{Name: adminListenerName, Addr: n.cfg.AdminAddr, Bound: n.adminLn.Addr().String()}, File: f})
+	for _, extra := range []struct {
+		name, addr string
+		ln         net.Listener
+	}{{adminListenerName, n.cfg.AdminAddr, n.adminLn}, {rpcListenerName, n.cfg.ClusterAddr, n.rpcLn}} {
+		if extra.ln == nil {
+			continue
+		}
+		if f, err := handoff.FileOf(extra.ln); err == nil {
+			ls = append(ls, handoff.Listener{Entry: handoff.Entry{Name: extra.name, Addr: extra.addr, Bound: extra.ln.Addr().String()}, File: f})
 		}
 	}
 	n.mu.Unlock()

@@ -26,6 +26,7 @@ type clientConn struct {
 	drainMu  sync.Mutex
 	drainAt  time.Time // zero until shutdown starts
 	draining atomic.Bool
+	h2       atomic.Pointer[h2Conn] // set when handed to the HTTP/2 server
 }
 
 const (

@@ -18,6 +18,12 @@ func (s *Server[C]) serveH2(c *clientConn) {
 	if c.br != nil && c.br.Buffered() > 0 {
 		nc = &prefixConn{Conn: c.nc, r: c.br} // the sniffed preface
 	}
+	nc, g := newH2Conn(nc)
+	defer g.finish()
+	c.h2.Store(g)
+	if c.draining.Load() { // Shutdown may have looked before the Store
+		g.startGoAway()
+	}
 	h := &h2Handler[C]{s: s, c: c}
 	s.h2srv.ServeConn(nc, &http2.ServeConnOpts{
 		Context:    context.Background(),

@@ -227,8 +227,8 @@ func (s *Server[C]) untrackConn(c *clientConn) {
 func (s *Server[C]) Draining() bool { return s.draining.Load() }
 
 // Shutdown stops the server gracefully: listeners close at once, HTTP/2
-// clients get GOAWAY, idle keep-alive connections close after
-// Downstream.DrainLinger, and requests in flight finish (their HTTP/1.1
+// clients get a two-phase GOAWAY (see goAwayFirst), idle keep-alive
+// connections close after Downstream.DrainLinger, and requests in flight finish (their HTTP/1.1
 // responses carry "Connection: close"). It returns when the last connection
 // ended, or with ctx's error after closing the rest abruptly.
 func (s *Server[C]) Shutdown(ctx context.Context) error {
@@ -238,11 +238,16 @@ func (s *Server[C]) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	linger := time.Now().Add(s.cfg.Downstream.DrainLinger)
+	var h2 []*h2Conn
 	for c := range s.conns {
 		c.startDrain(linger)
+		if g := c.h2.Load(); g != nil {
+			h2 = append(h2, g)
+		}
 	}
 	s.mu.Unlock()
-	s.h2shut.Shutdown(context.Background()) // sends GOAWAY to every HTTP/2 connection
+	s.goAwayFirst(ctx, h2)
+	s.h2shut.Shutdown(context.Background()) // the final GOAWAY to every HTTP/2 connection
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -258,6 +263,36 @@ func (s *Server[C]) Shutdown(ctx context.Context) error {
 	}
 	s.finish()
 	return err
+}
+
+// goAwayFirst runs the first phase of the HTTP/2 two-phase GOAWAY
+// (RFC 9113 §6.8): every connection gets GOAWAY(2^31-1) and a PING, and it
+// waits until each client acknowledged its PING, so that x/net's final
+// GOAWAY names every stream the client sent. The wait is bounded by
+// min(1s, Downstream.DrainLinger) and ctx; a client that is slower keeps
+// the old single-phase behaviour.
+func (s *Server[C]) goAwayFirst(ctx context.Context, conns []*h2Conn) {
+	if len(conns) == 0 {
+		return
+	}
+	for _, g := range conns {
+		g.startGoAway()
+	}
+	wait := goAwayMaxRTT
+	if l := s.cfg.Downstream.DrainLinger; l > 0 {
+		wait = min(wait, l)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for _, g := range conns {
+		select {
+		case <-g.acked():
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // Close closes every listener and connection at once.

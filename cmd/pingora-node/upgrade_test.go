@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -343,5 +344,47 @@ func TestSIGHUP(t *testing.T) {
 	}
 	if cn := servedCN(t, tlsAddr); cn != "second" {
 		t.Fatalf("successor serves %q", cn)
+	}
+}
+
+// TestUpgradeWithClusterState: a node that gossips, replicates its config
+// with raft and serves RPC hands all of it to its successor: same name,
+// same data directory (the old process closes raft before the new one
+// opens it), the RPC listener inherited, and requests never fail.
+func TestUpgradeWithClusterState(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	d := newNodeDir(t, up.Listener.Addr().String(), "")
+	d.extra = fmt.Sprintf("gossip_addr: %s\ngossip_profile: fast\ndata_dir: data\nraft_addr: %s\ncluster_addr: %s\n", freePort(t), freePort(t), freePort(t))
+	d.writeNode("")
+	old, _ := launch(t, d)
+	base := "http://" + d.proxyAddr
+	waitFor(t, "replicated config served", func() bool { _, body, _ := httpGet(base + "/"); return body == "ok" })
+	if err := old.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; d.pid(t) == old.Process.Pid; i++ {
+		if code, body, err := httpGet(base + "/"); err != nil || code != 200 || body != "ok" {
+			t.Fatalf("request %d during the upgrade: %d %q %v", i, code, body, err)
+		}
+	}
+	stopSuccessor(t, d.pid(t))
+	if err := waitExit(t, old); err != nil {
+		t.Fatalf("old process exit: %v", err)
+	}
+	var st struct {
+		Config  struct{ Version int64 }
+		Raft    struct{ State string }
+		Members []struct{ Name, State string }
+	}
+	waitFor(t, "successor leads raft and gossips", func() bool {
+		code, body, err := httpGet("http://" + d.adminAddr + "/status")
+		if err != nil || code != 200 || json.Unmarshal([]byte(body), &st) != nil {
+			return false
+		}
+		return st.Raft.State == "Leader" && st.Config.Version == 1 && len(st.Members) == 1 && st.Members[0].State == "alive"
+	})
+	if _, body, err := httpGet(base + "/"); err != nil || body != "ok" {
+		t.Fatalf("successor: %q %v", body, err)
 	}
 }

@@ -77,6 +77,10 @@ type Node struct {
 	// (default 1 without join: a single-node cluster at once; 0 with join:
 	// wait to be added by the existing cluster).
 	BootstrapExpect int `yaml:"bootstrap_expect"`
+	// ClusterTLS enables mutual TLS on the raft and cluster RPC ports: every
+	// node presents Cert/Key and accepts only peers whose certificate chains
+	// to CA (default none: plaintext, for trusted networks).
+	ClusterTLS *ClusterTLS `yaml:"cluster_tls"`
 	// UpgradeSocket is the Unix socket a successor process ("run
 	// --upgrade", or SIGUSR2) takes the listeners over from (default
 	// pingora-node-<name>.sock in the system's temporary directory).
@@ -106,6 +110,13 @@ type ListenerTLS struct {
 	Cert  string     `yaml:"cert"`
 	Key   string     `yaml:"key"`
 	Certs []CertPair `yaml:"certs"`
+}
+
+// ClusterTLS names the files of node-to-node mutual TLS.
+type ClusterTLS struct {
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 // CertPair is a PEM certificate chain and its key.
@@ -300,6 +311,9 @@ func (n *Node) validateCluster(e *errs) {
 	case "", "lan", "fast":
 	default:
 		e.add("gossip_profile", "%q is not one of lan, fast", n.GossipProfile)
+	}
+	if t := n.ClusterTLS; t != nil && (t.CA == "" || t.Cert == "" || t.Key == "") {
+		e.add("cluster_tls", "ca, cert and key are all required")
 	}
 	if n.RaftAddr != "" {
 		if err := checkHostPort(n.RaftAddr); err != nil {
