@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // startRaftNode starts a node that gossips and replicates its config with
@@ -92,14 +93,67 @@ func TestReplicatedConfig(t *testing.T) {
 	if code != 200 || json.Unmarshal([]byte(body), &hist) != nil || len(hist) != 2 {
 		t.Fatalf("history: %d %s", code, body)
 	}
-	waitUntil(t, "version 2 gossiped by every member", func() bool {
+	// Valid everywhere, but not buildable on any node here (its CA file is
+	// missing): committed as version 3, reported, version 2 keeps serving.
+	missingCA := strings.Replace(clusterFor(a), "    peers:", "    tls: {ca: missing-ca.pem}\n    peers:", 1)
+	if code, body := putConfig(t, admin, missingCA, ""); code != 200 {
+		t.Fatalf("write of an unbuildable config: %d %s", code, body)
+	}
+	waitUntil(t, "apply failure reported", func() bool {
+		for _, n := range nodes {
+			if c := n.Status().Config; c.Version != 2 || !strings.Contains(c.Error, "missing-ca.pem") {
+				return false
+			}
+		}
+		return true
+	})
+	if !applied(2, "b") {
+		t.Fatal("a config that failed to apply replaced the running one")
+	}
+	if code, _ := putConfig(t, admin, clusterFor(b), ""); code != 200 {
+		t.Fatal("write after a failed apply")
+	}
+	waitUntil(t, "version 4 applied", func() bool { return applied(4, "b") })
+	waitUntil(t, "version 4 gossiped by every member", func() bool {
 		for _, n := range nodes {
 			for _, m := range n.Status().Members {
-				if m.Meta.ConfigVersion != 2 {
+				if m.Meta.ConfigVersion != 4 {
 					return false
 				}
 			}
 		}
 		return true
 	})
+}
+
+// TestMinorityKeepsServing: with two of three nodes gone, the last one
+// refuses writes with 503 within seconds and keeps proxying with its last
+// config.
+func TestMinorityKeepsServing(t *testing.T) {
+	a, b := origin(t, "a"), origin(t, "b")
+	n1 := startRaftNode(t, "n1", a, 3)
+	seed := n1.Members().Addr()
+	n2 := startRaftNode(t, "n2", a, 3, seed)
+	n3 := startRaftNode(t, "n3", a, 3, seed)
+	waitUntil(t, "version 1 everywhere", func() bool {
+		for _, n := range []*Node{n1, n2, n3} {
+			if c := n.Status().Config; c == nil || c.Version != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range []*Node{n1, n2} {
+		n.store.Load().Close() // crash-like: no leadership transfer, no leave
+		n.leaveCluster(false)
+	}
+	start := time.Now()
+	code, body := putConfig(t, n3.AdminAddr(), clusterFor(b), "")
+	if code != 503 || !strings.Contains(body, "no quorum") {
+		t.Fatalf("write without quorum: %d %s", code, body)
+	}
+	t.Logf("write refused after %v", time.Since(start))
+	if _, got := get(t, "http://"+n3.ListenerAddrs()["http"]+"/"); got != "a" {
+		t.Fatalf("minority node stopped serving: %q", got)
+	}
 }
