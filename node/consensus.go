@@ -24,7 +24,7 @@ func (n *Node) openConsensus() error {
 	cc.ID = n.cfg.Name
 	cc.BindAddr = n.cfg.RaftAddr
 	cc.DataDir = n.cfg.Path(n.cfg.DataDir)
-	cc.BootstrapExpect = n.cfg.BootstrapExpect
+	cc.BootstrapExpect = n.cfg.Bootstrap()
 	cc.Logger = n.log.With("part", "consensus")
 	cc.ValidateDoc = func(name string, content []byte) error {
 		if name != clusterDoc {
@@ -76,7 +76,7 @@ func (n *Node) startConsensus() error {
 	if err := st.Start(context.Background()); err != nil {
 		return fmt.Errorf("consensus: %w", err)
 	}
-	n.log.Info("raft started", "addr", st.Addr(), "bootstrap_expect", n.cfg.BootstrapExpect)
+	n.log.Info("raft started", "addr", st.Addr(), "bootstrap_expect", n.cfg.Bootstrap())
 	n.pokeMeta()
 	stop := make(chan struct{})
 	n.mu.Lock()

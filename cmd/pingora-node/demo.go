@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -67,10 +68,15 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 			seed = n.gossip
 		}
 	}
-	// The nodes form one raft cluster; its leader seeds cluster.yaml as
-	// version 1 and every node applies it.
+	// The nodes form one raft cluster; the demo writes its config through
+	// the admin API of the first node (forwarded to the leader), and every
+	// node applies it.
 	deadline := time.Now().Add(30 * time.Second)
-	for !allApplied(nodes) {
+	seeded := false
+	for !seeded || !allApplied(nodes) {
+		if !seeded {
+			seeded = seedDemoConfig(nodes[0].admin, filepath.Join(dir, "cluster.yaml"))
+		}
 		if time.Now().After(deadline) {
 			fmt.Fprintf(stderr, "pingora-node demo: the nodes did not agree on a config within 30s; logs in %s\n", dir)
 			stopDemoNodes(nodes, stdout)
@@ -100,6 +106,23 @@ type demoNode struct {
 
 // demoNodes is how many nodes the demo cluster runs.
 const demoNodes = 3
+
+// seedDemoConfig writes the demo's cluster config as version 1 through
+// the admin API; false means the cluster cannot take writes yet.
+func seedDemoConfig(admin, file string) bool {
+	body, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	req, _ := http.NewRequest(http.MethodPut, "http://"+admin+"/v1/config", bytes.NewReader(body))
+	req.Header.Set("If-Match", "0") // only if no config exists yet
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusConflict
+}
 
 func allApplied(nodes []*demoNode) bool {
 	for _, n := range nodes {
@@ -197,7 +220,6 @@ listeners:
   - name: http
     addr: %[3]s
     h2c: true
-cluster_config: cluster.yaml
 log_level: warn
 gossip_addr: %[4]s
 gossip_profile: fast

@@ -37,9 +37,10 @@ Usage:
   pingora-node version                          print the version
 
 Environment: PINGORA_CONFIG, PINGORA_NAME, PINGORA_ADMIN_ADDR, PINGORA_JOIN,
-PINGORA_GOSSIP_ADDR, PINGORA_CLUSTER_ADDR, PINGORA_ADMIN and PINGORA_ADMIN_TOKEN stand
-for the flags of the same names when the flags are not given; PINGORA_GOSSIP_KEY sets
-the gossip encryption key (base64).
+PINGORA_GOSSIP_ADDR, PINGORA_CLUSTER_ADDR, PINGORA_DATA_DIR, PINGORA_RAFT_ADDR,
+PINGORA_BOOTSTRAP_EXPECT, PINGORA_ADMIN and PINGORA_ADMIN_TOKEN stand for the flags of
+the same names when the flags are not given; PINGORA_GOSSIP_KEY sets the gossip
+encryption key (base64).
 `
 
 func main() {

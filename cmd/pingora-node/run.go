@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +25,8 @@ import (
 type runFlags struct {
 	config, name, adminAddr, pidFile, logLevel string
 	join, gossipAddr, clusterAddr              string
+	dataDir, raftAddr                          string
+	bootstrapExpect                            int
 	upgrade                                    bool
 }
 
@@ -36,6 +39,9 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.join, "join", os.Getenv("PINGORA_JOIN"), "comma-separated gossip `host:port` seeds to join, overrides the file [PINGORA_JOIN]")
 	fs.StringVar(&f.gossipAddr, "gossip-addr", os.Getenv("PINGORA_GOSSIP_ADDR"), "gossip `host:port` (TCP and UDP), overrides the file [PINGORA_GOSSIP_ADDR]")
 	fs.StringVar(&f.clusterAddr, "cluster-addr", os.Getenv("PINGORA_CLUSTER_ADDR"), "node-to-node RPC `host:port`, overrides the file [PINGORA_CLUSTER_ADDR]")
+	fs.StringVar(&f.dataDir, "data-dir", os.Getenv("PINGORA_DATA_DIR"), "raft data `dir`: replicate the cluster config, overrides the file [PINGORA_DATA_DIR]")
+	fs.StringVar(&f.raftAddr, "raft-addr", os.Getenv("PINGORA_RAFT_ADDR"), "raft `host:port`, overrides the file [PINGORA_RAFT_ADDR]")
+	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", envInt("PINGORA_BOOTSTRAP_EXPECT"), "servers that form a new raft cluster together, overrides the file [PINGORA_BOOTSTRAP_EXPECT]")
 	fs.BoolVar(&f.upgrade, "upgrade", false, "take the listeners over from the running node with the same upgrade socket, then let it drain")
 }
 
@@ -70,6 +76,19 @@ func (f *runFlags) loadNode() (*config.Node, error) {
 	}
 	if f.clusterAddr != "" {
 		n.ClusterAddr = f.clusterAddr
+	}
+	if f.dataDir != "" {
+		abs, err := filepath.Abs(f.dataDir) // relative to the working directory, not the node file
+		if err != nil {
+			return nil, err
+		}
+		n.DataDir = abs
+	}
+	if f.raftAddr != "" {
+		n.RaftAddr = f.raftAddr
+	}
+	if f.bootstrapExpect > 0 {
+		n.BootstrapExpect = f.bootstrapExpect
 	}
 	n.ApplyClusterDefaults()
 	if err := n.Validate(); err != nil {
@@ -120,6 +139,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	sdNotify(fmt.Sprintf("READY=1\nMAINPID=%d", os.Getpid()))
 	return serveUntilSignal(n, cfg, &f, args, stderr)
+}
+
+func envInt(name string) int {
+	v, _ := strconv.Atoi(os.Getenv(name))
+	return v
 }
 
 // removePidFile removes the pid file unless a successor rewrote it.

@@ -210,10 +210,20 @@ func (n *Node) ApplyClusterDefaults() {
 		if n.RaftAddr == "" {
 			n.RaftAddr = "127.0.0.1:7947"
 		}
-		if n.BootstrapExpect == 0 && len(n.Join) == 0 {
-			n.BootstrapExpect = 1
-		}
 	}
+}
+
+// Bootstrap returns how many servers bootstrap a new raft cluster: the
+// configured number, else 1 for a node that joins nobody (a single-node
+// cluster at once) and 0 for a joiner (it waits to be added).
+func (n *Node) Bootstrap() int {
+	if n.BootstrapExpect > 0 {
+		return n.BootstrapExpect
+	}
+	if len(n.Join) == 0 {
+		return 1
+	}
+	return 0
 }
 
 // Replicated reports whether the cluster config comes from raft.

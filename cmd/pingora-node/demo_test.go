@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDemo runs the README's first command: three node processes form one
+// cluster, serve the sample upstreams, and stop cleanly on Ctrl-C.
+func TestDemo(t *testing.T) {
+	cmd := exec.Command(binary, "demo")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := newLogFile(t)
+	cmd.Stderr = stderr.f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Signal(syscall.SIGINT)
+			cmd.Wait()
+		}
+	})
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var banner []string
+	timeout := time.After(60 * time.Second)
+	for done := false; !done; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("demo ended early:\n%s\n%s", strings.Join(banner, "\n"), stderr.String())
+			}
+			banner = append(banner, l)
+			done = strings.HasPrefix(l, "Press Ctrl-C")
+		case <-timeout:
+			t.Fatalf("demo not up after 60s:\n%s\n%s", strings.Join(banner, "\n"), stderr.String())
+		}
+	}
+	text := strings.Join(banner, "\n")
+	nodes := regexp.MustCompile(`demo-\d\s+pid \d+\s+proxy http://(\S+)\s+admin http://(\S+)`).FindAllStringSubmatch(text, -1)
+	if len(nodes) != 3 {
+		t.Fatalf("banner:\n%s", text)
+	}
+	for _, n := range nodes {
+		if code, body, err := httpGet("http://" + n[1] + "/hello"); err != nil || code != 200 || !strings.Contains(body, "hello from upstream") {
+			t.Fatalf("proxy %s: %d %q %v", n[1], code, body, err)
+		}
+	}
+	_, status, _ := httpGet("http://" + nodes[2][2] + "/status")
+	if strings.Count(status, `"state": "alive"`) != 3 || !strings.Contains(status, `"raft"`) {
+		t.Fatalf("status of demo-3:\n%s", status)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	go io.Copy(io.Discard, out)
+	if err := waitExit(t, cmd); err != nil {
+		t.Fatalf("demo exit: %v\n%s", err, stderr.String())
+	}
+}
