@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
 	"sync"
@@ -190,5 +192,62 @@ func TestSNICertificates(t *testing.T) {
 	_, err = tls.Dial("tcp", p.addr, &tls.Config{ServerName: "a.test", RootCAs: ca.pool, MaxVersion: tls.VersionTLS11})
 	if err == nil {
 		t.Fatal("TLS 1.1 accepted")
+	}
+}
+
+// gateListener holds each accepted connection until the gate opens.
+type gateListener struct {
+	net.Listener
+	gate chan struct{}
+}
+
+func (g *gateListener) Accept() (net.Conn, error) {
+	c, err := g.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	<-g.gate
+	return c, nil
+}
+
+// TestAcceptedDuringShutdownIsServed: a connection the kernel accepted
+// just before Shutdown closed the listener is answered (with Connection:
+// close), not reset, and Shutdown waits for it.
+func TestAcceptedDuringShutdownIsServed(t *testing.T) {
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "late but served") }))
+	srv, err := New[struct{}](routerFor(t, origin), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl := &gateListener{Listener: ln, gate: make(chan struct{})}
+	go srv.Serve(gl, ListenerConfig{Name: "http"})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	shutdown := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shutdown <- srv.Shutdown(ctx)
+	}()
+	waitFor(t, 5*time.Second, "draining", srv.Draining)
+	close(gl.gate)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("late connection not answered: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "late but served" || !resp.Close {
+		t.Fatalf("late connection: %d %q close=%v", resp.StatusCode, body, resp.Close)
+	}
+	if err := <-shutdown; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -48,6 +48,7 @@ type Server[C any] struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*clientConn]struct{}
 	draining  atomic.Bool
+	graceful  bool // Shutdown (not Close) began; guarded by mu
 	wg        sync.WaitGroup
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -211,7 +212,15 @@ func (s *Server[C]) trackConn(c *clientConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining.Load() {
-		return false
+		if !s.graceful {
+			return false
+		}
+		// Accepted just before Shutdown closed the listener: the client
+		// may have sent its request already, so answer it (with
+		// "Connection: close") rather than reset it.
+		s.conns[c] = struct{}{}
+		c.startDrain(time.Now().Add(s.cfg.Downstream.DrainLinger))
+		return true
 	}
 	s.conns[c] = struct{}{}
 	return true
@@ -233,6 +242,7 @@ func (s *Server[C]) Draining() bool { return s.draining.Load() }
 // ended, or with ctx's error after closing the rest abruptly.
 func (s *Server[C]) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	s.graceful = !s.draining.Load() // a Close already under way stays abrupt
 	s.draining.Store(true)
 	for ln := range s.listeners {
 		ln.Close()
