@@ -204,8 +204,10 @@ func (n *Node) apply(c *config.Cluster, data []byte, version int64, source strin
 	return nil
 }
 
-// Start binds the listeners and the admin server and starts serving. On
-// error everything bound so far is closed.
+// Start opens the node's state (the raft data directory, after the old
+// process released it on an upgrade), binds or inherits the listeners and
+// the admin server, starts serving, then starts gossip, RPC and raft. On
+// error everything started so far is stopped.
 func (n *Node) Start() error {
 	in := n.opts.Inherit
 	if in != nil {
@@ -224,22 +226,42 @@ func (n *Node) Start() error {
 		n.closeConsensus()
 		return err
 	}
-	if err := n.startRPC(); err != nil {
-		return err
+	err := n.startRPC()
+	if err == nil {
+		err = n.startCluster()
 	}
-	if err := n.startCluster(); err != nil {
-		return err
+	if err == nil {
+		err = n.startConsensus()
 	}
-	if err := n.startConsensus(); err != nil {
-		return err
-	}
-	if in != nil {
-		if err := in.Serving(); err != nil {
-			return fmt.Errorf("handoff: telling the old process: %w", err)
+	if err == nil && in != nil {
+		if err = in.Serving(); err != nil {
+			err = fmt.Errorf("handoff: telling the old process: %w", err)
+		} else {
+			n.log.Info("took over from the previous process")
 		}
-		n.log.Info("took over from the previous process")
 	}
-	return nil
+	if err != nil {
+		n.abortStart()
+	}
+	return err
+}
+
+// abortStart undoes a Start that failed after binding: nothing stays
+// bound or running.
+func (n *Node) abortStart() {
+	n.ready.Store(false)
+	n.srv.Close()
+	n.closeConsensus()
+	n.leaveCluster(false)
+	n.stopRPC()
+	n.mu.Lock()
+	n.closeBound()
+	admin := n.admin
+	n.mu.Unlock()
+	if admin != nil {
+		admin.Close()
+	}
+	n.serving.Wait()
 }
 
 // bind binds (or inherits) the listeners and starts serving on them.
@@ -381,7 +403,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	actx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	n.admin.Shutdown(actx)
+	if n.admin != nil {
+		n.admin.Shutdown(actx)
+	}
 	n.serving.Wait()
 	close(n.stopped)
 	n.log.Info("stopped")

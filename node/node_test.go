@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -58,7 +59,8 @@ func clusterFor(addrs ...string) string {
 	return b.String()
 }
 
-func startNode(t *testing.T, nodeFile string) *Node {
+// newNode builds a node from its file, quiet.
+func newNode(t *testing.T, nodeFile string) *Node {
 	t.Helper()
 	cfg, err := config.LoadNode(nodeFile)
 	if err != nil {
@@ -68,6 +70,12 @@ func startNode(t *testing.T, nodeFile string) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return n
+}
+
+func startNode(t *testing.T, nodeFile string) *Node {
+	t.Helper()
+	n := newNode(t, nodeFile)
 	if err := n.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -315,4 +323,30 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond) // sleep-ok: polling a condition under a deadline
 	}
+}
+
+// TestStartFailureReleasesEverything: when a part fails to start after
+// the listeners are bound (here the cluster RPC port is taken), Start
+// returns the error and nothing stays bound.
+func TestStartFailureReleasesEverything(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	free, _ := net.Listen("tcp", "127.0.0.1:0")
+	proxyAddr := free.Addr().String()
+	free.Close()
+	nodeFile := writeNodeFiles(t, "n", "cluster_addr: "+taken.Addr().String()+"\n", clusterFor(origin(t, "a")))
+	b, _ := os.ReadFile(nodeFile)
+	os.WriteFile(nodeFile, []byte(strings.Replace(string(b), "addr: 127.0.0.1:0\n    h2c", "addr: "+proxyAddr+"\n    h2c", 1)), 0o644)
+	n := newNode(t, nodeFile)
+	if err := n.Start(); err == nil || !strings.Contains(err.Error(), "cluster_addr") {
+		t.Fatalf("Start: %v", err)
+	}
+	ln, err := net.Listen("tcp", proxyAddr)
+	if err != nil {
+		t.Fatalf("proxy port still bound after a failed Start: %v", err)
+	}
+	ln.Close()
 }

@@ -17,10 +17,6 @@ const adminListenerName = "admin"
 // successorTimeout bounds each step a successor takes during a hand-off.
 const successorTimeout = time.Minute
 
-// Abandon tells the old process this successor failed (reason), so it
-// keeps serving. Use it when New or Start fail.
-func (n *Node) Abandon(reason error) { n.opts.Inherit.Fail(reason) }
-
 // OfferHandoff starts offering the listeners to a successor on the node
 // file's upgrade socket. When a successor takes over, Superseded closes
 // and the caller drains the node. Call it after Start.

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pingora-go/pingora-go/proxy/h1"
@@ -22,6 +24,15 @@ type h1Downstream struct {
 	hb     *h1.Body
 	in     h1BodyReader
 	dl     deadlines
+
+	// the client watch (see startWatch)
+	cancelConn context.CancelCauseFunc
+	watchTimer *time.Timer
+	watchMu    sync.Mutex
+	watchState int      // watchIdle, watchArmed, watchRunning; guarded by watchMu
+	watchSess  *Session // guarded by watchMu
+	watchWG    sync.WaitGroup
+	watchStop  atomic.Bool
 
 	// response state, reset per request
 	headSent  bool
@@ -43,8 +54,14 @@ func (s *Server[C]) serveH1(c *clientConn) {
 	d.hb = h1.NewBody(d.reader)
 	d.in = h1BodyReader{d: d}
 	sess := &Session{ClientIP: c.clientIP, TLS: c.tls, Listener: c.lc.Name}
-	baseCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	baseCtx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	d.cancelConn = cancel
+	defer func() {
+		if d.watchTimer != nil {
+			d.watchTimer.Stop()
+		}
+	}()
 	first := true
 	for {
 		if !d.waitRequest(first) {
@@ -59,7 +76,16 @@ func (s *Server[C]) serveH1(c *clientConn) {
 		}
 		d.dl.setRead(c.nc, time.Time{})
 		d.startRequest(sess, baseCtx)
+		// Bodiless requests are watched for a client that leaves (a
+		// tunnel reads the client itself).
+		watched := !d.hb.HasBody() && len(d.req.Header["Upgrade"]) == 0 && d.req.Method != http.MethodConnect
+		if watched {
+			d.startWatch(sess)
+		}
 		s.handle(sess)
+		if watched {
+			d.stopWatch()
+		}
 		if !d.endRequest() {
 			return
 		}
@@ -302,4 +328,75 @@ func (r *h1BodyReader) Read(p []byte) (int, error) {
 	}
 	d.dl.refreshRead(d.c.nc, d.cfg.ReadIdleTimeout)
 	return d.hb.Read(p)
+}
+
+// errClientGone is the cause of a request's context when its client closed
+// the connection while the request was in flight.
+var errClientGone = errors.New("proxy: client closed the connection")
+
+// clientWatchDelay is how long a request runs before its client is
+// watched: fast requests (most) pay nothing for the watch.
+const clientWatchDelay = 200 * time.Millisecond
+
+const (
+	watchIdle = iota
+	watchArmed
+	watchRunning
+)
+
+// startWatch arranges to notice a client that closes its connection while
+// its request waits for the upstream, as nginx does, so the upstream
+// request is abandoned rather than finished for nobody: the connection's
+// context is canceled (an HTTP/2 upstream stream is reset) and an
+// HTTP/1.1 upstream read is cut. Once the request has run for
+// clientWatchDelay, a goroutine peeks at the connection, consuming
+// nothing: a pipelined request that arrives instead simply ends the
+// watch. The timer is made once per connection and rearmed per request.
+func (d *h1Downstream) startWatch(sess *Session) {
+	d.watchStop.Store(false)
+	d.watchMu.Lock()
+	d.watchSess, d.watchState = sess, watchArmed
+	d.watchMu.Unlock()
+	if d.watchTimer == nil {
+		d.watchTimer = time.AfterFunc(clientWatchDelay, d.beginWatch)
+		return
+	}
+	d.watchTimer.Reset(clientWatchDelay)
+}
+
+// beginWatch runs on the timer: the request is still running.
+func (d *h1Downstream) beginWatch() {
+	d.watchMu.Lock()
+	defer d.watchMu.Unlock()
+	if d.watchState != watchArmed {
+		return // the request ended first
+	}
+	d.watchState = watchRunning
+	d.watchWG.Add(1) // under the lock stopWatch reads the state with
+	go d.watch(d.watchSess)
+}
+
+func (d *h1Downstream) watch(sess *Session) {
+	defer d.watchWG.Done()
+	if _, err := d.c.br.Peek(1); err == nil || d.watchStop.Load() || isTimeout(err) {
+		return
+	}
+	d.cancelConn(errClientGone)
+	sess.abortUpstream()
+}
+
+// stopWatch ends the watch before the connection is read again.
+func (d *h1Downstream) stopWatch() {
+	d.watchMu.Lock()
+	running := d.watchState == watchRunning
+	d.watchState = watchIdle
+	d.watchMu.Unlock()
+	if !running {
+		d.watchTimer.Stop() // a late firing finds the state idle and does nothing
+		return
+	}
+	d.watchStop.Store(true)
+	d.c.nc.SetReadDeadline(time.Unix(1, 0)) // wakes the Peek
+	d.watchWG.Wait()
+	d.dl.setRead(d.c.nc, time.Time{})
 }

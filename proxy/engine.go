@@ -143,7 +143,7 @@ func (s *Server[C]) shouldRetry(sess *Session, err error, body *reqBody) bool {
 // canRetry reports whether another attempt may start: budget and time
 // left, nothing sent to the client, and the request replayable.
 func canRetry(sess *Session, body *reqBody) bool {
-	if sess.ds.started() || sess.Retries >= sess.MaxRetries {
+	if sess.ds.started() || sess.Retries >= sess.MaxRetries || sess.ctx.Err() != nil {
 		return false
 	}
 	if sess.RetryTimeout > 0 && time.Since(sess.Start) >= sess.RetryTimeout {

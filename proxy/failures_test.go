@@ -208,3 +208,66 @@ func TestMalformedUpstreamResponse502(t *testing.T) {
 		t.Fatalf("status %d, want 502", resp.StatusCode)
 	}
 }
+
+// TestClientGoneCancelsUpstream: a client that closes its connection while
+// its request waits for the upstream makes the proxy abandon the upstream
+// request (h1: the connection is cut; h2: RST_STREAM), as nginx does.
+func TestClientGoneCancelsUpstream(t *testing.T) {
+	for _, mode := range []originMode{originH1, originH2C} {
+		entered, canceled := make(chan struct{}, 1), make(chan struct{}, 1)
+		origin := startOrigin(t, mode, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			entered <- struct{}{}
+			select {
+			case <-r.Context().Done():
+				canceled <- struct{}{}
+			case <-time.After(30 * time.Second):
+			}
+		}))
+		p := startProxy(t, routerFor(t, origin), Config{}, ListenerConfig{Name: "http"})
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+		select {
+		case <-entered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v: request never reached the upstream", mode)
+		}
+		c.Close()
+		select {
+		case <-canceled:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v: upstream request not abandoned after the client left", mode)
+		}
+	}
+}
+
+// TestPipelinedRequestNotLost: a second request pipelined behind a slow
+// first one is answered after it (the client watch only peeks).
+func TestPipelinedRequestNotLost(t *testing.T) {
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(100 * time.Millisecond) // sleep-ok: the second request arrives meanwhile
+		}
+		io.WriteString(w, r.URL.Path)
+	}))
+	p := startProxy(t, routerFor(t, origin), Config{}, ListenerConfig{Name: "http"})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	for _, want := range []string{"/slow", "/next"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", want, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != want {
+			t.Fatalf("got %q, want %q", b, want)
+		}
+	}
+}

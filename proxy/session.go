@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pingora-go/pingora-go/proxy/health"
@@ -99,8 +100,11 @@ type Session struct {
 	// UpstreamTTFB is the time from Start to the first upstream response byte.
 	UpstreamTTFB time.Duration
 
-	ctx       context.Context
-	ds        downstream
+	ctx context.Context
+	ds  downstream
+	// upWait is the HTTP/1.1 upstream connection waiting for a response
+	// head, cut by abortUpstream when the client leaves.
+	upWait    atomic.Pointer[upConn]
 	upReq     RequestHeader
 	upResp    ResponseHeader
 	body      *reqBody
@@ -163,6 +167,7 @@ func (s *Session) Respond(status int, header http.Header, body []byte) error {
 // reset prepares s for a new request, keeping its buffers.
 func (s *Session) reset(ctx context.Context, req *RequestHeader, ds downstream) {
 	s.Req, s.ctx, s.ds = req, ctx, ds
+	s.upWait.Store(nil)
 	s.Route, s.MaxBodyBytes, s.MaxRetries = "", 0, 0
 	s.Peer, s.Tried, s.Retries, s.Status = nil, s.Tried[:0], 0, 0
 	s.BytesIn, s.BytesOut = 0, 0
@@ -205,4 +210,13 @@ type downstream interface {
 	// errorCloses reports whether an error response with code must close
 	// the connection.
 	errorCloses(code int) bool
+}
+
+// abortUpstream cuts an HTTP/1.1 upstream wait after the client left (the
+// context is already canceled; the waiter also checks it after
+// publishing itself, so one of the two always sees the other).
+func (s *Session) abortUpstream() {
+	if c := s.upWait.Load(); c != nil {
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
 }

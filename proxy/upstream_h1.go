@@ -188,9 +188,19 @@ func writeBody(c *upConn, t UpstreamTimeouts, body *reqBody, chunked bool, ds do
 func (ex *h1Exchange) readHead(sess *Session, method string, out *ResponseHeader) error {
 	c := ex.c
 	c.dl.setRead(c.nc, time.Now().Add(ex.t.ResponseHeader))
+	// A client that goes away while the upstream thinks ends the wait:
+	// the connection is cut (it never returns to the pool).
+	sess.upWait.Store(c)
+	defer sess.upWait.Store(nil)
+	if sess.ctx.Err() != nil {
+		return newError(KindClientCanceled, Downstream, context.Cause(sess.ctx))
+	}
 	for {
 		err := c.reader.ReadResponse(&c.resp, method)
 		if err != nil {
+			if cause := context.Cause(sess.ctx); cause != nil {
+				return newError(KindClientCanceled, Downstream, cause)
+			}
 			return ex.headError(err)
 		}
 		if c.resp.Status >= 200 || c.resp.Status == http.StatusSwitchingProtocols {
