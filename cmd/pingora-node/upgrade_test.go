@@ -109,10 +109,12 @@ func launch(t *testing.T, d *nodeDir) (*exec.Cmd, *logFile) {
 	return cmd, stderr
 }
 
-// stopSuccessor ends, by PID, a successor the node under test started.
-func stopSuccessor(t *testing.T, pid int) {
-	t.Cleanup(func() {
-		if syscall.Kill(pid, syscall.SIGTERM) != nil {
+// stopSuccessors ends, by PID, the successors the node under test started:
+// the one the pid file names now and the one it names when the test ends
+// (never the first process, which the test parents, nor a pid below 2).
+func stopSuccessors(t *testing.T, d *nodeDir, first int) {
+	stop := func(pid int) {
+		if pid < 2 || pid == first || syscall.Kill(pid, syscall.SIGTERM) != nil {
 			return
 		}
 		deadline := time.Now().Add(10 * time.Second)
@@ -120,6 +122,13 @@ func stopSuccessor(t *testing.T, pid int) {
 			time.Sleep(20 * time.Millisecond) // sleep-ok: polling a process we do not parent
 		}
 		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	now := d.pid(t)
+	t.Cleanup(func() {
+		stop(now)
+		if later := d.pid(t); later != now {
+			stop(later)
+		}
 	})
 }
 
@@ -212,7 +221,7 @@ func TestUpgradeKeepsRequestsAndTunnels(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "successor pid file", func() bool { p := d.pid(t); return p != 0 && p != old.Process.Pid })
-	stopSuccessor(t, d.pid(t))
+	stopSuccessors(t, d, old.Process.Pid)
 	for i := range 50 {
 		if code, body, err := httpGet(base + "/"); err != nil || code != 200 || body != "ok" {
 			t.Fatalf("request %d during the upgrade: %d %q %v", i, code, body, err)
@@ -333,7 +342,7 @@ func TestSIGHUP(t *testing.T) {
 	d0.writeNode(tlsListener + fmt.Sprintf("  - {name: extra, addr: %s}\n", extra))
 	old.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "successor for the new listener", func() bool { p := d0.pid(t); return p != 0 && p != old.Process.Pid })
-	stopSuccessor(t, d0.pid(t))
+	stopSuccessors(t, d0, old.Process.Pid)
 	if err := waitExit(t, old); err != nil {
 		t.Fatalf("old process exit: %v", err)
 	}
@@ -363,12 +372,16 @@ func TestUpgradeWithClusterState(t *testing.T) {
 	if err := old.Process.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; d.pid(t) == old.Process.Pid; i++ {
+	requests := 0
+	waitFor(t, "successor pid file", func() bool {
 		if code, body, err := httpGet(base + "/"); err != nil || code != 200 || body != "ok" {
-			t.Fatalf("request %d during the upgrade: %d %q %v", i, code, body, err)
+			t.Fatalf("request %d during the upgrade: %d %q %v", requests, code, body, err)
 		}
-	}
-	stopSuccessor(t, d.pid(t))
+		requests++
+		p := d.pid(t)
+		return p != 0 && p != old.Process.Pid
+	})
+	stopSuccessors(t, d, old.Process.Pid)
 	if err := waitExit(t, old); err != nil {
 		t.Fatalf("old process exit: %v", err)
 	}
