@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,15 @@ func TestReplicatedConfig(t *testing.T) {
 		t.Fatal("write after a failed apply")
 	}
 	waitUntil(t, "version 4 applied", func() bool { return applied(4, "b") })
+	// SIGHUP (Reload) does not put the local seed file over the replicated
+	// config.
+	os.WriteFile(n1.cfg.Path(n1.cfg.ClusterConfig), []byte(clusterFor(a)), 0o644)
+	if err := n1.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if !applied(4, "b") {
+		t.Fatal("Reload applied the local file over the replicated config")
+	}
 	waitUntil(t, "version 4 gossiped by every member", func() bool {
 		for _, n := range nodes {
 			for _, m := range n.Status().Members {

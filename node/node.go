@@ -361,8 +361,12 @@ func (n *Node) AdminAddr() string {
 // running config stays.
 func (n *Node) Reload() error {
 	var errs []error
-	if err := n.loadClusterFile(); err != nil {
-		errs = append(errs, err)
+	// A replicated config changes only through raft (PUT /v1/config); the
+	// file then only seeds new clusters.
+	if !n.cfg.Replicated() {
+		if err := n.loadClusterFile(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	n.mu.Lock()
 	for _, b := range n.listeners {
