@@ -43,12 +43,12 @@ while [ $# -gt 0 ]; do
 done
 
 # --- tools -------------------------------------------------------------------
-if ! command -v wrk >/dev/null || ! command -v h2load >/dev/null; then
-  echo "== installing wrk and h2load (apt-get)"
+if ! command -v wrk >/dev/null || ! command -v h2load >/dev/null || ! command -v curl >/dev/null; then
+  echo "== installing wrk, h2load and curl (apt-get)"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   timeout 600 $sudo apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive timeout 600 $sudo apt-get install -y -qq wrk nghttp2-client >/dev/null
+  DEBIAN_FRONTEND=noninteractive timeout 600 $sudo apt-get install -y -qq wrk nghttp2-client curl >/dev/null
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pingora-upgrade.XXXXXX")

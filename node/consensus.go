@@ -25,6 +25,13 @@ func (n *Node) openConsensus() error {
 	cc.BindAddr = n.cfg.RaftAddr
 	cc.DataDir = n.cfg.Path(n.cfg.DataDir)
 	cc.BootstrapExpect = n.cfg.Bootstrap()
+	// Autopilot never removes a dead voter below the expected cluster size
+	// (Consul's min_quorum): a 3-server cluster keeps 3 voters through a
+	// crash, so the returning server is a voter at once and one more
+	// failure is still tolerated.
+	if n.cfg.BootstrapExpect > 1 {
+		cc.MinQuorum = n.cfg.BootstrapExpect
+	}
 	cc.Logger = n.log.With("part", "consensus")
 	cc.ValidateDoc = func(name string, content []byte) error {
 		if name != clusterDoc {
