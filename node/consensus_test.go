@@ -81,6 +81,19 @@ func TestReplicatedConfig(t *testing.T) {
 	if code, body := putConfig(t, admin, "upstreams: [", ""); code != 400 {
 		t.Fatalf("broken YAML: %d %s", code, body)
 	}
+	for name, tc := range map[string]struct {
+		body, ifMatch string
+		code          int
+	}{
+		"binary garbage":     {"\x00\xff\xfe garbage", "", 400},
+		"over 1 MiB":         {strings.Repeat("#", maxConfigBody+1), "", 413},
+		"If-Match not a num": {clusterFor(a), "latest", 400},
+		"If-Match negative":  {clusterFor(a), "-3", 400},
+	} {
+		if code, body := putConfig(t, admin, tc.body, tc.ifMatch); code != tc.code {
+			t.Fatalf("%s: %d %s, want %d", name, code, body, tc.code)
+		}
+	}
 	code, body = get(t, "http://"+admin+"/v1/config?consistent=true")
 	var doc ConfigDoc
 	if code != 200 || json.Unmarshal([]byte(body), &doc) != nil || doc.Version != 2 || !strings.Contains(doc.Content, b) {

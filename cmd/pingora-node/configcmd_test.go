@@ -80,3 +80,27 @@ func TestConfigCommands(t *testing.T) {
 		return run([]string{"status", "--admin", admin}, &out, &errb) == 0 && strings.Contains(out.String(), "raft      Leader, leader up")
 	})
 }
+
+// TestConfigCommandBadInput: wrong usage answers with the usage and exit
+// code 2, a missing file or an unreachable node with a reason and 1.
+func TestConfigCommandBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"config"}, 2, "usage:"},
+		{[]string{"config", "frobnicate"}, 2, "usage:"},
+		{[]string{"config", "apply"}, 2, "usage:"},
+		{[]string{"config", "rollback", "latest"}, 2, "VERSION must be a number"},
+		{[]string{"config", "apply", "-f", "/nonexistent/new.yaml"}, 1, "no such file"},
+		{[]string{"config", "get", "--admin", "127.0.0.1:1"}, 1, "node unreachable"},
+		{[]string{"members", "--admin", "127.0.0.1:1"}, 1, "unreachable"},
+		{[]string{"peer", "disable", "web"}, 2, "want UPSTREAM and ADDR"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(tc.args, &out, &errb); code != tc.code || !strings.Contains(errb.String(), tc.msg) {
+			t.Errorf("%v: exit %d %q, want %d and %q", tc.args, code, errb.String(), tc.code, tc.msg)
+		}
+	}
+}

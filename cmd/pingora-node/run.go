@@ -132,7 +132,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pingora-node: upgrades disabled:", err)
 	}
 	if f.pidFile != "" {
-		if err := os.WriteFile(f.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		if err := writePidFile(f.pidFile); err != nil {
 			fmt.Fprintln(stderr, "pingora-node: pid file:", err)
 		}
 		defer removePidFile(f.pidFile)
@@ -144,6 +144,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 func envInt(name string) int {
 	v, _ := strconv.Atoi(os.Getenv(name))
 	return v
+}
+
+// writePidFile replaces the pid file atomically: during an upgrade the old
+// process and tools read it while the successor rewrites it, and must
+// never see it empty.
+func writePidFile(path string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // removePidFile removes the pid file unless a successor rewrote it.
