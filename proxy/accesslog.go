@@ -12,8 +12,7 @@ func (s *Server[C]) observe(sess *Session, err error) {
 		sess.BytesIn = sess.body.n
 	}
 	total := time.Since(sess.Start)
-	s.metrics.requests.WithLabelValues(sess.Route, methodLabel(sess.Req.Method), codeClass(sess.Status)).Inc()
-	s.metrics.duration.WithLabelValues(sess.Route).Observe(total.Seconds())
+	s.metrics.observeRequest(sess.Route, sess.Req.Method, sess.Status, total.Seconds())
 	if s.cfg.AccessLog == nil {
 		return
 	}

@@ -71,3 +71,83 @@ func readRawResponse(br *bufio.Reader) error {
 	}
 	return err
 }
+
+// BenchmarkBuildUpstreamRequest measures the header copy of one request:
+// end-to-end fields of a typical browser request copied, hop-by-hop ones
+// dropped, X-Forwarded-* and Via appended.
+func BenchmarkBuildUpstreamRequest(b *testing.B) {
+	req := &RequestHeader{Method: "GET", URI: "/assets/app.js?v=3", Host: "www.example.com", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{
+			"User-Agent":      {"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"},
+			"Accept":          {"*/*"},
+			"Accept-Language": {"en-US,en;q=0.9"},
+			"Accept-Encoding": {"gzip, deflate, br"},
+			"Referer":         {"https://www.example.com/"},
+			"Cookie":          {"session=0123456789abcdef; theme=dark"},
+			"Connection":      {"keep-alive"},
+			"Keep-Alive":      {"timeout=5"},
+			"Sec-Fetch-Mode":  {"no-cors"},
+			"Sec-Fetch-Site":  {"same-origin"},
+		}}
+	sess := &Session{Req: req, ClientIP: "192.0.2.10"}
+	var dst RequestHeader
+	b.ReportAllocs()
+	for b.Loop() {
+		buildUpstreamRequest(sess, &dst, "https", "1.1 pingora-go", "")
+	}
+	if len(dst.Header) != 12 {
+		b.Fatalf("%d fields: %v", len(dst.Header), dst.Header)
+	}
+}
+
+// BenchmarkStripHopByHop measures cleaning a typical response head.
+func BenchmarkStripHopByHop(b *testing.B) {
+	src := http.Header{
+		"Content-Type":   {"text/html; charset=utf-8"},
+		"Content-Length": {"5120"},
+		"Cache-Control":  {"max-age=60"},
+		"Date":           {"Sun, 29 Nov 2026 03:00:00 GMT"},
+		"Etag":           {`"abc123"`},
+		"Server":         {"origin"},
+		"Connection":     {"keep-alive"},
+		"Keep-Alive":     {"timeout=5"},
+	}
+	h := make(http.Header, len(src))
+	b.ReportAllocs()
+	for b.Loop() {
+		for k, v := range src {
+			h[k] = v
+		}
+		stripHopByHop(h)
+	}
+	if len(h) != 6 {
+		b.Fatalf("%d fields left", len(h))
+	}
+}
+
+// BenchmarkProxyH2C measures one proxied request from an HTTP/2 client
+// (prior knowledge, one connection, parallel streams) through the proxy to
+// an HTTP/1.1 origin. The client's own cost is included.
+func BenchmarkProxyH2C(b *testing.B) {
+	origin := startRawOrigin(b, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"+string(make([]byte, 100)))
+	p := startProxy(b, routerFor(b, &Peer{Addr: origin}), Config{}, ListenerConfig{Name: "http", H2C: true})
+	c := h2cClient()
+	url := "http://" + p.addr + "/small"
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := c.Get(url)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}

@@ -58,32 +58,58 @@ func (d *dialer) dial(ctx context.Context, peer *Peer, t UpstreamTimeouts, alpn 
 	return tc, nil
 }
 
-// deadlines refreshes a connection's deadlines lazily: only when less than
-// three quarters of the timeout remain, so a busy stream costs a clock read
-// per I/O call rather than a timer update. A stalled peer is cut off after
-// between 3/4 and all of the timeout.
+// clockBase anchors the engine's monotonic clock readings: monoNow costs
+// one clock read where time.Now costs two (wall and monotonic), and the
+// hot path reads the clock several times per request.
+var clockBase = time.Now()
+
+// monoNow is the time since clockBase.
+func monoNow() time.Duration { return time.Since(clockBase) }
+
+// deadlines sets a connection's deadlines lazily: a refresh moves the
+// deadline only when it is more than a slack (an eighth of the timeout, at
+// most a second) short of the timeout from now, or later than that, so a
+// busy connection costs a clock read per I/O call rather than a timer
+// update. A stalled peer is cut off after between the timeout less the
+// slack and the whole timeout. Deadlines are kept as monoNow readings;
+// 0 means none.
 type deadlines struct {
-	read, write time.Time
+	read, write time.Duration
+}
+
+// due reports whether a deadline at cur needs moving to now+timeout.
+func due(cur, now, timeout time.Duration) bool {
+	want := now + timeout
+	return cur == 0 || cur > want || cur < want-min(timeout/8, time.Second)
 }
 
 func (d *deadlines) refreshRead(nc net.Conn, timeout time.Duration) {
-	now := time.Now()
-	if d.read.Sub(now) < timeout*3/4 {
-		d.read = now.Add(timeout)
-		nc.SetReadDeadline(d.read)
+	d.refreshReadAt(nc, monoNow(), timeout)
+}
+
+func (d *deadlines) refreshReadAt(nc net.Conn, now, timeout time.Duration) {
+	if due(d.read, now, timeout) {
+		d.read = now + timeout
+		nc.SetReadDeadline(clockBase.Add(d.read))
 	}
 }
 
 func (d *deadlines) refreshWrite(nc net.Conn, timeout time.Duration) {
-	now := time.Now()
-	if d.write.Sub(now) < timeout*3/4 {
-		d.write = now.Add(timeout)
-		nc.SetWriteDeadline(d.write)
+	now := monoNow()
+	if due(d.write, now, timeout) {
+		d.write = now + timeout
+		nc.SetWriteDeadline(clockBase.Add(d.write))
 	}
 }
 
 // setRead sets an exact read deadline (t zero clears it).
 func (d *deadlines) setRead(nc net.Conn, t time.Time) {
-	d.read = t
+	d.read = 0
+	if !t.IsZero() {
+		d.read = max(t.Sub(clockBase), 1)
+	}
 	nc.SetReadDeadline(t)
 }
+
+// readPassed reports whether the read deadline is set and passed at now.
+func (d *deadlines) readPassed(now time.Duration) bool { return d.read != 0 && d.read <= now }

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -29,10 +31,13 @@ type h1Downstream struct {
 	cancelConn context.CancelCauseFunc
 	watchTimer *time.Timer
 	watchMu    sync.Mutex
-	watchState int      // watchIdle, watchArmed, watchRunning; guarded by watchMu
-	watchSess  *Session // guarded by watchMu
-	watchWG    sync.WaitGroup
-	watchStop  atomic.Bool
+	watchState int       // watchIdle, watchArmed, watchRunning; guarded by watchMu
+	watchSess  *Session  // guarded by watchMu
+	watchSince time.Time // the watched request's start; guarded by watchMu
+	// watchTimerSet: the timer is pending; guarded by watchMu
+	watchTimerSet bool
+	watchWG       sync.WaitGroup
+	watchStop     atomic.Bool
 
 	// response state, reset per request
 	headSent  bool
@@ -54,6 +59,11 @@ func (s *Server[C]) serveH1(c *clientConn) {
 	d.hb = h1.NewBody(d.reader)
 	d.in = h1BodyReader{d: d}
 	sess := &Session{ClientIP: c.clientIP, TLS: c.tls, Listener: c.lc.Name}
+	d.req.Header, sess.upReq.Header = getHeader(), getHeader()
+	defer func() {
+		putHeader(d.req.Header)
+		putHeader(sess.upReq.Header)
+	}()
 	baseCtx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	d.cancelConn = cancel
@@ -68,21 +78,26 @@ func (s *Server[C]) serveH1(c *clientConn) {
 			return
 		}
 		first = false
-		d.dl.setRead(c.nc, time.Now().Add(d.cfg.HeaderTimeout))
+		// A head already whole in the buffer needs no header timeout
+		// (most requests); the deadline left from waiting is harmless
+		// while the request runs: a body read or the watch sets its own.
+		if !headBuffered(c.br) {
+			d.dl.setRead(c.nc, time.Now().Add(d.cfg.HeaderTimeout))
+		}
 		err := d.reader.ReadRequest(&d.req)
 		if err != nil {
 			s.rejectH1(d, sess, err)
 			return
 		}
-		d.dl.setRead(c.nc, time.Time{})
+		now := time.Now()
 		d.startRequest(sess, baseCtx)
 		// Bodiless requests are watched for a client that leaves (a
 		// tunnel reads the client itself).
 		watched := !d.hb.HasBody() && len(d.req.Header["Upgrade"]) == 0 && d.req.Method != http.MethodConnect
 		if watched {
-			d.startWatch(sess)
+			d.startWatch(sess, now)
 		}
-		s.handle(sess)
+		s.handle(sess, now)
 		if watched {
 			d.stopWatch()
 		}
@@ -92,22 +107,43 @@ func (s *Server[C]) serveH1(c *clientConn) {
 	}
 }
 
+// headerPool holds the header maps of finished HTTP/1.1 connections (the
+// request's and its upstream copy), each sized for a typical request: a new
+// connection per request otherwise grows two maps from nothing.
+var headerPool = sync.Pool{New: func() any { return make(http.Header, 24) }}
+
+func getHeader() http.Header { return headerPool.Get().(http.Header) }
+
+func putHeader(h http.Header) {
+	if h == nil || len(h) > 64 { // an unusually large map is left to the GC
+		return
+	}
+	clear(h)
+	headerPool.Put(h)
+}
+
 // waitRequest waits for the first byte of the next request. It reports
 // false when the connection should close: the client closed it, the idle
 // timeout passed, or the server is draining and the linger passed.
 func (d *h1Downstream) waitRequest(first bool) bool {
 	c := d.c
 	c.state.Store(connIdle)
-	wait := d.cfg.KeepAliveTimeout
-	if first {
-		wait = d.cfg.HeaderTimeout
+	now := monoNow()
+	dd := c.drainDeadline()
+	if first || !dd.IsZero() {
+		wait := d.cfg.KeepAliveTimeout
+		if first {
+			wait = d.cfg.HeaderTimeout
+		}
+		deadline := clockBase.Add(now + wait)
+		if !dd.IsZero() && dd.Before(deadline) {
+			deadline = dd
+		}
+		d.dl.setRead(c.nc, deadline)
+	} else {
+		d.dl.refreshReadAt(c.nc, now, d.cfg.KeepAliveTimeout)
 	}
-	deadline := time.Now().Add(wait)
-	if dd := c.drainDeadline(); !dd.IsZero() && dd.Before(deadline) {
-		deadline = dd
-	}
-	d.dl.setRead(c.nc, deadline)
-	if dd := c.drainDeadline(); !dd.IsZero() && dd.Before(deadline) {
+	if dd := c.drainDeadline(); !dd.IsZero() && dd.Sub(clockBase) < d.dl.read {
 		d.dl.setRead(c.nc, dd) // shutdown began while we set the deadline
 	}
 	if _, err := c.br.Peek(1); err != nil {
@@ -116,6 +152,18 @@ func (d *h1Downstream) waitRequest(first bool) bool {
 	c.state.Store(connActive)
 	return true
 }
+
+// headBuffered reports whether br holds a whole request head.
+func headBuffered(br *bufio.Reader) bool {
+	n := br.Buffered()
+	if n < 4 {
+		return false
+	}
+	b, _ := br.Peek(n)
+	return bytes.Contains(b, crlfcrlf)
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
 
 // rejectH1 answers a request whose head could not be read, then the
 // connection closes. A client that closed or timed out between requests
@@ -351,25 +399,39 @@ const (
 // HTTP/1.1 upstream read is cut. Once the request has run for
 // clientWatchDelay, a goroutine peeks at the connection, consuming
 // nothing: a pipelined request that arrives instead simply ends the
-// watch. The timer is made once per connection and rearmed per request.
-func (d *h1Downstream) startWatch(sess *Session) {
+// watch. The timer is made once per connection and is not reset per
+// request: when it fires early for the current request it rearms itself
+// for the rest of the delay, so a busy connection pays one timer
+// operation per clientWatchDelay, not two per request.
+func (d *h1Downstream) startWatch(sess *Session, now time.Time) {
 	d.watchStop.Store(false)
 	d.watchMu.Lock()
-	d.watchSess, d.watchState = sess, watchArmed
-	d.watchMu.Unlock()
+	defer d.watchMu.Unlock()
+	d.watchSess, d.watchState, d.watchSince = sess, watchArmed, now
 	if d.watchTimer == nil {
 		d.watchTimer = time.AfterFunc(clientWatchDelay, d.beginWatch)
+		d.watchTimerSet = true
 		return
 	}
-	d.watchTimer.Reset(clientWatchDelay)
+	if !d.watchTimerSet {
+		d.watchTimer.Reset(clientWatchDelay)
+		d.watchTimerSet = true
+	}
 }
 
-// beginWatch runs on the timer: the request is still running.
+// beginWatch runs on the timer: it starts the watch if the current
+// request has run for clientWatchDelay, or rearms for the rest.
 func (d *h1Downstream) beginWatch() {
 	d.watchMu.Lock()
 	defer d.watchMu.Unlock()
+	d.watchTimerSet = false
 	if d.watchState != watchArmed {
-		return // the request ended first
+		return // no request, or its watch already runs
+	}
+	if left := clientWatchDelay - time.Since(d.watchSince); left > 0 {
+		d.watchTimer.Reset(left)
+		d.watchTimerSet = true
+		return
 	}
 	d.watchState = watchRunning
 	d.watchWG.Add(1) // under the lock stopWatch reads the state with
@@ -378,6 +440,13 @@ func (d *h1Downstream) beginWatch() {
 
 func (d *h1Downstream) watch(sess *Session) {
 	defer d.watchWG.Done()
+	// The deadline left from waiting for the request must not end the
+	// watch; stopWatch sets a past one after raising watchStop, so either
+	// this sees the flag or the Peek sees that deadline.
+	d.c.nc.SetReadDeadline(time.Time{})
+	if d.watchStop.Load() {
+		return
+	}
 	if _, err := d.c.br.Peek(1); err == nil || d.watchStop.Load() || isTimeout(err) {
 		return
 	}
@@ -392,8 +461,7 @@ func (d *h1Downstream) stopWatch() {
 	d.watchState = watchIdle
 	d.watchMu.Unlock()
 	if !running {
-		d.watchTimer.Stop() // a late firing finds the state idle and does nothing
-		return
+		return // the timer, if set, finds the state idle or a newer request
 	}
 	d.watchStop.Store(true)
 	d.c.nc.SetReadDeadline(time.Unix(1, 0)) // wakes the Peek

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http2"
 )
@@ -57,7 +58,7 @@ func (h *h2Handler[C]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sess.ClientIP, sess.TLS, sess.Listener = h.c.clientIP, h.c.tls, h.c.lc.Name
 	d.flusher, _ = w.(http.Flusher)
 	sess.reset(r.Context(), &d.rh, d)
-	h.s.handle(sess)
+	h.s.handle(sess, time.Now())
 	if d.aborted {
 		panic(http.ErrAbortHandler) // resets the stream; the http2 server recovers it
 	}

@@ -25,10 +25,10 @@ var (
 	_ exchange = (*h2Exchange)(nil)
 )
 
-// handle runs one request through the phases. It is the only entry point
-// for both protocols.
-func (s *Server[C]) handle(sess *Session) {
-	sess.Start = time.Now()
+// handle runs one request through the phases; start is when its head was
+// read. It is the only entry point for both protocols.
+func (s *Server[C]) handle(sess *Session, start time.Time) {
+	sess.Start = start
 	sess.MaxBodyBytes = s.cfg.Downstream.MaxBodyBytes
 	sess.MaxRetries = s.cfg.Retries
 	ctx := s.app.NewCtx()
@@ -167,6 +167,10 @@ func finishAttempt(sess *Session, err error) {
 	}
 	sess.attempt = attemptTrack{}
 	t.rec.State().InFlight.Add(-1)
+	if err == nil { // the common case, without errors.As's allocation
+		t.rec.ObserveProxy(true, "", t.passive)
+		return
+	}
 	var pe *Error
 	failed := errors.As(err, &pe) && pe.Source == Upstream
 	msg := ""

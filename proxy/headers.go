@@ -69,11 +69,13 @@ func buildUpstreamRequest(s *Session, dst *RequestHeader, scheme, via string, up
 	if httpguts.HeaderValuesContainsToken(src.Header["Te"], "trailers") {
 		h["Te"] = teTrailers
 	}
-	appendField(h, "X-Forwarded-For", s.ClientIP)
-	appendField(h, "X-Forwarded-Proto", scheme)
-	appendField(h, "X-Forwarded-Host", src.Host)
+	// A field the client did not send takes its value slice from the
+	// session, reused request after request, rather than a new one.
+	appendFieldIn(h, "X-Forwarded-For", s.ClientIP, &s.fwdVals[0])
+	appendFieldIn(h, "X-Forwarded-Proto", scheme, &s.fwdVals[1])
+	appendFieldIn(h, "X-Forwarded-Host", src.Host, &s.fwdVals[2])
 	if via != "" {
-		appendField(h, "Via", via)
+		appendFieldIn(h, "Via", via, &s.fwdVals[3])
 	}
 	if upgrade != "" {
 		h["Connection"] = connUpgrade
@@ -98,6 +100,16 @@ func appendField(h http.Header, k, v string) {
 	default:
 		h[k] = []string{strings.Join(old, ", ") + ", " + v}
 	}
+}
+
+// appendFieldIn is appendField storing a new field's value in *slot.
+func appendFieldIn(h http.Header, k, v string, slot *[1]string) {
+	if len(h[k]) == 0 {
+		slot[0] = v
+		h[k] = slot[:]
+		return
+	}
+	appendField(h, k, v)
 }
 
 // viaValue is the Via field value for a proxy named name.

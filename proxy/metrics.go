@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -21,6 +23,47 @@ type metrics struct {
 	poolEvictions   prometheus.Counter
 	connLimitWaits  prometheus.Counter
 	tunnels         prometheus.Gauge
+
+	// Resolved children, so the per-request path does not hash label
+	// values: connsCreated/connsReused, and per route the request counters
+	// by method and status class and the duration histogram.
+	connsCreated, connsReused prometheus.Counter
+	routes                    sync.Map // route name -> *routeMetrics
+}
+
+// routeMetrics holds one route's resolved metric children. A counter is
+// resolved the first time its (method, class) pair is seen.
+type routeMetrics struct {
+	duration prometheus.Observer
+	requests [len(methodLabels)][len(classLabels)]atomic.Pointer[prometheus.Counter]
+}
+
+var (
+	methodLabels = [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER"}
+	classLabels  = [...]string{"none", "1xx", "2xx", "3xx", "4xx", "5xx"}
+)
+
+// observeRequest counts one finished request and its duration.
+func (m *metrics) observeRequest(route, method string, code int, seconds float64) {
+	rm := m.route(route)
+	mi, ci := methodIndex(method), classIndex(code)
+	slot := &rm.requests[mi][ci]
+	c := slot.Load()
+	if c == nil {
+		cc := m.requests.WithLabelValues(route, methodLabels[mi], classLabels[ci])
+		c = &cc
+		slot.Store(c)
+	}
+	(*c).Inc()
+	rm.duration.Observe(seconds)
+}
+
+func (m *metrics) route(name string) *routeMetrics {
+	if v, ok := m.routes.Load(name); ok {
+		return v.(*routeMetrics)
+	}
+	v, _ := m.routes.LoadOrStore(name, &routeMetrics{duration: m.duration.WithLabelValues(name)})
+	return v.(*routeMetrics)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -70,6 +113,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	created := m.upstreamConns.WithLabelValues("created")
 	reused := m.upstreamConns.WithLabelValues("reused")
+	m.connsCreated, m.connsReused = created, reused
 	m.reuseRatio = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pingora_upstream_connection_reuse_ratio",
 		Help: "Share of upstream requests sent on a reused connection (Pingora's headline figure).",
@@ -99,28 +143,36 @@ func counterValue(c prometheus.Counter) float64 {
 	return d.Counter.GetValue()
 }
 
-// codeClass returns "2xx" and the like.
-func codeClass(code int) string {
-	switch {
-	case code >= 500:
-		return "5xx"
-	case code >= 400:
-		return "4xx"
-	case code >= 300:
-		return "3xx"
-	case code >= 200:
-		return "2xx"
-	case code >= 100:
-		return "1xx"
+// classIndex returns the index in classLabels of code's class ("2xx"...).
+func classIndex(code int) int {
+	if code < 100 || code > 599 {
+		return 0
 	}
-	return "none"
+	return code / 100
 }
 
-// methodLabel bounds the method label to the standard methods.
-func methodLabel(m string) string {
+// methodIndex bounds the method label to the standard methods: its index
+// in methodLabels, OTHER for the rest.
+func methodIndex(m string) int {
 	switch m {
-	case "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE":
-		return m
+	case "GET":
+		return 0
+	case "HEAD":
+		return 1
+	case "POST":
+		return 2
+	case "PUT":
+		return 3
+	case "DELETE":
+		return 4
+	case "PATCH":
+		return 5
+	case "OPTIONS":
+		return 6
+	case "CONNECT":
+		return 7
+	case "TRACE":
+		return 8
 	}
-	return "OTHER"
+	return len(methodLabels) - 1
 }

@@ -25,9 +25,16 @@ func newPool(cfg PoolConfig, m *metrics) *pool {
 	return p
 }
 
-// get returns an idle connection for key that is still open, or nil.
-func (p *pool) get(key string) *upConn {
-	now := time.Now()
+// peekAfter is how long a connection may sit idle before get checks, with
+// a non-blocking peek (one syscall), that the upstream has not closed it.
+// A connection used more recently is taken as is when the request can be
+// sent again should it turn out closed (see h1RoundTrip).
+const peekAfter = time.Second
+
+// get returns an idle connection for key that is still open, or nil. With
+// check, every connection is peeked at, however recently used.
+func (p *pool) get(key string, check bool) *upConn {
+	now := monoNow()
 	for {
 		p.mu.Lock()
 		list := p.idle[key]
@@ -39,7 +46,8 @@ func (p *pool) get(key string) *upConn {
 		list[len(list)-1] = nil
 		p.idle[key] = list[:len(list)-1]
 		p.mu.Unlock()
-		if now.Sub(c.idleSince) < p.cfg.IdleTimeout && c.alive() {
+		idle := now - c.idleSince
+		if idle < p.cfg.IdleTimeout && (idle < peekAfter && !check || c.aliveAt(now)) {
 			return c
 		}
 		p.metrics.poolEvictions.Inc()
@@ -49,7 +57,7 @@ func (p *pool) get(key string) *upConn {
 
 // put returns c to the pool, or closes it when the pool for its key is full.
 func (p *pool) put(c *upConn) {
-	c.idleSince = time.Now()
+	c.idleSince = monoNow()
 	p.start.Do(func() { go p.run() })
 	p.mu.Lock()
 	if p.closed {
@@ -94,7 +102,7 @@ func (p *pool) reap(now time.Time) {
 	for k, list := range p.idle {
 		keep := list[:0]
 		for _, c := range list {
-			if now.Sub(c.idleSince) >= p.cfg.IdleTimeout {
+			if now.Sub(clockBase)-c.idleSince >= p.cfg.IdleTimeout {
 				dead = append(dead, c)
 			} else {
 				keep = append(keep, c)

@@ -198,6 +198,7 @@ func (s *Server[C]) serveConn(c *clientConn) {
 		if !errors.Is(err, io.EOF) {
 			s.errLog.Debug("client handshake failed", "listener", c.lc.Name, "client", c.clientIP, "err", err)
 		}
+		c.releaseBuffers()
 		return
 	}
 	if proto == "h2" {
@@ -206,6 +207,7 @@ func (s *Server[C]) serveConn(c *clientConn) {
 		return
 	}
 	s.serveH1(c)
+	c.releaseBuffers()
 }
 
 func (s *Server[C]) trackConn(c *clientConn) bool {

@@ -106,6 +106,7 @@ type Session struct {
 	// head, cut by abortUpstream when the client leaves.
 	upWait    atomic.Pointer[upConn]
 	upReq     RequestHeader
+	fwdVals   [4][1]string // backing for the forwarding fields of upReq (see buildUpstreamRequest)
 	upResp    ResponseHeader
 	body      *reqBody
 	match     routeMatch

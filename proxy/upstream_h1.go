@@ -25,7 +25,7 @@ type upConn struct {
 	body      *h1.Body
 	resp      h1.Response
 	dl        deadlines
-	idleSince time.Time
+	idleSince time.Duration // monoNow when pooled
 }
 
 func newUpConn(nc net.Conn, key string) *upConn {
@@ -44,7 +44,17 @@ func newUpConn(nc net.Conn, key string) *upConn {
 	return c
 }
 
-func (c *upConn) alive() bool { return c.rc == nil || peekAlive(c.rc) }
+// aliveAt peeks at an idle connection. A read deadline left from its last
+// exchange that has passed would fail the peek itself: it is cleared first.
+func (c *upConn) aliveAt(now time.Duration) bool {
+	if c.rc == nil {
+		return true
+	}
+	if c.dl.readPassed(now) {
+		c.dl.setRead(c.nc, time.Time{})
+	}
+	return peekAlive(c.rc)
+}
 
 // h1Exchange is one request/response on an upConn.
 type h1Exchange struct {
@@ -59,33 +69,58 @@ type h1Exchange struct {
 
 // h1RoundTrip sends req (and body) to peer over a pooled or new connection
 // and reads the response head into out.
+//
+// A pooled connection the upstream closed while it sat idle fails at once:
+// the write is refused or the read sees the close before any response byte.
+// Such a request is sent again on a new connection, once, without spending
+// the retry budget, when that is safe: the method is idempotent and the
+// body can be replayed (Go's Transport and nginx do the same). Requests that
+// could not be sent again only get a pooled connection after a peek at it.
 func (s *Server[C]) h1RoundTrip(sess *Session, peer *Peer, req *RequestHeader, body *reqBody, out *ResponseHeader) (*h1Exchange, error) {
 	t := peer.Timeouts.withDefaults(s.cfg.Upstream)
 	key := peer.poolKey()
-	c := s.pool.get(key)
-	sess.ConnReused, sess.ConnectTime = c != nil, 0
-	if c == nil {
-		start := time.Now()
-		nc, err := s.dialer.dial(sess.ctx, peer, t, "http/1.1")
-		if err != nil {
+	resend := idempotent(req.Method) && body.complete()
+	c := s.pool.get(key, !resend)
+	for {
+		reused := c != nil
+		sess.ConnReused, sess.ConnectTime = reused, 0
+		if c == nil {
+			start := time.Now()
+			nc, err := s.dialer.dial(sess.ctx, peer, t, "http/1.1")
+			if err != nil {
+				return nil, err
+			}
+			sess.ConnectTime = time.Since(start)
+			c = newUpConn(nc, key)
+			s.metrics.connsCreated.Inc()
+		} else {
+			s.metrics.connsReused.Inc()
+		}
+		ex := &h1Exchange{srv: s.pool, c: c, t: t}
+		err := ex.send(sess, req, body)
+		if err == nil {
+			err = ex.readHead(sess, req.Method, out)
+		}
+		if err == nil {
+			return ex, nil
+		}
+		closedIdle := reused && resend && c.br.Buffered() == 0 && closedBeforeResponse(err)
+		ex.release(false)
+		if !closedIdle || sess.ctx.Err() != nil || !body.rewind() {
 			return nil, err
 		}
-		sess.ConnectTime = time.Since(start)
-		c = newUpConn(nc, key)
-		s.metrics.upstreamConns.WithLabelValues("created").Inc()
-	} else {
-		s.metrics.upstreamConns.WithLabelValues("reused").Inc()
+		c = nil
 	}
-	ex := &h1Exchange{srv: s.pool, c: c, t: t}
-	if err := ex.send(sess, req, body); err != nil {
-		ex.release(false)
-		return nil, err
+}
+
+// closedBeforeResponse reports whether err is a connection closed or reset
+// by the upstream with no response byte read.
+func closedBeforeResponse(err error) bool {
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Kind != KindConnectionClosed || pe.Source != Upstream {
+		return false
 	}
-	if err := ex.readHead(sess, req.Method, out); err != nil {
-		ex.release(false)
-		return nil, err
-	}
-	return ex, nil
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // send writes the request head, and the body inline when it is already in
@@ -187,7 +222,7 @@ func writeBody(c *upConn, t UpstreamTimeouts, body *reqBody, chunked bool, ds do
 // than 101.
 func (ex *h1Exchange) readHead(sess *Session, method string, out *ResponseHeader) error {
 	c := ex.c
-	c.dl.setRead(c.nc, time.Now().Add(ex.t.ResponseHeader))
+	c.dl.refreshRead(c.nc, ex.t.ResponseHeader)
 	// A client that goes away while the upstream thinks ends the wait:
 	// the connection is cut (it never returns to the pool).
 	sess.upWait.Store(c)
@@ -281,8 +316,7 @@ func (ex *h1Exchange) release(ok bool) {
 		}
 	}
 	if ok && ex.wErr == nil && c.body.Done() && !c.resp.Close && c.br.Buffered() == 0 {
-		c.dl.setRead(c.nc, time.Time{})
-		ex.srv.put(c)
+		ex.srv.put(c) // its read deadline stays: the pool handles it (see get)
 		return
 	}
 	c.nc.Close()

@@ -55,7 +55,7 @@ func (u *h2Upstream) transport(peer *Peer) *http2.Transport {
 			start := time.Now()
 			nc, err := u.dialer.dial(ctx, p, p.Timeouts.withDefaults(u.cfg.Upstream), "h2")
 			if err == nil {
-				u.dialer.metrics.upstreamConns.WithLabelValues("created").Inc()
+				u.dialer.metrics.connsCreated.Inc()
 				if m, ok := ctx.Value(dialMarkKey{}).(*dialMark); ok {
 					m.dialed, m.connect = true, time.Since(start)
 				}
@@ -131,7 +131,7 @@ func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 		return nil, h2Error(err, context.Cause(ctx))
 	}
 	if !mark.dialed {
-		s.metrics.upstreamConns.WithLabelValues("reused").Inc()
+		s.metrics.connsReused.Inc()
 	}
 	ex.res = res
 	ex.ctx = ctx

@@ -28,8 +28,13 @@ func WriteResponseHead(w *bufio.Writer, minor, status int, h http.Header) {
 	} else {
 		w.WriteString("HTTP/1.1 ")
 	}
-	var tmp [8]byte
-	w.Write(strconv.AppendInt(tmp[:0], int64(status), 10))
+	if status >= 100 && status <= 999 { // always, from this package's callers
+		w.WriteByte(byte('0' + status/100))
+		w.WriteByte(byte('0' + status/10%10))
+		w.WriteByte(byte('0' + status%10))
+	} else {
+		w.WriteString(strconv.Itoa(status))
+	}
 	w.WriteByte(' ')
 	w.WriteString(http.StatusText(status))
 	w.WriteString("\r\n")
