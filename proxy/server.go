@@ -41,6 +41,7 @@ type Server[C any] struct {
 	errLog  *slog.Logger
 
 	h2srv   *http2.Server
+	workers workerPool   // runs HTTP/2 streams (see h2workers.go)
 	h2shut  *http.Server // carries http2's graceful-shutdown hook
 	connSem chan struct{}
 
@@ -334,6 +335,7 @@ func (s *Server[C]) finish() {
 		close(s.closed)
 		s.pool.close()
 		s.h2up.close()
+		s.workers.close()
 	})
 }
 
