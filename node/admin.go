@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"strings"
 	"time"
@@ -113,6 +114,12 @@ func (n *Node) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/upstreams/{upstream}/peers/{addr}/{action}", n.adminWrite(n.setPeer))
 	n.registerConfigAPI(mux)
+	// Go profiles (CPU, heap, allocations, goroutines, mutex), guarded like
+	// writes: a profile reveals internals and costs CPU while it runs.
+	mux.HandleFunc("GET /debug/pprof/", n.adminWrite(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/profile", n.adminWrite(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/trace", n.adminWrite(pprof.Trace))
+	mux.HandleFunc("GET /debug/pprof/symbol", n.adminWrite(pprof.Symbol))
 	return mux
 }
 

@@ -280,6 +280,22 @@ func TestAdminTokenRequired(t *testing.T) {
 	if code, _ := get(t, "http://"+n.AdminAddr()+"/status"); code != 200 {
 		t.Fatal("reads must not need the token")
 	}
+	// Profiles are guarded like writes.
+	prof := "http://" + n.AdminAddr() + "/debug/pprof/heap?debug=1"
+	if code, _ := get(t, prof); code != 401 {
+		t.Errorf("profile without the token: %d, want 401", code)
+	}
+	req, _ := http.NewRequest("GET", prof, nil)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "heap profile") {
+		t.Errorf("profile with the token: %d %.80q", resp.StatusCode, body)
+	}
 }
 
 // TestHealthOptionsFromClusterFile: the cluster file's health_check block
