@@ -110,6 +110,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pingora-node:", err)
 		return 2
 	}
+	tuneGC(os.Getenv, cgroupMemoryMax)
 	opts := node.Options{Version: buildVersion(), AccessLog: stdout}
 	if f.upgrade {
 		in, err := handoff.Request(cfg.UpgradeSocketPath(), 10*time.Second)
