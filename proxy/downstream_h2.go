@@ -40,13 +40,7 @@ type h2Handler[C any] struct {
 
 var sessionPool = sync.Pool{New: func() any { return new(h2Downstream) }}
 
-// ServeHTTP runs the stream on one of the server's workers (see
-// workerPool).
 func (h *h2Handler[C]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.s.workers.run(func() { h.serve(w, r) })
-}
-
-func (h *h2Handler[C]) serve(w http.ResponseWriter, r *http.Request) {
 	d := sessionPool.Get().(*h2Downstream)
 	defer func() {
 		*d = h2Downstream{sess: d.sess}

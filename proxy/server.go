@@ -41,7 +41,6 @@ type Server[C any] struct {
 	errLog  *slog.Logger
 
 	h2srv   *http2.Server
-	workers workerPool   // runs HTTP/2 streams (see h2workers.go)
 	h2shut  *http.Server // carries http2's graceful-shutdown hook
 	connSem chan struct{}
 
@@ -335,7 +334,6 @@ func (s *Server[C]) finish() {
 		close(s.closed)
 		s.pool.close()
 		s.h2up.close()
-		s.workers.close()
 	})
 }
 
