@@ -72,6 +72,13 @@ type DownstreamConfig struct {
 	// shutdown began, so a request already on the wire is answered with
 	// "Connection: close" instead of meeting a closed socket (default 1s).
 	DrainLinger time.Duration
+	// LingerTimeout bounds a lingering close (nginx's lingering_close): when
+	// a response ends a connection while the client may still be sending (a
+	// request body left unread, a rejected head), the proxy shuts its write
+	// side and reads and discards what still arrives for up to this long, so
+	// the client's kernel does not meet a reset that destroys the response
+	// before the client has read it (default 5s).
+	LingerTimeout time.Duration
 }
 
 // UpstreamTimeouts bound each step of talking to an upstream peer.
@@ -111,6 +118,7 @@ func DefaultConfig() Config {
 			MaxConns:             16384,
 			MaxConcurrentStreams: 250,
 			DrainLinger:          time.Second,
+			LingerTimeout:        5 * time.Second,
 			TunnelIdleTimeout:    time.Hour,
 		},
 		Upstream: DefaultUpstreamTimeouts(),
@@ -139,6 +147,7 @@ func (c Config) withDefaults() Config {
 	setDur(&cd.ReadIdleTimeout, dd.ReadIdleTimeout)
 	setDur(&cd.WriteIdleTimeout, dd.WriteIdleTimeout)
 	setDur(&cd.DrainLinger, dd.DrainLinger)
+	setDur(&cd.LingerTimeout, dd.LingerTimeout)
 	setDur(&cd.TunnelIdleTimeout, dd.TunnelIdleTimeout)
 	setInt(&cd.MaxHeaderBytes, dd.MaxHeaderBytes)
 	setInt(&cd.MaxHeaders, dd.MaxHeaders)
@@ -191,6 +200,7 @@ func (c Config) Validate() error {
 		{"Downstream.ReadIdleTimeout", c.Downstream.ReadIdleTimeout},
 		{"Downstream.WriteIdleTimeout", c.Downstream.WriteIdleTimeout},
 		{"Downstream.DrainLinger", c.Downstream.DrainLinger},
+		{"Downstream.LingerTimeout", c.Downstream.LingerTimeout},
 		{"Downstream.TunnelIdleTimeout", c.Downstream.TunnelIdleTimeout},
 		{"Pool.IdleTimeout", c.Pool.IdleTimeout},
 	}

@@ -47,6 +47,10 @@ type h1Downstream struct {
 	written   int64
 	keepAlive bool
 	broken    bool // the connection must close: framing is unknown
+
+	// linger: the connection closes while the client may still be sending;
+	// close it with lingerClose
+	linger bool
 }
 
 // serveH1 is the HTTP/1.1 connection loop.
@@ -87,6 +91,9 @@ func (s *Server[C]) serveH1(c *clientConn) {
 		err := d.reader.ReadRequest(&d.req)
 		if err != nil {
 			s.rejectH1(d, sess, err)
+			if d.linger {
+				d.lingerClose()
+			}
 			return
 		}
 		now := time.Now()
@@ -102,6 +109,9 @@ func (s *Server[C]) serveH1(c *clientConn) {
 			d.stopWatch()
 		}
 		if !d.endRequest() {
+			if d.linger {
+				d.lingerClose()
+			}
 			return
 		}
 	}
@@ -185,6 +195,9 @@ func (s *Server[C]) rejectH1(d *h1Downstream, sess *Session, err error) {
 	perr := &Error{Kind: KindInvalidRequest, Source: Downstream, Status: code, Err: err}
 	sess.Start = time.Now()
 	s.writeError(sess, code)
+	// The rest of a head too large or malformed may still be on its way;
+	// a client that timed out is not waited for.
+	d.linger = code != http.StatusRequestTimeout
 	s.observe(sess, perr)
 	if p := s.ph.logging; p != nil {
 		p.Logging(sess, s.app.NewCtx(), perr)
@@ -226,19 +239,59 @@ func (d *h1Downstream) endRequest() bool {
 	// A drain that began after the head went out does not end the
 	// connection here: the client may already have sent its next request,
 	// which the drain linger answers with "Connection: close".
-	if !d.keepAlive || d.broken {
+	if d.broken {
+		return false
+	}
+	if !d.keepAlive {
+		// Unread body bytes, or a request pipelined behind this one, would
+		// make the kernel answer our close with a reset.
+		d.linger = !d.hb.Done() || c.br.Buffered() > 0
 		return false
 	}
 	if d.hb.Done() {
 		return true
 	}
+	d.linger = true
 	if d.req.ExpectContinue && !d.in.started {
 		return false // the client waits for 100 Continue and never sent the body
 	}
 	const maxDrain = 256 << 10
 	d.dl.setRead(c.nc, time.Now().Add(d.cfg.ReadIdleTimeout))
 	n, err := io.Copy(io.Discard, io.LimitReader(d.hb, maxDrain))
-	return err == nil && n < maxDrain && d.hb.Done()
+	d.linger = !(err == nil && n < maxDrain && d.hb.Done())
+	return !d.linger
+}
+
+// lingerClose shuts the write side of a connection whose client may still
+// be sending, then reads and discards until the client closes its side,
+// LingerTimeout passes, or the read side fails. Closing at once would make
+// the kernel answer the client's next bytes with a reset, and a reset can
+// destroy the response before the client reads it. It is bounded in time
+// whatever the client does, and shorter while the server drains.
+func (d *h1Downstream) lingerClose() {
+	c := d.c
+	if c.bw.Buffered() > 0 {
+		if err := c.bw.Flush(); err != nil {
+			return
+		}
+	}
+	linger := d.cfg.LingerTimeout
+	if c.draining.Load() {
+		linger = min(linger, d.cfg.DrainLinger)
+	}
+	if linger <= 0 {
+		return
+	}
+	closeWrite(c.nc)
+	d.dl.setRead(c.nc, time.Now().Add(linger))
+	c.br.Discard(c.br.Buffered())
+	// Read through the connection's buffer: its 4 KiB is enough, and
+	// discarding allocates nothing.
+	for {
+		if _, err := c.br.Discard(c.br.Size()); err != nil {
+			return
+		}
+	}
 }
 
 func (d *h1Downstream) body(limit int64) (io.Reader, bool) {

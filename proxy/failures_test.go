@@ -271,3 +271,94 @@ func TestPipelinedRequestNotLost(t *testing.T) {
 		}
 	}
 }
+
+// TestEarlyResponseLingers: a response that ends the connection while the
+// client is still sending (its upstream died mid-body, its head was too
+// large) reaches the client whole, and the client's remaining bytes are
+// taken, not answered with a reset (lingering close).
+func TestEarlyResponseLingers(t *testing.T) {
+	dying := rawPeer(t, func(c net.Conn) {
+		buf := make([]byte, 64<<10)
+		io.ReadFull(c, buf) // take part of the body, then die
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	})
+	app := routerWith(t, UpstreamConfig{Peers: []*Peer{{Addr: dying}}})
+	p := startProxy(t, app, Config{}, ListenerConfig{Name: "http"})
+	const rest = 4 << 20
+	for _, tc := range []struct {
+		name string
+		head string
+		want int
+	}{
+		{"upstream died mid-body", fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", rest), 502},
+		{"head too large", "GET / HTTP/1.1\r\nHost: a\r\nX-Big: ", 431},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			wrote := make(chan error, 1)
+			go func() {
+				_, err := io.WriteString(c, tc.head)
+				if err == nil {
+					_, err = c.Write(make([]byte, rest))
+				}
+				c.(*net.TCPConn).CloseWrite()
+				wrote <- err
+			}()
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("response lost: %v", err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("response body lost: %v", err)
+			}
+			if resp.StatusCode != tc.want || !resp.Close {
+				t.Fatalf("got %d close=%v %q, want %d with Connection: close", resp.StatusCode, resp.Close, body, tc.want)
+			}
+			if err := <-wrote; err != nil {
+				t.Fatalf("the client's remaining bytes met a reset: %v", err)
+			}
+		})
+	}
+}
+
+// TestLingerBounded: a client that keeps sending after its response is cut
+// off after Downstream.LingerTimeout.
+func TestLingerBounded(t *testing.T) {
+	app := routerWith(t, UpstreamConfig{Peers: []*Peer{namedOrigin(t, "a", nil)}})
+	p := startProxy(t, app, Config{Downstream: DownstreamConfig{LingerTimeout: 100 * time.Millisecond}}, ListenerConfig{Name: "http"})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nX-Big: "+strings.Repeat("x", 70<<10)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 431 {
+		t.Fatalf("got %v %v, want 431", resp, err)
+	}
+	io.ReadAll(resp.Body)
+	// Keep sending, never closing: the proxy must end the linger itself,
+	// after which a write meets its reset.
+	give := time.Now().Add(10 * time.Second)
+	for time.Now().Before(give) {
+		if _, err := c.Write([]byte("x")); err != nil {
+			return
+		}
+		// Paced by the proxy's side: EOF (write side shut) or a short
+		// read timeout.
+		c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		br.ReadByte()
+	}
+	t.Fatal("the proxy lingered past LingerTimeout")
+}
