@@ -285,7 +285,9 @@ func TestEarlyResponseLingers(t *testing.T) {
 	})
 	app := routerWith(t, UpstreamConfig{Peers: []*Peer{{Addr: dying}}})
 	p := startProxy(t, app, Config{}, ListenerConfig{Name: "http"})
-	const rest = 4 << 20
+	// More than loopback's socket buffers can hold, so that the proxy
+	// cannot have taken the whole body before its upstream died.
+	const rest = 32 << 20
 	for _, tc := range []struct {
 		name string
 		head string
