@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pingora-go/pingora-go/proxy/h2"
 )
 
 // clientConn is one accepted client connection.
@@ -26,7 +28,7 @@ type clientConn struct {
 	drainMu  sync.Mutex
 	drainAt  time.Time // zero until shutdown starts
 	draining atomic.Bool
-	h2       atomic.Pointer[h2Conn] // set when handed to the HTTP/2 server
+	h2       atomic.Pointer[h2.Conn] // set when handed to the HTTP/2 server
 }
 
 const (
@@ -151,19 +153,4 @@ func (c *clientConn) startDrain(at time.Time) {
 	if c.state.Load() == connIdle {
 		c.raw.SetReadDeadline(at) // under TLS too: the deadline lives on the socket
 	}
-}
-
-// prefixConn replays bytes already read into a bufio.Reader before reading
-// the connection itself: the HTTP/2 server must see the preface we sniffed.
-type prefixConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (p *prefixConn) Read(b []byte) (int, error) {
-	if p.r != nil && p.r.Buffered() > 0 {
-		return p.r.Read(b)
-	}
-	p.r = nil
-	return p.Conn.Read(b)
 }

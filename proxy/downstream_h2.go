@@ -1,7 +1,7 @@
 package proxy
 
 import (
-	"context"
+	"bufio"
 	"errors"
 	"io"
 	"net/http"
@@ -9,28 +9,38 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/net/http2"
+	"github.com/pingora-go/pingora-go/proxy/h2"
 )
 
-// serveH2 hands the connection to the HTTP/2 server; each stream becomes a
-// request through handle.
+// serveH2 runs the connection on the HTTP/2 server in proxy/h2; each
+// stream becomes a request through handle. Shutdown drains it with the
+// two-phase GOAWAY (h2.Conn.Shutdown).
 func (s *Server[C]) serveH2(c *clientConn) {
-	nc := c.nc
-	if c.br != nil && c.br.Buffered() > 0 {
-		nc = &prefixConn{Conn: c.nc, r: c.br} // the sniffed preface
-	}
-	nc, g := newH2Conn(nc)
-	defer g.finish()
-	c.h2.Store(g)
-	if c.draining.Load() { // Shutdown may have looked before the Store
-		g.startGoAway()
+	if c.br == nil { // TLS with ALPN h2: nothing was read yet
+		c.br = readerPool.Get().(*bufio.Reader)
+		c.br.Reset(c.nc)
 	}
 	h := &h2Handler[C]{s: s, c: c}
-	s.h2srv.ServeConn(nc, &http2.ServeConnOpts{
-		Context:    context.Background(),
-		Handler:    h,
-		BaseConfig: s.h2shut,
-	})
+	conn := h2.NewConn(c.nc, c.br, s.h2cfg, h.serve)
+	c.h2.Store(conn)
+	if c.draining.Load() { // Shutdown may have looked before the Store
+		conn.Shutdown()
+	}
+	conn.Serve()
+}
+
+// h2Config maps the downstream limits onto the HTTP/2 server's.
+func h2Config(d DownstreamConfig) h2.Config {
+	return h2.Config{
+		MaxConcurrentStreams: d.MaxConcurrentStreams,
+		MaxHeaderListSize:    uint32(d.MaxHeaderBytes),
+		MaxHeaders:           d.MaxHeaders,
+		PrefaceTimeout:       d.HeaderTimeout,
+		IdleTimeout:          d.KeepAliveTimeout,
+		WriteTimeout:         d.WriteIdleTimeout,
+		ReadTimeout:          d.ReadIdleTimeout,
+		DrainWait:            min(time.Second, d.DrainLinger),
+	}
 }
 
 type h2Handler[C any] struct {
@@ -40,56 +50,61 @@ type h2Handler[C any] struct {
 
 var sessionPool = sync.Pool{New: func() any { return new(h2Downstream) }}
 
-func (h *h2Handler[C]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *h2Handler[C]) serve(st *h2.Stream) {
 	d := sessionPool.Get().(*h2Downstream)
 	defer func() {
-		*d = h2Downstream{sess: d.sess}
+		clear(d.hdr)
+		*d = h2Downstream{sess: d.sess, hdr: d.hdr}
 		sessionPool.Put(d)
 	}()
-	d.w, d.r = w, r
-	d.rh = RequestHeader{Method: r.Method, URI: r.RequestURI, Host: r.Host, Header: r.Header, ProtoMajor: 2}
-	if len(r.Trailer) > 0 { // the http2 server moved the Trailer field into r.Trailer
-		r.Header["Trailer"] = []string{trailerKeys(r.Trailer)}
+	d.st = st
+	uri := st.Path
+	if st.Method == http.MethodConnect {
+		uri = st.Authority
 	}
+	d.rh = RequestHeader{Method: st.Method, URI: uri, Host: st.Authority, Header: st.Header, ProtoMajor: 2}
 	if d.sess == nil {
 		d.sess = &Session{}
 	}
 	sess := d.sess
 	sess.ClientIP, sess.TLS, sess.Listener = h.c.clientIP, h.c.tls, h.c.lc.Name
-	d.flusher, _ = w.(http.Flusher)
-	sess.reset(r.Context(), &d.rh, d)
+	sess.reset(st.Context(), &d.rh, d)
+	// A client that resets the stream ends an upstream wait at once.
+	st.OnReset(sess.abortUpstream)
 	h.s.handle(sess, time.Now())
-	if d.aborted {
-		panic(http.ErrAbortHandler) // resets the stream; the http2 server recovers it
-	}
 }
 
 // h2Downstream is the client side of one HTTP/2 stream.
 type h2Downstream struct {
 	sess     *Session
-	w        http.ResponseWriter
-	r        *http.Request
+	st       *h2.Stream
 	rh       RequestHeader
 	headSent bool
-	aborted  bool
 	in       io.Reader
-	flusher  http.Flusher
+	// hdr is the response head handed to the stream, which encodes it
+	// lazily: a copy, as the upstream's map may go back to its pool
+	// first. Kept across requests by sessionPool.
+	hdr http.Header
 }
 
 func (d *h2Downstream) body(limit int64) (io.Reader, bool) {
-	has := d.r.ContentLength != 0
 	if d.in == nil {
-		d.in = d.r.Body
+		d.in = d.st
 		if limit > 0 {
-			d.in = &limitReader{r: d.r.Body, n: limit}
+			d.in = &limitReader{r: d.st, n: limit}
 		}
 	}
-	return d.in, has
+	return d.in, d.st.HasBody()
 }
 
-func (d *h2Downstream) contentLength() int64 { return d.r.ContentLength }
+func (d *h2Downstream) contentLength() int64 {
+	if !d.st.HasBody() {
+		return 0
+	}
+	return d.st.ContentLength
+}
 
-func (d *h2Downstream) trailer() http.Header { return d.r.Trailer }
+func (d *h2Downstream) trailer() http.Header { return d.st.Trailer() }
 
 func (d *h2Downstream) upgrade() string { return "" }
 
@@ -98,47 +113,33 @@ func (d *h2Downstream) started() bool { return d.headSent }
 func (d *h2Downstream) errorCloses(int) bool { return false }
 
 func (d *h2Downstream) writeHead(resp *ResponseHeader) error {
-	h := d.w.Header()
+	if d.hdr == nil {
+		d.hdr = make(http.Header, len(resp.Header))
+	}
+	h := d.hdr
 	for k, v := range resp.Header {
 		h[k] = v
 	}
-	if v := h["Content-Length"]; len(v) == 1 {
-		if _, err := strconv.ParseUint(v[0], 10, 63); err != nil {
+	if v := h["Content-Length"]; len(v) > 0 {
+		if _, err := strconv.ParseUint(v[0], 10, 63); err != nil || len(v) > 1 {
 			delete(h, "Content-Length")
 		}
 	}
-	d.w.WriteHeader(resp.Status)
 	d.headSent = true
-	return nil
+	return d.st.WriteHead(resp.Status, h)
 }
 
-func (d *h2Downstream) write(p []byte) error {
-	_, err := d.w.Write(p)
-	return err
-}
+func (d *h2Downstream) write(p []byte) error { return d.st.Write(p) }
 
-func (d *h2Downstream) flush() error {
-	if d.flusher != nil {
-		d.flusher.Flush()
-	}
-	return nil
-}
+func (d *h2Downstream) flush() error { return d.st.Flush() }
 
-func (d *h2Downstream) finish(trailer http.Header) error {
-	if len(trailer) > 0 {
-		h := d.w.Header()
-		for k, v := range trailer {
-			h[http.TrailerPrefix+k] = v
-		}
-	}
-	return nil
-}
+func (d *h2Downstream) finish(trailer http.Header) error { return d.st.Finish(trailer) }
 
 // abort resets the stream: the client sees the response end in error
 // rather than a truncated body that looks complete.
 func (d *h2Downstream) abort() {
 	if d.headSent {
-		d.aborted = true
+		d.st.Reset()
 	}
 }
 

@@ -3,16 +3,14 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/http2"
+	"github.com/pingora-go/pingora-go/proxy/h2"
 )
 
 // ListenerConfig describes how a listener's connections are served.
@@ -40,8 +38,7 @@ type Server[C any] struct {
 	metrics *metrics
 	errLog  *slog.Logger
 
-	h2srv   *http2.Server
-	h2shut  *http.Server // carries http2's graceful-shutdown hook
+	h2cfg   h2.Config
 	connSem chan struct{}
 
 	mu        sync.Mutex
@@ -84,16 +81,7 @@ func New[C any](app App[C], cfg Config) (*Server[C], error) {
 	s.dialer = newDialer(s.metrics)
 	s.pool = newPool(cfg.Pool, s.metrics)
 	s.h2up = newH2Upstream(s.dialer, cfg)
-	s.h2srv = &http2.Server{
-		MaxConcurrentStreams: cfg.Downstream.MaxConcurrentStreams,
-		IdleTimeout:          cfg.Downstream.KeepAliveTimeout,
-		ReadIdleTimeout:      cfg.Downstream.KeepAliveTimeout,
-		PingTimeout:          15 * time.Second,
-	}
-	s.h2shut = &http.Server{}
-	if err := http2.ConfigureServer(s.h2shut, s.h2srv); err != nil {
-		return nil, fmt.Errorf("proxy: configure http2: %w", err)
-	}
+	s.h2cfg = h2Config(cfg.Downstream)
 	return s, nil
 }
 
@@ -238,7 +226,7 @@ func (s *Server[C]) untrackConn(c *clientConn) {
 func (s *Server[C]) Draining() bool { return s.draining.Load() }
 
 // Shutdown stops the server gracefully: listeners close at once, HTTP/2
-// clients get a two-phase GOAWAY (see goAwayFirst), idle keep-alive
+// clients get a two-phase GOAWAY (h2.Conn.Shutdown), idle keep-alive
 // connections close after Downstream.DrainLinger, and requests in flight finish (their HTTP/1.1
 // responses carry "Connection: close"). It returns when the last connection
 // ended, or with ctx's error after closing the rest abruptly.
@@ -250,16 +238,13 @@ func (s *Server[C]) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	linger := time.Now().Add(s.cfg.Downstream.DrainLinger)
-	var h2 []*h2Conn
 	for c := range s.conns {
 		c.startDrain(linger)
-		if g := c.h2.Load(); g != nil {
-			h2 = append(h2, g)
+		if h := c.h2.Load(); h != nil {
+			h.Shutdown()
 		}
 	}
 	s.mu.Unlock()
-	s.goAwayFirst(ctx, h2)
-	s.h2shut.Shutdown(context.Background()) // the final GOAWAY to every HTTP/2 connection
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -275,36 +260,6 @@ func (s *Server[C]) Shutdown(ctx context.Context) error {
 	}
 	s.finish()
 	return err
-}
-
-// goAwayFirst runs the first phase of the HTTP/2 two-phase GOAWAY
-// (RFC 9113 §6.8): every connection gets GOAWAY(2^31-1) and a PING, and it
-// waits until each client acknowledged its PING, so that x/net's final
-// GOAWAY names every stream the client sent. The wait is bounded by
-// min(1s, Downstream.DrainLinger) and ctx; a client that is slower keeps
-// the old single-phase behaviour.
-func (s *Server[C]) goAwayFirst(ctx context.Context, conns []*h2Conn) {
-	if len(conns) == 0 {
-		return
-	}
-	for _, g := range conns {
-		g.startGoAway()
-	}
-	wait := goAwayMaxRTT
-	if l := s.cfg.Downstream.DrainLinger; l > 0 {
-		wait = min(wait, l)
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for _, g := range conns {
-		select {
-		case <-g.acked():
-		case <-t.C:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
 }
 
 // Close closes every listener and connection at once.

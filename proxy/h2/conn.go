@@ -1,0 +1,707 @@
+// Package h2 is the server side of HTTP/2 (RFC 9113) for the proxy's
+// client connections, on x/net's Framer and HPACK codec.
+//
+// It exists for cost, not features: x/net's server runs each stream's
+// writes through a channel to its connection goroutine and starts a
+// goroutine for every frame larger than its 4 KiB buffer. Here a stream's
+// goroutine writes its own frames into the connection's buffer under a
+// mutex, and the last writer of a burst flushes (group commit), so a small
+// response costs one lock, one syscall and no goroutine switch beyond the
+// stream's own.
+//
+// One goroutine per connection reads frames and keeps the state machine;
+// one goroutine per stream runs the Handler. Flow control is enforced both
+// ways; a stream's request body is buffered up to its window.
+package h2
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// Config tunes a connection. Zero fields take the defaults.
+type Config struct {
+	// MaxConcurrentStreams is advertised and enforced; streams over it are
+	// refused with REFUSED_STREAM (default 250).
+	MaxConcurrentStreams uint32
+	// MaxHeaderListSize caps a request's decoded header block, as RFC 9113
+	// counts it (default 64 KiB).
+	MaxHeaderListSize uint32
+	// MaxHeaders caps the number of request header fields (default 128).
+	MaxHeaders int
+	// StreamWindow is the receive window of each stream, the most request
+	// body buffered per stream (default 1 MiB).
+	StreamWindow int32
+	// ConnWindow is the connection's receive window, the most request
+	// body buffered over all its streams (default 1 MiB).
+	ConnWindow int32
+	// PrefaceTimeout bounds reading the client's preface (default 10s).
+	PrefaceTimeout time.Duration
+	// IdleTimeout closes a connection with no open stream for this long,
+	// with GOAWAY (default 60s).
+	IdleTimeout time.Duration
+	// WriteTimeout bounds a write that makes no progress: a client that
+	// stops reading, or a stream whose flow-control window stays shut
+	// (default 60s).
+	WriteTimeout time.Duration
+	// ReadTimeout bounds a request body read that makes no progress
+	// (default 60s).
+	ReadTimeout time.Duration
+	// DrainWait bounds a drain's wait for the client's PING ACK, after
+	// which the last stream is fixed anyway (default 1s).
+	DrainWait time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = 250
+	}
+	if c.MaxHeaderListSize == 0 {
+		c.MaxHeaderListSize = 64 << 10
+	}
+	if c.MaxHeaders == 0 {
+		c.MaxHeaders = 128
+	}
+	if c.StreamWindow <= 0 {
+		c.StreamWindow = 1 << 20
+	}
+	if c.ConnWindow <= 0 {
+		c.ConnWindow = 1 << 20
+	}
+	setDur := func(d *time.Duration, def time.Duration) {
+		if *d <= 0 {
+			*d = def
+		}
+	}
+	setDur(&c.PrefaceTimeout, 10*time.Second)
+	setDur(&c.IdleTimeout, 60*time.Second)
+	setDur(&c.WriteTimeout, 60*time.Second)
+	setDur(&c.ReadTimeout, 60*time.Second)
+	setDur(&c.DrainWait, time.Second)
+}
+
+// Handler runs one stream: it reads the request from the Stream and
+// writes the response to it. The stream is ended when the handler
+// returns: reset if the response did not finish.
+type Handler func(*Stream)
+
+const (
+	initialWindow   = 65535 // RFC 9113 §6.9.2
+	defaultMaxFrame = 16384 // RFC 9113 §4.2
+	maxWindow       = 1<<31 - 1
+	writeBufSize    = 32 << 10
+	recentResets    = 32 // stream ids we reset whose late frames are ignored
+)
+
+// Conn is one HTTP/2 server connection.
+type Conn struct {
+	cfg     Config
+	nc      net.Conn
+	r       io.Reader
+	handler Handler
+	fr      *http2.Framer
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+
+	// write side, guarded by wmu
+	wmu         sync.Mutex
+	bw          *bufio.Writer
+	henc        *hpack.Encoder
+	hbuf        bytes.Buffer
+	flushWanted bool
+	werr        error     // sticky: the first write failure
+	wdl         time.Time // the write deadline in force
+	wwait       atomic.Int32
+
+	// connection state, guarded by mu
+	mu           sync.Mutex
+	streams      map[uint32]*Stream
+	maxClientID  uint32
+	sendWin      int64 // connection send window
+	peerInitWin  int32
+	peerMaxFrame uint32
+	recvWin      int32 // connection receive window left to the client
+	recvUnacked  int32 // body bytes consumed, not yet returned by WINDOW_UPDATE
+	running      int   // handlers running
+	lastIdle     time.Time
+	closing      bool   // the connection is being torn down
+	drain        int    // 0, drainPinged (first GOAWAY sent), drainFinal (last id fixed)
+	lastStreamID uint32 // with drainFinal: streams above it are refused
+	peerGoneAway bool
+	resetIDs     [recentResets]uint32
+	resetNext    int
+	idleTimer    *time.Timer
+	drainTimer   *time.Timer
+
+	handlers sync.WaitGroup
+}
+
+const (
+	drainPinged = 1
+	drainFinal  = 2
+)
+
+// NewConn prepares a server connection on nc. r reads the connection (it
+// may hold bytes already read, the preface among them); it should be
+// buffered, as the Framer reads a frame's header and payload separately.
+// With r nil, nc is read through a new buffer.
+func NewConn(nc net.Conn, r io.Reader, cfg Config, h Handler) *Conn {
+	cfg.setDefaults()
+	c := &Conn{
+		cfg:          cfg,
+		nc:           nc,
+		handler:      h,
+		streams:      make(map[uint32]*Stream),
+		sendWin:      initialWindow,
+		peerInitWin:  initialWindow,
+		peerMaxFrame: defaultMaxFrame,
+		recvWin:      initialWindow,
+	}
+	if r == nil {
+		r = bufio.NewReaderSize(nc, 16<<10)
+	}
+	c.r = r
+	c.bw = bufio.NewWriterSize(nc, writeBufSize)
+	c.fr = http2.NewFramer(c.bw, r)
+	c.fr.SetReuseFrames()
+	c.fr.MaxHeaderListSize = cfg.MaxHeaderListSize
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.fr.SetMaxReadFrameSize(defaultMaxFrame)
+	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.ctx, c.cancel = context.WithCancelCause(context.Background())
+	return c
+}
+
+var clientPreface = []byte(http2.ClientPreface)
+
+// errConnClosed is what a stream sees once its connection is gone.
+var errConnClosed = errors.New("h2: connection closed")
+
+// Serve runs the connection until it ends: the client leaves, a protocol
+// error, the idle timeout, or the end of a drain. It returns after every
+// handler returned.
+func (c *Conn) Serve() error {
+	err := c.serve()
+	c.teardown(err)
+	c.handlers.Wait()
+	return err
+}
+
+func (c *Conn) serve() error {
+	c.lockWrite()
+	c.fr.WriteSettings(
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: c.cfg.MaxConcurrentStreams},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(c.cfg.StreamWindow)},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: c.cfg.MaxHeaderListSize},
+	)
+	if d := c.cfg.ConnWindow - initialWindow; d > 0 {
+		c.fr.WriteWindowUpdate(0, uint32(d))
+	}
+	c.flushWanted = true
+	c.unlockWrite()
+	c.recvWin = c.cfg.ConnWindow
+
+	c.nc.SetReadDeadline(time.Now().Add(c.cfg.PrefaceTimeout))
+	var pre [len(http2.ClientPreface)]byte
+	if _, err := io.ReadFull(c.r, pre[:]); err != nil {
+		return err
+	}
+	if !bytes.Equal(pre[:], clientPreface) {
+		c.goAway(http2.ErrCodeProtocol, "invalid connection preface")
+		return errors.New("h2: invalid connection preface")
+	}
+	c.nc.SetReadDeadline(time.Time{})
+	c.mu.Lock()
+	c.lastIdle = time.Now()
+	c.idleTimer = time.AfterFunc(c.cfg.IdleTimeout, c.onIdle)
+	c.mu.Unlock()
+
+	for {
+		f, err := c.fr.ReadFrame()
+		if err == nil {
+			err = c.process(f)
+		}
+		if err == nil {
+			continue
+		}
+		var se http2.StreamError
+		if errors.As(err, &se) {
+			c.streamError(se)
+			continue
+		}
+		var ce http2.ConnectionError
+		if errors.As(err, &ce) {
+			detail := ""
+			if d := c.fr.ErrorDetail(); d != nil {
+				detail = d.Error()
+			}
+			c.goAway(http2.ErrCode(ce), detail)
+			return err
+		}
+		if errors.Is(err, http2.ErrFrameTooLarge) {
+			c.goAway(http2.ErrCodeFrameSize, "frame too large")
+			return err
+		}
+		return err // the connection failed or the client left
+	}
+}
+
+// process handles one frame on the reader goroutine.
+func (c *Conn) process(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		return c.processHeaders(f)
+	case *http2.DataFrame:
+		return c.processData(f)
+	case *http2.SettingsFrame:
+		return c.processSettings(f)
+	case *http2.WindowUpdateFrame:
+		return c.processWindowUpdate(f)
+	case *http2.PingFrame:
+		if f.IsAck() {
+			if f.Data == drainPing {
+				c.finalGoAway()
+			}
+			return nil
+		}
+		c.lockWrite()
+		c.fr.WritePing(true, f.Data)
+		c.flushWanted = true
+		c.unlockWrite()
+		return nil
+	case *http2.RSTStreamFrame:
+		c.mu.Lock()
+		if f.StreamID > c.maxClientID {
+			c.mu.Unlock()
+			return http2.ConnectionError(http2.ErrCodeProtocol) // idle stream
+		}
+		st := c.streams[f.StreamID]
+		if st != nil {
+			c.removeLocked(st)
+		}
+		c.mu.Unlock()
+		if st != nil {
+			st.fail(fmt.Errorf("h2: stream reset by the client (%v)", f.ErrCode), true)
+		}
+		return nil
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			return http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeProtocol, Cause: errors.New("stream depends on itself")}
+		}
+		return nil
+	case *http2.GoAwayFrame:
+		c.mu.Lock()
+		c.peerGoneAway = true
+		done := len(c.streams) == 0 && c.running == 0
+		c.mu.Unlock()
+		if done {
+			return io.EOF
+		}
+		return nil
+	case *http2.PushPromiseFrame:
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	return nil // unknown frame types are ignored (RFC 9113 §5.5)
+}
+
+func (c *Conn) processSettings(f *http2.SettingsFrame) error {
+	if f.IsAck() {
+		return nil
+	}
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		switch s.ID {
+		case http2.SettingInitialWindowSize:
+			c.mu.Lock()
+			delta := int64(s.Val) - int64(c.peerInitWin)
+			c.peerInitWin = int32(s.Val)
+			for _, st := range c.streams {
+				st.sendWin += delta
+				if st.sendWin > maxWindow {
+					c.mu.Unlock()
+					return http2.ConnectionError(http2.ErrCodeFlowControl)
+				}
+				st.wakeWriter()
+			}
+			c.mu.Unlock()
+		case http2.SettingMaxFrameSize:
+			c.mu.Lock()
+			c.peerMaxFrame = s.Val
+			c.mu.Unlock()
+		case http2.SettingHeaderTableSize:
+			c.lockWrite()
+			c.henc.SetMaxDynamicTableSize(s.Val)
+			c.wmu.Unlock()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.lockWrite()
+	c.fr.WriteSettingsAck()
+	c.flushWanted = true
+	c.unlockWrite()
+	return nil
+}
+
+func (c *Conn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
+	inc := int64(f.Increment)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f.StreamID == 0 {
+		if inc == 0 {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		c.sendWin += inc
+		if c.sendWin > maxWindow {
+			return http2.ConnectionError(http2.ErrCodeFlowControl)
+		}
+		for _, st := range c.streams {
+			st.wakeWriter()
+		}
+		return nil
+	}
+	if f.StreamID > c.maxClientID {
+		return http2.ConnectionError(http2.ErrCodeProtocol) // idle stream
+	}
+	st := c.streams[f.StreamID]
+	if st == nil {
+		return nil // closed: allowed for a while after
+	}
+	if inc == 0 {
+		return http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeProtocol, Cause: errors.New("WINDOW_UPDATE of 0")}
+	}
+	st.sendWin += inc
+	if st.sendWin > maxWindow {
+		return http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeFlowControl, Cause: errors.New("window over 2^31-1")}
+	}
+	st.wakeWriter()
+	return nil
+}
+
+func (c *Conn) processData(f *http2.DataFrame) error {
+	id := f.StreamID
+	flow := int32(f.Length)
+	c.mu.Lock()
+	if flow > c.recvWin {
+		c.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeFlowControl)
+	}
+	c.recvWin -= flow
+	st := c.streams[id]
+	if st == nil || st.recvDone {
+		switch {
+		case id > c.maxClientID:
+			c.mu.Unlock()
+			return http2.ConnectionError(http2.ErrCodeProtocol) // idle stream
+		case st == nil && c.wasResetLocked(id):
+			c.mu.Unlock()
+			c.returnConnFlow(flow) // late frames of a stream we reset
+			return nil
+		}
+		c.mu.Unlock()
+		c.returnConnFlow(flow)
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeStreamClosed, Cause: errors.New("DATA on a closed stream")}
+	}
+	if flow > st.recvWin {
+		c.mu.Unlock()
+		c.returnConnFlow(flow)
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeFlowControl, Cause: errors.New("DATA over the stream's window")}
+	}
+	st.recvWin -= flow
+	data := f.Data()
+	st.received += int64(len(data))
+	if st.contentLength >= 0 && st.received > st.contentLength {
+		c.mu.Unlock()
+		c.returnConnFlow(flow)
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol, Cause: errors.New("DATA beyond content-length")}
+	}
+	end := f.StreamEnded()
+	if end {
+		if st.contentLength >= 0 && st.received != st.contentLength {
+			c.mu.Unlock()
+			c.returnConnFlow(flow)
+			return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol, Cause: errors.New("body shorter than content-length")}
+		}
+		st.recvDone = true
+	}
+	c.mu.Unlock()
+	if pad := flow - int32(len(data)); pad > 0 {
+		st.consumed(int(pad)) // padding counts against the windows; give it back now
+	}
+	st.deliver(data, end)
+	return nil
+}
+
+// returnConnFlow gives back connection window for DATA nobody will read.
+func (c *Conn) returnConnFlow(n int32) {
+	if n == 0 {
+		return
+	}
+	c.mu.Lock()
+	c.recvUnacked += n
+	send := c.connUpdateLocked()
+	c.mu.Unlock()
+	if send > 0 {
+		c.writeWindowUpdates(send, 0, 0)
+	}
+}
+
+// connUpdateLocked returns the connection WINDOW_UPDATE increment due now,
+// if any: consumed bytes are returned once they reach a quarter window.
+func (c *Conn) connUpdateLocked() uint32 {
+	if c.recvUnacked < c.cfg.ConnWindow/4 || c.closing {
+		return 0
+	}
+	n := c.recvUnacked
+	c.recvWin += n
+	c.recvUnacked = 0
+	return uint32(n)
+}
+
+// writeWindowUpdates returns receive window: connInc to the connection,
+// inc to stream id.
+func (c *Conn) writeWindowUpdates(connInc uint32, id uint32, inc uint32) {
+	c.lockWrite()
+	if connInc > 0 {
+		c.fr.WriteWindowUpdate(0, connInc)
+	}
+	if inc > 0 {
+		c.fr.WriteWindowUpdate(id, inc)
+	}
+	c.flushWanted = true
+	c.unlockWrite()
+}
+
+// streamError resets one stream after a stream-level protocol error.
+func (c *Conn) streamError(se http2.StreamError) {
+	c.mu.Lock()
+	if se.StreamID > c.maxClientID && se.StreamID%2 == 1 {
+		c.maxClientID = se.StreamID // the HEADERS that opened it was invalid
+	}
+	st := c.streams[se.StreamID]
+	if st != nil {
+		c.removeLocked(st)
+	}
+	c.noteResetLocked(se.StreamID)
+	c.mu.Unlock()
+	if st != nil {
+		st.fail(fmt.Errorf("h2: stream error: %v", se), true)
+	}
+	c.writeRST(se.StreamID, se.Code)
+}
+
+func (c *Conn) writeRST(id uint32, code http2.ErrCode) {
+	c.lockWrite()
+	c.fr.WriteRSTStream(id, code)
+	c.flushWanted = true
+	c.unlockWrite()
+}
+
+func (c *Conn) noteResetLocked(id uint32) {
+	c.resetIDs[c.resetNext%recentResets] = id
+	c.resetNext++
+}
+
+func (c *Conn) wasResetLocked(id uint32) bool {
+	for _, r := range c.resetIDs {
+		if r == id {
+			return true
+		}
+	}
+	return false
+}
+
+// removeLocked takes an open stream out of the map: it no longer counts
+// against the concurrency limit. Its handler may still run.
+func (c *Conn) removeLocked(st *Stream) {
+	if c.streams[st.id] != st {
+		return
+	}
+	delete(c.streams, st.id)
+	if len(c.streams) == 0 {
+		c.lastIdle = time.Now()
+	}
+}
+
+// goAway ends the connection after a connection error.
+func (c *Conn) goAway(code http2.ErrCode, debug string) {
+	c.mu.Lock()
+	last := c.maxClientID
+	c.closing = true
+	c.mu.Unlock()
+	c.lockWrite()
+	c.fr.WriteGoAway(last, code, []byte(debug))
+	c.flushWanted = true
+	c.unlockWrite()
+}
+
+// drainPing is the payload of the PING that follows a drain's first GOAWAY:
+// random per process so it does not collide with a client's own PINGs.
+var drainPing = func() (d [8]byte) {
+	binary.BigEndian.PutUint64(d[:], rand.Uint64())
+	return d
+}()
+
+// Shutdown drains the connection (RFC 9113 §6.8, two phases): a GOAWAY
+// that still admits every stream, and a PING. When the PING's ACK arrives
+// (or after a second), every stream the client sent before it saw the
+// GOAWAY has been read; a second GOAWAY fixes the last stream served, and
+// the connection closes once those finish. Safe from any goroutine.
+func (c *Conn) Shutdown() {
+	c.mu.Lock()
+	if c.drain != 0 || c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.drain = drainPinged
+	c.drainTimer = time.AfterFunc(c.cfg.DrainWait, c.finalGoAway)
+	c.mu.Unlock()
+	c.lockWrite()
+	c.fr.WriteGoAway(1<<31-1, http2.ErrCodeNo, nil)
+	c.fr.WritePing(false, drainPing)
+	c.flushWanted = true
+	c.unlockWrite()
+}
+
+// finalGoAway sends the drain's second GOAWAY.
+func (c *Conn) finalGoAway() {
+	c.mu.Lock()
+	if c.drain == drainFinal || c.closing {
+		c.mu.Unlock()
+		return
+	}
+	if c.drainTimer != nil {
+		c.drainTimer.Stop()
+	}
+	c.drain = drainFinal
+	c.lastStreamID = c.maxClientID
+	last := c.lastStreamID
+	c.mu.Unlock()
+	c.lockWrite()
+	c.fr.WriteGoAway(last, http2.ErrCodeNo, nil)
+	c.flushWanted = true
+	c.unlockWrite()
+	c.maybeDone()
+}
+
+// maybeDone ends a drained connection with no stream left: its write side
+// shuts; the reader sees the client close, or times out.
+func (c *Conn) maybeDone() {
+	c.mu.Lock()
+	done := (c.drain == drainFinal || c.peerGoneAway) && len(c.streams) == 0 && c.running == 0 && !c.closing
+	if done {
+		c.closing = true
+	}
+	c.mu.Unlock()
+	if done {
+		c.lockWrite()
+		c.flushLocked()
+		c.wmu.Unlock()
+		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+			c.nc.SetReadDeadline(time.Now().Add(c.cfg.DrainWait))
+		} else {
+			c.nc.Close()
+		}
+	}
+}
+
+// onIdle drains a connection that had no stream for IdleTimeout.
+func (c *Conn) onIdle() {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	idle := len(c.streams) == 0 && c.running == 0
+	wait := c.cfg.IdleTimeout
+	if idle {
+		wait -= time.Since(c.lastIdle)
+	}
+	if !idle || wait > 0 {
+		c.idleTimer.Reset(max(wait, time.Second))
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.Shutdown()
+}
+
+// teardown ends every stream after the reader stopped.
+func (c *Conn) teardown(err error) {
+	c.mu.Lock()
+	c.closing = true
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
+	}
+	if c.drainTimer != nil {
+		c.drainTimer.Stop()
+	}
+	streams := make([]*Stream, 0, len(c.streams))
+	for _, st := range c.streams {
+		streams = append(streams, st)
+	}
+	clear(c.streams)
+	c.mu.Unlock()
+	c.cancel(errConnClosed)
+	for _, st := range streams {
+		st.fail(errConnClosed, false)
+	}
+	c.lockWrite()
+	c.flushLocked()
+	if c.werr == nil {
+		c.werr = errConnClosed
+	}
+	c.wmu.Unlock()
+}
+
+// unlockWrite releases wmu, flushing first when a flush is wanted and no
+// other writer waits (that one flushes after its own frames).
+func (c *Conn) unlockWrite() {
+	if c.flushWanted && c.wwait.Load() == 0 {
+		c.flushLocked()
+	}
+	c.wmu.Unlock()
+}
+
+// lockWrite takes wmu, counted so the holder knows a writer waits.
+func (c *Conn) lockWrite() {
+	c.wwait.Add(1)
+	c.wmu.Lock()
+	c.wwait.Add(-1)
+}
+
+func (c *Conn) flushLocked() {
+	c.flushWanted = false
+	if c.werr != nil || c.bw.Buffered() == 0 {
+		return
+	}
+	// The deadline moves only when an eighth of the timeout passed: a
+	// deadline per flush would cost a timer update each.
+	now := time.Now()
+	if c.wdl.Sub(now) < c.cfg.WriteTimeout-c.cfg.WriteTimeout/8 {
+		c.wdl = now.Add(c.cfg.WriteTimeout)
+		c.nc.SetWriteDeadline(c.wdl)
+	}
+	if err := c.bw.Flush(); err != nil {
+		c.werr = err
+		c.nc.Close() // the reader ends, and with it every stream
+	}
+}

@@ -1,0 +1,736 @@
+package h2
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net/http"
+	"net/textproto"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// Stream is one request and its response. The request fields are set
+// before the Handler runs and not changed after.
+type Stream struct {
+	c  *Conn
+	id uint32
+
+	// Method, Scheme, Authority and Path are the request's pseudo-header
+	// fields (Authority falls back to the Host field); Header holds the
+	// regular fields in canonical form, without Host.
+	Method, Scheme, Authority, Path string
+	Header                          http.Header
+	// ContentLength is the declared body length, -1 if not declared.
+	ContentLength int64
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	// onReset runs (once) when the stream fails: client reset, connection
+	// gone, protocol error.
+	onReset func()
+
+	// flow control and receive state, guarded by c.mu
+	contentLength int64
+	received      int64
+	recvDone      bool  // END_STREAM received
+	sendWin       int64 // the client's window for this stream's DATA
+	recvWin       int32 // DATA the client may still send
+	recvUnacked   int32 // read by the handler, not yet returned
+	wfail         error // set when the stream failed
+	bodyless      bool  // the HEADERS frame ended the stream
+	wake          chan struct{}
+
+	// request body, guarded by bmu
+	bmu      sync.Mutex
+	buf      []byte
+	off      int
+	eof      bool
+	berr     error
+	trailer  http.Header
+	bodyWake chan struct{}
+
+	// response state, the handler's goroutine only
+	status    int
+	head      http.Header
+	headDue   bool // head recorded, not written yet
+	headSent  bool
+	sendDone  bool
+	noBody    bool
+	expect100 bool // the client waits for 100 Continue before its body
+}
+
+// Context is canceled when the stream fails or ends.
+func (st *Stream) Context() context.Context { return st.ctx }
+
+// ID is the stream identifier.
+func (st *Stream) ID() uint32 { return st.id }
+
+// HasBody reports whether the request carries a body (its HEADERS did not
+// end the stream).
+func (st *Stream) HasBody() bool { return !st.bodyless }
+
+// OnReset sets a function run when the stream fails (client reset,
+// connection gone). Set it before reading or writing.
+func (st *Stream) OnReset(f func()) { st.onReset = f }
+
+// Trailer returns the request trailers, valid after the body's EOF.
+func (st *Stream) Trailer() http.Header {
+	st.bmu.Lock()
+	defer st.bmu.Unlock()
+	return st.trailer
+}
+
+var errReadTimeout = errors.New("h2: request body read timed out")
+var errWriteTimeout = errors.New("h2: flow-control window stayed shut")
+var errStreamDone = errors.New("h2: response already ended")
+
+// Read reads the request body.
+func (st *Stream) Read(p []byte) (int, error) {
+	st.bmu.Lock()
+	for st.off == len(st.buf) {
+		if st.berr != nil {
+			err := st.berr
+			st.bmu.Unlock()
+			return 0, err
+		}
+		if st.eof {
+			st.bmu.Unlock()
+			return 0, io.EOF
+		}
+		st.bmu.Unlock()
+		if st.expect100 {
+			st.expect100 = false
+			if !st.headSent && !st.headDue {
+				st.c.lockWrite()
+				st.c.writeFieldsLocked(st.id, http.StatusContinue, nil, false)
+				st.c.flushWanted = true
+				st.c.unlockWrite()
+			}
+		}
+		t := time.NewTimer(st.c.cfg.ReadTimeout)
+		select {
+		case <-st.bodyWake:
+			t.Stop()
+		case <-t.C:
+			return 0, errReadTimeout
+		}
+		st.bmu.Lock()
+	}
+	n := copy(p, st.buf[st.off:])
+	st.off += n
+	if st.off == len(st.buf) {
+		st.buf, st.off = st.buf[:0], 0
+	}
+	st.bmu.Unlock()
+	st.consumed(n)
+	return n, nil
+}
+
+// deliver appends DATA the reader received.
+func (st *Stream) deliver(data []byte, end bool) {
+	st.bmu.Lock()
+	if st.berr != nil {
+		st.bmu.Unlock()
+		st.c.returnConnFlow(int32(len(data)))
+		return
+	}
+	st.buf = append(st.buf, data...)
+	if end {
+		st.eof = true
+	}
+	st.bmu.Unlock()
+	signal(st.bodyWake)
+}
+
+func (st *Stream) deliverTrailer(h http.Header) {
+	st.bmu.Lock()
+	st.trailer, st.eof = h, true
+	st.bmu.Unlock()
+	signal(st.bodyWake)
+}
+
+// consumed returns n bytes of window once read (or given up).
+func (st *Stream) consumed(n int) {
+	if n <= 0 {
+		return
+	}
+	c := st.c
+	c.mu.Lock()
+	c.recvUnacked += int32(n)
+	connInc := c.connUpdateLocked()
+	var inc uint32
+	if !st.recvDone && st.wfail == nil {
+		st.recvUnacked += int32(n)
+		if st.recvUnacked >= c.cfg.StreamWindow/4 {
+			inc = uint32(st.recvUnacked)
+			st.recvWin += st.recvUnacked
+			st.recvUnacked = 0
+		}
+	}
+	c.mu.Unlock()
+	if connInc > 0 || inc > 0 {
+		c.writeWindowUpdates(connInc, st.id, inc)
+	}
+}
+
+// discardBody drops what the handler left unread, returning its window.
+func (st *Stream) discardBody() {
+	st.bmu.Lock()
+	n := len(st.buf) - st.off
+	st.buf, st.off = nil, 0
+	if st.berr == nil {
+		st.berr = errStreamDone
+	}
+	st.bmu.Unlock()
+	if n > 0 {
+		st.c.returnConnFlow(int32(n))
+	}
+}
+
+// fail ends the stream in error: reads and writes fail, the context is
+// canceled, the reset hook runs.
+func (st *Stream) fail(err error, _ bool) {
+	c := st.c
+	c.mu.Lock()
+	first := st.wfail == nil
+	if first {
+		st.wfail = err
+	}
+	c.mu.Unlock()
+	if !first {
+		return
+	}
+	st.bmu.Lock()
+	if st.berr == nil || st.berr == errStreamDone {
+		st.berr = err
+	}
+	st.bmu.Unlock()
+	signal(st.bodyWake)
+	signal(st.wake)
+	st.cancel(err)
+	if st.onReset != nil {
+		st.onReset()
+	}
+}
+
+func (st *Stream) wakeWriter() { signal(st.wake) }
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// WriteHead records the response status and header fields. They are
+// encoded and sent with the first body bytes, a Flush or Finish (a
+// response without body is one HEADERS frame with END_STREAM, as gRPC's
+// trailers-only responses need), so h must stay unchanged until then.
+func (st *Stream) WriteHead(status int, h http.Header) error {
+	if st.sendDone || st.headSent || st.headDue {
+		return errStreamDone
+	}
+	st.status, st.head, st.headDue = status, h, true
+	st.noBody = st.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified
+	return nil
+}
+
+// HeadSent reports whether the response head was written.
+func (st *Stream) HeadSent() bool { return st.headSent || st.headDue }
+
+func (st *Stream) writeHeadLocked(end bool) {
+	st.headDue, st.headSent = false, true
+	st.c.writeFieldsLocked(st.id, st.status, st.head, end)
+	st.head = nil
+}
+
+// Write sends response body bytes, as flow control allows. The bytes may
+// stay buffered until Flush or Finish.
+func (st *Stream) Write(p []byte) error {
+	if st.sendDone {
+		return errStreamDone
+	}
+	if st.noBody {
+		return nil
+	}
+	c := st.c
+	for len(p) > 0 {
+		n, err := st.reserve(len(p))
+		if err != nil {
+			return err
+		}
+		c.lockWrite()
+		if c.werr != nil {
+			err := c.werr
+			c.unlockWrite()
+			return err
+		}
+		if st.headDue {
+			st.writeHeadLocked(false)
+		}
+		maxFrame := int(c.peerMaxFrameSize())
+		for chunk := p[:n]; len(chunk) > 0; {
+			m := min(len(chunk), maxFrame)
+			c.writeDataLocked(st.id, false, chunk[:m])
+			chunk = chunk[m:]
+		}
+		c.unlockWrite()
+		p = p[n:]
+	}
+	return nil
+}
+
+// Flush sends what the stream wrote so far.
+func (st *Stream) Flush() error {
+	if st.sendDone {
+		return nil
+	}
+	c := st.c
+	c.lockWrite()
+	if st.headDue && c.werr == nil {
+		st.writeHeadLocked(false)
+	}
+	c.flushWanted = true
+	err := c.werr
+	c.unlockWrite()
+	return err
+}
+
+// Finish ends the response, with trailers if any.
+func (st *Stream) Finish(trailer http.Header) error {
+	if st.sendDone {
+		return errStreamDone
+	}
+	c := st.c
+	c.mu.Lock()
+	err := st.wfail
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	c.lockWrite()
+	if err := c.werr; err != nil {
+		c.unlockWrite()
+		return err
+	}
+	switch {
+	case st.headDue && len(trailer) == 0:
+		st.writeHeadLocked(true)
+	case len(trailer) > 0:
+		if st.headDue {
+			st.writeHeadLocked(false)
+		}
+		c.writeFieldsLocked(st.id, 0, trailer, true)
+	default:
+		c.writeDataLocked(st.id, true, nil)
+	}
+	st.sendDone = true
+	c.flushWanted = true
+	c.unlockWrite()
+	return nil
+}
+
+// Reset ends the stream with RST_STREAM(INTERNAL_ERROR): the client sees
+// the response fail rather than end.
+func (st *Stream) Reset() {
+	if st.sendDone {
+		return
+	}
+	st.sendDone = true
+	c := st.c
+	c.mu.Lock()
+	failed := st.wfail != nil // reset by the client, or already by us: no RST again
+	c.removeLocked(st)
+	c.noteResetLocked(st.id)
+	c.mu.Unlock()
+	if failed {
+		return
+	}
+	st.fail(errors.New("h2: stream reset by the server"), false)
+	c.writeRST(st.id, http2.ErrCodeInternal)
+}
+
+// reserve waits until both flow-control windows admit some of want bytes
+// and takes them.
+func (st *Stream) reserve(want int) (int, error) {
+	c := st.c
+	var t *time.Timer
+	for {
+		c.mu.Lock()
+		if err := st.wfail; err != nil {
+			c.mu.Unlock()
+			return 0, err
+		}
+		if c.closing {
+			c.mu.Unlock()
+			return 0, errConnClosed
+		}
+		if st.sendWin > 0 && c.sendWin > 0 {
+			n := min(int64(want), st.sendWin, c.sendWin)
+			st.sendWin -= n
+			c.sendWin -= n
+			c.mu.Unlock()
+			return int(n), nil
+		}
+		c.mu.Unlock()
+		// What was written must reach the client before it can grant
+		// more window.
+		c.lockWrite()
+		c.flushWanted = true
+		c.unlockWrite()
+		if t == nil {
+			t = time.NewTimer(c.cfg.WriteTimeout)
+			defer t.Stop()
+		}
+		select {
+		case <-st.wake:
+		case <-t.C:
+			return 0, errWriteTimeout
+		}
+	}
+}
+
+func (c *Conn) peerMaxFrameSize() uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peerMaxFrame
+}
+
+// writeDataLocked writes one DATA frame straight into the buffer (the
+// Framer would copy the payload once more).
+func (c *Conn) writeDataLocked(id uint32, end bool, p []byte) {
+	var h [9]byte
+	h[0], h[1], h[2] = byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
+	h[3] = byte(http2.FrameData)
+	if end {
+		h[4] = byte(http2.FlagDataEndStream)
+	}
+	binary.BigEndian.PutUint32(h[5:], id)
+	c.bw.Write(h[:])
+	c.bw.Write(p)
+}
+
+// writeFieldsLocked encodes a response head (status > 0) or trailers and
+// writes them as HEADERS and CONTINUATION frames.
+func (c *Conn) writeFieldsLocked(id uint32, status int, h http.Header, end bool) {
+	c.hbuf.Reset()
+	if status > 0 {
+		c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(status)})
+	}
+	for k, vv := range h {
+		name := lowerName(k)
+		if connectionSpecific(name) || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				continue
+			}
+			c.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
+		}
+	}
+	block := c.hbuf.Bytes()
+	maxFrame := int(c.peerMaxFrame)
+	first := true
+	for first || len(block) > 0 {
+		n := min(len(block), maxFrame)
+		frag := block[:n]
+		block = block[n:]
+		if first {
+			c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: end, EndHeaders: len(block) == 0})
+			first = false
+		} else {
+			c.fr.WriteContinuation(id, len(block) == 0, frag)
+		}
+	}
+}
+
+var statusTexts = func() (t [600]string) {
+	for i := 100; i < 600; i++ {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}()
+
+func statusText(code int) string {
+	if code >= 100 && code < 600 {
+		return statusTexts[code]
+	}
+	return strconv.Itoa(code)
+}
+
+// lowerNames maps common canonical field names to their wire form.
+var lowerNames = func() map[string]string {
+	m := make(map[string]string)
+	for _, k := range []string{"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges",
+		"Access-Control-Allow-Credentials", "Access-Control-Allow-Headers", "Access-Control-Allow-Methods",
+		"Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Access-Control-Max-Age", "Age", "Allow",
+		"Alt-Svc", "Authorization", "Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language",
+		"Content-Length", "Content-Location", "Content-Range", "Content-Security-Policy", "Content-Type", "Cookie",
+		"Date", "Etag", "Expect", "Expires", "From", "Grpc-Encoding", "Grpc-Message", "Grpc-Status",
+		"Grpc-Accept-Encoding", "Host", "If-Match", "If-Modified-Since", "If-None-Match", "If-Range",
+		"If-Unmodified-Since", "Last-Modified", "Link", "Location", "Max-Forwards", "Origin", "Proxy-Authenticate",
+		"Proxy-Authorization", "Range", "Referer", "Refresh", "Retry-After", "Server", "Set-Cookie",
+		"Strict-Transport-Security", "Trailer", "User-Agent", "Vary", "Via", "Www-Authenticate",
+		"X-Content-Type-Options", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Frame-Options",
+		"X-Request-Id", "X-Xss-Protection"} {
+		m[k] = strings.ToLower(k)
+	}
+	return m
+}()
+
+func lowerName(k string) string {
+	if v, ok := lowerNames[k]; ok {
+		return v
+	}
+	return strings.ToLower(k)
+}
+
+// connectionSpecific reports the fields HTTP/2 forbids (RFC 9113 §8.2.2).
+func connectionSpecific(name string) bool {
+	switch name {
+	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
+}
+
+// processHeaders opens a stream, or takes a stream's trailers.
+func (c *Conn) processHeaders(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	if id%2 == 0 {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	c.mu.Lock()
+	if st := c.streams[id]; st != nil {
+		c.mu.Unlock()
+		return c.processTrailers(st, f)
+	}
+	if id <= c.maxClientID {
+		c.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeProtocol) // closed, or lower than one seen
+	}
+	c.maxClientID = id
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		c.mu.Unlock()
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol, Cause: errors.New("stream depends on itself")}
+	}
+	if f.Truncated {
+		c.noteResetLocked(id)
+		c.mu.Unlock()
+		c.refuseHeaderListTooLarge(id, f.StreamEnded())
+		return nil
+	}
+	refuse := c.closing || c.peerGoneAway || (c.drain == drainFinal && id > c.lastStreamID) ||
+		len(c.streams) >= int(c.cfg.MaxConcurrentStreams) || c.running >= 2*int(c.cfg.MaxConcurrentStreams)
+	c.mu.Unlock()
+	if refuse {
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream}
+	}
+	st, err := c.newStream(f)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		st.cancel(errConnClosed)
+		return nil
+	}
+	c.streams[id] = st
+	c.running++
+	c.mu.Unlock()
+	c.handlers.Add(1)
+	go c.runStream(st)
+	return nil
+}
+
+// refuseHeaderListTooLarge answers a request whose header block was over
+// MaxHeaderListSize with 431, and stops its body if one follows.
+func (c *Conn) refuseHeaderListTooLarge(id uint32, ended bool) {
+	c.lockWrite()
+	c.writeFieldsLocked(id, http.StatusRequestHeaderFieldsTooLarge, http.Header{"Content-Length": {"0"}}, true)
+	if !ended {
+		c.fr.WriteRSTStream(id, http2.ErrCodeNo)
+	}
+	c.flushWanted = true
+	c.unlockWrite()
+}
+
+func (c *Conn) processTrailers(st *Stream, f *http2.MetaHeadersFrame) error {
+	c.mu.Lock()
+	switch {
+	case st.recvDone:
+		c.mu.Unlock()
+		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeStreamClosed, Cause: errors.New("HEADERS on a half-closed stream")}
+	case !f.StreamEnded():
+		c.mu.Unlock()
+		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeProtocol, Cause: errors.New("trailers without END_STREAM")}
+	case len(f.PseudoFields()) > 0:
+		c.mu.Unlock()
+		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeProtocol, Cause: errors.New("pseudo-header field in trailers")}
+	case st.contentLength >= 0 && st.received != st.contentLength:
+		c.mu.Unlock()
+		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeProtocol, Cause: errors.New("body shorter than content-length")}
+	}
+	st.recvDone = true
+	c.mu.Unlock()
+	h := make(http.Header, len(f.RegularFields()))
+	for _, hf := range f.RegularFields() {
+		if connectionSpecific(hf.Name) {
+			return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeProtocol, Cause: errors.New("connection-specific field in trailers")}
+		}
+		k := textproto.CanonicalMIMEHeaderKey(hf.Name)
+		h[k] = append(h[k], hf.Value)
+	}
+	st.deliverTrailer(h)
+	return nil
+}
+
+func protocolError(id uint32, why string) error {
+	return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol, Cause: errors.New(why)}
+}
+
+// newStream checks a request head (RFC 9113 §8.3.1) and makes its stream.
+func (c *Conn) newStream(f *http2.MetaHeadersFrame) (*Stream, error) {
+	id := f.StreamID
+	st := &Stream{c: c, id: id, ContentLength: -1, contentLength: -1}
+	for _, hf := range f.PseudoFields() {
+		switch hf.Name {
+		case ":method":
+			st.Method = hf.Value
+		case ":scheme":
+			st.Scheme = hf.Value
+		case ":path":
+			st.Path = hf.Value
+		case ":authority":
+			st.Authority = hf.Value
+		default: // :status, or :protocol (extended CONNECT is not offered)
+			return nil, protocolError(id, "pseudo-header field "+hf.Name+" in a request")
+		}
+	}
+	switch {
+	case st.Method == "":
+		return nil, protocolError(id, "no :method")
+	case st.Method == http.MethodConnect:
+		if st.Authority == "" || st.Scheme != "" || st.Path != "" {
+			return nil, protocolError(id, "CONNECT needs :authority alone")
+		}
+	case st.Scheme == "" || st.Path == "":
+		return nil, protocolError(id, "no :scheme or :path")
+	case st.Path[0] != '/' && !(st.Path == "*" && st.Method == http.MethodOptions):
+		return nil, protocolError(id, "invalid :path")
+	}
+	fields := f.RegularFields()
+	if len(fields) > c.cfg.MaxHeaders {
+		return nil, http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream, Cause: errors.New("too many header fields")}
+	}
+	h := make(http.Header, len(fields))
+	var cookies []string
+	for _, hf := range fields {
+		switch hf.Name {
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+			return nil, protocolError(id, "connection-specific field "+hf.Name)
+		case "te":
+			if hf.Value != "trailers" {
+				return nil, protocolError(id, "te other than trailers")
+			}
+		case "cookie":
+			cookies = append(cookies, hf.Value)
+			continue
+		case "expect":
+			st.expect100 = strings.EqualFold(hf.Value, "100-continue")
+		case "host":
+			if st.Authority == "" {
+				st.Authority = hf.Value
+			}
+			continue
+		case "content-length":
+			n, err := strconv.ParseInt(hf.Value, 10, 64)
+			if err != nil || n < 0 || (st.contentLength >= 0 && n != st.contentLength) {
+				return nil, protocolError(id, "invalid content-length")
+			}
+			st.contentLength = n
+		}
+		k := textproto.CanonicalMIMEHeaderKey(hf.Name)
+		h[k] = append(h[k], hf.Value)
+	}
+	if len(cookies) > 0 {
+		// Split cookie fields are joined for HTTP/1.1 (RFC 9113 §8.2.3).
+		h["Cookie"] = []string{strings.Join(cookies, "; ")}
+	}
+	st.Header = h
+	st.ContentLength = st.contentLength
+	if f.StreamEnded() {
+		if st.contentLength > 0 {
+			return nil, protocolError(id, "body shorter than content-length")
+		}
+		st.recvDone, st.eof, st.bodyless = true, true, true
+	}
+	c.mu.Lock()
+	st.sendWin = int64(c.peerInitWin)
+	c.mu.Unlock()
+	st.recvWin = c.cfg.StreamWindow
+	st.wake = make(chan struct{}, 1)
+	st.bodyWake = make(chan struct{}, 1)
+	st.ctx, st.cancel = context.WithCancelCause(c.ctx)
+	return st, nil
+}
+
+// runStream runs the handler, then closes the stream.
+func (c *Conn) runStream(st *Stream) {
+	defer c.handlers.Done()
+	defer func() {
+		if p := recover(); p != nil {
+			os.Stderr.WriteString("h2: handler panic: " + strings.TrimSpace(stringOf(p)) + "\n")
+			st.Reset()
+		}
+		c.endStream(st)
+	}()
+	c.handler(st)
+}
+
+func stringOf(p any) string {
+	switch v := p.(type) {
+	case error:
+		return v.Error()
+	case string:
+		return v
+	}
+	return "panic"
+}
+
+// endStream closes a stream whose handler returned.
+func (c *Conn) endStream(st *Stream) {
+	if !st.sendDone {
+		st.Reset()
+	}
+	c.mu.Lock()
+	rst := false
+	if c.streams[st.id] == st {
+		if !st.recvDone {
+			// The response is whole but the client still sends: ask it
+			// to stop, without error (RFC 9113 §8.1).
+			rst = true
+			c.noteResetLocked(st.id)
+		}
+		c.removeLocked(st)
+	}
+	c.running--
+	c.mu.Unlock()
+	if rst {
+		c.writeRST(st.id, http2.ErrCodeNo)
+	}
+	st.discardBody()
+	st.cancel(errStreamDone)
+	c.maybeDone()
+}
