@@ -346,7 +346,7 @@ func (c *Conn) processSettings(f *http2.SettingsFrame) error {
 		case http2.SettingHeaderTableSize:
 			c.lockWrite()
 			c.henc.SetMaxDynamicTableSize(s.Val)
-			c.wmu.Unlock()
+			c.unlockWrite()
 		}
 		return nil
 	})
