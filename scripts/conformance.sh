@@ -119,7 +119,7 @@ run_h2spec() {
   local log="$work/h2spec-$name.log" xml="$work/h2spec-$name.xml"
   timeout --kill-after=10 300 "$bin/h2spec" -h 127.0.0.1 -o 2 -j "$xml" "$@" >"$log" 2>&1 || true
   local line pass fail skip
-  line=$(grep -E '^[0-9]+ tests, [0-9]+ passed' "$log" | tail -n 1 || true)
+  line=$(grep -aE '^[0-9]+ tests, [0-9]+ passed' "$log" | tail -n 1 || true)
   if [ -z "$line" ]; then
     echo "h2spec ($name): no summary"; tail -n 20 "$log"; failed_suites=$((failed_suites + 1)); return
   fi

@@ -126,7 +126,7 @@ type Conn struct {
 	wdl         time.Time // the write deadline in force
 	wwait       atomic.Int32
 
-	// connection state, guarded by mu
+	// connection state, guarded by mu; taken after wmu when both are held
 	mu           sync.Mutex
 	streams      map[uint32]*Stream
 	maxClientID  uint32
@@ -303,13 +303,12 @@ func (c *Conn) process(f http2.Frame) error {
 		}
 		return nil
 	case *http2.GoAwayFrame:
+		// The client opens no more streams: the connection ends, cleanly,
+		// once those it has are done.
 		c.mu.Lock()
 		c.peerGoneAway = true
-		done := len(c.streams) == 0 && c.running == 0
 		c.mu.Unlock()
-		if done {
-			return io.EOF
-		}
+		c.maybeDone()
 		return nil
 	case *http2.PushPromiseFrame:
 		return http2.ConnectionError(http2.ErrCodeProtocol)
@@ -321,42 +320,41 @@ func (c *Conn) processSettings(f *http2.SettingsFrame) error {
 	if f.IsAck() {
 		return nil
 	}
+	if err := f.ForeachSetting(func(s http2.Setting) error { return s.Valid() }); err != nil {
+		return err
+	}
+	// The values apply, in order, and the ACK is written, under the write
+	// lock: no frame sized by the new values can go out before the ACK.
+	c.lockWrite()
+	defer c.unlockWrite()
 	err := f.ForeachSetting(func(s http2.Setting) error {
-		if err := s.Valid(); err != nil {
-			return err
-		}
 		switch s.ID {
 		case http2.SettingInitialWindowSize:
 			c.mu.Lock()
+			defer c.mu.Unlock()
 			delta := int64(s.Val) - int64(c.peerInitWin)
 			c.peerInitWin = int32(s.Val)
 			for _, st := range c.streams {
 				st.sendWin += delta
 				if st.sendWin > maxWindow {
-					c.mu.Unlock()
 					return http2.ConnectionError(http2.ErrCodeFlowControl)
 				}
 				st.wakeWriter()
 			}
-			c.mu.Unlock()
 		case http2.SettingMaxFrameSize:
 			c.mu.Lock()
 			c.peerMaxFrame = s.Val
 			c.mu.Unlock()
 		case http2.SettingHeaderTableSize:
-			c.lockWrite()
 			c.henc.SetMaxDynamicTableSize(s.Val)
-			c.unlockWrite()
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	c.lockWrite()
 	c.fr.WriteSettingsAck()
 	c.flushWanted = true
-	c.unlockWrite()
 	return nil
 }
 
@@ -601,8 +599,10 @@ func (c *Conn) finalGoAway() {
 	c.maybeDone()
 }
 
-// maybeDone ends a drained connection with no stream left: its write side
-// shuts; the reader sees the client close, or times out.
+// maybeDone ends a drained connection, or one the client sent GOAWAY on,
+// once no stream is left: its write side shuts (the client reads every
+// frame, then EOF, not a reset); the reader sees the client close, or
+// times out after DrainWait.
 func (c *Conn) maybeDone() {
 	c.mu.Lock()
 	done := (c.drain == drainFinal || c.peerGoneAway) && len(c.streams) == 0 && c.running == 0 && !c.closing
@@ -613,6 +613,9 @@ func (c *Conn) maybeDone() {
 	if done {
 		c.lockWrite()
 		c.flushLocked()
+		if c.werr == nil {
+			c.werr = errConnClosed // nothing more is written
+		}
 		c.wmu.Unlock()
 		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()

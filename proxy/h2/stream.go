@@ -317,6 +317,15 @@ func (st *Stream) Finish(trailer http.Header) error {
 	if err != nil {
 		return err
 	}
+	// Ended both ways, the stream is closed once the client can see the
+	// end, not when the handler returns: the client may reuse the
+	// concurrency slot at once, and a frame it sends on the stream is a
+	// connection error.
+	c.mu.Lock()
+	if st.recvDone {
+		c.removeLocked(st)
+	}
+	c.mu.Unlock()
 	c.lockWrite()
 	if err := c.werr; err != nil {
 		c.unlockWrite()
@@ -350,7 +359,11 @@ func (st *Stream) Reset() {
 	c.mu.Lock()
 	failed := st.wfail != nil // reset by the client, or already by us: no RST again
 	c.removeLocked(st)
-	c.noteResetLocked(st.id)
+	if !failed {
+		// Frames the client sent before it sees our RST_STREAM are
+		// ignored; after its own RST_STREAM they are an error.
+		c.noteResetLocked(st.id)
+	}
 	c.mu.Unlock()
 	if failed {
 		return
