@@ -182,6 +182,17 @@ func NewConn(nc net.Conn, r io.Reader, cfg Config, h Handler) *Conn {
 	c.fr.SetMaxReadFrameSize(defaultMaxFrame)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
+	// The server preface goes first into the buffer, so that it precedes
+	// a GOAWAY from a Shutdown that comes before Serve; Serve flushes it.
+	c.fr.WriteSettings(
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: cfg.MaxConcurrentStreams},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(cfg.StreamWindow)},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: cfg.MaxHeaderListSize},
+	)
+	if d := cfg.ConnWindow - initialWindow; d > 0 {
+		c.fr.WriteWindowUpdate(0, uint32(d))
+	}
+	c.recvWin = cfg.ConnWindow
 	return c
 }
 
@@ -202,17 +213,8 @@ func (c *Conn) Serve() error {
 
 func (c *Conn) serve() error {
 	c.lockWrite()
-	c.fr.WriteSettings(
-		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: c.cfg.MaxConcurrentStreams},
-		http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(c.cfg.StreamWindow)},
-		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: c.cfg.MaxHeaderListSize},
-	)
-	if d := c.cfg.ConnWindow - initialWindow; d > 0 {
-		c.fr.WriteWindowUpdate(0, uint32(d))
-	}
-	c.flushWanted = true
+	c.flushWanted = true // the server preface, written by NewConn
 	c.unlockWrite()
-	c.recvWin = c.cfg.ConnWindow
 
 	c.nc.SetReadDeadline(time.Now().Add(c.cfg.PrefaceTimeout))
 	var pre [len(http2.ClientPreface)]byte

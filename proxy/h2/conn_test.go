@@ -498,3 +498,92 @@ func TestExpectContinue(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownBeforeServe: a drain that begins before Serve still sends
+// the server preface (SETTINGS) first, then the GOAWAY.
+func TestShutdownBeforeServe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		c := NewConn(nc, nil, Config{DrainWait: 50 * time.Millisecond}, echo)
+		c.Shutdown()
+		c.Serve()
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
+	nc.Write([]byte(http2.ClientPreface))
+	fr := http2.NewFramer(nc, nc)
+	fr.WriteSettings()
+	f, err := fr.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.(*http2.SettingsFrame); !ok {
+		t.Fatalf("first frame %v, want SETTINGS", f.Header())
+	}
+	var goaways int
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			break // the server closed after its final GOAWAY
+		}
+		if _, ok := f.(*http2.GoAwayFrame); ok {
+			goaways++
+		}
+	}
+	if goaways != 2 {
+		t.Fatalf("%d GOAWAY frames, want 2 (two-phase)", goaways)
+	}
+	<-done
+}
+
+// TestResetHookNeverAfterReturn: a client reset racing the handler's
+// return never runs the hook after the handler returned (the proxy's
+// session behind it is reused by then).
+func TestResetHookNeverAfterReturn(t *testing.T) {
+	var late atomic.Int32
+	s := serve(t, Config{}, func(st *Stream) {
+		var returned atomic.Bool
+		st.OnReset(func() {
+			if returned.Load() {
+				late.Add(1)
+			}
+		})
+		defer returned.Store(true)
+		st.WriteHead(200, http.Header{})
+		st.Flush()
+	})
+	c := client()
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithCancel(context.Background())
+			req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+s.addr+"/", nil)
+			resp, err := c.Do(req)
+			cancel() // resets the stream if it is still open
+			if err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if late.Load() != 0 {
+		t.Fatalf("the reset hook ran %d times after its handler returned", late.Load())
+	}
+}

@@ -34,8 +34,10 @@ type Stream struct {
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	// onReset runs (once) when the stream fails: client reset, connection
-	// gone, protocol error.
+	// onReset runs (once) when the stream fails while its handler runs:
+	// client reset, connection gone, protocol error. Guarded by hmu, so
+	// that it never runs after the handler returned.
+	hmu     sync.Mutex
 	onReset func()
 
 	// flow control and receive state, guarded by c.mu
@@ -79,8 +81,13 @@ func (st *Stream) ID() uint32 { return st.id }
 func (st *Stream) HasBody() bool { return !st.bodyless }
 
 // OnReset sets a function run when the stream fails (client reset,
-// connection gone). Set it before reading or writing.
-func (st *Stream) OnReset(f func()) { st.onReset = f }
+// connection gone) before its handler returned; never after. It runs on
+// the connection's reader goroutine and must not block.
+func (st *Stream) OnReset(f func()) {
+	st.hmu.Lock()
+	st.onReset = f
+	st.hmu.Unlock()
+}
 
 // Trailer returns the request trailers, valid after the body's EOF.
 func (st *Stream) Trailer() http.Header {
@@ -217,9 +224,11 @@ func (st *Stream) fail(err error, _ bool) {
 	signal(st.bodyWake)
 	signal(st.wake)
 	st.cancel(err)
+	st.hmu.Lock()
 	if st.onReset != nil {
 		st.onReset()
 	}
+	st.hmu.Unlock()
 }
 
 func (st *Stream) wakeWriter() { signal(st.wake) }
@@ -703,6 +712,7 @@ func (c *Conn) newStream(f *http2.MetaHeadersFrame) (*Stream, error) {
 func (c *Conn) runStream(st *Stream) {
 	defer c.handlers.Done()
 	defer func() {
+		st.OnReset(nil) // what it refers to may be reused from now on
 		if p := recover(); p != nil {
 			os.Stderr.WriteString("h2: handler panic: " + strings.TrimSpace(stringOf(p)) + "\n")
 			st.Reset()
