@@ -289,7 +289,14 @@ func (ex *h1Exchange) writerError(wait bool) error {
 
 func (ex *h1Exchange) read(p []byte) (int, error) {
 	ex.c.dl.refreshRead(ex.c.nc, ex.t.ReadIdle)
-	return ex.c.body.Read(p)
+	n, err := ex.c.body.Read(p)
+	if err == nil && ex.c.body.Done() {
+		// The last bytes come with EOF: the engine then ends the response
+		// with them, rather than flushing them alone first (one write to
+		// the client instead of two, one TLS record instead of two).
+		err = io.EOF
+	}
+	return n, err
 }
 
 func (ex *h1Exchange) buffered() int { return ex.c.body.Buffered() }
