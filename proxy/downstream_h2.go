@@ -38,8 +38,11 @@ func h2Config(d DownstreamConfig) h2.Config {
 		PrefaceTimeout:       d.HeaderTimeout,
 		IdleTimeout:          d.KeepAliveTimeout,
 		WriteTimeout:         d.WriteIdleTimeout,
-		ReadTimeout:          d.ReadIdleTimeout,
-		DrainWait:            min(time.Second, d.DrainLinger),
+		// A stream is bounded like a tunnel, not like a request body: gRPC
+		// streams stay open and idle for long (x/net's server had no
+		// bound at all).
+		StreamIdleTimeout: max(d.ReadIdleTimeout, d.TunnelIdleTimeout),
+		DrainWait:         min(time.Second, d.DrainLinger),
 	}
 }
 

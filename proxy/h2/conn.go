@@ -53,13 +53,15 @@ type Config struct {
 	// IdleTimeout closes a connection with no open stream for this long,
 	// with GOAWAY (default 60s).
 	IdleTimeout time.Duration
-	// WriteTimeout bounds a write that makes no progress: a client that
-	// stops reading, or a stream whose flow-control window stays shut
-	// (default 60s).
+	// WriteTimeout bounds a write to the connection that makes no
+	// progress: a client that stops reading (default 60s).
 	WriteTimeout time.Duration
-	// ReadTimeout bounds a request body read that makes no progress
-	// (default 60s).
-	ReadTimeout time.Duration
+	// StreamIdleTimeout bounds a stream's wait that makes no progress: a
+	// request body read, or a response write whose flow-control window
+	// stays shut. Long-lived streams (gRPC) idle for long, so it is longer
+	// than the connection's timeouts (default 5m, as Envoy's
+	// stream_idle_timeout).
+	StreamIdleTimeout time.Duration
 	// DrainWait bounds a drain's wait for the client's PING ACK, after
 	// which the last stream is fixed anyway (default 1s).
 	DrainWait time.Duration
@@ -89,7 +91,7 @@ func (c *Config) setDefaults() {
 	setDur(&c.PrefaceTimeout, 10*time.Second)
 	setDur(&c.IdleTimeout, 60*time.Second)
 	setDur(&c.WriteTimeout, 60*time.Second)
-	setDur(&c.ReadTimeout, 60*time.Second)
+	setDur(&c.StreamIdleTimeout, 5*time.Minute)
 	setDur(&c.DrainWait, time.Second)
 }
 

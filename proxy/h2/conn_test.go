@@ -470,6 +470,29 @@ func TestHeaderListTooLarge(t *testing.T) {
 	}
 }
 
+// TestTooManyHeaderFields: more fields than MaxHeaders get 431 too.
+func TestTooManyHeaderFields(t *testing.T) {
+	s := serve(t, Config{MaxHeaders: 8}, echo)
+	fr, _ := rawConn(t, s)
+	fields := []string{":method", "GET", ":scheme", "http", ":path", "/", ":authority", "a"}
+	for i := range 9 {
+		fields = append(fields, fmt.Sprintf("x-f%d", i), "v")
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headerBlock(fields...), EndStream: true, EndHeaders: true})
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, ok := f.(*http2.MetaHeadersFrame); ok {
+			if st := h.PseudoValue("status"); st != "431" {
+				t.Fatalf("status %s, want 431", st)
+			}
+			return
+		}
+	}
+}
+
 // TestExpectContinue: a client that waits for 100 Continue gets it when
 // the handler starts reading, then the final response.
 func TestExpectContinue(t *testing.T) {
@@ -585,5 +608,29 @@ func TestResetHookNeverAfterReturn(t *testing.T) {
 	wg.Wait()
 	if late.Load() != 0 {
 		t.Fatalf("the reset hook ran %d times after its handler returned", late.Load())
+	}
+}
+
+// TestBodyBufferBounded: a reader that stays a byte behind a client that
+// keeps sending holds about a window of body in memory, not every byte
+// received.
+func TestBodyBufferBounded(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go io.Copy(io.Discard, b) // the WINDOW_UPDATEs the reads cause
+	c := NewConn(a, nil, Config{}, nil)
+	st := &Stream{c: c, id: 1, bodyWake: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	st.deliver([]byte{0}, false)
+	chunk := make([]byte, 16<<10)
+	p := make([]byte, len(chunk))
+	for range 1000 {
+		st.deliver(chunk, false)
+		if n, err := st.Read(p); n != len(p) || err != nil {
+			t.Fatalf("read %d %v", n, err)
+		}
+	}
+	if c := cap(st.buf); c > 4*len(chunk) {
+		t.Fatalf("body buffer grew to %d bytes with %d unread", c, len(st.buf)-st.off)
 	}
 }

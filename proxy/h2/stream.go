@@ -123,7 +123,7 @@ func (st *Stream) Read(p []byte) (int, error) {
 				st.c.unlockWrite()
 			}
 		}
-		t := time.NewTimer(st.c.cfg.ReadTimeout)
+		t := time.NewTimer(st.c.cfg.StreamIdleTimeout)
 		select {
 		case <-st.bodyWake:
 			t.Stop()
@@ -149,6 +149,12 @@ func (st *Stream) deliver(data []byte, end bool) {
 		st.bmu.Unlock()
 		st.c.returnConnFlow(int32(len(data)))
 		return
+	}
+	if st.off > 0 && len(st.buf)+len(data) > cap(st.buf) {
+		// Move the unread part down rather than grow: a reader that never
+		// quite catches up would otherwise keep every byte ever received.
+		n := copy(st.buf, st.buf[st.off:])
+		st.buf, st.off = st.buf[:n], 0
 	}
 	st.buf = append(st.buf, data...)
 	if end {
@@ -410,7 +416,7 @@ func (st *Stream) reserve(want int) (int, error) {
 		c.flushWanted = true
 		c.unlockWrite()
 		if t == nil {
-			t = time.NewTimer(c.cfg.WriteTimeout)
+			t = time.NewTimer(c.cfg.StreamIdleTimeout)
 			defer t.Stop()
 		}
 		select {
@@ -546,7 +552,7 @@ func (c *Conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		c.mu.Unlock()
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol, Cause: errors.New("stream depends on itself")}
 	}
-	if f.Truncated {
+	if f.Truncated || len(f.RegularFields()) > c.cfg.MaxHeaders {
 		c.noteResetLocked(id)
 		c.mu.Unlock()
 		c.refuseHeaderListTooLarge(id, f.StreamEnded())
@@ -577,7 +583,8 @@ func (c *Conn) processHeaders(f *http2.MetaHeadersFrame) error {
 }
 
 // refuseHeaderListTooLarge answers a request whose header block was over
-// MaxHeaderListSize with 431, and stops its body if one follows.
+// MaxHeaderListSize, or had more than MaxHeaders fields, with 431 (as
+// HTTP/1.1 does), and stops its body if one follows.
 func (c *Conn) refuseHeaderListTooLarge(id uint32, ended bool) {
 	c.lockWrite()
 	c.writeFieldsLocked(id, http.StatusRequestHeaderFieldsTooLarge, http.Header{"Content-Length": {"0"}}, true)
@@ -653,9 +660,6 @@ func (c *Conn) newStream(f *http2.MetaHeadersFrame) (*Stream, error) {
 		return nil, protocolError(id, "invalid :path")
 	}
 	fields := f.RegularFields()
-	if len(fields) > c.cfg.MaxHeaders {
-		return nil, http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream, Cause: errors.New("too many header fields")}
-	}
 	h := make(http.Header, len(fields))
 	var cookies []string
 	for _, hf := range fields {
