@@ -57,7 +57,8 @@ func (h *h2Handler[C]) serve(st *h2.Stream) {
 	d := sessionPool.Get().(*h2Downstream)
 	defer func() {
 		clear(d.hdr)
-		*d = h2Downstream{sess: d.sess, hdr: d.hdr}
+		clear(d.vals)
+		*d = h2Downstream{sess: d.sess, hdr: d.hdr, vals: d.vals[:0]}
 		sessionPool.Put(d)
 	}()
 	d.st = st
@@ -85,9 +86,12 @@ type h2Downstream struct {
 	headSent bool
 	in       io.Reader
 	// hdr is the response head handed to the stream, which encodes it
-	// lazily: a copy, as the upstream's map may go back to its pool
-	// first. Kept across requests by sessionPool.
-	hdr http.Header
+	// lazily: a copy, keys and value slices (vals), as the upstream's
+	// connection, map and slices included, may go back to its pool and
+	// serve another response first. Both kept across requests by
+	// sessionPool.
+	hdr  http.Header
+	vals []string
 }
 
 func (d *h2Downstream) body(limit int64) (io.Reader, bool) {
@@ -120,8 +124,19 @@ func (d *h2Downstream) writeHead(resp *ResponseHeader) error {
 		d.hdr = make(http.Header, len(resp.Header))
 	}
 	h := d.hdr
+	n := 0
+	for _, v := range resp.Header {
+		n += len(v)
+	}
+	if cap(d.vals) < n {
+		d.vals = make([]string, 0, n)
+	}
+	vals := d.vals[:n]
+	i := 0
 	for k, v := range resp.Header {
-		h[k] = v
+		j := i + copy(vals[i:], v)
+		h[k] = vals[i:j:j]
+		i = j
 	}
 	if v := h["Content-Length"]; len(v) > 0 {
 		if _, err := strconv.ParseUint(v[0], 10, 63); err != nil || len(v) > 1 {

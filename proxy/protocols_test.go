@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -59,5 +61,50 @@ func TestProtocolMatrix(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestH2ResponseHeadOutlivesPooledUpstream: an HTTP/2 response head is
+// encoded after its HTTP/1.1 upstream connection may have gone back to
+// the pool (a response whose last bytes came with EOF); it must not read
+// header values that the connection's next response overwrote. Each
+// response's header names its own body; many streams share few upstream
+// connections.
+func TestH2ResponseHeadOutlivesPooledUpstream(t *testing.T) {
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Echo", r.URL.Path)
+		w.Header().Set("Content-Length", fmt.Sprint(len(r.URL.Path)))
+		io.WriteString(w, r.URL.Path)
+	}))
+	cfg := Config{}
+	cfg.Pool.MaxIdlePerPeer = 2
+	p := startProxy(t, routerFor(t, origin), cfg, ListenerConfig{Name: "h2c", H2C: true})
+	c := h2cClient()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 150 {
+				path := fmt.Sprintf("/g%d/%s", g, strings.Repeat("x", i%37))
+				resp, err := c.Get("http://" + p.addr + path)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || string(body) != path || resp.Header.Get("X-Echo") != path {
+					errs <- fmt.Errorf("%s: body %q, X-Echo %q, err %v", path, body, resp.Header.Get("X-Echo"), err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }
