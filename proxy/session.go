@@ -217,7 +217,10 @@ type downstream interface {
 // context is already canceled; the waiter also checks it after
 // publishing itself, so one of the two always sees the other).
 func (s *Session) abortUpstream() {
-	if c := s.upWait.Load(); c != nil {
+	// Swap, not Load: the waiter learns that this took its connection
+	// (its CompareAndSwap fails) and never pools it, as the deadline below
+	// may land after the response was read.
+	if c := s.upWait.Swap(nil); c != nil {
 		c.nc.SetReadDeadline(time.Unix(1, 0))
 	}
 }

@@ -26,6 +26,9 @@ type upConn struct {
 	resp      h1.Response
 	dl        deadlines
 	idleSince time.Duration // monoNow when pooled
+	// aborted: Session.abortUpstream took this connection while it waited
+	// and may set its read deadline at any time after: it is never pooled.
+	aborted bool
 }
 
 func newUpConn(nc net.Conn, key string) *upConn {
@@ -226,7 +229,13 @@ func (ex *h1Exchange) readHead(sess *Session, method string, out *ResponseHeader
 	// A client that goes away while the upstream thinks ends the wait:
 	// the connection is cut (it never returns to the pool).
 	sess.upWait.Store(c)
-	defer sess.upWait.Store(nil)
+	defer func() {
+		if !sess.upWait.CompareAndSwap(c, nil) {
+			// abortUpstream swapped it out: its deadline may be set in
+			// the past even after this response was read whole.
+			c.aborted = true
+		}
+	}()
 	if sess.ctx.Err() != nil {
 		return newError(KindClientCanceled, Downstream, context.Cause(sess.ctx))
 	}
@@ -322,7 +331,7 @@ func (ex *h1Exchange) release(ok bool) {
 			ex.writerError(true)
 		}
 	}
-	if ok && ex.wErr == nil && c.body.Done() && !c.resp.Close && c.br.Buffered() == 0 {
+	if ok && ex.wErr == nil && c.body.Done() && !c.resp.Close && c.br.Buffered() == 0 && !c.aborted {
 		ex.srv.put(c) // its read deadline stays: the pool handles it (see get)
 		return
 	}
