@@ -299,15 +299,7 @@ func TestShutdownDrains(t *testing.T) {
 // TestIdleTimeout: a connection without streams is closed with GOAWAY.
 func TestIdleTimeout(t *testing.T) {
 	s := serve(t, Config{IdleTimeout: 50 * time.Millisecond}, echo)
-	nc, err := net.Dial("tcp", s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(20 * time.Second))
-	nc.Write([]byte(http2.ClientPreface))
-	fr := http2.NewFramer(nc, nc)
-	fr.WriteSettings()
+	fr, _ := rawConn(t, s.addr)
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {
@@ -320,8 +312,8 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 // rawConn speaks frames to the server for protocol-error cases.
-func rawConn(t *testing.T, s *testServer) (*http2.Framer, net.Conn) {
-	nc, err := net.Dial("tcp", s.addr)
+func rawConn(t *testing.T, addr string) (*http2.Framer, net.Conn) {
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +371,7 @@ func TestMalformedRequests(t *testing.T) {
 		{"bad content-length", append(base, "content-length", "x")},
 		{"transfer-encoding", append(base, "transfer-encoding", "chunked")},
 	} {
-		fr, _ := rawConn(t, s)
+		fr, _ := rawConn(t, s.addr)
 		id := uint32(1 + 2*i)
 		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: headerBlock(tc.fields...), EndStream: true, EndHeaders: true})
 		code, conn := awaitReset(t, fr, id)
@@ -406,7 +398,7 @@ func TestFlowControlViolation(t *testing.T) {
 	s := serve(t, Config{StreamWindow: 1 << 20, ConnWindow: 65535}, func(st *Stream) {
 		<-st.Context().Done()
 	})
-	fr, _ := rawConn(t, s)
+	fr, _ := rawConn(t, s.addr)
 	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headerBlock(":method", "POST", ":scheme", "http", ":path", "/"), EndHeaders: true})
 	chunk := make([]byte, 16384)
 	for range 5 {
@@ -447,7 +439,7 @@ func TestHeaderListTooLarge(t *testing.T) {
 		ran.Add(1)
 		echo(st)
 	})
-	fr, _ := rawConn(t, s)
+	fr, _ := rawConn(t, s.addr)
 	base := []string{":method", "GET", ":scheme", "http", ":path", "/", ":authority", "a"}
 	big := append([]string{}, base...)
 	for i := range 10 {
@@ -473,7 +465,7 @@ func TestHeaderListTooLarge(t *testing.T) {
 // TestTooManyHeaderFields: more fields than MaxHeaders get 431 too.
 func TestTooManyHeaderFields(t *testing.T) {
 	s := serve(t, Config{MaxHeaders: 8}, echo)
-	fr, _ := rawConn(t, s)
+	fr, _ := rawConn(t, s.addr)
 	fields := []string{":method", "GET", ":scheme", "http", ":path", "/", ":authority", "a"}
 	for i := range 9 {
 		fields = append(fields, fmt.Sprintf("x-f%d", i), "v")
@@ -497,7 +489,7 @@ func TestTooManyHeaderFields(t *testing.T) {
 // the handler starts reading, then the final response.
 func TestExpectContinue(t *testing.T) {
 	s := serve(t, Config{}, echo)
-	fr, _ := rawConn(t, s)
+	fr, _ := rawConn(t, s.addr)
 	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headerBlock(":method", "POST", ":scheme", "http", ":path", "/", "expect", "100-continue"), EndHeaders: true})
 	var statuses []string
 	for {
@@ -542,15 +534,7 @@ func TestShutdownBeforeServe(t *testing.T) {
 		c.Shutdown()
 		c.Serve()
 	}()
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(20 * time.Second))
-	nc.Write([]byte(http2.ClientPreface))
-	fr := http2.NewFramer(nc, nc)
-	fr.WriteSettings()
+	fr, _ := rawConn(t, ln.Addr().String())
 	f, err := fr.ReadFrame()
 	if err != nil {
 		t.Fatal(err)
