@@ -238,13 +238,20 @@ func (s *Server[C]) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	linger := time.Now().Add(s.cfg.Downstream.DrainLinger)
+	var h2conns []*h2.Conn
 	for c := range s.conns {
 		c.startDrain(linger)
 		if h := c.h2.Load(); h != nil {
-			h.Shutdown()
+			h2conns = append(h2conns, h)
 		}
 	}
 	s.mu.Unlock()
+	// Each drain writes to its connection, which a client that does not
+	// read can block for up to WriteIdleTimeout: one goroutine each, not
+	// under s.mu.
+	for _, h := range h2conns {
+		go h.Shutdown()
+	}
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
