@@ -6,7 +6,9 @@
 // combined verdict is written to the peer's lb.State, which every selection
 // policy reads.
 //
-// Records are kept per peer in a Registry that outlives routing tables, so a
-// config swap neither forgets nor resets health. It imports proxy/lb and
-// clock only. See ExampleRegistry.
+// Records are kept per peer key (a stable identity, never a pointer) in a
+// Registry that outlives routing tables, so a config swap that keeps a peer
+// neither forgets nor resets its health, and Registry.Retain frees the
+// records of peers a swap dropped. It imports proxy/lb and clock only. See
+// ExampleRegistry.
 package health

@@ -195,3 +195,43 @@ func ExampleRegistry() {
 	// 10.0.0.1:80 healthy: false - ejected after proxy failures for 1m0s: connection refused
 	// false
 }
+
+// TestRegistryRetain keeps the records a live table uses: the others leave
+// the registry, stop their ejection timer and report no change; a retired
+// record taken back reports its verdict again.
+func TestRegistryRetain(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1000, 0))
+	var log changes
+	reg := NewRegistry(clk, log.add)
+	p := Passive{MaxFails: 1, CoolOff: time.Minute}
+	kept, gone := reg.Get("kept", "10.0.0.1:80"), reg.Get("gone", "10.0.0.2:80")
+	kept.SetDisabled(true)
+	gone.ObserveProxy(false, "refused", p)
+	if clk.Waiters() != 1 || log.count() != 2 {
+		t.Fatalf("setup: %d timers, %d changes", clk.Waiters(), log.count())
+	}
+	reg.Retain([]*Record{kept})
+	if reg.Len() != 1 || reg.Get("kept", "") != kept {
+		t.Fatalf("registry holds %d records after Retain", reg.Len())
+	}
+	if clk.Waiters() != 0 {
+		t.Fatal("retired record kept its ejection timer")
+	}
+	gone.ObserveProxy(true, "", p)
+	gone.ObserveProxy(false, "refused", p)
+	gone.SetDisabled(true)
+	if log.count() != 2 || clk.Waiters() != 0 {
+		t.Fatalf("retired record reported %d changes, armed %d timers", log.count()-2, clk.Waiters())
+	}
+	if !kept.Snapshot().Disabled {
+		t.Fatal("kept record lost its manual disable")
+	}
+	gone.SetDisabled(false)
+	reg.Retain([]*Record{kept, gone})
+	if reg.Len() != 2 || !gone.State().Healthy() || log.count() != 3 {
+		t.Fatalf("revived: %d records, healthy %v, %d changes", reg.Len(), gone.State().Healthy(), log.count())
+	}
+	if fresh := reg.Get("new", "10.0.0.3:80"); !fresh.State().Healthy() || reg.Len() != 3 {
+		t.Fatal("new record")
+	}
+}

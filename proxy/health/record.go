@@ -62,6 +62,7 @@ type Record struct {
 	lastChange   time.Time
 	lastError    string
 	timer        clock.Stopper // ends the current ejection
+	retired      bool          // no live table uses the record (Registry.Retain)
 }
 
 // State returns the lb.State the verdict is written to.
@@ -120,7 +121,7 @@ func (r *Record) ObserveProxy(ok bool, errText string, p Passive) {
 	r.passiveFails++
 	r.lastError = errText
 	var ch *Change
-	if r.passiveFails >= p.MaxFails && r.ejectedUntil.IsZero() {
+	if r.passiveFails >= p.MaxFails && r.ejectedUntil.IsZero() && !r.retired {
 		ch = r.ejectLocked(p)
 	}
 	r.mu.Unlock()
@@ -160,11 +161,36 @@ func (r *Record) SetDisabled(disabled bool) {
 	r.reg.notify(ch)
 }
 
+// retire ends the record's ejection and silences it (Registry.Retain).
+func (r *Record) retire() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.retired = true
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	r.timer, r.ejectedUntil = nil, time.Time{}
+}
+
+// revive takes back a record that a swap retired before the table that
+// holds it was installed.
+func (r *Record) revive() {
+	r.mu.Lock()
+	if !r.retired {
+		r.mu.Unlock()
+		return
+	}
+	r.retired = false
+	ch := r.publishLocked("peer back in the config")
+	r.mu.Unlock()
+	r.reg.notify(ch)
+}
+
 // publishLocked writes the combined verdict to the lb.State and returns a
-// Change when it flipped.
+// Change when it flipped; a retired record reports none.
 func (r *Record) publishLocked(reason string) *Change {
 	up := !r.disabled && (!r.activeOn || r.activeUp) && r.ejectedUntil.IsZero()
-	if up == r.healthy {
+	if up == r.healthy || r.retired {
 		return nil
 	}
 	r.healthy = up

@@ -8,7 +8,8 @@ import (
 )
 
 // Registry holds one Record per peer key. It is shared by every routing
-// table a proxy builds, so health survives config swaps.
+// table a proxy builds, so health survives config swaps; Retain drops the
+// records no live table uses.
 type Registry struct {
 	clock    clock.Clock
 	onChange func(Change)
@@ -36,6 +37,38 @@ func (g *Registry) Get(key, addr string) *Record {
 		g.records[key] = r
 	}
 	return r
+}
+
+// Retain keeps exactly the records in keep, those the live routing table
+// uses, and retires the others: a retired record stops its ejection timer
+// and reports no more changes, so a request of an old table that still
+// holds one finishes without touching health metrics, and a peer that
+// comes back later starts healthy. A retired record in keep (built for a
+// table before another swap retired it) is taken back.
+func (g *Registry) Retain(keep []*Record) {
+	live := make(map[string]*Record, len(keep))
+	for _, r := range keep {
+		live[r.key] = r
+	}
+	g.mu.Lock()
+	old := g.records
+	g.records = live
+	g.mu.Unlock()
+	for k, r := range old {
+		if live[k] != r {
+			r.retire()
+		}
+	}
+	for _, r := range live {
+		r.revive()
+	}
+}
+
+// Len returns the number of records held.
+func (g *Registry) Len() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.records)
 }
 
 func (g *Registry) notify(ch *Change) {
