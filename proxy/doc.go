@@ -64,5 +64,8 @@
 // Router is a ready routing table (host with wildcards, longest path prefix,
 // upstream groups with a load-balancing policy from package lb), swapped
 // atomically: requests in flight keep the table they started with.
-// RouterApp wraps it into an App.
+// RouterApp wraps it into an App. Peer health and pooled connections are
+// keyed by the peer's identity (address, protocol, TLS settings,
+// Peer.RootCAsID), so they survive a swap that keeps the peer and are freed
+// by one that drops it (see PeerWatcher).
 package proxy

@@ -58,6 +58,17 @@ type Peer struct {
 	SNI string
 	// RootCAs verifies the peer's certificate; nil means the system roots.
 	RootCAs *x509.CertPool
+	// RootCAsID names the contents of RootCAs, for instance a digest of the
+	// PEM bytes it was built from (node sets "sha256:<hex>"). Peers that
+	// agree on address, protocol, TLS settings and RootCAsID share pooled
+	// connections, health and metrics, also across routing tables that
+	// were built with distinct but equal pools. When it is "" and RootCAs
+	// is set, Router.Build fills it in by comparing RootCAs with the pools
+	// of the live table (x509.CertPool.Equal), so an equal pool keeps its
+	// identity; a Peer that no Router built is then told apart by the
+	// pool's address, so only peers sharing the same *x509.CertPool share
+	// connections (default "").
+	RootCAsID string
 	// InsecureSkipVerify disables certificate verification. Only for tests
 	// and trusted networks.
 	InsecureSkipVerify bool
@@ -70,7 +81,7 @@ type Peer struct {
 	// metrics (default "").
 	Group string
 
-	key atomic.Pointer[string]
+	key atomic.Pointer[peerKey]
 }
 
 // UsesTLS reports whether connections to p are TLS.
@@ -88,12 +99,41 @@ func (p *Peer) ServerName() string {
 	return host
 }
 
-// poolKey identifies the connections that may be shared between requests to
-// p: same address, protocol and TLS identity. It is computed once per Peer.
+// peerKey is a Peer's identity, computed once: the whole key and its CA
+// part.
+type peerKey struct {
+	key, ca string
+}
+
+// poolKey is the peer's stable identity: same address, protocol and TLS
+// identity (server name, verification, RootCAsID). It keys the pooled
+// connections, HTTP/2 transports and health records shared between
+// requests and between routing tables, so it must never depend on a
+// pointer that a config rebuild replaces (see issue 11). It is computed
+// once per Peer.
 func (p *Peer) poolKey() string {
 	if k := p.key.Load(); k != nil {
-		return *k
+		return k.key
 	}
+	k := p.identity(p.caIdentity())
+	p.key.CompareAndSwap(nil, k)
+	return p.key.Load().key
+}
+
+// caIdentity names the roots that verify the peer: the system's, the
+// caller's RootCAsID, or else the pool's address (see RootCAsID).
+func (p *Peer) caIdentity() string {
+	switch {
+	case p.RootCAs == nil:
+		return "system"
+	case p.RootCAsID != "":
+		return "ca:" + p.RootCAsID
+	}
+	return fmt.Sprintf("pool:%p", p.RootCAs)
+}
+
+// identity builds p's key with ca as the identity of its roots.
+func (p *Peer) identity(ca string) *peerKey {
 	var b strings.Builder
 	b.WriteString(p.Protocol.String())
 	b.WriteByte('|')
@@ -103,11 +143,10 @@ func (p *Peer) poolKey() string {
 		b.WriteString(p.ServerName())
 		b.WriteByte('|')
 		b.WriteString(strconv.FormatBool(p.InsecureSkipVerify))
-		fmt.Fprintf(&b, "|%p", p.RootCAs)
+		b.WriteByte('|')
+		b.WriteString(ca)
 	}
-	k := b.String()
-	p.key.Store(&k)
-	return k
+	return &peerKey{key: b.String(), ca: ca}
 }
 
 func (p *Peer) String() string { return p.Addr }

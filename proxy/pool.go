@@ -14,6 +14,7 @@ type pool struct {
 
 	mu     sync.Mutex
 	idle   map[string][]*upConn
+	live   peerKeys // the keys connections are pooled for (nil: all; see retain)
 	closed bool
 	start  sync.Once // the reaper starts with the first idle connection
 	stop   chan struct{}
@@ -55,12 +56,13 @@ func (p *pool) get(key string, check bool) *upConn {
 	}
 }
 
-// put returns c to the pool, or closes it when the pool for its key is full.
+// put returns c to the pool, or closes it when the pool for its key is
+// full or its peer left the live table.
 func (p *pool) put(c *upConn) {
 	c.idleSince = monoNow()
 	p.start.Do(func() { go p.run() })
 	p.mu.Lock()
-	if p.closed {
+	if p.closed || !p.live.has(c.key) {
 		p.mu.Unlock()
 		c.nc.Close()
 		return

@@ -72,6 +72,7 @@ type RouteConfig struct {
 type Table struct {
 	routes    *route.Table[*routeEntry]
 	upstreams map[string]*upstreamGroup
+	pools     []namedPool // the CA pools named by Build (see caNames)
 	// Version is an opaque label of the config the table came from.
 	Version string
 }
@@ -100,16 +101,26 @@ type RouterOptions struct {
 // Router routes requests by host and path to upstream groups and picks a
 // peer in each with the group's policy. Its Table is swapped atomically; a
 // request keeps the table it matched against. Peer health (active checks,
-// passive ejection, manual disable) and in-flight counts live in the Router
-// and survive table swaps.
+// passive ejection, manual disable) and in-flight counts live in the Router,
+// keyed by the peer's identity (address, protocol, TLS settings and
+// Peer.RootCAsID), and survive table swaps that keep the peer; a swap frees
+// the state and metric series of peers the new table drops.
 type Router struct {
 	table  atomic.Pointer[Table]
 	health *health.Registry
 	log    *slog.Logger
 	clock  clock.Clock
+	cas    caNames
 
+	// metricsMu orders the peer series: Swap publishes and prunes them,
+	// onHealthChange writes them, both against the live table.
+	metricsMu   sync.Mutex
 	peerUp      *prometheus.GaugeVec
 	transitions *prometheus.CounterVec
+
+	swapMu      sync.Mutex // serializes Swap and the watchers
+	watchers    map[int]func([]*Peer)
+	nextWatcher int
 
 	checkMu     sync.Mutex
 	stopChecks  context.CancelFunc
@@ -148,20 +159,29 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	return r, nil
 }
 
+// onHealthChange publishes a flip of a live table's peer; a record no live
+// table uses (one a swap just dropped) makes no series.
 func (r *Router) onHealthChange(c health.Change) {
+	r.metricsMu.Lock()
+	defer r.metricsMu.Unlock()
+	live := false
+	for _, g := range r.table.Load().upstreams {
+		for i, rec := range g.records {
+			if rec.Key() == c.Key {
+				live = true
+				r.peerUp.WithLabelValues(g.cfg.Name, g.cfg.Peers[i].Addr).Set(boolFloat(c.Healthy))
+			}
+		}
+	}
+	if !live {
+		return
+	}
 	to := "down"
 	if c.Healthy {
 		to = "up"
 	}
 	r.transitions.WithLabelValues(c.Addr, to).Inc()
 	r.log.Warn("peer health changed", "peer", c.Addr, "healthy", c.Healthy, "reason", c.Reason)
-	for _, g := range r.table.Load().upstreams {
-		for i, rec := range g.records {
-			if rec.Key() == c.Key {
-				r.peerUp.WithLabelValues(g.cfg.Name, g.cfg.Peers[i].Addr).Set(boolFloat(c.Healthy))
-			}
-		}
-	}
 }
 
 func boolFloat(b bool) float64 {
@@ -183,7 +203,7 @@ func (r *Router) Build(ups []UpstreamConfig, routes []RouteConfig, version strin
 		if _, dup := t.upstreams[u.Name]; dup {
 			return nil, fmt.Errorf("proxy: duplicate upstream %q", u.Name)
 		}
-		g, err := r.buildGroup(u)
+		g, err := r.buildGroup(u, &t.pools)
 		if err != nil {
 			return nil, err
 		}
@@ -208,7 +228,7 @@ func (r *Router) Build(ups []UpstreamConfig, routes []RouteConfig, version strin
 	return t, nil
 }
 
-func (r *Router) buildGroup(u UpstreamConfig) (*upstreamGroup, error) {
+func (r *Router) buildGroup(u UpstreamConfig, pools *[]namedPool) (*upstreamGroup, error) {
 	if len(u.Peers) == 0 {
 		return nil, fmt.Errorf("proxy: upstream %q has no peers", u.Name)
 	}
@@ -227,6 +247,7 @@ func (r *Router) buildGroup(u UpstreamConfig) (*upstreamGroup, error) {
 		if p.Group == "" {
 			p.Group = u.Name
 		}
+		r.nameCA(p, pools)
 		rec := r.health.Get(p.poolKey(), p.Addr)
 		g.records = append(g.records, rec)
 		backends[i] = lb.Backend{Addr: p.Addr, Weight: p.Weight, State: rec.State()}
@@ -240,14 +261,23 @@ func (r *Router) buildGroup(u UpstreamConfig) (*upstreamGroup, error) {
 }
 
 // Swap installs t, moves the active health checks to t's groups, and
-// returns the previous table.
+// returns the previous table. State of peers t does not have is freed:
+// their health records, peer metric series and, through the watchers
+// (PeerWatcher), pooled connections; requests in flight on the previous
+// table finish on it.
 func (r *Router) Swap(t *Table) *Table {
-	old := r.table.Swap(t)
-	for _, g := range t.upstreams {
-		for i, rec := range g.records {
-			r.peerUp.WithLabelValues(g.cfg.Name, g.cfg.Peers[i].Addr).Set(boolFloat(rec.State().Healthy()))
-		}
+	r.swapMu.Lock()
+	defer r.swapMu.Unlock()
+	peers := t.peers()
+	for _, w := range r.watchers {
+		w(peers) // first, so requests on t find their peers kept
 	}
+	r.health.Retain(t.records())
+	r.cas.setLive(t.pools)
+	r.metricsMu.Lock()
+	old := r.table.Swap(t)
+	r.publishPeerMetrics(old, t)
+	r.metricsMu.Unlock()
 	r.restartChecks(t)
 	return old
 }

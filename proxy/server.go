@@ -34,6 +34,7 @@ type Server[C any] struct {
 	ph      phases[C]
 	pool    *pool
 	h2up    *h2Upstream
+	unwatch func() // ends the PeerWatcher subscription (nil: none)
 	dialer  *dialer
 	metrics *metrics
 	errLog  *slog.Logger
@@ -82,6 +83,9 @@ func New[C any](app App[C], cfg Config) (*Server[C], error) {
 	s.pool = newPool(cfg.Pool, s.metrics)
 	s.h2up = newH2Upstream(s.dialer, cfg)
 	s.h2cfg = h2Config(cfg.Downstream)
+	if w, ok := app.(PeerWatcher); ok {
+		s.unwatch = w.WatchPeers(s.retainPeers)
+	}
 	return s, nil
 }
 
@@ -294,6 +298,9 @@ func (s *Server[C]) closeConns() {
 func (s *Server[C]) finish() {
 	s.closeOnce.Do(func() {
 		close(s.closed)
+		if s.unwatch != nil {
+			s.unwatch()
+		}
 		s.pool.close()
 		s.h2up.close()
 	})

@@ -17,12 +17,14 @@ import (
 
 // h2Upstream holds one HTTP/2 transport per peer identity (address,
 // protocol, TLS settings); each multiplexes requests over its connections.
+// Only peers of the live table keep a transport (see PeerWatcher).
 type h2Upstream struct {
 	dialer *dialer
 	cfg    Config
 
 	mu         sync.Mutex
 	transports map[string]*http2.Transport
+	live       peerKeys // the keys transports are kept for (nil: all)
 }
 
 func newH2Upstream(d *dialer, cfg Config) *h2Upstream {
@@ -31,13 +33,18 @@ func newH2Upstream(d *dialer, cfg Config) *h2Upstream {
 
 type dialMarkKey struct{}
 
-// dialMark records, for one request, whether its attempt dialed a new
-// connection and how long the connect took.
+// dialMark carries, for one request, the peer to dial (the request's, as a
+// transport outlives the table whose Peer made it) and records whether its
+// attempt dialed a new connection and how long the connect took.
 type dialMark struct {
+	peer    *Peer
 	dialed  bool
 	connect time.Duration
 }
 
+// transport returns the transport for peer's identity. A peer no live
+// table uses (a request of an older table) gets one of its own, not kept,
+// whose connections close when the request ends (see done).
 func (u *h2Upstream) transport(peer *Peer) *http2.Transport {
 	key := peer.poolKey()
 	u.mu.Lock()
@@ -45,26 +52,73 @@ func (u *h2Upstream) transport(peer *Peer) *http2.Transport {
 	if t := u.transports[key]; t != nil {
 		return t
 	}
-	p := peer
-	t := &http2.Transport{
-		AllowHTTP:       peer.Protocol == H2C,
+	t := u.newTransport(peer)
+	if u.live.has(key) {
+		u.transports[key] = t
+	}
+	return t
+}
+
+func (u *h2Upstream) newTransport(first *Peer) *http2.Transport {
+	return &http2.Transport{
+		AllowHTTP:       first.Protocol == H2C,
 		ReadIdleTimeout: 30 * time.Second,
 		PingTimeout:     15 * time.Second,
 		IdleConnTimeout: u.cfg.Pool.IdleTimeout,
 		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
 			start := time.Now()
+			m, _ := ctx.Value(dialMarkKey{}).(*dialMark)
+			p := first
+			if m != nil && m.peer != nil {
+				p = m.peer
+			}
 			nc, err := u.dialer.dial(ctx, p, p.Timeouts.withDefaults(u.cfg.Upstream), "h2")
 			if err == nil {
 				u.dialer.metrics.connsCreated.Inc()
-				if m, ok := ctx.Value(dialMarkKey{}).(*dialMark); ok {
+				if m != nil {
 					m.dialed, m.connect = true, time.Since(start)
 				}
 			}
 			return nc, err
 		},
 	}
-	u.transports[key] = t
-	return t
+}
+
+// done is called when a request on t ended: a transport that is not kept
+// (any more) closes its connections that are idle now; one still busy
+// closes after Pool.IdleTimeout at the latest.
+func (u *h2Upstream) done(key string, t *http2.Transport) {
+	u.mu.Lock()
+	kept := u.transports[key] == t
+	u.mu.Unlock()
+	if !kept {
+		t.CloseIdleConnections()
+	}
+}
+
+// retain keeps transports only for keys in live; the others close their
+// idle connections and are dropped (requests in flight on them finish).
+func (u *h2Upstream) retain(live peerKeys) {
+	var dropped []*http2.Transport
+	u.mu.Lock()
+	u.live = live
+	for k, t := range u.transports {
+		if !live.has(k) {
+			dropped = append(dropped, t)
+			delete(u.transports, k)
+		}
+	}
+	u.mu.Unlock()
+	for _, t := range dropped {
+		t.CloseIdleConnections()
+	}
+}
+
+// count returns the number of transports kept.
+func (u *h2Upstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.transports)
 }
 
 func (u *h2Upstream) close() {
@@ -90,6 +144,9 @@ var (
 
 // h2Exchange is one request/response on an HTTP/2 upstream stream.
 type h2Exchange struct {
+	up     *h2Upstream
+	tr     *http2.Transport
+	key    string
 	ctx    context.Context
 	res    *http.Response
 	cancel context.CancelCauseFunc
@@ -100,7 +157,7 @@ type h2Exchange struct {
 
 func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, body *reqBody, out *ResponseHeader) (*h2Exchange, error) {
 	t := peer.Timeouts.withDefaults(s.cfg.Upstream)
-	mark := &dialMark{}
+	mark := &dialMark{peer: peer}
 	ctx, cancel := context.WithCancelCause(context.WithValue(sess.ctx, dialMarkKey{}, mark))
 	timer := time.AfterFunc(t.ResponseHeader, func() { cancel(errResponseHeaderTimeout) })
 	hr := &http.Request{
@@ -112,7 +169,8 @@ func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 		Host:       req.Host,
 		Body:       http.NoBody,
 	}
-	ex := &h2Exchange{cancel: cancel, timer: timer, idle: t.ReadIdle}
+	tr := s.h2up.transport(peer)
+	ex := &h2Exchange{up: s.h2up, tr: tr, key: peer.poolKey(), cancel: cancel, timer: timer, idle: t.ReadIdle}
 	if body.has {
 		ex.body = &attemptBody{b: body, trailer: declaredTrailers(req.Header), ds: sess.ds}
 		body.handed = true // the transport may read it at any time from now
@@ -123,7 +181,7 @@ func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 	}
 	delete(req.Header, "Content-Length")
 	delete(req.Header, "Transfer-Encoding")
-	res, err := s.h2up.transport(peer).RoundTrip(hr.WithContext(ctx))
+	res, err := tr.RoundTrip(hr.WithContext(ctx))
 	timer.Stop()
 	sess.ConnReused, sess.ConnectTime = !mark.dialed, mark.connect
 	if err != nil {
@@ -244,4 +302,8 @@ func (ex *h2Exchange) release(ok bool) {
 		ex.body.stop()
 	}
 	ex.cancel(nil)
+	if ex.tr != nil {
+		ex.up.done(ex.key, ex.tr)
+		ex.tr = nil
+	}
 }
