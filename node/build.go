@@ -1,7 +1,9 @@
 package node
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"os"
 
@@ -35,16 +37,9 @@ func buildUpstream(u config.Upstream, resolve func(string) string) (proxy.Upstre
 	if err != nil {
 		return proxy.UpstreamConfig{}, err
 	}
-	var pool *x509.CertPool
-	if u.TLS != nil && u.TLS.CA != "" {
-		pem, err := os.ReadFile(resolve(u.TLS.CA))
-		if err != nil {
-			return proxy.UpstreamConfig{}, fmt.Errorf("upstream %q: read CA: %w", u.Name, err)
-		}
-		pool = x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return proxy.UpstreamConfig{}, fmt.Errorf("upstream %q: CA file %s holds no PEM certificate", u.Name, u.TLS.CA)
-		}
+	pool, poolID, err := loadCA(u, resolve)
+	if err != nil {
+		return proxy.UpstreamConfig{}, err
 	}
 	hk, err := proxy.ParseHashKey(u.HashKey)
 	if err != nil {
@@ -72,6 +67,10 @@ func buildUpstream(u config.Upstream, resolve func(string) string) (proxy.Upstre
 			Weight:   p.Weight,
 			Group:    u.Name,
 			RootCAs:  pool,
+			// The CA file's digest, not the fresh pool's address, names
+			// the roots: peer health and pooled connections survive an
+			// apply that reads the same file again (issue 11).
+			RootCAsID: poolID,
 			Timeouts: proxy.UpstreamTimeouts{
 				Connect: u.Timeouts.Connect, TLSHandshake: u.Timeouts.TLSHandshake,
 				ResponseHeader: u.Timeouts.ResponseHeader, ReadIdle: u.Timeouts.ReadIdle, WriteIdle: u.Timeouts.WriteIdle,
@@ -85,6 +84,24 @@ func buildUpstream(u config.Upstream, resolve func(string) string) (proxy.Upstre
 		uc.Peers = append(uc.Peers, peer)
 	}
 	return uc, nil
+}
+
+// loadCA reads the upstream's CA file into a pool and names it by the
+// SHA-256 of the file's bytes; no CA file gives a nil pool.
+func loadCA(u config.Upstream, resolve func(string) string) (*x509.CertPool, string, error) {
+	if u.TLS == nil || u.TLS.CA == "" {
+		return nil, "", nil
+	}
+	pem, err := os.ReadFile(resolve(u.TLS.CA))
+	if err != nil {
+		return nil, "", fmt.Errorf("upstream %q: read CA: %w", u.Name, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, "", fmt.Errorf("upstream %q: CA file %s holds no PEM certificate", u.Name, u.TLS.CA)
+	}
+	sum := sha256.Sum256(pem)
+	return pool, "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
 // proxyConfig translates the node file into the engine's Config.
