@@ -434,3 +434,69 @@ func TestSwapDuringInFlightRequests(t *testing.T) {
 		t.Fatalf("series left for a removed peer: %s", s)
 	}
 }
+
+// gatedApp is RouterApp (WatchPeers included) with an UpstreamRequestFilter
+// that holds each attempt after its peer was chosen from the table.
+type gatedApp struct {
+	RouterApp
+	chosen, resume chan struct{}
+}
+
+func (a gatedApp) UpstreamRequestFilter(*Session, *RequestHeader, struct{}) error {
+	a.chosen <- struct{}{}
+	<-a.resume
+	return nil
+}
+
+// TestOldTableRequestToDroppedPeer: a request that chose its peer from a
+// table, then connects after a swap dropped that peer, is served, and its
+// connection closes after it instead of staying pooled.
+func TestOldTableRequestToDroppedPeer(t *testing.T) {
+	ca := newTestCA(t)
+	for name, mode := range map[string]originMode{"h1 over TLS": originH1TLS, "h2": originH2TLS} {
+		t.Run(name, func(t *testing.T) {
+			addr, conns := countedOrigin(t, mode, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "old") }))
+			peer := &Peer{Addr: addr, TLS: true, SNI: "origin.test", RootCAs: ca.pool, RootCAsID: "test-ca"}
+			if mode == originH2TLS {
+				peer.Protocol = H2
+			}
+			r := newTestRouter(t)
+			tbl, err := r.Build([]UpstreamConfig{{Name: "up", Peers: []*Peer{peer}}}, []RouteConfig{{Upstream: "up"}}, "v1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Swap(tbl)
+			app := gatedApp{RouterApp: RouterApp{Router: r}, chosen: make(chan struct{}, 1), resume: make(chan struct{})}
+			srv, err := New[struct{}](app, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			proxyAddr := startProxyServer(t, srv)
+			done := make(chan string, 1)
+			go func() {
+				resp, err := h1Client().Get("http://" + proxyAddr + "/")
+				if err != nil {
+					done <- err.Error()
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				done <- fmt.Sprint(resp.StatusCode, " ", string(b))
+			}()
+			<-app.chosen
+			empty, err := r.Build(nil, nil, "v2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Swap(empty)
+			close(app.resume)
+			if got := <-done; got != "200 old" {
+				t.Fatalf("request of the old table: %s", got)
+			}
+			waitFor(t, 5*time.Second, "the dropped peer's connection closed", func() bool { return conns.n.Load() == 0 })
+			if k, n := srv.pool.idleKeys(), srv.h2up.count(); k != 0 || n != 0 {
+				t.Fatalf("kept for a dropped peer: %d pool keys, %d transports", k, n)
+			}
+		})
+	}
+}

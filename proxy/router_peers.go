@@ -33,12 +33,15 @@ func (r *Router) WatchPeers(f func(live []*Peer)) (stop func()) {
 	}
 }
 
-var _ PeerWatcher = RouterApp{}
+var (
+	_ PeerWatcher = (*Router)(nil)
+	_ PeerWatcher = RouterApp{}
+)
 
 // WatchPeers implements PeerWatcher with the Router's.
 func (a RouterApp) WatchPeers(f func(live []*Peer)) (stop func()) { return a.Router.WatchPeers(f) }
 
-// peers lists every peer of t, in group order.
+// peers lists every peer of t.
 func (t *Table) peers() []*Peer {
 	var out []*Peer
 	for _, g := range t.upstreams {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -23,12 +24,19 @@ type h2Upstream struct {
 	cfg    Config
 
 	mu         sync.Mutex
-	transports map[string]*http2.Transport
+	transports map[string]*h2Transport
 	live       peerKeys // the keys transports are kept for (nil: all)
 }
 
+// h2Transport is a peer's transport; dropped is set once it is no longer
+// kept, so that each request ending on it closes its idle connections.
+type h2Transport struct {
+	*http2.Transport
+	dropped atomic.Bool
+}
+
 func newH2Upstream(d *dialer, cfg Config) *h2Upstream {
-	return &h2Upstream{dialer: d, cfg: cfg, transports: map[string]*http2.Transport{}}
+	return &h2Upstream{dialer: d, cfg: cfg, transports: map[string]*h2Transport{}}
 }
 
 type dialMarkKey struct{}
@@ -44,27 +52,37 @@ type dialMark struct {
 
 // transport returns the transport for peer's identity. A peer no live
 // table uses (a request of an older table) gets one of its own, not kept,
-// whose connections close when the request ends (see done).
-func (u *h2Upstream) transport(peer *Peer) *http2.Transport {
+// whose connection closes when the request ends (see done), or at the
+// latest a second after.
+func (u *h2Upstream) transport(peer *Peer) *h2Transport {
 	key := peer.poolKey()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if t := u.transports[key]; t != nil {
 		return t
 	}
-	t := u.newTransport(peer)
-	if u.live.has(key) {
-		u.transports[key] = t
+	if !u.live.has(key) {
+		t := &h2Transport{Transport: u.newTransport(peer, min(u.cfg.Pool.IdleTimeout, oneRequestIdle))}
+		t.dropped.Store(true)
+		return t
 	}
+	t := &h2Transport{Transport: u.newTransport(peer, u.cfg.Pool.IdleTimeout)}
+	u.transports[key] = t
 	return t
 }
 
-func (u *h2Upstream) newTransport(first *Peer) *http2.Transport {
+// oneRequestIdle is the idle timeout of a transport made for one request.
+// It is not shorter because it also runs between the dial and the
+// request's claim on the new connection: a timeout that can pass in
+// between makes the transport close the connection and dial again.
+const oneRequestIdle = time.Second
+
+func (u *h2Upstream) newTransport(first *Peer, idle time.Duration) *http2.Transport {
 	return &http2.Transport{
 		AllowHTTP:       first.Protocol == H2C,
 		ReadIdleTimeout: 30 * time.Second,
 		PingTimeout:     15 * time.Second,
-		IdleConnTimeout: u.cfg.Pool.IdleTimeout,
+		IdleConnTimeout: idle,
 		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
 			start := time.Now()
 			m, _ := ctx.Value(dialMarkKey{}).(*dialMark)
@@ -85,13 +103,12 @@ func (u *h2Upstream) newTransport(first *Peer) *http2.Transport {
 }
 
 // done is called when a request on t ended: a transport that is not kept
-// (any more) closes its connections that are idle now; one still busy
-// closes after Pool.IdleTimeout at the latest.
-func (u *h2Upstream) done(key string, t *http2.Transport) {
-	u.mu.Lock()
-	kept := u.transports[key] == t
-	u.mu.Unlock()
-	if !kept {
+// (any more) closes its connections that are idle now. The transport
+// forgets a finished stream a moment after the body's end, so a
+// connection that was not idle yet closes after Pool.IdleTimeout at the
+// latest.
+func (t *h2Transport) done() {
+	if t.dropped.Load() {
 		t.CloseIdleConnections()
 	}
 }
@@ -99,11 +116,12 @@ func (u *h2Upstream) done(key string, t *http2.Transport) {
 // retain keeps transports only for keys in live; the others close their
 // idle connections and are dropped (requests in flight on them finish).
 func (u *h2Upstream) retain(live peerKeys) {
-	var dropped []*http2.Transport
+	var dropped []*h2Transport
 	u.mu.Lock()
 	u.live = live
 	for k, t := range u.transports {
 		if !live.has(k) {
+			t.dropped.Store(true)
 			dropped = append(dropped, t)
 			delete(u.transports, k)
 		}
@@ -144,9 +162,7 @@ var (
 
 // h2Exchange is one request/response on an HTTP/2 upstream stream.
 type h2Exchange struct {
-	up     *h2Upstream
-	tr     *http2.Transport
-	key    string
+	tr     *h2Transport
 	ctx    context.Context
 	res    *http.Response
 	cancel context.CancelCauseFunc
@@ -170,7 +186,7 @@ func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 		Body:       http.NoBody,
 	}
 	tr := s.h2up.transport(peer)
-	ex := &h2Exchange{up: s.h2up, tr: tr, key: peer.poolKey(), cancel: cancel, timer: timer, idle: t.ReadIdle}
+	ex := &h2Exchange{tr: tr, cancel: cancel, timer: timer, idle: t.ReadIdle}
 	if body.has {
 		ex.body = &attemptBody{b: body, trailer: declaredTrailers(req.Header), ds: sess.ds}
 		body.handed = true // the transport may read it at any time from now
@@ -303,7 +319,7 @@ func (ex *h2Exchange) release(ok bool) {
 	}
 	ex.cancel(nil)
 	if ex.tr != nil {
-		ex.up.done(ex.key, ex.tr)
+		ex.tr.done()
 		ex.tr = nil
 	}
 }
