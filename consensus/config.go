@@ -20,7 +20,8 @@ type Config struct {
 	// and Addr reports the bound one. Ignored when Transport is set
 	// (default "127.0.0.1:7948").
 	BindAddr string
-	// Advertise is the raft address other servers dial (default: the bound
+	// Advertise is the raft "host:port" other servers dial; port 0 means
+	// the bound port. Ignored when Transport is set (default: the bound
 	// address, which must then not be a wildcard).
 	Advertise string
 	// DataDir holds raft.db (log and stable store), snapshots/, the applied

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -183,32 +182,6 @@ func (c Config) raftConfigWithLogger(l hclog.Logger) *raft.Config {
 	rc := c.raftConfig()
 	rc.Logger = l
 	return rc
-}
-
-func (s *Store) transport() (raft.Transport, error) {
-	if s.cfg.Transport != nil {
-		return s.cfg.Transport, nil
-	}
-	if s.cfg.StreamLayer != nil {
-		sl, err := s.cfg.StreamLayer(s.cfg.BindAddr)
-		if err != nil {
-			return nil, fmt.Errorf("consensus: raft listen %s: %w", s.cfg.BindAddr, err)
-		}
-		return raft.NewNetworkTransportWithLogger(sl, 3, 10*time.Second, s.hlog), nil
-	}
-	var adv net.Addr
-	if s.cfg.Advertise != "" {
-		a, err := net.ResolveTCPAddr("tcp", s.cfg.Advertise)
-		if err != nil {
-			return nil, fmt.Errorf("consensus: Advertise %q: %w", s.cfg.Advertise, err)
-		}
-		adv = a
-	}
-	t, err := raft.NewTCPTransportWithLogger(s.cfg.BindAddr, adv, 3, 10*time.Second, s.hlog)
-	if err != nil {
-		return nil, fmt.Errorf("consensus: raft listen %s: %w", s.cfg.BindAddr, err)
-	}
-	return t, nil
 }
 
 // Shutdown stops the server gracefully: a leader of a multi-voter cluster
