@@ -130,9 +130,9 @@ func (c *Cluster) setTransport(mc *memberlist.Config) error {
 	}
 	if mc.BindPort == 0 {
 		mc.BindPort = nt.GetAutoBindPort()
-		if c.cfg.AdvertiseAddr == "" {
-			mc.AdvertisePort = mc.BindPort
-		}
+	}
+	if mc.AdvertisePort == 0 {
+		mc.AdvertisePort = mc.BindPort // no advertise port, or port 0: the bound one
 	}
 	var t memberlist.NodeAwareTransport = nt
 	if c.cfg.WrapTransport != nil {

@@ -283,3 +283,22 @@ func TestStartErrors(t *testing.T) {
 		t.Fatal("Start after Shutdown succeeded")
 	}
 }
+
+// TestAdvertiseBoundPort: bound to every address on a free port and
+// advertised at an IP with port 0, a node is known at that IP and the bound
+// port, and others join it there.
+func TestAdvertiseBoundPort(t *testing.T) {
+	sink := newLogSink(t)
+	a := startNode(t, sink, Config{Name: "a", BindAddr: "0.0.0.0:0", AdvertiseAddr: "127.0.0.1:0"})
+	host, port, _ := net.SplitHostPort(a.Addr())
+	if host != "127.0.0.1" || port == "0" {
+		t.Fatalf("advertised %q", a.Addr())
+	}
+	b := startNode(t, sink, Config{Name: "b", Join: []string{a.Addr()}})
+	waitFor(t, 10*time.Second, "2 nodes on one ring", func() bool { return sameRing([]*Cluster{a, b}, 2) })
+	for _, m := range b.Members() {
+		if m.Name == "a" && m.Addr != a.Addr() {
+			t.Fatalf("b sees a at %q, want %q", m.Addr, a.Addr())
+		}
+	}
+}

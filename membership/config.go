@@ -32,8 +32,9 @@ type Config struct {
 	// BindAddr is the gossip "host:port" for TCP and UDP; port 0 picks a
 	// free port, reported by Cluster.Addr (default "0.0.0.0:7946").
 	BindAddr string
-	// AdvertiseAddr is the "host:port" other nodes reach this node at
-	// (default: BindAddr, or the first private address when bound to 0.0.0.0).
+	// AdvertiseAddr is the "ip:port" other nodes reach this node at; port 0
+	// means the bound port (default: BindAddr, or memberlist's choice of a
+	// private address when bound to 0.0.0.0).
 	AdvertiseAddr string
 	// Join lists seed "host:port" addresses; DNS names are resolved again on
 	// every try (default none: start a new cluster and wait to be joined).
