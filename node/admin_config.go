@@ -159,15 +159,21 @@ func (n *Node) forwardToLeader(w http.ResponseWriter, r *http.Request, body []by
 	if !errors.As(err, &nl) || r.Header.Get(forwardedHeader) != "" {
 		return false
 	}
-	admin := ""
+	admin, known := "", false
 	if mc := n.Members(); mc != nil {
 		for _, m := range mc.Members() {
 			if m.Name == nl.LeaderID {
-				admin = m.Meta.Addrs.Admin
+				admin, known = m.Meta.Addrs.Admin, true
 			}
 		}
 	}
 	if admin == "" {
+		if known {
+			// Its admin_addr is on loopback: not advertised to other hosts.
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "cannot forward the write: the leader " + nl.LeaderID +
+				" advertises no admin address other nodes can reach (its admin_addr is on loopback); send the write to the leader's own admin API, or set admin_addr (or admin_advertise_addr) on every node to an address the others reach"})
+			return true
+		}
 		return false
 	}
 	req, rerr := http.NewRequestWithContext(r.Context(), r.Method, "http://"+admin+r.URL.RequestURI(), bytes.NewReader(body))

@@ -2,7 +2,6 @@ package node
 
 import (
 	"fmt"
-	"os"
 	"reflect"
 	"sort"
 	"sync"
@@ -34,17 +33,8 @@ func (n *Node) startCluster() error {
 	if err != nil {
 		return err
 	}
-	if key == nil {
-		if env := os.Getenv("PINGORA_GOSSIP_KEY"); env != "" {
-			c := *n.cfg
-			c.GossipKey = env
-			if key, err = c.GossipKeyBytes(); err != nil {
-				return fmt.Errorf("PINGORA_GOSSIP_KEY: %w", err)
-			}
-		}
-	}
 	mc, err := membership.New(membership.Config{
-		Name: n.cfg.Name, BindAddr: n.cfg.GossipAddr, AdvertiseAddr: n.cfg.AdvertiseAddr, Join: n.cfg.Join,
+		Name: n.cfg.Name, BindAddr: n.cfg.GossipAddr, AdvertiseAddr: n.adv.Gossip, Join: n.cfg.Join,
 		SecretKey: key, Label: n.cfg.ClusterName, Profile: membership.Profile(n.cfg.GossipProfile),
 		Meta: n.meta(membership.StateStarting), Logger: n.log.With("part", "membership"),
 	})
@@ -65,11 +55,13 @@ func (n *Node) startCluster() error {
 func (n *Node) meta(state membership.NodeState) membership.Meta {
 	m := membership.Meta{Version: n.opts.Version, Zone: n.cfg.Zone, Weight: n.cfg.RingWeight, State: state}
 	for _, addr := range n.ListenerAddrs() {
-		m.Addrs.Proxy = append(m.Addrs.Proxy, addr)
+		if a := n.adv.Addr(addr); a != "" {
+			m.Addrs.Proxy = append(m.Addrs.Proxy, a)
+		}
 	}
 	sort.Strings(m.Addrs.Proxy)
-	m.Addrs.Admin = n.AdminAddr()
-	m.Addrs.Cluster = n.RPCAddr()
+	m.Addrs.Admin = n.adv.Admin(n.AdminAddr())
+	m.Addrs.Cluster = n.adv.Cluster(n.RPCAddr())
 	if a := n.applied.Load(); a != nil {
 		m.ConfigVersion = uint64(a.Version)
 	}
@@ -87,6 +79,21 @@ func (n *Node) meta(state membership.NodeState) membership.Meta {
 		m.RaftState = st.HasState()
 	}
 	return m
+}
+
+// logAdvertised says where the other nodes reach this one, and warns when
+// a config write cannot be forwarded to it.
+func (n *Node) logAdvertised() {
+	if !n.cfg.Clustered() {
+		return
+	}
+	m := n.meta(membership.StateStarting)
+	n.log.Info("advertised addresses", "gossip", n.Members().Addr(), "raft", m.Addrs.Raft, "cluster", m.Addrs.Cluster,
+		"admin", m.Addrs.Admin, "proxy", m.Addrs.Proxy)
+	if m.Addrs.Admin == "" && n.cfg.Replicated() {
+		n.log.Warn("admin_addr is on loopback, so it is not advertised to nodes on other hosts: while this node leads, config writes sent to the others are refused with a message; set admin_addr (with admin_token) to an address they reach to let them forward",
+			"admin_addr", n.cfg.AdminAddr)
+	}
 }
 
 // refreshMeta keeps the gossiped metadata current until the part stops.

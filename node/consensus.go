@@ -23,6 +23,7 @@ func (n *Node) openConsensus() error {
 	}
 	cc.ID = n.cfg.Name
 	cc.BindAddr = n.cfg.RaftAddr
+	cc.Advertise = n.adv.Raft(n.cfg.RaftAddr) // port 0: the bound one
 	cc.DataDir = n.cfg.Path(n.cfg.DataDir)
 	cc.BootstrapExpect = n.cfg.Bootstrap()
 	// Autopilot never removes a dead voter below the expected cluster size

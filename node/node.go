@@ -38,11 +38,16 @@ type Options struct {
 	Inherit *handoff.Inherited
 	// NoHandoff disables offering the listeners to a successor.
 	NoHandoff bool
+	// Host is the machine's interfaces, from which the advertised address
+	// of ports bound to every address is chosen (default: read with
+	// config.LocalHost).
+	Host *config.Host
 }
 
 // Node is one running pingora-node.
 type Node struct {
 	cfg  *config.Node
+	adv  *config.Advertised // what the other nodes are told
 	opts Options
 	log  *slog.Logger
 	reg  *prometheus.Registry
@@ -111,6 +116,9 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	clusterPath := cfg.Path(cfg.ClusterConfig)
 	n.clusterPath.Store(&clusterPath)
 	n.log = n.log.With("node", cfg.Name)
+	if err := n.resolveAdvertise(); err != nil {
+		return nil, err
+	}
 	router, err := proxy.NewRouter(proxy.RouterOptions{Metrics: n.reg, Log: n.log.With("part", "health")})
 	if err != nil {
 		return nil, err
@@ -142,6 +150,24 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// resolveAdvertise decides the addresses the node advertises.
+func (n *Node) resolveAdvertise() error {
+	host := n.opts.Host
+	if host == nil {
+		h, err := config.LocalHost()
+		if err != nil {
+			return err
+		}
+		host = &h
+	}
+	adv, err := n.cfg.ResolveAdvertise(*host)
+	if err != nil {
+		return err
+	}
+	n.adv = adv
+	return nil
 }
 
 func parseLevel(s string) slog.Level {
@@ -232,6 +258,9 @@ func (n *Node) Start() error {
 	}
 	if err == nil {
 		err = n.startConsensus()
+	}
+	if err == nil {
+		n.logAdvertised()
 	}
 	if err == nil && in != nil {
 		if err = in.Serving(); err != nil {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,80 +20,35 @@ import (
 	"github.com/pingora-go/pingora-go/proxy/handoff"
 )
 
-// runFlags are the flags of "run"; each overrides the node file.
+// runFlags are the flags of "run". Every node-file setting in
+// config.Settings has a flag and a PINGORA_* variable: the node file (if
+// any) is read first, then the environment, then the flags, and the result
+// is validated once.
 type runFlags struct {
-	config, name, adminAddr, pidFile, logLevel string
-	join, gossipAddr, clusterAddr              string
-	dataDir, raftAddr                          string
-	bootstrapExpect                            int
-	upgrade                                    bool
+	config, pidFile string
+	upgrade         bool
+	overrides       []config.Override // the setting flags, in command-line order
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.config, "config", os.Getenv("PINGORA_CONFIG"), "node file (YAML) `path` [PINGORA_CONFIG]")
-	fs.StringVar(&f.name, "name", os.Getenv("PINGORA_NAME"), "node `name`, overrides the file [PINGORA_NAME]")
-	fs.StringVar(&f.adminAddr, "admin-addr", os.Getenv("PINGORA_ADMIN_ADDR"), "admin server `host:port`, overrides the file [PINGORA_ADMIN_ADDR]")
+	fs.StringVar(&f.config, "config", os.Getenv("PINGORA_CONFIG"), "node file (YAML) `path`; optional: flags and PINGORA_* variables can set everything [PINGORA_CONFIG]")
 	fs.StringVar(&f.pidFile, "pid-file", "", "write the process id to `path` while running")
-	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error, overrides the file")
-	fs.StringVar(&f.join, "join", os.Getenv("PINGORA_JOIN"), "comma-separated gossip `host:port` seeds to join, overrides the file [PINGORA_JOIN]")
-	fs.StringVar(&f.gossipAddr, "gossip-addr", os.Getenv("PINGORA_GOSSIP_ADDR"), "gossip `host:port` (TCP and UDP), overrides the file [PINGORA_GOSSIP_ADDR]")
-	fs.StringVar(&f.clusterAddr, "cluster-addr", os.Getenv("PINGORA_CLUSTER_ADDR"), "node-to-node RPC `host:port`, overrides the file [PINGORA_CLUSTER_ADDR]")
-	fs.StringVar(&f.dataDir, "data-dir", os.Getenv("PINGORA_DATA_DIR"), "raft data `dir`: replicate the cluster config, overrides the file [PINGORA_DATA_DIR]")
-	fs.StringVar(&f.raftAddr, "raft-addr", os.Getenv("PINGORA_RAFT_ADDR"), "raft `host:port`, overrides the file [PINGORA_RAFT_ADDR]")
-	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", envInt("PINGORA_BOOTSTRAP_EXPECT"), "servers that form a new raft cluster together, overrides the file [PINGORA_BOOTSTRAP_EXPECT]")
 	fs.BoolVar(&f.upgrade, "upgrade", false, "take the listeners over from the running node with the same upgrade socket, then let it drain")
+	for _, st := range config.Settings {
+		if st.Flag == "" {
+			continue
+		}
+		fs.Func(st.Flag, st.Usage+" ["+st.Env+"]", func(v string) error {
+			f.overrides = append(f.overrides, config.Override{Key: st.Key, Value: v, Source: "flag --" + st.Flag})
+			return nil
+		})
+	}
 }
 
-// loadNode reads the node file and applies the flags.
+// loadNode reads the node file, the environment and the flags, in that
+// order, and validates the result.
 func (f *runFlags) loadNode() (*config.Node, error) {
-	if f.config == "" {
-		return nil, fmt.Errorf("--config is required (or PINGORA_CONFIG)")
-	}
-	n, err := config.LoadNode(f.config)
-	if err != nil {
-		return nil, err
-	}
-	if f.name != "" {
-		n.Name = f.name
-	}
-	if f.adminAddr != "" {
-		n.AdminAddr = f.adminAddr
-	}
-	if f.logLevel != "" {
-		n.LogLevel = f.logLevel
-	}
-	if f.join != "" {
-		n.Join = nil
-		for _, j := range strings.Split(f.join, ",") {
-			if j = strings.TrimSpace(j); j != "" {
-				n.Join = append(n.Join, j)
-			}
-		}
-	}
-	if f.gossipAddr != "" {
-		n.GossipAddr = f.gossipAddr
-	}
-	if f.clusterAddr != "" {
-		n.ClusterAddr = f.clusterAddr
-	}
-	if f.dataDir != "" {
-		abs, err := filepath.Abs(f.dataDir) // relative to the working directory, not the node file
-		if err != nil {
-			return nil, err
-		}
-		n.DataDir = abs
-	}
-	if f.raftAddr != "" {
-		n.RaftAddr = f.raftAddr
-	}
-	if f.bootstrapExpect > 0 {
-		n.BootstrapExpect = f.bootstrapExpect
-	}
-	n.ApplyClusterDefaults()
-	if err := n.Validate(); err != nil {
-		return nil, fmt.Errorf("flags: %w", err)
-	}
-	return n, nil
+	return config.Load(config.Sources{File: f.config, Env: os.Getenv, Flags: f.overrides})
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
@@ -140,11 +94,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	sdNotify(fmt.Sprintf("READY=1\nMAINPID=%d", os.Getpid()))
 	return serveUntilSignal(n, cfg, &f, args, stderr)
-}
-
-func envInt(name string) int {
-	v, _ := strconv.Atoi(os.Getenv(name))
-	return v
 }
 
 // writePidFile replaces the pid file atomically: during an upgrade the old

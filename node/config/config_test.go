@@ -95,7 +95,7 @@ func TestParseClusterRefuses(t *testing.T) {
 
 func TestParseNodeRefuses(t *testing.T) {
 	cases := []struct{ name, doc, want string }{
-		{"no name", strings.Replace(goodNode, "name: node1\n", "", 1), `n.yaml:1: name: "" is not a valid node name`},
+		{"bad name", strings.Replace(goodNode, "name: node1\n", "name: a b\n", 1), `n.yaml:1: name: "a b" is not a valid node name`},
 		{"dup listener", strings.Replace(goodNode, "name: https", "name: http", 1), `n.yaml:7: listeners[1].name: "http" is also the name of listeners[0]`},
 		{"h2c on tls", strings.Replace(goodNode, "tls: {cert: cert.pem, key: key.pem}", "tls: {cert: cert.pem, key: key.pem}\n    h2c: true", 1), `listeners[1].h2c`},
 		{"cert without key", strings.Replace(goodNode, ", key: key.pem", "", 1), `n.yaml:9: listeners[1].tls: cert and key go together`},

@@ -8,6 +8,14 @@
 // Validation is pure: it never touches the network or the file system, so
 // a cluster config can be checked before it is replicated.
 //
+// A node's settings are loaded in layers (Load): the node file, which is
+// optional, then PINGORA_* environment variables, then command-line flags
+// (Settings lists them), validated once; a value set by a variable or a
+// flag is reported under that name ("flag --name: name: ..."). Every port
+// has a bind address and an advertised one, the address the other nodes
+// are told (see advertise.go); Node.ResolveAdvertise chooses the latter,
+// taking the host's private IP from a Host that tests build by hand.
+//
 // It imports nothing from the module; node translates these types into
 // each part's own. See ExampleParseCluster.
 package config

@@ -14,7 +14,10 @@ type FieldError struct {
 	Path string
 	// Line is the line of the field in the document, 0 if unknown.
 	Line int
-	Msg  string
+	// Source names where a value set outside the document came from, like
+	// "flag --name" or "PINGORA_NAME" ("" for the document).
+	Source string
+	Msg    string
 }
 
 // Errors is the list of problems found in one document.
@@ -30,15 +33,16 @@ func (e *Errors) Error() string {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		if e.File != "" {
-			b.WriteString(e.File)
-			b.WriteByte(':')
-		}
-		if fe.Line > 0 {
-			b.WriteString(strconv.Itoa(fe.Line))
+		switch {
+		case fe.Source != "":
+			b.WriteString(fe.Source)
 			b.WriteString(": ")
-		} else if e.File != "" {
-			b.WriteByte(' ')
+		case e.File != "" && fe.Line > 0:
+			b.WriteString(e.File + ":" + strconv.Itoa(fe.Line) + ": ")
+		case e.File != "":
+			b.WriteString(e.File + ": ")
+		case fe.Line > 0:
+			b.WriteString(strconv.Itoa(fe.Line) + ": ")
 		}
 		if fe.Path != "" {
 			b.WriteString(fe.Path)
@@ -58,13 +62,37 @@ func (e *errs) add(path, format string, args ...any) {
 
 // result returns nil or an *Errors with lines resolved against root.
 func (e *errs) result(file string, root *yaml.Node) error {
+	return e.resultFrom(file, root, nil)
+}
+
+// resultFrom is result where from maps fields (and everything under them)
+// set outside the document to their source, named instead of a line.
+func (e *errs) resultFrom(file string, root *yaml.Node, from map[string]string) error {
 	if len(e.list) == 0 {
 		return nil
 	}
 	for i := range e.list {
-		e.list[i].Line = lineOf(root, e.list[i].Path)
+		fe := &e.list[i]
+		if fe.Source = sourceOf(from, fe.Path); fe.Source == "" {
+			fe.Line = lineOf(root, fe.Path)
+		}
 	}
 	return &Errors{File: file, List: e.list}
+}
+
+// sourceOf returns the source of path: that of the field itself or of the
+// nearest enclosing one ("listeners" for "listeners[0].addr").
+func sourceOf(from map[string]string, path string) string {
+	best := ""
+	for k := range from {
+		if (path == k || strings.HasPrefix(path, k+"[") || strings.HasPrefix(path, k+".")) && len(k) > len(best) {
+			best = k
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return from[best]
 }
 
 // lineOf finds the line of path in a decoded YAML document: the deepest

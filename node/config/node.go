@@ -10,15 +10,21 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Node is the node file: what one node is and where it listens.
 type Node struct {
-	// Name identifies the node in the cluster (required; letters, digits,
-	// '.', '_' and '-', at most 64).
+	// Name identifies the node in the cluster: letters, digits, '.', '_'
+	// and '-', at most 64 (default: the host name).
 	Name string `yaml:"name"`
 	// AdminAddr is the admin/status server address (default 127.0.0.1:9090).
 	AdminAddr string `yaml:"admin_addr"`
+	// AdminAdvertiseAddr is the admin "host:port" the other nodes send
+	// forwarded config writes to (default: from AdminAddr, as for every
+	// port; a loopback AdminAddr is not advertised to remote peers).
+	AdminAdvertiseAddr string `yaml:"admin_advertise_addr"`
 	// AdminToken, when set, must be sent as "Authorization: Bearer <token>"
 	// on every admin request that changes state. Without it, such requests
 	// are accepted only from loopback clients.
@@ -42,21 +48,31 @@ type Node struct {
 	Downstream Downstream `yaml:"downstream"`
 	// Join lists seed gossip addresses ("host:port"; DNS names are resolved
 	// on every try). Setting it, or GossipAddr, makes the node a cluster
-	// member (default: none, a standalone node).
+	// member (default: none, a standalone node). A node may list itself: one
+	// node file can serve every node.
 	Join []string `yaml:"join"`
-	// GossipAddr is the gossip "host:port", TCP and UDP (default
-	// 0.0.0.0:7946 when Join is set; unset and no Join: no gossip).
+	// BindAddr is the IP the cluster ports bind to when their own setting
+	// is unset: gossip (port 7946) and raft (7947) (default: GossipAddr's
+	// IP; else 0.0.0.0 when Join is set, 127.0.0.1 otherwise).
+	BindAddr string `yaml:"bind_addr"`
+	// GossipAddr is the gossip "ip:port", TCP and UDP (default
+	// BindAddr:7946 when Join is set; unset and no Join: no gossip).
 	GossipAddr string `yaml:"gossip_addr"`
-	// AdvertiseAddr is the gossip address other nodes reach this one at
-	// (default: GossipAddr, or a private address when bound to 0.0.0.0).
+	// AdvertiseAddr is the IP ("ip") or gossip address ("ip:port") the
+	// other nodes reach this one at; its IP is also advertised for every
+	// port bound to all addresses (default: GossipAddr's IP, or the host's
+	// private IP when gossip binds 0.0.0.0). See advertise.go.
 	AdvertiseAddr string `yaml:"advertise_addr"`
 	// ClusterAddr is the node-to-node RPC "host:port" (default none).
 	ClusterAddr string `yaml:"cluster_addr"`
+	// ClusterAdvertiseAddr is the cluster RPC "host:port" the others dial
+	// (default: from ClusterAddr, as for every port).
+	ClusterAdvertiseAddr string `yaml:"cluster_advertise_addr"`
 	// ClusterName is gossiped as the memberlist label: nodes of another
 	// cluster cannot join (default "pingora").
 	ClusterName string `yaml:"cluster_name"`
 	// GossipKey is a base64 AES key (16, 24 or 32 bytes) encrypting gossip
-	// (default none: plaintext gossip; PINGORA_GOSSIP_KEY sets it too).
+	// (default none: plaintext gossip).
 	GossipKey string `yaml:"gossip_key"`
 	// GossipProfile is "lan" (failure detection in about 6 s) or "fast"
 	// (about 1 s, for tests and demos) (default lan).
@@ -70,9 +86,11 @@ type Node struct {
 	// config replicated with raft instead of read from ClusterConfig, which
 	// then only seeds a new cluster (default "": no raft).
 	DataDir string `yaml:"data_dir"`
-	// RaftAddr is the raft TCP "host:port" (default 127.0.0.1:7947, or the
-	// gossip host with port 7947 when gossip binds a specific address).
+	// RaftAddr is the raft TCP "host:port" (default BindAddr:7947).
 	RaftAddr string `yaml:"raft_addr"`
+	// RaftAdvertiseAddr is the raft "host:port" the others dial (default:
+	// from RaftAddr, as for every port).
+	RaftAdvertiseAddr string `yaml:"raft_advertise_addr"`
 	// BootstrapExpect is how many servers form a new cluster together
 	// (default 1 without join: a single-node cluster at once; 0 with join:
 	// wait to be added by the existing cluster).
@@ -151,8 +169,9 @@ type Downstream struct {
 // DefaultAdminAddr is the admin address when the node file names none.
 const DefaultAdminAddr = "127.0.0.1:9090"
 
-// ParseNode parses and validates a node file. file names it in errors and
-// anchors relative paths.
+// ParseNode parses and validates a node file with no other source: file
+// names it in errors and anchors relative paths; an unset name is the host
+// name.
 func ParseNode(file string, data []byte) (*Node, error) {
 	var n Node
 	root, err := decode(file, data, &n)
@@ -160,22 +179,31 @@ func ParseNode(file string, data []byte) (*Node, error) {
 		return nil, err
 	}
 	n.dir = filepath.Dir(file)
-	n.applyDefaults()
-	var e errs
-	n.validate(&e)
-	if err := e.result(file, root); err != nil {
-		return nil, err
-	}
-	return &n, nil
+	return n.finish(file, root, map[string]string{}, os.Hostname)
 }
 
 // LoadNode reads and parses the node file at path.
 func LoadNode(path string) (*Node, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	return Load(Sources{File: path})
+}
+
+// finish fills the defaults and validates once; from maps the fields set
+// by the environment or flags to their source, named in errors instead of
+// a file line.
+func (n *Node) finish(file string, root *yaml.Node, from map[string]string, hostname func() (string, error)) (*Node, error) {
+	if n.Name == "" && hostname != nil {
+		if h, err := hostname(); err == nil {
+			n.Name = h
+			from["name"] = "default (the host name)"
+		}
 	}
-	return ParseNode(path, data)
+	n.applyDefaults()
+	var e errs
+	n.validate(&e)
+	if err := e.resultFrom(file, root, from); err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 func (n *Node) applyDefaults() {
@@ -188,15 +216,6 @@ func (n *Node) applyDefaults() {
 	if n.GracePeriod == 0 {
 		n.GracePeriod = 30 * time.Second
 	}
-	n.ApplyClusterDefaults()
-}
-
-// ApplyClusterDefaults fills the gossip defaults; call it again after
-// flags set Join or GossipAddr.
-func (n *Node) ApplyClusterDefaults() {
-	if len(n.Join) > 0 && n.GossipAddr == "" {
-		n.GossipAddr = "0.0.0.0:7946"
-	}
 	if n.ClusterName == "" {
 		n.ClusterName = "pingora"
 	}
@@ -206,10 +225,22 @@ func (n *Node) ApplyClusterDefaults() {
 	if n.RingWeight == 0 {
 		n.RingWeight = 1
 	}
-	if n.DataDir != "" {
-		if n.RaftAddr == "" {
-			n.RaftAddr = "127.0.0.1:7947"
+	bind := n.BindAddr
+	if bind == "" {
+		switch {
+		case n.GossipAddr != "":
+			bind, _ = splitAdvertise(n.GossipAddr) // "" (every address) stays ""
+		case len(n.Join) > 0:
+			bind = "0.0.0.0"
+		default:
+			bind = "127.0.0.1"
 		}
+	}
+	if len(n.Join) > 0 && n.GossipAddr == "" {
+		n.GossipAddr = net.JoinHostPort(bind, "7946")
+	}
+	if n.DataDir != "" && n.RaftAddr == "" {
+		n.RaftAddr = net.JoinHostPort(bind, "7947")
 	}
 }
 
@@ -256,7 +287,7 @@ func (n *Node) UpgradeSocketPath() string {
 	return filepath.Join(os.TempDir(), "pingora-node-"+n.Name+".sock")
 }
 
-// Validate checks n after flags changed it.
+// Validate checks n, for a Node built in code rather than loaded.
 func (n *Node) Validate() error {
 	var e errs
 	n.validate(&e)
@@ -307,7 +338,7 @@ func (n *Node) validateCluster(e *errs) {
 			e.add("join["+strconv.Itoa(i)+"]", "%q: %v", j, err)
 		}
 	}
-	for _, f := range []struct{ name, v string }{{"gossip_addr", n.GossipAddr}, {"advertise_addr", n.AdvertiseAddr}, {"cluster_addr", n.ClusterAddr}} {
+	for _, f := range []struct{ name, v string }{{"gossip_addr", n.GossipAddr}, {"cluster_addr", n.ClusterAddr}} {
 		if f.v != "" {
 			if err := checkHostPort(f.v); err != nil {
 				e.add(f.name, "%v", err)
@@ -322,6 +353,8 @@ func (n *Node) validateCluster(e *errs) {
 	default:
 		e.add("gossip_profile", "%q is not one of lan, fast", n.GossipProfile)
 	}
+	n.validateAdvertise(e)
+	n.checkReachable(e)
 	if t := n.ClusterTLS; t != nil && (t.CA == "" || t.Cert == "" || t.Key == "") {
 		e.add("cluster_tls", "ca, cert and key are all required")
 	}
