@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# chaos/multihost.sh: three pingora-node "hosts" (network namespaces on one
+# bridge, each with its own 10.x address), each running the real binary with
+# ONE shared node file that binds 0.0.0.0 and joins the first node; only the
+# name and the data dir differ, given as flags. Checks that a cluster forms
+# with 3 voters and one leader, that every node advertises its own private
+# address (never loopback or a wildcard), that the seeded config is
+# replicated and a request is proxied on each host, and that a config write
+# sent to a follower is forwarded to the leader and served everywhere.
+# Then: a node whose raft address would be loopback refuses to start, and
+# on a second cluster whose admin API is on loopback, a write sent to a
+# follower is refused with a message that says why (it cannot be
+# forwarded), not "no quorum".
+# Prints one line per check and "N passed, M failed"; exits 1 on a failure.
+#
+#   chaos/multihost.sh            (needs root; prints SKIP and exits 0 without)
+#
+# Bounded (every wait has a deadline); on exit it stops every process it
+# started by PID and deletes the namespaces, the bridge, the iptables rule
+# and the files it created. KEEP=1 keeps the logs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "multihost: SKIP: needs root (it creates network namespaces, a bridge and an iptables rule)"
+  exit 0
+fi
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]} (apt-get)"
+  timeout 600 apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+tag=pgmh$$                      # names of what this run creates (<= 15 chars for links)
+if ! err=$(ip netns add "$tag-probe" 2>&1); then
+  echo "multihost: SKIP: cannot create network namespaces here: $err"
+  exit 0
+fi
+ip netns del "$tag-probe"
+br=$tag
+ns() { echo "$tag-n$1"; }
+work=$(mktemp -d /tmp/pingora-multihost.XXXXXX)
+pids=()
+fwd_rule=0
+cleanup() {
+  set +e
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null
+  done
+  for i in 1 2 3; do ip netns del "$(ns "$i")" 2>/dev/null; done
+  ip link del "$br" 2>/dev/null
+  [ "$fwd_rule" = 1 ] && iptables -D FORWARD -i "$br" -o "$br" -j ACCEPT 2>/dev/null
+  if [ "${KEEP:-0}" = 1 ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+# A /24 no route of this host uses yet.
+net=""
+for c in $(seq $(( $$ % 200 + 20 )) 250) $(seq 20 250); do
+  if ! ip -4 route | grep -q "^10\.213\.$c\."; then net=10.213.$c; break; fi
+done
+[ -n "$net" ] || { echo "multihost: no free 10.213.x.0/24 subnet"; exit 1; }
+
+echo "== build"
+go build -o "$work/pingora-node" ./cmd/pingora-node
+cat > "$work/origin.go" <<'GO'
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+)
+
+func main() {
+	name := os.Args[2]
+	http.ListenAndServe(os.Args[1], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, name) }))
+}
+GO
+go build -o "$work/origin" "$work/origin.go"
+
+echo "== network: bridge $br, $net.0/24, namespaces $(ns 1) $(ns 2) $(ns 3)"
+ip link add "$br" type bridge
+ip addr add "$net.254/24" dev "$br"
+ip link set "$br" up
+# Docker leaves the FORWARD policy at DROP, which also drops bridged
+# traffic when br_netfilter is loaded.
+iptables -I FORWARD -i "$br" -o "$br" -j ACCEPT && fwd_rule=1
+for i in 1 2 3; do
+  n=$(ns "$i")
+  ip netns add "$n"
+  ip link add "${tag}h$i" type veth peer name eth0 netns "$n"
+  ip link set "${tag}h$i" master "$br" up
+  ip -n "$n" addr add "$net.$i/24" dev eth0
+  ip -n "$n" link set eth0 up
+  ip -n "$n" link set lo up
+done
+
+# The origins live on the bridge address, reached by every host.
+"$work/origin" "$net.254:18081" a & pids+=($!)
+"$work/origin" "$net.254:18082" b & pids+=($!)
+cluster() { printf 'upstreams:\n  - name: web\n    peers: [{addr: %s}]\nroutes:\n  - upstream: web\n' "$1"; }
+cluster "$net.254:18081" > "$work/cluster.yaml"
+cluster "$net.254:18082" > "$work/b.yaml"
+
+token=multihost-$$-$RANDOM
+# The one node file every host runs: no name, no address of its own.
+cat > "$work/node.yaml" <<YAML
+admin_addr: 0.0.0.0:9090
+admin_token: $token
+listeners:
+  - {name: http, addr: 0.0.0.0:8080, h2c: true}
+gossip_addr: 0.0.0.0:7946
+gossip_profile: fast
+join: [$net.1:7946]
+bootstrap_expect: 3
+cluster_config: cluster.yaml
+log_level: info
+YAML
+echo "-- node.yaml (shared)"; sed 's/^/   /' "$work/node.yaml"
+
+echo "== start n1 n2 n3 (one per namespace)"
+for i in 1 2 3; do
+  ip netns exec "$(ns "$i")" "$work/pingora-node" run --config "$work/node.yaml" \
+    --name "n$i" --data-dir "$work/n$i-data" --upgrade-socket "$work/n$i.sock" > "$work/n$i.log" 2>&1 &
+  pids+=($!)
+done
+
+status() { curl -s --max-time 2 "http://$net.$1:9090/status" || true; }
+field() { python3 -c "import json,sys
+try: d=json.load(sys.stdin)
+except Exception: sys.exit(0)
+$1" 2>/dev/null; }
+wait_until() { # seconds, command...
+  local limit=$1; shift; local end=$(( $(date +%s) + limit ))
+  until "$@"; do [ "$(date +%s)" -ge "$end" ] && return 1; sleep 0.1; done
+}
+passed=0; failed=0
+check() { # description, command...
+  local what=$1; shift
+  if "$@"; then passed=$((passed+1)); echo "ok    $what"; else failed=$((failed+1)); echo "FAIL  $what"; fi
+}
+voters3() { for i in 1 2 3; do
+  [ "$(status "$i" | field 'r=d.get("raft") or {}; print(len(r.get("voters") or []), bool(r.get("leader_id")))')" = "3 True" ] || return 1; done; }
+one_leader() {
+  local l; l=$(for i in 1 2 3; do status "$i" | field 'print((d.get("raft") or {}).get("leader_id",""))'; done | sort -u)
+  [ "$(echo "$l" | wc -l)" = 1 ] && [ -n "$l" ]
+}
+version_all() { for i in 1 2 3; do
+  [ "$(status "$i" | field 'print((d.get("config") or {}).get("version",0))')" = "$1" ] || return 1; done; }
+proxied_all() { for i in 1 2 3; do [ "$(curl -s --max-time 2 "http://$net.$i:8080/")" = "$1" ] || return 1; done; }
+h2c_all() { for i in 1 2 3; do [ "$(curl -s --max-time 2 --http2-prior-knowledge "http://$net.$i:8080/")" = "$1" ] || return 1; done; }
+# Every member, as seen by every node, advertises raft, admin, cluster and
+# proxy addresses on its own host's address.
+advertised_ok() { for i in 1 2 3; do
+  status "$i" | field "
+bad=[]
+for m in d.get('members') or []:
+    ip='$net.'+m['name'][1:]
+    a=m['meta']['addrs']
+    for k,v in [('raft',a.get('raft','')),('admin',a.get('admin',''))]+[('proxy',p) for p in a.get('proxy') or []]:
+        if v.rsplit(':',1)[0]!=ip: bad.append((m['name'],k,v))
+    if m['addr'].rsplit(':',1)[0]!=ip: bad.append((m['name'],'gossip',m['addr']))
+print('ok' if len(d.get('members') or [])==3 and not bad else bad)" | grep -qx ok || return 1; done; }
+leader_name() { status 1 | field 'print((d.get("raft") or {}).get("leader_id",""))'; }
+
+check "cluster forms: every node sees 3 voters and a leader (30 s)" wait_until 30 voters3
+check "one leader, the same on every node" one_leader
+check "every node advertises its own $net.x address for gossip, raft, admin and proxy" wait_until 10 advertised_ok
+echo "-- n2's view of the members (gossiped addresses)"
+status 2 | field '
+for m in d.get("members") or []:
+    a=m["meta"]["addrs"]
+    print("   %s gossip=%s raft=%s admin=%s proxy=%s state=%s" % (m["name"], m["addr"], a.get("raft"), a.get("admin"), ",".join(a.get("proxy") or []), m["meta"]["state"]))'
+check "seeded config (v1) replicated to every node (10 s)" wait_until 10 version_all 1
+check "a request is proxied on each host (HTTP/1.1)" wait_until 10 proxied_all a
+check "a request is proxied on each host (h2c)" h2c_all a
+
+L=$(leader_name)
+F=""; for i in 1 2 3; do [ "n$i" != "$L" ] && { F=$i; break; }; done
+put_follower() {
+  code=$(curl -s --max-time 10 -o "$work/put.out" -w '%{http_code}' -X PUT -H "Authorization: Bearer $token" \
+    --data-binary @"$work/b.yaml" "http://$net.$F:9090/v1/config")
+  echo "   PUT /v1/config on follower n$F (leader $L): HTTP $code $(tr -d '\n' < "$work/put.out" | cut -c1-160)"
+  [ "$code" = 200 ]
+}
+check "a config write on a follower is forwarded to the leader" put_follower
+check "the new config (v2) is applied and served on every host (10 s)" wait_until 10 proxied_all b
+
+echo "== a node with a loopback raft address refuses to start"
+refuses_loopback_raft() {
+  local out rc=0
+  out=$(ip netns exec "$(ns 1)" timeout 10 "$work/pingora-node" run --config "$work/node.yaml" --name bad \
+    --data-dir "$work/bad-data" --raft-addr 127.0.0.1:7957 --upgrade-socket "$work/bad.sock" 2>&1) || rc=$?
+  echo "   exit $rc: $out" | head -n 3
+  [ "$rc" = 2 ] && echo "$out" | grep -q "flag --raft-addr: raft_addr: 127.0.0.1:7957 is a loopback address"
+}
+check "run --raft-addr 127.0.0.1:7957 on a 0.0.0.0 gossip node exits 2 naming the setting to change" refuses_loopback_raft
+
+echo "== second cluster, admin API on loopback (ports +100)"
+for i in 1 2 3; do
+  ip netns exec "$(ns "$i")" "$work/pingora-node" run --config "$work/node.yaml" --name "m$i" \
+    --admin-addr 127.0.0.1:9190 --gossip-addr 0.0.0.0:8046 --raft-addr 0.0.0.0:8047 --join "$net.1:8046" --listen 0.0.0.0:8180 \
+    --data-dir "$work/m$i-data" --upgrade-socket "$work/m$i.sock" > "$work/m$i.log" 2>&1 &
+  pids+=($!)
+done
+mstatus() { ip netns exec "$(ns "$1")" curl -s --max-time 2 "http://127.0.0.1:9190/status" || true; }
+mformed() { for i in 1 2 3; do
+  [ "$(mstatus "$i" | field 'r=d.get("raft") or {}; print(len(r.get("voters") or []), bool(r.get("leader_id")), (d.get("config") or {}).get("version",0))')" = "3 True 1" ] || return 1; done; }
+check "loopback-admin cluster forms with config v1 (30 s)" wait_until 30 mformed
+ML=$(mstatus 1 | field 'print((d.get("raft") or {}).get("leader_id",""))')
+MF=""; for i in 1 2 3; do [ "m$i" != "$ML" ] && { MF=$i; break; }; done
+put_refused() {
+  code=$(ip netns exec "$(ns "$MF")" curl -s --max-time 10 -o "$work/put2.out" -w '%{http_code}' -X PUT \
+    -H "Authorization: Bearer $token" --data-binary @"$work/b.yaml" "http://127.0.0.1:9190/v1/config")
+  echo "   PUT /v1/config on follower m$MF (leader $ML): HTTP $code $(tr -d '\n' < "$work/put2.out" | cut -c1-400)"
+  [ "$code" = 503 ] && grep -q "advertises no admin address other nodes can reach" "$work/put2.out"
+}
+check "a write on a follower says the leader's admin API is not reachable (not \"no quorum\")" put_refused
+
+echo "$passed passed, $failed failed"
+if [ "$failed" != 0 ]; then
+  for f in "$work"/[nm][123].log; do echo "-- $(basename "$f") (last 15 lines)"; tail -n 15 "$f"; done
+  exit 1
+fi
