@@ -26,7 +26,7 @@ func buildVersion() string {
 const usage = `pingora-node: a programmable HTTP proxy node (pingora-go)
 
 Usage:
-  pingora-node run --config node.yaml [flags]   run a node (see "pingora-node run -h")
+  pingora-node run [--config node.yaml] [flags] run a node (see "pingora-node run -h")
   pingora-node demo                             run a local demo: a node and two sample upstreams
   pingora-node status [--admin URL] [--json]    show a running node's status
   pingora-node members [--admin URL] [--json]   list the cluster members a node sees
@@ -36,11 +36,10 @@ Usage:
                                                 put a peer back in rotation or take it out
   pingora-node version                          print the version
 
-Environment: PINGORA_CONFIG, PINGORA_NAME, PINGORA_ADMIN_ADDR, PINGORA_JOIN,
-PINGORA_GOSSIP_ADDR, PINGORA_CLUSTER_ADDR, PINGORA_DATA_DIR, PINGORA_RAFT_ADDR,
-PINGORA_BOOTSTRAP_EXPECT, PINGORA_ADMIN and PINGORA_ADMIN_TOKEN stand for the flags of
-the same names when the flags are not given; PINGORA_GOSSIP_KEY sets the gossip
-encryption key (base64).
+Environment: every flag of "run" has a variable (--raft-addr: PINGORA_RAFT_ADDR, see
+"pingora-node run -h"); "run" reads the node file, then the variables, then the flags.
+PINGORA_ADMIN_TOKEN and PINGORA_GOSSIP_KEY set the node's admin token and gossip key;
+the other commands read PINGORA_ADMIN (admin URL) and PINGORA_ADMIN_TOKEN.
 `
 
 func main() {
