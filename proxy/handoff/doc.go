@@ -11,5 +11,12 @@
 // drain and exit). If the successor fails or dies before Serving, the old
 // process learns why and keeps serving.
 //
+// The hand-off socket itself passes with the listeners: the successor
+// offers the same socket at the same path (Inherited.TakeOffer), so the
+// path never changes hands, an old process that drains cannot remove its
+// successor's socket file, and a successor that connects while another
+// hand-off runs waits in the socket's queue for the process that serves
+// next. Only the process that owns the socket removes its file at Close.
+//
 // It imports nothing from this module. See Example_handoff.
 package handoff

@@ -39,8 +39,11 @@ func Example_handoff() {
 	}
 	got, ok, _ := in.Take("http", "127.0.0.1:0")
 	defer got.Close()
+	// The same hand-off socket serves this process's own successor.
+	next, kept, _ := in.TakeOffer(offer.Path())
+	defer next.Close()
 	in.Release(time.Minute)
 	in.Serving()
-	fmt.Println(ok, got.Addr().String() == ln.Addr().String())
-	// Output: true true
+	fmt.Println(ok, got.Addr().String() == ln.Addr().String(), kept)
+	// Output: true true true
 }

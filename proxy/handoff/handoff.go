@@ -49,7 +49,22 @@ type message struct {
 	Listeners []Entry `json:"listeners,omitempty"`
 	Error     string  `json:"error,omitempty"`
 	PID       int     `json:"pid,omitempty"`
+	// Offer, on "serving", says what the successor did with the hand-off
+	// socket it was passed: offerKept or offerLeft. Successors that
+	// predate passing the socket leave it empty; they bind a new one.
+	Offer string `json:"offer,omitempty"`
 }
+
+// What a successor did with the passed hand-off socket.
+const (
+	offerKept = "kept" // it offers the same socket at the same path
+	offerLeft = "left" // its configuration names another path
+)
+
+// offerEntryName names the hand-off socket in a "listeners" message. Its
+// Addr is the socket's path, which no TCP listener's address can equal;
+// successors that predate passing the socket ignore the entry and close it.
+const offerEntryName = "handoff.offer"
 
 const protocolVersion = 1
 

@@ -14,6 +14,9 @@ type Inherited struct {
 	ls    []Listener
 	taken []bool
 	done  bool
+
+	offerAt int    // index in ls of the old process's hand-off socket, or -1
+	offer   *Offer // that socket, once TakeOffer took it
 }
 
 // Request connects to the running process at path and receives its
@@ -42,20 +45,62 @@ func Request(path string, timeout time.Duration) (*Inherited, error) {
 		}
 		return nil, fmt.Errorf("handoff: %d sockets for %d listeners", len(files), len(m.Listeners))
 	}
-	in := &Inherited{c: c, taken: make([]bool, len(files))}
+	in := &Inherited{c: c, taken: make([]bool, len(files)), offerAt: -1}
 	for i, e := range m.Listeners {
 		in.ls = append(in.ls, Listener{Entry: e, File: files[i]})
+		if e.Name == offerEntryName {
+			in.offerAt = i
+		}
 	}
 	return in, nil
 }
 
-// Entries lists what was passed.
+// Entries lists the listeners that were passed (not the hand-off socket).
 func (in *Inherited) Entries() []Entry {
-	out := make([]Entry, len(in.ls))
+	out := make([]Entry, 0, len(in.ls))
 	for i, l := range in.ls {
-		out[i] = l.Entry
+		if i != in.offerAt {
+			out = append(out, l.Entry)
+		}
 	}
 	return out
+}
+
+// PassedOffer reports whether the old process passed its hand-off socket.
+// One that predates passing it still listens on its own socket file until
+// it exits: the caller replaces that file after Serving.
+func (in *Inherited) PassedOffer() bool { return in != nil && in.offerAt >= 0 }
+
+// TakeOffer returns the old process's hand-off socket, to offer this
+// process's own successor the same socket at the same path; false when it
+// was not passed or is bound at another path than path (the caller binds
+// one with Listen after Serving). Call it before Serving, which tells the
+// old process the socket is kept; from then on it is this process's, and
+// its Close removes the file. Before that, Close leaves the file to the
+// old process.
+func (in *Inherited) TakeOffer(path string) (*Offer, bool, error) {
+	if !in.PassedOffer() || in.taken[in.offerAt] || in.ls[in.offerAt].Addr != path {
+		return nil, false, nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, false, nil // the file is gone: nobody could connect to it
+	}
+	l := in.ls[in.offerAt]
+	ln, err := net.FileListener(l.File)
+	if err != nil {
+		return nil, false, fmt.Errorf("handoff: hand-off socket %s: %w", path, err)
+	}
+	uln, ok := ln.(*net.UnixListener)
+	if !ok {
+		ln.Close()
+		return nil, false, fmt.Errorf("handoff: hand-off socket %s is a %T", path, ln)
+	}
+	uln.SetUnlinkOnClose(false)
+	in.taken[in.offerAt] = true
+	l.File.Close() // FileListener holds its own duplicate
+	in.offer = &Offer{ln: uln, path: path, file: fi}
+	return in.offer, true, nil
 }
 
 // Take returns the inherited listener configured under name at addr, or
@@ -66,7 +111,7 @@ func (in *Inherited) Take(name, addr string) (net.Listener, bool, error) {
 		return nil, false, nil
 	}
 	for i, l := range in.ls {
-		if in.taken[i] || l.Name != name || l.Addr != addr {
+		if in.taken[i] || i == in.offerAt || l.Name != name || l.Addr != addr {
 			continue
 		}
 		ln, err := net.FileListener(l.File)
@@ -106,8 +151,18 @@ func (in *Inherited) Serving() error {
 	}
 	in.done = true
 	in.closeUntaken()
-	err := in.c.send(message{Type: "serving"}, nil, 5*time.Second)
+	m := message{Type: "serving"}
+	if in.PassedOffer() {
+		m.Offer = offerLeft
+		if in.offer != nil {
+			m.Offer = offerKept
+		}
+	}
+	err := in.c.send(m, nil, 5*time.Second)
 	in.c.c.Close()
+	if err == nil && in.offer != nil {
+		in.offer.setOwn(true)
+	}
 	return err
 }
 

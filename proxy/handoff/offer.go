@@ -5,26 +5,47 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
+	"syscall"
 	"time"
 )
 
 // Offer is the running process's side: a Unix socket a successor connects
 // to. Only one successor is served at a time.
+//
+// The socket outlives the process that bound it: each hand-off passes it
+// to the successor with the listeners, and the successor offers the same
+// socket at the same path (Inherited.TakeOffer). No process of the chain
+// removes and re-binds the path, so an old process that drains while its
+// successor (or a later one) serves cannot remove the successor's socket,
+// and an upgrade requested while a hand-off is still running waits in the
+// socket's queue for the process that serves next.
 type Offer struct {
 	ln   *net.UnixListener
 	path string
-	file os.FileInfo // the socket file as bound, to recognise it at Close
+	file os.FileInfo // the socket file as bound or inherited, to recognise it at Close
+
+	mu  sync.Mutex
+	own bool // Close removes the socket file (if it is still o.file)
 }
 
 // Listen binds the hand-off socket at path (mode 0600). A stale socket
-// file is replaced; one that a live process still answers on is an error.
+// file (nothing accepts on it) is replaced; one that a live process still
+// answers on is an error.
 func Listen(path string) (*Offer, error) {
 	if _, err := os.Stat(path); err == nil {
-		if c, err := net.DialTimeout("unixpacket", path, time.Second); err == nil {
+		c, err := net.DialTimeout("unixpacket", path, time.Second)
+		switch {
+		case err == nil:
 			c.Close()
 			return nil, fmt.Errorf("handoff: %s is in use by a running process", path)
+		case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ENOENT):
+			os.Remove(path) // stale: its process is gone
+		default:
+			// A full accept queue (EAGAIN) or a timeout is a live socket
+			// too: never remove what might be another process's.
+			return nil, fmt.Errorf("handoff: %s exists and its owner is unknown: %w", path, err)
 		}
-		os.Remove(path)
 	}
 	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
 	if err != nil {
@@ -40,7 +61,7 @@ func Listen(path string) (*Offer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("handoff: %w", err)
 	}
-	return &Offer{ln: ln, path: path, file: fi}, nil
+	return &Offer{ln: ln, path: path, file: fi, own: true}, nil
 }
 
 // Path returns the socket's path.
@@ -53,7 +74,7 @@ func (o *Offer) Accept() (*Takeover, error) {
 		if err != nil {
 			return nil, err
 		}
-		t := &Takeover{c: conn{c}}
+		t := &Takeover{c: conn{c}, o: o}
 		m, files, err := t.c.recv(10 * time.Second)
 		closeAll(files)
 		if err != nil || m.Type != "hello" || m.Version != protocolVersion {
@@ -65,32 +86,55 @@ func (o *Offer) Accept() (*Takeover, error) {
 	}
 }
 
-// Close stops offering. The socket file is removed unless a successor has
-// already replaced it with its own.
+func (o *Offer) setOwn(own bool) {
+	o.mu.Lock()
+	o.own = own
+	o.mu.Unlock()
+}
+
+// Close stops offering. The socket file is removed only while this
+// process owns the socket: it bound it, or took it over and served, and
+// has not passed it on to a successor that keeps it. A file that is not
+// the one this process bound or took over is left alone.
 func (o *Offer) Close() error {
-	// After a successor bound the path anew the file is not ours to remove.
-	fi, err := os.Stat(o.path)
-	mine := err == nil && os.SameFile(fi, o.file)
-	err = o.ln.Close()
-	if mine {
-		os.Remove(o.path)
+	o.mu.Lock()
+	own := o.own
+	o.own = false
+	o.mu.Unlock()
+	if own {
+		// Checked and removed while the socket still accepts: until it
+		// closes, Listen in another process sees a live socket and
+		// refuses, and a successor takes this socket over instead of
+		// binding one, so no cooperating process replaces the file
+		// between the check and the removal.
+		if fi, err := os.Stat(o.path); err == nil && os.SameFile(fi, o.file) {
+			os.Remove(o.path)
+		}
 	}
-	return err
+	return o.ln.Close()
 }
 
 // Takeover is one successor taking over from this process.
 type Takeover struct {
 	c conn
+	o *Offer
 	// PID is the successor's process id, as it reported it.
 	PID int
 }
 
-// Send passes the listeners; the files stay open here (the caller keeps
-// serving on them until the successor is serving).
+// Send passes the listeners, and the hand-off socket itself; the files
+// stay open here (the caller keeps serving on them until the successor is
+// serving).
 func (t *Takeover) Send(ls []Listener) error {
-	if len(ls) > MaxListeners {
-		return fmt.Errorf("handoff: %d listeners, at most %d", len(ls), MaxListeners)
+	if len(ls) > MaxListeners-1 {
+		return fmt.Errorf("handoff: %d listeners, at most %d", len(ls), MaxListeners-1)
 	}
+	self, err := FileOf(t.o.ln)
+	if err != nil {
+		return err
+	}
+	defer self.Close()
+	ls = append(ls[:len(ls):len(ls)], Listener{Entry: Entry{Name: offerEntryName, Addr: t.o.path, Bound: t.o.path}, File: self})
 	m := message{Type: "listeners", Version: protocolVersion}
 	files := make([]*os.File, len(ls))
 	for i, l := range ls {
@@ -104,7 +148,8 @@ func (t *Takeover) Send(ls []Listener) error {
 // (data directory, cluster identity): it has validated its configuration
 // and taken its listeners.
 func (t *Takeover) AwaitRelease(timeout time.Duration) error {
-	return t.await("release", timeout)
+	_, err := t.await("release", timeout)
+	return err
 }
 
 // Released tells the successor the state is free.
@@ -112,25 +157,34 @@ func (t *Takeover) Released() error {
 	return t.c.send(message{Type: "released"}, nil, 5*time.Second)
 }
 
-// AwaitServing waits until the successor accepts connections.
+// AwaitServing waits until the successor accepts connections. The
+// hand-off socket is then the successor's, unless its configuration names
+// another path: this process then still owns its socket file and removes
+// it at Close.
 func (t *Takeover) AwaitServing(timeout time.Duration) error {
-	return t.await("serving", timeout)
+	m, err := t.await("serving", timeout)
+	if err == nil && m.Offer != offerLeft {
+		// Kept, or a successor that predates passing the socket: it
+		// replaced the file with its own, which Close must not remove.
+		t.o.setOwn(false)
+	}
+	return err
 }
 
-func (t *Takeover) await(want string, timeout time.Duration) error {
+func (t *Takeover) await(want string, timeout time.Duration) (message, error) {
 	m, files, err := t.c.recv(timeout)
 	closeAll(files)
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return fmt.Errorf("handoff: successor did not report %q within %v", want, timeout)
+			return m, fmt.Errorf("handoff: successor did not report %q within %v", want, timeout)
 		}
-		return fmt.Errorf("handoff: successor went away before %q: %w", want, err)
+		return m, fmt.Errorf("handoff: successor went away before %q: %w", want, err)
 	}
 	if m.Type != want {
-		return errorFrom(m, want)
+		return m, errorFrom(m, want)
 	}
-	return nil
+	return m, nil
 }
 
 // Close ends the conversation.
