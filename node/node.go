@@ -263,6 +263,9 @@ func (n *Node) Start() error {
 		n.logAdvertised()
 	}
 	if err == nil && in != nil {
+		err = n.takeOffer()
+	}
+	if err == nil && in != nil {
 		if err = in.Serving(); err != nil {
 			err = fmt.Errorf("handoff: telling the old process: %w", err)
 		} else {
@@ -279,6 +282,7 @@ func (n *Node) Start() error {
 // bound or running.
 func (n *Node) abortStart() {
 	n.ready.Store(false)
+	n.stopOffer() // a socket taken over stays the old process's
 	n.srv.Close()
 	n.closeConsensus()
 	n.leaveCluster(false)

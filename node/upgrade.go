@@ -18,31 +18,56 @@ const adminListenerName = "admin"
 const successorTimeout = time.Minute
 
 // OfferHandoff starts offering the listeners to a successor on the node
-// file's upgrade socket. When a successor takes over, Superseded closes
-// and the caller drains the node. Call it after Start.
+// file's upgrade socket: the one taken over from the previous process
+// (takeOffer), or a new one. When a successor takes over, Superseded
+// closes and the caller drains the node. Call it after Start.
 func (n *Node) OfferHandoff() error {
 	if n.opts.NoHandoff {
 		return nil
 	}
 	path := n.cfg.UpgradeSocketPath()
-	if n.opts.Inherit != nil {
-		// The old process still listens on the path until it exits; a new
-		// socket file takes the name so the next upgrade finds this process.
-		os.Remove(path)
-	}
-	offer, err := handoff.Listen(path)
-	if err != nil {
-		return err
-	}
 	n.mu.Lock()
-	n.offer = offer
+	offer := n.offer
 	n.mu.Unlock()
+	inherited := offer != nil
+	if offer == nil {
+		if in := n.opts.Inherit; in != nil && !in.PassedOffer() {
+			// An old process of an earlier version still listens on its
+			// own socket file until it exits; a new file takes the name.
+			os.Remove(path)
+		}
+		var err error
+		if offer, err = handoff.Listen(path); err != nil {
+			return err
+		}
+		n.mu.Lock()
+		n.offer = offer
+		n.mu.Unlock()
+	}
 	n.serving.Add(1)
 	go func() {
 		defer n.serving.Done()
 		n.offerLoop(offer)
 	}()
-	n.log.Info("upgrade socket ready", "path", path)
+	n.log.Info("upgrade socket ready", "path", path, "inherited", inherited)
+	return nil
+}
+
+// takeOffer takes the previous process's upgrade socket over, before Start
+// reports serving: this process offers the same socket to its own
+// successor, so the path never changes hands and an upgrade requested
+// during this hand-off waits in the socket's queue until OfferHandoff.
+func (n *Node) takeOffer() error {
+	if n.opts.NoHandoff {
+		return nil
+	}
+	offer, ok, err := n.opts.Inherit.TakeOffer(n.cfg.UpgradeSocketPath())
+	if err != nil || !ok {
+		return err
+	}
+	n.mu.Lock()
+	n.offer = offer
+	n.mu.Unlock()
 	return nil
 }
 

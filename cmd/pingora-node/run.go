@@ -74,6 +74,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 		opts.Inherit = in
 	}
+	// A reload or upgrade request that arrives while the node starts waits
+	// until it serves: the signals' default action would end the process.
+	sigs := make(chan os.Signal, 4) // a burst of signals is read one at a time
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
 	n, err := node.New(cfg, opts)
 	if err == nil {
 		err = n.Start()
@@ -83,32 +88,50 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pingora-node:", err)
 		return 1
 	}
-	if err := n.OfferHandoff(); err != nil {
-		fmt.Fprintln(stderr, "pingora-node: upgrades disabled:", err)
-	}
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	// The pid file and systemd name this process before it offers the
+	// upgrade socket: a successor that takes over at once announces
+	// itself after this one, never before.
 	if f.pidFile != "" {
 		if err := writePidFile(f.pidFile); err != nil {
 			fmt.Fprintln(stderr, "pingora-node: pid file:", err)
 		}
-		defer removePidFile(f.pidFile)
+		defer removePidFile(f.pidFile, n.Superseded())
 	}
 	sdNotify(fmt.Sprintf("READY=1\nMAINPID=%d", os.Getpid()))
-	return serveUntilSignal(n, cfg, &f, args, stderr)
+	if err := n.OfferHandoff(); err != nil {
+		fmt.Fprintln(stderr, "pingora-node: upgrades disabled:", err)
+	}
+	return serveUntilSignal(n, cfg, &f, args, sigs, stderr)
 }
 
 // writePidFile replaces the pid file atomically: during an upgrade the old
 // process and tools read it while the successor rewrites it, and must
 // never see it empty.
 func writePidFile(path string) error {
-	tmp := path + ".tmp"
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
 	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
-// removePidFile removes the pid file unless a successor rewrote it.
-func removePidFile(path string) {
+// removePidFile removes the pid file when the process stops for good.
+// After a hand-off (superseded is closed) the file is the successor's,
+// whether or not it has rewritten it yet, and is never touched. Without
+// one, only a successor could rewrite it, and none can take over any
+// more: Shutdown has closed the upgrade socket and waited for a hand-off
+// in progress to end, so reading and removing cannot race a writer.
+func removePidFile(path string, superseded <-chan struct{}) {
+	select {
+	case <-superseded:
+		return
+	default:
+	}
 	b, err := os.ReadFile(path)
 	if err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
 		os.Remove(path)
@@ -119,35 +142,57 @@ func removePidFile(path string) {
 // within the grace period, exit 0) or until a successor took over (drain,
 // exit 0). SIGHUP reloads the node file and the cluster config, starting a
 // successor when the node file changed beyond what applies in place;
-// SIGUSR2 starts a successor (binary upgrade).
-func serveUntilSignal(n *node.Node, cfg *config.Node, f *runFlags, args []string, stderr io.Writer) int {
-	sigs := make(chan os.Signal, 4) // a burst of signals is read one at a time
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
+// SIGUSR2 starts a successor (binary upgrade). Either one, arriving after
+// a successor took over (it was sent to the pid this process wrote),
+// starts a successor too: it waits on the upgrade socket and takes over
+// from the process serving by then, so the request is not lost.
+func serveUntilSignal(n *node.Node, cfg *config.Node, f *runFlags, args []string, sigs <-chan os.Signal, stderr io.Writer) int {
+	var stopped <-chan error // set once the drain starts
+	superseded, handedOff := n.Superseded(), false
 	for {
 		select {
 		case sig := <-sigs:
-			switch sig {
-			case syscall.SIGHUP:
-				reload(n, f, args, stderr)
-				continue
-			case syscall.SIGUSR2:
+			switch {
+			case sig != syscall.SIGHUP && sig != syscall.SIGUSR2:
+				if stopped == nil {
+					// Only a real stop tells systemd: after a hand-off the
+					// unit lives on in the successor, which announced
+					// itself as MAINPID.
+					sdNotify("STOPPING=1")
+					stopped = drain(n, cfg.GracePeriod)
+				}
+			case handedOff:
+				fmt.Fprintf(stderr, "pingora-node: %v after the hand-off: starting a process to take over from the successor\n", sig)
 				startSuccessor(args, stderr)
-				continue
+			case stopped != nil: // stopping for good: nothing to reload or upgrade
+			case sig == syscall.SIGHUP:
+				reload(n, f, args, stderr)
+			default:
+				startSuccessor(args, stderr)
 			}
-			// Only a real stop tells systemd: after a hand-off the unit
-			// lives on in the successor, which announced itself as MAINPID.
-			sdNotify("STOPPING=1")
-		case <-n.Superseded():
+		case <-superseded:
+			superseded, handedOff = nil, true
+			if stopped == nil {
+				stopped = drain(n, cfg.GracePeriod)
+			}
+		case err := <-stopped:
+			if err != nil {
+				return 1
+			}
+			return 0
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.GracePeriod)
-		err := n.Shutdown(ctx)
-		cancel()
-		if err != nil {
-			return 1
-		}
-		return 0
 	}
+}
+
+// drain shuts the node down within grace; the channel yields the result.
+func drain(n *node.Node, grace time.Duration) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		done <- n.Shutdown(ctx)
+	}()
+	return done
 }
 
 // reload re-reads the node file: an invalid one is refused (the node

@@ -52,6 +52,7 @@ type nodeDir struct {
 	dir, proxyAddr, adminAddr string
 	nodeFile                  string
 	extra                     string // more node-file lines
+	grace                     string // grace_period
 }
 
 func newNodeDir(t *testing.T, upstream, extraListeners string) *nodeDir {
@@ -61,17 +62,22 @@ func newNodeDir(t *testing.T, upstream, extraListeners string) *nodeDir {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	d := &nodeDir{dir: dir, proxyAddr: freePort(t), adminAddr: freePort(t), nodeFile: filepath.Join(dir, "node.yaml")}
-	os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(fmt.Sprintf(
-		"upstreams:\n  - name: web\n    peers: [{addr: %s}]\nroutes:\n  - upstream: web\n", upstream)), 0o644)
+	d := &nodeDir{dir: dir, proxyAddr: freePort(t), adminAddr: freePort(t), nodeFile: filepath.Join(dir, "node.yaml"), grace: "20s"}
+	d.writeCluster(upstream)
 	d.writeNode(extraListeners)
 	return d
 }
 
+// writeCluster routes every request to upstream; a successor reads it.
+func (d *nodeDir) writeCluster(upstream string) {
+	os.WriteFile(filepath.Join(d.dir, "cluster.yaml"), []byte(fmt.Sprintf(
+		"upstreams:\n  - name: web\n    peers: [{addr: %s}]\nroutes:\n  - upstream: web\n", upstream)), 0o644)
+}
+
 func (d *nodeDir) writeNode(extraListeners string) {
 	os.WriteFile(d.nodeFile, []byte(fmt.Sprintf(
-		"name: up\nadmin_addr: %s\nlisteners:\n  - {name: http, addr: %s, h2c: true}\n%scluster_config: cluster.yaml\ngrace_period: 20s\nupgrade_socket: up.sock\n%s",
-		d.adminAddr, d.proxyAddr, extraListeners, d.extra)), 0o644)
+		"name: up\nadmin_addr: %s\nlisteners:\n  - {name: http, addr: %s, h2c: true}\n%scluster_config: cluster.yaml\ngrace_period: %s\nupgrade_socket: up.sock\n%s",
+		d.adminAddr, d.proxyAddr, extraListeners, d.grace, d.extra)), 0o644)
 }
 
 func (d *nodeDir) pid(t *testing.T) int {
