@@ -30,71 +30,130 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pingora-node demo:", err)
 		return 1
 	}
+	sigs := make(chan os.Signal, 1) // one Ctrl-C is enough
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	d := &demo{exe: exe, stdout: stdout, stderr: stderr, sigs: sigs, startWithin: 30 * time.Second, agreeWithin: 30 * time.Second}
+	return d.run()
+}
+
+// demo is one run of "pingora-node demo".
+type demo struct {
+	exe            string // the pingora-node binary the nodes run
+	stdout, stderr io.Writer
+	sigs           <-chan os.Signal // stops the demo
+	// startWithin bounds how long the nodes take to serve their admin
+	// API, and agreeWithin how long they then take to agree on the
+	// cluster config (30s each in the CLI).
+	startWithin, agreeWithin time.Duration
+
+	dir   string
+	keep  bool        // keep dir (the nodes' logs) after a failure
+	nodes []*demoNode // every node started so far; run stops them all
+}
+
+// run starts the upstreams and the nodes, waits until the nodes agree on
+// the config and until a signal, and stops every node it started,
+// whatever ends it. The directory of node files and logs is removed,
+// unless the nodes failed to start or agree.
+func (d *demo) run() int {
 	dir, err := os.MkdirTemp("", "pingora-demo-")
 	if err != nil {
-		fmt.Fprintln(stderr, "pingora-node demo:", err)
+		fmt.Fprintln(d.stderr, "pingora-node demo:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	d.dir = dir
+	defer func() {
+		if !d.keep {
+			os.RemoveAll(dir)
+		}
+	}()
 	var peers []string
 	for _, name := range []string{"alpha", "beta"} {
 		srv, addr, err := startSampleUpstream(name)
 		if err != nil {
-			fmt.Fprintln(stderr, "pingora-node demo:", err)
+			fmt.Fprintln(d.stderr, "pingora-node demo:", err)
 			return 1
 		}
 		defer srv.Close()
 		peers = append(peers, addr)
 	}
 	if err := writeDemoCluster(dir, peers); err != nil {
-		fmt.Fprintln(stderr, "pingora-node demo:", err)
+		fmt.Fprintln(d.stderr, "pingora-node demo:", err)
 		return 1
 	}
-	sigs := make(chan os.Signal, 1) // one Ctrl-C is enough
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	var nodes []*demoNode
-	defer stopDemoNodes(nodes, stdout)
+	defer func() { stopDemoNodes(d.nodes) }() // d.nodes as it is on return
 	seed := ""
 	for i := range demoNodes {
-		n, err := startDemoNode(exe, dir, i, seed)
+		n, err := startDemoNode(d.exe, dir, i, seed)
 		if err != nil {
-			fmt.Fprintln(stderr, "pingora-node demo:", err)
-			stopDemoNodes(nodes, stdout)
+			fmt.Fprintln(d.stderr, "pingora-node demo:", err)
 			return 1
 		}
-		nodes = append(nodes, n)
+		d.nodes = append(d.nodes, n)
 		if seed == "" {
 			seed = n.gossip
 		}
 	}
-	// The nodes form one raft cluster; the demo writes its config through
-	// the admin API of the first node (forwarded to the leader), and every
-	// node applies it.
-	deadline := time.Now().Add(30 * time.Second)
-	seeded := false
-	for !seeded || !allApplied(nodes) {
-		if !seeded {
-			seeded = seedDemoConfig(nodes[0].admin, filepath.Join(dir, "cluster.yaml"))
-		}
-		if time.Now().After(deadline) {
-			fmt.Fprintf(stderr, "pingora-node demo: the nodes did not agree on a config within 30s; logs in %s\n", dir)
-			stopDemoNodes(nodes, stdout)
+	if stop, err := d.waitAgreed(); stop || err != nil {
+		if err != nil {
+			d.keep = true
+			fmt.Fprintf(d.stderr, "pingora-node demo: %v; logs kept in %s\n", err, dir)
 			return 1
 		}
+		return 0
+	}
+	printDemoHelp(d.stdout, d.nodes, dir)
+	<-d.sigs
+	fmt.Fprintln(d.stdout, "\nstopping...")
+	return 0
+}
+
+// waitAgreed waits until every node serves its admin API, then writes
+// the demo's config through the admin API of the first node (forwarded to
+// the raft leader) and waits until every node applied it. stop is true
+// when a signal came first.
+func (d *demo) waitAgreed() (stop bool, err error) {
+	deadline := time.Now().Add(d.startWithin)
+	for _, n := range d.nodes {
+		for !adminUp(n.admin) {
+			select {
+			case <-n.exited:
+				return false, fmt.Errorf("%s exited before it served", n.name)
+			case <-d.sigs:
+				return true, nil
+			case <-time.After(50 * time.Millisecond): // polling the node starting
+			}
+			if time.Now().After(deadline) {
+				return false, fmt.Errorf("%s did not serve within %v", n.name, d.startWithin)
+			}
+		}
+	}
+	deadline = time.Now().Add(d.agreeWithin)
+	for seeded := false; !seeded || !allApplied(d.nodes); {
+		if !time.Now().Before(deadline) {
+			return false, fmt.Errorf("the nodes did not agree on a config within %v", d.agreeWithin)
+		}
+		if !seeded {
+			seeded = seedDemoConfig(d.nodes[0].admin, filepath.Join(d.dir, "cluster.yaml"))
+		}
 		select {
-		case <-sigs:
-			stopDemoNodes(nodes, stdout)
-			return 0
+		case <-d.sigs:
+			return true, nil
 		case <-time.After(50 * time.Millisecond): // polling the cluster forming
 		}
 	}
-	printDemoHelp(stdout, nodes, dir)
-	<-sigs
-	fmt.Fprintln(stdout, "\nstopping...")
-	stopDemoNodes(nodes, stdout)
-	nodes = nil
-	return 0
+	return false, nil
+}
+
+// adminUp: the admin API at addr answers /healthz.
+func adminUp(addr string) bool {
+	resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + addr + "/healthz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // demoNode is one node process of the demo.
@@ -141,7 +200,7 @@ func allApplied(nodes []*demoNode) bool {
 }
 
 // stopDemoNodes stops every node still running, by PID, and waits.
-func stopDemoNodes(nodes []*demoNode, stdout io.Writer) {
+func stopDemoNodes(nodes []*demoNode) {
 	for _, n := range nodes {
 		n.cmd.Process.Signal(syscall.SIGTERM)
 	}
