@@ -1,7 +1,11 @@
 // Package node wires one pingora-node together: it loads the node file and
 // the cluster config, builds the proxy engine and its routing table, binds
 // the listeners, serves the admin API (/status, /metrics, /healthz,
-// /readyz) and runs the lifecycle (start, reload, drain, stop).
+// /readyz, /v1/config, peer enable/disable) and, when the node file names
+// their addresses, runs gossip membership, the raft-replicated cluster
+// config and the node-to-node RPC. It runs the lifecycle (start, reload,
+// drain, stop) and the zero-downtime upgrade, handing its sockets and
+// cluster identity to a successor process (proxy/handoff).
 //
 // Only cmd/pingora-node imports it. It translates the cluster config
 // (package config) into each part's own types; the parts never import the

@@ -8,9 +8,10 @@ import (
 	"github.com/pingora-go/pingora-go/wire"
 )
 
-// rpcStatusMethod answers another node's health probe with this node's
-// identity and config version; the cache and rate-limit calls register
-// beside it.
+// rpcStatusMethod answers a caller on the cluster port with this node's
+// identity, config version and readiness. No node calls it yet: it is the
+// cluster RPC's smoke test (TestNodesJoinAndAgreeOnRing), and further
+// calls will register beside it.
 const rpcStatusMethod = "node.status"
 
 // rpcListenerName is the RPC listener's name in a hand-off.

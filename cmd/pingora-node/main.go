@@ -27,7 +27,7 @@ const usage = `pingora-node: a programmable HTTP proxy node (pingora-go)
 
 Usage:
   pingora-node run [--config node.yaml] [flags] run a node (see "pingora-node run -h")
-  pingora-node demo                             run a local demo: a node and two sample upstreams
+  pingora-node demo                             run a local demo: 3 node processes and two sample upstreams
   pingora-node status [--admin URL] [--json]    show a running node's status
   pingora-node members [--admin URL] [--json]   list the cluster members a node sees
   pingora-node config get|apply -f FILE|history|rollback VERSION [--admin URL]
