@@ -209,7 +209,7 @@ func (d *h1Downstream) startRequest(sess *Session, ctx context.Context) {
 	r := &d.req
 	d.rh.Method, d.rh.Host, d.rh.Header = r.Method, r.Host, r.Header
 	d.rh.URI = r.Target
-	if r.Target != "" && r.Target[0] != '/' && r.Target != "*" { // absolute-form
+	if r.Target != "" && r.Target[0] != '/' && r.Target != "*" && r.Method != http.MethodConnect { // absolute-form
 		d.rh.URI = r.Path
 		if r.RawQuery != "" {
 			d.rh.URI += "?" + r.RawQuery
