@@ -65,6 +65,16 @@ type Config struct {
 	// DrainWait bounds a drain's wait for the client's PING ACK, after
 	// which the last stream is fixed anyway (default 1s).
 	DrainWait time.Duration
+	// OnReject, when set, is told of each request refused before a handler
+	// saw it: a malformed head, reset with PROTOCOL_ERROR (RFC 9113
+	// section 8.1.1), or one over the header limits, answered 431. reason
+	// is a short fixed label (proxy/h1's codes, such as "invalid_target",
+	// and invalid_scheme, invalid_pseudo_header, missing_pseudo_header,
+	// host_mismatch, connection_specific_field, invalid_te,
+	// malformed_header_block); err has the detail. It runs on the
+	// connection's reader goroutine and must not block (default nil: not
+	// reported).
+	OnReject func(reason string, err error)
 }
 
 func (c *Config) setDefaults() {
@@ -235,6 +245,7 @@ func (c *Conn) serve() error {
 
 	for {
 		f, err := c.fr.ReadFrame()
+		fromFramer := err != nil
 		if err == nil {
 			err = c.process(f)
 		}
@@ -243,6 +254,7 @@ func (c *Conn) serve() error {
 		}
 		var se http2.StreamError
 		if errors.As(err, &se) {
+			c.noteRefused(se, fromFramer)
 			c.streamError(se)
 			continue
 		}
