@@ -182,11 +182,14 @@ func (s *Server[C]) rejectH1(d *h1Downstream, sess *Session, err error) {
 	if errors.Is(err, io.EOF) {
 		return
 	}
-	code := h1.StatusOf(err)
+	code, reason := h1.StatusOf(err), parseReason(err)
 	if isTimeout(err) {
-		code = http.StatusRequestTimeout
+		code, reason = http.StatusRequestTimeout, reasonHeaderTimeout
 	} else if errors.Is(err, h1.ErrUnexpectedEOF) {
 		return
+	}
+	if reason != "" {
+		s.rejected(d.c.lc.Name, d.c.clientIP, "HTTP/1.1", reason, err)
 	}
 	d.req.Minor = 1 // the version may not have been read; answer as HTTP/1.1
 	d.req.Method = ""

@@ -38,6 +38,7 @@ func (s *Server[C]) handle(sess *Session, start time.Time) {
 	}
 	err := s.run(sess, ctx)
 	if err != nil {
+		s.rejectedBody(sess, err)
 		s.fail(sess, ctx, err)
 	}
 	s.observe(sess, err)
@@ -110,6 +111,9 @@ func (s *Server[C]) onAttemptError(sess *Session, ctx C, peer *Peer, err error) 
 	}
 	if pe.Source == Upstream {
 		s.metrics.upstreamErrors.WithLabelValues(pe.Kind.String()).Inc()
+	}
+	if pe.Kind == KindInvalidUpstreamRequest && s.rejectLog.allow(time.Now().Unix()) {
+		s.errLog.Warn("upstream request refused", "route", sess.Route, "peer", peer.Addr, "err", pe)
 	}
 	switch pe.Kind {
 	case KindConnectRefused, KindConnectTimeout, KindConnectError, KindTLSHandshake:
