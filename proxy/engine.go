@@ -197,11 +197,11 @@ func idempotent(m string) bool {
 
 // attempt sends the request to peer and streams the response back.
 func (s *Server[C]) attempt(sess *Session, ctx C, peer *Peer, body *reqBody) error {
-	upgrade := ""
+	sess.upgrade = ""
 	if peer.Protocol == HTTP1 {
-		upgrade = sess.ds.upgrade()
+		sess.upgrade = allowedUpgrade(sess.ds.upgrade(), sess.Upgrades)
 	}
-	buildUpstreamRequest(sess, &sess.upReq, sess.scheme(), s.via(1), upgrade)
+	buildUpstreamRequest(sess, &sess.upReq, sess.scheme(), s.via(1), sess.upgrade)
 	if err := grpcDeadlineHeader(sess, sess.upReq.Header); err != nil {
 		return err
 	}
