@@ -1,9 +1,14 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,4 +206,59 @@ func TestUnwritableUpstreamRequest(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRejectedLoggedAndTimeoutCounted: a head that does not arrive within
+// HeaderTimeout is answered 408 and counted as header_timeout, and a
+// refused request is logged with its reason.
+func TestRejectedLoggedAndTimeoutCounted(t *testing.T) {
+	var logged syncBuffer
+	cfg := Config{ErrorLog: slog.New(slog.NewTextHandler(&logged, nil))}
+	cfg.Downstream.HeaderTimeout = 200 * time.Millisecond
+	p := startProxy(t, routerFor(t, h1Recorder(t).Peer), cfg, ListenerConfig{Name: "plain", H2C: true})
+	before := rejectedCounts(p)
+	if resp, _ := rawRequest(t, p.addr, "GET / HTTP/1.1\r\nHost: proxy.test\r\n"); resp.StatusCode != 408 {
+		t.Fatalf("status %d, want 408", resp.StatusCode)
+	}
+	countedOnce(t, before, rejectedCounts(p), "header_timeout")
+	c, err := hostile.NewH2Conn(dialTCP(t, p.addr), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := c.Send(hostile.Fields(":method", "GET", ":scheme", "http", ":path", "/a b", ":authority", "proxy.test"), false)
+	if o, err := c.Await(id); err != nil || !o.Reset {
+		t.Fatalf("%v %v", o, err)
+	}
+	waitFor(t, 5*time.Second, "the log line", func() bool {
+		s := logged.String()
+		return strings.Contains(s, `msg="request refused"`) && strings.Contains(s, "reason=invalid_target") && strings.Contains(s, "proto=HTTP/2")
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func dialTCP(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
 }

@@ -140,11 +140,7 @@ func (e *hostileEnv) dial(t *testing.T, up, ln string) net.Conn {
 	if strings.HasSuffix(ln, "tls") {
 		addr = e.secure[up].addr
 	}
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
+	nc := dialTCP(t, addr)
 	if !strings.HasSuffix(ln, "tls") {
 		return nc
 	}

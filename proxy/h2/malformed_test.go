@@ -1,7 +1,10 @@
 package h2
 
 import (
+	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -135,6 +138,34 @@ func TestMalformedTrailersRefused(t *testing.T) {
 		code, conn := awaitReset(t, fr, 1)
 		if conn || code != http2.ErrCodeProtocol {
 			t.Fatalf("%s: code %v (connection %v), want stream PROTOCOL_ERROR", tc.name, code, conn)
+		}
+		if got := rej.take(); len(got) != 1 || got[0] != tc.reason {
+			t.Fatalf("%s: reported %q, want [%s]", tc.name, got, tc.reason)
+		}
+	}
+}
+
+// TestOversizeHeadsReported: a head over MaxHeaderListSize or MaxHeaders
+// (answered 431) is reported as header_too_large or too_many_fields.
+func TestOversizeHeadsReported(t *testing.T) {
+	rej := &rejects{}
+	s := serve(t, Config{MaxHeaderListSize: 1024, MaxHeaders: 8, OnReject: rej.add}, echo)
+	many, big := slices.Clone(validHead), slices.Clone(validHead)
+	for i := range 9 {
+		many = append(many, hostile.Field{Name: fmt.Sprintf("x-f%d", i), Value: "v"})
+	}
+	for i := range 6 { // one field over the limit is an HPACK error (x/net ends the connection)
+		big = append(big, hostile.Field{Name: fmt.Sprintf("x-b%d", i), Value: strings.Repeat("b", 200)})
+	}
+	for _, tc := range []struct {
+		name   string
+		fields []hostile.Field
+		reason string
+	}{{"too many fields", many, "too_many_fields"}, {"list too large", big, "header_too_large"}} {
+		c := dialRaw(t, s.addr)
+		id, _ := c.Send(tc.fields, false)
+		if o, err := c.Await(id); err != nil || o.Status != "431" {
+			t.Fatalf("%s: %v %v, want 431", tc.name, o, err)
 		}
 		if got := rej.take(); len(got) != 1 || got[0] != tc.reason {
 			t.Fatalf("%s: reported %q, want [%s]", tc.name, got, tc.reason)
