@@ -171,3 +171,16 @@ func sameHeader(a, b http.Header) bool {
 	}
 	return true
 }
+
+func BenchmarkWriteRequestHead(b *testing.B) {
+	h := http.Header{"User-Agent": {"bench/1.0"}, "Accept": {"*/*"}, "Accept-Encoding": {"gzip"}, "X-Request-Id": {"1234567890"},
+		"X-Forwarded-For": {"203.0.113.9, 127.0.0.1"}, "X-Forwarded-Proto": {"http"}, "X-Forwarded-Host": {"example.com"}}
+	w := bufio.NewWriterSize(io.Discard, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := WriteRequestHead(w, "GET", "/index.html?x=1", "example.com", h); err != nil {
+			b.Fatal(err)
+		}
+		w.Flush()
+	}
+}
