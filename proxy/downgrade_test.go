@@ -36,10 +36,7 @@ func TestH2MalformedRefused(t *testing.T) {
 	e := newHostileEnv(t, routerApp(t))
 	for _, up := range upstreamKinds {
 		for _, ln := range []string{"h2c", "h2tls"} {
-			p, rec := e.plain[up], e.origins[up]
-			if ln == "h2tls" {
-				p = e.secure[up]
-			}
+			p, rec := e.proxy(up, ln), e.origins[up]
 			for _, tc := range hostile.H2Malformed {
 				t.Run(ln+"->"+up+"/"+tc.Name, func(t *testing.T) {
 					before := rejectedCounts(p)
@@ -96,10 +93,7 @@ func TestH1MalformedRefused(t *testing.T) {
 	e := newHostileEnv(t, routerApp(t))
 	for _, up := range upstreamKinds {
 		for _, ln := range []string{"h1", "h1tls"} {
-			p, rec := e.plain[up], e.origins[up]
-			if ln == "h1tls" {
-				p = e.secure[up]
-			}
+			p, rec := e.proxy(up, ln), e.origins[up]
 			for _, tc := range hostile.H1Malformed {
 				t.Run(ln+"->"+up+"/"+tc.Name, func(t *testing.T) {
 					before := rejectedCounts(p)
@@ -132,19 +126,7 @@ func (a *spoiler) UpstreamRequestFilter(s *Session, req *RequestHeader, _ struct
 	}
 	delete(req.Header, "X-Spoil")
 	i, _ := strconv.Atoi(v)
-	sp := hostile.Unwritable[i]
-	switch sp.Part {
-	case "method":
-		req.Method = sp.Value
-	case "uri":
-		req.URI = sp.Value
-	case "host":
-		req.Host = sp.Value
-	case "name":
-		req.Header[sp.Value] = []string{"v"}
-	case "value":
-		req.Header["X-Spoiled"] = []string{sp.Value}
-	}
+	hostile.Unwritable[i].Apply(&req.Method, &req.URI, &req.Host, req.Header)
 	return nil
 }
 

@@ -136,11 +136,7 @@ func newHostileEnv(t *testing.T, app func(*Peer) App[struct{}]) *hostileEnv {
 // (ALPN http/1.1 or h2).
 func (e *hostileEnv) dial(t *testing.T, up, ln string) net.Conn {
 	t.Helper()
-	addr := e.plain[up].addr
-	if strings.HasSuffix(ln, "tls") {
-		addr = e.secure[up].addr
-	}
-	nc := dialTCP(t, addr)
+	nc := dialTCP(t, e.proxy(up, ln).addr)
 	if !strings.HasSuffix(ln, "tls") {
 		return nc
 	}
@@ -170,18 +166,15 @@ func (e *hostileEnv) h2(t *testing.T, up, ln string) *hostile.H2Conn {
 // response.
 func (e *hostileEnv) h1(t *testing.T, up, ln, raw string) (*http.Response, string) {
 	t.Helper()
-	nc := e.dial(t, up, ln)
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(nc, raw); err != nil {
-		t.Fatal(err)
+	return rawExchange(t, e.dial(t, up, ln), raw)
+}
+
+// proxy is the proxy of upstream kind up that serves listener kind ln.
+func (e *hostileEnv) proxy(up, ln string) *testProxy[struct{}] {
+	if strings.HasSuffix(ln, "tls") {
+		return e.secure[up]
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
-	if err != nil {
-		t.Fatalf("reading the response: %v", err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, string(b)
+	return e.plain[up]
 }
 
 // expectOnly checks that the origin received exactly one request since the

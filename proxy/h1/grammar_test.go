@@ -98,18 +98,7 @@ func TestWriteRequestHeadRefuses(t *testing.T) {
 		t.Run(tc.Name, func(t *testing.T) {
 			method, uri, host := "GET", "/", "proxy.test"
 			h := http.Header{"X-Ok": {"1"}}
-			switch tc.Part {
-			case "method":
-				method = tc.Value
-			case "uri":
-				uri = tc.Value
-			case "host":
-				host = tc.Value
-			case "name":
-				h[tc.Value] = []string{"v"}
-			case "value":
-				h["X-Spoiled"] = []string{tc.Value}
-			}
+			tc.Apply(&method, &uri, &host, h)
 			var buf bytes.Buffer
 			w := bufio.NewWriterSize(&buf, 16) // small: a partial write would reach buf
 			err := WriteRequestHead(w, method, uri, host, h)

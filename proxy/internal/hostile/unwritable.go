@@ -1,11 +1,29 @@
 package hostile
 
+import "net/http"
+
 // Spoil is a change a phase hook (UpstreamRequestFilter) makes to the
 // upstream request that no upstream writer may serialize: Part is
 // "method", "uri", "host", "name" (a field added under Value, valued "v")
 // or "value" (X-Spoiled set to Value).
 type Spoil struct {
 	Name, Part, Value string
+}
+
+// Apply makes the change to a request head.
+func (s Spoil) Apply(method, uri, host *string, h http.Header) {
+	switch s.Part {
+	case "method":
+		*method = s.Value
+	case "uri":
+		*uri = s.Value
+	case "host":
+		*host = s.Value
+	case "name":
+		h[s.Value] = []string{"v"}
+	case "value":
+		h["X-Spoiled"] = []string{s.Value}
+	}
 }
 
 // Unwritable lists the spoiled requests: CR, LF, a space and other bytes
