@@ -27,7 +27,8 @@ func buildTable(r *proxy.Router, c *config.Cluster, version string, resolve func
 	}
 	routes := make([]proxy.RouteConfig, 0, len(c.Routes))
 	for _, rt := range c.Routes {
-		routes = append(routes, proxy.RouteConfig{Host: rt.Host, PathPrefix: rt.PathPrefix, Upstream: rt.Upstream, MaxBodyBytes: rt.MaxBodyBytes})
+		routes = append(routes, proxy.RouteConfig{Host: rt.Host, PathPrefix: rt.PathPrefix, Upstream: rt.Upstream,
+			MaxBodyBytes: rt.MaxBodyBytes, Upgrades: rt.Upgrade})
 	}
 	return r.Build(ups, routes, version)
 }

@@ -40,9 +40,24 @@
 //
 // # HTTP semantics
 //
+// Requests are held to one grammar whatever their protocol (proxy/h1's):
+// an HTTP/1.1 head that breaks it gets a 4xx, an HTTP/2 one RST_STREAM
+// PROTOCOL_ERROR, before any phase runs, each counted in
+// pingora_downstream_rejected_total{reason}; so an HTTP/2 request can never
+// become an ambiguous HTTP/1.1 one upstream. What a phase leaves in the
+// upstream request is checked again when it is written: a method, target,
+// Host or field that would not parse back fails the request with
+// KindInvalidUpstreamRequest (500) and sends nothing.
+//
+// An HTTP/1.1 Upgrade is forwarded only for the protocols Session.Upgrades
+// lists (websocket by default, RouteConfig.Upgrades per route), and only to
+// HTTP/1.1 upstreams; any other is served as a plain request, as nginx
+// does. h2c, h2 and HTTP are never tunnelled (h2c smuggling), and a 101 is
+// followed only to a protocol that was offered.
+//
 // Hop-by-hop fields (Connection and the fields it names, Keep-Alive, TE
-// except "trailers", Transfer-Encoding, Upgrade unless upgrading, Proxy-*)
-// are removed both ways; X-Forwarded-For, -Proto and -Host are appended;
+// except "trailers", Transfer-Encoding, Upgrade unless upgrading,
+// HTTP2-Settings, Proxy-*) are removed both ways; X-Forwarded-For, -Proto and -Host are appended;
 // Via is added when Config.Via is set. Bodies stream in both directions
 // with bounded memory (32 KiB buffers; at most 64 KiB of a request body is
 // kept for a replay), trailers pass through, and versions translate both

@@ -182,11 +182,14 @@ func (s *Server[C]) rejectH1(d *h1Downstream, sess *Session, err error) {
 	if errors.Is(err, io.EOF) {
 		return
 	}
-	code := h1.StatusOf(err)
+	code, reason := h1.StatusOf(err), parseReason(err)
 	if isTimeout(err) {
-		code = http.StatusRequestTimeout
+		code, reason = http.StatusRequestTimeout, reasonHeaderTimeout
 	} else if errors.Is(err, h1.ErrUnexpectedEOF) {
 		return
+	}
+	if reason != "" {
+		s.rejected(d.c.lc.Name, d.c.clientIP, "HTTP/1.1", reason, err)
 	}
 	d.req.Minor = 1 // the version may not have been read; answer as HTTP/1.1
 	d.req.Method = ""
@@ -209,7 +212,7 @@ func (d *h1Downstream) startRequest(sess *Session, ctx context.Context) {
 	r := &d.req
 	d.rh.Method, d.rh.Host, d.rh.Header = r.Method, r.Host, r.Header
 	d.rh.URI = r.Target
-	if r.Target != "" && r.Target[0] != '/' && r.Target != "*" { // absolute-form
+	if r.Target != "" && r.Target[0] != '/' && r.Target != "*" && r.Method != http.MethodConnect { // absolute-form
 		d.rh.URI = r.Path
 		if r.RawQuery != "" {
 			d.rh.URI += "?" + r.RawQuery

@@ -21,7 +21,9 @@ func (s *Server[C]) serveH2(c *clientConn) {
 		c.br.Reset(c.nc)
 	}
 	h := &h2Handler[C]{s: s, c: c}
-	conn := h2.NewConn(c.nc, c.br, s.h2cfg, h.serve)
+	cfg := s.h2cfg
+	cfg.OnReject = func(reason string, err error) { s.rejected(c.lc.Name, c.clientIP, "HTTP/2", reason, err) }
+	conn := h2.NewConn(c.nc, c.br, cfg, h.serve)
 	c.h2.Store(conn)
 	if c.draining.Load() { // Shutdown may have looked before the Store
 		conn.Shutdown()

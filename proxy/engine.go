@@ -38,6 +38,7 @@ func (s *Server[C]) handle(sess *Session, start time.Time) {
 	}
 	err := s.run(sess, ctx)
 	if err != nil {
+		s.rejectedBody(sess, err)
 		s.fail(sess, ctx, err)
 	}
 	s.observe(sess, err)
@@ -110,6 +111,9 @@ func (s *Server[C]) onAttemptError(sess *Session, ctx C, peer *Peer, err error) 
 	}
 	if pe.Source == Upstream {
 		s.metrics.upstreamErrors.WithLabelValues(pe.Kind.String()).Inc()
+	}
+	if pe.Kind == KindInvalidUpstreamRequest && s.rejectLog.allow(time.Now().Unix()) {
+		s.errLog.Warn("upstream request refused", "route", sess.Route, "peer", peer.Addr, "err", pe)
 	}
 	switch pe.Kind {
 	case KindConnectRefused, KindConnectTimeout, KindConnectError, KindTLSHandshake:
@@ -193,11 +197,11 @@ func idempotent(m string) bool {
 
 // attempt sends the request to peer and streams the response back.
 func (s *Server[C]) attempt(sess *Session, ctx C, peer *Peer, body *reqBody) error {
-	upgrade := ""
+	sess.upgrade = ""
 	if peer.Protocol == HTTP1 {
-		upgrade = sess.ds.upgrade()
+		sess.upgrade = allowedUpgrade(sess.ds.upgrade(), sess.Upgrades)
 	}
-	buildUpstreamRequest(sess, &sess.upReq, sess.scheme(), s.via(1), upgrade)
+	buildUpstreamRequest(sess, &sess.upReq, sess.scheme(), s.via(1), sess.upgrade)
 	if err := grpcDeadlineHeader(sess, sess.upReq.Header); err != nil {
 		return err
 	}

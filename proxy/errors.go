@@ -33,6 +33,10 @@ const (
 	KindClientCanceled               // the client went away
 	KindProtocol                     // an HTTP/2 protocol or stream error
 	KindUpstreamStatus               // the upstream answered a status configured for retry
+	// KindInvalidUpstreamRequest: the request as a phase left it would not
+	// parse back as the same request upstream (CR, LF or a space in the
+	// method, target, host or a field); nothing was sent.
+	KindInvalidUpstreamRequest
 )
 
 var kindNames = [...]string{
@@ -52,6 +56,8 @@ var kindNames = [...]string{
 	KindClientCanceled:   "client_canceled",
 	KindProtocol:         "protocol",
 	KindUpstreamStatus:   "upstream_status",
+
+	KindInvalidUpstreamRequest: "invalid_upstream_request",
 }
 
 func (k Kind) String() string {
@@ -145,8 +151,20 @@ func StatusFor(err error) int {
 		return http.StatusServiceUnavailable
 	case KindClientCanceled:
 		return 499
+	case KindInvalidUpstreamRequest:
+		// The client's request was valid (it passed the downstream
+		// checks); the proxy's own code made it unsendable: a server
+		// error, not the upstream's (502) nor the client's (400).
+		return http.StatusInternalServerError
 	}
 	return http.StatusInternalServerError
+}
+
+// unwritable is the error for a request head the upstream writer refused
+// (h1.ErrUnwritable): internal, so the peer's health does not pay for it,
+// and never retried, as every peer would refuse it alike.
+func unwritable(err error) *Error {
+	return &Error{Kind: KindInvalidUpstreamRequest, Source: Internal, Err: err}
 }
 
 // classifyDial turns a dial error into an Error.

@@ -9,9 +9,11 @@ import (
 
 // isHopByHop reports whether the canonical header key k is hop-by-hop by
 // rule (RFC 9110 7.6.1), apart from the fields Connection names.
+// HTTP2-Settings belongs to an h2c upgrade (RFC 7540 section 3.2), which is
+// never forwarded: it goes even when Connection does not name it.
 func isHopByHop(k string) bool {
 	switch k {
-	case "Connection", "Keep-Alive", "Te", "Transfer-Encoding", "Upgrade", "Host":
+	case "Connection", "Keep-Alive", "Te", "Transfer-Encoding", "Upgrade", "Host", "Http2-Settings":
 		return true
 	}
 	return strings.HasPrefix(k, "Proxy-")

@@ -169,8 +169,16 @@ func (w testWriter) Write(p []byte) (int, error) {
 // routerFor returns a RouterApp sending every request to peers.
 func routerFor(t testing.TB, peers ...*Peer) RouterApp {
 	t.Helper()
+	return routeWith(t, RouteConfig{}, peers...)
+}
+
+// routeWith is routerFor with one route of settings rc (Host, Upstream
+// are filled in).
+func routeWith(t testing.TB, rc RouteConfig, peers ...*Peer) RouterApp {
+	t.Helper()
 	r := newTestRouter(t)
-	tbl, err := r.Build([]UpstreamConfig{{Name: "up", Peers: peers}}, []RouteConfig{{Host: "*", Upstream: "up"}}, "test")
+	rc.Host, rc.Upstream = "*", "up"
+	tbl, err := r.Build([]UpstreamConfig{{Name: "up", Peers: peers}}, []RouteConfig{rc}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

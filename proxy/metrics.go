@@ -23,6 +23,7 @@ type metrics struct {
 	poolEvictions   prometheus.Counter
 	connLimitWaits  prometheus.Counter
 	tunnels         prometheus.Gauge
+	rejected        *prometheus.CounterVec
 
 	// Resolved children, so the per-request path does not hash label
 	// values: connsCreated/connsReused, and per route the request counters
@@ -110,6 +111,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pingora_tunnels_active",
 			Help: "Open upgraded (WebSocket) tunnels.",
 		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pingora_downstream_rejected_total",
+			Help: "Client requests refused as malformed before any phase saw them, by reason: HTTP/1.1 heads answered 4xx/5xx, HTTP/2 streams reset with PROTOCOL_ERROR or answered 431.",
+		}, []string{"reason"}),
 	}
 	created := m.upstreamConns.WithLabelValues("created")
 	reused := m.upstreamConns.WithLabelValues("reused")
@@ -126,7 +131,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	})
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.requests, m.duration, m.connectDuration, m.upstreamErrors,
-			m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.connLimitWaits, m.tunnels} {
+			m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.connLimitWaits, m.tunnels, m.rejected} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("proxy: register metrics: %w", err)
 			}

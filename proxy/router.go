@@ -66,6 +66,11 @@ type RouteConfig struct {
 	MaxBodyBytes int64
 	// Name labels the route in metrics and logs (default: the upstream name).
 	Name string
+	// Upgrades lists the protocols an HTTP/1.1 Upgrade may switch to on
+	// this route, by name without case; it becomes Session.Upgrades. nil
+	// means [websocket]; an empty, non-nil list allows none. Build refuses
+	// h2c, h2 and HTTP: they are never tunnelled (see Session.Upgrades).
+	Upgrades []string
 }
 
 // Table is an immutable routing table built by Router.Build.
@@ -217,6 +222,9 @@ func (r *Router) Build(ups []UpstreamConfig, routes []RouteConfig, version strin
 		}
 		if rc.Name == "" {
 			rc.Name = rc.Upstream
+		}
+		if err := checkUpgrades(rc.Upgrades); err != nil {
+			return nil, fmt.Errorf("proxy: route %d: %w", i, err)
 		}
 		rules = append(rules, route.Rule[*routeEntry]{Host: rc.Host, PathPrefix: rc.PathPrefix, Target: &routeEntry{cfg: rc, group: g}})
 	}
@@ -378,6 +386,9 @@ func (r *Router) Route(s *Session) error {
 	ent := e.Target
 	s.match = routeMatch{entry: ent}
 	s.Route = ent.cfg.Name
+	if u := ent.cfg.Upgrades; u != nil {
+		s.Upgrades = u
+	}
 	if n := ent.cfg.MaxBodyBytes; n > 0 {
 		s.MaxBodyBytes = n
 	}

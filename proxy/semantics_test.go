@@ -20,6 +20,12 @@ func rawRequest(t testing.TB, addr, raw string) (*http.Response, string) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	return rawExchange(t, c, raw)
+}
+
+// rawExchange sends raw bytes on c and reads one response.
+func rawExchange(t testing.TB, c net.Conn, raw string) (*http.Response, string) {
+	t.Helper()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)

@@ -38,6 +38,8 @@ type Server[C any] struct {
 	dialer  *dialer
 	metrics *metrics
 	errLog  *slog.Logger
+	// rejectLog bounds the log lines of refused requests (see rejected).
+	rejectLog logBudget
 
 	h2cfg   h2.Config
 	connSem chan struct{}

@@ -80,6 +80,13 @@ type Session struct {
 	// ReplayBufferBytes is how much of the request body is kept for a replay
 	// (set by a phase before the body is read; default 64 KiB).
 	ReplayBufferBytes int
+	// Upgrades lists the protocols an HTTP/1.1 client's Upgrade may switch
+	// the connection to, by name without case (set by a phase; Router sets
+	// the route's; default [websocket]). An Upgrade to any other protocol
+	// is served as a plain request, its upgrade fields removed, as nginx
+	// does. h2c, h2 and HTTP are never tunnelled, whatever the list says.
+	// Only HTTP/1.1 upstreams are upgraded.
+	Upgrades []string
 
 	// Peer is the peer of the current or last attempt.
 	Peer *Peer
@@ -106,6 +113,7 @@ type Session struct {
 	// head, cut by abortUpstream when the client leaves.
 	upWait    atomic.Pointer[upConn]
 	upReq     RequestHeader
+	upgrade   string       // the Upgrade value sent to the upstream this attempt, "" if none
 	fwdVals   [4][1]string // backing for the forwarding fields of upReq (see buildUpstreamRequest)
 	upResp    ResponseHeader
 	body      *reqBody
@@ -176,6 +184,7 @@ func (s *Session) reset(ctx context.Context, req *RequestHeader, ds downstream) 
 	s.bodyRead, s.responded, s.uctx, s.body = false, false, nil, nil
 	s.match, s.attempt = routeMatch{}, attemptTrack{}
 	s.RetryTimeout, s.RetryOnStatus, s.ReplayBufferBytes = 0, nil, replayLimit
+	s.Upgrades, s.upgrade = defaultUpgrades, ""
 	clear(s.Tried[:cap(s.Tried)])
 }
 

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,11 +19,15 @@ import (
 // directions end. The upstream connection is never pooled afterwards.
 func (s *Server[C]) tunnel(sess *Session, ctx C, hx *h1Exchange, resp *ResponseHeader) error {
 	d, ok := sess.ds.(*h1Downstream)
-	if !ok || d.req.Upgrade == "" {
+	if !ok || sess.upgrade == "" {
 		hx.release(false)
 		return newError(KindInvalidResponse, Upstream, errors.New("101 Switching Protocols to a request that did not upgrade"))
 	}
 	upgrade := resp.Header["Upgrade"]
+	if !upgradeAccepted(sess.upgrade, upgrade) {
+		hx.release(false)
+		return newError(KindInvalidResponse, Upstream, fmt.Errorf("101 Switching Protocols to %q, not to the offered %q", upgrade, sess.upgrade))
+	}
 	stripHopByHop(resp.Header)
 	if p := s.ph.upResponse; p != nil {
 		if err := p.UpstreamResponseFilter(sess, resp, ctx); err != nil {

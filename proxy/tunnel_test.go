@@ -31,7 +31,8 @@ func upgradeOrigin(t *testing.T) *Peer {
 }
 
 func TestUpgradeTunnel(t *testing.T) {
-	p := startProxy(t, routerFor(t, upgradeOrigin(t)), Config{}, ListenerConfig{Name: "http"})
+	app := routeWith(t, RouteConfig{Upgrades: []string{"echo"}}, upgradeOrigin(t))
+	p := startProxy(t, app, Config{}, ListenerConfig{Name: "http"})
 	c, err := net.Dial("tcp", p.addr)
 	if err != nil {
 		t.Fatal(err)

@@ -145,7 +145,9 @@ func (ex *h1Exchange) send(sess *Session, req *RequestHeader, body *reqBody) err
 		h["Content-Length"] = zeroCL
 	}
 	c.dl.refreshWrite(c.nc, ex.t.WriteIdle)
-	h1.WriteRequestHead(c.bw, req.Method, req.URI, req.Host, h)
+	if err := h1.WriteRequestHead(c.bw, req.Method, req.URI, req.Host, h); err != nil {
+		return unwritable(err) // nothing was written: the connection closes unused
+	}
 	if !body.has {
 		return ex.flush(c)
 	}

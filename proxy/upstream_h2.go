@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/pingora-go/pingora-go/proxy/h1"
 )
 
 // h2Upstream holds one HTTP/2 transport per peer identity (address,
@@ -172,6 +174,12 @@ type h2Exchange struct {
 }
 
 func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, body *reqBody, out *ResponseHeader) (*h2Exchange, error) {
+	// The Transport checks field names and values for controls, but sends
+	// a method or :path with a space, and values with edge whitespace: an
+	// HTTP/2 upstream that downgrades would meet what h1 refuses to write.
+	if err := h1.CheckRequestHead(req.Method, req.URI, req.Host, req.Header); err != nil {
+		return nil, unwritable(err)
+	}
 	t := peer.Timeouts.withDefaults(s.cfg.Upstream)
 	mark := &dialMark{peer: peer}
 	ctx, cancel := context.WithCancelCause(context.WithValue(sess.ctx, dialMarkKey{}, mark))

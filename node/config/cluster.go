@@ -139,6 +139,11 @@ type Route struct {
 	Upstream string `yaml:"upstream" json:"upstream"`
 	// MaxBodyBytes caps request bodies on the route (default 0: node's limit).
 	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes,omitempty"`
+	// Upgrade lists the protocols an HTTP/1.1 Upgrade may switch to on the
+	// route, such as websocket; any other Upgrade is served as a plain
+	// request without its upgrade headers. h2c (and h2, HTTP) is never
+	// tunnelled and refused here (default [websocket]; [] allows none).
+	Upgrade []string `yaml:"upgrade" json:"upgrade,omitzero"`
 }
 
 // Policies lists the lb values.
@@ -182,25 +187,35 @@ func (c *Cluster) validate(e *errs) {
 	routes := map[string]int{}
 	for i, r := range c.Routes {
 		p := fmt.Sprintf("routes[%d]", i)
-		if r.Upstream == "" {
-			e.add(p+".upstream", "required")
-		} else if _, ok := names[r.Upstream]; !ok {
+		if _, ok := names[r.Upstream]; !ok && r.Upstream != "" {
 			e.add(p+".upstream", "no upstream is named %q", r.Upstream)
 		}
-		if err := checkHostPattern(r.Host); err != nil {
-			e.add(p+".host", "%v", err)
-		}
-		if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
-			e.add(p+".path_prefix", "%q must start with /", r.PathPrefix)
-		}
-		if r.MaxBodyBytes < 0 {
-			e.add(p+".max_body_bytes", "cannot be negative")
-		}
+		r.validate(e, p)
 		key := normHost(r.Host) + " " + defaultStr(r.PathPrefix, "/")
 		if j, dup := routes[key]; dup {
 			e.add(p, "same host and path_prefix as routes[%d]", j)
 		}
 		routes[key] = i
+	}
+}
+
+// validate checks the route's own fields; validate of Cluster checks
+// what needs the others (the upstream's name, duplicate routes).
+func (r *Route) validate(e *errs, p string) {
+	if r.Upstream == "" {
+		e.add(p+".upstream", "required")
+	}
+	if err := checkHostPattern(r.Host); err != nil {
+		e.add(p+".host", "%v", err)
+	}
+	if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
+		e.add(p+".path_prefix", "%q must start with /", r.PathPrefix)
+	}
+	if r.MaxBodyBytes < 0 {
+		e.add(p+".max_body_bytes", "cannot be negative")
+	}
+	for j, name := range r.Upgrade {
+		validateUpgrade(e, fmt.Sprintf("%s.upgrade[%d]", p, j), name)
 	}
 }
 
@@ -270,6 +285,28 @@ func (u *Upstream) validate(e *errs, p string) {
 	}{{"connect", t.Connect}, {"tls_handshake", t.TLSHandshake}, {"response_header", t.ResponseHeader}, {"read_idle", t.ReadIdle}, {"write_idle", t.WriteIdle}} {
 		if f.d < 0 {
 			e.add(p+".timeouts."+f.name, "cannot be negative")
+		}
+	}
+}
+
+// validateUpgrade checks a protocol a route lets an Upgrade switch to: a
+// name (RFC 9110 token, no version), and never HTTP itself, which would let
+// a client speak HTTP/2 to the upstream past routing and limits (h2c
+// smuggling).
+func validateUpgrade(e *errs, p, name string) {
+	switch strings.ToLower(name) {
+	case "h2c", "h2", "http":
+		e.add(p, "%q is never tunnelled: a client upgraded to HTTP would reach the upstream past routing, filters and limits", name)
+		return
+	}
+	if name == "" {
+		e.add(p, "empty protocol name")
+		return
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c >= 0x7f || c <= ' ' || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			e.add(p, "%q is not a protocol name (a token, without a version, such as websocket)", name)
+			return
 		}
 	}
 }

@@ -74,6 +74,11 @@ func TestParseClusterRefuses(t *testing.T) {
 		{"bad check type", strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    health_check: {type: icmp}\n", 1), `c.yaml:5: upstreams[0].health_check.type: "icmp" is not one of tcp, http, https`},
 		{"bad status range", strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    health_check: {type: http, expected_status: 400-200}\n", 1), `upstreams[0].health_check.expected_status`},
 		{"check too often", strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    health_check: {interval: 1ms}\n", 1), `upstreams[0].health_check.interval: 1ms is below the 100ms minimum`},
+		{"h2c upgrade", goodCluster + "    upgrade: [websocket, h2c]\n", `c.yaml:13: routes[0].upgrade[1]: "h2c" is never tunnelled`},
+		{"H2C upgrade", goodCluster + "    upgrade: [H2C]\n", `routes[0].upgrade[0]: "H2C" is never tunnelled`},
+		{"http upgrade", goodCluster + "    upgrade: [HTTP]\n", `routes[0].upgrade[0]: "HTTP" is never tunnelled`},
+		{"upgrade with version", goodCluster + "    upgrade: [websocket/13]\n", `routes[0].upgrade[0]: "websocket/13" is not a protocol name`},
+		{"empty upgrade", goodCluster + "    upgrade: [\"\"]\n", `routes[0].upgrade[0]: empty protocol name`},
 		{"passive without fails", strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    passive: {cool_off: 5s}\n", 1), `upstreams[0].passive.max_fails: must be at least 1`},
 	}
 	for _, tc := range cases {
@@ -112,6 +117,35 @@ func TestParseNodeRefuses(t *testing.T) {
 			_, err := ParseNode("n.yaml", []byte(tc.doc))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRouteUpgrade: an absent upgrade list stays nil (the proxy's default,
+// websocket) and an empty one stays empty (no upgrade), in YAML and JSON.
+func TestRouteUpgrade(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, json string
+		want             []string
+	}{
+		{"absent", "", "", nil},
+		{"listed", "    upgrade: [websocket, Custom-Proto]\n", `,"upgrade":["websocket","Custom-Proto"]`, []string{"websocket", "Custom-Proto"}},
+		{"none", "    upgrade: []\n", `,"upgrade":[]`, []string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseCluster("c.yaml", []byte(goodCluster+tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c2, err := ParseCluster("", []byte(`{"upstreams":[{"name":"a","peers":[{"addr":"10.0.0.1:80"}]}],"routes":[{"upstream":"a"`+tc.json+`}]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, got := range [][]string{c.Routes[0].Upgrade, c2.Routes[0].Upgrade} {
+				if (got == nil) != (tc.want == nil) || strings.Join(got, ",") != strings.Join(tc.want, ",") {
+					t.Fatalf("upgrade %#v, want %#v", got, tc.want)
+				}
 			}
 		})
 	}

@@ -212,13 +212,13 @@ func (b *Body) readCRLF() error {
 	if err == nil && c == '\r' {
 		c, err = b.r.br.ReadByte()
 	} else if err == nil && b.strict {
-		return perr(400, "missing CRLF after chunk data")
+		return rerr(400, CodeInvalidChunkedBody, "missing CRLF after chunk data")
 	}
 	if err != nil {
 		return eofAsUnexpected(err)
 	}
 	if c != '\n' {
-		return perr(b.badStatus(), "missing CRLF after chunk data")
+		return rerr(b.badStatus(), CodeInvalidChunkedBody, "missing CRLF after chunk data")
 	}
 	return nil
 }
@@ -229,7 +229,7 @@ func (b *Body) readChunkSize() (int64, error) {
 	line, err := b.r.br.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
-			return 0, perr(b.badStatus(), "chunk size line too long")
+			return 0, rerr(b.badStatus(), CodeInvalidChunkedBody, "chunk size line too long")
 		}
 		return 0, eofAsUnexpected(err)
 	}
@@ -237,7 +237,7 @@ func (b *Body) readChunkSize() (int64, error) {
 	if len(line) > 0 && line[len(line)-1] == '\r' {
 		line = line[:len(line)-1]
 	} else if b.strict {
-		return 0, perr(400, "bare LF after chunk size")
+		return 0, rerr(400, CodeInvalidChunkedBody, "bare LF after chunk size")
 	}
 	var size int64
 	i := 0
@@ -247,12 +247,12 @@ func (b *Body) readChunkSize() (int64, error) {
 			break
 		}
 		if i == 15 {
-			return 0, perr(b.badStatus(), "chunk size too large")
+			return 0, rerr(b.badStatus(), CodeInvalidChunkedBody, "chunk size too large")
 		}
 		size = size<<4 | int64(v)
 	}
 	if i == 0 {
-		return 0, perr(b.badStatus(), "invalid chunk size")
+		return 0, rerr(b.badStatus(), CodeInvalidChunkedBody, "invalid chunk size")
 	}
 	rest := line[i:]
 	for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
@@ -260,11 +260,11 @@ func (b *Body) readChunkSize() (int64, error) {
 	}
 	// Whitespace is only allowed before an extension (BWS ";"), never alone.
 	if len(rest) > 0 && rest[0] != ';' || len(rest) == 0 && i < len(line) {
-		return 0, perr(b.badStatus(), "invalid chunk size")
+		return 0, rerr(b.badStatus(), CodeInvalidChunkedBody, "invalid chunk size")
 	}
 	for _, c := range rest {
 		if c < ' ' && c != '\t' || c == 0x7f {
-			return 0, perr(b.badStatus(), "invalid character in chunk extension")
+			return 0, rerr(b.badStatus(), CodeInvalidChunkedBody, "invalid character in chunk extension")
 		}
 	}
 	return size, nil

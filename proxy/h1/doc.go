@@ -10,5 +10,12 @@
 // messages beyond the buffers a caller hands back to it, so a keep-alive
 // connection parses every request without allocating a new header map.
 //
+// The request grammar it enforces (ValidMethod, ValidTarget,
+// ValidAuthority, ValidFieldValue) is exported so that a request from
+// another protocol can be held to it (proxy/h2 does), and WriteRequestHead
+// refuses (ErrUnwritable) a head that would not parse back as the same
+// request rather than clean it, writing nothing. A ParseError's Code names
+// what was refused with a fixed label, for metrics.
+//
 // It imports nothing from the module. See ExampleReader_ReadRequest.
 package h1

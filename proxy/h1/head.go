@@ -69,7 +69,7 @@ func (r *Reader) readLines(strict bool, tooLarge int, startLine bool) error {
 		frag, err := r.br.ReadSlice('\n')
 		r.head = append(r.head, frag...)
 		if len(r.head) > r.lim.MaxHeaderBytes {
-			return &ParseError{Status: tooLarge, Reason: ErrHeaderTooLarge.Error()}
+			return &ParseError{Status: tooLarge, Reason: ErrHeaderTooLarge.Error(), Code: CodeHeaderTooLarge}
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
@@ -87,12 +87,12 @@ func (r *Reader) readLines(strict bool, tooLarge int, startLine bool) error {
 		if end > lineStart && r.head[end-1] == '\r' {
 			end--
 		} else if strict {
-			return perr(400, "bare LF line ending")
+			return rerr(400, CodeBareLF, "bare LF line ending")
 		}
 		if end == lineStart {
 			if startLine && len(r.lines) == 0 { // RFC 9112 2.2: ignore empty lines before a start line
 				if empties++; empties > maxLeadingEmptyLines {
-					return perr(400, "too many empty lines before start line")
+					return rerr(400, CodeLeadingEmptyLines, "too many empty lines before start line")
 				}
 				r.head, lineStart = r.head[:0], 0
 				continue
@@ -101,7 +101,7 @@ func (r *Reader) readLines(strict bool, tooLarge int, startLine bool) error {
 		}
 		r.lines = append(r.lines, [2]int{lineStart, end})
 		if len(r.lines) > r.lim.MaxHeaders+1 {
-			return &ParseError{Status: tooLarge, Reason: "too many header fields"}
+			return &ParseError{Status: tooLarge, Reason: "too many header fields", Code: CodeTooManyFields}
 		}
 		lineStart = len(r.head)
 	}
@@ -117,7 +117,7 @@ func (r *Reader) parseLines(s string, lines [][2]int, h http.Header, badStatus i
 	for _, ln := range lines {
 		line := s[ln[0]:ln[1]]
 		if line[0] == ' ' || line[0] == '\t' {
-			return perr(badStatus, "obsolete line folding in header")
+			return rerr(badStatus, CodeObsFold, "obsolete line folding in header")
 		}
 		colon := -1
 		for i := 0; i < len(line); i++ {
@@ -128,17 +128,17 @@ func (r *Reader) parseLines(s string, lines [][2]int, h http.Header, badStatus i
 			}
 			if !isTokenChar(c) {
 				if c == ' ' || c == '\t' {
-					return perr(badStatus, "whitespace before colon in header field name")
+					return rerr(badStatus, CodeInvalidFieldName, "whitespace before colon in header field name")
 				}
-				return perr(badStatus, "invalid character %q in header field name", c)
+				return rerr(badStatus, CodeInvalidFieldName, "invalid character %q in header field name", c)
 			}
 		}
 		if colon <= 0 {
-			return perr(badStatus, "malformed header field line")
+			return rerr(badStatus, CodeInvalidFieldName, "malformed header field line")
 		}
 		v, ok := fieldValue(line[colon+1:])
 		if !ok {
-			return perr(badStatus, "invalid character in value of header %q", line[:colon])
+			return rerr(badStatus, CodeInvalidFieldValue, "invalid character in value of header %q", line[:colon])
 		}
 		r.addField(h, textproto.CanonicalMIMEHeaderKey(line[:colon]), v)
 	}

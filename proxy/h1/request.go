@@ -60,17 +60,17 @@ func (r *Reader) ReadRequest(req *Request) error {
 func parseRequestLine(line string, req *Request) error {
 	sp1 := strings.IndexByte(line, ' ')
 	if sp1 <= 0 {
-		return perr(400, "malformed request line")
+		return rerr(400, CodeMalformedRequestLine, "malformed request line")
 	}
 	rest := line[sp1+1:]
 	sp2 := strings.IndexByte(rest, ' ')
 	if sp2 <= 0 {
-		return perr(400, "malformed request line")
+		return rerr(400, CodeMalformedRequestLine, "malformed request line")
 	}
 	req.Method, req.Target = line[:sp1], rest[:sp2]
 	proto := rest[sp2+1:]
 	if !isToken(req.Method) {
-		return perr(400, "invalid method")
+		return rerr(400, CodeInvalidMethod, "invalid method")
 	}
 	switch proto {
 	case "HTTP/1.1":
@@ -79,14 +79,12 @@ func parseRequestLine(line string, req *Request) error {
 		req.Major, req.Minor = 1, 0
 	default:
 		if strings.HasPrefix(proto, "HTTP/") && len(proto) == 8 && proto[6] == '.' {
-			return perr(505, "unsupported protocol version %q", proto)
+			return rerr(505, CodeUnsupportedVersion, "unsupported protocol version %q", proto)
 		}
-		return perr(400, "malformed request line")
+		return rerr(400, CodeMalformedRequestLine, "malformed request line")
 	}
-	for i := 0; i < len(req.Target); i++ {
-		if c := req.Target[i]; c <= ' ' || c == 0x7f {
-			return perr(400, "invalid character in request target")
-		}
+	if !validTargetBytes(req.Target) {
+		return rerr(400, CodeInvalidTarget, "invalid character in request target")
 	}
 	return splitTarget(req)
 }
@@ -101,6 +99,9 @@ func splitTarget(req *Request) error {
 		req.Path, req.RawQuery = "*", ""
 		return nil
 	case req.Method == "CONNECT":
+		if !validConnectAuthority(t) {
+			return rerr(400, CodeInvalidTarget, "CONNECT target is not host:port")
+		}
 		req.Host, req.Path, req.RawQuery = t, "", ""
 		return nil
 	default:
@@ -110,7 +111,7 @@ func splitTarget(req *Request) error {
 		} else if len(t) > 8 && strings.EqualFold(t[:8], "https://") {
 			rest = t[8:]
 		} else {
-			return perr(400, "invalid request target")
+			return rerr(400, CodeInvalidTarget, "invalid request target")
 		}
 		slash := strings.IndexAny(rest, "/?")
 		if slash < 0 {
@@ -121,8 +122,8 @@ func splitTarget(req *Request) error {
 				t = "/" + t
 			}
 		}
-		if req.Host == "" || strings.ContainsRune(req.Host, '@') {
-			return perr(400, "invalid authority in request target")
+		if !ValidAuthority(req.Host) {
+			return rerr(400, CodeInvalidTarget, "invalid authority in request target")
 		}
 	}
 	if q := strings.IndexByte(t, '?'); q >= 0 {
@@ -144,24 +145,24 @@ func (req *Request) finish() error {
 	req.ContentLength, req.Chunked = 0, false
 	switch {
 	case len(te) > 0 && len(cl) > 0:
-		return perr(400, "both Content-Length and Transfer-Encoding")
+		return rerr(400, CodeContentLengthAndTE, "both Content-Length and Transfer-Encoding")
 	case len(te) > 0:
 		if req.Minor == 0 {
-			return perr(400, "Transfer-Encoding in an HTTP/1.0 request")
+			return rerr(400, CodeInvalidTransferEncoding, "Transfer-Encoding in an HTTP/1.0 request")
 		}
 		if len(te) != 1 || !strings.EqualFold(te[0], "chunked") {
 			if len(te) == 1 && isToken(te[0]) {
-				return perr(501, "unsupported transfer coding %q", te[0])
+				return rerr(501, CodeInvalidTransferEncoding, "unsupported transfer coding %q", te[0])
 			}
-			return perr(400, "invalid Transfer-Encoding")
+			return rerr(400, CodeInvalidTransferEncoding, "invalid Transfer-Encoding")
 		}
 		req.Chunked, req.ContentLength = true, -1
 	case len(cl) > 1:
-		return perr(400, "duplicate Content-Length")
+		return rerr(400, CodeInvalidContentLength, "duplicate Content-Length")
 	case len(cl) == 1:
 		n, ok := parseContentLength(cl[0])
 		if !ok {
-			return perr(400, "invalid Content-Length %q", cl[0])
+			return rerr(400, CodeInvalidContentLength, "invalid Content-Length %q", cl[0])
 		}
 		req.ContentLength = n
 	}
@@ -170,17 +171,17 @@ func (req *Request) finish() error {
 
 func (req *Request) finishHost(hosts []string) error {
 	if len(hosts) > 1 {
-		return perr(400, "duplicate Host header")
+		return rerr(400, CodeDuplicateHost, "duplicate Host header")
 	}
 	if len(hosts) == 0 {
 		if req.Minor == 1 && req.Host == "" {
-			return perr(400, "missing Host header")
+			return rerr(400, CodeMissingHost, "missing Host header")
 		}
 	} else if req.Host == "" {
 		req.Host = hosts[0]
 	}
-	if !httpguts.ValidHostHeader(req.Host) {
-		return perr(400, "invalid Host")
+	if req.Host != "" && !ValidAuthority(req.Host) {
+		return rerr(400, CodeInvalidHost, "invalid Host")
 	}
 	return nil
 }
@@ -194,12 +195,14 @@ func (req *Request) finishConnection(h http.Header) error {
 	}
 	req.Upgrade = ""
 	if up := h["Upgrade"]; len(up) > 0 && req.Minor == 1 && httpguts.HeaderValuesContainsToken(conn, "upgrade") {
-		req.Upgrade = up[0]
+		// Every offer counts: a proxy that read only the first field would
+		// let a second one reach the upstream unchecked.
+		req.Upgrade = strings.Join(up, ", ")
 	}
 	req.ExpectContinue = false
 	if ex := h["Expect"]; len(ex) > 0 {
 		if len(ex) != 1 || !strings.EqualFold(ex[0], "100-continue") {
-			return perr(417, "unsupported expectation")
+			return rerr(417, CodeUnsupportedExpectation, "unsupported expectation")
 		}
 		req.ExpectContinue = req.Minor == 1
 	}

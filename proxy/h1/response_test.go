@@ -75,16 +75,17 @@ func TestWriters(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	w := bufio.NewWriter(&buf)
-	WriteRequestHead(w, "POST", "/x", "h", http.Header{"X-A": {"a\r\nInjected: 1"}, "Bad Name": {"v"}, "Host": {"ignored"}, "Transfer-Encoding": {"chunked"}})
+	if err := WriteRequestHead(w, "POST", "/x", "h", http.Header{"X-A": {"a"}, "Host": {"ignored"}, "Transfer-Encoding": {"chunked"}}); err != nil {
+		t.Fatal(err)
+	}
 	cw := ChunkWriter{W: w}
 	cw.Write([]byte("hello"))
 	cw.Write(nil)
 	cw.Close(http.Header{"X-T": {"t"}})
 	w.Flush()
 	out := buf.String()
-	if !strings.HasPrefix(out, "POST /x HTTP/1.1\r\nHost: h\r\n") || strings.Contains(out, "\r\nInjected") ||
-		!strings.Contains(out, "X-A: a  Injected: 1\r\n") || strings.Contains(out, "Bad Name") || strings.Count(out, "Host:") != 1 ||
-		!strings.HasSuffix(out, "\r\n\r\n5\r\nhello\r\n0\r\nX-T: t\r\n\r\n") {
+	if !strings.HasPrefix(out, "POST /x HTTP/1.1\r\nHost: h\r\n") || !strings.Contains(out, "X-A: a\r\n") ||
+		strings.Count(out, "Host:") != 1 || !strings.HasSuffix(out, "\r\n\r\n5\r\nhello\r\n0\r\nX-T: t\r\n\r\n") {
 		t.Fatalf("unexpected output %q", out)
 	}
 	r := NewReader(bufio.NewReader(&buf), Limits{})

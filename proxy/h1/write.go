@@ -7,18 +7,34 @@ import (
 )
 
 // WriteRequestHead writes a request line, a Host field and the fields of h
-// (except Host) followed by the empty line. Fields with invalid names are
-// skipped and CR, LF or NUL inside values become spaces, so a hook can never
-// split the message it writes.
-func WriteRequestHead(w *bufio.Writer, method, target, host string, h http.Header) {
+// (except Host) followed by the empty line. It first checks the head with
+// CheckRequestHead and writes nothing at all when that refuses it: a hook
+// that put CR, LF or a space into a method, target, host or field can never
+// split the message or make the upstream read another request than the one
+// the proxy routed. Errors writing to w show at its Flush.
+func WriteRequestHead(w *bufio.Writer, method, target, host string, h http.Header) error {
+	if err := CheckRequestHead(method, target, host, h); err != nil {
+		return err
+	}
 	w.WriteString(method)
 	w.WriteByte(' ')
 	w.WriteString(target)
 	w.WriteString(" HTTP/1.1\r\nHost: ")
-	writeValue(w, host)
+	w.WriteString(host)
 	w.WriteString("\r\n")
-	writeFields(w, h, "Host")
+	for k, vs := range h {
+		if k == "Host" {
+			continue
+		}
+		for _, v := range vs {
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
+	}
 	w.WriteString("\r\n")
+	return nil // a write failure stays in w, for its Flush to report
 }
 
 // WriteResponseHead writes a status line for HTTP/1.minor and the fields of h.

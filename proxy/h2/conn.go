@@ -1,17 +1,3 @@
-// Package h2 is the server side of HTTP/2 (RFC 9113) for the proxy's
-// client connections, on x/net's Framer and HPACK codec.
-//
-// It exists for cost, not features: x/net's server runs each stream's
-// writes through a channel to its connection goroutine and starts a
-// goroutine for every frame larger than its 4 KiB buffer. Here a stream's
-// goroutine writes its own frames into the connection's buffer under a
-// mutex, and the last writer of a burst flushes (group commit), so a small
-// response costs one lock, one syscall and no goroutine switch beyond the
-// stream's own.
-//
-// One goroutine per connection reads frames and keeps the state machine;
-// one goroutine per stream runs the Handler. Flow control is enforced both
-// ways; a stream's request body is buffered up to its window.
 package h2
 
 import (
@@ -65,6 +51,16 @@ type Config struct {
 	// DrainWait bounds a drain's wait for the client's PING ACK, after
 	// which the last stream is fixed anyway (default 1s).
 	DrainWait time.Duration
+	// OnReject, when set, is told of each request refused before a handler
+	// saw it: a malformed head, reset with PROTOCOL_ERROR (RFC 9113
+	// section 8.1.1), or one over the header limits, answered 431. reason
+	// is a short fixed label (proxy/h1's codes, such as "invalid_target",
+	// and invalid_scheme, invalid_pseudo_header, missing_pseudo_header,
+	// host_mismatch, connection_specific_field, invalid_te,
+	// malformed_header_block); err has the detail. It runs on the
+	// connection's reader goroutine and must not block (default nil: not
+	// reported).
+	OnReject func(reason string, err error)
 }
 
 func (c *Config) setDefaults() {
@@ -235,6 +231,7 @@ func (c *Conn) serve() error {
 
 	for {
 		f, err := c.fr.ReadFrame()
+		fromFramer := err != nil
 		if err == nil {
 			err = c.process(f)
 		}
@@ -243,6 +240,7 @@ func (c *Conn) serve() error {
 		}
 		var se http2.StreamError
 		if errors.As(err, &se) {
+			c.noteRefused(se, fromFramer)
 			c.streamError(se)
 			continue
 		}

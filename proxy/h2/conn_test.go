@@ -399,7 +399,7 @@ func TestFlowControlViolation(t *testing.T) {
 		<-st.Context().Done()
 	})
 	fr, _ := rawConn(t, s.addr)
-	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headerBlock(":method", "POST", ":scheme", "http", ":path", "/"), EndHeaders: true})
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headerBlock(":method", "POST", ":scheme", "http", ":path", "/", ":authority", "a"), EndHeaders: true})
 	chunk := make([]byte, 16384)
 	for range 5 {
 		fr.WriteData(1, false, chunk)
@@ -490,7 +490,7 @@ func TestTooManyHeaderFields(t *testing.T) {
 func TestExpectContinue(t *testing.T) {
 	s := serve(t, Config{}, echo)
 	fr, _ := rawConn(t, s.addr)
-	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headerBlock(":method", "POST", ":scheme", "http", ":path", "/", "expect", "100-continue"), EndHeaders: true})
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headerBlock(":method", "POST", ":scheme", "http", ":path", "/", ":authority", "a", "expect", "100-continue"), EndHeaders: true})
 	var statuses []string
 	for {
 		f, err := fr.ReadFrame()

@@ -1,0 +1,201 @@
+package h1
+
+import (
+	"fmt"
+	"net/http"
+	"net/textproto"
+)
+
+// The grammar below is what ReadRequest accepts and what WriteRequestHead
+// writes. A proxy that checks a request from another protocol (HTTP/2)
+// against it knows the request it forwards over HTTP/1.1 parses back, by
+// this package and by the upstream, as the request it routed: no space to
+// start a second request line, no userinfo to make two Hosts.
+
+// ValidMethod reports whether m is a method token (RFC 9110 section 9.1).
+func ValidMethod(m string) bool { return isToken(m) }
+
+// ValidFieldName reports whether k is a field name token (RFC 9110 section
+// 5.1).
+func ValidFieldName(k string) bool { return isToken(k) }
+
+// ValidFieldValue reports whether v is a field value that parses back
+// unchanged: no control byte other than HTAB (so no CR, LF or NUL), no DEL,
+// and no leading or trailing SP or HTAB, which a parser strips (RFC 9110
+// section 5.5; RFC 9113 section 8.2.1 makes them malformed in HTTP/2).
+func ValidFieldValue(v string) bool {
+	if v == "" {
+		return true
+	}
+	if c := v[0]; c == ' ' || c == '\t' {
+		return false
+	}
+	if c := v[len(v)-1]; c == ' ' || c == '\t' {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidTarget reports whether target is a request-target for method in the
+// form a proxy forwards: origin-form ("/" then no whitespace, control byte
+// or '#'), "*" for OPTIONS, authority-form (host:port) for CONNECT.
+func ValidTarget(method, target string) bool {
+	switch {
+	case method == http.MethodConnect:
+		return validConnectAuthority(target)
+	case target == "*":
+		return method == http.MethodOptions
+	case target == "" || target[0] != '/':
+		return false
+	}
+	return validTargetBytes(target)
+}
+
+// validTargetBytes refuses whitespace, controls, DEL and '#' (a fragment is
+// never sent: RFC 9112 section 3.2).
+func validTargetBytes(t string) bool {
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; c <= ' ' || c == 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidAuthority reports whether s is uri-host [":" port] (RFC 3986 section
+// 3.2.2): a reg-name, IPv4 address or bracketed IP literal, then an optional
+// port of 1 to 5 digits. Userinfo ('@'), whitespace, a path and an empty
+// host are refused.
+func ValidAuthority(s string) bool {
+	host, port := s, ""
+	if len(s) > 0 && s[0] == '[' {
+		end := -1
+		for i := 1; i < len(s); i++ {
+			if s[i] == ']' {
+				end = i
+				break
+			}
+		}
+		if end < 2 || !allIn(s[1:end], ipLiteralByte) {
+			return false
+		}
+		host = s[:end+1]
+		if rest := s[end+1:]; rest != "" {
+			if rest[0] != ':' {
+				return false
+			}
+			port = rest[1:]
+			if port == "" {
+				return false
+			}
+		}
+	} else {
+		for i := 0; i < len(s); i++ {
+			if s[i] == ':' {
+				host, port = s[:i], s[i+1:]
+				if port == "" {
+					return false
+				}
+				break
+			}
+		}
+		if host == "" || !allIn(host, regNameByte) {
+			return false
+		}
+	}
+	return port == "" || len(port) <= 5 && allIn(port, digitByte)
+}
+
+// validConnectAuthority is authority-form: a host and a port, both required
+// (RFC 9112 section 3.2.3).
+func validConnectAuthority(s string) bool {
+	if !ValidAuthority(s) {
+		return false
+	}
+	for i := len(s) - 1; i >= 0 && s[i] != ']'; i-- {
+		if s[i] == ':' {
+			return true
+		}
+	}
+	return false
+}
+
+func allIn(s string, table *[256]bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !table[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var digitByte, regNameByte, ipLiteralByte = func() (d, r, ip *[256]bool) {
+	d, r, ip = new([256]bool), new([256]bool), new([256]bool)
+	for c := '0'; c <= '9'; c++ {
+		d[c], r[c], ip[c] = true, true, true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		r[c], r[c-'a'+'A'] = true, true
+		ip[c], ip[c-'a'+'A'] = true, true
+	}
+	// unreserved, pct-encoded and sub-delims
+	for _, c := range "-._~%!$&'()*+,;=" {
+		r[c] = true
+	}
+	// IPv6 and IPvFuture, with an RFC 6874 zone ("%25" then unreserved)
+	for _, c := range ":.%-_~" {
+		ip[c] = true
+	}
+	return d, r, ip
+}()
+
+// CheckRequestHead reports, with an error wrapping ErrUnwritable, the first
+// part of a request head that would not parse back as the same request: a
+// method that is not a token, a target that is not the origin-form, "*" or
+// authority-form ValidTarget allows, a host that is neither empty nor a
+// ValidAuthority, a field name that is not a token, a value ValidFieldValue
+// refuses, or a second spelling of Host, Content-Length or
+// Transfer-Encoding (a writer would send the field twice). Values are not
+// quoted in the error: they may be secrets.
+func CheckRequestHead(method, target, host string, h http.Header) error {
+	switch {
+	case !ValidMethod(method):
+		return fmt.Errorf("%w: invalid method %q", ErrUnwritable, method)
+	case !ValidTarget(method, target):
+		return fmt.Errorf("%w: invalid request target %q", ErrUnwritable, target)
+	case host != "" && !ValidAuthority(host):
+		return fmt.Errorf("%w: invalid host %q", ErrUnwritable, host)
+	}
+	for k, vv := range h {
+		if !isToken(k) {
+			return fmt.Errorf("%w: invalid field name %q", ErrUnwritable, k)
+		}
+		for _, v := range vv {
+			if !ValidFieldValue(v) {
+				return fmt.Errorf("%w: invalid value in field %q", ErrUnwritable, k)
+			}
+		}
+		if framingAlias(k) {
+			return fmt.Errorf("%w: field %q is a second spelling of %s", ErrUnwritable, k, textproto.CanonicalMIMEHeaderKey(k))
+		}
+	}
+	return nil
+}
+
+// framingAlias reports a key that is not canonical but names Host,
+// Content-Length or Transfer-Encoding, which the writer owns.
+func framingAlias(k string) bool {
+	if len(k) != len("Host") && len(k) != len("Content-Length") && len(k) != len("Transfer-Encoding") {
+		return false
+	}
+	switch c := textproto.CanonicalMIMEHeaderKey(k); c {
+	case "Host", "Content-Length", "Transfer-Encoding":
+		return c != k
+	}
+	return false
+}
