@@ -84,7 +84,7 @@ var registerModel = porcupine.Model{
 }
 
 // TestLinearizableDuringLeaderKill runs concurrent Puts (conditional and
-// not) and GetConsistent reads from several clients on two documents while
+// not) and GetConsistent and GetCurrent reads from several clients on two documents while
 // the leader is killed, and checks the history with porcupine.
 func TestLinearizableDuringLeaderKill(t *testing.T) {
 	c := newCluster(t, 3, 3, nil)
@@ -123,8 +123,12 @@ func TestLinearizableDuringLeaderKill(t *testing.T) {
 				key := []string{"a", "b"}[rng.IntN(2)]
 				if rng.IntN(2) == 0 {
 					in := regInput{Kind: opGet, Key: key}
+					get := s.GetConsistent // a barrier in the log
+					if rng.IntN(2) == 0 {
+						get = s.GetCurrent // no log entry
+					}
 					call := now()
-					d, _, err := s.GetConsistent(context.Background(), key)
+					d, _, err := get(context.Background(), key)
 					if err == nil {
 						lastSeen = d.Version
 						record(porcupine.Operation{ClientId: client, Input: in, Call: call,

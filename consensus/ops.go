@@ -109,6 +109,39 @@ func (s *Store) GetConsistent(ctx context.Context, name string) (Doc, bool, erro
 	return d, ok, nil
 }
 
+// GetCurrent returns the latest committed version of the document, like
+// GetConsistent, but appends nothing to the raft log (a barrier is a log
+// entry): the leader confirms with a quorum that it still leads, then
+// waits until it has applied every entry of its log, which holds every
+// committed one. A caller that must not move the raft index for a read,
+// such as a write skipped because nothing changed, uses it. Followers
+// return *NotLeaderError.
+func (s *Store) GetCurrent(ctx context.Context, name string) (Doc, bool, error) {
+	if !s.running() {
+		return Doc{}, false, ErrClosed
+	}
+	if s.raft.State() != raft.Leader {
+		return Doc{}, false, s.mapErr(raft.ErrNotLeader)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	last := s.raft.LastIndex()
+	if err := waitFuture(ctx, s.raft.VerifyLeader()); err != nil {
+		return Doc{}, false, s.mapErr(err)
+	}
+	t := s.cfg.Clock.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for s.raft.AppliedIndex() < last {
+		select {
+		case <-ctx.Done():
+			return Doc{}, false, s.mapErr(ctx.Err())
+		case <-t.C():
+		}
+	}
+	d, ok := s.fsm.get(name)
+	return d, ok, nil
+}
+
 // History returns the kept versions of the document, oldest first (at most
 // MaxHistory), from this server's applied state.
 func (s *Store) History(name string) []Doc { return s.fsm.history(name) }

@@ -135,6 +135,29 @@ func TestWrites(t *testing.T) {
 		if _, _, err := f.s.GetConsistent(ctxT(t, 5*time.Second), "cfg"); !errors.Is(err, ErrNotLeader) {
 			t.Fatalf("follower GetConsistent err = %v", err)
 		}
+		if _, _, err := f.s.GetCurrent(ctxT(t, 5*time.Second), "cfg"); !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("follower GetCurrent err = %v", err)
+		}
+	})
+	t.Run("GetCurrent appends nothing", func(t *testing.T) {
+		d1, err := l.s.Put(ctxT(t, 5*time.Second), "cur", []byte("a"), -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := l.s.Status().LastIndex
+		d, ok, err := l.s.GetCurrent(ctxT(t, 5*time.Second), "cur")
+		if err != nil || !ok || d.Version != d1.Version || string(d.Content) != "a" {
+			t.Fatalf("GetCurrent = %+v %v %v", d, ok, err)
+		}
+		if after := l.s.Status().LastIndex; after != before {
+			t.Fatalf("GetCurrent moved the last index from %d to %d", before, after)
+		}
+		if _, _, err := l.s.GetConsistent(ctxT(t, 5*time.Second), "cur"); err != nil {
+			t.Fatal(err)
+		}
+		if after := l.s.Status().LastIndex; after != before+1 {
+			t.Fatalf("GetConsistent: last index %d, want the barrier at %d", after, before+1)
+		}
 	})
 	t.Run("CAS", func(t *testing.T) {
 		start := time.Now()

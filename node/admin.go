@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -43,12 +44,15 @@ type GossipStatus struct {
 type NodeStatus struct {
 	Name          string    `json:"name"`
 	Version       string    `json:"version"`
+	Commit        string    `json:"commit,omitempty"`
 	GoVersion     string    `json:"go_version"`
 	StartedAt     time.Time `json:"started_at"`
 	UptimeSeconds float64   `json:"uptime_seconds"`
 	AdminAddr     string    `json:"admin_addr"`
-	Ready         bool      `json:"ready"`
-	Draining      bool      `json:"draining"`
+	// Ready is what /readyz answers; NotReady says why not.
+	Ready    bool   `json:"ready"`
+	NotReady string `json:"not_ready,omitempty"`
+	Draining bool   `json:"draining"`
 }
 
 // ListenerStatus is one bound listener.
@@ -69,9 +73,9 @@ type ProxyStatus struct {
 func (n *Node) Status() Status {
 	st := Status{
 		Node: NodeStatus{
-			Name: n.cfg.Name, Version: n.opts.Version, GoVersion: runtime.Version(),
+			Name: n.cfg.Name, Version: n.opts.Version, Commit: n.opts.Commit, GoVersion: runtime.Version(),
 			StartedAt: n.started.UTC(), UptimeSeconds: time.Since(n.started).Seconds(),
-			AdminAddr: n.AdminAddr(), Ready: n.ready.Load(), Draining: n.srv.Draining(),
+			AdminAddr: n.AdminAddr(), Draining: n.srv.Draining(),
 		},
 		Config: n.applied.Load(),
 		Proxy:  ProxyStatus{ActiveConnections: n.srv.ActiveConns()},
@@ -93,6 +97,8 @@ func (n *Node) Status() Status {
 	tbl := n.router.Table()
 	st.Upstreams = tbl.Upstreams()
 	st.Proxy.Routes = tbl.Routes()
+	st.Node.NotReady = n.notReady()
+	st.Node.Ready = st.Node.NotReady == ""
 	return st
 }
 
@@ -106,8 +112,8 @@ func (n *Node) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !n.ready.Load() || n.applied.Load() == nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+		if why := n.notReady(); why != "" {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": why})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -121,6 +127,45 @@ func (n *Node) adminHandler() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/trace", n.adminWrite(pprof.Trace))
 	mux.HandleFunc("GET /debug/pprof/symbol", n.adminWrite(pprof.Symbol))
 	return mux
+}
+
+// notReady says why the node should not get traffic, or "" when it
+// should: it is starting or draining, it has no cluster config yet, or its
+// config routes nothing (every request would get 404). The one exception
+// is a node started without a cluster config on purpose: replicated, no
+// cluster_config in its node file, and a cluster with a leader but no
+// config written yet (a new cluster waiting for its first "config apply").
+func (n *Node) notReady() string {
+	switch {
+	case n.shutdown.Load():
+		return "draining"
+	case !n.ready.Load():
+		return "starting"
+	}
+	a := n.applied.Load()
+	if a == nil {
+		if n.waitsForFirstConfig() {
+			return ""
+		}
+		return "no cluster config applied yet"
+	}
+	if n.router.Table().Routes() == 0 {
+		return fmt.Sprintf("cluster config version %d has no routes: every request would get 404", a.Version)
+	}
+	return ""
+}
+
+// waitsForFirstConfig reports the exception of notReady.
+func (n *Node) waitsForFirstConfig() bool {
+	st := n.Store()
+	if st == nil || n.cfg.ClusterConfig != "" {
+		return false
+	}
+	if id, _ := st.Leader(); id == "" {
+		return false
+	}
+	_, written := st.Get(clusterDoc)
+	return !written
 }
 
 // adminWrite guards a state-changing admin handler: with an admin token

@@ -29,6 +29,11 @@ type ConfigDoc struct {
 	Time    time.Time `json:"time,omitzero"`
 	Node    string    `json:"node,omitempty"`
 	Content string    `json:"content"`
+	// Unchanged is set on a PUT answer when the document had the same
+	// values as the current version, so no version was written; Message
+	// says so.
+	Unchanged bool   `json:"unchanged,omitempty"`
+	Message   string `json:"message,omitempty"`
 }
 
 func docOf(d consensus.Doc) ConfigDoc {
@@ -94,38 +99,28 @@ func (n *Node) configHistory(w http.ResponseWriter, r *http.Request) {
 }
 
 // putConfig validates a new cluster config completely, then proposes it
-// through the leader. If-Match: <version> makes it a compare-and-set.
+// through the leader. If-Match: <version> makes it a compare-and-set. A
+// document that routes nothing is refused unless ?allow_empty=true, and
+// one with the same values as the current version writes nothing.
 func (n *Node) putConfig(w http.ResponseWriter, r *http.Request) {
 	st := n.Store()
 	if st == nil {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": "config is not replicated on this node (no data_dir): edit cluster_config and send SIGHUP"})
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxConfigBody+1))
+	body, c, code, err := readConfigBody(r)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reading the body: " + err.Error()})
+		writeJSON(w, code, map[string]string{"error": err.Error()})
 		return
 	}
-	if len(body) > maxConfigBody {
-		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("config over %d bytes", maxConfigBody)})
-		return
-	}
-	if _, err := config.ParseCluster("config", body); err != nil {
+	ifVersion, err := ifMatchVersion(r)
+	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	ifVersion := int64(-1)
-	if m := strings.Trim(r.Header.Get("If-Match"), `"`); m != "" {
-		v, err := strconv.ParseInt(m, 10, 64)
-		if err != nil || v < 0 {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "If-Match must be a config version number"})
-			return
-		}
-		ifVersion = v
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	d, err := st.Put(ctx, clusterDoc, body, ifVersion)
+	d, unchanged, err := writeConfig(ctx, st, body, c, ifVersion)
 	if err != nil {
 		if n.forwardToLeader(w, r, body, err) {
 			return
@@ -133,8 +128,84 @@ func (n *Node) putConfig(w http.ResponseWriter, r *http.Request) {
 		n.writeStoreError(w, err)
 		return
 	}
-	n.log.Info("cluster config written", "version", d.Version, "client", r.RemoteAddr, "forwarded_by", r.Header.Get(forwardedHeader))
-	writeJSON(w, http.StatusOK, docOf(d))
+	out := docOf(d)
+	if unchanged {
+		out.Unchanged = true
+		out.Message = fmt.Sprintf("same values as version %d: no new version written", d.Version)
+		n.log.Info("cluster config unchanged: no new version", "version", d.Version, "client", r.RemoteAddr, "forwarded_by", r.Header.Get(forwardedHeader))
+	} else {
+		n.log.Info("cluster config written", "version", d.Version, "client", r.RemoteAddr, "forwarded_by", r.Header.Get(forwardedHeader))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// readConfigBody reads and checks a PUT /v1/config body: it parses and
+// validates, and routes something unless ?allow_empty=true. It returns the
+// status to answer with on error.
+func readConfigBody(r *http.Request) ([]byte, *config.Cluster, int, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxConfigBody+1))
+	if err != nil {
+		return nil, nil, http.StatusBadRequest, fmt.Errorf("reading the body: %w", err)
+	}
+	if len(body) > maxConfigBody {
+		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("config over %d bytes", maxConfigBody)
+	}
+	allowEmpty := false
+	if v := r.URL.Query().Get("allow_empty"); v != "" {
+		if allowEmpty, err = strconv.ParseBool(v); err != nil {
+			return nil, nil, http.StatusBadRequest, fmt.Errorf("allow_empty=%q: want true or false", v)
+		}
+	}
+	c, err := config.ParseCluster("config", body)
+	if err != nil {
+		return nil, nil, http.StatusBadRequest, err
+	}
+	if why := c.RoutesNothing(); why != "" && !allowEmpty {
+		if len(bytes.TrimSpace(body)) == 0 {
+			why = "the request body is empty (a file that curl --data-binary @FILE could not read is sent as nothing)"
+		}
+		return nil, nil, http.StatusBadRequest, fmt.Errorf("config refused: %s; nothing was written. Send ?allow_empty=true (pingora-node config apply --allow-empty) to write it anyway", why)
+	}
+	return body, c, 0, nil
+}
+
+// ifMatchVersion reads If-Match: -1 when absent.
+func ifMatchVersion(r *http.Request) (int64, error) {
+	m := strings.Trim(r.Header.Get("If-Match"), `"`)
+	if m == "" {
+		return -1, nil
+	}
+	v, err := strconv.ParseInt(m, 10, 64)
+	if err != nil || v < 0 {
+		return 0, errors.New("If-Match must be a config version number")
+	}
+	return v, nil
+}
+
+// writeConfig writes body as a new version on the leader, unless If-Match
+// names another version than the current one (a *ConflictError), or body
+// has the same values as the current version: then it returns the current
+// version and true. Either way the raft log is untouched. The current version is read linearizably, so a
+// deposed leader, or one that has not applied its predecessor's last
+// writes yet, does not take an old version for the current one; a
+// follower gets *NotLeaderError and forwards.
+func writeConfig(ctx context.Context, st *consensus.Store, body []byte, c *config.Cluster, ifVersion int64) (consensus.Doc, bool, error) {
+	cur, ok, err := st.GetCurrent(ctx, clusterDoc)
+	if err != nil {
+		return consensus.Doc{}, false, err
+	}
+	if ifVersion >= 0 && ifVersion != cur.Version {
+		// Decided here, so a refused write leaves the log alone; the FSM
+		// decides again in log order for writes that race this one.
+		return consensus.Doc{}, false, &consensus.ConflictError{Name: clusterDoc, Want: ifVersion, Current: cur.Version}
+	}
+	if ok {
+		if old, err := config.ParseCluster("current", cur.Content); err == nil && config.Same(old, c) {
+			return cur, true, nil
+		}
+	}
+	d, err := st.Put(ctx, clusterDoc, body, ifVersion)
+	return d, false, err
 }
 
 func (n *Node) writeStoreError(w http.ResponseWriter, err error) {

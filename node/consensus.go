@@ -154,9 +154,13 @@ func (n *Node) seedConfig(st *consensus.Store, stop chan struct{}) {
 		if !st.IsLeader() {
 			continue
 		}
-		_, data, err := n.readClusterFile()
+		c, data, err := n.readClusterFile()
 		if err != nil {
 			n.log.Error("seeding the cluster config", "err", err)
+			return
+		}
+		if why := c.RoutesNothing(); why != "" {
+			n.log.Warn("cluster config file not seeded: the nodes stay not ready until a config is applied", "file", *n.clusterPath.Load(), "reason", why)
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -27,6 +27,9 @@ import (
 type Options struct {
 	// Version is the build version shown in /status (default "dev").
 	Version string
+	// Commit is the VCS revision the binary was built from, shown in
+	// /status (default "": unknown).
+	Commit string
 	// Log receives the node's log; nil means JSON on stderr at the node
 	// file's log level.
 	Log *slog.Logger
@@ -199,6 +202,21 @@ func (n *Node) loadClusterFile() error {
 		return err
 	}
 	return n.apply(c, data, 0, "file:"+*n.clusterPath.Load())
+}
+
+// reloadClusterFile applies the cluster config file again, but refuses a
+// file that routes nothing while the running config routes something: an
+// emptied file must not take all routing away with one SIGHUP.
+func (n *Node) reloadClusterFile() error {
+	c, data, err := n.readClusterFile()
+	if err != nil {
+		return err
+	}
+	path := *n.clusterPath.Load()
+	if why := c.RoutesNothing(); why != "" && n.router.Table().Routes() > 0 {
+		return fmt.Errorf("cluster config %s: %s; the running config is kept (a node started on such a file runs, not ready)", path, why)
+	}
+	return n.apply(c, data, 0, "file:"+path)
 }
 
 // apply builds a table from c (whose source text is data) and swaps it
@@ -397,7 +415,7 @@ func (n *Node) Reload() error {
 	// A replicated config changes only through raft (PUT /v1/config); the
 	// file then only seeds new clusters.
 	if !n.cfg.Replicated() {
-		if err := n.loadClusterFile(); err != nil {
+		if err := n.reloadClusterFile(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -170,6 +171,16 @@ func TestReloadAppliesAndRefuses(t *testing.T) {
 	if v := n.Status().Config.Version; v != 2 {
 		t.Fatalf("version %d after refused reload, want 2", v)
 	}
+	// A file that routes nothing does not replace one that routes (issue 12).
+	for _, empty := range []string{"", "upstreams: []\nroutes: []\n", strings.Split(clusterFor(a), "routes:")[0]} {
+		os.WriteFile(clusterFile, []byte(empty), 0o644)
+		if err := n.Reload(); err == nil || !strings.Contains(err.Error(), "every request would get 404") {
+			t.Fatalf("reload of %q: %v", empty, err)
+		}
+		if _, body := get(t, proxyURL+"/"); body != "b" || n.Status().Config.Version != 2 {
+			t.Fatalf("running config lost after reloading %q: %q", empty, body)
+		}
+	}
 	// Valid but not buildable here: a CA file that does not exist.
 	os.WriteFile(clusterFile, []byte(clusterFor(a)+"    tls: {ca: missing.pem}\n"), 0o644)
 	bad := strings.Replace(clusterFor(a), "    peers:", "    tls: {ca: missing.pem}\n    peers:", 1)
@@ -181,6 +192,55 @@ func TestReloadAppliesAndRefuses(t *testing.T) {
 	if st.Config.Version != 2 || !strings.Contains(st.Config.Error, "missing.pem") {
 		t.Fatalf("status after failed apply: %+v", st.Config)
 	}
+}
+
+// TestReadiness (issue 12): /readyz answers 503 with the reason while the
+// node's config routes nothing, except on a replicated node started
+// without cluster_config whose cluster has no config yet.
+func TestReadiness(t *testing.T) {
+	a := origin(t, "a")
+	raft := func(t *testing.T) string {
+		return fmt.Sprintf("data_dir: %s\nraft_addr: 127.0.0.1:0\nupgrade_socket: %s/up.sock\n", t.TempDir(), t.TempDir())
+	}
+	noClusterConfig := func(nodeFile string) string {
+		b, _ := os.ReadFile(nodeFile)
+		os.WriteFile(nodeFile, bytes.Replace(b, []byte("cluster_config: cluster.yaml\n"), nil, 1), 0o644)
+		return nodeFile
+	}
+	for _, tc := range []struct {
+		name     string
+		nodeFile func(t *testing.T) string
+		code     int
+		reason   string
+	}{
+		{"routed", func(t *testing.T) string { return writeFiles(t, clusterFor(a)) }, 200, ""},
+		{"empty file", func(t *testing.T) string { return writeFiles(t, "") }, 503, "version 1 has no routes"},
+		{"no routes", func(t *testing.T) string { return writeFiles(t, strings.Split(clusterFor(a), "routes:")[0]) }, 503, "has no routes"},
+		{"raft, empty seed file (not seeded)", func(t *testing.T) string { return writeNodeFiles(t, "r1", raft(t), "") }, 503, "no cluster config applied yet"},
+		{"raft, no cluster_config, nothing written yet", func(t *testing.T) string { return noClusterConfig(writeNodeFiles(t, "r2", raft(t), "")) }, 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := startNode(t, tc.nodeFile(t))
+			waitUntil(t, fmt.Sprintf("/readyz %d", tc.code), func() bool {
+				code, body := get(t, "http://"+n.AdminAddr()+"/readyz")
+				return code == tc.code && strings.Contains(body, tc.reason)
+			})
+			if st := n.Status(); st.Node.Ready != (tc.code == 200) || !strings.Contains(st.Node.NotReady, tc.reason) {
+				t.Fatalf("/status node: %+v", st.Node)
+			}
+		})
+	}
+	t.Run("the exception ends with the first config", func(t *testing.T) {
+		n := startNode(t, noClusterConfig(writeNodeFiles(t, "r3", raft(t), "")))
+		waitUntil(t, "ready with nothing written", func() bool { c, _ := get(t, "http://"+n.AdminAddr()+"/readyz"); return c == 200 })
+		if code, body := send(t, "PUT", "http://"+n.AdminAddr()+"/v1/config?allow_empty=true", "{}", nil); code != 200 {
+			t.Fatalf("empty write: %d %s", code, body)
+		}
+		waitUntil(t, "not ready once an empty config is written", func() bool {
+			code, body := get(t, "http://"+n.AdminAddr()+"/readyz")
+			return code == 503 && strings.Contains(body, "version 1 has no routes")
+		})
+	})
 }
 
 func TestInvalidClusterRefusedAtStart(t *testing.T) {

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -163,6 +165,78 @@ func ParseCluster(file string, data []byte) (*Cluster, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// RoutesNothing says why c would send no request anywhere ("" when it
+// routes some): a document with no routes, or no upstreams, makes every
+// node answer 404 to every request. Writers refuse such a document unless
+// the operator says it is meant (issue 12).
+func (c *Cluster) RoutesNothing() string {
+	switch {
+	case len(c.Upstreams) == 0 && len(c.Routes) == 0:
+		return "the document has no upstreams and no routes: every request would get 404"
+	case len(c.Routes) == 0:
+		return "the document has no routes: every request would get 404"
+	case len(c.Upstreams) == 0:
+		return "the document has no upstreams: every request would get 404"
+	}
+	return ""
+}
+
+// Same reports whether a and b hold the same values: documents that
+// differ only in layout, comments, key order, YAML versus JSON, or a value
+// left out versus spelled out at its documented default (host: "*",
+// weight: 1), are the same.
+func Same(a, b *Cluster) bool {
+	ja, errA := a.canonical()
+	jb, errB := b.canonical()
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
+}
+
+// canonical is c as JSON with every default filled in, an absent list and
+// an empty one alike.
+func (c *Cluster) canonical() ([]byte, error) {
+	n := Cluster{Upstreams: []Upstream{}, Routes: []Route{}}
+	for _, r := range c.Routes {
+		r.Host, r.PathPrefix = normHost(r.Host), defaultStr(r.PathPrefix, "/")
+		n.Routes = append(n.Routes, r)
+	}
+	for _, u := range c.Upstreams {
+		u.Peers = append([]Peer(nil), u.Peers...)
+		for i := range u.Peers {
+			u.Peers[i].Weight = max(u.Peers[i].Weight, 1)
+		}
+		u.Protocol, u.LB, u.HashKey = defaultStr(u.Protocol, "http1"), defaultStr(u.LB, "round_robin"), defaultStr(u.HashKey, "uri")
+		u.ReplayBufferBytes, u.Retries = defaultInt(u.ReplayBufferBytes, 64<<10), defaultInt(u.Retries, 2)
+		if h := u.HealthCheck; h != nil {
+			d := *h
+			d.Type, d.Path, d.ExpectedStatus = defaultStr(d.Type, "tcp"), defaultStr(d.Path, "/"), defaultStr(d.ExpectedStatus, "200-399")
+			d.Interval, d.Timeout = defaultDur(d.Interval, 5*time.Second), defaultDur(d.Timeout, 2*time.Second)
+			d.Rise, d.Fall = defaultInt(d.Rise, 2), defaultInt(d.Fall, 3)
+			u.HealthCheck = &d
+		}
+		if p := u.Passive; p != nil {
+			d := *p
+			d.CoolOff, d.MaxCoolOff = defaultDur(d.CoolOff, 10*time.Second), defaultDur(d.MaxCoolOff, 5*time.Minute)
+			u.Passive = &d
+		}
+		n.Upstreams = append(n.Upstreams, u)
+	}
+	return json.Marshal(&n)
+}
+
+func defaultInt(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func defaultDur(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
 }
 
 // Hash returns a short digest of a document's bytes, to tell versions apart.

@@ -1,0 +1,146 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// raftMark is what a refused or skipped write must leave alone on a node.
+type raftMark struct {
+	last, commit, applied uint64
+	config                int64
+}
+
+func marks(nodes []*Node) []raftMark {
+	var out []raftMark
+	for _, n := range nodes {
+		st := n.Status()
+		out = append(out, raftMark{st.Raft.LastIndex, st.Raft.CommitIndex, st.Raft.AppliedIndex, st.Config.Version})
+	}
+	return out
+}
+
+// TestConfigWritesThatChangeNothing (issue 12): on a 3-node cluster, an
+// empty body, "{}", an empty YAML document and documents with no routes
+// or no upstreams are refused with 400 and the reason, on the leader and
+// on a follower; a document with the same values as the current one, in
+// YAML or JSON, answers 200 with the current version and writes nothing.
+// After each, the raft last, commit and applied indexes and the config
+// version are unchanged on every node. ?allow_empty=true writes an empty
+// document, after which every node's /readyz answers 503 with the reason.
+func TestConfigWritesThatChangeNothing(t *testing.T) {
+	a := origin(t, "a")
+	n1 := startRaftNode(t, "n1", a, 3)
+	seed := n1.Members().Addr()
+	nodes := []*Node{n1, startRaftNode(t, "n2", a, 3, seed), startRaftNode(t, "n3", a, 3, seed)}
+	var leader, follower *Node
+	waitUntil(t, "version 1 everywhere, one leader", func() bool {
+		leader, follower = nil, nil
+		for _, n := range nodes {
+			st := n.Status()
+			if st.Config == nil || st.Config.Version != 1 || st.Raft.LeaderID == "" || len(st.Raft.Voters) != 3 {
+				return false
+			}
+			if st.Raft.State == "Leader" {
+				leader = n
+			} else {
+				follower = n
+			}
+		}
+		return leader != nil && follower != nil
+	})
+	stable := func() []raftMark {
+		var m []raftMark
+		waitUntil(t, "indexes equal on all nodes", func() bool {
+			m = marks(nodes)
+			for _, x := range m {
+				if x != m[0] {
+					return false
+				}
+			}
+			return true
+		})
+		return m
+	}
+	before := stable()
+	unchanged := func(what string) {
+		t.Helper()
+		if after := marks(nodes); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Fatalf("%s: raft indexes or config version moved: before %v, after %v", what, before, after)
+		}
+	}
+	upstreamOnly := strings.Split(clusterFor(a), "routes:")[0]
+	for _, tc := range []struct{ name, body, reason string }{
+		{"empty body", "", "the request body is empty"},
+		{"blank body", "\n  \n", "the request body is empty"},
+		{"empty JSON object", "{}", "no upstreams and no routes"},
+		{"empty YAML", "# nothing here\n---\n", "no upstreams and no routes"},
+		{"empty lists", "upstreams: []\nroutes: []\n", "no upstreams and no routes"},
+		{"no routes", upstreamOnly, "has no routes"},
+		{"empty JSON lists", `{"upstreams": [], "routes": []}`, "no upstreams and no routes"},
+	} {
+		for _, n := range []*Node{leader, follower} {
+			code, body := putConfig(t, n.AdminAddr(), tc.body, "")
+			if code != 400 || !strings.Contains(body, tc.reason) || !strings.Contains(body, "allow_empty=true") {
+				t.Fatalf("%s on %s: %d %s, want 400 with %q", tc.name, n.cfg.Name, code, body, tc.reason)
+			}
+			unchanged(tc.name)
+		}
+	}
+	if code, body := send(t, "PUT", "http://"+leader.AdminAddr()+"/v1/config?allow_empty=maybe", "{}", nil); code != 400 || !strings.Contains(body, "allow_empty") {
+		t.Fatalf("allow_empty=maybe: %d %s", code, body)
+	}
+	same := map[string]string{
+		"same bytes":          clusterFor(a),
+		"same values in JSON": fmt.Sprintf(`{"routes": [{"upstream": "web"}], "upstreams": [{"name": "web", "peers": [{"addr": %q}]}]}`, a),
+		"comments and layout": "# the same\n" + strings.ReplaceAll(clusterFor(a), "\n", "\n\n"),
+	}
+	for name, doc := range same {
+		for _, tc := range []struct {
+			n       *Node
+			ifMatch string
+		}{{leader, ""}, {follower, ""}, {follower, "1"}} {
+			code, body := putConfig(t, tc.n.AdminAddr(), doc, tc.ifMatch)
+			var d ConfigDoc
+			if code != 200 || json.Unmarshal([]byte(body), &d) != nil || !d.Unchanged || d.Version != 1 || !strings.Contains(d.Message, "no new version") {
+				t.Fatalf("%s on %s (If-Match %q): %d %s, want 200 unchanged at version 1", name, tc.n.cfg.Name, tc.ifMatch, code, body)
+			}
+			unchanged(name)
+		}
+	}
+	// Same values but a stale If-Match is still a conflict.
+	if code, body := putConfig(t, follower.AdminAddr(), clusterFor(a), "0"); code != 409 {
+		t.Fatalf("same values, stale If-Match: %d %s", code, body)
+	}
+	unchanged("stale If-Match")
+
+	code, body := send(t, "PUT", "http://"+follower.AdminAddr()+"/v1/config?allow_empty=true", "", nil)
+	if code != 200 || !strings.Contains(body, `"version": 2`) {
+		t.Fatalf("empty body with allow_empty=true: %d %s", code, body)
+	}
+	waitUntil(t, "every node not ready, saying why", func() bool {
+		for _, n := range nodes {
+			code, body := get(t, "http://"+n.AdminAddr()+"/readyz")
+			if code != 503 || !strings.Contains(body, "version 2 has no routes") {
+				return false
+			}
+		}
+		return true
+	})
+	if st := leader.Status(); st.Node.Ready || !strings.Contains(st.Node.NotReady, "no routes") {
+		t.Fatalf("/status: ready %v, not_ready %q", st.Node.Ready, st.Node.NotReady)
+	}
+	if code, _ := putConfig(t, leader.AdminAddr(), clusterFor(a), ""); code != 200 {
+		t.Fatal("restoring a routed config")
+	}
+	waitUntil(t, "every node ready again", func() bool {
+		for _, n := range nodes {
+			if code, _ := get(t, "http://"+n.AdminAddr()+"/readyz"); code != 200 {
+				return false
+			}
+		}
+		return true
+	})
+}
