@@ -217,7 +217,7 @@ func (f *fsm) load() error {
 		return nil
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("consensus: %w", err)
 	}
 	var st docState
 	if err := msgpack.Unmarshal(b, &st); err != nil {

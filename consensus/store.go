@@ -79,7 +79,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		cfg: cfg, log: cfg.Logger, lock: lk,
-		hlog:      newHCLogger(cfg.Logger, "raft-"+cfg.ID),
+		hlog:      newHCLogger(cfg.Logger, "raft"),
 		notifier:  newNotifier(cfg.OnApply),
 		servers:   map[string]Server{},
 		downSince: map[string]time.Time{}, lastContact: map[string]time.Time{},
@@ -159,7 +159,7 @@ func (s *Store) Start(ctx context.Context) error {
 	}
 	s.raft = r
 	s.ap = autopilot.New(r, &apDelegate{s: s},
-		autopilot.WithLogger(newHCLogger(s.log, "autopilot-"+s.cfg.ID)),
+		autopilot.WithLogger(newHCLogger(s.log, "autopilot")),
 		autopilot.WithPromoter(&promoter{max: s.cfg.MaxVoters}),
 		autopilot.WithReconcileInterval(s.cfg.Timing.ReconcileInterval),
 		autopilot.WithUpdateInterval(s.cfg.Timing.ReconcileInterval))

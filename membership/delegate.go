@@ -121,6 +121,25 @@ func (w logWriter) Write(p []byte) (int, error) {
 			break
 		}
 	}
+	if level == slog.LevelError {
+		level = errorLevel(msg)
+	}
 	w.l.Log(context.Background(), level, msg)
 	return len(p), nil
+}
+
+// errorLevel grades memberlist's [ERR] lines: its own socket closed while
+// this node stops is debug; a peer that cannot be reached (it stopped, or
+// the network failed) is a warning, as gossip goes on without it and
+// failure detection reports it; anything else stays an error. A normal
+// stop then logs no ERROR (issue 12).
+func errorLevel(msg string) slog.Level {
+	switch {
+	case strings.Contains(msg, "use of closed network connection"):
+		return slog.LevelDebug
+	case strings.Contains(msg, "connection refused"), strings.Contains(msg, "connection reset"),
+		strings.Contains(msg, "broken pipe"), strings.Contains(msg, "i/o timeout"), strings.HasSuffix(msg, "EOF"):
+		return slog.LevelWarn
+	}
+	return slog.LevelError
 }

@@ -36,13 +36,13 @@ func (n *Node) startCluster() error {
 	mc, err := membership.New(membership.Config{
 		Name: n.cfg.Name, BindAddr: n.cfg.GossipAddr, AdvertiseAddr: n.adv.Gossip, Join: n.cfg.Join,
 		SecretKey: key, Label: n.cfg.ClusterName, Profile: membership.Profile(n.cfg.GossipProfile),
-		Meta: n.meta(membership.StateStarting), Logger: n.log.With("part", "membership"),
+		Meta: n.meta(membership.StateStarting), Logger: n.baseLog.With("part", "membership"),
 	})
 	if err != nil {
-		return fmt.Errorf("membership: %w", err)
+		return err // membership's errors carry "membership:" already
 	}
 	if err := mc.Start(); err != nil {
-		return fmt.Errorf("membership: %w", err)
+		return err
 	}
 	p := &clusterPart{members: mc, stop: make(chan struct{}), done: make(chan struct{}), poke: make(chan struct{}, 1)}
 	n.cluster.Store(p)

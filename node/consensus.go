@@ -51,7 +51,7 @@ func (n *Node) openConsensus() error {
 	}
 	st, err := consensus.New(cc)
 	if err != nil {
-		return fmt.Errorf("consensus: %w", err)
+		return err // consensus's errors carry "consensus:" already
 	}
 	n.store.Store(st)
 	return nil
@@ -82,7 +82,7 @@ func (n *Node) startConsensus() error {
 		return nil
 	}
 	if err := st.Start(context.Background()); err != nil {
-		return fmt.Errorf("consensus: %w", err)
+		return err
 	}
 	n.log.Info("raft started", "addr", st.Addr(), "bootstrap_expect", n.cfg.Bootstrap())
 	n.pokeMeta()

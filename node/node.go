@@ -54,6 +54,9 @@ type Node struct {
 	opts Options
 	log  *slog.Logger
 	reg  *prometheus.Registry
+	// baseLog is log without the node attribute, for parts that add it
+	// themselves (membership), so no line carries "node" twice.
+	baseLog *slog.Logger
 
 	router *proxy.Router
 	srv    *proxy.Server[struct{}]
@@ -118,6 +121,7 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	}
 	clusterPath := cfg.Path(cfg.ClusterConfig)
 	n.clusterPath.Store(&clusterPath)
+	n.baseLog = n.log
 	n.log = n.log.With("node", cfg.Name)
 	if err := n.resolveAdvertise(); err != nil {
 		return nil, err

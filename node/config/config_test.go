@@ -187,3 +187,78 @@ func ExampleParseCluster() {
 	fmt.Println(err)
 	// Output: cluster.yaml:4: upstreams[0].peers[0].addr: "10.0.0.1": missing port in address
 }
+
+// TestYAMLErrorLines (issue 12): syntax errors name the file and the line
+// of the fault (the YAML parser counts some from 0), in cluster configs and
+// node files alike.
+func TestYAMLErrorLines(t *testing.T) {
+	for _, tc := range []struct{ name, doc, want string }{
+		{"unclosed flow mapping", "upstreams:\n  - name: web\n    peers: [{addr: 127.0.0.1:1}]\nroutes:\n  - {upstream: web\n", "f.yaml:5: did not find expected ',' or '}'"},
+		{"unclosed flow sequence", "upstreams:\n  - name: web\n    peers: [{addr: 127.0.0.1:1}\nroutes: []\n", "f.yaml:3: did not find expected ',' or ']'"},
+		{"bad indentation", "upstreams:\n  - name: web\n    peers: [{addr: 127.0.0.1:1}]\n routes: []\n", "f.yaml:4: did not find expected key"},
+		{"sequence item in a mapping", "upstreams: []\n- routes\n", "f.yaml:2: did not find expected key"},
+		{"mapping in a scalar", "upstreams: []\n\nroutes: a: b\n", "f.yaml:3: mapping values are not allowed in this context"},
+		{"tab", "upstreams: []\n\troutes: []\n", "f.yaml:2: found character that cannot start any token"},
+		{"unclosed at the end", "upstreams: [", "f.yaml:1: did not find expected node content"},
+		{"unterminated quote", "upstreams: []\nroutes:\n  - host: \"x\n", "f.yaml:3: found unexpected end of stream"},
+		{"duplicate key", "routes: []\nupstreams: []\nroutes: []\n", `f.yaml:3: mapping key "routes" already defined at line 1`},
+		{"second document", "upstreams: []\nroutes: []\n---\n\nroutes: []\n", "f.yaml:5: more than one document"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ParseCluster("f.yaml", []byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("cluster config: %v\nwant %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestYAMLErrorLinesNodeFile(t *testing.T) {
+	head := "name: n1\nlisteners: [{name: a, addr: 127.0.0.1:1}]\ncluster_config: c.yaml\n"
+	for _, tc := range []struct{ doc, want string }{
+		{head + "join: [a:1,\nzone: z\n", "n.yaml:4: did not find expected ',' or ']'"},
+		{head + "downstream:\n  header_timeout: 5s\n max_conns: 3\n", "n.yaml:6: did not find expected key"},
+		{head + "zone: a\nzone: b\n", `n.yaml:5: mapping key "zone" already defined at line 4`},
+		{head + "---\nname: n2\n", "n.yaml:5: more than one document"},
+		{head + "grace_period: soon\n", "n.yaml:4: cannot unmarshal"},
+	} {
+		if _, err := ParseNode("n.yaml", []byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v\nwant %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+func TestRoutesNothingAndSame(t *testing.T) {
+	parse := func(doc string) *Cluster {
+		c, err := ParseCluster("c", []byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for doc, want := range map[string]string{
+		"": "no upstreams and no routes", "{}": "no upstreams and no routes", "routes: []\n": "no upstreams and no routes",
+		strings.Split(goodCluster, "routes:")[0]: "has no routes", goodCluster: "",
+	} {
+		if got := parse(doc).RoutesNothing(); (want == "") != (got == "") || !strings.Contains(got, want) {
+			t.Errorf("RoutesNothing(%q) = %q, want %q", doc, got, want)
+		}
+	}
+	base := parse(goodCluster)
+	for name, tc := range map[string]struct {
+		doc  string
+		same bool
+	}{
+		"comments and blank lines": {"# header\n\n" + goodCluster, true},
+		"JSON": {`{"routes":[{"host":"*","path_prefix":"/","upstream":"web"}],"upstreams":[{"name":"web","protocol":"http1","lb":"round_robin",` +
+			`"peers":[{"addr":"127.0.0.1:9001","weight":2},{"addr":"127.0.0.1:9002"}],"timeouts":{"connect":"2s"}}]}`, true},
+		"defaults left out":    {strings.NewReplacer("    protocol: http1\n", "", "    lb: round_robin\n", "", "  - host: \"*\"\n    path_prefix: /\n    upstream: web\n", "  - upstream: web\n").Replace(goodCluster), true},
+		"weight 1 spelled out": {strings.Replace(goodCluster, "- addr: 127.0.0.1:9002", "- {addr: 127.0.0.1:9002, weight: 1}", 1), true},
+		"another weight":       {strings.Replace(goodCluster, "weight: 2", "weight: 3", 1), false},
+		"peers reordered":      {strings.NewReplacer("9001", "9002", "9002", "9001").Replace(goodCluster), false},
+		"health check added":   {strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    health_check: {}\n", 1), false},
+	} {
+		if got := Same(base, parse(tc.doc)); got != tc.same {
+			t.Errorf("%s: Same = %v, want %v", name, got, tc.same)
+		}
+	}
+}

@@ -24,7 +24,7 @@ func decode(file string, data []byte, out any) (*yaml.Node, error) {
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(file, err)
+		return nil, yamlError(file, data, err)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return &root, nil
@@ -32,22 +32,38 @@ func decode(file string, data []byte, out any) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(file, err)
+		return nil, yamlError(file, data, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, &Errors{File: file, List: []FieldError{{Msg: "more than one document"}}}
+		line := extra.Line
+		if len(extra.Content) > 0 {
+			line = extra.Content[0].Line
+		}
+		return nil, &Errors{File: file, List: []FieldError{{Line: line, Msg: "more than one document (a second one starts here)"}}}
 	}
 	return &root, nil
 }
+
+// parserProblems are the messages of the YAML parser (not its scanner or
+// decoder). For them the library reports a line counted from 0 (it adds
+// one for scanner errors only), so the line named is one too early: the
+// line where the unclosed mapping or sequence began, or the offending
+// line, is the next one.
+var parserProblems = []string{"did not find expected", "found duplicate %YAML", "found incompatible YAML", "found undefined tag handle", "found duplicate %TAG"}
 
 var (
 	yamlLine     = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 	unknownField = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
 )
 
-// yamlError turns the YAML library's messages into FieldErrors with lines.
-func yamlError(file string, err error) error {
+// yamlError turns the YAML library's messages about data into FieldErrors
+// with lines.
+func yamlError(file string, data []byte, err error) error {
+	lines := bytes.Count(data, []byte("\n"))
+	if !bytes.HasSuffix(data, []byte("\n")) {
+		lines++
+	}
 	var msgs []string
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
@@ -61,6 +77,12 @@ func yamlError(file string, err error) error {
 		if sub := yamlLine.FindStringSubmatch(m); sub != nil {
 			fe.Line, _ = strconv.Atoi(sub[1])
 			fe.Msg = sub[2]
+			for _, p := range parserProblems {
+				if strings.HasPrefix(fe.Msg, p) {
+					fe.Line++
+				}
+			}
+			fe.Line = min(fe.Line, lines) // the end of the stream is past the last line
 		}
 		if sub := unknownField.FindStringSubmatch(fe.Msg); sub != nil {
 			fe.Msg = fmt.Sprintf("unknown field %q", sub[1])
