@@ -1,7 +1,6 @@
 package node
 
 import (
-	"fmt"
 	"reflect"
 	"sort"
 	"sync"

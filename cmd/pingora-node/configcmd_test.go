@@ -51,7 +51,8 @@ func TestConfigCommands(t *testing.T) {
 	}
 	os.WriteFile(newFile, []byte("upstreams: []\nroutes:\n  - upstream: gone\n"), 0o644)
 	errb.Reset()
-	if code := run([]string{"config", "apply", "-f", newFile, "--admin", admin}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "HTTP 400") {
+	// Validated here first: the error names the file and the line.
+	if code := run([]string{"config", "apply", "-f", newFile, "--admin", admin}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "new.yaml:3: routes[0].upstream") {
 		t.Fatalf("invalid apply: %d %q", code, errb.String())
 	}
 	out.Reset()

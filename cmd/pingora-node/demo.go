@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,10 +21,18 @@ import (
 // cmdDemo runs a 3-node cluster (gossip + raft) and two sample upstreams
 // on loopback until Ctrl-C. Each node is its own process, so one can be
 // killed to watch the others notice.
+var demoCmd = command{name: "demo", args: "",
+	about: "Run a local cluster on loopback: 3 node processes (gossip + raft) and two sample upstreams,\n" +
+		"printing the URLs to try. Ctrl-C stops it."}
+
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		fmt.Fprintln(stderr, "pingora-node demo takes no arguments")
-		return 2
+	fs := demoCmd.newFlags()
+	pos, code, done := demoCmd.parse(fs, args, stdout, stderr)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return demoCmd.usageError(fs, stderr, "takes no arguments")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -106,7 +115,33 @@ func (d *demo) run() int {
 	printDemoHelp(d.stdout, d.nodes, dir)
 	<-d.sigs
 	fmt.Fprintln(d.stdout, "\nstopping...")
+	stopDemoNodes(d.nodes)
+	if bad := demoLogErrors(dir, d.nodes); len(bad) > 0 {
+		d.keep = true
+		fmt.Fprintf(d.stderr, "pingora-node demo: the nodes logged errors; logs kept in %s:\n%s\n", dir, strings.Join(bad, "\n"))
+		return 1
+	}
+	fmt.Fprintln(d.stdout, "stopped")
 	return 0
+}
+
+// demoLogErrors returns the lines of the nodes' logs that are errors or
+// not JSON: a normal run and stop logs neither (issue 12).
+func demoLogErrors(dir string, nodes []*demoNode) []string {
+	var bad []string
+	for _, n := range nodes {
+		b, err := os.ReadFile(filepath.Join(dir, n.name+".log"))
+		if err != nil {
+			bad = append(bad, n.name+": "+err.Error())
+			continue
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if l != "" && (!json.Valid([]byte(l)) || strings.Contains(l, `"level":"ERROR"`)) {
+				bad = append(bad, n.name+": "+l)
+			}
+		}
+	}
+	return bad
 }
 
 // waitAgreed waits until every node serves its admin API, then writes

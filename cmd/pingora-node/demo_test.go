@@ -70,9 +70,21 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("status of demo-3:\n%s", status)
 	}
 	cmd.Process.Signal(syscall.SIGINT)
-	go io.Copy(io.Discard, out)
+	rest := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		for l := range lines {
+			b.WriteString(l + "\n")
+		}
+		rest <- b.String()
+	}()
+	// The demo exits 1 and prints them when a node logged an ERROR line
+	// or a line that is not JSON (issue 12).
 	if err := waitExit(t, cmd); err != nil {
 		t.Fatalf("demo exit: %v\n%s", err, stderr.String())
+	}
+	if tail := <-rest; !strings.HasSuffix(tail, "stopped\n") {
+		t.Fatalf("demo stop output:\n%s\nstderr:\n%s", tail, stderr.String())
 	}
 }
 

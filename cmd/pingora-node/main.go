@@ -6,35 +6,32 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
+	"sort"
 )
-
-// version is set at build time with -ldflags "-X main.version=v1.2.3";
-// otherwise it comes from the module build info.
-var version = ""
-
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
 
 const usage = `pingora-node: a programmable HTTP proxy node (pingora-go)
 
 Usage:
   pingora-node run [--config node.yaml] [flags] run a node (see "pingora-node run -h")
+<<<<<<< HEAD
   pingora-node demo                             run a local demo: 3 node processes and two sample upstreams
   pingora-node status [--admin URL] [--json]    show a running node's status
   pingora-node members [--admin URL] [--json]   list the cluster members a node sees
   pingora-node config get|apply -f FILE|history|rollback VERSION [--admin URL]
+=======
+  pingora-node demo                             run a local demo: 3 nodes and two sample upstreams
+  pingora-node status [ADMIN] [--json]          show a running node's status
+  pingora-node members [ADMIN] [--json]         list the cluster members a node sees
+  pingora-node config get|apply|history|rollback [flags]
+>>>>>>> 333b8ff (cmd: flags after arguments, -h exits 0, status ADDR, raft role and health, safe rollback, version from build info)
                                                 read or change the replicated cluster config
-  pingora-node peer enable|disable [--admin URL] [--token T] UPSTREAM ADDR
+  pingora-node peer enable|disable UPSTREAM ADDR [--admin URL] [--token T]
                                                 put a peer back in rotation or take it out
-  pingora-node version                          print the version
+  pingora-node version                          print the version and the commit
+  pingora-node help [COMMAND]                   this text, or a command's flags
+
+ADMIN is a node's admin address (host:port or URL; default http://127.0.0.1:9090).
+Flags may come before or after the arguments; every command takes -h.
 
 Environment: every flag of "run" has a variable (--raft-addr: PINGORA_RAFT_ADDR, see
 "pingora-node run -h"); "run" reads the node file, then the variables, then the flags.
@@ -46,31 +43,41 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// commands maps each command to its entry point.
+var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
+	"run": cmdRun, "demo": cmdDemo, "status": cmdStatus, "members": cmdMembers,
+	"config": cmdConfig, "peer": cmdPeer, "version": cmdVersion,
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	if cmd, ok := commands[args[0]]; ok {
+		return cmd(args[1:], stdout, stderr)
+	}
 	switch args[0] {
-	case "run":
-		return cmdRun(args[1:], stdout, stderr)
-	case "demo":
-		return cmdDemo(args[1:], stdout, stderr)
-	case "status":
-		return cmdStatus(args[1:], stdout, stderr)
-	case "config":
-		return cmdConfig(args[1:], stdout, stderr)
-	case "members":
-		return cmdMembers(args[1:], stdout, stderr)
-	case "peer":
-		return cmdPeer(args[1:], stdout, stderr)
-	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "pingora-node", buildVersion())
-		return 0
-	case "help", "-h", "--help":
+	case "--version", "-v":
+		return cmdVersion(nil, stdout, stderr)
+	case "help", "-h", "--help", "-help":
+		if len(args) > 1 {
+			if cmd, ok := commands[args[1]]; ok {
+				return cmd(append(args[2:], "-h"), stdout, stderr)
+			}
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "pingora-node: unknown command %q\n\n%s", args[0], usage)
+	known := make([]string, 0, len(commands))
+	for name := range commands {
+		known = append(known, name)
+	}
+	sort.Strings(known)
+	hint := ""
+	if s := suggest(args[0], known); s != "" {
+		hint = fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	fmt.Fprintf(stderr, "pingora-node: unknown command %q%s\n\n%s", args[0], hint, usage)
 	return 2
 }

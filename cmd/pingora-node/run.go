@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -51,21 +52,33 @@ func (f *runFlags) loadNode() (*config.Node, error) {
 	return config.Load(config.Sources{File: f.config, Env: os.Getenv, Flags: f.overrides})
 }
 
+var runCmd = command{name: "run", args: "[--config node.yaml] [flags]",
+	about: "Run a node: node file, then PINGORA_* variables, then flags, validated once."}
+
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := runCmd.newFlags()
 	var f runFlags
 	f.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	pos, code, done := runCmd.parse(fs, args, stdout, stderr)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return runCmd.usageError(fs, stderr, "takes no arguments, got %q", pos)
 	}
 	cfg, err := f.loadNode()
 	if err != nil {
 		fmt.Fprintln(stderr, "pingora-node:", err)
 		return 2
 	}
-	tuneGC(os.Getenv, cgroupMemoryMax)
-	opts := node.Options{Version: buildVersion(), AccessLog: stdout}
+	// From here on the log is JSON, as the node's own (issue 12): this
+	// command's own lines too.
+	log := slog.New(slog.NewJSONHandler(stderr, nil)).With("node", cfg.Name)
+	stderr = logLines{log}
+	gogc, memLimit := tuneGC(os.Getenv, cgroupMemoryMax)
+	b := thisBuild()
+	log.Info("starting", "version", b.Version, "commit", b.Commit, "gogc", gogc, "gomemlimit", memLimit)
+	opts := node.Options{Version: b.Version, Commit: b.Commit, AccessLog: stdout}
 	if f.upgrade {
 		in, err := handoff.Request(cfg.UpgradeSocketPath(), 10*time.Second)
 		if err != nil {
@@ -85,7 +98,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		opts.Inherit.Fail(err)
-		fmt.Fprintln(stderr, "pingora-node:", err)
+		log.Error("start failed", "err", err)
 		return 1
 	}
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -259,4 +272,22 @@ func sdNotify(state string) {
 	}
 	defer c.Close()
 	c.Write([]byte(state))
+}
+
+// logLines turns this command's text lines ("pingora-node: ...") into
+// JSON records, so every line on stderr is JSON once the log started:
+// notices at info, anything else (a refused reload, a failed upgrade) a
+// warning.
+type logLines struct{ l *slog.Logger }
+
+func (w logLines) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimSpace(string(p)), "\n") {
+		msg := strings.TrimPrefix(line, "pingora-node: ")
+		level := slog.LevelWarn
+		if strings.HasPrefix(msg, "started successor") || strings.Contains(msg, "handing off") {
+			level = slog.LevelInfo
+		}
+		w.l.Log(context.Background(), level, msg)
+	}
+	return len(p), nil
 }

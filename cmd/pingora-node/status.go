@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,34 +25,49 @@ func adminURL(s string) string {
 	return strings.TrimSuffix(s, "/")
 }
 
+var (
+	statusCmd = command{name: "status", args: "[ADMIN] [--json]",
+		about: "Show a node's status: readiness, config version, raft and its health, listeners, upstreams.\n" +
+			"ADMIN is the node's admin address, host:port or URL (also --admin; default http://127.0.0.1:9090).\n" +
+			"Exit code 1 when the node is unreachable."}
+	membersCmd = command{name: "members", args: "[ADMIN] [--json]",
+		about: "List the cluster members a node sees: gossip state, node state, raft role, ring share, config version.\n" +
+			"ADMIN is the node's admin address, host:port or URL (also --admin; default http://127.0.0.1:9090)."}
+)
+
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
-	return statusCommand("status", args, stdout, stderr, printStatus)
+	return statusCommand(statusCmd, args, stdout, stderr, printStatus)
 }
 
 func cmdMembers(args []string, stdout, stderr io.Writer) int {
-	return statusCommand("members", args, stdout, stderr, printMembers)
+	return statusCommand(membersCmd, args, stdout, stderr, func(w io.Writer, st *node.Status, _ string) { printMembers(w, st) })
 }
 
 // statusCommand fetches a node's /status and prints it with print, or raw
-// with --json.
-func statusCommand(name string, args []string, stdout, stderr io.Writer, print func(io.Writer, *node.Status)) int {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// with --json. The admin address is --admin or the one argument.
+func statusCommand(cmd command, args []string, stdout, stderr io.Writer, print func(io.Writer, *node.Status, string)) int {
+	fs := cmd.newFlags()
 	admin := fs.String("admin", os.Getenv("PINGORA_ADMIN"), "admin `URL` of the node [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
 	asJSON := fs.Bool("json", false, "print the raw JSON document")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	pos, code, done := cmd.parse(fs, args, stdout, stderr)
+	if done {
+		return code
 	}
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(adminURL(*admin) + "/status")
+	switch {
+	case len(pos) > 1:
+		return cmd.usageError(fs, stderr, "want at most one ADMIN address, got %q", pos)
+	case len(pos) == 1 && flagSet(fs, "admin"):
+		return cmd.usageError(fs, stderr, "give the admin address once: %q or --admin %q", pos[0], *admin)
+	case len(pos) == 1:
+		*admin = pos[0]
+	}
+	base := adminURL(*admin)
+	if u, err := url.Parse(base); err != nil || u.Host == "" || strings.Trim(u.Path, "/") != "" {
+		return cmd.usageError(fs, stderr, "%q is not an admin address (host:port or http://host:port)", *admin)
+	}
+	body, err := fetchStatus(base)
 	if err != nil {
-		fmt.Fprintln(stderr, "pingora-node: node unreachable:", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil || resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "pingora-node: status: HTTP %d %v\n", resp.StatusCode, err)
+		fmt.Fprintf(stderr, "pingora-node %s: %v\n", cmd.name, err)
 		return 1
 	}
 	if *asJSON {
@@ -62,22 +76,43 @@ func statusCommand(name string, args []string, stdout, stderr io.Writer, print f
 	}
 	var st node.Status
 	if err := json.Unmarshal(body, &st); err != nil {
-		fmt.Fprintln(stderr, "pingora-node: status: not a status document:", err)
+		fmt.Fprintf(stderr, "pingora-node %s: %s/status is not a status document: %v\n", cmd.name, base, err)
 		return 1
 	}
-	print(stdout, &st)
+	print(stdout, &st, base)
 	return 0
 }
 
-func printStatus(w io.Writer, st *node.Status) {
+// fetchStatus GETs base/status.
+func fetchStatus(base string) ([]byte, error) {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(base + "/status")
+	if err != nil {
+		return nil, fmt.Errorf("node unreachable: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s/status: HTTP %d %v", base, resp.StatusCode, err)
+	}
+	return body, nil
+}
+
+func printStatus(w io.Writer, st *node.Status, _ string) {
 	n := st.Node
 	state := "ready"
 	if n.Draining {
 		state = "draining"
 	} else if !n.Ready {
-		state = "not ready"
+		state = "NOT READY"
+		if n.NotReady != "" {
+			state += " (" + n.NotReady + ")"
+		}
 	}
-	fmt.Fprintf(w, "node      %s (%s, %s), %s, up %s\n", n.Name, n.Version, n.GoVersion, state, (time.Duration(n.UptimeSeconds) * time.Second).String())
+	build := n.Version
+	if n.Commit != "" {
+		build += " commit " + n.Commit
+	}
+	fmt.Fprintf(w, "node      %s (%s, %s), %s, up %s\n", n.Name, build, n.GoVersion, state, (time.Duration(n.UptimeSeconds) * time.Second).String())
 	if c := st.Config; c != nil {
 		fmt.Fprintf(w, "config    version %d %s applied %s from %s\n", c.Version, c.Hash, c.AppliedAt.Format(time.RFC3339), c.Source)
 		if c.Error != "" {
@@ -91,6 +126,7 @@ func printStatus(w io.Writer, st *node.Status) {
 	if r := st.Raft; r != nil {
 		fmt.Fprintf(w, "raft      %s, leader %s, term %d, commit %d, applied %d, %d voters, %d non-voters\n",
 			r.State, r.LeaderID, r.Term, r.CommitIndex, r.AppliedIndex, len(r.Voters), len(r.NonVoters))
+		fmt.Fprintf(w, "          %s\n", raftHealth(st))
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nLISTENER\tADDR\tTLS\tH2C")
@@ -106,47 +142,33 @@ func printStatus(w io.Writer, st *node.Status) {
 	tw.Flush()
 }
 
+var peerCmd = command{name: "peer", args: "enable|disable UPSTREAM ADDR [--admin URL] [--token T]",
+	about: "Take a peer of an upstream group out of rotation on one node (disable), or put it back (enable)."}
+
 // cmdPeer is "pingora-node peer enable|disable UPSTREAM ADDR".
 func cmdPeer(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "enable" && args[0] != "disable") {
-		fmt.Fprintln(stderr, "usage: pingora-node peer enable|disable [--admin URL] [--token T] UPSTREAM ADDR")
-		return 2
-	}
-	action := args[0]
-	fs := flag.NewFlagSet("peer "+action, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := peerCmd.newFlags()
 	admin := fs.String("admin", os.Getenv("PINGORA_ADMIN"), "admin `URL` of the node [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
-	token := fs.String("token", os.Getenv("PINGORA_ADMIN_TOKEN"), "admin token [PINGORA_ADMIN_TOKEN]")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	token := fs.String("token", os.Getenv("PINGORA_ADMIN_TOKEN"), "admin `token` [PINGORA_ADMIN_TOKEN]")
+	pos, code, done := peerCmd.parse(fs, args, stdout, stderr)
+	if done {
+		return code
 	}
-	if fs.NArg() != 2 {
-		fmt.Fprintln(stderr, "pingora-node peer: want UPSTREAM and ADDR")
-		return 2
+	if len(pos) == 0 || (pos[0] != "enable" && pos[0] != "disable") {
+		return peerCmd.usageError(fs, stderr, "want enable or disable")
 	}
-	u := adminURL(*admin) + "/v1/upstreams/" + url.PathEscape(fs.Arg(0)) + "/peers/" + url.PathEscape(fs.Arg(1)) + "/" + action
-	req, err := http.NewRequest(http.MethodPost, u, nil)
-	if err != nil {
-		fmt.Fprintln(stderr, "pingora-node peer:", err)
-		return 2
+	action := pos[0]
+	if len(pos) != 3 {
+		return peerCmd.usageError(fs, stderr, "want UPSTREAM and ADDR after %s", action)
 	}
-	if *token != "" {
-		req.Header.Set("Authorization", "Bearer "+*token)
-	}
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		fmt.Fprintln(stderr, "pingora-node: node unreachable:", err)
+	c := &adminClient{base: adminURL(*admin), token: *token}
+	var out struct{}
+	path := "/v1/upstreams/" + url.PathEscape(pos[1]) + "/peers/" + url.PathEscape(pos[2]) + "/" + action
+	if _, err := c.do(http.MethodPost, path, nil, "", &out); err != nil {
+		fmt.Fprintf(stderr, "pingora-node peer %s: %v\n", action, err)
 		return 1
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		json.Unmarshal(body, &e)
-		fmt.Fprintf(stderr, "pingora-node peer %s: HTTP %d: %s\n", action, resp.StatusCode, e.Error)
-		return 1
-	}
-	fmt.Fprintf(stdout, "%s %s: %sd\n", fs.Arg(0), fs.Arg(1), action)
+	fmt.Fprintf(stdout, "%s %s: %sd\n", pos[1], pos[2], action)
 	return 0
 }
 
@@ -165,6 +187,79 @@ func peerHealth(p proxy.PeerStatus) string {
 	return "down"
 }
 
+// raftHealth says whether raft is healthy. Autopilot's verdict lives on
+// the leader, so on a follower it asks the leader's admin address, as
+// gossiped.
+func raftHealth(st *node.Status) string {
+	r := st.Raft
+	if r.LeaderID == "" {
+		return "UNHEALTHY: no leader known (no quorum: config writes fail, every node keeps its last config)"
+	}
+	src := ""
+	if r.Healthy == nil {
+		admin := ""
+		for _, m := range st.Members {
+			if m.Name == r.LeaderID {
+				admin = m.Meta.Addrs.Admin
+			}
+		}
+		if admin == "" {
+			return "health unknown: the leader's admin address is not known here"
+		}
+		body, err := fetchStatus(adminURL(admin))
+		var ls node.Status
+		if err == nil {
+			err = json.Unmarshal(body, &ls)
+		}
+		if err != nil || ls.Raft == nil || ls.Raft.Healthy == nil {
+			return fmt.Sprintf("health unknown: asking the leader %s at %s: %v", r.LeaderID, admin, err)
+		}
+		r, src = ls.Raft, " (as the leader "+r.LeaderID+" sees it)"
+	}
+	var bad []string
+	for _, p := range r.Voters {
+		if p.Health == "unhealthy" {
+			bad = append(bad, fmt.Sprintf("voter %s (last contact %s)", p.ID, p.LastContact))
+		}
+	}
+	for _, p := range r.NonVoters {
+		if p.Health == "unhealthy" {
+			bad = append(bad, fmt.Sprintf("non-voter %s (last contact %s)", p.ID, p.LastContact))
+		}
+	}
+	tol := 0
+	if r.FailureTolerance != nil {
+		tol = *r.FailureTolerance
+	}
+	if *r.Healthy {
+		return fmt.Sprintf("healthy, failure tolerance %d%s", tol, src)
+	}
+	return fmt.Sprintf("UNHEALTHY%s: failure tolerance %d; unhealthy: %s", src, tol, strings.Join(bad, ", "))
+}
+
+// raftRole is a member's place in the raft configuration the node sees:
+// leader, voter, non-voter or none ("-" when the node does not run raft).
+func raftRole(st *node.Status, name string) string {
+	r := st.Raft
+	if r == nil {
+		return "-"
+	}
+	if name == r.LeaderID {
+		return "leader"
+	}
+	for _, p := range r.Voters {
+		if p.ID == name {
+			return "voter"
+		}
+	}
+	for _, p := range r.NonVoters {
+		if p.ID == name {
+			return "non-voter"
+		}
+	}
+	return "none"
+}
+
 // printMembers prints the members table and the ring.
 func printMembers(w io.Writer, st *node.Status) {
 	if st.Ring == nil {
@@ -172,7 +267,7 @@ func printMembers(w io.Writer, st *node.Status) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tGOSSIP ADDR\tSTATE\tNODE STATE\tRING SHARE\tCONFIG\tHEALTHY PEERS\tVERSION\tSINCE")
+	fmt.Fprintln(tw, "NAME\tGOSSIP ADDR\tSTATE\tNODE STATE\tRAFT\tRING SHARE\tCONFIG\tHEALTHY PEERS\tVERSION\tSINCE")
 	for _, m := range st.Members {
 		share := "-"
 		if v, ok := st.Ring.Shares[m.Name]; ok {
@@ -182,7 +277,7 @@ func printMembers(w io.Writer, st *node.Status) {
 		if st.Gossip != nil && m.Name == st.Gossip.Self {
 			self = " (self)"
 		}
-		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\tv%d\t%d/%d\t%s\t%s\n", m.Name, self, m.Addr, m.State, m.Meta.State, share,
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\tv%d\t%d/%d\t%s\t%s\n", m.Name, self, m.Addr, m.State, m.Meta.State, raftRole(st, m.Name), share,
 			m.Meta.ConfigVersion, m.Meta.Health.Healthy, m.Meta.Health.Total, m.Meta.Version, m.LastChange.Format(time.TimeOnly))
 	}
 	tw.Flush()

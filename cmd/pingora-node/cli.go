@@ -1,0 +1,126 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// command describes one subcommand for its usage text.
+type command struct {
+	// name is the command as typed after "pingora-node", e.g. "config get".
+	name string
+	// args is the synopsis after the name, e.g. "[ADMIN] [flags]".
+	args string
+	// about is one or two sentences on what it does.
+	about string
+}
+
+// newFlags returns the flag set of c; parse it with c.parse.
+func (c command) newFlags() *flag.FlagSet {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // parse prints errors and usage itself
+	fs.Usage = func() {}
+	return fs
+}
+
+// usage writes the command's usage and flags to w.
+func (c command) usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: pingora-node %s %s\n\n%s\n", c.name, c.args, c.about)
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintln(w, "\nflags (before or after the arguments):")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+}
+
+// parse parses args with flags anywhere among the positional arguments
+// ("peer disable web 10.0.0.1:80 --admin X" as well as flags first); "--"
+// ends the flags. It returns the positional arguments, or done with the
+// exit code: 0 after -h/--help (usage on stdout), 2 after a flag error
+// (the error and usage on stderr).
+func (c command) parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (pos []string, code int, done bool) {
+	for {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			c.usage(stdout, fs)
+			return nil, 0, true
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "pingora-node %s: %v\n\n", c.name, err)
+			c.usage(stderr, fs)
+			return nil, 2, true
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, 0, false
+		}
+		if i := len(args) - len(rest) - 1; i >= 0 && args[i] == "--" {
+			return append(pos, rest...), 0, false
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// usageError reports wrong arguments: the message and the usage on
+// stderr, exit code 2.
+func (c command) usageError(fs *flag.FlagSet, stderr io.Writer, format string, a ...any) int {
+	fmt.Fprintf(stderr, "pingora-node %s: %s\n\n", c.name, fmt.Sprintf(format, a...))
+	c.usage(stderr, fs)
+	return 2
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// isHelp reports whether args ask for help and nothing else.
+func isHelp(args []string) bool {
+	return len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help")
+}
+
+// suggest returns the known word closest to typed (at most two edits
+// away, or typed is a prefix of it), or "".
+func suggest(typed string, known []string) string {
+	best, bestD := "", 3
+	for _, k := range known {
+		d := editDistance(strings.ToLower(typed), k)
+		if strings.HasPrefix(k, typed) && typed != "" {
+			d = 1
+		}
+		if d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
