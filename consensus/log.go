@@ -3,11 +3,13 @@ package consensus
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -37,6 +39,8 @@ var _ hclog.Logger = (*hcLogger)(nil)
 var peerUnreachable = []string{
 	"failed to heartbeat to", "failed to appendEntries to", "failed to make requestVote RPC",
 	"failed to pipeline appendEntries", "failed to send snapshot to", "failed to get log",
+	// a leader that meets a newer term steps down: an election went on
+	"peer has newer term, stopping replication",
 }
 
 // level is the slog level of one record: hclog's, except that peer
@@ -45,7 +49,11 @@ var peerUnreachable = []string{
 func level(l hclog.Level, msg string, args []any) slog.Level {
 	if l >= hclog.Error {
 		for _, a := range args {
-			if err, ok := a.(error); ok && strings.Contains(err.Error(), "transport shutdown") {
+			if err, ok := a.(error); ok && (strings.Contains(err.Error(), "transport shutdown") || errors.Is(err, context.Canceled) ||
+				strings.Contains(err.Error(), "without a valid autopilot state")) {
+				// this server stopping, autopilot's leader loop ending, or
+				// a new leader's autopilot before its first state (it
+				// reconciles again a moment later)
 				return slog.LevelDebug
 			}
 		}
@@ -74,14 +82,36 @@ func (h *hcLogger) Log(l hclog.Level, msg string, args ...any) {
 	}
 	attrs := make([]any, 0, 2+len(h.implied)+len(args))
 	attrs = append(attrs, "logger", h.name)
-	attrs = append(attrs, h.implied...)
-	for i, a := range args {
-		if err, ok := a.(error); ok && i%2 == 1 {
-			a = err.Error() // slog's JSON handler writes an error as {} otherwise
-		}
-		attrs = append(attrs, a)
-	}
+	attrs = appendPairs(attrs, h.implied)
+	attrs = appendPairs(attrs, args)
 	h.l.Log(ctx, lv, msg, attrs...)
+}
+
+// reservedKeys are attributes the node's log sets itself; raft's keys of
+// the same name get a "raft_" prefix, so no line has a key twice.
+var reservedKeys = map[string]bool{"time": true, "level": true, "msg": true, "node": true, "part": true, "logger": true}
+
+// appendPairs appends hclog's key/value pairs as slog ones: values that
+// are not plain are formatted as hclog formats them (%v: a raft.Server
+// reads {Voter n2 10.0.0.2:7947}, not a JSON object).
+func appendPairs(attrs, args []any) []any {
+	for i := 0; i+1 < len(args); i += 2 {
+		k := fmt.Sprint(args[i])
+		if reservedKeys[k] {
+			k = "raft_" + k
+		}
+		v := args[i+1]
+		switch v.(type) {
+		case string, bool, int, int64, uint64, uint32, int32, float64, time.Duration, time.Time:
+		default:
+			v = fmt.Sprint(v)
+		}
+		attrs = append(attrs, k, v)
+	}
+	if len(args)%2 == 1 {
+		attrs = append(attrs, "extra", fmt.Sprint(args[len(args)-1]))
+	}
+	return attrs
 }
 
 func (h *hcLogger) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }

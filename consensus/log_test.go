@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -32,6 +33,11 @@ func TestHCLogger(t *testing.T) {
 			l.Error("failed to decode incoming command", "error", errors.New("transport shutdown"))
 		}, "", "", [2]string{}},
 		{"named and with", func(l hclog.Logger) { l.Named("net").With("k", "v").Warn("slow") }, "WARN", "slow", [2]string{"k", "v"}},
+		{"reserved key renamed, value as hclog prints it", func(l hclog.Logger) { l.Info("entering candidate state", "node", struct{ A, B int }{1, 2}) }, "INFO", "entering candidate state", [2]string{"raft_node", "{1 2}"}},
+		{"a new leader's autopilot before its first state", func(l hclog.Logger) {
+			l.Error("Failed to reconcile current state with the desired state", "error", errors.New("cannot reconcile Raft server voting rights without a valid autopilot state"))
+		}, "", "", [2]string{}},
+		{"autopilot's loop cancelled", func(l hclog.Logger) { l.Error("Error when computing next state", "error", context.Canceled) }, "", "", [2]string{}},
 		{"standard logger", func(l hclog.Logger) { l.StandardLogger(nil).Print("[WARN] lost") }, "WARN", "lost", [2]string{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

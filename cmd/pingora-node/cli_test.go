@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"os/exec"
+	"reflect"
+	"runtime/debug"
+	"strings"
+	"testing"
+)
+
+// TestHelpExitsZero (issue 12): -h, --help and "help CMD" print the usage
+// on stdout and exit 0 for the top level and every command.
+func TestHelpExitsZero(t *testing.T) {
+	var cases [][]string
+	for _, h := range []string{"-h", "--help"} {
+		cases = append(cases, []string{h})
+		for _, cmd := range []string{"run", "demo", "status", "members", "config", "config get", "config apply", "config history", "config rollback", "peer", "version"} {
+			cases = append(cases, append(strings.Fields(cmd), h))
+		}
+	}
+	cases = append(cases, []string{"help"}, []string{"help", "status"}, []string{"help", "config"}, []string{"peer", "disable", "-h"})
+	for _, args := range cases {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 0 || !strings.Contains(strings.ToLower(out.String()), "usage") || errb.Len() != 0 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
+		}
+	}
+}
+
+// TestMistypedCommandsAndFlags: a clear error, a suggestion where one is
+// near, the usage, exit 2.
+func TestMistypedCommandsAndFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"statsu"}, []string{`unknown command "statsu"`, `did you mean "status"`, "Usage:"}},
+		{[]string{"memebrs"}, []string{`did you mean "members"`}},
+		{[]string{"status", "--bogus"}, []string{"pingora-node status: flag provided but not defined: -bogus", "usage: pingora-node status"}},
+		{[]string{"config", "aply"}, []string{`unknown subcommand "aply"`, `did you mean "apply"`}},
+		{[]string{"config", "get", "-f", "x.yaml"}, []string{"flag provided but not defined: -f"}},
+		{[]string{"run", "node.yaml"}, []string{"pingora-node run: takes no arguments"}},
+		{[]string{"demo", "now"}, []string{"pingora-node demo: takes no arguments"}},
+		{[]string{"version", "x"}, []string{"takes no arguments"}},
+		{[]string{"status", "a:1", "b:2"}, []string{"at most one ADMIN address"}},
+		{[]string{"status", "127.0.0.1:1", "--admin", "127.0.0.1:2"}, []string{"give the admin address once"}},
+		{[]string{"status", "http://127.0.0.1:1/status"}, []string{"is not an admin address"}},
+		{[]string{"peer", "drain", "web", "a:1"}, []string{"want enable or disable"}},
+		{[]string{"config", "rollback"}, []string{"wants one VERSION"}},
+	} {
+		var out, errb bytes.Buffer
+		code := run(tc.args, &out, &errb)
+		for _, w := range tc.want {
+			if code != 2 || !strings.Contains(errb.String(), w) {
+				t.Errorf("%v: exit %d, stderr %q, want 2 and %q", tc.args, code, errb.String(), w)
+			}
+		}
+	}
+}
+
+// TestParseFlagsAnywhere: flags before, between and after the positional
+// arguments; "--" ends the flags.
+func TestParseFlagsAnywhere(t *testing.T) {
+	c := command{name: "t", args: "A B"}
+	for _, tc := range []struct {
+		args  []string
+		pos   []string
+		admin string
+		json  bool
+	}{
+		{[]string{"disable", "web", "1.2.3.4:80", "--admin", "h:1"}, []string{"disable", "web", "1.2.3.4:80"}, "h:1", false},
+		{[]string{"--admin", "h:1", "disable", "web", "1.2.3.4:80"}, []string{"disable", "web", "1.2.3.4:80"}, "h:1", false},
+		{[]string{"disable", "-json", "web", "--admin=h:2", "x"}, []string{"disable", "web", "x"}, "h:2", true},
+		{[]string{"a", "--", "--admin", "b"}, []string{"a", "--admin", "b"}, "", false},
+		{nil, nil, "", false},
+	} {
+		fs := c.newFlags()
+		admin := fs.String("admin", "", "")
+		asJSON := fs.Bool("json", false, "")
+		pos, code, done := c.parse(fs, tc.args, &bytes.Buffer{}, &bytes.Buffer{})
+		if done || code != 0 || !reflect.DeepEqual(pos, tc.pos) || *admin != tc.admin || *asJSON != tc.json {
+			t.Errorf("%q: pos %q admin %q json %v (done %v code %d)", tc.args, pos, *admin, *asJSON, done, code)
+		}
+	}
+	fs := c.newFlags()
+	fs.String("admin", "", "")
+	if _, code, done := c.parse(fs, []string{"x", "--admin"}, &bytes.Buffer{}, &bytes.Buffer{}); !done || code != 2 {
+		t.Errorf("flag without its value: done %v code %d", done, code)
+	}
+}
+
+func TestReadBuild(t *testing.T) {
+	bi := &debug.BuildInfo{Main: debug.Module{Version: "v0.0.0-20261129080138-74c509a39c97+dirty"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "74c509a39c978a12f1b49ed09291448fceca9609"}, {Key: "vcs.time", Value: "2026-11-29T08:01:38Z"}, {Key: "vcs.modified", Value: "true"},
+	}}
+	for _, tc := range []struct {
+		name string
+		bi   *debug.BuildInfo
+		ok   bool
+		want build
+	}{
+		{"stamped", bi, true, build{Version: "v0.0.0-20261129080138-74c509a39c97+dirty", Commit: "74c509a39c97+dirty", Time: "2026-11-29T08:01:38Z"}},
+		{"no vcs", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, true, build{Version: "(devel)"}},
+		{"no build info", nil, false, build{Version: "(devel)"}},
+	} {
+		if got := readBuild(tc.bi, tc.ok); got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+	if s := readBuild(bi, true).String(); !strings.HasPrefix(s, "pingora-node v0.0.0-20261129080138-74c509a39c97+dirty\ncommit 74c509a39c97+dirty (2026-11-29T08:01:38Z)\ngo") {
+		t.Errorf("version text: %q", s)
+	}
+}
+
+// TestVersionOfTheBinary: the built binary prints what "go version -m"
+// reads from it: the module version and, when stamped, the commit.
+func TestVersionOfTheBinary(t *testing.T) {
+	out, err := exec.Command(binary, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := exec.Command("go", "version", "-m", binary).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	modVersion, rev := "", ""
+	for _, l := range strings.Split(string(meta), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 3 && f[0] == "mod" {
+			modVersion = f[2]
+		}
+		if len(f) >= 2 && f[0] == "build" && strings.HasPrefix(f[1], "vcs.revision=") {
+			rev = strings.TrimPrefix(f[1], "vcs.revision=")[:12]
+		}
+	}
+	first := strings.SplitN(string(out), "\n", 2)[0]
+	if modVersion == "" || first != "pingora-node "+modVersion || strings.Contains(string(out), "dev\n") {
+		t.Fatalf("version printed %q; go version -m says module %q", out, modVersion)
+	}
+	if rev != "" && !strings.Contains(string(out), "commit "+rev) || rev == "" && !strings.Contains(string(out), "commit unknown") {
+		t.Fatalf("version printed %q; go version -m says revision %q", out, rev)
+	}
+	t.Logf("%s", out)
+}
