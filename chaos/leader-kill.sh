@@ -98,6 +98,7 @@ wait_until() { # seconds, command...
 apply() { # node file -> 0 on success
   "$work/pingora-node" config apply -f "$2" --admin "http://${admin[$1]}" > /dev/null 2>&1
 }
+ready() { curl -s -o /dev/null --max-time 2 -w '%{http_code}' "http://${admin[$1]}/readyz" | grep -q '^200$'; }
 all_serve() { # body nodes...
   local want=$1; shift
   for n in "$@"; do [ "$(curl -s --max-time 2 "http://${proxy[$n]}/")" = "$want" ] || return 1; done
@@ -130,12 +131,15 @@ for round in $(seq 1 "$ROUNDS"); do
   wait "$sampler" || true
   serve_errs=$(cat "$work/serve-errs.$round" 2>/dev/null || echo 1)
   [ "$serve_errs" = 0 ] || ok=0
+  t_restart=$(now_ms) # after the sampler: it is no part of the restart
   start_node "$L"
+  wait_until 30 ready "$L" || ok=0
+  t_ready=$(now_ms)
   wait_until 30 all_serve "$want" "$L" || ok=0
   t3=$(now_ms)
   v=$(version "$L")
   if [ "$ok" = 1 ]; then passed=$((passed+1)); verdict=ok; else failed=$((failed+1)); verdict=FAILED; fi
-  echo "round $round: killed leader $L; write accepted after $((t1-t0)) ms, all survivors serving it after $((t2-t0)) ms; survivors' proxy errors $serve_errs; $L back on v$v after $((t3-t2)) ms: $verdict"
+  echo "round $round: killed leader $L; write accepted after $((t1-t0)) ms, all survivors serving it after $((t2-t0)) ms; survivors' proxy errors $serve_errs; $L restarted: ready after $((t_ready-t_restart)) ms, serving v$v after $((t3-t_restart)) ms: $verdict"
 done
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ] || { KEEP=1; exit 1; }

@@ -131,10 +131,9 @@ func (n *Node) adminHandler() http.Handler {
 
 // notReady says why the node should not get traffic, or "" when it
 // should: it is starting or draining, it has no cluster config yet, or its
-// config routes nothing (every request would get 404). The one exception
-// is a node started without a cluster config on purpose: replicated, no
-// cluster_config in its node file, and a cluster with a leader but no
-// config written yet (a new cluster waiting for its first "config apply").
+// config routes nothing (every request would get 404). There is no
+// exception for a node started without a cluster config on purpose: it
+// too would answer 404 (issue 12).
 func (n *Node) notReady() string {
 	switch {
 	case n.shutdown.Load():
@@ -144,28 +143,12 @@ func (n *Node) notReady() string {
 	}
 	a := n.applied.Load()
 	if a == nil {
-		if n.waitsForFirstConfig() {
-			return ""
-		}
 		return "no cluster config applied yet"
 	}
 	if n.router.Table().Routes() == 0 {
 		return fmt.Sprintf("cluster config version %d has no routes: every request would get 404", a.Version)
 	}
 	return ""
-}
-
-// waitsForFirstConfig reports the exception of notReady.
-func (n *Node) waitsForFirstConfig() bool {
-	st := n.Store()
-	if st == nil || n.cfg.ClusterConfig != "" {
-		return false
-	}
-	if id, _ := st.Leader(); id == "" {
-		return false
-	}
-	_, written := st.Get(clusterDoc)
-	return !written
 }
 
 // adminWrite guards a state-changing admin handler: with an admin token
