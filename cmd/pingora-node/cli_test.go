@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"reflect"
 	"runtime/debug"
@@ -142,4 +145,48 @@ func TestVersionOfTheBinary(t *testing.T) {
 		t.Fatalf("version printed %q; go version -m says revision %q", out, rev)
 	}
 	t.Logf("%s", out)
+}
+
+// TestRollbackReadsThroughTheLeader: rollback takes its If-Match from a
+// consistent read (a follower's history may lag), and a write that lands
+// between its read and its write is reported, named as rollback's, and
+// not retried over. The node is a stand-in that records what it is sent.
+func TestRollbackReadsThroughTheLeader(t *testing.T) {
+	var gotIfMatch, gotQuery string
+	conflict := true
+	node := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == "GET" && r.URL.Path == "/v1/config/history":
+			io.WriteString(w, `[{"version": 1, "content": "a"}, {"version": 2, "content": "b"}]`) // a follower's, behind
+		case r.Method == "GET" && r.URL.Path == "/v1/config":
+			gotQuery = r.URL.RawQuery
+			io.WriteString(w, `{"version": 3, "content": "c"}`)
+		case r.Method == "PUT":
+			gotIfMatch = r.Header.Get("If-Match")
+			if conflict {
+				w.WriteHeader(409)
+				io.WriteString(w, `{"error": "consensus: version conflict", "current_version": 4}`)
+				return
+			}
+			io.WriteString(w, `{"version": 4, "hash": "sha256:x"}`)
+		}
+	}))
+	defer node.Close()
+	code, _, errs := cli("config", "rollback", "1", "--admin", node.URL)
+	if code != 1 || gotQuery != "consistent=true" || gotIfMatch != "3" ||
+		!strings.Contains(errs, "pingora-node config rollback: version 4 was written while this command ran (it read version 3); nothing was rolled back") {
+		t.Fatalf("conflict: exit %d, query %q, If-Match %q, stderr %q", code, gotQuery, gotIfMatch, errs)
+	}
+	conflict = false
+	if code, out, errs := cli("config", "rollback", "--admin", node.URL, "1"); code != 0 || out != "applied: version 4 sha256:x (the content of version 1)\n" {
+		t.Fatalf("rollback: exit %d %q %q", code, out, errs)
+	}
+	for _, tc := range []struct{ args, want string }{
+		{"config rollback 9 --admin " + node.URL, "pingora-node config rollback: version 9 is not in the kept history (versions 1 to 2)"},
+		{"config rollback 1 --admin 127.0.0.1:1", "pingora-node config rollback: reading the history: node unreachable"},
+	} {
+		if code, _, errs := cli(strings.Fields(tc.args)...); code != 1 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%s: exit %d %q", tc.args, code, errs)
+		}
+	}
 }

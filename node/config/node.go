@@ -74,7 +74,8 @@ type Node struct {
 	// GossipKey is a base64 AES key (16, 24 or 32 bytes) encrypting gossip
 	// (default none: plaintext gossip).
 	GossipKey string `yaml:"gossip_key"`
-	// GossipProfile is "lan" (failure detection in about 6 s) or "fast"
+	// GossipProfile is "lan" (failure detection in 6-7 s, up to 25 s when
+	// members are slow to confirm a suspicion; see README) or "fast"
 	// (about 1 s, for tests and demos) (default lan).
 	GossipProfile string `yaml:"gossip_profile"`
 	// Zone is the node's failure domain, gossiped (default "").
