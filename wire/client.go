@@ -1,8 +1,8 @@
 package wire
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -12,18 +12,32 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Client makes calls to peers, keeping one multiplexed connection per
-// address. It is safe for concurrent use.
+// Client makes calls to peers. Unary calls to one address share one
+// multiplexed connection; each stream gets a connection of its own, kept
+// for the next stream when it ends cleanly (see the package doc for why).
+// It is safe for concurrent use.
 type Client struct {
 	cfg ClientConfig
 
 	mu     sync.Mutex
-	conns  map[string]*clientConn
+	conns  map[string]*clientConn   // the unary connection per address
+	idle   map[string][]*clientConn // stream connections waiting for a stream
+	live   map[*clientConn]struct{} // every connection with a reader running
 	closed bool
 
 	ctx    context.Context // cancelled by Close; bounds dials
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	methods           methodTable
+	dials, dialErrors atomic.Uint64
+}
+
+// ClientStats is a snapshot of a Client's counters.
+type ClientStats struct {
+	Dials      uint64 // connections attempted
+	DialErrors uint64 // attempts that failed
+	Methods    []MethodStats
 }
 
 // NewClient returns a Client; connections are dialled on first use.
@@ -32,35 +46,27 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Client{cfg: cfg.withDefaults(), conns: make(map[string]*clientConn), ctx: ctx, cancel: cancel}, nil
+	return &Client{
+		cfg: cfg.withDefaults(), ctx: ctx, cancel: cancel,
+		conns: make(map[string]*clientConn), idle: make(map[string][]*clientConn), live: make(map[*clientConn]struct{}),
+	}, nil
 }
 
-// result is what the reader hands a pending call.
-type result struct {
-	typ     byte
-	payload []byte
-	err     error
-}
-
-// clientConn is one connection to one address, shared by all calls to it.
-type clientConn struct {
-	addr  string
-	ready chan struct{} // closed when the dial finished (c or err set)
-	c     net.Conn
-	err   error // dial error, read-only after ready
-
-	wmu sync.Mutex // serialises frame writes
-
-	mu      sync.Mutex
-	pending map[uint64]chan result
-	dead    error
-	nextID  atomic.Uint64
+// Stats returns the client's counters. A nil Client has none.
+func (c *Client) Stats() ClientStats {
+	if c == nil {
+		return ClientStats{}
+	}
+	return ClientStats{Dials: c.dials.Load(), DialErrors: c.dialErrors.Load(), Methods: c.methods.snapshot()}
 }
 
 // Call sends req (msgpack-encoded) to method at addr and decodes the answer
-// into resp (a pointer, or nil to discard). Errors: *RemoteError for handler
-// errors, ErrPeerGone (wrapped) when addr is unreachable or the connection
-// dies, the context's error on deadline or cancellation, ErrFrameTooLarge.
+// into resp (a pointer, or nil to discard). Errors: *RemoteError for what
+// the peer refused (see Code), ErrPeerGone (wrapped) when addr is
+// unreachable or the connection dies, the context's error on deadline or
+// cancellation, ErrFrameTooLarge. ctx's deadline travels with the call: the
+// handler's context ends with it, and a call whose deadline has passed is
+// not sent.
 func (c *Client) Call(ctx context.Context, addr, method string, req, resp any) error {
 	body, err := msgpack.Marshal(req)
 	if err != nil {
@@ -78,59 +84,122 @@ func (c *Client) Call(ctx context.Context, addr, method string, req, resp any) e
 
 // CallRaw is Call with the request and response bodies already encoded.
 func (c *Client) CallRaw(ctx context.Context, addr, method string, body []byte) ([]byte, error) {
-	if method == "" || len(method) > maxMethodLen {
-		return nil, fmt.Errorf("wire: invalid method name %q", method)
+	st := c.methods.get(method)
+	start := time.Now()
+	st.begin()
+	out, err := c.callRaw(ctx, addr, method, body)
+	if err == nil {
+		st.sent.Add(uint64(len(body)))
+		st.received.Add(uint64(len(out)))
 	}
-	if frameLen(1+len(method)+len(body)) > c.cfg.MaxFrameSize {
-		return nil, fmt.Errorf("wire: %s %s: %w: request of %d bytes", addr, method, ErrFrameTooLarge, len(body))
+	st.end(start, classFor(err))
+	return out, err
+}
+
+func (c *Client) callRaw(ctx context.Context, addr, method string, body []byte) ([]byte, error) {
+	h, err := c.prepare(ctx, addr, method, len(body), false)
+	if err != nil {
+		return nil, err
 	}
 	cc, err := c.conn(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
-	id := cc.nextID.Add(1)
-	ch := make(chan result, 1) // the reader never blocks delivering
-	if err := cc.register(id, ch); err != nil {
+	id, pc, err := cc.register(false)
+	if err != nil {
 		return nil, fmt.Errorf("wire: %s %s: %w", addr, method, err)
 	}
-	frame := appendFrame(make([]byte, 0, frameLen(1+len(method)+len(body))), frameRequest, id, []byte{byte(len(method))}, []byte(method), body)
-	if err := ctx.Err(); err != nil {
-		cc.unregister(id)
+	if err := c.send(ctx, cc, appendCall(make([]byte, 0, callFrameLen(method, len(body))), id, h, method, body)); err != nil {
 		return nil, fmt.Errorf("wire: %s %s: %w", addr, method, err)
-	}
-	if err := c.write(ctx, cc, frame); err != nil {
-		cc.fail(err)
-		c.drop(cc)
-		return nil, fmt.Errorf("wire: %s %s: %w (%w)", addr, method, ErrPeerGone, err)
 	}
 	select {
-	case r := <-ch:
-		switch {
-		case r.err != nil:
-			return nil, fmt.Errorf("wire: %s %s: %w", addr, method, r.err)
-		case r.typ == frameError:
+	case r := <-pc.ch:
+		if r.typ == frameError {
 			return nil, decodeRemoteError(addr, method, r.payload)
 		}
 		return r.payload, nil
+	case <-pc.dead:
+		return nil, fmt.Errorf("wire: %s %s: %w (%w)", addr, method, ErrPeerGone, pc.err)
 	case <-ctx.Done():
 		cc.unregister(id)
+		if errors.Is(ctx.Err(), context.Canceled) {
+			// A deadline ends the handler's context by itself; a
+			// cancellation has to be told. Best effort: a failed write
+			// fails the connection, which cancels the handler anyway.
+			c.send(context.Background(), cc, appendFrame(nil, frameCancel, id))
+		}
 		return nil, fmt.Errorf("wire: %s %s: %w", addr, method, ctx.Err())
 	}
 }
 
-func (c *Client) write(ctx context.Context, cc *clientConn, b []byte) error {
+// prepare checks a call before anything is dialled or sent, and builds its
+// header: the deadline as time left, the ring version, the stream flag.
+func (c *Client) prepare(ctx context.Context, addr, method string, body int, stream bool) (callHeader, error) {
+	h := callHeader{ring: CallerRingVersion(ctx)}
+	if stream {
+		h.flags |= flagStream
+	}
+	switch {
+	case method == "" || len(method) > maxMethodLen:
+		return h, fmt.Errorf("wire: invalid method name %q", method)
+	case callFrameLen(method, body) > c.cfg.MaxFrameSize:
+		return h, fmt.Errorf("wire: %s %s: %w: request of %d bytes", addr, method, ErrFrameTooLarge, body)
+	case ctx.Err() != nil:
+		return h, fmt.Errorf("wire: %s %s: not sent: %w", addr, method, ctx.Err())
+	}
+	if d, ok := ctx.Deadline(); ok {
+		left := time.Until(d)
+		if left < time.Microsecond {
+			return h, fmt.Errorf("wire: %s %s: not sent: %w", addr, method, context.DeadlineExceeded)
+		}
+		if left < maxTimeout {
+			h.timeout = left
+		}
+	}
+	return h, nil
+}
+
+// send writes one request frame; a failed write kills the connection,
+// since a partial frame leaves the stream unusable.
+func (c *Client) send(ctx context.Context, cc *clientConn, b []byte) error {
 	dl := time.Now().Add(c.cfg.WriteTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
 	}
 	cc.wmu.Lock()
-	defer cc.wmu.Unlock()
 	cc.c.SetWriteDeadline(dl)
 	_, err := cc.c.Write(b)
-	return err
+	cc.wmu.Unlock()
+	if err != nil {
+		cc.fail(err)
+		return fmt.Errorf("%w (%w)", ErrPeerGone, err)
+	}
+	return nil
 }
 
-// conn returns the live connection to addr, dialling once for all waiters.
+// classFor is the stats class of a call's error, or -1 for none.
+func classFor(err error) int {
+	var re *RemoteError
+	switch {
+	case err == nil:
+		return -1
+	case errors.As(err, &re):
+		if int(re.Code) < numCodes {
+			return int(re.Code)
+		}
+		return int(CodeHandler)
+	case errors.Is(err, ErrPeerGone):
+		return classPeerGone
+	case errors.Is(err, context.DeadlineExceeded):
+		return int(CodeDeadline)
+	case errors.Is(err, context.Canceled):
+		return classCanceled
+	}
+	return classLocal
+}
+
+// conn returns the live unary connection to addr, dialling once for all
+// waiters.
 func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 	c.mu.Lock()
 	if c.closed {
@@ -139,10 +208,10 @@ func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 	}
 	cc := c.conns[addr]
 	if cc == nil {
-		cc = &clientConn{addr: addr, ready: make(chan struct{}), pending: make(map[uint64]chan result)}
+		cc = newClientConn(addr)
 		c.conns[addr] = cc
 		c.wg.Add(1)
-		go c.dial(cc)
+		go c.dialShared(cc)
 	}
 	c.mu.Unlock()
 	select {
@@ -156,13 +225,27 @@ func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 	return cc, nil
 }
 
-// dial connects, sends the magic byte and starts the reader. It runs in its
-// own goroutine so that one caller giving up does not fail the others.
-func (c *Client) dial(cc *clientConn) {
+// dialShared dials the unary connection in its own goroutine, so that one
+// caller giving up does not fail the others waiting for it.
+func (c *Client) dialShared(cc *clientConn) {
 	defer c.wg.Done()
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
 	defer cancel()
-	conn, err := c.cfg.Dialer.DialContext(ctx, cc.addr)
+	conn, err := c.connect(ctx, cc.addr)
+	if err == nil {
+		err = c.start(cc, conn)
+	}
+	if err != nil {
+		cc.err = err
+		c.forget(cc)
+	}
+	close(cc.ready)
+}
+
+// connect dials addr and sends the magic byte.
+func (c *Client) connect(ctx context.Context, addr string) (net.Conn, error) {
+	c.dials.Add(1)
+	conn, err := c.cfg.Dialer.DialContext(ctx, addr)
 	if err == nil {
 		conn.SetWriteDeadline(time.Now().Add(c.cfg.DialTimeout))
 		if _, err = conn.Write([]byte{ProtoRPC}); err != nil {
@@ -170,66 +253,62 @@ func (c *Client) dial(cc *clientConn) {
 		}
 	}
 	if err != nil {
-		cc.err = fmt.Errorf("wire: dial %s: %w (%w)", cc.addr, ErrPeerGone, err)
-		c.drop(cc)
-		close(cc.ready)
-		return
+		c.dialErrors.Add(1)
+		return nil, fmt.Errorf("wire: dial %s: %w (%w)", addr, ErrPeerGone, err)
 	}
+	return conn, nil
+}
+
+// start registers a dialled connection and starts its reader, unless the
+// client closed meanwhile.
+func (c *Client) start(cc *clientConn, conn net.Conn) error {
 	cc.c = conn
 	c.mu.Lock()
-	closed := c.closed
-	if !closed {
-		c.wg.Add(1)
-	}
-	c.mu.Unlock()
-	if closed {
+	defer c.mu.Unlock()
+	if c.closed {
 		conn.Close()
-		cc.err = ErrClosed
-		close(cc.ready)
-		return
+		return ErrClosed
 	}
-	close(cc.ready)
+	c.live[cc] = struct{}{}
+	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		c.readLoop(cc)
 	}()
+	return nil
 }
 
-// readLoop delivers responses to pending calls until the connection fails,
-// then fails every pending call at once.
-func (c *Client) readLoop(cc *clientConn) {
-	br := bufio.NewReader(cc.c)
-	for {
-		f, err := readFrame(br, c.cfg.MaxFrameSize)
-		if err == nil && (f.typ == frameRequest || f.typ == frameGoAway) {
-			err = fmt.Errorf("%w: frame type %d from server: %q", ErrMalformed, f.typ, f.payload)
-		}
-		if err != nil {
-			c.cfg.Logger.Debug("wire: connection lost", "addr", cc.addr, "err", err)
-			cc.fail(err)
-			c.drop(cc)
-			return
-		}
-		cc.deliver(f)
-	}
-}
-
-// drop forgets cc so the next call dials afresh.
-func (c *Client) drop(cc *clientConn) {
+// forget drops every reference to cc, so the next call dials afresh.
+func (c *Client) forget(cc *clientConn) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.conns[cc.addr] == cc {
 		delete(c.conns, cc.addr)
 	}
-	c.mu.Unlock()
+	delete(c.live, cc)
+	idle := c.idle[cc.addr]
+	for i, x := range idle {
+		if x == cc {
+			c.idle[cc.addr] = append(idle[:i], idle[i+1:]...)
+			break
+		}
+	}
+	if len(c.idle[cc.addr]) == 0 {
+		delete(c.idle, cc.addr)
+	}
 }
 
-// Close closes every connection, failing pending calls with ErrPeerGone, and
-// waits for the client's goroutines. It may be called more than once.
+// Close closes every connection, failing pending calls and streams with
+// ErrPeerGone, and waits for the client's goroutines. It may be called more
+// than once.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.closed = true
-	conns := make([]*clientConn, 0, len(c.conns))
+	conns := make([]*clientConn, 0, len(c.conns)+len(c.live))
 	for _, cc := range c.conns {
+		conns = append(conns, cc)
+	}
+	for cc := range c.live {
 		conns = append(conns, cc)
 	}
 	c.mu.Unlock()
@@ -242,47 +321,4 @@ func (c *Client) Close() error {
 	}
 	c.wg.Wait()
 	return nil
-}
-
-func (cc *clientConn) register(id uint64, ch chan result) error {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if cc.dead != nil {
-		return fmt.Errorf("%w (%w)", ErrPeerGone, cc.dead)
-	}
-	cc.pending[id] = ch
-	return nil
-}
-
-func (cc *clientConn) unregister(id uint64) {
-	cc.mu.Lock()
-	delete(cc.pending, id)
-	cc.mu.Unlock()
-}
-
-func (cc *clientConn) deliver(f frame) {
-	cc.mu.Lock()
-	ch := cc.pending[f.id]
-	delete(cc.pending, f.id)
-	cc.mu.Unlock()
-	if ch != nil { // nil: the caller gave up already
-		ch <- result{typ: f.typ, payload: f.payload}
-	}
-}
-
-// fail marks cc dead, closes it and fails every pending call.
-func (cc *clientConn) fail(cause error) {
-	cc.mu.Lock()
-	if cc.dead != nil {
-		cc.mu.Unlock()
-		return
-	}
-	cc.dead = cause
-	pending := cc.pending
-	cc.pending = nil
-	cc.mu.Unlock()
-	cc.c.Close()
-	for _, ch := range pending {
-		ch <- result{err: fmt.Errorf("%w (%w)", ErrPeerGone, cause)}
-	}
 }

@@ -24,6 +24,11 @@ func (f DialerFunc) DialContext(ctx context.Context, addr string) (net.Conn, err
 
 var _ Dialer = DialerFunc(nil)
 
+// DefaultStreamChunkSize is the default largest data frame of a stream (64
+// KiB): small enough that a chunk is written in well under a millisecond,
+// large enough that framing costs nothing.
+const DefaultStreamChunkSize = 64 << 10
+
 // tcpDialer is the default Dialer.
 func tcpDialer() Dialer {
 	d := &net.Dialer{KeepAlive: 30 * time.Second}
@@ -38,14 +43,20 @@ type ServerConfig struct {
 	// closes the connection (default 16 MiB, bytes).
 	MaxFrameSize int
 	// MaxConcurrentCalls bounds handlers running at once per connection;
-	// further requests wait, which back-pressures the peer (default 256).
+	// a request beyond it is answered at once with CodeOverloaded, so the
+	// reader never stops and small calls never queue behind slow ones
+	// (default 256).
 	MaxConcurrentCalls int
+	// StreamChunkSize is the largest data frame a stream handler's writes
+	// are cut into (default 64 KiB, bytes; at most MaxFrameSize-9).
+	StreamChunkSize int
 	// HandshakeTimeout is how long a new connection has to send the magic
 	// byte (default 5s).
 	HandshakeTimeout time.Duration
 	// WriteTimeout bounds writing one response (default 10s).
 	WriteTimeout time.Duration
-	// Logger receives protocol errors at Debug and Warn (default slog.Default()).
+	// Logger receives protocol errors at Debug and Warn and handler panics
+	// at Error (default slog.Default()).
 	Logger *slog.Logger
 }
 
@@ -60,17 +71,24 @@ type ClientConfig struct {
 	// WriteTimeout bounds writing one request when the call's context has
 	// no earlier deadline (default 10s).
 	WriteTimeout time.Duration
+	// MaxIdleStreamConns is how many finished stream connections per peer
+	// are kept for the next stream (default 2). Streams never share the
+	// connection that carries unary calls; see the package doc.
+	MaxIdleStreamConns int
 	// Logger receives connection errors at Debug (default slog.Default()).
 	Logger *slog.Logger
 }
 
 // Validate reports the first invalid field.
 func (c ServerConfig) Validate() error {
-	if c.MaxFrameSize < 0 || c.MaxFrameSize > 1<<31 {
-		return fmt.Errorf("wire: MaxFrameSize (%d) must be between 0 and 2 GiB", c.MaxFrameSize)
+	if err := validFrameSize(c.MaxFrameSize); err != nil {
+		return err
 	}
 	if c.MaxConcurrentCalls < 0 {
 		return fmt.Errorf("wire: MaxConcurrentCalls (%d) cannot be negative", c.MaxConcurrentCalls)
+	}
+	if c.StreamChunkSize < 0 || c.StreamChunkSize > c.withDefaults().MaxFrameSize-headerLen {
+		return fmt.Errorf("wire: StreamChunkSize (%d) must be between 0 and MaxFrameSize (%d) less 9", c.StreamChunkSize, c.withDefaults().MaxFrameSize)
 	}
 	if c.HandshakeTimeout < 0 || c.WriteTimeout < 0 {
 		return fmt.Errorf("wire: HandshakeTimeout (%s) and WriteTimeout (%s) cannot be negative", c.HandshakeTimeout, c.WriteTimeout)
@@ -80,11 +98,25 @@ func (c ServerConfig) Validate() error {
 
 // Validate reports the first invalid field.
 func (c ClientConfig) Validate() error {
-	if c.MaxFrameSize < 0 || c.MaxFrameSize > 1<<31 {
-		return fmt.Errorf("wire: MaxFrameSize (%d) must be between 0 and 2 GiB", c.MaxFrameSize)
+	if err := validFrameSize(c.MaxFrameSize); err != nil {
+		return err
 	}
 	if c.DialTimeout < 0 || c.WriteTimeout < 0 {
 		return fmt.Errorf("wire: DialTimeout (%s) and WriteTimeout (%s) cannot be negative", c.DialTimeout, c.WriteTimeout)
+	}
+	if c.MaxIdleStreamConns < 0 {
+		return fmt.Errorf("wire: MaxIdleStreamConns (%d) cannot be negative", c.MaxIdleStreamConns)
+	}
+	return nil
+}
+
+// minFrameSize is the smallest MaxFrameSize accepted: room for a call
+// header, a method name and a small body.
+const minFrameSize = 1 << 10
+
+func validFrameSize(n int) error {
+	if n != 0 && (n < minFrameSize || n > 1<<31) {
+		return fmt.Errorf("wire: MaxFrameSize (%d) must be 0 (default) or between 1 KiB and 2 GiB", n)
 	}
 	return nil
 }
@@ -95,6 +127,9 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	}
 	if c.MaxConcurrentCalls == 0 {
 		c.MaxConcurrentCalls = 256
+	}
+	if c.StreamChunkSize == 0 {
+		c.StreamChunkSize = min(DefaultStreamChunkSize, c.MaxFrameSize-headerLen)
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = 5 * time.Second
@@ -120,6 +155,9 @@ func (c ClientConfig) withDefaults() ClientConfig {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.MaxIdleStreamConns == 0 {
+		c.MaxIdleStreamConns = 2
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -5,27 +5,45 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // ProtoRPC is the first byte a dialer writes on a new connection. See the
 // package doc for why the port has a magic byte.
 const ProtoRPC byte = 0xC7
 
+// ProtoRaft is the first byte reserved for raft on a port shared through a
+// Mux. wire does not speak it; it is listed here so the bytes of one port
+// are chosen in one place (see the package doc).
+const ProtoRaft byte = 0xC8
+
 // Frame types; see the package doc.
 const (
-	frameRequest  byte = 1
+	frameRequest  byte = 1 // version 1 request: no header, kept for old callers
 	frameResponse byte = 2
 	frameError    byte = 3
 	frameGoAway   byte = 4
+	frameCall     byte = 5 // request with a call header (deadline, ring, flags)
+	frameData     byte = 6 // one chunk of a streamed answer
+	frameEnd      byte = 7 // a streamed answer ended cleanly
+	frameCancel   byte = 8 // the caller gave up on a call
+	frameMax           = frameCancel
 )
 
 const (
 	// headerLen is the type byte plus the call ID, counted by the length.
 	headerLen = 1 + 8
+	// callHeaderLen is a call frame's fixed part: flags, timeout, ring.
+	callHeaderLen = 1 + 8 + 8
 	// DefaultMaxFrameSize bounds one frame (16 MiB).
 	DefaultMaxFrameSize = 16 << 20
 	// maxMethodLen is the longest method name a request can carry.
 	maxMethodLen = 255
+)
+
+// Call header flags.
+const (
+	flagStream byte = 1 << 0 // the caller reads the answer as a stream
 )
 
 // ErrFrameTooLarge is returned when a frame's length prefix exceeds the
@@ -61,7 +79,7 @@ func readFrame(r io.Reader, max int) (frame, error) {
 		return frame{}, noEOF(err)
 	}
 	f := frame{typ: hdr[4], id: binary.BigEndian.Uint64(hdr[5:])}
-	if f.typ < frameRequest || f.typ > frameGoAway {
+	if f.typ < frameRequest || f.typ > frameMax {
 		return frame{}, fmt.Errorf("%w: unknown type %d", ErrMalformed, f.typ)
 	}
 	f.payload = make([]byte, n-headerLen)
@@ -82,30 +100,86 @@ func noEOF(err error) error {
 // appendFrame appends a frame with the given parts (concatenated as the
 // payload) to dst.
 func appendFrame(dst []byte, typ byte, id uint64, parts ...[]byte) []byte {
-	n := headerLen
+	n := 0
 	for _, p := range parts {
 		n += len(p)
 	}
-	dst = binary.BigEndian.AppendUint32(dst, uint32(n))
-	dst = append(dst, typ)
-	dst = binary.BigEndian.AppendUint64(dst, id)
+	dst = appendFrameHeader(dst, typ, id, n)
 	for _, p := range parts {
 		dst = append(dst, p...)
 	}
 	return dst
 }
 
+// appendFrameHeader appends the length, type and call ID of a frame whose
+// payload is n bytes long.
+func appendFrameHeader(dst []byte, typ byte, id uint64, n int) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(headerLen+n))
+	dst = append(dst, typ)
+	return binary.BigEndian.AppendUint64(dst, id)
+}
+
 // frameLen is the wire size of a frame carrying payload bytes.
 func frameLen(payload int) int { return 4 + headerLen + payload }
 
-// parseRequest splits a request payload into method and body.
-func parseRequest(p []byte) (method string, body []byte, err error) {
+// callHeader is the fixed part of a call frame.
+type callHeader struct {
+	flags   byte
+	timeout time.Duration // the caller's time left; 0 means no deadline
+	ring    uint64        // the caller's ring version; 0 means none
+}
+
+// request is a parsed request or call frame.
+type request struct {
+	callHeader
+	method string
+	body   []byte
+}
+
+// appendCall appends a call frame.
+func appendCall(dst []byte, id uint64, h callHeader, method string, body []byte) []byte {
+	n := callHeaderLen + 1 + len(method) + len(body)
+	dst = appendFrameHeader(dst, frameCall, id, n)
+	dst = append(dst, h.flags)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(h.timeout/time.Microsecond))
+	dst = binary.BigEndian.AppendUint64(dst, h.ring)
+	dst = append(dst, byte(len(method)))
+	dst = append(dst, method...)
+	return append(dst, body...)
+}
+
+// callFrameLen is the wire size of a call frame.
+func callFrameLen(method string, body int) int {
+	return frameLen(callHeaderLen + 1 + len(method) + body)
+}
+
+// parseRequest splits a request (type 1) or call (type 5) frame into its
+// header, method and body.
+func parseRequest(f frame) (request, error) {
+	p := f.payload
+	var r request
+	if f.typ == frameCall {
+		if len(p) < callHeaderLen {
+			return r, fmt.Errorf("%w: call header of %d bytes", ErrMalformed, len(p))
+		}
+		us := binary.BigEndian.Uint64(p[1:9])
+		if us > uint64(maxTimeout/time.Microsecond) {
+			return r, fmt.Errorf("%w: timeout of %d µs", ErrMalformed, us)
+		}
+		r.flags, r.timeout, r.ring = p[0], time.Duration(us)*time.Microsecond, binary.BigEndian.Uint64(p[9:17])
+		p = p[callHeaderLen:]
+	}
 	if len(p) < 1 {
-		return "", nil, fmt.Errorf("%w: empty request", ErrMalformed)
+		return r, fmt.Errorf("%w: empty request", ErrMalformed)
 	}
 	ml := int(p[0])
 	if ml == 0 || len(p) < 1+ml {
-		return "", nil, fmt.Errorf("%w: method length %d", ErrMalformed, ml)
+		return r, fmt.Errorf("%w: method length %d", ErrMalformed, ml)
 	}
-	return string(p[1 : 1+ml]), p[1+ml:], nil
+	r.method, r.body = string(p[1:1+ml]), p[1+ml:]
+	return r, nil
 }
+
+// maxTimeout is the longest deadline a call header carries; anything longer
+// is sent as no deadline at all.
+const maxTimeout = 100 * 365 * 24 * time.Hour

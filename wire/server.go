@@ -16,16 +16,38 @@ import (
 
 // Handler serves one method. body is the request's msgpack payload; the
 // returned bytes are sent back as the response payload. A non-nil error is
-// sent back as its text and surfaces as *RemoteError at the caller. ctx is
-// cancelled when the connection dies or the server closes.
+// sent back as an error frame whose code failureFor picks: NotOwner gives
+// CodeNotOwner, ErrOverloaded CodeOverloaded, the call's own deadline
+// CodeDeadline, anything else CodeHandler with the error's text. ctx ends
+// at the caller's deadline, when the connection dies or the server closes.
+// A panic is recovered and answered as a handler error.
 type Handler func(ctx context.Context, body []byte) ([]byte, error)
 
-// ServerStats counts what a Server refused or dropped.
+// StreamHandler serves one method whose answer is a stream of bytes (a
+// cache body). Each Write to w is sent at once, cut into data frames of at
+// most StreamChunkSize. Returning nil ends the stream cleanly; returning an
+// error (or panicking) after some bytes were written makes the caller's
+// Read fail with it, so a caller never mistakes a cut stream for a whole
+// one. An error returned before any write comes back from CallStream
+// itself. w must not be used after the handler returns.
+type StreamHandler func(ctx context.Context, body []byte, w io.Writer) error
+
+// ServerStats is a snapshot of a Server's counters.
 type ServerStats struct {
 	Accepted       uint64 // connections accepted
 	BadMagic       uint64 // connections closed for a wrong first byte
 	ProtocolErrors uint64 // connections closed for a malformed or oversized frame
-	UnknownMethod  uint64 // requests for a method with no handler
+	UnknownMethod  uint64 // requests for a method with no handler of the kind asked
+	Overloaded     uint64 // requests refused with CodeOverloaded before running
+	Panics         uint64 // handler panics recovered
+	Methods        []MethodStats
+}
+
+// entry is one registered method.
+type entry struct {
+	unary  Handler
+	stream StreamHandler
+	stats  *methodStats
 }
 
 // Server answers calls on any number of listeners.
@@ -33,7 +55,7 @@ type Server struct {
 	cfg ServerConfig
 
 	mu        sync.Mutex
-	handlers  map[string]Handler
+	handlers  map[string]entry
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
 	closed    bool
@@ -42,7 +64,12 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	accepted, badMagic, protoErrs, unknown atomic.Uint64
+	accepted, badMagic, protoErrs, unknown, overloaded, panics atomic.Uint64
+	methods                                                    methodTable
+
+	// now stamps a request's arrival, from which its deadline counts; a
+	// test moves it back to make deadlines pass before a handler starts.
+	now func() time.Time
 }
 
 // NewServer returns a Server; it starts nothing until Serve.
@@ -53,22 +80,34 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		cfg:       cfg.withDefaults(),
-		handlers:  make(map[string]Handler),
+		handlers:  make(map[string]entry),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
 		ctx:       ctx,
 		cancel:    cancel,
+		now:       time.Now,
 	}, nil
 }
 
 // Handle registers h for method, replacing any earlier handler. It panics on
 // an empty or over-long (255 bytes) method name: that is a programming error.
 func (s *Server) Handle(method string, h Handler) {
+	s.register(method, entry{unary: h})
+}
+
+// HandleStream registers a stream handler for method, replacing any earlier
+// handler. Callers reach it with CallStream. It panics on a bad method name.
+func (s *Server) HandleStream(method string, h StreamHandler) {
+	s.register(method, entry{stream: h})
+}
+
+func (s *Server) register(method string, e entry) {
 	if method == "" || len(method) > maxMethodLen {
 		panic(fmt.Sprintf("wire: invalid method name %q", method))
 	}
+	e.stats = s.methods.get(method)
 	s.mu.Lock()
-	s.handlers[method] = h
+	s.handlers[method] = e
 	s.mu.Unlock()
 }
 
@@ -88,11 +127,16 @@ func HandleFunc[Req, Resp any](s *Server, method string, fn func(ctx context.Con
 	})
 }
 
-// Stats returns the server's counters.
+// Stats returns the server's counters. A nil Server has none.
 func (s *Server) Stats() ServerStats {
+	if s == nil {
+		return ServerStats{}
+	}
 	return ServerStats{
 		Accepted: s.accepted.Load(), BadMagic: s.badMagic.Load(),
 		ProtocolErrors: s.protoErrs.Load(), UnknownMethod: s.unknown.Load(),
+		Overloaded: s.overloaded.Load(), Panics: s.panics.Load(),
+		Methods: s.methods.snapshot(),
 	}
 }
 
@@ -184,21 +228,16 @@ func (s *Server) untrack(c net.Conn) {
 	c.Close()
 }
 
-func (s *Server) handler(method string) Handler {
+func (s *Server) handler(method string) (entry, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.handlers[method]
-}
-
-// serverConn is one accepted connection.
-type serverConn struct {
-	s   *Server
-	c   net.Conn
-	wmu sync.Mutex
+	e, ok := s.handlers[method]
+	return e, ok
 }
 
 // serveConn checks the magic byte, then reads requests until the connection
-// fails, dispatching each to its own goroutine (at most MaxConcurrentCalls).
+// fails, dispatching each to its own goroutine (at most MaxConcurrentCalls;
+// beyond that a request is refused with CodeOverloaded at once).
 func (s *Server) serveConn(c net.Conn) {
 	log := s.cfg.Logger.With("remote", c.RemoteAddr().String())
 	br := bufio.NewReader(c)
@@ -214,34 +253,37 @@ func (s *Server) serveConn(c net.Conn) {
 	c.SetReadDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	sc := &serverConn{s: s, c: c}
-	sem := make(chan struct{}, s.cfg.MaxConcurrentCalls) // bounds handlers per connection
+	sc := &serverConn{s: s, c: c, log: log, running: make(map[uint64]context.CancelFunc)}
 	var calls sync.WaitGroup
 	defer calls.Wait()
 	for {
 		f, err := readFrame(br, s.cfg.MaxFrameSize)
+		if err == nil && f.typ != frameRequest && f.typ != frameCall && f.typ != frameCancel {
+			err = fmt.Errorf("%w: unexpected frame type %d from client", ErrMalformed, f.typ)
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
 				s.protocolError(sc, log, err)
 			}
-			cancel()
 			return
 		}
-		if f.typ != frameRequest {
-			s.protocolError(sc, log, fmt.Errorf("%w: unexpected frame type %d from client", ErrMalformed, f.typ))
-			cancel()
-			return
+		switch {
+		case f.typ == frameCancel:
+			sc.cancel(f.id)
+		case !sc.admit():
+			sc.refuse(f)
+		default:
+			// The call's context is made here, before its goroutine, so a
+			// cancel frame read next always finds it.
+			callCtx := sc.track(ctx, f.id)
+			arrived := s.now()
+			calls.Add(1)
+			go func() {
+				defer calls.Done()
+				defer sc.untrack(f.id)
+				sc.dispatch(callCtx, f, arrived)
+			}()
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		calls.Add(1)
-		go func() {
-			defer func() { <-sem; calls.Done() }()
-			sc.dispatch(ctx, f)
-		}()
 	}
 }
 
@@ -253,39 +295,4 @@ func (s *Server) protocolError(sc *serverConn, log interface{ Warn(string, ...an
 		sc.write(appendFrame(nil, frameGoAway, 0, []byte(err.Error())))
 	}
 	sc.c.Close()
-}
-
-// dispatch runs one request and writes its response.
-func (sc *serverConn) dispatch(ctx context.Context, f frame) {
-	method, body, err := parseRequest(f.payload)
-	if err != nil {
-		sc.write(appendFrame(nil, frameError, f.id, errorPayload(codeHandler, err.Error())))
-		return
-	}
-	h := sc.s.handler(method)
-	if h == nil {
-		sc.s.unknown.Add(1)
-		sc.write(appendFrame(nil, frameError, f.id, errorPayload(codeUnknownMethod, "unknown method "+method)))
-		return
-	}
-	resp, err := h(ctx, body)
-	switch {
-	case err != nil:
-		sc.write(appendFrame(nil, frameError, f.id, errorPayload(codeHandler, err.Error())))
-	case frameLen(len(resp)) > sc.s.cfg.MaxFrameSize:
-		sc.write(appendFrame(nil, frameError, f.id, errorPayload(codeHandler, ErrFrameTooLarge.Error()+": response")))
-	default:
-		sc.write(appendFrame(nil, frameResponse, f.id, resp))
-	}
-}
-
-// write sends one whole frame; a failed write closes the connection, since a
-// partial frame leaves the stream unusable.
-func (sc *serverConn) write(b []byte) {
-	sc.wmu.Lock()
-	defer sc.wmu.Unlock()
-	sc.c.SetWriteDeadline(time.Now().Add(sc.s.cfg.WriteTimeout))
-	if _, err := sc.c.Write(b); err != nil {
-		sc.c.Close()
-	}
 }

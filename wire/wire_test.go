@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -45,6 +46,9 @@ func pair(t *testing.T, scfg wire.ServerConfig, ccfg wire.ClientConfig) (*wirete
 
 func newServer(t *testing.T, cfg wire.ServerConfig) *wire.Server {
 	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	srv, err := wire.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)

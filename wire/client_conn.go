@@ -1,0 +1,146 @@
+package wire
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// clientConn is one connection to one address: the unary connection shared
+// by all calls to it, or a stream connection carrying one stream at a time.
+type clientConn struct {
+	addr  string
+	ready chan struct{} // closed when the dial finished (c or err set)
+	c     net.Conn
+	err   error // dial error, read-only after ready
+
+	wmu sync.Mutex // serialises frame writes
+
+	mu      sync.Mutex
+	pending map[uint64]*pendingCall
+	dead    error
+	nextID  atomic.Uint64
+}
+
+func newClientConn(addr string) *clientConn {
+	return &clientConn{addr: addr, ready: make(chan struct{}), pending: make(map[uint64]*pendingCall)}
+}
+
+// result is a frame the reader hands a pending call.
+type result struct {
+	typ     byte
+	payload []byte
+}
+
+// pendingCall is a call waiting for its answer. A unary call gets one
+// result; a stream gets its data frames, then an end or error frame.
+type pendingCall struct {
+	ch     chan result
+	stream bool
+	// abandoned is closed by a stream's reader when it stops reading
+	// before the end, so the connection's reader never blocks on it.
+	abandoned chan struct{}
+	// dead is closed when the connection died first; err says why.
+	dead chan struct{}
+	err  error
+}
+
+// streamQueue is how many data frames (of up to StreamChunkSize) the reader
+// of a stream connection buffers ahead of the caller's Read. Past it, the
+// connection's reader stops and TCP pushes back on the peer: the stream has
+// the connection to itself, so nothing else waits behind it.
+const streamQueue = 4
+
+// register adds a pending call with a fresh ID.
+func (cc *clientConn) register(stream bool) (uint64, *pendingCall, error) {
+	pc := &pendingCall{ch: make(chan result, 1), stream: stream, dead: make(chan struct{})} // unary: one answer, never blocks the reader
+	if stream {
+		pc.ch = make(chan result, streamQueue)
+		pc.abandoned = make(chan struct{})
+	}
+	id := cc.nextID.Add(1)
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.dead != nil {
+		return 0, nil, fmt.Errorf("%w (%w)", ErrPeerGone, cc.dead)
+	}
+	cc.pending[id] = pc
+	return id, pc, nil
+}
+
+func (cc *clientConn) unregister(id uint64) {
+	cc.mu.Lock()
+	delete(cc.pending, id)
+	cc.mu.Unlock()
+}
+
+// deliver hands f to its call. A stream's data frames keep the call
+// pending; any other frame finishes it.
+func (cc *clientConn) deliver(f frame) {
+	cc.mu.Lock()
+	pc := cc.pending[f.id]
+	if pc != nil && (!pc.stream || f.typ != frameData) {
+		delete(cc.pending, f.id)
+	}
+	cc.mu.Unlock()
+	switch {
+	case pc == nil: // the caller gave up already
+	case !pc.stream:
+		pc.ch <- result{typ: f.typ, payload: f.payload}
+	default:
+		select {
+		case pc.ch <- result{typ: f.typ, payload: f.payload}:
+		case <-pc.abandoned:
+		}
+	}
+}
+
+// fail marks cc dead, closes it and fails every pending call.
+func (cc *clientConn) fail(cause error) {
+	cc.mu.Lock()
+	if cc.dead != nil {
+		cc.mu.Unlock()
+		return
+	}
+	cc.dead = cause
+	pending := cc.pending
+	cc.pending = nil
+	cc.mu.Unlock()
+	cc.c.Close()
+	for _, pc := range pending {
+		pc.err = cause
+		close(pc.dead)
+	}
+}
+
+// isDead reports whether cc has failed.
+func (cc *clientConn) isDead() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.dead != nil
+}
+
+// readLoop delivers answers to pending calls until the connection fails,
+// then fails every pending call at once.
+func (c *Client) readLoop(cc *clientConn) {
+	defer c.forget(cc)
+	br := bufio.NewReader(cc.c)
+	for {
+		f, err := readFrame(br, c.cfg.MaxFrameSize)
+		switch {
+		case err != nil:
+		case f.typ == frameGoAway:
+			err = fmt.Errorf("peer closed the connection: %s", f.payload)
+		case f.typ == frameRequest || f.typ == frameCall:
+			err = fmt.Errorf("%w: frame type %d from server", ErrMalformed, f.typ)
+		}
+		if err != nil {
+			c.cfg.Logger.Debug("wire: connection lost", "addr", cc.addr, "err", err)
+			cc.fail(err)
+			return
+		}
+		cc.deliver(f)
+	}
+}

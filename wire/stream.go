@@ -1,0 +1,198 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// errStreamClosed is returned by Read after Close.
+var errStreamClosed = errors.New("wire: read on closed stream")
+
+// CallStream sends req (msgpack-encoded) to a stream method at addr and
+// returns its answer as a reader. The stream has a connection of its own,
+// so a slow reader or a large body never delays other calls to addr.
+//
+// Errors the peer reports before the first byte (unknown method, not the
+// owner, overloaded, deadline, a handler error) come back from CallStream.
+// After that, Read returns the body and then io.EOF only if the peer ended
+// the stream cleanly; a handler error, a dead peer or ctx ending mid-stream
+// make Read fail, so a cut body never looks whole. ctx bounds the whole
+// stream. Close the reader when done: closing early drops the connection.
+func (c *Client) CallStream(ctx context.Context, addr, method string, req any) (io.ReadCloser, error) {
+	body, err := msgpack.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("wire: %s %s: encode request: %w", addr, method, err)
+	}
+	st := c.methods.get(method)
+	r := &streamReader{c: c, ctx: ctx, addr: addr, method: method, st: st, start: time.Now()}
+	st.begin()
+	if err := r.open(body); err != nil {
+		r.finish(err, false)
+		return nil, err
+	}
+	st.sent.Add(uint64(len(body)))
+	for len(r.buf) == 0 && r.err == nil { // wait for the first frame
+		r.next()
+	}
+	st.observe(time.Since(r.start))
+	if r.err != nil && r.err != io.EOF {
+		return nil, r.err
+	}
+	return r, nil
+}
+
+// streamReader reads a stream's frames as a byte stream.
+type streamReader struct {
+	c      *Client
+	ctx    context.Context
+	addr   string
+	method string
+	st     *methodStats
+	start  time.Time
+
+	cc  *clientConn
+	id  uint64
+	pc  *pendingCall
+	buf []byte // what is left of the current data frame
+	err error  // sticky: io.EOF after a clean end, or the failure
+}
+
+// open gets a stream connection and sends the call.
+func (r *streamReader) open(body []byte) error {
+	h, err := r.c.prepare(r.ctx, r.addr, r.method, len(body), true)
+	if err != nil {
+		return err
+	}
+	if r.cc, err = r.c.streamConn(r.ctx, r.addr); err != nil {
+		return err
+	}
+	if r.id, r.pc, err = r.cc.register(true); err != nil {
+		return fmt.Errorf("wire: %s %s: %w", r.addr, r.method, err)
+	}
+	b := appendCall(make([]byte, 0, callFrameLen(r.method, len(body))), r.id, h, r.method, body)
+	if err := r.c.send(r.ctx, r.cc, b); err != nil {
+		return fmt.Errorf("wire: %s %s: %w", r.addr, r.method, err)
+	}
+	return nil
+}
+
+// Read implements io.Reader.
+func (r *streamReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		r.next()
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+// next waits for the stream's next frame.
+func (r *streamReader) next() {
+	select {
+	case res := <-r.pc.ch:
+		switch res.typ {
+		case frameData:
+			r.buf = res.payload
+			r.st.received.Add(uint64(len(res.payload)))
+		case frameEnd:
+			r.finish(io.EOF, true)
+		case frameError:
+			r.finish(decodeRemoteError(r.addr, r.method, res.payload), true)
+		default:
+			r.finish(fmt.Errorf("wire: %s %s: %w: frame type %d in a stream", r.addr, r.method, ErrMalformed, res.typ), false)
+		}
+	case <-r.pc.dead:
+		r.finish(fmt.Errorf("wire: %s %s: stream cut: %w (%w)", r.addr, r.method, ErrPeerGone, r.pc.err), false)
+	case <-r.ctx.Done():
+		r.finish(fmt.Errorf("wire: %s %s: %w", r.addr, r.method, r.ctx.Err()), false)
+	}
+}
+
+// finish ends the stream with err (io.EOF when clean), counts it, and either
+// keeps the connection for the next stream (clean: the peer sent its last
+// frame) or drops it.
+func (r *streamReader) finish(err error, clean bool) {
+	r.err, r.buf = err, nil
+	class := -1
+	if err != io.EOF {
+		class = classFor(err)
+	}
+	r.st.inFlight.Add(-1)
+	r.st.count(class)
+	if r.cc == nil {
+		return
+	}
+	if r.pc != nil && !clean {
+		close(r.pc.abandoned)
+	}
+	if clean {
+		r.c.release(r.cc)
+	} else {
+		r.cc.fail(err)
+	}
+}
+
+// Close stops the stream. Closing before io.EOF drops the connection, which
+// ends the handler's context at the peer.
+func (r *streamReader) Close() error {
+	if r.err == nil {
+		r.finish(fmt.Errorf("wire: %s %s: %w", r.addr, r.method, context.Canceled), false)
+	}
+	r.err = errStreamClosed
+	return nil
+}
+
+// streamConn returns an idle stream connection to addr or dials one.
+func (c *Client) streamConn(ctx context.Context, addr string) (*clientConn, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	for idle := c.idle[addr]; len(idle) > 0; idle = c.idle[addr] {
+		cc := idle[len(idle)-1]
+		c.idle[addr] = idle[:len(idle)-1]
+		if !cc.isDead() {
+			c.mu.Unlock()
+			return cc, nil
+		}
+	}
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel) // Close ends a dial in progress
+	defer stop()
+	conn, err := c.connect(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	cc := newClientConn(addr)
+	close(cc.ready)
+	if err := c.start(cc, conn); err != nil {
+		return nil, err
+	}
+	return cc, nil
+}
+
+// release keeps a stream connection whose stream ended cleanly for the next
+// stream, up to MaxIdleStreamConns per address, and closes it otherwise.
+func (c *Client) release(cc *clientConn) {
+	c.mu.Lock()
+	_, live := c.live[cc]
+	keep := live && !c.closed && len(c.idle[cc.addr]) < c.cfg.MaxIdleStreamConns
+	if keep {
+		c.idle[cc.addr] = append(c.idle[cc.addr], cc)
+	}
+	c.mu.Unlock()
+	if !keep {
+		cc.fail(errors.New("wire: idle stream connection not kept"))
+	}
+}
