@@ -251,11 +251,11 @@ func (s *Server) serveConn(c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
+	var calls sync.WaitGroup
+	defer calls.Wait() // after cancel below: handlers see the connection end
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	sc := &serverConn{s: s, c: c, log: log, running: make(map[uint64]context.CancelFunc)}
-	var calls sync.WaitGroup
-	defer calls.Wait()
 	for {
 		f, err := readFrame(br, s.cfg.MaxFrameSize)
 		if err == nil && f.typ != frameRequest && f.typ != frameCall && f.typ != frameCancel {
