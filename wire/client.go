@@ -31,6 +31,11 @@ type Client struct {
 
 	methods           methodTable
 	dials, dialErrors atomic.Uint64
+	chunks            chunkPool // stream data frame buffers
+
+	// shareStreams puts streams on the unary connection: the design this
+	// package does not use, kept only so a benchmark can show why.
+	shareStreams bool
 }
 
 // ClientStats is a snapshot of a Client's counters.
@@ -47,7 +52,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Client{
-		cfg: cfg.withDefaults(), ctx: ctx, cancel: cancel,
+		cfg: cfg.withDefaults(), ctx: ctx, cancel: cancel, chunks: chunkPool{size: DefaultStreamChunkSize},
 		conns: make(map[string]*clientConn), idle: make(map[string][]*clientConn), live: make(map[*clientConn]struct{}),
 	}, nil
 }

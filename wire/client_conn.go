@@ -128,7 +128,7 @@ func (c *Client) readLoop(cc *clientConn) {
 	defer c.forget(cc)
 	br := bufio.NewReader(cc.c)
 	for {
-		f, err := readFrame(br, c.cfg.MaxFrameSize)
+		f, err := readFrameBuf(br, c.cfg.MaxFrameSize, &c.chunks)
 		switch {
 		case err != nil:
 		case f.typ == frameGoAway:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -64,6 +65,14 @@ type frame struct {
 // readFrame reads one frame from r, refusing a length above max before it
 // allocates anything.
 func readFrame(r io.Reader, max int) (frame, error) {
+	return readFrameBuf(r, max, nil)
+}
+
+// readFrameBuf is readFrame taking a data frame's payload buffer from
+// chunks when it fits, so a stream does not hand the garbage collector a
+// chunk per frame (GC pauses were most of a small call's tail latency
+// beside a bulk stream).
+func readFrameBuf(r io.Reader, max int, chunks *chunkPool) (frame, error) {
 	var hdr [4 + headerLen]byte
 	if _, err := io.ReadFull(r, hdr[:4]); err != nil {
 		return frame{}, err
@@ -82,7 +91,11 @@ func readFrame(r io.Reader, max int) (frame, error) {
 	if f.typ < frameRequest || f.typ > frameMax {
 		return frame{}, fmt.Errorf("%w: unknown type %d", ErrMalformed, f.typ)
 	}
-	f.payload = make([]byte, n-headerLen)
+	if f.typ == frameData && chunks != nil {
+		f.payload = chunks.get(int(n - headerLen))
+	} else {
+		f.payload = make([]byte, n-headerLen)
+	}
 	if _, err := io.ReadFull(r, f.payload); err != nil {
 		return frame{}, noEOF(err)
 	}
@@ -183,3 +196,28 @@ func parseRequest(f frame) (request, error) {
 // maxTimeout is the longest deadline a call header carries; anything longer
 // is sent as no deadline at all.
 const maxTimeout = 100 * 365 * 24 * time.Hour
+
+// chunkPool recycles stream chunk buffers of one size.
+type chunkPool struct {
+	size int
+	p    sync.Pool // of *[]byte with cap size
+}
+
+// get returns a buffer of length n, pooled if n fits.
+func (c *chunkPool) get(n int) []byte {
+	if n > c.size {
+		return make([]byte, n)
+	}
+	if b, ok := c.p.Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, c.size)
+}
+
+// put recycles b if it came from get.
+func (c *chunkPool) put(b []byte) {
+	if cap(b) == c.size {
+		b = b[:0]
+		c.p.Put(&b)
+	}
+}

@@ -55,11 +55,12 @@ type streamReader struct {
 	st     *methodStats
 	start  time.Time
 
-	cc  *clientConn
-	id  uint64
-	pc  *pendingCall
-	buf []byte // what is left of the current data frame
-	err error  // sticky: io.EOF after a clean end, or the failure
+	cc    *clientConn
+	id    uint64
+	pc    *pendingCall
+	buf   []byte // what is left of the current data frame
+	chunk []byte // the current data frame's buffer, recycled once read
+	err   error  // sticky: io.EOF after a clean end, or the failure
 }
 
 // open gets a stream connection and sends the call.
@@ -91,7 +92,18 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	}
 	n := copy(p, r.buf)
 	r.buf = r.buf[n:]
+	if len(r.buf) == 0 {
+		r.recycle()
+	}
 	return n, nil
+}
+
+// recycle hands the current data frame's buffer back to the pool.
+func (r *streamReader) recycle() {
+	if r.chunk != nil {
+		r.c.chunks.put(r.chunk)
+		r.chunk, r.buf = nil, nil
+	}
 }
 
 // next waits for the stream's next frame.
@@ -100,7 +112,7 @@ func (r *streamReader) next() {
 	case res := <-r.pc.ch:
 		switch res.typ {
 		case frameData:
-			r.buf = res.payload
+			r.buf, r.chunk = res.payload, res.payload
 			r.st.received.Add(uint64(len(res.payload)))
 		case frameEnd:
 			r.finish(io.EOF, true)
@@ -120,6 +132,7 @@ func (r *streamReader) next() {
 // keeps the connection for the next stream (clean: the peer sent its last
 // frame) or drops it.
 func (r *streamReader) finish(err error, clean bool) {
+	r.recycle()
 	r.err, r.buf = err, nil
 	class := -1
 	if err != io.EOF {
@@ -152,6 +165,9 @@ func (r *streamReader) Close() error {
 
 // streamConn returns an idle stream connection to addr or dials one.
 func (c *Client) streamConn(ctx context.Context, addr string) (*clientConn, error) {
+	if c.shareStreams {
+		return c.conn(ctx, addr)
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -185,6 +201,9 @@ func (c *Client) streamConn(ctx context.Context, addr string) (*clientConn, erro
 // release keeps a stream connection whose stream ended cleanly for the next
 // stream, up to MaxIdleStreamConns per address, and closes it otherwise.
 func (c *Client) release(cc *clientConn) {
+	if c.shareStreams {
+		return
+	}
 	c.mu.Lock()
 	_, live := c.live[cc]
 	keep := live && !c.closed && len(c.idle[cc.addr]) < c.cfg.MaxIdleStreamConns
