@@ -1,0 +1,271 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// MuxConfig configures a Mux. Zero fields take their defaults.
+type MuxConfig struct {
+	// HandshakeTimeout is how long a new connection has to send its first
+	// byte, and how long a routed connection waits for its protocol's
+	// Accept before it is closed (default 5s).
+	HandshakeTimeout time.Duration
+	// Logger receives dropped connections at Debug (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Validate reports the first invalid field.
+func (c MuxConfig) Validate() error {
+	if c.HandshakeTimeout < 0 {
+		return fmt.Errorf("wire: HandshakeTimeout (%s) cannot be negative", c.HandshakeTimeout)
+	}
+	return nil
+}
+
+// MuxStats is a snapshot of a Mux's counters.
+type MuxStats struct {
+	Accepted    uint64 // connections accepted on the shared listener
+	UnknownByte uint64 // closed: a first byte no protocol listens for
+	NoFirstByte uint64 // closed: no first byte within HandshakeTimeout
+	NotAccepted uint64 // closed: the protocol's listener did not accept in time
+}
+
+// Mux shares one listener between protocols by the first byte each
+// connection sends, as Consul's server port does: ProtoRPC for wire,
+// ProtoRaft for raft. A connection is handed to its protocol's listener
+// with the first byte still unread, so wire.Server checks its own magic
+// byte whether it runs behind a Mux or not.
+//
+// With TLS, give the Mux a TLS listener: the byte is then read inside the
+// encrypted stream (the handshake runs in the Mux's per-connection
+// goroutine, bounded by HandshakeTimeout), and every protocol on the port
+// gets the same mutual TLS. Routed connections' NetConn method returns
+// the *tls.Conn for its ConnectionState.
+type Mux struct {
+	l   net.Listener
+	cfg MuxConfig
+
+	mu      sync.Mutex
+	subs    map[byte]*muxListener
+	pending map[net.Conn]struct{} // connections whose first byte is awaited
+	closed  bool
+	done    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+
+	accepted, unknown, noByte, notAccepted atomic.Uint64
+}
+
+// NewMux returns a Mux over l; it starts nothing until Serve.
+func NewMux(l net.Listener, cfg MuxConfig) (*Mux, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Mux{
+		l: l, cfg: cfg, subs: make(map[byte]*muxListener),
+		pending: make(map[net.Conn]struct{}), done: make(chan struct{}),
+	}, nil
+}
+
+// Listen returns the listener for connections whose first byte is proto.
+// Closing it refuses that protocol's connections from then on.
+func (m *Mux) Listen(proto byte) (net.Listener, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.closed:
+		return nil, ErrClosed
+	case m.subs[proto] != nil:
+		return nil, fmt.Errorf("wire: mux: protocol byte 0x%02x already has a listener", proto)
+	}
+	sl := &muxListener{m: m, proto: proto, ch: make(chan net.Conn), done: make(chan struct{})}
+	m.subs[proto] = sl
+	return sl, nil
+}
+
+// Stats returns the Mux's counters.
+func (m *Mux) Stats() MuxStats {
+	return MuxStats{Accepted: m.accepted.Load(), UnknownByte: m.unknown.Load(), NoFirstByte: m.noByte.Load(), NotAccepted: m.notAccepted.Load()}
+}
+
+// Serve accepts connections until the listener fails or Close is called;
+// it returns ErrClosed after Close, or the accept error (after closing the
+// Mux, so every protocol's Accept returns).
+func (m *Mux) Serve() error {
+	for {
+		c, err := m.l.Accept()
+		if err != nil {
+			var ne net.Error
+			switch {
+			case m.isClosed():
+				return ErrClosed
+			case errors.As(err, &ne) && ne.Timeout():
+				continue
+			}
+			m.Close()
+			return fmt.Errorf("wire: mux: accept: %w", err)
+		}
+		m.accepted.Add(1)
+		if !m.track(c) {
+			c.Close()
+			return ErrClosed
+		}
+		go m.route(c)
+	}
+}
+
+// route reads c's first byte and hands c to its protocol's listener.
+func (m *Mux) route(c net.Conn) {
+	defer m.wg.Done()
+	c.SetReadDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
+	var b [1]byte
+	_, err := c.Read(b[:])
+	c.SetReadDeadline(time.Time{})
+	m.untrack(c)
+	var sl *muxListener
+	if err == nil {
+		m.mu.Lock()
+		sl = m.subs[b[0]]
+		m.mu.Unlock()
+	}
+	switch {
+	case err != nil:
+		m.noByte.Add(1)
+		m.cfg.Logger.Debug("wire: mux: no first byte", "remote", c.RemoteAddr().String(), "err", err)
+	case sl == nil:
+		m.unknown.Add(1)
+		m.cfg.Logger.Debug("wire: mux: no listener for first byte", "remote", c.RemoteAddr().String(), "byte", b[0])
+	default:
+		if sl.handoff(&muxConn{Conn: c, first: b[0]}) {
+			return
+		}
+	}
+	c.Close()
+}
+
+func (m *Mux) track(c net.Conn) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.pending[c] = struct{}{}
+	m.wg.Add(1)
+	return true
+}
+
+func (m *Mux) untrack(c net.Conn) {
+	m.mu.Lock()
+	delete(m.pending, c)
+	m.mu.Unlock()
+}
+
+func (m *Mux) isClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closed
+}
+
+// Close closes the shared listener, every protocol's listener and the
+// connections not yet handed over, and waits for the Mux's goroutines.
+// Connections already accepted by a protocol are that protocol's to close.
+// It may be called more than once.
+func (m *Mux) Close() error {
+	m.mu.Lock()
+	if !m.closed {
+		m.closed = true
+		close(m.done)
+		m.l.Close()
+		for c := range m.pending {
+			c.Close()
+		}
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+	return nil
+}
+
+// muxListener is one protocol's listener on a Mux.
+type muxListener struct {
+	m     *Mux
+	proto byte
+	ch    chan net.Conn
+	once  sync.Once
+	done  chan struct{}
+}
+
+var _ net.Listener = (*muxListener)(nil)
+
+// handoff gives c to the protocol's Accept, waiting at most the handshake
+// timeout; it reports whether c was taken.
+func (l *muxListener) handoff(c net.Conn) bool {
+	t := time.NewTimer(l.m.cfg.HandshakeTimeout)
+	defer t.Stop()
+	select {
+	case l.ch <- c:
+		return true
+	case <-t.C:
+		l.m.notAccepted.Add(1)
+	case <-l.done:
+	case <-l.m.done:
+	}
+	return false
+}
+
+// Accept returns the next connection that sent this listener's byte.
+func (l *muxListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+	case <-l.m.done:
+	}
+	return nil, fmt.Errorf("wire: mux listener 0x%02x: %w", l.proto, net.ErrClosed)
+}
+
+// Close stops this protocol's connections; others are not affected.
+func (l *muxListener) Close() error {
+	l.once.Do(func() {
+		close(l.done)
+		l.m.mu.Lock()
+		if l.m.subs[l.proto] == l {
+			delete(l.m.subs, l.proto)
+		}
+		l.m.mu.Unlock()
+	})
+	return nil
+}
+
+// Addr returns the shared listener's address.
+func (l *muxListener) Addr() net.Addr { return l.m.l.Addr() }
+
+// muxConn is a routed connection whose first byte is read again first.
+type muxConn struct {
+	net.Conn
+	first byte
+	read  atomic.Bool // the first byte was returned
+}
+
+// Read returns the first byte the Mux read, then reads the connection.
+func (c *muxConn) Read(p []byte) (int, error) {
+	if len(p) > 0 && c.read.CompareAndSwap(false, true) {
+		p[0] = c.first
+		return 1, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// NetConn returns the connection the Mux accepted (a *tls.Conn behind a
+// TLS listener).
+func (c *muxConn) NetConn() net.Conn { return c.Conn }

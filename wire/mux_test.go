@@ -1,0 +1,215 @@
+package wire_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/wire"
+)
+
+// muxed serves wire behind a Mux on l, with a raw echo protocol on
+// ProtoRaft beside it; it returns the Mux once both are serving.
+func muxed(t *testing.T, l net.Listener, cfg wire.MuxConfig) *wire.Mux {
+	t.Helper()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := wire.NewMux(l, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpcL, err := m.Listen(wire.ProtoRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Listen(wire.ProtoRPC); err == nil {
+		t.Fatal("a second listener for one byte was accepted")
+	}
+	raftL, err := m.Listen(wire.ProtoRaft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, wire.ServerConfig{})
+	done := make(chan struct{}, 3) // one per goroutine below
+	go func() { srv.Serve(rpcL); done <- struct{}{} }()
+	go func() { echoAll(raftL); done <- struct{}{} }()
+	go func() {
+		if err := m.Serve(); !errors.Is(err, wire.ErrClosed) {
+			t.Errorf("Mux.Serve = %v, want ErrClosed", err)
+		}
+		done <- struct{}{}
+	}()
+	t.Cleanup(func() {
+		m.Close()
+		srv.Close()
+		for range 3 {
+			<-done
+		}
+	})
+	return m
+}
+
+// echoAll echoes each accepted connection's bytes until l closes.
+func echoAll(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() { defer c.Close(); io.Copy(c, c) }()
+	}
+}
+
+func TestMuxRoutesByFirstByte(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := muxed(t, l, wire.MuxConfig{HandshakeTimeout: 200 * time.Millisecond})
+	addr := l.Addr().String()
+
+	cl, _ := wire.NewClient(wire.ClientConfig{})
+	t.Cleanup(func() { cl.Close() })
+	var resp echoResp
+	if err := cl.Call(ctxT(t, 5*time.Second), addr, "echo", echoReq{"over the mux"}, &resp); err != nil || resp.Msg != "over the mux" {
+		t.Fatalf("wire call through the mux: %v %q", err, resp.Msg)
+	}
+
+	// The raft side gets its byte unread, then the rest.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := append([]byte{wire.ProtoRaft}, "append entries"...)
+	c.Write(msg)
+	got := make([]byte, len(msg))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("raft echo = %q, %v; want %q", got, err, msg)
+	}
+
+	closedBy := func(first []byte) {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write(first)
+		waitClosed(t, c)
+	}
+	closedBy([]byte("GET / HTTP/1.1\r\n\r\n")) // no listener for 'G'
+	closedBy(nil)                              // silent past the handshake timeout
+	st := m.Stats()
+	if st.UnknownByte != 1 || st.NoFirstByte != 1 || st.Accepted != 4 {
+		t.Fatalf("stats = %+v, want 4 accepted, 1 unknown byte, 1 silent", st)
+	}
+}
+
+// TestMuxClosedProtocol: closing one protocol's listener refuses it and
+// leaves the others serving.
+func TestMuxClosedProtocol(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := muxed(t, l, wire.MuxConfig{})
+	other, err := m.Listen(0x01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	if _, err := other.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept on a closed protocol listener: %v", err)
+	}
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte{0x01, 2, 3})
+	waitClosed(t, c)
+	cl, _ := wire.NewClient(wire.ClientConfig{})
+	t.Cleanup(func() { cl.Close() })
+	if err := cl.Call(ctxT(t, 5*time.Second), l.Addr().String(), "echo", echoReq{}, nil); err != nil {
+		t.Fatalf("wire after another protocol closed: %v", err)
+	}
+}
+
+// TestMuxOverTLS: with the Mux over a TLS listener, the first byte travels
+// inside TLS and wire works unchanged with a TLS dialer.
+func TestMuxOverTLS(t *testing.T) {
+	cert, pool := selfSigned(t)
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := tls.NewListener(tcp, &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert})
+	muxed(t, l, wire.MuxConfig{})
+	tlsDial := wire.DialerFunc(func(ctx context.Context, addr string) (net.Conn, error) {
+		d := tls.Dialer{Config: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: "node"}}
+		return d.DialContext(ctx, "tcp", addr)
+	})
+	cl, _ := wire.NewClient(wire.ClientConfig{Dialer: tlsDial})
+	t.Cleanup(func() { cl.Close() })
+	var resp echoResp
+	if err := cl.Call(ctxT(t, 5*time.Second), tcp.Addr().String(), "echo", echoReq{"mtls"}, &resp); err != nil || resp.Msg != "mtls" {
+		t.Fatalf("wire over TLS through the mux: %v %q", err, resp.Msg)
+	}
+	plain, _ := wire.NewClient(wire.ClientConfig{})
+	t.Cleanup(func() { plain.Close() })
+	if err := plain.Call(ctxT(t, 5*time.Second), tcp.Addr().String(), "echo", echoReq{}, nil); err == nil {
+		t.Fatal("a plaintext call through a TLS mux succeeded")
+	}
+}
+
+// selfSigned makes a certificate for "node" that is its own CA.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "node"}, DNSNames: []string{"node"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// waitClosed fails unless the peer closes c (cleanly or with a reset)
+// within 5s.
+func waitClosed(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the peer did not close the connection: %v", err)
+	}
+}
