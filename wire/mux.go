@@ -94,8 +94,11 @@ func (m *Mux) Listen(proto byte) (net.Listener, error) {
 	return sl, nil
 }
 
-// Stats returns the Mux's counters.
+// Stats returns the Mux's counters. A nil Mux has none.
 func (m *Mux) Stats() MuxStats {
+	if m == nil {
+		return MuxStats{}
+	}
 	return MuxStats{Accepted: m.accepted.Load(), UnknownByte: m.unknown.Load(), NoFirstByte: m.noByte.Load(), NotAccepted: m.notAccepted.Load()}
 }
 
