@@ -1,17 +1,31 @@
-// Package wire carries node-to-node request/response calls over one TCP port
-// per node: length-prefixed frames with msgpack payloads, many concurrent calls
-// multiplexed on one reused connection per peer (see Example).
+// Package wire carries node-to-node calls over one TCP port per node:
+// length-prefixed frames with msgpack payloads; unary calls multiplexed on
+// one reused connection per peer, and streamed answers (cache bodies) on
+// connections of their own (see Example).
 //
 // It imports nothing from the module except clock, and never membership,
-// consensus, sharedcache, ratelimit, proxy or node. The network comes in
-// through the Dialer and net.Listener seams; wire/wiretest is the in-memory twin.
+// consensus, sharedcache, ratelimit, proxy or node; Prometheus export lives
+// in wire/wireprom. The network comes in through the Dialer and
+// net.Listener seams; wire/wiretest is the in-memory twin and fault
+// injector.
 //
-// # Framing
+// # Port and first byte
 //
-// A connection opens with one magic byte, ProtoRPC (0xC7), sent by the dialer.
-// The byte lets a later port multiplexer route other protocols (raft, say)
-// arriving on the same port, as Consul does; HTTP and TLS never start with it.
-// After it, both directions carry frames:
+// A connection opens with one magic byte sent by the dialer: ProtoRPC
+// (0xC7). A Mux shares one listener between protocols by that byte, as
+// Consul's server port does, and hands each connection on with the byte
+// still unread. The bytes of the cluster port:
+//
+//	0xC7  ProtoRPC   wire (this package)
+//	0xC8  ProtoRaft  raft, through consensus's own stream layer
+//
+// HTTP and TLS never start with either. With TLS, the Mux sits over the
+// TLS listener, so the byte travels encrypted and every protocol on the
+// port gets the cluster's mutual TLS.
+//
+// # Frames
+//
+// After the magic byte, both directions carry frames:
 //
 //	+----------------+--------+-----------------+---------------------+
 //	| length  uint32 | type 1 | call ID  uint64 | payload             |
@@ -20,16 +34,71 @@
 //
 // length counts everything after itself (so it is at least 9) and never
 // exceeds the reader's MaxFrameSize; a larger prefix closes the connection
-// before anything is allocated. Types:
+// before anything is allocated. Types (C: sent by the caller, S: by the
+// server):
 //
-//	1 request   payload = uint8 method length, method, msgpack body
-//	2 response  payload = msgpack body
-//	3 error     payload = uint8 code (0 handler error, 1 unknown method), UTF-8 message
-//	4 goaway    payload = UTF-8 reason; the sender closes the connection next
+//	1 request  C  payload = uint8 method length, method, msgpack body.
+//	              Version 1's request, still served: no deadline, no ring.
+//	2 response S  payload = msgpack body
+//	3 error    S  payload = uint8 code, then for code 2 (not the owner)
+//	              uint64 caller ring version, uint64 server ring version;
+//	              then a UTF-8 message. Ends a call or a stream.
+//	4 goaway   S  payload = UTF-8 reason; the sender closes the connection
+//	5 call     C  payload = uint8 flags (bit 0: answer with a stream),
+//	              uint64 timeout in µs (0: no deadline),
+//	              uint64 caller ring version (0: none),
+//	              uint8 method length, method, msgpack body
+//	6 data     S  payload = a chunk of a streamed answer (at most
+//	              StreamChunkSize bytes)
+//	7 end      S  empty; the stream ended cleanly
+//	8 cancel   C  empty; the caller gave up on the call
 //
-// Call IDs are chosen by the dialer, unique per connection; responses may come
-// back in any order. A caller that gives up (deadline) forgets its ID and a
-// late response is discarded; the handler is not told (deadlines are not
-// propagated in this version). An unknown frame type or a malformed frame is a protocol
-// error: the server answers with goaway (call ID 0) and closes.
+// Error codes: 0 handler error (or panic), 1 unknown method (or not of
+// the kind asked: unary or stream), 2 not the owner, 3 overloaded, 4
+// deadline. Unknown codes read as handler errors with the code kept.
+//
+// Call IDs are chosen by the dialer, unique per connection; answers may
+// come back in any order. An unknown frame type or a malformed frame is a
+// protocol error: the server answers with goaway (call ID 0) and closes.
+// Version 1 peers speak types 1 to 4 only; a version 1 server answers a
+// call frame with goaway, so the mixed case fails loudly, never silently.
+//
+// # Deadlines and cancellation
+//
+// A call carries its caller's time left, not a wall-clock instant, so
+// clocks need not agree; the server counts it from the request's arrival
+// (the trip itself is not counted, which errs on the generous side). The
+// handler's context ends then; a request whose deadline passed before its
+// handler could start is answered with code 4 and not run, and a caller
+// whose deadline passed sends nothing. A caller that is cancelled (rather
+// than timed out) sends a cancel frame, which ends the handler's context.
+//
+// # Streams, and why they get their own connection
+//
+// A stream handler's writes go out as data frames and end with an end
+// frame, or an error frame if the handler fails or panics; the caller
+// reads io.EOF only after the end frame, so a peer that dies mid-stream
+// is an ErrPeerGone at the reader, never a short body that looks whole.
+//
+// Each stream gets a connection of its own (kept for the next stream when
+// it ends cleanly), instead of interleaving its frames with small calls on
+// the shared connection. Interleaving bounded frames only bounds the queue
+// in this process: the kernel's send and receive buffers (several MiB on
+// a busy link) still hold bulk bytes ahead of a small answer, and a slow
+// reader would stall the shared connection unless wire grew HTTP/2's
+// per-stream flow control. A connection per stream gets flow control from
+// TCP and lets the NIC's per-flow queueing interleave. BenchmarkSmallCall
+// measures both ways with a 64 MiB stream in flight.
+//
+// # Overload
+//
+// A connection runs at most MaxConcurrentCalls handlers; a request beyond
+// that is answered at once with code 3, so the server's reader never
+// stops and small calls never queue behind slow ones.
+//
+// # Stats
+//
+// Server, Client and Mux count calls, errors by code, bytes, calls in
+// flight and a latency histogram per method with atomics, and return
+// snapshots from Stats; wire/wireprom exports them to Prometheus.
 package wire
