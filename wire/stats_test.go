@@ -45,6 +45,15 @@ func TestStats(t *testing.T) {
 	cancel()
 	cl.CallRaw(cctx, "srv:1", "raw", nil)
 
+	// The server counts a call after its answer is on its way.
+	waitFor(t, 5*time.Second, "the server to count every call", func() bool {
+		for _, m := range srv.Stats().Methods {
+			if m.InFlight != 0 {
+				return false
+			}
+		}
+		return true
+	})
 	ss, cs := srv.Stats(), cl.Stats()
 	cases := []struct {
 		name      string
