@@ -74,6 +74,19 @@ func newStreamPair(t *testing.T) *streamPair {
 	return p
 }
 
+// openHalf opens a "half" stream and waits until its bytes are written;
+// the reader is closed at cleanup.
+func (p *streamPair) openHalf(t *testing.T) io.ReadCloser {
+	t.Helper()
+	r, err := p.cl.CallStream(ctxT(t, 10*time.Second), "srv:1", "half", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	<-p.wrote // the stream is open and stalled
+	return r
+}
+
 func TestStreamBody(t *testing.T) {
 	p := newStreamPair(t)
 	for _, n := range []int{0, 1, 4096, 4097, 1 << 20} {
@@ -99,12 +112,7 @@ func TestStreamBody(t *testing.T) {
 // a unary call made while a stream stalls is answered at once.
 func TestStreamOwnConnection(t *testing.T) {
 	p := newStreamPair(t)
-	r, err := p.cl.CallStream(ctxT(t, 10*time.Second), "srv:1", "half", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	<-p.wrote // the stream is open and stalled
+	p.openHalf(t)
 	var resp echoResp
 	if err := p.cl.Call(ctxT(t, 5*time.Second), "srv:1", "echo", echoReq{"small"}, &resp); err != nil || resp.Msg != "small" {
 		t.Fatalf("unary call beside a stream: %v", err)
@@ -118,12 +126,7 @@ func TestStreamOwnConnection(t *testing.T) {
 // when the peer goes away before the end.
 func TestStreamPeerDiesMidStream(t *testing.T) {
 	p := newStreamPair(t)
-	r, err := p.cl.CallStream(ctxT(t, 10*time.Second), "srv:1", "half", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	<-p.wrote
+	r := p.openHalf(t)
 	p.nw.SetDown("srv:1", true)
 	got, err := io.ReadAll(r)
 	if !errors.Is(err, wire.ErrPeerGone) {
@@ -168,12 +171,7 @@ func TestStreamPeerDiesTCP(t *testing.T) {
 // the reader its error after exactly those bytes.
 func TestStreamHandlerErrorMidStream(t *testing.T) {
 	p := newStreamPair(t)
-	r, err := p.cl.CallStream(ctxT(t, 10*time.Second), "srv:1", "half", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	<-p.wrote
+	r := p.openHalf(t)
 	p.fail <- errors.New("upstream reset")
 	got, err := io.ReadAll(r)
 	var re *wire.RemoteError
@@ -242,11 +240,7 @@ func TestStreamErrorBeforeFirstByte(t *testing.T) {
 // the handler's context, and the next stream dials afresh.
 func TestStreamCloseEarlyStopsHandler(t *testing.T) {
 	p := newStreamPair(t)
-	r, err := p.cl.CallStream(ctxT(t, 10*time.Second), "srv:1", "half", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-p.wrote
+	r := p.openHalf(t)
 	r.Close()
 	if err := <-p.stopped; !errors.Is(err, context.Canceled) {
 		t.Fatalf("handler stopped with %v, want Canceled", err)
