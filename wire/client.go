@@ -119,10 +119,14 @@ func (c *Client) callRaw(ctx context.Context, addr, method string, body []byte) 
 	}
 	select {
 	case r := <-pc.ch:
-		if r.typ == frameError {
+		switch r.typ {
+		case frameResponse:
+			return r.payload, nil
+		case frameError:
 			return nil, decodeRemoteError(addr, method, r.payload)
 		}
-		return r.payload, nil
+		cc.fail(fmt.Errorf("%w: frame type %d answering a unary call", ErrMalformed, r.typ))
+		return nil, fmt.Errorf("wire: %s %s: %w: frame type %d answering a unary call", addr, method, ErrMalformed, r.typ)
 	case <-pc.dead:
 		return nil, fmt.Errorf("wire: %s %s: %w (%w)", addr, method, ErrPeerGone, pc.err)
 	case <-ctx.Done():
