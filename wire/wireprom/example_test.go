@@ -25,6 +25,7 @@ func Example() {
 	reg.MustRegister(wireprom.NewCollector(wireprom.Sources{Server: srv, Client: cl}))
 
 	cl.CallRaw(context.Background(), "node-a:7947", "ping", nil)
+	srv.Close() // waits for the handler, which counts after answering
 	families, _ := reg.Gather()
 	for _, f := range families {
 		if f.GetName() == "pingora_wire_server_calls_total" || f.GetName() == "pingora_wire_client_calls_total" {
