@@ -23,6 +23,7 @@ var errStreamClosed = errors.New("wire: read on closed stream")
 // the stream cleanly; a handler error, a dead peer or ctx ending mid-stream
 // make Read fail, so a cut body never looks whole. ctx bounds the whole
 // stream. Close the reader when done: closing early drops the connection.
+// Read and Close are for one goroutine; cancel ctx to stop a blocked Read.
 // A reader that stops reading for the server's WriteTimeout (10s by
 // default) has its stream cut, so a stalled caller cannot pin a handler.
 func (c *Client) CallStream(ctx context.Context, addr, method string, req any) (io.ReadCloser, error) {
