@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fails when a package imports what STYLE.md section 1 forbids. The rules are
-# in forbidden-imports.txt: "package-prefix forbidden-import-prefix". Only
-# non-test imports count (test files may import test helpers).
+# in forbidden-imports.txt: "package-prefix forbidden-import-prefix", where
+# the prefix !stdlib stands for any import outside the standard library.
+# Only non-test imports count (test files may import test helpers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -15,6 +16,14 @@ while read -r pkg imports; do
     # node/config is more specific than node: skip node's rules for it.
     if [ "$prefix" = node ] && [[ "$rel" == node/config* ]]; then continue; fi
     for imp in $imports; do
+      if [ "$forbidden" = '!stdlib' ]; then
+        first=${imp%%/*}
+        if [[ "$first" == *.* ]]; then
+          echo "forbidden import: $rel imports $imp (rule: $prefix imports only the standard library)"
+          status=1
+        fi
+        continue
+      fi
       case "$imp" in
         "$forbidden"|"$forbidden"/*)
           # proxy/... may import other proxy/... packages
