@@ -77,6 +77,24 @@ func BenchmarkObserve(b *testing.B) {
 	}
 }
 
+// BenchmarkObserveAt is Observe for a caller that passes the time it
+// already read.
+func BenchmarkObserveAt(b *testing.B) {
+	keys := benchKeys()
+	r, err := NewRate(RateConfig{Now: func() int64 { return 0 }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			r.ObserveAt(keys[i&1023], 1, 42)
+			i++
+		}
+	})
+}
+
 func BenchmarkSliding(b *testing.B) {
 	keys := benchKeys()
 	var fake atomic.Int64

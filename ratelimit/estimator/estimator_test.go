@@ -39,7 +39,7 @@ func TestNewSizes(t *testing.T) {
 
 func TestNewPanics(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ d, w int }{{0, 8}, {4, 0}, {-1, 8}, {65, 8}} {
+	for _, tc := range []struct{ d, w int }{{0, 8}, {4, 0}, {-1, 8}, {17, 8}} {
 		func() {
 			defer func() {
 				if recover() == nil {
@@ -123,8 +123,9 @@ func TestErrorBoundZipf(t *testing.T) {
 		s            float64
 		depth, width int
 	}{
-		{1.0, 4, 1024}, // the Rate default
-		{1.2, 4, 1024},
+		{1.0, 3, 1024}, // the Rate default
+		{1.2, 3, 1024},
+		{1.0, 4, 1024}, // Pingora's Rate
 		{1.0, 2, 256},
 		{1.0, 4, 8192}, // the Inflight default
 	}

@@ -24,7 +24,9 @@ func monotonic() Clock {
 type RateConfig struct {
 	// Interval is the length of one counting window (default 1s).
 	Interval time.Duration
-	// Depth is the number of rows of each window's sketch (default 4).
+	// Depth is the number of rows of each window's sketch (default 3: the
+	// failure probability δ = e^-3 ≈ 5 %; 4 rows give 1.8 % for about 4 ns
+	// more per Observe).
 	Depth int
 	// Width is the number of counters per row of each window's sketch,
 	// rounded up to a power of two (default 1024).
@@ -36,7 +38,7 @@ type RateConfig struct {
 // Defaults of RateConfig, applied to zero fields.
 const (
 	DefaultInterval = time.Second
-	DefaultDepth    = 4
+	DefaultDepth    = 3
 	DefaultWidth    = 1024
 )
 
@@ -53,8 +55,8 @@ func (c RateConfig) Validate() error {
 		return fmt.Errorf("estimator: Interval (%s) cannot be negative", c.Interval)
 	case c.Interval != 0 && c.Interval < time.Millisecond:
 		return fmt.Errorf("estimator: Interval (%s) must be at least 1ms", c.Interval)
-	case c.Depth < 0 || c.Depth > 64:
-		return fmt.Errorf("estimator: Depth (%d) must be between 1 and 64", c.Depth)
+	case c.Depth < 0 || c.Depth > maxDepth:
+		return fmt.Errorf("estimator: Depth (%d) must be between 1 and %d", c.Depth, maxDepth)
 	case c.Width < 0 || c.Width > 1<<30:
 		return fmt.Errorf("estimator: Width (%d) must be between 1 and 2^30", c.Width)
 	}
@@ -147,9 +149,13 @@ func (r *Rate) advance(k int64) int64 {
 
 // Observe adds n events for key to the current window and returns the
 // window's count so far.
-func (r *Rate) Observe(key string, n int64) int64 {
+func (r *Rate) Observe(key string, n int64) int64 { return r.ObserveAt(key, n, r.now()) }
+
+// ObserveAt is Observe at time now (a reading of the configured Clock),
+// for a caller that already read the clock for this request.
+func (r *Rate) ObserveAt(key string, n int64, now int64) int64 {
 	h := r.win[0].hash(key)
-	k := r.current(r.now())
+	k := r.current(now)
 	return r.win[k&1].incrHash(h, n)
 }
 
@@ -163,9 +169,12 @@ type Components struct {
 
 // Components returns key's counts in the previous and current windows and
 // how far the current window has gone.
-func (r *Rate) Components(key string) Components {
+func (r *Rate) Components(key string) Components { return r.ComponentsAt(key, r.now()) }
+
+// ComponentsAt is Components at time now (a reading of the configured
+// Clock).
+func (r *Rate) ComponentsAt(key string, now int64) Components {
 	h := r.win[0].hash(key)
-	now := r.now()
 	k := r.window(now)
 	c := r.current(now)
 	comp := Components{Interval: time.Duration(r.interval)}

@@ -20,7 +20,7 @@ func TestRateConfigValidate(t *testing.T) {
 		{"negative interval", RateConfig{Interval: -time.Second}, "Interval"},
 		{"sub-millisecond interval", RateConfig{Interval: time.Microsecond}, "Interval"},
 		{"negative depth", RateConfig{Depth: -1}, "Depth"},
-		{"huge depth", RateConfig{Depth: 65}, "Depth"},
+		{"huge depth", RateConfig{Depth: 17}, "Depth"},
 		{"negative width", RateConfig{Width: -1}, "Width"},
 		{"huge width", RateConfig{Width: 1<<30 + 1}, "Width"},
 	}
@@ -114,6 +114,9 @@ func TestRateWindows(t *testing.T) {
 						t.Errorf("step %d: Observe = %d, want %d", i, got, s.wantObs)
 					}
 				}
+				if at := r.ComponentsAt("k", c.now()); at != r.Components("k") {
+					t.Errorf("step %d: ComponentsAt(now) %+v != Components %+v", i, at, r.Components("k"))
+				}
 				comp := r.Components("k")
 				if comp.Prev != s.wantPrev || comp.Curr != s.wantCurr {
 					t.Errorf("step %d: prev %d curr %d, want %d %d", i, comp.Prev, comp.Curr, s.wantPrev, s.wantCurr)
@@ -140,7 +143,8 @@ func TestRateIntervalScales(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Observe("k", 25)
+	r.ObserveAt("k", 20, c.now())
+	r.Observe("k", 5)
 	c.advance(100 * time.Millisecond)
 	if got := r.Rate("k"); !near(got, 250) {
 		t.Errorf("Rate = %g, want 250/s", got)
@@ -185,5 +189,21 @@ func TestRateConcurrentFlip(t *testing.T) {
 	c.advance(2 * time.Second)
 	if comp := r.Components("k"); comp.Prev != 0 || comp.Curr != 0 {
 		t.Errorf("after two idle windows: %+v", comp)
+	}
+}
+
+// TestDefaultClock checks that a Rate without Now counts on the monotonic
+// clock (no assertion about time: within one window or across one, the
+// two observations are both in prev+curr).
+func TestDefaultClock(t *testing.T) {
+	t.Parallel()
+	r, err := NewRate(RateConfig{Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Observe("k", 1)
+	r.Observe("k", 2)
+	if c := r.Components("k"); c.Prev+c.Curr != 3 {
+		t.Errorf("prev %d + curr %d, want 3", c.Prev, c.Curr)
 	}
 }
