@@ -148,6 +148,8 @@ type PutOptions struct {
 // rejected when its weight exceeds Capacity, or when making room for it
 // would evict exactly one object that the admission sketch rates more
 // popular than it. Replacing a cached key always succeeds (if it fits).
+// A rejected Put leaves any value already cached for key in place: a
+// caller replacing a stale object it could not store must Remove it.
 func (c *Cache[V]) Put(key string, value V, weight int64) bool {
 	return c.PutWith(key, value, weight, PutOptions{})
 }
