@@ -88,9 +88,9 @@ type Rate struct {
 	interval int64 // ns
 	now      Clock
 	start    int64
-	win      [2]*Estimator // window k counts into win[k&1]; same seed, so one hash serves both
-	cur      atomic.Int64  // the newest window whose sketch has been made ready
-	mu       sync.Mutex    // serialises advance
+	win      [2]Estimator // window k counts into win[k&1]; same seed, so one hash serves both
+	cur      atomic.Int64 // the newest window whose sketch has been made ready
+	mu       sync.Mutex   // serialises advance
 }
 
 // NewRate returns a Rate for cfg, or cfg's validation error.
@@ -104,7 +104,7 @@ func NewRate(cfg RateConfig) (*Rate, error) {
 		interval: int64(cfg.Interval),
 		now:      cfg.Now,
 		start:    cfg.Now(),
-		win:      [2]*Estimator{newWithSeed(seed, cfg.Depth, cfg.Width), newWithSeed(seed, cfg.Depth, cfg.Width)},
+		win:      [2]Estimator{*newWithSeed(seed, cfg.Depth, cfg.Width), *newWithSeed(seed, cfg.Depth, cfg.Width)},
 	}, nil
 }
 
