@@ -30,10 +30,15 @@ type Cluster struct {
 
 	metaMu    sync.Mutex // guards meta; serialises UpdateMeta
 	meta      Meta
-	metaBytes atomic.Pointer[[]byte] // read by memberlist's NodeMeta
+	metaBytes atomic.Pointer[[]byte]       // the encoding of meta
+	announced atomic.Pointer[announcement] // read by memberlist's NodeMeta
 	metaKick  chan struct{}
 	pushMu    sync.Mutex // serialises metadata broadcasts with Leave
 	left      bool       // set by Leave under pushMu
+
+	inbox     chan []byte     // sync messages from peers (meta_sync.go)
+	pushPulls chan syncTarget // lagging peers for pushPullLoop
+	pending   atomic.Pointer[[]string]
 
 	queue *eventQueue
 
@@ -44,6 +49,9 @@ type Cluster struct {
 	subMu sync.Mutex
 	subs  map[chan Event]struct{}
 
+	// tweak, set by tests before Start, adjusts the memberlist config.
+	tweak func(*memberlist.Config)
+
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	stateMu  sync.Mutex
@@ -51,6 +59,7 @@ type Cluster struct {
 	shutdown bool
 
 	subDrops, metaErrs, pushes, joinFails atomic.Uint64
+	queries, resends, msgErrs, inboxDrops atomic.Uint64
 }
 
 // New validates cfg and returns a Cluster. It starts nothing.
@@ -68,12 +77,19 @@ func New(cfg Config) (*Cluster, error) {
 		log:      cfg.Logger.With("node", cfg.Name),
 		meta:     cfg.Meta,
 		metaKick: make(chan struct{}, 1), // one pending push is enough: pushes send the latest meta
-		queue:    newEventQueue(),
-		members:  make(map[string]*Member),
-		subs:     make(map[chan Event]struct{}),
-		stop:     make(chan struct{}),
+		// A burst of acknowledgements from a large cluster; one dropped is
+		// recovered by the next query (counted in Stats.SyncDrops).
+		inbox: make(chan []byte, 256),
+		// Lagging peers waiting for a push/pull; a full queue defers the
+		// rest to the next check.
+		pushPulls: make(chan syncTarget, 16),
+		queue:     newEventQueue(),
+		members:   make(map[string]*Member),
+		subs:      make(map[chan Event]struct{}),
+		stop:      make(chan struct{}),
 	}
 	c.metaBytes.Store(&enc)
+	c.announce()
 	c.ring.Store(NewRing(0, cfg.Name, nil))
 	return c, nil
 }
@@ -94,9 +110,13 @@ func (c *Cluster) Start() error {
 	if err := c.setTransport(mc); err != nil {
 		return err
 	}
-	d := &delegate{meta: &c.metaBytes, queue: c.queue}
+	if c.tweak != nil {
+		c.tweak(mc)
+	}
+	d := &delegate{meta: &c.announced, queue: c.queue, inbox: c.inbox, drops: &c.inboxDrops}
 	mc.Delegate, mc.Events = d, d
 	mc.Logger = newLogBridge(c.log)
+	c.announce() // what Create gossips
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		mc.Transport.Shutdown()
@@ -107,6 +127,8 @@ func (c *Cluster) Start() error {
 	c.started = true
 	c.goFunc(c.eventLoop)
 	c.goFunc(c.pushLoop)
+	c.goFunc(c.syncLoop)
+	c.goFunc(c.pushPullLoop)
 	c.goFunc(c.joinLoop)
 	c.log.Info("membership: started", "addr", c.addr, "profile", c.cfg.Profile, "seeds", c.cfg.Join)
 	return nil
@@ -194,7 +216,8 @@ func (c *Cluster) Status() Status {
 	r := c.Ring()
 	return Status{
 		Self: c.cfg.Name, Addr: c.Addr(), Members: c.Members(),
-		Ring: RingStatus{Version: r.Version(), Digest: r.Digest(), Members: r.Members(), Shares: r.Shares()},
+		Ring:        RingStatus{Version: r.Version(), Digest: r.Digest(), Members: r.Members(), Shares: r.Shares()},
+		MetaPending: c.pendingPeers(),
 	}
 }
 
@@ -203,6 +226,8 @@ func (c *Cluster) Stats() Stats {
 	return Stats{
 		SubscriberDrops:  c.subDrops.Load(),
 		MetaDecodeErrors: c.metaErrs.Load(), MetaPushes: c.pushes.Load(), JoinFailures: c.joinFails.Load(),
+		MetaQueries: c.queries.Load(), MetaResends: c.resends.Load(),
+		SyncErrors: c.msgErrs.Load(), SyncDrops: c.inboxDrops.Load(),
 	}
 }
 
@@ -258,9 +283,10 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 		return nil
 	}
 	c.left = true
-	if err := c.setLocalMeta(func(m *Meta) { m.State = StateDraining }); err != nil {
+	if _, err := c.setLocalMeta(func(m *Meta) { m.State = StateDraining }); err != nil {
 		return err
 	}
+	c.announce()
 	// Peers must see draining before the leave, or they will take the
 	// leave for a failure (see delegate.NotifyLeave).
 	if err := ml.UpdateNode(timeout); err != nil {

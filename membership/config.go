@@ -53,6 +53,14 @@ type Config struct {
 	// MetaPushInterval is the minimum gap between metadata broadcasts;
 	// changes in between are coalesced (default 200ms).
 	MetaPushInterval time.Duration
+	// MetaAckTimeout is how long a live peer may take to acknowledge a
+	// metadata broadcast before it is asked, then sent the metadata
+	// directly (default 500ms for lan, 300ms for fast).
+	MetaAckTimeout time.Duration
+	// MetaSyncInterval is how often acknowledgements are checked, and the
+	// first retry delay for a lagging peer, doubling up to 30s (default
+	// 250ms for lan, 100ms for fast).
+	MetaSyncInterval time.Duration
 	// JoinBackoffMax caps the retry delay while no seed answers (default 30s
 	// for lan, 2s for fast).
 	JoinBackoffMax time.Duration
@@ -99,8 +107,19 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("membership: Profile (%q) must be %q or %q", c.Profile, ProfileLAN, ProfileFast)
 	}
-	if c.MetaPushInterval < 0 || c.JoinBackoffMax < 0 || c.RejoinInterval < 0 {
-		return fmt.Errorf("membership: MetaPushInterval, JoinBackoffMax and RejoinInterval cannot be negative")
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"MetaPushInterval", c.MetaPushInterval}, {"JoinBackoffMax", c.JoinBackoffMax}, {"RejoinInterval", c.RejoinInterval},
+		{"MetaAckTimeout", c.MetaAckTimeout}, {"MetaSyncInterval", c.MetaSyncInterval},
+	} {
+		if f.d < 0 {
+			return fmt.Errorf("membership: %s (%s) cannot be negative", f.name, f.d)
+		}
+	}
+	if c.MetaSyncInterval != 0 && c.MetaSyncInterval < 10*time.Millisecond {
+		return fmt.Errorf("membership: MetaSyncInterval (%s) cannot be under 10ms", c.MetaSyncInterval)
 	}
 	if c.Meta.Weight < 0 || c.Meta.Weight > maxWeight {
 		return fmt.Errorf("membership: Meta.Weight (%d) must be between 0 and %d", c.Meta.Weight, maxWeight)
@@ -129,6 +148,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RejoinInterval == 0 {
 		c.RejoinInterval = pick(fast, time.Second, 30*time.Second)
+	}
+	if c.MetaAckTimeout == 0 {
+		c.MetaAckTimeout = pick(fast, 300*time.Millisecond, 500*time.Millisecond)
+	}
+	if c.MetaSyncInterval == 0 {
+		c.MetaSyncInterval = pick(fast, 100*time.Millisecond, 250*time.Millisecond)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -24,8 +24,10 @@ type rawEvent struct {
 // copy, enqueue and return: memberlist calls them with its node lock held
 // (hashicorp/memberlist#23, #237), so they must never block or call back.
 type delegate struct {
-	meta  *atomic.Pointer[[]byte]
+	meta  *atomic.Pointer[announcement]
 	queue *eventQueue
+	inbox chan<- []byte
+	drops *atomic.Uint64
 }
 
 var (
@@ -34,14 +36,23 @@ var (
 )
 
 func (d *delegate) NodeMeta(limit int) []byte {
-	b := *d.meta.Load()
+	b := d.meta.Load().bytes
 	if len(b) > limit { // encodeMeta guarantees this cannot happen
 		return nil
 	}
 	return b
 }
 
-func (d *delegate) NotifyMsg([]byte)                           {}
+// NotifyMsg hands a user message (metadata sync, meta_sync.go) to the sync
+// loop; memberlist reuses buf, so it is copied.
+func (d *delegate) NotifyMsg(buf []byte) {
+	select {
+	case d.inbox <- bytes.Clone(buf):
+	default:
+		d.drops.Add(1)
+	}
+}
+
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}

@@ -39,7 +39,7 @@ func (c *Cluster) applyEvent(ev rawEvent) {
 	}
 	m.Addr = ev.addr
 	wasDraining := m.metaOK && m.Meta.State == StateDraining
-	c.setMeta(m, ev.meta)
+	changed := c.setMeta(m, ev.meta)
 	state := Alive
 	if ev.typ == eventGone {
 		// Leave announces draining first (see Cluster.Leave); a node that
@@ -55,15 +55,19 @@ func (c *Cluster) applyEvent(ev rawEvent) {
 	cp := *m
 	cp.metaRaw = nil
 	c.mu.Unlock()
+	if changed && state == Alive && ev.name != c.cfg.Name {
+		c.sendSync(ev.name, ev.addr, syncMsg{Kind: syncAck, From: c.cfg.Name, Hash: metaHash(ev.meta)})
+	}
 	r := c.rebuildRing()
 	c.log.Debug("membership: event", "type", ev.typ.String(), "member", ev.name, "state", state, "ring", r.Digest())
 	c.publish(Event{Type: ev.typ, Member: cp, Ring: r.Version()})
 }
 
-// setMeta decodes raw into m when it changed. Callers hold c.mu.
-func (c *Cluster) setMeta(m *Member, raw []byte) {
+// setMeta decodes raw into m when it changed, and reports whether it did.
+// Callers hold c.mu.
+func (c *Cluster) setMeta(m *Member, raw []byte) bool {
 	if m.metaRaw != nil && bytes.Equal(m.metaRaw, raw) {
-		return
+		return false
 	}
 	meta, err := decodeMeta(m.Name, raw)
 	if err != nil {
@@ -71,6 +75,7 @@ func (c *Cluster) setMeta(m *Member, raw []byte) {
 		c.log.Warn("membership: member kept off the ring", "member", m.Name, "err", err)
 	}
 	m.Meta, m.metaRaw, m.metaOK = meta, bytes.Clone(raw), err == nil
+	return true
 }
 
 // expire forgets members dead or left for longer than deadRetention. The

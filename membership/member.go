@@ -73,6 +73,9 @@ type Status struct {
 	Addr    string     `json:"addr"`
 	Members []Member   `json:"members"`
 	Ring    RingStatus `json:"ring"`
+	// MetaPending lists live peers that have not acknowledged this node's
+	// latest metadata (as of the last check; see Config.MetaAckTimeout).
+	MetaPending []string `json:"meta_pending,omitempty"`
 }
 
 // RingStatus describes the current ring.
@@ -93,4 +96,15 @@ type Stats struct {
 	MetaPushes uint64
 	// JoinFailures counts failed join attempts.
 	JoinFailures uint64
+	// MetaQueries counts peers asked which of our metadata they hold,
+	// having not acknowledged it in time.
+	MetaQueries uint64
+	// MetaResends counts metadata sent directly (push/pull) to a peer that
+	// still lagged after a query: each is a broadcast that did not arrive.
+	MetaResends uint64
+	// SyncErrors counts user messages that failed to decode.
+	SyncErrors uint64
+	// SyncDrops counts user messages dropped because the sync loop was
+	// behind.
+	SyncDrops uint64
 }

@@ -1,18 +1,38 @@
 package membership
 
 import (
+	"bytes"
 	"slices"
 	"time"
 )
 
+// announcement is the metadata memberlist gossips for this node: what
+// NodeMeta returns, set just before each broadcast. Peers acknowledge its
+// hash (meta_sync.go).
+type announcement struct {
+	hash  uint64 // metaHash(bytes)
+	bytes []byte
+	at    time.Time // when it was broadcast
+}
+
 // UpdateMeta applies fn to a copy of this node's metadata and, if it still
 // encodes within memberlist's 512-byte limit, publishes it: the change is
 // broadcast promptly, but at most once per MetaPushInterval, later changes
-// being coalesced into the next push. An oversized result is refused with
-// ErrMetaTooLarge and nothing changes. fn must not call back into c.
+// being coalesced into the next push. Every live peer then acknowledges
+// it; one that does not is sent it directly (see meta_sync.go). An
+// unchanged result sends nothing. An oversized result is refused with
+// ErrMetaTooLarge and nothing changes. Before Start it only sets what
+// Start announces. fn must not call back into c.
 func (c *Cluster) UpdateMeta(fn func(*Meta)) error {
-	if err := c.setLocalMeta(fn); err != nil {
+	changed, err := c.setLocalMeta(fn)
+	if err != nil || !changed {
 		return err
+	}
+	c.stateMu.Lock()
+	started := c.started
+	c.stateMu.Unlock()
+	if !started {
+		return nil
 	}
 	select {
 	case c.metaKick <- struct{}{}:
@@ -21,28 +41,36 @@ func (c *Cluster) UpdateMeta(fn func(*Meta)) error {
 	return nil
 }
 
-// setLocalMeta applies fn and stores the encoding memberlist's NodeMeta
-// returns, without broadcasting.
-func (c *Cluster) setLocalMeta(fn func(*Meta)) error {
+// setLocalMeta applies fn and, when the result differs, stores it and its
+// encoding, without broadcasting. It reports whether anything changed.
+func (c *Cluster) setLocalMeta(fn func(*Meta)) (bool, error) {
 	c.metaMu.Lock()
+	defer c.metaMu.Unlock()
 	m := c.meta
 	m.Addrs.Proxy = slices.Clone(m.Addrs.Proxy)
 	fn(&m)
 	m.Name = c.cfg.Name
 	m = m.withDefaults()
 	if m.Weight < 0 || m.Weight > maxWeight {
-		c.metaMu.Unlock()
-		return ErrWeight
+		return false, ErrWeight
 	}
 	enc, err := encodeMeta(m)
 	if err != nil {
-		c.metaMu.Unlock()
-		return err
+		return false, err
+	}
+	if bytes.Equal(enc, *c.metaBytes.Load()) {
+		return false, nil
 	}
 	c.meta = m
 	c.metaBytes.Store(&enc)
-	c.metaMu.Unlock()
-	return nil
+	return true, nil
+}
+
+// announce makes the latest local metadata the one memberlist gossips.
+// Call it just before ml.UpdateNode.
+func (c *Cluster) announce() {
+	b := *c.metaBytes.Load()
+	c.announced.Store(&announcement{hash: metaHash(b), bytes: b, at: c.cfg.Clock.Now()})
 }
 
 // pushLoop broadcasts metadata changes, rate-limited to one per
@@ -84,8 +112,11 @@ func (c *Cluster) pushMeta() {
 		return
 	}
 	c.pushes.Add(1)
+	c.announce()
 	// UpdateNode waits for the broadcast to go out; bound the wait so a
-	// lone node (nobody to send to) does not stall later pushes.
+	// lone node (nobody to send to) does not stall later pushes. Waiting
+	// also keeps this broadcast from replacing our previous one while it
+	// is still queued, which can lose it (hashicorp/memberlist#263).
 	if err := ml.UpdateNode(time.Second); err != nil {
 		c.log.Debug("membership: metadata broadcast not confirmed", "err", err)
 	}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"reflect"
 	"sort"
 	"sync"
@@ -16,15 +17,19 @@ type clusterPart struct {
 	stop    chan struct{}
 	done    chan struct{}
 	poke    chan struct{} // refresh the metadata now
+	// refreshing is set once refreshMeta runs (gossip started); guarded by mu.
+	refreshing bool
 }
 
 // metaInterval is how often the node refreshes its gossiped metadata
 // (health summary, load, config version); unchanged metadata is not sent.
 const metaInterval = time.Second
 
-// startCluster starts gossip when the node file asks for it: join the
-// seeds, publish metadata, keep it fresh.
-func (n *Node) startCluster() error {
+// newCluster makes the node's membership when the node file asks for
+// gossip, without starting it: raft subscribes to its events first, and
+// gossip starts last (startGossip), so a node that fails to start never
+// joins and leaves no phantom member behind (issue 12).
+func (n *Node) newCluster() error {
 	if !n.cfg.Clustered() {
 		return nil
 	}
@@ -40,14 +45,36 @@ func (n *Node) startCluster() error {
 	if err != nil {
 		return err // membership's errors carry "membership:" already
 	}
-	if err := mc.Start(); err != nil {
-		return err
-	}
-	p := &clusterPart{members: mc, stop: make(chan struct{}), done: make(chan struct{}), poke: make(chan struct{}, 1)}
-	n.cluster.Store(p)
-	go n.refreshMeta(p)
-	n.log.Info("gossip started", "addr", mc.Addr(), "join", n.cfg.Join, "profile", n.cfg.GossipProfile)
+	n.cluster.Store(&clusterPart{members: mc, stop: make(chan struct{}), done: make(chan struct{}), poke: make(chan struct{}, 1)})
 	return nil
+}
+
+// startGossip binds gossip and starts joining the seeds, announcing the
+// node as it is now (ready, with its raft address): an update racing the
+// join could be lost (hashicorp/memberlist#263), so the first one comes
+// later, if anything changes.
+func (n *Node) startGossip() error {
+	p := n.cluster.Load()
+	if p == nil {
+		return nil
+	}
+	p.members.UpdateMeta(func(m *membership.Meta) { *m = n.meta(n.metaState()) })
+	if err := p.members.Start(); err != nil {
+		return err // membership's errors carry "membership:" already
+	}
+	p.mu.Lock()
+	p.refreshing = true
+	p.mu.Unlock()
+	go n.refreshMeta(p)
+	n.log.Info("gossip started", "addr", p.members.Addr(), "join", n.cfg.Join, "profile", n.cfg.GossipProfile)
+	return nil
+}
+
+func (n *Node) metaState() membership.NodeState {
+	if n.ready.Load() {
+		return membership.StateReady
+	}
+	return membership.StateStarting
 }
 
 // meta describes this node for the others.
@@ -101,11 +128,7 @@ func (n *Node) refreshMeta(p *clusterPart) {
 	t := time.NewTicker(metaInterval)
 	defer t.Stop()
 	for {
-		state := membership.StateReady
-		if !n.ready.Load() {
-			state = membership.StateStarting
-		}
-		want := n.meta(state)
+		want := n.meta(n.metaState())
 		cur := p.members.Meta()
 		want.Name = cur.Name
 		if !metaEqual(cur, want) {
@@ -141,9 +164,15 @@ func (n *Node) leaveCluster(graceful bool) {
 		return
 	}
 	close(p.stop)
-	<-p.done
+	p.mu.Lock()
+	refreshing := p.refreshing
+	p.mu.Unlock()
+	if refreshing {
+		<-p.done
+	}
 	if graceful {
-		if err := p.members.Leave(2 * time.Second); err != nil {
+		err := p.members.Leave(2 * time.Second)
+		if err != nil && !errors.Is(err, membership.ErrNotStarted) {
 			n.log.Warn("leaving the cluster", "err", err)
 		}
 	}

@@ -276,10 +276,13 @@ func (n *Node) Start() error {
 	}
 	err := n.startRPC()
 	if err == nil {
-		err = n.startCluster()
+		err = n.newCluster()
 	}
 	if err == nil {
 		err = n.startConsensus()
+	}
+	if err == nil {
+		err = n.startGossip()
 	}
 	if err == nil {
 		n.logAdvertised()
@@ -307,7 +310,7 @@ func (n *Node) abortStart() {
 	n.stopOffer() // a socket taken over stays the old process's
 	n.srv.Close()
 	n.closeConsensus()
-	n.leaveCluster(false)
+	n.leaveCluster(true) // a failure after gossip started: leave, not fail
 	n.stopRPC()
 	n.mu.Lock()
 	n.closeBound()

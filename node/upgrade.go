@@ -183,6 +183,12 @@ func (n *Node) ReloadFile(cfg *config.Node) error {
 
 // reopenState takes the cluster state back after a failed hand-off.
 func (n *Node) reopenState(wasClustered bool) {
+	if wasClustered {
+		if err := n.newCluster(); err != nil {
+			n.log.Error("rejoining the cluster after a failed upgrade", "err", err)
+			wasClustered = false
+		}
+	}
 	if n.cfg.Replicated() {
 		if err := n.openConsensus(); err == nil {
 			err = n.startConsensus()
@@ -194,7 +200,7 @@ func (n *Node) reopenState(wasClustered bool) {
 		}
 	}
 	if wasClustered {
-		if err := n.startCluster(); err != nil {
+		if err := n.startGossip(); err != nil {
 			n.log.Error("rejoining the cluster after a failed upgrade", "err", err)
 		}
 	}

@@ -29,6 +29,9 @@ type clusterOpts struct {
 	profile  string // gossip_profile
 	raft     bool   // data_dir and bootstrap_expect = nodes
 	upstream string
+	// together launches every node at once and returns without waiting
+	// for any; the caller polls (default: one by one, each answering).
+	together bool
 }
 
 // newProcCluster writes the node files of a cluster on loopback and
@@ -60,13 +63,31 @@ func newProcCluster(t *testing.T, o clusterOpts) []*proc {
 		}
 		p.nodeFile = filepath.Join(dir, p.name+".yaml")
 		os.WriteFile(p.nodeFile, []byte(body), 0o644)
-		p.start(t)
+		if o.together {
+			p.launch(t)
+		} else {
+			p.start(t)
+		}
 		procs = append(procs, p)
 	}
 	return procs
 }
 
+// start launches the process and waits until it answers /status.
 func (p *proc) start(t *testing.T) {
+	t.Helper()
+	p.launch(t)
+	waitFor(t, p.name+" answering /status", func() bool {
+		if p.cmd.ProcessState != nil {
+			t.Fatalf("%s exited: %v\n%s", p.name, p.cmd.ProcessState, p.log.String())
+		}
+		_, err := p.status()
+		return err == nil
+	})
+}
+
+// launch starts the process; it is killed (by its PID) when the test ends.
+func (p *proc) launch(t *testing.T) {
 	t.Helper()
 	p.cmd = exec.Command(binary, "run", "--config", p.nodeFile)
 	p.log = newLogFile(t)
@@ -83,13 +104,6 @@ func (p *proc) start(t *testing.T) {
 		if t.Failed() {
 			t.Logf("%s stderr:\n%s", name, log.String())
 		}
-	})
-	waitFor(t, p.name+" answering /status", func() bool {
-		if p.cmd.ProcessState != nil {
-			t.Fatalf("%s exited: %v\n%s", p.name, p.cmd.ProcessState, p.log.String())
-		}
-		_, err := p.status()
-		return err == nil
 	})
 }
 
