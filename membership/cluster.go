@@ -17,9 +17,6 @@ import (
 // Start succeeded or after Shutdown.
 var ErrNotStarted = errors.New("membership: not started")
 
-// deadRetention is how long dead and left members stay in Members.
-const deadRetention = 10 * time.Minute
-
 // Cluster is this node's view of the cluster. Make one with New, then Start.
 type Cluster struct {
 	cfg Config
@@ -195,8 +192,8 @@ func (c *Cluster) Meta() Meta {
 	return m
 }
 
-// Members returns every known member, including dead and left ones for ten
-// minutes after they went, sorted by name.
+// Members returns every known member, including dead and left ones until
+// ReapAfter has passed since they went, sorted by name.
 func (c *Cluster) Members() []Member {
 	c.mu.RLock()
 	out := make([]Member, 0, len(c.members))

@@ -61,6 +61,10 @@ type Config struct {
 	// first retry delay for a lagging peer, doubling up to 30s (default
 	// 250ms for lan, 100ms for fast).
 	MetaSyncInterval time.Duration
+	// ReapAfter is how long a failed or departed member stays in the member
+	// list (Members, /status, "members") before it is forgotten, as Consul's
+	// reconnect_timeout (72h there) (default 24h).
+	ReapAfter time.Duration
 	// JoinBackoffMax caps the retry delay while no seed answers (default 30s
 	// for lan, 2s for fast).
 	JoinBackoffMax time.Duration
@@ -112,7 +116,7 @@ func (c Config) Validate() error {
 		d    time.Duration
 	}{
 		{"MetaPushInterval", c.MetaPushInterval}, {"JoinBackoffMax", c.JoinBackoffMax}, {"RejoinInterval", c.RejoinInterval},
-		{"MetaAckTimeout", c.MetaAckTimeout}, {"MetaSyncInterval", c.MetaSyncInterval},
+		{"MetaAckTimeout", c.MetaAckTimeout}, {"MetaSyncInterval", c.MetaSyncInterval}, {"ReapAfter", c.ReapAfter},
 	} {
 		if f.d < 0 {
 			return fmt.Errorf("membership: %s (%s) cannot be negative", f.name, f.d)
@@ -154,6 +158,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MetaSyncInterval == 0 {
 		c.MetaSyncInterval = pick(fast, 100*time.Millisecond, 250*time.Millisecond)
+	}
+	if c.ReapAfter == 0 {
+		c.ReapAfter = 24 * time.Hour
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

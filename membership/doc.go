@@ -42,4 +42,8 @@
 // MetaAckTimeout + MetaSyncInterval plus a round trip: 0.8 s measured with
 // lan when every UDP packet to the peer is dropped
 // (TestMetaDeliveredWhenBroadcastLost).
+//
+// # Departed members
+//
+// Dead and left members stay in Members for ReapAfter (default 24h).
 package membership

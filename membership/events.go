@@ -5,13 +5,12 @@ import (
 	"time"
 )
 
-// expireInterval is how often the event loop forgets long-dead members.
-const expireInterval = time.Minute
-
 // eventLoop owns the member table and the ring: it applies queued callbacks
 // and periodic refreshes, rebuilding the ring after each.
 func (c *Cluster) eventLoop() {
-	t := c.cfg.Clock.NewTicker(expireInterval)
+	// Forget long-gone members at most a minute late, or a tenth of
+	// ReapAfter when that is shorter.
+	t := c.cfg.Clock.NewTicker(min(time.Minute, max(c.cfg.ReapAfter/10, time.Millisecond)))
 	defer t.Stop()
 	for {
 		select {
@@ -78,7 +77,7 @@ func (c *Cluster) setMeta(m *Member, raw []byte) bool {
 	return true
 }
 
-// expire forgets members dead or left for longer than deadRetention. The
+// expire forgets members dead or left for longer than ReapAfter. The
 // table is fed only by callbacks: memberlist's Members() hands out pointers
 // it keeps mutating, which the race detector flags.
 func (c *Cluster) expire() {
@@ -86,8 +85,9 @@ func (c *Cluster) expire() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for name, m := range c.members {
-		if (m.State == Dead || m.State == Left) && now.Sub(m.LastChange) > deadRetention {
+		if (m.State == Dead || m.State == Left) && now.Sub(m.LastChange) >= c.cfg.ReapAfter {
 			delete(c.members, name)
+			c.log.Info("membership: forgot a member gone for longer than ReapAfter", "member", name, "state", m.State, "since", m.LastChange, "reap_after", c.cfg.ReapAfter)
 		}
 	}
 }

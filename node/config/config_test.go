@@ -111,6 +111,7 @@ func TestParseNodeRefuses(t *testing.T) {
 		{"bad gossip key", goodNode + "gossip_key: c2hvcnQ=\n", `gossip_key: 5 bytes; want 16, 24 or 32`},
 		{"bad profile", goodNode + "gossip_profile: wan\n", `gossip_profile: "wan" is not one of lan, fast`},
 		{"bad bootstrap", goodNode + "data_dir: d\nbootstrap_expect: 9\n", `bootstrap_expect: 9 is not between 0 and 7`},
+		{"negative reap_after", goodNode + "reap_after: -1s\n", `reap_after: cannot be negative`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

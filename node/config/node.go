@@ -83,6 +83,10 @@ type Node struct {
 	// RingWeight scales the node's share of the cluster ring, 1-100
 	// (default 1).
 	RingWeight int `yaml:"ring_weight"`
+	// ReapAfter is how long a failed or departed member stays in the
+	// member list (/status, "members") before it is forgotten; Consul's
+	// reconnect_timeout is 72h (default 24h).
+	ReapAfter time.Duration `yaml:"reap_after"`
 	// DataDir holds the node's raft state. Setting it makes the cluster
 	// config replicated with raft instead of read from ClusterConfig, which
 	// then only seeds a new cluster (default "": no raft).
@@ -356,6 +360,9 @@ func (n *Node) validateCluster(e *errs) {
 	}
 	n.validateAdvertise(e)
 	n.checkReachable(e)
+	if n.ReapAfter < 0 {
+		e.add("reap_after", "cannot be negative")
+	}
 	if t := n.ClusterTLS; t != nil && (t.CA == "" || t.Cert == "" || t.Key == "") {
 		e.add("cluster_tls", "ca, cert and key are all required")
 	}
