@@ -1,9 +1,11 @@
 package membership
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -36,6 +38,15 @@ type Cluster struct {
 	inbox     chan []byte     // sync messages from peers (meta_sync.go)
 	pushPulls chan syncTarget // lagging peers for pushPullLoop
 	pending   atomic.Pointer[[]string]
+
+	join       joinState
+	lookupHost func(ctx context.Context, host string) ([]string, error)
+	joining    atomic.Bool // joinStep's ml.Join is running
+	selfAddr   atomic.Pointer[string]
+	clash      atomic.Pointer[nameClash]
+	failOnce   sync.Once
+	failed     atomic.Pointer[error]
+	errc       chan error
 
 	queue *eventQueue
 
@@ -79,14 +90,17 @@ func New(cfg Config) (*Cluster, error) {
 		inbox: make(chan []byte, 256),
 		// Lagging peers waiting for a push/pull; a full queue defers the
 		// rest to the next check.
-		pushPulls: make(chan syncTarget, 16),
-		queue:     newEventQueue(),
-		members:   make(map[string]*Member),
-		subs:      make(map[chan Event]struct{}),
-		stop:      make(chan struct{}),
+		pushPulls:  make(chan syncTarget, 16),
+		queue:      newEventQueue(),
+		lookupHost: net.DefaultResolver.LookupHost,
+		errc:       make(chan error, 1), // the one failure, sent once
+		members:    make(map[string]*Member),
+		subs:       make(map[chan Event]struct{}),
+		stop:       make(chan struct{}),
 	}
 	c.metaBytes.Store(&enc)
 	c.announce()
+	c.join.st.Seeds = slices.Clone(cfg.Join)
 	c.ring.Store(NewRing(0, cfg.Name, nil))
 	return c, nil
 }
@@ -112,6 +126,7 @@ func (c *Cluster) Start() error {
 	}
 	d := &delegate{meta: &c.announced, queue: c.queue, inbox: c.inbox, drops: &c.inboxDrops}
 	mc.Delegate, mc.Events = d, d
+	mc.Merge = &mergeGuard{name: c.cfg.Name, self: &c.selfAddr, clash: &c.clash, ours: &c.joining, log: c.log}
 	mc.Logger = newLogBridge(c.log)
 	c.announce() // what Create gossips
 	ml, err := memberlist.Create(mc)
@@ -121,6 +136,7 @@ func (c *Cluster) Start() error {
 	}
 	c.ml = ml
 	c.addr = ml.LocalNode().Address()
+	c.selfAddr.Store(&c.addr)
 	c.started = true
 	c.goFunc(c.eventLoop)
 	c.goFunc(c.pushLoop)
@@ -213,8 +229,8 @@ func (c *Cluster) Status() Status {
 	r := c.Ring()
 	return Status{
 		Self: c.cfg.Name, Addr: c.Addr(), Members: c.Members(),
-		Ring:        RingStatus{Version: r.Version(), Digest: r.Digest(), Members: r.Members(), Shares: r.Shares()},
-		MetaPending: c.pendingPeers(),
+		Ring: RingStatus{Version: r.Version(), Digest: r.Digest(), Members: r.Members(), Shares: r.Shares()},
+		Join: c.join.get(), MetaPending: c.pendingPeers(),
 	}
 }
 
@@ -322,7 +338,12 @@ func (c *Cluster) Shutdown() error {
 	return err
 }
 
+// memberlist returns the running memberlist, ErrNotStarted, or the
+// failure that stopped gossip (see fail).
 func (c *Cluster) memberlist() (*memberlist.Memberlist, error) {
+	if err := c.failure(); err != nil {
+		return nil, err
+	}
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
 	if !c.started || c.shutdown {

@@ -43,7 +43,11 @@
 // lan when every UDP packet to the peer is dropped
 // (TestMetaDeliveredWhenBroadcastLost).
 //
-// # Departed members
+// # Joining, names, departed members
 //
-// Dead and left members stay in Members for ReapAfter (default 24h).
+// Start joins the seeds in the background, with backoff, and the join
+// status (Status.Join) says how it goes. A node that finds another live
+// node with its name (it answers a ping for that name at another address)
+// stops gossip and reports ErrNameConflict on Err; the same node restarted
+// is let back in. Dead and left members stay in Members for ReapAfter.
 package membership

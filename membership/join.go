@@ -2,9 +2,64 @@ package membership
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
+	"slices"
+	"sync"
 	"time"
 )
+
+// JoinStatus is the state of joining the seeds, for /status: a join that
+// keeps failing shows here (issue 12).
+type JoinStatus struct {
+	// Seeds is the configured Join list.
+	Seeds []string `json:"seeds"`
+	// Tried lists the addresses tried at the last attempt: the seeds as
+	// resolved then, without this node and, once joined, without the live
+	// members.
+	Tried []string `json:"tried,omitempty"`
+	// Joined is true once a seed answered.
+	Joined bool `json:"joined"`
+	// Failures counts failed attempts since the last success.
+	Failures    int       `json:"failures"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+}
+
+// joinState guards the JoinStatus the join loop updates.
+type joinState struct {
+	mu sync.Mutex
+	st JoinStatus
+}
+
+func (j *joinState) get() JoinStatus {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	st := j.st
+	st.Seeds, st.Tried = slices.Clone(st.Seeds), slices.Clone(st.Tried)
+	return st
+}
+
+func (j *joinState) update(f func(*JoinStatus)) {
+	j.mu.Lock()
+	f(&j.st)
+	j.mu.Unlock()
+}
+
+// joinBackoff is the wait after failed attempt number attempt (from 0)
+// while no seed has answered yet: first, doubling, at most limit.
+func joinBackoff(first, limit time.Duration, attempt int) time.Duration {
+	d := first
+	for range attempt {
+		if d *= 2; d >= limit {
+			return limit
+		}
+	}
+	return min(d, limit)
+}
 
 // joinLoop joins the seeds with capped exponential backoff until one
 // answers, then every RejoinInterval re-joins the seeds that are not among
@@ -13,15 +68,29 @@ func (c *Cluster) joinLoop() {
 	if len(c.cfg.Join) == 0 {
 		return
 	}
-	backoff := pick(c.cfg.Profile == ProfileFast, 50*time.Millisecond, 500*time.Millisecond)
-	for !c.joinStep(false) {
-		if !c.sleep(backoff) {
+	first := pick(c.cfg.Profile == ProfileFast, 50*time.Millisecond, 500*time.Millisecond)
+	for attempt := 0; !c.joinStep(false); attempt++ {
+		if !c.sleepUntilNext(joinBackoff(first, c.cfg.JoinBackoffMax, attempt)) {
 			return
 		}
-		backoff = min(2*backoff, c.cfg.JoinBackoffMax)
 	}
-	for c.sleep(c.cfg.RejoinInterval) {
+	for c.sleepUntilNext(c.cfg.RejoinInterval) {
 		c.joinStep(true)
+	}
+}
+
+// sleepUntilNext waits d, showing the next attempt's time in the join
+// status once the timer is armed; it returns false on Shutdown.
+func (c *Cluster) sleepUntilNext(d time.Duration) bool {
+	t := c.cfg.Clock.NewTimer(d)
+	defer t.Stop()
+	next := c.cfg.Clock.Now().Add(d)
+	c.join.update(func(st *JoinStatus) { st.NextAttempt = next })
+	select {
+	case <-c.stop:
+		return false
+	case <-t.C():
+		return true
 	}
 }
 
@@ -33,26 +102,30 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 	if err != nil {
 		return false
 	}
-	seeds := c.resolveSeeds()
+	seeds, rerr := c.resolveSeeds()
 	if onlyMissing {
-		live := make(map[string]bool)
-		for _, m := range c.Members() {
-			if m.State == Alive || m.State == Suspect {
-				live[m.Addr] = true
-			}
+		seeds = c.missing(seeds)
+		if len(seeds) == 0 {
+			return true
 		}
-		var missing []string
-		for _, s := range seeds {
-			if !live[s] {
-				missing = append(missing, s)
-			}
+	}
+	now := c.cfg.Clock.Now()
+	n := 0
+	if len(seeds) > 0 {
+		c.joining.Store(true)
+		n, err = ml.Join(seeds)
+		c.joining.Store(false)
+	}
+	if n == 0 {
+		err = errors.Join(rerr, err)
+		if err == nil {
+			err = fmt.Errorf("no seed address to join")
 		}
-		seeds = missing
 	}
-	if len(seeds) == 0 {
-		return true
+	if fatal, cerr := c.checkConflict(); fatal || (cerr != nil && n == 0) {
+		n, err = 0, cerr
 	}
-	n, err := ml.Join(seeds)
+	c.recordJoin(now, seeds, n, err)
 	if n > 0 {
 		c.log.Info("membership: joined", "contacted", n, "seeds", seeds)
 		return true
@@ -63,23 +136,53 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 	return false
 }
 
+// missing returns the seeds that are not the address of a live member.
+func (c *Cluster) missing(seeds []string) []string {
+	live := make(map[string]bool)
+	for _, m := range c.Members() {
+		if m.State == Alive || m.State == Suspect {
+			live[m.Addr] = true
+		}
+	}
+	var out []string
+	for _, s := range seeds {
+		if !live[s] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (c *Cluster) recordJoin(now time.Time, seeds []string, n int, err error) {
+	c.join.update(func(st *JoinStatus) {
+		st.Tried, st.LastAttempt = slices.Clone(seeds), now
+		if n > 0 {
+			st.Joined, st.Failures, st.LastSuccess, st.LastError = true, 0, now, ""
+			return
+		}
+		st.Failures++
+		st.LastError = err.Error()
+	})
+}
+
 // resolveSeeds turns the Join list into "ip:port" addresses other than our
 // own (joining ourselves would count as success). Names that fail to
-// resolve are logged and skipped this round.
-func (c *Cluster) resolveSeeds() []string {
+// resolve are skipped this round and reported in the error.
+func (c *Cluster) resolveSeeds() ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	self := c.Addr()
 	var out []string
+	var errs []error
 	for _, seed := range c.cfg.Join {
 		host, port, err := net.SplitHostPort(seed)
 		if err != nil {
-			c.log.Warn("membership: bad seed address", "seed", seed, "err", err)
+			errs = append(errs, fmt.Errorf("bad seed address %q: %w", seed, err))
 			continue
 		}
-		ips, err := net.DefaultResolver.LookupHost(ctx, host)
+		ips, err := c.lookupHost(ctx, host)
 		if err != nil {
-			c.log.Warn("membership: cannot resolve seed", "seed", seed, "err", err)
+			errs = append(errs, fmt.Errorf("cannot resolve seed %q: %w", seed, err))
 			continue
 		}
 		for _, ip := range ips {
@@ -88,7 +191,7 @@ func (c *Cluster) resolveSeeds() []string {
 			}
 		}
 	}
-	return out
+	return out, errors.Join(errs...)
 }
 
 // sleep waits d on the configured clock; it returns false on Shutdown.

@@ -73,6 +73,8 @@ type Status struct {
 	Addr    string     `json:"addr"`
 	Members []Member   `json:"members"`
 	Ring    RingStatus `json:"ring"`
+	// Join is the state of joining the seeds.
+	Join JoinStatus `json:"join"`
 	// MetaPending lists live peers that have not acknowledged this node's
 	// latest metadata (as of the last check; see Config.MetaAckTimeout).
 	MetaPending []string `json:"meta_pending,omitempty"`

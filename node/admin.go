@@ -34,12 +34,13 @@ type Status struct {
 	Raft *consensus.Status `json:"raft,omitempty"`
 }
 
-// GossipStatus is the node's own gossip identity, and which peers lack
-// its latest metadata.
+// GossipStatus is the node's own gossip identity, how joining the seeds
+// goes, and which peers lack its latest metadata.
 type GossipStatus struct {
-	Self        string   `json:"self"`
-	Addr        string   `json:"addr"`
-	MetaPending []string `json:"meta_pending,omitempty"`
+	Self        string                `json:"self"`
+	Addr        string                `json:"addr"`
+	Join        membership.JoinStatus `json:"join"`
+	MetaPending []string              `json:"meta_pending,omitempty"`
 }
 
 // NodeStatus identifies the node.
@@ -89,7 +90,7 @@ func (n *Node) Status() Status {
 	n.mu.Unlock()
 	if mc := n.Members(); mc != nil {
 		ms := mc.Status()
-		st.Gossip = &GossipStatus{Self: ms.Self, Addr: ms.Addr, MetaPending: ms.MetaPending}
+		st.Gossip = &GossipStatus{Self: ms.Self, Addr: ms.Addr, Join: ms.Join, MetaPending: ms.MetaPending}
 		st.Members, st.Ring = ms.Members, &ms.Ring
 	}
 	if s := n.Store(); s != nil {

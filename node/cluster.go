@@ -138,6 +138,9 @@ func (n *Node) refreshMeta(p *clusterPart) {
 		select {
 		case <-p.stop:
 			return
+		case err := <-p.members.Err():
+			n.fail(err)
+			return
 		case <-t.C:
 		case <-p.poke:
 		}
@@ -173,7 +176,7 @@ func (n *Node) leaveCluster(graceful bool) {
 	}
 	if graceful {
 		err := p.members.Leave(2 * time.Second)
-		if err != nil && !errors.Is(err, membership.ErrNotStarted) {
+		if err != nil && !errors.Is(err, membership.ErrNotStarted) && !errors.Is(err, membership.ErrNameConflict) {
 			n.log.Warn("leaving the cluster", "err", err)
 		}
 	}
@@ -187,6 +190,21 @@ func (n *Node) drainCluster() {
 		p.members.UpdateMeta(func(m *membership.Meta) { m.State = membership.StateDraining })
 	}
 }
+
+// fail reports a part that failed for good (another node uses this
+// node's name) to whoever runs the node, through Failed.
+func (n *Node) fail(err error) {
+	n.log.Error("the node cannot go on in the cluster", "err", err)
+	select {
+	case n.failed <- err:
+	default:
+	}
+}
+
+// Failed receives an error when a part fails for good while the node
+// runs: another live node uses this node's name. The caller should stop
+// the node and exit non-zero.
+func (n *Node) Failed() <-chan error { return n.failed }
 
 // Members returns the node's view of the cluster, or nil when it does not
 // gossip.

@@ -75,6 +75,7 @@ type Node struct {
 	rpc         *wire.Server
 	rpcLn       net.Listener
 	superseded  chan struct{}
+	failed      chan error  // see Failed
 	handedOff   atomic.Bool // a successor holds the cluster identity
 	shutdown    atomic.Bool
 
@@ -114,7 +115,8 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	if opts.AccessLog == nil {
 		opts.AccessLog = os.Stdout
 	}
-	n := &Node{cfg: cfg, opts: opts, log: opts.Log, reg: prometheus.NewRegistry(), stopped: make(chan struct{}), superseded: make(chan struct{})}
+	n := &Node{cfg: cfg, opts: opts, log: opts.Log, reg: prometheus.NewRegistry(), stopped: make(chan struct{}), superseded: make(chan struct{}),
+		failed: make(chan error, 1)} // the first failure is enough
 	n.level.Set(parseLevel(cfg.LogLevel))
 	if n.log == nil {
 		n.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: &n.level}))

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pingora-go/pingora-go/membership"
 )
 
 // kill ends the process by its PID, if it still runs, and reaps it.
@@ -76,5 +78,61 @@ func TestFailedStartLeavesNoMember(t *testing.T) {
 	}
 	if got := c[0].members(t); strings.Contains(got, "n2") {
 		t.Fatalf("the seed lists %s", got)
+	}
+}
+
+// TestSecondNodeWithSameNameExits (issue 12): a second node started with
+// the name of a live node exits 1 saying so; the first keeps its place.
+// The same node restarted at once at its address (kill -9, then start) is
+// let back in.
+func TestSecondNodeWithSameNameExits(t *testing.T) {
+	c := newProcCluster(t, clusterOpts{nodes: 2, profile: "fast", upstream: "127.0.0.1:9"})
+	n2 := c[1]
+	seed, addr := c[0].gossipAddr(t), n2.gossipAddr(t)
+	alive := "n2=alive@" + addr
+	waitFor(t, "n2 alive on the seed", func() bool { return strings.Contains(c[0].members(t), alive) })
+	dup := extraNode(t, c, "n2", "dup", fmt.Sprintf("gossip_profile: fast\njoin: [%s]\n", seed))
+	dup.launch(t)
+	if err := waitExit(t, dup.cmd); err == nil {
+		t.Fatal("the second n2 exited 0")
+	}
+	if log := dup.log.String(); !strings.Contains(log, `another node named \"n2\" is alive at `+addr) || !strings.Contains(log, "give this node a unique name") {
+		t.Fatalf("stderr does not say why:\n%s", log)
+	}
+	if got := c[0].members(t); !strings.Contains(got, alive) {
+		t.Fatalf("the seed lists %s, want %s", got, alive)
+	}
+	n2.kill()
+	n2.start(t)
+	waitFor(t, "the restarted n2 in the cluster", func() bool {
+		return n2.members(t) == "n1=alive@"+seed+" "+alive
+	})
+	if n2.cmd.ProcessState != nil {
+		t.Fatal("the restarted n2 exited")
+	}
+}
+
+// TestJoinFailureShown (issue 12): a node whose seed never answers says so
+// in /status and in "status", with the seeds, the failed attempts and the
+// last error, while it keeps retrying.
+func TestJoinFailureShown(t *testing.T) {
+	c := newProcCluster(t, clusterOpts{nodes: 1, profile: "fast", upstream: "127.0.0.1:9"})
+	dead := freePort(t)
+	n := extraNode(t, c, "lonely", "lonely", fmt.Sprintf("gossip_profile: fast\njoin: [%s]\n", dead))
+	n.start(t)
+	var j membership.JoinStatus
+	waitFor(t, "two failed attempts in /status", func() bool {
+		st, err := n.status()
+		if err == nil && st.Gossip != nil {
+			j = st.Gossip.Join
+		}
+		return j.Failures >= 2
+	})
+	if j.Joined || len(j.Seeds) != 1 || j.Seeds[0] != dead || !strings.Contains(j.LastError, "failed to join "+dead) || j.NextAttempt.IsZero() {
+		t.Fatalf("join status %+v", j)
+	}
+	code, out, _ := cli("status", "--admin", "http://"+n.admin)
+	if code != 0 || !strings.Contains(out, "join      NOT JOINED: seeds "+dead) || !strings.Contains(out, "failed to join "+dead) {
+		t.Fatalf("status: exit %d\n%s", code, out)
 	}
 }

@@ -152,8 +152,9 @@ func removePidFile(path string, superseded <-chan struct{}) {
 }
 
 // serveUntilSignal runs the node until SIGTERM or SIGINT (graceful stop
-// within the grace period, exit 0) or until a successor took over (drain,
-// exit 0). SIGHUP reloads the node file and the cluster config, starting a
+// within the grace period, exit 0), until a successor took over (drain,
+// exit 0) or until the node failed for good (another live node has its
+// name: drain, exit 1). SIGHUP reloads the node file and the cluster config, starting a
 // successor when the node file changed beyond what applies in place;
 // SIGUSR2 starts a successor (binary upgrade). Either one, arriving after
 // a successor took over (it was sent to the pid this process wrote),
@@ -162,6 +163,7 @@ func removePidFile(path string, superseded <-chan struct{}) {
 func serveUntilSignal(n *node.Node, cfg *config.Node, f *runFlags, args []string, sigs <-chan os.Signal, stderr io.Writer) int {
 	var stopped <-chan error // set once the drain starts
 	superseded, handedOff := n.Superseded(), false
+	failed, exit := n.Failed(), 0
 	for {
 		select {
 		case sig := <-sigs:
@@ -188,11 +190,18 @@ func serveUntilSignal(n *node.Node, cfg *config.Node, f *runFlags, args []string
 			if stopped == nil {
 				stopped = drain(n, cfg.GracePeriod)
 			}
+		case err := <-failed: // another live node has this node's name
+			failed, exit = nil, 1
+			fmt.Fprintln(stderr, "pingora-node: stopping:", err)
+			if stopped == nil {
+				sdNotify("STOPPING=1")
+				stopped = drain(n, cfg.GracePeriod)
+			}
 		case err := <-stopped:
 			if err != nil {
 				return 1
 			}
-			return 0
+			return exit
 		}
 	}
 }

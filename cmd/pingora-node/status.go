@@ -123,6 +123,9 @@ func printStatus(w io.Writer, st *node.Status, _ string) {
 	if st.Ring != nil {
 		fmt.Fprintf(w, "cluster   %d members, ring v%d digest %s\n", len(st.Members), st.Ring.Version, st.Ring.Digest)
 	}
+	if g := st.Gossip; g != nil {
+		printGossip(w, g)
+	}
 	if r := st.Raft; r != nil {
 		fmt.Fprintf(w, "raft      %s, leader %s, term %d, commit %d, applied %d, %d voters, %d non-voters\n",
 			r.State, r.LeaderID, r.Term, r.CommitIndex, r.AppliedIndex, len(r.Voters), len(r.NonVoters))
@@ -144,6 +147,30 @@ func printStatus(w io.Writer, st *node.Status, _ string) {
 
 var peerCmd = command{name: "peer", args: "enable|disable UPSTREAM ADDR [--admin URL] [--token T]",
 	about: "Take a peer of an upstream group out of rotation on one node (disable), or put it back (enable)."}
+
+// printGossip prints how joining the seeds goes (a join that keeps
+// failing must not hide behind "ready") and which peers lack this node's
+// latest metadata.
+func printGossip(w io.Writer, g *node.GossipStatus) {
+	j := g.Join
+	if len(j.Seeds) > 0 {
+		at := func(t time.Time) string { return t.Local().Format(time.TimeOnly) }
+		switch {
+		case !j.Joined:
+			fmt.Fprintf(w, "join      NOT JOINED: seeds %s, %d failed attempts, last at %s: %s\n", strings.Join(j.Seeds, ","), j.Failures, at(j.LastAttempt), j.LastError)
+			if !j.NextAttempt.IsZero() {
+				fmt.Fprintf(w, "          next attempt at %s\n", at(j.NextAttempt))
+			}
+		case j.LastError != "":
+			fmt.Fprintf(w, "join      joined at %s (seeds %s); re-joining %s failed at %s: %s\n", at(j.LastSuccess), strings.Join(j.Seeds, ","), strings.Join(j.Tried, ","), at(j.LastAttempt), j.LastError)
+		default:
+			fmt.Fprintf(w, "join      joined at %s (seeds %s)\n", at(j.LastSuccess), strings.Join(j.Seeds, ","))
+		}
+	}
+	if len(g.MetaPending) > 0 {
+		fmt.Fprintf(w, "gossip    latest metadata not yet acknowledged by %s\n", strings.Join(g.MetaPending, ", "))
+	}
+}
 
 // cmdPeer is "pingora-node peer enable|disable UPSTREAM ADDR".
 func cmdPeer(args []string, stdout, stderr io.Writer) int {

@@ -1,0 +1,106 @@
+package membership
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// ErrNameConflict is returned (through Cluster.Err and the join status)
+// when another live node already uses this node's name at another
+// address. memberlist only logs "Conflicting address" and keeps both, so
+// the second node would run on unseen (issue 12).
+var ErrNameConflict = errors.New("membership: name conflict")
+
+// nameClash is a node with our name at another address, seen in a peer's
+// state during one of our joins.
+type nameClash struct{ addr string }
+
+// mergeGuard is memberlist's MergeDelegate: it refuses a push/pull in which
+// a live node has this node's name and another address. A restart at the
+// same address (memberlist then refutes the old incarnation) and a node
+// already declared dead pass.
+type mergeGuard struct {
+	name  string
+	self  *atomic.Pointer[string] // our advertised "ip:port"
+	clash *atomic.Pointer[nameClash]
+	ours  *atomic.Bool // a join of ours is in progress
+	log   *slog.Logger
+}
+
+var _ memberlist.MergeDelegate = (*mergeGuard)(nil)
+
+func (g *mergeGuard) NotifyMerge(peers []*memberlist.Node) error {
+	self := g.self.Load()
+	for _, p := range peers {
+		if p.Name != g.name || self == nil || p.Address() == *self ||
+			(p.State != memberlist.StateAlive && p.State != memberlist.StateSuspect) {
+			continue
+		}
+		if g.ours.Load() {
+			g.clash.Store(&nameClash{addr: p.Address()}) // checked by joinStep
+		} else {
+			g.log.Warn("membership: refused to merge state listing another live node with this node's name", "addr", p.Address())
+		}
+		return fmt.Errorf("%w: a node named %q is alive at %s", ErrNameConflict, g.name, p.Address())
+	}
+	return nil
+}
+
+// checkConflict runs after a join: if a peer showed another node with our
+// name, it pings that address for our name. An answer means a second live
+// node uses the name: gossip stops (without leaving, which peers would
+// take for the other node's), the error goes to Err, and fatal is true.
+// No answer means a dead instance of this node that peers have not yet
+// declared dead: the refused merge is retried with the join.
+func (c *Cluster) checkConflict() (fatal bool, err error) {
+	cl := c.clash.Swap(nil)
+	if cl == nil {
+		return false, nil
+	}
+	ml, merr := c.memberlist()
+	addr, aerr := net.ResolveUDPAddr("udp", cl.addr)
+	if merr != nil || aerr != nil {
+		return false, nil
+	}
+	for range 3 {
+		if _, perr := ml.Ping(c.cfg.Name, addr); perr == nil {
+			err := fmt.Errorf("%w: another node named %q is alive at %s (this node is at %s): give this node a unique name",
+				ErrNameConflict, c.cfg.Name, cl.addr, c.Addr())
+			c.fail(err)
+			return true, err
+		}
+	}
+	c.log.Warn("membership: the cluster lists this node's name at another address that does not answer; "+
+		"waiting until peers declare that instance dead", "addr", cl.addr)
+	return false, fmt.Errorf("%w: peers list this node's name at %s, which does not answer: waiting for them to declare it dead", ErrNameConflict, cl.addr)
+}
+
+// fail stops gossip for good and reports err on Err, once.
+func (c *Cluster) fail(err error) {
+	c.failOnce.Do(func() {
+		c.log.Error("membership: stopping gossip", "err", err)
+		ml, e := c.memberlist()
+		c.failed.Store(&err) // from now on memberlist() returns err
+		if e == nil {
+			ml.Shutdown() // no Leave: it would be taken for the other node's
+		}
+		c.errc <- err
+	})
+}
+
+// Err receives one error when the Cluster cannot go on: another live node
+// uses this node's name (ErrNameConflict). Gossip has then stopped; the
+// caller should exit, and Leave refuses to run.
+func (c *Cluster) Err() <-chan error { return c.errc }
+
+func (c *Cluster) failure() error {
+	if p := c.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}

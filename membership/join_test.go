@@ -1,0 +1,105 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/clock"
+)
+
+func TestJoinBackoff(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		first, limit time.Duration
+		attempt      int
+		want         time.Duration
+	}{
+		{500 * time.Millisecond, 30 * time.Second, 0, 500 * time.Millisecond},
+		{500 * time.Millisecond, 30 * time.Second, 1, time.Second},
+		{500 * time.Millisecond, 30 * time.Second, 5, 16 * time.Second},
+		{500 * time.Millisecond, 30 * time.Second, 6, 30 * time.Second},
+		{500 * time.Millisecond, 30 * time.Second, 1000, 30 * time.Second},
+		{50 * time.Millisecond, 2 * time.Second, 5, 1600 * time.Millisecond},
+		{50 * time.Millisecond, 2 * time.Second, 6, 2 * time.Second},
+	} {
+		if got := joinBackoff(tc.first, tc.limit, tc.attempt); got != tc.want {
+			t.Errorf("joinBackoff(%s, %s, %d) = %s, want %s", tc.first, tc.limit, tc.attempt, got, tc.want)
+		}
+	}
+}
+
+// TestJoinStatusAndBackoff (issue 12): a join that keeps failing shows in
+// the status (seeds, tries, last attempt, last error, next attempt), is
+// retried on the backoff schedule (500ms, 1s, 2s... with lan) by the
+// injected clock, re-resolves the seed name on every try, and joins once
+// the seed is up.
+func TestJoinStatusAndBackoff(t *testing.T) {
+	sink := newLogSink(t)
+	seedAddr := freeLoopback(t)
+	_, port, _ := net.SplitHostPort(seedAddr)
+	fc := clock.NewFake(time.Unix(1_000_000, 0))
+	var lookups atomic.Int32
+	c, err := New(Config{Name: "b", BindAddr: "127.0.0.1:0", Join: []string{"seed.example:" + port}, Clock: fc, Logger: sink.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.lookupHost = func(ctx context.Context, host string) ([]string, error) {
+		if lookups.Add(1) <= 2 { // the name does not resolve yet
+			return nil, errors.New("no such host")
+		}
+		return []string{"127.0.0.1"}, nil
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Shutdown() })
+	t0 := fc.Now()
+	// attempt waits for failed attempt k, checks its status, and returns
+	// once the retry timer is armed.
+	attempt := func(k int, backoff time.Duration, errPart string) {
+		t.Helper()
+		var st JoinStatus
+		waitFor(t, 10*time.Second, "failed attempt", func() bool {
+			st = c.Status().Join
+			return st.Failures == k && st.NextAttempt.Equal(fc.Now().Add(backoff))
+		})
+		if st.Joined || !st.LastAttempt.Equal(fc.Now()) || !strings.Contains(st.LastError, errPart) ||
+			len(st.Seeds) != 1 || st.Seeds[0] != "seed.example:"+port {
+			t.Fatalf("attempt %d: status %+v, want error with %q", k, st, errPart)
+		}
+		if int(lookups.Load()) != k {
+			t.Fatalf("attempt %d resolved the seed %d times, want once per attempt", k, lookups.Load())
+		}
+	}
+	attempt(1, 500*time.Millisecond, `cannot resolve seed "seed.example:`+port+`": no such host`)
+	fc.Advance(500 * time.Millisecond)
+	attempt(2, time.Second, "cannot resolve seed")
+	fc.Advance(time.Second)
+	attempt(3, 2*time.Second, "failed to join 127.0.0.1:"+port)
+	if st := c.Status().Join; len(st.Tried) != 1 || st.Tried[0] != seedAddr {
+		t.Fatalf("tried %v, want %s", st.Tried, seedAddr)
+	}
+	startNode(t, sink, Config{Name: "a", BindAddr: seedAddr})
+	fc.Advance(2 * time.Second)
+	waitFor(t, 10*time.Second, "the join to succeed", func() bool { return c.Status().Join.Joined })
+	st := c.Status().Join
+	if st.Failures != 0 || st.LastError != "" || !st.LastSuccess.Equal(t0.Add(3500*time.Millisecond)) {
+		t.Fatalf("after joining: %+v", st)
+	}
+}
+
+// freeLoopback returns a loopback "ip:port" nothing listens on just now.
+func freeLoopback(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
