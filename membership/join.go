@@ -49,9 +49,10 @@ func (j *joinState) update(f func(*JoinStatus)) {
 	j.mu.Unlock()
 }
 
-// joinBackoff is the wait after failed attempt number attempt (from 0)
-// while no seed has answered yet: first, doubling, at most limit.
-func joinBackoff(first, limit time.Duration, attempt int) time.Duration {
+// backoff is the wait after try number attempt (from 0): first, doubling,
+// at most limit. Joins use it while no seed has answered yet, the metadata
+// sync for a lagging peer.
+func backoff(first, limit time.Duration, attempt int) time.Duration {
 	d := first
 	for range attempt {
 		if d *= 2; d >= limit {
@@ -70,7 +71,7 @@ func (c *Cluster) joinLoop() {
 	}
 	first := pick(c.cfg.Profile == ProfileFast, 50*time.Millisecond, 500*time.Millisecond)
 	for attempt := 0; !c.joinStep(false); attempt++ {
-		if !c.sleepUntilNext(joinBackoff(first, c.cfg.JoinBackoffMax, attempt)) {
+		if !c.sleepUntilNext(backoff(first, c.cfg.JoinBackoffMax, attempt)) {
 			return
 		}
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/pingora-go/pingora-go/clock"
 )
 
-func TestJoinBackoff(t *testing.T) {
+func TestBackoff(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		first, limit time.Duration
@@ -26,9 +26,11 @@ func TestJoinBackoff(t *testing.T) {
 		{500 * time.Millisecond, 30 * time.Second, 1000, 30 * time.Second},
 		{50 * time.Millisecond, 2 * time.Second, 5, 1600 * time.Millisecond},
 		{50 * time.Millisecond, 2 * time.Second, 6, 2 * time.Second},
+		{250 * time.Millisecond, maxSyncBackoff, 6, 16 * time.Second}, // metadata sync, lan
+		{250 * time.Millisecond, maxSyncBackoff, 7, 30 * time.Second},
 	} {
-		if got := joinBackoff(tc.first, tc.limit, tc.attempt); got != tc.want {
-			t.Errorf("joinBackoff(%s, %s, %d) = %s, want %s", tc.first, tc.limit, tc.attempt, got, tc.want)
+		if got := backoff(tc.first, tc.limit, tc.attempt); got != tc.want {
+			t.Errorf("backoff(%s, %s, %d) = %s, want %s", tc.first, tc.limit, tc.attempt, got, tc.want)
 		}
 	}
 }

@@ -200,21 +200,9 @@ func (c *Cluster) syncStep(peers map[string]*peerSync, now time.Time) []syncTarg
 // push/pulls after) and schedules the one after it.
 func (p *peerSync) try(name string, now time.Time, interval time.Duration) syncTarget {
 	tg := syncTarget{name: name, addr: p.addr, push: p.attempts > 0}
-	p.next = now.Add(syncBackoff(interval, p.attempts))
+	p.next = now.Add(backoff(interval, maxSyncBackoff, p.attempts))
 	p.attempts++
 	return tg
-}
-
-// syncBackoff is the wait after try number attempt (from 0) to bring a
-// peer up to date: interval, doubling, at most maxSyncBackoff.
-func syncBackoff(interval time.Duration, attempt int) time.Duration {
-	d := interval
-	for range attempt {
-		if d *= 2; d >= maxSyncBackoff {
-			return maxSyncBackoff
-		}
-	}
-	return min(d, maxSyncBackoff)
 }
 
 func later(a, b time.Time) time.Time {

@@ -10,18 +10,6 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-func TestSyncBackoff(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		attempt int
-		want    time.Duration
-	}{{0, 250 * time.Millisecond}, {1, 500 * time.Millisecond}, {2, time.Second}, {6, 16 * time.Second}, {7, 30 * time.Second}, {60, 30 * time.Second}} {
-		if got := syncBackoff(250*time.Millisecond, tc.attempt); got != tc.want {
-			t.Errorf("syncBackoff(250ms, %d) = %s, want %s", tc.attempt, got, tc.want)
-		}
-	}
-}
-
 func TestSyncMsgRoundTrip(t *testing.T) {
 	t.Parallel()
 	m := syncMsg{Kind: syncAck, From: "n2", Hash: 1<<63 + 5}
