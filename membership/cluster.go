@@ -32,8 +32,9 @@ type Cluster struct {
 	metaBytes atomic.Pointer[[]byte]       // the encoding of meta
 	announced atomic.Pointer[announcement] // read by memberlist's NodeMeta
 	metaKick  chan struct{}
-	pushMu    sync.Mutex // serialises metadata broadcasts with Leave
-	left      bool       // set by Leave under pushMu
+	pushMu    sync.Mutex  // serialises metadata broadcasts with Leave
+	left      bool        // set by Leave under pushMu
+	leaving   atomic.Bool // set by Leave: the metadata sync stops
 
 	inbox     chan []byte     // sync messages from peers (meta_sync.go)
 	pushPulls chan syncTarget // lagging peers for pushPullLoop
@@ -296,6 +297,7 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 		return nil
 	}
 	c.left = true
+	c.leaving.Store(true)
 	if _, err := c.setLocalMeta(func(m *Meta) { m.State = StateDraining }); err != nil {
 		return err
 	}

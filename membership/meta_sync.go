@@ -147,7 +147,7 @@ func (c *Cluster) handleSync(peers map[string]*peerSync, b []byte, now time.Time
 	p.held = m.Hash
 	// The answer to our query names older metadata: the broadcast was
 	// lost; push now rather than at the next check.
-	if ann := c.announced.Load(); p.target == ann.hash && p.held != ann.hash && p.attempts == 1 {
+	if ann := c.announced.Load(); p.target == ann.hash && p.held != ann.hash && p.attempts == 1 && !c.leaving.Load() {
 		c.bringUpToDate(p.try(m.From, now, c.cfg.MetaSyncInterval))
 	}
 }
@@ -155,6 +155,9 @@ func (c *Cluster) handleSync(peers map[string]*peerSync, b []byte, now time.Time
 // syncStep updates peers from the member table and returns the peers to
 // ask or to push to now.
 func (c *Cluster) syncStep(peers map[string]*peerSync, now time.Time) []syncTarget {
+	if c.leaving.Load() {
+		return nil // a push/pull now would announce us again
+	}
 	ann := c.announced.Load()
 	live := make(map[string]string)
 	c.mu.RLock()
