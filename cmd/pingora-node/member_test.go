@@ -136,3 +136,25 @@ func TestJoinFailureShown(t *testing.T) {
 		t.Fatalf("status: exit %d\n%s", code, out)
 	}
 }
+
+// TestDeadMemberReaped (issue 12): a member killed without leaving shows
+// dead in /status, then is forgotten once reap_after has passed.
+func TestDeadMemberReaped(t *testing.T) {
+	c := newProcCluster(t, clusterOpts{nodes: 1, profile: "fast", upstream: "127.0.0.1:9"})
+	join := fmt.Sprintf("gossip_profile: fast\njoin: [%s]\n", c[0].gossipAddr(t))
+	watcher := extraNode(t, c, "n2", "n2", join+"reap_after: 3s\n")
+	victim := extraNode(t, c, "n3", "n3", join)
+	watcher.start(t)
+	victim.start(t)
+	waitFor(t, "n3 alive on n2", func() bool { return strings.Contains(watcher.members(t), "n3=alive") })
+	victim.kill()
+	seen := false
+	waitFor(t, "n3 dead, then forgotten", func() bool {
+		m := watcher.members(t)
+		seen = seen || strings.Contains(m, "n3=dead")
+		return seen && !strings.Contains(m, "n3")
+	})
+	if !strings.Contains(c[0].members(t), "n3=dead") {
+		t.Fatalf("n1 (reap_after 24h) forgot n3 too: %s", c[0].members(t))
+	}
+}
