@@ -1,0 +1,387 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/clock"
+)
+
+func newTestMemory(t *testing.T, cfg MemoryConfig) *Memory {
+	t.Helper()
+	m, err := NewMemory(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func testMeta(cl string) *Meta {
+	h := http.Header{"Cache-Control": {"max-age=60"}}
+	if cl != "" {
+		h.Set("Content-Length", cl)
+	}
+	return &Meta{Status: 200, Header: h, ResponseTime: t0, RequestTime: t0, Fresh: time.Minute}
+}
+
+func mustLock(t *testing.T, m *Memory, key string) Fill {
+	t.Helper()
+	f, o, err := m.Lock(context.Background(), key, 0)
+	if err != nil || o != nil || f == nil {
+		t.Fatalf("Lock(%q) = %v, %v, %v; want a fill", key, f, o, err)
+	}
+	return f
+}
+
+// waitArmed waits until n lock waiters armed their timers on fc: they
+// are waiting.
+func waitArmed(t *testing.T, fc *clock.Fake, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for fc.Waiters() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d lock waiters never armed their timers", n)
+		}
+		time.Sleep(time.Millisecond) // sleep-ok: polling for the waiters' timers
+	}
+}
+
+// lockAsync runs Lock in a goroutine and returns its result channel.
+type lockResult struct {
+	f   Fill
+	o   Object
+	err error
+}
+
+func lockAsync(m *Memory, ctx context.Context, key string, wait time.Duration) chan lockResult {
+	ch := make(chan lockResult, 1) // one result, read by the test
+	go func() {
+		f, o, err := m.Lock(ctx, key, wait)
+		ch <- lockResult{f, o, err}
+	}()
+	return ch
+}
+
+// TestMemoryFillStreams: a waiter on the lock gets the fill's object when
+// its head is published and reads bytes before the fill is complete; the
+// object is stored once committed.
+func TestMemoryFillStreams(t *testing.T) {
+	m := newTestMemory(t, MemoryConfig{})
+	f := mustLock(t, m, "k")
+	waiter := lockAsync(m, context.Background(), "k", time.Minute)
+	if err := f.Start(testMeta("10"), 0); err != nil {
+		t.Fatal(err)
+	}
+	res := <-waiter
+	if res.err != nil || res.o == nil || res.f != nil {
+		t.Fatalf("waiter got %+v", res)
+	}
+	r, err := res.o.NewReader(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("hello"))
+	buf := make([]byte, 64)
+	n, err := r.Read(buf)
+	if err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("read before commit: %q %v", buf[:n], err)
+	}
+	if res.o.Len() != -1 {
+		t.Fatalf("Len while filling = %d", res.o.Len())
+	}
+	f.Write([]byte("world"))
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(r)
+	if err != nil || string(rest) != "world" {
+		t.Fatalf("rest %q %v", rest, err)
+	}
+	o, _ := m.Lookup(context.Background(), "k")
+	if o == nil || o.Len() != 10 {
+		t.Fatalf("stored object %v", o)
+	}
+	r2, _ := o.NewReader(context.Background(), 3)
+	if b, _ := io.ReadAll(r2); string(b) != "loworld" {
+		t.Fatalf("read from 3: %q", b)
+	}
+}
+
+// TestMemoryAbort: a fill that fails gives its readers an error, never
+// io.EOF, stores nothing, and wakes lock waiters with ErrFillFailed.
+func TestMemoryAbort(t *testing.T) {
+	fc := clock.NewFake(t0)
+	m := newTestMemory(t, MemoryConfig{Clock: fc})
+	f := mustLock(t, m, "k")
+	waiter := lockAsync(m, context.Background(), "k", time.Minute)
+	waitArmed(t, fc, 1)
+	f.Abort(errors.New("upstream reset"))
+	if res := <-waiter; !errors.Is(res.err, ErrFillFailed) {
+		t.Fatalf("waiter before the head got %+v", res)
+	}
+
+	f = mustLock(t, m, "k")
+	f.Start(testMeta(""), 0)
+	o, _ := m.Lookup(context.Background(), "k")
+	r, _ := o.NewReader(context.Background(), 0)
+	f.Write([]byte("part"))
+	f.Abort(nil)
+	b, err := io.ReadAll(r)
+	if !errors.Is(err, ErrIncomplete) || string(b) != "part" {
+		t.Fatalf("reader of an aborted fill: %q %v", b, err)
+	}
+	if o, _ := m.Lookup(context.Background(), "k"); o != nil {
+		t.Fatal("an aborted fill was stored")
+	}
+	if _, err := o.NewReader(context.Background(), 0); err == nil {
+		t.Fatal("a new reader of an aborted fill succeeded")
+	}
+}
+
+// TestMemoryTooLarge: a body over the limit learned mid-body streams whole
+// to the readers already reading, is not stored, and frees the lock.
+func TestMemoryTooLarge(t *testing.T) {
+	m := newTestMemory(t, MemoryConfig{})
+	f := mustLock(t, m, "k")
+	f.Start(testMeta(""), 8)
+	o, _ := m.Lookup(context.Background(), "k")
+	r, _ := o.NewReader(context.Background(), 0)
+	got := make(chan []byte, 1) // the reader's whole body
+	go func() { b, _ := io.ReadAll(r); got <- b }()
+	for range 4 {
+		f.Write([]byte("0123456789"))
+	}
+	if f2, _, err := m.Lock(context.Background(), "k", 0); f2 == nil || err != nil {
+		t.Fatalf("the lock is still held after the limit: %v", err)
+	} else {
+		f2.Abort(nil)
+	}
+	if err := f.Commit(); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Commit = %v, want ErrTooLarge", err)
+	}
+	if b := <-got; string(b) != strings.Repeat("0123456789", 4) {
+		t.Fatalf("reader got %d bytes", len(b))
+	}
+	if o, _ := m.Lookup(context.Background(), "k"); o != nil {
+		t.Fatal("an object over the limit was stored")
+	}
+}
+
+// TestMemorySlowReaderCut: a reader of an uncached stream that falls more
+// than relayWindow behind is cut off with an error: memory stays bounded.
+func TestMemorySlowReaderCut(t *testing.T) {
+	m := newTestMemory(t, MemoryConfig{})
+	f := mustLock(t, m, "k")
+	f.Start(testMeta(""), 1)
+	o, _ := m.Lookup(context.Background(), "k")
+	r, _ := o.NewReader(context.Background(), 0)
+	chunk := make([]byte, 64<<10)
+	for range relayWindow/len(chunk) + 2 {
+		f.Write(chunk)
+	}
+	f.Commit()
+	if _, err := io.ReadAll(r); !errors.Is(err, ErrSlowReader) {
+		t.Fatalf("slow reader: %v", err)
+	}
+	mo := o.(*memObject)
+	mo.mu.Lock()
+	held := len(mo.blocks)
+	mo.mu.Unlock()
+	if held > 2 {
+		t.Fatalf("%d blocks still held with no reader", held)
+	}
+}
+
+// TestMemoryLockTimeout: a waiter gives up after the lock timeout (fake
+// clock) or when its context ends.
+func TestMemoryLockTimeout(t *testing.T) {
+	fc := clock.NewFake(t0)
+	m := newTestMemory(t, MemoryConfig{Clock: fc})
+	f := mustLock(t, m, "k")
+	defer f.Abort(nil)
+	waiter := lockAsync(m, context.Background(), "k", 5*time.Second)
+	waitArmed(t, fc, 1)
+	fc.Advance(5 * time.Second)
+	if res := <-waiter; !errors.Is(res.err, ErrLockTimeout) {
+		t.Fatalf("waiter got %+v, want ErrLockTimeout", res)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	waiter = lockAsync(m, ctx, "k", time.Hour)
+	cancel()
+	if res := <-waiter; !errors.Is(res.err, context.Canceled) {
+		t.Fatalf("canceled waiter got %+v", res)
+	}
+	if _, _, err := m.Lock(context.Background(), "k", 0); !errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("Lock with no wait = %v", err)
+	}
+}
+
+// TestMemoryRemoveDoomsFill: an invalidation during a fill keeps that fill
+// from storing what may be the old content.
+func TestMemoryRemoveDoomsFill(t *testing.T) {
+	m := newTestMemory(t, MemoryConfig{})
+	f := mustLock(t, m, "k")
+	f.Start(testMeta(""), 0)
+	f.Write([]byte("old"))
+	if _, err := m.Remove(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Commit(); !errors.Is(err, ErrNotStored) {
+		t.Fatalf("Commit after Remove = %v", err)
+	}
+	if o, _ := m.Lookup(context.Background(), "k"); o != nil {
+		t.Fatal("a doomed fill was stored")
+	}
+}
+
+// TestMemoryRefresh: a 304 gives the stored object a new head over the
+// same body, and a waiter gets the refreshed object.
+func TestMemoryRefresh(t *testing.T) {
+	fc := clock.NewFake(t0)
+	m := newTestMemory(t, MemoryConfig{Clock: fc})
+	f := mustLock(t, m, "k")
+	f.Start(testMeta("4"), 0)
+	f.Write([]byte("body"))
+	f.Commit()
+	f = mustLock(t, m, "k")
+	waiter := lockAsync(m, context.Background(), "k", time.Minute)
+	waitArmed(t, fc, 1)
+	fresh := testMeta("4")
+	fresh.Header.Set("X-Refreshed", "1")
+	if err := f.Refresh(fresh); err != nil {
+		t.Fatal(err)
+	}
+	res := <-waiter
+	if res.o == nil || res.o.Meta().Header.Get("X-Refreshed") != "1" {
+		t.Fatalf("waiter got %+v", res)
+	}
+	r, _ := res.o.NewReader(context.Background(), 0)
+	if b, _ := io.ReadAll(r); string(b) != "body" {
+		t.Fatalf("refreshed body %q", b)
+	}
+	m.Remove(context.Background(), "k")
+	if err := mustLock(t, m, "k").Refresh(fresh); !errors.Is(err, ErrNotStored) {
+		t.Fatalf("Refresh of nothing = %v", err)
+	}
+}
+
+// TestMemoryEvictsByBytes: the store stays within MaxBytes, evicting the
+// least recently used, and counts evictions.
+func TestMemoryEvictsByBytes(t *testing.T) {
+	m := newTestMemory(t, MemoryConfig{MaxBytes: 4096, MaxObjectBytes: 1024})
+	put := func(key string) {
+		f := mustLock(t, m, key)
+		f.Start(testMeta(""), 0)
+		f.Write(make([]byte, 1000))
+		if err := f.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("a")
+	put("b")
+	put("c")
+	m.Lookup(context.Background(), "a") // a is now the most recent
+	put("d")
+	if o, _ := m.Lookup(context.Background(), "b"); o != nil {
+		t.Fatal("b, the least recently used, was kept")
+	}
+	if o, _ := m.Lookup(context.Background(), "a"); o == nil {
+		t.Fatal("a, recently used, was evicted")
+	}
+	st := m.Stats()
+	if st.Bytes > 4096 || st.Evictions != 1 || st.Objects != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestLRU: the policy alone, as a table.
+func TestLRU(t *testing.T) {
+	cases := []struct {
+		name  string
+		ops   func(l *LRU) []string
+		evict []string
+	}{
+		{"under budget evicts nothing", func(l *LRU) []string { l.Admit("a", 4); return l.Admit("b", 4) }, nil},
+		{"over budget evicts the coldest", func(l *LRU) []string { l.Admit("a", 4); l.Admit("b", 4); return l.Admit("c", 4) }, []string{"a"}},
+		{"a touch protects", func(l *LRU) []string { l.Admit("a", 4); l.Admit("b", 4); l.Touch("a"); return l.Admit("c", 4) }, []string{"b"}},
+		{"larger than the budget evicts only itself", func(l *LRU) []string { l.Admit("a", 4); return l.Admit("big", 11) }, []string{"big"}},
+		{"a replaced object is reweighed", func(l *LRU) []string { l.Admit("a", 4); l.Admit("b", 4); return l.Admit("a", 8) }, []string{"b"}},
+		{"a removed key frees its weight", func(l *LRU) []string { l.Admit("a", 8); l.Remove("a"); return l.Admit("b", 8) }, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.ops(NewLRU(10))
+			if strings.Join(got, ",") != strings.Join(tc.evict, ",") {
+				t.Fatalf("evicted %v, want %v", got, tc.evict)
+			}
+		})
+	}
+}
+
+// TestMemoryConcurrentReaders: many readers of one streaming fill all get
+// the identical whole body (run with -race).
+func TestMemoryConcurrentReaders(t *testing.T) {
+	m := newTestMemory(t, MemoryConfig{})
+	f := mustLock(t, m, "k")
+	var want bytes.Buffer
+	for i := range 2000 {
+		want.WriteString(strings.Repeat(string(rune('a'+i%26)), i%97))
+	}
+	f.Start(testMeta(""), 0)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16) // one per reader at most
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o, err := m.Lookup(context.Background(), "k")
+			if err != nil || o == nil {
+				errs <- errors.New("no object under k")
+				return
+			}
+			r, _ := o.NewReader(context.Background(), 0)
+			b, err := io.ReadAll(r)
+			if err != nil || !bytes.Equal(b, want.Bytes()) {
+				errs <- errors.New("a reader got a different body")
+			}
+		}()
+	}
+	data := want.Bytes()
+	for len(data) > 0 {
+		n := min(len(data), 777)
+		f.Write(data[:n])
+		data = data[n:]
+	}
+	f.Commit()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func TestMemoryConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  MemoryConfig
+		ok   bool
+	}{
+		{"zero takes defaults", MemoryConfig{}, true},
+		{"negative MaxBytes", MemoryConfig{MaxBytes: -1}, false},
+		{"negative MaxObjectBytes", MemoryConfig{MaxObjectBytes: -1}, false},
+		{"object larger than the store", MemoryConfig{MaxBytes: 10, MaxObjectBytes: 11}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.cfg.Validate(); (err == nil) != tc.ok {
+				t.Fatalf("Validate = %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,166 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+)
+
+// Store keeps cached responses by key and coordinates their fills. An
+// implementation may be local (Memory) or remote (the cluster tier, where a
+// key's owner holds the object and the lock for every node), so every
+// method takes a context and may fail; the engine then serves the request
+// as if the cache were not there.
+//
+// The methods are safe for concurrent use.
+type Store interface {
+	// Lookup returns the object stored under key: a complete one, or one
+	// another request is still filling (its body then streams as the fill
+	// writes it). It returns nil and no error when key holds nothing.
+	Lookup(ctx context.Context, key string) (Object, error)
+	// Lock asks to fill key; it is the cache lock (collapsed forwarding).
+	// When no fill of key is under way the caller gets the Fill and must
+	// end it (Commit, Refresh or Abort). When one is, Lock waits for that
+	// fill's head, at most wait and while ctx lasts, and returns the
+	// fill's Object, whose body streams as it is written. A waiter is
+	// never made the filler: when the wait runs out (or wait is 0) Lock
+	// returns ErrLockTimeout, and when the fill ends without storing
+	// (its upstream failed, or the response may not be stored) it returns
+	// ErrFillFailed; the caller then goes to the origin itself without
+	// storing.
+	Lock(ctx context.Context, key string, wait time.Duration) (Fill, Object, error)
+	// Remove drops the object stored under key and keeps a fill of key
+	// under way from storing (an invalidation or purge must not be undone
+	// by a fill that started before it). It reports whether an object was
+	// dropped.
+	Remove(ctx context.Context, key string) (bool, error)
+}
+
+// Object is a stored response: its head and a body that can be read from
+// any offset, any number of times, concurrently, also while it is being
+// filled.
+type Object interface {
+	// Meta returns the stored head. The caller must not change it.
+	Meta() *Meta
+	// Len returns the body's length once the object is complete, -1 while
+	// it is being filled.
+	Len() int64
+	// NewReader returns a reader of the body from byte off. On an object
+	// still being filled, Read waits for more bytes while ctx lasts; a
+	// fill that fails gives the reader an error, never a short body
+	// ending in io.EOF.
+	NewReader(ctx context.Context, off int64) (Reader, error)
+}
+
+// Reader reads an Object's body.
+type Reader interface {
+	io.ReadCloser
+	// Buffered returns how many bytes Read can return without waiting, so
+	// a caller streaming to a client flushes only before it would wait.
+	Buffered() int
+}
+
+// Fill writes one object while readers may already read it. Its methods
+// are called from one goroutine. It has five methods, more than the usual
+// three, because it is an object's whole write side: the head, the body,
+// two ways to end it, and the head-only refresh that revalidation needs.
+type Fill interface {
+	// Start publishes the head: Lookup and Lock waiters get the object
+	// from now on, its body as it is written. limit caps the body in
+	// bytes (0: the store's own cap). A body that grows past it is not
+	// stored: readers already reading it still get the whole body or an
+	// error, and Commit returns ErrTooLarge.
+	Start(m *Meta, limit int64) error
+	// Write appends body bytes after Start.
+	Write(p []byte) (int, error)
+	// Commit ends the body: the object is stored, complete. It returns
+	// ErrTooLarge for a body over the limit and ErrNotStored when the key
+	// was removed during the fill; readers get the whole body either way.
+	Commit() error
+	// Refresh, instead of Start, replaces the head of the object stored
+	// under the key and keeps its body (a 304 revalidated it, RFC 9111
+	// §4.3.4), then ends the fill. It returns ErrNotStored when the key
+	// holds no complete object any more.
+	Refresh(m *Meta) error
+	// Abort ends the fill without storing: readers of the body get err
+	// (ErrIncomplete when nil), and Lock waiters get ErrFillFailed. It
+	// does nothing after the fill ended.
+	Abort(err error)
+}
+
+// Sentinel errors of a Store.
+var (
+	// ErrLockTimeout is returned by Lock when the wait for another fill's
+	// head ran out.
+	ErrLockTimeout = errors.New("cache: lock wait timed out")
+	// ErrFillFailed is returned by Lock when the fill waited for ended
+	// without storing.
+	ErrFillFailed = errors.New("cache: the fill waited for failed")
+	// ErrTooLarge is returned by Commit when the body passed the limit.
+	ErrTooLarge = errors.New("cache: object over the size limit")
+	// ErrNotStored is returned by Commit and Refresh when the key was
+	// removed during the fill, or holds nothing to refresh.
+	ErrNotStored = errors.New("cache: not stored")
+	// ErrIncomplete is what readers get from a fill aborted without an
+	// error of its own.
+	ErrIncomplete = errors.New("cache: body incomplete")
+	// ErrSlowReader is returned to a reader of an object that streams
+	// through uncached (over its limit) when it falls too far behind the
+	// fill: its bytes are no longer held.
+	ErrSlowReader = errors.New("cache: reader fell behind an uncached stream")
+)
+
+// Meta is a stored response's head and what freshness needs, decided when
+// it was stored (RFC 9111 §4.2).
+type Meta struct {
+	// Status is the response status; 0 on a Variants index entry.
+	Status int
+	// Header holds the end-to-end fields as received, Date added when the
+	// origin sent none. Keys are canonical.
+	Header http.Header
+	// RequestTime and ResponseTime are when the request that got the
+	// response was sent and when its head arrived (§4.2.3).
+	RequestTime, ResponseTime time.Time
+	// Fresh is the freshness lifetime (§4.2.1, or heuristic §4.2.2, or as
+	// a ResponseCacheFilter set it).
+	Fresh time.Duration
+	// StaleWhileRevalidate and StaleIfError are the RFC 5861 windows past
+	// Fresh during which the response may be served stale.
+	StaleWhileRevalidate, StaleIfError time.Duration
+	// MustRevalidate forbids serving it stale (must-revalidate,
+	// proxy-revalidate, or s-maxage, §4.2.4).
+	MustRevalidate bool
+	// NoCache requires validation before every use (response no-cache,
+	// §5.2.2.4).
+	NoCache bool
+	// Variants is set on an index entry (no body, Status 0): the
+	// responses for the key vary on request fields and live under
+	// VariantKey keys.
+	Variants *Variants
+}
+
+// Variants says which request fields select a stored response (Vary,
+// §4.1), and under which index generation the variants are keyed: a new
+// index (after an invalidation, or a changed Vary) gets a new ID, so its
+// predecessor's variants are never found again.
+type Variants struct {
+	ID     string
+	Fields []string
+}
+
+// Stats are a store's figures, for metrics and status pages.
+type Stats struct {
+	Objects   int    // complete objects held
+	Bytes     int64  // bytes they weigh (bodies, heads, keys)
+	MaxBytes  int64  // the cap on Bytes
+	Evictions uint64 // objects dropped to make room, ever
+	Fills     int    // fills under way
+}
+
+// StatsReporter is a Store that reports Stats; the proxy exports them as
+// metrics when its store implements it.
+type StatsReporter interface {
+	Stats() Stats
+}

@@ -1,0 +1,80 @@
+package cache
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strings"
+)
+
+// VaryFields returns the request fields a response varies on (RFC 9111
+// §4.1), canonical, sorted and unique; star reports "Vary: *", which never
+// matches a later request.
+func VaryFields(h http.Header) (fields []string, star bool) {
+	for _, line := range h["Vary"] {
+		for line != "" {
+			var item string
+			item, line = nextItem(line)
+			item = strings.TrimSpace(item)
+			switch item {
+			case "":
+			case "*":
+				star = true
+			default:
+				fields = append(fields, textproto.CanonicalMIMEHeaderKey(item))
+			}
+		}
+	}
+	slices.Sort(fields)
+	return slices.Compact(fields), star
+}
+
+func varyStar(h http.Header) bool {
+	_, star := VaryFields(h)
+	return star
+}
+
+// IndexMeta is the head of the index entry stored under a key whose
+// responses vary on fields.
+func IndexMeta(id string, fields []string) *Meta {
+	return &Meta{Header: http.Header{}, Variants: &Variants{ID: id, Fields: fields}}
+}
+
+// VariantKey returns the key of the variant of primary that a request with
+// fields req selects under the index v: the request's values of v.Fields,
+// normalized (lines joined, blanks around commas dropped, §4.1) and hashed
+// with SHA-256, so a header value cannot forge another variant's key.
+func VariantKey(primary string, v *Variants, req http.Header) string {
+	h := sha256.New()
+	for _, f := range v.Fields {
+		h.Write([]byte(f))
+		h.Write([]byte{':'})
+		h.Write([]byte(normalizeValues(req[f])))
+		h.Write([]byte{'\n'})
+	}
+	var sum [sha256.Size]byte
+	return primary + "\x00vary\x00" + v.ID + "\x00" + hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+func normalizeValues(vals []string) string {
+	var b strings.Builder
+	for _, line := range vals {
+		for line != "" {
+			var item string
+			item, line = nextItem(line)
+			if item = strings.TrimSpace(item); item == "" {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(item)
+		}
+	}
+	return b.String()
+}
+
+// SameFields reports whether two sorted field lists are equal.
+func SameFields(a, b []string) bool { return slices.Equal(a, b) }
