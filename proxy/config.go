@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/proxy/cache"
 )
 
 // Config holds the server-wide settings of a proxy Server. Zero fields take
@@ -34,6 +37,14 @@ type Config struct {
 	// ErrorLog receives engine errors (bad TLS handshakes, accept errors);
 	// nil discards them (default nil).
 	ErrorLog *slog.Logger
+	// CacheStore holds cached responses for the requests whose
+	// CacheConfig names no store of its own; caching is on only where a
+	// route or a phase sets Session.Cache (default nil: a memory store of
+	// cache.DefaultMaxBytes, 256 MiB, made by New).
+	CacheStore cache.Store
+	// Clock is the time the cache judges freshness and ages by (default:
+	// real time).
+	Clock clock.Clock
 }
 
 // DownstreamConfig bounds client connections.

@@ -20,16 +20,25 @@
 //	EarlyRequestFilter ──► RequestFilter ──(handled: s.Respond)──────────┐
 //	  │                                                                  │
 //	  ▼                                                                  │
+//	RequestCacheFilter ──► CacheKey ──► lookup ──► CacheHitFilter        │
+//	  │        (when s.Cache is set)      │  (fresh, or stale as allowed:│
+//	  │                                   │   served from the cache) ────┤
+//	  ▼   (miss or stale: the cache lock; a waiter is served ────────────┤
+//	  │    from the fill it waited on)                                   │
 //	UpstreamPeer ◄──────────────── retry (FailToConnect /                │
 //	  │                             ErrorWhileProxy set Retry, budget,    │
 //	  ▼                             nothing sent to the client yet)      │
 //	UpstreamRequestFilter ──► connect, send ──► response head            │
 //	  │                                                                  │
 //	  ▼                                                                  │
-//	UpstreamResponseFilter ──► ResponseFilter ◄──────────────────────────┘
+//	UpstreamResponseFilter ──► ResponseCacheFilter (a fill: store it?)   │
+//	  │                                                                  │
+//	  ▼                                                                  │
+//	ResponseFilter ◄─────────────────────────────────────────────────────┘
 //	  │
 //	  ▼
-//	ResponseBodyFilter (per chunk, streaming) ──► trailers
+//	ResponseBodyFilter (per chunk, streaming; also on cached bodies;
+//	  the body goes into the cache before this filter) ──► trailers
 //	  │
 //	  ▼
 //	Logging (exactly once; also after FailToProxy wrote the error page)
@@ -64,6 +73,42 @@
 // ways (HTTP/1.1 chunked trailers to HTTP/2 trailers and back). Failures
 // answer 502 (upstream failed), 504 (upstream timed out), 503 (no healthy
 // peer) with a short plain-text body that names no upstream.
+//
+// # HTTP cache
+//
+// A request whose Session.Cache is set (RouteConfig.Cache through Router,
+// or a phase) uses the cache: RFC 9111 for a shared cache, with RFC 5861's
+// stale-while-revalidate and stale-if-error and RFC 9211's Cache-Status
+// response field ("pingora-go; hit; ttl=42", "pingora-go; fwd=miss;
+// fwd-status=200; stored", "pingora-go; fwd=stale; fwd-status=304", ...).
+// Responses live in a cache.Store: Config.CacheStore, by default a memory
+// store of 256 MiB. The phases RequestCacheFilter, CacheKey,
+// CacheHitFilter and ResponseCacheFilter change what it does.
+//
+// Concurrent misses on one key are collapsed: one request fills the key
+// (its response streams to its client and into the store at once) and the
+// others wait on the key's lock for the fill's head, then read the same
+// body as it streams. A waiter gives up after CacheConfig.LockTimeout and
+// goes to the origin itself, uncached. A fill that fails before its head,
+// or whose response may not be stored, releases its waiters at once, and
+// each goes to the origin itself, uncached (no second lock round, so a
+// failing origin is never waited on twice); a fill that fails mid-body
+// cuts the responses reading it (never a short body presented as
+// complete) and stores nothing. A body that grows past
+// CacheConfig.MaxObjectBytes streams through whole to every reader and is
+// not stored. A fill whose own client leaves goes on for the others.
+//
+// GET responses are stored; a HEAD is answered from a stored GET; a single
+// Range from a stored full response (206, or 416), several ranges go to
+// the origin, and a Range that misses goes to the origin as sent (its 206
+// is never stored as a full response). A client's If-None-Match or
+// If-Modified-Since is answered 304 from a stored response, and kept from
+// the origin when the request fills the key. Stale responses are
+// revalidated with If-None-Match / If-Modified-Since and a 304 refreshes
+// the stored head (§4.3.4). A successful unsafe request (POST, PUT, DELETE,
+// PATCH, ...) invalidates its target URI and same-origin Location and
+// Content-Location (§4.4). Trailers are not stored. A response that sets a
+// cookie is not stored unless a ResponseCacheFilter says so.
 //
 // # Timeouts and limits
 //

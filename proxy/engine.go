@@ -41,6 +41,7 @@ func (s *Server[C]) handle(sess *Session, start time.Time) {
 		s.rejectedBody(sess, err)
 		s.fail(sess, ctx, err)
 	}
+	s.cacheEnd(sess, err)
 	s.observe(sess, err)
 	if p := s.ph.logging; p != nil {
 		p.Logging(sess, ctx, err)
@@ -66,6 +67,21 @@ func (s *Server[C]) run(sess *Session, ctx C) error {
 			return nil
 		}
 	}
+	if sess.Cache != nil || s.ph.reqCache != nil {
+		if done, err := s.cacheRequest(sess, ctx); done {
+			return err
+		}
+	}
+	err := s.forward(sess, ctx)
+	if err != nil && s.staleUsableOnError(sess) {
+		return s.serveStaleOnError(sess, ctx)
+	}
+	return err
+}
+
+// forward sends the request upstream, retrying as allowed, and streams the
+// response back.
+func (s *Server[C]) forward(sess *Session, ctx C) error {
 	src, has := sess.ds.body(sess.MaxBodyBytes)
 	if cl := sess.ds.contentLength(); sess.MaxBodyBytes > 0 && cl > sess.MaxBodyBytes {
 		return &Error{Kind: KindBodyTooLarge, Source: Downstream, Err: fmt.Errorf("content-length %d over limit %d", cl, sess.MaxBodyBytes)}
@@ -205,6 +221,9 @@ func (s *Server[C]) attempt(sess *Session, ctx C, peer *Peer, body *reqBody) err
 	if err := grpcDeadlineHeader(sess, sess.upReq.Header); err != nil {
 		return err
 	}
+	if sess.cache.fill != nil {
+		s.prepareFill(sess, &sess.upReq)
+	}
 	if p := s.ph.upRequest; p != nil {
 		if err := p.UpstreamRequestFilter(sess, &sess.upReq, ctx); err != nil {
 			return err
@@ -256,6 +275,14 @@ func (s *Server[C]) respond(sess *Session, ctx C, ex exchange, resp *ResponseHea
 			return err
 		}
 	}
+	if sess.cache.cfg != nil {
+		if done, err := s.cacheResponse(sess, ctx, ex, resp); done || err != nil {
+			if !done {
+				ex.release(false)
+			}
+			return err
+		}
+	}
 	if err := s.filterResponse(sess, resp); err != nil {
 		ex.release(false)
 		return err
@@ -265,6 +292,9 @@ func (s *Server[C]) respond(sess *Session, ctx C, ex exchange, resp *ResponseHea
 		return classifyIO(err, Downstream)
 	}
 	sess.Status = resp.Status
+	if sess.cache.clientDone {
+		return s.finishEarly(sess, ctx, ex)
+	}
 	return s.copyBody(sess, ctx, ex)
 }
 
@@ -275,13 +305,20 @@ func (s *Server[C]) filterResponse(sess *Session, resp *ResponseHeader) error {
 	return nil
 }
 
-// copyBody streams the upstream body to the client through the body filter.
+// copyBody streams the upstream body to the client through the body
+// filter, and into the cache's fill when it stores the response. A fill
+// goes on when its own client fails or has had its answer (a 304), so the
+// requests collapsed onto it still get the whole body.
 func (s *Server[C]) copyBody(sess *Session, ctx C, ex exchange) error {
 	bp := getBuf()
 	defer putBuf(bp)
 	buf := *bp
-	bf := s.ph.responseBody
+	cs := &sess.cache
 	var trailer http.Header
+	var clientErr error
+	if cs.clientDone {
+		clientErr = errClientAnswered
+	}
 	for {
 		n, rerr := ex.read(buf)
 		eof := errors.Is(rerr, io.EOF)
@@ -298,39 +335,80 @@ func (s *Server[C]) copyBody(sess *Session, ctx C, ex exchange) error {
 			}
 			ex.release(true)
 		}
-		chunk := buf[:n]
-		if bf != nil && (n > 0 || eof) {
-			var err error
-			if chunk, err = bf.ResponseBodyFilter(sess, chunk, eof, ctx); err != nil {
-				ex.release(false)
-				sess.ds.abort()
-				return err
-			}
+		if cs.storing && n > 0 {
+			s.teeFill(sess, buf[:n])
 		}
-		if len(chunk) > 0 {
-			if err := sess.ds.write(chunk); err != nil {
+		if clientErr == nil {
+			if clientErr = s.sendChunk(sess, ctx, ex, buf[:n], eof); clientErr != nil && !cs.storing {
 				ex.release(false)
 				sess.ds.abort()
-				return classifyIO(err, Downstream)
+				return clientErr
 			}
-			sess.BytesOut += int64(len(chunk))
 		}
 		if eof {
 			break
 		}
-		if ex.buffered() == 0 {
-			if err := sess.ds.flush(); err != nil {
-				ex.release(false)
-				sess.ds.abort()
-				return classifyIO(err, Downstream)
-			}
+	}
+	if cs.storing {
+		s.commitFill(sess)
+	}
+	if clientErr != nil {
+		if errors.Is(clientErr, errClientAnswered) {
+			return nil
 		}
+		sess.ds.abort()
+		return clientErr
 	}
 	if err := sess.ds.finish(trailer); err != nil {
 		sess.ds.abort()
 		return classifyIO(err, Downstream)
 	}
 	return nil
+}
+
+// errClientAnswered marks a client whose response ended before the
+// upstream body (see finishEarly): the body only fills the cache.
+var errClientAnswered = errors.New("proxy: client already answered")
+
+// sendChunk passes one chunk of the upstream body through the body filter
+// to the client, flushing when the upstream has nothing more buffered.
+func (s *Server[C]) sendChunk(sess *Session, ctx C, ex exchange, chunk []byte, eof bool) error {
+	if bf := s.ph.responseBody; bf != nil && (len(chunk) > 0 || eof) {
+		var err error
+		if chunk, err = bf.ResponseBodyFilter(sess, chunk, eof, ctx); err != nil {
+			return err
+		}
+	}
+	if len(chunk) > 0 {
+		if err := sess.ds.write(chunk); err != nil {
+			return classifyIO(err, Downstream)
+		}
+		sess.BytesOut += int64(len(chunk))
+	}
+	if !eof && ex.buffered() == 0 {
+		if err := sess.ds.flush(); err != nil {
+			return classifyIO(err, Downstream)
+		}
+	}
+	return nil
+}
+
+// finishEarly ends a client's response whose head says it all (a 304 the
+// cache answered from the upstream's 200), then goes on filling the cache
+// with the body, or drops the body when nothing stores it.
+func (s *Server[C]) finishEarly(sess *Session, ctx C, ex exchange) error {
+	if err := sess.ds.finish(nil); err != nil {
+		sess.ds.abort()
+		if !sess.cache.storing {
+			ex.release(false)
+			return classifyIO(err, Downstream)
+		}
+	}
+	if !sess.cache.storing {
+		ex.release(false)
+		return nil
+	}
+	return s.copyBody(sess, ctx, ex)
 }
 
 // fail answers a failed request: FailToProxy's page, or the default short

@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pingora-go/pingora-go/proxy/cache"
 )
 
 // metrics are the engine's Prometheus collectors, registered on the
@@ -24,6 +26,7 @@ type metrics struct {
 	connLimitWaits  prometheus.Counter
 	tunnels         prometheus.Gauge
 	rejected        *prometheus.CounterVec
+	cache           *cacheMetrics
 
 	// Resolved children, so the per-request path does not hash label
 	// values: connsCreated/connsReused, and per route the request counters
@@ -67,8 +70,11 @@ func (m *metrics) route(name string) *routeMetrics {
 	return v.(*routeMetrics)
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics makes the engine's collectors and registers them on reg, with
+// store's figures when it reports them.
+func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) {
 	m := &metrics{
+		cache: newCacheMetrics(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pingora_requests_total",
 			Help: "Requests served, by route, method and status class.",
@@ -116,6 +122,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Client requests refused as malformed before any phase saw them, by reason: HTTP/1.1 heads answered 4xx/5xx, HTTP/2 streams reset with PROTOCOL_ERROR or answered 431.",
 		}, []string{"reason"}),
 	}
+	m.resolveConns()
+	return m, m.register(reg, store)
+}
+
+// resolveConns resolves the connection counters and derives the reuse
+// ratio from them.
+func (m *metrics) resolveConns() {
 	created := m.upstreamConns.WithLabelValues("created")
 	reused := m.upstreamConns.WithLabelValues("reused")
 	m.connsCreated, m.connsReused = created, reused
@@ -129,15 +142,26 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 		return r / (c + r)
 	})
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.duration, m.connectDuration, m.upstreamErrors,
-			m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.connLimitWaits, m.tunnels, m.rejected} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("proxy: register metrics: %w", err)
-			}
+}
+
+// register puts the collectors, and store's figures when it reports them,
+// on reg (nil: nowhere).
+func (m *metrics) register(reg prometheus.Registerer, store cache.Store) error {
+	if reg == nil {
+		return nil
+	}
+	cs := []prometheus.Collector{m.requests, m.duration, m.connectDuration, m.upstreamErrors,
+		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.connLimitWaits, m.tunnels, m.rejected}
+	cs = append(cs, m.cache.collectors()...)
+	if r, ok := store.(cache.StatsReporter); ok {
+		cs = append(cs, storeCollectors(r)...)
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("proxy: register metrics: %w", err)
 		}
 	}
-	return m, nil
+	return nil
 }
 
 func counterValue(c prometheus.Counter) float64 {

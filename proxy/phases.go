@@ -1,5 +1,7 @@
 package proxy
 
+import "github.com/pingora-go/pingora-go/proxy/cache"
+
 // App is what a user implements to build a proxy, Pingora's ProxyHttp in Go
 // shape. Only UpstreamPeer is required; every other phase is an optional
 // one-method interface below, discovered once when the Server is built. A
@@ -30,6 +32,41 @@ type EarlyRequestFilter[C any] interface {
 // contacted. An error fails the request. Absent: the request goes on.
 type RequestFilter[C any] interface {
 	RequestFilter(s *Session, ctx C) (handled bool, err error)
+}
+
+// RequestCacheFilter runs after RequestFilter and decides whether the
+// request may use the cache: it may set s.Cache to the settings to use, or
+// to nil to bypass the cache (s.Cache is shared with other requests: set a
+// copy rather than change it). Absent: s.Cache as Router (from the route's
+// RouteConfig.Cache) or a RequestFilter set it; nil means no caching.
+type RequestCacheFilter[C any] interface {
+	RequestCacheFilter(s *Session, ctx C) error
+}
+
+// CacheKey returns the primary cache key of a request that uses the cache.
+// It also runs for each URI an unsafe request invalidates (RFC 9111 §4.4),
+// with s.Req set to a GET of that URI. An error fails the request. Absent:
+// DefaultCacheKey(s).
+type CacheKey[C any] interface {
+	CacheKey(s *Session, ctx C) (string, error)
+}
+
+// CacheHitFilter runs when a stored response was found for the request,
+// before its freshness is judged; miss=true ignores it, as if nothing was
+// stored (the request goes to the origin, whose response replaces it). An
+// error fails the request. Absent: stored responses are used.
+type CacheHitFilter[C any] interface {
+	CacheHitFilter(s *Session, meta *cache.Meta, ctx C) (miss bool, err error)
+}
+
+// ResponseCacheFilter decides whether an upstream response the cache would
+// fill may be stored, and for how long: d is the engine's RFC 9111
+// decision (cache.Decide), and the filter returns the one to apply. It may
+// refuse a storable response, or store one the RFC would not, with the
+// freshness it sets (a Vary: * response is never stored). It runs after
+// UpstreamResponseFilter. An error fails the request. Absent: d applies.
+type ResponseCacheFilter[C any] interface {
+	ResponseCacheFilter(s *Session, resp *ResponseHeader, ctx C, d cache.Decision) (cache.Decision, error)
 }
 
 // UpstreamRequestFilter runs once per attempt, after the peer was chosen and
@@ -100,6 +137,10 @@ type Logging[C any] interface {
 type phases[C any] struct {
 	early        EarlyRequestFilter[C]
 	request      RequestFilter[C]
+	reqCache     RequestCacheFilter[C]
+	cacheKey     CacheKey[C]
+	cacheHit     CacheHitFilter[C]
+	respCache    ResponseCacheFilter[C]
 	upRequest    UpstreamRequestFilter[C]
 	upResponse   UpstreamResponseFilter[C]
 	response     ResponseFilter[C]
@@ -114,6 +155,10 @@ func resolvePhases[C any](app App[C]) phases[C] {
 	var p phases[C]
 	p.early, _ = app.(EarlyRequestFilter[C])
 	p.request, _ = app.(RequestFilter[C])
+	p.reqCache, _ = app.(RequestCacheFilter[C])
+	p.cacheKey, _ = app.(CacheKey[C])
+	p.cacheHit, _ = app.(CacheHitFilter[C])
+	p.respCache, _ = app.(ResponseCacheFilter[C])
 	p.upRequest, _ = app.(UpstreamRequestFilter[C])
 	p.upResponse, _ = app.(UpstreamResponseFilter[C])
 	p.response, _ = app.(ResponseFilter[C])

@@ -71,6 +71,10 @@ type RouteConfig struct {
 	// means [websocket]; an empty, non-nil list allows none. Build refuses
 	// h2c, h2 and HTTP: they are never tunnelled (see Session.Upgrades).
 	Upgrades []string
+	// Cache turns the HTTP cache on for the route with these settings; it
+	// becomes Session.Cache (default nil: no caching). Turning it on or
+	// off is a table swap like any other change.
+	Cache *CacheConfig
 }
 
 // Table is an immutable routing table built by Router.Build.
@@ -225,6 +229,11 @@ func (r *Router) Build(ups []UpstreamConfig, routes []RouteConfig, version strin
 		}
 		if err := checkUpgrades(rc.Upgrades); err != nil {
 			return nil, fmt.Errorf("proxy: route %d: %w", i, err)
+		}
+		if rc.Cache != nil {
+			if err := rc.Cache.Validate(); err != nil {
+				return nil, fmt.Errorf("proxy: route %d: %w", i, err)
+			}
 		}
 		rules = append(rules, route.Rule[*routeEntry]{Host: rc.Host, PathPrefix: rc.PathPrefix, Target: &routeEntry{cfg: rc, group: g}})
 	}
@@ -389,6 +398,7 @@ func (r *Router) Route(s *Session) error {
 	if u := ent.cfg.Upgrades; u != nil {
 		s.Upgrades = u
 	}
+	s.Cache = ent.cfg.Cache
 	if n := ent.cfg.MaxBodyBytes; n > 0 {
 		s.MaxBodyBytes = n
 	}

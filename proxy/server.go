@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/proxy/cache"
 	"github.com/pingora-go/pingora-go/proxy/h2"
 )
 
@@ -40,6 +42,11 @@ type Server[C any] struct {
 	errLog  *slog.Logger
 	// rejectLog bounds the log lines of refused requests (see rejected).
 	rejectLog logBudget
+
+	cacheStore cache.Store
+	clock      clock.Clock
+	bg         *background // the cache's background revalidations
+	varyIDs    varyIDs
 
 	h2cfg   h2.Config
 	connSem chan struct{}
@@ -74,8 +81,11 @@ func New[C any](app App[C], cfg Config) (*Server[C], error) {
 		conns:     map[*clientConn]struct{}{},
 		closed:    make(chan struct{}),
 	}
+	if err := s.initCache(cfg); err != nil {
+		return nil, err
+	}
 	var err error
-	if s.metrics, err = newMetrics(cfg.Metrics); err != nil {
+	if s.metrics, err = newMetrics(cfg.Metrics, s.cacheStore); err != nil {
 		return nil, err
 	}
 	if s.errLog == nil {
@@ -303,6 +313,7 @@ func (s *Server[C]) finish() {
 		if s.unwatch != nil {
 			s.unwatch()
 		}
+		s.bg.close()
 		s.pool.close()
 		s.h2up.close()
 	})

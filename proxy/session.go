@@ -87,6 +87,11 @@ type Session struct {
 	// does. h2c, h2 and HTTP are never tunnelled, whatever the list says.
 	// Only HTTP/1.1 upstreams are upgraded.
 	Upgrades []string
+	// Cache is the request's cache settings: nil bypasses the cache (set
+	// by a phase up to RequestCacheFilter; Router sets the route's
+	// RouteConfig.Cache; default nil). It is shared with other requests:
+	// replace it, never change it.
+	Cache *CacheConfig
 
 	// Peer is the peer of the current or last attempt.
 	Peer *Peer
@@ -106,6 +111,15 @@ type Session struct {
 	ConnReused bool
 	// UpstreamTTFB is the time from Start to the first upstream response byte.
 	UpstreamTTFB time.Duration
+	// Background is true for a request the cache made itself, to
+	// revalidate a stale response in the background
+	// (stale-while-revalidate); its response goes only to the cache.
+	Background bool
+	// CacheStatus says what the cache did, as the parameters of the
+	// Cache-Status field (RFC 9211) without the cache's name, such as
+	// "hit; ttl=42" or "fwd=miss; fwd-status=200; stored"; "" when the
+	// request did not use the cache. It is set before Logging runs.
+	CacheStatus string
 
 	ctx context.Context
 	ds  downstream
@@ -123,6 +137,8 @@ type Session struct {
 	responded bool
 	hooks     sessionHooks
 	uctx      any // the request's C, for hooks
+	cache     cacheState
+	cacheHead *cacheHead // kept across requests (see head)
 }
 
 // attemptTrack ties an attempt to the chosen peer's health record: the
@@ -185,6 +201,7 @@ func (s *Session) reset(ctx context.Context, req *RequestHeader, ds downstream) 
 	s.match, s.attempt = routeMatch{}, attemptTrack{}
 	s.RetryTimeout, s.RetryOnStatus, s.ReplayBufferBytes = 0, nil, replayLimit
 	s.Upgrades, s.upgrade = defaultUpgrades, ""
+	s.Cache, s.Background, s.CacheStatus, s.cache = nil, false, "", cacheState{}
 	clear(s.Tried[:cap(s.Tried)])
 }
 

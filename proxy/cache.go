@@ -1,0 +1,303 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/proxy/cache"
+)
+
+// cacheState is a request's way through the cache.
+type cacheState struct {
+	cfg     *CacheConfig // nil: the request does not use the cache
+	store   cache.Store
+	key     string          // the primary key
+	vkey    string          // the object's key: a variant's under an index, else key
+	index   *cache.Variants // the Vary index found under key
+	rq      cache.Directives
+	stale   cache.Object // the stored response being revalidated
+	fill    cache.Fill   // the lock this request holds, until the fill ends
+	reqTime time.Time    // when the upstream request was sent (§4.2.3)
+	canFill bool         // a GET without Range or no-store: its response may fill
+	storing bool         // the fill started: the body is teed into it
+	// clientDone: the client's response ended before the upstream body
+	// (a 304 answered from the response head); the body only fills.
+	clientDone bool
+	invalidate bool // an unsafe method: invalidate on success (§4.4)
+	result     string
+	st         cacheStatus
+}
+
+// varyIDs names Vary index generations: a random prefix per server and a
+// counter, unique across the nodes that may share a store.
+type varyIDs struct {
+	prefix string
+	seq    atomic.Uint64
+}
+
+func (v *varyIDs) next() string {
+	return v.prefix + strconv.FormatUint(v.seq.Add(1), 36)
+}
+
+// initCache sets the cache's defaults: the store, the clock, the
+// background runner.
+func (s *Server[C]) initCache(cfg Config) error {
+	s.cacheStore, s.clock = cfg.CacheStore, cfg.Clock
+	if s.clock == nil {
+		s.clock = clock.Real{}
+	}
+	if s.cacheStore == nil {
+		m, err := cache.NewMemory(cache.MemoryConfig{})
+		if err != nil {
+			return err
+		}
+		s.cacheStore = m
+	}
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	s.varyIDs.prefix = hex.EncodeToString(b[:]) + "."
+	s.bg = newBackground()
+	return nil
+}
+
+// cacheRequest is the cache's part of a request before any upstream: it
+// runs RequestCacheFilter, then looks the request up. done reports that
+// the request was answered (err is that answer's error); otherwise it
+// goes to the origin, maybe holding the key's fill.
+func (s *Server[C]) cacheRequest(sess *Session, ctx C) (done bool, err error) {
+	if p := s.ph.reqCache; p != nil {
+		if err := p.RequestCacheFilter(sess, ctx); err != nil {
+			return true, err
+		}
+	}
+	cs := &sess.cache
+	if sess.Cache == nil {
+		return false, nil
+	}
+	cs.cfg, cs.store = sess.Cache, sess.Cache.Store
+	if cs.store == nil {
+		cs.store = s.cacheStore
+	}
+	cs.rq = cache.ParseRequest(sess.Req.Header)
+	if sess.Background { // the fill and the stale response came with it
+		cs.result, cs.st.fwd = cacheMiss, "stale"
+		return false, nil
+	}
+	if !s.cacheEligible(sess) {
+		return false, nil
+	}
+	key, err := s.cacheKey(sess, ctx)
+	if err != nil {
+		return true, err
+	}
+	cs.key, cs.vkey = key, key
+	cs.canFill = sess.Req.Method == http.MethodGet && len(sess.Req.Header["Range"]) == 0 && !cs.rq.NoStore
+	obj, err := s.cacheFind(sess)
+	if err != nil {
+		s.errLog.Warn("cache lookup failed", "route", sess.Route, "err", err)
+		cs.result, cs.st.fwd, cs.st.detail = cacheBypass, "bypass", "store-error"
+		return false, nil
+	}
+	if obj != nil && s.ph.cacheHit != nil {
+		miss, err := s.ph.cacheHit.CacheHitFilter(sess, obj.Meta(), ctx)
+		if err != nil {
+			return true, err
+		}
+		if miss {
+			obj = nil
+		}
+	}
+	if obj != nil {
+		return s.cacheFound(sess, ctx, obj)
+	}
+	return s.cacheMiss(sess, ctx)
+}
+
+// cacheEligible reports whether the request may be answered from the
+// cache; an unsafe method is marked for invalidation instead (§4.4).
+func (s *Server[C]) cacheEligible(sess *Session) bool {
+	cs := &sess.cache
+	cs.result, cs.st.fwd = cacheBypass, "bypass"
+	switch m := sess.Req.Method; {
+	case m == http.MethodGet || m == http.MethodHead:
+	case m == http.MethodOptions || m == http.MethodTrace:
+		cs.st.fwd = "method"
+		return false
+	default:
+		cs.st.fwd, cs.invalidate = "method", true
+		return false
+	}
+	switch {
+	case sess.ds.upgrade() != "":
+		cs.st.detail = "upgrade"
+		return false
+	case cache.IsMultiRange(sess.Req.Header):
+		cs.st.detail = "multi-range" // the origin answers those
+		return false
+	}
+	return true
+}
+
+func (s *Server[C]) cacheKey(sess *Session, ctx C) (string, error) {
+	if p := s.ph.cacheKey; p != nil {
+		return p.CacheKey(sess, ctx)
+	}
+	return DefaultCacheKey(sess), nil
+}
+
+// cacheFind looks the request up: the object under its key, or under the
+// variant key its Vary fields select when the key holds an index (§4.1).
+func (s *Server[C]) cacheFind(sess *Session) (cache.Object, error) {
+	cs := &sess.cache
+	o, err := cs.store.Lookup(sess.ctx, cs.key)
+	if err != nil || o == nil {
+		return o, err
+	}
+	if v := o.Meta().Variants; v != nil {
+		cs.index = v
+		cs.vkey = cache.VariantKey(cs.key, v, sess.Req.Header)
+		return cs.store.Lookup(sess.ctx, cs.vkey)
+	}
+	return o, nil
+}
+
+// cacheFound decides what a stored response does for the request: served
+// fresh, served stale as the request or stale-while-revalidate allow, or
+// revalidated under the key's lock.
+func (s *Server[C]) cacheFound(sess *Session, ctx C, obj cache.Object) (bool, error) {
+	cs := &sess.cache
+	meta := obj.Meta()
+	v := cache.Check(meta, cs.rq, s.clock.Now())
+	switch v.Use {
+	case cache.UseFresh:
+		return s.serveStored(sess, ctx, obj, cacheHit, "")
+	case cache.UseStale:
+		return s.serveStored(sess, ctx, obj, cacheStale, "max-stale")
+	}
+	if cs.rq.OnlyIfCached {
+		return true, s.onlyIfCached(sess)
+	}
+	cs.st.fwd = "stale"
+	if v.TTL > 0 {
+		cs.st.fwd = "request" // fresh, but the request's directives refused it
+	}
+	if !cs.rq.NoCache && meta.ServeStaleWhileRevalidating(v) {
+		f, other, _ := cs.store.Lock(sess.ctx, cs.vkey, 0)
+		switch {
+		case other != nil: // a refresh already streams its new response
+			return s.serveStored(sess, ctx, other, cacheCollapsed, "")
+		case f != nil && !s.refreshLater(sess, f, obj):
+			f.Abort(nil)
+		}
+		return s.serveStored(sess, ctx, obj, cacheStale, "stale-while-revalidate")
+	}
+	cs.result, cs.stale = cacheMiss, obj
+	if !cs.canFill {
+		return false, nil
+	}
+	return s.cacheLock(sess, ctx)
+}
+
+// cacheMiss handles a request nothing usable is stored for.
+func (s *Server[C]) cacheMiss(sess *Session, ctx C) (bool, error) {
+	cs := &sess.cache
+	cs.result, cs.st.fwd = cacheMiss, "miss"
+	if cs.index != nil {
+		cs.st.fwd = "vary-miss"
+	}
+	if cs.rq.OnlyIfCached {
+		return true, s.onlyIfCached(sess)
+	}
+	if !cs.canFill {
+		return false, nil
+	}
+	return s.cacheLock(sess, ctx)
+}
+
+// cacheLock takes the key's fill, or waits on the fill under way and is
+// served from it (collapsed forwarding). A wait that ends without an
+// object sends the request to the origin uncached. An object that turns
+// out to be a Vary index sends it once more to its own variant.
+func (s *Server[C]) cacheLock(sess *Session, ctx C) (bool, error) {
+	cs := &sess.cache
+	for range 2 {
+		f, o, err := cs.store.Lock(sess.ctx, cs.vkey, cs.cfg.lockTimeout())
+		switch {
+		case f != nil:
+			cs.fill = f
+			return false, nil
+		case o != nil && o.Meta().Variants != nil:
+			cs.index = o.Meta().Variants
+			cs.vkey = cache.VariantKey(cs.key, cs.index, sess.Req.Header)
+			if o, _ = cs.store.Lookup(sess.ctx, cs.vkey); o != nil {
+				s.metrics.cache.lockWaits.WithLabelValues("collapsed").Inc()
+				return s.serveStored(sess, ctx, o, cacheCollapsed, "")
+			}
+		case o != nil:
+			s.metrics.cache.lockWaits.WithLabelValues("collapsed").Inc()
+			return s.serveStored(sess, ctx, o, cacheCollapsed, "")
+		case sess.ctx.Err() != nil:
+			return true, classifyIO(sess.ctx.Err(), Downstream)
+		default:
+			return false, s.lockFailed(sess, err)
+		}
+	}
+	return false, nil
+}
+
+// lockFailed records why a request goes to the origin without the lock.
+func (s *Server[C]) lockFailed(sess *Session, err error) error {
+	cs := &sess.cache
+	switch {
+	case errors.Is(err, cache.ErrLockTimeout):
+		cs.st.detail = "lock-timeout"
+		s.metrics.cache.lockWaits.WithLabelValues("timeout").Inc()
+	case errors.Is(err, cache.ErrFillFailed):
+		cs.st.detail = "fill-failed"
+		s.metrics.cache.lockWaits.WithLabelValues("fill_failed").Inc()
+	default:
+		cs.st.detail = "store-error"
+		s.errLog.Warn("cache lock failed", "route", sess.Route, "err", err)
+	}
+	return nil
+}
+
+// onlyIfCached answers a request that accepts only a stored response when
+// none can be used: 504 (RFC 9111 §5.2.1.7).
+func (s *Server[C]) onlyIfCached(sess *Session) error {
+	cs := &sess.cache
+	cs.st.detail = "only-if-cached"
+	h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
+	s.setCacheStatus(sess, h)
+	return sess.Respond(http.StatusGatewayTimeout, h, errorBody(http.StatusGatewayTimeout))
+}
+
+// cacheEnd closes the request's use of the cache: a fill still open is
+// aborted (its readers see the error), and the outcome is recorded.
+func (s *Server[C]) cacheEnd(sess *Session, err error) {
+	cs := &sess.cache
+	if cs.fill != nil {
+		if err == nil {
+			err = cache.ErrIncomplete
+		}
+		cs.fill.Abort(err)
+		cs.fill = nil
+	}
+	if cs.cfg == nil {
+		return
+	}
+	if sess.CacheStatus == "" {
+		sess.CacheStatus = cs.st.String()
+	}
+	if c := s.metrics.cache.byResult[cs.result]; c != nil {
+		c.Inc()
+	}
+}

@@ -1,0 +1,172 @@
+package proxy
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pingora-go/pingora-go/proxy/cache"
+)
+
+// Cache defaults.
+const (
+	// DefaultCacheMaxObjectBytes is CacheConfig.MaxObjectBytes's default.
+	DefaultCacheMaxObjectBytes = 16 << 20
+	// DefaultCacheLockTimeout is CacheConfig.LockTimeout's default, as
+	// nginx's proxy_cache_lock_timeout.
+	DefaultCacheLockTimeout = 5 * time.Second
+	// DefaultCacheStatusName names the cache in Cache-Status.
+	DefaultCacheStatusName = "pingora-go"
+)
+
+// CacheConfig turns the HTTP cache on for the requests that carry it
+// (RouteConfig.Cache, Session.Cache). Zero fields take their default.
+type CacheConfig struct {
+	// Store holds the responses (default nil: the server's store,
+	// Config.CacheStore).
+	Store cache.Store
+	// MaxObjectBytes caps a stored body; a larger response streams
+	// through uncached, also when that is learned mid-body (default 16
+	// MiB).
+	MaxObjectBytes int64
+	// Key adds request fields to the default cache key (default: method,
+	// scheme, host, path and the whole query).
+	Key CacheKeySpec
+	// StatusName names this cache in the Cache-Status response field (RFC
+	// 9211); "off" sends no Cache-Status (default "pingora-go").
+	StatusName string
+	// LockTimeout bounds how long a request waits for another request's
+	// fill of the same key (collapsed forwarding) before it goes to the
+	// origin itself, uncached (default 5s).
+	LockTimeout time.Duration
+	// DefaultStaleIfError is the stale-if-error window (RFC 5861) of
+	// responses that state none: a stale response is served for that long
+	// past its freshness when the origin fails or answers 500, 502, 503
+	// or 504 (default 0: none).
+	DefaultStaleIfError time.Duration
+}
+
+// CacheKeySpec says which request parts make the cache key beyond method,
+// scheme, host and path.
+type CacheKeySpec struct {
+	// Headers are request fields whose values are added (default none).
+	Headers []string
+	// Cookies are cookies whose values are added (default none).
+	Cookies []string
+	// Query, when non-nil, keeps only these query parameters, sorted, in
+	// place of the whole query; an empty list drops the query (default
+	// nil: the whole query as sent).
+	Query []string
+}
+
+// Validate reports the first invalid field, by name.
+func (c *CacheConfig) Validate() error {
+	switch {
+	case c.MaxObjectBytes < 0:
+		return fmt.Errorf("proxy: cache MaxObjectBytes (%d) cannot be negative", c.MaxObjectBytes)
+	case c.LockTimeout < 0:
+		return fmt.Errorf("proxy: cache LockTimeout (%s) cannot be negative", c.LockTimeout)
+	case c.DefaultStaleIfError < 0:
+		return fmt.Errorf("proxy: cache DefaultStaleIfError (%s) cannot be negative", c.DefaultStaleIfError)
+	case strings.ContainsAny(c.StatusName, " ;,=\"\r\n\t"):
+		return fmt.Errorf("proxy: cache StatusName %q must be a token (no spaces, ';', ',', '=' or quotes)", c.StatusName)
+	}
+	for _, h := range c.Key.Headers {
+		if h == "" || strings.ContainsAny(h, " :\r\n") {
+			return fmt.Errorf("proxy: cache Key.Headers: %q is not a field name", h)
+		}
+	}
+	return nil
+}
+
+func (c *CacheConfig) maxObject() int64 {
+	if c.MaxObjectBytes > 0 {
+		return c.MaxObjectBytes
+	}
+	return DefaultCacheMaxObjectBytes
+}
+
+func (c *CacheConfig) lockTimeout() time.Duration {
+	if c.LockTimeout > 0 {
+		return c.LockTimeout
+	}
+	return DefaultCacheLockTimeout
+}
+
+func (c *CacheConfig) statusName() string {
+	if c.StatusName == "" {
+		return DefaultCacheStatusName
+	}
+	return c.StatusName
+}
+
+// DefaultCacheKey returns the cache key of s's request: the method (HEAD
+// as GET, as a HEAD is answered from a stored GET), scheme, host (lower
+// case), path and query, then the additions of s.Cache.Key, each behind a
+// NUL byte that no request field can hold.
+func DefaultCacheKey(s *Session) string {
+	r := s.Req
+	var spec CacheKeySpec
+	if s.Cache != nil {
+		spec = s.Cache.Key
+	}
+	method := r.Method
+	if method == "HEAD" {
+		method = "GET"
+	}
+	var b strings.Builder
+	b.Grow(len(method) + len(r.Host) + len(r.URI) + 12)
+	b.WriteString(method)
+	b.WriteByte(' ')
+	b.WriteString(s.scheme())
+	b.WriteString("://")
+	b.WriteString(strings.ToLower(r.Host))
+	b.WriteString(r.Path())
+	if i := strings.IndexByte(r.URI, '?'); i >= 0 {
+		if q := selectQuery(r.URI[i+1:], spec.Query); spec.Query == nil || q != "" {
+			b.WriteByte('?')
+			b.WriteString(q)
+		}
+	}
+	for _, h := range spec.Headers {
+		b.WriteString("\x00h:" + h + "=")
+		b.WriteString(strings.Join(r.Header.Values(h), ","))
+	}
+	for _, c := range spec.Cookies {
+		b.WriteString("\x00c:" + c + "=")
+		b.WriteString(cookieOf(r.Header["Cookie"], c))
+	}
+	return b.String()
+}
+
+// selectQuery returns raw, or with keep set only the kept parameters in
+// name order.
+func selectQuery(raw string, keep []string) string {
+	if keep == nil || raw == "" {
+		return raw
+	}
+	var kept []string
+	for _, p := range strings.Split(raw, "&") {
+		name, _, _ := strings.Cut(p, "=")
+		if n, err := url.QueryUnescape(name); err == nil {
+			name = n
+		}
+		if slices.Contains(keep, name) {
+			kept = append(kept, p)
+		}
+	}
+	slices.Sort(kept)
+	return strings.Join(kept, "&")
+}
+
+// cookieOf returns the value of cookie name in the Cookie lines.
+func cookieOf(lines []string, name string) string {
+	for _, line := range lines {
+		if v, ok := cookieValue(line, name); ok {
+			return v
+		}
+	}
+	return ""
+}
