@@ -9,6 +9,7 @@ import (
 
 	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/proxy"
+	"github.com/pingora-go/pingora-go/proxy/cache"
 	"github.com/pingora-go/pingora-go/proxy/health"
 )
 
@@ -28,9 +29,25 @@ func buildTable(r *proxy.Router, c *config.Cluster, version string, resolve func
 	routes := make([]proxy.RouteConfig, 0, len(c.Routes))
 	for _, rt := range c.Routes {
 		routes = append(routes, proxy.RouteConfig{Host: rt.Host, PathPrefix: rt.PathPrefix, Upstream: rt.Upstream,
-			MaxBodyBytes: rt.MaxBodyBytes, Upgrades: rt.Upgrade})
+			MaxBodyBytes: rt.MaxBodyBytes, Upgrades: rt.Upgrade, Cache: routeCache(rt.Cache)})
 	}
 	return r.Build(ups, routes, version)
+}
+
+// routeCache translates a route's cache settings: nil when the route does
+// not cache. Shared is the cluster tier's: until it is built, a shared
+// route's objects stay in this node's store like any other route's.
+func routeCache(c *config.RouteCache) *proxy.CacheConfig {
+	if c == nil || !c.Enabled {
+		return nil
+	}
+	return &proxy.CacheConfig{
+		MaxObjectBytes:      c.MaxObjectBytes,
+		Key:                 proxy.CacheKeySpec{Headers: c.Key.Headers, Cookies: c.Key.Cookies, Query: c.Key.Query},
+		StatusName:          c.StatusHeader,
+		LockTimeout:         c.LockTimeout,
+		DefaultStaleIfError: c.DefaultStaleIfError,
+	}
 }
 
 func buildUpstream(u config.Upstream, resolve func(string) string) (proxy.UpstreamConfig, error) {
@@ -105,9 +122,14 @@ func loadCA(u config.Upstream, resolve func(string) string) (*x509.CertPool, str
 	return pool, "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
-// proxyConfig translates the node file into the engine's Config.
-func proxyConfig(n *config.Node) proxy.Config {
-	cfg := proxy.Config{Via: n.Via}
+// proxyConfig translates the node file into the engine's Config, with the
+// node's HTTP cache store, capped by cache_memory_bytes.
+func proxyConfig(n *config.Node) (proxy.Config, error) {
+	store, err := cache.NewMemory(cache.MemoryConfig{MaxBytes: n.CacheMemoryBytes})
+	if err != nil {
+		return proxy.Config{}, fmt.Errorf("cache: %w", err)
+	}
+	cfg := proxy.Config{Via: n.Via, CacheStore: store}
 	d := n.Downstream
 	cfg.Downstream = proxy.DownstreamConfig{
 		HeaderTimeout:    d.HeaderTimeout,
@@ -118,7 +140,7 @@ func proxyConfig(n *config.Node) proxy.Config {
 		MaxConns:         d.MaxConns,
 		MaxBodyBytes:     d.MaxBodyBytes,
 	}
-	return cfg
+	return cfg, nil
 }
 
 // listenerConfig builds a listener's engine config, loading certificates.

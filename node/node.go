@@ -134,7 +134,10 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	}
 	n.router = router
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	pc := proxyConfig(cfg)
+	pc, err := proxyConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	pc.Metrics = n.reg
 	pc.ErrorLog = n.log.With("part", "proxy")
 	if cfg.AccessLog {

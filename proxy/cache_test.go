@@ -272,9 +272,8 @@ func TestCacheMetrics(t *testing.T) {
 		{"bytes served", m.bytesServed, 4},
 		{"invalidated", m.invalidated, 1},
 	} {
-		if got := counterValue(tc.c); got != tc.want {
-			t.Fatalf("%s = %v, want %v", tc.name, got, tc.want)
-		}
+		// A request is counted after its response went out: wait for it.
+		waitFor(t, 10*time.Second, fmt.Sprintf("%s = %v", tc.name, tc.want), func() bool { return counterValue(tc.c) == tc.want })
 	}
 	families, err := reg.Gather()
 	if err != nil {

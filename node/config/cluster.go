@@ -146,6 +146,8 @@ type Route struct {
 	// request without its upgrade headers. h2c (and h2, HTTP) is never
 	// tunnelled and refused here (default [websocket]; [] allows none).
 	Upgrade []string `yaml:"upgrade" json:"upgrade,omitzero"`
+	// Cache turns the HTTP cache on for the route (default: none).
+	Cache *RouteCache `yaml:"cache" json:"cache,omitempty"`
 }
 
 // Policies lists the lb values.
@@ -290,6 +292,9 @@ func (r *Route) validate(e *errs, p string) {
 	}
 	for j, name := range r.Upgrade {
 		validateUpgrade(e, fmt.Sprintf("%s.upgrade[%d]", p, j), name)
+	}
+	if r.Cache != nil {
+		r.Cache.validate(e, p+".cache")
 	}
 }
 

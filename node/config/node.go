@@ -46,6 +46,10 @@ type Node struct {
 	// Downstream bounds client connections; zero fields keep the engine's
 	// defaults.
 	Downstream Downstream `yaml:"downstream"`
+	// CacheMemoryBytes caps the memory of the node's HTTP cache, shared
+	// by every route that caches: bodies, heads and keys; one object is at
+	// most an eighth of it (default 268435456, 256 MiB; at least 1 MiB).
+	CacheMemoryBytes int64 `yaml:"cache_memory_bytes"`
 	// Join lists seed gossip addresses ("host:port"; DNS names are resolved
 	// on every try). Setting it, or GossipAddr, makes the node a cluster
 	// member (default: none, a standalone node). A node may list itself: one
@@ -174,6 +178,10 @@ type Downstream struct {
 // DefaultAdminAddr is the admin address when the node file names none.
 const DefaultAdminAddr = "127.0.0.1:9090"
 
+// DefaultCacheMemoryBytes is the HTTP cache's memory cap when the node
+// sets none.
+const DefaultCacheMemoryBytes = 256 << 20
+
 // ParseNode parses and validates a node file with no other source: file
 // names it in errors and anchors relative paths; an unset name is the host
 // name.
@@ -229,6 +237,9 @@ func (n *Node) applyDefaults() {
 	}
 	if n.RingWeight == 0 {
 		n.RingWeight = 1
+	}
+	if n.CacheMemoryBytes == 0 {
+		n.CacheMemoryBytes = DefaultCacheMemoryBytes
 	}
 	bind := n.BindAddr
 	if bind == "" {
@@ -334,6 +345,9 @@ func (n *Node) validate(e *errs) {
 	}
 	if d.MaxHeaderBytes > 1<<20 {
 		e.add("downstream.max_header_bytes", "%d is over the 1 MiB maximum", d.MaxHeaderBytes)
+	}
+	if n.CacheMemoryBytes != 0 && (n.CacheMemoryBytes < 1<<20 || n.CacheMemoryBytes > 1<<40) {
+		e.add("cache_memory_bytes", "%d is not between 1 MiB (1048576) and 1 TiB", n.CacheMemoryBytes)
 	}
 }
 

@@ -57,6 +57,7 @@ var Settings = []Setting{
 	{"bootstrap_expect", "bootstrap-expect", "PINGORA_BOOTSTRAP_EXPECT", "`N` servers that form a new raft cluster together, 0-7", setInt(func(n *Node) *int { return &n.BootstrapExpect })},
 	{"zone", "zone", "PINGORA_ZONE", "failure domain `name`, gossiped", setString(func(n *Node) *string { return &n.Zone })},
 	{"upgrade_socket", "upgrade-socket", "PINGORA_UPGRADE_SOCKET", "hand-off Unix socket `path`", setPath(func(n *Node) *string { return &n.UpgradeSocket })},
+	{"cache_memory_bytes", "cache-memory-bytes", "PINGORA_CACHE_MEMORY_BYTES", "HTTP cache memory cap in `bytes` (default 268435456, 256 MiB)", setInt64(func(n *Node) *int64 { return &n.CacheMemoryBytes })},
 }
 
 // Override is one value from outside the node file.
@@ -169,6 +170,17 @@ func setPath(field func(*Node) *string) func(*Node, string, bool) error {
 func setInt(field func(*Node) *int) func(*Node, string, bool) error {
 	return func(n *Node, v string, _ bool) error {
 		i, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", v)
+		}
+		*field(n) = i
+		return nil
+	}
+}
+
+func setInt64(field func(*Node) *int64) func(*Node, string, bool) error {
+	return func(n *Node, v string, _ bool) error {
+		i, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		if err != nil {
 			return fmt.Errorf("%q is not a whole number", v)
 		}

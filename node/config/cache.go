@@ -1,0 +1,97 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// RouteCache turns the HTTP cache on for a route (RFC 9111 semantics; see
+// the README's "HTTP cache").
+type RouteCache struct {
+	// Enabled turns caching on for the route (default false). Turning it
+	// on or off is a live config change.
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Shared puts the route's objects in the cluster tier, where each
+	// key's ring owner fills it once for every node. It takes effect with
+	// the cluster tier; until then objects stay on the node that fetched
+	// them (default false).
+	Shared bool `yaml:"shared" json:"shared,omitempty"`
+	// MaxObjectBytes caps a stored body; larger responses stream through
+	// uncached (default 16 MiB, at most 1 GiB).
+	MaxObjectBytes int64 `yaml:"max_object_bytes" json:"max_object_bytes,omitempty"`
+	// Key adds request parts to the cache key (default: method, scheme,
+	// host, path and the whole query).
+	Key CacheKey `yaml:"key" json:"key,omitzero"`
+	// StatusHeader names the cache in the Cache-Status response field;
+	// "off" sends none (default pingora-go).
+	StatusHeader string `yaml:"status_header" json:"status_header,omitempty"`
+	// LockTimeout bounds a wait for another request's fill of the same key
+	// before going to the origin uncached (default 5s, at most 5m).
+	LockTimeout time.Duration `yaml:"lock_timeout" json:"lock_timeout,omitempty"`
+	// DefaultStaleIfError serves a stale response this long past its
+	// freshness when the origin fails, for responses that state no
+	// stale-if-error (default 0: none).
+	DefaultStaleIfError time.Duration `yaml:"default_stale_if_error" json:"default_stale_if_error,omitempty"`
+}
+
+// CacheKey lists the request parts added to a route's cache key.
+type CacheKey struct {
+	// Headers are request fields whose values join the key (default none).
+	Headers []string `yaml:"headers" json:"headers,omitempty"`
+	// Cookies are cookies whose values join the key (default none).
+	Cookies []string `yaml:"cookies" json:"cookies,omitempty"`
+	// Query, when set, keeps only these query parameters (sorted) in the
+	// key instead of the whole query; [] drops the query (default: unset,
+	// the whole query).
+	Query []string `yaml:"query" json:"query,omitzero"`
+}
+
+// Cache limits.
+const (
+	maxCacheObjectBytes = 1 << 30
+	maxCacheLockTimeout = 5 * time.Minute
+	maxStaleIfError     = 7 * 24 * time.Hour
+)
+
+func (c *RouteCache) validate(e *errs, p string) {
+	if c.Shared && !c.Enabled {
+		e.add(p+".shared", "needs enabled: true (a route that does not cache shares nothing)")
+	}
+	if c.MaxObjectBytes < 0 || c.MaxObjectBytes > maxCacheObjectBytes {
+		e.add(p+".max_object_bytes", "%d is not between 0 (default 16 MiB) and 1 GiB", c.MaxObjectBytes)
+	}
+	if c.LockTimeout < 0 || c.LockTimeout > maxCacheLockTimeout {
+		e.add(p+".lock_timeout", "%s is not between 0 (default 5s) and 5m", c.LockTimeout)
+	}
+	if c.DefaultStaleIfError < 0 || c.DefaultStaleIfError > maxStaleIfError {
+		e.add(p+".default_stale_if_error", "%s is not between 0 and 168h", c.DefaultStaleIfError)
+	}
+	if !isToken(c.StatusHeader) && c.StatusHeader != "" {
+		e.add(p+".status_header", "%q is not a token (letters, digits and !#$%%&'*+-.^_`|~), or off", c.StatusHeader)
+	}
+	for _, list := range []struct {
+		name  string
+		items []string
+	}{{"headers", c.Key.Headers}, {"cookies", c.Key.Cookies}, {"query", c.Key.Query}} {
+		for i, v := range list.items {
+			if !isToken(v) {
+				e.add(fmt.Sprintf("%s.key.%s[%d]", p, list.name, i), "%q is not a name (a token)", v)
+			}
+		}
+	}
+}
+
+// isToken reports an RFC 9110 token.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
