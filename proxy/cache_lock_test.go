@@ -372,3 +372,30 @@ func TestCacheTooLargeMidBody(t *testing.T) {
 	waitFor(t, 10*time.Second, "a new origin request (nothing stored)", func() bool { return conns() >= 2 })
 	<-again
 }
+
+// TestCacheFillOutlivesItsClient: the filler's client leaves mid-body; the
+// fill goes on for the request collapsed onto it, and is stored.
+func TestCacheFillOutlivesItsClient(t *testing.T) {
+	parts := make(chan []byte, 4) // the test's response pieces
+	addr, conns := rawOrigin(t, parts)
+	proxy, locks := startRawCache(t, &CacheConfig{LockTimeout: time.Minute}, addr)
+	first, second := collapse(t, proxy, "/o", locks, conns, parts, "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 10\r\n\r\n01234", "01234")
+	first.resp.Body.Close() // the filler's client is gone
+	parts <- []byte("56789")
+	close(parts)
+	if b := second.rest(t); b != "56789" {
+		t.Fatalf("collapsed client: %q", b)
+	}
+	waitFor(t, 10*time.Second, "the object stored", func() bool {
+		resp, err := h1Client().Get("http://" + proxy + "/o")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(b) == "0123456789" && strings.HasPrefix(cacheStatusOf(resp), "hit")
+	})
+	if conns() != 1 {
+		t.Fatalf("origin connections %d, want 1", conns())
+	}
+}

@@ -382,11 +382,8 @@ func validateUpgrade(e *errs, p, name string) {
 		e.add(p, "empty protocol name")
 		return
 	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c >= 0x7f || c <= ' ' || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
-			e.add(p, "%q is not a protocol name (a token, without a version, such as websocket)", name)
-			return
-		}
+	if !isToken(name) {
+		e.add(p, "%q is not a protocol name (a token, without a version, such as websocket)", name)
 	}
 }
 

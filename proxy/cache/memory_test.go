@@ -40,6 +40,22 @@ func mustLock(t *testing.T, m *Memory, key string) Fill {
 	return f
 }
 
+// startedFill locks key, starts its fill with limit and returns it with
+// a reader of its object from the start.
+func startedFill(t *testing.T, m *Memory, key string, limit int64) (Fill, Object, Reader) {
+	t.Helper()
+	f := mustLock(t, m, key)
+	if err := f.Start(testMeta(""), limit); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := m.Lookup(context.Background(), key)
+	r, err := o.NewReader(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, o, r
+}
+
 // waitArmed waits until n lock waiters armed their timers on fc: they
 // are waiting.
 func waitArmed(t *testing.T, fc *clock.Fake, n int) {
@@ -127,10 +143,7 @@ func TestMemoryAbort(t *testing.T) {
 		t.Fatalf("waiter before the head got %+v", res)
 	}
 
-	f = mustLock(t, m, "k")
-	f.Start(testMeta(""), 0)
-	o, _ := m.Lookup(context.Background(), "k")
-	r, _ := o.NewReader(context.Background(), 0)
+	f, o, r := startedFill(t, m, "k", 0)
 	f.Write([]byte("part"))
 	f.Abort(nil)
 	b, err := io.ReadAll(r)
@@ -149,10 +162,7 @@ func TestMemoryAbort(t *testing.T) {
 // to the readers already reading, is not stored, and frees the lock.
 func TestMemoryTooLarge(t *testing.T) {
 	m := newTestMemory(t, MemoryConfig{})
-	f := mustLock(t, m, "k")
-	f.Start(testMeta(""), 8)
-	o, _ := m.Lookup(context.Background(), "k")
-	r, _ := o.NewReader(context.Background(), 0)
+	f, _, r := startedFill(t, m, "k", 8)
 	got := make(chan []byte, 1) // the reader's whole body
 	go func() { b, _ := io.ReadAll(r); got <- b }()
 	for range 4 {
@@ -178,10 +188,7 @@ func TestMemoryTooLarge(t *testing.T) {
 // than relayWindow behind is cut off with an error: memory stays bounded.
 func TestMemorySlowReaderCut(t *testing.T) {
 	m := newTestMemory(t, MemoryConfig{})
-	f := mustLock(t, m, "k")
-	f.Start(testMeta(""), 1)
-	o, _ := m.Lookup(context.Background(), "k")
-	r, _ := o.NewReader(context.Background(), 0)
+	f, o, r := startedFill(t, m, "k", 1)
 	chunk := make([]byte, 64<<10)
 	for range relayWindow/len(chunk) + 2 {
 		f.Write(chunk)
