@@ -11,6 +11,7 @@ import (
 	"github.com/pingora-go/pingora-go/proxy"
 	"github.com/pingora-go/pingora-go/proxy/cache"
 	"github.com/pingora-go/pingora-go/proxy/health"
+	"github.com/pingora-go/pingora-go/tinyufo"
 )
 
 // buildTable translates a validated cluster config into a routing table.
@@ -123,9 +124,14 @@ func loadCA(u config.Upstream, resolve func(string) string) (*x509.CertPool, str
 }
 
 // proxyConfig translates the node file into the engine's Config, with the
-// node's HTTP cache store, capped by cache_memory_bytes.
+// node's HTTP cache store: a memory store capped by cache_memory_bytes,
+// its objects kept by TinyUFO (S3-FIFO eviction, TinyLFU admission).
 func proxyConfig(n *config.Node) (proxy.Config, error) {
-	store, err := cache.NewMemory(cache.MemoryConfig{MaxBytes: n.CacheMemoryBytes})
+	idx, err := tinyufo.New[any](tinyufo.Config{Capacity: n.CacheMemoryBytes})
+	if err != nil {
+		return proxy.Config{}, fmt.Errorf("cache: %w", err)
+	}
+	store, err := cache.NewMemory(cache.MemoryConfig{MaxBytes: n.CacheMemoryBytes, Index: ufoIndex{idx}})
 	if err != nil {
 		return proxy.Config{}, fmt.Errorf("cache: %w", err)
 	}
@@ -142,6 +148,15 @@ func proxyConfig(n *config.Node) (proxy.Config, error) {
 	}
 	return cfg, nil
 }
+
+// ufoIndex is a TinyUFO cache as the memory store's Index, with its
+// eviction count for the store's Stats.
+type ufoIndex struct{ *tinyufo.Cache[any] }
+
+var _ cache.Index = ufoIndex{}
+
+// Evictions returns how many objects TinyUFO dropped to make room.
+func (u ufoIndex) Evictions() uint64 { return u.Stats().Evictions }
 
 // listenerConfig builds a listener's engine config, loading certificates.
 func listenerConfig(n *config.Node, l config.Listener) (proxy.ListenerConfig, error) {

@@ -198,6 +198,8 @@ func (s *Server[C]) commitFill(sess *Session) {
 		s.metrics.cache.uncacheable.WithLabelValues("too_large").Inc()
 	case errors.Is(err, cache.ErrNotStored):
 		s.metrics.cache.uncacheable.WithLabelValues("invalidated").Inc()
+	case errors.Is(err, cache.ErrNotAdmitted):
+		s.metrics.cache.uncacheable.WithLabelValues("not_admitted").Inc()
 	default:
 		s.metrics.cache.uncacheable.WithLabelValues("store-error").Inc()
 	}

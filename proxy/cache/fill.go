@@ -96,7 +96,9 @@ func (f *memFill) Commit() error {
 	case doomed:
 		return ErrNotStored
 	}
-	m.storeLocked(f.key, o)
+	if !m.storeLocked(f.key, o) {
+		return ErrNotAdmitted
+	}
 	return nil
 }
 
@@ -108,13 +110,15 @@ func (f *memFill) Refresh(meta *Meta) error {
 	if f.outcome != fillOpen || f.obj != nil {
 		return errFillState
 	}
-	old := m.objs[f.key]
+	old := m.stored(f.key)
 	if old == nil || f.doomed || meta.Variants != nil {
 		f.endLocked(fillAborted)
 		return ErrNotStored
 	}
 	f.endLocked(fillRefreshed)
-	m.storeLocked(f.key, old.withMeta(meta))
+	if !m.storeLocked(f.key, old.withMeta(meta)) {
+		return ErrNotAdmitted
+	}
 	return nil
 }
 

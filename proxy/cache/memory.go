@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pingora-go/pingora-go/clock"
@@ -26,8 +25,9 @@ type MemoryConfig struct {
 	// MaxObjectBytes caps one object's body; larger ones stream through
 	// uncached (default MaxBytes/8).
 	MaxObjectBytes int64
-	// Policy chooses what to evict (default: NewLRU(MaxBytes)).
-	Policy Policy
+	// Index holds the complete objects and chooses what to evict; give
+	// it the same budget as MaxBytes (default: NewLRU(MaxBytes)).
+	Index Index
 	// Clock times lock waits (default: real time).
 	Clock clock.Clock
 }
@@ -46,18 +46,15 @@ func (c MemoryConfig) Validate() error {
 }
 
 // Memory is a Store that holds objects in this process's memory, bounded
-// by bytes, with a per-key lock for fills. A Lookup costs one map read
-// under a mutex and the policy's Touch.
+// by bytes (its Index), with a per-key lock for fills. A Lookup costs a
+// map read under the fill mutex and the Index's Get.
 type Memory struct {
-	cfg MemoryConfig
+	cfg   MemoryConfig
+	index Index
 
-	mu     sync.Mutex
-	objs   map[string]*memObject
-	fills  map[string]*memFill
-	policy Policy
-	bytes  int64
-
-	evictions atomic.Uint64
+	// mu guards fills, and orders storing into index against Remove.
+	mu    sync.Mutex
+	fills map[string]*memFill
 }
 
 var (
@@ -76,27 +73,38 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 	if cfg.MaxObjectBytes == 0 {
 		cfg.MaxObjectBytes = cfg.MaxBytes / 8
 	}
-	if cfg.Policy == nil {
-		cfg.Policy = NewLRU(cfg.MaxBytes)
+	if cfg.Index == nil {
+		cfg.Index = NewLRU(cfg.MaxBytes)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
-	return &Memory{cfg: cfg, objs: map[string]*memObject{}, fills: map[string]*memFill{}, policy: cfg.Policy}, nil
+	return &Memory{cfg: cfg, index: cfg.Index, fills: map[string]*memFill{}}, nil
 }
 
-// Lookup returns the stored object, or the one a fill is writing.
+// Lookup returns the object a fill is writing, else the stored one: the
+// fill is checked first, so an object it stores in between is found.
 func (m *Memory) Lookup(_ context.Context, key string) (Object, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if o := m.objs[key]; o != nil {
-		m.policy.Touch(key)
-		return o, nil
-	}
 	if f := m.fills[key]; f != nil && f.obj != nil {
+		m.mu.Unlock()
 		return f.obj, nil
 	}
-	return nil, nil
+	m.mu.Unlock()
+	if o := m.stored(key); o != nil {
+		return o, nil
+	}
+	return nil, nil // not a nil *memObject in an interface
+}
+
+// stored returns the complete object under key, or nil.
+func (m *Memory) stored(key string) *memObject {
+	v, ok := m.index.Get(key)
+	if !ok {
+		return nil
+	}
+	o, _ := v.(*memObject)
+	return o
 }
 
 // Lock gives the caller the fill of key, or waits for the one under way.
@@ -139,8 +147,10 @@ func (m *Memory) afterFill(f *memFill) (Fill, Object, error) {
 	case f.outcome == fillAborted:
 	case f.obj != nil:
 		return nil, f.obj, nil
-	case f.outcome == fillRefreshed && m.objs[f.key] != nil:
-		return nil, m.objs[f.key], nil
+	case f.outcome == fillRefreshed:
+		if o := m.stored(f.key); o != nil {
+			return nil, o, nil
+		}
 	}
 	return nil, nil, ErrFillFailed
 }
@@ -152,42 +162,34 @@ func (m *Memory) Remove(_ context.Context, key string) (bool, error) {
 	if f := m.fills[key]; f != nil {
 		f.doomed = true
 	}
-	o := m.objs[key]
-	if o == nil {
-		return false, nil
-	}
-	m.dropLocked(key, o)
-	m.policy.Remove(key)
-	return true, nil
+	return m.index.Remove(key), nil
 }
 
-// Stats returns the store's figures.
+// Stats returns the store's figures: objects, bytes and evictions as far
+// as its Index reports them.
 func (m *Memory) Stats() Stats {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return Stats{Objects: len(m.objs), Bytes: m.bytes, MaxBytes: m.cfg.MaxBytes, Evictions: m.evictions.Load(), Fills: len(m.fills)}
+	st := Stats{MaxBytes: m.cfg.MaxBytes, Fills: len(m.fills)}
+	m.mu.Unlock()
+	if sz, ok := m.index.(indexSize); ok {
+		st.Objects, st.Bytes = sz.Len(), sz.Weight()
+	}
+	if ev, ok := m.index.(indexEvictions); ok {
+		st.Evictions = ev.Evictions()
+	}
+	return st
 }
 
-func (m *Memory) dropLocked(key string, o *memObject) {
-	delete(m.objs, key)
-	m.bytes -= o.weight
-}
-
-// storeLocked puts a complete object under key and evicts what the policy
-// says.
-func (m *Memory) storeLocked(key string, o *memObject) {
+// storeLocked puts a complete object under key; an Index that refuses it
+// must not keep an older object there either. It reports whether o was
+// admitted.
+func (m *Memory) storeLocked(key string, o *memObject) bool {
 	o.weight = weigh(key, o)
-	if old := m.objs[key]; old != nil {
-		m.dropLocked(key, old)
+	if m.index.Put(key, o, o.weight) {
+		return true
 	}
-	m.objs[key] = o
-	m.bytes += o.weight
-	for _, k := range m.policy.Admit(key, o.weight) {
-		if victim := m.objs[k]; victim != nil {
-			m.dropLocked(k, victim)
-			m.evictions.Add(1)
-		}
-	}
+	m.index.Remove(key)
+	return false
 }
 
 // weigh is what an object costs: its body, head and key.

@@ -308,27 +308,64 @@ func TestMemoryEvictsByBytes(t *testing.T) {
 	}
 }
 
-// TestLRU: the policy alone, as a table.
+// TestLRU: the default Index alone, as a table: which keys remain after
+// the operations, in a 10-byte budget.
 func TestLRU(t *testing.T) {
 	cases := []struct {
 		name  string
-		ops   func(l *LRU) []string
-		evict []string
+		ops   func(l *LRU)
+		keep  string
+		evict uint64
 	}{
-		{"under budget evicts nothing", func(l *LRU) []string { l.Admit("a", 4); return l.Admit("b", 4) }, nil},
-		{"over budget evicts the coldest", func(l *LRU) []string { l.Admit("a", 4); l.Admit("b", 4); return l.Admit("c", 4) }, []string{"a"}},
-		{"a touch protects", func(l *LRU) []string { l.Admit("a", 4); l.Admit("b", 4); l.Touch("a"); return l.Admit("c", 4) }, []string{"b"}},
-		{"larger than the budget evicts only itself", func(l *LRU) []string { l.Admit("a", 4); return l.Admit("big", 11) }, []string{"big"}},
-		{"a replaced object is reweighed", func(l *LRU) []string { l.Admit("a", 4); l.Admit("b", 4); return l.Admit("a", 8) }, []string{"b"}},
-		{"a removed key frees its weight", func(l *LRU) []string { l.Admit("a", 8); l.Remove("a"); return l.Admit("b", 8) }, nil},
+		{"under budget keeps all", func(l *LRU) { l.Put("a", 1, 4); l.Put("b", 2, 4) }, "a,b", 0},
+		{"over budget evicts the coldest", func(l *LRU) { l.Put("a", 1, 4); l.Put("b", 2, 4); l.Put("c", 3, 4) }, "b,c", 1},
+		{"a Get protects", func(l *LRU) { l.Put("a", 1, 4); l.Put("b", 2, 4); l.Get("a"); l.Put("c", 3, 4) }, "a,c", 1},
+		{"larger than the budget is refused", func(l *LRU) { l.Put("a", 1, 4); l.Put("big", 2, 11) }, "a", 0},
+		{"a replaced value is reweighed", func(l *LRU) { l.Put("a", 1, 4); l.Put("b", 2, 4); l.Put("a", 3, 8) }, "a", 1},
+		{"a removed key frees its weight", func(l *LRU) { l.Put("a", 1, 8); l.Remove("a"); l.Put("b", 2, 8) }, "b", 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := tc.ops(NewLRU(10))
-			if strings.Join(got, ",") != strings.Join(tc.evict, ",") {
-				t.Fatalf("evicted %v, want %v", got, tc.evict)
+			l := NewLRU(10)
+			tc.ops(l)
+			var keep []string
+			for _, k := range []string{"a", "b", "c", "big"} {
+				if _, ok := l.Get(k); ok {
+					keep = append(keep, k)
+				}
+			}
+			if strings.Join(keep, ",") != tc.keep || l.Evictions() != tc.evict || l.Weight() > 10 {
+				t.Fatalf("kept %v, %d evictions, weight %d; want %s, %d", keep, l.Evictions(), l.Weight(), tc.keep, tc.evict)
 			}
 		})
+	}
+}
+
+// refusing is an Index that admits nothing new, like TinyLFU facing a
+// newcomer less popular than its victim.
+type refusing struct{ *LRU }
+
+func (r refusing) Put(key string, v any, weight int64) bool {
+	if _, ok := r.LRU.Get(key); ok {
+		return r.LRU.Put(key, v, weight)
+	}
+	return false
+}
+
+// TestMemoryNotAdmitted: a fill its Index does not admit streams whole to
+// its readers, Commit says so, and nothing stays under the key.
+func TestMemoryNotAdmitted(t *testing.T) {
+	m := newTestMemory(t, MemoryConfig{Index: refusing{NewLRU(1 << 20)}})
+	f, _, r := startedFill(t, m, "k", 0)
+	f.Write([]byte("body"))
+	if err := f.Commit(); !errors.Is(err, ErrNotAdmitted) {
+		t.Fatalf("Commit = %v", err)
+	}
+	if b, err := io.ReadAll(r); err != nil || string(b) != "body" {
+		t.Fatalf("reader: %q %v", b, err)
+	}
+	if o, _ := m.Lookup(context.Background(), "k"); o != nil {
+		t.Fatal("a refused object is served")
 	}
 }
 

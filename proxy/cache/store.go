@@ -76,8 +76,9 @@ type Fill interface {
 	// Write appends body bytes after Start.
 	Write(p []byte) (int, error)
 	// Commit ends the body: the object is stored, complete. It returns
-	// ErrTooLarge for a body over the limit and ErrNotStored when the key
-	// was removed during the fill; readers get the whole body either way.
+	// ErrTooLarge for a body over the limit, ErrNotStored when the key
+	// was removed during the fill, and ErrNotAdmitted when the store chose
+	// not to keep it; readers get the whole body in every case.
 	Commit() error
 	// Refresh, instead of Start, replaces the head of the object stored
 	// under the key and keeps its body (a 304 revalidated it, RFC 9111
@@ -103,6 +104,10 @@ var (
 	// ErrNotStored is returned by Commit and Refresh when the key was
 	// removed during the fill, or holds nothing to refresh.
 	ErrNotStored = errors.New("cache: not stored")
+	// ErrNotAdmitted is returned by Commit and Refresh when the store's
+	// admission policy did not keep the object (TinyLFU judged it less
+	// popular than what it would evict).
+	ErrNotAdmitted = errors.New("cache: not admitted")
 	// ErrIncomplete is what readers get from a fill aborted without an
 	// error of its own.
 	ErrIncomplete = errors.New("cache: body incomplete")
