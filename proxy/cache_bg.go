@@ -75,7 +75,9 @@ func (s *Server[C]) refreshLater(sess *Session, f cache.Fill, obj cache.Object) 
 		if k == "Range" || k == "If-Range" || k == "If-None-Match" || k == "If-Modified-Since" {
 			continue
 		}
-		h[k] = v // the values are only read
+		// A copy: the connection's parser reuses its value slices for
+		// the next request while this one runs.
+		h[k] = append([]string(nil), v...)
 	}
 	req := &RequestHeader{Method: http.MethodGet, URI: src.URI, Host: src.Host, Header: h, ProtoMajor: src.ProtoMajor, ProtoMinor: src.ProtoMinor}
 	bg := &Session{ClientIP: sess.ClientIP, TLS: sess.TLS, Listener: sess.Listener}
