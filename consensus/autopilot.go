@@ -3,6 +3,7 @@ package consensus
 import (
 	"context"
 	"sort"
+	"time"
 
 	"github.com/hashicorp/raft"
 	autopilot "github.com/hashicorp/raft-autopilot"
@@ -42,19 +43,38 @@ func (d *apDelegate) NotifyState(st *autopilot.State) { d.s.apState.Store(st) }
 // non-voter is promoted after ServerStabilizationTime of good heartbeats.
 func (d *apDelegate) FetchServerStats(_ context.Context, srvs map[raft.ServerID]*autopilot.Server) map[raft.ServerID]*autopilot.ServerStats {
 	s := d.s
-	now := s.cfg.Clock.Now()
 	term, last := s.raft.CurrentTerm(), s.raft.LastIndex()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	out := make(map[raft.ServerID]*autopilot.ServerStats, len(srvs))
 	for id := range srvs {
-		st := &autopilot.ServerStats{LastTerm: term, LastIndex: last}
-		if lc, failing := s.lastContact[string(id)]; failing {
-			st.LastContact = now.Sub(lc)
-		}
-		out[id] = st
+		out[id] = &autopilot.ServerStats{LastTerm: term, LastIndex: last, LastContact: s.sinceContact(string(id))}
 	}
 	return out
+}
+
+// sinceContact is how long ago the leader last reached a server whose
+// heartbeats fail, or 0 when they do not.
+func (s *Store) sinceContact(id string) time.Duration {
+	now := s.cfg.Clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pc, failing := s.lastContact[id]
+	if !failing {
+		return 0
+	}
+	if now.Sub(pc.seen) > s.staleFailure() {
+		delete(s.lastContact, id) // a lost resumption: see staleFailure
+		return 0
+	}
+	return now.Sub(pc.last)
+}
+
+// staleFailure is how long after the last failed heartbeat a failing
+// entry is trusted. raft reports every failed heartbeat (at most
+// HeartbeatTimeout/2 apart, plus one RPC of at most 2*transportTimeout),
+// so a longer silence means heartbeats work again and the resumption was
+// lost: the observer drops observations when its channel is full.
+func (s *Store) staleFailure() time.Duration {
+	return 2*transportTimeout + s.cfg.Timing.HeartbeatTimeout
 }
 
 // KnownServers lists every server in the raft configuration or from
@@ -166,6 +186,7 @@ func (s *Store) leadershipChanged(ctx context.Context, leader bool) {
 	if leader {
 		s.mu.Lock()
 		clear(s.lastContact)
+		clear(s.removedAt) // replications of an earlier term are gone
 		s.mu.Unlock()
 		s.ap.Start(ctx)
 		s.Kick()
@@ -177,10 +198,16 @@ func (s *Store) leadershipChanged(ctx context.Context, leader bool) {
 
 func isHeartbeatObservation(o *raft.Observation) bool {
 	switch o.Data.(type) {
-	case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+	case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.PeerObservation:
 		return true
 	}
 	return false
+}
+
+// peerContact is what the leader knows of a follower whose heartbeats fail.
+type peerContact struct {
+	last time.Time // its last contact, as raft reported it
+	seen time.Time // when the latest failure was observed
 }
 
 // observeLoop tracks which followers' heartbeats fail, for FetchServerStats.
@@ -195,19 +222,42 @@ func (s *Store) observeLoop(ctx context.Context, ch <-chan raft.Observation) {
 	}
 }
 
+// observe records a failed heartbeat and forgets it when heartbeats resume
+// or when raft starts or stops replicating to the peer.
+//
+// A server removed from the configuration (after a graceful leave, or
+// DeadServerGrace after a crash) and later added back gets a new
+// replication, which reports failures but never a resumption; the stopped
+// replication meanwhile keeps reporting failed heartbeats for up to about
+// a minute (raft's replication backoff) with its old last contact. Without
+// PeerObservation and removedAt the returning server looked unhealthy for
+// ever and was never promoted (issue 12).
 func (s *Store) observe(o raft.Observation) {
+	now := s.cfg.Clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch v := o.Data.(type) {
 	case raft.FailedHeartbeatObservation:
-		if _, ok := s.lastContact[string(v.PeerID)]; !ok {
-			lc := v.LastContact
-			if lc.IsZero() {
-				lc = s.cfg.Clock.Now().Add(-s.cfg.Timing.LastContactThreshold)
-			}
-			s.lastContact[string(v.PeerID)] = lc
+		id := string(v.PeerID)
+		if rm, ok := s.removedAt[id]; ok && v.LastContact.Before(rm) {
+			return // from the replication stopped when the server was removed
 		}
+		pc, ok := s.lastContact[id]
+		if !ok {
+			pc.last = v.LastContact
+			if pc.last.IsZero() {
+				pc.last = now.Add(-s.cfg.Timing.LastContactThreshold)
+			}
+		}
+		pc.seen = now
+		s.lastContact[id] = pc
 	case raft.ResumedHeartbeatObservation:
 		delete(s.lastContact, string(v.PeerID))
+	case raft.PeerObservation:
+		delete(s.lastContact, string(v.Peer.ID))
+		if v.Removed {
+			// raft's LastContact is wall-clock time, so this is too.
+			s.removedAt[string(v.Peer.ID)] = time.Now()
+		}
 	}
 }

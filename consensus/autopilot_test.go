@@ -7,6 +7,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	autopilot "github.com/hashicorp/raft-autopilot"
+
+	"github.com/pingora-go/pingora-go/clock"
 )
 
 func TestAutopilot(t *testing.T) {
@@ -118,5 +120,117 @@ func TestPromoterCapsVoters(t *testing.T) {
 	ch = (&promoter{max: 3}).CalculatePromotionsAndDemotions(&autopilot.Config{}, st)
 	if len(ch.Promotions) != 0 {
 		t.Fatalf("promotions at cap = %v", ch.Promotions)
+	}
+}
+
+// TestRemovedServerReturnsAsVoter: a server whose heartbeats failed, that
+// was removed (after the grace period when it failed, at once when it
+// left) and that restarts on its data dir later than LastContactThreshold
+// is added back and promoted to voter. Before issue 12 the leader kept the
+// failed-heartbeat record of the stopped replication, so the returning
+// server stayed an unhealthy non-voter with its last contact growing.
+func TestRemovedServerReturnsAsVoter(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		left bool
+	}{{"failed", false}, {"left", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 3, 3, func(cfg *Config) { cfg.Timing.DeadServerGrace = 500 * time.Millisecond })
+			c.reconcile()
+			l := c.leader(20 * time.Second)
+			f := c.follower(l)
+			down := time.Now()
+			if tc.left {
+				f.s.Shutdown()
+			} else {
+				c.kill(f)
+			}
+			waitFor(t, 15*time.Second, "leader saw failed heartbeats", func() bool {
+				l.s.mu.Lock()
+				defer l.s.mu.Unlock()
+				_, ok := l.s.lastContact[f.id]
+				return ok
+			})
+			if tc.left {
+				c.left[f.id] = true
+				c.reconcile()
+			}
+			waitFor(t, 15*time.Second, f.id+" removed", func() bool {
+				v, nv := voters(l)
+				return !slices.Contains(v, f.id) && !slices.Contains(nv, f.id)
+			})
+			threshold := l.cfg.Timing.LastContactThreshold
+			waitFor(t, 10*time.Second, "down for longer than LastContactThreshold", func() bool {
+				return time.Since(down) > 2*threshold
+			})
+			s, err := New(f.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			if err := s.Start(ctxT(t, time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			f.s = s
+			delete(c.down, f.id)
+			delete(c.left, f.id)
+			c.reconcile()
+			took := waitFor(t, 15*time.Second, f.id+" a voter again and the leader healthy", func() bool {
+				st := l.s.Status()
+				return slices.Contains(voterIDs(l), f.id) && st.Healthy != nil && *st.Healthy
+			})
+			t.Logf("%s back as a voter %s after its restart (stabilization %s)", f.id, took, l.cfg.Timing.ServerStabilizationTime)
+		})
+	}
+}
+
+func voterIDs(l *tnode) []string { v, _ := voters(l); return v }
+
+// TestObserveFailures is the bookkeeping of failed heartbeats: resumption
+// and a new replication forget a failure, a stopped replication's late
+// reports are ignored, and a failure nobody repeats goes stale.
+func TestObserveFailures(t *testing.T) {
+	clk := clock.NewFake(time.Now().Add(time.Hour)) // ahead of raft's wall-clock last contacts
+	s := &Store{
+		cfg:         Config{Clock: clk, Timing: FastTiming()},
+		lastContact: map[string]peerContact{}, removedAt: map[string]time.Time{},
+	}
+	failed := func(id string, lc time.Time) raft.Observation {
+		return raft.Observation{Data: raft.FailedHeartbeatObservation{PeerID: raft.ServerID(id), LastContact: lc}}
+	}
+	peer := func(id string, removed bool) raft.Observation {
+		return raft.Observation{Data: raft.PeerObservation{Removed: removed, Peer: raft.Server{ID: raft.ServerID(id)}}}
+	}
+	failing := func(id string) bool { _, ok := s.lastContact[id]; return ok }
+	old := time.Now().Add(-time.Minute)
+
+	s.observe(failed("a", old))
+	if !failing("a") || s.lastContact["a"].last != old {
+		t.Fatalf("failure not recorded: %+v", s.lastContact)
+	}
+	s.observe(raft.Observation{Data: raft.ResumedHeartbeatObservation{PeerID: "a"}})
+	if failing("a") {
+		t.Fatal("resumption did not forget the failure")
+	}
+	s.observe(failed("a", old))
+	s.observe(peer("a", true))
+	if failing("a") {
+		t.Fatal("removal did not forget the failure")
+	}
+	s.observe(peer("a", false))
+	s.observe(failed("a", old))
+	if failing("a") {
+		t.Fatal("a late report of the stopped replication counted")
+	}
+	s.observe(failed("a", time.Now()))
+	if !failing("a") {
+		t.Fatal("a failure of the new replication was ignored")
+	}
+	if d := s.sinceContact("a"); d <= 0 {
+		t.Fatalf("failing server reported last contact %s ago", d)
+	}
+	clk.Advance(s.staleFailure() + time.Second)
+	if d := s.sinceContact("a"); d != 0 || failing("a") {
+		t.Fatalf("a failure nobody repeated for %s still counts: %s", s.staleFailure(), d)
 	}
 }

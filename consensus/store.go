@@ -46,10 +46,11 @@ type Store struct {
 
 	mu           sync.Mutex // guards the fields below
 	servers      map[string]Server
-	downSince    map[string]time.Time // first time a server was seen not alive
-	reconciled   bool                 // Reconcile was called at least once
-	bootstrapped bool                 // bootstrap is settled: done, or state existed
-	lastContact  map[string]time.Time // from failed-heartbeat observations
+	downSince    map[string]time.Time   // first time a server was seen not alive
+	reconciled   bool                   // Reconcile was called at least once
+	bootstrapped bool                   // bootstrap is settled: done, or state existed
+	lastContact  map[string]peerContact // from failed-heartbeat observations
+	removedAt    map[string]time.Time   // when raft stopped replicating to a server, this term
 
 	kick     chan struct{} // cap 1: one pending reconcile is enough
 	cancel   context.CancelFunc
@@ -82,9 +83,10 @@ func New(cfg Config) (*Store, error) {
 		hlog:      newHCLogger(cfg.Logger, "raft"),
 		notifier:  newNotifier(cfg.OnApply),
 		servers:   map[string]Server{},
-		downSince: map[string]time.Time{}, lastContact: map[string]time.Time{},
-		kick:     make(chan struct{}, 1), // one pending reconcile is enough
-		stopNote: make(chan struct{}),
+		downSince: map[string]time.Time{}, lastContact: map[string]peerContact{},
+		removedAt: map[string]time.Time{},
+		kick:      make(chan struct{}, 1), // one pending reconcile is enough
+		stopNote:  make(chan struct{}),
 	}
 	if err := s.open(); err != nil {
 		s.closeStores()
@@ -177,6 +179,9 @@ func (s *Store) Start(ctx context.Context) error {
 	s.Kick()
 	return nil
 }
+
+// transportTimeout bounds each raft RPC's dial and I/O.
+const transportTimeout = 10 * time.Second
 
 func (c Config) raftConfigWithLogger(l hclog.Logger) *raft.Config {
 	rc := c.raftConfig()

@@ -30,7 +30,7 @@ func (s *Store) transport() (raft.Transport, error) {
 		sl.Close()
 		return nil, err
 	}
-	return raft.NewNetworkTransportWithLogger(&advertisedLayer{StreamLayer: sl, addr: adv}, 3, 10*time.Second, s.hlog), nil
+	return raft.NewNetworkTransportWithLogger(&advertisedLayer{StreamLayer: sl, addr: adv}, 3, transportTimeout, s.hlog), nil
 }
 
 // advertiseAddr returns what other servers dial: advertise, with port 0
