@@ -26,13 +26,10 @@ func (n *Node) openConsensus() error {
 	cc.Advertise = n.adv.Raft(n.cfg.RaftAddr) // port 0: the bound one
 	cc.DataDir = n.cfg.Path(n.cfg.DataDir)
 	cc.BootstrapExpect = n.cfg.Bootstrap()
-	// Autopilot never removes a dead voter below the expected cluster size
-	// (Consul's min_quorum): a 3-server cluster keeps 3 voters through a
-	// crash, so the returning server is a voter at once and one more
-	// failure is still tolerated.
-	if n.cfg.BootstrapExpect > 1 {
-		cc.MinQuorum = n.cfg.BootstrapExpect
-	}
+	// No MinQuorum floor: a server that is down for DeadServerGrace is
+	// removed (keeping a majority), so a permanently dead one does not
+	// stay in the configuration for ever (issue 12); one that returns is
+	// added back and promoted after ServerStabilizationTime.
 	cc.Logger = n.log.With("part", "consensus")
 	cc.ValidateDoc = func(name string, content []byte) error {
 		if name != clusterDoc {
@@ -119,7 +116,11 @@ func (n *Node) reconcileLoop(st *consensus.Store, stop chan struct{}) {
 	}
 }
 
-// raftServers translates gossip members into raft servers.
+// raftServers translates gossip members into raft servers. A member that
+// left gossip is only down for raft: a node stopped with SIGTERM stays a
+// voter, so it is one again as soon as it restarts, and the leader removes
+// it after DeadServerGrace if it does not return; "pingora-node leave"
+// removes a node from raft for good before it leaves gossip.
 func (n *Node) raftServers(st *consensus.Store) []consensus.Server {
 	self := consensus.Server{ID: n.cfg.Name, Addr: st.Addr(), Alive: true, HasState: st.HasState()}
 	mc := n.Members()
@@ -132,7 +133,7 @@ func (n *Node) raftServers(st *consensus.Store) []consensus.Server {
 			continue
 		}
 		out = append(out, consensus.Server{ID: m.Name, Addr: m.Meta.Addrs.Raft, Alive: m.State == membership.Alive,
-			Left: m.State == membership.Left, HasState: m.Meta.RaftState})
+			HasState: m.Meta.RaftState})
 	}
 	return out
 }

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/node"
+)
+
+// procNode is one pingora-node process of a test cluster: its files,
+// addresses and the running command.
+type procNode struct {
+	name, dir                      string
+	admin, proxy, gossip, raftAddr string
+	join                           []string
+	cmd                            *exec.Cmd
+	log                            *logFile
+	exited                         chan struct{} // closed when cmd.Wait returned
+	exitErr                        error
+	extraYAML                      string
+}
+
+// raftCluster starts real node processes on loopback (fast gossip and raft
+// timings) and stops every one it started when the test ends.
+type raftCluster struct {
+	t     *testing.T
+	nodes []*procNode
+}
+
+// newRaftCluster prepares n nodes, n1..nN, each joining all the others and
+// bootstrapping together; start them with startAll.
+func newRaftCluster(t *testing.T, n int) *raftCluster {
+	c := &raftCluster{t: t}
+	for i := range n {
+		c.nodes = append(c.nodes, c.newNode(fmt.Sprintf("n%d", i+1)))
+	}
+	for _, p := range c.nodes {
+		for _, q := range c.nodes {
+			if q != p {
+				p.join = append(p.join, q.gossip)
+			}
+		}
+		p.extraYAML = fmt.Sprintf("bootstrap_expect: %d\n", n)
+	}
+	return c
+}
+
+// newNode prepares a node's directory and addresses.
+func (c *raftCluster) newNode(name string) *procNode {
+	dir, err := os.MkdirTemp("", "pc") // short: it holds the upgrade socket
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { os.RemoveAll(dir) })
+	os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(
+		"upstreams:\n  - name: web\n    peers: [{addr: 127.0.0.1:1}]\nroutes:\n  - upstream: web\n"), 0o644)
+	return &procNode{name: name, dir: dir, admin: freePort(c.t), proxy: freePort(c.t),
+		gossip: freePort(c.t), raftAddr: freePort(c.t)}
+}
+
+func (p *procNode) writeNodeFile() string {
+	js, _ := json.Marshal(p.join)
+	path := filepath.Join(p.dir, "node.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf(`name: %s
+admin_addr: %s
+listeners:
+  - {name: http, addr: %s}
+cluster_config: cluster.yaml
+gossip_addr: %s
+gossip_profile: fast
+raft_addr: %s
+data_dir: data
+upgrade_socket: up.sock
+log_level: info
+grace_period: 5s
+join: %s
+%s`, p.name, p.admin, p.proxy, p.gossip, p.raftAddr, js, p.extraYAML)), 0o644)
+	return path
+}
+
+// start launches the node's process (on its existing data dir, if any).
+func (c *raftCluster) start(p *procNode) {
+	c.t.Helper()
+	cmd := exec.Command(binary, "run", "--config", p.writeNodeFile())
+	p.log = newLogFile(c.t)
+	cmd.Stderr, cmd.Stdout = p.log.f, p.log.f
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	p.cmd, p.exited, p.exitErr = cmd, make(chan struct{}), nil
+	go func() { p.exitErr = cmd.Wait(); close(p.exited) }()
+	log := p.log
+	c.t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			cmd.Process.Kill()
+			<-p.exited
+		}
+		if c.t.Failed() {
+			c.t.Logf("%s log (last 6000 bytes):\n%s", p.name, tail(log.String(), 6000))
+		}
+	})
+}
+
+func (c *raftCluster) startAll() {
+	for _, p := range c.nodes {
+		c.start(p)
+	}
+}
+
+// stop ends the node with sig and waits for the process to exit; it
+// returns the exit error (nil for exit 0).
+func (c *raftCluster) stop(p *procNode, sig syscall.Signal) error {
+	c.t.Helper()
+	p.cmd.Process.Signal(sig)
+	return p.wait(c.t, 30*time.Second)
+}
+
+func (p *procNode) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.exitErr
+	case <-time.After(d):
+		t.Fatalf("%s did not exit within %s", p.name, d)
+		return nil
+	}
+}
+
+func (p *procNode) running() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (c *raftCluster) running() []*procNode {
+	var out []*procNode
+	for _, p := range c.nodes {
+		if p.cmd != nil && p.running() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// status reads a node's /status; ok is false when it does not answer.
+func (p *procNode) status() (node.Status, bool) {
+	var st node.Status
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + p.admin + "/status")
+	if err != nil {
+		return st, false
+	}
+	defer resp.Body.Close()
+	return st, resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&st) == nil
+}
+
+// healthyLeader returns the leader's status when a running node leads,
+// autopilot calls the cluster healthy and the voters are exactly want.
+func (c *raftCluster) healthyLeader(want ...string) (node.Status, bool) {
+	for _, p := range c.running() {
+		st, ok := p.status()
+		if !ok || st.Raft == nil || st.Raft.State != "Leader" {
+			continue
+		}
+		var voters []string
+		for _, v := range st.Raft.Voters {
+			voters = append(voters, v.ID)
+		}
+		slices.Sort(voters)
+		healthy := st.Raft.Healthy != nil && *st.Raft.Healthy
+		return st, healthy && slices.Equal(voters, want) && len(st.Raft.NonVoters) == 0
+	}
+	return node.Status{}, false
+}
+
+// waitUntil polls cond every 50 ms for up to d and returns how long it took.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond) // sleep-ok: polling a condition under a deadline
+	}
+	return time.Since(start)
+}
+
+// leaderSees reports whether a running leader counts name unhealthy or
+// out of the configuration (down), and whether it is out (gone).
+func (c *raftCluster) leaderSees(name string) (down, gone bool) {
+	for _, p := range c.running() {
+		st, ok := p.status()
+		if !ok || st.Raft == nil || st.Raft.State != "Leader" {
+			continue
+		}
+		for _, v := range append(st.Raft.Voters, st.Raft.NonVoters...) {
+			if v.ID == name {
+				return v.Health == "unhealthy", false
+			}
+		}
+		return true, true
+	}
+	return false, false
+}
+
+func (c *raftCluster) names() []string {
+	var out []string
+	for _, p := range c.nodes {
+		out = append(out, p.name)
+	}
+	return out
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// TestRestartedVotersReturn restarts each of 3 voters in turn, first after
+// a graceful stop (SIGTERM), then after kill -9: each time the cluster has
+// 3 voters and a healthy leader again within 15 s of the restart.
+//   - bootstrap_expect_3: all three bootstrap together; each node restarts
+//     as soon as the leader counts it down, and is still a voter.
+//   - joiners: n1 alone, n2 and n3 join it (no bootstrap_expect); each node
+//     restarts only once the leader removed it from the configuration
+//     (DeadServerGrace, 2 s with fast timings), and on a new raft port (as
+//     a container restarted with a new IP), so it is added back as a
+//     non-voter and must be promoted. Before issue 12 it stayed an
+//     unhealthy non-voter for ever: the leader kept the failed heartbeats
+//     of its old replication.
+func TestRestartedVotersReturn(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		joiners bool
+	}{{"bootstrap_expect_3", false}, {"joiners", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRaftCluster(t, 3)
+			if tc.joiners {
+				c.nodes[0].extraYAML = ""
+				for _, p := range c.nodes[1:] {
+					p.extraYAML = ""
+				}
+				c.nodes[0].join = nil
+				for _, p := range c.nodes[1:] {
+					p.join = []string{c.nodes[0].gossip}
+				}
+			}
+			c.startAll()
+			all := c.names()
+			formed := waitUntil(t, 60*time.Second, "3 voters and a healthy leader", func() bool {
+				_, ok := c.healthyLeader(all...)
+				return ok
+			})
+			t.Logf("cluster formed in %s", formed)
+			for _, p := range c.nodes {
+				for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+					c.restartVoter(p, sig, tc.joiners)
+				}
+			}
+		})
+	}
+}
+
+// restartVoter stops p with sig, waits until the leader counts it down
+// (and, with removed, until it is out of the configuration), restarts it
+// and waits for 3 voters and a healthy leader.
+func (c *raftCluster) restartVoter(p *procNode, sig syscall.Signal, removed bool) {
+	t := c.t
+	t.Helper()
+	if err := c.stop(p, sig); sig == syscall.SIGTERM && err != nil {
+		t.Fatalf("%s: graceful stop exited with %v", p.name, err)
+	}
+	waitUntil(t, 15*time.Second, "the leader to see "+p.name+" down", func() bool {
+		down, gone := c.leaderSees(p.name)
+		return down && (gone || !removed)
+	})
+	if removed {
+		p.raftAddr = freePort(t)
+	}
+
+	c.start(p)
+	all := c.names()
+	took := waitUntil(t, 15*time.Second, fmt.Sprintf("%s back as a voter after %s", p.name, sig), func() bool {
+		_, ok := c.healthyLeader(all...)
+		return ok
+	})
+	st, _ := c.healthyLeader(all...)
+	t.Logf("%s restarted after %-10s: 3 voters, leader %s healthy, %s after the restart",
+		p.name, strings.ToUpper(sig.String()), st.Raft.ID, took.Round(10*time.Millisecond))
+}
