@@ -50,6 +50,7 @@ type Cluster struct {
 	errc       chan error
 
 	queue *eventQueue
+	fl    *forceLeaves
 
 	mu      sync.RWMutex // guards members
 	members map[string]*Member
@@ -93,6 +94,7 @@ func New(cfg Config) (*Cluster, error) {
 		// rest to the next check.
 		pushPulls:  make(chan syncTarget, 16),
 		queue:      newEventQueue(),
+		fl:         newForceLeaves(),
 		lookupHost: net.DefaultResolver.LookupHost,
 		errc:       make(chan error, 1), // the one failure, sent once
 		members:    make(map[string]*Member),
@@ -125,7 +127,7 @@ func (c *Cluster) Start() error {
 	if c.tweak != nil {
 		c.tweak(mc)
 	}
-	d := &delegate{meta: &c.announced, queue: c.queue, inbox: c.inbox, drops: &c.inboxDrops}
+	d := &delegate{meta: &c.announced, queue: c.queue, inbox: c.inbox, drops: &c.inboxDrops, fl: c.fl}
 	mc.Delegate, mc.Events = d, d
 	mc.Merge = &mergeGuard{name: c.cfg.Name, self: &c.selfAddr, clash: &c.clash, ours: &c.joining, log: c.log}
 	mc.Logger = newLogBridge(c.log)
@@ -144,6 +146,7 @@ func (c *Cluster) Start() error {
 	c.goFunc(c.syncLoop)
 	c.goFunc(c.pushPullLoop)
 	c.goFunc(c.joinLoop)
+	c.goFunc(c.forceLeaveLoop)
 	c.log.Info("membership: started", "addr", c.addr, "profile", c.cfg.Profile, "seeds", c.cfg.Join)
 	return nil
 }
@@ -242,6 +245,7 @@ func (c *Cluster) Stats() Stats {
 		MetaDecodeErrors: c.metaErrs.Load(), MetaPushes: c.pushes.Load(), JoinFailures: c.joinFails.Load(),
 		MetaQueries: c.queries.Load(), MetaResends: c.resends.Load(),
 		SyncErrors: c.msgErrs.Load(), SyncDrops: c.inboxDrops.Load(),
+		ForceLeaveDrops: c.fl.drops.Load(),
 	}
 }
 

@@ -28,6 +28,7 @@ type delegate struct {
 	queue *eventQueue
 	inbox chan<- []byte
 	drops *atomic.Uint64
+	fl    *forceLeaves // force-leave intents: user messages and broadcasts
 }
 
 var (
@@ -44,8 +45,13 @@ func (d *delegate) NodeMeta(limit int) []byte {
 }
 
 // NotifyMsg hands a user message (metadata sync, meta_sync.go) to the sync
-// loop; memberlist reuses buf, so it is copied.
+// loop, or a force-leave intent (forceleave.go) to its loop; memberlist
+// reuses buf, so it is copied.
 func (d *delegate) NotifyMsg(buf []byte) {
+	if len(buf) > 0 && buf[0] == msgForceLeave {
+		d.fl.receive(buf)
+		return
+	}
 	select {
 	case d.inbox <- bytes.Clone(buf):
 	default:
@@ -53,9 +59,11 @@ func (d *delegate) NotifyMsg(buf []byte) {
 	}
 }
 
-func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *delegate) LocalState(join bool) []byte                { return nil }
-func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.fl.queue.GetBroadcasts(overhead, limit)
+}
+func (d *delegate) LocalState(join bool) []byte            { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {}
 
 func (d *delegate) NotifyJoin(n *memberlist.Node)   { d.push(EventJoin, n) }
 func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.push(EventUpdate, n) }

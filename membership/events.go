@@ -29,6 +29,9 @@ func (c *Cluster) eventLoop() {
 // applyEvent records one callback, rebuilds the ring and notifies
 // subscribers.
 func (c *Cluster) applyEvent(ev rawEvent) {
+	if c.forgetForced(ev) {
+		return
+	}
 	now := c.cfg.Clock.Now()
 	c.mu.Lock()
 	m := c.members[ev.name]

@@ -109,4 +109,7 @@ type Stats struct {
 	// SyncDrops counts user messages dropped because the sync loop was
 	// behind.
 	SyncDrops uint64
+	// ForceLeaveDrops counts force-leave messages dropped: malformed, or
+	// arriving faster than they are applied.
+	ForceLeaveDrops uint64
 }
