@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -232,5 +233,31 @@ func TestObserveFailures(t *testing.T) {
 	clk.Advance(s.staleFailure() + time.Second)
 	if d := s.sinceContact("a"); d != 0 || failing("a") {
 		t.Fatalf("a failure nobody repeated for %s still counts: %s", s.staleFailure(), d)
+	}
+}
+
+// TestRemoveServer: a follower refuses with the leader's name; the leader
+// removes a dead server, and reports an unknown one as absent.
+func TestRemoveServer(t *testing.T) {
+	c := newCluster(t, 3, 3, nil)
+	c.reconcile()
+	l := c.leader(20 * time.Second)
+	f := c.follower(l)
+	var nl *NotLeaderError
+	if _, err := f.s.RemoveServer(ctxT(t, 5*time.Second), "n9"); !errors.As(err, &nl) || nl.LeaderID != l.id {
+		t.Fatalf("RemoveServer on a follower = %v, want NotLeaderError naming %s", err, l.id)
+	}
+	c.kill(f)
+	if ok, err := l.s.RemoveServer(ctxT(t, 5*time.Second), f.id); !ok || err != nil {
+		t.Fatalf("RemoveServer(%s) = %v, %v", f.id, ok, err)
+	}
+	if v, nv := voters(l); slices.Contains(v, f.id) || slices.Contains(nv, f.id) {
+		t.Fatalf("%s still in the configuration: %v %v", f.id, v, nv)
+	}
+	if ok, err := l.s.RemoveServer(ctxT(t, 5*time.Second), f.id); ok || err != nil {
+		t.Fatalf("second RemoveServer = %v, %v, want false, nil", ok, err)
+	}
+	if _, err := l.s.Put(ctxT(t, 5*time.Second), "cfg", []byte("x"), -1); err != nil {
+		t.Fatalf("write with 2 of 2 voters: %v", err)
 	}
 }

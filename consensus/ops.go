@@ -172,3 +172,37 @@ func (s *Store) WaitForLeader(ctx context.Context) (string, error) {
 		}
 	}
 }
+
+// RemoveServer removes the server id from the raft configuration, on the
+// leader (followers return *NotLeaderError), and reports whether it was
+// there. It is the operator's tool for a server that will not come back
+// (node's force-leave) and for a server leaving for good; autopilot does
+// the same for a dead server after Timing.DeadServerGrace. The caller
+// checks that id is really gone or leaving: removing a live voter only
+// makes it campaign until it is added back.
+func (s *Store) RemoveServer(ctx context.Context, id string) (bool, error) {
+	if !s.running() {
+		return false, ErrClosed
+	}
+	if s.raft.State() != raft.Leader {
+		return false, s.mapErr(raft.ErrNotLeader)
+	}
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return false, s.mapErr(err)
+	}
+	found := false
+	for _, sv := range f.Configuration().Servers {
+		found = found || string(sv.ID) == id
+	}
+	if !found {
+		return false, nil
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := waitFuture(ctx, s.raft.RemoveServer(raft.ServerID(id), 0, s.cfg.Timing.ApplyTimeout)); err != nil {
+		return false, fmt.Errorf("consensus: remove server %s: %w", id, s.mapErr(err))
+	}
+	s.log.Info("consensus: removed server on request", "id", id)
+	return true, nil
+}

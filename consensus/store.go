@@ -80,7 +80,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		cfg: cfg, log: cfg.Logger, lock: lk,
-		hlog:      newHCLogger(cfg.Logger, "raft"),
+		hlog:      newHCLogger(quietRepeats(cfg.Logger, cfg.Clock), "raft"),
 		notifier:  newNotifier(cfg.OnApply),
 		servers:   map[string]Server{},
 		downSince: map[string]time.Time{}, lastContact: map[string]peerContact{},

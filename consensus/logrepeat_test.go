@@ -1,0 +1,61 @@
+package consensus
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/clock"
+)
+
+func TestComplaintKey(t *testing.T) {
+	rec := func(msg string, attrs ...any) slog.Record {
+		r := slog.NewRecord(time.Time{}, slog.LevelWarn, msg, 0)
+		r.Add(attrs...)
+		return r
+	}
+	for _, tc := range []struct {
+		r    slog.Record
+		want string
+	}{
+		{rec("failed to heartbeat to", "peer", "127.0.0.1:36255", "backoff time", "150ms"), "failed to heartbeat to 127.0.0.1:36255"},
+		{rec("failed to appendEntries to", "logger", "raft", "peer", "{Voter n2 127.0.0.1:33773}"), "failed to appendEntries to {Voter n2 127.0.0.1:33773}"},
+		{rec("entering leader state", "leader", "Node at 127.0.0.1:1 [Leader]"), ""},
+	} {
+		if got := complaintKey(tc.r); got != tc.want {
+			t.Errorf("complaintKey(%v) = %q, want %q", tc.r.Message, got, tc.want)
+		}
+	}
+}
+
+// TestQuietRepeats: a run of failed heartbeats to one peer logs its first
+// line, then one per repeatEvery with the number dropped; other peers and
+// other lines pass.
+func TestQuietRepeats(t *testing.T) {
+	var buf bytes.Buffer
+	clk := clock.NewFake(time.Unix(0, 0))
+	l := quietRepeats(slog.New(slog.NewTextHandler(&buf, nil)), clk).With("node", "n1")
+	hb := func(peer string) { l.Warn("failed to heartbeat to", "logger", "raft", "peer", peer, "backoff time", "500ms") }
+	for range 100 {
+		hb("10.0.0.2:7947")
+		clk.Advance(500 * time.Millisecond) // raft's backoff with default timings: ~100 a minute
+	}
+	hb("10.0.0.3:7947")
+	l.Info("something else")
+	l.Info("something else")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	var n2 []string
+	for _, line := range lines {
+		if strings.Contains(line, "10.0.0.2") {
+			n2 = append(n2, line)
+		}
+	}
+	if len(n2) != 2 || strings.Contains(n2[0], "suppressed") || !strings.Contains(n2[1], "suppressed=59") {
+		t.Fatalf("100 heartbeats over 50 s logged as:\n%s", strings.Join(n2, "\n"))
+	}
+	if len(lines) != 5 {
+		t.Fatalf("%d lines, want 2 for 10.0.0.2, 1 for 10.0.0.3 and 2 others:\n%s", len(lines), buf.String())
+	}
+}
