@@ -123,6 +123,7 @@ func (n *Node) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/upstreams/{upstream}/peers/{addr}/{action}", n.adminWrite(n.setPeer))
 	n.registerConfigAPI(mux)
+	n.registerLeaveAPI(mux)
 	// Go profiles (CPU, heap, allocations, goroutines, mutex), guarded like
 	// writes: a profile reveals internals and costs CPU while it runs.
 	mux.HandleFunc("GET /debug/pprof/", n.adminWrite(pprof.Index))

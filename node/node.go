@@ -75,8 +75,10 @@ type Node struct {
 	rpc         *wire.Server
 	rpcLn       net.Listener
 	superseded  chan struct{}
-	failed      chan error  // see Failed
-	handedOff   atomic.Bool // a successor holds the cluster identity
+	failed      chan error    // see Failed
+	left        chan struct{} // cap 1: see Left
+	leaving     atomic.Bool   // POST /v1/leave is under way or done
+	handedOff   atomic.Bool   // a successor holds the cluster identity
 	shutdown    atomic.Bool
 
 	started time.Time
@@ -116,7 +118,8 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 		opts.AccessLog = os.Stdout
 	}
 	n := &Node{cfg: cfg, opts: opts, log: opts.Log, reg: prometheus.NewRegistry(), stopped: make(chan struct{}), superseded: make(chan struct{}),
-		failed: make(chan error, 1)} // the first failure is enough
+		failed: make(chan error, 1), // the first failure is enough
+		left:   make(chan struct{}, 1)}
 	n.level.Set(parseLevel(cfg.LogLevel))
 	if n.log == nil {
 		n.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: &n.level}))

@@ -13,20 +13,16 @@ const usage = `pingora-node: a programmable HTTP proxy node (pingora-go)
 
 Usage:
   pingora-node run [--config node.yaml] [flags] run a node (see "pingora-node run -h")
-<<<<<<< HEAD
-  pingora-node demo                             run a local demo: 3 node processes and two sample upstreams
-  pingora-node status [--admin URL] [--json]    show a running node's status
-  pingora-node members [--admin URL] [--json]   list the cluster members a node sees
-  pingora-node config get|apply -f FILE|history|rollback VERSION [--admin URL]
-=======
   pingora-node demo                             run a local demo: 3 nodes and two sample upstreams
   pingora-node status [ADMIN] [--json]          show a running node's status
   pingora-node members [ADMIN] [--json]         list the cluster members a node sees
   pingora-node config get|apply|history|rollback [flags]
->>>>>>> 333b8ff (cmd: flags after arguments, -h exits 0, status ADDR, raft role and health, safe rollback, version from build info)
                                                 read or change the replicated cluster config
   pingora-node peer enable|disable UPSTREAM ADDR [--admin URL] [--token T]
                                                 put a peer back in rotation or take it out
+  pingora-node leave [ADMIN] [--token T]        the node leaves the cluster for good and stops
+  pingora-node force-leave NAME [--admin URL] [--token T]
+                                                remove a dead member from raft and every member list
   pingora-node version                          print the version and the commit
   pingora-node help [COMMAND]                   this text, or a command's flags
 
@@ -47,6 +43,7 @@ func main() {
 var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"run": cmdRun, "demo": cmdDemo, "status": cmdStatus, "members": cmdMembers,
 	"config": cmdConfig, "peer": cmdPeer, "version": cmdVersion,
+	"leave": cmdLeave, "force-leave": cmdForceLeave,
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

@@ -304,3 +304,100 @@ func (c *raftCluster) restartVoter(p *procNode, sig syscall.Signal, removed bool
 	t.Logf("%s restarted after %-10s: 3 voters, leader %s healthy, %s after the restart",
 		p.name, strings.ToUpper(sig.String()), st.Raft.ID, took.Round(10*time.Millisecond))
 }
+
+// memberState returns name's state in p's member list, or "" if absent.
+func memberState(p *procNode, name string) (string, bool) {
+	st, ok := p.status()
+	if !ok {
+		return "", false
+	}
+	for _, m := range st.Members {
+		if m.Name == name {
+			return string(m.State), true
+		}
+	}
+	return "", true
+}
+
+// TestForceLeaveDeadNode: a node killed for good is force-left through a
+// follower: the leader takes it out of raft, and every node drops it from
+// its member list. A live node is refused.
+func TestForceLeaveDeadNode(t *testing.T) {
+	c := newRaftCluster(t, 3)
+	c.startAll()
+	waitUntil(t, 60*time.Second, "3 voters and a healthy leader", func() bool {
+		_, ok := c.healthyLeader(c.names()...)
+		return ok
+	})
+	st, _ := c.healthyLeader(c.names()...)
+	var follower, victim *procNode
+	for _, p := range c.nodes {
+		switch {
+		case p.name == st.Raft.ID:
+		case follower == nil:
+			follower = p
+		default:
+			victim = p
+		}
+	}
+	admin := "http://" + follower.admin
+	if code, _, errs := cli("force-leave", victim.name, "--admin", admin); code != 1 || !strings.Contains(errs, victim.name+" is alive") {
+		t.Fatalf("force-leave of a live node: exit %d, %q", code, errs)
+	}
+	c.stop(victim, syscall.SIGKILL)
+	waitUntil(t, 15*time.Second, victim.name+" dead on "+follower.name, func() bool {
+		s, _ := memberState(follower, victim.name)
+		return s == "dead"
+	})
+	code, out, errs := cli("force-leave", victim.name, "--admin", admin)
+	if code != 0 || out != victim.name+": raft removed, gossip left\n" {
+		t.Fatalf("force-leave: exit %d, %q %q", code, out, errs)
+	}
+	took := waitUntil(t, 10*time.Second, victim.name+" out of raft and of every member list", func() bool {
+		for _, p := range c.running() {
+			if s, ok := memberState(p, victim.name); !ok || s != "" {
+				return false
+			}
+		}
+		_, ok := c.healthyLeader(st.Raft.ID, follower.name)
+		return ok
+	})
+	t.Logf("%s force-left on %s: out of raft and every member list %s later", victim.name, follower.name, took)
+}
+
+// TestLeave: "pingora-node leave" on the leader: it hands leadership over,
+// is taken out of raft, its process exits 0, and the others see it left.
+func TestLeave(t *testing.T) {
+	c := newRaftCluster(t, 3)
+	c.startAll()
+	waitUntil(t, 60*time.Second, "3 voters and a healthy leader", func() bool {
+		_, ok := c.healthyLeader(c.names()...)
+		return ok
+	})
+	st, _ := c.healthyLeader(c.names()...)
+	var leaver *procNode
+	var rest []string
+	for _, p := range c.nodes {
+		if p.name == st.Raft.ID {
+			leaver = p
+		} else {
+			rest = append(rest, p.name)
+		}
+	}
+	code, out, errs := cli("leave", "--admin", "http://"+leaver.admin)
+	if code != 0 || !strings.HasPrefix(out, leaver.name+": raft removed, gossip leaving; stopping\n") {
+		t.Fatalf("leave: exit %d, %q %q", code, out, errs)
+	}
+	if err := leaver.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("%s exited with %v after leave", leaver.name, err)
+	}
+	waitUntil(t, 10*time.Second, "2 voters, a healthy leader, and "+leaver.name+" left everywhere", func() bool {
+		for _, p := range c.running() {
+			if s, _ := memberState(p, leaver.name); s != "left" {
+				return false
+			}
+		}
+		_, ok := c.healthyLeader(rest...)
+		return ok
+	})
+}

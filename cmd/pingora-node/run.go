@@ -153,8 +153,10 @@ func removePidFile(path string, superseded <-chan struct{}) {
 
 // serveUntilSignal runs the node until SIGTERM or SIGINT (graceful stop
 // within the grace period, exit 0), until a successor took over (drain,
+// exit 0), until "pingora-node leave" took it out of the cluster (drain,
 // exit 0) or until the node failed for good (another live node has its
-// name: drain, exit 1). SIGHUP reloads the node file and the cluster config, starting a
+// name, or its seeds are another cluster: drain, exit 1). SIGHUP reloads
+// the node file and the cluster config, starting a
 // successor when the node file changed beyond what applies in place;
 // SIGUSR2 starts a successor (binary upgrade). Either one, arriving after
 // a successor took over (it was sent to the pid this process wrote),
@@ -164,6 +166,7 @@ func serveUntilSignal(n *node.Node, cfg *config.Node, f *runFlags, args []string
 	var stopped <-chan error // set once the drain starts
 	superseded, handedOff := n.Superseded(), false
 	failed, exit := n.Failed(), 0
+	left := n.Left()
 	for {
 		select {
 		case sig := <-sigs:
@@ -190,9 +193,15 @@ func serveUntilSignal(n *node.Node, cfg *config.Node, f *runFlags, args []string
 			if stopped == nil {
 				stopped = drain(n, cfg.GracePeriod)
 			}
-		case err := <-failed: // another live node has this node's name
+		case err := <-failed: // another live node has this node's name, ...
 			failed, exit = nil, 1
 			fmt.Fprintln(stderr, "pingora-node: stopping:", err)
+			if stopped == nil {
+				sdNotify("STOPPING=1")
+				stopped = drain(n, cfg.GracePeriod)
+			}
+		case <-left: // "pingora-node leave": out of raft, now out of gossip
+			left = nil
 			if stopped == nil {
 				sdNotify("STOPPING=1")
 				stopped = drain(n, cfg.GracePeriod)

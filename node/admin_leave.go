@@ -1,0 +1,212 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/pingora-go/pingora-go/membership"
+)
+
+// leaveTimeout bounds how long POST /v1/leave waits for the leader to take
+// this server out of raft.
+const leaveTimeout = 15 * time.Second
+
+// LeaveResult answers POST /v1/leave and POST /v1/force-leave/{name}.
+type LeaveResult struct {
+	Name string `json:"name"`
+	// Raft is "removed", "not a server" (not in the raft configuration),
+	// "only server" (a one-server cluster has nothing to leave) or
+	// "no raft" (the node does not replicate its config).
+	Raft string `json:"raft"`
+	// Members is "left" (dropped from every member list), "leaving" (the
+	// node leaves gossip as it stops), "not a member" or "no gossip".
+	Members string `json:"members"`
+}
+
+func (n *Node) registerLeaveAPI(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/leave", n.adminWrite(n.postLeave))
+	mux.HandleFunc("POST /v1/force-leave/{name}", n.adminWrite(n.postForceLeave))
+}
+
+// Left receives once POST /v1/leave took the node out of raft: the
+// caller stops the node (which leaves gossip) and exits 0.
+func (n *Node) Left() <-chan struct{} { return n.left }
+
+// postLeave handles POST /v1/leave: this node leaves the cluster for good,
+// as Consul's "leave": the leader takes it out of raft (after this node
+// hands leadership over), then the node stops, leaving gossip, and the
+// process exits 0. If raft cannot take it out, it answers 503 and runs on.
+func (n *Node) postLeave(w http.ResponseWriter, r *http.Request) {
+	if !n.leaving.CompareAndSwap(false, true) {
+		writeJSON(w, http.StatusConflict, map[string]string{"error": "already leaving"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), leaveTimeout)
+	defer cancel()
+	res, err := n.leaveRaft(ctx, r.Header.Get("Authorization"))
+	if err != nil {
+		n.leaving.Store(false)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "leave: " + err.Error() + " (the node keeps running)"})
+		return
+	}
+	res.Members = "no gossip"
+	if n.Members() != nil {
+		res.Members = "leaving"
+	}
+	n.log.Info("leaving the cluster on request", "client", r.RemoteAddr, "raft", res.Raft)
+	writeJSON(w, http.StatusOK, res)
+	n.left <- struct{}{} // cap 1, sent once: leaving is set
+}
+
+// leaveRaft takes this server out of the raft configuration: a leader
+// first hands leadership over, then the leader removes it.
+func (n *Node) leaveRaft(ctx context.Context, auth string) (LeaveResult, error) {
+	res := LeaveResult{Name: n.cfg.Name, Raft: "no raft"}
+	st := n.Store()
+	if st == nil {
+		return res, nil
+	}
+	var last error
+	for {
+		rs := st.Status()
+		switch {
+		case st.IsLeader() && len(rs.Voters) <= 1 && len(rs.NonVoters) == 0:
+			res.Raft = "only server"
+			return res, nil
+		case st.IsLeader():
+			last = st.LeadershipTransfer()
+		default:
+			last = n.askLeaderToRemove(ctx, auth)
+			if last == nil {
+				res.Raft = "removed"
+				return res, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return res, fmt.Errorf("the leader did not remove this server within %s: %w", leaveTimeout, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// askLeaderToRemove asks the leader's admin API to take this server out
+// of raft (a force-leave that names the caller, which the leader accepts
+// although this node is alive).
+func (n *Node) askLeaderToRemove(ctx context.Context, auth string) error {
+	id, _ := n.Store().Leader()
+	admin := n.memberAdmin(id)
+	if id == "" || admin == "" {
+		return fmt.Errorf("no leader known (leader %q)", id)
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+admin+"/v1/force-leave/"+url.PathEscape(n.cfg.Name), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(forwardedHeader, n.cfg.Name)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("leader %s: %w", id, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("leader %s answered %d: %s", id, resp.StatusCode, body)
+	}
+	return nil
+}
+
+// memberAdmin returns the admin address name gossips, or "".
+func (n *Node) memberAdmin(name string) string {
+	if mc := n.Members(); mc != nil && name != "" {
+		for _, m := range mc.Members() {
+			if m.Name == name {
+				return m.Meta.Addrs.Admin
+			}
+		}
+	}
+	return ""
+}
+
+// postForceLeave handles POST /v1/force-leave/{name}: a member that is
+// dead or gone is taken out of raft (by the leader: a follower forwards)
+// and out of every node's member list. A member seen alive is refused
+// (409), except a node leaving for good that asks for itself (see
+// askLeaderToRemove).
+func (n *Node) postForceLeave(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	leaving := r.Header.Get(forwardedHeader) == name
+	mc := n.Members()
+	if name == n.cfg.Name {
+		writeJSON(w, http.StatusConflict, map[string]string{"error": name + " is this node: run \"pingora-node leave\" on it"})
+		return
+	}
+	if !leaving && mc != nil && memberAlive(mc, name) {
+		writeJSON(w, http.StatusConflict, map[string]string{"error": name +
+			" is alive: force-leave only removes members that are dead or gone; stop it first, or run \"pingora-node leave\" on it"})
+		return
+	}
+	res := LeaveResult{Name: name, Raft: "no raft", Members: "no gossip"}
+	if st := n.Store(); st != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		removed, err := st.RemoveServer(ctx, name)
+		if err != nil {
+			if !n.forwardToLeader(w, r, nil, err) {
+				n.writeStoreError(w, err)
+			}
+			return
+		}
+		res.Raft = map[bool]string{true: "removed", false: "not a server"}[removed]
+	}
+	if code, err := n.forceLeaveMember(mc, name, leaving, &res); err != nil {
+		writeJSON(w, code, map[string]string{"error": err.Error()})
+		return
+	}
+	n.log.Info("force-leave", "member", name, "raft", res.Raft, "members", res.Members, "client", r.RemoteAddr, "leaving", leaving)
+	writeJSON(w, http.StatusOK, res)
+}
+
+// forceLeaveMember does the gossip half of a force-leave and records it in
+// res; it fails with 404 when name is neither a raft server nor a member.
+func (n *Node) forceLeaveMember(mc *membership.Cluster, name string, leaving bool, res *LeaveResult) (int, error) {
+	switch {
+	case leaving:
+		res.Members = "leaving" // the node leaves gossip itself as it stops
+		return 0, nil
+	case mc == nil:
+	default:
+		err := mc.ForceLeave(name)
+		switch {
+		case err == nil:
+			res.Members = "left"
+		case errors.Is(err, membership.ErrNoSuchMember):
+			res.Members = "not a member"
+		case errors.Is(err, membership.ErrMemberAlive):
+			return http.StatusConflict, fmt.Errorf("%s came back: %w", name, err)
+		default:
+			return http.StatusInternalServerError, err
+		}
+	}
+	if res.Raft != "removed" && res.Members != "left" {
+		return http.StatusNotFound, fmt.Errorf("no member or raft server named %q", name)
+	}
+	return 0, nil
+}
+
+func memberAlive(mc *membership.Cluster, name string) bool {
+	for _, m := range mc.Members() {
+		if m.Name == name {
+			return m.State == membership.Alive || m.State == membership.Suspect
+		}
+	}
+	return false
+}
