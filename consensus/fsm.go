@@ -60,15 +60,17 @@ func decodeCmd(data []byte) (putCmd, error) {
 
 // applyResult is what FSM.Apply returns to the proposer's future.
 type applyResult struct {
-	Doc Doc
-	Err error
+	Doc       Doc
+	ClusterID string // after a cluster ID command: the cluster's ID
+	Err       error
 }
 
-// docState is the FSM state: documents by name (oldest version first) and
-// the raft index of the last applied command.
+// docState is the FSM state: documents by name (oldest version first),
+// the cluster's identity and the raft index of the last applied command.
 type docState struct {
-	Index uint64           `msgpack:"index"`
-	Docs  map[string][]Doc `msgpack:"docs"`
+	Index     uint64           `msgpack:"index"`
+	Docs      map[string][]Doc `msgpack:"docs"`
+	ClusterID string           `msgpack:"cluster_id,omitempty"` // see clusterid.go
 }
 
 // put is the pure, deterministic step of the FSM.
@@ -123,12 +125,20 @@ type fsm struct {
 var _ raft.FSM = (*fsm)(nil)
 
 func (f *fsm) Apply(l *raft.Log) any {
-	c, err := decodeCmd(l.Data)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if l.Index <= f.st.Index {
 		return applyResult{Err: fmt.Errorf("consensus: entry %d already applied", l.Index)}
 	}
+	if len(l.Data) > 0 && l.Data[0] == cmdClusterID {
+		res, changed := f.st.setClusterID(l.Data)
+		f.st.Index = l.Index
+		if changed {
+			f.persistLocked()
+		}
+		return res
+	}
+	c, err := decodeCmd(l.Data)
 	if err != nil {
 		f.st.Index = l.Index
 		return applyResult{Err: err}
@@ -171,7 +181,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 }
 
 func (s docState) clone() docState {
-	c := docState{Index: s.Index, Docs: make(map[string][]Doc, len(s.Docs))}
+	c := docState{Index: s.Index, Docs: make(map[string][]Doc, len(s.Docs)), ClusterID: s.ClusterID}
 	for k, v := range s.Docs {
 		c.Docs[k] = v // version slices are copy-on-write
 	}

@@ -20,6 +20,10 @@ type Server struct {
 	// gossip metadata; no server bootstraps while any known server has
 	// state, since a cluster already exists.
 	HasState bool `json:"has_state"`
+	// ClusterID is what the server reported from its own ClusterID; a
+	// server with another cluster's ID is never added ("" is a new
+	// server, or one from before cluster IDs).
+	ClusterID string `json:"cluster_id,omitempty"`
 }
 
 // Reconcile records the servers membership knows (the full list, this
@@ -76,6 +80,8 @@ func (s *Store) step() {
 	if s.raft.State() != raft.Leader {
 		return
 	}
+	s.ensureClusterID()
+	own := s.ClusterID()
 	f := s.raft.GetConfiguration()
 	if f.Error() != nil {
 		return
@@ -90,6 +96,7 @@ func (s *Store) step() {
 		switch {
 		case sv.Left || !sv.Alive:
 			left = left || (ok && sv.Left)
+		case s.foreign(sv, own):
 		case !ok || string(rs.Address) != sv.Addr:
 			if err := s.ap.AddServer(apServer(sv)); err != nil {
 				s.log.Warn("consensus: add server", "id", sv.ID, "err", err)

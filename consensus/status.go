@@ -12,7 +12,8 @@ import (
 // admin API's /status.
 type Status struct {
 	ID           string `json:"id"`
-	State        string `json:"state"` // Leader, Follower, Candidate, Shutdown, or "stopped"
+	ClusterID    string `json:"cluster_id"` // "" until the leader wrote one (see Store.ClusterID)
+	State        string `json:"state"`      // Leader, Follower, Candidate, Shutdown, or "stopped"
 	LeaderID     string `json:"leader_id"`
 	LeaderAddr   string `json:"leader_addr"`
 	Term         uint64 `json:"term"`
@@ -39,7 +40,7 @@ type Peer struct {
 
 // Status returns the current Status. It never blocks on the network.
 func (s *Store) Status() Status {
-	st := Status{ID: s.cfg.ID, State: "stopped", AppliedIndex: s.AppliedIndex(),
+	st := Status{ID: s.cfg.ID, ClusterID: s.ClusterID(), State: "stopped", AppliedIndex: s.AppliedIndex(),
 		Voters: []Peer{}, NonVoters: []Peer{}}
 	if !s.running() {
 		return st

@@ -44,13 +44,14 @@ type Store struct {
 	didBootstrap atomic.Bool // this server called BootstrapCluster
 	apState      atomic.Pointer[autopilot.State]
 
-	mu           sync.Mutex // guards the fields below
-	servers      map[string]Server
-	downSince    map[string]time.Time   // first time a server was seen not alive
-	reconciled   bool                   // Reconcile was called at least once
-	bootstrapped bool                   // bootstrap is settled: done, or state existed
-	lastContact  map[string]peerContact // from failed-heartbeat observations
-	removedAt    map[string]time.Time   // when raft stopped replicating to a server, this term
+	mu            sync.Mutex // guards the fields below
+	servers       map[string]Server
+	downSince     map[string]time.Time   // first time a server was seen not alive
+	reconciled    bool                   // Reconcile was called at least once
+	bootstrapped  bool                   // bootstrap is settled: done, or state existed
+	lastContact   map[string]peerContact // from failed-heartbeat observations
+	removedAt     map[string]time.Time   // when raft stopped replicating to a server, this term
+	warnedForeign map[string]string      // server ID -> another cluster's ID, logged once
 
 	kick     chan struct{} // cap 1: one pending reconcile is enough
 	cancel   context.CancelFunc
@@ -84,9 +85,9 @@ func New(cfg Config) (*Store, error) {
 		notifier:  newNotifier(cfg.OnApply),
 		servers:   map[string]Server{},
 		downSince: map[string]time.Time{}, lastContact: map[string]peerContact{},
-		removedAt: map[string]time.Time{},
-		kick:      make(chan struct{}, 1), // one pending reconcile is enough
-		stopNote:  make(chan struct{}),
+		removedAt: map[string]time.Time{}, warnedForeign: map[string]string{},
+		kick:     make(chan struct{}, 1), // one pending reconcile is enough
+		stopNote: make(chan struct{}),
 	}
 	if err := s.open(); err != nil {
 		s.closeStores()

@@ -51,6 +51,7 @@ type Cluster struct {
 
 	queue *eventQueue
 	fl    *forceLeaves
+	guard *guard
 
 	mu      sync.RWMutex // guards members
 	members map[string]*Member
@@ -104,6 +105,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.metaBytes.Store(&enc)
 	c.announce()
 	c.join.st.Seeds = slices.Clone(cfg.Join)
+	c.guard = newGuard(&c.metaBytes)
 	c.ring.Store(NewRing(0, cfg.Name, nil))
 	return c, nil
 }
@@ -129,7 +131,8 @@ func (c *Cluster) Start() error {
 	}
 	d := &delegate{meta: &c.announced, queue: c.queue, inbox: c.inbox, drops: &c.inboxDrops, fl: c.fl}
 	mc.Delegate, mc.Events = d, d
-	mc.Merge = &mergeGuard{name: c.cfg.Name, self: &c.selfAddr, clash: &c.clash, ours: &c.joining, log: c.log}
+	mc.Merge = merges{c.guard, &mergeGuard{name: c.cfg.Name, self: &c.selfAddr, clash: &c.clash, ours: &c.joining, log: c.log}}
+	mc.Alive = c.guard
 	mc.Logger = newLogBridge(c.log)
 	c.announce() // what Create gossips
 	ml, err := memberlist.Create(mc)

@@ -126,6 +126,9 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 	if fatal, cerr := c.checkConflict(); fatal || (cerr != nil && n == 0) {
 		n, err = 0, cerr
 	}
+	if n == 0 {
+		c.guard.refusedBy(seeds) // a seed of another cluster refused us: tell Refused
+	}
 	c.recordJoin(now, seeds, n, err)
 	if n > 0 {
 		c.log.Info("membership: joined", "contacted", n, "seeds", seeds)

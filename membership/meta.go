@@ -43,6 +43,10 @@ type Meta struct {
 	// RaftState is true once the node holds raft state (a log or a
 	// configuration), so no fresh node bootstraps a second cluster.
 	RaftState bool `msgpack:"x,omitempty" json:"raft_state,omitempty"`
+	// ClusterID is the identity of the replicated state the node holds
+	// ("" until it has some); nodes of different clusters never merge
+	// (see identity.go).
+	ClusterID string `msgpack:"ci,omitempty" json:"cluster_id,omitempty"`
 }
 
 // Addrs are a node's listening addresses, "host:port".

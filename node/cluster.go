@@ -104,6 +104,7 @@ func (n *Node) meta(state membership.NodeState) membership.Meta {
 	if st := n.store.Load(); st != nil {
 		m.Addrs.Raft = st.Addr()
 		m.RaftState = st.HasState()
+		m.ClusterID = st.ClusterID()
 	}
 	return m
 }

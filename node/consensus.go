@@ -98,10 +98,11 @@ func (n *Node) startConsensus() error {
 // and every few seconds.
 func (n *Node) reconcileLoop(st *consensus.Store, stop chan struct{}) {
 	var events <-chan membership.Event
+	var refused <-chan error
 	if mc := n.Members(); mc != nil {
 		ch, cancel := mc.Subscribe(64)
 		defer cancel()
-		events = ch
+		events, refused = ch, mc.Refused()
 	}
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
@@ -112,8 +113,20 @@ func (n *Node) reconcileLoop(st *consensus.Store, stop chan struct{}) {
 			return
 		case <-events:
 		case <-t.C:
+		case err := <-refused:
+			n.fail(n.foreignCluster(st, err))
+			refused = nil
 		}
 	}
+}
+
+// foreignCluster explains a join refused because the seeds hold another
+// cluster's state: this node must not run on, or the other cluster's
+// leader would overwrite its raft log (issue 12).
+func (n *Node) foreignCluster(st *consensus.Store, err error) error {
+	return fmt.Errorf("refusing to join: %w. data_dir %s holds the state of cluster %s: to join the cluster of the seeds, "+
+		"start this node with an empty data_dir; to stay in cluster %s, join one of its members",
+		err, n.cfg.Path(n.cfg.DataDir), st.ClusterID(), st.ClusterID())
 }
 
 // raftServers translates gossip members into raft servers. A member that
@@ -122,7 +135,7 @@ func (n *Node) reconcileLoop(st *consensus.Store, stop chan struct{}) {
 // it after DeadServerGrace if it does not return; "pingora-node leave"
 // removes a node from raft for good before it leaves gossip.
 func (n *Node) raftServers(st *consensus.Store) []consensus.Server {
-	self := consensus.Server{ID: n.cfg.Name, Addr: st.Addr(), Alive: true, HasState: st.HasState()}
+	self := consensus.Server{ID: n.cfg.Name, Addr: st.Addr(), Alive: true, HasState: st.HasState(), ClusterID: st.ClusterID()}
 	mc := n.Members()
 	if mc == nil {
 		return []consensus.Server{self}
@@ -133,7 +146,7 @@ func (n *Node) raftServers(st *consensus.Store) []consensus.Server {
 			continue
 		}
 		out = append(out, consensus.Server{ID: m.Name, Addr: m.Meta.Addrs.Raft, Alive: m.State == membership.Alive,
-			HasState: m.Meta.RaftState})
+			HasState: m.Meta.RaftState, ClusterID: m.Meta.ClusterID})
 	}
 	return out
 }

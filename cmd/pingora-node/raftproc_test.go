@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -400,4 +401,83 @@ func TestLeave(t *testing.T) {
 		_, ok := c.healthyLeader(rest...)
 		return ok
 	})
+}
+
+// raftOf waits until p's /status has a raft section for which cond holds,
+// and returns it.
+func raftOf(t *testing.T, p *procNode, what string, cond func(st node.Status) bool) node.Status {
+	t.Helper()
+	var st node.Status
+	waitUntil(t, 30*time.Second, p.name+": "+what, func() bool {
+		var ok bool
+		st, ok = p.status()
+		return ok && st.Raft != nil && cond(st)
+	})
+	return st
+}
+
+// TestForeignDataDirRefused: two one-node clusters, p1 and q1, each with
+// its cluster ID; p1 restarted on its data dir with q1 as its seed refuses
+// to join, exits 1 saying why, and neither cluster changed. A node with an
+// empty data dir joins q1's cluster and adopts its ID. Before issue 12, p1
+// became a voter of q1's cluster and its raft log was overwritten.
+func TestForeignDataDirRefused(t *testing.T) {
+	c := &raftCluster{t: t}
+	p, q := c.newNode("p1"), c.newNode("q1")
+	c.nodes = []*procNode{p, q}
+	c.startAll()
+	leadsAlone := func(st node.Status) bool {
+		return st.Raft.State == "Leader" && st.Raft.ClusterID != "" && len(st.Raft.Voters) == 1
+	}
+	pid := raftOf(t, p, "leads its own cluster", leadsAlone).Raft.ClusterID
+	qid := raftOf(t, q, "leads its own cluster", leadsAlone).Raft.ClusterID
+	if pid == qid {
+		t.Fatalf("two clusters with one ID %s", pid)
+	}
+	if err := c.stop(p, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.join = []string{q.gossip}
+	c.start(p)
+	err := p.wait(t, 30*time.Second)
+	log := p.log.String()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("p1 with another cluster's seed: exit %v", err)
+	}
+	for _, want := range []string{"refusing to join", "node q1", qid, pid, "empty data_dir"} {
+		if !strings.Contains(log, want) {
+			t.Fatalf("p1's message lacks %q:\n%s", want, tail(log, 3000))
+		}
+	}
+	t.Logf("p1: %s", firstLine(log, "refusing to join"))
+	if st := raftOf(t, q, "still alone", leadsAlone); st.Raft.ClusterID != qid {
+		t.Fatalf("q1's cluster ID changed to %s", st.Raft.ClusterID)
+	}
+	if s, _ := memberState(q, "p1"); s == "alive" {
+		t.Fatal("q1 took p1 in as a member")
+	}
+	p.join = nil
+	c.start(p)
+	if st := raftOf(t, p, "leads its own cluster again", leadsAlone); st.Raft.ClusterID != pid {
+		t.Fatalf("p1's data dir now holds cluster %s, want %s", st.Raft.ClusterID, pid)
+	}
+
+	f := c.newNode("f1")
+	f.join = []string{q.gossip}
+	c.nodes = append(c.nodes, f)
+	c.start(f)
+	raftOf(t, q, "f1 a voter with q1's cluster ID", func(st node.Status) bool {
+		fst, ok := f.status()
+		return len(st.Raft.Voters) == 2 && ok && fst.Raft != nil && fst.Raft.ClusterID == qid
+	})
+}
+
+func firstLine(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
 }

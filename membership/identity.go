@@ -1,0 +1,153 @@
+package membership
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ErrForeignCluster is matched (errors.Is) by the *ForeignClusterError
+// that Refused delivers.
+var ErrForeignCluster = errors.New("membership: another cluster")
+
+// ForeignClusterError says that a node belongs to another cluster than
+// this node: its Meta.ClusterID differs from this node's.
+type ForeignClusterError struct {
+	Own     string // this node's cluster ID
+	Addr    string // the other node's gossip address
+	Node    string // its name
+	Cluster string // its cluster ID
+}
+
+func (e *ForeignClusterError) Error() string {
+	return fmt.Sprintf("membership: node %s at %s belongs to cluster %s, this node to cluster %s",
+		e.Node, e.Addr, e.Cluster, e.Own)
+}
+
+// Is makes errors.Is(err, ErrForeignCluster) true.
+func (e *ForeignClusterError) Is(target error) bool { return target == ErrForeignCluster }
+
+// Nodes of two clusters never merge their member lists. Meta.ClusterID is
+// the identity of a node's replicated state (set by node from consensus;
+// "" for a node without state yet, which may join any cluster and adopts
+// its ID). A join whose two sides hold different non-empty IDs is refused
+// by both (memberlist's merge delegate), and alive messages about nodes
+// of another cluster are ignored (its alive delegate), so that a node
+// bridging two clusters cannot merge them either. The node that joined
+// learns why through Refused; it must not run on (its data would be
+// overwritten by the other cluster's raft leader).
+
+// guard is the merge and alive delegates' state.
+type guard struct {
+	meta    *atomic.Pointer[[]byte] // this node's encoded metadata
+	refused chan error              // cap 1: Refused
+	mu      sync.Mutex
+	foreign map[string]*ForeignClusterError // by gossip address, from refused merges
+}
+
+func newGuard(meta *atomic.Pointer[[]byte]) *guard {
+	return &guard{meta: meta, refused: make(chan error, 1), foreign: map[string]*ForeignClusterError{}}
+}
+
+// clusterIDOf decodes only the cluster ID from encoded metadata.
+func clusterIDOf(b []byte) string {
+	if len(b) == 0 || b[0] != metaFormat {
+		return ""
+	}
+	var m struct {
+		ClusterID string `msgpack:"ci"`
+	}
+	if msgpack.Unmarshal(b[1:], &m) != nil {
+		return ""
+	}
+	return m.ClusterID
+}
+
+// check returns an error when peer holds another cluster's state.
+func (g *guard) check(peer *memberlist.Node) *ForeignClusterError {
+	own := clusterIDOf(*g.meta.Load())
+	theirs := clusterIDOf(peer.Meta)
+	if own == "" || theirs == "" || own == theirs {
+		return nil
+	}
+	return &ForeignClusterError{Own: own, Addr: peer.Address(), Node: peer.Name, Cluster: theirs}
+}
+
+// NotifyMerge refuses a join between two clusters, remembering the peers
+// refused for refusedBy.
+func (g *guard) NotifyMerge(peers []*memberlist.Node) error {
+	var first error
+	for _, p := range peers {
+		if e := g.check(p); e != nil {
+			g.mu.Lock()
+			if len(g.foreign) > 1024 { // bounded: only the latest refusals matter
+				clear(g.foreign)
+			}
+			g.foreign[e.Addr] = e
+			g.mu.Unlock()
+			if first == nil {
+				first = e
+			}
+		}
+	}
+	return first
+}
+
+// NotifyAlive ignores alive messages about nodes of another cluster.
+func (g *guard) NotifyAlive(peer *memberlist.Node) error {
+	if e := g.check(peer); e != nil {
+		return e
+	}
+	return nil
+}
+
+// refusedBy reports the refusal, if any, of a join to one of seeds, and
+// delivers it to Refused once.
+func (g *guard) refusedBy(seeds []string) bool {
+	g.mu.Lock()
+	var e *ForeignClusterError
+	for _, s := range seeds {
+		if f, ok := g.foreign[s]; ok {
+			e = f
+			break
+		}
+	}
+	g.mu.Unlock()
+	if e == nil {
+		return false
+	}
+	select {
+	case g.refused <- e:
+	default:
+	}
+	return true
+}
+
+// Refused delivers a *ForeignClusterError when a join attempt failed
+// because the seeds it reached hold another cluster's state than this
+// node (see Meta.ClusterID). Joining goes on being retried; the caller
+// decides whether to run on.
+func (c *Cluster) Refused() <-chan error { return c.guard.refused }
+
+// merges asks each merge delegate in turn; the first refusal cancels the
+// merge (memberlist takes one).
+type merges []memberlist.MergeDelegate
+
+func (m merges) NotifyMerge(peers []*memberlist.Node) error {
+	for _, d := range m {
+		if err := d.NotifyMerge(peers); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var (
+	_ memberlist.MergeDelegate = (*guard)(nil)
+	_ memberlist.AliveDelegate = (*guard)(nil)
+	_ memberlist.MergeDelegate = merges(nil)
+)
