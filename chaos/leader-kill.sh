@@ -3,7 +3,8 @@
 # loopback, real processes; ROUNDS times: kill -9 the raft leader, measure
 # until a config write succeeds on a survivor and every survivor serves it,
 # check the proxies kept serving throughout, restart the killed node on its
-# data dir and check it serves the latest version again. Prints one line
+# data dir and check it serves the latest version again and that the
+# cluster is back to 3 voters with a healthy leader. Prints one line
 # per round and "N passed, M failed"; exits 1 on any failure.
 #
 #   chaos/leader-kill.sh [ROUNDS]        (default 3)
@@ -90,6 +91,9 @@ try: d=json.load(sys.stdin)
 except Exception: sys.exit(0)
 $1" 2>/dev/null; }
 leader() { for n in n1 n2 n3; do l=$(status "$n" | field 'print((d.get("raft") or {}).get("leader_id",""))'); [ -n "$l" ] && { echo "$l"; return; }; done; }
+# whole: some node leads, autopilot calls the cluster healthy, 3 voters and no non-voter
+whole() { for n in n1 n2 n3; do [ "$(status "$n" | field 'r=d.get("raft") or {}
+print(r.get("state")=="Leader" and r.get("healthy") is True and len(r.get("voters") or [])==3 and not r.get("nonvoters"))')" = True ] && return 0; done; return 1; }
 version() { status "$1" | field 'print((d.get("config") or {}).get("version",0))'; }
 wait_until() { # seconds, command...
   local limit=$1; shift; local end=$(( $(date +%s) + limit ))
@@ -138,8 +142,11 @@ for round in $(seq 1 "$ROUNDS"); do
   wait_until 30 all_serve "$want" "$L" || ok=0
   t3=$(now_ms)
   v=$(version "$L")
+  # the next round kills a leader again: it needs 3 voters, $L among them
+  wait_until 30 whole || ok=0
+  t4=$(now_ms)
   if [ "$ok" = 1 ]; then passed=$((passed+1)); verdict=ok; else failed=$((failed+1)); verdict=FAILED; fi
-  echo "round $round: killed leader $L; write accepted after $((t1-t0)) ms, all survivors serving it after $((t2-t0)) ms; survivors' proxy errors $serve_errs; $L restarted: ready after $((t_ready-t_restart)) ms, serving v$v after $((t3-t_restart)) ms: $verdict"
+  echo "round $round: killed leader $L; write accepted after $((t1-t0)) ms, all survivors serving it after $((t2-t0)) ms; survivors' proxy errors $serve_errs; $L restarted: ready after $((t_ready-t_restart)) ms, serving v$v after $((t3-t_restart)) ms, 3 voters and healthy after $((t4-t_restart)) ms: $verdict"
 done
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ] || { KEEP=1; exit 1; }

@@ -33,15 +33,24 @@
 //
 // After that, on the leader, hashicorp/raft-autopilot keeps the
 // configuration: the reconcile step adds alive servers missing from raft as
-// non-voters (autopilot.AddServer); autopilot promotes a non-voter once it
-// has been healthy for Timing.ServerStabilizationTime, up to MaxVoters
-// voters (a capped StablePromoter); servers that Left are removed at once;
-// failed servers, and servers in raft that membership does not list, are
-// removed once Timing.DeadServerGrace has passed, never more than a
-// minority of voters at a time and never below MinQuorum voters.
-// Autopilot's server stats come from the leader's own heartbeat
+// non-voters (autopilot.AddServer), except servers that report another
+// cluster's ID; autopilot promotes a non-voter once it has been healthy for
+// Timing.ServerStabilizationTime, up to MaxVoters voters (a capped
+// StablePromoter); servers that Left are removed at once; failed servers,
+// and servers in raft that membership does not list, are removed once
+// Timing.DeadServerGrace has passed, never more than a minority of voters
+// at a time and never below MinQuorum voters. RemoveServer removes one on
+// request. Autopilot's server stats come from the leader's own heartbeat
 // observations rather than an RPC to each server, so a lagging log index
-// is not seen; promotion waits for stable heartbeats instead.
+// is not seen; promotion waits for stable heartbeats instead. A server
+// removed and added back gets a new replication, which reports failures
+// but no resumption: the leader forgets a server's failures when raft
+// stops or starts replicating to it, and ignores late reports of a
+// stopped replication (see observe).
+//
+// The first leader writes a random cluster ID into the log (clusterid.go):
+// ClusterID, kept with the applied state and snapshots, tells a server's
+// cluster apart from another one's.
 //
 // # Writes and reads
 //

@@ -101,8 +101,11 @@ func (n *Node) leaveRaft(ctx context.Context, auth string) (LeaveResult, error) 
 func (n *Node) askLeaderToRemove(ctx context.Context, auth string) error {
 	id, _ := n.Store().Leader()
 	admin := n.memberAdmin(id)
-	if id == "" || admin == "" {
-		return fmt.Errorf("no leader known (leader %q)", id)
+	switch {
+	case id == "":
+		return errors.New("no leader known")
+	case admin == "":
+		return fmt.Errorf("the leader %s advertises no admin address this node can reach (admin_addr on loopback?)", id)
 	}
 	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+admin+"/v1/force-leave/"+url.PathEscape(n.cfg.Name), nil)
 	if err != nil {
