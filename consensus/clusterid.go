@@ -86,24 +86,26 @@ func (s *Store) ensureClusterID() {
 	}
 }
 
-// foreign reports whether sv holds state of another cluster, logging it
-// once per server and ID. A server without an ID (new, or from before
-// cluster IDs) is not foreign; while this server has no ID yet, a server
-// with one waits.
+// foreign reports whether sv must not be added because it may hold
+// another cluster's state, logging it once per server and ID: it reports
+// another cluster's ID, or it has raft state but no ID (another cluster's
+// in its first second, before its ID was gossiped, or from before cluster
+// IDs). A server without state is new and joins. While this server has no
+// ID yet, a server with one waits.
 func (s *Store) foreign(sv Server, own string) bool {
-	if sv.ClusterID == "" || sv.ClusterID == own {
+	switch {
+	case sv.ClusterID == own || (sv.ClusterID == "" && !sv.HasState):
 		return false
-	}
-	if own == "" {
+	case own == "":
 		return true
 	}
 	s.mu.Lock()
-	warned := s.warnedForeign[sv.ID] == sv.ClusterID
+	warned, seen := s.warnedForeign[sv.ID]
 	s.warnedForeign[sv.ID] = sv.ClusterID
 	s.mu.Unlock()
-	if !warned {
-		s.log.Warn("consensus: not adding a server with state from another cluster",
-			"id", sv.ID, "its_cluster_id", sv.ClusterID, "cluster_id", own)
+	if !seen || warned != sv.ClusterID {
+		s.log.Warn("consensus: not adding a server that may hold another cluster's state (start it with an empty data dir to add it)",
+			"id", sv.ID, "its_cluster_id", sv.ClusterID, "has_state", sv.HasState, "cluster_id", own)
 	}
 	return true
 }

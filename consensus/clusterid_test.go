@@ -80,11 +80,14 @@ func TestClusterIDReplicated(t *testing.T) {
 		t.Fatalf("after a restart the data dir holds cluster ID %q, want %q", s.ClusterID(), id)
 	}
 
-	// Two servers alive, one from another cluster: only the new one joins.
+	// Three servers alive, one from another cluster and one with state but
+	// no cluster ID: only the new one joins.
 	n4 := newNode(t, "n4", t.TempDir(), 0, nil)
 	n5 := newNode(t, "n5", t.TempDir(), 0, nil)
+	n6 := newNode(t, "n6", t.TempDir(), 0, nil)
 	c.add(n4)
-	sv := append(c.servers(), Server{ID: "n5", Addr: n5.s.Addr(), Alive: true, HasState: true, ClusterID: "0123456789abcdef0123456789abcdef"})
+	sv := append(c.servers(), Server{ID: "n5", Addr: n5.s.Addr(), Alive: true, HasState: true, ClusterID: "0123456789abcdef0123456789abcdef"},
+		Server{ID: "n6", Addr: n6.s.Addr(), Alive: true, HasState: true})
 	for _, n := range c.live() {
 		n.s.Reconcile(sv)
 	}
@@ -92,7 +95,7 @@ func TestClusterIDReplicated(t *testing.T) {
 		v, nv := voters(l)
 		return (slices.Contains(v, "n4") || slices.Contains(nv, "n4")) && n4.s.ClusterID() == id
 	})
-	if v, nv := voters(l); slices.Contains(v, "n5") || slices.Contains(nv, "n5") {
+	if v, nv := voters(l); slices.Contains(v, "n5") || slices.Contains(nv, "n5") || slices.Contains(v, "n6") || slices.Contains(nv, "n6") {
 		t.Fatalf("a server of another cluster was added: %v %v", v, nv)
 	}
 }

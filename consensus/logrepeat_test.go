@@ -37,7 +37,9 @@ func TestQuietRepeats(t *testing.T) {
 	var buf bytes.Buffer
 	clk := clock.NewFake(time.Unix(0, 0))
 	l := quietRepeats(slog.New(slog.NewTextHandler(&buf, nil)), clk).With("node", "n1")
-	hb := func(peer string) { l.Warn("failed to heartbeat to", "logger", "raft", "peer", peer, "backoff time", "500ms") }
+	hb := func(peer string) {
+		l.Warn("failed to heartbeat to", "logger", "raft", "peer", peer, "backoff time", "500ms")
+	}
 	for range 100 {
 		hb("10.0.0.2:7947")
 		clk.Advance(500 * time.Millisecond) // raft's backoff with default timings: ~100 a minute

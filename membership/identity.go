@@ -3,6 +3,7 @@ package membership
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -43,10 +44,11 @@ func (e *ForeignClusterError) Is(target error) bool { return target == ErrForeig
 
 // guard is the merge and alive delegates' state.
 type guard struct {
-	meta    *atomic.Pointer[[]byte] // this node's encoded metadata
-	refused chan error              // cap 1: Refused
+	meta    *atomic.Pointer[[]byte]  // this node's encoded metadata
+	seeds   atomic.Pointer[[]string] // this node's seeds, resolved by joinStep
+	refused chan error               // cap 1: Refused
 	mu      sync.Mutex
-	foreign map[string]*ForeignClusterError // by gossip address, from refused merges
+	foreign map[string]*ForeignClusterError // by gossip address, from refusals
 }
 
 func newGuard(meta *atomic.Pointer[[]byte]) *guard {
@@ -77,18 +79,12 @@ func (g *guard) check(peer *memberlist.Node) *ForeignClusterError {
 	return &ForeignClusterError{Own: own, Addr: peer.Address(), Node: peer.Name, Cluster: theirs}
 }
 
-// NotifyMerge refuses a join between two clusters, remembering the peers
-// refused for refusedBy.
+// NotifyMerge refuses a join between two clusters.
 func (g *guard) NotifyMerge(peers []*memberlist.Node) error {
 	var first error
 	for _, p := range peers {
 		if e := g.check(p); e != nil {
-			g.mu.Lock()
-			if len(g.foreign) > 1024 { // bounded: only the latest refusals matter
-				clear(g.foreign)
-			}
-			g.foreign[e.Addr] = e
-			g.mu.Unlock()
+			g.refuse(e)
 			if first == nil {
 				first = e
 			}
@@ -97,40 +93,38 @@ func (g *guard) NotifyMerge(peers []*memberlist.Node) error {
 	return first
 }
 
-// NotifyAlive ignores alive messages about nodes of another cluster.
+// NotifyAlive ignores alive messages about nodes of another cluster. A
+// seed's arrive here, too, when the two nodes merged before the seed's
+// cluster ID reached its metadata (the first second of a new cluster).
 func (g *guard) NotifyAlive(peer *memberlist.Node) error {
 	if e := g.check(peer); e != nil {
+		g.refuse(e)
 		return e
 	}
 	return nil
 }
 
-// refusedBy reports the refusal, if any, of a join to one of seeds, and
-// delivers it to Refused once.
-func (g *guard) refusedBy(seeds []string) bool {
+// refuse records a refusal and, when it is about one of this node's seeds
+// (this node is the one that joined), delivers it to Refused once.
+func (g *guard) refuse(e *ForeignClusterError) {
 	g.mu.Lock()
-	var e *ForeignClusterError
-	for _, s := range seeds {
-		if f, ok := g.foreign[s]; ok {
-			e = f
-			break
+	if len(g.foreign) > 1024 { // bounded: only the latest refusals matter
+		clear(g.foreign)
+	}
+	g.foreign[e.Addr] = e
+	g.mu.Unlock()
+	if p := g.seeds.Load(); p != nil && slices.Contains(*p, e.Addr) {
+		select {
+		case g.refused <- e:
+		default:
 		}
 	}
-	g.mu.Unlock()
-	if e == nil {
-		return false
-	}
-	select {
-	case g.refused <- e:
-	default:
-	}
-	return true
 }
 
-// Refused delivers a *ForeignClusterError when a join attempt failed
-// because the seeds it reached hold another cluster's state than this
-// node (see Meta.ClusterID). Joining goes on being retried; the caller
-// decides whether to run on.
+// Refused delivers a *ForeignClusterError when a seed of this node holds
+// another cluster's state than this node (see Meta.ClusterID): the join
+// was refused, or the seed was found out after joining. Joining goes on
+// being retried; the caller decides whether to run on.
 func (c *Cluster) Refused() <-chan error { return c.guard.refused }
 
 // merges asks each merge delegate in turn; the first refusal cancels the

@@ -45,4 +45,20 @@ func TestForeignClusterRefused(t *testing.T) {
 		t.Fatalf("a, which joined nobody, was told: %v", err)
 	default:
 	}
+
+	// A seed that had no ID yet when d joined it gets one: d is told.
+	c := startNode(t, sink, Config{Name: "c"})
+	d := startNode(t, sink, Config{Name: "d", Meta: Meta{ClusterID: "dddd"}, Join: []string{c.Addr()}})
+	waitFor(t, 10*time.Second, "d joined c", func() bool { return stateOn(d, "c") == Alive && stateOn(c, "d") == Alive })
+	if err := c.UpdateMeta(func(m *Meta) { m.ClusterID = "cccc" }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-d.Refused():
+		if !errors.As(err, &fe) || fe.Node != "c" || fe.Cluster != "cccc" {
+			t.Fatalf("Refused: %#v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("d was not told that its seed c belongs to another cluster")
+	}
 }

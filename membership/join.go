@@ -104,6 +104,8 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 		return false
 	}
 	seeds, rerr := c.resolveSeeds()
+	all := slices.Clone(seeds)
+	c.guard.seeds.Store(&all) // a refusal about one of them is ours to report
 	if onlyMissing {
 		seeds = c.missing(seeds)
 		if len(seeds) == 0 {
@@ -125,9 +127,6 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 	}
 	if fatal, cerr := c.checkConflict(); fatal || (cerr != nil && n == 0) {
 		n, err = 0, cerr
-	}
-	if n == 0 {
-		c.guard.refusedBy(seeds) // a seed of another cluster refused us: tell Refused
 	}
 	c.recordJoin(now, seeds, n, err)
 	if n > 0 {
