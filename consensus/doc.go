@@ -34,7 +34,7 @@
 // After that, on the leader, hashicorp/raft-autopilot keeps the
 // configuration: the reconcile step adds alive servers missing from raft as
 // non-voters (autopilot.AddServer), except servers that report another
-// cluster's ID; autopilot promotes a non-voter once it has been healthy for
+// cluster's ID or raft state without an ID; autopilot promotes a non-voter once it has been healthy for
 // Timing.ServerStabilizationTime, up to MaxVoters voters (a capped
 // StablePromoter); servers that Left are removed at once; failed servers,
 // and servers in raft that membership does not list, are removed once
