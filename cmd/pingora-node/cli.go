@@ -68,6 +68,21 @@ func (c command) parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer
 	}
 }
 
+// adminArg takes the admin address from the one positional argument, if
+// any, into *admin (the --admin flag's value); on a usage error it returns
+// done with the exit code.
+func (c command) adminArg(fs *flag.FlagSet, pos []string, admin *string, stderr io.Writer) (code int, done bool) {
+	switch {
+	case len(pos) > 1:
+		return c.usageError(fs, stderr, "want at most one ADMIN address, got %q", pos), true
+	case len(pos) == 1 && flagSet(fs, "admin"):
+		return c.usageError(fs, stderr, "give the admin address once: %q or --admin %q", pos[0], *admin), true
+	case len(pos) == 1:
+		*admin = pos[0]
+	}
+	return 0, false
+}
+
 // usageError reports wrong arguments: the message and the usage on
 // stderr, exit code 2.
 func (c command) usageError(fs *flag.FlagSet, stderr io.Writer, format string, a ...any) int {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -30,19 +31,13 @@ const leaveWait = 60 * time.Second
 // stops answering.
 func cmdLeave(args []string, stdout, stderr io.Writer) int {
 	fs := leaveCmd.newFlags()
-	admin := fs.String("admin", os.Getenv("PINGORA_ADMIN"), "admin `URL` of the node [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
-	token := fs.String("token", os.Getenv("PINGORA_ADMIN_TOKEN"), "admin `token` [PINGORA_ADMIN_TOKEN]")
+	admin, token := adminFlags(fs, "the node")
 	pos, code, done := leaveCmd.parse(fs, args, stdout, stderr)
 	if done {
 		return code
 	}
-	switch {
-	case len(pos) > 1:
-		return leaveCmd.usageError(fs, stderr, "want at most one ADMIN address, got %q", pos)
-	case len(pos) == 1 && flagSet(fs, "admin"):
-		return leaveCmd.usageError(fs, stderr, "give the admin address once: %q or --admin %q", pos[0], *admin)
-	case len(pos) == 1:
-		*admin = pos[0]
+	if code, done := leaveCmd.adminArg(fs, pos, admin, stderr); done {
+		return code
 	}
 	c := &adminClient{base: adminURL(*admin), token: *token}
 	var res node.LeaveResult
@@ -68,8 +63,7 @@ func cmdLeave(args []string, stdout, stderr io.Writer) int {
 // every node's member list.
 func cmdForceLeave(args []string, stdout, stderr io.Writer) int {
 	fs := forceLeaveCmd.newFlags()
-	admin := fs.String("admin", os.Getenv("PINGORA_ADMIN"), "admin `URL` of any node [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
-	token := fs.String("token", os.Getenv("PINGORA_ADMIN_TOKEN"), "admin `token` [PINGORA_ADMIN_TOKEN]")
+	admin, token := adminFlags(fs, "any node")
 	pos, code, done := forceLeaveCmd.parse(fs, args, stdout, stderr)
 	if done {
 		return code
@@ -85,4 +79,11 @@ func cmdForceLeave(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: raft %s, gossip %s\n", res.Name, res.Raft, res.Members)
 	return 0
+}
+
+// adminFlags registers --admin (the admin URL of whom) and --token.
+func adminFlags(fs *flag.FlagSet, whom string) (admin, token *string) {
+	admin = fs.String("admin", os.Getenv("PINGORA_ADMIN"), "admin `URL` of "+whom+" [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
+	token = fs.String("token", os.Getenv("PINGORA_ADMIN_TOKEN"), "admin `token` [PINGORA_ADMIN_TOKEN]")
+	return admin, token
 }

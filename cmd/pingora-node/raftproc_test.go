@@ -320,17 +320,25 @@ func memberState(p *procNode, name string) (string, bool) {
 	return "", true
 }
 
+// formedCluster starts 3 nodes bootstrapping together and returns them
+// with the leader's status once it has 3 voters and is healthy.
+func formedCluster(t *testing.T) (*raftCluster, node.Status) {
+	c := newRaftCluster(t, 3)
+	c.startAll()
+	var st node.Status
+	waitUntil(t, 60*time.Second, "3 voters and a healthy leader", func() bool {
+		var ok bool
+		st, ok = c.healthyLeader(c.names()...)
+		return ok
+	})
+	return c, st
+}
+
 // TestForceLeaveDeadNode: a node killed for good is force-left through a
 // follower: the leader takes it out of raft, and every node drops it from
 // its member list. A live node is refused.
 func TestForceLeaveDeadNode(t *testing.T) {
-	c := newRaftCluster(t, 3)
-	c.startAll()
-	waitUntil(t, 60*time.Second, "3 voters and a healthy leader", func() bool {
-		_, ok := c.healthyLeader(c.names()...)
-		return ok
-	})
-	st, _ := c.healthyLeader(c.names()...)
+	c, st := formedCluster(t)
 	var follower, victim *procNode
 	for _, p := range c.nodes {
 		switch {
@@ -369,13 +377,7 @@ func TestForceLeaveDeadNode(t *testing.T) {
 // TestLeave: "pingora-node leave" on the leader: it hands leadership over,
 // is taken out of raft, its process exits 0, and the others see it left.
 func TestLeave(t *testing.T) {
-	c := newRaftCluster(t, 3)
-	c.startAll()
-	waitUntil(t, 60*time.Second, "3 voters and a healthy leader", func() bool {
-		_, ok := c.healthyLeader(c.names()...)
-		return ok
-	})
-	st, _ := c.healthyLeader(c.names()...)
+	c, st := formedCluster(t)
 	var leaver *procNode
 	var rest []string
 	for _, p := range c.nodes {

@@ -53,13 +53,8 @@ func statusCommand(cmd command, args []string, stdout, stderr io.Writer, print f
 	if done {
 		return code
 	}
-	switch {
-	case len(pos) > 1:
-		return cmd.usageError(fs, stderr, "want at most one ADMIN address, got %q", pos)
-	case len(pos) == 1 && flagSet(fs, "admin"):
-		return cmd.usageError(fs, stderr, "give the admin address once: %q or --admin %q", pos[0], *admin)
-	case len(pos) == 1:
-		*admin = pos[0]
+	if code, done := cmd.adminArg(fs, pos, admin, stderr); done {
+		return code
 	}
 	base := adminURL(*admin)
 	if u, err := url.Parse(base); err != nil || u.Host == "" || strings.Trim(u.Path, "/") != "" {
