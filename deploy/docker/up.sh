@@ -33,8 +33,14 @@ echo "== build pingora-node $version and the origin (static)"
 (cd "$repo" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$ctx/origin" ./deploy/docker/origin)
 echo "== images $PINGORA_NODE_IMAGE, $PINGORA_ORIGIN_IMAGE"
 build() { # quiet unless it fails (the legacy builder warns on every run)
-  local out
+  local out old
+  old=$(docker image inspect -f '{{.Id}}' "$2" 2>/dev/null || true)
   out=$(docker build -q -f "$here/$1" -t "$2" "$ctx" 2>&1) || { echo "$out" >&2; exit 1; }
+  # The image this tag named before is left untagged: remove it unless a
+  # container still runs it.
+  if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$2")" ]; then
+    docker rmi "$old" >/dev/null 2>&1 || true
+  fi
 }
 build node.Dockerfile "$PINGORA_NODE_IMAGE"
 build origin.Dockerfile "$PINGORA_ORIGIN_IMAGE"
