@@ -29,7 +29,7 @@ trap 'rm -rf "$ctx"' EXIT
 mkdir "$ctx/data"
 version=$(git -C "$repo" describe --always --dirty 2>/dev/null || echo dev)
 echo "== build pingora-node $version and the origin (static)"
-(cd "$repo" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$ctx/pingora-node" ./cmd/pingora-node)
+(cd "$repo" && CGO_ENABLED=0 go build -trimpath -buildvcs=auto -ldflags "-s -w -X main.version=$version" -o "$ctx/pingora-node" ./cmd/pingora-node)
 (cd "$repo" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$ctx/origin" ./deploy/docker/origin)
 echo "== images $PINGORA_NODE_IMAGE, $PINGORA_ORIGIN_IMAGE"
 build() { # quiet unless it fails (the legacy builder warns on every run)
