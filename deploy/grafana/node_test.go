@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,7 +33,8 @@ var promMade = map[string]bool{"up": true, "scrape_duration_seconds": true, "scr
 var targetLabels = map[string]bool{"job": true, "instance": true}
 
 // clusterYAML routes /dead/ to two peers that refuse connections (502s,
-// upstream errors, a retry, a health transition) and the rest to origin.
+// upstream errors, a retry, a health transition), /cached/ to origin
+// through the cache, and the rest to origin.
 const clusterYAML = `upstreams:
   - name: origin
     peers: [{addr: %s}]
@@ -43,6 +45,7 @@ const clusterYAML = `upstreams:
     peers: [{addr: %s}, {addr: %s}]
 routes:
   - {path_prefix: /dead/, upstream: dead}
+  - {path_prefix: /cached/, upstream: origin, cache: {enabled: true}}
   - {upstream: origin}
 `
 
@@ -57,8 +60,10 @@ func scrapeRunningNode(t *testing.T) seriesSet {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/pingora-go/pingora-go/cmd/pingora-node").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	o := newOrigin()
+	origin := httptest.NewServer(o)
 	t.Cleanup(origin.Close)
+	t.Cleanup(o.releaseAll)
 	cluster := filepath.Join(dir, "cluster.yaml")
 	doc := fmt.Sprintf(clusterYAML, origin.Listener.Addr(), freeAddr(t), freeAddr(t))
 	if err := os.WriteFile(cluster, []byte(doc), 0o644); err != nil {
@@ -80,17 +85,93 @@ func scrapeRunningNode(t *testing.T) seriesSet {
 	})
 	base := "http://" + admin
 	waitFor(t, "the node is ready", func() bool { return get(base+"/readyz") == http.StatusOK })
-	for _, path := range []string{"/", "/a", "/dead/x"} {
+	for _, path := range []string{"/", "/a", "/dead/x", "/cached/a", "/cached/a", "/cached/nostore"} {
 		get("http://" + proxy + path)
 	}
 	malformed(t, proxy)
+	lockWait(t, proxy, base, o)
 	var series seriesSet
 	waitFor(t, "the lazily created series", func() bool {
 		series = scrape(t, base+"/metrics")
-		return len(series["pingora_upstream_health_transitions_total"]) > 0 &&
+		return len(series["pingora_upstream_health_transitions_total"]) > 0 && len(series["pingora_cache_uncacheable_total"]) > 0 &&
 			len(series["pingora_upstream_errors_total"]) > 0 && len(series["pingora_downstream_rejected_total"]) > 0
 	})
 	return series
+}
+
+// origin answers "ok"; under /cached/ with max-age=60 (no-store for
+// /cached/nostore), and a /cached/hold-N request waits until released,
+// so that a second request for it waits on the cache lock.
+type origin struct {
+	mu      sync.Mutex
+	entered chan string              // paths of hold requests as they arrive
+	release map[string]chan struct{} // closed to answer a hold request
+}
+
+func newOrigin() *origin {
+	return &origin{entered: make(chan string, 16), release: map[string]chan struct{}{}} // 16: more than lockWait's tries
+}
+
+func (o *origin) hold(path string) chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.release[path] == nil {
+		o.release[path] = make(chan struct{})
+	}
+	return o.release[path]
+}
+
+// answer releases the hold request for path (all of them with "").
+func (o *origin) answer(path string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for p, ch := range o.release {
+		if path == "" || p == path {
+			close(ch)
+			delete(o.release, p)
+		}
+	}
+}
+
+func (o *origin) releaseAll() { o.answer("") }
+
+func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/cached/nostore":
+		w.Header().Set("Cache-Control", "no-store")
+	case strings.HasPrefix(r.URL.Path, "/cached/hold-"):
+		ch := o.hold(r.URL.Path)
+		o.entered <- r.URL.Path
+		<-ch
+		fallthrough
+	case strings.HasPrefix(r.URL.Path, "/cached/"):
+		w.Header().Set("Cache-Control", "max-age=60")
+	}
+	io.WriteString(w, "ok")
+}
+
+// lockWait makes a request wait on the cache lock: while the origin holds
+// the fill of a key, a second request for it arrives; the origin answers
+// after hold. The wait is counted when it ends, so a try whose second
+// request came too late is repeated with a new key and a longer hold.
+func lockWait(t *testing.T, proxy, admin string, o *origin) {
+	t.Helper()
+	for try, hold := 1, 200*time.Millisecond; try <= 5; try, hold = try+1, 2*hold {
+		path := fmt.Sprintf("/cached/hold-%d", try)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); get("http://" + proxy + path) }()
+		<-o.entered
+		go func() { defer wg.Done(); get("http://" + proxy + path) }()
+		time.Sleep(hold) // sleep-ok: the time the second request has to reach the cache lock; doubled on each try
+		o.answer(path)
+		wg.Wait()
+		if len(scrape(t, admin+"/metrics")["pingora_cache_lock_waits_total"]) > 0 {
+			t.Logf("a request waited on the cache lock (try %d, origin held %s)", try, hold)
+			return
+		}
+	}
+	t.Fatal("no request waited on the cache lock in 5 tries")
 }
 
 func freeAddr(t *testing.T) string {
