@@ -133,13 +133,23 @@ func TestDashboardShape(t *testing.T) {
 // every query of the dashboard against its /metrics: each metric it names
 // is exported, each label it selects or aggregates by is one of that
 // metric's labels (or a label Prometheus adds), and each exact label value
-// it selects occurs.
+// it selects occurs. Every pingora_ metric exported must be queried by
+// some panel.
 func TestDashboardMetricsExist(t *testing.T) {
 	d := loadDashboard(t)
 	series := scrapeRunningNode(t)
+	var all strings.Builder
 	for _, q := range d.queries() {
+		all.WriteString(q.expr + "\n")
 		if problems := checkQuery(q.expr, series); len(problems) > 0 {
 			t.Errorf("%s: %s\n  %s", q.where, strings.Join(problems, "; "), q.expr)
+		}
+	}
+	// And the other way: every pingora_ metric the node exports is charted.
+	for name := range series {
+		queried := regexp.MustCompile(`\b` + name + `\b`).MatchString(all.String())
+		if strings.HasPrefix(name, "pingora_") && !queried && !strings.HasSuffix(name, "_sum") && !strings.HasSuffix(name, "_count") {
+			t.Errorf("%s is exported but no panel of pingora-node.json queries it: add one (README.md here)", name)
 		}
 	}
 }
