@@ -13,7 +13,9 @@
 # ready, and all report: the same N alive members (exactly the N nodes'
 # names), the same ring digest over N members, the same config version,
 # the same raft leader, and the same voters: min(N, 5) of them, the rest
-# non-voters. It honours COMPOSE_PROJECT_NAME (default: .env beside it).
+# non-voters; with AGREE_VOTERS=0 the number of voters is not checked (a
+# node stopped with SIGTERM stays a voter until the dead-server grace
+# period ends). It honours COMPOSE_PROJECT_NAME (default: .env beside it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 project=${COMPOSE_PROJECT_NAME:-$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' "$here/.env")}
@@ -63,13 +65,13 @@ agree() {
   rows=$(for c in "${cs[@]}"; do row "$c"; done)
   if grep -q $'\tunreachable$' <<<"$rows"; then why "a node does not answer"; return 1; fi
   names=$(cut -f2 <<<"$rows" | sort | paste -sd,)
-  awk -F'\t' -v names="$names" -v n="$n" -v wv="$want_voters" '
+  awk -F'\t' -v names="$names" -v n="$n" -v wv="$want_voters" -v cv="${AGREE_VOTERS:-1}" '
     { if ($3 != "ready") bad = $2 " is not ready"
       if ($6 != names) bad = $2 " sees alive members " $6 ", want " names
       if ($10 != n) bad = $2 " has " $10 " ring members, want " n
       if ($11 == "-") bad = $2 " has no config"
       if ($5 == "-" || $5 == "") bad = $2 " knows no raft leader"
-      if (split($7, v, ",") != wv || $8 != n - wv) bad = $2 " has voters " $7 " and " $8 " non-voters, want " wv " voters"
+      if (cv != 0 && (split($7, v, ",") != wv || $8 != n - wv)) bad = $2 " has voters " $7 " and " $8 " non-voters, want " wv " voters"
       for (f = 5; f <= 11; f++) { if (NR > 1 && f != 6 && $f != first[f]) bad = "nodes differ in column " f ": " $f " vs " first[f]; first[f] = $f }
     }
     END { if (bad != "") { print bad > "/dev/stderr"; exit 1 } }' <<<"$rows" 2>"$whyfile" || { why "$(cat "$whyfile")"; return 1; }
@@ -97,5 +99,5 @@ case "${1:-}" in
     ms=$(( $(date +%s%3N) - start ))
     table | column -t -s $'\t'
     printf 'agree: %d nodes after %d.%03d s\n' "$n" $((ms / 1000)) $((ms % 1000)) ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
