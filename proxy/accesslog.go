@@ -38,6 +38,9 @@ func (s *Server[C]) observe(sess *Session, err error) {
 			slog.Duration("ttfb", sess.UpstreamTTFB),
 		)
 	}
+	if sess.TraceID != "" {
+		attrs = append(attrs, slog.String("trace_id", sess.TraceID))
+	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -155,16 +156,24 @@ func (s *Server[C]) cacheKey(sess *Session, ctx C) (string, error) {
 
 // cacheFind looks the request up: the object under its key, or under the
 // variant key its Vary fields select when the key holds an index (§4.1).
+// It is traced as one cache lookup (SpanCacheLookup).
 func (s *Server[C]) cacheFind(sess *Session) (cache.Object, error) {
+	ctx, span := s.startSpan(sess, SpanCacheLookup, nil)
+	o, err := cacheFindIn(ctx, sess)
+	endSpan(span, sess, SpanEnd{Found: o != nil, Err: err})
+	return o, err
+}
+
+func cacheFindIn(ctx context.Context, sess *Session) (cache.Object, error) {
 	cs := &sess.cache
-	o, err := cs.store.Lookup(sess.ctx, cs.key)
+	o, err := cs.store.Lookup(ctx, cs.key)
 	if err != nil || o == nil {
 		return o, err
 	}
 	if v := o.Meta().Variants; v != nil {
 		cs.index = v
 		cs.vkey = cache.VariantKey(cs.key, v, sess.Req.Header)
-		return cs.store.Lookup(sess.ctx, cs.vkey)
+		return cs.store.Lookup(ctx, cs.vkey)
 	}
 	return o, nil
 }

@@ -45,6 +45,9 @@ type Config struct {
 	// Clock is the time the cache judges freshness and ages by (default:
 	// real time).
 	Clock clock.Clock
+	// Tracer receives a span for each request, upstream attempt and cache
+	// lookup (see Tracer); nil turns tracing off at no cost (default nil).
+	Tracer Tracer
 }
 
 // DownstreamConfig bounds client connections.

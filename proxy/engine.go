@@ -33,6 +33,8 @@ func (s *Server[C]) handle(sess *Session, start time.Time) {
 	sess.MaxRetries = s.cfg.Retries
 	ctx := s.app.NewCtx()
 	sess.uctx, sess.hooks = ctx, s
+	var span Span
+	sess.ctx, span = s.startSpan(sess, SpanRequest, nil)
 	if stop := startGRPCDeadline(sess); stop != nil {
 		defer stop()
 	}
@@ -42,6 +44,7 @@ func (s *Server[C]) handle(sess *Session, start time.Time) {
 		s.fail(sess, ctx, err)
 	}
 	s.cacheEnd(sess, err)
+	endSpan(span, sess, SpanEnd{Status: sess.Status, Err: err})
 	s.observe(sess, err)
 	if p := s.ph.logging; p != nil {
 		p.Logging(sess, ctx, err)
@@ -218,40 +221,49 @@ func (s *Server[C]) attempt(sess *Session, ctx C, peer *Peer, body *reqBody) err
 		sess.upgrade = allowedUpgrade(sess.ds.upgrade(), sess.Upgrades)
 	}
 	buildUpstreamRequest(sess, &sess.upReq, sess.scheme(), s.via(1), sess.upgrade)
+	_, span := s.startSpan(sess, SpanAttempt, sess.upReq.Header)
+	status, err := s.sendAttempt(sess, ctx, peer, body)
+	endSpan(span, sess, SpanEnd{Status: status, Err: err})
+	return err
+}
+
+// sendAttempt runs the attempt's request phases, sends the request and
+// streams the response back; status is the upstream's, 0 if none came.
+func (s *Server[C]) sendAttempt(sess *Session, ctx C, peer *Peer, body *reqBody) (status int, err error) {
 	if err := grpcDeadlineHeader(sess, sess.upReq.Header); err != nil {
-		return err
+		return 0, err
 	}
 	if sess.cache.fill != nil {
 		s.prepareFill(sess, &sess.upReq)
 	}
 	if p := s.ph.upRequest; p != nil {
 		if err := p.UpstreamRequestFilter(sess, &sess.upReq, ctx); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	resp := &sess.upResp
 	var ex exchange
-	var err error
 	if peer.Protocol == HTTP1 {
 		var hx *h1Exchange
 		hx, err = s.h1RoundTrip(sess, peer, &sess.upReq, body, resp)
 		if err == nil && resp.Status == http.StatusSwitchingProtocols {
-			return s.tunnel(sess, ctx, hx, resp)
+			return resp.Status, s.tunnel(sess, ctx, hx, resp)
 		}
 		ex = hx
 	} else {
 		ex, err = s.h2RoundTrip(sess, peer, &sess.upReq, body, resp)
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	sess.UpstreamTTFB = time.Since(sess.Start)
-	if retryStatus(sess, resp.Status) && canRetry(sess, body) {
+	status = resp.Status
+	if retryStatus(sess, status) && canRetry(sess, body) {
 		ex.release(false)
-		return &Error{Kind: KindUpstreamStatus, Source: Upstream, Retry: true, Status: resp.Status,
-			Err: fmt.Errorf("upstream answered %d", resp.Status)}
+		return status, &Error{Kind: KindUpstreamStatus, Source: Upstream, Retry: true, Status: status,
+			Err: fmt.Errorf("upstream answered %d", status)}
 	}
-	return s.respond(sess, ctx, ex, resp)
+	return status, s.respond(sess, ctx, ex, resp)
 }
 
 func retryStatus(sess *Session, code int) bool {

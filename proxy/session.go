@@ -120,6 +120,10 @@ type Session struct {
 	// "hit; ttl=42" or "fwd=miss; fwd-status=200; stored"; "" when the
 	// request did not use the cache. It is set before Logging runs.
 	CacheStatus string
+	// TraceID is the request's trace ID (32 hex digits) when a Tracer is
+	// set, so that log lines of one request on several proxies can be
+	// joined; "" without one. The Tracer sets it.
+	TraceID string
 
 	ctx context.Context
 	ds  downstream
@@ -202,6 +206,7 @@ func (s *Session) reset(ctx context.Context, req *RequestHeader, ds downstream) 
 	s.RetryTimeout, s.RetryOnStatus, s.ReplayBufferBytes = 0, nil, replayLimit
 	s.Upgrades, s.upgrade = defaultUpgrades, ""
 	s.Cache, s.Background, s.CacheStatus, s.cache = nil, false, "", cacheState{}
+	s.TraceID = ""
 	clear(s.Tried[:cap(s.Tried)])
 }
 
