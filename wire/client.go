@@ -89,20 +89,24 @@ func (c *Client) Call(ctx context.Context, addr, method string, req, resp any) e
 
 // CallRaw is Call with the request and response bodies already encoded.
 func (c *Client) CallRaw(ctx context.Context, addr, method string, body []byte) ([]byte, error) {
+	ctx, tc, endSpan := c.startCall(ctx, addr, method)
 	st := c.methods.get(method)
 	start := time.Now()
 	st.begin()
-	out, err := c.callRaw(ctx, addr, method, body)
+	out, err := c.callRaw(ctx, addr, method, body, tc)
 	if err == nil {
 		st.sent.Add(uint64(len(body)))
 		st.received.Add(uint64(len(out)))
 	}
 	st.end(start, classFor(err))
+	if endSpan != nil {
+		endSpan(err)
+	}
 	return out, err
 }
 
-func (c *Client) callRaw(ctx context.Context, addr, method string, body []byte) ([]byte, error) {
-	h, err := c.prepare(ctx, addr, method, len(body), false)
+func (c *Client) callRaw(ctx context.Context, addr, method string, body []byte, tc TraceContext) ([]byte, error) {
+	h, err := c.prepare(ctx, addr, method, len(body), false, tc)
 	if err != nil {
 		return nil, err
 	}
@@ -110,11 +114,26 @@ func (c *Client) callRaw(ctx context.Context, addr, method string, body []byte) 
 	if err != nil {
 		return nil, err
 	}
+	if cc.untraced.Load() {
+		h.withTrace(TraceContext{})
+	}
+	out, err := c.roundTrip(ctx, cc, h, method, body)
+	if misreadTrace(err, h.trace) { // an older server: see misreadTrace
+		cc.untraced.Store(true)
+		h.withTrace(TraceContext{})
+		out, err = c.roundTrip(ctx, cc, h, method, body)
+	}
+	return out, err
+}
+
+// roundTrip sends one unary call on cc and waits for its answer.
+func (c *Client) roundTrip(ctx context.Context, cc *clientConn, h callHeader, method string, body []byte) ([]byte, error) {
+	addr := cc.addr
 	id, pc, err := cc.register(false)
 	if err != nil {
 		return nil, fmt.Errorf("wire: %s %s: %w", addr, method, err)
 	}
-	if err := c.send(ctx, cc, appendCall(make([]byte, 0, callFrameLen(method, len(body))), id, h, method, body)); err != nil {
+	if err := c.send(ctx, cc, appendCall(make([]byte, 0, callFrameLen(&h, method, len(body))), id, h, method, body)); err != nil {
 		return nil, fmt.Errorf("wire: %s %s: %w", addr, method, err)
 	}
 	select {
@@ -142,16 +161,18 @@ func (c *Client) callRaw(ctx context.Context, addr, method string, body []byte) 
 }
 
 // prepare checks a call before anything is dialled or sent, and builds its
-// header: the deadline as time left, the ring version, the stream flag.
-func (c *Client) prepare(ctx context.Context, addr, method string, body int, stream bool) (callHeader, error) {
+// header: the deadline as time left, the ring version, the stream flag,
+// the trace context.
+func (c *Client) prepare(ctx context.Context, addr, method string, body int, stream bool, tc TraceContext) (callHeader, error) {
 	h := callHeader{ring: CallerRingVersion(ctx)}
 	if stream {
 		h.flags |= flagStream
 	}
+	h.withTrace(tc)
 	switch {
 	case method == "" || len(method) > maxMethodLen:
 		return h, fmt.Errorf("wire: invalid method name %q", method)
-	case callFrameLen(method, body) > c.cfg.MaxFrameSize:
+	case callFrameLen(&h, method, body) > c.cfg.MaxFrameSize:
 		return h, fmt.Errorf("wire: %s %s: %w: request of %d bytes", addr, method, ErrFrameTooLarge, body)
 	case ctx.Err() != nil:
 		return h, fmt.Errorf("wire: %s %s: not sent: %w", addr, method, ctx.Err())

@@ -22,6 +22,9 @@ type clientConn struct {
 	pending map[uint64]*pendingCall
 	dead    error
 	nextID  atomic.Uint64
+	// untraced is set once the peer showed it reads no trace context (a
+	// version before it): calls on this connection carry none.
+	untraced atomic.Bool
 }
 
 func newClientConn(addr string) *clientConn {

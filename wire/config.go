@@ -58,6 +58,9 @@ type ServerConfig struct {
 	// Logger receives protocol errors at Debug and Warn and handler panics
 	// at Error (default slog.Default()).
 	Logger *slog.Logger
+	// Tracer makes a span of each handler, under the trace context its
+	// call carried (default nil: none).
+	Tracer Tracer
 }
 
 // ClientConfig configures a Client. Zero fields take their defaults.
@@ -77,6 +80,9 @@ type ClientConfig struct {
 	MaxIdleStreamConns int
 	// Logger receives connection errors at Debug (default slog.Default()).
 	Logger *slog.Logger
+	// Tracer makes a span of each call and gives the trace context the
+	// call carries to its handler (default nil: calls carry none).
+	Tracer Tracer
 }
 
 // Validate reports the first invalid field.

@@ -44,9 +44,12 @@
 //	              uint64 caller ring version, uint64 server ring version;
 //	              then a UTF-8 message. Ends a call or a stream.
 //	4 goaway   S  payload = UTF-8 reason; the sender closes the connection
-//	5 call     C  payload = uint8 flags (bit 0: answer with a stream),
+//	5 call     C  payload = uint8 flags (bit 0: answer with a stream;
+//	              bit 1: trace context follows),
 //	              uint64 timeout in µs (0: no deadline),
 //	              uint64 caller ring version (0: none),
+//	              [bit 1: uint8 length (1-255), traceparent,
+//	               uint8 length (0-255), tracestate],
 //	              uint8 method length, method, msgpack body
 //	6 data     S  payload = a chunk of a streamed answer (at most
 //	              StreamChunkSize bytes)
@@ -72,6 +75,20 @@
 // handler could start is answered with code 4 and not run, and a caller
 // whose deadline passed sends nothing. A caller that is cancelled (rather
 // than timed out) sends a cancel frame, which ends the handler's context.
+//
+// # Trace context
+//
+// A Tracer (ClientConfig.Tracer, ServerConfig.Tracer) gives each call a
+// span on both sides, and the call carries the caller's W3C trace context
+// (traceparent, tracestate) in its header, so one trace follows a request
+// from node to node (issue 17). Without a Tracer, or for a call whose
+// context holds no trace, bit 1 is clear and the frame is byte for byte
+// what it was before. A server of the version before the field ignores
+// the flag and reads the traceparent's length byte as the method's: it
+// answers code 1 naming the traceparent as the method, having run
+// nothing. The client then sends the call again without the trace
+// context, and sends none on that connection after, so a mixed-version
+// cluster keeps working with tracing on (TestOlderServerGetsNoTrace).
 //
 // # Streams, and why they get their own connection
 //

@@ -45,7 +45,12 @@ const (
 // Call header flags.
 const (
 	flagStream byte = 1 << 0 // the caller reads the answer as a stream
+	flagTrace  byte = 1 << 1 // trace context follows the fixed header
 )
+
+// maxTraceField is the longest traceparent or tracestate a call carries
+// (each has a one-byte length); a longer tracestate is dropped.
+const maxTraceField = 255
 
 // ErrFrameTooLarge is returned when a frame's length prefix exceeds the
 // reader's maximum, or a call's encoded request exceeds the writer's.
@@ -135,11 +140,34 @@ func appendFrameHeader(dst []byte, typ byte, id uint64, n int) []byte {
 // frameLen is the wire size of a frame carrying payload bytes.
 func frameLen(payload int) int { return 4 + headerLen + payload }
 
-// callHeader is the fixed part of a call frame.
+// callHeader is a call frame's header: the fixed part, and the trace
+// context when flagTrace is set.
 type callHeader struct {
 	flags   byte
 	timeout time.Duration // the caller's time left; 0 means no deadline
 	ring    uint64        // the caller's ring version; 0 means none
+	trace   TraceContext
+}
+
+// withTrace sets h's trace context, and its flag when tc has a parent.
+func (h *callHeader) withTrace(tc TraceContext) {
+	h.flags &^= flagTrace
+	h.trace = TraceContext{}
+	if tc.Parent != "" && len(tc.Parent) <= maxTraceField {
+		if len(tc.State) > maxTraceField {
+			tc.State = ""
+		}
+		h.flags |= flagTrace
+		h.trace = tc
+	}
+}
+
+// traceLen is the size of h's trace context on the wire.
+func (h *callHeader) traceLen() int {
+	if h.flags&flagTrace == 0 {
+		return 0
+	}
+	return 2 + len(h.trace.Parent) + len(h.trace.State)
 }
 
 // request is a parsed request or call frame.
@@ -151,19 +179,23 @@ type request struct {
 
 // appendCall appends a call frame.
 func appendCall(dst []byte, id uint64, h callHeader, method string, body []byte) []byte {
-	n := callHeaderLen + 1 + len(method) + len(body)
+	n := callHeaderLen + h.traceLen() + 1 + len(method) + len(body)
 	dst = appendFrameHeader(dst, frameCall, id, n)
 	dst = append(dst, h.flags)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(h.timeout/time.Microsecond))
 	dst = binary.BigEndian.AppendUint64(dst, h.ring)
+	if h.flags&flagTrace != 0 {
+		dst = append(append(dst, byte(len(h.trace.Parent))), h.trace.Parent...)
+		dst = append(append(dst, byte(len(h.trace.State))), h.trace.State...)
+	}
 	dst = append(dst, byte(len(method)))
 	dst = append(dst, method...)
 	return append(dst, body...)
 }
 
-// callFrameLen is the wire size of a call frame.
-func callFrameLen(method string, body int) int {
-	return frameLen(callHeaderLen + 1 + len(method) + body)
+// callFrameLen is the wire size of a call frame with header h.
+func callFrameLen(h *callHeader, method string, body int) int {
+	return frameLen(callHeaderLen + h.traceLen() + 1 + len(method) + body)
 }
 
 // parseRequest splits a request (type 1) or call (type 5) frame into its
@@ -181,6 +213,12 @@ func parseRequest(f frame) (request, error) {
 		}
 		r.flags, r.timeout, r.ring = p[0], time.Duration(us)*time.Microsecond, binary.BigEndian.Uint64(p[9:17])
 		p = p[callHeaderLen:]
+		if r.flags&flagTrace != 0 {
+			var err error
+			if r.trace, p, err = parseTrace(p); err != nil {
+				return r, err
+			}
+		}
 	}
 	if len(p) < 1 {
 		return r, fmt.Errorf("%w: empty request", ErrMalformed)
@@ -191,6 +229,19 @@ func parseRequest(f frame) (request, error) {
 	}
 	r.method, r.body = string(p[1:1+ml]), p[1+ml:]
 	return r, nil
+}
+
+// parseTrace reads a call's trace context: a one-byte length and the
+// traceparent, then a one-byte length and the tracestate.
+func parseTrace(p []byte) (TraceContext, []byte, error) {
+	var tc TraceContext
+	for i, f := range []*string{&tc.Parent, &tc.State} {
+		if len(p) < 1 || len(p) < 1+int(p[0]) || (i == 0 && p[0] == 0) {
+			return tc, nil, fmt.Errorf("%w: trace context", ErrMalformed)
+		}
+		*f, p = string(p[1:1+int(p[0])]), p[1+int(p[0]):]
+	}
+	return tc, p, nil
 }
 
 // maxTimeout is the longest deadline a call header carries; anything longer

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -15,6 +16,7 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(appendFrame(nil, frameRequest, 7, []byte{4}, []byte("echo"), []byte{0x80}))
 	f.Add(appendFrame(nil, frameError, 1, []byte{1}, []byte("nope")))
 	f.Add(appendCall(nil, 9, callHeader{flags: flagStream, timeout: 250 * time.Millisecond, ring: 42}, "cache.get", []byte{0xa1, 'k'}))
+	f.Add(appendCall(nil, 11, callHeader{flags: flagTrace, ring: 1, trace: TraceContext{Parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", State: "k=v"}}, "cache.get", []byte{0xa1, 'k'}))
 	f.Add(appendFrame(nil, frameData, 9, []byte("chunk of a body")))
 	f.Add(appendFrame(nil, frameEnd, 9))
 	f.Add(appendFrame(nil, frameError, 3, remoteFailure{code: CodeNotOwner, msg: "moved", callerRing: 4, serverRing: 5}.payload()))
@@ -92,5 +94,48 @@ func TestRemoteErrorRoundTrip(t *testing.T) {
 				t.Fatalf("decoded %+v from %+v", e, f)
 			}
 		})
+	}
+}
+
+// TestCallTraceField: a call's trace context survives encoding; a
+// tracestate too long for its length byte is dropped, a traceparent too
+// long is not sent at all; a trace field cut short is malformed.
+func TestCallTraceField(t *testing.T) {
+	long := strings.Repeat("x", maxTraceField+1)
+	for _, tc := range []struct {
+		name    string
+		in, out TraceContext
+	}{
+		{"both", TraceContext{Parent: "tp", State: "k=v"}, TraceContext{Parent: "tp", State: "k=v"}},
+		{"no state", TraceContext{Parent: "tp"}, TraceContext{Parent: "tp"}},
+		{"state too long", TraceContext{Parent: "tp", State: long}, TraceContext{Parent: "tp"}},
+		{"parent too long", TraceContext{Parent: long, State: "k=v"}, TraceContext{}},
+		{"none", TraceContext{State: "k=v"}, TraceContext{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := callHeader{ring: 3, timeout: time.Second}
+			h.withTrace(tc.in)
+			b := appendCall(nil, 5, h, "m", []byte("body"))
+			if len(b) != callFrameLen(&h, "m", 4) {
+				t.Fatalf("frame of %d bytes, callFrameLen says %d", len(b), callFrameLen(&h, "m", 4))
+			}
+			fr, err := readFrame(bytes.NewReader(b), 1<<16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := parseRequest(fr)
+			if err != nil || r.trace != tc.out || r.method != "m" || string(r.body) != "body" || r.ring != 3 {
+				t.Fatalf("parsed %+v, %v; want trace %+v", r, err, tc.out)
+			}
+		})
+	}
+	h := callHeader{}
+	h.withTrace(TraceContext{Parent: "tp", State: "st"})
+	b := appendCall(nil, 5, h, "m", nil)
+	payload := b[4+headerLen:]
+	for _, cut := range []int{callHeaderLen + 1, callHeaderLen + 3, callHeaderLen + 4} {
+		if _, err := parseRequest(frame{typ: frameCall, payload: payload[:cut]}); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("cut at %d: %v, want ErrMalformed", cut, err)
+		}
 	}
 }

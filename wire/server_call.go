@@ -92,6 +92,10 @@ func (sc *serverConn) dispatch(ctx context.Context, f frame, arrived time.Time) 
 	st.received.Add(uint64(len(req.body)))
 	ctx, cancel := callContext(ctx, req, arrived)
 	defer cancel()
+	var endSpan func(error)
+	if t := sc.s.cfg.Tracer; t != nil {
+		ctx, endSpan = t.StartHandler(ctx, req.method, req.trace)
+	}
 	class := -1
 	switch {
 	case ctx.Err() != nil:
@@ -104,6 +108,9 @@ func (sc *serverConn) dispatch(ctx context.Context, f frame, arrived time.Time) 
 		class = sc.runUnary(ctx, f.id, req, e)
 	}
 	st.end(arrived, class)
+	if endSpan != nil {
+		endSpan(classError(class))
+	}
 }
 
 func (sc *serverConn) unknownMethod(id uint64, req request, st *methodStats) {

@@ -31,12 +31,36 @@ func (c *Client) CallStream(ctx context.Context, addr, method string, req any) (
 	if err != nil {
 		return nil, fmt.Errorf("wire: %s %s: encode request: %w", addr, method, err)
 	}
+	ctx, tc, endSpan := c.startCall(ctx, addr, method)
+	r, err := c.openStream(ctx, addr, method, body, tc)
+	if misreadTrace(err, r.trace) { // an older server: see misreadTrace
+		r.cc.untraced.Store(true)
+		r, err = c.openStream(ctx, addr, method, body, TraceContext{})
+	}
+	if err != nil {
+		if endSpan != nil {
+			endSpan(err)
+		}
+		return nil, err
+	}
+	if r.err != nil { // io.EOF: an empty stream, already ended
+		if endSpan != nil {
+			endSpan(nil)
+		}
+		return r, nil
+	}
+	r.endSpan = endSpan
+	return r, nil
+}
+
+// openStream sends a stream call and waits for its first frame.
+func (c *Client) openStream(ctx context.Context, addr, method string, body []byte, tc TraceContext) (*streamReader, error) {
 	st := c.methods.get(method)
 	r := &streamReader{c: c, ctx: ctx, addr: addr, method: method, st: st, start: time.Now()}
 	st.begin()
-	if err := r.open(body); err != nil {
+	if err := r.open(body, tc); err != nil {
 		r.finish(err, false)
-		return nil, err
+		return r, err
 	}
 	st.sent.Add(uint64(len(body)))
 	for len(r.buf) == 0 && r.err == nil { // wait for the first frame
@@ -44,7 +68,7 @@ func (c *Client) CallStream(ctx context.Context, addr, method string, req any) (
 	}
 	st.observe(time.Since(r.start))
 	if r.err != nil && r.err != io.EOF {
-		return nil, r.err
+		return r, r.err
 	}
 	return r, nil
 }
@@ -64,21 +88,28 @@ type streamReader struct {
 	buf   []byte // what is left of the current data frame
 	chunk []byte // the current data frame's buffer, recycled once read
 	err   error  // sticky: io.EOF after a clean end, or the failure
+
+	trace   TraceContext // what the call carried
+	endSpan func(error)  // ends the caller's span at the stream's end (nil: none)
 }
 
 // open gets a stream connection and sends the call.
-func (r *streamReader) open(body []byte) error {
-	h, err := r.c.prepare(r.ctx, r.addr, r.method, len(body), true)
+func (r *streamReader) open(body []byte, tc TraceContext) error {
+	h, err := r.c.prepare(r.ctx, r.addr, r.method, len(body), true, tc)
 	if err != nil {
 		return err
 	}
 	if r.cc, err = r.c.streamConn(r.ctx, r.addr); err != nil {
 		return err
 	}
+	if r.cc.untraced.Load() {
+		h.withTrace(TraceContext{})
+	}
+	r.trace = h.trace
 	if r.id, r.pc, err = r.cc.register(true); err != nil {
 		return fmt.Errorf("wire: %s %s: %w", r.addr, r.method, err)
 	}
-	b := appendCall(make([]byte, 0, callFrameLen(r.method, len(body))), r.id, h, r.method, body)
+	b := appendCall(make([]byte, 0, callFrameLen(&h, r.method, len(body))), r.id, h, r.method, body)
 	if err := r.c.send(r.ctx, r.cc, b); err != nil {
 		return fmt.Errorf("wire: %s %s: %w", r.addr, r.method, err)
 	}
@@ -140,6 +171,14 @@ func (r *streamReader) finish(err error, clean bool) {
 	class := -1
 	if err != io.EOF {
 		class = classFor(err)
+	}
+	if end := r.endSpan; end != nil {
+		r.endSpan = nil
+		if class < 0 {
+			end(nil)
+		} else {
+			end(err)
+		}
 	}
 	r.st.inFlight.Add(-1)
 	r.st.count(class)
