@@ -120,14 +120,17 @@ func (n *Node) putConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
+	ctx, span := n.tracing.startConfigWrite(ctx, r)
 	d, unchanged, err := writeConfig(ctx, st, body, c, ifVersion)
 	if err != nil {
-		if n.forwardToLeader(w, r, body, err) {
-			return
+		forwarded := n.forwardToLeader(w, withSpan(r, span), body, err)
+		endConfigWrite(span, d, err, forwarded)
+		if !forwarded {
+			n.writeStoreError(w, err)
 		}
-		n.writeStoreError(w, err)
 		return
 	}
+	endConfigWrite(span, d, nil, false)
 	out := docOf(d)
 	if unchanged {
 		out.Unchanged = true
@@ -257,6 +260,7 @@ func (n *Node) forwardToLeader(w http.ResponseWriter, r *http.Request, body []by
 		}
 	}
 	req.Header.Set(forwardedHeader, n.cfg.Name)
+	n.tracing.inject(r.Context(), req.Header) // the leader's span joins this write's trace
 	resp, rerr := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if rerr != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "forwarding to the leader " + nl.LeaderID + ": " + rerr.Error()})

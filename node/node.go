@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/pingora-go/pingora-go/consensus"
 	"github.com/pingora-go/pingora-go/node/config"
@@ -45,6 +46,10 @@ type Options struct {
 	// of ports bound to every address is chosen (default: read with
 	// config.LocalHost).
 	Host *config.Host
+	// TraceExporter, when set, receives every span at once and turns
+	// tracing on whatever the node file says (tests; default nil: the node
+	// file and OTEL_* variables decide, and spans go out over OTLP/HTTP).
+	TraceExporter sdktrace.SpanExporter
 }
 
 // Node is one running pingora-node.
@@ -58,8 +63,9 @@ type Node struct {
 	// themselves (membership), so no line carries "node" twice.
 	baseLog *slog.Logger
 
-	router *proxy.Router
-	srv    *proxy.Server[struct{}]
+	router  *proxy.Router
+	srv     *proxy.Server[struct{}]
+	tracing *tracing
 
 	mu        sync.Mutex
 	listeners []*boundListener
@@ -143,6 +149,8 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	}
 	pc.Metrics = n.reg
 	pc.ErrorLog = n.log.With("part", "proxy")
+	n.tracing = newTracing(cfg, opts)
+	pc.Tracer = n.tracing.proxyTracer()
 	if cfg.AccessLog {
 		pc.AccessLog = slog.New(slog.NewJSONHandler(opts.AccessLog, nil))
 	}
@@ -265,6 +273,9 @@ func (n *Node) apply(c *config.Cluster, data []byte, version int64, source strin
 // the admin server, starts serving, then starts gossip, RPC and raft. On
 // error everything started so far is stopped.
 func (n *Node) Start() error {
+	if err := n.tracing.start(); err != nil {
+		return err
+	}
 	in := n.opts.Inherit
 	if in != nil {
 		// The old process keeps serving while it releases the cluster
@@ -328,6 +339,7 @@ func (n *Node) abortStart() {
 		admin.Close()
 	}
 	n.serving.Wait()
+	n.tracing.stop()
 }
 
 // bind binds (or inherits) the listeners and starts serving on them.
@@ -477,6 +489,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.admin.Shutdown(actx)
 	}
 	n.serving.Wait()
+	n.tracing.stop()
 	close(n.stopped)
 	n.log.Info("stopped")
 	return err

@@ -32,7 +32,7 @@ func (n *Node) startRPC() error {
 	if n.cfg.ClusterAddr == "" {
 		return nil
 	}
-	srv, err := wire.NewServer(wire.ServerConfig{Logger: n.log.With("part", "rpc")})
+	srv, err := wire.NewServer(wire.ServerConfig{Logger: n.log.With("part", "rpc"), Tracer: n.tracing.wireTracer()})
 	if err != nil {
 		return err
 	}

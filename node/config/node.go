@@ -108,6 +108,9 @@ type Node struct {
 	// node presents Cert/Key and accepts only peers whose certificate chains
 	// to CA (default none: plaintext, for trusted networks).
 	ClusterTLS *ClusterTLS `yaml:"cluster_tls"`
+	// Tracing exports OpenTelemetry traces (default: off, unless the
+	// OTEL_* variables turn it on; see Tracing).
+	Tracing Tracing `yaml:"tracing"`
 	// UpgradeSocket is the Unix socket a successor process ("run
 	// --upgrade", or SIGUSR2) takes the listeners over from (default
 	// pingora-node-<name>.sock in the system's temporary directory).
@@ -332,6 +335,7 @@ func (n *Node) validate(e *errs) {
 	}
 	n.validateListeners(e)
 	n.validateCluster(e)
+	n.validateTracing(e)
 	d := n.Downstream
 	for _, f := range []struct {
 		name string

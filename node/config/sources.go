@@ -57,6 +57,8 @@ var Settings = []Setting{
 	{"bootstrap_expect", "bootstrap-expect", "PINGORA_BOOTSTRAP_EXPECT", "`N` servers that form a new raft cluster together, 0-7", setInt(func(n *Node) *int { return &n.BootstrapExpect })},
 	{"zone", "zone", "PINGORA_ZONE", "failure domain `name`, gossiped", setString(func(n *Node) *string { return &n.Zone })},
 	{"upgrade_socket", "upgrade-socket", "PINGORA_UPGRADE_SOCKET", "hand-off Unix socket `path`", setPath(func(n *Node) *string { return &n.UpgradeSocket })},
+	{"tracing.endpoint", "tracing-endpoint", "PINGORA_TRACING_ENDPOINT", "OTLP/HTTP trace collector `URL`, such as http://127.0.0.1:4318: turns tracing on (default: OTEL_EXPORTER_OTLP_ENDPOINT)", setString(func(n *Node) *string { return &n.Tracing.Endpoint })},
+	{"tracing.sample_ratio", "tracing-sample-ratio", "PINGORA_TRACING_SAMPLE_RATIO", "share of new traces recorded, `0-1` (default 0.01)", setRatio(func(n *Node) **float64 { return &n.Tracing.SampleRatio })},
 	{"cache_memory_bytes", "cache-memory-bytes", "PINGORA_CACHE_MEMORY_BYTES", "HTTP cache memory cap in `bytes` (default 268435456, 256 MiB)", setInt64(func(n *Node) *int64 { return &n.CacheMemoryBytes })},
 }
 
