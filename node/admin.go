@@ -32,6 +32,8 @@ type Status struct {
 	Ring    *membership.RingStatus `json:"ring,omitempty"`
 	// Raft is present when the config is replicated (data_dir set).
 	Raft *consensus.Status `json:"raft,omitempty"`
+	// Traffic is the last seconds' requests, errors and latency (traffic.go).
+	Traffic *TrafficStatus `json:"traffic,omitempty"`
 }
 
 // GossipStatus is the node's own gossip identity, how joining the seeds
@@ -102,6 +104,7 @@ func (n *Node) Status() Status {
 	st.Proxy.Routes = tbl.Routes()
 	st.Node.NotReady = n.notReady()
 	st.Node.Ready = st.Node.NotReady == ""
+	st.Traffic = n.traffic.status()
 	return st
 }
 
@@ -124,6 +127,7 @@ func (n *Node) adminHandler() http.Handler {
 	mux.HandleFunc("POST /v1/upstreams/{upstream}/peers/{addr}/{action}", n.adminWrite(n.setPeer))
 	n.registerConfigAPI(mux)
 	n.registerLeaveAPI(mux)
+	n.registerUI(mux)
 	// Go profiles (CPU, heap, allocations, goroutines, mutex), guarded like
 	// writes: a profile reveals internals and costs CPU while it runs.
 	mux.HandleFunc("GET /debug/pprof/", n.adminWrite(pprof.Index))

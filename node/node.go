@@ -66,6 +66,7 @@ type Node struct {
 	router  *proxy.Router
 	srv     *proxy.Server[struct{}]
 	tracing *tracing
+	traffic *trafficMeter
 
 	mu        sync.Mutex
 	listeners []*boundListener
@@ -149,6 +150,7 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	}
 	pc.Metrics = n.reg
 	pc.ErrorLog = n.log.With("part", "proxy")
+	n.traffic = &trafficMeter{gather: n.reg.Gather, now: time.Now}
 	n.tracing = newTracing(cfg, opts)
 	pc.Tracer = n.tracing.proxyTracer()
 	if cfg.AccessLog {
