@@ -173,4 +173,3 @@ func screenshot(t *testing.T, bctx context.Context, path string) {
 	}
 	t.Logf("screenshot: %s (%d bytes)", path, len(png))
 }
-
