@@ -1,0 +1,85 @@
+package node
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func clusterViewOf(t *testing.T, admin string) ClusterView {
+	t.Helper()
+	code, body := get(t, "http://"+admin+"/v1/cluster")
+	var v ClusterView
+	if code != 200 || json.Unmarshal([]byte(body), &v) != nil {
+		t.Fatalf("/v1/cluster: %d %s", code, body)
+	}
+	return v
+}
+
+// TestClusterView: /v1/cluster on one node carries every member with its
+// own /status, fetched by the serving node; a dead member is listed from
+// gossip with why it was not asked.
+func TestClusterView(t *testing.T) {
+	up := origin(t, "a")
+	n1 := startClusterNode(t, "n1", up)
+	seed := n1.Members().Addr()
+	n2 := startClusterNode(t, "n2", up, seed)
+	n3 := startClusterNode(t, "n3", up, seed)
+	waitUntil(t, "three members, each with its status", func() bool {
+		v := clusterViewOf(t, n1.AdminAddr())
+		if len(v.Members) != 3 {
+			return false
+		}
+		for _, m := range v.Members {
+			if m.Status == nil || m.Status.Node.Name != m.Name || m.Status.Traffic == nil {
+				return false
+			}
+		}
+		return v.Node == "n1" && v.Members[0].Self && !v.Members[1].Self
+	})
+	n3.leaveCluster(false) // crash-like: gossip stops without a leave
+	waitUntil(t, "n3 dead, not asked", func() bool {
+		for _, m := range clusterViewOf(t, n2.AdminAddr()).Members {
+			if m.Name == "n3" {
+				return m.State == "dead" && m.Status == nil && strings.Contains(m.Error, "the member is dead")
+			}
+		}
+		return false
+	})
+}
+
+// TestClusterViewStandalone: a node that does not gossip shows itself.
+func TestClusterViewStandalone(t *testing.T) {
+	n := startNode(t, writeFiles(t, clusterFor(origin(t, "a"))))
+	v := clusterViewOf(t, n.AdminAddr())
+	if len(v.Members) != 1 || !v.Members[0].Self || v.Members[0].Status == nil || v.Members[0].Name != "test-node" || v.Members[0].RingShare != 1 {
+		t.Fatalf("standalone view %+v", v)
+	}
+}
+
+// TestUIServed: the page and its files come from the binary with a
+// strict Content-Security-Policy, and read like /status: no token needed
+// even when one is set for writes (which still need it).
+func TestUIServed(t *testing.T) {
+	n := startNode(t, writeNodeFiles(t, "n", "admin_token: s3cret\n", clusterFor(origin(t, "a"))))
+	for path, want := range map[string]string{"/ui": "text/html", "/ui/app.js": "text/javascript", "/ui/style.css": "text/css"} {
+		resp, err := http.Get("http://" + n.AdminAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), want) {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Fatalf("%s: CSP %q", path, csp)
+		}
+	}
+	if code, body := get(t, "http://"+n.AdminAddr()+"/v1/cluster"); code != 200 || !strings.Contains(body, `"members"`) {
+		t.Fatalf("/v1/cluster without a token: %d %s", code, body)
+	}
+	if code, _ := post(t, "http://"+n.AdminAddr()+"/v1/upstreams/web/peers/x/disable", ""); code != 401 {
+		t.Fatalf("a write without the token: %d, want 401", code)
+	}
+}
