@@ -87,4 +87,3 @@ func TestTrafficMeter(t *testing.T) {
 		t.Fatalf("after 20 idle seconds: %d samples, %+v", len(m.samples), st)
 	}
 }
-
