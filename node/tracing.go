@@ -47,6 +47,7 @@ type tracing struct {
 
 	provider atomic.Pointer[sdktrace.TracerProvider]
 	tracer   atomic.Pointer[trace.Tracer]
+	fast     fastSampling // set by start (tracing_fast.go)
 }
 
 var (
@@ -119,7 +120,11 @@ func (t *tracing) wireTracer() wire.Tracer {
 }
 
 // start builds the exporter and the provider; spans are made from then on.
-func (t *tracing) start() error {
+func (t *tracing) start() error { return t.startWith() }
+
+// startWith is start with the span processor given (a benchmark's), in
+// place of the exporter.
+func (t *tracing) startWith(processor ...sdktrace.TracerProviderOption) error {
 	if !t.on || t.provider.Load() != nil {
 		return nil
 	}
@@ -129,12 +134,17 @@ func (t *tracing) start() error {
 		return fmt.Errorf("tracing: resource: %w", err)
 	}
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	if s := sampler(t.cfg, os.Getenv); s != nil {
+	fast, s := newFastSampling(t.cfg, os.Getenv)
+	if s != nil {
 		opts = append(opts, sdktrace.WithSampler(s))
 	}
-	if t.export != nil {
+	t.fast = fast
+	switch {
+	case len(processor) > 0:
+		opts = append(opts, processor...)
+	case t.export != nil:
 		opts = append(opts, sdktrace.WithSyncer(t.export))
-	} else {
+	default:
 		var eo []otlptracehttp.Option
 		if t.cfg.Endpoint != "" {
 			eo = append(eo, otlptracehttp.WithEndpointURL(endpointURL(t.cfg.Endpoint)))

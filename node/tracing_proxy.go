@@ -28,9 +28,13 @@ func (t *tracing) Start(ctx context.Context, k proxy.SpanKind, s *proxy.Session,
 	if k == proxy.SpanRequest {
 		return t.startRequest(ctx, tr, s)
 	}
-	if !trace.SpanFromContext(ctx).IsRecording() {
-		if h != nil {
+	if parent := trace.SpanFromContext(ctx); !parent.IsRecording() {
+		switch {
+		case h == nil:
+		case parent.SpanContext().IsValid():
 			t.prop.Inject(ctx, propagation.HeaderCarrier(h))
+		case s.TraceID != "": // decided unrecorded here (tracing_fast.go)
+			injectUnsampled(h, s.TraceID)
 		}
 		return ctx, nil
 	}
@@ -49,6 +53,16 @@ func (t *tracing) Start(ctx context.Context, k proxy.SpanKind, s *proxy.Session,
 // startRequest continues the client's trace (traceparent, tracestate) or
 // starts one, and names it in the session for the access log.
 func (t *tracing) startRequest(ctx context.Context, tr trace.Tracer, s *proxy.Session) (context.Context, proxy.Span) {
+	if t.fast.on { // decide unrecorded requests without the SDK (tracing_fast.go)
+		switch id, sampled, ok := traceparent(s.Req.Header["Traceparent"]); {
+		case ok && !sampled:
+			s.TraceID = id
+			return ctx, nil
+		case !ok && !t.fast.record():
+			s.TraceID = newTraceID()
+			return ctx, nil
+		}
+	}
 	ctx = t.prop.Extract(ctx, propagation.HeaderCarrier(s.Req.Header))
 	ctx, sp := tr.Start(ctx, s.Req.Method, trace.WithSpanKind(trace.SpanKindServer))
 	s.TraceID = sp.SpanContext().TraceID().String()

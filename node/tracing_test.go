@@ -27,13 +27,18 @@ import (
 // startTracedNode starts a node whose spans go to exp (every trace
 // recorded) and whose access log goes to log.
 func startTracedNode(t *testing.T, nodeFile string, exp sdktrace.SpanExporter, log io.Writer) *Node {
+	return startTracedNodeRatio(t, nodeFile, exp, log, 1)
+}
+
+// startTracedNodeRatio is startTracedNode recording the given share of
+// new traces.
+func startTracedNodeRatio(t *testing.T, nodeFile string, exp sdktrace.SpanExporter, log io.Writer, ratio float64) *Node {
 	t.Helper()
 	cfg, err := config.LoadNode(nodeFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	one := 1.0
-	cfg.Tracing.SampleRatio = &one
+	cfg.Tracing.SampleRatio = &ratio
 	n, err := New(cfg, Options{Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), TraceExporter: exp, AccessLog: log})
 	if err != nil {
 		t.Fatal(err)
@@ -147,6 +152,39 @@ func TestTraceAcrossTwoNodes(t *testing.T) {
 		if err := json.Unmarshal([]byte(strings.TrimSpace(log.String())), &line); err != nil || line.TraceID != clientTrace {
 			t.Fatalf("%s's access log %q: trace_id %q (%v)", name, log.String(), line.TraceID, err)
 		}
+	}
+}
+
+// TestUnrecordedRequestJoinsLogs: at ratio 0 a request through two nodes
+// makes no span, yet both access logs name one trace ID, and the origin
+// gets that trace, unsampled.
+func TestUnrecordedRequestJoinsLogs(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	var got sync.Map
+	originAddr := serveHTTP(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store("tp", r.Header.Get("Traceparent"))
+	})})
+	var logA, logB lockedBuffer
+	b := startTracedNodeRatio(t, writeNodeFiles(t, "b", "access_log: true\n", clusterFor(originAddr)), exp, &logB, 0)
+	a := startTracedNodeRatio(t, writeNodeFiles(t, "a", "access_log: true\n", clusterFor(b.ListenerAddrs()["http"])), exp, &logA, 0)
+	if code, _ := get(t, "http://"+a.ListenerAddrs()["http"]+"/"); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	ids := map[string]string{}
+	for name, log := range map[string]*lockedBuffer{"a": &logA, "b": &logB} {
+		waitUntil(t, name+"'s access log line", func() bool { return strings.Contains(log.String(), `"trace_id"`) })
+		var line struct {
+			TraceID string `json:"trace_id"`
+		}
+		json.Unmarshal([]byte(strings.TrimSpace(log.String())), &line)
+		ids[name] = line.TraceID
+	}
+	tp, _ := got.Load("tp")
+	if len(ids["a"]) != 32 || ids["a"] != ids["b"] || !strings.HasPrefix(tp.(string), "00-"+ids["a"]+"-") || !strings.HasSuffix(tp.(string), "-00") {
+		t.Fatalf("trace IDs a %q, b %q; origin got %q", ids["a"], ids["b"], tp)
+	}
+	if n := len(exp.GetSpans()); n != 0 {
+		t.Fatalf("%d spans recorded at ratio 0", n)
 	}
 }
 
