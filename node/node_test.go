@@ -76,7 +76,12 @@ func newNode(t *testing.T, nodeFile string) *Node {
 
 func startNode(t *testing.T, nodeFile string) *Node {
 	t.Helper()
-	n := newNode(t, nodeFile)
+	return runNode(t, newNode(t, nodeFile))
+}
+
+// runNode starts n and shuts it down when the test ends.
+func runNode(t *testing.T, n *Node) *Node {
+	t.Helper()
 	if err := n.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ type recTracer struct {
 	calls    []string            // "addr method"
 	callEnds []error             // one per ended call span
 	handlers []wire.TraceContext // what each handler's call carried
-	hEnds    []error
+	hEnds    map[string]error    // by the traceparent the call carried
 }
 
 type spanKey struct{}
@@ -47,7 +47,10 @@ func (rt *recTracer) StartHandler(ctx context.Context, method string, tc wire.Tr
 	return context.WithValue(ctx, spanKey{}, tc.Parent), func(err error) {
 		rt.mu.Lock()
 		defer rt.mu.Unlock()
-		rt.hEnds = append(rt.hEnds, err)
+		if rt.hEnds == nil {
+			rt.hEnds = map[string]error{}
+		}
+		rt.hEnds[tc.Parent] = err
 	}
 }
 
@@ -55,17 +58,6 @@ func (rt *recTracer) counts() (calls, callEnds, handlers, hEnds int) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return len(rt.calls), len(rt.callEnds), len(rt.handlers), len(rt.hEnds)
-}
-
-func waitCond(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // sleep-ok: polling a condition with a deadline
-	}
 }
 
 // TestTraceContextTravels: a unary call and a stream carry the caller's
@@ -99,8 +91,8 @@ func TestTraceContextTravels(t *testing.T) {
 	if err := cl.Call(ctxT(t, 5*time.Second), "srv:1", "fail", nil, nil); err == nil {
 		t.Fatal("fail succeeded")
 	}
-	waitCond(t, "3 handler spans ended", func() bool { _, _, _, he := st.counts(); return he == 3 })
-	waitCond(t, "3 call spans ended", func() bool { _, ce, _, _ := ct.counts(); return ce == 3 })
+	waitFor(t, 5*time.Second, "3 handler spans ended", func() bool { _, _, _, he := st.counts(); return he == 3 })
+	waitFor(t, 5*time.Second, "3 call spans ended", func() bool { _, ce, _, _ := ct.counts(); return ce == 3 })
 	ct.mu.Lock()
 	defer ct.mu.Unlock()
 	st.mu.Lock()
@@ -114,7 +106,7 @@ func TestTraceContextTravels(t *testing.T) {
 	if ct.callEnds[0] != nil || ct.callEnds[1] != nil || ct.callEnds[2] == nil {
 		t.Fatalf("call span ends %v: want nil, nil, an error", ct.callEnds)
 	}
-	if st.hEnds[0] != nil || st.hEnds[1] != nil || st.hEnds[2] == nil {
+	if st.hEnds["tp-1"] != nil || st.hEnds["tp-2"] != nil || st.hEnds["tp-3"] == nil {
 		t.Fatalf("handler span ends %v: want nil, nil, an error", st.hEnds)
 	}
 }
@@ -127,7 +119,7 @@ func TestUntracedCallsUnchanged(t *testing.T) {
 	if err := cl.Call(ctxT(t, 5*time.Second), "srv:1", "echo", echoReq{"x"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitCond(t, "handler span", func() bool { _, _, h, _ := st.counts(); return h == 1 })
+	waitFor(t, 5*time.Second, "handler span", func() bool { _, _, h, _ := st.counts(); return h == 1 })
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.handlers[0] != (wire.TraceContext{}) {
