@@ -275,7 +275,7 @@ func (b *Body) readChunkSize() (int64, error) {
 		return 0, rerr(b.badStatus(), CodeInvalidChunkedBody, "invalid chunk size")
 	}
 	for _, c := range rest {
-		if c < ' ' && c != '\t' || c == 0x7f {
+		if isCTL(c) {
 			return 0, rerr(b.badStatus(), CodeInvalidChunkedBody, "invalid character in chunk extension")
 		}
 	}
