@@ -65,6 +65,10 @@ func (r *Reader) readLines(strict bool, tooLarge int, startLine bool) error {
 	r.head = r.head[:0]
 	r.lines = r.lines[:0]
 	lineStart, empties := 0, 0
+	startLines := 0 // a trailer section has no start line to allow for
+	if startLine {
+		startLines = 1
+	}
 	for {
 		frag, err := r.br.ReadSlice('\n')
 		r.head = append(r.head, frag...)
@@ -100,7 +104,7 @@ func (r *Reader) readLines(strict bool, tooLarge int, startLine bool) error {
 			return nil
 		}
 		r.lines = append(r.lines, [2]int{lineStart, end})
-		if len(r.lines) > r.lim.MaxHeaders+1 {
+		if len(r.lines) > r.lim.MaxHeaders+startLines {
 			return &ParseError{Status: tooLarge, Reason: "too many header fields", Code: CodeTooManyFields}
 		}
 		lineStart = len(r.head)

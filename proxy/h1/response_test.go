@@ -92,6 +92,23 @@ func TestWrittenFieldsParseBack(t *testing.T) {
 	}
 }
 
+// TestTrailerFieldLimit: a trailer section holds at most MaxHeaders fields
+// (it has no start line to allow for).
+func TestTrailerFieldLimit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		fields int
+		ok     bool
+	}{{2, true}, {3, false}} {
+		raw := "1\r\nx\r\n0\r\n" + strings.Repeat("A: b\r\n", tc.fields) + "\r\n"
+		b := NewBody(NewReader(bufio.NewReader(strings.NewReader(raw)), Limits{MaxHeaders: 2}))
+		b.ResetResponse(&Response{Chunked: true, ContentLength: -1})
+		if _, err := io.ReadAll(b); (err == nil) != tc.ok {
+			t.Errorf("%d trailer fields, limit 2: err %v", tc.fields, err)
+		}
+	}
+}
+
 func TestWriters(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
