@@ -67,6 +67,25 @@ func TestMetaTooLargeFailsClearly(t *testing.T) {
 	}
 }
 
+// TestDecodeMetaRejectsOversize: received metadata over memberlist's limit
+// is refused, even when it decodes (memberlist checks only what it sends).
+func TestDecodeMetaRejectsOversize(t *testing.T) {
+	ok, err := encodeMeta(Meta{State: StateReady})
+	if err != nil {
+		t.Fatal(err)
+	}
+	padded := append(ok, make([]byte, 513-len(ok))...) // trailing msgpack nils
+	for i := len(ok); i < len(padded); i++ {
+		padded[i] = 0xc0
+	}
+	if _, err := decodeMeta("x", padded[:512]); err != nil {
+		t.Fatalf("512 bytes: %v", err)
+	}
+	if m, err := decodeMeta("x", padded); !errors.Is(err, ErrMetaTooLarge) || m.State != "" {
+		t.Fatalf("513 bytes: %+v, %v; want ErrMetaTooLarge and nothing decoded", m, err)
+	}
+}
+
 func TestDecodeMetaRejectsGarbage(t *testing.T) {
 	for _, b := range [][]byte{nil, {0}, {metaFormat, 0xc1}, {metaFormat, 0xdf, 0xff, 0xff, 0xff, 0xff}} {
 		if _, err := decodeMeta("x", b); err == nil {
