@@ -127,19 +127,24 @@ func setting(id http2.SettingID, v uint32) []byte {
 // request on stream 3), then frame-level cases.
 func fuzzSeeds() map[string][]fuzzOp {
 	seeds := map[string][]fuzzOp{}
-	for name, fs := range malformedRequests() {
-		seeds["request-"+name] = []fuzzOp{request(1, true, fs...), request(3, true, getFields...)}
+	for _, m := range []map[string][]string{pseudoHeaderRequests(), fieldRequests()} {
+		for name, fs := range m {
+			seeds["request-"+name] = []fuzzOp{request(1, true, fs...), request(3, true, getFields...)}
+		}
 	}
-	for name, ops := range frameSeeds() {
-		seeds[name] = ops
+	for _, m := range []map[string][]fuzzOp{streamSeeds(), connSeeds()} {
+		for name, ops := range m {
+			seeds[name] = ops
+		}
 	}
 	return seeds
 }
 
-// malformedRequests are request heads a server must refuse, or must pass
-// on unchanged, by class (issue 11 item 1; the h2val table adds more).
-func malformedRequests() map[string][]string {
+// pseudoHeaderRequests are request heads with a malformed or unusual
+// pseudo-header, by class (issue 11 item 1; the h2val table adds more).
+func pseudoHeaderRequests() map[string][]string {
 	return map[string][]string{
+
 		"valid":                   getFields,
 		"path-space":              fields(":path", "/a b"),
 		"path-space-http-version": fields(":path", "/a HTTP/1.1\r\nHost: b"),
@@ -165,6 +170,24 @@ func malformedRequests() map[string][]string {
 		"scheme-uppercase":        fields(":scheme", "HTTP"),
 		"scheme-empty":            fields(":scheme", ""),
 		"scheme-colon":            fields(":scheme", "http:"),
+		"pseudo-value-space-end":  fields(":path", "/a "),
+		"connection":              fields("connection", "close"),
+		"pseudo-after-regular":    append([]string{"x-a", "b"}, getFields...),
+		"pseudo-duplicate":        append(slices.Clone(getFields), ":path", "/b"),
+		"pseudo-status":           fields(":status", "200"),
+		"pseudo-protocol":         fields(":protocol", "websocket"),
+		"pseudo-unknown":          fields(":foo", "bar"),
+		"connect":                 {":method", "CONNECT", ":authority", "a:443"},
+		"connect-with-path":       {":method", "CONNECT", ":authority", "a:443", ":path", "/"},
+		"connect-no-authority":    {":method", "CONNECT"},
+	}
+}
+
+// fieldRequests are request heads with a malformed or connection-specific
+// field, by class.
+func fieldRequests() map[string][]string {
+	return map[string][]string{
+
 		"name-uppercase":          fields("X-Upper", "v"),
 		"name-space":              fields("x y", "v"),
 		"name-colon":              fields("x:y", "v"),
@@ -176,8 +199,6 @@ func malformedRequests() map[string][]string {
 		"value-lf":                fields("x-v", "a\nb"),
 		"value-nul":               fields("x-v", "a\x00b"),
 		"value-crlf-injection":    fields("x-v", "a\r\nx-injected: 1"),
-		"pseudo-value-space-end":  fields(":path", "/a "),
-		"connection":              fields("connection", "close"),
 		"keep-alive":              fields("keep-alive", "timeout=5"),
 		"proxy-connection":        fields("proxy-connection", "keep-alive"),
 		"transfer-encoding":       fields("transfer-encoding", "chunked"),
@@ -194,24 +215,18 @@ func malformedRequests() map[string][]string {
 		"content-length-huge":     fields("content-length", "99999999999999999999"),
 		"content-length-two":      append(fields("content-length", "1"), "content-length", "2"),
 		"content-length-no-body":  fields("content-length", "3"),
-		"pseudo-after-regular":    append([]string{"x-a", "b"}, getFields...),
-		"pseudo-duplicate":        append(slices.Clone(getFields), ":path", "/b"),
-		"pseudo-status":           fields(":status", "200"),
-		"pseudo-protocol":         fields(":protocol", "websocket"),
-		"pseudo-unknown":          fields(":foo", "bar"),
-		"connect":                 {":method", "CONNECT", ":authority", "a:443"},
-		"connect-with-path":       {":method", "CONNECT", ":authority", "a:443", ":path", "/"},
-		"connect-no-authority":    {":method", "CONNECT"},
 		"cookies-split":           append(fields("cookie", "a=1"), "cookie", "b=2"),
 	}
 }
 
-// frameSeeds exercise the frame state machine.
-func frameSeeds() map[string][]fuzzOp {
+// streamSeeds exercise a stream's frames: heads, bodies, trailers,
+// CONTINUATION, padding, priority, HPACK errors and the handlers' answers.
+func streamSeeds() map[string][]fuzzOp {
 	post := request(1, false, fields(":method", "POST")...)
 	es, eh := http2.FlagDataEndStream, http2.FlagHeadersEndHeaders
 	block := headerBlock(getFields...)
 	return map[string][]fuzzOp{
+
 		"get-raw-hpack": {frame(http2.FrameHeaders, eh|http2.FlagHeadersEndStream, 1, block)},
 		"post-body": {request(1, false, append(fields(":method", "POST"), "content-length", "5")...),
 			frame(http2.FrameData, 0, 1, []byte("he")), frame(http2.FrameData, es, 1, []byte("llo"))},
@@ -232,8 +247,28 @@ func frameSeeds() map[string][]fuzzOp {
 			append(append([]byte{2, 0, 0, 0, 0, 16}, block...), 0, 0))},
 		"headers-depends-on-itself": {frame(http2.FrameHeaders, eh|http2.FlagHeadersEndStream|http2.FlagHeadersPriority, 1,
 			append([]byte{0, 0, 0, 1, 16}, block...))},
-		"priority-self":      {frame(http2.FramePriority, 0, 1, []byte{0, 0, 0, 1, 16})},
-		"priority-bad-size":  {frame(http2.FramePriority, 0, 1, []byte{0, 0, 0, 3})},
+		"priority-self":            {frame(http2.FramePriority, 0, 1, []byte{0, 0, 0, 1, 16})},
+		"priority-bad-size":        {frame(http2.FramePriority, 0, 1, []byte{0, 0, 0, 3})},
+		"data-closed-stream":       {request(1, true, getFields...), frame(http2.FrameData, es, 1, []byte("x"))},
+		"handler-resets":           {request(1, false, fields(":path", "/reset")...), frame(http2.FrameData, es, 1, []byte("late"))},
+		"handler-answers-early":    {request(1, false, fields(":path", "/early")...), frame(http2.FrameData, 0, 1, []byte("late")), frame(http2.FrameData, es, 1, nil)},
+		"expect-continue":          {request(1, false, append(fields(":method", "POST"), "expect", "100-continue")...), frame(http2.FrameData, es, 1, []byte("x"))},
+		"hpack-bad-index":          {frame(http2.FrameHeaders, eh|http2.FlagHeadersEndStream, 1, []byte{0xff, 0xff, 0x7f})},
+		"hpack-table-size-too-big": {frame(http2.FrameHeaders, eh|http2.FlagHeadersEndStream, 1, append([]byte{0x3f, 0xe1, 0xff, 0x03}, block...))},
+		"hpack-truncated":          {frame(http2.FrameHeaders, eh|http2.FlagHeadersEndStream, 1, block[:len(block)-1])},
+		"header-list-too-large":    {request(1, true, append(slices.Clone(getFields), repeatFields(40, strings.Repeat("v", 250))...)...), request(3, true, getFields...)},
+		"too-many-fields":          {request(1, true, append(slices.Clone(getFields), repeatFields(40, "v")...)...), request(3, true, getFields...)},
+	}
+}
+
+// connSeeds exercise the connection's frames: RST_STREAM, WINDOW_UPDATE,
+// SETTINGS, PING, GOAWAY, stream id rules, concurrency and drains.
+func connSeeds() map[string][]fuzzOp {
+	post := request(1, false, fields(":method", "POST")...)
+	es := http2.FlagDataEndStream
+	block := headerBlock(getFields...)
+	return map[string][]fuzzOp{
+
 		"rst-idle":           {frame(http2.FrameRSTStream, 0, 5, u32(uint32(http2.ErrCodeCancel)))},
 		"rst-open":           {post, frame(http2.FrameRSTStream, 0, 1, u32(uint32(http2.ErrCodeCancel))), frame(http2.FrameData, es, 1, []byte("late"))},
 		"rst-stream-0":       {frame(http2.FrameRSTStream, 0, 0, u32(0))},
@@ -249,35 +284,26 @@ func frameSeeds() map[string][]fuzzOp {
 		"settings-max-frame": {frame(http2.FrameSettings, 0, 0, setting(http2.SettingMaxFrameSize, 1<<24-1)),
 			request(1, true, fields(":path", "/big")...), frame(http2.FrameWindowUpdate, 0, 0, u32(1<<20)),
 			frame(http2.FrameWindowUpdate, 0, 1, u32(1<<20))},
-		"settings-invalid":         {frame(http2.FrameSettings, 0, 0, setting(http2.SettingMaxFrameSize, 1))},
-		"settings-bad-length":      {frame(http2.FrameSettings, 0, 0, []byte{0, 4, 0, 0, 1})},
-		"settings-ack-payload":     {frame(http2.FrameSettings, http2.FlagSettingsAck, 0, setting(http2.SettingEnablePush, 0))},
-		"settings-on-stream":       {frame(http2.FrameSettings, 0, 1, nil)},
-		"settings-header-table-0":  {frame(http2.FrameSettings, 0, 0, setting(http2.SettingHeaderTableSize, 0)), request(1, true, getFields...)},
-		"ping":                     {frame(http2.FramePing, 0, 0, []byte("12345678"))},
-		"ping-bad-length":          {frame(http2.FramePing, 0, 0, []byte("1234"))},
-		"ping-on-stream":           {frame(http2.FramePing, 0, 1, []byte("12345678"))},
-		"goaway-with-open-stream":  {post, frame(http2.FrameGoAway, 0, 0, append(u32(1), u32(0)...)), frame(http2.FrameData, es, 1, []byte("x"))},
-		"push-promise":             {frame(http2.FramePushPromise, http2.FlagPushPromiseEndHeaders, 1, append(u32(2), block...))},
-		"unknown-type":             {frame(0x0f, 0xff, 1, []byte("whatever")), request(1, true, getFields...)},
-		"data-stream-0":            {frame(http2.FrameData, 0, 0, []byte("x"))},
-		"data-idle-stream":         {frame(http2.FrameData, 0, 7, []byte("x"))},
-		"data-closed-stream":       {request(1, true, getFields...), frame(http2.FrameData, es, 1, []byte("x"))},
-		"headers-even-id":          {request(2, true, getFields...)},
-		"headers-stream-0":         {request(0, true, getFields...)},
-		"headers-decreasing-ids":   {request(5, true, getFields...), request(3, true, getFields...)},
-		"headers-max-stream-id":    {request(1<<31-1, true, getFields...), request(1, true, getFields...)},
-		"too-many-streams":         {post, request(3, false, getFields...), request(5, false, getFields...), request(7, false, getFields...), request(9, false, getFields...), request(11, true, getFields...)},
-		"shutdown-idle":            {{kind: opShutdown}},
-		"shutdown-mid-stream":      {post, {kind: opShutdown}, frame(http2.FrameData, es, 1, []byte("x")), request(3, true, getFields...)},
-		"handler-resets":           {request(1, false, fields(":path", "/reset")...), frame(http2.FrameData, es, 1, []byte("late"))},
-		"handler-answers-early":    {request(1, false, fields(":path", "/early")...), frame(http2.FrameData, 0, 1, []byte("late")), frame(http2.FrameData, es, 1, nil)},
-		"expect-continue":          {request(1, false, append(fields(":method", "POST"), "expect", "100-continue")...), frame(http2.FrameData, es, 1, []byte("x"))},
-		"hpack-bad-index":          {frame(http2.FrameHeaders, eh|http2.FlagHeadersEndStream, 1, []byte{0xff, 0xff, 0x7f})},
-		"hpack-table-size-too-big": {frame(http2.FrameHeaders, eh|http2.FlagHeadersEndStream, 1, append([]byte{0x3f, 0xe1, 0xff, 0x03}, block...))},
-		"hpack-truncated":          {frame(http2.FrameHeaders, eh|http2.FlagHeadersEndStream, 1, block[:len(block)-1])},
-		"header-list-too-large":    {request(1, true, append(slices.Clone(getFields), repeatFields(40, strings.Repeat("v", 250))...)...), request(3, true, getFields...)},
-		"too-many-fields":          {request(1, true, append(slices.Clone(getFields), repeatFields(40, "v")...)...), request(3, true, getFields...)},
+		"settings-invalid":        {frame(http2.FrameSettings, 0, 0, setting(http2.SettingMaxFrameSize, 1))},
+		"settings-bad-length":     {frame(http2.FrameSettings, 0, 0, []byte{0, 4, 0, 0, 1})},
+		"settings-ack-payload":    {frame(http2.FrameSettings, http2.FlagSettingsAck, 0, setting(http2.SettingEnablePush, 0))},
+		"settings-on-stream":      {frame(http2.FrameSettings, 0, 1, nil)},
+		"settings-header-table-0": {frame(http2.FrameSettings, 0, 0, setting(http2.SettingHeaderTableSize, 0)), request(1, true, getFields...)},
+		"ping":                    {frame(http2.FramePing, 0, 0, []byte("12345678"))},
+		"ping-bad-length":         {frame(http2.FramePing, 0, 0, []byte("1234"))},
+		"ping-on-stream":          {frame(http2.FramePing, 0, 1, []byte("12345678"))},
+		"goaway-with-open-stream": {post, frame(http2.FrameGoAway, 0, 0, append(u32(1), u32(0)...)), frame(http2.FrameData, es, 1, []byte("x"))},
+		"push-promise":            {frame(http2.FramePushPromise, http2.FlagPushPromiseEndHeaders, 1, append(u32(2), block...))},
+		"unknown-type":            {frame(0x0f, 0xff, 1, []byte("whatever")), request(1, true, getFields...)},
+		"data-stream-0":           {frame(http2.FrameData, 0, 0, []byte("x"))},
+		"data-idle-stream":        {frame(http2.FrameData, 0, 7, []byte("x"))},
+		"headers-even-id":         {request(2, true, getFields...)},
+		"headers-stream-0":        {request(0, true, getFields...)},
+		"headers-decreasing-ids":  {request(5, true, getFields...), request(3, true, getFields...)},
+		"headers-max-stream-id":   {request(1<<31-1, true, getFields...), request(1, true, getFields...)},
+		"too-many-streams":        {post, request(3, false, getFields...), request(5, false, getFields...), request(7, false, getFields...), request(9, false, getFields...), request(11, true, getFields...)},
+		"shutdown-idle":           {{kind: opShutdown}},
+		"shutdown-mid-stream":     {post, {kind: opShutdown}, frame(http2.FrameData, es, 1, []byte("x")), request(3, true, getFields...)},
 	}
 }
 
