@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -17,9 +19,11 @@ import (
 	"testing/synctest"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/pingora-go/pingora-go/proxy/h1"
+	"github.com/pingora-go/pingora-go/proxy/internal/hostile"
 )
 
 // FuzzServeFrames drives a real server connection over net.Pipe: a valid
@@ -32,6 +36,13 @@ import (
 // returns within fuzzBound and no goroutine is left (synctest). Seeds live
 // in testdata/fuzz/FuzzServeFrames (fuzzSeeds; issue 11 item 5).
 func FuzzServeFrames(f *testing.F) {
+	// The shared lists of hostile heads (issue 11 item 1) seed it too, each
+	// followed by a valid request, so the corpus grows with them.
+	for _, list := range [][]hostile.H2Request{hostile.H2Malformed, hostile.H2Accepted} {
+		for _, r := range list {
+			f.Add(encodeOps(append(hostileOps(r), request(3, true, getFields...))))
+		}
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		runFuzzConn(t, decodeOps(data))
 	})
@@ -103,6 +114,23 @@ func encodeOps(ops []fuzzOp) []byte {
 		b = append(b, op.payload...)
 	}
 	return b
+}
+
+// hostileOps sends a request of the shared list on stream 1: one opFields
+// HEADERS, or with Split a raw HEADERS and CONTINUATION.
+func hostileOps(r hostile.H2Request) []fuzzOp {
+	var pairs []string
+	for _, f := range r.Fields {
+		pairs = append(pairs, f.Name, f.Value)
+	}
+	if !r.Split {
+		return []fuzzOp{request(1, true, pairs...)}
+	}
+	block := headerBlock(pairs...)
+	return []fuzzOp{
+		{kind: byte(http2.FrameHeaders), flags: http2.FlagHeadersEndStream, id: 1, payload: block[:len(block)/2]},
+		{kind: byte(http2.FrameContinuation), flags: http2.FlagContinuationEndHeaders, id: 1, payload: block[len(block)/2:]},
+	}
 }
 
 // fieldList encodes name, value pairs as an opFields payload.
@@ -380,6 +408,9 @@ func fuzzHandler(t *testing.T) Handler {
 		if err != nil {
 			return // the stream failed: the handler returns
 		}
+		if err := checkFields(st.Trailer()); err != nil {
+			t.Errorf("handler got an invalid trailer: %v", err)
+		}
 		if st.ContentLength >= 0 && int64(len(body)) != st.ContentLength {
 			t.Errorf("body of %d bytes, content-length %d", len(body), st.ContentLength)
 		}
@@ -393,41 +424,27 @@ func fuzzHandler(t *testing.T) Handler {
 	}
 }
 
-// checkRequest asserts what newStream promises the proxy behind it. Add
-// the RFC 9113 section 8.3.1 grammar here as it is enforced (issue 11
-// item 1).
+// checkRequest asserts what newStream promises the proxy behind it: the
+// request grammar of RFC 9113 section 8.3.1 and of proxy/h1 (issue 11
+// item 1), and that the request, written as the proxy writes it to an
+// HTTP/1.1 upstream, parses back as the same request.
 func checkRequest(st *Stream) error {
 	switch {
-	case st.Method == "":
-		return errors.New("no method")
+	case !h1.ValidMethod(st.Method):
+		return fmt.Errorf("method %q", st.Method)
 	case st.Method == http.MethodConnect:
-		if st.Authority == "" || st.Scheme != "" || st.Path != "" {
+		if st.Scheme != "" || st.Path != "" || !h1.ValidTarget(st.Method, st.Authority) {
 			return fmt.Errorf("CONNECT %q %q %q", st.Authority, st.Scheme, st.Path)
 		}
-	case st.Scheme == "" || st.Path == "":
-		return fmt.Errorf("scheme %q path %q", st.Scheme, st.Path)
-	case st.Path[0] != '/' && (st.Path != "*" || st.Method != http.MethodOptions):
+	case st.Scheme != "http" && st.Scheme != "https":
+		return fmt.Errorf("scheme %q", st.Scheme)
+	case !h1.ValidTarget(st.Method, st.Path):
 		return fmt.Errorf("path %q", st.Path)
+	case !h1.ValidAuthority(st.Authority):
+		return fmt.Errorf("authority %q", st.Authority)
 	}
-	for _, v := range []string{st.Method, st.Scheme, st.Authority, st.Path} {
-		if !httpguts.ValidHeaderFieldValue(v) {
-			return fmt.Errorf("pseudo-header value %q", v)
-		}
-	}
-	for k, vs := range st.Header {
-		switch {
-		case textproto.CanonicalMIMEHeaderKey(k) != k || !httpguts.ValidHeaderFieldName(k):
-			return fmt.Errorf("field name %q", k)
-		case connectionSpecific(strings.ToLower(k)) || k == "Host":
-			return fmt.Errorf("field %q kept", k)
-		case k == "Te" && (len(vs) != 1 || vs[0] != "trailers"):
-			return fmt.Errorf("te %q", vs)
-		}
-		for _, v := range vs {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return fmt.Errorf("field %s value %q", k, v)
-			}
-		}
+	if err := checkFields(st.Header); err != nil {
+		return err
 	}
 	cl := st.Header["Content-Length"]
 	if (len(cl) == 0) != (st.ContentLength == -1) {
@@ -437,6 +454,62 @@ func checkRequest(st *Stream) error {
 		if n, err := strconv.ParseInt(v, 10, 64); err != nil || n != st.ContentLength {
 			return fmt.Errorf("content-length %q, ContentLength %d", cl, st.ContentLength)
 		}
+	}
+	return checkH1RoundTrip(st)
+}
+
+// checkFields asserts a request's header or trailer section: canonical
+// token names, values HTTP/1.1 carries unchanged, no connection-specific
+// field, no Host, TE only "trailers".
+func checkFields(h http.Header) error {
+	for k, vs := range h {
+		switch {
+		case textproto.CanonicalMIMEHeaderKey(k) != k || !h1.ValidFieldName(k):
+			return fmt.Errorf("field name %q", k)
+		case connectionSpecific(strings.ToLower(k)) || k == "Host":
+			return fmt.Errorf("field %q kept", k)
+		case k == "Te" && (len(vs) != 1 || vs[0] != "trailers"):
+			return fmt.Errorf("te %q", vs)
+		}
+		for _, v := range vs {
+			if !h1.ValidFieldValue(v) {
+				return fmt.Errorf("field %s value %q", k, v)
+			}
+		}
+	}
+	return nil
+}
+
+// checkH1RoundTrip writes the request head with h1.WriteRequestHead, as
+// the proxy forwards it to an HTTP/1.1 upstream, and reads it back with
+// h1's parser: the same method, target, host and fields, or the downgrade
+// is ambiguous. A 417 (an expectation HTTP/1.1 servers may refuse) is
+// policy, not ambiguity.
+func checkH1RoundTrip(st *Stream) error {
+	target := st.Path
+	if st.Method == http.MethodConnect {
+		target = st.Authority
+	}
+	var buf bytes.Buffer
+	w := bufio.NewWriter(&buf)
+	if err := h1.WriteRequestHead(w, st.Method, target, st.Authority, st.Header); err != nil {
+		return fmt.Errorf("accepted, but not writable as HTTP/1.1: %w", err)
+	}
+	w.Flush()
+	written := buf.String()
+	var req h1.Request
+	err := h1.NewReader(bufio.NewReader(&buf), h1.Limits{}).ReadRequest(&req)
+	switch {
+	case err != nil && h1.StatusOf(err) == http.StatusExpectationFailed:
+		return nil
+	case err != nil:
+		return fmt.Errorf("written as %q, which HTTP/1.1 refuses: %w", written, err)
+	case req.Method != st.Method || req.Target != target || req.Host != st.Authority:
+		return fmt.Errorf("written as %q, read back as %s %s host %s", written, req.Method, req.Target, req.Host)
+	}
+	delete(req.Header, "Host")
+	if !reflect.DeepEqual(map[string][]string(req.Header), map[string][]string(st.Header)) {
+		return fmt.Errorf("fields %q read back as %q", st.Header, req.Header)
 	}
 	return nil
 }
