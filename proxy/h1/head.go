@@ -96,6 +96,9 @@ func (r *Reader) readLines(strict bool, tooLarge int, startLine bool) error {
 		if end == lineStart {
 			if startLine && len(r.lines) == 0 { // RFC 9112 2.2: ignore empty lines before a start line
 				if empties++; empties > maxLeadingEmptyLines {
+					if !strict { // a response: the upstream's fault, 502 (FuzzReadResponse)
+						return perr(502, "too many empty lines before status line")
+					}
 					return rerr(400, CodeLeadingEmptyLines, "too many empty lines before start line")
 				}
 				r.head, lineStart = r.head[:0], 0

@@ -61,6 +61,7 @@ func TestReadResponseRefused(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
 		"garbage\r\n\r\n",
+		"\r\n\r\n\r\n\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", // more empty lines than tolerated
 	} {
 		r := NewReader(bufio.NewReader(strings.NewReader(raw)), Limits{})
 		var resp Response
