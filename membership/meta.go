@@ -111,6 +111,9 @@ func decodeMeta(name string, b []byte) (Meta, error) {
 	if len(b) == 0 || b[0] != metaFormat {
 		return Meta{Name: name}, fmt.Errorf("membership: metadata of %s: unknown format", name)
 	}
+	if err := checkLengths(b[1:]); err != nil {
+		return Meta{Name: name}, fmt.Errorf("membership: metadata of %s: %w", name, err)
+	}
 	var m Meta
 	if err := msgpack.Unmarshal(b[1:], &m); err != nil {
 		return Meta{Name: name}, fmt.Errorf("membership: metadata of %s: %w", name, err)
