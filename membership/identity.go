@@ -55,9 +55,11 @@ func newGuard(meta *atomic.Pointer[[]byte]) *guard {
 	return &guard{meta: meta, refused: make(chan error, 1), foreign: map[string]*ForeignClusterError{}}
 }
 
-// clusterIDOf decodes only the cluster ID from encoded metadata.
+// clusterIDOf decodes only the cluster ID from encoded metadata, a peer's
+// too: what declares more than it holds is refused before msgpack
+// allocates for it (checkLengths).
 func clusterIDOf(b []byte) string {
-	if len(b) == 0 || b[0] != metaFormat {
+	if len(b) == 0 || b[0] != metaFormat || checkLengths(b[1:]) != nil {
 		return ""
 	}
 	var m struct {

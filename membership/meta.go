@@ -74,7 +74,7 @@ type Load struct {
 const metaFormat byte = 1
 
 // ErrMetaTooLarge is returned when metadata would not fit memberlist's
-// MetaMaxSize (512 bytes). It is never truncated.
+// MetaMaxSize (512 bytes), to send or received. It is never truncated.
 var ErrMetaTooLarge = errors.New("membership: metadata too large")
 
 func (m Meta) withDefaults() Meta {
@@ -101,10 +101,18 @@ func encodeMeta(m Meta) ([]byte, error) {
 	return out, nil
 }
 
-// decodeMeta decodes metadata gossiped by node name.
+// decodeMeta decodes metadata gossiped by node name. It refuses more than
+// MetaMaxSize bytes as encodeMeta does: memberlist enforces the limit only
+// on what a node sends, not on what it receives.
 func decodeMeta(name string, b []byte) (Meta, error) {
+	if len(b) > memberlist.MetaMaxSize {
+		return Meta{Name: name}, fmt.Errorf("membership: metadata of %s: %w: %d bytes, limit %d", name, ErrMetaTooLarge, len(b), memberlist.MetaMaxSize)
+	}
 	if len(b) == 0 || b[0] != metaFormat {
 		return Meta{Name: name}, fmt.Errorf("membership: metadata of %s: unknown format", name)
+	}
+	if err := checkLengths(b[1:]); err != nil {
+		return Meta{Name: name}, fmt.Errorf("membership: metadata of %s: %w", name, err)
 	}
 	var m Meta
 	if err := msgpack.Unmarshal(b[1:], &m); err != nil {

@@ -67,6 +67,9 @@ func decodeSync(b []byte) (syncMsg, error) {
 	if len(b) == 0 || b[0] != syncMsgType {
 		return m, fmt.Errorf("membership: unknown user message type")
 	}
+	if err := checkLengths(b[1:]); err != nil { // before msgpack allocates for a length
+		return m, fmt.Errorf("membership: sync message: %w", err)
+	}
 	if err := msgpack.Unmarshal(b[1:], &m); err != nil {
 		return m, fmt.Errorf("membership: sync message: %w", err)
 	}

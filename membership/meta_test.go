@@ -5,8 +5,14 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // largestMeta is metadata at the largest realistic values (issue 5 item 2).
@@ -64,6 +70,91 @@ func TestMetaTooLargeFailsClearly(t *testing.T) {
 	}
 	if _, err := New(Config{Name: "x", Meta: m}); !errors.Is(err, ErrMetaTooLarge) {
 		t.Fatalf("New with oversized meta: %v", err)
+	}
+}
+
+// TestDecodeMetaRejectsOversize: received metadata over memberlist's limit
+// is refused, even when it decodes (memberlist checks only what it sends).
+func TestDecodeMetaRejectsOversize(t *testing.T) {
+	ok, err := encodeMeta(Meta{State: StateReady})
+	if err != nil {
+		t.Fatal(err)
+	}
+	padded := append(ok, make([]byte, 513-len(ok))...) // trailing msgpack nils
+	for i := len(ok); i < len(padded); i++ {
+		padded[i] = 0xc0
+	}
+	if _, err := decodeMeta("x", padded[:512]); err != nil {
+		t.Fatalf("512 bytes: %v", err)
+	}
+	if m, err := decodeMeta("x", padded); !errors.Is(err, ErrMetaTooLarge) || m.State != "" {
+		t.Fatalf("513 bytes: %+v, %v; want ErrMetaTooLarge and nothing decoded", m, err)
+	}
+}
+
+// TestDecodeMetaBoundsAllocation: a declared length (array, map, string)
+// beyond what the input holds is refused before msgpack allocates for it,
+// by decodeMeta, clusterIDOf and decodeSync, the decoders of what peers
+// send; msgpack alone made 12 bytes cost 16 MB (FuzzDecodeMeta).
+func TestDecodeMetaBoundsAllocation(t *testing.T) {
+	for _, b := range [][]byte{
+		{metaFormat, 0x81, 0xa1, 'a', 0x81, 0xa1, 'p', 0xdd, 0xff, 0xff, 0xff, 0xff}, // proxy addrs: 2^32-1 strings
+		{metaFormat, 0x81, 0xa1, 'a', 0x81, 0xa1, 'p', 0xdc, 0xff, 0xff},             // 65535 strings
+		{metaFormat, 0x81, 0xa1, 'v', 0xdb, 0x00, 0x0f, 0xff, 0xff},                  // a 1 MiB version string
+		{metaFormat, 0x81, 0xa1, 'q', 0xc6, 0x00, 0x0f, 0xff, 0xff},                  // 1 MiB of bin under an unknown key
+		{metaFormat, 0xdf, 0x00, 0x0f, 0xff, 0xff},                                   // a map of 2^20 pairs
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := decodeMeta("x", b)
+		id := clusterIDOf(b)
+		_, serr := decodeSync(append([]byte{syncMsgType}, b[1:]...))
+		runtime.ReadMemStats(&after)
+		if err == nil || id != "" || serr == nil {
+			t.Errorf("%x accepted: %v, cluster id %q, sync %v", b, err, id, serr)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
+			t.Errorf("%x: decoding allocated %d bytes", b, n)
+		}
+	}
+}
+
+// TestCheckLengthsAcceptsMsgpack: every msgpack format the library writes
+// (fixint to int64, floats, str/bin 8-32, array/map 16-32, fixext and ext
+// from time.Time) passes checkLengths, and of every truncation of a mixed
+// value it refuses only what msgpack cannot decode either.
+func TestCheckLengthsAcceptsMsgpack(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("s", n) }
+	many := func(n int) []any { return make([]any, n) }
+	manyMap := func(n int) map[string]int {
+		m := make(map[string]int, n)
+		for i := range n {
+			m[strconv.Itoa(i)] = i
+		}
+		return m
+	}
+	small := []any{-5, 100, 200, 40000, 1 << 20, 1 << 40, -100, -40000, -1 << 20, -1 << 40, float32(1.5), 2.5,
+		"", long(40), long(300), []byte{1}, make([]byte, 300), nil, true, false,
+		map[string]any{"a": 1}, manyMap(20), many(20), time.Unix(1, 0), time.Unix(1, 5), time.Unix(1<<40, 5)}
+	big := []any{long(70000), make([]byte, 70000), many(70000), manyMap(70000)}
+	for _, v := range append(slices.Clone(small), big...) {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkLengths(b); err != nil {
+			t.Errorf("%T of %d bytes (format %#x): %v", v, len(b), b[0], err)
+		}
+	}
+	b, err := msgpack.Marshal(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range len(b) {
+		var v any
+		if checkLengths(b[:k]) != nil && msgpack.Unmarshal(b[:k], &v) == nil {
+			t.Errorf("%d of %d bytes: refused, but msgpack decodes them", k, len(b))
+		}
 	}
 }
 

@@ -151,12 +151,24 @@ func (b *Body) Buffered() int {
 		if i < 0 || i+1 >= len(buf) {
 			return 0
 		}
-		if buf[0] == '0' && (i == 1 || buf[1] == '\r' || buf[1] == ';') {
+		if lastChunk(buf[:i]) {
 			return 0 // the last chunk: the end is near, flush
 		}
 		return 1
 	}
 	return 0
+}
+
+// lastChunk reports whether a chunk size line (without its LF) declares
+// size 0, written with any number of zeros ("00;ext" too: found by
+// FuzzChunkedBody, where Buffered promised data and Read then waited for
+// the trailer).
+func lastChunk(line []byte) bool {
+	j := 0
+	for j < len(line) && line[j] == '0' {
+		j++
+	}
+	return j > 0 && (j == len(line) || unhex(line[j]) < 0)
 }
 
 func (b *Body) readLength(p []byte) (int, error) {
@@ -263,7 +275,7 @@ func (b *Body) readChunkSize() (int64, error) {
 		return 0, rerr(b.badStatus(), CodeInvalidChunkedBody, "invalid chunk size")
 	}
 	for _, c := range rest {
-		if c < ' ' && c != '\t' || c == 0x7f {
+		if isCTL(c) {
 			return 0, rerr(b.badStatus(), CodeInvalidChunkedBody, "invalid character in chunk extension")
 		}
 	}

@@ -20,6 +20,12 @@ func TestBodyBuffered(t *testing.T) {
 		{"after chunk, partial size line", "6\r\nfirst\n\r\n5", 6, false},
 		{"after chunk, next chunk ready", "6\r\nfirst\n\r\n5\r\nlast\n", 6, true},
 		{"after chunk, last chunk", "6\r\nfirst\n\r\n0\r\n\r\n", 6, false},
+		// The last chunk with more zeros, an extension, or BWS, and the first
+		// byte of its trailer (FuzzChunkedBody): Read would wait for the rest.
+		{"after chunk, last chunk 00", "6\r\nfirst\n\r\n00\r\nX", 6, false},
+		{"after chunk, last chunk 000;ext", "6\r\nfirst\n\r\n000;x=y\r\nX", 6, false},
+		{"after chunk, last chunk BWS", "6\r\nfirst\n\r\n0 ;x\r\nX", 6, false},
+		{"after chunk, chunk 10", "6\r\nfirst\n\r\n010\r\n0123456789", 6, true},
 		{"mid chunk", "6\r\nfirst\n\r\n", 3, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -34,7 +34,7 @@ func ValidFieldValue(v string) bool {
 		return false
 	}
 	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+		if isCTL(v[i]) {
 			return false
 		}
 	}

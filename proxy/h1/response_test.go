@@ -61,12 +61,51 @@ func TestReadResponseRefused(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
 		"garbage\r\n\r\n",
+		"\r\n\r\n\r\n\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", // more empty lines than tolerated
 	} {
 		r := NewReader(bufio.NewReader(strings.NewReader(raw)), Limits{})
 		var resp Response
 		err := r.ReadResponse(&resp, "GET")
 		if err == nil || StatusOf(err) != 502 {
 			t.Errorf("%q: %v, want status 502", raw, err)
+		}
+	}
+}
+
+// TestWrittenFieldsParseBack: every control byte a value may hold is
+// blanked by the writer, so the package's own reader accepts what it wrote
+// (FuzzChunkWriterRoundTrip found \x01 in a trailer breaking the body).
+func TestWrittenFieldsParseBack(t *testing.T) {
+	t.Parallel()
+	for c := 0; c < 256; c++ {
+		var buf bytes.Buffer
+		w := bufio.NewWriter(&buf)
+		v := "a" + string(rune(c)) + "b"
+		if c >= 0x80 {
+			v = "a" + string([]byte{byte(c)}) + "b" // obs-text, not UTF-8
+		}
+		WriteResponseHead(w, 1, 200, http.Header{"X-V": {v}, "Content-Length": {"0"}})
+		w.Flush()
+		var resp Response
+		if err := NewReader(bufio.NewReader(&buf), Limits{}).ReadResponse(&resp, "GET"); err != nil {
+			t.Fatalf("byte %#x: %v", c, err)
+		}
+	}
+}
+
+// TestTrailerFieldLimit: a trailer section holds at most MaxHeaders fields
+// (it has no start line to allow for).
+func TestTrailerFieldLimit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		fields int
+		ok     bool
+	}{{2, true}, {3, false}} {
+		raw := "1\r\nx\r\n0\r\n" + strings.Repeat("A: b\r\n", tc.fields) + "\r\n"
+		b := NewBody(NewReader(bufio.NewReader(strings.NewReader(raw)), Limits{MaxHeaders: 2}))
+		b.ResetResponse(&Response{Chunked: true, ContentLength: -1})
+		if _, err := io.ReadAll(b); (err == nil) != tc.ok {
+			t.Errorf("%d trailer fields, limit 2: err %v", tc.fields, err)
 		}
 	}
 }

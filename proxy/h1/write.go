@@ -58,6 +58,10 @@ func WriteResponseHead(w *bufio.Writer, minor, status int, h http.Header) {
 	w.WriteString("\r\n")
 }
 
+// writeFields writes the fields of a response head or trailer section: a
+// field with an invalid name is skipped and a control byte in a value
+// becomes a space, so what the upstream sent, or a hook set, can neither
+// split the message nor make it unreadable.
 func writeFields(w *bufio.Writer, h http.Header, skip string) {
 	for k, vs := range h {
 		if k == skip || !isToken(k) {
@@ -75,7 +79,7 @@ func writeFields(w *bufio.Writer, h http.Header, skip string) {
 func writeValue(w *bufio.Writer, v string) {
 	clean := true
 	for i := 0; i < len(v); i++ {
-		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
+		if isCTL(v[i]) {
 			clean = false
 			break
 		}
@@ -86,7 +90,7 @@ func writeValue(w *bufio.Writer, v string) {
 	}
 	for i := 0; i < len(v); i++ {
 		c := v[i]
-		if c == '\r' || c == '\n' || c == 0 {
+		if isCTL(c) {
 			c = ' '
 		}
 		w.WriteByte(c)
