@@ -141,3 +141,24 @@ func TestFSMUnknownCommand(t *testing.T) {
 		t.Fatal("state changed")
 	}
 }
+
+// TestFSMRestoreBoundsAllocation: a snapshot that declares far more
+// documents than it holds is refused without allocating for them. msgpack
+// v5.4.x trusted such lengths (vmihailenco/msgpack#401: 8 bytes cost
+// 64 MiB); go.mod pins v5.3.6, which caps what it preallocates.
+func TestFSMRestoreBoundsAllocation(t *testing.T) {
+	// {"docs": {"a": array32 of 2^24 docs}} with nothing after the length.
+	in := []byte{0x81, 0xa4, 'd', 'o', 'c', 's', 0x81, 0xa1, 'a', 0xdd, 0x01, 0x00, 0x00, 0x00}
+	f := newTestFSM(t, nil)
+	allocs := testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if err := f.Restore(io.NopCloser(bytes.NewReader(in))); err == nil {
+				b.Fatal("a truncated snapshot was restored")
+			}
+		}
+	})
+	if per := allocs.AllocedBytesPerOp(); per > 8<<20 { // v5.4.1: about 1.3 GiB
+		t.Fatalf("restoring %d bytes allocated %d bytes", len(in), per)
+	}
+}
