@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"runtime"
 	"strings"
 	"time"
@@ -173,9 +174,51 @@ func (n *Node) adminWrite(h http.HandlerFunc) http.HandlerFunc {
 		} else if !isLoopback(r.RemoteAddr) {
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": "admin writes from non-loopback clients need admin_token"})
 			return
+		} else if why := browserForged(r); why != "" {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "refused: " + why + "; admin writes trusted for being from loopback must come from a tool such as curl or pingora-node, not a web page"})
+			return
 		}
 		h(w, r)
 	}
+}
+
+// browserForged says why a request trusted only for coming from loopback
+// may have been made by a web page the operator's browser runs, or "":
+// any page can make the browser POST to 127.0.0.1:9090 without a CORS
+// preflight (a cross-site request), and a page whose DNS name was rebound
+// to 127.0.0.1 passes for same-origin. So the Host must name loopback, and
+// a browser's Origin or Sec-Fetch-Site must say the request is not
+// cross-site. curl and the CLI send neither field.
+func browserForged(r *http.Request) string {
+	if !loopbackHost(r.Host) {
+		return fmt.Sprintf("Host %q does not name a loopback address (DNS rebinding?)", r.Host)
+	}
+	switch site := r.Header.Get("Sec-Fetch-Site"); site {
+	case "", "same-origin", "none":
+	default:
+		return "Sec-Fetch-Site is " + site
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host != r.Host {
+			return fmt.Sprintf("Origin %q is not this admin server", o)
+		}
+	}
+	return ""
+}
+
+// loopbackHost reports whether a Host field names this machine by a
+// loopback IP or "localhost" (with or without a port).
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func isLoopback(remote string) bool {
