@@ -1,0 +1,144 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+	"unsafe"
+)
+
+// handoffStep sends the counters this node holds but no longer owns (the
+// ring changed: a node joined, or this one is draining) to their new
+// owners, and drops each once its owner took it. A counter whose new owner
+// cannot be reached is kept and offered again a second later, until it
+// goes idle.
+func (l *Limiter) handoffStep(rs *ruleSet, ring Ring) {
+	type ref struct {
+		c   *counters
+		key string
+		ctr *counter
+	}
+	now := l.wall()
+	groups := map[string][]handoff{}
+	refs := map[string][]ref{}
+	var kb []byte
+	for _, st := range rs.list {
+		if st.rule.Scope != Global {
+			continue
+		}
+		st.c.owned.each(func(key string, c *counter) {
+			kb = appendOwnerKey(kb[:0], st.rule.Name, key)
+			owner, self := ring.Owner(unsafe.String(unsafe.SliceData(kb), len(kb)))
+			if self || owner == "" {
+				return
+			}
+			groups[owner] = append(groups[owner], c.handoff(st, key, now))
+			refs[owner] = append(refs[owner], ref{st.c, key, c})
+		})
+	}
+	l.sync.pending = false
+	for owner, hs := range groups {
+		if err := l.sendHandoffs(owner, hs); err != nil {
+			l.sync.pending = true
+			l.st.handoffErrors.Add(1)
+			l.cfg.Logger.Warn("ratelimit: hand-off failed; the counters stay here and are offered again", "owner", owner, "keys", len(hs), "err", err)
+			continue
+		}
+		for _, r := range refs[owner] {
+			r.c.owned.remove(r.key, r.ctr)
+		}
+		l.st.handoffs.Add(uint64(len(hs)))
+	}
+}
+
+// handoff returns the counter's state and leases for its new owner.
+func (c *counter) handoff(st *ruleState, key string, now int64) handoff {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	idx, _ := windowAt(now, st.rule.Period)
+	c.advance(st, now, idx)
+	h := handoff{rule: st.rule.Name, key: key, snap: c.snap(st, now)}
+	for _, ls := range c.leases[:min(len(c.leases), maxLeasesIn)] {
+		h.leases = append(h.leases, handoffLease{node: ls.node, out: ls.out, left: ls.exp - now})
+	}
+	return h
+}
+
+func (l *Limiter) sendHandoffs(owner string, hs []handoff) error {
+	if l.cfg.Client == nil || l.cfg.Peers == nil {
+		return fmt.Errorf("ratelimit: no client to reach %s", owner)
+	}
+	addr, ok := l.cfg.Peers.Addr(owner)
+	if !ok {
+		return fmt.Errorf("ratelimit: no cluster address for %s", owner)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*l.cfg.CallTimeout)
+	defer cancel()
+	_, err := l.cfg.Client.CallRaw(ctx, addr, MethodHandoff, encodeHandoffs(nil, l.cfg.Self, hs))
+	return err
+}
+
+// receiveHandoffs takes counters from their previous owner: each is merged
+// into the counter this node may already have started from reports (the
+// larger count wins; leases add up).
+func (l *Limiter) receiveHandoffs(hs []handoff) {
+	rs := l.rules.Load()
+	now := l.wall()
+	for _, h := range hs {
+		st := rs.byName[h.rule]
+		if st == nil || st.rule.Scope != Global {
+			continue
+		}
+		c, _ := st.c.owned.getOrCreate(h.key, func() *counter { return &counter{created: now} })
+		if c == nil {
+			st.c.untracked.Add(1)
+			continue
+		}
+		c.absorb(st, h, now)
+	}
+	l.st.handoffsIn.Add(uint64(len(hs)))
+}
+
+// absorb merges a hand-off into c. The leases it brings are counted in the
+// merged state already, so their refunds are not taken out of c's own
+// windows (gcur and gprev stay): they run out with the windows.
+func (c *counter) absorb(st *ruleState, h handoff, now int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	idx, _ := windowAt(now, st.rule.Period)
+	c.advance(st, now, idx)
+	c.merge(st, h.snap, now)
+	for _, hl := range h.leases {
+		if hl.left <= 0 {
+			continue
+		}
+		ls := c.leaseFor(strings.Clone(hl.node))
+		ls.out += hl.out
+		ls.exp = max(ls.exp, now+hl.left)
+		if ls.last == 0 {
+			ls.last = now
+		}
+	}
+	c.touched = now
+}
+
+// sweep drops what has gone idle: keys this node has not seen for a
+// while and holds no lease of, counters with no lease and nothing left to
+// count, and full local buckets. It bounds memory by the keys in use.
+func (l *Limiter) sweep(rs *ruleSet, now int64) {
+	wall := l.wall()
+	for _, st := range rs.list {
+		keep := max(st.rule.Period, 2*l.cfg.LeaseTerm)
+		switch {
+		case st.c.entries != nil:
+			st.c.entries.sweep(func(_ string, e *entry) bool {
+				return now-e.last.Load() > int64(keep) && now >= e.exp.Load() &&
+					e.used.Load() == 0 && e.extra.Load() == 0 && e.denied.Load() == 0
+			})
+			st.c.owned.sweep(func(_ string, c *counter) bool { return c.idle(st, wall, keep) })
+		case st.c.buckets != nil:
+			st.c.buckets.sweep(func(_ string, g *gcra) bool { return g.tat.Load() < now-int64(time.Second) })
+		}
+	}
+}

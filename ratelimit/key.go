@@ -1,0 +1,201 @@
+package ratelimit
+
+import (
+	"fmt"
+	"net/textproto"
+	"strings"
+	"unsafe"
+)
+
+// source is one part of a key: where in the request its value comes from.
+type source struct {
+	kind sourceKind
+	name string // header (canonical), cookie or query parameter name
+	lit  string // kindLiteral: the text itself
+}
+
+type sourceKind uint8
+
+const (
+	kindLiteral sourceKind = iota
+	kindClientIP
+	kindRoute
+	kindMethod
+	kindHost
+	kindPath
+	kindHeader
+	kindCookie
+	kindQuery
+)
+
+// Key is a parsed rule key: one source, or a template of literal text and
+// sources.
+type Key struct {
+	parts []source
+}
+
+// maxKeyLen bounds a key built from a request: a longer one is cut, so a
+// client cannot make the node hold (or send to an owner) unbounded keys.
+const maxKeyLen = 256
+
+// ParseKey parses a rule key: one of client_ip, route, method, host, path,
+// header:NAME, cookie:NAME, query:NAME; or a template in which such names
+// stand in braces among literal text, as "{route}/{header:x-api-key}".
+func ParseKey(s string) (Key, error) {
+	if s == "" {
+		return Key{}, fmt.Errorf("empty key")
+	}
+	if !strings.ContainsAny(s, "{}") {
+		src, err := parseSource(s)
+		if err != nil {
+			return Key{}, err
+		}
+		return Key{parts: []source{src}}, nil
+	}
+	var k Key
+	for rest := s; rest != ""; {
+		open := strings.IndexByte(rest, '{')
+		if close := strings.IndexByte(rest, '}'); close >= 0 && (open < 0 || close < open) {
+			return Key{}, fmt.Errorf("%q: '}' without '{'", s)
+		}
+		if open < 0 {
+			k.parts = append(k.parts, source{kind: kindLiteral, lit: rest})
+			break
+		}
+		if open > 0 {
+			k.parts = append(k.parts, source{kind: kindLiteral, lit: rest[:open]})
+		}
+		end := strings.IndexByte(rest[open:], '}')
+		if end < 0 {
+			return Key{}, fmt.Errorf("%q: '{' without '}'", s)
+		}
+		src, err := parseSource(rest[open+1 : open+end])
+		if err != nil {
+			return Key{}, fmt.Errorf("%q: %w", s, err)
+		}
+		k.parts = append(k.parts, src)
+		rest = rest[open+end+1:]
+	}
+	if len(k.parts) == 1 && k.parts[0].kind == kindLiteral || !k.hasSource() {
+		return Key{}, fmt.Errorf("%q names no request part: a constant key would count every request as one", s)
+	}
+	return k, nil
+}
+
+func (k Key) hasSource() bool {
+	for _, p := range k.parts {
+		if p.kind != kindLiteral {
+			return true
+		}
+	}
+	return false
+}
+
+func parseSource(s string) (source, error) {
+	kind, name, hasName := strings.Cut(s, ":")
+	plain := map[string]sourceKind{"client_ip": kindClientIP, "route": kindRoute, "method": kindMethod, "host": kindHost, "path": kindPath}
+	if k, ok := plain[kind]; ok {
+		if hasName {
+			return source{}, fmt.Errorf("%q takes no name", kind)
+		}
+		return source{kind: k}, nil
+	}
+	named := map[string]sourceKind{"header": kindHeader, "cookie": kindCookie, "query": kindQuery}
+	k, ok := named[kind]
+	if !ok {
+		return source{}, fmt.Errorf("%q is not one of client_ip, route, method, host, path, header:NAME, cookie:NAME, query:NAME", s)
+	}
+	if name == "" || strings.ContainsAny(name, " \t{}:;=&") {
+		return source{}, fmt.Errorf("%q needs a name, like %s:NAME", s, kind)
+	}
+	if k == kindHeader {
+		name = textproto.CanonicalMIMEHeaderKey(name)
+	}
+	return source{kind: k, name: name}, nil
+}
+
+// value returns the request's value for src and whether it has one.
+func (src *source) value(r *Request) (string, bool) {
+	switch src.kind {
+	case kindLiteral:
+		return src.lit, true
+	case kindClientIP:
+		return r.ClientIP, r.ClientIP != ""
+	case kindRoute:
+		return r.Route, r.Route != ""
+	case kindMethod:
+		return r.Method, r.Method != ""
+	case kindHost:
+		h := hostOnly(r.Host)
+		return h, h != ""
+	case kindPath:
+		return r.Path, r.Path != ""
+	case kindHeader:
+		v := r.Header[src.name]
+		if len(v) == 0 || v[0] == "" {
+			return "", false
+		}
+		return v[0], true
+	case kindCookie:
+		return cookieValue(r.Header["Cookie"], src.name)
+	case kindQuery:
+		return queryValue(r.RawQuery, src.name)
+	}
+	return "", false
+}
+
+// build returns r's key and whether r has every part of it. A one-part
+// key is the request's own string, not copied; a template is assembled in
+// buf and the result aliases it (unsafe.String), so a caller that keeps
+// the key must clone it (see table.getOrCreate).
+func (k *Key) build(r *Request, buf *[maxKeyLen]byte) (string, bool) {
+	if len(k.parts) == 1 {
+		v, ok := k.parts[0].value(r)
+		if len(v) > maxKeyLen {
+			v = v[:maxKeyLen]
+		}
+		return v, ok
+	}
+	b := buf[:0]
+	for i := range k.parts {
+		v, ok := k.parts[i].value(r)
+		if !ok {
+			return "", false
+		}
+		b = append(b, v[:min(len(v), maxKeyLen-len(b))]...)
+	}
+	if len(b) == 0 {
+		return "", false
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b)), true
+}
+
+// cookieValue finds name among Cookie fields without allocating.
+func cookieValue(fields []string, name string) (string, bool) {
+	for _, line := range fields {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			n, v, ok := strings.Cut(part, "=")
+			if ok && n == name && v != "" {
+				return strings.Trim(v, `"`), true
+			}
+		}
+	}
+	return "", false
+}
+
+// queryValue finds the first name=value in a raw query without
+// allocating; the value stays percent-encoded, which is as good a key.
+func queryValue(q, name string) (string, bool) {
+	for q != "" {
+		var part string
+		part, q, _ = strings.Cut(q, "&")
+		n, v, _ := strings.Cut(part, "=")
+		if n == name && v != "" {
+			return v, true
+		}
+	}
+	return "", false
+}

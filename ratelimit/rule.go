@@ -1,0 +1,288 @@
+package ratelimit
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Algorithm is how a rule counts.
+type Algorithm string
+
+// The algorithms.
+const (
+	// SlidingWindow admits while the proportional estimate of the events
+	// in the last Period, prev·(1−f) + curr, stays within Limit. Burst is
+	// ignored.
+	SlidingWindow Algorithm = "sliding_window"
+	// TokenBucket refills Limit tokens per Period into a bucket of Burst
+	// tokens; a request spends its cost (GCRA with a burst).
+	TokenBucket Algorithm = "token_bucket"
+)
+
+// Scope says where a rule's counters live.
+type Scope string
+
+// The scopes.
+const (
+	// Local counts on each node alone: Limit per node.
+	Local Scope = "local"
+	// Global counts across the cluster: each key's counter is held by its
+	// ring owner and the other nodes hold leases of it (see the package
+	// doc for what it promises).
+	Global Scope = "global"
+)
+
+// OnExceed says what happens to a request over the limit.
+type OnExceed string
+
+// The actions.
+const (
+	// Reject answers 429 (RESOURCE_EXHAUSTED for gRPC) at once.
+	Reject OnExceed = "reject"
+	// Delay holds the request until it fits, for at most MaxDelay, then
+	// rejects it.
+	Delay OnExceed = "delay"
+)
+
+// Match selects the requests a rule applies to. Every field that is set
+// must match; the zero Match matches every request.
+type Match struct {
+	// Route is the route's name as Request.Route carries it (default "":
+	// any route).
+	Route string
+	// Host is a host name, "*.name" (any subdomain of name) or "*"/""
+	// (any host); compared without case and without a port.
+	Host string
+	// PathPrefix matches paths that start with it (default "": any path).
+	PathPrefix string
+	// Methods lists the methods that match, upper case (default none: any).
+	Methods []string
+}
+
+// Rule is one rate limit. Its zero fields take the defaults named on them.
+type Rule struct {
+	// Name identifies the rule: in the RateLimit fields, the metrics, and
+	// the key space of its global counters (required, unique; letters,
+	// digits, '-', '_' and '.').
+	Name string
+	// Match selects the requests it counts.
+	Match Match
+	// Key says what is counted apart (see ParseKey): header:NAME,
+	// client_ip, cookie:NAME, query:NAME, route, method, host, path, or a
+	// template of several such as "{route}:{header:x-api-key}" (default
+	// client_ip). A request that lacks one of the key's parts is not
+	// counted by the rule.
+	Key string
+	// Limit is the number of requests admitted per Period (required, >= 1).
+	Limit int64
+	// Period is the window (sliding_window) or the time Limit tokens take
+	// to refill (token_bucket) (default 1s, at least 1ms).
+	Period time.Duration
+	// Burst is the token bucket's size (default: Limit); sliding_window
+	// ignores it.
+	Burst int64
+	// Algorithm is sliding_window or token_bucket (default sliding_window).
+	Algorithm Algorithm
+	// Scope is local or global (default local).
+	Scope Scope
+	// OnExceed is reject or delay (default reject).
+	OnExceed OnExceed
+	// MaxDelay bounds the wait of on_exceed delay (default 1s; ignored for
+	// reject).
+	MaxDelay time.Duration
+	// Fields sends RateLimit-Policy and RateLimit on admitted responses
+	// too; rejected ones always carry them (default false).
+	Fields bool
+}
+
+// Defaults of Rule.
+const (
+	DefaultPeriod   = time.Second
+	DefaultMaxDelay = time.Second
+	DefaultKey      = "client_ip"
+)
+
+// withDefaults fills the zero fields.
+func (r Rule) withDefaults() Rule {
+	if r.Period == 0 {
+		r.Period = DefaultPeriod
+	}
+	if r.Key == "" {
+		r.Key = DefaultKey
+	}
+	if r.Algorithm == "" {
+		r.Algorithm = SlidingWindow
+	}
+	if r.Scope == "" {
+		r.Scope = Local
+	}
+	if r.OnExceed == "" {
+		r.OnExceed = Reject
+	}
+	if r.MaxDelay == 0 {
+		r.MaxDelay = DefaultMaxDelay
+	}
+	if r.Burst == 0 {
+		r.Burst = r.Limit
+	}
+	return r
+}
+
+// Validate reports the first field of r that is out of range, naming it.
+func (r Rule) Validate() error {
+	if err := validName(r.Name); err != nil {
+		return fmt.Errorf("ratelimit: rule Name %w", err)
+	}
+	p := fmt.Sprintf("ratelimit: rule %q: ", r.Name)
+	switch {
+	case r.Limit < 1 || r.Limit > math.MaxInt32:
+		return fmt.Errorf("%sLimit (%d) must be between 1 and %d", p, r.Limit, math.MaxInt32)
+	case r.Period < 0 || (r.Period != 0 && r.Period < time.Millisecond):
+		return fmt.Errorf("%sPeriod (%s) must be at least 1ms", p, r.Period)
+	case r.Period > 24*time.Hour:
+		return fmt.Errorf("%sPeriod (%s) cannot be longer than 24h", p, r.Period)
+	case r.Burst < 0 || r.Burst > math.MaxInt32:
+		return fmt.Errorf("%sBurst (%d) must be between 0 (default: Limit) and %d", p, r.Burst, math.MaxInt32)
+	case r.MaxDelay < 0:
+		return fmt.Errorf("%sMaxDelay (%s) cannot be negative", p, r.MaxDelay)
+	}
+	switch r.Algorithm {
+	case "", SlidingWindow, TokenBucket:
+	default:
+		return fmt.Errorf("%sAlgorithm (%q) must be %q or %q", p, r.Algorithm, SlidingWindow, TokenBucket)
+	}
+	switch r.Scope {
+	case "", Local, Global:
+	default:
+		return fmt.Errorf("%sScope (%q) must be %q or %q", p, r.Scope, Local, Global)
+	}
+	switch r.OnExceed {
+	case "", Reject, Delay:
+	default:
+		return fmt.Errorf("%sOnExceed (%q) must be %q or %q", p, r.OnExceed, Reject, Delay)
+	}
+	if _, err := ParseKey(r.withDefaults().Key); err != nil {
+		return fmt.Errorf("%sKey: %w", p, err)
+	}
+	return r.Match.validate(p)
+}
+
+func (m Match) validate(p string) error {
+	if h := strings.TrimPrefix(m.Host, "*."); m.Host != "*" && strings.ContainsAny(h, "*/ :") {
+		return fmt.Errorf("%sMatch.Host (%q) must be a host name, *.name or *", p, m.Host)
+	}
+	if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
+		return fmt.Errorf("%sMatch.PathPrefix (%q) must start with /", p, m.PathPrefix)
+	}
+	for _, meth := range m.Methods {
+		if meth == "" || strings.ToUpper(meth) != meth || strings.ContainsAny(meth, " \t/:") {
+			return fmt.Errorf("%sMatch.Methods: %q is not an upper-case method", p, meth)
+		}
+	}
+	return nil
+}
+
+// validName accepts rule names that are safe in a structured-field string,
+// a metric label and a counter key.
+func validName(s string) error {
+	if s == "" || len(s) > 64 {
+		return fmt.Errorf("(%q) must be 1 to 64 characters", s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("(%q) may hold only letters, digits, '-', '_' and '.'", s)
+		}
+	}
+	return nil
+}
+
+// identity is what must stay equal for a rule's counters to survive a
+// rule swap: the name and what a count means. Limit, Burst, Match,
+// OnExceed and Fields may change under live counters.
+func (r Rule) identity() string {
+	return r.Name + "\x00" + r.Key + "\x00" + string(r.Algorithm) + "\x00" + string(r.Scope) + "\x00" + r.Period.String()
+}
+
+// Request is what a rule looks at: the parts of an HTTP request that Match
+// and Key read. The proxy fills it from its session; it holds only
+// standard types so that ratelimit imports no proxy package.
+type Request struct {
+	Route    string      // the matched route's name
+	Host     string      // the authority, possibly with a port
+	Method   string      // upper case
+	Path     string      // the path, without the query
+	RawQuery string      // the query, without '?'
+	ClientIP string      // the client's address without port
+	Header   http.Header // canonical keys; Host is not among them
+	Cost     int64       // units the request spends (default 1)
+}
+
+// matcher is a compiled Match.
+type matcher struct {
+	route, prefix string
+	host          string // lower case; "" any
+	suffix        bool   // host was "*.name": host holds ".name"
+	methods       []string
+}
+
+func compileMatch(m Match) matcher {
+	c := matcher{route: m.Route, prefix: m.PathPrefix, methods: m.Methods}
+	switch h := strings.ToLower(strings.TrimSuffix(m.Host, ".")); {
+	case h == "" || h == "*":
+	case strings.HasPrefix(h, "*."):
+		c.host, c.suffix = h[1:], true
+	default:
+		c.host = h
+	}
+	return c
+}
+
+func (m *matcher) match(r *Request) bool {
+	if m.route != "" && r.Route != m.route {
+		return false
+	}
+	if m.prefix != "" && !strings.HasPrefix(r.Path, m.prefix) {
+		return false
+	}
+	if len(m.methods) > 0 && !containsStr(m.methods, r.Method) {
+		return false
+	}
+	if m.host == "" {
+		return true
+	}
+	h := hostOnly(r.Host)
+	if m.suffix {
+		return len(h) > len(m.host) && strings.EqualFold(h[len(h)-len(m.host):], m.host)
+	}
+	return strings.EqualFold(h, m.host)
+}
+
+// hostOnly strips a port and a trailing dot from an authority.
+func hostOnly(h string) string {
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
+		h = h[:i]
+	}
+	return strings.TrimSuffix(h, ".")
+}
+
+func containsStr(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// policyItem is the rule's RateLimit-Policy list member (draft-ietf-httpapi
+// -ratelimit-headers): "name";q=LIMIT;w=SECONDS. The window is whole
+// seconds, rounded up.
+func policyItem(r Rule) string {
+	w := int64(math.Ceil(r.Period.Seconds()))
+	return strconv.Quote(r.Name) + ";q=" + strconv.FormatInt(r.Limit, 10) + ";w=" + strconv.FormatInt(max(w, 1), 10)
+}

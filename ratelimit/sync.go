@@ -1,0 +1,276 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/pingora-go/pingora-go/wire"
+)
+
+// Wire methods served by Register.
+const (
+	MethodSync    = "ratelimit.sync"
+	MethodHandoff = "ratelimit.handoff"
+)
+
+// syncState is the sync loop's own state.
+type syncState struct {
+	mu       sync.Mutex // one step at a time (Start's loop, or a test)
+	lastStep int64      // mono ns
+	lastRing Ring       // the ring handed off against
+	pending  bool       // counters still to hand off (a new owner did not take them)
+	lastTry  int64      // mono ns of the last hand-off attempt
+	lastGC   int64      // mono ns of the last sweep
+}
+
+// Register serves the sync and hand-off methods on srv.
+func (l *Limiter) Register(srv *wire.Server) {
+	srv.Handle(MethodSync, func(ctx context.Context, body []byte) ([]byte, error) {
+		from, reps, err := decodeReports(body)
+		if err != nil {
+			l.st.malformed.Add(1)
+			return nil, err
+		}
+		return encodeAnswers(nil, l.serve(strings.Clone(from), reps)), nil
+	})
+	srv.Handle(MethodHandoff, func(ctx context.Context, body []byte) ([]byte, error) {
+		_, hs, err := decodeHandoffs(body)
+		if err != nil {
+			l.st.malformed.Add(1)
+			return nil, err
+		}
+		l.receiveHandoffs(hs)
+		return []byte{codecVersion}, nil
+	})
+}
+
+// Start runs the sync loop until Close. It may be called once.
+func (l *Limiter) Start() error {
+	l.runMu.Lock()
+	defer l.runMu.Unlock()
+	if l.started || l.closed {
+		return errors.New("ratelimit: Start called twice or after Close")
+	}
+	l.started = true
+	l.stop, l.done = make(chan struct{}), make(chan struct{})
+	go l.run()
+	return nil
+}
+
+// Close stops the sync loop and waits for it. It may be called more than
+// once. Decide keeps working on what the node holds.
+func (l *Limiter) Close() error {
+	l.runMu.Lock()
+	started := l.started && !l.closed
+	l.closed = true
+	l.runMu.Unlock()
+	if started {
+		close(l.stop)
+		<-l.done
+	}
+	return nil
+}
+
+// run is the sync loop: a step every SyncInterval, or sooner when a
+// request asks (a lease running low, a refusal), but never two steps
+// within SyncInterval/5.
+func (l *Limiter) run() {
+	defer close(l.done)
+	t := l.clk.NewTicker(l.cfg.SyncInterval)
+	defer t.Stop()
+	minGap := int64(l.cfg.SyncInterval / 5)
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C():
+		case <-l.poke:
+			if wait := l.sync.lastStep + minGap - l.mono(); wait > 0 {
+				tm := l.clk.NewTimer(time.Duration(wait))
+				select {
+				case <-l.stop:
+					tm.Stop()
+					return
+				case <-tm.C():
+				}
+			}
+		}
+		l.step()
+	}
+}
+
+// step is one round: hand off counters the ring moved away, report the
+// keys that need it to their owners and apply the answers, and now and
+// then drop idle keys.
+func (l *Limiter) step() {
+	l.sync.mu.Lock()
+	defer l.sync.mu.Unlock()
+	now := l.mono()
+	l.sync.lastStep = now
+	ring := l.ring()
+	rs := l.rules.Load()
+	if ring != l.sync.lastRing || (l.sync.pending && now-l.sync.lastTry >= int64(time.Second)) {
+		l.sync.lastRing, l.sync.lastTry = ring, now
+		l.handoffStep(rs, ring)
+	}
+	batches := l.collect(rs, ring, now)
+	l.send(batches)
+	if now-l.sync.lastGC >= int64(time.Second) {
+		l.sync.lastGC = now
+		l.sweep(rs, now)
+	}
+}
+
+// batch is the reports for one owner, with the entries they came from.
+type batch struct {
+	owner   string
+	self    bool
+	reps    []report
+	entries []*entry
+	sent    int64 // mono ns
+}
+
+// collect takes the reports due from every global key and groups them by
+// owner.
+func (l *Limiter) collect(rs *ruleSet, ring Ring, now int64) map[string]*batch {
+	out := map[string]*batch{}
+	var kb []byte
+	for _, st := range rs.list {
+		if st.rule.Scope != Global {
+			continue
+		}
+		st.c.entries.each(func(key string, e *entry) {
+			r, ok := l.due(st, e, now)
+			if !ok {
+				return
+			}
+			kb = appendOwnerKey(kb[:0], st.rule.Name, key)
+			owner, self := ring.Owner(unsafe.String(unsafe.SliceData(kb), len(kb)))
+			if owner == "" {
+				owner, self = l.cfg.Self, true
+			}
+			b := out[owner]
+			if b == nil {
+				b = &batch{owner: owner, self: self, sent: now}
+				out[owner] = b
+			}
+			r.rule, r.key, r.limit = st.rule.Name, key, st.rule.Limit
+			e.mu.Lock()
+			if e.owner != "" && e.owner != owner {
+				r.hasHint, r.hint = true, e.snap
+			}
+			e.reported = now
+			e.mu.Unlock()
+			b.reps = append(b.reps, r)
+			b.entries = append(b.entries, e)
+		})
+	}
+	return out
+}
+
+// due decides whether e is reported this round, and takes what it
+// reports: refusals and admissions without a lease always; admissions
+// from a lease when the lease runs low or expires within two rounds; an
+// unspent lease on a key nobody asked for in two rounds, when the key is
+// busy enough that others may want it.
+func (l *Limiter) due(st *ruleState, e *entry, now int64) (report, bool) {
+	T := int64(l.cfg.SyncInterval)
+	exp, used := e.exp.Load(), e.used.Load()
+	leased := now < exp
+	var r report
+	switch {
+	case e.denied.Load() > 0 || e.extra.Load() > 0:
+	case used > 0 && (!leased || exp-now < 2*T || e.lease.Load() <= e.grant.Load()/4):
+	case leased && e.lease.Load() > 0 && now-e.last.Load() > 2*T && 2*e.count.Load() >= st.rule.Limit:
+		r.returned = e.lease.Swap(0)
+	default:
+		return r, false
+	}
+	r.used, r.extra, r.denied = e.used.Swap(0), e.extra.Swap(0), e.denied.Swap(0)
+	r.span = now - e.since.Load()
+	return r, true
+}
+
+// send sends every batch, to remote owners at once, and applies the
+// answers.
+func (l *Limiter) send(batches map[string]*batch) {
+	var wg sync.WaitGroup
+	for _, b := range batches {
+		if b.self {
+			l.apply(b, l.serve(l.cfg.Self, b.reps), nil)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			as, err := l.call(b)
+			l.apply(b, as, err)
+		}()
+	}
+	wg.Wait()
+}
+
+// call sends one batch to its owner.
+func (l *Limiter) call(b *batch) ([]answer, error) {
+	l.st.batches.Add(1)
+	l.st.lines.Add(uint64(len(b.reps)))
+	if l.cfg.Client == nil || l.cfg.Peers == nil {
+		return nil, fmt.Errorf("ratelimit: no client to reach %s", b.owner)
+	}
+	addr, ok := l.cfg.Peers.Addr(b.owner)
+	if !ok {
+		return nil, fmt.Errorf("ratelimit: no cluster address for %s", b.owner)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.CallTimeout)
+	defer cancel()
+	start := l.clk.Now()
+	body, err := l.cfg.Client.CallRaw(ctx, addr, MethodSync, encodeReports(nil, l.cfg.Self, b.reps))
+	if err != nil {
+		return nil, err
+	}
+	l.st.latency.observe(l.clk.Now().Sub(start))
+	return decodeAnswers(body, len(b.reps))
+}
+
+// apply hands each entry its answer: the grant joins the lease, valid for
+// the answer's ttl counted from the time the report was sent (so it ends
+// before the owner's record of it, whatever the trip took). On an error, or an answer that refuses the key,
+// the entry falls back to the local share and what it admitted without a
+// lease is kept for the next report.
+func (l *Limiter) apply(b *batch, as []answer, err error) {
+	if err != nil {
+		l.st.syncErrors.Add(1)
+		l.cfg.Logger.Debug("ratelimit: sync failed", "owner", b.owner, "keys", len(b.reps), "err", err)
+	}
+	term := int64(l.cfg.LeaseTerm)
+	for i, e := range b.entries {
+		if err != nil || as[i].status != statusOK {
+			if e.flags.Load()&flagFallback == 0 {
+				l.st.fallbacks.Add(1)
+			}
+			e.flags.Or(flagFallback)
+			if e.extra.Load() < b.reps[i].limit { // not counted by any owner yet
+				e.extra.Add(b.reps[i].extra)
+			}
+			continue
+		}
+		a := as[i]
+		if a.grant > 0 {
+			e.lease.Add(a.grant)
+			e.grant.Store(a.grant)
+		}
+		e.exp.Store(b.sent + min(term, a.ttl))
+		e.since.Store(b.sent)
+		e.count.Store(a.count)
+		e.flags.And(^flagFallback)
+		e.flags.Or(flagKnown)
+		e.mu.Lock()
+		e.owner, e.snap = b.owner, a.snap
+		e.mu.Unlock()
+	}
+}
