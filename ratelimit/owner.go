@@ -65,10 +65,10 @@ type answer struct {
 
 // answer statuses.
 const (
-	statusOK        uint8 = iota
-	statusNotOwner        // the ring of the owner asked says another node owns the key
-	statusUnknown         // no global rule of that name here (configs differ for a moment)
-	statusFull            // the owner tracks MaxKeys keys of the rule already
+	statusOK       uint8 = iota
+	statusNotOwner       // the ring of the owner asked says another node owns the key
+	statusUnknown        // no global rule of that name here (configs differ for a moment)
+	statusFull           // the owner tracks MaxKeys keys of the rule already
 )
 
 // serve answers reports from node from, in order. It runs in the sync
