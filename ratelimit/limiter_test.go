@@ -1,0 +1,219 @@
+package ratelimit
+
+import (
+	"errors"
+	"net/http"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/clock"
+)
+
+func newTestLimiter(t testing.TB, rules ...Rule) (*Limiter, *clock.Fake) {
+	t.Helper()
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	l, err := New(Config{Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetRules(rules); err != nil {
+		t.Fatal(err)
+	}
+	return l, clk
+}
+
+func req(ip string) *Request {
+	return &Request{ClientIP: ip, Method: "GET", Path: "/", Header: http.Header{}}
+}
+
+// count decides n requests from ip and returns how many were admitted.
+func count(l *Limiter, ip string, n int) int {
+	ok := 0
+	for i := 0; i < n; i++ {
+		if l.Decide(req(ip), 0, 0).Allow {
+			ok++
+		}
+	}
+	return ok
+}
+
+// TestLocalSlidingWindow: a local limit of 10/s admits 10 in a second,
+// refuses the 11th with the fields and a Retry-After, counts keys apart,
+// and admits again as the window slides.
+func TestLocalSlidingWindow(t *testing.T) {
+	l, clk := newTestLimiter(t, Rule{Name: "ip", Limit: 10, Period: time.Second})
+	if got := count(l, "1.1.1.1", 15); got != 10 {
+		t.Fatalf("admitted %d of 15, want 10", got)
+	}
+	if got := count(l, "2.2.2.2", 3); got != 3 {
+		t.Fatalf("another key admitted %d of 3", got)
+	}
+	d := l.Decide(req("1.1.1.1"), 0, 0)
+	if d.Allow || d.Rule != "ip" || d.Policy != `"ip";q=10;w=1` || d.State != `"ip";r=0;t=1` || d.RetryAfter != 1100*time.Millisecond { // the window ends in 1s, then prev=10 decays to 9 in 0.1s
+		t.Fatalf("refusal: %+v", d)
+	}
+	clk.Advance(1500 * time.Millisecond) // prev=10 at f=0.5: 5 left
+	if got := count(l, "1.1.1.1", 10); got != 5 {
+		t.Fatalf("half a window later admitted %d, want 5", got)
+	}
+	s := l.Stats().Rules[0]
+	if s.Allowed != 18 || s.Denied != 11 {
+		t.Fatalf("stats: %+v", s)
+	}
+}
+
+// TestLocalTokenBucket: a bucket of 5 refilling 10/s admits a burst of 5,
+// then one per 100ms.
+func TestLocalTokenBucket(t *testing.T) {
+	l, clk := newTestLimiter(t, Rule{Name: "tb", Limit: 10, Period: time.Second, Burst: 5, Algorithm: TokenBucket})
+	if got := count(l, "a", 8); got != 5 {
+		t.Fatalf("burst admitted %d, want 5", got)
+	}
+	clk.Advance(100 * time.Millisecond)
+	if got := count(l, "a", 3); got != 1 {
+		t.Fatalf("after 100ms admitted %d, want 1", got)
+	}
+	d := l.Decide(req("a"), 0, 0)
+	if d.Allow || d.RetryAfter != 100*time.Millisecond {
+		t.Fatalf("refusal: %+v", d)
+	}
+	clk.Advance(2 * time.Second)
+	l.step() // sweeps idle buckets
+	if got := count(l, "a", 8); got != 5 {
+		t.Fatalf("after the refill admitted %d, want 5", got)
+	}
+}
+
+// TestDelay: on_exceed delay asks to wait the time until the request
+// fits, within MaxDelay, and resumes at the rule that delayed it.
+func TestDelay(t *testing.T) {
+	l, clk := newTestLimiter(t,
+		Rule{Name: "first", Limit: 100, Period: time.Second},
+		Rule{Name: "tb", Limit: 10, Period: time.Second, Burst: 1, Algorithm: TokenBucket, OnExceed: Delay, MaxDelay: 150 * time.Millisecond})
+	if d := l.Decide(req("a"), 0, 0); !d.Allow {
+		t.Fatalf("first request: %+v", d)
+	}
+	d := l.Decide(req("a"), 0, 0)
+	if d.Allow || d.Wait != 100*time.Millisecond || d.Resume != 1 || d.Rule != "tb" {
+		t.Fatalf("second request: %+v, want a wait of 100ms at rule 1", d)
+	}
+	clk.Advance(d.Wait)
+	if d := l.Decide(req("a"), d.Resume, d.Wait); !d.Allow {
+		t.Fatalf("after the wait: %+v", d)
+	}
+	if got := l.Stats().Rules[0].Allowed; got != 2 {
+		t.Fatalf("rule first counted %d, want 2 (the resumed decision skips it)", got)
+	}
+	// Three in a row need 200ms, over MaxDelay: the third is refused.
+	l.Decide(req("b"), 0, 0)
+	l.Decide(req("b"), 0, 0)
+	if d := l.Decide(req("b"), 1, 100*time.Millisecond); d.Allow || d.Wait != 0 {
+		t.Fatalf("past MaxDelay: %+v, want a refusal", d)
+	}
+}
+
+// TestFields: a rule with Fields adds its fields to admitted requests;
+// a refusal carries the refusing rule's.
+func TestFields(t *testing.T) {
+	l, _ := newTestLimiter(t,
+		Rule{Name: "shown", Limit: 100, Period: time.Minute, Fields: true},
+		Rule{Name: "hidden", Limit: 1, Period: time.Second})
+	d := l.Decide(req("a"), 0, 0)
+	if !d.Allow || d.Policy != `"shown";q=100;w=60` || d.State != `"shown";r=99;t=60` {
+		t.Fatalf("admitted: %+v", d)
+	}
+	d = l.Decide(req("a"), 0, 0)
+	if d.Allow || d.Policy != `"shown";q=100;w=60, "hidden";q=1;w=1` || d.State != `"shown";r=98;t=60, "hidden";r=0;t=1` {
+		t.Fatalf("refused: %+v", d)
+	}
+}
+
+// TestSetRulesKeepsCounters: a swap that changes a rule's limit keeps
+// its counts; one that changes what it counts (the key) starts afresh;
+// a duplicate name is refused and changes nothing.
+func TestSetRulesKeepsCounters(t *testing.T) {
+	r := Rule{Name: "ip", Limit: 10, Period: time.Second}
+	l, _ := newTestLimiter(t, r)
+	count(l, "a", 10)
+	r.Limit = 12
+	if err := l.SetRules([]Rule{r}); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(l, "a", 5); got != 2 {
+		t.Fatalf("after raising the limit admitted %d, want 2", got)
+	}
+	if err := l.SetRules([]Rule{r, r}); !errors.Is(err, ErrDuplicateRule) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	if got := len(l.Rules()); got != 1 {
+		t.Fatalf("a refused swap left %d rules", got)
+	}
+	r.Key = "header:x"
+	l.SetRules([]Rule{r})
+	r.Key = "client_ip"
+	l.SetRules([]Rule{r})
+	if got := count(l, "a", 15); got != 12 {
+		t.Fatalf("after the key changed and back admitted %d, want a fresh 12", got)
+	}
+}
+
+// TestNoMatchNoKey: a request the rule does not match, or that lacks its
+// key, is not counted.
+func TestNoMatchNoKey(t *testing.T) {
+	l, _ := newTestLimiter(t, Rule{Name: "k", Limit: 1, Key: "header:x-api-key", Match: Match{Methods: []string{"POST"}}})
+	r := &Request{Method: "POST", Header: http.Header{}}
+	for i := 0; i < 3; i++ {
+		if !l.Decide(r, 0, 0).Allow {
+			t.Fatal("a request without the key was limited")
+		}
+	}
+	r.Header.Set("X-Api-Key", "k1")
+	if !l.Decide(r, 0, 0).Allow || l.Decide(r, 0, 0).Allow {
+		t.Fatal("the keyed request is not limited to 1")
+	}
+	r.Method = "GET"
+	if !l.Decide(r, 0, 0).Allow {
+		t.Fatal("a request the rule does not match was limited")
+	}
+}
+
+// TestGlobalSolo: with no ring a global rule is global over one node: it
+// holds its limit, through leases from itself.
+func TestGlobalSolo(t *testing.T) {
+	l, clk := newTestLimiter(t, Rule{Name: "g", Limit: 100, Period: time.Second, Scope: Global})
+	admitted := 0
+	for ms := 0; ms < 3000; ms++ {
+		for i := 0; i < 3; i++ {
+			if l.Decide(req("a"), 0, 0).Allow {
+				admitted++
+			}
+		}
+		if ms%10 == 0 {
+			l.step()
+		}
+		clk.Advance(time.Millisecond)
+	}
+	if admitted < 290 || admitted > 300 {
+		t.Fatalf("admitted %d over 3 s, want 290-300", admitted)
+	}
+	st := l.Status(5)
+	if len(st.Rules) != 1 || len(st.Rules[0].Top) != 1 || st.Rules[0].Top[0].Owner != "self" || st.Rules[0].Owned != 1 {
+		t.Fatalf("status: %+v", st)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []Config{{SyncInterval: time.Millisecond}, {LeaseTerm: -1}, {MaxKeys: -1}, {SyncInterval: time.Second, LeaseTerm: time.Second}, {SketchWidth: 1 << 25}} {
+		if c.Validate() == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+	if !reflect.DeepEqual(DefaultConfig().SyncInterval, DefaultSyncInterval) {
+		t.Error("default sync interval")
+	}
+}
