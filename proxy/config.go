@@ -48,6 +48,9 @@ type Config struct {
 	// Tracer receives a span for each request, upstream attempt and cache
 	// lookup (see Tracer); nil turns tracing off at no cost (default nil).
 	Tracer Tracer
+	// Limiter decides every request against rate limits, in the request
+	// phase (see Limiter); nil means no limits (default nil).
+	Limiter Limiter
 }
 
 // DownstreamConfig bounds client connections.

@@ -20,6 +20,9 @@
 //	EarlyRequestFilter ──► RequestFilter ──(handled: s.Respond)──────────┐
 //	  │                                                                  │
 //	  ▼                                                                  │
+//	Config.Limiter ──(refused: 429 / RESOURCE_EXHAUSTED)─────────────────┤
+//	  │ (delay: held, asked again)                                       │
+//	  ▼                                                                  │
 //	RequestCacheFilter ──► CacheKey ──► lookup ──► CacheHitFilter        │
 //	  │        (when s.Cache is set)      │  (fresh, or stale as allowed:│
 //	  │                                   │   served from the cache) ────┤
@@ -44,7 +47,9 @@
 //	Logging (exactly once; also after FailToProxy wrote the error page)
 //
 // Each phase's documentation says when it runs, what it may change and what
-// its absence means. The per-request context C comes from App.NewCtx and is
+// its absence means. The rate-limit hook is not a phase of the App but a
+// Limiter in Config (see ExampleLimiter), so that a node can install its
+// cluster limiter under any App. The per-request context C comes from App.NewCtx and is
 // passed to every phase.
 //
 // # HTTP semantics

@@ -70,6 +70,9 @@ func (s *Server[C]) run(sess *Session, ctx C) error {
 			return nil
 		}
 	}
+	if handled, err := s.limit(sess); handled || err != nil {
+		return err
+	}
 	if sess.Cache != nil || s.ph.reqCache != nil {
 		if done, err := s.cacheRequest(sess, ctx); done {
 			return err
@@ -311,6 +314,7 @@ func (s *Server[C]) respond(sess *Session, ctx C, ex exchange, resp *ResponseHea
 }
 
 func (s *Server[C]) filterResponse(sess *Session, resp *ResponseHeader) error {
+	addLimitFields(resp.Header, sess.limitPolicy, sess.limitState)
 	if p := s.ph.response; p != nil {
 		return p.ResponseFilter(sess, resp, sess.uctx.(C))
 	}

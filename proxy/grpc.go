@@ -200,11 +200,17 @@ func grpcStatusFor(err error, code int) (int, string) {
 // response: HTTP 200 and the status in the head, no body.
 func (s *Server[C]) writeGRPCError(sess *Session, err error, code int) {
 	st, msg := grpcStatusFor(err, code)
-	h := http.Header{
-		"Content-Type": {"application/grpc"},
-		"Grpc-Status":  {strconv.Itoa(st)},
-		"Grpc-Message": {grpcPercentEncode(msg)},
-	}
+	s.writeGRPCStatus(sess, st, msg, http.Header{}, code)
+}
+
+// writeGRPCStatus sends a trailers-only response with gRPC status st and
+// msg, plus the fields in h (a map it may change); code is the HTTP status
+// the failure would have had, which decides whether an HTTP/1.1
+// connection closes after it.
+func (s *Server[C]) writeGRPCStatus(sess *Session, st int, msg string, h http.Header, code int) {
+	h["Content-Type"] = []string{"application/grpc"}
+	h["Grpc-Status"] = []string{strconv.Itoa(st)}
+	h["Grpc-Message"] = []string{grpcPercentEncode(msg)}
 	if sess.ds.errorCloses(code) {
 		h["Connection"] = []string{"close"}
 	}

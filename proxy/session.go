@@ -139,10 +139,13 @@ type Session struct {
 	attempt   attemptTrack
 	bodyRead  bool // a byte of the request body was consumed
 	responded bool
-	hooks     sessionHooks
-	uctx      any // the request's C, for hooks
-	cache     cacheState
-	cacheHead *cacheHead // kept across requests (see head)
+	// limitPolicy and limitState are the RateLimit fields an admitted
+	// request's response carries (see Limiter).
+	limitPolicy, limitState string
+	hooks                   sessionHooks
+	uctx                    any // the request's C, for hooks
+	cache                   cacheState
+	cacheHead               *cacheHead // kept across requests (see head)
 }
 
 // attemptTrack ties an attempt to the chosen peer's health record: the
@@ -207,6 +210,7 @@ func (s *Session) reset(ctx context.Context, req *RequestHeader, ds downstream) 
 	s.Upgrades, s.upgrade = defaultUpgrades, ""
 	s.Cache, s.Background, s.CacheStatus, s.cache = nil, false, "", cacheState{}
 	s.TraceID = ""
+	s.limitPolicy, s.limitState = "", ""
 	clear(s.Tried[:cap(s.Tried)])
 }
 
