@@ -139,13 +139,14 @@ type Session struct {
 	attempt   attemptTrack
 	bodyRead  bool // a byte of the request body was consumed
 	responded bool
+	hooks     sessionHooks
+	uctx      any // the request's C, for hooks
+	cache     cacheState
+	cacheHead *cacheHead // kept across requests (see head)
+
 	// limitPolicy and limitState are the RateLimit fields an admitted
 	// request's response carries (see Limiter).
 	limitPolicy, limitState string
-	hooks                   sessionHooks
-	uctx                    any // the request's C, for hooks
-	cache                   cacheState
-	cacheHead               *cacheHead // kept across requests (see head)
 }
 
 // attemptTrack ties an attempt to the chosen peer's health record: the
