@@ -11,11 +11,13 @@ import (
 	"time"
 )
 
-// Cluster is the cluster config: upstream groups and the routes to them.
-// It is the document the cluster replicates; every node applies it.
+// Cluster is the cluster config: upstream groups, the routes to them, and
+// rate limits. It is the document the cluster replicates; every node
+// applies it.
 type Cluster struct {
-	Upstreams []Upstream `yaml:"upstreams" json:"upstreams"`
-	Routes    []Route    `yaml:"routes" json:"routes"`
+	Upstreams  []Upstream  `yaml:"upstreams" json:"upstreams"`
+	Routes     []Route     `yaml:"routes" json:"routes"`
+	RateLimits []RateLimit `yaml:"rate_limits" json:"rate_limits,omitempty"`
 }
 
 // Upstream is a group of peers.
@@ -198,7 +200,7 @@ func Same(a, b *Cluster) bool {
 // canonical is c as JSON with every default filled in, an absent list and
 // an empty one alike.
 func (c *Cluster) canonical() ([]byte, error) {
-	n := Cluster{Upstreams: []Upstream{}, Routes: []Route{}}
+	n := Cluster{Upstreams: []Upstream{}, Routes: []Route{}, RateLimits: canonicalRateLimits(c.RateLimits)}
 	for _, r := range c.Routes {
 		r.Host, r.PathPrefix = normHost(r.Host), defaultStr(r.PathPrefix, "/")
 		n.Routes = append(n.Routes, r)
@@ -261,7 +263,9 @@ func (c *Cluster) validate(e *errs) {
 		u.validate(e, p)
 	}
 	routes := map[string]int{}
+	routeNames := map[string]bool{}
 	for i, r := range c.Routes {
+		routeNames[r.Upstream] = true
 		p := fmt.Sprintf("routes[%d]", i)
 		if _, ok := names[r.Upstream]; !ok && r.Upstream != "" {
 			e.add(p+".upstream", "no upstream is named %q", r.Upstream)
@@ -273,6 +277,7 @@ func (c *Cluster) validate(e *errs) {
 		}
 		routes[key] = i
 	}
+	c.validateRateLimits(e, routeNames)
 }
 
 // validate checks the route's own fields; validate of Cluster checks
