@@ -35,6 +35,17 @@ func (r *hrwRing) Owner(key string) (string, bool) {
 
 func (r *hrwRing) Len() int { return len(r.nodes) }
 
+func (r *hrwRing) Owners(key string, n int) []string {
+	rest := slices.Clone(r.nodes)
+	var out []string
+	for len(out) < n && len(rest) > 0 {
+		o, _ := (&hrwRing{nodes: rest}).Owner(key)
+		out = append(out, o)
+		rest = slices.DeleteFunc(rest, func(s string) bool { return s == o })
+	}
+	return out
+}
+
 func fnv64(s string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(s))
@@ -332,4 +343,54 @@ func movingKey(t testing.TB, rings [][]string) string {
 	}
 	t.Fatal("no key moves on every ring change")
 	return ""
+}
+
+// TestGracefulLeaveSim: the key's owner leaves gracefully at 10 s: it
+// hands its counters to the next owner (Drain) before it goes, so the
+// next owner continues the count: no second over 1,100, every second
+// from 12 s within 1000 ± 2 %, and one counter handed off.
+func TestGracefulLeaveSim(t *testing.T) {
+	ids := []string{"a", "b", "c"}
+	c := newSimCluster(t, Config{}, []Rule{globalRule(1000)}, ids...)
+	victim := c.owner("api", "k1")
+	var rest []string
+	for _, id := range ids {
+		if id != victim {
+			rest = append(rest, id)
+		}
+	}
+	secs := c.drive(20*time.Second, 3000, "k1", rest, func(ms int) {
+		if ms == 10_000 {
+			c.nodes[victim].l.Drain()
+			c.kill(victim)
+			c.setRing(rest...)
+		}
+	})
+	t.Logf("owner %s left at 10 s: %v", victim, secs)
+	if got := c.nodes[victim].l.Stats().HandoffsOut; got != 1 {
+		t.Errorf("%d counters handed off, want 1", got)
+	}
+	if !within(secs[2:], 0, 1100) || !within(secs[12:], 980, 1020) {
+		t.Fatalf("over 1,100 in a second, or not within 1000 ± 2%% from 12 s: %v", secs)
+	}
+}
+
+// TestFreshStartBound: the stated bound is reached, not exceeded, when
+// every node starts on a key at once while it is at its limit: node a
+// holds the key at 1,000/s, then the four others get load too. The
+// window where they start admits at most L + N·2⌈L·T/(N·P)⌉.
+func TestFreshStartBound(t *testing.T) {
+	ids := []string{"a", "b", "c", "d", "e"}
+	c := newSimCluster(t, Config{}, []Rule{globalRule(1000)}, ids...)
+	on := []string{"a", "a", "a", "a", "a"} // drive round-robins over it
+	secs := c.drive(8*time.Second, 3000, "k1", on, func(ms int) {
+		if ms == 4_500 {
+			copy(on, ids)
+		}
+	})
+	bound := int64(1000) + boundOf(1000, 5, DefaultSyncInterval, time.Second)
+	t.Logf("admitted per second %v; bound %d", secs, bound)
+	if !within(secs[1:], 0, bound) {
+		t.Fatalf("a second over the bound %d: %v", bound, secs)
+	}
 }

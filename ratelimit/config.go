@@ -10,10 +10,13 @@ import (
 )
 
 // Ring is the cluster ring as ratelimit sees it; membership.Ring satisfies
-// it. Owner returns the node that owns key and whether it is this node;
-// Len is the number of live members (the local share divides by it).
+// it. Owner returns the node that owns key and whether it is this node
+// ("", false on an empty ring); Owners the first n distinct owners, the
+// owner first; Len is the number of live members (the local share divides
+// by it).
 type Ring interface {
 	Owner(key string) (nodeID string, self bool)
+	Owners(key string, n int) []string
 	Len() int
 }
 
@@ -124,6 +127,35 @@ func (c Config) withDefaults() Config {
 type soloRing string
 
 func (r soloRing) Owner(string) (string, bool) { return string(r), true }
+func (r soloRing) Owners(string, int) []string { return []string{string(r)} }
 func (soloRing) Len() int                      { return 1 }
+
+// withoutSelf is a ring as it will be once self has left: each key goes
+// to the first of its owners that is not self.
+type withoutSelf struct {
+	r    Ring
+	self string
+}
+
+func (w withoutSelf) Owner(key string) (string, bool) {
+	for _, o := range w.r.Owners(key, 2) {
+		if o != w.self {
+			return o, false
+		}
+	}
+	return "", false
+}
+
+func (w withoutSelf) Owners(key string, n int) []string {
+	var out []string
+	for _, o := range w.r.Owners(key, n+1) {
+		if o != w.self && len(out) < n {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func (w withoutSelf) Len() int { return max(w.r.Len()-1, 1) }
 
 var _ Ring = soloRing("")

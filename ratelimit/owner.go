@@ -88,7 +88,7 @@ func (l *Limiter) serve(from string, reps []report) []answer {
 			continue
 		}
 		kb = appendOwnerKey(kb[:0], r.rule, r.key)
-		if _, self := ring.Owner(unsafe.String(unsafe.SliceData(kb), len(kb))); !self {
+		if o, self := ring.Owner(unsafe.String(unsafe.SliceData(kb), len(kb))); !self && o != "" {
 			out[i].status = statusNotOwner
 			continue
 		}

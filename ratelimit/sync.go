@@ -76,6 +76,16 @@ func (l *Limiter) Close() error {
 	return nil
 }
 
+// Drain hands every counter this node owns to the node that owns it once
+// this one has left the ring, and waits for the answers (a graceful leave:
+// the next owner takes the counts instead of rebuilding them from
+// reports). Call it after the node stopped taking requests, before Close.
+func (l *Limiter) Drain() {
+	l.sync.mu.Lock()
+	defer l.sync.mu.Unlock()
+	l.handoffStep(l.rules.Load(), withoutSelf{r: l.ring(), self: l.cfg.Self})
+}
+
 // run is the sync loop: a step every SyncInterval, or sooner when a
 // request asks (a lease running low, a refusal), but never two steps
 // within SyncInterval/5.
