@@ -18,6 +18,7 @@ import (
 	"github.com/pingora-go/pingora-go/consensus"
 	"github.com/pingora-go/pingora-go/membership"
 	"github.com/pingora-go/pingora-go/proxy"
+	"github.com/pingora-go/pingora-go/ratelimit"
 )
 
 // Status is the /status document.
@@ -35,6 +36,9 @@ type Status struct {
 	Raft *consensus.Status `json:"raft,omitempty"`
 	// Traffic is the last seconds' requests, errors and latency (traffic.go).
 	Traffic *TrafficStatus `json:"traffic,omitempty"`
+	// RateLimits is present when the cluster config has rate_limits: each
+	// rule, its keys, and a global rule's busiest keys with their owners.
+	RateLimits *ratelimit.Status `json:"rate_limits,omitempty"`
 }
 
 // GossipStatus is the node's own gossip identity, how joining the seeds
@@ -99,6 +103,9 @@ func (n *Node) Status() Status {
 	if s := n.Store(); s != nil {
 		rs := s.Status()
 		st.Raft = &rs
+	}
+	if rl := n.LimitsStatus(); len(rl.Rules) > 0 {
+		st.RateLimits = &rl
 	}
 	tbl := n.router.Table()
 	st.Upstreams = tbl.Upstreams()

@@ -67,6 +67,7 @@ type Node struct {
 	srv     *proxy.Server[struct{}]
 	tracing *tracing
 	traffic *trafficMeter
+	limits  *limitsPart
 
 	mu        sync.Mutex
 	listeners []*boundListener
@@ -148,6 +149,10 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if n.limits, err = n.newLimits(); err != nil {
+		return nil, err
+	}
+	pc.Limiter = limitHook{n.limits.l}
 	pc.Metrics = n.reg
 	pc.ErrorLog = n.log.With("part", "proxy")
 	n.traffic = &trafficMeter{gather: n.reg.Gather, now: time.Now}
@@ -255,6 +260,9 @@ func (n *Node) apply(c *config.Cluster, data []byte, version int64, source strin
 	}
 	n.version.Store(version)
 	tbl, err := buildTable(n.router, c, fmt.Sprint(version), n.cfg.Path)
+	if err == nil {
+		err = n.applyLimits(c)
+	}
 	if err != nil {
 		n.version.Store(prev)
 		if cur := n.applied.Load(); cur != nil {
@@ -297,6 +305,9 @@ func (n *Node) Start() error {
 	}
 	err := n.startRPC()
 	if err == nil {
+		err = n.limits.l.Start()
+	}
+	if err == nil {
 		err = n.newCluster()
 	}
 	if err == nil {
@@ -331,6 +342,7 @@ func (n *Node) abortStart() {
 	n.stopOffer() // a socket taken over stays the old process's
 	n.srv.Close()
 	n.closeConsensus()
+	n.stopLimits(false)
 	n.leaveCluster(true) // a failure after gossip started: leave, not fail
 	n.stopRPC()
 	n.mu.Lock()
@@ -478,6 +490,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.drainCluster()
 	n.log.Info("draining", "active_connections", n.srv.ActiveConns())
 	err := n.srv.Shutdown(ctx)
+	n.stopLimits(!n.handedOff.Load())
 	n.closeConsensus()
 	n.leaveCluster(!n.handedOff.Load())
 	n.stopRPC()

@@ -1,0 +1,194 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pingora-go/pingora-go/node/config"
+	"github.com/pingora-go/pingora-go/proxy"
+	"github.com/pingora-go/pingora-go/ratelimit"
+	"github.com/pingora-go/pingora-go/wire"
+)
+
+// limitsPart is the node's rate limiter: the rules come from the cluster
+// config; a global rule's counters are held by their ring owners and
+// reached over the cluster RPC (issue 15).
+type limitsPart struct {
+	l      *ratelimit.Limiter
+	client *wire.Client
+}
+
+// topKeys is how many of each global rule's busiest keys /status lists.
+const topKeys = 10
+
+// newLimits builds the limiter and its proxy hook. It starts nothing.
+func (n *Node) newLimits() (*limitsPart, error) {
+	ct, err := n.loadClusterTLS()
+	if err != nil {
+		return nil, err
+	}
+	d := &net.Dialer{KeepAlive: 30 * time.Second}
+	dial := wire.DialerFunc(func(ctx context.Context, addr string) (net.Conn, error) {
+		if ct != nil {
+			td := &tls.Dialer{NetDialer: d, Config: ct.client}
+			return td.DialContext(ctx, "tcp", addr)
+		}
+		return d.DialContext(ctx, "tcp", addr)
+	})
+	client, err := wire.NewClient(wire.ClientConfig{Dialer: dial, Logger: n.log.With("part", "ratelimit")})
+	if err != nil {
+		return nil, err
+	}
+	l, err := ratelimit.New(ratelimit.Config{
+		Self: n.cfg.Name, Ring: n.limitRing, Peers: memberPeers{n}, Client: client,
+		Logger: n.log.With("part", "ratelimit"),
+	})
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	if err := n.reg.Register(limitsCollector{l}); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("ratelimit metrics: %w", err)
+	}
+	return &limitsPart{l: l, client: client}, nil
+}
+
+// limitRing is the ring global rules shard by: membership's, or none
+// (this node alone) when the node does not gossip.
+func (n *Node) limitRing() ratelimit.Ring {
+	if mc := n.Members(); mc != nil {
+		return mc.Ring()
+	}
+	return nil
+}
+
+// memberPeers finds a node's cluster address in its gossiped metadata.
+type memberPeers struct{ n *Node }
+
+var _ ratelimit.Peers = memberPeers{}
+
+func (p memberPeers) Addr(id string) (string, bool) {
+	mc := p.n.Members()
+	if mc == nil {
+		return "", false
+	}
+	for _, m := range mc.Members() {
+		if m.Name == id && m.Meta.Addrs.Cluster != "" {
+			return m.Meta.Addrs.Cluster, true
+		}
+	}
+	return "", false
+}
+
+// stopLimits hands the counters this node owns to their next owners
+// (when it is leaving gracefully), then stops the sync loop.
+func (n *Node) stopLimits(graceful bool) {
+	if graceful {
+		n.limits.l.Drain()
+	}
+	n.limits.l.Close()
+	n.limits.client.Close()
+}
+
+// applyLimits installs the rules of c; counters of unchanged rules stay.
+func (n *Node) applyLimits(c *config.Cluster) error {
+	return n.limits.l.SetRules(limitRules(c.RateLimits))
+}
+
+// limitRules translates the cluster config's rate_limits.
+func limitRules(in []config.RateLimit) []ratelimit.Rule {
+	out := make([]ratelimit.Rule, 0, len(in))
+	for _, r := range in {
+		out = append(out, ratelimit.Rule{
+			Name: r.Name, Key: r.Key, Limit: r.Limit, Period: r.Period, Burst: r.Burst,
+			Match:     ratelimit.Match{Route: r.Match.Route, Host: r.Match.Host, PathPrefix: r.Match.PathPrefix, Methods: r.Match.Methods},
+			Algorithm: ratelimit.Algorithm(r.Algorithm), Scope: ratelimit.Scope(r.Scope), OnExceed: ratelimit.OnExceed(r.OnExceed),
+			MaxDelay: r.MaxDelay, Fields: r.Headers,
+		})
+	}
+	return out
+}
+
+// limitHook is the proxy's Limiter: it hands the session's request to the
+// rate limiter and its decision back.
+type limitHook struct{ l *ratelimit.Limiter }
+
+var _ proxy.Limiter = limitHook{}
+
+func (h limitHook) Limit(s *proxy.Session, prev *proxy.LimitDecision) proxy.LimitDecision {
+	r := ratelimit.Request{Route: s.Route, Host: s.Req.Host, Method: s.Req.Method, Path: s.Req.Path(),
+		RawQuery: s.Req.Query(), ClientIP: s.ClientIP, Header: s.Req.Header}
+	var resume int
+	var waited time.Duration
+	if prev != nil {
+		resume, waited = prev.Resume, prev.Waited
+	}
+	d := h.l.Decide(&r, resume, waited)
+	return proxy.LimitDecision{Deny: !d.Allow, Wait: d.Wait, Resume: d.Resume, RetryAfter: d.RetryAfter, Policy: d.Policy, State: d.State}
+}
+
+// LimitsStatus returns the rate-limit rules as /status shows them.
+func (n *Node) LimitsStatus() ratelimit.Status { return n.limits.l.Status(topKeys) }
+
+// limitsCollector exports the limiter's counters on every scrape.
+type limitsCollector struct{ l *ratelimit.Limiter }
+
+var (
+	descDecisions  = prometheus.NewDesc("pingora_ratelimit_decisions_total", "Rate-limit decisions by rule and outcome (allowed, denied, delayed: held by on_exceed delay, then counted as allowed or denied too).", []string{"rule", "outcome"}, nil)
+	descFallback   = prometheus.NewDesc("pingora_ratelimit_fallback_decisions_total", "Decisions of a global rule made by the local share (limit / live nodes) while the key's owner was out of reach.", []string{"rule"}, nil)
+	descUntracked  = prometheus.NewDesc("pingora_ratelimit_untracked_decisions_total", "Decisions for keys past the per-rule key limit, made by the local share over a sketch.", []string{"rule"}, nil)
+	descKeys       = prometheus.NewDesc("pingora_ratelimit_keys_tracked", "Keys this node tracks per rule: as a user of the key (side=user) and as its owner (side=owner).", []string{"rule", "side"}, nil)
+	descFallbacks  = prometheus.NewDesc("pingora_ratelimit_fallbacks_total", "Keys that went to the local share because their owner could not be reached or refused them.", nil, nil)
+	descBatches    = prometheus.NewDesc("pingora_ratelimit_sync_batches_total", "Sync calls sent to other owners.", nil, nil)
+	descSyncKeys   = prometheus.NewDesc("pingora_ratelimit_sync_keys_total", "Key lines in the sync calls sent.", nil, nil)
+	descSyncErrors = prometheus.NewDesc("pingora_ratelimit_sync_errors_total", "Sync calls that failed (timeout, peer gone).", nil, nil)
+	descLatency    = prometheus.NewDesc("pingora_ratelimit_sync_latency_seconds", "Round-trip time of sync calls.", nil, nil)
+	descHandoffs   = prometheus.NewDesc("pingora_ratelimit_handoffs_total", "Counters moved on ring changes (direction out: given to a new owner; in: taken).", []string{"direction"}, nil)
+	descHandoffErr = prometheus.NewDesc("pingora_ratelimit_handoff_errors_total", "Hand-off calls that failed (the counters stay and are offered again).", nil, nil)
+	descMalformed  = prometheus.NewDesc("pingora_ratelimit_malformed_total", "Sync or hand-off bodies received that did not decode.", nil, nil)
+)
+
+func (limitsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descDecisions, descFallback, descUntracked, descKeys, descFallbacks, descBatches,
+		descSyncKeys, descSyncErrors, descLatency, descHandoffs, descHandoffErr, descMalformed} {
+		ch <- d
+	}
+}
+
+func (c limitsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.l.Stats()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for _, r := range s.Rules {
+		counter(descDecisions, r.Allowed, r.Name, "allowed")
+		counter(descDecisions, r.Denied, r.Name, "denied")
+		counter(descDecisions, r.Delayed, r.Name, "delayed")
+		counter(descFallback, r.Fallback, r.Name)
+		counter(descUntracked, r.Untracked, r.Name)
+		ch <- prometheus.MustNewConstMetric(descKeys, prometheus.GaugeValue, float64(r.Keys), r.Name, "user")
+		ch <- prometheus.MustNewConstMetric(descKeys, prometheus.GaugeValue, float64(r.Owned), r.Name, "owner")
+	}
+	counter(descFallbacks, s.Fallbacks)
+	counter(descBatches, s.SyncBatches)
+	counter(descSyncKeys, s.SyncKeys)
+	counter(descSyncErrors, s.SyncErrors)
+	counter(descHandoffs, s.HandoffsOut, "out")
+	counter(descHandoffs, s.HandoffsIn, "in")
+	counter(descHandoffErr, s.HandoffErrors)
+	counter(descMalformed, s.Malformed)
+	buckets := make(map[float64]uint64, len(ratelimit.LatencyBuckets))
+	var total uint64
+	for i, b := range ratelimit.LatencyBuckets {
+		total += s.LatencyCounts[i]
+		buckets[b.Seconds()] = total
+	}
+	total += s.LatencyCounts[len(ratelimit.LatencyBuckets)]
+	ch <- prometheus.MustNewConstHistogram(descLatency, total, s.LatencySum.Seconds(), buckets)
+}

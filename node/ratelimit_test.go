@@ -1,0 +1,140 @@
+package node
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func withLimits(cluster, limits string) string { return cluster + "rate_limits:\n" + limits }
+
+// getWith sends a GET with header fields and returns the response, read.
+func getWith(t *testing.T, url string, h map[string]string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+// TestNodeLocalLimit: a local rule from the cluster file admits its limit
+// per client and refuses the rest with 429 and the fields; /status and
+// /metrics show it; a reload that raises the limit keeps the counts; a
+// reload with an invalid rule is refused and the rule stays.
+func TestNodeLocalLimit(t *testing.T) {
+	up := origin(t, "a")
+	rule := "  - name: per-ip\n    limit: 3\n    period: 1m\n    headers: true\n"
+	nodeFile := writeFiles(t, withLimits(clusterFor(up), rule))
+	n := startNode(t, nodeFile)
+	url := "http://" + n.ListenerAddrs()["http"] + "/"
+	var codes []int
+	for i := 0; i < 5; i++ {
+		resp := getWith(t, url, nil)
+		codes = append(codes, resp.StatusCode)
+		if i == 0 && (resp.Header.Get("Ratelimit-Policy") != `"per-ip";q=3;w=60` || resp.Header.Get("Ratelimit") != `"per-ip";r=2;t=60`) {
+			t.Fatalf("admitted response fields: %v", resp.Header)
+		}
+		if i == 4 && (resp.Header.Get("Retry-After") == "" || resp.Header.Get("Ratelimit") != `"per-ip";r=0;t=60`) {
+			t.Fatalf("refusal fields: %v", resp.Header)
+		}
+	}
+	if want := []int{200, 200, 200, 429, 429}; !equalInts(codes, want) {
+		t.Fatalf("statuses %v, want %v", codes, want)
+	}
+	st := n.Status()
+	if st.RateLimits == nil || len(st.RateLimits.Rules) != 1 || st.RateLimits.Rules[0].Allowed != 3 || st.RateLimits.Rules[0].Denied != 2 {
+		t.Fatalf("status: %+v", st.RateLimits)
+	}
+	_, metrics := get(t, "http://"+n.AdminAddr()+"/metrics")
+	for _, m := range []string{`pingora_ratelimit_decisions_total{outcome="allowed",rule="per-ip"} 3`, `pingora_ratelimit_decisions_total{outcome="denied",rule="per-ip"} 2`, "pingora_ratelimit_sync_latency_seconds_bucket"} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+	clusterFile := filepath.Join(filepath.Dir(nodeFile), "cluster.yaml")
+	os.WriteFile(clusterFile, []byte(withLimits(clusterFor(up), strings.Replace(rule, "limit: 3", "limit: 4", 1))), 0o644)
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := getWith(t, url, nil).StatusCode, getWith(t, url, nil).StatusCode; a != 200 || b != 429 {
+		t.Fatalf("after raising the limit to 4: %d %d, want one more admitted (the counts survived)", a, b)
+	}
+	os.WriteFile(clusterFile, []byte(withLimits(clusterFor(up), strings.Replace(rule, "limit: 3", "limit: 0", 1))), 0o644)
+	if err := n.Reload(); err == nil || !strings.Contains(err.Error(), "rate_limits[0].limit") {
+		t.Fatalf("invalid rule: %v", err)
+	}
+	if code := getWith(t, url, nil).StatusCode; code != 429 {
+		t.Fatalf("after a refused reload: %d, want the rule still in force", code)
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestNodesGlobalLimit: three gossiping nodes share a global limit of 30
+// per minute on one API key: requests spread over the three proxies admit
+// at most 30 plus the stated bound (N·2⌈L·T/(N·P)⌉ = 6), and /status
+// names the key's owner, the same on every node.
+func TestNodesGlobalLimit(t *testing.T) {
+	up := origin(t, "a")
+	cluster := withLimits(clusterFor(up), "  - name: api\n    key: header:x-api-key\n    limit: 30\n    period: 1m\n    scope: global\n")
+	nodes := make([]*Node, 3)
+	for i, name := range []string{"n1", "n2", "n3"} {
+		var seeds []string
+		if i > 0 {
+			seeds = []string{nodes[0].Members().Addr()}
+		}
+		nodes[i] = startClusterNode(t, name, up, seeds...)
+		os.WriteFile(filepath.Join(filepath.Dir(*nodes[i].clusterPath.Load()), "cluster.yaml"), []byte(cluster), 0o644)
+		if err := nodes[i].Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "three nodes on every ring", func() bool {
+		for _, n := range nodes {
+			if n.Members().Ring().Len() != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	admitted := 0
+	for i := 0; i < 150; i++ {
+		n := nodes[i%3]
+		if getWith(t, "http://"+n.ListenerAddrs()["http"]+"/", map[string]string{"X-Api-Key": "k1"}).StatusCode == 200 {
+			admitted++
+		}
+	}
+	if admitted < 1 || admitted > 36 {
+		t.Fatalf("admitted %d of 150, want 1 to 36", admitted)
+	}
+	owner := nodes[0].Members().Ring()
+	want, _ := owner.Owner("api\x00k1")
+	waitUntil(t, "every node's status names the owner", func() bool {
+		for _, n := range nodes {
+			rs := n.Status().RateLimits
+			if rs == nil || len(rs.Rules[0].Top) != 1 || rs.Rules[0].Top[0].Owner != want {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("admitted %d of 150; owner %s", admitted, want)
+}
