@@ -18,7 +18,7 @@ func TestHelpExitsZero(t *testing.T) {
 	var cases [][]string
 	for _, h := range []string{"-h", "--help"} {
 		cases = append(cases, []string{h})
-		for _, cmd := range []string{"run", "demo", "status", "members", "config", "config get", "config apply", "config history", "config rollback", "peer", "version"} {
+		for _, cmd := range []string{"run", "demo", "status", "members", "config", "config get", "config apply", "config history", "config rollback", "peer", "version", "limits"} {
 			cases = append(cases, append(strings.Fields(cmd), h))
 		}
 	}

@@ -16,6 +16,7 @@ Usage:
   pingora-node demo                             run a local demo: 3 nodes and two sample upstreams
   pingora-node status [ADMIN] [--json]          show a running node's status
   pingora-node members [ADMIN] [--json]         list the cluster members a node sees
+  pingora-node limits [ADMIN] [--json]          show the rate limits: rules, keys, busiest global keys and owners
   pingora-node config get|apply|history|rollback [flags]
                                                 read or change the replicated cluster config
   pingora-node peer enable|disable UPSTREAM ADDR [--admin URL] [--token T]
@@ -43,7 +44,7 @@ func main() {
 var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"run": cmdRun, "demo": cmdDemo, "status": cmdStatus, "members": cmdMembers,
 	"config": cmdConfig, "peer": cmdPeer, "version": cmdVersion,
-	"leave": cmdLeave, "force-leave": cmdForceLeave,
+	"leave": cmdLeave, "force-leave": cmdForceLeave, "limits": cmdLimits,
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
