@@ -27,8 +27,11 @@ type nodeProc struct {
 	dead                            bool
 }
 
-func freePort() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort() string { return freePortOn("127.0.0.1") }
+
+// freePortOn returns a free host:port on the loopback address ip.
+func freePortOn(ip string) string {
+	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		panic(err)
 	}

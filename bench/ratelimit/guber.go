@@ -31,15 +31,20 @@ func startGubernator(bin string, n int) (*guberCluster, error) {
 	g := &guberCluster{bin: bin, dir: dir}
 	var seed string
 	for i := range n {
-		grpcAddr, httpAddr, ml := freePort(), freePort(), freePort()
+		// Gubernator's member-list discovery keys peers by IP and names
+		// them by host name, so each instance gets a loopback address of
+		// its own (127.0.0.0/8) and a host name of its own in a UTS
+		// namespace (unshare needs root; the network stays the host's).
+		ip := fmt.Sprintf("127.0.0.%d", 21+i)
+		grpcAddr, httpAddr, ml := freePortOn(ip), freePortOn(ip), freePortOn(ip)
 		if seed == "" {
 			seed = ml
 		}
-		cmd := exec.Command(bin)
+		cmd := exec.Command("unshare", "--uts", "sh", "-c", fmt.Sprintf("hostname rlbench-g%d && exec %q", i+1, bin))
 		cmd.Env = append(os.Environ(),
 			"GUBER_GRPC_ADDRESS="+grpcAddr, "GUBER_HTTP_ADDRESS="+httpAddr, "GUBER_ADVERTISE_ADDRESS="+grpcAddr,
 			"GUBER_INSTANCE_ID="+fmt.Sprintf("g%d", i+1), "GUBER_PEER_DISCOVERY_TYPE=member-list",
-			"GUBER_MEMBERLIST_BIND_ADDRESS="+ml, "GUBER_MEMBERLIST_ADDRESS="+ml, "GUBER_MEMBERLIST_ADVERTISE_ADDRESS="+ml,
+			"GUBER_MEMBERLIST_BIND_ADDRESS="+ml, "GUBER_MEMBERLIST_ADDRESS="+ml, // peers reach gRPC at GUBER_ADVERTISE_ADDRESS
 			"GUBER_MEMBERLIST_KNOWN_NODES="+seed, "GUBER_LOG_LEVEL=warn")
 		logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("g%d.log", i+1)))
 		if err != nil {
