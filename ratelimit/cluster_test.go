@@ -1,7 +1,6 @@
 package ratelimit
 
 import (
-	"hash/fnv"
 	"slices"
 	"strconv"
 	"sync"
@@ -46,10 +45,15 @@ func (r *hrwRing) Owners(key string, n int) []string {
 	return out
 }
 
+// fnv64 is FNV-1a, inline so that the fake ring costs what a real one
+// does (no allocation per lookup).
 func fnv64(s string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(s))
-	return h.Sum64()
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // mix is splitmix64's finaliser: every input bit reaches every output bit.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"unsafe"
 )
 
@@ -46,6 +47,7 @@ func appendSnap(b []byte, s snap) []byte {
 }
 
 func encodeReports(b []byte, from string, reps []report) []byte {
+	b = slices.Grow(b, 16+len(from)+len(reps)*32)
 	b = append(b, codecVersion)
 	b = appendString(b, from)
 	b = binary.AppendUvarint(b, uint64(len(reps)))
@@ -76,6 +78,7 @@ func encodeReports(b []byte, from string, reps []report) []byte {
 }
 
 func encodeAnswers(b []byte, as []answer) []byte {
+	b = slices.Grow(b, 8+len(as)*24)
 	b = append(b, codecVersion)
 	b = binary.AppendUvarint(b, uint64(len(as)))
 	for _, a := range as {
@@ -164,6 +167,11 @@ func (r *reader) done() error {
 }
 
 func decodeReports(b []byte) (from string, reps []report, err error) {
+	return decodeReportsInto(nil, b)
+}
+
+// decodeReportsInto is decodeReports reusing buf's memory.
+func decodeReportsInto(buf []report, b []byte) (from string, reps []report, err error) {
 	r := &reader{b: b}
 	r.header()
 	from = r.str()
@@ -171,7 +179,8 @@ func decodeReports(b []byte) (from string, reps []report, err error) {
 	if r.err != nil {
 		return "", nil, r.err
 	}
-	reps = make([]report, n)
+	reps = slices.Grow(buf[:0], n)[:n]
+	clear(reps)
 	for i := range reps {
 		p := &reps[i]
 		p.rule, p.key = r.str(), r.str()

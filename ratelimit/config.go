@@ -41,8 +41,10 @@ type Config struct {
 	// is using to its owner; a key near its limit is reported sooner, but
 	// at most every SyncInterval/5 (default 50ms).
 	SyncInterval time.Duration
-	// LeaseTerm is how long a lease an owner grants stays usable without
-	// a new answer (default 2s, at least 4 sync intervals).
+	// LeaseTerm is the longest a lease an owner grants stays usable
+	// without a new answer; a sliding-window lease of a busy key ends
+	// sooner, with the owner's window (default 5s, at least 4 sync
+	// intervals).
 	LeaseTerm time.Duration
 	// CallTimeout bounds one report's round trip to an owner (default
 	// 250ms).
@@ -65,7 +67,7 @@ type Config struct {
 // Defaults of Config.
 const (
 	DefaultSyncInterval = 50 * time.Millisecond
-	DefaultLeaseTerm    = 2 * time.Second
+	DefaultLeaseTerm    = 5 * time.Second
 	DefaultCallTimeout  = 250 * time.Millisecond
 	DefaultMaxKeys      = 1_000_000
 	DefaultSketchWidth  = 1 << 14

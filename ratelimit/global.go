@@ -24,6 +24,9 @@ type entry struct {
 	flags  atomic.Uint32
 	share  gcra // the local share: admissions without a lease
 
+	key string    // as the table holds it
+	ctr *counters // the rule's counters it belongs to
+
 	mu       sync.Mutex
 	owner    string // the node whose answer is in snap
 	snap     snap   // the owner's counter in its last answer
@@ -40,9 +43,13 @@ const (
 	// by the local share; after, a busy key whose lease ran out waits for
 	// the next answer instead.
 	flagKnown
+	// flagQueued: the entry is in the sync loop's queue for the next
+	// report; a request sets it once per round, the loop clears it.
+	flagQueued
+	// flagRelease: the sweep found the lease unspent on a busy key
+	// nobody asked for lately: the next report returns it.
+	flagRelease
 )
-
-func newEntry() *entry { return new(entry) }
 
 // takeLease spends cost from the lease if it holds that much.
 func takeLease(lease *atomic.Int64, cost int64) (left int64, ok bool) {
@@ -75,7 +82,7 @@ func shareOf(st *ruleState, n int, syncEvery time.Duration) (interval float64, b
 // reported to the owner by the sync loop, sooner when the lease runs low
 // or a request was refused.
 func (l *Limiter) decideGlobal(st *ruleState, key string, cost, now int64) verdict {
-	e, created := st.c.entries.getOrCreate(key, newEntry)
+	e, created := st.c.entries.getOrCreate(key, func(k string) *entry { return &entry{key: k, ctr: st.c} })
 	if e == nil { // MaxKeys reached: the local share over the sketch
 		st.c.untracked.Add(1)
 		return decideSketch(st, key, cost, now, math.Max(1, float64(st.rule.Limit)/float64(max(l.ring().Len(), 1))))
@@ -86,20 +93,21 @@ func (l *Limiter) decideGlobal(st *ruleState, key string, cost, now int64) verdi
 	e.last.Store(now)
 	flags := e.flags.Load()
 	fallback := flags&flagFallback != 0
-	if now < e.exp.Load() {
+	busy := 2*e.count.Load() >= st.rule.Limit
+	if exp := e.exp.Load(); now < exp {
 		if left, ok := takeLease(&e.lease, cost); ok {
 			e.used.Add(cost)
-			if left <= e.grant.Load()/4 {
-				l.wake()
+			if busy && (left <= e.grant.Load()/4 || exp-now < int64(2*l.cfg.SyncInterval)) {
+				l.queue(e, true) // running low, or about to end: ask for more now
 			}
 			return l.globalVerdict(st, e, true, cost)
 		}
 	}
-	if !fallback && flags&flagKnown != 0 && 2*e.count.Load() >= st.rule.Limit {
+	if !fallback && flags&flagKnown != 0 && busy {
 		// A busy key whose lease is spent (or ended with the owner's
 		// window): the next answer, within SyncInterval/5, brings more.
 		e.denied.Add(cost)
-		l.wake()
+		l.queue(e, true)
 		return l.globalVerdict(st, e, false, cost)
 	}
 	interval, burst := shareOf(st, l.ring().Len(), l.cfg.SyncInterval)
@@ -107,7 +115,7 @@ func (l *Limiter) decideGlobal(st *ruleState, key string, cost, now int64) verdi
 	if fallback {
 		st.c.fallback.Add(1)
 	}
-	l.wake()
+	l.queue(e, !ok)
 	if ok {
 		e.extra.Add(cost)
 		return l.globalVerdict(st, e, true, cost)
@@ -116,6 +124,28 @@ func (l *Limiter) decideGlobal(st *ruleState, key string, cost, now int64) verdi
 	v := l.globalVerdict(st, e, false, cost)
 	v.retry = max(v.retry, retry)
 	return v
+}
+
+// queue puts e in the sync loop's queue for the next report, once per
+// round; urgent (a refusal, a busy key's lease running low) asks for an
+// early round, the rest waits for the next tick: the early rounds are for
+// keys near their limit, so that quiet keys cost one report a round.
+func (l *Limiter) queue(e *entry, urgent bool) {
+	for {
+		f := e.flags.Load()
+		if f&flagQueued != 0 {
+			return
+		}
+		if e.flags.CompareAndSwap(f, f|flagQueued) {
+			break
+		}
+	}
+	l.dirtyMu.Lock()
+	l.dirty = append(l.dirty, e)
+	l.dirtyMu.Unlock()
+	if urgent {
+		l.wake()
+	}
 }
 
 // globalVerdict fills the RateLimit figures from the owner's last count

@@ -90,7 +90,7 @@ func (l *Limiter) receiveHandoffs(hs []handoff) {
 		if st == nil || st.rule.Scope != Global {
 			continue
 		}
-		c, _ := st.c.owned.getOrCreate(h.key, func() *counter { return &counter{created: now} })
+		c, _ := st.c.owned.getOrCreate(h.key, func(string) *counter { return &counter{created: now} })
 		if c == nil {
 			st.c.untracked.Add(1)
 			continue
@@ -125,7 +125,8 @@ func (c *counter) absorb(st *ruleState, h handoff, now int64) {
 
 // sweep drops what has gone idle: keys this node has not seen for a
 // while and holds no lease of, counters with no lease and nothing left to
-// count, and full local buckets. It bounds memory by the keys in use.
+// count, and full local buckets. It bounds memory by the keys in use. It
+// also asks for unspent leases of busy keys back (maybeRelease).
 func (l *Limiter) sweep(rs *ruleSet, now int64) {
 	wall := l.wall()
 	for _, st := range rs.list {
@@ -133,12 +134,26 @@ func (l *Limiter) sweep(rs *ruleSet, now int64) {
 		switch {
 		case st.c.entries != nil:
 			st.c.entries.sweep(func(_ string, e *entry) bool {
-				return now-e.last.Load() > int64(keep) && now >= e.exp.Load() &&
-					e.used.Load() == 0 && e.extra.Load() == 0 && e.denied.Load() == 0
+				if now-e.last.Load() > int64(keep) && now >= e.exp.Load() && e.flags.Load()&flagQueued == 0 {
+					return true
+				}
+				l.maybeRelease(st, e, now)
+				return false
 			})
 			st.c.owned.sweep(func(_ string, c *counter) bool { return c.idle(st, wall, keep) })
 		case st.c.buckets != nil:
 			st.c.buckets.sweep(func(_ string, g *gcra) bool { return g.tat.Load() < now-int64(time.Second) })
 		}
+	}
+}
+
+// maybeRelease queues e to return its lease when it holds tokens of a
+// busy key (at least half its limit counted) that nobody here asked for in
+// two sync intervals: another node may want them before the lease ends.
+func (l *Limiter) maybeRelease(st *ruleState, e *entry, now int64) {
+	if now < e.exp.Load() && e.lease.Load() > 0 && now-e.last.Load() > int64(2*l.cfg.SyncInterval) &&
+		2*e.count.Load() >= st.rule.Limit {
+		e.flags.Or(flagRelease)
+		l.queue(e, false)
 	}
 }

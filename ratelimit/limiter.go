@@ -27,9 +27,12 @@ type Limiter struct {
 	rules  atomic.Pointer[ruleSet]
 	ruleMu sync.Mutex // serialises SetRules
 
-	poke chan struct{} // an early sync is wanted; one pending is enough
-	sync syncState
-	st   stats
+	poke    chan struct{} // an early sync is wanted; one pending is enough
+	dirtyMu sync.Mutex
+	dirty   []*entry // entries with something to report (flagQueued)
+	sync    syncState
+	scratch sync.Pool // *scratch, for the sync handler
+	st      stats
 
 	runMu   sync.Mutex
 	stop    chan struct{}
@@ -74,6 +77,7 @@ func New(cfg Config) (*Limiter, error) {
 	}
 	cfg = cfg.withDefaults()
 	l := &Limiter{cfg: cfg, clk: cfg.Clock, poke: make(chan struct{}, 1)}
+	l.scratch.New = func() any { return new(scratch) }
 	l.epoch = l.clk.Now()
 	l.rules.Store(&ruleSet{byName: map[string]*ruleState{}})
 	return l, nil
@@ -272,10 +276,10 @@ func decideSketch(st *ruleState, key string, cost, now int64, limit float64) ver
 
 // decideBucket is a local token bucket per key.
 func decideBucket(st *ruleState, key string, cost, now int64) verdict {
-	g, _ := st.c.buckets.getOrCreate(key, func() *gcra { return new(gcra) })
+	g, _ := st.c.buckets.getOrCreate(key, newGCRA)
 	if g == nil { // too many keys: a shared bucket for the overflow
 		st.c.untracked.Add(1)
-		g, _ = st.c.buckets.getOrCreate("", func() *gcra { return new(gcra) })
+		g, _ = st.c.buckets.getOrCreate("", newGCRA)
 		if g == nil {
 			return verdict{retry: st.rule.Period}
 		}

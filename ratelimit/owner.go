@@ -74,11 +74,15 @@ const (
 // serve answers reports from node from, in order. It runs in the sync
 // handler, and in this node's own sync loop for the keys it owns.
 func (l *Limiter) serve(from string, reps []report) []answer {
+	return l.serveInto(make([]answer, len(reps)), from, reps)
+}
+
+// serveInto is serve writing into out, which has len(reps) elements.
+func (l *Limiter) serveInto(out []answer, from string, reps []report) []answer {
 	rs := l.rules.Load()
 	ring := l.ring()
 	n := ring.Len()
 	now := l.wall()
-	out := make([]answer, len(reps))
 	var kb []byte
 	for i := range reps {
 		r := &reps[i]
@@ -92,7 +96,7 @@ func (l *Limiter) serve(from string, reps []report) []answer {
 			out[i].status = statusNotOwner
 			continue
 		}
-		c, _ := st.c.owned.getOrCreate(r.key, func() *counter { return &counter{created: now} })
+		c, _ := st.c.owned.getOrCreate(r.key, func(string) *counter { return &counter{created: now} })
 		if c == nil {
 			out[i].status = statusFull
 			continue
@@ -135,17 +139,24 @@ func (c *counter) report(st *ruleState, node string, r *report, now int64, cfg C
 		ls.out = 0
 	}
 	ls.observe(r, now, cfg.SyncInterval, st.rule.Period)
-	ttl := int64(cfg.LeaseTerm)
-	if st.rule.Algorithm != TokenBucket {
-		ttl = min(ttl, (idx+1)*int64(st.rule.Period)-now)
-	}
-	want := leaseSize(st, ls.rate, n, cfg.SyncInterval, ttl)
+	windowLeft := (idx+1)*int64(st.rule.Period) - now
+	want := leaseSize(st, ls.rate, n, cfg.SyncInterval, min(int64(cfg.LeaseTerm), windowLeft))
 	var g int64
 	if want > ls.out {
 		g = max(min(c.available(st, f), want-ls.out), 0)
 		c.take(st, ls, g, idx)
 	}
 	ls.out += g
+	// A sliding-window lease ends with the owner's window, so that what it
+	// admits is counted in the window it is admitted in; on a quiet key
+	// (at most half the limit counted, this grant included) it may run
+	// for LeaseTerm instead, and roll counts its unspent tokens again in
+	// every window it crosses. Quiet keys so cost a report per lease term,
+	// not per window.
+	ttl := int64(cfg.LeaseTerm)
+	if st.rule.Algorithm != TokenBucket && 2*c.count(st, f) > float64(st.rule.Limit) {
+		ttl = min(ttl, windowLeft)
+	}
 	ls.exp = now + ttl
 	return answer{grant: g, ttl: ttl, count: int64(math.Round(c.count(st, f))), snap: c.snap(st, now)}
 }
@@ -170,7 +181,10 @@ func (c *counter) advance(st *ruleState, now, idx int64) {
 	c.expire(st, now, idx, "")
 }
 
-// roll moves the windows to idx and refills the bucket to now.
+// roll moves the windows to idx and refills the bucket to now. The
+// unspent tokens of a lease that outlives a window are counted again in
+// the new one (and refunded from it), so that no window misses a request
+// a lease may still admit in it.
 func (c *counter) roll(st *ruleState, now, idx int64) {
 	if st.rule.Algorithm == TokenBucket {
 		size := float64(st.rule.Burst)
@@ -180,13 +194,32 @@ func (c *counter) roll(st *ruleState, now, idx int64) {
 		c.bkt.level(now, 1/st.interval, size)
 		return
 	}
+	if idx <= c.own.idx {
+		return
+	}
 	c.base.roll(idx)
 	c.own.roll(idx)
+	start := idx * int64(st.rule.Period)
+	for i := range c.leases {
+		if ls := &c.leases[i]; ls.out > 0 && ls.exp > start {
+			ls.roll(idx)
+			ls.gcur += ls.out
+			c.own.curr += ls.out
+		}
+	}
 }
 
 // expire refunds and forgets the leases that expired, but for node's,
 // whose report is being applied.
 func (c *counter) expire(st *ruleState, now, idx int64, node string) {
+	expired := false
+	for i := range c.leases {
+		ls := &c.leases[i]
+		expired = expired || ls.node != node && ls.exp != 0 && ls.exp < now
+	}
+	if !expired { // the common case: leave the slice alone
+		return
+	}
 	kept := c.leases[:0]
 	for i := range c.leases {
 		ls := &c.leases[i]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,18 +26,24 @@ type syncState struct {
 	lastRing Ring       // the ring handed off against
 	pending  bool       // counters still to hand off (a new owner did not take them)
 	lastTry  int64      // mono ns of the last hand-off attempt
+	spare    []*entry   // the previous round's queue, for the next one
 	lastGC   int64      // mono ns of the last sweep
 }
 
 // Register serves the sync and hand-off methods on srv.
 func (l *Limiter) Register(srv *wire.Server) {
 	srv.Handle(MethodSync, func(ctx context.Context, body []byte) ([]byte, error) {
-		from, reps, err := decodeReports(body)
+		sc := l.scratch.Get().(*scratch)
+		defer l.scratch.Put(sc)
+		from, reps, err := decodeReportsInto(sc.reps, body)
+		sc.reps = reps
 		if err != nil {
 			l.st.malformed.Add(1)
 			return nil, err
 		}
-		return encodeAnswers(nil, l.serve(strings.Clone(from), reps)), nil
+		sc.answers = slices.Grow(sc.answers[:0], len(reps))[:len(reps)]
+		clear(sc.answers)
+		return encodeAnswers(nil, l.serveInto(sc.answers, strings.Clone(from), reps)), nil
 	})
 	srv.Handle(MethodHandoff, func(ctx context.Context, body []byte) ([]byte, error) {
 		_, hs, err := decodeHandoffs(body)
@@ -47,6 +54,13 @@ func (l *Limiter) Register(srv *wire.Server) {
 		l.receiveHandoffs(hs)
 		return []byte{codecVersion}, nil
 	})
+}
+
+// scratch is the memory one sync call is decoded and answered in, reused
+// across calls (Limiter.scratch).
+type scratch struct {
+	reps    []report
+	answers []answer
 }
 
 // Start runs the sync loop until Close. It may be called once.
@@ -145,65 +159,62 @@ type batch struct {
 	sent    int64 // mono ns
 }
 
-// collect takes the reports due from every global key and groups them by
-// owner.
+// collect takes the reports of the queued entries and groups them by
+// owner. Only queued entries are looked at: a round costs what there is
+// to report, not the number of keys.
 func (l *Limiter) collect(rs *ruleSet, ring Ring, now int64) map[string]*batch {
+	l.dirtyMu.Lock()
+	queued := l.dirty
+	l.dirty = l.sync.spare[:0]
+	l.dirtyMu.Unlock()
 	out := map[string]*batch{}
 	var kb []byte
-	for _, st := range rs.list {
-		if st.rule.Scope != Global {
+	for i, e := range queued {
+		queued[i] = nil
+		e.flags.And(^flagQueued) // a request from now on queues it again
+		st := rs.byName[e.ctr.name]
+		if st == nil || st.c != e.ctr { // the rule went away or changed meaning
 			continue
 		}
-		st.c.entries.each(func(key string, e *entry) {
-			r, ok := l.due(st, e, now)
-			if !ok {
-				return
-			}
-			kb = appendOwnerKey(kb[:0], st.rule.Name, key)
-			owner, self := ring.Owner(unsafe.String(unsafe.SliceData(kb), len(kb)))
-			if owner == "" {
-				owner, self = l.cfg.Self, true
-			}
-			b := out[owner]
-			if b == nil {
-				b = &batch{owner: owner, self: self, sent: now}
-				out[owner] = b
-			}
-			r.rule, r.key, r.limit = st.rule.Name, key, st.rule.Limit
-			e.mu.Lock()
-			if e.owner != "" && e.owner != owner {
-				r.hasHint, r.hint = true, e.snap
-			}
-			e.reported = now
-			e.mu.Unlock()
-			b.reps = append(b.reps, r)
-			b.entries = append(b.entries, e)
-		})
+		r, ok := take(e)
+		if !ok {
+			continue
+		}
+		kb = appendOwnerKey(kb[:0], st.rule.Name, e.key)
+		owner, self := ring.Owner(unsafe.String(unsafe.SliceData(kb), len(kb)))
+		if owner == "" {
+			owner, self = l.cfg.Self, true
+		}
+		b := out[owner]
+		if b == nil {
+			b = &batch{owner: owner, self: self, sent: now}
+			out[owner] = b
+		}
+		r.rule, r.key, r.limit, r.span = st.rule.Name, e.key, st.rule.Limit, now-e.since.Load()
+		e.mu.Lock()
+		if e.owner != "" && e.owner != owner {
+			r.hasHint, r.hint = true, e.snap
+		}
+		e.reported = now
+		e.mu.Unlock()
+		b.reps = append(b.reps, r)
+		b.entries = append(b.entries, e)
 	}
+	l.sync.spare = queued[:0]
 	return out
 }
 
-// due decides whether e is reported this round, and takes what it
-// reports: refusals and admissions without a lease always; admissions
-// from a lease when the lease runs low or expires within two rounds; an
-// unspent lease on a key nobody asked for in two rounds, when the key is
-// busy enough that others may want it.
-func (l *Limiter) due(st *ruleState, e *entry, now int64) (report, bool) {
-	T := int64(l.cfg.SyncInterval)
-	exp, used := e.exp.Load(), e.used.Load()
-	leased := now < exp
+// take takes what e has to report: what it admitted (from its lease or
+// without one) and refused since its last report, and its lease when the
+// sweep asked for it back.
+func take(e *entry) (report, bool) {
 	var r report
-	switch {
-	case e.denied.Load() > 0 || e.extra.Load() > 0:
-	case used > 0 && (!leased || exp-now < 2*T || e.lease.Load() <= e.grant.Load()/4):
-	case leased && e.lease.Load() > 0 && now-e.last.Load() > 2*T && 2*e.count.Load() >= st.rule.Limit:
+	if e.flags.Load()&flagRelease != 0 {
+		e.flags.And(^flagRelease)
 		r.returned = e.lease.Swap(0)
-	default:
-		return r, false
 	}
 	r.used, r.extra, r.denied = e.used.Swap(0), e.extra.Swap(0), e.denied.Swap(0)
-	r.span = now - e.since.Load()
-	return r, true
+	return r, r.used != 0 || r.extra != 0 || r.denied != 0 || r.returned != 0
 }
 
 // send sends every batch, to remote owners at once, and applies the

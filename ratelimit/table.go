@@ -49,9 +49,10 @@ func (t *table[E]) get(key string) *E {
 }
 
 // getOrCreate returns key's entry, making one with mk when there is none
-// and the table has room (key is cloned: callers may pass a string that
-// aliases a buffer). It returns nil when the table is full.
-func (t *table[E]) getOrCreate(key string, mk func() *E) (e *E, created bool) {
+// and the table has room. key is cloned (callers may pass a string that
+// aliases a buffer) and mk receives the clone, which the table keeps. It
+// returns nil when the table is full.
+func (t *table[E]) getOrCreate(key string, mk func(key string) *E) (e *E, created bool) {
 	if e := t.get(key); e != nil {
 		return e, false
 	}
@@ -64,8 +65,9 @@ func (t *table[E]) getOrCreate(key string, mk func() *E) (e *E, created bool) {
 	if t.n.Load() >= t.max {
 		return nil, false
 	}
-	e = mk()
-	s.m[strings.Clone(key)] = e
+	key = strings.Clone(key)
+	e = mk(key)
+	s.m[key] = e
 	t.n.Add(1)
 	return e, true
 }

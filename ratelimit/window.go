@@ -117,6 +117,8 @@ type gcra struct {
 	tat atomic.Int64
 }
 
+func newGCRA(string) *gcra { return new(gcra) }
+
 // allow admits cost at now, or returns how long until it would fit.
 func (g *gcra) allow(now, cost int64, interval float64, burst int64) (bool, time.Duration) {
 	tol := int64(float64(burst) * interval)
