@@ -44,12 +44,14 @@ func BenchmarkProxyTracing(b *testing.B) {
 				defer t.stop()
 				tr = t
 			}
-			benchProxy(b, tr)
+			benchProxy(b, proxy.Config{Tracer: tr}, "GET /small HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 		})
 	}
 }
 
-func benchProxy(b *testing.B, tr proxy.Tracer) {
+// benchProxy measures req, proxied by an engine of cfg to a minimal origin
+// over loopback, again and again on one keep-alive connection.
+func benchProxy(b *testing.B, cfg proxy.Config, req string) {
 	origin := rawOrigin(b, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"+string(make([]byte, 100)))
 	r, err := proxy.NewRouter(proxy.RouterOptions{})
 	if err != nil {
@@ -61,7 +63,7 @@ func benchProxy(b *testing.B, tr proxy.Tracer) {
 		b.Fatal(err)
 	}
 	r.Swap(tbl)
-	srv, err := proxy.New[struct{}](proxy.RouterApp{Router: r}, proxy.Config{Tracer: tr})
+	srv, err := proxy.New[struct{}](proxy.RouterApp{Router: r}, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -77,11 +79,10 @@ func benchProxy(b *testing.B, tr proxy.Tracer) {
 	}
 	defer c.Close()
 	br := bufio.NewReader(c)
-	req := []byte("GET /small HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	b.ReportAllocs()
 	cpu0 := processCPU()
 	for b.Loop() {
-		if _, err := c.Write(req); err != nil {
+		if _, err := io.WriteString(c, req); err != nil {
 			b.Fatal(err)
 		}
 		resp, err := http.ReadResponse(br, nil)

@@ -146,9 +146,9 @@ func (src *source) value(r *Request) (string, bool) {
 
 // build returns r's key and whether r has every part of it. A one-part
 // key is the request's own string, not copied; a template is assembled in
-// buf and the result aliases it (unsafe.String), so a caller that keeps
-// the key must clone it (see table.getOrCreate).
-func (k *Key) build(r *Request, buf *[maxKeyLen]byte) (string, bool) {
+// the buffer buf returns and the result aliases it (unsafe.String), so a
+// caller that keeps the key must clone it (see table.getOrCreate).
+func (k *Key) build(r *Request, buf func() *[maxKeyLen]byte) (string, bool) {
 	if len(k.parts) == 1 {
 		v, ok := k.parts[0].value(r)
 		if len(v) > maxKeyLen {
@@ -156,7 +156,7 @@ func (k *Key) build(r *Request, buf *[maxKeyLen]byte) (string, bool) {
 		}
 		return v, ok
 	}
-	b := buf[:0]
+	b := buf()[:0]
 	for i := range k.parts {
 		v, ok := k.parts[i].value(r)
 		if !ok {

@@ -32,6 +32,7 @@ type Limiter struct {
 	dirty   []*entry // entries with something to report (flagQueued)
 	sync    syncState
 	scratch sync.Pool // *scratch, for the sync handler
+	keyBufs sync.Pool // *[maxKeyLen]byte, where Decide assembles template keys
 	st      stats
 
 	runMu   sync.Mutex
@@ -78,6 +79,7 @@ func New(cfg Config) (*Limiter, error) {
 	cfg = cfg.withDefaults()
 	l := &Limiter{cfg: cfg, clk: cfg.Clock, poke: make(chan struct{}, 1)}
 	l.scratch.New = func() any { return new(scratch) }
+	l.keyBufs.New = func() any { return new([maxKeyLen]byte) }
 	l.epoch = l.clk.Now()
 	l.rules.Store(&ruleSet{byName: map[string]*ruleState{}})
 	return l, nil
@@ -216,14 +218,25 @@ func (l *Limiter) Decide(r *Request, resume int, waited time.Duration) Decision 
 	}
 	cost := max(r.Cost, 1)
 	now := l.mono()
-	var buf [maxKeyLen]byte
+	var kb *[maxKeyLen]byte // a template key's buffer, from the pool on first use
+	buf := func() *[maxKeyLen]byte {
+		if kb == nil {
+			kb = l.keyBufs.Get().(*[maxKeyLen]byte)
+		}
+		return kb
+	}
+	defer func() {
+		if kb != nil {
+			l.keyBufs.Put(kb)
+		}
+	}()
 	var fields []byte
 	for i := max(resume, 0); i < len(rs.list); i++ {
 		st := rs.list[i]
 		if !st.match.match(r) {
 			continue
 		}
-		key, ok := st.key.build(r, &buf)
+		key, ok := st.key.build(r, buf)
 		if !ok {
 			continue
 		}

@@ -373,7 +373,7 @@ func (c *counter) merge(st *ruleState, s snap, now int64) {
 func (c *counter) idle(st *ruleState, now int64, keep time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.leases) > 0 || now-c.touched < int64(keep) {
+	if now-c.touched < int64(keep) {
 		return false
 	}
 	idx, f := windowAt(now, st.rule.Period)

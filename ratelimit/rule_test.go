@@ -75,7 +75,7 @@ func TestKeys(t *testing.T) {
 			t.Fatalf("ParseKey(%q): %v", tc.key, err)
 		}
 		var buf [maxKeyLen]byte
-		got, ok := k.build(req, &buf)
+		got, ok := k.build(req, func() *[maxKeyLen]byte { return &buf })
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("%q: got %q, %v; want %q, %v", tc.key, got, ok, tc.want, tc.ok)
 		}
@@ -88,7 +88,7 @@ func TestKeys(t *testing.T) {
 	long := &Request{Header: http.Header{"K": {strings.Repeat("x", 1000)}}}
 	k, _ := ParseKey("{header:k}-{header:k}")
 	var buf [maxKeyLen]byte
-	if got, _ := k.build(long, &buf); len(got) != maxKeyLen {
+	if got, _ := k.build(long, func() *[maxKeyLen]byte { return &buf }); len(got) != maxKeyLen {
 		t.Errorf("a long key is %d bytes, want it cut to %d", len(got), maxKeyLen)
 	}
 }
