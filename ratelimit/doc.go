@@ -46,7 +46,9 @@
 // and an owner grants only while the count stays within the limit. A
 // grant is the node's demand over two sync intervals (at least the local
 // share's burst below, at most two sync intervals of the whole limit),
-// first come first served. A sliding-window lease ends with the owner's
+// first come first served, out of what the window will have freed T/5
+// from now (the next early round), so that what frees in a window's last
+// round is granted in that window. A sliding-window lease ends with the owner's
 // window, so that what it admits is counted in the window it is admitted
 // in; on a quiet key (half the limit or less counted) a lease lasts
 // LeaseTerm (default 5 s) instead and its unspent tokens are counted again
@@ -63,8 +65,10 @@
 // # What scope global promises
 //
 // While every node that serves a key holds a lease (the steady state) the
-// key never admits more than its limit in any window: every admitted
-// request spent a token its owner had counted. Admissions without a lease
+// key never admits more than its limit in any of its owner's windows:
+// every admitted request spent a token its owner had counted. (Grants run
+// T/5 ahead of the window's slide, so an interval of one period that
+// straddles two windows may admit up to L·T/(5P) more: 1 % by default.) Admissions without a lease
 // are the only excess. A node admits at most b plus what its share
 // accrues until its first answer, about 2b, per start on a key (a key it
 // had not seen, or a quiet key whose lease ended), and starts at most once
@@ -75,7 +79,7 @@
 // the extra being reached only when all N nodes start on a key at its
 // limit in the same window (10 % + 2N with the defaults at P = 1 s; none
 // in steady state). Measured: TestGlobalAccuracySim (3 and 5 nodes, load
-// even or on one node: 989-995 of 1,000 every second), TestFreshStartBound,
+// even or on one node: 996-1,000 of 1,000 every second), TestFreshStartBound,
 // and the real processes of bench/ratelimit (bench/RATELIMIT.md). A token
 // bucket keeps the same bound in tokens.
 //

@@ -143,7 +143,11 @@ func (c *counter) report(st *ruleState, node string, r *report, now int64, cfg C
 	want := leaseSize(st, ls.rate, n, cfg.SyncInterval, min(int64(cfg.LeaseTerm), windowLeft))
 	var g int64
 	if want > ls.out {
-		g = max(min(c.available(st, f), want-ls.out), 0)
+		// Grant what the window frees until the node's next early round
+		// (T/5 ahead), so that what frees in the last round of a window
+		// is not lost to it.
+		ahead := min(f+float64(cfg.SyncInterval/5)/float64(st.rule.Period), 1)
+		g = max(min(c.available(st, ahead), want-ls.out), 0)
 		c.take(st, ls, g, idx)
 	}
 	ls.out += g
@@ -286,7 +290,8 @@ func (c *counter) hits(st *ruleState, n int64) {
 	c.own.curr += n
 }
 
-// available is how many tokens may be granted now.
+// available is how many tokens may be granted at fraction f of the
+// current window (a token bucket: now).
 func (c *counter) available(st *ruleState, f float64) int64 {
 	if st.rule.Algorithm == TokenBucket {
 		return int64(math.Floor(c.bkt.tokens))
