@@ -3,7 +3,9 @@
 // the listeners, serves the admin API (/status, /metrics, /healthz,
 // /readyz, /v1/config, peer enable/disable) and, when the node file names
 // their addresses, runs gossip membership, the raft-replicated cluster
-// config and the node-to-node RPC. It runs the lifecycle (start, reload,
+// config, the node-to-node RPC and the rate limiter's global counters
+// (ratelimit, plugged into the proxy's Limiter hook; node/ratelimit.go).
+// It runs the lifecycle (start, reload,
 // drain, stop) and the zero-downtime upgrade, handing its sockets and
 // cluster identity to a successor process (proxy/handoff).
 //

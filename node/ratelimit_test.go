@@ -138,3 +138,28 @@ func TestNodesGlobalLimit(t *testing.T) {
 	})
 	t.Logf("admitted %d of 150; owner %s", admitted, want)
 }
+
+// TestRateLimitsReplicated: a rule written with PUT /v1/config applies
+// live; one that does not validate is refused with 400 and the field,
+// and nothing is replicated (the version stays).
+func TestRateLimitsReplicated(t *testing.T) {
+	up := origin(t, "a")
+	n := startRaftNode(t, "n1", up, 1)
+	waitUntil(t, "version 1 applied", func() bool { st := n.Status(); return st.Config != nil && st.Config.Version == 1 })
+	bad := withLimits(clusterFor(up), "  - name: api\n    limit: 0\n")
+	if code, body := putConfig(t, n.AdminAddr(), bad, ""); code != 400 || !strings.Contains(body, "rate_limits[0].limit") {
+		t.Fatalf("invalid rule: %d %s", code, body)
+	}
+	if v := n.Status().Config.Version; v != 1 {
+		t.Fatalf("version %d after a refused write, want 1", v)
+	}
+	good := withLimits(clusterFor(up), "  - name: api\n    limit: 2\n    period: 1m\n")
+	if code, body := putConfig(t, n.AdminAddr(), good, ""); code != 200 {
+		t.Fatalf("valid rule: %d %s", code, body)
+	}
+	waitUntil(t, "version 2 applied", func() bool { return n.Status().Config.Version == 2 })
+	url := "http://" + n.ListenerAddrs()["http"] + "/"
+	if a, b, c := getWith(t, url, nil).StatusCode, getWith(t, url, nil).StatusCode, getWith(t, url, nil).StatusCode; a != 200 || b != 200 || c != 429 {
+		t.Fatalf("statuses %d %d %d, want 200 200 429", a, b, c)
+	}
+}
