@@ -217,6 +217,11 @@ func globalRule(limit int64) Rule {
 	return Rule{Name: "api", Key: "header:x-api-key", Limit: limit, Period: time.Second, Scope: Global}
 }
 
+// without returns ids less id.
+func without(ids []string, id string) []string {
+	return slices.DeleteFunc(slices.Clone(ids), func(s string) bool { return s == id })
+}
+
 // within reports whether every value of xs lies in [lo, hi].
 func within(xs []int64, lo, hi int64) bool {
 	for _, x := range xs {
@@ -269,12 +274,7 @@ func TestOwnerCrashSim(t *testing.T) {
 	for _, ids := range [][]string{{"a", "b", "c"}, {"a", "b", "c", "d", "e"}} {
 		c := newSimCluster(t, Config{}, []Rule{globalRule(1000)}, ids...)
 		victim := c.owner("api", "k1")
-		var rest []string
-		for _, id := range ids {
-			if id != victim {
-				rest = append(rest, id)
-			}
-		}
+		rest := without(ids, victim)
 		secs := c.drive(30*time.Second, 3000, "k1", ids, func(ms int) {
 			switch ms {
 			case 10_000:
@@ -357,12 +357,7 @@ func TestGracefulLeaveSim(t *testing.T) {
 	ids := []string{"a", "b", "c"}
 	c := newSimCluster(t, Config{}, []Rule{globalRule(1000)}, ids...)
 	victim := c.owner("api", "k1")
-	var rest []string
-	for _, id := range ids {
-		if id != victim {
-			rest = append(rest, id)
-		}
-	}
+	rest := without(ids, victim)
 	secs := c.drive(20*time.Second, 3000, "k1", rest, func(ms int) {
 		if ms == 10_000 {
 			c.nodes[victim].l.Drain()

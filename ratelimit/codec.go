@@ -159,6 +159,14 @@ func (r *reader) header() {
 	}
 }
 
+// start reads what a request body begins with: the version, the sender
+// and the number of lines.
+func (r *reader) start() (from string, n int) {
+	r.header()
+	from = r.str()
+	return from, int(r.uvarint(maxBatch))
+}
+
 func (r *reader) done() error {
 	if r.err == nil && len(r.b) != 0 {
 		r.fail()
@@ -173,9 +181,7 @@ func decodeReports(b []byte) (from string, reps []report, err error) {
 // decodeReportsInto is decodeReports reusing buf's memory.
 func decodeReportsInto(buf []report, b []byte) (from string, reps []report, err error) {
 	r := &reader{b: b}
-	r.header()
-	from = r.str()
-	n := int(r.uvarint(maxBatch))
+	from, n := r.start()
 	if r.err != nil {
 		return "", nil, r.err
 	}
@@ -246,9 +252,7 @@ func encodeHandoffs(b []byte, from string, hs []handoff) []byte {
 
 func decodeHandoffs(b []byte) (from string, hs []handoff, err error) {
 	r := &reader{b: b}
-	r.header()
-	from = r.str()
-	n := int(r.uvarint(maxBatch))
+	from, n := r.start()
 	if r.err != nil {
 		return "", nil, r.err
 	}

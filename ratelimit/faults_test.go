@@ -115,6 +115,16 @@ func (tl *tally) worst() (int64, map[int64]int64) {
 	return w, out
 }
 
+// check fails the test if a whole window admitted more than limit.
+func (tl *tally) check(t *testing.T, limit int64) {
+	t.Helper()
+	worst, per := tl.worst()
+	t.Logf("admitted per window %v; worst %d, allowed %d", per, worst, limit)
+	if worst > limit {
+		t.Fatalf("a window admitted %d, over %d", worst, limit)
+	}
+}
+
 // boundOf is the stated over-admission bound per period while the owner
 // answers: N·2⌈L·T/(N·P)⌉ (the doc's formula).
 func boundOf(limit int64, n int, T, P time.Duration) int64 {
@@ -165,13 +175,8 @@ func TestOwnerPartitioned(t *testing.T) {
 	})
 	close(stop)
 	wg.Wait()
-	worst, per := tl.worst()
-	share := int64(200 / 3)
-	limit := 200 + share + boundOf(200, 3, DefaultSyncInterval, time.Second)
-	t.Logf("admitted per window %v; worst %d, allowed %d (limit + one local share + bound); fallbacks %d", per, worst, limit, cut.l.Stats().Fallbacks)
-	if worst > limit {
-		t.Fatalf("a window admitted %d, over %d", worst, limit)
-	}
+	t.Logf("allowed: the limit, one local share, the bound; fallbacks %d", cut.l.Stats().Fallbacks)
+	tl.check(t, 200+int64(200/3)+boundOf(200, 3, DefaultSyncInterval, time.Second))
 }
 
 // TestDroppedBatches: a third of the frames to and from the owner are
@@ -199,16 +204,12 @@ func TestDroppedBatches(t *testing.T) {
 	})
 	close(stop)
 	wg.Wait()
-	worst, per := tl.worst()
-	limit := 200 + 2*int64(200/3) + boundOf(200, 3, DefaultSyncInterval, time.Second)
 	var errs uint64
 	for _, n := range c.nodes {
 		errs += n.l.Stats().SyncErrors
 	}
-	t.Logf("admitted per window %v; worst %d, allowed %d; %d frames dropped, %d sync errors", per, worst, limit, c.faults.Stats().DroppedFrames, errs)
-	if worst > limit {
-		t.Fatalf("a window admitted %d, over %d", worst, limit)
-	}
+	t.Logf("%d frames dropped, %d sync errors", c.faults.Stats().DroppedFrames, errs)
+	tl.check(t, 200+2*int64(200/3)+boundOf(200, 3, DefaultSyncInterval, time.Second))
 }
 
 // TestDelayedAnswers: every answer from the owner takes 30 ms more. A
@@ -234,15 +235,10 @@ func TestDelayedAnswers(t *testing.T) {
 	})
 	close(stop)
 	wg.Wait()
-	worst, per := tl.worst()
-	limit := 200 + boundOf(200, 3, DefaultSyncInterval, time.Second)
+	tl.check(t, 200+boundOf(200, 3, DefaultSyncInterval, time.Second))
 	var fallbacks uint64
 	for _, n := range c.nodes {
 		fallbacks += n.l.Stats().Fallbacks
-	}
-	t.Logf("admitted per window %v; worst %d, allowed %d; fallbacks %d", per, worst, limit, fallbacks)
-	if worst > limit {
-		t.Fatalf("a window admitted %d, over %d", worst, limit)
 	}
 	if fallbacks != 0 {
 		t.Fatalf("%d keys fell back with the owner answering, only late", fallbacks)

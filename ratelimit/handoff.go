@@ -102,7 +102,7 @@ func (l *Limiter) receiveHandoffs(hs []handoff) {
 
 // absorb merges a hand-off into c. The leases it brings are counted in the
 // merged state already, so their refunds are not taken out of c's own
-// windows (gcur and gprev stay): they run out with the windows.
+// windows (granted stays): they run out with the windows.
 func (c *counter) absorb(st *ruleState, h handoff, now int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

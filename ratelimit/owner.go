@@ -36,11 +36,10 @@ type lease struct {
 	exp  int64   // wall ns: refunded after this
 	last int64   // wall ns of the node's last report
 	rate float64 // the node's offered requests per ns (a moving average)
-	// gidx, gcur, gprev: what this lease was granted in window gidx and
-	// the one before, so a refund never takes back more than was counted
-	// in a window still in the estimate.
-	gidx        int64
-	gcur, gprev int64
+	// granted is what this lease was counted for in the current window
+	// and the one before, so a refund never takes back more than was
+	// counted in a window still in the estimate.
+	granted slide
 }
 
 // report is one key's line of a sync request: what a node did since its
@@ -206,8 +205,8 @@ func (c *counter) roll(st *ruleState, now, idx int64) {
 	start := idx * int64(st.rule.Period)
 	for i := range c.leases {
 		if ls := &c.leases[i]; ls.out > 0 && ls.exp > start {
-			ls.roll(idx)
-			ls.gcur += ls.out
+			ls.granted.roll(idx)
+			ls.granted.curr += ls.out
 			c.own.curr += ls.out
 		}
 	}
@@ -315,8 +314,8 @@ func (c *counter) take(st *ruleState, ls *lease, g, idx int64) {
 		return
 	}
 	c.own.curr += g
-	ls.roll(idx)
-	ls.gcur += g
+	ls.granted.roll(idx)
+	ls.granted.curr += g
 }
 
 // refund gives back n unspent tokens of ls: to the bucket, or out of the
@@ -329,25 +328,14 @@ func (c *counter) refund(st *ruleState, ls *lease, n, idx int64) {
 		c.bkt.tokens = math.Min(float64(st.rule.Burst), c.bkt.tokens+float64(n))
 		return
 	}
-	ls.roll(idx)
-	x := min(n, ls.gcur)
-	ls.gcur -= x
+	g := &ls.granted
+	g.roll(idx)
+	x := min(n, g.curr)
+	g.curr -= x
 	c.own.curr = max(c.own.curr-x, 0)
-	y := min(n-x, ls.gprev)
-	ls.gprev -= y
+	y := min(n-x, g.prev)
+	g.prev -= y
 	c.own.prev = max(c.own.prev-y, 0)
-}
-
-func (ls *lease) roll(idx int64) {
-	switch {
-	case idx <= ls.gidx:
-		return
-	case idx == ls.gidx+1:
-		ls.gprev, ls.gcur = ls.gcur, 0
-	default:
-		ls.gprev, ls.gcur = 0, 0
-	}
-	ls.gidx = idx
 }
 
 // snap returns the counter's whole state for an answer or a hand-off.

@@ -125,20 +125,32 @@ func runLoad(o opts, g *load, every func(sec int)) []counts {
 	return g.series(first, first+int64(total)-2)
 }
 
-func accuracy(o opts, origin string, nodes int, spread string) (row, error) {
+// startCluster starts nodes pingora-node processes and waits for their
+// ring; the caller stops them.
+func startCluster(o opts, origin string, nodes int) (*cluster, error) {
 	c, err := newCluster(o.bin, origin, o.limit)
+	if err != nil {
+		return nil, err
+	}
+	for range nodes {
+		if _, err := c.start(); err != nil {
+			c.stop(o.keep)
+			return nil, err
+		}
+	}
+	if err := c.waitRing(nodes); err != nil {
+		c.stop(true)
+		return nil, err
+	}
+	return c, nil
+}
+
+func accuracy(o opts, origin string, nodes int, spread string) (row, error) {
+	c, err := startCluster(o, origin, nodes)
 	if err != nil {
 		return row{}, err
 	}
 	defer c.stop(o.keep)
-	for range nodes {
-		if _, err := c.start(); err != nil {
-			return row{}, err
-		}
-	}
-	if err := c.waitRing(nodes); err != nil {
-		return row{}, err
-	}
 	targets := c.proxies()
 	if spread != "even" {
 		targets = targets[:1]
@@ -149,19 +161,11 @@ func accuracy(o opts, origin string, nodes int, spread string) (row, error) {
 }
 
 func killOwner(o opts, origin string, nodes int) (row, error) {
-	c, err := newCluster(o.bin, origin, o.limit)
+	c, err := startCluster(o, origin, nodes)
 	if err != nil {
 		return row{}, err
 	}
 	defer c.stop(o.keep)
-	for range nodes {
-		if _, err := c.start(); err != nil {
-			return row{}, err
-		}
-	}
-	if err := c.waitRing(nodes); err != nil {
-		return row{}, err
-	}
 	g := newLoad(o.rate, c.proxies(), proxyGet("k1"))
 	victim := ""
 	secs := runLoad(o, g, func(s int) {
@@ -177,19 +181,11 @@ func killOwner(o opts, origin string, nodes int) (row, error) {
 }
 
 func scale(o opts, origin string) (row, error) {
-	c, err := newCluster(o.bin, origin, o.limit)
+	c, err := startCluster(o, origin, 3)
 	if err != nil {
 		return row{}, err
 	}
 	defer c.stop(o.keep)
-	for range 3 {
-		if _, err := c.start(); err != nil {
-			return row{}, err
-		}
-	}
-	if err := c.waitRing(3); err != nil {
-		return row{}, err
-	}
 	key := movingKey()
 	g := newLoad(o.rate, c.proxies(), proxyGet(key))
 	var owners []string
