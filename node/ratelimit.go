@@ -119,7 +119,13 @@ func limitRules(in []config.RateLimit) []ratelimit.Rule {
 // rate limiter and its decision back.
 type limitHook struct{ l *ratelimit.Limiter }
 
-var _ proxy.Limiter = limitHook{}
+var (
+	_ proxy.Limiter       = limitHook{}
+	_ proxy.LimiterActive = limitHook{}
+)
+
+// Active skips the hook, and its span, while the config has no rules.
+func (h limitHook) Active() bool { return h.l.Active() }
 
 func (h limitHook) Limit(s *proxy.Session, prev *proxy.LimitDecision) proxy.LimitDecision {
 	r := ratelimit.Request{Route: s.Route, Host: s.Req.Host, Method: s.Req.Method, Path: s.Req.Path(),

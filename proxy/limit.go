@@ -22,6 +22,14 @@ type Limiter interface {
 	Limit(s *Session, prev *LimitDecision) LimitDecision
 }
 
+// LimiterActive is an optional capability of a Limiter, found once by
+// New: Active reports whether the Limiter has anything to decide at all
+// (a node whose config has no rules). While it reports false the engine
+// skips the Limiter, and its span, for the request.
+type LimiterActive interface {
+	Active() bool
+}
+
 // LimitDecision is a Limiter's answer. The zero value admits the request.
 type LimitDecision struct {
 	// Deny refuses the request: 429 Too Many Requests with Retry-After and
@@ -56,7 +64,7 @@ const maxLimitWaits = 64
 // it left during a wait.
 func (s *Server[C]) limit(sess *Session) (handled bool, err error) {
 	l := s.cfg.Limiter
-	if l == nil {
+	if l == nil || s.limitActive != nil && !s.limitActive.Active() {
 		return false, nil
 	}
 	_, sp := s.startSpan(sess, SpanRateLimit, nil)

@@ -144,3 +144,41 @@ func TestLimiterWaitClientGone(t *testing.T) {
 		t.Fatal("the upstream was contacted")
 	}
 }
+
+// switchLimiter is a scriptLimiter that can say it has nothing to decide.
+type switchLimiter struct {
+	scriptLimiter
+	active atomic.Bool
+}
+
+func (l *switchLimiter) Active() bool { return l.active.Load() }
+
+// TestLimiterSpanAndInactive: an inactive limiter (no rules) is skipped,
+// with no span; an active one's decision is a "rate limit" span under the
+// request's, ending with the status a refusal answers.
+func TestLimiterSpanAndInactive(t *testing.T) {
+	var hits atomic.Int64
+	l := &switchLimiter{scriptLimiter: scriptLimiter{script: []LimitDecision{{Deny: true, RetryAfter: time.Second}}}}
+	tr := &recTracer{}
+	p := startProxy(t, routerFor(t, countingOrigin(t, &hits)), Config{Limiter: l, Tracer: tr}, ListenerConfig{Name: "http"})
+	if resp, _ := mustGet(t, h1Client(), "http://"+p.addr+"/"); resp.StatusCode != 200 || len(l.calls) != 0 {
+		t.Fatalf("inactive limiter: status %d, %d calls", resp.StatusCode, len(l.calls))
+	}
+	l.active.Store(true)
+	if resp, _ := mustGet(t, h1Client(), "http://"+p.addr+"/"); resp.StatusCode != 429 {
+		t.Fatalf("active limiter: status %d", resp.StatusCode)
+	}
+	var limits []recSpan
+	var reqs []recSpan
+	for _, sp := range tr.snapshot() {
+		switch sp.kind {
+		case SpanRateLimit:
+			limits = append(limits, sp)
+		case SpanRequest:
+			reqs = append(reqs, sp)
+		}
+	}
+	if len(limits) != 1 || len(reqs) != 2 || limits[0].parent != reqs[1].id || !limits[0].ended || limits[0].end.Status != 429 {
+		t.Fatalf("rate limit spans %+v, request spans %+v", limits, reqs)
+	}
+}

@@ -42,6 +42,8 @@ type Server[C any] struct {
 	errLog  *slog.Logger
 	// rejectLog bounds the log lines of refused requests (see rejected).
 	rejectLog logBudget
+	// limitActive is Config.Limiter's LimiterActive, if it has one.
+	limitActive LimiterActive
 
 	cacheStore cache.Store
 	clock      clock.Clock
@@ -98,6 +100,7 @@ func New[C any](app App[C], cfg Config) (*Server[C], error) {
 	if w, ok := app.(PeerWatcher); ok {
 		s.unwatch = w.WatchPeers(s.retainPeers)
 	}
+	s.limitActive, _ = cfg.Limiter.(LimiterActive)
 	return s, nil
 }
 

@@ -169,6 +169,10 @@ func (l *Limiter) newSketch(p time.Duration) (*estimator.Rate, error) {
 	return r, nil
 }
 
+// Active reports whether there is any rule: with none, every request is
+// admitted and Decide need not be called.
+func (l *Limiter) Active() bool { return len(l.rules.Load().list) > 0 }
+
 // Rules returns the rules in force, defaults filled in.
 func (l *Limiter) Rules() []Rule {
 	rs := l.rules.Load()
