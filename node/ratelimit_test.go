@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pingora-go/pingora-go/node/config"
+	"github.com/pingora-go/pingora-go/ratelimit"
 )
 
 func withLimits(cluster, limits string) string { return cluster + "rate_limits:\n" + limits }
@@ -162,4 +165,26 @@ func TestRateLimitsReplicated(t *testing.T) {
 	if a, b, c := getWith(t, url, nil).StatusCode, getWith(t, url, nil).StatusCode, getWith(t, url, nil).StatusCode; a != 200 || b != 200 || c != 429 {
 		t.Fatalf("statuses %d %d %d, want 200 200 429", a, b, c)
 	}
+}
+
+// FuzzRateLimitRules: whatever rate_limits the cluster config accepts,
+// the limiter takes (STYLE habit 20: a validated document always applies).
+func FuzzRateLimitRules(f *testing.F) {
+	base := clusterFor("127.0.0.1:9001")
+	f.Add(withLimits(base, "  - name: api\n    key: header:x-api-key\n    limit: 1000\n    scope: global\n"))
+	f.Add(withLimits(base, "  - name: t\n    key: \"{route}:{cookie:s}\"\n    limit: 5\n    period: 1m\n    algorithm: token_bucket\n    burst: 9\n    on_exceed: delay\n    max_delay: 2s\n"))
+	f.Add(withLimits(base, "  - name: m\n    match: {route: web, host: \"*.a.b\", path_prefix: /x, methods: [GET]}\n    limit: 1\n"))
+	f.Fuzz(func(t *testing.T, doc string) {
+		c, err := config.ParseCluster("f.yaml", []byte(doc))
+		if err != nil {
+			return
+		}
+		l, err := ratelimit.New(ratelimit.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.SetRules(limitRules(c.RateLimits)); err != nil {
+			t.Fatalf("a document the config accepts is refused by the limiter: %v\n%s", err, doc)
+		}
+	})
 }
