@@ -34,7 +34,8 @@ var targetLabels = map[string]bool{"job": true, "instance": true}
 
 // clusterYAML routes /dead/ to two peers that refuse connections (502s,
 // upstream errors, a retry, a health transition), /cached/ to origin
-// through the cache, and the rest to origin.
+// through the cache, and the rest to origin; /limited/ admits one request
+// a minute per client (an allowed and a denied decision).
 const clusterYAML = `upstreams:
   - name: origin
     peers: [{addr: %s}]
@@ -47,6 +48,8 @@ routes:
   - {path_prefix: /dead/, upstream: dead}
   - {path_prefix: /cached/, upstream: origin, cache: {enabled: true}}
   - {upstream: origin}
+rate_limits:
+  - {name: limited, match: {path_prefix: /limited/}, limit: 1, period: 1m}
 `
 
 // scrapeRunningNode builds pingora-node, runs it from flags alone with
@@ -85,7 +88,7 @@ func scrapeRunningNode(t *testing.T) seriesSet {
 	})
 	base := "http://" + admin
 	waitFor(t, "the node is ready", func() bool { return get(base+"/readyz") == http.StatusOK })
-	for _, path := range []string{"/", "/a", "/dead/x", "/cached/a", "/cached/a", "/cached/nostore"} {
+	for _, path := range []string{"/", "/a", "/dead/x", "/cached/a", "/cached/a", "/cached/nostore", "/limited/a", "/limited/a"} {
 		get("http://" + proxy + path)
 	}
 	malformed(t, proxy)
@@ -94,7 +97,8 @@ func scrapeRunningNode(t *testing.T) seriesSet {
 	waitFor(t, "the lazily created series", func() bool {
 		series = scrape(t, base+"/metrics")
 		return len(series["pingora_upstream_health_transitions_total"]) > 0 && len(series["pingora_cache_uncacheable_total"]) > 0 &&
-			len(series["pingora_upstream_errors_total"]) > 0 && len(series["pingora_downstream_rejected_total"]) > 0
+			len(series["pingora_upstream_errors_total"]) > 0 && len(series["pingora_downstream_rejected_total"]) > 0 &&
+			len(series["pingora_ratelimit_decisions_total"]) > 1
 	})
 	return series
 }
