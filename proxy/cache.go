@@ -33,6 +33,19 @@ type cacheState struct {
 	invalidate bool // an unsafe method: invalidate on success (§4.4)
 	result     string
 	st         cacheStatus
+	// req is the request as the store sees it, carried by ctx (see
+	// cache.WithRequest); ctx is nil until the key is known.
+	req cache.Request
+	ctx context.Context
+}
+
+// storeCtx is the context of the request's Store calls: it carries the
+// request (cache.RequestFrom) once the key is known.
+func (cs *cacheState) storeCtx(sess *Session) context.Context {
+	if cs.ctx != nil {
+		return cs.ctx
+	}
+	return sess.ctx
 }
 
 // varyIDs names Vary index generations: a random prefix per server and a
@@ -83,13 +96,19 @@ func (s *Server[C]) cacheRequest(sess *Session, ctx C) (done bool, err error) {
 	if sess.Cache == nil {
 		return false, nil
 	}
-	cs.cfg, cs.store = sess.Cache, sess.Cache.Store
+	cs.cfg = sess.Cache
+	if cs.store == nil { // a fill for another party brings its own store
+		cs.store = sess.Cache.Store
+	}
 	if cs.store == nil {
 		cs.store = s.cacheStore
 	}
 	cs.rq = cache.ParseRequest(sess.Req.Header)
 	if sess.Background { // the fill and the stale response came with it
 		cs.result, cs.st.fwd = cacheMiss, "stale"
+		if cs.stale == nil {
+			cs.st.fwd = "miss" // a fill for another party (FillCache)
+		}
 		return false, nil
 	}
 	if !s.cacheEligible(sess) {
@@ -100,6 +119,9 @@ func (s *Server[C]) cacheRequest(sess *Session, ctx C) (done bool, err error) {
 		return true, err
 	}
 	cs.key, cs.vkey = key, key
+	r := sess.Req
+	cs.req = cache.Request{Method: r.Method, Scheme: sess.scheme(), Host: r.Host, URI: r.URI, Header: r.Header, ClientIP: sess.ClientIP}
+	cs.ctx = cache.WithRequest(sess.ctx, &cs.req)
 	cs.canFill = sess.Req.Method == http.MethodGet && len(sess.Req.Header["Range"]) == 0 && !cs.rq.NoStore
 	obj, err := s.cacheFind(sess)
 	if err != nil {
@@ -166,6 +188,12 @@ func (s *Server[C]) cacheFind(sess *Session) (cache.Object, error) {
 
 func cacheFindIn(ctx context.Context, sess *Session) (cache.Object, error) {
 	cs := &sess.cache
+	switch {
+	case ctx == sess.ctx: // no span: the store context as is
+		ctx = cs.storeCtx(sess)
+	case cs.ctx != nil: // the span's context, with the request
+		ctx = cache.WithRequest(ctx, &cs.req)
+	}
 	o, err := cs.store.Lookup(ctx, cs.key)
 	if err != nil || o == nil {
 		return o, err
@@ -199,7 +227,7 @@ func (s *Server[C]) cacheFound(sess *Session, ctx C, obj cache.Object) (bool, er
 		cs.st.fwd = "request" // fresh, but the request's directives refused it
 	}
 	if !cs.rq.NoCache && meta.ServeStaleWhileRevalidating(v) {
-		f, other, _ := cs.store.Lock(sess.ctx, cs.vkey, 0)
+		f, other, _ := cs.store.Lock(cs.storeCtx(sess), cs.vkey, 0)
 		switch {
 		case other != nil: // a refresh already streams its new response
 			return s.serveStored(sess, ctx, other, cacheCollapsed, "")
@@ -238,7 +266,7 @@ func (s *Server[C]) cacheMiss(sess *Session, ctx C) (bool, error) {
 func (s *Server[C]) cacheLock(sess *Session, ctx C) (bool, error) {
 	cs := &sess.cache
 	for range 2 {
-		f, o, err := cs.store.Lock(sess.ctx, cs.vkey, cs.cfg.lockTimeout())
+		f, o, err := cs.store.Lock(cs.storeCtx(sess), cs.vkey, cs.cfg.lockTimeout())
 		switch {
 		case f != nil:
 			cs.fill = f
@@ -246,7 +274,7 @@ func (s *Server[C]) cacheLock(sess *Session, ctx C) (bool, error) {
 		case o != nil && o.Meta().Variants != nil:
 			cs.index = o.Meta().Variants
 			cs.vkey = cache.VariantKey(cs.key, cs.index, sess.Req.Header)
-			if o, _ = cs.store.Lookup(sess.ctx, cs.vkey); o != nil {
+			if o, _ = cs.store.Lookup(cs.storeCtx(sess), cs.vkey); o != nil {
 				s.metrics.cache.lockWaits.WithLabelValues("collapsed").Inc()
 				return s.serveStored(sess, ctx, o, cacheCollapsed, "")
 			}

@@ -48,6 +48,26 @@ func (b *background) start(sess *Session, fn func()) bool {
 	return true
 }
 
+// run runs fn for sess in the caller's goroutine, tracked like start's
+// requests so that close cuts it short and waits for it; it reports false
+// (and does not run fn) when the server is closing.
+func (b *background) run(sess *Session, fn func()) bool {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return false
+	}
+	b.sessions[sess] = struct{}{}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	defer b.wg.Done()
+	fn()
+	b.mu.Lock()
+	delete(b.sessions, sess)
+	b.mu.Unlock()
+	return true
+}
+
 // close cancels the requests under way (an upstream head wait ends at
 // once; a body read within its idle timeout) and waits for them.
 func (b *background) close() {

@@ -153,12 +153,12 @@ func (s *Server[C]) fillFor(sess *Session, meta *cache.Meta) (cache.Fill, string
 	case cs.index != nil && cache.SameFields(cs.index.Fields, fields):
 		return cs.fill, ""
 	case cs.index != nil:
-		cs.store.Remove(sess.ctx, cs.key)
+		cs.store.Remove(cs.storeCtx(sess), cs.key)
 		return nil, "vary-changed"
 	}
 	v := &cache.Variants{ID: s.varyIDs.next(), Fields: fields}
 	vk := cache.VariantKey(cs.key, v, sess.Req.Header)
-	f, _, err := cs.store.Lock(sess.ctx, vk, 0)
+	f, _, err := cs.store.Lock(cs.storeCtx(sess), vk, 0)
 	if f == nil {
 		s.errLog.Warn("cache variant lock failed", "route", sess.Route, "err", err)
 		return nil, "store-error"
@@ -218,7 +218,7 @@ func (s *Server[C]) refreshStale(sess *Session, ctx C, ex exchange, resp *Respon
 		return err
 	}
 	if !d.Store {
-		cs.store.Remove(sess.ctx, cs.vkey) // the origin no longer lets it be stored
+		cs.store.Remove(cs.storeCtx(sess), cs.vkey) // the origin no longer lets it be stored
 		s.notStored(sess, d.Reason)
 	} else if err := cs.fill.Refresh(meta); err != nil {
 		s.errLog.Debug("cache refresh not stored", "route", sess.Route, "err", err)
@@ -284,7 +284,7 @@ func (s *Server[C]) invalidate(sess *Session, ctx C, h http.Header) {
 		if err != nil {
 			continue
 		}
-		if _, err := cs.store.Remove(sess.ctx, key); err == nil {
+		if _, err := cs.store.Remove(cs.storeCtx(sess), key); err == nil {
 			s.metrics.cache.invalidated.Inc()
 		}
 	}

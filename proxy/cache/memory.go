@@ -165,6 +165,28 @@ func (m *Memory) Remove(_ context.Context, key string) (bool, error) {
 	return m.index.Remove(key), nil
 }
 
+// DoomFills keeps every fill under way that match selects from storing,
+// as Remove does for one key, and returns how many it doomed. match gets
+// the fill's key and its head, nil before the head is published. A purge
+// calls it before it drops stored objects from the Index, so a fill that
+// began before the purge cannot store what the purge dropped.
+func (m *Memory) DoomFills(match func(key string, meta *Meta) bool) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for key, f := range m.fills {
+		var meta *Meta
+		if f.obj != nil {
+			meta = f.obj.meta
+		}
+		if !f.doomed && match(key, meta) {
+			f.doomed = true
+			n++
+		}
+	}
+	return n
+}
+
 // Stats returns the store's figures: objects, bytes and evictions as far
 // as its Index reports them.
 func (m *Memory) Stats() Stats {

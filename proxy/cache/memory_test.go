@@ -248,6 +248,55 @@ func TestMemoryRemoveDoomsFill(t *testing.T) {
 	}
 }
 
+// TestMemoryDoomFills: DoomFills dooms the fills its match selects, by
+// key before their head and by head after, and leaves the others alone.
+func TestMemoryDoomFills(t *testing.T) {
+	m := newTestMemory(t, MemoryConfig{})
+	early := mustLock(t, m, "GET http://a/x")
+	tagged := mustLock(t, m, "GET http://b/y")
+	meta := testMeta("")
+	meta.Header.Set("Surrogate-Key", "t1")
+	tagged.Start(meta, 0)
+	other := mustLock(t, m, "GET http://c/z")
+	other.Start(testMeta(""), 0)
+	n := m.DoomFills(func(key string, meta *Meta) bool {
+		return strings.HasPrefix(key, "GET http://a/") || meta != nil && meta.Header.Get("Surrogate-Key") == "t1"
+	})
+	if n != 2 {
+		t.Fatalf("doomed %d fills, want 2", n)
+	}
+	early.Start(testMeta(""), 0)
+	for _, c := range []struct {
+		f    Fill
+		want error
+	}{{early, ErrNotStored}, {tagged, ErrNotStored}, {other, nil}} {
+		if err := c.f.Commit(); !errors.Is(err, c.want) && err != c.want {
+			t.Errorf("Commit = %v, want %v", err, c.want)
+		}
+	}
+	if o, _ := m.Lookup(context.Background(), "GET http://c/z"); o == nil {
+		t.Fatal("the fill DoomFills did not select was not stored")
+	}
+}
+
+func TestPrimaryKey(t *testing.T) {
+	v := &Variants{ID: "g1", Fields: []string{"Accept-Encoding"}}
+	vk := VariantKey("GET http://a/x", v, http.Header{"Accept-Encoding": {"gzip"}})
+	for _, c := range []struct{ in, want string }{
+		{"GET http://a/x", "GET http://a/x"},
+		{vk, "GET http://a/x"},
+		{"GET http://a/x\x00h:X=1", "GET http://a/x\x00h:X=1"},
+	} {
+		if got := PrimaryKey(c.in); got != c.want {
+			t.Errorf("PrimaryKey(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	ctx := WithRequest(context.Background(), &Request{Method: "GET", URI: "/x"})
+	if r := RequestFrom(ctx); r == nil || r.URI != "/x" || RequestFrom(context.Background()) != nil {
+		t.Fatalf("RequestFrom = %+v", r)
+	}
+}
+
 // TestMemoryRefresh: a 304 gives the stored object a new head over the
 // same body, and a waiter gets the refreshed object.
 func TestMemoryRefresh(t *testing.T) {

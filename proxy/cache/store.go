@@ -14,7 +14,9 @@ import (
 // method takes a context and may fail; the engine then serves the request
 // as if the cache were not there.
 //
-// The methods are safe for concurrent use.
+// The engine's calls carry the client request in their context
+// (RequestFrom), so a store whose fills happen elsewhere can send it
+// along. The methods are safe for concurrent use.
 type Store interface {
 	// Lookup returns the object stored under key: a complete one, or one
 	// another request is still filling (its body then streams as the fill

@@ -55,7 +55,7 @@ func VariantKey(primary string, v *Variants, req http.Header) string {
 		h.Write([]byte{'\n'})
 	}
 	var sum [sha256.Size]byte
-	return primary + "\x00vary\x00" + v.ID + "\x00" + hex.EncodeToString(h.Sum(sum[:0])[:16])
+	return primary + variantSep + v.ID + "\x00" + hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
 func normalizeValues(vals []string) string {
