@@ -1,0 +1,287 @@
+package sharedcache
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pingora-go/pingora-go/proxy/cache"
+	"github.com/pingora-go/pingora-go/tinyufo"
+	"github.com/pingora-go/pingora-go/wire"
+)
+
+// maxPastRings is how many earlier placements a new owner asks about a
+// key it misses: enough for a scale-out that adds nodes one at a time.
+const maxPastRings = 4
+
+// Cache is a node's HTTP cache in two tiers. As a cache.Store (the view
+// of the routes that share) it sends each key to its ring owner: keys
+// this node owns live in the local tier, other keys are asked of their
+// owner over wire and kept briefly in the hot tier. Local is the view of
+// the routes that do not share. Serve registers the calls other nodes
+// make; Close stops it.
+type Cache struct {
+	cfg      Config
+	local    *cache.Memory
+	localIdx *tinyufo.Cache[any]
+	hot      *cache.Memory
+	hotIdx   *tinyufo.Cache[any]
+
+	// noDirectives are those of a request without Cache-Control.
+	noDirectives cache.Directives
+
+	rings    atomic.Pointer[ringSet]
+	draining atomic.Bool
+
+	mu       sync.Mutex
+	suspects map[string]time.Time // owner name -> suspect until
+	closed   bool
+	servingN int           // lookup and fill streams being served
+	idle     chan struct{} // closed when servingN drops to 0 while Drain waits
+
+	ctx    context.Context // ends at Close: fills and body pumps
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // goroutines started through goFunc
+
+	st counters
+}
+
+var _ cache.Store = (*Cache)(nil)
+
+// ringSet is the current placement and the recent earlier ones.
+type ringSet struct {
+	cur  Ring
+	past []pastRing // most recent first
+}
+
+// pastRing is a placement replaced at some point, asked about moved keys
+// until the handoff window after its replacement ends.
+type pastRing struct {
+	ring  Ring
+	until time.Time
+}
+
+// New returns a Cache with empty tiers and no ring (every key is this
+// node's until SetRing). It starts nothing.
+func New(cfg Config) (*Cache, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	c := &Cache{cfg: cfg, suspects: map[string]time.Time{}, noDirectives: cache.ParseRequest(http.Header{})}
+	var err error
+	if c.local, c.localIdx, err = newTier(cfg, cfg.MaxBytes); err != nil {
+		return nil, err
+	}
+	if c.hot, c.hotIdx, err = newTier(cfg, cfg.HotBytes); err != nil {
+		return nil, err
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// newTier is a memory store of max bytes whose objects TinyUFO keeps,
+// tagged with their surrogate keys.
+func newTier(cfg Config, max int64) (*cache.Memory, *tinyufo.Cache[any], error) {
+	idx, err := tinyufo.New[any](tinyufo.Config{Capacity: max})
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := cache.NewMemory(cache.MemoryConfig{MaxBytes: max, MaxObjectBytes: min(cfg.MaxObjectBytes, max),
+		Index: tagIndex{idx}, Clock: cfg.Clock})
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, idx, nil
+}
+
+// Local returns the Store of the routes that do not share: this node's
+// local tier, counted in Stats like the shared view.
+func (c *Cache) Local() cache.Store { return localStore{c} }
+
+// SetRing installs the placement r. A ring of another Version keeps the
+// one it replaces for HandoffWindow, to ask about keys that moved.
+func (c *Cache) SetRing(r Ring) {
+	for {
+		old := c.rings.Load()
+		next := &ringSet{cur: r}
+		if old != nil {
+			next.past = old.past
+			if old.cur != nil && (r == nil || old.cur.Version() != r.Version()) {
+				next.past = append([]pastRing{{ring: old.cur, until: c.cfg.Clock.Now().Add(c.cfg.HandoffWindow)}}, old.past...)
+			}
+			next.past = c.livePast(next.past)
+		}
+		if c.rings.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// livePast drops the placements whose window ended, keeping at most
+// maxPastRings.
+func (c *Cache) livePast(past []pastRing) []pastRing {
+	now := c.cfg.Clock.Now()
+	out := make([]pastRing, 0, min(len(past), maxPastRings))
+	for _, p := range past {
+		if now.Before(p.until) && len(out) < maxPastRings {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ring returns the current placement, or nil.
+func (c *Cache) ring() Ring {
+	if rs := c.rings.Load(); rs != nil {
+		return rs.cur
+	}
+	return nil
+}
+
+// target is where a key lives: this node, or an owner to call.
+type target struct {
+	id, addr string
+	self     bool
+}
+
+// owner places key (by its primary key: a URL's variants live with it).
+func (c *Cache) owner(key string) target {
+	r := c.ring()
+	if r == nil || c.cfg.Client == nil || r.Version() == 0 {
+		return target{self: true}
+	}
+	id, self := r.Owner(cache.PrimaryKey(key))
+	if id == "" || self {
+		return target{id: id, self: true}
+	}
+	return target{id: id, addr: r.Addr(id)}
+}
+
+// previousOwners returns the owners of key under the recent earlier
+// placements that are neither this node nor suspect, most recent first.
+func (c *Cache) previousOwners(key string) []target {
+	rs := c.rings.Load()
+	if rs == nil || len(rs.past) == 0 || c.cfg.Client == nil {
+		return nil
+	}
+	now := c.cfg.Clock.Now()
+	primary := cache.PrimaryKey(key)
+	var out []target
+	for _, p := range rs.past {
+		if !now.Before(p.until) {
+			continue
+		}
+		id, self := p.ring.Owner(primary)
+		if id == "" || self || c.suspect(id) || containsTarget(out, id) {
+			continue
+		}
+		if addr := p.ring.Addr(id); addr != "" {
+			out = append(out, target{id: id, addr: addr})
+		}
+	}
+	return out
+}
+
+func containsTarget(ts []target, id string) bool {
+	for _, t := range ts {
+		if t.id == id {
+			return true
+		}
+	}
+	return false
+}
+
+// suspect reports whether owner id failed a call within SuspectFor.
+func (c *Cache) suspect(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until, ok := c.suspects[id]
+	if !ok {
+		return false
+	}
+	if !c.cfg.Clock.Now().Before(until) {
+		delete(c.suspects, id)
+		return false
+	}
+	return true
+}
+
+// markSuspect makes owner id suspect for SuspectFor, after err.
+func (c *Cache) markSuspect(id string, err error) {
+	c.mu.Lock()
+	_, already := c.suspects[id]
+	c.suspects[id] = c.cfg.Clock.Now().Add(c.cfg.SuspectFor)
+	c.mu.Unlock()
+	c.st.suspected.Add(1)
+	if !already {
+		c.cfg.Logger.Warn("sharedcache: owner suspect, serving its keys here", "owner", id, "for", c.cfg.SuspectFor, "err", err)
+	}
+}
+
+// goFunc runs f on a goroutine that Close waits for; it reports false,
+// running nothing, once the cache is closed.
+func (c *Cache) goFunc(f func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// Drain stops taking keys from other nodes (their calls are answered
+// "not the owner", so they serve those keys themselves) and waits, while
+// ctx lasts, for the streams this node is sending them to finish. A node
+// calls it after leaving the ring and before it stops its RPC server.
+func (c *Cache) Drain(ctx context.Context) error {
+	c.mu.Lock()
+	c.draining.Store(true)
+	if c.servingN == 0 {
+		c.mu.Unlock()
+		return nil
+	}
+	if c.idle == nil {
+		c.idle = make(chan struct{})
+	}
+	idle := c.idle
+	c.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops the fills and body streams this node runs for the cluster
+// (their readers get an error) and waits for every goroutine it started.
+// It may be called more than once.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// errClosed is what a call to a closed Cache's peers gets.
+var errClosed = errors.New("sharedcache: closed")
+
+// notOwner is the answer to a call for a key this node does not own.
+func (c *Cache) notOwner() error {
+	var v uint64
+	if r := c.ring(); r != nil {
+		v = r.Version()
+	}
+	return wire.NotOwner(v)
+}

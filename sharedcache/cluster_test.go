@@ -1,0 +1,219 @@
+package sharedcache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/wire/wiretest"
+)
+
+// TestOneFillForTheCluster: concurrent requests for one cold key, spread
+// over three nodes, make exactly one origin fetch, and every request gets
+// the whole body, while it is still streaming from the origin.
+func TestOneFillForTheCluster(t *testing.T) {
+	h := newHarness(t, Config{}, "a", "b", "c")
+	h.origin.size = 256 << 10
+	key := testKey(1)
+	const clients = 300
+	var wg sync.WaitGroup
+	errs := make(chan error, clients) // one per client at most
+	for i := range clients {
+		n := h.nodes[[]string{"a", "b", "c"}[i%3]]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, how, err := h.get(n, key)
+			switch {
+			case err != nil:
+				errs <- err
+			case !bytes.Equal(b, h.origin.body(key)):
+				errs <- errors.New(n.name + " (" + how + "): wrong body")
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := h.origin.fetches.Load(); got != 1 {
+		t.Fatalf("origin fetched %d times, want 1", got)
+	}
+	owner := h.nodes[ownerOf(key, "a", "b", "c")]
+	if st := owner.c.Stats(); st.Local.Objects != 1 || st.OriginFills > 1 {
+		t.Fatalf("owner stats: %+v", st)
+	}
+}
+
+// TestHotCopy: a non-owner serves a key it fetched from the owner from its
+// hot copy (no call) while the copy is fresh, then asks the owner again.
+func TestHotCopy(t *testing.T) {
+	h := newHarness(t, Config{}, "a", "b", "c")
+	key := testKey(2)
+	owner := ownerOf(key, "a", "b", "c")
+	var other *testNode
+	for _, n := range h.nodes {
+		if n.name != owner {
+			other = n
+		}
+	}
+	for i := range 3 {
+		if _, how, err := h.get(other, key); err != nil || (i > 0 && how != "lookup") {
+			t.Fatalf("request %d: %s %v", i, how, err)
+		}
+	}
+	waitFor(t, "the hot copy stored", func() bool { return other.c.Stats().Hot.Objects == 1 })
+	before := h.nodes[owner].c.Stats().Tiers["local"]
+	if _, how, err := h.get(other, key); err != nil || how != "lookup" {
+		t.Fatalf("%s %v", how, err)
+	}
+	if st := other.c.Stats(); st.Tiers["hot"].Hits == 0 {
+		t.Fatalf("no hot hit: %+v", st.Tiers)
+	}
+	if after := h.nodes[owner].c.Stats().Tiers["local"]; after != before {
+		t.Fatalf("the owner was asked while a fresh hot copy existed: %+v -> %+v", before, after)
+	}
+	h.clk.Advance(2 * time.Minute) // both copies stale
+	if _, _, err := h.get(other, key); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.origin.fetches.Load(); got != 2 {
+		t.Fatalf("origin fetched %d times, want 2 (the first, then after the freshness)", got)
+	}
+	if o, _ := other.c.hot.Lookup(context.Background(), key); o == nil || !o.Meta().ResponseTime.After(h.clk.Now().Add(-time.Minute)) {
+		t.Fatal("the stale hot copy was not replaced by the owner's new object")
+	}
+}
+
+// TestOwnerPartitioned: when the owner cannot be reached the node fills
+// from the origin itself within OwnerTimeout and marks the owner suspect,
+// serving its keys locally (no more calls) until SuspectFor passes.
+func TestOwnerPartitioned(t *testing.T) {
+	h := newHarness(t, Config{OwnerTimeout: 200 * time.Millisecond, SuspectFor: time.Hour}, "a", "b", "c")
+	key := testKey(3)
+	owner := ownerOf(key, "a", "b", "c")
+	var other *testNode
+	for _, n := range h.nodes {
+		if n.name != owner {
+			other = n
+		}
+	}
+	h.faults.Partition([]string{owner}, []string{"a", "b", "c"}[:0])
+	h.faults.Set(other.name, owner, wiretest.LinkFaults{Cut: true})
+	h.faults.Set(owner, other.name, wiretest.LinkFaults{Cut: true})
+	b, how, err := h.get(other, key)
+	if err != nil || !bytes.Equal(b, h.origin.body(key)) || how != "filled" {
+		t.Fatalf("with the owner partitioned: %s %v", how, err)
+	}
+	st := other.c.Stats()
+	if st.CallErrors == 0 || st.Fallbacks == 0 {
+		t.Fatalf("stats after the partition: %+v", st)
+	}
+	// Suspect: the next key of that owner goes straight to the origin
+	// here, with no call.
+	calls := st.Latency.Count()
+	for i := 100; i < 200; i++ {
+		k := testKey(i)
+		if ownerOf(k, "a", "b", "c") != owner {
+			continue
+		}
+		if _, how, err := h.get(other, k); err != nil || how != "filled" {
+			t.Fatalf("suspect owner's key: %s %v", how, err)
+		}
+		break
+	}
+	if got := other.c.Stats().Latency.Count(); got != calls {
+		t.Fatalf("%d calls to a suspect owner", got-calls)
+	}
+	h.faults.Heal()
+}
+
+// TestStreamCutMidBody: the connection to the owner breaks while it
+// streams a body: the reader gets an error, never a short body ending
+// cleanly, and the caller stores nothing.
+func TestStreamCutMidBody(t *testing.T) {
+	h := newHarness(t, Config{}, "a", "b", "c")
+	h.origin.size = 512 << 10
+	key := testKey(4)
+	owner := ownerOf(key, "a", "b", "c")
+	var other *testNode
+	for _, n := range h.nodes {
+		if n.name != owner {
+			other = n
+		}
+	}
+	gate := make(chan struct{})
+	h.origin.gate.Store(&gate)
+	h.origin.half = make(chan string, 1) // the one gated fill
+	type result struct {
+		b   []byte
+		how string
+		err error
+	}
+	done := make(chan result, 1) // the one request
+	go func() {
+		b, how, err := h.get(other, key)
+		done <- result{b, how, err}
+	}()
+	<-h.origin.half
+	waitFor(t, "the body half-way at the caller", func() bool { return other.c.Stats().Tiers["remote"].Bytes > 0 })
+	h.faults.Reset(other.name, owner)
+	r := <-done
+	h.origin.gate.Store(nil)
+	close(gate)
+	if r.err == nil || len(r.b) >= h.origin.size {
+		t.Fatalf("a cut stream read as %d bytes, err %v (%s)", len(r.b), r.err, r.how)
+	}
+	if o, _ := other.c.hot.Lookup(context.Background(), key); o != nil {
+		t.Fatal("the caller kept a partial object")
+	}
+	// The owner's own fill from the origin was not cut: it stores the
+	// whole object, and the next request gets it whole.
+	b, _, err := h.get(other, key)
+	if err != nil || !bytes.Equal(b, h.origin.body(key)) {
+		t.Fatalf("after the cut: %d bytes, %v", len(b), err)
+	}
+	if got := h.origin.fetches.Load(); got != 1 {
+		t.Fatalf("origin fetched %d times, want 1", got)
+	}
+}
+
+// TestNotOwnerOnRingDisagreement: a node whose ring says B owns a key
+// calls B; B's ring gives the key to C, so B answers "not the owner" and
+// the caller fills it itself, without calling C.
+func TestNotOwnerOnRingDisagreement(t *testing.T) {
+	h := newHarness(t, Config{}, "a", "b", "c")
+	var key string
+	for i := 0; ; i++ {
+		key = testKey(1000 + i)
+		if ownerOf(key, "a", "b") == "b" && ownerOf(key, "b", "c") == "c" {
+			break
+		}
+	}
+	h.nodes["a"].c.SetRing(newFakeRing("a", "a", "b"))
+	h.nodes["b"].c.SetRing(newFakeRing("b", "b", "c"))
+	b, how, err := h.get(h.nodes["a"], key)
+	if err != nil || how != "filled" || !bytes.Equal(b, h.origin.body(key)) {
+		t.Fatalf("%s %v", how, err)
+	}
+	if st := h.nodes["a"].c.Stats(); st.NotOwner == 0 || st.CallErrors != 0 {
+		t.Fatalf("caller stats: %+v", st)
+	}
+	if st := h.nodes["b"].c.Stats(); st.Refused == 0 || st.OriginFills != 0 {
+		t.Fatalf("b stats: %+v", st)
+	}
+	if st := h.nodes["c"].c.Stats(); st.Serving != 0 || st.OriginFills != 0 || st.Local.Objects != 0 {
+		t.Fatalf("c was called: %+v", st)
+	}
+	if h.origin.fetches.Load() != 1 {
+		t.Fatalf("origin fetched %d times", h.origin.fetches.Load())
+	}
+	// The object went to a's hot tier: the next request is a hit there.
+	if _, how, _ := h.get(h.nodes["a"], key); how != "lookup" {
+		t.Fatalf("second request: %s", how)
+	}
+}

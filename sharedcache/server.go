@@ -1,0 +1,274 @@
+package sharedcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/pingora-go/pingora-go/proxy/cache"
+	"github.com/pingora-go/pingora-go/wire"
+)
+
+// Serve registers on srv the calls other nodes make to this one: get
+// (lookup, fill and handoff of an object, streamed), remove, purge and
+// stats.
+func (c *Cache) Serve(srv *wire.Server) {
+	srv.HandleStream(methodGet, c.serveGet)
+	wire.HandleFunc(srv, methodRemove, c.serveRemove)
+	wire.HandleFunc(srv, methodPurge, c.servePurge)
+	wire.HandleFunc(srv, methodStats, c.serveStats)
+}
+
+// serveGet answers a get: a handoff from whatever this node holds, a
+// lookup or a fill only for a key this node owns by its own ring (never
+// forwarded further: a peer's request ends here).
+func (c *Cache) serveGet(ctx context.Context, body []byte, w io.Writer) error {
+	var g getRequest
+	if err := msgpack.Unmarshal(body, &g); err != nil {
+		return fmt.Errorf("sharedcache: decode get: %w", err)
+	}
+	if g.Op == opHandoff {
+		o, _ := c.local.Lookup(ctx, g.Key)
+		return c.reply(ctx, w, o)
+	}
+	if err := c.checkOwner(ctx, g.Key); err != nil {
+		return err
+	}
+	if !c.beginServing() {
+		return c.notOwner()
+	}
+	defer c.endServing()
+	switch g.Op {
+	case opLookup:
+		return c.reply(ctx, w, c.lookupOwned(ctx, g.Key))
+	case opFill:
+		return c.serveFill(ctx, &g, w)
+	}
+	return fmt.Errorf("sharedcache: unknown get op %d", g.Op)
+}
+
+// checkOwner refuses a call for a key this node does not own by its own
+// ring. A caller whose ring differs is still served when this node owns
+// the key (counted): rings converge, and refusing would send the key's
+// traffic to the origin meanwhile.
+func (c *Cache) checkOwner(ctx context.Context, key string) error {
+	r := c.ring()
+	if r == nil || c.draining.Load() {
+		c.st.refused.Add(1)
+		return c.notOwner()
+	}
+	if _, self := r.Owner(cache.PrimaryKey(key)); !self {
+		c.st.refused.Add(1)
+		return c.notOwner()
+	}
+	if v := wire.CallerRingVersion(ctx); v != 0 && v != r.Version() {
+		c.st.ringMismatch.Add(1)
+	}
+	return nil
+}
+
+// beginServing counts a lookup or fill stream for Drain; it reports
+// false once the node drains.
+func (c *Cache) beginServing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.draining.Load() {
+		return false
+	}
+	c.servingN++
+	c.st.serving.Add(1)
+	return true
+}
+
+func (c *Cache) endServing() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.servingN--
+	c.st.serving.Add(-1)
+	if c.servingN == 0 && c.idle != nil {
+		close(c.idle)
+		c.idle = nil
+	}
+}
+
+// reply sends o, or a miss.
+func (c *Cache) reply(ctx context.Context, w io.Writer, o cache.Object) error {
+	if o == nil {
+		return writeHead(w, &head{Kind: kindMiss})
+	}
+	return c.sendObject(ctx, w, o)
+}
+
+// sendObject sends o's head and streams its body as it is written; a fill
+// that fails mid-body fails the stream (the caller never sees a short
+// body as whole).
+func (c *Cache) sendObject(ctx context.Context, w io.Writer, o cache.Object) error {
+	if err := writeHead(w, &head{Kind: kindObject, Meta: toWireMeta(o.Meta()), Len: o.Len()}); err != nil {
+		return err
+	}
+	r, err := o.NewReader(ctx, 0)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	buf := make([]byte, bodyBuf)
+	n, err := io.CopyBuffer(w, r, buf)
+	c.st.bytesToPeers.Add(n)
+	return err
+}
+
+// serveFill answers a fill: the stored object when the request may use
+// it, the fill under way (the lock's waiters include other nodes), or a
+// new fill from the origin through this node's route.
+func (c *Cache) serveFill(ctx context.Context, g *getRequest, w io.Writer) error {
+	if g.Req == nil {
+		return errors.New("sharedcache: fill without a request")
+	}
+	req := g.Req.request()
+	o := c.lookupOwned(ctx, g.Key)
+	if o != nil && c.usable(o, cache.ParseRequest(req.Header)) {
+		return c.sendObject(ctx, w, o)
+	}
+	wait := time.Duration(g.Wait) * time.Microsecond
+	f, other, err := c.local.Lock(ctx, g.Key, wait)
+	switch {
+	case other != nil:
+		return c.sendObject(ctx, w, other)
+	case errors.Is(err, cache.ErrLockTimeout):
+		return writeHead(w, &head{Kind: kindLockTimeout})
+	case errors.Is(err, cache.ErrFillFailed):
+		return writeHead(w, &head{Kind: kindFillFailed})
+	case err != nil:
+		return err
+	}
+	wf := c.startFill(req, g.Key, f, o)
+	if wf == nil {
+		return writeHead(w, &head{Kind: kindFillFailed})
+	}
+	if wait <= 0 { // started for a caller that serves stale meanwhile
+		return writeHead(w, &head{Kind: kindLockTimeout})
+	}
+	if err := writeHead(w, &head{Kind: kindAccepted}); err != nil {
+		return err
+	}
+	select {
+	case ev := <-wf.ev:
+		if ev.obj == nil {
+			return writeHead(w, &head{Kind: kindFillFailed})
+		}
+		return c.sendObject(ctx, w, ev.obj)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// usable reports whether the stored (or streaming) o answers a request
+// with directives rq: a Vary index (the caller then asks for its variant),
+// a fill under way, or a response fresh enough for rq.
+func (c *Cache) usable(o cache.Object, rq cache.Directives) bool {
+	if o.Meta().Variants != nil || o.Len() < 0 {
+		return true
+	}
+	return cache.Check(o.Meta(), rq, c.cfg.Clock.Now()).Use != cache.UseValidate
+}
+
+// startFill runs the fill f of key for req through the Origin on a
+// goroutine of the Cache (it outlives the call that started it, for the
+// other waiters); it returns nil, f aborted, when it cannot. A variant is
+// filled only under the index that selected it.
+func (c *Cache) startFill(req *cache.Request, key string, f cache.Fill, stale cache.Object) *watchedFill {
+	primary := cache.PrimaryKey(key)
+	var idx *cache.Variants
+	if primary != key {
+		ix, _ := c.local.Lookup(c.ctx, primary)
+		if ix == nil || ix.Meta().Variants == nil || cache.VariantKey(primary, ix.Meta().Variants, req.Header) != key {
+			f.Abort(nil)
+			return nil
+		}
+		idx = ix.Meta().Variants
+	}
+	if stale != nil && (stale.Meta().Variants != nil || stale.Len() < 0) {
+		stale = nil
+	}
+	if c.cfg.Origin == nil {
+		f.Abort(nil)
+		return nil
+	}
+	wf := &watchedFill{Fill: f, store: c.local, key: key, ev: make(chan fillEvent, 1)} // one event, read by serveFill or dropped
+	run := func() {
+		c.cfg.Origin.Fill(c.ctx, OriginFill{Request: req, Key: primary, VariantKey: key, Index: idx, Fill: wf, Stale: stale, Store: c.local})
+		wf.Abort(nil) // does nothing when the Origin ended it
+	}
+	if !c.goFunc(run) {
+		f.Abort(errClosed)
+		return nil
+	}
+	c.st.originFills.Add(1)
+	return wf
+}
+
+// fillEvent is the first thing a watched fill did: published a head
+// (obj, its object), refreshed the stored object (obj, the refreshed one),
+// or ended without either (obj nil).
+type fillEvent struct{ obj cache.Object }
+
+// watchedFill tells serveFill when the Origin's fill has something to
+// stream.
+type watchedFill struct {
+	cache.Fill
+	store *cache.Memory
+	key   string
+	once  sync.Once
+	ev    chan fillEvent
+}
+
+func (w *watchedFill) notify(o cache.Object) { w.once.Do(func() { w.ev <- fillEvent{obj: o} }) }
+
+// Start publishes the head and hands the fill's object on.
+func (w *watchedFill) Start(m *cache.Meta, limit int64) error {
+	if err := w.Fill.Start(m, limit); err != nil {
+		w.notify(nil)
+		return err
+	}
+	o, _ := w.store.Lookup(context.Background(), w.key) // nothing written yet: still the fill's
+	w.notify(o)
+	return nil
+}
+
+// Refresh gives the stored object its new head and hands it on.
+func (w *watchedFill) Refresh(m *cache.Meta) error {
+	err := w.Fill.Refresh(m)
+	var o cache.Object
+	if err == nil {
+		o, _ = w.store.Lookup(context.Background(), w.key)
+	}
+	w.notify(o)
+	return err
+}
+
+// Abort ends the fill and tells the waiter it failed.
+func (w *watchedFill) Abort(err error) {
+	w.Fill.Abort(err)
+	w.notify(nil)
+}
+
+// removeRequest and removeReply are methodRemove's messages.
+type (
+	removeRequest struct {
+		Key string `msgpack:"k"`
+	}
+	removeReply struct {
+		Dropped bool `msgpack:"d"`
+	}
+)
+
+func (c *Cache) serveRemove(ctx context.Context, r *removeRequest) (*removeReply, error) {
+	a, _ := c.local.Remove(ctx, r.Key)
+	b, _ := c.hot.Remove(ctx, r.Key)
+	return &removeReply{Dropped: a || b}, nil
+}

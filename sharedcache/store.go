@@ -1,0 +1,134 @@
+package sharedcache
+
+import (
+	"context"
+	"time"
+
+	"github.com/pingora-go/pingora-go/proxy/cache"
+)
+
+// Lookup returns the object stored under key. For a key this node owns
+// it is the local tier's, or after a ring change the one a previous owner
+// hands over. For another node's key it is a fresh hot copy, else the
+// owner's, copied into the hot tier as it streams. Nil when nobody holds
+// it, or when the owner is suspect (the request then fills here).
+func (c *Cache) Lookup(ctx context.Context, key string) (cache.Object, error) {
+	t := c.owner(key)
+	if t.self {
+		o := c.lookupOwned(ctx, key)
+		c.countLookup(o, tierLocal)
+		return o, nil
+	}
+	if o := c.hotLookup(ctx, key); o != nil {
+		c.countLookup(o, tierHot)
+		return o, nil
+	}
+	if t.addr == "" || c.suspect(t.id) {
+		c.countLookup(nil, tierRemote)
+		return nil, nil
+	}
+	o := c.fetch(t, key, opLookup, c.hot)
+	c.countLookup(o, tierRemote)
+	return o, nil
+}
+
+// Lock takes the fill of key. A key this node owns is locked in the
+// local tier, as a local cache does. Another node's key is first locked
+// in the hot tier, so this node's requests wait on one call; the holder
+// then asks the owner to fill it (the owner's lock spans every node) and
+// gets the owner's object, streamed, as a waiter would. Only when the
+// owner cannot be asked (unreachable, suspect, or not the owner by its own
+// ring) does the caller get the hot fill and go to the origin itself.
+func (c *Cache) Lock(ctx context.Context, key string, wait time.Duration) (cache.Fill, cache.Object, error) {
+	t := c.owner(key)
+	if t.self {
+		return c.local.Lock(ctx, key, wait)
+	}
+	f, o, err := c.hot.Lock(ctx, key, wait)
+	if f == nil {
+		return nil, o, err
+	}
+	req := cache.RequestFrom(ctx)
+	if req == nil || t.addr == "" || c.suspect(t.id) {
+		c.st.fallbacks.Add(1)
+		return f, nil, nil
+	}
+	return c.fillRemote(t, key, req, wait, f)
+}
+
+// Remove drops key here (the local tier, or the hot copy) and at its
+// owner. Hot copies on other nodes last at most their freshness; Purge
+// reaches them all.
+func (c *Cache) Remove(ctx context.Context, key string) (bool, error) {
+	t := c.owner(key)
+	if t.self {
+		return c.local.Remove(ctx, key)
+	}
+	dropped, _ := c.hot.Remove(ctx, key)
+	if t.addr != "" && !c.suspect(t.id) {
+		cctx, cancel := context.WithTimeout(c.ctx, c.cfg.OwnerTimeout)
+		defer cancel()
+		var out removeReply
+		if err := c.cfg.Client.Call(cctx, t.addr, methodRemove, &removeRequest{Key: key}, &out); err != nil {
+			c.cfg.Logger.Debug("sharedcache: remove at the owner failed", "owner", t.id, "err", err)
+		}
+		dropped = dropped || out.Dropped
+	}
+	return dropped, nil
+}
+
+// lookupOwned looks key up in the local tier; a miss on a key that moved
+// here within the handoff window asks its previous owners, and copies
+// what one holds into the local tier.
+func (c *Cache) lookupOwned(ctx context.Context, key string) cache.Object {
+	if o, _ := c.local.Lookup(ctx, key); o != nil {
+		return o
+	}
+	for _, t := range c.previousOwners(key) {
+		if o := c.fetch(t, key, opHandoff, c.local); o != nil {
+			c.st.handoffs.Add(1)
+			return o
+		}
+	}
+	return nil
+}
+
+// hotLookup returns the hot copy of key while it may be used: an object
+// still streaming in, a Vary index (checked against the owner when a
+// variant misses), or a response that is fresh. A stale copy is dropped:
+// the owner has the newer one.
+func (c *Cache) hotLookup(ctx context.Context, key string) cache.Object {
+	o, _ := c.hot.Lookup(ctx, key)
+	if o == nil {
+		return nil
+	}
+	m := o.Meta()
+	if o.Len() < 0 || m.Variants != nil {
+		return o
+	}
+	if cache.Check(m, c.noDirectives, c.cfg.Clock.Now()).Use == cache.UseFresh {
+		return o
+	}
+	c.hot.Remove(ctx, key)
+	return nil
+}
+
+// localStore is the Store of the routes that do not share: the local
+// tier, with its lookups counted.
+type localStore struct{ c *Cache }
+
+var _ cache.Store = localStore{}
+
+func (l localStore) Lookup(ctx context.Context, key string) (cache.Object, error) {
+	o, err := l.c.local.Lookup(ctx, key)
+	l.c.countLookup(o, tierLocal)
+	return o, err
+}
+
+func (l localStore) Lock(ctx context.Context, key string, wait time.Duration) (cache.Fill, cache.Object, error) {
+	return l.c.local.Lock(ctx, key, wait)
+}
+
+func (l localStore) Remove(ctx context.Context, key string) (bool, error) {
+	return l.c.local.Remove(ctx, key)
+}
