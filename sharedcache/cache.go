@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,10 @@ var _ cache.Store = (*Cache)(nil)
 type ringSet struct {
 	cur  Ring
 	past []pastRing // most recent first
+	// joinedUntil ends the handoff window of this node's own arrival on
+	// the ring: until then the keys it owns were its successors' before
+	// (a new node never saw the placement it changed).
+	joinedUntil time.Time
 }
 
 // pastRing is a placement replaced at some point, asked about moved keys
@@ -108,17 +113,26 @@ func (c *Cache) SetRing(r Ring) {
 	for {
 		old := c.rings.Load()
 		next := &ringSet{cur: r}
+		now := c.cfg.Clock.Now()
 		if old != nil {
-			next.past = old.past
+			next.past, next.joinedUntil = old.past, old.joinedUntil
 			if old.cur != nil && (r == nil || old.cur.Version() != r.Version()) {
-				next.past = append([]pastRing{{ring: old.cur, until: c.cfg.Clock.Now().Add(c.cfg.HandoffWindow)}}, old.past...)
+				next.past = append([]pastRing{{ring: old.cur, until: now.Add(c.cfg.HandoffWindow)}}, old.past...)
 			}
 			next.past = c.livePast(next.past)
+		}
+		if r != nil && r.Version() != 0 && c.isMember(r) && (old == nil || old.cur == nil || !c.isMember(old.cur)) {
+			next.joinedUntil = now.Add(c.cfg.HandoffWindow)
 		}
 		if c.rings.CompareAndSwap(old, next) {
 			return
 		}
 	}
+}
+
+// isMember reports whether this node is on r.
+func (c *Cache) isMember(r Ring) bool {
+	return r.Version() != 0 && slices.Contains(r.Members(), c.cfg.Name)
 }
 
 // livePast drops the placements whose window ended, keeping at most
@@ -161,30 +175,44 @@ func (c *Cache) owner(key string) target {
 	return target{id: id, addr: r.Addr(id)}
 }
 
-// previousOwners returns the owners of key under the recent earlier
-// placements that are neither this node nor suspect, most recent first.
+// previousOwners returns the nodes that may hold key from before a ring
+// change, most likely first, none this node or suspect: its owners under
+// the recent earlier placements, and while this node is new on the ring,
+// its successors for key (who owned it before this node came).
 func (c *Cache) previousOwners(key string) []target {
 	rs := c.rings.Load()
-	if rs == nil || len(rs.past) == 0 || c.cfg.Client == nil {
+	if rs == nil || c.cfg.Client == nil {
 		return nil
 	}
 	now := c.cfg.Clock.Now()
 	primary := cache.PrimaryKey(key)
 	var out []target
+	add := func(r Ring, id string) {
+		if id != "" && id != c.cfg.Name && !c.suspect(id) && !containsTarget(out, id) {
+			if addr := r.Addr(id); addr != "" {
+				out = append(out, target{id: id, addr: addr})
+			}
+		}
+	}
 	for _, p := range rs.past {
-		if !now.Before(p.until) {
-			continue
+		if now.Before(p.until) {
+			id, self := p.ring.Owner(primary)
+			if !self {
+				add(p.ring, id)
+			}
 		}
-		id, self := p.ring.Owner(primary)
-		if id == "" || self || c.suspect(id) || containsTarget(out, id) {
-			continue
-		}
-		if addr := p.ring.Addr(id); addr != "" {
-			out = append(out, target{id: id, addr: addr})
+	}
+	if rs.cur != nil && now.Before(rs.joinedUntil) {
+		for _, id := range rs.cur.Owners(primary, maxSuccessors+1) {
+			add(rs.cur, id)
 		}
 	}
 	return out
 }
+
+// maxSuccessors is how many of its successors a new member asks about a
+// key: enough when nodes join two at a time.
+const maxSuccessors = 2
 
 func containsTarget(ts []target, id string) bool {
 	for _, t := range ts {

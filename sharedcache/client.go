@@ -89,11 +89,13 @@ func (c *Cache) callFailed(t target, err error) {
 	c.markSuspect(t.id, err)
 }
 
-// fetch asks t for key without filling (a lookup, or a handoff from a
-// previous owner) and, when t has it, copies it into the tier into as it
-// streams. It returns the object this node's readers read, or nil.
-func (c *Cache) fetch(t target, key string, o op, into *cache.Memory) cache.Object {
-	s, h, err := c.open(t, &getRequest{Op: o, Key: key})
+// lookupRemote asks owner t for key without filling. A fresh object (or
+// one still streaming in) is copied into the hot tier as it streams; a
+// stale one is handed on through a Pipe and not kept: the owner holds it
+// and revalidates it when asked to fill. It returns the object this
+// node's readers read, or nil.
+func (c *Cache) lookupRemote(t target, key string) cache.Object {
+	s, h, err := c.open(t, &getRequest{Op: opLookup, Key: key})
 	if err != nil {
 		c.callFailed(t, err)
 		return nil
@@ -102,13 +104,35 @@ func (c *Cache) fetch(t target, key string, o op, into *cache.Memory) cache.Obje
 		s.close()
 		return nil
 	}
-	f, other, _ := into.Lock(c.ctx, key, c.cfg.OwnerTimeout)
+	if m := h.Meta.meta(); !c.fresh(m) {
+		p := cache.NewPipe(m, c.cfg.MaxObjectBytes)
+		if !c.goFunc(func() { c.pump(s, pipeSink{p}, h.Len) }) {
+			s.close()
+			return nil
+		}
+		return p.Object()
+	}
+	f, other, _ := c.hot.Lock(c.ctx, key, c.cfg.OwnerTimeout)
 	if f == nil { // another request here holds the key: its object, if it has one
 		s.close()
 		return other
 	}
-	return c.adopt(s, h, f, into, key)
+	return c.adopt(s, h, f, c.hot, key)
 }
+
+// sink is what a body from an owner streams into: a fill, or a Pipe.
+type sink interface {
+	Write(p []byte) (int, error)
+	Commit() error
+	Abort(err error)
+}
+
+// pipeSink is a Pipe as a sink.
+type pipeSink struct{ p *cache.Pipe }
+
+func (s pipeSink) Write(b []byte) (int, error) { return s.p.Write(b) }
+func (s pipeSink) Commit() error               { s.p.Close(); return nil }
+func (s pipeSink) Abort(err error)             { s.p.CloseWithError(err) }
 
 // fillRemote asks owner t to fill key for req and hands the answer to the
 // hot fill hf: the owner's object streams into it and its readers are
@@ -177,7 +201,7 @@ var errShortBody = errors.New("sharedcache: body shorter than the owner announce
 // the stream cleanly with every byte, aborted otherwise (its readers get
 // the error, never a short body that looks whole). An owner that sends
 // nothing for BodyIdleTimeout is cut.
-func (c *Cache) pump(s *ownerStream, f cache.Fill, want int64) {
+func (c *Cache) pump(s *ownerStream, f sink, want int64) {
 	defer s.close()
 	buf := make([]byte, bodyBuf)
 	var got int64

@@ -17,12 +17,16 @@ import (
 // says how to reach each owner, so a call never races an address change.
 // membership.Ring with node's adapter (Version from the ring digest, Addr
 // from the gossiped cluster addresses) satisfies it; tests use a fake.
-// It has four methods because the owner alone is not callable: placement,
-// the purge fan-out, the agreement check and the address.
+// It has more methods than the usual three because an owner alone is not
+// callable: placement, the successors a new member asks about moved
+// keys, the purge fan-out, the agreement check and the address.
 type Ring interface {
 	// Owner returns the member that owns key and whether it is this
 	// node; "" on an empty ring.
 	Owner(key string) (nodeID string, self bool)
+	// Owners returns up to n distinct members for key, the owner first,
+	// then the members that would own it if those before were gone.
+	Owners(key string, n int) []string
 	// Members returns the ring's members, the nodes a purge reaches.
 	Members() []string
 	// Version identifies the placement across nodes: two nodes whose

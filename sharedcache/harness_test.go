@@ -2,7 +2,10 @@ package sharedcache
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -41,17 +44,23 @@ func newFakeRing(self string, members ...string) *fakeRing {
 }
 
 func (r *fakeRing) Owner(key string) (string, bool) {
-	best, bestH := "", uint64(0)
-	for _, m := range r.members {
-		h := fnv.New64a()
-		h.Write([]byte(m))
-		h.Write([]byte{0})
-		h.Write([]byte(key))
-		if v := h.Sum64(); best == "" || v > bestH {
-			best, bestH = m, v
-		}
+	o := r.Owners(key, 1)
+	if len(o) == 0 {
+		return "", false
 	}
-	return best, best == r.self
+	return o[0], o[0] == r.self
+}
+
+// Owners ranks members by a hash of member and key (rendezvous hashing):
+// removing a member hands each of its keys to the next in that order.
+func (r *fakeRing) Owners(key string, n int) []string {
+	score := func(m string) uint64 {
+		sum := sha256.Sum256([]byte(m + "\x00" + key))
+		return binary.BigEndian.Uint64(sum[:8])
+	}
+	ms := slices.Clone(r.members)
+	slices.SortFunc(ms, func(a, b string) int { return cmp.Compare(score(b), score(a)) })
+	return ms[:min(n, len(ms))]
 }
 
 func (r *fakeRing) Members() []string     { return slices.Clone(r.members) }

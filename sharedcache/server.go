@@ -45,7 +45,8 @@ func (c *Cache) serveGet(ctx context.Context, body []byte, w io.Writer) error {
 	defer c.endServing()
 	switch g.Op {
 	case opLookup:
-		return c.reply(ctx, w, c.lookupOwned(ctx, g.Key))
+		o, _ := c.local.Lookup(ctx, g.Key)
+		return c.reply(ctx, w, o)
 	case opFill:
 		return c.serveFill(ctx, &g, w)
 	}
@@ -123,48 +124,65 @@ func (c *Cache) sendObject(ctx context.Context, w io.Writer, o cache.Object) err
 }
 
 // serveFill answers a fill: the stored object when the request may use
-// it, the fill under way (the lock's waiters include other nodes), or a
-// new fill from the origin through this node's route.
+// it, else (after the head "accepted", so the caller knows this node is
+// alive while it waits) the fill under way, whose lock's waiters are
+// local requests and peers alike, or a new fill from a previous owner or
+// the origin. A fill that fails falls back on a stale object that
+// stale-if-error allows.
 func (c *Cache) serveFill(ctx context.Context, g *getRequest, w io.Writer) error {
 	if g.Req == nil {
 		return errors.New("sharedcache: fill without a request")
 	}
 	req := g.Req.request()
-	o := c.lookupOwned(ctx, g.Key)
-	if o != nil && c.usable(o, cache.ParseRequest(req.Header)) {
+	rq := cache.ParseRequest(req.Header)
+	o, _ := c.local.Lookup(ctx, g.Key)
+	if o != nil && c.usable(o, rq) {
 		return c.sendObject(ctx, w, o)
 	}
 	wait := time.Duration(g.Wait) * time.Microsecond
-	f, other, err := c.local.Lock(ctx, g.Key, wait)
+	if wait > 0 {
+		if err := writeHead(w, &head{Kind: kindAccepted}); err != nil {
+			return err
+		}
+	}
+	f, other, err := c.lockOwned(ctx, g.Key, wait)
 	switch {
 	case other != nil:
 		return c.sendObject(ctx, w, other)
 	case errors.Is(err, cache.ErrLockTimeout):
 		return writeHead(w, &head{Kind: kindLockTimeout})
 	case errors.Is(err, cache.ErrFillFailed):
-		return writeHead(w, &head{Kind: kindFillFailed})
+		return c.failedFill(ctx, w, o, rq)
 	case err != nil:
 		return err
 	}
 	wf := c.startFill(req, g.Key, f, o)
-	if wf == nil {
+	switch {
+	case wf == nil:
 		return writeHead(w, &head{Kind: kindFillFailed})
-	}
-	if wait <= 0 { // started for a caller that serves stale meanwhile
+	case wait <= 0: // started for a caller that serves stale meanwhile
 		return writeHead(w, &head{Kind: kindLockTimeout})
-	}
-	if err := writeHead(w, &head{Kind: kindAccepted}); err != nil {
-		return err
 	}
 	select {
 	case ev := <-wf.ev:
 		if ev.obj == nil {
-			return writeHead(w, &head{Kind: kindFillFailed})
+			return c.failedFill(ctx, w, o, rq)
 		}
 		return c.sendObject(ctx, w, ev.obj)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// failedFill answers a fill that failed: the stale object when
+// stale-if-error allows serving it (RFC 5861 §4), else "fill failed".
+func (c *Cache) failedFill(ctx context.Context, w io.Writer, stale cache.Object, rq cache.Directives) error {
+	if stale != nil && stale.Meta().Variants == nil && stale.Len() >= 0 {
+		if m := stale.Meta(); m.ServeStaleOnError(cache.Check(m, rq, c.cfg.Clock.Now())) {
+			return c.sendObject(ctx, w, stale)
+		}
+	}
+	return writeHead(w, &head{Kind: kindFillFailed})
 }
 
 // usable reports whether the stored (or streaming) o answers a request

@@ -15,7 +15,7 @@ import (
 func (c *Cache) Lookup(ctx context.Context, key string) (cache.Object, error) {
 	t := c.owner(key)
 	if t.self {
-		o := c.lookupOwned(ctx, key)
+		o, _ := c.local.Lookup(ctx, key)
 		c.countLookup(o, tierLocal)
 		return o, nil
 	}
@@ -27,7 +27,7 @@ func (c *Cache) Lookup(ctx context.Context, key string) (cache.Object, error) {
 		c.countLookup(nil, tierRemote)
 		return nil, nil
 	}
-	o := c.fetch(t, key, opLookup, c.hot)
+	o := c.lookupRemote(t, key)
 	c.countLookup(o, tierRemote)
 	return o, nil
 }
@@ -42,7 +42,7 @@ func (c *Cache) Lookup(ctx context.Context, key string) (cache.Object, error) {
 func (c *Cache) Lock(ctx context.Context, key string, wait time.Duration) (cache.Fill, cache.Object, error) {
 	t := c.owner(key)
 	if t.self {
-		return c.local.Lock(ctx, key, wait)
+		return c.lockOwned(ctx, key, wait)
 	}
 	f, o, err := c.hot.Lock(ctx, key, wait)
 	if f == nil {
@@ -77,20 +77,40 @@ func (c *Cache) Remove(ctx context.Context, key string) (bool, error) {
 	return dropped, nil
 }
 
-// lookupOwned looks key up in the local tier; a miss on a key that moved
-// here within the handoff window asks its previous owners, and copies
-// what one holds into the local tier.
-func (c *Cache) lookupOwned(ctx context.Context, key string) cache.Object {
-	if o, _ := c.local.Lookup(ctx, key); o != nil {
-		return o
+// lockOwned takes the lock of a key this node owns. The holder of a key
+// that moved here within the handoff window first asks the key's previous
+// owners: an object one holds streams into the fill, and the caller is
+// served from it as a waiter, with nothing sent to the origin. A stale
+// object is not taken over (the origin revalidates it here instead).
+func (c *Cache) lockOwned(ctx context.Context, key string, wait time.Duration) (cache.Fill, cache.Object, error) {
+	f, o, err := c.local.Lock(ctx, key, wait)
+	if f == nil {
+		return f, o, err
 	}
 	for _, t := range c.previousOwners(key) {
-		if o := c.fetch(t, key, opHandoff, c.local); o != nil {
-			c.st.handoffs.Add(1)
-			return o
+		s, h, err := c.open(t, &getRequest{Op: opHandoff, Key: key})
+		if err != nil {
+			c.callFailed(t, err)
+			continue
 		}
+		if h.Kind != kindObject || h.Meta == nil || !c.fresh(h.Meta.meta()) {
+			s.close()
+			continue
+		}
+		o := c.adopt(s, h, f, c.local, key)
+		if o == nil {
+			return nil, nil, cache.ErrFillFailed
+		}
+		c.st.handoffs.Add(1)
+		return nil, o, nil
 	}
-	return nil
+	return f, nil, nil
+}
+
+// fresh reports whether m may be used as is by a request without
+// directives; a Vary index always may.
+func (c *Cache) fresh(m *cache.Meta) bool {
+	return m.Variants != nil || cache.Check(m, c.noDirectives, c.cfg.Clock.Now()).Use == cache.UseFresh
 }
 
 // hotLookup returns the hot copy of key while it may be used: an object
@@ -102,11 +122,7 @@ func (c *Cache) hotLookup(ctx context.Context, key string) cache.Object {
 	if o == nil {
 		return nil
 	}
-	m := o.Meta()
-	if o.Len() < 0 || m.Variants != nil {
-		return o
-	}
-	if cache.Check(m, c.noDirectives, c.cfg.Clock.Now()).Use == cache.UseFresh {
+	if o.Len() < 0 || c.fresh(o.Meta()) {
 		return o
 	}
 	c.hot.Remove(ctx, key)

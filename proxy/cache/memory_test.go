@@ -478,3 +478,28 @@ func TestMemoryConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestPipe: a Pipe's readers read as it is written, and one closed with
+// an error fails them rather than ending cleanly.
+func TestPipe(t *testing.T) {
+	ctx := context.Background()
+	p := NewPipe(testMeta(""), 0)
+	r, _ := p.Object().NewReader(ctx, 0)
+	p.Write([]byte("abc"))
+	buf := make([]byte, 8)
+	if n, err := r.Read(buf); n != 3 || err != nil {
+		t.Fatalf("Read = %d, %v", n, err)
+	}
+	p.Write([]byte("de"))
+	p.Close()
+	if rest, err := io.ReadAll(r); string(rest) != "de" || err != nil || p.Object().Len() != 5 {
+		t.Fatalf("rest %q, %v, Len %d", rest, err, p.Object().Len())
+	}
+	q := NewPipe(testMeta(""), 0)
+	r, _ = q.Object().NewReader(ctx, 0)
+	q.Write([]byte("x"))
+	q.CloseWithError(nil)
+	if _, err := io.ReadAll(r); !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("a failed pipe read as %v", err)
+	}
+}

@@ -285,3 +285,46 @@ func (r *memReader) Close() error {
 	o.mu.Unlock()
 	return nil
 }
+
+// Pipe is a body in no store: written by one goroutine, read as it is
+// written by any number of readers, like a fill's object. A cache that
+// hands on a response it will not keep (the cluster tier passing on a
+// stale object from its owner) streams it through a Pipe. Past limit
+// bytes it holds only what its readers still need, and cuts a reader
+// that falls behind, as an object over its limit does.
+type Pipe struct {
+	o       *memObject
+	limit   int64
+	written int64
+}
+
+// NewPipe returns a Pipe with head m and nothing written; limit <= 0
+// means no limit.
+func NewPipe(m *Meta, limit int64) *Pipe {
+	return &Pipe{o: newMemObject(m, 0), limit: limit}
+}
+
+// Object returns the object its readers read.
+func (p *Pipe) Object() Object { return p.o }
+
+// Write appends body bytes.
+func (p *Pipe) Write(b []byte) (int, error) {
+	p.written += int64(len(b))
+	if p.limit > 0 && p.written > p.limit && !p.o.relay {
+		p.o.startRelay()
+	}
+	p.o.write(b)
+	return len(b), nil
+}
+
+// Close ends the body whole; CloseWithError fails its readers with err
+// (ErrIncomplete when nil).
+func (p *Pipe) Close() { p.o.end(nil) }
+
+// CloseWithError ends the body as failed.
+func (p *Pipe) CloseWithError(err error) {
+	if err == nil {
+		err = ErrIncomplete
+	}
+	p.o.end(err)
+}
