@@ -39,6 +39,9 @@ type Status struct {
 	// RateLimits is present when the cluster config has rate_limits: each
 	// rule, its keys, and a global rule's busiest keys with their owners.
 	RateLimits *ratelimit.Status `json:"rate_limits,omitempty"`
+	// Cache is the HTTP cache: both tiers, the last minute's hit ratio,
+	// calls to key owners in flight.
+	Cache *CacheStatus `json:"cache,omitempty"`
 }
 
 // GossipStatus is the node's own gossip identity, how joining the seeds
@@ -110,6 +113,7 @@ func (n *Node) Status() Status {
 	tbl := n.router.Table()
 	st.Upstreams = tbl.Upstreams()
 	st.Proxy.Routes = tbl.Routes()
+	st.Cache = n.cacheStatus()
 	st.Node.NotReady = n.notReady()
 	st.Node.Ready = st.Node.NotReady == ""
 	st.Traffic = n.traffic.status()
@@ -134,6 +138,7 @@ func (n *Node) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/upstreams/{upstream}/peers/{addr}/{action}", n.adminWrite(n.setPeer))
 	n.registerConfigAPI(mux)
+	n.registerCacheAPI(mux)
 	n.registerLeaveAPI(mux)
 	n.registerUI(mux)
 	// Go profiles (CPU, heap, allocations, goroutines, mutex), guarded like

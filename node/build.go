@@ -11,14 +11,14 @@ import (
 	"github.com/pingora-go/pingora-go/proxy"
 	"github.com/pingora-go/pingora-go/proxy/cache"
 	"github.com/pingora-go/pingora-go/proxy/health"
-	"github.com/pingora-go/pingora-go/tinyufo"
 )
 
 // buildTable translates a validated cluster config into a routing table.
 // It reads CA files named by the config, so it can fail on one node (a
 // missing file) where validation passed everywhere; the caller then keeps
 // the table it has.
-func buildTable(r *proxy.Router, c *config.Cluster, version string, resolve func(string) string) (*proxy.Table, error) {
+func buildTable(r *proxy.Router, c *config.Cluster, version string, resolve func(string) string, cp *cachePart) (*proxy.Table, error) {
+	_, shared := cp.stores()
 	ups := make([]proxy.UpstreamConfig, 0, len(c.Upstreams))
 	for _, u := range c.Upstreams {
 		uc, err := buildUpstream(u, resolve)
@@ -30,19 +30,25 @@ func buildTable(r *proxy.Router, c *config.Cluster, version string, resolve func
 	routes := make([]proxy.RouteConfig, 0, len(c.Routes))
 	for _, rt := range c.Routes {
 		routes = append(routes, proxy.RouteConfig{Host: rt.Host, PathPrefix: rt.PathPrefix, Upstream: rt.Upstream,
-			MaxBodyBytes: rt.MaxBodyBytes, Upgrades: rt.Upgrade, Cache: routeCache(rt.Cache)})
+			MaxBodyBytes: rt.MaxBodyBytes, Upgrades: rt.Upgrade, Cache: routeCache(rt.Cache, shared)})
 	}
 	return r.Build(ups, routes, version)
 }
 
 // routeCache translates a route's cache settings: nil when the route does
-// not cache. Shared is the cluster tier's: until it is built, a shared
-// route's objects stay in this node's store like any other route's.
-func routeCache(c *config.RouteCache) *proxy.CacheConfig {
+// not cache. A shared route's objects go to the cluster tier (shared:
+// each key's ring owner holds it); the others stay in this node's local
+// tier, the proxy's default store.
+func routeCache(c *config.RouteCache, shared cache.Store) *proxy.CacheConfig {
 	if c == nil || !c.Enabled {
 		return nil
 	}
+	var store cache.Store
+	if c.Shared {
+		store = shared
+	}
 	return &proxy.CacheConfig{
+		Store:               store,
 		MaxObjectBytes:      c.MaxObjectBytes,
 		Key:                 proxy.CacheKeySpec{Headers: c.Key.Headers, Cookies: c.Key.Cookies, Query: c.Key.Query},
 		StatusName:          c.StatusHeader,
@@ -124,18 +130,10 @@ func loadCA(u config.Upstream, resolve func(string) string) (*x509.CertPool, str
 }
 
 // proxyConfig translates the node file into the engine's Config, with the
-// node's HTTP cache store: a memory store capped by cache_memory_bytes,
-// its objects kept by TinyUFO (S3-FIFO eviction, TinyLFU admission).
-func proxyConfig(n *config.Node) (proxy.Config, error) {
-	idx, err := tinyufo.New[any](tinyufo.Config{Capacity: n.CacheMemoryBytes})
-	if err != nil {
-		return proxy.Config{}, fmt.Errorf("cache: %w", err)
-	}
-	store, err := cache.NewMemory(cache.MemoryConfig{MaxBytes: n.CacheMemoryBytes, Index: ufoIndex{idx}})
-	if err != nil {
-		return proxy.Config{}, fmt.Errorf("cache: %w", err)
-	}
-	cfg := proxy.Config{Via: n.Via, CacheStore: store}
+// node's HTTP cache as the default store: the cache part's local tier.
+func proxyConfig(n *config.Node, cp *cachePart) proxy.Config {
+	local, _ := cp.stores()
+	cfg := proxy.Config{Via: n.Via, CacheStore: local}
 	d := n.Downstream
 	cfg.Downstream = proxy.DownstreamConfig{
 		HeaderTimeout:    d.HeaderTimeout,
@@ -146,17 +144,8 @@ func proxyConfig(n *config.Node) (proxy.Config, error) {
 		MaxConns:         d.MaxConns,
 		MaxBodyBytes:     d.MaxBodyBytes,
 	}
-	return cfg, nil
+	return cfg
 }
-
-// ufoIndex is a TinyUFO cache as the memory store's Index, with its
-// eviction count for the store's Stats.
-type ufoIndex struct{ *tinyufo.Cache[any] }
-
-var _ cache.Index = ufoIndex{}
-
-// Evictions returns how many objects TinyUFO dropped to make room.
-func (u ufoIndex) Evictions() uint64 { return u.Stats().Evictions }
 
 // listenerConfig builds a listener's engine config, loading certificates.
 func listenerConfig(n *config.Node, l config.Listener) (proxy.ListenerConfig, error) {

@@ -68,6 +68,7 @@ type Node struct {
 	tracing *tracing
 	traffic *trafficMeter
 	limits  *limitsPart
+	cache   *cachePart // see sharedcache.go
 
 	mu        sync.Mutex
 	listeners []*boundListener
@@ -145,10 +146,10 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	}
 	n.router = router
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	pc, err := proxyConfig(cfg)
-	if err != nil {
+	if n.cache, err = n.newCache(cfg); err != nil {
 		return nil, err
 	}
+	pc := proxyConfig(cfg, n.cache)
 	if n.limits, err = n.newLimits(); err != nil {
 		return nil, err
 	}
@@ -259,7 +260,7 @@ func (n *Node) apply(c *config.Cluster, data []byte, version int64, source strin
 		version = prev + 1
 	}
 	n.version.Store(version)
-	tbl, err := buildTable(n.router, c, fmt.Sprint(version), n.cfg.Path)
+	tbl, err := buildTable(n.router, c, fmt.Sprint(version), n.cfg.Path, n.cache)
 	if err == nil {
 		err = n.applyLimits(c)
 	}
@@ -317,6 +318,9 @@ func (n *Node) Start() error {
 		err = n.startGossip()
 	}
 	if err == nil {
+		err = n.startCache()
+	}
+	if err == nil {
 		n.logAdvertised()
 	}
 	if err == nil && in != nil {
@@ -345,6 +349,7 @@ func (n *Node) abortStart() {
 	n.stopLimits(false)
 	n.leaveCluster(true) // a failure after gossip started: leave, not fail
 	n.stopRPC()
+	n.stopCache()
 	n.mu.Lock()
 	n.closeBound()
 	admin := n.admin
@@ -489,11 +494,13 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.stopOffer()
 	n.drainCluster()
 	n.log.Info("draining", "active_connections", n.srv.ActiveConns())
+	n.drainCache(ctx)
 	err := n.srv.Shutdown(ctx)
 	n.stopLimits(!n.handedOff.Load())
 	n.closeConsensus()
 	n.leaveCluster(!n.handedOff.Load())
 	n.stopRPC()
+	n.stopCache()
 	n.router.Close()
 	if err != nil {
 		n.log.Warn("grace period over, closing remaining connections", "err", err)

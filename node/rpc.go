@@ -44,6 +44,7 @@ func (n *Node) startRPC() error {
 		return st, nil
 	})
 	n.limits.l.Register(srv)
+	n.cache.c.Serve(srv)
 	ln, err := n.listen(rpcListenerName, n.cfg.ClusterAddr)
 	if err != nil {
 		srv.Close()

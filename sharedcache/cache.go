@@ -40,8 +40,9 @@ type Cache struct {
 	mu       sync.Mutex
 	suspects map[string]time.Time // owner name -> suspect until
 	closed   bool
-	servingN int           // lookup and fill streams being served
-	idle     chan struct{} // closed when servingN drops to 0 while Drain waits
+	lookups  map[string]*lookupFlight // remote lookups under way, by key
+	servingN int                      // lookup and fill streams being served
+	idle     chan struct{}            // closed when servingN drops to 0 while Drain waits
 
 	ctx    context.Context // ends at Close: fills and body pumps
 	cancel context.CancelFunc
@@ -76,7 +77,7 @@ func New(cfg Config) (*Cache, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	c := &Cache{cfg: cfg, suspects: map[string]time.Time{}, noDirectives: cache.ParseRequest(http.Header{})}
+	c := &Cache{cfg: cfg, suspects: map[string]time.Time{}, lookups: map[string]*lookupFlight{}, noDirectives: cache.ParseRequest(http.Header{})}
 	var err error
 	if c.local, c.localIdx, err = newTier(cfg, cfg.MaxBytes); err != nil {
 		return nil, err

@@ -27,7 +27,7 @@ func (c *Cache) Lookup(ctx context.Context, key string) (cache.Object, error) {
 		c.countLookup(nil, tierRemote)
 		return nil, nil
 	}
-	o := c.lookupRemote(t, key)
+	o := c.lookupOnce(ctx, t, key)
 	c.countLookup(o, tierRemote)
 	return o, nil
 }
@@ -75,6 +75,37 @@ func (c *Cache) Remove(ctx context.Context, key string) (bool, error) {
 		dropped = dropped || out.Dropped
 	}
 	return dropped, nil
+}
+
+// lookupOnce asks the owner for key once for all the concurrent lookups
+// of key here (a cold hot key brings many at once); each gets the same
+// object, which any number may read.
+func (c *Cache) lookupOnce(ctx context.Context, t target, key string) cache.Object {
+	c.mu.Lock()
+	if f := c.lookups[key]; f != nil {
+		c.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.obj
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	f := &lookupFlight{done: make(chan struct{})}
+	c.lookups[key] = f
+	c.mu.Unlock()
+	f.obj = c.lookupRemote(t, key)
+	c.mu.Lock()
+	delete(c.lookups, key)
+	c.mu.Unlock()
+	close(f.done)
+	return f.obj
+}
+
+// lookupFlight is a lookup of a key at its owner under way.
+type lookupFlight struct {
+	done chan struct{} // closed when obj is set
+	obj  cache.Object
 }
 
 // lockOwned takes the lock of a key this node owns. The holder of a key

@@ -1,0 +1,371 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"maps"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pingora-go/pingora-go/membership"
+	"github.com/pingora-go/pingora-go/node/config"
+	"github.com/pingora-go/pingora-go/proxy"
+	"github.com/pingora-go/pingora-go/proxy/cache"
+	"github.com/pingora-go/pingora-go/sharedcache"
+	"github.com/pingora-go/pingora-go/wire"
+)
+
+// cachePart is the node's HTTP cache (issue 14): sharedcache's two
+// tiers, the client it calls key owners with, and the loop that gives it
+// the ring. The proxy's default store is its local tier; routes with
+// cache.shared use the cluster view.
+type cachePart struct {
+	c      *sharedcache.Cache
+	client *wire.Client
+	tls    *tls.Config // the cluster's client TLS, set before the first dial
+
+	mu      sync.Mutex
+	stop    chan struct{}
+	done    chan struct{} // closed when the ring loop ends; nil if it never ran
+	last    *cacheRing    // the ring the cache has; written by the ring loop
+	stopped bool
+}
+
+// newCache builds the cache part from the node file: cache_memory_bytes
+// caps both tiers together (a sixteenth for the hot copies). It starts
+// nothing.
+func (n *Node) newCache(cfg *config.Node) (*cachePart, error) {
+	p := &cachePart{stop: make(chan struct{})}
+	client, err := wire.NewClient(wire.ClientConfig{Dialer: wire.DialerFunc(p.dial), MaxIdleStreamConns: 64,
+		Logger: n.log.With("part", "cache-rpc")})
+	if err != nil {
+		return nil, err
+	}
+	hot := max(cfg.CacheMemoryBytes/16, 1)
+	c, err := sharedcache.New(sharedcache.Config{
+		Name: cfg.Name, MaxBytes: cfg.CacheMemoryBytes - hot, HotBytes: hot, Client: client,
+		Origin: sharedcache.OriginFunc(n.fillForPeer), Logger: n.log.With("part", "cache"),
+	})
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	p.c, p.client = c, client
+	n.reg.MustRegister(cacheCollector{c})
+	return p, nil
+}
+
+// dial connects to another node's cluster port, with the cluster's TLS
+// when it has one.
+func (p *cachePart) dial(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil || p.tls == nil {
+		return conn, err
+	}
+	tc := tls.Client(conn, p.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+// fillForPeer fetches a key this node owns for another node, through
+// this node's own route and phases (the same replicated config the peer
+// routed by).
+func (n *Node) fillForPeer(ctx context.Context, f sharedcache.OriginFill) {
+	n.srv.FillCache(ctx, proxy.CacheFill{Request: f.Request, Key: f.Key, VariantKey: f.VariantKey, Index: f.Index,
+		Fill: f.Fill, Stale: f.Stale, Store: f.Store})
+}
+
+// cacheStores returns the store of unshared routes (the proxy's default)
+// and of shared ones.
+func (p *cachePart) stores() (local, shared cache.Store) {
+	return localWithStats{p.c.Local(), p.c}, p.c
+}
+
+// localWithStats is the local view with the node cache's figures (both
+// tiers), which the proxy exports as pingora_cache_objects, _bytes and
+// _max_bytes.
+type localWithStats struct {
+	cache.Store
+	c *sharedcache.Cache
+}
+
+var _ cache.StatsReporter = localWithStats{}
+
+func (l localWithStats) Stats() cache.Stats {
+	st := l.c.Stats()
+	return cache.Stats{Objects: st.Local.Objects + st.Hot.Objects, Bytes: st.Local.Bytes + st.Hot.Bytes,
+		MaxBytes: st.Local.MaxBytes + st.Hot.MaxBytes, Evictions: st.Local.Evictions + st.Hot.Evictions}
+}
+
+// startCache starts following the ring when the node gossips; the cache
+// serves every key itself until then. Called after gossip started.
+func (n *Node) startCache() error {
+	p := n.cache
+	ct, err := n.loadClusterTLS()
+	if err != nil {
+		return err
+	}
+	if ct != nil {
+		p.tls = ct.client
+	}
+	mc := n.Members()
+	if mc == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return nil
+	}
+	p.done = make(chan struct{})
+	events, cancel := mc.Subscribe(16) // hints: the loop also polls every second
+	go p.followRing(mc, events, cancel)
+	return nil
+}
+
+// followRing gives the cache the ring whenever membership changes, and
+// checks once a second (events may be dropped).
+func (p *cachePart) followRing(mc *membership.Cluster, events <-chan membership.Event, cancel func()) {
+	defer close(p.done)
+	defer cancel()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		p.ringStep(mc)
+		select {
+		case <-p.stop:
+			return
+		case _, ok := <-events:
+			if !ok {
+				return
+			}
+		case <-t.C:
+		}
+	}
+}
+
+// ringStep installs the current ring if its members or their cluster
+// addresses changed.
+func (p *cachePart) ringStep(mc *membership.Cluster) {
+	r := newCacheRing(mc.Ring(), mc.Members())
+	p.mu.Lock()
+	last := p.last
+	p.mu.Unlock()
+	if last != nil && last.Digest() == r.Digest() && maps.Equal(last.addrs, r.addrs) {
+		return
+	}
+	p.c.SetRing(r)
+	p.mu.Lock()
+	p.last = r
+	p.mu.Unlock()
+}
+
+// ringVersion returns the Version of the ring the cache has (0: none).
+func (p *cachePart) ringVersion() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last == nil {
+		return 0
+	}
+	return p.last.version
+}
+
+// cacheRing is membership's ring as sharedcache sees it: Version from the
+// digest (comparable across nodes, where membership's version is local),
+// and each member's cluster RPC address.
+type cacheRing struct {
+	*membership.Ring
+	version uint64
+	addrs   map[string]string
+}
+
+var _ sharedcache.Ring = (*cacheRing)(nil)
+
+func newCacheRing(r *membership.Ring, members []membership.Member) *cacheRing {
+	cr := &cacheRing{Ring: r, addrs: map[string]string{}}
+	if r.Len() > 0 {
+		v, err := strconv.ParseUint(r.Digest(), 16, 64)
+		if err != nil || v == 0 {
+			v = 1
+		}
+		cr.version = v
+	}
+	for _, m := range members {
+		if m.Meta.Addrs.Cluster != "" {
+			cr.addrs[m.Name] = m.Meta.Addrs.Cluster
+		}
+	}
+	return cr
+}
+
+// Version identifies the placement across nodes (0: an empty ring).
+func (r *cacheRing) Version() uint64 { return r.version }
+
+// Addr returns a member's cluster RPC address.
+func (r *cacheRing) Addr(id string) string { return r.addrs[id] }
+
+// drainCache stops taking keys from other nodes and finishes the streams
+// this node sends them, while ctx lasts.
+func (n *Node) drainCache(ctx context.Context) {
+	if err := n.cache.c.Drain(ctx); err != nil {
+		n.log.Warn("cache streams to other nodes cut by the grace period", "err", err)
+	}
+}
+
+// stopCache stops the ring loop, the fills run for peers and the client.
+// It may be called more than once.
+func (n *Node) stopCache() {
+	p := n.cache
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	p.stopped = true
+	close(p.stop)
+	done := p.done
+	p.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+	p.c.Close()
+	p.client.Close()
+}
+
+// CacheStatus is the /status cache section.
+type CacheStatus struct {
+	Objects  int     `json:"objects"`
+	Bytes    int64   `json:"bytes"`
+	MaxBytes int64   `json:"max_bytes"`
+	HitRatio float64 `json:"hit_ratio_1m"`
+	Lookups  uint64  `json:"lookups_1m"`
+	// OwnerCalls are calls to key owners waiting for an answer now.
+	OwnerCalls int64 `json:"owner_calls_in_flight"`
+	// Serving are streams this node sends other nodes now.
+	Serving int64             `json:"serving_in_flight"`
+	Detail  sharedcache.Stats `json:"detail"`
+}
+
+func (n *Node) cacheStatus() *CacheStatus {
+	st := n.cache.c.Stats()
+	return &CacheStatus{Objects: st.Local.Objects + st.Hot.Objects, Bytes: st.Local.Bytes + st.Hot.Bytes,
+		MaxBytes: st.Local.MaxBytes + st.Hot.MaxBytes, HitRatio: st.HitRatio, Lookups: st.Lookups1m,
+		OwnerCalls: st.OwnerCalls, Serving: st.Serving, Detail: st}
+}
+
+// registerCacheAPI adds POST /v1/cache/purge (an admin write) and GET
+// /v1/cache/stats.
+func (n *Node) registerCacheAPI(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/cache/purge", n.adminWrite(n.purgeCache))
+	mux.HandleFunc("GET /v1/cache/stats", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		writeJSON(w, http.StatusOK, map[string]any{"nodes": n.cache.c.ClusterStats(ctx)})
+	})
+}
+
+// maxPurgeBody bounds a purge request's body.
+const maxPurgeBody = 1 << 20
+
+// PurgeResult is the answer to POST /v1/cache/purge.
+type PurgeResult struct {
+	Nodes []sharedcache.NodePurge `json:"nodes"`
+	// Dropped is the sum over the nodes that answered.
+	Dropped int `json:"dropped"`
+}
+
+// purgeCache handles POST /v1/cache/purge: {"urls": [...], "prefixes":
+// [...], "tags": [...]} purged on every node of the ring.
+func (n *Node) purgeCache(w http.ResponseWriter, r *http.Request) {
+	var p sharedcache.Purge
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxPurgeBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "purge: " + err.Error()})
+		return
+	}
+	if err := p.Validate(); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	nodes, err := n.cache.c.PurgeCluster(ctx, p)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	res := PurgeResult{Nodes: nodes}
+	for _, np := range nodes {
+		res.Dropped += np.Dropped
+	}
+	n.log.Info("cache purged", "urls", len(p.URLs), "prefixes", len(p.Prefixes), "tags", len(p.Tags), "dropped", res.Dropped, "client", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, res)
+}
+
+// cacheCollector exports the cluster tier's figures to Prometheus.
+type cacheCollector struct{ c *sharedcache.Cache }
+
+var (
+	descOwnerRPC = prometheus.NewDesc("pingora_cache_owner_rpc_seconds",
+		"Time to a key owner's first answer (the object's head, or word that it asked the origin).", nil, nil)
+	descTierLookups = prometheus.NewDesc("pingora_cache_tier_lookups_total",
+		"Cache lookups by the tier that answered (local: owned keys and unshared routes; hot: copies of other nodes' keys; remote: the owner) and result (hit: a fresh response).",
+		[]string{"tier", "result"}, nil)
+	descTierBytes = prometheus.NewDesc("pingora_cache_tier_bytes_total",
+		"Body bytes of the objects lookups found, by tier; remote counts bytes streamed from owners.", []string{"tier"}, nil)
+	descToPeers = prometheus.NewDesc("pingora_cache_peer_bytes_total",
+		"Body bytes this node streamed to other nodes as their keys' owner.", nil, nil)
+	descCluster = prometheus.NewDesc("pingora_cache_cluster_events_total",
+		"Cluster tier events: fallback (filled here, owner not asked), not_owner (an owner refused), call_error (a call failed; owner suspect), handoff (taken from a previous owner), origin_fill (filled for peers), refused (peer calls answered not-the-owner), ring_mismatch (served a peer with another ring).",
+		[]string{"event"}, nil)
+	descPurges   = prometheus.NewDesc("pingora_cache_purges_total", "Purges run on this node.", nil, nil)
+	descPurged   = prometheus.NewDesc("pingora_cache_purged_objects_total", "Objects purges dropped on this node.", nil, nil)
+	descInFlight = prometheus.NewDesc("pingora_cache_owner_calls_in_flight",
+		"Calls to key owners waiting for their answer.", nil, nil)
+	descServing = prometheus.NewDesc("pingora_cache_serving_in_flight",
+		"Lookup and fill streams this node serves to other nodes.", nil, nil)
+	descHot = prometheus.NewDesc("pingora_cache_hot_bytes", "Bytes of the hot tier (copies of other nodes' keys).", nil, nil)
+)
+
+func (cc cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descOwnerRPC, descTierLookups, descTierBytes, descToPeers, descCluster, descPurges, descPurged, descInFlight, descServing, descHot} {
+		ch <- d
+	}
+}
+
+func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	st := cc.c.Stats()
+	buckets := make(map[float64]uint64, len(sharedcache.LatencyBuckets))
+	var cum uint64
+	for i, ub := range sharedcache.LatencyBuckets {
+		cum += st.Latency.Counts[i]
+		buckets[ub] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(descOwnerRPC, st.Latency.Count(), st.Latency.Sum, buckets)
+	for name, t := range st.Tiers {
+		ch <- prometheus.MustNewConstMetric(descTierLookups, prometheus.CounterValue, float64(t.Hits), name, "hit")
+		ch <- prometheus.MustNewConstMetric(descTierLookups, prometheus.CounterValue, float64(t.Misses), name, "miss")
+		ch <- prometheus.MustNewConstMetric(descTierBytes, prometheus.CounterValue, float64(t.Bytes), name)
+	}
+	ch <- prometheus.MustNewConstMetric(descToPeers, prometheus.CounterValue, float64(st.BytesToPeers))
+	for ev, v := range map[string]uint64{"fallback": st.Fallbacks, "not_owner": st.NotOwner, "call_error": st.CallErrors,
+		"handoff": st.Handoffs, "origin_fill": st.OriginFills, "refused": st.Refused, "ring_mismatch": st.RingMismatch} {
+		ch <- prometheus.MustNewConstMetric(descCluster, prometheus.CounterValue, float64(v), ev)
+	}
+	ch <- prometheus.MustNewConstMetric(descPurges, prometheus.CounterValue, float64(st.Purges))
+	ch <- prometheus.MustNewConstMetric(descPurged, prometheus.CounterValue, float64(st.Purged))
+	ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(st.OwnerCalls))
+	ch <- prometheus.MustNewConstMetric(descServing, prometheus.GaugeValue, float64(st.Serving))
+	ch <- prometheus.MustNewConstMetric(descHot, prometheus.GaugeValue, float64(st.Hot.Bytes))
+}

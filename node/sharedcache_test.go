@@ -1,0 +1,150 @@
+package node
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// cacheOrigin is an origin whose responses may be stored for five
+// minutes, tagged, with a body that names the path; it counts requests by
+// path, and answers slowly enough that concurrent misses overlap.
+type cacheOrigin struct {
+	srv   *httptest.Server
+	total atomic.Int64
+	mu    sync.Mutex
+	paths map[string]int
+}
+
+func newCacheOrigin(t *testing.T, size int) *cacheOrigin {
+	o := &cacheOrigin{paths: map[string]int{}}
+	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.total.Add(1)
+		o.mu.Lock()
+		o.paths[r.URL.Path]++
+		o.mu.Unlock()
+		time.Sleep(50 * time.Millisecond) // sleep-ok: a slow origin, so that concurrent misses overlap
+		w.Header().Set("Cache-Control", "max-age=300")
+		w.Header().Set("Surrogate-Key", "all "+strings.Trim(r.URL.Path, "/"))
+		w.Write(cacheBody(r.URL.Path, size))
+	}))
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+func cacheBody(path string, size int) []byte {
+	return bytes.Repeat([]byte(path+";"), size/(len(path)+1)+1)[:size]
+}
+
+// startCacheCluster starts nodes that gossip and cache a shared route in
+// front of upstream, and waits until every node's cache has the ring of
+// all of them with their cluster addresses.
+func startCacheCluster(t *testing.T, upstream string, names ...string) []*Node {
+	t.Helper()
+	cluster := clusterFor(upstream) + "    cache: {enabled: true, shared: true}\n"
+	var nodes []*Node
+	for i, name := range names {
+		extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ngossip_profile: fast\ncluster_addr: 127.0.0.1:0\nupgrade_socket: %s\n", filepath.Join(t.TempDir(), "up.sock"))
+		if i > 0 {
+			extra += fmt.Sprintf("join: [%q]\n", nodes[0].Members().Addr())
+		}
+		nodes = append(nodes, startNode(t, writeNodeFiles(t, name, extra, cluster)))
+	}
+	waitUntil(t, "every cache on the full ring", func() bool {
+		for _, n := range nodes {
+			if !cacheRingReady(n, len(names)) {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes
+}
+
+func cacheRingReady(n *Node, members int) bool {
+	r := n.Members().Ring()
+	cr := newCacheRing(r, n.Members().Members())
+	return r.Len() == members && len(cr.addrs) == members && n.cache.ringVersion() == cr.Version()
+}
+
+// TestSharedCacheFillsOnce: concurrent requests for one cold key spread
+// over three nodes reach the origin once and every client gets the whole
+// body; the owner holds the object, the others hot copies; /status and
+// /v1/cache/stats report the cache; a purge by tag on one node reaches
+// all three and the next request goes to the origin again.
+func TestSharedCacheFillsOnce(t *testing.T) {
+	const size = 64 << 10
+	o := newCacheOrigin(t, size)
+	nodes := startCacheCluster(t, o.srv.Listener.Addr().String(), "c1", "c2", "c3")
+	const clients = 300
+	tr := &http.Transport{MaxIdleConnsPerHost: clients}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for i := range clients {
+		url := "http://" + nodes[i%3].ListenerAddrs()["http"] + "/obj"
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Host = "cache.test" // one key on every node (the key has the host)
+			resp, err := hc.Do(req)
+			if err != nil {
+				bad.Add(1)
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 || !bytes.Equal(b, cacheBody("/obj", size)) {
+				bad.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if bad.Load() != 0 || o.total.Load() != 1 {
+		t.Fatalf("%d bad responses, %d origin requests (want 0 and 1)", bad.Load(), o.total.Load())
+	}
+	var objects int
+	for _, n := range nodes {
+		objects += n.Status().Cache.Detail.Local.Objects
+	}
+	if objects != 1 {
+		t.Fatalf("%d owned objects across the nodes, want 1", objects)
+	}
+	_, body := get(t, "http://"+nodes[1].AdminAddr()+"/v1/cache/stats")
+	if !strings.Contains(body, `"node": "c1"`) || !strings.Contains(body, `"node": "c3"`) {
+		t.Fatalf("/v1/cache/stats: %s", body)
+	}
+	code, body := send(t, "POST", "http://"+nodes[2].AdminAddr()+"/v1/cache/purge", `{"tags": ["obj"]}`, nil)
+	var res PurgeResult
+	if err := json.Unmarshal([]byte(body), &res); code != 200 || err != nil || len(res.Nodes) != 3 || res.Dropped < 1 {
+		t.Fatalf("purge: %d %s", code, body)
+	}
+	for _, np := range res.Nodes {
+		if np.Error != "" {
+			t.Fatalf("purge on %s: %s", np.Node, np.Error)
+		}
+	}
+	req, _ := http.NewRequest("GET", "http://"+nodes[0].ListenerAddrs()["http"]+"/obj", nil)
+	req.Host = "cache.test"
+	if resp, err := hc.Do(req); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if o.total.Load() != 2 {
+		t.Fatalf("after the purge the origin saw %d requests, want 2", o.total.Load())
+	}
+	if code, body := send(t, "POST", "http://"+nodes[0].AdminAddr()+"/v1/cache/purge", `{"urls": ["/no-host"]}`, nil); code != 400 || !strings.Contains(body, "urls[0]") {
+		t.Fatalf("bad purge: %d %s", code, body)
+	}
+}
