@@ -111,6 +111,10 @@ type Stats struct {
 	Purged uint64 `json:"purged"`
 	// Latency is the time to an owner's first answer.
 	Latency Histogram `json:"owner_latency"`
+	// RingVersion is the placement the cache uses (0: none, every key is
+	// this node's); RingMembers its size.
+	RingVersion uint64 `json:"ring_version"`
+	RingMembers int    `json:"ring_members"`
 }
 
 // Size is what a tier holds.
@@ -143,6 +147,9 @@ func (c *Cache) Stats() Stats {
 			ts.Bytes = c.st.bytesRemote.Load()
 		}
 		st.Tiers[tierNames[i]] = ts
+	}
+	if r := c.ring(); r != nil {
+		st.RingVersion, st.RingMembers = r.Version(), len(r.Members())
 	}
 	hits, total := c.st.window.sum(c.cfg.Clock.Now())
 	st.Lookups1m = total

@@ -24,6 +24,7 @@ Usage:
   pingora-node leave [ADMIN] [--token T]        the node leaves the cluster for good and stops
   pingora-node force-leave NAME [--admin URL] [--token T]
                                                 remove a dead member from raft and every member list
+  pingora-node cache stats|purge [flags]        every node's HTTP cache; purge by URL, prefix or tag
   pingora-node version                          print the version and the commit
   pingora-node help [COMMAND]                   this text, or a command's flags
 
@@ -44,7 +45,7 @@ func main() {
 var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"run": cmdRun, "demo": cmdDemo, "status": cmdStatus, "members": cmdMembers,
 	"config": cmdConfig, "peer": cmdPeer, "version": cmdVersion,
-	"leave": cmdLeave, "force-leave": cmdForceLeave, "limits": cmdLimits,
+	"leave": cmdLeave, "force-leave": cmdForceLeave, "limits": cmdLimits, "cache": cmdCache,
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// cacheHost is the Host of every cached request: the key has the host, so
+// one host makes one key on every node.
+const cacheHost = "cache.test"
+
+// cacheCluster is node processes that gossip and cache one shared route.
+type cacheCluster struct {
+	t     *testing.T
+	dir   string
+	seed  string
+	procs []*proc
+}
+
+func newCacheCluster(t *testing.T, upstream string, n int) *cacheCluster {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pcc") // short: it holds Unix sockets
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(fmt.Sprintf(
+		"upstreams:\n  - name: web\n    peers: [{addr: %s}]\nroutes:\n  - upstream: web\n    cache: {enabled: true, shared: true}\n", upstream)), 0o644)
+	cc := &cacheCluster{t: t, dir: dir}
+	for range n {
+		cc.add()
+	}
+	cc.waitRing(cc.procs)
+	return cc
+}
+
+// add starts one more node, joining the first.
+func (cc *cacheCluster) add() *proc {
+	t := cc.t
+	p := &proc{name: fmt.Sprintf("n%d", len(cc.procs)+1), admin: freePort(t), proxy: freePort(t)}
+	gossip := freePort(t)
+	body := fmt.Sprintf("name: %s\nadmin_addr: %s\nlisteners:\n  - {name: http, addr: %s}\ncluster_config: cluster.yaml\n"+
+		"gossip_addr: %s\ngossip_profile: fast\ncluster_addr: %s\nupgrade_socket: %s.sock\ngrace_period: 5s\n",
+		p.name, p.admin, p.proxy, gossip, freePort(t), p.name)
+	if cc.seed != "" {
+		body += "join: [" + cc.seed + "]\n"
+	} else {
+		cc.seed = gossip
+	}
+	p.nodeFile = filepath.Join(cc.dir, p.name+".yaml")
+	os.WriteFile(p.nodeFile, []byte(body), 0o644)
+	p.start(t)
+	cc.procs = append(cc.procs, p)
+	return p
+}
+
+// waitRing waits until every proc's cache places keys on a ring of
+// exactly procs, all with the same version.
+func (cc *cacheCluster) waitRing(procs []*proc) {
+	cc.t.Helper()
+	waitFor(cc.t, fmt.Sprintf("%d caches on one ring of %d", len(procs), len(procs)), func() bool {
+		var v uint64
+		for _, p := range procs {
+			st, err := p.status()
+			if err != nil || st.Cache == nil || st.Cache.Detail.RingMembers != len(procs) || v != 0 && st.Cache.Detail.RingVersion != v {
+				return false
+			}
+			v = st.Cache.Detail.RingVersion
+		}
+		return v != 0
+	})
+}
+
+// cacheGet fetches path through p with the cache host.
+func cacheGet(c *http.Client, p *proc, path string) ([]byte, int, error) {
+	req, _ := http.NewRequest("GET", "http://"+p.proxy+path, nil)
+	req.Host = cacheHost
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return b, resp.StatusCode, err
+}
+
+// TestRealCacheCommands: "cache stats" lists every node's cache and
+// "cache purge" drops an object on every node and says how many each
+// dropped; a purge that selects nothing is a usage error.
+func TestRealCacheCommands(t *testing.T) {
+	var hits atomic.Int64
+	up := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Cache-Control", "max-age=300")
+		w.Header().Set("Cache-Tag", "page")
+		io.WriteString(w, "cached "+r.URL.Path)
+	})
+	cc := newCacheCluster(t, up, 3)
+	c := &http.Client{Timeout: 10 * time.Second}
+	for _, p := range cc.procs {
+		if b, code, err := cacheGet(c, p, "/page"); err != nil || code != 200 || string(b) != "cached /page" {
+			t.Fatalf("%s: %d %q %v", p.name, code, b, err)
+		}
+	}
+	if hits.Load() != 1 {
+		t.Fatalf("origin hit %d times for one key on three nodes", hits.Load())
+	}
+	code, out, errs := cli("cache", "stats", cc.procs[0].admin)
+	if code != 0 || strings.Count(out, "\nn") != 3 || !strings.Contains(out, "HIT RATIO") {
+		t.Fatalf("cache stats: %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = cli("cache", "purge", "--tag", "page", "--admin", cc.procs[1].admin)
+	if code != 0 || !strings.Contains(out, "total: dropped ") || !strings.Contains(out, " on 3 nodes") {
+		t.Fatalf("cache purge: %d\n%s%s", code, out, errs)
+	}
+	cacheGet(c, cc.procs[2], "/page")
+	if hits.Load() != 2 {
+		t.Fatalf("after the purge the origin saw %d requests, want 2", hits.Load())
+	}
+	if code, _, errs := cli("cache", "purge", "--admin", cc.procs[0].admin); code != 2 || !strings.Contains(errs, "selects nothing") {
+		t.Fatalf("empty purge: %d %q", code, errs)
+	}
+}
+
+// TestRealCacheOwnerKilledMidStream (issue 14, proof 4): the owner of a
+// large object is killed (SIGKILL) while it streams the object to another
+// node's client. The client gets an error, never a short body that reads
+// as complete; no node keeps a partial object; the next request gets the
+// whole object.
+func TestRealCacheOwnerKilledMidStream(t *testing.T) {
+	const size = 8 << 20
+	big := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	var gate atomic.Pointer[chan struct{}]
+	halfway := make(chan string, 16) // one per gated response, read by the test
+	up := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=300")
+		w.Header().Set("Content-Length", fmt.Sprint(size))
+		w.Write(big[:size/2])
+		w.(http.Flusher).Flush()
+		if g := gate.Load(); g != nil {
+			halfway <- r.URL.Path
+			<-*g
+		}
+		w.Write(big[size/2:])
+	})
+	cc := newCacheCluster(t, up, 3)
+	client := cc.procs[0]
+	c := &http.Client{Timeout: 30 * time.Second}
+	var owner *proc
+	var path string
+	var res chan error
+	var read atomic.Int64
+	var g chan struct{}
+	owned := 0 // keys n1 turned out to own, stored whole there
+	for i := 0; owner == nil; i++ {
+		if i == 20 {
+			t.Fatal("no key owned by another node than n1 in 20 tries")
+		}
+		g = make(chan struct{})
+		gate.Store(&g)
+		path = fmt.Sprintf("/big/%d", i)
+		res = make(chan error, 1) // the one request
+		read.Store(0)
+		go func() {
+			req, _ := http.NewRequest("GET", "http://"+client.proxy+path, nil)
+			req.Host = cacheHost
+			resp, err := c.Do(req)
+			if err != nil {
+				res <- err
+				return
+			}
+			defer resp.Body.Close()
+			var got bytes.Buffer
+			_, err = io.Copy(&got, io.TeeReader(resp.Body, countWriter{&read}))
+			if err == nil && !bytes.Equal(got.Bytes(), big) {
+				err = fmt.Errorf("a body of %d bytes read as complete", got.Len())
+			}
+			res <- err
+		}()
+		<-halfway
+		waitFor(t, "the client reading the body", func() bool { return read.Load() > 0 })
+		for _, p := range cc.procs[1:] {
+			if st, err := p.status(); err == nil && st.Cache.Serving > 0 {
+				owner = p
+			}
+		}
+		if owner == nil { // n1 owns it: try another key
+			gate.Store(nil)
+			close(g)
+			if err := <-res; err != nil {
+				t.Fatal(err)
+			}
+			owned++
+		}
+	}
+	owner.cmd.Process.Kill()
+	owner.cmd.Wait()
+	err := <-res
+	if err == nil {
+		t.Fatal("the client read the whole body from an owner killed half-way")
+	}
+	t.Logf("client of %s, owner %s killed after %d of %d bytes: %v", client.name, owner.name, read.Load(), size, err)
+	gate.Store(nil)
+	close(g)
+	for _, p := range cc.procs {
+		if p == owner {
+			continue
+		}
+		st, err := p.status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		if p == client {
+			want = owned
+		}
+		if d := st.Cache.Detail; d.Hot.Objects != 0 || d.Local.Objects != want {
+			t.Fatalf("%s keeps %d hot and %d local objects after the cut (want 0 and %d)", p.name, d.Hot.Objects, d.Local.Objects, want)
+		}
+	}
+	waitFor(t, "the whole object again", func() bool {
+		b, code, err := cacheGet(c, client, path)
+		return err == nil && code == 200 && bytes.Equal(b, big)
+	})
+}
+
+// countWriter counts the bytes written to it.
+type countWriter struct{ n *atomic.Int64 }
+
+func (w countWriter) Write(p []byte) (int, error) { w.n.Add(int64(len(p))); return len(p), nil }
+
+// httpServer starts an origin on loopback, closed when the test ends.
+func httpServer(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
