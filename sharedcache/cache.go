@@ -1,6 +1,7 @@
 package sharedcache
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"net/http"
@@ -44,6 +45,9 @@ type Cache struct {
 	servingN int                      // lookup and fill streams being served
 	idle     chan struct{}            // closed when servingN drops to 0 while Drain waits
 
+	bufs   sync.Pool // *bufio.Reader of bodyBuf bytes, for owner streams
+	chunks sync.Pool // *[]byte of bodyBuf bytes, for body copies
+
 	ctx    context.Context // ends at Close: fills and body pumps
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // goroutines started through goFunc
@@ -82,27 +86,33 @@ func New(cfg Config) (*Cache, error) {
 	if c.local, c.localIdx, err = newTier(cfg, cfg.MaxBytes); err != nil {
 		return nil, err
 	}
-	if c.hot, c.hotIdx, err = newTier(cfg, cfg.HotBytes); err != nil {
+	if c.hot, c.hotIdx, err = newTier(cfg, max(cfg.HotBytes, 1)); err != nil {
 		return nil, err
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.bufs.New = func() any { return bufio.NewReaderSize(nil, bodyBuf) }
+	c.chunks.New = func() any { b := make([]byte, bodyBuf); return &b }
 	return c, nil
 }
 
-// newTier is a memory store of max bytes whose objects TinyUFO keeps,
-// tagged with their surrogate keys.
+// newTier is a memory store whose objects TinyUFO keeps within max
+// bytes, tagged with their surrogate keys. Its fills take objects up to
+// MaxObjectBytes whatever max is (a larger one is not admitted, after it
+// streamed whole to its readers).
 func newTier(cfg Config, max int64) (*cache.Memory, *tinyufo.Cache[any], error) {
 	idx, err := tinyufo.New[any](tinyufo.Config{Capacity: max})
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := cache.NewMemory(cache.MemoryConfig{MaxBytes: max, MaxObjectBytes: min(cfg.MaxObjectBytes, max),
+	m, err := cache.NewMemory(cache.MemoryConfig{MaxBytes: maxInt(max, cfg.MaxObjectBytes), MaxObjectBytes: cfg.MaxObjectBytes,
 		Index: tagIndex{idx}, Clock: cfg.Clock})
 	if err != nil {
 		return nil, nil, err
 	}
 	return m, idx, nil
 }
+
+func maxInt(a, b int64) int64 { return max(a, b) }
 
 // Local returns the Store of the routes that do not share: this node's
 // local tier, counted in Stats like the shared view.

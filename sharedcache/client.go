@@ -17,14 +17,20 @@ const bodyBuf = 64 << 10
 
 // ownerStream is a get's answer being read: heads, then the body.
 type ownerStream struct {
+	c      *Cache
 	rc     io.ReadCloser
-	br     *bufio.Reader
+	br     *bufio.Reader // from c.bufs, returned by close
 	cancel context.CancelFunc
 }
 
 func (s *ownerStream) close() {
 	s.rc.Close()
 	s.cancel()
+	if s.br != nil {
+		s.br.Reset(nil)
+		s.c.bufs.Put(s.br)
+		s.br = nil
+	}
 }
 
 // errOwnerTimeout is why a call is given up when its owner did not answer
@@ -46,7 +52,8 @@ func (c *Cache) open(t target, g *getRequest) (*ownerStream, *head, error) {
 	var h *head
 	var br *bufio.Reader
 	if err == nil {
-		br = bufio.NewReaderSize(rc, bodyBuf)
+		br = c.bufs.Get().(*bufio.Reader)
+		br.Reset(rc)
 		h, err = readHead(br)
 	}
 	fired := !timer.Stop()
@@ -54,6 +61,7 @@ func (c *Cache) open(t target, g *getRequest) (*ownerStream, *head, error) {
 	if err != nil {
 		if rc != nil {
 			rc.Close()
+			c.bufs.Put(br)
 		}
 		cancel()
 		if fired {
@@ -61,7 +69,7 @@ func (c *Cache) open(t target, g *getRequest) (*ownerStream, *head, error) {
 		}
 		return nil, nil, err
 	}
-	return &ownerStream{rc: rc, br: br, cancel: cancel}, h, nil
+	return &ownerStream{c: c, rc: rc, br: br, cancel: cancel}, h, nil
 }
 
 // next reads the next head, waiting at most wait.
@@ -90,34 +98,59 @@ func (c *Cache) callFailed(t target, err error) {
 }
 
 // lookupRemote asks owner t for key without filling. A fresh object (or
-// one still streaming in) is copied into the hot tier as it streams; a
+// one still streaming in) is copied into the hot tier as it arrives; a
 // stale one is handed on through a Pipe and not kept: the owner holds it
 // and revalidates it when asked to fill. It returns the object this
 // node's readers read, or nil.
 func (c *Cache) lookupRemote(t target, key string) cache.Object {
-	s, h, err := c.open(t, &getRequest{Op: opLookup, Key: key})
+	s, h, body, err := c.ask(t, key, opLookup)
 	if err != nil {
 		c.callFailed(t, err)
 		return nil
 	}
 	if h.Kind != kindObject || h.Meta == nil {
-		s.close()
+		if s != nil {
+			s.close()
+		}
 		return nil
 	}
-	if m := h.Meta.meta(); !c.fresh(m) {
-		p := cache.NewPipe(m, c.cfg.MaxObjectBytes)
-		if !c.goFunc(func() { c.pump(s, pipeSink{p}, h.Len) }) {
-			s.close()
-			return nil
-		}
-		return p.Object()
+	if !c.fresh(h.Meta.meta()) || c.cfg.HotBytes < 0 {
+		return c.receive(s, h, body, nil, nil, key)
 	}
 	f, other, _ := c.hot.Lock(c.ctx, key, c.cfg.OwnerTimeout)
 	if f == nil { // another request here holds the key: its object, if it has one
-		s.close()
+		if s != nil {
+			s.close()
+		}
 		return other
 	}
-	return c.adopt(s, h, f, c.hot, key)
+	return c.receive(s, h, body, f, c.hot, key)
+}
+
+// ask asks t for key without filling (a lookup, or a handoff): first a
+// unary call, which brings a small complete object inline in one round
+// trip on the shared connection; then, for a large object or one still
+// being filled, a stream (methodGet), returned with its first head.
+func (c *Cache) ask(t target, key string, o op) (*ownerStream, *head, []byte, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.OwnerTimeout)
+	defer cancel()
+	if r := c.ring(); r != nil {
+		ctx = wire.WithRingVersion(ctx, r.Version())
+	}
+	start := c.cfg.Clock.Now()
+	c.st.ownerCalls.Add(1)
+	var rep lookupReply
+	err := c.cfg.Client.Call(ctx, t.addr, methodLookup, &lookupRequest{Op: o, Key: key}, &rep)
+	c.st.ownerCalls.Add(-1)
+	c.st.latency.observe(c.cfg.Clock.Now().Sub(start))
+	switch {
+	case err != nil:
+		return nil, nil, nil, err
+	case rep.Head.Kind == kindStream:
+		s, h, err := c.open(t, &getRequest{Op: o, Key: key})
+		return s, h, nil, err
+	}
+	return nil, &rep.Head, rep.Body, nil
 }
 
 // sink is what a body from an owner streams into: a fill, or a Pipe.
@@ -143,6 +176,16 @@ func (c *Cache) fillRemote(t target, key string, req *cache.Request, wait time.D
 	s, h, err := c.open(t, g)
 	if err != nil {
 		c.callFailed(t, err)
+		if errors.Is(err, wire.ErrNotOwner) {
+			// Rings disagree while membership changes: the key's owner
+			// before the change may still hold it.
+			switch o, ended := c.fromPrevious(t, key, hf, c.hot); {
+			case o != nil:
+				return nil, o, nil
+			case ended:
+				return nil, nil, cache.ErrFillFailed
+			}
+		}
 		c.st.fallbacks.Add(1)
 		return hf, nil, nil
 	}
@@ -160,7 +203,7 @@ func (c *Cache) fillRemote(t target, key string, req *cache.Request, wait time.D
 		c.st.fallbacks.Add(1)
 		return hf, nil, nil
 	case h.Kind == kindObject && h.Meta != nil:
-		if o := c.adopt(s, h, hf, c.hot, key); o != nil {
+		if o := c.receive(s, h, nil, hf, c.hot, key); o != nil {
 			return nil, o, nil
 		}
 		return nil, nil, cache.ErrFillFailed
@@ -176,21 +219,75 @@ func (c *Cache) fillRemote(t target, key string, req *cache.Request, wait time.D
 	return nil, nil, cache.ErrLockTimeout // kindAccepted (no wait), kindLockTimeout
 }
 
-// adopt starts f with the head h and pumps the body into it in the
-// background; it returns the object readers read (f's, published).
-func (c *Cache) adopt(s *ownerStream, h *head, f cache.Fill, into *cache.Memory, key string) cache.Object {
-	if err := f.Start(h.Meta.meta(), 0); err != nil {
-		s.close()
-		f.Abort(err)
-		return nil
+// inlineMax is the largest body received while the caller waits, in
+// the call's goroutine: a small object costs no goroutine, and its stream
+// connection is free for the next call when the lookup returns.
+const inlineMax = 32 << 10
+
+// receive takes the object announced by h into f, the fill of key in
+// tier (or, f nil, into a Pipe that keeps nothing), and returns the
+// object readers read. The body came inline (s nil), or is read from s:
+// a small one of known length before receive returns, a larger one
+// pumped in the background as it streams.
+func (c *Cache) receive(s *ownerStream, h *head, inline []byte, f cache.Fill, tier *cache.Memory, key string) cache.Object {
+	meta := h.Meta.meta()
+	var dst sink
+	var o cache.Object
+	if f == nil {
+		p := cache.NewPipe(meta, c.cfg.MaxObjectBytes)
+		dst, o = pipeSink{p}, p.Object()
+	} else {
+		if err := f.Start(meta, 0); err != nil {
+			if s != nil {
+				s.close()
+			}
+			f.Abort(err)
+			return nil
+		}
+		dst = f
+		o, _ = tier.Lookup(c.ctx, key) // the fill's object: nothing written yet, so still under the lock
 	}
-	o, _ := into.Lookup(c.ctx, key) // the fill's object: nothing written yet, so still under the lock
-	if !c.goFunc(func() { c.pump(s, f, h.Len) }) {
+	switch {
+	case s == nil:
+		if int64(len(inline)) != h.Len {
+			dst.Abort(errShortBody)
+			return nil
+		}
+		dst.Write(inline)
+		dst.Commit()
+		c.st.bytesRemote.Add(h.Len)
+	case h.Len >= 0 && h.Len <= inlineMax:
+		c.readInline(s, dst, h.Len)
+	case !c.goFunc(func() { c.pump(s, dst, h.Len) }):
 		s.close()
-		f.Abort(errClosed)
+		dst.Abort(errClosed)
 		return nil
 	}
 	return o
+}
+
+// readInline reads a body of n bytes and the stream's clean end into
+// dst, bounded by BodyIdleTimeout.
+func (c *Cache) readInline(s *ownerStream, dst sink, n int64) {
+	defer s.close()
+	idle := c.cfg.Clock.AfterFunc(c.cfg.BodyIdleTimeout, s.cancel)
+	defer idle.Stop()
+	buf := c.chunks.Get().(*[]byte)
+	defer c.chunks.Put(buf)
+	body := (*buf)[:n]
+	_, err := io.ReadFull(s.br, body)
+	if err == nil {
+		if _, err = s.br.Read((*buf)[n : n+1]); err == nil {
+			err = errors.New("sharedcache: body longer than the owner announced")
+		}
+	}
+	if err != io.EOF {
+		dst.Abort(fmt.Errorf("sharedcache: body from the owner: %w", err))
+		return
+	}
+	dst.Write(body)
+	dst.Commit()
+	c.st.bytesRemote.Add(n)
 }
 
 // errShortBody is how a body that ended before its announced length
@@ -203,7 +300,9 @@ var errShortBody = errors.New("sharedcache: body shorter than the owner announce
 // nothing for BodyIdleTimeout is cut.
 func (c *Cache) pump(s *ownerStream, f sink, want int64) {
 	defer s.close()
-	buf := make([]byte, bodyBuf)
+	bp := c.chunks.Get().(*[]byte)
+	defer c.chunks.Put(bp)
+	buf := *bp
 	var got int64
 	for {
 		idle := c.cfg.Clock.AfterFunc(c.cfg.BodyIdleTimeout, s.cancel)

@@ -90,7 +90,8 @@ type Config struct {
 	MaxObjectBytes int64
 	// HotBytes caps the copies of objects fetched from their owners
 	// (hot keys served here without a call) and of objects filled here
-	// while their owner was unreachable (default MaxBytes/16).
+	// while their owner was unreachable; -1 keeps none (default
+	// MaxBytes/16).
 	HotBytes int64
 	// Client calls the other nodes (default nil: no cluster tier, every
 	// key is this node's).
@@ -135,7 +136,7 @@ func (c Config) Validate() error {
 	}{{"MaxBytes", c.MaxBytes}, {"MaxObjectBytes", c.MaxObjectBytes}, {"HotBytes", c.HotBytes},
 		{"OwnerTimeout", int64(c.OwnerTimeout)}, {"SuspectFor", int64(c.SuspectFor)},
 		{"HandoffWindow", int64(c.HandoffWindow)}, {"BodyIdleTimeout", int64(c.BodyIdleTimeout)}} {
-		if f.v < 0 {
+		if f.v < 0 && !(f.name == "HotBytes" && f.v == -1) {
 			return fmt.Errorf("sharedcache: %s (%d) cannot be negative", f.name, f.v)
 		}
 	}

@@ -19,6 +19,10 @@ const (
 	// methodGet is a stream: an object by key from its owner (lookup,
 	// fill or handoff), as heads then the body.
 	methodGet = "sharedcache.get"
+	// methodLookup is a unary lookup or handoff: a small complete object
+	// comes back inline, in one round trip on the shared connection;
+	// anything else is then asked for with methodGet.
+	methodLookup = "sharedcache.lookup"
 	// methodRemove drops one key on the node called (an invalidation).
 	methodRemove = "sharedcache.remove"
 	// methodPurge runs a purge on the node called and answers its count.
@@ -89,6 +93,21 @@ const (
 	// kindLockTimeout: the wait for another fill's head ran out, or a
 	// fill started for a caller that does not wait (Wait 0).
 	kindLockTimeout
+	// kindStream: (methodLookup) the object is large or still being
+	// filled: ask for it with methodGet.
+	kindStream
+)
+
+// lookupRequest and lookupReply are methodLookup's messages.
+type (
+	lookupRequest struct {
+		Op  op     `msgpack:"o"`
+		Key string `msgpack:"k"`
+	}
+	lookupReply struct {
+		Head head   `msgpack:"h"`
+		Body []byte `msgpack:"b,omitempty"`
+	}
 )
 
 // head is one head frame of a get's stream.
@@ -144,16 +163,25 @@ var errHeadTooLarge = errors.New("sharedcache: head frame over 1 MiB")
 
 // writeHead sends h as a 4-byte length and its msgpack encoding.
 func writeHead(w io.Writer, h *head) error {
+	b, err := encodeHead(h)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// encodeHead returns h's frame: a 4-byte length and its msgpack encoding.
+func encodeHead(h *head) ([]byte, error) {
 	b, err := msgpack.Marshal(h)
 	if err != nil {
-		return fmt.Errorf("sharedcache: encode head: %w", err)
+		return nil, fmt.Errorf("sharedcache: encode head: %w", err)
 	}
 	if len(b) > maxHead {
-		return errHeadTooLarge
+		return nil, errHeadTooLarge
 	}
 	out := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(b)), uint32(len(b)))
-	_, err = w.Write(append(out, b...))
-	return err
+	return append(out, b...), nil
 }
 
 // readHead reads one head frame.

@@ -19,6 +19,7 @@ import (
 // stats.
 func (c *Cache) Serve(srv *wire.Server) {
 	srv.HandleStream(methodGet, c.serveGet)
+	wire.HandleFunc(srv, methodLookup, c.serveLookup)
 	wire.HandleFunc(srv, methodRemove, c.serveRemove)
 	wire.HandleFunc(srv, methodPurge, c.servePurge)
 	wire.HandleFunc(srv, methodStats, c.serveStats)
@@ -37,6 +38,9 @@ func (c *Cache) serveGet(ctx context.Context, body []byte, w io.Writer) error {
 		return c.reply(ctx, w, o)
 	}
 	if err := c.checkOwner(ctx, g.Key); err != nil {
+		if o := c.heldAnyway(ctx, g.Key); o != nil && (g.Op == opLookup || g.Req != nil && c.usable(o, cache.ParseRequest(g.Req.request().Header))) {
+			return c.sendObject(ctx, w, o)
+		}
 		return err
 	}
 	if !c.beginServing() {
@@ -71,6 +75,51 @@ func (c *Cache) checkOwner(ctx context.Context, key string) error {
 		c.st.ringMismatch.Add(1)
 	}
 	return nil
+}
+
+// heldAnyway returns the complete object this node holds for a key it
+// does not own (a ring change in progress, or draining): it is served as
+// is, never filled, so the caller need not go to the origin for it.
+func (c *Cache) heldAnyway(ctx context.Context, key string) cache.Object {
+	o, _ := c.local.Lookup(ctx, key)
+	if o == nil || o.Len() < 0 {
+		return nil
+	}
+	c.st.heldAnyway.Add(1)
+	return o
+}
+
+// serveLookup answers a unary lookup or handoff: a small complete object
+// inline, a miss, or word to stream it (methodGet).
+func (c *Cache) serveLookup(ctx context.Context, r *lookupRequest) (*lookupReply, error) {
+	var o cache.Object
+	switch {
+	case r.Op == opHandoff:
+		o, _ = c.local.Lookup(ctx, r.Key)
+	case c.checkOwner(ctx, r.Key) == nil:
+		o, _ = c.local.Lookup(ctx, r.Key)
+	default:
+		if o = c.heldAnyway(ctx, r.Key); o == nil {
+			return nil, c.notOwner()
+		}
+	}
+	switch {
+	case o == nil:
+		return &lookupReply{Head: head{Kind: kindMiss}}, nil
+	case o.Len() < 0 || o.Len() > inlineMax:
+		return &lookupReply{Head: head{Kind: kindStream}}, nil
+	}
+	r2, err := o.NewReader(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer r2.Close()
+	body := make([]byte, o.Len())
+	if _, err := io.ReadFull(r2, body); err != nil {
+		return nil, err
+	}
+	c.st.bytesToPeers.Add(o.Len())
+	return &lookupReply{Head: head{Kind: kindObject, Meta: toWireMeta(o.Meta()), Len: o.Len()}, Body: body}, nil
 }
 
 // beginServing counts a lookup or fill stream for Drain; it reports
@@ -109,7 +158,8 @@ func (c *Cache) reply(ctx context.Context, w io.Writer, o cache.Object) error {
 // that fails mid-body fails the stream (the caller never sees a short
 // body as whole).
 func (c *Cache) sendObject(ctx context.Context, w io.Writer, o cache.Object) error {
-	if err := writeHead(w, &head{Kind: kindObject, Meta: toWireMeta(o.Meta()), Len: o.Len()}); err != nil {
+	b, err := encodeHead(&head{Kind: kindObject, Meta: toWireMeta(o.Meta()), Len: o.Len()})
+	if err != nil {
 		return err
 	}
 	r, err := o.NewReader(ctx, 0)
@@ -117,7 +167,22 @@ func (c *Cache) sendObject(ctx context.Context, w io.Writer, o cache.Object) err
 		return err
 	}
 	defer r.Close()
-	buf := make([]byte, bodyBuf)
+	bp := c.chunks.Get().(*[]byte)
+	defer c.chunks.Put(bp)
+	buf := *bp
+	if n := o.Len(); n >= 0 && n <= inlineMax && len(b)+int(n) <= len(buf) {
+		// A small complete object goes out in one write: head and body.
+		k := copy(buf, b)
+		if _, err := io.ReadFull(r, buf[k:k+int(n)]); err != nil {
+			return err
+		}
+		_, err := w.Write(buf[:k+int(n)])
+		c.st.bytesToPeers.Add(n)
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
 	n, err := io.CopyBuffer(w, r, buf)
 	c.st.bytesToPeers.Add(n)
 	return err

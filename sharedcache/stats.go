@@ -31,6 +31,7 @@ type counters struct {
 	handoffs     atomic.Uint64
 	refused      atomic.Uint64
 	ringMismatch atomic.Uint64
+	heldAnyway   atomic.Uint64
 	originFills  atomic.Uint64
 	bytesRemote  atomic.Int64
 	bytesToPeers atomic.Int64
@@ -101,9 +102,11 @@ type Stats struct {
 	Handoffs    uint64 `json:"handoffs"`
 	OriginFills uint64 `json:"origin_fills"`
 	// Refused are peer calls answered "not the owner"; RingMismatch the
-	// calls served from a peer whose ring differed.
+	// calls served from a peer whose ring differed; HeldAnyway the calls
+	// for a key this node no longer owns answered from what it held.
 	Refused      uint64 `json:"refused"`
 	RingMismatch uint64 `json:"ring_mismatch"`
+	HeldAnyway   uint64 `json:"held_anyway"`
 	// BytesToPeers are body bytes sent to other nodes.
 	BytesToPeers int64 `json:"bytes_to_peers"`
 	// Purges run here and the objects they dropped.
@@ -125,18 +128,18 @@ type Size struct {
 	Evictions uint64 `json:"evictions"`
 }
 
-func sizeOf(s cache.Stats) Size {
-	return Size{Objects: s.Objects, Bytes: s.Bytes, MaxBytes: s.MaxBytes, Evictions: s.Evictions}
+func sizeOf(s cache.Stats, cap int64) Size {
+	return Size{Objects: s.Objects, Bytes: s.Bytes, MaxBytes: cap, Evictions: s.Evictions}
 }
 
 // Stats returns the cache's figures now.
 func (c *Cache) Stats() Stats {
 	st := Stats{
-		Local: sizeOf(c.local.Stats()), Hot: sizeOf(c.hot.Stats()),
+		Local: sizeOf(c.local.Stats(), c.cfg.MaxBytes), Hot: sizeOf(c.hot.Stats(), max(c.cfg.HotBytes, 0)),
 		OwnerCalls: c.st.ownerCalls.Load(), Serving: c.st.serving.Load(),
 		Fallbacks: c.st.fallbacks.Load(), NotOwner: c.st.notOwner.Load(), CallErrors: c.st.callErrors.Load(),
 		Handoffs: c.st.handoffs.Load(), OriginFills: c.st.originFills.Load(),
-		Refused: c.st.refused.Load(), RingMismatch: c.st.ringMismatch.Load(),
+		Refused: c.st.refused.Load(), RingMismatch: c.st.ringMismatch.Load(), HeldAnyway: c.st.heldAnyway.Load(),
 		BytesToPeers: c.st.bytesToPeers.Load(), Purges: c.st.purges.Load(), Purged: c.st.purged.Load(),
 		Latency: c.st.latency.snapshot(), Tiers: make(map[string]TierStats, tiers),
 	}

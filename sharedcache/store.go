@@ -118,24 +118,42 @@ func (c *Cache) lockOwned(ctx context.Context, key string, wait time.Duration) (
 	if f == nil {
 		return f, o, err
 	}
+	switch o, ended := c.fromPrevious(target{}, key, f, c.local); {
+	case o != nil:
+		return nil, o, nil
+	case ended:
+		return nil, nil, cache.ErrFillFailed
+	}
+	return f, nil, nil
+}
+
+// fromPrevious asks the key's previous owners (but not skip, which was
+// just asked) for a fresh copy of key and streams the first one found into
+// f, the fill of key in tier. It returns the object; or nil and whether f
+// ended (a copy that failed), else f is still the caller's.
+func (c *Cache) fromPrevious(skip target, key string, f cache.Fill, tier *cache.Memory) (cache.Object, bool) {
 	for _, t := range c.previousOwners(key) {
-		s, h, err := c.open(t, &getRequest{Op: opHandoff, Key: key})
+		if t.id == skip.id {
+			continue
+		}
+		s, h, body, err := c.ask(t, key, opHandoff)
 		if err != nil {
 			c.callFailed(t, err)
 			continue
 		}
 		if h.Kind != kindObject || h.Meta == nil || !c.fresh(h.Meta.meta()) {
-			s.close()
+			if s != nil {
+				s.close()
+			}
 			continue
 		}
-		o := c.adopt(s, h, f, c.local, key)
-		if o == nil {
-			return nil, nil, cache.ErrFillFailed
+		o := c.receive(s, h, body, f, tier, key)
+		if o != nil {
+			c.st.handoffs.Add(1)
 		}
-		c.st.handoffs.Add(1)
-		return nil, o, nil
+		return o, o == nil
 	}
-	return f, nil, nil
+	return nil, false
 }
 
 // fresh reports whether m may be used as is by a request without
