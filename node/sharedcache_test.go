@@ -86,33 +86,11 @@ func TestSharedCacheFillsOnce(t *testing.T) {
 	o := newCacheOrigin(t, size)
 	nodes := startCacheCluster(t, o.srv.Listener.Addr().String(), "c1", "c2", "c3")
 	const clients = 300
-	tr := &http.Transport{MaxIdleConnsPerHost: clients}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	var wg sync.WaitGroup
-	var bad atomic.Int64
-	for i := range clients {
-		url := "http://" + nodes[i%3].ListenerAddrs()["http"] + "/obj"
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest("GET", url, nil)
-			req.Host = "cache.test" // one key on every node (the key has the host)
-			resp, err := hc.Do(req)
-			if err != nil {
-				bad.Add(1)
-				return
-			}
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil || resp.StatusCode != 200 || !bytes.Equal(b, cacheBody("/obj", size)) {
-				bad.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if bad.Load() != 0 || o.total.Load() != 1 {
-		t.Fatalf("%d bad responses, %d origin requests (want 0 and 1)", bad.Load(), o.total.Load())
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}, Timeout: 30 * time.Second}
+	defer hc.CloseIdleConnections()
+	bad := fetchConcurrently(hc, nodes, "/obj", clients, cacheBody("/obj", size))
+	if bad != 0 || o.total.Load() != 1 {
+		t.Fatalf("%d bad responses, %d origin requests (want 0 and 1)", bad, o.total.Load())
 	}
 	var objects int
 	for _, n := range nodes {
@@ -147,4 +125,32 @@ func TestSharedCacheFillsOnce(t *testing.T) {
 	if code, body := send(t, "POST", "http://"+nodes[0].AdminAddr()+"/v1/cache/purge", `{"urls": ["/no-host"]}`, nil); code != 400 || !strings.Contains(body, "urls[0]") {
 		t.Fatalf("bad purge: %d %s", code, body)
 	}
+}
+
+// fetchConcurrently sends n requests for path at once, spread over nodes,
+// with the host cache.test, and returns how many did not get want whole.
+func fetchConcurrently(hc *http.Client, nodes []*Node, path string, n int, want []byte) int64 {
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for i := range n {
+		url := "http://" + nodes[i%len(nodes)].ListenerAddrs()["http"] + path
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Host = "cache.test" // one key on every node (the key has the host)
+			resp, err := hc.Do(req)
+			if err != nil {
+				bad.Add(1)
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 || !bytes.Equal(b, want) {
+				bad.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return bad.Load()
 }

@@ -138,16 +138,15 @@ func TestRealCacheCommands(t *testing.T) {
 // whole object.
 func TestRealCacheOwnerKilledMidStream(t *testing.T) {
 	const size = 8 << 20
-	big := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-	var gate atomic.Pointer[chan struct{}]
-	halfway := make(chan string, 16) // one per gated response, read by the test
+	o := &gatedOrigin{big: bytes.Repeat([]byte("0123456789abcdef"), size/16), halfway: make(chan string, 16)} // one per gated response
+	big, gate := o.big, &o.gate
 	up := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=300")
 		w.Header().Set("Content-Length", fmt.Sprint(size))
 		w.Write(big[:size/2])
 		w.(http.Flusher).Flush()
 		if g := gate.Load(); g != nil {
-			halfway <- r.URL.Path
+			o.halfway <- r.URL.Path
 			<-*g
 		}
 		w.Write(big[size/2:])
@@ -155,53 +154,8 @@ func TestRealCacheOwnerKilledMidStream(t *testing.T) {
 	cc := newCacheCluster(t, up, 3)
 	client := cc.procs[0]
 	c := &http.Client{Timeout: 30 * time.Second}
-	var owner *proc
-	var path string
-	var res chan error
 	var read atomic.Int64
-	var g chan struct{}
-	owned := 0 // keys n1 turned out to own, stored whole there
-	for i := 0; owner == nil; i++ {
-		if i == 20 {
-			t.Fatal("no key owned by another node than n1 in 20 tries")
-		}
-		g = make(chan struct{})
-		gate.Store(&g)
-		path = fmt.Sprintf("/big/%d", i)
-		res = make(chan error, 1) // the one request
-		read.Store(0)
-		go func() {
-			req, _ := http.NewRequest("GET", "http://"+client.proxy+path, nil)
-			req.Host = cacheHost
-			resp, err := c.Do(req)
-			if err != nil {
-				res <- err
-				return
-			}
-			defer resp.Body.Close()
-			var got bytes.Buffer
-			_, err = io.Copy(&got, io.TeeReader(resp.Body, countWriter{&read}))
-			if err == nil && !bytes.Equal(got.Bytes(), big) {
-				err = fmt.Errorf("a body of %d bytes read as complete", got.Len())
-			}
-			res <- err
-		}()
-		<-halfway
-		waitFor(t, "the client reading the body", func() bool { return read.Load() > 0 })
-		for _, p := range cc.procs[1:] {
-			if st, err := p.status(); err == nil && st.Cache.Serving > 0 {
-				owner = p
-			}
-		}
-		if owner == nil { // n1 owns it: try another key
-			gate.Store(nil)
-			close(g)
-			if err := <-res; err != nil {
-				t.Fatal(err)
-			}
-			owned++
-		}
-	}
+	owner, path, owned, res, g := streamFromOwner(t, cc, c, o, &read)
 	owner.cmd.Process.Kill()
 	owner.cmd.Wait()
 	err := <-res
@@ -231,6 +185,59 @@ func TestRealCacheOwnerKilledMidStream(t *testing.T) {
 		b, code, err := cacheGet(c, client, path)
 		return err == nil && code == 200 && bytes.Equal(b, big)
 	})
+}
+
+// gatedOrigin serves big, holding each response half-way while gate is
+// set (and saying so on halfway).
+type gatedOrigin struct {
+	big     []byte
+	gate    atomic.Pointer[chan struct{}]
+	halfway chan string
+}
+
+// streamFromOwner requests /big/N at n1, each with the origin gated
+// half-way, until one is owned by another node, which is then streaming
+// it to n1's client; it returns that owner, the path, how many keys n1
+// owned (stored whole there), the request's result channel and the gate.
+func streamFromOwner(t *testing.T, cc *cacheCluster, c *http.Client, o *gatedOrigin, read *atomic.Int64) (*proc, string, int, chan error, chan struct{}) {
+	client, gate, big := cc.procs[0], &o.gate, o.big
+	for i := range 20 {
+		g := make(chan struct{})
+		gate.Store(&g)
+		path := fmt.Sprintf("/big/%d", i)
+		res := make(chan error, 1) // the one request
+		read.Store(0)
+		go func() {
+			req, _ := http.NewRequest("GET", "http://"+client.proxy+path, nil)
+			req.Host = cacheHost
+			resp, err := c.Do(req)
+			if err != nil {
+				res <- err
+				return
+			}
+			defer resp.Body.Close()
+			var got bytes.Buffer
+			_, err = io.Copy(&got, io.TeeReader(resp.Body, countWriter{read}))
+			if err == nil && !bytes.Equal(got.Bytes(), big) {
+				err = fmt.Errorf("a body of %d bytes read as complete", got.Len())
+			}
+			res <- err
+		}()
+		<-o.halfway
+		waitFor(t, "the client reading the body", func() bool { return read.Load() > 0 })
+		for _, p := range cc.procs[1:] {
+			if st, err := p.status(); err == nil && st.Cache.Serving > 0 {
+				return p, path, i, res, g
+			}
+		}
+		gate.Store(nil) // n1 owns it: try another key
+		close(g)
+		if err := <-res; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("no key owned by another node than n1 in 20 tries")
+	return nil, "", 0, nil, nil
 }
 
 // countWriter counts the bytes written to it.
