@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -154,3 +155,55 @@ func fetchConcurrently(hc *http.Client, nodes []*Node, path string, n int, want 
 	wg.Wait()
 	return bad.Load()
 }
+
+// TestSharedIsLive: turning cache.shared off on a route (a reload) makes
+// each node cache that route's objects itself; turning it on again puts
+// them back in the cluster tier, with no restart.
+func TestSharedIsLive(t *testing.T) {
+	o := newCacheOrigin(t, 1<<10)
+	nodes := startCacheCluster(t, o.srv.Listener.Addr().String(), "s1", "s2")
+	hc := &http.Client{Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	fetchAll := func(path string) {
+		t.Helper()
+		if bad := fetchConcurrently(hc, nodes, path, 2, cacheBody(path, 1<<10)); bad != 0 {
+			t.Fatalf("%d bad responses for %s", bad, path)
+		}
+	}
+	reload := func(shared bool) {
+		t.Helper()
+		doc := clusterFor(o.srv.Listener.Addr().String()) + fmt.Sprintf("    cache: {enabled: true, shared: %v}\n", shared)
+		for _, n := range nodes {
+			if err := os.WriteFile(*n.clusterPath.Load(), []byte(doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.Reload(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	steps := []struct {
+		shared *bool
+		path   string
+		origin int64 // origin requests for the path, both nodes asked
+	}{
+		{nil, "/a", 1},        // shared: one fill for both
+		{ptr(false), "/b", 2}, // each node fills its own
+		{ptr(true), "/c", 1},  // shared again
+	}
+	for _, st := range steps {
+		if st.shared != nil {
+			reload(*st.shared)
+		}
+		fetchAll(st.path)
+		fetchAll(st.path)
+		o.mu.Lock()
+		got := int64(o.paths[st.path])
+		o.mu.Unlock()
+		if got != st.origin {
+			t.Fatalf("%s: %d origin requests, want %d", st.path, got, st.origin)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

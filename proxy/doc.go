@@ -87,8 +87,14 @@
 // response field ("pingora-go; hit; ttl=42", "pingora-go; fwd=miss;
 // fwd-status=200; stored", "pingora-go; fwd=stale; fwd-status=304", ...).
 // Responses live in a cache.Store: Config.CacheStore, by default a memory
-// store of 256 MiB. The phases RequestCacheFilter, CacheKey,
-// CacheHitFilter and ResponseCacheFilter change what it does.
+// store of 256 MiB, or a route's CacheConfig.Store. The phases
+// RequestCacheFilter, CacheKey, CacheHitFilter and ResponseCacheFilter
+// change what it does. Every store call carries the request in its
+// context (cache.RequestFrom), so a store whose fills happen elsewhere
+// (the cluster tier, where a key's owner fetches it for every node) can
+// send it along; the owner runs such a fill through its own phases with
+// FillCache, as a background request whose response goes only into the
+// fill.
 //
 // Concurrent misses on one key are collapsed: one request fills the key
 // (its response streams to its client and into the store at once) and the
