@@ -55,12 +55,7 @@ func TestHotCopy(t *testing.T) {
 	h := newHarness(t, Config{}, "a", "b", "c")
 	key := testKey(2)
 	owner := ownerOf(key, "a", "b", "c")
-	var other *testNode
-	for _, n := range h.nodes {
-		if n.name != owner {
-			other = n
-		}
-	}
+	other := h.nonOwner(key)
 	for i := range 3 {
 		if _, how, err := h.get(other, key); err != nil || (i > 0 && how != "lookup") {
 			t.Fatalf("request %d: %s %v", i, how, err)
@@ -96,12 +91,7 @@ func TestOwnerPartitioned(t *testing.T) {
 	h := newHarness(t, Config{OwnerTimeout: 200 * time.Millisecond, SuspectFor: time.Hour}, "a", "b", "c")
 	key := testKey(3)
 	owner := ownerOf(key, "a", "b", "c")
-	var other *testNode
-	for _, n := range h.nodes {
-		if n.name != owner {
-			other = n
-		}
-	}
+	other := h.nonOwner(key)
 	h.faults.Partition([]string{owner}, []string{"a", "b", "c"}[:0])
 	h.faults.Set(other.name, owner, wiretest.LinkFaults{Cut: true})
 	h.faults.Set(owner, other.name, wiretest.LinkFaults{Cut: true})
@@ -140,12 +130,7 @@ func TestStreamCutMidBody(t *testing.T) {
 	h.origin.size = 512 << 10
 	key := testKey(4)
 	owner := ownerOf(key, "a", "b", "c")
-	var other *testNode
-	for _, n := range h.nodes {
-		if n.name != owner {
-			other = n
-		}
-	}
+	other := h.nonOwner(key)
 	gate := make(chan struct{})
 	h.origin.gate.Store(&gate)
 	h.origin.half = make(chan string, 1) // the one gated fill

@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -266,4 +267,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(2 * time.Millisecond) // sleep-ok: polling a condition with a deadline
 	}
+}
+
+// nonOwner returns a node that does not own key on the full ring.
+func (h *harness) nonOwner(key string) *testNode {
+	names := slices.Sorted(maps.Keys(h.nodes))
+	owner := ownerOf(key, names...)
+	for _, n := range names {
+		if n != owner {
+			return h.nodes[n]
+		}
+	}
+	return nil
 }

@@ -204,24 +204,33 @@ func (c *Cache) PurgeCluster(ctx context.Context, p Purge) ([]NodePurge, error) 
 		return nil, err
 	}
 	out := []NodePurge{{Node: c.cfg.Name, Dropped: n}}
+	res := eachPeer(c, func(t target) NodePurge {
+		np := NodePurge{Node: t.id}
+		var r purgeReply
+		if err := c.cfg.Client.Call(ctx, t.addr, methodPurge, &p, &r); err != nil {
+			np.Error = err.Error()
+		}
+		np.Dropped = r.Dropped
+		return np
+	})
+	return append(out, res...), nil
+}
+
+// eachPeer calls call for every other member of the ring, in parallel,
+// and returns the answers in the members' order.
+func eachPeer[T any](c *Cache, call func(t target) T) []T {
 	peers := c.peers()
-	res := make([]NodePurge, len(peers))
+	res := make([]T, len(peers))
 	var wg sync.WaitGroup
 	for i, t := range peers {
 		wg.Add(1)
-		go func() { // joined below, bounded by ctx
+		go func() { // joined below; call is bounded by its caller's ctx
 			defer wg.Done()
-			res[i] = NodePurge{Node: t.id}
-			var r purgeReply
-			if err := c.cfg.Client.Call(ctx, t.addr, methodPurge, &p, &r); err != nil {
-				res[i].Error = err.Error()
-				return
-			}
-			res[i].Dropped = r.Dropped
+			res[i] = call(t)
 		}()
 	}
 	wg.Wait()
-	return append(out, res...), nil
+	return res
 }
 
 // peers returns the other members of the current ring with an address.
@@ -252,22 +261,12 @@ type NodeStats struct {
 func (c *Cache) ClusterStats(ctx context.Context) []NodeStats {
 	st := c.Stats()
 	out := []NodeStats{{Node: c.cfg.Name, Stats: &st}}
-	peers := c.peers()
-	res := make([]NodeStats, len(peers))
-	var wg sync.WaitGroup
-	for i, t := range peers {
-		wg.Add(1)
-		go func() { // joined below, bounded by ctx
-			defer wg.Done()
-			res[i] = NodeStats{Node: t.id}
-			var s Stats
-			if err := c.cfg.Client.Call(ctx, t.addr, methodStats, &struct{}{}, &s); err != nil {
-				res[i].Error = err.Error()
-				return
-			}
-			res[i].Stats = &s
-		}()
-	}
-	wg.Wait()
+	res := eachPeer(c, func(t target) NodeStats {
+		var s Stats
+		if err := c.cfg.Client.Call(ctx, t.addr, methodStats, &struct{}{}, &s); err != nil {
+			return NodeStats{Node: t.id, Error: err.Error()}
+		}
+		return NodeStats{Node: t.id, Stats: &s}
+	})
 	return append(out, res...)
 }
