@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh: pingora-node side by side with nginx and haproxy, one command.
+# bench/run.sh: pingora-node side by side with nginx, haproxy and Varnish, one command.
 #
 #   bench/run.sh                 full run: every target and test, report in bench/RESULTS.md
 #   bench/run.sh --quick         DURATION=3 ROUNDS=1
@@ -9,9 +9,12 @@
 #                                (default 600), RSS and heap every 10 s, report in bench/SOAK.md
 #
 # Environment: DURATION (7 s per measured run) · ROUNDS (3) · WARMUP (2 s before each run) ·
-# TARGETS ("direct nginx haproxy pingora"; direct, the origin without a proxy, only runs the
-# h1-* and h2c-* tests) · TESTS ("h1-small h1-100k h2c-small h2c-100k tls-h2-small tls-h2-100k
-# churn-small"; any <h1|h2c|tls-h2|churn>-<small|1k|100k>) · WRK_CONNS (50) · H2_CLIENTS (10) ·
+# TARGETS ("direct nginx haproxy varnish pingora"; direct, the origin without a proxy, only runs
+# the h1-* and h2c-* tests; varnish only the hit-* tests, haproxy none of them) · TESTS ("h1-small
+# h1-100k h2c-small h2c-100k tls-h2-small tls-h2-100k churn-small hit-small hit-100k"; any
+# <h1|h2c|tls-h2|churn|hit>-<small|1k|100k>; hit-*: cache hits over HTTP/1.1 keep-alive, nginx
+# with proxy_cache on tmpfs and proxy_cache_lock, Varnish with malloc storage, pingora-node with
+# its route cache) · WRK_CONNS (50) · H2_CLIENTS (10) ·
 # H2_STREAMS (10) · NGINX_KEEPALIVE (128 idle upstream connections) · QUIET_WAIT (5 s at most
 # before each run waiting until both CPUs are below QUIET_MAX (15) % busy) · NOISY_MAX (10) and
 # RETRIES (1): a run in which other processes took more than NOISY_MAX % of a benchmark CPU is
@@ -39,20 +42,20 @@ while [ $# -gt 0 ]; do
     --soak)
       MODE=soak SOAK=600
       if [[ ${2:-} =~ ^[0-9]+$ ]]; then SOAK=$2; shift; fi ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
-ALL_TESTS="h1-small h1-100k h2c-small h2c-100k tls-h2-small tls-h2-100k churn-small"
+ALL_TESTS="h1-small h1-100k h2c-small h2c-100k tls-h2-small tls-h2-100k churn-small hit-small hit-100k"
 case $MODE in
   full)  DURATION=${DURATION:-7}; ROUNDS=${ROUNDS:-3}; WARMUP=${WARMUP:-2} ;;
   quick) DURATION=3; ROUNDS=1; WARMUP=${WARMUP:-2} ;;
   smoke) DURATION=1; ROUNDS=1; WARMUP=0 ;;
   soak)  DURATION=$SOAK; ROUNDS=1; WARMUP=${WARMUP:-2}; TARGETS=pingora; TESTS="" ;;
 esac
-TARGETS=${TARGETS-direct nginx haproxy pingora}
+TARGETS=${TARGETS-direct nginx haproxy varnish pingora}
 TESTS=${TESTS-$ALL_TESTS}
 WRK_CONNS=${WRK_CONNS:-50}
 H2_CLIENTS=${H2_CLIENTS:-10}
@@ -112,6 +115,7 @@ cleanup() {
     kill -KILL "$p" 2>/dev/null
   done
   wait 2>/dev/null
+  [ -n "${NGX_CACHE:-}" ] && rm -rf "$NGX_CACHE"
   if [ -n "$KEEP" ]; then say "work dir kept: $WORK"; else rm -rf "$WORK"; fi
   exit "$rc"
 }
@@ -165,9 +169,9 @@ cpu_busy() {
 # --- tools --------------------------------------------------------------------
 PATH="$PATH:/usr/sbin:/sbin"  # nginx and haproxy live in /usr/sbin
 declare -A PKG=([wrk]=wrk [h2load]=nghttp2-client [nginx]=nginx [haproxy]=haproxy
-  [gnuplot]=gnuplot-nox [openssl]=openssl [curl]=curl)
+  [gnuplot]=gnuplot-nox [openssl]=openssl [curl]=curl [varnishd]=varnish)
 need=(curl openssl)
-case $MODE in soak) need+=(wrk) ;; *) need+=(wrk h2load nginx haproxy gnuplot) ;; esac
+case $MODE in soak) need+=(wrk) ;; *) need+=(wrk h2load nginx haproxy varnishd gnuplot) ;; esac
 missing=()
 for t in "${need[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("${PKG[$t]}"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -193,15 +197,17 @@ for t in $TARGETS; do
     direct|pingora) want_targets+=("$t") ;;
     nginx|haproxy)
       if have "$t"; then want_targets+=("$t"); else say "== skipping target $t: $t is not installed"; fi ;;
-    *) die "unknown target $t (direct nginx haproxy pingora)" ;;
+    varnish)
+      if have varnishd; then want_targets+=("$t"); else say "== skipping target $t: varnishd is not installed"; fi ;;
+    *) die "unknown target $t (direct nginx haproxy varnish pingora)" ;;
   esac
 done
 want_tests=()
 for t in $TESTS; do
   case $t in
-    h1-*|churn-*) tool=wrk ;;
+    h1-*|churn-*|hit-*) tool=wrk ;;
     h2c-*|tls-h2-*) tool=h2load ;;
-    *) die "unknown test $t (want <h1|h2c|tls-h2|churn>-<small|1k|100k>)" ;;
+    *) die "unknown test $t (want <h1|h2c|tls-h2|churn|hit>-<small|1k|100k>)" ;;
   esac
   case ${t##*-} in small|1k|100k) ;; *) die "unknown body size in $t (small, 1k, 100k)" ;; esac
   if [[ $t == tls-* ]] && ! have openssl; then say "== skipping test $t: openssl is not installed"; continue; fi
@@ -235,7 +241,9 @@ free_port() { # free_port VAR: a port in 20000-29999 nothing uses (below the eph
   done
   die "no free port found"
 }
-for v in P_ORIGIN P_NGX_H1 P_NGX_H2C P_NGX_TLS P_HAP P_HAP_TLS P_PN P_PN_TLS P_PN_ADMIN; do free_port "$v"; done
+for v in P_ORIGIN P_NGX_H1 P_NGX_H2C P_NGX_TLS P_NGX_HIT P_HAP P_HAP_TLS P_VARNISH P_PN P_PN_TLS P_PN_ADMIN; do free_port "$v"; done
+# nginx's proxy_cache lives on tmpfs (memory-backed), removed on exit
+NGX_CACHE=$(mktemp -d /dev/shm/pingora-bench-cache.XXXXXX 2>/dev/null || mktemp -d "$WORK/nginx-cache.XXXXXX")
 
 # --- build -------------------------------------------------------------------
 say "== work dir $WORK"
@@ -320,6 +328,17 @@ http {
         $tls_listen
         location / { proxy_pass http://origin; }
     }
+    # the hit-* tests: a cache on tmpfs, misses collapsed by the cache lock
+    proxy_cache_path $NGX_CACHE levels=1:2 keys_zone=hits:16m max_size=256m inactive=1h use_temp_path=off;
+    server {
+        listen 127.0.0.1:$P_NGX_HIT;
+        location / {
+            proxy_pass http://origin;
+            proxy_cache hits;
+            proxy_cache_lock on;
+            proxy_cache_valid 200 1h;
+        }
+    }
 }
 EOF
   local hap_tls=""
@@ -370,6 +389,9 @@ upstreams:
 routes:
   - path_prefix: /
     upstream: origin
+  - path_prefix: /c/           # the hit-* tests
+    upstream: origin
+    cache: {enabled: true}
 EOF
 }
 write_configs
@@ -402,6 +424,11 @@ start_target() { # start_target NAME: starts it pinned, sets ROOT[NAME]; 1 if it
     haproxy)
       cmd=(haproxy -db -f "$WORK/haproxy.cfg")
       url=http://127.0.0.1:$P_HAP/small ;;
+    varnish)
+      # one thread pool, as nginx runs one worker; as root, no jail (the work dir is 0700)
+      cmd=(varnishd -F -a "127.0.0.1:$P_VARNISH" -b "127.0.0.1:$P_ORIGIN" -s malloc,256m -n "$WORK/varnish" -p thread_pools=1)
+      [ "$(id -u)" -eq 0 ] && cmd+=(-j none)
+      url=http://127.0.0.1:$P_VARNISH/c/small ;;
     pingora)
       cmd=("$WORK/pingora-node" run --config "$WORK/node.yaml")
       url=http://127.0.0.1:$P_PN_ADMIN/readyz ;;
@@ -440,23 +467,26 @@ url_for() { # url_for TARGET PROTO PATH: prints the URL, or nothing when TARGET 
     nginx:tls) p=$P_NGX_TLS ;;
     haproxy:h1|haproxy:h2c) p=$P_HAP ;;
     haproxy:tls) p=$P_HAP_TLS ;;
-    pingora:h1|pingora:h2c) p=$P_PN ;;
+    pingora:h1|pingora:h2c|pingora:hit) p=$P_PN ;;
+    nginx:hit) p=$P_NGX_HIT ;;
+    varnish:hit) p=$P_VARNISH ;;
     pingora:tls) p=$P_PN_TLS ;;
   esac
   [ -z "$p" ] && return 0
   if [ "$2" = tls ]; then [ -n "$TLS_OK" ] && echo "https://$host:$p$3"; else echo "http://$host:$p$3"; fi
 }
 
-proto_of() { case $1 in h1-*|churn-*) echo h1 ;; h2c-*) echo h2c ;; *) echo tls ;; esac; }
+proto_of() { case $1 in h1-*|churn-*) echo h1 ;; h2c-*) echo h2c ;; hit-*) echo hit ;; *) echo tls ;; esac; }
 applies() { # applies TEST TARGET: TARGET takes part in TEST
   [[ $2 == direct && ( $1 == churn-* || $1 == tls-* ) ]] && return 1
+  [[ $2 == varnish && $1 != hit-* ]] && return 1
   [ -n "$(url_for "$2" "$(proto_of "$1")" /small)" ]
 }
 
 # Protocol check: each target answers each protocol the tests use, with the full body.
 proto_check() {
   local t=$1 checks="" spec proto flag path url got
-  for spec in h1:--http1.1:/100k h2c:--http2-prior-knowledge:/100k tls:--http2:/100k tls:--http1.1:/small; do
+  for spec in h1:--http1.1:/100k h2c:--http2-prior-knowledge:/100k tls:--http2:/100k tls:--http1.1:/small hit:--http1.1:/c/100k; do
     IFS=: read -r proto flag path <<<"$spec"
     url=$(url_for "$t" "$proto" "$path")
     [ -z "$url" ] && continue
@@ -475,7 +505,7 @@ RUN_FAILED=()
 client_cmd() {
   local test=$1 url=$2 secs=$3 log=${4:-}
   case $test in
-    h1-*) CMD=(wrk -t1 -c"$WRK_CONNS" -d"${secs}s" --latency "$url") ;;
+    h1-*|hit-*) CMD=(wrk -t1 -c"$WRK_CONNS" -d"${secs}s" --latency "$url") ;;
     churn-*) CMD=(wrk -t1 -c"$WRK_CONNS" -d"${secs}s" --latency -H 'Connection: close' "$url") ;;
     h2c-*|tls-h2-*)
       CMD=(h2load -t1 -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "$secs")
@@ -591,6 +621,7 @@ measure_once() {
   PROBLEMS=()
   proto=$(proto_of "$test")
   path=/${test##*-}
+  [[ $test == hit-* ]] && path=/c${path}
   url=$(url_for "$t" "$proto" "$path")
   out=$WORK/runs/$test.$t.$round.out
   log=$WORK/runs/$test.$t.$round.h2log
@@ -631,10 +662,10 @@ measure_once() {
   [ "$t" = pingora ] && pn1=$(pn_counters)
 
   local parsed reqs rps p50 p99 errs
-  if [[ $test == h1-* || $test == churn-* ]]; then parsed=$(parse_wrk "$out"); else parsed=$(parse_h2load "$out" "$log"); fi
+  if [[ $test == h1-* || $test == churn-* || $test == hit-* ]]; then parsed=$(parse_wrk "$out"); else parsed=$(parse_h2load "$out" "$log"); fi
   rm -f "$log"
   read -r reqs rps p50 p99 errs <<<"$parsed"
-  if [ "$proto" != h1 ] && ! grep -q "Application protocol: h2" "$out"; then
+  if [ "$proto" != h1 ] && [ "$proto" != hit ] && ! grep -q "Application protocol: h2" "$out"; then
     errs=$((errs + 1)); PROBLEMS+=("$test/$t/$round: h2load did not negotiate h2/h2c")
   fi
   [ "$rc" -ne 0 ] && PROBLEMS+=("$test/$t/$round: load generator exit status $rc")
@@ -757,17 +788,18 @@ describe() {
     churn-*) echo "HTTP/1.1, a new connection per request (wrk -H 'Connection: close' -c$WRK_CONNS), GET /${1#churn-}" ;;
     h2c-*) echo "h2c prior knowledge, h2load -c$H2_CLIENTS -m$H2_STREAMS, GET /${1#h2c-}" ;;
     tls-h2-*) echo "HTTPS, ALPN h2, h2load -c$H2_CLIENTS -m$H2_STREAMS, GET /${1#tls-h2-}" ;;
+    hit-*) echo "cache hits, HTTP/1.1 keep-alive, wrk -t1 -c$WRK_CONNS, GET /c/${1#hit-} (max-age=3600, stored by the warm-up; nginx proxy_cache on tmpfs with proxy_cache_lock, Varnish malloc storage, pingora-node's route cache)" ;;
   esac
 }
 ver() { "$@" 2>&1 | head -1 || true; }
 
 report() {
-  if [ "$MODE" = soak ]; then say "# pingora-node soak (bench/run.sh --soak)"; else say "# pingora-node against nginx and haproxy (bench/run.sh)"; fi
+  if [ "$MODE" = soak ]; then say "# pingora-node soak (bench/run.sh --soak)"; else say "# pingora-node against nginx, haproxy and Varnish (bench/run.sh)"; fi
   say
   say "- date: $START_TIME; took $((ELAPSED / 60)) min $((ELAPSED % 60)) s"
   say "- command: \`bench/run.sh${MODE_FLAG}\`; mode $MODE"
   say "- machine: $NCPU CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), $(uname -sr), $(awk '/MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
-  say "- versions: $(go version | cut -d' ' -f3-); $(ver nginx -v); $(ver haproxy -v | cut -d' ' -f1-3); $(ver wrk -v | cut -d' ' -f1-2); $(ver h2load --version); $(ver openssl version | cut -d' ' -f1-2); $(ver curl --version | cut -d' ' -f1-2)"
+  say "- versions: $(go version | cut -d' ' -f3-); $(ver nginx -v); $(ver haproxy -v | cut -d' ' -f1-3); $(ver varnishd -V | cut -d' ' -f1-2); $(ver wrk -v | cut -d' ' -f1-2); $(ver h2load --version); $(ver openssl version | cut -d' ' -f1-2); $(ver curl --version | cut -d' ' -f1-2)"
   say "- pingora-node: commit $commit${PN_GOMAXPROCS:+; GOMAXPROCS $PN_GOMAXPROCS}"
   if [ "$MODE" = soak ]; then
     say "- knobs: WARMUP=$WARMUP WRK_CONNS=$WRK_CONNS SRC=$SRC PROXY_CPU=$PROXY_CPU AUX_CPU=$AUX_CPU"

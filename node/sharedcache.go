@@ -85,7 +85,7 @@ func (n *Node) fillForPeer(ctx context.Context, f sharedcache.OriginFill) {
 		Fill: f.Fill, Stale: f.Stale, Store: f.Store})
 }
 
-// cacheStores returns the store of unshared routes (the proxy's default)
+// stores returns the store of unshared routes (the proxy's default)
 // and of shared ones.
 func (p *cachePart) stores() (local, shared cache.Store) {
 	return localWithStats{p.c.Local(), p.c}, p.c

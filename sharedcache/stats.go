@@ -45,25 +45,26 @@ type counters struct {
 	window  hitWindow
 }
 
-// countLookup records a lookup's outcome: a hit when it found a response
-// fresh for a request without directives (a Vary index is not counted:
-// its variant's lookup is).
+// countLookup records a lookup's outcome: a hit when it found a complete
+// response (a Vary index is not counted: its variant's lookup is). It
+// does not judge freshness, which would parse the stored Date on every
+// lookup a second time: the engine's Cache-Status and
+// pingora_cache_requests_total say what was served fresh.
 func (c *Cache) countLookup(o cache.Object, t tier) {
 	if o != nil && o.Meta().Variants != nil {
 		return
 	}
 	ts := &c.st.tiers[t]
-	now := c.cfg.Clock.Now()
-	hit := o != nil && cache.Check(o.Meta(), c.noDirectives, now).Use == cache.UseFresh
+	hit := o != nil && o.Len() >= 0
 	if hit {
 		ts.hits.Add(1)
-		if n := o.Len(); n > 0 && t != tierRemote { // remote bytes are counted as they stream
-			ts.bytes.Add(n)
+		if t != tierRemote { // remote bytes are counted as they stream
+			ts.bytes.Add(o.Len())
 		}
 	} else {
 		ts.misses.Add(1)
 	}
-	c.st.window.record(now, hit)
+	c.st.window.record(c.cfg.Clock.Now(), hit)
 }
 
 // TierStats are one tier's lookups.
@@ -82,7 +83,7 @@ type Stats struct {
 	// Hot is the hot tier: copies of other nodes' keys.
 	Hot Size `json:"hot"`
 	// HitRatio is the share of lookups in the last minute that found a
-	// fresh response (Lookups1m of them; 0 when none).
+	// complete stored response (Lookups1m of them; 0 when none).
 	HitRatio  float64 `json:"hit_ratio_1m"`
 	Lookups1m uint64  `json:"lookups_1m"`
 	// OwnerCalls are calls to owners waiting for their answer now;

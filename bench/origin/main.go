@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -89,7 +90,13 @@ func newHandler(st *stats) http.Handler {
 		lengths[p] = strconv.Itoa(len(b))
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, ok := bodies[r.URL.Path]
+		path, cacheable := strings.CutPrefix(r.URL.Path, "/c/")
+		if cacheable {
+			path = "/" + path
+		} else {
+			path = r.URL.Path
+		}
+		body, ok := bodies[path]
 		if !ok {
 			if r.URL.Path == "/_stats" {
 				fmt.Fprintf(w, "conns %d\nrequests %d\n", st.conns.Load(), st.requests.Load())
@@ -101,7 +108,10 @@ func newHandler(st *stats) http.Handler {
 		st.requests.Add(1)
 		h := w.Header()
 		h["Content-Type"] = []string{"application/octet-stream"}
-		h["Content-Length"] = []string{lengths[r.URL.Path]}
+		h["Content-Length"] = []string{lengths[path]}
+		if cacheable {
+			h["Cache-Control"] = []string{"max-age=3600"}
+		}
 		if r.Method == http.MethodHead {
 			return
 		}

@@ -21,6 +21,7 @@ func TestHandlerBodies(t *testing.T) {
 		{"/small", 200, 100},
 		{"/1k", 200, 1 << 10},
 		{"/100k", 200, 100 << 10},
+		{"/c/small", 200, 100},
 		{"/nope", 404, -1},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
