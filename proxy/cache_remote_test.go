@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,5 +93,31 @@ func TestFillCache(t *testing.T) {
 		Key: nk, VariantKey: nk, Fill: f, Store: s.store})
 	if f2, o, err := s.store.Lock(ctx, nk, time.Second); f2 == nil || o != nil || err != nil {
 		t.Fatalf("the unstorable fill was not ended: %v %v %v", f2, o, err)
+	}
+}
+
+// denyAll is a Limiter that refuses every request.
+type denyAll struct{ calls atomic.Int64 }
+
+func (d *denyAll) Limit(*Session, *LimitDecision) LimitDecision {
+	d.calls.Add(1)
+	return LimitDecision{Deny: true}
+}
+
+// TestFillCacheNotLimited: a fill run for another node is the cache's own
+// request: the Limiter does not see it, so a client's limits neither
+// count it nor refuse it.
+func TestFillCacheNotLimited(t *testing.T) {
+	o := &cacheOrigin{fc: newCacheClock(), handle: serve("x", "Cache-Control", "max-age=60")}
+	peer := startOrigin(t, originH1, nil, o)
+	store, _ := cache.NewMemory(cache.MemoryConfig{MaxBytes: 1 << 20})
+	lim := &denyAll{}
+	p := startProxy(t, routeWith(t, RouteConfig{Cache: &CacheConfig{}}, peer), Config{Clock: o.fc, CacheStore: store, Limiter: lim}, ListenerConfig{Name: "http"})
+	ctx := context.Background()
+	key := "GET http://fill.test/l"
+	f, _, _ := store.Lock(ctx, key, 0)
+	p.srv.FillCache(ctx, CacheFill{Request: &cache.Request{Method: "GET", Scheme: "http", Host: "fill.test", URI: "/l"}, Key: key, VariantKey: key, Fill: f, Store: store})
+	if obj, _ := store.Lookup(ctx, key); obj == nil || lim.calls.Load() != 0 {
+		t.Fatalf("stored %v, limiter called %d times", obj, lim.calls.Load())
 	}
 }

@@ -15,9 +15,11 @@ import (
 // waiting on the network. prev is nil on the first call; after a decision
 // that asked to Wait, the engine holds the request that long and calls
 // Limit again with that decision, its Waited holding the total held so
-// far. The node's cluster limiter implements it through ratelimit; an
-// embedding user may implement it with ratelimit/estimator alone (see
-// ExampleLimiter).
+// far. The cache's own requests (Session.Background: a stale response's
+// refresh, a fill run for another node with FillCache) are not clients'
+// and are not limited. The node's cluster limiter implements it through
+// ratelimit; an embedding user may implement it with ratelimit/estimator
+// alone (see ExampleLimiter).
 type Limiter interface {
 	Limit(s *Session, prev *LimitDecision) LimitDecision
 }
@@ -64,7 +66,7 @@ const maxLimitWaits = 64
 // it left during a wait.
 func (s *Server[C]) limit(sess *Session) (handled bool, err error) {
 	l := s.cfg.Limiter
-	if l == nil || s.limitActive != nil && !s.limitActive.Active() {
+	if l == nil || sess.Background || s.limitActive != nil && !s.limitActive.Active() {
 		return false, nil
 	}
 	_, sp := s.startSpan(sess, SpanRateLimit, nil)
