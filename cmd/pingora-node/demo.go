@@ -258,6 +258,9 @@ func startSampleUpstream(name string) (*http.Server, string, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Upstream", name)
+		if strings.HasPrefix(r.URL.Path, "/static/") {
+			w.Header().Set("Cache-Control", "public, max-age=60")
+		}
 		fmt.Fprintf(w, "hello from upstream %s: %s %s (%s, forwarded for %s)\n", name, r.Method, r.URL.RequestURI(), r.Proto, r.Header.Get("X-Forwarded-For"))
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -279,7 +282,8 @@ func freeAddr(preferred string) string {
 }
 
 func writeDemoCluster(dir string, peers []string) error {
-	cluster := fmt.Sprintf(`# demo cluster config: two upstreams behind one route
+	cluster := fmt.Sprintf(`# demo cluster config: two upstreams; /static/ is cached once for the
+# whole cluster (its ring owner fills it), /api/ is rate limited across the cluster
 upstreams:
   - name: demo
     lb: round_robin
@@ -289,8 +293,20 @@ upstreams:
       - addr: %s
 routes:
   - host: "*"
+    path_prefix: /static/
+    upstream: demo
+    cache: {enabled: true, shared: true}
+  - host: "*"
     path_prefix: /
     upstream: demo
+rate_limits:
+  - name: api
+    match: {path_prefix: /api/}
+    key: client_ip
+    limit: 5
+    period: 10s
+    scope: global
+    headers: true
 `, peers[0], peers[1])
 	return os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(cluster), 0o644)
 }
@@ -320,9 +336,10 @@ gossip_profile: fast
 cluster_name: demo
 data_dir: %[1]s-data
 raft_addr: %[5]s
+cluster_addr: %[8]s
 bootstrap_expect: %[6]d
 %[7]supgrade_socket: %[1]s.sock
-`, n.name, n.admin, n.proxy, n.gossip, freeAddr("127.0.0.1:0"), demoNodes, join)
+`, n.name, n.admin, n.proxy, n.gossip, freeAddr("127.0.0.1:0"), demoNodes, join, freeAddr("127.0.0.1:0"))
 	path := filepath.Join(dir, n.name+".yaml")
 	if err := os.WriteFile(path, []byte(nodeFile), 0o644); err != nil {
 		return nil, err
@@ -355,7 +372,12 @@ func printDemoHelp(w io.Writer, nodes []*demoNode, dir string) {
 Try:
   curl -i http://%[1]s/hello                        # HTTP/1.1, alternates alpha/beta
   curl -i --http2-prior-knowledge http://%[1]s/h2   # HTTP/2 cleartext (h2c)
-  curl http://%[2]s/status                          # node status (JSON): members, ring, raft, upstreams
+  curl -si -H 'Host: shop.test' http://%[1]s/static/logo   # cached for the whole cluster: the key's ring owner fills it
+  curl -si -H 'Host: shop.test' http://%[5]s/static/logo   # from the origin once; every node then answers "Cache-Status: ...; hit"
+  for p in %[1]s %[5]s %[1]s %[5]s %[1]s %[5]s %[1]s; do curl -s -o /dev/null -w '%%{http_code} ' http://$p/api/x; done; echo
+                                                    # /api/ admits 5 requests per 10 s per client across all nodes together, then 429
+  curl http://%[2]s/status                          # node status (JSON): members, ring, raft, upstreams, cache, rate limits
+  open http://%[2]s/ui                              # the live cluster page (any browser on this machine)
   go run ./cmd/pingora-node members --admin http://%[2]s
   go run ./cmd/pingora-node status --admin http://%[2]s
   go run ./cmd/pingora-node config get --admin http://%[2]s > new.yaml    # edit, then:
@@ -363,5 +385,5 @@ Try:
   kill -9 %[3]d    # %[4]s dies; "members" on the others shows it dead within about a second
 
 Press Ctrl-C to stop.
-`, nodes[0].proxy, nodes[0].admin, last.cmd.Process.Pid, last.name)
+`, nodes[0].proxy, nodes[0].admin, last.cmd.Process.Pid, last.name, nodes[1].proxy)
 }

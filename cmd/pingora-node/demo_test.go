@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +66,7 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("proxy %s: %d %q %v", n[1], code, body, err)
 		}
 	}
+	demoCacheAndLimits(t, []string{nodes[0][1], nodes[1][1], nodes[2][1]})
 	_, status, _ := httpGet("http://" + nodes[2][2] + "/status")
 	if strings.Count(status, `"state": "alive"`) != 3 || !strings.Contains(status, `"raft"`) {
 		t.Fatalf("status of demo-3:\n%s", status)
@@ -128,4 +130,46 @@ func TestDemoStopsNodesOnError(t *testing.T) {
 		t.Fatalf("the logs of a failed demo are not kept: %v", err)
 	}
 	os.RemoveAll(d.dir)
+}
+
+// demoCacheAndLimits tries what the demo's banner suggests: /static/ is
+// filled once for the whole cluster (the same body, from one upstream, on
+// every node, then hits), and /api/ admits at most 5 requests per 10 s
+// per client across the three nodes together.
+func demoCacheAndLimits(t *testing.T, proxies []string) {
+	t.Helper()
+	var first string
+	for i, p := range proxies {
+		req, _ := http.NewRequest("GET", "http://"+p+"/static/demo-test", nil)
+		req.Host = "shop.test"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cs := resp.Header.Get("Cache-Status")
+		if i == 0 {
+			first = string(body)
+		} else if string(body) != first || !strings.Contains(cs, "; hit") {
+			t.Fatalf("node %s: Cache-Status %q, body %q; want a hit with the first node's body %q", p, cs, body, first)
+		}
+	}
+	admitted, refused := 0, 0
+	for i := 0; i < 12; i++ {
+		code, _, err := httpGet("http://" + proxies[i%len(proxies)] + "/api/x")
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case code == 200:
+			admitted++
+		case code == 429:
+			refused++
+		default:
+			t.Fatalf("/api/x: %d", code)
+		}
+	}
+	if admitted == 0 || admitted > 5 || refused == 0 {
+		t.Fatalf("/api/ over 12 requests: %d admitted, %d refused; want 1-5 admitted across the nodes", admitted, refused)
+	}
 }
