@@ -168,9 +168,11 @@ func TestLimiterSpanAndInactive(t *testing.T) {
 	if resp, _ := mustGet(t, h1Client(), "http://"+p.addr+"/"); resp.StatusCode != 429 {
 		t.Fatalf("active limiter: status %d", resp.StatusCode)
 	}
+	// The spans end after the client has its answer: wait for all four
+	// (two requests, the first one's upstream attempt, the limit).
 	var limits []recSpan
 	var reqs []recSpan
-	for _, sp := range tr.snapshot() {
+	for _, sp := range tr.waitSpans(t, 4) {
 		switch sp.kind {
 		case SpanRateLimit:
 			limits = append(limits, sp)

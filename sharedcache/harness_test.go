@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -200,8 +201,9 @@ func (h *harness) add(name string) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fl := h.faults.Listener(name, l)
 	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(h.faults.Listener(name, l)) }()
+	go func(srv *wire.Server, fl net.Listener) { defer close(done); _ = srv.Serve(fl) }(srv, fl)
 	n := &testNode{name: name, c: c, srv: srv}
 	h.nodes[name] = n
 	t.Cleanup(func() { cl.Close(); srv.Close(); <-done; c.Close() })

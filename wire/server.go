@@ -174,7 +174,6 @@ func (s *Server) Serve(l net.Listener) error {
 			return ErrClosed
 		}
 		s.accepted.Add(1)
-		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer s.untrack(c)
@@ -218,6 +217,9 @@ func (s *Server) track(c net.Conn) bool {
 		return false
 	}
 	s.conns[c] = struct{}{}
+	// Added under mu, so Close (which sets closed under mu before it
+	// waits) never waits while a connection it does not know of starts.
+	s.wg.Add(1)
 	return true
 }
 
