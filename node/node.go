@@ -50,6 +50,9 @@ type Options struct {
 	// tracing on whatever the node file says (tests; default nil: the node
 	// file and OTEL_* variables decide, and spans go out over OTLP/HTTP).
 	TraceExporter sdktrace.SpanExporter
+	// Network, when set, wraps the node's cluster sockets (tests: faults
+	// between in-process nodes; default nil: the real network).
+	Network Network
 }
 
 // Node is one running pingora-node.
