@@ -106,6 +106,10 @@ type Timing struct {
 	// DeadServerGrace is how long a failed server stays in the raft
 	// configuration before autopilot removes it (default 2m).
 	DeadServerGrace time.Duration
+	// LeaderHold is how long a write or a consistent read waits for a
+	// leader while none is known, before it fails with ErrNoQuorum
+	// (default 5s; Consul's rpc_hold_timeout is 7s).
+	LeaderHold time.Duration
 }
 
 // DefaultTiming returns raft's defaults plus autopilot timers for a LAN.
@@ -120,6 +124,7 @@ func DefaultTiming() Timing {
 		ServerStabilizationTime: 10 * time.Second,
 		LastContactThreshold:    2 * time.Second,
 		DeadServerGrace:         2 * time.Minute,
+		LeaderHold:              5 * time.Second,
 	}
 }
 
@@ -136,6 +141,7 @@ func FastTiming() Timing {
 		ServerStabilizationTime: time.Second,
 		LastContactThreshold:    time.Second,
 		DeadServerGrace:         2 * time.Second,
+		LeaderHold:              2 * time.Second,
 	}
 }
 
@@ -185,6 +191,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&t.ServerStabilizationTime, dt.ServerStabilizationTime)
 	setDefault(&t.LastContactThreshold, dt.LastContactThreshold)
 	setDefault(&t.DeadServerGrace, dt.DeadServerGrace)
+	setDefault(&t.LeaderHold, dt.LeaderHold)
 	if c.Logger == nil {
 		c.Logger = d.Logger
 	}

@@ -59,7 +59,10 @@
 // *NotLeaderError naming the leader for node to forward to; the
 // compare-and-set on ifVersion runs inside the FSM (ErrConflict with the
 // current version); without quorum it returns ErrNoQuorum within ctx's
-// deadline or Timing.ApplyTimeout. Get and History are local reads that
+// deadline or Timing.ApplyTimeout. While no leader is known (an election),
+// Put, GetConsistent, GetCurrent and RemoveServer first wait up to
+// Timing.LeaderHold for one, so a leader change costs a client a short
+// delay, not a 503. Get and History are local reads that
 // work without a leader; GetConsistent is linearizable (a raft barrier on
 // the leader). Status is the JSON-friendly raft section of /status.
 //

@@ -27,8 +27,8 @@ func (s *Store) Put(ctx context.Context, name string, content []byte, ifVersion 
 	if err := s.validate(name, content); err != nil {
 		return Doc{}, err
 	}
-	if s.raft.State() != raft.Leader {
-		return Doc{}, s.mapErr(raft.ErrNotLeader)
+	if err := s.leading(ctx); err != nil {
+		return Doc{}, err
 	}
 	data, err := encodeCmd(putCmd{
 		Name: name, Content: append([]byte(nil), content...), IfVersion: ifVersion,
@@ -65,6 +65,27 @@ func (s *Store) validate(name string, content []byte) error {
 	return nil
 }
 
+// leading returns nil when this server leads, else the error to answer:
+// *NotLeaderError naming the leader, or ErrNoQuorum. While no leader is
+// known (an election is under way) it first waits up to
+// Timing.LeaderHold, bounded by ctx, as Consul holds a server RPC for
+// rpc_hold_timeout: a client sees a short delay across a leader change
+// instead of a 503.
+func (s *Store) leading(ctx context.Context) error {
+	if s.raft.State() == raft.Leader {
+		return nil
+	}
+	if id, _ := s.Leader(); id == "" && s.cfg.Timing.LeaderHold > 0 {
+		hctx, cancel := context.WithTimeout(ctx, s.cfg.Timing.LeaderHold)
+		_, _ = s.WaitForLeader(hctx)
+		cancel()
+		if s.raft.State() == raft.Leader {
+			return nil
+		}
+	}
+	return s.mapErr(raft.ErrNotLeader)
+}
+
 // bound gives ctx the apply timeout when it has no deadline.
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
@@ -97,8 +118,8 @@ func (s *Store) GetConsistent(ctx context.Context, name string) (Doc, bool, erro
 	if !s.running() {
 		return Doc{}, false, ErrClosed
 	}
-	if s.raft.State() != raft.Leader {
-		return Doc{}, false, s.mapErr(raft.ErrNotLeader)
+	if err := s.leading(ctx); err != nil {
+		return Doc{}, false, err
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
@@ -120,8 +141,8 @@ func (s *Store) GetCurrent(ctx context.Context, name string) (Doc, bool, error) 
 	if !s.running() {
 		return Doc{}, false, ErrClosed
 	}
-	if s.raft.State() != raft.Leader {
-		return Doc{}, false, s.mapErr(raft.ErrNotLeader)
+	if err := s.leading(ctx); err != nil {
+		return Doc{}, false, err
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
@@ -184,8 +205,8 @@ func (s *Store) RemoveServer(ctx context.Context, id string) (bool, error) {
 	if !s.running() {
 		return false, ErrClosed
 	}
-	if s.raft.State() != raft.Leader {
-		return false, s.mapErr(raft.ErrNotLeader)
+	if err := s.leading(ctx); err != nil {
+		return false, err
 	}
 	f := s.raft.GetConfiguration()
 	if err := f.Error(); err != nil {

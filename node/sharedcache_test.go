@@ -91,6 +91,11 @@ func TestSharedCacheFillsOnce(t *testing.T) {
 	defer hc.CloseIdleConnections()
 	bad := fetchConcurrently(hc, nodes, "/obj", clients, cacheBody("/obj", size))
 	if bad != 0 || o.total.Load() != 1 {
+		for _, n := range nodes {
+			st := n.cache.c.Stats()
+			t.Logf("%s: fallbacks %d, call errors %d, not owner %d, origin fills %d, ring mismatch %d",
+				n.cfg.Name, st.Fallbacks, st.CallErrors, st.NotOwner, st.OriginFills, st.RingMismatch)
+		}
 		t.Fatalf("%d bad responses, %d origin requests (want 0 and 1)", bad, o.total.Load())
 	}
 	var objects int
