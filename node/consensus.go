@@ -72,8 +72,9 @@ func (n *Node) applyDoc(d consensus.Doc) {
 }
 
 // startConsensus starts raft and feeds it the members from gossip (or
-// this node alone), and seeds a new cluster with the cluster config file.
-func (n *Node) startConsensus() error {
+// this node alone), and seeds a new cluster with the cluster config file;
+// the loops run in g.
+func (n *Node) startConsensus(g *group) error {
 	st := n.store.Load()
 	if st == nil {
 		return nil
@@ -87,9 +88,9 @@ func (n *Node) startConsensus() error {
 	n.mu.Lock()
 	n.stopStore = stop
 	n.mu.Unlock()
-	go n.reconcileLoop(st, stop)
+	g.goFunc(func() { n.reconcileLoop(st, stop) })
 	if n.cfg.ClusterConfig != "" {
-		go n.seedConfig(st, stop)
+		g.goFunc(func() { n.seedConfig(st, stop) })
 	}
 	return nil
 }

@@ -90,15 +90,17 @@ type Node struct {
 	failed      chan error    // see Failed
 	left        chan struct{} // cap 1: see Left
 	leaving     atomic.Bool   // POST /v1/leave is under way or done
-	handedOff   atomic.Bool   // a successor holds the cluster identity
+	handedOff   atomic.Bool   // a successor holds, or is taking, the cluster identity
 	shutdown    atomic.Bool
 
 	started time.Time
 	applied atomic.Pointer[appliedConfig]
 	version atomic.Int64
 	ready   atomic.Bool
-	serving sync.WaitGroup
 	stopped chan struct{}
+
+	parts      *lifecycle // see partList
+	offerLoops *group     // the upgrade part's: OfferHandoff's loop
 }
 
 type boundListener struct {
@@ -170,6 +172,7 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.srv = srv
+	n.parts = &lifecycle{parts: n.partList(), log: n.log, beforeStop: func() { n.ready.Store(false) }}
 	if cfg.Replicated() {
 		// The routing config comes from raft, opened by Start; a cluster
 		// config file only seeds a new cluster, but must be valid.
@@ -284,131 +287,174 @@ func (n *Node) apply(c *config.Cluster, data []byte, version int64, source strin
 
 // Start opens the node's state (the raft data directory, after the old
 // process released it on an upgrade), binds or inherits the listeners and
-// the admin server, starts serving, then starts gossip, RPC and raft. On
-// error everything started so far is stopped.
+// the admin server, starts serving, then starts gossip, RPC and raft: the
+// parts of partList, in order. On error everything started so far is
+// stopped.
 func (n *Node) Start() error {
-	if err := n.tracing.start(); err != nil {
-		return err
-	}
-	in := n.opts.Inherit
-	if in != nil {
+	return n.parts.start(context.Background())
+}
+
+// partList is the node's parts in the order they start; they stop in the
+// reverse one, after Shutdown drained them (again in reverse). So on
+// SIGTERM: readiness off (beforeStop), the upgrade socket closes, the
+// node leaves every ring (gossip's drain), the cache finishes the streams
+// it sends other nodes, the proxy drains its requests, the rate limiter
+// hands its counters over; then raft stops (without leaving as a voter),
+// gossip is left, the cluster RPC, the cache, the proxy and the admin
+// server stop, and the spans still queued go out.
+func (n *Node) partList() []part {
+	graceful := func() bool { return !n.handedOff.Load() }
+	upgrade := &step{id: "upgrade", onStart: func(context.Context, *group) error { return n.takeOver() },
+		onDrain: func(context.Context) error { n.stopOffer(); return nil },
+		onStop:  func(context.Context) error { n.stopOffer(); return nil }}
+	n.offerLoops = &upgrade.g
+	return []part{
+		// New starts the health checks with the first table; they stop
+		// last, also when Start fails.
+		&step{id: "health", onStop: func(context.Context) error { n.router.Close(); return nil }},
+		&step{id: "tracing", onStart: func(context.Context, *group) error { return n.tracing.start() },
+			onStop: func(context.Context) error { n.tracing.stop(); return nil }},
 		// The old process keeps serving while it releases the cluster
 		// state (gossip identity, raft data directory) to this one.
-		if err := in.Release(successorTimeout); err != nil {
-			return err
-		}
+		&step{id: "predecessor", onStart: func(context.Context, *group) error { return n.releasePredecessor() }},
+		// The last applied cluster config is served from the first request.
+		&step{id: "raft-state", identity: true, onStart: func(context.Context, *group) error { return n.openState() },
+			onStop: func(context.Context) error { n.closeConsensus(); return nil }},
+		// Running before the proxy takes requests; it hands its counters
+		// over after the proxy drained, while the ring and RPC still run.
+		&step{id: "limits", onStart: func(context.Context, *group) error { return n.limits.l.Start() },
+			onDrain: func(context.Context) error { n.stopLimits(graceful()); return nil },
+			onStop:  func(context.Context) error { n.stopLimits(false); return nil }},
+		// Up until the very end: /readyz says "draining" while the others stop.
+		&step{id: "admin", onStart: func(_ context.Context, g *group) error { return n.bindAdmin(g) },
+			onStop: func(context.Context) error { n.stopAdmin(); return nil }},
+		&step{id: "proxy", onStart: func(_ context.Context, g *group) error { return n.bindProxy(g) },
+			onDrain: n.drainProxy, onStop: func(context.Context) error { n.stopProxy(); return nil }},
+		// Stops after the cluster RPC, which serves other nodes' cache calls.
+		&step{id: "cache", onStart: func(context.Context, *group) error { return n.startCache() },
+			onDrain: func(ctx context.Context) error { n.drainCache(ctx); return nil },
+			onStop:  func(context.Context) error { n.stopCache(); return nil }},
+		&step{id: "rpc", onStart: func(_ context.Context, g *group) error { return n.startRPC(g) },
+			onStop: func(context.Context) error { n.stopRPC(); return nil }},
+		// Made, not started: raft subscribes to its events first.
+		&step{id: "membership", identity: true, onStart: func(context.Context, *group) error { return n.newCluster() },
+			onStop: func(context.Context) error { n.leaveCluster(graceful()); return nil }},
+		&step{id: "consensus", identity: true, onStart: func(_ context.Context, g *group) error { return n.startConsensus(g) },
+			onStop: func(context.Context) error { n.closeConsensus(); return nil }},
+		// Announces the node as it is now (ready, with its raft address);
+		// its drain takes the node off every ring; membership's stop
+		// leaves gossip.
+		&step{id: "gossip", identity: true, onStart: func(context.Context, *group) error { return n.startGossip() },
+			onDrain: func(context.Context) error { n.drainCluster(); return nil }},
+		// The ring loop ends with the cache part's stop.
+		&step{id: "cache-ring", onStart: func(context.Context, *group) error { return n.followCacheRing() }},
+		upgrade,
 	}
-	if n.cfg.Replicated() {
-		if err := n.openConsensus(); err != nil {
-			return err
-		}
-	}
-	if err := n.bind(); err != nil {
-		n.closeConsensus()
-		return err
-	}
-	err := n.startRPC()
-	if err == nil {
-		err = n.limits.l.Start()
-	}
-	if err == nil {
-		err = n.newCluster()
-	}
-	if err == nil {
-		err = n.startConsensus()
-	}
-	if err == nil {
-		err = n.startGossip()
-	}
-	if err == nil {
-		err = n.startCache()
-	}
-	if err == nil {
-		n.logAdvertised()
-	}
-	if err == nil && in != nil {
-		err = n.takeOffer()
-	}
-	if err == nil && in != nil {
-		if err = in.Serving(); err != nil {
-			err = fmt.Errorf("handoff: telling the old process: %w", err)
-		} else {
-			n.log.Info("took over from the previous process")
-		}
-	}
-	if err != nil {
-		n.abortStart()
-	}
-	return err
 }
 
-// abortStart undoes a Start that failed after binding: nothing stays
-// bound or running.
-func (n *Node) abortStart() {
-	n.ready.Store(false)
-	n.stopOffer() // a socket taken over stays the old process's
-	n.srv.Close()
-	n.closeConsensus()
-	n.stopLimits(false)
-	n.leaveCluster(true) // a failure after gossip started: leave, not fail
-	n.stopRPC()
-	n.stopCache()
-	n.mu.Lock()
-	n.closeBound()
-	admin := n.admin
-	n.mu.Unlock()
-	if admin != nil {
-		admin.Close()
+// releasePredecessor waits, on an upgrade, until the process this one
+// replaces released the node's cluster state.
+func (n *Node) releasePredecessor() error {
+	if n.opts.Inherit == nil {
+		return nil
 	}
-	n.serving.Wait()
-	n.tracing.stop()
+	return n.opts.Inherit.Release(successorTimeout)
 }
 
-// bind binds (or inherits) the listeners and starts serving on them.
-func (n *Node) bind() error {
+// openState opens the raft data directory when the node replicates its
+// cluster config.
+func (n *Node) openState() error {
+	if !n.cfg.Replicated() {
+		return nil
+	}
+	return n.openConsensus()
+}
+
+// bindAdmin binds (or inherits) the admin listener and serves the admin
+// API on it.
+func (n *Node) bindAdmin(g *group) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.started = time.Now()
-	for _, l := range n.cfg.Listeners {
-		lc, err := listenerConfig(n.cfg, l)
-		if err != nil {
-			n.closeBound()
-			return err
-		}
-		ln, err := n.listen(l.Name, l.Addr)
-		if err != nil {
-			n.closeBound()
-			return fmt.Errorf("listener %q: %w", l.Name, err)
-		}
-		n.listeners = append(n.listeners, &boundListener{cfg: l, lc: lc, ln: ln})
-	}
 	aln, err := n.listen(adminListenerName, n.cfg.AdminAddr)
 	if err != nil {
-		n.closeBound()
 		return fmt.Errorf("admin: %w", err)
 	}
 	n.adminLn = aln
 	n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	admin := n.admin
+	g.goFunc(func() {
+		if err := admin.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("admin server stopped", "err", err)
+		}
+	})
+	n.log.Info("admin listening", "addr", aln.Addr().String())
+	return nil
+}
+
+// stopAdmin lets the admin requests in flight finish for up to 2 s (the
+// grace period may be over by now), then closes what is left.
+func (n *Node) stopAdmin() {
+	n.mu.Lock()
+	admin := n.admin
+	n.mu.Unlock()
+	if admin == nil {
+		return
+	}
+	actx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if admin.Shutdown(actx) != nil {
+		admin.Close()
+	}
+}
+
+// bindProxy binds (or inherits) the listeners, starts serving on them,
+// and marks the node ready.
+func (n *Node) bindProxy(g *group) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, l := range n.cfg.Listeners {
+		lc, err := listenerConfig(n.cfg, l)
+		if err != nil {
+			n.closeListeners()
+			return err
+		}
+		ln, err := n.listen(l.Name, l.Addr)
+		if err != nil {
+			n.closeListeners()
+			return fmt.Errorf("listener %q: %w", l.Name, err)
+		}
+		n.listeners = append(n.listeners, &boundListener{cfg: l, lc: lc, ln: ln})
+	}
 	for _, b := range n.listeners {
-		n.serving.Add(1)
-		go func() {
-			defer n.serving.Done()
+		g.goFunc(func() {
 			if err := n.srv.Serve(b.ln, b.lc); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
 				n.log.Error("listener stopped", "listener", b.cfg.Name, "err", err)
 			}
-		}()
+		})
 		n.log.Info("listening", "listener", b.cfg.Name, "addr", b.ln.Addr().String(), "tls", b.lc.TLS != nil, "h2c", b.lc.H2C)
 	}
-	n.serving.Add(1)
-	go func() {
-		defer n.serving.Done()
-		if err := n.admin.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.log.Error("admin server stopped", "err", err)
-		}
-	}()
-	n.log.Info("admin listening", "addr", aln.Addr().String())
 	n.ready.Store(true)
 	return nil
+}
+
+// drainProxy finishes the requests in flight, up to ctx.
+func (n *Node) drainProxy(ctx context.Context) error {
+	err := n.srv.Shutdown(ctx)
+	if err != nil {
+		n.log.Warn("grace period over, closing remaining connections", "err", err)
+	}
+	return err
+}
+
+// stopProxy closes the listeners and connections (at once, when the
+// proxy was not drained).
+func (n *Node) stopProxy() {
+	n.ready.Store(false)
+	n.srv.Close()
+	n.mu.Lock()
+	n.closeListeners()
+	n.mu.Unlock()
 }
 
 // listen takes the listener from the process this one replaces, or binds
@@ -425,14 +471,12 @@ func (n *Node) listen(name, addr string) (net.Listener, error) {
 	return net.Listen("tcp", addr)
 }
 
-func (n *Node) closeBound() {
+// closeListeners closes the proxy's listeners; n.mu is held.
+func (n *Node) closeListeners() {
 	for _, b := range n.listeners {
 		b.ln.Close()
 	}
 	n.listeners = nil
-	if n.adminLn != nil {
-		n.adminLn.Close()
-	}
 }
 
 // ListenerAddrs returns the bound address of each listener by name.
@@ -486,35 +530,16 @@ func (n *Node) Reload() error {
 	return err
 }
 
-// Shutdown drains the node: /readyz fails at once, listeners close,
-// requests in flight finish (up to ctx), then the admin server stops.
+// Shutdown drains the node: /readyz fails at once, the node leaves the
+// rings, requests in flight finish (up to ctx), then the parts stop in
+// reverse order (see partList) and the admin server last.
 func (n *Node) Shutdown(ctx context.Context) error {
 	if !n.shutdown.CompareAndSwap(false, true) {
 		<-n.stopped
 		return nil
 	}
-	n.ready.Store(false)
-	n.stopOffer()
-	n.drainCluster()
 	n.log.Info("draining", "active_connections", n.srv.ActiveConns())
-	n.drainCache(ctx)
-	err := n.srv.Shutdown(ctx)
-	n.stopLimits(!n.handedOff.Load())
-	n.closeConsensus()
-	n.leaveCluster(!n.handedOff.Load())
-	n.stopRPC()
-	n.stopCache()
-	n.router.Close()
-	if err != nil {
-		n.log.Warn("grace period over, closing remaining connections", "err", err)
-	}
-	actx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if n.admin != nil {
-		n.admin.Shutdown(actx)
-	}
-	n.serving.Wait()
-	n.tracing.stop()
+	err := n.parts.shutdown(ctx)
 	close(n.stopped)
 	n.log.Info("stopped")
 	return err

@@ -27,8 +27,9 @@ type RPCStatus struct {
 
 type rpcEmpty struct{}
 
-// startRPC serves node-to-node calls on cluster_addr when it is set.
-func (n *Node) startRPC() error {
+// startRPC serves node-to-node calls on cluster_addr when it is set; the
+// accept loop runs in g.
+func (n *Node) startRPC(g *group) error {
 	if n.cfg.ClusterAddr == "" {
 		return nil
 	}
@@ -63,7 +64,7 @@ func (n *Node) startRPC() error {
 	n.mu.Lock()
 	n.rpc, n.rpcLn = srv, ln
 	n.mu.Unlock()
-	go srv.Serve(serveLn)
+	g.goFunc(func() { srv.Serve(serveLn) })
 	n.log.Info("cluster RPC listening", "addr", ln.Addr().String())
 	return nil
 }

@@ -107,17 +107,24 @@ func (l localWithStats) Stats() cache.Stats {
 		MaxBytes: st.Local.MaxBytes + st.Hot.MaxBytes, Evictions: st.Local.Evictions + st.Hot.Evictions}
 }
 
-// startCache starts following the ring when the node gossips; the cache
-// serves every key itself until then. Called after gossip started.
+// startCache gives the cache client the cluster's TLS, before the first
+// call to another node.
 func (n *Node) startCache() error {
-	p := n.cache
 	ct, err := n.loadClusterTLS()
 	if err != nil {
 		return err
 	}
 	if ct != nil {
-		p.tls = ct.client
+		n.cache.tls = ct.client
 	}
+	return nil
+}
+
+// followCacheRing starts following the ring when the node gossips; the
+// cache serves every key itself until then. Called after gossip started;
+// stopCache ends the loop.
+func (n *Node) followCacheRing() error {
+	p := n.cache
 	mc := n.Members()
 	if mc == nil {
 		return nil

@@ -1,7 +1,9 @@
 package node
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"reflect"
@@ -44,13 +46,33 @@ func (n *Node) OfferHandoff() error {
 		n.offer = offer
 		n.mu.Unlock()
 	}
-	n.serving.Add(1)
-	go func() {
-		defer n.serving.Done()
-		n.offerLoop(offer)
-	}()
+	n.offerLoops.goFunc(func() { n.offerLoop(offer) })
 	n.log.Info("upgrade socket ready", "path", path, "inherited", inherited)
 	return nil
+}
+
+// takeOver ends a start: it says where the other nodes reach this one,
+// and on an upgrade takes the upgrade socket over and tells the old
+// process this one serves. On error the socket taken over is closed
+// again (it stays the old process's).
+func (n *Node) takeOver() error {
+	n.logAdvertised()
+	in := n.opts.Inherit
+	if in == nil {
+		return nil
+	}
+	err := n.takeOffer()
+	if err == nil {
+		if err = in.Serving(); err != nil {
+			err = fmt.Errorf("handoff: telling the old process: %w", err)
+		} else {
+			n.log.Info("took over from the previous process")
+		}
+	}
+	if err != nil {
+		n.stopOffer()
+	}
+	return err
 }
 
 // takeOffer takes the previous process's upgrade socket over, before Start
@@ -120,20 +142,20 @@ func (n *Node) handOff(tk *handoff.Takeover) error {
 	if err := tk.AwaitRelease(successorTimeout); err != nil {
 		return err
 	}
-	// The successor takes the node's cluster identity: stop gossip here
-	// without leaving, so peers see a short restart, not a departure.
-	wasClustered := n.cluster.Load() != nil
-	n.closeConsensus()
-	n.leaveCluster(false)
+	// The successor takes the node's cluster identity: stop raft, and
+	// gossip without leaving, so peers see a short restart, not a
+	// departure.
+	n.handedOff.Store(true)
+	n.parts.release(context.Background())
 	err := tk.Released()
 	if err == nil {
 		err = tk.AwaitServing(successorTimeout)
 	}
 	if err != nil {
-		n.reopenState(wasClustered)
+		n.handedOff.Store(false)
+		n.parts.reopen(context.Background())
 		return err
 	}
-	n.handedOff.Store(true)
 	return nil
 }
 
@@ -179,29 +201,4 @@ func (n *Node) ReloadFile(cfg *config.Node) error {
 		n.log.Info("log level changed", "level", cfg.LogLevel)
 	}
 	return n.Reload()
-}
-
-// reopenState takes the cluster state back after a failed hand-off.
-func (n *Node) reopenState(wasClustered bool) {
-	if wasClustered {
-		if err := n.newCluster(); err != nil {
-			n.log.Error("rejoining the cluster after a failed upgrade", "err", err)
-			wasClustered = false
-		}
-	}
-	if n.cfg.Replicated() {
-		if err := n.openConsensus(); err == nil {
-			err = n.startConsensus()
-			if err != nil {
-				n.log.Error("reopening raft after a failed upgrade", "err", err)
-			}
-		} else {
-			n.log.Error("reopening raft after a failed upgrade", "err", err)
-		}
-	}
-	if wasClustered {
-		if err := n.startGossip(); err != nil {
-			n.log.Error("rejoining the cluster after a failed upgrade", "err", err)
-		}
-	}
 }

@@ -1,0 +1,231 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/pingora-go/pingora-go/node/config"
+)
+
+// calls records the calls fake parts receive, in order.
+type calls struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (c *calls) add(s string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got = append(c.got, s)
+}
+
+func (c *calls) list() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.got)
+}
+
+// fakePart is a part that records its calls and fails where told.
+type fakePart struct {
+	id                      string
+	c                       *calls
+	startErr, drainErr, err error
+	identity                bool
+}
+
+func (f *fakePart) name() string { return f.id }
+func (f *fakePart) start(context.Context) error {
+	f.c.add("start " + f.id)
+	return f.startErr
+}
+func (f *fakePart) drain(context.Context) error {
+	f.c.add("drain " + f.id)
+	return f.drainErr
+}
+func (f *fakePart) stop(context.Context) error {
+	f.c.add("stop " + f.id)
+	return f.err
+}
+func (f *fakePart) holdsIdentity() bool { return f.identity }
+
+// stopOnly is a part without a drain.
+type stopOnly struct{ f *fakePart }
+
+func (s stopOnly) name() string                    { return s.f.name() }
+func (s stopOnly) start(ctx context.Context) error { return s.f.start(ctx) }
+func (s stopOnly) stop(ctx context.Context) error  { return s.f.stop(ctx) }
+
+func fakeLifecycle(c *calls, parts ...part) *lifecycle {
+	return &lifecycle{parts: parts, log: slog.New(slog.NewTextHandler(io.Discard, nil)), beforeStop: func() { c.add("before stop") }}
+}
+
+func TestPartsStartInOrderDrainAndStopInReverse(t *testing.T) {
+	c := &calls{}
+	l := fakeLifecycle(c, &fakePart{id: "a", c: c}, stopOnly{&fakePart{id: "b", c: c}}, &fakePart{id: "c", c: c})
+	if err := l.start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"start a", "start b", "start c", "before stop", "drain c", "drain a", "stop c", "stop b", "stop a"}
+	if got := c.list(); !slices.Equal(got, want) {
+		t.Fatalf("calls\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestPartFailingToStartStopsTheEarlierOnesInReverse(t *testing.T) {
+	c := &calls{}
+	boom := errors.New("boom")
+	l := fakeLifecycle(c, &fakePart{id: "a", c: c}, &fakePart{id: "b", c: c}, &fakePart{id: "c", c: c, startErr: boom},
+		&fakePart{id: "d", c: c})
+	if err := l.start(context.Background()); !errors.Is(err, boom) || err.Error() != "boom" {
+		t.Fatalf("start: %v, want boom alone", err)
+	}
+	want := []string{"start a", "start b", "start c", "before stop", "stop b", "stop a"}
+	if got := c.list(); !slices.Equal(got, want) {
+		t.Fatalf("calls\n got %q\nwant %q", got, want)
+	}
+	// Nothing runs any more: a shutdown after a failed start does nothing.
+	if err := l.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.list(); !slices.Equal(got, want) {
+		t.Fatalf("shutdown after a failed start called %q", got[len(want):])
+	}
+}
+
+func TestPartFailingToStartReportsTheStopErrors(t *testing.T) {
+	c := &calls{}
+	boom, stuck := errors.New("boom"), errors.New("stuck")
+	l := fakeLifecycle(c, &fakePart{id: "a", c: c, err: stuck}, &fakePart{id: "b", c: c, startErr: boom})
+	err := l.start(context.Background())
+	if !errors.Is(err, boom) || !errors.Is(err, stuck) || !strings.Contains(err.Error(), "a: stuck") {
+		t.Fatalf("start: %v, want boom and a's stop error", err)
+	}
+}
+
+func TestStopErrorsAreJoinedAndEveryPartStops(t *testing.T) {
+	c := &calls{}
+	e1, e2, e3 := errors.New("drain failed"), errors.New("stop failed"), errors.New("also failed")
+	l := fakeLifecycle(c, &fakePart{id: "a", c: c, err: e3}, &fakePart{id: "b", c: c, drainErr: e1},
+		&fakePart{id: "c", c: c, err: e2})
+	if err := l.start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	err := l.shutdown(context.Background())
+	for _, e := range []error{e1, e2, e3} {
+		if !errors.Is(err, e) {
+			t.Errorf("shutdown error %q does not hold %q", err, e)
+		}
+	}
+	for _, s := range []string{"b: drain failed", "c: stop failed", "a: also failed"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("shutdown error %q does not name %q", err, s)
+		}
+	}
+	want := []string{"start a", "start b", "start c", "before stop", "drain c", "drain b", "drain a", "stop c", "stop b", "stop a"}
+	if got := c.list(); !slices.Equal(got, want) {
+		t.Fatalf("calls\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestStopIgnoresACancelledContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the grace period is over before the parts stop
+	var seen error
+	l := fakeLifecycle(&calls{}, &step{id: "a", onStop: func(ctx context.Context) error { seen = ctx.Err(); return nil }})
+	if err := l.start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if seen != nil {
+		t.Fatalf("stop saw %v: a stop must run to its end after the grace period", seen)
+	}
+}
+
+// TestStepWaitsForItsGoroutines: a part's stop returns only once the
+// goroutines it started have ended, even when they end after its stop
+// function returned.
+func TestStepWaitsForItsGoroutines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		quit, finish := make(chan struct{}), make(chan struct{})
+		var ended bool
+		s := &step{id: "loop",
+			onStart: func(_ context.Context, g *group) error {
+				g.goFunc(func() {
+					<-quit
+					<-finish // still busy after its stop signal
+					ended = true
+				})
+				return nil
+			},
+			onStop: func(context.Context) error { close(quit); return nil },
+		}
+		l := fakeLifecycle(&calls{}, s)
+		if err := l.start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		stopped := make(chan error, 1)
+		go func() { stopped <- l.shutdown(context.Background()) }()
+		synctest.Wait() // everything is blocked: the loop on finish, so shutdown on the loop
+		select {
+		case err := <-stopped:
+			t.Fatalf("shutdown returned (%v) while the part's goroutine runs", err)
+		default:
+		}
+		close(finish)
+		if err := <-stopped; err != nil {
+			t.Fatal(err)
+		}
+		if !ended {
+			t.Fatal("shutdown returned before the goroutine ended")
+		}
+	})
+}
+
+// TestReleaseAndReopenOnlyTheIdentity: an upgrade stops the parts that
+// hold the cluster identity in reverse order, and a failed one starts them
+// again in order; the others run on.
+func TestReleaseAndReopenOnlyTheIdentity(t *testing.T) {
+	c := &calls{}
+	l := fakeLifecycle(c, &fakePart{id: "state", c: c, identity: true}, &fakePart{id: "proxy", c: c},
+		&fakePart{id: "members", c: c, identity: true}, &fakePart{id: "raft", c: c, identity: true},
+		&fakePart{id: "upgrade", c: c})
+	if err := l.start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l.reopen(context.Background())
+	got := c.list()[5:]
+	want := []string{"stop raft", "stop members", "stop state", "start state", "start members", "start raft"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("calls\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestPartListOrder pins the node's start order: the drain order on
+// SIGTERM and the stop order follow from it (see partList).
+func TestPartListOrder(t *testing.T) {
+	n := &Node{cfg: &config.Node{}}
+	var got []string
+	for _, p := range n.partList() {
+		got = append(got, p.name())
+	}
+	want := []string{"health", "tracing", "predecessor", "raft-state", "limits", "admin", "proxy", "cache", "rpc",
+		"membership", "consensus", "gossip", "cache-ring", "upgrade"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("parts\n got %q\nwant %q", got, want)
+	}
+}
