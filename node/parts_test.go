@@ -5,12 +5,16 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
+	"github.com/pingora-go/pingora-go/membership"
 	"github.com/pingora-go/pingora-go/node/config"
 )
 
@@ -227,5 +231,60 @@ func TestPartListOrder(t *testing.T) {
 		"membership", "consensus", "gossip", "cache-ring", "upgrade"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("parts\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestShutdownDrainsWhileTheClusterRuns: on Shutdown the node turns
+// readiness off and leaves the ring (draining in its gossiped metadata)
+// while a request is still in flight, and raft, gossip and the admin API
+// run until the proxy drained; then everything stops.
+func TestShutdownDrainsWhileTheClusterRuns(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(arrived) })
+		<-release
+		io.WriteString(w, "late")
+	}))
+	defer slow.Close()
+	n := startRaftNode(t, "d1", slow.Listener.Addr().String(), 1)
+	waitUntil(t, "ready", func() bool { code, _ := get(t, "http://"+n.AdminAddr()+"/readyz"); return code == 200 })
+	answered := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + n.ListenerAddrs()["http"] + "/")
+		if err != nil {
+			answered <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		answered <- string(b)
+	}()
+	<-arrived
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		stopped <- n.Shutdown(ctx)
+	}()
+	waitUntil(t, "draining in gossip", func() bool {
+		mc := n.Members()
+		return mc != nil && mc.Meta().State == membership.StateDraining
+	})
+	if code, _ := get(t, "http://"+n.AdminAddr()+"/readyz"); code != 503 {
+		t.Fatalf("/readyz %d while draining, want 503", code)
+	}
+	if n.Store() == nil || n.Members() == nil {
+		t.Fatal("raft or gossip stopped before the proxy drained")
+	}
+	close(release)
+	if got := <-answered; got != "late" {
+		t.Fatalf("the request in flight got %q", got)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if n.Store() != nil || n.Members() != nil {
+		t.Fatal("raft or gossip still open after Shutdown")
 	}
 }
