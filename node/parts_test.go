@@ -16,6 +16,7 @@ import (
 
 	"github.com/pingora-go/pingora-go/membership"
 	"github.com/pingora-go/pingora-go/node/config"
+	"github.com/pingora-go/pingora-go/proxy/handoff"
 )
 
 // calls records the calls fake parts receive, in order.
@@ -287,4 +288,35 @@ func TestShutdownDrainsWhileTheClusterRuns(t *testing.T) {
 	if n.Store() != nil || n.Members() != nil {
 		t.Fatal("raft or gossip still open after Shutdown")
 	}
+}
+
+// TestFailedHandOffReopensTheIdentity: a successor that asked for the
+// node's cluster identity and then failed gets it back to this node: raft
+// and gossip stop for the hand-off (the proxy serves on), and start again
+// when the successor reports its failure.
+func TestFailedHandOffReopensTheIdentity(t *testing.T) {
+	n := startRaftNode(t, "h1", origin(t, "a"), 1)
+	proxied := func() string { _, body := get(t, "http://"+n.ListenerAddrs()["http"]+"/"); return body }
+	waitUntil(t, "the seeded config", func() bool { return proxied() == "a" })
+	if err := n.OfferHandoff(); err != nil {
+		t.Fatal(err)
+	}
+	in, err := handoff.Request(n.cfg.UpgradeSocketPath(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Fail(errors.New("test over")) // no-op once failed below
+	if err := in.Release(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n.Store() != nil || n.Members() != nil {
+		t.Fatal("raft or gossip still open after the release")
+	}
+	if body := proxied(); body != "a" {
+		t.Fatalf("proxy during the hand-off: %q", body)
+	}
+	in.Fail(errors.New("successor gave up"))
+	waitUntil(t, "raft and gossip back", func() bool {
+		return n.Store() != nil && n.Store().IsLeader() && n.Members() != nil && n.Members().Meta().State == membership.StateReady
+	})
 }
