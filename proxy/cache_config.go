@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -61,24 +62,44 @@ type CacheKeySpec struct {
 	Query []string
 }
 
-// Validate reports the first invalid field, by name.
+// Limits of CacheConfig.
+const (
+	// MaxCacheObjectBytes bounds CacheConfig.MaxObjectBytes.
+	MaxCacheObjectBytes = 1 << 30
+	// MaxCacheLockTimeout bounds CacheConfig.LockTimeout: a longer wait
+	// holds a request on another's fill past any client's patience.
+	MaxCacheLockTimeout = 5 * time.Minute
+	// MaxCacheStaleIfError bounds CacheConfig.DefaultStaleIfError.
+	MaxCacheStaleIfError = 7 * 24 * time.Hour
+)
+
+// Validate reports every invalid field, joined (errors.Join), each a
+// *FieldError naming it.
 func (c *CacheConfig) Validate() error {
-	switch {
-	case c.MaxObjectBytes < 0:
-		return fmt.Errorf("proxy: cache MaxObjectBytes (%d) cannot be negative", c.MaxObjectBytes)
-	case c.LockTimeout < 0:
-		return fmt.Errorf("proxy: cache LockTimeout (%s) cannot be negative", c.LockTimeout)
-	case c.DefaultStaleIfError < 0:
-		return fmt.Errorf("proxy: cache DefaultStaleIfError (%s) cannot be negative", c.DefaultStaleIfError)
-	case strings.ContainsAny(c.StatusName, " ;,=\"\r\n\t"):
-		return fmt.Errorf("proxy: cache StatusName %q must be a token (no spaces, ';', ',', '=' or quotes)", c.StatusName)
+	var f fieldErrs
+	if c.MaxObjectBytes < 0 || c.MaxObjectBytes > MaxCacheObjectBytes {
+		f.add("MaxObjectBytes", "%d is not between 0 (default 16 MiB) and 1 GiB", c.MaxObjectBytes)
 	}
-	for _, h := range c.Key.Headers {
-		if h == "" || strings.ContainsAny(h, " :\r\n") {
-			return fmt.Errorf("proxy: cache Key.Headers: %q is not a field name", h)
+	if c.LockTimeout < 0 || c.LockTimeout > MaxCacheLockTimeout {
+		f.add("LockTimeout", "%s is not between 0 (default 5s) and %s", c.LockTimeout, MaxCacheLockTimeout)
+	}
+	if c.DefaultStaleIfError < 0 || c.DefaultStaleIfError > MaxCacheStaleIfError {
+		f.add("DefaultStaleIfError", "%s is not between 0 and %s", c.DefaultStaleIfError, MaxCacheStaleIfError)
+	}
+	if c.StatusName != "" && !isToken(c.StatusName) {
+		f.add("StatusName", "%q is not a token (letters, digits and !#$%%&'*+-.^_`|~), or off", c.StatusName)
+	}
+	for _, list := range []struct {
+		name  string
+		items []string
+	}{{"Headers", c.Key.Headers}, {"Cookies", c.Key.Cookies}, {"Query", c.Key.Query}} {
+		for i, v := range list.items {
+			if !isToken(v) {
+				f.add(fmt.Sprintf("Key.%s[%d]", list.name, i), "%q is not a name (a token)", v)
+			}
 		}
 	}
-	return nil
+	return errors.Join(f...)
 }
 
 func (c *CacheConfig) maxObject() int64 {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -246,15 +247,17 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Validate reports a negative timeout by name.
+// Validate reports every negative timeout, joined (errors.Join), each a
+// *FieldError naming it.
 func (t UpstreamTimeouts) Validate() error {
+	var f fieldErrs
 	for _, d := range []struct {
 		name string
 		d    time.Duration
 	}{{"Connect", t.Connect}, {"TLSHandshake", t.TLSHandshake}, {"ResponseHeader", t.ResponseHeader}, {"ReadIdle", t.ReadIdle}, {"WriteIdle", t.WriteIdle}} {
 		if d.d < 0 {
-			return fmt.Errorf("proxy: upstream timeout %s (%s) cannot be negative", d.name, d.d)
+			f.add(d.name, "%s cannot be negative", d.d)
 		}
 	}
-	return nil
+	return errors.Join(f...)
 }

@@ -26,22 +26,31 @@ const (
 
 // ParseHashKey parses "uri" (the request target with its query, as nginx's
 // $request_uri), "path", "client_ip", "header:NAME", "cookie:NAME" or
-// "query:NAME". "" means "uri".
+// "query:NAME". "" means "uri". A name on uri, path or client_ip is an
+// error, not ignored, and a header name must be a field name (a token).
 func ParseHashKey(s string) (HashKey, error) {
-	kind, name, _ := strings.Cut(s, ":")
+	kind, name, hasName := strings.Cut(s, ":")
 	switch kind {
-	case "", "uri":
+	case "", "uri", "path", "client_ip":
+		if hasName {
+			return HashKey{}, fmt.Errorf("proxy: hash key %q: %q takes no name", s, kind)
+		}
+		switch kind {
+		case "path":
+			return HashKey{kind: hashPath}, nil
+		case "client_ip":
+			return HashKey{kind: hashClientIP}, nil
+		}
 		return HashKey{kind: hashURI}, nil
-	case "path":
-		return HashKey{kind: hashPath}, nil
-	case "client_ip":
-		return HashKey{kind: hashClientIP}, nil
 	case "header", "cookie", "query":
 		if name == "" {
-			return HashKey{}, fmt.Errorf("proxy: hash key %q needs a name after the colon", s)
+			return HashKey{}, fmt.Errorf("proxy: hash key %q needs a name, like %s:NAME", s, kind)
 		}
 		switch kind {
 		case "header":
+			if !isToken(name) {
+				return HashKey{}, fmt.Errorf("proxy: hash key %q: %q is not a header name", s, name)
+			}
 			return HashKey{kind: hashHeader, name: textproto.CanonicalMIMEHeaderKey(name)}, nil
 		case "cookie":
 			return HashKey{kind: hashCookie, name: name}, nil

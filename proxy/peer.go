@@ -32,17 +32,20 @@ func (p Protocol) String() string {
 	return "http1"
 }
 
-// ParseProtocol parses "http1", "h2" or "h2c".
+// ParseProtocol parses "http1", "h2" or "h2c" (Protocols); "" means
+// http1. These are the only spellings: a config document that says "h1"
+// is refused everywhere alike (issue 13: node's parser refused it, the
+// proxy took it).
 func ParseProtocol(s string) (Protocol, error) {
-	switch s {
-	case "http1", "", "h1", "http/1.1":
+	if s == "" {
 		return HTTP1, nil
-	case "h2":
-		return H2, nil
-	case "h2c":
-		return H2C, nil
 	}
-	return 0, fmt.Errorf("proxy: unknown protocol %q (want http1, h2 or h2c)", s)
+	for _, p := range []Protocol{HTTP1, H2, H2C} {
+		if s == p.String() {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("proxy: unknown protocol %q (want %s)", s, strings.Join(Protocols(), ", "))
 }
 
 // Peer is an upstream server a request is sent to. UpstreamPeer returns one;

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -202,8 +203,28 @@ func boolFloat(b bool) float64 {
 
 // Build makes a Table from upstream groups and routes without installing
 // it. It fails on unknown upstreams, duplicate names, duplicate routes and
-// invalid policies or health checks.
+// groups or routes that do not validate (UpstreamConfig.Validate,
+// CheckUpgrade, CacheConfig.Validate, route.New). The peers' health
+// records are the Router's, so a table that is then swapped in keeps the
+// health its peers had.
 func (r *Router) Build(ups []UpstreamConfig, routes []RouteConfig, version string) (*Table, error) {
+	return build(ups, routes, version, r)
+}
+
+// CheckTable reports whether Build would make a table of ups and routes,
+// with the error Build would return. It is Build's own code, run as a dry
+// run: it touches no Router (no health records, checks, metrics or CA
+// names), starts nothing and leaves its arguments, peers included, as they
+// were; what it builds is dropped. node runs it on a cluster config before
+// the config is replicated (issue 13).
+func CheckTable(ups []UpstreamConfig, routes []RouteConfig) error {
+	_, err := build(ups, routes, "", nil)
+	return err
+}
+
+// build is Build, on r's health registry, or a dry run (CheckTable) when r
+// is nil.
+func build(ups []UpstreamConfig, routes []RouteConfig, version string, r *Router) (*Table, error) {
 	t := &Table{upstreams: map[string]*upstreamGroup{}, Version: version}
 	for i, u := range ups {
 		if u.Name == "" {
@@ -212,7 +233,7 @@ func (r *Router) Build(ups []UpstreamConfig, routes []RouteConfig, version strin
 		if _, dup := t.upstreams[u.Name]; dup {
 			return nil, fmt.Errorf("proxy: duplicate upstream %q", u.Name)
 		}
-		g, err := r.buildGroup(u, &t.pools)
+		g, err := buildGroup(u, &t.pools, r)
 		if err != nil {
 			return nil, err
 		}
@@ -232,7 +253,7 @@ func (r *Router) Build(ups []UpstreamConfig, routes []RouteConfig, version strin
 		}
 		if rc.Cache != nil {
 			if err := rc.Cache.Validate(); err != nil {
-				return nil, fmt.Errorf("proxy: route %d: %w", i, err)
+				return nil, fmt.Errorf("proxy: route %d: cache: %w", i, err)
 			}
 		}
 		rules = append(rules, route.Rule[*routeEntry]{Host: rc.Host, PathPrefix: rc.PathPrefix, Target: &routeEntry{cfg: rc, group: g}})
@@ -245,31 +266,37 @@ func (r *Router) Build(ups []UpstreamConfig, routes []RouteConfig, version strin
 	return t, nil
 }
 
-func (r *Router) buildGroup(u UpstreamConfig, pools *[]namedPool) (*upstreamGroup, error) {
+// buildGroup builds one group's selector over its peers' health records:
+// r's, or for a dry run (r nil) records of a registry of its own, made
+// without naming CA pools or fixing the peers' identities.
+func buildGroup(u UpstreamConfig, pools *[]namedPool, r *Router) (*upstreamGroup, error) {
 	if len(u.Peers) == 0 {
 		return nil, fmt.Errorf("proxy: upstream %q has no peers", u.Name)
 	}
-	if u.HealthCheck != nil {
-		if err := u.HealthCheck.Validate(); err != nil {
-			return nil, fmt.Errorf("proxy: upstream %q: %w", u.Name, err)
-		}
-	}
-	policy := u.Policy
-	if policy == "" {
-		policy = "round_robin"
+	if err := u.Validate(); err != nil {
+		return nil, fmt.Errorf("proxy: upstream %q: %w", u.Name, err)
 	}
 	g := &upstreamGroup{cfg: u}
+	var scratch *health.Registry
+	if r == nil {
+		scratch = health.NewRegistry(clock.Real{}, nil) // starts nothing; dropped with the table
+	}
 	backends := make([]lb.Backend, len(u.Peers))
 	for i, p := range u.Peers {
-		if p.Group == "" {
-			p.Group = u.Name
+		var rec *health.Record
+		if r != nil {
+			if p.Group == "" {
+				p.Group = u.Name
+			}
+			r.nameCA(p, pools)
+			rec = r.health.Get(p.poolKey(), p.Addr)
+		} else {
+			rec = scratch.Get(strconv.Itoa(i), p.Addr)
 		}
-		r.nameCA(p, pools)
-		rec := r.health.Get(p.poolKey(), p.Addr)
 		g.records = append(g.records, rec)
 		backends[i] = lb.Backend{Addr: p.Addr, Weight: p.Weight, State: rec.State()}
 	}
-	sel, err := lb.New(policy, backends, lb.Options{})
+	sel, err := lb.New(u.policy(), backends, lb.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: upstream %q: %w", u.Name, err)
 	}

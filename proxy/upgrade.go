@@ -76,12 +76,9 @@ func upgradeAccepted(sent string, got []string) bool {
 
 // checkUpgrades validates a route's list of allowed upgrade protocols.
 func checkUpgrades(list []string) error {
-	for _, name := range list {
-		switch {
-		case !httpguts.ValidHeaderFieldName(name):
-			return fmt.Errorf("upgrade %q is not a protocol name (a token, without a version)", name)
-		case neverUpgrade(name):
-			return fmt.Errorf("upgrade %q is never tunnelled: a client upgraded to HTTP would reach the upstream past routing and limits", name)
+	for i, name := range list {
+		if err := CheckUpgrade(name); err != nil {
+			return fmt.Errorf("Upgrades[%d]: upgrade %w", i, err)
 		}
 	}
 	return nil

@@ -8,8 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/pingora-go/pingora-go/clock"
 )
@@ -60,27 +65,94 @@ func (c Check) withDefaults() Check {
 	return c
 }
 
-// Validate names the first invalid field.
+// Validate reports every invalid field, joined (errors.Join), each a
+// *FieldError naming it.
 func (c Check) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
 	switch c.Type {
 	case "", "tcp", "http", "https":
 	default:
-		return fmt.Errorf("health: type %q is not one of tcp, http, https", c.Type)
+		bad("Type", "%q is not one of tcp, http, https", c.Type)
 	}
-	switch {
-	case c.Interval < 0 || c.Timeout < 0:
-		return errors.New("health: interval and timeout cannot be negative")
-	case c.Interval > 0 && c.Interval < 100*time.Millisecond:
-		return fmt.Errorf("health: interval (%s) must be at least 100ms", c.Interval)
-	case c.Rise < 0 || c.Fall < 0:
-		return errors.New("health: rise and fall cannot be negative")
-	case c.StatusMin > c.StatusMax || c.StatusMin < 0 || c.StatusMax > 599:
-		return fmt.Errorf("health: status range %d-%d is invalid", c.StatusMin, c.StatusMax)
-	case c.Path != "" && c.Path[0] != '/':
-		return fmt.Errorf("health: path %q must start with /", c.Path)
+	if c.Path != "" {
+		if _, err := url.ParseRequestURI(c.Path); err != nil || c.Path[0] != '/' || strings.Contains(c.Path, "#") {
+			bad("Path", "%q must be a request path starting with /", c.Path)
+		}
 	}
-	return nil
+	if c.Host != "" && !httpguts.ValidHostHeader(c.Host) {
+		bad("Host", "%q is not a Host header value", c.Host)
+	}
+	if c.StatusMin != 0 || c.StatusMax != 0 {
+		if c.StatusMin < 100 || c.StatusMax > 599 || c.StatusMin > c.StatusMax {
+			bad("StatusMin", "%d-%d is not a status range within 100-599", c.StatusMin, c.StatusMax)
+		}
+	}
+	if c.Interval != 0 && c.Interval < MinInterval {
+		bad("Interval", "%s is below the %s minimum", c.Interval, MinInterval)
+	}
+	for _, f := range []struct {
+		name string
+		neg  bool
+	}{{"Timeout", c.Timeout < 0}, {"Rise", c.Rise < 0}, {"Fall", c.Fall < 0}} {
+		if f.neg {
+			bad(f.name, "cannot be negative")
+		}
+	}
+	return errors.Join(errs...)
 }
+
+// MinInterval is the shortest Check.Interval: shorter checks would load
+// the peers more than they tell.
+const MinInterval = 100 * time.Millisecond
+
+// ParseStatusRange parses a range of statuses that count as up, "200-399"
+// or a single "204"; "" is the default, 200-399.
+func ParseStatusRange(s string) (lo, hi int, err error) {
+	if s == "" {
+		return 200, 399, nil
+	}
+	a, b, found := strings.Cut(s, "-")
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := lo, error(nil)
+	if found {
+		hi, err2 = strconv.Atoi(strings.TrimSpace(b))
+	}
+	if err1 != nil || err2 != nil || lo < 100 || hi > 599 || lo > hi {
+		return 0, 0, fmt.Errorf("%q is not a status or a range like 200-399", s)
+	}
+	return lo, hi, nil
+}
+
+// Validate reports every invalid field, joined, each a *FieldError.
+func (p Passive) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		neg  bool
+	}{{"MaxFails", p.MaxFails < 0}, {"CoolOff", p.CoolOff < 0}, {"MaxCoolOff", p.MaxCoolOff < 0}} {
+		if f.neg {
+			errs = append(errs, &FieldError{Field: f.name, Reason: "cannot be negative"})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// FieldError is one invalid field found by Validate.
+type FieldError struct {
+	// Field is the field's Go name, such as "Interval".
+	Field string
+	// Reason says what is wrong with its value.
+	Reason string
+}
+
+func (e *FieldError) Error() string { return "health: " + e.Field + ": " + e.Reason }
+
+// FieldReason returns the field and the reason, for callers that name
+// the field their own way (a config file's key).
+func (e *FieldError) FieldReason() (field, reason string) { return e.Field, e.Reason }
 
 // Target is one peer an active check probes.
 type Target struct {

@@ -12,6 +12,9 @@ import (
 // enormous ketama ring (160 points per unit of weight, 8 bytes a point).
 const MaxWeight = 10000
 
+// DefaultPolicy is the policy a group gets when its config names none.
+const DefaultPolicy = "round_robin"
+
 var (
 	// ErrNoBackends is returned by New when the backend list is empty.
 	ErrNoBackends = errors.New("lb: no backends")
@@ -78,6 +81,27 @@ func Policies() []string {
 	return names
 }
 
+// CheckPolicy returns nil when New accepts policy, else an error wrapping
+// ErrUnknownPolicy that lists the names it does accept. Config parsers call
+// it so that the list of names lives here only.
+func CheckPolicy(policy string) error {
+	for _, p := range policies {
+		if p.name == policy {
+			return nil
+		}
+	}
+	return &policyError{name: policy}
+}
+
+// CheckWeight returns nil when New accepts w as a backend's weight (0,
+// meaning 1, to MaxWeight), else an error wrapping ErrWeight.
+func CheckWeight(w int) error {
+	if w < 0 || w > MaxWeight {
+		return fmt.Errorf("%w: %d is not between 1 and %d (0 means 1)", ErrWeight, w, MaxWeight)
+	}
+	return nil
+}
+
 // New builds the selector for policy over backends. It copies backends, so
 // later changes to the slice do not affect the selector; the *State
 // pointers are shared on purpose.
@@ -106,7 +130,7 @@ func prepare(backends []Backend) ([]Backend, error) {
 	}
 	out := make([]Backend, len(backends))
 	for i, b := range backends {
-		if b.Weight < 0 || b.Weight > MaxWeight {
+		if CheckWeight(b.Weight) != nil {
 			return nil, fmt.Errorf("%w: backend %d (%s) has %d (want 0..%d)", ErrWeight, i, b.Addr, b.Weight, MaxWeight)
 		}
 		if b.Weight == 0 {

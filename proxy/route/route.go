@@ -41,11 +41,11 @@ func New[T any](rules []Rule[T]) (*Table[T], error) {
 		if err != nil {
 			return nil, fmt.Errorf("route: rule %d: %w", i, err)
 		}
+		if err := CheckPathPrefix(r.PathPrefix); err != nil {
+			return nil, fmt.Errorf("route: rule %d: %w", i, err)
+		}
 		if r.PathPrefix == "" {
 			r.PathPrefix = "/"
-		}
-		if r.PathPrefix[0] != '/' {
-			return nil, fmt.Errorf("route: rule %d: path prefix %q must start with /", i, r.PathPrefix)
 		}
 		r.Host = host
 		k := [2]string{host, r.PathPrefix}
@@ -98,6 +98,30 @@ func (t *Table[T]) all() []*hostRules[T] {
 // Len returns the number of rules.
 func (t *Table[T]) Len() int { return t.size }
 
+// CheckHostPattern returns nil when New accepts h as a Rule's Host: a
+// name, "*.name", or "*" / "" (any host). Config parsers call it so that
+// the grammar lives here only.
+func CheckHostPattern(h string) error {
+	_, err := normalizePattern(h)
+	return err
+}
+
+// CheckPathPrefix returns nil when New accepts p as a Rule's PathPrefix:
+// "" (meaning "/") or a path starting with "/".
+func CheckPathPrefix(p string) error {
+	if p != "" && p[0] != '/' {
+		return fmt.Errorf("path prefix %q must start with /", p)
+	}
+	return nil
+}
+
+// PatternKey returns the form of a valid host pattern under which New
+// finds two rules the same ("" and "*" alike, no case, no trailing dot).
+func PatternKey(h string) string {
+	k, _ := normalizePattern(h)
+	return k
+}
+
 func normalizePattern(h string) (string, error) {
 	if strings.HasSuffix(h, "*.") {
 		return "", fmt.Errorf("invalid host pattern %q (want a name, *.name or *)", h)
@@ -106,11 +130,32 @@ func normalizePattern(h string) (string, error) {
 	if h == "" || h == "*" {
 		return "*", nil
 	}
-	name := strings.TrimPrefix(h, "*.")
-	if name == "" || strings.ContainsAny(name, "*/ :@") || strings.Contains(name, "..") {
+	if !validName(strings.TrimPrefix(h, "*.")) {
 		return "", fmt.Errorf("invalid host pattern %q (want a name, *.name or *)", h)
 	}
 	return h, nil
+}
+
+// validName reports a lower-case host name: dot-separated labels of 1 to
+// 63 letters, digits, '-' and '_' (seen in internal names), not starting
+// or ending with '-', 253 bytes at most. An IPv4 literal is such a name;
+// a pattern that can never equal a Host header (spaces, commas, ports) is
+// refused rather than left to match nothing.
+func validName(name string) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Match returns the rule for host (a Host header value, port allowed) and
