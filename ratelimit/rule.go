@@ -1,9 +1,11 @@
 package ratelimit
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -132,56 +134,72 @@ func (r Rule) withDefaults() Rule {
 	return r
 }
 
-// Validate reports the first field of r that is out of range, naming it.
+// MaxMaxDelay bounds Rule.MaxDelay: a request held longer holds its
+// connection past any client's patience.
+const MaxMaxDelay = time.Minute
+
+// Validate reports every field of r that is out of range, joined
+// (errors.Join), each a *FieldError naming it.
 func (r Rule) Validate() error {
+	f := fieldErrs{rule: r.Name}
 	if err := validName(r.Name); err != nil {
-		return fmt.Errorf("ratelimit: rule Name %w", err)
+		f.add("Name", "%v", err)
 	}
-	p := fmt.Sprintf("ratelimit: rule %q: ", r.Name)
+	if r.Limit < 1 || r.Limit > math.MaxInt32 {
+		f.add("Limit", "%d is not between 1 and %d", r.Limit, math.MaxInt32)
+	}
+	if r.Period != 0 && (r.Period < time.Millisecond || r.Period > 24*time.Hour) {
+		f.add("Period", "%s is not between 1ms and 24h", r.Period)
+	}
+	if r.Burst < 0 || r.Burst > math.MaxInt32 {
+		f.add("Burst", "%d is not between 0 (default: limit) and %d", r.Burst, math.MaxInt32)
+	}
+	f.oneOf("Algorithm", string(r.Algorithm), string(SlidingWindow), string(TokenBucket))
+	f.oneOf("Scope", string(r.Scope), string(Local), string(Global))
+	f.oneOf("OnExceed", string(r.OnExceed), string(Reject), string(Delay))
 	switch {
-	case r.Limit < 1 || r.Limit > math.MaxInt32:
-		return fmt.Errorf("%sLimit (%d) must be between 1 and %d", p, r.Limit, math.MaxInt32)
-	case r.Period < 0 || (r.Period != 0 && r.Period < time.Millisecond):
-		return fmt.Errorf("%sPeriod (%s) must be at least 1ms", p, r.Period)
-	case r.Period > 24*time.Hour:
-		return fmt.Errorf("%sPeriod (%s) cannot be longer than 24h", p, r.Period)
-	case r.Burst < 0 || r.Burst > math.MaxInt32:
-		return fmt.Errorf("%sBurst (%d) must be between 0 (default: Limit) and %d", p, r.Burst, math.MaxInt32)
-	case r.MaxDelay < 0:
-		return fmt.Errorf("%sMaxDelay (%s) cannot be negative", p, r.MaxDelay)
-	}
-	switch r.Algorithm {
-	case "", SlidingWindow, TokenBucket:
-	default:
-		return fmt.Errorf("%sAlgorithm (%q) must be %q or %q", p, r.Algorithm, SlidingWindow, TokenBucket)
-	}
-	switch r.Scope {
-	case "", Local, Global:
-	default:
-		return fmt.Errorf("%sScope (%q) must be %q or %q", p, r.Scope, Local, Global)
-	}
-	switch r.OnExceed {
-	case "", Reject, Delay:
-	default:
-		return fmt.Errorf("%sOnExceed (%q) must be %q or %q", p, r.OnExceed, Reject, Delay)
+	case r.MaxDelay < 0 || r.MaxDelay > MaxMaxDelay:
+		f.add("MaxDelay", "%s is not between 0 and %s", r.MaxDelay, MaxMaxDelay)
+	case r.MaxDelay != 0 && r.OnExceed != Delay:
+		f.add("MaxDelay", "applies only with on_exceed delay")
 	}
 	if _, err := ParseKey(r.withDefaults().Key); err != nil {
-		return fmt.Errorf("%sKey: %w", p, err)
+		f.add("Key", "%v", err)
 	}
-	return r.Match.validate(p)
+	r.Match.validate(&f)
+	return errors.Join(f.list...)
 }
 
-func (m Match) validate(p string) error {
-	if h := strings.TrimPrefix(m.Host, "*."); m.Host != "*" && strings.ContainsAny(h, "*/ :") {
-		return fmt.Errorf("%sMatch.Host (%q) must be a host name, *.name or *", p, m.Host)
+func (m Match) validate(f *fieldErrs) {
+	if err := checkHostPattern(m.Host); err != nil {
+		f.add("Match.Host", "%v", err)
 	}
 	if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
-		return fmt.Errorf("%sMatch.PathPrefix (%q) must start with /", p, m.PathPrefix)
+		f.add("Match.PathPrefix", "%q must start with /", m.PathPrefix)
 	}
-	for _, meth := range m.Methods {
-		if meth == "" || strings.ToUpper(meth) != meth || strings.ContainsAny(meth, " \t/:") {
-			return fmt.Errorf("%sMatch.Methods: %q is not an upper-case method", p, meth)
+	for i, meth := range m.Methods {
+		if meth == "" || strings.ToUpper(meth) != meth || strings.ContainsAny(meth, " \t/:,") {
+			f.add(fmt.Sprintf("Match.Methods[%d]", i), "%q is not an upper-case method such as GET", meth)
 		}
+	}
+}
+
+// checkHostPattern accepts what proxy/route accepts as a route's host
+// (which this package may not import): a name of labels of letters,
+// digits, '-' and '_', "*.name", or "*" / "" for any host.
+func checkHostPattern(h string) error {
+	name := strings.ToLower(strings.TrimSuffix(h, "."))
+	if name == "" || name == "*" {
+		return nil
+	}
+	name = strings.TrimPrefix(name, "*.")
+	ok := name != "" && len(name) <= 253 && !strings.HasSuffix(h, "*.")
+	for _, label := range strings.Split(name, ".") {
+		ok = ok && label != "" && len(label) <= 63 && label[0] != '-' && label[len(label)-1] != '-' &&
+			strings.Trim(label, "abcdefghijklmnopqrstuvwxyz0123456789-_") == ""
+	}
+	if !ok {
+		return fmt.Errorf("%q is not a host name, *.name or *", h)
 	}
 	return nil
 }
@@ -189,16 +207,52 @@ func (m Match) validate(p string) error {
 // validName accepts rule names that are safe in a structured-field string,
 // a metric label and a counter key.
 func validName(s string) error {
-	if s == "" || len(s) > 64 {
-		return fmt.Errorf("(%q) must be 1 to 64 characters", s)
+	if s == "" {
+		return errors.New("required")
+	}
+	if len(s) > 64 {
+		return fmt.Errorf("%q is longer than 64 characters", s)
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("(%q) may hold only letters, digits, '-', '_' and '.'", s)
+			return fmt.Errorf("%q may hold only letters, digits, '-', '_' and '.'", s)
 		}
 	}
 	return nil
+}
+
+// FieldError is one invalid field of a Rule, found by Validate.
+type FieldError struct {
+	// Rule is the rule's name.
+	Rule string
+	// Field is the field's Go name, such as "Match.Host" or "MaxDelay".
+	Field string
+	// Reason says what is wrong with its value.
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("ratelimit: rule %q: %s: %s", e.Rule, e.Field, e.Reason)
+}
+
+// FieldReason returns the field and the reason, for callers that name
+// the field their own way (a config file's key).
+func (e *FieldError) FieldReason() (field, reason string) { return e.Field, e.Reason }
+
+type fieldErrs struct {
+	rule string
+	list []error
+}
+
+func (f *fieldErrs) add(field, format string, args ...any) {
+	f.list = append(f.list, &FieldError{Rule: f.rule, Field: field, Reason: fmt.Sprintf(format, args...)})
+}
+
+func (f *fieldErrs) oneOf(field, v string, allowed ...string) {
+	if v != "" && !slices.Contains(allowed, v) {
+		f.add(field, "%q is not one of %s", v, strings.Join(allowed, ", "))
+	}
 }
 
 // identity is what must stay equal for a rule's counters to survive a

@@ -22,7 +22,7 @@ func TestRuleValidate(t *testing.T) {
 		}, ""},
 		{"no name", func(r *Rule) { r.Name = "" }, "Name"},
 		{"bad name", func(r *Rule) { r.Name = "a b" }, "Name"},
-		{"zero limit", func(r *Rule) { r.Limit = 0 }, "Limit (0)"},
+		{"zero limit", func(r *Rule) { r.Limit = 0 }, "Limit: 0"},
 		{"tiny period", func(r *Rule) { r.Period = time.Microsecond }, "Period"},
 		{"negative burst", func(r *Rule) { r.Burst = -1 }, "Burst"},
 		{"algorithm", func(r *Rule) { r.Algorithm = "leaky" }, "Algorithm"},
