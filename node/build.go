@@ -10,103 +10,104 @@ import (
 	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/proxy"
 	"github.com/pingora-go/pingora-go/proxy/cache"
-	"github.com/pingora-go/pingora-go/proxy/health"
+	"github.com/pingora-go/pingora-go/ratelimit"
 )
+
+// A cluster config becomes a routing table and rate-limit rules in two
+// places that must agree (issue 13): on every node when a version is
+// applied (apply), and before a version is written, as a dry run on the
+// node that takes the write (checkCluster). Both translate with tableConfig
+// and build with the proxy's and the rate limiter's own code (Router.Build
+// and proxy.CheckTable share it; SetRules runs CheckRules), so the dry run
+// refuses exactly what an apply would fail on, except node-local inputs.
+//
+// What is node-local: what a node reads from its own disk or its own
+// settings rather than from the document, today an upstream's CA file
+// (tls.ca, resolved against the node's config directory). The document is
+// the same on every node; a file can be missing on one node and present on
+// the others, and the writer cannot tell which is wrong. So the dry run
+// does not read CA files: a missing or unreadable one fails the apply on
+// the nodes that lack it, which keep their previous version and report it
+// in /status, as before. Everything else a build can fail on is a function
+// of the document's bytes, so it fails the same on every node and is
+// refused before it is written.
+
+// buildEnv is what a build takes from the node: how to find files, and
+// the store of shared cache routes. readCA false is the dry run's: CA
+// files are node-local and not read.
+type buildEnv struct {
+	resolve func(string) string
+	shared  cache.Store
+	readCA  bool
+}
 
 // buildTable translates a validated cluster config into a routing table.
 // It reads CA files named by the config, so it can fail on one node (a
-// missing file) where validation passed everywhere; the caller then keeps
-// the table it has.
-func buildTable(r *proxy.Router, c *config.Cluster, version string, resolve func(string) string, cp *cachePart) (*proxy.Table, error) {
-	_, shared := cp.stores()
+// missing file) where the dry run passed; the caller then keeps the table
+// it has.
+func buildTable(r *proxy.Router, c *config.Cluster, version string, env buildEnv) (*proxy.Table, error) {
+	ups, routes, err := tableConfig(c, env)
+	if err != nil {
+		return nil, err
+	}
+	return r.Build(ups, routes, version)
+}
+
+// checkCluster is the dry run of apply: c builds into a table and rules,
+// with nothing started, registered or changed, and CA files not read.
+func checkCluster(c *config.Cluster) error {
+	ups, routes, err := tableConfig(c, buildEnv{resolve: func(p string) string { return p }})
+	if err == nil {
+		err = proxy.CheckTable(ups, routes)
+	}
+	if err == nil {
+		err = ratelimit.CheckRules(limitRules(c.RateLimits))
+	}
+	return err
+}
+
+// tableConfig translates c into the router's types.
+func tableConfig(c *config.Cluster, env buildEnv) ([]proxy.UpstreamConfig, []proxy.RouteConfig, error) {
 	ups := make([]proxy.UpstreamConfig, 0, len(c.Upstreams))
 	for _, u := range c.Upstreams {
-		uc, err := buildUpstream(u, resolve)
+		uc, err := buildUpstream(u, env)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ups = append(ups, uc)
 	}
 	routes := make([]proxy.RouteConfig, 0, len(c.Routes))
 	for _, rt := range c.Routes {
-		routes = append(routes, proxy.RouteConfig{Host: rt.Host, PathPrefix: rt.PathPrefix, Upstream: rt.Upstream,
-			MaxBodyBytes: rt.MaxBodyBytes, Upgrades: rt.Upgrade, Cache: routeCache(rt.Cache, shared)})
+		rc := rt.ProxyRoute()
+		if rc.Cache != nil && rt.Cache.Shared {
+			// A shared route's objects go to the cluster tier (each key's
+			// ring owner holds it); the others stay in this node's local
+			// tier, the proxy's default store.
+			rc.Cache.Store = env.shared
+		}
+		routes = append(routes, rc)
 	}
-	return r.Build(ups, routes, version)
+	return ups, routes, nil
 }
 
-// routeCache translates a route's cache settings: nil when the route does
-// not cache. A shared route's objects go to the cluster tier (shared:
-// each key's ring owner holds it); the others stay in this node's local
-// tier, the proxy's default store.
-func routeCache(c *config.RouteCache, shared cache.Store) *proxy.CacheConfig {
-	if c == nil || !c.Enabled {
-		return nil
+func buildUpstream(u config.Upstream, env buildEnv) (proxy.UpstreamConfig, error) {
+	uc, err := u.ProxyUpstream()
+	if err != nil {
+		return proxy.UpstreamConfig{}, fmt.Errorf("upstream %q: %w", u.Name, err)
 	}
-	var store cache.Store
-	if c.Shared {
-		store = shared
+	if !env.readCA {
+		return uc, nil
 	}
-	return &proxy.CacheConfig{
-		Store:               store,
-		MaxObjectBytes:      c.MaxObjectBytes,
-		Key:                 proxy.CacheKeySpec{Headers: c.Key.Headers, Cookies: c.Key.Cookies, Query: c.Key.Query},
-		StatusName:          c.StatusHeader,
-		LockTimeout:         c.LockTimeout,
-		DefaultStaleIfError: c.DefaultStaleIfError,
-	}
-}
-
-func buildUpstream(u config.Upstream, resolve func(string) string) (proxy.UpstreamConfig, error) {
-	proto, err := proxy.ParseProtocol(u.Protocol)
+	pool, poolID, err := loadCA(u, env.resolve)
 	if err != nil {
 		return proxy.UpstreamConfig{}, err
 	}
-	pool, poolID, err := loadCA(u, resolve)
-	if err != nil {
-		return proxy.UpstreamConfig{}, err
-	}
-	hk, err := proxy.ParseHashKey(u.HashKey)
-	if err != nil {
-		return proxy.UpstreamConfig{}, err
-	}
-	uc := proxy.UpstreamConfig{
-		Name: u.Name, Policy: u.LB, HashKey: hk, Retries: u.Retries, RetryTimeout: u.RetryTimeout,
-		RetryOnStatus: u.RetryOnStatus, ReplayBufferBytes: u.ReplayBufferBytes, TryUnhealthy: u.TryUnhealthy,
-	}
-	if h := u.HealthCheck; h != nil {
-		lo, hi, err := h.StatusRange()
-		if err != nil {
-			return proxy.UpstreamConfig{}, err
-		}
-		uc.HealthCheck = &health.Check{Type: h.Type, Path: h.Path, Host: h.Host, StatusMin: lo, StatusMax: hi,
-			Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
-	}
-	if p := u.Passive; p != nil {
-		uc.Passive = health.Passive{MaxFails: p.MaxFails, CoolOff: p.CoolOff, MaxCoolOff: p.MaxCoolOff}
-	}
-	for _, p := range u.Peers {
-		peer := &proxy.Peer{
-			Addr:     p.Addr,
-			Protocol: proto,
-			Weight:   p.Weight,
-			Group:    u.Name,
-			RootCAs:  pool,
-			// The CA file's digest, not the fresh pool's address, names
-			// the roots: peer health and pooled connections survive an
-			// apply that reads the same file again (issue 11).
-			RootCAsID: poolID,
-			Timeouts: proxy.UpstreamTimeouts{
-				Connect: u.Timeouts.Connect, TLSHandshake: u.Timeouts.TLSHandshake,
-				ResponseHeader: u.Timeouts.ResponseHeader, ReadIdle: u.Timeouts.ReadIdle, WriteIdle: u.Timeouts.WriteIdle,
-			},
-		}
-		if u.TLS != nil {
-			peer.TLS = true
-			peer.SNI = u.TLS.SNI
-			peer.InsecureSkipVerify = u.TLS.InsecureSkipVerify
-		}
-		uc.Peers = append(uc.Peers, peer)
+	for _, p := range uc.Peers {
+		p.RootCAs = pool
+		// The CA file's digest, not the fresh pool's address, names the
+		// roots: peer health and pooled connections survive an apply that
+		// reads the same file again (issue 11).
+		p.RootCAsID = poolID
 	}
 	return uc, nil
 }

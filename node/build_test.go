@@ -90,7 +90,7 @@ func TestCAPeerStateSurvivesReload(t *testing.T) {
 	u := config.Upstream{Name: "web", TLS: &config.UpstreamTLS{CA: caFile}, Peers: []config.Peer{{Addr: a}}}
 	id := func() string {
 		t.Helper()
-		uc, err := buildUpstream(u, func(p string) string { return p })
+		uc, err := buildUpstream(u, buildEnv{resolve: func(p string) string { return p }, readCA: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -266,7 +266,8 @@ func (n *Node) apply(c *config.Cluster, data []byte, version int64, source strin
 		version = prev + 1
 	}
 	n.version.Store(version)
-	tbl, err := buildTable(n.router, c, fmt.Sprint(version), n.cfg.Path, n.cache)
+	_, shared := n.cache.stores()
+	tbl, err := buildTable(n.router, c, fmt.Sprint(version), buildEnv{resolve: n.cfg.Path, shared: shared, readCA: true})
 	if err == nil {
 		err = n.applyLimits(c)
 	}

@@ -105,12 +105,7 @@ func (n *Node) applyLimits(c *config.Cluster) error {
 func limitRules(in []config.RateLimit) []ratelimit.Rule {
 	out := make([]ratelimit.Rule, 0, len(in))
 	for _, r := range in {
-		out = append(out, ratelimit.Rule{
-			Name: r.Name, Key: r.Key, Limit: r.Limit, Period: r.Period, Burst: r.Burst,
-			Match:     ratelimit.Match{Route: r.Match.Route, Host: r.Match.Host, PathPrefix: r.Match.PathPrefix, Methods: r.Match.Methods},
-			Algorithm: ratelimit.Algorithm(r.Algorithm), Scope: ratelimit.Scope(r.Scope), OnExceed: ratelimit.OnExceed(r.OnExceed),
-			MaxDelay: r.MaxDelay, Fields: r.Headers,
-		})
+		out = append(out, r.Rule())
 	}
 	return out
 }

@@ -114,14 +114,11 @@ func (l *Limiter) SetRules(rules []Rule) error {
 	l.ruleMu.Lock()
 	defer l.ruleMu.Unlock()
 	old := l.rules.Load()
+	if err := CheckRules(rules); err != nil {
+		return err
+	}
 	next := &ruleSet{byName: make(map[string]*ruleState, len(rules))}
 	for _, r := range rules {
-		if err := r.Validate(); err != nil {
-			return err
-		}
-		if _, dup := next.byName[r.Name]; dup {
-			return fmt.Errorf("%w: %q", ErrDuplicateRule, r.Name)
-		}
 		st, err := l.compile(r.withDefaults(), old)
 		if err != nil {
 			return err
@@ -130,6 +127,23 @@ func (l *Limiter) SetRules(rules []Rule) error {
 		next.byName[r.Name] = st
 	}
 	l.rules.Store(next)
+	return nil
+}
+
+// CheckRules reports whether SetRules would take rules, with the error it
+// would return; it changes nothing. node runs it on a cluster config
+// before the config is replicated (issue 13).
+func CheckRules(rules []Rule) error {
+	seen := make(map[string]bool, len(rules))
+	for _, r := range rules {
+		if err := r.Validate(); err != nil {
+			return err
+		}
+		if seen[r.Name] {
+			return fmt.Errorf("%w: %q", ErrDuplicateRule, r.Name)
+		}
+		seen[r.Name] = true
+	}
 	return nil
 }
 

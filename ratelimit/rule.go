@@ -159,9 +159,9 @@ func (r Rule) Validate() error {
 	f.oneOf("OnExceed", string(r.OnExceed), string(Reject), string(Delay))
 	switch {
 	case r.MaxDelay < 0 || r.MaxDelay > MaxMaxDelay:
-		f.add("MaxDelay", "%s is not between 0 and %s", r.MaxDelay, MaxMaxDelay)
+		f.add("MaxDelay", "%s is not between 0 and 60s", r.MaxDelay)
 	case r.MaxDelay != 0 && r.OnExceed != Delay:
-		f.add("MaxDelay", "applies only with on_exceed delay")
+		f.add("MaxDelay", "applies only with on_exceed: delay")
 	}
 	if _, err := ParseKey(r.withDefaults().Key); err != nil {
 		f.add("Key", "%v", err)

@@ -1,10 +1,6 @@
 package config
 
-import (
-	"fmt"
-	"strings"
-	"time"
-)
+import "time"
 
 // RouteCache turns the HTTP cache on for a route (RFC 9111 semantics; see
 // the README's "HTTP cache").
@@ -47,51 +43,3 @@ type CacheKey struct {
 	Query []string `yaml:"query" json:"query,omitzero"`
 }
 
-// Cache limits.
-const (
-	maxCacheObjectBytes = 1 << 30
-	maxCacheLockTimeout = 5 * time.Minute
-	maxStaleIfError     = 7 * 24 * time.Hour
-)
-
-func (c *RouteCache) validate(e *errs, p string) {
-	if c.Shared && !c.Enabled {
-		e.add(p+".shared", "needs enabled: true (a route that does not cache shares nothing)")
-	}
-	if c.MaxObjectBytes < 0 || c.MaxObjectBytes > maxCacheObjectBytes {
-		e.add(p+".max_object_bytes", "%d is not between 0 (default 16 MiB) and 1 GiB", c.MaxObjectBytes)
-	}
-	if c.LockTimeout < 0 || c.LockTimeout > maxCacheLockTimeout {
-		e.add(p+".lock_timeout", "%s is not between 0 (default 5s) and 5m", c.LockTimeout)
-	}
-	if c.DefaultStaleIfError < 0 || c.DefaultStaleIfError > maxStaleIfError {
-		e.add(p+".default_stale_if_error", "%s is not between 0 and 168h", c.DefaultStaleIfError)
-	}
-	if !isToken(c.StatusHeader) && c.StatusHeader != "" {
-		e.add(p+".status_header", "%q is not a token (letters, digits and !#$%%&'*+-.^_`|~), or off", c.StatusHeader)
-	}
-	for _, list := range []struct {
-		name  string
-		items []string
-	}{{"headers", c.Key.Headers}, {"cookies", c.Key.Cookies}, {"query", c.Key.Query}} {
-		for i, v := range list.items {
-			if !isToken(v) {
-				e.add(fmt.Sprintf("%s.key.%s[%d]", p, list.name, i), "%q is not a name (a token)", v)
-			}
-		}
-	}
-}
-
-// isToken reports an RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
-			return false
-		}
-	}
-	return true
-}

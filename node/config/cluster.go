@@ -6,9 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pingora-go/pingora-go/proxy"
+	"github.com/pingora-go/pingora-go/proxy/health"
+	"github.com/pingora-go/pingora-go/proxy/lb"
+	"github.com/pingora-go/pingora-go/proxy/route"
 )
 
 // Cluster is the cluster config: upstream groups, the routes to them, and
@@ -79,21 +83,9 @@ type HealthCheck struct {
 	Fall int `yaml:"fall" json:"fall,omitempty"`
 }
 
-// StatusRange parses ExpectedStatus.
+// StatusRange parses ExpectedStatus (health.ParseStatusRange).
 func (h *HealthCheck) StatusRange() (lo, hi int, err error) {
-	if h.ExpectedStatus == "" {
-		return 200, 399, nil
-	}
-	a, b, found := strings.Cut(h.ExpectedStatus, "-")
-	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
-	hi, err2 := lo, error(nil)
-	if found {
-		hi, err2 = strconv.Atoi(strings.TrimSpace(b))
-	}
-	if err1 != nil || err2 != nil || lo < 100 || hi > 599 || lo > hi {
-		return 0, 0, fmt.Errorf("%q is not a status or a range like 200-399", h.ExpectedStatus)
-	}
-	return lo, hi, nil
+	return health.ParseStatusRange(h.ExpectedStatus)
 }
 
 // Passive is passive health: ejection after consecutive proxy failures.
@@ -152,9 +144,6 @@ type Route struct {
 	Cache *RouteCache `yaml:"cache" json:"cache,omitempty"`
 }
 
-// Policies lists the lb values.
-var Policies = []string{"round_robin", "random", "least_conn", "p2c", "ketama", "fnv"}
-
 // ParseCluster parses and validates a cluster config. file names it in
 // errors ("" for a request body).
 func ParseCluster(file string, data []byte) (*Cluster, error) {
@@ -202,7 +191,7 @@ func Same(a, b *Cluster) bool {
 func (c *Cluster) canonical() ([]byte, error) {
 	n := Cluster{Upstreams: []Upstream{}, Routes: []Route{}, RateLimits: canonicalRateLimits(c.RateLimits)}
 	for _, r := range c.Routes {
-		r.Host, r.PathPrefix = normHost(r.Host), defaultStr(r.PathPrefix, "/")
+		r.Host, r.PathPrefix = route.PatternKey(r.Host), defaultStr(r.PathPrefix, "/")
 		n.Routes = append(n.Routes, r)
 	}
 	for _, u := range c.Upstreams {
@@ -210,7 +199,7 @@ func (c *Cluster) canonical() ([]byte, error) {
 		for i := range u.Peers {
 			u.Peers[i].Weight = max(u.Peers[i].Weight, 1)
 		}
-		u.Protocol, u.LB, u.HashKey = defaultStr(u.Protocol, "http1"), defaultStr(u.LB, "round_robin"), defaultStr(u.HashKey, "uri")
+		u.Protocol, u.LB, u.HashKey = defaultStr(u.Protocol, proxy.HTTP1.String()), defaultStr(u.LB, lb.DefaultPolicy), defaultStr(u.HashKey, "uri")
 		u.ReplayBufferBytes, u.Retries = defaultInt(u.ReplayBufferBytes, 64<<10), defaultInt(u.Retries, 2)
 		if h := u.HealthCheck; h != nil {
 			d := *h
@@ -271,7 +260,7 @@ func (c *Cluster) validate(e *errs) {
 			e.add(p+".upstream", "no upstream is named %q", r.Upstream)
 		}
 		r.validate(e, p)
-		key := normHost(r.Host) + " " + defaultStr(r.PathPrefix, "/")
+		key := route.PatternKey(r.Host) + " " + defaultStr(r.PathPrefix, "/")
 		if j, dup := routes[key]; dup {
 			e.add(p, "same host and path_prefix as routes[%d]", j)
 		}
@@ -280,29 +269,38 @@ func (c *Cluster) validate(e *errs) {
 	c.validateRateLimits(e, routeNames)
 }
 
-// validate checks the route's own fields; validate of Cluster checks
-// what needs the others (the upstream's name, duplicate routes).
+// validate checks the route's own fields, by the rules of proxy/route
+// and proxy; validate of Cluster checks what needs the others (the
+// upstream's name, duplicate routes).
 func (r *Route) validate(e *errs, p string) {
 	if r.Upstream == "" {
 		e.add(p+".upstream", "required")
 	}
-	if err := checkHostPattern(r.Host); err != nil {
-		e.add(p+".host", "%v", err)
+	if err := route.CheckHostPattern(r.Host); err != nil {
+		e.add(p+".host", "%q is not a host name, *.name or *", r.Host)
 	}
-	if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
+	if err := route.CheckPathPrefix(r.PathPrefix); err != nil {
 		e.add(p+".path_prefix", "%q must start with /", r.PathPrefix)
 	}
 	if r.MaxBodyBytes < 0 {
 		e.add(p+".max_body_bytes", "cannot be negative")
 	}
 	for j, name := range r.Upgrade {
-		validateUpgrade(e, fmt.Sprintf("%s.upgrade[%d]", p, j), name)
+		if err := proxy.CheckUpgrade(name); err != nil {
+			e.add(fmt.Sprintf("%s.upgrade[%d]", p, j), "%v", err)
+		}
 	}
-	if r.Cache != nil {
-		r.Cache.validate(e, p+".cache")
+	if c := r.Cache; c != nil {
+		if c.Shared && !c.Enabled {
+			e.add(p+".cache.shared", "needs enabled: true (a route that does not cache shares nothing)")
+		}
+		e.owner(p+".cache", c.proxyCache().Validate(), cacheField)
 	}
 }
 
+// validate checks the group's own fields: the peers' addresses here (a
+// peer is host:port, named once), the rest by the rules of proxy,
+// proxy/lb and proxy/health on the group translated (translate).
 func (u *Upstream) validate(e *errs, p string) {
 	if len(u.Peers) == 0 {
 		e.add(p+".peers", "at least one peer is required")
@@ -319,134 +317,19 @@ func (u *Upstream) validate(e *errs, p string) {
 			e.add(pp+".addr", "%q is also peers[%d]", peer.Addr, j)
 		}
 		seen[peer.Addr] = i
-		if peer.Weight < 0 || peer.Weight > 10000 {
-			e.add(pp+".weight", "%d is not between 1 and 10000", peer.Weight)
-		}
-	}
-	switch u.Protocol {
-	case "", "http1", "h2", "h2c":
-	default:
-		e.add(p+".protocol", "%q is not one of http1, h2, h2c", u.Protocol)
 	}
 	if u.Protocol == "h2c" && u.TLS != nil {
 		e.add(p+".tls", "h2c is cleartext; use protocol h2 for HTTP/2 over TLS")
 	}
-	if u.LB != "" && !contains(Policies, u.LB) {
-		e.add(p+".lb", "%q is not one of %s", u.LB, strings.Join(Policies, ", "))
+	if ps := u.Passive; ps != nil && ps.MaxFails == 0 {
+		e.add(p+".passive.max_fails", "must be at least 1")
 	}
-	if u.Retries < -1 || u.Retries > 16 {
-		e.add(p+".retries", "%d is not between -1 (never) and 16", u.Retries)
-	}
-	if u.RetryTimeout < 0 {
-		e.add(p+".retry_timeout", "cannot be negative")
-	}
-	for i, c := range u.RetryOnStatus {
-		if c < 500 || c > 599 {
-			e.add(fmt.Sprintf("%s.retry_on_status[%d]", p, i), "%d is not a 5xx status", c)
-		}
-	}
-	if u.ReplayBufferBytes < 0 || u.ReplayBufferBytes > 64<<20 {
-		e.add(p+".replay_buffer_bytes", "%d is not between 0 and 64 MiB", u.ReplayBufferBytes)
-	}
-	if err := checkHashKey(u.HashKey); err != nil {
-		e.add(p+".hash_key", "%v", err)
-	}
-	if h := u.HealthCheck; h != nil {
-		validateHealthCheck(e, p+".health_check", h)
-	}
-	if ps := u.Passive; ps != nil {
-		if ps.MaxFails < 1 {
-			e.add(p+".passive.max_fails", "must be at least 1")
-		}
-		if ps.CoolOff < 0 || ps.MaxCoolOff < 0 {
-			e.add(p+".passive", "cool_off and max_cool_off cannot be negative")
-		}
-	}
-	t := u.Timeouts
-	for _, f := range []struct {
-		name string
-		d    time.Duration
-	}{{"connect", t.Connect}, {"tls_handshake", t.TLSHandshake}, {"response_header", t.ResponseHeader}, {"read_idle", t.ReadIdle}, {"write_idle", t.WriteIdle}} {
-		if f.d < 0 {
-			e.add(p+".timeouts."+f.name, "cannot be negative")
-		}
-	}
+	uc := u.translate(e, p)
+	e.owner(p, uc.Validate(), upstreamField)
 }
 
-// validateUpgrade checks a protocol a route lets an Upgrade switch to: a
-// name (RFC 9110 token, no version), and never HTTP itself, which would let
-// a client speak HTTP/2 to the upstream past routing and limits (h2c
-// smuggling).
-func validateUpgrade(e *errs, p, name string) {
-	switch strings.ToLower(name) {
-	case "h2c", "h2", "http":
-		e.add(p, "%q is never tunnelled: a client upgraded to HTTP would reach the upstream past routing, filters and limits", name)
-		return
-	}
-	if name == "" {
-		e.add(p, "empty protocol name")
-		return
-	}
-	if !isToken(name) {
-		e.add(p, "%q is not a protocol name (a token, without a version, such as websocket)", name)
-	}
-}
 
-func validateHealthCheck(e *errs, p string, h *HealthCheck) {
-	switch h.Type {
-	case "", "tcp", "http", "https":
-	default:
-		e.add(p+".type", "%q is not one of tcp, http, https", h.Type)
-	}
-	if h.Path != "" && !strings.HasPrefix(h.Path, "/") {
-		e.add(p+".path", "%q must start with /", h.Path)
-	}
-	if _, _, err := h.StatusRange(); err != nil {
-		e.add(p+".expected_status", "%v", err)
-	}
-	if h.Interval != 0 && h.Interval < 100*time.Millisecond {
-		e.add(p+".interval", "%s is below the 100ms minimum", h.Interval)
-	}
-	if h.Timeout < 0 || h.Rise < 0 || h.Fall < 0 {
-		e.add(p, "timeout, rise and fall cannot be negative")
-	}
-}
 
-func checkHashKey(k string) error {
-	kind, name, hasName := strings.Cut(k, ":")
-	switch kind {
-	case "", "uri", "path", "client_ip":
-		if hasName {
-			return fmt.Errorf("%q takes no name", kind)
-		}
-		return nil
-	case "header", "cookie", "query":
-		if name == "" {
-			return fmt.Errorf("%q needs a name, like %s:NAME", k, kind)
-		}
-		return nil
-	}
-	return fmt.Errorf("%q is not one of uri, path, client_ip, header:NAME, cookie:NAME, query:NAME", k)
-}
-
-func checkHostPattern(h string) error {
-	if h == "" || h == "*" {
-		return nil
-	}
-	name := strings.TrimPrefix(h, "*.")
-	if strings.Contains(name, "*") || !validHostname(name) {
-		return fmt.Errorf("%q is not a host name, *.name or *", h)
-	}
-	return nil
-}
-
-func normHost(h string) string {
-	h = strings.ToLower(strings.TrimSuffix(h, "."))
-	if h == "" {
-		return "*"
-	}
-	return h
-}
 
 func defaultStr(s, d string) string {
 	if s == "" {
@@ -455,11 +338,3 @@ func defaultStr(s, d string) string {
 	return s
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}

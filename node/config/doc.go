@@ -16,6 +16,12 @@
 // are told (see advertise.go); Node.ResolveAdvertise chooses the latter,
 // taking the host's private IP from a Host that tests build by hand.
 //
-// It imports nothing from the module; node translates these types into
-// each part's own. See ExampleParseCluster.
+// The cluster document's rules are not restated here: each is that of the
+// package owning the type the document becomes (proxy, proxy/lb,
+// proxy/route, proxy/health, ratelimit), called through the same
+// translation node builds with (Upstream.ProxyUpstream, Route.ProxyRoute,
+// RateLimit.Rule), so a document that parses builds (issue 13). What is
+// checked here is what only the document has: names, references between
+// its parts, duplicates, addresses. It imports those packages and nothing
+// else from the module. See ExampleParseCluster.
 package config

@@ -2,9 +2,9 @@ package config
 
 import (
 	"fmt"
-	"math"
-	"strings"
 	"time"
+
+	"github.com/pingora-go/pingora-go/proxy/route"
 )
 
 // RateLimit is one rule of the cluster config's rate_limits: requests
@@ -57,21 +57,13 @@ type RateLimitMatch struct {
 	Methods []string `yaml:"methods" json:"methods,omitempty"`
 }
 
-// rateLimitKeys lists the key parts that take no name, and those that do.
-var (
-	rateLimitPlainKeys = []string{"client_ip", "route", "method", "host", "path"}
-	rateLimitNamedKeys = []string{"header", "cookie", "query"}
-)
-
 // validateRateLimits checks c.RateLimits; routeNames are the names a
 // match.route may use.
 func (c *Cluster) validateRateLimits(e *errs, routeNames map[string]bool) {
 	names := map[string]int{}
 	for i, r := range c.RateLimits {
 		p := fmt.Sprintf("rate_limits[%d]", i)
-		if err := checkRuleName(r.Name); err != nil {
-			e.add(p+".name", "%v", err)
-		} else if j, dup := names[r.Name]; dup {
+		if j, dup := names[r.Name]; dup && r.Name != "" {
 			e.add(p+".name", "%q is also the name of rate_limits[%d]", r.Name, j)
 		} else {
 			names[r.Name] = i
@@ -83,107 +75,10 @@ func (c *Cluster) validateRateLimits(e *errs, routeNames map[string]bool) {
 	}
 }
 
+// validate checks the rule by ratelimit's rules; validateRateLimits
+// checks what needs the others (names, routes).
 func (r *RateLimit) validate(e *errs, p string) {
-	if err := checkHostPattern(r.Match.Host); err != nil {
-		e.add(p+".match.host", "%v", err)
-	}
-	if pp := r.Match.PathPrefix; pp != "" && !strings.HasPrefix(pp, "/") {
-		e.add(p+".match.path_prefix", "%q must start with /", pp)
-	}
-	for j, m := range r.Match.Methods {
-		if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t/:,") {
-			e.add(fmt.Sprintf("%s.match.methods[%d]", p, j), "%q is not an upper-case method such as GET", m)
-		}
-	}
-	if r.Key != "" {
-		if err := checkRateLimitKey(r.Key); err != nil {
-			e.add(p+".key", "%v", err)
-		}
-	}
-	if r.Limit < 1 || r.Limit > math.MaxInt32 {
-		e.add(p+".limit", "%d is not between 1 and %d", r.Limit, math.MaxInt32)
-	}
-	if r.Period != 0 && (r.Period < time.Millisecond || r.Period > 24*time.Hour) {
-		e.add(p+".period", "%s is not between 1ms and 24h", r.Period)
-	}
-	if r.Burst < 0 || r.Burst > math.MaxInt32 {
-		e.add(p+".burst", "%d is not between 0 (default: limit) and %d", r.Burst, math.MaxInt32)
-	}
-	checkOneOf(e, p+".algorithm", r.Algorithm, "sliding_window", "token_bucket")
-	checkOneOf(e, p+".scope", r.Scope, "local", "global")
-	checkOneOf(e, p+".on_exceed", r.OnExceed, "reject", "delay")
-	switch {
-	case r.MaxDelay < 0 || r.MaxDelay > time.Minute:
-		e.add(p+".max_delay", "%s is not between 0 and 60s", r.MaxDelay)
-	case r.MaxDelay != 0 && r.OnExceed != "delay":
-		e.add(p+".max_delay", "applies only with on_exceed: delay")
-	}
-}
-
-func checkOneOf(e *errs, p, v string, allowed ...string) {
-	if v != "" && !contains(allowed, v) {
-		e.add(p, "%q is not one of %s", v, strings.Join(allowed, ", "))
-	}
-}
-
-func checkRuleName(s string) error {
-	if s == "" {
-		return fmt.Errorf("required")
-	}
-	if len(s) > 64 {
-		return fmt.Errorf("%q is longer than 64 characters", s)
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("%q may hold only letters, digits, '-', '_' and '.'", s)
-		}
-	}
-	return nil
-}
-
-// checkRateLimitKey checks a key: one part, or a template with parts in
-// braces among literal text, naming at least one part.
-func checkRateLimitKey(k string) error {
-	if !strings.ContainsAny(k, "{}") {
-		return checkKeyPart(k)
-	}
-	parts := 0
-	for rest := k; rest != ""; {
-		open, closing := strings.IndexByte(rest, '{'), strings.IndexByte(rest, '}')
-		switch {
-		case open < 0 && closing < 0:
-			rest = ""
-			continue
-		case closing >= 0 && (open < 0 || closing < open):
-			return fmt.Errorf("%q: '}' without '{'", k)
-		case closing < 0:
-			return fmt.Errorf("%q: '{' without '}'", k)
-		}
-		if err := checkKeyPart(rest[open+1 : closing]); err != nil {
-			return fmt.Errorf("%q: %w", k, err)
-		}
-		parts++
-		rest = rest[closing+1:]
-	}
-	if parts == 0 {
-		return fmt.Errorf("%q names no request part", k)
-	}
-	return nil
-}
-
-func checkKeyPart(s string) error {
-	kind, name, hasName := strings.Cut(s, ":")
-	switch {
-	case contains(rateLimitPlainKeys, kind) && !hasName:
-		return nil
-	case contains(rateLimitPlainKeys, kind):
-		return fmt.Errorf("%q takes no name", kind)
-	case contains(rateLimitNamedKeys, kind) && name != "" && !strings.ContainsAny(name, " \t{}:;=&"):
-		return nil
-	case contains(rateLimitNamedKeys, kind):
-		return fmt.Errorf("%q needs a name, like %s:NAME", s, kind)
-	}
-	return fmt.Errorf("%q is not one of client_ip, route, method, host, path, header:NAME, cookie:NAME, query:NAME", s)
+	e.owner(p, r.Rule().Validate(), ruleField)
 }
 
 // canonicalRateLimits returns the rules with every default spelled out,
@@ -194,7 +89,7 @@ func canonicalRateLimits(in []RateLimit) []RateLimit {
 		r.Key, r.Algorithm = defaultStr(r.Key, "client_ip"), defaultStr(r.Algorithm, "sliding_window")
 		r.Scope, r.OnExceed = defaultStr(r.Scope, "local"), defaultStr(r.OnExceed, "reject")
 		r.Period = defaultDur(r.Period, time.Second)
-		r.Match.Host, r.Match.PathPrefix = normHost(r.Match.Host), defaultStr(r.Match.PathPrefix, "/")
+		r.Match.Host, r.Match.PathPrefix = route.PatternKey(r.Match.Host), defaultStr(r.Match.PathPrefix, "/")
 		if r.Burst == 0 {
 			r.Burst = r.Limit
 		}
