@@ -143,8 +143,8 @@ func (n *Node) putConfig(w http.ResponseWriter, r *http.Request) {
 }
 
 // readConfigBody reads and checks a PUT /v1/config body: it parses and
-// validates, and routes something unless ?allow_empty=true. It returns the
-// status to answer with on error.
+// validates, routes something unless ?allow_empty=true, and builds (the
+// dry run, checkCluster). It returns the status to answer with on error.
 func readConfigBody(r *http.Request) ([]byte, *config.Cluster, int, error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxConfigBody+1))
 	if err != nil {
@@ -168,6 +168,9 @@ func readConfigBody(r *http.Request) ([]byte, *config.Cluster, int, error) {
 			why = "the request body is empty (a file that curl --data-binary @FILE could not read is sent as nothing)"
 		}
 		return nil, nil, http.StatusBadRequest, fmt.Errorf("config refused: %s; nothing was written. Send ?allow_empty=true (pingora-node config apply --allow-empty) to write it anyway", why)
+	}
+	if err := checkCluster(c); err != nil {
+		return nil, nil, http.StatusBadRequest, fmt.Errorf("config refused: it does not build: %w; nothing was written", err)
 	}
 	return body, c, 0, nil
 }

@@ -31,13 +31,7 @@ func (n *Node) openConsensus() error {
 	// stay in the configuration for ever (issue 12); one that returns is
 	// added back and promoted after ServerStabilizationTime.
 	cc.Logger = n.log.With("part", "consensus")
-	cc.ValidateDoc = func(name string, content []byte) error {
-		if name != clusterDoc {
-			return fmt.Errorf("unknown document %q", name)
-		}
-		_, err := config.ParseCluster("config", content)
-		return err
-	}
+	cc.ValidateDoc = validateClusterDoc
 	cc.OnApply = n.applyDoc
 	ct, err := n.loadClusterTLS()
 	if err != nil {
@@ -51,6 +45,26 @@ func (n *Node) openConsensus() error {
 		return err // consensus's errors carry "consensus:" already
 	}
 	n.store.Store(st)
+	return nil
+}
+
+// validateClusterDoc is the check every write of the replicated config
+// passes on the node where it arrives, before anything is proposed: the
+// PUT of the admin API, a write a follower forwards, a rollback, and the
+// seed from the cluster config file. It parses, validates and builds the
+// document (checkCluster, the dry run), so a version every node would fail
+// to apply is never written (issue 13).
+func validateClusterDoc(name string, content []byte) error {
+	if name != clusterDoc {
+		return fmt.Errorf("unknown document %q", name)
+	}
+	c, err := config.ParseCluster("config", content)
+	if err != nil {
+		return err
+	}
+	if err := checkCluster(c); err != nil {
+		return fmt.Errorf("it does not build: %w", err)
+	}
 	return nil
 }
 
@@ -170,6 +184,9 @@ func (n *Node) seedConfig(st *consensus.Store, stop chan struct{}) {
 			continue
 		}
 		c, data, err := n.readClusterFile()
+		if err == nil {
+			err = checkCluster(c) // Put runs it too; here it is logged as the file's fault
+		}
 		if err != nil {
 			n.log.Error("seeding the cluster config", "err", err)
 			return

@@ -177,8 +177,12 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 		// The routing config comes from raft, opened by Start; a cluster
 		// config file only seeds a new cluster, but must be valid.
 		if cfg.ClusterConfig != "" {
-			if _, _, err := n.readClusterFile(); err != nil {
+			c, _, err := n.readClusterFile()
+			if err != nil {
 				return nil, err
+			}
+			if err := checkCluster(c); err != nil {
+				return nil, fmt.Errorf("cluster config %s does not build: %w", *n.clusterPath.Load(), err)
 			}
 		}
 		return n, nil
