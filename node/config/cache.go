@@ -42,4 +42,3 @@ type CacheKey struct {
 	// the whole query).
 	Query []string `yaml:"query" json:"query,omitzero"`
 }
-

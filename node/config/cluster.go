@@ -328,13 +328,9 @@ func (u *Upstream) validate(e *errs, p string) {
 	e.owner(p, uc.Validate(), upstreamField)
 }
 
-
-
-
 func defaultStr(s, d string) string {
 	if s == "" {
 		return d
 	}
 	return s
 }
-
