@@ -22,20 +22,13 @@ func marks(nodes []*Node) []raftMark {
 	return out
 }
 
-// TestConfigWritesThatChangeNothing (issue 12): on a 3-node cluster, an
-// empty body, "{}", an empty YAML document and documents with no routes
-// or no upstreams are refused with 400 and the reason, on the leader and
-// on a follower; a document with the same values as the current one, in
-// YAML or JSON, answers 200 with the current version and writes nothing.
-// After each, the raft last, commit and applied indexes and the config
-// version are unchanged on every node. ?allow_empty=true writes an empty
-// document, after which every node's /readyz answers 503 with the reason.
-func TestConfigWritesThatChangeNothing(t *testing.T) {
-	a := origin(t, "a")
+// startRaftTrio starts a 3-node raft cluster seeded with clusterFor(a) and
+// waits for version 1 on every node and a leader.
+func startRaftTrio(t *testing.T, a string) (nodes []*Node, leader, follower *Node) {
+	t.Helper()
 	n1 := startRaftNode(t, "n1", a, 3)
 	seed := n1.Members().Addr()
-	nodes := []*Node{n1, startRaftNode(t, "n2", a, 3, seed), startRaftNode(t, "n3", a, 3, seed)}
-	var leader, follower *Node
+	nodes = []*Node{n1, startRaftNode(t, "n2", a, 3, seed), startRaftNode(t, "n3", a, 3, seed)}
 	waitUntil(t, "version 1 everywhere, one leader", func() bool {
 		leader, follower = nil, nil
 		for _, n := range nodes {
@@ -51,20 +44,38 @@ func TestConfigWritesThatChangeNothing(t *testing.T) {
 		}
 		return leader != nil && follower != nil
 	})
-	stable := func() []raftMark {
-		var m []raftMark
-		waitUntil(t, "indexes equal on all nodes", func() bool {
-			m = marks(nodes)
-			for _, x := range m {
-				if x != m[0] {
-					return false
-				}
+	return nodes, leader, follower
+}
+
+// stableMarks waits until every node has the same raft indexes and
+// config version, and returns them.
+func stableMarks(t *testing.T, nodes []*Node) []raftMark {
+	t.Helper()
+	var m []raftMark
+	waitUntil(t, "indexes equal on all nodes", func() bool {
+		m = marks(nodes)
+		for _, x := range m {
+			if x != m[0] {
+				return false
 			}
-			return true
-		})
-		return m
-	}
-	before := stable()
+		}
+		return true
+	})
+	return m
+}
+
+// TestConfigWritesThatChangeNothing (issue 12): on a 3-node cluster, an
+// empty body, "{}", an empty YAML document and documents with no routes
+// or no upstreams are refused with 400 and the reason, on the leader and
+// on a follower; a document with the same values as the current one, in
+// YAML or JSON, answers 200 with the current version and writes nothing.
+// After each, the raft last, commit and applied indexes and the config
+// version are unchanged on every node. ?allow_empty=true writes an empty
+// document, after which every node's /readyz answers 503 with the reason.
+func TestConfigWritesThatChangeNothing(t *testing.T) {
+	a := origin(t, "a")
+	nodes, leader, follower := startRaftTrio(t, a)
+	before := stableMarks(t, nodes)
 	unchanged := func(what string) {
 		t.Helper()
 		if after := marks(nodes); fmt.Sprint(after) != fmt.Sprint(before) {

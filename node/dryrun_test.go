@@ -163,35 +163,8 @@ func labels(m *dto.Metric) string {
 // node keeps its version and reports why in /status.
 func TestPutRefusesWhatCannotBuild(t *testing.T) {
 	a := origin(t, "a")
-	n1 := startRaftNode(t, "n1", a, 3)
-	seed := n1.Members().Addr()
-	nodes := []*Node{n1, startRaftNode(t, "n2", a, 3, seed), startRaftNode(t, "n3", a, 3, seed)}
-	var leader, follower *Node
-	waitUntil(t, "version 1 everywhere, one leader", func() bool {
-		leader, follower = nil, nil
-		for _, n := range nodes {
-			st := n.Status()
-			if st.Config == nil || st.Config.Version != 1 || st.Raft.LeaderID == "" || len(st.Raft.Voters) != 3 {
-				return false
-			}
-			if st.Raft.State == "Leader" {
-				leader = n
-			} else {
-				follower = n
-			}
-		}
-		return leader != nil && follower != nil
-	})
-	var before []raftMark
-	waitUntil(t, "indexes equal on all nodes", func() bool {
-		before = marks(nodes)
-		for _, m := range before {
-			if m != before[0] {
-				return false
-			}
-		}
-		return true
-	})
+	nodes, leader, follower := startRaftTrio(t, a)
+	before := stableMarks(t, nodes)
 	upstream := func(lines string) string {
 		return strings.Replace(clusterFor(a), "    peers:\n", lines+"    peers:\n", 1)
 	}

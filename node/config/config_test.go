@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pingora-go/pingora-go/proxy"
+	"github.com/pingora-go/pingora-go/ratelimit"
 )
 
 const goodNode = `name: node1
@@ -159,28 +162,49 @@ func TestJSONAccepted(t *testing.T) {
 	}
 }
 
+// FuzzParseCluster: what parses builds (issue 13). Every document
+// ParseCluster takes translates without error and passes the dry run of
+// the owners' build code, proxy.CheckTable and ratelimit.CheckRules.
 func FuzzParseCluster(f *testing.F) {
 	f.Add([]byte(goodCluster))
 	f.Add([]byte(`{"upstreams":[]}`))
 	f.Add([]byte("routes:\n  - upstream: x\n"))
+	f.Add([]byte(ruleDoc("    lb: ketama\n    hash_key: header:x-user\n    health_check: {type: http, path: /h, host: a.example}\n    passive: {max_fails: 2}\n",
+		"        weight: 3\n", "    host: \"*.example.com\"\n    upgrade: [websocket]\n    cache: {enabled: true, key: {headers: [accept]}}\n",
+		"    key: \"{route}:{header:x-api-key}\"\n    match: {host: api.example.com, methods: [GET]}\n    on_exceed: delay\n    max_delay: 2s\n")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := ParseCluster("f.yaml", data)
-		if err == nil {
-			// What validates must be buildable: names unique, routes resolve.
-			names := map[string]bool{}
-			for _, u := range c.Upstreams {
-				if names[u.Name] || len(u.Peers) == 0 {
-					t.Fatalf("invalid upstream accepted: %+v", u)
-				}
-				names[u.Name] = true
-			}
-			for _, r := range c.Routes {
-				if !names[r.Upstream] {
-					t.Fatalf("route to unknown upstream accepted: %+v", r)
-				}
-			}
+		if err != nil {
+			return
+		}
+		if err := buildable(c); err != nil {
+			t.Fatalf("a document that parses does not build: %v\n%s", err, data)
 		}
 	})
+}
+
+// buildable runs the owners' build code on c as node's dry run does.
+func buildable(c *Cluster) error {
+	var ups []proxy.UpstreamConfig
+	for _, u := range c.Upstreams {
+		uc, err := u.ProxyUpstream()
+		if err != nil {
+			return err
+		}
+		ups = append(ups, uc)
+	}
+	var routes []proxy.RouteConfig
+	for _, r := range c.Routes {
+		routes = append(routes, r.ProxyRoute())
+	}
+	if err := proxy.CheckTable(ups, routes); err != nil {
+		return err
+	}
+	var rules []ratelimit.Rule
+	for _, r := range c.RateLimits {
+		rules = append(rules, r.Rule())
+	}
+	return ratelimit.CheckRules(rules)
 }
 
 func ExampleParseCluster() {
