@@ -49,7 +49,7 @@ func TestDryRunAgreesWithApply(t *testing.T) {
 		{"check path", func(c *config.Cluster) { c.Upstreams[0].HealthCheck = &config.HealthCheck{Type: "http", Path: "/%zz"} }, "HealthCheck.Path", "same"},
 		{"upgrade", func(c *config.Cluster) { c.Routes[0].Upgrade = []string{"h2c"} }, `"h2c" is never tunnelled`, "same"},
 		{"cache", func(c *config.Cluster) { c.Routes[0].Cache = &config.RouteCache{Enabled: true, LockTimeout: time.Hour} }, "LockTimeout", "same"},
-		{"host", func(c *config.Cluster) { c.Routes[0].Host = "a b" }, "invalid host pattern", "same"},
+		{"host", func(c *config.Cluster) { c.Routes[0].Host = "a b" }, `Host: "a b" is not a host name`, "same"},
 		{"duplicate rule", func(c *config.Cluster) { c.RateLimits = append(c.RateLimits, c.RateLimits[0]) }, "duplicate rule name", "same"},
 		{"rule key", func(c *config.Cluster) { c.RateLimits[0].Key = "body" }, "Key", "same"},
 		{"missing CA (node-local)", func(c *config.Cluster) { c.Upstreams[0].TLS = &config.UpstreamTLS{CA: missingCA} }, "", "read CA"},

@@ -41,6 +41,8 @@ func TestCheckTableAgreesWithBuild(t *testing.T) {
 		{"unknown upstream", group(func(*UpstreamConfig) {}), []RouteConfig{{Upstream: "api"}}, false},
 		{"upgrade", group(func(*UpstreamConfig) {}), []RouteConfig{{Upstream: "web", Upgrades: []string{"h2c"}}}, false},
 		{"cache", group(func(*UpstreamConfig) {}), []RouteConfig{{Upstream: "web", Cache: &CacheConfig{LockTimeout: time.Hour}}}, false},
+		{"body cap", group(func(*UpstreamConfig) {}), []RouteConfig{{Upstream: "web", MaxBodyBytes: -1}}, false},
+		{"host", group(func(*UpstreamConfig) {}), []RouteConfig{{Upstream: "web", Host: "a,b"}}, false},
 		{"duplicate route", group(func(*UpstreamConfig) {}), []RouteConfig{{Upstream: "web"}, {Host: "*", Upstream: "web"}}, false},
 	} {
 		checked := CheckTable(tc.ups, tc.routes)

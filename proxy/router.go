@@ -204,7 +204,7 @@ func boolFloat(b bool) float64 {
 // Build makes a Table from upstream groups and routes without installing
 // it. It fails on unknown upstreams, duplicate names, duplicate routes and
 // groups or routes that do not validate (UpstreamConfig.Validate,
-// CheckUpgrade, CacheConfig.Validate, route.New). The peers' health
+// RouteConfig.Validate). The peers' health
 // records are the Router's, so a table that is then swapped in keeps the
 // health its peers had.
 func (r *Router) Build(ups []UpstreamConfig, routes []RouteConfig, version string) (*Table, error) {
@@ -248,13 +248,8 @@ func build(ups []UpstreamConfig, routes []RouteConfig, version string, r *Router
 		if rc.Name == "" {
 			rc.Name = rc.Upstream
 		}
-		if err := checkUpgrades(rc.Upgrades); err != nil {
+		if err := rc.Validate(); err != nil {
 			return nil, fmt.Errorf("proxy: route %d: %w", i, err)
-		}
-		if rc.Cache != nil {
-			if err := rc.Cache.Validate(); err != nil {
-				return nil, fmt.Errorf("proxy: route %d: cache: %w", i, err)
-			}
 		}
 		rules = append(rules, route.Rule[*routeEntry]{Host: rc.Host, PathPrefix: rc.PathPrefix, Target: &routeEntry{cfg: rc, group: g}})
 	}

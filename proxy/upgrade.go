@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"fmt"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
@@ -74,12 +73,3 @@ func upgradeAccepted(sent string, got []string) bool {
 	return false
 }
 
-// checkUpgrades validates a route's list of allowed upgrade protocols.
-func checkUpgrades(list []string) error {
-	for i, name := range list {
-		if err := CheckUpgrade(name); err != nil {
-			return fmt.Errorf("Upgrades[%d]: upgrade %w", i, err)
-		}
-	}
-	return nil
-}

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/pingora-go/pingora-go/proxy/lb"
+	"github.com/pingora-go/pingora-go/proxy/route"
 )
 
 // The rules a config document's upstream groups and routes must follow
@@ -115,6 +116,32 @@ func (u *UpstreamConfig) policy() string {
 		return lb.DefaultPolicy
 	}
 	return u.Policy
+}
+
+// Validate reports every invalid field of rc, joined, each a *FieldError;
+// Router.Build refuses a route that does not validate. Which upstream it
+// names, and whether another route has the same host and prefix, are
+// Build's to check: they need the other routes and groups.
+func (rc *RouteConfig) Validate() error {
+	var f fieldErrs
+	if err := route.CheckHostPattern(rc.Host); err != nil {
+		f.add("Host", "%q is not a host name, *.name or *", rc.Host)
+	}
+	if err := route.CheckPathPrefix(rc.PathPrefix); err != nil {
+		f.add("PathPrefix", "%q must start with /", rc.PathPrefix)
+	}
+	if rc.MaxBodyBytes < 0 {
+		f.add("MaxBodyBytes", "cannot be negative")
+	}
+	for i, name := range rc.Upgrades {
+		if err := CheckUpgrade(name); err != nil {
+			f.add(fmt.Sprintf("Upgrades[%d]", i), "%v", err)
+		}
+	}
+	if rc.Cache != nil {
+		f.nest("Cache", rc.Cache.Validate())
+	}
+	return errors.Join(f...)
 }
 
 // CheckUpgrade returns nil when a route may list name in

@@ -269,33 +269,22 @@ func (c *Cluster) validate(e *errs) {
 	c.validateRateLimits(e, routeNames)
 }
 
-// validate checks the route's own fields, by the rules of proxy/route
-// and proxy; validate of Cluster checks what needs the others (the
-// upstream's name, duplicate routes).
+// validate checks the route's own fields, by the rules of proxy
+// (RouteConfig.Validate); validate of Cluster checks what needs the others
+// (the upstream's name, duplicate routes). A cache block is checked also
+// while enabled is false, so turning it on later cannot fail.
 func (r *Route) validate(e *errs, p string) {
 	if r.Upstream == "" {
 		e.add(p+".upstream", "required")
 	}
-	if err := route.CheckHostPattern(r.Host); err != nil {
-		e.add(p+".host", "%q is not a host name, *.name or *", r.Host)
-	}
-	if err := route.CheckPathPrefix(r.PathPrefix); err != nil {
-		e.add(p+".path_prefix", "%q must start with /", r.PathPrefix)
-	}
-	if r.MaxBodyBytes < 0 {
-		e.add(p+".max_body_bytes", "cannot be negative")
-	}
-	for j, name := range r.Upgrade {
-		if err := proxy.CheckUpgrade(name); err != nil {
-			e.add(fmt.Sprintf("%s.upgrade[%d]", p, j), "%v", err)
-		}
-	}
+	rc := r.ProxyRoute()
 	if c := r.Cache; c != nil {
 		if c.Shared && !c.Enabled {
 			e.add(p+".cache.shared", "needs enabled: true (a route that does not cache shares nothing)")
 		}
-		e.owner(p+".cache", c.proxyCache().Validate(), cacheField)
+		rc.Cache = c.proxyCache()
 	}
+	e.owner(p, rc.Validate(), routeField)
 }
 
 // validate checks the group's own fields: the peers' addresses here (a
@@ -318,7 +307,7 @@ func (u *Upstream) validate(e *errs, p string) {
 		}
 		seen[peer.Addr] = i
 	}
-	if u.Protocol == "h2c" && u.TLS != nil {
+	if u.Protocol == proxy.H2C.String() && u.TLS != nil {
 		e.add(p+".tls", "h2c is cleartext; use protocol h2 for HTTP/2 over TLS")
 	}
 	if ps := u.Passive; ps != nil && ps.MaxFails == 0 {

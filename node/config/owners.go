@@ -103,10 +103,13 @@ func (c *RouteCache) proxyCache() *proxy.CacheConfig {
 	}
 }
 
-// cacheField names a field of proxy.CacheConfig in the document.
-func cacheField(f string) string {
-	if f == "StatusName" {
-		return "status_header"
+// routeField names a field of proxy.RouteConfig in the document.
+func routeField(f string) string {
+	switch {
+	case f == "Cache.StatusName":
+		return "cache.status_header"
+	case strings.HasPrefix(f, "Upgrades["):
+		return "upgrade" + strings.TrimPrefix(f, "Upgrades")
 	}
 	return snake(f)
 }

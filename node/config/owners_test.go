@@ -69,6 +69,10 @@ func TestRulesAgreeWithOwners(t *testing.T) {
 	for _, h := range []string{"*", "a.example.com", "*.example.com", "Example.COM.", "foo_bar.internal", "10.0.0.1", "a b", "a..b", "-a.com", "a*.b", "*.", "x:80", "a,b"} {
 		add("route host", "routes[0].host", tc{h, ruleDoc("", "", fmt.Sprintf("    host: %q\n", h), ""), route.CheckHostPattern(h)})
 	}
+	for _, n := range []int64{-1, 0, 1 << 20} {
+		rc := proxy.RouteConfig{MaxBodyBytes: n}
+		add("body cap", "routes[0].max_body_bytes", tc{fmt.Sprint(n), ruleDoc("", "", fmt.Sprintf("    max_body_bytes: %d\n", n), ""), rc.Validate()})
+	}
 	for _, p := range []string{"/", "/api/", "api"} {
 		add("path prefix", "routes[0].path_prefix", tc{p, ruleDoc("", "", fmt.Sprintf("    path_prefix: %q\n", p), ""), route.CheckPathPrefix(p)})
 	}
@@ -189,6 +193,14 @@ func TestSnake(t *testing.T) {
 	} {
 		if got := upstreamField(in); got != want {
 			t.Errorf("upstreamField(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"Upgrades[2]": "upgrade[2]", "Cache.StatusName": "cache.status_header", "Cache.Key.Cookies[0]": "cache.key.cookies[0]",
+		"MaxBodyBytes": "max_body_bytes", "PathPrefix": "path_prefix",
+	} {
+		if got := routeField(in); got != want {
+			t.Errorf("routeField(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
