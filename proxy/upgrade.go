@@ -72,4 +72,3 @@ func upgradeAccepted(sent string, got []string) bool {
 	}
 	return false
 }
-
