@@ -53,19 +53,20 @@ func (f *fieldErrs) nest(prefix string, err error) {
 	}
 }
 
-// leafErrors flattens joined errors.
+// leafErrors flattens joined errors (errors.Join) found in err's chain.
 func leafErrors(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok { // errors.Join's shape, not a class: nothing to errors.As
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, leafErrors(e)...)
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
+		if err == nil {
+			return nil
 		}
-		return out
+		return []error{err}
 	}
-	return []error{err}
+	var out []error
+	for _, x := range joined.Unwrap() {
+		out = append(out, leafErrors(x)...)
+	}
+	return out
 }
 
 // Limits of UpstreamConfig.

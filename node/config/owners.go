@@ -154,19 +154,20 @@ func (e *errs) owner(p string, err error, name func(string) string) {
 	}
 }
 
-// leafErrors flattens joined errors (errors.Join).
+// leafErrors flattens joined errors (errors.Join) found in err's chain.
 func leafErrors(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok { // the shape of errors.Join, not an error class
-		var out []error
-		for _, x := range j.Unwrap() {
-			out = append(out, leafErrors(x)...)
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
+		if err == nil {
+			return nil
 		}
-		return out
+		return []error{err}
 	}
-	return []error{err}
+	var out []error
+	for _, x := range joined.Unwrap() {
+		out = append(out, leafErrors(x)...)
+	}
+	return out
 }
 
 // snake turns a Go field path into the document's: "Key.Headers[1]" is
