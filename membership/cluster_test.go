@@ -302,3 +302,53 @@ func TestAdvertiseBoundPort(t *testing.T) {
 		}
 	}
 }
+
+// TestRingOnlyNodesThatCanAnswer: a live member is on the ring only while
+// it is ready and gossips a cluster RPC address; every ring carries that
+// address; draining takes it off while it stays a live member.
+func TestRingOnlyNodesThatCanAnswer(t *testing.T) {
+	sink := newLogSink(t)
+	a := startNode(t, sink, Config{Name: "a"})
+	b := startNode(t, sink, Config{Name: "b", Join: []string{a.Addr()}})
+	c := startNode(t, sink, Config{Name: "c", Join: []string{a.Addr()}, Meta: Meta{State: StateStarting}})
+	all := []*Cluster{a, b, c}
+	waitFor(t, 10*time.Second, "c alive on a and b, a and b on every ring", func() bool {
+		return stateOn(a, "c") == Alive && stateOn(b, "c") == Alive && sameRing(all, 2)
+	})
+	if ringHas(a, "c") || ringHas(c, "c") {
+		t.Fatal("a starting member is on the ring")
+	}
+	update := func(f func(*Meta)) {
+		t.Helper()
+		if err := c.UpdateMeta(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update(func(m *Meta) { m.State = StateReady; m.Addrs.Cluster = "" })
+	waitFor(t, 5*time.Second, "c ready everywhere", func() bool {
+		for _, n := range all {
+			for _, m := range n.Members() {
+				if m.Name == "c" && m.Meta.State != StateReady {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if ringHas(a, "c") || ringHas(b, "c") || ringHas(c, "c") {
+		t.Fatal("a member without an RPC address is on the ring")
+	}
+	update(func(m *Meta) { m.Addrs.Cluster = "10.1.2.3:7947" })
+	waitFor(t, 5*time.Second, "c on every ring with its address", func() bool {
+		for _, n := range all {
+			if n.Ring().Addr("c") != "10.1.2.3:7947" {
+				return false
+			}
+		}
+		return sameRing(all, 3)
+	})
+	update(func(m *Meta) { m.State = StateDraining })
+	waitFor(t, 5*time.Second, "draining c off every ring, still alive", func() bool {
+		return sameRing(all, 2) && !ringHas(a, "c") && !ringHas(c, "c") && stateOn(a, "c") == Alive
+	})
+}

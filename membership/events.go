@@ -95,23 +95,33 @@ func (c *Cluster) expire() {
 	}
 }
 
-// rebuildRing publishes a new Ring if the set of ring members or their
-// weights changed, and returns the current one.
+// rebuildRing publishes a new Ring if the set of ring members, their
+// weights or their addresses changed, and returns the current one.
 func (c *Cluster) rebuildRing() *Ring {
-	weights := make(map[string]int)
+	var ms []RingMember
 	c.mu.RLock()
-	for name, m := range c.members {
-		if (m.State == Alive || m.State == Suspect) && m.metaOK && m.Meta.State != StateDraining {
-			weights[name] = min(max(m.Meta.Weight, 1), maxWeight)
+	for _, m := range c.members {
+		if onRing(m) {
+			ms = append(ms, RingMember{Name: m.Name, Weight: min(max(m.Meta.Weight, 1), maxWeight), Addr: m.Meta.Addrs.Cluster})
 		}
 	}
 	c.mu.RUnlock()
 	old := c.ring.Load()
-	r := NewRing(old.Version()+1, c.cfg.Name, weights)
+	r := NewRingOf(old.Version()+1, c.cfg.Name, ms)
 	if r.Digest() == old.Digest() {
 		return old
 	}
 	c.ring.Store(r)
 	c.log.Info("membership: ring changed", "version", r.Version(), "digest", r.Digest(), "members", r.Len())
 	return r
+}
+
+// onRing says whether m can own keys: it is alive (or suspect), its
+// metadata decoded, it says it is ready (not starting, not draining), and
+// it gossips the cluster RPC address other nodes call it at. A member
+// that cannot answer a call must not own keys, or every call for them
+// fails until failure detection catches up.
+func onRing(m *Member) bool {
+	return (m.State == Alive || m.State == Suspect) && m.metaOK &&
+		m.Meta.State == StateReady && m.Meta.Addrs.Cluster != ""
 }

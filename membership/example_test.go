@@ -10,11 +10,16 @@ import (
 )
 
 // Example starts two nodes on loopback; the second joins the first, and both
-// end up with the same ring.
+// end up with the same ring. A node is on the ring once it says it is
+// ready and gossips the address it answers cluster calls at.
 func Example() {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ready := func(rpc string) membership.Meta {
+		return membership.Meta{State: membership.StateReady, Addrs: membership.Addrs{Cluster: rpc}}
+	}
 	a, _ := membership.New(membership.Config{
 		Name: "a", BindAddr: "127.0.0.1:0", Profile: membership.ProfileFast, Logger: quiet,
+		Meta: ready("127.0.0.1:7001"),
 	})
 	if err := a.Start(); err != nil {
 		fmt.Println(err)
@@ -24,6 +29,7 @@ func Example() {
 	b, _ := membership.New(membership.Config{
 		Name: "b", BindAddr: "127.0.0.1:0", Profile: membership.ProfileFast, Logger: quiet,
 		Join: []string{a.Addr()}, // host:port of any running node
+		Meta: ready("127.0.0.1:7002"),
 	})
 	if err := b.Start(); err != nil {
 		fmt.Println(err)
@@ -42,8 +48,9 @@ func Example() {
 			return
 		}
 	}
-	fmt.Println(a.Ring().Members(), a.Ring().Digest() == b.Ring().Digest())
-	// Output: [a b] true
+	owner, addr, _ := a.Ring().OwnerAddr("user:42")
+	fmt.Println(a.Ring().Members(), a.Ring().Digest() == b.Ring().Digest(), owner, addr)
+	// Output: [a b] true a 127.0.0.1:7001
 }
 
 // ExampleRing places keys on a fixed ring, as sharedcache and ratelimit do

@@ -60,9 +60,11 @@ func (s *logSink) logger() *slog.Logger {
 }
 
 // startNode starts a fast-profile node on 127.0.0.1:0 with cfg's other
-// fields, and shuts it down at cleanup.
+// fields, and shuts it down at cleanup. Unless cfg says otherwise the
+// node is ready and gossips a cluster RPC address, so it is on the ring.
 func startNode(t *testing.T, sink *logSink, cfg Config) *Cluster {
 	t.Helper()
+	cfg.Meta = ringReady(cfg.Name, cfg.Meta)
 	if cfg.BindAddr == "" {
 		cfg.BindAddr = "127.0.0.1:0"
 	}
@@ -79,6 +81,18 @@ func startNode(t *testing.T, sink *logSink, cfg Config) *Cluster {
 	}
 	t.Cleanup(func() { c.Shutdown() })
 	return c
+}
+
+// ringReady fills in what puts a node on the ring (ready, a cluster RPC
+// address) where m leaves it unset.
+func ringReady(name string, m Meta) Meta {
+	if m.State == "" {
+		m.State = StateReady
+	}
+	if m.Addrs.Cluster == "" {
+		m.Addrs.Cluster = "rpc-" + name + ":7947"
+	}
+	return m
 }
 
 // waitFor polls cond until it holds or d passes.

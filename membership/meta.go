@@ -12,7 +12,7 @@ import (
 type NodeState string
 
 const (
-	StateStarting NodeState = "starting" // joined, not yet serving
+	StateStarting NodeState = "starting" // joined, not yet serving; off the ring
 	StateReady    NodeState = "ready"    // serving; on the ring
 	StateDraining NodeState = "draining" // finishing in-flight work; off the ring
 )

@@ -198,7 +198,8 @@ func TestMetaDeliveredWhenBroadcastLost(t *testing.T) {
 	drop := &udpDrop{}
 	noPushPull := func(mc *memberlist.Config) { mc.PushPullInterval = 0 }
 	start := func(name string, join ...string) *Cluster {
-		c, err := New(Config{Name: name, BindAddr: "127.0.0.1:0", Profile: ProfileLAN, Join: join, WrapTransport: drop.wrap, Logger: sink.logger()})
+		c, err := New(Config{Name: name, BindAddr: "127.0.0.1:0", Profile: ProfileLAN, Join: join, WrapTransport: drop.wrap, Logger: sink.logger(),
+			Meta: ringReady(name, Meta{})})
 		if err != nil {
 			t.Fatal(err)
 		}

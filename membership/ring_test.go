@@ -3,6 +3,7 @@ package membership
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 )
 
@@ -106,5 +107,63 @@ func BenchmarkRingAppendOwners3(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		dst = r.AppendOwners(dst[:0], "user:42", 3)
+	}
+}
+
+func TestOnRing(t *testing.T) {
+	ready := Meta{State: StateReady, Addrs: Addrs{Cluster: "10.0.0.1:7947"}}
+	with := func(f func(*Member)) *Member {
+		m := &Member{Name: "n", State: Alive, Meta: ready, metaOK: true}
+		f(m)
+		return m
+	}
+	for name, tc := range map[string]struct {
+		m    *Member
+		want bool
+	}{
+		"ready with an RPC address": {with(func(*Member) {}), true},
+		"suspect":                   {with(func(m *Member) { m.State = Suspect }), true},
+		"starting":                  {with(func(m *Member) { m.Meta.State = StateStarting }), false},
+		"draining":                  {with(func(m *Member) { m.Meta.State = StateDraining }), false},
+		"no RPC address":            {with(func(m *Member) { m.Meta.Addrs.Cluster = "" }), false},
+		"dead":                      {with(func(m *Member) { m.State = Dead }), false},
+		"left":                      {with(func(m *Member) { m.State = Left }), false},
+		"metadata did not decode":   {with(func(m *Member) { m.metaOK = false }), false},
+	} {
+		if got := onRing(tc.m); got != tc.want {
+			t.Errorf("%s: onRing = %v, want %v", name, got, tc.want)
+		}
+	}
+}
+
+// TestRingCarriesAddrs: the snapshot answers each owner's RPC address
+// without the member list, and the digest covers the addresses.
+func TestRingCarriesAddrs(t *testing.T) {
+	ms := []RingMember{{"a", 1, "10.0.0.1:7947"}, {"b", 1, "10.0.0.2:7947"}, {"c", 2, "10.0.0.3:7947"}, {"off", 0, "x:1"}}
+	r := NewRingOf(1, "b", ms)
+	if r.Len() != 3 || r.Addr("off") != "" || r.Addr("nobody") != "" {
+		t.Fatalf("members %v, Addr(off) %q", r.Members(), r.Addr("off"))
+	}
+	for i := range 100 {
+		key := fmt.Sprintf("key-%d", i)
+		id, addr, self := r.OwnerAddr(key)
+		owner, ownSelf := r.Owner(key)
+		if id != owner || self != ownSelf || addr == "" || addr != r.Addr(id) {
+			t.Fatalf("OwnerAddr(%s) = %s %s %v; Owner = %s %v; Addr = %s", key, id, addr, self, owner, ownSelf, r.Addr(id))
+		}
+	}
+	moved := slices.Clone(ms)
+	moved[0].Addr = "10.0.0.9:7947"
+	if NewRingOf(1, "b", moved).Digest() == r.Digest() {
+		t.Fatal("digest ignores addresses")
+	}
+	if a := testing.AllocsPerRun(1000, func() { r.OwnerAddr("user:42"); r.Addr("c") }); a != 0 {
+		t.Fatalf("OwnerAddr+Addr allocs = %v", a)
+	}
+	if empty := NewRingOf(0, "a", nil); empty.Addr("a") != "" {
+		t.Fatal("empty ring has an address")
+	}
+	if id, addr, _ := NewRingOf(0, "a", nil).OwnerAddr("k"); id != "" || addr != "" {
+		t.Fatal("empty ring has an owner")
 	}
 }

@@ -68,7 +68,8 @@ func (n *Node) limitRing() ratelimit.Ring {
 	return nil
 }
 
-// memberPeers finds a node's cluster address in its gossiped metadata.
+// memberPeers finds a node's cluster address in the ring snapshot, which
+// holds only the nodes that answer calls.
 type memberPeers struct{ n *Node }
 
 var _ ratelimit.Peers = memberPeers{}
@@ -78,12 +79,8 @@ func (p memberPeers) Addr(id string) (string, bool) {
 	if mc == nil {
 		return "", false
 	}
-	for _, m := range mc.Members() {
-		if m.Name == id && m.Meta.Addrs.Cluster != "" {
-			return m.Meta.Addrs.Cluster, true
-		}
-	}
-	return "", false
+	addr := mc.Ring().Addr(id)
+	return addr, addr != ""
 }
 
 // stopLimits hands the counters this node owns to their next owners

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"maps"
 	"net"
 	"net/http"
 	"strconv"
@@ -161,14 +160,14 @@ func (p *cachePart) followRing(mc *membership.Cluster, events <-chan membership.
 	}
 }
 
-// ringStep installs the current ring if its members or their cluster
-// addresses changed.
+// ringStep installs the current ring if it changed: its digest covers
+// the members, their weights and their cluster addresses.
 func (p *cachePart) ringStep(mc *membership.Cluster) {
-	r := newCacheRing(mc.Ring(), mc.Members())
+	r := newCacheRing(mc.Ring())
 	p.mu.Lock()
 	last := p.last
 	p.mu.Unlock()
-	if last != nil && last.Digest() == r.Digest() && maps.Equal(last.addrs, r.addrs) {
+	if last != nil && last.Digest() == r.Digest() {
 		return
 	}
 	p.c.SetRing(r)
@@ -187,19 +186,19 @@ func (p *cachePart) ringVersion() uint64 {
 	return p.last.version
 }
 
-// cacheRing is membership's ring as sharedcache sees it: Version from the
-// digest (comparable across nodes, where membership's version is local),
-// and each member's cluster RPC address.
+// cacheRing is membership's ring as sharedcache sees it, with Version
+// from the digest (comparable across nodes, where membership's version is
+// local). Members and their cluster RPC addresses (Addr) come from the
+// ring snapshot itself.
 type cacheRing struct {
 	*membership.Ring
 	version uint64
-	addrs   map[string]string
 }
 
 var _ sharedcache.Ring = (*cacheRing)(nil)
 
-func newCacheRing(r *membership.Ring, members []membership.Member) *cacheRing {
-	cr := &cacheRing{Ring: r, addrs: map[string]string{}}
+func newCacheRing(r *membership.Ring) *cacheRing {
+	cr := &cacheRing{Ring: r}
 	if r.Len() > 0 {
 		v, err := strconv.ParseUint(r.Digest(), 16, 64)
 		if err != nil || v == 0 {
@@ -207,19 +206,11 @@ func newCacheRing(r *membership.Ring, members []membership.Member) *cacheRing {
 		}
 		cr.version = v
 	}
-	for _, m := range members {
-		if m.Meta.Addrs.Cluster != "" {
-			cr.addrs[m.Name] = m.Meta.Addrs.Cluster
-		}
-	}
 	return cr
 }
 
 // Version identifies the placement across nodes (0: an empty ring).
 func (r *cacheRing) Version() uint64 { return r.version }
-
-// Addr returns a member's cluster RPC address.
-func (r *cacheRing) Addr(id string) string { return r.addrs[id] }
 
 // drainCache stops taking keys from other nodes and finishes the streams
 // this node sends them, while ctx lasts.

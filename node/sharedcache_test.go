@@ -73,8 +73,7 @@ func startCacheCluster(t *testing.T, upstream string, names ...string) []*Node {
 
 func cacheRingReady(n *Node, members int) bool {
 	r := n.Members().Ring()
-	cr := newCacheRing(r, n.Members().Members())
-	return r.Len() == members && len(cr.addrs) == members && n.cache.ringVersion() == cr.Version()
+	return r.Len() == members && n.cache.ringVersion() == newCacheRing(r).Version()
 }
 
 // TestSharedCacheFillsOnce: concurrent requests for one cold key spread
