@@ -40,8 +40,8 @@ func (n *Node) newCluster() error {
 	mc, err := membership.New(membership.Config{
 		Name: n.cfg.Name, BindAddr: n.cfg.GossipAddr, AdvertiseAddr: n.adv.Gossip, Join: n.cfg.Join,
 		SecretKey: key, Label: n.cfg.ClusterName, Profile: membership.Profile(n.cfg.GossipProfile),
-		ReapAfter: n.cfg.ReapAfter,
-		Meta:      n.meta(membership.StateStarting), Logger: n.baseLog.With("part", "membership"),
+		ReapAfter: n.cfg.ReapAfter, WrapTransport: n.gossipTransport(),
+		Meta: n.meta(membership.StateStarting), Logger: n.baseLog.With("part", "membership"),
 	})
 	if err != nil {
 		return err // membership's errors carry "membership:" already

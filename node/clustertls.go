@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -64,24 +65,39 @@ func (n *Node) loadClusterTLS() (*clusterTLS, error) {
 	return &clusterTLS{server: server, client: client}, nil
 }
 
-// raftStreamLayer returns a raft stream layer over mutual TLS.
-func (ct *clusterTLS) raftStreamLayer(bindAddr string) (raft.StreamLayer, error) {
-	ln, err := net.Listen("tcp", bindAddr)
-	if err != nil {
-		return nil, err
+// raftStreamLayer returns consensus's StreamLayer: raft's TCP with the
+// cluster's mutual TLS when ct is not nil and Options.Network applied, or
+// nil (consensus's plain TCP) when there is neither.
+func (n *Node) raftStreamLayer(ct *clusterTLS) func(bindAddr string) (raft.StreamLayer, error) {
+	if ct == nil && n.opts.Network == nil {
+		return nil
 	}
-	return &tlsStreamLayer{Listener: tls.NewListener(ln, ct.server), addr: ln.Addr(), client: ct.client}, nil
+	return func(bindAddr string) (raft.StreamLayer, error) {
+		ln, err := net.Listen("tcp", bindAddr)
+		if err != nil {
+			return nil, err
+		}
+		l := &clusterStreamLayer{addr: ln.Addr(), dial: n.clusterDial()}
+		l.Listener = n.clusterListener(ln)
+		if ct != nil {
+			l.Listener, l.client = tls.NewListener(l.Listener, ct.server), ct.client
+		}
+		return l, nil
+	}
 }
 
-type tlsStreamLayer struct {
+// clusterStreamLayer is raft's stream layer on the cluster sockets.
+type clusterStreamLayer struct {
 	net.Listener
 	addr   net.Addr
-	client *tls.Config
+	dial   DialFunc
+	client *tls.Config // nil: plain TCP
 }
 
-func (l *tlsStreamLayer) Addr() net.Addr { return l.addr }
+func (l *clusterStreamLayer) Addr() net.Addr { return l.addr }
 
-func (l *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &net.Dialer{Timeout: timeout}
-	return tls.DialWithDialer(d, "tcp", string(address), l.client)
+func (l *clusterStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return dialCluster(ctx, l.dial, string(address), l.client)
 }

@@ -37,9 +37,7 @@ func (n *Node) openConsensus() error {
 	if err != nil {
 		return err
 	}
-	if ct != nil {
-		cc.StreamLayer = ct.raftStreamLayer
-	}
+	cc.StreamLayer = n.raftStreamLayer(ct)
 	st, err := consensus.New(cc)
 	if err != nil {
 		return err // consensus's errors carry "consensus:" already

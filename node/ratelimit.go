@@ -32,13 +32,13 @@ func (n *Node) newLimits() (*limitsPart, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &net.Dialer{KeepAlive: 30 * time.Second}
+	var tc *tls.Config
+	if ct != nil {
+		tc = ct.client
+	}
+	netDial := n.clusterDial()
 	dial := wire.DialerFunc(func(ctx context.Context, addr string) (net.Conn, error) {
-		if ct != nil {
-			td := &tls.Dialer{NetDialer: d, Config: ct.client}
-			return td.DialContext(ctx, "tcp", addr)
-		}
-		return d.DialContext(ctx, "tcp", addr)
+		return dialCluster(ctx, netDial, addr, tc)
 	})
 	client, err := wire.NewClient(wire.ClientConfig{Dialer: dial, Logger: n.log.With("part", "ratelimit")})
 	if err != nil {

@@ -57,9 +57,9 @@ func (n *Node) startRPC(g *group) error {
 		srv.Close()
 		return err
 	}
-	serveLn := ln
+	serveLn := n.clusterListener(ln)
 	if ct != nil {
-		serveLn = tls.NewListener(ln, ct.server)
+		serveLn = tls.NewListener(serveLn, ct.server)
 	}
 	n.mu.Lock()
 	n.rpc, n.rpcLn = srv, ln

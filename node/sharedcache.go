@@ -28,6 +28,7 @@ type cachePart struct {
 	c      *sharedcache.Cache
 	client *wire.Client
 	tls    *tls.Config // the cluster's client TLS, set before the first dial
+	dialer DialFunc    // to peers' cluster ports, before TLS
 
 	mu      sync.Mutex
 	stop    chan struct{}
@@ -40,7 +41,7 @@ type cachePart struct {
 // caps both tiers together (a sixteenth for the hot copies). It starts
 // nothing.
 func (n *Node) newCache(cfg *config.Node) (*cachePart, error) {
-	p := &cachePart{stop: make(chan struct{})}
+	p := &cachePart{stop: make(chan struct{}), dialer: n.clusterDial()}
 	client, err := wire.NewClient(wire.ClientConfig{Dialer: wire.DialerFunc(p.dial), MaxIdleStreamConns: 64,
 		Logger: n.log.With("part", "cache-rpc")})
 	if err != nil {
@@ -63,17 +64,7 @@ func (n *Node) newCache(cfg *config.Node) (*cachePart, error) {
 // dial connects to another node's cluster port, with the cluster's TLS
 // when it has one.
 func (p *cachePart) dial(ctx context.Context, addr string) (net.Conn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil || p.tls == nil {
-		return conn, err
-	}
-	tc := tls.Client(conn, p.tls)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return tc, nil
+	return dialCluster(ctx, p.dialer, addr, p.tls)
 }
 
 // fillForPeer fetches a key this node owns for another node, through
