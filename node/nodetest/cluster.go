@@ -307,7 +307,6 @@ func (c *Cluster) WaitFor(what string, timeout time.Duration, cond func() bool) 
 // Logf logs a harness line among the nodes' lines.
 func (c *Cluster) Logf(format string, args ...any) {
 	c.t.Helper()
-	c.log.t.Helper()
 	c.log.write(fmt.Sprintf(format, args...))
 }
 
