@@ -1,10 +1,58 @@
 // Package membership tells each node who else is in the cluster: it wraps
 // hashicorp/memberlist (join by address list, msgpack node metadata, events)
-// and publishes an immutable ketama Ring over the live, non-draining members.
+// and publishes an immutable ketama Ring over the members that can answer
+// a call: alive, ready, and gossiping a cluster RPC address.
 //
 // It may import ketama, wire and clock from the module, never proxy,
 // consensus, sharedcache, ratelimit or node. See Example for a two-node
 // cluster and ExampleRing for key placement.
+//
+// # The ring's life cycle
+//
+// A key's owner is called over the cluster RPC, so the ring holds only the
+// members that answer: a member is on it while it is alive (or suspect),
+// its metadata says StateReady, and it gossips Addrs.Cluster. Each ring
+// member carries that address (Ring.Addr, Ring.OwnerAddr): the snapshot
+// alone says whom to call and where.
+//
+//	                join (gossip)
+//	                     |
+//	                     v
+//	+--------------------------------------+
+//	| member, starting (or ready without   |   off the ring: alive, but
+//	| a cluster RPC address)               |   cannot answer calls yet
+//	+--------------------------------------+
+//	                     | Meta.State = ready, Addrs.Cluster set
+//	                     | (node: listeners bound, RPC serving)
+//	                     v
+//	+--------------------------------------+
+//	| on the ring                          |   owns keys; peers call it at
+//	|                                      |   Ring.Addr(name)
+//	+--------------------------------------+
+//	      | Meta.State = draining            | dies without a leave
+//	      | (node.Shutdown, first step)      | (crash, kill, partition)
+//	      v                                  |
+//	+----------------------------+           |
+//	| draining: off the ring,    |           |
+//	| still answering calls      |           |
+//	| (in flight, hand-offs)     |           |
+//	+----------------------------+           |
+//	      | Leave                            |
+//	      v                                  v
+//	+-------------+                  +------------------+
+//	| left        |                  | dead (off the    |
+//	+-------------+                  | ring at once)    |
+//	                                 +------------------+
+//	node then stops its RPC; left and dead members are forgotten after
+//	ReapAfter, and a member that comes back starts again at the top.
+//
+// So a node leaves every ring before it stops answering: peers stop
+// sending it calls while it still serves the ones under way
+// (node/nodetest's TestDrainingLeavesRingBeforeRPCStops). A member that dies
+// without leaving owns keys until failure detection marks it dead (about
+// a second with the fast profile); callers meanwhile fall back (see
+// sharedcache and ratelimit). Ring.Digest covers names, weights and
+// addresses, so two nodes with one digest place and call alike.
 //
 // # Timing profiles
 //
