@@ -43,6 +43,7 @@ type Cluster struct {
 	log    *logSink
 
 	origins []*httptest.Server // closed by stop, after the nodes
+	http    *http.Client          // the test's requests to the nodes
 }
 
 // Node is one node of a Cluster, across its kills and restarts.
@@ -67,7 +68,8 @@ func Start(t testing.TB, cfg Config) *Cluster {
 	if cfg.N == 0 {
 		cfg.N = 3
 	}
-	c := &Cluster{t: t, cfg: cfg, Faults: newFaults(), log: newLogSink(t)}
+	c := &Cluster{t: t, cfg: cfg, Faults: newFaults(), log: newLogSink(t),
+		http: &http.Client{Transport: &http.Transport{}, Timeout: 15 * time.Second}}
 	t.Cleanup(c.stop)
 	if c.cfg.ClusterConfig == "" {
 		c.cfg.ClusterConfig = Route(c.Origin("v1"))
@@ -176,7 +178,7 @@ func (nd *Node) LeaderID() string {
 // Get sends GET path through the node's proxy and returns the status
 // and body (0 and the error text when the request fails).
 func (nd *Node) Get(path string) (int, string) {
-	return do(http.MethodGet, nd.Proxy()+path, "", nil)
+	return nd.c.do(http.MethodGet, nd.Proxy()+path, "", nil)
 }
 
 // PutConfig writes a cluster config through the node's admin API (If-Match:
@@ -186,12 +188,10 @@ func (nd *Node) PutConfig(body, ifMatch string) (int, string) {
 	if ifMatch != "" {
 		h["If-Match"] = ifMatch
 	}
-	return do(http.MethodPut, nd.Admin()+"/v1/config", body, h)
+	return nd.c.do(http.MethodPut, nd.Admin()+"/v1/config", body, h)
 }
 
-var httpClient = &http.Client{Timeout: 15 * time.Second}
-
-func do(method, url, body string, header map[string]string) (int, string) {
+func (c *Cluster) do(method, url, body string, header map[string]string) (int, string) {
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		return 0, err.Error()
@@ -199,7 +199,7 @@ func do(method, url, body string, header map[string]string) (int, string) {
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -393,6 +393,7 @@ func (c *Cluster) stop() {
 		}()
 	}
 	wg.Wait()
+	c.http.CloseIdleConnections()
 	c.Faults.wf.Close()
 	for _, o := range c.origins {
 		o.Close()
