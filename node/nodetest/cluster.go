@@ -43,7 +43,7 @@ type Cluster struct {
 	log    *logSink
 
 	origins []*httptest.Server // closed by stop, after the nodes
-	http    *http.Client          // the test's requests to the nodes
+	http    *http.Client       // the test's requests to the nodes
 }
 
 // Node is one node of a Cluster, across its kills and restarts.
