@@ -91,7 +91,7 @@ func Start(t testing.TB, cfg Config) *Cluster {
 		}
 		c.nodes = append(c.nodes, nd)
 	}
-	d := c.WaitFor("every node ready on version 1 and one ring", 60*time.Second, func() bool {
+	d := c.WaitFor("every node ready on version 1 and one ring", 90*time.Second, func() bool {
 		v, _, ok := c.Agreed()
 		return ok && v == 1 && c.allReady()
 	})

@@ -12,8 +12,9 @@ import (
 
 // healDeadline bounds the wait for agreement after a heal. Issue 13 asks
 // for 2 s; the figure is logged, and the bound is generous for -race on a
-// busy machine (no timed assertion beyond the wait's deadline).
-const healDeadline = 30 * time.Second
+// busy machine: 30 s was once reached with the load average at 14 on 2
+// cores (no timed assertion beyond the wait's deadline).
+const healDeadline = 60 * time.Second
 
 // waitLeader waits for a raft leader among the running nodes.
 func waitLeader(c *nodetest.Cluster) *nodetest.Node {
@@ -71,12 +72,29 @@ func others(c *nodetest.Cluster, nd *nodetest.Node) []*nodetest.Node {
 // leader and keep accepting config writes; the one refuses writes with
 // 503 and keeps proxying with its last config; after the heal all three
 // agree on the config version and the ring digest.
-func TestPartitionDuringConfigWrites(t *testing.T) {
-	c := nodetest.Start(t, nodetest.Config{})
-	minority := waitLeader(c)
-	majority := others(c, minority)
-	c.Faults.Partition(nodetest.Names(majority...), []string{minority.Name})
-	c.Logf("partition: %v | %s (the leader)", nodetest.Names(majority...), minority.Name)
+func TestPartitionDuringConfigWrites(t *testing.T) { partitionDuringWrites(t, 3, 1) }
+
+// TestFiveNodesTwoCutOff is the same with five nodes, the leader and one
+// other cut off (3 | 2).
+func TestFiveNodesTwoCutOff(t *testing.T) { partitionDuringWrites(t, 5, 2) }
+
+// partitionDuringWrites cuts the leader and cut-1 other nodes of an
+// n-node cluster off the rest, writes through the rest, checks the
+// cut-off side refuses writes and serves version 1, heals, and waits for
+// every node to agree.
+func partitionDuringWrites(t *testing.T, n, cut int) {
+	c := nodetest.Start(t, nodetest.Config{N: n})
+	minority := []*nodetest.Node{waitLeader(c)}
+	var majority []*nodetest.Node
+	for _, nd := range others(c, minority[0]) {
+		if len(minority) < cut {
+			minority = append(minority, nd)
+		} else {
+			majority = append(majority, nd)
+		}
+	}
+	c.Faults.Partition(nodetest.Names(majority...), nodetest.Names(minority...))
+	c.Logf("partition: %v | %v (%s leads)", nodetest.Names(majority...), nodetest.Names(minority...), minority[0].Name)
 
 	// The majority first elects a leader (503 until then), then takes
 	// every write; a 503 after the first is an election the machine's
@@ -84,42 +102,48 @@ func TestPartitionDuringConfigWrites(t *testing.T) {
 	// and counted in the log.
 	var last int64
 	for i := range 4 {
-		nd := majority[i%2]
+		nd := majority[i%len(majority)]
 		v, refused := writeUntilAccepted(t, c, nd, nodetest.Route(c.Origin(fmt.Sprintf("v%d", i+2))))
 		c.Logf("write through %s (majority): version %d after %d refusals with 503", nd.Name, v, refused)
 		last = v
 	}
 
-	c.WaitFor("the cut-off leader to step down", 10*time.Second, func() bool { return !minority.IsLeader() })
-	for range 2 {
-		if code, resp := minority.PutConfig(nodetest.Route(c.Origin("minority")), ""); code != 503 {
-			t.Fatalf("write on the minority: %d %s, want 503", code, resp)
+	c.WaitFor("the cut-off leader to step down", 10*time.Second, func() bool { return !minority[0].IsLeader() })
+	for _, nd := range minority {
+		if code, resp := nd.PutConfig(nodetest.Route(c.Origin("minority")), ""); code != 503 {
+			t.Fatalf("write on %s (minority): %d %s, want 503", nd.Name, code, resp)
+		}
+		if v := nd.ConfigVersion(); v != 1 {
+			t.Fatalf("%s (minority) serves version %d, want 1", nd.Name, v)
+		}
+		if code, body := nd.Get("/"); code != 200 || body != "v1" {
+			t.Fatalf("proxying through %s (minority): %d %q, want the old route's v1", nd.Name, code, body)
 		}
 	}
-	if v := minority.ConfigVersion(); v != 1 {
-		t.Fatalf("the minority serves version %d, want 1", v)
-	}
-	if code, body := minority.Get("/"); code != 200 || body != "v1" {
-		t.Fatalf("proxying through the minority: %d %q, want the old route's v1", code, body)
-	}
+	want := fmt.Sprintf("v%d", last)
 	for _, nd := range majority {
 		c.WaitFor(nd.Name+" to serve version "+fmt.Sprint(last), 10*time.Second, func() bool {
 			_, body := nd.Get("/")
-			return nd.ConfigVersion() == last && body == fmt.Sprintf("v%d", last)
+			return nd.ConfigVersion() == last && body == want
 		})
 	}
 
+	c.WaitFor("the majority's rings without the cut-off nodes", 30*time.Second, func() bool {
+		_, _, ok := nodetest.Agreed(majority...)
+		return ok
+	})
 	c.Faults.Heal()
 	var digest string
-	took := c.WaitFor("all three to agree after the heal", healDeadline, func() bool {
+	took := c.WaitFor(fmt.Sprintf("all %d to agree after the heal", n), healDeadline, func() bool {
 		v, d, ok := c.Agreed()
 		digest = d
 		return ok && v == last
 	})
-	c.Logf("healed: all three agree on version %d and ring %s %s after the heal (issue 13: within 2s)", last, digest, took)
-	t.Logf("heal to agreement: %s", took)
-	if code, body := minority.Get("/"); code != 200 || body != fmt.Sprintf("v%d", last) {
-		t.Fatalf("proxying through the healed minority: %d %q", code, body)
+	c.Logf("healed: all %d agree on version %d and ring %s %s after the heal (issue 13: within 2s)", n, last, digest, took)
+	for _, nd := range minority {
+		if code, body := nd.Get("/"); code != 200 || body != want {
+			t.Fatalf("proxying through %s after the heal: %d %q, want %s", nd.Name, code, body, want)
+		}
 	}
 }
 
