@@ -86,8 +86,9 @@ func NewRingOf(version uint64, self string, members []RingMember) *Ring {
 	return r
 }
 
-// Version increases by one each time the member set or a weight changes, as
-// seen by this node; versions are local, digests are comparable across nodes.
+// Version increases by one each time the member set, a weight or an address
+// changes, as seen by this node; versions are local, digests are comparable
+// across nodes.
 func (r *Ring) Version() uint64 { return r.version }
 
 // Digest is a hash of the sorted member names, weights and addresses: two
