@@ -30,8 +30,23 @@ func (s *Store) transport() (raft.Transport, error) {
 		sl.Close()
 		return nil, err
 	}
-	return raft.NewNetworkTransportWithLogger(&advertisedLayer{StreamLayer: sl, addr: adv}, 3, transportTimeout, s.hlog), nil
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: &advertisedLayer{StreamLayer: sl, addr: adv}, MaxPool: 3, Timeout: transportTimeout, Logger: s.hlog,
+		MaxRPCsInFlight: noPipelining,
+	}), nil
 }
+
+// noPipelining turns raft's pipelined replication off. Its pipeline can
+// deadlock (hashicorp/raft v1.8.0): when a follower's answer ends the
+// decoder (a newer term, a refused entry), the next send parks on the
+// in-flight channel while the response reader parks on the done
+// channel nobody reads, and the replication goroutine never returns, so
+// Raft.Shutdown waits for ever (seen in node/nodetest's
+// TestKillAndRestart after a restarted node campaigned; the same bug as
+// hashicorp/raft#612, worked around the same way by grafana/pyroscope).
+// A config write is rare and small, so one AppendEntries at a time costs
+// nothing that matters.
+const noPipelining = 1
 
 // advertiseAddr returns what other servers dial: advertise, with port 0
 // meaning the bound port, or the bound address itself, which then must
