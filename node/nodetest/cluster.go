@@ -297,11 +297,32 @@ func (c *Cluster) WaitFor(what string, timeout time.Duration, cond func() bool) 
 	defer tick.Stop()
 	for !cond() {
 		if time.Since(start) > timeout {
-			c.t.Fatalf("nodetest: timed out after %s waiting for %s", timeout, what)
+			c.t.Fatalf("nodetest: timed out after %s waiting for %s; the nodes:\n%s", timeout, what, c.Describe())
 		}
 		<-tick.C
 	}
 	return time.Since(start)
+}
+
+// Describe says how each node sees the cluster: its config version,
+// ring and raft role, one line per node.
+func (c *Cluster) Describe() string {
+	var b strings.Builder
+	for _, nd := range c.nodes {
+		n := nd.Node()
+		if n == nil {
+			fmt.Fprintf(&b, "  %s: not running\n", nd.Name)
+			continue
+		}
+		r := n.Members().Ring()
+		fmt.Fprintf(&b, "  %s: config v%d, ring %s %v", nd.Name, nd.ConfigVersion(), r.Digest(), r.Members())
+		if st := n.Store(); st != nil {
+			rs := st.Status()
+			fmt.Fprintf(&b, ", raft %s term %d leader %q applied %d, voters %d", rs.State, rs.Term, rs.LeaderID, rs.AppliedIndex, len(rs.Voters))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 // Logf logs a harness line among the nodes' lines.
