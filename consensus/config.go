@@ -1,9 +1,11 @@
 package consensus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -53,14 +55,20 @@ type Config struct {
 	// Timing holds the raft and autopilot timers; zero fields take
 	// DefaultTiming's value (default DefaultTiming()).
 	Timing Timing
-	// Transport replaces the TCP transport on BindAddr, e.g. a
-	// raft.NetworkTransport over a first-byte-muxed stream layer or a
-	// raft.InmemTransport (default nil: TCP on BindAddr).
+	// Transport replaces the network transport altogether, e.g. a
+	// raft.InmemTransport in tests (default nil: raft's network transport
+	// over Listen and Dial).
 	Transport raft.Transport
-	// StreamLayer, if set and Transport is not, builds the layer raft's
-	// network transport runs on from BindAddr, e.g. TLS with a shared CA
-	// (default nil: plain TCP on BindAddr).
-	StreamLayer func(bindAddr string) (raft.StreamLayer, error)
+	// Listen, if not nil, returns the listener raft accepts the other
+	// servers' connections on; Start calls it once, and Shutdown closes
+	// what it returned. It lets the caller share one port between raft and
+	// other protocols (wire.Mux, by first byte) and put TLS in front; its
+	// Addr is the bound address (default nil: TCP on BindAddr).
+	Listen func() (net.Listener, error)
+	// Dial, if not nil, opens a connection to another server's raft
+	// address; a caller sharing the port sends its protocol byte here
+	// before returning the connection (default nil: TCP).
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// Logger receives consensus, raft and autopilot logs (default: discard).
 	Logger *slog.Logger
 	// Clock supplies time for write timestamps and dead-server grace

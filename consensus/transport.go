@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"time"
@@ -8,30 +9,35 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// transport builds the raft transport: Config.Transport as given, else a
-// network transport over Config.StreamLayer (or plain TCP) bound to
-// BindAddr and advertised at Advertise.
+// transport builds the raft transport: Config.Transport as given, else
+// raft's network transport over Config.Listen (or TCP on BindAddr) and
+// Config.Dial (or TCP), advertised at Advertise.
 func (s *Store) transport() (raft.Transport, error) {
 	if s.cfg.Transport != nil {
 		return s.cfg.Transport, nil
 	}
-	var sl raft.StreamLayer
+	var ln net.Listener
 	var err error
-	if s.cfg.StreamLayer != nil {
-		sl, err = s.cfg.StreamLayer(s.cfg.BindAddr)
+	if s.cfg.Listen != nil {
+		ln, err = s.cfg.Listen()
 	} else {
-		sl, err = listenTCP(s.cfg.BindAddr)
+		ln, err = net.Listen("tcp", s.cfg.BindAddr)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("consensus: raft listen %s: %w", s.cfg.BindAddr, err)
 	}
-	adv, err := advertiseAddr(s.cfg.Advertise, sl.Addr().String())
+	adv, err := advertiseAddr(s.cfg.Advertise, ln.Addr().String())
 	if err != nil {
-		sl.Close()
+		ln.Close()
 		return nil, err
 	}
+	dial := s.cfg.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: &advertisedLayer{StreamLayer: sl, addr: adv}, MaxPool: 3, Timeout: transportTimeout, Logger: s.hlog,
+		Stream: &streamLayer{Listener: ln, addr: adv, dial: dial}, MaxPool: 3, Timeout: transportTimeout, Logger: s.hlog,
 		MaxRPCsInFlight: noPipelining,
 	}), nil
 }
@@ -81,26 +87,22 @@ type tcpAddr string
 func (a tcpAddr) Network() string { return "tcp" }
 func (a tcpAddr) String() string  { return string(a) }
 
-// advertisedLayer is a stream layer that reports its advertised address,
-// which raft records as this server's address.
-type advertisedLayer struct {
-	raft.StreamLayer
+// streamLayer is raft's stream layer over a listener and a dial function
+// (the seam that keeps raft's types out of consensus's callers); it
+// reports the advertised address, which raft records as this server's.
+type streamLayer struct {
+	net.Listener
 	addr tcpAddr
+	dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
-func (l *advertisedLayer) Addr() net.Addr { return l.addr }
+var _ raft.StreamLayer = (*streamLayer)(nil)
 
-// tcpLayer is raft's plain TCP stream layer.
-type tcpLayer struct{ net.Listener }
+func (l *streamLayer) Addr() net.Addr { return l.addr }
 
-func listenTCP(bind string) (raft.StreamLayer, error) {
-	ln, err := net.Listen("tcp", bind)
-	if err != nil {
-		return nil, err
-	}
-	return tcpLayer{ln}, nil
-}
-
-func (l tcpLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(address), timeout)
+// Dial opens a connection within timeout.
+func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return l.dial(ctx, string(address))
 }

@@ -2,7 +2,11 @@ package consensus
 
 import (
 	"context"
+	"io"
+	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -66,5 +70,89 @@ func TestStoreAdvertises(t *testing.T) {
 	defer s2.Close()
 	if err := s2.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "cannot dial: set Advertise") {
 		t.Fatalf("Start on a wildcard without Advertise: %v", err)
+	}
+}
+
+// markedListener accepts only connections that open with the byte mark,
+// which it consumes: a stand-in for a port shared by first byte.
+type markedListener struct {
+	net.Listener
+	accepted atomic.Int64
+}
+
+func (l *markedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != 0xC8 {
+			c.Close()
+			continue
+		}
+		l.accepted.Add(1)
+		return c, nil
+	}
+}
+
+// TestListenAndDial: servers whose raft runs over a listener and a dial
+// function of the caller's (here one that sends a protocol byte first, as
+// a port shared with wire does) form a cluster and replicate a write; the
+// listeners are closed by Close.
+func TestListenAndDial(t *testing.T) {
+	var dials atomic.Int64
+	var lns []*markedListener
+	var mu sync.Mutex
+	c := newCluster(t, 3, 3, func(cfg *Config) {
+		cfg.Listen = func() (net.Listener, error) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return nil, err
+			}
+			ml := &markedListener{Listener: ln}
+			mu.Lock()
+			lns = append(lns, ml)
+			mu.Unlock()
+			return ml, nil
+		}
+		cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			var d net.Dialer
+			conn, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			dials.Add(1)
+			if _, err := conn.Write([]byte{0xC8}); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			return conn, nil
+		}
+	})
+	c.reconcile()
+	l := c.leader(10 * time.Second)
+	if _, err := l.s.Put(ctxT(t, 5*time.Second), "doc", []byte("v1"), -1); err != nil {
+		t.Fatal(err)
+	}
+	f := c.follower(l)
+	waitFor(t, 5*time.Second, "the write on a follower", func() bool { _, ok := f.s.Get("doc"); return ok })
+	mu.Lock()
+	defer mu.Unlock()
+	var accepted int64
+	for _, ml := range lns {
+		accepted += ml.accepted.Load()
+	}
+	if accepted == 0 || dials.Load() == 0 {
+		t.Errorf("%d connections accepted through Listen, %d made through Dial; want some of each", accepted, dials.Load())
+	}
+	for _, n := range c.nodes {
+		n.s.Close()
+	}
+	for _, ml := range lns {
+		if c, err := net.Dial("tcp", ml.Addr().String()); err == nil {
+			c.Close()
+			t.Errorf("listener %s still accepts after Close", ml.Addr())
+		}
 	}
 }
