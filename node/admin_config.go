@@ -18,8 +18,8 @@ import (
 // maxConfigBody bounds a PUT /v1/config body.
 const maxConfigBody = 1 << 20
 
-// forwardedHeader marks a write forwarded by a follower, so it is never
-// forwarded twice.
+// forwardedHeader names, on an admin answer, the follower that forwarded
+// the request to the leader (forward.go).
 const forwardedHeader = "X-Pingora-Forwarded-By"
 
 // ConfigDoc is a cluster config version as the admin API shows it.
@@ -131,15 +131,21 @@ func (n *Node) putConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	endConfigWrite(span, d, nil, false)
+	writeJSON(w, http.StatusOK, n.writtenDoc(d, unchanged, r.RemoteAddr, ""))
+}
+
+// writtenDoc logs a config write (or a write of the same values) and
+// returns its answer.
+func (n *Node) writtenDoc(d consensus.Doc, unchanged bool, client, forwardedBy string) ConfigDoc {
 	out := docOf(d)
 	if unchanged {
 		out.Unchanged = true
 		out.Message = fmt.Sprintf("same values as version %d: no new version written", d.Version)
-		n.log.Info("cluster config unchanged: no new version", "version", d.Version, "client", r.RemoteAddr, "forwarded_by", r.Header.Get(forwardedHeader))
+		n.log.Info("cluster config unchanged: no new version", "version", d.Version, "client", client, "forwarded_by", forwardedBy)
 	} else {
-		n.log.Info("cluster config written", "version", d.Version, "client", r.RemoteAddr, "forwarded_by", r.Header.Get(forwardedHeader))
+		n.log.Info("cluster config written", "version", d.Version, "client", client, "forwarded_by", forwardedBy)
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 // readConfigBody reads and checks a PUT /v1/config body: it parses and
@@ -159,20 +165,29 @@ func readConfigBody(r *http.Request) ([]byte, *config.Cluster, int, error) {
 			return nil, nil, http.StatusBadRequest, fmt.Errorf("allow_empty=%q: want true or false", v)
 		}
 	}
+	c, code, err := checkConfigBody(body, allowEmpty)
+	return body, c, code, err
+}
+
+// checkConfigBody parses and validates a config, refuses one that routes
+// nothing unless allowEmpty, and builds it (the dry run, checkCluster). It
+// returns the status to answer with on error. A leader runs it again on a
+// write a follower sent on.
+func checkConfigBody(body []byte, allowEmpty bool) (*config.Cluster, int, error) {
 	c, err := config.ParseCluster("config", body)
 	if err != nil {
-		return nil, nil, http.StatusBadRequest, err
+		return nil, http.StatusBadRequest, err
 	}
 	if why := c.RoutesNothing(); why != "" && !allowEmpty {
 		if len(bytes.TrimSpace(body)) == 0 {
 			why = "the request body is empty (a file that curl --data-binary @FILE could not read is sent as nothing)"
 		}
-		return nil, nil, http.StatusBadRequest, fmt.Errorf("config refused: %s; nothing was written. Send ?allow_empty=true (pingora-node config apply --allow-empty) to write it anyway", why)
+		return nil, http.StatusBadRequest, fmt.Errorf("config refused: %s; nothing was written. Send ?allow_empty=true (pingora-node config apply --allow-empty) to write it anyway", why)
 	}
 	if err := checkCluster(c); err != nil {
-		return nil, nil, http.StatusBadRequest, fmt.Errorf("config refused: it does not build: %w; nothing was written", err)
+		return nil, http.StatusBadRequest, fmt.Errorf("config refused: it does not build: %w; nothing was written", err)
 	}
-	return body, c, 0, nil
+	return c, 0, nil
 }
 
 // ifMatchVersion reads If-Match: -1 when absent.
@@ -214,65 +229,4 @@ func writeConfig(ctx context.Context, st *consensus.Store, body []byte, c *confi
 	return d, false, err
 }
 
-func (n *Node) writeStoreError(w http.ResponseWriter, err error) {
-	var ce *consensus.ConflictError
-	switch {
-	case errors.As(err, &ce):
-		writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "current_version": ce.Current})
-	case errors.Is(err, consensus.ErrInvalid):
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrNoQuorum), errors.Is(err, consensus.ErrClosed),
-		errors.Is(err, context.DeadlineExceeded):
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no quorum: the cluster cannot accept writes now (" + err.Error() + ")"})
-	default:
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
-	}
-}
-
-// forwardToLeader sends a request that needs the leader to its admin API
-// and copies the answer back. It reports false when it did not answer.
-func (n *Node) forwardToLeader(w http.ResponseWriter, r *http.Request, body []byte, err error) bool {
-	var nl *consensus.NotLeaderError
-	if !errors.As(err, &nl) || r.Header.Get(forwardedHeader) != "" {
-		return false
-	}
-	admin, known := "", false
-	if mc := n.Members(); mc != nil {
-		for _, m := range mc.Members() {
-			if m.Name == nl.LeaderID {
-				admin, known = m.Meta.Addrs.Admin, true
-			}
-		}
-	}
-	if admin == "" {
-		if known {
-			// Its admin_addr is on loopback: not advertised to other hosts.
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "cannot forward the write: the leader " + nl.LeaderID +
-				" advertises no admin address other nodes can reach (its admin_addr is on loopback); send the write to the leader's own admin API, or set admin_addr (or admin_advertise_addr) on every node to an address the others reach"})
-			return true
-		}
-		return false
-	}
-	req, rerr := http.NewRequestWithContext(r.Context(), r.Method, "http://"+admin+r.URL.RequestURI(), bytes.NewReader(body))
-	if rerr != nil {
-		return false
-	}
-	for _, h := range []string{"If-Match", "Authorization", "Content-Type"} {
-		if v := r.Header.Get(h); v != "" {
-			req.Header.Set(h, v)
-		}
-	}
-	req.Header.Set(forwardedHeader, n.cfg.Name)
-	n.tracing.inject(r.Context(), req.Header) // the leader's span joins this write's trace
-	resp, rerr := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if rerr != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "forwarding to the leader " + nl.LeaderID + ": " + rerr.Error()})
-		return true
-	}
-	defer resp.Body.Close()
-	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
-	w.Header().Set(forwardedHeader, n.cfg.Name)
-	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, io.LimitReader(resp.Body, maxConfigBody*2))
-	return true
-}
+func (n *Node) writeStoreError(w http.ResponseWriter, err error) { storeAnswer(err).write(w) }

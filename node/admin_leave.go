@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/pingora-go/pingora-go/membership"
@@ -48,7 +46,7 @@ func (n *Node) postLeave(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), leaveTimeout)
 	defer cancel()
-	res, err := n.leaveRaft(ctx, r.Header.Get("Authorization"))
+	res, err := n.leaveRaft(ctx)
 	if err != nil {
 		n.leaving.Store(false)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "leave: " + err.Error() + " (the node keeps running)"})
@@ -65,7 +63,7 @@ func (n *Node) postLeave(w http.ResponseWriter, r *http.Request) {
 
 // leaveRaft takes this server out of the raft configuration: a leader
 // first hands leadership over, then the leader removes it.
-func (n *Node) leaveRaft(ctx context.Context, auth string) (LeaveResult, error) {
+func (n *Node) leaveRaft(ctx context.Context) (LeaveResult, error) {
 	res := LeaveResult{Name: n.cfg.Name, Raft: "no raft"}
 	st := n.Store()
 	if st == nil {
@@ -81,7 +79,7 @@ func (n *Node) leaveRaft(ctx context.Context, auth string) (LeaveResult, error) 
 		case st.IsLeader():
 			last = st.LeadershipTransfer()
 		default:
-			last = n.askLeaderToRemove(ctx, auth)
+			last = n.askLeaderToRemove(ctx)
 			if last == nil {
 				res.Raft = "removed"
 				return res, nil
@@ -95,87 +93,61 @@ func (n *Node) leaveRaft(ctx context.Context, auth string) (LeaveResult, error) 
 	}
 }
 
-// askLeaderToRemove asks the leader's admin API to take this server out
-// of raft (a force-leave that names the caller, which the leader accepts
-// although this node is alive).
-func (n *Node) askLeaderToRemove(ctx context.Context, auth string) error {
+// askLeaderToRemove asks the leader, over the cluster RPC, to take this
+// server out of raft (a force-leave that names the caller, which the
+// leader accepts although this node is alive).
+func (n *Node) askLeaderToRemove(ctx context.Context) error {
 	id, _ := n.Store().Leader()
-	admin := n.memberAdmin(id)
-	switch {
-	case id == "":
-		return errors.New("no leader known")
-	case admin == "":
-		return fmt.Errorf("the leader %s advertises no admin address this node can reach (admin_addr on loopback?)", id)
-	}
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+admin+"/v1/force-leave/"+url.PathEscape(n.cfg.Name), nil)
+	a, err := n.callLeader(ctx, id, rpcForceLeave, &rpcForceLeaveReq{Name: n.cfg.Name, From: n.cfg.Name})
 	if err != nil {
 		return err
 	}
-	req.Header.Set(forwardedHeader, n.cfg.Name)
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		return fmt.Errorf("leader %s: %w", id, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("leader %s answered %d: %s", id, resp.StatusCode, body)
+	if a.Status != http.StatusOK {
+		return fmt.Errorf("leader %s answered %d: %s", id, a.Status, a.Error)
 	}
 	return nil
-}
-
-// memberAdmin returns the admin address name gossips, or "".
-func (n *Node) memberAdmin(name string) string {
-	if mc := n.Members(); mc != nil && name != "" {
-		for _, m := range mc.Members() {
-			if m.Name == name {
-				return m.Meta.Addrs.Admin
-			}
-		}
-	}
-	return ""
 }
 
 // postForceLeave handles POST /v1/force-leave/{name}: a member that is
 // dead or gone is taken out of raft (by the leader: a follower forwards)
 // and out of every node's member list. A member seen alive is refused
-// (409), except a node leaving for good that asks for itself (see
-// askLeaderToRemove).
+// (409).
 func (n *Node) postForceLeave(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	leaving := r.Header.Get(forwardedHeader) == name
-	mc := n.Members()
-	if name == n.cfg.Name {
-		writeJSON(w, http.StatusConflict, map[string]string{"error": name + " is this node: run \"pingora-node leave\" on it"})
+	a, err := n.forceLeave(r.Context(), r.PathValue("name"), false, r.RemoteAddr)
+	if err != nil && n.forwardToLeader(w, r, nil, err) {
 		return
 	}
+	a.write(w)
+}
+
+// forceLeave takes name out of raft and gossip, refusing a member seen
+// alive unless it is leaving for good and asked for itself (leaving; see
+// askLeaderToRemove). It returns the store's error too when raft refused,
+// so a follower can forward.
+func (n *Node) forceLeave(ctx context.Context, name string, leaving bool, client string) (adminAnswer, error) {
+	mc := n.Members()
+	if name == n.cfg.Name {
+		return adminAnswer{Status: http.StatusConflict, Error: name + " is this node: run \"pingora-node leave\" on it"}, nil
+	}
 	if !leaving && mc != nil && memberAlive(mc, name) {
-		writeJSON(w, http.StatusConflict, map[string]string{"error": name +
-			" is alive: force-leave only removes members that are dead or gone; stop it first, or run \"pingora-node leave\" on it"})
-		return
+		return adminAnswer{Status: http.StatusConflict, Error: name +
+			" is alive: force-leave only removes members that are dead or gone; stop it first, or run \"pingora-node leave\" on it"}, nil
 	}
 	res := LeaveResult{Name: name, Raft: "no raft", Members: "no gossip"}
 	if st := n.Store(); st != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		removed, err := st.RemoveServer(ctx, name)
 		if err != nil {
-			if !n.forwardToLeader(w, r, nil, err) {
-				n.writeStoreError(w, err)
-			}
-			return
+			return storeAnswer(err), err
 		}
 		res.Raft = map[bool]string{true: "removed", false: "not a server"}[removed]
 	}
 	if code, err := n.forceLeaveMember(mc, name, leaving, &res); err != nil {
-		writeJSON(w, code, map[string]string{"error": err.Error()})
-		return
+		return failed(code, err), nil
 	}
-	n.log.Info("force-leave", "member", name, "raft", res.Raft, "members", res.Members, "client", r.RemoteAddr, "leaving", leaving)
-	writeJSON(w, http.StatusOK, res)
+	n.log.Info("force-leave", "member", name, "raft", res.Raft, "members", res.Members, "client", client, "leaving", leaving)
+	return adminAnswer{Status: http.StatusOK, Leave: &res}, nil
 }
 
 // forceLeaveMember does the gossip half of a force-leave and records it in

@@ -109,19 +109,16 @@ func (n *Node) meta(state membership.NodeState) membership.Meta {
 	return m
 }
 
-// logAdvertised says where the other nodes reach this one, and warns when
-// a config write cannot be forwarded to it.
+// logAdvertised says where the other nodes reach this one. (A loopback
+// admin_addr needs no warning: followers reach the leader over the
+// cluster port, issue 13.)
 func (n *Node) logAdvertised() {
 	if !n.cfg.Clustered() {
 		return
 	}
 	m := n.meta(membership.StateStarting)
-	n.log.Info("advertised addresses", "gossip", n.Members().Addr(), "raft", m.Addrs.Raft, "cluster", m.Addrs.Cluster,
+	n.log.Info("advertised addresses", "gossip", n.Members().Addr(), "cluster", m.Addrs.Cluster, "raft", m.Addrs.Raft,
 		"admin", m.Addrs.Admin, "proxy", m.Addrs.Proxy)
-	if m.Addrs.Admin == "" && n.cfg.Replicated() {
-		n.log.Warn("admin_addr is on loopback, so it is not advertised to nodes on other hosts: while this node leads, config writes sent to the others are refused with a message; set admin_addr (with admin_token) to an address they reach to let them forward",
-			"admin_addr", n.cfg.AdminAddr)
-	}
 }
 
 // refreshMeta keeps the gossiped metadata current until the part stops.

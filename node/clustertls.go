@@ -1,16 +1,11 @@
 package node
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 // clusterTLS is the node-to-node mutual TLS: a shared CA, each node's own
@@ -63,41 +58,4 @@ func (n *Node) loadClusterTLS() (*clusterTLS, error) {
 	server, client := base.Clone(), base.Clone()
 	server.ClientAuth = tls.RequireAnyClientCert // verified by verify
 	return &clusterTLS{server: server, client: client}, nil
-}
-
-// raftStreamLayer returns consensus's StreamLayer: raft's TCP with the
-// cluster's mutual TLS when ct is not nil and Options.Network applied, or
-// nil (consensus's plain TCP) when there is neither.
-func (n *Node) raftStreamLayer(ct *clusterTLS) func(bindAddr string) (raft.StreamLayer, error) {
-	if ct == nil && n.opts.Network == nil {
-		return nil
-	}
-	return func(bindAddr string) (raft.StreamLayer, error) {
-		ln, err := net.Listen("tcp", bindAddr)
-		if err != nil {
-			return nil, err
-		}
-		l := &clusterStreamLayer{addr: ln.Addr(), dial: n.clusterDial()}
-		l.Listener = n.clusterListener(ln)
-		if ct != nil {
-			l.Listener, l.client = tls.NewListener(l.Listener, ct.server), ct.client
-		}
-		return l, nil
-	}
-}
-
-// clusterStreamLayer is raft's stream layer on the cluster sockets.
-type clusterStreamLayer struct {
-	net.Listener
-	addr   net.Addr
-	dial   DialFunc
-	client *tls.Config // nil: plain TCP
-}
-
-func (l *clusterStreamLayer) Addr() net.Addr { return l.addr }
-
-func (l *clusterStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return dialCluster(ctx, l.dial, string(address), l.client)
 }

@@ -56,14 +56,21 @@ func (ca *testCA) issue(t *testing.T, name string) string {
 }
 
 // TestClusterTLS: two nodes replicate their config over mutually
-// authenticated TLS; a client without a certificate, or with one from
+// authenticated TLS, with raft on the cluster port and on a port of its
+// own (raft_addr); a client without a certificate, or with one from
 // another CA, is refused on the raft and RPC ports.
 func TestClusterTLS(t *testing.T) {
+	for name, raftAddr := range map[string]string{"one cluster port": "", "raft_addr": "raft_addr: 127.0.0.1:0\n"} {
+		t.Run(name, func(t *testing.T) { testClusterTLS(t, raftAddr) })
+	}
+}
+
+func testClusterTLS(t *testing.T, raftAddr string) {
 	ca, other := newClusterCA(t), newClusterCA(t)
 	a, b := origin(t, "a"), origin(t, "b")
 	start := func(name string, seeds ...string) *Node {
-		extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ngossip_profile: fast\nraft_addr: 127.0.0.1:0\ncluster_addr: 127.0.0.1:0\ndata_dir: %s\nbootstrap_expect: 2\nupgrade_socket: %s/up.sock\n%s",
-			t.TempDir(), t.TempDir(), ca.issue(t, name))
+		extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ngossip_profile: fast\n%scluster_addr: 127.0.0.1:0\ndata_dir: %s\nbootstrap_expect: 2\nupgrade_socket: %s/up.sock\n%s",
+			raftAddr, t.TempDir(), t.TempDir(), ca.issue(t, name))
 		if len(seeds) > 0 {
 			extra += "join: [" + seeds[0] + "]\n"
 		}
@@ -71,12 +78,17 @@ func TestClusterTLS(t *testing.T) {
 	}
 	n1 := start("n1")
 	n2 := start("n2", n1.Members().Addr())
+	if shared := n1.Store().Addr() == n1.RPCAddr(); shared != (raftAddr == "") {
+		t.Fatalf("raft at %s, cluster port at %s", n1.Store().Addr(), n1.RPCAddr())
+	}
 	waitUntil(t, "both nodes on version 1", func() bool {
 		s1, s2 := n1.Status(), n2.Status()
 		return s1.Config != nil && s2.Config != nil && s1.Config.Version == 1 && s2.Config.Version == 1
 	})
-	if code, body := putConfig(t, n2.AdminAddr(), clusterFor(b), ""); code != 200 {
-		t.Fatalf("write over TLS raft: %d %s", code, body)
+	for _, n := range []*Node{n1, n2} {
+		if code, body := putConfig(t, n.AdminAddr(), clusterFor(b), ""); code != 200 {
+			t.Fatalf("write on %s over TLS: %d %s", n.cfg.Name, code, body)
+		}
 	}
 	waitUntil(t, "version 2 on both", func() bool { return n1.Status().Config.Version == 2 && n2.Status().Config.Version == 2 })
 

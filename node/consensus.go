@@ -22,8 +22,13 @@ func (n *Node) openConsensus() error {
 		cc.Timing = consensus.FastTiming()
 	}
 	cc.ID = n.cfg.Name
-	cc.BindAddr = n.cfg.RaftAddr
-	cc.Advertise = n.adv.Raft(n.cfg.RaftAddr) // port 0: the bound one
+	// raft shares the cluster port (startRPC), or has raft_addr alone;
+	// either way behind Options.Network and the cluster's TLS.
+	cc.BindAddr, cc.Advertise = n.cfg.ClusterAddr, n.adv.Cluster(n.cfg.ClusterAddr) // port 0: the bound one
+	if !n.cfg.RaftShared() {
+		cc.BindAddr, cc.Advertise = n.cfg.RaftAddr, n.adv.Raft(n.cfg.RaftAddr)
+	}
+	cc.Listen, cc.Dial = n.raftListen, n.raftDial
 	cc.DataDir = n.cfg.Path(n.cfg.DataDir)
 	cc.BootstrapExpect = n.cfg.Bootstrap()
 	// No MinQuorum floor: a server that is down for DeadServerGrace is
@@ -33,11 +38,6 @@ func (n *Node) openConsensus() error {
 	cc.Logger = n.log.With("part", "consensus")
 	cc.ValidateDoc = validateClusterDoc
 	cc.OnApply = n.applyDoc
-	ct, err := n.loadClusterTLS()
-	if err != nil {
-		return err
-	}
-	cc.StreamLayer = n.raftStreamLayer(ct)
 	st, err := consensus.New(cc)
 	if err != nil {
 		return err // consensus's errors carry "consensus:" already

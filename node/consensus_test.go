@@ -13,7 +13,7 @@ import (
 // raft (fast timings), bootstrapping with expect servers.
 func startRaftNode(t *testing.T, name, upstream string, expect int, seeds ...string) *Node {
 	t.Helper()
-	extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ngossip_profile: fast\nraft_addr: 127.0.0.1:0\ndata_dir: %s\nbootstrap_expect: %d\nupgrade_socket: %s/up.sock\n",
+	extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ngossip_profile: fast\ncluster_addr: 127.0.0.1:0\ndata_dir: %s\nbootstrap_expect: %d\nupgrade_socket: %s/up.sock\n",
 		t.TempDir(), expect, t.TempDir())
 	if len(seeds) > 0 {
 		js, _ := json.Marshal(seeds)

@@ -85,7 +85,10 @@ type Node struct {
 	store       atomic.Pointer[consensus.Store]
 	stopStore   chan struct{}
 	rpc         *wire.Server
-	rpcLn       net.Listener
+	rpcLn       net.Listener // the cluster port as bound, for a hand-off
+	mux         *wire.Mux    // shares the cluster port: RPC and raft
+	dial        DialFunc     // opens every cluster connection; see newClusterDial
+	rpcClient   *wire.Client // calls the leader for writes sent to a follower
 	superseded  chan struct{}
 	failed      chan error    // see Failed
 	left        chan struct{} // cap 1: see Left
@@ -151,6 +154,14 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	}
 	n.router = router
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.tracing = newTracing(cfg, opts)
+	if n.dial, err = n.newClusterDial(); err != nil {
+		return nil, err
+	}
+	if n.rpcClient, err = wire.NewClient(wire.ClientConfig{Dialer: wire.DialerFunc(n.dial), Logger: n.log.With("part", "rpc"),
+		Tracer: n.tracing.wireTracer()}); err != nil {
+		return nil, err
+	}
 	if n.cache, err = n.newCache(cfg); err != nil {
 		return nil, err
 	}
@@ -162,7 +173,6 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	pc.Metrics = n.reg
 	pc.ErrorLog = n.log.With("part", "proxy")
 	n.traffic = &trafficMeter{gather: n.reg.Gather, now: time.Now}
-	n.tracing = newTracing(cfg, opts)
 	pc.Tracer = n.tracing.proxyTracer()
 	if cfg.AccessLog {
 		pc.AccessLog = slog.New(slog.NewJSONHandler(opts.AccessLog, nil))
@@ -336,7 +346,7 @@ func (n *Node) partList() []part {
 		&step{id: "proxy", onStart: func(_ context.Context, g *group) error { return n.bindProxy(g) },
 			onDrain: n.drainProxy, onStop: func(context.Context) error { n.stopProxy(); return nil }},
 		// Stops after the cluster RPC, which serves other nodes' cache calls.
-		&step{id: "cache", onStart: func(context.Context, *group) error { return n.startCache() },
+		&step{id: "cache",
 			onDrain: func(ctx context.Context) error { n.drainCache(ctx); return nil },
 			onStop:  func(context.Context) error { n.stopCache(); return nil }},
 		&step{id: "rpc", onStart: func(_ context.Context, g *group) error { return n.startRPC(g) },

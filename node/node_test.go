@@ -205,7 +205,7 @@ func TestReloadAppliesAndRefuses(t *testing.T) {
 func TestReadiness(t *testing.T) {
 	a := origin(t, "a")
 	raft := func(t *testing.T) string {
-		return fmt.Sprintf("data_dir: %s\nraft_addr: 127.0.0.1:0\nupgrade_socket: %s/up.sock\n", t.TempDir(), t.TempDir())
+		return fmt.Sprintf("data_dir: %s\ncluster_addr: 127.0.0.1:0\nupgrade_socket: %s/up.sock\n", t.TempDir(), t.TempDir())
 	}
 	noClusterConfig := func(nodeFile string) string {
 		b, _ := os.ReadFile(nodeFile)

@@ -1,10 +1,7 @@
 package node
 
 import (
-	"context"
-	"crypto/tls"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,19 +25,7 @@ const topKeys = 10
 
 // newLimits builds the limiter and its proxy hook. It starts nothing.
 func (n *Node) newLimits() (*limitsPart, error) {
-	ct, err := n.loadClusterTLS()
-	if err != nil {
-		return nil, err
-	}
-	var tc *tls.Config
-	if ct != nil {
-		tc = ct.client
-	}
-	netDial := n.clusterDial()
-	dial := wire.DialerFunc(func(ctx context.Context, addr string) (net.Conn, error) {
-		return dialCluster(ctx, netDial, addr, tc)
-	})
-	client, err := wire.NewClient(wire.ClientConfig{Dialer: dial, Logger: n.log.With("part", "ratelimit")})
+	client, err := wire.NewClient(wire.ClientConfig{Dialer: wire.DialerFunc(n.dial), Logger: n.log.With("part", "ratelimit")})
 	if err != nil {
 		return nil, err
 	}

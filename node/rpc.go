@@ -3,18 +3,21 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"time"
 
 	"github.com/pingora-go/pingora-go/wire"
 )
 
 // rpcStatusMethod answers a caller on the cluster port with this node's
-// identity, config version and readiness. No node calls it yet: it is the
-// cluster RPC's smoke test (TestNodesJoinAndAgreeOnRing), and further
-// calls will register beside it.
+// identity, config version and readiness: the cluster RPC's smoke test
+// (TestNodesJoinAndAgreeOnRing).
 const rpcStatusMethod = "node.status"
 
-// rpcListenerName is the RPC listener's name in a hand-off.
+// rpcListenerName is the cluster port's listener name in a hand-off.
 const rpcListenerName = "cluster"
 
 // RPCStatus is the answer to node.status.
@@ -27,8 +30,12 @@ type RPCStatus struct {
 
 type rpcEmpty struct{}
 
-// startRPC serves node-to-node calls on cluster_addr when it is set; the
-// accept loop runs in g.
+// startRPC opens the cluster port on cluster_addr, when it is set: the
+// listener (bound, or inherited in a hand-off), Options.Network's wrap,
+// the cluster's mutual TLS, then a wire.Mux that hands connections opening
+// with wire.ProtoRPC to the RPC server and those opening with
+// wire.ProtoRaft to raft (startConsensus, through raftListen), as Consul's
+// server port does (issue 13). The accept loops run in g.
 func (n *Node) startRPC(g *group) error {
 	if n.cfg.ClusterAddr == "" {
 		return nil
@@ -44,6 +51,7 @@ func (n *Node) startRPC(g *group) error {
 		}
 		return st, nil
 	})
+	n.registerLeaderRPC(srv)
 	n.limits.l.Register(srv)
 	n.cache.c.Serve(srv)
 	ln, err := n.listen(rpcListenerName, n.cfg.ClusterAddr)
@@ -51,35 +59,65 @@ func (n *Node) startRPC(g *group) error {
 		srv.Close()
 		return fmt.Errorf("cluster_addr: %w", err)
 	}
-	ct, err := n.loadClusterTLS()
+	mux, err := n.clusterMux(ln)
 	if err != nil {
 		ln.Close()
 		srv.Close()
 		return err
 	}
-	serveLn := n.clusterListener(ln)
-	if ct != nil {
-		serveLn = tls.NewListener(serveLn, ct.server)
+	rpcLn, err := mux.Listen(wire.ProtoRPC)
+	if err != nil {
+		mux.Close()
+		srv.Close()
+		return err
 	}
 	n.mu.Lock()
-	n.rpc, n.rpcLn = srv, ln
+	n.rpc, n.rpcLn, n.mux = srv, ln, mux
 	n.mu.Unlock()
-	g.goFunc(func() { srv.Serve(serveLn) })
-	n.log.Info("cluster RPC listening", "addr", ln.Addr().String())
+	g.goFunc(func() { mux.Serve() })
+	g.goFunc(func() { srv.Serve(rpcLn) })
+	n.log.Info("cluster port listening", "addr", ln.Addr().String(), "raft", n.cfg.Replicated() && n.cfg.RaftShared(),
+		"tls", n.cfg.ClusterTLS != nil)
 	return nil
 }
 
+// clusterMux puts Options.Network's wrap and the cluster's TLS over ln
+// and returns the Mux that shares it.
+func (n *Node) clusterMux(ln net.Listener) (*wire.Mux, error) {
+	ct, err := n.loadClusterTLS()
+	if err != nil {
+		return nil, err
+	}
+	l := n.wrapClusterListener(ln, ct)
+	return wire.NewMux(l, wire.MuxConfig{Logger: n.log.With("part", "cluster-port")})
+}
+
+// wrapClusterListener applies Options.Network (before TLS), then TLS.
+func (n *Node) wrapClusterListener(ln net.Listener, ct *clusterTLS) net.Listener {
+	ln = n.clusterListener(ln)
+	if ct != nil {
+		ln = tls.NewListener(ln, ct.server)
+	}
+	return ln
+}
+
+// stopRPC stops the RPC server and the cluster port (raft's side of it is
+// closed by raft, which stops first).
 func (n *Node) stopRPC() {
 	n.mu.Lock()
-	srv := n.rpc
-	n.rpc = nil
+	srv, mux := n.rpc, n.mux
+	n.rpc, n.mux = nil, nil
 	n.mu.Unlock()
 	if srv != nil {
 		srv.Close()
 	}
+	if mux != nil {
+		mux.Close()
+	}
+	n.rpcClient.Close()
 }
 
-// RPCAddr returns the bound cluster RPC address, or "".
+// RPCAddr returns the bound cluster port's address, or "".
 func (n *Node) RPCAddr() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -87,4 +125,105 @@ func (n *Node) RPCAddr() string {
 		return ""
 	}
 	return n.rpcLn.Addr().String()
+}
+
+// newClusterDial returns the function every cluster connection this node
+// opens goes through (RPC clients and raft): TCP, Options.Network's wrap
+// (clusterDial), then the cluster's TLS when it has one (dialCluster).
+func (n *Node) newClusterDial() (DialFunc, error) {
+	ct, err := n.loadClusterTLS()
+	if err != nil {
+		return nil, err
+	}
+	dial := n.clusterDial()
+	if ct == nil {
+		return dial, nil
+	}
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		return dialCluster(ctx, dial, addr, ct.client)
+	}, nil
+}
+
+// raftListen returns raft's listener: its side of the cluster port, or,
+// with raft_addr, a port of its own behind the same wrap and TLS.
+func (n *Node) raftListen() (net.Listener, error) {
+	if !n.cfg.RaftShared() {
+		ln, err := net.Listen("tcp", n.cfg.RaftAddr)
+		if err != nil {
+			return nil, err
+		}
+		ct, err := n.loadClusterTLS()
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		return n.wrapClusterListener(ln, ct), nil
+	}
+	n.mu.Lock()
+	mux := n.mux
+	n.mu.Unlock()
+	if mux == nil {
+		return nil, errors.New("the cluster port is not open")
+	}
+	ln, err := mux.Listen(wire.ProtoRaft)
+	if err != nil {
+		return nil, err
+	}
+	return protoByteListener{ln}, nil
+}
+
+// protoByteListener takes wire.ProtoRaft off the connections the Mux
+// hands to raft, which reads its own protocol from the next byte. The
+// byte is the one the Mux read already, so Accept does not wait on the
+// peer.
+type protoByteListener struct{ net.Listener }
+
+func (l protoByteListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err == nil && b[0] == wire.ProtoRaft {
+			return c, nil
+		}
+		c.Close()
+	}
+}
+
+// raftDial opens a raft connection: to a peer whose raft shares its
+// cluster port it sends wire.ProtoRaft first, so the peer's Mux hands it
+// to raft.
+func (n *Node) raftDial(ctx context.Context, addr string) (net.Conn, error) {
+	conn, err := n.dial(ctx, addr)
+	if err != nil || !n.raftSharesPort(addr) {
+		return conn, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetWriteDeadline(dl)
+	}
+	_, err = conn.Write([]byte{wire.ProtoRaft})
+	conn.SetWriteDeadline(time.Time{})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// raftSharesPort reports whether the raft address addr is a cluster port
+// (shared with RPC), from the member that gossips it: a peer with
+// raft_addr, or of a version before issue 13, has raft alone on its port
+// and must not get the protocol byte. A peer not known (yet) is taken to
+// be configured as this node is.
+func (n *Node) raftSharesPort(addr string) bool {
+	if mc := n.Members(); mc != nil {
+		for _, m := range mc.Members() {
+			if m.Meta.Addrs.Raft == addr {
+				return m.Meta.Addrs.Raft == m.Meta.Addrs.Cluster
+			}
+		}
+	}
+	return n.cfg.RaftShared()
 }

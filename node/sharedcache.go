@@ -2,9 +2,7 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -27,8 +25,6 @@ import (
 type cachePart struct {
 	c      *sharedcache.Cache
 	client *wire.Client
-	tls    *tls.Config // the cluster's client TLS, set before the first dial
-	dialer DialFunc    // to peers' cluster ports, before TLS
 
 	mu      sync.Mutex
 	stop    chan struct{}
@@ -41,8 +37,8 @@ type cachePart struct {
 // caps both tiers together (a sixteenth for the hot copies). It starts
 // nothing.
 func (n *Node) newCache(cfg *config.Node) (*cachePart, error) {
-	p := &cachePart{stop: make(chan struct{}), dialer: n.clusterDial()}
-	client, err := wire.NewClient(wire.ClientConfig{Dialer: wire.DialerFunc(p.dial), MaxIdleStreamConns: 64,
+	p := &cachePart{stop: make(chan struct{})}
+	client, err := wire.NewClient(wire.ClientConfig{Dialer: wire.DialerFunc(n.dial), MaxIdleStreamConns: 64,
 		Logger: n.log.With("part", "cache-rpc")})
 	if err != nil {
 		return nil, err
@@ -59,12 +55,6 @@ func (n *Node) newCache(cfg *config.Node) (*cachePart, error) {
 	p.c, p.client = c, client
 	n.reg.MustRegister(cacheCollector{c})
 	return p, nil
-}
-
-// dial connects to another node's cluster port, with the cluster's TLS
-// when it has one.
-func (p *cachePart) dial(ctx context.Context, addr string) (net.Conn, error) {
-	return dialCluster(ctx, p.dialer, addr, p.tls)
 }
 
 // fillForPeer fetches a key this node owns for another node, through
@@ -95,19 +85,6 @@ func (l localWithStats) Stats() cache.Stats {
 	st := l.c.Stats()
 	return cache.Stats{Objects: st.Local.Objects + st.Hot.Objects, Bytes: st.Local.Bytes + st.Hot.Bytes,
 		MaxBytes: st.Local.MaxBytes + st.Hot.MaxBytes, Evictions: st.Local.Evictions + st.Hot.Evictions}
-}
-
-// startCache gives the cache client the cluster's TLS, before the first
-// call to another node.
-func (n *Node) startCache() error {
-	ct, err := n.loadClusterTLS()
-	if err != nil {
-		return err
-	}
-	if ct != nil {
-		n.cache.tls = ct.client
-	}
-	return nil
 }
 
 // followCacheRing starts following the ring when the node gossips; the

@@ -275,10 +275,15 @@ func withSpan(r *http.Request, sp trace.Span) *http.Request {
 	return r.WithContext(trace.ContextWithSpan(r.Context(), sp))
 }
 
-// inject writes ctx's trace context into h, for a request this node sends
-// on (a forwarded config write).
-func (t *tracing) inject(ctx context.Context, h http.Header) {
-	if t.get() != nil {
-		t.prop.Inject(ctx, propagation.HeaderCarrier(h))
+// startForwardedConfigWrite begins the span of a config write the
+// follower from forwarded over the cluster RPC, under the RPC handler's
+// span, which carries the follower's trace context: both nodes' spans are
+// one trace.
+func (t *tracing) startForwardedConfigWrite(ctx context.Context, from string) (context.Context, trace.Span) {
+	tr := t.get()
+	if tr == nil {
+		return ctx, trace.SpanFromContext(context.Background()) // the no-op span
 	}
+	return tr.Start(ctx, "raft apply", trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(attribute.String("pingora.config.forwarded_by", from)))
 }

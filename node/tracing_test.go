@@ -226,7 +226,7 @@ func TestTraceOverWire(t *testing.T) {
 func TestConfigWriteSpan(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	up := origin(t, "a")
-	extra := "data_dir: " + t.TempDir() + "\nraft_addr: 127.0.0.1:0\nupgrade_socket: " + filepath.Join(t.TempDir(), "up.sock") + "\n"
+	extra := "data_dir: " + t.TempDir() + "\ncluster_addr: 127.0.0.1:0\nupgrade_socket: " + filepath.Join(t.TempDir(), "up.sock") + "\n"
 	n := startTracedNode(t, writeNodeFiles(t, "n1", extra, clusterFor(up)), exp, io.Discard)
 	waitUntil(t, "version 1", func() bool { c := n.Status().Config; return c != nil && c.Version == 1 })
 	const tr = "0af7651916cd43dd8448eb211c80319c"

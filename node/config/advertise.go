@@ -14,8 +14,9 @@ import (
 //
 //	port         bind setting      default bind              advertise override
 //	gossip       gossip_addr       bind_addr:7946 (join set) advertise_addr
-//	raft         raft_addr         bind_addr:7947 (data_dir) raft_advertise_addr
-//	cluster RPC  cluster_addr      none                      cluster_advertise_addr
+//	cluster      cluster_addr      bind_addr:7947 (a gossip  cluster_advertise_addr
+//	(RPC, raft)                    or raft node; else none)
+//	raft alone   raft_addr         none: raft shares cluster raft_advertise_addr
 //	admin        admin_addr        127.0.0.1:9090            admin_advertise_addr
 //	proxy        listeners[].addr  (required)                none
 //
@@ -163,7 +164,7 @@ func fixHint(field string) string {
 		return "set " + field + " to an address the other nodes reach, or leave it unset"
 	}
 	if field == "raft_addr" {
-		return "leave raft_addr unset (it binds bind_addr, by default the gossip address), or set it to an address the other nodes reach"
+		return "leave raft_addr unset (raft then shares cluster_addr), or set it to an address the other nodes reach"
 	}
 	return "set " + field + " to an address the other nodes reach (0.0.0.0 binds every address)"
 }

@@ -63,21 +63,26 @@ func nodeWith(t *testing.T, extra string) *Node {
 
 func TestDefaultAddresses(t *testing.T) {
 	t.Parallel()
-	cases := []struct{ name, extra, gossip, raft string }{
-		{"standalone raft stays on loopback", "data_dir: d\n", "", "127.0.0.1:7947"},
-		{"join binds every address", "join: [10.0.0.1:7946]\ndata_dir: d\nadmin_token: x\n", "0.0.0.0:7946", "0.0.0.0:7947"},
-		{"raft follows the gossip IP", "gossip_addr: 127.0.0.12:7946\ndata_dir: d\n", "127.0.0.12:7946", "127.0.0.12:7947"},
-		{"raft follows a v6 gossip IP", "gossip_addr: '[fd00::2]:7946'\ndata_dir: d\n", "[fd00::2]:7946", "[fd00::2]:7947"},
-		{"no host means every address", "gossip_addr: ':7946'\ndata_dir: d\n", ":7946", ":7947"},
-		{"bind_addr sets both", "bind_addr: 10.0.0.5\njoin: [10.0.0.1:7946]\ndata_dir: d\n", "10.0.0.5:7946", "10.0.0.5:7947"},
-		{"bind_addr under an explicit gossip_addr", "bind_addr: 10.0.0.5\ngossip_addr: 10.0.0.6:7000\ndata_dir: d\n", "10.0.0.6:7000", "10.0.0.5:7947"},
-		{"explicit raft_addr kept", "gossip_addr: 127.0.0.12:7946\nraft_addr: 127.0.0.12:8000\ndata_dir: d\n", "127.0.0.12:7946", "127.0.0.12:8000"},
+	cases := []struct{ name, extra, gossip, cluster, raft string }{
+		{"standalone raft stays on loopback", "data_dir: d\n", "", "127.0.0.1:7947", ""},
+		{"join binds every address", "join: [10.0.0.1:7946]\ndata_dir: d\nadmin_token: x\n", "0.0.0.0:7946", "0.0.0.0:7947", ""},
+		{"gossip alone opens the cluster port", "join: [10.0.0.1:7946]\n", "0.0.0.0:7946", "0.0.0.0:7947", ""},
+		{"cluster port follows the gossip IP", "gossip_addr: 127.0.0.12:7946\ndata_dir: d\n", "127.0.0.12:7946", "127.0.0.12:7947", ""},
+		{"cluster port follows a v6 gossip IP", "gossip_addr: '[fd00::2]:7946'\ndata_dir: d\n", "[fd00::2]:7946", "[fd00::2]:7947", ""},
+		{"no host means every address", "gossip_addr: ':7946'\ndata_dir: d\n", ":7946", ":7947", ""},
+		{"bind_addr sets both", "bind_addr: 10.0.0.5\njoin: [10.0.0.1:7946]\ndata_dir: d\n", "10.0.0.5:7946", "10.0.0.5:7947", ""},
+		{"bind_addr under an explicit gossip_addr", "bind_addr: 10.0.0.5\ngossip_addr: 10.0.0.6:7000\ndata_dir: d\n", "10.0.0.6:7000", "10.0.0.5:7947", ""},
+		{"explicit raft_addr: a port of its own", "gossip_addr: 127.0.0.12:7946\nraft_addr: 127.0.0.12:8000\ndata_dir: d\n", "127.0.0.12:7946", "127.0.0.12:7947", "127.0.0.12:8000"},
+		{"no gossip, no raft: no cluster port", "", "", "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			n := nodeWith(t, tc.extra)
-			if n.GossipAddr != tc.gossip || n.RaftAddr != tc.raft {
-				t.Fatalf("gossip %q raft %q; want %q %q", n.GossipAddr, n.RaftAddr, tc.gossip, tc.raft)
+			if n.GossipAddr != tc.gossip || n.ClusterAddr != tc.cluster || n.RaftAddr != tc.raft {
+				t.Fatalf("gossip %q cluster %q raft %q; want %q %q %q", n.GossipAddr, n.ClusterAddr, n.RaftAddr, tc.gossip, tc.cluster, tc.raft)
+			}
+			if n.RaftShared() != (tc.raft == "") {
+				t.Fatalf("RaftShared() = %v with raft_addr %q", n.RaftShared(), n.RaftAddr)
 			}
 		})
 	}
@@ -105,7 +110,7 @@ func TestResolveAdvertise(t *testing.T) {
 			"192.0.2.7:17946", bound{"[::]:7947", "", "", ""}, bound{"192.0.2.7:7947", "", "", ""}},
 		{"a specific bind keeps its IP", "join: [10.0.0.1:7946]\nadvertise_addr: 192.0.2.7\nraft_addr: 10.0.0.5:7947\ndata_dir: d\n", lan,
 			"192.0.2.7:7946", bound{"10.0.0.5:7947", "", "", ""}, bound{"10.0.0.5:7947", "", "", ""}},
-		{"per-port overrides", "join: [10.0.0.1:7946]\ndata_dir: d\nadmin_token: x\nraft_advertise_addr: 198.51.100.1:17947\nadmin_advertise_addr: admin.example:443\ncluster_addr: 0.0.0.0:7948\ncluster_advertise_addr: 198.51.100.1:17948\n", lan,
+		{"per-port overrides", "join: [10.0.0.1:7946]\ndata_dir: d\nadmin_token: x\nraft_addr: 0.0.0.0:7947\nraft_advertise_addr: 198.51.100.1:17947\nadmin_advertise_addr: admin.example:443\ncluster_addr: 0.0.0.0:7948\ncluster_advertise_addr: 198.51.100.1:17948\n", lan,
 			"10.0.0.5:7946", bound{"[::]:7947", "[::]:7948", "127.0.0.1:9090", ""}, bound{"198.51.100.1:17947", "198.51.100.1:17948", "admin.example:443", ""}},
 		{"gossip port 0 stays 0 (the bound port)", "gossip_addr: 127.0.0.1:0\n", Host{},
 			"127.0.0.1:0", bound{}, bound{}},
@@ -149,13 +154,14 @@ func TestRefusesUnreachable(t *testing.T) {
 			`raft_addr: 127.0.0.1:7947 is a loopback address, but the other nodes reach this node at 10.0.0.5`},
 		{"loopback cluster RPC", "join: [10.0.0.1:7946]\ncluster_addr: 127.0.0.1:7948\n",
 			`cluster_addr: 127.0.0.1:7948 is a loopback address, but the other nodes reach this node on this host's private address (gossip_addr 0.0.0.0:7946 binds every address), so they could not reach its cluster RPC; set cluster_addr to an address the other nodes reach`},
-		{"loopback raft advertise override", "join: [10.0.0.1:7946]\ndata_dir: d\nraft_advertise_addr: 127.0.0.1:7947\n",
+		{"loopback raft advertise override", "join: [10.0.0.1:7946]\ndata_dir: d\nraft_addr: 0.0.0.0:7947\nraft_advertise_addr: 127.0.0.1:7947\n",
 			`raft_advertise_addr: 127.0.0.1:7947 is a loopback address`},
 		{"loopback admin advertise override", "join: [10.0.0.1:7946]\nadmin_advertise_addr: '[::1]:9090'\n",
 			`admin_advertise_addr: [::1]:9090 is a loopback address, but the other nodes reach this node on this host's private address (gossip_addr 0.0.0.0:7946 binds every address), so they could not reach its admin API; set admin_advertise_addr to an address the other nodes reach, or leave it unset`},
 		{"wildcard advertise", "join: [10.0.0.1:7946]\nadvertise_addr: 0.0.0.0\n", `advertise_addr: "0.0.0.0" is a wildcard address`},
 		{"name as advertise", "join: [10.0.0.1:7946]\nadvertise_addr: node1.example\n", `advertise_addr: "node1.example": "node1.example" is not an IP address`},
-		{"wildcard raft advertise", "data_dir: d\nraft_advertise_addr: 0.0.0.0:7947\n", `raft_advertise_addr: "0.0.0.0:7947": name the host and port`},
+		{"raft advertise without raft_addr", "data_dir: d\nraft_advertise_addr: 10.0.0.5:7947\n", `raft_advertise_addr: raft shares the cluster port`},
+		{"wildcard raft advertise", "data_dir: d\nraft_addr: 127.0.0.1:7947\nraft_advertise_addr: 0.0.0.0:7947\n", `raft_advertise_addr: "0.0.0.0:7947": name the host and port`},
 		{"bind_addr with a port", "bind_addr: 10.0.0.5:7946\n", `bind_addr: "10.0.0.5:7946" is not an IP address`},
 		{"gossip on a name", "gossip_addr: node1.example:7946\n", `gossip_addr: "node1.example:7946": "node1.example" is not an IP address`},
 	}

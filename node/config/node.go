@@ -56,7 +56,8 @@ type Node struct {
 	// node file can serve every node.
 	Join []string `yaml:"join"`
 	// BindAddr is the IP the cluster ports bind to when their own setting
-	// is unset: gossip (port 7946) and raft (7947) (default: GossipAddr's
+	// is unset: gossip (port 7946) and the cluster port (7947, RPC and
+	// raft) (default: GossipAddr's
 	// IP; else 0.0.0.0 when Join is set, 127.0.0.1 otherwise).
 	BindAddr string `yaml:"bind_addr"`
 	// GossipAddr is the gossip "ip:port", TCP and UDP (default
@@ -67,10 +68,13 @@ type Node struct {
 	// port bound to all addresses (default: GossipAddr's IP, or the host's
 	// private IP when gossip binds 0.0.0.0). See advertise.go.
 	AdvertiseAddr string `yaml:"advertise_addr"`
-	// ClusterAddr is the node-to-node RPC "host:port" (default none).
+	// ClusterAddr is the cluster port, "host:port": node-to-node RPC and,
+	// unless RaftAddr gives it a port of its own, raft, told apart by
+	// their first byte (default BindAddr:7947 when the node gossips or
+	// replicates its config; else none).
 	ClusterAddr string `yaml:"cluster_addr"`
-	// ClusterAdvertiseAddr is the cluster RPC "host:port" the others dial
-	// (default: from ClusterAddr, as for every port).
+	// ClusterAdvertiseAddr is the cluster port's "host:port" the others
+	// dial (default: from ClusterAddr, as for every port).
 	ClusterAdvertiseAddr string `yaml:"cluster_advertise_addr"`
 	// ClusterName is gossiped as the memberlist label: nodes of another
 	// cluster cannot join (default "pingora").
@@ -95,10 +99,11 @@ type Node struct {
 	// config replicated with raft instead of read from ClusterConfig, which
 	// then only seeds a new cluster (default "": no raft).
 	DataDir string `yaml:"data_dir"`
-	// RaftAddr is the raft TCP "host:port" (default BindAddr:7947).
+	// RaftAddr gives raft a TCP port of its own, "host:port", as before
+	// issue 13 (default none: raft shares ClusterAddr).
 	RaftAddr string `yaml:"raft_addr"`
-	// RaftAdvertiseAddr is the raft "host:port" the others dial (default:
-	// from RaftAddr, as for every port).
+	// RaftAdvertiseAddr is the raft "host:port" the others dial; only with
+	// RaftAddr (default: from RaftAddr, as for every port).
 	RaftAdvertiseAddr string `yaml:"raft_advertise_addr"`
 	// BootstrapExpect is how many servers form a new cluster together
 	// (default 1 without join: a single-node cluster at once; 0 with join:
@@ -258,9 +263,16 @@ func (n *Node) applyDefaults() {
 	if len(n.Join) > 0 && n.GossipAddr == "" {
 		n.GossipAddr = net.JoinHostPort(bind, "7946")
 	}
-	if n.DataDir != "" && n.RaftAddr == "" {
-		n.RaftAddr = net.JoinHostPort(bind, "7947")
+	if (n.Clustered() || n.Replicated()) && n.ClusterAddr == "" {
+		n.ClusterAddr = net.JoinHostPort(bind, "7947")
 	}
+}
+
+// RaftShared reports whether raft shares the cluster port: RaftAddr is
+// unset, or the same address as ClusterAddr (not port 0, which picks two).
+func (n *Node) RaftShared() bool {
+	_, port, _ := net.SplitHostPort(n.RaftAddr)
+	return n.RaftAddr == "" || n.RaftAddr == n.ClusterAddr && port != "0"
 }
 
 // Bootstrap returns how many servers bootstrap a new raft cluster: the
@@ -388,6 +400,9 @@ func (n *Node) validateCluster(e *errs) {
 		if err := checkHostPort(n.RaftAddr); err != nil {
 			e.add("raft_addr", "%v", err)
 		}
+	}
+	if n.RaftAdvertiseAddr != "" && n.RaftShared() {
+		e.add("raft_advertise_addr", "raft shares the cluster port (raft_addr is unset), which is advertised at cluster_advertise_addr: set that instead, or set raft_addr to give raft a port of its own")
 	}
 	if n.DataDir != "" && n.AdminToken == "" && !loopbackAddr(n.AdminAddr) {
 		e.add("admin_token", "required when admin_addr %q is reachable beyond loopback and the config is replicated (data_dir): config writes need a bearer token", n.AdminAddr)
