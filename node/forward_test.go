@@ -40,7 +40,9 @@ func (rn *refusingNetwork) ClusterDial(d DialFunc) DialFunc {
 	}
 }
 
-func (rn *refusingNetwork) Gossip(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport { return t }
+func (rn *refusingNetwork) Gossip(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
+	return t
+}
 
 type countingListener struct {
 	net.Listener
