@@ -212,6 +212,25 @@ func testForwardOverWire(t *testing.T, ca *testCA) {
 		t.Fatalf("a bad document on the follower: %d %s", code, body)
 	}
 
+	// The calls are on /metrics: the leader's as a server, the follower's
+	// as a client.
+	for _, m := range []struct {
+		n    *Node
+		line string
+	}{
+		{leader, `pingora_wire_server_calls_total{method="node.config.put"} 4`},
+		{leader, `pingora_wire_server_errors_total{code="handler",method="node.config.put"} 0`},
+		{leader, `pingora_wire_mux_connections_total `},
+		{follower, `pingora_wire_client_calls_total{method="node.config.put"} 5`},
+		{follower, `pingora_wire_client_errors_total{code="peer_gone",method="node.config.put"} 1`},
+		{follower, `pingora_wire_client_call_duration_seconds_count{method="node.force_leave"} 1`},
+		{follower, `pingora_membership_dropped_total{what="event"} `},
+	} {
+		if _, page := get(t, "http://"+m.n.AdminAddr()+"/metrics"); !strings.Contains(page, m.line) {
+			t.Errorf("%s /metrics lacks %q", m.n.cfg.Name, m.line)
+		}
+	}
+
 	code, body, _ = sendH(t, "POST", fadmin+"/v1/leave", "", nil)
 	if code != 200 || !strings.Contains(body, `"raft": "removed"`) {
 		t.Fatalf("leave on the follower: %d %s", code, body)

@@ -169,6 +169,9 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	if n.limits, err = n.newLimits(); err != nil {
 		return nil, err
 	}
+	if err := n.registerClusterMetrics(); err != nil {
+		return nil, fmt.Errorf("cluster metrics: %w", err)
+	}
 	pc.Limiter = limitHook{n.limits.l}
 	pc.Metrics = n.reg
 	pc.ErrorLog = n.log.With("part", "proxy")

@@ -31,6 +31,17 @@ var classNames = [numClasses]string{
 	"peer_gone", "canceled", "local",
 }
 
+// ErrorClasses returns the classes MethodStats.Errors may count on a
+// server (the Code names) or on a client (those, and "peer_gone",
+// "canceled", "local"), so an exporter can report each as zero before it
+// first happens.
+func ErrorClasses(client bool) []string {
+	if client {
+		return slices.Clone(classNames[:])
+	}
+	return slices.Clone(classNames[:numCodes])
+}
+
 // Histogram is a snapshot of a latency histogram. Counts[i] counts calls
 // that took at most Bounds[i] (and more than Bounds[i-1]); the last count,
 // Counts[len(Bounds)], is for calls slower than every bound.

@@ -1,6 +1,8 @@
 package wireprom
 
 import (
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pingora-go/pingora-go/wire"
@@ -30,6 +32,7 @@ var _ prometheus.Collector = (*Collector)(nil)
 // sideDescs are the per-method metrics both sides export.
 type sideDescs struct {
 	calls, errors, bytes, inFlight, duration *prometheus.Desc
+	classes                                  []string // error classes, each exported from zero
 }
 
 func newSideDescs(side string) sideDescs {
@@ -40,6 +43,7 @@ func newSideDescs(side string) sideDescs {
 		bytes:    prometheus.NewDesc(name("bytes_total"), "Body bytes of "+side+" calls, by method and direction (sent, received).", []string{"method", "direction"}, nil),
 		inFlight: prometheus.NewDesc(name("in_flight"), "Calls started and not finished, by method.", []string{"method"}, nil),
 		duration: prometheus.NewDesc(name("call_duration_seconds"), "Time to a call's answer (a stream's first frame), by method.", []string{"method"}, nil),
+		classes:  wire.ErrorClasses(side == "client"),
 	}
 }
 
@@ -110,8 +114,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 func (s sideDescs) collect(ch chan<- prometheus.Metric, methods []wire.MethodStats) {
 	for _, m := range methods {
 		counter(ch, s.calls, m.Calls, m.Method)
+		for _, code := range s.classes {
+			counter(ch, s.errors, m.Errors[code], m.Method, code)
+		}
 		for code, n := range m.Errors {
-			counter(ch, s.errors, n, m.Method, code)
+			if !slices.Contains(s.classes, code) { // a class this version does not know
+				counter(ch, s.errors, n, m.Method, code)
+			}
 		}
 		counter(ch, s.bytes, m.BytesSent, m.Method, "sent")
 		counter(ch, s.bytes, m.BytesReceived, m.Method, "received")

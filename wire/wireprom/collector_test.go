@@ -45,6 +45,7 @@ pingora_wire_server_call_duration_seconds_count{method="cache.get"} 2
 # HELP pingora_wire_server_errors_total Failed server calls, by method and error code.
 # TYPE pingora_wire_server_errors_total counter
 pingora_wire_server_errors_total{code="not_owner",method="cache.get"} 2
+pingora_wire_server_errors_total{code="deadline",method="cache.get"} 0
 # HELP pingora_wire_server_bytes_total Body bytes of server calls, by method and direction (sent, received).
 # TYPE pingora_wire_server_bytes_total counter
 pingora_wire_server_bytes_total{direction="received",method="cache.get"} 40
