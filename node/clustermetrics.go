@@ -27,21 +27,25 @@ func (n *Node) registerClusterMetrics() error {
 	})
 }
 
+// rpcParts returns the RPC server and the cluster port's Mux (nil when
+// the node does not run them).
+func (n *Node) rpcParts() (*wire.Server, *wire.Mux) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.rpc, n.mux
+}
+
 type rpcServerSource struct{ n *Node }
 
 func (s rpcServerSource) Stats() wire.ServerStats {
-	s.n.mu.Lock()
-	srv := s.n.rpc
-	s.n.mu.Unlock()
+	srv, _ := s.n.rpcParts()
 	return srv.Stats() // zeros when nil
 }
 
 type muxSource struct{ n *Node }
 
 func (s muxSource) Stats() wire.MuxStats {
-	s.n.mu.Lock()
-	mux := s.n.mux
-	s.n.mu.Unlock()
+	_, mux := s.n.rpcParts()
 	return mux.Stats() // zeros when nil
 }
 

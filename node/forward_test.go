@@ -123,9 +123,7 @@ func waitServerCalls(t *testing.T, n *Node, method string, want uint64) {
 }
 
 func serverCalls(n *Node, method string) uint64 {
-	n.mu.Lock()
-	srv := n.rpc
-	n.mu.Unlock()
+	srv, _ := n.rpcParts()
 	for _, m := range srv.Stats().Methods {
 		if m.Method == method {
 			return m.Calls

@@ -72,9 +72,44 @@ func scrapeRunningNode(t *testing.T) seriesSet {
 	if err := os.WriteFile(cluster, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	proxy, admin := freeAddr(t), freeAddr(t)
+	proxy, admin, gossip := freeAddr(t), freeAddr(t), freeAddr(t)
+	// A cluster of two (gossip, raft on one cluster port), so that the
+	// cluster RPC and membership series exist: dash leads; a write sent to
+	// dash2 reaches it over the cluster RPC.
+	runNode(t, bin, "--name", "dash", "--listen", proxy, "--admin-addr", admin, "--cluster-config", cluster,
+		"--gossip-addr", gossip, "--gossip-profile", "fast", "--cluster-addr", freeAddr(t), "--data-dir", filepath.Join(dir, "dash"))
+	admin2 := freeAddr(t)
+	runNode(t, bin, "--name", "dash2", "--listen", freeAddr(t), "--admin-addr", admin2, "--cluster-config", cluster,
+		"--gossip-addr", freeAddr(t), "--gossip-profile", "fast", "--cluster-addr", freeAddr(t), "--data-dir", filepath.Join(dir, "dash2"),
+		"--join", gossip)
+	base := "http://" + admin
+	waitFor(t, "the node is ready", func() bool { return get(base+"/readyz") == http.StatusOK })
+	for _, path := range []string{"/", "/a", "/dead/x", "/cached/a", "/cached/a", "/cached/nostore", "/limited/a", "/limited/a"} {
+		get("http://" + proxy + path)
+	}
+	malformed(t, proxy)
+	lockWait(t, proxy, base, o)
+	waitFor(t, "a write sent to dash2 answered by dash over the cluster RPC", func() bool {
+		return put("http://"+admin2+"/v1/config", doc) == http.StatusOK
+	})
+	var series seriesSet
+	waitFor(t, "the lazily created series", func() bool {
+		series = scrape(t, base+"/metrics")
+		return len(series["pingora_upstream_health_transitions_total"]) > 0 && len(series["pingora_cache_uncacheable_total"]) > 0 &&
+			len(series["pingora_upstream_errors_total"]) > 0 && len(series["pingora_downstream_rejected_total"]) > 0 &&
+			len(series["pingora_ratelimit_decisions_total"]) > 1 && len(series["pingora_wire_server_calls_total"]) > 0
+	})
+	for name, sets := range scrape(t, "http://"+admin2+"/metrics") { // the client side of the calls
+		series[name] = append(series[name], sets...)
+	}
+	return series
+}
+
+// runNode runs pingora-node with args until the test ends.
+func runNode(t *testing.T, bin string, args ...string) {
+	t.Helper()
 	var logs bytes.Buffer
-	cmd := exec.Command(bin, "run", "--name", "dash", "--listen", proxy, "--admin-addr", admin, "--cluster-config", cluster)
+	cmd := exec.Command(bin, append([]string{"run"}, args...)...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -83,24 +118,21 @@ func scrapeRunningNode(t *testing.T) seriesSet {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 		if t.Failed() {
-			t.Logf("node output:\n%s", logs.String())
+			t.Logf("%s output:\n%s", args[1], logs.String())
 		}
 	})
-	base := "http://" + admin
-	waitFor(t, "the node is ready", func() bool { return get(base+"/readyz") == http.StatusOK })
-	for _, path := range []string{"/", "/a", "/dead/x", "/cached/a", "/cached/a", "/cached/nostore", "/limited/a", "/limited/a"} {
-		get("http://" + proxy + path)
+}
+
+// put returns the status of a PUT of body, or 0 when it fails.
+func put(url, body string) int {
+	req, _ := http.NewRequest("PUT", url, strings.NewReader(body))
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0
 	}
-	malformed(t, proxy)
-	lockWait(t, proxy, base, o)
-	var series seriesSet
-	waitFor(t, "the lazily created series", func() bool {
-		series = scrape(t, base+"/metrics")
-		return len(series["pingora_upstream_health_transitions_total"]) > 0 && len(series["pingora_cache_uncacheable_total"]) > 0 &&
-			len(series["pingora_upstream_errors_total"]) > 0 && len(series["pingora_downstream_rejected_total"]) > 0 &&
-			len(series["pingora_ratelimit_decisions_total"]) > 1
-	})
-	return series
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // origin answers "ok"; under /cached/ with max-age=60 (no-store for
