@@ -106,3 +106,12 @@ func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	defer cancel()
 	return l.dial(ctx, string(address))
 }
+
+// FirstBytes returns the bytes a raft connection opens with when its
+// dialer sends no protocol byte of its own: raft's network transport
+// starts with a message type (hashicorp/raft's rpcAppendEntries to
+// rpcRequestPreVote). A caller that shares raft's port by first byte
+// routes these to raft too, so a peer that dials raft plainly (one with
+// raft on a port of its own, or of a version before the port was shared)
+// still reaches it.
+func FirstBytes() []byte { return []byte{0, 1, 2, 3, 4} }

@@ -56,19 +56,21 @@ func (ca *testCA) issue(t *testing.T, name string) string {
 }
 
 // TestClusterTLS: two nodes replicate their config over mutually
-// authenticated TLS, with raft on the cluster port and on a port of its
-// own (raft_addr); a client without a certificate, or with one from
+// authenticated TLS, with raft on the cluster port, on a port of its own
+// (raft_addr), and one node of each kind (each dials the other's raft as
+// the other gossips it); a client without a certificate, or with one from
 // another CA, is refused on the raft and RPC ports.
 func TestClusterTLS(t *testing.T) {
-	for name, raftAddr := range map[string]string{"one cluster port": "", "raft_addr": "raft_addr: 127.0.0.1:0\n"} {
+	own := "raft_addr: 127.0.0.1:0\n"
+	for name, raftAddr := range map[string][2]string{"one cluster port": {"", ""}, "raft_addr": {own, own}, "mixed": {"", own}} {
 		t.Run(name, func(t *testing.T) { testClusterTLS(t, raftAddr) })
 	}
 }
 
-func testClusterTLS(t *testing.T, raftAddr string) {
+func testClusterTLS(t *testing.T, raftAddr [2]string) {
 	ca, other := newClusterCA(t), newClusterCA(t)
 	a, b := origin(t, "a"), origin(t, "b")
-	start := func(name string, seeds ...string) *Node {
+	start := func(name string, raftAddr string, seeds ...string) *Node {
 		extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ngossip_profile: fast\n%scluster_addr: 127.0.0.1:0\ndata_dir: %s\nbootstrap_expect: 2\nupgrade_socket: %s/up.sock\n%s",
 			raftAddr, t.TempDir(), t.TempDir(), ca.issue(t, name))
 		if len(seeds) > 0 {
@@ -76,10 +78,12 @@ func testClusterTLS(t *testing.T, raftAddr string) {
 		}
 		return startNode(t, writeNodeFiles(t, name, extra, clusterFor(a)))
 	}
-	n1 := start("n1")
-	n2 := start("n2", n1.Members().Addr())
-	if shared := n1.Store().Addr() == n1.RPCAddr(); shared != (raftAddr == "") {
-		t.Fatalf("raft at %s, cluster port at %s", n1.Store().Addr(), n1.RPCAddr())
+	n1 := start("n1", raftAddr[0])
+	n2 := start("n2", raftAddr[1], n1.Members().Addr())
+	for i, n := range []*Node{n1, n2} {
+		if shared := n.Store().Addr() == n.RPCAddr(); shared != (raftAddr[i] == "") {
+			t.Fatalf("%s: raft at %s, cluster port at %s", n.cfg.Name, n.Store().Addr(), n.RPCAddr())
+		}
 	}
 	waitUntil(t, "both nodes on version 1", func() bool {
 		s1, s2 := n1.Status(), n2.Status()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/pingora-go/pingora-go/consensus"
 	"github.com/pingora-go/pingora-go/wire"
 )
 
@@ -165,7 +166,7 @@ func (n *Node) raftListen() (net.Listener, error) {
 	if mux == nil {
 		return nil, errors.New("the cluster port is not open")
 	}
-	ln, err := mux.Listen(wire.ProtoRaft)
+	ln, err := mux.Listen(wire.ProtoRaft, consensus.FirstBytes()...)
 	if err != nil {
 		return nil, err
 	}
@@ -173,9 +174,11 @@ func (n *Node) raftListen() (net.Listener, error) {
 }
 
 // protoByteListener takes wire.ProtoRaft off the connections the Mux
-// hands to raft, which reads its own protocol from the next byte. The
-// byte is the one the Mux read already, so Accept does not wait on the
-// peer.
+// hands to raft, which reads its own message type from the next byte; a
+// connection from a peer that sent no protocol byte (raft alone on its
+// port, or an older version) starts with the message type, which is kept.
+// The byte is the one the Mux read already, so Accept does not wait on
+// the peer.
 type protoByteListener struct{ net.Listener }
 
 func (l protoByteListener) Accept() (net.Conn, error) {
@@ -185,11 +188,31 @@ func (l protoByteListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		var b [1]byte
-		if _, err := io.ReadFull(c, b[:]); err == nil && b[0] == wire.ProtoRaft {
+		switch _, err := io.ReadFull(c, b[:]); {
+		case err != nil:
+			c.Close()
+		case b[0] == wire.ProtoRaft:
 			return c, nil
+		default:
+			return &replayConn{Conn: c, first: b[0]}, nil
 		}
-		c.Close()
 	}
+}
+
+// replayConn returns first, then reads the connection.
+type replayConn struct {
+	net.Conn
+	first  byte
+	played bool // first was returned; only raft's one reader reads
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if !c.played && len(p) > 0 {
+		c.played = true
+		p[0] = c.first
+		return 1, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // raftDial opens a raft connection: to a peer whose raft shares its

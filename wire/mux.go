@@ -78,19 +78,26 @@ func NewMux(l net.Listener, cfg MuxConfig) (*Mux, error) {
 	}, nil
 }
 
-// Listen returns the listener for connections whose first byte is proto.
-// Closing it refuses that protocol's connections from then on.
-func (m *Mux) Listen(proto byte) (net.Listener, error) {
+// Listen returns the listener for connections whose first byte is proto
+// or one of more (a protocol that has more than one first byte, such as
+// raft's own message types from a peer that sends no protocol byte).
+// Closing it refuses those connections from then on.
+func (m *Mux) Listen(proto byte, more ...byte) (net.Listener, error) {
+	protos := append([]byte{proto}, more...)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	switch {
-	case m.closed:
+	if m.closed {
 		return nil, ErrClosed
-	case m.subs[proto] != nil:
-		return nil, fmt.Errorf("wire: mux: protocol byte 0x%02x already has a listener", proto)
 	}
-	sl := &muxListener{m: m, proto: proto, ch: make(chan net.Conn), done: make(chan struct{})}
-	m.subs[proto] = sl
+	for _, p := range protos {
+		if m.subs[p] != nil {
+			return nil, fmt.Errorf("wire: mux: protocol byte 0x%02x already has a listener", p)
+		}
+	}
+	sl := &muxListener{m: m, protos: protos, ch: make(chan net.Conn), done: make(chan struct{})}
+	for _, p := range protos {
+		m.subs[p] = sl
+	}
 	return sl, nil
 }
 
@@ -201,11 +208,11 @@ func (m *Mux) Close() error {
 
 // muxListener is one protocol's listener on a Mux.
 type muxListener struct {
-	m     *Mux
-	proto byte
-	ch    chan net.Conn
-	once  sync.Once
-	done  chan struct{}
+	m      *Mux
+	protos []byte // the first bytes it takes; read-only
+	ch     chan net.Conn
+	once   sync.Once
+	done   chan struct{}
 }
 
 var _ net.Listener = (*muxListener)(nil)
@@ -234,7 +241,7 @@ func (l *muxListener) Accept() (net.Conn, error) {
 	case <-l.done:
 	case <-l.m.done:
 	}
-	return nil, fmt.Errorf("wire: mux listener 0x%02x: %w", l.proto, net.ErrClosed)
+	return nil, fmt.Errorf("wire: mux listener 0x%02x: %w", l.protos[0], net.ErrClosed)
 }
 
 // Close stops this protocol's connections; others are not affected.
@@ -242,8 +249,10 @@ func (l *muxListener) Close() error {
 	l.once.Do(func() {
 		close(l.done)
 		l.m.mu.Lock()
-		if l.m.subs[l.proto] == l {
-			delete(l.m.subs, l.proto)
+		for _, p := range l.protos {
+			if l.m.subs[p] == l {
+				delete(l.m.subs, p)
+			}
 		}
 		l.m.mu.Unlock()
 	})

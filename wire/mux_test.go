@@ -148,6 +148,45 @@ func TestMuxClosedProtocol(t *testing.T) {
 	}
 }
 
+// TestMuxSeveralBytes: one listener may take several first bytes (raft's
+// own message types, from a peer that sends no protocol byte); they are
+// all taken by it, unread, and all freed by its Close.
+func TestMuxSeveralBytes(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := muxed(t, l, wire.MuxConfig{})
+	multi, err := m.Listen(0x05, 0x06)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Listen(0x07, 0x06); err == nil {
+		t.Fatal("a byte taken by another listener was accepted")
+	}
+	go echoAll(multi)
+	for _, first := range []byte{0x05, 0x06} {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := []byte{first, 'x', 'y'}
+		c.Write(msg)
+		got := make([]byte, len(msg))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("byte 0x%02x: echo %q, %v; want %q", first, got, err, msg)
+		}
+		c.Close()
+	}
+	multi.Close()
+	again, err := m.Listen(0x06, 0x07)
+	if err != nil {
+		t.Fatalf("Listen after Close: %v", err)
+	}
+	again.Close()
+}
+
 // TestMuxOverTLS: with the Mux over a TLS listener, the first byte travels
 // inside TLS and wire works unchanged with a TLS dialer.
 func TestMuxOverTLS(t *testing.T) {
