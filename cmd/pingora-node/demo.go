@@ -18,11 +18,12 @@ import (
 	"github.com/pingora-go/pingora-go/node"
 )
 
-// cmdDemo runs a 3-node cluster (gossip + raft) and two sample upstreams
-// on loopback until Ctrl-C. Each node is its own process, so one can be
-// killed to watch the others notice.
+// cmdDemo runs a 3-node cluster (gossip, and RPC and raft on one cluster
+// port per node) and two sample upstreams on loopback until Ctrl-C. Each
+// node is its own process, so one can be killed to watch the others
+// notice.
 var demoCmd = command{name: "demo", args: "",
-	about: "Run a local cluster on loopback: 3 node processes (gossip + raft) and two sample upstreams,\n" +
+	about: "Run a local cluster on loopback: 3 node processes (gossip, one cluster port for RPC and raft)\nand two sample upstreams, " +
 		"printing the URLs to try. Ctrl-C stops it."}
 
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
@@ -335,11 +336,10 @@ gossip_addr: %[4]s
 gossip_profile: fast
 cluster_name: demo
 data_dir: %[1]s-data
-raft_addr: %[5]s
-cluster_addr: %[8]s
+cluster_addr: %[5]s
 bootstrap_expect: %[6]d
 %[7]supgrade_socket: %[1]s.sock
-`, n.name, n.admin, n.proxy, n.gossip, freeAddr("127.0.0.1:0"), demoNodes, join, freeAddr("127.0.0.1:0"))
+`, n.name, n.admin, n.proxy, n.gossip, freeAddr("127.0.0.1:0"), demoNodes, join)
 	path := filepath.Join(dir, n.name+".yaml")
 	if err := os.WriteFile(path, []byte(nodeFile), 0o644); err != nil {
 		return nil, err
@@ -363,7 +363,7 @@ bootstrap_expect: %[6]d
 }
 
 func printDemoHelp(w io.Writer, nodes []*demoNode, dir string) {
-	fmt.Fprintf(w, "pingora-node demo is running: %d node processes (gossip + raft), two sample upstreams, round robin.\nfiles and logs: %s\n\n", len(nodes), dir)
+	fmt.Fprintf(w, "pingora-node demo is running: %d node processes (gossip, and RPC and raft on one cluster port each), two sample upstreams, round robin.\nfiles and logs: %s\n\n", len(nodes), dir)
 	for _, n := range nodes {
 		fmt.Fprintf(w, "  %s  pid %-7d proxy http://%s  admin http://%s\n", n.name, n.cmd.Process.Pid, n.proxy, n.admin)
 	}
