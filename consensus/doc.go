@@ -18,7 +18,18 @@
 // network. (raft does not persist its commit index, so without this file a
 // node would replay its log only after rejoining a quorum. Entries and
 // snapshots at or below the persisted index are skipped, so nothing is
-// applied twice.) Start binds the transport and starts raft and the loops.
+// applied twice.) Start opens the transport and starts raft and the loops.
+//
+// # Transport
+//
+// raft's network transport runs over a listener and a dial function the
+// caller may give (Config.Listen, Config.Dial; default TCP on BindAddr),
+// consensus's own seam in place of raft's StreamLayer, so a caller needs no
+// raft import and can put raft behind TLS or share its port with other
+// protocols: node shares the cluster port with wire by first byte (issue
+// 13), and FirstBytes lists the bytes a plain raft connection opens with,
+// for such a caller to route. Config.Transport replaces it all (tests:
+// raft's in-memory transport).
 // Shutdown transfers leadership when this server leads a multi-voter
 // cluster, then stops; Close stops at once (a crash, for tests).
 //

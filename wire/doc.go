@@ -17,7 +17,12 @@
 // still unread. The bytes of the cluster port:
 //
 //	0xC7  ProtoRPC   wire (this package)
-//	0xC8  ProtoRaft  raft, through consensus's own stream layer
+//	0xC8  ProtoRaft  raft (node hands raft's side of the Mux to consensus
+//	                 as its listener; see node's package doc)
+//
+// Listen may take several bytes for one protocol: node also gives raft the
+// bytes raft's own messages start with, for peers that dial raft without
+// the protocol byte.
 //
 // HTTP and TLS never start with either. With TLS, the Mux sits over the
 // TLS listener, so the byte travels encrypted and every protocol on the
