@@ -13,7 +13,7 @@ COPY --chown=65532:65532 data/ /tmp/
 # Numeric: an empty image has no /etc/passwd to look a name up in.
 USER 65532:65532
 WORKDIR /data
-# proxy 8080, admin 9090, gossip 7946 (TCP and UDP), raft 7947.
+# proxy 8080, admin 9090, gossip 7946 (TCP and UDP), cluster 7947 (RPC and raft).
 EXPOSE 8080 9090 7946 7946/udp 7947
 # No HEALTHCHECK: the orchestrator probes /healthz and /readyz itself.
 ENTRYPOINT ["/pingora-node"]

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -229,7 +230,16 @@ func TestClusterShape(t *testing.T) {
 			t.Errorf("gossip %s port %d not declared", proto, gossip)
 		}
 	}
-	containerPort(t, c, intstr.FromInt32(port(t, n.RaftAddr)), corev1.ProtocolTCP)
+	// One cluster port (RPC and raft; issue 13), declared on the pod and
+	// on the peers Service; raft_addr, if set, too.
+	cluster := port(t, n.ClusterAddr)
+	containerPort(t, c, intstr.FromInt32(cluster), corev1.ProtocolTCP)
+	if !slices.ContainsFunc(peers.Spec.Ports, func(sp corev1.ServicePort) bool { return sp.Port == cluster }) {
+		t.Errorf("the peers Service lacks the cluster port %d", cluster)
+	}
+	if n.RaftAddr != "" {
+		containerPort(t, c, intstr.FromInt32(port(t, n.RaftAddr)), corev1.ProtocolTCP)
+	}
 	if len(m.pdbs) != 1 {
 		t.Fatalf("%d PodDisruptionBudgets, want 1", len(m.pdbs))
 	}
