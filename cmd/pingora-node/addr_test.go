@@ -154,7 +154,7 @@ func TestRunWithoutNodeFile(t *testing.T) {
 	dir := t.TempDir()
 	proxyAddr, admin := freePort(t), freePort(t)
 	runNode(t, nil, "--name", "n1", "--listen", proxyAddr, "--data-dir", filepath.Join(dir, "d1"),
-		"--admin-addr", admin, "--raft-addr", "127.0.0.1:0", "--upgrade-socket", filepath.Join(dir, "n1.sock"))
+		"--admin-addr", admin, "--cluster-addr", "127.0.0.1:0", "--upgrade-socket", filepath.Join(dir, "n1.sock"))
 	waitFor(t, "the node's admin API", func() bool { _, ok := nodeStatus(admin); return ok })
 	if resp, err := http.Get("http://" + admin + "/readyz"); err != nil || resp.StatusCode != 503 {
 		t.Fatalf("/readyz with no cluster config yet: %v %v", resp.StatusCode, err)

@@ -52,9 +52,9 @@ func newProcCluster(t *testing.T, o clusterOpts) []*proc {
 		p := &proc{name: fmt.Sprintf("n%d", i+1), admin: freePort(t), proxy: freePort(t)}
 		gossip := freePort(t)
 		body := fmt.Sprintf("name: %s\nadmin_addr: %s\nlisteners:\n  - {name: http, addr: %s, h2c: true}\ncluster_config: cluster.yaml\n"+
-			"gossip_addr: %s\ngossip_profile: %s\nupgrade_socket: %s.sock\ngrace_period: 5s\n", p.name, p.admin, p.proxy, gossip, o.profile, p.name)
+			"gossip_addr: %s\ngossip_profile: %s\nupgrade_socket: %s.sock\ngrace_period: 5s\ncluster_addr: %s\n", p.name, p.admin, p.proxy, gossip, o.profile, p.name, freePort(t))
 		if o.raft {
-			body += fmt.Sprintf("raft_addr: %s\ndata_dir: %s-data\nbootstrap_expect: %d\n", freePort(t), p.name, o.nodes)
+			body += fmt.Sprintf("data_dir: %s-data\nbootstrap_expect: %d\n", p.name, o.nodes)
 		}
 		if seed != "" {
 			body += "join: [" + seed + "]\n"

@@ -24,7 +24,7 @@ func TestConfigCommands(t *testing.T) {
 	}
 	a, b := origin("a"), origin("b")
 	d := newNodeDir(t, a, "")
-	d.extra = fmt.Sprintf("data_dir: data\nraft_addr: %s\n", freePort(t))
+	d.extra = fmt.Sprintf("data_dir: data\ncluster_addr: %s\n", freePort(t))
 	d.writeNode("")
 	cmd, _ := launch(t, d)
 	admin := "http://" + d.adminAddr

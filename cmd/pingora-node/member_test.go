@@ -51,7 +51,7 @@ func extraNode(t *testing.T, cluster []*proc, name, file, extra string) *proc {
 	dir := filepath.Dir(cluster[0].nodeFile)
 	p := &proc{name: name, admin: freePort(t), proxy: freePort(t), nodeFile: filepath.Join(dir, file+".yaml")}
 	body := fmt.Sprintf("name: %s\nadmin_addr: %s\nlisteners:\n  - {name: http, addr: %s}\ncluster_config: cluster.yaml\n"+
-		"gossip_addr: %s\nupgrade_socket: %s.sock\ngrace_period: 5s\n%s", name, p.admin, p.proxy, freePort(t), file, extra)
+		"gossip_addr: %s\nupgrade_socket: %s.sock\ngrace_period: 5s\ncluster_addr: %s\n%s", name, p.admin, p.proxy, freePort(t), file, freePort(t), extra)
 	if err := os.WriteFile(p.nodeFile, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}

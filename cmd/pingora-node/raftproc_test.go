@@ -78,7 +78,7 @@ listeners:
 cluster_config: cluster.yaml
 gossip_addr: %s
 gossip_profile: fast
-raft_addr: %s
+cluster_addr: %s
 data_dir: data
 upgrade_socket: up.sock
 log_level: info

@@ -370,7 +370,7 @@ func TestUpgradeWithClusterState(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	defer up.Close()
 	d := newNodeDir(t, up.Listener.Addr().String(), "")
-	d.extra = fmt.Sprintf("gossip_addr: %s\ngossip_profile: fast\ndata_dir: data\nraft_addr: %s\ncluster_addr: %s\n", freePort(t), freePort(t), freePort(t))
+	d.extra = fmt.Sprintf("gossip_addr: %s\ngossip_profile: fast\ndata_dir: data\ncluster_addr: %s\n", freePort(t), freePort(t))
 	d.writeNode("")
 	old, _ := launch(t, d)
 	base := "http://" + d.proxyAddr

@@ -45,8 +45,8 @@ build() { # quiet unless it fails (the legacy builder warns on every run)
 build node.Dockerfile "$PINGORA_NODE_IMAGE"
 build origin.Dockerfile "$PINGORA_ORIGIN_IMAGE"
 
-# Every node gets the same admin token (followers forward config writes to
-# the leader with it), also nodes added later by docker-compose alone.
+# Every node gets the same admin token (any node's admin API takes the
+# same client), also nodes added later by docker-compose alone.
 if [ -n "${PINGORA_ADMIN_TOKEN:-}" ] || [ ! -s "$here/admin.env" ]; then
   token=${PINGORA_ADMIN_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
   (umask 077 && printf 'PINGORA_ADMIN_TOKEN=%s\n' "$token" > "$here/admin.env")
