@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pingora-go/pingora-go/consensus"
 	"github.com/pingora-go/pingora-go/wire"
@@ -27,6 +28,11 @@ const (
 	rpcConfigGet  = "node.config.get" // a linearizable read
 	rpcForceLeave = "node.force_leave"
 )
+
+// forwardTimeout bounds a request sent on to the leader, the call and the
+// leader's work together; the deadline travels in the call, so the leader
+// stops when the follower does.
+const forwardTimeout = 10 * time.Second
 
 // rpcConfigPutReq is a PUT /v1/config sent on to the leader.
 type rpcConfigPutReq struct {
@@ -165,7 +171,9 @@ func (n *Node) forwardToLeader(w http.ResponseWriter, r *http.Request, body []by
 	default:
 		return false
 	}
-	a, cerr := n.callLeader(r.Context(), nl.LeaderID, method, req)
+	ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)
+	defer cancel()
+	a, cerr := n.callLeader(ctx, nl.LeaderID, method, req)
 	if cerr != nil {
 		a = adminAnswer{Status: http.StatusServiceUnavailable, Error: cerr.Error()}
 	}
