@@ -30,8 +30,8 @@ func TestLoad(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if n.Name != "pod-0" || n.GossipAddr != "0.0.0.0:7946" || n.RaftAddr != "0.0.0.0:7947" {
-					t.Fatalf("name %q gossip %q raft %q", n.Name, n.GossipAddr, n.RaftAddr)
+				if n.Name != "pod-0" || n.GossipAddr != "0.0.0.0:7946" || n.ClusterAddr != "0.0.0.0:7947" || n.RaftAddr != "" {
+					t.Fatalf("name %q gossip %q cluster %q raft %q", n.Name, n.GossipAddr, n.ClusterAddr, n.RaftAddr)
 				}
 				return
 			}
