@@ -86,7 +86,7 @@ func Start(t testing.TB, cfg Config) *Cluster {
 		if i > 0 {
 			seeds = []string{c.nodes[0].Node().Members().Addr()}
 		}
-		if err := nd.start(addrs{gossip: "127.0.0.1:0", raft: "127.0.0.1:0", cluster: "127.0.0.1:0", admin: "127.0.0.1:0", http: "127.0.0.1:0"}, seeds); err != nil {
+		if err := nd.start(addrs{gossip: "127.0.0.1:0", cluster: "127.0.0.1:0", admin: "127.0.0.1:0", http: "127.0.0.1:0"}, seeds); err != nil {
 			t.Fatalf("start %s: %v", nd.Name, err)
 		}
 		c.nodes = append(c.nodes, nd)
@@ -99,13 +99,13 @@ func Start(t testing.TB, cfg Config) *Cluster {
 	return c
 }
 
-// addrs are the addresses a node binds.
-type addrs struct{ gossip, raft, cluster, admin, http string }
+// addrs are the addresses a node binds; raft shares the cluster port.
+type addrs struct{ gossip, cluster, admin, http string }
 
 // start builds and starts the node on a, joining seeds.
 func (nd *Node) start(a addrs, seeds []string) error {
 	file := nd.sub + fmt.Sprintf("admin_addr: %s\nlisteners:\n  - name: http\n    addr: %s\n    h2c: true\n"+
-		"gossip_addr: %s\nraft_addr: %s\ncluster_addr: %s\n", a.admin, a.http, a.gossip, a.raft, a.cluster)
+		"gossip_addr: %s\ncluster_addr: %s\n", a.admin, a.http, a.gossip, a.cluster)
 	if len(seeds) > 0 {
 		js, _ := json.Marshal(seeds)
 		file += "join: " + string(js) + "\n"
@@ -135,7 +135,7 @@ func (nd *Node) start(a addrs, seeds []string) error {
 // bound returns the addresses the running node is bound to.
 func (nd *Node) bound() addrs {
 	n := nd.Node()
-	return addrs{gossip: n.Members().Addr(), raft: n.Store().Addr(), cluster: n.RPCAddr(), admin: n.AdminAddr(), http: n.ListenerAddrs()["http"]}
+	return addrs{gossip: n.Members().Addr(), cluster: n.RPCAddr(), admin: n.AdminAddr(), http: n.ListenerAddrs()["http"]}
 }
 
 // Node returns the running node.Node, or nil while the node is killed.
