@@ -82,6 +82,8 @@ type cacheHead struct {
 	vals []string
 	one  [slots][1]string
 	buf  []byte
+	// blocks holds the slices of a stored body sendHeld sends
+	blocks [][]byte
 }
 
 // Slots of cacheHead.one, one per field the cache sets.
@@ -192,13 +194,21 @@ func (s *Server[C]) serveCached(sess *Session, ctx C, obj cache.Object, meta *ca
 	if err := s.filterResponse(sess, resp); err != nil {
 		return err
 	}
-	if err := sess.ds.writeHead(resp); err != nil {
-		return classifyIO(err, Downstream)
-	}
-	sess.Status = resp.Status
-	if rd != nil {
-		if err := s.copyCached(sess, ctx, rd, n); err != nil {
+	if br, ok := rd.(cache.BlockReader); ok && obj.Len() >= 0 && s.ph.responseBody == nil {
+		// The whole body is held and no filter rewrites it: send it from
+		// the store's blocks, without copying it through a buffer.
+		if err := s.sendHeld(sess, resp, br, n); err != nil {
 			return err
+		}
+	} else {
+		if err := sess.ds.writeHead(resp); err != nil {
+			return classifyIO(err, Downstream)
+		}
+		sess.Status = resp.Status
+		if rd != nil {
+			if err := s.copyCached(sess, ctx, rd, n); err != nil {
+				return err
+			}
 		}
 	}
 	if err := sess.ds.finish(nil); err != nil {
@@ -255,6 +265,50 @@ func contentLength(h http.Header) int64 {
 		return -1
 	}
 	return n
+}
+
+// heldWriter is a downstream that sends a response whose body is held in
+// memory in a way of its own (HTTP/1.1: one gathered write of head and
+// body). The blocks are read-only and stay valid after the call.
+type heldWriter interface {
+	writeHeld(resp *ResponseHeader, blocks [][]byte) error
+}
+
+// sendHeld sends resp and n bytes (-1: all) of a body the store holds
+// whole in memory, from the store's blocks.
+func (s *Server[C]) sendHeld(sess *Session, resp *ResponseHeader, br cache.BlockReader, n int64) error {
+	hd := sess.head()
+	hd.blocks = br.Blocks(hd.blocks[:0], n)
+	defer func() {
+		clear(hd.blocks) // keep no stored block alive
+		hd.blocks = hd.blocks[:0]
+	}()
+	var size int64
+	for _, b := range hd.blocks {
+		size += int64(len(b))
+	}
+	var err error
+	if hw, ok := sess.ds.(heldWriter); ok {
+		err = hw.writeHeld(resp, hd.blocks)
+		sess.Status = resp.Status
+	} else {
+		if err := sess.ds.writeHead(resp); err != nil {
+			return classifyIO(err, Downstream)
+		}
+		sess.Status = resp.Status
+		for _, b := range hd.blocks {
+			if err = sess.ds.write(b); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		sess.ds.abort()
+		return classifyIO(err, Downstream)
+	}
+	sess.BytesOut += size
+	s.metrics.cache.bytesServed.Add(float64(size))
+	return nil
 }
 
 // copyCached streams n bytes of a stored body (-1: all) to the client

@@ -315,3 +315,58 @@ func TestCacheBackgroundRefreshClose(t *testing.T) {
 		t.Fatal("Close waited on a background refresh")
 	}
 }
+
+// TestCacheHitFromBlocks: a body stored in several blocks (its length
+// unknown while it was filled) is sent from the blocks on a hit, whole,
+// as a range across blocks, and for HEAD, over HTTP/1.1 (one gathered
+// write) and h2c, on reused connections.
+func TestCacheHitFromBlocks(t *testing.T) {
+	body := make([]byte, 300<<10)
+	for i := range body {
+		body[i] = byte(i * 7 / 5)
+	}
+	s := startCacheSetup(t, nil, func(_ int64, w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		for p := body; len(p) > 0; {
+			n := min(len(p), 10_000)
+			w.Write(p[:n])
+			w.(http.Flusher).Flush() // chunked: the store grows block by block
+			p = p[n:]
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		c    *http.Client
+	}{{"h1", h1Client()}, {"h2c", h2cClient()}} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := "http://" + s.addr + "/" + tc.name
+			for i := range 3 {
+				resp, b := s.do(t, tc.c, "GET", "/"+tc.name, nil)
+				if b != string(body) {
+					t.Fatalf("GET %d: %d bytes, Cache-Status %q: not the origin's body", i, len(b), cacheStatusOf(resp))
+				}
+				if i > 0 && !strings.HasPrefix(cacheStatusOf(resp), "hit") {
+					t.Fatalf("GET %d: Cache-Status %q, want a hit", i, cacheStatusOf(resp))
+				}
+			}
+			resp, b := s.do(t, tc.c, "GET", "/"+tc.name, h("Range", "bytes=70000-200000"))
+			if resp.StatusCode != http.StatusPartialContent || b != string(body[70000:200001]) {
+				t.Fatalf("range: %d, %d bytes", resp.StatusCode, len(b))
+			}
+			head, err := tc.c.Head(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			head.Body.Close()
+			if head.ContentLength != int64(len(body)) {
+				t.Fatalf("HEAD: length %d", head.ContentLength)
+			}
+			if _, b := s.do(t, tc.c, "GET", "/"+tc.name, nil); b != string(body) {
+				t.Fatalf("GET after HEAD on the same connection: %d bytes", len(b))
+			}
+			if n := s.origin.n.Load(); n > 2 {
+				t.Fatalf("origin requests %d, want one per listener", n)
+			}
+		})
+	}
+}

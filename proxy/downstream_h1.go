@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -47,6 +48,10 @@ type h1Downstream struct {
 	written   int64
 	keepAlive bool
 	broken    bool // the connection must close: framing is unknown
+	// writeHeld's list of buffers, reused, and the part of it not sent yet
+	// (a field: as a local it would escape to the heap)
+	iov [][]byte
+	out net.Buffers
 
 	// linger: the connection closes while the client may still be sending;
 	// close it with lingerClose
@@ -319,6 +324,16 @@ func (d *h1Downstream) errorCloses(code int) bool {
 // Content-Length when known, else chunked for HTTP/1.1, else read until
 // close.
 func (d *h1Downstream) writeHead(resp *ResponseHeader) error {
+	d.frame(resp)
+	d.dl.refreshWrite(d.c.nc, d.cfg.WriteIdleTimeout)
+	h1.WriteResponseHead(d.c.bw, d.req.Minor, resp.Status, resp.Header)
+	d.headSent = true
+	return nil
+}
+
+// frame chooses the body framing of resp and sets the fields that say it
+// (Content-Length, Transfer-Encoding, Connection).
+func (d *h1Downstream) frame(resp *ResponseHeader) {
 	h := resp.Header
 	st := resp.Status
 	d.noBody = d.req.Method == http.MethodHead || st == http.StatusNoContent || st == http.StatusNotModified || st < 200
@@ -351,10 +366,46 @@ func (d *h1Downstream) writeHead(resp *ResponseHeader) error {
 	} else if d.req.Minor == 0 {
 		h["Connection"] = keepAliveConn
 	}
+}
+
+// writeHeld sends the head and a body held in memory (see heldWriter).
+// Over plain TCP, with the body framed by its Content-Length and nothing
+// waiting in the connection's buffer, head and blocks go out in one
+// gathered write (writev) from where they are: the head is built in the
+// buffer's free space, and neither is copied into the buffer. Otherwise
+// they go through the buffer as writeHead and write send them.
+func (d *h1Downstream) writeHeld(resp *ResponseHeader, blocks [][]byte) error {
+	d.frame(resp)
+	var n int64
+	for _, b := range blocks {
+		n += int64(len(b))
+	}
+	bw := d.c.bw
+	if d.noBody || d.chunked || d.c.tls != nil || n != d.declared || bw.Buffered() > 0 {
+		d.dl.refreshWrite(d.c.nc, d.cfg.WriteIdleTimeout)
+		h1.WriteResponseHead(bw, d.req.Minor, resp.Status, resp.Header)
+		d.headSent = true
+		for _, b := range blocks {
+			if err := d.write(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// The head lives in bw's free space only until bw is written to again:
+	// it is sent before that, by the gathered write below.
+	head := h1.AppendResponseHead(bw.AvailableBuffer(), d.req.Minor, resp.Status, resp.Header)
+	d.iov = append(append(d.iov, head), blocks...)
+	d.headSent, d.written = true, d.written+n
 	d.dl.refreshWrite(d.c.nc, d.cfg.WriteIdleTimeout)
-	h1.WriteResponseHead(d.c.bw, d.req.Minor, st, h)
-	d.headSent = true
-	return nil
+	d.out = d.iov // WriteTo consumes d.out; d.iov keeps the backing array
+	_, err := d.out.WriteTo(d.c.nc)
+	clear(d.iov) // keep no stored block alive
+	d.iov, d.out = d.iov[:0], nil
+	if err != nil {
+		d.broken = true
+	}
+	return err
 }
 
 var (

@@ -503,3 +503,50 @@ func TestPipe(t *testing.T) {
 		t.Fatalf("a failed pipe read as %v", err)
 	}
 }
+
+// TestMemoryBlocks: a reader hands out the held bytes as slices of the
+// stored blocks, from its cursor, at most n of them, without waiting,
+// and a stored body's slices are the bytes read with Read.
+func TestMemoryBlocks(t *testing.T) {
+	m := newTestMemory(t, MemoryConfig{})
+	f := mustLock(t, m, "k")
+	if err := f.Start(testMeta(""), 0); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := m.Lookup(context.Background(), "k")
+	r, err := o.NewReader(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := r.(BlockReader)
+	if got := br.Blocks(nil, -1); len(got) != 0 {
+		t.Fatalf("nothing written: %d blocks", len(got))
+	}
+	body := make([]byte, 200<<10) // no length: blocks of 4, 8, ... 64 KiB
+	for i := range body {
+		body[i] = byte(i % 251)
+	}
+	f.Write(body[:5000])
+	if got := bytes.Join(br.Blocks(nil, 3000), nil); !bytes.Equal(got, body[:3000]) {
+		t.Fatalf("first 3000 bytes while filling: %d bytes, not the body", len(got))
+	}
+	if got := bytes.Join(br.Blocks(nil, -1), nil); !bytes.Equal(got, body[3000:5000]) {
+		t.Fatalf("the rest held while filling: %d bytes, not the body", len(got))
+	}
+	f.Write(body[5000:])
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := bytes.Join(br.Blocks(nil, -1), nil); !bytes.Equal(got, body[5000:]) {
+		t.Fatalf("after the commit: %d bytes, not the rest of the body", len(got))
+	}
+	o, _ = m.Lookup(context.Background(), "k")
+	r2, _ := o.NewReader(context.Background(), 70000)
+	blocks := r2.(BlockReader).Blocks(nil, 100000)
+	if len(blocks) < 2 || !bytes.Equal(bytes.Join(blocks, nil), body[70000:170000]) {
+		t.Fatalf("a range across blocks: %d blocks, not the body", len(blocks))
+	}
+	if b, _ := io.ReadAll(r2); !bytes.Equal(b, body[170000:]) {
+		t.Fatalf("Read after Blocks: %d bytes, not the rest", len(b))
+	}
+}

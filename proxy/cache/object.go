@@ -43,7 +43,10 @@ type memObject struct {
 	weight  int64         // set when stored
 }
 
-var _ Object = (*memObject)(nil)
+var (
+	_ Object      = (*memObject)(nil)
+	_ BlockReader = (*memReader)(nil)
+)
 
 func newMemObject(m *Meta, hint int64) *memObject {
 	return &memObject{meta: m, hint: hint, wake: make(chan struct{}), readers: map[*memReader]struct{}{}}
@@ -206,20 +209,62 @@ func (r *memReader) seek(off int64) {
 	}
 }
 
-// copyOut copies what is held from the cursor into p.
-func (r *memReader) copyOut(p []byte) int {
+// next returns the held bytes at the cursor, at most n of them, as a
+// slice of their block, and moves the cursor past them; nil when nothing
+// is held past it. It runs under o.mu or on a complete object.
+func (r *memReader) next(n int) []byte {
 	o := r.o
-	n := 0
-	for n < len(p) && r.off < o.size {
+	for n > 0 && r.off < o.size {
 		b := o.blocks[r.bi-o.dropped]
 		if r.bo >= len(b) {
 			r.bi, r.bo = r.bi+1, 0
 			continue
 		}
-		m := copy(p[n:], b[r.bo:])
-		n, r.bo, r.off = n+m, r.bo+m, r.off+int64(m)
+		b = b[r.bo:min(len(b), r.bo+n)]
+		r.bo, r.off = r.bo+len(b), r.off+int64(len(b))
+		return b[:len(b):len(b)]
+	}
+	return nil
+}
+
+// copyOut copies what is held from the cursor into p.
+func (r *memReader) copyOut(p []byte) int {
+	n := 0
+	for n < len(p) {
+		b := r.next(len(p) - n)
+		if b == nil {
+			break
+		}
+		n += copy(p[n:], b)
 	}
 	return n
+}
+
+// Blocks appends the held bytes from the cursor on, at most n (n < 0:
+// all), to dst as slices of the object's blocks. A block's bytes never
+// change once written (a write appends past them), and a block the relay
+// drops stays alive while a slice of it does.
+func (r *memReader) Blocks(dst [][]byte, n int64) [][]byte {
+	o := r.o
+	if !o.done.Load() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+	}
+	if r.err != nil {
+		return dst
+	}
+	if n < 0 || n > o.size-r.off {
+		n = o.size - r.off
+	}
+	for n > 0 {
+		b := r.next(int(min(n, math.MaxInt32)))
+		if b == nil {
+			break
+		}
+		dst = append(dst, b)
+		n -= int64(len(b))
+	}
+	return dst
 }
 
 // Read returns held bytes, waits for more while the fill runs, and fails

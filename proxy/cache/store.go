@@ -64,6 +64,21 @@ type Reader interface {
 	Buffered() int
 }
 
+// BlockReader is a Reader whose body is held in memory in blocks that
+// never change once written. A writer sends the blocks from where they
+// are, the response's head and body in one gathered write (writev),
+// instead of copying them through a buffer. The memory store's readers
+// are BlockReaders.
+type BlockReader interface {
+	Reader
+	// Blocks appends to dst the bytes held from the cursor on, at most n
+	// (n < 0: all of them), as slices of the stored blocks, and moves the
+	// cursor past them. It never waits: on an object still being filled it
+	// returns what is held so far. The caller must not change the bytes;
+	// they stay valid after Close.
+	Blocks(dst [][]byte, n int64) [][]byte
+}
+
 // Fill writes one object while readers may already read it. Its methods
 // are called from one goroutine. It has five methods, more than the usual
 // three, because it is an object's whole write side: the head, the body,

@@ -39,62 +39,58 @@ func WriteRequestHead(w *bufio.Writer, method, target, host string, h http.Heade
 
 // WriteResponseHead writes a status line for HTTP/1.minor and the fields of h.
 func WriteResponseHead(w *bufio.Writer, minor, status int, h http.Header) {
-	if minor == 0 {
-		w.WriteString("HTTP/1.0 ")
-	} else {
-		w.WriteString("HTTP/1.1 ")
-	}
-	if status >= 100 && status <= 999 { // always, from this package's callers
-		w.WriteByte(byte('0' + status/100))
-		w.WriteByte(byte('0' + status/10%10))
-		w.WriteByte(byte('0' + status%10))
-	} else {
-		w.WriteString(strconv.Itoa(status))
-	}
-	w.WriteByte(' ')
-	w.WriteString(http.StatusText(status))
-	w.WriteString("\r\n")
-	writeFields(w, h, "")
-	w.WriteString("\r\n")
+	w.Write(AppendResponseHead(w.AvailableBuffer(), minor, status, h))
 }
 
-// writeFields writes the fields of a response head or trailer section: a
-// field with an invalid name is skipped and a control byte in a value
+// AppendResponseHead appends the head WriteResponseHead writes to b: a
+// caller that sends the head and a body held in memory with one gathered
+// write (writev) builds the head with it.
+func AppendResponseHead(b []byte, minor, status int, h http.Header) []byte {
+	if minor == 0 {
+		b = append(b, "HTTP/1.0 "...)
+	} else {
+		b = append(b, "HTTP/1.1 "...)
+	}
+	if status >= 100 && status <= 999 { // always, from this package's callers
+		b = append(b, byte('0'+status/100), byte('0'+status/10%10), byte('0'+status%10))
+	} else {
+		b = strconv.AppendInt(b, int64(status), 10)
+	}
+	b = append(b, ' ')
+	b = append(b, http.StatusText(status)...)
+	b = append(b, "\r\n"...)
+	b = appendFields(b, h)
+	return append(b, "\r\n"...)
+}
+
+// appendFields appends the fields of a response head or trailer section:
+// a field with an invalid name is skipped and a control byte in a value
 // becomes a space, so what the upstream sent, or a hook set, can neither
 // split the message nor make it unreadable.
-func writeFields(w *bufio.Writer, h http.Header, skip string) {
+func appendFields(b []byte, h http.Header) []byte {
 	for k, vs := range h {
-		if k == skip || !isToken(k) {
+		if !isToken(k) {
 			continue
 		}
 		for _, v := range vs {
-			w.WriteString(k)
-			w.WriteString(": ")
-			writeValue(w, v)
-			w.WriteString("\r\n")
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = appendValue(b, v)
+			b = append(b, "\r\n"...)
 		}
 	}
+	return b
 }
 
-func writeValue(w *bufio.Writer, v string) {
-	clean := true
-	for i := 0; i < len(v); i++ {
-		if isCTL(v[i]) {
-			clean = false
-			break
+func appendValue(b []byte, v string) []byte {
+	i := len(b)
+	b = append(b, v...)
+	for ; i < len(b); i++ {
+		if isCTL(b[i]) {
+			b[i] = ' '
 		}
 	}
-	if clean {
-		w.WriteString(v)
-		return
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if isCTL(c) {
-			c = ' '
-		}
-		w.WriteByte(c)
-	}
+	return b
 }
 
 // ChunkWriter writes a chunked body. The zero value is not usable; set W.
@@ -124,8 +120,8 @@ func (c ChunkWriter) Write(p []byte) (int, error) {
 
 // Close writes the last chunk and the trailer fields, if any.
 func (c ChunkWriter) Close(trailer http.Header) error {
-	c.W.WriteString("0\r\n")
-	writeFields(c.W, trailer, "")
-	_, err := c.W.WriteString("\r\n")
+	b := append(c.W.AvailableBuffer(), "0\r\n"...)
+	b = appendFields(b, trailer)
+	_, err := c.W.Write(append(b, "\r\n"...))
 	return err
 }
