@@ -134,6 +134,102 @@ type wireMeta struct {
 	VaryFields     []string            `msgpack:"vf,omitempty"`
 }
 
+// EncodeMsgpack writes w as the map msgpack's reflection writes for it
+// (the same keys; a zero field left out or not makes no difference to a
+// reader), without reflection: an owner encodes the head of every object
+// it sends to another node, and the reflective encoding of the fields map
+// cost about 20 allocations per call. Decoding stays msgpack's own.
+func (w *wireMeta) EncodeMsgpack(e *msgpack.Encoder) error {
+	ints := []struct {
+		k    string
+		v    int64
+		omit bool
+	}{
+		{"s", int64(w.Status), false}, {"rq", w.RequestTime, false}, {"rs", w.ResponseTime, false},
+		{"f", int64(w.Fresh), false}, {"w", int64(w.SWR), w.SWR == 0}, {"e", int64(w.SIE), w.SIE == 0},
+	}
+	bools := []struct {
+		k string
+		v bool
+	}{{"mr", w.MustRevalidate}, {"nc", w.NoCache}}
+	n := 1 // "h"
+	for _, f := range ints {
+		n += b2i(!f.omit)
+	}
+	for _, f := range bools {
+		n += b2i(f.v)
+	}
+	n += b2i(w.VariantsID != "") + b2i(len(w.VaryFields) > 0)
+	ew := encodeErr{e: e}
+	ew.do(e.EncodeMapLen(n))
+	for _, f := range ints {
+		if !f.omit {
+			ew.do(e.EncodeString(f.k))
+			ew.do(e.EncodeInt(f.v))
+		}
+	}
+	for _, f := range bools {
+		if f.v {
+			ew.do(e.EncodeString(f.k))
+			ew.do(e.EncodeBool(true))
+		}
+	}
+	ew.do(e.EncodeString("h"))
+	ew.strings(w.Header)
+	if w.VariantsID != "" {
+		ew.do(e.EncodeString("vi"))
+		ew.do(e.EncodeString(w.VariantsID))
+	}
+	if len(w.VaryFields) > 0 { // omitempty, as reflection does
+		ew.do(e.EncodeString("vf"))
+		ew.list(w.VaryFields)
+	}
+	return ew.err
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// encodeErr writes through an Encoder and keeps its first error.
+type encodeErr struct {
+	e   *msgpack.Encoder
+	err error
+}
+
+func (w *encodeErr) do(err error) {
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+// strings writes a fields map as msgpack's reflection would.
+func (w *encodeErr) strings(h map[string][]string) {
+	if h == nil {
+		w.do(w.e.EncodeNil())
+		return
+	}
+	w.do(w.e.EncodeMapLen(len(h)))
+	for k, vs := range h {
+		w.do(w.e.EncodeString(k))
+		w.list(vs)
+	}
+}
+
+func (w *encodeErr) list(vs []string) {
+	if vs == nil {
+		w.do(w.e.EncodeNil())
+		return
+	}
+	w.do(w.e.EncodeArrayLen(len(vs)))
+	for _, v := range vs {
+		w.do(w.e.EncodeString(v))
+	}
+}
+
 func toWireMeta(m *cache.Meta) *wireMeta {
 	w := &wireMeta{Status: m.Status, Header: m.Header, RequestTime: m.RequestTime.UnixNano(), ResponseTime: m.ResponseTime.UnixNano(),
 		Fresh: m.Fresh, SWR: m.StaleWhileRevalidate, SIE: m.StaleIfError, MustRevalidate: m.MustRevalidate, NoCache: m.NoCache}
