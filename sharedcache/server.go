@@ -183,6 +183,22 @@ func (c *Cache) sendObject(ctx context.Context, w io.Writer, o cache.Object) err
 	if _, err := w.Write(b); err != nil {
 		return err
 	}
+	if br, ok := r.(cache.BlockReader); ok && o.Len() >= 0 {
+		// Complete and held in memory: the stream writes the stored
+		// blocks as they are (a frame header, then the block), without
+		// copying them through buf.
+		var n int64
+		for _, p := range br.Blocks(nil, -1) {
+			k, err := w.Write(p)
+			n += int64(k)
+			if err != nil {
+				c.st.bytesToPeers.Add(n)
+				return err
+			}
+		}
+		c.st.bytesToPeers.Add(n)
+		return nil
+	}
 	n, err := io.CopyBuffer(w, r, buf)
 	c.st.bytesToPeers.Add(n)
 	return err
