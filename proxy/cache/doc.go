@@ -13,6 +13,9 @@
 // reader gets an error instead of io.EOF). The engine puts the request
 // in the context of every Store call (WithRequest); a Pipe streams a body
 // that no store keeps; PrimaryKey places a Vary variant with its URL.
+// A reader whose body is held in memory is a BlockReader: the engine sends
+// a complete object's blocks to the client as they are stored (one writev
+// of head and body over HTTP/1.1), not a copy.
 //
 // Every rule takes the time as an argument, so tests run on a fake clock.
 // The package imports only clock from the module; it must never import
