@@ -9,11 +9,12 @@
 # chaos/results/SCENARIO.{json,md,png}; chaos/REPORT.md is then rebuilt
 # from every chaos/results/*.md. Exits 1 when an invariant failed.
 #
-#   chaos/run.sh all|SCENARIO... [--short] [--fast]
+#   chaos/run.sh all|SCENARIO... [--short] [--fast] [--out DIR]
 #   chaos/run.sh --list
 #
 # --short: shorter phases (CI); --fast: the nodes' gossip profile "fast"
-# (agreement goal 2 s instead of 5 s). Needs root (nsenter, iptables and tc
+# (agreement goal 2 s instead of 5 s); --out DIR: DIR/results and
+# DIR/REPORT.md instead of chaos/ (CI: a temporary directory). Needs root (nsenter, iptables and tc
 # in the containers' network namespaces), docker, docker-compose and Go;
 # installs gnuplot-nox (the timelines) with apt-get when missing. Without
 # docker, its daemon or docker-compose it prints SKIP and exits 0.
@@ -24,13 +25,16 @@
 # and its images at exit. iptables rules and netem qdiscs live in the
 # containers' namespaces and go with them.
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
 here=chaos
 
 skip() { echo "SKIP chaos/run.sh: $*"; exit 0; }
 args=() flags=()
-for a in "$@"; do
+while [ $# -gt 0 ]; do
+  a=$1; shift
   case $a in
+    --out) here=${1:?--out DIR}; shift; [[ $here == /* ]] || here=$caller/$here; mkdir -p "$here" ;;
     --short) flags+=(-short) ;;
     --fast) flags+=(-profile fast) ;;
     --list) go run ./chaos/runner -list; exit 0 ;;
