@@ -50,6 +50,15 @@ func (n *Node) registerConfigAPI(mux *http.ServeMux) {
 // with ?consistent=true a linearizable one through the leader.
 func (n *Node) getConfig(w http.ResponseWriter, r *http.Request) {
 	st := n.Store()
+	consistent := r.URL.Query().Get("consistent") == "true"
+	if st == nil && consistent && n.cfg.Replicated() {
+		// Raft is closed here (a hand-off to a successor, or a stop)
+		// while the admin API still answers: the applied config may be
+		// behind the cluster's, so it is no consistent read (chaos/
+		// findings.md: stale reads during a rolling upgrade).
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "raft is not running on this node (handing off or stopping): no consistent read here; retry or ask another node"})
+		return
+	}
 	if st == nil {
 		a := n.applied.Load()
 		if a == nil {
@@ -59,7 +68,7 @@ func (n *Node) getConfig(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, ConfigDoc{Version: a.Version, Hash: a.Hash, Time: a.AppliedAt, Content: string(a.content)})
 		return
 	}
-	if r.URL.Query().Get("consistent") == "true" {
+	if consistent {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		d, ok, err := st.GetConsistent(ctx, clusterDoc)
