@@ -45,7 +45,7 @@ func scenarios() []Scenario {
 		{Name: "oneway", Title: "one-way partition for 20 s: the leader reaches a follower, the follower cannot reach the leader",
 			Nodes: 3, Window: 3 * time.Second, Hold: 20 * time.Second,
 			Inject: (*Run).oneway, Heal: (*Run).healIptables},
-		{Name: "netem", Title: "30 % loss and 100 ms ± 50 ms delay on the leader's eth0 for 20 s (tc netem)",
+		{Name: "netem", Title: "30 % loss and 100 ms ± 50 ms delay on the leader's eth0 egress for 20 s (tc netem; without netem in the kernel: the loss only)",
 			Nodes: 3, Window: 3 * time.Second, Hold: 20 * time.Second,
 			Inject: (*Run).netem, Heal: (*Run).healNetem},
 		{Name: "churn", Title: "churn: scale 3 → 7 → 3 one node at a time (leave before each removal)",
@@ -342,6 +342,10 @@ func (r *Run) churn() error {
 	}
 	defer func() { r.Figure("churn_steps", steps) }()
 	for n := 4; n <= 7; n++ {
+		// A new node is faulted from the step's start until the nodes
+		// agree: until then it may answer 404 (no config yet, /readyz
+		// 503), as a load balancer probing /readyz would not see.
+		t0, added := r.Now(), ""
 		err := step(n, fmt.Sprintf("scale up to %d", n), func() error {
 			if err := r.C.Scale(r.ctx, n); err != nil {
 				return err
@@ -349,11 +353,12 @@ func (r *Run) churn() error {
 			r.Refresh()
 			for _, x := range r.Nodes() {
 				if x.Number == n {
-					r.FaultUntil(x.Name, "new node", r.Now(), r.Now()+60)
+					added = x.Name
 				}
 			}
 			return nil
 		})
+		r.FaultUntil(added, "joining", t0, r.Now())
 		if err != nil {
 			return err
 		}
