@@ -183,18 +183,30 @@ func (r *Run) Sleep(d time.Duration) {
 // WaitAgree polls until the running nodes agree or limit passes; it
 // returns the seconds it took, or -1.
 func (r *Run) WaitAgree(limit time.Duration) (float64, string) {
+	secs, why, _ := r.waitAgree(limit)
+	return secs, why
+}
+
+// waitAgree is WaitAgree that also returns each reason for disagreement
+// as it changed, with the seconds since the wait began.
+func (r *Run) waitAgree(limit time.Duration) (float64, string, []string) {
 	start := time.Now()
-	why := ""
+	why, last := "", ""
+	var trace []string
 	for time.Since(start) < limit && r.ctx.Err() == nil {
 		if err := r.Refresh(); err == nil {
 			var ok bool
 			if ok, why = agreement(r.ctx, r.Running()); ok {
-				return time.Since(start).Seconds(), why
+				return time.Since(start).Seconds(), why, trace
+			}
+			if why != last {
+				trace = append(trace, fmt.Sprintf("%.2f s: %s", time.Since(start).Seconds(), why))
+				last = why
 			}
 		}
 		r.Sleep(200 * time.Millisecond)
 	}
-	return -1, why
+	return -1, why, trace
 }
 
 func (r *Run) phase() time.Duration {
@@ -301,7 +313,8 @@ func (r *Run) exercise() {
 		}
 	}
 	r.healedAt = r.Now()
-	secs, why := r.WaitAgree(90 * time.Second)
+	secs, why, trace := r.waitAgree(90 * time.Second)
+	r.Figure("agree_trace", trace)
 	if secs >= 0 {
 		r.agreedAt = r.healedAt + secs
 		r.Event("agreement %.2f s after the heal: %s", secs, why)
@@ -309,11 +322,19 @@ func (r *Run) exercise() {
 		r.Event("no agreement within 90 s of the heal: %s", why)
 	}
 	r.Check(fmt.Sprintf("agreement after the heal within %s (members, ring digest, config version, leader)", r.agreeGoal),
-		secs >= 0 && secs <= r.agreeGoal.Seconds(), "%s", agreeDetail(secs, why))
+		secs >= 0 && secs <= r.agreeGoal.Seconds(), "%s%s", agreeDetail(secs, why), traceTail(trace, secs > r.agreeGoal.Seconds() || secs < 0))
 	r.Figure("agree_seconds", secs)
 	r.Sleep(r.phase())
 	stop()
 	wg.Wait()
+}
+
+// traceTail lists the last reasons the nodes did not agree, when asked.
+func traceTail(trace []string, show bool) string {
+	if !show || len(trace) == 0 {
+		return ""
+	}
+	return "; waited on: " + strings.Join(trace[max(0, len(trace)-3):], "; ")
 }
 
 func agreeDetail(secs float64, why string) string {
