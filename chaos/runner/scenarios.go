@@ -48,7 +48,7 @@ func scenarios() []Scenario {
 		{Name: "netem", Title: "30 % loss and 100 ms ± 50 ms delay on the leader's eth0 egress for 20 s (tc netem; without netem in the kernel: the loss only)",
 			Nodes: 3, Window: 3 * time.Second, Hold: 20 * time.Second,
 			Inject: (*Run).netem, Heal: (*Run).healNetem},
-		{Name: "churn", Title: "churn: scale 3 → 7 → 3 one node at a time (leave before each removal)",
+		{Name: "churn", Title: "scale 3 → 7 → 3 one node at a time (leave before each removal)",
 			Nodes: 3, Window: 3 * time.Second,
 			Inject: (*Run).churn},
 		{Name: "upgrade", Title: "rolling graceful upgrade: SIGUSR2 to each node in turn",
