@@ -87,9 +87,20 @@ func agreement(ctx context.Context, nodes []Node) (bool, string) {
 	}
 	sort.Strings(names)
 	want := strings.Join(names, ",")
+	// Every node's /status at once, so that they describe one moment.
+	sts, errs := make([]status, len(nodes)), make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sts[i], errs[i] = nodeStatus(ctx, n)
+		}()
+	}
+	wg.Wait()
 	var first string
-	for _, n := range nodes {
-		st, err := nodeStatus(ctx, n)
+	for i, n := range nodes {
+		st, err := sts[i], errs[i]
 		if err != nil {
 			return false, err.Error()
 		}

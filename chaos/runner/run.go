@@ -313,7 +313,11 @@ func (r *Run) exercise() {
 		}
 	}
 	r.healedAt = r.Now()
+	// Config writes pause while the agreement is measured (the config
+	// version would move under it), and resume after.
+	r.w.paused.Store(true)
 	secs, why, trace := r.waitAgree(90 * time.Second)
+	r.w.paused.Store(false)
 	r.Figure("agree_trace", trace)
 	if secs >= 0 {
 		r.agreedAt = r.healedAt + secs

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -70,6 +71,11 @@ type writer struct {
 	token string
 	init  regState
 
+	// paused stops new operations (while the runner measures agreement
+	// after the heal: a write landing between two nodes' /status would
+	// look like disagreement).
+	paused atomic.Bool
+
 	mu  sync.Mutex
 	ops []histOp
 	// Failed writes: refused before reaching a node (connection refused),
@@ -89,7 +95,7 @@ func (w *writer) run(ctx context.Context, r *Run, client int, write bool) {
 				live = append(live, n)
 			}
 		}
-		if len(live) > 0 {
+		if len(live) > 0 && !w.paused.Load() {
 			n := live[rand.IntN(len(live))]
 			if write {
 				seq++
