@@ -51,7 +51,7 @@ func scenarios() []Scenario {
 		{Name: "churn", Title: "scale 3 → 7 → 3 one node at a time (leave before each removal)",
 			Nodes: 3, Window: 3 * time.Second,
 			Inject: (*Run).churn},
-		{Name: "upgrade", Title: "rolling graceful upgrade: SIGUSR2 to each node in turn",
+		{Name: "upgrade", Title: "rolling graceful upgrade: SIGUSR2 to each node in turn, two rounds",
 			Nodes: 3, Window: 0,
 			Inject: (*Run).upgrade, Check: (*Run).checkUpgrade},
 		{Name: "cache-ratelimit", Title: "owner kill during large cluster-cached responses; global rate limit over-admission during the kill",
@@ -392,21 +392,27 @@ func (r *Run) removeLast(n int) error {
 
 // upgrade sends SIGUSR2 to each node in turn (deploy/systemd's
 // ExecReload): the node starts its binary again, which takes the
-// listeners over, and the old process drains and exits. It waits for the
-// node to be ready again with a new process before the next one.
+// listeners over, and the old process drains and exits (as PID 1 of a
+// container it stays as init). It waits until the node answers from a
+// process started after the signal (its /status uptime) before the next.
 func (r *Run) upgrade() error {
 	var outcomes []string
-	for _, n := range r.Running() {
-		before, _ := Docker(r.ctx, 10*time.Second, "top", n.Container, "-o", "pid")
+	// Two rounds: the second upgrades processes that are successors
+	// themselves (in a container: children of the first process, which
+	// stays as init and forwards the signal).
+	var order []Node
+	for round := 0; round < 2; round++ {
+		order = append(order, r.Running()...)
+	}
+	for _, n := range order {
 		t0 := r.Now()
 		if _, err := Docker(r.ctx, 10*time.Second, "kill", "-s", "USR2", n.Container); err != nil {
 			return err
 		}
 		r.Event("docker kill -s USR2 %s (%s)", n.Container, n.Name)
-		// The hand-off: a second process appears, the first drains and exits.
 		outcome := "no new process within 60 s"
 		for r.Now()-t0 < 60 && r.ctx.Err() == nil {
-			r.Sleep(500 * time.Millisecond)
+			r.Sleep(250 * time.Millisecond)
 			r.Refresh()
 			cur, _ := r.ByName(n.Name)
 			if !cur.Running {
@@ -414,9 +420,10 @@ func (r *Run) upgrade() error {
 				r.FaultUntil(n.Name, "container stopped after SIGUSR2", t0, 1e9)
 				break
 			}
-			after, err := Docker(r.ctx, 10*time.Second, "top", cur.Container, "-o", "pid")
-			if err == nil && pids(after) != pids(before) && len(strings.Fields(after)) == 2 {
-				outcome = fmt.Sprintf("handed off: pid %s → %s", pids(before), pids(after))
+			st, err := nodeStatus(r.ctx, cur)
+			if err == nil && st.Node.Ready && st.Node.UptimeSeconds < r.Now()-t0 {
+				top, _ := Docker(r.ctx, 10*time.Second, "top", cur.Container, "-o", "pid")
+				outcome = fmt.Sprintf("handed off: a new process serves (uptime %.1f s); pids in the container: %s", st.Node.UptimeSeconds, strings.Join(strings.Fields(top)[1:], ","))
 				break
 			}
 		}
@@ -436,21 +443,33 @@ func (r *Run) upgrade() error {
 	return nil
 }
 
-func pids(top string) string {
-	f := strings.Fields(top)
-	if len(f) > 1 {
-		return strings.Join(f[1:], ",")
-	}
-	return ""
-}
-
 func (r *Run) checkUpgrade() {
 	outcomes, _ := r.figures["upgrade_outcomes"].([]string)
-	ok := len(outcomes) == r.sc.Nodes
+	ok := len(outcomes) == 2*r.sc.Nodes
 	for _, o := range outcomes {
 		ok = ok && strings.Contains(o, "handed off")
 	}
-	r.Check("every node hands off to a new process and its container keeps running", ok, "%s", strings.Join(outcomes, "; "))
+	r.Check("every node hands off to a new process twice and its container keeps running", ok, "%s", strings.Join(outcomes, "; "))
+	// docker stop (SIGTERM to the container's first process) still stops
+	// the node that serves, at once and cleanly.
+	nodes := r.Running()
+	if len(nodes) == 0 {
+		return
+	}
+	n := nodes[len(nodes)-1]
+	t0 := time.Now()
+	_, err := Docker(r.ctx, 60*time.Second, "stop", "-t", "45", n.Container)
+	took := time.Since(t0).Seconds()
+	code, _ := Docker(r.ctx, 10*time.Second, "inspect", "-f", "{{.State.ExitCode}}", n.Container)
+	r.Check("after the upgrades docker stop ends the container within the grace period, exit 0",
+		err == nil && took < 40 && strings.TrimSpace(code) == "0", "%s stopped in %.1f s, exit code %s %v", n.Name, took, strings.TrimSpace(code), errOrNil(err))
+}
+
+func errOrNil(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // The cluster cache and global rate limit scenario's config: /big/ is a
