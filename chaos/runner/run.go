@@ -328,7 +328,11 @@ func (r *Run) exercise() {
 	r.Check(fmt.Sprintf("agreement after the heal within %s (members, ring digest, config version, leader)", r.agreeGoal),
 		secs >= 0 && secs <= r.agreeGoal.Seconds(), "%s%s", agreeDetail(secs, why), traceTail(trace, secs > r.agreeGoal.Seconds() || secs < 0))
 	r.Figure("agree_seconds", secs)
-	r.Sleep(r.phase())
+	post := r.phase()
+	if d, err := time.ParseDuration(os.Getenv("CHAOS_POST")); err == nil && d > 0 {
+		post = d // a longer look after the heal (leaks that take time to close)
+	}
+	r.Sleep(post)
 	stop()
 	wg.Wait()
 }
