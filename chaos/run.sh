@@ -15,8 +15,9 @@
 # --short: shorter phases (CI); --fast: the nodes' gossip profile "fast"
 # (agreement goal 2 s instead of 5 s); --out DIR: DIR/results and
 # DIR/REPORT.md instead of chaos/ (CI: a temporary directory). CHAOS_POST=2m
-# keeps the load going that long after agreement (default 8 s, 4 s --short). Needs root (nsenter, iptables and tc
-# in the containers' network namespaces), docker, docker-compose and Go;
+# keeps the load going that long after agreement (default 8 s, 4 s --short).
+# Needs root (nsenter, iptables and tc in the containers' network
+# namespaces), docker, docker-compose and Go;
 # installs gnuplot-nox (the timelines) with apt-get when missing. Without
 # docker, its daemon or docker-compose it prints SKIP and exits 0.
 #
