@@ -15,6 +15,11 @@ import (
 	"github.com/pingora-go/pingora-go/node/config"
 )
 
+// errRaftClosed answers a consistent read or a write on a node that
+// replicates its config while its raft is closed: during a hand-off to a
+// successor, or a stop. Another node, or this one's successor, can answer.
+const errRaftClosed = "raft is not running on this node (handing off or stopping): retry, or ask another node"
+
 // maxConfigBody bounds a PUT /v1/config body.
 const maxConfigBody = 1 << 20
 
@@ -50,6 +55,15 @@ func (n *Node) registerConfigAPI(mux *http.ServeMux) {
 // with ?consistent=true a linearizable one through the leader.
 func (n *Node) getConfig(w http.ResponseWriter, r *http.Request) {
 	st := n.Store()
+	consistent := r.URL.Query().Get("consistent") == "true"
+	if st == nil && consistent && n.cfg.Replicated() {
+		// Raft is closed here (a hand-off to a successor, or a stop)
+		// while the admin API still answers: the applied config may be
+		// behind the cluster's, so it is no consistent read (chaos/
+		// findings.md: stale reads during a rolling upgrade).
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": errRaftClosed})
+		return
+	}
 	if st == nil {
 		a := n.applied.Load()
 		if a == nil {
@@ -59,7 +73,7 @@ func (n *Node) getConfig(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, ConfigDoc{Version: a.Version, Hash: a.Hash, Time: a.AppliedAt, Content: string(a.content)})
 		return
 	}
-	if r.URL.Query().Get("consistent") == "true" {
+	if consistent {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		d, ok, err := st.GetConsistent(ctx, clusterDoc)
@@ -104,6 +118,10 @@ func (n *Node) configHistory(w http.ResponseWriter, r *http.Request) {
 // one with the same values as the current version writes nothing.
 func (n *Node) putConfig(w http.ResponseWriter, r *http.Request) {
 	st := n.Store()
+	if st == nil && n.cfg.Replicated() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": errRaftClosed})
+		return
+	}
 	if st == nil {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": "config is not replicated on this node (no data_dir): edit cluster_config and send SIGHUP"})
 		return

@@ -155,3 +155,27 @@ func TestConfigWritesThatChangeNothing(t *testing.T) {
 		return true
 	})
 }
+
+// TestConsistentReadWithoutRaft: a replicated node whose raft is closed (as
+// during a hand-off to a successor, while the old process still answers)
+// refuses GET /v1/config?consistent=true with 503 rather than answering
+// its applied config, which may be behind (found by chaos/run.sh upgrade),
+// and a write with 503 (retry) rather than 409 "not replicated"; the plain
+// local read still answers.
+func TestConsistentReadWithoutRaft(t *testing.T) {
+	n := startRaftNode(t, "n1", origin(t, "a"), 1)
+	waitUntil(t, "version 1 applied", func() bool {
+		st := n.Status()
+		return st.Config != nil && st.Config.Version == 1
+	})
+	n.closeConsensus()
+	if code, body := send(t, "GET", "http://"+n.AdminAddr()+"/v1/config?consistent=true", "", nil); code != 503 || !strings.Contains(body, "raft is not running") {
+		t.Fatalf("consistent read without raft: %d %s, want 503", code, body)
+	}
+	if code, body := putConfig(t, n.AdminAddr(), clusterFor(origin(t, "b")), ""); code != 503 || !strings.Contains(body, "raft is not running") {
+		t.Fatalf("write without raft: %d %s, want 503", code, body)
+	}
+	if code, body := send(t, "GET", "http://"+n.AdminAddr()+"/v1/config", "", nil); code != 200 {
+		t.Fatalf("local read without raft: %d %s, want 200", code, body)
+	}
+}

@@ -115,7 +115,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err := n.OfferHandoff(); err != nil {
 		fmt.Fprintln(stderr, "pingora-node: upgrades disabled:", err)
 	}
-	return serveUntilSignal(n, cfg, &f, args, sigs, stderr)
+	exit := serveUntilSignal(n, cfg, &f, args, sigs, stderr)
+	select {
+	case <-n.Superseded():
+		if os.Getpid() == 1 { // a container's init: see stayAsInit
+			return stayAsInit(sigs, stderr)
+		}
+	default:
+	}
+	return exit
 }
 
 // writePidFile replaces the pid file atomically: during an upgrade the old
@@ -270,6 +278,9 @@ func startSuccessor(args []string, stderr io.Writer) {
 		// hand-off failed and the offer loop has logged why.
 		if err := cmd.Wait(); err != nil {
 			fmt.Fprintf(stderr, "pingora-node: successor pid %d exited: %v\n", cmd.Process.Pid, err)
+		}
+		if cmd.ProcessState != nil {
+			successorExit.Store(int32(exitCode(cmd.ProcessState.Sys().(syscall.WaitStatus))))
 		}
 	}()
 }
