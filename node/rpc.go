@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/pingora-go/pingora-go/consensus"
@@ -79,6 +80,12 @@ func (n *Node) startRPC(g *group) error {
 	g.goFunc(func() { srv.Serve(rpcLn) })
 	n.log.Info("cluster port listening", "addr", ln.Addr().String(), "raft", n.cfg.Replicated() && n.cfg.RaftShared(),
 		"tls", n.cfg.ClusterTLS != nil)
+	if n.cfg.ClusterTLS == nil {
+		if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
+			n.log.Warn("the cluster port has no cluster_tls: whoever reaches it can write raft entries and the cluster config; keep it on a private network or set cluster_tls",
+				"addr", ln.Addr().String())
+		}
+	}
 	return nil
 }
 
