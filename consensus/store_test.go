@@ -140,6 +140,9 @@ func TestWrites(t *testing.T) {
 		}
 	})
 	t.Run("GetCurrent appends nothing", func(t *testing.T) {
+		// A new leader writes the cluster ID (a barrier and an entry) on
+		// its own; wait for it, so that no entry but ours moves the index.
+		waitFor(t, 10*time.Second, "the cluster ID written", func() bool { return l.s.ClusterID() != "" })
 		d1, err := l.s.Put(ctxT(t, 5*time.Second), "cur", []byte("a"), -1)
 		if err != nil {
 			t.Fatal(err)
