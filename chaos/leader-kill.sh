@@ -58,11 +58,11 @@ oa=127.0.0.1:$(free_port); ob=127.0.0.1:$(free_port)
 "$work/origin" "$ob" b & pids+=($!)
 
 cluster() { printf 'upstreams:\n  - name: web\n    peers: [{addr: %s}]\nroutes:\n  - upstream: web\n' "$1"; }
-declare -A proxy admin gossip raft pid
+declare -A proxy admin gossip cluster_port pid
 for i in 1 2 3; do
   n=n$i
   proxy[$n]=127.0.0.1:$(free_port); admin[$n]=127.0.0.1:$(free_port)
-  gossip[$n]=127.0.0.1:$(free_port); raft[$n]=127.0.0.1:$(free_port)
+  gossip[$n]=127.0.0.1:$(free_port); cluster_port[$n]=127.0.0.1:$(free_port)
 done
 start_node() {
   local n=$1 join=""
@@ -75,7 +75,7 @@ listeners:
   - {name: http, addr: ${proxy[$n]}, h2c: true}
 gossip_addr: ${gossip[$n]}
 gossip_profile: fast
-raft_addr: ${raft[$n]}
+cluster_addr: ${cluster_port[$n]}
 data_dir: $n-data
 bootstrap_expect: 3
 upgrade_socket: $n.sock
