@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/pingora-go/pingora-go/internal/errjoin"
 	"github.com/pingora-go/pingora-go/proxy/lb"
 	"github.com/pingora-go/pingora-go/proxy/route"
 )
@@ -42,7 +43,7 @@ func (f *fieldErrs) add(field, format string, args ...any) {
 
 // nest adds err's field errors (from health, say) under prefix.
 func (f *fieldErrs) nest(prefix string, err error) {
-	for _, e := range leafErrors(err) {
+	for _, e := range errjoin.Leaves(err) {
 		var fr interface{ FieldReason() (string, string) }
 		if errors.As(e, &fr) {
 			field, reason := fr.FieldReason()
@@ -51,22 +52,6 @@ func (f *fieldErrs) nest(prefix string, err error) {
 			f.add(prefix, "%v", e)
 		}
 	}
-}
-
-// leafErrors flattens joined errors (errors.Join) found in err's chain.
-func leafErrors(err error) []error {
-	var joined interface{ Unwrap() []error }
-	if !errors.As(err, &joined) {
-		if err == nil {
-			return nil
-		}
-		return []error{err}
-	}
-	var out []error
-	for _, x := range joined.Unwrap() {
-		out = append(out, leafErrors(x)...)
-	}
-	return out
 }
 
 // Limits of UpstreamConfig.

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/pingora-go/pingora-go/internal/errjoin"
 	"github.com/pingora-go/pingora-go/proxy"
 	"github.com/pingora-go/pingora-go/proxy/health"
 	"github.com/pingora-go/pingora-go/ratelimit"
@@ -143,7 +144,7 @@ type fieldReason interface {
 // out), any other at p itself. The same path and reason are added once
 // (the proxy checks the group's timeouts once per peer).
 func (e *errs) owner(p string, err error, name func(string) string) {
-	for _, le := range leafErrors(err) {
+	for _, le := range errjoin.Leaves(err) {
 		path, msg := p, le.Error()
 		var fr fieldReason
 		if errors.As(le, &fr) {
@@ -152,22 +153,6 @@ func (e *errs) owner(p string, err error, name func(string) string) {
 		}
 		e.addOnce(path, msg)
 	}
-}
-
-// leafErrors flattens joined errors (errors.Join) found in err's chain.
-func leafErrors(err error) []error {
-	var joined interface{ Unwrap() []error }
-	if !errors.As(err, &joined) {
-		if err == nil {
-			return nil
-		}
-		return []error{err}
-	}
-	var out []error
-	for _, x := range joined.Unwrap() {
-		out = append(out, leafErrors(x)...)
-	}
-	return out
 }
 
 // snake turns a Go field path into the document's: "Key.Headers[1]" is
