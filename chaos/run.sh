@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # chaos/run.sh: the chaos suite over a real compose cluster (deploy/docker's
-# images and compose file). It builds the node image and the chaos origin
+# images and compose file). It builds the node image and the sample origin
 # image (FROM scratch, static binaries; nothing is pulled) under tags of its
 # own, then runs each scenario with chaos/runner: a cluster of its own
 # (project chaosPID-SCENARIO), client load through every node's proxy,
@@ -72,11 +72,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== build pingora-node, the chaos origin and the runner (static)"
+echo "== build pingora-node, the origin and the runner (static)"
 version=$(git describe --always --dirty 2>/dev/null || echo dev)
 mkdir "$work/data"
 CGO_ENABLED=0 timeout 900 go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$work/pingora-node" ./cmd/pingora-node
-CGO_ENABLED=0 timeout 600 go build -trimpath -ldflags "-s -w" -o "$work/origin" ./chaos/origin
+CGO_ENABLED=0 timeout 600 go build -trimpath -ldflags "-s -w" -o "$work/origin" ./deploy/docker/origin
 timeout 600 go build -o "$work/runner" ./chaos/runner
 build() { local out; out=$(timeout 300 docker build -q -f "$1" -t "$2" "$work" 2>&1) || { echo "$out" >&2; exit 1; }; }
 build deploy/docker/node.Dockerfile "$PINGORA_NODE_IMAGE"

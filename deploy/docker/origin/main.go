@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -47,9 +48,13 @@ func serve(ctx context.Context, ln net.Listener, name string) error {
 	return srv.Shutdown(sctx)
 }
 
-// handler names the origin in every answer.
+// handler names the origin in every answer but a big body's.
 func handler(name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/big/") {
+			big(w, r)
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if r.URL.Path == "/healthz" {
 			fmt.Fprintln(w, "ok")
