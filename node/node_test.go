@@ -264,17 +264,8 @@ func post(t *testing.T, url, token string) (int, string) {
 // send makes one admin request and returns its status and body.
 func send(t *testing.T, method, url, body string, header map[string]string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	code, b, _ := sendH(t, method, url, body, header)
+	return code, b
 }
 
 // TestAdminPeerDisable: an operator takes a peer out of rotation through
