@@ -484,9 +484,13 @@ func (n *Node) listen(name, addr string) (net.Listener, error) {
 	}
 	if ok {
 		n.log.Info("listener inherited", "listener", name, "addr", ln.Addr().String())
+		if err := proxy.TuneListener(ln); err != nil {
+			ln.Close()
+			return nil, err
+		}
 		return ln, nil
 	}
-	return net.Listen("tcp", addr)
+	return proxy.Listen(addr)
 }
 
 // closeListeners closes the proxy's listeners; n.mu is held.

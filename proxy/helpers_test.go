@@ -242,6 +242,12 @@ func startProxyServer[C any](t testing.TB, srv *Server[C]) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveListener(t, srv, ln)
+}
+
+// serveListener serves srv on ln until the test ends and returns ln's
+// address.
+func serveListener[C any](t testing.TB, srv *Server[C], ln net.Listener) string {
 	done := make(chan struct{})
 	go func() {
 		srv.Serve(ln, ListenerConfig{Name: "http"})
