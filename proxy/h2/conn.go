@@ -144,7 +144,9 @@ type Conn struct {
 	idleTimer    *time.Timer
 	drainTimer   *time.Timer
 
-	handlers sync.WaitGroup
+	handlers    sync.WaitGroup // the stream workers
+	work        chan *Stream   // hands a stream to an idle worker (unbuffered)
+	idleWorkers atomic.Int32
 }
 
 const (
@@ -167,6 +169,7 @@ func NewConn(nc net.Conn, r io.Reader, cfg Config, h Handler) *Conn {
 		peerInitWin:  initialWindow,
 		peerMaxFrame: defaultMaxFrame,
 		recvWin:      initialWindow,
+		work:         make(chan *Stream),
 	}
 	if r == nil {
 		r = bufio.NewReaderSize(nc, 16<<10)

@@ -64,8 +64,7 @@ func (c *Conn) processHeaders(f *http2.MetaHeadersFrame) error {
 	c.streams[id] = st
 	c.running++
 	c.mu.Unlock()
-	c.handlers.Add(1)
-	go c.runStream(st)
+	c.startStream(st)
 	return nil
 }
 

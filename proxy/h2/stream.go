@@ -533,7 +533,6 @@ func connectionSpecific(name string) bool {
 
 // runStream runs the handler, then closes the stream.
 func (c *Conn) runStream(st *Stream) {
-	defer c.handlers.Done()
 	defer func() {
 		st.OnReset(nil) // what it refers to may be reused from now on
 		if p := recover(); p != nil {

@@ -1,0 +1,77 @@
+package h2
+
+import (
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestStreamWorkerReused: a stream that starts while a worker of its
+// connection is idle runs on that worker's goroutine, and the workers end
+// with their connection.
+func TestStreamWorkerReused(t *testing.T) {
+	ids := make(chan string, 2)
+	s := serve(t, Config{}, func(st *Stream) {
+		ids <- goroutineID()
+		st.WriteHead(204, nil)
+		st.Finish(nil)
+	})
+	c := client()
+	get := func() {
+		resp, err := c.Get("http://" + s.addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	get()
+	s.mu.Lock()
+	conn := s.conns[0]
+	s.mu.Unlock()
+	poll(t, "an idle worker", func() bool { return conn.idleWorkers.Load() == 1 })
+	get()
+	if first, second := <-ids, <-ids; first != second {
+		t.Fatalf("the second stream ran on goroutine %s, the idle worker is %s", second, first)
+	}
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d connections, want 1", n)
+	}
+	conn.nc.Close()
+	ended := make(chan struct{})
+	go func() {
+		conn.handlers.Wait() // what Serve waits for: every worker's end
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second): // a guard against a hang, not a measure
+		t.Fatal("the connection's workers did not end")
+	}
+}
+
+// goroutineID returns the calling goroutine's number, from its stack
+// trace's first line ("goroutine 42 [running]:").
+func goroutineID() string {
+	buf := make([]byte, 64)
+	f := strings.Fields(string(buf[:runtime.Stack(buf, false)]))
+	return f[1]
+}
+
+// poll waits for cond, failing the test after a generous deadline (a
+// guard against a hang, not a measure).
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
