@@ -34,6 +34,32 @@ func BenchmarkProxyH1(b *testing.B) {
 	}
 }
 
+// BenchmarkProxyH1NewConn measures a new client connection per request
+// (bench/run.sh's churn test): accept, one proxied request with
+// "Connection: close", close. allocs/op counts the client's dial and
+// response parsing too.
+func BenchmarkProxyH1NewConn(b *testing.B) {
+	origin := startRawOrigin(b, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"+string(make([]byte, 100)))
+	p := startProxy(b, routerFor(b, &Peer{Addr: origin}), Config{}, ListenerConfig{Name: "http"})
+	req := []byte("GET /small HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n")
+	br := bufio.NewReader(nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		br.Reset(c)
+		if err := readRawResponse(br); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
 // startRawOrigin answers every request on every connection with resp,
 // with as little work as possible so the proxy dominates the profile.
 func startRawOrigin(t testing.TB, resp string) string {

@@ -68,11 +68,20 @@ func (c *clientConn) releaseBuffers() {
 }
 
 func (s *Server[C]) newClientConn(nc net.Conn, lc ListenerConfig) *clientConn {
-	ip := nc.RemoteAddr().String()
+	return &clientConn{nc: nc, raw: nc, lc: lc, clientIP: clientIP(nc.RemoteAddr())}
+}
+
+// clientIP is the address's host: for TCP straight from the IP, one
+// allocation where formatting host:port and splitting it takes two.
+func clientIP(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap().String()
+	}
+	ip := a.String()
 	if host, _, err := net.SplitHostPort(ip); err == nil {
 		ip = host
 	}
-	return &clientConn{nc: nc, raw: nc, lc: lc, clientIP: ip}
+	return ip
 }
 
 // handshake runs the TLS handshake (if the listener terminates TLS) and
