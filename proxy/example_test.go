@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 
@@ -53,7 +52,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln, _ := proxy.Listen("127.0.0.1:0")
 	go srv.Serve(ln, proxy.ListenerConfig{Name: "http"})
 	defer srv.Shutdown(context.Background())
 

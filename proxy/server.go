@@ -111,8 +111,8 @@ func (s *Server[C]) Config() Config { return s.cfg }
 var ErrServerClosed = errors.New("proxy: server closed")
 
 // Serve accepts connections on ln and serves them until Shutdown or Close;
-// it then returns ErrServerClosed. ln may come from net.Listen or from a
-// listener hand-off.
+// it then returns ErrServerClosed. ln may come from Listen (the socket
+// options a proxy wants), net.Listen, or a listener hand-off.
 func (s *Server[C]) Serve(ln net.Listener, lc ListenerConfig) error {
 	if !s.trackListener(ln) {
 		ln.Close()
