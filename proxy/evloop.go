@@ -163,6 +163,7 @@ func (a evAcceptor[C]) Event(uint32) {
 	}
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	c := lp.newConn(fd, sockaddrIP(sa))
+	c.events = evloop.In
 	if err := lp.loop.Add(fd, evloop.In|evloop.RdHup, c); err != nil {
 		c.close()
 		return
@@ -289,6 +290,7 @@ type evConn[C any] struct {
 	until time.Time // the current deadline: keep-alive, upstream or write
 	// closing: the connection closes once the response is sent
 	closing bool
+	events  uint32 // as setEvents set them
 }
 
 func (lp *evLoop[C]) newConn(fd int, ip string) *evConn[C] {
@@ -332,24 +334,41 @@ func (c *evConn[C]) Event(ev uint32) {
 			return
 		}
 	}
-	if ev&evloop.In != 0 && c.up == nil && len(c.out) == 0 {
+	if ev&evloop.In != 0 {
 		c.read()
 	}
 }
 
-// read reads what the client sent and serves it.
+// read reads what the client sent and serves it; while a request is in
+// flight it keeps what a client pipelined, up to readBufSize.
 func (c *evConn[C]) read() {
+	busy := c.up != nil || len(c.out) > 0
+	if busy && len(c.in) >= readBufSize {
+		c.setEvents(0) // until this request is done (see end)
+		return
+	}
 	buf := c.lp.buf
 	n, err := unix.Read(c.fd, buf)
 	if err == unix.EAGAIN {
 		return
 	}
 	if n <= 0 {
-		c.close() // the client closed, between requests
+		c.fail(errClientGone) // between requests: a close
 		return
 	}
 	c.in = append(c.in, buf[:n]...)
-	c.serve()
+	if !busy {
+		c.serve()
+	}
+}
+
+// setEvents changes what the client socket is watched for, beyond its
+// closing: In unless in is full, Out while output waits.
+func (c *evConn[C]) setEvents(ev uint32) {
+	if ev != c.events {
+		c.events = ev
+		c.lp.loop.Mod(c.fd, ev|evloop.RdHup)
+	}
 }
 
 // serve starts the request at the head of c.in, or hands the connection
@@ -376,7 +395,6 @@ func (c *evConn[C]) serve() {
 	sess.uctx, sess.hooks = c.ctx, s
 	sess.ctx, c.span = s.startSpan(sess, SpanRequest, nil)
 	c.err = nil
-	c.lp.loop.Mod(c.fd, evloop.RdHup) // watch for the client leaving, not for a pipelined request
 	if err := c.run(); err != nil {
 		c.failRequest(err)
 	}
@@ -544,7 +562,7 @@ func (c *evConn[C]) send() bool {
 	for len(c.out) > 0 {
 		n, err := unix.Write(c.fd, c.out)
 		if err == unix.EAGAIN {
-			c.lp.loop.Mod(c.fd, evloop.Out|evloop.RdHup)
+			c.setEvents(c.events | evloop.Out)
 			c.until = time.Now().Add(c.d.cfg.WriteIdleTimeout)
 			return true
 		}
@@ -556,15 +574,15 @@ func (c *evConn[C]) send() bool {
 	}
 	switch {
 	case c.up != nil:
+		c.setEvents(c.events &^ evloop.Out)
 		c.up.resume()
-		c.lp.loop.Mod(c.fd, evloop.RdHup)
 	case c.closing:
 		unix.Shutdown(c.fd, unix.SHUT_WR)
 		c.close()
 		return false
 	case c.hc.state.Load() == connIdle:
 		c.until = time.Now().Add(c.d.cfg.KeepAliveTimeout)
-		c.lp.loop.Mod(c.fd, evloop.In|evloop.RdHup)
+		c.setEvents(evloop.In)
 	}
 	return true
 }
@@ -664,12 +682,14 @@ type evUp[C any] struct {
 	in         []byte
 	src        evSource
 	br         *bufio.Reader
+	bw         *bufio.Writer // writes the request into out
 	reader     *h1.Reader
 	body       *h1.Body
 	resp       h1.Response
 	headDone   bool
-	got        bool  // a response byte arrived
-	left       int64 // Content-Length body bytes still to relay
+	events     uint32 // as setEvents set them
+	got        bool   // a response byte arrived
+	left       int64  // Content-Length body bytes still to relay
 }
 
 // upstream takes an idle connection to peer from the loop's pool or
@@ -700,9 +720,11 @@ func (lp *evLoop[C]) upstream(peer *Peer, t UpstreamTimeouts) (*evUp[C], error) 
 	}
 	u.connecting = err != nil
 	u.br = bufio.NewReaderSize(&u.src, readBufSize)
+	u.bw = bufio.NewWriterSize(evPipe{-1, &u.out}, 4096)
 	u.reader = h1.NewReader(u.br, h1.Limits{MaxHeaderBytes: 256 << 10, MaxHeaders: 512})
 	u.body = h1.NewBody(u.reader)
-	if err := lp.loop.Add(fd, evloop.In|evloop.Out, u); err != nil {
+	u.events = evloop.In | evloop.Out // Out: the connect's end
+	if err := lp.loop.Add(fd, u.events, u); err != nil {
 		unix.Close(fd)
 		return nil, classifyDial(err)
 	}
@@ -740,11 +762,11 @@ func (u *evUp[C]) start(c *evConn[C]) error {
 	c.sess.upResp.Status = 0
 	u.headDone, u.got, u.paused = false, false, false
 	u.in = u.in[:0]
-	w := bufio.NewWriterSize(evPipe{-1, &u.out}, 4096)
-	if err := h1.WriteRequestHead(w, req.Method, req.URI, req.Host, req.Header); err != nil {
+	if err := h1.WriteRequestHead(u.bw, req.Method, req.URI, req.Host, req.Header); err != nil {
+		u.bw.Reset(evPipe{-1, &u.out}) // drops what was written
 		return unwritable(err)
 	}
-	w.Flush()
+	u.bw.Flush()
 	c.until = time.Now().Add(c.t.Connect)
 	if u.connecting {
 		return nil
@@ -757,7 +779,7 @@ func (u *evUp[C]) write() error {
 	for len(u.out) > 0 {
 		n, err := unix.Write(u.fd, u.out)
 		if err == unix.EAGAIN {
-			u.lp.loop.Mod(u.fd, evloop.In|evloop.Out)
+			u.setEvents(evloop.In | evloop.Out)
 			return nil
 		}
 		if err != nil {
@@ -765,8 +787,16 @@ func (u *evUp[C]) write() error {
 		}
 		u.out = u.out[n:]
 	}
-	u.lp.loop.Mod(u.fd, evloop.In)
+	u.setEvents(evloop.In)
 	return nil
+}
+
+// setEvents changes what the upstream socket is watched for.
+func (u *evUp[C]) setEvents(ev uint32) {
+	if ev != u.events {
+		u.events = ev
+		u.lp.loop.Mod(u.fd, ev)
+	}
 }
 
 // Event handles the upstream socket: connected, writable, or a response
@@ -978,7 +1008,7 @@ func (u *evUp[C]) relay(p []byte) {
 	}
 	if len(c.out) > 0 {
 		u.paused = true
-		u.lp.loop.Mod(u.fd, 0)
+		u.setEvents(0)
 	}
 }
 
@@ -986,7 +1016,7 @@ func (u *evUp[C]) relay(p []byte) {
 func (u *evUp[C]) resume() {
 	if u.paused {
 		u.paused = false
-		u.lp.loop.Mod(u.fd, evloop.In)
+		u.setEvents(evloop.In)
 	}
 }
 
@@ -1003,7 +1033,6 @@ func (u *evUp[C]) done() {
 		u.close()
 	} else {
 		u.reused = false
-		u.lp.loop.Mod(u.fd, evloop.In|evloop.RdHup)
 		u.lp.idle[u.key] = append(u.lp.idle[u.key], u)
 	}
 	c.end()

@@ -15,7 +15,6 @@ package evloop
 import (
 	"errors"
 	"runtime"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -35,16 +34,12 @@ type Handler interface {
 	Event(events uint32)
 }
 
-// Loop is one epoll instance and the thread that waits on it. Add, Mod
-// and Del are for the loop's own thread (from handlers and the tick);
-// Post may be called from anywhere.
+// Loop is one epoll instance and the thread that waits on it. Its methods
+// are for the loop's own thread (handlers and the tick), except Close
+// once Run returned.
 type Loop struct {
 	epfd     int
-	wakefd   int
 	handlers map[int]Handler
-
-	mu    sync.Mutex
-	posts []func()
 }
 
 // New makes a Loop.
@@ -53,17 +48,7 @@ func New() (*Loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	wfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, err
-	}
-	l := &Loop{epfd: epfd, wakefd: wfd, handlers: map[int]Handler{}}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &unix.EpollEvent{Events: In, Fd: int32(wfd)}); err != nil {
-		l.Close()
-		return nil, err
-	}
-	return l, nil
+	return &Loop{epfd: epfd, handlers: map[int]Handler{}}, nil
 }
 
 // Add registers fd for events with h.
@@ -92,36 +77,34 @@ func (l *Loop) Del(fd int) {
 	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 }
 
-// Post runs f on the loop's thread soon.
-func (l *Loop) Post(f func()) {
-	l.mu.Lock()
-	l.posts = append(l.posts, f)
-	l.mu.Unlock()
-	var one = [8]byte{1}
-	unix.Write(l.wakefd, one[:])
-}
-
 // Run waits for events and calls their handlers until tick returns false.
 // tick runs at least every interval, and after each batch of events that
 // took longer. The calling goroutine is locked to its thread meanwhile.
+//
+// After a batch of events the loop polls without waiting first, and
+// yields to the scheduler before it blocks (as gnet does): a wait that
+// blocks costs the runtime a handoff of the thread's P and a slow return
+// from the syscall, while under load the next events are usually there.
 func (l *Loop) Run(interval time.Duration, tick func(now time.Time) bool) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	events := make([]unix.EpollEvent, 256)
 	next := time.Now().Add(interval)
-	ms := int(interval / time.Millisecond)
+	wait := int(interval / time.Millisecond)
+	ms := wait
 	for {
 		n, err := unix.EpollWait(l.epfd, events, ms)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			return err
 		}
+		if n <= 0 && ms == 0 {
+			runtime.Gosched()
+			ms = wait
+			continue
+		}
+		ms = 0
 		for i := 0; i < n; i++ {
-			fd := int(events[i].Fd)
-			if fd == l.wakefd {
-				l.runPosts()
-				continue
-			}
-			if h := l.handlers[fd]; h != nil {
+			if h := l.handlers[int(events[i].Fd)]; h != nil {
 				h.Event(events[i].Events)
 			}
 		}
@@ -134,20 +117,5 @@ func (l *Loop) Run(interval time.Duration, tick func(now time.Time) bool) error 
 	}
 }
 
-func (l *Loop) runPosts() {
-	var b [8]byte
-	unix.Read(l.wakefd, b[:])
-	l.mu.Lock()
-	posts := l.posts
-	l.posts = nil
-	l.mu.Unlock()
-	for _, f := range posts {
-		f()
-	}
-}
-
-// Close releases the loop's descriptors (not the ones registered with it).
-func (l *Loop) Close() {
-	unix.Close(l.wakefd)
-	unix.Close(l.epfd)
-}
+// Close releases the epoll descriptor (not the ones registered with it).
+func (l *Loop) Close() { unix.Close(l.epfd) }
