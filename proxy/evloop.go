@@ -1007,8 +1007,10 @@ func (u *evUp[C]) relay(p []byte) {
 		return
 	}
 	if len(c.out) > 0 {
+		// Out of the epoll set while paused: a hang-up, reported whatever
+		// the interest, would otherwise wake the loop until the client reads.
 		u.paused = true
-		u.setEvents(0)
+		u.lp.loop.Del(u.fd)
 	}
 }
 
@@ -1016,7 +1018,10 @@ func (u *evUp[C]) relay(p []byte) {
 func (u *evUp[C]) resume() {
 	if u.paused {
 		u.paused = false
-		u.setEvents(evloop.In)
+		u.events = evloop.In
+		if err := u.lp.loop.Add(u.fd, u.events, u); err != nil {
+			u.readFailed(err)
+		}
 	}
 }
 
