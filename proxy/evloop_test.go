@@ -9,23 +9,22 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// evOrigin is an HTTP/1.1 origin that counts its connections: "/small"
-// answers with a Content-Length, "/chunked" with a chunked body,
-// "/wait" when release is closed.
-func evOrigin(t *testing.T, release chan struct{}) (*Peer, *atomic.Int32) {
-	var conns atomic.Int32
-	p := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// evOrigin is an HTTP/1.1 origin: "/small" answers with a
+// Content-Length, "/chunked" with a chunked body, "/wait" once release is
+// closed, after a value on arrived.
+func evOrigin(t *testing.T, arrived, release chan struct{}) *Peer {
+	return startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/chunked":
 			io.WriteString(w, "part one,")
 			w.(http.Flusher).Flush()
 			io.WriteString(w, " part two")
 		case "/wait":
+			arrived <- struct{}{}
 			<-release
 			io.WriteString(w, "waited")
 		default:
@@ -33,7 +32,6 @@ func evOrigin(t *testing.T, release chan struct{}) (*Peer, *atomic.Int32) {
 			io.WriteString(w, "small")
 		}
 	}))
-	return p, &conns
 }
 
 // evProxy starts a proxy with an event-loop listener for app.
@@ -61,7 +59,7 @@ func readResp(t *testing.T, br *bufio.Reader, method string) (*http.Response, st
 // forwarding fields, over one reused upstream connection; chunked and
 // HEAD responses keep their framing.
 func TestEventLoopKeepAlive(t *testing.T) {
-	peer, _ := evOrigin(t, nil)
+	peer := evOrigin(t, nil, nil)
 	p := evProxy(t, routerFor(t, peer), Config{})
 	nc := dialTCP(t, p.addr)
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
@@ -174,9 +172,15 @@ func TestEventLoopClientLeaves(t *testing.T) {
 // lets a busy one finish with "Connection: close", and returns when both
 // are done.
 func TestEventLoopShutdown(t *testing.T) {
-	release := make(chan struct{})
-	peer, _ := evOrigin(t, release)
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	peer := evOrigin(t, arrived, release)
 	p := evProxy(t, routerFor(t, peer), Config{})
+	released := false
+	defer func() {
+		if !released {
+			close(release) // the origin's handler returns, its Close does not wait
+		}
+	}()
 	idle := dialTCP(t, p.addr)
 	idle.SetDeadline(time.Now().Add(10 * time.Second))
 	ibr := bufio.NewReader(idle)
@@ -185,9 +189,11 @@ func TestEventLoopShutdown(t *testing.T) {
 	busy := dialTCP(t, p.addr)
 	busy.SetDeadline(time.Now().Add(10 * time.Second))
 	io.WriteString(busy, "GET /wait HTTP/1.1\r\nHost: proxy.test\r\n\r\n")
-	waitFor(t, 5*time.Second, "the busy request to reach the origin", func() bool {
-		return counterValue(p.srv.metrics.connsCreated) == 2
-	})
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the busy request did not reach the origin")
+	}
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -198,6 +204,7 @@ func TestEventLoopShutdown(t *testing.T) {
 		t.Fatalf("idle connection: %v, want EOF", err)
 	}
 	close(release)
+	released = true
 	resp, body := readResp(t, bufio.NewReader(busy), "GET")
 	if body != "waited" || !resp.Close {
 		t.Fatalf("busy: %q close=%v", body, resp.Close)
