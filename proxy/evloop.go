@@ -168,6 +168,7 @@ func (a evAcceptor[C]) Event(uint32) {
 		c.close()
 		return
 	}
+	c.read() // a deferred accept (TCP_DEFER_ACCEPT, see Listen) has the request there
 }
 
 func sockaddrIP(sa unix.Sockaddr) string {
