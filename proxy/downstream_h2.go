@@ -60,7 +60,7 @@ func (h *h2Handler[C]) serve(st *h2.Stream) {
 	defer func() {
 		clear(d.hdr)
 		clear(d.vals)
-		*d = h2Downstream{sess: d.sess, hdr: d.hdr, vals: d.vals[:0]}
+		*d = h2Downstream{sess: d.sess, abortUpstream: d.abortUpstream, hdr: d.hdr, vals: d.vals[:0]}
 		sessionPool.Put(d)
 	}()
 	d.st = st
@@ -71,22 +71,26 @@ func (h *h2Handler[C]) serve(st *h2.Stream) {
 	d.rh = RequestHeader{Method: st.Method, URI: uri, Host: st.Authority, Header: st.Header, ProtoMajor: 2}
 	if d.sess == nil {
 		d.sess = &Session{}
+		d.abortUpstream = d.sess.abortUpstream
 	}
 	sess := d.sess
 	sess.ClientIP, sess.TLS, sess.Listener = h.c.clientIP, h.c.tls, h.c.lc.Name
 	sess.reset(st.Context(), &d.rh, d)
 	// A client that resets the stream ends an upstream wait at once.
-	st.OnReset(sess.abortUpstream)
+	st.OnReset(d.abortUpstream)
 	h.s.handle(sess, time.Now())
 }
 
 // h2Downstream is the client side of one HTTP/2 stream.
 type h2Downstream struct {
-	sess     *Session
-	st       *h2.Stream
-	rh       RequestHeader
-	headSent bool
-	in       io.Reader
+	sess *Session
+	// abortUpstream is sess.abortUpstream, made once with sess: a method
+	// value is an allocation each time it is taken.
+	abortUpstream func()
+	st            *h2.Stream
+	rh            RequestHeader
+	headSent      bool
+	in            io.Reader
 	// hdr is the response head handed to the stream, which encodes it
 	// lazily: a copy, keys and value slices (vals), as the upstream's
 	// connection, map and slices included, may go back to its pool and

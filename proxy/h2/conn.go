@@ -119,6 +119,7 @@ type Conn struct {
 	bw          *bufio.Writer
 	henc        *hpack.Encoder
 	hbuf        bytes.Buffer
+	dataHdr     [9]byte // a DATA frame's header (writeDataLocked)
 	flushWanted bool
 	werr        error     // sticky: the first write failure
 	wdl         time.Time // the write deadline in force

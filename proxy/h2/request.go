@@ -199,6 +199,11 @@ func (st *Stream) readPseudo(fields []hpack.HeaderField) error {
 func (st *Stream) readFields(fields []hpack.HeaderField) (http.Header, error) {
 	id := st.id
 	h := make(http.Header, len(fields))
+	// A field's values are cut from one array, one allocation for all
+	// rather than one per field; each holds its whole capacity, so a
+	// repeated field, or a later append, copies rather than overwrite
+	// the next.
+	vals := make([]string, 0, len(fields))
 	var cookies []string
 	host, hosts := "", 0
 	for _, hf := range fields {
@@ -228,7 +233,12 @@ func (st *Stream) readFields(fields []hpack.HeaderField) (http.Header, error) {
 			st.contentLength = int64(n)
 		}
 		k := textproto.CanonicalMIMEHeaderKey(hf.Name)
-		h[k] = append(h[k], hf.Value)
+		if vv, ok := h[k]; ok {
+			h[k] = append(vv, hf.Value)
+			continue
+		}
+		vals = append(vals, hf.Value)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	if len(cookies) > 0 {
 		// Split cookie fields are joined for HTTP/1.1 (RFC 9113 section 8.2.3).

@@ -433,11 +433,14 @@ func (c *Conn) peerMaxFrameSize() uint32 {
 }
 
 // writeDataLocked writes one DATA frame straight into the buffer (the
-// Framer would copy the payload once more).
+// Framer would copy the payload once more). The frame header is built in
+// the Conn, not on the stack: bufio.Writer may hand its argument to the
+// connection's Write, so a local array would be allocated per frame.
 func (c *Conn) writeDataLocked(id uint32, end bool, p []byte) {
-	var h [9]byte
+	h := &c.dataHdr
 	h[0], h[1], h[2] = byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
 	h[3] = byte(http2.FrameData)
+	h[4] = 0
 	if end {
 		h[4] = byte(http2.FlagDataEndStream)
 	}
