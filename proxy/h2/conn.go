@@ -111,6 +111,7 @@ type Conn struct {
 	r       io.Reader
 	handler Handler
 	fr      *http2.Framer
+	hr      headerReader // the reader goroutine's only
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 
@@ -180,7 +181,9 @@ func NewConn(nc net.Conn, r io.Reader, cfg Config, h Handler) *Conn {
 	c.fr = http2.NewFramer(c.bw, r)
 	c.fr.SetReuseFrames()
 	c.fr.MaxHeaderListSize = cfg.MaxHeaderListSize
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.hr.dec = hpack.NewDecoder(4096, nil)
+	c.hr.dec.SetEmitFunc(c.hr.emit)
+	c.hr.dec.SetMaxStringLength(max(int(cfg.MaxHeaderListSize), 0))
 	c.fr.SetMaxReadFrameSize(defaultMaxFrame)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
@@ -234,7 +237,7 @@ func (c *Conn) serve() error {
 	c.mu.Unlock()
 
 	for {
-		f, err := c.fr.ReadFrame()
+		f, err := c.readFrame()
 		fromFramer := err != nil
 		if err == nil {
 			err = c.process(f)
@@ -266,9 +269,9 @@ func (c *Conn) serve() error {
 }
 
 // process handles one frame on the reader goroutine.
-func (c *Conn) process(f http2.Frame) error {
+func (c *Conn) process(f any) error {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
+	case *fieldBlock:
 		return c.processHeaders(f)
 	case *http2.DataFrame:
 		return c.processData(f)

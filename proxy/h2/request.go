@@ -15,8 +15,8 @@ import (
 )
 
 // processHeaders opens a stream, or takes a stream's trailers.
-func (c *Conn) processHeaders(f *http2.MetaHeadersFrame) error {
-	id := f.StreamID
+func (c *Conn) processHeaders(f *fieldBlock) error {
+	id := f.streamID
 	if id%2 == 0 {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
@@ -30,19 +30,19 @@ func (c *Conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol) // closed, or lower than one seen
 	}
 	c.maxClientID = id
-	if f.HasPriority() && f.Priority.StreamDep == id {
+	if f.hasPriority && f.streamDep == id {
 		c.mu.Unlock()
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol, Cause: errors.New("stream depends on itself")}
 	}
-	if f.Truncated || len(f.RegularFields()) > c.cfg.MaxHeaders {
+	if f.truncated || len(f.regular()) > c.cfg.MaxHeaders {
 		c.noteResetLocked(id)
 		c.mu.Unlock()
 		reason := h1.CodeTooManyFields
-		if f.Truncated {
+		if f.truncated {
 			reason = h1.CodeHeaderTooLarge
 		}
 		c.reportReject(reason, errors.New("h2: request header list over the limit"))
-		c.refuseHeaderListTooLarge(id, f.StreamEnded())
+		c.refuseHeaderListTooLarge(id, f.endStream)
 		return nil
 	}
 	refuse := c.closing || c.peerGoneAway || (c.drain == drainFinal && id > c.lastStreamID) ||
@@ -81,16 +81,16 @@ func (c *Conn) refuseHeaderListTooLarge(id uint32, ended bool) {
 	c.unlockWrite()
 }
 
-func (c *Conn) processTrailers(st *Stream, f *http2.MetaHeadersFrame) error {
+func (c *Conn) processTrailers(st *Stream, f *fieldBlock) error {
 	c.mu.Lock()
 	switch {
 	case st.recvDone:
 		c.mu.Unlock()
 		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeStreamClosed, Cause: errors.New("HEADERS on a half-closed stream")}
-	case !f.StreamEnded():
+	case !f.endStream:
 		c.mu.Unlock()
 		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeProtocol, Cause: errors.New("trailers without END_STREAM")}
-	case len(f.PseudoFields()) > 0:
+	case len(f.pseudo()) > 0:
 		c.mu.Unlock()
 		return malformed(st.id, reasonInvalidPseudo, "pseudo-header field in trailers")
 	case st.contentLength >= 0 && st.received != st.contentLength:
@@ -99,8 +99,8 @@ func (c *Conn) processTrailers(st *Stream, f *http2.MetaHeadersFrame) error {
 	}
 	st.recvDone = true
 	c.mu.Unlock()
-	h := make(http.Header, len(f.RegularFields()))
-	for _, hf := range f.RegularFields() {
+	h := make(http.Header, len(f.regular()))
+	for _, hf := range f.regular() {
 		if connectionSpecific(hf.Name) {
 			return malformed(st.id, reasonConnectionSpecific, "connection-specific field "+hf.Name+" in trailers")
 		}
@@ -117,19 +117,19 @@ func (c *Conn) processTrailers(st *Stream, f *http2.MetaHeadersFrame) error {
 // newStream checks a request head (RFC 9113 section 8.3.1) and makes its
 // stream. The head must also be one HTTP/1.1 would carry unchanged (see
 // readPseudo, readFields): the proxy forwards it to HTTP/1.1 upstreams.
-func (c *Conn) newStream(f *http2.MetaHeadersFrame) (*Stream, error) {
-	id := f.StreamID
+func (c *Conn) newStream(f *fieldBlock) (*Stream, error) {
+	id := f.streamID
 	st := &Stream{c: c, id: id, ContentLength: -1, contentLength: -1}
-	if err := st.readPseudo(f.PseudoFields()); err != nil {
+	if err := st.readPseudo(f.pseudo()); err != nil {
 		return nil, err
 	}
-	h, err := st.readFields(f.RegularFields())
+	h, err := st.readFields(f.regular())
 	if err != nil {
 		return nil, err
 	}
 	st.Header = h
 	st.ContentLength = st.contentLength
-	if f.StreamEnded() {
+	if f.endStream {
 		if st.contentLength > 0 {
 			return nil, malformed(id, h1.CodeInvalidContentLength, "body shorter than content-length")
 		}
