@@ -140,7 +140,12 @@ func (c *Conn) newStream(f *fieldBlock) (*Stream, error) {
 	c.mu.Unlock()
 	st.recvWin = c.cfg.StreamWindow
 	st.wake = make(chan struct{}, 1)
-	st.bodyWake = make(chan struct{}, 1)
+	if !st.bodyless {
+		// A request without body never waits for one: Read finds eof
+		// set, and no DATA or trailers are accepted after END_STREAM.
+		// signal skips the nil channel.
+		st.bodyWake = make(chan struct{}, 1)
+	}
 	st.ctx, st.cancel = context.WithCancelCause(c.ctx)
 	return st, nil
 }

@@ -57,7 +57,7 @@ type Stream struct {
 	eof      bool
 	berr     error
 	trailer  http.Header
-	bodyWake chan struct{}
+	bodyWake chan struct{} // nil for a request without body
 
 	// response state, the handler's goroutine only
 	status    int
