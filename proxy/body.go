@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 )
 
 // copyBufSize is the chunk size for streaming bodies: large enough for few
@@ -20,6 +21,32 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return
 
 func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
 func putBuf(b *[]byte) { bufPool.Put(b) }
+
+// relayBufSize is the chunk size for relaying a response body from the
+// upstream to the client: a read of the upstream straight into it (the
+// connection's bufio buffer is bypassed once it is empty) and a write of
+// what was read straight to the client (the client writer's buffer is
+// bypassed when it is empty). 64 KiB takes a 100 KiB body in two reads
+// where 32 KiB took four.
+const relayBufSize = 64 << 10
+
+// relayPool holds the response relay buffers. One is taken only while a
+// body is copied and returned after, so an idle keep-alive connection
+// holds none; relayBufs counts those taken and not yet returned.
+var (
+	relayPool = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
+	relayBufs atomic.Int64
+)
+
+func getRelayBuf() *[]byte {
+	relayBufs.Add(1)
+	return relayPool.Get().(*[]byte)
+}
+
+func putRelayBuf(b *[]byte) {
+	relayPool.Put(b)
+	relayBufs.Add(-1)
+}
 
 // reqBody is a client's request body as the upstream attempts read it. It
 // keeps the first replayLimit bytes, so an attempt that failed can be

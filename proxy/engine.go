@@ -326,8 +326,8 @@ func (s *Server[C]) filterResponse(sess *Session, resp *ResponseHeader) error {
 // goes on when its own client fails or has had its answer (a 304), so the
 // requests collapsed onto it still get the whole body.
 func (s *Server[C]) copyBody(sess *Session, ctx C, ex exchange) error {
-	bp := getBuf()
-	defer putBuf(bp)
+	bp := getRelayBuf()
+	defer putRelayBuf(bp)
 	buf := *bp
 	cs := &sess.cache
 	var trailer http.Header

@@ -187,7 +187,20 @@ func (b *Body) readLength(p []byte) (int, error) {
 	return n, err
 }
 
+// readChunked reads chunk data into p. Having read to the end of a chunk
+// it goes on with the next ones while p has room and Buffered promises
+// their data without waiting, so a large p takes many small chunks at once.
 func (b *Body) readChunked(p []byte) (int, error) {
+	n, err := b.readChunk(p)
+	for err == nil && n < len(p) && b.left == 0 && b.Buffered() > 0 {
+		var m int
+		m, err = b.readChunk(p[n:])
+		n += m
+	}
+	return n, err
+}
+
+func (b *Body) readChunk(p []byte) (int, error) {
 	for b.left == 0 {
 		if b.crlf {
 			if err := b.readCRLF(); err != nil {
