@@ -14,7 +14,29 @@ import (
 // minimal origin. allocs/op counts the whole process (client and origin
 // included); BenchmarkProxyH1 with a raw origin isolates the proxy.
 func BenchmarkProxyH1(b *testing.B) {
-	origin := startRawOrigin(b, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"+string(make([]byte, 100)))
+	benchProxyH1(b, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"+string(make([]byte, 100)))
+}
+
+// BenchmarkProxyH1100k is BenchmarkProxyH1 with a 100 KiB body (bench/run.sh's
+// h1-100k), framed by Content-Length and in 8 KiB chunks.
+func BenchmarkProxyH1100k(b *testing.B) {
+	body := make([]byte, 100<<10)
+	b.Run("length", func(b *testing.B) {
+		benchProxyH1(b, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+	})
+	b.Run("chunked", func(b *testing.B) {
+		resp := []byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for p := body; len(p) > 0; {
+			k := min(8<<10, len(p))
+			resp = append(fmt.Appendf(resp, "%x\r\n", k), p[:k]...)
+			resp, p = append(resp, "\r\n"...), p[k:]
+		}
+		benchProxyH1(b, string(resp)+"0\r\n\r\n")
+	})
+}
+
+func benchProxyH1(b *testing.B, resp string) {
+	origin := startRawOrigin(b, resp)
 	p := startProxy(b, routerFor(b, &Peer{Addr: origin}), Config{}, ListenerConfig{Name: "http"})
 	c, err := net.Dial("tcp", p.addr)
 	if err != nil {
@@ -63,6 +85,7 @@ func BenchmarkProxyH1NewConn(b *testing.B) {
 // startRawOrigin answers every request on every connection with resp,
 // with as little work as possible so the proxy dominates the profile.
 func startRawOrigin(t testing.TB, resp string) string {
+	out := []byte(resp) // converted once: not counted in allocs/op
 	return rawPeer(t, func(c net.Conn) {
 		defer c.Close()
 		br := bufio.NewReader(c)
@@ -77,14 +100,14 @@ func startRawOrigin(t testing.TB, resp string) string {
 					break
 				}
 			}
-			if _, err := io.WriteString(c, resp); err != nil {
+			if _, err := c.Write(out); err != nil {
 				return
 			}
 		}
 	})
 }
 
-// readRawResponse reads one response with a Content-Length body.
+// readRawResponse reads one response and its body.
 func readRawResponse(br *bufio.Reader) error {
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
