@@ -107,13 +107,3 @@ func TestCAPeerStateSurvivesReload(t *testing.T) {
 		t.Fatal("a CA file with new contents kept its identity")
 	}
 }
-
-// TestListenerConfigEventLoop: a listener's event_loop reaches the proxy.
-func TestListenerConfigEventLoop(t *testing.T) {
-	for _, on := range []bool{false, true} {
-		lc, err := listenerConfig(&config.Node{}, config.Listener{Name: "http", Addr: "127.0.0.1:0", EventLoop: on})
-		if err != nil || lc.EventLoop != on {
-			t.Fatalf("event_loop %v: %+v, %v", on, lc, err)
-		}
-	}
-}

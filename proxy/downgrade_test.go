@@ -92,7 +92,7 @@ func TestH2EdgeCasesForwarded(t *testing.T) {
 func TestH1MalformedRefused(t *testing.T) {
 	e := newHostileEnv(t, routerApp(t))
 	for _, up := range upstreamKinds {
-		for _, ln := range []string{"h1", "h1tls", "h1ev"} {
+		for _, ln := range []string{"h1", "h1tls"} {
 			p, rec := e.proxy(up, ln), e.origins[up]
 			for _, tc := range hostile.H1Malformed {
 				t.Run(ln+"->"+up+"/"+tc.Name, func(t *testing.T) {

@@ -575,22 +575,3 @@ func (d *h1Downstream) stopWatch() {
 	d.watchWG.Wait()
 	d.dl.setRead(d.c.nc, time.Time{})
 }
-
-// serveHandedH1 serves a cleartext HTTP/1.1 connection an event loop
-// handed over (see evloop.go), reading first the bytes the loop had read
-// and not served.
-func (s *Server[C]) serveHandedH1(nc net.Conn, lc ListenerConfig, read []byte) {
-	c := s.newClientConn(nc, lc)
-	s.metrics.activeConns.Inc()
-	defer s.metrics.activeConns.Dec()
-	defer s.untrackConn(c)
-	defer nc.Close()
-	if !s.trackConn(c) {
-		return
-	}
-	c.br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(read), nc), readBufSize)
-	c.bw = writerPool.Get().(*bufio.Writer)
-	c.bw.Reset(nc)
-	s.serveH1(c)
-	c.releaseBuffers()
-}

@@ -103,15 +103,13 @@ func h2Recorder(t *testing.T) *recorder {
 }
 
 // hostileEnv is one proxy per upstream kind, each with a cleartext
-// listener (HTTP/1.1 and h2c), a TLS one (h2 and HTTP/1.1 by ALPN) and an
-// event-loop one (HTTP/1.1, listener kind "h1ev").
+// listener (HTTP/1.1 and h2c) and a TLS one (h2 and HTTP/1.1 by ALPN).
 type hostileEnv struct {
 	ca *testCA
-	// per upstream kind ("h1", "h2"): the origin and the three listeners
+	// per upstream kind ("h1", "h2"): the origin and the two listeners
 	origins map[string]*recorder
 	plain   map[string]*testProxy[struct{}]
 	secure  map[string]*testProxy[struct{}]
-	loop    map[string]*testProxy[struct{}]
 }
 
 // newHostileEnv starts the origins and proxies; app makes each proxy's
@@ -124,12 +122,11 @@ func newHostileEnv(t *testing.T, app func(*Peer) App[struct{}]) *hostileEnv {
 		t.Fatal(err)
 	}
 	e := &hostileEnv{ca: ca, origins: map[string]*recorder{"h1": h1Recorder(t), "h2": h2Recorder(t)},
-		plain: map[string]*testProxy[struct{}]{}, secure: map[string]*testProxy[struct{}]{}, loop: map[string]*testProxy[struct{}]{}}
+		plain: map[string]*testProxy[struct{}]{}, secure: map[string]*testProxy[struct{}]{}}
 	for kind, rec := range e.origins {
 		a := app(rec.Peer)
 		e.plain[kind] = startProxy(t, a, Config{}, ListenerConfig{Name: "plain", H2C: true})
 		e.secure[kind] = startProxy(t, a, Config{}, ListenerConfig{Name: "tls", TLS: certs})
-		e.loop[kind] = startProxy(t, a, Config{}, ListenerConfig{Name: "loop", EventLoop: true})
 	}
 	return e
 }
@@ -174,9 +171,6 @@ func (e *hostileEnv) h1(t *testing.T, up, ln, raw string) (*http.Response, strin
 
 // proxy is the proxy of upstream kind up that serves listener kind ln.
 func (e *hostileEnv) proxy(up, ln string) *testProxy[struct{}] {
-	if ln == "h1ev" {
-		return e.loop[up]
-	}
 	if strings.HasSuffix(ln, "tls") {
 		return e.secure[up]
 	}

@@ -26,11 +26,6 @@ type ListenerConfig struct {
 	H2C bool
 	// DisableH2 stops offering "h2" in TLS ALPN (default false: offered).
 	DisableH2 bool
-	// EventLoop serves the listener's connections with epoll event loops
-	// instead of a goroutine each (an experiment, Linux only; cleartext
-	// HTTP/1.1 listeners only, default false). See evloop.go for what the
-	// loops serve themselves and what they hand to the goroutine path.
-	EventLoop bool
 }
 
 // Server is a proxy: it serves client connections on listeners and runs each
@@ -124,9 +119,6 @@ func (s *Server[C]) Serve(ln net.Listener, lc ListenerConfig) error {
 		return ErrServerClosed
 	}
 	defer s.untrackListener(ln)
-	if lc.EventLoop {
-		return s.serveEventLoop(ln, lc)
-	}
 	backoff := time.Duration(0)
 	for {
 		if !s.acquireConnSlot() {

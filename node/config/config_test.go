@@ -107,8 +107,6 @@ func TestParseNodeRefuses(t *testing.T) {
 		{"dup listener", strings.Replace(goodNode, "name: https", "name: http", 1), `n.yaml:7: listeners[1].name: "http" is also the name of listeners[0]`},
 		{"h2c on tls", strings.Replace(goodNode, "tls: {cert: cert.pem, key: key.pem}", "tls: {cert: cert.pem, key: key.pem}\n    h2c: true", 1), `listeners[1].h2c`},
 		{"cert without key", strings.Replace(goodNode, ", key: key.pem", "", 1), `n.yaml:9: listeners[1].tls: cert and key go together`},
-		{"event loop with h2c", strings.Replace(goodNode, "h2c: true", "h2c: true\n    event_loop: true", 1), `listeners[0].event_loop: event loops serve cleartext HTTP/1.1 only`},
-		{"event loop with tls", strings.Replace(goodNode, "tls: {cert: cert.pem, key: key.pem}", "tls: {cert: cert.pem, key: key.pem}\n    event_loop: true", 1), `listeners[1].event_loop`},
 		{"unknown key", goodNode + "colour: blue\n", `n.yaml:13: unknown field "colour"`},
 		{"bad level", goodNode + "log_level: loud\n", `log_level: "loud" is not one of`},
 		{"exposed raft admin without token", strings.Replace(goodNode, "admin_addr: 127.0.0.1:9090", "admin_addr: 0.0.0.0:9090", 1) + "data_dir: data\n", `admin_token: required when admin_addr "0.0.0.0:9090" is reachable beyond loopback`},

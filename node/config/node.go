@@ -137,10 +137,6 @@ type Listener struct {
 	H2C bool `yaml:"h2c"`
 	// DisableH2 stops offering h2 by ALPN on a TLS listener (default false).
 	DisableH2 bool `yaml:"disable_h2"`
-	// EventLoop serves the listener with epoll event loops instead of a
-	// goroutine per connection: an experiment (bench/EVLOOP.md), Linux
-	// only, for cleartext HTTP/1.1 listeners without h2c (default false).
-	EventLoop bool `yaml:"event_loop"`
 }
 
 // ListenerTLS names the certificates of a TLS listener: Cert/Key, and any
@@ -443,9 +439,6 @@ func (n *Node) validateListeners(e *errs) {
 				e.add(p+".h2c", "h2c is for cleartext listeners; TLS listeners offer h2 by ALPN")
 			}
 			validateTLS(e, p+".tls", l.TLS)
-		}
-		if l.EventLoop && (l.TLS != nil || l.H2C) {
-			e.add(p+".event_loop", "event loops serve cleartext HTTP/1.1 only: not with tls or h2c")
 		}
 	}
 }
