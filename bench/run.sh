@@ -995,7 +995,11 @@ if [ -n "$CHART" ] && [ ${#want_tests[@]} -gt 0 ]; then
 fi
 
 mkdir -p "$(dirname "$OUT")"
-report >"$OUT"
+# The work dir's and the nginx cache's paths are this run's mktemp names: the
+# report names them $WORK and $NGX_CACHE.
+names=(-e "s#$WORK#\$WORK#g")
+[ -n "${NGX_CACHE:-}" ] && names+=(-e "s#$NGX_CACHE#\$NGX_CACHE#g")
+report | sed "${names[@]}" >"$OUT"
 say
 cat "$OUT"
 say
