@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,13 +41,34 @@ func TestMain(m *testing.M) {
 }
 
 func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	t.Helper()
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		// The kernel may hand a closed port out again: never give the same
+		// one twice (two nodes of a test once got it, one as its admin
+		// address and one as its cluster port, and the second failed to
+		// bind).
+		if !freePorts.given[addr] {
+			freePorts.given[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no port that was not handed out already")
+	return ""
 }
+
+// freePorts is every address freePort returned in this test process.
+var freePorts = struct {
+	sync.Mutex
+	given map[string]bool
+}{given: map[string]bool{}}
 
 // startProcess writes the files and starts "pingora-node run"; it returns
 // the command, the proxy address and the admin address once /readyz is 200.
