@@ -12,6 +12,7 @@ import (
 // connection is idle runs on that worker's goroutine, and the workers end
 // with their connection.
 func TestStreamWorkerReused(t *testing.T) {
+	setWorkerIdle(t, time.Hour) // the idle worker must still wait for the second stream
 	ids := make(chan string, 2)
 	s := serve(t, Config{}, func(st *Stream) {
 		ids <- goroutineID()
@@ -53,6 +54,52 @@ func TestStreamWorkerReused(t *testing.T) {
 	case <-time.After(10 * time.Second): // a guard against a hang, not a measure
 		t.Fatal("the connection's workers did not end")
 	}
+}
+
+// TestIdleWorkerEnds: a worker that gets no stream for workerIdle ends,
+// so a connection that went quiet holds no worker; the next stream runs
+// on a new one.
+func TestIdleWorkerEnds(t *testing.T) {
+	setWorkerIdle(t, time.Millisecond)
+	s := serve(t, Config{}, func(st *Stream) {
+		st.WriteHead(204, nil)
+		st.Finish(nil)
+	})
+	c := client()
+	get := func() {
+		resp, err := c.Get("http://" + s.addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 204 {
+			t.Fatalf("status %d, want 204", resp.StatusCode)
+		}
+	}
+	get()
+	s.mu.Lock()
+	conn := s.conns[0]
+	s.mu.Unlock()
+	ended := make(chan struct{})
+	go func() {
+		conn.handlers.Wait() // every worker ended, the connection still open
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second): // a guard against a hang, not a measure
+		t.Fatal("the idle worker did not end")
+	}
+	if n := conn.idleWorkers.Load(); n != 0 {
+		t.Fatalf("%d idle workers counted, want 0", n)
+	}
+	get() // on a new worker
+}
+
+func setWorkerIdle(t *testing.T, d time.Duration) {
+	old := workerIdle.Swap(int64(d))
+	t.Cleanup(func() { workerIdle.Store(old) })
 }
 
 // goroutineID returns the calling goroutine's number, from its stack
