@@ -125,6 +125,9 @@ type Conn struct {
 	werr        error     // sticky: the first write failure
 	wdl         time.Time // the write deadline in force
 	wwait       atomic.Int32
+	flushQueued bool          // the flusher is to flush (flush.go)
+	flusherUp   bool          // the flusher runs
+	flushKick   chan struct{} // wakes the flusher (buffered, 1)
 
 	// connection state, guarded by mu; taken after wmu when both are held
 	mu           sync.Mutex
@@ -172,6 +175,7 @@ func NewConn(nc net.Conn, r io.Reader, cfg Config, h Handler) *Conn {
 		peerMaxFrame: defaultMaxFrame,
 		recvWin:      initialWindow,
 		work:         make(chan *Stream),
+		flushKick:    make(chan struct{}, 1),
 	}
 	if r == nil {
 		r = bufio.NewReaderSize(nc, 16<<10)

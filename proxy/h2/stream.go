@@ -315,7 +315,7 @@ func (st *Stream) Flush() error {
 	}
 	c.flushWanted = true
 	err := c.werr
-	c.unlockWrite()
+	c.unlockWriteStream()
 	return err
 }
 
@@ -358,7 +358,7 @@ func (st *Stream) Finish(trailer http.Header) error {
 	}
 	st.sendDone = true
 	c.flushWanted = true
-	c.unlockWrite()
+	c.unlockWriteStream()
 	return nil
 }
 
