@@ -5,9 +5,12 @@
 // writes through a channel to its connection goroutine and starts a
 // goroutine for every frame larger than its 4 KiB buffer. Here a stream's
 // goroutine writes its own frames into the connection's buffer under a
-// mutex, and the last writer of a burst flushes (group commit), so a small
-// response costs one lock, one syscall and no goroutine switch beyond the
-// stream's own.
+// mutex, and the last writer of a burst flushes (group commit). A stream
+// that ends while others of its connection run leaves the flush to the
+// connection's flusher, which yields once first, so responses whose
+// upstreams answered together leave in one write (flush.go); a lone
+// stream flushes itself, so a small response costs one lock and one
+// syscall.
 //
 // One goroutine per connection reads frames and keeps the state machine;
 // one goroutine per stream runs the Handler. Flow control is enforced both

@@ -68,10 +68,10 @@ func (c *Conn) flusher() {
 			c.lockWrite()
 			if !flushed && !c.flushQueued {
 				c.flusherUp = false
-				c.wmu.Unlock()
+				c.unlockWrite() // a flush left to the next writer is made
 				return
 			}
-			c.wmu.Unlock()
+			c.unlockWrite()
 			flushed = false
 			idle.Reset(time.Duration(workerIdle.Load()))
 			continue
@@ -81,9 +81,11 @@ func (c *Conn) flusher() {
 		c.lockWrite()
 		if c.flushQueued {
 			c.flushQueued = false
-			c.flushLocked()
+			c.flushWanted = true
 		}
-		c.wmu.Unlock()
+		// Flushes, or leaves it to a writer that waits for the lock: as
+		// every holder does, so a flush left to the next one is never lost.
+		c.unlockWrite()
 		flushed = true
 	}
 }
