@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,11 @@ import (
 	"github.com/pingora-go/pingora-go/sharedcache"
 	"github.com/pingora-go/pingora-go/wire"
 )
+
+// cacheOwnerTimeout is the shared cache's OwnerTimeout; 0 keeps its
+// default (nanoseconds; a variable for tests, which raise it where a
+// loaded machine must not turn a slow owner into a second origin fill).
+var cacheOwnerTimeout atomic.Int64
 
 // cachePart is the node's HTTP cache (issue 14): sharedcache's two
 // tiers, the client it calls key owners with, and the loop that gives it
@@ -47,6 +53,7 @@ func (n *Node) newCache(cfg *config.Node) (*cachePart, error) {
 	c, err := sharedcache.New(sharedcache.Config{
 		Name: cfg.Name, MaxBytes: cfg.CacheMemoryBytes - hot, HotBytes: hot, Client: client,
 		Origin: sharedcache.OriginFunc(n.fillForPeer), Logger: n.log.With("part", "cache"),
+		OwnerTimeout: time.Duration(cacheOwnerTimeout.Load()),
 	})
 	if err != nil {
 		client.Close()
