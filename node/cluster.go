@@ -71,8 +71,14 @@ func (n *Node) startGossip() error {
 	return nil
 }
 
+// metaState is the state the node announces. Once gossip's drain ran it
+// stays draining: the metadata refresh must not announce the node as
+// starting again when readiness goes off for the shutdown.
 func (n *Node) metaState() membership.NodeState {
-	if n.ready.Load() {
+	switch {
+	case n.drained.Load():
+		return membership.StateDraining
+	case n.ready.Load():
 		return membership.StateReady
 	}
 	return membership.StateStarting
@@ -184,6 +190,7 @@ func (n *Node) leaveCluster(graceful bool) {
 // drainCluster marks the node draining in its metadata, taking it off
 // every ring while it finishes its requests.
 func (n *Node) drainCluster() {
+	n.drained.Store(true)
 	if p := n.cluster.Load(); p != nil {
 		p.members.UpdateMeta(func(m *membership.Meta) { m.State = membership.StateDraining })
 	}

@@ -100,6 +100,8 @@ type Node struct {
 	applied atomic.Pointer[appliedConfig]
 	version atomic.Int64
 	ready   atomic.Bool
+	// drained: gossip's drain ran; the metadata says draining from then on
+	drained atomic.Bool
 	stopped chan struct{}
 
 	parts      *lifecycle // see partList

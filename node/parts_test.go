@@ -248,6 +248,8 @@ func TestShutdownDrainsWhileTheClusterRuns(t *testing.T) {
 		io.WriteString(w, "late")
 	}))
 	defer slow.Close()
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	defer releaseOnce() // before slow.Close, which waits for its handler, also when the test fails
 	n := startRaftNode(t, "d1", slow.Listener.Addr().String(), 1)
 	waitUntil(t, "ready", func() bool { code, _ := get(t, "http://"+n.AdminAddr()+"/readyz"); return code == 200 })
 	answered := make(chan string, 1)
@@ -278,7 +280,12 @@ func TestShutdownDrainsWhileTheClusterRuns(t *testing.T) {
 	if n.Store() == nil || n.Members() == nil {
 		t.Fatal("raft or gossip stopped before the proxy drained")
 	}
-	close(release)
+	// The metadata refresh, which runs until gossip stops, keeps saying
+	// draining (it once announced "starting" again once readiness went off).
+	if s := n.metaState(); s != membership.StateDraining {
+		t.Fatalf("the metadata refresh would announce %v while draining", s)
+	}
+	releaseOnce()
 	if got := <-answered; got != "late" {
 		t.Fatalf("the request in flight got %q", got)
 	}
