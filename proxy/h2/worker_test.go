@@ -2,6 +2,7 @@ package h2
 
 import (
 	"io"
+	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -20,14 +21,7 @@ func TestStreamWorkerReused(t *testing.T) {
 		st.Finish(nil)
 	})
 	c := client()
-	get := func() {
-		resp, err := c.Get("http://" + s.addr + "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
+	get := func() { get204(t, c, s.addr) }
 	get()
 	s.mu.Lock()
 	conn := s.conns[0]
@@ -66,17 +60,7 @@ func TestIdleWorkerEnds(t *testing.T) {
 		st.Finish(nil)
 	})
 	c := client()
-	get := func() {
-		resp, err := c.Get("http://" + s.addr + "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 204 {
-			t.Fatalf("status %d, want 204", resp.StatusCode)
-		}
-	}
+	get := func() { get204(t, c, s.addr) }
 	get()
 	s.mu.Lock()
 	conn := s.conns[0]
@@ -95,6 +79,20 @@ func TestIdleWorkerEnds(t *testing.T) {
 		t.Fatalf("%d idle workers counted, want 0", n)
 	}
 	get() // on a new worker
+}
+
+// get204 makes one request and checks that it got 204.
+func get204(t *testing.T, c *http.Client, addr string) {
+	t.Helper()
+	resp, err := c.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Fatalf("status %d, want 204", resp.StatusCode)
+	}
 }
 
 func setWorkerIdle(t *testing.T, d time.Duration) {
