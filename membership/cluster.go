@@ -62,6 +62,8 @@ type Cluster struct {
 
 	// tweak, set by tests before Start, adjusts the memberlist config.
 	tweak func(*memberlist.Config)
+	// sentSync, set by tests, sees every sync message sent.
+	sentSync func(name string, m syncMsg)
 
 	stop     chan struct{}
 	wg       sync.WaitGroup

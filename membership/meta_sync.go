@@ -142,9 +142,20 @@ func (c *Cluster) handleSync(peers map[string]*peerSync, b []byte, now time.Time
 		p = &peerSync{since: now}
 		peers[m.From] = p
 	}
+	first := !p.speaks
 	p.addr, p.speaks = addr, true
-	if m.Kind == syncQuery {
+	// A query is answered. So is the first acknowledgement from a peer:
+	// when two nodes meet, each acknowledges the other's metadata as soon
+	// as it learns of it, and the one that learns first sends its
+	// acknowledgement before the other has it in its member table, which
+	// drops it (above). The answer to the other's acknowledgement, which
+	// comes next, tells it this peer speaks the protocol; without it the
+	// peer would be left to memberlist's push/pull for good. Each side
+	// answers at most once per peer, so this cannot loop.
+	if m.Kind == syncQuery || first {
 		c.sendSync(m.From, addr, syncMsg{Kind: syncAck, From: c.cfg.Name, Hash: held})
+	}
+	if m.Kind == syncQuery {
 		return
 	}
 	p.held = m.Hash
@@ -263,6 +274,9 @@ func (c *Cluster) pushPullStep(tg syncTarget) {
 
 // sendSync sends one sync message to a peer, best effort (UDP).
 func (c *Cluster) sendSync(name, addr string, m syncMsg) {
+	if c.sentSync != nil {
+		c.sentSync(name, m)
+	}
 	ml, err := c.memberlist()
 	if err != nil {
 		return

@@ -120,6 +120,38 @@ func TestSyncStepSchedule(t *testing.T) {
 	}
 }
 
+// TestFirstAckAnswered: the first acknowledgement from a peer is answered
+// with ours, so a peer whose own first acknowledgement was dropped (it
+// reached us before we had it in our member table) learns that we speak
+// the protocol; later ones are not, so two nodes cannot loop. A query is
+// always answered.
+func TestFirstAckAnswered(t *testing.T) {
+	c, peers, t0 := syncFixture(t)
+	type sent struct {
+		to   string
+		kind byte
+		hash uint64
+	}
+	var out []sent
+	c.sentSync = func(name string, m syncMsg) { out = append(out, sent{name, m.Kind, m.Hash}) }
+	c.members["p"].metaRaw = []byte("p's metadata")
+	held := metaHash([]byte("p's metadata"))
+	ack(c, peers, "p", 42, t0)
+	if want := []sent{{"p", syncAck, held}}; !slices.Equal(out, want) {
+		t.Fatalf("after p's first ack sent %v, want %v", out, want)
+	}
+	out = nil
+	ack(c, peers, "p", 42, t0)
+	ack(c, peers, "ghost", 42, t0)
+	if out != nil {
+		t.Fatalf("a second ack, or one from a non-member, was answered: %v", out)
+	}
+	c.handleSync(peers, encodeSync(syncMsg{Kind: syncQuery, From: "p"}), t0)
+	if want := []sent{{"p", syncAck, held}}; !slices.Equal(out, want) {
+		t.Fatalf("after p's query sent %v, want %v", out, want)
+	}
+}
+
 // TestInboxNeverBlocksGossip: memberlist hands user messages to the
 // delegate on its packet path; a full inbox drops and counts, never blocks.
 func TestInboxNeverBlocksGossip(t *testing.T) {
