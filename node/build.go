@@ -134,7 +134,7 @@ func loadCA(u config.Upstream, resolve func(string) string) (*x509.CertPool, str
 // node's HTTP cache as the default store: the cache part's local tier.
 func proxyConfig(n *config.Node, cp *cachePart) proxy.Config {
 	local, _ := cp.stores()
-	cfg := proxy.Config{Via: n.Via, CacheStore: local}
+	cfg := proxy.Config{Via: n.Via, CacheStore: local, NoSplice: n.Splice != nil && !*n.Splice}
 	d := n.Downstream
 	cfg.Downstream = proxy.DownstreamConfig{
 		HeaderTimeout:    d.HeaderTimeout,

@@ -52,6 +52,11 @@ type Config struct {
 	// Limiter decides every request against rate limits, in the request
 	// phase (see Limiter); nil means no limits (default nil).
 	Limiter Limiter
+	// NoSplice turns off splice(2) for response bodies relayed from an
+	// HTTP/1.1 upstream to an HTTP/1.1 client over plain TCP (Linux): they
+	// are then copied through the process like every other body (default
+	// false: spliced when nothing needs to see the body; see splice.go).
+	NoSplice bool
 }
 
 // DownstreamConfig bounds client connections.

@@ -326,6 +326,9 @@ func (s *Server[C]) filterResponse(sess *Session, resp *ResponseHeader) error {
 // goes on when its own client fails or has had its answer (a 304), so the
 // requests collapsed onto it still get the whole body.
 func (s *Server[C]) copyBody(sess *Session, ctx C, ex exchange) error {
+	if done, err := s.spliceRelay(sess, ex); done {
+		return err
+	}
 	bp := getRelayBuf()
 	defer putRelayBuf(bp)
 	buf := *bp

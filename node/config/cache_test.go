@@ -82,3 +82,19 @@ func TestCacheMemoryBytes(t *testing.T) {
 		t.Fatalf("bad flag: %v", err)
 	}
 }
+
+// TestSplice: splice(2) relaying is on unless the node file turns it off;
+// a value that is not a boolean is refused with its line.
+func TestSplice(t *testing.T) {
+	n, err := ParseNode("n.yaml", []byte(goodNode))
+	if err != nil || n.Splice != nil {
+		t.Fatalf("default: %v %v", err, n.Splice)
+	}
+	n, err = ParseNode("n.yaml", []byte(goodNode+"splice: false\n"))
+	if err != nil || n.Splice == nil || *n.Splice {
+		t.Fatalf("splice: false: %v %v", err, n.Splice)
+	}
+	if _, err := ParseNode("n.yaml", []byte(goodNode+"splice: sometimes\n")); err == nil || !strings.Contains(err.Error(), "n.yaml:13") {
+		t.Fatalf("splice: sometimes: %v", err)
+	}
+}

@@ -43,6 +43,11 @@ type Node struct {
 	GracePeriod time.Duration `yaml:"grace_period"`
 	// Via adds "Via: 1.1 <via>" to proxied messages (default "": none).
 	Via string `yaml:"via"`
+	// Splice moves response bodies from an HTTP/1.1 upstream to an
+	// HTTP/1.1 client, both over plain TCP, with splice(2) on Linux when
+	// nothing needs to see them (no cache fill, no body filter), so the
+	// bytes never enter the process (default true; false copies them).
+	Splice *bool `yaml:"splice"`
 	// Downstream bounds client connections; zero fields keep the engine's
 	// defaults.
 	Downstream Downstream `yaml:"downstream"`

@@ -119,6 +119,28 @@ func (b *Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// LengthLeft returns how many bytes of a body framed by Content-Length
+// are still to be read, buffered or not: 0 once it is done, -1 for other
+// framings or after an error.
+func (b *Body) LengthLeft() int64 {
+	if b.err != nil || b.mode != modeLength {
+		return -1
+	}
+	return b.left
+}
+
+// Skip records that the caller consumed the next n bytes of a body framed
+// by Content-Length itself: from the Reader's buffer (Discard) or past it,
+// straight from the connection (splice). n must not exceed LengthLeft.
+func (b *Body) Skip(n int64) {
+	if b.mode != modeLength || n < 0 || n > b.left {
+		panic("h1: Body.Skip past the end of the body")
+	}
+	b.left -= n
+	b.total += n
+	b.done = b.left == 0
+}
+
 // Buffered reports how many body bytes the next Read returns without
 // waiting for the network (a lower bound; 0 when it may block). A proxy
 // flushes what it has written when this is 0, so a streamed response is
