@@ -75,7 +75,10 @@
 // Via is added when Config.Via is set. Bodies stream in both directions
 // with bounded memory (32 KiB buffers; at most 64 KiB of a request body is
 // kept for a replay), trailers pass through, and versions translate both
-// ways (HTTP/1.1 chunked trailers to HTTP/2 trailers and back). Failures
+// ways (HTTP/1.1 chunked trailers to HTTP/2 trailers and back). On Linux a
+// response body framed by Content-Length from an HTTP/1.1 upstream to an
+// HTTP/1.1 client, both over plain TCP, moves with splice(2) when no body
+// filter or cache fill needs to see it (Config.NoSplice turns it off). Failures
 // answer 502 (upstream failed), 504 (upstream timed out), 503 (no healthy
 // peer) with a short plain-text body that names no upstream.
 //
