@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -23,7 +24,16 @@ import (
 
 // splicePipeSize is what a pipe is asked to hold (F_SETPIPE_SZ): a 100 KiB
 // body then moves in one splice each way when the upstream sent it at once.
-const splicePipeSize = 256 << 10
+const splicePipeSize = 128 << 10
+
+// maxSplicePipes bounds the pipes in use at once, and with them the kernel
+// memory that bodies waiting for slow clients may hold in pipes (128 MiB);
+// past it bodies are copied, as HAProxy's maxpipes does.
+const maxSplicePipes = 1024
+
+// splicePipesInUse counts the pipes taken from the pool and not yet
+// returned or closed.
+var splicePipesInUse atomic.Int64
 
 // splicePipe is a pipe kept for splicing. It is pooled only when empty.
 type splicePipe struct {
@@ -64,12 +74,18 @@ func (p *splicePipe) close() {
 // handled false means splicing was not possible (no pipe) and nothing
 // was moved.
 func spliceBody(dst, src syscall.RawConn, n int64, before func(spliceSide)) (written int64, handled bool, fail *spliceErr) {
+	if splicePipesInUse.Add(1) > maxSplicePipes {
+		splicePipesInUse.Add(-1)
+		return 0, false, nil
+	}
 	p, _ := splicePipes.Get().(*splicePipe)
 	if p == nil {
+		splicePipesInUse.Add(-1)
 		return 0, false, nil
 	}
 	inPipe := 0
 	defer func() {
+		splicePipesInUse.Add(-1)
 		if inPipe == 0 {
 			splicePipes.Put(p)
 			return
