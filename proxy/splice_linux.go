@@ -20,7 +20,7 @@ import (
 // splice too, but it reports one error for both sides; this loop knows
 // which socket failed, so a client that left is told from an upstream that
 // broke, as on the copy path, and it refreshes each side's idle deadline
-// before every wait, as the copy path does before every read and write.
+// before every splice, as the copy path does before every read and write.
 
 // splicePipeSize is what a pipe is asked to hold (F_SETPIPE_SZ): a 100 KiB
 // body then moves in one splice each way when the upstream sent it at once.
@@ -68,11 +68,10 @@ func (p *splicePipe) close() {
 
 // spliceBody moves n bytes from src to dst. before is called before each
 // splice on a side, and so before any wait on it (to refresh that side's
-// idle deadline). It returns how
-// many bytes reached dst, and on failure which side failed: the source
-// ending early is io.ErrUnexpectedEOF from spliceSrc. A nil error with
-// handled false means splicing was not possible (no pipe) and nothing
-// was moved.
+// idle deadline). It returns how many bytes reached dst and, on failure,
+// which side failed: the source ending early is io.ErrUnexpectedEOF from
+// spliceSrc. handled false means no pipe could be had (maxSplicePipes in
+// use, or pipe2 failed) and nothing was moved: the caller copies.
 func spliceBody(dst, src syscall.RawConn, n int64, before func(spliceSide)) (written int64, handled bool, fail *spliceErr) {
 	if splicePipesInUse.Add(1) > maxSplicePipes {
 		splicePipesInUse.Add(-1)
