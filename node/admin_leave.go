@@ -113,7 +113,7 @@ func (n *Node) askLeaderToRemove(ctx context.Context) error {
 // and out of every node's member list. A member seen alive is refused
 // (409).
 func (n *Node) postForceLeave(w http.ResponseWriter, r *http.Request) {
-	a, err := n.forceLeave(r.Context(), r.PathValue("name"), false, r.RemoteAddr)
+	a, err := n.forceLeave(r.Context(), r.PathValue("name"), false, false, r.RemoteAddr)
 	if err != nil && n.forwardToLeader(w, r, nil, err) {
 		return
 	}
@@ -122,16 +122,28 @@ func (n *Node) postForceLeave(w http.ResponseWriter, r *http.Request) {
 
 // forceLeave takes name out of raft and gossip, refusing a member seen
 // alive unless it is leaving for good and asked for itself (leaving; see
-// askLeaderToRemove). It returns the store's error too when raft refused,
-// so a follower can forward.
-func (n *Node) forceLeave(ctx context.Context, name string, leaving bool, client string) (adminAnswer, error) {
+// askLeaderToRemove). seenGone says a follower forwarded the request after
+// seeing the member dead or gone: memberlist declares a death on each node
+// at its own time, so the leader may still see it alive for a moment, and
+// waits up to gossipAgreeWait for its own view to agree before refusing.
+// It returns the store's error too when raft refused, so a follower can
+// forward.
+func (n *Node) forceLeave(ctx context.Context, name string, leaving, seenGone bool, client string) (adminAnswer, error) {
 	mc := n.Members()
 	if name == n.cfg.Name {
 		return adminAnswer{Status: http.StatusConflict, Error: name + " is this node: run \"pingora-node leave\" on it"}, nil
 	}
-	if !leaving && mc != nil && memberAlive(mc, name) {
-		return adminAnswer{Status: http.StatusConflict, Error: name +
-			" is alive: force-leave only removes members that are dead or gone; stop it first, or run \"pingora-node leave\" on it"}, nil
+	if !leaving && mc != nil {
+		alive := func() bool { return memberAlive(mc, name) }
+		if seenGone && stillAlive(ctx, gossipAgreeWait, alive) {
+			return adminAnswer{Status: http.StatusConflict, Error: name + " is alive as the leader, " + n.cfg.Name +
+				", sees it, though the node asked sees it dead: gossip has not agreed within " + gossipAgreeWait.String() +
+				"; if it is stopped, retry in a few seconds"}, nil
+		}
+		if !seenGone && alive() {
+			return adminAnswer{Status: http.StatusConflict, Error: name +
+				" is alive: force-leave only removes members that are dead or gone; stop it first, or run \"pingora-node leave\" on it"}, nil
+		}
 	}
 	res := LeaveResult{Name: name, Raft: "no raft", Members: "no gossip"}
 	if st := n.Store(); st != nil {
@@ -175,6 +187,28 @@ func (n *Node) forceLeaveMember(mc *membership.Cluster, name string, leaving boo
 		return http.StatusNotFound, fmt.Errorf("no member or raft server named %q", name)
 	}
 	return 0, nil
+}
+
+// gossipAgreeWait bounds a leader's wait for its view of a member that a
+// follower saw dead to agree. It leaves RemoveServer's 5 s within the
+// follower's forwardTimeout (10 s). A variable for tests.
+var gossipAgreeWait = 4 * time.Second
+
+// stillAlive polls alive until it reports false or wait has passed, and
+// returns its last answer.
+func stillAlive(ctx context.Context, wait time.Duration, alive func() bool) bool {
+	deadline := time.Now().Add(wait)
+	for alive() {
+		if !time.Now().Before(deadline) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return true
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 func memberAlive(mc *membership.Cluster, name string) bool {

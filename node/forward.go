@@ -50,6 +50,10 @@ type rpcForceLeaveReq struct {
 	Name   string `msgpack:"n"`
 	From   string `msgpack:"f"`
 	Client string `msgpack:"c"`
+	// SeenGone: the follower that forwards the request saw Name dead or
+	// gone (it refuses members it sees alive). A leader that still sees
+	// it alive waits a little for gossip to agree (see forceLeave).
+	SeenGone bool `msgpack:"g,omitempty"`
 }
 
 // adminAnswer is the outcome of an admin request as the admin API
@@ -101,7 +105,7 @@ func (n *Node) registerLeaderRPC(srv *wire.Server) {
 	wire.HandleFunc(srv, rpcConfigPut, n.leaderConfigPut)
 	wire.HandleFunc(srv, rpcConfigGet, n.leaderConfigGet)
 	wire.HandleFunc(srv, rpcForceLeave, func(ctx context.Context, req *rpcForceLeaveReq) (*adminAnswer, error) {
-		a, _ := n.forceLeave(ctx, req.Name, req.Name == req.From, req.Client)
+		a, _ := n.forceLeave(ctx, req.Name, req.Name == req.From, req.SeenGone, req.Client)
 		return &a, nil
 	})
 }
@@ -167,7 +171,9 @@ func (n *Node) forwardToLeader(w http.ResponseWriter, r *http.Request, body []by
 	case r.Method == http.MethodGet:
 		method, req = rpcConfigGet, &rpcEmpty{}
 	case strings.HasPrefix(r.URL.Path, "/v1/force-leave/"):
-		method, req = rpcForceLeave, &rpcForceLeaveReq{Name: r.PathValue("name"), From: n.cfg.Name, Client: r.RemoteAddr}
+		// Forwarded only after this node's own check passed: it sees the
+		// member dead or gone.
+		method, req = rpcForceLeave, &rpcForceLeaveReq{Name: r.PathValue("name"), From: n.cfg.Name, Client: r.RemoteAddr, SeenGone: true}
 	default:
 		return false
 	}

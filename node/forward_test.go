@@ -242,3 +242,24 @@ func testForwardOverWire(t *testing.T, ca *testCA) {
 	}
 	waitServerCalls(t, leader, rpcForceLeave, 2)
 }
+
+// TestStillAlive: a leader asked by a follower to force-leave a member it
+// still sees alive waits for gossip to agree, up to its bound: it proceeds
+// once the member turns dead, refuses when it stays alive, and stops
+// waiting when the request ends.
+func TestStillAlive(t *testing.T) {
+	calls := 0
+	turnsDead := func() bool { calls++; return calls < 3 }
+	if stillAlive(context.Background(), time.Minute, turnsDead) {
+		t.Fatal("a member that turned dead during the wait is still alive")
+	}
+	always := func() bool { return true }
+	if !stillAlive(context.Background(), 100*time.Millisecond, always) {
+		t.Fatal("a member alive past the wait was taken for dead")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if !stillAlive(ctx, time.Minute, always) {
+		t.Fatal("an ended request's wait said dead")
+	}
+}
