@@ -191,8 +191,8 @@ func (n *Node) forceLeaveMember(mc *membership.Cluster, name string, leaving boo
 
 // gossipAgreeWait bounds a leader's wait for its view of a member that a
 // follower saw dead to agree. It leaves RemoveServer's 5 s within the
-// follower's forwardTimeout (10 s). A variable for tests.
-var gossipAgreeWait = 4 * time.Second
+// follower's forwardTimeout (10 s).
+const gossipAgreeWait = 4 * time.Second
 
 // stillAlive polls alive until it reports false or wait has passed, and
 // returns its last answer.
