@@ -222,6 +222,12 @@ func TestClientResetCancels(t *testing.T) {
 		st.WriteHead(200, http.Header{})
 		st.Flush()
 		<-st.Context().Done()
+		// The hook runs just after the cancel, and never once the handler
+		// has returned: stay until it ran (or the test gives up on it).
+		select {
+		case <-hooked:
+		case <-time.After(10 * time.Second):
+		}
 		ended <- context.Cause(st.Context())
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -237,10 +243,14 @@ func TestClientResetCancels(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "reset by the client") {
 			t.Fatalf("cause %v", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(20 * time.Second):
 		t.Fatal("handler not canceled")
 	}
-	<-hooked
+	select {
+	case <-hooked:
+	default:
+		t.Fatal("the reset hook did not run while the handler ran")
+	}
 }
 
 // TestShutdownDrains: a drain lets the stream in flight finish and ends
