@@ -25,6 +25,7 @@ type metrics struct {
 	poolEvictions   prometheus.Counter
 	connLimitWaits  prometheus.Counter
 	tunnels         prometheus.Gauge
+	spliced         prometheus.Counter
 	rejected        *prometheus.CounterVec
 	cache           *cacheMetrics
 
@@ -117,6 +118,10 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 			Name: "pingora_tunnels_active",
 			Help: "Open upgraded (WebSocket) tunnels.",
 		}),
+		spliced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pingora_spliced_responses_total",
+			Help: "Response bodies moved from an HTTP/1.1 upstream to an HTTP/1.1 client with splice(2), never copied through the process (node file: splice).",
+		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pingora_downstream_rejected_total",
 			Help: "Client requests refused as malformed before any phase saw them, by reason: HTTP/1.1 heads answered 4xx/5xx, HTTP/2 streams reset with PROTOCOL_ERROR or answered 431.",
@@ -151,7 +156,7 @@ func (m *metrics) register(reg prometheus.Registerer, store cache.Store) error {
 		return nil
 	}
 	cs := []prometheus.Collector{m.requests, m.duration, m.connectDuration, m.upstreamErrors,
-		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.connLimitWaits, m.tunnels, m.rejected}
+		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.connLimitWaits, m.tunnels, m.spliced, m.rejected}
 	cs = append(cs, m.cache.collectors()...)
 	if r, ok := store.(cache.StatsReporter); ok {
 		cs = append(cs, storeCollectors(r)...)

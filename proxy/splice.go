@@ -96,6 +96,7 @@ func (s *Server[C]) spliceRelay(sess *Session, ex exchange) (done bool, err erro
 		return false, nil
 	}
 	splicedBodies.Add(1)
+	s.metrics.spliced.Inc()
 	d.written += written
 	sess.BytesOut += written
 	if fail != nil {

@@ -70,6 +70,9 @@ func TestSpliceRelay(t *testing.T) {
 			if n := splicedBodies.Load() - before; n != want {
 				t.Errorf("%d bodies spliced, want %d", n, want)
 			}
+			if n := counterValue(p.srv.metrics.spliced); n != float64(want) {
+				t.Errorf("pingora_spliced_responses_total %v, want %d", n, want)
+			}
 			if n := accepted.Load(); n != 1 {
 				t.Errorf("the upstream accepted %d connections, want 1 (reused)", n)
 			}
