@@ -29,6 +29,9 @@ type clientConn struct {
 	drainAt  time.Time // zero until shutdown starts
 	draining atomic.Bool
 	h2       atomic.Pointer[h2.Conn] // set when handed to the HTTP/2 server
+	// headDeadline is the read deadline handshake left set for the first
+	// HTTP/1.1 head (zero: none)
+	headDeadline time.Time
 }
 
 const (
@@ -106,15 +109,21 @@ func (c *clientConn) handshake(timeout time.Duration) (string, error) {
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(c.nc)
 	if c.lc.TLS == nil && c.lc.H2C {
-		c.nc.SetReadDeadline(time.Now().Add(timeout))
+		at := time.Now().Add(timeout)
+		c.nc.SetReadDeadline(at)
 		isH2, err := sniffPreface(c.br)
-		c.nc.SetReadDeadline(time.Time{})
 		if err != nil {
 			return "", err
 		}
 		if isH2 {
+			c.nc.SetReadDeadline(time.Time{})
 			return "h2", nil
 		}
+		// The deadline stays for the first request's head: the header
+		// timeout counts from the connection's first byte awaited, and
+		// the runtime's deadline timer is set once a connection, not
+		// three times (set, cleared, set again by serveH1).
+		c.headDeadline = at
 	}
 	return "http/1.1", nil
 }

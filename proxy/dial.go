@@ -111,5 +111,8 @@ func (d *deadlines) setRead(nc net.Conn, t time.Time) {
 	nc.SetReadDeadline(t)
 }
 
+// adoptRead records t as the read deadline already set on the connection.
+func (d *deadlines) adoptRead(t time.Time) { d.read = max(t.Sub(clockBase), 1) }
+
 // readPassed reports whether the read deadline is set and passed at now.
 func (d *deadlines) readPassed(now time.Duration) bool { return d.read != 0 && d.read <= now }

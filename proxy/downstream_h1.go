@@ -64,7 +64,9 @@ type h1Downstream struct {
 // idle again, or closed when either side asks, framing broke, or draining.
 func (s *Server[C]) serveH1(c *clientConn) {
 	d := &h1Downstream{c: c, cfg: &s.cfg.Downstream}
-	d.reader = h1.NewReader(c.br, h1.Limits{MaxHeaderBytes: d.cfg.MaxHeaderBytes, MaxHeaders: d.cfg.MaxHeaders})
+	d.reader = h1ReaderPool.Get().(*h1.Reader)
+	d.reader.Reset(c.br, h1.Limits{MaxHeaderBytes: d.cfg.MaxHeaderBytes, MaxHeaders: d.cfg.MaxHeaders})
+	defer h1ReaderPool.Put(d.reader) // nothing reads the connection after serveH1 (its bufio.Reader goes back to a pool too)
 	d.hb = h1.NewBody(d.reader)
 	d.in = h1BodyReader{d: d}
 	sess := &Session{ClientIP: c.clientIP, TLS: c.tls, Listener: c.lc.Name}
@@ -86,13 +88,14 @@ func (s *Server[C]) serveH1(c *clientConn) {
 		if !d.waitRequest(first) {
 			return
 		}
-		first = false
 		// A head already whole in the buffer needs no header timeout
 		// (most requests); the deadline left from waiting is harmless
 		// while the request runs: a body read or the watch sets its own.
-		if !headBuffered(c.br) {
+		// The first request waited under the header timeout already.
+		if !first && !headBuffered(c.br) {
 			d.dl.setRead(c.nc, time.Now().Add(d.cfg.HeaderTimeout))
 		}
+		first = false
 		err := d.reader.ReadRequest(&d.req)
 		if err != nil {
 			s.rejectH1(d, sess, err)
@@ -121,6 +124,10 @@ func (s *Server[C]) serveH1(c *clientConn) {
 		}
 	}
 }
+
+// h1ReaderPool holds the head parsers of finished HTTP/1.1 connections,
+// with the buffers they grew.
+var h1ReaderPool = sync.Pool{New: func() any { return h1.NewReader(nil, h1.Limits{}) }}
 
 // headerPool holds the header maps of finished HTTP/1.1 connections (the
 // request's and its upstream copy), each sized for a typical request: a new
@@ -151,10 +158,17 @@ func (d *h1Downstream) waitRequest(first bool) bool {
 			wait = d.cfg.HeaderTimeout
 		}
 		deadline := clockBase.Add(now + wait)
+		if first && !c.headDeadline.IsZero() {
+			deadline = c.headDeadline // set on the socket already
+		}
 		if !dd.IsZero() && dd.Before(deadline) {
 			deadline = dd
 		}
-		d.dl.setRead(c.nc, deadline)
+		if deadline.Equal(c.headDeadline) {
+			d.dl.adoptRead(deadline)
+		} else {
+			d.dl.setRead(c.nc, deadline)
+		}
 	} else {
 		d.dl.refreshReadAt(c.nc, now, d.cfg.KeepAliveTimeout)
 	}

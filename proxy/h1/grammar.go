@@ -163,6 +163,19 @@ var digitByte, regNameByte, ipLiteralByte = func() (d, r, ip *[256]bool) {
 // Transfer-Encoding (a writer would send the field twice). Values are not
 // quoted in the error: they may be secrets.
 func CheckRequestHead(method, target, host string, h http.Header) error {
+	if err := checkRequestLine(method, target, host); err != nil {
+		return err
+	}
+	for k, vv := range h {
+		if err := checkField(k, vv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkRequestLine is CheckRequestHead for the request line and Host.
+func checkRequestLine(method, target, host string) error {
 	switch {
 	case !ValidMethod(method):
 		return fmt.Errorf("%w: invalid method %q", ErrUnwritable, method)
@@ -171,18 +184,21 @@ func CheckRequestHead(method, target, host string, h http.Header) error {
 	case host != "" && !ValidAuthority(host):
 		return fmt.Errorf("%w: invalid host %q", ErrUnwritable, host)
 	}
-	for k, vv := range h {
-		if !isToken(k) {
-			return fmt.Errorf("%w: invalid field name %q", ErrUnwritable, k)
+	return nil
+}
+
+// checkField is CheckRequestHead for one field.
+func checkField(k string, vv []string) error {
+	if !isToken(k) {
+		return fmt.Errorf("%w: invalid field name %q", ErrUnwritable, k)
+	}
+	for _, v := range vv {
+		if !ValidFieldValue(v) {
+			return fmt.Errorf("%w: invalid value in field %q", ErrUnwritable, k)
 		}
-		for _, v := range vv {
-			if !ValidFieldValue(v) {
-				return fmt.Errorf("%w: invalid value in field %q", ErrUnwritable, k)
-			}
-		}
-		if framingAlias(k) {
-			return fmt.Errorf("%w: field %q is a second spelling of %s", ErrUnwritable, k, textproto.CanonicalMIMEHeaderKey(k))
-		}
+	}
+	if framingAlias(k) {
+		return fmt.Errorf("%w: field %q is a second spelling of %s", ErrUnwritable, k, textproto.CanonicalMIMEHeaderKey(k))
 	}
 	return nil
 }

@@ -306,3 +306,43 @@ func BenchmarkReadRequest(b *testing.B) {
 		}
 	}
 }
+
+// TestReaderReset: a Reader reset onto another connection reads it as a
+// new Reader would (its limits too), nothing of the last message shows,
+// and its grown buffers are kept: the next head of the same size costs
+// only the head's own string (and the header map, here fresh each time).
+func TestReaderReset(t *testing.T) { // not parallel: AllocsPerRun
+	r := NewReader(bufio.NewReader(strings.NewReader("GET /a HTTP/1.1\r\nHost: x\r\nX-One: 1\r\nX-Two: 2\r\n\r\n")), Limits{})
+	var req Request
+	if err := r.ReadRequest(&req); err != nil {
+		t.Fatal(err)
+	}
+	r.Reset(bufio.NewReader(strings.NewReader("GET /b HTTP/1.1\r\nHost: y\r\nX-Two: two\r\n\r\n")), Limits{})
+	if err := r.ReadRequest(&req); err != nil {
+		t.Fatal(err)
+	}
+	if req.Path != "/b" || req.Host != "y" || req.Header.Get("X-Two") != "two" || req.Header.Get("X-One") != "" {
+		t.Fatalf("after Reset: path %q host %q header %v", req.Path, req.Host, req.Header)
+	}
+	r.Reset(bufio.NewReader(strings.NewReader("GET /c HTTP/1.1\r\nHost: y\r\nX-Big: "+strings.Repeat("v", 100)+"\r\n\r\n")), Limits{MaxHeaderBytes: 64})
+	var pe *ParseError
+	if err := r.ReadRequest(&req); !errors.As(err, &pe) || pe.Status != 431 {
+		t.Fatalf("limits after Reset: %v, want 431", err)
+	}
+
+	const head = "GET /d HTTP/1.1\r\nHost: z\r\nAccept: */*\r\nUser-Agent: t\r\nX-A: 1\r\nX-B: 2\r\n\r\n"
+	br := bufio.NewReader(nil)
+	src := strings.NewReader(head)
+	req.Header = make(map[string][]string, 8)
+	n := testing.AllocsPerRun(100, func() {
+		src.Reset(head)
+		br.Reset(src)
+		r.Reset(br, Limits{})
+		if err := r.ReadRequest(&req); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > 1 {
+		t.Fatalf("%v allocations reading a head after Reset, want at most 1 (the head's string)", n)
+	}
+}

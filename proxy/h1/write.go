@@ -7,33 +7,40 @@ import (
 )
 
 // WriteRequestHead writes a request line, a Host field and the fields of h
-// (except Host) followed by the empty line. It first checks the head with
-// CheckRequestHead and writes nothing at all when that refuses it: a hook
-// that put CR, LF or a space into a method, target, host or field can never
-// split the message or make the upstream read another request than the one
-// the proxy routed. Errors writing to w show at its Flush.
+// (except Host) followed by the empty line. It checks the head as
+// CheckRequestHead does and writes nothing at all when that refuses it: a
+// hook that put CR, LF or a space into a method, target, host or field can
+// never split the message or make the upstream read another request than
+// the one the proxy routed. The head is built in w's free buffer while the
+// fields are checked (one pass over h) and handed to w only when whole.
+// Errors writing to w show at its Flush.
 func WriteRequestHead(w *bufio.Writer, method, target, host string, h http.Header) error {
-	if err := CheckRequestHead(method, target, host, h); err != nil {
+	if err := checkRequestLine(method, target, host); err != nil {
 		return err
 	}
-	w.WriteString(method)
-	w.WriteByte(' ')
-	w.WriteString(target)
-	w.WriteString(" HTTP/1.1\r\nHost: ")
-	w.WriteString(host)
-	w.WriteString("\r\n")
+	b := w.AvailableBuffer()
+	b = append(b, method...)
+	b = append(b, ' ')
+	b = append(b, target...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
 	for k, vs := range h {
+		if err := checkField(k, vs); err != nil {
+			return err
+		}
 		if k == "Host" {
 			continue
 		}
 		for _, v := range vs {
-			w.WriteString(k)
-			w.WriteString(": ")
-			w.WriteString(v)
-			w.WriteString("\r\n")
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
 		}
 	}
-	w.WriteString("\r\n")
+	b = append(b, "\r\n"...)
+	w.Write(b)
 	return nil // a write failure stays in w, for its Flush to report
 }
 
