@@ -253,10 +253,8 @@ func (d *h1Downstream) startRequest(sess *Session, ctx context.Context) {
 // carry another one, draining a small unread request body if needed.
 func (d *h1Downstream) endRequest() bool {
 	c := d.c
-	if c.bw.Buffered() > 0 {
-		if err := c.bw.Flush(); err != nil {
-			return false
-		}
+	if err := d.sendBuffered(); err != nil {
+		return false
 	}
 	// A drain that began after the head went out does not end the
 	// connection here: the client may already have sent its next request,
@@ -292,10 +290,8 @@ func (d *h1Downstream) endRequest() bool {
 // whatever the client does, and shorter while the server drains.
 func (d *h1Downstream) lingerClose() {
 	c := d.c
-	if c.bw.Buffered() > 0 {
-		if err := c.bw.Flush(); err != nil {
-			return
-		}
+	if err := d.sendBuffered(); err != nil {
+		return
 	}
 	linger := d.cfg.LingerTimeout
 	if c.draining.Load() {
@@ -339,10 +335,26 @@ func (d *h1Downstream) errorCloses(code int) bool {
 // close.
 func (d *h1Downstream) writeHead(resp *ResponseHeader) error {
 	d.frame(resp)
-	d.dl.refreshWrite(d.c.nc, d.cfg.WriteIdleTimeout)
-	h1.WriteResponseHead(d.c.bw, d.req.Minor, resp.Status, resp.Header)
+	bw := d.c.bw
+	head := h1.AppendResponseHead(bw.AvailableBuffer(), d.req.Minor, resp.Status, resp.Header)
+	d.armWrite(len(head))
+	bw.Write(head)
 	d.headSent = true
 	return nil
+}
+
+// chunkOverhead bounds what ChunkWriter adds around a chunk's data: its
+// size in hex and two CRLFs.
+const chunkOverhead = 16 + 4
+
+// armWrite refreshes the write idle deadline when putting n more bytes
+// into the connection's buffer writes to the socket (the buffer is too
+// full to take them): only a socket write can wait, and refreshing costs a
+// clock reading, three a response otherwise.
+func (d *h1Downstream) armWrite(n int) {
+	if n > d.c.bw.Available() {
+		d.dl.refreshWrite(d.c.nc, d.cfg.WriteIdleTimeout)
+	}
 }
 
 // frame chooses the body framing of resp and sets the fields that say it
@@ -436,7 +448,11 @@ func (d *h1Downstream) write(p []byte) error {
 		d.broken = true
 		return errors.New("proxy: response body longer than its Content-Length")
 	}
-	d.dl.refreshWrite(d.c.nc, d.cfg.WriteIdleTimeout)
+	if d.chunked {
+		d.armWrite(len(p) + chunkOverhead)
+	} else {
+		d.armWrite(len(p))
+	}
 	var err error
 	if d.chunked {
 		_, err = h1.ChunkWriter{W: d.c.bw}.Write(p)
@@ -450,18 +466,30 @@ func (d *h1Downstream) write(p []byte) error {
 }
 
 func (d *h1Downstream) flush() error {
-	d.dl.refreshWrite(d.c.nc, d.cfg.WriteIdleTimeout)
-	if err := d.c.bw.Flush(); err != nil {
+	if err := d.sendBuffered(); err != nil {
 		d.broken = true
 		return err
 	}
 	return nil
 }
 
+// sendBuffered writes what the connection's buffer holds, under a fresh
+// write idle deadline: every write to the client socket goes through
+// armWrite or here, as the deadline left by an earlier response may have
+// passed while the connection was idle.
+func (d *h1Downstream) sendBuffered() error {
+	if d.c.bw.Buffered() == 0 {
+		return nil
+	}
+	d.dl.refreshWrite(d.c.nc, d.cfg.WriteIdleTimeout)
+	return d.c.bw.Flush()
+}
+
 func (d *h1Downstream) finish(trailer http.Header) error {
 	switch {
 	case d.noBody:
 	case d.chunked:
+		d.armWrite(chunkOverhead + trailerSize(trailer))
 		h1.ChunkWriter{W: d.c.bw}.Close(trailer)
 	case d.declared >= 0 && d.written != d.declared:
 		d.broken = true
@@ -473,7 +501,18 @@ func (d *h1Downstream) finish(trailer http.Header) error {
 func (d *h1Downstream) abort() {
 	d.broken = true
 	d.keepAlive = false
-	d.c.bw.Flush()
+	d.sendBuffered()
+}
+
+// trailerSize is what a trailer section takes on the wire, or more.
+func trailerSize(h http.Header) int {
+	n := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
 }
 
 // h1BodyReader reads the request body for the engine: it sends
@@ -490,7 +529,7 @@ func (r *h1BodyReader) Read(p []byte) (int, error) {
 		r.started = true
 		if d.req.ExpectContinue && !d.headSent {
 			d.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			if err := d.c.bw.Flush(); err != nil {
+			if err := d.sendBuffered(); err != nil {
 				return 0, err
 			}
 		}

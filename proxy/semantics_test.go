@@ -197,3 +197,80 @@ func TestExpectContinue(t *testing.T) {
 		t.Fatalf("body %q", b)
 	}
 }
+
+// TestWriteAfterIdle: the write idle deadline of an earlier response has
+// passed by the time a keep-alive connection's next request comes; the
+// next response, its "100 Continue" and a chunked response with trailers
+// must not fail on that stale deadline.
+func TestWriteAfterIdle(t *testing.T) {
+	origin := startOrigin(t, originH1, nil, echoHandler())
+	var cfg Config
+	cfg.Downstream.WriteIdleTimeout = 50 * time.Millisecond
+	p := startProxy(t, routerFor(t, origin), cfg, ListenerConfig{Name: "http"})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	get := func(req, want string) {
+		t.Helper()
+		io.WriteString(c, req)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 || string(b) != want {
+			t.Fatalf("%d %q %v, want 200 %q", resp.StatusCode, b, err, want)
+		}
+	}
+	idle := func() {
+		// Waiting out a deadline takes time passing: four times the
+		// timeout, so the deadline set by the last response has fired.
+		time.Sleep(4 * cfg.Downstream.WriteIdleTimeout)
+	}
+	get("GET /a HTTP/1.1\r\nHost: x\r\n\r\n", "GET /a ")
+	idle()
+	get("GET /b HTTP/1.1\r\nHost: x\r\n\r\n", "GET /b ")
+	idle()
+	io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+	line, err := br.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("want 100 Continue, got %q %v", line, err)
+	}
+	br.ReadString('\n')
+	io.WriteString(c, "data")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "POST /up data" {
+		t.Fatalf("body %q", b)
+	}
+}
+
+// TestH2WriteAfterIdle: the same over HTTP/2 (h2c), with a response larger
+// than the connection's write buffer, so frames reach the socket from a
+// buffer that fills, not only from a flush.
+func TestH2WriteAfterIdle(t *testing.T) {
+	body := strings.Repeat("x", 256<<10)
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, body)
+	}))
+	var cfg Config
+	cfg.Downstream.WriteIdleTimeout = 50 * time.Millisecond
+	p := startProxy(t, routerFor(t, origin), cfg, ListenerConfig{Name: "http", H2C: true})
+	c := h2cClient()
+	for i := 0; i < 3; i++ {
+		if i > 0 {
+			time.Sleep(4 * cfg.Downstream.WriteIdleTimeout) // the last deadline fires
+		}
+		resp, got := mustGet(t, c, "http://"+p.addr+"/")
+		if resp.ProtoMajor != 2 || got != body {
+			t.Fatalf("request %d: HTTP/%d, %d bytes, want HTTP/2 and %d", i, resp.ProtoMajor, len(got), len(body))
+		}
+	}
+}

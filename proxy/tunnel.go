@@ -48,7 +48,7 @@ func (s *Server[C]) tunnel(sess *Session, ctx C, hx *h1Exchange, resp *ResponseH
 	d.headSent, d.keepAlive, d.broken = true, false, true
 	sess.Status = http.StatusSwitchingProtocols
 	sess.UpstreamTTFB = time.Since(sess.Start)
-	if err := d.c.bw.Flush(); err != nil {
+	if err := d.sendBuffered(); err != nil {
 		hx.release(false)
 		return classifyIO(err, Downstream)
 	}
