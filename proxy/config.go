@@ -63,7 +63,9 @@ type Config struct {
 type DownstreamConfig struct {
 	// HeaderTimeout bounds reading a whole request head once its first byte
 	// arrived, and the TLS handshake; a slow client is disconnected after
-	// it with 408 (default 10s).
+	// it with 408 (default 10s). For a connection's first request it counts
+	// from the accept (or the TLS handshake's end), the wait for that first
+	// byte included, as nginx's client_header_timeout does.
 	HeaderTimeout time.Duration
 	// KeepAliveTimeout is how long an idle keep-alive connection waits for
 	// the next request (default 60s).
