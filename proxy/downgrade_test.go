@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -243,4 +246,36 @@ func dialTCP(t *testing.T, addr string) net.Conn {
 	}
 	t.Cleanup(func() { nc.Close() })
 	return nc
+}
+
+// TestFirstHeadTimeoutFromAccept: a connection's first request head must
+// be whole HeaderTimeout after the accept, the wait for its first byte
+// included: a client that waits, then sends half a head and waits again,
+// each time for less than HeaderTimeout, gets 408, on a plain listener and
+// on one that sniffs for the h2c preface alike.
+func TestFirstHeadTimeoutFromAccept(t *testing.T) {
+	for _, h2c := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2c=%v", h2c), func(t *testing.T) {
+			t.Parallel()
+			var cfg Config
+			cfg.Downstream.HeaderTimeout = time.Second
+			p := startProxy(t, routerFor(t, h1Recorder(t).Peer), cfg, ListenerConfig{Name: "plain", H2C: h2c})
+			c := dialTCP(t, p.addr)
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			// 0.7 s, then the first bytes, then 0.7 s more: 1.4 s in all
+			// against a 1 s timeout, 0.7 s from the first byte.
+			time.Sleep(700 * time.Millisecond)
+			io.WriteString(c, "GET / HTTP/1.1\r\n")
+			time.Sleep(700 * time.Millisecond)
+			io.WriteString(c, "Host: proxy.test\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusRequestTimeout {
+				t.Fatalf("status %d, want 408", resp.StatusCode)
+			}
+		})
+	}
 }
