@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/pingora-go/pingora-go/internal/msgpackx"
 )
 
 // The cluster ID is a cluster's identity: a random ID that the first
@@ -37,7 +39,7 @@ func newClusterID() (string, error) {
 // applied is kept. It reports whether the state changed.
 func (s *docState) setClusterID(data []byte) (applyResult, bool) {
 	var c clusterIDCmd
-	if err := msgpack.Unmarshal(data[1:], &c); err != nil || c.ID == "" {
+	if err := msgpackx.Unmarshal(data[1:], &c); err != nil || c.ID == "" {
 		return applyResult{Err: fmt.Errorf("consensus: bad cluster ID command: %v", err)}, false
 	}
 	if s.ClusterID != "" {

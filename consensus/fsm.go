@@ -13,6 +13,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/pingora-go/pingora-go/internal/msgpackx"
 )
 
 // Doc is one version of a replicated document. Content is shared with the
@@ -54,7 +56,7 @@ func decodeCmd(data []byte) (putCmd, error) {
 	if len(data) == 0 || data[0] != cmdPut {
 		return c, fmt.Errorf("consensus: unknown command type in log entry")
 	}
-	err := msgpack.Unmarshal(data[1:], &c)
+	err := msgpackx.Unmarshal(data[1:], &c)
 	return c, err
 }
 

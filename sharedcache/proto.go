@@ -11,6 +11,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/pingora-go/pingora-go/internal/msgpackx"
 	"github.com/pingora-go/pingora-go/proxy/cache"
 )
 
@@ -295,7 +296,7 @@ func readHead(r *bufio.Reader) (*head, error) {
 		return nil, err
 	}
 	h := new(head)
-	if err := msgpack.Unmarshal(b, h); err != nil {
+	if err := msgpackx.Unmarshal(b, h); err != nil {
 		return nil, fmt.Errorf("sharedcache: decode head: %w", err)
 	}
 	return h, nil

@@ -8,8 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
-
+	"github.com/pingora-go/pingora-go/internal/msgpackx"
 	"github.com/pingora-go/pingora-go/proxy/cache"
 	"github.com/pingora-go/pingora-go/wire"
 )
@@ -30,7 +29,7 @@ func (c *Cache) Serve(srv *wire.Server) {
 // forwarded further: a peer's request ends here).
 func (c *Cache) serveGet(ctx context.Context, body []byte, w io.Writer) error {
 	var g getRequest
-	if err := msgpack.Unmarshal(body, &g); err != nil {
+	if err := msgpackx.Unmarshal(body, &g); err != nil {
 		return fmt.Errorf("sharedcache: decode get: %w", err)
 	}
 	if g.Op == opHandoff {

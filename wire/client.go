@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/pingora-go/pingora-go/internal/msgpackx"
 )
 
 // Client makes calls to peers. Unary calls to one address share one
@@ -81,7 +83,7 @@ func (c *Client) Call(ctx context.Context, addr, method string, req, resp any) e
 	if err != nil || resp == nil {
 		return err
 	}
-	if err := msgpack.Unmarshal(out, resp); err != nil {
+	if err := msgpackx.Unmarshal(out, resp); err != nil {
 		return fmt.Errorf("wire: %s %s: decode response: %w", addr, method, err)
 	}
 	return nil

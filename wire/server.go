@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/pingora-go/pingora-go/internal/msgpackx"
 )
 
 // Handler serves one method. body is the request's msgpack payload; the
@@ -116,7 +118,7 @@ func (s *Server) register(method string, e entry) {
 func HandleFunc[Req, Resp any](s *Server, method string, fn func(ctx context.Context, req *Req) (*Resp, error)) {
 	s.Handle(method, func(ctx context.Context, body []byte) ([]byte, error) {
 		req := new(Req)
-		if err := msgpack.Unmarshal(body, req); err != nil {
+		if err := msgpackx.Unmarshal(body, req); err != nil {
 			return nil, fmt.Errorf("decode request: %w", err)
 		}
 		resp, err := fn(ctx, req)

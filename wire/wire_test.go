@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -308,5 +310,32 @@ func BenchmarkCallLoopback(b *testing.B) {
 		if err := cl.Call(ctx, l.Addr().String(), "echo", req, &resp); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestLyingLengthBody: a call whose msgpack body declares a 4 GiB string
+// and holds none of it is refused as undecodable, and the server allocates
+// nothing like it (msgpack grew a pooled buffer by a megabyte per such
+// call, kept it, and 2,000 calls took a node to 1.2 GB).
+func TestLyingLengthBody(t *testing.T) {
+	_, _, cl, _ := pair(t, wire.ServerConfig{}, wire.ClientConfig{})
+	// {"Msg": str32 of 0xffffffff bytes}, and no bytes
+	body := []byte{0x81, 0xa3, 'M', 's', 'g', 0xdb, 0xff, 0xff, 0xff, 0xff}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 200 {
+		_, err := cl.CallRaw(ctxT(t, 5*time.Second), "srv:1", "echo", body)
+		var re *wire.RemoteError
+		if !errors.As(err, &re) || !strings.Contains(re.Message, "length beyond the input") {
+			t.Fatalf("err = %v, want a remote decode error", err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Fatalf("200 lying calls allocated %d MiB", grew>>20)
+	}
+	var resp echoResp
+	if err := cl.Call(ctxT(t, 5*time.Second), "srv:1", "echo", echoReq{"ok"}, &resp); err != nil || resp.Msg != "ok" {
+		t.Fatalf("echo after: %v %q", err, resp.Msg)
 	}
 }
