@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -107,12 +108,19 @@ func (s *Server[C]) forward(sess *Session, ctx C) error {
 		}
 		sess.Peer = peer
 		err = grpcDeadlineExpired(sess, s.attempt(sess, ctx, peer, body))
+		if err != nil {
+			err = clientFault(sess, body, err)
+		}
+		// Before the health record sees it: a client that sends half a
+		// body and leaves, or resets its stream while the proxy dials,
+		// must not count against the peer (three such requests ejected a
+		// healthy peer under passive health, and every client got 503).
 		finishAttempt(sess, err)
 		if err == nil {
 			return nil
 		}
 		if body.err != nil { // the client's body failed: not the upstream's fault
-			return classifyIO(body.err, Downstream)
+			return err
 		}
 		err = s.onAttemptError(sess, ctx, peer, err)
 		if !s.shouldRetry(sess, err, body) {
@@ -122,6 +130,28 @@ func (s *Server[C]) forward(sess *Session, ctx C) error {
 		sess.Retries++
 		s.metrics.retries.Inc()
 	}
+}
+
+// clientFault returns err as the client's when the attempt failed because
+// of the client: its request body failed, or it left (its context was
+// cancelled for any cause but the gRPC deadline, which
+// grpcDeadlineExpired reports) while the upstream was dialled, written or
+// waited for.
+func clientFault(sess *Session, body *reqBody, err error) error {
+	if body.err != nil {
+		return classifyIO(body.err, Downstream)
+	}
+	if sess.ctx.Err() == nil {
+		return err
+	}
+	if cause := context.Cause(sess.ctx); !errors.Is(cause, errGRPCDeadline) {
+		var pe *Error
+		if errors.As(err, &pe) && pe.Source == Downstream {
+			return err
+		}
+		return newError(KindClientCanceled, Downstream, cause)
+	}
+	return err
 }
 
 // onAttemptError counts the error and lets FailToConnect or ErrorWhileProxy

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -364,6 +366,70 @@ func TestHashKeyExtract(t *testing.T) {
 	for _, bad := range []string{"header:", "body", "cookie"} {
 		if _, err := ParseHashKey(bad); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestClientAbortNotCountedAgainstPeer: a client that sends part of its
+// body and leaves fails the attempt, but the failure is the client's: the
+// peer, under passive health with max_fails 2, stays in service after
+// three such requests, and the next request is served.
+func TestClientAbortNotCountedAgainstPeer(t *testing.T) {
+	entered := make(chan struct{}, 8) // one token per request the origin began
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	}))
+	app := routerWith(t, UpstreamConfig{Peers: []*Peer{origin}, Passive: health.Passive{MaxFails: 2, CoolOff: time.Hour}})
+	p := startProxy(t, app, Config{}, ListenerConfig{Name: "http"})
+	st := app.Router.Table().upstreams["up"].records[0].State()
+	for i := range 3 {
+		c := dialTCP(t, p.addr)
+		io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nx")
+		select { // the attempt is under way, the body half sent
+		case <-entered:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("request %d never reached the origin: the peer was ejected", i+1)
+		}
+		c.Close()
+		waitFor(t, 5*time.Second, "the attempt to end", func() bool { return st.InFlight.Load() == 0 })
+	}
+	if !st.Healthy() {
+		t.Fatal("three client aborts ejected the peer")
+	}
+	if resp, body := mustGet(t, h1Client(), "http://"+p.addr+"/"); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("after the aborts: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestClientFault: an attempt error is the client's when its body failed
+// or its context ended (a reset stream, a closed connection), not when the
+// gRPC deadline ended it or nothing ended it.
+func TestClientFault(t *testing.T) {
+	dial := classifyDial(errors.New("dial tcp: operation was canceled"))
+	live := &Session{ctx: context.Background()}
+	gone, cancel := context.WithCancelCause(context.Background())
+	cancel(errors.New("stream reset by client"))
+	left := &Session{ctx: gone}
+	deadline, cancel2 := context.WithCancelCause(context.Background())
+	cancel2(errGRPCDeadline)
+	grpcEnded := &Session{ctx: deadline}
+	var noBody reqBody
+	for _, tc := range []struct {
+		name string
+		sess *Session
+		body *reqBody
+		want Source
+	}{
+		{"upstream failure", live, &noBody, Upstream},
+		{"client left while dialling", left, &noBody, Downstream},
+		{"grpc deadline", grpcEnded, &noBody, Upstream},
+		{"client body failed", live, &reqBody{err: io.ErrUnexpectedEOF}, Downstream},
+	} {
+		var pe *Error
+		if err := clientFault(tc.sess, tc.body, dial); !errors.As(err, &pe) || pe.Source != tc.want {
+			t.Errorf("%s: %v, want source %v", tc.name, err, tc.want)
 		}
 	}
 }
