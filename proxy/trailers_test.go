@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -103,5 +105,51 @@ func TestForbiddenTrailersDropped(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestH2NoContentLengthOn204: an HTTP/2 client gets a 204 without the
+// Content-Length its HTTP/1.1 origin sent (RFC 9110 section 8.6; clients
+// reset the stream), and a 304 with it, as it is the selected
+// representation's length.
+func TestH2NoContentLengthOn204(t *testing.T) {
+	addr := rawPeer(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/204" {
+				io.WriteString(c, "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")
+			} else {
+				io.WriteString(c, "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nEtag: \"a\"\r\n\r\n")
+			}
+		}
+	})
+	p := startProxy(t, routerFor(t, &Peer{Addr: addr}), Config{}, ListenerConfig{Name: "http", H2C: true})
+	c, err := hostile.NewH2Conn(dialTCP(t, p.addr), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path, status string
+		cl           bool
+	}{{"/204", "204", false}, {"/304", "304", true}} {
+		id, err := c.Send(hostile.Fields(":method", "GET", ":scheme", "http", ":path", tc.path, ":authority", "x"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := c.Await(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Status != tc.status || o.Body != "" {
+			t.Fatalf("%s: outcome %v", tc.path, o)
+		}
+		if has := slices.Contains(o.Header, hostile.Field{Name: "content-length", Value: "5"}); has != tc.cl {
+			t.Errorf("%s: head %v, content-length: 5 wanted %v", tc.path, o.Header, tc.cl)
+		}
 	}
 }
