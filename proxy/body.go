@@ -165,7 +165,7 @@ func (a *attemptBody) Read(p []byte) (int, error) {
 	}
 	n, err := a.b.Read(p)
 	if errors.Is(err, io.EOF) {
-		for k, v := range a.ds.trailer() {
+		for k, v := range requestTrailer(a.ds) {
 			a.trailer[k] = v
 		}
 		for k, v := range a.trailer {
@@ -186,3 +186,12 @@ func (a *attemptBody) stop() {
 }
 
 var errAttemptOver = errors.New("proxy: attempt over")
+
+// requestTrailer is the client's request trailer section as it goes
+// upstream, both protocols: without the fields forbidden in trailers
+// (dropForbiddenTrailers). Valid after the request body's EOF.
+func requestTrailer(ds downstream) http.Header {
+	t := ds.trailer()
+	dropForbiddenTrailers(t)
+	return t
+}

@@ -74,7 +74,8 @@
 // HTTP2-Settings, Proxy-*) are removed both ways; X-Forwarded-For, -Proto and -Host are appended;
 // Via is added when Config.Via is set. Bodies stream in both directions
 // with bounded memory (32 KiB buffers; at most 64 KiB of a request body is
-// kept for a replay), trailers pass through, and versions translate both
+// kept for a replay), trailers pass through but for the fields RFC 9110
+// §6.5.1 forbids there (dropForbiddenTrailers), and versions translate both
 // ways (HTTP/1.1 chunked trailers to HTTP/2 trailers and back). On Linux a
 // response body framed by Content-Length from an HTTP/1.1 upstream to an
 // HTTP/1.1 client, both over plain TCP, moves with splice(2) when no body

@@ -145,7 +145,11 @@ func (d *h2Downstream) writeHead(resp *ResponseHeader) error {
 		i = j
 	}
 	if v := h["Content-Length"]; len(v) > 0 {
-		if _, err := strconv.ParseUint(v[0], 10, 63); err != nil || len(v) > 1 {
+		// A 204 or 1xx must not carry one at all (RFC 9110 section 8.6):
+		// HTTP/2 clients reset the stream. A 304's, the length of the
+		// representation it validates, stays.
+		st := resp.Status
+		if _, err := strconv.ParseUint(v[0], 10, 63); err != nil || len(v) > 1 || st == http.StatusNoContent || st < 200 {
 			delete(h, "Content-Length")
 		}
 	}

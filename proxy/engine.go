@@ -311,6 +311,7 @@ func retryStatus(sess *Session, code int) bool {
 // respond runs the response phases, sends the head and streams the body.
 func (s *Server[C]) respond(sess *Session, ctx C, ex exchange, resp *ResponseHeader) error {
 	stripHopByHop(resp.Header)
+	dropForbiddenTrailerNames(resp.Header)
 	if v := s.via(2); v != "" {
 		appendField(resp.Header, "Via", v)
 	}
@@ -381,6 +382,7 @@ func (s *Server[C]) copyBody(sess *Session, ctx C, ex exchange) error {
 			// request may take from the pool as soon as it is released.
 			if t := ex.trailer(); len(t) > 0 {
 				trailer = t.Clone()
+				dropForbiddenTrailers(trailer)
 			}
 			ex.release(true)
 		}

@@ -19,6 +19,77 @@ func isHopByHop(k string) bool {
 	return strings.HasPrefix(k, "Proxy-")
 }
 
+// forbiddenTrailers are the fields a trailer section must not carry (RFC
+// 9110 section 6.5.1): a recipient acting on them there, after the head,
+// would reframe, reroute or reauthorize a message already under way. The
+// hop-by-hop fields (isHopByHop: Connection, TE, Upgrade, Proxy-*, ...) go
+// too.
+var forbiddenTrailers = map[string]bool{
+	// framing and routing
+	"Content-Length": true, "Transfer-Encoding": true, "Trailer": true, "Host": true,
+	// request modifiers
+	"Cache-Control": true, "Expect": true, "Max-Forwards": true, "Pragma": true, "Range": true,
+	"If-Match": true, "If-None-Match": true, "If-Modified-Since": true, "If-Unmodified-Since": true, "If-Range": true,
+	// authentication
+	"Authorization": true, "Www-Authenticate": true, "Authentication-Info": true, "Realm": true,
+	"Cookie": true, "Set-Cookie": true,
+	// response control data
+	"Age": true, "Expires": true, "Date": true, "Location": true, "Retry-After": true, "Vary": true, "Warning": true,
+	// content processing
+	"Content-Encoding": true, "Content-Type": true, "Content-Range": true,
+}
+
+// forbiddenTrailer reports whether the canonical key k may not be a
+// trailer field.
+func forbiddenTrailer(k string) bool { return forbiddenTrailers[k] || isHopByHop(k) }
+
+// dropForbiddenTrailers removes from the trailer section h, in place, the
+// fields forbidden there. Proxies pass trailers on both ways, so each
+// direction calls it once, on the section as it leaves: a peer that would
+// merge such a field is never handed one.
+func dropForbiddenTrailers(h http.Header) {
+	for k := range h {
+		if forbiddenTrailer(k) {
+			delete(h, k)
+		}
+	}
+}
+
+// dropForbiddenTrailerNames removes the forbidden names from the Trailer
+// field of head h, which announces the trailers to come: some clients
+// (Go's among them) fail a response announcing Content-Length, and an
+// HTTP/2 upstream request announcing it fails before it is sent.
+func dropForbiddenTrailerNames(h http.Header) {
+	vals := h["Trailer"]
+	if len(vals) == 0 {
+		return
+	}
+	bad := false
+	for _, v := range vals {
+		for _, k := range strings.Split(v, ",") {
+			if forbiddenTrailer(http.CanonicalHeaderKey(strings.TrimSpace(k))) {
+				bad = true
+			}
+		}
+	}
+	if !bad {
+		return
+	}
+	var keep []string
+	for _, v := range vals {
+		for _, k := range strings.Split(v, ",") {
+			if k = strings.TrimSpace(k); k != "" && !forbiddenTrailer(http.CanonicalHeaderKey(k)) {
+				keep = append(keep, k)
+			}
+		}
+	}
+	if len(keep) == 0 {
+		delete(h, "Trailer")
+		return
+	}
+	h["Trailer"] = []string{strings.Join(keep, ", ")}
+}
+
 // namedByConnection reports whether k is listed in the Connection values.
 func namedByConnection(conn []string, k string) bool {
 	for _, v := range conn {
@@ -68,6 +139,7 @@ func buildUpstreamRequest(s *Session, dst *RequestHeader, scheme, via string, up
 	}
 	h := dst.Header
 	copyEndToEnd(h, src.Header)
+	dropForbiddenTrailerNames(h)
 	if httpguts.HeaderValuesContainsToken(src.Header["Te"], "trailers") {
 		h["Te"] = teTrailers
 	}

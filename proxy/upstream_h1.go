@@ -215,7 +215,7 @@ func writeBody(c *upConn, t UpstreamTimeouts, body *reqBody, chunked bool, ds do
 		}
 	}
 	if chunked {
-		cw.Close(ds.trailer())
+		cw.Close(requestTrailer(ds))
 	}
 	if err := c.bw.Flush(); err != nil {
 		return &Error{Kind: KindConnectionClosed, Source: Upstream, Retry: true, Err: err}

@@ -75,6 +75,35 @@ func (c *H2Conn) Send(fields []Field, split bool) (uint32, error) {
 	return id, err
 }
 
+// SendBody opens the next stream with head, then sends body in one DATA
+// frame and ends the stream with trailer, a trailer section with any
+// fields, if it has any. It returns the stream id.
+func (c *H2Conn) SendBody(head []Field, body string, trailer []Field) (uint32, error) {
+	id := c.next
+	c.next += 2
+	if err := c.writeFields(id, head, false); err != nil {
+		return 0, err
+	}
+	if err := c.fr.WriteData(id, len(trailer) == 0, []byte(body)); err != nil {
+		return 0, err
+	}
+	if len(trailer) > 0 {
+		return id, c.writeFields(id, trailer, true)
+	}
+	return id, nil
+}
+
+// writeFields writes fields as one HEADERS frame on stream id.
+func (c *H2Conn) writeFields(id uint32, fields []Field, end bool) error {
+	c.hbuf.Reset()
+	for _, f := range fields {
+		if err := c.enc.WriteField(hpack.HeaderField{Name: f.Name, Value: f.Value}); err != nil {
+			return err
+		}
+	}
+	return c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndStream: end, EndHeaders: true})
+}
+
 // Outcome is how the server ended a stream.
 type Outcome struct {
 	// Reset: RST_STREAM with Code.
@@ -85,6 +114,9 @@ type Outcome struct {
 	// Status is the response's :status when one came, Body its DATA.
 	Status string
 	Body   string
+	// Header and Trailer are the response's regular fields as they came,
+	// the head's and the trailer section's.
+	Header, Trailer []Field
 }
 
 func (o Outcome) String() string {
@@ -116,8 +148,14 @@ func (c *H2Conn) Await(id uint32) (Outcome, error) {
 			return Outcome{GoAway: true, Code: f.ErrCode}, nil
 		case *http2.MetaHeadersFrame:
 			if f.StreamID == id {
+				fields := make([]Field, 0, len(f.RegularFields()))
+				for _, hf := range f.RegularFields() {
+					fields = append(fields, Field{hf.Name, hf.Value})
+				}
 				if s := f.PseudoValue("status"); s != "" {
-					o.Status = s
+					o.Status, o.Header = s, fields
+				} else {
+					o.Trailer = fields
 				}
 				if f.StreamEnded() {
 					return o, nil

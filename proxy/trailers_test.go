@@ -1,0 +1,155 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/proxy/internal/hostile"
+)
+
+// TestForbiddenTrailersDropped sends trailers RFC 9110 section 6.5.1 keeps
+// out of trailer sections (framing, routing, authentication, response
+// control) both ways through the proxy, HTTP/1.1 and HTTP/2 clients to
+// HTTP/1.1 and h2c origins: they are dropped, and their names go from the
+// Trailer field, while the allowed ones (gRPC's among them) pass.
+func TestForbiddenTrailersDropped(t *testing.T) {
+	got := make(chan http.Header, 1)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		got <- r.Trailer.Clone()
+		w.Header().Set("Trailer", "X-Ok, Content-Length")
+		w.WriteHeader(200)
+		io.WriteString(w, "body")
+		w.(http.Flusher).Flush() // else Go's HTTP/2 server sends a Content-Length
+		w.Header().Set("X-Ok", "yes")
+		for k, v := range map[string]string{"Grpc-Status": "0", "Content-Length": "99", "Set-Cookie": "a=b",
+			"Transfer-Encoding": "chunked", "Host": "evil", "Location": "/elsewhere"} {
+			w.Header().Set(http.TrailerPrefix+k, v)
+		}
+	})
+	wantReq := func(t *testing.T) {
+		t.Helper()
+		var tr http.Header
+		select {
+		case tr = <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the origin saw no request")
+		}
+		if tr.Get("X-Req-Ok") != "yes" {
+			t.Errorf("request trailers at the origin %v: X-Req-Ok lost", tr)
+		}
+		for _, k := range []string{"Content-Length", "Host", "Transfer-Encoding", "Cookie", "Authorization"} {
+			if _, ok := tr[k]; ok {
+				t.Errorf("request trailers at the origin %v: forbidden %s passed", tr, k)
+			}
+		}
+	}
+	forbiddenResp := []string{"Content-Length", "Set-Cookie", "Transfer-Encoding", "Host", "Location"}
+	for _, mode := range []originMode{originH1, originH2C} {
+		origin := startOrigin(t, mode, nil, handler)
+		p := startProxy(t, routerFor(t, origin), Config{}, ListenerConfig{Name: "http", H2C: true})
+		t.Run("h1->"+origin.Protocol.String(), func(t *testing.T) {
+			resp, body := rawRequest(t, p.addr, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"+
+				"Trailer: X-Req-Ok, Content-Length\r\n\r\n2\r\nup\r\n0\r\nContent-Length: 5\r\nHost: evil\r\n"+
+				"Transfer-Encoding: chunked\r\nCookie: c=d\r\nAuthorization: Basic Zm9v\r\nX-Req-Ok: yes\r\n\r\n")
+			if resp.StatusCode != 200 || body != "body" {
+				t.Fatalf("%d %q", resp.StatusCode, body)
+			}
+			wantReq(t)
+			if resp.Trailer.Get("X-Ok") != "yes" || resp.Trailer.Get("Grpc-Status") != "0" {
+				t.Errorf("response trailers %v: allowed ones lost", resp.Trailer)
+			}
+			for _, k := range forbiddenResp {
+				if _, ok := resp.Trailer[k]; ok {
+					t.Errorf("response trailers %v: forbidden %s passed", resp.Trailer, k)
+				}
+			}
+		})
+		t.Run("h2->"+origin.Protocol.String(), func(t *testing.T) {
+			c, err := hostile.NewH2Conn(dialTCP(t, p.addr), 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := c.SendBody(hostile.Fields(":method", "POST", ":scheme", "http", ":path", "/", ":authority", "x",
+				"trailer", "x-req-ok"), "up",
+				hostile.Fields("content-length", "5", "host", "evil", "cookie", "c=d", "authorization", "Basic Zm9v", "x-req-ok", "yes"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := c.Await(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Status != "200" || o.Body != "body" {
+				t.Fatalf("outcome %v", o)
+			}
+			wantReq(t)
+			if !slices.Contains(o.Trailer, hostile.Field{Name: "x-ok", Value: "yes"}) ||
+				!slices.Contains(o.Trailer, hostile.Field{Name: "grpc-status", Value: "0"}) {
+				t.Errorf("response trailers %v: allowed ones lost", o.Trailer)
+			}
+			for _, f := range o.Trailer {
+				if slices.Contains(forbiddenResp, http.CanonicalHeaderKey(f.Name)) {
+					t.Errorf("response trailers %v: forbidden %s passed", o.Trailer, f.Name)
+				}
+			}
+			for _, f := range o.Header {
+				if f.Name == "trailer" && strings.Contains(strings.ToLower(f.Value), "content-length") {
+					t.Errorf("response head announces %q", f.Value)
+				}
+			}
+		})
+	}
+}
+
+// TestH2NoContentLengthOn204: an HTTP/2 client gets a 204 without the
+// Content-Length its HTTP/1.1 origin sent (RFC 9110 section 8.6; clients
+// reset the stream), and a 304 with it, as it is the selected
+// representation's length.
+func TestH2NoContentLengthOn204(t *testing.T) {
+	addr := rawPeer(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/204" {
+				io.WriteString(c, "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")
+			} else {
+				io.WriteString(c, "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nEtag: \"a\"\r\n\r\n")
+			}
+		}
+	})
+	p := startProxy(t, routerFor(t, &Peer{Addr: addr}), Config{}, ListenerConfig{Name: "http", H2C: true})
+	c, err := hostile.NewH2Conn(dialTCP(t, p.addr), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path, status string
+		cl           bool
+	}{{"/204", "204", false}, {"/304", "304", true}} {
+		id, err := c.Send(hostile.Fields(":method", "GET", ":scheme", "http", ":path", tc.path, ":authority", "x"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := c.Await(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Status != tc.status || o.Body != "" {
+			t.Fatalf("%s: outcome %v", tc.path, o)
+		}
+		if has := slices.Contains(o.Header, hostile.Field{Name: "content-length", Value: "5"}); has != tc.cl {
+			t.Errorf("%s: head %v, content-length: 5 wanted %v", tc.path, o.Header, tc.cl)
+		}
+	}
+}
