@@ -49,6 +49,42 @@ func TestOneFillForTheCluster(t *testing.T) {
 	}
 }
 
+// TestLockAfterAFillStored: a request that missed just before a fill of
+// the key committed then asks for the lock. The owner gives it the stored
+// object, not a second fill: the key's one origin fetch is made. (This
+// window made TestOneFillForTheCluster fetch twice now and then: a peer's
+// fill call looked up, the first fill stored, then the call locked.)
+func TestLockAfterAFillStored(t *testing.T) {
+	h := newHarness(t, Config{}, "a", "b", "c")
+	key := testKey(5)
+	owner := h.nodes[ownerOf(key, "a", "b", "c")]
+	if _, how, err := h.get(owner, key); err != nil || how != "filled" {
+		t.Fatalf("first request: %s %v", how, err)
+	}
+	// The second request's Lookup came before the fill stored: it locks.
+	f, o, err := owner.c.Lock(requestCtx(key), key, time.Second)
+	if f != nil {
+		f.Abort(nil)
+		t.Fatal("a second fill of a key whose fresh object is stored")
+	}
+	if o == nil {
+		t.Fatalf("no object: %v", err)
+	}
+	if b, err := readObject(context.Background(), o); err != nil || !bytes.Equal(b, h.origin.body(key)) {
+		t.Fatalf("stored object: %d bytes, %v", len(b), err)
+	}
+	if got := h.origin.fetches.Load(); got != 1 {
+		t.Fatalf("origin fetched %d times, want 1", got)
+	}
+	// A later fill still happens once the object is stale.
+	h.clk.Advance(2 * time.Minute)
+	if f, _, err := owner.c.Lock(requestCtx(key), key, time.Second); f == nil {
+		t.Fatalf("no fill for a stale object: %v", err)
+	} else {
+		f.Abort(nil)
+	}
+}
+
 // TestHotCopy: a non-owner serves a key it fetched from the owner from its
 // hot copy (no call) while the copy is fresh, then asks the owner again.
 func TestHotCopy(t *testing.T) {
@@ -146,7 +182,7 @@ func TestStreamCutMidBody(t *testing.T) {
 	}()
 	<-h.origin.half
 	waitFor(t, "the body half-way at the caller", func() bool { return other.c.Stats().Tiers["remote"].Bytes > 0 })
-	h.faults.Reset(other.name, owner)
+	h.reset(other.name, owner)
 	r := <-done
 	h.origin.gate.Store(nil)
 	close(gate)

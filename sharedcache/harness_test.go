@@ -230,8 +230,7 @@ func ownerOf(key string, members ...string) string {
 // here; a waiter reads the object; a failed wait goes to the origin
 // uncached. It returns the body and how the request was served.
 func (h *harness) get(n *testNode, key string) ([]byte, string, error) {
-	path := strings.TrimPrefix(key, "GET http://origin.test")
-	ctx := cache.WithRequest(context.Background(), &cache.Request{Method: "GET", Scheme: "http", Host: "origin.test", URI: path, Header: http.Header{}})
+	ctx := requestCtx(key)
 	if o, err := n.c.Lookup(ctx, key); err != nil {
 		return nil, "", err
 	} else if o != nil && cache.Check(o.Meta(), cache.ParseRequest(nil), h.clk.Now()).Use == cache.UseFresh {
@@ -248,6 +247,13 @@ func (h *harness) get(n *testNode, key string) ([]byte, string, error) {
 	}
 	h.origin.fetches.Add(1)
 	return h.origin.body(key), "uncached: " + err.Error(), nil
+}
+
+// requestCtx carries the engine's request for key, as a store call's
+// context does.
+func requestCtx(key string) context.Context {
+	path := strings.TrimPrefix(key, "GET http://origin.test")
+	return cache.WithRequest(context.Background(), &cache.Request{Method: "GET", Scheme: "http", Host: "origin.test", URI: path, Header: http.Header{}})
 }
 
 func readObject(ctx context.Context, o cache.Object) ([]byte, error) {
@@ -269,6 +275,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(2 * time.Millisecond) // sleep-ok: polling a condition with a deadline
 	}
+}
+
+// reset breaks every connection between nodes a and b, as a reset
+// would, and waits until a's client has seen its shared connection to b
+// die. The client learns that from the connection's reader, on its own
+// goroutine: until then a call from a is sent on the dead connection and
+// fails, and the Cache takes b for unreachable (suspect, and a fills b's
+// keys itself), which is right for a peer that is gone but not what a
+// test of one cut stream means.
+func (h *harness) reset(a, b string) {
+	h.t.Helper()
+	h.faults.Reset(a, b)
+	cl := h.nodes[a].c.cfg.Client
+	waitFor(h.t, a+"'s client to reconnect to "+b, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return cl.Call(ctx, b, methodStats, &struct{}{}, &Stats{}) == nil
+	})
 }
 
 // nonOwner returns a node that does not own key on the full ring.

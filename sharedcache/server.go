@@ -225,7 +225,7 @@ func (c *Cache) serveFill(ctx context.Context, g *getRequest, w io.Writer) error
 			return err
 		}
 	}
-	f, other, err := c.lockOwned(ctx, g.Key, wait)
+	f, other, err := c.lockOwned(ctx, g.Key, wait, rq)
 	switch {
 	case other != nil:
 		return c.sendObject(ctx, w, other)

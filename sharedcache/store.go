@@ -2,6 +2,7 @@ package sharedcache
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/pingora-go/pingora-go/proxy/cache"
@@ -42,7 +43,11 @@ func (c *Cache) Lookup(ctx context.Context, key string) (cache.Object, error) {
 func (c *Cache) Lock(ctx context.Context, key string, wait time.Duration) (cache.Fill, cache.Object, error) {
 	t := c.owner(key)
 	if t.self {
-		return c.lockOwned(ctx, key, wait)
+		rq := c.noDirectives
+		if req := cache.RequestFrom(ctx); req != nil {
+			rq = cache.ParseRequest(req.Header)
+		}
+		return c.lockOwned(ctx, key, wait, rq)
 	}
 	f, o, err := c.hot.Lock(ctx, key, wait)
 	if f == nil {
@@ -108,15 +113,32 @@ type lookupFlight struct {
 	obj  cache.Object
 }
 
-// lockOwned takes the lock of a key this node owns. The holder of a key
-// that moved here within the handoff window first asks the key's previous
-// owners: an object one holds streams into the fill, and the caller is
-// served from it as a waiter, with nothing sent to the origin. A stale
-// object is not taken over (the origin revalidates it here instead).
-func (c *Cache) lockOwned(ctx context.Context, key string, wait time.Duration) (cache.Fill, cache.Object, error) {
+// lockOwned takes the lock of a key this node owns for a request with
+// directives rq, which found nothing it could use stored. A fill that
+// ended between that lookup and this lock stored what the request needs:
+// the lock is then given up and the request served from the stored
+// object, as a waiter is, and not sent to the origin a second time. The
+// holder of a key that moved here within the handoff window first asks
+// the key's previous owners: an object one holds streams into the fill,
+// and the caller is served from it as a waiter, with nothing sent to the
+// origin. A stale object is not taken over (the origin revalidates it
+// here instead).
+func (c *Cache) lockOwned(ctx context.Context, key string, wait time.Duration, rq cache.Directives) (cache.Fill, cache.Object, error) {
 	f, o, err := c.local.Lock(ctx, key, wait)
 	if f == nil {
+		if errors.Is(err, cache.ErrFillFailed) {
+			// The fill waited on may be a lock given up just below.
+			if s := c.storedUsable(ctx, key, rq); s != nil {
+				return nil, s, nil
+			}
+		}
 		return f, o, err
+	}
+	// Holding the lock, no other fill of key can store: what is stored
+	// now stays the answer until f ends.
+	if s := c.storedUsable(ctx, key, rq); s != nil {
+		f.Abort(errStoredMeanwhile)
+		return nil, s, nil
 	}
 	switch o, ended := c.fromPrevious(target{}, key, f, c.local); {
 	case o != nil:
@@ -125,6 +147,19 @@ func (c *Cache) lockOwned(ctx context.Context, key string, wait time.Duration) (
 		return nil, nil, cache.ErrFillFailed
 	}
 	return f, nil, nil
+}
+
+// errStoredMeanwhile ends a lock taken after a fill stored the key.
+var errStoredMeanwhile = errors.New("sharedcache: stored by another fill meanwhile")
+
+// storedUsable returns the complete object stored under key in the local
+// tier when a request with directives rq may use it as is, else nil.
+func (c *Cache) storedUsable(ctx context.Context, key string, rq cache.Directives) cache.Object {
+	o, _ := c.local.Lookup(ctx, key)
+	if o == nil || o.Len() < 0 || !c.usable(o, rq) {
+		return nil
+	}
+	return o
 }
 
 // fromPrevious asks the key's previous owners (but not skip, which was
