@@ -42,7 +42,8 @@ type Cluster struct {
 
 	join       joinState
 	lookupHost func(ctx context.Context, host string) ([]string, error)
-	joining    atomic.Bool // joinStep's ml.Join is running
+	joining    atomic.Bool   // joinStep's ml.Join is running
+	joinKick   chan struct{} // another member is alive (kickJoin)
 	selfAddr   atomic.Pointer[string]
 	clash      atomic.Pointer[nameClash]
 	failOnce   sync.Once
@@ -100,6 +101,7 @@ func New(cfg Config) (*Cluster, error) {
 		fl:         newForceLeaves(),
 		lookupHost: net.DefaultResolver.LookupHost,
 		errc:       make(chan error, 1), // the one failure, sent once
+		joinKick:   make(chan struct{}, 1),
 		members:    make(map[string]*Member),
 		subs:       make(map[chan Event]struct{}),
 		stop:       make(chan struct{}),
