@@ -12,14 +12,17 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/pingora-go/pingora-go/internal/logthrottle"
 )
 
 // newHCLogger adapts l for raft and autopilot, which log through hclog:
 // each record goes to l with its message and key/value pairs as
 // attributes (one JSON line with a JSON handler) and the logger's name in
-// "logger".
-func newHCLogger(l *slog.Logger, name string) hclog.Logger {
-	return &hcLogger{l: l, name: name}
+// "logger". Complaints about what a sender sent go through noise (see
+// senderCaused); a nil noise logs them all.
+func newHCLogger(l *slog.Logger, name string, noise *logthrottle.Throttle) hclog.Logger {
+	return &hcLogger{l: l, name: name, noise: noise}
 }
 
 // hcLogger is an hclog.Logger writing to a *slog.Logger.
@@ -27,6 +30,7 @@ type hcLogger struct {
 	l       *slog.Logger
 	name    string
 	implied []any
+	noise   *logthrottle.Throttle
 }
 
 var _ hclog.Logger = (*hcLogger)(nil)
@@ -43,9 +47,25 @@ var peerUnreachable = []string{
 	"peer has newer term, stopping replication",
 }
 
+// senderCaused are raft's messages about what came in on a connection:
+// anyone who can reach the cluster port causes them, one per connection
+// (2,000 junk connections logged 2,000 ERROR lines "failed to decode
+// incoming command"), so they are warnings, throttled; this server's own
+// failures stay errors.
+var senderCaused = []string{"failed to decode incoming command", "failed to flush response"}
+
+func isSenderCaused(msg string) bool {
+	for _, m := range senderCaused {
+		if msg == m {
+			return true
+		}
+	}
+	return false
+}
+
 // level is the slog level of one record: hclog's, except that peer
-// unreachable messages are warnings and errors caused by this server's
-// own transport shutting down are debug.
+// unreachable and sender-caused messages are warnings and errors caused
+// by this server's own transport shutting down are debug.
 func level(l hclog.Level, msg string, args []any) slog.Level {
 	if l >= hclog.Error {
 		for _, a := range args {
@@ -61,6 +81,9 @@ func level(l hclog.Level, msg string, args []any) slog.Level {
 			if strings.HasPrefix(msg, p) {
 				return slog.LevelWarn
 			}
+		}
+		if isSenderCaused(msg) {
+			return slog.LevelWarn
 		}
 	}
 	switch {
@@ -84,6 +107,10 @@ func (h *hcLogger) Log(l hclog.Level, msg string, args ...any) {
 	attrs = append(attrs, "logger", h.name)
 	attrs = appendPairs(attrs, h.implied)
 	attrs = appendPairs(attrs, args)
+	if lv >= slog.LevelWarn && isSenderCaused(msg) {
+		h.noise.Log(h.l, lv, msg, msg, attrs...)
+		return
+	}
 	h.l.Log(ctx, lv, msg, attrs...)
 }
 

@@ -5,11 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/internal/logthrottle"
 )
 
 // TestHCLogger: raft's records become one JSON line each with the message
@@ -29,6 +35,9 @@ func TestHCLogger(t *testing.T) {
 			l.Error("failed to heartbeat to", "peer", "127.0.0.1:7947", "error", errors.New("EOF"))
 		}, "WARN", "failed to heartbeat to", [2]string{"error", "EOF"}},
 		{"appendEntries", func(l hclog.Logger) { l.Error("failed to appendEntries to", "error", errors.New("connection refused")) }, "WARN", "failed to appendEntries to", [2]string{"error", "connection refused"}},
+		{"junk on the cluster port", func(l hclog.Logger) {
+			l.Error("failed to decode incoming command", "error", errors.New("unknown rpc type 71"))
+		}, "WARN", "failed to decode incoming command", [2]string{"error", "unknown rpc type 71"}},
 		{"own transport shut down", func(l hclog.Logger) {
 			l.Error("failed to decode incoming command", "error", errors.New("transport shutdown"))
 		}, "", "", [2]string{}},
@@ -42,7 +51,7 @@ func TestHCLogger(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			tc.log(newHCLogger(slog.New(slog.NewJSONHandler(&buf, nil)), "raft"))
+			tc.log(newHCLogger(slog.New(slog.NewJSONHandler(&buf, nil)), "raft", nil))
 			if tc.level == "" {
 				if buf.Len() != 0 {
 					t.Fatalf("logged at info: %s", buf.String())
@@ -61,5 +70,59 @@ func TestHCLogger(t *testing.T) {
 				t.Fatalf("attr %s = %v, want %q", k, rec[k], tc.attr[1])
 			}
 		})
+	}
+}
+
+// syncBuf is a log output safe for the throttle's summary goroutine.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) lines() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Split(strings.TrimSpace(s.b.String()), "\n")
+}
+
+// TestHCLoggerJunkFlood: 10,000 junk connections on the cluster port
+// (raft logs one "failed to decode incoming command" each) log the first
+// few as warnings, then one summary with the count; raft's own errors
+// still log, as errors.
+func TestHCLoggerJunkFlood(t *testing.T) {
+	var buf syncBuf
+	fc := clock.NewFake(time.Unix(0, 0))
+	l := newHCLogger(slog.New(slog.NewTextHandler(&buf, nil)), "raft", logthrottle.New(fc, 0, 0))
+	for i := range 10_000 {
+		l.Error("failed to decode incoming command", "error", fmt.Errorf("unknown rpc type %d", i%256))
+	}
+	l.Error("failed to take snapshot", "error", errors.New("disk full"))
+	fc.Advance(logthrottle.DefaultWindow)
+	deadline := time.Now().Add(5 * time.Second)
+	lines := buf.lines()
+	for len(lines) < logthrottle.DefaultBurst+2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // the summary is logged by the window's timer
+		lines = buf.lines()
+	}
+	if len(lines) != logthrottle.DefaultBurst+2 {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), logthrottle.DefaultBurst+2, strings.Join(lines, "\n"))
+	}
+	for _, s := range lines[:logthrottle.DefaultBurst] {
+		if !strings.Contains(s, "level=WARN") || !strings.Contains(s, "failed to decode incoming command") {
+			t.Fatalf("junk logged as %q", s)
+		}
+	}
+	if s := lines[logthrottle.DefaultBurst]; !strings.Contains(s, "level=ERROR") || !strings.Contains(s, "disk full") {
+		t.Fatalf("own failure logged as %q", s)
+	}
+	if s := lines[len(lines)-1]; !strings.Contains(s, "level=WARN") || !strings.Contains(s, "suppressed=9990") ||
+		!strings.Contains(s, `like="failed to decode incoming command"`) {
+		t.Fatalf("summary %q", s)
 	}
 }

@@ -15,14 +15,17 @@ import (
 	"github.com/hashicorp/raft"
 	autopilot "github.com/hashicorp/raft-autopilot"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/pingora-go/pingora-go/internal/logthrottle"
 )
 
 // Store is one server of the replicated document store. Make it with New,
 // run it with Start, stop it with Shutdown (graceful) or Close (abrupt).
 type Store struct {
-	cfg  Config
-	log  *slog.Logger
-	hlog hclog.Logger
+	cfg   Config
+	log   *slog.Logger
+	hlog  hclog.Logger
+	noise *logthrottle.Throttle // raft's complaints about what senders sent
 
 	lock     *dirLock
 	bolt     *raftboltdb.BoltStore
@@ -81,7 +84,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		cfg: cfg, log: cfg.Logger, lock: lk,
-		hlog:      newHCLogger(quietRepeats(cfg.Logger, cfg.Clock), "raft"),
+		noise:     logthrottle.New(cfg.Clock, 0, 0),
 		notifier:  newNotifier(cfg.OnApply),
 		servers:   map[string]Server{},
 		downSince: map[string]time.Time{}, lastContact: map[string]peerContact{},
@@ -89,6 +92,7 @@ func New(cfg Config) (*Store, error) {
 		kick:     make(chan struct{}, 1), // one pending reconcile is enough
 		stopNote: make(chan struct{}),
 	}
+	s.hlog = newHCLogger(quietRepeats(cfg.Logger, cfg.Clock), "raft", s.noise)
 	if err := s.open(); err != nil {
 		s.closeStores()
 		return nil, err
@@ -162,7 +166,7 @@ func (s *Store) Start(ctx context.Context) error {
 	}
 	s.raft = r
 	s.ap = autopilot.New(r, &apDelegate{s: s},
-		autopilot.WithLogger(newHCLogger(s.log, "autopilot")),
+		autopilot.WithLogger(newHCLogger(s.log, "autopilot", nil)),
 		autopilot.WithPromoter(&promoter{max: s.cfg.MaxVoters}),
 		autopilot.WithReconcileInterval(s.cfg.Timing.ReconcileInterval),
 		autopilot.WithUpdateInterval(s.cfg.Timing.ReconcileInterval))
@@ -240,6 +244,7 @@ func (s *Store) stopRunning() error {
 	s.bg.Wait()
 	close(s.stopNote)
 	s.noteWG.Wait()
+	s.noise.Flush() // junk counted since the last summary
 	return err
 }
 

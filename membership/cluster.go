@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/pingora-go/pingora-go/internal/logthrottle"
 )
 
 // ErrNotStarted is returned by methods that need the gossip layer before
@@ -21,8 +23,9 @@ var ErrNotStarted = errors.New("membership: not started")
 
 // Cluster is this node's view of the cluster. Make one with New, then Start.
 type Cluster struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	noise *logthrottle.Throttle // memberlist's lines about what senders sent
 
 	ml   *memberlist.Memberlist
 	addr string // advertised gossip address, set by Start
@@ -42,7 +45,8 @@ type Cluster struct {
 
 	join       joinState
 	lookupHost func(ctx context.Context, host string) ([]string, error)
-	joining    atomic.Bool // joinStep's ml.Join is running
+	joining    atomic.Bool   // joinStep's ml.Join is running
+	joinKick   chan struct{} // another member is alive (kickJoin)
 	selfAddr   atomic.Pointer[string]
 	clash      atomic.Pointer[nameClash]
 	failOnce   sync.Once
@@ -88,6 +92,7 @@ func New(cfg Config) (*Cluster, error) {
 	c := &Cluster{
 		cfg:      cfg,
 		log:      cfg.Logger.With("node", cfg.Name),
+		noise:    logthrottle.New(cfg.Clock, 0, 0),
 		meta:     cfg.Meta,
 		metaKick: make(chan struct{}, 1), // one pending push is enough: pushes send the latest meta
 		// A burst of acknowledgements from a large cluster; one dropped is
@@ -100,6 +105,7 @@ func New(cfg Config) (*Cluster, error) {
 		fl:         newForceLeaves(),
 		lookupHost: net.DefaultResolver.LookupHost,
 		errc:       make(chan error, 1), // the one failure, sent once
+		joinKick:   make(chan struct{}, 1),
 		members:    make(map[string]*Member),
 		subs:       make(map[chan Event]struct{}),
 		stop:       make(chan struct{}),
@@ -135,7 +141,7 @@ func (c *Cluster) Start() error {
 	mc.Delegate, mc.Events = d, d
 	mc.Merge = merges{c.guard, &mergeGuard{name: c.cfg.Name, self: &c.selfAddr, clash: &c.clash, ours: &c.joining, log: c.log}}
 	mc.Alive = c.guard
-	mc.Logger = newLogBridge(c.log)
+	mc.Logger = newLogBridge(c.log, c.noise)
 	c.announce() // what Create gossips
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -163,7 +169,7 @@ func (c *Cluster) setTransport(mc *memberlist.Config) error {
 	var err error
 	for range pick(mc.BindPort == 0, 10, 1) {
 		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-			BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: newLogBridge(c.log),
+			BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: newLogBridge(c.log, c.noise),
 		})
 		if err == nil || !strings.Contains(err.Error(), "address already in use") {
 			break
@@ -340,6 +346,7 @@ func (c *Cluster) Shutdown() error {
 		err = c.ml.Shutdown()
 	}
 	c.wg.Wait()
+	c.noise.Flush() // junk counted since the last summary
 	c.subMu.Lock()
 	for ch := range c.subs {
 		close(ch)

@@ -239,7 +239,8 @@ func TestPartitionHeals(t *testing.T) {
 	t.Logf("partition healed into one ring in %s", d)
 }
 
-// TestGarbageOnGossipPort: junk on the gossip UDP and TCP port is dropped and
+// TestGarbageOnGossipPort: junk on the gossip UDP and TCP port is dropped,
+// logged as warnings (anyone can send it: it is not the node's error), and
 // the node keeps gossiping: a new node joins through it and sees updates.
 func TestGarbageOnGossipPort(t *testing.T) {
 	sink := newLogSink(t)
@@ -247,6 +248,9 @@ func TestGarbageOnGossipPort(t *testing.T) {
 	b := startNode(t, sink, Config{Name: "b", Join: []string{a.Addr()}})
 	waitFor(t, 10*time.Second, "2 nodes", func() bool { return sameRing([]*Cluster{a, b}, 2) })
 	sendGarbage(t, a.Addr())
+	if sink.contains("level=ERROR") {
+		t.Fatal("junk from a sender logged an ERROR")
+	}
 	c := startNode(t, sink, Config{Name: "c", Join: []string{a.Addr()}})
 	all := []*Cluster{a, b, c}
 	waitFor(t, 10*time.Second, "c to join through a", func() bool { return sameRing(all, 3) })

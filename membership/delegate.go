@@ -8,8 +8,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/pingora-go/pingora-go/internal/logthrottle"
 )
 
 // rawEvent is a memberlist callback, copied for the loop goroutine.
@@ -121,12 +124,16 @@ func (q *eventQueue) take() []rawEvent {
 }
 
 // newLogBridge returns a *log.Logger for memberlist that forwards each line
-// to l at the level memberlist's "[LEVEL]" prefix names.
-func newLogBridge(l *slog.Logger) *log.Logger {
-	return log.New(logWriter{l}, "", 0)
+// to l at the level memberlist's "[LEVEL]" prefix names, and lines about
+// what a sender sent through noise (see senderNoise).
+func newLogBridge(l *slog.Logger, noise *logthrottle.Throttle) *log.Logger {
+	return log.New(logWriter{l, noise}, "", 0)
 }
 
-type logWriter struct{ l *slog.Logger }
+type logWriter struct {
+	l     *slog.Logger
+	noise *logthrottle.Throttle
+}
 
 func (w logWriter) Write(p []byte) (int, error) {
 	msg := strings.TrimSpace(string(p))
@@ -143,8 +150,31 @@ func (w logWriter) Write(p []byte) (int, error) {
 	if level == slog.LevelError {
 		level = errorLevel(msg)
 	}
+	if kind, ok := senderNoise(msg); ok && level >= slog.LevelWarn {
+		w.noise.Log(w.l, min(level, slog.LevelWarn), kind, msg)
+		return len(p), nil
+	}
 	w.l.Log(context.Background(), level, msg)
 	return len(p), nil
+}
+
+// senderNoise reports whether msg is about a packet or stream some sender
+// sent (memberlist ends those lines with "from=ADDR": a bad label, a
+// message that does not decode, an unknown type), and returns its kind:
+// the message up to its first variable part. Anyone who can reach the
+// gossip port can cause them, one per packet (50,000 junk packets logged
+// 50,000 ERROR lines), so they are warnings, throttled per kind; this
+// node's own failures stay errors.
+func senderNoise(msg string) (kind string, ok bool) {
+	if !strings.Contains(msg, " from=") {
+		return "", false
+	}
+	kind, _, _ = strings.Cut(msg, " from=")
+	rest, _ := strings.CutPrefix(kind, "memberlist: ")
+	if i := strings.IndexFunc(rest, func(r rune) bool { return strings.ContainsRune(":\"'(%", r) || unicode.IsDigit(r) }); i >= 0 {
+		kind = kind[:len(kind)-len(rest)+i]
+	}
+	return strings.TrimSpace(kind), true
 }
 
 // errorLevel grades memberlist's [ERR] lines: its own socket closed while

@@ -57,6 +57,9 @@ func (c *Cluster) applyEvent(ev rawEvent) {
 	cp := *m
 	cp.metaRaw = nil
 	c.mu.Unlock()
+	if state == Alive && ev.name != c.cfg.Name {
+		c.kickJoin()
+	}
 	if changed && state == Alive && ev.name != c.cfg.Name {
 		c.sendSync(ev.name, ev.addr, syncMsg{Kind: syncAck, From: c.cfg.Name, Hash: metaHash(ev.meta)})
 	}

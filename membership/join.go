@@ -19,8 +19,12 @@ type JoinStatus struct {
 	// resolved then, without this node and, once joined, without the live
 	// members.
 	Tried []string `json:"tried,omitempty"`
-	// Joined is true once a seed answered.
-	Joined bool `json:"joined"`
+	// Joined is true once a seed answered, once another member joined
+	// this node, or from the start when every seed is this node itself
+	// (the cluster's first node: there is nothing to join). Note says
+	// which of the last two it was.
+	Joined bool   `json:"joined"`
+	Note   string `json:"note,omitempty"`
 	// Failures counts failed attempts since the last success.
 	Failures    int       `json:"failures"`
 	LastAttempt time.Time `json:"last_attempt,omitzero"`
@@ -63,26 +67,31 @@ func backoff(first, limit time.Duration, attempt int) time.Duration {
 }
 
 // joinLoop joins the seeds with capped exponential backoff until one
-// answers, then every RejoinInterval re-joins the seeds that are not among
-// the live members, so that two halves of a healed partition merge again.
+// answers or another member joins this node (whoever joined whom, the
+// node is in a cluster), then every RejoinInterval re-joins the seeds
+// that are not among the live members, so that two halves of a healed
+// partition merge again. A node whose only seed is itself starts the
+// cluster, as with Consul's retry_join: it has nothing to join and waits
+// for the others.
 func (c *Cluster) joinLoop() {
 	if len(c.cfg.Join) == 0 {
 		return
 	}
 	first := pick(c.cfg.Profile == ProfileFast, 50*time.Millisecond, 500*time.Millisecond)
 	for attempt := 0; !c.joinStep(false); attempt++ {
-		if !c.sleepUntilNext(backoff(first, c.cfg.JoinBackoffMax, attempt)) {
+		// a member joining us ends the wait: we are in a cluster
+		if !c.sleepUntilNext(backoff(first, c.cfg.JoinBackoffMax, attempt), c.joinKick) {
 			return
 		}
 	}
-	for c.sleepUntilNext(c.cfg.RejoinInterval) {
+	for c.sleepUntilNext(c.cfg.RejoinInterval, nil) {
 		c.joinStep(true)
 	}
 }
 
-// sleepUntilNext waits d, showing the next attempt's time in the join
-// status once the timer is armed; it returns false on Shutdown.
-func (c *Cluster) sleepUntilNext(d time.Duration) bool {
+// sleepUntilNext waits d or until wake, showing the next attempt's time in
+// the join status once the timer is armed; it returns false on Shutdown.
+func (c *Cluster) sleepUntilNext(d time.Duration, wake <-chan struct{}) bool {
 	t := c.cfg.Clock.NewTimer(d)
 	defer t.Stop()
 	next := c.cfg.Clock.Now().Add(d)
@@ -92,6 +101,17 @@ func (c *Cluster) sleepUntilNext(d time.Duration) bool {
 		return false
 	case <-t.C():
 		return true
+	case <-wake:
+		return true
+	}
+}
+
+// kickJoin wakes a join loop still waiting for its first success: another
+// member is alive, so this node is in a cluster.
+func (c *Cluster) kickJoin() {
+	select {
+	case c.joinKick <- struct{}{}:
+	default: // one pending kick is enough
 	}
 }
 
@@ -103,9 +123,26 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 	if err != nil {
 		return false
 	}
-	seeds, rerr := c.resolveSeeds()
+	seeds, self, rerr := c.resolveSeeds()
 	all := slices.Clone(seeds)
 	c.guard.seeds.Store(&all) // a refusal about one of them is ours to report
+	if !onlyMissing {
+		if peer := c.liveOther(); peer != "" {
+			// Another member joined us (the seeds may be down, or
+			// be us): we are in its cluster. Joining the seeds still
+			// missing is the re-join's job from now on.
+			c.recordJoined(fmt.Sprintf("joined by %s", peer))
+			c.log.Info("membership: joined", "by", peer, "seeds", c.cfg.Join)
+			return true
+		}
+		if len(seeds) == 0 && rerr == nil && self {
+			// Every seed is this node: it is the seed, the cluster's
+			// first node, and waits for the others to join it.
+			c.recordJoined("this node is its only seed: it starts the cluster and the others join it")
+			c.log.Info("membership: this node is its only seed; waiting for the others to join it", "seeds", c.cfg.Join)
+			return true
+		}
+	}
 	if onlyMissing {
 		seeds = c.missing(seeds)
 		if len(seeds) == 0 {
@@ -156,11 +193,31 @@ func (c *Cluster) missing(seeds []string) []string {
 	return out
 }
 
+// liveOther returns the name of a live member other than this node, or "".
+func (c *Cluster) liveOther() string {
+	for _, m := range c.Members() {
+		if m.Name != c.cfg.Name && (m.State == Alive || m.State == Suspect) {
+			return m.Name
+		}
+	}
+	return ""
+}
+
+// recordJoined marks the node joined without a seed having answered, with
+// note saying why.
+func (c *Cluster) recordJoined(note string) {
+	now := c.cfg.Clock.Now()
+	c.join.update(func(st *JoinStatus) {
+		st.Joined, st.Note, st.Failures, st.LastSuccess, st.LastError = true, note, 0, now, ""
+		st.NextAttempt = time.Time{} // the re-join loop sets it
+	})
+}
+
 func (c *Cluster) recordJoin(now time.Time, seeds []string, n int, err error) {
 	c.join.update(func(st *JoinStatus) {
 		st.Tried, st.LastAttempt = slices.Clone(seeds), now
 		if n > 0 {
-			st.Joined, st.Failures, st.LastSuccess, st.LastError = true, 0, now, ""
+			st.Joined, st.Note, st.Failures, st.LastSuccess, st.LastError = true, "", 0, now, ""
 			return
 		}
 		st.Failures++
@@ -169,13 +226,13 @@ func (c *Cluster) recordJoin(now time.Time, seeds []string, n int, err error) {
 }
 
 // resolveSeeds turns the Join list into "ip:port" addresses other than our
-// own (joining ourselves would count as success). Names that fail to
-// resolve are skipped this round and reported in the error.
-func (c *Cluster) resolveSeeds() ([]string, error) {
+// own (joining ourselves would count as success), and reports whether one
+// was our own. Names that fail to resolve are skipped this round and
+// reported in the error.
+func (c *Cluster) resolveSeeds() (out []string, self bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	self := c.Addr()
-	var out []string
+	own := c.Addr()
 	var errs []error
 	for _, seed := range c.cfg.Join {
 		host, port, err := net.SplitHostPort(seed)
@@ -189,12 +246,14 @@ func (c *Cluster) resolveSeeds() ([]string, error) {
 			continue
 		}
 		for _, ip := range ips {
-			if a := net.JoinHostPort(ip, port); a != self {
+			if a := net.JoinHostPort(ip, port); a != own {
 				out = append(out, a)
+			} else {
+				self = true
 			}
 		}
 	}
-	return out, errors.Join(errs...)
+	return out, self, errors.Join(errs...)
 }
 
 // sleep waits d on the configured clock; it returns false on Shutdown.

@@ -105,3 +105,50 @@ func freeLoopback(t *testing.T) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// TestOnlySelfAsSeed: a node whose every seed is itself (one node file
+// for all, "join: [n1]") is the cluster's first node, as with Consul's
+// retry_join: joined from the start with a note, no failed attempt, no
+// "join failed" warning, and the others join it.
+func TestOnlySelfAsSeed(t *testing.T) {
+	sink := newLogSink(t)
+	addr := freeLoopback(t)
+	a := startNode(t, sink, Config{Name: "a", BindAddr: addr, Join: []string{addr}})
+	waitFor(t, 10*time.Second, "the seed to count as joined", func() bool { return a.Status().Join.Joined })
+	st := a.Status().Join
+	if st.Failures != 0 || st.LastError != "" || !strings.Contains(st.Note, "only seed") {
+		t.Fatalf("seed's join status %+v", st)
+	}
+	b := startNode(t, sink, Config{Name: "b", Join: []string{addr}})
+	waitFor(t, 10*time.Second, "b to join a", func() bool { return b.Status().Join.Joined && len(a.Members()) == 2 })
+	if st := a.Status().Join; !st.Joined || st.Failures != 0 || a.Stats().JoinFailures != 0 {
+		t.Fatalf("seed's join status after b joined: %+v", st)
+	}
+	if sink.contains("join failed") {
+		t.Fatal(`a node joining only itself logged "join failed"`)
+	}
+}
+
+// TestJoinedByAnother: a node whose seeds are down stops retrying them
+// once another member joins it (whoever joined whom, it is in a
+// cluster): its status says joined at once, without waiting out its
+// backoff, and its next attempt is the periodic re-join.
+func TestJoinedByAnother(t *testing.T) {
+	sink := newLogSink(t)
+	addr, dead := freeLoopback(t), freeLoopback(t)
+	fc := clock.NewFake(time.Unix(1_000_000, 0))
+	a := startNode(t, sink, Config{Name: "a", BindAddr: addr, Join: []string{addr, dead}, Clock: fc})
+	waitFor(t, 10*time.Second, "a failed attempt", func() bool { return a.Status().Join.Failures == 1 })
+	startNode(t, sink, Config{Name: "b", Join: []string{addr}}) // the fake clock never moves: only b can end a's wait
+	waitFor(t, 10*time.Second, "a to count as joined", func() bool { return a.Status().Join.Joined })
+	st := a.Status().Join
+	if st.Failures != 0 || st.LastError != "" || st.Note != "joined by b" {
+		t.Fatalf("a's join status %+v", st)
+	}
+	waitFor(t, 10*time.Second, "the re-join timer", func() bool {
+		return a.Status().Join.NextAttempt.Equal(fc.Now().Add(a.cfg.RejoinInterval))
+	})
+	if n := a.Stats().JoinFailures; n != 1 {
+		t.Fatalf("%d failed attempts, want the first only", n)
+	}
+}

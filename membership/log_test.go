@@ -2,9 +2,15 @@ package membership
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/internal/logthrottle"
 )
 
 // TestLogBridgeLevels: memberlist's lines keep their level, except errors
@@ -18,12 +24,82 @@ func TestLogBridgeLevels(t *testing.T) {
 		{"[ERR] memberlist: Push/Pull with n2 failed: dial tcp 127.0.0.1:7956: connect: connection refused", `"level":"WARN"`},
 		{"[ERR] memberlist: Failed to receive: EOF", `"level":"WARN"`},
 		{"[ERR] memberlist: Failed to decode ping request: bad", `"level":"ERROR"`},
+		// what a sender sent: a warning, whoever can reach the port can cause it
+		{`[ERR] memberlist: discarding packet with unacceptable label "": from=127.0.0.1:40000`, `"level":"WARN"`},
+		{"[ERR] memberlist: Failed to decode ping request: bad from=127.0.0.1:40000", `"level":"WARN"`},
 	} {
 		var buf bytes.Buffer
-		newLogBridge(slog.New(slog.NewJSONHandler(&buf, nil))).Println(tc.line)
+		newLogBridge(slog.New(slog.NewJSONHandler(&buf, nil)), nil).Println(tc.line)
 		got := buf.String()
 		if tc.want == "" && got != "" || tc.want != "" && (!strings.Contains(got, tc.want) || strings.Contains(got, "[ERR]")) {
 			t.Errorf("%q logged %q, want %s", tc.line, got, tc.want)
 		}
+	}
+}
+
+func TestSenderNoiseKind(t *testing.T) {
+	for _, tc := range []struct{ msg, kind string }{
+		{`memberlist: discarding packet with unacceptable label "x:y": from=1.2.3.4:5`, "memberlist: discarding packet with unacceptable label"},
+		{"memberlist: Failed to decode ping request: msgpack decode error from=1.2.3.4:5", "memberlist: Failed to decode ping request"},
+		{"memberlist: msg type (77) not supported from=1.2.3.4:5", "memberlist: msg type"},
+		{"memberlist: UDP packet too short (0 bytes) from=1.2.3.4:5", "memberlist: UDP packet too short"},
+		{"memberlist: Got ping for unexpected node n2 from=1.2.3.4:5", "memberlist: Got ping for unexpected node n"},
+	} {
+		if kind, ok := senderNoise(tc.msg); !ok || kind != tc.kind {
+			t.Errorf("senderNoise(%q) = %q, %v; want %q", tc.msg, kind, ok, tc.kind)
+		}
+	}
+	if _, ok := senderNoise("memberlist: Failed to send gossip to 10.0.0.2:7946: boom"); ok {
+		t.Error("a line without from= counted as a sender's")
+	}
+}
+
+// syncBuf is a log output safe for the throttle's summary goroutine.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestLogBridgeJunkFlood: 10,000 junk packets from as many senders (a
+// bad label on each) log the first few lines as warnings, then one
+// summary with the count, not 10,000 errors.
+func TestLogBridgeJunkFlood(t *testing.T) {
+	var buf syncBuf
+	fc := clock.NewFake(time.Unix(0, 0))
+	bridge := newLogBridge(slog.New(slog.NewTextHandler(&buf, nil)), logthrottle.New(fc, 0, 0))
+	for i := range 10_000 {
+		bridge.Printf("[ERR] memberlist: discarding packet with unacceptable label %q: from=10.0.%d.%d:%d", fmt.Sprint(i), i/256%256, i%256, 1024+i)
+	}
+	bridge.Printf("[ERR] memberlist: Failed to send gossip to 10.0.0.2:7946: boom") // our own failure
+	fc.Advance(logthrottle.DefaultWindow)
+	var lines []string
+	waitFor(t, 5*time.Second, "the summary", func() bool {
+		lines = strings.Split(strings.TrimSpace(buf.String()), "\n")
+		return len(lines) == logthrottle.DefaultBurst+2
+	})
+	for _, l := range lines[:logthrottle.DefaultBurst] {
+		if !strings.Contains(l, "level=WARN") || !strings.Contains(l, "unacceptable label") {
+			t.Fatalf("junk logged as %q", l)
+		}
+	}
+	if l := lines[logthrottle.DefaultBurst]; !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "boom") {
+		t.Fatalf("own failure logged as %q", l)
+	}
+	want := fmt.Sprintf("suppressed=%d", 10_000-logthrottle.DefaultBurst)
+	if l := lines[len(lines)-1]; !strings.Contains(l, "level=WARN") || !strings.Contains(l, want) ||
+		!strings.Contains(l, `like="memberlist: discarding packet with unacceptable label"`) {
+		t.Fatalf("summary %q, want %s", l, want)
 	}
 }

@@ -158,6 +158,8 @@ func printGossip(w io.Writer, g *node.GossipStatus) {
 			}
 		case j.LastError != "":
 			fmt.Fprintf(w, "join      joined at %s (seeds %s); re-joining %s failed at %s: %s\n", at(j.LastSuccess), strings.Join(j.Seeds, ","), strings.Join(j.Tried, ","), at(j.LastAttempt), j.LastError)
+		case j.Note != "":
+			fmt.Fprintf(w, "join      joined at %s (seeds %s): %s\n", at(j.LastSuccess), strings.Join(j.Seeds, ","), j.Note)
 		default:
 			fmt.Fprintf(w, "join      joined at %s (seeds %s)\n", at(j.LastSuccess), strings.Join(j.Seeds, ","))
 		}
