@@ -291,8 +291,9 @@ func (s *Server[C]) invalidate(sess *Session, ctx C, h http.Header) {
 }
 
 // sameOriginURI resolves ref against the request's URI and returns its
-// origin-form target when its origin (scheme and authority) is the
-// request's, else "".
+// origin-form target, normalised as a client's is (so it names the same
+// cache key), when its origin (scheme and authority) is the request's,
+// else "".
 func sameOriginURI(sess *Session, ref string) string {
 	if ref == "" {
 		return ""
@@ -305,5 +306,5 @@ func sameOriginURI(sess *Session, ref string) string {
 	if err != nil || u.Scheme != base.Scheme || !strings.EqualFold(u.Host, base.Host) {
 		return ""
 	}
-	return u.RequestURI()
+	return normalizeURI(u.RequestURI())
 }

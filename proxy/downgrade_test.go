@@ -80,8 +80,8 @@ func TestH2EdgeCasesForwarded(t *testing.T) {
 					t.Fatalf("%s->%s %s: %v %v", ln, up, tc.Name, o, err)
 				}
 				_, seen := e.origins[up].take()
-				if len(seen) != 1 || seen[0].Target != tc.Path || seen[0].Host != tc.Host || seen[0].Header.Get("Http2-Settings") != "" {
-					t.Fatalf("%s->%s %s: origin received %+v, want %s for %s", ln, up, tc.Name, seen, tc.Path, tc.Host)
+				if len(seen) != 1 || seen[0].Target != tc.Upstream() || seen[0].Host != tc.Host || seen[0].Header.Get("Http2-Settings") != "" {
+					t.Fatalf("%s->%s %s: origin received %+v, want %s for %s", ln, up, tc.Name, seen, tc.Upstream(), tc.Host)
 				}
 			}
 		}

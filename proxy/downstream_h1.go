@@ -237,6 +237,7 @@ func (d *h1Downstream) startRequest(sess *Session, ctx context.Context) {
 			d.rh.URI += "?" + r.RawQuery
 		}
 	}
+	d.rh.URI = normalizeURI(d.rh.URI)
 	d.rh.ProtoMajor, d.rh.ProtoMinor = 1, r.Minor
 	if r.Header != nil {
 		delete(r.Header, "Host")

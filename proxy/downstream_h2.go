@@ -64,7 +64,7 @@ func (h *h2Handler[C]) serve(st *h2.Stream) {
 		sessionPool.Put(d)
 	}()
 	d.st = st
-	uri := st.Path
+	uri := normalizeURI(st.Path)
 	if st.Method == http.MethodConnect {
 		uri = st.Authority
 	}

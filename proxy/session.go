@@ -12,12 +12,17 @@ import (
 	"time"
 
 	"github.com/pingora-go/pingora-go/proxy/health"
+	"github.com/pingora-go/pingora-go/proxy/route"
 )
 
 // RequestHeader is a request head as the phases see it.
 type RequestHeader struct {
 	Method string
-	// URI is the request target in origin form: path and query.
+	// URI is the request target in origin form: path and query. The
+	// downstream normalises the path of the client's target with
+	// route.CleanPath (unreserved characters decoded, dot segments removed,
+	// slashes merged), so routing, limits, the cache key and the upstream
+	// all see the same path; the query is as the client sent it.
 	URI string
 	// Host is the authority (Host header or HTTP/2 :authority).
 	Host string
@@ -34,6 +39,25 @@ func (r *RequestHeader) Path() string {
 		return r.URI[:i]
 	}
 	return r.URI
+}
+
+// normalizeURI returns uri with its path normalised by route.CleanPath and
+// its query as is. A target not starting with '/' ("*", a CONNECT
+// authority) is returned as is, and so is one already normal, without
+// allocating.
+func normalizeURI(uri string) string {
+	if uri == "" || uri[0] != '/' {
+		return uri
+	}
+	p, q := uri, ""
+	if i := strings.IndexByte(uri, '?'); i >= 0 {
+		p, q = uri[:i], uri[i:]
+	}
+	c := route.CleanPath(p)
+	if c == p {
+		return uri
+	}
+	return c + q
 }
 
 // Query returns the raw query of URI, without the '?'.

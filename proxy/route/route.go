@@ -203,18 +203,105 @@ func NormalizeHost(host string) string {
 	return host
 }
 
-// CleanPath removes dot segments and merges slashes; a path that needs
-// neither is returned as is, without allocating.
+// CleanPath normalises a request path (without query) the way the proxy
+// both matches and forwards it, so that spellings an origin treats as the
+// same path cannot dodge a rule (RFC 3986 §6.2.2):
+//
+//   - a percent-escape of an unreserved character (ALPHA, DIGIT, '-', '.',
+//     '_', '~'; §2.3) is decoded, so "/%73mall" is "/small"; every other
+//     escape, "%2F", "%25" and "%00" among them, stays encoded with its hex
+//     upper-cased (§6.2.2.1), as decoding it would change the path's
+//     structure or meaning. A '%' not followed by two hex digits is kept as
+//     it is;
+//   - dot segments are removed, "%2e%2e" included, and runs of slashes are
+//     merged; a path ending in a slash, "." or ".." keeps its trailing
+//     slash (§5.2.4), so "/admin/." still matches "/admin/".
+//
+// A path that needs none of this is returned as is, without allocating.
+// A path not starting with '/' becomes "/". CleanPath(CleanPath(p)) is
+// CleanPath(p).
 func CleanPath(p string) string {
 	if p == "" || p[0] != '/' {
 		return "/"
+	}
+	if strings.IndexByte(p, '%') >= 0 {
+		p = normalizeEscapes(p)
 	}
 	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
 		return p
 	}
 	c := path.Clean(p)
-	if strings.HasSuffix(p, "/") && c != "/" {
+	if c != "/" && (strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..")) {
 		c += "/"
+	}
+	return c
+}
+
+// normalizeEscapes decodes the percent-escapes of unreserved characters in
+// p and upper-cases the hex of the others. It allocates only when that
+// changes p.
+func normalizeEscapes(p string) string {
+	var b []byte        // the result; nil while it is p[:i]
+	var last, prev byte // the result's last two bytes
+	for i := 0; i < len(p); i++ {
+		var r [3]byte
+		out := r[:1]
+		r[0] = p[i]
+		if p[i] == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]) {
+			// A decoded hex digit after a stray '%' ("%%34%31") would
+			// make a new escape ("%41") that a second decoding reads as
+			// another character: it stays encoded.
+			c := unhex(p[i+1])<<4 | unhex(p[i+2])
+			stray := last == '%' || prev == '%' && isHex(last)
+			if unreserved(c) && !(stray && isHex(c)) {
+				r[0] = c
+			} else {
+				out = r[:3]
+				r[1], r[2] = upperHex(p[i+1]), upperHex(p[i+2])
+			}
+			if b == nil && string(out) != p[i:i+3] {
+				b = append(make([]byte, 0, len(p)), p[:i]...)
+			}
+			i += 2
+		}
+		if b != nil {
+			b = append(b, out...)
+		}
+		if len(out) == 3 {
+			prev, last = out[1], out[2]
+		} else {
+			prev, last = last, out[0]
+		}
+	}
+	if b == nil {
+		return p
+	}
+	return string(b)
+}
+
+// unreserved reports an unreserved character of RFC 3986 §2.3.
+func unreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+func upperHex(c byte) byte {
+	if 'a' <= c && c <= 'f' {
+		return c - 'a' + 'A'
 	}
 	return c
 }

@@ -30,6 +30,9 @@ func TestMatch(t *testing.T) {
 		{"other", "/static/a.css", "static"},
 		{"other", "/public/../admin/x", "admin"},
 		{"other", "//admin", "admin"},
+		{"other", "/%61dmin", "admin"},
+		{"other", "/public/%2e%2e/admin", "admin"},
+		{"other", "/%2561dmin", ""},
 		{"other", "/nothing", ""},
 		{"[::1]:80", "/static", "static"},
 	}

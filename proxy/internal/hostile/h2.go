@@ -9,8 +9,19 @@ type H2Request struct {
 	// Reason is the pingora_downstream_rejected_total label it must count
 	// under (H2Malformed), or "" (H2Accepted).
 	Reason string
-	// Path and Host are what the upstream must receive (H2Accepted).
+	// Path and Host are what the h2 layer must hand on (H2Accepted).
 	Path, Host string
+	// Forwarded, when not "", is the target the upstream must receive
+	// instead of Path: the proxy normalises the path (route.CleanPath).
+	Forwarded string
+}
+
+// Upstream returns the target the upstream must receive.
+func (r H2Request) Upstream() string {
+	if r.Forwarded != "" {
+		return r.Forwarded
+	}
+	return r.Path
 }
 
 // Omit, as a value given to request, removes the pseudo-header field.
@@ -151,8 +162,8 @@ var H2Malformed = []H2Request{
 	{Name: "content-length without body", Fields: request(nil, Field{"content-length", "5"}), Reason: "invalid_content_length"},
 }
 
-// H2Accepted lists edge cases that are valid and must reach the upstream
-// as sent: Path and Host are what an HTTP/1.1 upstream reads.
+// H2Accepted lists edge cases that are valid and must reach the upstream:
+// Path (or Forwarded) and Host are what an HTTP/1.1 upstream reads.
 var H2Accepted = []H2Request{
 	{Name: "host equal to authority without case", Fields: request(nil, Field{"host", "PROXY.TEST"}), Path: "/", Host: "proxy.test"},
 	{Name: "host with the default port", Fields: request(nil, Field{"host", "proxy.test:443"}), Path: "/", Host: "proxy.test"},
@@ -160,7 +171,9 @@ var H2Accepted = []H2Request{
 	{Name: "empty authority and host", Fields: request(with(":authority", ""), Field{"host", "proxy.test"}), Path: "/", Host: "proxy.test"},
 	{Name: "authority with port", Fields: request(with(":authority", "proxy.test:8443")), Path: "/", Host: "proxy.test:8443"},
 	{Name: "authority IPv6 literal", Fields: request(with(":authority", "[::1]:8443")), Path: "/", Host: "[::1]:8443"},
-	{Name: "path with double slash", Fields: request(with(":path", "//proxy.test/x")), Path: "//proxy.test/x", Host: "proxy.test"},
+	// Slashes are merged, as for routing; the first segment is never an authority.
+	{Name: "path with double slash", Fields: request(with(":path", "//proxy.test/x")), Path: "//proxy.test/x", Forwarded: "/proxy.test/x", Host: "proxy.test"},
+	{Name: "path with encoded dot segment", Fields: request(with(":path", "/x/%2e%2E/%61?q=%61")), Path: "/x/%2e%2E/%61?q=%61", Forwarded: "/a?q=%61", Host: "proxy.test"},
 	{Name: "path percent-encoded space", Fields: request(with(":path", "/a%20b?c=%0d%0a")), Path: "/a%20b?c=%0d%0a", Host: "proxy.test"},
 	{Name: "path UTF-8", Fields: request(with(":path", "/caf\xc3\xa9")), Path: "/caf\xc3\xa9", Host: "proxy.test"},
 	{Name: "OPTIONS asterisk", Fields: request(map[string]string{":method": "OPTIONS", ":path": "*"}), Path: "*", Host: "proxy.test"},

@@ -1,0 +1,81 @@
+package proxy
+
+import (
+	"net/http"
+	"testing"
+)
+
+// TestPercentEncodedPathRoutedAsDecoded: a path spelled with percent-encoded
+// unreserved characters or "%2e%2e" segments is routed as its decoded form,
+// and the upstream receives that form, so a rule for "/small" (its body
+// limit, rate limits, cache settings) cannot be dodged with "/%73mall" that
+// the origin would serve as "/small" anyway. The query is left alone.
+func TestPercentEncodedPathRoutedAsDecoded(t *testing.T) {
+	origin := func(name string, got chan<- string) *Peer {
+		return startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got <- r.RequestURI
+			w.Header().Set("X-Upstream", name)
+		}))
+	}
+	smallURIs, restURIs := make(chan string, 1), make(chan string, 1)
+	r := newTestRouter(t)
+	tbl, err := r.Build([]UpstreamConfig{
+		{Name: "small", Peers: []*Peer{origin("small", smallURIs)}},
+		{Name: "rest", Peers: []*Peer{origin("rest", restURIs)}},
+	}, []RouteConfig{{Host: "*", PathPrefix: "/small", Upstream: "small"}, {Host: "*", Upstream: "rest"}}, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Swap(tbl)
+	p := startProxy(t, RouterApp{Router: r}, Config{}, ListenerConfig{Name: "http", H2C: true})
+
+	cases := []struct{ target, want string }{
+		{"/%73mall/a?q=%73", "/small/a?q=%73"},
+		{"/x/%2e%2e/small/a", "/small/a"},
+		{"/sm%61ll%2fb", "/small%2Fb"},
+	}
+	for _, c := range cases {
+		check := func(proto string, resp *http.Response) {
+			t.Helper()
+			if resp.StatusCode != 200 || resp.Header.Get("X-Upstream") != "small" {
+				<-restURIs
+				t.Fatalf("%s %s: status %d, routed to %q, want the /small route", proto, c.target, resp.StatusCode, resp.Header.Get("X-Upstream"))
+			}
+			if got := <-smallURIs; got != c.want {
+				t.Fatalf("%s %s: upstream received %q, want %q", proto, c.target, got, c.want)
+			}
+		}
+		resp, _ := rawRequest(t, p.addr, "GET "+c.target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		check("HTTP/1.1", resp)
+
+		req, err := http.NewRequest(http.MethodGet, "http://"+p.addr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.URL.Opaque = c.target // sent as :path byte for byte
+		resp, err = h2cClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		check("h2c", resp)
+	}
+}
+
+func TestNormalizeURI(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"/a/b?x=%61&y=/../", "/a/b?x=%61&y=/../"},
+		{"/%61/../b?%2e%2e", "/b?%2e%2e"},
+		{"/x/%2e%2e/", "/"},
+		{"*", "*"},
+		{"example.com:443", "example.com:443"},
+		{"", ""},
+	} {
+		if got := normalizeURI(tc.in); got != tc.want {
+			t.Errorf("normalizeURI(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { normalizeURI("/api/v1/users?id=1&x=%2e") }); n != 0 {
+		t.Errorf("a normal URI costs %v allocations", n)
+	}
+}
