@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/pingora-go/pingora-go/proxy/health"
 	"github.com/pingora-go/pingora-go/proxy/lb"
 	"github.com/pingora-go/pingora-go/proxy/route"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Cluster is the cluster config: upstream groups, the routes to them, and
@@ -154,10 +157,53 @@ func ParseCluster(file string, data []byte) (*Cluster, error) {
 	}
 	var e errs
 	c.validate(&e)
+	zeroWeights(root, &e)
 	if err := e.result(file, root); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// zeroWeights refuses a peer's weight written as 0. The field's zero value
+// means the default, 1, so a document that leaves weight out is fine; but
+// an operator who writes "weight: 0" means to drain the peer, as in
+// HAProxy, and silently sending it a full share is the opposite.
+func zeroWeights(root *yaml.Node, e *errs) {
+	doc := root
+	if doc != nil && doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
+		doc = doc.Content[0]
+	}
+	for i, u := range seqOf(valueOf(doc, "upstreams")) {
+		for j, p := range seqOf(valueOf(u, "peers")) {
+			if w := valueOf(p, "weight"); w != nil && w.Kind == yaml.ScalarNode {
+				if v, err := strconv.ParseInt(w.Value, 0, 64); err == nil && v == 0 {
+					e.add(fmt.Sprintf("upstreams[%d].peers[%d].weight", i, j),
+						"0 is not between 1 and %d: to stop sending a peer requests, disable it (pingora-node peer disable UPSTREAM ADDR) or remove it", lb.MaxWeight)
+				}
+			}
+		}
+	}
+}
+
+// valueOf returns the value of key in mapping node n, or nil.
+func valueOf(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// seqOf returns the items of sequence node n (none for another kind).
+func seqOf(n *yaml.Node) []*yaml.Node {
+	if n == nil || n.Kind != yaml.SequenceNode {
+		return nil
+	}
+	return n.Content
 }
 
 // RoutesNothing says why c would send no request anywhere ("" when it

@@ -64,6 +64,8 @@ func TestParseClusterRefuses(t *testing.T) {
 		{"bad policy", strings.Replace(goodCluster, "lb: round_robin", "lb: fastest", 1), `c.yaml:4: upstreams[0].lb: "fastest" is not one of`},
 		{"bad protocol", strings.Replace(goodCluster, "protocol: http1", "protocol: spdy", 1), `c.yaml:3: upstreams[0].protocol: "spdy" is not one of http1, h2, h2c`},
 		{"bad weight", strings.Replace(goodCluster, "weight: 2", "weight: -2", 1), `c.yaml:6: upstreams[0].peers[0].weight`},
+		{"zero weight", strings.Replace(goodCluster, "weight: 2", "weight: 0", 1), `c.yaml:6: upstreams[0].peers[0].weight: 0 is not between 1 and 10000: to stop sending a peer requests, disable it`},
+		{"zero weight, JSON", `{"upstreams":[{"name":"a","peers":[{"addr":"10.0.0.1:80","weight":0}]}],"routes":[{"upstream":"a"}]}`, `upstreams[0].peers[0].weight: 0 is not between 1`},
 		{"bad duration", strings.Replace(goodCluster, "connect: 2s", "connect: soon", 1), `c.yaml:8: cannot unmarshal`},
 		{"wrong type", strings.Replace(goodCluster, "weight: 2", "weight: heavy", 1), `c.yaml:6: cannot unmarshal`},
 		{"duplicate route", goodCluster + "  - host: \"*\"\n    upstream: web\n", `c.yaml:13: routes[1]: same host and path_prefix as routes[0]`},
