@@ -172,13 +172,23 @@ func (n *Node) notReady() string {
 	return ""
 }
 
+// bearer returns the credentials of an "Authorization: Bearer" value; the
+// scheme is matched without regard to case (RFC 9110 11.1).
+func bearer(v string) (string, bool) {
+	const scheme = "Bearer "
+	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
+		return "", false
+	}
+	return strings.TrimLeft(v[len(scheme):], " "), true
+}
+
 // adminWrite guards a state-changing admin handler: with an admin token
 // configured the request must carry it; without one, only loopback
 // clients may change state.
 func (n *Node) adminWrite(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if tok := n.cfg.AdminToken; tok != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			got, ok := bearer(r.Header.Get("Authorization"))
 			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
 				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong admin token"})
 				return

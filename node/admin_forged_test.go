@@ -59,3 +59,12 @@ func TestAdminWriteRefusesBrowserForgery(t *testing.T) {
 		t.Fatalf("token write: %d %s", w.Code, w.Body)
 	}
 }
+
+func TestBearer(t *testing.T) {
+	for v, want := range map[string]string{"Bearer t": "t", "bearer t": "t", "BEARER  t": "t", "Basic t": "", "Bearer": "", "": ""} {
+		got, ok := bearer(v)
+		if got != want || ok != (want != "") {
+			t.Errorf("bearer(%q) = %q %v, want %q", v, got, ok, want)
+		}
+	}
+}

@@ -266,8 +266,10 @@ func (c *adminClient) do(method, path string, body []byte, ifMatch string, out a
 	if err != nil {
 		return nil, err
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+	// Trimmed as the node trims its own: a token read from a file made
+	// with echo ends in a newline, which no header may carry.
+	if tok := strings.TrimSpace(c.token); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	if ifMatch != "" {
 		req.Header.Set("If-Match", ifMatch)

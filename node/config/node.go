@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -251,6 +252,10 @@ func (n *Node) applyDefaults() {
 	if n.RingWeight == 0 {
 		n.RingWeight = 1
 	}
+	// A token from a file or a secret made with echo ends in a newline:
+	// taken as is, no client could ever send it (a header cannot carry
+	// one) and every admin write would be refused until a restart.
+	n.AdminToken = strings.TrimSpace(n.AdminToken)
 	if n.CacheMemoryBytes == 0 {
 		n.CacheMemoryBytes = DefaultCacheMemoryBytes
 	}
@@ -411,6 +416,9 @@ func (n *Node) validateCluster(e *errs) {
 	}
 	if n.DataDir != "" && n.AdminToken == "" && !loopbackAddr(n.AdminAddr) {
 		e.add("admin_token", "required when admin_addr %q is reachable beyond loopback and the config is replicated (data_dir): config writes need a bearer token", n.AdminAddr)
+	}
+	if strings.IndexFunc(n.AdminToken, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
+		e.add("admin_token", "holds a space, a control character or a non-ASCII byte: it is sent in an HTTP header, use visible ASCII")
 	}
 	if n.BootstrapExpect < 0 || n.BootstrapExpect > 7 {
 		e.add("bootstrap_expect", "%d is not between 0 and 7", n.BootstrapExpect)

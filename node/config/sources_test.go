@@ -183,3 +183,21 @@ func TestSettingsAreUnique(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminTokenTrimmed: a token with the newline echo leaves (in the
+// environment, as from a secret, or in the file) is taken without it; one
+// with whitespace inside, which no client could send, is refused.
+func TestAdminTokenTrimmed(t *testing.T) {
+	t.Parallel()
+	file := writeNodeFile(t, "name: n\nlisteners: [{name: http, addr: 127.0.0.1:8080}]\ncluster_config: c.yaml\nadmin_token: \"s3cret\\n\"\n")
+	for _, src := range []Sources{{File: file}, {File: file, Env: envOf("PINGORA_ADMIN_TOKEN= s3cret\n")}} {
+		n, err := Load(src)
+		if err != nil || n.AdminToken != "s3cret" {
+			t.Fatalf("token %q, %v; want s3cret", n.AdminToken, err)
+		}
+	}
+	_, err := Load(Sources{File: file, Env: envOf("PINGORA_ADMIN_TOKEN=s3 cret")})
+	if err == nil || !strings.Contains(err.Error(), "admin_token: holds a space") {
+		t.Fatalf("token with a space inside: %v", err)
+	}
+}
