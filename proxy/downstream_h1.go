@@ -328,7 +328,8 @@ func (d *h1Downstream) started() bool { return d.headSent }
 
 func (d *h1Downstream) errorCloses(code int) bool {
 	return code == http.StatusBadRequest || code == http.StatusRequestTimeout || code == http.StatusRequestEntityTooLarge ||
-		code == http.StatusRequestHeaderFieldsTooLarge || !d.hb.Done()
+		code == http.StatusRequestHeaderFieldsTooLarge || !d.hb.Done() ||
+		d.req.Method == http.MethodConnect // the client may be sending tunnel bytes already
 }
 
 // writeHead sends the status line and fields, choosing the body framing:
@@ -375,6 +376,9 @@ func (d *h1Downstream) frame(resp *ResponseHeader) {
 	}
 	if d.c.draining.Load() {
 		d.keepAlive = false
+	}
+	if v := h["Connection"]; len(v) == 1 && v[0] == "close" {
+		d.keepAlive = false // a proxy-made answer that ends the connection (writeError)
 	}
 	switch {
 	case d.noBody:

@@ -89,6 +89,9 @@ func (s *Server[C]) run(sess *Session, ctx C) error {
 // forward sends the request upstream, retrying as allowed, and streams the
 // response back.
 func (s *Server[C]) forward(sess *Session, ctx C) error {
+	if sess.Req.Method == http.MethodConnect {
+		return errConnectNotProxied
+	}
 	src, has := sess.ds.body(sess.MaxBodyBytes)
 	if cl := sess.ds.contentLength(); sess.MaxBodyBytes > 0 && cl > sess.MaxBodyBytes {
 		return &Error{Kind: KindBodyTooLarge, Source: Downstream, Err: fmt.Errorf("content-length %d over limit %d", cl, sess.MaxBodyBytes)}
@@ -153,6 +156,17 @@ func clientFault(sess *Session, body *reqBody, err error) error {
 	}
 	return err
 }
+
+// errConnectNotProxied answers a CONNECT that no phase handled. A reverse
+// proxy has no tunnel to offer, and forwarding the request as an ordinary
+// one let an upstream that honours CONNECT (a forward proxy) answer 2xx
+// and start a tunnel on a connection the pool then gave the next client:
+// that client's request, cookies and all, went into the tunnel (RFC 9112
+// 6.3: a 2xx to CONNECT makes the connection a tunnel). nginx and Pingora
+// refuse CONNECT by default too. An application that wants to serve it
+// answers it in RequestFilter.
+var errConnectNotProxied = &Error{Kind: KindInvalidRequest, Source: Downstream, Status: http.StatusMethodNotAllowed,
+	Err: errors.New("CONNECT is not proxied")}
 
 // onAttemptError counts the error and lets FailToConnect or ErrorWhileProxy
 // see it and decide on a retry.
@@ -503,6 +517,9 @@ func (s *Server[C]) writeError(sess *Session, code int) {
 	if sess.ds.errorCloses(code) {
 		h["Connection"] = []string{"close"}
 	}
+	if code == http.StatusMethodNotAllowed { // RFC 9110 15.5.6: a 405 lists what is allowed
+		h["Allow"] = allowedMethods
+	}
 	resp := &ResponseHeader{Status: code, Header: h}
 	if err := sess.ds.writeHead(resp); err == nil {
 		if sess.Req.Method != http.MethodHead {
@@ -512,6 +529,8 @@ func (s *Server[C]) writeError(sess *Session, code int) {
 	}
 	sess.Status = code
 }
+
+var allowedMethods = []string{"GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE"}
 
 // errorBody is the short text of a proxy-made error: the status and its
 // reason, never upstream details.

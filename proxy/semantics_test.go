@@ -2,13 +2,17 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pingora-go/pingora-go/proxy/internal/hostile"
 )
 
 // rawRequest sends raw bytes to addr and returns the raw response head and
@@ -272,5 +276,44 @@ func TestH2WriteAfterIdle(t *testing.T) {
 		if resp.ProtoMajor != 2 || got != body {
 			t.Fatalf("request %d: HTTP/%d, %d bytes, want HTTP/2 and %d", i, resp.ProtoMajor, len(got), len(body))
 		}
+	}
+}
+
+// TestConnectRefused: CONNECT is answered 405 with Allow, over HTTP/1.1
+// (and the connection closes: tunnel bytes may follow) and HTTP/2, and
+// never reaches the upstream, where a forward proxy could have answered
+// 2xx and turned a pooled connection into a tunnel for the next client.
+func TestConnectRefused(t *testing.T) {
+	var hits atomic.Int32
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(200)
+	}))
+	p := startProxy(t, routerFor(t, origin), Config{}, ListenerConfig{Name: "http", H2C: true})
+	c := dialTCP(t, p.addr)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "CONNECT origin.test:443 HTTP/1.1\r\nHost: origin.test:443\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 405 || resp.Header.Get("Allow") == "" || !resp.Close {
+		t.Fatalf("HTTP/1.1: %d, Allow %q, close %v; want 405, Allow, close", resp.StatusCode, resp.Header.Get("Allow"), resp.Close)
+	}
+	if rest, _ := io.ReadAll(br); len(rest) != 0 && !bytes.Contains(rest, []byte("405")) {
+		t.Fatalf("after the 405: %q", rest)
+	}
+	h2, err := hostile.NewH2Conn(dialTCP(t, p.addr), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := h2.Send(hostile.Fields(":method", "CONNECT", ":authority", "origin.test:443"), false)
+	if o, err := h2.Await(id); err != nil || o.Status != "405" {
+		t.Fatalf("HTTP/2: %v %v, want 405", o, err)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the origin got %d requests", n)
 	}
 }
