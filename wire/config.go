@@ -53,6 +53,13 @@ type ServerConfig struct {
 	// HandshakeTimeout is how long a new connection has to send the magic
 	// byte (default 5s).
 	HandshakeTimeout time.Duration
+	// FrameTimeout is how long a frame has to arrive whole once its first
+	// byte came; a connection may idle between frames for any time
+	// (default 30s).
+	FrameTimeout time.Duration
+	// MaxConns bounds the connections served at once; one beyond it is
+	// closed at once (default 4096: a peer holds a few).
+	MaxConns int
 	// WriteTimeout bounds writing one response (default 10s).
 	WriteTimeout time.Duration
 	// Logger receives protocol errors at Debug and Warn and handler panics
@@ -96,8 +103,11 @@ func (c ServerConfig) Validate() error {
 	if c.StreamChunkSize < 0 || c.StreamChunkSize > c.withDefaults().MaxFrameSize-headerLen {
 		return fmt.Errorf("wire: StreamChunkSize (%d) must be between 0 and MaxFrameSize (%d) less 9", c.StreamChunkSize, c.withDefaults().MaxFrameSize)
 	}
-	if c.HandshakeTimeout < 0 || c.WriteTimeout < 0 {
-		return fmt.Errorf("wire: HandshakeTimeout (%s) and WriteTimeout (%s) cannot be negative", c.HandshakeTimeout, c.WriteTimeout)
+	if c.HandshakeTimeout < 0 || c.WriteTimeout < 0 || c.FrameTimeout < 0 {
+		return fmt.Errorf("wire: HandshakeTimeout (%s), WriteTimeout (%s) and FrameTimeout (%s) cannot be negative", c.HandshakeTimeout, c.WriteTimeout, c.FrameTimeout)
+	}
+	if c.MaxConns < 0 {
+		return fmt.Errorf("wire: MaxConns (%d) cannot be negative", c.MaxConns)
 	}
 	return nil
 }
@@ -142,6 +152,12 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.FrameTimeout == 0 {
+		c.FrameTimeout = 30 * time.Second
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 4096
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

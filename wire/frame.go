@@ -96,15 +96,53 @@ func readFrameBuf(r io.Reader, max int, chunks *chunkPool) (frame, error) {
 	if f.typ < frameRequest || f.typ > frameMax {
 		return frame{}, fmt.Errorf("%w: unknown type %d", ErrMalformed, f.typ)
 	}
-	if f.typ == frameData && chunks != nil {
-		f.payload = chunks.get(int(n - headerLen))
-	} else {
-		f.payload = make([]byte, n-headerLen)
+	size := int(n - headerLen)
+	if f.typ == frameData && chunks != nil && size <= chunks.size {
+		f.payload = chunks.get(size)
+		if _, err := io.ReadFull(r, f.payload); err != nil {
+			return frame{}, noEOF(err)
+		}
+		return f, nil
 	}
-	if _, err := io.ReadFull(r, f.payload); err != nil {
+	p, err := readPayload(r, size)
+	if err != nil {
 		return frame{}, noEOF(err)
 	}
+	f.payload = p
 	return f, nil
+}
+
+// eagerPayload is the largest payload allocated whole from its declared
+// length; a larger one grows with the bytes that arrive.
+const eagerPayload = 64 << 10
+
+// readPayload reads a payload of n bytes. Up to eagerPayload it is
+// allocated at once; beyond, the buffer grows (doubling) as bytes come, so
+// a peer that declares 16 MiB and sends a few bytes pins a few bytes, not
+// 16 MiB (60 such connections held a node's RSS at 1 GB).
+func readPayload(r io.Reader, n int) ([]byte, error) {
+	if n <= eagerPayload {
+		b := make([]byte, n)
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	b := make([]byte, 0, eagerPayload)
+	for len(b) < n {
+		if len(b) == cap(b) {
+			b = append(b, make([]byte, min(cap(b), n-cap(b)))...)[:len(b)]
+		}
+		m, err := r.Read(b[len(b):min(cap(b), n)])
+		b = b[:len(b)+m]
+		if err != nil {
+			if err == io.EOF && len(b) < n {
+				err = io.ErrUnexpectedEOF
+			}
+			if len(b) < n {
+				return nil, err
+			}
+		}
+	}
+	return b, nil
 }
 
 // noEOF turns a clean EOF in the middle of a frame into ErrUnexpectedEOF.

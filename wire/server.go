@@ -3,6 +3,7 @@ package wire
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +38,7 @@ type StreamHandler func(ctx context.Context, body []byte, w io.Writer) error
 // ServerStats is a snapshot of a Server's counters.
 type ServerStats struct {
 	Accepted       uint64 // connections accepted
+	Refused        uint64 // connections closed at once: MaxConns were open
 	BadMagic       uint64 // connections closed for a wrong first byte
 	ProtocolErrors uint64 // connections closed for a malformed or oversized frame
 	UnknownMethod  uint64 // requests for a method with no handler of the kind asked
@@ -67,6 +69,7 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	accepted, badMagic, protoErrs, unknown, overloaded, panics atomic.Uint64
+	connsRefused                                               atomic.Uint64
 	methods                                                    methodTable
 
 	// now stamps a request's arrival, from which its deadline counts; a
@@ -135,7 +138,7 @@ func (s *Server) Stats() ServerStats {
 		return ServerStats{}
 	}
 	return ServerStats{
-		Accepted: s.accepted.Load(), BadMagic: s.badMagic.Load(),
+		Accepted: s.accepted.Load(), Refused: s.connsRefused.Load(), BadMagic: s.badMagic.Load(),
 		ProtocolErrors: s.protoErrs.Load(), UnknownMethod: s.unknown.Load(),
 		Overloaded: s.overloaded.Load(), Panics: s.panics.Load(),
 		Methods: s.methods.snapshot(),
@@ -171,7 +174,13 @@ func (s *Server) Serve(l net.Listener) error {
 			}
 			return fmt.Errorf("wire: accept: %w", err)
 		}
-		if !s.track(c) {
+		ok, full := s.track(c)
+		if full {
+			s.connsRefused.Add(1)
+			c.Close() // a peer holds a few connections: this many is a flood
+			continue
+		}
+		if !ok {
 			c.Close()
 			return ErrClosed
 		}
@@ -212,17 +221,22 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-func (s *Server) track(c net.Conn) bool {
+// track records a new connection; full reports MaxConns reached (the
+// connection is not recorded).
+func (s *Server) track(c net.Conn) (ok, full bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false
+		return false, false
+	}
+	if len(s.conns) >= s.cfg.MaxConns {
+		return false, true
 	}
 	s.conns[c] = struct{}{}
 	// Added under mu, so Close (which sets closed under mu before it
 	// waits) never waits while a connection it does not know of starts.
 	s.wg.Add(1)
-	return true
+	return true, false
 }
 
 func (s *Server) untrack(c net.Conn) {
@@ -261,7 +275,20 @@ func (s *Server) serveConn(c net.Conn) {
 	defer cancel()
 	sc := &serverConn{s: s, c: c, log: log, running: make(map[uint64]context.CancelFunc)}
 	for {
+		// Between frames a connection may idle for any time (a peer's
+		// pooled connection does); once a frame has begun it must arrive
+		// whole within FrameTimeout, unless it is here already.
+		if _, err := br.Peek(1); err != nil {
+			return
+		}
+		timed := !frameBuffered(br)
+		if timed {
+			c.SetReadDeadline(time.Now().Add(s.cfg.FrameTimeout))
+		}
 		f, err := readFrame(br, s.cfg.MaxFrameSize)
+		if timed && err == nil {
+			c.SetReadDeadline(time.Time{})
+		}
 		if err == nil && f.typ != frameRequest && f.typ != frameCall && f.typ != frameCancel {
 			err = fmt.Errorf("%w: unexpected frame type %d from client", ErrMalformed, f.typ)
 		}
@@ -289,6 +316,15 @@ func (s *Server) serveConn(c net.Conn) {
 			}()
 		}
 	}
+}
+
+// frameBuffered reports whether br holds a whole frame.
+func frameBuffered(br *bufio.Reader) bool {
+	if br.Buffered() < 4 {
+		return false
+	}
+	b, _ := br.Peek(4)
+	return uint64(br.Buffered()) >= 4+uint64(binary.BigEndian.Uint32(b))
 }
 
 // protocolError counts, logs and answers a broken stream with goaway.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -337,5 +338,92 @@ func TestLyingLengthBody(t *testing.T) {
 	var resp echoResp
 	if err := cl.Call(ctxT(t, 5*time.Second), "srv:1", "echo", echoReq{"ok"}, &resp); err != nil || resp.Msg != "ok" {
 		t.Fatalf("echo after: %v %q", err, resp.Msg)
+	}
+}
+
+// TestSlowFrameClosed: a frame begun and not finished within FrameTimeout
+// closes its connection, while a connection idle between frames stays.
+func TestSlowFrameClosed(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, wire.ServerConfig{FrameTimeout: 200 * time.Millisecond})
+	go srv.Serve(l)
+	addr := l.Addr().String()
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	idle.Write([]byte{wire.ProtoRPC})
+	slow, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	// a 1 MiB request frame, of which 10 bytes come
+	slow.Write([]byte{wire.ProtoRPC, 0, 0x10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 'x'})
+	slow.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, slow); err != nil {
+		t.Fatalf("the unfinished frame's connection was not closed: %v", err)
+	}
+	// The idle one outlived the timeout many times over and still works.
+	idle.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := idle.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("idle connection: %v, want it open", err)
+	}
+}
+
+// TestMaxConns: beyond MaxConns a connection is closed at once and
+// counted; once one closes, calls are served again.
+func TestMaxConns(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, wire.ServerConfig{MaxConns: 2})
+	go srv.Serve(l)
+	addr := l.Addr().String()
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte{wire.ProtoRPC})
+		held = append(held, c)
+	}
+	waitForT(t, "two connections served", func() bool { return srv.Stats().Accepted == 2 })
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, extra); err != nil {
+		t.Fatalf("the third connection was not closed: %v", err)
+	}
+	if st := srv.Stats(); st.Refused != 1 {
+		t.Fatalf("Refused = %d, want 1", st.Refused)
+	}
+	held[0].Close()
+	cl, _ := wire.NewClient(wire.ClientConfig{})
+	t.Cleanup(func() { cl.Close() })
+	var resp echoResp
+	waitForT(t, "a call served after one connection closed", func() bool {
+		return cl.Call(ctxT(t, 5*time.Second), addr, "echo", echoReq{"ok"}, &resp) == nil && resp.Msg == "ok"
+	})
+}
+
+func waitForT(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
