@@ -108,7 +108,16 @@ func ValidAuthority(s string) bool {
 			return false
 		}
 	}
-	return port == "" || len(port) <= 5 && allIn(port, digitByte)
+	return port == "" || len(port) <= 5 && allIn(port, digitByte) && atoiPort(port) <= 65535
+}
+
+// atoiPort is the value of up to five decimal digits.
+func atoiPort(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		n = n*10 + int(s[i]-'0')
+	}
+	return n
 }
 
 // validConnectAuthority is authority-form: a host and a port, both required

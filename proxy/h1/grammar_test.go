@@ -23,7 +23,7 @@ func TestValidAuthority(t *testing.T) {
 		{"PROXY.TEST", true}, {"a,b", true}, {"proxy.test:65535", true},
 		{"", false}, {"user@proxy.test", false}, {"u:p@proxy.test", false}, {"proxy.test evil", false}, {"proxy.test\t", false},
 		{"proxy.test/x", false}, {"proxy.test?x", false}, {"proxy.test#x", false}, {"proxy.test:", false}, {"proxy.test:8x", false},
-		{"proxy.test:123456", false}, {"proxy.test:80:81", false}, {":80", false}, {"[::1", false}, {"[]", false},
+		{"proxy.test:123456", false}, {"proxy.test:99999", false}, {"proxy.test:65536", false}, {"[::1]:70000", false}, {"proxy.test:080", true}, {"proxy.test:80:81", false}, {":80", false}, {"[::1", false}, {"[]", false},
 		{"[::1]x", false}, {"[::1]:", false}, {"::1", false}, {"pr\xc3\xb6xy.test", false}, {"a\r\nb", false}, {"a\x00", false},
 	} {
 		if got := ValidAuthority(tc.in); got != tc.ok {
