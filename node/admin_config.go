@@ -200,7 +200,7 @@ func checkConfigBody(body []byte, allowEmpty bool) (*config.Cluster, int, error)
 		if len(bytes.TrimSpace(body)) == 0 {
 			why = "the request body is empty (a file that curl --data-binary @FILE could not read is sent as nothing)"
 		}
-		return nil, http.StatusBadRequest, fmt.Errorf("config refused: %s; nothing was written. Send ?allow_empty=true (pingora-node config apply --allow-empty) to write it anyway", why)
+		return nil, http.StatusBadRequest, fmt.Errorf("config refused: %s; nothing was written. Send ?allow_empty=true (pingora-node config apply or config rollback with --allow-empty) to write it anyway", why)
 	}
 	if err := checkCluster(c); err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("config refused: it does not build: %w; nothing was written", err)
