@@ -131,7 +131,7 @@ func (c *Client) readLoop(cc *clientConn) {
 	defer c.forget(cc)
 	br := bufio.NewReader(cc.c)
 	for {
-		f, err := readFrameBuf(br, c.cfg.MaxFrameSize, &c.chunks)
+		f, err := readFrameBuf(br, c.cfg.MaxFrameSize, &c.chunks, nil)
 		switch {
 		case err != nil:
 		case f.typ == frameGoAway:

@@ -60,6 +60,11 @@ type ServerConfig struct {
 	// MaxConns bounds the connections served at once; one beyond it is
 	// closed at once (default 4096: a peer holds a few).
 	MaxConns int
+	// FrameBudget bounds the bytes of large frames (over 64 KiB) being
+	// received at once over all connections; a large frame that finds it
+	// spent closes its connection (default 64 MiB, bytes; at least
+	// MaxFrameSize).
+	FrameBudget int
 	// WriteTimeout bounds writing one response (default 10s).
 	WriteTimeout time.Duration
 	// Logger receives protocol errors at Debug and Warn and handler panics
@@ -108,6 +113,9 @@ func (c ServerConfig) Validate() error {
 	}
 	if c.MaxConns < 0 {
 		return fmt.Errorf("wire: MaxConns (%d) cannot be negative", c.MaxConns)
+	}
+	if c.FrameBudget != 0 && c.FrameBudget < c.withDefaults().MaxFrameSize {
+		return fmt.Errorf("wire: FrameBudget (%d) must be 0 (default) or at least MaxFrameSize (%d)", c.FrameBudget, c.withDefaults().MaxFrameSize)
 	}
 	return nil
 }
@@ -158,6 +166,9 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 4096
+	}
+	if c.FrameBudget == 0 {
+		c.FrameBudget = max(64<<20, c.MaxFrameSize)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

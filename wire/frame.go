@@ -70,14 +70,50 @@ type frame struct {
 // readFrame reads one frame from r, refusing a length above max before it
 // allocates anything.
 func readFrame(r io.Reader, max int) (frame, error) {
-	return readFrameBuf(r, max, nil)
+	return readFrameBuf(r, max, nil, nil)
+}
+
+// ErrFrameBudget is the error of a large frame that arrived while other
+// large frames being received held the server's whole FrameBudget.
+var ErrFrameBudget = errors.New("wire: too many large frames being received at once")
+
+// frameBudget bounds the bytes of large frames being received at once,
+// over all of a server's connections: each connection may send up to
+// MaxFrameSize, but a few thousand connections each half-way through a
+// 16 MiB frame must not hold tens of gigabytes.
+type frameBudget struct {
+	mu         sync.Mutex
+	used, size int64
+}
+
+// take reserves n bytes, or reports false when they are not free.
+func (b *frameBudget) take(n int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+int64(n) > b.size {
+		return false
+	}
+	b.used += int64(n)
+	return true
+}
+
+func (b *frameBudget) inUse() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
+}
+
+func (b *frameBudget) put(n int) {
+	b.mu.Lock()
+	b.used -= int64(n)
+	b.mu.Unlock()
 }
 
 // readFrameBuf is readFrame taking a data frame's payload buffer from
 // chunks when it fits, so a stream does not hand the garbage collector a
 // chunk per frame (GC pauses were most of a small call's tail latency
 // beside a bulk stream).
-func readFrameBuf(r io.Reader, max int, chunks *chunkPool) (frame, error) {
+func readFrameBuf(r io.Reader, max int, chunks *chunkPool, budget *frameBudget) (frame, error) {
 	var hdr [4 + headerLen]byte
 	if _, err := io.ReadFull(r, hdr[:4]); err != nil {
 		return frame{}, err
@@ -103,6 +139,12 @@ func readFrameBuf(r io.Reader, max int, chunks *chunkPool) (frame, error) {
 			return frame{}, noEOF(err)
 		}
 		return f, nil
+	}
+	if budget != nil && size > eagerPayload {
+		if !budget.take(size) {
+			return frame{}, fmt.Errorf("%w (%d bytes)", ErrFrameBudget, size)
+		}
+		defer budget.put(size)
 	}
 	p, err := readPayload(r, size)
 	if err != nil {

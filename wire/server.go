@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/internal/logthrottle"
 	"github.com/pingora-go/pingora-go/internal/msgpackx"
 )
 
@@ -39,6 +42,7 @@ type StreamHandler func(ctx context.Context, body []byte, w io.Writer) error
 type ServerStats struct {
 	Accepted       uint64 // connections accepted
 	Refused        uint64 // connections closed at once: MaxConns were open
+	FrameBytes     int64  // bytes of large frames being received now (of FrameBudget)
 	BadMagic       uint64 // connections closed for a wrong first byte
 	ProtocolErrors uint64 // connections closed for a malformed or oversized frame
 	UnknownMethod  uint64 // requests for a method with no handler of the kind asked
@@ -68,6 +72,9 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	budget frameBudget           // large frames being received
+	noise  *logthrottle.Throttle // lines peers' junk causes
+
 	accepted, badMagic, protoErrs, unknown, overloaded, panics atomic.Uint64
 	connsRefused                                               atomic.Uint64
 	methods                                                    methodTable
@@ -83,8 +90,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	cfg = cfg.withDefaults()
 	return &Server{
-		cfg:       cfg.withDefaults(),
+		budget:    frameBudget{size: int64(cfg.FrameBudget)},
+		noise:     logthrottle.New(clock.Real{}, 0, 0),
+		cfg:       cfg,
 		handlers:  make(map[string]entry),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
@@ -138,7 +148,7 @@ func (s *Server) Stats() ServerStats {
 		return ServerStats{}
 	}
 	return ServerStats{
-		Accepted: s.accepted.Load(), Refused: s.connsRefused.Load(), BadMagic: s.badMagic.Load(),
+		Accepted: s.accepted.Load(), Refused: s.connsRefused.Load(), FrameBytes: s.budget.inUse(), BadMagic: s.badMagic.Load(),
 		ProtocolErrors: s.protoErrs.Load(), UnknownMethod: s.unknown.Load(),
 		Overloaded: s.overloaded.Load(), Panics: s.panics.Load(),
 		Methods: s.methods.snapshot(),
@@ -285,7 +295,7 @@ func (s *Server) serveConn(c net.Conn) {
 		if timed {
 			c.SetReadDeadline(time.Now().Add(s.cfg.FrameTimeout))
 		}
-		f, err := readFrame(br, s.cfg.MaxFrameSize)
+		f, err := readFrameBuf(br, s.cfg.MaxFrameSize, nil, &s.budget)
 		if timed && err == nil {
 			c.SetReadDeadline(time.Time{})
 		}
@@ -328,10 +338,12 @@ func frameBuffered(br *bufio.Reader) bool {
 }
 
 // protocolError counts, logs and answers a broken stream with goaway.
-func (s *Server) protocolError(sc *serverConn, log interface{ Warn(string, ...any) }, err error) {
-	if errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrMalformed) {
+func (s *Server) protocolError(sc *serverConn, log *slog.Logger, err error) {
+	if errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrMalformed) || errors.Is(err, ErrFrameBudget) {
 		s.protoErrs.Add(1)
-		log.Warn("wire: closing connection after protocol error", "err", err)
+		// Anyone who reaches the port can cause it: throttled, so a flood
+		// of junk connections cannot flood the log.
+		s.noise.Log(log, slog.LevelWarn, "protocol error", "wire: closing connection after protocol error", "err", err)
 		sc.write(appendFrame(nil, frameGoAway, 0, []byte(err.Error())))
 	}
 	sc.c.Close()

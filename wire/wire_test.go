@@ -427,3 +427,48 @@ func waitForT(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestFrameBudget: while one connection is part-way through a large frame
+// that holds the whole FrameBudget, a second large frame closes its
+// connection (a protocol error); small calls go on, and the budget is
+// free again once the first connection goes.
+func TestFrameBudget(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, wire.ServerConfig{MaxFrameSize: 1 << 20, FrameBudget: 1 << 20})
+	go srv.Serve(l)
+	addr := l.Addr().String()
+	// a request frame of 1 MiB - 1 (its 9-byte header counted), of which 100 KiB come
+	big := append([]byte{wire.ProtoRPC, 0, 0x0f, 0xff, 0xff, 1, 0, 0, 0, 0, 0, 0, 0, 1}, make([]byte, 100<<10)...)
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	first.Write(big)
+	waitForT(t, "the first frame to hold the budget", func() bool { return srv.Stats().FrameBytes > 0 })
+	second, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.Write(big)
+	second.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// closed with its unread bytes: a reset is as good as a close
+	if _, err := io.Copy(io.Discard, second); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the second large frame's connection was not closed: %v", err)
+	}
+	if st := srv.Stats(); st.ProtocolErrors != 1 {
+		t.Fatalf("ProtocolErrors = %d, want 1", st.ProtocolErrors)
+	}
+	cl, _ := wire.NewClient(wire.ClientConfig{})
+	t.Cleanup(func() { cl.Close() })
+	var resp echoResp
+	if err := cl.Call(ctxT(t, 5*time.Second), addr, "echo", echoReq{"ok"}, &resp); err != nil || resp.Msg != "ok" {
+		t.Fatalf("small call while the budget is held: %v", err)
+	}
+	first.Close()
+	waitForT(t, "the budget to be free", func() bool { return srv.Stats().FrameBytes == 0 })
+}
