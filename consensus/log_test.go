@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/internal/logtest"
 	"github.com/pingora-go/pingora-go/internal/logthrottle"
 )
 
@@ -73,30 +73,12 @@ func TestHCLogger(t *testing.T) {
 	}
 }
 
-// syncBuf is a log output safe for the throttle's summary goroutine.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) lines() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Split(strings.TrimSpace(s.b.String()), "\n")
-}
-
 // TestHCLoggerJunkFlood: 10,000 junk connections on the cluster port
 // (raft logs one "failed to decode incoming command" each) log the first
 // few as warnings, then one summary with the count; raft's own errors
 // still log, as errors.
 func TestHCLoggerJunkFlood(t *testing.T) {
-	var buf syncBuf
+	var buf logtest.Buffer
 	fc := clock.NewFake(time.Unix(0, 0))
 	l := newHCLogger(slog.New(slog.NewTextHandler(&buf, nil)), "raft", logthrottle.New(fc, 0, 0))
 	for i := range 10_000 {
@@ -105,10 +87,10 @@ func TestHCLoggerJunkFlood(t *testing.T) {
 	l.Error("failed to take snapshot", "error", errors.New("disk full"))
 	fc.Advance(logthrottle.DefaultWindow)
 	deadline := time.Now().Add(5 * time.Second)
-	lines := buf.lines()
+	lines := buf.Lines()
 	for len(lines) < logthrottle.DefaultBurst+2 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond) // the summary is logged by the window's timer
-		lines = buf.lines()
+		lines = buf.Lines()
 	}
 	if len(lines) != logthrottle.DefaultBurst+2 {
 		t.Fatalf("%d lines, want %d:\n%s", len(lines), logthrottle.DefaultBurst+2, strings.Join(lines, "\n"))

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/internal/logtest"
 	"github.com/pingora-go/pingora-go/internal/logthrottle"
 )
 
@@ -54,29 +54,11 @@ func TestSenderNoiseKind(t *testing.T) {
 	}
 }
 
-// syncBuf is a log output safe for the throttle's summary goroutine.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestLogBridgeJunkFlood: 10,000 junk packets from as many senders (a
 // bad label on each) log the first few lines as warnings, then one
 // summary with the count, not 10,000 errors.
 func TestLogBridgeJunkFlood(t *testing.T) {
-	var buf syncBuf
+	var buf logtest.Buffer
 	fc := clock.NewFake(time.Unix(0, 0))
 	bridge := newLogBridge(slog.New(slog.NewTextHandler(&buf, nil)), logthrottle.New(fc, 0, 0))
 	for i := range 10_000 {

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -19,6 +18,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pingora-go/pingora-go/internal/logtest"
 	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/wire"
 )
@@ -73,7 +73,7 @@ func TestTraceAcrossTwoNodes(t *testing.T) {
 		io.WriteString(w, "hello")
 	})}
 	originAddr := serveHTTP(t, originSrv)
-	var logA, logB lockedBuffer
+	var logA, logB logtest.Buffer
 	b := startTracedNode(t, writeNodeFiles(t, "b", "access_log: true\n", clusterFor(originAddr)), exp, &logB)
 	a := startTracedNode(t, writeNodeFiles(t, "a", "access_log: true\n", clusterFor(b.ListenerAddrs()["http"])), exp, &logA)
 
@@ -135,7 +135,7 @@ func TestTraceAcrossTwoNodes(t *testing.T) {
 	if v := spanAttr(aUp, "pingora.upstream.connection_reused"); v.Type() != attribute.BOOL {
 		t.Fatal("the attempt span does not say whether its connection was reused")
 	}
-	for name, log := range map[string]*lockedBuffer{"a": &logA, "b": &logB} {
+	for name, log := range map[string]*logtest.Buffer{"a": &logA, "b": &logB} {
 		waitUntil(t, name+"'s access log line", func() bool { return strings.Contains(log.String(), `"trace_id"`) })
 		var line struct {
 			TraceID string `json:"trace_id"`
@@ -155,14 +155,14 @@ func TestUnrecordedRequestJoinsLogs(t *testing.T) {
 	originAddr := serveHTTP(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got.Store("tp", r.Header.Get("Traceparent"))
 	})})
-	var logA, logB lockedBuffer
+	var logA, logB logtest.Buffer
 	b := startTracedNodeRatio(t, writeNodeFiles(t, "b", "access_log: true\n", clusterFor(originAddr)), exp, &logB, 0)
 	a := startTracedNodeRatio(t, writeNodeFiles(t, "a", "access_log: true\n", clusterFor(b.ListenerAddrs()["http"])), exp, &logA, 0)
 	if code, _ := get(t, "http://"+a.ListenerAddrs()["http"]+"/"); code != 200 {
 		t.Fatalf("status %d", code)
 	}
 	ids := map[string]string{}
-	for name, log := range map[string]*lockedBuffer{"a": &logA, "b": &logB} {
+	for name, log := range map[string]*logtest.Buffer{"a": &logA, "b": &logB} {
 		waitUntil(t, name+"'s access log line", func() bool { return strings.Contains(log.String(), `"trace_id"`) })
 		var line struct {
 			TraceID string `json:"trace_id"`
@@ -320,22 +320,4 @@ func serveHTTP(t *testing.T, srv *http.Server) string {
 		<-done
 	})
 	return ln.Addr().String()
-}
-
-// lockedBuffer is a bytes.Buffer a log writes while a test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,12 +10,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
 
+	"github.com/pingora-go/pingora-go/internal/logtest"
 	"github.com/pingora-go/pingora-go/proxy/internal/hostile"
 )
 
@@ -197,7 +196,7 @@ func TestUnwritableUpstreamRequest(t *testing.T) {
 // HeaderTimeout is answered 408 and counted as header_timeout, and a
 // refused request is logged with its reason.
 func TestRejectedLoggedAndTimeoutCounted(t *testing.T) {
-	var logged syncBuffer
+	var logged logtest.Buffer
 	cfg := Config{ErrorLog: slog.New(slog.NewTextHandler(&logged, nil))}
 	cfg.Downstream.HeaderTimeout = 200 * time.Millisecond
 	p := startProxy(t, routerFor(t, h1Recorder(t).Peer), cfg, ListenerConfig{Name: "plain", H2C: true})
@@ -218,24 +217,6 @@ func TestRejectedLoggedAndTimeoutCounted(t *testing.T) {
 		s := logged.String()
 		return strings.Contains(s, `msg="request refused"`) && strings.Contains(s, "reason=invalid_target") && strings.Contains(s, "proto=HTTP/2")
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func dialTCP(t *testing.T, addr string) net.Conn {

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pingora-go/pingora-go/internal/logtest"
 )
 
 // TestSpliceRelay: Content-Length bodies from a keep-alive HTTP/1.1
@@ -155,7 +157,7 @@ func TestSpliceRelayFailures(t *testing.T) {
 				}
 				tc.serve(c)
 			})
-			var logged syncBuffer
+			var logged logtest.Buffer
 			cfg := Config{AccessLog: slog.New(slog.NewJSONHandler(&logged, nil))}
 			cfg.Downstream.WriteIdleTimeout = 300 * time.Millisecond
 			peer := &Peer{Addr: origin}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingora-go/pingora-go/internal/logtest"
 	"github.com/pingora-go/pingora-go/proxy/cache"
 )
 
@@ -111,7 +112,7 @@ func TestTracerSpans(t *testing.T) {
 	}))
 	dead := &Peer{Addr: deadAddr(t)}
 	rt := &recTracer{}
-	var logBuf syncBuffer
+	var logBuf logtest.Buffer
 	app := routerWith(t, UpstreamConfig{Peers: []*Peer{dead, live}, Retries: 1})
 	p := startProxy(t, app, Config{Tracer: rt, AccessLog: slog.New(slog.NewJSONHandler(&logBuf, nil))}, ListenerConfig{Name: "http"})
 	req, _ := http.NewRequest("GET", "http://"+p.addr+"/x", nil)

@@ -395,7 +395,7 @@ func TestMaxConns(t *testing.T) {
 		c.Write([]byte{wire.ProtoRPC})
 		held = append(held, c)
 	}
-	waitForT(t, "two connections served", func() bool { return srv.Stats().Accepted == 2 })
+	waitFor(t, 10*time.Second, "two connections served", func() bool { return srv.Stats().Accepted == 2 })
 	extra, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -412,20 +412,9 @@ func TestMaxConns(t *testing.T) {
 	cl, _ := wire.NewClient(wire.ClientConfig{})
 	t.Cleanup(func() { cl.Close() })
 	var resp echoResp
-	waitForT(t, "a call served after one connection closed", func() bool {
+	waitFor(t, 10*time.Second, "a call served after one connection closed", func() bool {
 		return cl.Call(ctxT(t, 5*time.Second), addr, "echo", echoReq{"ok"}, &resp) == nil && resp.Msg == "ok"
 	})
-}
-
-func waitForT(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestFrameBudget: while one connection is part-way through a large frame
@@ -448,7 +437,7 @@ func TestFrameBudget(t *testing.T) {
 	}
 	defer first.Close()
 	first.Write(big)
-	waitForT(t, "the first frame to hold the budget", func() bool { return srv.Stats().FrameBytes > 0 })
+	waitFor(t, 10*time.Second, "the first frame to hold the budget", func() bool { return srv.Stats().FrameBytes > 0 })
 	second, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -470,5 +459,5 @@ func TestFrameBudget(t *testing.T) {
 		t.Fatalf("small call while the budget is held: %v", err)
 	}
 	first.Close()
-	waitForT(t, "the budget to be free", func() bool { return srv.Stats().FrameBytes == 0 })
+	waitFor(t, 10*time.Second, "the budget to be free", func() bool { return srv.Stats().FrameBytes == 0 })
 }

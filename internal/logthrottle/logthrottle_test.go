@@ -1,40 +1,21 @@
 package logthrottle
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/internal/logtest"
 )
 
-// lockedBuf is a log output safe for the summary's goroutine.
-type lockedBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuf) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
-}
-
 // waitLines waits until out has want lines.
-func waitLines(t *testing.T, out *lockedBuf, want int) []string {
+func waitLines(t *testing.T, out *logtest.Buffer, want int) []string {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		lines := out.lines()
+		lines := out.Lines()
 		if len(lines) >= want {
 			return lines
 		}
@@ -50,7 +31,7 @@ func waitLines(t *testing.T, out *lockedBuf, want int) []string {
 // of line is not held back by them, and the next window lets lines through
 // again.
 func TestFlood(t *testing.T) {
-	out := &lockedBuf{}
+	out := &logtest.Buffer{}
 	l := slog.New(slog.NewTextHandler(out, nil))
 	fc := clock.NewFake(time.Unix(0, 0))
 	th := New(fc, 10, time.Minute)
@@ -61,7 +42,7 @@ func TestFlood(t *testing.T) {
 		}
 	}
 	th.Log(l, slog.LevelWarn, "other", "another kind")
-	if lines := out.lines(); len(lines) != 11 || !strings.Contains(lines[10], "another kind") {
+	if lines := out.Lines(); len(lines) != 11 || !strings.Contains(lines[10], "another kind") {
 		t.Fatalf("during the flood:\n%s", strings.Join(lines, "\n"))
 	}
 	fc.Advance(time.Minute)
@@ -78,7 +59,7 @@ func TestFlood(t *testing.T) {
 
 // TestFlush: a stopping node logs the open windows' counts at once, once.
 func TestFlush(t *testing.T) {
-	out := &lockedBuf{}
+	out := &logtest.Buffer{}
 	l := slog.New(slog.NewTextHandler(out, nil))
 	fc := clock.NewFake(time.Unix(0, 0))
 	th := New(fc, 1, time.Minute)
@@ -88,31 +69,31 @@ func TestFlush(t *testing.T) {
 	th.Flush()
 	fc.Advance(time.Hour) // the window's timer is stopped: no second summary
 	th.Flush()
-	lines := out.lines()
+	lines := out.Lines()
 	if len(lines) != 2 || !strings.Contains(lines[1], "suppressed=4") {
 		t.Fatalf("lines:\n%s", strings.Join(lines, "\n"))
 	}
 	var nilT *Throttle
 	nilT.Log(l, slog.LevelWarn, "junk", "unthrottled")
 	nilT.Flush()
-	if n := len(out.lines()); n != 3 {
+	if n := len(out.Lines()); n != 3 {
 		t.Fatalf("a nil Throttle logged %d lines, want 1", n-2)
 	}
 }
 
 // TestKindsBounded: lines of more kinds than maxKinds share one window.
 func TestKindsBounded(t *testing.T) {
-	out := &lockedBuf{}
+	out := &logtest.Buffer{}
 	l := slog.New(slog.NewTextHandler(out, nil))
 	th := New(clock.NewFake(time.Unix(0, 0)), 1, time.Minute)
 	for i := range 1000 {
 		th.Log(l, slog.LevelWarn, strings.Repeat("k", i), "line")
 	}
-	if n := len(out.lines()); n != maxKinds+1 {
+	if n := len(out.Lines()); n != maxKinds+1 {
 		t.Fatalf("%d lines, want %d", n, maxKinds+1)
 	}
 	th.Flush()
-	if s := out.lines()[maxKinds+1]; !strings.Contains(s, `like=(other)`) || !strings.Contains(s, "suppressed=935") {
+	if s := out.Lines()[maxKinds+1]; !strings.Contains(s, `like=(other)`) || !strings.Contains(s, "suppressed=935") {
 		t.Fatalf("summary %q", s)
 	}
 }

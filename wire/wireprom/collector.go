@@ -56,7 +56,7 @@ func NewCollector(src Sources) *Collector {
 		serverConns: prometheus.NewDesc("pingora_wire_server_connections_total",
 			"Connections the RPC server accepted.", nil, nil),
 		serverRefused: prometheus.NewDesc("pingora_wire_server_refused_total",
-			"Connections or requests the RPC server refused, by reason (bad_magic, protocol_error, unknown_method, overloaded).", []string{"reason"}, nil),
+			"Connections or requests the RPC server refused, by reason (bad_magic, protocol_error, unknown_method, overloaded, too_many_conns).", []string{"reason"}, nil),
 		serverPanics: prometheus.NewDesc("pingora_wire_server_panics_total",
 			"Handler panics the RPC server recovered.", nil, nil),
 		clientDials: prometheus.NewDesc("pingora_wire_client_dials_total",
@@ -93,6 +93,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, c.serverRefused, st.ProtocolErrors, "protocol_error")
 		counter(ch, c.serverRefused, st.UnknownMethod, "unknown_method")
 		counter(ch, c.serverRefused, st.Overloaded, "overloaded")
+		counter(ch, c.serverRefused, st.Refused, "too_many_conns")
 		counter(ch, c.serverPanics, st.Panics)
 		c.server.collect(ch, st.Methods)
 	}

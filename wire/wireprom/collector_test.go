@@ -53,11 +53,12 @@ pingora_wire_server_bytes_total{direction="sent",method="cache.get"} 100
 # HELP pingora_wire_server_in_flight Calls started and not finished, by method.
 # TYPE pingora_wire_server_in_flight gauge
 pingora_wire_server_in_flight{method="cache.get"} 1
-# HELP pingora_wire_server_refused_total Connections or requests the RPC server refused, by reason (bad_magic, protocol_error, unknown_method, overloaded).
+# HELP pingora_wire_server_refused_total Connections or requests the RPC server refused, by reason (bad_magic, protocol_error, unknown_method, overloaded, too_many_conns).
 # TYPE pingora_wire_server_refused_total counter
 pingora_wire_server_refused_total{reason="bad_magic"} 1
 pingora_wire_server_refused_total{reason="overloaded"} 2
 pingora_wire_server_refused_total{reason="protocol_error"} 0
+pingora_wire_server_refused_total{reason="too_many_conns"} 0
 pingora_wire_server_refused_total{reason="unknown_method"} 0
 # HELP pingora_wire_client_dial_errors_total Dials of the RPC client that failed.
 # TYPE pingora_wire_client_dial_errors_total counter
