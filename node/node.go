@@ -486,11 +486,12 @@ func (n *Node) listen(name, addr string) (net.Listener, error) {
 	}
 	if ok {
 		n.log.Info("listener inherited", "listener", name, "addr", ln.Addr().String())
-		if err := proxy.TuneListener(ln); err != nil {
+		adopted, err := proxy.AdoptListener(ln)
+		if err != nil {
 			ln.Close()
 			return nil, err
 		}
-		return ln, nil
+		return adopted, nil
 	}
 	return proxy.Listen(addr)
 }

@@ -233,14 +233,20 @@ func dialTCP(t *testing.T, addr string) net.Conn {
 // be whole HeaderTimeout after the accept, the wait for its first byte
 // included: a client that waits, then sends half a head and waits again,
 // each time for less than HeaderTimeout, gets 408, on a plain listener and
-// on one that sniffs for the h2c preface alike.
+// on one that sniffs for the h2c preface alike. The listener is the net
+// package's: Listen's TCP_DEFER_ACCEPT has the kernel accept only at the
+// first byte (TestDeferAcceptTimeouts covers that one).
 func TestFirstHeadTimeoutFromAccept(t *testing.T) {
 	for _, h2c := range []bool{false, true} {
 		t.Run(fmt.Sprintf("h2c=%v", h2c), func(t *testing.T) {
 			t.Parallel()
 			var cfg Config
 			cfg.Downstream.HeaderTimeout = time.Second
-			p := startProxy(t, routerFor(t, h1Recorder(t).Peer), cfg, ListenerConfig{Name: "plain", H2C: h2c})
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := startProxyOn(t, routerFor(t, h1Recorder(t).Peer), cfg, ListenerConfig{Name: "plain", H2C: h2c}, ln)
 			c := dialTCP(t, p.addr)
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(10 * time.Second))

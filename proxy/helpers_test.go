@@ -132,7 +132,18 @@ type testProxy[C any] struct {
 	done chan error
 }
 
+// startProxy serves app on a Listen listener, the node's own.
 func startProxy[C any](t testing.TB, app App[C], cfg Config, lc ListenerConfig) *testProxy[C] {
+	t.Helper()
+	ln, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startProxyOn(t, app, cfg, lc, ln)
+}
+
+// startProxyOn is startProxy on ln.
+func startProxyOn[C any](t testing.TB, app App[C], cfg Config, lc ListenerConfig, ln net.Listener) *testProxy[C] {
 	t.Helper()
 	if cfg.ErrorLog == nil {
 		cfg.ErrorLog = slog.New(slog.NewTextHandler(testWriter{t}, nil))
@@ -142,10 +153,7 @@ func startProxy[C any](t testing.TB, app App[C], cfg Config, lc ListenerConfig) 
 	}
 	srv, err := New(app, cfg)
 	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+		ln.Close()
 		t.Fatal(err)
 	}
 	p := &testProxy[C]{srv: srv, addr: ln.Addr().String(), done: make(chan error, 1)}
@@ -238,7 +246,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 // startProxyServer serves srv on a loopback listener and returns the address.
 func startProxyServer[C any](t testing.TB, srv *Server[C]) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := Listen("127.0.0.1:0") // the node's listener, with its own accept
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -20,6 +21,15 @@ import (
 // timeout of a slow client (slowloris) is unchanged. One second, as
 // nginx's "deferred" and HAProxy's "defer-accept".
 const deferAcceptSeconds = 1
+
+// fastAccept returns tl accepting through an acceptListener.
+func fastAccept(tl *net.TCPListener) (net.Listener, error) {
+	l, err := newAcceptListener(tl)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
 
 func tuneListenerSocket(rc syscall.RawConn) error {
 	var serr error

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -32,15 +34,17 @@ func intOpt(t *testing.T, c interface {
 }
 
 // TestListenSocketOptions: Listen defers accept until the client's first
-// bytes, and the connections it accepts have TCP keep-alive off.
+// bytes, and the connections it accepts have TCP keep-alive off and
+// TCP_NODELAY on (inherited from the listening socket: acceptListener
+// never sets it per connection).
 func TestListenSocketOptions(t *testing.T) {
 	ln, err := Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	tl := ln.(*net.TCPListener)
-	if v := deferAccept(t, tl); v <= 0 {
+	al := ln.(*acceptListener)
+	if v := deferAccept(t, al.TCPListener); v <= 0 {
 		t.Fatalf("TCP_DEFER_ACCEPT %d, want > 0", v)
 	}
 	cc, err := net.Dial("tcp", ln.Addr().String())
@@ -51,16 +55,141 @@ func TestListenSocketOptions(t *testing.T) {
 	if _, err := cc.Write([]byte("G")); err != nil {
 		t.Fatal(err)
 	}
-	sc, err := tl.AcceptTCP()
+	sc, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sc.Close()
-	if v := intOpt(t, sc, unix.SOL_SOCKET, unix.SO_KEEPALIVE); v != 0 {
+	c := sc.(*tcpConn)
+	if v := intOpt(t, c, unix.SOL_SOCKET, unix.SO_KEEPALIVE); v != 0 {
 		t.Fatalf("SO_KEEPALIVE %d on an accepted connection, want 0", v)
 	}
-	if v := intOpt(t, sc, unix.IPPROTO_TCP, unix.TCP_NODELAY); v == 0 {
+	if v := intOpt(t, c, unix.IPPROTO_TCP, unix.TCP_NODELAY); v == 0 {
 		t.Fatal("TCP_NODELAY off on an accepted connection")
+	}
+}
+
+// TestAcceptedConn: a connection from acceptListener behaves as a
+// *net.TCPConn where the proxy depends on it: its addresses, io.EOF at the
+// client's FIN, a timeout error on a deadline, CloseWrite as a FIN to the
+// client, net.ErrClosed after Close; and a closed listener's Accept fails
+// with net.ErrClosed (the server's sign to stop).
+func TestAcceptedConn(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0", ":0"} {
+		t.Run(addr, func(t *testing.T) {
+			ln, err := Listen(addr)
+			if err != nil {
+				t.Skip(err) // no IPv6 here
+			}
+			defer ln.Close()
+			port := ln.Addr().(*net.TCPAddr).Port
+			dial := ln.Addr().String()
+			if addr == ":0" {
+				dial = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			}
+			cc, err := net.Dial("tcp", dial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			cc.Write([]byte("ping"))
+			sc, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sc.Close()
+			if got, want := sc.RemoteAddr().String(), cc.LocalAddr().String(); got != want {
+				t.Fatalf("RemoteAddr %s, want %s", got, want)
+			}
+			if got, want := sc.LocalAddr().String(), cc.RemoteAddr().String(); got != want {
+				t.Fatalf("LocalAddr %s, want %s", got, want)
+			}
+			buf := make([]byte, 8)
+			if n, err := io.ReadFull(sc, buf[:4]); err != nil || string(buf[:n]) != "ping" {
+				t.Fatalf("read %q, %v", buf[:n], err)
+			}
+			sc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			_, err = sc.Read(buf)
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("read past the deadline: %v, want a timeout", err)
+			}
+			var oe *net.OpError
+			if !errors.As(err, &oe) || oe.Op != "read" {
+				t.Fatalf("read error %T %v, want a *net.OpError", err, err)
+			}
+			sc.SetReadDeadline(time.Time{})
+			if _, err := sc.Write([]byte("pong")); err != nil {
+				t.Fatal(err)
+			}
+			if err := sc.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			cc.SetReadDeadline(time.Now().Add(10 * time.Second)) // a guard, not a measure
+			if b, err := io.ReadAll(cc); err != nil || string(b) != "pong" {
+				t.Fatalf("client read %q, %v; want pong then EOF", b, err)
+			}
+			cc.(*net.TCPConn).CloseWrite()
+			if n, err := sc.Read(buf); n != 0 || err != io.EOF {
+				t.Fatalf("read after the client's FIN: %d, %v; want io.EOF", n, err)
+			}
+			sc.Close()
+			if _, err := sc.Read(buf); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("read after Close: %v, want net.ErrClosed", err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := ln.Accept()
+				done <- err
+			}()
+			ln.Close()
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Accept still waiting after Close")
+			}
+		})
+	}
+}
+
+// TestAcceptedLowDescriptor: a socket accepted as descriptor 0-2 (a
+// process started with standard streams closed) is moved above 2, where an
+// *os.File never raises SIGPIPE on a write to a client that left.
+func TestAcceptedLowDescriptor(t *testing.T) {
+	ln, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// Free descriptor 0 (standard input, unused by tests) for one accept.
+	saved, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		t.Skip("no standard input to move:", err)
+	}
+	defer func() {
+		unix.Dup3(saved, 0, 0)
+		unix.Close(saved)
+	}()
+	unix.Close(0)
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	cc.Write([]byte("G"))
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	fd := -1
+	rc, _ := sc.(*tcpConn).SyscallConn()
+	rc.Control(func(f uintptr) { fd = int(f) })
+	if fd <= 2 {
+		t.Fatalf("accepted socket is descriptor %d, want > 2", fd)
 	}
 }
 
@@ -91,6 +220,24 @@ func TestTuneListenerInherited(t *testing.T) {
 	}
 	if v := deferAccept(t, inherited.(*net.TCPListener)); v <= 0 {
 		t.Fatalf("TCP_DEFER_ACCEPT %d after TuneListener, want > 0", v)
+	}
+	adopted, err := AdoptListener(inherited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	cc.Write([]byte("G"))
+	sc, err := adopted.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if v := intOpt(t, sc.(*tcpConn), unix.SOL_SOCKET, unix.SO_KEEPALIVE); v != 0 {
+		t.Fatalf("SO_KEEPALIVE %d on a connection the adopted listener accepted, want 0", v)
 	}
 }
 

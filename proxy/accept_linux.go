@@ -1,0 +1,253 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// acceptListener accepts client connections with accept4(2) itself rather
+// than through the net package, whose accept costs two system calls more
+// a connection than nginx's: getsockname(2) for the local address and
+// setsockopt(TCP_NODELAY). Here the local address is the listener's (it
+// is looked up only when the listener is bound to a wildcard address and
+// something asks), and TCP_NODELAY is set once on the listening socket,
+// whose accepted sockets inherit it on Linux. The accepted socket goes
+// into the runtime's poller as an *os.File (one fcntl(2) to read its
+// flags), so a connection costs accept4, fcntl, epoll_ctl against accept4,
+// epoll_ctl, getsockname, setsockopt. The runtime polls a duplicate of the
+// listening socket: the net package's raw listener cannot wait for a
+// connection on behalf of its caller.
+//
+// The embedded *net.TCPListener keeps Addr and File (the hand-off passes
+// its socket to a successor); Close closes both descriptors.
+type acceptListener struct {
+	*net.TCPListener
+	dup    *os.File
+	rc     syscall.RawConn
+	laddr  *net.TCPAddr // the listener's address; its IP is unspecified for a wildcard
+	once   sync.Once
+	cerr   error
+	closed atomic.Bool
+
+	// mu makes one Accept at a time the owner of the fields below:
+	// results of accept4 kept here and a callback bound once, rather than
+	// a closure and its captured variables allocated for every connection.
+	mu       sync.Mutex
+	nfd      int
+	sa       syscall.Sockaddr
+	aerr     error
+	accept4F func(fd uintptr) bool
+}
+
+// newAcceptListener wraps tl. On error tl is left open for the caller.
+func newAcceptListener(tl *net.TCPListener) (*acceptListener, error) {
+	rc, err := tl.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		return nil, os.NewSyscallError("setsockopt", serr)
+	}
+	dup, err := tl.File()
+	if err != nil {
+		return nil, err
+	}
+	drc, err := dup.SyscallConn()
+	if err != nil {
+		dup.Close()
+		return nil, err
+	}
+	laddr, _ := tl.Addr().(*net.TCPAddr)
+	l := &acceptListener{TCPListener: tl, dup: dup, rc: drc, laddr: laddr}
+	l.accept4F = l.accept4
+	return l, nil
+}
+
+// accept4 is the raw read callback of Accept; l.mu is held.
+func (l *acceptListener) accept4(fd uintptr) bool {
+	// syscall's, not x/sys/unix's: the latter asks the socket for its
+	// protocol (a getsockopt) while decoding the address.
+	l.nfd, l.sa, l.aerr = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+	return l.aerr != syscall.EAGAIN && l.aerr != syscall.EINTR
+}
+
+// Accept waits for and returns the next connection.
+func (l *acceptListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for {
+		err := l.rc.Read(l.accept4F)
+		nfd, sa, aerr := l.nfd, l.sa, l.aerr
+		l.sa, l.aerr = nil, nil
+		if err != nil {
+			// A wait that Close ends fails with the poller's "use of
+			// closed file", which is not os.ErrClosed.
+			if l.closed.Load() || errors.Is(err, os.ErrClosed) {
+				err = net.ErrClosed
+			}
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.laddr, Err: err}
+		}
+		if aerr == syscall.ECONNABORTED {
+			continue // reset before it was accepted, as the net package does
+		}
+		if aerr != nil {
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.laddr, Err: os.NewSyscallError("accept4", aerr)}
+		}
+		if nfd <= 2 {
+			// A process started with standard output or error closed can
+			// be handed descriptor 1 or 2, and an *os.File on those
+			// raises SIGPIPE (ending the process) on a write to a client
+			// that left: move the socket up.
+			hi, err := unix.FcntlInt(uintptr(nfd), unix.F_DUPFD_CLOEXEC, 3)
+			unix.Close(nfd)
+			if err != nil {
+				return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.laddr, Err: os.NewSyscallError("fcntl", err)}
+			}
+			nfd = hi
+		}
+		f := os.NewFile(uintptr(nfd), "tcp")
+		return &tcpConn{f: f, l: l, raddr: sockaddrTCP(sa)}, nil
+	}
+}
+
+// Close closes the listening socket and its polled duplicate, which ends
+// a pending Accept.
+func (l *acceptListener) Close() error {
+	l.once.Do(func() {
+		l.closed.Store(true)
+		l.cerr = l.TCPListener.Close()
+		l.dup.Close()
+	})
+	return l.cerr
+}
+
+func sockaddrTCP(sa syscall.Sockaddr) *net.TCPAddr {
+	switch a := sa.(type) {
+	// The IP is the sockaddr's own bytes (sa is not reused), four for
+	// IPv4: no copy.
+	case *syscall.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	case *syscall.SockaddrInet6:
+		ta := &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+		if a.ZoneId != 0 {
+			if ifi, err := net.InterfaceByIndex(int(a.ZoneId)); err == nil {
+				ta.Zone = ifi.Name
+			}
+		}
+		return ta
+	}
+	return &net.TCPAddr{}
+}
+
+// tcpConn is a connection acceptListener accepted. It behaves as a
+// *net.TCPConn for everything the proxy uses: its errors are *net.OpError
+// wrapping what the net package's would (net.ErrClosed after Close,
+// os.ErrDeadlineExceeded on a timeout, io.EOF as is), and it has
+// CloseWrite and SyscallConn.
+type tcpConn struct {
+	f     *os.File
+	l     *acceptListener
+	raddr *net.TCPAddr
+
+	laddrOnce sync.Once
+	laddr     net.Addr
+}
+
+func (c *tcpConn) Read(b []byte) (int, error) {
+	n, err := c.f.Read(b)
+	if err != nil && err != io.EOF {
+		err = c.opErr("read", err)
+	}
+	return n, err
+}
+
+func (c *tcpConn) Write(b []byte) (int, error) {
+	n, err := c.f.Write(b)
+	if err != nil {
+		err = c.opErr("write", err)
+	}
+	return n, err
+}
+
+func (c *tcpConn) Close() error {
+	if err := c.f.Close(); err != nil {
+		return c.opErr("close", err)
+	}
+	return nil
+}
+
+// CloseWrite shuts down the sending side (a FIN to the client).
+func (c *tcpConn) CloseWrite() error {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return c.opErr("close", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
+		return c.opErr("close", err)
+	}
+	if serr != nil {
+		return c.opErr("close", os.NewSyscallError("shutdown", serr))
+	}
+	return nil
+}
+
+func (c *tcpConn) SyscallConn() (syscall.RawConn, error) { return c.f.SyscallConn() }
+
+func (c *tcpConn) RemoteAddr() net.Addr { return c.raddr }
+
+// LocalAddr is the listener's address, or the socket's own when the
+// listener is bound to a wildcard address (looked up once, on first use).
+func (c *tcpConn) LocalAddr() net.Addr {
+	c.laddrOnce.Do(func() {
+		if c.l.laddr != nil && !c.l.laddr.IP.IsUnspecified() {
+			c.laddr = c.l.laddr
+			return
+		}
+		c.laddr = c.l.laddr
+		rc, err := c.f.SyscallConn()
+		if err != nil {
+			return
+		}
+		rc.Control(func(fd uintptr) {
+			if sa, err := syscall.Getsockname(int(fd)); err == nil {
+				c.laddr = sockaddrTCP(sa)
+			}
+		})
+	})
+	return c.laddr
+}
+
+func (c *tcpConn) SetDeadline(t time.Time) error      { return c.f.SetDeadline(t) }
+func (c *tcpConn) SetReadDeadline(t time.Time) error  { return c.f.SetReadDeadline(t) }
+func (c *tcpConn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDeadline(t) }
+
+// opErr turns an *os.File error into the *net.OpError a *net.TCPConn
+// returns.
+func (c *tcpConn) opErr(op string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if errors.Is(err, os.ErrClosed) {
+		err = net.ErrClosed
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.l.laddr, Addr: c.raddr, Err: err}
+}
