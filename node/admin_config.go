@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -55,7 +56,11 @@ func (n *Node) registerConfigAPI(mux *http.ServeMux) {
 // with ?consistent=true a linearizable one through the leader.
 func (n *Node) getConfig(w http.ResponseWriter, r *http.Request) {
 	st := n.Store()
-	consistent := r.URL.Query().Get("consistent") == "true"
+	consistent, err := queryBool(r, "consistent")
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
 	if st == nil && consistent && n.cfg.Replicated() {
 		// Raft is closed here (a hand-off to a successor, or a stop)
 		// while the admin API still answers: the applied config may be
@@ -177,14 +182,38 @@ func readConfigBody(r *http.Request) ([]byte, *config.Cluster, int, error) {
 	if len(body) > maxConfigBody {
 		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("config over %d bytes", maxConfigBody)
 	}
-	allowEmpty := false
-	if v := r.URL.Query().Get("allow_empty"); v != "" {
-		if allowEmpty, err = strconv.ParseBool(v); err != nil {
-			return nil, nil, http.StatusBadRequest, fmt.Errorf("allow_empty=%q: want true or false", v)
-		}
+	allowEmpty, err := queryBool(r, "allow_empty")
+	if err != nil {
+		return nil, nil, http.StatusBadRequest, err
 	}
 	c, code, err := checkConfigBody(body, allowEmpty)
 	return body, c, code, err
+}
+
+// queryBool reads the boolean query parameter name of an admin request:
+// false when absent, else its value by strconv.ParseBool (true, false, 1,
+// 0, t, f in any case). A value that is none of those, an empty one, a
+// parameter given more than once (?allow_empty=true&allow_empty=false
+// must not read as either, and a repeat that agrees is refused alike so
+// the rule is simple) and a query that does not parse are errors, which
+// the handlers answer with 400 before doing anything.
+func queryBool(r *http.Request, name string) (bool, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return false, fmt.Errorf("malformed query string: %w", err)
+	}
+	vs, ok := q[name]
+	switch {
+	case !ok:
+		return false, nil
+	case len(vs) > 1:
+		return false, fmt.Errorf("query parameter %s given %d times (%s): give it once, true or false", name, len(vs), strings.Join(vs, ", "))
+	}
+	b, err := strconv.ParseBool(vs[0])
+	if err != nil {
+		return false, fmt.Errorf("query parameter %s=%q: want true or false", name, vs[0])
+	}
+	return b, nil
 }
 
 // checkConfigBody parses and validates a config, refuses one that routes

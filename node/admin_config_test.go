@@ -179,3 +179,60 @@ func TestConsistentReadWithoutRaft(t *testing.T) {
 		t.Fatalf("local read without raft: %d %s, want 200", code, body)
 	}
 }
+
+// TestAmbiguousBooleanQuery: a boolean query parameter of the admin API
+// given twice (?allow_empty=true&allow_empty=false read as true before),
+// empty, or not a boolean is refused with 400 and the reason, before
+// anything is read or written; one value is read by strconv.ParseBool.
+func TestAmbiguousBooleanQuery(t *testing.T) {
+	n := startRaftNode(t, "n1", origin(t, "a"), 1)
+	waitUntil(t, "version 1 applied", func() bool {
+		st := n.Status()
+		return st.Config != nil && st.Config.Version == 1
+	})
+	base := "http://" + n.AdminAddr() + "/v1/config"
+	for _, tc := range []struct{ query, reason string }{
+		{"allow_empty=true&allow_empty=false", "allow_empty given 2 times (true, false)"},
+		{"allow_empty=false&allow_empty=true", "allow_empty given 2 times (false, true)"},
+		{"allow_empty=true&allow_empty=true", "allow_empty given 2 times"},
+		{"allow_empty=", `allow_empty="": want true or false`},
+		{"allow_empty", `allow_empty="": want true or false`},
+		{"allow_empty=yes", `allow_empty="yes": want true or false`},
+		{"allow_empty=%zz", "malformed query string"},
+	} {
+		code, body := send(t, "PUT", base+"?"+tc.query, "{}", nil)
+		if code != 400 || !strings.Contains(errorOf(body), tc.reason) {
+			t.Errorf("PUT ?%s: %d %s, want 400 with %q", tc.query, code, body, tc.reason)
+		}
+	}
+	if v := n.Status().Config.Version; v != 1 {
+		t.Fatalf("config version %d after refused writes, want 1", v)
+	}
+	for _, tc := range []struct{ query, reason string }{
+		{"consistent=true&consistent=false", "consistent given 2 times (true, false)"},
+		{"consistent=maybe", `consistent="maybe": want true or false`},
+	} {
+		if code, body := send(t, "GET", base+"?"+tc.query, "", nil); code != 400 || !strings.Contains(errorOf(body), tc.reason) {
+			t.Errorf("GET ?%s: %d %s, want 400 with %q", tc.query, code, body, tc.reason)
+		}
+	}
+	// One value, in any of ParseBool's spellings, is read as it says.
+	if code, body := send(t, "GET", base+"?consistent=1", "", nil); code != 200 || !strings.Contains(body, `"version": 1`) {
+		t.Fatalf("GET ?consistent=1: %d %s", code, body)
+	}
+	if code, body := send(t, "PUT", base+"?allow_empty=FALSE", "{}", nil); code != 400 || !strings.Contains(body, "no upstreams and no routes") {
+		t.Fatalf("PUT ?allow_empty=FALSE of an empty document: %d %s, want refused as empty", code, body)
+	}
+	if code, body := send(t, "PUT", base+"?allow_empty=1", "{}", nil); code != 200 || !strings.Contains(body, `"version": 2`) {
+		t.Fatalf("PUT ?allow_empty=1 of an empty document: %d %s, want version 2", code, body)
+	}
+}
+
+// errorOf returns the "error" of an admin API JSON answer, or the body.
+func errorOf(body string) string {
+	var e struct{ Error string }
+	if json.Unmarshal([]byte(body), &e) != nil || e.Error == "" {
+		return body
+	}
+	return e.Error
+}

@@ -60,6 +60,7 @@ func (cs clientsSource) Stats() wire.ClientStats {
 		st := c.Stats()
 		out.Dials += st.Dials
 		out.DialErrors += st.DialErrors
+		out.Retries += st.Retries
 		for _, m := range st.Methods {
 			i, ok := byMethod[m.Method]
 			if !ok {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -165,8 +164,8 @@ func (n *Node) forwardToLeader(w http.ResponseWriter, r *http.Request, body []by
 	var req any
 	switch {
 	case r.Method == http.MethodPut:
-		ifVersion, _ := ifMatchVersion(r)                                    // checked by putConfig
-		allowEmpty, _ := strconv.ParseBool(r.URL.Query().Get("allow_empty")) // checked by readConfigBody
+		ifVersion, _ := ifMatchVersion(r)            // checked by putConfig
+		allowEmpty, _ := queryBool(r, "allow_empty") // checked by readConfigBody
 		method, req = rpcConfigPut, &rpcConfigPutReq{Body: body, IfVersion: ifVersion, AllowEmpty: allowEmpty, From: n.cfg.Name, Client: r.RemoteAddr}
 	case r.Method == http.MethodGet:
 		method, req = rpcConfigGet, &rpcEmpty{}

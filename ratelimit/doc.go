@@ -89,7 +89,14 @@
 // membership): a report that fails, or an answer that says the node asked
 // is not the owner, puts the key in fallback: the node decides by its
 // local share L/N (counted in Stats.Fallbacks and RuleStats.Fallback) and
-// returns to leases at the first answer. Nodes in fallback admit
+// returns to leases at the first answer. A report written on a pooled
+// connection that died before any answer came back (the owner restarted,
+// a blip) is sent again on a new connection (wire.WithIdempotent), unless
+// it returns a lease: an owner that applied it before dying, or whose
+// connection alone died, applies it twice, which counts high (extra
+// twice, the lost grant until its lease ends), not low, but would refund
+// a returned lease twice (retrySafe). A hand-off is sent again likewise.
+// Nodes in fallback admit
 // (N−k)·L/N together when k of N are the owner's side; a partition that
 // cuts k nodes from an owner can cost up to k·L/N per period over the
 // limit while it lasts (the owner's side still admits up to L).

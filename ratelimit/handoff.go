@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unsafe"
+
+	"github.com/pingora-go/pingora-go/wire"
 )
 
 // handoffStep sends the counters this node holds but no longer owns (the
@@ -73,7 +75,12 @@ func (l *Limiter) sendHandoffs(owner string, hs []handoff) error {
 	if !ok {
 		return fmt.Errorf("ratelimit: no cluster address for %s", owner)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*l.cfg.CallTimeout)
+	// A hand-off may reach its owner twice (wire.WithIdempotent: sent
+	// again when a pooled connection dies before the answer): absorbing
+	// one twice keeps the larger count and adds its leases twice, as the
+	// re-offer of a failed hand-off a second later already does whether
+	// the owner took it or not. Retrying at once only comes sooner.
+	ctx, cancel := context.WithTimeout(wire.WithIdempotent(context.Background()), 4*l.cfg.CallTimeout)
 	defer cancel()
 	_, err := l.cfg.Client.CallRaw(ctx, addr, MethodHandoff, encodeHandoffs(nil, l.cfg.Self, hs))
 	return err

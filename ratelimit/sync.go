@@ -249,6 +249,9 @@ func (l *Limiter) call(b *batch) ([]answer, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.CallTimeout)
 	defer cancel()
+	if retrySafe(b.reps) {
+		ctx = wire.WithIdempotent(ctx)
+	}
 	start := l.clk.Now()
 	body, err := l.cfg.Client.CallRaw(ctx, addr, MethodSync, encodeReports(nil, l.cfg.Self, b.reps))
 	if err != nil {
@@ -256,6 +259,29 @@ func (l *Limiter) call(b *batch) ([]answer, error) {
 	}
 	l.st.latency.observe(l.clk.Now().Sub(start))
 	return decodeAnswers(body, len(b.reps))
+}
+
+// retrySafe reports whether a sync may reach its owner twice, so that a
+// report written on a pooled connection that died before any answer came
+// back (the owner restarted, a blip) is sent again on a new connection
+// rather than putting its keys in fallback (see wire.WithIdempotent).
+//
+// An owner that applies a report twice counts its extra (admitted without
+// a lease) twice, takes its used tokens out of the lease twice (so refunds
+// less when the lease ends), and counts the grant of the lost first answer
+// until that lease ends: all of it counts high, so the key limits early
+// for at most a lease term, the direction this package errs in already (a
+// failed report carries its extra into the next one, counted twice when
+// the owner had applied it). A returned lease applied twice refunds twice:
+// that would count low and admit more than the limit, so a report with
+// returned tokens is sent only once.
+func retrySafe(reps []report) bool {
+	for i := range reps {
+		if reps[i].returned > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // apply hands each entry its answer: the grant joins the lease, valid for

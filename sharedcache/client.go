@@ -33,6 +33,16 @@ func (s *ownerStream) close() {
 	}
 }
 
+// idempotent marks a call's context as safe to run twice at the owner, so
+// that a call on a pooled connection that turns out dead (a restarted or
+// blipped owner) is sent again on a new one instead of making the owner
+// suspect (see wire.WithIdempotent). Every call of the cache is: lookups,
+// handoffs and stats read; a fill run twice is one more origin request for
+// a GET at worst (the owner's cache lock usually joins the two), which is
+// what the fallback would cost anyway; remove and purge drop what is
+// there, and only the count of a repeated one may read low.
+func idempotent(ctx context.Context) context.Context { return wire.WithIdempotent(ctx) }
+
 // errOwnerTimeout is why a call is given up when its owner did not answer
 // within OwnerTimeout.
 var errOwnerTimeout = errors.New("sharedcache: the owner did not answer in time")
@@ -40,7 +50,7 @@ var errOwnerTimeout = errors.New("sharedcache: the owner did not answer in time"
 // open calls get on t and reads the first head, which must come within
 // OwnerTimeout. The stream lives until the Cache closes or it is closed.
 func (c *Cache) open(t target, g *getRequest) (*ownerStream, *head, error) {
-	ctx, cancel := context.WithCancel(c.ctx)
+	ctx, cancel := context.WithCancel(idempotent(c.ctx))
 	if r := c.ring(); r != nil {
 		ctx = wire.WithRingVersion(ctx, r.Version())
 	}
@@ -132,7 +142,7 @@ func (c *Cache) lookupRemote(t target, key string) cache.Object {
 // trip on the shared connection; then, for a large object or one still
 // being filled, a stream (methodGet), returned with its first head.
 func (c *Cache) ask(t target, key string, o op) (*ownerStream, *head, []byte, error) {
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.OwnerTimeout)
+	ctx, cancel := context.WithTimeout(idempotent(c.ctx), c.cfg.OwnerTimeout)
 	defer cancel()
 	if r := c.ring(); r != nil {
 		ctx = wire.WithRingVersion(ctx, r.Version())

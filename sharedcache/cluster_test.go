@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pingora-go/pingora-go/wire"
 	"github.com/pingora-go/pingora-go/wire/wiretest"
 )
 
@@ -236,5 +239,94 @@ func TestNotOwnerOnRingDisagreement(t *testing.T) {
 	// The object went to a's hot tier: the next request is a hit there.
 	if _, how, _ := h.get(h.nodes["a"], key); how != "lookup" {
 		t.Fatalf("second request: %s", how)
+	}
+}
+
+// staleConns wraps a dialer; kill makes every connection it made so far
+// dead in a way its client sees only when it next writes: the write is
+// swallowed and the connection closed, as a restarted peer's kernel
+// resets a connection it no longer knows.
+type staleConns struct {
+	mu    sync.Mutex
+	conns []*staleConn
+}
+
+type staleConn struct {
+	net.Conn
+	dead atomic.Bool
+}
+
+func (c *staleConn) Write(p []byte) (int, error) {
+	if c.dead.Load() {
+		c.Conn.Close()
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+func (s *staleConns) wrap(d wire.Dialer) wire.Dialer {
+	return wire.DialerFunc(func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		sc := &staleConn{Conn: c}
+		s.mu.Lock()
+		s.conns = append(s.conns, sc)
+		s.mu.Unlock()
+		return sc, nil
+	})
+}
+
+func (s *staleConns) kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.dead.Store(true)
+	}
+}
+
+// TestStaleConnNotSuspect: after the owner restarted (or a blip) the
+// pooled connections to it are dead, and the first lookup and fill written
+// on them fail. The wire client sends them again on new connections, so
+// the owner still serves its keys: it is not made suspect, and the node
+// does not fetch its keys from the origin itself.
+func TestStaleConnNotSuspect(t *testing.T) {
+	h := newHarness(t, Config{SuspectFor: time.Hour})
+	var stale staleConns
+	h.dialer = func(name string, d wire.Dialer) wire.Dialer {
+		if name != "a" {
+			return d
+		}
+		return stale.wrap(d)
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		h.add(n)
+	}
+	h.setRing("a", "b", "c")
+	a := h.nodes["a"]
+	var keys []string // two keys b owns: one before, one after
+	for i := 0; len(keys) < 2; i++ {
+		if k := testKey(i); ownerOf(k, "a", "b", "c") == "b" {
+			keys = append(keys, k)
+		}
+	}
+	if _, how, err := h.get(a, keys[0]); err != nil || how != "waited" {
+		t.Fatalf("first key: %s %v", how, err)
+	}
+	stale.kill()
+	b, how, err := h.get(a, keys[1])
+	if err != nil || how != "waited" || !bytes.Equal(b, h.origin.body(keys[1])) {
+		t.Fatalf("key of the owner after its connections died: %s %v", how, err)
+	}
+	st := a.c.Stats()
+	if st.CallErrors != 0 || st.Fallbacks != 0 || a.c.suspect("b") {
+		t.Fatalf("owner made suspect: call errors %d, fallbacks %d, suspect %v", st.CallErrors, st.Fallbacks, a.c.suspect("b"))
+	}
+	if got := h.origin.count(keys[1]); got != 1 {
+		t.Fatalf("origin fetched the key %d times, want once (by its owner)", got)
+	}
+	if r := a.c.cfg.Client.Stats().Retries; r != 2 {
+		t.Fatalf("client retries = %d, want 2 (the lookup and the fill)", r)
 	}
 }

@@ -45,7 +45,10 @@
 //
 // An owner that does not answer within OwnerTimeout, or whose call fails,
 // is suspect for SuspectFor: this node serves its keys itself meanwhile
-// (filling into the hot tier). The owner's answer "accepted" tells a slow
+// (filling into the hot tier). Every call is marked wire.WithIdempotent, so
+// a call on a pooled connection that died unseen (the owner restarted, a
+// blip) is sent again on a new connection rather than failing: a restart
+// does not make the owner suspect (TestStaleConnNotSuspect). The owner's answer "accepted" tells a slow
 // origin apart from a dead owner: then the caller waits for the head as
 // long as the route's lock timeout, as a local waiter would. A node that
 // leaves the ring drains (Drain): it answers new lookups and fills "not

@@ -160,6 +160,8 @@ type harness struct {
 	clk    *testClock
 	nodes  map[string]*testNode
 	cfg    Config
+	// dialer, if set, wraps the dialer of each node added after.
+	dialer func(name string, d wire.Dialer) wire.Dialer
 }
 
 func newHarness(t *testing.T, cfg Config, names ...string) *harness {
@@ -178,7 +180,11 @@ func newHarness(t *testing.T, cfg Config, names ...string) *harness {
 // add starts node name (on no ring until setRing).
 func (h *harness) add(name string) *testNode {
 	t := h.t
-	cl, err := wire.NewClient(wire.ClientConfig{Dialer: h.faults.Dialer(name, h.nw.Dialer()), MaxIdleStreamConns: 16})
+	d := h.faults.Dialer(name, h.nw.Dialer())
+	if h.dialer != nil {
+		d = h.dialer(name, d)
+	}
+	cl, err := wire.NewClient(wire.ClientConfig{Dialer: d, MaxIdleStreamConns: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,11 +285,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // reset breaks every connection between nodes a and b, as a reset
 // would, and waits until a's client has seen its shared connection to b
-// die. The client learns that from the connection's reader, on its own
-// goroutine: until then a call from a is sent on the dead connection and
-// fails, and the Cache takes b for unreachable (suspect, and a fills b's
-// keys itself), which is right for a peer that is gone but not what a
-// test of one cut stream means.
+// die and called b again, so that what the test sees next is the cut
+// stream alone, not also a call on the dead connection (which the client
+// sends again on a new one, counted in its Retries).
 func (h *harness) reset(a, b string) {
 	h.t.Helper()
 	h.faults.Reset(a, b)

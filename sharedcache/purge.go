@@ -207,7 +207,7 @@ func (c *Cache) PurgeCluster(ctx context.Context, p Purge) ([]NodePurge, error) 
 	res := eachPeer(c, func(t target) NodePurge {
 		np := NodePurge{Node: t.id}
 		var r purgeReply
-		if err := c.cfg.Client.Call(ctx, t.addr, methodPurge, &p, &r); err != nil {
+		if err := c.cfg.Client.Call(idempotent(ctx), t.addr, methodPurge, &p, &r); err != nil {
 			np.Error = err.Error()
 		}
 		np.Dropped = r.Dropped
@@ -263,7 +263,7 @@ func (c *Cache) ClusterStats(ctx context.Context) []NodeStats {
 	out := []NodeStats{{Node: c.cfg.Name, Stats: &st}}
 	res := eachPeer(c, func(t target) NodeStats {
 		var s Stats
-		if err := c.cfg.Client.Call(ctx, t.addr, methodStats, &struct{}{}, &s); err != nil {
+		if err := c.cfg.Client.Call(idempotent(ctx), t.addr, methodStats, &struct{}{}, &s); err != nil {
 			return NodeStats{Node: t.id, Error: err.Error()}
 		}
 		return NodeStats{Node: t.id, Stats: &s}

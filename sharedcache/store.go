@@ -71,7 +71,7 @@ func (c *Cache) Remove(ctx context.Context, key string) (bool, error) {
 	}
 	dropped, _ := c.hot.Remove(ctx, key)
 	if t.addr != "" && !c.suspect(t.id) {
-		cctx, cancel := context.WithTimeout(c.ctx, c.cfg.OwnerTimeout)
+		cctx, cancel := context.WithTimeout(idempotent(c.ctx), c.cfg.OwnerTimeout)
 		defer cancel()
 		var out removeReply
 		if err := c.cfg.Client.Call(cctx, t.addr, methodRemove, &removeRequest{Key: key}, &out); err != nil {

@@ -33,7 +33,8 @@ type Client struct {
 
 	methods           methodTable
 	dials, dialErrors atomic.Uint64
-	chunks            chunkPool // stream data frame buffers
+	retries           atomic.Uint64 // calls sent again after a reused connection was dead
+	chunks            chunkPool     // stream data frame buffers
 
 	// shareStreams puts streams on the unary connection: the design this
 	// package does not use, kept only so a benchmark can show why.
@@ -44,7 +45,10 @@ type Client struct {
 type ClientStats struct {
 	Dials      uint64 // connections attempted
 	DialErrors uint64 // attempts that failed
-	Methods    []MethodStats
+	// Retries counts calls sent once more on a new connection because
+	// the reused one they were sent on was dead (see WithIdempotent).
+	Retries uint64
+	Methods []MethodStats
 }
 
 // NewClient returns a Client; connections are dialled on first use.
@@ -64,7 +68,7 @@ func (c *Client) Stats() ClientStats {
 	if c == nil {
 		return ClientStats{}
 	}
-	return ClientStats{Dials: c.dials.Load(), DialErrors: c.dialErrors.Load(), Methods: c.methods.snapshot()}
+	return ClientStats{Dials: c.dials.Load(), DialErrors: c.dialErrors.Load(), Retries: c.retries.Load(), Methods: c.methods.snapshot()}
 }
 
 // Call sends req (msgpack-encoded) to method at addr and decodes the answer
@@ -73,7 +77,9 @@ func (c *Client) Stats() ClientStats {
 // unreachable or the connection dies, the context's error on deadline or
 // cancellation, ErrFrameTooLarge. ctx's deadline travels with the call: the
 // handler's context ends with it, and a call whose deadline has passed is
-// not sent.
+// not sent. A call that finds its reused connection dead is sent once more
+// on a new one when the peer cannot have run it, or when ctx comes from
+// WithIdempotent (see there).
 func (c *Client) Call(ctx context.Context, addr, method string, req, resp any) error {
 	body, err := msgpack.Marshal(req)
 	if err != nil {
@@ -112,44 +118,61 @@ func (c *Client) callRaw(ctx context.Context, addr, method string, body []byte, 
 	if err != nil {
 		return nil, err
 	}
-	cc, err := c.conn(ctx, addr)
-	if err != nil {
-		return nil, err
+	for retried := false; ; retried = true {
+		cc, err := c.conn(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		if cc.untraced.Load() {
+			h.withTrace(TraceContext{})
+		}
+		out, k, err := c.roundTrip(ctx, cc, h, method, body)
+		if misreadTrace(err, h.trace) { // an older server: see misreadTrace
+			cc.untraced.Store(true)
+			h.withTrace(TraceContext{})
+			out, k, err = c.roundTrip(ctx, cc, h, method, body)
+		}
+		if retried || !retryable(ctx, k) {
+			return out, err
+		}
+		// A reused connection was dead (see stale): once more, on a
+		// connection dialled now. The header is made again, so the
+		// deadline it carries is the time left now.
+		c.forget(cc)
+		c.retries.Add(1)
+		c.cfg.Logger.Debug("wire: reused connection was dead, calling again on a new one", "addr", addr, "method", method, "err", err)
+		if h, err = c.prepare(ctx, addr, method, len(body), false, tc); err != nil {
+			return nil, err
+		}
 	}
-	if cc.untraced.Load() {
-		h.withTrace(TraceContext{})
-	}
-	out, err := c.roundTrip(ctx, cc, h, method, body)
-	if misreadTrace(err, h.trace) { // an older server: see misreadTrace
-		cc.untraced.Store(true)
-		h.withTrace(TraceContext{})
-		out, err = c.roundTrip(ctx, cc, h, method, body)
-	}
-	return out, err
 }
 
-// roundTrip sends one unary call on cc and waits for its answer.
-func (c *Client) roundTrip(ctx context.Context, cc *clientConn, h callHeader, method string, body []byte) ([]byte, error) {
+// roundTrip sends one unary call on cc and waits for its answer. A failure
+// says whether it may be retried (see stale).
+func (c *Client) roundTrip(ctx context.Context, cc *clientConn, h callHeader, method string, body []byte) ([]byte, stale, error) {
 	addr := cc.addr
+	m := cc.mark()
 	id, pc, err := cc.register(false)
-	if err != nil {
-		return nil, fmt.Errorf("wire: %s %s: %w", addr, method, err)
+	if err != nil { // dead before anything was sent
+		c.forget(cc)
+		return nil, sendFailure(m.reused, err), fmt.Errorf("wire: %s %s: %w", addr, method, err)
 	}
 	if err := c.send(ctx, cc, appendCall(make([]byte, 0, callFrameLen(&h, method, len(body))), id, h, method, body)); err != nil {
-		return nil, fmt.Errorf("wire: %s %s: %w", addr, method, err)
+		return nil, sendFailure(m.reused, err), fmt.Errorf("wire: %s %s: %w", addr, method, err)
 	}
 	select {
 	case r := <-pc.ch:
 		switch r.typ {
 		case frameResponse:
-			return r.payload, nil
+			return r.payload, notStale, nil
 		case frameError:
-			return nil, decodeRemoteError(addr, method, r.payload)
+			return nil, notStale, decodeRemoteError(addr, method, r.payload)
 		}
 		cc.fail(fmt.Errorf("%w: frame type %d answering a unary call", ErrMalformed, r.typ))
-		return nil, fmt.Errorf("wire: %s %s: %w: frame type %d answering a unary call", addr, method, ErrMalformed, r.typ)
+		return nil, notStale, fmt.Errorf("wire: %s %s: %w: frame type %d answering a unary call", addr, method, ErrMalformed, r.typ)
 	case <-pc.dead:
-		return nil, fmt.Errorf("wire: %s %s: %w (%w)", addr, method, ErrPeerGone, pc.err)
+		c.forget(cc) // before its reader does, so the next call dials
+		return nil, cc.died(m), fmt.Errorf("wire: %s %s: %w (%w)", addr, method, ErrPeerGone, pc.err)
 	case <-ctx.Done():
 		cc.unregister(id)
 		if errors.Is(ctx.Err(), context.Canceled) {
@@ -158,7 +181,7 @@ func (c *Client) roundTrip(ctx context.Context, cc *clientConn, h callHeader, me
 			// fails the connection, which cancels the handler anyway.
 			c.send(context.Background(), cc, appendFrame(nil, frameCancel, id))
 		}
-		return nil, fmt.Errorf("wire: %s %s: %w", addr, method, ctx.Err())
+		return nil, notStale, fmt.Errorf("wire: %s %s: %w", addr, method, ctx.Err())
 	}
 }
 
@@ -204,6 +227,7 @@ func (c *Client) send(ctx context.Context, cc *clientConn, b []byte) error {
 	cc.wmu.Unlock()
 	if err != nil {
 		cc.fail(err)
+		c.forget(cc) // before its reader does, so the next call dials
 		return fmt.Errorf("%w (%w)", ErrPeerGone, err)
 	}
 	return nil

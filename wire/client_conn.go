@@ -25,6 +25,40 @@ type clientConn struct {
 	// untraced is set once the peer showed it reads no trace context (a
 	// version before it): calls on this connection carry none.
 	untraced atomic.Bool
+	// rx counts the bytes read from the connection, and reused is set
+	// once it delivered a frame to a call: together they tell a call that
+	// failed on a connection kept from before, with nothing back since
+	// it was sent, from any other failure (see stale).
+	rx     atomic.Uint64
+	reused atomic.Bool
+}
+
+// mark is what a call notes before it sends: whether its connection was
+// reused, and the bytes read from it so far.
+type mark struct {
+	reused bool
+	rx     uint64
+}
+
+func (cc *clientConn) mark() mark { return mark{reused: cc.reused.Load(), rx: cc.rx.Load()} }
+
+// died is how a call sent after m counts when its connection died before
+// answering it: staleUnanswered if the connection was reused and nothing
+// came back on it since.
+func (cc *clientConn) died(m mark) stale {
+	if m.reused && cc.rx.Load() == m.rx {
+		return staleUnanswered
+	}
+	return notStale
+}
+
+// countingReader counts the bytes read from a client connection.
+type countingReader struct{ cc *clientConn }
+
+func (r countingReader) Read(p []byte) (int, error) {
+	n, err := r.cc.c.Read(p)
+	r.cc.rx.Add(uint64(n))
+	return n, err
 }
 
 func newClientConn(addr string) *clientConn {
@@ -88,6 +122,9 @@ func (cc *clientConn) deliver(f frame) {
 		delete(cc.pending, f.id)
 	}
 	cc.mu.Unlock()
+	if !cc.reused.Load() {
+		cc.reused.Store(true)
+	}
 	switch {
 	case pc == nil: // the caller gave up already
 	case !pc.stream:
@@ -129,7 +166,7 @@ func (cc *clientConn) isDead() bool {
 // then fails every pending call at once.
 func (c *Client) readLoop(cc *clientConn) {
 	defer c.forget(cc)
-	br := bufio.NewReader(cc.c)
+	br := bufio.NewReader(countingReader{cc})
 	for {
 		f, err := readFrameBuf(br, c.cfg.MaxFrameSize, &c.chunks, nil)
 		switch {

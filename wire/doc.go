@@ -112,6 +112,32 @@
 // TCP and lets the NIC's per-flow queueing interleave. BenchmarkSmallCall
 // measures both ways with a 64 MiB stream in flight.
 //
+// # Dead connections kept for reuse
+//
+// The unary connection and idle stream connections outlive their calls,
+// and one can die unseen: a peer that restarted, or a blip that lost its
+// FIN, leaves it looking alive until a call is written on it and the
+// peer's kernel answers with a reset. A call that fails so, on a
+// connection that delivered an answer before and with nothing come back
+// since the call was sent, is sent once more on a connection dialled for
+// it, as net/http's Transport retries on a dead keep-alive connection:
+//
+//   - always, when the request never reached the peer whole (the
+//     connection was already dead, or the write failed): a partial frame
+//     is never run;
+//   - only for a context from WithIdempotent, when it was written whole:
+//     the peer may have run it and died before answering. sharedcache
+//     marks its calls (lookups, fills, remove, purge, stats); ratelimit
+//     marks a sync without returned tokens and a hand-off (its doc says
+//     why a repetition is safe); node's forwarded config writes are not
+//     marked.
+//
+// A call on a fresh connection that fails, or a retry that fails, is not
+// retried. ClientStats.Retries counts the retries. No check runs before a
+// connection is reused: its reader goroutine is always reading and fails
+// it the moment a FIN or a reset arrives (the next call dials); a peer
+// that vanished without a word only a round trip can tell.
+//
 // # Overload
 //
 // A connection runs at most MaxConcurrentCalls handlers; a request beyond

@@ -53,24 +53,66 @@ func (c *Client) CallStream(ctx context.Context, addr, method string, req any) (
 	return r, nil
 }
 
-// openStream sends a stream call and waits for its first frame.
+// openStream sends a stream call and waits for its first frame. A call
+// whose reused connection was dead is sent once more on a new one (see
+// stale).
 func (c *Client) openStream(ctx context.Context, addr, method string, body []byte, tc TraceContext) (*streamReader, error) {
 	st := c.methods.get(method)
 	r := &streamReader{c: c, ctx: ctx, addr: addr, method: method, st: st, start: time.Now()}
 	st.begin()
-	if err := r.open(body, tc); err != nil {
-		r.finish(err, false)
-		return r, err
+	k, err := r.open(body, tc, false)
+	opened := err == nil
+	if opened {
+		k, err = r.first()
 	}
-	st.sent.Add(uint64(len(body)))
-	for len(r.buf) == 0 && r.err == nil { // wait for the first frame
+	if err != nil && retryable(ctx, k) {
+		r.cc.fail(err)
+		c.forget(r.cc)
+		c.retries.Add(1)
+		c.cfg.Logger.Debug("wire: reused connection was dead, calling again on a new one", "addr", addr, "method", method, "err", err)
+		r.cc, r.pc, r.id = nil, nil, 0
+		_, err = r.open(body, tc, true)
+		if opened = err == nil; opened {
+			err = r.waitFirst()
+		}
+	}
+	if opened {
+		st.sent.Add(uint64(len(body)))
+		st.observe(time.Since(r.start))
+	}
+	if err != nil && r.err == nil { // not finished by a frame or the wait
+		r.finish(err, false)
+	}
+	return r, err
+}
+
+// first waits for the stream's first frame, as waitFirst does, but leaves
+// a connection that died first unfinished, with how it died, so that
+// openStream may retry.
+func (r *streamReader) first() (stale, error) {
+	select {
+	case res := <-r.pc.ch:
+		r.frame(res)
+	case <-r.pc.dead:
+		if k := r.cc.died(r.sent); k != notStale {
+			return k, r.cut()
+		}
+		r.finish(r.cut(), false)
+	case <-r.ctx.Done():
+		r.finish(fmt.Errorf("wire: %s %s: %w", r.addr, r.method, r.ctx.Err()), false)
+	}
+	return notStale, r.waitFirst()
+}
+
+// waitFirst waits until the stream has its first data, or has ended.
+func (r *streamReader) waitFirst() error {
+	for len(r.buf) == 0 && r.err == nil {
 		r.next()
 	}
-	st.observe(time.Since(r.start))
 	if r.err != nil && r.err != io.EOF {
-		return r, r.err
+		return r.err
 	}
-	return r, nil
+	return nil
 }
 
 // streamReader reads a stream's frames as a byte stream.
@@ -90,30 +132,33 @@ type streamReader struct {
 	err   error  // sticky: io.EOF after a clean end, or the failure
 
 	trace   TraceContext // what the call carried
+	sent    mark         // the connection as the call was sent on it
 	endSpan func(error)  // ends the caller's span at the stream's end (nil: none)
 }
 
-// open gets a stream connection and sends the call.
-func (r *streamReader) open(body []byte, tc TraceContext) error {
+// open gets a stream connection (a new one if fresh) and sends the call.
+// A failure says whether it may be retried (see stale).
+func (r *streamReader) open(body []byte, tc TraceContext, fresh bool) (stale, error) {
 	h, err := r.c.prepare(r.ctx, r.addr, r.method, len(body), true, tc)
 	if err != nil {
-		return err
+		return notStale, err
 	}
-	if r.cc, err = r.c.streamConn(r.ctx, r.addr); err != nil {
-		return err
+	if r.cc, err = r.c.streamConn(r.ctx, r.addr, fresh); err != nil {
+		return notStale, err
 	}
 	if r.cc.untraced.Load() {
 		h.withTrace(TraceContext{})
 	}
 	r.trace = h.trace
+	r.sent = r.cc.mark()
 	if r.id, r.pc, err = r.cc.register(true); err != nil {
-		return fmt.Errorf("wire: %s %s: %w", r.addr, r.method, err)
+		return sendFailure(r.sent.reused, err), fmt.Errorf("wire: %s %s: %w", r.addr, r.method, err)
 	}
 	b := appendCall(make([]byte, 0, callFrameLen(&h, r.method, len(body))), r.id, h, r.method, body)
 	if err := r.c.send(r.ctx, r.cc, b); err != nil {
-		return fmt.Errorf("wire: %s %s: %w", r.addr, r.method, err)
+		return sendFailure(r.sent.reused, err), fmt.Errorf("wire: %s %s: %w", r.addr, r.method, err)
 	}
-	return nil
+	return notStale, nil
 }
 
 // Read implements io.Reader.
@@ -144,22 +189,32 @@ func (r *streamReader) recycle() {
 func (r *streamReader) next() {
 	select {
 	case res := <-r.pc.ch:
-		switch res.typ {
-		case frameData:
-			r.buf, r.chunk = res.payload, res.payload
-			r.st.received.Add(uint64(len(res.payload)))
-		case frameEnd:
-			r.finish(io.EOF, true)
-		case frameError:
-			r.finish(decodeRemoteError(r.addr, r.method, res.payload), true)
-		default:
-			r.finish(fmt.Errorf("wire: %s %s: %w: frame type %d in a stream", r.addr, r.method, ErrMalformed, res.typ), false)
-		}
+		r.frame(res)
 	case <-r.pc.dead:
-		r.finish(fmt.Errorf("wire: %s %s: stream cut: %w (%w)", r.addr, r.method, ErrPeerGone, r.pc.err), false)
+		r.finish(r.cut(), false)
 	case <-r.ctx.Done():
 		r.finish(fmt.Errorf("wire: %s %s: %w", r.addr, r.method, r.ctx.Err()), false)
 	}
+}
+
+// frame takes one frame of the stream.
+func (r *streamReader) frame(res result) {
+	switch res.typ {
+	case frameData:
+		r.buf, r.chunk = res.payload, res.payload
+		r.st.received.Add(uint64(len(res.payload)))
+	case frameEnd:
+		r.finish(io.EOF, true)
+	case frameError:
+		r.finish(decodeRemoteError(r.addr, r.method, res.payload), true)
+	default:
+		r.finish(fmt.Errorf("wire: %s %s: %w: frame type %d in a stream", r.addr, r.method, ErrMalformed, res.typ), false)
+	}
+}
+
+// cut is the error of a stream whose connection died.
+func (r *streamReader) cut() error {
+	return fmt.Errorf("wire: %s %s: stream cut: %w (%w)", r.addr, r.method, ErrPeerGone, r.pc.err)
 }
 
 // finish ends the stream with err (io.EOF when clean), counts it, and either
@@ -205,8 +260,9 @@ func (r *streamReader) Close() error {
 	return nil
 }
 
-// streamConn returns an idle stream connection to addr or dials one.
-func (c *Client) streamConn(ctx context.Context, addr string) (*clientConn, error) {
+// streamConn returns an idle stream connection to addr or, or when fresh,
+// dials one.
+func (c *Client) streamConn(ctx context.Context, addr string, fresh bool) (*clientConn, error) {
 	if c.shareStreams {
 		return c.conn(ctx, addr)
 	}
@@ -215,7 +271,7 @@ func (c *Client) streamConn(ctx context.Context, addr string) (*clientConn, erro
 		c.mu.Unlock()
 		return nil, ErrClosed
 	}
-	for idle := c.idle[addr]; len(idle) > 0; idle = c.idle[addr] {
+	for idle := c.idle[addr]; len(idle) > 0 && !fresh; idle = c.idle[addr] {
 		cc := idle[len(idle)-1]
 		c.idle[addr] = idle[:len(idle)-1]
 		if !cc.isDead() {

@@ -20,13 +20,19 @@ func (p *proc) kill() {
 }
 
 // gossipAddr is the node's advertised gossip address, from /status.
+// The admin API answers before gossip starts (gossip starts last, issue
+// 12), so it waits for the address.
 func (p *proc) gossipAddr(t *testing.T) string {
 	t.Helper()
-	st, err := p.status()
-	if err != nil || st.Gossip == nil || st.Gossip.Addr == "" {
-		t.Fatalf("%s: no gossip address in /status: %v", p.name, err)
-	}
-	return st.Gossip.Addr
+	var addr string
+	waitFor(t, p.name+"'s gossip address in /status", func() bool {
+		st, err := p.status()
+		if err == nil && st.Gossip != nil {
+			addr = st.Gossip.Addr
+		}
+		return addr != ""
+	})
+	return addr
 }
 
 // members returns "name=state@addr" for each member p lists.

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pingora-go/pingora-go/membership"
 	"github.com/pingora-go/pingora-go/node"
 	"github.com/pingora-go/pingora-go/proxy"
 )
@@ -284,6 +285,16 @@ func raftRole(st *node.Status, name string) string {
 	return "none"
 }
 
+// memberNodeState is a member's NODE STATE column: what it gossips while
+// it is alive or suspect, "-" once it is dead or left (its last word,
+// often "ready", no longer says anything), as the cluster page shows it.
+func memberNodeState(m membership.Member) string {
+	if (m.State != membership.Alive && m.State != membership.Suspect) || m.Meta.State == "" {
+		return "-"
+	}
+	return string(m.Meta.State)
+}
+
 // printMembers prints the members table and the ring.
 func printMembers(w io.Writer, st *node.Status) {
 	if st.Ring == nil {
@@ -301,7 +312,7 @@ func printMembers(w io.Writer, st *node.Status) {
 		if st.Gossip != nil && m.Name == st.Gossip.Self {
 			self = " (self)"
 		}
-		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\tv%d\t%d/%d\t%s\t%s\n", m.Name, self, m.Addr, m.State, m.Meta.State, raftRole(st, m.Name), share,
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\tv%d\t%d/%d\t%s\t%s\n", m.Name, self, m.Addr, m.State, memberNodeState(m), raftRole(st, m.Name), share,
 			m.Meta.ConfigVersion, m.Meta.Health.Healthy, m.Meta.Health.Total, m.Meta.Version, m.LastChange.Format(time.TimeOnly))
 	}
 	tw.Flush()

@@ -24,6 +24,7 @@ type Collector struct {
 
 	serverConns, serverRefused, serverPanics *prometheus.Desc
 	clientDials, clientDialErrors            *prometheus.Desc
+	clientRetries                            *prometheus.Desc
 	muxConns, muxDropped                     *prometheus.Desc
 }
 
@@ -63,6 +64,8 @@ func NewCollector(src Sources) *Collector {
 			"Connections the RPC client dialled.", nil, nil),
 		clientDialErrors: prometheus.NewDesc("pingora_wire_client_dial_errors_total",
 			"Dials of the RPC client that failed.", nil, nil),
+		clientRetries: prometheus.NewDesc("pingora_wire_client_retries_total",
+			"Calls the RPC client sent again on a new connection because the reused one was dead.", nil, nil),
 		muxConns: prometheus.NewDesc("pingora_wire_mux_connections_total",
 			"Connections accepted on the shared cluster port.", nil, nil),
 		muxDropped: prometheus.NewDesc("pingora_wire_mux_dropped_total",
@@ -79,7 +82,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- s.inFlight
 		ch <- s.duration
 	}
-	for _, d := range []*prometheus.Desc{c.serverConns, c.serverRefused, c.serverPanics, c.clientDials, c.clientDialErrors, c.muxConns, c.muxDropped} {
+	for _, d := range []*prometheus.Desc{c.serverConns, c.serverRefused, c.serverPanics, c.clientDials, c.clientDialErrors, c.clientRetries, c.muxConns, c.muxDropped} {
 		ch <- d
 	}
 }
@@ -101,6 +104,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		st := c.src.Client.Stats()
 		counter(ch, c.clientDials, st.Dials)
 		counter(ch, c.clientDialErrors, st.DialErrors)
+		counter(ch, c.clientRetries, st.Retries)
 		c.client.collect(ch, st.Methods)
 	}
 	if c.src.Mux != nil {

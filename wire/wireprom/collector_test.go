@@ -32,7 +32,7 @@ func TestCollectorExports(t *testing.T) {
 		Server: fakeServer{wire.ServerStats{Accepted: 3, BadMagic: 1, Overloaded: 2, Panics: 1, Methods: []wire.MethodStats{{
 			Method: "cache.get", Calls: 7, Errors: map[string]uint64{"not_owner": 2}, BytesSent: 100, BytesReceived: 40, InFlight: 1, Latency: hist(),
 		}}}},
-		Client: fakeClient{wire.ClientStats{Dials: 4, DialErrors: 1}},
+		Client: fakeClient{wire.ClientStats{Dials: 4, DialErrors: 1, Retries: 2}},
 	})
 	want := `
 # HELP pingora_wire_server_call_duration_seconds Time to a call's answer (a stream's first frame), by method.
@@ -63,6 +63,9 @@ pingora_wire_server_refused_total{reason="unknown_method"} 0
 # HELP pingora_wire_client_dial_errors_total Dials of the RPC client that failed.
 # TYPE pingora_wire_client_dial_errors_total counter
 pingora_wire_client_dial_errors_total 1
+# HELP pingora_wire_client_retries_total Calls the RPC client sent again on a new connection because the reused one was dead.
+# TYPE pingora_wire_client_retries_total counter
+pingora_wire_client_retries_total 2
 `
 	got := scrape(t, c)
 	for _, line := range strings.Split(strings.TrimSpace(want), "\n") {

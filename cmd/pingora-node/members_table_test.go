@@ -1,0 +1,56 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/membership"
+	"github.com/pingora-go/pingora-go/node"
+)
+
+// TestMembersNodeStateOfDeadMember: a member that failed or left keeps
+// the metadata it last gossiped ("ready"), but the table no longer claims
+// it ready: its NODE STATE reads "-", as its RING SHARE does.
+func TestMembersNodeStateOfDeadMember(t *testing.T) {
+	member := func(name string, s membership.State, ns membership.NodeState) membership.Member {
+		return membership.Member{Name: name, Addr: name + ":7946", State: s, Meta: membership.Meta{Name: name, State: ns}, LastChange: time.Unix(0, 0)}
+	}
+	st := &node.Status{
+		Node:   node.NodeStatus{Name: "a"},
+		Gossip: &node.GossipStatus{Self: "a"},
+		Members: []membership.Member{
+			member("a", membership.Alive, membership.StateReady),
+			member("b", membership.Dead, membership.StateReady),
+			member("c", membership.Left, membership.StateReady),
+			member("d", membership.Suspect, membership.StateDraining),
+		},
+		Ring: &membership.RingStatus{Members: []string{"a", "d"}, Shares: map[string]float64{"a": 0.5, "d": 0.5}},
+	}
+	var b strings.Builder
+	printMembers(&b, st)
+	want := map[string][2]string{ // name: STATE, NODE STATE
+		"a": {"alive", "ready"}, "b": {"dead", "-"}, "c": {"left", "-"}, "d": {"suspect", "draining"},
+	}
+	rows := 0
+	for _, line := range strings.Split(b.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[0] == "NAME" || f[0] == "ring" {
+			continue
+		}
+		if f[1] == "(self)" {
+			f = append(f[:1], f[2:]...)
+		}
+		w, ok := want[f[0]]
+		if !ok {
+			continue
+		}
+		rows++
+		if f[2] != w[0] || f[3] != w[1] {
+			t.Errorf("member %s: STATE %s, NODE STATE %s; want %s, %s\n%s", f[0], f[2], f[3], w[0], w[1], b.String())
+		}
+	}
+	if rows != len(want) {
+		t.Fatalf("%d member rows, want %d:\n%s", rows, len(want), b.String())
+	}
+}
