@@ -242,7 +242,10 @@ func finishAttempt(sess *Session, err error) {
 		return
 	}
 	var pe *Error
-	failed := errors.As(err, &pe) && pe.Source == Upstream
+	if errors.As(err, &pe) && pe.Kind == KindPeerBusy {
+		return // the peer was never asked: no verdict either way
+	}
+	failed := pe != nil && pe.Source == Upstream
 	msg := ""
 	if failed {
 		msg = pe.Kind.String()
@@ -289,19 +292,12 @@ func (s *Server[C]) sendAttempt(sess *Session, ctx C, peer *Peer, body *reqBody)
 		}
 	}
 	resp := &sess.upResp
-	var ex exchange
-	if peer.Protocol == HTTP1 {
-		var hx *h1Exchange
-		hx, err = s.h1RoundTrip(sess, peer, &sess.upReq, body, resp)
-		if err == nil && resp.Status == http.StatusSwitchingProtocols {
-			return resp.Status, s.tunnel(sess, ctx, hx, resp)
-		}
-		ex = hx
-	} else {
-		ex, err = s.h2RoundTrip(sess, peer, &sess.upReq, body, resp)
-	}
+	hx, ex, err := s.roundTrip(sess, peer, body, resp)
 	if err != nil {
 		return 0, err
+	}
+	if hx != nil && resp.Status == http.StatusSwitchingProtocols {
+		return resp.Status, s.tunnel(sess, ctx, hx, resp)
 	}
 	sess.UpstreamTTFB = time.Since(sess.Start)
 	status = resp.Status
@@ -311,6 +307,32 @@ func (s *Server[C]) sendAttempt(sess *Session, ctx C, peer *Peer, body *reqBody)
 			Err: fmt.Errorf("upstream answered %d", status)}
 	}
 	return status, s.respond(sess, ctx, ex, resp)
+}
+
+// roundTrip takes a connection slot of peer (see ConnLimit), sends the
+// request and reads the response head into resp. The exchange holds the
+// slot and frees it when it is released; hx is the exchange when HTTP/1.1.
+func (s *Server[C]) roundTrip(sess *Session, peer *Peer, body *reqBody, resp *ResponseHeader) (hx *h1Exchange, ex exchange, err error) {
+	slot, err := s.acquireSlot(sess, peer)
+	if err != nil {
+		return nil, nil, err
+	}
+	if peer.Protocol == HTTP1 {
+		hx, err = s.h1RoundTrip(sess, peer, &sess.upReq, body, resp)
+		if err == nil {
+			hx.slot = slot
+			return hx, hx, nil
+		}
+	} else {
+		var h2x *h2Exchange
+		h2x, err = s.h2RoundTrip(sess, peer, &sess.upReq, body, resp)
+		if err == nil {
+			h2x.slot = slot
+			return nil, h2x, nil
+		}
+	}
+	slot.release()
+	return nil, nil, err
 }
 
 func retryStatus(sess *Session, code int) bool {

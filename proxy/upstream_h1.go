@@ -68,6 +68,7 @@ type h1Exchange struct {
 	wErr     error
 	wDone    bool
 	reusable bool
+	slot     *peerSlots // the peer's connection slot, freed with the connection (nil: uncapped)
 }
 
 // h1RoundTrip sends req (and body) to peer over a pooled or new connection
@@ -335,13 +336,23 @@ func (ex *h1Exchange) release(ok bool) {
 	}
 	if ok && ex.wErr == nil && c.body.Done() && !c.resp.Close && c.br.Buffered() == 0 && !c.aborted {
 		ex.srv.put(c) // its read deadline stays: the pool handles it (see get)
-		return
+	} else {
+		c.nc.Close()
 	}
-	c.nc.Close()
+	ex.freeSlot()
+}
+
+// freeSlot frees the peer's connection slot the exchange holds, once.
+func (ex *h1Exchange) freeSlot() {
+	if ex.slot != nil {
+		ex.slot.release()
+		ex.slot = nil
+	}
 }
 
 // hijack hands the raw connection over (for an upgraded tunnel); the
-// exchange no longer owns it.
+// exchange no longer owns it, but keeps its connection slot until the
+// tunnel calls freeSlot.
 func (ex *h1Exchange) hijack() (net.Conn, *bufio.Reader) {
 	c := ex.c
 	ex.c = nil

@@ -171,6 +171,7 @@ type h2Exchange struct {
 	timer  *time.Timer
 	idle   time.Duration
 	body   *attemptBody
+	slot   *peerSlots // the peer's stream slot (see ConnLimit; nil: uncapped)
 }
 
 func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, body *reqBody, out *ResponseHeader) (*h2Exchange, error) {
@@ -329,5 +330,9 @@ func (ex *h2Exchange) release(ok bool) {
 	if ex.tr != nil {
 		ex.tr.done()
 		ex.tr = nil
+	}
+	if ex.slot != nil {
+		ex.slot.release()
+		ex.slot = nil
 	}
 }
