@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -105,14 +106,11 @@ func TestPeerSlotsHandOff(t *testing.T) {
 // heldOrigin is an HTTP/1.1 origin whose handler blocks until released,
 // counting requests and the connections open at once.
 type heldOrigin struct {
-	peer     *Peer
-	release  chan struct{}
-	once     sync.Once
-	served   atomic.Int64
-	mu       sync.Mutex
-	open     int
-	peak     int
-	accepted int
+	connCounter
+	peer    *Peer
+	release chan struct{}
+	once    sync.Once
+	served  atomic.Int64
 }
 
 func startHeldOrigin(t *testing.T, name string, h2c bool) *heldOrigin {
@@ -140,25 +138,6 @@ func startHeldOrigin(t *testing.T, name string, h2c bool) *heldOrigin {
 }
 
 func (o *heldOrigin) unblock() { o.once.Do(func() { close(o.release) }) }
-
-func (o *heldOrigin) connState(_ net.Conn, st http.ConnState) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	switch st {
-	case http.StateNew:
-		o.open++
-		o.accepted++
-		o.peak = max(o.peak, o.open)
-	case http.StateClosed, http.StateHijacked:
-		o.open--
-	}
-}
-
-func (o *heldOrigin) counts() (accepted, peak int) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.accepted, o.peak
-}
 
 // getAsync sends GET url in the background; the result comes on the
 // channel.
@@ -331,5 +310,29 @@ func TestMaxConnsFailsOver(t *testing.T) {
 	b.unblock()
 	if r := <-first; r.err != nil || r.body != holder {
 		t.Fatalf("first request: %q %v, want %s", r.body, r.err, holder)
+	}
+}
+
+// BenchmarkProxyH1MaxConns is BenchmarkProxyH1 with the peer capped
+// (max_conns 64, never reached): the cost of taking and freeing a slot.
+func BenchmarkProxyH1MaxConns(b *testing.B) {
+	origin := startRawOrigin(b, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"+string(make([]byte, 100)))
+	peer := &Peer{Addr: origin, Conns: ConnLimit{Max: 64}}
+	p := startProxy(b, routerFor(b, peer), Config{}, ListenerConfig{Name: "http"})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	req := []byte("GET /small HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		if err := readRawResponse(br); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

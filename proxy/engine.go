@@ -16,6 +16,10 @@ type exchange interface {
 	// buffered reports bytes readable without blocking (0 if unknown), so
 	// the client side is flushed only when the upstream side would block.
 	buffered() int
+	// ahead reports whether the rest of the body is worth reading on into
+	// room bytes before the client is written to: its declared rest fits,
+	// or its next bytes or its end are buffered already (see readAhead).
+	ahead(room int) bool
 	trailer() http.Header
 	// release ends the exchange; ok means the response was read to its end.
 	release(ok bool)
@@ -407,6 +411,9 @@ func (s *Server[C]) copyBody(sess *Session, ctx C, ex exchange) error {
 	}
 	for {
 		n, rerr := ex.read(buf)
+		if rerr == nil && n < len(buf) && sess.ds.blocked(n) {
+			n, rerr = readAhead(ex, buf, n)
+		}
 		eof := errors.Is(rerr, io.EOF)
 		if rerr != nil && !eof {
 			ex.release(false)
@@ -451,6 +458,32 @@ func (s *Server[C]) copyBody(sess *Session, ctx C, ex exchange) error {
 		return classifyIO(err, Downstream)
 	}
 	return nil
+}
+
+// readAhead reads on into buf after a read of n bytes that the client
+// cannot take now (downstream.blocked), while the rest of the body is
+// known to fit in what is left of buf or is there without waiting
+// (exchange.ahead). When the body's end comes with it, copyBody puts the
+// upstream connection back in the pool (or closes it) before it waits for
+// the client, so a client that reads slowly or not at all holds no
+// upstream connection, nor a slot of the peer's ConnLimit, for a response
+// of up to relayBufSize: an HTTP/2 client that opened many streams and
+// kept their windows shut held one upstream connection per stream until
+// the stream timed out, and exhausted the origin's file descriptors.
+// nginx lets the upstream go once the response is in its buffers
+// (proxy_buffering) for the same reason. A client that takes the bytes
+// gets them as they come, as before: only a blocked one waits for the
+// rest. The common response, head and body in one read, never gets here:
+// its first read ends with io.EOF.
+func readAhead(ex exchange, buf []byte, n int) (int, error) {
+	for n < len(buf) && ex.ahead(len(buf)-n) {
+		m, err := ex.read(buf[n:])
+		n += m
+		if err != nil || m == 0 {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // errClientAnswered marks a client whose response ended before the

@@ -313,6 +313,16 @@ func (ex *h1Exchange) read(p []byte) (int, error) {
 
 func (ex *h1Exchange) buffered() int { return ex.c.body.Buffered() }
 
+// ahead: a body framed by Content-Length whose rest fits in room, or one
+// whose next data or end (chunked) is already in the read buffer.
+func (ex *h1Exchange) ahead(room int) bool {
+	b := ex.c.body
+	if left := b.LengthLeft(); left >= 0 {
+		return left <= int64(room)
+	}
+	return b.Buffered() > 0 || b.EndBuffered()
+}
+
 func (ex *h1Exchange) trailer() http.Header { return ex.c.body.Trailer() }
 
 // release ends the exchange: the connection goes back to the pool when the
