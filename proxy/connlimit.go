@@ -14,9 +14,9 @@ import (
 // a request takes it (pooled or dialed) until the response has been read
 // from it to its end, or it failed, or, for an upgraded tunnel, until the
 // tunnel closes; idle pooled connections do not count (Pool.MaxIdlePerPeer
-// bounds them). Over HTTP/2 it caps the streams in flight to the peer, so
-// the connections the transport opens stay within Max divided by the
-// peer's stream limit, rounded up.
+// bounds them). Over HTTP/2 it caps the streams in flight to the peer,
+// which bounds the connections the transport needs for them to about Max
+// divided by the peer's stream limit.
 //
 // The count is kept per peer identity (address, protocol and TLS settings,
 // as pooled connections are) and shared by every group and table that
@@ -38,7 +38,9 @@ type ConnLimit struct {
 	// connections when Max are in use; -1 means none wait (default 0:
 	// as many as Max).
 	Queue int
-	// QueueTimeout is how long a request waits in the queue (default 1s).
+	// QueueTimeout is how long a request waits in the queue (default 1s:
+	// a waiting request holds its client, and a 503 the client can retry
+	// beats a stall; nginx's queue waits 60s).
 	QueueTimeout time.Duration
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/pingora-go/pingora-go/proxy/health"
 )
@@ -334,5 +337,69 @@ func BenchmarkProxyH1MaxConns(b *testing.B) {
 		if err := readRawResponse(br); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestMaxConnsTunnelHoldsSlot: an upgraded WebSocket tunnel holds its
+// upstream connection, and so its slot, until it closes: at max_conns 1 a
+// plain request meanwhile is refused, and the slot is free once the
+// tunnel ends.
+func TestMaxConnsTunnelHoldsSlot(t *testing.T) {
+	origin := startOrigin(t, originH1, nil, wsEcho(nil))
+	origin.Conns = ConnLimit{Max: 1, Queue: -1}
+	p := startProxy(t, routerFor(t, origin), Config{Retries: -1}, ListenerConfig{Name: "http"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws := wsDial(ctx, t, "ws://"+p.addr+"/", wsClient(nil))
+	key := origin.poolKey()
+	if n := p.srv.slots.active(key); n != 1 {
+		t.Fatalf("%d slots in use with the tunnel open, want 1", n)
+	}
+	if resp, body := mustGet(t, h1Client(), "http://"+p.addr+"/"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("request beside the tunnel: %d %q, want 503", resp.StatusCode, body)
+	}
+	ws.Close(websocket.StatusNormalClosure, "")
+	waitFor(t, 5*time.Second, "the tunnel's slot freed", func() bool { return p.srv.slots.active(key) == 0 })
+}
+
+// TestMaxConnsWaiterLeaves: a client that goes away while its request
+// waits in the queue leaves it, holding nothing: after the holder ends,
+// no slot is in use and nobody waits.
+func TestMaxConnsWaiterLeaves(t *testing.T) {
+	o := startHeldOrigin(t, "a", false)
+	o.peer.Conns = ConnLimit{Max: 1, QueueTimeout: time.Minute}
+	p := startProxy(t, routerFor(t, o.peer), Config{Retries: -1}, ListenerConfig{Name: "h2c", H2C: true})
+	c := h2cClient()
+	first := getAsync(c, "http://"+p.addr+"/hold")
+	waitFor(t, 5*time.Second, "the first request at the origin", func() bool { return o.served.Load() == 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.addr+"/quick", nil)
+	second := make(chan error, 1) // one result
+	go func() {
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		second <- err
+	}()
+	ps := p.srv.slots.of(o.peer.poolKey())
+	waiting := func() int {
+		ps.mu.Lock()
+		defer ps.mu.Unlock()
+		return len(ps.waiters)
+	}
+	waitFor(t, 5*time.Second, "the second request queued", func() bool { return waiting() == 1 })
+	cancel() // the client resets its stream
+	if err := <-second; err == nil {
+		t.Fatal("the canceled request succeeded")
+	}
+	waitFor(t, 5*time.Second, "the canceled request out of the queue", func() bool { return waiting() == 0 })
+	o.unblock()
+	if r := <-first; r.err != nil || r.status != 200 {
+		t.Fatalf("first request: %d %v", r.status, r.err)
+	}
+	waitFor(t, 5*time.Second, "every slot free", func() bool { return p.srv.slots.active(o.peer.poolKey()) == 0 })
+	if n := o.served.Load(); n != 1 {
+		t.Fatalf("origin saw %d requests; the canceled one must not reach it", n)
 	}
 }
