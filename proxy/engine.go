@@ -410,10 +410,7 @@ func (s *Server[C]) copyBody(sess *Session, ctx C, ex exchange) error {
 		clientErr = errClientAnswered
 	}
 	for {
-		n, rerr := ex.read(buf)
-		if rerr == nil && n < len(buf) && sess.ds.blocked(n) {
-			n, rerr = readAhead(ex, buf, n)
-		}
+		n, rerr := readBody(sess, ex, buf)
 		eof := errors.Is(rerr, io.EOF)
 		if rerr != nil && !eof {
 			ex.release(false)
@@ -458,6 +455,16 @@ func (s *Server[C]) copyBody(sess *Session, ctx C, ex exchange) error {
 		return classifyIO(err, Downstream)
 	}
 	return nil
+}
+
+// readBody reads the next piece of the upstream body into buf, and on
+// when the client cannot take it now (readAhead).
+func readBody(sess *Session, ex exchange, buf []byte) (int, error) {
+	n, err := ex.read(buf)
+	if err == nil && n < len(buf) && sess.ds.blocked(n) {
+		return readAhead(ex, buf, n)
+	}
+	return n, err
 }
 
 // readAhead reads on into buf after a read of n bytes that the client
