@@ -78,6 +78,10 @@ func TestReplicatedConfig(t *testing.T) {
 	if code, body := putConfig(t, admin, bad, ""); code != 400 || !strings.Contains(body, `no upstream is named \"nowhere\"`) {
 		t.Fatalf("invalid config: %d %s", code, body)
 	}
+	negative := strings.Replace(clusterFor(a), "    peers:", "    max_conns: -1\n    peers:", 1)
+	if code, body := putConfig(t, admin, negative, ""); code != 400 || !strings.Contains(body, "upstreams[0].max_conns") || !strings.Contains(body, "negative") {
+		t.Fatalf("negative max_conns: %d %s", code, body)
+	}
 	if code, body := putConfig(t, admin, "upstreams: [", ""); code != 400 {
 		t.Fatalf("broken YAML: %d %s", code, body)
 	}

@@ -117,6 +117,7 @@ func (nullDownstream) contentLength() int64            { return 0 }
 func (nullDownstream) trailer() http.Header            { return nil }
 func (nullDownstream) writeHead(*ResponseHeader) error { return nil }
 func (nullDownstream) write([]byte) error              { return nil }
+func (nullDownstream) blocked(int) bool                { return false }
 func (nullDownstream) flush() error                    { return nil }
 func (nullDownstream) finish(http.Header) error        { return nil }
 func (nullDownstream) started() bool                   { return false }

@@ -81,7 +81,18 @@
 // HTTP/1.1 client, both over plain TCP, moves with splice(2) when no body
 // filter or cache fill needs to see it (Config.NoSplice turns it off). Failures
 // answer 502 (upstream failed), 504 (upstream timed out), 503 (no healthy
-// peer) with a short plain-text body that names no upstream.
+// peer, or a peer at its ConnLimit) with a short plain-text body that
+// names no upstream.
+//
+// A client that cannot take a response body's bytes now (an HTTP/2 client
+// whose flow-control window is shut or too small) does not hold the
+// upstream connection for a small response: when the rest of the body has
+// a declared length within the 64 KiB relay buffer, or its chunked end has
+// arrived, it is read first and the connection goes back to the pool
+// before the proxy waits for the client (see readAhead). A client that
+// reads gets the bytes as they come. Peer.Conns (ConnLimit, nginx's
+// max_conns and queue) bounds the connections the rest can hold: large
+// bodies to clients that do not read, slow upstreams.
 //
 // # HTTP cache
 //

@@ -470,6 +470,10 @@ func (d *h1Downstream) write(p []byte) error {
 	return err
 }
 
+// blocked: the kernel's socket buffers take a small body, whether the
+// client reads or not.
+func (d *h1Downstream) blocked(int) bool { return false }
+
 func (d *h1Downstream) flush() error {
 	if err := d.sendBuffered(); err != nil {
 		d.broken = true

@@ -159,6 +159,8 @@ func (d *h2Downstream) writeHead(resp *ResponseHeader) error {
 
 func (d *h2Downstream) write(p []byte) error { return d.st.Write(p) }
 
+func (d *h2Downstream) blocked(n int) bool { return d.st.Window() < n }
+
 func (d *h2Downstream) flush() error { return d.st.Flush() }
 
 func (d *h2Downstream) finish(trailer http.Header) error { return d.st.Finish(trailer) }

@@ -16,6 +16,10 @@ type exchange interface {
 	// buffered reports bytes readable without blocking (0 if unknown), so
 	// the client side is flushed only when the upstream side would block.
 	buffered() int
+	// ahead reports whether the rest of the body is worth reading on into
+	// room bytes before the client is written to: its declared rest fits,
+	// or its next bytes or its end are buffered already (see readAhead).
+	ahead(room int) bool
 	trailer() http.Header
 	// release ends the exchange; ok means the response was read to its end.
 	release(ok bool)
@@ -242,7 +246,10 @@ func finishAttempt(sess *Session, err error) {
 		return
 	}
 	var pe *Error
-	failed := errors.As(err, &pe) && pe.Source == Upstream
+	if errors.As(err, &pe) && pe.Kind == KindPeerBusy {
+		return // the peer was never asked: no verdict either way
+	}
+	failed := pe != nil && pe.Source == Upstream
 	msg := ""
 	if failed {
 		msg = pe.Kind.String()
@@ -289,19 +296,12 @@ func (s *Server[C]) sendAttempt(sess *Session, ctx C, peer *Peer, body *reqBody)
 		}
 	}
 	resp := &sess.upResp
-	var ex exchange
-	if peer.Protocol == HTTP1 {
-		var hx *h1Exchange
-		hx, err = s.h1RoundTrip(sess, peer, &sess.upReq, body, resp)
-		if err == nil && resp.Status == http.StatusSwitchingProtocols {
-			return resp.Status, s.tunnel(sess, ctx, hx, resp)
-		}
-		ex = hx
-	} else {
-		ex, err = s.h2RoundTrip(sess, peer, &sess.upReq, body, resp)
-	}
+	hx, ex, err := s.roundTrip(sess, peer, body, resp)
 	if err != nil {
 		return 0, err
+	}
+	if hx != nil && resp.Status == http.StatusSwitchingProtocols {
+		return resp.Status, s.tunnel(sess, ctx, hx, resp)
 	}
 	sess.UpstreamTTFB = time.Since(sess.Start)
 	status = resp.Status
@@ -311,6 +311,32 @@ func (s *Server[C]) sendAttempt(sess *Session, ctx C, peer *Peer, body *reqBody)
 			Err: fmt.Errorf("upstream answered %d", status)}
 	}
 	return status, s.respond(sess, ctx, ex, resp)
+}
+
+// roundTrip takes a connection slot of peer (see ConnLimit), sends the
+// request and reads the response head into resp. The exchange holds the
+// slot and frees it when it is released; hx is the exchange when HTTP/1.1.
+func (s *Server[C]) roundTrip(sess *Session, peer *Peer, body *reqBody, resp *ResponseHeader) (hx *h1Exchange, ex exchange, err error) {
+	slot, err := s.acquireSlot(sess, peer)
+	if err != nil {
+		return nil, nil, err
+	}
+	if peer.Protocol == HTTP1 {
+		hx, err = s.h1RoundTrip(sess, peer, &sess.upReq, body, resp)
+		if err == nil {
+			hx.slot = slot
+			return hx, hx, nil
+		}
+	} else {
+		var h2x *h2Exchange
+		h2x, err = s.h2RoundTrip(sess, peer, &sess.upReq, body, resp)
+		if err == nil {
+			h2x.slot = slot
+			return nil, h2x, nil
+		}
+	}
+	slot.release()
+	return nil, nil, err
 }
 
 func retryStatus(sess *Session, code int) bool {
@@ -384,7 +410,7 @@ func (s *Server[C]) copyBody(sess *Session, ctx C, ex exchange) error {
 		clientErr = errClientAnswered
 	}
 	for {
-		n, rerr := ex.read(buf)
+		n, rerr := readBody(sess, ex, buf)
 		eof := errors.Is(rerr, io.EOF)
 		if rerr != nil && !eof {
 			ex.release(false)
@@ -429,6 +455,42 @@ func (s *Server[C]) copyBody(sess *Session, ctx C, ex exchange) error {
 		return classifyIO(err, Downstream)
 	}
 	return nil
+}
+
+// readBody reads the next piece of the upstream body into buf, and on
+// when the client cannot take it now (readAhead).
+func readBody(sess *Session, ex exchange, buf []byte) (int, error) {
+	n, err := ex.read(buf)
+	if err == nil && n < len(buf) && sess.ds.blocked(n) {
+		return readAhead(ex, buf, n)
+	}
+	return n, err
+}
+
+// readAhead reads on into buf after a read of n bytes that the client
+// cannot take now (downstream.blocked), while the rest of the body is
+// known to fit in what is left of buf or is there without waiting
+// (exchange.ahead). When the body's end comes with it, copyBody puts the
+// upstream connection back in the pool (or closes it) before it waits for
+// the client, so a client that reads slowly or not at all holds no
+// upstream connection, nor a slot of the peer's ConnLimit, for a response
+// of up to relayBufSize: an HTTP/2 client that opened many streams and
+// kept their windows shut held one upstream connection per stream until
+// the stream timed out, and exhausted the origin's file descriptors.
+// nginx lets the upstream go once the response is in its buffers
+// (proxy_buffering) for the same reason. A client that takes the bytes
+// gets them as they come, as before: only a blocked one waits for the
+// rest. The common response, head and body in one read, never gets here:
+// its first read ends with io.EOF.
+func readAhead(ex exchange, buf []byte, n int) (int, error) {
+	for n < len(buf) && ex.ahead(len(buf)-n) {
+		m, err := ex.read(buf[n:])
+		n += m
+		if err != nil || m == 0 {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // errClientAnswered marks a client whose response ended before the

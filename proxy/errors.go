@@ -37,6 +37,9 @@ const (
 	// parse back as the same request upstream (CR, LF or a space in the
 	// method, target, host or a field); nothing was sent.
 	KindInvalidUpstreamRequest
+	// KindPeerBusy: the peer had ConnLimit.Max connections in use and no
+	// slot was freed for the request in time (or its queue was full).
+	KindPeerBusy
 )
 
 var kindNames = [...]string{
@@ -58,6 +61,7 @@ var kindNames = [...]string{
 	KindUpstreamStatus:   "upstream_status",
 
 	KindInvalidUpstreamRequest: "invalid_upstream_request",
+	KindPeerBusy:               "peer_busy",
 }
 
 func (k Kind) String() string {
@@ -147,7 +151,7 @@ func StatusFor(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case KindNoRoute:
 		return http.StatusNotFound
-	case KindNoHealthyPeer:
+	case KindNoHealthyPeer, KindPeerBusy:
 		return http.StatusServiceUnavailable
 	case KindClientCanceled:
 		return 499

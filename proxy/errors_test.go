@@ -28,6 +28,7 @@ func TestStatusForKinds(t *testing.T) {
 		KindProtocol:               {502, 499},
 		KindUpstreamStatus:         {500, 500},
 		KindInvalidUpstreamRequest: {500, 500},
+		KindPeerBusy:               {503, 503},
 	}
 	if len(want) != len(kindNames) {
 		t.Fatalf("%d kinds tested, %d exist", len(want), len(kindNames))

@@ -39,6 +39,7 @@ func (s *Server[C]) retainPeers(live []*Peer) {
 	}
 	s.pool.retain(keys)
 	s.h2up.retain(keys)
+	s.slots.retain(keys)
 }
 
 // retain keeps idle connections only for keys in live, closing the others,

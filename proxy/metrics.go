@@ -23,6 +23,7 @@ type metrics struct {
 	reuseRatio      prometheus.GaugeFunc
 	retries         prometheus.Counter
 	poolEvictions   prometheus.Counter
+	maxConns        *prometheus.CounterVec
 	connLimitWaits  prometheus.Counter
 	tunnels         prometheus.Gauge
 	spliced         prometheus.Counter
@@ -110,6 +111,10 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 			Name: "pingora_upstream_pool_evictions_total",
 			Help: "Pooled connections closed: found dead or expired when taken, or pushed out of a full pool.",
 		}),
+		maxConns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pingora_upstream_max_conns_total",
+			Help: "Attempts that met a peer at its max_conns, by result: waited (got a connection from the queue), failed_over (went to another peer at once), refused (queue full or wait over: 503 unless another peer took it).",
+		}, []string{"result"}),
 		connLimitWaits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pingora_downstream_connection_limit_waits_total",
 			Help: "Times the accept loop waited because MaxConns client connections were open.",
@@ -156,7 +161,7 @@ func (m *metrics) register(reg prometheus.Registerer, store cache.Store) error {
 		return nil
 	}
 	cs := []prometheus.Collector{m.requests, m.duration, m.connectDuration, m.upstreamErrors,
-		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.connLimitWaits, m.tunnels, m.spliced, m.rejected}
+		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.maxConns, m.connLimitWaits, m.tunnels, m.spliced, m.rejected}
 	cs = append(cs, m.cache.collectors()...)
 	if r, ok := store.(cache.StatsReporter); ok {
 		cs = append(cs, storeCollectors(r)...)

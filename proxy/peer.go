@@ -77,6 +77,9 @@ type Peer struct {
 	InsecureSkipVerify bool
 	// Timeouts overrides the server's upstream timeouts; zero fields keep them.
 	Timeouts UpstreamTimeouts
+	// Conns caps the connections in use to the peer, with a queue for
+	// the requests over the cap (see ConnLimit; default: no cap).
+	Conns ConnLimit
 	// Weight is the peer's share in its group's load balancing (default 1;
 	// the engine itself ignores it).
 	Weight int

@@ -36,7 +36,8 @@ type Server[C any] struct {
 	ph      phases[C]
 	pool    *pool
 	h2up    *h2Upstream
-	unwatch func() // ends the PeerWatcher subscription (nil: none)
+	slots   *connSlots // the in-use counts of capped peers (ConnLimit)
+	unwatch func()     // ends the PeerWatcher subscription (nil: none)
 	dialer  *dialer
 	metrics *metrics
 	errLog  *slog.Logger
@@ -96,6 +97,7 @@ func New[C any](app App[C], cfg Config) (*Server[C], error) {
 	s.dialer = newDialer(s.metrics)
 	s.pool = newPool(cfg.Pool, s.metrics)
 	s.h2up = newH2Upstream(s.dialer, cfg)
+	s.slots = newConnSlots(s.metrics)
 	s.h2cfg = h2Config(cfg.Downstream)
 	if w, ok := app.(PeerWatcher); ok {
 		s.unwatch = w.WatchPeers(s.retainPeers)

@@ -259,6 +259,11 @@ type downstream interface {
 	// writeHead sends the response head; it chooses the body framing.
 	writeHead(resp *ResponseHeader) error
 	write(p []byte) error
+	// blocked reports whether a write of n body bytes would wait for the
+	// client now (an HTTP/2 flow-control window smaller than n); false
+	// when it cannot tell (HTTP/1.1, where the kernel's buffers take a
+	// small body).
+	blocked(n int) bool
 	flush() error
 	// finish ends the response body, with trailers if any.
 	finish(trailer http.Header) error

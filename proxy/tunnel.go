@@ -53,6 +53,7 @@ func (s *Server[C]) tunnel(sess *Session, ctx C, hx *h1Exchange, resp *ResponseH
 		return classifyIO(err, Downstream)
 	}
 	upNC, upBR := hx.hijack()
+	defer hx.freeSlot() // a tunnel holds its connection to the peer until it ends
 	defer upNC.Close()
 	s.metrics.tunnels.Inc()
 	defer s.metrics.tunnels.Dec()

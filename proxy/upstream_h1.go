@@ -68,6 +68,7 @@ type h1Exchange struct {
 	wErr     error
 	wDone    bool
 	reusable bool
+	slot     *peerSlots // the peer's connection slot, freed with the connection (nil: uncapped)
 }
 
 // h1RoundTrip sends req (and body) to peer over a pooled or new connection
@@ -312,6 +313,16 @@ func (ex *h1Exchange) read(p []byte) (int, error) {
 
 func (ex *h1Exchange) buffered() int { return ex.c.body.Buffered() }
 
+// ahead: a body framed by Content-Length whose rest fits in room, or one
+// whose next data or end (chunked) is already in the read buffer.
+func (ex *h1Exchange) ahead(room int) bool {
+	b := ex.c.body
+	if left := b.LengthLeft(); left >= 0 {
+		return left <= int64(room)
+	}
+	return b.Buffered() > 0 || b.EndBuffered()
+}
+
 func (ex *h1Exchange) trailer() http.Header { return ex.c.body.Trailer() }
 
 // release ends the exchange: the connection goes back to the pool when the
@@ -335,13 +346,23 @@ func (ex *h1Exchange) release(ok bool) {
 	}
 	if ok && ex.wErr == nil && c.body.Done() && !c.resp.Close && c.br.Buffered() == 0 && !c.aborted {
 		ex.srv.put(c) // its read deadline stays: the pool handles it (see get)
-		return
+	} else {
+		c.nc.Close()
 	}
-	c.nc.Close()
+	ex.freeSlot()
+}
+
+// freeSlot frees the peer's connection slot the exchange holds, once.
+func (ex *h1Exchange) freeSlot() {
+	if ex.slot != nil {
+		ex.slot.release()
+		ex.slot = nil
+	}
 }
 
 // hijack hands the raw connection over (for an upgraded tunnel); the
-// exchange no longer owns it.
+// exchange no longer owns it, but keeps its connection slot until the
+// tunnel calls freeSlot.
 func (ex *h1Exchange) hijack() (net.Conn, *bufio.Reader) {
 	c := ex.c
 	ex.c = nil

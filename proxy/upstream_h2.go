@@ -171,6 +171,8 @@ type h2Exchange struct {
 	timer  *time.Timer
 	idle   time.Duration
 	body   *attemptBody
+	got    int64      // body bytes read
+	slot   *peerSlots // the peer's stream slot (see ConnLimit; nil: uncapped)
 }
 
 func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, body *reqBody, out *ResponseHeader) (*h2Exchange, error) {
@@ -295,6 +297,7 @@ func h2Error(err, cause error) error {
 func (ex *h2Exchange) read(p []byte) (int, error) {
 	ex.timer.Reset(ex.idle)
 	n, err := ex.res.Body.Read(p)
+	ex.got += int64(n)
 	if err != nil && !errors.Is(err, io.EOF) {
 		if c := context.Cause(ex.ctx); errors.Is(c, errReadIdleTimeout) {
 			err = c
@@ -304,6 +307,13 @@ func (ex *h2Exchange) read(p []byte) (int, error) {
 }
 
 func (ex *h2Exchange) buffered() int { return 0 }
+
+// ahead: a body with a declared length whose rest fits in room; once all
+// of it was read, the next read returns io.EOF as soon as the stream ends.
+func (ex *h2Exchange) ahead(room int) bool {
+	cl := ex.res.ContentLength
+	return cl >= 0 && cl-ex.got <= int64(room)
+}
 
 func (ex *h2Exchange) trailer() http.Header {
 	if ex.res == nil {
@@ -329,5 +339,9 @@ func (ex *h2Exchange) release(ok bool) {
 	if ex.tr != nil {
 		ex.tr.done()
 		ex.tr = nil
+	}
+	if ex.slot != nil {
+		ex.slot.release()
+		ex.slot = nil
 	}
 }

@@ -93,6 +93,7 @@ func (u *UpstreamConfig) Validate() error {
 			f.add(fmt.Sprintf("Peers[%d].Weight", i), "%d is not between 1 and %d", p.Weight, lb.MaxWeight)
 		}
 		f.nest(fmt.Sprintf("Peers[%d].Timeouts", i), p.Timeouts.Validate())
+		f.nest(fmt.Sprintf("Peers[%d].Conns", i), p.Conns.Validate())
 	}
 	return errors.Join(f...)
 }

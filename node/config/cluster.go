@@ -59,6 +59,17 @@ type Upstream struct {
 	// TryUnhealthy sends requests to unhealthy peers when none is healthy,
 	// instead of answering 503 (default false).
 	TryUnhealthy bool `yaml:"try_unhealthy" json:"try_unhealthy,omitempty"`
+	// MaxConns caps the connections a node has in use to each peer (over
+	// HTTP/2, the streams in flight), as nginx's max_conns; a request over
+	// it fails over to another peer, or waits in the peer's queue, or gets
+	// 503 (proxy.ConnLimit) (default 0: no cap).
+	MaxConns int `yaml:"max_conns" json:"max_conns,omitempty"`
+	// Queue is how many requests may wait for a connection of a peer at
+	// max_conns; -1: none wait (default: as many as max_conns).
+	Queue int `yaml:"queue" json:"queue,omitempty"`
+	// QueueTimeout is how long a request waits in a peer's queue before it
+	// fails over or gets 503 (default 1s, at most 1m).
+	QueueTimeout time.Duration `yaml:"queue_timeout" json:"queue_timeout,omitempty"`
 	// HealthCheck enables active checks of every peer (default: none).
 	HealthCheck *HealthCheck `yaml:"health_check" json:"health_check,omitempty"`
 	// Passive ejects a peer after consecutive proxy failures (default: off).
@@ -247,6 +258,9 @@ func (c *Cluster) canonical() ([]byte, error) {
 		}
 		u.Protocol, u.LB, u.HashKey = defaultStr(u.Protocol, proxy.HTTP1.String()), defaultStr(u.LB, lb.DefaultPolicy), defaultStr(u.HashKey, "uri")
 		u.ReplayBufferBytes, u.Retries = defaultInt(u.ReplayBufferBytes, 64<<10), defaultInt(u.Retries, 2)
+		if u.MaxConns > 0 {
+			u.Queue, u.QueueTimeout = defaultInt(u.Queue, u.MaxConns), defaultDur(u.QueueTimeout, proxy.DefaultQueueTimeout)
+		}
 		if h := u.HealthCheck; h != nil {
 			d := *h
 			d.Type, d.Path, d.ExpectedStatus = defaultStr(d.Type, "tcp"), defaultStr(d.Path, "/"), defaultStr(d.ExpectedStatus, "200-399")

@@ -283,9 +283,15 @@ func TestRoutesNothingAndSame(t *testing.T) {
 		"another weight":       {strings.Replace(goodCluster, "weight: 2", "weight: 3", 1), false},
 		"peers reordered":      {strings.NewReplacer("9001", "9002", "9002", "9001").Replace(goodCluster), false},
 		"health check added":   {strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    health_check: {}\n", 1), false},
+		"max_conns added":      {strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    max_conns: 8\n", 1), false},
 	} {
 		if got := Same(base, parse(tc.doc)); got != tc.same {
 			t.Errorf("%s: Same = %v, want %v", name, got, tc.same)
 		}
+	}
+	capped := parse(strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    max_conns: 8\n", 1))
+	spelled := parse(strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    max_conns: 8\n    queue: 8\n    queue_timeout: 1s\n", 1))
+	if !Same(capped, spelled) {
+		t.Error("max_conns with its queue defaults spelled out is not Same as without")
 	}
 }

@@ -56,8 +56,9 @@ func (u *Upstream) translate(e *errs, p string) proxy.UpstreamConfig {
 		uc.Passive = health.Passive{MaxFails: ps.MaxFails, CoolOff: ps.CoolOff, MaxCoolOff: ps.MaxCoolOff}
 	}
 	t := u.Timeouts
+	conns := proxy.ConnLimit{Max: u.MaxConns, Queue: u.Queue, QueueTimeout: u.QueueTimeout}
 	for _, peer := range u.Peers {
-		pp := &proxy.Peer{Addr: peer.Addr, Protocol: proto, Weight: peer.Weight, Group: u.Name,
+		pp := &proxy.Peer{Addr: peer.Addr, Protocol: proto, Weight: peer.Weight, Group: u.Name, Conns: conns,
 			Timeouts: proxy.UpstreamTimeouts{Connect: t.Connect, TLSHandshake: t.TLSHandshake,
 				ResponseHeader: t.ResponseHeader, ReadIdle: t.ReadIdle, WriteIdle: t.WriteIdle}}
 		if u.TLS != nil {
@@ -69,7 +70,8 @@ func (u *Upstream) translate(e *errs, p string) proxy.UpstreamConfig {
 }
 
 // upstreamField names a field of proxy.UpstreamConfig in the document:
-// the timeouts, which the proxy keeps per peer, are the group's here.
+// the timeouts and the connection cap, which the proxy keeps per peer,
+// are the group's here.
 func upstreamField(f string) string {
 	switch {
 	case f == "Policy":
@@ -78,11 +80,19 @@ func upstreamField(f string) string {
 		return "health_check.expected_status"
 	case peerTimeouts.MatchString(f):
 		return "timeouts." + snake(peerTimeouts.ReplaceAllString(f, ""))
+	case peerConns.MatchString(f):
+		if f = peerConns.ReplaceAllString(f, ""); f == "Max" {
+			return "max_conns"
+		}
+		return snake(f)
 	}
 	return snake(f)
 }
 
-var peerTimeouts = regexp.MustCompile(`^Peers\[\d+\]\.Timeouts\.`)
+var (
+	peerTimeouts = regexp.MustCompile(`^Peers\[\d+\]\.Timeouts\.`)
+	peerConns    = regexp.MustCompile(`^Peers\[\d+\]\.Conns\.`)
+)
 
 // ProxyRoute translates r into the proxy's type. A cache goes to the
 // proxy's default store; node puts a shared route's in the cluster tier.

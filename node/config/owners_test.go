@@ -119,6 +119,22 @@ func TestRulesAgreeWithOwners(t *testing.T) {
 		u := proxy.UpstreamConfig{ReplayBufferBytes: b}
 		add("replay buffer", "upstreams[0].replay_buffer_bytes", tc{fmt.Sprint(b), ruleDoc(up("replay_buffer_bytes", fmt.Sprint(b)), "", "", ""), u.Validate()})
 	}
+	for _, c := range []struct {
+		path, line string
+		lim        proxy.ConnLimit
+	}{
+		{"max_conns", "max_conns: 64", proxy.ConnLimit{Max: 64}},
+		{"max_conns", "max_conns: -1", proxy.ConnLimit{Max: -1}},
+		{"queue", "max_conns: 64\n    queue: -1", proxy.ConnLimit{Max: 64, Queue: -1}},
+		{"queue", "max_conns: 64\n    queue: -2", proxy.ConnLimit{Max: 64, Queue: -2}},
+		{"queue", "queue: 10", proxy.ConnLimit{Queue: 10}},
+		{"queue_timeout", "max_conns: 64\n    queue_timeout: 1m", proxy.ConnLimit{Max: 64, QueueTimeout: time.Minute}},
+		{"queue_timeout", "max_conns: 64\n    queue_timeout: 2m", proxy.ConnLimit{Max: 64, QueueTimeout: 2 * time.Minute}},
+		{"queue_timeout", "max_conns: 64\n    queue_timeout: -1s", proxy.ConnLimit{Max: 64, QueueTimeout: -time.Second}},
+		{"queue_timeout", "queue_timeout: 1s", proxy.ConnLimit{QueueTimeout: time.Second}},
+	} {
+		add("max_conns", "upstreams[0]."+c.path, tc{c.line, ruleDoc("    "+c.line+"\n", "", "", ""), c.lim.Validate()})
+	}
 	for _, s := range []int{404, 502, 600} {
 		u := proxy.UpstreamConfig{RetryOnStatus: []int{s}}
 		add("retry_on_status", "upstreams[0].retry_on_status[0]", tc{fmt.Sprint(s), ruleDoc(up("retry_on_status", fmt.Sprintf("[%d]", s)), "", "", ""), u.Validate()})
@@ -194,7 +210,7 @@ func TestSnake(t *testing.T) {
 	}
 	for in, want := range map[string]string{
 		"Policy": "lb", "HealthCheck.StatusMin": "health_check.expected_status", "Peers[3].Timeouts.ReadIdle": "timeouts.read_idle",
-		"Peers[0].Weight": "peers[0].weight",
+		"Peers[0].Weight": "peers[0].weight", "Peers[1].Conns.Max": "max_conns", "Peers[0].Conns.QueueTimeout": "queue_timeout",
 	} {
 		if got := upstreamField(in); got != want {
 			t.Errorf("upstreamField(%q) = %q, want %q", in, got, want)

@@ -181,6 +181,36 @@ func (b *Body) Buffered() int {
 	return 0
 }
 
+// EndBuffered reports whether the end of a chunked body is in the buffer:
+// no data is left but the last chunk, whose size line and whole trailer
+// section (up to its empty line) are buffered, so Read reaches io.EOF
+// without waiting for the network. Buffered reports 0 at that point (the
+// end is near, a proxy flushes); a proxy that wants the body whole before
+// it writes to a slow client reads on when this is true. It is false for
+// other framings, a length-framed body's end being LengthLeft's to tell.
+func (b *Body) EndBuffered() bool {
+	if b.err != nil || b.done || b.mode != modeChunked || b.left > 0 {
+		return false
+	}
+	br := b.r.br
+	buf, _ := br.Peek(br.Buffered())
+	if b.crlf {
+		if len(buf) < 2 || buf[0] != '\r' || buf[1] != '\n' {
+			return false
+		}
+		buf = buf[2:]
+	}
+	i := bytes.IndexByte(buf, '\n')
+	if i < 0 || !lastChunk(bytes.TrimSuffix(buf[:i], []byte("\r"))) {
+		return false
+	}
+	rest := buf[i+1:]
+	// The trailer section ends with an empty line: at once (no fields),
+	// or after the last field line.
+	return bytes.HasPrefix(rest, []byte("\r\n")) || bytes.HasPrefix(rest, []byte("\n")) ||
+		bytes.Contains(rest, []byte("\n\r\n")) || bytes.Contains(rest, []byte("\n\n"))
+}
+
 // lastChunk reports whether a chunk size line (without its LF) declares
 // size 0, written with any number of zeros ("00;ext" too: found by
 // FuzzChunkedBody, where Buffered promised data and Read then waited for

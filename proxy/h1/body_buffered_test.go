@@ -43,3 +43,44 @@ func TestBodyBuffered(t *testing.T) {
 		})
 	}
 }
+
+// TestBodyEndBuffered: the end of a chunked body counts as buffered only
+// when the last chunk and the whole trailer section are, so reading to
+// EOF then never waits.
+func TestBodyEndBuffered(t *testing.T) {
+	for _, tc := range []struct {
+		name, wire string
+		read       int
+		want       bool
+	}{
+		{"nothing read yet", "6\r\nfirst\n\r\n0\r\n\r\n", 0, false},
+		{"mid chunk", "6\r\nfirst\n\r\n0\r\n\r\n", 3, false},
+		{"after chunk, CRLF only", "6\r\nfirst\n\r\n", 6, false},
+		{"after chunk, next chunk", "6\r\nfirst\n\r\n5\r\nlast\n\r\n0\r\n\r\n", 6, false},
+		{"after chunk, last chunk, no empty line", "6\r\nfirst\n\r\n0\r\n", 6, false},
+		{"after chunk, last chunk, end", "6\r\nfirst\n\r\n0\r\n\r\n", 6, true},
+		{"after chunk, last chunk 000;ext, end", "6\r\nfirst\n\r\n000;x=y\r\n\r\n", 6, true},
+		{"bare LF end", "6\r\nfirst\n\r\n0\n\n", 6, true},
+		{"trailer, not ended", "6\r\nfirst\n\r\n0\r\nX-Sum: 1\r\n", 6, false},
+		{"trailer, ended", "6\r\nfirst\n\r\n0\r\nX-Sum: 1\r\n\r\n", 6, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewReader(bufio.NewReader(strings.NewReader(tc.wire)), Limits{})
+			b := NewBody(r)
+			b.ResetResponse(&Response{Status: 200, Chunked: true})
+			if tc.read > 0 {
+				if _, err := io.ReadFull(b, make([]byte, tc.read)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := b.EndBuffered(); got != tc.want {
+				t.Fatalf("EndBuffered() = %v, want %v", got, tc.want)
+			}
+			if tc.want {
+				if n, err := b.Read(make([]byte, 16)); n != 0 || err != io.EOF {
+					t.Fatalf("Read after EndBuffered = %d, %v; want 0, EOF", n, err)
+				}
+			}
+		})
+	}
+}

@@ -303,6 +303,19 @@ func (st *Stream) Write(p []byte) error {
 	return nil
 }
 
+// Window returns how many body bytes Write can send now without waiting
+// for the client to open its flow-control windows (the stream's and the
+// connection's): 0 when either is shut. A caller with a small body to
+// relay from a source it would rather let go of (a proxy's upstream
+// connection) reads the rest first when this is less than it holds.
+func (st *Stream) Window() int {
+	c := st.c
+	c.mu.Lock()
+	n := min(st.sendWin, c.sendWin)
+	c.mu.Unlock()
+	return int(max(n, 0))
+}
+
 // Flush sends what the stream wrote so far.
 func (st *Stream) Flush() error {
 	if st.sendDone {

@@ -1,0 +1,283 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ConnLimit caps the connections a Server has in use to one peer, as
+// nginx's max_conns and queue do. A connection is in use from the moment
+// a request takes it (pooled or dialed) until the response has been read
+// from it to its end, or it failed, or, for an upgraded tunnel, until the
+// tunnel closes; idle pooled connections do not count (Pool.MaxIdlePerPeer
+// bounds them). Over HTTP/2 it caps the streams in flight to the peer,
+// which bounds the connections the transport needs for them to about Max
+// divided by the peer's stream limit.
+//
+// The count is kept per peer identity (address, protocol and TLS settings,
+// as pooled connections are) and shared by every group and table that
+// names the peer; each request measures it against its own Peer's Max.
+//
+// A request whose peer is at Max fails over at once to another peer when
+// another attempt is allowed (Retries left, the request replayable,
+// nothing sent to the client): the next attempt's UpstreamPeer sees the
+// peer in Session.Tried and picks another (Router does). On its last
+// allowed attempt, or on a peer it tried already, it waits in the peer's
+// queue, first come first served, for up to QueueTimeout; when the queue
+// is full or the wait ends without a connection the attempt fails with
+// KindPeerBusy (503), which counts neither against the peer's health nor
+// as an upstream error.
+type ConnLimit struct {
+	// Max caps the connections in use to the peer (default 0: no cap).
+	Max int
+	// Queue is how many requests may wait for one of the peer's
+	// connections when Max are in use; -1 means none wait (default 0:
+	// as many as Max).
+	Queue int
+	// QueueTimeout is how long a request waits in the queue (default 1s:
+	// a waiting request holds its client, and a 503 the client can retry
+	// beats a stall; nginx's queue waits 60s).
+	QueueTimeout time.Duration
+}
+
+// DefaultQueueTimeout is ConnLimit.QueueTimeout's default.
+const DefaultQueueTimeout = time.Second
+
+// MaxQueueTimeout bounds ConnLimit.QueueTimeout: a client waits this long
+// at most for a connection to a busy peer.
+const MaxQueueTimeout = time.Minute
+
+// Validate reports every invalid field of l, joined, each a *FieldError.
+func (l ConnLimit) Validate() error {
+	var f fieldErrs
+	if l.Max < 0 {
+		f.add("Max", "%d cannot be negative (0: no cap)", l.Max)
+	}
+	if l.Queue < -1 {
+		f.add("Queue", "%d is not -1 (none wait), 0 (as many as Max) or a count", l.Queue)
+	}
+	if l.QueueTimeout < 0 || l.QueueTimeout > MaxQueueTimeout {
+		f.add("QueueTimeout", "%s is not between 0 (default %s) and %s", l.QueueTimeout, DefaultQueueTimeout, MaxQueueTimeout)
+	}
+	if l.Max == 0 && l.Queue != 0 {
+		f.add("Queue", "needs Max: with no cap nothing waits")
+	}
+	if l.Max == 0 && l.QueueTimeout != 0 {
+		f.add("QueueTimeout", "needs Max: with no cap nothing waits")
+	}
+	return errors.Join(f...)
+}
+
+// queue returns how many may wait.
+func (l ConnLimit) queue() int {
+	switch {
+	case l.Queue < 0:
+		return 0
+	case l.Queue == 0:
+		return l.Max
+	}
+	return l.Queue
+}
+
+func (l ConnLimit) timeout() time.Duration {
+	if l.QueueTimeout > 0 {
+		return l.QueueTimeout
+	}
+	return DefaultQueueTimeout
+}
+
+// connSlots holds the in-use count of every capped peer identity.
+type connSlots struct {
+	peers   sync.Map // poolKey -> *peerSlots
+	waited  prometheus.Counter
+	skipped prometheus.Counter
+	refused prometheus.Counter
+}
+
+func newConnSlots(m *metrics) *connSlots {
+	return &connSlots{
+		waited:  m.maxConns.WithLabelValues("waited"),
+		skipped: m.maxConns.WithLabelValues("failed_over"),
+		refused: m.maxConns.WithLabelValues("refused"),
+	}
+}
+
+func (cs *connSlots) of(key string) *peerSlots {
+	if v, ok := cs.peers.Load(key); ok {
+		return v.(*peerSlots)
+	}
+	v, _ := cs.peers.LoadOrStore(key, &peerSlots{})
+	return v.(*peerSlots)
+}
+
+// retain forgets the counts of peers not in live. A request in flight to
+// such a peer frees its slot in the dropped count, which nothing else
+// reads; a table that names the peer again starts from zero.
+func (cs *connSlots) retain(live peerKeys) {
+	cs.peers.Range(func(k, _ any) bool {
+		if !live.has(k.(string)) {
+			cs.peers.Delete(k)
+		}
+		return true
+	})
+}
+
+// active returns the connections in use to the peer identity key.
+func (cs *connSlots) active(key string) int {
+	v, ok := cs.peers.Load(key)
+	if !ok {
+		return 0
+	}
+	ps := v.(*peerSlots)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.active
+}
+
+// peerSlots counts one peer's connections in use and queues the requests
+// waiting for one.
+type peerSlots struct {
+	mu      sync.Mutex
+	active  int
+	waiters []*slotWaiter // first come first served
+}
+
+// slotWaiter is a request in a peer's queue; ready is closed when a slot
+// is handed to it.
+type slotWaiter struct {
+	max     int
+	ready   chan struct{}
+	granted bool // guarded by peerSlots.mu
+}
+
+// tryTake takes a slot when fewer than max are in use and nobody waits.
+func (ps *peerSlots) tryTake(max int) bool {
+	ps.mu.Lock()
+	ok := ps.active < max && len(ps.waiters) == 0
+	if ok {
+		ps.active++
+	}
+	ps.mu.Unlock()
+	return ok
+}
+
+// enqueue adds a waiter unless queue are waiting already (nil). A slot
+// freed since tryTake is taken at once: then taken is true and no waiter
+// is made.
+func (ps *peerSlots) enqueue(max, queue int) (w *slotWaiter, taken bool) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.active < max && len(ps.waiters) == 0 {
+		ps.active++
+		return nil, true
+	}
+	if len(ps.waiters) >= queue {
+		return nil, false
+	}
+	w = &slotWaiter{max: max, ready: make(chan struct{})}
+	ps.waiters = append(ps.waiters, w)
+	return w, false
+}
+
+// leave takes w out of the queue; it reports whether w got a slot before
+// it left, which the caller then holds.
+func (ps *peerSlots) leave(w *slotWaiter) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if w.granted {
+		return true
+	}
+	for i, x := range ps.waiters {
+		if x == w {
+			ps.waiters = append(ps.waiters[:i], ps.waiters[i+1:]...)
+			break
+		}
+	}
+	return false
+}
+
+// release frees a slot: the first waiter whose cap admits it takes it.
+func (ps *peerSlots) release() {
+	if ps == nil {
+		return
+	}
+	ps.mu.Lock()
+	ps.active--
+	for len(ps.waiters) > 0 && ps.active < ps.waiters[0].max {
+		w := ps.waiters[0]
+		ps.waiters[0] = nil
+		ps.waiters = ps.waiters[1:]
+		ps.active++
+		w.granted = true
+		close(w.ready)
+	}
+	ps.mu.Unlock()
+}
+
+// errPeerBusy is the cause of a KindPeerBusy error.
+var errPeerBusy = errors.New("peer at max_conns")
+
+// acquireSlot takes one of peer's connection slots for an attempt, when
+// its ConnLimit caps them; nil (no slot to free) when it does not. See
+// ConnLimit for when it fails over, waits or fails.
+func (s *Server[C]) acquireSlot(sess *Session, peer *Peer) (*peerSlots, error) {
+	lim := peer.Conns
+	if lim.Max <= 0 {
+		return nil, nil
+	}
+	key := peer.poolKey()
+	ps := s.slots.of(key)
+	if ps.tryTake(lim.Max) {
+		return ps, nil
+	}
+	if !triedKey(sess, key) && sess.body != nil && canRetry(sess, sess.body) {
+		s.slots.skipped.Inc()
+		return nil, busyError(peer, lim, "another peer is tried")
+	}
+	w, taken := ps.enqueue(lim.Max, lim.queue())
+	if taken {
+		return ps, nil
+	}
+	if w == nil {
+		s.slots.refused.Inc()
+		return nil, busyError(peer, lim, "queue full")
+	}
+	t := time.NewTimer(lim.timeout())
+	defer t.Stop()
+	select {
+	case <-w.ready:
+		s.slots.waited.Inc()
+		return ps, nil
+	case <-t.C:
+	case <-sess.ctx.Done():
+	}
+	if ps.leave(w) {
+		s.slots.waited.Inc()
+		return ps, nil
+	}
+	if sess.ctx.Err() != nil {
+		return nil, newError(KindClientCanceled, Downstream, sess.ctx.Err())
+	}
+	s.slots.refused.Inc()
+	return nil, busyError(peer, lim, "waited "+lim.timeout().String())
+}
+
+// triedKey reports whether an earlier attempt of sess went to the peer
+// identity key.
+func triedKey(sess *Session, key string) bool {
+	for _, p := range sess.Tried {
+		if p.poolKey() == key {
+			return true
+		}
+	}
+	return false
+}
+
+func busyError(peer *Peer, lim ConnLimit, why string) *Error {
+	return &Error{Kind: KindPeerBusy, Source: Internal, Retry: true,
+		Err: fmt.Errorf("%w: %s has %d in use (%s)", errPeerBusy, peer.Addr, lim.Max, why)}
+}
