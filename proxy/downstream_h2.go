@@ -40,11 +40,15 @@ func h2Config(d DownstreamConfig) h2.Config {
 		PrefaceTimeout:       d.HeaderTimeout,
 		IdleTimeout:          d.KeepAliveTimeout,
 		WriteTimeout:         d.WriteIdleTimeout,
-		// A stream is bounded like a tunnel, not like a request body: gRPC
-		// streams stay open and idle for long (x/net's server had no
-		// bound at all).
+		// A stream's wait for its request body is bounded like a tunnel,
+		// not like an HTTP/1.1 body: gRPC streams stay open and idle for
+		// long (x/net's server had no bound at all).
 		StreamIdleTimeout: max(d.ReadIdleTimeout, d.TunnelIdleTimeout),
-		DrainWait:         min(time.Second, d.DrainLinger),
+		// A response write whose window stays shut is a client that
+		// stopped reading, bounded as on HTTP/1.1: it held its upstream
+		// connection for the hour of TunnelIdleTimeout.
+		StreamWriteTimeout: d.WriteIdleTimeout,
+		DrainWait:          min(time.Second, d.DrainLinger),
 	}
 }
 

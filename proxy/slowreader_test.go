@@ -321,3 +321,34 @@ func TestReadingClientGetsPiecesAsTheyCome(t *testing.T) {
 		}
 	}
 }
+
+// TestStuckStreamWriteTimesOut: a stream whose response write waits on a
+// flow-control window the client never opens ends after the downstream
+// WriteIdleTimeout, as an HTTP/1.1 client that stops reading does, and
+// lets its upstream connection (and its max_conns slot) go. It was bounded
+// by TunnelIdleTimeout, an hour by default.
+func TestStuckStreamWriteTimesOut(t *testing.T) {
+	o := startSizedOrigin(t, false, bodyHandler(1<<20))
+	o.peer.Conns = ConnLimit{Max: 1, Queue: -1}
+	var cfg Config
+	cfg.Retries = -1
+	cfg.Downstream.WriteIdleTimeout = 200 * time.Millisecond
+	p := startProxy(t, routerFor(t, o.peer), cfg, ListenerConfig{Name: "h2c", H2C: true})
+	c := dialSlowH2(t, p.addr)
+	c.get(t, "/")
+	waitFor(t, 10*time.Second, "the stream to take the peer's one connection", func() bool {
+		return o.served.Load() == 1
+	})
+	waitFor(t, 10*time.Second, "the stuck stream to let its connection go", func() bool {
+		return p.srv.slots.active(o.peer.poolKey()) == 0
+	})
+	resp, err := http.Get("http://" + p.addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || n != 1<<20 {
+		t.Fatalf("next request: status %d, %d bytes; want 200 and the whole body", resp.StatusCode, n)
+	}
+}

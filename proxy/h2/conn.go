@@ -42,12 +42,17 @@ type Config struct {
 	// WriteTimeout bounds a write to the connection that makes no
 	// progress: a client that stops reading (default 60s).
 	WriteTimeout time.Duration
-	// StreamIdleTimeout bounds a stream's wait that makes no progress: a
-	// request body read, or a response write whose flow-control window
-	// stays shut. Long-lived streams (gRPC) idle for long, so it is longer
-	// than the connection's timeouts (default 5m, as Envoy's
+	// StreamIdleTimeout bounds a stream's wait for its request body that
+	// makes no progress. Long-lived streams (gRPC) idle for long, so it is
+	// longer than the connection's timeouts (default 5m, as Envoy's
 	// stream_idle_timeout).
 	StreamIdleTimeout time.Duration
+	// StreamWriteTimeout bounds a response write whose flow-control
+	// window stays shut: a client that stopped reading the stream, as
+	// WriteTimeout bounds one that stopped reading the connection
+	// (default: WriteTimeout). An idle stream waits for no window: only a
+	// write with bytes to send does.
+	StreamWriteTimeout time.Duration
 	// DrainWait bounds a drain's wait for the client's PING ACK, after
 	// which the last stream is fixed anyway (default 1s).
 	DrainWait time.Duration
@@ -88,6 +93,7 @@ func (c *Config) setDefaults() {
 	setDur(&c.IdleTimeout, 60*time.Second)
 	setDur(&c.WriteTimeout, 60*time.Second)
 	setDur(&c.StreamIdleTimeout, 5*time.Minute)
+	setDur(&c.StreamWriteTimeout, c.WriteTimeout)
 	setDur(&c.DrainWait, time.Second)
 }
 

@@ -428,7 +428,7 @@ func (st *Stream) reserve(want int) (int, error) {
 		c.flushWanted = true
 		c.unlockWrite()
 		if t == nil {
-			t = time.NewTimer(c.cfg.StreamIdleTimeout)
+			t = time.NewTimer(c.cfg.StreamWriteTimeout)
 			defer t.Stop()
 		}
 		select {
