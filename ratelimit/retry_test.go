@@ -1,59 +1,12 @@
 package ratelimit
 
 import (
-	"context"
-	"net"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/pingora-go/pingora-go/wire"
 	"github.com/pingora-go/pingora-go/wire/wiretest"
 )
-
-// staleDialer makes connections that kill turns dead in a way the client
-// sees only when it next writes: the write is swallowed and the connection
-// closed, as a restarted owner's kernel resets a connection it no longer
-// knows.
-type staleDialer struct {
-	d     wire.Dialer
-	mu    sync.Mutex
-	conns []*staleConn
-}
-
-type staleConn struct {
-	net.Conn
-	dead atomic.Bool
-}
-
-func (c *staleConn) Write(p []byte) (int, error) {
-	if c.dead.Load() {
-		c.Conn.Close()
-		return len(p), nil
-	}
-	return c.Conn.Write(p)
-}
-
-func (s *staleDialer) DialContext(ctx context.Context, addr string) (net.Conn, error) {
-	c, err := s.d.DialContext(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	sc := &staleConn{Conn: c}
-	s.mu.Lock()
-	s.conns = append(s.conns, sc)
-	s.mu.Unlock()
-	return sc, nil
-}
-
-func (s *staleDialer) kill() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.conns {
-		c.dead.Store(true)
-	}
-}
 
 // TestSyncRetriedOnDeadConn: a report written on a pooled connection to
 // its owner that turns out dead (the owner restarted) is sent again on a
@@ -63,7 +16,7 @@ func (s *staleDialer) kill() {
 func TestSyncRetriedOnDeadConn(t *testing.T) {
 	ids := []string{"a", "b"}
 	nw := wiretest.New()
-	stale := &staleDialer{d: nw.Dialer()}
+	var stale wiretest.StaleConns
 	var a *Limiter
 	var aClient *wire.Client
 	for _, id := range ids {
@@ -73,7 +26,7 @@ func TestSyncRetriedOnDeadConn(t *testing.T) {
 		}
 		srv, _ := wire.NewServer(wire.ServerConfig{})
 		go srv.Serve(ln)
-		client, _ := wire.NewClient(wire.ClientConfig{Dialer: stale})
+		client, _ := wire.NewClient(wire.ClientConfig{Dialer: stale.Wrap(nw.Dialer())})
 		ring := &hrwRing{self: id, nodes: ids}
 		l, err := New(Config{Self: id, Peers: simPeers{}, Client: client, Ring: func() Ring { return ring }})
 		if err != nil {
@@ -104,7 +57,7 @@ func TestSyncRetriedOnDeadConn(t *testing.T) {
 		t.Fatalf("after the first report: flags %b, lease %d; want a lease from b", f, e.lease.Load())
 	}
 
-	stale.kill()
+	stale.Kill()
 	if !a.Decide(req, 0, 0).Allow {
 		t.Fatal("request on the lease refused")
 	}
@@ -116,7 +69,7 @@ func TestSyncRetriedOnDeadConn(t *testing.T) {
 			st.SyncErrors, e.flags.Load()&flagFallback != 0, aClient.Stats().Retries)
 	}
 
-	stale.kill()
+	stale.Kill()
 	if e.lease.Load() == 0 {
 		t.Fatal("no lease left to return")
 	}

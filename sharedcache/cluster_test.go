@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -242,50 +240,6 @@ func TestNotOwnerOnRingDisagreement(t *testing.T) {
 	}
 }
 
-// staleConns wraps a dialer; kill makes every connection it made so far
-// dead in a way its client sees only when it next writes: the write is
-// swallowed and the connection closed, as a restarted peer's kernel
-// resets a connection it no longer knows.
-type staleConns struct {
-	mu    sync.Mutex
-	conns []*staleConn
-}
-
-type staleConn struct {
-	net.Conn
-	dead atomic.Bool
-}
-
-func (c *staleConn) Write(p []byte) (int, error) {
-	if c.dead.Load() {
-		c.Conn.Close()
-		return len(p), nil
-	}
-	return c.Conn.Write(p)
-}
-
-func (s *staleConns) wrap(d wire.Dialer) wire.Dialer {
-	return wire.DialerFunc(func(ctx context.Context, addr string) (net.Conn, error) {
-		c, err := d.DialContext(ctx, addr)
-		if err != nil {
-			return nil, err
-		}
-		sc := &staleConn{Conn: c}
-		s.mu.Lock()
-		s.conns = append(s.conns, sc)
-		s.mu.Unlock()
-		return sc, nil
-	})
-}
-
-func (s *staleConns) kill() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.conns {
-		c.dead.Store(true)
-	}
-}
-
 // TestStaleConnNotSuspect: after the owner restarted (or a blip) the
 // pooled connections to it are dead, and the first lookup and fill written
 // on them fail. The wire client sends them again on new connections, so
@@ -293,12 +247,12 @@ func (s *staleConns) kill() {
 // does not fetch its keys from the origin itself.
 func TestStaleConnNotSuspect(t *testing.T) {
 	h := newHarness(t, Config{SuspectFor: time.Hour})
-	var stale staleConns
+	var stale wiretest.StaleConns
 	h.dialer = func(name string, d wire.Dialer) wire.Dialer {
 		if name != "a" {
 			return d
 		}
-		return stale.wrap(d)
+		return stale.Wrap(d)
 	}
 	for _, n := range []string{"a", "b", "c"} {
 		h.add(n)
@@ -314,7 +268,7 @@ func TestStaleConnNotSuspect(t *testing.T) {
 	if _, how, err := h.get(a, keys[0]); err != nil || how != "waited" {
 		t.Fatalf("first key: %s %v", how, err)
 	}
-	stale.kill()
+	stale.Kill()
 	b, how, err := h.get(a, keys[1])
 	if err != nil || how != "waited" || !bytes.Equal(b, h.origin.body(keys[1])) {
 		t.Fatalf("key of the owner after its connections died: %s %v", how, err)
