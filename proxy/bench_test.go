@@ -36,8 +36,12 @@ func BenchmarkProxyH1100k(b *testing.B) {
 }
 
 func benchProxyH1(b *testing.B, resp string) {
-	origin := startRawOrigin(b, resp)
-	p := startProxy(b, routerFor(b, &Peer{Addr: origin}), Config{}, ListenerConfig{Name: "http"})
+	benchProxyH1Peer(b, &Peer{Addr: startRawOrigin(b, resp)})
+}
+
+// benchProxyH1Peer is benchProxyH1 against peer.
+func benchProxyH1Peer(b *testing.B, peer *Peer) {
+	p := startProxy(b, routerFor(b, peer), Config{}, ListenerConfig{Name: "http"})
 	c, err := net.Dial("tcp", p.addr)
 	if err != nil {
 		b.Fatal(err)

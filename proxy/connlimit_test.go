@@ -1,11 +1,9 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -151,9 +149,15 @@ type getResult struct {
 }
 
 func getAsync(c *http.Client, url string) <-chan getResult {
+	req, _ := http.NewRequest("GET", url, nil)
+	return doAsync(c, req)
+}
+
+// doAsync sends req with c and delivers the result on the channel.
+func doAsync(c *http.Client, req *http.Request) <-chan getResult {
 	ch := make(chan getResult, 1) // one result, never blocks the sender
 	go func() {
-		resp, err := c.Get(url)
+		resp, err := c.Do(req)
 		if err != nil {
 			ch <- getResult{err: err}
 			return
@@ -281,20 +285,9 @@ func TestMaxConnsFailsOver(t *testing.T) {
 	p := startProxy(t, RouterApp{Router: r}, Config{}, ListenerConfig{Name: "http"})
 	c := h1Client()
 	get := func(path string) <-chan getResult {
-		ch := make(chan getResult, 1) // one result
-		go func() {
-			req, _ := http.NewRequest("GET", "http://"+p.addr+path, nil)
-			req.Header.Set("X-Key", "same")
-			resp, err := c.Do(req)
-			if err != nil {
-				ch <- getResult{err: err}
-				return
-			}
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			ch <- getResult{status: resp.StatusCode, body: string(b), err: err}
-		}()
-		return ch
+		req, _ := http.NewRequest("GET", "http://"+p.addr+path, nil)
+		req.Header.Set("X-Key", "same")
+		return doAsync(c, req)
 	}
 	first := get("/hold")
 	waitFor(t, 5*time.Second, "the first request at an origin", func() bool { return a.served.Load()+b.served.Load() == 1 })
@@ -320,24 +313,7 @@ func TestMaxConnsFailsOver(t *testing.T) {
 // (max_conns 64, never reached): the cost of taking and freeing a slot.
 func BenchmarkProxyH1MaxConns(b *testing.B) {
 	origin := startRawOrigin(b, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"+string(make([]byte, 100)))
-	peer := &Peer{Addr: origin, Conns: ConnLimit{Max: 64}}
-	p := startProxy(b, routerFor(b, peer), Config{}, ListenerConfig{Name: "http"})
-	c, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
-	req := []byte("GET /small HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
-		}
-		if err := readRawResponse(br); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchProxyH1Peer(b, &Peer{Addr: origin, Conns: ConnLimit{Max: 64}})
 }
 
 // TestMaxConnsTunnelHoldsSlot: an upgraded WebSocket tunnel holds its
