@@ -29,14 +29,7 @@ func TestBodyBuffered(t *testing.T) {
 		{"mid chunk", "6\r\nfirst\n\r\n", 3, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := NewReader(bufio.NewReader(strings.NewReader(tc.wire)), Limits{})
-			b := NewBody(r)
-			b.ResetResponse(&Response{Status: 200, Chunked: true})
-			if tc.read > 0 {
-				if _, err := io.ReadFull(b, make([]byte, tc.read)); err != nil {
-					t.Fatal(err)
-				}
-			}
+			b := chunkedBodyAfter(t, tc.wire, tc.read)
 			if got := b.Buffered() > 0; got != tc.want {
 				t.Fatalf("Buffered() = %d, want > 0: %v", b.Buffered(), tc.want)
 			}
@@ -65,14 +58,7 @@ func TestBodyEndBuffered(t *testing.T) {
 		{"trailer, ended", "6\r\nfirst\n\r\n0\r\nX-Sum: 1\r\n\r\n", 6, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := NewReader(bufio.NewReader(strings.NewReader(tc.wire)), Limits{})
-			b := NewBody(r)
-			b.ResetResponse(&Response{Status: 200, Chunked: true})
-			if tc.read > 0 {
-				if _, err := io.ReadFull(b, make([]byte, tc.read)); err != nil {
-					t.Fatal(err)
-				}
-			}
+			b := chunkedBodyAfter(t, tc.wire, tc.read)
 			if got := b.EndBuffered(); got != tc.want {
 				t.Fatalf("EndBuffered() = %v, want %v", got, tc.want)
 			}
@@ -83,4 +69,18 @@ func TestBodyEndBuffered(t *testing.T) {
 			}
 		})
 	}
+}
+
+// chunkedBodyAfter returns a chunked response body over wire with its
+// first read bytes read.
+func chunkedBodyAfter(t *testing.T, wire string, read int) *Body {
+	t.Helper()
+	b := NewBody(NewReader(bufio.NewReader(strings.NewReader(wire)), Limits{}))
+	b.ResetResponse(&Response{Status: 200, Chunked: true})
+	if read > 0 {
+		if _, err := io.ReadFull(b, make([]byte, read)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
 }
