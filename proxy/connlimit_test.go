@@ -252,6 +252,9 @@ func TestMaxConnsRefuses503(t *testing.T) {
 			if !r.Table().upstreams["up"].records[0].State().Healthy() {
 				t.Fatal("a peer at its cap was ejected by passive health")
 			}
+			if st := r.Table().Upstreams()[0].Peers[0]; st.MaxConns != 1 || st.InFlight != 1 {
+				t.Errorf("status of the peer at its cap: max_conns %d, in_flight %d; want 1 and 1", st.MaxConns, st.InFlight)
+			}
 			if v := counterValue(p.srv.slots.refused); v < 1 {
 				t.Errorf("refused counter %v, want at least 1", v)
 			}

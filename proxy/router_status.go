@@ -19,6 +19,8 @@ type PeerStatus struct {
 	Addr     string `json:"addr"`
 	Weight   int    `json:"weight"`
 	InFlight int64  `json:"in_flight"`
+	// MaxConns is the peer's ConnLimit.Max (omitted: no cap).
+	MaxConns int `json:"max_conns,omitempty"`
 	health.Snapshot
 }
 
@@ -36,7 +38,7 @@ func (t *Table) Upstreams() []UpstreamStatus {
 				w = 1
 			}
 			rec := g.records[i]
-			us.Peers = append(us.Peers, PeerStatus{Addr: p.Addr, Weight: w, InFlight: rec.State().InFlight.Load(), Snapshot: rec.Snapshot()})
+			us.Peers = append(us.Peers, PeerStatus{Addr: p.Addr, Weight: w, InFlight: rec.State().InFlight.Load(), MaxConns: p.Conns.Max, Snapshot: rec.Snapshot()})
 		}
 		out = append(out, us)
 	}
