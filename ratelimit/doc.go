@@ -103,7 +103,10 @@
 //
 // Ring change, graceful (a node joins or drains): the old owner hands each
 // counter it no longer owns to the new owner (MethodHandoff, Drain on
-// leave), with its leases; the new owner takes the larger count. Reports
+// leave), with its leases; the new owner takes the larger count. One that
+// arrives twice (sent again, or re-offered after a lost answer) adds its
+// leases once: a lease takes the most any hand-off brought for its node
+// (TestHandoffAbsorbedOnce). Reports
 // sent with an old ring get a not-owner answer and fall back for a round.
 //
 // Owner crash: the new owner rebuilds the counter from the reports: each

@@ -76,10 +76,9 @@ func (l *Limiter) sendHandoffs(owner string, hs []handoff) error {
 		return fmt.Errorf("ratelimit: no cluster address for %s", owner)
 	}
 	// A hand-off may reach its owner twice (wire.WithIdempotent: sent
-	// again when a pooled connection dies before the answer): absorbing
-	// one twice keeps the larger count and adds its leases twice, as the
-	// re-offer of a failed hand-off a second later already does whether
-	// the owner took it or not. Retrying at once only comes sooner.
+	// again when a pooled connection dies before the answer), as the
+	// re-offer of a failed hand-off a second later does whether the owner
+	// took it or not: absorb takes it once.
 	ctx, cancel := context.WithTimeout(wire.WithIdempotent(context.Background()), 4*l.cfg.CallTimeout)
 	defer cancel()
 	_, err := l.cfg.Client.CallRaw(ctx, addr, MethodHandoff, encodeHandoffs(nil, l.cfg.Self, hs))
@@ -109,7 +108,23 @@ func (l *Limiter) receiveHandoffs(hs []handoff) {
 
 // absorb merges a hand-off into c. The leases it brings are counted in the
 // merged state already, so their refunds are not taken out of c's own
-// windows (granted stays): they run out with the windows.
+// windows (granted stays): they run out with the windows. A token bucket
+// does get them back when they expire unspent.
+//
+// A hand-off may arrive twice: sent again on a new connection when the
+// first died before its answer (wire.WithIdempotent), or re-offered a
+// second later when its answer was lost. Merging the state is idempotent
+// (the larger count wins); a lease adds only what it brings beyond the
+// most an earlier hand-off brought for that node (lease.handed). Added
+// twice, a token bucket would refund the lease twice when it expires and
+// let the key admit up to its out over the limit, and either algorithm
+// would take what the node spends beyond its lease for lease tokens.
+// Taking the larger errs low on the lease, which counts high: if two
+// previous owners each leased to a node (the ring moved twice and the
+// first hand-off failed), what the node spends of the smaller lease is
+// counted again, and that lease is not refunded. (A copy delayed past
+// the lease's end finds it expired here too: left is relative, and the
+// sender's copy runs out at the same time.)
 func (c *counter) absorb(st *ruleState, h handoff, now int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -121,7 +136,10 @@ func (c *counter) absorb(st *ruleState, h handoff, now int64) {
 			continue
 		}
 		ls := c.leaseFor(strings.Clone(hl.node))
-		ls.out += hl.out
+		if add := hl.out - ls.handed; add > 0 {
+			ls.out += add
+			ls.handed = hl.out
+		}
 		ls.exp = max(ls.exp, now+hl.left)
 		if ls.last == 0 {
 			ls.last = now

@@ -40,6 +40,9 @@ type lease struct {
 	// and the one before, so a refund never takes back more than was
 	// counted in a window still in the estimate.
 	granted slide
+	// handed is the most any hand-off brought for this lease (its out
+	// then): one that arrives again brings nothing new (see absorb).
+	handed int64
 }
 
 // report is one key's line of a sync request: what a node did since its

@@ -1,0 +1,64 @@
+package ratelimit
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+// TestHandoffAbsorbedOnce: a hand-off that reaches its new owner twice (a
+// retry, or the re-offer a second later of one whose answer was lost)
+// counts its leases once, and a later one from a further previous owner
+// (a chain A → B → C: B's lease for a node carries what A handed it) adds
+// only what it brings beyond. Node b holds 40 tokens from A, 60 from B.
+// A token bucket refunds b's 60 when the lease runs out, not 140 (the
+// over-fill that let a re-offer admit more than the limit); a sliding
+// window counts what b spends beyond its 60.
+func TestHandoffAbsorbedOnce(t *testing.T) {
+	for _, alg := range []Algorithm{TokenBucket, SlidingWindow} {
+		t.Run(string(alg), func(t *testing.T) {
+			// 100 tokens per 100 s: one a second, so refills stay small.
+			l, clk := newTestLimiter(t, Rule{Name: "g", Limit: 100, Period: 100 * time.Second,
+				Burst: 100, Algorithm: alg, Scope: Global})
+			st := l.rules.Load().byName["g"]
+			now := l.wall()
+			idx, _ := windowAt(now, st.rule.Period)
+			fromA, fromB := snap{at: now, a: 30_000}, snap{at: now, a: 10_000} // tokens left
+			if alg == SlidingWindow {
+				fromA, fromB = snap{at: idx, b: 70}, snap{at: idx, b: 90} // counted in this window
+			}
+			left := int64(2 * time.Second)
+			a := handoff{rule: "g", key: "k", snap: fromA, leases: []handoffLease{{node: "b", out: 40, left: left}}}
+			b := handoff{rule: "g", key: "k", snap: fromB, leases: []handoffLease{{node: "b", out: 60, left: left}}}
+			l.receiveHandoffs([]handoff{a})
+			l.receiveHandoffs([]handoff{a})
+			c := st.c.owned.get("k")
+			if out := c.leaseFor("b").out; out != 40 {
+				t.Fatalf("b's lease holds %d after the same hand-off twice, want 40", out)
+			}
+			l.receiveHandoffs([]handoff{b})
+			if out := c.leaseFor("b").out; out != 60 {
+				t.Fatalf("b's lease holds %d after B's hand-off, want 60", out)
+			}
+			if alg == SlidingWindow {
+				// b spends 70: its 60 and 10 beyond, which count.
+				clk.Advance(time.Second)
+				c.report(st, "b", &report{used: 70, span: int64(time.Second)}, l.wall(), l.cfg, 1)
+				now = l.wall()
+				_, f := windowAt(now, st.rule.Period)
+				if got, out := c.count(st, f), c.leaseFor("b").out; got != 100 || out != 0 {
+					t.Fatalf("count %.0f, b holds %d after spending 70 of 60; want 100 and 0", got, out)
+				}
+				return
+			}
+			// The lease runs out unspent: the bucket gets b's 60 back.
+			clk.Advance(3 * time.Second)
+			now = l.wall()
+			c.advance(st, now, idx)
+			// 10 left, 3 refilled, 60 refunded: 27 missing of 100.
+			if got := c.count(st, 0); math.Abs(got-27) > 0.01 {
+				t.Fatalf("bucket misses %.2f tokens after the lease ran out, want 27", got)
+			}
+		})
+	}
+}
