@@ -31,6 +31,7 @@ type cacheState struct {
 	// (a 304 answered from the response head); the body only fills.
 	clientDone bool
 	invalidate bool // an unsafe method: invalidate on success (§4.4)
+	refused    bool // CacheHitFilter refused the stored response: no recheck
 	result     string
 	st         cacheStatus
 	// req is the request as the store sees it, carried by ctx (see
@@ -135,7 +136,7 @@ func (s *Server[C]) cacheRequest(sess *Session, ctx C) (done bool, err error) {
 			return true, err
 		}
 		if miss {
-			obj = nil
+			obj, cs.refused = nil, true
 		}
 	}
 	if obj != nil {
@@ -263,14 +264,27 @@ func (s *Server[C]) cacheMiss(sess *Session, ctx C) (bool, error) {
 // served from it (collapsed forwarding). A wait that ends without an
 // object sends the request to the origin uncached. An object that turns
 // out to be a Vary index sends it once more to its own variant.
+//
+// A fill that ended between the request's lookup and its Lock stored what
+// the request needs, and Lock no longer knows of it: holding the lock,
+// the request looks again (no other fill can store now) and, when that
+// object may be used, gives the lock up and is served from it, not sent to
+// the origin a second time. A waiter woken by a lock given up so (Lock
+// answers ErrFillFailed) finds the object the same way.
 func (s *Server[C]) cacheLock(sess *Session, ctx C) (bool, error) {
 	cs := &sess.cache
 	for range 2 {
 		f, o, err := cs.store.Lock(cs.storeCtx(sess), cs.vkey, cs.cfg.lockTimeout())
+		if f != nil || errors.Is(err, cache.ErrFillFailed) {
+			if o = s.storedMeanwhile(sess); o == nil && f != nil {
+				cs.fill = f
+				return false, nil
+			}
+			if f != nil {
+				f.Abort(errStoredMeanwhile)
+			}
+		}
 		switch {
-		case f != nil:
-			cs.fill = f
-			return false, nil
 		case o != nil && o.Meta().Variants != nil:
 			cs.index = o.Meta().Variants
 			cs.vkey = cache.VariantKey(cs.key, cs.index, sess.Req.Header)
@@ -288,6 +302,32 @@ func (s *Server[C]) cacheLock(sess *Session, ctx C) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// errStoredMeanwhile ends a lock given up for an object a fill stored
+// between the request's lookup and its lock.
+var errStoredMeanwhile = errors.New("proxy: stored by another fill meanwhile")
+
+// storedMeanwhile looks the request's key up again (cacheLock): the
+// object stored under it when the request may use it as is (a Vary index
+// too, or one still being filled, which a waiter would get), else nil.
+// A request whose CacheHitFilter refused what its lookup found does not
+// look again.
+func (s *Server[C]) storedMeanwhile(sess *Session) cache.Object {
+	cs := &sess.cache
+	if cs.refused {
+		return nil
+	}
+	o, err := cs.store.Lookup(cache.WithRecheck(cs.storeCtx(sess)), cs.vkey)
+	switch {
+	case err != nil || o == nil:
+		return nil
+	case o.Meta().Variants != nil || o.Len() < 0:
+		return o
+	case cache.Check(o.Meta(), cs.rq, s.clock.Now()).Use == cache.UseValidate:
+		return nil // what the lookup found, or no better
+	}
+	return o
 }
 
 // lockFailed records why a request goes to the origin without the lock.

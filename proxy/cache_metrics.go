@@ -46,7 +46,7 @@ func newCacheMetrics() *cacheMetrics {
 		}),
 		lockWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pingora_cache_lock_waits_total",
-			Help: "Requests that found another request filling their key, by outcome: collapsed (served from that fill), timeout (went to the origin after the lock timeout), fill_failed (that fill stored nothing).",
+			Help: "Requests that found another request filling their key, by outcome: collapsed (served from that fill, or from what a fill stored between the request's lookup and its lock), timeout (went to the origin after the lock timeout), fill_failed (that fill stored nothing).",
 		}, []string{"outcome"}),
 		bytesServed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pingora_cache_bytes_served_total",

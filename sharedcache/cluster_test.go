@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pingora-go/pingora-go/proxy/cache"
 	"github.com/pingora-go/pingora-go/wire"
 	"github.com/pingora-go/pingora-go/wire/wiretest"
 )
@@ -83,6 +85,36 @@ func TestLockAfterAFillStored(t *testing.T) {
 		t.Fatalf("no fill for a stale object: %v", err)
 	} else {
 		f.Abort(nil)
+	}
+}
+
+// TestRecheckLooksHere: the engine's second look once it holds a lock
+// (cache.WithRecheck) is not counted as a lookup, and for another node's
+// key looks only at the hot tier: no call to the owner.
+func TestRecheckLooksHere(t *testing.T) {
+	h := newHarness(t, Config{}, "a", "b", "c")
+	key := testKey(7)
+	owner := h.nodes[ownerOf(key, "a", "b", "c")]
+	other := h.nonOwner(key)
+	if _, how, err := h.get(owner, key); err != nil || how != "filled" {
+		t.Fatalf("first request: %s %v", how, err)
+	}
+	ctx := cache.WithRecheck(requestCtx(key))
+	before, calls := owner.c.Stats(), h.origin.fetches.Load()
+	for name, s := range map[string]cache.Store{"shared": owner.c, "local": owner.c.Local()} {
+		if o, err := s.Lookup(ctx, key); o == nil || err != nil {
+			t.Fatalf("%s: the owner's recheck found nothing: %v", name, err)
+		}
+	}
+	if o, _ := other.c.Lookup(ctx, key); o != nil {
+		t.Fatal("a recheck of another node's key found an object without a hot copy")
+	}
+	after := owner.c.Stats()
+	if !maps.Equal(after.Tiers, before.Tiers) || after.Lookups1m != before.Lookups1m || h.origin.fetches.Load() != calls {
+		t.Fatalf("rechecks counted: %+v -> %+v", before.Tiers, after.Tiers)
+	}
+	if st := other.c.Stats(); st.Tiers["remote"] != (TierStats{}) || st.OwnerCalls != 0 {
+		t.Fatalf("the non-owner's recheck asked the owner: %+v", st.Tiers)
 	}
 }
 

@@ -12,9 +12,19 @@ import (
 // it is the local tier's, or after a ring change the one a previous owner
 // hands over. For another node's key it is a fresh hot copy, else the
 // owner's, copied into the hot tier as it streams. Nil when nobody holds
-// it, or when the owner is suspect (the request then fills here).
+// it, or when the owner is suspect (the request then fills here). A
+// recheck (cache.IsRecheck: the engine looks again once it holds the
+// lock) looks only here and is not counted: Lock gives the caller a fill
+// of another node's key only when the owner could not be asked, and
+// lockOwned has looked again already.
 func (c *Cache) Lookup(ctx context.Context, key string) (cache.Object, error) {
 	t := c.owner(key)
+	if cache.IsRecheck(ctx) {
+		if t.self {
+			return c.local.Lookup(ctx, key)
+		}
+		return c.hot.Lookup(ctx, key)
+	}
 	if t.self {
 		o, _ := c.local.Lookup(ctx, key)
 		c.countLookup(o, tierLocal)
@@ -221,7 +231,9 @@ var _ cache.Store = localStore{}
 
 func (l localStore) Lookup(ctx context.Context, key string) (cache.Object, error) {
 	o, err := l.c.local.Lookup(ctx, key)
-	l.c.countLookup(o, tierLocal)
+	if !cache.IsRecheck(ctx) { // a recheck is the counted lookup's again
+		l.c.countLookup(o, tierLocal)
+	}
 	return o, err
 }
 

@@ -41,6 +41,24 @@ func RequestFrom(ctx context.Context) *Request {
 	return r
 }
 
+type recheckKey struct{}
+
+// WithRecheck returns ctx marking a Lookup as a recheck: the engine looks
+// a key up again once Lock gave it the fill (or the fill it waited for
+// stored nothing), because another fill may have stored the key between
+// the request's first Lookup and that Lock. A store that counts lookups
+// should leave a recheck out (the request's lookup was counted); one that
+// holds keys elsewhere may answer it from what it holds here alone.
+func WithRecheck(ctx context.Context) context.Context {
+	return context.WithValue(ctx, recheckKey{}, true)
+}
+
+// IsRecheck reports whether ctx marks a recheck (WithRecheck).
+func IsRecheck(ctx context.Context) bool {
+	v, _ := ctx.Value(recheckKey{}).(bool)
+	return v
+}
+
 // variantSep separates a variant key from its primary key (VariantKey).
 const variantSep = "\x00vary\x00"
 

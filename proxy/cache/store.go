@@ -21,6 +21,8 @@ type Store interface {
 	// Lookup returns the object stored under key: a complete one, or one
 	// another request is still filling (its body then streams as the fill
 	// writes it). It returns nil and no error when key holds nothing.
+	// The engine looks a key up again after Lock gave it the fill, with
+	// ctx marked by WithRecheck.
 	Lookup(ctx context.Context, key string) (Object, error)
 	// Lock asks to fill key; it is the cache lock (collapsed forwarding).
 	// When no fill of key is under way the caller gets the Fill and must
