@@ -115,6 +115,7 @@ type nullDownstream struct{}
 func (nullDownstream) body(int64) (io.Reader, bool)    { return strings.NewReader(""), false }
 func (nullDownstream) contentLength() int64            { return 0 }
 func (nullDownstream) trailer() http.Header            { return nil }
+func (nullDownstream) trailersFollow()                 {}
 func (nullDownstream) writeHead(*ResponseHeader) error { return nil }
 func (nullDownstream) write([]byte) error              { return nil }
 func (nullDownstream) blocked(int) bool                { return false }

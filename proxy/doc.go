@@ -76,7 +76,10 @@
 // with bounded memory (32 KiB buffers; at most 64 KiB of a request body is
 // kept for a replay), trailers pass through but for the fields RFC 9110
 // §6.5.1 forbids there (dropForbiddenTrailers), and versions translate both
-// ways (HTTP/1.1 chunked trailers to HTTP/2 trailers and back). On Linux a
+// ways (HTTP/1.1 chunked trailers to HTTP/2 trailers and back; an HTTP/2
+// response with a Content-Length and trailers goes chunked to an HTTP/1.1
+// client that sent "TE: trailers", else keeps its length and loses the
+// trailers). On Linux a
 // response body framed by Content-Length from an HTTP/1.1 upstream to an
 // HTTP/1.1 client, both over plain TCP, moves with splice(2) when no body
 // filter or cache fill needs to see it (Config.NoSplice turns it off). Failures

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/pingora-go/pingora-go/proxy/h1"
 )
 
@@ -44,7 +46,8 @@ type h1Downstream struct {
 	headSent  bool
 	chunked   bool
 	noBody    bool
-	declared  int64 // Content-Length sent, -1 if none
+	declared  int64 // the body's declared length (Content-Length), -1 if none; checked also when it goes chunked
+	trailers  bool  // the body may end with trailers the client accepts: chunked, never Content-Length
 	written   int64
 	keepAlive bool
 	broken    bool // the connection must close: framing is unknown
@@ -242,7 +245,7 @@ func (d *h1Downstream) startRequest(sess *Session, ctx context.Context) {
 	if r.Header != nil {
 		delete(r.Header, "Host")
 	}
-	d.headSent, d.chunked, d.noBody, d.broken = false, false, false, false
+	d.headSent, d.chunked, d.noBody, d.broken, d.trailers = false, false, false, false, false
 	d.declared, d.written = -1, 0
 	d.keepAlive = !r.Close
 	d.in.started = false
@@ -332,6 +335,13 @@ func (d *h1Downstream) errorCloses(code int) bool {
 		d.req.Method == http.MethodConnect // the client may be sending tunnel bytes already
 }
 
+// trailersFollow: see downstream. A client accepts trailers with
+// "TE: trailers" (RFC 9110 section 10.1.4); an HTTP/1.0 one cannot take
+// chunked.
+func (d *h1Downstream) trailersFollow() {
+	d.trailers = d.req.Minor == 1 && httpguts.HeaderValuesContainsToken(d.rh.Header["Te"], "trailers")
+}
+
 // writeHead sends the status line and fields, choosing the body framing:
 // Content-Length when known, else chunked for HTTP/1.1, else read until
 // close.
@@ -385,8 +395,11 @@ func (d *h1Downstream) frame(resp *ResponseHeader) {
 		if st == http.StatusNoContent || st < 200 {
 			delete(h, "Content-Length")
 		}
-	case d.declared >= 0:
+	case d.declared >= 0 && !d.trailers:
 	case d.req.Minor == 1:
+		// A body with trailers to come goes chunked, as nginx sends it:
+		// its declared length is still checked (write, finish).
+		delete(h, "Content-Length")
 		h["Transfer-Encoding"] = chunkedTE
 		d.chunked = true
 	default:
@@ -497,12 +510,12 @@ func (d *h1Downstream) sendBuffered() error {
 func (d *h1Downstream) finish(trailer http.Header) error {
 	switch {
 	case d.noBody:
+	case d.declared >= 0 && d.written != d.declared:
+		d.broken = true // chunked too: the body never ends
+		return errors.New("proxy: response body shorter than its Content-Length")
 	case d.chunked:
 		d.armWrite(chunkOverhead + trailerSize(trailer))
 		h1.ChunkWriter{W: d.c.bw}.Close(trailer)
-	case d.declared >= 0 && d.written != d.declared:
-		d.broken = true
-		return errors.New("proxy: response body shorter than its Content-Length")
 	}
 	return d.flush()
 }

@@ -129,6 +129,9 @@ func (d *h2Downstream) started() bool { return d.headSent }
 
 func (d *h2Downstream) errorCloses(int) bool { return false }
 
+// trailersFollow: HTTP/2 carries trailers after any body.
+func (d *h2Downstream) trailersFollow() {}
+
 func (d *h2Downstream) writeHead(resp *ResponseHeader) error {
 	if d.hdr == nil {
 		d.hdr = make(http.Header, len(resp.Header))

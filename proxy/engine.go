@@ -373,6 +373,9 @@ func (s *Server[C]) respond(sess *Session, ctx C, ex exchange, resp *ResponseHea
 		ex.release(false)
 		return err
 	}
+	if trailersMayFollow(ex, resp.Header) {
+		sess.ds.trailersFollow()
+	}
 	if err := sess.ds.writeHead(resp); err != nil {
 		ex.release(false)
 		return classifyIO(err, Downstream)
@@ -382,6 +385,17 @@ func (s *Server[C]) respond(sess *Session, ctx C, ex exchange, resp *ResponseHea
 		return s.finishEarly(sess, ctx, ex)
 	}
 	return s.copyBody(sess, ctx, ex)
+}
+
+// trailersMayFollow reports whether a response with head h may end with
+// trailers however its body is framed: an HTTP/2 upstream's (HTTP/1.1
+// carries trailers only without a Content-Length) that announces them in
+// Trailer, or a gRPC response, whose status comes in trailers.
+func trailersMayFollow(ex exchange, h http.Header) bool {
+	if _, h2 := ex.(*h2Exchange); !h2 || len(h["Content-Length"]) == 0 {
+		return false
+	}
+	return len(h["Trailer"]) > 0 || isGRPCContentType(h.Get("Content-Type"))
 }
 
 func (s *Server[C]) filterResponse(sess *Session, resp *ResponseHeader) error {

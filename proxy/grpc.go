@@ -47,6 +47,14 @@ func isGRPC(req *RequestHeader) bool {
 	return len(v) > 0 && strings.HasPrefix(v[0], "application/grpc")
 }
 
+// isGRPCContentType reports whether a response's content type is gRPC's
+// (application/grpc, +proto, +json, ...), whose status comes in trailers;
+// not grpc-web's, which carries them in the body.
+func isGRPCContentType(v string) bool {
+	rest, ok := strings.CutPrefix(v, "application/grpc")
+	return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')
+}
+
 // parseGRPCTimeout parses a grpc-timeout value: at most 8 ASCII digits and
 // a unit, H M S m u n (hours down to nanoseconds).
 func parseGRPCTimeout(v string) (time.Duration, bool) {

@@ -256,6 +256,12 @@ type downstream interface {
 	contentLength() int64
 	// trailer returns the request trailers, valid after the body's EOF.
 	trailer() http.Header
+	// trailersFollow says, before writeHead, that the response body may
+	// end with trailers though its head declares a Content-Length (an
+	// HTTP/2 upstream's response that announces them): HTTP/1.1, which
+	// carries trailers only in a chunked body, then drops the
+	// Content-Length for a client that accepts trailers (TE: trailers).
+	trailersFollow()
 	// writeHead sends the response head; it chooses the body framing.
 	writeHead(resp *ResponseHeader) error
 	write(p []byte) error

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -151,5 +152,87 @@ func TestH2NoContentLengthOn204(t *testing.T) {
 		if has := slices.Contains(o.Header, hostile.Field{Name: "content-length", Value: "5"}); has != tc.cl {
 			t.Errorf("%s: head %v, content-length: 5 wanted %v", tc.path, o.Header, tc.cl)
 		}
+	}
+}
+
+// TestH2TrailersOverContentLengthToH1: an HTTP/2 origin's response that
+// declares a Content-Length and ends with trailers reaches an HTTP/1.1
+// client that sent "TE: trailers" chunked, without the Content-Length,
+// with its trailers (those the head announces, or a gRPC response's), as
+// nginx does; a client that did not ask for trailers, or a response that
+// announces none, keeps its Content-Length and goes without them (a
+// recipient may drop trailers, RFC 9110 section 6.5.1). Forbidden
+// trailers are dropped as ever. A body shorter than its Content-Length
+// still fails, chunked or not.
+func TestH2TrailersOverContentLengthToH1(t *testing.T) {
+	origin := startOrigin(t, originH2C, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		switch r.URL.Path {
+		case "/announced", "/short":
+			h.Set("Trailer", "X-Sum, Set-Cookie")
+		case "/grpc":
+			h.Set("Content-Type", "application/grpc")
+		}
+		h.Set("Content-Length", "4")
+		if r.URL.Path == "/short" {
+			h.Set("Content-Length", "8")
+		}
+		w.WriteHeader(200)
+		io.WriteString(w, "body")
+		w.(http.Flusher).Flush()
+		if r.URL.Path == "/grpc" {
+			h.Set(http.TrailerPrefix+"Grpc-Status", "0")
+		} else {
+			h.Set(http.TrailerPrefix+"X-Sum", "abc")
+			h.Set(http.TrailerPrefix+"Set-Cookie", "a=b")
+		}
+	}))
+	p := startProxy(t, routerFor(t, origin), Config{}, ListenerConfig{Name: "http", H2C: true})
+	for _, tc := range []struct {
+		path, te string
+		chunked  bool
+		trailer  string // the one trailer wanted
+	}{
+		{"/announced", "TE: trailers\r\n", true, "X-Sum"},
+		{"/grpc", "TE: trailers\r\n", true, "Grpc-Status"},
+		{"/announced", "", false, ""},
+		{"/announced", "TE: gzip\r\n", false, ""},
+		{"/plain", "TE: trailers\r\n", false, ""},
+	} {
+		resp, body := rawRequest(t, p.addr, "GET "+tc.path+" HTTP/1.1\r\nHost: x\r\n"+tc.te+"\r\n")
+		name := tc.path + " " + strings.TrimSpace(tc.te)
+		if resp.StatusCode != 200 || body != "body" {
+			t.Fatalf("%s: %d %q", name, resp.StatusCode, body)
+		}
+		chunked := len(resp.TransferEncoding) == 1 && resp.TransferEncoding[0] == "chunked"
+		if chunked != tc.chunked || chunked == (resp.ContentLength == 4) || chunked == (resp.Header.Get("Content-Length") == "4") {
+			t.Errorf("%s: Transfer-Encoding %v, Content-Length %d (field %q)", name, resp.TransferEncoding,
+				resp.ContentLength, resp.Header.Get("Content-Length"))
+		}
+		var want []string
+		if tc.trailer != "" {
+			want = []string{tc.trailer}
+		}
+		if got := slices.Sorted(maps.Keys(resp.Trailer)); !slices.Equal(got, want) {
+			t.Errorf("%s: trailers %v, want %v", name, resp.Trailer, want)
+		}
+		if v := resp.Trailer.Get(tc.trailer); tc.trailer != "" && v == "" {
+			t.Errorf("%s: trailer %s has no value", name, tc.trailer)
+		}
+	}
+	// Four bytes of eight: the chunked body never ends.
+	c := dialTCP(t, p.addr)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /short HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.TransferEncoding) == 0 {
+		t.Fatalf("/short: not chunked: Content-Length %d", resp.ContentLength)
+	}
+	if b, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatalf("/short: a short body read as complete: %q", b)
 	}
 }
