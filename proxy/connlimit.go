@@ -24,9 +24,11 @@ import (
 //
 // A request whose peer is at Max fails over at once to another peer when
 // another attempt is allowed (Retries left, the request replayable,
-// nothing sent to the client): the next attempt's UpstreamPeer sees the
-// peer in Session.Tried and picks another (Router does). On its last
-// allowed attempt, or on a peer it tried already, it waits in the peer's
+// nothing sent to the client) and the App's HasOtherPeer says a retry
+// would get another peer: the next attempt's UpstreamPeer sees the peer
+// in Session.Tried and picks another (Router does). On its last allowed
+// attempt, on a peer it tried already, or with no other peer to go to
+// (the group's only one, or its only healthy one), it waits in the peer's
 // queue, first come first served, for up to QueueTimeout; when the queue
 // is full or the wait ends without a connection the attempt fails with
 // KindPeerBusy (503), which counts neither against the peer's health nor
@@ -234,7 +236,7 @@ func (s *Server[C]) acquireSlot(sess *Session, peer *Peer) (*peerSlots, error) {
 	if ps.tryTake(lim.Max) {
 		return ps, nil
 	}
-	if !triedKey(sess, key) && sess.body != nil && canRetry(sess, sess.body) {
+	if !triedKey(sess, key) && sess.body != nil && canRetry(sess, sess.body) && s.otherPeer(sess, peer) {
 		s.slots.skipped.Inc()
 		return nil, busyError(peer, lim, "another peer is tried")
 	}
@@ -264,6 +266,13 @@ func (s *Server[C]) acquireSlot(sess *Session, peer *Peer) (*peerSlots, error) {
 	}
 	s.slots.refused.Inc()
 	return nil, busyError(peer, lim, "waited "+lim.timeout().String())
+}
+
+// otherPeer reports whether a retry of sess could go to a peer of another
+// identity than peer (see HasOtherPeer); without the phase it assumes so.
+func (s *Server[C]) otherPeer(sess *Session, peer *Peer) bool {
+	p := s.ph.otherPeer
+	return p == nil || p.HasOtherPeer(sess, peer, sess.uctx.(C))
 }
 
 // triedKey reports whether an earlier attempt of sess went to the peer
