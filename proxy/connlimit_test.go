@@ -67,46 +67,6 @@ func TestUpstreamConfigRefusesNegativeMaxConns(t *testing.T) {
 	}
 }
 
-// TestPeerSlotsHandOff: a freed slot goes to the first waiter; a waiter
-// that leaves after it was granted keeps the slot; a full queue refuses.
-func TestPeerSlotsHandOff(t *testing.T) {
-	t.Parallel()
-	var ps peerSlots
-	if !ps.tryTake(1) {
-		t.Fatal("first take refused")
-	}
-	if ps.tryTake(1) {
-		t.Fatal("second take over the cap of 1 succeeded")
-	}
-	w1, t1 := ps.enqueue(1, 2)
-	w2, t2 := ps.enqueue(1, 2)
-	if w1 == nil || w2 == nil || t1 || t2 {
-		t.Fatalf("enqueue: %+v %v %+v %v", w1, t1, w2, t2)
-	}
-	if w, taken := ps.enqueue(1, 2); w != nil || taken {
-		t.Fatal("third waiter admitted to a queue of 2")
-	}
-	ps.release()
-	select {
-	case <-w1.ready:
-	default:
-		t.Fatal("release did not hand the slot to the first waiter")
-	}
-	if !ps.leave(w1) {
-		t.Fatal("a granted waiter lost its slot by leaving")
-	}
-	if ps.leave(w2) {
-		t.Fatal("a waiting waiter left with a slot")
-	}
-	ps.release()
-	if ps.active != 0 || len(ps.waiters) != 0 {
-		t.Fatalf("active %d, waiters %d after all released", ps.active, len(ps.waiters))
-	}
-	if !ps.tryTake(1) {
-		t.Fatal("take refused with nothing in use")
-	}
-}
-
 // heldOrigin is an HTTP/1.1 origin whose handler blocks until released,
 // counting requests and the connections open at once.
 type heldOrigin struct {
