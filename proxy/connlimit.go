@@ -3,10 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ConnLimit caps the connections a Server has in use to one peer, as
@@ -20,13 +17,19 @@ import (
 //
 // The count is kept per peer identity (address, protocol and TLS settings,
 // as pooled connections are) and shared by every group and table that
-// names the peer; each request measures it against its own Peer's Max.
+// names the peer; each request measures it against its own Peer's Max,
+// and a waiting request against its group's Max in the table swapped in
+// since. A swap that drops the peer keeps its count while requests to it
+// are in flight, so that a table naming it again counts them (see
+// connSlots).
 //
 // A request whose peer is at Max fails over at once to another peer when
 // another attempt is allowed (Retries left, the request replayable,
-// nothing sent to the client): the next attempt's UpstreamPeer sees the
-// peer in Session.Tried and picks another (Router does). On its last
-// allowed attempt, or on a peer it tried already, it waits in the peer's
+// nothing sent to the client) and the App's HasOtherPeer says a retry
+// would get another peer: the next attempt's UpstreamPeer sees the peer
+// in Session.Tried and picks another (Router does). On its last allowed
+// attempt, on a peer it tried already, or with no other peer to go to
+// (the group's only one, or its only healthy one), it waits in the peer's
 // queue, first come first served, for up to QueueTimeout; when the queue
 // is full or the wait ends without a connection the attempt fails with
 // KindPeerBusy (503), which counts neither against the peer's health nor
@@ -90,134 +93,6 @@ func (l ConnLimit) timeout() time.Duration {
 	return DefaultQueueTimeout
 }
 
-// connSlots holds the in-use count of every capped peer identity.
-type connSlots struct {
-	peers   sync.Map // poolKey -> *peerSlots
-	waited  prometheus.Counter
-	skipped prometheus.Counter
-	refused prometheus.Counter
-}
-
-func newConnSlots(m *metrics) *connSlots {
-	return &connSlots{
-		waited:  m.maxConns.WithLabelValues("waited"),
-		skipped: m.maxConns.WithLabelValues("failed_over"),
-		refused: m.maxConns.WithLabelValues("refused"),
-	}
-}
-
-func (cs *connSlots) of(key string) *peerSlots {
-	if v, ok := cs.peers.Load(key); ok {
-		return v.(*peerSlots)
-	}
-	v, _ := cs.peers.LoadOrStore(key, &peerSlots{})
-	return v.(*peerSlots)
-}
-
-// retain forgets the counts of peers not in live. A request in flight to
-// such a peer frees its slot in the dropped count, which nothing else
-// reads; a table that names the peer again starts from zero.
-func (cs *connSlots) retain(live peerKeys) {
-	cs.peers.Range(func(k, _ any) bool {
-		if !live.has(k.(string)) {
-			cs.peers.Delete(k)
-		}
-		return true
-	})
-}
-
-// active returns the connections in use to the peer identity key.
-func (cs *connSlots) active(key string) int {
-	v, ok := cs.peers.Load(key)
-	if !ok {
-		return 0
-	}
-	ps := v.(*peerSlots)
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	return ps.active
-}
-
-// peerSlots counts one peer's connections in use and queues the requests
-// waiting for one.
-type peerSlots struct {
-	mu      sync.Mutex
-	active  int
-	waiters []*slotWaiter // first come first served
-}
-
-// slotWaiter is a request in a peer's queue; ready is closed when a slot
-// is handed to it.
-type slotWaiter struct {
-	max     int
-	ready   chan struct{}
-	granted bool // guarded by peerSlots.mu
-}
-
-// tryTake takes a slot when fewer than max are in use and nobody waits.
-func (ps *peerSlots) tryTake(max int) bool {
-	ps.mu.Lock()
-	ok := ps.active < max && len(ps.waiters) == 0
-	if ok {
-		ps.active++
-	}
-	ps.mu.Unlock()
-	return ok
-}
-
-// enqueue adds a waiter unless queue are waiting already (nil). A slot
-// freed since tryTake is taken at once: then taken is true and no waiter
-// is made.
-func (ps *peerSlots) enqueue(max, queue int) (w *slotWaiter, taken bool) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if ps.active < max && len(ps.waiters) == 0 {
-		ps.active++
-		return nil, true
-	}
-	if len(ps.waiters) >= queue {
-		return nil, false
-	}
-	w = &slotWaiter{max: max, ready: make(chan struct{})}
-	ps.waiters = append(ps.waiters, w)
-	return w, false
-}
-
-// leave takes w out of the queue; it reports whether w got a slot before
-// it left, which the caller then holds.
-func (ps *peerSlots) leave(w *slotWaiter) bool {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if w.granted {
-		return true
-	}
-	for i, x := range ps.waiters {
-		if x == w {
-			ps.waiters = append(ps.waiters[:i], ps.waiters[i+1:]...)
-			break
-		}
-	}
-	return false
-}
-
-// release frees a slot: the first waiter whose cap admits it takes it.
-func (ps *peerSlots) release() {
-	if ps == nil {
-		return
-	}
-	ps.mu.Lock()
-	ps.active--
-	for len(ps.waiters) > 0 && ps.active < ps.waiters[0].max {
-		w := ps.waiters[0]
-		ps.waiters[0] = nil
-		ps.waiters = ps.waiters[1:]
-		ps.active++
-		w.granted = true
-		close(w.ready)
-	}
-	ps.mu.Unlock()
-}
-
 // errPeerBusy is the cause of a KindPeerBusy error.
 var errPeerBusy = errors.New("peer at max_conns")
 
@@ -230,15 +105,14 @@ func (s *Server[C]) acquireSlot(sess *Session, peer *Peer) (*peerSlots, error) {
 		return nil, nil
 	}
 	key := peer.poolKey()
-	ps := s.slots.of(key)
-	if ps.tryTake(lim.Max) {
+	if ps, ok := s.slots.tryTake(key, lim.Max); ok {
 		return ps, nil
 	}
-	if !triedKey(sess, key) && sess.body != nil && canRetry(sess, sess.body) {
+	if !triedKey(sess, key) && sess.body != nil && canRetry(sess, sess.body) && s.otherPeer(sess, peer) {
 		s.slots.skipped.Inc()
 		return nil, busyError(peer, lim, "another peer is tried")
 	}
-	w, taken := ps.enqueue(lim.Max, lim.queue())
+	ps, w, taken := s.slots.enqueue(key, peer.Group, lim.Max, lim.queue())
 	if taken {
 		return ps, nil
 	}
@@ -264,6 +138,13 @@ func (s *Server[C]) acquireSlot(sess *Session, peer *Peer) (*peerSlots, error) {
 	}
 	s.slots.refused.Inc()
 	return nil, busyError(peer, lim, "waited "+lim.timeout().String())
+}
+
+// otherPeer reports whether a retry of sess could go to a peer of another
+// identity than peer (see HasOtherPeer); without the phase it assumes so.
+func (s *Server[C]) otherPeer(sess *Session, peer *Peer) bool {
+	p := s.ph.otherPeer
+	return p == nil || p.HasOtherPeer(sess, peer, sess.uctx.(C))
 }
 
 // triedKey reports whether an earlier attempt of sess went to the peer

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/pingora-go/pingora-go/internal/logtest"
 	"github.com/pingora-go/pingora-go/proxy/health"
 )
 
@@ -61,46 +64,6 @@ func TestUpstreamConfigRefusesNegativeMaxConns(t *testing.T) {
 	var fe *FieldError
 	if !errors.As(err, &fe) || fe.Field != "Peers[0].Conns.Max" || !strings.Contains(fe.Reason, "negative") {
 		t.Fatalf("CheckTable = %v, want Peers[0].Conns.Max refused as negative", err)
-	}
-}
-
-// TestPeerSlotsHandOff: a freed slot goes to the first waiter; a waiter
-// that leaves after it was granted keeps the slot; a full queue refuses.
-func TestPeerSlotsHandOff(t *testing.T) {
-	t.Parallel()
-	var ps peerSlots
-	if !ps.tryTake(1) {
-		t.Fatal("first take refused")
-	}
-	if ps.tryTake(1) {
-		t.Fatal("second take over the cap of 1 succeeded")
-	}
-	w1, t1 := ps.enqueue(1, 2)
-	w2, t2 := ps.enqueue(1, 2)
-	if w1 == nil || w2 == nil || t1 || t2 {
-		t.Fatalf("enqueue: %+v %v %+v %v", w1, t1, w2, t2)
-	}
-	if w, taken := ps.enqueue(1, 2); w != nil || taken {
-		t.Fatal("third waiter admitted to a queue of 2")
-	}
-	ps.release()
-	select {
-	case <-w1.ready:
-	default:
-		t.Fatal("release did not hand the slot to the first waiter")
-	}
-	if !ps.leave(w1) {
-		t.Fatal("a granted waiter lost its slot by leaving")
-	}
-	if ps.leave(w2) {
-		t.Fatal("a waiting waiter left with a slot")
-	}
-	ps.release()
-	if ps.active != 0 || len(ps.waiters) != 0 {
-		t.Fatalf("active %d, waiters %d after all released", ps.active, len(ps.waiters))
-	}
-	if !ps.tryTake(1) {
-		t.Fatal("take refused with nothing in use")
 	}
 }
 
@@ -172,7 +135,9 @@ func doAsync(c *http.Client, req *http.Request) <-chan getResult {
 // TestMaxConnsQueues: with max_conns 1 on the only peer, a second request
 // waits while the first holds the connection and is sent when it is
 // freed, over HTTP/1.1 and HTTP/2 alike; the origin never sees two at once
-// and the slot is free afterwards.
+// and the slot is free afterwards. With no other peer to go to, the
+// second waits on its first attempt: it spends no retry, and counts as
+// waited, not failed_over (it did both before).
 func TestMaxConnsQueues(t *testing.T) {
 	for _, h2c := range []bool{false, true} {
 		name := "h1"
@@ -182,7 +147,9 @@ func TestMaxConnsQueues(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			o := startHeldOrigin(t, "a", h2c)
 			o.peer.Conns = ConnLimit{Max: 1, QueueTimeout: time.Minute}
-			p := startProxy(t, routerFor(t, o.peer), Config{}, ListenerConfig{Name: "http"})
+			var logged logtest.Buffer
+			cfg := Config{AccessLog: slog.New(slog.NewJSONHandler(&logged, nil))}
+			p := startProxy(t, routerFor(t, o.peer), cfg, ListenerConfig{Name: "http"})
 			c := h1Client()
 			first := getAsync(c, "http://"+p.addr+"/hold")
 			waitFor(t, 5*time.Second, "the first request at the origin", func() bool { return o.served.Load() == 1 })
@@ -207,14 +174,89 @@ func TestMaxConnsQueues(t *testing.T) {
 			if _, peak := o.counts(); peak != 1 {
 				t.Errorf("origin had %d connections open at once, want 1", peak)
 			}
-			if n := p.srv.slots.active(key); n != 0 {
-				t.Errorf("%d slots in use after both requests ended", n)
-			}
+			// The client may have read the whole response before the
+			// proxy's exchange ended and freed its slot.
+			waitFor(t, 5*time.Second, "every slot free after both requests ended", func() bool { return p.srv.slots.active(key) == 0 })
 			if w := counterValue(p.srv.slots.waited); w != 1 {
 				t.Errorf("waited counter %v, want 1", w)
 			}
+			checkNoFailover(t, p.srv.slots, p.srv.metrics, &logged)
 		})
 	}
+}
+
+// checkNoFailover checks that no request failed over from a peer at its
+// cap: the failed_over and retries counters are 0, and so is every
+// access log record's retries.
+func checkNoFailover(t *testing.T, slots *connSlots, m *metrics, logged *logtest.Buffer) {
+	t.Helper()
+	if v := counterValue(slots.skipped); v != 0 {
+		t.Errorf("failed_over counter %v with no other peer to go to, want 0", v)
+	}
+	if v := counterValue(m.retries); v != 0 {
+		t.Errorf("retries counter %v, want 0", v)
+	}
+	waitFor(t, 5*time.Second, "both access log records", func() bool { return strings.Count(logged.String(), "\n") >= 2 })
+	for _, line := range strings.Split(strings.TrimSpace(logged.String()), "\n") {
+		var rec struct {
+			Path    string
+			Retries int
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("access log %q: %v", line, err)
+		}
+		if rec.Retries != 0 {
+			t.Errorf("access log: %s logged %d retries, want 0", rec.Path, rec.Retries)
+		}
+	}
+}
+
+// TestMaxConnsOneHealthyPeerQueues: in a group of two whose other peer
+// is out of rotation, a request at the healthy peer's cap waits in its
+// queue on its first attempt, as with one peer: nothing fails over, no
+// retry is spent, and the disabled peer gets nothing.
+func TestMaxConnsOneHealthyPeerQueues(t *testing.T) {
+	a := startHeldOrigin(t, "a", false)
+	b := startHeldOrigin(t, "b", false)
+	for _, o := range []*heldOrigin{a, b} {
+		o.peer.Conns = ConnLimit{Max: 1, QueueTimeout: time.Minute}
+	}
+	r := newTestRouter(t)
+	tbl, err := r.Build([]UpstreamConfig{{Name: "up", Peers: []*Peer{a.peer, b.peer}}},
+		[]RouteConfig{{Host: "*", Upstream: "up"}}, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Swap(tbl)
+	if err := r.SetPeerDisabled("up", b.peer.Addr, true); err != nil {
+		t.Fatal(err)
+	}
+	var logged logtest.Buffer
+	cfg := Config{AccessLog: slog.New(slog.NewJSONHandler(&logged, nil))}
+	p := startProxy(t, RouterApp{Router: r}, cfg, ListenerConfig{Name: "http"})
+	c := h1Client()
+	first := getAsync(c, "http://"+p.addr+"/hold")
+	waitFor(t, 5*time.Second, "the first request at a", func() bool { return a.served.Load() == 1 })
+	second := getAsync(c, "http://"+p.addr+"/quick")
+	waitFor(t, 5*time.Second, "the second request queued", func() bool { return queued(p.srv.slots, a.peer) == 1 })
+	a.unblock()
+	for i, ch := range []<-chan getResult{first, second} {
+		if r := <-ch; r.err != nil || r.status != 200 || r.body != "a" {
+			t.Fatalf("request %d: %d %q %v, want 200 from a", i, r.status, r.body, r.err)
+		}
+	}
+	if n := b.served.Load(); n != 0 {
+		t.Errorf("the disabled peer served %d requests", n)
+	}
+	checkNoFailover(t, p.srv.slots, p.srv.metrics, &logged)
+}
+
+// queued returns how many requests wait in peer's queue.
+func queued(cs *connSlots, peer *Peer) int {
+	ps := cs.of(peer.poolKey())
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return len(ps.waiters)
 }
 
 // TestMaxConnsRefuses503: the only peer at its cap, a request that cannot

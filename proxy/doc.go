@@ -32,6 +32,7 @@
 //	  │                             ErrorWhileProxy set Retry, budget,    │
 //	  ▼                             nothing sent to the client yet)      │
 //	UpstreamRequestFilter ──► connect, send ──► response head            │
+//	  │ (peer at its ConnLimit: retry if HasOtherPeer, else its queue)   │
 //	  │                                                                  │
 //	  ▼                                                                  │
 //	UpstreamResponseFilter ──► ResponseCacheFilter (a fill: store it?)   │

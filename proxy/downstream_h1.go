@@ -59,6 +59,9 @@ type h1Downstream struct {
 	// linger: the connection closes while the client may still be sending;
 	// close it with lingerClose
 	linger bool
+	// lingerUntil ends the lingering close when it began before lingerClose
+	// (endRequest's drain of an unread body); zero: it begins there
+	lingerUntil time.Time
 }
 
 // serveH1 is the HTTP/1.1 connection loop.
@@ -279,11 +282,37 @@ func (d *h1Downstream) endRequest() bool {
 	if d.req.ExpectContinue && !d.in.started {
 		return false // the client waits for 100 Continue and never sent the body
 	}
+	// The rest of the body (an upstream answered before it was sent: a 413,
+	// say) is read and dropped so the connection can carry the next
+	// request, within the time a lingering close gives the client, as
+	// nginx discards a body under lingering_timeout. A client that sends
+	// it slowly held the connection for ReadIdleTimeout (60s) before.
 	const maxDrain = 256 << 10
-	d.dl.setRead(c.nc, time.Now().Add(d.cfg.ReadIdleTimeout))
+	d.lingerUntil = d.lingerDeadline()
+	if d.lingerUntil.IsZero() {
+		return false
+	}
+	d.dl.setRead(c.nc, d.lingerUntil)
 	n, err := io.Copy(io.Discard, io.LimitReader(d.hb, maxDrain))
 	d.linger = !(err == nil && n < maxDrain && d.hb.Done())
+	if !d.linger {
+		d.lingerUntil = time.Time{}
+	}
 	return !d.linger
+}
+
+// lingerDeadline is when a lingering close that begins now ends:
+// LingerTimeout on, at most DrainLinger while the server drains; zero when
+// there is no time to linger.
+func (d *h1Downstream) lingerDeadline() time.Time {
+	linger := d.cfg.LingerTimeout
+	if d.c.draining.Load() {
+		linger = min(linger, d.cfg.DrainLinger)
+	}
+	if linger <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(linger)
 }
 
 // lingerClose shuts the write side of a connection whose client may still
@@ -291,21 +320,23 @@ func (d *h1Downstream) endRequest() bool {
 // LingerTimeout passes, or the read side fails. Closing at once would make
 // the kernel answer the client's next bytes with a reset, and a reset can
 // destroy the response before the client reads it. It is bounded in time
-// whatever the client does, and shorter while the server drains.
+// whatever the client does, and shorter while the server drains; it ends
+// with a drain of the body that began before it (lingerUntil), not a
+// LingerTimeout later.
 func (d *h1Downstream) lingerClose() {
 	c := d.c
 	if err := d.sendBuffered(); err != nil {
 		return
 	}
-	linger := d.cfg.LingerTimeout
-	if c.draining.Load() {
-		linger = min(linger, d.cfg.DrainLinger)
+	until := d.lingerUntil
+	if until.IsZero() {
+		until = d.lingerDeadline()
 	}
-	if linger <= 0 {
+	if until.IsZero() || !time.Now().Before(until) {
 		return
 	}
 	closeWrite(c.nc)
-	d.dl.setRead(c.nc, time.Now().Add(linger))
+	d.dl.setRead(c.nc, until)
 	c.br.Discard(c.br.Buffered())
 	// Read through the connection's buffer: its 4 KiB is enough, and
 	// discarding allocates nothing.

@@ -364,3 +364,49 @@ func TestLingerBounded(t *testing.T) {
 	}
 	t.Fatal("the proxy lingered past LingerTimeout")
 }
+
+// TestEarlyResponseDrainBounded: an upstream that answers 413 before the
+// request body was sent, to a client that goes on sending its body
+// slowly, keeps the client's connection for Downstream.LingerTimeout at
+// most, as every lingering close: the drain of the unread body ran under
+// ReadIdleTimeout (a minute here) before.
+func TestEarlyResponseDrainBounded(t *testing.T) {
+	origin := startRawOrigin(t, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
+	app := routerWith(t, UpstreamConfig{Peers: []*Peer{{Addr: origin}}})
+	cfg := Config{Downstream: DownstreamConfig{LingerTimeout: 100 * time.Millisecond, ReadIdleTimeout: time.Minute}}
+	p := startProxy(t, app, cfg, ListenerConfig{Name: "http"})
+	for _, head := range []string{
+		"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nhello",
+		"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\nhello",
+	} {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, head); err != nil {
+			t.Fatal(err)
+		}
+		// The rest of the body trickles in until the proxy cuts the
+		// connection (a write meets its reset) or the test gives up.
+		give := time.Now().Add(10 * time.Second)
+		cut := make(chan bool, 1) // one result
+		go func() {
+			for time.Now().Before(give) {
+				if _, err := c.Write([]byte("x")); err != nil {
+					cut <- true
+					return
+				}
+				time.Sleep(10 * time.Millisecond) // sleep-ok: paces a slow client's body
+			}
+			cut <- false
+		}()
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%q: got %v %v, want the upstream's 413", head, resp, err)
+		}
+		if !<-cut {
+			t.Fatalf("%q: the proxy kept the connection past LingerTimeout while the body trickled in", head)
+		}
+	}
+}

@@ -6,7 +6,8 @@ package proxy
 // HTTP/1.1 connections and HTTP/2 transports only for those peers: at a
 // swap it closes the idle connections of peers that left, and requests of
 // an older table that are still in flight to such a peer finish on their
-// connection, which is closed (not pooled) when they end.
+// connection, which is closed (not pooled) when they end. A peer's count
+// of connections in use (ConnLimit) is forgotten once they have ended.
 //
 // Absent: every peer is kept; idle HTTP/1.1 connections still close after
 // Pool.IdleTimeout, and an HTTP/2 transport is kept per peer identity for
@@ -31,7 +32,8 @@ func (k peerKeys) has(key string) bool {
 }
 
 // retainPeers is the Server's PeerWatcher callback: it frees the pooled
-// state of every peer not in live.
+// state of every peer not in live. Connection slots (ConnLimit) outlive
+// it while in use: see connSlots.
 func (s *Server[C]) retainPeers(live []*Peer) {
 	keys := make(peerKeys, len(live))
 	for _, p := range live {
@@ -39,7 +41,7 @@ func (s *Server[C]) retainPeers(live []*Peer) {
 	}
 	s.pool.retain(keys)
 	s.h2up.retain(keys)
-	s.slots.retain(keys)
+	s.slots.retain(live)
 }
 
 // retain keeps idle connections only for keys in live, closing the others,

@@ -119,6 +119,18 @@ type ErrorWhileProxy[C any] interface {
 	ErrorWhileProxy(s *Session, peer *Peer, ctx C, err *Error) *Error
 }
 
+// HasOtherPeer runs when a request's peer is at its ConnLimit (Peer.Conns)
+// and another attempt is allowed: it reports whether UpstreamPeer would
+// give that attempt a peer of another identity than peer and those in
+// s.Tried. false keeps the request on peer, in its queue, on this attempt:
+// no retry is spent to come back to the same peer, and nothing counts as
+// failed over. It must not change s. Absent: the request fails over
+// (UpstreamPeer sees peer in s.Tried), and waits on the peer it gets
+// then. RouterApp implements it.
+type HasOtherPeer[C any] interface {
+	HasOtherPeer(s *Session, peer *Peer, ctx C) bool
+}
+
 // FailToProxy runs when the request failed. If nothing has been sent to the
 // client yet it may write its own error page with s.Respond; it returns the
 // status the client got (for logs and metrics). Absent, or when it writes
@@ -147,6 +159,7 @@ type phases[C any] struct {
 	responseBody ResponseBodyFilter[C]
 	failConnect  FailToConnect[C]
 	errProxy     ErrorWhileProxy[C]
+	otherPeer    HasOtherPeer[C]
 	failProxy    FailToProxy[C]
 	logging      Logging[C]
 }
@@ -165,6 +178,7 @@ func resolvePhases[C any](app App[C]) phases[C] {
 	p.responseBody, _ = app.(ResponseBodyFilter[C])
 	p.failConnect, _ = app.(FailToConnect[C])
 	p.errProxy, _ = app.(ErrorWhileProxy[C])
+	p.otherPeer, _ = app.(HasOtherPeer[C])
 	p.failProxy, _ = app.(FailToProxy[C])
 	p.logging, _ = app.(Logging[C])
 	return p

@@ -476,6 +476,31 @@ func (r *Router) Peer(s *Session) (*Peer, error) {
 	return g.cfg.Peers[i], nil
 }
 
+// HasOtherPeer reports whether a retry of s, after an attempt on peer,
+// would be given a peer of another identity: a healthy peer of the
+// group, not tried yet, that is neither peer nor one of s.Tried. Peer's
+// retry pick (SelectExcluding) takes one when there is one, and comes
+// back to a tried peer only when there is none. It is false for a group
+// of one peer, or of one healthy peer, where a request at the peer's
+// ConnLimit waits in its queue rather than spend a retry to come back.
+func (r *Router) HasOtherPeer(s *Session, peer *Peer) bool {
+	e := s.match.entry
+	if e == nil {
+		return true // not routed here: cannot tell
+	}
+	g := e.group
+	busy := peer.poolKey()
+	for i, p := range g.cfg.Peers {
+		if s.match.tried.Has(i) || !g.records[i].State().Healthy() {
+			continue
+		}
+		if k := p.poolKey(); k != busy && !triedKey(s, k) {
+			return true
+		}
+	}
+	return false
+}
+
 // RouterApp is a ready App that routes with a Router: RequestFilter matches
 // the route (404 when none), UpstreamPeer picks the peer.
 type RouterApp struct {
@@ -485,6 +510,7 @@ type RouterApp struct {
 var (
 	_ App[struct{}]           = RouterApp{}
 	_ RequestFilter[struct{}] = RouterApp{}
+	_ HasOtherPeer[struct{}]  = RouterApp{}
 )
 
 // NewCtx returns the empty per-request context.
@@ -497,3 +523,9 @@ func (a RouterApp) RequestFilter(s *Session, _ struct{}) (bool, error) {
 
 // UpstreamPeer picks the peer.
 func (a RouterApp) UpstreamPeer(s *Session, _ struct{}) (*Peer, error) { return a.Router.Peer(s) }
+
+// HasOtherPeer tells the engine whether a peer at its ConnLimit has
+// another to fail over to (Router.HasOtherPeer).
+func (a RouterApp) HasOtherPeer(s *Session, peer *Peer, _ struct{}) bool {
+	return a.Router.HasOtherPeer(s, peer)
+}
