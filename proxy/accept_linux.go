@@ -123,7 +123,14 @@ func (l *acceptListener) Accept() (net.Conn, error) {
 			nfd = hi
 		}
 		f := os.NewFile(uintptr(nfd), "tcp")
-		return &tcpConn{f: f, l: l, raddr: sockaddrTCP(sa)}, nil
+		c := &tcpConn{f: f, l: l, raddr: sockaddrTCP(sa)}
+		rc, err := f.SyscallConn()
+		if err != nil {
+			f.Close()
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.laddr, Err: err}
+		}
+		c.io.init(rc)
+		return c, nil
 	}
 }
 
@@ -160,18 +167,20 @@ func sockaddrTCP(sa syscall.Sockaddr) *net.TCPAddr {
 // *net.TCPConn for everything the proxy uses: its errors are *net.OpError
 // wrapping what the net package's would (net.ErrClosed after Close,
 // os.ErrDeadlineExceeded on a timeout, io.EOF as is), and it has
-// CloseWrite and SyscallConn.
+// CloseWrite and SyscallConn. Reads and writes go through sockIO.
 type tcpConn struct {
-	f     *os.File
-	l     *acceptListener
-	raddr *net.TCPAddr
+	f      *os.File
+	l      *acceptListener
+	raddr  *net.TCPAddr
+	io     sockIO
+	closed atomic.Bool
 
 	laddrOnce sync.Once
 	laddr     net.Addr
 }
 
 func (c *tcpConn) Read(b []byte) (int, error) {
-	n, err := c.f.Read(b)
+	n, err := c.io.read(b)
 	if err != nil && err != io.EOF {
 		err = c.opErr("read", err)
 	}
@@ -179,14 +188,23 @@ func (c *tcpConn) Read(b []byte) (int, error) {
 }
 
 func (c *tcpConn) Write(b []byte) (int, error) {
-	n, err := c.f.Write(b)
+	n, err := c.io.write(b)
 	if err != nil {
 		err = c.opErr("write", err)
 	}
 	return n, err
 }
 
+func (c *tcpConn) writev(bufs [][]byte) (int64, error) {
+	n, err := c.io.writev(bufs)
+	if err != nil {
+		err = c.opErr("writev", err)
+	}
+	return n, err
+}
+
 func (c *tcpConn) Close() error {
+	c.closed.Store(true)
 	if err := c.f.Close(); err != nil {
 		return c.opErr("close", err)
 	}
@@ -195,12 +213,8 @@ func (c *tcpConn) Close() error {
 
 // CloseWrite shuts down the sending side (a FIN to the client).
 func (c *tcpConn) CloseWrite() error {
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return c.opErr("close", err)
-	}
 	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
+	if err := c.io.rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
 		return c.opErr("close", err)
 	}
 	if serr != nil {
@@ -209,7 +223,7 @@ func (c *tcpConn) CloseWrite() error {
 	return nil
 }
 
-func (c *tcpConn) SyscallConn() (syscall.RawConn, error) { return c.f.SyscallConn() }
+func (c *tcpConn) SyscallConn() (syscall.RawConn, error) { return c.io.rc, nil }
 
 func (c *tcpConn) RemoteAddr() net.Addr { return c.raddr }
 
@@ -222,11 +236,7 @@ func (c *tcpConn) LocalAddr() net.Addr {
 			return
 		}
 		c.laddr = c.l.laddr
-		rc, err := c.f.SyscallConn()
-		if err != nil {
-			return
-		}
-		rc.Control(func(fd uintptr) {
+		c.io.rc.Control(func(fd uintptr) {
 			if sa, err := syscall.Getsockname(int(fd)); err == nil {
 				c.laddr = sockaddrTCP(sa)
 			}
@@ -239,15 +249,20 @@ func (c *tcpConn) SetDeadline(t time.Time) error      { return c.f.SetDeadline(t
 func (c *tcpConn) SetReadDeadline(t time.Time) error  { return c.f.SetReadDeadline(t) }
 func (c *tcpConn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDeadline(t) }
 
-// opErr turns an *os.File error into the *net.OpError a *net.TCPConn
-// returns.
+// opErr turns an error of the *os.File or its raw connection into the
+// *net.OpError a *net.TCPConn returns. Once closed, the poller fails a
+// call with its own "use of closed file", which is not os.ErrClosed.
 func (c *tcpConn) opErr(op string, err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		err = pe.Err
 	}
-	if errors.Is(err, os.ErrClosed) {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, os.ErrClosed) || c.closed.Load():
 		err = net.ErrClosed
+	case errors.As(err, &errno):
+		err = os.NewSyscallError(op, errno)
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.l.laddr, Addr: c.raddr, Err: err}
 }
