@@ -45,21 +45,19 @@ type sockIO struct {
 	rerr  syscall.Errno
 	readF func(uintptr) bool
 
-	wmu     sync.Mutex
-	wb      []byte
-	wn      int
-	werr    error
-	iov     []syscall.Iovec
-	iovn    int64 // bytes left to write from iov
-	writeF  func(uintptr) bool
-	writevF func(uintptr) bool
+	wmu    sync.Mutex
+	wb     []byte
+	wn     int
+	werr   error
+	iov    []syscall.Iovec
+	iovn   int64              // bytes left to write from iov
+	writeF func(uintptr) bool // write's and writev's (a bound method value is an allocation)
 }
 
 func (s *sockIO) init(rc syscall.RawConn) {
 	s.rc = rc
 	s.readF = s.rawRead
 	s.writeF = s.rawWrite
-	s.writevF = s.rawWritev
 }
 
 func (s *sockIO) read(b []byte) (int, error) {
@@ -118,9 +116,13 @@ func (s *sockIO) write(b []byte) (int, error) {
 	return n, err
 }
 
-// rawWrite is the callback of write; s.wmu is held. It writes all of
-// s.wb, returning false to wait until the socket is writable.
+// rawWrite is the callback of write and writev; s.wmu is held. It
+// writes all of s.wb, or of s.iov, returning false to wait until the
+// socket is writable.
 func (s *sockIO) rawWrite(fd uintptr) bool {
+	if s.iovn > 0 {
+		return s.rawWritev(fd)
+	}
 	for s.wn < len(s.wb) {
 		n, e := sysWrite(fd, s.wb[s.wn:])
 		switch e {
@@ -159,23 +161,23 @@ func (s *sockIO) writev(bufs [][]byte) (int64, error) {
 		s.iov = append(s.iov, v)
 		s.iovn += int64(len(b))
 	}
-	total := s.iovn
+	iov, total := s.iov, s.iovn // rawWritev moves s.iov past what is written
 	s.werr = nil
 	var err error
 	if total > 0 {
-		err = s.rc.Write(s.writevF)
+		err = s.rc.Write(s.writeF)
 	}
 	if err == nil {
 		err = s.werr
 	}
 	n := total - s.iovn
-	clear(s.iov) // keep no buffer alive
-	s.iov, s.werr = s.iov[:0], nil
+	clear(iov) // keep no buffer alive
+	s.iov, s.iovn, s.werr = iov[:0], 0, nil
 	s.wmu.Unlock()
 	return n, err
 }
 
-// rawWritev is the callback of writev; s.wmu is held.
+// rawWritev writes all of s.iov (rawWrite).
 func (s *sockIO) rawWritev(fd uintptr) bool {
 	for s.iovn > 0 {
 		n, e := sysWritev(fd, s.iov[:min(len(s.iov), maxIOV)])

@@ -124,6 +124,19 @@ func TestSockIOConn(t *testing.T) {
 			if len(c.LocalAddr().String()) == 0 || c.RemoteAddr().String() != peer.LocalAddr().String() {
 				t.Fatalf("addresses %v -> %v, peer at %v", c.LocalAddr(), c.RemoteAddr(), peer.LocalAddr())
 			}
+			// A gathered write that fails (here before it starts, at its
+			// deadline) leaves nothing behind for the next write.
+			c.SetWriteDeadline(time.Now().Add(-time.Second))
+			if _, err := c.(vecWriter).writev([][]byte{[]byte("lost")}); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("writev past the deadline: %v, want a timeout", err)
+			}
+			c.SetWriteDeadline(time.Time{})
+			if _, err := c.Write([]byte("after")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(peer, pb[:4]); err != nil || string(pb) != "afte" {
+				t.Fatalf("peer read %q, %v; want the write after the failed writev", pb, err)
+			}
 			if _, err := c.(syscall.Conn).SyscallConn(); err != nil {
 				t.Fatal(err)
 			}
