@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,8 +46,9 @@ type acceptListener struct {
 	// a closure and its captured variables allocated for every connection.
 	mu       sync.Mutex
 	nfd      int
-	sa       syscall.Sockaddr
-	aerr     error
+	rsa      syscall.RawSockaddrAny // the client's address, as accept4 wrote it
+	rsaLen   uint32
+	aerr     syscall.Errno
 	accept4F func(fd uintptr) bool
 }
 
@@ -80,12 +82,17 @@ func newAcceptListener(tl *net.TCPListener) (*acceptListener, error) {
 	return l, nil
 }
 
-// accept4 is the raw read callback of Accept; l.mu is held.
+// accept4 is the raw read callback of Accept; l.mu is held. The call is
+// raw, as sockIO's are (it never blocks: the socket is non-blocking), and
+// the address is decoded here: syscall.Accept4 would allocate a Sockaddr
+// for it, and x/sys/unix's asks the socket for its protocol (a
+// getsockopt) while decoding it.
 func (l *acceptListener) accept4(fd uintptr) bool {
-	// syscall's, not x/sys/unix's: the latter asks the socket for its
-	// protocol (a getsockopt) while decoding the address.
-	l.nfd, l.sa, l.aerr = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
-	return l.aerr != syscall.EAGAIN && l.aerr != syscall.EINTR
+	l.rsaLen = syscall.SizeofSockaddrAny
+	nfd, _, e := syscall.RawSyscall6(syscall.SYS_ACCEPT4, fd, uintptr(unsafe.Pointer(&l.rsa)), uintptr(unsafe.Pointer(&l.rsaLen)),
+		syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
+	l.nfd, l.aerr = int(nfd), e
+	return e != syscall.EAGAIN && e != syscall.EINTR
 }
 
 // Accept waits for and returns the next connection.
@@ -94,8 +101,8 @@ func (l *acceptListener) Accept() (net.Conn, error) {
 	defer l.mu.Unlock()
 	for {
 		err := l.rc.Read(l.accept4F)
-		nfd, sa, aerr := l.nfd, l.sa, l.aerr
-		l.sa, l.aerr = nil, nil
+		nfd, aerr := l.nfd, l.aerr
+		l.aerr = 0
 		if err != nil {
 			// A wait that Close ends fails with the poller's "use of
 			// closed file", which is not os.ErrClosed.
@@ -107,7 +114,7 @@ func (l *acceptListener) Accept() (net.Conn, error) {
 		if aerr == syscall.ECONNABORTED {
 			continue // reset before it was accepted, as the net package does
 		}
-		if aerr != nil {
+		if aerr != 0 {
 			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.laddr, Err: os.NewSyscallError("accept4", aerr)}
 		}
 		if nfd <= 2 {
@@ -123,7 +130,14 @@ func (l *acceptListener) Accept() (net.Conn, error) {
 			nfd = hi
 		}
 		f := os.NewFile(uintptr(nfd), "tcp")
-		return &tcpConn{f: f, l: l, raddr: sockaddrTCP(sa)}, nil
+		c := &tcpConn{f: f, l: l, raddr: rawSockaddrTCP(&l.rsa)}
+		rc, err := f.SyscallConn()
+		if err != nil {
+			f.Close()
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.laddr, Err: err}
+		}
+		c.io.init(rc)
+		return c, nil
 	}
 }
 
@@ -136,6 +150,39 @@ func (l *acceptListener) Close() error {
 		l.dup.Close()
 	})
 	return l.cerr
+}
+
+// tcpAddrIP is a TCP address and its IP's bytes in one allocation.
+type tcpAddrIP struct {
+	addr net.TCPAddr
+	ip   [16]byte
+}
+
+// rawSockaddrTCP decodes the address accept4 wrote.
+func rawSockaddrTCP(rsa *syscall.RawSockaddrAny) *net.TCPAddr {
+	a := new(tcpAddrIP)
+	switch rsa.Addr.Family {
+	case syscall.AF_INET:
+		p := (*syscall.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		copy(a.ip[:], p.Addr[:])
+		a.addr.IP, a.addr.Port = a.ip[:4], netPort(&p.Port)
+	case syscall.AF_INET6:
+		p := (*syscall.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		copy(a.ip[:], p.Addr[:])
+		a.addr.IP, a.addr.Port = a.ip[:16], netPort(&p.Port)
+		if p.Scope_id != 0 {
+			if ifi, err := net.InterfaceByIndex(int(p.Scope_id)); err == nil {
+				a.addr.Zone = ifi.Name
+			}
+		}
+	}
+	return &a.addr
+}
+
+// netPort reads a port in network byte order.
+func netPort(p *uint16) int {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	return int(b[0])<<8 | int(b[1])
 }
 
 func sockaddrTCP(sa syscall.Sockaddr) *net.TCPAddr {
@@ -160,18 +207,20 @@ func sockaddrTCP(sa syscall.Sockaddr) *net.TCPAddr {
 // *net.TCPConn for everything the proxy uses: its errors are *net.OpError
 // wrapping what the net package's would (net.ErrClosed after Close,
 // os.ErrDeadlineExceeded on a timeout, io.EOF as is), and it has
-// CloseWrite and SyscallConn.
+// CloseWrite and SyscallConn. Reads and writes go through sockIO.
 type tcpConn struct {
-	f     *os.File
-	l     *acceptListener
-	raddr *net.TCPAddr
+	f      *os.File
+	l      *acceptListener
+	raddr  *net.TCPAddr
+	io     sockIO
+	closed atomic.Bool
 
 	laddrOnce sync.Once
 	laddr     net.Addr
 }
 
 func (c *tcpConn) Read(b []byte) (int, error) {
-	n, err := c.f.Read(b)
+	n, err := c.io.read(b)
 	if err != nil && err != io.EOF {
 		err = c.opErr("read", err)
 	}
@@ -179,14 +228,23 @@ func (c *tcpConn) Read(b []byte) (int, error) {
 }
 
 func (c *tcpConn) Write(b []byte) (int, error) {
-	n, err := c.f.Write(b)
+	n, err := c.io.write(b)
 	if err != nil {
 		err = c.opErr("write", err)
 	}
 	return n, err
 }
 
+func (c *tcpConn) writev(bufs [][]byte) (int64, error) {
+	n, err := c.io.writev(bufs)
+	if err != nil {
+		err = c.opErr("writev", err)
+	}
+	return n, err
+}
+
 func (c *tcpConn) Close() error {
+	c.closed.Store(true)
 	if err := c.f.Close(); err != nil {
 		return c.opErr("close", err)
 	}
@@ -195,12 +253,8 @@ func (c *tcpConn) Close() error {
 
 // CloseWrite shuts down the sending side (a FIN to the client).
 func (c *tcpConn) CloseWrite() error {
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return c.opErr("close", err)
-	}
 	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
+	if err := c.io.rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
 		return c.opErr("close", err)
 	}
 	if serr != nil {
@@ -209,7 +263,7 @@ func (c *tcpConn) CloseWrite() error {
 	return nil
 }
 
-func (c *tcpConn) SyscallConn() (syscall.RawConn, error) { return c.f.SyscallConn() }
+func (c *tcpConn) SyscallConn() (syscall.RawConn, error) { return c.io.rc, nil }
 
 func (c *tcpConn) RemoteAddr() net.Addr { return c.raddr }
 
@@ -222,11 +276,7 @@ func (c *tcpConn) LocalAddr() net.Addr {
 			return
 		}
 		c.laddr = c.l.laddr
-		rc, err := c.f.SyscallConn()
-		if err != nil {
-			return
-		}
-		rc.Control(func(fd uintptr) {
+		c.io.rc.Control(func(fd uintptr) {
 			if sa, err := syscall.Getsockname(int(fd)); err == nil {
 				c.laddr = sockaddrTCP(sa)
 			}
@@ -239,15 +289,20 @@ func (c *tcpConn) SetDeadline(t time.Time) error      { return c.f.SetDeadline(t
 func (c *tcpConn) SetReadDeadline(t time.Time) error  { return c.f.SetReadDeadline(t) }
 func (c *tcpConn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDeadline(t) }
 
-// opErr turns an *os.File error into the *net.OpError a *net.TCPConn
-// returns.
+// opErr turns an error of the *os.File or its raw connection into the
+// *net.OpError a *net.TCPConn returns. Once closed, the poller fails a
+// call with its own "use of closed file", which is not os.ErrClosed.
 func (c *tcpConn) opErr(op string, err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		err = pe.Err
 	}
-	if errors.Is(err, os.ErrClosed) {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, os.ErrClosed) || c.closed.Load():
 		err = net.ErrClosed
+	case errors.As(err, &errno):
+		err = os.NewSyscallError(op, errno)
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.l.laddr, Addr: c.raddr, Err: err}
 }

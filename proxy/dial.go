@@ -31,6 +31,7 @@ func (d *dialer) dial(ctx context.Context, peer *Peer, t UpstreamTimeouts, alpn 
 		return nil, e
 	}
 	d.metrics.connectDuration.Observe(time.Since(start).Seconds())
+	nc = wrapDialed(nc)
 	if !peer.UsesTLS() {
 		return nc, nil
 	}

@@ -473,8 +473,13 @@ func (d *h1Downstream) writeHeld(resp *ResponseHeader, blocks [][]byte) error {
 	d.iov = append(append(d.iov, head), blocks...)
 	d.headSent, d.written = true, d.written+n
 	d.dl.refreshWrite(d.c.nc, d.cfg.WriteIdleTimeout)
-	d.out = d.iov // WriteTo consumes d.out; d.iov keeps the backing array
-	_, err := d.out.WriteTo(d.c.nc)
+	var err error
+	if vw, ok := d.c.nc.(vecWriter); ok {
+		_, err = vw.writev(d.iov)
+	} else {
+		d.out = d.iov // WriteTo consumes d.out; d.iov keeps the backing array
+		_, err = d.out.WriteTo(d.c.nc)
+	}
 	clear(d.iov) // keep no stored block alive
 	d.iov, d.out = d.iov[:0], nil
 	if err != nil {

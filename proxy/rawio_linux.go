@@ -1,0 +1,287 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// sockIO reads and writes a non-blocking socket with raw system calls,
+// waiting through the runtime's poller (syscall.RawConn) as the net
+// package does. The net package enters and leaves the scheduler around
+// every read and write (entersyscall/exitsyscall), so that a blocking call
+// could give its P to another thread. A non-blocking socket call never
+// blocks, yet the runtime's monitor (sysmon) takes the P of one that it
+// sees in the kernel across two of its ticks and wakes another thread to
+// run it: on a busy proxy with one P that was a futex wake, two context
+// switches and a short sysmon sleep every few requests, besides the
+// bookkeeping on each call. A raw call skips all of it, as nginx's plain
+// read(2) and write(2) do.
+//
+// It still reads before it waits, and gets EAGAIN when nothing is there
+// yet: the poller forgets a readiness event that came before the read
+// began (prepareRead resets it), so a read that waited first could wait
+// for data that is already there.
+//
+// Errors are the poller's (a deadline, the descriptor closing), a
+// syscall.Errno, or io.EOF; the connection types wrap them as the net
+// package would.
+type sockIO struct {
+	rc syscall.RawConn
+
+	// rmu and wmu make one Read and one Write at a time the owner of
+	// the fields below them, which the callbacks bound once at init read
+	// and write (a closure per call would be an allocation per call).
+	rmu   sync.Mutex
+	rb    []byte
+	rn    int
+	rerr  syscall.Errno
+	readF func(uintptr) bool
+
+	wmu    sync.Mutex
+	wb     []byte
+	wn     int
+	werr   error
+	iov    []syscall.Iovec
+	iovn   int64              // bytes left to write from iov
+	writeF func(uintptr) bool // write's and writev's (a bound method value is an allocation)
+}
+
+func (s *sockIO) init(rc syscall.RawConn) {
+	s.rc = rc
+	s.readF = s.rawRead
+	s.writeF = s.rawWrite
+}
+
+func (s *sockIO) read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	s.rmu.Lock()
+	s.rb, s.rn, s.rerr = b, 0, 0
+	err := s.rc.Read(s.readF)
+	n, errno := s.rn, s.rerr
+	s.rb = nil
+	s.rmu.Unlock()
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return 0, errno
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// rawRead is the callback of read; s.rmu is held. It returns false to
+// wait until the socket is readable.
+func (s *sockIO) rawRead(fd uintptr) bool {
+	for {
+		n, e := sysRead(fd, s.rb)
+		switch e {
+		case 0:
+			s.rn = n
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			s.rerr = e
+			return true
+		}
+	}
+}
+
+func (s *sockIO) write(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	s.wmu.Lock()
+	s.wb, s.wn, s.werr = b, 0, nil
+	err := s.rc.Write(s.writeF)
+	n := s.wn
+	if err == nil {
+		err = s.werr
+	}
+	s.wb, s.werr = nil, nil
+	s.wmu.Unlock()
+	return n, err
+}
+
+// rawWrite is the callback of write and writev; s.wmu is held. It
+// writes all of s.wb, or of s.iov, returning false to wait until the
+// socket is writable.
+func (s *sockIO) rawWrite(fd uintptr) bool {
+	if s.iovn > 0 {
+		return s.rawWritev(fd)
+	}
+	for s.wn < len(s.wb) {
+		n, e := sysWrite(fd, s.wb[s.wn:])
+		switch e {
+		case 0:
+			if n == 0 {
+				s.werr = io.ErrUnexpectedEOF
+				return true
+			}
+			s.wn += n
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			s.werr = e
+			return true
+		}
+	}
+	return true
+}
+
+// maxIOV is the most buffers one writev(2) takes (IOV_MAX).
+const maxIOV = 1024
+
+// writev writes bufs with gathered writes: what net.Buffers.WriteTo does
+// for a *net.TCPConn, which other types cannot hook into.
+func (s *sockIO) writev(bufs [][]byte) (int64, error) {
+	s.wmu.Lock()
+	s.iov = s.iov[:0]
+	s.iovn = 0
+	for _, b := range bufs {
+		if len(b) == 0 {
+			continue
+		}
+		v := syscall.Iovec{Base: &b[0]}
+		v.SetLen(len(b))
+		s.iov = append(s.iov, v)
+		s.iovn += int64(len(b))
+	}
+	iov, total := s.iov, s.iovn // rawWritev moves s.iov past what is written
+	s.werr = nil
+	var err error
+	if total > 0 {
+		err = s.rc.Write(s.writeF)
+	}
+	if err == nil {
+		err = s.werr
+	}
+	n := total - s.iovn
+	clear(iov) // keep no buffer alive
+	s.iov, s.iovn, s.werr = iov[:0], 0, nil
+	s.wmu.Unlock()
+	return n, err
+}
+
+// rawWritev writes all of s.iov (rawWrite).
+func (s *sockIO) rawWritev(fd uintptr) bool {
+	for s.iovn > 0 {
+		n, e := sysWritev(fd, s.iov[:min(len(s.iov), maxIOV)])
+		switch e {
+		case 0:
+			if n == 0 {
+				s.werr = io.ErrUnexpectedEOF
+				return true
+			}
+			s.iovn -= int64(n)
+			s.consumeIOV(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			s.werr = e
+			return true
+		}
+	}
+	return true
+}
+
+// consumeIOV drops the first n written bytes from s.iov.
+func (s *sockIO) consumeIOV(n int) {
+	i := 0
+	for i < len(s.iov) && n >= int(s.iov[i].Len) {
+		n -= int(s.iov[i].Len)
+		i++
+	}
+	if i < len(s.iov) && n > 0 {
+		s.iov[i].Base = (*byte)(unsafe.Add(unsafe.Pointer(s.iov[i].Base), n))
+		s.iov[i].SetLen(int(s.iov[i].Len) - n)
+	}
+	s.iov = s.iov[i:]
+}
+
+// dialedConn is an upstream TCP connection doing its reads and writes
+// through sockIO. It wraps rather than embeds the *net.TCPConn, whose
+// ReadFrom and WriteTo would read the socket behind sockIO's back; what
+// the proxy uses of it is forwarded.
+type dialedConn struct {
+	tc *net.TCPConn
+	io sockIO
+}
+
+// wrapDialed wraps a dialed *net.TCPConn in a dialedConn; anything else,
+// or a connection whose raw connection cannot be had, is returned as is.
+func wrapDialed(nc net.Conn) net.Conn {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return nc
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return tc
+	}
+	c := &dialedConn{tc: tc}
+	c.io.init(rc)
+	return c
+}
+
+func (c *dialedConn) Read(b []byte) (int, error) {
+	n, err := c.io.read(b)
+	if err != nil && err != io.EOF {
+		err = c.opErr("read", err)
+	}
+	return n, err
+}
+
+func (c *dialedConn) Write(b []byte) (int, error) {
+	n, err := c.io.write(b)
+	if err != nil {
+		err = c.opErr("write", err)
+	}
+	return n, err
+}
+
+func (c *dialedConn) writev(bufs [][]byte) (int64, error) {
+	n, err := c.io.writev(bufs)
+	if err != nil {
+		err = c.opErr("writev", err)
+	}
+	return n, err
+}
+
+func (c *dialedConn) Close() error                          { return c.tc.Close() }
+func (c *dialedConn) CloseWrite() error                     { return c.tc.CloseWrite() }
+func (c *dialedConn) LocalAddr() net.Addr                   { return c.tc.LocalAddr() }
+func (c *dialedConn) RemoteAddr() net.Addr                  { return c.tc.RemoteAddr() }
+func (c *dialedConn) SetDeadline(t time.Time) error         { return c.tc.SetDeadline(t) }
+func (c *dialedConn) SetReadDeadline(t time.Time) error     { return c.tc.SetReadDeadline(t) }
+func (c *dialedConn) SetWriteDeadline(t time.Time) error    { return c.tc.SetWriteDeadline(t) }
+func (c *dialedConn) SyscallConn() (syscall.RawConn, error) { return c.io.rc, nil }
+
+// opErr wraps err as the net package's *net.OpError would: the poller's
+// errors reach sockIO wrapped as a "raw-read" or "raw-write" operation.
+func (c *dialedConn) opErr(op string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		err = oe.Err
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		err = os.NewSyscallError(op, errno)
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.tc.LocalAddr(), Addr: c.tc.RemoteAddr(), Err: err}
+}

@@ -1,0 +1,270 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// connPairs returns a connection of each sockIO type with its peer: an
+// upstream connection (dialedConn) and the server side of it, and a
+// client-side net.Conn and the connection Listen accepted for it
+// (tcpConn).
+func connPairs(t *testing.T) map[string][2]net.Conn {
+	t.Helper()
+	pairs := map[string][2]net.Conn{}
+
+	nl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	nc, err := net.Dial("tcp", nl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := wrapDialed(nc)
+	if _, ok := dc.(*dialedConn); !ok {
+		t.Fatalf("wrapDialed gave a %T, want a *dialedConn", dc)
+	}
+	peer, err := nl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pairs["dialed"] = [2]net.Conn{dc, peer}
+
+	ln, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc.Write([]byte("x")) // past TCP_DEFER_ACCEPT
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sc.(*tcpConn); !ok {
+		t.Fatalf("Listen accepted a %T, want a *tcpConn", sc)
+	}
+	if _, err := io.ReadFull(sc, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	pairs["accepted"] = [2]net.Conn{sc, cc}
+	t.Cleanup(func() {
+		for _, p := range pairs {
+			p[0].Close()
+			p[1].Close()
+		}
+	})
+	return pairs
+}
+
+// TestSockIOConn: both connection types whose reads and writes are raw
+// system calls keep *net.TCPConn's contract where the proxy depends on it:
+// bytes both ways at once, a timeout error on a deadline (and none once it
+// is cleared), io.EOF at the peer's FIN, the peer's reset as
+// syscall.ECONNRESET inside a *net.OpError, and net.ErrClosed after Close.
+func TestSockIOConn(t *testing.T) {
+	for name, p := range connPairs(t) {
+		t.Run(name, func(t *testing.T) {
+			c, peer := p[0], p[1]
+			peer.SetDeadline(time.Now().Add(10 * time.Second)) // a guard, not a measure
+
+			// Full duplex: a read waits while writes go out.
+			got := make(chan []byte, 1)
+			go func() {
+				b := make([]byte, 5)
+				_, err := io.ReadFull(c, b)
+				if err != nil {
+					b = []byte(err.Error())
+				}
+				got <- b
+			}()
+			if _, err := c.Write([]byte("ping")); err != nil {
+				t.Fatal(err)
+			}
+			pb := make([]byte, 4)
+			if _, err := io.ReadFull(peer, pb); err != nil || string(pb) != "ping" {
+				t.Fatalf("peer read %q, %v", pb, err)
+			}
+			peer.Write([]byte("hello"))
+			if b := <-got; string(b) != "hello" {
+				t.Fatalf("read %q, want hello", b)
+			}
+
+			buf := make([]byte, 8)
+			c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			_, err := c.Read(buf)
+			var ne net.Error
+			var oe *net.OpError
+			if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) ||
+				!errors.As(err, &oe) || oe.Op != "read" {
+				t.Fatalf("read past the deadline: %T %v, want a timeout *net.OpError", err, err)
+			}
+			c.SetReadDeadline(time.Time{})
+			peer.Write([]byte("again"))
+			if n, err := io.ReadFull(c, buf[:5]); err != nil || string(buf[:n]) != "again" {
+				t.Fatalf("read after clearing the deadline: %q, %v", buf[:n], err)
+			}
+
+			if len(c.LocalAddr().String()) == 0 || c.RemoteAddr().String() != peer.LocalAddr().String() {
+				t.Fatalf("addresses %v -> %v, peer at %v", c.LocalAddr(), c.RemoteAddr(), peer.LocalAddr())
+			}
+			// A gathered write that fails (here before it starts, at its
+			// deadline) leaves nothing behind for the next write.
+			c.SetWriteDeadline(time.Now().Add(-time.Second))
+			if _, err := c.(vecWriter).writev([][]byte{[]byte("lost")}); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("writev past the deadline: %v, want a timeout", err)
+			}
+			c.SetWriteDeadline(time.Time{})
+			if _, err := c.Write([]byte("after")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(peer, pb[:4]); err != nil || string(pb) != "afte" {
+				t.Fatalf("peer read %q, %v; want the write after the failed writev", pb, err)
+			}
+			if _, err := c.(syscall.Conn).SyscallConn(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestSockIOEnds(t *testing.T) {
+	t.Run("eof", func(t *testing.T) {
+		for name, p := range connPairs(t) {
+			c, peer := p[0], p[1]
+			peer.(interface{ CloseWrite() error }).CloseWrite()
+			if n, err := c.Read(make([]byte, 4)); n != 0 || err != io.EOF {
+				t.Fatalf("%s: read after the peer's FIN: %d, %v; want io.EOF", name, n, err)
+			}
+			// CloseWrite reaches the peer as EOF.
+			if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if b, err := io.ReadAll(peer); err != nil || len(b) != 0 {
+				t.Fatalf("%s: peer read %q, %v after CloseWrite", name, b, err)
+			}
+		}
+	})
+	t.Run("reset", func(t *testing.T) {
+		for name, p := range connPairs(t) {
+			c, peer := p[0], p[1]
+			setLinger0(t, peer)
+			peer.Close() // an RST, not a FIN
+			_, err := c.Read(make([]byte, 4))
+			var oe *net.OpError
+			var se *os.SyscallError
+			if !errors.Is(err, syscall.ECONNRESET) || !errors.As(err, &oe) || oe.Op != "read" || !errors.As(err, &se) {
+				t.Fatalf("%s: read after a reset: %T %v; want ECONNRESET in a *net.OpError and *os.SyscallError", name, err, err)
+			}
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		for name, p := range connPairs(t) {
+			c := p[0]
+			blocked := make(chan error, 1)
+			go func() {
+				_, err := c.Read(make([]byte, 4))
+				blocked <- err
+			}()
+			c.Close()
+			if err := <-blocked; !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("%s: a read that Close ended: %v, want net.ErrClosed", name, err)
+			}
+			if _, err := c.Read(make([]byte, 4)); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("%s: read after Close: %v, want net.ErrClosed", name, err)
+			}
+			if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("%s: write after Close: %v, want net.ErrClosed", name, err)
+			}
+			if _, err := c.(vecWriter).writev([][]byte{[]byte("x")}); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("%s: writev after Close: %v, want net.ErrClosed", name, err)
+			}
+		}
+	})
+}
+
+func setLinger0(t *testing.T, c net.Conn) {
+	t.Helper()
+	if tc, ok := c.(*net.TCPConn); ok {
+		if err := tc.SetLinger(0); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	rc, _ := c.(syscall.Conn).SyscallConn()
+	rc.Control(func(fd uintptr) {
+		unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	})
+}
+
+// TestSockIOWritevPartial: a gathered write of more buffers than one
+// writev(2) takes, to a peer that reads slowly through small socket
+// buffers, goes out whole and in order across partial writes and waits
+// for the socket to drain; so does a large plain write.
+func TestSockIOWritevPartial(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for name, p := range connPairs(t) {
+		t.Run(name, func(t *testing.T) {
+			c, peer := p[0], p[1]
+			rc, _ := c.(syscall.Conn).SyscallConn()
+			rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 4096) })
+			var bufs [][]byte
+			var want bytes.Buffer
+			for i := 0; i < 2*maxIOV+7; i++ {
+				b := make([]byte, rng.Intn(3000)) // some empty
+				rng.Read(b)
+				bufs = append(bufs, b)
+				want.Write(b)
+			}
+			big := make([]byte, 3<<20)
+			rng.Read(big)
+			want.Write(big)
+
+			got := make(chan []byte, 1)
+			go func() {
+				peer.SetReadDeadline(time.Now().Add(30 * time.Second)) // a guard
+				b := make([]byte, want.Len())
+				var n int
+				for n < len(b) {
+					m, err := peer.Read(b[n:min(len(b), n+1500)]) // small reads: the writer waits
+					n += m
+					if err != nil {
+						break
+					}
+				}
+				got <- b[:n]
+			}()
+			var total int64
+			for _, b := range bufs {
+				total += int64(len(b))
+			}
+			n, err := c.(vecWriter).writev(bufs)
+			if err != nil || n != total {
+				t.Fatalf("writev wrote %d of %d: %v", n, total, err)
+			}
+			if m, err := c.Write(big); err != nil || m != len(big) {
+				t.Fatalf("write wrote %d of %d: %v", m, len(big), err)
+			}
+			if b := <-got; !bytes.Equal(b, want.Bytes()) {
+				t.Fatalf("peer got %d bytes, want %d (equal prefix: %v)", len(b), want.Len(), bytes.HasPrefix(want.Bytes(), b))
+			}
+		})
+	}
+}
