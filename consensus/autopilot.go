@@ -3,10 +3,13 @@ package consensus
 import (
 	"context"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 	autopilot "github.com/hashicorp/raft-autopilot"
+
+	"github.com/pingora-go/pingora-go/clock"
 )
 
 // apDelegate is autopilot's view of the application: the servers from
@@ -146,27 +149,68 @@ func apServer(sv Server) *autopilot.Server {
 
 // promoter is autopilot's StablePromoter with a cap on voters: stable
 // non-voters are promoted in ID order while fewer than max voters exist.
+// It keeps its own record of how long each server has been healthy:
+// raft-autopilot v0.3.0 never moves a known server's StableSince (its
+// previous-health pointer aliases the new value), so a server that was
+// healthy once, then down or recovering, would count as stable at once
+// when healthy again, and a server that restarted with an empty data dir
+// would be promoted right after it caught up.
 type promoter struct {
 	autopilot.StablePromoter
-	max int
+	max   int
+	clock clock.Clock
+
+	mu           sync.Mutex
+	healthySince map[raft.ServerID]time.Time // since when each server is healthy, this leadership
 }
 
 var _ autopilot.Promoter = (*promoter)(nil)
 
+func newPromoter(max int, clk clock.Clock) *promoter {
+	return &promoter{max: max, clock: clk, healthySince: map[raft.ServerID]time.Time{}}
+}
+
+// reset forgets every server's health: a new leadership starts over.
+func (p *promoter) reset() {
+	p.mu.Lock()
+	clear(p.healthySince)
+	p.mu.Unlock()
+}
+
 func (p *promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, st *autopilot.State) autopilot.RaftChanges {
-	base := p.StablePromoter.CalculatePromotionsAndDemotions(c, st)
+	now := p.clock.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var changes autopilot.RaftChanges
 	voters := 0
-	for _, sv := range st.Servers {
+	for id, sv := range st.Servers {
 		if sv.HasVotingRights() || sv.State == autopilot.RaftStaging {
 			voters++
 		}
+		if !sv.Health.Healthy {
+			delete(p.healthySince, id)
+			continue
+		}
+		since, ok := p.healthySince[id]
+		if !ok {
+			since = now
+			p.healthySince[id] = now
+		}
+		if sv.State == autopilot.RaftNonVoter && now.Sub(since) >= c.ServerStabilizationTime {
+			changes.Promotions = append(changes.Promotions, id)
+		}
 	}
-	sort.Slice(base.Promotions, func(i, j int) bool { return base.Promotions[i] < base.Promotions[j] })
+	for id := range p.healthySince {
+		if _, ok := st.Servers[id]; !ok {
+			delete(p.healthySince, id)
+		}
+	}
+	sort.Slice(changes.Promotions, func(i, j int) bool { return changes.Promotions[i] < changes.Promotions[j] })
 	room := max(p.max-voters, 0)
-	if len(base.Promotions) > room {
-		base.Promotions = base.Promotions[:room]
+	if len(changes.Promotions) > room {
+		changes.Promotions = changes.Promotions[:room]
 	}
-	return base
+	return changes
 }
 
 // leaderLoop runs autopilot while this server leads.
@@ -188,6 +232,7 @@ func (s *Store) leadershipChanged(ctx context.Context, leader bool) {
 		clear(s.lastContact)
 		clear(s.removedAt) // replications of an earlier term are gone
 		s.mu.Unlock()
+		s.promoter.reset()
 		s.ap.Start(ctx)
 		s.Kick()
 		return

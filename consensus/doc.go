@@ -45,9 +45,10 @@
 // After that, on the leader, hashicorp/raft-autopilot keeps the
 // configuration: the reconcile step adds alive servers missing from raft as
 // non-voters (autopilot.AddServer), except servers that report another
-// cluster's ID or raft state without an ID; autopilot promotes a non-voter once it has been healthy for
-// Timing.ServerStabilizationTime, up to MaxVoters voters (a capped
-// StablePromoter); servers that Left are removed at once; failed servers,
+// cluster's ID or raft state without an ID; autopilot promotes a non-voter
+// once it has been healthy for Timing.ServerStabilizationTime in a row, up
+// to MaxVoters voters (promoter, which counts the time itself: autopilot
+// v0.3.0 does not move StableSince); servers that Left are removed at once; failed servers,
 // and servers in raft that membership does not list, are removed once
 // Timing.DeadServerGrace has passed, never more than a minority of voters
 // at a time and never below MinQuorum voters. RemoveServer removes one on

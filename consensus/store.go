@@ -35,10 +35,11 @@ type Store struct {
 	hasState bool // raft state existed on disk at New
 
 	// Set by Start.
-	trans raft.Transport
-	raft  *raft.Raft
-	ap    *autopilot.Autopilot
-	obs   *raft.Observer
+	trans    raft.Transport
+	raft     *raft.Raft
+	ap       *autopilot.Autopilot
+	promoter *promoter
+	obs      *raft.Observer
 
 	started      atomic.Bool // Start was called (guards a second Start)
 	ready        atomic.Bool // Start succeeded: raft and the loops run
@@ -165,9 +166,10 @@ func (s *Store) Start(ctx context.Context) error {
 		return fmt.Errorf("consensus: start raft: %w", err)
 	}
 	s.raft = r
+	s.promoter = newPromoter(s.cfg.MaxVoters, s.cfg.Clock)
 	s.ap = autopilot.New(r, &apDelegate{s: s},
 		autopilot.WithLogger(newHCLogger(s.log, "autopilot", nil)),
-		autopilot.WithPromoter(&promoter{max: s.cfg.MaxVoters}),
+		autopilot.WithPromoter(s.promoter),
 		autopilot.WithReconcileInterval(s.cfg.Timing.ReconcileInterval),
 		autopilot.WithUpdateInterval(s.cfg.Timing.ReconcileInterval))
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
