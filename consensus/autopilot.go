@@ -42,16 +42,34 @@ func (d *apDelegate) NotifyState(st *autopilot.State) { d.s.apState.Store(st) }
 // FetchServerStats answers from the leader's own knowledge instead of an
 // RPC to each server: a server whose heartbeats fail reports the time of
 // its last contact; others are taken as current. Lag in log index is not
-// visible this way (raft does not export replication progress), so a
-// non-voter is promoted after ServerStabilizationTime of good heartbeats.
+// visible this way (raft does not export replication progress); instead a
+// server that reports Recovering (it started without raft state and has
+// not caught up) is given no term, which makes it unhealthy, so a
+// non-voter is promoted once it has caught up and then kept
+// ServerStabilizationTime of good heartbeats.
 func (d *apDelegate) FetchServerStats(_ context.Context, srvs map[raft.ServerID]*autopilot.Server) map[raft.ServerID]*autopilot.ServerStats {
 	s := d.s
 	term, last := s.raft.CurrentTerm(), s.raft.LastIndex()
 	out := make(map[raft.ServerID]*autopilot.ServerStats, len(srvs))
 	for id := range srvs {
-		out[id] = &autopilot.ServerStats{LastTerm: term, LastIndex: last, LastContact: s.sinceContact(string(id))}
+		st := &autopilot.ServerStats{LastTerm: term, LastIndex: last, LastContact: s.sinceContact(string(id))}
+		if s.reportsRecovering(string(id)) {
+			st.LastTerm, st.LastIndex = 0, 0
+		}
+		out[id] = st
 	}
 	return out
+}
+
+// reportsRecovering reports whether membership last said that the server
+// id is recovering.
+func (s *Store) reportsRecovering(id string) bool {
+	if id == s.cfg.ID {
+		return s.Recovering()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.servers[id].Recovering
 }
 
 // sinceContact is how long ago the leader last reached a server whose

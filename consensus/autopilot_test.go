@@ -33,6 +33,7 @@ func TestAutopilot(t *testing.T) {
 	waitFor(t, 10*time.Second, "n6 caught up", func() bool { _, ok := n6.s.Get("cfg"); return ok })
 	stab := l.cfg.Timing.ServerStabilizationTime
 	waitFor(t, 15*time.Second, "n6 healthy and stable past the stabilization time", func() bool {
+		c.reconcile() // gossip tells the leader that n6 has caught up
 		for _, p := range l.s.Status().NonVoters {
 			if p.ID == "n6" && p.Health == "healthy" && time.Since(p.StableSince) > stab+5*l.cfg.Timing.ReconcileInterval {
 				return true
@@ -184,6 +185,9 @@ func TestRemovedServerReturnsAsVoter(t *testing.T) {
 			c.reconcile()
 			l := c.leader(20 * time.Second)
 			f := c.follower(l)
+			// A server with state but without the cluster ID is never
+			// added back (clusterid.go): let the ID reach it first.
+			waitFor(t, 10*time.Second, f.id+" has the cluster ID", func() bool { return f.s.ClusterID() != "" })
 			down := time.Now()
 			if tc.left {
 				f.s.Shutdown()

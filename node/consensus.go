@@ -148,7 +148,8 @@ func (n *Node) foreignCluster(st *consensus.Store, err error) error {
 // it after DeadServerGrace if it does not return; "pingora-node leave"
 // removes a node from raft for good before it leaves gossip.
 func (n *Node) raftServers(st *consensus.Store) []consensus.Server {
-	self := consensus.Server{ID: n.cfg.Name, Addr: st.Addr(), Alive: true, HasState: st.HasState(), ClusterID: st.ClusterID()}
+	self := consensus.Server{ID: n.cfg.Name, Addr: st.Addr(), Alive: true, HasState: st.HasState(), ClusterID: st.ClusterID(),
+		Recovering: st.Recovering()}
 	mc := n.Members()
 	if mc == nil {
 		return []consensus.Server{self}
@@ -159,7 +160,7 @@ func (n *Node) raftServers(st *consensus.Store) []consensus.Server {
 			continue
 		}
 		out = append(out, consensus.Server{ID: m.Name, Addr: m.Meta.Addrs.Raft, Alive: m.State == membership.Alive,
-			HasState: m.Meta.RaftState, ClusterID: m.Meta.ClusterID})
+			HasState: m.Meta.RaftState, ClusterID: m.Meta.ClusterID, Recovering: m.Meta.RaftRecovering})
 	}
 	return out
 }
