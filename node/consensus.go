@@ -127,10 +127,42 @@ func (n *Node) reconcileLoop(st *consensus.Store, stop chan struct{}) {
 		case <-events:
 		case <-t.C:
 		case err := <-refused:
-			n.fail(n.foreignCluster(st, err))
 			refused = nil
+			if n.inLiveCluster(st, stop) {
+				n.log.Error("a seed holds another cluster's state; this node stays in its own cluster, which has a leader and other voters. "+
+					"If that seed lost its data_dir and started a new cluster of its own, stop it, empty its data_dir and start it "+
+					"with --join naming members of this cluster: it rejoins as a non-voter and is promoted once it has caught up",
+					"err", err, "cluster_id", st.ClusterID())
+				continue
+			}
+			n.fail(n.foreignCluster(st, err))
 		}
 	}
+}
+
+// inLiveCluster reports whether this node belongs to a cluster that works
+// without a seed found to hold another cluster's state: it knows a leader
+// (after waiting up to 5 s for an election to end) and its configuration
+// has other voters. Such a node stays: the seed is the odd one out, such
+// as a seed that lost its data_dir and bootstrapped a cluster of its own
+// (with no join list, it forms a one-node cluster at once). Making every
+// member of the cluster exit would stop the whole cluster for one node's
+// lost disk. A node alone in its cluster, or cut off from it, exits as
+// before (issue 12): it is the one that would join the wrong cluster.
+func (n *Node) inLiveCluster(st *consensus.Store, stop <-chan struct{}) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() { // ends when this function returns, at the latest
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if _, err := st.WaitForLeader(ctx); err != nil {
+		return false
+	}
+	return len(st.Status().Voters) >= 2
 }
 
 // foreignCluster explains a join refused because the seeds hold another

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -75,5 +76,67 @@ func TestWipedDataDirRejoinsAsNonVoter(t *testing.T) {
 	}
 	if strings.Contains(victim.log.String(), "bootstrapped cluster") {
 		t.Fatalf("%s bootstrapped again:\n%s", victim.name, tail(victim.log.String(), 3000))
+	}
+}
+
+// TestForeignSeedDoesNotStopTheCluster: n2 and n3 joined n1, which joins
+// nobody; n1 comes back holding another cluster's state (here a copy of a
+// one-node cluster's data dir; a seed that lost its data dir and formed a
+// one-node cluster of its own looks the same). n2 and n3 re-join their
+// seed, find it foreign, and stay in their cluster, which has a leader
+// and other voters, saying what to do with the seed. Before, they exited
+// 1 like a node joining the wrong cluster, and one node's lost disk
+// stopped the whole cluster.
+func TestForeignSeedDoesNotStopTheCluster(t *testing.T) {
+	c := newRaftCluster(t, 3)
+	s1, q := c.nodes[0], c.newNode("q1") // s1: the seed, n1
+	s1.join, s1.extraYAML = nil, ""
+	for _, p := range c.nodes[1:] {
+		p.join, p.extraYAML = []string{s1.gossip}, ""
+	}
+	c.startAll()
+	all := c.names()
+	waitUntil(t, 60*time.Second, "3 voters and a healthy leader", func() bool {
+		_, ok := c.healthyLeader(all...)
+		return ok
+	})
+	c.start(q)
+	qid := raftOf(t, q, "leads its own cluster", func(st node.Status) bool {
+		return st.Raft.State == "Leader" && st.Raft.ClusterID != ""
+	}).Raft.ClusterID
+	if err := c.stop(q, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := c.stop(s1, syscall.SIGKILL); err == nil {
+		t.Fatal("kill -9 exited 0")
+	}
+	data := filepath.Join(s1.dir, "data")
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", filepath.Join(q.dir, "data"), data).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	c.start(s1)
+	raftOf(t, s1, "gossips the other cluster's ID", func(st node.Status) bool { return st.Raft.ClusterID == qid })
+	s2 := c.nodes[1]
+	waitUntil(t, 30*time.Second, "s2 to find its seed foreign", func() bool {
+		log := s2.log.String()
+		return strings.Contains(log, "a seed holds another cluster's state") || strings.Contains(log, "refusing to join") || !s2.running()
+	})
+	for _, p := range c.nodes[1:] {
+		if !p.running() {
+			t.Fatalf("%s exited (%v) when its seed turned out foreign:\n%s", p.name, p.exitErr, tail(p.log.String(), 3000))
+		}
+	}
+	waitUntil(t, 30*time.Second, "a leader of the first cluster", func() bool {
+		st, ok := c.leaderStatus()
+		return ok && st.Raft.ClusterID != qid
+	})
+	for _, p := range c.nodes[1:] {
+		if !p.running() {
+			t.Fatalf("%s exited (%v):\n%s", p.name, p.exitErr, tail(p.log.String(), 3000))
+		}
 	}
 }
