@@ -141,15 +141,20 @@ func (n *Node) reconcileLoop(st *consensus.Store, stop chan struct{}) {
 }
 
 // inLiveCluster reports whether this node belongs to a cluster that works
-// without a seed found to hold another cluster's state: it knows a leader
-// (after waiting up to 5 s for an election to end) and its configuration
-// has other voters. Such a node stays: the seed is the odd one out, such
+// without a seed found to hold another cluster's state: its configuration
+// has other voters and it knows a leader (after waiting up to 5 s for an
+// election to end). Such a node stays: the seed is the odd one out, such
 // as a seed that lost its data_dir and bootstrapped a cluster of its own
 // (with no join list, it forms a one-node cluster at once). Making every
 // member of the cluster exit would stop the whole cluster for one node's
 // lost disk. A node alone in its cluster, or cut off from it, exits as
-// before (issue 12): it is the one that would join the wrong cluster.
+// before (issue 12): it is the one that would join the wrong cluster. One
+// alone is told at once, without waiting: as its own leader it would add
+// the seed, whose gossip it ignores and whose state it cannot see.
 func (n *Node) inLiveCluster(st *consensus.Store, stop <-chan struct{}) bool {
+	if len(st.Status().Voters) < 2 {
+		return false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	go func() { // ends when this function returns, at the latest
