@@ -77,7 +77,9 @@
 // promotes it back once it has caught up and stayed healthy for
 // ServerStabilizationTime. The servers forming a new cluster together
 // stop recovering when they see each other, since nothing was ever
-// committed.
+// committed. The file RECOVERING in DataDir marks a recovery under way,
+// so that a server that stops before it has caught up, holding part of
+// the log, is still recovering when it starts again.
 //
 // The first leader writes a random cluster ID into the log (clusterid.go):
 // ClusterID, kept with the applied state and snapshots, tells a server's

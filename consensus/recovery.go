@@ -3,6 +3,9 @@ package consensus
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -17,7 +20,8 @@ import (
 // committed config version would be lost (the "amnesiac voter"; Consul
 // and etcd make an operator remove and re-add such a member).
 //
-// So a server without state at New is recovering. While it is, it neither
+// So a server without state at New is recovering (and stays so across
+// restarts until it is done: recoveringFile). While it is, it neither
 // grants a vote nor asks for one (voteGuard, a filter around the raft
 // transport): it still takes the leader's log as any follower does. It
 // gossips that it is recovering (Server.Recovering); the leader demotes a
@@ -29,6 +33,65 @@ import (
 // autopilot then promotes it once it has stayed healthy for
 // ServerStabilizationTime. A new server joins the same way: as a
 // non-voter, promoted once caught up.
+
+// recoveringFile marks a data dir whose server has not finished
+// recovering. A crash while it catches up leaves part of the log on disk,
+// which would make it look like a server with state when it starts again:
+// the marker keeps it recovering.
+const recoveringFile = "RECOVERING"
+
+// openRecovery sets recovering at New: without raft state, writing the
+// marker before raft writes anything, or with the marker of a recovery
+// cut short.
+func (s *Store) openRecovery() error {
+	path := filepath.Join(s.cfg.DataDir, recoveringFile)
+	_, err := os.Stat(path)
+	marked := err == nil
+	if !s.hasState && !marked {
+		if err := writeSynced(path); err != nil {
+			return fmt.Errorf("consensus: mark the data dir recovering: %w", err)
+		}
+		marked = true
+	}
+	s.recovering.Store(marked)
+	if marked && s.hasState {
+		s.log.Warn("consensus: this server stopped before it had caught up after starting without raft state; it does not vote until it has",
+			"id", s.cfg.ID)
+	}
+	return nil
+}
+
+// writeSynced creates an empty file at path and syncs it and its directory.
+func writeSynced(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// endRecovery ends recovery once, removing the marker, and logs why.
+func (s *Store) endRecovery(msg string, args ...any) {
+	if !s.recovering.CompareAndSwap(true, false) {
+		return
+	}
+	if err := os.Remove(filepath.Join(s.cfg.DataDir, recoveringFile)); err != nil && !os.IsNotExist(err) {
+		s.log.Warn("consensus: remove the recovering mark (the server recovers again if it restarts)", "err", err)
+	}
+	s.log.Info(msg, args...)
+}
 
 // errRecovering answers a leadership transfer to a recovering server.
 var errRecovering = errors.New("consensus: this server lost its raft state and has not caught up; it does not vote")
@@ -65,9 +128,7 @@ func (s *Store) caughtUp() {
 	if s.isVoter() {
 		return // the leader has not demoted this server yet (demoteRecovering)
 	}
-	if s.recovering.CompareAndSwap(true, false) {
-		s.log.Info("consensus: caught up with the leader; voting again", "term", term, "index", commit)
-	}
+	s.endRecovery("consensus: caught up with the leader; voting again", "term", term, "index", commit)
 }
 
 // isVoter reports whether this server is a voter in the latest
@@ -103,9 +164,7 @@ func (s *Store) termAt(index uint64) (uint64, bool) {
 // cluster with the others: none of them has state, so nothing was ever
 // committed that it could have lost.
 func (s *Store) endRecoveryForBootstrap() {
-	if s.recovering.CompareAndSwap(true, false) {
-		s.log.Info("consensus: forming a new cluster; voting")
-	}
+	s.endRecovery("consensus: forming a new cluster; voting")
 }
 
 // demoteRecovering demotes the voter id, which reports that it lost its

@@ -3,11 +3,14 @@ package consensus
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 // inmemCluster starts n servers over raft's in-memory transport, all
@@ -210,3 +213,40 @@ func TestWipedVoterDoesNotElectStaleLeader(t *testing.T) {
 
 // votesRefused is how many votes n refused while recovering, both ways.
 func votesRefused(n *tnode) uint64 { return n.s.guard.refused.Load() }
+
+// TestRecoveringSurvivesRestart: a server that started without raft state
+// and stopped before it had caught up (it holds part of the leader's log)
+// is still recovering when it starts again; before, the partial log made
+// it a server with state, voting with a log that may lack committed
+// entries. Servers that form a new cluster stop recovering for good.
+func TestRecoveringSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	n := newNode(t, "n2", dir, 0, nil)
+	if !n.s.Recovering() {
+		t.Fatal("a server started without raft state is not recovering")
+	}
+	n.s.Close()
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: "n1", Address: "a"}, {Suffrage: raft.Voter, ID: "n2", Address: "b"}}}
+	if err := bolt.StoreLog(&raft.Log{Index: 1, Term: 1, Type: raft.LogConfiguration, Data: raft.EncodeConfiguration(conf)}); err != nil {
+		t.Fatal(err)
+	}
+	bolt.Close()
+	m := newNode(t, "n2", dir, 0, nil)
+	if !m.s.HasState() || !m.s.Recovering() {
+		t.Fatalf("restarted with part of a log: HasState %v, Recovering %v; want both", m.s.HasState(), m.s.Recovering())
+	}
+
+	c := newCluster(t, 3, 3, nil)
+	c.reconcile()
+	c.leader(20 * time.Second)
+	for _, n := range c.nodes {
+		waitFor(t, 10*time.Second, n.id+" done recovering", func() bool { return !n.s.Recovering() })
+		if _, err := os.Stat(filepath.Join(n.dir, recoveringFile)); !os.IsNotExist(err) {
+			t.Fatalf("%s formed the cluster but its data dir is still marked recovering: %v", n.id, err)
+		}
+	}
+}

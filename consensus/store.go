@@ -33,8 +33,9 @@ type Store struct {
 	fsm      *fsm
 	notifier *notifier
 	hasState bool // raft state existed on disk at New
-	// recovering is set at New without raft state and cleared once this
-	// server caught up or forms a new cluster (recovery.go).
+	// recovering is set at New without raft state (or with the marker of
+	// a recovery cut short) and cleared once this server caught up or forms
+	// a new cluster (recovery.go).
 	recovering atomic.Bool
 
 	// Set by Start.
@@ -125,7 +126,9 @@ func (s *Store) open() error {
 		return fmt.Errorf("consensus: read raft state: %w", err)
 	}
 	s.bootstrapped = s.hasState
-	s.recovering.Store(!s.hasState)
+	if err := s.openRecovery(); err != nil {
+		return err
+	}
 	s.fsm = &fsm{
 		path:       filepath.Join(s.cfg.DataDir, "applied.msgpack"),
 		maxHistory: s.cfg.MaxHistory, log: s.log, notify: s.notifier.push,
