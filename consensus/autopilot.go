@@ -3,10 +3,13 @@ package consensus
 import (
 	"context"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 	autopilot "github.com/hashicorp/raft-autopilot"
+
+	"github.com/pingora-go/pingora-go/clock"
 )
 
 // apDelegate is autopilot's view of the application: the servers from
@@ -39,16 +42,34 @@ func (d *apDelegate) NotifyState(st *autopilot.State) { d.s.apState.Store(st) }
 // FetchServerStats answers from the leader's own knowledge instead of an
 // RPC to each server: a server whose heartbeats fail reports the time of
 // its last contact; others are taken as current. Lag in log index is not
-// visible this way (raft does not export replication progress), so a
-// non-voter is promoted after ServerStabilizationTime of good heartbeats.
+// visible this way (raft does not export replication progress); instead a
+// server that reports Recovering (it started without raft state and has
+// not caught up) is given no term, which makes it unhealthy, so a
+// non-voter is promoted once it has caught up and then kept
+// ServerStabilizationTime of good heartbeats.
 func (d *apDelegate) FetchServerStats(_ context.Context, srvs map[raft.ServerID]*autopilot.Server) map[raft.ServerID]*autopilot.ServerStats {
 	s := d.s
 	term, last := s.raft.CurrentTerm(), s.raft.LastIndex()
 	out := make(map[raft.ServerID]*autopilot.ServerStats, len(srvs))
 	for id := range srvs {
-		out[id] = &autopilot.ServerStats{LastTerm: term, LastIndex: last, LastContact: s.sinceContact(string(id))}
+		st := &autopilot.ServerStats{LastTerm: term, LastIndex: last, LastContact: s.sinceContact(string(id))}
+		if s.reportsRecovering(string(id)) {
+			st.LastTerm, st.LastIndex = 0, 0
+		}
+		out[id] = st
 	}
 	return out
+}
+
+// reportsRecovering reports whether membership last said that the server
+// id is recovering.
+func (s *Store) reportsRecovering(id string) bool {
+	if id == s.cfg.ID {
+		return s.Recovering()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.servers[id].Recovering
 }
 
 // sinceContact is how long ago the leader last reached a server whose
@@ -146,27 +167,68 @@ func apServer(sv Server) *autopilot.Server {
 
 // promoter is autopilot's StablePromoter with a cap on voters: stable
 // non-voters are promoted in ID order while fewer than max voters exist.
+// It keeps its own record of how long each server has been healthy:
+// raft-autopilot v0.3.0 never moves a known server's StableSince (its
+// previous-health pointer aliases the new value), so a server that was
+// healthy once, then down or recovering, would count as stable at once
+// when healthy again, and a server that restarted with an empty data dir
+// would be promoted right after it caught up.
 type promoter struct {
 	autopilot.StablePromoter
-	max int
+	max   int
+	clock clock.Clock
+
+	mu           sync.Mutex
+	healthySince map[raft.ServerID]time.Time // since when each server is healthy, this leadership
 }
 
 var _ autopilot.Promoter = (*promoter)(nil)
 
+func newPromoter(max int, clk clock.Clock) *promoter {
+	return &promoter{max: max, clock: clk, healthySince: map[raft.ServerID]time.Time{}}
+}
+
+// reset forgets every server's health: a new leadership starts over.
+func (p *promoter) reset() {
+	p.mu.Lock()
+	clear(p.healthySince)
+	p.mu.Unlock()
+}
+
 func (p *promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, st *autopilot.State) autopilot.RaftChanges {
-	base := p.StablePromoter.CalculatePromotionsAndDemotions(c, st)
+	now := p.clock.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var changes autopilot.RaftChanges
 	voters := 0
-	for _, sv := range st.Servers {
+	for id, sv := range st.Servers {
 		if sv.HasVotingRights() || sv.State == autopilot.RaftStaging {
 			voters++
 		}
+		if !sv.Health.Healthy {
+			delete(p.healthySince, id)
+			continue
+		}
+		since, ok := p.healthySince[id]
+		if !ok {
+			since = now
+			p.healthySince[id] = now
+		}
+		if sv.State == autopilot.RaftNonVoter && now.Sub(since) >= c.ServerStabilizationTime {
+			changes.Promotions = append(changes.Promotions, id)
+		}
 	}
-	sort.Slice(base.Promotions, func(i, j int) bool { return base.Promotions[i] < base.Promotions[j] })
+	for id := range p.healthySince {
+		if _, ok := st.Servers[id]; !ok {
+			delete(p.healthySince, id)
+		}
+	}
+	sort.Slice(changes.Promotions, func(i, j int) bool { return changes.Promotions[i] < changes.Promotions[j] })
 	room := max(p.max-voters, 0)
-	if len(base.Promotions) > room {
-		base.Promotions = base.Promotions[:room]
+	if len(changes.Promotions) > room {
+		changes.Promotions = changes.Promotions[:room]
 	}
-	return base
+	return changes
 }
 
 // leaderLoop runs autopilot while this server leads.
@@ -188,6 +250,7 @@ func (s *Store) leadershipChanged(ctx context.Context, leader bool) {
 		clear(s.lastContact)
 		clear(s.removedAt) // replications of an earlier term are gone
 		s.mu.Unlock()
+		s.promoter.reset()
 		s.ap.Start(ctx)
 		s.Kick()
 		return

@@ -33,6 +33,7 @@ func TestAutopilot(t *testing.T) {
 	waitFor(t, 10*time.Second, "n6 caught up", func() bool { _, ok := n6.s.Get("cfg"); return ok })
 	stab := l.cfg.Timing.ServerStabilizationTime
 	waitFor(t, 15*time.Second, "n6 healthy and stable past the stabilization time", func() bool {
+		c.reconcile() // gossip tells the leader that n6 has caught up
 		for _, p := range l.s.Status().NonVoters {
 			if p.ID == "n6" && p.Health == "healthy" && time.Since(p.StableSince) > stab+5*l.cfg.Timing.ReconcileInterval {
 				return true
@@ -114,13 +115,57 @@ func TestPromoterCapsVoters(t *testing.T) {
 	for _, id := range []string{"f", "d", "e"} {
 		add(id, autopilot.RaftNonVoter)
 	}
-	ch := (&promoter{max: 5}).CalculatePromotionsAndDemotions(&autopilot.Config{}, st)
+	ch := newPromoter(5, clock.Real{}).CalculatePromotionsAndDemotions(&autopilot.Config{}, st)
 	if !slices.Equal(ch.Promotions, []raft.ServerID{"d", "e"}) {
 		t.Fatalf("promotions = %v, want [d e]", ch.Promotions)
 	}
-	ch = (&promoter{max: 3}).CalculatePromotionsAndDemotions(&autopilot.Config{}, st)
+	ch = newPromoter(3, clock.Real{}).CalculatePromotionsAndDemotions(&autopilot.Config{}, st)
 	if len(ch.Promotions) != 0 {
 		t.Fatalf("promotions at cap = %v", ch.Promotions)
+	}
+}
+
+// TestPromoterWaitsForStableHealth: a non-voter is promoted only once it
+// has been healthy for ServerStabilizationTime in a row, counted by the
+// promoter itself: autopilot v0.3.0 leaves StableSince where it was when
+// it first saw the server, so here it claims an hour of stability all
+// along, while the server was unhealthy (recovering) in between.
+func TestPromoterWaitsForStableHealth(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	cfg := &autopilot.Config{ServerStabilizationTime: 10 * time.Second}
+	w := &autopilot.ServerState{Server: autopilot.Server{ID: "w"}, State: autopilot.RaftNonVoter,
+		Health: autopilot.ServerHealth{Healthy: false, StableSince: clk.Now().Add(-time.Hour)}}
+	st := &autopilot.State{Servers: map[raft.ServerID]*autopilot.ServerState{
+		"a": {Server: autopilot.Server{ID: "a"}, State: autopilot.RaftLeader, Health: autopilot.ServerHealth{Healthy: true}},
+		"w": w,
+	}}
+	p := newPromoter(5, clk)
+	step := func(d time.Duration) []raft.ServerID {
+		clk.Advance(d)
+		return p.CalculatePromotionsAndDemotions(cfg, st).Promotions
+	}
+	if got := step(time.Minute); len(got) != 0 {
+		t.Fatalf("unhealthy w promoted: %v", got)
+	}
+	w.Health.Healthy = true
+	if got := step(0); len(got) != 0 {
+		t.Fatalf("w promoted as soon as it turned healthy: %v", got)
+	}
+	if got := step(9 * time.Second); len(got) != 0 {
+		t.Fatalf("w promoted after 9s of health: %v", got)
+	}
+	w.Health.Healthy = false
+	step(time.Second)
+	w.Health.Healthy = true
+	if got := step(0); len(got) != 0 {
+		t.Fatalf("w promoted at once after a relapse: %v", got)
+	}
+	if got := step(10 * time.Second); !slices.Equal(got, []raft.ServerID{"w"}) {
+		t.Fatalf("promotions after 10s of health = %v, want [w]", got)
+	}
+	p.reset()
+	if got := step(0); len(got) != 0 {
+		t.Fatalf("w promoted at once by a new leadership: %v", got)
 	}
 }
 
@@ -140,6 +185,9 @@ func TestRemovedServerReturnsAsVoter(t *testing.T) {
 			c.reconcile()
 			l := c.leader(20 * time.Second)
 			f := c.follower(l)
+			// A server with state but without the cluster ID is never
+			// added back (clusterid.go): let the ID reach it first.
+			waitFor(t, 10*time.Second, f.id+" has the cluster ID", func() bool { return f.s.ClusterID() != "" })
 			down := time.Now()
 			if tc.left {
 				f.s.Shutdown()

@@ -27,7 +27,9 @@ type Config struct {
 	// address, which must then not be a wildcard).
 	Advertise string
 	// DataDir holds raft.db (log and stable store), snapshots/, the applied
-	// document state and the LOCK file (required; no default).
+	// document state, the LOCK file and, while the server recovers from
+	// starting without raft state, the RECOVERING file (required; no
+	// default).
 	DataDir string
 	// BootstrapExpect is the number of servers that bootstrap a new cluster
 	// together; 1 bootstraps a single-node cluster at once, 0 never

@@ -39,25 +39,47 @@
 // When this server has no raft state, BootstrapExpect servers are alive, and
 // no known server reports HasState, the server with the lowest ID among the
 // BootstrapExpect lowest alive IDs bootstraps with them all as voters; the
-// others wait to be contacted. A server with state never bootstraps.
+// others wait to be contacted. A server with state never bootstraps, and
+// HasState is true once raft has a log, not only when it was on disk at
+// New, so a server whose data dir was lost never bootstraps next to
+// servers that formed the cluster in their current process.
 // BootstrapExpect 1 bootstraps at once; 0 never bootstraps (a joiner).
 //
 // After that, on the leader, hashicorp/raft-autopilot keeps the
 // configuration: the reconcile step adds alive servers missing from raft as
 // non-voters (autopilot.AddServer), except servers that report another
-// cluster's ID or raft state without an ID; autopilot promotes a non-voter once it has been healthy for
-// Timing.ServerStabilizationTime, up to MaxVoters voters (a capped
-// StablePromoter); servers that Left are removed at once; failed servers,
-// and servers in raft that membership does not list, are removed once
-// Timing.DeadServerGrace has passed, never more than a minority of voters
-// at a time and never below MinQuorum voters. RemoveServer removes one on
-// request. Autopilot's server stats come from the leader's own heartbeat
-// observations rather than an RPC to each server, so a lagging log index
-// is not seen; promotion waits for stable heartbeats instead. A server
-// removed and added back gets a new replication, which reports failures
-// but no resumption: the leader forgets a server's failures when raft
-// stops or starts replicating to it, and ignores late reports of a
-// stopped replication (see observe).
+// cluster's ID or raft state without an ID; autopilot promotes a non-voter
+// once it has been healthy for Timing.ServerStabilizationTime in a row, up
+// to MaxVoters voters (promoter, which counts the time itself: autopilot
+// v0.3.0 does not move StableSince); servers that Left are removed at
+// once; failed servers, and servers in raft that membership does not
+// list, are removed once Timing.DeadServerGrace has passed, never more
+// than a minority of voters at a time and never below MinQuorum voters.
+// RemoveServer removes one on request. Autopilot's server stats come from
+// the leader's own heartbeat observations rather than an RPC to each
+// server, so a lagging log index is not seen; a server that reports
+// Recovering counts as unhealthy instead (below). A server removed and
+// added back gets a new replication, which reports failures but no
+// resumption: the leader forgets a server's failures when raft stops or
+// starts replicating to it, and ignores late reports of a stopped
+// replication (see observe).
+//
+// # A server that lost its data dir
+//
+// A server that starts without raft state is Recovering (recovery.go): a
+// new server, or a voter restarted under the same ID with an empty data
+// dir, which has lost its log and its vote record. Until it has caught up
+// with a leader it neither grants nor asks for votes (a filter around the
+// transport), so it can neither vote twice in a term nor help elect a
+// leader that misses entries it had helped commit; node gossips the flag,
+// and the leader demotes such a voter to a non-voter (when the other
+// voters keep a quorum without it), counts it unhealthy, and autopilot
+// promotes it back once it has caught up and stayed healthy for
+// ServerStabilizationTime. The servers forming a new cluster together
+// stop recovering when they see each other, since nothing was ever
+// committed. The file RECOVERING in DataDir marks a recovery under way,
+// so that a server that stops before it has caught up, holding part of
+// the log, is still recovering when it starts again.
 //
 // The first leader writes a random cluster ID into the log (clusterid.go):
 // ClusterID, kept with the applied state and snapshots, tells a server's

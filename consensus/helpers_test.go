@@ -125,11 +125,13 @@ func newCluster(t *testing.T, n, expect int, mod func(*Config)) *cluster {
 
 func (c *cluster) add(n *tnode) { c.nodes = append(c.nodes, n) }
 
-// servers is the membership view: every node, alive unless down or left.
+// servers is the membership view: every node, alive unless down or left,
+// with what it would gossip about its raft state, as node does.
 func (c *cluster) servers() []Server {
 	var out []Server
 	for _, n := range c.nodes {
-		out = append(out, Server{ID: n.id, Addr: n.s.Addr(), Alive: !c.down[n.id] && !c.left[n.id], Left: c.left[n.id]})
+		out = append(out, Server{ID: n.id, Addr: n.s.Addr(), Alive: !c.down[n.id] && !c.left[n.id], Left: c.left[n.id],
+			HasState: n.s.HasState(), ClusterID: n.s.ClusterID(), Recovering: n.s.Recovering()})
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"slices"
 	"sort"
 
 	"github.com/hashicorp/raft"
@@ -24,6 +25,11 @@ type Server struct {
 	// server with another cluster's ID is never added ("" is a new
 	// server, or one from before cluster IDs).
 	ClusterID string `json:"cluster_id,omitempty"`
+	// Recovering is what the server reported from its own Recovering: it
+	// started without raft state and has not caught up yet. The leader
+	// demotes such a voter to a non-voter and promotes it only once it
+	// has caught up (recovery.go).
+	Recovering bool `json:"recovering,omitempty"`
 }
 
 // Reconcile records the servers membership knows (the full list, this
@@ -35,6 +41,9 @@ func (s *Store) Reconcile(servers []Server) {
 	next := make(map[string]Server, len(servers))
 	for _, sv := range servers {
 		next[sv.ID] = sv
+		if !sv.Recovering {
+			delete(s.formation, sv.ID)
+		}
 		if sv.Alive && !sv.Left {
 			delete(s.downSince, sv.ID)
 		} else if _, ok := s.downSince[sv.ID]; !ok {
@@ -73,6 +82,7 @@ func (s *Store) reconcileLoop(ctx context.Context) {
 // removal of servers that left. Promotions, demotions and dead-server
 // removal are autopilot's, on its own loop.
 func (s *Store) step() {
+	s.caughtUp()
 	servers, self := s.knownServers()
 	if s.maybeBootstrap(servers, self) {
 		return
@@ -86,9 +96,14 @@ func (s *Store) step() {
 	if f.Error() != nil {
 		return
 	}
+	conf := f.Configuration()
 	inRaft := map[string]raft.Server{}
-	for _, rs := range f.Configuration().Servers {
+	for _, rs := range conf.Servers {
 		inRaft[string(rs.ID)] = rs
+	}
+	byID := make(map[string]Server, len(servers))
+	for _, sv := range servers {
+		byID[sv.ID] = sv
 	}
 	left := false
 	for _, sv := range servers {
@@ -96,8 +111,12 @@ func (s *Store) step() {
 		switch {
 		case sv.Left || !sv.Alive:
 			left = left || (ok && sv.Left)
+		case ok && rs.Suffrage == raft.Voter && sv.Recovering && sv.ID != self.ID && !s.forming(sv):
+			s.demoteRecovering(sv.ID, conf, byID)
+			return // one configuration change per step
+		case ok && string(rs.Address) == sv.Addr:
 		case s.foreign(sv, own):
-		case !ok || string(rs.Address) != sv.Addr:
+		default:
 			if err := s.ap.AddServer(apServer(sv)); err != nil {
 				s.log.Warn("consensus: add server", "id", sv.ID, "err", err)
 			}
@@ -111,7 +130,7 @@ func (s *Store) step() {
 // knownServers returns the recorded servers, sorted by ID, with this
 // server added as alive if membership did not list it.
 func (s *Store) knownServers() ([]Server, Server) {
-	self := Server{ID: s.cfg.ID, Addr: s.Addr(), Alive: true, HasState: s.hasState}
+	self := Server{ID: s.cfg.ID, Addr: s.Addr(), Alive: true, HasState: s.HasState(), Recovering: s.Recovering()}
 	s.mu.Lock()
 	out := make([]Server, 0, len(s.servers)+1)
 	for _, sv := range s.servers {
@@ -143,6 +162,10 @@ func (s *Store) maybeBootstrap(servers []Server, self Server) bool {
 	if alive == nil {
 		return true
 	}
+	if !slices.ContainsFunc(alive, func(sv Server) bool { return sv.ID == self.ID }) {
+		return true // a joiner: added once the cluster exists
+	}
+	s.endRecoveryForBootstrap()
 	if alive[0].ID != self.ID {
 		return true // another server bootstraps; we will be contacted
 	}
@@ -157,6 +180,9 @@ func (s *Store) maybeBootstrap(servers []Server, self Server) bool {
 		return true
 	}
 	s.log.Info("consensus: bootstrapped cluster", "voters", len(alive))
+	for _, sv := range alive[1:] {
+		s.formation[sv.ID] = true
+	}
 	s.bootstrapped = true
 	s.didBootstrap.Store(true)
 	return false
@@ -179,4 +205,16 @@ func chooseBootstrap(servers []Server, expect int) []Server {
 	}
 	sort.Slice(alive, func(i, j int) bool { return alive[i].ID < alive[j].ID })
 	return alive[:expect]
+}
+
+// forming reports whether sv is one of the servers this one bootstrapped
+// the cluster with and has not yet reported that it stopped recovering:
+// it stops when it sees the same servers this one saw, which its gossip
+// tells a moment later. Such a server is not demoted: it never held
+// state. A report that it stopped recovering ends this for good, so
+// that it is demoted if it is ever started again without its state.
+func (s *Store) forming(sv Server) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.formation[sv.ID]
 }

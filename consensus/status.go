@@ -20,6 +20,10 @@ type Status struct {
 	LastIndex    uint64 `json:"last_index"`
 	CommitIndex  uint64 `json:"commit_index"`
 	AppliedIndex uint64 `json:"applied_index"`
+	// Recovering is true while this server, started without raft state,
+	// has not caught up with a leader: it does not vote (see
+	// Store.Recovering).
+	Recovering bool `json:"recovering,omitempty"`
 	// Healthy and FailureTolerance come from autopilot, on the leader only.
 	Healthy          *bool  `json:"healthy,omitempty"`
 	FailureTolerance *int   `json:"failure_tolerance,omitempty"`
@@ -41,7 +45,7 @@ type Peer struct {
 // Status returns the current Status. It never blocks on the network.
 func (s *Store) Status() Status {
 	st := Status{ID: s.cfg.ID, ClusterID: s.ClusterID(), State: "stopped", AppliedIndex: s.AppliedIndex(),
-		Voters: []Peer{}, NonVoters: []Peer{}}
+		Recovering: s.Recovering(), Voters: []Peer{}, NonVoters: []Peer{}}
 	if !s.running() {
 		return st
 	}

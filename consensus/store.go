@@ -33,12 +33,18 @@ type Store struct {
 	fsm      *fsm
 	notifier *notifier
 	hasState bool // raft state existed on disk at New
+	// recovering is set at New without raft state (or with the marker of
+	// a recovery cut short) and cleared once this server caught up or forms
+	// a new cluster (recovery.go).
+	recovering atomic.Bool
 
 	// Set by Start.
-	trans raft.Transport
-	raft  *raft.Raft
-	ap    *autopilot.Autopilot
-	obs   *raft.Observer
+	trans    raft.Transport // the transport itself; raft gets guard around it
+	guard    *voteGuard
+	raft     *raft.Raft
+	ap       *autopilot.Autopilot
+	promoter *promoter
+	obs      *raft.Observer
 
 	started      atomic.Bool // Start was called (guards a second Start)
 	ready        atomic.Bool // Start succeeded: raft and the loops run
@@ -55,6 +61,7 @@ type Store struct {
 	lastContact   map[string]peerContact // from failed-heartbeat observations
 	removedAt     map[string]time.Time   // when raft stopped replicating to a server, this term
 	warnedForeign map[string]string      // server ID -> another cluster's ID, logged once
+	formation     map[string]bool        // servers bootstrapped with, still recovering (forming)
 
 	kick     chan struct{} // cap 1: one pending reconcile is enough
 	cancel   context.CancelFunc
@@ -88,7 +95,7 @@ func New(cfg Config) (*Store, error) {
 		notifier:  newNotifier(cfg.OnApply),
 		servers:   map[string]Server{},
 		downSince: map[string]time.Time{}, lastContact: map[string]peerContact{},
-		removedAt: map[string]time.Time{}, warnedForeign: map[string]string{},
+		removedAt: map[string]time.Time{}, warnedForeign: map[string]string{}, formation: map[string]bool{},
 		kick:     make(chan struct{}, 1), // one pending reconcile is enough
 		stopNote: make(chan struct{}),
 	}
@@ -119,6 +126,9 @@ func (s *Store) open() error {
 		return fmt.Errorf("consensus: read raft state: %w", err)
 	}
 	s.bootstrapped = s.hasState
+	if err := s.openRecovery(); err != nil {
+		return err
+	}
 	s.fsm = &fsm{
 		path:       filepath.Join(s.cfg.DataDir, "applied.msgpack"),
 		maxHistory: s.cfg.MaxHistory, log: s.log, notify: s.notifier.push,
@@ -155,9 +165,10 @@ func (s *Store) Start(ctx context.Context) error {
 		return err
 	}
 	s.trans = trans
+	s.guard = newVoteGuard(s, trans)
 	addr := string(trans.LocalAddr())
 	s.addr.Store(&addr)
-	r, err := raft.NewRaft(s.cfg.raftConfigWithLogger(s.hlog), s.fsm, s.bolt, s.bolt, s.snaps, trans)
+	r, err := raft.NewRaft(s.cfg.raftConfigWithLogger(s.hlog), s.fsm, s.bolt, s.bolt, s.snaps, s.guard.transport())
 	if err != nil {
 		if c, ok := trans.(raft.WithClose); ok {
 			c.Close() //nolint:errcheck // already failing
@@ -165,9 +176,10 @@ func (s *Store) Start(ctx context.Context) error {
 		return fmt.Errorf("consensus: start raft: %w", err)
 	}
 	s.raft = r
+	s.promoter = newPromoter(s.cfg.MaxVoters, s.cfg.Clock)
 	s.ap = autopilot.New(r, &apDelegate{s: s},
 		autopilot.WithLogger(newHCLogger(s.log, "autopilot", nil)),
-		autopilot.WithPromoter(&promoter{max: s.cfg.MaxVoters}),
+		autopilot.WithPromoter(s.promoter),
 		autopilot.WithReconcileInterval(s.cfg.Timing.ReconcileInterval),
 		autopilot.WithUpdateInterval(s.cfg.Timing.ReconcileInterval))
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -176,7 +188,8 @@ func (s *Store) Start(ctx context.Context) error {
 	r.RegisterObserver(s.obs)
 	s.noteWG.Add(1)
 	go func() { defer s.noteWG.Done(); s.notifier.run(s.stopNote) }()
-	s.loops.Add(3)
+	s.loops.Add(4)
+	go func() { defer s.loops.Done(); s.guard.relay(ctx) }()
 	go func() { defer s.loops.Done(); s.reconcileLoop(ctx) }()
 	go func() { defer s.loops.Done(); s.leaderLoop(ctx) }()
 	go func() { defer s.loops.Done(); s.observeLoop(ctx, obsCh) }()
@@ -259,9 +272,11 @@ func (s *Store) Addr() string {
 	return ""
 }
 
-// HasState reports whether raft state existed on disk when New ran; node
-// gossips it so that no server bootstraps next to an existing cluster.
-func (s *Store) HasState() bool { return s.hasState }
+// HasState reports whether this server holds raft state: it existed on
+// disk when New ran, or raft has a log since (it bootstrapped, or a leader
+// replicated to it). node gossips it so that no server bootstraps next to
+// an existing cluster.
+func (s *Store) HasState() bool { return s.hasState || s.running() && s.raft.LastIndex() > 0 }
 
 // Bootstrapped reports whether this server itself bootstrapped the cluster.
 func (s *Store) Bootstrapped() bool { return s.didBootstrap.Load() }

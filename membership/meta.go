@@ -47,6 +47,10 @@ type Meta struct {
 	// ("" until it has some); nodes of different clusters never merge
 	// (see identity.go).
 	ClusterID string `msgpack:"ci,omitempty" json:"cluster_id,omitempty"`
+	// RaftRecovering is true while the node, started without raft state
+	// (a new node, or one whose data dir was lost), has not caught up with
+	// the leader: it does not vote, and the leader keeps it a non-voter.
+	RaftRecovering bool `msgpack:"q,omitempty" json:"raft_recovering,omitempty"`
 }
 
 // Addrs are a node's listening addresses, "host:port".

@@ -25,13 +25,14 @@ func largestMeta() Meta {
 			Proxy: []string{v6("8080"), v6("8443"), v6("18080"), v6("18443")},
 			Admin: v6("9090"), Cluster: v6("7947"), Raft: v6("7948"),
 		},
-		Zone:          "eu-central-1a-rack-42",
-		Weight:        maxWeight,
-		State:         StateDraining,
-		Health:        Health{Healthy: 1 << 20, Total: 1 << 20},
-		Load:          Load{InFlight: 1 << 40, RPS: 1e9},
-		ConfigVersion: 1 << 62,
-		RaftState:     true,
+		Zone:           "eu-central-1a-rack-42",
+		Weight:         maxWeight,
+		State:          StateDraining,
+		Health:         Health{Healthy: 1 << 20, Total: 1 << 20},
+		Load:           Load{InFlight: 1 << 40, RPS: 1e9},
+		ConfigVersion:  1 << 62,
+		RaftState:      true,
+		RaftRecovering: true,
 	}
 }
 
@@ -46,7 +47,8 @@ func TestMetaFitsAtLargestRealisticValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Addrs.Proxy[3] != m.Addrs.Proxy[3] || got.ConfigVersion != m.ConfigVersion || got.State != m.State || got.Name != m.Name {
+	if got.Addrs.Proxy[3] != m.Addrs.Proxy[3] || got.ConfigVersion != m.ConfigVersion || got.State != m.State || got.Name != m.Name ||
+		!got.RaftRecovering {
 		t.Fatalf("round trip: %+v", got)
 	}
 }

@@ -111,6 +111,7 @@ func (n *Node) meta(state membership.NodeState) membership.Meta {
 		m.Addrs.Raft = st.Addr()
 		m.RaftState = st.HasState()
 		m.ClusterID = st.ClusterID()
+		m.RaftRecovering = st.Recovering()
 	}
 	return m
 }

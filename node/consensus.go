@@ -127,10 +127,47 @@ func (n *Node) reconcileLoop(st *consensus.Store, stop chan struct{}) {
 		case <-events:
 		case <-t.C:
 		case err := <-refused:
-			n.fail(n.foreignCluster(st, err))
 			refused = nil
+			if n.inLiveCluster(st, stop) {
+				n.log.Error("a seed holds another cluster's state; this node stays in its own cluster, which has a leader and other voters. "+
+					"If that seed lost its data_dir and started a new cluster of its own, stop it, empty its data_dir and start it "+
+					"with --join naming members of this cluster: it rejoins as a non-voter and is promoted once it has caught up",
+					"err", err, "cluster_id", st.ClusterID())
+				continue
+			}
+			n.fail(n.foreignCluster(st, err))
 		}
 	}
+}
+
+// inLiveCluster reports whether this node belongs to a cluster that works
+// without a seed found to hold another cluster's state: its configuration
+// has other voters and it knows a leader (after waiting up to 5 s for an
+// election to end). Such a node stays: the seed is the odd one out, such
+// as a seed that lost its data_dir and bootstrapped a cluster of its own
+// (with no join list, it forms a one-node cluster at once). Making every
+// member of the cluster exit would stop the whole cluster for one node's
+// lost disk. A node alone in its cluster, or cut off from it, exits as
+// before (issue 12): it is the one that would join the wrong cluster. One
+// alone is told at once, without waiting: as its own leader it would add
+// the seed, whose gossip it ignores and whose state it cannot see.
+func (n *Node) inLiveCluster(st *consensus.Store, stop <-chan struct{}) bool {
+	if len(st.Status().Voters) < 2 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() { // ends when this function returns, at the latest
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if _, err := st.WaitForLeader(ctx); err != nil {
+		return false
+	}
+	return len(st.Status().Voters) >= 2
 }
 
 // foreignCluster explains a join refused because the seeds hold another
@@ -148,7 +185,8 @@ func (n *Node) foreignCluster(st *consensus.Store, err error) error {
 // it after DeadServerGrace if it does not return; "pingora-node leave"
 // removes a node from raft for good before it leaves gossip.
 func (n *Node) raftServers(st *consensus.Store) []consensus.Server {
-	self := consensus.Server{ID: n.cfg.Name, Addr: st.Addr(), Alive: true, HasState: st.HasState(), ClusterID: st.ClusterID()}
+	self := consensus.Server{ID: n.cfg.Name, Addr: st.Addr(), Alive: true, HasState: st.HasState(), ClusterID: st.ClusterID(),
+		Recovering: st.Recovering()}
 	mc := n.Members()
 	if mc == nil {
 		return []consensus.Server{self}
@@ -159,7 +197,7 @@ func (n *Node) raftServers(st *consensus.Store) []consensus.Server {
 			continue
 		}
 		out = append(out, consensus.Server{ID: m.Name, Addr: m.Meta.Addrs.Raft, Alive: m.State == membership.Alive,
-			HasState: m.Meta.RaftState, ClusterID: m.Meta.ClusterID})
+			HasState: m.Meta.RaftState, ClusterID: m.Meta.ClusterID, Recovering: m.Meta.RaftRecovering})
 	}
 	return out
 }

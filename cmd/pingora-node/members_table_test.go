@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingora-go/pingora-go/consensus"
 	"github.com/pingora-go/pingora-go/membership"
 	"github.com/pingora-go/pingora-go/node"
 )
@@ -53,4 +54,30 @@ func TestMembersNodeStateOfDeadMember(t *testing.T) {
 	if rows != len(want) {
 		t.Fatalf("%d member rows, want %d:\n%s", rows, len(want), b.String())
 	}
+}
+
+// TestMembersRaftRoleRecovering: a member that gossips that it started
+// without raft state and has not caught up shows it beside its raft role.
+func TestMembersRaftRoleRecovering(t *testing.T) {
+	st := &node.Status{
+		Node:   node.NodeStatus{Name: "a"},
+		Gossip: &node.GossipStatus{Self: "a"},
+		Members: []membership.Member{
+			{Name: "a", Addr: "a:7946", State: membership.Alive, Meta: membership.Meta{Name: "a", State: membership.StateReady}},
+			{Name: "b", Addr: "b:7946", State: membership.Alive, Meta: membership.Meta{Name: "b", State: membership.StateStarting, RaftRecovering: true}},
+		},
+		Raft: &consensus.Status{LeaderID: "a", Voters: []consensus.Peer{{ID: "a"}}, NonVoters: []consensus.Peer{{ID: "b"}}},
+		Ring: &membership.RingStatus{Members: []string{"a"}, Shares: map[string]float64{"a": 1}},
+	}
+	var b strings.Builder
+	printMembers(&b, st)
+	for _, line := range strings.Split(b.String(), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[0] == "b" {
+			if f[4] != "non-voter,recovering" {
+				t.Fatalf("RAFT of b = %q, want non-voter,recovering:\n%s", f[4], b.String())
+			}
+			return
+		}
+	}
+	t.Fatalf("no row for b:\n%s", b.String())
 }

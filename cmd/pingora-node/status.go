@@ -126,6 +126,9 @@ func printStatus(w io.Writer, st *node.Status, _ string) {
 		fmt.Fprintf(w, "raft      %s, leader %s, term %d, commit %d, applied %d, %d voters, %d non-voters\n",
 			r.State, r.LeaderID, r.Term, r.CommitIndex, r.AppliedIndex, len(r.Voters), len(r.NonVoters))
 		fmt.Fprintf(w, "          %s\n", raftHealth(st))
+		if r.Recovering {
+			fmt.Fprintf(w, "          recovering: started without raft state (a new node, or a lost data_dir); not voting until it has caught up with the leader\n")
+		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nLISTENER\tADDR\tTLS\tH2C")
@@ -312,7 +315,11 @@ func printMembers(w io.Writer, st *node.Status) {
 		if st.Gossip != nil && m.Name == st.Gossip.Self {
 			self = " (self)"
 		}
-		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\tv%d\t%d/%d\t%s\t%s\n", m.Name, self, m.Addr, m.State, memberNodeState(m), raftRole(st, m.Name), share,
+		role := raftRole(st, m.Name)
+		if m.Meta.RaftRecovering && (m.State == membership.Alive || m.State == membership.Suspect) {
+			role += ",recovering" // started without raft state, not caught up: it does not vote
+		}
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\tv%d\t%d/%d\t%s\t%s\n", m.Name, self, m.Addr, m.State, memberNodeState(m), role, share,
 			m.Meta.ConfigVersion, m.Meta.Health.Healthy, m.Meta.Health.Total, m.Meta.Version, m.LastChange.Format(time.TimeOnly))
 	}
 	tw.Flush()

@@ -380,6 +380,21 @@ func (c *Cluster) Stop(name string) {
 	c.Logf("nodetest: stopped %s", name)
 }
 
+// Wipe deletes the data dir of a killed or stopped node, as a lost disk
+// does: Restart then starts it under the same name and addresses with an
+// empty one.
+func (c *Cluster) Wipe(name string) {
+	c.t.Helper()
+	nd := c.Node(name)
+	if nd.Running() {
+		c.t.Fatalf("nodetest: wipe %s: it runs", name)
+	}
+	if err := os.RemoveAll(filepath.Join(nd.dir, "data")); err != nil {
+		c.t.Fatalf("nodetest: wipe %s: %v", name, err)
+	}
+	c.Logf("nodetest: wiped the data dir of %s", name)
+}
+
 // Restart starts a killed or stopped node again: the same name, data dir and
 // addresses, joining every other node.
 func (c *Cluster) Restart(name string) {

@@ -223,3 +223,59 @@ func TestKillAndRestart(t *testing.T) {
 		t.Fatal("the restarted node is not on its own ring")
 	}
 }
+
+// TestKillWipeAndRestart: n1, the node that bootstrapped the cluster and
+// the others' seed, is killed and restarted with an empty data dir under
+// the same name and addresses (a lost disk). It does not bootstrap again;
+// the leader demotes it to a non-voter, it catches up, and it is promoted
+// back to voter; the config written before and while it was down is on it,
+// and the two others take writes throughout.
+func TestKillWipeAndRestart(t *testing.T) {
+	c := nodetest.Start(t, nodetest.Config{})
+	victim := c.Node("n1")
+	rest := others(c, victim)
+	writeUntilAccepted(t, c, rest[0], nodetest.Route(c.Origin("v2")))
+	id := rest[0].Node().Store().ClusterID()
+	c.Kill(victim.Name)
+	c.Wipe(victim.Name)
+	last, _ := writeUntilAccepted(t, c, rest[1], nodetest.Route(c.Origin("v3")))
+	c.Restart(victim.Name)
+
+	// raftPeers returns the leader's voters and non-voters.
+	raftPeers := func() (v, nv []string) {
+		l := c.Leader()
+		if l == nil {
+			return nil, nil
+		}
+		st := l.Node().Store().Status()
+		for _, p := range st.Voters {
+			v = append(v, p.ID)
+		}
+		for _, p := range st.NonVoters {
+			nv = append(nv, p.ID)
+		}
+		return v, nv
+	}
+	took := c.WaitFor(victim.Name+" a non-voter", healDeadline, func() bool {
+		_, nv := raftPeers()
+		return slices.Contains(nv, victim.Name)
+	})
+	c.Logf("%s a non-voter %s after its restart", victim.Name, took)
+	if _, refused := writeUntilAccepted(t, c, rest[0], nodetest.Route(c.Origin("v4"))); refused > 0 {
+		c.Logf("%d writes refused while %s was a non-voter (an election)", refused, victim.Name)
+	}
+	last++
+	took = c.WaitFor(victim.Name+" a voter again, caught up", healDeadline, func() bool {
+		v, _ := raftPeers()
+		ver, _, ok := c.Agreed()
+		return slices.Contains(v, victim.Name) && !victim.Node().Store().Recovering() && ok && ver == last
+	})
+	c.Logf("%s a voter again and all three on version %d %s later", victim.Name, last, took)
+	st := victim.Node().Store()
+	if st.Bootstrapped() || st.ClusterID() != id {
+		t.Fatalf("the wiped node: bootstrapped %v, cluster ID %q, want false and %q", st.Bootstrapped(), st.ClusterID(), id)
+	}
+	if code, body := victim.Get("/"); code != 200 || body != "v4" {
+		t.Fatalf("proxying through the wiped node: %d %q", code, body)
+	}
+}
