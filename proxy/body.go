@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+
+	"github.com/pingora-go/pingora-go/proxy/h2"
 )
 
 // copyBufSize is the chunk size for streaming bodies: large enough for few
@@ -120,10 +122,19 @@ func (b *reqBody) Read(p []byte) (int, error) {
 	switch {
 	case errors.Is(err, io.EOF):
 		b.eof = true
-	case err != nil:
+	case err != nil && !interrupted(err):
 		b.err = err
 	}
 	return n, err
+}
+
+// errBodyInterrupted is a request body read that the proxy woke
+// (downstream.interruptBody) rather than the client's failure: the body
+// reads on after resumeBody.
+var errBodyInterrupted = errors.New("proxy: request body read interrupted")
+
+func interrupted(err error) bool {
+	return errors.Is(err, errBodyInterrupted) || errors.Is(err, h2.ErrReadInterrupted)
 }
 
 // complete reports whether the whole body is held in memory.
@@ -153,6 +164,7 @@ type attemptBody struct {
 	mu      sync.Mutex
 	b       *reqBody
 	cut     bool
+	ended   atomic.Bool // read to its end (or failed): the client is read no more
 	ds      downstream
 	trailer http.Header // handed to the transport, filled at the body's end
 }
@@ -164,6 +176,9 @@ func (a *attemptBody) Read(p []byte) (int, error) {
 		return 0, errAttemptOver
 	}
 	n, err := a.b.Read(p)
+	if err != nil && !interrupted(err) {
+		a.ended.Store(true)
+	}
 	if errors.Is(err, io.EOF) {
 		for k, v := range requestTrailer(a.ds) {
 			a.trailer[k] = v
@@ -179,7 +194,14 @@ func (a *attemptBody) Read(p []byte) (int, error) {
 
 func (a *attemptBody) Close() error { return nil }
 
+// stop ends the attempt's reads. A read that waits for the client holds
+// mu: it is woken first (interruptBody), so an upstream's early answer is
+// not held until the client sends more or its read times out.
 func (a *attemptBody) stop() {
+	if !a.ended.Load() {
+		a.ds.interruptBody()
+		defer a.ds.resumeBody()
+	}
 	a.mu.Lock()
 	a.cut = true
 	a.mu.Unlock()

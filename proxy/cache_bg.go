@@ -125,3 +125,5 @@ func (nullDownstream) started() bool                   { return false }
 func (nullDownstream) abort()                          {}
 func (nullDownstream) upgrade() string                 { return "" }
 func (nullDownstream) errorCloses(int) bool            { return false }
+func (nullDownstream) interruptBody()                  {}
+func (nullDownstream) resumeBody()                     {}

@@ -62,6 +62,9 @@ type h1Downstream struct {
 	// lingerUntil ends the lingering close when it began before lingerClose
 	// (endRequest's drain of an unread body); zero: it begins there
 	lingerUntil time.Time
+
+	// intr: the body's reader is interrupted (interruptBody)
+	intr atomic.Bool
 }
 
 // serveH1 is the HTTP/1.1 connection loop.
@@ -571,29 +574,6 @@ func trailerSize(h http.Header) int {
 		}
 	}
 	return n
-}
-
-// h1BodyReader reads the request body for the engine: it sends
-// "100 Continue" before the first read when the client asked for it, and
-// applies the read idle timeout.
-type h1BodyReader struct {
-	d       *h1Downstream
-	started bool
-}
-
-func (r *h1BodyReader) Read(p []byte) (int, error) {
-	d := r.d
-	if !r.started {
-		r.started = true
-		if d.req.ExpectContinue && !d.headSent {
-			d.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			if err := d.sendBuffered(); err != nil {
-				return 0, err
-			}
-		}
-	}
-	d.dl.refreshRead(d.c.nc, d.cfg.ReadIdleTimeout)
-	return d.hb.Read(p)
 }
 
 // errClientGone is the cause of a request's context when its client closed

@@ -129,6 +129,10 @@ func (d *h2Downstream) started() bool { return d.headSent }
 
 func (d *h2Downstream) errorCloses(int) bool { return false }
 
+func (d *h2Downstream) interruptBody() { d.st.InterruptRead() }
+
+func (d *h2Downstream) resumeBody() { d.st.ResumeRead() }
+
 // trailersFollow: HTTP/2 carries trailers after any body.
 func (d *h2Downstream) trailersFollow() {}
 

@@ -21,6 +21,10 @@ type exchange interface {
 	// or its next bytes or its end are buffered already (see readAhead).
 	ahead(room int) bool
 	trailer() http.Header
+	// stopBody stops sending the request body, if it still streams, and
+	// waits until its sender is done with it; the response stays
+	// readable, the connection is not reused.
+	stopBody()
 	// release ends the exchange; ok means the response was read to its end.
 	release(ok bool)
 }
@@ -215,12 +219,10 @@ func (s *Server[C]) shouldRetry(sess *Session, err error, body *reqBody) bool {
 }
 
 // canRetry reports whether another attempt may start: budget and time
-// left, nothing sent to the client, and the request replayable.
+// left, nothing sent to the client, and the request replayable. The body
+// must not be streaming (see exchange.stopBody).
 func canRetry(sess *Session, body *reqBody) bool {
-	if sess.ds.started() || sess.Retries >= sess.MaxRetries || sess.ctx.Err() != nil {
-		return false
-	}
-	if sess.RetryTimeout > 0 && time.Since(sess.Start) >= sess.RetryTimeout {
+	if !retryLeft(sess) {
 		return false
 	}
 	if !body.handed {
@@ -258,6 +260,15 @@ func finishAttempt(sess *Session, err error) {
 		}
 	}
 	t.rec.ObserveProxy(!failed, msg, t.passive)
+}
+
+// retryLeft reports whether another attempt may start as far as the
+// budget, the time and the client are concerned.
+func retryLeft(sess *Session) bool {
+	if sess.ds.started() || sess.Retries >= sess.MaxRetries || sess.ctx.Err() != nil {
+		return false
+	}
+	return sess.RetryTimeout <= 0 || time.Since(sess.Start) < sess.RetryTimeout
 }
 
 func idempotent(m string) bool {
@@ -305,10 +316,15 @@ func (s *Server[C]) sendAttempt(sess *Session, ctx C, peer *Peer, body *reqBody)
 	}
 	sess.UpstreamTTFB = time.Since(sess.Start)
 	status = resp.Status
-	if retryStatus(sess, status) && canRetry(sess, body) {
-		ex.release(false)
-		return status, &Error{Kind: KindUpstreamStatus, Source: Upstream, Retry: true, Status: status,
-			Err: fmt.Errorf("upstream answered %d", status)}
+	if retryStatus(sess, status) && retryLeft(sess) {
+		// The body's state says whether it can be sent again; its sender
+		// changes it while the body streams.
+		ex.stopBody()
+		if canRetry(sess, body) {
+			ex.release(false)
+			return status, &Error{Kind: KindUpstreamStatus, Source: Upstream, Retry: true, Status: status,
+				Err: fmt.Errorf("upstream answered %d", status)}
+		}
 	}
 	return status, s.respond(sess, ctx, ex, resp)
 }

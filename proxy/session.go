@@ -282,6 +282,17 @@ type downstream interface {
 	// errorCloses reports whether an error response with code must close
 	// the connection.
 	errorCloses(code int) bool
+	// interruptBody wakes a request body read that waits for the client,
+	// from any goroutine: it and the reads after it return an error that
+	// says so (see interrupted) until resumeBody. An upstream that
+	// answered before it took the whole body (a 413) must not have its
+	// answer held until a client that stopped sending sends more or its
+	// read times out (ReadIdleTimeout).
+	interruptBody()
+	// resumeBody ends interruptBody once the interrupted reader has
+	// returned: the body reads on from where it stopped (to be drained,
+	// or replayed to another peer).
+	resumeBody()
 }
 
 // abortUpstream cuts an HTTP/1.1 upstream wait after the client left (the

@@ -65,6 +65,7 @@ type h1Exchange struct {
 	c        *upConn
 	t        UpstreamTimeouts
 	writeErr chan error // the body writer's result; nil when the body was written inline
+	ds       downstream // whose body the writer reads
 	wErr     error
 	wDone    bool
 	reusable bool
@@ -161,10 +162,11 @@ func (ex *h1Exchange) send(sess *Session, req *RequestHeader, body *reqBody) err
 		return nil
 	}
 	ex.writeErr = make(chan error, 1) // the writer never blocks on sending its result
+	ex.ds = sess.ds
 	go func() {
 		err := writeBody(c, ex.t, body, chunked, sess.ds)
 		var pe *Error
-		if errors.As(err, &pe) && pe.Source == Downstream {
+		if errors.As(err, &pe) && pe.Source == Downstream && !interrupted(err) {
 			c.nc.Close() // the upstream must not see a complete request; wakes the reader
 		}
 		ex.writeErr <- err
@@ -328,6 +330,14 @@ func (ex *h1Exchange) trailer() http.Header { return ex.c.body.Trailer() }
 // release ends the exchange: the connection goes back to the pool when the
 // response was read to its end, the request was fully written and the
 // upstream did not ask to close; otherwise it is closed.
+//
+// A body writer still running (the upstream answered before it took the
+// whole body, or failed) is stopped and waited for: its write to the
+// upstream fails on the closed connection, and its read of the client is
+// woken (interruptBody). The response, a 413 say, then goes to the client
+// at once: it waited for a client that had stopped sending until its read
+// timed out (ReadIdleTimeout). The rest of the body is the engine's to
+// drain or replay (endRequest, rewind).
 func (ex *h1Exchange) release(ok bool) {
 	if ex.c == nil {
 		return
@@ -340,8 +350,10 @@ func (ex *h1Exchange) release(ok bool) {
 			ex.wDone = true
 		default:
 			ok = false
-			c.nc.Close() // unblocks the writer
+			c.nc.Close() // fails the writer's upstream write
+			ex.ds.interruptBody()
 			ex.writerError(true)
+			ex.ds.resumeBody()
 		}
 	}
 	if ok && ex.wErr == nil && c.body.Done() && !c.resp.Close && c.br.Buffered() == 0 && !c.aborted {
@@ -350,6 +362,29 @@ func (ex *h1Exchange) release(ok bool) {
 		c.nc.Close()
 	}
 	ex.freeSlot()
+}
+
+// stopBody: see exchange. The writer's upstream write fails at a past
+// write deadline, its client read is woken: the connection still reads
+// the response, and is closed after it (wErr).
+func (ex *h1Exchange) stopBody() {
+	if ex.writeErr == nil || ex.wDone {
+		return
+	}
+	select {
+	case ex.wErr = <-ex.writeErr:
+		ex.wDone = true
+		return
+	default:
+	}
+	ex.c.nc.SetWriteDeadline(time.Unix(1, 0))
+	ex.ds.interruptBody()
+	if ex.writerError(true) == nil {
+		// It wrote the whole body after all, but the connection's write
+		// deadline is now past: it is not pooled either.
+		ex.wErr = errBodyInterrupted
+	}
+	ex.ds.resumeBody()
 }
 
 // freeSlot frees the peer's connection slot the exchange holds, once.

@@ -322,18 +322,29 @@ func (ex *h2Exchange) trailer() http.Header {
 	return ex.res.Trailer
 }
 
+// stopBody: see exchange. A stream answered with a status over 299 (all
+// that are retried) goes on after its body stops: the transport stopped
+// sending it already (abortRequestBodyWrite).
+func (ex *h2Exchange) stopBody() {
+	if ex.body != nil {
+		ex.body.stop()
+	}
+}
+
 // release ends the stream; a stream not read to its end is reset, which
-// the upstream sees as RST_STREAM (CANCEL).
+// the upstream sees as RST_STREAM (CANCEL). The request body's reads stop
+// first: the transport's Close waits for its body writer, which may be
+// waiting for a client that stopped sending (see attemptBody.stop).
 func (ex *h2Exchange) release(ok bool) {
 	if ex.timer != nil {
 		ex.timer.Stop()
 	}
+	if ex.body != nil {
+		ex.body.stop()
+	}
 	if ex.res != nil {
 		ex.res.Body.Close()
 		ex.res = nil
-	}
-	if ex.body != nil {
-		ex.body.stop()
 	}
 	ex.cancel(nil)
 	if ex.tr != nil {

@@ -25,6 +25,7 @@ type Body struct {
 	strict  bool
 	left    int64 // bytes left in the body (length) or current chunk (chunked)
 	crlf    bool  // chunked: a CRLF must follow the chunk just read
+	last    bool  // chunked: the last chunk was read, the trailer section is next
 	limit   int64
 	total   int64
 	done    bool
@@ -69,7 +70,7 @@ func (b *Body) ResetResponse(resp *Response) {
 
 func (b *Body) reset(strict bool, limit int64) {
 	b.strict, b.limit, b.total = strict, limit, 0
-	b.left, b.crlf, b.done, b.err = 0, false, false, nil
+	b.left, b.crlf, b.last, b.done, b.err = 0, false, false, false, nil
 	if b.trailer != nil {
 		clear(b.trailer)
 	}
@@ -88,7 +89,12 @@ func (b *Body) Trailer() http.Header { return b.trailer }
 
 // Read reads body bytes. It returns io.EOF at the end of the body,
 // ErrUnexpectedEOF when the peer closes early, a *ParseError for broken
-// chunked framing and ErrBodyTooLarge past the limit.
+// chunked framing and ErrBodyTooLarge past the limit. After a read that
+// timed out (a deadline on the connection) the body reads on from where
+// it stopped, as a net.Conn does: framing is parsed from the buffer only
+// once it is there whole (but a trailer section, after which a timeout
+// stays), so a proxy may wake a reader waiting for a client that stopped
+// sending and later drain the rest.
 func (b *Body) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
@@ -113,10 +119,16 @@ func (b *Body) Read(p []byte) (int, error) {
 	if b.limit > 0 && b.total > b.limit && err == nil {
 		err = ErrBodyTooLarge
 	}
-	if err != nil && !errors.Is(err, io.EOF) {
+	if err != nil && !errors.Is(err, io.EOF) && !isTimeout(err) {
 		b.err = err
 	}
 	return n, err
+}
+
+// isTimeout reports a deadline's error, after which a read may be retried.
+func isTimeout(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
 }
 
 // LengthLeft returns how many bytes of a body framed by Content-Length
@@ -160,6 +172,9 @@ func (b *Body) Buffered() int {
 		if b.left > 0 {
 			return int(min(b.left, int64(br.Buffered())))
 		}
+		if b.last {
+			return 0 // the end is near, flush
+		}
 		// Between chunks: data is ready only when the CRLF, a whole size
 		// line and at least one data byte are buffered.
 		buf, _ := br.Peek(br.Buffered())
@@ -194,17 +209,20 @@ func (b *Body) EndBuffered() bool {
 	}
 	br := b.r.br
 	buf, _ := br.Peek(br.Buffered())
-	if b.crlf {
-		if len(buf) < 2 || buf[0] != '\r' || buf[1] != '\n' {
+	rest := buf
+	if !b.last {
+		if b.crlf {
+			if len(buf) < 2 || buf[0] != '\r' || buf[1] != '\n' {
+				return false
+			}
+			buf = buf[2:]
+		}
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 || !lastChunk(bytes.TrimSuffix(buf[:i], []byte("\r"))) {
 			return false
 		}
-		buf = buf[2:]
+		rest = buf[i+1:]
 	}
-	i := bytes.IndexByte(buf, '\n')
-	if i < 0 || !lastChunk(bytes.TrimSuffix(buf[:i], []byte("\r"))) {
-		return false
-	}
-	rest := buf[i+1:]
 	// The trailer section ends with an empty line: at once (no fields),
 	// or after the last field line.
 	return bytes.HasPrefix(rest, []byte("\r\n")) || bytes.HasPrefix(rest, []byte("\n")) ||
@@ -253,7 +271,7 @@ func (b *Body) readChunked(p []byte) (int, error) {
 }
 
 func (b *Body) readChunk(p []byte) (int, error) {
-	for b.left == 0 {
+	for b.left == 0 && !b.last {
 		if b.crlf {
 			if err := b.readCRLF(); err != nil {
 				return 0, err
@@ -264,14 +282,10 @@ func (b *Body) readChunk(p []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if size == 0 {
-			if err := b.readTrailer(); err != nil {
-				return 0, err
-			}
-			b.done = true
-			return 0, io.EOF
-		}
-		b.left, b.crlf = size, true
+		b.left, b.crlf, b.last = size, size > 0, size == 0
+	}
+	if b.last {
+		return 0, b.readEnd()
 	}
 	if int64(len(p)) > b.left {
 		p = p[:b.left]
@@ -284,32 +298,39 @@ func (b *Body) readChunk(p []byte) (int, error) {
 	return n, err
 }
 
+// readCRLF reads the line end after chunk data; peeked, then consumed
+// whole (see Read).
 func (b *Body) readCRLF() error {
-	c, err := b.r.br.ReadByte()
-	if err == nil && c == '\r' {
-		c, err = b.r.br.ReadByte()
+	br := b.r.br
+	n := 1
+	p, err := br.Peek(1)
+	if err == nil && p[0] == '\r' {
+		n = 2
+		p, err = br.Peek(2)
 	} else if err == nil && b.strict {
 		return rerr(400, CodeInvalidChunkedBody, "missing CRLF after chunk data")
 	}
 	if err != nil {
 		return eofAsUnexpected(err)
 	}
-	if c != '\n' {
+	if p[n-1] != '\n' {
 		return rerr(b.badStatus(), CodeInvalidChunkedBody, "missing CRLF after chunk data")
 	}
+	br.Discard(n)
 	return nil
 }
 
 // readChunkSize parses "chunk-size [ chunk-ext ] CRLF". The size is 1 to 15
 // hex digits; extensions are allowed but ignored, and may not hold controls.
 func (b *Body) readChunkSize() (int64, error) {
-	line, err := b.r.br.ReadSlice('\n')
+	line, err := peekLine(b.r.br)
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
 			return 0, rerr(b.badStatus(), CodeInvalidChunkedBody, "chunk size line too long")
 		}
 		return 0, eofAsUnexpected(err)
 	}
+	b.r.br.Discard(len(line)) // line stays valid: Discard within the buffer moves nothing
 	line = line[:len(line)-1]
 	if len(line) > 0 && line[len(line)-1] == '\r' {
 		line = line[:len(line)-1]
@@ -345,6 +366,42 @@ func (b *Body) readChunkSize() (int64, error) {
 		}
 	}
 	return size, nil
+}
+
+// peekLine returns br's next line, its LF included, without consuming it:
+// unlike ReadSlice, a read that fails half way (a timeout) leaves br where
+// it was. bufio.ErrBufferFull when br's buffer fills without an LF.
+func peekLine(br *bufio.Reader) ([]byte, error) {
+	seen := 0 // bytes searched for the LF already
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		if i := bytes.IndexByte(buf[seen:], '\n'); i >= 0 {
+			return buf[:seen+i+1], nil
+		}
+		seen = len(buf)
+		if seen == br.Size() {
+			return nil, bufio.ErrBufferFull
+		}
+		if _, err := br.Peek(seen + 1); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// readEnd reads the trailer section after the last chunk and reports
+// io.EOF. Its first line (most often the whole section: the empty line)
+// is waited for before the section is read line by line: a timeout
+// further in is final (see Read).
+func (b *Body) readEnd() error {
+	if _, err := peekLine(b.r.br); err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+		return eofAsUnexpected(err)
+	}
+	if err := b.readTrailer(); err != nil {
+		b.err = err
+		return err
+	}
+	b.done = true
+	return io.EOF
 }
 
 func (b *Body) readTrailer() error {

@@ -628,3 +628,46 @@ func TestBodyBufferBounded(t *testing.T) {
 		t.Fatalf("body buffer grew to %d bytes with %d unread", c, len(st.buf)-st.off)
 	}
 }
+
+// TestReadInterrupted: InterruptRead wakes a Read that waits for DATA,
+// and Reads fail the same way until ResumeRead; then the body reads on,
+// nothing lost.
+func TestReadInterrupted(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go io.Copy(io.Discard, b)
+	c := NewConn(a, nil, Config{StreamIdleTimeout: time.Minute}, nil)
+	st := &Stream{c: c, id: 1, bodyWake: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	st.deliver([]byte("he"), false)
+	p := make([]byte, 8)
+	if n, err := st.Read(p); n != 2 || err != nil {
+		t.Fatalf("read %d %v", n, err)
+	}
+	woken := make(chan error, 1)
+	go func() {
+		_, err := st.Read(p) // waits for DATA that does not come
+		woken <- err
+	}()
+	st.InterruptRead()
+	select {
+	case err := <-woken:
+		if !errors.Is(err, ErrReadInterrupted) {
+			t.Fatalf("woken read: %v", err)
+		}
+	case <-time.After(5 * time.Second): // a guard, well under StreamIdleTimeout
+		t.Fatal("the read was not woken")
+	}
+	if _, err := st.Read(p); !errors.Is(err, ErrReadInterrupted) {
+		t.Fatalf("read before ResumeRead: %v", err)
+	}
+	st.ResumeRead()
+	st.deliver([]byte("llo"), true)
+	if got, err := io.ReadAll(readerFunc(st.Read)); string(got) != "llo" || err != nil {
+		t.Fatalf("read on: %q %v", got, err)
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }

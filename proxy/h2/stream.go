@@ -56,6 +56,7 @@ type Stream struct {
 	off      int
 	eof      bool
 	berr     error
+	intr     bool // InterruptRead: a Read that would wait returns at once
 	trailer  http.Header
 	bodyWake chan struct{} // nil for a request without body
 
@@ -99,6 +100,28 @@ var errReadTimeout = errors.New("h2: request body read timed out")
 var errWriteTimeout = errors.New("h2: flow-control window stayed shut")
 var errStreamDone = errors.New("h2: response already ended")
 
+// ErrReadInterrupted is what Read returns, rather than wait for DATA,
+// between InterruptRead and ResumeRead.
+var ErrReadInterrupted = errors.New("h2: request body read interrupted")
+
+// InterruptRead wakes a Read that waits for the client's DATA, and makes
+// Reads that would wait return ErrReadInterrupted until ResumeRead: a
+// proxy whose upstream answered early stops forwarding the body without
+// waiting for a client that stopped sending. Any goroutine may call it.
+func (st *Stream) InterruptRead() {
+	st.bmu.Lock()
+	st.intr = true
+	st.bmu.Unlock()
+	signal(st.bodyWake)
+}
+
+// ResumeRead ends InterruptRead: Read waits for DATA again.
+func (st *Stream) ResumeRead() {
+	st.bmu.Lock()
+	st.intr = false
+	st.bmu.Unlock()
+}
+
 // Read reads the request body.
 func (st *Stream) Read(p []byte) (int, error) {
 	st.bmu.Lock()
@@ -111,6 +134,10 @@ func (st *Stream) Read(p []byte) (int, error) {
 		if st.eof {
 			st.bmu.Unlock()
 			return 0, io.EOF
+		}
+		if st.intr {
+			st.bmu.Unlock()
+			return 0, ErrReadInterrupted
 		}
 		st.bmu.Unlock()
 		if st.expect100 {
