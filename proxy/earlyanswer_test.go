@@ -21,10 +21,10 @@ var earlyAnswerCfg = Config{Downstream: DownstreamConfig{
 	LingerTimeout:     100 * time.Millisecond,
 }}
 
-// earlyAnswerOrigins answer 413 to a request's head without reading its
-// body: over HTTP/1.1 (then waiting for the proxy to close) and h2c.
-func earlyAnswerOrigins(t *testing.T) map[string]*Peer {
-	h1 := rawPeer(t, func(c net.Conn) {
+// answerHeadOnly is an HTTP/1.1 origin that sends resp once it has read
+// a request's head, reads no body, and waits for the proxy to close.
+func answerHeadOnly(t *testing.T, resp string) string {
+	return rawPeer(t, func(c net.Conn) {
 		defer c.Close()
 		br := bufio.NewReader(c)
 		for {
@@ -36,9 +36,15 @@ func earlyAnswerOrigins(t *testing.T) map[string]*Peer {
 				break
 			}
 		}
-		io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!")
+		io.WriteString(c, resp)
 		io.Copy(io.Discard, br) // until the proxy closes: no body comes
 	})
+}
+
+// earlyAnswerOrigins answer 413 to a request's head without reading its
+// body: over HTTP/1.1 (then waiting for the proxy to close) and h2c.
+func earlyAnswerOrigins(t *testing.T) map[string]*Peer {
+	h1 := answerHeadOnly(t, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!")
 	h2 := startOrigin(t, originH2C, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "4")
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
@@ -192,21 +198,7 @@ func TestEarlyAnswerStalledH2Client(t *testing.T) {
 // from the client where it stopped (the read that was woken lost
 // nothing).
 func TestEarlyAnswerRetryResumesBody(t *testing.T) {
-	busyH1 := rawPeer(t, func(c net.Conn) {
-		defer c.Close()
-		br := bufio.NewReader(c)
-		for {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
-				return
-			}
-			if len(line) <= 2 {
-				break
-			}
-		}
-		io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-		io.Copy(io.Discard, br)
-	})
+	busyH1 := answerHeadOnly(t, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 	busyH2 := startOrigin(t, originH2C, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}))

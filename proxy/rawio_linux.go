@@ -117,21 +117,29 @@ func (s *sockIO) write(b []byte) (int, error) {
 }
 
 // rawWrite is the callback of write and writev; s.wmu is held. It
-// writes all of s.wb, or of s.iov, returning false to wait until the
-// socket is writable.
+// writes all of s.wb, or of s.iov (writev), returning false to wait until
+// the socket is writable.
 func (s *sockIO) rawWrite(fd uintptr) bool {
-	if s.iovn > 0 {
-		return s.rawWritev(fd)
-	}
-	for s.wn < len(s.wb) {
-		n, e := sysWrite(fd, s.wb[s.wn:])
+	for s.iovn > 0 || s.wn < len(s.wb) {
+		var n int
+		var e syscall.Errno
+		if s.iovn > 0 {
+			n, e = sysWritev(fd, s.iov[:min(len(s.iov), maxIOV)])
+		} else {
+			n, e = sysWrite(fd, s.wb[s.wn:])
+		}
 		switch e {
 		case 0:
 			if n == 0 {
 				s.werr = io.ErrUnexpectedEOF
 				return true
 			}
-			s.wn += n
+			if s.iovn > 0 {
+				s.iovn -= int64(n)
+				s.consumeIOV(n)
+			} else {
+				s.wn += n
+			}
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
@@ -175,29 +183,6 @@ func (s *sockIO) writev(bufs [][]byte) (int64, error) {
 	s.iov, s.iovn, s.werr = iov[:0], 0, nil
 	s.wmu.Unlock()
 	return n, err
-}
-
-// rawWritev writes all of s.iov (rawWrite).
-func (s *sockIO) rawWritev(fd uintptr) bool {
-	for s.iovn > 0 {
-		n, e := sysWritev(fd, s.iov[:min(len(s.iov), maxIOV)])
-		switch e {
-		case 0:
-			if n == 0 {
-				s.werr = io.ErrUnexpectedEOF
-				return true
-			}
-			s.iovn -= int64(n)
-			s.consumeIOV(n)
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			s.werr = e
-			return true
-		}
-	}
-	return true
 }
 
 // consumeIOV drops the first n written bytes from s.iov.
