@@ -34,6 +34,7 @@ type rawH2Run struct {
 	reset     map[uint32]http2.ErrCode
 	events    []goAwayEvent
 	completed int
+	end       error // what ended the reader: the server's close, or a bad frame
 }
 
 func runRawH2(t *testing.T, nc net.Conn, scheme string, shutdown func()) *rawH2Run {
@@ -104,6 +105,9 @@ func runRawH2(t *testing.T, nc net.Conn, scheme string, shutdown func()) *rawH2R
 		for {
 			f, err := fr.ReadFrame()
 			if err != nil {
+				mu.Lock()
+				run.end = err
+				mu.Unlock()
 				return // the server closed the connection (or the deadline passed)
 			}
 			mu.Lock()
@@ -147,7 +151,7 @@ func runRawH2(t *testing.T, nc net.Conn, scheme string, shutdown func()) *rawH2R
 // GOAWAY naming every stream sent, each of which got a whole response.
 func (r *rawH2Run) check(t *testing.T) {
 	t.Helper()
-	t.Logf("%d streams sent; connection frames: %+v", len(r.sent), r.events)
+	t.Logf("%d streams sent; connection frames: %+v; the read ended with %v", len(r.sent), r.events, r.end)
 	if len(r.sent) < 50 {
 		t.Fatalf("only %d streams sent", len(r.sent))
 	}

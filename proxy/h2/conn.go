@@ -149,6 +149,7 @@ type Conn struct {
 	closing      bool   // the connection is being torn down
 	drain        int    // 0, drainPinged (first GOAWAY sent), drainFinal (last id fixed)
 	lastStreamID uint32 // with drainFinal: streams above it are refused
+	finalSent    bool   // the drain's second GOAWAY is written: the connection may end
 	peerGoneAway bool
 	resetIDs     [recentResets]uint32
 	resetNext    int
@@ -611,12 +612,25 @@ func (c *Conn) finalGoAway() {
 	c.lastStreamID = c.maxClientID
 	last := c.lastStreamID
 	c.mu.Unlock()
+	if testHookFinalGoAway != nil {
+		testHookFinalGoAway()
+	}
 	c.lockWrite()
 	c.fr.WriteGoAway(last, http2.ErrCodeNo, nil)
 	c.flushWanted = true
 	c.unlockWrite()
+	// Only now may the connection end: a stream that finished since
+	// drainFinal was set must not shut the write side before this
+	// GOAWAY is in the buffer (the client would read EOF without it).
+	c.mu.Lock()
+	c.finalSent = true
+	c.mu.Unlock()
 	c.maybeDone()
 }
+
+// testHookFinalGoAway, when set by a test, runs in finalGoAway between
+// fixing the last stream and writing the GOAWAY that names it.
+var testHookFinalGoAway func()
 
 // maybeDone ends a drained connection, or one the client sent GOAWAY on,
 // once no stream is left: its write side shuts (the client reads every
@@ -624,7 +638,7 @@ func (c *Conn) finalGoAway() {
 // times out after DrainWait.
 func (c *Conn) maybeDone() {
 	c.mu.Lock()
-	done := (c.drain == drainFinal || c.peerGoneAway) && len(c.streams) == 0 && c.running == 0 && !c.closing
+	done := (c.finalSent || c.peerGoneAway) && len(c.streams) == 0 && c.running == 0 && !c.closing
 	if done {
 		c.closing = true
 	}

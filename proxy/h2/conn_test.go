@@ -306,6 +306,57 @@ func TestShutdownDrains(t *testing.T) {
 	s.wg.Wait() // the connection ends by itself
 }
 
+// TestShutdownFinalGoAwayBeforeClose: a stream that ends while the drain
+// fixes its last stream id (between the PING's ACK and the second GOAWAY
+// reaching the buffer) must not end the connection first: the client
+// reads the second GOAWAY before EOF. It once read EOF without it.
+func TestShutdownFinalGoAwayBeforeClose(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	s := serve(t, Config{DrainWait: 20 * time.Second}, func(st *Stream) {
+		started <- struct{}{}
+		<-release
+		st.WriteHead(200, http.Header{})
+		st.Finish(nil)
+	})
+	fr, _ := rawConn(t, s.addr)
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndStream: true, EndHeaders: true,
+		BlockFragment: headerBlock(":method", "GET", ":scheme", "http", ":path", "/", ":authority", "x")})
+	<-started
+	s.mu.Lock()
+	conn := s.conns[0]
+	s.mu.Unlock()
+	testHookFinalGoAway = func() {
+		close(release)
+		// The stream's worker goes idle once endStream (and its
+		// maybeDone) returned.
+		deadline := time.Now().Add(10 * time.Second)
+		for conn.idleWorkers.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	t.Cleanup(func() { testHookFinalGoAway = nil })
+	conn.Shutdown()
+	var goAways []uint32
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			break // EOF: the server shut its write side
+		}
+		switch f := f.(type) {
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				fr.WritePing(true, f.Data)
+			}
+		case *http2.GoAwayFrame:
+			goAways = append(goAways, f.LastStreamID)
+		}
+	}
+	if len(goAways) != 2 || goAways[0] != 1<<31-1 || goAways[1] != 1 {
+		t.Fatalf("GOAWAY last stream ids %v before EOF, want [%d 1]", goAways, uint32(1<<31-1))
+	}
+}
+
 // TestIdleTimeout: a connection without streams is closed with GOAWAY.
 func TestIdleTimeout(t *testing.T) {
 	s := serve(t, Config{IdleTimeout: 50 * time.Millisecond}, echo)
