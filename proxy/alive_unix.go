@@ -14,18 +14,40 @@ import (
 // connection from the pool costs one syscall instead of a goroutine per
 // idle connection.
 func peekAlive(rc syscall.RawConn) bool {
-	alive := true
-	var buf [1]byte
-	err := rc.Read(func(fd uintptr) bool {
-		n, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		switch {
-		case errors.Is(err, unix.EAGAIN):
-		case err != nil, n == 0: // error, or EOF: the peer closed
-			alive = false
-		default: // unexpected bytes from an idle upstream
-			alive = false
-		}
+	var p peeker
+	p.init(rc)
+	return p.alive()
+}
+
+// peeker is peekAlive for one connection, peeked at again and again: its
+// callback is bound once (a closure per peek would be allocations per
+// request, as the pool peeks at every connection it hands out).
+type peeker struct {
+	rc  syscall.RawConn
+	fn  func(uintptr) bool
+	ok  bool
+	buf [1]byte
+}
+
+func (p *peeker) init(rc syscall.RawConn) {
+	p.rc = rc
+	p.fn = p.peekFD
+}
+
+// alive peeks; true without a socket to peek at.
+func (p *peeker) alive() bool {
+	if p.rc == nil {
 		return true
-	})
-	return err == nil && alive
+	}
+	p.ok = false
+	err := p.rc.Read(p.fn)
+	return err == nil && p.ok
+}
+
+func (p *peeker) peekFD(fd uintptr) bool {
+	n, err := recvPeek(int(fd), p.buf[:])
+	// EAGAIN: nothing waiting. An error, EOF (the peer closed) or bytes
+	// from an idle upstream all make the connection unusable.
+	p.ok = errors.Is(err, unix.EAGAIN) && n <= 0
+	return true
 }

@@ -26,15 +26,15 @@ func newPool(cfg PoolConfig, m *metrics) *pool {
 	return p
 }
 
-// peekAfter is how long a connection may sit idle before get checks, with
-// a non-blocking peek (one syscall), that the upstream has not closed it.
-// A connection used more recently is taken as is when the request can be
-// sent again should it turn out closed (see h1RoundTrip).
-const peekAfter = time.Second
-
-// get returns an idle connection for key that is still open, or nil. With
-// check, every connection is peeked at, however recently used.
-func (p *pool) get(key string, check bool) *upConn {
+// get returns an idle connection for key that is still open and quiet, or
+// nil. Every connection is peeked at (a non-blocking recv, one syscall)
+// however recently it was used: an upstream that sent bytes after the
+// response it owed (a second response, a late body to HEAD) would
+// otherwise have them read as the answer to the next request, which may be
+// another client's, and every later request on the connection would get the
+// answer meant for the one before it. A close that races the peek is still
+// handled by sending an idempotent request again (see h1RoundTrip).
+func (p *pool) get(key string) *upConn {
 	now := monoNow()
 	for {
 		p.mu.Lock()
@@ -48,7 +48,7 @@ func (p *pool) get(key string, check bool) *upConn {
 		p.idle[key] = list[:len(list)-1]
 		p.mu.Unlock()
 		idle := now - c.idleSince
-		if idle < p.cfg.IdleTimeout && (idle < peekAfter && !check || c.aliveAt(now)) {
+		if idle < p.cfg.IdleTimeout && c.aliveAt(now) {
 			return c
 		}
 		p.metrics.poolEvictions.Inc()

@@ -18,6 +18,7 @@ import (
 type upConn struct {
 	nc        net.Conn
 	rc        syscall.RawConn // of the TCP socket under TLS, for the liveness peek
+	peek      peeker          // on rc
 	key       string
 	br        *bufio.Reader
 	bw        *bufio.Writer
@@ -40,6 +41,7 @@ func newUpConn(nc net.Conn, key string) *upConn {
 	if sc, ok := raw.(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
 	}
+	c.peek.init(c.rc)
 	c.br = bufio.NewReaderSize(nc, readBufSize)
 	c.bw = bufio.NewWriterSize(nc, writeBufSize)
 	c.reader = h1.NewReader(c.br, h1.Limits{MaxHeaderBytes: 256 << 10, MaxHeaders: 512})
@@ -56,7 +58,7 @@ func (c *upConn) aliveAt(now time.Duration) bool {
 	if c.dl.readPassed(now) {
 		c.dl.setRead(c.nc, time.Time{})
 	}
-	return peekAlive(c.rc)
+	return c.peek.alive()
 }
 
 // h1Exchange is one request/response on an upConn.
@@ -75,17 +77,17 @@ type h1Exchange struct {
 // h1RoundTrip sends req (and body) to peer over a pooled or new connection
 // and reads the response head into out.
 //
-// A pooled connection the upstream closed while it sat idle fails at once:
-// the write is refused or the read sees the close before any response byte.
-// Such a request is sent again on a new connection, once, without spending
-// the retry budget, when that is safe: the method is idempotent and the
-// body can be replayed (Go's Transport and nginx do the same). Requests that
-// could not be sent again only get a pooled connection after a peek at it.
+// A pooled connection is peeked at before it is used (see pool.get). One
+// the upstream closed just after the peek fails at once: the write is
+// refused or the read sees the close before any response byte. Such a
+// request is sent again on a new connection, once, without spending the
+// retry budget, when that is safe: the method is idempotent and the body
+// can be replayed (Go's Transport and nginx do the same).
 func (s *Server[C]) h1RoundTrip(sess *Session, peer *Peer, req *RequestHeader, body *reqBody, out *ResponseHeader) (*h1Exchange, error) {
 	t := peer.Timeouts.withDefaults(s.cfg.Upstream)
 	key := peer.poolKey()
 	resend := idempotent(req.Method) && body.complete()
-	c := s.pool.get(key, !resend)
+	c := s.pool.get(key)
 	for {
 		reused := c != nil
 		sess.ConnReused, sess.ConnectTime = reused, 0

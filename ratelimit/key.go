@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"fmt"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"unsafe"
 )
@@ -126,7 +127,10 @@ func (src *source) value(r *Request) (string, bool) {
 	case kindMethod:
 		return r.Method, r.Method != ""
 	case kindHost:
-		h := hostOnly(r.Host)
+		// Host names are compared without case (RFC 9110 section 4.2.3),
+		// as routes and a rule's match do: one counter per host, however
+		// a client spells it.
+		h := lowerASCII(hostOnly(r.Host))
 		return h, h != ""
 	case kindPath:
 		return r.Path, r.Path != ""
@@ -186,16 +190,45 @@ func cookieValue(fields []string, name string) (string, bool) {
 	return "", false
 }
 
-// queryValue finds the first name=value in a raw query without
-// allocating; the value stays percent-encoded, which is as good a key.
+// queryValue finds the first name=value in a raw query whose name is name
+// and whose value is not empty, both compared decoded as the origin's
+// query parser decodes them (percent-escapes, '+' for a space): a key
+// spelled with escapes (k=%61bc, ke%79=abc) is the same key, not a new
+// counter. A part that needs no decoding allocates nothing; one with an
+// invalid escape is taken as it is.
 func queryValue(q, name string) (string, bool) {
 	for q != "" {
 		var part string
 		part, q, _ = strings.Cut(q, "&")
 		n, v, _ := strings.Cut(part, "=")
-		if n == name && v != "" {
-			return v, true
+		if unescapeQuery(n) == name {
+			if v = unescapeQuery(v); v != "" {
+				return v, true
+			}
 		}
 	}
 	return "", false
+}
+
+// unescapeQuery decodes one query name or value; s itself when it has
+// nothing to decode or cannot be decoded.
+func unescapeQuery(s string) string {
+	if !strings.ContainsAny(s, "%+") {
+		return s
+	}
+	if u, err := url.QueryUnescape(s); err == nil {
+		return u
+	}
+	return s
+}
+
+// lowerASCII returns s in lower case, s itself when it has no upper-case
+// ASCII letter (no allocation in the usual case).
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
 }

@@ -182,6 +182,38 @@ func TestNoMatchNoKey(t *testing.T) {
 	}
 }
 
+// TestKeySpellingsShareACounter: another spelling of the same host (case,
+// port, trailing dot) or of the same query parameter (percent-escapes in
+// its name or value, '+' for a space) is the same key, so a client cannot
+// dodge a limit by respelling what the origin reads as one value.
+func TestKeySpellingsShareACounter(t *testing.T) {
+	for _, tc := range []struct {
+		key       string
+		spellings []Request
+	}{
+		{"host", []Request{{Host: "victim.test"}, {Host: "Victim.test"}, {Host: "VICTIM.TEST:8080"}, {Host: "vIctim.test."}}},
+		{"{route}:{host}", []Request{{Route: "r", Host: "victim.test"}, {Route: "r", Host: "VICTIM.test"}}},
+		{"query:k", []Request{{RawQuery: "k=abc"}, {RawQuery: "k=%61bc"}, {RawQuery: "x=1&%6b=a%62c"}, {RawQuery: "%6B=%61%62%63"}}},
+		{"query:k", []Request{{RawQuery: "k=a+b"}, {RawQuery: "k=a%20b"}, {RawQuery: "k=%61 b"}}},
+	} {
+		l, _ := newTestLimiter(t, Rule{Name: "k", Limit: 1, Period: time.Minute, Key: tc.key})
+		for i, r := range tc.spellings {
+			r.Method, r.Path, r.Header = "GET", "/", http.Header{}
+			if got := l.Decide(&r, 0, 0).Allow; got != (i == 0) {
+				t.Errorf("%s: spelling %d (%+v) allowed=%v, want %v: it is the first's key", tc.key, i, r, got, i == 0)
+			}
+		}
+	}
+	// Values that differ once decoded stay apart; an invalid escape is
+	// kept as it came.
+	l, _ := newTestLimiter(t, Rule{Name: "k", Limit: 1, Period: time.Minute, Key: "query:k"})
+	for _, q := range []string{"k=abc", "k=abd", "k=%zz", "k=ab%"} {
+		if !l.Decide(&Request{Method: "GET", Path: "/", RawQuery: q, Header: http.Header{}}, 0, 0).Allow {
+			t.Errorf("query %q was refused: counted with another value", q)
+		}
+	}
+}
+
 // TestGlobalSolo: with no ring a global rule is global over one node: it
 // holds its limit, through leases from itself.
 func TestGlobalSolo(t *testing.T) {

@@ -77,7 +77,9 @@ type Rule struct {
 	// client_ip, cookie:NAME, query:NAME, route, method, host, path, or a
 	// template of several such as "{route}:{header:x-api-key}" (default
 	// client_ip). A request that lacks one of the key's parts is not
-	// counted by the rule.
+	// counted by the rule. host is taken in lower case without a port or
+	// a trailing dot, and query:NAME decoded (name and value), so that
+	// another spelling of the same value is not a new counter.
 	Key string
 	// Limit is the number of requests admitted per Period (required, >= 1).
 	Limit int64

@@ -1,0 +1,11 @@
+//go:build unix && !linux
+
+package proxy
+
+import "golang.org/x/sys/unix"
+
+// recvPeek is recv(fd, b, MSG_PEEK|MSG_DONTWAIT).
+func recvPeek(fd int, b []byte) (int, error) {
+	n, _, err := unix.Recvfrom(fd, b, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return n, err
+}
