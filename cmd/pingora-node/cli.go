@@ -52,7 +52,7 @@ func (c command) parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer
 			return nil, 0, true
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "pingora-node %s: %v\n\n", c.name, err)
+			fmt.Fprintf(stderr, "pingora-node %s: %v%s\n\n", c.name, err, flagHint(fs, err))
 			c.usage(stderr, fs)
 			return nil, 2, true
 		}
@@ -96,6 +96,23 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// flagHint suggests the defined flag nearest to an undefined one the
+// error names (" (did you mean --join?)"), or returns "".
+func flagHint(fs *flag.FlagSet, err error) string {
+	const undefined = "flag provided but not defined: -"
+	msg := err.Error()
+	if !strings.HasPrefix(msg, undefined) {
+		return ""
+	}
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	typed := strings.TrimLeft(strings.TrimPrefix(msg, undefined), "-")
+	if s := suggest(typed, names); s != "" {
+		return fmt.Sprintf(" (did you mean --%s?)", s)
+	}
+	return ""
 }
 
 // isHelp reports whether args ask for help and nothing else.

@@ -43,6 +43,8 @@ func TestMistypedCommandsAndFlags(t *testing.T) {
 		{[]string{"status", "--bogus"}, []string{"pingora-node status: flag provided but not defined: -bogus", "usage: pingora-node status"}},
 		{[]string{"config", "aply"}, []string{`unknown subcommand "aply"`, `did you mean "apply"`}},
 		{[]string{"config", "get", "-f", "x.yaml"}, []string{"flag provided but not defined: -f"}},
+		{[]string{"run", "--jion", "127.0.0.1:7946"}, []string{"flag provided but not defined: -jion (did you mean --join?)", "usage: pingora-node run"}},
+		{[]string{"status", "--admn", "127.0.0.1:1"}, []string{"(did you mean --admin?)"}},
 		{[]string{"run", "node.yaml"}, []string{"pingora-node run: takes no arguments"}},
 		{[]string{"demo", "now"}, []string{"pingora-node demo: takes no arguments"}},
 		{[]string{"version", "x"}, []string{"takes no arguments"}},
