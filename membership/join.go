@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -157,7 +158,7 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 		c.joining.Store(false)
 	}
 	if n == 0 {
-		err = errors.Join(rerr, err)
+		err = errors.Join(rerr, wrongPortHint(err))
 		if err == nil {
 			err = fmt.Errorf("no seed address to join")
 		}
@@ -266,4 +267,15 @@ func (c *Cluster) sleep(d time.Duration) bool {
 	case <-t.C():
 		return true
 	}
+}
+
+// wrongPortHint adds a hint to a join error that shows the seed answered in
+// another protocol: memberlist reads a stream's first byte as its message
+// type, and an HTTP server's answer ("HTTP/1.1 400") starts with 72, 'H'.
+// The usual cause is a seed given with the admin, proxy or raft port.
+func wrongPortHint(err error) error {
+	if err == nil || !strings.Contains(err.Error(), "invalid msgType") {
+		return err
+	}
+	return fmt.Errorf("%w (the seed answered, but not as a gossip port: join takes a node's gossip_addr, default port 7946, not its admin, proxy or raft address)", err)
 }

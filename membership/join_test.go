@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -150,5 +151,33 @@ func TestJoinedByAnother(t *testing.T) {
 	})
 	if n := a.Stats().JoinFailures; n != 1 {
 		t.Fatalf("%d failed attempts, want the first only", n)
+	}
+}
+
+// TestJoinWrongPortHint: a seed that answers in another protocol (here
+// HTTP, as a node's admin or proxy port does) fails the join with a hint
+// that the seed is not a gossip port, not only memberlist's "invalid
+// msgType (72)".
+func TestJoinWrongPortHint(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler()}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	sink := newLogSink(t)
+	c, err := New(Config{Name: "b", BindAddr: "127.0.0.1:0", Join: []string{ln.Addr().String()}, Clock: clock.NewFake(time.Unix(1_000_000, 0)), Logger: sink.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Shutdown() })
+	var st JoinStatus
+	waitFor(t, 10*time.Second, "a failed join", func() bool { st = c.Status().Join; return st.Failures > 0 })
+	if !strings.Contains(st.LastError, "invalid msgType") || !strings.Contains(st.LastError, "not as a gossip port") {
+		t.Fatalf("join error %q, want memberlist's error and the wrong-port hint", st.LastError)
 	}
 }
