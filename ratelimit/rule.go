@@ -288,6 +288,11 @@ type matcher struct {
 
 func compileMatch(m Match) matcher {
 	c := matcher{route: m.Route, prefix: m.PathPrefix, methods: m.Methods}
+	// GET covers HEAD, as nginx's limit_except GET does: a HEAD is a GET
+	// whose body is not sent, and would otherwise dodge a GET limit.
+	if slices.Contains(c.methods, "GET") && !slices.Contains(c.methods, "HEAD") {
+		c.methods = append(slices.Clone(c.methods), "HEAD")
+	}
 	switch h := strings.ToLower(strings.TrimSuffix(m.Host, ".")); {
 	case h == "" || h == "*":
 	case strings.HasPrefix(h, "*."):

@@ -109,12 +109,16 @@ func TestMatch(t *testing.T) {
 		{"other host", func(r *Request) { r.Host = "a.example.org" }, false},
 		{"path", func(r *Request) { r.Path = "/v2/users" }, false},
 		{"method", func(r *Request) { r.Method = "DELETE" }, false},
+		{"HEAD with GET", func(r *Request) { r.Method = "HEAD" }, true},
 	} {
 		r := base
 		tc.mod(&r)
 		if got := m.match(&r); got != tc.want {
 			t.Errorf("%s: match = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+	if post := compileMatch(Match{Methods: []string{"POST"}}); post.match(&Request{Method: "HEAD"}) {
+		t.Error("HEAD matches a rule for POST only")
 	}
 	if any := compileMatch(Match{}); !any.match(&Request{}) {
 		t.Error("the zero Match does not match everything")
