@@ -523,6 +523,41 @@ func TestHeaderListTooLarge(t *testing.T) {
 	}
 }
 
+// TestEmptyContinuationFlood: a header block that never ends, sent as
+// empty CONTINUATION frames (nothing to decode, so no header limit is
+// reached), ends the connection with ENHANCE_YOUR_CALM once its frames
+// pass the block's allowance; before, the server read them for as long as
+// the client sent them.
+func TestEmptyContinuationFlood(t *testing.T) {
+	var ran atomic.Int32
+	s := serve(t, Config{MaxHeaderListSize: 1024}, func(st *Stream) { ran.Add(1); echo(st) })
+	fr, nc := rawConn(t, s.addr)
+	const frames = 100_000 // 900 KB of frame headers; the allowance is 64 KiB
+	var sent atomic.Int64
+	go func() {
+		w := http2.NewFramer(nc, nil)
+		w.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headerBlock(":method", "GET"), EndStream: true})
+		for range frames {
+			if w.WriteContinuation(1, false, nil) != nil {
+				return // the server closed the connection
+			}
+			sent.Add(1)
+		}
+	}()
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no GOAWAY: %v (%d empty CONTINUATION frames sent)", err, sent.Load())
+		}
+		if ga, ok := f.(*http2.GoAwayFrame); ok {
+			if ga.ErrCode != http2.ErrCodeEnhanceYourCalm || ran.Load() != 0 {
+				t.Fatalf("GOAWAY %v, handler ran %d times; want ENHANCE_YOUR_CALM and no stream", ga.ErrCode, ran.Load())
+			}
+			return
+		}
+	}
+}
+
 // TestTooManyHeaderFields: more fields than MaxHeaders get 431 too.
 func TestTooManyHeaderFields(t *testing.T) {
 	s := serve(t, Config{MaxHeaders: 8}, echo)

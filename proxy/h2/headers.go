@@ -121,6 +121,9 @@ func (c *Conn) readFrame() (any, error) {
 	return f, nil
 }
 
+// frameHeaderLen is the size of an HTTP/2 frame's header.
+const frameHeaderLen = 9
+
 // readHeaderBlock decodes the header block that hf starts.
 func (c *Conn) readHeaderBlock(hf *http2.HeadersFrame) (*fieldBlock, error) {
 	hr := &c.hr
@@ -140,8 +143,16 @@ func (c *Conn) readHeaderBlock(hf *http2.HeadersFrame) (*fieldBlock, error) {
 		HeadersEnded() bool
 	}
 	var frag fragment = hf
+	// wire counts the block's bytes with each frame's 9-byte header, so
+	// that empty CONTINUATION frames, which decode to nothing, still use
+	// up the block's allowance: without it a client could send them
+	// without end (CVE-2024-27316 in other servers).
+	wire, wireMax := int64(0), max(2*int64(c.cfg.MaxHeaderListSize), 64<<10)
 	for {
 		p := frag.HeaderBlockFragment()
+		if wire += frameHeaderLen + int64(len(p)); wire > wireMax {
+			return nil, http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+		}
 		// A fragment far over what is left of the limit, or any after
 		// the limit was hit or a field was invalid, is not decoded: the
 		// connection ends.
