@@ -51,9 +51,9 @@ func (n *Node) newCluster() error {
 }
 
 // startGossip binds gossip and starts joining the seeds, announcing the
-// node as it is now (ready, with its raft address): an update racing the
-// join could be lost (hashicorp/memberlist#263), so the first one comes
-// later, if anything changes.
+// node as it is now (its state by metaState, its raft address): an update
+// racing the join could be lost (hashicorp/memberlist#263), so the first
+// one comes later, if anything changes.
 func (n *Node) startGossip() error {
 	p := n.cluster.Load()
 	if p == nil {
@@ -73,12 +73,24 @@ func (n *Node) startGossip() error {
 
 // metaState is the state the node announces. Once gossip's drain ran it
 // stays draining: the metadata refresh must not announce the node as
-// starting again when readiness goes off for the shutdown.
+// starting again when readiness goes off for the shutdown. Otherwise it is
+// ready exactly when /readyz says so (notReady): a node without a cluster
+// config, or with one that routes nothing, announces "starting" and stays
+// off the ring. Its peers would otherwise make it a key's owner: it knows
+// no global rate-limit rule to count by and serves no request whose
+// response the shared cache could hold, and /status and the cluster page
+// would call ready a node that /readyz keeps out of the load balancer.
+// Nothing a node needs to get its config waits for the ring (raft finds
+// its servers by gossip liveness and Addrs.Raft, forwarded writes reach
+// the leader at the Addrs.Cluster it gossips whatever its state), so a
+// new cluster, every node at config version 0, converges once a config
+// is applied: each applied version refreshes the metadata at once
+// (pokeMeta), the ticker at the latest a metaInterval later.
 func (n *Node) metaState() membership.NodeState {
 	switch {
 	case n.drained.Load():
 		return membership.StateDraining
-	case n.ready.Load():
+	case n.notReady() == "":
 		return membership.StateReady
 	}
 	return membership.StateStarting

@@ -31,8 +31,9 @@ func formations(t *testing.T) int {
 // three processes started together with bootstrap_expect 3 and the lan
 // gossip profile, nodes 2 and 3 joining node 1, form a fresh cluster again
 // and again. Each time every node must see every member alive and ready
-// with its raft address within 5 s, and all must know a leader within
-// 10 s. Before the fix one node's metadata update was lost in 3 of 10
+// with its raft address within 5 s (ready as /readyz says: once the
+// leader seeded the cluster file and each node applied it, a metadata
+// update of its own), and all must know a leader within 10 s. Before the fix one node's metadata update was lost in 3 of 10
 // formations here (hashicorp/memberlist#263, see
 // membership.TestUpstreamQueueLosesBroadcast) and the views were repaired
 // only by the 30 s push/pull.
