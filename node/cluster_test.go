@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pingora-go/pingora-go/membership"
+	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/wire"
 )
 
@@ -180,4 +184,59 @@ func TestGossipReadyFollowsReadyz(t *testing.T) {
 	waitUntil(t, "all ready on one ring of 3", func() bool { return state("ready", 3, 200) })
 	waitUntil(t, "a config without routes written", write("?allow_empty=true", strings.Split(clusterFor(up), "routes:")[0]))
 	waitUntil(t, "all starting, ring empty", func() bool { return state("starting", 0, 503) })
+}
+
+// TestGossipMetaSizeCheckedAtStart: a node whose gossiped metadata could
+// outgrow memberlist's 512 bytes while it runs (many proxy listeners on
+// long IPv6 addresses, a long version string, the cluster ID it will
+// hold, its counters and config version at their largest) is refused by
+// New, before it binds anything, with an error that says what to
+// shorten; the same node file with fewer listeners is accepted. A node
+// that starts gossips metadata within the bound New checked.
+func TestGossipMetaSizeCheckedAtStart(t *testing.T) {
+	nodeFile := func(listeners int) string {
+		extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ncluster_addr: 127.0.0.1:0\ndata_dir: %s\nbootstrap_expect: 1\nzone: eu-central-1a\n", t.TempDir())
+		f := writeNodeFiles(t, "n1", extra, clusterFor("127.0.0.1:1"))
+		var ls strings.Builder
+		for i := range listeners {
+			fmt.Fprintf(&ls, "  - name: l%d\n    addr: \"[fd12:3456:789a:bcde:f012:3456:789a:%04x]:0\"\n", i, i)
+		}
+		b, _ := os.ReadFile(f)
+		os.WriteFile(f, []byte(strings.Replace(string(b), "listeners:\n", "listeners:\n"+ls.String(), 1)), 0o644)
+		return f
+	}
+	version := "v1.4.0-rc.2+g0123456789abcdef0123456789abcdef01234567"
+	build := func(f string) (*Node, error) {
+		cfg, err := config.LoadNode(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return New(cfg, Options{Version: version, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}
+	if _, err := build(nodeFile(4)); err != nil {
+		t.Fatalf("4 listeners: %v", err)
+	}
+	_, err := build(nodeFile(6))
+	if err == nil {
+		t.Fatal("6 listeners on long IPv6 addresses: New accepted metadata that can outgrow 512 bytes")
+	}
+	for _, want := range []string{"metadata too large", "over memberlist's limit of 512", "7 proxy listener address", "[fd12:3456:789a:bcde:f012:3456:789a:0000]:65535",
+		`version "` + version + `"`, "cluster ID (32 characters)", "Shorten what the node advertises"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+	t.Log(err)
+
+	// What a started node gossips, at its largest, stays within what New
+	// allowed for its node file.
+	n := startRaftNode(t, "n2", origin(t, "a"), 1)
+	bound, err := n.metaBound(n.worstMeta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "a cluster ID", func() bool { return n.Store().ClusterID() != "" })
+	if got, err := membership.CheckMetaSize(n.meta(membership.StateReady)); err != nil || got > bound {
+		t.Fatalf("running node's metadata at its largest: %d bytes, New's bound %d (%v)", got, bound, err)
+	}
 }

@@ -150,6 +150,11 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	if err := n.resolveAdvertise(); err != nil {
 		return nil, err
 	}
+	if cfg.Clustered() {
+		if err := n.checkMetaSize(n.worstMeta()); err != nil {
+			return nil, err
+		}
+	}
 	router, err := proxy.NewRouter(proxy.RouterOptions{Metrics: n.reg, Log: n.log.With("part", "health")})
 	if err != nil {
 		return nil, err
