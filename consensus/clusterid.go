@@ -26,9 +26,12 @@ type clusterIDCmd struct {
 	ID string `msgpack:"id"`
 }
 
+// ClusterIDLen is the length of a cluster ID: 128 random bits in hex.
+const ClusterIDLen = 2 * 16
+
 // newClusterID returns 128 random bits in hex.
 func newClusterID() (string, error) {
-	var b [16]byte
+	var b [ClusterIDLen / 2]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("consensus: cluster ID: %w", err)
 	}

@@ -23,7 +23,8 @@
 //	| a cluster RPC address)               |   cannot answer calls yet
 //	+--------------------------------------+
 //	                     | Meta.State = ready, Addrs.Cluster set
-//	                     | (node: listeners bound, RPC serving)
+//	                     | (node: listeners bound, RPC serving,
+//	                     | a config that routes: /readyz 200)
 //	                     v
 //	+--------------------------------------+
 //	| on the ring                          |   owns keys; peers call it at

@@ -19,8 +19,9 @@ const (
 
 // Meta is the metadata each node gossips about itself (issue 5 item 2). It is
 // encoded with msgpack under one-letter keys behind a format byte, and must
-// fit memberlist's 512-byte MetaMaxSize; unknown keys from newer nodes are
-// ignored.
+// fit memberlist's 512-byte MetaMaxSize (CheckMetaSize bounds it for
+// every value a node's changing fields may take); unknown keys from newer
+// nodes are ignored.
 type Meta struct {
 	// Name is the node name. It is not encoded: memberlist carries it.
 	Name string `msgpack:"-" json:"name"`
@@ -94,15 +95,23 @@ func (m Meta) withDefaults() Meta {
 // encodeMeta encodes m, failing with ErrMetaTooLarge rather than exceeding
 // memberlist's limit (memberlist panics on oversized metadata).
 func encodeMeta(m Meta) ([]byte, error) {
-	b, err := msgpack.Marshal(&m)
+	out, err := encodeMetaUnbounded(m)
 	if err != nil {
-		return nil, fmt.Errorf("membership: encode metadata: %w", err)
+		return nil, err
 	}
-	out := append([]byte{metaFormat}, b...)
 	if len(out) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMetaTooLarge, len(out), memberlist.MetaMaxSize)
 	}
 	return out, nil
+}
+
+// encodeMetaUnbounded is encodeMeta without the size limit.
+func encodeMetaUnbounded(m Meta) ([]byte, error) {
+	b, err := msgpack.Marshal(&m)
+	if err != nil {
+		return nil, fmt.Errorf("membership: encode metadata: %w", err)
+	}
+	return append([]byte{metaFormat}, b...), nil
 }
 
 // decodeMeta decodes metadata gossiped by node name. It refuses more than

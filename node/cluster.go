@@ -2,11 +2,18 @@ package node
 
 import (
 	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
 	"reflect"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/pingora-go/pingora-go/consensus"
 	"github.com/pingora-go/pingora-go/membership"
 )
 
@@ -33,6 +40,11 @@ func (n *Node) newCluster() error {
 	if !n.cfg.Clustered() {
 		return nil
 	}
+	// The node file passed this check in New; the bound addresses are
+	// known now (a host name resolved), so it is exact.
+	if err := n.checkMetaSize(n.meta(membership.StateStarting)); err != nil {
+		return err
+	}
 	key, err := n.cfg.GossipKeyBytes()
 	if err != nil {
 		return err
@@ -51,9 +63,9 @@ func (n *Node) newCluster() error {
 }
 
 // startGossip binds gossip and starts joining the seeds, announcing the
-// node as it is now (ready, with its raft address): an update racing the
-// join could be lost (hashicorp/memberlist#263), so the first one comes
-// later, if anything changes.
+// node as it is now (its state by metaState, its raft address): an update
+// racing the join could be lost (hashicorp/memberlist#263), so the first
+// one comes later, if anything changes.
 func (n *Node) startGossip() error {
 	p := n.cluster.Load()
 	if p == nil {
@@ -73,12 +85,24 @@ func (n *Node) startGossip() error {
 
 // metaState is the state the node announces. Once gossip's drain ran it
 // stays draining: the metadata refresh must not announce the node as
-// starting again when readiness goes off for the shutdown.
+// starting again when readiness goes off for the shutdown. Otherwise it is
+// ready exactly when /readyz says so (notReady): a node without a cluster
+// config, or with one that routes nothing, announces "starting" and stays
+// off the ring. Its peers would otherwise make it a key's owner: it knows
+// no global rate-limit rule to count by and serves no request whose
+// response the shared cache could hold, and /status and the cluster page
+// would call ready a node that /readyz keeps out of the load balancer.
+// Nothing a node needs to get its config waits for the ring (raft finds
+// its servers by gossip liveness and Addrs.Raft, forwarded writes reach
+// the leader at the Addrs.Cluster it gossips whatever its state), so a
+// new cluster, every node at config version 0, converges once a config
+// is applied: each applied version refreshes the metadata at once
+// (pokeMeta), the ticker at the latest a metaInterval later.
 func (n *Node) metaState() membership.NodeState {
 	switch {
 	case n.drained.Load():
 		return membership.StateDraining
-	case n.ready.Load():
+	case n.notReady() == "":
 		return membership.StateReady
 	}
 	return membership.StateStarting
@@ -86,15 +110,7 @@ func (n *Node) metaState() membership.NodeState {
 
 // meta describes this node for the others.
 func (n *Node) meta(state membership.NodeState) membership.Meta {
-	m := membership.Meta{Version: n.opts.Version, Zone: n.cfg.Zone, Weight: n.cfg.RingWeight, State: state}
-	for _, addr := range n.ListenerAddrs() {
-		if a := n.adv.Addr(addr); a != "" {
-			m.Addrs.Proxy = append(m.Addrs.Proxy, a)
-		}
-	}
-	sort.Strings(m.Addrs.Proxy)
-	m.Addrs.Admin = n.adv.Admin(n.AdminAddr())
-	m.Addrs.Cluster = n.adv.Cluster(n.RPCAddr())
+	m := n.fixedMeta(state, slices.Collect(maps.Values(n.ListenerAddrs())), n.AdminAddr(), n.RPCAddr())
 	if a := n.applied.Load(); a != nil {
 		m.ConfigVersion = uint64(a.Version)
 	}
@@ -114,6 +130,86 @@ func (n *Node) meta(state membership.NodeState) membership.Meta {
 		m.RaftRecovering = st.Recovering()
 	}
 	return m
+}
+
+// fixedMeta is the metadata that stays as it is while the node runs, with
+// the proxy, admin and cluster ports bound at proxy, admin and cluster.
+func (n *Node) fixedMeta(state membership.NodeState, proxy []string, admin, cluster string) membership.Meta {
+	m := membership.Meta{Version: n.opts.Version, Zone: n.cfg.Zone, Weight: n.cfg.RingWeight, State: state}
+	for _, addr := range proxy {
+		if a := n.adv.Addr(addr); a != "" {
+			m.Addrs.Proxy = append(m.Addrs.Proxy, a)
+		}
+	}
+	sort.Strings(m.Addrs.Proxy)
+	m.Addrs.Admin = n.adv.Admin(admin)
+	m.Addrs.Cluster = n.adv.Cluster(cluster)
+	return m
+}
+
+// checkMetaSize refuses a node whose gossiped metadata could outgrow
+// memberlist's 512-byte limit while it runs (membership.CheckMetaSize):
+// m, the node's metadata with its fixed fields as they are or will be,
+// is checked with every changing field at its largest and the longest
+// cluster ID. Without the check such a node would start, then fail to
+// update its metadata once a counter or the config version grew, and its
+// peers would go on seeing it as it was.
+func (n *Node) checkMetaSize(m membership.Meta) error {
+	if _, err := n.metaBound(m); err != nil {
+		return fmt.Errorf("gossip: %w. Shorten what the node advertises: fewer proxy listeners, or shorter advertised addresses (advertise_addr, cluster_advertise_addr, raft_advertise_addr, admin_advertise_addr), zone or version string", err)
+	}
+	return nil
+}
+
+// metaBound is the size of m's largest encoding (membership.CheckMetaSize)
+// once the node holds a cluster ID, when it replicates.
+func (n *Node) metaBound(m membership.Meta) (int, error) {
+	if n.cfg.Replicated() {
+		m.ClusterID = strings.Repeat("f", consensus.ClusterIDLen)
+	}
+	return membership.CheckMetaSize(m)
+}
+
+// worstMeta is the largest metadata the node may gossip, told from its
+// node file before it binds anything: a port 0 counts as five digits and
+// a host name as the longest IPv6 address it may resolve to. The state,
+// counters and flags are left for checkMetaSize to make their largest.
+func (n *Node) worstMeta() membership.Meta {
+	var proxy []string
+	for _, l := range n.cfg.Listeners {
+		proxy = append(proxy, widestBound(l.Addr))
+	}
+	m := n.fixedMeta(membership.StateStarting, proxy, widestBound(n.cfg.AdminAddr), widestBound(n.cfg.ClusterAddr))
+	if n.cfg.Replicated() {
+		m.Addrs.Raft = n.adv.Cluster(widestBound(n.cfg.ClusterAddr))
+		if !n.cfg.RaftShared() {
+			m.Addrs.Raft = n.adv.Raft(widestBound(n.cfg.RaftAddr))
+		}
+	}
+	return m
+}
+
+// widestBound is the longest address a listener configured at addr may
+// report once bound: its port 0 becomes 65535, a host name (not an IP)
+// the longest IPv6 address ("localhost" stays loopback).
+func widestBound(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if port == "" || port == "0" {
+		port = "65535"
+	}
+	switch _, err := netip.ParseAddr(host); {
+	case host == "localhost":
+		host = "127.0.0.1"
+	case host != "" && err != nil:
+		host = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // logAdvertised says where the other nodes reach this one. (A loopback

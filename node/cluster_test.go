@@ -4,10 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/pingora-go/pingora-go/membership"
+	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/wire"
 )
 
@@ -94,5 +100,143 @@ func TestNodesJoinAndAgreeOnRing(t *testing.T) {
 		if m.Name == "n3" && m.State != "left" {
 			t.Fatalf("n3 is %s, want left", m.State)
 		}
+	}
+}
+
+// TestGossipReadyFollowsReadyz: a node gossips "ready", and so joins the
+// ring, exactly when its /readyz answers 200. A brand-new raft cluster
+// without a cluster config (every node at version 0, /readyz 503) elects
+// a leader but gossips "starting" and has an empty ring; a config written
+// on one node then brings every node to /readyz 200, "ready" and one ring
+// (nothing waits for a ring that needs the config); a config that routes
+// nothing takes them off the ring again.
+func TestGossipReadyFollowsReadyz(t *testing.T) {
+	up := origin(t, "a")
+	start := func(name string, seeds ...string) *Node {
+		extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ngossip_profile: fast\ncluster_addr: 127.0.0.1:0\ndata_dir: %s\nbootstrap_expect: 3\nupgrade_socket: %s/up.sock\n",
+			t.TempDir(), t.TempDir())
+		if len(seeds) > 0 {
+			js, _ := json.Marshal(seeds)
+			extra += "join: " + string(js) + "\n"
+		}
+		return startNode(t, writeNodeFiles(t, name, extra, "")) // an empty seed file: nothing applied
+	}
+	n1 := start("n1")
+	seed := n1.Members().Addr()
+	nodes := []*Node{n1, start("n2", seed), start("n3", seed)}
+	// state reports whether every node sees every member (metadata
+	// received) in gossip state want, with ring members ring (one digest),
+	// and /readyz answers code.
+	state := func(want string, ring, code int) bool {
+		digest := ""
+		for _, n := range nodes {
+			st := n.Status()
+			if len(st.Members) != 3 || st.Ring == nil || len(st.Ring.Members) != ring {
+				return false
+			}
+			for _, m := range st.Members {
+				if m.Meta.State != membership.NodeState(want) {
+					return false
+				}
+			}
+			if digest == "" {
+				digest = st.Ring.Digest
+			} else if st.Ring.Digest != digest {
+				return false
+			}
+			if c, _ := get(t, "http://"+n.AdminAddr()+"/readyz"); c != code {
+				return false
+			}
+		}
+		return true
+	}
+	leader := func() *Node {
+		for _, n := range nodes {
+			if n.Store().IsLeader() {
+				return n
+			}
+		}
+		return nil
+	}
+	waitUntil(t, "a leader, every member gossiping \"starting\", an empty ring, /readyz 503", func() bool { return leader() != nil && state("starting", 0, 503) })
+	for _, n := range nodes {
+		for _, m := range n.Status().Members {
+			if m.Meta.State != membership.StateStarting || m.Meta.ConfigVersion != 0 {
+				t.Fatalf("%s sees %s as %q at config v%d; /readyz says 503", n.cfg.Name, m.Name, m.Meta.State, m.Meta.ConfigVersion)
+			}
+		}
+	}
+	var follower *Node
+	for _, n := range nodes {
+		if !n.Store().IsLeader() {
+			follower = n
+		}
+	}
+	// A write may meet an election (503, fast timings on a loaded
+	// machine): it is sent again, as an operator would.
+	write := func(query, body string) func() bool {
+		return func() bool {
+			code, _ := send(t, "PUT", "http://"+follower.AdminAddr()+"/v1/config"+query, body, nil)
+			return code == 200
+		}
+	}
+	waitUntil(t, "the first config written", write("", clusterFor(up)))
+	waitUntil(t, "all ready on one ring of 3", func() bool { return state("ready", 3, 200) })
+	waitUntil(t, "a config without routes written", write("?allow_empty=true", strings.Split(clusterFor(up), "routes:")[0]))
+	waitUntil(t, "all starting, ring empty", func() bool { return state("starting", 0, 503) })
+}
+
+// TestGossipMetaSizeCheckedAtStart: a node whose gossiped metadata could
+// outgrow memberlist's 512 bytes while it runs (many proxy listeners on
+// long IPv6 addresses, a long version string, the cluster ID it will
+// hold, its counters and config version at their largest) is refused by
+// New, before it binds anything, with an error that says what to
+// shorten; the same node file with fewer listeners is accepted. A node
+// that starts gossips metadata within the bound New checked.
+func TestGossipMetaSizeCheckedAtStart(t *testing.T) {
+	nodeFile := func(listeners int) string {
+		extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ncluster_addr: 127.0.0.1:0\ndata_dir: %s\nbootstrap_expect: 1\nzone: eu-central-1a\n", t.TempDir())
+		f := writeNodeFiles(t, "n1", extra, clusterFor("127.0.0.1:1"))
+		var ls strings.Builder
+		for i := range listeners {
+			fmt.Fprintf(&ls, "  - name: l%d\n    addr: \"[fd12:3456:789a:bcde:f012:3456:789a:%04x]:0\"\n", i, i)
+		}
+		b, _ := os.ReadFile(f)
+		os.WriteFile(f, []byte(strings.Replace(string(b), "listeners:\n", "listeners:\n"+ls.String(), 1)), 0o644)
+		return f
+	}
+	version := "v1.4.0-rc.2+g0123456789abcdef0123456789abcdef01234567"
+	build := func(f string) (*Node, error) {
+		cfg, err := config.LoadNode(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return New(cfg, Options{Version: version, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}
+	if _, err := build(nodeFile(4)); err != nil {
+		t.Fatalf("4 listeners: %v", err)
+	}
+	_, err := build(nodeFile(6))
+	if err == nil {
+		t.Fatal("6 listeners on long IPv6 addresses: New accepted metadata that can outgrow 512 bytes")
+	}
+	for _, want := range []string{"metadata too large", "over memberlist's limit of 512", "7 proxy listener address", "[fd12:3456:789a:bcde:f012:3456:789a:0000]:65535",
+		`version "` + version + `"`, "cluster ID (32 characters)", "Shorten what the node advertises"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+	t.Log(err)
+
+	// What a started node gossips, at its largest, stays within what New
+	// allowed for its node file.
+	n := startRaftNode(t, "n2", origin(t, "a"), 1)
+	bound, err := n.metaBound(n.worstMeta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "a cluster ID", func() bool { return n.Store().ClusterID() != "" })
+	if got, err := membership.CheckMetaSize(n.meta(membership.StateReady)); err != nil || got > bound {
+		t.Fatalf("running node's metadata at its largest: %d bytes, New's bound %d (%v)", got, bound, err)
 	}
 }

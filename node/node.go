@@ -150,6 +150,11 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	if err := n.resolveAdvertise(); err != nil {
 		return nil, err
 	}
+	if cfg.Clustered() {
+		if err := n.checkMetaSize(n.worstMeta()); err != nil {
+			return nil, err
+		}
+	}
 	router, err := proxy.NewRouter(proxy.RouterOptions{Metrics: n.reg, Log: n.log.With("part", "health")})
 	if err != nil {
 		return nil, err
@@ -301,6 +306,7 @@ func (n *Node) apply(c *config.Cluster, data []byte, version int64, source strin
 	}
 	n.router.Swap(tbl)
 	n.applied.Store(&appliedConfig{Version: version, Hash: hash, AppliedAt: time.Now().UTC(), Source: source, content: data})
+	n.pokeMeta() // readiness may have changed: gossip says so now (metaState)
 	n.log.Info("cluster config applied", "version", version, "hash", hash, "upstreams", len(c.Upstreams), "routes", len(c.Routes))
 	return nil
 }
@@ -361,7 +367,8 @@ func (n *Node) partList() []part {
 			onStop: func(context.Context) error { n.leaveCluster(graceful()); return nil }},
 		&step{id: "consensus", identity: true, onStart: func(_ context.Context, g *group) error { return n.startConsensus(g) },
 			onStop: func(context.Context) error { n.closeConsensus(); return nil }},
-		// Announces the node as it is now (ready, with its raft address);
+		// Announces the node as it is now (ready once /readyz is, with its
+		// raft address);
 		// its drain takes the node off every ring; membership's stop
 		// leaves gossip.
 		&step{id: "gossip", identity: true, onStart: func(context.Context, *group) error { return n.startGossip() },

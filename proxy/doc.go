@@ -80,7 +80,11 @@
 // ways (HTTP/1.1 chunked trailers to HTTP/2 trailers and back; an HTTP/2
 // response with a Content-Length and trailers goes chunked to an HTTP/1.1
 // client that sent "TE: trailers", else keeps its length and loses the
-// trailers). On Linux a
+// trailers). The Trailer field announces trailers only to a client they
+// reach: it goes from a response to an HTTP/1.1 client that is not
+// chunked (and so to every HTTP/1.0 client), from an HTTP/1.1 upstream's
+// response that is not chunked, and from a response served from the
+// cache, which stores no trailers. On Linux a
 // response body framed by Content-Length from an HTTP/1.1 upstream to an
 // HTTP/1.1 client, both over plain TCP, moves with splice(2) when no body
 // filter or cache fill needs to see it (Config.NoSplice turns it off). Failures

@@ -439,6 +439,12 @@ func (d *h1Downstream) frame(resp *ResponseHeader) {
 	default:
 		d.keepAlive = false // the body ends when the connection closes
 	}
+	if !d.chunked {
+		// Only a chunked body carries trailers: announce none that will
+		// not come (a client without "TE: trailers" keeps the length of
+		// an HTTP/2 origin's response, an HTTP/1.0 one gets no chunks).
+		delete(h, "Trailer")
+	}
 	if !d.keepAlive {
 		h["Connection"] = closeConn
 	} else if d.req.Minor == 0 {

@@ -368,6 +368,9 @@ func retryStatus(sess *Session, code int) bool {
 func (s *Server[C]) respond(sess *Session, ctx C, ex exchange, resp *ResponseHeader) error {
 	stripHopByHop(resp.Header)
 	dropForbiddenTrailerNames(resp.Header)
+	if hx, ok := ex.(*h1Exchange); ok && hx.c != nil && !hx.c.body.Chunked() {
+		delete(resp.Header, "Trailer") // announces trailers its framing cannot carry
+	}
 	if v := s.via(2); v != "" {
 		appendField(resp.Header, "Via", v)
 	}

@@ -236,3 +236,107 @@ func TestH2TrailersOverContentLengthToH1(t *testing.T) {
 		t.Fatalf("/short: a short body read as complete: %q", b)
 	}
 }
+
+// TestTrailerAnnouncedOnlyWhenSent: the Trailer field goes to a client
+// only with a response whose trailers reach it. An HTTP/1.1 client gets
+// trailers only in a chunked body: an HTTP/2 origin's response with a
+// Content-Length comes chunked to a client that sent "TE: trailers" and
+// keeps its length otherwise, and an HTTP/1.0 client never gets chunked;
+// a response that cannot carry trailers (an HTTP/1.1 origin's with a
+// Content-Length) announces none to any client, HTTP/2 ones too. What is
+// announced and sent stays as it was: an HTTP/1.1 origin's chunked
+// trailers pass on chunked to an HTTP/1.1 client.
+func TestTrailerAnnouncedOnlyWhenSent(t *testing.T) {
+	h2origin := startOrigin(t, originH2C, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Trailer", "X-Sum")
+		if r.URL.Path == "/length" {
+			h.Set("Content-Length", "4")
+		}
+		w.WriteHeader(200)
+		io.WriteString(w, "body")
+		w.(http.Flusher).Flush()
+		h.Set(http.TrailerPrefix+"X-Sum", "abc")
+	}))
+	h1origin := rawPeer(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/length" { // announces trailers it cannot send
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nContent-Length: 4\r\n\r\nbody")
+			} else {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n"+
+					"4\r\nbody\r\n0\r\nX-Sum: abc\r\n\r\n")
+			}
+		}
+	})
+	proxies := map[string]string{
+		"h2c": startProxy(t, routerFor(t, h2origin), Config{}, ListenerConfig{Name: "http", H2C: true}).addr,
+		"h1":  startProxy(t, routerFor(t, &Peer{Addr: h1origin}), Config{}, ListenerConfig{Name: "http", H2C: true}).addr,
+	}
+	for _, tc := range []struct {
+		origin, path, proto, te string
+		sent                    bool // the trailer reaches the client, and only then is it announced
+	}{
+		{"h2c", "/length", "HTTP/1.1", "TE: trailers\r\n", true},
+		{"h2c", "/length", "HTTP/1.1", "", false},
+		{"h2c", "/length", "HTTP/1.1", "TE: gzip\r\n", false},
+		{"h2c", "/length", "HTTP/1.0", "TE: trailers\r\n", false},
+		{"h2c", "/chunked", "HTTP/1.1", "", true},
+		{"h2c", "/chunked", "HTTP/1.0", "", false},
+		{"h1", "/chunked", "HTTP/1.1", "", true},
+		{"h1", "/chunked", "HTTP/1.1", "TE: trailers\r\n", true},
+		{"h1", "/chunked", "HTTP/1.0", "", false},
+		{"h1", "/length", "HTTP/1.1", "TE: trailers\r\n", false},
+		{"h1", "/length", "HTTP/1.0", "", false},
+	} {
+		name := tc.origin + " " + tc.path + " " + tc.proto + " " + strings.TrimSpace(tc.te)
+		c := dialTCP(t, proxies[tc.origin])
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET "+tc.path+" "+tc.proto+"\r\nHost: x\r\n"+tc.te+"\r\n")
+		var raw strings.Builder
+		resp, err := http.ReadResponse(bufio.NewReader(io.TeeReader(c, &raw)), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		c.Close()
+		if err != nil || resp.StatusCode != 200 || string(body) != "body" {
+			t.Fatalf("%s: %d %q %v", name, resp.StatusCode, body, err)
+		}
+		head, _, _ := strings.Cut(raw.String(), "\r\n\r\n")
+		announced := strings.Contains(strings.ToLower(head), "\r\ntrailer:")
+		if got := resp.Trailer.Get("X-Sum") == "abc"; got != tc.sent || announced != tc.sent {
+			t.Errorf("%s: trailer sent %v, announced %v, want both %v; head:\n%s", name, got, announced, tc.sent, head)
+		}
+	}
+	for origin, addr := range proxies {
+		c, err := hostile.NewH2Conn(dialTCP(t, addr), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{"/length", "/chunked"} {
+			id, err := c.Send(hostile.Fields(":method", "GET", ":scheme", "http", ":path", path, ":authority", "x"), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := c.Await(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Status != "200" || o.Body != "body" {
+				t.Fatalf("h2 %s %s: outcome %v", origin, path, o)
+			}
+			sent := slices.Contains(o.Trailer, hostile.Field{Name: "x-sum", Value: "abc"})
+			announced := slices.ContainsFunc(o.Header, func(f hostile.Field) bool { return f.Name == "trailer" })
+			want := origin == "h2c" || path == "/chunked"
+			if sent != want || announced != want {
+				t.Errorf("h2 %s %s: trailer sent %v, announced %v, want both %v; head %v", origin, path, sent, announced, want, o.Header)
+			}
+		}
+	}
+}

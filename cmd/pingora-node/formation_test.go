@@ -30,9 +30,11 @@ func formations(t *testing.T) int {
 // TestFormationMetadataArrives (issue 12, "metadata that always arrives"):
 // three processes started together with bootstrap_expect 3 and the lan
 // gossip profile, nodes 2 and 3 joining node 1, form a fresh cluster again
-// and again. Each time every node must see every member alive and ready
-// with its raft address within 5 s, and all must know a leader within
-// 10 s. Before the fix one node's metadata update was lost in 3 of 10
+// and again. Each time every node must see every member alive with its
+// raft address within 5 s, and all must know a leader, and see every
+// member ready, within 10 s (ready as /readyz says: once the leader seeded
+// the cluster file and each node applied it, which a metadata update of
+// its own announces). Before the fix one node's metadata update was lost in 3 of 10
 // formations here (hashicorp/memberlist#263, see
 // membership.TestUpstreamQueueLosesBroadcast) and the views were repaired
 // only by the 30 s push/pull.
@@ -51,7 +53,7 @@ func TestFormationMetadataArrives(t *testing.T) {
 					t.Log("a port picked for the test was taken meanwhile; forming again on others")
 					continue
 				}
-				t.Logf("all members ready with raft addresses on every node in %s, leader in %s", v.Round(time.Millisecond), l.Round(time.Millisecond))
+				t.Logf("all members with raft addresses on every node in %s, leader in %s", v.Round(time.Millisecond), l.Round(time.Millisecond))
 				views, leaders = append(views, v), append(leaders, l)
 				return
 			}
@@ -83,15 +85,17 @@ func formOnce(t *testing.T) (view, leader time.Duration, busy bool) {
 		}
 	}()
 	sts := make([]*node.Status, len(procs))
-	for time.Since(start) < 10*time.Second && (view == 0 || leader == 0) {
-		full, led := true, true
+	var ready time.Duration
+	for time.Since(start) < 10*time.Second && (view == 0 || leader == 0 || ready == 0) {
+		full, led, allReady := true, true, true
 		for i, p := range procs {
 			if strings.Contains(p.log.String(), "address already in use") {
 				return 0, 0, true
 			}
 			st, err := p.status()
 			sts[i] = st
-			full = full && err == nil && fullView(st, 3)
+			full = full && err == nil && fullView(st, 3, false)
+			allReady = allReady && err == nil && fullView(st, 3, true)
 			led = led && err == nil && st.Raft != nil && st.Raft.LeaderID != ""
 		}
 		if view == 0 && full {
@@ -100,28 +104,39 @@ func formOnce(t *testing.T) (view, leader time.Duration, busy bool) {
 		if leader == 0 && led {
 			leader = time.Since(start)
 		}
+		if ready == 0 && allReady {
+			ready = time.Since(start)
+		}
 		time.Sleep(20 * time.Millisecond) // sleep-ok: polling a condition under a deadline
 	}
 	if view == 0 || view > 5*time.Second {
 		for i, st := range sts {
 			t.Logf("%s sees:%s", procs[i].name, viewOf(st))
 		}
-		t.Fatalf("not every node saw every member ready with its raft address within 5s (took %s)", view)
+		t.Fatalf("not every node saw every member with its raft address within 5s (took %s)", view)
 	}
 	if leader == 0 {
 		t.Fatal("no leader known to every node within 10s")
 	}
+	if ready == 0 {
+		for i, st := range sts {
+			t.Logf("%s sees:%s", procs[i].name, viewOf(st))
+		}
+		t.Fatal("not every node saw every member ready within 10s")
+	}
+	t.Logf("every member ready on every node in %s", ready.Round(time.Millisecond))
 	return view, leader, false
 }
 
-// fullView reports whether st lists n members, all alive and ready with a
-// raft address.
-func fullView(st *node.Status, n int) bool {
+// fullView reports whether st lists n members, all alive with a raft
+// address, and ready when ready is set.
+func fullView(st *node.Status, n int, ready bool) bool {
 	if st == nil || len(st.Members) != n {
 		return false
 	}
 	for _, m := range st.Members {
-		if m.State != membership.Alive || m.Meta.State != membership.StateReady || m.Meta.Addrs.Raft == "" {
+		if m.State != membership.Alive || m.Meta.State == "" || m.Meta.Addrs.Raft == "" ||
+			(ready && m.Meta.State != membership.StateReady) {
 			return false
 		}
 	}

@@ -83,6 +83,10 @@ func (b *Body) Done() bool { return b.done }
 // HasBody reports whether the message has a body at all.
 func (b *Body) HasBody() bool { return b.mode != modeNone }
 
+// Chunked reports whether the body is chunked, the only framing that can
+// end with trailers.
+func (b *Body) Chunked() bool { return b.mode == modeChunked }
+
 // Trailer returns the trailer fields, valid once Read has returned io.EOF.
 // It is nil or empty when the message had none.
 func (b *Body) Trailer() http.Header { return b.trailer }
