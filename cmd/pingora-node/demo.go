@@ -375,7 +375,9 @@ Try:
   curl -si -H 'Host: shop.test' http://%[1]s/static/logo   # cached for the whole cluster: the key's ring owner fills it
   curl -si -H 'Host: shop.test' http://%[5]s/static/logo   # from the origin once; every node then answers "Cache-Status: ...; hit"
   for p in %[1]s %[5]s %[1]s %[5]s %[1]s %[5]s %[1]s; do curl -s -o /dev/null -w '%%{http_code} ' http://$p/api/x; done; echo
-                                                    # /api/ admits 5 requests per 10 s per client across all nodes together, then 429
+                                                    # /api/ admits 5 requests per 10 s per client across all nodes together, then 429;
+                                                    # each node spends tokens leased from the key's owner, so one node's 429 may come
+                                                    # before another node's last 200 (README: Rate limits, scope: global)
   curl http://%[2]s/status                          # node status (JSON): members, ring, raft, upstreams, cache, rate limits
   open http://%[2]s/ui                              # the live cluster page (any browser on this machine)
   go run ./cmd/pingora-node members --admin http://%[2]s
