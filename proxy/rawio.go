@@ -5,3 +5,9 @@ package proxy
 type vecWriter interface {
 	writev(bufs [][]byte) (int64, error)
 }
+
+// writeHolder is a connection whose next write can wait for its next read
+// and go out from inside it (sockIO.holdNextWrite).
+type writeHolder interface {
+	holdNextWrite()
+}

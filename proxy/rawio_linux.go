@@ -52,12 +52,39 @@ type sockIO struct {
 	iov    []syscall.Iovec
 	iovn   int64              // bytes left to write from iov
 	writeF func(uintptr) bool // write's and writev's (a bound method value is an allocation)
+
+	// A held write (holdNextWrite): write keeps its bytes (a copy) and
+	// the next read sends them. holdArmed, held and heldOn are under wmu;
+	// held is also the spare buffer while nothing is held, and nil while
+	// a read owns it as rheld.
+	holdArmed bool
+	heldOn    bool
+	held      []byte
+	rheld     []byte // under rmu: what the read still has to send
+	rheldBusy bool   // under rmu: the send stopped at EAGAIN; write finishes it
+	readHeldF func(uintptr) bool
 }
 
 func (s *sockIO) init(rc syscall.RawConn) {
 	s.rc = rc
 	s.readF = s.rawRead
 	s.writeF = s.rawWrite
+	s.readHeldF = s.rawReadHeld
+}
+
+// holdNextWrite makes the next write wait for the next read, which sends
+// its bytes from inside its poller callback and then waits for the socket
+// to become readable without reading first. For a request whose answer
+// can only come after it (an HTTP/1.1 request without a body, sent to an
+// upstream), that wait is safe: the poller forgets readiness from before
+// a read began, and no answer can come before the request has gone out,
+// which is now after the read began. It saves the read that would only
+// learn EAGAIN, one system call a proxied request. The caller must not
+// write again before that read.
+func (s *sockIO) holdNextWrite() {
+	s.wmu.Lock()
+	s.holdArmed = true
+	s.wmu.Unlock()
 }
 
 func (s *sockIO) read(b []byte) (int, error) {
@@ -65,8 +92,33 @@ func (s *sockIO) read(b []byte) (int, error) {
 		return 0, nil
 	}
 	s.rmu.Lock()
+	s.wmu.Lock()
+	if s.heldOn {
+		s.rheld, s.held, s.heldOn = s.held, nil, false
+	}
+	s.wmu.Unlock()
 	s.rb, s.rn, s.rerr = b, 0, 0
-	err := s.rc.Read(s.readF)
+	var err error
+	if own := s.rheld; len(own) > 0 {
+		err = s.rc.Read(s.readHeldF)
+		if s.rheldBusy && err == nil && s.rerr == 0 {
+			// The send buffer filled: the rest goes out as any write
+			// does, waiting for room; then the read, as any read.
+			_, err = s.write(s.rheld)
+			if err == nil {
+				err = s.rc.Read(s.readF)
+			}
+		}
+		s.rheldBusy = false
+		s.wmu.Lock()
+		if s.held == nil {
+			s.held = own[:0] // the buffer, for the next held write
+		}
+		s.wmu.Unlock()
+		s.rheld = nil
+	} else {
+		err = s.rc.Read(s.readF)
+	}
 	n, errno := s.rn, s.rerr
 	s.rb = nil
 	s.rmu.Unlock()
@@ -100,11 +152,58 @@ func (s *sockIO) rawRead(fd uintptr) bool {
 	}
 }
 
+// rawReadHeld is the callback of a read with held bytes; s.rmu is held.
+// The first call sends them and returns false, to wait for the answer;
+// later calls read.
+func (s *sockIO) rawReadHeld(fd uintptr) bool {
+	if len(s.rheld) == 0 {
+		return s.rawRead(fd)
+	}
+	for len(s.rheld) > 0 {
+		n, e := sysWrite(fd, s.rheld)
+		switch e {
+		case 0:
+			s.rheld = s.rheld[n:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			s.rheldBusy = true
+			return true
+		default:
+			s.rerr = e
+			return true
+		}
+	}
+	return false
+}
+
 func (s *sockIO) write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
 	s.wmu.Lock()
+	if s.holdArmed {
+		s.holdArmed = false
+		if !s.heldOn {
+			s.held = append(s.held[:0], b...)
+			s.heldOn = true
+			s.wmu.Unlock()
+			return len(b), nil
+		}
+	}
+	if s.heldOn { // held, and no read came: it goes first
+		s.heldOn = false
+		if _, err := s.writeLocked(s.held); err != nil {
+			s.wmu.Unlock()
+			return 0, err
+		}
+	}
+	n, err := s.writeLocked(b)
+	s.wmu.Unlock()
+	return n, err
+}
+
+// writeLocked writes b; s.wmu is held.
+func (s *sockIO) writeLocked(b []byte) (int, error) {
 	s.wb, s.wn, s.werr = b, 0, nil
 	err := s.rc.Write(s.writeF)
 	n := s.wn
@@ -112,7 +211,6 @@ func (s *sockIO) write(b []byte) (int, error) {
 		err = s.werr
 	}
 	s.wb, s.werr = nil, nil
-	s.wmu.Unlock()
 	return n, err
 }
 
@@ -239,6 +337,8 @@ func (c *dialedConn) Write(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+func (c *dialedConn) holdNextWrite() { c.io.holdNextWrite() }
 
 func (c *dialedConn) writev(bufs [][]byte) (int64, error) {
 	n, err := c.io.writev(bufs)

@@ -268,3 +268,93 @@ func TestSockIOWritevPartial(t *testing.T) {
 		})
 	}
 }
+
+// TestSockIOHeldWrite: a held write goes out with the next read, which
+// then returns the answer; a held write larger than the send buffer is
+// finished by an ordinary write before the read; one no read takes goes
+// out before the next write; a peer that reset the connection fails the
+// read.
+func TestSockIOHeldWrite(t *testing.T) {
+	pair := func(t *testing.T) (*dialedConn, net.Conn) {
+		p := connPairs(t)["dialed"]
+		p[1].SetDeadline(time.Now().Add(30 * time.Second))
+		p[0].SetDeadline(time.Now().Add(30 * time.Second))
+		return p[0].(*dialedConn), p[1]
+	}
+	// answer reads n bytes on peer and answers with what it read, reversed
+	// in case: a round trip whose answer only comes after the request.
+	answer := func(peer net.Conn, n int) chan []byte {
+		got := make(chan []byte, 1)
+		go func() {
+			b := make([]byte, n)
+			var m int
+			for m < n {
+				k, err := peer.Read(b[m:min(n, m+1500)])
+				m += k
+				if err != nil {
+					break
+				}
+			}
+			got <- b[:m]
+			peer.Write(bytes.ToUpper(b[:min(m, 64)]))
+		}()
+		return got
+	}
+	t.Run("small", func(t *testing.T) {
+		c, peer := pair(t)
+		got := answer(peer, 4)
+		c.holdNextWrite()
+		if n, err := c.Write([]byte("ping")); n != 4 || err != nil {
+			t.Fatalf("held write: %d, %v", n, err)
+		}
+		b := make([]byte, 16)
+		n, err := c.Read(b)
+		if err != nil || string(b[:n]) != "PING" {
+			t.Fatalf("read %q, %v; want PING", b[:n], err)
+		}
+		if g := <-got; string(g) != "ping" {
+			t.Fatalf("peer got %q", g)
+		}
+	})
+	t.Run("over the send buffer", func(t *testing.T) {
+		c, peer := pair(t)
+		c.io.rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 4096) })
+		big := bytes.Repeat([]byte("abcdefgh"), 1<<18) // 2 MiB
+		got := answer(peer, len(big))
+		c.holdNextWrite()
+		if n, err := c.Write(big); n != len(big) || err != nil {
+			t.Fatalf("held write: %d, %v", n, err)
+		}
+		b := make([]byte, 64)
+		n, err := c.Read(b)
+		if err != nil || string(b[:n]) != string(bytes.ToUpper(big[:64])) {
+			t.Fatalf("read %q, %v", b[:n], err)
+		}
+		if g := <-got; !bytes.Equal(g, big) {
+			t.Fatalf("peer got %d bytes, want %d", len(g), len(big))
+		}
+	})
+	t.Run("written before the next write", func(t *testing.T) {
+		c, peer := pair(t)
+		got := answer(peer, 6)
+		c.holdNextWrite()
+		c.Write([]byte("held"))
+		if n, err := c.Write([]byte("up")); n != 2 || err != nil {
+			t.Fatalf("write: %d, %v", n, err)
+		}
+		if g := <-got; string(g) != "heldup" {
+			t.Fatalf("peer got %q, want heldup", g)
+		}
+	})
+	t.Run("reset peer", func(t *testing.T) {
+		c, peer := pair(t)
+		setLinger0(t, peer)
+		peer.Close()
+		c.holdNextWrite()
+		c.Write([]byte("ping"))
+		b := make([]byte, 16)
+		if n, err := c.Read(b); err == nil {
+			t.Fatalf("read %q from a reset connection", b[:n])
+		}
+	})
+}

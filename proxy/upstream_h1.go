@@ -153,6 +153,11 @@ func (ex *h1Exchange) send(sess *Session, req *RequestHeader, body *reqBody) err
 		return unwritable(err) // nothing was written: the connection closes unused
 	}
 	if !body.has {
+		// The answer comes after the request: the read that waits for
+		// it sends the request (see sockIO.holdNextWrite).
+		if h, ok := c.nc.(writeHolder); ok {
+			h.holdNextWrite()
+		}
 		return ex.flush(c)
 	}
 	if body.complete() {
