@@ -21,10 +21,7 @@ func TestAutopilot(t *testing.T) {
 	}
 	c := newCluster(t, 5, 5, mod)
 	c.reconcile()
-	l := c.leader(20 * time.Second)
-	if _, err := l.s.Put(ctxT(t, 5*time.Second), "cfg", []byte("v1"), -1); err != nil {
-		t.Fatal(err)
-	}
+	l := c.put("cfg", []byte("v1"))
 
 	// A 6th server joins as a non-voter, catches up, and stays a non-voter
 	// once stable, because 5 voters is the cap.
