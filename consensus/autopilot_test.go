@@ -3,6 +3,7 @@ package consensus
 import (
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,10 +21,7 @@ func TestAutopilot(t *testing.T) {
 	}
 	c := newCluster(t, 5, 5, mod)
 	c.reconcile()
-	l := c.leader(20 * time.Second)
-	if _, err := l.s.Put(ctxT(t, 5*time.Second), "cfg", []byte("v1"), -1); err != nil {
-		t.Fatal(err)
-	}
+	l := c.put("cfg", []byte("v1"))
 
 	// A 6th server joins as a non-voter, catches up, and stays a non-voter
 	// once stable, because 5 voters is the cap.
@@ -307,5 +305,66 @@ func TestRemoveServer(t *testing.T) {
 	}
 	if _, err := l.s.Put(ctxT(t, 5*time.Second), "cfg", []byte("x"), -1); err != nil {
 		t.Fatalf("write with 2 of 2 voters: %v", err)
+	}
+}
+
+// TestRemovedServerNotAddedBack: a reconcile step that listed the servers
+// while a follower was alive, and reads the configuration after the
+// follower failed and was removed, must not add it back as a non-voter,
+// nor demote the other follower as a voter that lost its state (its first
+// list still said recovering). A leader's first step waits for the
+// cluster ID to commit in between: TestRemoveServer once found the removed
+// server back as a non-voter.
+func TestRemovedServerNotAddedBack(t *testing.T) {
+	var mu sync.Mutex
+	var armed string // the store whose step pauses
+	paused, release, next := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	pauses := 0
+	testHookStepListed = func(id string) {
+		mu.Lock()
+		if id != armed {
+			mu.Unlock()
+			return
+		}
+		pauses++
+		n := pauses
+		mu.Unlock()
+		switch n {
+		case 1: // the step to hold, with the follower alive in its list
+			close(paused)
+			<-release
+		case 2: // the next step: the held one is over
+			close(next)
+		}
+	}
+	t.Cleanup(func() { testHookStepListed = nil }) // after the stores close
+	c := newCluster(t, 3, 3, nil)
+	c.reconcile()
+	l := c.leader(20 * time.Second)
+	f := c.follower(l)
+	mu.Lock()
+	armed = l.id
+	mu.Unlock()
+	l.s.Kick()
+	wait := func(ch chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+	wait(paused, "the leader's step to list the servers")
+	c.kill(f)
+	if ok, err := l.s.RemoveServer(ctxT(t, 5*time.Second), f.id); !ok || err != nil {
+		close(release)
+		t.Fatalf("RemoveServer(%s) = %v, %v", f.id, ok, err)
+	}
+	close(release)
+	wait(next, "the held step to end")
+	// Nor may it act on the rest of its stale list: the third server,
+	// recovering when first listed, has caught up and stays a voter.
+	if v, nv := voters(l); len(v) != 2 || slices.Contains(v, f.id) || len(nv) != 0 {
+		t.Fatalf("voters %v, non-voters %v; want the two live servers as voters, %s gone", v, nv, f.id)
 	}
 }

@@ -126,7 +126,14 @@ type fsm struct {
 
 var _ raft.FSM = (*fsm)(nil)
 
+// testHookFSMApply, when set by a test, runs in the FSM's goroutine
+// before it applies an entry.
+var testHookFSMApply func(f *fsm)
+
 func (f *fsm) Apply(l *raft.Log) any {
+	if testHookFSMApply != nil {
+		testHookFSMApply(f)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if l.Index <= f.st.Index {

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -214,4 +215,26 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// put writes content to name through the current leader, as a client
+// does, and returns that leader: a write that lost its leader (the fast
+// profile's 200ms lease can run out on a loaded machine, and the leader
+// steps down) is sent again through the next one, until a deadline.
+func (c *cluster) put(name string, content []byte) *tnode {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l := c.leader(20 * time.Second)
+		_, err := l.s.Put(ctxT(c.t, 5*time.Second), name, content, -1)
+		var nl *NotLeaderError
+		switch {
+		case err == nil:
+			return l
+		case (errors.Is(err, ErrNoQuorum) || errors.As(err, &nl)) && time.Now().Before(deadline):
+			c.t.Logf("write of %s through %s: %v; writing again", name, l.id, err)
+		default:
+			c.t.Fatalf("write of %s through %s: %v", name, l.id, err)
+		}
+	}
 }

@@ -28,12 +28,9 @@ func TestInmemTransportPartition(t *testing.T) {
 		}
 	}
 	c.reconcile()
-	l := c.leader(20 * time.Second)
+	l := c.put("cfg", []byte("v1"))
 	if l.s.Addr() != "inmem-"+l.id {
 		t.Fatalf("Addr = %q", l.s.Addr())
-	}
-	if _, err := l.s.Put(ctxT(t, 5*time.Second), "cfg", []byte("v1"), -1); err != nil {
-		t.Fatal(err)
 	}
 	// Partition the leader from both followers, in both directions.
 	for id, tr := range trans {
@@ -46,11 +43,8 @@ func TestInmemTransportPartition(t *testing.T) {
 	if !errors.Is(err, ErrNoQuorum) {
 		t.Fatalf("partitioned leader Put err = %v, want ErrNoQuorum", err)
 	}
-	c.down[l.id] = true // the majority side only
-	nl := c.leader(10 * time.Second)
-	if _, err := nl.s.Put(ctxT(t, 5*time.Second), "cfg", []byte("v2"), -1); err != nil {
-		t.Fatalf("majority Put: %v", err)
-	}
+	c.down[l.id] = true        // the majority side only
+	c.put("cfg", []byte("v2")) // the majority writes
 	if d, _ := l.s.Get("cfg"); string(d.Content) != "v1" {
 		t.Fatalf("minority Get = %q, want v1", d.Content)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/hashicorp/raft"
 )
 
 type opKind int
@@ -200,5 +201,48 @@ func TestRegisterModelCatchesStaleRead(t *testing.T) {
 	h[1].Output = regOutput{Version: 1, Content: "x"}
 	if !porcupine.CheckOperations(registerModel, h) {
 		t.Fatal("a correct history was refused")
+	}
+}
+
+// TestGetCurrentAfterFSMCatchesUp: a leader just elected whose FSM has
+// not yet applied a write the old leader acknowledged (raft hands entries
+// to the FSM's goroutine and counts them applied at once) must not answer
+// GetCurrent from the old state. TestLinearizableDuringLeaderKill once
+// found such a stale read under load.
+func TestGetCurrentAfterFSMCatchesUp(t *testing.T) {
+	var held atomic.Pointer[fsm] // the FSM whose entries wait for release
+	release := make(chan struct{})
+	testHookFSMApply = func(f *fsm) {
+		if held.Load() == f {
+			<-release
+		}
+	}
+	t.Cleanup(func() { testHookFSMApply = nil }) // after the stores close
+	c := newCluster(t, 3, 3, nil)
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the stores close
+	c.reconcile()
+	l := c.put("cfg", []byte("v0"))
+	f := c.follower(l)
+	waitFor(t, 10*time.Second, "the follower to apply v0", func() bool { d, _ := f.s.Get("cfg"); return string(d.Content) == "v0" })
+	held.Store(f.s.fsm)
+	d, err := l.s.Put(ctxT(t, 5*time.Second), "cfg", []byte("v1"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the follower's raft to count v1 applied", func() bool { return f.s.raft.AppliedIndex() >= d.Index })
+	if err := l.s.raft.LeadershipTransferToServer(raft.ServerID(f.id), raft.ServerAddress(f.s.Addr())).Error(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the follower to lead", f.s.IsLeader)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if got, ok, err := f.s.GetCurrent(ctx, "cfg"); err == nil && string(got.Content) != "v1" {
+		t.Fatalf("GetCurrent on the new leader = %q (ok %v) before its FSM applied v1, which was acknowledged", got.Content, ok)
+	}
+	free()
+	if got, _, err := f.s.GetCurrent(ctxT(t, 5*time.Second), "cfg"); err != nil || string(got.Content) != "v1" {
+		t.Fatalf("GetCurrent once the FSM caught up = %q, %v; want v1", got.Content, err)
 	}
 }

@@ -159,8 +159,38 @@ func (s *Store) GetCurrent(ctx context.Context, name string) (Doc, bool, error) 
 		case <-t.C():
 		}
 	}
+	// raft counts an entry applied once it has handed it to the FSM,
+	// which applies it in a goroutine of its own, later: a leader just
+	// elected may not have applied a write the old leader acknowledged.
+	// Wait for the FSM itself to hold the last command up to last.
+	if need := s.lastCommand(last); need > 0 {
+		for s.AppliedIndex() < need {
+			select {
+			case <-ctx.Done():
+				return Doc{}, false, s.mapErr(ctx.Err())
+			case <-t.C():
+			}
+		}
+	}
 	d, ok := s.fsm.get(name)
 	return d, ok, nil
+}
+
+// lastCommand returns the index of the last command entry at or below
+// index that the FSM has not applied yet, or 0 if it has applied them all.
+// Other entries (a new term's no-op, configuration changes, barriers)
+// never reach the FSM; entries compacted into a snapshot are in the FSM.
+func (s *Store) lastCommand(index uint64) uint64 {
+	for i := index; i > s.AppliedIndex(); i-- {
+		var l raft.Log
+		if err := s.bolt.GetLog(i, &l); err != nil {
+			return 0
+		}
+		if l.Type == raft.LogCommand {
+			return i
+		}
+	}
+	return 0
 }
 
 // History returns the kept versions of the document, oldest first (at most

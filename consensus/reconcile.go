@@ -84,6 +84,9 @@ func (s *Store) reconcileLoop(ctx context.Context) {
 func (s *Store) step() {
 	s.caughtUp()
 	servers, self := s.knownServers()
+	if testHookStepListed != nil {
+		testHookStepListed(s.cfg.ID)
+	}
 	if s.maybeBootstrap(servers, self) {
 		return
 	}
@@ -97,6 +100,11 @@ func (s *Store) step() {
 		return
 	}
 	conf := f.Configuration()
+	// The servers are listed again, after the configuration: a server
+	// that failed and was removed while this step waited (ensureClusterID
+	// waits for a commit) is alive in the first list and absent from the
+	// configuration, and would be added back as a non-voter.
+	servers, self = s.knownServers()
 	inRaft := map[string]raft.Server{}
 	for _, rs := range conf.Servers {
 		inRaft[string(rs.ID)] = rs
@@ -126,6 +134,10 @@ func (s *Store) step() {
 		s.ap.RemoveDeadServers()
 	}
 }
+
+// testHookStepListed, when set by a test, runs in step after it first
+// lists the known servers.
+var testHookStepListed func(id string)
 
 // knownServers returns the recorded servers, sorted by ID, with this
 // server added as alive if membership did not list it.

@@ -256,10 +256,7 @@ func TestWrites(t *testing.T) {
 func TestIsolatedFollowerCannotWrite(t *testing.T) {
 	c := newCluster(t, 3, 3, nil)
 	c.reconcile()
-	l := c.leader(20 * time.Second)
-	if _, err := l.s.Put(ctxT(t, 5*time.Second), "cfg", []byte("v1"), -1); err != nil {
-		t.Fatal(err)
-	}
+	l := c.put("cfg", []byte("v1"))
 	f := c.follower(l)
 	waitFor(t, 5*time.Second, "follower applies v1", func() bool { _, ok := f.s.Get("cfg"); return ok })
 	for _, n := range c.live() {
@@ -282,10 +279,7 @@ func TestIsolatedFollowerCannotWrite(t *testing.T) {
 func TestMinorityCannotWrite(t *testing.T) {
 	c := newCluster(t, 3, 3, nil)
 	c.reconcile()
-	l := c.leader(20 * time.Second)
-	if _, err := l.s.Put(ctxT(t, 5*time.Second), "cfg", []byte("v1"), -1); err != nil {
-		t.Fatal(err)
-	}
+	l := c.put("cfg", []byte("v1"))
 	// Isolate the leader: the other two go away.
 	for _, n := range c.live() {
 		if n != l {

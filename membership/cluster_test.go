@@ -74,8 +74,12 @@ func measureFailure(t *testing.T, nodes []*Cluster) {
 		return true
 	})
 	t.Logf("failure detected on all 4 survivors in %s", d)
+	// Under load a survivor may be suspected too, for a moment (fast probes
+	// time out on a busy machine), and dropped from a ring until it
+	// refutes: the survivors agree on the ring once that has passed.
 	if !sameRing(rest, 4) {
-		t.Fatal("survivors disagree on the ring")
+		d := waitFor(t, 30*time.Second, "the survivors to agree on a ring of 4", func() bool { return sameRing(rest, 4) })
+		t.Logf("survivors agreed on the ring %s later", d)
 	}
 	waitFor(t, 5*time.Second, "a fail event", func() bool {
 		for {

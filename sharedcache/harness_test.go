@@ -162,6 +162,9 @@ type harness struct {
 	cfg    Config
 	// dialer, if set, wraps the dialer of each node added after.
 	dialer func(name string, d wire.Dialer) wire.Dialer
+	// lockWait is how long get waits for another request's fill
+	// (default 5s).
+	lockWait time.Duration
 }
 
 func newHarness(t *testing.T, cfg Config, names ...string) *harness {
@@ -243,7 +246,11 @@ func (h *harness) get(n *testNode, key string) ([]byte, string, error) {
 		b, err := readObject(ctx, o)
 		return b, "lookup", err
 	}
-	f, o, err := n.c.Lock(ctx, key, 5*time.Second)
+	wait := h.lockWait
+	if wait == 0 {
+		wait = 5 * time.Second
+	}
+	f, o, err := n.c.Lock(ctx, key, wait)
 	switch {
 	case f != nil:
 		return h.origin.fill(key, f), "filled", nil
