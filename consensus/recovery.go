@@ -214,6 +214,14 @@ type voteGuard struct {
 
 	refused atomic.Uint64 // votes and pre-votes refused, both ways
 	warned  atomic.Bool
+
+	// The transport hands heartbeats to raft directly, on its own
+	// goroutines, which raft.Shutdown does not wait for: one that passed
+	// raft's shutdown check could save a new term to the log store after
+	// Close closed it (raft panics on that). stopHeartbeats refuses new
+	// ones and waits for those running; hbMu is read-held by each.
+	hbMu     sync.RWMutex
+	hbClosed bool
 }
 
 var _ raft.Transport = (*voteGuard)(nil)
@@ -255,9 +263,23 @@ func (g *voteGuard) SetHeartbeatHandler(cb func(raft.RPC)) {
 		return
 	}
 	g.Transport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		g.hbMu.RLock()
+		defer g.hbMu.RUnlock()
+		if g.hbClosed {
+			rpc.Respond(nil, raft.ErrRaftShutdown)
+			return
+		}
 		g.filter(rpc)
 		cb(rpc)
 	})
+}
+
+// stopHeartbeats refuses the heartbeats that arrive from now on and waits
+// for those being handled; after it, none reaches raft.
+func (g *voteGuard) stopHeartbeats() {
+	g.hbMu.Lock()
+	g.hbClosed = true
+	g.hbMu.Unlock()
 }
 
 func (g *voteGuard) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,5 +249,55 @@ func TestRecoveringSurvivesRestart(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(n.dir, recoveringFile)); !os.IsNotExist(err) {
 			t.Fatalf("%s formed the cluster but its data dir is still marked recovering: %v", n.id, err)
 		}
+	}
+}
+
+// hbTransport captures the heartbeat handler raft would be given.
+type hbTransport struct {
+	raft.Transport
+	fn func(raft.RPC)
+}
+
+func (h *hbTransport) SetHeartbeatHandler(fn func(raft.RPC)) { h.fn = fn }
+
+// TestHeartbeatsStopBeforeStoreCloses: the transport hands heartbeats to
+// raft on its own goroutines, which raft.Shutdown does not wait for; one
+// that ran while Close shut the log store made raft panic ("failed to save
+// current term: database not open", seen killing a test binary).
+// stopHeartbeats waits for the heartbeat being handled, and refuses later
+// ones with an error instead of handing them to raft.
+func TestHeartbeatsStopBeforeStoreCloses(t *testing.T) {
+	tr := &hbTransport{}
+	g := newVoteGuard(&Store{}, tr)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var handled atomic.Int32
+	g.SetHeartbeatHandler(func(raft.RPC) {
+		handled.Add(1)
+		close(entered)
+		<-release
+	})
+	heartbeat := func() chan raft.RPCResponse {
+		resp := make(chan raft.RPCResponse, 1)
+		tr.fn(raft.RPC{Command: &raft.AppendEntriesRequest{}, RespChan: resp})
+		return resp
+	}
+	go heartbeat()
+	<-entered
+	stopped := make(chan struct{})
+	go func() { g.stopHeartbeats(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("stopHeartbeats returned while a heartbeat was being handled")
+	case <-time.After(50 * time.Millisecond): // a guard, not the assertion's clock
+	}
+	close(release)
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stopHeartbeats did not return once the heartbeat was handled")
+	}
+	resp := heartbeat()
+	if r := <-resp; r.Error != raft.ErrRaftShutdown || handled.Load() != 1 {
+		t.Fatalf("a heartbeat after stop: response error %v, handled %d times; want ErrRaftShutdown and 1", r.Error, handled.Load())
 	}
 }

@@ -245,6 +245,7 @@ func (s *Store) stopRunning() error {
 	s.loops.Wait()
 	<-s.ap.Stop()
 	err := s.raft.Shutdown().Error()
+	s.guard.stopHeartbeats() // before the log store closes (Close)
 	s.raft.DeregisterObserver(s.obs)
 	if c, ok := s.trans.(raft.WithClose); ok {
 		c.Close() //nolint:errcheck // raft closed it already when it could
