@@ -101,21 +101,27 @@ func (s *sockIO) read(b []byte) (int, error) {
 	var err error
 	if own := s.rheld; len(own) > 0 {
 		err = s.rc.Read(s.readHeldF)
-		if s.rheldBusy && err == nil && s.rerr == 0 {
+		busy := s.rheldBusy && err == nil && s.rerr == 0
+		s.wmu.Lock()
+		if busy {
 			// The send buffer filled: the rest goes out as any write
 			// does, waiting for room; then the read, as any read.
-			_, err = s.write(s.rheld)
-			if err == nil {
-				err = s.rc.Read(s.readF)
-			}
+			_, err = s.writeLocked(s.rheld)
+			s.rheld = nil
 		}
-		s.rheldBusy = false
-		s.wmu.Lock()
-		if s.held == nil {
+		switch {
+		case len(s.rheld) > 0 && s.rerr == 0 && !s.heldOn:
+			// The read failed (a deadline, a close) before its
+			// callback sent them: they stay held.
+			s.held, s.heldOn = s.rheld, true
+		case s.held == nil:
 			s.held = own[:0] // the buffer, for the next held write
 		}
 		s.wmu.Unlock()
-		s.rheld = nil
+		s.rheld, s.rheldBusy = nil, false
+		if busy && err == nil {
+			err = s.rc.Read(s.readF)
+		}
 	} else {
 		err = s.rc.Read(s.readF)
 	}
@@ -256,6 +262,14 @@ const maxIOV = 1024
 // for a *net.TCPConn, which other types cannot hook into.
 func (s *sockIO) writev(bufs [][]byte) (int64, error) {
 	s.wmu.Lock()
+	s.holdArmed = false // only write holds
+	if s.heldOn {       // held, and no read came: it goes first
+		s.heldOn = false
+		if _, err := s.writeLocked(s.held); err != nil {
+			s.wmu.Unlock()
+			return 0, err
+		}
+	}
 	s.iov = s.iov[:0]
 	s.iovn = 0
 	for _, b := range bufs {

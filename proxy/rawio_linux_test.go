@@ -346,6 +346,22 @@ func TestSockIOHeldWrite(t *testing.T) {
 			t.Fatalf("peer got %q, want heldup", g)
 		}
 	})
+	t.Run("read failed before sending", func(t *testing.T) {
+		c, peer := pair(t)
+		got := answer(peer, 6)
+		c.holdNextWrite()
+		c.Write([]byte("held"))
+		c.SetReadDeadline(time.Now().Add(-time.Second))
+		if _, err := c.Read(make([]byte, 16)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read past its deadline: %v", err)
+		}
+		if n, err := c.Write([]byte("up")); n != 2 || err != nil {
+			t.Fatalf("write: %d, %v", n, err)
+		}
+		if g := <-got; string(g) != "heldup" {
+			t.Fatalf("peer got %q, want heldup: the held bytes were lost with the failed read", g)
+		}
+	})
 	t.Run("reset peer", func(t *testing.T) {
 		c, peer := pair(t)
 		setLinger0(t, peer)
