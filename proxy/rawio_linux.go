@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -54,11 +55,13 @@ type sockIO struct {
 	writeF func(uintptr) bool // write's and writev's (a bound method value is an allocation)
 
 	// A held write (holdNextWrite): write keeps its bytes (a copy) and
-	// the next read sends them. holdArmed, held and heldOn are under wmu;
+	// the next read sends them. holdArmed, held and heldOn change under
+	// wmu (heldOn is atomic so that a read with nothing held, every read
+	// of a client connection, need not take wmu);
 	// held is also the spare buffer while nothing is held, and nil while
 	// a read owns it as rheld.
 	holdArmed bool
-	heldOn    bool
+	heldOn    atomic.Bool
 	held      []byte
 	rheld     []byte // under rmu: what the read still has to send
 	rheldBusy bool   // under rmu: the send stopped at EAGAIN; write finishes it
@@ -92,11 +95,14 @@ func (s *sockIO) read(b []byte) (int, error) {
 		return 0, nil
 	}
 	s.rmu.Lock()
-	s.wmu.Lock()
-	if s.heldOn {
-		s.rheld, s.held, s.heldOn = s.held, nil, false
+	if s.heldOn.Load() {
+		s.wmu.Lock()
+		if s.heldOn.Load() {
+			s.rheld, s.held = s.held, nil
+			s.heldOn.Store(false)
+		}
+		s.wmu.Unlock()
 	}
-	s.wmu.Unlock()
 	s.rb, s.rn, s.rerr = b, 0, 0
 	var err error
 	if own := s.rheld; len(own) > 0 {
@@ -110,10 +116,11 @@ func (s *sockIO) read(b []byte) (int, error) {
 			s.rheld = nil
 		}
 		switch {
-		case len(s.rheld) > 0 && s.rerr == 0 && !s.heldOn:
+		case len(s.rheld) > 0 && s.rerr == 0 && !s.heldOn.Load():
 			// The read failed (a deadline, a close) before its
 			// callback sent them: they stay held.
-			s.held, s.heldOn = s.rheld, true
+			s.held = s.rheld
+			s.heldOn.Store(true)
 		case s.held == nil:
 			s.held = own[:0] // the buffer, for the next held write
 		}
@@ -189,15 +196,15 @@ func (s *sockIO) write(b []byte) (int, error) {
 	s.wmu.Lock()
 	if s.holdArmed {
 		s.holdArmed = false
-		if !s.heldOn {
+		if !s.heldOn.Load() {
 			s.held = append(s.held[:0], b...)
-			s.heldOn = true
+			s.heldOn.Store(true)
 			s.wmu.Unlock()
 			return len(b), nil
 		}
 	}
-	if s.heldOn { // held, and no read came: it goes first
-		s.heldOn = false
+	if s.heldOn.Load() { // held, and no read came: it goes first
+		s.heldOn.Store(false)
 		if _, err := s.writeLocked(s.held); err != nil {
 			s.wmu.Unlock()
 			return 0, err
@@ -262,9 +269,9 @@ const maxIOV = 1024
 // for a *net.TCPConn, which other types cannot hook into.
 func (s *sockIO) writev(bufs [][]byte) (int64, error) {
 	s.wmu.Lock()
-	s.holdArmed = false // only write holds
-	if s.heldOn {       // held, and no read came: it goes first
-		s.heldOn = false
+	s.holdArmed = false  // only write holds
+	if s.heldOn.Load() { // held, and no read came: it goes first
+		s.heldOn.Store(false)
 		if _, err := s.writeLocked(s.held); err != nil {
 			s.wmu.Unlock()
 			return 0, err
