@@ -106,8 +106,11 @@ func (s *Store) Recovering() bool { return s.recovering.Load() }
 // before it started, and is not a voter in the configuration it holds (the
 // leader demoted it, or it is new and was added as a non-voter): the last
 // AppendEntries of the current leader (term T) said the leader had
-// committed up to index C, C is an entry of term T, and this server has
-// applied C. Every entry committed before it started is at or below C: one
+// committed up to index C, C is an entry of term T, and raft counts C
+// applied here, which it does only once C is committed in this server's
+// log (stored before the commit index moves). The FSM may still lag
+// behind C: voting depends on the log alone, and reads that need the FSM
+// wait for its own index (GetCurrent, GetConsistent). Every entry committed before it started is at or below C: one
 // of an earlier term is in the leader's log before the leader's first
 // entry of term T (leader completeness), and one of term T the leader
 // committed before it sent C. Log matching makes this server's entries up

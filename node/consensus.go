@@ -234,8 +234,12 @@ func (n *Node) seedConfig(st *consensus.Store, stop chan struct{}) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err = st.Put(ctx, clusterDoc, data, 0)
 		cancel()
-		if err == nil || errors.Is(err, consensus.ErrConflict) {
+		if err == nil {
 			n.log.Info("cluster config seeded from file", "file", *n.clusterPath.Load())
+			return
+		}
+		if errors.Is(err, consensus.ErrConflict) { // another server seeded first, or a config exists
+			n.log.Info("cluster config already seeded: the file was not applied", "file", *n.clusterPath.Load())
 			return
 		}
 	}
