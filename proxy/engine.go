@@ -63,7 +63,7 @@ func (s *Server[C]) handle(sess *Session, start time.Time) {
 		s.rejectedBody(sess, err)
 		s.fail(sess, ctx, err)
 	}
-	at = stepCache
+	at = stepOpenSpan
 	s.endRequest(sess, ctx, span, err, &at)
 }
 
@@ -169,7 +169,9 @@ func (s *Server[C]) attempt(sess *Session, ctx C, peer *Peer, body *reqBody) err
 	}
 	buildUpstreamRequest(sess, &sess.upReq, sess.scheme(), s.via(1), sess.upgrade)
 	_, span := s.startSpan(sess, SpanAttempt, sess.upReq.Header)
+	sess.openSpan = span
 	status, err := s.sendAttempt(sess, ctx, peer, body)
+	sess.openSpan = nil
 	endSpan(span, sess, SpanEnd{Status: status, Err: err})
 	return err
 }

@@ -23,21 +23,27 @@ var ErrPanic = errors.New("proxy: panic")
 type endStep uint8
 
 const (
-	stepRun     endStep = iota // the phases, FailToProxy
-	stepCache                  // cacheEnd: the fill the request holds ends
-	stepSpan                   // the request's span ends
-	stepObserve                // metrics and the access log
-	stepLogging                // the Logging phase
+	stepRun      endStep = iota // the phases, FailToProxy
+	stepOpenSpan                // an attempt's or cache lookup's span a panic left open ends
+	stepCache                   // cacheEnd: the fill the request holds ends
+	stepSpan                    // the request's span ends
+	stepObserve                 // metrics and the access log
+	stepLogging                 // the Logging phase
 	stepDone
 )
 
 // endRequest ends a request whose phases ran, from step *at on: the
-// cache's part, the span, metrics and the access log, then Logging. *at
+// cache's part, the spans, metrics and the access log, then Logging. *at
 // names the step under way, so that a panic in one (recovered) resumes
 // past it.
 func (s *Server[C]) endRequest(sess *Session, ctx C, span Span, err error, at *endStep) {
 	for ; *at < stepDone; *at++ {
 		switch *at {
+		case stepOpenSpan:
+			if sp := sess.openSpan; sp != nil {
+				sess.openSpan = nil
+				sp.End(sess, SpanEnd{Err: err})
+			}
 		case stepCache:
 			s.cacheEnd(sess, err)
 		case stepSpan:

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/http2"
 
+	"github.com/pingora-go/pingora-go/internal/logtest"
 	"github.com/pingora-go/pingora-go/proxy/internal/hostile"
 )
 
@@ -299,6 +300,32 @@ func TestPanicFreesTheUpstream(t *testing.T) {
 	}
 	e.waitPanics(t, 1)
 	e.checkLogged(t, "(*panicApp).ResponseFilter")
+}
+
+// TestPanicEndsTheSpans: a request whose ResponseFilter panicked still
+// ends its attempt span and its request span (500), with an error
+// wrapping ErrPanic, and has its access log record.
+func TestPanicEndsTheSpans(t *testing.T) {
+	rt := &recTracer{}
+	var access logtest.Buffer
+	e := startPanicEnv(t, echoHandler(), ConnLimit{}, func(c *Config) {
+		c.Tracer, c.AccessLog = rt, slog.New(slog.NewJSONHandler(&access, nil))
+	})
+	if resp, _, _ := e.dialH1(t).do(t, get("/p", "X-Panic: response\r\n")); resp.StatusCode != 500 {
+		t.Fatalf("got %d, want 500", resp.StatusCode)
+	}
+	spans := rt.waitSpans(t, 2)
+	for _, sp := range spans {
+		if !errors.Is(sp.end.Err, ErrPanic) {
+			t.Fatalf("span %v ended with %v, want ErrPanic", sp.kind, sp.end.Err)
+		}
+		if sp.kind == SpanRequest && sp.end.Status != 500 {
+			t.Fatalf("the request span ended with status %d, want 500", sp.end.Status)
+		}
+	}
+	waitFor(t, 10*time.Second, "the access log record", func() bool {
+		return strings.Contains(access.String(), `"status":500`) && strings.Contains(access.String(), "proxy: panic: assignment to entry in nil map")
+	})
 }
 
 // TestPanicInBodyFilterCutsH1: a body filter that panics after the head
