@@ -182,7 +182,9 @@ func (s *Server[C]) cacheKey(sess *Session, ctx C) (string, error) {
 // It is traced as one cache lookup (SpanCacheLookup).
 func (s *Server[C]) cacheFind(sess *Session) (cache.Object, error) {
 	ctx, span := s.startSpan(sess, SpanCacheLookup, nil)
+	sess.openSpan = span
 	o, err := cacheFindIn(ctx, sess)
+	sess.openSpan = nil
 	endSpan(span, sess, SpanEnd{Found: o != nil, Err: err})
 	return o, err
 }

@@ -53,6 +53,19 @@
 // cluster limiter under any App. The per-request context C comes from App.NewCtx and is
 // passed to every phase.
 //
+// A panic in a phase (or in the Limiter, the Tracer or a cache Store as
+// they serve a request, background revalidations included) fails that
+// request only, as a handler's panic does in net/http: the client gets a
+// 500 when nothing was sent yet, else its response is cut (over HTTP/2 the
+// stream is reset and the connection's other streams go on), and an
+// HTTP/1.1 connection closes after it. FailToProxy does not run for it;
+// Logging does, with an error wrapping ErrPanic. The panic is logged once
+// at error level (Config.ErrorLog) with its stack and counted in
+// pingora_panics_total; one with http.ErrAbortHandler aborts the request
+// with no answer and is neither logged nor counted. A panic in Logging,
+// after the response, is logged and counted, and changes nothing else.
+// Goroutines an App starts itself are its own to guard.
+//
 // # HTTP semantics
 //
 // Requests are held to one grammar whatever their protocol (proxy/h1's):

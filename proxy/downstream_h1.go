@@ -227,9 +227,7 @@ func (s *Server[C]) rejectH1(d *h1Downstream, sess *Session, err error) {
 	// a client that timed out is not waited for.
 	d.linger = code != http.StatusRequestTimeout
 	s.observe(sess, perr)
-	if p := s.ph.logging; p != nil {
-		p.Logging(sess, s.app.NewCtx(), perr)
-	}
+	s.logRejected(sess, perr)
 }
 
 // startRequest resets the per-request state and the Session.

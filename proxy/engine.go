@@ -34,29 +34,37 @@ var (
 )
 
 // handle runs one request through the phases; start is when its head was
-// read. It is the only entry point for both protocols.
+// read. It is the only entry point for both protocols, and for the
+// cache's background requests. A panic in the code the request runs is
+// recovered here and fails this request only (see recovered).
 func (s *Server[C]) handle(sess *Session, start time.Time) {
 	sess.Start = start
 	sess.MaxBodyBytes = s.cfg.Downstream.MaxBodyBytes
 	sess.MaxRetries = s.cfg.Retries
-	ctx := s.app.NewCtx()
+	var (
+		ctx  C
+		span Span
+		err  error
+		at   = stepRun
+	)
+	defer func() {
+		if v := recover(); v != nil {
+			s.recovered(sess, ctx, span, at, err, v)
+		}
+	}()
+	ctx = s.app.NewCtx()
 	sess.uctx, sess.hooks = ctx, s
-	var span Span
 	sess.ctx, span = s.startSpan(sess, SpanRequest, nil)
 	if stop := startGRPCDeadline(sess); stop != nil {
 		defer stop()
 	}
-	err := s.run(sess, ctx)
+	err = s.run(sess, ctx)
 	if err != nil {
 		s.rejectedBody(sess, err)
 		s.fail(sess, ctx, err)
 	}
-	s.cacheEnd(sess, err)
-	endSpan(span, sess, SpanEnd{Status: sess.Status, Err: err})
-	s.observe(sess, err)
-	if p := s.ph.logging; p != nil {
-		p.Logging(sess, ctx, err)
-	}
+	at = stepOpenSpan
+	s.endRequest(sess, ctx, span, err, &at)
 }
 
 // run is the request's path through the phases, up to a response sent.
@@ -161,7 +169,9 @@ func (s *Server[C]) attempt(sess *Session, ctx C, peer *Peer, body *reqBody) err
 	}
 	buildUpstreamRequest(sess, &sess.upReq, sess.scheme(), s.via(1), sess.upgrade)
 	_, span := s.startSpan(sess, SpanAttempt, sess.upReq.Header)
+	sess.openSpan = span
 	status, err := s.sendAttempt(sess, ctx, peer, body)
+	sess.openSpan = nil
 	endSpan(span, sess, SpanEnd{Status: status, Err: err})
 	return err
 }
@@ -185,6 +195,7 @@ func (s *Server[C]) sendAttempt(sess *Session, ctx C, peer *Peer, body *reqBody)
 	if err != nil {
 		return 0, err
 	}
+	sess.ex = ex // for a panic from here on (releaseAfterPanic)
 	if hx != nil && resp.Status == http.StatusSwitchingProtocols {
 		return resp.Status, s.tunnel(sess, ctx, hx, resp)
 	}

@@ -135,12 +135,14 @@ type HasOtherPeer[C any] interface {
 // client yet it may write its own error page with s.Respond; it returns the
 // status the client got (for logs and metrics). Absent, or when it writes
 // nothing: the engine answers StatusFor(err) with a short plain-text body.
+// It does not run when a phase panicked: the engine answers 500 itself.
 type FailToProxy[C any] interface {
 	FailToProxy(s *Session, ctx C, err error) int
 }
 
 // Logging runs exactly once per request, last, whether it succeeded, failed
-// or was answered by a filter; err is the request's error or nil.
+// or was answered by a filter; err is the request's error or nil (one
+// wrapping ErrPanic when a phase panicked).
 type Logging[C any] interface {
 	Logging(s *Session, ctx C, err error)
 }
