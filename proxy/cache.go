@@ -231,6 +231,16 @@ func (s *Server[C]) cacheFound(sess *Session, ctx C, obj cache.Object) (bool, er
 	}
 	if !cs.rq.NoCache && meta.ServeStaleWhileRevalidating(v) {
 		f, other, _ := cs.store.Lock(cs.storeCtx(sess), cs.vkey, 0)
+		if f != nil {
+			// A refresh that ended between the lookup and the lock
+			// stored what this request needs (see cacheLock): served
+			// from it, with no second refresh.
+			if o := s.storedMeanwhile(sess); o != nil && o.Meta().Variants == nil {
+				f.Abort(errStoredMeanwhile)
+				cs.st.fwd = "" // a hit: nothing went to the origin for it
+				return s.serveStored(sess, ctx, o, cacheHit, "")
+			}
+		}
 		switch {
 		case other != nil: // a refresh already streams its new response
 			return s.serveStored(sess, ctx, other, cacheCollapsed, "")

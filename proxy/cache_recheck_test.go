@@ -149,3 +149,45 @@ func TestCacheWaiterOfAGivenUpLock(t *testing.T) {
 		t.Fatalf("A got %q, C got %q; the origin saw %d requests, want 1", a, b, s.origin.n.Load())
 	}
 }
+
+// TestCacheRefreshStoredBeforeLock: request A finds the key stale within
+// stale-while-revalidate; before it takes the key's lock, request B finds
+// it stale too and B's background refresh stores a fresh response. A is
+// served that response and starts no refresh of its own: the origin sees
+// one refresh, not two.
+func TestCacheRefreshStoredBeforeLock(t *testing.T) {
+	s, gs := startGapSetup(t)
+	s.origin.handle = func(n int64, w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=10, stale-while-revalidate=60")
+		fmt.Fprintf(w, "v%d", n)
+	}
+	bgIdle := func() bool {
+		s.srv.bg.mu.Lock()
+		defer s.srv.bg.mu.Unlock()
+		return len(s.srv.bg.sessions) == 0
+	}
+	c := h1Client()
+	if _, b := s.do(t, c, "GET", "/k", nil); b != "v1" { // Lock call 1: the miss's fill
+		t.Fatalf("first: %q", b)
+	}
+	s.fc.Advance(20 * time.Second) // stale, within stale-while-revalidate
+	gs.before = func(n int64) {
+		if n != 2 { // A's lock: B and its refresh (Lock call 3) run first
+			return
+		}
+		if b, err := s.get("/k"); b != "v1" || err != nil {
+			t.Errorf("B got %q, %v; want the stale v1", b, err)
+		}
+		if !poll(10*time.Second, func() bool { return s.origin.n.Load() == 2 && bgIdle() }) {
+			t.Error("B's refresh did not end")
+		}
+	}
+	resp, b := s.do(t, c, "GET", "/k", nil)
+	waitFor(t, 10*time.Second, "no refresh under way", bgIdle)
+	if n := s.origin.n.Load(); b != "v2" || n != 2 {
+		t.Fatalf("A got %q (Cache-Status %q); the origin saw %d requests, want 2 (one refresh)", b, cacheStatusOf(resp), n)
+	}
+	if st := cacheStatusOf(resp); st != "hit; ttl=10" {
+		t.Fatalf("A's Cache-Status %q, want a hit", st)
+	}
+}
