@@ -5,6 +5,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"math"
 	"runtime"
 	"slices"
 	"strconv"
@@ -106,17 +107,24 @@ func TestDecodeMetaBoundsAllocation(t *testing.T) {
 		{metaFormat, 0x81, 0xa1, 'q', 0xc6, 0x00, 0x0f, 0xff, 0xff},                  // 1 MiB of bin under an unknown key
 		{metaFormat, 0xdf, 0x00, 0x0f, 0xff, 0xff},                                   // a map of 2^20 pairs
 	} {
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		_, err := decodeMeta("x", b)
-		id := clusterIDOf(b)
-		_, serr := decodeSync(append([]byte{syncMsgType}, b[1:]...))
-		runtime.ReadMemStats(&after)
-		if err == nil || id != "" || serr == nil {
-			t.Errorf("%x accepted: %v, cluster id %q, sync %v", b, err, id, serr)
+		// TotalAlloc counts every goroutine's allocations (a gossip
+		// goroutine an earlier test left winding down, the runtime's
+		// own): the least of five tries is the decoding's.
+		least := uint64(math.MaxUint64)
+		for range 5 {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := decodeMeta("x", b)
+			id := clusterIDOf(b)
+			_, serr := decodeSync(append([]byte{syncMsgType}, b[1:]...))
+			runtime.ReadMemStats(&after)
+			if err == nil || id != "" || serr == nil {
+				t.Fatalf("%x accepted: %v, cluster id %q, sync %v", b, err, id, serr)
+			}
+			least = min(least, after.TotalAlloc-before.TotalAlloc)
 		}
-		if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
-			t.Errorf("%x: decoding allocated %d bytes", b, n)
+		if least > 64<<10 {
+			t.Errorf("%x: decoding allocated %d bytes", b, least)
 		}
 	}
 }
