@@ -137,6 +137,8 @@ func (l *acceptListener) Accept() (net.Conn, error) {
 			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.laddr, Err: err}
 		}
 		c.io.init(rc)
+		c.rdl.f, c.wdl.f, c.wdl.write = f, f, true
+		c.io.rdl, c.io.wdl = &c.rdl, &c.wdl
 		return c, nil
 	}
 }
@@ -214,6 +216,9 @@ type tcpConn struct {
 	raddr  *net.TCPAddr
 	io     sockIO
 	closed atomic.Bool
+	// rdl and wdl are the deadlines, set on the poller only when an
+	// operation waits under them or they pass (lazyDeadline).
+	rdl, wdl lazyDeadline
 
 	laddrOnce sync.Once
 	laddr     net.Addr
@@ -263,7 +268,14 @@ func (c *tcpConn) CloseWrite() error {
 	return nil
 }
 
-func (c *tcpConn) SyscallConn() (syscall.RawConn, error) { return c.io.rc, nil }
+// SyscallConn is the socket's raw connection. A caller that waits through
+// it (splice) waits under deadlines the poller must already hold: from
+// now on they are set there as they are set (lazyDeadline.makeEager).
+func (c *tcpConn) SyscallConn() (syscall.RawConn, error) {
+	c.rdl.makeEager()
+	c.wdl.makeEager()
+	return c.io.rc, nil
+}
 
 func (c *tcpConn) RemoteAddr() net.Addr { return c.raddr }
 
@@ -285,9 +297,27 @@ func (c *tcpConn) LocalAddr() net.Addr {
 	return c.laddr
 }
 
-func (c *tcpConn) SetDeadline(t time.Time) error      { return c.f.SetDeadline(t) }
-func (c *tcpConn) SetReadDeadline(t time.Time) error  { return c.f.SetReadDeadline(t) }
-func (c *tcpConn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDeadline(t) }
+func (c *tcpConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+func (c *tcpConn) SetReadDeadline(t time.Time) error  { return c.deadlineErr(c.rdl.set(t)) }
+func (c *tcpConn) SetWriteDeadline(t time.Time) error { return c.deadlineErr(c.wdl.set(t)) }
+
+// deadlineErr is the error of setting a deadline: one recorded on a closed
+// connection fails as the poller's would.
+func (c *tcpConn) deadlineErr(err error) error {
+	if err == nil && c.closed.Load() {
+		err = os.ErrClosed
+	}
+	if err != nil {
+		return c.opErr("set", err)
+	}
+	return nil
+}
 
 // opErr turns an error of the *os.File or its raw connection into the
 // *net.OpError a *net.TCPConn returns. Once closed, the poller fails a

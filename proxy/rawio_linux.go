@@ -66,6 +66,13 @@ type sockIO struct {
 	rheld     []byte // under rmu: what the read still has to send
 	rheldBusy bool   // under rmu: the send stopped at EAGAIN; write finishes it
 	readHeldF func(uintptr) bool
+
+	// rdl and wdl, when set (tcpConn), are the deadlines set lazily: a
+	// callback about to wait sets them on the poller first (see
+	// lazyDeadline). rwait (under rmu) and wwait (under wmu) record that
+	// it did.
+	rdl, wdl     *lazyDeadline
+	rwait, wwait bool
 }
 
 func (s *sockIO) init(rc syscall.RawConn) {
@@ -104,6 +111,9 @@ func (s *sockIO) read(b []byte) (int, error) {
 		s.wmu.Unlock()
 	}
 	s.rb, s.rn, s.rerr = b, 0, 0
+	if s.rdl != nil {
+		s.rdl.check()
+	}
 	var err error
 	if own := s.rheld; len(own) > 0 {
 		err = s.rc.Read(s.readHeldF)
@@ -132,6 +142,10 @@ func (s *sockIO) read(b []byte) (int, error) {
 	} else {
 		err = s.rc.Read(s.readF)
 	}
+	if s.rwait {
+		s.rwait = false
+		s.rdl.done()
+	}
 	n, errno := s.rn, s.rerr
 	s.rb = nil
 	s.rmu.Unlock()
@@ -157,6 +171,10 @@ func (s *sockIO) rawRead(fd uintptr) bool {
 			return true
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			if s.rdl != nil {
+				s.rdl.wait()
+				s.rwait = true
+			}
 			return false
 		default:
 			s.rerr = e
@@ -218,7 +236,11 @@ func (s *sockIO) write(b []byte) (int, error) {
 // writeLocked writes b; s.wmu is held.
 func (s *sockIO) writeLocked(b []byte) (int, error) {
 	s.wb, s.wn, s.werr = b, 0, nil
+	if s.wdl != nil {
+		s.wdl.check()
+	}
 	err := s.rc.Write(s.writeF)
+	s.writeDone()
 	n := s.wn
 	if err == nil {
 		err = s.werr
@@ -253,6 +275,10 @@ func (s *sockIO) rawWrite(fd uintptr) bool {
 			}
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			if s.wdl != nil {
+				s.wdl.wait()
+				s.wwait = true
+			}
 			return false
 		default:
 			s.werr = e
@@ -260,6 +286,14 @@ func (s *sockIO) rawWrite(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// writeDone ends the wait a write's callback began; s.wmu is held.
+func (s *sockIO) writeDone() {
+	if s.wwait {
+		s.wwait = false
+		s.wdl.done()
+	}
 }
 
 // maxIOV is the most buffers one writev(2) takes (IOV_MAX).
@@ -292,7 +326,11 @@ func (s *sockIO) writev(bufs [][]byte) (int64, error) {
 	s.werr = nil
 	var err error
 	if total > 0 {
+		if s.wdl != nil {
+			s.wdl.check()
+		}
 		err = s.rc.Write(s.writeF)
+		s.writeDone()
 	}
 	if err == nil {
 		err = s.werr
