@@ -18,7 +18,7 @@ func acceptedPair(t *testing.T) (*tcpConn, net.Conn) {
 	return p[0].(*tcpConn), p[1]
 }
 
-// armed is the deadline lazyDeadline has set on the poller.
+// armedAt is the deadline lazyDeadline has set on the poller.
 func (l *lazyDeadline) armedAt() time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -29,6 +29,18 @@ func (l *lazyDeadline) isWaiting() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.waiting
+}
+
+// waitData waits until c's socket holds bytes to read, so that a read
+// finds them without waiting (loopback may deliver them a little later,
+// from a softirq).
+func waitData(t *testing.T, c *tcpConn) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "the peer's data", func() bool {
+		n := 0
+		c.io.rc.Control(func(fd uintptr) { n, _ = recvPeek(int(fd), make([]byte, 1)) })
+		return n > 0
+	})
 }
 
 func isDeadline(err error) bool {
@@ -43,6 +55,7 @@ func TestLazyDeadlineUnused(t *testing.T) {
 	c, peer := acceptedPair(t)
 	c.SetDeadline(time.Now().Add(time.Minute))
 	peer.Write([]byte("data"))
+	waitData(t, c)
 	b := make([]byte, 4)
 	if _, err := io.ReadFull(c, b); err != nil {
 		t.Fatal(err)
@@ -97,11 +110,7 @@ func TestLazyDeadlinePassedWithData(t *testing.T) {
 		}
 	}()
 	// Data is there before the deadline is set, and stays there.
-	waitFor(t, 10*time.Second, "the peer's data", func() bool {
-		n := 0
-		c.io.rc.Control(func(fd uintptr) { n, _ = recvPeek(int(fd), make([]byte, 1)) })
-		return n > 0
-	})
+	waitData(t, c)
 	at := time.Now().Add(20 * time.Millisecond)
 	c.SetReadDeadline(at)
 	b := make([]byte, 1) // small reads: the socket is never drained
@@ -153,11 +162,7 @@ func TestLazyDeadlineInterrupts(t *testing.T) {
 
 		c.SetReadDeadline(time.Time{})
 		peer.Write([]byte("x"))
-		waitFor(t, 10*time.Second, "the peer's byte", func() bool {
-			n := 0
-			c.io.rc.Control(func(fd uintptr) { n, _ = recvPeek(int(fd), make([]byte, 1)) })
-			return n > 0
-		})
+		waitData(t, c)
 		c.SetReadDeadline(time.Unix(1, 0))
 		if _, err := c.Read(make([]byte, 1)); !isDeadline(err) {
 			t.Fatalf("read after a past deadline, data there: %v, want a timeout", err)
