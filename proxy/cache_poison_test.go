@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"testing"
 )
@@ -45,5 +46,38 @@ func TestCacheConnectionNamedKeyField(t *testing.T) {
 				t.Fatalf("tenant a got %q (%s), the answer made without its X-Tenant", body, resp.Header.Get("Cache-Status"))
 			}
 		})
+	}
+}
+
+// TestCacheRequestBodyNotStored: a GET's body has no defined meaning (RFC
+// 9110 §9.3.1) and no part in the cache key, yet it goes to the origin,
+// which may answer from it. Such a response is not stored: it was, and a
+// client's "fat GET" set the response every other client got.
+func TestCacheRequestBodyNotStored(t *testing.T) {
+	s := startCacheSetup(t, nil, func(n int64, w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "body=%q", b)
+	})
+	for _, req := range []string{
+		"GET /f HTTP/1.1\r\nHost: example.com\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil",
+		"GET /f HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\nevil\r\n0\r\n\r\n",
+	} {
+		resp, body := rawRequest(t, s.addr, req)
+		if body != `body="evil"` {
+			t.Fatalf("the attacker's request: %d %q", resp.StatusCode, body)
+		}
+		if got := cacheStatusOf(resp); got != "fwd=miss; fwd-status=200; detail=request-body" {
+			t.Fatalf("the attacker's request: Cache-Status %q", got)
+		}
+	}
+	resp, body := rawRequest(t, s.addr, "GET /f HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+	if body != `body=""` {
+		t.Fatalf("a plain GET got %q (%s), stored from another client's request body", body, resp.Header.Get("Cache-Status"))
+	}
+	// A stored response still answers a GET with a body.
+	resp, body = rawRequest(t, s.addr, "GET /f HTTP/1.1\r\nHost: example.com\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil")
+	if body != `body=""` || cacheStatusOf(resp) != "hit; ttl=60" {
+		t.Fatalf("a GET with a body after the store: %q %q", body, cacheStatusOf(resp))
 	}
 }
