@@ -56,8 +56,9 @@ type CacheKeySpec struct {
 	Headers []string
 	// Cookies are cookies whose values are added (default none).
 	Cookies []string
-	// Query, when non-nil, keeps only these query parameters, sorted, in
-	// place of the whole query; an empty list drops the query (default
+	// Query, when non-nil, keeps only these query parameters, sorted by
+	// name (a repeated name's values in the order sent), in place of the
+	// whole query; an empty list drops the query (default
 	// nil: the whole query as sent).
 	Query []string
 }
@@ -163,23 +164,33 @@ func DefaultCacheKey(s *Session) string {
 }
 
 // selectQuery returns raw, or with keep set only the kept parameters in
-// name order.
+// name order. A name given more than once keeps its values in the order
+// sent: an origin reads the first, so "id=2&id=1" and "id=1&id=2" are two
+// answers and must be two keys (sorting whole pairs made them one).
 func selectQuery(raw string, keep []string) string {
 	if keep == nil || raw == "" {
 		return raw
 	}
-	var kept []string
+	type param struct{ name, pair string }
+	var kept []param
 	for _, p := range strings.Split(raw, "&") {
 		name, _, _ := strings.Cut(p, "=")
 		if n, err := url.QueryUnescape(name); err == nil {
 			name = n
 		}
 		if slices.Contains(keep, name) {
-			kept = append(kept, p)
+			kept = append(kept, param{name, p})
 		}
 	}
-	slices.Sort(kept)
-	return strings.Join(kept, "&")
+	slices.SortStableFunc(kept, func(a, b param) int { return strings.Compare(a.name, b.name) })
+	var b strings.Builder
+	for i, p := range kept {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(p.pair)
+	}
+	return b.String()
 }
 
 // cookieOf returns the value of cookie name in the Cookie lines.

@@ -81,3 +81,36 @@ func TestCacheRequestBodyNotStored(t *testing.T) {
 		t.Fatalf("a GET with a body after the store: %q %q", body, cacheStatusOf(resp))
 	}
 }
+
+// TestCacheKeyQueryRepeatedName: the key's query selection puts the kept
+// parameters in name order, but a name given more than once keeps its
+// values in the order sent: an origin reads the first. Sorting whole
+// "name=value" pairs gave "?id=2&id=1" and "?id=1&id=2" one key, so the
+// first asked filled the other's answer.
+func TestCacheKeyQueryRepeatedName(t *testing.T) {
+	s := startCacheSetup(t, &CacheConfig{Key: CacheKeySpec{Query: []string{"id", "a"}}}, func(n int64, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "id=%s", r.URL.Query().Get("id"))
+	})
+	c := h1Client()
+	if _, body := s.do(t, c, "GET", "/q?id=2&x=1&id=1", nil); body != "id=2" {
+		t.Fatalf("first: %q", body)
+	}
+	if resp, body := s.do(t, c, "GET", "/q?id=1&id=2", nil); body != "id=1" {
+		t.Fatalf("?id=1&id=2 got %q (%s), the answer to ?id=2&id=1", body, cacheStatusOf(resp))
+	}
+	// A name spelt with an escape is the same name to the origin.
+	if _, body := s.do(t, c, "GET", "/q?i%64=3&id=4", nil); body != "id=3" {
+		t.Fatalf("?i%%64=3&id=4: %q", body)
+	}
+	if resp, body := s.do(t, c, "GET", "/q?id=4&i%64=3", nil); body != "id=4" {
+		t.Fatalf("?id=4&i%%64=3 got %q (%s), the answer to ?i%%64=3&id=4", body, cacheStatusOf(resp))
+	}
+	// Names still sort, the values of each in their order: one key.
+	if _, body := s.do(t, c, "GET", "/q?id=5&a=0&id=6", nil); body != "id=5" {
+		t.Fatalf("?id=5&a=0&id=6: %q", body)
+	}
+	if resp, body := s.do(t, c, "GET", "/q?a=0&id=5&id=6", nil); body != "id=5" || cacheStatusOf(resp) != "hit; ttl=60" {
+		t.Fatalf("?a=0&id=5&id=6: %q %q, want the key of ?id=5&a=0&id=6", body, cacheStatusOf(resp))
+	}
+}
