@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -112,5 +113,43 @@ func TestCacheKeyQueryRepeatedName(t *testing.T) {
 	}
 	if resp, body := s.do(t, c, "GET", "/q?a=0&id=5&id=6", nil); body != "id=5" || cacheStatusOf(resp) != "hit; ttl=60" {
 		t.Fatalf("?a=0&id=5&id=6: %q %q, want the key of ?id=5&a=0&id=6", body, cacheStatusOf(resp))
+	}
+}
+
+// TestCacheKeyFieldSpellings: a key's header and cookie additions give
+// each request spelling an origin may read differently a key of its own.
+// Two X-Tenant lines and one line of the same values were one key, though
+// an origin reading the first line sees "a", not "a,b"; the first lang
+// cookie was the key's though origins that keep the last (Python's) read
+// "fr" from "lang=en; lang=fr"; and "lang =fr", read as lang by origins
+// that trim, was no lang at all, so it filled the answer every client
+// without the cookie got.
+func TestCacheKeyFieldSpellings(t *testing.T) {
+	s := startCacheSetup(t, &CacheConfig{Key: CacheKeySpec{Headers: []string{"X-Tenant"}, Cookies: []string{"lang"}}},
+		func(n int64, w http.ResponseWriter, r *http.Request) {
+			lang := ""
+			for _, line := range r.Header["Cookie"] { // the last lang wins, names trimmed
+				for _, c := range strings.Split(line, ";") {
+					if k, v, ok := strings.Cut(c, "="); ok && strings.TrimSpace(k) == "lang" {
+						lang = strings.TrimSpace(v)
+					}
+				}
+			}
+			w.Header().Set("Cache-Control", "max-age=60")
+			fmt.Fprintf(w, "tenant=%s lang=%s", r.Header.Get("X-Tenant"), lang)
+		})
+	steps := []struct{ fields, want string }{
+		{"X-Tenant: a\r\nX-Tenant: b\r\n", "tenant=a lang="},
+		{"X-Tenant: a,b\r\n", "tenant=a,b lang="},
+		{"Cookie: lang=en; lang=fr\r\n", "tenant= lang=fr"},
+		{"Cookie: lang=en\r\n", "tenant= lang=en"},
+		{"Cookie: lang =de\r\n", "tenant= lang=de"},
+		{"", "tenant= lang="},
+	}
+	for _, st := range steps {
+		resp, body := rawRequest(t, s.addr, "GET /k HTTP/1.1\r\nHost: example.com\r\n"+st.fields+"Connection: close\r\n\r\n")
+		if body != st.want {
+			t.Fatalf("%q: got %q (%s), want %q", st.fields, body, resp.Header.Get("Cache-Status"), st.want)
+		}
 	}
 }
