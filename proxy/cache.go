@@ -25,7 +25,7 @@ type cacheState struct {
 	stale   cache.Object // the stored response being revalidated
 	fill    cache.Fill   // the lock this request holds, until the fill ends
 	reqTime time.Time    // when the upstream request was sent (§4.2.3)
-	canFill bool         // a GET without Range or no-store: its response may fill
+	canFill bool         // a GET without Range, no-store or a body: its response may fill
 	storing bool         // the fill started: the body is teed into it
 	// clientDone: the client's response ended before the upstream body
 	// (a 304 answered from the response head); the body only fills.
@@ -124,6 +124,12 @@ func (s *Server[C]) cacheRequest(sess *Session, ctx C) (done bool, err error) {
 	cs.req = cache.Request{Method: r.Method, Scheme: sess.scheme(), Host: r.Host, URI: r.URI, Header: r.Header, ClientIP: sess.ClientIP}
 	cs.ctx = cache.WithRequest(sess.ctx, &cs.req)
 	cs.canFill = sess.Req.Method == http.MethodGet && len(sess.Req.Header["Range"]) == 0 && !cs.rq.NoStore
+	if cs.canFill && sess.ds.contentLength() != 0 {
+		// A GET's body is in no key, yet the origin may answer from it:
+		// one client's "fat GET" would set everyone's response. It is
+		// still answered from what is stored.
+		cs.canFill, cs.st.detail = false, "request-body"
+	}
 	obj, err := s.cacheFind(sess)
 	if err != nil {
 		s.errLog.Warn("cache lookup failed", "route", sess.Route, "err", err)

@@ -56,8 +56,9 @@ type CacheKeySpec struct {
 	Headers []string
 	// Cookies are cookies whose values are added (default none).
 	Cookies []string
-	// Query, when non-nil, keeps only these query parameters, sorted, in
-	// place of the whole query; an empty list drops the query (default
+	// Query, when non-nil, keeps only these query parameters, sorted by
+	// name (a repeated name's values in the order sent), in place of the
+	// whole query; an empty list drops the query (default
 	// nil: the whole query as sent).
 	Query []string
 }
@@ -153,41 +154,72 @@ func DefaultCacheKey(s *Session) string {
 	}
 	for _, h := range spec.Headers {
 		b.WriteString("\x00h:" + h + "=")
-		b.WriteString(strings.Join(r.Header.Values(h), ","))
+		// Lines apart: an origin reading the first line tells two lines
+		// from one line of the same values.
+		b.WriteString(strings.Join(r.Header.Values(h), "\n"))
 	}
 	for _, c := range spec.Cookies {
 		b.WriteString("\x00c:" + c + "=")
-		b.WriteString(cookieOf(r.Header["Cookie"], c))
+		keyCookie(&b, r.Header["Cookie"], c)
 	}
 	return b.String()
 }
 
+// keyCookie writes every value of cookie name in the Cookie lines, in
+// order, LF apart (no field value holds one), for the cache key. Origins
+// differ on a repeated cookie (Go's keeps the first, Python's the last)
+// and on spaces around the name and value, so each such spelling makes a
+// key of its own: the first value alone gave one key to requests an
+// origin answers differently, and a name with a space after it ("lang
+// =de"), read as lang by origins that trim, was no cookie at all.
+func keyCookie(b *strings.Builder, lines []string, name string) {
+	n := 0
+	for _, line := range lines {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || strings.TrimSpace(k) != name {
+				continue
+			}
+			if n > 0 {
+				b.WriteByte('\n')
+			}
+			if strings.TrimLeft(k, " \t") != name {
+				b.WriteByte('\x01') // "lang =": not the plain spelling
+			}
+			b.WriteString(v) // untrimmed, for the same reason
+			n++
+		}
+	}
+}
+
 // selectQuery returns raw, or with keep set only the kept parameters in
-// name order.
+// name order. A name given more than once keeps its values in the order
+// sent: an origin reads the first, so "id=2&id=1" and "id=1&id=2" are two
+// answers and must be two keys (sorting whole pairs made them one).
 func selectQuery(raw string, keep []string) string {
 	if keep == nil || raw == "" {
 		return raw
 	}
-	var kept []string
+	type param struct{ name, pair string }
+	var kept []param
 	for _, p := range strings.Split(raw, "&") {
 		name, _, _ := strings.Cut(p, "=")
 		if n, err := url.QueryUnescape(name); err == nil {
 			name = n
 		}
 		if slices.Contains(keep, name) {
-			kept = append(kept, p)
+			kept = append(kept, param{name, p})
 		}
 	}
-	slices.Sort(kept)
-	return strings.Join(kept, "&")
-}
-
-// cookieOf returns the value of cookie name in the Cookie lines.
-func cookieOf(lines []string, name string) string {
-	for _, line := range lines {
-		if v, ok := cookieValue(line, name); ok {
-			return v
+	slices.SortStableFunc(kept, func(a, b param) int { return strings.Compare(a.name, b.name) })
+	var b strings.Builder
+	for i, p := range kept {
+		if i > 0 {
+			b.WriteByte('&')
 		}
+		b.WriteString(p.pair)
 	}
-	return ""
+	return b.String()
 }

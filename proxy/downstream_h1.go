@@ -245,6 +245,9 @@ func (d *h1Downstream) startRequest(sess *Session, ctx context.Context) {
 	d.rh.ProtoMajor, d.rh.ProtoMinor = 1, r.Minor
 	if r.Header != nil {
 		delete(r.Header, "Host")
+		if len(r.Header["Connection"]) > 0 {
+			dropConnectionNamed(r.Header)
+		}
 	}
 	d.headSent, d.chunked, d.noBody, d.broken, d.trailers = false, false, false, false, false
 	d.declared, d.written = -1, 0

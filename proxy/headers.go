@@ -104,6 +104,32 @@ func namedByConnection(conn []string, k string) bool {
 	return false
 }
 
+// dropConnectionNamed removes from the request fields h the fields its
+// Connection names, as they arrive: they are for this hop only and never
+// reach the upstream (copyEndToEnd), so nothing else may act on them
+// either. The cache key and the Vary match read the request's fields: a
+// named X-Tenant made them file the origin's answer for no tenant under
+// tenant a's key. Fields the proxy itself handles for this hop stay
+// (Upgrade, TE, and Content-Length, which framed the body); Connection
+// stays too, for the hop's own tokens.
+func dropConnectionNamed(h http.Header) {
+	for _, v := range h["Connection"] {
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
+			tok = strings.TrimSpace(tok)
+			switch {
+			case tok == "", strings.EqualFold(tok, "close"), strings.EqualFold(tok, "keep-alive"),
+				strings.EqualFold(tok, "upgrade"), strings.EqualFold(tok, "te"):
+				continue // the common tokens, without a canonical key made for each
+			}
+			if k := http.CanonicalHeaderKey(tok); !isHopByHop(k) && k != "Content-Length" {
+				delete(h, k)
+			}
+		}
+	}
+}
+
 // copyEndToEnd copies the end-to-end fields of src into dst.
 func copyEndToEnd(dst, src http.Header) {
 	conn := src["Connection"]

@@ -37,8 +37,9 @@ type CacheKey struct {
 	Headers []string `yaml:"headers" json:"headers,omitempty"`
 	// Cookies are cookies whose values join the key (default none).
 	Cookies []string `yaml:"cookies" json:"cookies,omitempty"`
-	// Query, when set, keeps only these query parameters (sorted) in the
-	// key instead of the whole query; [] drops the query (default: unset,
-	// the whole query).
+	// Query, when set, keeps only these query parameters (sorted by name;
+	// a repeated name's values in the order sent) in the key instead of
+	// the whole query; [] drops the query (default: unset, the whole
+	// query).
 	Query []string `yaml:"query" json:"query,omitzero"`
 }

@@ -1,0 +1,155 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// The cache-poisoning tests: a client's request must never make the cache
+// store, under a key other clients use, a response the origin made from
+// something the key does not hold.
+
+// TestCacheConnectionNamedKeyField: a field the request's Connection
+// names is removed before the request goes upstream (RFC 9110 §7.6.1), so
+// the cache key and the Vary match must not use it either. They did: a
+// client sending "X-Tenant: a" with "Connection: X-Tenant" had the
+// origin's answer for no tenant stored under tenant a's key (and, with
+// "Vary: X-Tenant", as tenant a's variant), served to every tenant-a
+// client after it.
+func TestCacheConnectionNamedKeyField(t *testing.T) {
+	cases := []struct {
+		name string
+		cc   *CacheConfig
+		vary string
+	}{
+		{"key header", &CacheConfig{Key: CacheKeySpec{Headers: []string{"X-Tenant"}}}, ""},
+		{"vary", nil, "X-Tenant"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startCacheSetup(t, tc.cc, func(n int64, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "max-age=60")
+				if tc.vary != "" {
+					w.Header().Set("Vary", tc.vary)
+				}
+				fmt.Fprintf(w, "tenant=%q", r.Header.Get("X-Tenant"))
+			})
+			resp, body := rawRequest(t, s.addr, "GET /t HTTP/1.1\r\nHost: example.com\r\n"+
+				"X-Tenant: a\r\nConnection: close, X-Tenant\r\n\r\n")
+			if body != `tenant=""` {
+				t.Fatalf("the attacker's request: %d %q (X-Tenant should not reach the origin)", resp.StatusCode, body)
+			}
+			resp, body = rawRequest(t, s.addr, "GET /t HTTP/1.1\r\nHost: example.com\r\nX-Tenant: a\r\nConnection: close\r\n\r\n")
+			if body != `tenant="a"` {
+				t.Fatalf("tenant a got %q (%s), the answer made without its X-Tenant", body, resp.Header.Get("Cache-Status"))
+			}
+		})
+	}
+}
+
+// TestCacheRequestBodyNotStored: a GET's body has no defined meaning (RFC
+// 9110 §9.3.1) and no part in the cache key, yet it goes to the origin,
+// which may answer from it. Such a response is not stored: it was, and a
+// client's "fat GET" set the response every other client got.
+func TestCacheRequestBodyNotStored(t *testing.T) {
+	s := startCacheSetup(t, nil, func(n int64, w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "body=%q", b)
+	})
+	for _, req := range []string{
+		"GET /f HTTP/1.1\r\nHost: example.com\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil",
+		"GET /f HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\nevil\r\n0\r\n\r\n",
+	} {
+		resp, body := rawRequest(t, s.addr, req)
+		if body != `body="evil"` {
+			t.Fatalf("the attacker's request: %d %q", resp.StatusCode, body)
+		}
+		if got := cacheStatusOf(resp); got != "fwd=miss; fwd-status=200; detail=request-body" {
+			t.Fatalf("the attacker's request: Cache-Status %q", got)
+		}
+	}
+	resp, body := rawRequest(t, s.addr, "GET /f HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+	if body != `body=""` {
+		t.Fatalf("a plain GET got %q (%s), stored from another client's request body", body, resp.Header.Get("Cache-Status"))
+	}
+	// A stored response still answers a GET with a body.
+	resp, body = rawRequest(t, s.addr, "GET /f HTTP/1.1\r\nHost: example.com\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil")
+	if body != `body=""` || cacheStatusOf(resp) != "hit; ttl=60" {
+		t.Fatalf("a GET with a body after the store: %q %q", body, cacheStatusOf(resp))
+	}
+}
+
+// TestCacheKeyQueryRepeatedName: the key's query selection puts the kept
+// parameters in name order, but a name given more than once keeps its
+// values in the order sent: an origin reads the first. Sorting whole
+// "name=value" pairs gave "?id=2&id=1" and "?id=1&id=2" one key, so the
+// first asked filled the other's answer.
+func TestCacheKeyQueryRepeatedName(t *testing.T) {
+	s := startCacheSetup(t, &CacheConfig{Key: CacheKeySpec{Query: []string{"id", "a"}}}, func(n int64, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "id=%s", r.URL.Query().Get("id"))
+	})
+	c := h1Client()
+	if _, body := s.do(t, c, "GET", "/q?id=2&x=1&id=1", nil); body != "id=2" {
+		t.Fatalf("first: %q", body)
+	}
+	if resp, body := s.do(t, c, "GET", "/q?id=1&id=2", nil); body != "id=1" {
+		t.Fatalf("?id=1&id=2 got %q (%s), the answer to ?id=2&id=1", body, cacheStatusOf(resp))
+	}
+	// A name spelt with an escape is the same name to the origin.
+	if _, body := s.do(t, c, "GET", "/q?i%64=3&id=4", nil); body != "id=3" {
+		t.Fatalf("?i%%64=3&id=4: %q", body)
+	}
+	if resp, body := s.do(t, c, "GET", "/q?id=4&i%64=3", nil); body != "id=4" {
+		t.Fatalf("?id=4&i%%64=3 got %q (%s), the answer to ?i%%64=3&id=4", body, cacheStatusOf(resp))
+	}
+	// Names still sort, the values of each in their order: one key.
+	if _, body := s.do(t, c, "GET", "/q?id=5&a=0&id=6", nil); body != "id=5" {
+		t.Fatalf("?id=5&a=0&id=6: %q", body)
+	}
+	if resp, body := s.do(t, c, "GET", "/q?a=0&id=5&id=6", nil); body != "id=5" || cacheStatusOf(resp) != "hit; ttl=60" {
+		t.Fatalf("?a=0&id=5&id=6: %q %q, want the key of ?id=5&a=0&id=6", body, cacheStatusOf(resp))
+	}
+}
+
+// TestCacheKeyFieldSpellings: a key's header and cookie additions give
+// each request spelling an origin may read differently a key of its own.
+// Two X-Tenant lines and one line of the same values were one key, though
+// an origin reading the first line sees "a", not "a,b"; the first lang
+// cookie was the key's though origins that keep the last (Python's) read
+// "fr" from "lang=en; lang=fr"; and "lang =fr", read as lang by origins
+// that trim, was no lang at all, so it filled the answer every client
+// without the cookie got.
+func TestCacheKeyFieldSpellings(t *testing.T) {
+	s := startCacheSetup(t, &CacheConfig{Key: CacheKeySpec{Headers: []string{"X-Tenant"}, Cookies: []string{"lang"}}},
+		func(n int64, w http.ResponseWriter, r *http.Request) {
+			lang := ""
+			for _, line := range r.Header["Cookie"] { // the last lang wins, names trimmed
+				for _, c := range strings.Split(line, ";") {
+					if k, v, ok := strings.Cut(c, "="); ok && strings.TrimSpace(k) == "lang" {
+						lang = strings.TrimSpace(v)
+					}
+				}
+			}
+			w.Header().Set("Cache-Control", "max-age=60")
+			fmt.Fprintf(w, "tenant=%s lang=%s", r.Header.Get("X-Tenant"), lang)
+		})
+	steps := []struct{ fields, want string }{
+		{"X-Tenant: a\r\nX-Tenant: b\r\n", "tenant=a lang="},
+		{"X-Tenant: a,b\r\n", "tenant=a,b lang="},
+		{"Cookie: lang=en; lang=fr\r\n", "tenant= lang=fr"},
+		{"Cookie: lang=en\r\n", "tenant= lang=en"},
+		{"Cookie: lang =de\r\n", "tenant= lang=de"},
+		{"", "tenant= lang="},
+	}
+	for _, st := range steps {
+		resp, body := rawRequest(t, s.addr, "GET /k HTTP/1.1\r\nHost: example.com\r\n"+st.fields+"Connection: close\r\n\r\n")
+		if body != st.want {
+			t.Fatalf("%q: got %q (%s), want %q", st.fields, body, resp.Header.Get("Cache-Status"), st.want)
+		}
+	}
+}
