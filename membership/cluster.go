@@ -163,7 +163,8 @@ func (c *Cluster) Start() error {
 }
 
 // setTransport binds the real network transport (retrying a racy port 0
-// bind as memberlist does) and applies WrapTransport.
+// bind as memberlist does), puts the stream gate in front (streamgate.go)
+// and applies WrapTransport.
 func (c *Cluster) setTransport(mc *memberlist.Config) error {
 	var nt *memberlist.NetTransport
 	var err error
@@ -184,9 +185,9 @@ func (c *Cluster) setTransport(mc *memberlist.Config) error {
 	if mc.AdvertisePort == 0 {
 		mc.AdvertisePort = mc.BindPort // no advertise port, or port 0: the bound one
 	}
-	var t memberlist.NodeAwareTransport = nt
+	var t memberlist.NodeAwareTransport = newStreamGate(nt, mc.TCPTimeout, c.log, c.noise)
 	if c.cfg.WrapTransport != nil {
-		t = c.cfg.WrapTransport(nt)
+		t = c.cfg.WrapTransport(t)
 	}
 	mc.Transport = t
 	return nil

@@ -169,7 +169,7 @@ func (f *faultNet) blocked(from, to string) bool {
 }
 
 func (f *faultNet) wrap(nt memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
-	port := nt.(*memberlist.NetTransport).GetAutoBindPort()
+	port := nt.(interface{ GetAutoBindPort() int }).GetAutoBindPort()
 	return &faultTransport{NodeAwareTransport: nt, net: f, self: fmt.Sprintf("127.0.0.1:%d", port)}
 }
 

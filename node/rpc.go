@@ -173,12 +173,21 @@ func (n *Node) raftListen() (net.Listener, error) {
 	if mux == nil {
 		return nil, errors.New("the cluster port is not open")
 	}
-	ln, err := mux.Listen(wire.ProtoRaft, consensus.FirstBytes()...)
+	ln, err := mux.ListenLimit(maxRaftConns, wire.ProtoRaft, consensus.FirstBytes()...)
 	if err != nil {
 		return nil, err
 	}
 	return protoByteListener{ln}, nil
 }
+
+// maxRaftConns bounds the raft connections open on the cluster port at
+// once. Raft keeps an inbound connection for as long as the peer likes,
+// idle or halfway through a message, with no deadline: 6,000 connections
+// that sent only the raft byte stayed open on a real node, each holding a
+// descriptor and up to 335 KB (a message declaring 2^31 entries). A node
+// gets a handful from each peer (its connection pool, heartbeats, the
+// pipeline, snapshots).
+const maxRaftConns = 512
 
 // protoByteListener takes wire.ProtoRaft off the connections the Mux
 // hands to raft, which reads its own message type from the next byte; a

@@ -16,7 +16,8 @@ type MuxConfig struct {
 	// byte, and how long a routed connection waits for its protocol's
 	// Accept before it is closed (default 5s).
 	HandshakeTimeout time.Duration
-	// Logger receives dropped connections at Debug (default slog.Default()).
+	// Logger receives dropped connections at Debug (default slog.Default());
+	// the counts are in Stats.
 	Logger *slog.Logger
 }
 
@@ -34,7 +35,13 @@ type MuxStats struct {
 	UnknownByte uint64 // closed: a first byte no protocol listens for
 	NoFirstByte uint64 // closed: no first byte within HandshakeTimeout
 	NotAccepted uint64 // closed: the protocol's listener did not accept in time
+	OverLimit   uint64 // closed: the protocol had its limit of connections open
 }
+
+// DefaultMuxConnLimit is how many connections of one protocol a Mux lets
+// be open at once unless ListenLimit says otherwise (wire.Server's own
+// MaxConns default).
+const DefaultMuxConnLimit = 4096
 
 // Mux shares one listener between protocols by the first byte each
 // connection sends, as Consul's server port does: ProtoRPC for wire,
@@ -58,7 +65,7 @@ type Mux struct {
 	done    chan struct{} // closed by Close
 	wg      sync.WaitGroup
 
-	accepted, unknown, noByte, notAccepted atomic.Uint64
+	accepted, unknown, noByte, notAccepted, overLimit atomic.Uint64
 }
 
 // NewMux returns a Mux over l; it starts nothing until Serve.
@@ -81,8 +88,20 @@ func NewMux(l net.Listener, cfg MuxConfig) (*Mux, error) {
 // Listen returns the listener for connections whose first byte is proto
 // or one of more (a protocol that has more than one first byte, such as
 // raft's own message types from a peer that sends no protocol byte).
-// Closing it refuses those connections from then on.
+// Closing it refuses those connections from then on. At most
+// DefaultMuxConnLimit of them are open at once (see ListenLimit).
 func (m *Mux) Listen(proto byte, more ...byte) (net.Listener, error) {
+	return m.ListenLimit(DefaultMuxConnLimit, proto, more...)
+}
+
+// ListenLimit is Listen with at most limit connections of the protocol
+// open at once: one beyond it is closed as soon as its first byte is read,
+// whatever the protocol would do with it (raft, for one, keeps a
+// connection open for as long as the peer likes, with no deadline).
+func (m *Mux) ListenLimit(limit int, proto byte, more ...byte) (net.Listener, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("wire: mux: connection limit %d is not positive", limit)
+	}
 	protos := append([]byte{proto}, more...)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -94,7 +113,7 @@ func (m *Mux) Listen(proto byte, more ...byte) (net.Listener, error) {
 			return nil, fmt.Errorf("wire: mux: protocol byte 0x%02x already has a listener", p)
 		}
 	}
-	sl := &muxListener{m: m, protos: protos, ch: make(chan net.Conn), done: make(chan struct{})}
+	sl := &muxListener{m: m, protos: protos, limit: int64(limit), ch: make(chan net.Conn), done: make(chan struct{})}
 	for _, p := range protos {
 		m.subs[p] = sl
 	}
@@ -106,7 +125,7 @@ func (m *Mux) Stats() MuxStats {
 	if m == nil {
 		return MuxStats{}
 	}
-	return MuxStats{Accepted: m.accepted.Load(), UnknownByte: m.unknown.Load(), NoFirstByte: m.noByte.Load(), NotAccepted: m.notAccepted.Load()}
+	return MuxStats{Accepted: m.accepted.Load(), UnknownByte: m.unknown.Load(), NoFirstByte: m.noByte.Load(), NotAccepted: m.notAccepted.Load(), OverLimit: m.overLimit.Load()}
 }
 
 // Serve accepts connections until the listener fails or Close is called;
@@ -156,10 +175,15 @@ func (m *Mux) route(c net.Conn) {
 	case sl == nil:
 		m.unknown.Add(1)
 		m.cfg.Logger.Debug("wire: mux: no listener for first byte", "remote", c.RemoteAddr().String(), "byte", b[0])
+	case sl.open.Add(1) > sl.limit:
+		sl.open.Add(-1)
+		m.overLimit.Add(1)
+		m.cfg.Logger.Debug("wire: mux: connection closed: its protocol has its limit open", "remote", c.RemoteAddr().String(), "byte", b[0], "limit", sl.limit)
 	default:
-		if sl.handoff(&muxConn{Conn: c, first: b[0]}) {
+		if sl.handoff(&muxConn{Conn: c, first: b[0], release: func() { sl.open.Add(-1) }}) {
 			return
 		}
+		sl.open.Add(-1)
 	}
 	c.Close()
 }
@@ -210,6 +234,8 @@ func (m *Mux) Close() error {
 type muxListener struct {
 	m      *Mux
 	protos []byte // the first bytes it takes; read-only
+	limit  int64  // connections open at once, at most
+	open   atomic.Int64
 	ch     chan net.Conn
 	once   sync.Once
 	done   chan struct{}
@@ -265,8 +291,16 @@ func (l *muxListener) Addr() net.Addr { return l.m.l.Addr() }
 // muxConn is a routed connection whose first byte is read again first.
 type muxConn struct {
 	net.Conn
-	first byte
-	read  atomic.Bool // the first byte was returned
+	first   byte
+	read    atomic.Bool // the first byte was returned
+	release func()      // frees the connection's place under its protocol's limit
+	closed  sync.Once
+}
+
+// Close closes the connection and frees its place.
+func (c *muxConn) Close() error {
+	c.closed.Do(c.release)
+	return c.Conn.Close()
 }
 
 // Read returns the first byte the Mux read, then reads the connection.

@@ -252,3 +252,69 @@ func waitClosed(t *testing.T, c net.Conn) {
 		t.Fatalf("the peer did not close the connection: %v", err)
 	}
 }
+
+// TestMuxConnLimit: with a limit of 2 on a protocol whose connections
+// stay open (raft's do), a third connection is closed at once and counted;
+// closing one of the two makes room for another. Before the limit every
+// such connection stayed open (6,000 on a real node).
+func TestMuxConnLimit(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := wire.NewMux(l, wire.MuxConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.ListenLimit(0, wire.ProtoRaft); err == nil {
+		t.Fatal("a limit of 0 was accepted")
+	}
+	ln, err := m.ListenLimit(2, wire.ProtoRaft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go m.Serve()
+	held := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held <- c // held open, as raft holds its connections
+		}
+	}()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte{wire.ProtoRaft})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	closedAtOnce := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return errors.Is(err, io.EOF)
+	}
+	dial()
+	dial()
+	first, second := <-held, <-held
+	defer second.Close()
+	if !closedAtOnce(dial()) {
+		t.Fatal("a third connection was not closed")
+	}
+	if st := m.Stats(); st.OverLimit != 1 {
+		t.Fatalf("OverLimit = %d, want 1", st.OverLimit)
+	}
+	first.Close()
+	dial()
+	select {
+	case c := <-held:
+		c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("a connection after one closed was not handed over")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/pingora-go/pingora-go/proxy"
 	"github.com/pingora-go/pingora-go/proxy/health"
@@ -166,6 +167,9 @@ func ParseCluster(file string, data []byte) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := controlChars(file, root); err != nil {
+		return nil, err
+	}
 	var e errs
 	c.validate(&e)
 	zeroWeights(root, &e)
@@ -173,6 +177,47 @@ func ParseCluster(file string, data []byte) (*Cluster, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// controlChars refuses a key or value that holds a control character
+// (written as a YAML or JSON escape: the parser refuses them raw). No
+// field needs one, and names, hosts and paths are printed by the CLI, the
+// logs and /metrics: "\e[2J" in an upstream name reached the terminal of
+// whoever ran pingora-node status.
+func controlChars(file string, root *yaml.Node) error {
+	var out *Errors
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch {
+		case n == nil || n.Kind == yaml.AliasNode: // an alias's node is walked where it is defined
+		case n.Kind == yaml.ScalarNode:
+			if strings.IndexFunc(n.Value, unicode.IsControl) >= 0 {
+				if out == nil {
+					out = &Errors{File: file}
+				}
+				out.List = append(out.List, FieldError{Path: path, Line: n.Line, Msg: fmt.Sprintf("%q holds a control character", n.Value)})
+			}
+		case n.Kind == yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				walk(k, path)
+				walk(n.Content[i+1], strings.TrimPrefix(path+"."+k.Value, "."))
+			}
+		case n.Kind == yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", path, i))
+			}
+		default:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		}
+	}
+	walk(root, "")
+	if out == nil {
+		return nil
+	}
+	return out
 }
 
 // zeroWeights refuses a peer's weight written as 0. The field's zero value

@@ -295,3 +295,25 @@ func TestRoutesNothingAndSame(t *testing.T) {
 		t.Error("max_conns with its queue defaults spelled out is not Same as without")
 	}
 }
+
+// TestClusterRefusesControlCharacters: a control character written as an
+// escape (the YAML parser refuses raw ones) is refused wherever it is, with
+// its line; before, an upstream named "web\e[31m...\r\nFAKE LINE" was
+// written and printed as is by pingora-node status.
+func TestClusterRefusesControlCharacters(t *testing.T) {
+	for _, doc := range []string{
+		"upstreams:\n  - name: \"web\\e[31mRED\\r\\nFAKE\"\n    peers: [{addr: 127.0.0.1:1}]\nroutes:\n  - {upstream: \"web\\e[31mRED\\r\\nFAKE\"}\n",
+		"upstreams:\n  - name: \"a\\0b\"\n    peers: [{addr: 127.0.0.1:1}]\nroutes:\n  - {upstream: \"a\\0b\"}\n",
+		"upstreams:\n  - name: w\n    peers: [{addr: 127.0.0.1:1}]\nroutes:\n  - {upstream: w, path_prefix: \"/a\\nb\"}\n",
+		"upstreams:\n  - name: w\n    peers: [{addr: 127.0.0.1:1}]\n    tls: {sni: \"a\\u0085b\"}\nroutes:\n  - {upstream: w}\n",
+		`{"upstreams": [{"name": "w\u001b", "peers": [{"addr": "127.0.0.1:1"}]}], "routes": [{"upstream": "w\u001b"}]}`,
+	} {
+		_, err := ParseCluster("c.yaml", []byte(doc))
+		if err == nil || !strings.Contains(err.Error(), "holds a control character") || !strings.Contains(err.Error(), "c.yaml:") {
+			t.Errorf("%q: %v", doc, err)
+		}
+	}
+	if _, err := ParseCluster("c.yaml", []byte("upstreams:\n  - name: \"wéb ☃\"\n    peers: [{addr: 127.0.0.1:1}]\nroutes:\n  - {upstream: \"wéb ☃\"}\n")); err != nil {
+		t.Errorf("a name with non-ASCII letters: %v", err)
+	}
+}

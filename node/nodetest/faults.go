@@ -136,7 +136,7 @@ func (n *nodeNet) ClusterDial(d node.DialFunc) node.DialFunc {
 }
 
 func (n *nodeNet) Gossip(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
-	if nt, ok := t.(*memberlist.NetTransport); ok {
+	if nt, ok := t.(interface{ GetAutoBindPort() int }); ok { // memberlist.NetTransport, behind membership's stream gate
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(nt.GetAutoBindPort()))
 		n.f.mu.Lock()
 		n.f.gossip[addr] = n.name

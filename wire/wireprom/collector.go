@@ -69,7 +69,7 @@ func NewCollector(src Sources) *Collector {
 		muxConns: prometheus.NewDesc("pingora_wire_mux_connections_total",
 			"Connections accepted on the shared cluster port.", nil, nil),
 		muxDropped: prometheus.NewDesc("pingora_wire_mux_dropped_total",
-			"Connections the cluster port closed before a protocol took them, by reason (unknown_byte, no_first_byte, not_accepted).", []string{"reason"}, nil),
+			"Connections the cluster port closed before a protocol took them, by reason (unknown_byte, no_first_byte, not_accepted, over_limit: the protocol had its limit of connections open).", []string{"reason"}, nil),
 	}
 }
 
@@ -113,6 +113,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, c.muxDropped, st.UnknownByte, "unknown_byte")
 		counter(ch, c.muxDropped, st.NoFirstByte, "no_first_byte")
 		counter(ch, c.muxDropped, st.NotAccepted, "not_accepted")
+		counter(ch, c.muxDropped, st.OverLimit, "over_limit")
 	}
 }
 

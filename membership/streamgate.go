@@ -1,0 +1,304 @@
+package membership
+
+import (
+	"bufio"
+	"bytes"
+	"compress/lzw"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/memberlist"
+
+	"github.com/pingora-go/pingora-go/internal/logthrottle"
+)
+
+// memberlist v0.7.0 sizes its buffers for an incoming stream by what the
+// stream's header declares, before the bytes arrive: a push/pull header
+// saying 1,048,576 members (its limit) makes it allocate 104 MB at once,
+// and one saying 20 MiB of user state 20 MiB more, for each of up to 128
+// streams at a time; a user message header up to 20 MiB, for any number
+// of streams; and it decompresses a compressed stream of a few KiB into
+// up to 40 MiB. Anyone who can reach the gossip port without the gossip
+// key could send those headers and nothing else: 4 rounds of 128 such
+// streams took a node to 14.8 GB RSS. streamGate reads each incoming
+// stream's header first, with memberlist's own msgpack codec (so it reads
+// what memberlist will), and hands memberlist only streams whose header
+// declares what a pingora node can send; memberlist then reads the same
+// bytes again.
+const (
+	// maxGossipMembers bounds the members one push/pull may list: far
+	// above any cluster this project runs (a few to a few hundred nodes),
+	// and 426 KB of memberlist's buffer at most.
+	maxGossipMembers = 4096
+	// maxGossipUserBytes bounds a push/pull's user state and a user
+	// message sent over a stream. A pingora node sends no user state
+	// (delegate.LocalState) and its user messages (metadata sync, force
+	// leave) go by UDP packet, under 64 KiB.
+	maxGossipUserBytes = 64 << 10
+	// maxGossipPlainBytes bounds a compressed stream once decompressed:
+	// maxGossipMembers members with the largest metadata, with room.
+	maxGossipPlainBytes = 8 << 20
+	// maxGossipStreams bounds the streams screened or being read by
+	// memberlist at once (memberlist's own cap is 128 push/pulls, and
+	// none for the rest); one beyond it is closed at once. A node gets a
+	// push/pull from each peer every 30 s (2 s in the fast profile) and
+	// a TCP ping now and then, each over in milliseconds.
+	maxGossipStreams = 64
+)
+
+// memberlist's message types (its net.go; part of its protocol).
+const (
+	gossipPushPull  = 6
+	gossipUserMsg   = 8
+	gossipCompress  = 9
+	gossipEncrypt   = 10
+	gossipHasLabel  = 244
+	gossipLZWLitLen = 8
+)
+
+// Field names and types as memberlist's own structs, so the codec decodes
+// the same values from the same bytes.
+type pushPullHeader struct {
+	Nodes        int
+	UserStateLen int
+	Join         bool
+}
+
+type userMsgHeader struct {
+	UserMsgLen int
+}
+
+type compressed struct {
+	Algo uint8
+	Buf  []byte
+}
+
+// streamGate wraps the gossip transport's stream channel (see above).
+type streamGate struct {
+	memberlist.NodeAwareTransport
+	timeout time.Duration
+	ch      chan net.Conn
+	slots   chan struct{}
+	done    chan struct{}
+	once    sync.Once
+	log     *slog.Logger
+	noise   *logthrottle.Throttle
+	wg      sync.WaitGroup
+}
+
+func newStreamGate(t memberlist.NodeAwareTransport, timeout time.Duration, log *slog.Logger, noise *logthrottle.Throttle) *streamGate {
+	g := &streamGate{
+		NodeAwareTransport: t, timeout: timeout, log: log, noise: noise,
+		ch: make(chan net.Conn), slots: make(chan struct{}, maxGossipStreams), done: make(chan struct{}),
+	}
+	g.wg.Add(1)
+	go g.run()
+	return g
+}
+
+// StreamCh returns the streams that passed the gate.
+func (g *streamGate) StreamCh() <-chan net.Conn { return g.ch }
+
+// GetAutoBindPort returns the bound port, as memberlist.NetTransport's.
+func (g *streamGate) GetAutoBindPort() int {
+	return g.NodeAwareTransport.(interface{ GetAutoBindPort() int }).GetAutoBindPort()
+}
+
+// Shutdown stops the gate and the transport.
+func (g *streamGate) Shutdown() error {
+	g.once.Do(func() { close(g.done) })
+	err := g.NodeAwareTransport.Shutdown()
+	g.wg.Wait()
+	return err
+}
+
+func (g *streamGate) run() {
+	defer g.wg.Done()
+	in := g.NodeAwareTransport.StreamCh()
+	for {
+		select {
+		case c := <-in:
+			select {
+			case g.slots <- struct{}{}:
+			default:
+				g.refuse(c, fmt.Errorf("%d gossip streams are open already", maxGossipStreams))
+				continue
+			}
+			g.wg.Add(1)
+			go g.screen(c)
+		case <-g.done:
+			return
+		}
+	}
+}
+
+func (g *streamGate) release() { <-g.slots }
+
+// refuse closes c and logs why, throttled per kind of reason (the
+// message up to its first number): anyone can cause it.
+func (g *streamGate) refuse(c net.Conn, err error) {
+	msg := "membership: gossip stream refused: " + err.Error()
+	kind := msg
+	if i := strings.IndexAny(msg, "0123456789"); i > 0 {
+		kind = msg[:i]
+	}
+	g.noise.Log(g.log, slog.LevelWarn, kind, msg+" from="+c.RemoteAddr().String())
+	c.Close()
+}
+
+// screen reads c's header within the transport's timeout and hands c on,
+// its header bytes to be read again, or closes it.
+func (g *streamGate) screen(c net.Conn) {
+	defer g.wg.Done()
+	c.SetReadDeadline(time.Now().Add(g.timeout))
+	rec := &recorder{r: c}
+	err := checkStream(bufio.NewReader(rec))
+	c.SetReadDeadline(time.Time{})
+	if err != nil {
+		g.release()
+		g.refuse(c, err)
+		return
+	}
+	rc := &replayConn{Conn: c, pending: rec.buf.Bytes(), release: g.release}
+	select {
+	case g.ch <- rc:
+	case <-g.done:
+		rc.Close()
+	}
+}
+
+// checkStream reads a stream's label, type and header as memberlist's
+// handleConn and readStream do, and refuses a header that declares more
+// than maxGossipMembers members or maxGossipUserBytes of user data, or a
+// compressed body over maxGossipPlainBytes. An encrypted stream passes:
+// memberlist reads its bytes as they come (at most 20 MiB), and only a
+// holder of the key can make its header say anything.
+func checkStream(r *bufio.Reader) error {
+	if b, err := r.Peek(1); err != nil {
+		return err
+	} else if b[0] == gossipHasLabel {
+		var h [2]byte
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			return err
+		}
+		if _, err := r.Discard(int(h[1])); err != nil {
+			return err
+		}
+	}
+	t, err := r.ReadByte()
+	if err != nil {
+		return err
+	}
+	mh := &codec.MsgpackHandle{}
+	switch t {
+	case gossipEncrypt:
+		return nil
+	case gossipCompress:
+		var c compressed
+		if err := codec.NewDecoder(r, mh).Decode(&c); err != nil {
+			return fmt.Errorf("compressed stream: %w", err)
+		}
+		if c.Algo != 0 {
+			return nil // memberlist refuses it
+		}
+		cr := &countReader{r: io.LimitReader(lzw.NewReader(bytes.NewReader(c.Buf), lzw.LSB, gossipLZWLitLen), maxGossipPlainBytes+1)}
+		br := bufio.NewReader(cr)
+		inner, err := br.ReadByte()
+		if err != nil {
+			return nil // empty or corrupt: memberlist refuses it
+		}
+		if err := checkHeader(inner, br, mh); err != nil {
+			return err
+		}
+		if _, err := io.Copy(io.Discard, br); err != nil {
+			return nil // corrupt: memberlist refuses it
+		}
+		if cr.n > maxGossipPlainBytes {
+			return fmt.Errorf("compressed stream decompresses to over %d bytes", maxGossipPlainBytes)
+		}
+		return nil
+	}
+	return checkHeader(t, r, mh)
+}
+
+// checkHeader checks the header of a stream of type t.
+func checkHeader(t byte, r io.Reader, mh *codec.MsgpackHandle) error {
+	switch t {
+	case gossipPushPull:
+		var h pushPullHeader
+		if err := codec.NewDecoder(r, mh).Decode(&h); err != nil {
+			return nil // memberlist refuses it
+		}
+		if h.Nodes > maxGossipMembers {
+			return fmt.Errorf("push/pull header declares %d members, over the limit of %d", h.Nodes, maxGossipMembers)
+		}
+		if h.UserStateLen > maxGossipUserBytes {
+			return fmt.Errorf("push/pull header declares %d bytes of user state, over the limit of %d", h.UserStateLen, maxGossipUserBytes)
+		}
+	case gossipUserMsg:
+		var h userMsgHeader
+		if err := codec.NewDecoder(r, mh).Decode(&h); err != nil {
+			return nil
+		}
+		if h.UserMsgLen > maxGossipUserBytes {
+			return fmt.Errorf("user message header declares %d bytes, over the limit of %d", h.UserMsgLen, maxGossipUserBytes)
+		}
+	}
+	return nil
+}
+
+// recorder keeps every byte read through it.
+type recorder struct {
+	r   io.Reader
+	buf bytes.Buffer
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.buf.Write(p[:n])
+	return n, err
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// replayConn reads the bytes the gate read first, then the connection;
+// closing it frees its gate slot.
+type replayConn struct {
+	net.Conn
+	mu      sync.Mutex
+	pending []byte
+	once    sync.Once
+	release func()
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
+	c.mu.Unlock()
+	return c.Conn.Read(p)
+}
+
+func (c *replayConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}

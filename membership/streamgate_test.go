@@ -1,0 +1,120 @@
+package membership
+
+import (
+	"bufio"
+	"bytes"
+	"compress/lzw"
+	"encoding/binary"
+	"io"
+	"math"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+)
+
+// forgedStream is a gossip stream of type t whose msgpack header is h,
+// and nothing more: what an attacker without the gossip key can send.
+func forgedStream(t *testing.T, typ byte, h any) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteByte(typ)
+	if err := codec.NewEncoder(&b, &codec.MsgpackHandle{}).Encode(h); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// compressedStream wraps plain (type byte and body) as memberlist's
+// compressMsg does.
+func compressedStream(t *testing.T, plain []byte) []byte {
+	t.Helper()
+	var z bytes.Buffer
+	w := lzw.NewWriter(&z, lzw.LSB, gossipLZWLitLen)
+	w.Write(plain)
+	w.Close()
+	return forgedStream(t, gossipCompress, &compressed{Algo: 0, Buf: z.Bytes()})
+}
+
+// TestGossipStreamForgedHeaders: a stream whose header declares a million
+// members, 20 MiB of user state or a 20 MiB user message, plainly,
+// compressed or behind a label, is closed by the gate without memberlist
+// allocating for it (before the gate, each push/pull allocated 104 MB and
+// held the connection for the TCP timeout), a warning names the reason,
+// and gossip goes on.
+func TestGossipStreamForgedHeaders(t *testing.T) {
+	sink := newLogSink(t)
+	a := startNode(t, sink, Config{Name: "a"})
+	b := startNode(t, sink, Config{Name: "b", Join: []string{a.Addr()}})
+	waitFor(t, 10*time.Second, "two members", func() bool { return len(a.Members()) == 2 && len(b.Members()) == 2 })
+
+	huge := forgedStream(t, gossipPushPull, &pushPullHeader{Nodes: 1 << 20})
+	label := append([]byte{gossipHasLabel, 2, 'x', 'y'}, huge...)
+	for name, s := range map[string][]byte{
+		"members":         huge,
+		"user state":      forgedStream(t, gossipPushPull, &pushPullHeader{UserStateLen: 20 << 20}),
+		"user message":    forgedStream(t, gossipUserMsg, &userMsgHeader{UserMsgLen: 20 << 20}),
+		"compressed":      compressedStream(t, huge),
+		"labelled":        label,
+		"compressed bomb": compressedStream(t, append(forgedStream(t, gossipPushPull, &pushPullHeader{}), make([]byte, maxGossipPlainBytes+1)...)),
+	} {
+		least := uint64(math.MaxUint64)
+		for range 3 { // TotalAlloc counts every goroutine's: the least of three tries
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			c, err := net.Dial("tcp", a.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Write(s)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			start := time.Now()
+			_, err = io.ReadAll(c) // the gate closes at once; memberlist waited out its 1 s TCP timeout
+			c.Close()
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if d := time.Since(start); d > 900*time.Millisecond {
+				t.Errorf("%s: the stream was held %v", name, d)
+			}
+			runtime.ReadMemStats(&after)
+			least = min(least, after.TotalAlloc-before.TotalAlloc)
+		}
+		if least > 16<<20 && name != "compressed bomb" { // the bomb's own 8 MiB of zeros, compressed, are built here
+			t.Errorf("%s: %d bytes allocated", name, least)
+		}
+	}
+	waitFor(t, 5*time.Second, "the refusal logged", func() bool { return sink.contains("over the limit of 4096") })
+	if !sink.contains("decompresses to over") || !sink.contains("user message header declares") {
+		t.Error("a refusal was not logged")
+	}
+	if len(a.Members()) != 2 {
+		t.Errorf("members after the attack: %v", a.Members())
+	}
+}
+
+// TestGossipStreamGatePassesRealStreams: a real push/pull (compressed, as
+// memberlist sends it) and a header at the limits pass the gate with their
+// bytes intact.
+func TestGossipStreamGatePassesRealStreams(t *testing.T) {
+	for _, s := range [][]byte{
+		forgedStream(t, gossipPushPull, &pushPullHeader{Nodes: maxGossipMembers, UserStateLen: maxGossipUserBytes}),
+		compressedStream(t, forgedStream(t, gossipPushPull, &pushPullHeader{Nodes: 3})),
+		forgedStream(t, gossipUserMsg, &userMsgHeader{UserMsgLen: 100}),
+		{gossipEncrypt, 0xff, 0xff, 0xff, 0xff},
+		{0, 1, 2},
+	} {
+		if err := checkStream(bufioOf(s)); err != nil {
+			t.Errorf("%x refused: %v", s, err)
+		}
+	}
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], 7)
+	if err := checkStream(bufioOf(forgedStream(t, gossipPushPull, &pushPullHeader{Nodes: maxGossipMembers + 1}))); err == nil {
+		t.Error("one member over the limit passed")
+	}
+}
+
+func bufioOf(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
