@@ -86,6 +86,11 @@ func TestIdleUpstreamCloseEvicted(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("origin did not close")
 		}
+		// The origin's FIN can reach the proxy's socket a little after
+		// its close returned (loopback delivers from a softirq, later
+		// under load): until then the pool's peek rightly finds the
+		// connection open, and the POST, sent on it, fails.
+		waitFor(t, 10*time.Second, fmt.Sprintf("request %d (%s): the close seen on the pooled connection", i, method), func() bool { return p.srv.pool.idleClosed(key) })
 	}
 	m := p.srv.metrics
 	reused, created, evicted := counterValue(m.connsReused), counterValue(m.connsCreated), counterValue(m.poolEvictions)
@@ -233,4 +238,13 @@ func TestUnsolicitedUpstreamBytesNotReused(t *testing.T) {
 	if ev := counterValue(p.srv.metrics.poolEvictions); ev != 1 {
 		t.Fatalf("pool evictions %v, want 1", ev)
 	}
+}
+
+// idleClosed reports whether key's one idle connection has its peer's
+// close waiting on the socket (what the pool's peek will find).
+func (p *pool) idleClosed(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cs := p.idle[key]
+	return len(cs) == 1 && !cs[0].peek.alive()
 }
