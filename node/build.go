@@ -151,6 +151,11 @@ func proxyConfig(n *config.Node, cp *cachePart) proxy.Config {
 // listenerConfig builds a listener's engine config, loading certificates.
 func listenerConfig(n *config.Node, l config.Listener) (proxy.ListenerConfig, error) {
 	lc := proxy.ListenerConfig{Name: l.Name, H2C: l.H2C, DisableH2: l.DisableH2}
+	nets, err := l.TrustedPrefixes()
+	if err != nil {
+		return lc, err
+	}
+	lc.TrustedProxies = nets
 	if l.TLS != nil {
 		var files []proxy.CertFile
 		for _, p := range l.TLS.Pairs(n) {

@@ -13,8 +13,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,5 +107,19 @@ func TestCAPeerStateSurvivesReload(t *testing.T) {
 	os.WriteFile(caFile, pem, 0o644)
 	if id() == first {
 		t.Fatal("a CA file with new contents kept its identity")
+	}
+}
+
+// TestListenerConfigTrustedProxies: a listener's trusted_proxies reach the
+// engine's ListenerConfig as networks, single addresses as /32 and /128.
+func TestListenerConfigTrustedProxies(t *testing.T) {
+	n := &config.Node{}
+	lc, err := listenerConfig(n, config.Listener{Name: "http", TrustedProxies: []string{"10.0.0.0/8", "2001:db8::1"}})
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::1/128")}
+	if err != nil || !slices.Equal(lc.TrustedProxies, want) {
+		t.Fatalf("TrustedProxies %v, %v; want %v", lc.TrustedProxies, err, want)
+	}
+	if lc, _ := listenerConfig(n, config.Listener{Name: "http"}); lc.TrustedProxies != nil {
+		t.Fatalf("no trusted_proxies, yet %v", lc.TrustedProxies)
 	}
 }

@@ -19,9 +19,12 @@ type clientConn struct {
 	raw      net.Conn
 	lc       ListenerConfig
 	clientIP string
-	tls      *tls.ConnectionState
-	br       *bufio.Reader
-	bw       *bufio.Writer
+	// trusted: the client is one of lc.TrustedProxies, whose forwarding
+	// fields are believed (dropForwarding)
+	trusted bool
+	tls     *tls.ConnectionState
+	br      *bufio.Reader
+	bw      *bufio.Writer
 
 	// state is one of the conn* constants.
 	state    atomic.Int32
@@ -71,7 +74,8 @@ func (c *clientConn) releaseBuffers() {
 }
 
 func (s *Server[C]) newClientConn(nc net.Conn, lc ListenerConfig) *clientConn {
-	return &clientConn{nc: nc, raw: nc, lc: lc, clientIP: clientIP(nc.RemoteAddr())}
+	a := nc.RemoteAddr()
+	return &clientConn{nc: nc, raw: nc, lc: lc, clientIP: clientIP(a), trusted: trustedPeer(lc.TrustedProxies, a)}
 }
 
 // clientIP is the address's host: for TCP straight from the IP, one

@@ -85,8 +85,13 @@
 //
 // Hop-by-hop fields (Connection and the fields it names, Keep-Alive, TE
 // except "trailers", Transfer-Encoding, Upgrade unless upgrading,
-// HTTP2-Settings, Proxy-*) are removed both ways; X-Forwarded-For, -Proto and -Host are appended;
-// Via is added when Config.Via is set. Bodies stream in both directions
+// HTTP2-Settings, Proxy-*) are removed both ways. X-Forwarded-For, -Proto
+// and -Host are set to what this proxy saw (client address, scheme,
+// Host/:authority): a client outside ListenerConfig.TrustedProxies has
+// its forwarding fields (X-Forwarded-*, Forwarded, X-Real-IP) removed as
+// the request arrives, so they reach neither the phases, the cache key
+// nor the upstream; a trusted proxy's pass on, this proxy's values
+// appended. Via is added when Config.Via is set. Bodies stream in both directions
 // with bounded memory (32 KiB buffers; at most 64 KiB of a request body is
 // kept for a replay), trailers pass through but for the fields RFC 9110
 // §6.5.1 forbids there (dropForbiddenTrailers), and versions translate both

@@ -248,6 +248,9 @@ func (d *h1Downstream) startRequest(sess *Session, ctx context.Context) {
 		if len(r.Header["Connection"]) > 0 {
 			dropConnectionNamed(r.Header)
 		}
+		if !d.c.trusted {
+			dropForwarding(r.Header)
+		}
 	}
 	d.headSent, d.chunked, d.noBody, d.broken, d.trailers = false, false, false, false, false
 	d.declared, d.written = -1, 0

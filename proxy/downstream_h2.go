@@ -73,6 +73,9 @@ func (h *h2Handler[C]) serve(st *h2.Stream) {
 		uri = st.Authority
 	}
 	d.rh = RequestHeader{Method: st.Method, URI: uri, Host: st.Authority, Header: st.Header, ProtoMajor: 2}
+	if !h.c.trusted {
+		dropForwarding(st.Header)
+	}
 	if d.sess == nil {
 		d.sess = &Session{}
 		d.abortUpstream = d.sess.abortUpstream

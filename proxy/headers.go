@@ -153,7 +153,12 @@ func stripHopByHop(h http.Header) {
 
 // buildUpstreamRequest fills dst with this attempt's copy of the client's
 // request: end-to-end fields only, forwarding fields appended, and the
-// upgrade fields when the request upgrades the connection.
+// upgrade fields when the request upgrades the connection. An untrusted
+// client's forwarding fields were removed as its request arrived
+// (dropForwarding), so for it the append sets X-Forwarded-For, -Proto and
+// -Host to this proxy's values alone; a trusted proxy's, a background
+// refresh's and another node's fill (whose asking node removed them
+// already) keep theirs first.
 func buildUpstreamRequest(s *Session, dst *RequestHeader, scheme, via string, upgrade string) {
 	src := s.Req
 	dst.Method, dst.URI, dst.Host = src.Method, src.URI, src.Host

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,15 @@ type ListenerConfig struct {
 	H2C bool
 	// DisableH2 stops offering "h2" in TLS ALPN (default false: offered).
 	DisableH2 bool
+	// TrustedProxies lists the networks of the proxies and load balancers
+	// in front of this listener, whose forwarding fields are believed
+	// (default none: no client is trusted). From any other client,
+	// Forwarded, X-Real-IP and every X-Forwarded-* field are removed as
+	// the request arrives, and the upstream receives X-Forwarded-For,
+	// -Proto and -Host as this proxy saw the connection; from a trusted
+	// one they pass on, this proxy's values appended (see forwarded.go).
+	// An IPv4 client is matched in its IPv4 form, unmapped.
+	TrustedProxies []netip.Prefix
 }
 
 // Server is a proxy: it serves client connections on listeners and runs each

@@ -143,6 +143,13 @@ type Listener struct {
 	H2C bool `yaml:"h2c"`
 	// DisableH2 stops offering h2 by ALPN on a TLS listener (default false).
 	DisableH2 bool `yaml:"disable_h2"`
+	// TrustedProxies lists the networks (CIDR, or one address) of the
+	// load balancers and proxies in front of this listener, whose
+	// X-Forwarded-*, Forwarded and X-Real-IP fields are believed and
+	// appended to; any other client's are removed, and the upstream gets
+	// X-Forwarded-For, -Proto and -Host as this node saw the connection
+	// (default none: no client is trusted).
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // ListenerTLS names the certificates of a TLS listener: Cert/Key, and any
@@ -447,6 +454,11 @@ func (n *Node) validateListeners(e *errs) {
 			e.add(p+".addr", "%q is also the address of listeners[%d]", l.Addr, j)
 		}
 		addrs[l.Addr] = i
+		for j, tp := range l.TrustedProxies {
+			if _, err := ParseTrustedProxy(tp); err != nil {
+				e.add(p+".trusted_proxies["+strconv.Itoa(j)+"]", "%v", err)
+			}
+		}
 		if l.TLS != nil {
 			if l.H2C {
 				e.add(p+".h2c", "h2c is for cleartext listeners; TLS listeners offer h2 by ALPN")

@@ -1,0 +1,225 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func prefixes(t testing.TB, s ...string) []netip.Prefix {
+	t.Helper()
+	var out []netip.Prefix
+	for _, p := range s {
+		out = append(out, netip.MustParsePrefix(p))
+	}
+	return out
+}
+
+// fakeAddr is a net.Addr of another network than TCP.
+type fakeAddr struct{ network, s string }
+
+func (a fakeAddr) Network() string { return a.network }
+func (a fakeAddr) String() string  { return a.s }
+
+func tcpAddr(s string) net.Addr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
+
+// TestTrustedPeer: a peer is trusted when its address lies in one of the
+// listener's networks, the first and last address of a network included
+// and the neighbours outside it not; IPv4-mapped peers match IPv4
+// networks; no network, or a peer that is no IP address, is never trusted.
+func TestTrustedPeer(t *testing.T) {
+	t.Parallel()
+	nets := prefixes(t, "192.0.2.8/30", "10.0.0.0/8", "2001:db8:1::/48", "fe80::/10", "198.51.100.7/32")
+	cases := []struct {
+		name string
+		nets []netip.Prefix
+		addr net.Addr
+		want bool
+	}{
+		{"no networks", nil, tcpAddr("10.1.2.3:5000"), false},
+		{"IPv4 inside", nets, tcpAddr("10.1.2.3:5000"), true},
+		{"IPv4 first of /30", nets, tcpAddr("192.0.2.8:1"), true},
+		{"IPv4 last of /30", nets, tcpAddr("192.0.2.11:1"), true},
+		{"IPv4 below /30", nets, tcpAddr("192.0.2.7:1"), false},
+		{"IPv4 above /30", nets, tcpAddr("192.0.2.12:1"), false},
+		{"IPv4 /32 itself", nets, tcpAddr("198.51.100.7:1"), true},
+		{"IPv4 next to /32", nets, tcpAddr("198.51.100.6:1"), false},
+		{"IPv4 last of /8", nets, tcpAddr("10.255.255.255:1"), true},
+		{"IPv4 after /8", nets, tcpAddr("11.0.0.0:1"), false},
+		{"IPv4-mapped IPv6", nets, tcpAddr("[::ffff:10.9.8.7]:1"), true},
+		{"IPv6 first of /48", nets, tcpAddr("[2001:db8:1::]:1"), true},
+		{"IPv6 last of /48", nets, tcpAddr("[2001:db8:1:ffff:ffff:ffff:ffff:ffff]:1"), true},
+		{"IPv6 after /48", nets, tcpAddr("[2001:db8:2::]:1"), false},
+		{"IPv6 before /48", nets, tcpAddr("[2001:db8:0:ffff:ffff:ffff:ffff:ffff]:1"), false},
+		{"IPv6 link-local with zone", nets, &net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 1, Zone: "eth0"}, true},
+		{"IPv6 outside", nets, tcpAddr("[2001:db9::1]:1"), false},
+		{"other network, IP address", nets, fakeAddr{"udp", "10.0.0.1:53"}, true},
+		{"unix socket", nets, fakeAddr{"unix", "/run/p.sock"}, false},
+		{"everything", prefixes(t, "0.0.0.0/0", "::/0"), tcpAddr("[2001:db8::1]:1"), true},
+	}
+	for _, tc := range cases {
+		if got := trustedPeer(tc.nets, tc.addr); got != tc.want {
+			t.Errorf("%s: trustedPeer(%v) = %v, want %v", tc.name, tc.addr, got, tc.want)
+		}
+	}
+}
+
+// TestIsForwardingField: the X-Forwarded-* family, Forwarded and
+// X-Real-Ip, in any case and with '_' for '-', and nothing else.
+func TestIsForwardingField(t *testing.T) {
+	t.Parallel()
+	yes := []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Prefix",
+		"X-Forwarded-Ssl", "X-Forwarded-Client-Cert", "Forwarded", "X-Real-Ip", "X_forwarded_host", "X-forwarded_proto",
+		"x-forwarded-for", "X_real_ip", "FORWARDED"}
+	no := []string{"", "X", "X-Forwarded", "X-Forwarded-", "Forward", "Forwarded-For", "Xforwarded-For", "X-Real-Ip-Addr",
+		"X-Forwardedfor", "Accept", "Via", "X-Request-Id", "X-Real-Ipx", "Y-Forwarded-For"}
+	for _, k := range yes {
+		if !isForwardingField(k) {
+			t.Errorf("isForwardingField(%q) = false", k)
+		}
+	}
+	for _, k := range no {
+		if isForwardingField(k) {
+			t.Errorf("isForwardingField(%q) = true", k)
+		}
+	}
+}
+
+// forgedFields are what a client that lies about earlier hops sends.
+var forgedFields = http.Header{
+	"X-Forwarded-For":   {"203.0.113.9"},
+	"X-Forwarded-Proto": {"https"},
+	"X-Forwarded-Host":  {"evil.test"},
+	"X-Forwarded-Port":  {"1337"},
+	"Forwarded":         {"for=203.0.113.9;host=evil.test;proto=https"},
+	"X-Real-Ip":         {"203.0.113.9"},
+}
+
+// TestForwardingFieldsUpstream: through HTTP/1.1 and HTTP/2, an
+// untrusted client's forwarding fields never reach the upstream, which
+// gets X-Forwarded-For, -Proto and -Host as the proxy saw the connection,
+// one value each; a trusted client's pass on with the proxy's values
+// appended. The listener's networks are 127.0.0.2/31 (untrusted: the
+// client at 127.0.0.1 is just below it) and 127.0.0.0/31 (trusted: it is
+// its last address).
+func TestForwardingFieldsUpstream(t *testing.T) {
+	seen := make(chan http.Header, 1)
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Clone()
+	}))
+	for _, tc := range []struct {
+		name    string
+		nets    []netip.Prefix
+		trusted bool
+	}{
+		{"untrusted, no networks", nil, false},
+		{"untrusted, next network", prefixes(t, "127.0.0.2/31", "::1/128"), false},
+		{"trusted", prefixes(t, "127.0.0.0/31"), true},
+	} {
+		p := startProxy(t, routerFor(t, origin), Config{}, ListenerConfig{Name: "http", H2C: true, TrustedProxies: tc.nets})
+		for _, proto := range []string{"HTTP/1.1", "HTTP/2"} {
+			t.Run(tc.name+"/"+proto, func(t *testing.T) {
+				c := h1Client()
+				if proto == "HTTP/2" {
+					c = h2cClient()
+				}
+				req, _ := http.NewRequest("GET", "http://"+p.addr+"/f", nil)
+				req.Host = "shop.test"
+				for k, v := range forgedFields {
+					req.Header[k] = v
+				}
+				if proto == "HTTP/1.1" {
+					req.Header["X_Forwarded_Host"] = []string{"evil2.test"}
+				}
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				h := <-seen
+				checkForwardingFields(t, h, tc.trusted)
+			})
+		}
+	}
+}
+
+func checkForwardingFields(t *testing.T, h http.Header, trusted bool) {
+	t.Helper()
+	want := map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "shop.test"}
+	if trusted {
+		for k, v := range want {
+			want[k] = forgedFields.Get(k) + ", " + v
+		}
+		for _, k := range []string{"Forwarded", "X-Forwarded-Port", "X-Real-Ip"} {
+			want[k] = forgedFields.Get(k)
+		}
+	}
+	for k, v := range want {
+		if got := strings.Join(h[k], " | "); got != v {
+			t.Errorf("upstream %s = %q, want %q", k, got, v)
+		}
+	}
+	if !trusted {
+		for k, v := range h {
+			if isForwardingField(k) && want[k] == "" {
+				t.Errorf("upstream received the client's %s: %q", k, v)
+			}
+		}
+	}
+}
+
+// BenchmarkForwardingFields measures a request's forwarding work as a
+// connection of each kind does it: the arrival's dropForwarding for an
+// untrusted client, then the upstream copy (buildUpstreamRequest), on a
+// typical browser head with and without forged fields. "trusted" is what
+// every client cost before listeners had trusted networks (the append).
+// Each iteration first refills the head, alike in every case.
+func BenchmarkForwardingFields(b *testing.B) {
+	plain := http.Header{
+		"User-Agent":      {"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"},
+		"Accept":          {"*/*"},
+		"Accept-Language": {"en-US,en;q=0.9"},
+		"Accept-Encoding": {"gzip, deflate, br"},
+		"Referer":         {"https://www.example.com/"},
+		"Cookie":          {"session=0123456789abcdef; theme=dark"},
+		"Sec-Fetch-Mode":  {"no-cors"},
+		"Sec-Fetch-Site":  {"same-origin"},
+	}
+	forged := plain.Clone()
+	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+		forged[k] = forgedFields[k]
+	}
+	for _, bc := range []struct {
+		name    string
+		head    http.Header
+		trusted bool
+	}{
+		{"untrusted/plain", plain, false},
+		{"untrusted/forged", forged, false},
+		{"trusted/plain", plain, true},
+		{"trusted/forged", forged, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			req := &RequestHeader{Method: "GET", URI: "/assets/app.js", Host: "www.example.com", ProtoMajor: 1, ProtoMinor: 1,
+				Header: make(http.Header, 16)}
+			sess := &Session{Req: req, ClientIP: "192.0.2.10"}
+			var dst RequestHeader
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(req.Header)
+				for k, v := range bc.head {
+					req.Header[k] = v
+				}
+				if !bc.trusted {
+					dropForwarding(req.Header)
+				}
+				buildUpstreamRequest(sess, &dst, "https", "", "")
+			}
+			if got := dst.Header.Get("X-Forwarded-Host"); got == "" {
+				b.Fatal("no X-Forwarded-Host")
+			}
+		})
+	}
+}
