@@ -408,7 +408,7 @@ func (n *Node) bindAdmin(g *group) error {
 		return fmt.Errorf("admin: %w", err)
 	}
 	n.adminLn = aln
-	n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	n.admin = &http.Server{Handler: withBodyDeadline(n.adminHandler(), adminBodyTimeout), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	admin := n.admin
 	g.goFunc(func() {
 		if err := admin.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
