@@ -72,7 +72,10 @@
 // an HTTP/1.1 head that breaks it gets a 4xx, an HTTP/2 one RST_STREAM
 // PROTOCOL_ERROR, before any phase runs, each counted in
 // pingora_downstream_rejected_total{reason}; so an HTTP/2 request can never
-// become an ambiguous HTTP/1.1 one upstream. What a phase leaves in the
+// become an ambiguous HTTP/1.1 one upstream. An HTTP/2 connection whose
+// frames are mostly overhead (PING, SETTINGS, empty DATA and the like) is
+// closed with GOAWAY ENHANCE_YOUR_CALM and counted in
+// pingora_downstream_floods_total{reason} (proxy/h2's flood.go). What a phase leaves in the
 // upstream request is checked again when it is written: a method, target,
 // Host or field that would not parse back fails the request with
 // KindInvalidUpstreamRequest (500) and sends nothing.

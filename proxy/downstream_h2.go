@@ -23,6 +23,7 @@ func (s *Server[C]) serveH2(c *clientConn) {
 	h := &h2Handler[C]{s: s, c: c}
 	cfg := s.h2cfg
 	cfg.OnReject = func(reason string, err error) { s.rejected(c.lc.Name, c.clientIP, "HTTP/2", reason, err) }
+	cfg.OnFlood = func(reason string, err error) { s.flooded(c.lc.Name, c.clientIP, reason, err) }
 	conn := h2.NewConn(c.nc, c.br, cfg, h.serve)
 	c.h2.Store(conn)
 	if c.draining.Load() { // Shutdown may have looked before the Store

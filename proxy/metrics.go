@@ -9,6 +9,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pingora-go/pingora-go/proxy/cache"
+	"github.com/pingora-go/pingora-go/proxy/h2"
 )
 
 // metrics are the engine's Prometheus collectors, registered on the
@@ -28,6 +29,7 @@ type metrics struct {
 	tunnels         prometheus.Gauge
 	spliced         prometheus.Counter
 	rejected        *prometheus.CounterVec
+	floods          *prometheus.CounterVec
 	panics          prometheus.Counter
 	cache           *cacheMetrics
 
@@ -132,12 +134,21 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 			Name: "pingora_downstream_rejected_total",
 			Help: "Client requests refused as malformed before any phase saw them, by reason: HTTP/1.1 heads answered 4xx/5xx, HTTP/2 streams reset with PROTOCOL_ERROR or answered 431.",
 		}, []string{"reason"}),
+		floods: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pingora_downstream_floods_total",
+			Help: "HTTP/2 client connections ended with GOAWAY ENHANCE_YOUR_CALM for flooding, by reason: overhead_frames (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM, empty DATA and the like, beyond what its requests and bodies earn), header_block (a header block of endless CONTINUATION frames).",
+		}, []string{"reason"}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pingora_panics_total",
 			Help: "Panics recovered in the code a request ran (a phase, the Limiter, the Tracer, a cache store): the request failed (500, or its response cut), the process and the other requests went on. An abort with http.ErrAbortHandler is not counted.",
 		}),
 	}
 	m.resolveConns()
+	// Both reasons exist from the start, at 0: a flood is rare, and a
+	// series that appears only with the first one has no rate to show.
+	for _, r := range []string{h2.FloodFrames, h2.FloodHeaderBlock} {
+		m.floods.WithLabelValues(r)
+	}
 	return m, m.register(reg, store)
 }
 
@@ -166,7 +177,7 @@ func (m *metrics) register(reg prometheus.Registerer, store cache.Store) error {
 		return nil
 	}
 	cs := []prometheus.Collector{m.requests, m.duration, m.connectDuration, m.upstreamErrors,
-		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.maxConns, m.connLimitWaits, m.tunnels, m.spliced, m.rejected, m.panics}
+		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.maxConns, m.connLimitWaits, m.tunnels, m.spliced, m.rejected, m.floods, m.panics}
 	cs = append(cs, m.cache.collectors()...)
 	if r, ok := store.(cache.StatsReporter); ok {
 		cs = append(cs, storeCollectors(r)...)

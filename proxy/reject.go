@@ -24,6 +24,17 @@ func (s *Server[C]) rejected(listener, client, proto, reason string, err error) 
 	}
 }
 
+// flooded counts an HTTP/2 connection ended for flooding (h2.Config.OnFlood)
+// in pingora_downstream_floods_total{reason}, and logs it at most
+// rejectLogsPerSecond lines a second, as refused requests are (a budget of
+// its own: a flood of malformed requests does not hide these).
+func (s *Server[C]) flooded(listener, client, reason string, err error) {
+	s.metrics.floods.WithLabelValues(reason).Inc()
+	if s.floodLog.allow(time.Now().Unix()) {
+		s.errLog.Info("connection closed for flooding", "listener", listener, "client", client, "proto", "HTTP/2", "reason", reason, "err", err)
+	}
+}
+
 // rejectedBody counts a request that failed because its HTTP/1.1 body
 // framing broke (a bad chunk): the parser refused it mid-body.
 func (s *Server[C]) rejectedBody(sess *Session, err error) {

@@ -53,6 +53,8 @@ type Server[C any] struct {
 	errLog  *slog.Logger
 	// rejectLog bounds the log lines of refused requests (see rejected).
 	rejectLog logBudget
+	// floodLog bounds the log lines of connections ended for flooding.
+	floodLog logBudget
 	// limitActive is Config.Limiter's LimiterActive, if it has one.
 	limitActive LimiterActive
 

@@ -16,85 +16,6 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// Config tunes a connection. Zero fields take the defaults.
-type Config struct {
-	// MaxConcurrentStreams is advertised and enforced; streams over it are
-	// refused with REFUSED_STREAM (default 250).
-	MaxConcurrentStreams uint32
-	// MaxHeaderListSize caps a request's decoded header block, as RFC 9113
-	// counts it (default 64 KiB).
-	MaxHeaderListSize uint32
-	// MaxHeaders caps the number of request header fields (default 128).
-	MaxHeaders int
-	// StreamWindow is the receive window of each stream, the most request
-	// body buffered per stream (default 1 MiB).
-	StreamWindow int32
-	// ConnWindow is the connection's receive window, the most request
-	// body buffered over all its streams (default 1 MiB).
-	ConnWindow int32
-	// PrefaceTimeout bounds reading the client's preface (default 10s).
-	PrefaceTimeout time.Duration
-	// IdleTimeout closes a connection with no open stream for this long,
-	// with GOAWAY (default 60s).
-	IdleTimeout time.Duration
-	// WriteTimeout bounds a write to the connection that makes no
-	// progress: a client that stops reading (default 60s).
-	WriteTimeout time.Duration
-	// StreamIdleTimeout bounds a stream's wait for its request body that
-	// makes no progress. Long-lived streams (gRPC) idle for long, so it is
-	// longer than the connection's timeouts (default 5m, as Envoy's
-	// stream_idle_timeout).
-	StreamIdleTimeout time.Duration
-	// StreamWriteTimeout bounds a response write whose flow-control
-	// window stays shut: a client that stopped reading the stream, as
-	// WriteTimeout bounds one that stopped reading the connection
-	// (default: WriteTimeout). An idle stream waits for no window: only a
-	// write with bytes to send does.
-	StreamWriteTimeout time.Duration
-	// DrainWait bounds a drain's wait for the client's PING ACK, after
-	// which the last stream is fixed anyway (default 1s).
-	DrainWait time.Duration
-	// OnReject, when set, is told of each request refused before a handler
-	// saw it: a malformed head, reset with PROTOCOL_ERROR (RFC 9113
-	// section 8.1.1), or one over the header limits, answered 431. reason
-	// is a short fixed label (proxy/h1's codes, such as "invalid_target",
-	// and invalid_scheme, invalid_pseudo_header, missing_pseudo_header,
-	// host_mismatch, connection_specific_field, invalid_te,
-	// malformed_header_block); err has the detail. It runs on the
-	// connection's reader goroutine and must not block (default nil: not
-	// reported).
-	OnReject func(reason string, err error)
-}
-
-func (c *Config) setDefaults() {
-	if c.MaxConcurrentStreams == 0 {
-		c.MaxConcurrentStreams = 250
-	}
-	if c.MaxHeaderListSize == 0 {
-		c.MaxHeaderListSize = 64 << 10
-	}
-	if c.MaxHeaders == 0 {
-		c.MaxHeaders = 128
-	}
-	if c.StreamWindow <= 0 {
-		c.StreamWindow = 1 << 20
-	}
-	if c.ConnWindow <= 0 {
-		c.ConnWindow = 1 << 20
-	}
-	setDur := func(d *time.Duration, def time.Duration) {
-		if *d <= 0 {
-			*d = def
-		}
-	}
-	setDur(&c.PrefaceTimeout, 10*time.Second)
-	setDur(&c.IdleTimeout, 60*time.Second)
-	setDur(&c.WriteTimeout, 60*time.Second)
-	setDur(&c.StreamIdleTimeout, 5*time.Minute)
-	setDur(&c.StreamWriteTimeout, c.WriteTimeout)
-	setDur(&c.DrainWait, time.Second)
-}
-
 // Handler runs one stream: it reads the request from the Stream and
 // writes the response to it. The stream is ended when the handler
 // returns: reset if the response did not finish.
@@ -154,6 +75,9 @@ type Conn struct {
 	idleTimer    *time.Timer
 	drainTimer   *time.Timer
 
+	flood     floodGuard // the overhead frames the client may still send
+	lingering bool       // a GOAWAY for an error was sent (the reader's)
+
 	handlers    sync.WaitGroup // the stream workers
 	work        chan *Stream   // hands a stream to an idle worker (unbuffered)
 	idleWorkers atomic.Int32
@@ -181,6 +105,7 @@ func NewConn(nc net.Conn, r io.Reader, cfg Config, h Handler) *Conn {
 		recvWin:      initialWindow,
 		work:         make(chan *Stream),
 		flushKick:    make(chan struct{}, 1),
+		flood:        floodGuard{left: floodBurst, now: time.Now},
 	}
 	if r == nil {
 		r = bufio.NewReaderSize(nc, 16<<10)
@@ -221,6 +146,9 @@ var errConnClosed = errors.New("h2: connection closed")
 func (c *Conn) Serve() error {
 	err := c.serve()
 	c.teardown(err)
+	if c.lingering {
+		c.linger()
+	}
 	c.handlers.Wait()
 	return err
 }
@@ -242,6 +170,7 @@ func (c *Conn) serve() error {
 	c.nc.SetReadDeadline(time.Time{})
 	c.mu.Lock()
 	c.lastIdle = time.Now()
+	c.flood.refilled = c.flood.now()
 	c.idleTimer = time.AfterFunc(c.cfg.IdleTimeout, c.onIdle)
 	c.mu.Unlock()
 
@@ -258,7 +187,12 @@ func (c *Conn) serve() error {
 		if errors.As(err, &se) {
 			c.noteRefused(se, fromFramer)
 			c.streamError(se)
-			continue
+			if err = c.overhead(se); err == nil {
+				continue
+			}
+		}
+		if c.flooded(err) {
+			return err
 		}
 		var ce http2.ConnectionError
 		if errors.As(err, &ce) {
@@ -284,6 +218,12 @@ func (c *Conn) process(f any) error {
 		return c.processHeaders(f)
 	case *http2.DataFrame:
 		return c.processData(f)
+	}
+	// The other frames ask for nothing: each spends the flood budget.
+	if err := c.overhead(f); err != nil {
+		return err
+	}
+	switch f := f.(type) {
 	case *http2.SettingsFrame:
 		return c.processSettings(f)
 	case *http2.WindowUpdateFrame:
@@ -412,6 +352,11 @@ func (c *Conn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 }
 
 func (c *Conn) processData(f *http2.DataFrame) error {
+	if len(f.Data()) == 0 && !f.StreamEnded() {
+		if err := c.overhead(f); err != nil {
+			return err
+		}
+	}
 	id := f.StreamID
 	flow := int32(f.Length)
 	c.mu.Lock()
@@ -462,6 +407,9 @@ func (c *Conn) processData(f *http2.DataFrame) error {
 		st.consumed(int(pad)) // padding counts against the windows; give it back now
 	}
 	st.deliver(data, end)
+	if len(data) > 0 {
+		c.useful(floodPerDataIn)
+	}
 	return nil
 }
 

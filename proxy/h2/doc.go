@@ -24,6 +24,11 @@
 // upstreams, where a space would start another request line. A malformed
 // request is reset with PROTOCOL_ERROR; Config.OnReject hears of it.
 //
+// A client whose frames ask for nothing (PING, SETTINGS, WINDOW_UPDATE,
+// empty DATA, ...) beyond a budget its requests and bodies refill is
+// closed with GOAWAY ENHANCE_YOUR_CALM (flood.go; TestFloodsEndConnection);
+// Config.OnFlood hears of it.
+//
 // It imports only proxy/h1 from the module. See TestRequestResponse for a
 // server and TestMalformedHeadsRefused for what it refuses.
 package h2

@@ -2,6 +2,7 @@ package h2
 
 import (
 	"encoding/binary"
+	"io"
 	"math/rand/v2"
 	"time"
 
@@ -11,7 +12,8 @@ import (
 // How a connection ends: GOAWAY after a connection error, the two-phase
 // drain of Shutdown, the idle timeout, and the teardown of its streams.
 
-// goAway ends the connection after a connection error.
+// goAway ends the connection after a connection error; Serve lingers
+// before it returns. The reader goroutine's only.
 func (c *Conn) goAway(code http2.ErrCode, debug string) {
 	c.mu.Lock()
 	last := c.maxClientID
@@ -21,6 +23,25 @@ func (c *Conn) goAway(code http2.ErrCode, debug string) {
 	c.fr.WriteGoAway(last, code, []byte(debug))
 	c.flushWanted = true
 	c.unlockWrite()
+	c.lingering = true
+}
+
+// lingerMax bounds what a lingering close reads and discards.
+const lingerMax = 1 << 20
+
+// linger shuts the write side after a GOAWAY for an error and reads and
+// discards what the client still sends, for up to DrainWait and lingerMax
+// bytes (nginx's lingering close). Closed with the client's frames
+// unread, the socket would send a reset, and the client's kernel may drop
+// the GOAWAY before the client read it: a client that flooded would never
+// learn why.
+func (c *Conn) linger() {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.nc.SetReadDeadline(time.Now().Add(c.cfg.DrainWait))
+	io.CopyN(io.Discard, c.r, lingerMax)
 }
 
 // drainPing is the payload of the PING that follows a drain's first GOAWAY:

@@ -151,7 +151,7 @@ func (c *Conn) readHeaderBlock(hf *http2.HeadersFrame) (*fieldBlock, error) {
 	for {
 		p := frag.HeaderBlockFragment()
 		if wire += frameHeaderLen + int64(len(p)); wire > wireMax {
-			return nil, http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+			return nil, &floodError{reason: FloodHeaderBlock, detail: "header block over its allowance of frames"}
 		}
 		// A fragment far over what is left of the limit, or any after
 		// the limit was hit or a field was invalid, is not decoded: the

@@ -65,6 +65,7 @@ func (c *Conn) processHeaders(f *fieldBlock) error {
 	c.running++
 	c.mu.Unlock()
 	c.startStream(st)
+	c.useful(floodPerRequest)
 	return nil
 }
 

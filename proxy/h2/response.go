@@ -232,6 +232,7 @@ func (c *Conn) writeDataLocked(id uint32, end bool, p []byte) {
 	binary.BigEndian.PutUint32(h[5:], id)
 	c.bw.Write(h[:])
 	c.bw.Write(p)
+	c.flood.outCredit += floodPerDataOut + floodPerKiBOut*uint64(len(p)>>10)
 }
 
 // writeFieldsLocked encodes a response head (status > 0) or trailers and
