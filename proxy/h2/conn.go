@@ -111,7 +111,7 @@ func NewConn(nc net.Conn, r io.Reader, cfg Config, h Handler) *Conn {
 		r = bufio.NewReaderSize(nc, 16<<10)
 	}
 	c.r = r
-	c.bw = bufio.NewWriterSize(nc, writeBufSize)
+	c.bw = bufio.NewWriterSize(connWriter{c}, writeBufSize)
 	c.fr = http2.NewFramer(c.bw, r)
 	c.fr.SetReuseFrames()
 	c.fr.MaxHeaderListSize = cfg.MaxHeaderListSize
@@ -520,17 +520,30 @@ func (c *Conn) lockWrite() {
 	c.wwait.Add(-1)
 }
 
-func (c *Conn) flushLocked() {
-	c.flushWanted = false
-	if c.werr != nil || c.bw.Buffered() == 0 {
-		return
-	}
+// connWriter is what the connection's buffer writes to: the connection,
+// its write deadline moved first when due. The buffer writes not only
+// when flushed but also when a frame overflows it, and such a write must
+// not run under a deadline left from the last flush, which on a stream
+// quiet for longer than WriteTimeout has passed (the write failed at once
+// and took the connection down). Its callers hold wmu.
+type connWriter struct{ c *Conn }
+
+func (w connWriter) Write(p []byte) (int, error) {
+	c := w.c
 	// The deadline moves only when an eighth of the timeout passed: a
-	// deadline per flush would cost a timer update each.
+	// deadline per write would cost a timer update each.
 	now := time.Now()
 	if c.wdl.Sub(now) < c.cfg.WriteTimeout-c.cfg.WriteTimeout/8 {
 		c.wdl = now.Add(c.cfg.WriteTimeout)
 		c.nc.SetWriteDeadline(c.wdl)
+	}
+	return c.nc.Write(p)
+}
+
+func (c *Conn) flushLocked() {
+	c.flushWanted = false
+	if c.werr != nil || c.bw.Buffered() == 0 {
+		return
 	}
 	if err := c.bw.Flush(); err != nil {
 		c.werr = err

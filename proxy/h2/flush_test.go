@@ -1,7 +1,9 @@
 package h2
 
 import (
+	"io"
 	"net"
+	"net/http"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -199,5 +201,35 @@ func TestFlusherEnds(t *testing.T) {
 	readEnds(t, fr, 1)
 	if flusherUp() {
 		t.Fatal("a lone stream started the flusher")
+	}
+}
+
+// TestWriteAfterQuietPeriod: a response write that overflows the
+// connection's buffer after the stream was quiet for longer than
+// WriteTimeout goes out: the buffer writes through under a deadline moved
+// for that write, not the one left from the last flush (which had passed,
+// so the write failed at once and took the connection down: a gRPC or SSE
+// stream that sent a large message after a quiet minute).
+func TestWriteAfterQuietPeriod(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	big := make([]byte, 100<<10)
+	s := serve(t, Config{WriteTimeout: timeout}, func(st *Stream) {
+		if st.WriteHead(200, http.Header{}) != nil || st.Write([]byte("a")) != nil || st.Flush() != nil {
+			return
+		}
+		<-time.After(timeout + timeout/2) // sleep-ok: the last flush's deadline must pass
+		if st.Write(big) != nil {
+			return
+		}
+		st.Finish(nil)
+	})
+	resp, err := client().Get("http://" + s.addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || len(b) != 1+len(big) {
+		t.Fatalf("read %d bytes, %v; want %d", len(b), err, 1+len(big))
 	}
 }
