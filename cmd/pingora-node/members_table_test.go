@@ -81,3 +81,15 @@ func TestMembersRaftRoleRecovering(t *testing.T) {
 	}
 	t.Fatalf("no row for b:\n%s", b.String())
 }
+
+// TestRaftHealthWithoutLeader: a node that knows no leader cannot tell a
+// cluster without quorum from its own isolation (a partition of this
+// host, while the other two elect and take writes); status said "no
+// quorum: config writes fail, every node keeps its last config" either
+// way. It says what this node knows.
+func TestRaftHealthWithoutLeader(t *testing.T) {
+	got := raftHealth(&node.Status{Node: node.NodeStatus{Name: "n1"}, Raft: &consensus.Status{ID: "n1", State: "Candidate"}})
+	if strings.Contains(got, "every node keeps") || !strings.Contains(got, "no leader known") || !strings.Contains(got, "cut off") {
+		t.Fatalf("raftHealth = %q: want no leader known, with isolation of this node as a cause beside no quorum", got)
+	}
+}

@@ -221,7 +221,8 @@ func peerHealth(p proxy.PeerStatus) string {
 func raftHealth(st *node.Status) string {
 	r := st.Raft
 	if r.LeaderID == "" {
-		return "UNHEALTHY: no leader known (no quorum: config writes fail, every node keeps its last config)"
+		return "UNHEALTHY: no leader known (no quorum, or this node is cut off from it: config writes through this node fail; " +
+			"it serves its last config)"
 	}
 	src := ""
 	if r.Healthy == nil {
