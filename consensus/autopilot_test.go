@@ -428,3 +428,27 @@ func TestLeavingServerNotAddedBack(t *testing.T) {
 		return slices.Contains(v, f.id) || slices.Contains(nv, f.id)
 	})
 }
+
+// TestStatusAppliedReachesCommit: /status's applied index was the last
+// document command the FSM applied, so after a configuration change (a
+// server removed, a joiner added) "pingora-node status" showed "commit
+// 17, applied 6" on every node, a node that looked 11 entries behind. It
+// is raft's applied index: in a settled cluster, the commit index.
+func TestStatusAppliedReachesCommit(t *testing.T) {
+	c := newCluster(t, 3, 3, nil)
+	c.reconcile()
+	l := c.put("cfg", []byte("x"))
+	f := c.follower(l)
+	c.kill(f)
+	if ok, err := l.s.RemoveServer(ctxT(t, 5*time.Second), f.id); !ok || err != nil {
+		t.Fatalf("RemoveServer(%s) = %v, %v", f.id, ok, err)
+	}
+	var st Status
+	waitFor(t, 10*time.Second, "the leader's applied index to reach its commit index after the removal", func() bool {
+		st = l.s.Status()
+		return st.CommitIndex > 0 && st.CommitIndex == st.LastIndex && st.AppliedIndex == st.CommitIndex
+	})
+	if st.AppliedIndex <= l.s.AppliedIndex() {
+		t.Fatalf("applied %d, FSM's last document %d: the removal is an entry after it", st.AppliedIndex, l.s.AppliedIndex())
+	}
+}
