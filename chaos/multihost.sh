@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # chaos/multihost.sh: three pingora-node "hosts" (network namespaces on one
 # bridge, each with its own 10.x address), each running the real binary with
-# ONE shared node file that binds 0.0.0.0 and joins the first node; only the
+# ONE shared node file that binds 0.0.0.0 and joins every server; only the
 # name and the data dir differ, given as flags. Checks that a cluster forms
 # with 3 voters and one leader, that every node advertises its own private
 # address (never loopback or a wildcard), that the seeded config is
@@ -119,7 +119,7 @@ listeners:
   - {name: http, addr: 0.0.0.0:8080, h2c: true}
 gossip_addr: 0.0.0.0:7946
 gossip_profile: fast
-join: [$net.1:7946]
+join: [$net.1:7946, $net.2:7946, $net.3:7946]
 bootstrap_expect: 3
 cluster_config: cluster.yaml
 log_level: info

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -366,5 +367,88 @@ func TestRemovedServerNotAddedBack(t *testing.T) {
 	// recovering when first listed, has caught up and stays a voter.
 	if v, nv := voters(l); len(v) != 2 || slices.Contains(v, f.id) || len(nv) != 0 {
 		t.Fatalf("voters %v, non-voters %v; want the two live servers as voters, %s gone", v, nv, f.id)
+	}
+}
+
+// TestLeavingServerNotAddedBack: "pingora-node leave" has the leader
+// remove a server that is still alive in gossip (it drains and leaves
+// gossip only once its removal is answered). The leader's next steps
+// still list it alive, and must not add it back: they did, as a
+// non-voter that autopilot promoted at once (its health had been stable
+// for long), which left a 3-server cluster with a fourth, departed voter
+// and no failure tolerance until the dead-server grace ran out. Once
+// membership reports it gone, a server that comes back is added as any
+// joiner.
+func TestLeavingServerNotAddedBack(t *testing.T) {
+	var steps atomic.Int64
+	var leaderID atomic.Pointer[string]
+	testHookStepListed = func(id string) {
+		if p := leaderID.Load(); p != nil && *p == id {
+			steps.Add(1)
+		}
+	}
+	t.Cleanup(func() { testHookStepListed = nil }) // after the stores close
+	c := newCluster(t, 3, 3, nil)
+	c.reconcile()
+	l := c.leader(20 * time.Second)
+	id := l.id
+	leaderID.Store(&id)
+	f := c.follower(l)
+	// A settled cluster: without the cluster ID, f would come back as a
+	// server that may hold another cluster's state.
+	waitFor(t, 10*time.Second, "every server to hold the cluster ID", func() bool {
+		for _, n := range c.nodes {
+			if n.s.ClusterID() == "" || n.s.ClusterID() != l.s.ClusterID() {
+				return false
+			}
+		}
+		return true
+	})
+	if ok, err := l.s.RemoveServer(ctxT(t, 5*time.Second), f.id); !ok || err != nil {
+		t.Fatalf("RemoveServer(%s) = %v, %v", f.id, ok, err)
+	}
+	// Gossip still shows it alive (draining); two whole steps run.
+	c.reconcile()
+	from := steps.Load()
+	waitFor(t, 10*time.Second, "two reconcile steps on the leader", func() bool {
+		l.s.Kick()
+		return steps.Load() >= from+2
+	})
+	if v, nv := voters(l); slices.Contains(v, f.id) || slices.Contains(nv, f.id) {
+		t.Fatalf("%s, removed on request while alive in gossip, was added back: voters %v, non-voters %v", f.id, v, nv)
+	}
+	// It leaves gossip, then comes back: a joiner again.
+	c.left[f.id] = true
+	c.reconcile()
+	delete(c.left, f.id)
+	c.reconcile()
+	waitFor(t, 10*time.Second, f.id+" added back once it returned", func() bool {
+		l.s.Kick()
+		v, nv := voters(l)
+		return slices.Contains(v, f.id) || slices.Contains(nv, f.id)
+	})
+}
+
+// TestStatusAppliedReachesCommit: /status's applied index was the last
+// document command the FSM applied, so after a configuration change (a
+// server removed, a joiner added) "pingora-node status" showed "commit
+// 17, applied 6" on every node, a node that looked 11 entries behind. It
+// is raft's applied index: in a settled cluster, the commit index.
+func TestStatusAppliedReachesCommit(t *testing.T) {
+	c := newCluster(t, 3, 3, nil)
+	c.reconcile()
+	l := c.put("cfg", []byte("x"))
+	f := c.follower(l)
+	c.kill(f)
+	if ok, err := l.s.RemoveServer(ctxT(t, 5*time.Second), f.id); !ok || err != nil {
+		t.Fatalf("RemoveServer(%s) = %v, %v", f.id, ok, err)
+	}
+	var st Status
+	waitFor(t, 10*time.Second, "the leader's applied index to reach its commit index after the removal", func() bool {
+		st = l.s.Status()
+		return st.CommitIndex > 0 && st.CommitIndex == st.LastIndex && st.AppliedIndex == st.CommitIndex
+	})
+	if st.AppliedIndex <= l.s.AppliedIndex() {
+		t.Fatalf("applied %d, FSM's last document %d: the removal is an entry after it", st.AppliedIndex, l.s.AppliedIndex())
 	}
 }

@@ -229,8 +229,9 @@ func (s *Store) WaitForLeader(ctx context.Context) (string, error) {
 // there. It is the operator's tool for a server that will not come back
 // (node's force-leave) and for a server leaving for good; autopilot does
 // the same for a dead server after Timing.DeadServerGrace. The caller
-// checks that id is really gone or leaving: removing a live voter only
-// makes it campaign until it is added back.
+// checks that id is really gone or leaving. A server membership shows
+// alive (one leaving: it drains and leaves gossip after this returns) is
+// not added back by the reconcile steps until membership reports it gone.
 func (s *Store) RemoveServer(ctx context.Context, id string) (bool, error) {
 	if !s.running() {
 		return false, ErrClosed
@@ -249,9 +250,23 @@ func (s *Store) RemoveServer(ctx context.Context, id string) (bool, error) {
 	if !found {
 		return false, nil
 	}
+	// Marked before the removal: a step running once it is done must
+	// already see the mark.
+	s.mu.Lock()
+	sv, known := s.servers[id]
+	mark := known && sv.Alive && !sv.Left && !s.leaving[id]
+	if mark {
+		s.leaving[id] = true
+	}
+	s.mu.Unlock()
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	if err := waitFuture(ctx, s.raft.RemoveServer(raft.ServerID(id), 0, s.cfg.Timing.ApplyTimeout)); err != nil {
+		if mark {
+			s.mu.Lock()
+			delete(s.leaving, id)
+			s.mu.Unlock()
+		}
 		return false, fmt.Errorf("consensus: remove server %s: %w", id, s.mapErr(err))
 	}
 	s.log.Info("consensus: removed server on request", "id", id)

@@ -50,6 +50,11 @@ func (s *Store) Reconcile(servers []Server) {
 			s.downSince[sv.ID] = now
 		}
 	}
+	for id := range s.leaving {
+		if sv, ok := next[id]; !ok || !sv.Alive || sv.Left {
+			delete(s.leaving, id) // gone: if it comes back, it is a joiner
+		}
+	}
 	s.servers = next
 	s.reconciled = true
 	s.mu.Unlock()
@@ -123,6 +128,10 @@ func (s *Store) step() {
 			s.demoteRecovering(sv.ID, conf, byID)
 			return // one configuration change per step
 		case ok && string(rs.Address) == sv.Addr:
+		case !ok && s.isLeaving(sv.ID):
+			// Removed on request ("pingora-node leave") and still in
+			// gossip while it drains: adding it back would make a
+			// departed voter of it (autopilot promotes it at once).
 		case s.foreign(sv, own):
 		default:
 			if err := s.ap.AddServer(apServer(sv)); err != nil {
@@ -133,6 +142,15 @@ func (s *Store) step() {
 	if left {
 		s.ap.RemoveDeadServers()
 	}
+}
+
+// isLeaving reports whether id was removed from raft on request while
+// membership showed it alive, and membership has not reported it gone
+// since.
+func (s *Store) isLeaving(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leaving[id]
 }
 
 // testHookStepListed, when set by a test, runs in step after it first

@@ -11,14 +11,18 @@ import (
 // Status is a JSON-friendly picture of this server's raft state, for the
 // admin API's /status.
 type Status struct {
-	ID           string `json:"id"`
-	ClusterID    string `json:"cluster_id"` // "" until the leader wrote one (see Store.ClusterID)
-	State        string `json:"state"`      // Leader, Follower, Candidate, Shutdown, or "stopped"
-	LeaderID     string `json:"leader_id"`
-	LeaderAddr   string `json:"leader_addr"`
-	Term         uint64 `json:"term"`
-	LastIndex    uint64 `json:"last_index"`
-	CommitIndex  uint64 `json:"commit_index"`
+	ID          string `json:"id"`
+	ClusterID   string `json:"cluster_id"` // "" until the leader wrote one (see Store.ClusterID)
+	State       string `json:"state"`      // Leader, Follower, Candidate, Shutdown, or "stopped"
+	LeaderID    string `json:"leader_id"`
+	LeaderAddr  string `json:"leader_addr"`
+	Term        uint64 `json:"term"`
+	LastIndex   uint64 `json:"last_index"`
+	CommitIndex uint64 `json:"commit_index"`
+	// AppliedIndex is the last log entry applied here: documents, and raft's
+	// own entries (configuration changes, a new leader's no-op), so that a
+	// node that has caught up shows its commit index. Stopped, it is the
+	// last document applied (Store.AppliedIndex).
 	AppliedIndex uint64 `json:"applied_index"`
 	// Recovering is true while this server, started without raft state,
 	// has not caught up with a leader: it does not vote (see
@@ -54,6 +58,7 @@ func (s *Store) Status() Status {
 	st.Term = s.raft.CurrentTerm()
 	st.LastIndex = s.raft.LastIndex()
 	st.CommitIndex, _ = strconv.ParseUint(s.raft.Stats()["commit_index"], 10, 64)
+	st.AppliedIndex = s.raft.AppliedIndex()
 	f := s.raft.GetConfiguration()
 	if f.Error() != nil {
 		return st

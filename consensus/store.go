@@ -62,6 +62,11 @@ type Store struct {
 	removedAt     map[string]time.Time   // when raft stopped replicating to a server, this term
 	warnedForeign map[string]string      // server ID -> another cluster's ID, logged once
 	formation     map[string]bool        // servers bootstrapped with, still recovering (forming)
+	// leaving holds servers removed on request while membership showed them
+	// alive ("pingora-node leave": the node drains and leaves gossip once
+	// its removal is answered). A step does not add them back until
+	// membership has reported them gone (reconcile.go).
+	leaving map[string]bool
 
 	kick     chan struct{} // cap 1: one pending reconcile is enough
 	cancel   context.CancelFunc
@@ -96,6 +101,7 @@ func New(cfg Config) (*Store, error) {
 		servers:   map[string]Server{},
 		downSince: map[string]time.Time{}, lastContact: map[string]peerContact{},
 		removedAt: map[string]time.Time{}, warnedForeign: map[string]string{}, formation: map[string]bool{},
+		leaving:  map[string]bool{},
 		kick:     make(chan struct{}, 1), // one pending reconcile is enough
 		stopNote: make(chan struct{}),
 	}

@@ -179,7 +179,7 @@ func senderNoise(msg string) (kind string, ok bool) {
 
 // errorLevel grades memberlist's [ERR] lines: its own socket closed while
 // this node stops is debug; a peer that cannot be reached (it stopped, or
-// the network failed) is a warning, as gossip goes on without it and
+// the network failed: no route, a firewall's DROP) is a warning, as gossip goes on without it and
 // failure detection reports it; anything else stays an error. A normal
 // stop then logs no ERROR (issue 12).
 func errorLevel(msg string) slog.Level {
@@ -187,7 +187,11 @@ func errorLevel(msg string) slog.Level {
 	case strings.Contains(msg, "use of closed network connection"):
 		return slog.LevelDebug
 	case strings.Contains(msg, "connection refused"), strings.Contains(msg, "connection reset"),
-		strings.Contains(msg, "broken pipe"), strings.Contains(msg, "i/o timeout"), strings.HasSuffix(msg, "EOF"):
+		strings.Contains(msg, "broken pipe"), strings.Contains(msg, "i/o timeout"), strings.HasSuffix(msg, "EOF"),
+		// the network between: no route, or a firewall's DROP (sendto
+		// then fails with EPERM), as in a partition
+		strings.Contains(msg, "no route to host"), strings.Contains(msg, "network is unreachable"),
+		strings.Contains(msg, "host is unreachable"), strings.Contains(msg, "operation not permitted"):
 		return slog.LevelWarn
 	}
 	return slog.LevelError

@@ -158,7 +158,7 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 		c.joining.Store(false)
 	}
 	if n == 0 {
-		err = errors.Join(rerr, wrongPortHint(err))
+		err = errors.Join(rerr, wrongPortHint(oneLine(err)))
 		if err == nil {
 			err = fmt.Errorf("no seed address to join")
 		}
@@ -273,9 +273,37 @@ func (c *Cluster) sleep(d time.Duration) bool {
 // another protocol: memberlist reads a stream's first byte as its message
 // type, and an HTTP server's answer ("HTTP/1.1 400") starts with 72, 'H'.
 // The usual cause is a seed given with the admin, proxy or raft port.
+//
+// A seed that reads the join and closes the connection without a word
+// (memberlist reports "EOF" or "connection reset by peer") is most often
+// a node's cluster port, whose first-byte mux takes no gossip byte, or a
+// gossip port of another cluster_name, which drops the stream.
 func wrongPortHint(err error) error {
-	if err == nil || !strings.Contains(err.Error(), "invalid msgType") {
+	if err == nil {
 		return err
 	}
-	return fmt.Errorf("%w (the seed answered, but not as a gossip port: join takes a node's gossip_addr, default port 7946, not its admin, proxy or raft address)", err)
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "invalid msgType"):
+		return fmt.Errorf("%w (the seed answered, but not as a gossip port: join takes a node's gossip_addr, default port 7946, not its admin, proxy or raft address)", err)
+	case strings.HasSuffix(msg, ": EOF") || strings.Contains(msg, ": EOF;") || strings.Contains(msg, "connection reset by peer"):
+		return fmt.Errorf("%w (the seed closed the connection without answering: join takes a node's gossip_addr, default port 7946, "+
+			"not its cluster port, 7947 by default; or the seed's cluster_name or gossip_key differs from this node's)", err)
+	}
+	return err
+}
+
+// oneLine flattens memberlist's join error, a go-multierror printed as
+// "N errors occurred:\n\t* failed to join A: ...\n\n", into one line with
+// the seeds' errors separated by "; ", for the log and for status.
+func oneLine(err error) error {
+	var me interface{ WrappedErrors() []error }
+	if err == nil || !errors.As(err, &me) || len(me.WrappedErrors()) == 0 {
+		return err
+	}
+	msgs := make([]string, 0, len(me.WrappedErrors()))
+	for _, e := range me.WrappedErrors() {
+		msgs = append(msgs, e.Error())
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }

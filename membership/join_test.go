@@ -181,3 +181,49 @@ func TestJoinWrongPortHint(t *testing.T) {
 		t.Fatalf("join error %q, want memberlist's error and the wrong-port hint", st.LastError)
 	}
 }
+
+// TestJoinClosedWithoutAnswerHint: a seed that reads the join and closes
+// the connection without a gossip answer (a node's cluster port: its
+// first-byte mux takes no gossip byte; or a gossip port of another
+// cluster_name, which drops the stream) fails the join with memberlist's
+// bare "EOF" or "connection reset by peer". The error names the likely
+// causes, and is one line: memberlist's "1 error occurred:\n\t* ..." was
+// printed as it was in the log and in "pingora-node status".
+func TestJoinClosedWithoutAnswerHint(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Read(make([]byte, 1))
+			conn.Close()
+		}
+	}()
+	other := startNode(t, newLogSink(t), Config{Name: "o", BindAddr: "127.0.0.1:0", Label: "other"})
+	for _, seed := range []string{ln.Addr().String(), other.Addr()} {
+		sink := newLogSink(t)
+		c, err := New(Config{Name: "b", BindAddr: "127.0.0.1:0", Join: []string{seed}, Clock: clock.NewFake(time.Unix(1_000_000, 0)), Logger: sink.logger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var st JoinStatus
+		waitFor(t, 10*time.Second, "a failed join", func() bool { st = c.Status().Join; return st.Failures > 0 })
+		c.Shutdown()
+		if strings.Contains(st.LastError, "\n") || strings.Contains(st.LastError, "error occurred") {
+			t.Errorf("seed %s: join error %q is not one line", seed, st.LastError)
+		}
+		if !strings.Contains(st.LastError, "failed to join "+seed) || !strings.Contains(st.LastError, "closed the connection") ||
+			!strings.Contains(st.LastError, "cluster port") || !strings.Contains(st.LastError, "cluster_name") {
+			t.Errorf("seed %s: join error %q, want memberlist's error and a hint naming the cluster port and cluster_name", seed, st.LastError)
+		}
+	}
+}

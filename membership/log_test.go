@@ -23,6 +23,12 @@ func TestLogBridgeLevels(t *testing.T) {
 		{"[ERR] memberlist: Failed to send ack: write udp 127.0.0.1:7946->127.0.0.1:7956: use of closed network connection from=127.0.0.1:7956", ""},
 		{"[ERR] memberlist: Push/Pull with n2 failed: dial tcp 127.0.0.1:7956: connect: connection refused", `"level":"WARN"`},
 		{"[ERR] memberlist: Failed to receive: EOF", `"level":"WARN"`},
+		// a network that fails: a partition (a firewall's DROP makes sendto
+		// fail with EPERM), a route gone
+		{"[ERR] memberlist: Failed to send UDP ping: write udp [::]:7946->10.213.0.3:7946: sendto: operation not permitted", `"level":"WARN"`},
+		{"[ERR] memberlist: Failed to send gossip to 10.0.0.3:7946: write udp [::]:7946->10.0.0.3:7946: sendto: network is unreachable", `"level":"WARN"`},
+		{"[ERR] memberlist: Push/Pull with n3 failed: dial tcp 10.0.0.3:7946: connect: no route to host", `"level":"WARN"`},
+		{"[ERR] memberlist: Failed to send UDP ping: write udp [::]:7946->10.0.0.3:7946: sendto: host is unreachable", `"level":"WARN"`},
 		{"[ERR] memberlist: Failed to decode ping request: bad", `"level":"ERROR"`},
 		// what a sender sent: a warning, whoever can reach the port can cause it
 		{`[ERR] memberlist: discarding packet with unacceptable label "": from=127.0.0.1:40000`, `"level":"WARN"`},

@@ -94,7 +94,10 @@ func storeAnswer(err error) adminAnswer {
 		return failed(http.StatusBadRequest, err)
 	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrNoQuorum), errors.Is(err, consensus.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded):
-		return adminAnswer{Status: http.StatusServiceUnavailable, Error: "no quorum: the cluster cannot accept writes now (" + err.Error() + ")"}
+		// A node that knows no leader cannot tell a cluster without
+		// quorum from its own isolation (a partition of this host).
+		return adminAnswer{Status: http.StatusServiceUnavailable, Error: "no quorum reachable from this node: the cluster has none, or this node is cut off " +
+			"from it (then a write through another node may succeed; \"pingora-node status\" on each shows its leader) (" + err.Error() + ")"}
 	}
 	return failed(http.StatusInternalServerError, err)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/pingora-go/pingora-go/consensus"
 	"github.com/pingora-go/pingora-go/node/config"
 )
 
@@ -261,5 +262,22 @@ func TestStillAlive(t *testing.T) {
 	cancel()
 	if !stillAlive(ctx, time.Minute, always) {
 		t.Fatal("an ended request's wait said dead")
+	}
+}
+
+// TestNoLeaderAnswerBlamesNoCluster: a node cut off from the leader (a
+// partition of one host; the other two still elect and take writes)
+// answered a write with "no quorum: the cluster cannot accept writes
+// now", and the operator read that the whole cluster was down. The
+// answer says what the node knows: it has no leader, which is either
+// no quorum or its own isolation, and another node may take the write.
+func TestNoLeaderAnswerBlamesNoCluster(t *testing.T) {
+	a := storeAnswer(fmt.Errorf("%w: no leader known: %w", consensus.ErrNoQuorum, errors.New("node is not the leader")))
+	if a.Status != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", a.Status)
+	}
+	if strings.Contains(a.Error, "the cluster cannot accept writes") || !strings.Contains(a.Error, "no quorum") ||
+		!strings.Contains(a.Error, "this node") || !strings.Contains(a.Error, "another node") {
+		t.Fatalf("answer %q: want it to say this node has no quorum (the cluster's, or it is cut off) and that another node may take the write", a.Error)
 	}
 }

@@ -81,3 +81,38 @@ func TestMembersRaftRoleRecovering(t *testing.T) {
 	}
 	t.Fatalf("no row for b:\n%s", b.String())
 }
+
+// TestRaftHealthWithoutLeader: a node that knows no leader cannot tell a
+// cluster without quorum from its own isolation (a partition of this
+// host, while the other two elect and take writes); status said "no
+// quorum: config writes fail, every node keeps its last config" either
+// way. It says what this node knows.
+func TestRaftHealthWithoutLeader(t *testing.T) {
+	got := raftHealth(&node.Status{Node: node.NodeStatus{Name: "n1"}, Raft: &consensus.Status{ID: "n1", State: "Candidate"}})
+	if strings.Contains(got, "every node keeps") || !strings.Contains(got, "no leader known") || !strings.Contains(got, "cut off") {
+		t.Fatalf("raftHealth = %q: want no leader known, with isolation of this node as a cause beside no quorum", got)
+	}
+}
+
+// TestRaftHealthHintsAtClusterPort: a node whose cluster port the others
+// cannot reach (a firewall that lets gossip through: iptables -I INPUT -p
+// tcp --dport 7947 -j DROP on its host) joins gossip, sees the members
+// alive, and never hears from a raft leader; status said only "no leader
+// known". With other members alive, it names the port to check.
+func TestRaftHealthHintsAtClusterPort(t *testing.T) {
+	member := func(name string, s membership.State) membership.Member {
+		return membership.Member{Name: name, Addr: name + ":7946", State: s,
+			Meta: membership.Meta{Name: name, Addrs: membership.Addrs{Cluster: "10.0.0.4:7947", Raft: "10.0.0.4:7947"}}}
+	}
+	st := &node.Status{Node: node.NodeStatus{Name: "n4"}, Gossip: &node.GossipStatus{Self: "n4"},
+		Members: []membership.Member{member("n1", membership.Alive), member("n2", membership.Dead), member("n4", membership.Alive)},
+		Raft:    &consensus.Status{ID: "n4", State: "Follower", Recovering: true}}
+	got := raftHealth(st)
+	if !strings.Contains(got, "no leader known") || !strings.Contains(got, "1 other member") || !strings.Contains(got, "10.0.0.4:7947") {
+		t.Fatalf("raftHealth = %q: want no leader known, the alive member count and this node's raft address to check", got)
+	}
+	st.Members = st.Members[2:] // alone in gossip: nothing to hint at
+	if got := raftHealth(st); strings.Contains(got, "7947") {
+		t.Fatalf("raftHealth alone = %q: no member to reach it, no port hint", got)
+	}
+}

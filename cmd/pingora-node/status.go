@@ -215,13 +215,35 @@ func peerHealth(p proxy.PeerStatus) string {
 	return "down"
 }
 
+// clusterPortHint is said beside "no leader known" when gossip shows
+// other members alive: raft reaches this node at another port (the
+// cluster port, or raft_addr), which a firewall that lets gossip through
+// may close; the leader's log names its failures to reach it.
+func clusterPortHint(st *node.Status) string {
+	alive, self := 0, ""
+	for _, m := range st.Members {
+		switch {
+		case m.Name == st.Node.Name:
+			self = m.Meta.Addrs.Raft
+		case m.State == membership.Alive || m.State == membership.Suspect:
+			alive++
+		}
+	}
+	if alive == 0 || self == "" {
+		return ""
+	}
+	return fmt.Sprintf("; gossip sees %d other member(s) alive: if this lasts, check that they reach this node's raft address %s (TCP, "+
+		"the cluster port; the leader's log names its failures to reach it)", alive, self)
+}
+
 // raftHealth says whether raft is healthy. Autopilot's verdict lives on
 // the leader, so on a follower it asks the leader's admin address, as
 // gossiped.
 func raftHealth(st *node.Status) string {
 	r := st.Raft
 	if r.LeaderID == "" {
-		return "UNHEALTHY: no leader known (no quorum: config writes fail, every node keeps its last config)"
+		return "UNHEALTHY: no leader known (no quorum, or this node is cut off from it: config writes through this node fail; " +
+			"it serves its last config)" + clusterPortHint(st)
 	}
 	src := ""
 	if r.Healthy == nil {

@@ -66,8 +66,8 @@ func TestParseClusterRefuses(t *testing.T) {
 		{"bad weight", strings.Replace(goodCluster, "weight: 2", "weight: -2", 1), `c.yaml:6: upstreams[0].peers[0].weight`},
 		{"zero weight", strings.Replace(goodCluster, "weight: 2", "weight: 0", 1), `c.yaml:6: upstreams[0].peers[0].weight: 0 is not between 1 and 10000: to stop sending a peer requests, disable it`},
 		{"zero weight, JSON", `{"upstreams":[{"name":"a","peers":[{"addr":"10.0.0.1:80","weight":0}]}],"routes":[{"upstream":"a"}]}`, `upstreams[0].peers[0].weight: 0 is not between 1`},
-		{"bad duration", strings.Replace(goodCluster, "connect: 2s", "connect: soon", 1), `c.yaml:8: cannot unmarshal`},
-		{"wrong type", strings.Replace(goodCluster, "weight: 2", "weight: heavy", 1), `c.yaml:6: cannot unmarshal`},
+		{"bad duration", strings.Replace(goodCluster, "connect: 2s", "connect: soon", 1), `c.yaml:8: upstreams[0].timeouts.connect: want a duration such as 500ms, 10s or 1m30s, got "soon"`},
+		{"wrong type", strings.Replace(goodCluster, "weight: 2", "weight: heavy", 1), `c.yaml:6: upstreams[0].peers[0].weight: want a whole number, got "heavy"`},
 		{"duplicate route", goodCluster + "  - host: \"*\"\n    upstream: web\n", `c.yaml:13: routes[1]: same host and path_prefix as routes[0]`},
 		{"bad path", strings.Replace(goodCluster, "path_prefix: /", "path_prefix: api", 1), `c.yaml:11: routes[0].path_prefix: "api" must start with /`},
 		{"bad host", strings.Replace(goodCluster, `host: "*"`, `host: "a b"`, 1), `c.yaml:10: routes[0].host`},
@@ -246,7 +246,14 @@ func TestYAMLErrorLinesNodeFile(t *testing.T) {
 		{head + "downstream:\n  header_timeout: 5s\n max_conns: 3\n", "n.yaml:6: did not find expected key"},
 		{head + "zone: a\nzone: b\n", `n.yaml:5: mapping key "zone" already defined at line 4`},
 		{head + "---\nname: n2\n", "n.yaml:5: more than one document"},
-		{head + "grace_period: soon\n", "n.yaml:4: cannot unmarshal"},
+		// a wrong type names the field and the whole value, not only the
+		// line and the YAML library's "cannot unmarshal !!str `10.213....`
+		// into []string"
+		{head + "grace_period: soon\n", `n.yaml:4: grace_period: want a duration such as 500ms, 10s or 1m30s, got "soon"`},
+		{head + "join: 10.213.0.1:7946\n", `n.yaml:4: join: want a list, got "10.213.0.1:7946" (a list of one: [10.213.0.1:7946])`},
+		{head + "join: {a: b}\n", `n.yaml:4: join: want a list, got a mapping`},
+		{head + "downstream: {header_timeout: 5s, max_conns: many}\n", `n.yaml:4: downstream.max_conns: want a whole number, got "many"`},
+		{"listeners: [{name: a, addr: 127.0.0.1:1, h2c: yes-please}]\ncluster_config: c.yaml\n", `n.yaml:1: listeners[0].h2c: want true or false, got "yes-please"`},
 	} {
 		if _, err := ParseNode("n.yaml", []byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v\nwant %q", tc.doc, err, tc.want)

@@ -32,7 +32,7 @@ func decode(file string, data []byte, out any) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(file, data, err)
+		return nil, typeErrorFields(&root, yamlError(file, data, err))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -90,4 +90,119 @@ func yamlError(file string, data []byte, err error) error {
 		out.List = append(out.List, fe)
 	}
 	return out
+}
+
+// typeMismatch is the YAML library's message for a value of the wrong
+// type: the tag, the value cut to 10 bytes (with "..."; none for a list
+// or mapping), the Go type.
+var typeMismatch = regexp.MustCompile("^cannot unmarshal (!!\\w+)(?: `(.*)`)? into (.+)$")
+
+// typeErrorFields names the field of each wrong-type error and says what
+// it wants in words, with the whole value: the library gives a line alone
+// ("line 4: cannot unmarshal !!str `10.213....` into []string"), and one
+// line may hold several fields (a flow mapping).
+func typeErrorFields(root *yaml.Node, err error) error {
+	var ce *Errors
+	if !errors.As(err, &ce) {
+		return err
+	}
+	for i, fe := range ce.List {
+		m := typeMismatch.FindStringSubmatch(fe.Msg)
+		if m == nil || fe.Line == 0 || fe.Path != "" {
+			continue
+		}
+		path, v := fieldAt(root, fe.Line, m[1], m[2])
+		if v == nil {
+			continue
+		}
+		ce.List[i].Path = path
+		ce.List[i].Msg = "want " + wantType(m[3]) + ", got " + gotValue(v)
+		if strings.HasPrefix(m[3], "[]") && v.Kind == yaml.ScalarNode {
+			ce.List[i].Msg += fmt.Sprintf(" (a list of one: [%s])", v.Value)
+		}
+	}
+	return ce
+}
+
+// fieldAt finds the field at line whose value has the tag and starts as
+// shown, and returns its path ("listeners[0].h2c") and value node.
+func fieldAt(root *yaml.Node, line int, tag, shown string) (string, *yaml.Node) {
+	prefix, cut := strings.CutSuffix(shown, "...")
+	match := func(v *yaml.Node) bool {
+		if v.Line != line || v.ShortTag() != tag {
+			return false
+		}
+		if v.Kind != yaml.ScalarNode {
+			return shown == ""
+		}
+		return v.Value == shown || cut && strings.HasPrefix(v.Value, prefix)
+	}
+	var walk func(n *yaml.Node, path string) (string, *yaml.Node)
+	walk = func(n *yaml.Node, path string) (string, *yaml.Node) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if p, v := walk(c, path); v != nil {
+					return p, v
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := n.Content[i].Value
+				if path != "" {
+					p = path + "." + p
+				}
+				if v := n.Content[i+1]; match(v) {
+					return p, v
+				}
+				if p, v := walk(n.Content[i+1], p); v != nil {
+					return p, v
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				if p, v := walk(c, fmt.Sprintf("%s[%d]", path, i)); v != nil {
+					return p, v
+				}
+			}
+		}
+		return "", nil
+	}
+	return walk(root, "")
+}
+
+// wantType says a Go type of the documents in words.
+func wantType(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case strings.HasPrefix(goType, "map["):
+		return "a mapping"
+	case goType == "time.Duration":
+		return "a duration such as 500ms, 10s or 1m30s"
+	case goType == "bool":
+		return "true or false"
+	case goType == "string":
+		return "a string"
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
+		return "a whole number"
+	case strings.HasPrefix(goType, "float"):
+		return "a number"
+	case strings.Contains(goType, "."):
+		return "a mapping"
+	}
+	return goType
+}
+
+// gotValue says a value of a document in words.
+func gotValue(v *yaml.Node) string {
+	switch {
+	case v.Kind == yaml.SequenceNode:
+		return "a list"
+	case v.Kind == yaml.MappingNode:
+		return "a mapping"
+	case v.ShortTag() == "!!str":
+		return strconv.Quote(v.Value)
+	}
+	return v.Value
 }
