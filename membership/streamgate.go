@@ -85,7 +85,8 @@ type streamGate struct {
 	timeout time.Duration
 	ch      chan net.Conn
 	slots   chan struct{}
-	done    chan struct{}
+	done    chan struct{} // closed when Shutdown begins
+	stopped chan struct{} // closed when the transport has stopped
 	once    sync.Once
 	log     *slog.Logger
 	noise   *logthrottle.Throttle
@@ -96,6 +97,7 @@ func newStreamGate(t memberlist.NodeAwareTransport, timeout time.Duration, log *
 	g := &streamGate{
 		NodeAwareTransport: t, timeout: timeout, log: log, noise: noise,
 		ch: make(chan net.Conn), slots: make(chan struct{}, maxGossipStreams), done: make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
 	g.wg.Add(1)
 	go g.run()
@@ -110,10 +112,17 @@ func (g *streamGate) GetAutoBindPort() int {
 	return g.NodeAwareTransport.(interface{ GetAutoBindPort() int }).GetAutoBindPort()
 }
 
-// Shutdown stops the gate and the transport.
+// Shutdown stops the gate and the transport. The gate takes (and closes)
+// the streams the transport still hands over until the transport has
+// stopped: its accept loop blocks on handing one over, and its Shutdown
+// waits for that loop.
 func (g *streamGate) Shutdown() error {
-	g.once.Do(func() { close(g.done) })
-	err := g.NodeAwareTransport.Shutdown()
+	var err error
+	g.once.Do(func() {
+		close(g.done)
+		err = g.NodeAwareTransport.Shutdown()
+		close(g.stopped)
+	})
 	g.wg.Wait()
 	return err
 }
@@ -125,6 +134,12 @@ func (g *streamGate) run() {
 		select {
 		case c := <-in:
 			select {
+			case <-g.done:
+				c.Close() // shutting down
+				continue
+			default:
+			}
+			select {
 			case g.slots <- struct{}{}:
 			default:
 				g.refuse(c, fmt.Errorf("%d gossip streams are open already", maxGossipStreams))
@@ -132,7 +147,7 @@ func (g *streamGate) run() {
 			}
 			g.wg.Add(1)
 			go g.screen(c)
-		case <-g.done:
+		case <-g.stopped:
 			return
 		}
 	}

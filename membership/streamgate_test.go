@@ -6,6 +6,7 @@ import (
 	"compress/lzw"
 	"encoding/binary"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"runtime"
@@ -13,6 +14,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/memberlist"
+
+	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/internal/logthrottle"
 )
 
 // forgedStream is a gossip stream of type t whose msgpack header is h,
@@ -118,3 +123,46 @@ func TestGossipStreamGatePassesRealStreams(t *testing.T) {
 }
 
 func bufioOf(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+// lateTransport hands over one more stream while it shuts down, as
+// memberlist's NetTransport does when its accept loop took a connection
+// just before its listener closed: its Shutdown waits for that loop, which
+// waits for someone to take the stream.
+type lateTransport struct {
+	memberlist.NodeAwareTransport
+	ch   chan net.Conn
+	late net.Conn
+}
+
+func (t *lateTransport) StreamCh() <-chan net.Conn { return t.ch }
+
+func (t *lateTransport) Shutdown() error {
+	t.ch <- t.late
+	return nil
+}
+
+// TestGossipGateShutdownTakesLateStream: the gate's Shutdown returns, and
+// closes the stream the transport hands over while it stops. The gate used
+// to stop taking streams first, and a node's shutdown hung for good (seen
+// in CI: TestConfigWritesThatChangeNothing timed out in NetTransport's
+// Shutdown).
+func TestGossipGateShutdownTakesLateStream(t *testing.T) {
+	late, peer := net.Pipe()
+	defer peer.Close()
+	tr := &lateTransport{ch: make(chan net.Conn), late: late}
+	g := newStreamGate(tr, time.Second, slog.New(slog.DiscardHandler), logthrottle.New(clock.Real{}, 0, 0))
+	done := make(chan error, 1)
+	go func() { done <- g.Shutdown() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown hung: nothing took the stream the transport handed over while it stopped")
+	}
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := peer.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the late stream: read %v, want it closed (EOF)", err)
+	}
+}
