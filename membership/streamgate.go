@@ -87,17 +87,21 @@ type streamGate struct {
 	slots   chan struct{}
 	done    chan struct{} // closed when Shutdown begins
 	stopped chan struct{} // closed when the transport has stopped
-	once    sync.Once
-	log     *slog.Logger
-	noise   *logthrottle.Throttle
-	wg      sync.WaitGroup
+	// screening holds the streams whose header is being read, for
+	// Shutdown to close: a slow one would hold it for the timeout.
+	smu       sync.Mutex
+	screening map[net.Conn]struct{}
+	once      sync.Once
+	log       *slog.Logger
+	noise     *logthrottle.Throttle
+	wg        sync.WaitGroup
 }
 
 func newStreamGate(t memberlist.NodeAwareTransport, timeout time.Duration, log *slog.Logger, noise *logthrottle.Throttle) *streamGate {
 	g := &streamGate{
 		NodeAwareTransport: t, timeout: timeout, log: log, noise: noise,
 		ch: make(chan net.Conn), slots: make(chan struct{}, maxGossipStreams), done: make(chan struct{}),
-		stopped: make(chan struct{}),
+		stopped: make(chan struct{}), screening: map[net.Conn]struct{}{},
 	}
 	g.wg.Add(1)
 	go g.run()
@@ -120,6 +124,11 @@ func (g *streamGate) Shutdown() error {
 	var err error
 	g.once.Do(func() {
 		close(g.done)
+		g.smu.Lock()
+		for c := range g.screening {
+			c.Close()
+		}
+		g.smu.Unlock()
 		err = g.NodeAwareTransport.Shutdown()
 		close(g.stopped)
 	})
@@ -171,13 +180,34 @@ func (g *streamGate) refuse(c net.Conn, err error) {
 // its header bytes to be read again, or closes it.
 func (g *streamGate) screen(c net.Conn) {
 	defer g.wg.Done()
+	g.smu.Lock()
+	select {
+	case <-g.done:
+		g.smu.Unlock()
+		g.release()
+		c.Close()
+		return
+	default:
+	}
+	g.screening[c] = struct{}{}
+	g.smu.Unlock()
+	defer func() {
+		g.smu.Lock()
+		delete(g.screening, c)
+		g.smu.Unlock()
+	}()
 	c.SetReadDeadline(time.Now().Add(g.timeout))
 	rec := &recorder{r: c}
 	err := checkStream(bufio.NewReader(rec))
 	c.SetReadDeadline(time.Time{})
 	if err != nil {
 		g.release()
-		g.refuse(c, err)
+		select {
+		case <-g.done: // closed by Shutdown: nothing to warn of
+			c.Close()
+		default:
+			g.refuse(c, err)
+		}
 		return
 	}
 	rc := &replayConn{Conn: c, pending: rec.buf.Bytes(), release: g.release}

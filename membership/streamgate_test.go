@@ -166,3 +166,34 @@ func TestGossipGateShutdownTakesLateStream(t *testing.T) {
 		t.Fatalf("the late stream: read %v, want it closed (EOF)", err)
 	}
 }
+
+// TestGossipGateShutdownClosesScreening: Shutdown closes a stream whose
+// header is still being read rather than waiting out the read timeout.
+func TestGossipGateShutdownClosesScreening(t *testing.T) {
+	tr := &lateTransport{ch: make(chan net.Conn)}
+	g := newStreamGate(tr, time.Hour, slog.New(slog.DiscardHandler), logthrottle.New(clock.Real{}, 0, 0))
+	slow, peer := net.Pipe()
+	defer peer.Close()
+	tr.ch <- slow // taken by the gate, which now waits for its header
+	tr.late, _ = net.Pipe()
+	waitScreening := time.Now().Add(10 * time.Second)
+	for {
+		g.smu.Lock()
+		n := len(g.screening)
+		g.smu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(waitScreening) {
+			t.Fatal("the stream never reached the screen")
+		}
+		time.Sleep(time.Millisecond) // sleep-ok: polling interval of a condition wait
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Shutdown() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown waited for a stream's header (read timeout: an hour)")
+	}
+}
