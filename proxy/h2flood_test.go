@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/net/http2"
 
 	"github.com/pingora-go/pingora-go/internal/logtest"
@@ -59,18 +57,5 @@ func TestH2FloodCountedAndLogged(t *testing.T) {
 
 // floodCounts returns pingora_downstream_floods_total by reason.
 func floodCounts(p *testProxy[struct{}]) map[string]float64 {
-	ch := make(chan prometheus.Metric, 8)
-	go func() {
-		p.srv.metrics.floods.Collect(ch)
-		close(ch)
-	}()
-	out := map[string]float64{}
-	for m := range ch {
-		var d dto.Metric
-		m.Write(&d)
-		for _, l := range d.GetLabel() {
-			out[l.GetValue()] = d.GetCounter().GetValue()
-		}
-	}
-	return out
+	return labelCounts(p.srv.metrics.floods)
 }

@@ -63,10 +63,7 @@ func (l *lazyDeadline) set(t time.Time) error {
 func (l *lazyDeadline) check() {
 	if d := l.due.Load(); d != 0 && int64(monoNow()) >= d {
 		l.mu.Lock()
-		if !l.want.Equal(l.armed) {
-			l.applyLocked(l.want)
-		}
-		l.due.Store(0)
+		l.armLocked()
 		l.mu.Unlock()
 	}
 }
@@ -77,10 +74,7 @@ func (l *lazyDeadline) check() {
 func (l *lazyDeadline) wait() {
 	l.mu.Lock()
 	l.waiting = true
-	if !l.want.Equal(l.armed) {
-		l.applyLocked(l.want) // an error (the file closed) fails the wait itself
-	}
-	l.due.Store(0)
+	l.armLocked() // an error (the file closed) fails the wait itself
 	l.mu.Unlock()
 }
 
@@ -91,10 +85,7 @@ func (l *lazyDeadline) wait() {
 func (l *lazyDeadline) makeEager() {
 	l.mu.Lock()
 	l.eager = true
-	if !l.want.Equal(l.armed) {
-		l.applyLocked(l.want)
-	}
-	l.due.Store(0)
+	l.armLocked()
 	l.mu.Unlock()
 }
 
@@ -102,6 +93,14 @@ func (l *lazyDeadline) done() {
 	l.mu.Lock()
 	l.waiting = false
 	l.mu.Unlock()
+}
+
+// armLocked sets the recorded deadline on the poller, if it is not there.
+func (l *lazyDeadline) armLocked() {
+	if !l.want.Equal(l.armed) {
+		l.applyLocked(l.want)
+	}
+	l.due.Store(0)
 }
 
 func (l *lazyDeadline) applyLocked(t time.Time) error {

@@ -192,9 +192,14 @@ func (r *recorder) expectOnly(t *testing.T, path string) {
 
 // rejectedCounts returns pingora_downstream_rejected_total by reason.
 func rejectedCounts(p *testProxy[struct{}]) map[string]float64 {
+	return labelCounts(p.srv.metrics.rejected)
+}
+
+// labelCounts returns a one-label counter vector's values by label value.
+func labelCounts(c prometheus.Collector) map[string]float64 {
 	ch := make(chan prometheus.Metric, 64)
 	go func() {
-		p.srv.metrics.rejected.Collect(ch)
+		c.Collect(ch)
 		close(ch)
 	}()
 	out := map[string]float64{}

@@ -29,6 +29,13 @@ type testServer struct {
 
 func serve(t testing.TB, cfg Config, h Handler) *testServer {
 	t.Helper()
+	return serveWith(t, cfg, h, nil)
+}
+
+// serveWith is serve with each new connection handed to setup (if not
+// nil) before it is served.
+func serveWith(t testing.TB, cfg Config, h Handler, setup func(*Conn)) *testServer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +48,9 @@ func serve(t testing.TB, cfg Config, h Handler) *testServer {
 				return
 			}
 			c := NewConn(nc, nil, cfg, h)
+			if setup != nil {
+				setup(c)
+			}
 			s.mu.Lock()
 			s.conns = append(s.conns, c)
 			s.mu.Unlock()

@@ -43,42 +43,8 @@ func (f *floods) take() []string {
 // in fl.
 func serveClocked(t *testing.T, cfg Config, h Handler, clk *fakeClock, fl *floods) *testServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg.OnFlood = fl.add
-	s := &testServer{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	go func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c := NewConn(nc, nil, cfg, h)
-			c.flood.now = clk.now
-			s.mu.Lock()
-			s.conns = append(s.conns, c)
-			s.mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c.Serve()
-				nc.Close()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		s.mu.Lock()
-		for _, c := range s.conns {
-			c.nc.Close()
-		}
-		s.mu.Unlock()
-		wg.Wait()
-	})
-	return s
+	return serveWith(t, cfg, h, func(c *Conn) { c.flood.now = clk.now })
 }
 
 var markPing = [8]byte{'m', 'a', 'r', 'k'}
