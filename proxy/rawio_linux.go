@@ -24,7 +24,7 @@ import (
 // run it: on a busy proxy with one P that was a futex wake, two context
 // switches and a short sysmon sleep every few requests, besides the
 // bookkeeping on each call. A raw call skips all of it, as nginx's plain
-// read(2) and write(2) do.
+// recv(2) and send(2) do.
 //
 // It still reads before it waits, and gets EAGAIN when nothing is there
 // yet: the poller forgets a readiness event that came before the read
