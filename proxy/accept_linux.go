@@ -130,15 +130,11 @@ func (l *acceptListener) Accept() (net.Conn, error) {
 			nfd = hi
 		}
 		f := os.NewFile(uintptr(nfd), "tcp")
-		c := &tcpConn{f: f, l: l, raddr: rawSockaddrTCP(&l.rsa)}
-		rc, err := f.SyscallConn()
+		c, err := newTCPConn(f, l, rawSockaddrTCP(&l.rsa))
 		if err != nil {
 			f.Close()
 			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.laddr, Err: err}
 		}
-		c.io.init(rc)
-		c.rdl.f, c.wdl.f, c.wdl.write = f, f, true
-		c.io.rdl, c.io.wdl = &c.rdl, &c.wdl
 		return c, nil
 	}
 }
@@ -224,6 +220,20 @@ type tcpConn struct {
 	laddr     net.Addr
 }
 
+// newTCPConn wraps the connected socket f: one acceptListener accepted
+// (l), or dialIP dialled (l nil).
+func newTCPConn(f *os.File, l *acceptListener, raddr *net.TCPAddr) (*tcpConn, error) {
+	c := &tcpConn{f: f, l: l, raddr: raddr}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	c.io.init(rc)
+	c.rdl.f, c.wdl.f, c.wdl.write = f, f, true
+	c.io.rdl, c.io.wdl = &c.rdl, &c.wdl
+	return c, nil
+}
+
 func (c *tcpConn) Read(b []byte) (int, error) {
 	n, err := c.io.read(b)
 	if err != nil && err != io.EOF {
@@ -247,6 +257,9 @@ func (c *tcpConn) writev(bufs [][]byte) (int64, error) {
 	}
 	return n, err
 }
+
+// holdNextWrite: see sockIO.holdNextWrite (upstream connections).
+func (c *tcpConn) holdNextWrite() { c.io.holdNextWrite() }
 
 func (c *tcpConn) Close() error {
 	c.closed.Store(true)
@@ -280,14 +293,19 @@ func (c *tcpConn) SyscallConn() (syscall.RawConn, error) {
 func (c *tcpConn) RemoteAddr() net.Addr { return c.raddr }
 
 // LocalAddr is the listener's address, or the socket's own when the
-// listener is bound to a wildcard address (looked up once, on first use).
+// listener is bound to a wildcard address or the connection was dialled
+// (looked up once, on first use).
 func (c *tcpConn) LocalAddr() net.Addr {
 	c.laddrOnce.Do(func() {
-		if c.l.laddr != nil && !c.l.laddr.IP.IsUnspecified() {
+		if c.l != nil && c.l.laddr != nil && !c.l.laddr.IP.IsUnspecified() {
 			c.laddr = c.l.laddr
 			return
 		}
-		c.laddr = c.l.laddr
+		if c.l != nil {
+			c.laddr = c.l.laddr
+		} else {
+			c.laddr = (*net.TCPAddr)(nil) // String gives "<nil>", as for a closed *net.TCPConn's
+		}
 		c.io.rc.Control(func(fd uintptr) {
 			if sa, err := syscall.Getsockname(int(fd)); err == nil {
 				c.laddr = sockaddrTCP(sa)
@@ -334,5 +352,11 @@ func (c *tcpConn) opErr(op string, err error) error {
 	case errors.As(err, &errno):
 		err = os.NewSyscallError(op, errno)
 	}
-	return &net.OpError{Op: op, Net: "tcp", Source: c.l.laddr, Addr: c.raddr, Err: err}
+	var src net.Addr
+	if c.l != nil {
+		src = c.l.laddr
+	} else if a, ok := c.LocalAddr().(*net.TCPAddr); ok && a != nil {
+		src = a // a dialled connection's, as *net.TCPConn's
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: src, Addr: c.raddr, Err: err}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 )
 
@@ -23,15 +24,24 @@ func newDialer(m *metrics) *dialer {
 // "http/1.1"); it is ignored for cleartext peers.
 func (d *dialer) dial(ctx context.Context, peer *Peer, t UpstreamTimeouts, alpn string) (net.Conn, error) {
 	start := time.Now()
-	nd := net.Dialer{Timeout: t.Connect, KeepAlive: 30 * time.Second}
-	nc, err := nd.DialContext(ctx, "tcp", peer.Addr)
+	var nc net.Conn
+	var err error
+	if ap, perr := netip.ParseAddrPort(peer.Addr); perr == nil {
+		nc, err = dialIP(ctx, ap, t.Connect)
+	} else {
+		// A name to resolve. TCP keep-alive off, as dialIP's.
+		nd := net.Dialer{Timeout: t.Connect, KeepAlive: -1}
+		nc, err = nd.DialContext(ctx, "tcp", peer.Addr)
+		if err == nil {
+			nc = wrapDialed(nc)
+		}
+	}
 	if err != nil {
 		e := classifyDial(err)
 		d.metrics.upstreamErrors.WithLabelValues(e.Kind.String()).Inc()
 		return nil, e
 	}
 	d.metrics.connectDuration.Observe(time.Since(start).Seconds())
-	nc = wrapDialed(nc)
 	if !peer.UsesTLS() {
 		return nc, nil
 	}

@@ -78,6 +78,15 @@ func TestIdleUpstreamCloseEvicted(t *testing.T) {
 		if resp.StatusCode != 200 || string(b[:n]) != "ok" {
 			t.Fatalf("request %d (%s): %d %q", i, method, resp.StatusCode, b[:n])
 		}
+		if i == 2 {
+			// The last connection is not reused, so whether it was pooled
+			// does not matter, and it need not be: a request body that
+			// came after its head is sent by a writer goroutine, and a
+			// connection whose writer has not reported by the end of the
+			// response is closed (release), which a loaded machine made
+			// happen here now and then.
+			break
+		}
 		// The proxy pools the connection (it may finish reading the
 		// response just after the client got it), and the origin closes it.
 		waitFor(t, 10*time.Second, fmt.Sprintf("request %d (%s): the connection pooled", i, method), func() bool { return p.srv.pool.idleCount(key) == 1 })

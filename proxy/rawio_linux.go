@@ -204,6 +204,10 @@ func (s *sockIO) rawReadHeld(fd uintptr) bool {
 			return true
 		}
 	}
+	if s.rdl != nil { // the wait for the answer, as rawRead's at EAGAIN
+		s.rdl.wait()
+		s.rwait = true
+	}
 	return false
 }
 

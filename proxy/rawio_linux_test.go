@@ -4,10 +4,13 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"testing"
@@ -17,7 +20,8 @@ import (
 )
 
 // connPairs returns a connection of each sockIO type with its peer: an
-// upstream connection (dialedConn) and the server side of it, and a
+// upstream connection (dialedConn, and the tcpConn of dialIP) and the
+// server side of it, and a
 // client-side net.Conn and the connection Listen accepted for it
 // (tcpConn).
 func connPairs(t *testing.T) map[string][2]net.Conn {
@@ -42,6 +46,19 @@ func connPairs(t *testing.T) map[string][2]net.Conn {
 		t.Fatal(err)
 	}
 	pairs["dialed"] = [2]net.Conn{dc, peer}
+
+	ic, err := dialIP(context.Background(), netip.MustParseAddrPort(nl.Addr().String()), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ic.(*tcpConn); !ok {
+		t.Fatalf("dialIP gave a %T, want a *tcpConn", ic)
+	}
+	ipeer, err := nl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pairs["dialIP"] = [2]net.Conn{ic, ipeer}
 
 	ln, err := Listen("127.0.0.1:0")
 	if err != nil {
@@ -275,11 +292,34 @@ func TestSockIOWritevPartial(t *testing.T) {
 // out before the next write; a peer that reset the connection fails the
 // read.
 func TestSockIOHeldWrite(t *testing.T) {
-	pair := func(t *testing.T) (*dialedConn, net.Conn) {
-		p := connPairs(t)["dialed"]
+	for _, kind := range []string{"dialed", "dialIP"} {
+		t.Run(kind, func(t *testing.T) { testSockIOHeldWrite(t, kind) })
+	}
+}
+
+// heldConn is an upstream connection type: a net.Conn with holdNextWrite,
+// and its sockIO.
+type heldConn interface {
+	net.Conn
+	writeHolder
+}
+
+func sockIOOf(c net.Conn) *sockIO {
+	switch c := c.(type) {
+	case *dialedConn:
+		return &c.io
+	case *tcpConn:
+		return &c.io
+	}
+	panic(fmt.Sprintf("no sockIO in a %T", c))
+}
+
+func testSockIOHeldWrite(t *testing.T, kind string) {
+	pair := func(t *testing.T) (heldConn, net.Conn) {
+		p := connPairs(t)[kind]
 		p[1].SetDeadline(time.Now().Add(30 * time.Second))
 		p[0].SetDeadline(time.Now().Add(30 * time.Second))
-		return p[0].(*dialedConn), p[1]
+		return p[0].(heldConn), p[1]
 	}
 	// answer reads n bytes on peer and answers with what it read, reversed
 	// in case: a round trip whose answer only comes after the request.
@@ -318,7 +358,7 @@ func TestSockIOHeldWrite(t *testing.T) {
 	})
 	t.Run("over the send buffer", func(t *testing.T) {
 		c, peer := pair(t)
-		c.io.rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 4096) })
+		sockIOOf(c).rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 4096) })
 		big := bytes.Repeat([]byte("abcdefgh"), 1<<18) // 2 MiB
 		got := answer(peer, len(big))
 		c.holdNextWrite()
@@ -361,6 +401,32 @@ func TestSockIOHeldWrite(t *testing.T) {
 		if g := <-got; string(g) != "heldup" {
 			t.Fatalf("peer got %q, want heldup: the held bytes were lost with the failed read", g)
 		}
+	})
+	t.Run("no answer", func(t *testing.T) {
+		// The read that sent the held bytes waits for the answer under
+		// its deadline: a tcpConn's must reach the poller then (it is
+		// only recorded until something waits).
+		c, peer := pair(t)
+		got := answer(peer, 100) // reads the request, never answers
+		c.holdNextWrite()
+		c.Write([]byte("ping"))
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.Read(make([]byte, 16))
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("read with no answer: %v, want a timeout", err)
+			}
+		case <-time.After(10 * time.Second):
+			c.Close()
+			t.Fatal("the read waiting for an answer outlived its deadline by 10 s")
+		}
+		peer.Close()
+		<-got
 	})
 	t.Run("reset peer", func(t *testing.T) {
 		c, peer := pair(t)

@@ -7,7 +7,8 @@
 //
 // Paths: /small (100 B), /1k (1 KiB), /100k (100 KiB); the same under /c/
 // (/c/small, ...) with "Cache-Control: max-age=3600", for the cache-hit
-// tests; anything else is 404.
+// tests, and under /close/ with "Connection: close", so that a proxy opens
+// a new upstream connection for every request; anything else is 404.
 // /_stats answers "conns N\nrequests M\n": connections accepted and body
 // requests served since start, so run.sh can tell how many upstream
 // connections each proxy opened. It logs nothing per request.

@@ -91,10 +91,9 @@ func newHandler(st *stats) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		path, cacheable := strings.CutPrefix(r.URL.Path, "/c/")
-		if cacheable {
+		path, closing := strings.CutPrefix(path, "/close/")
+		if cacheable || closing {
 			path = "/" + path
-		} else {
-			path = r.URL.Path
 		}
 		body, ok := bodies[path]
 		if !ok {
@@ -111,6 +110,9 @@ func newHandler(st *stats) http.Handler {
 		h["Content-Length"] = []string{lengths[path]}
 		if cacheable {
 			h["Cache-Control"] = []string{"max-age=3600"}
+		}
+		if closing { // a new upstream connection for every request
+			h["Connection"] = []string{"close"}
 		}
 		if r.Method == http.MethodHead {
 			return

@@ -22,6 +22,7 @@ func TestHandlerBodies(t *testing.T) {
 		{"/1k", 200, 1 << 10},
 		{"/100k", 200, 100 << 10},
 		{"/c/small", 200, 100},
+		{"/close/1k", 200, 1 << 10},
 		{"/nope", 404, -1},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
@@ -38,6 +39,9 @@ func TestHandlerBodies(t *testing.T) {
 			}
 			if got := rec.Header().Get("Content-Length"); got != strconv.Itoa(tc.size) {
 				t.Errorf("Content-Length %q, want %d", got, tc.size)
+			}
+			if got, want := rec.Header().Get("Connection"), map[bool]string{true: "close"}[strings.HasPrefix(tc.path, "/close/")]; got != want {
+				t.Errorf("Connection %q, want %q", got, want)
 			}
 		})
 	}

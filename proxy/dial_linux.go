@@ -1,0 +1,153 @@
+//go:build linux
+
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// dialIP connects to an IP address and port without the net package's
+// dialer, as acceptListener accepts without its listener. The net package
+// spends 11 system calls on a connection (socket, connect, the poller's
+// registration, getsockopt(SO_ERROR), getpeername, getsockname, TCP_NODELAY
+// and four for TCP keep-alive) and allocates for its resolver on every
+// dial, also for an address that needs none; with more streams in flight
+// than idle upstream connections kept, dialling was a fifth of the node's
+// CPU (bench/CONNPATH.md, "A dial of our own"). This is socket, TCP_NODELAY,
+// connect, a second connect that reports whether the handshake is over
+// (see waitConnect), and the poller's registration (fcntl, epoll_ctl).
+//
+// TCP keep-alive stays off, as on client connections (see Listen): every
+// wait on an upstream has its own deadline, an idle pooled connection is
+// checked before reuse and closed after the pool's idle timeout, and a
+// tunnel has its idle timeout.
+//
+// The connection is a tcpConn, whose deadlines reach the poller only when
+// an operation waits under them. Errors are the net package's: a
+// *net.OpError with Op "dial" around an *os.SyscallError (ECONNREFUSED, say),
+// os.ErrDeadlineExceeded at the timeout, or ctx's error.
+func dialIP(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (net.Conn, error) {
+	raddr := net.TCPAddrFromAddrPort(ap)
+	fail := func(err error) error { return &net.OpError{Op: "dial", Net: "tcp", Addr: raddr, Err: err} }
+	if err := ctx.Err(); err != nil {
+		return nil, fail(err)
+	}
+	var sa unix.Sockaddr
+	family := unix.AF_INET
+	if a := ap.Addr(); a.Is4() || a.Is4In6() {
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}
+	} else {
+		family = unix.AF_INET6
+		s6 := &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
+		if z := a.Zone(); z != "" {
+			ifi, err := net.InterfaceByName(z)
+			if err != nil {
+				return nil, fail(err)
+			}
+			s6.ZoneId = uint32(ifi.Index)
+		}
+		sa = s6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return nil, fail(os.NewSyscallError("socket", err))
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		unix.Close(fd)
+		return nil, fail(os.NewSyscallError("setsockopt", err))
+	}
+	pending := false
+	switch err := unix.Connect(fd, sa); err {
+	case nil:
+	case unix.EINPROGRESS, unix.EINTR: // EINTR: the connect goes on
+		// On loopback the handshake is over by the time connect
+		// returns; asking again now spares the wait's deadline and
+		// context watch (one more call for a remote peer, whose
+		// handshake takes a round trip anyway).
+		switch err := unix.Connect(fd, sa); err {
+		case nil, unix.EISCONN:
+		case unix.EALREADY, unix.EINPROGRESS, unix.EINTR:
+			pending = true
+		default:
+			unix.Close(fd)
+			return nil, fail(os.NewSyscallError("connect", err))
+		}
+	default:
+		unix.Close(fd)
+		return nil, fail(os.NewSyscallError("connect", err))
+	}
+	f := os.NewFile(uintptr(fd), "tcp") // pollable: the socket is non-blocking
+	if pending {
+		if err := waitConnect(ctx, f, sa, timeout); err != nil {
+			f.Close()
+			return nil, fail(err)
+		}
+	}
+	c, err := newTCPConn(f, nil, raddr)
+	if err != nil {
+		f.Close()
+		return nil, fail(err)
+	}
+	return c, nil
+}
+
+// waitConnect waits until the connect on f's socket ends, up to timeout
+// and while ctx lasts. Once the socket is writable, connect(2) again
+// reports how it ended: 0 (or EISCONN) once connected, EALREADY while the
+// handshake is still under way, the error that ended it otherwise. It asks
+// before the first wait too, so no readiness the poller dropped (it
+// forgets what came before a wait began) can leave it waiting.
+func waitConnect(ctx context.Context, f *os.File, sa unix.Sockaddr, timeout time.Duration) error {
+	deadline := time.Time{}
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
+	}
+	if !deadline.IsZero() {
+		if err := f.SetWriteDeadline(deadline); err != nil {
+			return err
+		}
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { f.SetWriteDeadline(time.Unix(1, 0)) })
+		defer stop()
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cerr error
+	err = rc.Write(func(fd uintptr) bool {
+		switch e := unix.Connect(int(fd), sa); e {
+		case nil, unix.EISCONN:
+			return true
+		case unix.EALREADY, unix.EINPROGRESS, unix.EINTR:
+			return false
+		default:
+			cerr = os.NewSyscallError("connect", e)
+			return true
+		}
+	})
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return os.ErrDeadlineExceeded
+		}
+		return err
+	}
+	if cerr != nil {
+		return cerr
+	}
+	return f.SetWriteDeadline(time.Time{})
+}

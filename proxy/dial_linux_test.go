@@ -1,0 +1,142 @@
+//go:build linux
+
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestDialIP: dialIP's connections and errors are those of the net
+// package's dialer where the proxy reads them (classifyDial, the
+// addresses), over IPv4 and IPv6.
+func TestDialIP(t *testing.T) {
+	t.Run("connects", func(t *testing.T) {
+		for _, network := range []string{"tcp4", "tcp6"} {
+			ln, err := net.Listen(network, map[string]string{"tcp4": "127.0.0.1:0", "tcp6": "[::1]:0"}[network])
+			if err != nil {
+				t.Logf("%s: %v (skipped)", network, err)
+				continue
+			}
+			defer ln.Close()
+			ap := netip.MustParseAddrPort(ln.Addr().String())
+			c, err := dialIP(context.Background(), ap, 5*time.Second)
+			if err != nil {
+				t.Fatalf("%s: %v", network, err)
+			}
+			defer c.Close()
+			peer, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			if c.RemoteAddr().String() != ln.Addr().String() || c.LocalAddr().String() != peer.RemoteAddr().String() {
+				t.Fatalf("%s: addresses %v -> %v; the peer sees %v -> %v", network, c.LocalAddr(), c.RemoteAddr(), peer.RemoteAddr(), peer.LocalAddr())
+			}
+			go c.Write([]byte("hi"))
+			b := make([]byte, 2)
+			peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(peer, b); err != nil || string(b) != "hi" {
+				t.Fatalf("%s: peer read %q, %v", network, b, err)
+			}
+			// TCP_NODELAY on, keep-alive off.
+			rc, _ := c.(syscall.Conn).SyscallConn()
+			var nodelay, keepalive int
+			rc.Control(func(fd uintptr) {
+				nodelay, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY)
+				keepalive, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+			})
+			if nodelay == 0 || keepalive != 0 {
+				t.Fatalf("%s: TCP_NODELAY %d, SO_KEEPALIVE %d; want 1, 0", network, nodelay, keepalive)
+			}
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close() // nothing listens there now
+		_, err = dialIP(context.Background(), netip.MustParseAddrPort(addr), 5*time.Second)
+		var oe *net.OpError
+		if !errors.Is(err, syscall.ECONNREFUSED) || !errors.As(err, &oe) || oe.Op != "dial" {
+			t.Fatalf("dial to a closed port: %T %v; want ECONNREFUSED in a dial *net.OpError", err, err)
+		}
+		if k := classifyDial(err).Kind; k != KindConnectRefused {
+			t.Fatalf("classified as %v, want %v", k, KindConnectRefused)
+		}
+	})
+	// full is a listening socket whose accept queue is full: a connect to
+	// it waits for an answer to its SYN that does not come.
+	full := func(t *testing.T) netip.AddrPort {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Listen(fd, 0); err != nil {
+			t.Fatal(err)
+		}
+		sa, _ := unix.Getsockname(fd)
+		ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
+		filler, err := net.DialTimeout("tcp", ap.String(), 5*time.Second) // takes the one place
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { filler.Close() })
+		return ap
+	}
+	t.Run("timeout", func(t *testing.T) {
+		ap := full(t)
+		_, err := dialIP(context.Background(), ap, 100*time.Millisecond)
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !isTimeout(err) {
+			t.Fatalf("dial to a full accept queue: %T %v; want a timeout", err, err)
+		}
+		if k := classifyDial(err).Kind; k != KindConnectTimeout {
+			t.Fatalf("classified as %v, want %v", k, KindConnectTimeout)
+		}
+	})
+	t.Run("canceled", func(t *testing.T) {
+		ap := full(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, err := dialIP(ctx, ap, time.Minute)
+			done <- err
+		}()
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("canceled dial: %v, want context.Canceled", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("a canceled dial went on")
+		}
+		if _, err := dialIP(ctx, ap, time.Minute); !errors.Is(err, context.Canceled) {
+			t.Fatalf("dial with a canceled context: %v", err)
+		}
+	})
+	t.Run("context deadline", func(t *testing.T) {
+		ap := full(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_, err := dialIP(ctx, ap, time.Minute)
+		if !isTimeout(err) {
+			t.Fatalf("dial past its context's deadline: %v, want a timeout", err)
+		}
+	})
+}
