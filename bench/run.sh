@@ -11,8 +11,10 @@
 # Environment: DURATION (7 s per measured run) · ROUNDS (3) · WARMUP (2 s before each run) ·
 # TARGETS ("direct nginx haproxy varnish pingora"; direct, the origin without a proxy, only runs
 # the h1-* and h2c-* tests; varnish only the hit-* tests, haproxy none of them) · TESTS ("h1-small
-# h1-100k h2c-small h2c-100k tls-h2-small tls-h2-100k churn-small hit-small hit-100k"; any
-# <h1|h2c|tls-h2|churn|hit>-<small|1k|100k>; hit-*: cache hits over HTTP/1.1 keep-alive, nginx
+# h1-100k h2c-small h2c-100k tls-h2-small tls-h2-100k churn-small upclose-small hit-small
+# hit-100k"; any <h1|h2c|tls-h2|churn|upclose|hit>-<small|1k|100k>; upclose-*: HTTP/1.1
+# keep-alive to the proxy, a new upstream connection per request (the origin answers
+# Connection: close); hit-*: cache hits over HTTP/1.1 keep-alive, nginx
 # with proxy_cache on tmpfs and proxy_cache_lock, Varnish with malloc storage, pingora-node with
 # its route cache) · WRK_CONNS (50) · H2_CLIENTS (10) ·
 # H2_STREAMS (10) · NGINX_KEEPALIVE (128 idle upstream connections) · QUIET_WAIT (5 s at most
@@ -48,7 +50,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-ALL_TESTS="h1-small h1-100k h2c-small h2c-100k tls-h2-small tls-h2-100k churn-small hit-small hit-100k"
+ALL_TESTS="h1-small h1-100k h2c-small h2c-100k tls-h2-small tls-h2-100k churn-small upclose-small hit-small hit-100k"
 case $MODE in
   full)  DURATION=${DURATION:-7}; ROUNDS=${ROUNDS:-3}; WARMUP=${WARMUP:-2} ;;
   quick) DURATION=3; ROUNDS=1; WARMUP=${WARMUP:-2} ;;
@@ -205,9 +207,9 @@ done
 want_tests=()
 for t in $TESTS; do
   case $t in
-    h1-*|churn-*|hit-*) tool=wrk ;;
+    h1-*|churn-*|upclose-*|hit-*) tool=wrk ;;
     h2c-*|tls-h2-*) tool=h2load ;;
-    *) die "unknown test $t (want <h1|h2c|tls-h2|churn|hit>-<small|1k|100k>)" ;;
+    *) die "unknown test $t (want <h1|h2c|tls-h2|churn|upclose|hit>-<small|1k|100k>)" ;;
   esac
   case ${t##*-} in small|1k|100k) ;; *) die "unknown body size in $t (small, 1k, 100k)" ;; esac
   if [[ $t == tls-* ]] && ! have openssl; then say "== skipping test $t: openssl is not installed"; continue; fi
@@ -476,9 +478,9 @@ url_for() { # url_for TARGET PROTO PATH: prints the URL, or nothing when TARGET 
   if [ "$2" = tls ]; then [ -n "$TLS_OK" ] && echo "https://$host:$p$3"; else echo "http://$host:$p$3"; fi
 }
 
-proto_of() { case $1 in h1-*|churn-*) echo h1 ;; h2c-*) echo h2c ;; hit-*) echo hit ;; *) echo tls ;; esac; }
+proto_of() { case $1 in h1-*|churn-*|upclose-*) echo h1 ;; h2c-*) echo h2c ;; hit-*) echo hit ;; *) echo tls ;; esac; }
 applies() { # applies TEST TARGET: TARGET takes part in TEST
-  [[ $2 == direct && ( $1 == churn-* || $1 == tls-* ) ]] && return 1
+  [[ $2 == direct && ( $1 == churn-* || $1 == upclose-* || $1 == tls-* ) ]] && return 1
   [[ $2 == varnish && $1 != hit-* ]] && return 1
   [ -n "$(url_for "$2" "$(proto_of "$1")" /small)" ]
 }
@@ -505,7 +507,7 @@ RUN_FAILED=()
 client_cmd() {
   local test=$1 url=$2 secs=$3 log=${4:-}
   case $test in
-    h1-*|hit-*) CMD=(wrk -t1 -c"$WRK_CONNS" -d"${secs}s" --latency "$url") ;;
+    h1-*|upclose-*|hit-*) CMD=(wrk -t1 -c"$WRK_CONNS" -d"${secs}s" --latency "$url") ;;
     churn-*) CMD=(wrk -t1 -c"$WRK_CONNS" -d"${secs}s" --latency -H 'Connection: close' "$url") ;;
     h2c-*|tls-h2-*)
       CMD=(h2load -t1 -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "$secs")
@@ -622,6 +624,7 @@ measure_once() {
   proto=$(proto_of "$test")
   path=/${test##*-}
   [[ $test == hit-* ]] && path=/c${path}
+  [[ $test == upclose-* ]] && path=/close${path}
   url=$(url_for "$t" "$proto" "$path")
   out=$WORK/runs/$test.$t.$round.out
   log=$WORK/runs/$test.$t.$round.h2log
@@ -662,7 +665,7 @@ measure_once() {
   [ "$t" = pingora ] && pn1=$(pn_counters)
 
   local parsed reqs rps p50 p99 errs
-  if [[ $test == h1-* || $test == churn-* || $test == hit-* ]]; then parsed=$(parse_wrk "$out"); else parsed=$(parse_h2load "$out" "$log"); fi
+  if [[ $test == h1-* || $test == churn-* || $test == upclose-* || $test == hit-* ]]; then parsed=$(parse_wrk "$out"); else parsed=$(parse_h2load "$out" "$log"); fi
   rm -f "$log"
   read -r reqs rps p50 p99 errs <<<"$parsed"
   if [ "$proto" != h1 ] && [ "$proto" != hit ] && ! grep -q "Application protocol: h2" "$out"; then
@@ -786,6 +789,7 @@ describe() {
   case $1 in
     h1-*) echo "HTTP/1.1 keep-alive, wrk -t1 -c$WRK_CONNS, GET /${1#h1-}" ;;
     churn-*) echo "HTTP/1.1, a new connection per request (wrk -H 'Connection: close' -c$WRK_CONNS), GET /${1#churn-}" ;;
+    upclose-*) echo "HTTP/1.1 keep-alive, wrk -t1 -c$WRK_CONNS, GET /close/${1#upclose-}: the origin answers Connection: close, so every request opens a new upstream connection" ;;
     h2c-*) echo "h2c prior knowledge, h2load -c$H2_CLIENTS -m$H2_STREAMS, GET /${1#h2c-}" ;;
     tls-h2-*) echo "HTTPS, ALPN h2, h2load -c$H2_CLIENTS -m$H2_STREAMS, GET /${1#tls-h2-}" ;;
     hit-*) echo "cache hits, HTTP/1.1 keep-alive, wrk -t1 -c$WRK_CONNS, GET /c/${1#hit-} (max-age=3600, stored by the warm-up; nginx proxy_cache on tmpfs with proxy_cache_lock, Varnish malloc storage, pingora-node's route cache)" ;;
