@@ -58,7 +58,7 @@ func (p *pool) retain(live peerKeys) {
 	}
 	p.mu.Unlock()
 	for _, c := range dead {
-		c.nc.Close()
+		c.close()
 	}
 }
 

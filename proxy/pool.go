@@ -52,7 +52,7 @@ func (p *pool) get(key string) *upConn {
 			return c
 		}
 		p.metrics.poolEvictions.Inc()
-		c.nc.Close()
+		c.close()
 	}
 }
 
@@ -64,7 +64,7 @@ func (p *pool) put(c *upConn) {
 	p.mu.Lock()
 	if p.closed || !p.live.has(c.key) {
 		p.mu.Unlock()
-		c.nc.Close()
+		c.close()
 		return
 	}
 	list := p.idle[c.key]
@@ -78,7 +78,7 @@ func (p *pool) put(c *upConn) {
 	p.mu.Unlock()
 	if evict != nil {
 		p.metrics.poolEvictions.Inc()
-		evict.nc.Close()
+		evict.close()
 	}
 }
 
@@ -119,7 +119,7 @@ func (p *pool) reap(now time.Time) {
 	}
 	p.mu.Unlock()
 	for _, c := range dead {
-		c.nc.Close()
+		c.close()
 	}
 }
 
@@ -148,7 +148,7 @@ func (p *pool) close() {
 	}
 	for _, list := range all {
 		for _, c := range list {
-			c.nc.Close()
+			c.close()
 		}
 	}
 }
