@@ -42,6 +42,28 @@ func FileOf(ln net.Listener) (*os.File, error) {
 	return f.File()
 }
 
+// trustedUID reports whether a process running as uid may take this
+// process's listeners over, or hand its own to this process: only the
+// same user, or root. The socket file's mode (0600) keeps other users from
+// connecting to a socket this process bound, but not from connecting in
+// the moment between bind and chmod, nor from binding the path first (the
+// default path is in the shared temp directory), so each side checks the
+// other's credentials as the kernel recorded them.
+var trustedUID = func(uid uint32) bool { return uid == 0 || uid == uint32(os.Geteuid()) }
+
+// checkPeer returns an error unless the process at the other end of c is
+// trusted (trustedUID).
+func checkPeer(c *net.UnixConn) error {
+	uid, pid, err := peerUID(c)
+	if err != nil {
+		return err
+	}
+	if !trustedUID(uid) {
+		return fmt.Errorf("handoff: peer pid %d runs as uid %d, not as this process's user (uid %d) or root", pid, uid, os.Geteuid())
+	}
+	return nil
+}
+
 // message is one control message; its type says which fields matter.
 type message struct {
 	Type      string  `json:"type"` // hello, listeners, release, released, serving, error

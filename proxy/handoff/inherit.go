@@ -28,6 +28,13 @@ func Request(path string, timeout time.Duration) (*Inherited, error) {
 		return nil, fmt.Errorf("handoff: no running process to take over from at %s: %w", path, err)
 	}
 	c := conn{nc.(*net.UnixConn)}
+	if err := checkPeer(c.c); err != nil {
+		// Another user bound the path (the default one is in the
+		// shared temp directory): it would hand this process sockets
+		// of its choosing and learn when it serves.
+		nc.Close()
+		return nil, fmt.Errorf("handoff: not taking over from the process at %s: %w", path, err)
+	}
 	if err := c.send(message{Type: "hello", Version: protocolVersion, PID: os.Getpid()}, nil, timeout); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("handoff: %w", err)
