@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -60,6 +61,20 @@ func checkPeer(c *net.UnixConn) error {
 	}
 	if !trustedUID(uid) {
 		return fmt.Errorf("handoff: peer pid %d runs as uid %d, not as this process's user (uid %d) or root", pid, uid, os.Geteuid())
+	}
+	return nil
+}
+
+// checkOwner returns an error when the file at path (not the one a link
+// there leads to) belongs to a user trustedUID refuses; none when there is
+// no file.
+func checkOwner(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && !trustedUID(st.Uid) {
+		return fmt.Errorf("handoff: %s belongs to uid %d, another user", path, st.Uid)
 	}
 	return nil
 }

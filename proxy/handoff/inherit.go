@@ -22,6 +22,12 @@ type Inherited struct {
 // Request connects to the running process at path and receives its
 // listeners.
 func Request(path string, timeout time.Duration) (*Inherited, error) {
+	// A link or socket another user put at the path (the default path is
+	// in the shared temp directory) may lead to another process of this
+	// user, one that serves another node: never follow it.
+	if err := checkOwner(path); err != nil {
+		return nil, fmt.Errorf("handoff: not taking over from the process at %s: %w", path, err)
+	}
 	d := net.Dialer{Timeout: timeout}
 	nc, err := d.Dial("unixpacket", path)
 	if err != nil {

@@ -52,12 +52,10 @@ func (o *Offer) reject(err error) {
 // file (nothing accepts on it) is replaced; one that a live process still
 // answers on, or a file of another user, is an error.
 func Listen(path string) (*Offer, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		// Another user's file (a socket, a link, anything) in a shared
-		// directory: never connect to it, remove it or bind beside it.
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && !trustedUID(st.Uid) {
-			return nil, fmt.Errorf("handoff: %s belongs to uid %d, another user: not replacing it", path, st.Uid)
-		}
+	// Another user's file (a socket, a link, anything) in a shared
+	// directory: never connect to it, remove it or bind beside it.
+	if err := checkOwner(path); err != nil {
+		return nil, fmt.Errorf("%w: not replacing it", err)
 	}
 	if _, err := os.Stat(path); err == nil {
 		c, err := net.DialTimeout("unixpacket", path, time.Second)

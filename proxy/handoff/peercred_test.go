@@ -98,6 +98,7 @@ func TestOfferRefusesAnotherUser(t *testing.T) {
 // TestRequestRefusesAnotherUsersSocket: a socket another user bound at
 // the path (the default path is in the shared temp directory) is not
 // taken over from: Request fails before it sends its greeting.
+// TestAnotherUserCannotTakeOver checks each of the two checks alone.
 func TestRequestRefusesAnotherUsersSocket(t *testing.T) {
 	distrust(t)
 	path := sockPath(t)
@@ -123,6 +124,7 @@ func TestRequestRefusesAnotherUsersSocket(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "uid") {
 		t.Fatalf("Request from another user's socket: %v, want a refusal naming the uid", err)
 	}
+	ln.Close() // if Request did not even connect
 	if b := <-heard; len(b) != 0 {
 		t.Fatalf("the squatter heard %q", b)
 	}
@@ -131,7 +133,8 @@ func TestRequestRefusesAnotherUsersSocket(t *testing.T) {
 // TestAnotherUserCannotTakeOver runs a real process as another user
 // ("nobody", uid 65534; root only): it can neither take the listeners
 // from a socket it can connect to (mode 0666: the moment between bind and
-// chmod, or a permissive directory), nor hand its own to a successor.
+// chmod, or a permissive directory), nor hand its own to a successor, nor
+// lead one to a socket of this user with a link.
 func TestAnotherUserCannotTakeOver(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run a process as another user")
@@ -187,6 +190,38 @@ func TestAnotherUserCannotTakeOver(t *testing.T) {
 			t.Fatal("not rejected")
 		}
 	})
+	t.Run("links", func(t *testing.T) {
+		// A link another user put at the path, to a socket of this
+		// user that serves something else (another node's).
+		other := filepath.Join(t.TempDir(), "other")
+		offer, err := Listen(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer offer.Close()
+		accepted := make(chan *Takeover, 1)
+		go func() {
+			tk, _ := offer.Accept()
+			accepted <- tk
+		}()
+		path := filepath.Join(dir, "l")
+		ln := exec.Command("ln", "-s", other, path)
+		ln.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		if out, err := ln.CombinedOutput(); err != nil {
+			t.Fatalf("ln as nobody: %v %s", err, out)
+		}
+		in, err := Request(path, 10*time.Second)
+		if err == nil {
+			in.Fail(errors.New("test"))
+			t.Fatal("followed another user's link to a socket of this user")
+		}
+		t.Log(err)
+		offer.Close()
+		if tk := <-accepted; tk != nil {
+			tk.Close()
+			t.Fatal("the socket behind the link was greeted")
+		}
+	})
 	t.Run("squats", func(t *testing.T) {
 		path := filepath.Join(dir, "q")
 		sq := asNobody("squat", path)
@@ -205,10 +240,18 @@ func TestAnotherUserCannotTakeOver(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+		// The file is this user's (as if the squatter had bound it in a
+		// directory of this user's): only the peer's credentials tell.
+		if err := os.Lchown(path, os.Geteuid(), os.Getegid()); err != nil {
+			t.Fatal(err)
+		}
 		in, err := Request(path, 10*time.Second)
 		if err == nil {
 			in.Fail(errors.New("test"))
 			t.Fatalf("took over from another user's process: %+v", in.Entries())
+		}
+		if !strings.Contains(err.Error(), "peer pid") {
+			t.Fatalf("refused for another reason: %v", err)
 		}
 		t.Log(err)
 	})
