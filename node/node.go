@@ -335,6 +335,7 @@ func (n *Node) partList() []part {
 			n.stopOffer()
 			if n.handedOff.Load() {
 				n.leaveAdminSocket()
+				n.leaveClusterSocket()
 			}
 			return nil
 		},
@@ -441,6 +442,20 @@ func (n *Node) leaveAdminSocket() {
 	now, cancel := context.WithCancel(context.Background())
 	cancel()
 	admin.Shutdown(now) // closes the listener and idle connections, waits for nothing
+}
+
+// leaveClusterSocket stops taking connections on the cluster port, which
+// this process shares with the successor it handed off to: raft and the
+// RPCs of the other nodes are for the node's cluster identity, which is
+// the successor's (raft is closed here). Connections already taken finish;
+// stopRPC closes them.
+func (n *Node) leaveClusterSocket() {
+	n.mu.Lock()
+	mux := n.mux
+	n.mu.Unlock()
+	if mux != nil {
+		mux.Close() // closes the listener and the connections not yet routed
+	}
 }
 
 // stopAdmin lets the admin requests in flight finish for up to 2 s (the

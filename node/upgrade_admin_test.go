@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -16,7 +17,9 @@ import (
 // process stops taking connections on the admin socket the two share,
 // although it still drains a request in flight: /readyz, /status and
 // config writes reach the process that serves, not one that answers
-// "draining" (503) or "raft is not running" to every other client.
+// "draining" (503) or "raft is not running" to every other client. The
+// same for the cluster port: raft and the other nodes' RPCs reach the
+// node's cluster identity, which is the successor's.
 func TestHandedOffNodeLeavesTheAdminSocket(t *testing.T) {
 	arrived, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
@@ -46,17 +49,22 @@ func TestHandedOffNodeLeavesTheAdminSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var adminEntry handoff.Entry
-	for _, e := range in.Entries() {
-		if e.Name == adminListenerName {
-			adminEntry = e
+	take := func(name string) net.Listener {
+		for _, e := range in.Entries() {
+			if e.Name == name {
+				ln, ok, err := in.Take(e.Name, e.Addr)
+				if err != nil || !ok {
+					t.Fatalf("%s socket not taken: %v %v", name, ok, err)
+				}
+				t.Cleanup(func() { ln.Close() })
+				return ln
+			}
 		}
+		t.Fatalf("%s socket not passed", name)
+		return nil
 	}
-	aln, ok, err := in.Take(adminEntry.Name, adminEntry.Addr)
-	if err != nil || !ok {
-		t.Fatalf("admin socket not passed: %v %v", ok, err)
-	}
-	defer aln.Close()
+	aln, cln := take(adminListenerName), take(rpcListenerName)
+	clusterAddr := cln.Addr().String()
 	if err := in.Release(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +98,22 @@ func TestHandedOffNodeLeavesTheAdminSocket(t *testing.T) {
 	defer succ.Close()
 	if g := <-got; g != "200 OK successor" {
 		t.Fatalf("admin request after the hand-off answered %q, want the successor's", g)
+	}
+	c, err := net.Dial("tcp", clusterAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		sc, err := cln.Accept()
+		if err == nil {
+			io.WriteString(sc, "successor")
+			sc.Close()
+		}
+	}()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if b, err := io.ReadAll(c); string(b) != "successor" {
+		t.Fatalf("cluster port connection after the hand-off: %q %v, want the successor's", b, err)
 	}
 	releaseOnce()
 	if body := <-answered; body != "late" {
