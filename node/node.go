@@ -331,8 +331,15 @@ func (n *Node) Start() error {
 func (n *Node) partList() []part {
 	graceful := func() bool { return !n.handedOff.Load() }
 	upgrade := &step{id: "upgrade", onStart: func(context.Context, *group) error { return n.takeOver() },
-		onDrain: func(context.Context) error { n.stopOffer(); return nil },
-		onStop:  func(context.Context) error { n.stopOffer(); return nil }}
+		onDrain: func(context.Context) error {
+			n.stopOffer()
+			if n.handedOff.Load() {
+				n.leaveAdminSocket()
+				n.leaveClusterSocket()
+			}
+			return nil
+		},
+		onStop: func(context.Context) error { n.stopOffer(); return nil }}
 	n.offerLoops = &upgrade.g
 	return []part{
 		// New starts the health checks with the first table; they stop
@@ -417,6 +424,38 @@ func (n *Node) bindAdmin(g *group) error {
 	})
 	n.log.Info("admin listening", "addr", aln.Addr().String())
 	return nil
+}
+
+// leaveAdminSocket stops taking connections on the admin socket, which
+// this process shares with the successor it handed off to, and closes its
+// idle ones: from the start of the drain every admin request reaches the
+// process that serves, instead of half of them getting this one's
+// "draining" /readyz, its /status, or a 503 for a config write (raft is
+// the successor's). Requests in flight here finish; stopAdmin ends them.
+func (n *Node) leaveAdminSocket() {
+	n.mu.Lock()
+	admin := n.admin
+	n.mu.Unlock()
+	if admin == nil {
+		return
+	}
+	now, cancel := context.WithCancel(context.Background())
+	cancel()
+	admin.Shutdown(now) // closes the listener and idle connections, waits for nothing
+}
+
+// leaveClusterSocket stops taking connections on the cluster port, which
+// this process shares with the successor it handed off to: raft and the
+// RPCs of the other nodes are for the node's cluster identity, which is
+// the successor's (raft is closed here). Connections already taken finish;
+// stopRPC closes them.
+func (n *Node) leaveClusterSocket() {
+	n.mu.Lock()
+	mux := n.mux
+	n.mu.Unlock()
+	if mux != nil {
+		mux.Close() // closes the listener and the connections not yet routed
+	}
 }
 
 // stopAdmin lets the admin requests in flight finish for up to 2 s (the

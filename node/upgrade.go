@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"reflect"
 	"time"
 
+	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/internal/logthrottle"
 	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/proxy/handoff"
 )
@@ -46,6 +49,13 @@ func (n *Node) OfferHandoff() error {
 		n.offer = offer
 		n.mu.Unlock()
 	}
+	// Only a process of this user (or root) is passed the listeners;
+	// another user's connection is refused and said so, throttled (a
+	// local user could otherwise fill the log).
+	noise := logthrottle.New(clock.Real{}, 0, 0)
+	offer.OnReject(func(err error) {
+		noise.Log(n.log, slog.LevelWarn, "upgrade socket", "upgrade socket: connection refused", "err", err)
+	})
 	n.offerLoops.goFunc(func() { n.offerLoop(offer) })
 	n.log.Info("upgrade socket ready", "path", path, "inherited", inherited)
 	return nil

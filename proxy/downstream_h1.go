@@ -62,6 +62,10 @@ type h1Downstream struct {
 
 	// intr: the body's reader is interrupted (interruptBody)
 	intr atomic.Bool
+
+	// pipelined: the next request's head was already read when this
+	// (bodiless) one began
+	pipelined bool
 }
 
 // serveH1 is the HTTP/1.1 connection loop.
@@ -115,6 +119,8 @@ func (s *Server[C]) serveH1(c *clientConn) {
 		// Bodiless requests are watched for a client that leaves (a
 		// tunnel reads the client itself).
 		watched := !d.hb.HasBody() && len(d.req.Header["Upgrade"]) == 0 && d.req.Method != http.MethodConnect
+		// Read before the watch may: it peeks at the connection meanwhile.
+		d.pipelined = watched && headBuffered(c.br)
 		if watched {
 			d.startWatch(sess, now)
 		}
@@ -252,7 +258,7 @@ func (d *h1Downstream) startRequest(sess *Session, ctx context.Context) {
 			dropForwarding(r.Header)
 		}
 	}
-	d.headSent, d.chunked, d.noBody, d.broken, d.trailers = false, false, false, false, false
+	d.headSent, d.chunked, d.noBody, d.broken, d.trailers, d.pipelined = false, false, false, false, false, false
 	d.declared, d.written = -1, 0
 	d.keepAlive = !r.Close
 	d.in.started = false

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 
@@ -47,6 +48,17 @@ func (d *h1Downstream) armWrite(n int) {
 	}
 }
 
+// pipelinedBehind reports whether, while the server drains, the client's
+// next request was already read when this bodiless one began (pipelined
+// behind it) and the drain linger has not passed: it is answered before
+// the connection closes, instead of being dropped for the client to
+// retry. The linger bounds how long a client that keeps pipelining holds
+// a draining connection. (The buffer is not looked at here: the client
+// watch may be reading it.)
+func (d *h1Downstream) pipelinedBehind() bool {
+	return d.pipelined && time.Now().Before(d.c.drainDeadline())
+}
+
 // frame chooses the body framing of resp and sets the fields that say it
 // (Content-Length, Transfer-Encoding, Connection).
 func (d *h1Downstream) frame(resp *ResponseHeader) {
@@ -62,7 +74,7 @@ func (d *h1Downstream) frame(resp *ResponseHeader) {
 	} else if len(v) > 1 {
 		delete(h, "Content-Length")
 	}
-	if d.c.draining.Load() {
+	if d.c.draining.Load() && !d.pipelinedBehind() {
 		d.keepAlive = false
 	}
 	if v := h["Connection"]; len(v) == 1 && v[0] == "close" {

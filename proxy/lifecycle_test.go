@@ -251,3 +251,48 @@ func TestAcceptedDuringShutdownIsServed(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDrainAnswersPipelinedRequests: requests a client pipelined behind
+// the one in flight when the drain began, already read by the proxy, are
+// answered before the connection closes (the last response says
+// "Connection: close"), not left for the client to retry.
+func TestDrainAnswersPipelinedRequests(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(entered)
+			<-release
+		}
+		io.WriteString(w, r.URL.Path)
+	}))
+	p := startProxy(t, routerFor(t, origin), Config{Downstream: DownstreamConfig{DrainLinger: 5 * time.Second}}, ListenerConfig{Name: "http"})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-entered
+	shutdownDone := make(chan error, 1)
+	go func() { shutdownDone <- p.srv.Shutdown(context.Background()) }()
+	waitFor(t, 5*time.Second, "draining", p.srv.Draining)
+	close(release)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i, want := range []string{"/slow", "/a", "/b"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", want, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != want {
+			t.Fatalf("got %q, want %q", b, want)
+		}
+		if last := i == 2; resp.Close != last {
+			t.Fatalf("%s: Connection: close %v, want %v", want, resp.Close, last)
+		}
+	}
+	if err := <-shutdownDone; err != nil {
+		t.Fatal(err)
+	}
+}

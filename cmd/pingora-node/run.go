@@ -80,7 +80,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	log.Info("starting", "version", b.Version, "commit", b.Commit, "gogc", gogc, "gomemlimit", memLimit)
 	opts := node.Options{Version: b.Version, Commit: b.Commit, AccessLog: stdout}
 	if f.upgrade {
-		in, err := handoff.Request(cfg.UpgradeSocketPath(), 10*time.Second)
+		// The running process's socket: the node file may name another
+		// one now (a SIGHUP that moved it), which this process offers
+		// once it serves.
+		from := cfg.UpgradeSocketPath()
+		if v := os.Getenv(upgradeFromEnv); v != "" {
+			from = v
+		}
+		in, err := handoff.Request(from, 10*time.Second)
 		if err != nil {
 			fmt.Fprintln(stderr, "pingora-node: --upgrade:", err)
 			return 1
@@ -188,13 +195,15 @@ func serveUntilSignal(n *node.Node, cfg *config.Node, f *runFlags, args []string
 					stopped = drain(n, cfg.GracePeriod)
 				}
 			case handedOff:
+				// The successor offers the socket its node file names,
+				// which may not be this process's.
 				fmt.Fprintf(stderr, "pingora-node: %v after the hand-off: starting a process to take over from the successor\n", sig)
-				startSuccessor(args, stderr)
+				startSuccessor(args, "", stderr)
 			case stopped != nil: // stopping for good: nothing to reload or upgrade
 			case sig == syscall.SIGHUP:
-				reload(n, f, args, stderr)
+				reload(n, f, args, cfg.UpgradeSocketPath(), stderr)
 			default:
-				startSuccessor(args, stderr)
+				startSuccessor(args, cfg.UpgradeSocketPath(), stderr)
 			}
 		case <-superseded:
 			superseded, handedOff = nil, true
@@ -237,7 +246,7 @@ func drain(n *node.Node, grace time.Duration) <-chan error {
 // reload re-reads the node file: an invalid one is refused (the node
 // keeps running as it is); a change only a new process can apply starts
 // a successor.
-func reload(n *node.Node, f *runFlags, args []string, stderr io.Writer) {
+func reload(n *node.Node, f *runFlags, args []string, from string, stderr io.Writer) {
 	cfg, err := f.loadNode()
 	if err != nil {
 		fmt.Fprintln(stderr, "pingora-node: reload refused, running config kept:", err)
@@ -246,14 +255,19 @@ func reload(n *node.Node, f *runFlags, args []string, stderr io.Writer) {
 	err = n.ReloadFile(cfg)
 	if errors.Is(err, node.ErrNeedsHandoff) {
 		fmt.Fprintln(stderr, "pingora-node: node file changed; handing off to a new process")
-		startSuccessor(args, stderr)
+		startSuccessor(args, from, stderr)
 	}
 }
 
+// upgradeFromEnv names, for a successor, the upgrade socket of the
+// process that started it, when the node file may name another.
+const upgradeFromEnv = "PINGORA_UPGRADE_FROM"
+
 // startSuccessor starts this binary again with "run --upgrade" and the
-// same flags. It takes the listeners over through the upgrade socket; if
-// it fails, this process keeps serving and logs why.
-func startSuccessor(args []string, stderr io.Writer) {
+// same flags. It takes the listeners over through the upgrade socket at
+// from (this process's; "": the one the node file names); if it fails,
+// this process keeps serving and logs why.
+func startSuccessor(args []string, from string, stderr io.Writer) {
 	exe, err := os.Executable()
 	if err != nil {
 		fmt.Fprintln(stderr, "pingora-node: upgrade:", err)
@@ -266,6 +280,15 @@ func startSuccessor(args []string, stderr io.Writer) {
 		}
 	}
 	cmd := exec.Command(exe, cargs...)
+	cmd.Env = make([]string, 0, len(os.Environ())+1) // never nil: that would be all of this one's
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, upgradeFromEnv+"=") { // this process's own, if it is a successor
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if from != "" {
+		cmd.Env = append(cmd.Env, upgradeFromEnv+"="+from)
+	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // outlives this process's group signals
 	if err := cmd.Start(); err != nil {

@@ -407,3 +407,37 @@ func TestUpgradeWithClusterState(t *testing.T) {
 		t.Fatalf("successor: %q %v", body, err)
 	}
 }
+
+// TestSIGHUPMovesTheUpgradeSocket: a node file that names another
+// upgrade_socket is applied by a hand-off like any other change: the
+// successor takes over through the socket the running process offers,
+// then offers its own at the new path, and the old socket file goes.
+func TestSIGHUPMovesTheUpgradeSocket(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	d := newNodeDir(t, up.Listener.Addr().String(), "")
+	old, oldErr := launch(t, d)
+	waitFor(t, "the first socket", func() bool { return strings.Contains(oldErr.String(), "upgrade socket ready") })
+	good, _ := os.ReadFile(d.nodeFile)
+	os.WriteFile(d.nodeFile, bytes.Replace(good, []byte("upgrade_socket: up.sock"), []byte("upgrade_socket: moved.sock"), 1), 0o644)
+	old.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "a successor, or its failure", func() bool {
+		p := d.pid(t)
+		return (p != 0 && p != old.Process.Pid) || strings.Contains(oldErr.String(), "exited")
+	})
+	if d.pid(t) == old.Process.Pid {
+		t.Fatalf("no successor took over:\n%s", oldErr)
+	}
+	stopSuccessors(t, d, old.Process.Pid)
+	if err := waitExit(t, old); err != nil {
+		t.Fatalf("old process exit: %v", err)
+	}
+	if _, body, err := httpGet("http://" + d.proxyAddr + "/"); err != nil || body != "ok" {
+		t.Fatalf("after the hand-off: %q %v", body, err)
+	}
+	moved := filepath.Join(d.dir, "moved.sock")
+	waitFor(t, "the socket at the new path", func() bool { _, err := os.Stat(moved); return err == nil })
+	if _, err := os.Stat(filepath.Join(d.dir, "up.sock")); !os.IsNotExist(err) {
+		t.Fatalf("the old socket file is left: %v", err)
+	}
+}

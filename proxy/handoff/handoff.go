@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -40,6 +41,42 @@ func FileOf(ln net.Listener) (*os.File, error) {
 		return nil, fmt.Errorf("handoff: %T has no file descriptor", ln)
 	}
 	return f.File()
+}
+
+// trustedUID reports whether a process running as uid may take this
+// process's listeners over, or hand its own to this process: only the
+// same user, or root. The socket file's mode (0600) keeps other users from
+// connecting to a socket this process bound, but not from connecting in
+// the moment between bind and chmod, nor from binding the path first (the
+// default path is in the shared temp directory), so each side checks the
+// other's credentials as the kernel recorded them.
+var trustedUID = func(uid uint32) bool { return uid == 0 || uid == uint32(os.Geteuid()) }
+
+// checkPeer returns an error unless the process at the other end of c is
+// trusted (trustedUID).
+func checkPeer(c *net.UnixConn) error {
+	uid, pid, err := peerUID(c)
+	if err != nil {
+		return err
+	}
+	if !trustedUID(uid) {
+		return fmt.Errorf("handoff: peer pid %d runs as uid %d, not as this process's user (uid %d) or root", pid, uid, os.Geteuid())
+	}
+	return nil
+}
+
+// checkOwner returns an error when the file at path (not the one a link
+// there leads to) belongs to a user trustedUID refuses; none when there is
+// no file.
+func checkOwner(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && !trustedUID(st.Uid) {
+		return fmt.Errorf("handoff: %s belongs to uid %d, another user", path, st.Uid)
+	}
+	return nil
 }
 
 // message is one control message; its type says which fields matter.

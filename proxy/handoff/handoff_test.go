@@ -19,6 +19,10 @@ import (
 // HANDOFF_CHILD=<socket> it runs child() instead of the tests.
 func TestMain(m *testing.M) {
 	if path := os.Getenv("HANDOFF_CHILD"); path != "" {
+		if os.Getenv("HANDOFF_MODE") == "squat" {
+			squat(path)
+			return
+		}
 		child(path, os.Getenv("HANDOFF_MODE"))
 		return
 	}
@@ -27,7 +31,8 @@ func TestMain(m *testing.M) {
 
 // child takes over the listeners named a and b, serves "new" on them and
 // runs until its stdin closes. Modes: "fail" reports an error instead,
-// "die" exits before releasing.
+// "die" exits before releasing, "took" says how many it received and
+// exits.
 func child(path, mode string) {
 	in, err := Request(path, 5*time.Second)
 	if err != nil {
@@ -40,6 +45,9 @@ func child(path, mode string) {
 		os.Exit(1)
 	case "die":
 		os.Exit(3)
+	case "took":
+		fmt.Fprintf(os.Stderr, "took %d listeners\n", len(in.Entries()))
+		os.Exit(0)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "new") })}
 	for _, e := range in.Entries() {
@@ -62,6 +70,30 @@ func child(path, mode string) {
 		os.Exit(2)
 	}
 	io.Copy(io.Discard, os.Stdin)
+}
+
+// squat binds path as a running process would and hands one listener to
+// whoever connects, until its stdin closes.
+func squat(path string) {
+	offer, err := Listen(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "squat:", err)
+		os.Exit(2)
+	}
+	os.Chmod(path, 0o777)
+	go func() {
+		for {
+			tk, err := offer.Accept()
+			if err != nil {
+				return
+			}
+			ln, _ := net.Listen("tcp", "127.0.0.1:0")
+			f, _ := FileOf(ln)
+			tk.Send([]Listener{{Entry: Entry{Name: "a", Addr: "127.0.0.1:0"}, File: f}})
+		}
+	}()
+	io.Copy(io.Discard, os.Stdin)
+	offer.Close()
 }
 
 // oldProcess is the parent's side: three listeners serving "old", one

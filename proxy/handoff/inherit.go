@@ -22,12 +22,25 @@ type Inherited struct {
 // Request connects to the running process at path and receives its
 // listeners.
 func Request(path string, timeout time.Duration) (*Inherited, error) {
+	// A link or socket another user put at the path (the default path is
+	// in the shared temp directory) may lead to another process of this
+	// user, one that serves another node: never follow it.
+	if err := checkOwner(path); err != nil {
+		return nil, fmt.Errorf("handoff: not taking over from the process at %s: %w", path, err)
+	}
 	d := net.Dialer{Timeout: timeout}
 	nc, err := d.Dial("unixpacket", path)
 	if err != nil {
 		return nil, fmt.Errorf("handoff: no running process to take over from at %s: %w", path, err)
 	}
 	c := conn{nc.(*net.UnixConn)}
+	if err := checkPeer(c.c); err != nil {
+		// Another user bound the path (the default one is in the
+		// shared temp directory): it would hand this process sockets
+		// of its choosing and learn when it serves.
+		nc.Close()
+		return nil, fmt.Errorf("handoff: not taking over from the process at %s: %w", path, err)
+	}
 	if err := c.send(message{Type: "hello", Version: protocolVersion, PID: os.Getpid()}, nil, timeout); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("handoff: %w", err)

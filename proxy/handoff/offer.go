@@ -25,14 +25,38 @@ type Offer struct {
 	path string
 	file os.FileInfo // the socket file as bound or inherited, to recognise it at Close
 
-	mu  sync.Mutex
-	own bool // Close removes the socket file (if it is still o.file)
+	mu       sync.Mutex
+	own      bool        // Close removes the socket file (if it is still o.file)
+	rejected func(error) // OnReject's
+}
+
+// OnReject sets a function Accept calls with the reason whenever it turns
+// away a connection from a process of another user (which is never
+// passed a socket). Call it before Accept.
+func (o *Offer) OnReject(f func(error)) {
+	o.mu.Lock()
+	o.rejected = f
+	o.mu.Unlock()
+}
+
+func (o *Offer) reject(err error) {
+	o.mu.Lock()
+	f := o.rejected
+	o.mu.Unlock()
+	if f != nil {
+		f(err)
+	}
 }
 
 // Listen binds the hand-off socket at path (mode 0600). A stale socket
 // file (nothing accepts on it) is replaced; one that a live process still
-// answers on is an error.
+// answers on, or a file of another user, is an error.
 func Listen(path string) (*Offer, error) {
+	// Another user's file (a socket, a link, anything) in a shared
+	// directory: never connect to it, remove it or bind beside it.
+	if err := checkOwner(path); err != nil {
+		return nil, fmt.Errorf("%w: not replacing it", err)
+	}
 	if _, err := os.Stat(path); err == nil {
 		c, err := net.DialTimeout("unixpacket", path, time.Second)
 		switch {
@@ -67,6 +91,13 @@ func Listen(path string) (*Offer, error) {
 // Path returns the socket's path.
 func (o *Offer) Path() string { return o.path }
 
+// helloTimeout bounds the wait for a connection's greeting. A successor
+// sends it as soon as it has connected, before it reads anything, so it is
+// queued with the connection; a client that connects and says nothing
+// holds up the successors queued behind it (which wait for their
+// listeners only as long as their own timeout) no longer than this.
+const helloTimeout = time.Second
+
 // Accept waits for a successor and reads its greeting.
 func (o *Offer) Accept() (*Takeover, error) {
 	for {
@@ -74,8 +105,13 @@ func (o *Offer) Accept() (*Takeover, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := checkPeer(c); err != nil {
+			c.Close() // another user's process: never pass it a socket
+			o.reject(err)
+			continue
+		}
 		t := &Takeover{c: conn{c}, o: o}
-		m, files, err := t.c.recv(10 * time.Second)
+		m, files, err := t.c.recv(helloTimeout)
 		closeAll(files)
 		if err != nil || m.Type != "hello" || m.Version != protocolVersion {
 			c.Close() // not a successor speaking our protocol; wait for the next

@@ -1,0 +1,125 @@
+package node
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/proxy/handoff"
+)
+
+// TestHandedOffNodeLeavesTheAdminSocket: once a successor serves, the old
+// process stops taking connections on the admin socket the two share,
+// although it still drains a request in flight: /readyz, /status and
+// config writes reach the process that serves, not one that answers
+// "draining" (503) or "raft is not running" to every other client. The
+// same for the cluster port: raft and the other nodes' RPCs reach the
+// node's cluster identity, which is the successor's.
+func TestHandedOffNodeLeavesTheAdminSocket(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(arrived) })
+		<-release
+		io.WriteString(w, "late")
+	}))
+	defer slow.Close()
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	defer releaseOnce()
+	n := startRaftNode(t, "a1", slow.Listener.Addr().String(), 1)
+	waitUntil(t, "ready", func() bool { code, _ := get(t, "http://"+n.AdminAddr()+"/readyz"); return code == 200 })
+	adminAddr := n.AdminAddr()
+	answered := make(chan string, 1)
+	go func() {
+		_, body := get(t, "http://"+n.ListenerAddrs()["http"]+"/")
+		answered <- body
+	}()
+	<-arrived
+	if err := n.OfferHandoff(); err != nil {
+		t.Fatal(err)
+	}
+	// The successor: it takes the admin socket but does not accept on
+	// it yet.
+	in, err := handoff.Request(n.cfg.UpgradeSocketPath(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	take := func(name string) net.Listener {
+		for _, e := range in.Entries() {
+			if e.Name == name {
+				ln, ok, err := in.Take(e.Name, e.Addr)
+				if err != nil || !ok {
+					t.Fatalf("%s socket not taken: %v %v", name, ok, err)
+				}
+				t.Cleanup(func() { ln.Close() })
+				return ln
+			}
+		}
+		t.Fatalf("%s socket not passed", name)
+		return nil
+	}
+	aln, cln := take(adminListenerName), take(rpcListenerName)
+	clusterAddr := cln.Addr().String()
+	if err := in.Release(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Serving(); err != nil {
+		t.Fatal(err)
+	}
+	<-n.Superseded()
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		stopped <- n.Shutdown(ctx)
+	}()
+	waitUntil(t, "the proxy draining", n.srv.Draining)
+	got := make(chan string, 1)
+	go func() {
+		c := &http.Client{Timeout: 20 * time.Second}
+		resp, err := c.Get("http://" + adminAddr + "/readyz")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		got <- resp.Status + " " + string(b)
+	}()
+	// Only now does the successor accept: a connection the old process
+	// took has been answered by it already.
+	succ := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "successor") })}
+	go succ.Serve(aln)
+	defer succ.Close()
+	if g := <-got; g != "200 OK successor" {
+		t.Fatalf("admin request after the hand-off answered %q, want the successor's", g)
+	}
+	c, err := net.Dial("tcp", clusterAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		sc, err := cln.Accept()
+		if err == nil {
+			io.WriteString(sc, "successor")
+			sc.Close()
+		}
+	}()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if b, err := io.ReadAll(c); string(b) != "successor" {
+		t.Fatalf("cluster port connection after the hand-off: %q %v, want the successor's", b, err)
+	}
+	releaseOnce()
+	if body := <-answered; body != "late" {
+		t.Fatalf("the request in flight got %q", body)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}
