@@ -117,17 +117,9 @@ func (l *acceptListener) Accept() (net.Conn, error) {
 		if aerr != 0 {
 			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.laddr, Err: os.NewSyscallError("accept4", aerr)}
 		}
-		if nfd <= 2 {
-			// A process started with standard output or error closed can
-			// be handed descriptor 1 or 2, and an *os.File on those
-			// raises SIGPIPE (ending the process) on a write to a client
-			// that left: move the socket up.
-			hi, err := unix.FcntlInt(uintptr(nfd), unix.F_DUPFD_CLOEXEC, 3)
-			unix.Close(nfd)
-			if err != nil {
-				return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.laddr, Err: os.NewSyscallError("fcntl", err)}
-			}
-			nfd = hi
+		nfd, err = aboveStdio(nfd)
+		if err != nil {
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.laddr, Err: err}
 		}
 		f := os.NewFile(uintptr(nfd), "tcp")
 		c, err := newTCPConn(f, l, rawSockaddrTCP(&l.rsa))
@@ -218,6 +210,23 @@ type tcpConn struct {
 
 	laddrOnce sync.Once
 	laddr     net.Addr
+}
+
+// aboveStdio returns fd, or a duplicate of it above 2 when it is standard
+// input, output or error (closing fd). A process started with standard
+// output or error closed can be handed descriptor 1 or 2 for a socket, and
+// an *os.File on those raises SIGPIPE (ending the process) on a write to a
+// peer that left.
+func aboveStdio(fd int) (int, error) {
+	if fd > 2 {
+		return fd, nil
+	}
+	hi, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
+	unix.Close(fd)
+	if err != nil {
+		return -1, os.NewSyscallError("fcntl", err)
+	}
+	return hi, nil
 }
 
 // newTCPConn wraps the connected socket f: one acceptListener accepted

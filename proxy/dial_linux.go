@@ -59,6 +59,9 @@ func dialIP(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (net.
 	if err != nil {
 		return nil, fail(os.NewSyscallError("socket", err))
 	}
+	if fd, err = aboveStdio(fd); err != nil {
+		return nil, fail(err)
+	}
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
 		unix.Close(fd)
 		return nil, fail(os.NewSyscallError("setsockopt", err))

@@ -60,6 +60,28 @@ func TestDialIP(t *testing.T) {
 			}
 		}
 	})
+	t.Run("low descriptor", func(t *testing.T) {
+		// A socket opened as descriptor 0-2 (a process started with
+		// standard streams closed) is moved above 2, as an accepted one.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		restore := freeStdin(t)
+		c, err := dialIP(context.Background(), netip.MustParseAddrPort(ln.Addr().String()), 5*time.Second)
+		restore()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fd := -1
+		rc, _ := c.(syscall.Conn).SyscallConn()
+		rc.Control(func(f uintptr) { fd = int(f) })
+		if fd <= 2 {
+			t.Fatalf("dialled socket is descriptor %d, want > 2", fd)
+		}
+	})
 	t.Run("refused", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

@@ -164,23 +164,17 @@ func TestAcceptedLowDescriptor(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	// Free descriptor 0 (standard input, unused by tests) for one accept.
-	saved, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, 3)
-	if err != nil {
-		t.Skip("no standard input to move:", err)
-	}
-	defer func() {
-		unix.Dup3(saved, 0, 0)
-		unix.Close(saved)
-	}()
-	unix.Close(0)
+	// The client's socket first: it would take descriptor 0 itself.
 	cc, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cc.Close()
 	cc.Write([]byte("G"))
+	// Free descriptor 0 (standard input, unused by tests) for the accept.
+	restore := freeStdin(t)
 	sc, err := ln.Accept()
+	restore()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +184,22 @@ func TestAcceptedLowDescriptor(t *testing.T) {
 	rc.Control(func(f uintptr) { fd = int(f) })
 	if fd <= 2 {
 		t.Fatalf("accepted socket is descriptor %d, want > 2", fd)
+	}
+}
+
+// freeStdin closes descriptor 0 (standard input, unused by tests), so that
+// the next descriptor opened is 0; the function it returns puts standard
+// input back.
+func freeStdin(t *testing.T) func() {
+	t.Helper()
+	saved, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		t.Skip("no standard input to move:", err)
+	}
+	unix.Close(0)
+	return func() {
+		unix.Dup3(saved, 0, 0)
+		unix.Close(saved)
 	}
 }
 
