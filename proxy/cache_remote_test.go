@@ -121,3 +121,41 @@ func TestFillCacheNotLimited(t *testing.T) {
 		t.Fatalf("stored %v, limiter called %d times", obj, lim.calls.Load())
 	}
 }
+
+// pipeStore is a Store whose every Lock hands over obj, as a waiter's
+// object: the body another node streams in.
+type pipeStore struct {
+	cache.Store
+	obj cache.Object
+}
+
+func (p *pipeStore) Lookup(context.Context, string) (cache.Object, error) { return nil, nil }
+
+func (p *pipeStore) Lock(context.Context, string, time.Duration) (cache.Fill, cache.Object, error) {
+	return nil, p.obj, nil
+}
+
+// TestCachedBodyCutByWrappedEOF: a stored body that fails with an error
+// wrapping io.EOF (a cluster stream whose owner's connection closed) cuts
+// the client's chunked response; it used to end it with the last chunk,
+// a short body that read as complete.
+func TestCachedBodyCutByWrappedEOF(t *testing.T) {
+	s := startCacheSetup(t, nil, serve("never", "Cache-Control", "max-age=60"))
+	meta := &cache.Meta{Status: 200, Header: http.Header{"Cache-Control": {"max-age=60"}}, RequestTime: cacheT0, ResponseTime: cacheT0, Fresh: time.Minute}
+	p := cache.NewPipe(meta, 1<<20)
+	p.Write([]byte("first half;"))
+	s.locks.Store = &pipeStore{Store: s.store, obj: p.Object()}
+	resp, err := h1Client().Get("http://" + s.addr + "/cut")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p.CloseWithError(fmt.Errorf("wire: peer gone (%w)", io.EOF)) // the head is out: the body is cut
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("a body cut after %d bytes (%q) read as complete", len(b), b)
+	}
+	if n := s.origin.n.Load(); n != 0 {
+		t.Fatalf("the origin was asked %d times", n)
+	}
+}

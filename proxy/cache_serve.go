@@ -328,7 +328,9 @@ func (s *Server[C]) copyCached(sess *Session, ctx C, rd cache.Reader, n int64) e
 		if n >= 0 {
 			n -= int64(k)
 		}
-		eof := errors.Is(err, io.EOF) || n == 0
+		// Only io.EOF itself ends the body: a failure that wraps it (a
+		// cluster stream whose owner's connection closed) is a cut.
+		eof := err == io.EOF || n == 0
 		if err != nil && !eof {
 			sess.ds.abort()
 			return classifyIO(err, Upstream)

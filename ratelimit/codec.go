@@ -160,12 +160,26 @@ func (r *reader) header() {
 }
 
 // start reads what a request body begins with: the version, the sender
-// and the number of lines.
-func (r *reader) start() (from string, n int) {
+// and the number of lines, each of which takes at least minLine bytes: a
+// body declaring more lines than it has room for is refused before the
+// caller allocates for them (7 bytes declaring 65,535 sync lines made an
+// owner allocate 7 MB).
+func (r *reader) start(minLine int) (from string, n int) {
 	r.header()
 	from = r.str()
-	return from, int(r.uvarint(maxBatch))
+	n = int(r.uvarint(maxBatch))
+	if r.err == nil && n > len(r.b)/minLine {
+		r.fail()
+	}
+	return from, n
 }
+
+// The fewest bytes a line takes: a report is two strings, the flags and
+// four counts; a hand-off two strings, a snap and its lease count.
+const (
+	minReportLine  = 2 + 1 + 4
+	minHandoffLine = 2 + 3 + 1
+)
 
 func (r *reader) done() error {
 	if r.err == nil && len(r.b) != 0 {
@@ -181,7 +195,7 @@ func decodeReports(b []byte) (from string, reps []report, err error) {
 // decodeReportsInto is decodeReports reusing buf's memory.
 func decodeReportsInto(buf []report, b []byte) (from string, reps []report, err error) {
 	r := &reader{b: b}
-	from, n := r.start()
+	from, n := r.start(minReportLine)
 	if r.err != nil {
 		return "", nil, r.err
 	}
@@ -252,7 +266,7 @@ func encodeHandoffs(b []byte, from string, hs []handoff) []byte {
 
 func decodeHandoffs(b []byte) (from string, hs []handoff, err error) {
 	r := &reader{b: b}
-	from, n := r.start()
+	from, n := r.start(minHandoffLine)
 	if r.err != nil {
 		return "", nil, r.err
 	}
@@ -261,6 +275,9 @@ func decodeHandoffs(b []byte) (from string, hs []handoff, err error) {
 		h := &hs[i]
 		h.rule, h.key, h.snap = r.str(), r.str(), r.snap()
 		k := int(r.uvarint(maxLeasesIn))
+		if r.err == nil && k > len(r.b)/3 { // a lease: a name, its count and expiry
+			r.fail()
+		}
 		if r.err != nil {
 			break
 		}

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"reflect"
+	"runtime"
 	"testing"
 )
 
@@ -47,4 +48,26 @@ func FuzzDecode(f *testing.F) {
 		decodeAnswers(b, 1)
 		decodeHandoffs(b)
 	})
+}
+
+// TestDecodeBoundsLinesByBody: a body declaring more lines than it has
+// bytes for is refused before anything is allocated for them. A 7-byte
+// sync call declaring 65,535 lines made the owner allocate (and keep in
+// its pooled scratch) about 7 MB; a hand-off about 5 MB.
+func TestDecodeBoundsLinesByBody(t *testing.T) {
+	body := []byte{codecVersion, 1, 'a', 0xff, 0xff, 0x03} // from "a", 65535 lines, none sent
+	_, reps, err := decodeReportsInto(nil, body)
+	if err == nil || cap(reps) > len(body) {
+		t.Fatalf("reports: err %v, %d lines allocated for a %d-byte body", err, cap(reps), len(body))
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, hs, err := decodeHandoffs(body)
+	runtime.ReadMemStats(&after)
+	if err == nil || cap(hs) > len(body) {
+		t.Fatalf("hand-offs: err %v, %d allocated for a %d-byte body", err, cap(hs), len(body))
+	}
+	if d := after.TotalAlloc - before.TotalAlloc; d > 64<<10 {
+		t.Fatalf("decoding a %d-byte hand-off allocated %d bytes", len(body), d)
+	}
 }

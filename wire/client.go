@@ -147,6 +147,15 @@ func (c *Client) callRaw(ctx context.Context, addr, method string, body []byte, 
 	}
 }
 
+// silentAfter is how long a unary call must have waited, with nothing
+// read from its connection meanwhile, for its deadline to leave that
+// connection behind (roundTrip): shorter deadlines say nothing of the
+// connection.
+const silentAfter = 200 * time.Millisecond
+
+// errSilent is why a connection left behind as silent failed.
+var errSilent = errors.New("wire: connection silent")
+
 // roundTrip sends one unary call on cc and waits for its answer. A failure
 // says whether it may be retried (see stale).
 func (c *Client) roundTrip(ctx context.Context, cc *clientConn, h callHeader, method string, body []byte) ([]byte, stale, error) {
@@ -160,6 +169,7 @@ func (c *Client) roundTrip(ctx context.Context, cc *clientConn, h callHeader, me
 	if err := c.send(ctx, cc, appendCall(make([]byte, 0, callFrameLen(&h, method, len(body))), id, h, method, body)); err != nil {
 		return nil, sendFailure(m.reused, err), fmt.Errorf("wire: %s %s: %w", addr, method, err)
 	}
+	sent := time.Now()
 	select {
 	case r := <-pc.ch:
 		switch r.typ {
@@ -175,6 +185,14 @@ func (c *Client) roundTrip(ctx context.Context, cc *clientConn, h callHeader, me
 		return nil, cc.died(m), fmt.Errorf("wire: %s %s: %w (%w)", addr, method, ErrPeerGone, pc.err)
 	case <-ctx.Done():
 		cc.unregister(id)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && cc.rx.Load() == m.rx && time.Since(sent) >= silentAfter {
+			// Not one byte came back on the connection while this call
+			// waited: after a partition TCP may keep it silent for as
+			// long as its retransmission backoff (tens of seconds) while
+			// a new connection works at once. The next call dials one.
+			c.forget(cc)
+			cc.fail(fmt.Errorf("%w: nothing received for %s", errSilent, time.Since(sent).Round(time.Millisecond)))
+		}
 		if errors.Is(ctx.Err(), context.Canceled) {
 			// A deadline ends the handler's context by itself; a
 			// cancellation has to be told. Best effort: a failed write

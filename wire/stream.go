@@ -212,9 +212,16 @@ func (r *streamReader) frame(res result) {
 	}
 }
 
-// cut is the error of a stream whose connection died.
+// cut is the error of a stream whose connection died. A connection that
+// closed between two frames died of io.EOF; the stream's error says
+// io.ErrUnexpectedEOF instead, so that no reader testing errors.Is(err,
+// io.EOF) takes a cut stream for one that ended.
 func (r *streamReader) cut() error {
-	return fmt.Errorf("wire: %s %s: stream cut: %w (%w)", r.addr, r.method, ErrPeerGone, r.pc.err)
+	cause := r.pc.err
+	if errors.Is(cause, io.EOF) {
+		cause = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("wire: %s %s: stream cut: %w (%w)", r.addr, r.method, ErrPeerGone, cause)
 }
 
 // finish ends the stream with err (io.EOF when clean), counts it, and either

@@ -129,8 +129,8 @@ func TestStreamPeerDiesMidStream(t *testing.T) {
 	r := p.openHalf(t)
 	p.nw.SetDown("srv:1", true)
 	got, err := io.ReadAll(r)
-	if !errors.Is(err, wire.ErrPeerGone) {
-		t.Fatalf("ReadAll after %d bytes: err = %v, want ErrPeerGone", len(got), err)
+	if !errors.Is(err, wire.ErrPeerGone) || errors.Is(err, io.EOF) {
+		t.Fatalf("ReadAll after %d bytes: err = %v, want ErrPeerGone and not io.EOF", len(got), err)
 	}
 	if len(got) > 10000 || !bytes.Equal(got, body(10000)[:len(got)]) {
 		t.Fatalf("read %d bytes that are not a prefix of the body", len(got))
@@ -162,8 +162,8 @@ func TestStreamPeerDiesTCP(t *testing.T) {
 	<-wrote
 	srv.Close()
 	got, err := io.ReadAll(r)
-	if !errors.Is(err, wire.ErrPeerGone) || len(got) > 1<<20 {
-		t.Fatalf("ReadAll: %d bytes, err = %v; want a prefix and ErrPeerGone", len(got), err)
+	if !errors.Is(err, wire.ErrPeerGone) || errors.Is(err, io.EOF) || len(got) > 1<<20 {
+		t.Fatalf("ReadAll: %d bytes, err = %v; want a prefix and ErrPeerGone, not io.EOF", len(got), err)
 	}
 }
 

@@ -187,6 +187,42 @@ func TestRealCacheOwnerKilledMidStream(t *testing.T) {
 	})
 }
 
+// TestRealCacheOwnerKilledMidFillChunked: as above, but the origin sends
+// no Content-Length, so the owner streams a fill of unknown length and
+// the client's response is chunked: a kill of the owner half-way must
+// reach the client as a broken response, never as a short chunked body
+// ended cleanly (it did: the last chunk followed the first half).
+func TestRealCacheOwnerKilledMidFillChunked(t *testing.T) {
+	const size = 4 << 20
+	o := &gatedOrigin{big: bytes.Repeat([]byte("0123456789abcdef"), size/16), halfway: make(chan string, 16)} // one per gated response
+	big, gate := o.big, &o.gate
+	up := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=300")
+		w.Write(big[:size/2])
+		w.(http.Flusher).Flush()
+		if g := gate.Load(); g != nil {
+			o.halfway <- r.URL.Path
+			<-*g
+		}
+		w.Write(big[size/2:])
+	})
+	cc := newCacheCluster(t, up, 3)
+	c := &http.Client{Timeout: 30 * time.Second}
+	var read atomic.Int64
+	owner, _, _, res, g := streamFromOwner(t, cc, c, o, &read)
+	owner.cmd.Process.Kill()
+	owner.cmd.Wait()
+	err := <-res
+	gate.Store(nil)
+	close(g)
+	if err == nil {
+		t.Fatal("the client read the whole body from an owner killed half-way")
+	}
+	if !strings.Contains(err.Error(), "unexpected EOF") && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("the client read a short body as complete: %v", err)
+	}
+}
+
 // gatedOrigin serves big, holding each response half-way while gate is
 // set (and saying so on halfway).
 type gatedOrigin struct {

@@ -550,3 +550,37 @@ func TestMemoryBlocks(t *testing.T) {
 		t.Fatalf("Read after Blocks: %d bytes, not the rest", len(b))
 	}
 }
+
+// TestMemoryRelayReaderAtBlockEnd: a reader whose cursor stands at the end
+// of a block when the fill goes over its limit keeps reading: the relay
+// frees that block, and the reader's next Read used to index before the
+// first block held, panic with the object's lock held and so hang the
+// fill and every reader of the object (found with an 8 MiB body through a
+// node whose object cap is 7.5 MiB).
+func TestMemoryRelayReaderAtBlockEnd(t *testing.T) {
+	m := newTestMemory(t, MemoryConfig{})
+	f, _, r := startedFill(t, m, "k", minBlock+1)
+	first := bytes.Repeat([]byte("a"), minBlock) // exactly the first block
+	f.Write(first)
+	buf := make([]byte, minBlock)
+	if n, err := io.ReadFull(r, buf); n != minBlock || err != nil {
+		t.Fatalf("first read: %d, %v", n, err)
+	}
+	rest := bytes.Repeat([]byte("b"), 3*minBlock)
+	f.Write(rest) // over the limit: the relay trims what every reader has passed
+	got := make(chan []byte, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Errorf("Read panicked: %v", p)
+				got <- nil
+			}
+		}()
+		b, _ := io.ReadAll(r)
+		got <- b
+	}()
+	f.Commit()
+	if b := <-got; !bytes.Equal(b, rest) {
+		t.Fatalf("reader got %d bytes after the relay started, want %d", len(b), len(rest))
+	}
+}

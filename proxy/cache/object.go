@@ -214,6 +214,11 @@ func (r *memReader) seek(off int64) {
 // is held past it. It runs under o.mu or on a complete object.
 func (r *memReader) next(n int) []byte {
 	o := r.o
+	if r.bi < o.dropped {
+		// The relay freed the block the cursor ended (it stood at that
+		// block's end): the bytes at off start a block still held.
+		r.seek(r.off)
+	}
 	for n > 0 && r.off < o.size {
 		b := o.blocks[r.bi-o.dropped]
 		if r.bo >= len(b) {
