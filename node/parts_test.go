@@ -235,22 +235,32 @@ func TestPartListOrder(t *testing.T) {
 	}
 }
 
+// slowOrigin starts an origin whose first request arrives (closing
+// arrived) and is answered "late" only once release is called; the
+// test's end releases it too, before the server's Close, which waits for
+// its handlers, also when the test fails.
+func slowOrigin(t *testing.T) (addr string, arrived chan struct{}, release func()) {
+	t.Helper()
+	arrived, hold := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(arrived) })
+		<-hold
+		io.WriteString(w, "late")
+	}))
+	release = sync.OnceFunc(func() { close(hold) })
+	t.Cleanup(slow.Close)
+	t.Cleanup(release) // runs first
+	return slow.Listener.Addr().String(), arrived, release
+}
+
 // TestShutdownDrainsWhileTheClusterRuns: on Shutdown the node turns
 // readiness off and leaves the ring (draining in its gossiped metadata)
 // while a request is still in flight, and raft, gossip and the admin API
 // run until the proxy drained; then everything stops.
 func TestShutdownDrainsWhileTheClusterRuns(t *testing.T) {
-	arrived, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		once.Do(func() { close(arrived) })
-		<-release
-		io.WriteString(w, "late")
-	}))
-	defer slow.Close()
-	releaseOnce := sync.OnceFunc(func() { close(release) })
-	defer releaseOnce() // before slow.Close, which waits for its handler, also when the test fails
-	n := startRaftNode(t, "d1", slow.Listener.Addr().String(), 1)
+	slowAddr, arrived, releaseOnce := slowOrigin(t)
+	n := startRaftNode(t, "d1", slowAddr, 1)
 	waitUntil(t, "ready", func() bool { code, _ := get(t, "http://"+n.AdminAddr()+"/readyz"); return code == 200 })
 	answered := make(chan string, 1)
 	go func() {

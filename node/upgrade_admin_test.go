@@ -5,8 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,17 +19,8 @@ import (
 // same for the cluster port: raft and the other nodes' RPCs reach the
 // node's cluster identity, which is the successor's.
 func TestHandedOffNodeLeavesTheAdminSocket(t *testing.T) {
-	arrived, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		once.Do(func() { close(arrived) })
-		<-release
-		io.WriteString(w, "late")
-	}))
-	defer slow.Close()
-	releaseOnce := sync.OnceFunc(func() { close(release) })
-	defer releaseOnce()
-	n := startRaftNode(t, "a1", slow.Listener.Addr().String(), 1)
+	slowAddr, arrived, releaseOnce := slowOrigin(t)
+	n := startRaftNode(t, "a1", slowAddr, 1)
 	waitUntil(t, "ready", func() bool { code, _ := get(t, "http://"+n.AdminAddr()+"/readyz"); return code == 200 })
 	adminAddr := n.AdminAddr()
 	answered := make(chan string, 1)

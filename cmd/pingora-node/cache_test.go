@@ -138,20 +138,8 @@ func TestRealCacheCommands(t *testing.T) {
 // whole object.
 func TestRealCacheOwnerKilledMidStream(t *testing.T) {
 	const size = 8 << 20
-	o := &gatedOrigin{big: bytes.Repeat([]byte("0123456789abcdef"), size/16), halfway: make(chan string, 16)} // one per gated response
+	o, cc := gatedCluster(t, size, true)
 	big, gate := o.big, &o.gate
-	up := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "max-age=300")
-		w.Header().Set("Content-Length", fmt.Sprint(size))
-		w.Write(big[:size/2])
-		w.(http.Flusher).Flush()
-		if g := gate.Load(); g != nil {
-			o.halfway <- r.URL.Path
-			<-*g
-		}
-		w.Write(big[size/2:])
-	})
-	cc := newCacheCluster(t, up, 3)
 	client := cc.procs[0]
 	c := &http.Client{Timeout: 30 * time.Second}
 	var read atomic.Int64
@@ -194,19 +182,8 @@ func TestRealCacheOwnerKilledMidStream(t *testing.T) {
 // ended cleanly (it did: the last chunk followed the first half).
 func TestRealCacheOwnerKilledMidFillChunked(t *testing.T) {
 	const size = 4 << 20
-	o := &gatedOrigin{big: bytes.Repeat([]byte("0123456789abcdef"), size/16), halfway: make(chan string, 16)} // one per gated response
-	big, gate := o.big, &o.gate
-	up := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "max-age=300")
-		w.Write(big[:size/2])
-		w.(http.Flusher).Flush()
-		if g := gate.Load(); g != nil {
-			o.halfway <- r.URL.Path
-			<-*g
-		}
-		w.Write(big[size/2:])
-	})
-	cc := newCacheCluster(t, up, 3)
+	o, cc := gatedCluster(t, size, false)
+	gate := &o.gate
 	c := &http.Client{Timeout: 30 * time.Second}
 	var read atomic.Int64
 	owner, _, _, res, g := streamFromOwner(t, cc, c, o, &read)
@@ -229,6 +206,28 @@ type gatedOrigin struct {
 	big     []byte
 	gate    atomic.Pointer[chan struct{}]
 	halfway chan string
+}
+
+// gatedCluster starts a gatedOrigin of size bytes (cacheable for 5
+// minutes, with Content-Length when withLength, else of unknown length)
+// and a cluster of 3 nodes in front of it.
+func gatedCluster(t *testing.T, size int, withLength bool) (*gatedOrigin, *cacheCluster) {
+	t.Helper()
+	o := &gatedOrigin{big: bytes.Repeat([]byte("0123456789abcdef"), size/16), halfway: make(chan string, 16)} // one per gated response
+	up := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=300")
+		if withLength {
+			w.Header().Set("Content-Length", fmt.Sprint(size))
+		}
+		w.Write(o.big[:size/2])
+		w.(http.Flusher).Flush()
+		if g := o.gate.Load(); g != nil {
+			o.halfway <- r.URL.Path
+			<-*g
+		}
+		w.Write(o.big[size/2:])
+	})
+	return o, newCacheCluster(t, up, 3)
 }
 
 // streamFromOwner requests /big/N at n1, each with the origin gated
