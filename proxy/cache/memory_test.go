@@ -584,3 +584,42 @@ func TestMemoryRelayReaderAtBlockEnd(t *testing.T) {
 		t.Fatalf("reader got %d bytes after the relay started, want %d", len(b), len(rest))
 	}
 }
+
+// TestMemoryReaderPanicReleasesObject: a reader whose Read panics (here
+// on a cursor made invalid on purpose; a bug in the cursor code did this
+// once, see TestMemoryRelayReaderAtBlockEnd) leaves the object's lock
+// free, so the fill and the other readers go on: before, the lock stayed
+// held, and the fill, every reader and the node's graceful stop hung.
+func TestMemoryReaderPanicReleasesObject(t *testing.T) {
+	m := newTestMemory(t, MemoryConfig{})
+	f, o, bad := startedFill(t, m, "k", 1<<20)
+	good, err := o.NewReader(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("first"))
+	bad.(*memReader).bi = 1 << 30 // no such block
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("Read on a broken cursor did not panic")
+			}
+		}()
+		bad.Read(make([]byte, 8))
+	}()
+	done := make(chan []byte, 1)
+	go func() {
+		f.Write([]byte(" second"))
+		f.Commit()
+		b, _ := io.ReadAll(good)
+		done <- b
+	}()
+	select {
+	case b := <-done:
+		if string(b) != "first second" {
+			t.Fatalf("the other reader got %q", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fill and the other reader hung on the lock the panicking Read held")
+	}
+}

@@ -286,32 +286,41 @@ func (r *memReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	for {
-		o.mu.Lock()
-		if r.err != nil {
-			o.mu.Unlock()
-			return 0, r.err
+		n, wait, err := r.readLocked(p)
+		switch {
+		case wait == nil && n == 0 && err == nil:
+			return r.Read(p) // it ended whole: read without the lock
+		case wait == nil:
+			return n, err
 		}
-		if n := r.copyOut(p); n > 0 {
-			o.mu.Unlock()
-			return n, nil
-		}
-		if o.ended {
-			err := o.err
-			o.mu.Unlock()
-			if err == nil {
-				return r.Read(p) // it ended whole: read without the lock
-			}
-			return 0, err
-		}
-		o.waiting = true
-		ch := o.wake
-		o.mu.Unlock()
 		select {
-		case <-ch:
+		case <-wait:
 		case <-r.ctx.Done():
 			return 0, r.ctx.Err()
 		}
 	}
+}
+
+// readLocked is one try of Read under the object's lock: n bytes or an
+// error, a channel to wait on for more, or nothing of the three once the
+// fill ended whole. The lock goes by defer, so that a panic here (a bug)
+// fails one request instead of holding the object, its fill and every
+// reader for good.
+func (r *memReader) readLocked(p []byte) (int, chan struct{}, error) {
+	o := r.o
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if r.err != nil {
+		return 0, nil, r.err
+	}
+	if n := r.copyOut(p); n > 0 {
+		return n, nil, nil
+	}
+	if o.ended {
+		return 0, nil, o.err
+	}
+	o.waiting = true
+	return 0, o.wake, nil
 }
 
 // Buffered returns the bytes held past the cursor.
