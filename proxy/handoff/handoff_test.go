@@ -178,18 +178,25 @@ func sockPath(t *testing.T) string {
 	return filepath.Join(dir, "s")
 }
 
+// listenAt binds an offer at a new socket path, closed when the test ends.
+func listenAt(t *testing.T) (string, *Offer) {
+	t.Helper()
+	path := sockPath(t)
+	offer, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { offer.Close() })
+	return path, offer
+}
+
 // TestHandOffToChildProcess: three listeners pass to a child process; it
 // takes two and drops one; a request in flight on the old process
 // completes after the hand-off; afterwards the new process answers on the
 // kept addresses and the dropped one refuses connections.
 func TestHandOffToChildProcess(t *testing.T) {
 	old := startOld(t)
-	path := sockPath(t)
-	offer, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer offer.Close()
+	path, offer := listenAt(t)
 
 	inflight := make(chan string, 1)
 	go func() {
@@ -272,12 +279,7 @@ func TestHandOffToChildProcess(t *testing.T) {
 // the old process serving and says why.
 func TestFailedSuccessor(t *testing.T) {
 	old := startOld(t)
-	path := sockPath(t)
-	offer, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer offer.Close()
+	path, offer := listenAt(t)
 	for mode, want := range map[string]string{
 		"fail": "peer reported: config invalid: test says so",
 		"die":  "successor went away",
@@ -326,12 +328,7 @@ func TestListenRefusesLiveSocketAndReplacesStale(t *testing.T) {
 // the real successor is served next.
 func TestGarbageThenSuccessor(t *testing.T) {
 	old := startOld(t)
-	path := sockPath(t)
-	offer, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer offer.Close()
+	path, offer := listenAt(t)
 	g, err := net.Dial("unixpacket", path)
 	if err != nil {
 		t.Fatal(err)

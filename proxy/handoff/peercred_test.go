@@ -42,12 +42,7 @@ func rawHello(t *testing.T, path string) *net.UnixConn {
 // and Accept waits for the next connection.
 func TestOfferRefusesAnotherUser(t *testing.T) {
 	distrust(t)
-	path := sockPath(t)
-	offer, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer offer.Close()
+	path, offer := listenAt(t)
 	rejected := make(chan error, 1)
 	offer.OnReject(func(err error) { rejected <- err })
 	accepted := make(chan *Takeover, 1)
@@ -281,12 +276,7 @@ func TestListenRefusesAnotherUsersFile(t *testing.T) {
 // three of them still gets its listeners within its own 5 s timeout.
 func TestStalledClientsDoNotStarveSuccessor(t *testing.T) {
 	old := startOld(t)
-	path := sockPath(t)
-	offer, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer offer.Close()
+	path, offer := listenAt(t)
 	for i := 0; i < 3; i++ {
 		c, err := net.Dial("unixpacket", path)
 		if err != nil {
