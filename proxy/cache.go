@@ -32,6 +32,11 @@ type cacheState struct {
 	clientDone bool
 	invalidate bool // an unsafe method: invalidate on success (§4.4)
 	refused    bool // CacheHitFilter refused the stored response: no recheck
+	// fillFailed: the fill this request waited for (another node's, on
+	// a shared route) stored nothing; it goes to the origin uncached,
+	// and marks the key when the answer is unstorable (hit-for-pass).
+	fillFailed bool
+	passed     bool // a hit-for-pass marker sent it to the origin without the lock
 	result     string
 	st         cacheStatus
 	// req is the request as the store sees it, carried by ctx (see
@@ -291,6 +296,9 @@ func (s *Server[C]) cacheMiss(sess *Session, ctx C) (bool, error) {
 // answers ErrFillFailed) finds the object the same way.
 func (s *Server[C]) cacheLock(sess *Session, ctx C) (bool, error) {
 	cs := &sess.cache
+	if s.passMarked(sess) {
+		return false, nil
+	}
 	for range 2 {
 		f, o, err := cs.store.Lock(cs.storeCtx(sess), cs.vkey, cs.cfg.lockTimeout())
 		if f != nil || errors.Is(err, cache.ErrFillFailed) {
@@ -357,6 +365,7 @@ func (s *Server[C]) lockFailed(sess *Session, err error) error {
 		s.metrics.cache.lockWaits.WithLabelValues("timeout").Inc()
 	case errors.Is(err, cache.ErrFillFailed):
 		cs.st.detail = "fill-failed"
+		cs.fillFailed = true
 		s.metrics.cache.lockWaits.WithLabelValues("fill_failed").Inc()
 	default:
 		cs.st.detail = "store-error"

@@ -50,6 +50,7 @@ func (s *Server[C]) cacheResponse(sess *Session, ctx C, ex exchange, resp *Respo
 			return true, s.serveStaleOnError(sess, ctx)
 		}
 	}
+	s.notePass(sess, resp)
 	if cs.fill != nil {
 		if err := s.startFill(sess, ctx, resp); err != nil {
 			return false, err
@@ -123,8 +124,26 @@ func (s *Server[C]) startFill(sess *Session, ctx C, resp *ResponseHeader) error 
 		cs.storing, cs.st.stored = true, true
 		return nil
 	}
+	s.markPass(sess, reason)
 	s.notStored(sess, reason)
 	return nil
+}
+
+// passReason is why resp would not be stored, for a request that held no
+// fill (its wait for another node's fill ended without one): cache.Decide
+// and the size cap, without the ResponseCacheFilter, which only runs for
+// a response the request may store.
+func (s *Server[C]) passReason(sess *Session, resp *ResponseHeader) string {
+	cs := &sess.cache
+	d := cache.Decide(cache.Exchange{Method: http.MethodGet, Request: sess.Req.Header, Status: resp.Status, Header: resp.Header,
+		Now: s.clock.Now(), DefaultStaleIfError: cs.cfg.DefaultStaleIfError})
+	switch {
+	case !d.Store:
+		return d.Reason
+	case contentLength(resp.Header) > cs.cfg.maxObject():
+		return "too_large"
+	}
+	return ""
 }
 
 // notStored ends the fill without storing and says why.

@@ -38,7 +38,7 @@ func newCacheMetrics() *cacheMetrics {
 		}, []string{"result"}),
 		uncacheable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pingora_cache_uncacheable_total",
-			Help: "Responses the cache would have filled but did not store, by reason (no-store, private, status, too_large, ...).",
+			Help: "Responses the cache would have filled but did not store, by reason (no-store, private, status, too_large, ...; hit-for-pass: a recent response for the key could not be stored, so this one went to the origin without the lock).",
 		}, []string{"reason"}),
 		stored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pingora_cache_stored_total",

@@ -62,6 +62,7 @@ type Server[C any] struct {
 	clock      clock.Clock
 	bg         *background // the cache's background revalidations
 	varyIDs    varyIDs
+	hitPass    passSet // hit-for-pass markers (cache_pass.go)
 
 	h2cfg   h2.Config
 	connSem chan struct{}

@@ -287,3 +287,33 @@ func httpServer(t *testing.T, h http.HandlerFunc) string {
 	t.Cleanup(srv.Close)
 	return srv.Listener.Addr().String()
 }
+
+// TestRealCachePrivateNotFetchedTwice: on a shared route, a response the
+// cache may not keep (private) costs the origin one request per client
+// request once each node has seen it: a node asks the key's owner to fill
+// it only once, then remembers it for hit-for-pass, instead of having the
+// owner fetch and drop every one before fetching it again itself (two
+// origin requests for each, found by the red team).
+func TestRealCachePrivateNotFetchedTwice(t *testing.T) {
+	var hits atomic.Int64
+	up := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Cache-Control", "private, max-age=60")
+		io.WriteString(w, "yours")
+	})
+	cc := newCacheCluster(t, up, 3)
+	c := &http.Client{Timeout: 10 * time.Second}
+	const perNode = 5
+	for _, p := range cc.procs {
+		for range perNode {
+			if b, code, err := cacheGet(c, p, "/account"); err != nil || code != 200 || string(b) != "yours" {
+				t.Fatalf("%s: %d %q %v", p.name, code, b, err)
+			}
+		}
+	}
+	// One per request, and one more at each of the two nodes that do not
+	// own the key (the owner's fetch of their first request).
+	if n, want := hits.Load(), int64(3*perNode+2); n > want {
+		t.Fatalf("%d requests reached the origin for %d client requests, want at most %d", n, 3*perNode, want)
+	}
+}
