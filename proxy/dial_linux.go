@@ -5,9 +5,11 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -34,6 +36,60 @@ import (
 // *net.OpError with Op "dial" around an *os.SyscallError (ECONNREFUSED, say),
 // os.ErrDeadlineExceeded at the timeout, or ctx's error.
 func dialIP(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (net.Conn, error) {
+	// A connect to a loopback port in the ephemeral range with nothing
+	// listening can be given that very port as its own and connect to
+	// itself (TCP simultaneous open): its request would come back as the
+	// answer. The net package's dialer checks and dials again; so does
+	// this, twice at most, only where it can happen.
+	for try := 0; ; try++ {
+		c, err := dialIPOnce(ctx, ap, timeout)
+		if err != nil || try == 2 || !mayConnectToSelf(ap) || !selfConnected(c.(*tcpConn)) {
+			return c, err
+		}
+		c.Close()
+	}
+}
+
+// mayConnectToSelf reports whether a connect to ap could connect to
+// itself: ap is a loopback address with a port the kernel may pick as a
+// local one.
+func mayConnectToSelf(ap netip.AddrPort) bool {
+	lo, hi := ephemeralPorts()
+	return ap.Addr().Unmap().IsLoopback() && ap.Port() >= lo && ap.Port() <= hi
+}
+
+var ephemeralPorts = sync.OnceValues(func() (uint16, uint16) {
+	lo, hi := uint16(32768), uint16(60999) // Linux's default
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var l, h int
+		if n, _ := fmt.Sscan(string(b), &l, &h); n == 2 && l > 0 && l <= h && h < 1<<16 {
+			lo, hi = uint16(l), uint16(h)
+		}
+	}
+	return lo, hi
+})
+
+// selfConnected reports whether c's socket is connected to itself: its
+// local address is its remote one.
+func selfConnected(c *tcpConn) bool {
+	self := false
+	c.io.rc.Control(func(fd uintptr) {
+		sa, err := unix.Getsockname(int(fd))
+		if err != nil {
+			return
+		}
+		switch a := sa.(type) {
+		case *unix.SockaddrInet4:
+			self = a.Port == c.raddr.Port && net.IP(a.Addr[:]).Equal(c.raddr.IP)
+		case *unix.SockaddrInet6:
+			self = a.Port == c.raddr.Port && net.IP(a.Addr[:]).Equal(c.raddr.IP)
+		}
+	})
+	return self
+}
+
+// dialIPOnce is one attempt of dialIP.
+func dialIPOnce(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (net.Conn, error) {
 	raddr := net.TCPAddrFromAddrPort(ap)
 	fail := func(err error) error { return &net.OpError{Op: "dial", Net: "tcp", Addr: raddr, Err: err} }
 	if err := ctx.Err(); err != nil {

@@ -162,3 +162,58 @@ func TestDialIP(t *testing.T) {
 		}
 	})
 }
+
+// TestDialSelfConnect: a loopback socket connected to itself (bound to a
+// port, then connected to it: the TCP simultaneous open a dial to a free
+// ephemeral port can fall into) is told apart from a real connection, and
+// only loopback ports in the ephemeral range are checked.
+func TestDialSelfConnect(t *testing.T) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo := [4]byte{127, 0, 0, 1}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: lo}); err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	port := sa.(*unix.SockaddrInet4).Port
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: lo, Port: port}); err != nil {
+		unix.Close(fd)
+		t.Fatalf("self-connect: %v", err)
+	}
+	unix.SetNonblock(fd, true)
+	self, err := newTCPConn(os.NewFile(uintptr(fd), "tcp"), nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer self.Close()
+	if !selfConnected(self) {
+		t.Fatal("a socket connected to itself was not seen as such")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := dialIP(context.Background(), netip.MustParseAddrPort(ln.Addr().String()), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if selfConnected(c.(*tcpConn)) {
+		t.Fatal("a real connection was seen as connected to itself")
+	}
+	low, high := ephemeralPorts()
+	for ap, want := range map[string]bool{
+		netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), low).String(): true,
+		netip.AddrPortFrom(netip.MustParseAddr("::1"), high).String():      true,
+		netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 80).String():  false,
+		netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), low).String(): false,
+	} {
+		if got := mayConnectToSelf(netip.MustParseAddrPort(ap)); got != want {
+			t.Errorf("mayConnectToSelf(%s) = %v, want %v", ap, got, want)
+		}
+	}
+}
