@@ -83,13 +83,7 @@ func TestDialIP(t *testing.T) {
 		}
 	})
 	t.Run("refused", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close() // nothing listens there now
-		_, err = dialIP(context.Background(), netip.MustParseAddrPort(addr), 5*time.Second)
+		_, err := dialIP(context.Background(), netip.MustParseAddrPort(deadAddr(t)), 5*time.Second)
 		var oe *net.OpError
 		if !errors.Is(err, syscall.ECONNREFUSED) || !errors.As(err, &oe) || oe.Op != "dial" {
 			t.Fatalf("dial to a closed port: %T %v; want ECONNREFUSED in a dial *net.OpError", err, err)
@@ -101,19 +95,11 @@ func TestDialIP(t *testing.T) {
 	// full is a listening socket whose accept queue is full: a connect to
 	// it waits for an answer to its SYN that does not come.
 	full := func(t *testing.T) netip.AddrPort {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { unix.Close(fd) })
-		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			t.Fatal(err)
-		}
+		fd, port := boundSocket(t)
 		if err := unix.Listen(fd, 0); err != nil {
 			t.Fatal(err)
 		}
-		sa, _ := unix.Getsockname(fd)
-		ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
+		ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port))
 		filler, err := net.DialTimeout("tcp", ap.String(), 5*time.Second) // takes the one place
 		if err != nil {
 			t.Fatal(err)

@@ -18,6 +18,13 @@ import (
 // stays bound (without listening) until the test ends, so no listener the
 // test opens later, the proxy's own included, can take it over.
 func deadAddr(t testing.TB) string {
+	_, port := boundSocket(t)
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
+// boundSocket returns a TCP socket bound to a free loopback port (closed
+// when the test ends), and the port.
+func boundSocket(t testing.TB) (fd, port int) {
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +37,7 @@ func deadAddr(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	return fd, sa.(*syscall.SockaddrInet4).Port
 }
 
 func TestDeadUpstream502(t *testing.T) {
