@@ -22,7 +22,10 @@
 # RETRIES (1): a run in which other processes took more than NOISY_MAX % of a benchmark CPU is
 # made again up to RETRIES times, the least disturbed attempt kept · PROXY_CPU (0) ·
 # AUX_CPU (1) · OUT (report) · CHART (PNG) · KEEP=1 (keep the work dir) · SRC (tree: build
-# pingora-node from the working tree; head: from the last commit; or any git revision).
+# pingora-node from the working tree; head: from the last commit; or any git revision) ·
+# SRC_B (the same for a second build, target pingora-b: an A/B of two builds in one run, e.g.
+# SRC=main SRC_B=tree TARGETS="nginx pingora pingora-b"; the report adds B's CPU per request
+# against pingora's, round by round).
 #
 # It installs missing tools with apt-get, builds pingora-node and bench/origin into a
 # temporary work dir, starts the origin and the targets there (every proxy pinned to
@@ -44,7 +47,7 @@ while [ $# -gt 0 ]; do
     --soak)
       MODE=soak SOAK=600
       if [[ ${2:-} =~ ^[0-9]+$ ]]; then SOAK=$2; shift; fi ;;
-    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -197,11 +200,13 @@ want_targets=()
 for t in $TARGETS; do
   case $t in
     direct|pingora) want_targets+=("$t") ;;
+    pingora-b) [ -n "${SRC_B:-}" ] || die "target pingora-b is the build of SRC_B: set SRC_B (tree, head or a git revision)"
+      want_targets+=("$t") ;;
     nginx|haproxy)
       if have "$t"; then want_targets+=("$t"); else say "== skipping target $t: $t is not installed"; fi ;;
     varnish)
       if have varnishd; then want_targets+=("$t"); else say "== skipping target $t: varnishd is not installed"; fi ;;
-    *) die "unknown target $t (direct nginx haproxy varnish pingora)" ;;
+    *) die "unknown target $t (direct nginx haproxy varnish pingora pingora-b)" ;;
   esac
 done
 want_tests=()
@@ -243,29 +248,37 @@ free_port() { # free_port VAR: a port in 20000-29999 nothing uses (below the eph
   done
   die "no free port found"
 }
-for v in P_ORIGIN P_NGX_H1 P_NGX_H2C P_NGX_TLS P_NGX_HIT P_HAP P_HAP_TLS P_VARNISH P_PN P_PN_TLS P_PN_ADMIN; do free_port "$v"; done
+for v in P_ORIGIN P_NGX_H1 P_NGX_H2C P_NGX_TLS P_NGX_HIT P_HAP P_HAP_TLS P_VARNISH P_PN P_PN_TLS P_PN_ADMIN P_PNB P_PNB_TLS P_PNB_ADMIN; do free_port "$v"; done
 # nginx's proxy_cache lives on tmpfs (memory-backed), removed on exit
 NGX_CACHE=$(mktemp -d /dev/shm/pingora-bench-cache.XXXXXX 2>/dev/null || mktemp -d "$WORK/nginx-cache.XXXXXX")
 
 # --- build -------------------------------------------------------------------
 say "== work dir $WORK"
 say "== building pingora-node and bench/origin"
+# build_pn SRC OUT: builds pingora-node, sets COMMIT to what was built (recorded now: the
+# working tree may change while the benchmark runs)
+build_pn() {
+  local src=$1 out=$2 rev dirty
+  COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  dirty=$(git -C "$REPO" status --porcelain 2>/dev/null | awk '$2 ~ /\.go$|^go\.(mod|sum)$/ && $2 !~ /^bench\// { print $2 }' | paste -sd' ' - || true)
+  if [ "$src" = tree ]; then
+    [ -n "$dirty" ] && COMMIT="$COMMIT, built from the working tree with uncommitted Go changes: $dirty"
+    go build -o "$out" ./cmd/pingora-node || die "go build ./cmd/pingora-node failed"
+    return
+  fi
+  # a commit (head: the last one), without uncommitted edits (git archive: nothing written to the repo)
+  rev=$src; [ "$src" = head ] && rev=HEAD
+  COMMIT=$(git -C "$REPO" rev-parse --short "$rev^{commit}" 2>/dev/null) || die "$src: want tree, head or a git revision"
+  COMMIT="$COMMIT ($src: built from that commit, uncommitted edits left out)"
+  rm -rf "$WORK/src" && mkdir -p "$WORK/src"
+  git -C "$REPO" archive "$rev" | tar -x -C "$WORK/src" || die "git archive $rev failed"
+  (cd "$WORK/src" && go build -o "$out" ./cmd/pingora-node) || die "go build of $rev failed"
+  rm -rf "$WORK/src"
+}
 SRC=${SRC:-tree}
-# what is built, recorded now: the working tree may change while the benchmark runs
-commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$REPO" status --porcelain 2>/dev/null | awk '$2 ~ /\.go$|^go\.(mod|sum)$/ && $2 !~ /^bench\// { print $2 }' | paste -sd' ' - || true)
-if [ "$SRC" != tree ]; then
-  rev=$SRC; [ "$SRC" = head ] && rev=HEAD
-  commit=$(git -C "$REPO" rev-parse --short "$rev^{commit}" 2>/dev/null) || die "SRC=$SRC: want tree, head or a git revision"
-  commit="$commit (SRC=$SRC: built from that commit, uncommitted edits left out)"
-elif [ -n "$dirty" ]; then commit="$commit, built from the working tree with uncommitted Go changes: $dirty"; fi
-case $SRC in
-  tree) go build -o "$WORK/pingora-node" ./cmd/pingora-node || die "go build ./cmd/pingora-node failed" ;;
-  *) # a commit (head: the last one), without uncommitted edits (git archive: nothing written to the repo)
-    mkdir -p "$WORK/src"
-    git -C "$REPO" archive "$rev" | tar -x -C "$WORK/src" || die "git archive $rev failed"
-    (cd "$WORK/src" && go build -o "$WORK/pingora-node" ./cmd/pingora-node) || die "go build of $rev failed" ;;
-esac
+build_pn "$SRC" "$WORK/pingora-node"; commit=$COMMIT
+commit_b=""
+case " ${want_targets[*]} " in *" pingora-b "*) build_pn "$SRC_B" "$WORK/pingora-node-b"; commit_b=$COMMIT ;; esac
 go build -o "$WORK/origin" ./bench/origin || die "go build ./bench/origin failed"
 
 # --- certificate: self-signed ECDSA P-256 for 127.0.0.1 and localhost ---------
@@ -383,6 +396,9 @@ log_level: warn
 access_log: false
 upgrade_socket: $WORK/pingora-upgrade.sock
 EOF
+  # pingora-b: the same node on ports of its own (no seeds: the two are not a cluster)
+  sed -e "s/^name: bench$/name: bench-b/" -e "s/:$P_PN_ADMIN\$/:$P_PNB_ADMIN/" -e "s/:$P_PN\$/:$P_PNB/" \
+    -e "s/:$P_PN_TLS\$/:$P_PNB_TLS/" -e "s#pingora-upgrade.sock#pingora-upgrade-b.sock#" "$WORK/node.yaml" >"$WORK/node-b.yaml"
   cat >"$WORK/cluster.yaml" <<EOF
 upstreams:
   - name: origin
@@ -434,6 +450,9 @@ start_target() { # start_target NAME: starts it pinned, sets ROOT[NAME]; 1 if it
     pingora)
       cmd=("$WORK/pingora-node" run --config "$WORK/node.yaml")
       url=http://127.0.0.1:$P_PN_ADMIN/readyz ;;
+    pingora-b)
+      cmd=("$WORK/pingora-node-b" run --config "$WORK/node-b.yaml")
+      url=http://127.0.0.1:$P_PNB_ADMIN/readyz ;;
   esac
   START_CMD[$name]=$(shquote taskset -c "$PROXY_CPU" "${cmd[@]}")
   start_bg "$WORK/$name.log" taskset -c "$PROXY_CPU" "${cmd[@]}"
@@ -444,6 +463,7 @@ start_target() { # start_target NAME: starts it pinned, sets ROOT[NAME]; 1 if it
     return 1
   fi
   [ "$name" = pingora ] && { wait_ready "$STARTED" "http://127.0.0.1:$P_PN/small" || return 1; }
+  [ "$name" = pingora-b ] && { wait_ready "$STARTED" "http://127.0.0.1:$P_PNB/small" || return 1; }
   return 0
 }
 
@@ -473,6 +493,8 @@ url_for() { # url_for TARGET PROTO PATH: prints the URL, or nothing when TARGET 
     nginx:hit) p=$P_NGX_HIT ;;
     varnish:hit) p=$P_VARNISH ;;
     pingora:tls) p=$P_PN_TLS ;;
+    pingora-b:h1|pingora-b:h2c|pingora-b:hit) p=$P_PNB ;;
+    pingora-b:tls) p=$P_PNB_TLS ;;
   esac
   [ -z "$p" ] && return 0
   if [ "$2" = tls ]; then [ -n "$TLS_OK" ] && echo "https://$host:$p$3"; else echo "http://$host:$p$3"; fi
@@ -784,7 +806,7 @@ awk -F'\t' -v OFS='\t' '
     print kk[1], kk[2], n[k], med(rps[k]), med(p50[k]), med(p99[k]), err[k], med(cpu[k]), hwm[k], reqs[k],
       op[k] + 0, oa[k] + 0, st[k] + 0, oc[k], orq[k], pc[k], pr[k], rl[k], med(sq[k]) } }' "$RES" >"$AGG"
 
-label() { case $1 in pingora) echo pingora-node ;; direct) echo "direct (no proxy)" ;; *) echo "$1" ;; esac; }
+label() { case $1 in pingora) echo pingora-node ;; pingora-b) echo "pingora-node B" ;; direct) echo "direct (no proxy)" ;; *) echo "$1" ;; esac; }
 describe() {
   case $1 in
     h1-*) echo "HTTP/1.1 keep-alive, wrk -t1 -c$WRK_CONNS, GET /${1#h1-}" ;;
@@ -805,10 +827,11 @@ report() {
   say "- machine: $NCPU CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), $(uname -sr), $(awk '/MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
   say "- versions: $(go version | cut -d' ' -f3-); $(ver nginx -v); $(ver haproxy -v | cut -d' ' -f1-3); $(ver varnishd -V | cut -d' ' -f1-2); $(ver wrk -v | cut -d' ' -f1-2); $(ver h2load --version); $(ver openssl version | cut -d' ' -f1-2); $(ver curl --version | cut -d' ' -f1-2)"
   say "- pingora-node: commit $commit${PN_GOMAXPROCS:+; GOMAXPROCS $PN_GOMAXPROCS}"
+  [ -n "$commit_b" ] && say "- pingora-node B: commit $commit_b"
   if [ "$MODE" = soak ]; then
     say "- knobs: WARMUP=$WARMUP WRK_CONNS=$WRK_CONNS SRC=$SRC PROXY_CPU=$PROXY_CPU AUX_CPU=$AUX_CPU"
   else
-    say "- knobs: DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP TARGETS=\"$TARGETS\" TESTS=\"$TESTS\" WRK_CONNS=$WRK_CONNS H2_CLIENTS=$H2_CLIENTS H2_STREAMS=$H2_STREAMS NGINX_KEEPALIVE=$NGINX_KEEPALIVE QUIET_WAIT=$QUIET_WAIT QUIET_MAX=$QUIET_MAX NOISY_MAX=$NOISY_MAX RETRIES=$RETRIES SRC=$SRC PROXY_CPU=$PROXY_CPU AUX_CPU=$AUX_CPU"
+    say "- knobs: DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP TARGETS=\"$TARGETS\" TESTS=\"$TESTS\" WRK_CONNS=$WRK_CONNS H2_CLIENTS=$H2_CLIENTS H2_STREAMS=$H2_STREAMS NGINX_KEEPALIVE=$NGINX_KEEPALIVE QUIET_WAIT=$QUIET_WAIT QUIET_MAX=$QUIET_MAX NOISY_MAX=$NOISY_MAX RETRIES=$RETRIES SRC=$SRC${commit_b:+ SRC_B=$SRC_B} PROXY_CPU=$PROXY_CPU AUX_CPU=$AUX_CPU"
   fi
   [ "$QUIET_WAIT" -gt 0 ] && [ "$MODE" != soak ] && say "- waiting for a quiet machine (both CPUs ≤ $QUIET_MAX % busy) before the runs took $QUIET_WAITED s in all; $QUIET_GAVE_UP run(s) started after the ${QUIET_WAIT} s limit without it"
   say "- pinning: proxies on CPU $PROXY_CPU; origin and load generators on CPU $AUX_CPU (\`taskset -c\` at launch)"
@@ -847,6 +870,7 @@ report() {
     say
     local f
     for f in nginx/nginx.conf haproxy.cfg node.yaml cluster.yaml; do
+      [ -f "$WORK/$f" ] || continue
       say "\`$f\`:"
       say
       say '```'
@@ -890,6 +914,31 @@ report() {
       done
     done
     say
+    if [ -n "$commit_b" ]; then
+      say "## pingora-node B against pingora-node, round by round"
+      say
+      say "CPU µs per request in each round (A: $commit; B: $commit_b). The median of the"
+      say "per-round ratios B/A is the A/B's figure: steadier than a ratio of medians when this"
+      say "machine's speed drifts between rounds."
+      say
+      say "| test | A µs/req | B µs/req | B/A | B/A median | nginx µs/req |"
+      say "|---|---|---|---|--:|---|"
+      for test in "${want_tests[@]}"; do
+        awk -F'\t' -v test="$test" '
+          function med(s,   a, n, i, j, x) { n = split(s, a, " ")
+            for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > x + 0; j--) a[j + 1] = a[j]; a[j + 1] = x }
+            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+          $1 == test && $2 == "pingora" { a[$3] = $10 }
+          $1 == test && $2 == "pingora-b" { b[$3] = $10 }
+          $1 == test && $2 == "nginx" { g[$3] = $10 }
+          END { for (r = 1; (r in a) || (r in b); r++) {
+              as = as sprintf(" %.1f", a[r]); bs = bs sprintf(" %.1f", b[r]); if (r in g) gs = gs sprintf(" %.1f", g[r])
+              if (a[r] > 0 && b[r] > 0) { qs = qs sprintf(" %.3f", b[r] / a[r]); ql = ql " " b[r] / a[r] } }
+            if (as == "") exit
+            printf "| %s |%s |%s |%s | %s |%s |\n", test, as, bs, (qs == "" ? " –" : qs), (ql == "" ? "–" : sprintf("%.3f", med(ql))), (gs == "" ? " –" : gs) }' "$RES"
+      done
+      say
+    fi
     if awk -F'\t' '$2 == "pingora"' "$AGG" | grep -q .; then
       say "## pingora-node upstream connection reuse"
       say
