@@ -189,9 +189,12 @@ func (c *Client) roundTrip(ctx context.Context, cc *clientConn, h callHeader, me
 			// Not one byte came back on the connection while this call
 			// waited: after a partition TCP may keep it silent for as
 			// long as its retransmission backoff (tens of seconds) while
-			// a new connection works at once. The next call dials one.
-			c.forget(cc)
-			cc.fail(fmt.Errorf("%w: nothing received for %s", errSilent, time.Since(sent).Round(time.Millisecond)))
+			// a new connection works at once. The next call dials one;
+			// the calls still waiting here keep their chance of an
+			// answer (a peer stalled by a pause answers them late), and
+			// the connection closes when they are done (retire).
+			c.forgetConn(cc)
+			cc.retire(fmt.Errorf("%w: nothing received for %s", errSilent, time.Since(sent).Round(time.Millisecond)))
 		}
 		if errors.Is(ctx.Err(), context.Canceled) {
 			// A deadline ends the handler's context by itself; a
@@ -350,6 +353,16 @@ func (c *Client) start(cc *clientConn, conn net.Conn) error {
 		c.readLoop(cc)
 	}()
 	return nil
+}
+
+// forgetConn stops handing cc to new calls, and keeps it among the live
+// connections that Close ends.
+func (c *Client) forgetConn(cc *clientConn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conns[cc.addr] == cc {
+		delete(c.conns, cc.addr)
+	}
 }
 
 // forget drops every reference to cc, so the next call dials afresh.

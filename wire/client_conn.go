@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // clientConn is one connection to one address: the unary connection shared
@@ -21,6 +22,9 @@ type clientConn struct {
 	mu      sync.Mutex
 	pending map[uint64]*pendingCall
 	dead    error
+	// retired is set when the client stopped giving cc new calls (see
+	// retire): cc closes, failing with it, once its last call has ended.
+	retired error
 	nextID  atomic.Uint64
 	// untraced is set once the peer showed it reads no trace context (a
 	// version before it): calls on this connection carry none.
@@ -110,7 +114,44 @@ func (cc *clientConn) register(stream bool) (uint64, *pendingCall, error) {
 func (cc *clientConn) unregister(id uint64) {
 	cc.mu.Lock()
 	delete(cc.pending, id)
+	done := cc.retiredIdle()
 	cc.mu.Unlock()
+	if done != nil {
+		cc.fail(done)
+	}
+}
+
+// retiredIdle, with cc.mu held, is why cc must close now: it was retired
+// and its last call has ended. Nil otherwise.
+func (cc *clientConn) retiredIdle() error {
+	if cc.retired != nil && cc.dead == nil && len(cc.pending) == 0 {
+		return cc.retired
+	}
+	return nil
+}
+
+// retireLinger bounds how long a retired connection stays open for the
+// calls still on it: a call without a deadline must not keep a
+// connection that may be dead for good.
+var retireLinger = 5 * time.Second
+
+// retire marks cc as taking no new calls (the client has forgotten it
+// already): it closes when its last call ends, or after retireLinger,
+// failing the calls still on it with cause.
+func (cc *clientConn) retire(cause error) {
+	cc.mu.Lock()
+	if cc.dead != nil || cc.retired != nil {
+		cc.mu.Unlock()
+		return
+	}
+	cc.retired = cause
+	done := cc.retiredIdle()
+	cc.mu.Unlock()
+	if done != nil {
+		cc.fail(done)
+		return
+	}
+	time.AfterFunc(retireLinger, func() { cc.fail(cause) })
 }
 
 // deliver hands f to its call. A stream's data frames keep the call
@@ -121,6 +162,7 @@ func (cc *clientConn) deliver(f frame) {
 	if pc != nil && (!pc.stream || f.typ != frameData) {
 		delete(cc.pending, f.id)
 	}
+	done := cc.retiredIdle()
 	cc.mu.Unlock()
 	if !cc.reused.Load() {
 		cc.reused.Store(true)
@@ -134,6 +176,9 @@ func (cc *clientConn) deliver(f frame) {
 		case pc.ch <- result{typ: f.typ, payload: f.payload}:
 		case <-pc.abandoned:
 		}
+	}
+	if done != nil {
+		cc.fail(done)
 	}
 }
 

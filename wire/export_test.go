@@ -9,3 +9,11 @@ func SetArrivalClock(s *Server, now func() time.Time) { s.now = now }
 // ShareStreamConn makes c carry streams on its unary connection, as a
 // benchmark's point of comparison.
 func ShareStreamConn(c *Client) { c.shareStreams = true }
+
+// SetRetireLinger sets how long a retired connection stays open for the
+// calls still on it, for the test's duration.
+func SetRetireLinger(d time.Duration) func() {
+	old := retireLinger
+	retireLinger = d
+	return func() { retireLinger = old }
+}
