@@ -447,14 +447,20 @@ func (n *Node) leaveAdminSocket() {
 // leaveClusterSocket stops taking connections on the cluster port, which
 // this process shares with the successor it handed off to: raft and the
 // RPCs of the other nodes are for the node's cluster identity, which is
-// the successor's (raft is closed here). Connections already taken finish;
-// stopRPC closes them.
+// the successor's (raft is closed here). The other nodes' RPC connections
+// get goaway as soon as no call runs on them, so their next calls (rate
+// limit reports, cache fills) dial the successor instead of splitting the
+// node's counters and cache between two processes for the whole drain;
+// the calls in flight finish here, and stopRPC closes what is left.
 func (n *Node) leaveClusterSocket() {
 	n.mu.Lock()
-	mux := n.mux
+	mux, srv := n.mux, n.rpc
 	n.mu.Unlock()
 	if mux != nil {
 		mux.Close() // closes the listener and the connections not yet routed
+	}
+	if srv != nil {
+		srv.Drain()
 	}
 }
 

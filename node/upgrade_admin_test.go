@@ -5,10 +5,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pingora-go/pingora-go/proxy/handoff"
+	"github.com/pingora-go/pingora-go/wire"
 )
 
 // TestHandedOffNodeLeavesTheAdminSocket: once a successor serves, the old
@@ -17,12 +19,22 @@ import (
 // config writes reach the process that serves, not one that answers
 // "draining" (503) or "raft is not running" to every other client. The
 // same for the cluster port: raft and the other nodes' RPCs reach the
-// node's cluster identity, which is the successor's.
+// node's cluster identity, which is the successor's, and the RPC
+// connections other nodes hold to the old process get goaway.
 func TestHandedOffNodeLeavesTheAdminSocket(t *testing.T) {
 	slowAddr, arrived, releaseOnce := slowOrigin(t)
 	n := startRaftNode(t, "a1", slowAddr, 1)
 	waitUntil(t, "ready", func() bool { code, _ := get(t, "http://"+n.AdminAddr()+"/readyz"); return code == 200 })
 	adminAddr := n.AdminAddr()
+	// another node's RPC connection, made before the hand-off
+	peer, err := net.Dial("tcp", n.RPCAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if _, err := peer.Write([]byte{wire.ProtoRPC}); err != nil {
+		t.Fatal(err)
+	}
 	answered := make(chan string, 1)
 	go func() {
 		_, body := get(t, "http://"+n.ListenerAddrs()["http"]+"/")
@@ -87,6 +99,17 @@ func TestHandedOffNodeLeavesTheAdminSocket(t *testing.T) {
 	defer succ.Close()
 	if g := <-got; g != "200 OK successor" {
 		t.Fatalf("admin request after the hand-off answered %q, want the successor's", g)
+	}
+	// The RPC connection it held gets goaway: that node's next calls
+	// dial the successor.
+	peer.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var seen []byte
+	for buf := make([]byte, 512); !strings.Contains(string(seen), "draining"); {
+		k, err := peer.Read(buf)
+		if err != nil {
+			t.Fatalf("the RPC connection held before the hand-off got %q, then %v; want goaway", seen, err)
+		}
+		seen = append(seen, buf[:k]...)
 	}
 	c, err := net.Dial("tcp", clusterAddr)
 	if err != nil {

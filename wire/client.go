@@ -156,6 +156,9 @@ const silentAfter = 200 * time.Millisecond
 // errSilent is why a connection left behind as silent failed.
 var errSilent = errors.New("wire: connection silent")
 
+// errGoAway is why a connection the peer sent goaway on failed.
+var errGoAway = errors.New("peer closed the connection (goaway)")
+
 // roundTrip sends one unary call on cc and waits for its answer. A failure
 // says whether it may be retried (see stale).
 func (c *Client) roundTrip(ctx context.Context, cc *clientConn, h callHeader, method string, body []byte) ([]byte, stale, error) {
@@ -164,7 +167,13 @@ func (c *Client) roundTrip(ctx context.Context, cc *clientConn, h callHeader, me
 	id, pc, err := cc.register(false)
 	if err != nil { // dead before anything was sent
 		c.forget(cc)
-		return nil, sendFailure(m.reused, err), fmt.Errorf("wire: %s %s: %w", addr, method, err)
+		k := sendFailure(m.reused, err)
+		if errors.Is(err, errGoAway) || errors.Is(err, errSilent) {
+			// retired (see retire) between the lookup and now: a new
+			// connection may take it (nothing was sent)
+			k = staleUnsent
+		}
+		return nil, k, fmt.Errorf("wire: %s %s: %w", addr, method, err)
 	}
 	if err := c.send(ctx, cc, appendCall(make([]byte, 0, callFrameLen(&h, method, len(body))), id, h, method, body)); err != nil {
 		return nil, sendFailure(m.reused, err), fmt.Errorf("wire: %s %s: %w", addr, method, err)
@@ -360,19 +369,23 @@ func (c *Client) start(cc *clientConn, conn net.Conn) error {
 func (c *Client) forgetConn(cc *clientConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.conns[cc.addr] == cc {
-		delete(c.conns, cc.addr)
-	}
+	c.unlist(cc)
 }
 
 // forget drops every reference to cc, so the next call dials afresh.
 func (c *Client) forget(cc *clientConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.unlist(cc)
+	delete(c.live, cc)
+}
+
+// unlist, with c.mu held, takes cc off the connections calls are given:
+// the shared one and the idle stream connections.
+func (c *Client) unlist(cc *clientConn) {
 	if c.conns[cc.addr] == cc {
 		delete(c.conns, cc.addr)
 	}
-	delete(c.live, cc)
 	idle := c.idle[cc.addr]
 	for i, x := range idle {
 		if x == cc {

@@ -189,6 +189,11 @@ func (cc *clientConn) fail(cause error) {
 		cc.mu.Unlock()
 		return
 	}
+	if cc.retired != nil && cc.retired != cause {
+		// why it was retired (a goaway's reason) says more than how it
+		// ended (the peer closing it after its goaway)
+		cause = fmt.Errorf("%w; then: %v", cc.retired, cause)
+	}
 	cc.dead = cause
 	pending := cc.pending
 	cc.pending = nil
@@ -200,11 +205,11 @@ func (cc *clientConn) fail(cause error) {
 	}
 }
 
-// isDead reports whether cc has failed.
-func (cc *clientConn) isDead() bool {
+// usable reports whether cc may take a new call: not failed, not retired.
+func (cc *clientConn) usable() bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	return cc.dead != nil
+	return cc.dead == nil && cc.retired == nil
 }
 
 // readLoop delivers answers to pending calls until the connection fails,
@@ -217,7 +222,14 @@ func (c *Client) readLoop(cc *clientConn) {
 		switch {
 		case err != nil:
 		case f.typ == frameGoAway:
-			err = fmt.Errorf("peer closed the connection: %s", f.payload)
+			// No new call goes here; the calls sent before the peer's
+			// goaway are answered (a draining server sends it when none
+			// runs, so those are the calls that crossed it), then the
+			// connection closes. After a protocol error the peer
+			// closes it itself, failing them.
+			c.forgetConn(cc)
+			cc.retire(fmt.Errorf("%w: %s", errGoAway, f.payload))
+			continue
 		case f.typ == frameRequest || f.typ == frameCall:
 			err = fmt.Errorf("%w: frame type %d from server", ErrMalformed, f.typ)
 		}

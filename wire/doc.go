@@ -48,7 +48,10 @@
 //	3 error    S  payload = uint8 code, then for code 2 (not the owner)
 //	              uint64 caller ring version, uint64 server ring version;
 //	              then a UTF-8 message. Ends a call or a stream.
-//	4 goaway   S  payload = UTF-8 reason; the sender closes the connection
+//	4 goaway   S  payload = UTF-8 reason. The caller sends no new call
+//	              on the connection and closes it when the calls it sent
+//	              have ended; the sender answers those (a draining
+//	              server: Server.Drain) or closes it (a protocol error)
 //	5 call     C  payload = uint8 flags (bit 0: answer with a stream;
 //	              bit 1: trace context follows),
 //	              uint64 timeout in µs (0: no deadline),

@@ -66,7 +66,11 @@ type Server struct {
 	handlers  map[string]entry
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
-	closed    bool
+	// served holds the connections past their magic byte, which Drain
+	// sends goaway; draining is set once it was called.
+	served   map[*serverConn]struct{}
+	draining bool
+	closed   bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -98,6 +102,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		handlers:  make(map[string]entry),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
+		served:    make(map[*serverConn]struct{}),
 		ctx:       ctx,
 		cancel:    cancel,
 		now:       time.Now,
@@ -225,6 +230,25 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// Drain asks the peers to take their next calls elsewhere, for a process
+// that handed its port to a successor: every connection gets a goaway
+// frame as soon as no call runs on it (at once when none does), and the
+// peer's client sends its next calls on a new connection (to the
+// successor) while the calls already sent here are answered here. The
+// listeners are left to the caller; Close ends what is left.
+func (s *Server) Drain() {
+	s.mu.Lock()
+	s.draining = true
+	scs := make([]*serverConn, 0, len(s.served))
+	for sc := range s.served {
+		scs = append(scs, sc)
+	}
+	s.mu.Unlock()
+	for _, sc := range scs {
+		sc.drain()
+	}
+}
+
 func (s *Server) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -284,6 +308,18 @@ func (s *Server) serveConn(c net.Conn) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	sc := &serverConn{s: s, c: c, log: log, running: make(map[uint64]context.CancelFunc)}
+	s.mu.Lock()
+	s.served[sc] = struct{}{}
+	draining := s.draining
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.served, sc)
+		s.mu.Unlock()
+	}()
+	if draining { // accepted as Drain ran
+		sc.drain()
+	}
 	for {
 		// Between frames a connection may idle for any time (a peer's
 		// pooled connection does); once a frame has begun it must arrive

@@ -20,6 +20,33 @@ type serverConn struct {
 
 	mu      sync.Mutex
 	running map[uint64]context.CancelFunc // calls in flight, by call ID
+	// draining: goaway is due once no call runs; goneAway: it was sent.
+	draining, goneAway bool
+}
+
+// goAwayDraining is the payload of the goaway frame Drain sends.
+const goAwayDraining = "draining: call again on a new connection"
+
+// drain sends goaway now if no call runs, or marks it due when the last
+// one ends (untrack).
+func (sc *serverConn) drain() {
+	sc.mu.Lock()
+	sc.draining = true
+	now := sc.goAwayDue()
+	sc.mu.Unlock()
+	if now {
+		sc.write(appendFrame(nil, frameGoAway, 0, []byte(goAwayDraining)))
+	}
+}
+
+// goAwayDue, with sc.mu held, reports whether goaway must be sent now,
+// and records that it is.
+func (sc *serverConn) goAwayDue() bool {
+	if !sc.draining || sc.goneAway || len(sc.running) > 0 {
+		return false
+	}
+	sc.goneAway = true
+	return true
 }
 
 // admit reports whether another call may run on this connection.
@@ -45,9 +72,13 @@ func (sc *serverConn) untrack(id uint64) {
 	sc.mu.Lock()
 	cancel := sc.running[id]
 	delete(sc.running, id)
+	goAway := sc.goAwayDue()
 	sc.mu.Unlock()
 	if cancel != nil {
 		cancel()
+	}
+	if goAway { // after the call's answer, which dispatch wrote
+		sc.write(appendFrame(nil, frameGoAway, 0, []byte(goAwayDraining)))
 	}
 }
 

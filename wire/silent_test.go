@@ -99,16 +99,28 @@ func (c closeSignal) Close() error {
 // its deadline), "stall" (answers "late" once released, whatever its
 // deadline) and "ping"; its client
 // counts dials and reports each connection's close.
-func stalledPeer(t *testing.T) (cl *wire.Client, addr string, entered chan struct{}, release func(), conns func() []chan struct{}) {
+type stalled struct {
+	cl      *wire.Client
+	srv     *wire.Server
+	addr    string
+	entered chan struct{}          // a "hold" call reached its handler
+	release func()                 // "hold" and "stall" answer from now on
+	conns   func() []chan struct{} // per connection dialled, closed at its Close
+	// redirect, once set, is where the client's dials go instead of addr
+	// (a successor that took the port over)
+	redirect *atomic.Pointer[string]
+}
+
+func stalledPeer(t *testing.T) stalled {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	entered = make(chan struct{}, 8)
+	entered := make(chan struct{}, 8)
 	released := make(chan struct{})
 	var once sync.Once
-	release = func() { once.Do(func() { close(released) }) }
+	release := func() { once.Do(func() { close(released) }) }
 	srv := newServer(t, wire.ServerConfig{})
 	t.Cleanup(release) // before the server's cleanup (LIFO), which waits for its handlers
 	srv.Handle("ping", func(context.Context, []byte) ([]byte, error) { return []byte("pong"), nil })
@@ -128,7 +140,11 @@ func stalledPeer(t *testing.T) (cl *wire.Client, addr string, entered chan struc
 	go srv.Serve(l)
 	var mu sync.Mutex
 	var closed []chan struct{}
+	redirect := new(atomic.Pointer[string])
 	d := wire.DialerFunc(func(ctx context.Context, addr string) (net.Conn, error) {
+		if to := redirect.Load(); to != nil {
+			addr = *to
+		}
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return nil, err
@@ -139,17 +155,17 @@ func stalledPeer(t *testing.T) (cl *wire.Client, addr string, entered chan struc
 		mu.Unlock()
 		return closeSignal{Conn: c, once: new(sync.Once), closed: ch}, nil
 	})
-	cl, err = wire.NewClient(wire.ClientConfig{Dialer: d})
+	cl, err := wire.NewClient(wire.ClientConfig{Dialer: d})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cl.Close() })
-	conns = func() []chan struct{} {
+	conns := func() []chan struct{} {
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]chan struct{}(nil), closed...)
 	}
-	return cl, l.Addr().String(), entered, release, conns
+	return stalled{cl, srv, l.Addr().String(), entered, release, conns, redirect}
 }
 
 // TestSilentConnectionKeepsItsCalls: a call timing out on a silent
@@ -158,7 +174,8 @@ func stalledPeer(t *testing.T) (cl *wire.Client, addr string, entered chan struc
 // moment (a pause, a starved CPU) answers them late, and they get those
 // answers instead of all failing at once. The old connection then closes.
 func TestSilentConnectionKeepsItsCalls(t *testing.T) {
-	cl, addr, entered, release, conns := stalledPeer(t)
+	p := stalledPeer(t)
+	cl, addr, entered, release, conns := p.cl, p.addr, p.entered, p.release, p.conns
 	if _, err := cl.CallRaw(ctxT(t, 5*time.Second), addr, "ping", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +221,8 @@ func TestSilentConnectionKeepsItsCalls(t *testing.T) {
 // after retireLinger.
 func TestSilentConnectionLingerBound(t *testing.T) {
 	defer wire.SetRetireLinger(100 * time.Millisecond)()
-	cl, addr, entered, release, conns := stalledPeer(t)
+	p := stalledPeer(t)
+	cl, addr, entered, release, conns := p.cl, p.addr, p.entered, p.release, p.conns
 	defer release()
 	if _, err := cl.CallRaw(ctxT(t, 5*time.Second), addr, "ping", nil); err != nil {
 		t.Fatal(err)

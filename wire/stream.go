@@ -281,7 +281,7 @@ func (c *Client) streamConn(ctx context.Context, addr string, fresh bool) (*clie
 	for idle := c.idle[addr]; len(idle) > 0 && !fresh; idle = c.idle[addr] {
 		cc := idle[len(idle)-1]
 		c.idle[addr] = idle[:len(idle)-1]
-		if !cc.isDead() {
+		if cc.usable() {
 			c.mu.Unlock()
 			return cc, nil
 		}
@@ -311,7 +311,7 @@ func (c *Client) release(cc *clientConn) {
 	}
 	c.mu.Lock()
 	_, live := c.live[cc]
-	keep := live && !c.closed && len(c.idle[cc.addr]) < c.cfg.MaxIdleStreamConns
+	keep := live && !c.closed && len(c.idle[cc.addr]) < c.cfg.MaxIdleStreamConns && cc.usable()
 	if keep {
 		c.idle[cc.addr] = append(c.idle[cc.addr], cc)
 	}
