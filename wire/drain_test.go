@@ -83,3 +83,45 @@ func TestDrainIdleConnection(t *testing.T) {
 		t.Fatalf("call after the drain: %q, %v; want the successor's answer", out, err)
 	}
 }
+
+// TestDrainBusyConnection: a connection whose calls never pause gets
+// goaway after drainIdleWait anyway; the call running on it is still
+// answered there, and the next calls go to the successor.
+func TestDrainBusyConnection(t *testing.T) {
+	defer wire.SetDrainIdleWait(50 * time.Millisecond)()
+	p := stalledPeer(t)
+	if _, err := p.cl.CallRaw(ctxT(t, 5*time.Second), p.addr, "ping", nil); err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan error, 1)
+	go func() {
+		_, err := p.cl.CallRaw(ctxT(t, 10*time.Second), p.addr, "hold", nil)
+		held <- err
+	}()
+	<-p.entered
+	successor(t, p)
+	p.srv.Drain()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := p.cl.CallRaw(ctxT(t, 5*time.Second), p.addr, "ping", nil)
+		if err != nil {
+			t.Fatalf("ping during the drain: %v", err)
+		}
+		if string(out) == "successor" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("calls still reach the draining server with a call running there")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.release()
+	if err := <-held; err != nil {
+		t.Fatalf("the call running when goaway was forced: %v", err)
+	}
+	select {
+	case <-p.conns()[0]:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the drained connection is still open after its last call")
+	}
+}

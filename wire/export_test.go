@@ -17,3 +17,11 @@ func SetRetireLinger(d time.Duration) func() {
 	retireLinger = d
 	return func() { retireLinger = old }
 }
+
+// SetDrainIdleWait sets how long Drain waits for a pause in a connection's
+// calls, for the test's duration.
+func SetDrainIdleWait(d time.Duration) func() {
+	old := drainIdleWait
+	drainIdleWait = d
+	return func() { drainIdleWait = old }
+}

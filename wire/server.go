@@ -232,21 +232,41 @@ func (s *Server) Close() error {
 
 // Drain asks the peers to take their next calls elsewhere, for a process
 // that handed its port to a successor: every connection gets a goaway
-// frame as soon as no call runs on it (at once when none does), and the
-// peer's client sends its next calls on a new connection (to the
-// successor) while the calls already sent here are answered here. The
-// listeners are left to the caller; Close ends what is left.
+// frame as soon as no call runs on it (at once when none does), or after
+// drainIdleWait if calls keep running on it, and the peer's client sends
+// its next calls on a new connection (to the successor) while the calls
+// already sent here are answered here. (Waiting for a pause first spares
+// the calls in flight of a client older than that, which fails them on
+// goaway.) The listeners are left to the caller; Close ends what is left.
 func (s *Server) Drain() {
 	s.mu.Lock()
 	s.draining = true
+	scs := s.servedConns()
+	s.mu.Unlock()
+	for _, sc := range scs {
+		sc.drain(false)
+	}
+	time.AfterFunc(drainIdleWait, func() {
+		s.mu.Lock()
+		scs := s.servedConns()
+		s.mu.Unlock()
+		for _, sc := range scs {
+			sc.drain(true)
+		}
+	})
+}
+
+// drainIdleWait is how long Drain waits for a pause in a connection's
+// calls before it sends goaway anyway.
+var drainIdleWait = 2 * time.Second
+
+// servedConns, with s.mu held, lists the connections past their magic byte.
+func (s *Server) servedConns() []*serverConn {
 	scs := make([]*serverConn, 0, len(s.served))
 	for sc := range s.served {
 		scs = append(scs, sc)
 	}
-	s.mu.Unlock()
-	for _, sc := range scs {
-		sc.drain()
-	}
+	return scs
 }
 
 func (s *Server) isClosed() bool {
@@ -318,7 +338,7 @@ func (s *Server) serveConn(c net.Conn) {
 		s.mu.Unlock()
 	}()
 	if draining { // accepted as Drain ran
-		sc.drain()
+		sc.drain(false)
 	}
 	for {
 		// Between frames a connection may idle for any time (a peer's

@@ -27,12 +27,15 @@ type serverConn struct {
 // goAwayDraining is the payload of the goaway frame Drain sends.
 const goAwayDraining = "draining: call again on a new connection"
 
-// drain sends goaway now if no call runs, or marks it due when the last
-// one ends (untrack).
-func (sc *serverConn) drain() {
+// drain sends goaway now if no call runs (or force), or marks it due
+// when the last one ends (untrack).
+func (sc *serverConn) drain(force bool) {
 	sc.mu.Lock()
 	sc.draining = true
 	now := sc.goAwayDue()
+	if force && !sc.goneAway {
+		sc.goneAway, now = true, true
+	}
 	sc.mu.Unlock()
 	if now {
 		sc.write(appendFrame(nil, frameGoAway, 0, []byte(goAwayDraining)))
