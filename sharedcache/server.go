@@ -14,14 +14,15 @@ import (
 )
 
 // Serve registers on srv the calls other nodes make to this one: get
-// (lookup, fill and handoff of an object, streamed), remove, purge and
-// stats.
+// (lookup, fill and handoff of an object, streamed), remove, purge, the
+// purge log exchange and stats.
 func (c *Cache) Serve(srv *wire.Server) {
 	srv.HandleStream(methodGet, c.serveGet)
 	wire.HandleFunc(srv, methodLookup, c.serveLookup)
 	wire.HandleFunc(srv, methodRemove, c.serveRemove)
 	wire.HandleFunc(srv, methodPurge, c.servePurge)
 	wire.HandleFunc(srv, methodStats, c.serveStats)
+	wire.HandleFunc(srv, methodPurgeSync, c.servePurgeSync)
 }
 
 // serveGet answers a get: a handoff from whatever this node holds, a
