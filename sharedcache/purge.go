@@ -238,6 +238,7 @@ func (c *Cache) PurgeCluster(ctx context.Context, p Purge) ([]NodePurge, error) 
 		var r purgeReply
 		if err := c.cfg.Client.Call(idempotent(ctx), t.addr, methodPurge, &e, &r); err != nil {
 			np.Error = err.Error()
+			c.syncLater(returning{target: t, since: e.At})
 		}
 		np.Dropped = r.Dropped
 		return np

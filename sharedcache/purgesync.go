@@ -102,11 +102,12 @@ func (c *Cache) syncPurges(rs []returning) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(c.ctx, c.cfg.OwnerTimeout)
 			defer cancel()
-			err := c.exchange(ctx, r)
+			if err := c.exchange(ctx, r); err != nil {
+				c.syncLater(r)
+				return
+			}
 			c.mu.Lock()
-			if err != nil {
-				c.unsynced[r.id] = r
-			} else {
+			if u, ok := c.unsynced[r.id]; ok && u.since >= r.since {
 				delete(c.unsynced, r.id)
 			}
 			c.mu.Unlock()
@@ -115,9 +116,21 @@ func (c *Cache) syncPurges(rs []returning) {
 	wg.Wait()
 }
 
+// syncLater has RetryPurgeSync exchange logs with r, from r.since or
+// earlier: its exchange failed, or a purge call to it did.
+func (c *Cache) syncLater(r returning) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if u, ok := c.unsynced[r.id]; ok && u.since <= r.since {
+		return
+	}
+	c.unsynced[r.id] = r
+}
+
 // RetryPurgeSync exchanges purge logs again with the members of the
-// ring whose exchange failed when they came back. A node calls it now
-// and then (its ring loop does, every second).
+// ring whose exchange failed when they came back, or that a purge could
+// not reach. A node calls it now and then (its ring loop does, every
+// second).
 func (c *Cache) RetryPurgeSync() {
 	r := c.ring()
 	c.mu.Lock()

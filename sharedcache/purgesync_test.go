@@ -236,3 +236,28 @@ func TestLateMatchKeepsLaterFills(t *testing.T) {
 		t.Fatal("a fill without a head is not doomed by a tag purge")
 	}
 }
+
+// TestPurgeRetriedToUnreachableMember: a member in the ring that a purge
+// could not reach (listed with an error in the answer) gets it later
+// from the purging node's log, by RetryPurgeSync, without a ring change.
+func TestPurgeRetriedToUnreachableMember(t *testing.T) {
+	all := []string{"a", "b", "c"}
+	h := newHarness(t, Config{}, all...)
+	key := keysOwnedBy("c", 0, 1, all...)[0]
+	h.get(h.nodes["c"], key)
+	h.nw.SetDown("c", true)
+	h.clk.Advance(time.Second)
+	res, _ := h.nodes["a"].c.PurgeCluster(context.Background(), Purge{Prefixes: []string{"http://origin.test/"}})
+	if res[len(res)-1].Node != "c" || res[len(res)-1].Error == "" {
+		t.Fatalf("c reached while down: %+v", res)
+	}
+	h.nodes["a"].c.RetryPurgeSync() // still down: fails, kept
+	h.nw.SetDown("c", false)
+	h.nodes["a"].c.RetryPurgeSync()
+	if o, _ := h.nodes["c"].c.local.Lookup(context.Background(), key); o != nil {
+		t.Fatal("c kept an object the purge it missed selects")
+	}
+	if st := h.nodes["a"].c.Stats(); st.PurgeSyncs["error"] == 0 || st.PurgeSyncs["ok"] == 0 {
+		t.Fatalf("a's syncs: %v", st.PurgeSyncs)
+	}
+}
