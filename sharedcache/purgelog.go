@@ -2,6 +2,7 @@ package sharedcache
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,13 @@ const maxPurgeLogBytes = 8 << 20
 // meanwhile reached the ring but not the member that was already cut
 // off. Applying a purge twice is harmless (see applyLate).
 const purgeSyncMargin = time.Minute
+
+// purgeClockSlack widens a purge applied late: the objects requested up
+// to this long after it ran go too. The time a purge ran comes from the
+// clock of the node that ran it, an object's request time from its
+// owner's; clocks agree to NTP precision, and erring this way keeps an
+// object requested just before a purge from passing for a later one.
+const purgeClockSlack = time.Second
 
 // logEntry is one purge as every node applies and remembers it, and
 // methodPurge's body: the selectors (inline, so a node that knows only
@@ -120,32 +128,73 @@ func (l *purgeLog) size() (int, int64) {
 	return len(l.entries), l.horizon
 }
 
-// latePurge is a purge applied after it ran elsewhere: it selects only
-// the objects whose request to the origin began before it ran.
-type latePurge struct {
-	m  matcher
-	at int64
+// lateMatch is purges applied after they ran elsewhere, merged: for each
+// URL, prefix and tag, when the latest purge selecting it ran (Unix ns).
+// An object goes when its origin request began before that, or before
+// cut (a gap no log covered; 0: none). Merged, a pass over the tiers
+// costs a map lookup per object and tag, however many purges it applies.
+type lateMatch struct {
+	exact    map[string]int64
+	prefixes []latePrefix
+	tags     map[string]int64
+	cut      int64
 }
 
-// lateMatch selects the objects that late purges, and every object
-// requested before cut (0: none), drop.
-type lateMatch struct {
-	purges []latePurge
-	cut    int64
+type latePrefix struct {
+	prefix string
+	at     int64
+}
+
+func newLateMatch(cut int64) *lateMatch {
+	return &lateMatch{exact: map[string]int64{}, tags: map[string]int64{}, cut: cut}
+}
+
+// add merges the purge m that ran at at, widened by purgeClockSlack.
+func (lm *lateMatch) add(m matcher, at int64) {
+	at += int64(purgeClockSlack)
+	for _, e := range m.exact {
+		lm.exact[e] = max(lm.exact[e], at)
+	}
+	for _, p := range m.prefixes {
+		lm.prefixes = append(lm.prefixes, latePrefix{p, at})
+	}
+	for _, t := range m.tags {
+		lm.tags[t] = max(lm.tags[t], at)
+	}
+}
+
+// keyAt returns when the latest purge selecting key by URL or prefix ran
+// (0: none). An exact URL selects its variants and key additions, which
+// extend it after a NUL byte.
+func (lm *lateMatch) keyAt(key string) int64 {
+	url := key
+	if i := strings.IndexByte(key, 0); i >= 0 {
+		url = key[:i]
+	}
+	at := lm.exact[url]
+	for _, p := range lm.prefixes {
+		if p.at > at && strings.HasPrefix(key, p.prefix) {
+			at = p.at
+		}
+	}
+	return at
+}
+
+// at returns when the latest purge selecting key, with head meta, ran.
+func (lm *lateMatch) at(key string, meta *cache.Meta) int64 {
+	at := max(lm.cut, lm.keyAt(key))
+	if len(lm.tags) > 0 {
+		for _, t := range SurrogateKeys(meta.Header) {
+			at = max(at, lm.tags[t])
+		}
+	}
+	return at
 }
 
 // object reports whether the stored object o of key goes.
 func (lm *lateMatch) object(key string, o cache.Object) bool {
-	rt := o.Meta().RequestTime.UnixNano()
-	if rt < lm.cut {
-		return true
-	}
-	for _, p := range lm.purges {
-		if rt < p.at && p.m.fill(key, o.Meta()) {
-			return true
-		}
-	}
-	return false
+	m := o.Meta()
+	return m.RequestTime.UnixNano() < lm.at(key, m)
 }
 
 // fill reports whether a fill under way of key, whose head is meta (nil
@@ -153,26 +202,9 @@ func (lm *lateMatch) object(key string, o cache.Object) bool {
 // a head may have asked the origin before the purge ran.
 func (lm *lateMatch) fill(key string, meta *cache.Meta) bool {
 	if meta != nil {
-		rt := meta.RequestTime.UnixNano()
-		if rt < lm.cut {
-			return true
-		}
-		for _, p := range lm.purges {
-			if rt < p.at && p.m.fill(key, meta) {
-				return true
-			}
-		}
-		return false
+		return meta.RequestTime.UnixNano() < lm.at(key, meta)
 	}
-	if lm.cut > 0 {
-		return true
-	}
-	for _, p := range lm.purges {
-		if p.m.fill(key, nil) {
-			return true
-		}
-	}
-	return false
+	return lm.cut > 0 || len(lm.tags) > 0 || lm.keyAt(key) > 0
 }
 
 // applyLate applies purges this node missed, in one pass over both
@@ -181,16 +213,17 @@ func (lm *lateMatch) fill(key string, meta *cache.Meta) bool {
 // after stays. It logs the purges, skips those it applied already, and
 // returns how many objects it dropped and how many purges were new.
 func (c *Cache) applyLate(entries []logEntry, cut int64) (dropped, applied int) {
-	lm := &lateMatch{cut: cut}
+	lm := newLateMatch(cut)
 	now := c.cfg.Clock.Now()
 	for _, e := range entries {
 		m, err := e.compile()
 		if err != nil || e.ID == "" || !c.plog.add(e, now, c.cfg.PurgeLogBytes, c.cfg.PurgeLogAge) {
 			continue
 		}
-		lm.purges = append(lm.purges, latePurge{m: m, at: e.At})
+		lm.add(m, e.At)
+		applied++
 	}
-	if len(lm.purges) == 0 && cut == 0 {
+	if applied == 0 && cut == 0 {
 		return 0, 0
 	}
 	for _, t := range []struct {
@@ -205,12 +238,12 @@ func (c *Cache) applyLate(entries []logEntry, cut int64) (dropped, applied int) 
 			return ok && lm.object(k, o)
 		})
 	}
-	c.st.replayed.Add(uint64(len(lm.purges)))
+	c.st.replayed.Add(uint64(applied))
 	c.st.purged.Add(uint64(dropped))
-	args := []any{"purges", len(lm.purges), "dropped", dropped}
+	args := []any{"purges", applied, "dropped", dropped}
 	if cut > 0 {
 		args = append(args, "and_all_requested_before", time.Unix(0, cut).UTC())
 	}
 	c.cfg.Logger.Info("sharedcache: applied purges missed while out of the ring", args...)
-	return dropped, len(lm.purges)
+	return dropped, applied
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/pingora-go/pingora-go/wire"
 )
 
 // methodPurgeSync exchanges purge logs with a member that came back to
@@ -103,7 +105,9 @@ func (c *Cache) syncPurges(rs []returning) {
 			ctx, cancel := context.WithTimeout(c.ctx, c.cfg.OwnerTimeout)
 			defer cancel()
 			if err := c.exchange(ctx, r); err != nil {
-				c.syncLater(r)
+				if c.syncLater(r) {
+					c.cfg.Logger.Warn("sharedcache: purge log exchange failed; retrying every second", "member", r.id, "err", err)
+				}
 				return
 			}
 			c.mu.Lock()
@@ -117,14 +121,16 @@ func (c *Cache) syncPurges(rs []returning) {
 }
 
 // syncLater has RetryPurgeSync exchange logs with r, from r.since or
-// earlier: its exchange failed, or a purge call to it did.
-func (c *Cache) syncLater(r returning) {
+// earlier: its exchange failed, or a purge call to it did. It reports
+// whether r was not waiting for one already.
+func (c *Cache) syncLater(r returning) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if u, ok := c.unsynced[r.id]; ok && u.since <= r.since {
-		return
+	u, ok := c.unsynced[r.id]
+	if !ok || r.since < u.since {
+		c.unsynced[r.id] = r
 	}
-	c.unsynced[r.id] = r
+	return !ok
 }
 
 // RetryPurgeSync exchanges purge logs again with the members of the
@@ -157,9 +163,13 @@ func (c *Cache) exchange(ctx context.Context, r returning) error {
 	mine, _ := c.plog.since(r.since)
 	var rep syncReply
 	err := c.cfg.Client.Call(idempotent(ctx), r.addr, methodPurgeSync, &syncRequest{From: c.cfg.Name, Since: r.since, Entries: mine}, &rep)
-	if err != nil {
+	switch {
+	case errors.Is(err, wire.ErrUnknownMethod):
 		c.st.syncErrors.Add(1)
-		c.cfg.Logger.Warn("sharedcache: purge log exchange failed; retrying", "member", r.id, "err", err)
+		c.cfg.Logger.Warn("sharedcache: a member runs a version without purge logs: purges it missed are not replayed", "member", r.id)
+		return nil // no use asking again
+	case err != nil:
+		c.st.syncErrors.Add(1)
 		return err
 	}
 	if err := c.checkEntries(rep.Entries); err != nil {

@@ -57,7 +57,7 @@ func TestPurgeReachesNodeOutOfRing(t *testing.T) {
 	if err != nil || len(res) != 2 {
 		t.Fatalf("purge on the majority: %+v %v", res, err)
 	}
-	h.clk.Advance(time.Second)
+	h.clk.Advance(2 * purgeClockSlack)
 	h.get(h.nodes["c"], fresh) // filled at c after the purge, while cut off
 	h.heal(all...)
 	for _, k := range old {
@@ -131,7 +131,7 @@ func TestPurgeLogShortDropsOlder(t *testing.T) {
 		h.clk.Advance(time.Second)
 		h.nodes["a"].c.PurgeCluster(context.Background(), Purge{URLs: []string{"http://other.test/" + strings.Repeat("x", i)}})
 	}
-	h.clk.Advance(time.Second)
+	h.clk.Advance(2 * purgeClockSlack)
 	h.get(h.nodes["c"], fresh)
 	h.heal(all...)
 	if _, _, err := h.get(h.nodes["b"], old); err != nil || h.origin.count(old) != 2 {
@@ -219,21 +219,61 @@ func TestPurgeLogBounds(t *testing.T) {
 	}
 }
 
-// TestLateMatchKeepsLaterFills: a purge applied late drops objects
-// requested before it ran and keeps those requested after.
-func TestLateMatchKeepsLaterFills(t *testing.T) {
+// TestLateMatch: purges applied late select objects requested before
+// they ran, by URL (with its variants), prefix and tag, the latest purge
+// of each counting; a fill still waiting for its head is selected when
+// it may hold what they select.
+func TestLateMatch(t *testing.T) {
 	t.Parallel()
-	m, _ := Purge{Tags: []string{"t"}}.compile()
-	at := time.Unix(100, 0)
-	lm := &lateMatch{purges: []latePurge{{m: m, at: at.UnixNano()}}}
-	meta := func(rt time.Time) *cache.Meta {
-		return &cache.Meta{Header: http.Header{"Surrogate-Key": {"t"}}, RequestTime: rt}
+	at := func(s int) time.Time { return time.Unix(int64(s), 0).Add(-purgeClockSlack) } // as purges widen them
+	lm := newLateMatch(0)
+	for _, p := range []struct {
+		p  Purge
+		at int
+	}{
+		{Purge{URLs: []string{"http://a.test/x"}}, 100},
+		{Purge{URLs: []string{"http://a.test/x"}}, 200},
+		{Purge{Prefixes: []string{"http://a.test/img/"}}, 100},
+		{Purge{Tags: []string{"t"}}, 100},
+	} {
+		m, err := p.p.compile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		lm.add(m, at(p.at).UnixNano())
 	}
-	if !lm.fill("k", meta(at.Add(-time.Second))) || lm.fill("k", meta(at.Add(time.Second))) {
-		t.Fatal("late match by request time")
+	meta := func(rt int, tags string) *cache.Meta {
+		h := http.Header{}
+		if tags != "" {
+			h.Set("Surrogate-Key", tags)
+		}
+		return &cache.Meta{Header: h, RequestTime: at(rt)}
 	}
-	if !lm.fill("k", nil) {
-		t.Fatal("a fill without a head is not doomed by a tag purge")
+	for _, c := range []struct {
+		key  string
+		meta *cache.Meta
+		want bool
+	}{
+		{"GET http://a.test/x", meta(150, ""), true}, // the later purge of /x counts
+		{"GET http://a.test/x\x00vary\x00g\x00br", meta(199, ""), true},
+		{"GET http://a.test/x", meta(201, ""), false},
+		{"GET http://a.test/xy", meta(1, ""), false},
+		{"GET http://a.test/img/1.png", meta(99, ""), true},
+		{"GET http://a.test/img/1.png", meta(101, ""), false},
+		{"GET http://b.test/", meta(99, "u t"), true},
+		{"GET http://b.test/", meta(101, "u t"), false},
+		{"GET http://b.test/", meta(1, "u"), false},
+		{"GET http://b.test/", nil, true}, // headless, and a tag purge
+	} {
+		if got := lm.fill(c.key, c.meta); got != c.want {
+			t.Errorf("fill(%q, %v) = %v, want %v", c.key, c.meta, got, c.want)
+		}
+	}
+	if none := newLateMatch(0); none.fill("GET http://b.test/", nil) {
+		t.Error("no purge selects a headless fill")
+	}
+	if cut := newLateMatch(time.Unix(50, 0).UnixNano()); !cut.fill("GET http://z.test/", meta(48, "")) || cut.fill("GET http://z.test/", meta(52, "")) {
+		t.Error("the cut of a short log")
 	}
 }
 
