@@ -16,14 +16,15 @@ import (
 const methodPurgeSync = "sharedcache.purgesync"
 
 // syncRequest and syncReply are methodPurgeSync's messages: the caller
-// sends the purges it applied since Since and gets the callee's, with
-// the callee's log horizon (its log holds every purge it applied after
-// it).
+// sends the purges it applied since Since and gets the callee's, each
+// with its log horizon (the log holds every purge its node applied after
+// it): a side whose log does not reach back to Since makes the other
+// drop what was requested before its horizon.
 type (
 	syncRequest struct {
-		From    string     `msgpack:"f"`
 		Since   int64      `msgpack:"s"`
 		Entries []logEntry `msgpack:"e,omitempty"`
+		Horizon int64      `msgpack:"h,omitempty"`
 	}
 	syncReply struct {
 		Entries []logEntry `msgpack:"e,omitempty"`
@@ -160,9 +161,9 @@ func (c *Cache) RetryPurgeSync() {
 // not reach back to r.since, purges this node missed may be lost: every
 // object requested before r's log horizon goes too.
 func (c *Cache) exchange(ctx context.Context, r returning) error {
-	mine, _ := c.plog.since(r.since)
+	mine, horizon := c.plog.since(r.since)
 	var rep syncReply
-	err := c.cfg.Client.Call(idempotent(ctx), r.addr, methodPurgeSync, &syncRequest{From: c.cfg.Name, Since: r.since, Entries: mine}, &rep)
+	err := c.cfg.Client.Call(idempotent(ctx), r.addr, methodPurgeSync, &syncRequest{Since: r.since, Entries: mine, Horizon: horizon}, &rep)
 	switch {
 	case errors.Is(err, wire.ErrUnknownMethod):
 		c.st.syncErrors.Add(1)
@@ -176,26 +177,35 @@ func (c *Cache) exchange(ctx context.Context, r returning) error {
 		c.st.syncErrors.Add(1)
 		return err
 	}
-	var cut int64
-	if rep.Horizon >= r.since {
-		cut = rep.Horizon
-		c.st.syncShort.Add(1)
-		c.cfg.Logger.Warn("sharedcache: a member's purge log does not cover the gap; dropping what was stored before it",
-			"member", r.id, "gap_from", time.Unix(0, r.since), "log_from", time.Unix(0, rep.Horizon))
-	} else {
+	cut := c.shortCut(r.id, r.since, rep.Horizon)
+	if cut == 0 {
 		c.st.syncs.Add(1)
 	}
 	c.applyLate(rep.Entries, cut)
 	return nil
 }
 
+// shortCut returns the cut of an exchange with member id: 0 when its log
+// (complete after horizon) reaches back to since, else horizon, before
+// which every object goes (purges this node missed may be lost).
+func (c *Cache) shortCut(id string, since, horizon int64) int64 {
+	if horizon < since {
+		return 0
+	}
+	c.st.syncShort.Add(1)
+	c.cfg.Logger.Warn("sharedcache: a member's purge log does not reach back to the gap; dropping what was requested before it",
+		"member", id, "gap_from", time.Unix(0, since).UTC(), "log_from", time.Unix(0, horizon).UTC())
+	return horizon
+}
+
 // servePurgeSync answers an exchange: it applies the caller's purges
-// this node missed and sends its own since the caller's Since.
+// this node missed (this node may not have seen itself leave: a paused
+// process) and sends its own since the caller's Since.
 func (c *Cache) servePurgeSync(_ context.Context, r *syncRequest) (*syncReply, error) {
 	if err := c.checkEntries(r.Entries); err != nil {
 		return nil, err
 	}
-	c.applyLate(r.Entries, 0)
+	c.applyLate(r.Entries, c.shortCut("caller", r.Since, r.Horizon))
 	entries, horizon := c.plog.since(r.Since)
 	return &syncReply{Entries: entries, Horizon: horizon}, nil
 }

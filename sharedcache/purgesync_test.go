@@ -145,6 +145,32 @@ func TestPurgeLogShortDropsOlder(t *testing.T) {
 	}
 }
 
+// TestPurgeLogShortPausedNode: the same for a node that never saw
+// itself leave (its ring did not change): the member that sees it come
+// back sends its log's horizon with its purges, and the node drops what
+// was requested before it.
+func TestPurgeLogShortPausedNode(t *testing.T) {
+	all := []string{"a", "b", "c"}
+	h := newHarness(t, Config{PurgeLogBytes: 200}, all...)
+	old := keysOwnedBy("c", 0, 1, all...)[0]
+	h.get(h.nodes["a"], old)
+	h.faults.Partition([]string{"a", "b"}, []string{"c"})
+	h.setRing("a", "b")
+	for i := range 3 {
+		h.clk.Advance(time.Second)
+		h.nodes["a"].c.PurgeCluster(context.Background(), Purge{URLs: []string{"http://other.test/" + strings.Repeat("x", i)}})
+	}
+	h.faults.Heal()
+	h.nodes["b"].c.SetRing(newFakeRing("b", "a", "b")) // b's log is short too; a alone brings c back
+	h.nodes["a"].c.SetRing(newFakeRing("a", all...))
+	if o, _ := h.nodes["c"].c.local.Lookup(context.Background(), old); o != nil {
+		t.Fatal("c kept an object requested before the horizon of the log it was sent")
+	}
+	if st := h.nodes["c"].c.Stats(); st.PurgeSyncs["short"] != 1 {
+		t.Fatalf("c's syncs: %v", st.PurgeSyncs)
+	}
+}
+
 // TestPurgeByTagBeforeHead: a purge by surrogate key that runs while a
 // fill waits for its origin's head keeps it from storing: the response
 // may be what the purge meant to drop (asked for before it), and its tags

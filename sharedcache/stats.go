@@ -124,9 +124,10 @@ type Stats struct {
 	PurgeLogFrom time.Time `json:"purge_log_from,omitzero"`
 	// PurgesReplayed are purges this node missed and applied from a
 	// returning member's log; PurgeSyncs the log exchanges with members
-	// that came back (or that this node came back to), by result: ok,
-	// error (retried), short (the member's log did not reach back to the
-	// gap: every object stored before it was dropped).
+	// that came back (or that this node came back to), by result: ok and
+	// error (retried) for those this node made, short for those, made or
+	// answered, where the other side's log did not reach back to the gap
+	// (every object requested before its horizon was dropped).
 	PurgesReplayed uint64            `json:"purges_replayed"`
 	PurgeSyncs     map[string]uint64 `json:"purge_syncs"`
 	// Latency is the time to an owner's first answer.
