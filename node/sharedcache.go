@@ -136,13 +136,16 @@ func (p *cachePart) followRing(mc *membership.Cluster, events <-chan membership.
 }
 
 // ringStep installs the current ring if it changed: its digest covers
-// the members, their weights and their cluster addresses.
+// the members, their weights and their cluster addresses. SetRing first
+// exchanges purge logs with the members that came back; an exchange that
+// failed is tried again at every step.
 func (p *cachePart) ringStep(mc *membership.Cluster) {
 	r := newCacheRing(mc.Ring())
 	p.mu.Lock()
 	last := p.last
 	p.mu.Unlock()
 	if last != nil && last.Digest() == r.Digest() {
+		p.c.RetryPurgeSync()
 		return
 	}
 	p.c.SetRing(r)
@@ -304,6 +307,11 @@ var (
 		[]string{"event"}, nil)
 	descPurges   = prometheus.NewDesc("pingora_cache_purges_total", "Purges run on this node.", nil, nil)
 	descPurged   = prometheus.NewDesc("pingora_cache_purged_objects_total", "Objects purges dropped on this node.", nil, nil)
+	descReplayed = prometheus.NewDesc("pingora_cache_purges_replayed_total",
+		"Purges this node missed (out of the ring when they ran) and applied from a returning member's log.", nil, nil)
+	descSyncs = prometheus.NewDesc("pingora_cache_purge_syncs_total",
+		"Purge log exchanges with members that came back to the ring, by result: ok, error (retried every second), short (the member's log did not reach back to the gap: every object stored before it was dropped).",
+		[]string{"result"}, nil)
 	descInFlight = prometheus.NewDesc("pingora_cache_owner_calls_in_flight",
 		"Calls to key owners waiting for their answer.", nil, nil)
 	descServing = prometheus.NewDesc("pingora_cache_serving_in_flight",
@@ -312,7 +320,7 @@ var (
 )
 
 func (cc cacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descOwnerRPC, descTierLookups, descTierBytes, descToPeers, descCluster, descPurges, descPurged, descInFlight, descServing, descHot} {
+	for _, d := range []*prometheus.Desc{descOwnerRPC, descTierLookups, descTierBytes, descToPeers, descCluster, descPurges, descPurged, descReplayed, descSyncs, descInFlight, descServing, descHot} {
 		ch <- d
 	}
 }
@@ -338,6 +346,10 @@ func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descPurges, prometheus.CounterValue, float64(st.Purges))
 	ch <- prometheus.MustNewConstMetric(descPurged, prometheus.CounterValue, float64(st.Purged))
+	ch <- prometheus.MustNewConstMetric(descReplayed, prometheus.CounterValue, float64(st.PurgesReplayed))
+	for result, v := range st.PurgeSyncs {
+		ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(v), result)
+	}
 	ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(st.OwnerCalls))
 	ch <- prometheus.MustNewConstMetric(descServing, prometheus.GaugeValue, float64(st.Serving))
 	ch <- prometheus.MustNewConstMetric(descHot, prometheus.GaugeValue, float64(st.Hot.Bytes))

@@ -217,3 +217,38 @@ func TestSharedIsLive(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestSharedPrivateReason: on a shared route, a private response reports
+// detail=private in Cache-Status on every node, the key's owner (which
+// fetched it for the cluster) and the others, which get the reason from
+// the owner in the wire head frame; before it, they said fill-failed.
+// Each request is the first for its path (the owner marks a path it
+// filled for hit-for-pass), three paths a node, so that most are asked
+// of another node.
+func TestSharedPrivateReason(t *testing.T) {
+	old := cacheOwnerTimeout.Swap(int64(10 * time.Second)) // as TestSharedCacheFillsOnce: no fallback on a loaded machine
+	t.Cleanup(func() { cacheOwnerTimeout.Store(old) })
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "private, max-age=60")
+		io.WriteString(w, "yours")
+	}))
+	t.Cleanup(origin.Close)
+	nodes := startCacheCluster(t, origin.Listener.Addr().String(), "p1", "p2", "p3")
+	hc := &http.Client{Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	for _, n := range nodes {
+		for i := range 3 {
+			req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/%s/%d", n.ListenerAddrs()["http"], n.cfg.Name, i), nil)
+			req.Host = "cache.test"
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "detail=private") {
+				t.Fatalf("%s, path %d: Cache-Status %q, want detail=private", n.cfg.Name, i, cs)
+			}
+		}
+	}
+}

@@ -35,8 +35,12 @@ type cacheState struct {
 	// fillFailed: the fill this request waited for (another node's, on
 	// a shared route) stored nothing; it goes to the origin uncached,
 	// and marks the key when the answer is unstorable (hit-for-pass).
+	// fillReason is why, when the fill said (cache.NotStorable; a shared
+	// route's owner sends it).
 	fillFailed bool
-	passed     bool // a hit-for-pass marker sent it to the origin without the lock
+	fillReason string
+	passed     bool   // a hit-for-pass marker sent it to the origin without the lock
+	passedFor  string // the reason of that marker
 	result     string
 	st         cacheStatus
 	// req is the request as the store sees it, carried by ctx (see
@@ -366,6 +370,10 @@ func (s *Server[C]) lockFailed(sess *Session, err error) error {
 	case errors.Is(err, cache.ErrFillFailed):
 		cs.st.detail = "fill-failed"
 		cs.fillFailed = true
+		if r := cache.NotStorableReason(err); passReasons[r] {
+			cs.st.detail, cs.fillReason = r, r
+			s.markPass(sess, r) // before this request's own fetch: the next ones pass now
+		}
 		s.metrics.cache.lockWaits.WithLabelValues("fill_failed").Inc()
 	default:
 		cs.st.detail = "store-error"

@@ -150,7 +150,11 @@ func (s *Server[C]) passReason(sess *Session, resp *ResponseHeader) string {
 func (s *Server[C]) notStored(sess *Session, reason string) {
 	cs := &sess.cache
 	if cs.fill != nil {
-		cs.fill.Abort(errUncacheable)
+		var err error = errUncacheable
+		if passReasons[reason] { // the response's own reason: its waiters, here or on other nodes, learn it
+			err = &cache.NotStorable{Reason: reason}
+		}
+		cs.fill.Abort(err)
 		cs.fill = nil
 	}
 	cs.st.detail = reason

@@ -20,7 +20,11 @@ import (
 // origin that fails. A request that passes and gets a response that may
 // be stored drops the marker (a URL that answers some clients privately
 // and others publicly is cached again from the next request on); one that
-// gets another unstorable response renews it.
+// gets another unstorable response renews it. A marker the
+// ResponseCacheFilter set ("filter") stays until it expires: a passed
+// response does not go through the filter. A shared route's owner says
+// why its fill stored nothing (cache.NotStorable, over the wire): the
+// node reports that reason in Cache-Status and marks the key with it.
 const (
 	hitForPassTTL = 2 * time.Minute
 	hitForPassMax = 1 << 14 // keys remembered; past it the oldest-looking go
@@ -35,22 +39,28 @@ var passReasons = map[string]bool{
 // passSet holds the hit-for-pass markers of a Server's caching routes.
 type passSet struct {
 	mu sync.Mutex
-	m  map[string]time.Time // key → when its marker expires
+	m  map[string]passMark
 }
 
-// mark remembers key until now+hitForPassTTL.
-func (p *passSet) mark(key string, now time.Time) {
+// passMark is a key's marker: when it expires, and the reason that set it.
+type passMark struct {
+	until  time.Time
+	reason string
+}
+
+// mark remembers key, for reason, until now+hitForPassTTL.
+func (p *passSet) mark(key, reason string, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.m == nil {
-		p.m = make(map[string]time.Time)
+		p.m = make(map[string]passMark)
 	}
 	if _, ok := p.m[key]; !ok && len(p.m) >= hitForPassMax {
 		// Full: the expired go, and an eighth of the rest (Go's map
 		// order is random), so a flood of new keys costs O(1) a mark.
 		drop := len(p.m) / 8
-		for k, until := range p.m {
-			if !until.After(now) {
+		for k, pm := range p.m {
+			if !pm.until.After(now) {
 				delete(p.m, k)
 			} else if drop > 0 {
 				delete(p.m, k)
@@ -58,7 +68,7 @@ func (p *passSet) mark(key string, now time.Time) {
 			}
 		}
 	}
-	p.m[key] = now.Add(hitForPassTTL)
+	p.m[key] = passMark{until: now.Add(hitForPassTTL), reason: reason}
 }
 
 // unmark forgets key's marker.
@@ -68,41 +78,54 @@ func (p *passSet) unmark(key string) {
 	p.mu.Unlock()
 }
 
-// marked reports whether key's marker is there and unexpired.
-func (p *passSet) marked(key string, now time.Time) bool {
+// marked returns the reason of key's marker, "" when there is none or
+// it expired.
+func (p *passSet) marked(key string, now time.Time) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	until, ok := p.m[key]
-	if ok && !until.After(now) {
+	pm, ok := p.m[key]
+	if ok && !pm.until.After(now) {
 		delete(p.m, key)
-		return false
+		return ""
 	}
-	return ok
+	return pm.reason
 }
 
 // passMarked is cacheLock's check: a marked key goes to the origin
 // without the lock, and its response is not stored.
 func (s *Server[C]) passMarked(sess *Session) bool {
 	cs := &sess.cache
-	if !s.hitPass.marked(cs.vkey, s.clock.Now()) {
+	reason := s.hitPass.marked(cs.vkey, s.clock.Now())
+	if reason == "" {
 		return false
 	}
-	cs.st.detail, cs.passed = "hit-for-pass", true
+	cs.st.detail, cs.passed, cs.passedFor = "hit-for-pass", true, reason
 	s.metrics.cache.uncacheable.WithLabelValues("hit-for-pass").Inc()
 	return true
 }
 
 // notePass updates the marker of a request that held no fill because it
 // passed (passMarked) or because the fill it waited for stored nothing,
-// from the response it got.
+// from the response it got. When that fill said why (a shared route's
+// owner ran the whole decision, ResponseCacheFilter included, which
+// passReason cannot), its reason stands for this request.
 func (s *Server[C]) notePass(sess *Session, resp *ResponseHeader) {
 	cs := &sess.cache
 	if cs.fill != nil || (!cs.passed && !cs.fillFailed) {
 		return
 	}
-	if reason := s.passReason(sess, resp); reason == "" {
+	reason := cs.fillReason
+	if !passReasons[reason] {
+		reason = s.passReason(sess, resp)
+	}
+	switch {
+	case reason == "" && cs.passedFor == "filter":
+		// The ResponseCacheFilter's refusal (here, or at a shared
+		// route's owner) is not judged again on a passed response: the
+		// marker stands until it expires.
+	case reason == "":
 		s.hitPass.unmark(cs.vkey)
-	} else {
+	default:
 		s.markPass(sess, reason)
 	}
 }
@@ -110,6 +133,6 @@ func (s *Server[C]) notePass(sess *Session, resp *ResponseHeader) {
 // markPass marks the request's key when reason is one of passReasons.
 func (s *Server[C]) markPass(sess *Session, reason string) {
 	if passReasons[reason] {
-		s.hitPass.mark(sess.cache.vkey, s.clock.Now())
+		s.hitPass.mark(sess.cache.vkey, reason, s.clock.Now())
 	}
 }

@@ -138,12 +138,60 @@ func TestPassSetBounded(t *testing.T) {
 	var p passSet
 	now := cacheT0
 	for i := 0; i < 3*hitForPassMax; i++ {
-		p.mark(fmt.Sprint(i), now)
+		p.mark(fmt.Sprint(i), "private", now)
 	}
 	if n := len(p.m); n > hitForPassMax {
 		t.Fatalf("%d markers, want at most %d", n, hitForPassMax)
 	}
-	if !p.marked(fmt.Sprint(3*hitForPassMax-1), now) || p.marked("0", now.Add(hitForPassTTL)) {
+	if p.marked(fmt.Sprint(3*hitForPassMax-1), now) != "private" || p.marked("0", now.Add(hitForPassTTL)) != "" {
 		t.Fatal("a marker just set is missing, or an expired one is still there")
+	}
+}
+
+// reasonOwner is a failingOwner whose failed fill says why, as a shared
+// route's owner does (cache.NotStorable in the wire's head frame).
+type reasonOwner struct {
+	failingOwner
+	reason string
+}
+
+func (f *reasonOwner) Lock(ctx context.Context, key string, wait time.Duration) (cache.Fill, cache.Object, error) {
+	f.locks.Add(1)
+	return nil, nil, fmt.Errorf("%w: %w", cache.ErrFillFailed, &cache.NotStorable{Reason: f.reason})
+}
+
+// TestCacheHitForPassOwnerReason: when the owner's fill says why it
+// stored nothing, the node reports that reason in Cache-Status (not
+// fill-failed) and marks the key with it, even when its own copy of the
+// response looks storable: the owner ran the whole decision, its
+// ResponseCacheFilter included, which the node cannot check on the
+// response it fetches itself. Before, a filter's refusal at the owner had
+// every request ask the owner again (two origin requests each).
+func TestCacheHitForPassOwnerReason(t *testing.T) {
+	store, err := cache.NewMemory(cache.MemoryConfig{MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := &reasonOwner{failingOwner: failingOwner{Store: store}, reason: "filter"}
+	peer := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write([]byte("refused by the owner's filter"))
+	}))
+	p := startProxy(t, routeWith(t, RouteConfig{Cache: &CacheConfig{}}, peer), Config{CacheStore: owner}, ListenerConfig{Name: "http"})
+	c := h1Client()
+	var statuses []string
+	for range 3 {
+		resp, err := c.Get("http://" + p.addr + "/p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		statuses = append(statuses, cacheStatusOf(resp))
+	}
+	if !strings.Contains(statuses[0], "detail=filter") {
+		t.Fatalf("first request's Cache-Status %q, want the owner's reason (detail=filter)", statuses[0])
+	}
+	if !strings.Contains(statuses[1], "detail=hit-for-pass") || owner.locks.Load() != 1 {
+		t.Fatalf("the owner was asked %d times for 3 requests, want 1; Cache-Status %q", owner.locks.Load(), statuses)
 	}
 }

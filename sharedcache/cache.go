@@ -45,6 +45,16 @@ type Cache struct {
 	servingN int                      // lookup and fill streams being served
 	idle     chan struct{}            // closed when servingN drops to 0 while Drain waits
 
+	// Purges: the log of those applied here, when this cache started
+	// (it held nothing before), when each member last left the ring,
+	// the members being synced before the ring that has them is
+	// installed, and those whose sync failed (retried).
+	plog     purgeLog
+	started  time.Time
+	leftAt   map[string]time.Time
+	joining  map[string]string // name -> address
+	unsynced map[string]returning
+
 	bufs   sync.Pool // *bufio.Reader of bodyBuf bytes, for owner streams
 	chunks sync.Pool // *[]byte of bodyBuf bytes, for body copies
 
@@ -81,7 +91,8 @@ func New(cfg Config) (*Cache, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	c := &Cache{cfg: cfg, suspects: map[string]time.Time{}, lookups: map[string]*lookupFlight{}, noDirectives: cache.ParseRequest(http.Header{})}
+	c := &Cache{cfg: cfg, suspects: map[string]time.Time{}, lookups: map[string]*lookupFlight{}, noDirectives: cache.ParseRequest(http.Header{}),
+		started: cfg.Clock.Now(), leftAt: map[string]time.Time{}, joining: map[string]string{}, unsynced: map[string]returning{}}
 	var err error
 	if c.local, c.localIdx, err = newTier(cfg, cfg.MaxBytes); err != nil {
 		return nil, err
@@ -120,7 +131,22 @@ func (c *Cache) Local() cache.Store { return localStore{c} }
 
 // SetRing installs the placement r. A ring of another Version keeps the
 // one it replaces for HandoffWindow, to ask about keys that moved.
+//
+// Before it installs a ring with members the current one lacks (a member
+// that came back, or this node coming back to them), it exchanges purge
+// logs with each, bounded by OwnerTimeout, so that neither serves the
+// other what a purge it missed dropped (see exchange).
 func (c *Cache) SetRing(r Ring) {
+	rs := c.noteRing(r)
+	if len(rs) > 0 {
+		defer c.doneJoining(rs)
+		c.syncPurges(rs)
+	}
+	c.installRing(r)
+}
+
+// installRing makes r the current placement.
+func (c *Cache) installRing(r Ring) {
 	for {
 		old := c.rings.Load()
 		next := &ringSet{cur: r}

@@ -219,13 +219,15 @@ func (c *Cache) fillRemote(t target, key string, req *cache.Request, wait time.D
 		return nil, nil, cache.ErrFillFailed
 	}
 	s.close()
-	hf.Abort(cache.ErrFillFailed)
 	if h.Kind == kindFillFailed {
+		err := fillFailedErr(h)
+		hf.Abort(err) // this node's waiters on the key learn the reason too
 		if p := cache.PrimaryKey(key); p != key {
 			c.hot.Remove(c.ctx, p) // the index this variant came from may be gone at the owner
 		}
-		return nil, nil, cache.ErrFillFailed
+		return nil, nil, err
 	}
+	hf.Abort(cache.ErrFillFailed)
 	return nil, nil, cache.ErrLockTimeout // kindAccepted (no wait), kindLockTimeout
 }
 

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/pingora-go/pingora-go/proxy/cache"
 	"github.com/pingora-go/pingora-go/wire"
 	"github.com/pingora-go/pingora-go/wire/wiretest"
@@ -324,5 +326,33 @@ func TestStaleConnNotSuspect(t *testing.T) {
 	}
 	if r := a.c.cfg.Client.Stats().Retries; r != 2 {
 		t.Fatalf("client retries = %d, want 2 (the lookup and the fill)", r)
+	}
+}
+
+// TestFillFailedReason: an owner whose fill stored nothing for a reason
+// of the response says why in the head frame, and the node that asked
+// gets cache.ErrFillFailed with that reason (its engine reports it and
+// marks the key for hit-for-pass); a head without one (an owner of an
+// older version) or with one that is not a short token reads as a plain
+// failed fill.
+func TestFillFailedReason(t *testing.T) {
+	h := newHarness(t, Config{}, "a", "b", "c")
+	key := testKey(7)
+	owner := h.nodes[ownerOf(key, "a", "b", "c")]
+	owner.c.cfg.Origin = OriginFunc(func(_ context.Context, f OriginFill) { f.Fill.Abort(&cache.NotStorable{Reason: "private"}) })
+	other := h.nonOwner(key)
+	_, _, err := other.c.Lock(requestCtx(key), key, time.Second)
+	if !errors.Is(err, cache.ErrFillFailed) || cache.NotStorableReason(err) != "private" {
+		t.Fatalf("Lock at a non-owner: %v, want a failed fill with reason private", err)
+	}
+	for _, hd := range []head{{Kind: kindFillFailed}, {Kind: kindFillFailed, Reason: "pri vate\r\n"}} {
+		b, _ := msgpack.Marshal(&hd)
+		var got head
+		if err := msgpack.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		if err := fillFailedErr(&got); err != cache.ErrFillFailed {
+			t.Fatalf("head %+v: %v, want plain ErrFillFailed", hd, err)
+		}
 	}
 }

@@ -75,6 +75,8 @@ const (
 	DefaultSuspectFor      = 5 * time.Second
 	DefaultHandoffWindow   = 10 * time.Minute
 	DefaultBodyIdleTimeout = 30 * time.Second
+	DefaultPurgeLogBytes   = 4 << 20
+	DefaultPurgeLogAge     = 24 * time.Hour
 )
 
 // Config configures a Cache. Zero fields take their default.
@@ -114,6 +116,15 @@ type Config struct {
 	// BodyIdleTimeout cuts a body streaming from an owner that sends
 	// nothing for this long (default 30s).
 	BodyIdleTimeout time.Duration
+	// PurgeLogBytes bounds the purges this node remembers (their
+	// selectors' bytes, plus 64 a purge): a member that comes back to
+	// the ring gets those it missed from them, in one message that must
+	// fit a wire frame (default 4 MiB, bytes; at most 8 MiB).
+	PurgeLogBytes int64
+	// PurgeLogAge is how long this node remembers a purge; a member out
+	// of the ring longer than its peers' logs reach drops every object
+	// stored before the oldest purge they still hold (default 24h).
+	PurgeLogAge time.Duration
 	// Clock times suspicion, handoff windows and the hit ratio window
 	// (default: real time).
 	Clock clock.Clock
@@ -125,7 +136,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{MaxBytes: DefaultMaxBytes, MaxObjectBytes: DefaultMaxBytes / 8, HotBytes: DefaultMaxBytes / 16,
 		OwnerTimeout: DefaultOwnerTimeout, SuspectFor: DefaultSuspectFor, HandoffWindow: DefaultHandoffWindow,
-		BodyIdleTimeout: DefaultBodyIdleTimeout}
+		BodyIdleTimeout: DefaultBodyIdleTimeout, PurgeLogBytes: DefaultPurgeLogBytes, PurgeLogAge: DefaultPurgeLogAge}
 }
 
 // Validate reports the first invalid field, by name.
@@ -135,7 +146,8 @@ func (c Config) Validate() error {
 		v    int64
 	}{{"MaxBytes", c.MaxBytes}, {"MaxObjectBytes", c.MaxObjectBytes}, {"HotBytes", c.HotBytes},
 		{"OwnerTimeout", int64(c.OwnerTimeout)}, {"SuspectFor", int64(c.SuspectFor)},
-		{"HandoffWindow", int64(c.HandoffWindow)}, {"BodyIdleTimeout", int64(c.BodyIdleTimeout)}} {
+		{"HandoffWindow", int64(c.HandoffWindow)}, {"BodyIdleTimeout", int64(c.BodyIdleTimeout)},
+		{"PurgeLogBytes", c.PurgeLogBytes}, {"PurgeLogAge", int64(c.PurgeLogAge)}} {
 		if f.v < 0 && !(f.name == "HotBytes" && f.v == -1) {
 			return fmt.Errorf("sharedcache: %s (%d) cannot be negative", f.name, f.v)
 		}
@@ -144,6 +156,8 @@ func (c Config) Validate() error {
 	switch {
 	case d.MaxObjectBytes > d.MaxBytes:
 		return fmt.Errorf("sharedcache: MaxObjectBytes (%d) cannot be larger than MaxBytes (%d)", d.MaxObjectBytes, d.MaxBytes)
+	case d.PurgeLogBytes > maxPurgeLogBytes:
+		return fmt.Errorf("sharedcache: PurgeLogBytes (%d) cannot be larger than %d (half a wire frame)", d.PurgeLogBytes, maxPurgeLogBytes)
 	case d.HotBytes > d.MaxBytes:
 		return fmt.Errorf("sharedcache: HotBytes (%d) cannot be larger than MaxBytes (%d)", d.HotBytes, d.MaxBytes)
 	}
@@ -172,6 +186,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BodyIdleTimeout == 0 {
 		c.BodyIdleTimeout = def.BodyIdleTimeout
+	}
+	if c.PurgeLogBytes == 0 {
+		c.PurgeLogBytes = def.PurgeLogBytes
+	}
+	if c.PurgeLogAge == 0 {
+		c.PurgeLogAge = def.PurgeLogAge
 	}
 	if c.Clock == nil {
 		c.Clock = clock.Real{}

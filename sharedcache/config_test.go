@@ -19,6 +19,8 @@ func TestConfigValidate(t *testing.T) {
 		{"negative timeout", Config{OwnerTimeout: -time.Second}, "OwnerTimeout"},
 		{"object over max", Config{MaxBytes: 1 << 20, MaxObjectBytes: 2 << 20}, "MaxObjectBytes"},
 		{"hot over max", Config{MaxBytes: 1 << 20, HotBytes: 2 << 20}, "HotBytes"},
+		{"purge log over a frame", Config{PurgeLogBytes: 9 << 20}, "PurgeLogBytes"},
+		{"negative purge log age", Config{PurgeLogAge: -time.Hour}, "PurgeLogAge"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := c.cfg.Validate()

@@ -70,4 +70,14 @@
 // (TinyUFO tags from Surrogate-Key and Cache-Tag). PurgeCluster runs it on
 // every ring member and reports each node's count; it drops hot copies,
 // and dooms fills under way so they store nothing purged.
+//
+// Every node logs the purges it applies (ID, time, selectors; bounded by
+// PurgeLogBytes and PurgeLogAge). SetRing, before it installs a ring
+// with members the current one lacks, exchanges logs with each
+// (methodPurgeSync): each side applies the purges it missed to the
+// objects requested before they ran, so a node that was out of the ring
+// (either side of a partition, or paused) does not serve what a purge
+// dropped. A log that no longer reaches back to the gap makes the node
+// drop every object requested before the log's horizon. A member a purge
+// call could not reach gets the log by RetryPurgeSync.
 package sharedcache

@@ -116,6 +116,26 @@ type head struct {
 	Kind kind      `msgpack:"k"`
 	Meta *wireMeta `msgpack:"m,omitempty"`
 	Len  int64     `msgpack:"l,omitempty"`
+	// Reason is why a fill stored nothing (kindFillFailed), when the
+	// owner knows: its response may not be stored ("private",
+	// "too_large", ...; cache.NotStorable). A node that sends none (an
+	// older version) leaves the caller with a plain failed fill.
+	Reason string `msgpack:"r,omitempty"`
+}
+
+// fillFailedHead is the head of a fill that stored nothing, with the
+// reason err carries (cache.NotStorableReason), if any.
+func fillFailedHead(err error) *head {
+	return &head{Kind: kindFillFailed, Reason: cache.NotStorableReason(err)}
+}
+
+// fillFailedErr is the error of a fill the owner answered h to:
+// cache.ErrFillFailed, wrapping the reason the owner gave.
+func fillFailedErr(h *head) error {
+	if r := cache.NotStorableReason(&cache.NotStorable{Reason: h.Reason}); r != "" {
+		return fmt.Errorf("%w: %w", cache.ErrFillFailed, &cache.NotStorable{Reason: r})
+	}
+	return cache.ErrFillFailed
 }
 
 // wireMeta is a cache.Meta on the wire. Times are Unix nanoseconds:

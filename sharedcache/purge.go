@@ -128,13 +128,19 @@ func (m matcher) key(k string) bool {
 	return false
 }
 
-// fill reports whether the purge selects a fill under way.
+// fill reports whether the purge selects a fill under way (or a stored
+// object, with its head). A purge by surrogate key selects every fill
+// still waiting for its head (meta nil): its tags are not known yet, and
+// its response may be what the purge meant to drop, asked for before it.
 func (m matcher) fill(k string, meta *cache.Meta) bool {
 	if m.key(k) {
 		return true
 	}
-	if meta == nil || len(m.tags) == 0 {
+	if len(m.tags) == 0 {
 		return false
+	}
+	if meta == nil {
+		return true
 	}
 	for _, t := range SurrogateKeys(meta.Header) {
 		if slices.Contains(m.tags, t) {
@@ -147,9 +153,24 @@ func (m matcher) fill(k string, meta *cache.Meta) bool {
 // PurgeLocal runs p on this node: both tiers, fills under way included.
 // It returns how many stored objects it dropped.
 func (c *Cache) PurgeLocal(p Purge) (int, error) {
-	m, err := p.compile()
+	return c.applyLive(c.newEntry(p))
+}
+
+// newEntry makes p a purge run here now, with a new ID.
+func (c *Cache) newEntry(p Purge) logEntry {
+	return logEntry{Purge: p, ID: c.plog.newID(c.cfg.Name, c.started), At: c.cfg.Clock.Now().UnixNano()}
+}
+
+// applyLive runs e as it is issued: it drops every object it selects,
+// whenever stored, and logs it first (a member being synced meanwhile
+// gets it). A purge the log holds already ran here: it does nothing.
+func (c *Cache) applyLive(e logEntry) (int, error) {
+	m, err := e.compile()
 	if err != nil {
 		return 0, err
+	}
+	if !c.plog.add(e, c.cfg.Clock.Now(), c.cfg.PurgeLogBytes, c.cfg.PurgeLogAge) {
+		return 0, nil
 	}
 	n := 0
 	for _, t := range []struct {
@@ -171,7 +192,7 @@ func (c *Cache) PurgeLocal(p Purge) (int, error) {
 	}
 	c.st.purges.Add(1)
 	c.st.purged.Add(uint64(n))
-	c.cfg.Logger.Info("sharedcache: purged", "urls", len(p.URLs), "prefixes", len(p.Prefixes), "tags", len(p.Tags), "dropped", n)
+	c.cfg.Logger.Info("sharedcache: purged", "id", e.ID, "urls", len(e.URLs), "prefixes", len(e.Prefixes), "tags", len(e.Tags), "dropped", n)
 	return n, nil
 }
 
@@ -187,19 +208,27 @@ type purgeReply struct {
 	Dropped int `msgpack:"d"`
 }
 
-func (c *Cache) servePurge(_ context.Context, p *Purge) (*purgeReply, error) {
-	n, err := c.PurgeLocal(*p)
+// servePurge runs a purge another node issued; one from a node that
+// sends no ID (an older version) gets one here.
+func (c *Cache) servePurge(_ context.Context, e *logEntry) (*purgeReply, error) {
+	if e.ID == "" || e.At == 0 {
+		*e = c.newEntry(e.Purge)
+	}
+	n, err := c.applyLive(*e)
 	if err != nil {
 		return nil, err
 	}
 	return &purgeReply{Dropped: n}, nil
 }
 
-// PurgeCluster runs p here and on every other member of the ring, in
-// parallel, each call bounded by ctx; it returns each node's count (or
-// error), this node's first. It fails only when p is invalid.
+// PurgeCluster runs p here and on every other member of the ring (and
+// the members about to join it), in parallel, each call bounded by ctx;
+// it returns each node's count (or error), this node's first. It fails
+// only when p is invalid. A member out of the ring now gets p from a
+// peer's log when it comes back.
 func (c *Cache) PurgeCluster(ctx context.Context, p Purge) ([]NodePurge, error) {
-	n, err := c.PurgeLocal(p)
+	e := c.newEntry(p)
+	n, err := c.applyLive(e)
 	if err != nil {
 		return nil, err
 	}
@@ -207,8 +236,9 @@ func (c *Cache) PurgeCluster(ctx context.Context, p Purge) ([]NodePurge, error) 
 	res := eachPeer(c, func(t target) NodePurge {
 		np := NodePurge{Node: t.id}
 		var r purgeReply
-		if err := c.cfg.Client.Call(idempotent(ctx), t.addr, methodPurge, &p, &r); err != nil {
+		if err := c.cfg.Client.Call(idempotent(ctx), t.addr, methodPurge, &e, &r); err != nil {
 			np.Error = err.Error()
+			c.syncLater(returning{target: t, since: e.At})
 		}
 		np.Dropped = r.Dropped
 		return np
@@ -233,7 +263,9 @@ func eachPeer[T any](c *Cache, call func(t target) T) []T {
 	return res
 }
 
-// peers returns the other members of the current ring with an address.
+// peers returns the other members of the current ring with an address,
+// then the members joining it (being synced before the ring that has
+// them is installed).
 func (c *Cache) peers() []target {
 	r := c.ring()
 	if r == nil || c.cfg.Client == nil {
@@ -245,6 +277,13 @@ func (c *Cache) peers() []target {
 			continue
 		}
 		out = append(out, target{id: id, addr: r.Addr(id)})
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, addr := range c.joining {
+		if !containsTarget(out, id) {
+			out = append(out, target{id: id, addr: addr})
+		}
 	}
 	return out
 }

@@ -14,14 +14,15 @@ import (
 )
 
 // Serve registers on srv the calls other nodes make to this one: get
-// (lookup, fill and handoff of an object, streamed), remove, purge and
-// stats.
+// (lookup, fill and handoff of an object, streamed), remove, purge, the
+// purge log exchange and stats.
 func (c *Cache) Serve(srv *wire.Server) {
 	srv.HandleStream(methodGet, c.serveGet)
 	wire.HandleFunc(srv, methodLookup, c.serveLookup)
 	wire.HandleFunc(srv, methodRemove, c.serveRemove)
 	wire.HandleFunc(srv, methodPurge, c.servePurge)
 	wire.HandleFunc(srv, methodStats, c.serveStats)
+	wire.HandleFunc(srv, methodPurgeSync, c.servePurgeSync)
 }
 
 // serveGet answers a get: a handoff from whatever this node holds, a
@@ -232,21 +233,21 @@ func (c *Cache) serveFill(ctx context.Context, g *getRequest, w io.Writer) error
 	case errors.Is(err, cache.ErrLockTimeout):
 		return writeHead(w, &head{Kind: kindLockTimeout})
 	case errors.Is(err, cache.ErrFillFailed):
-		return c.failedFill(ctx, w, o, rq)
+		return c.failedFill(ctx, w, o, rq, err)
 	case err != nil:
 		return err
 	}
 	wf := c.startFill(req, g.Key, f, o)
 	switch {
 	case wf == nil:
-		return writeHead(w, &head{Kind: kindFillFailed})
+		return writeHead(w, fillFailedHead(nil))
 	case wait <= 0: // started for a caller that serves stale meanwhile
 		return writeHead(w, &head{Kind: kindLockTimeout})
 	}
 	select {
 	case ev := <-wf.ev:
 		if ev.obj == nil {
-			return c.failedFill(ctx, w, o, rq)
+			return c.failedFill(ctx, w, o, rq, ev.err)
 		}
 		return c.sendObject(ctx, w, ev.obj)
 	case <-ctx.Done():
@@ -254,15 +255,16 @@ func (c *Cache) serveFill(ctx context.Context, g *getRequest, w io.Writer) error
 	}
 }
 
-// failedFill answers a fill that failed: the stale object when
-// stale-if-error allows serving it (RFC 5861 §4), else "fill failed".
-func (c *Cache) failedFill(ctx context.Context, w io.Writer, stale cache.Object, rq cache.Directives) error {
+// failedFill answers a fill that failed with err: the stale object when
+// stale-if-error allows serving it (RFC 5861 §4), else "fill failed",
+// with the reason err carries.
+func (c *Cache) failedFill(ctx context.Context, w io.Writer, stale cache.Object, rq cache.Directives, err error) error {
 	if stale != nil && stale.Meta().Variants == nil && stale.Len() >= 0 {
 		if m := stale.Meta(); m.ServeStaleOnError(cache.Check(m, rq, c.cfg.Clock.Now())) {
 			return c.sendObject(ctx, w, stale)
 		}
 	}
-	return writeHead(w, &head{Kind: kindFillFailed})
+	return writeHead(w, fillFailedHead(err))
 }
 
 // usable reports whether the stored (or streaming) o answers a request
@@ -312,8 +314,11 @@ func (c *Cache) startFill(req *cache.Request, key string, f cache.Fill, stale ca
 
 // fillEvent is the first thing a watched fill did: published a head
 // (obj, its object), refreshed the stored object (obj, the refreshed one),
-// or ended without either (obj nil).
-type fillEvent struct{ obj cache.Object }
+// or ended without either (obj nil; err, what it was aborted with).
+type fillEvent struct {
+	obj cache.Object
+	err error
+}
 
 // watchedFill tells serveFill when the Origin's fill has something to
 // stream.
@@ -325,16 +330,18 @@ type watchedFill struct {
 	ev    chan fillEvent
 }
 
-func (w *watchedFill) notify(o cache.Object) { w.once.Do(func() { w.ev <- fillEvent{obj: o} }) }
+func (w *watchedFill) notify(o cache.Object, err error) {
+	w.once.Do(func() { w.ev <- fillEvent{obj: o, err: err} })
+}
 
 // Start publishes the head and hands the fill's object on.
 func (w *watchedFill) Start(m *cache.Meta, limit int64) error {
 	if err := w.Fill.Start(m, limit); err != nil {
-		w.notify(nil)
+		w.notify(nil, err)
 		return err
 	}
 	o, _ := w.store.Lookup(context.Background(), w.key) // nothing written yet: still the fill's
-	w.notify(o)
+	w.notify(o, nil)
 	return nil
 }
 
@@ -345,14 +352,14 @@ func (w *watchedFill) Refresh(m *cache.Meta) error {
 	if err == nil {
 		o, _ = w.store.Lookup(context.Background(), w.key)
 	}
-	w.notify(o)
+	w.notify(o, err)
 	return err
 }
 
-// Abort ends the fill and tells the waiter it failed.
+// Abort ends the fill and tells the waiter it failed, and why.
 func (w *watchedFill) Abort(err error) {
 	w.Fill.Abort(err)
-	w.notify(nil)
+	w.notify(nil, err)
 }
 
 // removeRequest and removeReply are methodRemove's messages.

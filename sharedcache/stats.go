@@ -37,6 +37,10 @@ type counters struct {
 	bytesToPeers atomic.Int64
 	purges       atomic.Uint64
 	purged       atomic.Uint64
+	replayed     atomic.Uint64 // purges missed, applied from a member's log
+	syncs        atomic.Uint64 // purge log exchanges: ok
+	syncErrors   atomic.Uint64 // failed (retried)
+	syncShort    atomic.Uint64 // ok, but the member's log did not reach back
 	tiers        [tiers]struct {
 		hits, misses atomic.Uint64
 		bytes        atomic.Int64
@@ -113,6 +117,19 @@ type Stats struct {
 	// Purges run here and the objects they dropped.
 	Purges uint64 `json:"purges"`
 	Purged uint64 `json:"purged"`
+	// PurgeLog is the purges this node remembers for members that come
+	// back; PurgeLogFrom the horizon: it holds every purge applied here
+	// since (zero: since the cache started).
+	PurgeLog     int       `json:"purge_log"`
+	PurgeLogFrom time.Time `json:"purge_log_from,omitzero"`
+	// PurgesReplayed are purges this node missed and applied from a
+	// returning member's log; PurgeSyncs the log exchanges with members
+	// that came back (or that this node came back to), by result: ok and
+	// error (retried) for those this node made, short for those, made or
+	// answered, where the other side's log did not reach back to the gap
+	// (every object requested before its horizon was dropped).
+	PurgesReplayed uint64            `json:"purges_replayed"`
+	PurgeSyncs     map[string]uint64 `json:"purge_syncs"`
 	// Latency is the time to an owner's first answer.
 	Latency Histogram `json:"owner_latency"`
 	// RingVersion is the placement the cache uses (0: none, every key is
@@ -143,6 +160,13 @@ func (c *Cache) Stats() Stats {
 		Refused: c.st.refused.Load(), RingMismatch: c.st.ringMismatch.Load(), HeldAnyway: c.st.heldAnyway.Load(),
 		BytesToPeers: c.st.bytesToPeers.Load(), Purges: c.st.purges.Load(), Purged: c.st.purged.Load(),
 		Latency: c.st.latency.snapshot(), Tiers: make(map[string]TierStats, tiers),
+		PurgesReplayed: c.st.replayed.Load(),
+		PurgeSyncs:     map[string]uint64{"ok": c.st.syncs.Load(), "error": c.st.syncErrors.Load(), "short": c.st.syncShort.Load()},
+	}
+	var horizon int64
+	st.PurgeLog, horizon = c.plog.size()
+	if horizon > 0 {
+		st.PurgeLogFrom = time.Unix(0, horizon).UTC()
 	}
 	for i := range tiers {
 		t := &c.st.tiers[i]

@@ -25,6 +25,7 @@ type memFill struct {
 	obj     *memObject    // set by Start
 	doomed  bool          // Remove ran during the fill: never store it
 	outcome fillOutcome
+	cause   error // what Abort ended it with: a *NotStorable reaches waiters
 
 	limit   int64
 	written int64
@@ -131,6 +132,7 @@ func (f *memFill) Abort(err error) {
 	m.mu.Lock()
 	open := f.outcome == fillOpen
 	if open {
+		f.cause = err
 		f.endLocked(fillAborted)
 	}
 	m.mu.Unlock()

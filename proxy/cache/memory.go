@@ -139,12 +139,16 @@ func (m *Memory) Lock(ctx context.Context, key string, wait time.Duration) (Fill
 }
 
 // afterFill is what a Lock waiter gets once the fill it waited for
-// published its head or ended.
+// published its head or ended (ErrFillFailed wraps the fill's
+// *NotStorable, when it was aborted with one).
 func (m *Memory) afterFill(f *memFill) (Fill, Object, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
 	case f.outcome == fillAborted:
+		if NotStorableReason(f.cause) != "" {
+			return nil, nil, fmt.Errorf("%w: %w", ErrFillFailed, f.cause)
+		}
 	case f.obj != nil:
 		return nil, f.obj, nil
 	case f.outcome == fillRefreshed:

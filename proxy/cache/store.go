@@ -116,7 +116,8 @@ var (
 	// head ran out.
 	ErrLockTimeout = errors.New("cache: lock wait timed out")
 	// ErrFillFailed is returned by Lock when the fill waited for ended
-	// without storing.
+	// without storing; wrapped with the fill's *NotStorable when it says
+	// why (NotStorableReason).
 	ErrFillFailed = errors.New("cache: the fill waited for failed")
 	// ErrTooLarge is returned by Commit when the body passed the limit.
 	ErrTooLarge = errors.New("cache: object over the size limit")
@@ -187,4 +188,30 @@ type Stats struct {
 // metrics when its store implements it.
 type StatsReporter interface {
 	Stats() Stats
+}
+
+// NotStorable is what a fill is aborted with when its response may not be
+// stored, with why: the response's own reason, as Cache-Status's detail
+// names it ("private", "no-store", "too_large", "filter", ...). Lock
+// waiters of the fill get ErrFillFailed wrapping it, and a cluster store
+// carries it from the key's owner to the node that asked.
+type NotStorable struct{ Reason string }
+
+func (e *NotStorable) Error() string { return "cache: response not storable (" + e.Reason + ")" }
+
+// NotStorableReason returns the reason of the *NotStorable in err's
+// chain, "" when there is none or it is not a short token (lowercase
+// letters, digits, '-' and '_'; at most 32 bytes): it may come from
+// another node, and it goes into a response field.
+func NotStorableReason(err error) string {
+	var ns *NotStorable
+	if !errors.As(err, &ns) || len(ns.Reason) > 32 {
+		return ""
+	}
+	for _, c := range []byte(ns.Reason) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return ""
+		}
+	}
+	return ns.Reason
 }
