@@ -37,6 +37,10 @@ type cachePart struct {
 	done    chan struct{} // closed when the ring loop ends; nil if it never ran
 	last    *cacheRing    // the ring the cache has; written by the ring loop
 	stopped bool
+
+	// retrying: a RetryPurgeSync runs (retries, joined by stopCache)
+	retrying atomic.Bool
+	retries  sync.WaitGroup
 }
 
 // newCache builds the cache part from the node file: cache_memory_bytes
@@ -145,13 +149,28 @@ func (p *cachePart) ringStep(mc *membership.Cluster) {
 	last := p.last
 	p.mu.Unlock()
 	if last != nil && last.Digest() == r.Digest() {
-		p.c.RetryPurgeSync()
+		p.retryPurgeSync()
 		return
 	}
 	p.c.SetRing(r)
 	p.mu.Lock()
 	p.last = r
 	p.mu.Unlock()
+}
+
+// retryPurgeSync runs the cache's RetryPurgeSync beside the ring loop, one
+// at a time: a member that does not answer holds it up to the owner
+// timeout, which must not hold back the next ring change as long.
+func (p *cachePart) retryPurgeSync() {
+	if !p.retrying.CompareAndSwap(false, true) {
+		return
+	}
+	p.retries.Add(1)
+	go func() {
+		defer p.retries.Done()
+		defer p.retrying.Store(false)
+		p.c.RetryPurgeSync()
+	}()
 }
 
 // ringVersion returns the Version of the ring the cache has (0: none).
@@ -214,6 +233,7 @@ func (n *Node) stopCache() {
 	if done != nil {
 		<-done
 	}
+	p.retries.Wait() // the loop that starts them has ended
 	p.c.Close()
 	p.client.Close()
 }
