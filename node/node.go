@@ -417,8 +417,9 @@ func (n *Node) bindAdmin(g *group) error {
 	n.adminLn = aln
 	n.admin = &http.Server{Handler: withBodyDeadline(n.adminHandler(), adminBodyTimeout), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	admin := n.admin
+	capped := newCapListener(aln, maxAdminConns, n.log)
 	g.goFunc(func() {
-		if err := admin.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := admin.Serve(capped); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("admin server stopped", "err", err)
 		}
 	})
