@@ -83,6 +83,7 @@ func cacheStats(args []string, stdout, stderr io.Writer) int {
 		stdout.Write(raw)
 		return 0
 	}
+	printable(&res)
 	tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tOBJECTS\tBYTES\tCAP\tHIT RATIO (1m)\tLOOKUPS (1m)\tOWNER CALLS\tSERVING\tHOT OBJECTS")
 	for _, n := range res.Nodes {
@@ -133,6 +134,7 @@ func cachePurge(args []string, stdout, stderr io.Writer) int {
 		stdout.Write(raw)
 		return 0
 	}
+	printable(&res)
 	sort.SliceStable(res.Nodes, func(i, j int) bool { return res.Nodes[i].Node < res.Nodes[j].Node })
 	failed := 0
 	for _, n := range res.Nodes {

@@ -45,6 +45,7 @@ func cmdLeave(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pingora-node leave:", err)
 		return 1
 	}
+	printable(&res)
 	fmt.Fprintf(stdout, "%s: raft %s, gossip %s; stopping\n", res.Name, res.Raft, res.Members)
 	for deadline := time.Now().Add(leaveWait); time.Now().Before(deadline); {
 		resp, err := (&http.Client{Timeout: time.Second}).Get(c.base + "/healthz")
@@ -77,6 +78,7 @@ func cmdForceLeave(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pingora-node force-leave:", err)
 		return 1
 	}
+	printable(&res)
 	fmt.Fprintf(stdout, "%s: raft %s, gossip %s\n", res.Name, res.Raft, res.Members)
 	return 0
 }

@@ -75,6 +75,7 @@ func statusCommand(cmd command, args []string, stdout, stderr io.Writer, print f
 		fmt.Fprintf(stderr, "pingora-node %s: %s/status is not a status document: %v\n", cmd.name, base, err)
 		return 1
 	}
+	printable(&st)
 	print(stdout, &st, base)
 	return 0
 }
@@ -260,6 +261,7 @@ func raftHealth(st *node.Status) string {
 		var ls node.Status
 		if err == nil {
 			err = json.Unmarshal(body, &ls)
+			printable(&ls)
 		}
 		if err != nil || ls.Raft == nil || ls.Raft.Healthy == nil {
 			return fmt.Sprintf("health unknown: asking the leader %s at %s: %v", r.LeaderID, admin, err)
