@@ -6,12 +6,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/pingora-go/pingora-go/membership"
+	"github.com/pingora-go/pingora-go/node/config"
 )
 
 // The cluster page (issue 17): GET /ui serves one page embedded in the
@@ -132,13 +137,26 @@ func (n *Node) clusterView(ctx context.Context) ClusterView {
 	return v
 }
 
-// fetchStatus asks the admin API at addr for its /status.
+// statusClient fetches members' /status. It follows no redirect: the
+// address is whatever the member gossips, and the answer is read from it
+// alone.
+var statusClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// fetchStatus asks the admin API at addr for its /status. addr is what the
+// member gossips (anyone who reaches a gossip port without gossip_key can
+// be a member), so it must be a host:port and nothing more: an address
+// such as "169.254.169.254/latest/meta-data/x?" made this node GET any
+// path of any server, following its redirects.
 func fetchStatus(ctx context.Context, addr string) (*Status, string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status", nil)
+	if err := checkAdminAddr(addr); err != nil {
+		return nil, "not asked: " + err.Error()
+	}
+	u := url.URL{Scheme: "http", Host: addr, Path: "/status"}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, err.Error()
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := statusClient.Do(req)
 	if err != nil {
 		return nil, "unreachable: " + err.Error()
 	}
@@ -151,4 +169,20 @@ func fetchStatus(ctx context.Context, addr string) (*Status, string) {
 		return nil, "bad /status: " + err.Error()
 	}
 	return &st, ""
+}
+
+// checkAdminAddr accepts a gossiped admin address that is host:port with
+// a numeric port and a host that is an IP address or a DNS name.
+func checkAdminAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("the admin address %q it gossips is not host:port", addr)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("the admin address %q it gossips has no valid port", addr)
+	}
+	if _, err := netip.ParseAddr(host); err != nil && !config.ValidHostname(host) {
+		return fmt.Errorf("the admin address %q it gossips has no valid host", addr)
+	}
+	return nil
 }

@@ -1,9 +1,12 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -81,5 +84,63 @@ func TestUIServed(t *testing.T) {
 	}
 	if code, _ := post(t, "http://"+n.AdminAddr()+"/v1/upstreams/web/peers/x/disable", ""); code != 401 {
 		t.Fatalf("a write without the token: %d, want 401", code)
+	}
+}
+
+// TestFetchStatusOnlyAsksStatus: a member's admin address comes from its
+// gossip, so /v1/cluster asks it for /status only: an address with a path
+// or query is not asked at all, and a redirect is not followed. Before,
+// "host:port/latest/meta-data/x?" made the node GET that path and follow
+// the server's redirect wherever it led.
+func TestFetchStatusOnlyAsksStatus(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var paths []string
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, "target "+r.URL.RequestURI())
+		mu.Unlock()
+		writeJSON(w, 200, Status{Node: NodeStatus{Name: "target"}})
+	}))
+	t.Cleanup(target.Close)
+	member := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.RequestURI())
+		mu.Unlock()
+		if r.URL.Path == "/status" && r.URL.RawQuery == "" {
+			writeJSON(w, 200, Status{Node: NodeStatus{Name: "m"}})
+			return
+		}
+		http.Redirect(w, r, target.URL+"/status", http.StatusFound)
+	}))
+	t.Cleanup(member.Close)
+	host := member.Listener.Addr().String()
+	ctx := context.Background()
+	if st, e := fetchStatus(ctx, host); st == nil || st.Node.Name != "m" {
+		t.Fatalf("a plain address: %v %q", st, e)
+	}
+	for _, addr := range []string{host + "/latest/meta-data/x?y=", host + "?redirect=", "user@" + host, host + "#x", "127.0.0.1:0", "127.0.0.1:http"} {
+		if st, e := fetchStatus(ctx, addr); st != nil || !strings.HasPrefix(e, "not asked") {
+			t.Errorf("%q: %v %q, want not asked", addr, st, e)
+		}
+	}
+	mu.Lock()
+	got := strings.Join(paths, ", ")
+	mu.Unlock()
+	if got != "/status" {
+		t.Fatalf("requests: %s; want /status only", got)
+	}
+	// A member whose /status redirects is not followed.
+	redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+"/status", http.StatusFound)
+	}))
+	t.Cleanup(redirecting.Close)
+	if st, e := fetchStatus(ctx, redirecting.Listener.Addr().String()); st != nil || !strings.Contains(e, "302") {
+		t.Fatalf("a redirect: %v %q, want it answered 302", st, e)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(strings.Join(paths, ", "), "target") {
+		t.Fatalf("the redirect was followed: %v", paths)
 	}
 }
