@@ -5,9 +5,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pingora-go/pingora-go/consensus"
 	"github.com/pingora-go/pingora-go/membership"
 	"github.com/pingora-go/pingora-go/node"
 )
@@ -85,5 +87,23 @@ func TestEscapeControls(t *testing.T) {
 	}
 	if s := v.I.([]string); s[0] != `\x1b` {
 		t.Errorf("interface: %q", s[0])
+	}
+}
+
+// TestRaftHealthAsksLeaderStatusOnly: on a follower, status asks the
+// leader's gossiped admin address for /status; an address carrying a path
+// or query is not asked. Before, "host:port/x?" made the CLI GET /x.
+func TestRaftHealthAsksLeaderStatusOnly(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(srv.Close)
+	st := &node.Status{
+		Raft: &consensus.Status{LeaderID: "n1"},
+		Members: []membership.Member{{Name: "n1", State: membership.Alive,
+			Meta: membership.Meta{Addrs: membership.Addrs{Admin: srv.Listener.Addr().String() + "/latest/meta-data?x="}}}},
+	}
+	got := raftHealth(st)
+	if hits.Load() != 0 || !strings.Contains(got, "not host:port") {
+		t.Fatalf("raftHealth: %q, %d requests to the gossiped address", got, hits.Load())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -256,6 +257,11 @@ func raftHealth(st *node.Status) string {
 		}
 		if admin == "" {
 			return "health unknown: the leader's admin address is not known here"
+		}
+		// The address is as gossiped: host:port, or it is not asked (a
+		// path or query would make this command GET whatever it names).
+		if _, _, err := net.SplitHostPort(admin); err != nil || strings.ContainsAny(admin, "/?#@") {
+			return fmt.Sprintf("health unknown: the leader %s gossips an admin address that is not host:port (%q)", r.LeaderID, admin)
 		}
 		body, err := fetchStatus(adminURL(admin))
 		var ls node.Status
