@@ -147,7 +147,7 @@ func (n *Node) adminHandler() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/profile", n.adminWrite(pprof.Profile))
 	mux.HandleFunc("GET /debug/pprof/trace", n.adminWrite(pprof.Trace))
 	mux.HandleFunc("GET /debug/pprof/symbol", n.adminWrite(pprof.Symbol))
-	return mux
+	return n.rebindGuard(mux)
 }
 
 // notReady says why the node should not get traffic, or "" when it
