@@ -70,7 +70,11 @@ func cacheStats(args []string, stdout, stderr io.Writer) int {
 	if code, done := cmd.adminArg(fs, pos, admin, stderr); done {
 		return code
 	}
-	c := &adminClient{base: adminURL(*admin), token: *token}
+	base, code, done := cmd.adminBase(fs, stderr, *admin)
+	if done {
+		return code
+	}
+	c := &adminClient{base: base, token: *token}
 	var res struct {
 		Nodes []sharedcache.NodeStats `json:"nodes"`
 	}
@@ -123,7 +127,11 @@ func cachePurge(args []string, stdout, stderr io.Writer) int {
 		return cmd.usageError(fs, stderr, "%v", strings.TrimPrefix(err.Error(), "sharedcache: "))
 	}
 	body, _ := json.Marshal(p)
-	c := &adminClient{base: adminURL(*admin), token: *token}
+	base, code, done := cmd.adminBase(fs, stderr, *admin)
+	if done {
+		return code
+	}
+	c := &adminClient{base: base, token: *token}
 	var res node.PurgeResult
 	raw, err := c.do(http.MethodPost, "/v1/cache/purge", body, "", &res)
 	if err != nil {

@@ -97,7 +97,11 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 	if done {
 		return code
 	}
-	c := &adminClient{base: adminURL(f.admin), token: f.token}
+	base, code, done := cmd.adminBase(fs, stderr, f.admin)
+	if done {
+		return code
+	}
+	c := &adminClient{base: base, token: f.token}
 	switch sub {
 	case "get":
 		if len(pos) > 0 {

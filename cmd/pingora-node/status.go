@@ -58,9 +58,9 @@ func statusCommand(cmd command, args []string, stdout, stderr io.Writer, print f
 	if code, done := cmd.adminArg(fs, pos, admin, stderr); done {
 		return code
 	}
-	base := adminURL(*admin)
-	if u, err := url.Parse(base); err != nil || u.Host == "" || strings.Trim(u.Path, "/") != "" {
-		return cmd.usageError(fs, stderr, "%q is not an admin address (host:port or http://host:port)", *admin)
+	base, code, done := cmd.adminBase(fs, stderr, *admin)
+	if done {
+		return code
 	}
 	body, err := fetchStatus(base)
 	if err != nil {
@@ -191,7 +191,11 @@ func cmdPeer(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 3 {
 		return peerCmd.usageError(fs, stderr, "want UPSTREAM and ADDR after %s", action)
 	}
-	c := &adminClient{base: adminURL(*admin), token: *token}
+	base, code, done := peerCmd.adminBase(fs, stderr, *admin)
+	if done {
+		return code
+	}
+	c := &adminClient{base: base, token: *token}
 	var out struct{}
 	path := "/v1/upstreams/" + url.PathEscape(pos[1]) + "/peers/" + url.PathEscape(pos[2]) + "/" + action
 	if _, err := c.do(http.MethodPost, path, nil, "", &out); err != nil {
