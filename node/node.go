@@ -70,6 +70,7 @@ type Node struct {
 	srv     *proxy.Server[struct{}]
 	tracing *tracing
 	traffic *trafficMeter
+	views   viewCache // /v1/cluster's, see ui.go
 	limits  *limitsPart
 	cache   *cachePart // see sharedcache.go
 

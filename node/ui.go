@@ -71,7 +71,7 @@ func (n *Node) registerUI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /ui/app.js", n.uiFile("ui/app.js", "text/javascript; charset=utf-8"))
 	mux.HandleFunc("GET /ui/style.css", n.uiFile("ui/style.css", "text/css; charset=utf-8"))
 	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, n.clusterView(r.Context()))
+		writeJSON(w, http.StatusOK, n.sharedClusterView(r.Context()))
 	})
 }
 
@@ -93,6 +93,64 @@ func (n *Node) uiFile(name, contentType string) http.HandlerFunc {
 	}
 }
 
+// viewCache coalesces GET /v1/cluster: each request made this node ask
+// every member for its /status, so clients asking at once (every open
+// cluster page, or anyone who reaches the admin port, which needs no
+// token to read) multiplied the requests to the other members' admin
+// ports: 512 connections asking at once (the admin API's limit) kept
+// 512 fetches open on each member, filling its own admin connections. A
+// request that comes while a gathering runs waits for it, and one within
+// viewReuse of the last gets that one's view: at most one gathering runs
+// on a node at a time, whatever the number of clients.
+type viewCache struct {
+	mu       sync.Mutex
+	last     ClusterView
+	at       time.Time     // when last was gathered; zero: never
+	inflight chan struct{} // closed when the gathering running ends
+	waiters  int           // requests waiting for it (for tests)
+	fetch    func(context.Context, string) (*Status, string) // nil: fetchStatus (tests count calls)
+}
+
+// viewReuse is how long a gathered view answers later requests: under the
+// page's refresh (1.5 s), so each open page still sees fresh figures.
+const viewReuse = 500 * time.Millisecond
+
+// sharedClusterView returns a view gathered by a request that came at the
+// same time, or within viewReuse, or gathers it. The gathering does not
+// end with the request that started it (others may wait on it); it is
+// bounded by clusterFetchTimeout.
+func (n *Node) sharedClusterView(ctx context.Context) ClusterView {
+	c := &n.views
+	c.mu.Lock()
+	if !c.at.IsZero() && time.Since(c.at) < viewReuse {
+		v := c.last
+		c.mu.Unlock()
+		return v
+	}
+	if ch := c.inflight; ch != nil {
+		c.waiters++
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		c.mu.Lock()
+		c.waiters--
+		v := c.last
+		c.mu.Unlock()
+		return v
+	}
+	ch := make(chan struct{})
+	c.inflight = ch
+	c.mu.Unlock()
+	v := n.clusterView(context.WithoutCancel(ctx))
+	c.mu.Lock()
+	c.last, c.at, c.inflight = v, time.Now(), nil
+	c.mu.Unlock()
+	close(ch)
+	return v
+}
+
 // clusterView gathers the members and, at once, the /status of each
 // live member with an admin address (this node's own without a request).
 func (n *Node) clusterView(ctx context.Context) ClusterView {
@@ -111,6 +169,12 @@ func (n *Node) clusterView(ctx context.Context) ClusterView {
 	}
 	ctx, cancel := context.WithTimeout(ctx, clusterFetchTimeout)
 	defer cancel()
+	n.views.mu.Lock()
+	fetch := n.views.fetch
+	n.views.mu.Unlock()
+	if fetch == nil {
+		fetch = fetchStatus
+	}
 	members := mc.Members()
 	v.Members = make([]ClusterMember, len(members))
 	var wg sync.WaitGroup
@@ -128,7 +192,7 @@ func (n *Node) clusterView(ctx context.Context) ClusterView {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				cm.Status, cm.Error = fetchStatus(ctx, m.Meta.Addrs.Admin)
+				cm.Status, cm.Error = fetch(ctx, m.Meta.Addrs.Admin)
 			}()
 		}
 	}

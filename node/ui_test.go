@@ -7,7 +7,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func clusterViewOf(t *testing.T, admin string) ClusterView {
@@ -142,5 +144,68 @@ func TestFetchStatusOnlyAsksStatus(t *testing.T) {
 	defer mu.Unlock()
 	if strings.Contains(strings.Join(paths, ", "), "target") {
 		t.Fatalf("the redirect was followed: %v", paths)
+	}
+}
+
+// TestClusterViewCoalesced: clients asking /v1/cluster at once share one
+// gathering of the members' /status, and one that asks just after gets
+// its view: before, each request asked every member, so clients could
+// multiply the requests to the other members' admin ports at will.
+func TestClusterViewCoalesced(t *testing.T) {
+	up := origin(t, "a")
+	n1 := startClusterNode(t, "n1", up)
+	startClusterNode(t, "n2", up, n1.Members().Addr())
+	waitUntil(t, "n1 sees n2 with its status", func() bool {
+		for _, m := range clusterViewOf(t, n1.AdminAddr()).Members {
+			if m.Name == "n2" && m.Status != nil {
+				return true
+			}
+		}
+		return false
+	})
+	var fetches atomic.Int32
+	release := make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // a failed wait must not leave the fetch blocked
+	n1.views.mu.Lock()
+	n1.views.fetch = func(ctx context.Context, addr string) (*Status, string) {
+		fetches.Add(1)
+		<-release
+		return fetchStatus(ctx, addr)
+	}
+	n1.views.at = time.Time{} // the next request gathers
+	n1.views.mu.Unlock()
+
+	const clients = 20
+	var wg sync.WaitGroup
+	views := make([]ClusterView, clients)
+	errs := make([]error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() { // no t.Fatal off the test's goroutine
+			defer wg.Done()
+			resp, err := http.Get("http://" + n1.AdminAddr() + "/v1/cluster")
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer resp.Body.Close()
+			errs[i] = json.NewDecoder(resp.Body).Decode(&views[i])
+		}()
+	}
+	waitUntil(t, "one gathering, every other client waiting for it", func() bool {
+		n1.views.mu.Lock()
+		defer n1.views.mu.Unlock()
+		return fetches.Load() == 1 && n1.views.waiters == clients-1
+	})
+	releaseOnce()
+	wg.Wait()
+	for i, v := range views {
+		if errs[i] != nil || len(v.Members) != 2 || v.Members[1].Status == nil {
+			t.Fatalf("client %d: %v %+v", i, errs[i], v)
+		}
+	}
+	if got := fetches.Load(); got != 1 {
+		t.Fatalf("%d fetches of n2's status for %d clients at once, want 1", got, clients)
 	}
 }
