@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -71,8 +72,11 @@ type Node struct {
 	tracing *tracing
 	traffic *trafficMeter
 	views   viewCache // /v1/cluster's, see ui.go
-	limits  *limitsPart
-	cache   *cachePart // see sharedcache.go
+	// redactSecret keys the digests that stand for rate-limit keys shown
+	// to readers without admin rights (redactKeys); random per process.
+	redactSecret [32]byte
+	limits       *limitsPart
+	cache        *cachePart // see sharedcache.go
 
 	mu        sync.Mutex
 	listeners []*boundListener
@@ -184,6 +188,7 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	pc.Metrics = n.reg
 	pc.ErrorLog = n.log.With("part", "proxy")
 	n.traffic = &trafficMeter{gather: n.reg.Gather, now: time.Now}
+	rand.Read(n.redactSecret[:])
 	pc.Tracer = n.tracing.proxyTracer()
 	if cfg.AccessLog {
 		pc.AccessLog = slog.New(slog.NewJSONHandler(opts.AccessLog, nil))

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -71,7 +72,19 @@ func (n *Node) registerUI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /ui/app.js", n.uiFile("ui/app.js", "text/javascript; charset=utf-8"))
 	mux.HandleFunc("GET /ui/style.css", n.uiFile("ui/style.css", "text/css; charset=utf-8"))
 	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, n.sharedClusterView(r.Context()))
+		v := n.sharedClusterView(r.Context())
+		if code, _ := n.authorize(r); code != 0 {
+			// The view is shared with other requests: redact copies.
+			v.Members = slices.Clone(v.Members)
+			for i := range v.Members {
+				if st := v.Members[i].Status; st != nil {
+					cp := *st
+					n.redactKeys(&cp)
+					v.Members[i].Status = &cp
+				}
+			}
+		}
+		writeJSON(w, http.StatusOK, v)
 	})
 }
 
@@ -105,9 +118,9 @@ func (n *Node) uiFile(name, contentType string) http.HandlerFunc {
 type viewCache struct {
 	mu       sync.Mutex
 	last     ClusterView
-	at       time.Time     // when last was gathered; zero: never
-	inflight chan struct{} // closed when the gathering running ends
-	waiters  int           // requests waiting for it (for tests)
+	at       time.Time                                       // when last was gathered; zero: never
+	inflight chan struct{}                                   // closed when the gathering running ends
+	waiters  int                                             // requests waiting for it (for tests)
 	fetch    func(context.Context, string) (*Status, string) // nil: fetchStatus (tests count calls)
 }
 

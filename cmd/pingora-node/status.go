@@ -62,7 +62,10 @@ func statusCommand(cmd command, args []string, stdout, stderr io.Writer, print f
 	if done {
 		return code
 	}
-	body, err := fetchStatus(base)
+	// The token lets the node show what it shows only to admins (a rate
+	// limit's busiest keys); it goes to this address only, never to one a
+	// member gossips (raftHealth).
+	body, err := fetchStatus(base, os.Getenv("PINGORA_ADMIN_TOKEN"))
 	if err != nil {
 		fmt.Fprintf(stderr, "pingora-node %s: %v\n", cmd.name, err)
 		return 1
@@ -81,9 +84,16 @@ func statusCommand(cmd command, args []string, stdout, stderr io.Writer, print f
 	return 0
 }
 
-// fetchStatus GETs base/status.
-func fetchStatus(base string) ([]byte, error) {
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(base + "/status")
+// fetchStatus GETs base/status, with the admin token when it is not "".
+func fetchStatus(base, token string) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, base+"/status", nil)
+	if err != nil {
+		return nil, err
+	}
+	if tok := strings.TrimSpace(token); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("node unreachable: %w", err)
 	}
@@ -267,7 +277,7 @@ func raftHealth(st *node.Status) string {
 		if _, _, err := net.SplitHostPort(admin); err != nil || strings.ContainsAny(admin, "/?#@") {
 			return fmt.Sprintf("health unknown: the leader %s gossips an admin address that is not host:port (%q)", r.LeaderID, admin)
 		}
-		body, err := fetchStatus(adminURL(admin))
+		body, err := fetchStatus(adminURL(admin), "")
 		var ls node.Status
 		if err == nil {
 			err = json.Unmarshal(body, &ls)
