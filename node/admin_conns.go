@@ -30,6 +30,8 @@ type capListener struct {
 	noise *logthrottle.Throttle
 }
 
+var _ net.Listener = (*capListener)(nil)
+
 func newCapListener(ln net.Listener, max int, log *slog.Logger) *capListener {
 	return &capListener{Listener: ln, slots: make(chan struct{}, max), log: log, noise: logthrottle.New(clock.Real{}, 0, 0)}
 }

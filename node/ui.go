@@ -121,7 +121,8 @@ type viewCache struct {
 	at       time.Time                                       // when last was gathered; zero: never
 	inflight chan struct{}                                   // closed when the gathering running ends
 	waiters  int                                             // requests waiting for it (for tests)
-	fetch    func(context.Context, string) (*Status, string) // nil: fetchStatus (tests count calls)
+	fetch    func(context.Context, string) (*Status, string) // nil: fetchStatus with client (tests count calls)
+	client   *http.Client                                    // made on first use: newStatusClient
 }
 
 // viewReuse is how long a gathered view answers later requests: under the
@@ -184,9 +185,13 @@ func (n *Node) clusterView(ctx context.Context) ClusterView {
 	defer cancel()
 	n.views.mu.Lock()
 	fetch := n.views.fetch
+	if n.views.client == nil {
+		n.views.client = newStatusClient()
+	}
+	client := n.views.client
 	n.views.mu.Unlock()
 	if fetch == nil {
-		fetch = fetchStatus
+		fetch = func(ctx context.Context, addr string) (*Status, string) { return fetchStatus(ctx, client, addr) }
 	}
 	members := mc.Members()
 	v.Members = make([]ClusterMember, len(members))
@@ -214,17 +219,19 @@ func (n *Node) clusterView(ctx context.Context) ClusterView {
 	return v
 }
 
-// statusClient fetches members' /status. It follows no redirect: the
-// address is whatever the member gossips, and the answer is read from it
-// alone.
-var statusClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+// newStatusClient returns the client that fetches members' /status. It
+// follows no redirect: the address is whatever the member gossips, and
+// the answer is read from it alone.
+func newStatusClient() *http.Client {
+	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
 
 // fetchStatus asks the admin API at addr for its /status. addr is what the
 // member gossips (anyone who reaches a gossip port without gossip_key can
 // be a member), so it must be a host:port and nothing more: an address
 // such as "169.254.169.254/latest/meta-data/x?" made this node GET any
 // path of any server, following its redirects.
-func fetchStatus(ctx context.Context, addr string) (*Status, string) {
+func fetchStatus(ctx context.Context, client *http.Client, addr string) (*Status, string) {
 	if err := checkAdminAddr(addr); err != nil {
 		return nil, "not asked: " + err.Error()
 	}
@@ -233,7 +240,7 @@ func fetchStatus(ctx context.Context, addr string) (*Status, string) {
 	if err != nil {
 		return nil, err.Error()
 	}
-	resp, err := statusClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, "unreachable: " + err.Error()
 	}

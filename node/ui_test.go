@@ -117,12 +117,12 @@ func TestFetchStatusOnlyAsksStatus(t *testing.T) {
 	}))
 	t.Cleanup(member.Close)
 	host := member.Listener.Addr().String()
-	ctx := context.Background()
-	if st, e := fetchStatus(ctx, host); st == nil || st.Node.Name != "m" {
+	ctx, client := context.Background(), newStatusClient()
+	if st, e := fetchStatus(ctx, client, host); st == nil || st.Node.Name != "m" {
 		t.Fatalf("a plain address: %v %q", st, e)
 	}
 	for _, addr := range []string{host + "/latest/meta-data/x?y=", host + "?redirect=", "user@" + host, host + "#x", "127.0.0.1:0", "127.0.0.1:http"} {
-		if st, e := fetchStatus(ctx, addr); st != nil || !strings.HasPrefix(e, "not asked") {
+		if st, e := fetchStatus(ctx, client, addr); st != nil || !strings.HasPrefix(e, "not asked") {
 			t.Errorf("%q: %v %q, want not asked", addr, st, e)
 		}
 	}
@@ -137,7 +137,7 @@ func TestFetchStatusOnlyAsksStatus(t *testing.T) {
 		http.Redirect(w, r, target.URL+"/status", http.StatusFound)
 	}))
 	t.Cleanup(redirecting.Close)
-	if st, e := fetchStatus(ctx, redirecting.Listener.Addr().String()); st != nil || !strings.Contains(e, "302") {
+	if st, e := fetchStatus(ctx, client, redirecting.Listener.Addr().String()); st != nil || !strings.Contains(e, "302") {
 		t.Fatalf("a redirect: %v %q, want it answered 302", st, e)
 	}
 	mu.Lock()
@@ -171,7 +171,7 @@ func TestClusterViewCoalesced(t *testing.T) {
 	n1.views.fetch = func(ctx context.Context, addr string) (*Status, string) {
 		fetches.Add(1)
 		<-release
-		return fetchStatus(ctx, addr)
+		return fetchStatus(ctx, newStatusClient(), addr)
 	}
 	n1.views.at = time.Time{} // the next request gathers
 	n1.views.mu.Unlock()
