@@ -423,7 +423,7 @@ func (n *Node) bindAdmin(g *group) error {
 	n.adminLn = aln
 	n.admin = &http.Server{Handler: withBodyDeadline(n.adminHandler(), adminBodyTimeout), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	admin := n.admin
-	capped := newCapListener(aln, maxAdminConns, n.log)
+	capped := newCapListener(aln, maxAdminConns, maxAdminConnsPerClient, n.log)
 	g.goFunc(func() {
 		if err := admin.Serve(capped); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("admin server stopped", "err", err)
