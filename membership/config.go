@@ -27,7 +27,9 @@ const (
 
 // Config configures a Cluster. Zero fields take their defaults.
 type Config struct {
-	// Name is this node's unique name in the cluster (required; no default).
+	// Name is this node's unique name in the cluster, 1-64 letters, digits,
+	// '.', '_' or '-'; members gossiping other names are ignored (required;
+	// no default).
 	Name string
 	// BindAddr is the gossip "host:port" for TCP and UDP; port 0 picks a
 	// free port, reported by Cluster.Addr (default "0.0.0.0:7946").
@@ -87,6 +89,9 @@ const maxWeight = 100
 func (c Config) Validate() error {
 	if c.Name == "" {
 		return fmt.Errorf("membership: Name is required")
+	}
+	if err := checkName(c.Name); err != nil {
+		return fmt.Errorf("membership: Name: %w", err)
 	}
 	if c.BindAddr != "" {
 		if _, _, err := splitHostPort(c.BindAddr); err != nil {

@@ -11,6 +11,47 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
+// ErrBadName is matched (errors.Is) by the error for a node name that is
+// not 1-64 letters, digits, '.', '_' or '-'.
+var ErrBadName = errors.New("membership: invalid node name")
+
+// validName is the rule for node names, the node file's too: letters,
+// digits, '.', '_' and '-', 1 to 64 of them.
+func validName(name string) bool {
+	if len(name) == 0 || len(name) > nodeNameLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// nodeNameLen bounds a node name.
+const nodeNameLen = 64
+
+// checkName refuses a name validName does not take. Nodes of this package
+// only have such names (Config.Validate), so a member that gossips
+// another is no node of the cluster: a stranger on a gossip port without
+// a SecretKey could otherwise list itself under a name holding terminal
+// escape sequences, new lines or a megabyte, which every member would
+// show in its status, logs and the CLI's tables. The error quotes at most
+// the name's first 64 bytes.
+func checkName(name string) error {
+	if validName(name) {
+		return nil
+	}
+	shown := name
+	if len(shown) > nodeNameLen {
+		shown = shown[:nodeNameLen] + "..."
+	}
+	return fmt.Errorf("%w %q (%d bytes): a node name is 1-%d letters, digits, '.', '_' or '-'", ErrBadName, shown, len(name), nodeNameLen)
+}
+
 // ErrForeignCluster is matched (errors.Is) by the *ForeignClusterError
 // that Refused delivers.
 var ErrForeignCluster = errors.New("membership: another cluster")
@@ -81,10 +122,14 @@ func (g *guard) check(peer *memberlist.Node) *ForeignClusterError {
 	return &ForeignClusterError{Own: own, Addr: peer.Address(), Node: peer.Name, Cluster: theirs}
 }
 
-// NotifyMerge refuses a join between two clusters.
+// NotifyMerge refuses a join between two clusters, and a push/pull that
+// lists a node whose name no node of this package can have (checkName).
 func (g *guard) NotifyMerge(peers []*memberlist.Node) error {
 	var first error
 	for _, p := range peers {
+		if err := checkName(p.Name); err != nil {
+			return err
+		}
 		if e := g.check(p); e != nil {
 			g.refuse(e)
 			if first == nil {
@@ -99,6 +144,9 @@ func (g *guard) NotifyMerge(peers []*memberlist.Node) error {
 // seed's arrive here, too, when the two nodes merged before the seed's
 // cluster ID reached its metadata (the first second of a new cluster).
 func (g *guard) NotifyAlive(peer *memberlist.Node) error {
+	if err := checkName(peer.Name); err != nil {
+		return err
+	}
 	if e := g.check(peer); e != nil {
 		g.refuse(e)
 		return e

@@ -123,7 +123,11 @@ func (n *Node) Status() Status {
 func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, n.Status())
+		st := n.Status()
+		if code, _ := n.authorize(r); code != 0 {
+			n.redactKeys(&st)
+		}
+		writeJSON(w, http.StatusOK, st)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -147,7 +151,7 @@ func (n *Node) adminHandler() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/profile", n.adminWrite(pprof.Profile))
 	mux.HandleFunc("GET /debug/pprof/trace", n.adminWrite(pprof.Trace))
 	mux.HandleFunc("GET /debug/pprof/symbol", n.adminWrite(pprof.Symbol))
-	return mux
+	return n.rebindGuard(mux)
 }
 
 // notReady says why the node should not get traffic, or "" when it
@@ -187,21 +191,28 @@ func bearer(v string) (string, bool) {
 // clients may change state.
 func (n *Node) adminWrite(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if tok := n.cfg.AdminToken; tok != "" {
-			got, ok := bearer(r.Header.Get("Authorization"))
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
-				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong admin token"})
-				return
-			}
-		} else if !isLoopback(r.RemoteAddr) {
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": "admin writes from non-loopback clients need admin_token"})
-			return
-		} else if why := browserForged(r); why != "" {
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": "refused: " + why + "; admin writes trusted for being from loopback must come from a tool such as curl or pingora-node, not a web page"})
+		if code, why := n.authorize(r); code != 0 {
+			writeJSON(w, code, map[string]string{"error": why})
 			return
 		}
 		h(w, r)
 	}
+}
+
+// authorize applies adminWrite's rule to r: it returns 0 when r may change
+// state, or the status code and the reason it may not.
+func (n *Node) authorize(r *http.Request) (code int, why string) {
+	if tok := n.cfg.AdminToken; tok != "" {
+		got, ok := bearer(r.Header.Get("Authorization"))
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
+			return http.StatusUnauthorized, "missing or wrong admin token"
+		}
+	} else if !isLoopback(r.RemoteAddr) {
+		return http.StatusForbidden, "admin writes from non-loopback clients need admin_token"
+	} else if why := browserForged(r); why != "" {
+		return http.StatusForbidden, "refused: " + why + "; admin writes trusted for being from loopback must come from a tool such as curl or pingora-node, not a web page"
+	}
+	return 0, ""
 }
 
 // browserForged says why a request trusted only for coming from loopback

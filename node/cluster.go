@@ -80,6 +80,13 @@ func (n *Node) startGossip() error {
 	p.mu.Unlock()
 	go n.refreshMeta(p)
 	n.log.Info("gossip started", "addr", p.members.Addr(), "join", n.cfg.Join, "profile", n.cfg.GossipProfile)
+	if key, _ := n.cfg.GossipKeyBytes(); len(key) == 0 {
+		if ap, err := netip.ParseAddrPort(p.members.Addr()); err == nil && !ap.Addr().IsLoopback() {
+			n.log.Warn("gossip has no gossip_key: whoever reaches the gossip port can join as a member, be listed in status and take ring shares "+
+				"(shared cache and global rate-limit keys, which the nodes then ask it for; with cluster_tls those calls fail); keep it on a private network or set gossip_key",
+				"addr", p.members.Addr())
+		}
+	}
 	return nil
 }
 

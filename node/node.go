@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -70,8 +71,12 @@ type Node struct {
 	srv     *proxy.Server[struct{}]
 	tracing *tracing
 	traffic *trafficMeter
-	limits  *limitsPart
-	cache   *cachePart // see sharedcache.go
+	views   viewCache // /v1/cluster's, see ui.go
+	// redactSecret keys the digests that stand for rate-limit keys shown
+	// to readers without admin rights (redactKeys); random per process.
+	redactSecret [32]byte
+	limits       *limitsPart
+	cache        *cachePart // see sharedcache.go
 
 	mu        sync.Mutex
 	listeners []*boundListener
@@ -183,6 +188,7 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	pc.Metrics = n.reg
 	pc.ErrorLog = n.log.With("part", "proxy")
 	n.traffic = &trafficMeter{gather: n.reg.Gather, now: time.Now}
+	rand.Read(n.redactSecret[:])
 	pc.Tracer = n.tracing.proxyTracer()
 	if cfg.AccessLog {
 		pc.AccessLog = slog.New(slog.NewJSONHandler(opts.AccessLog, nil))
@@ -417,8 +423,9 @@ func (n *Node) bindAdmin(g *group) error {
 	n.adminLn = aln
 	n.admin = &http.Server{Handler: withBodyDeadline(n.adminHandler(), adminBodyTimeout), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	admin := n.admin
+	capped := newCapListener(aln, maxAdminConns, maxAdminConnsPerClient, n.log)
 	g.goFunc(func() {
-		if err := admin.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := admin.Serve(capped); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("admin server stopped", "err", err)
 		}
 	})

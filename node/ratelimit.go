@@ -1,7 +1,12 @@
 package node
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -175,3 +180,43 @@ func (c limitsCollector) Collect(ch chan<- prometheus.Metric) {
 	total += s.LatencyCounts[len(ratelimit.LatencyBuckets)]
 	ch <- prometheus.MustNewConstHistogram(descLatency, total, s.LatencySum.Seconds(), buckets)
 }
+
+// A global rule's busiest keys are what its requests carry: with key
+// "header:x-api-key" or "cookie:session", clients' credentials. /status
+// and /v1/cluster are read without the admin token (Prometheus, probes,
+// the cluster page), by whoever reaches the admin port, so they show each
+// such key in full only to a request that could also write (the admin
+// token, or loopback when none is set: authorize); to others as
+// "redacted:" and a digest, the same for a key as long as the node runs
+// (an HMAC under a key of the process, so a guessable key such as a
+// client IP cannot be found from it), and different on each node.
+
+// redactKeys replaces the busiest keys' values in st (in copies: st's
+// slices may be shared).
+func (n *Node) redactKeys(st *Status) {
+	if st.RateLimits == nil {
+		return
+	}
+	rl := *st.RateLimits
+	rl.Rules = slices.Clone(rl.Rules)
+	for i := range rl.Rules {
+		top := slices.Clone(rl.Rules[i].Top)
+		for j := range top {
+			top[j].Key = n.keyDigest(top[j].Key)
+		}
+		rl.Rules[i].Top = top
+	}
+	st.RateLimits = &rl
+}
+
+// keyDigest is a key's redacted form.
+func (n *Node) keyDigest(key string) string {
+	if strings.HasPrefix(key, redactedPrefix) {
+		return key // a member's, redacted already
+	}
+	m := hmac.New(sha256.New, n.redactSecret[:])
+	m.Write([]byte(key))
+	return redactedPrefix + hex.EncodeToString(m.Sum(nil)[:6])
+}
+
+const redactedPrefix = "redacted:"

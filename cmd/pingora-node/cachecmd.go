@@ -70,7 +70,11 @@ func cacheStats(args []string, stdout, stderr io.Writer) int {
 	if code, done := cmd.adminArg(fs, pos, admin, stderr); done {
 		return code
 	}
-	c := &adminClient{base: adminURL(*admin), token: *token}
+	base, code, done := cmd.adminBase(fs, stderr, *admin)
+	if done {
+		return code
+	}
+	c := &adminClient{base: base, token: *token}
 	var res struct {
 		Nodes []sharedcache.NodeStats `json:"nodes"`
 	}
@@ -83,6 +87,7 @@ func cacheStats(args []string, stdout, stderr io.Writer) int {
 		stdout.Write(raw)
 		return 0
 	}
+	printable(&res)
 	tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tOBJECTS\tBYTES\tCAP\tHIT RATIO (1m)\tLOOKUPS (1m)\tOWNER CALLS\tSERVING\tHOT OBJECTS")
 	for _, n := range res.Nodes {
@@ -122,7 +127,11 @@ func cachePurge(args []string, stdout, stderr io.Writer) int {
 		return cmd.usageError(fs, stderr, "%v", strings.TrimPrefix(err.Error(), "sharedcache: "))
 	}
 	body, _ := json.Marshal(p)
-	c := &adminClient{base: adminURL(*admin), token: *token}
+	base, code, done := cmd.adminBase(fs, stderr, *admin)
+	if done {
+		return code
+	}
+	c := &adminClient{base: base, token: *token}
 	var res node.PurgeResult
 	raw, err := c.do(http.MethodPost, "/v1/cache/purge", body, "", &res)
 	if err != nil {
@@ -133,6 +142,7 @@ func cachePurge(args []string, stdout, stderr io.Writer) int {
 		stdout.Write(raw)
 		return 0
 	}
+	printable(&res)
 	sort.SliceStable(res.Nodes, func(i, j int) bool { return res.Nodes[i].Node < res.Nodes[j].Node })
 	failed := 0
 	for _, n := range res.Nodes {

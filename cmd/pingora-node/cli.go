@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 )
 
@@ -81,6 +82,21 @@ func (c command) adminArg(fs *flag.FlagSet, pos []string, admin *string, stderr 
 		*admin = pos[0]
 	}
 	return 0, false
+}
+
+// adminBase returns the admin API's base URL for admin (host:port or URL),
+// or reports a usage error: an address with a path, query, fragment or
+// user, or a scheme other than http and https, is refused before anything
+// is sent. Paths were appended to it as they were, so "--admin
+// http://host:9090/v1/leave#" sent peer disable's POST to /v1/leave.
+func (c command) adminBase(fs *flag.FlagSet, stderr io.Writer, admin string) (base string, code int, done bool) {
+	base = adminURL(admin)
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || strings.Trim(u.Path, "/") != "" ||
+		u.RawQuery != "" || u.Fragment != "" || strings.Contains(base, "#") || strings.Contains(base, "?") || u.User != nil {
+		return "", c.usageError(fs, stderr, "%q is not an admin address (host:port or http://host:port)", admin), true
+	}
+	return strings.TrimRight(base, "/"), 0, false
 }
 
 // usageError reports wrong arguments: the message and the usage on

@@ -53,6 +53,17 @@ func TestMistypedCommandsAndFlags(t *testing.T) {
 		{[]string{"status", "http://127.0.0.1:1/status"}, []string{"is not an admin address"}},
 		{[]string{"peer", "drain", "web", "a:1"}, []string{"want enable or disable"}},
 		{[]string{"config", "rollback"}, []string{"wants one VERSION"}},
+		{[]string{"help", "statsu"}, []string{`unknown command "statsu"`, `did you mean "status"`}},
+		// An admin address with a path, query or fragment: the command
+		// paths were appended to it, so this peer disable was a POST to
+		// /v1/leave. Refused before anything is sent.
+		{[]string{"peer", "disable", "web", "a:1", "--admin", "http://127.0.0.1:1/v1/leave#"}, []string{"is not an admin address"}},
+		{[]string{"config", "get", "--admin", "127.0.0.1:1/ui"}, []string{"is not an admin address"}},
+		{[]string{"config", "apply", "-f", "x.yaml", "--admin", "http://127.0.0.1:1?x"}, []string{"is not an admin address"}},
+		{[]string{"cache", "stats", "ftp://127.0.0.1:1"}, []string{"is not an admin address"}},
+		{[]string{"cache", "purge", "http://a.test/x", "--admin", "http://u@127.0.0.1:1"}, []string{"is not an admin address"}},
+		{[]string{"leave", "127.0.0.1:1/v1/config"}, []string{"is not an admin address"}},
+		{[]string{"force-leave", "n2", "--admin", "127.0.0.1:1/x"}, []string{"is not an admin address"}},
 	} {
 		var out, errb bytes.Buffer
 		code := run(tc.args, &out, &errb)

@@ -97,7 +97,11 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 	if done {
 		return code
 	}
-	c := &adminClient{base: adminURL(f.admin), token: f.token}
+	base, code, done := cmd.adminBase(fs, stderr, f.admin)
+	if done {
+		return code
+	}
+	c := &adminClient{base: base, token: f.token}
 	switch sub {
 	case "get":
 		if len(pos) > 0 {
@@ -140,7 +144,7 @@ func (c *adminClient) get(f *configFlags, stdout, stderr io.Writer) int {
 		stdout.Write(raw)
 		return 0
 	}
-	fmt.Fprintf(stderr, "# version %d %s written %s by %s\n", doc.Version, doc.Hash, doc.Time.Format(time.RFC3339), doc.Node)
+	fmt.Fprintf(stderr, "# version %d %s written %s by %s\n", doc.Version, escapeControls(doc.Hash), doc.Time.Format(time.RFC3339), escapeControls(doc.Node))
 	io.WriteString(stdout, doc.Content)
 	return 0
 }
@@ -177,6 +181,7 @@ func (c *adminClient) history(stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pingora-node config history:", err)
 		return 1
 	}
+	printable(&hist)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VERSION\tHASH\tWRITTEN\tON NODE")
 	for _, d := range hist {
@@ -230,6 +235,7 @@ func (c *adminClient) rollback(want int64, allowEmpty bool, stdout, stderr io.Wr
 
 // printWritten reports a PUT's outcome: a new version, or none.
 func printWritten(w io.Writer, doc node.ConfigDoc, what string) {
+	doc.Hash = escapeControls(doc.Hash)
 	if doc.Unchanged {
 		fmt.Fprintf(w, "unchanged: version %d %s has the same values%s; no new version written\n", doc.Version, doc.Hash, what)
 		return
@@ -289,6 +295,7 @@ func (c *adminClient) do(method, path string, body []byte, ifMatch string, out a
 		if e.Error == "" {
 			e.Error = strings.TrimSpace(string(raw))
 		}
+		e.Error = escapeControls(e.Error) // printed: see printable
 		return raw, &httpError{Status: resp.StatusCode, Msg: e.Error, Current: e.Current}
 	}
 	return raw, json.Unmarshal(raw, out)

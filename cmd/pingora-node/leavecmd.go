@@ -39,12 +39,17 @@ func cmdLeave(args []string, stdout, stderr io.Writer) int {
 	if code, done := leaveCmd.adminArg(fs, pos, admin, stderr); done {
 		return code
 	}
-	c := &adminClient{base: adminURL(*admin), token: *token}
+	base, code, done := leaveCmd.adminBase(fs, stderr, *admin)
+	if done {
+		return code
+	}
+	c := &adminClient{base: base, token: *token}
 	var res node.LeaveResult
 	if _, err := c.do(http.MethodPost, "/v1/leave", nil, "", &res); err != nil {
 		fmt.Fprintln(stderr, "pingora-node leave:", err)
 		return 1
 	}
+	printable(&res)
 	fmt.Fprintf(stdout, "%s: raft %s, gossip %s; stopping\n", res.Name, res.Raft, res.Members)
 	for deadline := time.Now().Add(leaveWait); time.Now().Before(deadline); {
 		resp, err := (&http.Client{Timeout: time.Second}).Get(c.base + "/healthz")
@@ -71,12 +76,17 @@ func cmdForceLeave(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 || pos[0] == "" {
 		return forceLeaveCmd.usageError(fs, stderr, "want the NAME of one member")
 	}
-	c := &adminClient{base: adminURL(*admin), token: *token}
+	base, code, done := forceLeaveCmd.adminBase(fs, stderr, *admin)
+	if done {
+		return code
+	}
+	c := &adminClient{base: base, token: *token}
 	var res node.LeaveResult
 	if _, err := c.do(http.MethodPost, "/v1/force-leave/"+url.PathEscape(pos[0]), nil, "", &res); err != nil {
 		fmt.Fprintln(stderr, "pingora-node force-leave:", err)
 		return 1
 	}
+	printable(&res)
 	fmt.Fprintf(stdout, "%s: raft %s, gossip %s\n", res.Name, res.Raft, res.Members)
 	return 0
 }

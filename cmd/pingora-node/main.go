@@ -64,19 +64,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 			if cmd, ok := commands[args[1]]; ok {
 				return cmd(append(args[2:], "-h"), stdout, stderr)
 			}
+			// "help statsu" is a mistyped command too.
+			return unknownCommand(args[1], stderr)
 		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
+	return unknownCommand(args[0], stderr)
+}
+
+// unknownCommand reports a command that does not exist, with the nearest
+// one, and the usage: exit code 2.
+func unknownCommand(name string, stderr io.Writer) int {
 	known := make([]string, 0, len(commands))
-	for name := range commands {
-		known = append(known, name)
+	for c := range commands {
+		known = append(known, c)
 	}
 	sort.Strings(known)
 	hint := ""
-	if s := suggest(args[0], known); s != "" {
+	if s := suggest(name, known); s != "" {
 		hint = fmt.Sprintf(" (did you mean %q?)", s)
 	}
-	fmt.Fprintf(stderr, "pingora-node: unknown command %q%s\n\n%s", args[0], hint, usage)
+	fmt.Fprintf(stderr, "pingora-node: unknown command %q%s\n\n%s", name, hint, usage)
 	return 2
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -57,11 +58,14 @@ func statusCommand(cmd command, args []string, stdout, stderr io.Writer, print f
 	if code, done := cmd.adminArg(fs, pos, admin, stderr); done {
 		return code
 	}
-	base := adminURL(*admin)
-	if u, err := url.Parse(base); err != nil || u.Host == "" || strings.Trim(u.Path, "/") != "" {
-		return cmd.usageError(fs, stderr, "%q is not an admin address (host:port or http://host:port)", *admin)
+	base, code, done := cmd.adminBase(fs, stderr, *admin)
+	if done {
+		return code
 	}
-	body, err := fetchStatus(base)
+	// The token lets the node show what it shows only to admins (a rate
+	// limit's busiest keys); it goes to this address only, never to one a
+	// member gossips (raftHealth).
+	body, err := fetchStatus(base, os.Getenv("PINGORA_ADMIN_TOKEN"))
 	if err != nil {
 		fmt.Fprintf(stderr, "pingora-node %s: %v\n", cmd.name, err)
 		return 1
@@ -75,13 +79,21 @@ func statusCommand(cmd command, args []string, stdout, stderr io.Writer, print f
 		fmt.Fprintf(stderr, "pingora-node %s: %s/status is not a status document: %v\n", cmd.name, base, err)
 		return 1
 	}
+	printable(&st)
 	print(stdout, &st, base)
 	return 0
 }
 
-// fetchStatus GETs base/status.
-func fetchStatus(base string) ([]byte, error) {
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(base + "/status")
+// fetchStatus GETs base/status, with the admin token when it is not "".
+func fetchStatus(base, token string) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, base+"/status", nil)
+	if err != nil {
+		return nil, err
+	}
+	if tok := strings.TrimSpace(token); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("node unreachable: %w", err)
 	}
@@ -189,7 +201,11 @@ func cmdPeer(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 3 {
 		return peerCmd.usageError(fs, stderr, "want UPSTREAM and ADDR after %s", action)
 	}
-	c := &adminClient{base: adminURL(*admin), token: *token}
+	base, code, done := peerCmd.adminBase(fs, stderr, *admin)
+	if done {
+		return code
+	}
+	c := &adminClient{base: base, token: *token}
 	var out struct{}
 	path := "/v1/upstreams/" + url.PathEscape(pos[1]) + "/peers/" + url.PathEscape(pos[2]) + "/" + action
 	if _, err := c.do(http.MethodPost, path, nil, "", &out); err != nil {
@@ -256,10 +272,16 @@ func raftHealth(st *node.Status) string {
 		if admin == "" {
 			return "health unknown: the leader's admin address is not known here"
 		}
-		body, err := fetchStatus(adminURL(admin))
+		// The address is as gossiped: host:port, or it is not asked (a
+		// path or query would make this command GET whatever it names).
+		if _, _, err := net.SplitHostPort(admin); err != nil || strings.ContainsAny(admin, "/?#@") {
+			return fmt.Sprintf("health unknown: the leader %s gossips an admin address that is not host:port (%q)", r.LeaderID, admin)
+		}
+		body, err := fetchStatus(adminURL(admin), "")
 		var ls node.Status
 		if err == nil {
 			err = json.Unmarshal(body, &ls)
+			printable(&ls)
 		}
 		if err != nil || ls.Raft == nil || ls.Raft.Healthy == nil {
 			return fmt.Sprintf("health unknown: asking the leader %s at %s: %v", r.LeaderID, admin, err)

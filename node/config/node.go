@@ -522,6 +522,10 @@ var hostnamePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z
 
 func validHostname(h string) bool { return len(h) <= 253 && hostnamePattern.MatchString(h) }
 
+// ValidHostname reports whether h is a DNS host name (labels of letters,
+// digits and '-', at most 253 bytes), as an address setting takes it.
+func ValidHostname(h string) bool { return validHostname(h) }
+
 func loopbackAddr(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {

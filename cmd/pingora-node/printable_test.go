@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/consensus"
+	"github.com/pingora-go/pingora-go/membership"
+	"github.com/pingora-go/pingora-go/node"
+)
+
+// TestStatusAndMembersEscapeControls: what a node reports about its
+// members comes from whoever gossips; `status` and `members` write its
+// control characters as escapes, so a name or zone holding terminal
+// escape sequences (retitle the window, clear the screen, colour) or a
+// new line (a forged row) is shown, not obeyed. Before printable, the
+// real binary wrote a stranger's member name to the terminal as it was.
+func TestStatusAndMembersEscapeControls(t *testing.T) {
+	const evil = "x\x1b]0;owned\x07\x1b[2J\r\nfake-row\u009b31m\u202e\xff"
+	m := membership.Member{Name: "n2" + evil, Addr: "10.0.0.2:7946", State: membership.Alive, LastChange: time.Unix(0, 0),
+		Meta: membership.Meta{Version: "v1" + evil, Zone: "z" + evil, State: membership.StateReady}}
+	st := node.Status{
+		Node:    node.NodeStatus{Name: "n1", Version: "v1" + evil, Ready: true},
+		Gossip:  &node.GossipStatus{Self: "n1", Join: membership.JoinStatus{Seeds: []string{"s" + evil}}},
+		Members: []membership.Member{m},
+		Ring:    &membership.RingStatus{Members: []string{m.Name}, Shares: map[string]float64{m.Name: 1}},
+	}
+	body, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	t.Cleanup(srv.Close)
+	for name, cmd := range map[string]func([]string, *strings.Builder, *strings.Builder) int{
+		"status":  func(a []string, o, e *strings.Builder) int { return cmdStatus(a, o, e) },
+		"members": func(a []string, o, e *strings.Builder) int { return cmdMembers(a, o, e) },
+	} {
+		var out, errOut strings.Builder
+		if code := cmd([]string{srv.URL}, &out, &errOut); code != 0 {
+			t.Fatalf("%s: exit %d: %s", name, code, errOut.String())
+		}
+		got := out.String()
+		if i := strings.IndexFunc(got, func(r rune) bool { return r != '\n' && r != '\t' && unsafeRune(r) }); i >= 0 {
+			t.Errorf("%s wrote a control character (%q at %d):\n%q", name, got[i:min(i+8, len(got))], i, got)
+		}
+		for _, line := range strings.Split(got, "\n") {
+			if strings.HasPrefix(line, "fake-row") {
+				t.Errorf("%s: a new line in a field forged a row:\n%s", name, got)
+			}
+		}
+		if name == "members" && !strings.Contains(got, `n2x\x1b]0;owned\x07\x1b[2J\x0d\x0afake-row\u009b31m\u202e\ufffd`) { // JSON made the bad byte U+FFFD
+			t.Errorf("members does not show the name escaped:\n%s", got)
+		}
+	}
+}
+
+func TestEscapeControls(t *testing.T) {
+	for in, want := range map[string]string{
+		"n1":             "n1",
+		"héllo, 世界":      "héllo, 世界",
+		"a\tb":           `a\x09b`,
+		"\x7f\u0085":     `\x7f\u0085`,
+		"bad \xc3 utf-8": `bad \xc3 utf-8`,
+		"\u2066rtl":      `\u2066rtl`,
+	} {
+		if got := escapeControls(in); got != want {
+			t.Errorf("escapeControls(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// Map keys and strings behind interfaces and pointers are reached.
+	v := struct {
+		M map[string]*string
+		I any
+		s string // unexported: left alone, not a panic
+	}{M: map[string]*string{"k\x1b": new(string)}, I: []string{"\x1b"}, s: "\x1b"}
+	*v.M["k\x1b"] = "v\x1b"
+	printable(&v)
+	for k, p := range v.M {
+		if k != `k\x1b` || *p != `v\x1b` {
+			t.Errorf("map: %q: %q", k, *p)
+		}
+	}
+	if s := v.I.([]string); s[0] != `\x1b` {
+		t.Errorf("interface: %q", s[0])
+	}
+}
+
+// TestRaftHealthAsksLeaderStatusOnly: on a follower, status asks the
+// leader's gossiped admin address for /status; an address carrying a path
+// or query is not asked. Before, "host:port/x?" made the CLI GET /x.
+func TestRaftHealthAsksLeaderStatusOnly(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(srv.Close)
+	st := &node.Status{
+		Raft: &consensus.Status{LeaderID: "n1"},
+		Members: []membership.Member{{Name: "n1", State: membership.Alive,
+			Meta: membership.Meta{Addrs: membership.Addrs{Admin: srv.Listener.Addr().String() + "/latest/meta-data?x="}}}},
+	}
+	got := raftHealth(st)
+	if hits.Load() != 0 || !strings.Contains(got, "not host:port") {
+		t.Fatalf("raftHealth: %q, %d requests to the gossiped address", got, hits.Load())
+	}
+}
