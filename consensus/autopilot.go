@@ -248,7 +248,9 @@ func (s *Store) leadershipChanged(ctx context.Context, leader bool) {
 	if leader {
 		s.mu.Lock()
 		clear(s.lastContact)
-		clear(s.removedAt) // replications of an earlier term are gone
+		// removedAt is kept: a removed server's replication outlives the
+		// term (see observe), and its reports must stay ignored when this
+		// server leads again.
 		s.mu.Unlock()
 		s.promoter.reset()
 		s.ap.Start(ctx)
@@ -294,7 +296,12 @@ func (s *Store) observeLoop(ctx context.Context, ch <-chan raft.Observation) {
 // replication meanwhile keeps reporting failed heartbeats for up to about
 // a minute (raft's replication backoff) with its old last contact. Without
 // PeerObservation and removedAt the returning server looked unhealthy for
-// ever and was never promoted (issue 12).
+// ever and was never promoted (issue 12). The stopped replication also
+// outlives the leader's term: removedAt is kept when this server leads
+// again (a leader that missed its lease under load and won the next
+// election counted those reports, and the returning server, whose new
+// replication never failed, stayed unhealthy until they ended plus
+// staleFailure: TestRemovedServerReturnsAfterReelection).
 func (s *Store) observe(o raft.Observation) {
 	now := s.cfg.Clock.Now()
 	s.mu.Lock()

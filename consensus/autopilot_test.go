@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"sync"
@@ -233,6 +234,47 @@ func TestRemovedServerReturnsAsVoter(t *testing.T) {
 }
 
 func voterIDs(l *tnode) []string { v, _ := voters(l); return v }
+
+// TestRemovedServerReturnsAfterReelection: a failed server's replication,
+// once the server is removed, lives on for raft's replication backoff (as
+// long again as the server was down, up to about 40 s) and its heartbeats
+// keep reporting failures with the old last contact. The leader then
+// loses and wins leadership again (a missed lease under load does it) and
+// the server comes back at a new address: its new replication never
+// fails, so the old one's reports must not make it unhealthy. Before, the
+// new leadership forgot the removal, the reports counted, nothing
+// resumed, and the server stayed an unhealthy non-voter until the reports
+// ended plus staleFailure (20 s): cmd/pingora-node's
+// TestRestartedVotersReturn/joiners timed out so under load.
+func TestRemovedServerReturnsAfterReelection(t *testing.T) {
+	c := newCluster(t, 3, 3, func(cfg *Config) { cfg.Timing.DeadServerGrace = 2 * time.Second })
+	c.reconcile()
+	l := c.leader(20 * time.Second)
+	f := c.follower(l)
+	waitFor(t, 10*time.Second, f.id+" has the cluster ID", func() bool { return f.s.ClusterID() != "" })
+	c.kill(f)
+	waitFor(t, 15*time.Second, f.id+" removed", func() bool {
+		v, nv := voters(l)
+		return !slices.Contains(v, f.id) && !slices.Contains(nv, f.id)
+	})
+	l.s.leadershipChanged(context.Background(), true) // as after a step-down and a new win
+	s, err := New(f.cfg)                              // on a new port, as a restarted container
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Start(ctxT(t, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	f.s = s
+	delete(c.down, f.id)
+	c.reconcile()
+	took := waitFor(t, 10*time.Second, f.id+" a voter again and the leader healthy", func() bool {
+		st := l.s.Status()
+		return slices.Contains(voterIDs(l), f.id) && st.Healthy != nil && *st.Healthy
+	})
+	t.Logf("%s back as a voter %s after its restart", f.id, took)
+}
 
 // TestObserveFailures is the bookkeeping of failed heartbeats: resumption
 // and a new replication forget a failure, a stopped replication's late

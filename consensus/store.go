@@ -59,7 +59,7 @@ type Store struct {
 	reconciled    bool                   // Reconcile was called at least once
 	bootstrapped  bool                   // bootstrap is settled: done, or state existed
 	lastContact   map[string]peerContact // from failed-heartbeat observations
-	removedAt     map[string]time.Time   // when raft stopped replicating to a server, this term
+	removedAt     map[string]time.Time   // when raft last stopped replicating to a server (removed), in any term
 	warnedForeign map[string]string      // server ID -> another cluster's ID, logged once
 	formation     map[string]bool        // servers bootstrapped with, still recovering (forming)
 	// leaving holds servers removed on request while membership showed them

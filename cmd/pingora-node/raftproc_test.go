@@ -108,7 +108,7 @@ func (c *raftCluster) start(p *procNode) {
 			<-p.exited
 		}
 		if c.t.Failed() {
-			c.t.Logf("%s log (last 6000 bytes):\n%s", p.name, tail(log.String(), 6000))
+			c.t.Logf("%s log (last 12000 bytes):\n%s", p.name, tail(log.String(), 12000))
 		}
 	})
 }
@@ -297,13 +297,35 @@ func (c *raftCluster) restartVoter(p *procNode, sig syscall.Signal, removed bool
 
 	c.start(p)
 	all := c.names()
-	took := waitUntil(t, 15*time.Second, fmt.Sprintf("%s back as a voter after %s", p.name, sig), func() bool {
+	deadline := time.Now().Add(15 * time.Second)
+	took := waitUntil(t, 20*time.Second, fmt.Sprintf("%s back as a voter after %s", p.name, sig), func() bool {
 		_, ok := c.healthyLeader(all...)
+		if !ok && time.Now().After(deadline) {
+			t.Fatalf("timed out after 15s waiting for %s back as a voter after %s; raft as each node sees it:\n%s",
+				p.name, sig, c.raftStatuses())
+		}
 		return ok
 	})
 	st, _ := c.healthyLeader(all...)
 	t.Logf("%s restarted after %-10s: 3 voters, leader %s healthy, %s after the restart",
 		p.name, strings.ToUpper(sig.String()), st.Raft.ID, took.Round(10*time.Millisecond))
+}
+
+// raftStatuses returns each running node's raft section of /status, one
+// JSON line each, for a failure message: who leads, and how the leader's
+// autopilot sees each server (health, last contact, stable since).
+func (c *raftCluster) raftStatuses() string {
+	var b strings.Builder
+	for _, p := range c.running() {
+		st, ok := p.status()
+		if !ok || st.Raft == nil {
+			fmt.Fprintf(&b, "%s: no raft status\n", p.name)
+			continue
+		}
+		js, _ := json.Marshal(st.Raft)
+		fmt.Fprintf(&b, "%s: %s\n", p.name, js)
+	}
+	return b.String()
 }
 
 // memberState returns name's state in p's member list, or "" if absent.
