@@ -51,7 +51,10 @@ func compressedStream(t *testing.T, plain []byte) []byte {
 // and gossip goes on.
 func TestGossipStreamForgedHeaders(t *testing.T) {
 	sink := newLogSink(t)
-	a := startNode(t, sink, Config{Name: "a"})
+	// The LAN profile's TCP timeout (memberlist's 10 s) is longer than the
+	// read deadline below: a stream the gate did not close fails the read
+	// instead of ending in time, with no clock in the assertion.
+	a := startNode(t, sink, Config{Name: "a", Profile: ProfileLAN})
 	b := startNode(t, sink, Config{Name: "b", Join: []string{a.Addr()}})
 	waitFor(t, 10*time.Second, "two members", func() bool { return len(a.Members()) == 2 && len(b.Members()) == 2 })
 
@@ -75,14 +78,10 @@ func TestGossipStreamForgedHeaders(t *testing.T) {
 			}
 			c.Write(s)
 			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			start := time.Now()
-			_, err = io.ReadAll(c) // the gate closes at once; memberlist waited out its 1 s TCP timeout
+			_, err = io.ReadAll(c) // the gate closes at once; memberlist waited out its TCP timeout
 			c.Close()
 			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			if d := time.Since(start); d > 900*time.Millisecond {
-				t.Errorf("%s: the stream was held %v", name, d)
+				t.Fatalf("%s: the stream was not closed by the gate: %v", name, err)
 			}
 			runtime.ReadMemStats(&after)
 			least = min(least, after.TotalAlloc-before.TotalAlloc)
