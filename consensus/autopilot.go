@@ -89,6 +89,14 @@ func (s *Store) sinceContact(id string) time.Duration {
 	return now.Sub(pc.last)
 }
 
+// noteAnswered records that server id answered an AppendEntries now.
+func (s *Store) noteAnswered(id string) {
+	now := time.Now() // raft's LastContact is wall-clock time, so this is too
+	s.mu.Lock()
+	s.answeredAt[id] = now
+	s.mu.Unlock()
+}
+
 // staleFailure is how long after the last failed heartbeat a failing
 // entry is trusted. raft reports every failed heartbeat (at most
 // HeartbeatTimeout/2 apart, plus one RPC of at most 2*transportTimeout),
@@ -311,6 +319,15 @@ func (s *Store) observe(o raft.Observation) {
 		id := string(v.PeerID)
 		if rm, ok := s.removedAt[id]; ok && v.LastContact.Before(rm) {
 			return // from the replication stopped when the server was removed
+		}
+		if at, ok := s.answeredAt[id]; ok && v.LastContact.Add(s.cfg.Timing.HeartbeatTimeout).Before(at) {
+			// The server answered well after the last contact this report
+			// counts from: the report is from another replication to it,
+			// stopped and still backing off (one of an earlier term, when
+			// another leader removed the server meanwhile, so removedAt
+			// has no record of it here). A failing replication's own
+			// reports count from its last answer.
+			return
 		}
 		pc, ok := s.lastContact[id]
 		if !ok {

@@ -283,7 +283,7 @@ func TestObserveFailures(t *testing.T) {
 	clk := clock.NewFake(time.Now().Add(time.Hour)) // ahead of raft's wall-clock last contacts
 	s := &Store{
 		cfg:         Config{Clock: clk, Timing: FastTiming()},
-		lastContact: map[string]peerContact{}, removedAt: map[string]time.Time{},
+		lastContact: map[string]peerContact{}, removedAt: map[string]time.Time{}, answeredAt: map[string]time.Time{},
 	}
 	failed := func(id string, lc time.Time) raft.Observation {
 		return raft.Observation{Data: raft.FailedHeartbeatObservation{PeerID: raft.ServerID(id), LastContact: lc}}
@@ -322,6 +322,19 @@ func TestObserveFailures(t *testing.T) {
 	clk.Advance(s.staleFailure() + time.Second)
 	if d := s.sinceContact("a"); d != 0 || failing("a") {
 		t.Fatalf("a failure nobody repeated for %s still counts: %s", s.staleFailure(), d)
+	}
+
+	// A replication of an earlier term, whose removal this server did not
+	// see (another leader removed and re-added b): its reports count from
+	// long before b's answers to this server's replication.
+	s.noteAnswered("b")
+	s.observe(failed("b", old))
+	if failing("b") {
+		t.Fatal("a report counting from before the server's latest answer counted")
+	}
+	s.observe(failed("b", time.Now().Add(-s.cfg.Timing.HeartbeatTimeout/2)))
+	if !failing("b") {
+		t.Fatal("a failure counting from the server's latest answer was ignored")
 	}
 }
 

@@ -285,6 +285,17 @@ func (g *voteGuard) stopHeartbeats() {
 	g.hbMu.Unlock()
 }
 
+// AppendEntries notes each server that answers one (Store.noteAnswered):
+// raft calls it for every heartbeat, so a server that works is noted at
+// least every HeartbeatTimeout/10 while this server leads.
+func (g *voteGuard) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	err := g.Transport.AppendEntries(id, target, args, resp)
+	if err == nil {
+		g.s.noteAnswered(string(id))
+	}
+	return err
+}
+
 func (g *voteGuard) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
 	if g.s.Recovering() {
 		g.refuse("not asking for votes")

@@ -60,6 +60,7 @@ type Store struct {
 	bootstrapped  bool                   // bootstrap is settled: done, or state existed
 	lastContact   map[string]peerContact // from failed-heartbeat observations
 	removedAt     map[string]time.Time   // when raft last stopped replicating to a server (removed), in any term
+	answeredAt    map[string]time.Time   // when a server last answered an AppendEntries of this server's (wall clock)
 	warnedForeign map[string]string      // server ID -> another cluster's ID, logged once
 	formation     map[string]bool        // servers bootstrapped with, still recovering (forming)
 	// leaving holds servers removed on request while membership showed them
@@ -100,7 +101,7 @@ func New(cfg Config) (*Store, error) {
 		notifier:  newNotifier(cfg.OnApply),
 		servers:   map[string]Server{},
 		downSince: map[string]time.Time{}, lastContact: map[string]peerContact{},
-		removedAt: map[string]time.Time{}, warnedForeign: map[string]string{}, formation: map[string]bool{},
+		removedAt: map[string]time.Time{}, answeredAt: map[string]time.Time{}, warnedForeign: map[string]string{}, formation: map[string]bool{},
 		leaving:  map[string]bool{},
 		kick:     make(chan struct{}, 1), // one pending reconcile is enough
 		stopNote: make(chan struct{}),
