@@ -277,8 +277,8 @@ start = int([l for l in lines if l.startswith("start")][0].split()[1])
 secs = [tuple(map(int, l.split()[1:])) for l in lines if l.startswith("sec")]
 ups = [float(l.split()[0]) - start for l in open(sys.argv[2]) if l.strip()]
 print("admitted per second: " + " ".join(str(s[1]) for s in secs))
-print("upgrades at " + ", ".join("%.1f s" % u for u in ups) + "; admitted in their seconds: " +
-      ", ".join(str(secs[int(u)][1]) for u in ups if int(u) < len(secs)))
+print("upgrades at " + ", ".join("%.1f s" % u for u in ups) + "; admitted in their second and the next: " +
+      ", ".join("%d %d" % (secs[int(u)][1], secs[int(u) + 1][1]) for u in ups if int(u) + 1 < len(secs)))
 whole = secs[2:-2]  # the first two and the partial last ones left out
 print("failed", sum(s[3] for s in secs), "max", max(s[1] for s in whole), "min", min(s[1] for s in whole))
 PY
