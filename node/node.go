@@ -342,6 +342,7 @@ func (n *Node) partList() []part {
 			if n.handedOff.Load() {
 				n.leaveAdminSocket()
 				n.leaveClusterSocket()
+				n.handOverLimits()
 			}
 			return nil
 		},

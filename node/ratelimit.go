@@ -83,6 +83,23 @@ func (n *Node) stopLimits(graceful bool) {
 	n.limits.client.Close()
 }
 
+// handOverLimits, in a process that handed the node's cluster port to a
+// successor, sends the successor the rate-limit counters this process
+// owns, so that it continues their counts instead of granting each key
+// its limit again (the ring keeps the node's name, so nothing else moves
+// them). It dials the node's advertised cluster address, which the
+// successor serves now.
+func (n *Node) handOverLimits() {
+	addr := n.RPCAddr()
+	if addr == "" {
+		return
+	}
+	addr = n.adv.Cluster(addr)
+	if err := n.limits.l.HandOver(addr); err != nil {
+		n.log.Warn("ratelimit: handing the counters to the successor failed; it rebuilds them from the other nodes' reports", "addr", addr, "err", err)
+	}
+}
+
 // applyLimits installs the rules of c; counters of unchanged rules stay.
 func (n *Node) applyLimits(c *config.Cluster) error {
 	return n.limits.l.SetRules(limitRules(c.RateLimits))

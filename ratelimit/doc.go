@@ -109,6 +109,11 @@
 // (TestHandoffAbsorbedOnce). Reports
 // sent with an old ring get a not-owner answer and fall back for a round.
 //
+// Graceful upgrade: the ring keeps the node's name, so nothing above
+// moves its counters; the old process hands them to the successor that
+// now serves its cluster address (HandOver), which merges them the same
+// way (TestUpgradeSim).
+//
 // Owner crash: the new owner rebuilds the counter from the reports: each
 // node's first report to a new owner carries a hint, the counter state of
 // its last answer, and the new owner keeps the largest. A crash loses the

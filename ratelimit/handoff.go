@@ -67,13 +67,53 @@ func (c *counter) handoff(st *ruleState, key string, now int64) handoff {
 	return h
 }
 
+// HandOver sends every counter this node owns, with its leases, to addr,
+// where a successor process of the same name now serves the node's
+// cluster port (a graceful upgrade), and waits for the answer. The ring
+// does not change on an upgrade, so neither Drain nor the sync loop moves
+// them, and the other nodes, reporting to an owner of the same name, send
+// no hint: without it the successor started each key's count from
+// nothing, and the key admitted up to its limit again in the window of
+// the upgrade (TestUpgradeSim). The counters stay here as well, so what
+// this process still admits while it drains is counted against them.
+func (l *Limiter) HandOver(addr string) error {
+	l.sync.mu.Lock()
+	defer l.sync.mu.Unlock()
+	now := l.wall()
+	var hs []handoff
+	for _, st := range l.rules.Load().list {
+		if st.rule.Scope != Global {
+			continue
+		}
+		st.c.owned.each(func(key string, c *counter) {
+			hs = append(hs, c.handoff(st, key, now))
+		})
+	}
+	if len(hs) == 0 {
+		return nil
+	}
+	if err := l.sendHandoffsTo(addr, hs); err != nil {
+		l.st.handoffErrors.Add(1)
+		return err
+	}
+	l.st.handoffs.Add(uint64(len(hs)))
+	return nil
+}
+
 func (l *Limiter) sendHandoffs(owner string, hs []handoff) error {
-	if l.cfg.Client == nil || l.cfg.Peers == nil {
+	if l.cfg.Peers == nil {
 		return fmt.Errorf("ratelimit: no client to reach %s", owner)
 	}
 	addr, ok := l.cfg.Peers.Addr(owner)
 	if !ok {
 		return fmt.Errorf("ratelimit: no cluster address for %s", owner)
+	}
+	return l.sendHandoffsTo(addr, hs)
+}
+
+func (l *Limiter) sendHandoffsTo(addr string, hs []handoff) error {
+	if l.cfg.Client == nil {
+		return fmt.Errorf("ratelimit: no client to reach %s", addr)
 	}
 	// A hand-off may reach its owner twice (wire.WithIdempotent: sent
 	// again when a pooled connection dies before the answer), as the
