@@ -150,15 +150,35 @@ func TestDropFrames(t *testing.T) {
 	f := wiretest.NewFaults(wiretest.FaultsConfig{Seed: 7})
 	nw, a, b := cluster(t, f)
 	mustCall(t, a, b)
-	f.Set("a", "b", wiretest.LinkFaults{DropFrames: 0.5})
 	const n = 20
+	// b answers once every call has been sent (it arrived, or its frame
+	// was dropped): each dropped call then sees the others' answers come
+	// in while it waits, as on a connection that works. Otherwise a call
+	// sent after every answer came back (a slow goroutine on a loaded
+	// machine) waits with nothing received, and the client rightly leaves
+	// the connection as silent and dials again.
+	var arrived atomic.Uint64
+	b.srv.Handle("gated", func(ctx context.Context, _ []byte) ([]byte, error) {
+		arrived.Add(1)
+		for arrived.Load()+f.Stats().DroppedFrames < n {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+		}
+		return []byte("b"), nil
+	})
+	f.Set("a", "b", wiretest.LinkFaults{DropFrames: 0.5})
 	var wg sync.WaitGroup
 	var failed atomic.Int32
 	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := call(t, a, b, time.Second); err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if _, err := a.cl.CallRaw(ctx, "b", "gated", nil); err != nil {
 				if !errors.Is(err, context.DeadlineExceeded) {
 					t.Errorf("call: %v", err)
 				}
