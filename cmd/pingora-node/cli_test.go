@@ -52,6 +52,7 @@ func TestMistypedCommandsAndFlags(t *testing.T) {
 		{[]string{"status", "127.0.0.1:1", "--admin", "127.0.0.1:2"}, []string{"give the admin address once"}},
 		{[]string{"status", "http://127.0.0.1:1/status"}, []string{"is not an admin address"}},
 		{[]string{"peer", "drain", "web", "a:1"}, []string{"want enable or disable"}},
+		{[]string{"peer", "disabel", "web", "a:1"}, []string{`unknown subcommand "disabel"`, `did you mean "disable"`, "usage: pingora-node peer"}},
 		{[]string{"config", "rollback"}, []string{"wants one VERSION"}},
 		{[]string{"help", "statsu"}, []string{`unknown command "statsu"`, `did you mean "status"`}},
 		// An admin address with a path, query or fragment: the command
