@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -203,6 +204,37 @@ func TestREADMERunFlags(t *testing.T) {
 		}
 		if !strings.Contains(readme, "`"+s.Key+"`") {
 			t.Errorf("README's table of run's flags lacks the node-file field %s", s.Key)
+		}
+	}
+}
+
+// TestREADMEConfigBlocks: every YAML block of the README is a node file or
+// a cluster config that validates as shown (the cluster config's "every
+// key" block once set queue_timeout without max_conns, which is refused).
+// A rate_limits fragment is checked inside a document with the route it
+// names.
+func TestREADMEConfigBlocks(t *testing.T) {
+	blocks := strings.Split(repoFile(t, "README.md"), "```yaml\n")[1:]
+	if len(blocks) < 3 {
+		t.Fatalf("found %d YAML blocks: the scan is broken", len(blocks))
+	}
+	for i, b := range blocks {
+		y := b[:strings.Index(b, "```")]
+		name := fmt.Sprintf("README.md YAML block %d", i+1)
+		switch {
+		case strings.HasPrefix(y, "rate_limits:"):
+			doc := "upstreams: [{name: api, peers: [{addr: 127.0.0.1:1}]}]\nroutes: [{upstream: api}]\n" + y
+			if _, err := config.ParseCluster(name, []byte(doc)); err != nil {
+				t.Errorf("%s (with an upstream and route named api): %v", name, err)
+			}
+		case strings.HasPrefix(y, "upstreams:"), strings.HasPrefix(y, "routes:"):
+			if _, err := config.ParseCluster(name, []byte(y)); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		default:
+			if _, err := config.ParseNode(name, []byte(y)); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
 		}
 	}
 }
