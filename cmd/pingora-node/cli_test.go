@@ -18,7 +18,7 @@ func TestHelpExitsZero(t *testing.T) {
 	var cases [][]string
 	for _, h := range []string{"-h", "--help"} {
 		cases = append(cases, []string{h})
-		for _, cmd := range []string{"run", "demo", "status", "members", "config", "config get", "config apply", "config history", "config rollback", "peer", "version", "limits"} {
+		for _, cmd := range []string{"run", "demo", "status", "members", "config", "config get", "config apply", "config history", "config rollback", "peer", "version", "limits", "leave", "force-leave", "cache", "cache stats", "cache purge"} {
 			cases = append(cases, append(strings.Fields(cmd), h))
 		}
 	}
@@ -27,6 +27,9 @@ func TestHelpExitsZero(t *testing.T) {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != 0 || !strings.Contains(strings.ToLower(out.String()), "usage") || errb.Len() != 0 {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
+		}
+		if strings.Contains(out.String(), " \n") {
+			t.Errorf("%v: a line ends in a space: %q", args, out.String())
 		}
 	}
 }
