@@ -238,3 +238,23 @@ func TestREADMEConfigBlocks(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkdownTables: every table in the README starts with a header and
+// its |---| row; a blank line inside a table (which cut the admin API's
+// in two, the second half shown as plain text) starts a "table" without one.
+func TestMarkdownTables(t *testing.T) {
+	delim := regexp.MustCompile(`^\|(\s*:?-{3,}:?\s*\|)+\s*$`)
+	lines := strings.Split(repoFile(t, "README.md"), "\n")
+	fenced := false
+	for i, line := range lines {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			fenced = !fenced
+		}
+		if fenced || !strings.HasPrefix(line, "|") || (i > 0 && strings.HasPrefix(lines[i-1], "|")) {
+			continue
+		}
+		if i+1 >= len(lines) || !delim.MatchString(lines[i+1]) {
+			t.Errorf("README.md:%d: a table row with no table header above it: %.60s", i+1, line)
+		}
+	}
+}
