@@ -67,10 +67,10 @@ func (l ConnLimit) Validate() error {
 		f.add("QueueTimeout", "%s is not between 0 (default %s) and %s", l.QueueTimeout, DefaultQueueTimeout, MaxQueueTimeout)
 	}
 	if l.Max == 0 && l.Queue != 0 {
-		f.add("Queue", "needs Max: with no cap nothing waits")
+		f.add("Queue", "needs a connection cap (Max; max_conns in a cluster config): without one nothing waits")
 	}
 	if l.Max == 0 && l.QueueTimeout != 0 {
-		f.add("QueueTimeout", "needs Max: with no cap nothing waits")
+		f.add("QueueTimeout", "needs a connection cap (Max; max_conns in a cluster config): without one nothing waits")
 	}
 	return errors.Join(f...)
 }

@@ -195,16 +195,21 @@ func TestSNICertificates(t *testing.T) {
 	}
 }
 
-// gateListener holds each accepted connection until the gate opens.
+// gateListener holds each accepted connection until the gate opens,
+// and sends on accepted (when set) once it holds one.
 type gateListener struct {
 	net.Listener
-	gate chan struct{}
+	gate     chan struct{}
+	accepted chan struct{}
 }
 
 func (g *gateListener) Accept() (net.Conn, error) {
 	c, err := g.Listener.Accept()
 	if err != nil {
 		return nil, err
+	}
+	if g.accepted != nil {
+		g.accepted <- struct{}{}
 	}
 	<-g.gate
 	return c, nil
@@ -223,7 +228,7 @@ func TestAcceptedDuringShutdownIsServed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gl := &gateListener{Listener: ln, gate: make(chan struct{})}
+	gl := &gateListener{Listener: ln, gate: make(chan struct{}), accepted: make(chan struct{}, 1)}
 	go srv.Serve(gl, ListenerConfig{Name: "http"})
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -231,6 +236,15 @@ func TestAcceptedDuringShutdownIsServed(t *testing.T) {
 	}
 	defer c.Close()
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	// The listener's Accept must hold the connection before Shutdown
+	// closes the listener: one still in the kernel's queue is reset by the
+	// close (under load Serve's goroutine reached Accept only after it,
+	// and the test failed with "connection reset by peer").
+	select {
+	case <-gl.accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection was not accepted within 5 s")
+	}
 	shutdown := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -29,7 +29,7 @@ func (c command) newFlags() *flag.FlagSet {
 
 // usage writes the command's usage and flags to w.
 func (c command) usage(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "usage: pingora-node %s %s\n\n%s\n", c.name, c.args, c.about)
+	fmt.Fprintf(w, "usage: %s\n\n%s\n", strings.TrimSpace("pingora-node "+c.name+" "+c.args), c.about)
 	n := 0
 	fs.VisitAll(func(*flag.Flag) { n++ })
 	if n > 0 {

@@ -18,7 +18,7 @@ func TestHelpExitsZero(t *testing.T) {
 	var cases [][]string
 	for _, h := range []string{"-h", "--help"} {
 		cases = append(cases, []string{h})
-		for _, cmd := range []string{"run", "demo", "status", "members", "config", "config get", "config apply", "config history", "config rollback", "peer", "version", "limits"} {
+		for _, cmd := range []string{"run", "demo", "status", "members", "config", "config get", "config apply", "config history", "config rollback", "peer", "version", "limits", "leave", "force-leave", "cache", "cache stats", "cache purge"} {
 			cases = append(cases, append(strings.Fields(cmd), h))
 		}
 	}
@@ -27,6 +27,9 @@ func TestHelpExitsZero(t *testing.T) {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != 0 || !strings.Contains(strings.ToLower(out.String()), "usage") || errb.Len() != 0 {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
+		}
+		if strings.Contains(out.String(), " \n") {
+			t.Errorf("%v: a line ends in a space: %q", args, out.String())
 		}
 	}
 }
@@ -52,6 +55,7 @@ func TestMistypedCommandsAndFlags(t *testing.T) {
 		{[]string{"status", "127.0.0.1:1", "--admin", "127.0.0.1:2"}, []string{"give the admin address once"}},
 		{[]string{"status", "http://127.0.0.1:1/status"}, []string{"is not an admin address"}},
 		{[]string{"peer", "drain", "web", "a:1"}, []string{"want enable or disable"}},
+		{[]string{"peer", "disabel", "web", "a:1"}, []string{`unknown subcommand "disabel"`, `did you mean "disable"`, "usage: pingora-node peer"}},
 		{[]string{"config", "rollback"}, []string{"wants one VERSION"}},
 		{[]string{"help", "statsu"}, []string{`unknown command "statsu"`, `did you mean "status"`}},
 		// An admin address with a path, query or fragment: the command

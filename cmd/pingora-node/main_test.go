@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -40,17 +41,32 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// freePort returns a 127.0.0.1 port free for TCP and UDP, below the
+// kernel's ephemeral range when it can: a node restarted on its port
+// (TestRestartedVotersReturn) found it taken by some process's outgoing
+// connection, which the kernel gives a port from that range, and failed
+// to bind its gossip port ("address already in use").
 func freePort(t *testing.T) string {
 	t.Helper()
 	freePorts.Lock()
 	defer freePorts.Unlock()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lo := ephemeralLow()
+	for i := range 200 {
+		port := 0 // the kernel's choice, when no port below the range is free
+		if i < 100 && lo > freePortMin {
+			port = freePortMin + rand.IntN(lo-freePortMin)
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
 		addr := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", addr)
 		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
 		// The kernel may hand a closed port out again: never give the same
 		// one twice (two nodes of a test once got it, one as its admin
 		// address and one as its cluster port, and the second failed to
@@ -62,6 +78,23 @@ func freePort(t *testing.T) string {
 	}
 	t.Fatal("no port that was not handed out already")
 	return ""
+}
+
+// freePortMin is the lowest port freePort picks itself.
+const freePortMin = 20000
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux),
+// or 0 when it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
+		return 0
+	}
+	return lo
 }
 
 // freePorts is every address freePort returned in this test process.

@@ -195,6 +195,11 @@ func cmdPeer(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if len(pos) == 0 || (pos[0] != "enable" && pos[0] != "disable") {
+		if len(pos) > 0 {
+			if s := suggest(pos[0], []string{"disable", "enable"}); s != "" {
+				return peerCmd.usageError(fs, stderr, "unknown subcommand %q (did you mean %q?)", pos[0], s)
+			}
+		}
 		return peerCmd.usageError(fs, stderr, "want enable or disable")
 	}
 	action := pos[0]

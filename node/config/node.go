@@ -22,9 +22,11 @@ type Node struct {
 	Name string `yaml:"name"`
 	// AdminAddr is the admin/status server address (default 127.0.0.1:9090).
 	AdminAddr string `yaml:"admin_addr"`
-	// AdminAdvertiseAddr is the admin "host:port" the other nodes send
-	// forwarded config writes to (default: from AdminAddr, as for every
-	// port; a loopback AdminAddr is not advertised to remote peers).
+	// AdminAdvertiseAddr is the admin "host:port" advertised to the other
+	// nodes, which show it in members and read its /status for the
+	// cluster page (default: from AdminAddr, as for every port; a loopback
+	// AdminAddr is not advertised to remote peers). Forwarded config writes
+	// go over the cluster port, not to it.
 	AdminAdvertiseAddr string `yaml:"admin_advertise_addr"`
 	// AdminToken, when set, must be sent as "Authorization: Bearer <token>"
 	// on every admin request that changes state. Without it, such requests

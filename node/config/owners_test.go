@@ -225,3 +225,16 @@ func TestSnake(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueWithoutCapNamesMaxConns: queue or queue_timeout without
+// max_conns is refused naming the setting as the document spells it (the
+// message said "needs Max", the Go field, to a YAML writer; the README's
+// own example hit it).
+func TestQueueWithoutCapNamesMaxConns(t *testing.T) {
+	for _, line := range []string{"    queue: 10\n", "    queue_timeout: 1s\n"} {
+		_, err := ParseCluster("c.yaml", []byte(ruleDoc(line, "", "", "")))
+		if err == nil || !strings.Contains(err.Error(), "max_conns") {
+			t.Errorf("%q: %v, want a refusal naming max_conns", line, err)
+		}
+	}
+}

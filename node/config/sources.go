@@ -39,7 +39,7 @@ var Settings = []Setting{
 	{"listeners", "listen", "PINGORA_LISTEN", "proxy listener `host:port` (HTTP/1.1 and h2c); repeat for more; replaces the file's listeners", setListen},
 	{"cluster_config", "cluster-config", "PINGORA_CLUSTER_CONFIG", "cluster config file `path` (required without a data dir)", setPath(func(n *Node) *string { return &n.ClusterConfig })},
 	{"admin_addr", "admin-addr", "PINGORA_ADMIN_ADDR", "admin server `host:port` (default 127.0.0.1:9090)", setString(func(n *Node) *string { return &n.AdminAddr })},
-	{"admin_advertise_addr", "admin-advertise-addr", "PINGORA_ADMIN_ADVERTISE_ADDR", "admin `host:port` other nodes forward writes to", setString(func(n *Node) *string { return &n.AdminAdvertiseAddr })},
+	{"admin_advertise_addr", "admin-advertise-addr", "PINGORA_ADMIN_ADVERTISE_ADDR", "admin `host:port` advertised to the other nodes, for members and the cluster page (default: from admin-addr; loopback is not advertised)", setString(func(n *Node) *string { return &n.AdminAdvertiseAddr })},
 	{"admin_token", "", "PINGORA_ADMIN_TOKEN", "", setString(func(n *Node) *string { return &n.AdminToken })},
 	{"log_level", "log-level", "PINGORA_LOG_LEVEL", "log `level`: debug, info, warn or error (default info)", setString(func(n *Node) *string { return &n.LogLevel })},
 	{"join", "join", "PINGORA_JOIN", "comma-separated gossip `host:port` seeds to join", setList(func(n *Node) *[]string { return &n.Join })},
