@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -79,12 +80,28 @@ func (u *h2Upstream) transport(peer *Peer) *h2Transport {
 // between makes the transport close the connection and dial again.
 const oneRequestIdle = time.Second
 
+// maxUpstreamHeadBytes caps an upstream's response head, over HTTP/1.1
+// (the head's bytes) and HTTP/2 (its decoded size, RFC 9113 6.5.2: each
+// field's name and value plus 32), so that an HTTP/2 origin cannot hand
+// the proxy, and the client, the transport's default of 10 MiB per
+// response in flight.
+const maxUpstreamHeadBytes = 256 << 10
+
 func (u *h2Upstream) newTransport(first *Peer, idle time.Duration) *http2.Transport {
 	return &http2.Transport{
-		AllowHTTP:       first.Protocol == H2C,
-		ReadIdleTimeout: 30 * time.Second,
-		PingTimeout:     15 * time.Second,
-		IdleConnTimeout: idle,
+		AllowHTTP:         first.Protocol == H2C,
+		ReadIdleTimeout:   30 * time.Second,
+		PingTimeout:       15 * time.Second,
+		IdleConnTimeout:   idle,
+		MaxHeaderListSize: maxUpstreamHeadBytes,
+		// A connection whose writes make no progress this long is closed.
+		// Without it, an origin that stops reading while it sends PINGs
+		// (or SETTINGS) blocked the transport's reader in writing the
+		// acknowledgement while it held the connection's write lock: no
+		// timeout could reset the stream, and every request on the
+		// connection waited forever. The first peer's value is the
+		// transport's (a transport lives as long as the peer's identity).
+		WriteByteTimeout: first.Timeouts.withDefaults(u.cfg.Upstream).WriteIdle,
 		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
 			start := time.Now()
 			m, _ := ctx.Value(dialMarkKey{}).(*dialMark)
@@ -217,6 +234,13 @@ func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 	if !mark.dialed {
 		s.metrics.connsReused.Inc()
 	}
+	if !threeDigitStatus(res.Status) {
+		// The transport takes any integer; an HTTP/1.1 origin's status
+		// must be three digits (h1.ReadResponse), and so must this one's.
+		res.Body.Close()
+		ex.release(false)
+		return nil, &Error{Kind: KindProtocol, Source: Upstream, Err: fmt.Errorf("proxy: invalid :status %q from HTTP/2 upstream", res.Status)}
+	}
 	ex.res = res
 	ex.ctx = ctx
 	ex.timer = time.AfterFunc(t.ReadIdle, func() { cancel(errReadIdleTimeout) })
@@ -225,6 +249,15 @@ func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 		out.Header["Trailer"] = []string{trailerKeys(res.Trailer)}
 	}
 	return ex, nil
+}
+
+// threeDigitStatus reports whether status (the transport's Status: the
+// :status value, a space, the reason) starts with three digits, 100-999.
+func threeDigitStatus(status string) bool {
+	if len(status) < 4 || status[3] != ' ' || status[0] < '1' || status[0] > '9' {
+		return false
+	}
+	return status[1] >= '0' && status[1] <= '9' && status[2] >= '0' && status[2] <= '9'
 }
 
 // declaredTrailers returns a map with the trailer names the request
