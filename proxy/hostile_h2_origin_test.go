@@ -167,3 +167,38 @@ func TestH2UpstreamHeaderListCap(t *testing.T) {
 		t.Errorf("1 MiB response field: client got %d, want 502", code)
 	}
 }
+
+// TestH2UpstreamRefusedStreamFailsOver: a peer that answers every stream
+// with REFUSED_STREAM (not processed: RFC 9113 8.7, safe to retry
+// elsewhere) hands the request to the next peer at once. The transport
+// retried a request without a body on the same peer with a backoff of
+// 1, 2, 4... s, so the client got 504 at the response header timeout
+// (before the fix this test gets 504) and the refusing peer each request
+// 4 times or more.
+func TestH2UpstreamRefusedStreamFailsOver(t *testing.T) {
+	var refused, served atomic.Int32
+	refusing := startRawH2Origin(t, &refused, func(fr *http2.Framer, _ net.Conn, id uint32) {
+		fr.WriteRSTStream(id, http2.ErrCodeRefusedStream)
+	})
+	good := startRawH2Origin(t, &served, func(fr *http2.Framer, _ net.Conn, id uint32) {
+		writeBlock(fr, id, hpackBlock(":status", "200", "content-length", "2"), false)
+		fr.WriteData(id, true, []byte("ok"))
+	})
+	cfg := Config{Retries: 1}
+	cfg.Upstream.ResponseHeader = 3 * time.Second
+	p := startProxy(t, routerFor(t, refusing, good), cfg, ListenerConfig{Name: "http"})
+	const n = 4
+	for i := range n {
+		if code, body := getWithin(t, "http://"+p.addr+"/", 20*time.Second); code != 200 || body != "ok" {
+			t.Fatalf("request %d: got %d %q, want 200 from the second peer", i, code, body)
+		}
+	}
+	// Each request met the refusing peer at most once, and the transport's
+	// own retry, cut short, at most once more.
+	if got := refused.Load(); got > 2*n {
+		t.Errorf("refusing peer saw %d streams for %d requests", got, n)
+	}
+	if got := served.Load(); got != n {
+		t.Errorf("good peer served %d, want %d", got, n)
+	}
+}

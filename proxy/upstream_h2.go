@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync"
@@ -177,6 +178,10 @@ func (e timeoutError) Temporary() bool { return true }
 var (
 	errResponseHeaderTimeout error = timeoutError("proxy: upstream response header timeout")
 	errReadIdleTimeout       error = timeoutError("proxy: upstream read idle timeout")
+	// errNotTaken ends an attempt the transport would take again by itself:
+	// the upstream did not process the request (REFUSED_STREAM, a GOAWAY
+	// below its stream, a connection that closed as it was picked).
+	errNotTaken = errors.New("proxy: HTTP/2 upstream did not take the request")
 )
 
 // h2Exchange is one request/response on an HTTP/2 upstream stream.
@@ -202,13 +207,25 @@ func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 	t := peer.Timeouts.withDefaults(s.cfg.Upstream)
 	mark := &dialMark{peer: peer}
 	ctx, cancel := context.WithCancelCause(context.WithValue(sess.ctx, dialMarkKey{}, mark))
+	// The transport takes a request the upstream did not process again,
+	// on the same peer, up to 6 times with a backoff of 1, 2, 4... s, when
+	// it has no body: a peer answering REFUSED_STREAM (HTTP/2's "not
+	// processed, try elsewhere") held each GET until the response header
+	// timeout (504), never failed over, and got each request 4 times more.
+	// The transport's second connection pick is such a retry: it ends
+	// the attempt, which the proxy's retry policy takes to the next peer.
+	var picks atomic.Int32
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) {
+		if picks.Add(1) > 1 {
+			cancel(errNotTaken)
+		}
+	}})
 	timer := time.AfterFunc(t.ResponseHeader, func() { cancel(errResponseHeaderTimeout) })
 	hr := &http.Request{
 		Method:     req.Method,
 		URL:        h2URL(peer, req.URI),
 		Proto:      "HTTP/2.0",
 		ProtoMajor: 2,
-		Header:     req.Header,
 		Host:       req.Host,
 		Body:       http.NoBody,
 	}
@@ -224,6 +241,10 @@ func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 	}
 	delete(req.Header, "Content-Length")
 	delete(req.Header, "Transfer-Encoding")
+	// The transport's writer may still read the header after RoundTrip
+	// returned an error (a cancelled attempt, above, or a timeout), when
+	// the next attempt already rebuilds req.Header: it gets its own map.
+	hr.Header = req.Header.Clone()
 	res, err := tr.RoundTrip(hr.WithContext(ctx))
 	timer.Stop()
 	sess.ConnReused, sess.ConnectTime = !mark.dialed, mark.connect
@@ -309,6 +330,8 @@ func h2Error(err, cause error) error {
 	switch {
 	case errors.Is(cause, errResponseHeaderTimeout):
 		return newError(KindReadTimeout, Upstream, cause)
+	case errors.Is(cause, errNotTaken):
+		return &Error{Kind: KindProtocol, Source: Upstream, Retry: true, Err: fmt.Errorf("%w: %v", cause, err)}
 	case errors.Is(err, errAttemptOver):
 		return &Error{Kind: KindInternal, Source: Internal, Err: err}
 	}
