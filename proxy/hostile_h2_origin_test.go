@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"bytes"
+	"compress/gzip"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,9 +18,10 @@ import (
 
 // startRawH2Origin is an h2c origin written with a bare framer, to send
 // what a real server would not. answer runs on the connection's only
-// goroutine for each request stream, with the framer and the connection (so the connection's reads stop
+// goroutine for each request stream, with the framer, the connection
+// and the request's fields (so the connection's reads stop
 // while it runs); streams counts the request streams it saw.
-func startRawH2Origin(t *testing.T, streams *atomic.Int32, answer func(fr *http2.Framer, c net.Conn, id uint32)) *Peer {
+func startRawH2Origin(t *testing.T, streams *atomic.Int32, answer func(fr *http2.Framer, c net.Conn, id uint32, fields []hpack.HeaderField)) *Peer {
 	t.Helper()
 	addr := rawPeer(t, func(c net.Conn) {
 		defer c.Close()
@@ -49,7 +52,7 @@ func startRawH2Origin(t *testing.T, streams *atomic.Int32, answer func(fr *http2
 				if streams != nil {
 					streams.Add(1)
 				}
-				answer(fr, c, f.StreamID)
+				answer(fr, c, f.StreamID, f.Fields)
 			}
 		}
 	})
@@ -117,7 +120,7 @@ func getWithin(t *testing.T, url string, d time.Duration) (int, string) {
 // test fails at its 20 s deadline). The connection's writes are now
 // bounded by the upstream write idle timeout.
 func TestH2UpstreamThatStopsReading(t *testing.T) {
-	origin := startRawH2Origin(t, nil, func(fr *http2.Framer, c net.Conn, id uint32) {
+	origin := startRawH2Origin(t, nil, func(fr *http2.Framer, c net.Conn, id uint32, _ []hpack.HeaderField) {
 		if writeBlock(fr, id, hpackBlock(":status", "200"), false) != nil {
 			return
 		}
@@ -144,7 +147,7 @@ func TestH2UpstreamThatStopsReading(t *testing.T) {
 // HTTP/1.1 origin's gets 502, and now so does this one.
 func TestH2UpstreamInvalidStatus(t *testing.T) {
 	for _, status := range []string{"000", "099", "1000", "+200", "20"} {
-		origin := startRawH2Origin(t, nil, func(fr *http2.Framer, c net.Conn, id uint32) {
+		origin := startRawH2Origin(t, nil, func(fr *http2.Framer, c net.Conn, id uint32, _ []hpack.HeaderField) {
 			writeBlock(fr, id, hpackBlock(":status", status), true)
 		})
 		p := startProxy(t, routerFor(t, origin), Config{Retries: -1}, ListenerConfig{Name: "http"})
@@ -159,7 +162,7 @@ func TestH2UpstreamInvalidStatus(t *testing.T) {
 // a 1 MiB field reached the client, and cost the proxy its size several
 // times over per request in flight.
 func TestH2UpstreamHeaderListCap(t *testing.T) {
-	origin := startRawH2Origin(t, nil, func(fr *http2.Framer, c net.Conn, id uint32) {
+	origin := startRawH2Origin(t, nil, func(fr *http2.Framer, c net.Conn, id uint32, _ []hpack.HeaderField) {
 		writeBlock(fr, id, hpackBlock(":status", "200", "x-big", strings.Repeat("a", 1<<20)), true)
 	})
 	p := startProxy(t, routerFor(t, origin), Config{Retries: -1}, ListenerConfig{Name: "http"})
@@ -177,10 +180,10 @@ func TestH2UpstreamHeaderListCap(t *testing.T) {
 // 4 times or more.
 func TestH2UpstreamRefusedStreamFailsOver(t *testing.T) {
 	var refused, served atomic.Int32
-	refusing := startRawH2Origin(t, &refused, func(fr *http2.Framer, _ net.Conn, id uint32) {
+	refusing := startRawH2Origin(t, &refused, func(fr *http2.Framer, _ net.Conn, id uint32, _ []hpack.HeaderField) {
 		fr.WriteRSTStream(id, http2.ErrCodeRefusedStream)
 	})
-	good := startRawH2Origin(t, &served, func(fr *http2.Framer, _ net.Conn, id uint32) {
+	good := startRawH2Origin(t, &served, func(fr *http2.Framer, _ net.Conn, id uint32, _ []hpack.HeaderField) {
 		writeBlock(fr, id, hpackBlock(":status", "200", "content-length", "2"), false)
 		fr.WriteData(id, true, []byte("ok"))
 	})
@@ -200,5 +203,42 @@ func TestH2UpstreamRefusedStreamFailsOver(t *testing.T) {
 	}
 	if got := served.Load(); got != n {
 		t.Errorf("good peer served %d, want %d", got, n)
+	}
+}
+
+// TestH2UpstreamNoTransparentGzip: a request without Accept-Encoding
+// reaches an HTTP/2 origin without one, and the origin's coded body
+// reaches the client as sent. The transport added "Accept-Encoding: gzip"
+// and decoded the answer itself (before the fix the origin saw gzip asked
+// for and the client got the decoded body without Content-Encoding).
+func TestH2UpstreamNoTransparentGzip(t *testing.T) {
+	var b bytes.Buffer
+	z := gzip.NewWriter(&b)
+	z.Write(bytes.Repeat([]byte("A"), 4096))
+	z.Close()
+	gz := b.Bytes()
+	var asked atomic.Value
+	origin := startRawH2Origin(t, nil, func(fr *http2.Framer, _ net.Conn, id uint32, fields []hpack.HeaderField) {
+		for _, f := range fields {
+			if f.Name == "accept-encoding" {
+				asked.Store(f.Value)
+			}
+		}
+		writeBlock(fr, id, hpackBlock(":status", "200", "content-encoding", "gzip", "content-length", strconv.Itoa(len(gz))), false)
+		fr.WriteData(id, true, gz)
+	})
+	p := startProxy(t, routerFor(t, origin), Config{Retries: -1}, ListenerConfig{Name: "http"})
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	res, err := c.Get("http://" + p.addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if ae, _ := asked.Load().(string); ae != "" {
+		t.Errorf("origin got Accept-Encoding %q, the client sent none", ae)
+	}
+	if res.Header.Get("Content-Encoding") != "gzip" || !bytes.Equal(got, gz) {
+		t.Errorf("client got Content-Encoding %q and %d bytes, want the origin's gzip body (%d bytes)", res.Header.Get("Content-Encoding"), len(got), len(gz))
 	}
 }

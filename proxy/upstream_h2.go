@@ -95,6 +95,12 @@ func (u *h2Upstream) newTransport(first *Peer, idle time.Duration) *http2.Transp
 		PingTimeout:       15 * time.Second,
 		IdleConnTimeout:   idle,
 		MaxHeaderListSize: maxUpstreamHeadBytes,
+		// The transport otherwise asks for gzip on a request that names no
+		// Accept-Encoding and decodes the answer: the origin saw a request
+		// the client did not send, and the client got the identity body
+		// under the gzip representation's ETag, without Content-Length,
+		// with the proxy decompressing (a gzip bomb: 1000x) for it.
+		DisableCompression: true,
 		// A connection whose writes make no progress this long is closed.
 		// Without it, an origin that stops reading while it sends PINGs
 		// (or SETTINGS) blocked the transport's reader in writing the
