@@ -47,7 +47,7 @@ func newUpConn(nc net.Conn, key string) *upConn {
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(nc)
 	c.reader = h1ReaderPool.Get().(*h1.Reader)
-	c.reader.Reset(c.br, h1.Limits{MaxHeaderBytes: 256 << 10, MaxHeaders: 512})
+	c.reader.Reset(c.br, h1.Limits{MaxHeaderBytes: maxUpstreamHeadBytes, MaxHeaders: 512})
 	c.body = h1.NewBody(c.reader)
 	return c
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync"
@@ -79,12 +81,34 @@ func (u *h2Upstream) transport(peer *Peer) *h2Transport {
 // between makes the transport close the connection and dial again.
 const oneRequestIdle = time.Second
 
+// maxUpstreamHeadBytes caps an upstream's response head, over HTTP/1.1
+// (the head's bytes) and HTTP/2 (its decoded size, RFC 9113 6.5.2: each
+// field's name and value plus 32), so that an HTTP/2 origin cannot hand
+// the proxy, and the client, the transport's default of 10 MiB per
+// response in flight.
+const maxUpstreamHeadBytes = 256 << 10
+
 func (u *h2Upstream) newTransport(first *Peer, idle time.Duration) *http2.Transport {
 	return &http2.Transport{
-		AllowHTTP:       first.Protocol == H2C,
-		ReadIdleTimeout: 30 * time.Second,
-		PingTimeout:     15 * time.Second,
-		IdleConnTimeout: idle,
+		AllowHTTP:         first.Protocol == H2C,
+		ReadIdleTimeout:   30 * time.Second,
+		PingTimeout:       15 * time.Second,
+		IdleConnTimeout:   idle,
+		MaxHeaderListSize: maxUpstreamHeadBytes,
+		// The transport otherwise asks for gzip on a request that names no
+		// Accept-Encoding and decodes the answer: the origin saw a request
+		// the client did not send, and the client got the identity body
+		// under the gzip representation's ETag, without Content-Length,
+		// with the proxy decompressing (a gzip bomb: 1000x) for it.
+		DisableCompression: true,
+		// A connection whose writes make no progress this long is closed.
+		// Without it, an origin that stops reading while it sends PINGs
+		// (or SETTINGS) blocked the transport's reader in writing the
+		// acknowledgement while it held the connection's write lock: no
+		// timeout could reset the stream, and every request on the
+		// connection waited forever. The first peer's value is the
+		// transport's (a transport lives as long as the peer's identity).
+		WriteByteTimeout: first.Timeouts.withDefaults(u.cfg.Upstream).WriteIdle,
 		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
 			start := time.Now()
 			m, _ := ctx.Value(dialMarkKey{}).(*dialMark)
@@ -160,6 +184,10 @@ func (e timeoutError) Temporary() bool { return true }
 var (
 	errResponseHeaderTimeout error = timeoutError("proxy: upstream response header timeout")
 	errReadIdleTimeout       error = timeoutError("proxy: upstream read idle timeout")
+	// errNotTaken ends an attempt the transport would take again by itself:
+	// the upstream did not process the request (REFUSED_STREAM, a GOAWAY
+	// below its stream, a connection that closed as it was picked).
+	errNotTaken = errors.New("proxy: HTTP/2 upstream did not take the request")
 )
 
 // h2Exchange is one request/response on an HTTP/2 upstream stream.
@@ -185,13 +213,25 @@ func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 	t := peer.Timeouts.withDefaults(s.cfg.Upstream)
 	mark := &dialMark{peer: peer}
 	ctx, cancel := context.WithCancelCause(context.WithValue(sess.ctx, dialMarkKey{}, mark))
+	// The transport takes a request the upstream did not process again,
+	// on the same peer, up to 6 times with a backoff of 1, 2, 4... s, when
+	// it has no body: a peer answering REFUSED_STREAM (HTTP/2's "not
+	// processed, try elsewhere") held each GET until the response header
+	// timeout (504), never failed over, and got each request 4 times more.
+	// The transport's second connection pick is such a retry: it ends
+	// the attempt, which the proxy's retry policy takes to the next peer.
+	var picks atomic.Int32
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) {
+		if picks.Add(1) > 1 {
+			cancel(errNotTaken)
+		}
+	}})
 	timer := time.AfterFunc(t.ResponseHeader, func() { cancel(errResponseHeaderTimeout) })
 	hr := &http.Request{
 		Method:     req.Method,
 		URL:        h2URL(peer, req.URI),
 		Proto:      "HTTP/2.0",
 		ProtoMajor: 2,
-		Header:     req.Header,
 		Host:       req.Host,
 		Body:       http.NoBody,
 	}
@@ -207,6 +247,10 @@ func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 	}
 	delete(req.Header, "Content-Length")
 	delete(req.Header, "Transfer-Encoding")
+	// The transport's writer may still read the header after RoundTrip
+	// returned an error (a cancelled attempt, above, or a timeout), when
+	// the next attempt already rebuilds req.Header: it gets its own map.
+	hr.Header = req.Header.Clone()
 	res, err := tr.RoundTrip(hr.WithContext(ctx))
 	timer.Stop()
 	sess.ConnReused, sess.ConnectTime = !mark.dialed, mark.connect
@@ -217,6 +261,13 @@ func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 	if !mark.dialed {
 		s.metrics.connsReused.Inc()
 	}
+	if !threeDigitStatus(res.Status) {
+		// The transport takes any integer; an HTTP/1.1 origin's status
+		// must be three digits (h1.ReadResponse), and so must this one's.
+		res.Body.Close()
+		ex.release(false)
+		return nil, &Error{Kind: KindProtocol, Source: Upstream, Err: fmt.Errorf("proxy: invalid :status %q from HTTP/2 upstream", res.Status)}
+	}
 	ex.res = res
 	ex.ctx = ctx
 	ex.timer = time.AfterFunc(t.ReadIdle, func() { cancel(errReadIdleTimeout) })
@@ -225,6 +276,15 @@ func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 		out.Header["Trailer"] = []string{trailerKeys(res.Trailer)}
 	}
 	return ex, nil
+}
+
+// threeDigitStatus reports whether status (the transport's Status: the
+// :status value, a space, the reason) starts with three digits, 100-999.
+func threeDigitStatus(status string) bool {
+	if len(status) < 4 || status[3] != ' ' || status[0] < '1' || status[0] > '9' {
+		return false
+	}
+	return status[1] >= '0' && status[1] <= '9' && status[2] >= '0' && status[2] <= '9'
 }
 
 // declaredTrailers returns a map with the trailer names the request
@@ -276,6 +336,8 @@ func h2Error(err, cause error) error {
 	switch {
 	case errors.Is(cause, errResponseHeaderTimeout):
 		return newError(KindReadTimeout, Upstream, cause)
+	case errors.Is(cause, errNotTaken):
+		return &Error{Kind: KindProtocol, Source: Upstream, Retry: true, Err: fmt.Errorf("%w: %v", cause, err)}
 	case errors.Is(err, errAttemptOver):
 		return &Error{Kind: KindInternal, Source: Internal, Err: err}
 	}

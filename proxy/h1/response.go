@@ -104,6 +104,13 @@ func (resp *Response) finish(method string) error {
 			delete(h, "Content-Length")
 			resp.Close = true
 		}
+		if resp.Minor == 1 && !resp.NoBody && !onlyChunked(te) {
+			// Another coding (gzip, chunked; gzip; x-foo) would reach the
+			// client still applied while the field that names it is
+			// dropped (hop-by-hop): gzip bytes served, and cached, as the
+			// content itself. nginx refuses these too.
+			return perr(502, "unsupported transfer coding in response")
+		}
 		if resp.Minor == 1 && isChunkedFinal(te) {
 			resp.Chunked = true
 		} else {
@@ -131,6 +138,11 @@ func (resp *Response) finish(method string) error {
 	}
 	resp.ContentLength = n
 	return nil
+}
+
+// onlyChunked reports whether te lists one coding, chunked.
+func onlyChunked(te []string) bool {
+	return len(te) == 1 && strings.EqualFold(strings.TrimSpace(te[0]), "chunked")
 }
 
 // isChunkedFinal reports whether chunked is the last coding listed.

@@ -28,6 +28,8 @@ func TestReadResponse(t *testing.T) {
 		{"bare LF tolerated", "HTTP/1.1 200 OK\nContent-Length: 1\n\nx", "GET", 200, "x", false, ""},
 		{"CL and TE", "HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", "GET", 200, "x", true, ""},
 		{"dup equal CL", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", "GET", 200, "x", false, ""},
+		{"TE chunked any case", "HTTP/1.1 200 OK\r\nTransfer-Encoding:  Chunked \r\n\r\n1\r\nx\r\n0\r\n\r\n", "GET", 200, "x", false, ""},
+		{"304 TE gzip, chunked", "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "GET", 304, "", false, ""},
 		{"no reason", "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", "GET", 200, "", false, ""},
 	}
 	for _, tc := range cases {
@@ -61,6 +63,13 @@ func TestReadResponseRefused(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
 		"garbage\r\n\r\n",
+		// Transfer codings other than chunked alone: the body would reach
+		// the client still coded, the field naming the coding dropped.
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhi",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: x-foo\r\n\r\nhi",
 		"\r\n\r\n\r\n\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", // more empty lines than tolerated
 	} {
 		r := NewReader(bufio.NewReader(strings.NewReader(raw)), Limits{})
