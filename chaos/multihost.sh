@@ -21,52 +21,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" != 0 ]; then
-  echo "multihost: SKIP: needs root (it creates network namespaces, a bridge and an iptables rule)"
-  exit 0
-fi
-need=()
-command -v ip >/dev/null || need+=(iproute2)
-command -v iptables >/dev/null || need+=(iptables)
-command -v curl >/dev/null || need+=(curl)
-command -v python3 >/dev/null || need+=(python3)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "== installing ${need[*]} (apt-get)"
-  timeout 600 apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-
-tag=pgmh$$                      # names of what this run creates (<= 15 chars for links)
-if ! err=$(ip netns add "$tag-probe" 2>&1); then
-  echo "multihost: SKIP: cannot create network namespaces here: $err"
-  exit 0
-fi
-ip netns del "$tag-probe"
-br=$tag
-ns() { echo "$tag-n$1"; }
-work=$(mktemp -d /tmp/pingora-multihost.XXXXXX)
-pids=()
-fwd_rule=0
-cleanup() {
-  set +e
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null
-  done
-  for i in 1 2 3; do ip netns del "$(ns "$i")" 2>/dev/null; done
-  ip link del "$br" 2>/dev/null
-  [ "$fwd_rule" = 1 ] && iptables -D FORWARD -i "$br" -o "$br" -j ACCEPT 2>/dev/null
-  if [ "${KEEP:-0}" = 1 ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-# A /24 no route of this host uses yet.
-net=""
-for c in $(seq $(( $$ % 200 + 20 )) 250) $(seq 20 250); do
-  if ! ip -4 route | grep -q "^10\.213\.$c\."; then net=10.213.$c; break; fi
-done
-[ -n "$net" ] || { echo "multihost: no free 10.213.x.0/24 subnet"; exit 1; }
+. chaos/netns.sh
+netns_init multihost pgmh 213
 
 echo "== build"
 go build -o "$work/pingora-node" ./cmd/pingora-node
@@ -86,22 +42,7 @@ func main() {
 GO
 go build -o "$work/origin" "$work/origin.go"
 
-echo "== network: bridge $br, $net.0/24, namespaces $(ns 1) $(ns 2) $(ns 3)"
-ip link add "$br" type bridge
-ip addr add "$net.254/24" dev "$br"
-ip link set "$br" up
-# Docker leaves the FORWARD policy at DROP, which also drops bridged
-# traffic when br_netfilter is loaded.
-iptables -I FORWARD -i "$br" -o "$br" -j ACCEPT && fwd_rule=1
-for i in 1 2 3; do
-  n=$(ns "$i")
-  ip netns add "$n"
-  ip link add "${tag}h$i" type veth peer name eth0 netns "$n"
-  ip link set "${tag}h$i" master "$br" up
-  ip -n "$n" addr add "$net.$i/24" dev eth0
-  ip -n "$n" link set eth0 up
-  ip -n "$n" link set lo up
-done
+netns_hosts
 
 # The origins live on the bridge address, reached by every host.
 "$work/origin" "$net.254:18081" a & pids+=($!)

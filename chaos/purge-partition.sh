@@ -31,45 +31,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" != 0 ]; then
-  echo "purge-partition: SKIP: needs root (it creates network namespaces, a bridge and iptables rules)"
-  exit 0
-fi
-for c in ip iptables curl python3 go; do
-  command -v "$c" >/dev/null || { echo "purge-partition: SKIP: $c not installed"; exit 0; }
-done
-
-tag=pgpp$$
-if ! err=$(ip netns add "$tag-probe" 2>&1); then
-  echo "purge-partition: SKIP: cannot create network namespaces here: $err"
-  exit 0
-fi
-ip netns del "$tag-probe"
-br=$tag
-ns() { echo "$tag-n$1"; }
-work=$(mktemp -d /tmp/pingora-purge.XXXXXX)
-pids=()
+. chaos/netns.sh
+netns_init purge-partition pgpp 214
 declare -A node_pid=()
-fwd_rule=0
-cleanup() {
-  set +e
-  for p in "${pids[@]}" "${node_pid[@]}"; do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
-  for p in "${pids[@]}" "${node_pid[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null
-  done
-  for i in 1 2 3; do ip netns del "$(ns "$i")" 2>/dev/null; done
-  ip link del "$br" 2>/dev/null
-  [ "$fwd_rule" = 1 ] && iptables -D FORWARD -i "$br" -o "$br" -j ACCEPT 2>/dev/null
-  if [ "${KEEP:-0}" = 1 ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-net=""
-for c in $(seq $(( $$ % 200 + 20 )) 250) $(seq 20 250); do
-  if ! ip -4 route | grep -q "^10\.214\.$c\."; then net=10.214.$c; break; fi
-done
-[ -n "$net" ] || { echo "purge-partition: no free 10.214.x.0/24 subnet"; exit 1; }
+netns_pids() { echo "${node_pid[@]}"; }
 
 echo "== build"
 go build -o "$work/pingora-node" ./cmd/pingora-node
@@ -116,20 +81,7 @@ func main() {
 GO
 (cd "$work/origin" && printf 'module origin\n\ngo 1.21\n' > go.mod && go build -o "$work/origin-bin" .)
 
-echo "== network: bridge $br, $net.0/24, namespaces $(ns 1) $(ns 2) $(ns 3)"
-ip link add "$br" type bridge
-ip addr add "$net.254/24" dev "$br"
-ip link set "$br" up
-iptables -I FORWARD -i "$br" -o "$br" -j ACCEPT && fwd_rule=1
-for i in 1 2 3; do
-  n=$(ns "$i")
-  ip netns add "$n"
-  ip link add "${tag}h$i" type veth peer name eth0 netns "$n"
-  ip link set "${tag}h$i" master "$br" up
-  ip -n "$n" addr add "$net.$i/24" dev eth0
-  ip -n "$n" link set eth0 up
-  ip -n "$n" link set lo up
-done
+netns_hosts
 origin=$net.254:28081
 "$work/origin-bin" "$origin" & pids+=($!)
 cat > "$work/cluster.yaml" <<YAML

@@ -24,45 +24,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" != 0 ]; then
-  echo "upgrade-limits: SKIP: needs root (it creates network namespaces, a bridge and an iptables rule)"
-  exit 0
-fi
-for c in ip iptables ss curl python3 go; do
-  command -v "$c" >/dev/null || { echo "upgrade-limits: SKIP: $c not installed"; exit 0; }
-done
-
-tag=pgul$$
-if ! err=$(ip netns add "$tag-probe" 2>&1); then
-  echo "upgrade-limits: SKIP: cannot create network namespaces here: $err"
-  exit 0
-fi
-ip netns del "$tag-probe"
-br=$tag
-ns() { echo "$tag-n$1"; }
-work=$(mktemp -d /tmp/pingora-upgrade.XXXXXX)
-pids=()        # origin, load, samplers
-fwd_rule=0
-node_pids() { cat "$work"/n[123].pids 2>/dev/null || true; }
-cleanup() {
-  set +e
-  for p in "${pids[@]}" $(node_pids); do kill "$p" 2>/dev/null; done
-  for p in "${pids[@]}" $(node_pids); do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null
-  done
-  for i in 1 2 3; do ip netns del "$(ns "$i")" 2>/dev/null; done
-  ip link del "$br" 2>/dev/null
-  [ "$fwd_rule" = 1 ] && iptables -D FORWARD -i "$br" -o "$br" -j ACCEPT 2>/dev/null
-  if [ "${KEEP:-0}" = 1 ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-net=""
-for c in $(seq $(( $$ % 200 + 20 )) 250) $(seq 20 250); do
-  if ! ip -4 route | grep -q "^10\.215\.$c\."; then net=10.215.$c; break; fi
-done
-[ -n "$net" ] || { echo "upgrade-limits: no free 10.215.x.0/24 subnet"; exit 1; }
+. chaos/netns.sh
+netns_init upgrade-limits pgul 215 ss
+netns_pids() { cat "$work"/n[123].pids 2>/dev/null || true; }
 
 echo "== build"
 go build -o "$work/pingora-node" ./cmd/pingora-node
@@ -164,20 +128,7 @@ func main() {
 GO
 (cd "$work/tools" && printf 'module tools\n\ngo 1.21\n' > go.mod && go build -o "$work/tool" .)
 
-echo "== network: bridge $br, $net.0/24, namespaces $(ns 1) $(ns 2) $(ns 3)"
-ip link add "$br" type bridge
-ip addr add "$net.254/24" dev "$br"
-ip link set "$br" up
-iptables -I FORWARD -i "$br" -o "$br" -j ACCEPT && fwd_rule=1
-for i in 1 2 3; do
-  n=$(ns "$i")
-  ip netns add "$n"
-  ip link add "${tag}h$i" type veth peer name eth0 netns "$n"
-  ip link set "${tag}h$i" master "$br" up
-  ip -n "$n" addr add "$net.$i/24" dev eth0
-  ip -n "$n" link set eth0 up
-  ip -n "$n" link set lo up
-done
+netns_hosts
 "$work/tool" origin "$net.254:28091" & pids+=($!)
 cat > "$work/cluster.yaml" <<YAML
 upstreams:
