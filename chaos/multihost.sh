@@ -74,20 +74,6 @@ for i in 1 2 3; do
   pids+=($!)
 done
 
-status() { curl -s --max-time 2 "http://$net.$1:9090/status" || true; }
-field() { python3 -c "import json,sys
-try: d=json.load(sys.stdin)
-except Exception: sys.exit(0)
-$1" 2>/dev/null; }
-wait_until() { # seconds, command...
-  local limit=$1; shift; local end=$(( $(date +%s) + limit ))
-  until "$@"; do [ "$(date +%s)" -ge "$end" ] && return 1; sleep 0.1; done
-}
-passed=0; failed=0
-check() { # description, command...
-  local what=$1; shift
-  if "$@"; then passed=$((passed+1)); echo "ok    $what"; else failed=$((failed+1)); echo "FAIL  $what"; fi
-}
 voters3() { for i in 1 2 3; do
   [ "$(status "$i" | field 'r=d.get("raft") or {}; print(len(r.get("voters") or []), bool(r.get("leader_id")))')" = "3 True" ] || return 1; done; }
 one_leader() {

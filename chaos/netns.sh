@@ -7,6 +7,11 @@
 #   netns_pids() { ...; }                  # optional: more PIDs for the cleanup to stop
 #   netns_hosts                            # the bridge (at $net.254) and hosts $(ns 1..3) at $net.1..3
 #
+# and the checks' helpers: status I (node I's /status on admin port 9090),
+# field PYTHON (runs PYTHON with d, the JSON document read from stdin),
+# wait_until SECONDS COMMAND..., check DESCRIPTION COMMAND... (prints
+# "ok" or "FAIL" and counts them in passed and failed).
+#
 # netns_init exits 0 with "NAME: SKIP: ..." without root or network
 # namespaces, and installs the missing Debian tools (iproute2, iptables,
 # curl, python3, and the TOOLs named: ss comes with iproute2). It sets tag
@@ -94,4 +99,28 @@ netns_cleanup() {
   ip link del "$br" 2>/dev/null
   [ "$NETNS_FWD_RULE" = 1 ] && iptables -D FORWARD -i "$br" -o "$br" -j ACCEPT 2>/dev/null
   if [ "${KEEP:-0}" = 1 ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
+}
+
+status() { curl -s --max-time 2 "http://$net.$1:9090/status" || true; }
+field() {
+  python3 -c "import json,sys
+try: d=json.load(sys.stdin)
+except Exception: sys.exit(0)
+$1" 2>/dev/null
+}
+wait_until() { # seconds, command...
+  local limit=$1 end
+  shift
+  end=$(($(date +%s) + limit))
+  until "$@"; do
+    [ "$(date +%s)" -ge "$end" ] && return 1
+    sleep 0.1
+  done
+}
+passed=0
+failed=0
+check() { # description, command...
+  local what=$1
+  shift
+  if "$@"; then passed=$((passed + 1)); echo "ok    $what"; else failed=$((failed + 1)); echo "FAIL  $what"; fi
 }

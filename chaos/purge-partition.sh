@@ -121,20 +121,6 @@ stop_node() { # i: SIGTERM, wait for the exit (bounded)
 echo "== start n1 n2 n3"
 for i in 1 2 3; do start_node "$i"; done
 
-status() { curl -s --max-time 2 "http://$net.$1:9090/status" || true; }
-field() { python3 -c "import json,sys
-try: d=json.load(sys.stdin)
-except Exception: sys.exit(0)
-$1" 2>/dev/null; }
-wait_until() { # seconds, command...
-  local limit=$1; shift; local end=$(( $(date +%s) + limit ))
-  until "$@"; do [ "$(date +%s)" -ge "$end" ] && return 1; sleep 0.2; done
-}
-passed=0; failed=0
-check() { # description, command...
-  local what=$1; shift
-  if "$@"; then passed=$((passed+1)); echo "ok    $what"; else failed=$((failed+1)); echo "FAIL  $what"; fi
-}
 ring_size() { status "$1" | field 'print(len((d.get("ring") or {}).get("members") or []))'; }
 ring_is() { # n, nodes...: every named node's ring has n members
   local n=$1; shift

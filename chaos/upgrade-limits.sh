@@ -166,20 +166,6 @@ for i in 1 2 3; do
   echo $! > "$work/n$i.pids"
 done
 
-status() { curl -s --max-time 2 "http://$net.$1:9090/status" || true; }
-field() { python3 -c "import json,sys
-try: d=json.load(sys.stdin)
-except Exception: sys.exit(0)
-$1" 2>/dev/null; }
-wait_until() { # seconds, command...
-  local limit=$1; shift; local end=$(( $(date +%s) + limit ))
-  until "$@"; do [ "$(date +%s)" -ge "$end" ] && return 1; sleep 0.1; done
-}
-passed=0; failed=0
-check() { # description, command...
-  local what=$1; shift
-  if "$@"; then passed=$((passed+1)); echo "ok    $what"; else failed=$((failed+1)); echo "FAIL  $what"; fi
-}
 formed() { for i in 1 2 3; do
   [ "$(curl -s --max-time 1 -o /dev/null -w '%{http_code}' "http://$net.$i:9090/readyz")" = 200 ] || return 1
   [ "$(status "$i" | field 'print(len((d.get("ring") or {}).get("members") or []))')" = 3 ] || return 1; done; }
