@@ -247,14 +247,17 @@ func (s *Server[C]) h2RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 	}
 	delete(req.Header, "Content-Length")
 	delete(req.Header, "Transfer-Encoding")
-	// The transport's writer may still read the header after RoundTrip
-	// returned an error (a cancelled attempt, above, or a timeout), when
-	// the next attempt already rebuilds req.Header: it gets its own map.
-	hr.Header = req.Header.Clone()
+	hr.Header = req.Header
 	res, err := tr.RoundTrip(hr.WithContext(ctx))
 	timer.Stop()
 	sess.ConnReused, sess.ConnectTime = !mark.dialed, mark.connect
 	if err != nil {
+		// The transport's writer may still read the header after
+		// RoundTrip returned an error (a cancelled attempt, above, or a
+		// timeout) while the next attempt rebuilds req.Header: the map
+		// stays with it, and the session goes on with a copy. Only a
+		// failed attempt pays for the copy.
+		req.Header = req.Header.Clone()
 		ex.release(false)
 		return nil, h2Error(err, context.Cause(ctx))
 	}
