@@ -212,16 +212,7 @@ func TestRemovedServerReturnsAsVoter(t *testing.T) {
 			waitFor(t, 10*time.Second, "down for longer than LastContactThreshold", func() bool {
 				return time.Since(down) > 2*threshold
 			})
-			s, err := New(f.cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			if err := s.Start(ctxT(t, time.Minute)); err != nil {
-				t.Fatal(err)
-			}
-			f.s = s
-			delete(c.down, f.id)
+			restartOnNewPort(t, c, f)
 			delete(c.left, f.id)
 			c.reconcile()
 			took := waitFor(t, 15*time.Second, f.id+" a voter again and the leader healthy", func() bool {
@@ -234,6 +225,22 @@ func TestRemovedServerReturnsAsVoter(t *testing.T) {
 }
 
 func voterIDs(l *tnode) []string { v, _ := voters(l); return v }
+
+// restartOnNewPort starts the down server f again on its data, on a new
+// port (as a restarted container), and marks it up.
+func restartOnNewPort(t *testing.T, c *cluster, f *tnode) {
+	t.Helper()
+	s, err := New(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Start(ctxT(t, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	f.s = s
+	delete(c.down, f.id)
+}
 
 // TestRemovedServerReturnsAfterReelection: a failed server's replication,
 // once the server is removed, lives on for raft's replication backoff (as
@@ -258,16 +265,7 @@ func TestRemovedServerReturnsAfterReelection(t *testing.T) {
 		return !slices.Contains(v, f.id) && !slices.Contains(nv, f.id)
 	})
 	l.s.leadershipChanged(context.Background(), true) // as after a step-down and a new win
-	s, err := New(f.cfg)                              // on a new port, as a restarted container
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if err := s.Start(ctxT(t, time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	f.s = s
-	delete(c.down, f.id)
+	restartOnNewPort(t, c, f)
 	c.reconcile()
 	took := waitFor(t, 10*time.Second, f.id+" a voter again and the leader healthy", func() bool {
 		st := l.s.Status()

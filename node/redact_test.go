@@ -27,9 +27,9 @@ func TestBusiestKeysRedactedForReaders(t *testing.T) {
 		rs := n.Status().RateLimits
 		return rs != nil && len(rs.Rules[0].Top) == 1
 	})
-	status := func(token string) Status {
-		t.Helper()
-		req, _ := http.NewRequest("GET", "http://"+n.AdminAddr()+"/status", nil)
+	// get reads path's JSON answer into out, with the admin token if given.
+	get := func(path, token string, out any) error {
+		req, _ := http.NewRequest("GET", "http://"+n.AdminAddr()+path, nil)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -38,25 +38,20 @@ func TestBusiestKeysRedactedForReaders(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	status := func(token string) Status {
+		t.Helper()
 		var st Status
-		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.RateLimits == nil || len(st.RateLimits.Rules[0].Top) != 1 {
+		if err := get("/status", token, &st); err != nil || st.RateLimits == nil || len(st.RateLimits.Rules[0].Top) != 1 {
 			t.Fatalf("/status: %v %+v", err, st.RateLimits)
 		}
 		return st
 	}
 	view := func(token string) ClusterView {
 		t.Helper()
-		req, _ := http.NewRequest("GET", "http://"+n.AdminAddr()+"/v1/cluster", nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
 		var v ClusterView
-		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || len(v.Members) != 1 || v.Members[0].Status == nil || v.Members[0].Status.RateLimits == nil {
+		if err := get("/v1/cluster", token, &v); err != nil || len(v.Members) != 1 || v.Members[0].Status == nil || v.Members[0].Status.RateLimits == nil {
 			t.Fatalf("/v1/cluster: %v %+v", err, v)
 		}
 		return v
