@@ -327,3 +327,34 @@ func TestPurgeRetriedToUnreachableMember(t *testing.T) {
 		t.Fatalf("a's syncs: %v", st.PurgeSyncs)
 	}
 }
+
+// TestPurgeSyncRefusesBadLogs: a purge log exchange from a peer (or
+// anyone on the cluster port) whose entries lack an ID, hold a selector a
+// purge would refuse, or weigh more than a log may, is refused with the
+// reason, and applies nothing: the stored object stays.
+func TestPurgeSyncRefusesBadLogs(t *testing.T) {
+	h := newHarness(t, Config{}, "a")
+	k := keysOwnedBy("a", 0, 1, "a")[0]
+	h.get(h.nodes["a"], k)
+	huge := make([]string, 0, 3)
+	for range 3 {
+		huge = append(huge, "http://origin.test/"+strings.Repeat("x", 3<<20))
+	}
+	for name, es := range map[string][]logEntry{
+		"no ID":        {{Purge: Purge{URLs: []string{"http://origin.test/"}}, At: 1}},
+		"bad selector": {{Purge: Purge{URLs: []string{"not a url"}}, ID: "x/1/1", At: 1}},
+		"too heavy":    {{Purge: Purge{Prefixes: huge}, ID: "x/1/2", At: 1}},
+	} {
+		if _, err := h.nodes["a"].c.servePurgeSync(context.Background(), &syncRequest{Entries: es}); err == nil {
+			t.Errorf("%s: exchange accepted", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+	if _, how, err := h.get(h.nodes["a"], k); err != nil || h.origin.count(k) != 1 {
+		t.Fatalf("%s after the refused exchanges: %s %v; origin asked %d times, want 1", k, how, err, h.origin.count(k))
+	}
+	if st := h.nodes["a"].c.Stats(); st.PurgesReplayed != 0 {
+		t.Fatalf("purges replayed: %d", st.PurgesReplayed)
+	}
+}
