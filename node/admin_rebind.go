@@ -1,7 +1,6 @@
 package node
 
 import (
-	"crypto/subtle"
 	"fmt"
 	"net"
 	"net/http"
@@ -69,5 +68,5 @@ func (n *Node) hasToken(r *http.Request) bool {
 		return false
 	}
 	got, ok := bearer(r.Header.Get("Authorization"))
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1
+	return ok && tokenMatches(got, tok)
 }
