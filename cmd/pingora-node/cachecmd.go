@@ -84,7 +84,7 @@ func cacheStats(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *asJSON {
-		stdout.Write(raw)
+		stdout.Write(safeJSON(raw))
 		return 0
 	}
 	printable(&res)
@@ -139,7 +139,7 @@ func cachePurge(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *asJSON {
-		stdout.Write(raw)
+		stdout.Write(safeJSON(raw))
 		return 0
 	}
 	printable(&res)

@@ -141,7 +141,7 @@ func (c *adminClient) get(f *configFlags, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if f.asJSON {
-		stdout.Write(raw)
+		stdout.Write(safeJSON(raw))
 		return 0
 	}
 	fmt.Fprintf(stderr, "# version %d %s written %s by %s\n", doc.Version, escapeControls(doc.Hash), doc.Time.Format(time.RFC3339), escapeControls(doc.Node))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"strings"
@@ -15,7 +16,9 @@ import (
 // hide or recolour rows, or forge a line of the table. So the commands
 // that render a document pass it through printable first, which writes
 // each such character as an escape (\x1b, \u009b) instead. --json output
-// is left as the node wrote it, for programs.
+// goes through safeJSON, which writes them as JSON escapes (\u001b): Go's
+// encoder escapes the C0 controls but writes DEL, the C1 controls and the
+// bidirectional overrides as they are.
 
 // printable rewrites, in place, every settable string reachable from v (a
 // pointer): struct fields, slice and array elements, map keys and values.
@@ -97,3 +100,29 @@ func escapeControls(s string) string {
 	}
 	return b.String()
 }
+
+// safeJSON returns the JSON document raw with each unsafe rune written as
+// a JSON escape (\u001b, \u009b, \u202e), and each byte that is not
+// UTF-8 as \ufffd, which is what a decoder reads it as. JSON's white
+// space (tab, new line, return) is left: in a valid document it lies
+// between tokens only, as a string cannot hold it raw, and every other
+// unsafe rune lies in a string. So a valid document stays valid and
+// decodes to the same values.
+func safeJSON(raw []byte) []byte {
+	if bytes.IndexFunc(raw, jsonUnsafe) < 0 {
+		return raw
+	}
+	b := make([]byte, 0, len(raw)+32)
+	for i := 0; i < len(raw); {
+		r, size := utf8.DecodeRune(raw[i:])
+		if jsonUnsafe(r) {
+			b = fmt.Appendf(b, `\u%04x`, r)
+		} else {
+			b = append(b, raw[i:i+size]...)
+		}
+		i += size
+	}
+	return b
+}
+
+func jsonUnsafe(r rune) bool { return r != '\t' && r != '\n' && r != '\r' && unsafeRune(r) }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -55,6 +56,76 @@ func TestStatusAndMembersEscapeControls(t *testing.T) {
 		}
 		if name == "members" && !strings.Contains(got, `n2x\x1b]0;owned\x07\x1b[2J\x0d\x0afake-row\u009b31m\u202e\ufffd`) { // JSON made the bad byte U+FFFD
 			t.Errorf("members does not show the name escaped:\n%s", got)
+		}
+	}
+}
+
+// TestJSONOutputEscapesControls: --json writes DEL, the C1 controls and
+// the bidirectional overrides in what a node reports as JSON escapes, so
+// the document still decodes to the same strings but a terminal shown it
+// obeys none of them. Go's encoder escapes only the C0 controls; before
+// safeJSON the CLI wrote the rest as the node sent them.
+func TestJSONOutputEscapesControls(t *testing.T) {
+	const evil = "x\x1b[2J\x7f\u0085\u009b31m\u202e\u2066\u200f, héllo 世界"
+	peer := map[string]any{"node": "n2" + evil, "error": evil, "dropped": 1}
+	body, err := json.Marshal(map[string]any{"node": "n1" + evil, "hash": evil, "content": evil,
+		"nodes": []any{peer}, "members": []any{peer}, evil: evil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	t.Cleanup(srv.Close)
+	var want any
+	if err := json.Unmarshal(body, &want); err != nil {
+		t.Fatal(err)
+	}
+	for name, run := range map[string]func(stdout, stderr *strings.Builder) int{
+		"status":      func(o, e *strings.Builder) int { return cmdStatus([]string{srv.URL, "--json"}, o, e) },
+		"members":     func(o, e *strings.Builder) int { return cmdMembers([]string{srv.URL, "--json"}, o, e) },
+		"limits":      func(o, e *strings.Builder) int { return cmdLimits([]string{srv.URL, "--json"}, o, e) },
+		"cache stats": func(o, e *strings.Builder) int { return cmdCache([]string{"stats", srv.URL, "--json"}, o, e) },
+		"cache purge": func(o, e *strings.Builder) int {
+			return cmdCache([]string{"purge", "--admin", srv.URL, "--json", "http://example.com/a"}, o, e)
+		},
+		"config get": func(o, e *strings.Builder) int { return cmdConfig([]string{"get", "--admin", srv.URL, "--json"}, o, e) },
+	} {
+		var out, errOut strings.Builder
+		if code := run(&out, &errOut); code != 0 {
+			t.Fatalf("%s --json: exit %d: %s", name, code, errOut.String())
+		}
+		for _, r := range out.String() {
+			if r != '\n' && unsafeRune(r) {
+				t.Errorf("%s --json wrote %U raw:\n%q", name, r, out.String())
+				break
+			}
+		}
+		var got any
+		if err := json.Unmarshal([]byte(out.String()), &got); err != nil {
+			t.Fatalf("%s --json wrote no JSON document: %v\n%s", name, err, out.String())
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s --json decodes to\n%#v\nnot what the node sent:\n%#v", name, got, want)
+		}
+	}
+}
+
+func TestSafeJSON(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"a": [1, "b"]}` + "\n":                 `{"a": [1, "b"]}` + "\n",
+		"{\n\t\"n\": \"h\u00e9llo \u4e16\"\r\n}": "{\n\t\"n\": \"h\u00e9llo \u4e16\"\r\n}",
+		"[\"\x7f\u0085\u202e\\u001b\"]":          `["\u007f\u0085\u202e\u001b"]`,
+		"[\"bad \xc3 utf-8\"]":                   `["bad \ufffd utf-8"]`,
+	} {
+		got := safeJSON([]byte(in))
+		if string(got) != want {
+			t.Errorf("safeJSON(%q) = %q, want %q", in, got, want)
+		}
+		var a, b any
+		if err := json.Unmarshal([]byte(in), &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(got, &b); err != nil || !reflect.DeepEqual(a, b) {
+			t.Errorf("safeJSON(%q) decodes to %q (%v), not %q", in, b, err, a)
 		}
 	}
 }

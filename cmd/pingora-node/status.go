@@ -71,7 +71,7 @@ func statusCommand(cmd command, args []string, stdout, stderr io.Writer, print f
 		return 1
 	}
 	if *asJSON {
-		stdout.Write(body)
+		stdout.Write(safeJSON(body))
 		return 0
 	}
 	var st node.Status
