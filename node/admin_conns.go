@@ -11,8 +11,8 @@ import (
 )
 
 // maxAdminConns bounds the admin API's connections open at once. Nothing
-// bounded them: the head has 10 s and an idle connection a minute, but a
-// client may open as many as it likes, and every one holds a descriptor
+// bounded them: the head had 10 s and an idle connection a minute (now 5 s
+// each, see adminTimeouts), but a client may open as many as it likes, and every one holds a descriptor
 // of the process the proxy listeners, upstream connections and raft share
 // (15,000 connections that each sent half a head held 14,000 descriptors
 // and 145 MB of a real node, whose limit was 20,000). Its clients are

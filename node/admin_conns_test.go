@@ -16,8 +16,8 @@ import (
 // API without finishing a request holds at most maxAdminConns of them;
 // the next is closed at once, and a connection closed gives its slot to
 // the next client. Before the cap, every connection was kept (for the
-// head's 10 s, or an idle minute), each holding a descriptor of the
-// process: 15,000 held 14,000 of a real node's 20,000.
+// head's 10 s, or an idle minute, as the timeouts were then), each holding
+// a descriptor of the process: 15,000 held 14,000 of a real node's 20,000.
 func TestAdminConnectionCap(t *testing.T) {
 	n := startNode(t, writeFiles(t, clusterFor(origin(t, "a"))))
 	addr := n.AdminAddr()
@@ -37,9 +37,9 @@ func TestAdminConnectionCap(t *testing.T) {
 		held = append(held, c)
 	}
 	// closedAtOnce reports whether the server closed c well before the
-	// head timeout (10 s), without answering.
+	// head timeout (5 s), without answering.
 	closedAtOnce := func(c net.Conn) bool {
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
 		b, err := io.ReadAll(c)
 		return err == nil && len(b) == 0
 	}

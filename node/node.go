@@ -422,7 +422,7 @@ func (n *Node) bindAdmin(g *group) error {
 		return fmt.Errorf("admin: %w", err)
 	}
 	n.adminLn = aln
-	n.admin = &http.Server{Handler: withBodyDeadline(n.adminHandler(), adminBodyTimeout), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	n.admin = newAdminServer(n.adminHandler(), defaultAdminTimeouts())
 	admin := n.admin
 	capped := newCapListener(aln, maxAdminConns, maxAdminConnsPerClient, n.log)
 	g.goFunc(func() {
