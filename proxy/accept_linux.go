@@ -23,12 +23,16 @@ import (
 // setsockopt(TCP_NODELAY). Here the local address is the listener's (it
 // is looked up only when the listener is bound to a wildcard address and
 // something asks), and TCP_NODELAY is set once on the listening socket,
-// whose accepted sockets inherit it on Linux. The accepted socket goes
-// into the runtime's poller as an *os.File (one fcntl(2) to read its
-// flags), so a connection costs accept4, fcntl, epoll_ctl against accept4,
-// epoll_ctl, getsockname, setsockopt. The runtime polls a duplicate of the
-// listening socket: the net package's raw listener cannot wait for a
-// connection on behalf of its caller.
+// whose accepted sockets inherit it on Linux. The accepted socket joins
+// the runtime's poller (as an *os.File: fcntl, epoll_ctl) only when an
+// operation on it first has to wait (pollFD), so a connection costs
+// accept4 against the net package's accept4, epoll_ctl, getsockname,
+// setsockopt, and the epoll_ctl that removes it at close. The runtime
+// polls a duplicate of the listening socket: the net package's raw
+// listener cannot wait for a connection on behalf of its caller.
+//
+// A connection Accept returns has no finalizer while its socket is out of
+// the poller: the caller must Close it (the server always does).
 //
 // The embedded *net.TCPListener keeps Addr and File (the hand-off passes
 // its socket to a successor); Close closes both descriptors.
@@ -50,6 +54,10 @@ type acceptListener struct {
 	rsaLen   uint32
 	aerr     syscall.Errno
 	accept4F func(fd uintptr) bool
+
+	// joins counts the accepted sockets that joined the runtime's
+	// poller (pollFD), for tests.
+	joins atomic.Int64
 }
 
 // newAcceptListener wraps tl. On error tl is left open for the caller.
@@ -121,13 +129,9 @@ func (l *acceptListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.laddr, Err: err}
 		}
-		f := os.NewFile(uintptr(nfd), "tcp")
-		c, err := newTCPConn(f, l, rawSockaddrTCP(&l.rsa))
-		if err != nil {
-			f.Close()
-			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.laddr, Err: err}
-		}
-		return c, nil
+		// The socket joins the runtime's poller when it first has to
+		// wait (pollFD).
+		return newTCPConn(nfd, nil, l, rawSockaddrTCP(&l.rsa)), nil
 	}
 }
 
@@ -199,7 +203,7 @@ func sockaddrTCP(sa syscall.Sockaddr) *net.TCPAddr {
 // os.ErrDeadlineExceeded on a timeout, io.EOF as is), and it has
 // CloseWrite and SyscallConn. Reads and writes go through sockIO.
 type tcpConn struct {
-	f      *os.File
+	p      pollFD
 	l      *acceptListener
 	raddr  *net.TCPAddr
 	io     sockIO
@@ -229,18 +233,22 @@ func aboveStdio(fd int) (int, error) {
 	return hi, nil
 }
 
-// newTCPConn wraps the connected socket f: one acceptListener accepted
-// (l), or dialIP dialled (l nil).
-func newTCPConn(f *os.File, l *acceptListener, raddr *net.TCPAddr) (*tcpConn, error) {
-	c := &tcpConn{f: f, l: l, raddr: raddr}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return nil, err
+// newTCPConn wraps the connected socket fd: one acceptListener accepted
+// (l), which joins the runtime's poller when it first has to wait (f
+// nil), or one dialIP dialled (l nil), which is in the poller as f.
+func newTCPConn(fd int, f *os.File, l *acceptListener, raddr *net.TCPAddr) *tcpConn {
+	c := &tcpConn{l: l, raddr: raddr}
+	c.p.fd = fd
+	if f != nil {
+		c.p.initJoined(f)
 	}
-	c.io.init(rc)
-	c.rdl.f, c.wdl.f, c.wdl.write = f, f, true
+	if l != nil {
+		c.p.joins = &l.joins
+	}
+	c.io.init(&c.p)
+	c.rdl.p, c.wdl.p, c.wdl.write = &c.p, &c.p, true
 	c.io.rdl, c.io.wdl = &c.rdl, &c.wdl
-	return c, nil
+	return c
 }
 
 func (c *tcpConn) Read(b []byte) (int, error) {
@@ -272,7 +280,7 @@ func (c *tcpConn) holdNextWrite() { c.io.holdNextWrite() }
 
 func (c *tcpConn) Close() error {
 	c.closed.Store(true)
-	if err := c.f.Close(); err != nil {
+	if err := c.p.close(); err != nil {
 		return c.opErr("close", err)
 	}
 	return nil

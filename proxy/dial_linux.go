@@ -149,12 +149,7 @@ func dialIPOnce(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (
 			return nil, fail(err)
 		}
 	}
-	c, err := newTCPConn(f, nil, raddr)
-	if err != nil {
-		f.Close()
-		return nil, fail(err)
-	}
-	return c, nil
+	return newTCPConn(fd, f, nil, raddr), nil
 }
 
 // waitConnect waits until the connect on f's socket ends, up to timeout

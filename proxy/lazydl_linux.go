@@ -3,7 +3,6 @@
 package proxy
 
 import (
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,8 +24,8 @@ import (
 // wait. A deadline in the past, the way to interrupt an operation, is
 // applied at once.
 type lazyDeadline struct {
-	f     *os.File
-	write bool // the write deadline, else the read one
+	p     *pollFD // the socket, which joins the poller for a deadline set there
+	write bool    // the write deadline, else the read one
 
 	mu      sync.Mutex
 	want    time.Time // the deadline asked for; zero: none
@@ -104,9 +103,13 @@ func (l *lazyDeadline) armLocked() {
 }
 
 func (l *lazyDeadline) applyLocked(t time.Time) error {
+	f, err := l.p.file()
+	if err != nil {
+		return err
+	}
 	l.armed = t
 	if l.write {
-		return l.f.SetWriteDeadline(t)
+		return f.SetWriteDeadline(t)
 	}
-	return l.f.SetReadDeadline(t)
+	return f.SetReadDeadline(t)
 }
