@@ -27,26 +27,42 @@ const maxAdminConns = 512
 // on the same host bring every user from 127.0.0.1.
 const maxAdminConnsPerClient = 64
 
+// maxAdminConnsLocalReserve of them are kept for loopback clients: remote
+// clients together hold at most maxAdminConns less these, so a flood from
+// many addresses (8 at their 64 each held all 512, renewed every 5 s)
+// cannot lock out the operator on the host, whose CLI and ssh -L tunnel
+// come from loopback. Loopback clients may still take any free slot of
+// the total. 64, as one remote address may hold: the CLI takes one
+// connection per command and a tunnelled browser a few, so 64 leaves room
+// for a local reverse proxy's or a tunnel's several users besides, and the
+// 448 left to remote clients are still 7 addresses at their full share,
+// far more than the probes, Prometheus and the cluster pages of the other
+// nodes need.
+const maxAdminConnsLocalReserve = 64
+
 // capListener closes, at once, the connections accepted while max are
-// open, or perClient from the same remote address, so a flood of them
+// open, or perClient from the same remote address, or, from a client not
+// on loopback, max-localReserve from all such clients, so a flood of them
 // costs the admin API its clients rather than the process its
-// descriptors. Waiting to accept them instead would leave them in the
-// kernel's queue and the clients waiting in vain.
+// descriptors, and the host's own operator keeps a way in. Waiting to
+// accept them instead would leave them in the kernel's queue and the
+// clients waiting in vain.
 type capListener struct {
 	net.Listener
-	max, perClient int
-	log            *slog.Logger
-	noise          *logthrottle.Throttle
+	max, perClient, localReserve int
+	log                          *slog.Logger
+	noise                        *logthrottle.Throttle
 
 	mu     sync.Mutex
 	open   int
+	remote int                // open connections of clients not on loopback
 	byAddr map[netip.Addr]int // open connections of remote non-loopback clients
 }
 
 var _ net.Listener = (*capListener)(nil)
 
-func newCapListener(ln net.Listener, max, perClient int, log *slog.Logger) *capListener {
-	return &capListener{Listener: ln, max: max, perClient: perClient, log: log,
+func newCapListener(ln net.Listener, max, perClient, localReserve int, log *slog.Logger) *capListener {
+	return &capListener{Listener: ln, max: max, perClient: perClient, localReserve: localReserve, log: log,
 		noise: logthrottle.New(clock.Real{}, 0, 0), byAddr: map[netip.Addr]int{}}
 }
 
@@ -56,9 +72,15 @@ func (l *capListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Only an address that parses as loopback gets the reserve; one
+		// that does not parse (no TCP client) is held to the remote share,
+		// as no address's own cap can hold it.
 		var client netip.Addr
-		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil && !ap.Addr().IsLoopback() {
-			client = ap.Addr().Unmap()
+		local := false
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			if local = ap.Addr().IsLoopback(); !local {
+				client = ap.Addr().Unmap()
+			}
 		}
 		l.mu.Lock()
 		switch {
@@ -66,17 +88,24 @@ func (l *capListener) Accept() (net.Conn, error) {
 			l.mu.Unlock()
 			l.refuse(c, "the admin API has its limit of connections open", l.max)
 			continue
+		case !local && l.remote >= l.max-l.localReserve:
+			l.mu.Unlock()
+			l.refuse(c, "remote clients have their share of admin connections open (the rest is kept for loopback clients)", l.max-l.localReserve)
+			continue
 		case client.IsValid() && l.byAddr[client] >= l.perClient:
 			l.mu.Unlock()
 			l.refuse(c, "the client has its limit of admin connections open", l.perClient)
 			continue
 		}
 		l.open++
+		if !local {
+			l.remote++
+		}
 		if client.IsValid() {
 			l.byAddr[client]++
 		}
 		l.mu.Unlock()
-		return &cappedConn{Conn: c, l: l, client: client}, nil
+		return &cappedConn{Conn: c, l: l, client: client, local: local}, nil
 	}
 }
 
@@ -86,10 +115,13 @@ func (l *capListener) refuse(c net.Conn, why string, limit int) {
 }
 
 // release gives a closed connection's place back.
-func (l *capListener) release(client netip.Addr) {
+func (l *capListener) release(client netip.Addr, local bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.open--
+	if !local {
+		l.remote--
+	}
 	if client.IsValid() {
 		if l.byAddr[client]--; l.byAddr[client] <= 0 {
 			delete(l.byAddr, client)
@@ -102,12 +134,13 @@ type cappedConn struct {
 	net.Conn
 	l      *capListener
 	client netip.Addr // the invalid Addr for a loopback client
+	local  bool       // a loopback client's: not counted in the remote share
 	once   sync.Once
 }
 
 func (c *cappedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.release(c.client) })
+	c.once.Do(func() { c.l.release(c.client, c.local) })
 	return err
 }
 

@@ -66,39 +66,7 @@ func TestAdminConnectionCap(t *testing.T) {
 func TestAdminConnectionCapPerClient(t *testing.T) {
 	t.Parallel()
 	fake := &fakeListener{conns: make(chan net.Conn, 1), closed: make(chan struct{})}
-	l := newCapListener(fake, 6, 2, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	accepted := make(chan net.Conn)
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
-	t.Cleanup(func() { l.Close(); <-ended })
-	// accept offers a connection from remote and returns it as handed on,
-	// or nil when the listener closed it.
-	accept := func(remote string) net.Conn {
-		t.Helper()
-		c := &addrConn{remote: remote, done: make(chan struct{})}
-		fake.conns <- c
-		select {
-		case a := <-accepted:
-			if a.(*cappedConn).Conn != c {
-				t.Fatalf("%s: handed on another connection", remote)
-			}
-			return a
-		case <-c.done:
-			return nil
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s: neither handed on nor closed", remote)
-			return nil
-		}
-	}
+	accept := serveCapped(t, fake, newCapListener(fake, 6, 2, 0, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	a1, a2 := accept("10.0.0.7:1000"), accept("10.0.0.7:1001")
 	if a1 == nil || a2 == nil {
 		t.Fatal("a client's first two connections were refused")
@@ -129,6 +97,137 @@ func TestAdminConnectionCapPerClient(t *testing.T) {
 	if accept("10.0.0.7:1004") != nil {
 		t.Fatal("closing twice gave two places back")
 	}
+}
+
+// serveCapped accepts from l (over fake) until the test ends, and returns
+// accept: it offers fake a connection from remote and returns it as l
+// hands it on, or nil when l closed it.
+func serveCapped(t *testing.T, fake *fakeListener, l *capListener) func(remote string) net.Conn {
+	accepted := make(chan net.Conn)
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	t.Cleanup(func() { l.Close(); <-ended })
+	return func(remote string) net.Conn {
+		t.Helper()
+		c := &addrConn{remote: remote, done: make(chan struct{})}
+		fake.conns <- c
+		select {
+		case a := <-accepted:
+			if a.(*cappedConn).Conn != c {
+				t.Fatalf("%s: handed on another connection", remote)
+			}
+			return a
+		case <-c.done:
+			return nil
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: neither handed on nor closed", remote)
+			return nil
+		}
+	}
+}
+
+// TestAdminConnectionCapLocalReserve: remote clients cannot take the
+// last of the admin connections, so the operator's own CLI and an ssh
+// tunnel (both loopback clients) still get in when a flood from many
+// addresses holds every other slot. Before the reserve, 8 addresses at
+// their 64 each held all 512, renewing them every 5 s, and every
+// loopback connection was closed at once.
+func TestAdminConnectionCapLocalReserve(t *testing.T) {
+	t.Parallel()
+	fake := &fakeListener{conns: make(chan net.Conn, 1), closed: make(chan struct{})}
+	logs := &lockedBuffer{}
+	l := newCapListener(fake, maxAdminConns, maxAdminConnsPerClient, maxAdminConnsLocalReserve, slog.New(slog.NewTextHandler(logs, nil)))
+	accept := serveCapped(t, fake, l)
+	remoteShare := maxAdminConns - maxAdminConnsLocalReserve
+	// The flood: 8 addresses (v4 and v6), each up to its own cap.
+	var remote []net.Conn
+	for i := range 8 {
+		for j := range maxAdminConnsPerClient {
+			from := fmt.Sprintf("10.0.0.%d:%d", i+1, 1000+j)
+			if i%2 == 1 {
+				from = fmt.Sprintf("[2001:db8::%d]:%d", i+1, 1000+j)
+			}
+			if c := accept(from); c != nil {
+				remote = append(remote, c)
+			}
+		}
+	}
+	if len(remote) > remoteShare {
+		t.Fatalf("remote clients hold %d admin connections, more than the %d of %d not kept for loopback clients", len(remote), remoteShare, maxAdminConns)
+	}
+	if len(remote) != remoteShare {
+		t.Fatalf("remote clients got %d admin connections, want %d", len(remote), remoteShare)
+	}
+	if accept("10.0.0.99:1000") != nil {
+		t.Fatal("a new remote address got in past the remote share")
+	}
+	waitUntil(t, "the warning for the remote share", func() bool {
+		return strings.Contains(logs.String(), "limit="+fmt.Sprint(remoteShare))
+	})
+	// The operator: the CLI over 127.0.0.1, a tunnel over ::1 or a
+	// mapped address; every one of the reserve is theirs.
+	var local []net.Conn
+	for i := range maxAdminConnsLocalReserve {
+		from := []string{"127.0.0.1:%d", "[::1]:%d", "[::ffff:127.0.0.2]:%d"}[i%3]
+		c := accept(fmt.Sprintf(from, 2000+i))
+		if c == nil {
+			t.Fatalf("loopback connection %d refused while remote clients hold %d", i, len(remote))
+		}
+		local = append(local, c)
+	}
+	if accept("127.0.0.1:3000") != nil {
+		t.Fatal("a loopback connection past the total was let in")
+	}
+	// A slot a remote connection frees goes to a remote client; one a
+	// loopback connection frees stays in the reserve.
+	remote[0].Close()
+	if accept("10.0.0.99:1001") == nil {
+		t.Fatal("a remote client did not get the slot a remote connection freed")
+	}
+	local[0].Close()
+	if accept("10.0.0.99:1002") != nil {
+		t.Fatal("a remote client got the slot of the reserve a loopback connection freed")
+	}
+	if accept("127.0.0.1:3001") == nil {
+		t.Fatal("a loopback client did not get the slot a loopback connection freed")
+	}
+	// Loopback clients may take the remote share's free slots too, up to
+	// the total.
+	remote[1].Close()
+	if accept("127.0.0.1:3002") == nil {
+		t.Fatal("a loopback client did not get a free slot of the remote share")
+	}
+	if accept("10.0.0.99:1003") != nil {
+		t.Fatal("a remote client got in past the total")
+	}
+}
+
+// lockedBuffer is a log destination the test reads while the listener
+// writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // fakeListener hands out the connections sent on conns until closed.

@@ -43,7 +43,7 @@ func TestAdminTimeoutsFreeSlots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	capped := newCapListener(ln, 8, 8, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	capped := newCapListener(ln, 8, 8, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv := newAdminServer(mux, adminTimeouts{header: d, idle: d, write: d})
 	served := make(chan struct{})
 	go func() { defer close(served); srv.Serve(capped) }()

@@ -424,7 +424,7 @@ func (n *Node) bindAdmin(g *group) error {
 	n.adminLn = aln
 	n.admin = newAdminServer(n.adminHandler(), defaultAdminTimeouts())
 	admin := n.admin
-	capped := newCapListener(aln, maxAdminConns, maxAdminConnsPerClient, n.log)
+	capped := newCapListener(aln, maxAdminConns, maxAdminConnsPerClient, maxAdminConnsLocalReserve, n.log)
 	g.goFunc(func() {
 		if err := admin.Serve(capped); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("admin server stopped", "err", err)
