@@ -11,9 +11,11 @@
 #   bench/upgrade.sh [--short] [--duration S] [--upgrades N] [--keep]
 #
 # Environment: DURATION (default 20 s; --short: 8 s), UPGRADES (default 5),
-# WRK_CONNS (50), WRK_THREADS (2), H2GO_CONNS (10), H2GO_STREAMS (10 per
-# connection), H2_CLIENTS (10), H2_STREAMS (10) for h2load,
-# UPGRADE_KEEP=1 (keep the work directory and its logs).
+# WRK_CONNS (50), WRK_THREADS (2), WRK_CLOSE=1 (wrk sends Connection:
+# close: a new connection per request, so connections are accepted by the
+# old and the new process throughout each hand-off), H2GO_CONNS (10),
+# H2GO_STREAMS (10 per connection), H2_CLIENTS (10), H2_STREAMS (10) for
+# h2load, UPGRADE_KEEP=1 (keep the work directory and its logs).
 #
 # Everything runs on 127.0.0.1; every process started here is stopped by
 # its PID on exit (no pkill); every wait is bounded.
@@ -348,9 +350,11 @@ done = function(summary, latency, requests)
 end
 EOF
 
-echo "== load for ${DURATION}s: wrk -t$WRK_THREADS -c$WRK_CONNS, h2go -c$H2GO_CONNS -m$H2GO_STREAMS, h2load -c$H2_CLIENTS -m$H2_STREAMS; $UPGRADES upgrades"
+wrk_close=()
+[ "${WRK_CLOSE:-0}" = 1 ] && wrk_close=(-H 'Connection: close')
+echo "== load for ${DURATION}s: wrk -t$WRK_THREADS -c$WRK_CONNS ${wrk_close[*]}, h2go -c$H2GO_CONNS -m$H2GO_STREAMS, h2load -c$H2_CLIENTS -m$H2_STREAMS; $UPGRADES upgrades"
 load_start=$(now_ms)
-wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" --timeout 5s -s "$work/counts.lua" "$url" \
+wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" --timeout 5s "${wrk_close[@]}" -s "$work/counts.lua" "$url" \
   >"$work/wrk.log" 2>&1 &
 wrk_pid=$!
 pids+=("$wrk_pid")
