@@ -124,15 +124,7 @@ func TestPollFDCloseRaces(t *testing.T) {
 	}
 	defer ln.Close()
 	for i := range 100 {
-		cc, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		cc.Write([]byte("x")) // past TCP_DEFER_ACCEPT
-		sc, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		sc, cc := acceptOne(t, ln)
 		var wg sync.WaitGroup
 		fail := make(chan error, 3)
 		wg.Add(3)

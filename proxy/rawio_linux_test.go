@@ -65,15 +65,7 @@ func connPairs(t *testing.T) map[string][2]net.Conn {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc.Write([]byte("x")) // past TCP_DEFER_ACCEPT
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc, cc := acceptOne(t, ln)
 	if _, ok := sc.(*tcpConn); !ok {
 		t.Fatalf("Listen accepted a %T, want a *tcpConn", sc)
 	}
@@ -88,6 +80,23 @@ func connPairs(t *testing.T) map[string][2]net.Conn {
 		}
 	})
 	return pairs
+}
+
+// acceptOne connects to ln and accepts the connection. The client has
+// sent one byte, "x", for TCP_DEFER_ACCEPT to let it through.
+func acceptOne(t *testing.T, ln net.Listener) (server, client net.Conn) {
+	t.Helper()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc.Write([]byte("x"))
+	sc, err := ln.Accept()
+	if err != nil {
+		cc.Close()
+		t.Fatal(err)
+	}
+	return sc, cc
 }
 
 // TestSockIOConn: both connection types whose reads and writes are raw
