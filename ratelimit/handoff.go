@@ -75,8 +75,17 @@ func (c *counter) handoff(st *ruleState, key string, now int64) handoff {
 // no hint: without it the successor started each key's count from
 // nothing, and the key admitted up to its limit again in the window of
 // the upgrade (TestUpgradeSim). The counters stay here as well, so what
-// this process still admits while it drains is counted against them.
+// this process still admits while it drains is counted against them, but
+// from now on it grants no tokens, to itself or to a node whose report
+// reaches it still (before the successor has them all): the successor
+// grants them, and what both granted was the limit twice over, in the
+// upgrade's window and in each one after while this process drained
+// (TestHandedOverGrantsNothing). Its requests decide by the leases they
+// hold; a busy key's are refused once those are spent, a quiet key's by
+// the local share, reported here. So it errs on limiting, for a process
+// whose listeners are the successor's already.
 func (l *Limiter) HandOver(addr string) error {
+	l.handedOver.Store(true) // whether or not the counters reach it
 	l.sync.mu.Lock()
 	defer l.sync.mu.Unlock()
 	now := l.wall()

@@ -35,6 +35,11 @@ type Limiter struct {
 	keyBufs sync.Pool // *[maxKeyLen]byte, where Decide assembles template keys
 	st      stats
 
+	// handedOver: HandOver gave this process's counters to a successor,
+	// which owns them from then on; this process, draining, grants no
+	// more tokens (see HandOver).
+	handedOver atomic.Bool
+
 	runMu   sync.Mutex
 	stop    chan struct{}
 	done    chan struct{}
