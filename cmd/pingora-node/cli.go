@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 )
 
@@ -59,14 +60,38 @@ func (c command) parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
+			fillFromEnv(fs)
 			return pos, 0, false
 		}
 		if i := len(args) - len(rest) - 1; i >= 0 && args[i] == "--" {
+			fillFromEnv(fs)
 			return append(pos, rest...), 0, false
 		}
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// envDefaults names the environment variable that gives a client flag its
+// value when the command line does not. The variable is read after the
+// flags are parsed, not registered as the flag's default, so the usage text
+// (printed on -h and after every mistyped flag) never shows its value: an
+// admin token, or an admin URL, which may carry credentials.
+var envDefaults = map[string]string{"admin": "PINGORA_ADMIN", "token": "PINGORA_ADMIN_TOKEN"}
+
+// fillFromEnv sets each flag of envDefaults that fs defines and the command
+// line left unset from its variable. It sets the value itself, not through
+// fs.Set, so flagSet still reports only what was typed.
+func fillFromEnv(fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		env, ok := envDefaults[f.Name]
+		if !ok || flagSet(fs, f.Name) {
+			return
+		}
+		if v := os.Getenv(env); v != "" {
+			_ = f.Value.Set(v) // string flags: Set cannot fail
+		}
+	})
 }
 
 // adminArg takes the admin address from the one positional argument, if
@@ -94,6 +119,9 @@ func (c command) adminBase(fs *flag.FlagSet, stderr io.Writer, admin string) (ba
 	u, err := url.Parse(base)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || strings.Trim(u.Path, "/") != "" ||
 		u.RawQuery != "" || u.Fragment != "" || strings.Contains(base, "#") || strings.Contains(base, "?") || u.User != nil {
+		if u != nil && u.User != nil {
+			admin = u.Redacted() // the refusal names the address, not its password
+		}
 		return "", c.usageError(fs, stderr, "%q is not an admin address (host:port or http://host:port)", admin), true
 	}
 	return strings.TrimRight(base, "/"), 0, false

@@ -207,3 +207,46 @@ func TestRollbackReadsThroughTheLeader(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvSecretsStayOutOfUsage: PINGORA_ADMIN_TOKEN and PINGORA_ADMIN
+// reach the node but never the usage text that -h and a mistyped flag
+// print (they were the flags' defaults, so "config apply --file x" showed
+// the token on the terminal, in a CI log, on a shared screen).
+func TestEnvSecretsStayOutOfUsage(t *testing.T) {
+	const token = "tok-3f9c2a7e-secret"
+	var gotAuth, gotPath string
+	node := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth, gotPath = r.Header.Get("Authorization"), r.URL.Path
+		io.WriteString(w, `{"upstream": "web", "addr": "10.0.0.1:80", "disabled": true}`)
+	}))
+	defer node.Close()
+	t.Setenv("PINGORA_ADMIN_TOKEN", token)
+	t.Setenv("PINGORA_ADMIN", node.URL)
+
+	for _, c := range []string{"status", "members", "limits", "config get", "config apply", "config history",
+		"config rollback", "peer", "leave", "force-leave", "cache stats", "cache purge"} {
+		for _, extra := range []string{"-h", "--tokn=x", "--admn=x"} {
+			args := append(strings.Fields(c), extra)
+			_, out, errs := cli(args...)
+			if strings.Contains(out+errs, token) || strings.Contains(out+errs, node.URL) {
+				t.Errorf("%q printed a variable's value:\n%s%s", args, out, errs)
+			}
+		}
+	}
+
+	// The variables still give the flags their values...
+	if code, _, errs := cli("peer", "disable", "web", "10.0.0.1:80"); code != 0 || gotAuth != "Bearer "+token ||
+		!strings.HasPrefix(gotPath, "/v1/upstreams/web/peers/") {
+		t.Fatalf("from the environment: exit %d, Authorization %q, path %q, stderr %q", code, gotAuth, gotPath, errs)
+	}
+	// ...and a flag given on the command line wins over them.
+	if code, _, errs := cli("peer", "disable", "web", "10.0.0.1:80", "--token", "typed"); code != 0 || gotAuth != "Bearer typed" {
+		t.Fatalf("flag over variable: exit %d, Authorization %q, stderr %q", code, gotAuth, errs)
+	}
+
+	// An address refused for carrying credentials is named without them.
+	t.Setenv("PINGORA_ADMIN", "http://ops:hunter2@127.0.0.1:1")
+	if _, _, errs := cli("status"); strings.Contains(errs, "hunter2") || !strings.Contains(errs, "is not an admin address") {
+		t.Fatalf("credentials in the refusal: %q", errs)
+	}
+}

@@ -49,13 +49,13 @@ type configFlags struct {
 }
 
 func (f *configFlags) register(fs *flag.FlagSet, sub string) {
-	fs.StringVar(&f.admin, "admin", os.Getenv("PINGORA_ADMIN"), "admin `URL` of any node [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
+	fs.StringVar(&f.admin, "admin", "", "admin `URL` of any node [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
 	switch sub {
 	case "get":
 		fs.BoolVar(&f.consistent, "consistent", false, "read through the leader (linearizable)")
 		fs.BoolVar(&f.asJSON, "json", false, "print the JSON document")
 	case "apply", "rollback":
-		fs.StringVar(&f.token, "token", os.Getenv("PINGORA_ADMIN_TOKEN"), "admin `token` [PINGORA_ADMIN_TOKEN]")
+		fs.StringVar(&f.token, "token", "", "admin `token` [PINGORA_ADMIN_TOKEN]")
 		fs.BoolVar(&f.empty, "allow-empty", false, "write a document that routes nothing (every request gets 404)")
 	}
 	if sub == "apply" {

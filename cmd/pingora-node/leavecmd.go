@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"time"
 
 	"github.com/pingora-go/pingora-go/node"
@@ -93,7 +92,7 @@ func cmdForceLeave(args []string, stdout, stderr io.Writer) int {
 
 // adminFlags registers --admin (the admin URL of whom) and --token.
 func adminFlags(fs *flag.FlagSet, whom string) (admin, token *string) {
-	admin = fs.String("admin", os.Getenv("PINGORA_ADMIN"), "admin `URL` of "+whom+" [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
-	token = fs.String("token", os.Getenv("PINGORA_ADMIN_TOKEN"), "admin `token` [PINGORA_ADMIN_TOKEN]")
+	admin = fs.String("admin", "", "admin `URL` of "+whom+" [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
+	token = fs.String("token", "", "admin `token` [PINGORA_ADMIN_TOKEN]")
 	return admin, token
 }

@@ -92,10 +92,13 @@ func TestRealClusterGuardsRouting(t *testing.T) {
 	unchanged("config apply same.json")
 
 	// members ADMIN: raft roles; status ADMIN of a follower: raft health.
-	_, out, _ := cli("members", follower.admin)
-	if strings.Count(out, " leader ") != 1 || strings.Count(out, " voter ") != 2 || !strings.Contains(out, "RAFT") {
-		t.Fatalf("members:\n%s", out)
-	}
+	// Waited for: a leader that has just won shows "leader,recovering"
+	// until it has applied the log it inherited.
+	var out string
+	waitFor(t, "members: one leader and two voters", func() bool {
+		_, out, _ = cli("members", follower.admin)
+		return strings.Count(out, " leader ") == 1 && strings.Count(out, " voter ") == 2 && strings.Contains(out, "RAFT")
+	})
 	// Autopilot calls servers healthy once it has their stats.
 	waitFor(t, "status of a follower: raft healthy, as the leader sees it", func() bool {
 		_, out, _ = cli("status", "http://"+follower.admin)

@@ -49,7 +49,7 @@ func cmdMembers(args []string, stdout, stderr io.Writer) int {
 // with --json. The admin address is --admin or the one argument.
 func statusCommand(cmd command, args []string, stdout, stderr io.Writer, print func(io.Writer, *node.Status, string)) int {
 	fs := cmd.newFlags()
-	admin := fs.String("admin", os.Getenv("PINGORA_ADMIN"), "admin `URL` of the node [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
+	admin := fs.String("admin", "", "admin `URL` of the node [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
 	asJSON := fs.Bool("json", false, "print the raw JSON document")
 	pos, code, done := cmd.parse(fs, args, stdout, stderr)
 	if done {
@@ -188,8 +188,8 @@ func printGossip(w io.Writer, g *node.GossipStatus) {
 // cmdPeer is "pingora-node peer enable|disable UPSTREAM ADDR".
 func cmdPeer(args []string, stdout, stderr io.Writer) int {
 	fs := peerCmd.newFlags()
-	admin := fs.String("admin", os.Getenv("PINGORA_ADMIN"), "admin `URL` of the node [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
-	token := fs.String("token", os.Getenv("PINGORA_ADMIN_TOKEN"), "admin `token` [PINGORA_ADMIN_TOKEN]")
+	admin := fs.String("admin", "", "admin `URL` of the node [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
+	token := fs.String("token", "", "admin `token` [PINGORA_ADMIN_TOKEN]")
 	pos, code, done := peerCmd.parse(fs, args, stdout, stderr)
 	if done {
 		return code
