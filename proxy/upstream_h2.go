@@ -118,6 +118,7 @@ func (u *h2Upstream) newTransport(first *Peer, idle time.Duration) *http2.Transp
 			}
 			nc, err := u.dialer.dial(ctx, p, p.Timeouts.withDefaults(u.cfg.Upstream), "h2")
 			if err == nil {
+				nc = guardH2(nc)
 				u.dialer.metrics.connsCreated.Inc()
 				if m != nil {
 					m.dialed, m.connect = true, time.Since(start)
@@ -343,6 +344,8 @@ func h2Error(err, cause error) error {
 		return &Error{Kind: KindProtocol, Source: Upstream, Retry: true, Err: fmt.Errorf("%w: %v", cause, err)}
 	case errors.Is(err, errAttemptOver):
 		return &Error{Kind: KindInternal, Source: Internal, Err: err}
+	case errors.Is(err, errHeaderBlockFlood):
+		return &Error{Kind: KindProtocol, Source: Upstream, Err: err}
 	}
 	var pe *Error
 	if errors.As(err, &pe) {
