@@ -28,12 +28,11 @@ const maxUpstreamBlockWire = 2 * maxUpstreamHeadBytes
 // reader goroutine only.
 type h2FrameGuard struct {
 	net.Conn
-	hdr     [frameHeaderLen]byte
-	nhdr    int   // bytes of hdr read
-	skip    int   // payload bytes of the current frame still to come
-	inBlock bool  // a header block without END_HEADERS is open
-	block   int   // the open block's bytes so far
-	err     error // once set, every read returns it
+	hdr   [frameHeaderLen]byte
+	nhdr  int   // bytes of hdr read
+	skip  int   // payload bytes of the current frame still to come
+	block int   // the bytes of the header block last begun
+	err   error // once set, every read returns it
 }
 
 // tlsFrameGuard is an h2FrameGuard over a TLS connection: the transport
@@ -55,13 +54,14 @@ func guardH2(nc net.Conn) net.Conn {
 }
 
 // The frame header's layout and the values the guard looks at (RFC 9113
-// section 4.1): a 24-bit length, the type, the flags, the stream.
+// section 4.1): a 24-bit length, the type, the flags, the stream. The
+// guard needs no flags: a block's END_HEADERS shows as the next frame not
+// being a CONTINUATION.
 const (
 	frameHeaderLen    = 9
 	frameHeaders      = 0x1
 	framePushPromise  = 0x5
 	frameContinuation = 0x9
-	flagEndHeaders    = 0x4
 )
 
 // Read passes on what the connection read up to the frame header that
@@ -110,17 +110,15 @@ func (g *h2FrameGuard) frame() bool {
 	h := g.hdr
 	length := int(h[0])<<16 | int(h[1])<<8 | int(h[2])
 	g.skip = length
-	endHeaders := h[4]&flagEndHeaders != 0
 	switch h[3] {
 	case frameHeaders, framePushPromise:
-		g.inBlock, g.block = !endHeaders, frameHeaderLen+length
+		g.block = frameHeaderLen + length
 	case frameContinuation:
+		// Only a block without END_HEADERS may go on (the transport's
+		// framer checks the order), so this one adds to the last.
 		g.block += frameHeaderLen + length
-		g.inBlock = !endHeaders
 	default:
-		// Any other frame inside a block is a protocol error the
-		// transport's framer reports; a block ends with it.
-		g.inBlock, g.block = false, 0
+		g.block = 0
 		return false
 	}
 	return g.block > maxUpstreamBlockWire
