@@ -102,36 +102,42 @@ func suffrages(t *testing.T, l *tnode, id string, from uint64) []raft.ServerSuff
 // a second configuration, since the others, which had formed the cluster
 // in the same process, reported no raft state.
 func TestWipedVoterRejoinsAsNonVoter(t *testing.T) {
+	// Writes go through whichever server leads (c.put): the fast
+	// profile's 200ms lease can run out on a loaded machine, and another
+	// server then leads. A write whose outcome its client did not learn
+	// may commit and be sent again, so the waits below look for contents,
+	// not version numbers.
 	c := newInmemCluster(t, 3)
 	c.reconcile()
-	l := c.leader(20 * time.Second)
 	for i := range 3 {
-		if _, err := l.s.Put(ctxT(t, 5*time.Second), "cfg", fmt.Appendf(nil, "v%d", i+1), -1); err != nil {
-			t.Fatal(err)
-		}
+		c.put("cfg", fmt.Appendf(nil, "v%d", i+1))
 	}
 	for _, n := range c.nodes {
-		waitFor(t, 10*time.Second, n.id+" applied v3", func() bool { d, _ := n.s.Get("cfg"); return d.Version == 3 })
+		waitFor(t, 10*time.Second, n.id+" applied v3", func() bool { d, _ := n.s.Get("cfg"); return string(d.Content) == "v3" })
 		if !n.s.HasState() {
 			t.Fatalf("%s formed the cluster but reports no raft state", n.id)
 		}
 	}
 	w := c.nodes[0]
 	c.kill(w)
-	l = c.leader(20 * time.Second)
+	l := c.leader(20 * time.Second)
 	mark := l.s.raft.LastIndex()
 
 	w = c.restart(w, t.TempDir())
-	if _, err := l.s.Put(ctxT(t, 5*time.Second), "cfg", []byte("v4 while n1 catches up"), -1); err != nil {
-		t.Fatalf("write while the wiped server rejoins: %v", err)
-	}
+	c.put("cfg", []byte("v4 while n1 catches up"))
 	took := waitFor(t, 20*time.Second, "n1 a voter again, caught up, and the leader healthy", func() bool {
 		c.reconcile() // gossip: what each server reports, Recovering included
+		l = findLeaderNode(c.cluster)
+		if l == nil {
+			return false
+		}
 		st := l.s.Status()
 		return !w.s.Recovering() && slices.Contains(voterIDs(l), w.id) && st.Healthy != nil && *st.Healthy
 	})
 	t.Logf("n1 a voter again %s after its restart with an empty data dir", took)
 
+	// l leads (or led a moment ago): its log holds every configuration
+	// committed since mark, whichever server wrote it.
 	got := suffrages(t, l, w.id, mark)
 	if i := slices.Index(got, raft.Nonvoter); i < 0 || !slices.Contains(got[i:], raft.Voter) {
 		t.Fatalf("n1's suffrage in the configurations since its restart: %v; want a non-voter, then a voter", got)
@@ -139,10 +145,8 @@ func TestWipedVoterRejoinsAsNonVoter(t *testing.T) {
 	if w.s.Bootstrapped() {
 		t.Fatal("the wiped server bootstrapped")
 	}
-	if _, err := l.s.Put(ctxT(t, 5*time.Second), "cfg", []byte("v5"), -1); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "n1 applied v5", func() bool { d, _ := w.s.Get("cfg"); return d.Version == 5 })
+	l = c.put("cfg", []byte("v5"))
+	waitFor(t, 10*time.Second, "n1 applied v5", func() bool { d, _ := w.s.Get("cfg"); return string(d.Content) == "v5" })
 	if a, b := contents(l.s.History("cfg")), contents(w.s.History("cfg")); !slices.Equal(a, b) {
 		t.Fatalf("history on the leader %v, on the wiped server %v", a, b)
 	}
@@ -210,6 +214,16 @@ func TestWipedVoterDoesNotElectStaleLeader(t *testing.T) {
 		return nl.s.IsLeader() && slices.Contains(voterIDs(nl), w.id) && !w.s.Recovering()
 	})
 	t.Logf("v2 kept; w a voter %s after the old leader returned", took)
+}
+
+// findLeaderNode returns the live server that leads, or nil.
+func findLeaderNode(c *cluster) *tnode {
+	for _, n := range c.live() {
+		if n.s.IsLeader() {
+			return n
+		}
+	}
+	return nil
 }
 
 // votesRefused is how many votes n refused while recovering, both ways.

@@ -73,7 +73,8 @@ func child(path, mode string) {
 }
 
 // squat binds path as a running process would and hands one listener to
-// whoever connects, until its stdin closes.
+// whoever connects, until its stdin closes. It prints "listening" once the
+// socket accepts connections and its mode is set.
 func squat(path string) {
 	offer, err := Listen(path)
 	if err != nil {
@@ -81,6 +82,7 @@ func squat(path string) {
 		os.Exit(2)
 	}
 	os.Chmod(path, 0o777)
+	fmt.Println("listening")
 	go func() {
 		for {
 			tk, err := offer.Accept()

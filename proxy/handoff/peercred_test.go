@@ -1,6 +1,7 @@
 package handoff
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"net"
@@ -221,19 +222,30 @@ func TestAnotherUserCannotTakeOver(t *testing.T) {
 		path := filepath.Join(dir, "q")
 		sq := asNobody("squat", path)
 		stdin, _ := sq.StdinPipe()
+		stdout, _ := sq.StdoutPipe()
+		var stderr strings.Builder
+		sq.Stderr = &stderr
 		if err := sq.Start(); err != nil {
 			t.Fatal(err)
 		}
 		defer func() { stdin.Close(); sq.Wait() }()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if _, err := os.Stat(path); err == nil {
-				break
+		// The file appears at bind, before the squatter listens and sets
+		// its mode (Listen's chmod, which fails once the file is this
+		// user's): wait for the squatter to say it listens.
+		ready := make(chan string, 1)
+		go func() {
+			line, _ := bufio.NewReader(stdout).ReadString('\n')
+			ready <- line
+		}()
+		select {
+		case line := <-ready:
+			if line != "listening\n" {
+				stdin.Close()
+				sq.Wait()
+				t.Fatalf("squatter did not listen: %q %s", line, stderr.String())
 			}
-			if time.Now().After(deadline) {
-				t.Fatal("squatter did not bind")
-			}
-			time.Sleep(10 * time.Millisecond)
+		case <-time.After(10 * time.Second):
+			t.Fatal("squatter did not listen within 10s")
 		}
 		// The file is this user's (as if the squatter had bound it in a
 		// directory of this user's): only the peer's credentials tell.
