@@ -140,7 +140,6 @@ func (c *Conn) newStream(f *fieldBlock) (*Stream, error) {
 	st.sendWin = int64(c.peerInitWin)
 	c.mu.Unlock()
 	st.recvWin = c.cfg.StreamWindow
-	st.wake = make(chan struct{}, 1)
 	if !st.bodyless {
 		// A request without body never waits for one: Read finds eof
 		// set, and no DATA or trailers are accepted after END_STREAM.

@@ -44,7 +44,11 @@ type Stream struct {
 	recvUnacked   int32 // read by the handler, not yet returned
 	wfail         error // set when the stream failed
 	bodyless      bool  // the HEADERS frame ended the stream
-	wake          chan struct{}
+	// wake ends a response write's wait for window. Made by the first
+	// write that has to wait (most streams never do), in the same hold
+	// of c.mu that found the window shut: whatever opens it, or fails
+	// the stream, takes c.mu after and so finds the channel.
+	wake chan struct{}
 
 	// request body, guarded by bmu
 	bmu      sync.Mutex
@@ -240,6 +244,7 @@ func (st *Stream) fail(err error, _ bool) {
 	if first {
 		st.wfail = err
 	}
+	wake := st.wake // nil: no write has waited yet; the next sees wfail
 	c.mu.Unlock()
 	if !first {
 		return
@@ -250,7 +255,7 @@ func (st *Stream) fail(err error, _ bool) {
 	}
 	st.bmu.Unlock()
 	signal(st.bodyWake)
-	signal(st.wake)
+	signal(wake)
 	st.cancel(err)
 	st.hmu.Lock()
 	if st.onReset != nil {
@@ -259,6 +264,7 @@ func (st *Stream) fail(err error, _ bool) {
 	st.hmu.Unlock()
 }
 
+// wakeWriter ends a write's wait for window; c.mu is held.
 func (st *Stream) wakeWriter() { signal(st.wake) }
 
 func signal(ch chan struct{}) {
