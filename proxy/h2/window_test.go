@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/http2"
 )
@@ -82,5 +83,14 @@ func TestShutWindowWakesWriter(t *testing.T) {
 				t.Fatal("the waiting write was not woken")
 			}
 		})
+	}
+}
+
+// TestStreamSize: a Stream, allocated per request, fills its size class
+// with no padding; a field added or moved carelessly costs 32 bytes a
+// request (the next size class).
+func TestStreamSize(t *testing.T) {
+	if n := unsafe.Sizeof(Stream{}); n > 288 {
+		t.Fatalf("Stream is %d bytes, over the 288-byte size class: order its fields to leave no padding", n)
 	}
 }
