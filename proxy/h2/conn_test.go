@@ -710,7 +710,7 @@ func TestBodyBufferBounded(t *testing.T) {
 	defer b.Close()
 	go io.Copy(io.Discard, b) // the WINDOW_UPDATEs the reads cause
 	c := NewConn(a, nil, Config{}, nil)
-	st := &Stream{c: c, id: 1, bodyWake: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	st := &Stream{c: c, id: 1, bodyWake: make(chan struct{}, 1)}
 	st.deliver([]byte{0}, false)
 	chunk := make([]byte, 16<<10)
 	p := make([]byte, len(chunk))
@@ -734,7 +734,7 @@ func TestReadInterrupted(t *testing.T) {
 	defer b.Close()
 	go io.Copy(io.Discard, b)
 	c := NewConn(a, nil, Config{StreamIdleTimeout: time.Minute}, nil)
-	st := &Stream{c: c, id: 1, bodyWake: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	st := &Stream{c: c, id: 1, bodyWake: make(chan struct{}, 1)}
 	st.deliver([]byte("he"), false)
 	p := make([]byte, 8)
 	if n, err := st.Read(p); n != 2 || err != nil {

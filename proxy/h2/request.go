@@ -120,11 +120,12 @@ func (c *Conn) processTrailers(st *Stream, f *fieldBlock) error {
 // readPseudo, readFields): the proxy forwards it to HTTP/1.1 upstreams.
 func (c *Conn) newStream(f *fieldBlock) (*Stream, error) {
 	id := f.streamID
-	st := &Stream{c: c, id: id, ContentLength: -1, contentLength: -1}
+	st, vals := allocStream(len(f.regular()))
+	st.c, st.id, st.ContentLength, st.contentLength = c, id, -1, -1
 	if err := st.readPseudo(f.pseudo()); err != nil {
 		return nil, err
 	}
-	h, err := st.readFields(f.regular())
+	h, err := st.readFields(f.regular(), vals)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +141,6 @@ func (c *Conn) newStream(f *fieldBlock) (*Stream, error) {
 	st.sendWin = int64(c.peerInitWin)
 	c.mu.Unlock()
 	st.recvWin = c.cfg.StreamWindow
-	st.wake = make(chan struct{}, 1)
 	if !st.bodyless {
 		// A request without body never waits for one: Read finds eof
 		// set, and no DATA or trailers are accepted after END_STREAM.
@@ -149,6 +149,37 @@ func (c *Conn) newStream(f *fieldBlock) (*Stream, error) {
 	}
 	st.ctx, st.cancel = context.WithCancelCause(c.ctx)
 	return st, nil
+}
+
+// allocStream allocates a Stream and, for n request fields, the array
+// readFields cuts their values from: together, one allocation, when n is
+// small (most requests carry a few fields). The values keep the Stream
+// from the collector while they are referenced: a request's header is
+// valid while the request runs (HTTP/1.1 reuses its map and value slices
+// for the connection's next request), and what outlives it is copied
+// (refreshLater).
+func allocStream(n int) (*Stream, []string) {
+	switch {
+	case n <= 2:
+		p := new(struct {
+			st   Stream
+			vals [2]string
+		})
+		return &p.st, p.vals[:0]
+	case n <= 4:
+		p := new(struct {
+			st   Stream
+			vals [4]string
+		})
+		return &p.st, p.vals[:0]
+	case n <= 8:
+		p := new(struct {
+			st   Stream
+			vals [8]string
+		})
+		return &p.st, p.vals[:0]
+	}
+	return new(Stream), make([]string, 0, n)
 }
 
 // readPseudo takes the pseudo-header fields and checks them against the
@@ -202,14 +233,14 @@ func (st *Stream) readPseudo(fields []hpack.HeaderField) error {
 // leading or trailing whitespace (RFC 9113 section 8.2.1) and an invalid
 // content-length are malformed; Host is checked against :authority and
 // kept out of the header.
-func (st *Stream) readFields(fields []hpack.HeaderField) (http.Header, error) {
+//
+// A field's values are cut from vals (empty, with room for every field;
+// see allocStream), one allocation for all rather than one per field;
+// each holds its whole capacity, so a repeated field, or a later append,
+// copies rather than overwrite the next.
+func (st *Stream) readFields(fields []hpack.HeaderField, vals []string) (http.Header, error) {
 	id := st.id
 	h := make(http.Header, len(fields))
-	// A field's values are cut from one array, one allocation for all
-	// rather than one per field; each holds its whole capacity, so a
-	// repeated field, or a later append, copies rather than overwrite
-	// the next.
-	vals := make([]string, 0, len(fields))
 	var cookies []string
 	host, hosts := "", 0
 	for _, hf := range fields {

@@ -193,6 +193,10 @@ func (st *Stream) reserve(want int) (int, error) {
 			c.mu.Unlock()
 			return int(n), nil
 		}
+		if st.wake == nil {
+			st.wake = make(chan struct{}, 1)
+		}
+		wake := st.wake
 		c.mu.Unlock()
 		// What was written must reach the client before it can grant
 		// more window.
@@ -204,7 +208,7 @@ func (st *Stream) reserve(want int) (int, error) {
 			defer t.Stop()
 		}
 		select {
-		case <-st.wake:
+		case <-wake:
 		case <-t.C:
 			return 0, errWriteTimeout
 		}

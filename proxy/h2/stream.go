@@ -16,8 +16,7 @@ import (
 // Stream is one request and its response. The request fields are set
 // before the Handler runs and not changed after.
 type Stream struct {
-	c  *Conn
-	id uint32
+	c *Conn
 
 	// Method, Scheme, Authority and Path are the request's pseudo-header
 	// fields (Authority falls back to the Host field); Header holds the
@@ -35,24 +34,31 @@ type Stream struct {
 	hmu     sync.Mutex
 	onReset func()
 
+	// The fields are ordered to leave no padding: a Stream is 288 bytes,
+	// a size class, allocated per request (see TestStreamSize).
+
 	// flow control and receive state, guarded by c.mu
 	contentLength int64
 	received      int64
-	recvDone      bool  // END_STREAM received
 	sendWin       int64 // the client's window for this stream's DATA
-	recvWin       int32 // DATA the client may still send
-	recvUnacked   int32 // read by the handler, not yet returned
 	wfail         error // set when the stream failed
-	bodyless      bool  // the HEADERS frame ended the stream
-	wake          chan struct{}
+	// wake ends a response write's wait for window. Made by the first
+	// write that has to wait (most streams never do), in the same hold
+	// of c.mu that found the window shut: whatever opens it, or fails
+	// the stream, takes c.mu after and so finds the channel.
+	wake        chan struct{}
+	recvWin     int32 // DATA the client may still send
+	recvUnacked int32 // read by the handler, not yet returned
+	recvDone    bool  // END_STREAM received
+	bodyless    bool  // the HEADERS frame ended the stream
 
-	// request body, guarded by bmu
+	id uint32 // set before the Handler runs, not changed after
+
+	// request body, guarded by bmu (eof and intr below)
 	bmu      sync.Mutex
 	buf      []byte
 	off      int
-	eof      bool
 	berr     error
-	intr     bool // InterruptRead: a Read that would wait returns at once
 	trailer  http.Header
 	bodyWake chan struct{} // nil for a request without body
 
@@ -64,6 +70,10 @@ type Stream struct {
 	sendDone  bool
 	noBody    bool
 	expect100 bool // the client waits for 100 Continue before its body
+
+	// request body, guarded by bmu
+	eof  bool
+	intr bool // InterruptRead: a Read that would wait returns at once
 }
 
 // Context is canceled when the stream fails or ends.
@@ -240,6 +250,7 @@ func (st *Stream) fail(err error, _ bool) {
 	if first {
 		st.wfail = err
 	}
+	wake := st.wake // nil: no write has waited yet; the next sees wfail
 	c.mu.Unlock()
 	if !first {
 		return
@@ -250,7 +261,7 @@ func (st *Stream) fail(err error, _ bool) {
 	}
 	st.bmu.Unlock()
 	signal(st.bodyWake)
-	signal(st.wake)
+	signal(wake)
 	st.cancel(err)
 	st.hmu.Lock()
 	if st.onReset != nil {
@@ -259,6 +270,7 @@ func (st *Stream) fail(err error, _ bool) {
 	st.hmu.Unlock()
 }
 
+// wakeWriter ends a write's wait for window; c.mu is held.
 func (st *Stream) wakeWriter() { signal(st.wake) }
 
 func signal(ch chan struct{}) {
