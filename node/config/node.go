@@ -388,8 +388,8 @@ func (n *Node) validate(e *errs) {
 
 func (n *Node) validateCluster(e *errs) {
 	for i, j := range n.Join {
-		if _, _, err := net.SplitHostPort(j); err != nil {
-			e.add("join["+strconv.Itoa(i)+"]", "%q: %v", j, err)
+		if err := checkSeed(j); err != nil {
+			e.add("join["+strconv.Itoa(i)+"]", "%v", err)
 		}
 	}
 	for _, f := range []struct{ name, v string }{{"gossip_addr", n.GossipAddr}, {"cluster_addr", n.ClusterAddr}} {
@@ -506,10 +506,32 @@ func checkHostPort(a string) error {
 	if err != nil || p < 0 || p > 65535 {
 		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", a, port)
 	}
-	if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
-		return fmt.Errorf("%q: %q is not an IP address or host name", a, host)
+	if host != "" && net.ParseIP(host) == nil {
+		if strings.Trim(host, "0123456789.") == "" {
+			// 10.0.0.300 is a mistyped address, not a host name: no
+			// top-level domain is all digits (RFC 3696 §2).
+			return fmt.Errorf("%q: %q is not an IP address", a, host)
+		}
+		if !validHostname(host) {
+			return fmt.Errorf("%q: %q is not an IP address or host name", a, host)
+		}
 	}
 	return nil
+}
+
+// checkSeed checks a join address: a gossip port to dial, so a host and a
+// port from 1 to 65535 (a seed with a port out of range, or none, used to
+// pass here and fail every join attempt for ever, the node running alone).
+func checkSeed(a string) error {
+	if host, port, err := net.SplitHostPort(a); err == nil {
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return fmt.Errorf("%q: port %q is not a number from 1 to 65535", a, port)
+		}
+		if host == "" {
+			return fmt.Errorf("%q: no host (a seed is another node's gossip_addr, host:port)", a)
+		}
+	}
+	return checkHostPort(a)
 }
 
 func stripAddrErr(err error) string {
