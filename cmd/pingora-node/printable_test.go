@@ -178,3 +178,13 @@ func TestRaftHealthAsksLeaderStatusOnly(t *testing.T) {
 		t.Fatalf("raftHealth: %q, %d requests to the gossiped address", got, hits.Load())
 	}
 }
+
+// TestStatusNoLeaderSaysNone: a node that knows no raft leader (a seed
+// mistyped, no quorum) printed "leader , term 0"; it says "leader (none)", which no node name can be.
+func TestStatusNoLeaderSaysNone(t *testing.T) {
+	var out strings.Builder
+	printStatus(&out, &node.Status{Raft: &consensus.Status{State: "Follower"}}, "")
+	if !strings.Contains(out.String(), "raft      Follower, leader (none), term 0") {
+		t.Fatalf("status without a leader:\n%s", out.String())
+	}
+}

@@ -135,8 +135,12 @@ func printStatus(w io.Writer, st *node.Status, _ string) {
 		printGossip(w, g)
 	}
 	if r := st.Raft; r != nil {
+		leader := r.LeaderID
+		if leader == "" {
+			leader = "(none)" // not a node name: names have no parentheses
+		}
 		fmt.Fprintf(w, "raft      %s, leader %s, term %d, commit %d, applied %d, %d voters, %d non-voters\n",
-			r.State, r.LeaderID, r.Term, r.CommitIndex, r.AppliedIndex, len(r.Voters), len(r.NonVoters))
+			r.State, leader, r.Term, r.CommitIndex, r.AppliedIndex, len(r.Voters), len(r.NonVoters))
 		fmt.Fprintf(w, "          %s\n", raftHealth(st))
 		if r.Recovering {
 			fmt.Fprintf(w, "          recovering: started without raft state (a new node, or a lost data_dir); not voting until it has caught up with the leader\n")
