@@ -296,6 +296,13 @@ func (c *adminClient) do(method, path string, body []byte, ifMatch string, out a
 			e.Error = strings.TrimSpace(string(raw))
 		}
 		e.Error = escapeControls(e.Error) // printed: see printable
+		if resp.StatusCode == http.StatusUnauthorized {
+			if strings.TrimSpace(c.token) == "" {
+				e.Error += " (no token was sent: give the node's admin_token with --token or PINGORA_ADMIN_TOKEN)"
+			} else {
+				e.Error += " (the token sent, from --token or PINGORA_ADMIN_TOKEN, is not the node's admin_token)"
+			}
+		}
 		return raw, &httpError{Status: resp.StatusCode, Msg: e.Error, Current: e.Current}
 	}
 	return raw, json.Unmarshal(raw, out)

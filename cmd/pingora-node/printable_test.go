@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -186,5 +187,37 @@ func TestStatusNoLeaderSaysNone(t *testing.T) {
 	printStatus(&out, &node.Status{Raft: &consensus.Status{State: "Follower"}}, "")
 	if !strings.Contains(out.String(), "raft      Follower, leader (none), term 0") {
 		t.Fatalf("status without a leader:\n%s", out.String())
+	}
+}
+
+// TestAdminErrorsSayWhatToDo: a 401 says where the token comes from (an
+// operator who had not exported PINGORA_ADMIN_TOKEN saw only "missing or
+// wrong admin token"), and status sent to a port that is not an admin API
+// (a proxy listener, which answers 404) said "HTTP 404 <nil>".
+func TestAdminErrorsSayWhatToDo(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/leave" {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error": "missing or wrong admin token"}`))
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("PINGORA_ADMIN_TOKEN", "")
+	var out, errb bytes.Buffer
+	if code := run([]string{"leave", srv.URL}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "HTTP 401: missing or wrong admin token (no token was sent: give the node's admin_token with --token or PINGORA_ADMIN_TOKEN)") {
+		t.Fatalf("leave without a token: exit %d, %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"leave", srv.URL, "--token", "t"}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "(the token sent, from --token or PINGORA_ADMIN_TOKEN, is not the node's admin_token)") {
+		t.Fatalf("leave with a wrong token: exit %d, %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"status", srv.URL}, &out, &errb); code != 1 || strings.Contains(errb.String(), "<nil>") ||
+		!strings.Contains(errb.String(), "/status: HTTP 404 (is this a node's admin address? admin_addr, port 9090 by default; a proxy listener answers 404)") {
+		t.Fatalf("status of a port that is not an admin API: exit %d, %q", code, errb.String())
 	}
 }

@@ -99,8 +99,13 @@ func fetchStatus(base, token string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s/status: HTTP %d %v", base, resp.StatusCode, err)
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, fmt.Errorf("%s/status: HTTP 404 (is this a node's admin address? admin_addr, port 9090 by default; a proxy listener answers 404)", base)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%s/status: HTTP %d", base, resp.StatusCode)
+	case err != nil:
+		return nil, fmt.Errorf("%s/status: %v", base, err)
 	}
 	return body, nil
 }
