@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"runtime/debug"
 	"strings"
@@ -205,5 +206,28 @@ func TestRollbackReadsThroughTheLeader(t *testing.T) {
 		if code, _, errs := cli(strings.Fields(tc.args)...); code != 1 || !strings.Contains(errs, tc.want) {
 			t.Errorf("%s: exit %d %q", tc.args, code, errs)
 		}
+	}
+}
+
+// TestRunRefusesMistypedVariable: a PINGORA_ variable a letter or two
+// from one the node reads is refused with the name it was meant to be
+// (PINGORA_JION was ignored: the node ran alone, and only deploy's own
+// test caught such a typo in the manifests). Variables far from every
+// name, such as those Kubernetes makes for a Service named pingora-node,
+// are left alone.
+func TestRunRefusesMistypedVariable(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("PINGORA_JION", "10.0.0.1:7946")
+	var out, errb bytes.Buffer
+	code := run([]string{"run", "--name", "x", "--listen", "127.0.0.1:0", "--cluster-config", filepath.Join(dir, "missing.yaml")}, &out, &errb)
+	if code != 2 || !strings.Contains(errb.String(), "PINGORA_JION: not a variable pingora-node reads (did you mean PINGORA_JOIN?)") {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	if err := checkEnvNames([]string{"PINGORA_NODE_PEERS_SERVICE_HOST=10.0.0.1", "PINGORA_NODE_PEERS_PORT=tcp://10.0.0.1:7946",
+		"PINGORA_ADMIN=http://x:9090", "PINGORA_UPGRADE_FROM=/run/u.sock", "PINGORA_BOOTSTRAP_EXPECT=3", "PINGORA_MEASURE=1"}); err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	if err := checkEnvNames([]string{"PINGORA_BOOTSRAP_EXPECT=3"}); err == nil || !strings.Contains(err.Error(), "did you mean PINGORA_BOOTSTRAP_EXPECT?") {
+		t.Fatalf("PINGORA_BOOTSRAP_EXPECT: %v", err)
 	}
 }
