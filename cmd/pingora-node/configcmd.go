@@ -55,7 +55,7 @@ func (f *configFlags) register(fs *flag.FlagSet, sub string) {
 		fs.BoolVar(&f.consistent, "consistent", false, "read through the leader (linearizable)")
 		fs.BoolVar(&f.asJSON, "json", false, "print the JSON document")
 	case "apply", "rollback":
-		fs.StringVar(&f.token, "token", os.Getenv("PINGORA_ADMIN_TOKEN"), "admin `token` [PINGORA_ADMIN_TOKEN]")
+		tokenFlag(fs, &f.token)
 		fs.BoolVar(&f.empty, "allow-empty", false, "write a document that routes nothing (every request gets 404)")
 	}
 	if sub == "apply" {

@@ -94,6 +94,21 @@ func cmdForceLeave(args []string, stdout, stderr io.Writer) int {
 // adminFlags registers --admin (the admin URL of whom) and --token.
 func adminFlags(fs *flag.FlagSet, whom string) (admin, token *string) {
 	admin = fs.String("admin", os.Getenv("PINGORA_ADMIN"), "admin `URL` of "+whom+" [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
-	token = fs.String("token", os.Getenv("PINGORA_ADMIN_TOKEN"), "admin `token` [PINGORA_ADMIN_TOKEN]")
+	token = new(string)
+	tokenFlag(fs, token)
 	return admin, token
 }
+
+// tokenFlag registers --token, whose value starts as PINGORA_ADMIN_TOKEN.
+// It is never shown as the flag's default: that printed the token in
+// every usage text (-h, and each usage error) into terminals and CI logs.
+func tokenFlag(fs *flag.FlagSet, p *string) {
+	*p = os.Getenv("PINGORA_ADMIN_TOKEN")
+	fs.Var(secretFlag{p}, "token", "admin `token` [PINGORA_ADMIN_TOKEN]")
+}
+
+// secretFlag is a string flag whose value String never returns.
+type secretFlag struct{ p *string }
+
+func (s secretFlag) String() string     { return "" }
+func (s secretFlag) Set(v string) error { *s.p = v; return nil }

@@ -221,3 +221,34 @@ func TestAdminErrorsSayWhatToDo(t *testing.T) {
 		t.Fatalf("status of a port that is not an admin API: exit %d, %q", code, errb.String())
 	}
 }
+
+// TestUsageHidesToken: the admin token from PINGORA_ADMIN_TOKEN was the
+// --token flag's default, so every usage text printed it: "-token token
+// admin token [PINGORA_ADMIN_TOKEN] (default "s3cret")", on -h and on
+// every usage error (a mistyped URL to cache purge), into a terminal or a
+// CI log. The variable is still what is sent when --token is not given.
+func TestUsageHidesToken(t *testing.T) {
+	const secret = "tok-7f3a9c"
+	t.Setenv("PINGORA_ADMIN_TOKEN", secret)
+	for _, args := range [][]string{
+		{"config", "apply", "-h"}, {"config", "rollback", "-h"}, {"leave", "-h"}, {"force-leave", "-h"},
+		{"peer", "-h"}, {"cache", "purge", "-h"}, {"cache", "stats", "-h"}, {"cache", "purge", "/no/host"},
+		{"status", "-h"}, {"members", "-h"}, {"limits", "-h"},
+	} {
+		var out, errb bytes.Buffer
+		run(args, &out, &errb)
+		if strings.Contains(out.String()+errb.String(), secret) {
+			t.Errorf("%q prints the token:\n%s%s", args, out.String(), errb.String())
+		}
+	}
+	var got atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.Header.Get("Authorization"))
+		w.Write([]byte(`{}`))
+	}))
+	t.Cleanup(srv.Close)
+	var out, errb bytes.Buffer
+	if code := run([]string{"peer", "disable", "web", "10.0.0.1:80", "--admin", srv.URL}, &out, &errb); code != 0 || got.Load() != "Bearer "+secret {
+		t.Fatalf("peer disable with the token in the environment: exit %d, sent %q, %s", code, got.Load(), errb.String())
+	}
+}

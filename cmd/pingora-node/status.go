@@ -198,7 +198,8 @@ func printGossip(w io.Writer, g *node.GossipStatus) {
 func cmdPeer(args []string, stdout, stderr io.Writer) int {
 	fs := peerCmd.newFlags()
 	admin := fs.String("admin", os.Getenv("PINGORA_ADMIN"), "admin `URL` of the node [PINGORA_ADMIN] (default http://127.0.0.1:9090)")
-	token := fs.String("token", os.Getenv("PINGORA_ADMIN_TOKEN"), "admin `token` [PINGORA_ADMIN_TOKEN]")
+	token := new(string)
+	tokenFlag(fs, token)
 	pos, code, done := peerCmd.parse(fs, args, stdout, stderr)
 	if done {
 		return code
