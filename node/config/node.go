@@ -500,6 +500,10 @@ func checkHostPort(a string) error {
 	}
 	host, port, err := net.SplitHostPort(a)
 	if err != nil {
+		if _, perr := strconv.Atoi(a); perr == nil {
+			// net says "missing port in address" of "8080".
+			return fmt.Errorf("%q is a port alone: write \":%s\" (every address) or \"HOST:%s\"", a, a, a)
+		}
 		return fmt.Errorf("%q: %v", a, stripAddrErr(err))
 	}
 	p, err := strconv.Atoi(port)
@@ -523,6 +527,9 @@ func checkHostPort(a string) error {
 // port from 1 to 65535 (a seed with a port out of range, or none, used to
 // pass here and fail every join attempt for ever, the node running alone).
 func checkSeed(a string) error {
+	if _, err := strconv.Atoi(a); err == nil {
+		return fmt.Errorf("%q is a port alone: a seed is another node's gossip address, \"HOST:%s\"", a, a)
+	}
 	if host, port, err := net.SplitHostPort(a); err == nil {
 		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 			return fmt.Errorf("%q: port %q is not a number from 1 to 65535", a, port)
