@@ -402,7 +402,9 @@ func (u *Upstream) validate(e *errs, p string) {
 	seen := map[string]int{}
 	for i, peer := range u.Peers {
 		pp := fmt.Sprintf("%s.peers[%d]", p, i)
-		if err := checkHostPort(peer.Addr); err != nil {
+		if _, err := strconv.Atoi(peer.Addr); err == nil {
+			e.add(pp+".addr", "%q is a port alone: a peer is \"HOST:%s\"", peer.Addr, peer.Addr)
+		} else if err := checkHostPort(peer.Addr); err != nil {
 			e.add(pp+".addr", "%v", err)
 		} else if strings.HasSuffix(peer.Addr, ":0") || strings.HasPrefix(peer.Addr, ":") {
 			e.add(pp+".addr", "%q: a peer needs a host and a non-zero port", peer.Addr)

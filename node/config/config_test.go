@@ -84,6 +84,7 @@ func TestParseClusterRefuses(t *testing.T) {
 		{"http upgrade", goodCluster + "    upgrade: [HTTP]\n", `routes[0].upgrade[0]: "HTTP" is never tunnelled`},
 		{"upgrade with version", goodCluster + "    upgrade: [websocket/13]\n", `routes[0].upgrade[0]: "websocket/13" is not a protocol name`},
 		{"empty upgrade", goodCluster + "    upgrade: [\"\"]\n", `routes[0].upgrade[0]: empty protocol name`},
+		{"peer port alone", strings.Replace(goodCluster, "127.0.0.1:9002", "9002", 1), `upstreams[0].peers[1].addr: "9002" is a port alone: a peer is "HOST:9002"`},
 		{"passive without fails", strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    passive: {cool_off: 5s}\n", 1), `upstreams[0].passive.max_fails: must be at least 1`},
 	}
 	for _, tc := range cases {
