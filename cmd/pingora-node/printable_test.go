@@ -252,3 +252,26 @@ func TestUsageHidesToken(t *testing.T) {
 		t.Fatalf("peer disable with the token in the environment: exit %d, sent %q, %s", code, got.Load(), errb.String())
 	}
 }
+
+// TestNoLeaderNamesDeadVoters: with 2 of 4 voters killed, status on a
+// survivor blamed the network ("gossip sees 1 other member(s) alive: ...
+// check that they reach this node's raft address"), while the cause is
+// that no quorum is alive; it now says how many voters gossip sees alive,
+// which are not, and that a quorum needs more.
+func TestNoLeaderNamesDeadVoters(t *testing.T) {
+	voters := []consensus.Peer{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}, {ID: "n4"}}
+	members := []membership.Member{
+		{Name: "n1", State: membership.Alive, Meta: membership.Meta{Addrs: membership.Addrs{Raft: "10.0.0.1:7947"}}},
+		{Name: "n2", State: membership.Alive}, {Name: "n3", State: membership.Dead}, {Name: "n4", State: membership.Dead},
+	}
+	st := &node.Status{Node: node.NodeStatus{Name: "n1"}, Raft: &consensus.Status{Voters: voters}, Members: members}
+	got := raftHealth(st)
+	if want := "2 of 4 voters alive in gossip (not alive: n3, n4); a quorum needs 3"; !strings.Contains(got, want) || strings.Contains(got, "check that they reach") {
+		t.Fatalf("raftHealth:\n%s\nwant it to contain %q and no network hint", got, want)
+	}
+	// With a quorum alive in gossip, the network is the suspect.
+	members[2].State = membership.Alive
+	if got := raftHealth(st); !strings.Contains(got, "check that they reach this node's raft address 10.0.0.1:7947") {
+		t.Fatalf("raftHealth with a quorum alive:\n%s", got)
+	}
+}

@@ -251,6 +251,9 @@ func peerHealth(p proxy.PeerStatus) string {
 // cluster port, or raft_addr), which a firewall that lets gossip through
 // may close; the leader's log names its failures to reach it.
 func clusterPortHint(st *node.Status) string {
+	if h := quorumHint(st); h != "" {
+		return h
+	}
 	alive, self := 0, ""
 	for _, m := range st.Members {
 		switch {
@@ -265,6 +268,33 @@ func clusterPortHint(st *node.Status) string {
 	}
 	return fmt.Sprintf("; gossip sees %d other member(s) alive: if this lasts, check that they reach this node's raft address %s (TCP, "+
 		"the cluster port; the leader's log names its failures to reach it)", alive, self)
+}
+
+// quorumHint says, when fewer than a quorum of the voters this node knows
+// are alive in gossip, which are not: then no network fix elects a leader,
+// only their return (with 2 of 4 voters killed, the cluster-port hint sent
+// the operator looking for a network fault).
+func quorumHint(st *node.Status) string {
+	voters := st.Raft.Voters
+	if len(voters) == 0 {
+		return ""
+	}
+	state := make(map[string]membership.State, len(st.Members))
+	for _, m := range st.Members {
+		state[m.Name] = m.State
+	}
+	var down []string
+	for _, v := range voters {
+		if s, ok := state[v.ID]; v.ID != st.Node.Name && (!ok || s != membership.Alive && s != membership.Suspect) {
+			down = append(down, v.ID)
+		}
+	}
+	alive, quorum := len(voters)-len(down), len(voters)/2+1
+	if alive >= quorum {
+		return ""
+	}
+	return fmt.Sprintf("; %d of %d voters alive in gossip (not alive: %s); a quorum needs %d: start enough of them again "+
+		"on their data_dir (a voter with a lost data_dir does not vote until a leader has caught it up)", alive, len(voters), strings.Join(down, ", "), quorum)
 }
 
 // raftHealth says whether raft is healthy. Autopilot's verdict lives on
