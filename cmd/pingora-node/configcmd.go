@@ -245,6 +245,13 @@ func printWritten(w io.Writer, doc node.ConfigDoc, what string) {
 
 type adminClient struct{ base, token string }
 
+// maxAnswer bounds an admin answer the CLI reads. The largest is the
+// config history: 20 versions of up to 1 MiB each (PUT /v1/config's
+// limit), JSON-escaped (a '<' or '&' is written as 6 bytes). It was 4 MiB,
+// and the history of 20 versions of 700 KB failed to decode, which broke
+// config history and config rollback.
+const maxAnswer = 128 << 20
+
 // httpError is a non-200 answer of the admin API.
 type httpError struct {
 	Status  int
@@ -285,7 +292,13 @@ func (c *adminClient) do(method, path string, body []byte, ifMatch string, out a
 		return nil, fmt.Errorf("node unreachable: %w", err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("reading the answer of %s %s: %w", method, path, err)
+	case len(raw) > maxAnswer:
+		return nil, fmt.Errorf("the answer of %s %s is over %d MiB", method, path, maxAnswer>>20)
+	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
 			Error   string `json:"error"`
