@@ -157,7 +157,7 @@ func (c *adminClient) applyFile(f *configFlags, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pingora-node config apply:", err)
 		return 1
 	}
-	parsed, err := config.ParseCluster(f.file, body)
+	parsed, err := config.ParseNewCluster(f.file, body)
 	if err != nil {
 		fmt.Fprintf(stderr, "pingora-node config apply: nothing sent:\n%v\n", err)
 		return 1

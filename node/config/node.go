@@ -214,6 +214,9 @@ func ParseNode(file string, data []byte) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := wholeNumbers(file, root, &n); err != nil {
+		return nil, err
+	}
 	n.dir = filepath.Dir(file)
 	return n.finish(file, root, map[string]string{}, os.Hostname)
 }
