@@ -513,15 +513,8 @@ func checkHostPort(a string) error {
 	if err != nil || p < 0 || p > 65535 {
 		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", a, port)
 	}
-	if host != "" && net.ParseIP(host) == nil {
-		if strings.Trim(host, "0123456789.") == "" {
-			// 10.0.0.300 is a mistyped address, not a host name: no
-			// top-level domain is all digits (RFC 3696 §2).
-			return fmt.Errorf("%q: %q is not an IP address", a, host)
-		}
-		if !validHostname(host) {
-			return fmt.Errorf("%q: %q is not an IP address or host name", a, host)
-		}
+	if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
+		return fmt.Errorf("%q: %q is not an IP address or host name", a, host)
 	}
 	return nil
 }
@@ -539,6 +532,11 @@ func checkSeed(a string) error {
 		}
 		if host == "" {
 			return fmt.Errorf("%q: no host (a seed is another node's gossip_addr, host:port)", a)
+		}
+		if net.ParseIP(host) == nil && strings.Trim(host, "0123456789.") == "" {
+			// 10.0.0.300 is a mistyped address, not a host name: no
+			// top-level domain is all digits (RFC 3696 §2).
+			return fmt.Errorf("%q: %q is not an IP address", a, host)
 		}
 	}
 	return checkHostPort(a)
