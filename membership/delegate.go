@@ -161,12 +161,18 @@ func (w logWriter) Write(p []byte) (int, error) {
 // senderNoise reports whether msg is about a packet or stream some sender
 // sent (memberlist ends those lines with "from=ADDR": a bad label, a
 // message that does not decode, an unknown type), and returns its kind:
-// the message up to its first variable part. Anyone who can reach the
+// the message up to its first variable part; or a line of claimNoise, its
+// kind the prefix that matched. Anyone who can reach the
 // gossip port can cause them, one per packet (50,000 junk packets logged
 // 50,000 ERROR lines), so they are warnings, throttled per kind; this
 // node's own failures stay errors.
 func senderNoise(msg string) (kind string, ok bool) {
 	if !strings.Contains(msg, " from=") {
+		for _, k := range claimNoise {
+			if strings.HasPrefix(msg, k) {
+				return k, true
+			}
+		}
 		return "", false
 	}
 	kind, _, _ = strings.Cut(msg, " from=")
@@ -175,6 +181,19 @@ func senderNoise(msg string) (kind string, ok bool) {
 		kind = kind[:len(kind)-len(rest)+i]
 	}
 	return strings.TrimSpace(kind), true
+}
+
+// claimNoise are memberlist's lines about what a sender claimed of a
+// member (its address, that it is suspect or dead), one per message, which
+// name no sender: without gossip_key anyone who reaches the gossip port can
+// send such messages (5,000 alive messages for n3 at as many addresses
+// logged 5,000 ERROR lines "Conflicting address for n3"). A real second
+// node with a live node's name is reported by checkConflict, on that node.
+var claimNoise = []string{
+	"memberlist: Conflicting address for",
+	"memberlist: Refuting a suspect message",
+	"memberlist: Refuting a dead message",
+	"memberlist: Rejected IP update",
 }
 
 // errorLevel grades memberlist's [ERR] lines: its own socket closed while

@@ -55,6 +55,17 @@ func TestSenderNoiseKind(t *testing.T) {
 			t.Errorf("senderNoise(%q) = %q, %v; want %q", tc.msg, kind, ok, tc.kind)
 		}
 	}
+	// Lines about what a sender claimed, which name no sender.
+	for _, tc := range []struct{ msg, kind string }{
+		{"memberlist: Conflicting address for n3. Mine: 10.0.0.3:7946 Theirs: 10.0.0.9:7950 Old state: 0", "memberlist: Conflicting address for"},
+		{"memberlist: Refuting a suspect message (from: x1)", "memberlist: Refuting a suspect message"},
+		{"memberlist: Refuting a dead message (from: x1)", "memberlist: Refuting a dead message"},
+		{"memberlist: Rejected IP update from n3 to 10.0.0.3 for node 10.0.0.9: not allowed", "memberlist: Rejected IP update"},
+	} {
+		if kind, ok := senderNoise(tc.msg); !ok || kind != tc.kind {
+			t.Errorf("senderNoise(%q) = %q, %v; want %q", tc.msg, kind, ok, tc.kind)
+		}
+	}
 	if _, ok := senderNoise("memberlist: Failed to send gossip to 10.0.0.2:7946: boom"); ok {
 		t.Error("a line without from= counted as a sender's")
 	}
@@ -89,5 +100,33 @@ func TestLogBridgeJunkFlood(t *testing.T) {
 	if l := lines[len(lines)-1]; !strings.Contains(l, "level=WARN") || !strings.Contains(l, want) ||
 		!strings.Contains(l, `like="memberlist: discarding packet with unacceptable label"`) {
 		t.Fatalf("summary %q, want %s", l, want)
+	}
+}
+
+// TestLogBridgeClaimFlood: 5,000 UDP alive messages claiming a member's
+// name at as many addresses (no gossip_key: anyone who reaches the port
+// can send them) logged 5,000 ERROR lines "Conflicting address for n3",
+// unthrottled, as they name no sender (from=); they are warnings and
+// throttled now, as other lines a sender can cause.
+func TestLogBridgeClaimFlood(t *testing.T) {
+	var buf logtest.Buffer
+	fc := clock.NewFake(time.Unix(0, 0))
+	bridge := newLogBridge(slog.New(slog.NewTextHandler(&buf, nil)), logthrottle.New(fc, 0, 0))
+	for i := range 5_000 {
+		bridge.Printf("[ERR] memberlist: Conflicting address for n3. Mine: 10.0.0.3:7946 Theirs: 10.0.%d.%d:%d Old state: 0", i/256%256, i%256, 7946+i%50)
+	}
+	fc.Advance(logthrottle.DefaultWindow)
+	var lines []string
+	waitFor(t, 5*time.Second, "the summary", func() bool {
+		lines = strings.Split(strings.TrimSpace(buf.String()), "\n")
+		return len(lines) == logthrottle.DefaultBurst+1
+	})
+	for _, l := range lines[:logthrottle.DefaultBurst] {
+		if !strings.Contains(l, "level=WARN") || !strings.Contains(l, "Conflicting address for n3") {
+			t.Fatalf("claim logged as %q", l)
+		}
+	}
+	if l := lines[len(lines)-1]; !strings.Contains(l, fmt.Sprintf("suppressed=%d", 5_000-logthrottle.DefaultBurst)) {
+		t.Fatalf("summary %q", l)
 	}
 }

@@ -221,7 +221,7 @@ func queryBool(r *http.Request, name string) (bool, error) {
 // returns the status to answer with on error. A leader runs it again on a
 // write a follower sent on.
 func checkConfigBody(body []byte, allowEmpty bool) (*config.Cluster, int, error) {
-	c, err := config.ParseCluster("config", body)
+	c, err := config.ParseNewCluster("config", body)
 	if err != nil {
 		return nil, http.StatusBadRequest, err
 	}

@@ -56,7 +56,7 @@ func validateClusterDoc(name string, content []byte) error {
 	if name != clusterDoc {
 		return fmt.Errorf("unknown document %q", name)
 	}
-	c, err := config.ParseCluster("config", content)
+	c, err := config.ParseNewCluster("config", content)
 	if err != nil {
 		return err
 	}

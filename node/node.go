@@ -252,7 +252,7 @@ func (n *Node) readClusterFile() (*config.Cluster, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster config: %w", err)
 	}
-	c, err := config.ParseCluster(path, data)
+	c, err := config.ParseNewCluster(path, data)
 	if err != nil {
 		return nil, nil, err
 	}

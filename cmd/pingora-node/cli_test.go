@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"runtime/debug"
 	"strings"
@@ -233,6 +234,10 @@ func TestEnvSecretsStayOutOfUsage(t *testing.T) {
 			}
 		}
 	}
+	// A usage error of its own (a URL with no host) prints the usage too.
+	if _, out, errs := cli("cache", "purge", "/no/host"); strings.Contains(out+errs, token) || !strings.Contains(errs, "usage:") {
+		t.Errorf("cache purge /no/host:\n%s%s", out, errs)
+	}
 
 	// The variables still give the flags their values...
 	if code, _, errs := cli("peer", "disable", "web", "10.0.0.1:80"); code != 0 || gotAuth != "Bearer "+token ||
@@ -248,5 +253,28 @@ func TestEnvSecretsStayOutOfUsage(t *testing.T) {
 	t.Setenv("PINGORA_ADMIN", "http://ops:hunter2@127.0.0.1:1")
 	if _, _, errs := cli("status"); strings.Contains(errs, "hunter2") || !strings.Contains(errs, "is not an admin address") {
 		t.Fatalf("credentials in the refusal: %q", errs)
+	}
+}
+
+// TestRunRefusesMistypedVariable: a PINGORA_ variable a letter or two
+// from one the node reads is refused with the name it was meant to be
+// (PINGORA_JION was ignored: the node ran alone, and only deploy's own
+// test caught such a typo in the manifests). Variables far from every
+// name, such as those Kubernetes makes for a Service named pingora-node,
+// are left alone.
+func TestRunRefusesMistypedVariable(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("PINGORA_JION", "10.0.0.1:7946")
+	var out, errb bytes.Buffer
+	code := run([]string{"run", "--name", "x", "--listen", "127.0.0.1:0", "--cluster-config", filepath.Join(dir, "missing.yaml")}, &out, &errb)
+	if code != 2 || !strings.Contains(errb.String(), "PINGORA_JION: not a variable pingora-node reads (did you mean PINGORA_JOIN?)") {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	if err := checkEnvNames([]string{"PINGORA_NODE_PEERS_SERVICE_HOST=10.0.0.1", "PINGORA_NODE_PEERS_PORT=tcp://10.0.0.1:7946",
+		"PINGORA_ADMIN=http://x:9090", "PINGORA_UPGRADE_FROM=/run/u.sock", "PINGORA_BOOTSTRAP_EXPECT=3", "PINGORA_MEASURE=1"}); err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	if err := checkEnvNames([]string{"PINGORA_BOOTSRAP_EXPECT=3"}); err == nil || !strings.Contains(err.Error(), "did you mean PINGORA_BOOTSTRAP_EXPECT?") {
+		t.Fatalf("PINGORA_BOOTSRAP_EXPECT: %v", err)
 	}
 }

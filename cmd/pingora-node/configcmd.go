@@ -157,7 +157,7 @@ func (c *adminClient) applyFile(f *configFlags, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pingora-node config apply:", err)
 		return 1
 	}
-	parsed, err := config.ParseCluster(f.file, body)
+	parsed, err := config.ParseNewCluster(f.file, body)
 	if err != nil {
 		fmt.Fprintf(stderr, "pingora-node config apply: nothing sent:\n%v\n", err)
 		return 1
@@ -245,6 +245,13 @@ func printWritten(w io.Writer, doc node.ConfigDoc, what string) {
 
 type adminClient struct{ base, token string }
 
+// maxAnswer bounds an admin answer the CLI reads. The largest is the
+// config history: 20 versions of up to 1 MiB each (PUT /v1/config's
+// limit), JSON-escaped (a '<' or '&' is written as 6 bytes). It was 4 MiB,
+// and the history of 20 versions of 700 KB failed to decode, which broke
+// config history and config rollback.
+const maxAnswer = 128 << 20
+
 // httpError is a non-200 answer of the admin API.
 type httpError struct {
 	Status  int
@@ -285,7 +292,13 @@ func (c *adminClient) do(method, path string, body []byte, ifMatch string, out a
 		return nil, fmt.Errorf("node unreachable: %w", err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("reading the answer of %s %s: %w", method, path, err)
+	case len(raw) > maxAnswer:
+		return nil, fmt.Errorf("the answer of %s %s is over %d MiB", method, path, maxAnswer>>20)
+	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
 			Error   string `json:"error"`
@@ -296,6 +309,13 @@ func (c *adminClient) do(method, path string, body []byte, ifMatch string, out a
 			e.Error = strings.TrimSpace(string(raw))
 		}
 		e.Error = escapeControls(e.Error) // printed: see printable
+		if resp.StatusCode == http.StatusUnauthorized {
+			if strings.TrimSpace(c.token) == "" {
+				e.Error += " (no token was sent: give the node's admin_token with --token or PINGORA_ADMIN_TOKEN)"
+			} else {
+				e.Error += " (the token sent, from --token or PINGORA_ADMIN_TOKEN, is not the node's admin_token)"
+			}
+		}
 		return raw, &httpError{Status: resp.StatusCode, Msg: e.Error, Current: e.Current}
 	}
 	return raw, json.Unmarshal(raw, out)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,8 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/pingora-go/pingora-go/node"
 )
 
 // TestConfigCommands: a single-node raft cluster (data_dir, no join)
@@ -103,5 +107,42 @@ func TestConfigCommandBadInput(t *testing.T) {
 		if code := run(tc.args, &out, &errb); code != tc.code || !strings.Contains(errb.String(), tc.msg) {
 			t.Errorf("%v: exit %d %q, want %d and %q", tc.args, code, errb.String(), tc.code, tc.msg)
 		}
+	}
+}
+
+// TestConfigHistoryOfLargeVersions: a node keeps 20 versions of up to
+// 1 MiB each, but the CLI read at most 4 MiB of an answer, so with 20
+// versions of 700 KB "config history" and "config rollback" failed with
+// "unexpected end of JSON input": rollback broke just when a large bad
+// config needed undoing.
+func TestConfigHistoryOfLargeVersions(t *testing.T) {
+	content := "# " + strings.Repeat("x", 700<<10) + "\nupstreams: []\n"
+	var hist []node.ConfigDoc
+	for v := int64(1); v <= 20; v++ {
+		hist = append(hist, node.ConfigDoc{Version: v, Hash: fmt.Sprintf("sha256:%016x", v), Content: content})
+	}
+	var put atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == "GET" && r.URL.Path == "/v1/config/history":
+			json.NewEncoder(w).Encode(hist)
+		case r.Method == "GET" && r.URL.Path == "/v1/config":
+			json.NewEncoder(w).Encode(hist[19])
+		case r.Method == "PUT" && r.URL.Path == "/v1/config":
+			b, _ := io.ReadAll(r.Body)
+			put.Store(len(b))
+			json.NewEncoder(w).Encode(node.ConfigDoc{Version: 21, Hash: "sha256:0000000000000015"})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	var out, errb bytes.Buffer
+	if code := run([]string{"config", "history", "--admin", srv.URL}, &out, &errb); code != 0 || strings.Count(out.String(), "sha256:") != 20 {
+		t.Fatalf("config history: exit %d, %d versions listed, %s", code, strings.Count(out.String(), "sha256:"), errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"config", "rollback", "3", "--admin", srv.URL, "--allow-empty"}, &out, &errb); code != 0 || put.Load() != len(content) {
+		t.Fatalf("config rollback: exit %d, %q, PUT of %v bytes", code, errb.String(), put.Load())
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -176,5 +177,70 @@ func TestRaftHealthAsksLeaderStatusOnly(t *testing.T) {
 	got := raftHealth(st)
 	if hits.Load() != 0 || !strings.Contains(got, "not host:port") {
 		t.Fatalf("raftHealth: %q, %d requests to the gossiped address", got, hits.Load())
+	}
+}
+
+// TestStatusNoLeaderSaysNone: a node that knows no raft leader (a seed
+// mistyped, no quorum) printed "leader , term 0"; it says "leader (none)", which no node name can be.
+func TestStatusNoLeaderSaysNone(t *testing.T) {
+	var out strings.Builder
+	printStatus(&out, &node.Status{Raft: &consensus.Status{State: "Follower"}}, "")
+	if !strings.Contains(out.String(), "raft      Follower, leader (none), term 0") {
+		t.Fatalf("status without a leader:\n%s", out.String())
+	}
+}
+
+// TestAdminErrorsSayWhatToDo: a 401 says where the token comes from (an
+// operator who had not exported PINGORA_ADMIN_TOKEN saw only "missing or
+// wrong admin token"), and status sent to a port that is not an admin API
+// (a proxy listener, which answers 404) said "HTTP 404 <nil>".
+func TestAdminErrorsSayWhatToDo(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/leave" {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error": "missing or wrong admin token"}`))
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("PINGORA_ADMIN_TOKEN", "")
+	var out, errb bytes.Buffer
+	if code := run([]string{"leave", srv.URL}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "HTTP 401: missing or wrong admin token (no token was sent: give the node's admin_token with --token or PINGORA_ADMIN_TOKEN)") {
+		t.Fatalf("leave without a token: exit %d, %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"leave", srv.URL, "--token", "t"}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "(the token sent, from --token or PINGORA_ADMIN_TOKEN, is not the node's admin_token)") {
+		t.Fatalf("leave with a wrong token: exit %d, %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"status", srv.URL}, &out, &errb); code != 1 || strings.Contains(errb.String(), "<nil>") ||
+		!strings.Contains(errb.String(), "/status: HTTP 404 (is this a node's admin address? admin_addr, port 9090 by default; a proxy listener answers 404)") {
+		t.Fatalf("status of a port that is not an admin API: exit %d, %q", code, errb.String())
+	}
+}
+
+// TestNoLeaderNamesDeadVoters: with 2 of 4 voters killed, status on a
+// survivor blamed the network ("gossip sees 1 other member(s) alive: ...
+// check that they reach this node's raft address"), while the cause is
+// that no quorum is alive; it now says how many voters gossip sees alive,
+// which are not, and that a quorum needs more.
+func TestNoLeaderNamesDeadVoters(t *testing.T) {
+	voters := []consensus.Peer{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}, {ID: "n4"}}
+	members := []membership.Member{
+		{Name: "n1", State: membership.Alive, Meta: membership.Meta{Addrs: membership.Addrs{Raft: "10.0.0.1:7947"}}},
+		{Name: "n2", State: membership.Alive}, {Name: "n3", State: membership.Dead}, {Name: "n4", State: membership.Dead},
+	}
+	st := &node.Status{Node: node.NodeStatus{Name: "n1"}, Raft: &consensus.Status{Voters: voters}, Members: members}
+	got := raftHealth(st)
+	if want := "2 of 4 voters alive in gossip (not alive: n3, n4); a quorum needs 3"; !strings.Contains(got, want) || strings.Contains(got, "check that they reach") {
+		t.Fatalf("raftHealth:\n%s\nwant it to contain %q and no network hint", got, want)
+	}
+	// With a quorum alive in gossip, the network is the suspect.
+	members[2].State = membership.Alive
+	if got := raftHealth(st); !strings.Contains(got, "check that they reach this node's raft address 10.0.0.1:7947") {
+		t.Fatalf("raftHealth with a quorum alive:\n%s", got)
 	}
 }

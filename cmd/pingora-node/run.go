@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,7 +50,34 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 // loadNode reads the node file, the environment and the flags, in that
 // order, and validates the result.
 func (f *runFlags) loadNode() (*config.Node, error) {
+	if err := checkEnvNames(os.Environ()); err != nil {
+		return nil, err
+	}
 	return config.Load(config.Sources{File: f.config, Env: os.Getenv, Flags: f.overrides})
+}
+
+// checkEnvNames refuses a PINGORA_ variable that is not one the node reads
+// but is at most two edits from one: a typo (PINGORA_JION) would otherwise
+// be ignored, and the node run without the setting. Variables further from
+// every name are left alone: Kubernetes gives a pod PINGORA_NODE_PEERS_*
+// for a Service named pingora-node, and other tools may have their own.
+func checkEnvNames(environ []string) error {
+	known := []string{"PINGORA_CONFIG", "PINGORA_ADMIN", upgradeFromEnv}
+	for _, st := range config.Settings {
+		known = append(known, st.Env)
+	}
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "PINGORA_") || slices.Contains(known, name) {
+			continue
+		}
+		for _, k := range known {
+			if editDistance(name, k) <= 2 {
+				return fmt.Errorf("%s: not a variable pingora-node reads (did you mean %s?); \"pingora-node run -h\" lists them", name, k)
+			}
+		}
+	}
+	return nil
 }
 
 var runCmd = command{name: "run", args: "[--config node.yaml] [flags]",

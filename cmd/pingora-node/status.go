@@ -99,8 +99,13 @@ func fetchStatus(base, token string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s/status: HTTP %d %v", base, resp.StatusCode, err)
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, fmt.Errorf("%s/status: HTTP 404 (is this a node's admin address? admin_addr, port 9090 by default; a proxy listener answers 404)", base)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%s/status: HTTP %d", base, resp.StatusCode)
+	case err != nil:
+		return nil, fmt.Errorf("%s/status: %v", base, err)
 	}
 	return body, nil
 }
@@ -135,8 +140,12 @@ func printStatus(w io.Writer, st *node.Status, _ string) {
 		printGossip(w, g)
 	}
 	if r := st.Raft; r != nil {
+		leader := r.LeaderID
+		if leader == "" {
+			leader = "(none)" // not a node name: names have no parentheses
+		}
 		fmt.Fprintf(w, "raft      %s, leader %s, term %d, commit %d, applied %d, %d voters, %d non-voters\n",
-			r.State, r.LeaderID, r.Term, r.CommitIndex, r.AppliedIndex, len(r.Voters), len(r.NonVoters))
+			r.State, leader, r.Term, r.CommitIndex, r.AppliedIndex, len(r.Voters), len(r.NonVoters))
 		fmt.Fprintf(w, "          %s\n", raftHealth(st))
 		if r.Recovering {
 			fmt.Fprintf(w, "          recovering: started without raft state (a new node, or a lost data_dir); not voting until it has caught up with the leader\n")
@@ -241,6 +250,9 @@ func peerHealth(p proxy.PeerStatus) string {
 // cluster port, or raft_addr), which a firewall that lets gossip through
 // may close; the leader's log names its failures to reach it.
 func clusterPortHint(st *node.Status) string {
+	if h := quorumHint(st); h != "" {
+		return h
+	}
 	alive, self := 0, ""
 	for _, m := range st.Members {
 		switch {
@@ -255,6 +267,33 @@ func clusterPortHint(st *node.Status) string {
 	}
 	return fmt.Sprintf("; gossip sees %d other member(s) alive: if this lasts, check that they reach this node's raft address %s (TCP, "+
 		"the cluster port; the leader's log names its failures to reach it)", alive, self)
+}
+
+// quorumHint says, when fewer than a quorum of the voters this node knows
+// are alive in gossip, which are not: then no network fix elects a leader,
+// only their return (with 2 of 4 voters killed, the cluster-port hint sent
+// the operator looking for a network fault).
+func quorumHint(st *node.Status) string {
+	voters := st.Raft.Voters
+	if len(voters) == 0 {
+		return ""
+	}
+	state := make(map[string]membership.State, len(st.Members))
+	for _, m := range st.Members {
+		state[m.Name] = m.State
+	}
+	var down []string
+	for _, v := range voters {
+		if s, ok := state[v.ID]; v.ID != st.Node.Name && (!ok || s != membership.Alive && s != membership.Suspect) {
+			down = append(down, v.ID)
+		}
+	}
+	alive, quorum := len(voters)-len(down), len(voters)/2+1
+	if alive >= quorum {
+		return ""
+	}
+	return fmt.Sprintf("; %d of %d voters alive in gossip (not alive: %s); a quorum needs %d: start enough of them again "+
+		"on their data_dir (a voter with a lost data_dir does not vote until a leader has caught it up)", alive, len(voters), strings.Join(down, ", "), quorum)
 }
 
 // raftHealth says whether raft is healthy. Autopilot's verdict lives on

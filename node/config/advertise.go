@@ -134,7 +134,8 @@ func (n *Node) checkReachable(e *errs) {
 	}
 	host, _ := splitAdvertise(gossip)
 	if isLoopbackHost(host) {
-		return // every peer is on this host
+		n.checkSeedsLocal(e, gossip) // every peer must be on this host
+		return
 	}
 	where := "at " + gossip
 	if isWildcardHost(host) {
@@ -156,6 +157,28 @@ func (n *Node) checkReachable(e *errs) {
 			e.add(field, "%s is a loopback address, but the other nodes reach this node %s, so they could not reach its %s; %s",
 				val, where, p.name, fixHint(field))
 		}
+	}
+}
+
+// checkSeedsLocal refuses a loopback gossip address beside a seed given as
+// an IP that is not loopback: the node would join through it (a dial from
+// this host reaches it), then be listed by every member at an address none
+// of them can reach, dead a moment later and, until then, a ring owner the
+// others call in vain. Seeds named by DNS may be this host and pass.
+func (n *Node) checkSeedsLocal(e *errs, gossip string) {
+	field := "gossip_addr"
+	if n.AdvertiseAddr != "" {
+		field = "advertise_addr"
+	}
+	for i, j := range n.Join {
+		host, _, err := net.SplitHostPort(j)
+		ip, perr := netip.ParseAddr(host)
+		if err != nil || perr != nil || ip.Unmap().IsLoopback() || ip.IsUnspecified() {
+			continue
+		}
+		e.add(field, "%s is a loopback address, but join[%d] %s is not: a node there could not reach this node's gossip; set gossip_addr to an address the other nodes reach (0.0.0.0 binds every address), or advertise_addr",
+			gossip, i, j)
+		return
 	}
 }
 

@@ -158,6 +158,10 @@ func TestRefusesUnreachable(t *testing.T) {
 			`raft_advertise_addr: 127.0.0.1:7947 is a loopback address`},
 		{"loopback admin advertise override", "join: [10.0.0.1:7946]\nadmin_advertise_addr: '[::1]:9090'\n",
 			`admin_advertise_addr: [::1]:9090 is a loopback address, but the other nodes reach this node on this host's private address (gossip_addr 0.0.0.0:7946 binds every address), so they could not reach its admin API; set admin_advertise_addr to an address the other nodes reach, or leave it unset`},
+		{"loopback gossip, seeds on other hosts", "gossip_addr: 127.0.0.1:7999\njoin: [10.0.0.1:7946, 10.0.0.2:7946]\n",
+			`gossip_addr: 127.0.0.1:7999 is a loopback address, but join[0] 10.0.0.1:7946 is not: a node there could not reach this node's gossip; set gossip_addr to an address the other nodes reach (0.0.0.0 binds every address), or advertise_addr`},
+		{"advertised loopback, seed on another host", "gossip_addr: 0.0.0.0:7946\nadvertise_addr: 127.0.0.1\njoin: [127.0.0.2:7946, '[2001:db8::1]:7946']\n",
+			`advertise_addr: 127.0.0.1 is a loopback address, but join[1] [2001:db8::1]:7946 is not: a node there could not reach`},
 		{"wildcard advertise", "join: [10.0.0.1:7946]\nadvertise_addr: 0.0.0.0\n", `advertise_addr: "0.0.0.0" is a wildcard address`},
 		{"name as advertise", "join: [10.0.0.1:7946]\nadvertise_addr: node1.example\n", `advertise_addr: "node1.example": "node1.example" is not an IP address`},
 		{"raft advertise without raft_addr", "data_dir: d\nraft_advertise_addr: 10.0.0.5:7947\n", `raft_advertise_addr: raft shares the cluster port`},
@@ -175,6 +179,10 @@ func TestRefusesUnreachable(t *testing.T) {
 	}
 	// Loopback everything is fine when gossip is loopback too: one host.
 	nodeWith(t, "gossip_addr: 127.0.0.1:7946\ndata_dir: d\nraft_addr: 127.0.0.1:7947\ncluster_addr: 127.0.0.1:7948\n")
+	// Loopback gossip with loopback seeds (several nodes on one host), or
+	// seeds named by DNS (which may resolve to this host), is fine.
+	nodeWith(t, "gossip_addr: 127.0.0.11:7946\njoin: [127.0.0.11:7946, 127.0.0.12:7946, 'localhost:7947']\n")
+	nodeWith(t, "gossip_addr: 127.0.0.1:7946\njoin: [seed.internal:7946]\n")
 	// A non-loopback raft with loopback gossip is reachable from this host.
 	nodeWith(t, "gossip_addr: 127.0.0.1:7946\ndata_dir: d\nraft_addr: 0.0.0.0:7947\nadmin_token: x\n")
 }

@@ -162,21 +162,45 @@ type Route struct {
 // ParseCluster parses and validates a cluster config. file names it in
 // errors ("" for a request body).
 func ParseCluster(file string, data []byte) (*Cluster, error) {
-	var c Cluster
-	root, err := decode(file, data, &c)
+	c, _, err := parseCluster(file, data)
+	return c, err
+}
+
+// ParseNewCluster is ParseCluster for a document about to be written (an
+// admin PUT, a forwarded write, a rollback, a seed, config apply's own
+// check, a node's cluster_config file), held to rules that came after
+// versions already committed: a committed version is applied with
+// ParseCluster, so that a node upgraded to a stricter build still applies
+// what the cluster wrote before (a version it refused would leave it with
+// no config at all after a restart). Today: a whole-number field given a
+// number with a fraction (weight: 1.5 was truncated to 1).
+func ParseNewCluster(file string, data []byte) (*Cluster, error) {
+	c, root, err := parseCluster(file, data)
 	if err != nil {
 		return nil, err
 	}
-	if err := controlChars(file, root); err != nil {
+	if err := wholeNumbers(file, root, c); err != nil {
 		return nil, err
+	}
+	return c, nil
+}
+
+func parseCluster(file string, data []byte) (*Cluster, *yaml.Node, error) {
+	var c Cluster
+	root, err := decode(file, data, &c)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := controlChars(file, root); err != nil {
+		return nil, nil, err
 	}
 	var e errs
 	c.validate(&e)
 	zeroWeights(root, &e)
 	if err := e.result(file, root); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &c, nil
+	return &c, root, nil
 }
 
 // controlChars refuses a key or value that holds a control character
@@ -402,7 +426,9 @@ func (u *Upstream) validate(e *errs, p string) {
 	seen := map[string]int{}
 	for i, peer := range u.Peers {
 		pp := fmt.Sprintf("%s.peers[%d]", p, i)
-		if err := checkHostPort(peer.Addr); err != nil {
+		if _, err := strconv.Atoi(peer.Addr); err == nil {
+			e.add(pp+".addr", "%q is a port alone: a peer is \"HOST:%s\"", peer.Addr, peer.Addr)
+		} else if err := checkHostPort(peer.Addr); err != nil {
 			e.add(pp+".addr", "%v", err)
 		} else if strings.HasSuffix(peer.Addr, ":0") || strings.HasPrefix(peer.Addr, ":") {
 			e.add(pp+".addr", "%q: a peer needs a host and a non-zero port", peer.Addr)

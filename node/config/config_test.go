@@ -84,6 +84,7 @@ func TestParseClusterRefuses(t *testing.T) {
 		{"http upgrade", goodCluster + "    upgrade: [HTTP]\n", `routes[0].upgrade[0]: "HTTP" is never tunnelled`},
 		{"upgrade with version", goodCluster + "    upgrade: [websocket/13]\n", `routes[0].upgrade[0]: "websocket/13" is not a protocol name`},
 		{"empty upgrade", goodCluster + "    upgrade: [\"\"]\n", `routes[0].upgrade[0]: empty protocol name`},
+		{"peer port alone", strings.Replace(goodCluster, "127.0.0.1:9002", "9002", 1), `upstreams[0].peers[1].addr: "9002" is a port alone: a peer is "HOST:9002"`},
 		{"passive without fails", strings.Replace(goodCluster, "    lb: round_robin\n", "    lb: round_robin\n    passive: {cool_off: 5s}\n", 1), `upstreams[0].passive.max_fails: must be at least 1`},
 	}
 	for _, tc := range cases {
@@ -113,6 +114,14 @@ func TestParseNodeRefuses(t *testing.T) {
 		{"bad level", goodNode + "log_level: loud\n", `log_level: "loud" is not one of`},
 		{"exposed raft admin without token", strings.Replace(goodNode, "admin_addr: 127.0.0.1:9090", "admin_addr: 0.0.0.0:9090", 1) + "data_dir: data\n", `admin_token: required when admin_addr "0.0.0.0:9090" is reachable beyond loopback`},
 		{"bad join", goodNode + "join: [nohost]\n", `join[0]: "nohost"`},
+		{"port alone", strings.Replace(goodNode, "127.0.0.1:8080", "8080", 1), `listeners[0].addr: "8080" is a port alone: write ":8080" (every address) or "HOST:8080"`},
+		{"fractional bootstrap_expect", goodNode + "data_dir: d\nbootstrap_expect: 2.5\n", `n.yaml:14: bootstrap_expect: want a whole number, got 2.5`},
+		{"join port out of range", goodNode + "join: [10.0.0.1:7946, 10.0.0.2:79460]\n", `join[1]: "10.0.0.2:79460": port "79460" is not a number from 1 to 65535`},
+		{"join port 0", goodNode + "join: [10.0.0.1:0]\n", `join[0]: "10.0.0.1:0": port "0" is not a number from 1 to 65535`},
+		{"join port alone", goodNode + "join: [7946]\n", `join[0]: "7946" is a port alone: a seed is another node's gossip address, "HOST:7946"`},
+		{"join without host", goodNode + "join: [\":7946\"]\n", `join[0]: ":7946": no host`},
+		{"join bad IPv4", goodNode + "join: [10.0.0.300:7946]\n", `join[0]: "10.0.0.300:7946": "10.0.0.300" is not an IP address`},
+		{"join bad host", goodNode + "join: [\"seed_1.internal:7946\"]\n", `join[0]: "seed_1.internal:7946": "seed_1.internal" is not an IP address or host name`},
 		{"bad gossip key", goodNode + "gossip_key: c2hvcnQ=\n", `gossip_key: 5 bytes; want 16, 24 or 32`},
 		{"bad profile", goodNode + "gossip_profile: wan\n", `gossip_profile: "wan" is not one of lan, fast`},
 		{"bad bootstrap", goodNode + "data_dir: d\nbootstrap_expect: 9\n", `bootstrap_expect: 9 is not between 0 and 7`},
@@ -322,5 +331,30 @@ func TestClusterRefusesControlCharacters(t *testing.T) {
 	}
 	if _, err := ParseCluster("c.yaml", []byte("upstreams:\n  - name: \"wéb ☃\"\n    peers: [{addr: 127.0.0.1:1}]\nroutes:\n  - {upstream: \"wéb ☃\"}\n")); err != nil {
 		t.Errorf("a name with non-ASCII letters: %v", err)
+	}
+}
+
+// TestFractionalWholeNumbers: the YAML library truncates 1.5 into an int
+// field (weight: 1.5 ran as 1, retries: 0.5 as 0). A document about to be
+// written is refused (ParseNewCluster); a committed version is still
+// applied as before (ParseCluster), or a node upgraded to this build would
+// refuse what the cluster already runs and be left with no config.
+func TestFractionalWholeNumbers(t *testing.T) {
+	for _, tc := range []struct{ name, doc, want string }{
+		{"weight", strings.Replace(goodCluster, "weight: 2", "weight: 1.5", 1), `c.yaml:6: upstreams[0].peers[0].weight: want a whole number, got 1.5`},
+		{"limit", goodCluster + "rate_limits: [{name: r, limit: 10.5}]\n", `c.yaml:13: rate_limits[0].limit: want a whole number, got 10.5`},
+		{"retries in JSON", `{"upstreams": [{"name": "web", "retries": 0.5, "peers": [{"addr": "127.0.0.1:9001"}]}], "routes": [{"upstream": "web"}]}`, `c.yaml:1: upstreams[0].retries: want a whole number, got 0.5`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ParseNewCluster("c.yaml", []byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ParseNewCluster: %v\nwant it to contain %q", err, tc.want)
+			}
+			if _, err := ParseCluster("c.yaml", []byte(tc.doc)); err != nil {
+				t.Fatalf("ParseCluster (a committed version) refused: %v", err)
+			}
+		})
+	}
+	if c, err := ParseNewCluster("c.yaml", []byte(strings.Replace(goodCluster, "weight: 2", "weight: 2.0", 1))); err != nil || c.Upstreams[0].Peers[0].Weight != 2 {
+		t.Fatalf("weight: 2.0: %v", err)
 	}
 }

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -205,4 +208,85 @@ func gotValue(v *yaml.Node) string {
 		return strconv.Quote(v.Value)
 	}
 	return v.Value
+}
+
+// wholeNumbers refuses a number with a fraction given for a whole-number
+// field of out, which decode left truncated (see fractionalInts).
+func wholeNumbers(file string, root *yaml.Node, out any) error {
+	var frac []FieldError
+	fractionalInts(root, reflect.TypeOf(out), "", &frac)
+	if len(frac) > 0 {
+		return &Errors{File: file, List: frac}
+	}
+	return nil
+}
+
+var (
+	durationType    = reflect.TypeFor[time.Duration]()
+	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+)
+
+// fractionalInts reports each number with a fraction given for a whole
+// number (weight: 1.5, bootstrap_expect: 2.5), walking n beside the Go
+// type t it was decoded into: the YAML library truncates such a value
+// without a word (weight: 1.5 ran as 1, retries: 0.5 as 0). A whole number
+// written as a float (2.0, 1e3) is that number.
+func fractionalInts(n *yaml.Node, t reflect.Type, path string, out *[]FieldError) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.DocumentNode {
+		for _, c := range n.Content {
+			fractionalInts(c, t, path, out)
+		}
+		return
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return
+	}
+	join := func(key string) string {
+		if path == "" {
+			return key
+		}
+		return path + "." + key
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			for j := range t.NumField() {
+				f := t.Field(j)
+				name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+				if name == "" {
+					name = strings.ToLower(f.Name)
+				}
+				if f.IsExported() && name == key {
+					fractionalInts(n.Content[i+1], f.Type, join(key), out)
+				}
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if n.Kind == yaml.SequenceNode {
+			for i, c := range n.Content {
+				fractionalInts(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), out)
+			}
+		}
+	case reflect.Map:
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				fractionalInts(n.Content[i+1], t.Elem(), join(n.Content[i].Value), out)
+			}
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if t == durationType || n.Kind != yaml.ScalarNode || n.ShortTag() != "!!float" {
+			return
+		}
+		if v, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64); err != nil || v != math.Trunc(v) {
+			*out = append(*out, FieldError{Path: path, Line: n.Line, Msg: "want a whole number, got " + n.Value})
+		}
+	}
 }

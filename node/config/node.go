@@ -214,6 +214,9 @@ func ParseNode(file string, data []byte) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := wholeNumbers(file, root, &n); err != nil {
+		return nil, err
+	}
 	n.dir = filepath.Dir(file)
 	return n.finish(file, root, map[string]string{}, os.Hostname)
 }
@@ -388,8 +391,8 @@ func (n *Node) validate(e *errs) {
 
 func (n *Node) validateCluster(e *errs) {
 	for i, j := range n.Join {
-		if _, _, err := net.SplitHostPort(j); err != nil {
-			e.add("join["+strconv.Itoa(i)+"]", "%q: %v", j, err)
+		if err := checkSeed(j); err != nil {
+			e.add("join["+strconv.Itoa(i)+"]", "%v", err)
 		}
 	}
 	for _, f := range []struct{ name, v string }{{"gossip_addr", n.GossipAddr}, {"cluster_addr", n.ClusterAddr}} {
@@ -500,6 +503,10 @@ func checkHostPort(a string) error {
 	}
 	host, port, err := net.SplitHostPort(a)
 	if err != nil {
+		if _, perr := strconv.Atoi(a); perr == nil {
+			// net says "missing port in address" of "8080".
+			return fmt.Errorf("%q is a port alone: write \":%s\" (every address) or \"HOST:%s\"", a, a, a)
+		}
 		return fmt.Errorf("%q: %v", a, stripAddrErr(err))
 	}
 	p, err := strconv.Atoi(port)
@@ -510,6 +517,29 @@ func checkHostPort(a string) error {
 		return fmt.Errorf("%q: %q is not an IP address or host name", a, host)
 	}
 	return nil
+}
+
+// checkSeed checks a join address: a gossip port to dial, so a host and a
+// port from 1 to 65535 (a seed with a port out of range, or none, used to
+// pass here and fail every join attempt for ever, the node running alone).
+func checkSeed(a string) error {
+	if _, err := strconv.Atoi(a); err == nil {
+		return fmt.Errorf("%q is a port alone: a seed is another node's gossip address, \"HOST:%s\"", a, a)
+	}
+	if host, port, err := net.SplitHostPort(a); err == nil {
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return fmt.Errorf("%q: port %q is not a number from 1 to 65535", a, port)
+		}
+		if host == "" {
+			return fmt.Errorf("%q: no host (a seed is another node's gossip_addr, host:port)", a)
+		}
+		if net.ParseIP(host) == nil && strings.Trim(host, "0123456789.") == "" {
+			// 10.0.0.300 is a mistyped address, not a host name: no
+			// top-level domain is all digits (RFC 3696 §2).
+			return fmt.Errorf("%q: %q is not an IP address", a, host)
+		}
+	}
+	return checkHostPort(a)
 }
 
 func stripAddrErr(err error) string {

@@ -96,6 +96,9 @@ func Load(s Sources) (*Node, error) {
 		if root, err = decode(s.File, data, &n); err != nil {
 			return nil, err
 		}
+		if err := wholeNumbers(s.File, root, &n); err != nil {
+			return nil, err
+		}
 		n.dir = filepath.Dir(s.File)
 	}
 	var env []Override

@@ -46,8 +46,8 @@ func Load(args []string, env map[string]string, hostname string) (*config.Node, 
 	})
 }
 
-// checkEnv refuses PINGORA_ variables that set nothing (a typo would be
-// ignored by the node).
+// checkEnv refuses PINGORA_ variables that set nothing (the node refuses
+// only a typo within two letters of a name; one further off it ignores).
 func checkEnv(env map[string]string) error {
 	known := map[string]bool{"PINGORA_CONFIG": true}
 	for _, st := range config.Settings {
