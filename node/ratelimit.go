@@ -128,7 +128,7 @@ func (h limitHook) Active() bool { return h.l.Active() }
 
 func (h limitHook) Limit(s *proxy.Session, prev *proxy.LimitDecision) proxy.LimitDecision {
 	r := ratelimit.Request{Route: s.Route, Host: s.Req.Host, Method: s.Req.Method, Path: s.Req.Path(),
-		RawQuery: s.Req.Query(), ClientIP: s.ClientIP, Header: s.Req.Header}
+		RawQuery: s.Req.Query(), ClientIP: s.RealIP(), Header: s.Req.Header}
 	var resume int
 	var waited time.Duration
 	if prev != nil {

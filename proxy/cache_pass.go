@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -37,10 +38,18 @@ var passReasons = map[string]bool{
 }
 
 // passSet holds the hit-for-pass markers of a Server's caching routes.
+//
+// A marker is kept under a hash of its key (seeded per process), not the
+// key: a key holds the request's URI, up to the head limit, so 16,384 keys
+// could hold a GiB whatever the cache's memory cap. Two keys that share a
+// hash share a marker, which only sends a request to the origin uncached.
 type passSet struct {
-	mu sync.Mutex
-	m  map[string]passMark
+	mu   sync.Mutex
+	seed maphash.Seed
+	m    map[uint64]passMark
 }
+
+func (p *passSet) hash(key string) uint64 { return maphash.String(p.seed, key) }
 
 // passMark is a key's marker: when it expires, and the reason that set it.
 type passMark struct {
@@ -53,9 +62,10 @@ func (p *passSet) mark(key, reason string, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.m == nil {
-		p.m = make(map[string]passMark)
+		p.seed, p.m = maphash.MakeSeed(), make(map[uint64]passMark)
 	}
-	if _, ok := p.m[key]; !ok && len(p.m) >= hitForPassMax {
+	h := p.hash(key)
+	if _, ok := p.m[h]; !ok && len(p.m) >= hitForPassMax {
 		// Full: the expired go, and an eighth of the rest (Go's map
 		// order is random), so a flood of new keys costs O(1) a mark.
 		drop := len(p.m) / 8
@@ -68,13 +78,15 @@ func (p *passSet) mark(key, reason string, now time.Time) {
 			}
 		}
 	}
-	p.m[key] = passMark{until: now.Add(hitForPassTTL), reason: reason}
+	p.m[h] = passMark{until: now.Add(hitForPassTTL), reason: reason}
 }
 
 // unmark forgets key's marker.
 func (p *passSet) unmark(key string) {
 	p.mu.Lock()
-	delete(p.m, key)
+	if p.m != nil {
+		delete(p.m, p.hash(key))
+	}
 	p.mu.Unlock()
 }
 
@@ -83,9 +95,13 @@ func (p *passSet) unmark(key string) {
 func (p *passSet) marked(key string, now time.Time) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pm, ok := p.m[key]
+	if p.m == nil {
+		return ""
+	}
+	h := p.hash(key)
+	pm, ok := p.m[h]
 	if ok && !pm.until.After(now) {
-		delete(p.m, key)
+		delete(p.m, h)
 		return ""
 	}
 	return pm.reason

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -146,6 +147,39 @@ func TestPassSetBounded(t *testing.T) {
 	if p.marked(fmt.Sprint(3*hitForPassMax-1), now) != "private" || p.marked("0", now.Add(hitForPassTTL)) != "" {
 		t.Fatal("a marker just set is missing, or an expired one is still there")
 	}
+}
+
+// TestPassSetKeyBytesBounded: a marker costs the same whatever its key's
+// length. A key holds the request's URI, up to the head limit (64 KiB by
+// default), and the markers are bounded in number only: before, 16,384
+// private URLs of 30 KB each held 480 MB on the node that marked them (and
+// a third of it again on each owner), whatever cache_memory_bytes said.
+func TestPassSetKeyBytesBounded(t *testing.T) {
+	var p passSet
+	now := cacheT0
+	const n, size = 2048, 32 << 10 // 64 MiB of keys
+	buf := []byte(strings.Repeat("k", size))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < n; i++ {
+		copy(buf, fmt.Sprint(i, "/"))
+		p.mark(string(buf), "private", now)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 8<<20 {
+		t.Fatalf("%d markers of %d-byte keys hold %d MiB; want a few KiB each whatever the key", n, size, grew>>20)
+	}
+	copy(buf, fmt.Sprint(n-1, "/"))
+	if p.marked(string(buf), now) != "private" {
+		t.Fatal("the last marker set is missing")
+	}
+	copy(buf, fmt.Sprint(n, "/"))
+	if p.marked(string(buf), now) != "" {
+		t.Fatal("a key never marked is marked")
+	}
+	runtime.KeepAlive(&p)
 }
 
 // reasonOwner is a failingOwner whose failed fill says why, as a shared

@@ -264,6 +264,9 @@ func (d *h1Downstream) startRequest(sess *Session, ctx context.Context) {
 	d.in.started = false
 	d.hb.ResetRequest(r, 0)
 	sess.reset(ctx, &d.rh, d)
+	if d.c.trusted && r.Header != nil {
+		sess.ForwardedIP = forwardedClient(d.c.lc.TrustedProxies, r.Header)
+	}
 }
 
 // endRequest finishes a request: it reports whether the connection can

@@ -84,6 +84,9 @@ func (h *h2Handler[C]) serve(st *h2.Stream) {
 	sess := d.sess
 	sess.ClientIP, sess.TLS, sess.Listener = h.c.clientIP, h.c.tls, h.c.lc.Name
 	sess.reset(st.Context(), &d.rh, d)
+	if h.c.trusted {
+		sess.ForwardedIP = forwardedClient(h.c.lc.TrustedProxies, st.Header)
+	}
 	// A client that resets the stream ends an upstream wait at once.
 	st.OnReset(d.abortUpstream)
 	h.s.handle(sess, time.Now())

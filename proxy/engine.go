@@ -323,6 +323,9 @@ func (s *Server[C]) copyBody(sess *Session, ctx C, ex exchange) error {
 		eof := errors.Is(rerr, io.EOF)
 		if rerr != nil && !eof {
 			ex.release(false)
+			if err := grpcDeadlineExpired(sess, rerr); errors.Is(err, errGRPCDeadline) && grpcDeadlineTrailers(sess) {
+				return err
+			}
 			sess.ds.abort()
 			return classifyIO(rerr, Upstream)
 		}

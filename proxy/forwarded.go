@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 )
 
 // Forwarding fields and trusted proxies.
@@ -48,7 +49,43 @@ func trustedPeer(nets []netip.Prefix, a net.Addr) bool {
 	} else {
 		return false
 	}
-	ip = ip.Unmap().WithZone("")
+	return prefixesContain(nets, ip.Unmap().WithZone(""))
+}
+
+// forwardedClient returns the client that the trusted proxies nets in
+// front report in X-Forwarded-For: the rightmost address not in nets
+// (nginx's real_ip_recursive), "" when the field says nothing usable (no
+// address, only trusted ones, or an entry that is no IP address before
+// an untrusted one is found).
+func forwardedClient(nets []netip.Prefix, h http.Header) string {
+	lines := h["X-Forwarded-For"]
+	for i := len(lines) - 1; i >= 0; i-- {
+		rest := lines[i]
+		for rest != "" {
+			var item string
+			if j := strings.LastIndexByte(rest, ','); j >= 0 {
+				item, rest = rest[j+1:], rest[:j]
+			} else {
+				item, rest = rest, ""
+			}
+			item = strings.TrimSpace(item)
+			if item == "" {
+				continue
+			}
+			ip, err := netip.ParseAddr(item)
+			if err != nil {
+				return ""
+			}
+			ip = ip.Unmap().WithZone("")
+			if !prefixesContain(nets, ip) {
+				return ip.String()
+			}
+		}
+	}
+	return ""
+}
+
+func prefixesContain(nets []netip.Prefix, ip netip.Addr) bool {
 	for _, p := range nets {
 		if p.Contains(ip) {
 			return true

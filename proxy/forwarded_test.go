@@ -223,3 +223,51 @@ func BenchmarkForwardingFields(b *testing.B) {
 		})
 	}
 }
+
+// ipLimiter records the client address each request is limited by.
+type ipLimiter struct{ seen chan string }
+
+func (l ipLimiter) Limit(s *Session, _ *LimitDecision) LimitDecision {
+	l.seen <- s.RealIP()
+	return LimitDecision{}
+}
+
+// TestRealIPBehindTrustedProxy: behind a trusted proxy the client is the
+// rightmost X-Forwarded-For address outside trusted_proxies (nginx's
+// real_ip_recursive), which the rate limiter and client_ip hashing use.
+// Before, they used the connection's peer, the balancer: behind one, every
+// client shared one per-IP limit, so one client's flood had everyone
+// refused (measured on a node: a second client's first request got 429).
+func TestRealIPBehindTrustedProxy(t *testing.T) {
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	l := ipLimiter{seen: make(chan string, 1)}
+	trusted := startProxy(t, routerFor(t, origin), Config{Limiter: l}, ListenerConfig{Name: "lb", H2C: true,
+		TrustedProxies: prefixes(t, "127.0.0.0/8", "10.1.0.0/16")})
+	untrusted := startProxy(t, routerFor(t, origin), Config{Limiter: l}, ListenerConfig{Name: "edge", H2C: true})
+	for _, tc := range []struct {
+		addr string
+		xff  []string
+		want string
+	}{
+		{trusted.addr, []string{"203.0.113.9, 198.51.100.7"}, "198.51.100.7"},
+		{trusted.addr, []string{"203.0.113.9", "198.51.100.7, 10.1.2.3"}, "198.51.100.7"}, // a trusted hop skipped, across lines
+		{trusted.addr, []string{"203.0.113.9,2001:db8::1"}, "2001:db8::1"},
+		{trusted.addr, []string{"198.51.100.7, not-an-ip"}, "127.0.0.1"}, // unreadable: the peer
+		{trusted.addr, []string{"10.1.0.1"}, "127.0.0.1"},                // all trusted: the peer
+		{trusted.addr, nil, "127.0.0.1"},                                 // nothing said
+		{untrusted.addr, []string{"198.51.100.7"}, "127.0.0.1"},          // not believed
+	} {
+		for _, c := range []*http.Client{h1Client(), h2cClient()} {
+			req, _ := http.NewRequest("GET", "http://"+tc.addr+"/x", nil)
+			req.Header["X-Forwarded-For"] = tc.xff
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := <-l.seen; got != tc.want {
+				t.Errorf("X-Forwarded-For %q on %s: limited as %q, want %q", tc.xff, tc.addr, got, tc.want)
+			}
+		}
+	}
+}

@@ -168,6 +168,23 @@ func grpcDeadlineExpired(sess *Session, err error) error {
 	return err
 }
 
+// grpcDeadlineTrailers ends a gRPC response whose head went to an HTTP/2
+// client with trailers saying DEADLINE_EXCEEDED, when its grpc-timeout
+// expired while the body streamed; it reports whether it did. A reset
+// (INTERNAL_ERROR) reached gRPC clients as INTERNAL. A message cut short
+// by the expiry still fails as the client's library decides.
+func grpcDeadlineTrailers(sess *Session) bool {
+	d, ok := sess.ds.(*h2Downstream)
+	if !ok || !d.headSent || !isGRPC(sess.Req) {
+		return false
+	}
+	code, msg := grpcStatusFor(errGRPCDeadline, http.StatusGatewayTimeout)
+	if err := d.finish(http.Header{"Grpc-Status": {strconv.Itoa(code)}, "Grpc-Message": {msg}}); err != nil {
+		d.abort()
+	}
+	return true
+}
+
 // grpcStatusFor maps a proxy failure answered with HTTP status code to a
 // gRPC status and a short message naming no upstream. Timeouts are
 // DEADLINE_EXCEEDED, failures to reach a peer UNAVAILABLE, the rest as the

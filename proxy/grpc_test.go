@@ -565,3 +565,37 @@ func TestGRPCTimeoutFormat(t *testing.T) {
 		t.Errorf("percent-encoded %q", got)
 	}
 }
+
+// TestGRPCTimeoutAfterHead: a grpc-timeout that expires once the response
+// head has gone to the client ends the stream with trailers carrying
+// DEADLINE_EXCEEDED, as README promises, after the messages relayed so far.
+// Before, the stream was reset with INTERNAL_ERROR, which grpc-go reports
+// as INTERNAL to a client that relied on the header (an origin that
+// ignores the deadline, here one that streams a message every 20 ms).
+func TestGRPCTimeoutAfterHead(t *testing.T) {
+	msg := []byte{0, 0, 0, 0, 1, 'x'}
+	origin := startOrigin(t, originH2C, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.WriteHeader(200)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			w.Write(msg)
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}))
+	p := startProxy(t, routerFor(t, origin), Config{}, ListenerConfig{Name: "h2c", H2C: true})
+	resp, body := rawGRPC(t, p.addr, "/grpc.testing.TestService/StreamingOutputCall", http.Header{"Grpc-Timeout": {"200m"}})
+	if resp.StatusCode != 200 || len(body) == 0 || len(body)%len(msg) != 0 {
+		t.Fatalf("status %d, %d body bytes; want 200 and whole messages", resp.StatusCode, len(body))
+	}
+	if got := resp.Trailer.Get("Grpc-Status"); got != strconv.Itoa(int(codes.DeadlineExceeded)) {
+		t.Fatalf("trailer grpc-status %q (message %q), want %d", got, resp.Trailer.Get("Grpc-Message"), codes.DeadlineExceeded)
+	}
+}

@@ -67,7 +67,7 @@ func (k HashKey) extract(s *Session) string {
 	case hashPath:
 		return s.Req.Path()
 	case hashClientIP:
-		return s.ClientIP
+		return s.RealIP()
 	case hashHeader:
 		if v := s.Req.Header[k.name]; len(v) > 0 {
 			return v[0]

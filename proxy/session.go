@@ -80,8 +80,13 @@ type ResponseHeader struct {
 type Session struct {
 	// Req is the client's request head. Early and request filters may change it.
 	Req *RequestHeader
-	// ClientIP is the client's address without port.
+	// ClientIP is the client's address without port: the connection's
+	// peer. Behind a trusted proxy that is the proxy; see RealIP.
 	ClientIP string
+	// ForwardedIP is, when the peer is one of the listener's trusted
+	// proxies, the client those proxies report: the rightmost address of
+	// X-Forwarded-For outside the trusted networks. "" otherwise.
+	ForwardedIP string
 	// TLS is the client connection's TLS state, or nil for cleartext.
 	TLS *tls.ConnectionState
 	// Listener is the name of the listener the request came in on.
@@ -236,9 +241,19 @@ func (s *Session) reset(ctx context.Context, req *RequestHeader, ds downstream) 
 	s.RetryTimeout, s.RetryOnStatus, s.ReplayBufferBytes = 0, nil, replayLimit
 	s.Upgrades, s.upgrade = defaultUpgrades, ""
 	s.Cache, s.Background, s.CacheStatus, s.cache = nil, false, "", cacheState{}
-	s.TraceID = ""
+	s.TraceID, s.ForwardedIP = "", ""
 	s.limitPolicy, s.limitState = "", ""
 	clear(s.Tried[:cap(s.Tried)])
+}
+
+// RealIP is the client the request is from: ForwardedIP when trusted
+// proxies reported one, else ClientIP. Rate limits and client_ip hashing
+// use it (nginx's realip module does the same with set_real_ip_from).
+func (s *Session) RealIP() string {
+	if s.ForwardedIP != "" {
+		return s.ForwardedIP
+	}
+	return s.ClientIP
 }
 
 func (s *Session) scheme() string {
