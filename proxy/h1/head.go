@@ -87,6 +87,16 @@ func (r *Reader) readLines(strict bool, tooLarge int, startLine bool) error {
 		startLines = 1
 	}
 	for {
+		if strict && startLine && len(r.head) == 0 && len(r.lines) == 0 {
+			// A request line starts with its method, a token. Bytes that
+			// cannot start one (a TLS ClientHello sent to a plain port,
+			// 0x16) are refused as they arrive, as nginx does, rather than
+			// after the header timeout: a ClientHello has no line end to
+			// wait for.
+			if b, err := r.br.Peek(1); err == nil && !isTokenChar(b[0]) && b[0] != '\r' && b[0] != '\n' {
+				return rerr(400, CodeInvalidMethod, "a request line cannot start with byte %#02x", b[0])
+			}
+		}
 		frag, err := r.br.ReadSlice('\n')
 		r.head = append(r.head, frag...)
 		if len(r.head) > r.lim.MaxHeaderBytes {

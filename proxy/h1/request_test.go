@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pingora-go/pingora-go/proxy/internal/hostile"
 )
@@ -344,5 +345,40 @@ func TestReaderReset(t *testing.T) { // not parallel: AllocsPerRun
 	})
 	if n > 1 {
 		t.Fatalf("%v allocations reading a head after Reset, want at most 1 (the head's string)", n)
+	}
+}
+
+// TestRequestLineRefusedAtFirstByte: bytes that cannot begin a request
+// line (a TLS ClientHello sent to a plain port) are refused as soon as the
+// first one arrives. The reader used to wait for a line end that a
+// ClientHello need not contain, so the client hung until the header
+// timeout (10 s) before its 400. The source here never ends and never
+// sends a line end: only a refusal at the first byte returns.
+func TestRequestLineRefusedAtFirstByte(t *testing.T) {
+	t.Parallel()
+	for _, first := range []byte{0x16, 0x80, 0x00, ' ', '(', '@'} {
+		pr, pw := io.Pipe()
+		go pw.Write([]byte{first, 0x03, 0x01, 0x02, 0x00, 0x01}) // then nothing more, never closed
+		done := make(chan error, 1)
+		go func() {
+			var req Request
+			done <- NewReader(bufio.NewReader(pr), Limits{}).ReadRequest(&req)
+		}()
+		select {
+		case err := <-done:
+			var pe *ParseError
+			if !errors.As(err, &pe) || pe.Status != 400 || pe.Code != CodeInvalidMethod {
+				t.Errorf("first byte %#02x: %v, want a 400 %s", first, err, CodeInvalidMethod)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("first byte %#02x: still reading after 10 s", first)
+		}
+		pr.Close()
+	}
+	// Leading empty lines and a method still start a request.
+	for _, raw := range []string{"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", "M-SEARCH /x HTTP/1.1\r\nHost: a\r\n\r\n"} {
+		if _, _, err := readReq(t, raw); err != nil {
+			t.Errorf("%q: %v", raw, err)
+		}
 	}
 }
