@@ -30,6 +30,9 @@ func (s *Server[C]) observe(sess *Session, err error) {
 		slog.Int("retries", sess.Retries),
 		slog.Duration("total", total),
 	)
+	if sess.ForwardedIP != "" { // the client a trusted proxy reported (see Session.RealIP)
+		attrs = append(attrs, slog.String("real_ip", sess.ForwardedIP))
+	}
 	if sess.Peer != nil {
 		attrs = append(attrs,
 			slog.String("upstream", sess.Peer.Addr),

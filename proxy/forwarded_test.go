@@ -1,11 +1,16 @@
 package proxy
 
 import (
+	"encoding/json"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/internal/logtest"
 )
 
 func prefixes(t testing.TB, s ...string) []netip.Prefix {
@@ -241,7 +246,8 @@ func (l ipLimiter) Limit(s *Session, _ *LimitDecision) LimitDecision {
 func TestRealIPBehindTrustedProxy(t *testing.T) {
 	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	l := ipLimiter{seen: make(chan string, 1)}
-	trusted := startProxy(t, routerFor(t, origin), Config{Limiter: l}, ListenerConfig{Name: "lb", H2C: true,
+	var logged logtest.Buffer
+	trusted := startProxy(t, routerFor(t, origin), Config{Limiter: l, AccessLog: slog.New(slog.NewJSONHandler(&logged, nil))}, ListenerConfig{Name: "lb", H2C: true,
 		TrustedProxies: prefixes(t, "127.0.0.0/8", "10.1.0.0/16")})
 	untrusted := startProxy(t, routerFor(t, origin), Config{Limiter: l}, ListenerConfig{Name: "edge", H2C: true})
 	for _, tc := range []struct {
@@ -269,5 +275,27 @@ func TestRealIPBehindTrustedProxy(t *testing.T) {
 				t.Errorf("X-Forwarded-For %q on %s: limited as %q, want %q", tc.xff, tc.addr, got, tc.want)
 			}
 		}
+	}
+	// The access log keeps the peer as "client" and adds the client it
+	// reported as "real_ip" (nginx's $realip_remote_addr and $remote_addr).
+	waitFor(t, 5*time.Second, "the trusted listener's 12 access log records", func() bool { return len(logged.Lines()) >= 12 })
+	var withReal int
+	for _, line := range logged.Lines() {
+		var rec struct {
+			Client string `json:"client"`
+			RealIP string `json:"real_ip"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Client != "127.0.0.1" {
+			t.Fatalf("access log line %s: %v", line, err)
+		}
+		if rec.RealIP != "" {
+			withReal++
+			if rec.RealIP != "198.51.100.7" && rec.RealIP != "2001:db8::1" {
+				t.Errorf("real_ip %q in %s", rec.RealIP, line)
+			}
+		}
+	}
+	if withReal != 6 {
+		t.Errorf("%d access log lines carry real_ip, want 6 (the three cases that name a client, over h1 and h2c)", withReal)
 	}
 }
