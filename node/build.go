@@ -137,13 +137,14 @@ func proxyConfig(n *config.Node, cp *cachePart) proxy.Config {
 	cfg := proxy.Config{Via: n.Via, CacheStore: local, NoSplice: n.Splice != nil && !*n.Splice}
 	d := n.Downstream
 	cfg.Downstream = proxy.DownstreamConfig{
-		HeaderTimeout:    d.HeaderTimeout,
-		KeepAliveTimeout: d.KeepAliveTimeout,
-		ReadIdleTimeout:  d.ReadIdleTimeout,
-		WriteIdleTimeout: d.WriteIdleTimeout,
-		MaxHeaderBytes:   d.MaxHeaderBytes,
-		MaxConns:         d.MaxConns,
-		MaxBodyBytes:     d.MaxBodyBytes,
+		HeaderTimeout:     d.HeaderTimeout,
+		KeepAliveTimeout:  d.KeepAliveTimeout,
+		ReadIdleTimeout:   d.ReadIdleTimeout,
+		WriteIdleTimeout:  d.WriteIdleTimeout,
+		TunnelIdleTimeout: d.TunnelIdleTimeout,
+		MaxHeaderBytes:    d.MaxHeaderBytes,
+		MaxConns:          d.MaxConns,
+		MaxBodyBytes:      d.MaxBodyBytes,
 	}
 	return cfg
 }

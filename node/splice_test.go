@@ -1,7 +1,9 @@
 package node
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/pingora-go/pingora-go/node/config"
 )
@@ -17,5 +19,22 @@ func TestProxyConfigSplice(t *testing.T) {
 		if got := proxyConfig(&config.Node{Splice: tc.splice}, &cachePart{}).NoSplice; got != tc.wantNoSplice {
 			t.Errorf("splice %v: NoSplice %v, want %v", tc.splice, got, tc.wantNoSplice)
 		}
+	}
+}
+
+// TestProxyConfigTunnelIdle: downstream.tunnel_idle_timeout reaches the
+// engine (a node could not set it: every idle WebSocket tunnel lived for
+// the engine's default hour), and a negative one is refused.
+func TestProxyConfigTunnelIdle(t *testing.T) {
+	n, err := config.ParseNode("node.yaml", []byte("name: n1\ncluster_config: c.yaml\nlisteners: [{name: http, addr: \"127.0.0.1:0\"}]\ndownstream:\n  tunnel_idle_timeout: 5m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := proxyConfig(n, &cachePart{}).Downstream.TunnelIdleTimeout; got != 5*time.Minute {
+		t.Fatalf("TunnelIdleTimeout %v, want 5m", got)
+	}
+	if _, err := config.ParseNode("node.yaml", []byte("name: n1\ncluster_config: c.yaml\nlisteners: [{name: http, addr: \"127.0.0.1:0\"}]\ndownstream:\n  tunnel_idle_timeout: -1s\n")); err == nil ||
+		!strings.Contains(err.Error(), "downstream.tunnel_idle_timeout") {
+		t.Fatalf("a negative tunnel_idle_timeout: %v", err)
 	}
 }

@@ -193,9 +193,12 @@ type Downstream struct {
 	KeepAliveTimeout time.Duration `yaml:"keepalive_timeout"`
 	ReadIdleTimeout  time.Duration `yaml:"read_idle_timeout"`
 	WriteIdleTimeout time.Duration `yaml:"write_idle_timeout"`
-	MaxHeaderBytes   int           `yaml:"max_header_bytes"`
-	MaxConns         int           `yaml:"max_conns"`
-	MaxBodyBytes     int64         `yaml:"max_body_bytes"`
+	// TunnelIdleTimeout closes an upgraded (WebSocket) tunnel in which no
+	// byte moved either way for this long (engine default 1h).
+	TunnelIdleTimeout time.Duration `yaml:"tunnel_idle_timeout"`
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	MaxConns          int           `yaml:"max_conns"`
+	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
 }
 
 // DefaultAdminAddr is the admin address when the node file names none.
@@ -376,6 +379,7 @@ func (n *Node) validate(e *errs) {
 		v    int64
 	}{{"header_timeout", int64(d.HeaderTimeout)}, {"keepalive_timeout", int64(d.KeepAliveTimeout)},
 		{"read_idle_timeout", int64(d.ReadIdleTimeout)}, {"write_idle_timeout", int64(d.WriteIdleTimeout)},
+		{"tunnel_idle_timeout", int64(d.TunnelIdleTimeout)},
 		{"max_header_bytes", int64(d.MaxHeaderBytes)}, {"max_conns", int64(d.MaxConns)}, {"max_body_bytes", d.MaxBodyBytes}} {
 		if f.v < 0 {
 			e.add("downstream."+f.name, "cannot be negative")
