@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -357,4 +358,72 @@ func TestFractionalWholeNumbers(t *testing.T) {
 	if c, err := ParseNewCluster("c.yaml", []byte(strings.Replace(goodCluster, "weight: 2", "weight: 2.0", 1))); err != nil || c.Upstreams[0].Peers[0].Weight != 2 {
 		t.Fatalf("weight: 2.0: %v", err)
 	}
+}
+
+// TestErrorsInDocumentOrder: a document with several problems lists them
+// by line, though validation finds them in another order (a peer's zero
+// weight after the routes and rate limits; a node's log_level before its
+// listeners), and values from flags or the environment after the file's.
+func TestErrorsInDocumentOrder(t *testing.T) {
+	lines := func(t *testing.T, err error) []int {
+		t.Helper()
+		var ce *Errors
+		if !errors.As(err, &ce) {
+			t.Fatalf("want *Errors, got %v", err)
+		}
+		var out []int
+		for _, fe := range ce.List {
+			if fe.Source == "" {
+				out = append(out, fe.Line)
+			}
+		}
+		return out
+	}
+	sorted := func(t *testing.T, err error, n int) {
+		t.Helper()
+		ls := lines(t, err)
+		if len(ls) != n {
+			t.Fatalf("want %d problems, got %d:\n%v", n, len(ls), err)
+		}
+		for i := 1; i < len(ls); i++ {
+			if ls[i] < ls[i-1] {
+				t.Fatalf("line %d reported before line %d:\n%v", ls[i-1], ls[i], err)
+			}
+		}
+	}
+	t.Run("cluster", func(t *testing.T) {
+		doc := "upstreams:\n" +
+			"  - name: web\n" +
+			"    peers:\n" +
+			"      - addr: 127.0.0.1:8080\n" +
+			"        weight: 0\n" +
+			"    max_conns: -1\n" +
+			"routes:\n" +
+			"  - upstream: nope\n" +
+			"    path_prefix: api\n"
+		_, err := ParseCluster("c.yaml", []byte(doc))
+		sorted(t, err, 4)
+	})
+	t.Run("node", func(t *testing.T) {
+		doc := "name: n1\n" +
+			"cluster_config: c.yaml\n" +
+			"listeners:\n" +
+			"  - name: http\n" +
+			"    addr: 127.0.0.1:99999\n" +
+			"log_level: loud\n"
+		_, err := ParseNode("n.yaml", []byte(doc))
+		sorted(t, err, 2)
+	})
+	t.Run("flags after the file", func(t *testing.T) {
+		dir := t.TempDir()
+		file := dir + "/n.yaml"
+		if err := os.WriteFile(file, []byte("name: n1\ncluster_config: c.yaml\nlog_level: loud\nlisteners: [{name: http, addr: 127.0.0.1:8080}]\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(Sources{File: file, Flags: []Override{{Key: "name", Value: "not valid!", Source: "flag --name"}}})
+		var ce *Errors
+		if !errors.As(err, &ce) || len(ce.List) != 2 || ce.List[0].Line != 3 || ce.List[1].Source != "flag --name" {
+			t.Fatalf("want the file's line 3, then flag --name:\n%v", err)
+		}
+	})
 }
