@@ -427,3 +427,54 @@ func TestErrorsInDocumentOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestShapeErrorsInOperatorWords: a document of the wrong shape (a list or
+// a string at the top, a string where a list or a mapping goes, a string
+// as a list's item) is refused in the words of the document, with its
+// line, never the YAML library's "cannot unmarshal !!seq into
+// config.Cluster".
+func TestShapeErrorsInOperatorWords(t *testing.T) {
+	const up = "upstreams:\n  - name: web\n    peers: [{addr: 127.0.0.1:8080}]\n"
+	check := func(t *testing.T, err error, want string) {
+		t.Helper()
+		if err == nil {
+			t.Fatalf("accepted; want %q", want)
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, want) {
+			t.Errorf("got %q\nwant %q", msg, want)
+		}
+		for _, leak := range []string{"!!", "config.", "unmarshal", "[]"} {
+			if strings.Contains(msg, leak) {
+				t.Errorf("%q names the YAML library's types (%q)", msg, leak)
+			}
+		}
+	}
+	for _, tc := range []struct{ name, doc, want string }{
+		{"list at the top", "- upstreams: []\n- routes: []\n", "c.yaml:1: the document must be a mapping with upstreams and routes, got a list"},
+		{"JSON list at the top", `[{"upstreams": []}]`, "c.yaml:1: the document must be a mapping with upstreams and routes, got a list"},
+		{"string at the top", "\n# a comment\njust a string\n", `c.yaml:3: the document must be a mapping with upstreams and routes, got "just a string"`},
+		{"number at the top", "42\n", `c.yaml:1: the document must be a mapping with upstreams and routes, got 42`},
+		{"string for routes", up + "routes: /api\n", `c.yaml:4: routes: want a list of routes (mappings), got "/api"`},
+		{"mapping for routes", up + "routes: {upstream: web}\n", `c.yaml:4: routes: want a list of routes (mappings), got a mapping`},
+		{"string for upstreams", "upstreams: web\nroutes: [{upstream: web}]\n", `c.yaml:1: upstreams: want a list of upstreams (mappings), got "web"`},
+		{"string as a route", up + "routes:\n  - upstream: web\n  - /api\n", `c.yaml:6: routes[1]: want a mapping, got "/api"`},
+		{"string as a peer", "upstreams:\n  - name: web\n    peers: [127.0.0.1:8080]\nroutes: [{upstream: web}]\n", `c.yaml:3: upstreams[0].peers[0]: want a mapping, got "127.0.0.1:8080"`},
+		{"string for peers", "upstreams:\n  - name: web\n    peers: 127.0.0.1:8080\nroutes: [{upstream: web}]\n", `c.yaml:3: upstreams[0].peers: want a list of peers (mappings), got "127.0.0.1:8080"`},
+		{"string for timeouts", up + "    timeouts: 5s\nroutes: [{upstream: web}]\n", `c.yaml:4: upstreams[0].timeouts: want a mapping, got "5s"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseCluster("c.yaml", []byte(tc.doc))
+			check(t, err, tc.want)
+		})
+	}
+	t.Run("node file", func(t *testing.T) {
+		_, err := ParseNode("n.yaml", []byte("- name: n1\n"))
+		check(t, err, "n.yaml:1: the document must be a mapping of node settings (name, listeners, cluster_config, ...), got a list")
+	})
+	t.Run("null document", func(t *testing.T) {
+		if _, err := ParseCluster("c.yaml", []byte("~\n")); err != nil {
+			t.Fatalf("an empty document (null) is the empty config: %v", err)
+		}
+	})
+}
