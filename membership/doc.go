@@ -72,7 +72,8 @@
 // On a real LAN expect the lan figures plus the network's round trips; with
 // more nodes suspicion grows with log10(n). A 2|3 partition heals into one
 // ring 0.3-0.9s after the network heals with the fast profile (seeds are
-// re-joined every RejoinInterval: 1s fast, 30s lan).
+// re-joined every RejoinInterval: 1s fast, 30s lan; not by a node that is
+// draining or has left).
 //
 // A graceful Leave is seen by all in 0.14-0.19s with the fast profile,
 // which is why node drains and then leaves instead of just stopping.

@@ -79,15 +79,27 @@ func (c *Cluster) joinLoop() {
 		return
 	}
 	first := pick(c.cfg.Profile == ProfileFast, 50*time.Millisecond, 500*time.Millisecond)
-	for attempt := 0; !c.joinStep(false); attempt++ {
+	for attempt := 0; c.stopping() || !c.joinStep(false); attempt++ {
 		// a member joining us ends the wait: we are in a cluster
 		if !c.sleepUntilNext(backoff(first, c.cfg.JoinBackoffMax, attempt), c.joinKick) {
 			return
 		}
 	}
 	for c.sleepUntilNext(c.cfg.RejoinInterval, nil) {
-		c.joinStep(true)
+		if !c.stopping() {
+			c.joinStep(true)
+		}
 	}
+}
+
+// stopping reports whether this node is on its way out: draining (its
+// metadata says so, as a node's shutdown sets before it leaves) or left.
+// Such a node starts no join attempt: in a whole-cluster stop the others
+// leave first, and re-joining their addresses (still answering until
+// their process exits) brought them back into its member list, so its
+// own leave then waited out its timeout for them.
+func (c *Cluster) stopping() bool {
+	return c.leaving.Load() || c.Meta().State == StateDraining
 }
 
 // sleepUntilNext waits d or until wake, showing the next attempt's time in

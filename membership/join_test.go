@@ -227,3 +227,54 @@ func TestJoinClosedWithoutAnswerHint(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainingNodeDoesNotRejoin: a node that is stopping (its metadata
+// says draining, as a node's shutdown sets before it leaves) starts no
+// join attempt: when the others have left first, re-joining their
+// addresses only made the whole cluster's stop wait on the attempts. The
+// re-join timer still runs, and a node that stops draining re-joins.
+func TestDrainingNodeDoesNotRejoin(t *testing.T) {
+	sink := newLogSink(t)
+	bAddr := freeLoopback(t)
+	b := startNode(t, sink, Config{Name: "b", BindAddr: bAddr})
+	fc := clock.NewFake(time.Unix(1_000_000, 0))
+	a := startNode(t, sink, Config{Name: "a", Join: []string{bAddr}, Clock: fc})
+	waitFor(t, 10*time.Second, "a to join b", func() bool { return a.Status().Join.Joined && len(a.Members()) == 2 })
+	joined := a.Status().Join.LastAttempt
+
+	if err := a.UpdateMeta(func(m *Meta) { m.State = StateDraining }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Leave(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a to see b leave", func() bool {
+		for _, m := range a.Members() {
+			if m.Name == "b" {
+				return m.State == Left
+			}
+		}
+		return true
+	})
+	// each re-join tick: wait until the loop has armed the next one, so
+	// that the tick's attempt, if any, has been recorded
+	tick := func() JoinStatus {
+		t.Helper()
+		fc.Advance(a.cfg.RejoinInterval)
+		waitFor(t, 10*time.Second, "the next re-join timer", func() bool {
+			return a.Status().Join.NextAttempt.Equal(fc.Now().Add(a.cfg.RejoinInterval))
+		})
+		return a.Status().Join
+	}
+	for range 3 {
+		if st := tick(); !st.LastAttempt.Equal(joined) || st.Failures != 0 {
+			t.Fatalf("a draining node tried to re-join: %+v", st)
+		}
+	}
+	if err := a.UpdateMeta(func(m *Meta) { m.State = StateReady }); err != nil {
+		t.Fatal(err)
+	}
+	if st := tick(); !st.LastAttempt.Equal(fc.Now()) {
+		t.Fatalf("a node ready again did not re-join its missing seed: %+v", st)
+	}
+}

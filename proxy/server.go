@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/internal/logthrottle"
 	"github.com/pingora-go/pingora-go/proxy/cache"
 	"github.com/pingora-go/pingora-go/proxy/h2"
 )
@@ -51,6 +52,8 @@ type Server[C any] struct {
 	dialer  *dialer
 	metrics *metrics
 	errLog  *slog.Logger
+	// acceptNoise throttles the accept failures' warnings.
+	acceptNoise *logthrottle.Throttle
 	// rejectLog bounds the log lines of refused requests (see rejected).
 	rejectLog logBudget
 	// floodLog bounds the log lines of connections ended for flooding.
@@ -94,16 +97,17 @@ func New[C any](app App[C], cfg Config) (*Server[C], error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Server[C]{
-		cfg:       cfg,
-		app:       app,
-		ph:        resolvePhases(app),
-		errLog:    cfg.ErrorLog,
-		connSem:   make(chan struct{}, cfg.Downstream.MaxConns), // one slot per allowed client connection
-		listeners: map[net.Listener]struct{}{},
-		conns:     map[*clientConn]struct{}{},
-		closed:    make(chan struct{}),
-		idle:      make(chan *clientConn),
-		quit:      make(chan struct{}),
+		cfg:         cfg,
+		app:         app,
+		ph:          resolvePhases(app),
+		errLog:      cfg.ErrorLog,
+		acceptNoise: logthrottle.New(clock.Real{}, 0, 0),
+		connSem:     make(chan struct{}, cfg.Downstream.MaxConns), // one slot per allowed client connection
+		listeners:   map[net.Listener]struct{}{},
+		conns:       map[*clientConn]struct{}{},
+		closed:      make(chan struct{}),
+		idle:        make(chan *clientConn),
+		quit:        make(chan struct{}),
 	}
 	if err := s.initCache(cfg); err != nil {
 		return nil, err
@@ -154,7 +158,10 @@ func (s *Server[C]) Serve(ln net.Listener, lc ListenerConfig) error {
 				return ErrServerClosed
 			}
 			backoff = acceptBackoff(backoff)
-			s.errLog.Warn("accept failed", "listener", lc.Name, "err", err, "retry_in", backoff)
+			// At the open-file limit under churn each freed descriptor
+			// is taken by one accept and the next fails again: a line
+			// per failure would be a line per connection.
+			s.acceptNoise.Log(s.errLog, slog.LevelWarn, "accept failed "+lc.Name, "accept failed", "listener", lc.Name, "err", err, "retry_in", backoff)
 			select {
 			case <-time.After(backoff):
 			case <-s.closed:

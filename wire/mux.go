@@ -8,6 +8,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/internal/logthrottle"
 )
 
 // MuxConfig configures a Mux. Zero fields take their defaults.
@@ -66,6 +69,8 @@ type Mux struct {
 	wg      sync.WaitGroup
 
 	accepted, unknown, noByte, notAccepted, overLimit atomic.Uint64
+	acceptFails                                       atomic.Uint64 // retryable accept errors (EMFILE), for tests
+	noise                                             *logthrottle.Throttle
 }
 
 // NewMux returns a Mux over l; it starts nothing until Serve.
@@ -82,6 +87,7 @@ func NewMux(l net.Listener, cfg MuxConfig) (*Mux, error) {
 	return &Mux{
 		l: l, cfg: cfg, subs: make(map[byte]*muxListener),
 		pending: make(map[net.Conn]struct{}), done: make(chan struct{}),
+		noise: logthrottle.New(clock.Real{}, 0, 0),
 	}, nil
 }
 
@@ -132,6 +138,7 @@ func (m *Mux) Stats() MuxStats {
 // it returns ErrClosed after Close, or the accept error (after closing the
 // Mux, so every protocol's Accept returns).
 func (m *Mux) Serve() error {
+	var backoff time.Duration
 	for {
 		c, err := m.l.Accept()
 		if err != nil {
@@ -141,10 +148,24 @@ func (m *Mux) Serve() error {
 				return ErrClosed
 			case errors.As(err, &ne) && ne.Timeout():
 				continue
+			case acceptRetryable(err):
+				// out of descriptors: connections wait in the backlog
+				// until some close (the port must not shut for good)
+				backoff = acceptBackoff(backoff)
+				m.noise.Log(m.cfg.Logger, slog.LevelWarn, "accept", "wire: mux: accept failed, retrying", "err", err, "retry_in", backoff)
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+				case <-m.done:
+					t.Stop()
+					return ErrClosed
+				}
+				continue
 			}
 			m.Close()
 			return fmt.Errorf("wire: mux: accept: %w", err)
 		}
+		backoff = 0
 		m.accepted.Add(1)
 		if !m.track(c) {
 			c.Close()

@@ -14,6 +14,9 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -317,4 +320,60 @@ func TestMuxConnLimit(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a connection after one closed was not handed over")
 	}
+}
+
+// emfileListener fails its first n Accepts with EMFILE, as accept4 does
+// when the process is out of descriptors, then accepts.
+type emfileListener struct {
+	net.Listener
+	n atomic.Int32
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if l.n.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptOutOfDescriptors: an accept that fails because the process is
+// out of descriptors (EMFILE) is retried after a backoff, by the Mux and
+// by a Server alike; it closed the cluster port for good, though the
+// connections waiting in the backlog are served once descriptors free.
+func TestAcceptOutOfDescriptors(t *testing.T) {
+	call := func(t *testing.T, addr string) {
+		t.Helper()
+		cl, _ := wire.NewClient(wire.ClientConfig{})
+		defer cl.Close()
+		var resp echoResp
+		if err := cl.Call(ctxT(t, 10*time.Second), addr, "echo", echoReq{"after EMFILE"}, &resp); err != nil || resp.Msg != "after EMFILE" {
+			t.Fatalf("call after EMFILE: %v %q", err, resp.Msg)
+		}
+	}
+	t.Run("mux", func(t *testing.T) {
+		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := &emfileListener{Listener: tl}
+		l.n.Store(4)
+		muxed(t, l, wire.MuxConfig{}) // its Serve must end with ErrClosed, not the accept error
+		call(t, tl.Addr().String())
+	})
+	t.Run("server", func(t *testing.T) {
+		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := &emfileListener{Listener: tl}
+		l.n.Store(4)
+		srv := newServer(t, wire.ServerConfig{})
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(l) }()
+		call(t, tl.Addr().String())
+		srv.Close()
+		if err := <-served; !errors.Is(err, wire.ErrClosed) {
+			t.Fatalf("Serve = %v, want ErrClosed", err)
+		}
+	})
 }

@@ -177,6 +177,7 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 		l.Close()
 	}()
+	var backoff time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -187,8 +188,17 @@ func (s *Server) Serve(l net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
+			if acceptRetryable(err) {
+				// out of descriptors: retry, as net/http's Server does
+				// (Close closes l, which ends the next Accept)
+				backoff = acceptBackoff(backoff)
+				s.noise.Log(s.cfg.Logger, slog.LevelWarn, "accept", "wire: accept failed, retrying", "err", err, "retry_in", backoff)
+				time.Sleep(backoff) // sleep-ok: at most 1s, as net/http's Server
+				continue
+			}
 			return fmt.Errorf("wire: accept: %w", err)
 		}
+		backoff = 0
 		ok, full := s.track(c)
 		if full {
 			s.connsRefused.Add(1)

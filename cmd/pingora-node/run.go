@@ -106,6 +106,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	gogc, memLimit := tuneGC(os.Getenv, cgroupMemoryMax)
 	b := thisBuild()
 	log.Info("starting", "version", b.Version, "commit", b.Commit, "gogc", gogc, "gomemlimit", memLimit)
+	if limit, err := openFileLimit(); err == nil {
+		if err := checkOpenFiles(log, cfg, limit); err != nil {
+			log.Error("start refused", "err", err)
+			return 1
+		}
+	}
 	opts := node.Options{Version: b.Version, Commit: b.Commit, AccessLog: stdout}
 	if f.upgrade {
 		// The running process's socket: the node file may name another

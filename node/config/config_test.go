@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -357,4 +358,123 @@ func TestFractionalWholeNumbers(t *testing.T) {
 	if c, err := ParseNewCluster("c.yaml", []byte(strings.Replace(goodCluster, "weight: 2", "weight: 2.0", 1))); err != nil || c.Upstreams[0].Peers[0].Weight != 2 {
 		t.Fatalf("weight: 2.0: %v", err)
 	}
+}
+
+// TestErrorsInDocumentOrder: a document with several problems lists them
+// by line, though validation finds them in another order (a peer's zero
+// weight after the routes and rate limits; a node's log_level before its
+// listeners), and values from flags or the environment after the file's.
+func TestErrorsInDocumentOrder(t *testing.T) {
+	lines := func(t *testing.T, err error) []int {
+		t.Helper()
+		var ce *Errors
+		if !errors.As(err, &ce) {
+			t.Fatalf("want *Errors, got %v", err)
+		}
+		var out []int
+		for _, fe := range ce.List {
+			if fe.Source == "" {
+				out = append(out, fe.Line)
+			}
+		}
+		return out
+	}
+	sorted := func(t *testing.T, err error, n int) {
+		t.Helper()
+		ls := lines(t, err)
+		if len(ls) != n {
+			t.Fatalf("want %d problems, got %d:\n%v", n, len(ls), err)
+		}
+		for i := 1; i < len(ls); i++ {
+			if ls[i] < ls[i-1] {
+				t.Fatalf("line %d reported before line %d:\n%v", ls[i-1], ls[i], err)
+			}
+		}
+	}
+	t.Run("cluster", func(t *testing.T) {
+		doc := "upstreams:\n" +
+			"  - name: web\n" +
+			"    peers:\n" +
+			"      - addr: 127.0.0.1:8080\n" +
+			"        weight: 0\n" +
+			"    max_conns: -1\n" +
+			"routes:\n" +
+			"  - upstream: nope\n" +
+			"    path_prefix: api\n"
+		_, err := ParseCluster("c.yaml", []byte(doc))
+		sorted(t, err, 4)
+	})
+	t.Run("node", func(t *testing.T) {
+		doc := "name: n1\n" +
+			"cluster_config: c.yaml\n" +
+			"listeners:\n" +
+			"  - name: http\n" +
+			"    addr: 127.0.0.1:99999\n" +
+			"log_level: loud\n"
+		_, err := ParseNode("n.yaml", []byte(doc))
+		sorted(t, err, 2)
+	})
+	t.Run("flags after the file", func(t *testing.T) {
+		dir := t.TempDir()
+		file := dir + "/n.yaml"
+		if err := os.WriteFile(file, []byte("name: n1\ncluster_config: c.yaml\nlog_level: loud\nlisteners: [{name: http, addr: 127.0.0.1:8080}]\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(Sources{File: file, Flags: []Override{{Key: "name", Value: "not valid!", Source: "flag --name"}}})
+		var ce *Errors
+		if !errors.As(err, &ce) || len(ce.List) != 2 || ce.List[0].Line != 3 || ce.List[1].Source != "flag --name" {
+			t.Fatalf("want the file's line 3, then flag --name:\n%v", err)
+		}
+	})
+}
+
+// TestShapeErrorsInOperatorWords: a document of the wrong shape (a list or
+// a string at the top, a string where a list or a mapping goes, a string
+// as a list's item) is refused in the words of the document, with its
+// line, never the YAML library's "cannot unmarshal !!seq into
+// config.Cluster".
+func TestShapeErrorsInOperatorWords(t *testing.T) {
+	const up = "upstreams:\n  - name: web\n    peers: [{addr: 127.0.0.1:8080}]\n"
+	check := func(t *testing.T, err error, want string) {
+		t.Helper()
+		if err == nil {
+			t.Fatalf("accepted; want %q", want)
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, want) {
+			t.Errorf("got %q\nwant %q", msg, want)
+		}
+		for _, leak := range []string{"!!", "config.", "unmarshal", "[]"} {
+			if strings.Contains(msg, leak) {
+				t.Errorf("%q names the YAML library's types (%q)", msg, leak)
+			}
+		}
+	}
+	for _, tc := range []struct{ name, doc, want string }{
+		{"list at the top", "- upstreams: []\n- routes: []\n", "c.yaml:1: the document must be a mapping with upstreams and routes, got a list"},
+		{"JSON list at the top", `[{"upstreams": []}]`, "c.yaml:1: the document must be a mapping with upstreams and routes, got a list"},
+		{"string at the top", "\n# a comment\njust a string\n", `c.yaml:3: the document must be a mapping with upstreams and routes, got "just a string"`},
+		{"number at the top", "42\n", `c.yaml:1: the document must be a mapping with upstreams and routes, got 42`},
+		{"string for routes", up + "routes: /api\n", `c.yaml:4: routes: want a list of routes (mappings), got "/api"`},
+		{"mapping for routes", up + "routes: {upstream: web}\n", `c.yaml:4: routes: want a list of routes (mappings), got a mapping`},
+		{"string for upstreams", "upstreams: web\nroutes: [{upstream: web}]\n", `c.yaml:1: upstreams: want a list of upstreams (mappings), got "web"`},
+		{"string as a route", up + "routes:\n  - upstream: web\n  - /api\n", `c.yaml:6: routes[1]: want a mapping, got "/api"`},
+		{"string as a peer", "upstreams:\n  - name: web\n    peers: [127.0.0.1:8080]\nroutes: [{upstream: web}]\n", `c.yaml:3: upstreams[0].peers[0]: want a mapping, got "127.0.0.1:8080"`},
+		{"string for peers", "upstreams:\n  - name: web\n    peers: 127.0.0.1:8080\nroutes: [{upstream: web}]\n", `c.yaml:3: upstreams[0].peers: want a list of peers (mappings), got "127.0.0.1:8080"`},
+		{"string for timeouts", up + "    timeouts: 5s\nroutes: [{upstream: web}]\n", `c.yaml:4: upstreams[0].timeouts: want a mapping, got "5s"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseCluster("c.yaml", []byte(tc.doc))
+			check(t, err, tc.want)
+		})
+	}
+	t.Run("node file", func(t *testing.T) {
+		_, err := ParseNode("n.yaml", []byte("- name: n1\n"))
+		check(t, err, "n.yaml:1: the document must be a mapping of node settings (name, listeners, cluster_config, ...), got a list")
+	})
+	t.Run("null document", func(t *testing.T) {
+		if _, err := ParseCluster("c.yaml", []byte("~\n")); err != nil {
+			t.Fatalf("an empty document (null) is the empty config: %v", err)
+		}
+	})
 }

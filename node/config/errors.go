@@ -1,7 +1,9 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -77,7 +79,29 @@ func (e *errs) resultFrom(file string, root *yaml.Node, from map[string]string) 
 			fe.Line = lineOf(root, fe.Path)
 		}
 	}
+	inDocumentOrder(e.list)
 	return &Errors{File: file, List: e.list}
+}
+
+// inDocumentOrder sorts problems as an operator reads the document: by
+// line, those of the same line (a flow mapping) in the order found, and
+// the values set outside the document (the environment, flags) after
+// them. Validation runs field by field and then across fields (a peer's
+// weight is checked after every route), so its order is not the file's.
+func inDocumentOrder(list []FieldError) {
+	slices.SortStableFunc(list, func(a, b FieldError) int {
+		if c := cmp.Compare(b2i(a.Source != ""), b2i(b.Source != "")); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Line, b.Line)
+	})
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // sourceOf returns the source of path: that of the field itself or of the

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -32,6 +33,9 @@ func decode(file string, data []byte, out any) (*yaml.Node, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return &root, nil
 	}
+	if err := documentShape(file, &root, out); err != nil {
+		return nil, err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) {
@@ -46,6 +50,33 @@ func decode(file string, data []byte, out any) (*yaml.Node, error) {
 		return nil, &Errors{File: file, List: []FieldError{{Line: line, Msg: "more than one document (a second one starts here)"}}}
 	}
 	return &root, nil
+}
+
+// documentShapes says in words what each kind of document is.
+var documentShapes = map[reflect.Type]string{
+	reflect.TypeFor[*Cluster](): "a mapping with upstreams and routes",
+	reflect.TypeFor[*Node]():    "a mapping of node settings (name, listeners, cluster_config, ...)",
+}
+
+// documentShape refuses a document that is not a mapping (a list, a
+// string, a number), which the YAML library reports as "cannot unmarshal
+// !!seq into config.Cluster". A null document is the empty one.
+func documentShape(file string, root *yaml.Node, out any) error {
+	top := root
+	if top.Kind == yaml.DocumentNode && len(top.Content) > 0 {
+		top = top.Content[0]
+	}
+	if top.Kind == yaml.AliasNode && top.Alias != nil {
+		top = top.Alias
+	}
+	if top.Kind == yaml.MappingNode || top.Kind == yaml.DocumentNode || top.ShortTag() == "!!null" {
+		return nil
+	}
+	want, ok := documentShapes[reflect.TypeOf(out)]
+	if !ok {
+		want = "a mapping"
+	}
+	return &Errors{File: file, List: []FieldError{{Line: top.Line, Msg: "the document must be " + want + ", got " + gotValue(top)}}}
 }
 
 // parserProblems are the messages of the YAML parser (not its scanner or
@@ -116,11 +147,13 @@ func typeErrorFields(root *yaml.Node, err error) error {
 		}
 		path, v := fieldAt(root, fe.Line, m[1], m[2])
 		if v == nil {
+			// not found (an alias, say): still no Go type or YAML tag
+			ce.List[i].Msg = "want " + wantType(m[3]) + ", got " + tagWords(m[1], m[2])
 			continue
 		}
 		ce.List[i].Path = path
 		ce.List[i].Msg = "want " + wantType(m[3]) + ", got " + gotValue(v)
-		if strings.HasPrefix(m[3], "[]") && v.Kind == yaml.ScalarNode {
+		if elem, ok := strings.CutPrefix(m[3], "[]"); ok && v.Kind == yaml.ScalarNode && !strings.Contains(elem, ".") {
 			ce.List[i].Msg += fmt.Sprintf(" (a list of one: [%s])", v.Value)
 		}
 	}
@@ -164,7 +197,11 @@ func fieldAt(root *yaml.Node, line int, tag, shown string) (string, *yaml.Node) 
 			}
 		case yaml.SequenceNode:
 			for i, c := range n.Content {
-				if p, v := walk(c, fmt.Sprintf("%s[%d]", path, i)); v != nil {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if match(c) {
+					return p, c
+				}
+				if p, v := walk(c, p); v != nil {
 					return p, v
 				}
 			}
@@ -177,6 +214,10 @@ func fieldAt(root *yaml.Node, line int, tag, shown string) (string, *yaml.Node) 
 // wantType says a Go type of the documents in words.
 func wantType(goType string) string {
 	switch {
+	case strings.HasPrefix(goType, "[]") && strings.Contains(goType, "."):
+		// a list of this package's mappings: "[]config.Route"
+		_, name, _ := strings.Cut(goType, ".")
+		return "a list of " + plural(name) + " (mappings)"
 	case strings.HasPrefix(goType, "[]"):
 		return "a list"
 	case strings.HasPrefix(goType, "map["):
@@ -195,6 +236,39 @@ func wantType(goType string) string {
 		return "a mapping"
 	}
 	return goType
+}
+
+// plural names the items of a list of Go type name in the document's
+// words: "RateLimit" is "rate limits".
+func plural(name string) string {
+	var b strings.Builder
+	for i, r := range name {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String() + "s"
+}
+
+// tagWords says a value the YAML library names by its tag and the start
+// of its text (cut to 10 bytes, with "...") in words.
+func tagWords(tag, shown string) string {
+	switch tag {
+	case "!!seq":
+		return "a list"
+	case "!!map":
+		return "a mapping"
+	case "!!str":
+		return strconv.Quote(shown)
+	}
+	if shown != "" {
+		return shown
+	}
+	return "a value of another type"
 }
 
 // gotValue says a value of a document in words.
