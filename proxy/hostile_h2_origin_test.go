@@ -25,13 +25,8 @@ func startRawH2Origin(t *testing.T, streams *atomic.Int32, answer func(fr *http2
 	t.Helper()
 	addr := rawPeer(t, func(c net.Conn) {
 		defer c.Close()
-		pre := make([]byte, len(http2.ClientPreface))
-		if _, err := io.ReadFull(c, pre); err != nil {
-			return
-		}
-		fr := http2.NewFramer(c, c)
-		fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-		if fr.WriteSettings() != nil {
+		fr := acceptH2(c)
+		if fr == nil {
 			return
 		}
 		for {
@@ -241,4 +236,20 @@ func TestH2UpstreamNoTransparentGzip(t *testing.T) {
 	if res.Header.Get("Content-Encoding") != "gzip" || !bytes.Equal(got, gz) {
 		t.Errorf("client got Content-Encoding %q and %d bytes, want the origin's gzip body (%d bytes)", res.Header.Get("Content-Encoding"), len(got), len(gz))
 	}
+}
+
+// acceptH2 reads a client's preface on c and sends the server's empty
+// SETTINGS, as a raw HTTP/2 origin starts; it returns the framer (with
+// header blocks decoded), or nil when the client went away.
+func acceptH2(c net.Conn) *http2.Framer {
+	pre := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(c, pre); err != nil {
+		return nil
+	}
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if fr.WriteSettings() != nil {
+		return nil
+	}
+	return fr
 }

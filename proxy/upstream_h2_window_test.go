@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // BenchmarkProxyH2CUpstreamDownload measures one fast client's download
@@ -69,13 +68,8 @@ type creditStream struct {
 
 func (o *creditOrigin) serve(c net.Conn) {
 	defer c.Close()
-	pre := make([]byte, len(http2.ClientPreface))
-	if _, err := io.ReadFull(c, pre); err != nil {
-		return
-	}
-	fr := http2.NewFramer(c, c)
-	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	if fr.WriteSettings() != nil {
+	fr := acceptH2(c)
+	if fr == nil {
 		return
 	}
 	conn := c.RemoteAddr().String()
