@@ -146,7 +146,7 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 	m.resolveConns()
 	// Both reasons exist from the start, at 0: a flood is rare, and a
 	// series that appears only with the first one has no rate to show.
-	for _, r := range []string{h2.FloodFrames, h2.FloodHeaderBlock} {
+	for _, r := range []string{h2.FloodFrames, h2.FloodHeaderBlock, h2.FloodRapidReset} {
 		m.floods.WithLabelValues(r)
 	}
 	return m, m.register(reg, store)

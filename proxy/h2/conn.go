@@ -75,8 +75,10 @@ type Conn struct {
 	idleTimer    *time.Timer
 	drainTimer   *time.Timer
 
-	flood     floodGuard // the overhead frames the client may still send
-	lingering bool       // a GOAWAY for an error was sent (the reader's)
+	flood     floodGuard  // the overhead frames the client may still send
+	rapid     rapidResets // the client's early resets (reader only)
+	opened    uint64      // streams the client opened (reader only)
+	lingering bool        // a GOAWAY for an error was sent (the reader's)
 
 	handlers    sync.WaitGroup // the stream workers
 	work        chan *Stream   // hands a stream to an idle worker (unbuffered)
@@ -253,6 +255,7 @@ func (c *Conn) process(f any) error {
 		c.mu.Unlock()
 		if st != nil {
 			st.fail(fmt.Errorf("h2: stream reset by the client (%v)", f.ErrCode), true)
+			return c.clientReset()
 		}
 		return nil
 	case *http2.PriorityFrame:

@@ -2,6 +2,7 @@ package h2
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -70,7 +71,54 @@ const (
 	// FloodHeaderBlock is a header block that never ended: CONTINUATION
 	// frames past twice MaxHeaderListSize (CVE-2024-27316 in others).
 	FloodHeaderBlock = "header_block"
+	// FloodRapidReset is a client that opened streams only to reset them
+	// (CVE-2023-44487).
+	FloodRapidReset = "rapid_reset"
 )
+
+// The rapid-reset guard. A request whose stream the client resets at once
+// earns the flood budget its credit like any other (its handler ran), yet
+// each such pair of frames starts a request, and maybe an upstream
+// exchange, for nothing: 200,000 HEADERS+RST_STREAM pairs on one
+// connection ran 142,000 cancelled requests. The running-handler cap
+// bounds how many run at once, not how many run. As Envoy does (it closes
+// a connection once half of at least 500 streams were reset early), a
+// connection ends with ENHANCE_YOUR_CALM when, within one second, the
+// client reset rapidResetLimit streams the server had not finished and
+// those were more than half the streams it opened in that second. One
+// cancel of everything in flight (a browser leaving a page) resets at most
+// MaxConcurrentStreams streams, and the limit is at least twice that; a
+// proxy in front that multiplexes many users' cancels onto one connection
+// stays under half.
+const (
+	rapidResetLimit  = 1000
+	rapidResetWindow = time.Second
+)
+
+// rapidResets counts, on the reader goroutine, the client's resets of
+// unfinished streams in the current window.
+type rapidResets struct {
+	since   time.Time // the window's start
+	opened0 uint64    // Conn.opened at the window's start
+	resets  uint32
+}
+
+// clientReset counts a client's reset of a stream the server had not
+// finished, and reports a flood when resets dominate the window.
+func (c *Conn) clientReset() error {
+	r := &c.rapid
+	now := c.flood.now()
+	if now.Sub(r.since) >= rapidResetWindow {
+		r.since, r.opened0, r.resets = now, c.opened, 0
+	}
+	r.resets++
+	opened := c.opened - r.opened0
+	limit := max(rapidResetLimit, 2*c.cfg.MaxConcurrentStreams)
+	if r.resets < limit || uint64(r.resets)*2 <= opened {
+		return nil
+	}
+	return &floodError{reason: FloodRapidReset, detail: fmt.Sprintf("%d streams reset by the client within %v, of %d it opened", r.resets, rapidResetWindow, opened)}
+}
 
 // floodGuard is the budget. outCredit is counted under wmu by the
 // writers; the rest is the reader goroutine's.

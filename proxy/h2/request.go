@@ -148,6 +148,7 @@ func (c *Conn) newStream(f *fieldBlock) (*Stream, error) {
 		st.bodyWake = make(chan struct{}, 1)
 	}
 	st.ctx, st.cancel = context.WithCancelCause(c.ctx)
+	c.opened++
 	return st, nil
 }
 
