@@ -105,17 +105,7 @@ func TestRunOpenFileLimit(t *testing.T) {
 	}
 
 	cmd := limited("4096", "run", "--config", d.nodeFile)
-	stderr := newLogFile(t)
-	cmd.Stderr = stderr.f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
+	stderr := startLogged(t, cmd)
 	waitFor(t, "the node to listen", func() bool { return strings.Contains(stderr.String(), `"msg":"listening"`) })
 	log := stderr.String()
 	if n := strings.Count(log, "the open-file limit is below"); n != 1 || !strings.Contains(log, `"open_file_limit":4096`) {

@@ -86,10 +86,10 @@ func (d *nodeDir) pid(t *testing.T) int {
 	return pid
 }
 
-// launch starts "pingora-node run" on d and waits for /readyz.
-func launch(t *testing.T, d *nodeDir) (*exec.Cmd, *logFile) {
+// startLogged starts cmd with its stderr in a log file, and kills it at
+// the test's end if it is still running.
+func startLogged(t *testing.T, cmd *exec.Cmd) *logFile {
 	t.Helper()
-	cmd := exec.Command(binary, "run", "--config", d.nodeFile, "--pid-file", filepath.Join(d.dir, "pid"))
 	stderr := newLogFile(t)
 	cmd.Stderr = stderr.f
 	if err := cmd.Start(); err != nil {
@@ -100,6 +100,16 @@ func launch(t *testing.T, d *nodeDir) (*exec.Cmd, *logFile) {
 			cmd.Process.Kill()
 			cmd.Wait()
 		}
+	})
+	return stderr
+}
+
+// launch starts "pingora-node run" on d and waits for /readyz.
+func launch(t *testing.T, d *nodeDir) (*exec.Cmd, *logFile) {
+	t.Helper()
+	cmd := exec.Command(binary, "run", "--config", d.nodeFile, "--pid-file", filepath.Join(d.dir, "pid"))
+	stderr := startLogged(t, cmd)
+	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("first process stderr:\n%s", stderr.String())
 		}
