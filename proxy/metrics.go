@@ -136,7 +136,7 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 		}, []string{"reason"}),
 		floods: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pingora_downstream_floods_total",
-			Help: "HTTP/2 client connections ended with GOAWAY ENHANCE_YOUR_CALM for flooding, by reason: overhead_frames (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM, empty DATA and the like, beyond what its requests and bodies earn), header_block (a header block of endless CONTINUATION frames).",
+			Help: "HTTP/2 client connections ended with GOAWAY ENHANCE_YOUR_CALM for flooding, by reason: overhead_frames (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM, empty DATA and the like, beyond what its requests and bodies earn), header_block (a header block of endless CONTINUATION frames), rapid_reset (streams opened only to be reset, CVE-2023-44487).",
 		}, []string{"reason"}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pingora_panics_total",
