@@ -8,7 +8,9 @@ type Config struct {
 	// refused with REFUSED_STREAM (default 250).
 	MaxConcurrentStreams uint32
 	// MaxHeaderListSize caps a request's decoded header block, as RFC 9113
-	// counts it (default 64 KiB).
+	// counts it (default 64 KiB): a request over it is answered 431 and
+	// its connection goes on. A block that takes more than twice as many
+	// bytes on the wire (64 KiB at least) ends the connection.
 	MaxHeaderListSize uint32
 	// MaxHeaders caps the number of request header fields (default 128).
 	MaxHeaders int

@@ -119,7 +119,12 @@ func NewConn(nc net.Conn, r io.Reader, cfg Config, h Handler) *Conn {
 	c.fr.MaxHeaderListSize = cfg.MaxHeaderListSize
 	c.hr.dec = hpack.NewDecoder(4096, nil)
 	c.hr.dec.SetEmitFunc(c.hr.emit)
-	c.hr.dec.SetMaxStringLength(max(int(cfg.MaxHeaderListSize), 0))
+	// A string is held to what a block's wire allowance can carry (a
+	// Huffman-coded string decodes to 8/5 of its bytes at the most), not
+	// to MaxHeaderListSize: a field over the list limit is refused with
+	// 431 like any list over it, and one the decoder refused would end
+	// the connection, its HPACK state lost.
+	c.hr.dec.SetMaxStringLength(int(2 * c.blockWireMax()))
 	c.fr.SetMaxReadFrameSize(defaultMaxFrame)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())

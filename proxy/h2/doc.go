@@ -22,7 +22,11 @@
 // host[:port] without userinfo, no edge whitespace in values, a host field
 // that agrees with :authority): the proxy forwards them to HTTP/1.1
 // upstreams, where a space would start another request line. A malformed
-// request is reset with PROTOCOL_ERROR; Config.OnReject hears of it.
+// request is reset with PROTOCOL_ERROR; Config.OnReject hears of it. A
+// head over the header limits is answered 431 (a gRPC call:
+// RESOURCE_EXHAUSTED); its block is decoded to its end all the same, so
+// that the connection's other streams and HPACK state go on (headers.go;
+// TestOversizedHeaderBlockRefusesOnlyItsStream).
 //
 // A client whose frames ask for nothing (PING, SETTINGS, WINDOW_UPDATE,
 // empty DATA, ...) beyond a budget its requests and bodies refill is

@@ -147,17 +147,22 @@ func (c *Conn) readHeaderBlock(hf *http2.HeadersFrame) (*fieldBlock, error) {
 	// that empty CONTINUATION frames, which decode to nothing, still use
 	// up the block's allowance: without it a client could send them
 	// without end (CVE-2024-27316 in other servers).
-	wire, wireMax := int64(0), max(2*int64(c.cfg.MaxHeaderListSize), 64<<10)
+	//
+	// Within that allowance a block is decoded to its end, whatever it
+	// holds: past MaxHeaderListSize, or past an invalid field, with the
+	// fields no longer kept (emit is off) but the dynamic table still
+	// kept in step with the client's encoder, so that only this stream
+	// is refused (431, or RST_STREAM for an invalid field) and the
+	// connection's other streams, and the blocks after this one, go on.
+	// The Framer (and so x/net's server) ends the connection instead, at
+	// the first fragment after the limit or an invalid field: a gRPC
+	// client lost every call in flight to one request with too much
+	// metadata. The allowance bounds the work either way.
+	wire, wireMax := int64(0), c.blockWireMax()
 	for {
 		p := frag.HeaderBlockFragment()
 		if wire += frameHeaderLen + int64(len(p)); wire > wireMax {
 			return nil, &floodError{reason: FloodHeaderBlock, detail: "header block over its allowance of frames"}
-		}
-		// A fragment far over what is left of the limit, or any after
-		// the limit was hit or a field was invalid, is not decoded: the
-		// connection ends.
-		if int64(len(p)) > 2*int64(hr.headersRemain+hr.trailersRemain) || hr.invalid != nil {
-			return nil, http2.ConnectionError(http2.ErrCodeProtocol)
 		}
 		if _, err := hr.dec.Write(p); err != nil {
 			return nil, http2.ConnectionError(http2.ErrCodeCompression)
@@ -181,6 +186,13 @@ func (c *Conn) readHeaderBlock(hf *http2.HeadersFrame) (*fieldBlock, error) {
 		return nil, http2.StreamError{StreamID: b.streamID, Code: http2.ErrCodeProtocol, Cause: err}
 	}
 	return b, nil
+}
+
+// blockWireMax is the most bytes a header block may take on the wire,
+// its frames' headers counted: twice MaxHeaderListSize, and 64 KiB at
+// least.
+func (c *Conn) blockWireMax() int64 {
+	return max(2*int64(c.cfg.MaxHeaderListSize), 64<<10)
 }
 
 // checkPseudos refuses unknown and repeated pseudo-header fields, and a

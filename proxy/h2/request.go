@@ -42,7 +42,7 @@ func (c *Conn) processHeaders(f *fieldBlock) error {
 			reason = h1.CodeHeaderTooLarge
 		}
 		c.reportReject(reason, errors.New("h2: request header list over the limit"))
-		c.refuseHeaderListTooLarge(id, f.endStream)
+		c.refuseHeaderListTooLarge(id, f.endStream, grpcRequest(f.regular()))
 		return nil
 	}
 	refuse := c.closing || c.peerGoneAway || (c.drain == drainFinal && id > c.lastStreamID) ||
@@ -71,15 +71,42 @@ func (c *Conn) processHeaders(f *fieldBlock) error {
 
 // refuseHeaderListTooLarge answers a request whose header block was over
 // MaxHeaderListSize, or had more than MaxHeaders fields, with 431 (as
-// HTTP/1.1 does), and stops its body if one follows.
-func (c *Conn) refuseHeaderListTooLarge(id uint32, ended bool) {
+// HTTP/1.1 does), and stops its body if one follows. A gRPC call gets
+// RESOURCE_EXHAUSTED in a trailers-only response instead, as the proxy
+// answers its other refusals: gRPC clients read a status other than 200
+// through a fixed table in which 431 is UNKNOWN (grpc-go) or INTERNAL
+// (grpc-java).
+func (c *Conn) refuseHeaderListTooLarge(id uint32, ended, grpc bool) {
+	status, h := http.StatusRequestHeaderFieldsTooLarge, http.Header{"Content-Length": {"0"}}
+	if grpc {
+		status, h = http.StatusOK, http.Header{
+			"Content-Type": {"application/grpc"},
+			"Grpc-Status":  {grpcResourceExhausted},
+			"Grpc-Message": {"request metadata over the server's limit"},
+		}
+	}
 	c.lockWrite()
-	c.writeFieldsLocked(id, http.StatusRequestHeaderFieldsTooLarge, http.Header{"Content-Length": {"0"}}, true)
+	c.writeFieldsLocked(id, status, h, true)
 	if !ended {
 		c.fr.WriteRSTStream(id, http2.ErrCodeNo)
 	}
 	c.flushWanted = true
 	c.unlockWrite()
+}
+
+// grpcResourceExhausted is gRPC's status RESOURCE_EXHAUSTED.
+const grpcResourceExhausted = "8"
+
+// grpcRequest reports a gRPC call: a content-type of application/grpc,
+// application/grpc+proto, application/grpc;..., not grpc-web's.
+func grpcRequest(fields []hpack.HeaderField) bool {
+	for _, hf := range fields {
+		if hf.Name == "content-type" {
+			rest, ok := strings.CutPrefix(hf.Value, "application/grpc")
+			return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')
+		}
+	}
+	return false
 }
 
 func (c *Conn) processTrailers(st *Stream, f *fieldBlock) error {
@@ -88,6 +115,17 @@ func (c *Conn) processTrailers(st *Stream, f *fieldBlock) error {
 	case st.recvDone:
 		c.mu.Unlock()
 		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeStreamClosed, Cause: errors.New("HEADERS on a half-closed stream")}
+	case f.truncated || len(f.regular()) > c.cfg.MaxHeaders:
+		// Too late for a 431: the request runs. The stream is reset, as
+		// its request is not whole; dropping the trailers that did not
+		// fit would pass a part of them on as all of them.
+		c.mu.Unlock()
+		reason := h1.CodeTooManyFields
+		if f.truncated {
+			reason = h1.CodeHeaderTooLarge
+		}
+		c.reportReject(reason, errors.New("h2: request trailers over the limit"))
+		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeEnhanceYourCalm, Cause: errors.New("trailers over the header list limit")}
 	case !f.endStream:
 		c.mu.Unlock()
 		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeProtocol, Cause: errors.New("trailers without END_STREAM")}
