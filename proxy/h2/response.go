@@ -199,8 +199,12 @@ func (st *Stream) reserve(want int) (int, error) {
 		wake := st.wake
 		c.mu.Unlock()
 		// What was written must reach the client before it can grant
-		// more window.
+		// more window, and so must the head, which no window holds back
+		// (a client may open the window only once it saw the status).
 		c.lockWrite()
+		if st.headDue && c.werr == nil {
+			st.writeHeadLocked(false)
+		}
 		c.flushWanted = true
 		c.unlockWrite()
 		if t == nil {

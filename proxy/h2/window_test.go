@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"bytes"
 	"net/http"
 	"testing"
 	"time"
@@ -92,5 +93,36 @@ func TestShutWindowWakesWriter(t *testing.T) {
 func TestStreamSize(t *testing.T) {
 	if n := unsafe.Sizeof(Stream{}); n > 288 {
 		t.Fatalf("Stream is %d bytes, over the 288-byte size class: order its fields to leave no padding", n)
+	}
+}
+
+// TestHeadNotHeldByShutWindow: a client whose windows are shut still gets
+// the response head at once (HEADERS are not flow-controlled): before, the
+// head waited with the first body bytes for window the client never gave,
+// and the client saw only the RST_STREAM at StreamWriteTimeout, without
+// the status.
+func TestHeadNotHeldByShutWindow(t *testing.T) {
+	s := serve(t, Config{StreamWriteTimeout: time.Minute}, func(st *Stream) {
+		st.WriteHead(200, http.Header{"X-A": {"1"}})
+		st.Write(bytes.Repeat([]byte("b"), 100))
+		st.Finish(nil)
+	})
+	fr, _ := rawConn(t, s.addr)
+	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headerBlock(":method", "GET", ":scheme", "http", ":path", "/", ":authority", "a"), EndStream: true, EndHeaders: true})
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no response head while the window is shut: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			if f.PseudoValue("status") != "200" || f.StreamEnded() {
+				t.Fatalf("head %v, end %v", f.Fields, f.StreamEnded())
+			}
+			return
+		case *http2.DataFrame, *http2.RSTStreamFrame, *http2.GoAwayFrame:
+			t.Fatalf("%v before the head", f.Header().Type)
+		}
 	}
 }
