@@ -132,7 +132,7 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pingora_downstream_rejected_total",
-			Help: "Client requests refused as malformed before any phase saw them, by reason: HTTP/1.1 heads answered 4xx/5xx, HTTP/2 streams reset with PROTOCOL_ERROR or answered 431.",
+			Help: "Client requests refused as malformed before any phase saw them, by reason: HTTP/1.1 heads answered 4xx/5xx, HTTP/2 streams reset with PROTOCOL_ERROR, or over the header limits answered 431 (a gRPC call: grpc-status 8) or, for trailers, reset.",
 		}, []string{"reason"}),
 		floods: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pingora_downstream_floods_total",

@@ -44,7 +44,9 @@ type Config struct {
 	DrainWait time.Duration
 	// OnReject, when set, is told of each request refused before a handler
 	// saw it: a malformed head, reset with PROTOCOL_ERROR (RFC 9113
-	// section 8.1.1), or one over the header limits, answered 431. reason
+	// section 8.1.1), or one over the header limits, answered 431 (a gRPC
+	// call: grpc-status RESOURCE_EXHAUSTED; trailers over them reset the
+	// stream with ENHANCE_YOUR_CALM, as the request already runs). reason
 	// is a short fixed label (proxy/h1's codes, such as "invalid_target",
 	// and invalid_scheme, invalid_pseudo_header, missing_pseudo_header,
 	// host_mismatch, connection_specific_field, invalid_te,
