@@ -317,3 +317,26 @@ func TestHeaderBlockPastAllowanceEndsConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestFieldOverListLimit: one field value longer than MaxHeaderListSize
+// (a large cookie or token) is a head over the limit like any other: 431,
+// and the connection goes on. Before, the HPACK decoder refused the string
+// itself and the connection ended with GOAWAY COMPRESSION_ERROR.
+func TestFieldOverListLimit(t *testing.T) {
+	s := serve(t, Config{MaxHeaderListSize: 1024}, echo)
+	fr, _ := rawConn(t, s.addr)
+	w := newBlockWriter(fr, 512)
+	base := []string{":method", "GET", ":scheme", "http", ":path", "/", ":authority", "a"}
+	w.write(t, 1, true, w.encode(append(base, "cookie", strings.Repeat("c", 3000))...))
+	w.write(t, 3, true, w.encode(base...))
+	statuses := map[uint32]string{}
+	readUntil(t, fr, func(f http2.Frame) bool {
+		if h, ok := f.(*http2.MetaHeadersFrame); ok {
+			statuses[h.StreamID] = h.PseudoValue("status")
+		}
+		return len(statuses) == 2
+	})
+	if statuses[1] != "431" || statuses[3] != "200" {
+		t.Fatalf("statuses %v, want 431 and 200", statuses)
+	}
+}
