@@ -340,3 +340,47 @@ func TestFieldOverListLimit(t *testing.T) {
 		t.Fatalf("statuses %v, want 431 and 200", statuses)
 	}
 }
+
+// TestTrailersAfterServerReset: trailers the client sent before it saw
+// the server's RST_STREAM (after a 431, or after a response that did not
+// wait for the body) are ignored, as RFC 9113 section 5.1 has frames on a
+// stream the endpoint reset ignored; the block is decoded all the same, so
+// the dynamic table stays in step. Before, they were HEADERS on a closed
+// stream: GOAWAY PROTOCOL_ERROR, and every stream on the connection.
+func TestTrailersAfterServerReset(t *testing.T) {
+	s := serve(t, Config{MaxHeaderListSize: 1024}, func(st *Stream) {
+		st.WriteHead(200, http.Header{"X-Late": st.Header["X-Late"]})
+		st.Finish(nil) // without reading the body
+	})
+	fr, _ := rawConn(t, s.addr)
+	w := newBlockWriter(fr, 16384)
+	base := []string{":method", "POST", ":scheme", "http", ":path", "/", ":authority", "a"}
+	big := append([]string{}, base...)
+	for i := range 10 {
+		big = append(big, fmt.Sprintf("x-f%d", i), strings.Repeat("b", 200))
+	}
+	w.write(t, 1, false, w.encode(big...))  // 431 and RST_STREAM
+	w.write(t, 3, false, w.encode(base...)) // 200 and RST_STREAM
+	var rsts int
+	readUntil(t, fr, func(f http2.Frame) bool {
+		if r, ok := f.(*http2.RSTStreamFrame); ok && (r.StreamID == 1 || r.StreamID == 3) {
+			rsts++
+		}
+		return rsts == 2
+	})
+	for _, id := range []uint32{1, 3} {
+		fr.WriteData(id, false, []byte("body"))
+		w.write(t, id, true, w.encode("x-trailer", "t", "x-late", "from-the-trailers"))
+	}
+	w.write(t, 5, true, w.encode(append(base, "x-late", "from-the-trailers")...))
+	readUntil(t, fr, func(f http2.Frame) bool {
+		h, ok := f.(*http2.MetaHeadersFrame)
+		if !ok || h.StreamID != 5 {
+			return false
+		}
+		if h.PseudoValue("status") != "200" || fmt.Sprint(h.RegularFields()) != fmt.Sprint([]hpack.HeaderField{{Name: "x-late", Value: "from-the-trailers"}}) {
+			t.Fatalf("stream 5 answered %v", h.Fields)
+		}
+		return true
+	})
+}

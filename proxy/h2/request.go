@@ -26,7 +26,15 @@ func (c *Conn) processHeaders(f *fieldBlock) error {
 		return c.processTrailers(st, f)
 	}
 	if id <= c.maxClientID {
+		reset := c.wasResetLocked(id)
 		c.mu.Unlock()
+		if reset {
+			// Trailers the client sent before it saw our RST_STREAM (after
+			// a 431, or a response that did not wait for the body): frames
+			// on a stream we reset are ignored (RFC 9113 section 5.1), once
+			// decoded for the dynamic table. They did no work.
+			return c.overhead(f)
+		}
 		return http2.ConnectionError(http2.ErrCodeProtocol) // closed, or lower than one seen
 	}
 	c.maxClientID = id
