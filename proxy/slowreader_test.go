@@ -20,9 +20,9 @@ import (
 
 // slowH2 is a raw HTTP/2 client that never reads a response body: its
 // streams' initial flow-control window is 0 and it sends no
-// WINDOW_UPDATE, so the proxy cannot send it one byte of any body (nor
-// the head, which goes out with the first body bytes). It is the attack
-// that made the proxy hold one upstream connection per stream.
+// WINDOW_UPDATE, so the proxy cannot send it one byte of any body (the
+// heads it gets: they are not flow-controlled). It is the attack that
+// made the proxy hold one upstream connection per stream.
 type slowH2 struct {
 	nc   net.Conn
 	fr   *http2.Framer
@@ -31,9 +31,9 @@ type slowH2 struct {
 	hbuf bytes.Buffer
 	next uint32
 
-	mu    sync.Mutex
-	heads int // response heads seen
-	done  chan struct{}
+	mu   sync.Mutex
+	ends int // streams seen to end: END_STREAM or RST_STREAM
+	done chan struct{}
 }
 
 func dialSlowH2(t *testing.T, addr string) *slowH2 {
@@ -59,7 +59,8 @@ func dialSlowH2(t *testing.T, addr string) *slowH2 {
 	return c
 }
 
-// readLoop acknowledges SETTINGS and PING and counts response heads.
+// readLoop acknowledges SETTINGS and PING and counts the streams that
+// end.
 func (c *slowH2) readLoop() {
 	defer close(c.done)
 	for {
@@ -77,10 +78,12 @@ func (c *slowH2) readLoop() {
 				data := f.Data
 				c.write(func() error { return c.fr.WritePing(true, data) })
 			}
-		case *http2.MetaHeadersFrame:
-			c.mu.Lock()
-			c.heads++
-			c.mu.Unlock()
+		case *http2.MetaHeadersFrame, *http2.DataFrame, *http2.RSTStreamFrame:
+			if _, rst := f.(*http2.RSTStreamFrame); rst || f.Header().Flags.Has(http2.FlagDataEndStream) {
+				c.mu.Lock()
+				c.ends++
+				c.mu.Unlock()
+			}
 		}
 	}
 }
@@ -108,10 +111,10 @@ func (c *slowH2) get(t *testing.T, path string) {
 	}
 }
 
-func (c *slowH2) headsSeen() int {
+func (c *slowH2) endsSeen() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.heads
+	return c.ends
 }
 
 // connCounter counts an origin's connections: accepted, and the most
@@ -253,8 +256,8 @@ func TestSlowReaderSmallBodiesReleaseUpstream(t *testing.T) {
 			if accepted, _ := o.counts(); accepted != 1 {
 				t.Errorf("the origin accepted %d connections for %d streams, want 1 (reused)", accepted, streams)
 			}
-			if n := c.headsSeen(); n != 0 {
-				t.Fatalf("the client got %d response heads with its window shut: the test does not hold the streams", n)
+			if n := c.endsSeen(); n != 0 {
+				t.Fatalf("%d streams ended with the client's window shut: the test does not hold the streams", n)
 			}
 		})
 	}
