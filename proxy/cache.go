@@ -402,6 +402,7 @@ func (s *Server[C]) cacheEnd(sess *Session, err error) {
 		}
 		cs.fill.Abort(err)
 		cs.fill = nil
+		s.unstored(sess, "incomplete")
 	}
 	if cs.cfg == nil {
 		return

@@ -399,3 +399,42 @@ func TestCacheFillOutlivesItsClient(t *testing.T) {
 		t.Fatalf("origin connections %d, want 1", conns())
 	}
 }
+
+// logStatus is a RouterApp that hands every request's Session.CacheStatus
+// to the test at the Logging phase.
+type logStatus struct {
+	RouterApp
+	logged chan string
+}
+
+func (a *logStatus) Logging(s *Session, _ struct{}, _ error) { a.logged <- s.CacheStatus }
+
+// TestCacheTooLargeMidBodyLogged: a body without Content-Length sends its
+// Cache-Status before its size is known; once it outgrows the limit and
+// streams through uncached, what the request logs (Session.CacheStatus)
+// no longer says stored, but too_large.
+func TestCacheTooLargeMidBodyLogged(t *testing.T) {
+	var app *logStatus
+	s := startCacheSetupApp(t, &CacheConfig{MaxObjectBytes: 1000}, func(_ int64, w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		for _, c := range []string{"a", "b", "c"} {
+			io.WriteString(w, strings.Repeat(c, 600))
+			w.(http.Flusher).Flush() // chunked: no Content-Length
+		}
+	}, func(ra RouterApp) App[struct{}] {
+		app = &logStatus{RouterApp: ra, logged: make(chan string, 4)}
+		return app
+	}, ListenerConfig{Name: "http"})
+	resp, body := s.do(t, h1Client(), http.MethodGet, "/big", nil)
+	if len(body) != 1800 || resp.ContentLength != -1 {
+		t.Fatalf("body %d bytes, Content-Length %d", len(body), resp.ContentLength)
+	}
+	select {
+	case got := <-app.logged:
+		if strings.Contains(got, "stored") || !strings.Contains(got, "detail=too_large") {
+			t.Fatalf("logged Cache-Status %q, want too_large and not stored", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request was not logged")
+	}
+}
