@@ -130,7 +130,8 @@ func (s *Server[C]) cacheRequest(sess *Session, ctx C) (done bool, err error) {
 	}
 	cs.key, cs.vkey = key, key
 	r := sess.Req
-	cs.req = cache.Request{Method: r.Method, Scheme: sess.scheme(), Host: r.Host, URI: r.URI, Header: r.Header, ClientIP: sess.ClientIP}
+	cs.req = cache.Request{Method: r.Method, Scheme: sess.scheme(), Host: r.Host, URI: r.URI, Header: r.Header,
+		ClientIP: sess.ClientIP, ForwardedIP: sess.ForwardedIP}
 	cs.ctx = cache.WithRequest(sess.ctx, &cs.req)
 	cs.canFill = sess.Req.Method == http.MethodGet && len(sess.Req.Header["Range"]) == 0 && !cs.rq.NoStore
 	if cs.canFill && sess.ds.contentLength() != 0 {

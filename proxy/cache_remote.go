@@ -60,6 +60,7 @@ func (s *Server[C]) FillCache(ctx context.Context, f CacheFill) {
 		bg.TLS = &tls.ConnectionState{} // the scheme the client used: X-Forwarded-Proto, the key
 	}
 	bg.reset(ctx, req, nullDownstream{})
+	bg.ForwardedIP = src.ForwardedIP // hashed by client_ip as the asking node's request was
 	bg.Background = true
 	bg.cache = cacheState{key: f.Key, vkey: f.VariantKey, index: f.Index, fill: f.Fill, stale: f.Stale, store: f.Store}
 	if !s.bg.run(bg, func() { s.handle(bg, time.Now()) }) {

@@ -24,8 +24,11 @@ type Request struct {
 	// Header holds the request's fields (canonical keys) after the
 	// request phases ran, Host not among them.
 	Header http.Header
-	// ClientIP is the client's address without port.
-	ClientIP string
+	// ClientIP is the client's address without port: the connection's
+	// peer. ForwardedIP is the client a trusted proxy in front reported
+	// ("" when none did): the request's real client, which client_ip
+	// hashing and rate limits go by (proxy.Session.RealIP).
+	ClientIP, ForwardedIP string
 }
 
 type requestKey struct{}
