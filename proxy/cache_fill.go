@@ -242,6 +242,7 @@ func (s *Server[C]) commitFill(sess *Session) {
 		return
 	case errors.Is(err, cache.ErrTooLarge):
 		reason = "too_large"
+		s.markPass(sess, reason) // learned mid-body: the next requests pass
 	case errors.Is(err, cache.ErrNotStored):
 		reason = "invalidated"
 	case errors.Is(err, cache.ErrNotAdmitted):

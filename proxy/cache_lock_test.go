@@ -437,4 +437,12 @@ func TestCacheTooLargeMidBodyLogged(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the request was not logged")
 	}
+	// The URL is marked (hit-for-pass), for this reason: the next
+	// request does not claim to store it again.
+	for range 2 {
+		if resp, _ := s.do(t, h1Client(), http.MethodGet, "/big", nil); cacheStatusOf(resp) != "fwd=miss; fwd-status=200; detail=hit-for-pass" {
+			t.Fatalf("next request: Cache-Status %q", cacheStatusOf(resp))
+		}
+		<-app.logged
+	}
 }

@@ -352,6 +352,7 @@ func staleStatusKeyCases() []cacheCase {
 		{section: "max_object_bytes: a Content-Length over the store's own cap streams through uncached, and says so", cc: &CacheConfig{Store: smallStore(4)}, origin: serve("0123456789", "Cache-Control", "max-age=60"), steps: []cacheStep{
 			{body: "0123456789", cs: "fwd=miss; fwd-status=200; detail=too_large", origin: 1},
 			{body: "0123456789", cs: "fwd=miss; fwd-status=200; detail=hit-for-pass", origin: 2},
+			{body: "0123456789", cs: "fwd=miss; fwd-status=200; detail=hit-for-pass", origin: 3},
 		}},
 		{section: "§7.3 (policy) a response that sets a cookie is not stored", origin: versioned(false, "Cache-Control", "max-age=60", "Set-Cookie", "s=1"), steps: []cacheStep{
 			{body: "v1", cs: "fwd=miss; fwd-status=200; detail=set-cookie", origin: 1},
