@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingora-go/pingora-go/internal/logtest"
 	"github.com/pingora-go/pingora-go/proxy/cache"
 )
 
@@ -444,5 +447,45 @@ func TestCacheTooLargeMidBodyLogged(t *testing.T) {
 			t.Fatalf("next request: Cache-Status %q", cacheStatusOf(resp))
 		}
 		<-app.logged
+	}
+}
+
+// TestCacheStatusInAccessLog: the access log records what the cache did
+// (as nginx logs $upstream_cache_status), as the request ended: a body
+// that outgrew the limit after its head went out is logged too_large.
+func TestCacheStatusInAccessLog(t *testing.T) {
+	o := &cacheOrigin{fc: newCacheClock(), handle: func(_ int64, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		if r.URL.Path == "/big" {
+			for range 3 {
+				io.WriteString(w, strings.Repeat("x", 600))
+				w.(http.Flusher).Flush()
+			}
+			return
+		}
+		io.WriteString(w, "small")
+	}}
+	peer := startOrigin(t, originH1, nil, o)
+	var logged logtest.Buffer
+	p := startProxy(t, routeWith(t, RouteConfig{Cache: &CacheConfig{MaxObjectBytes: 1000}}, peer),
+		Config{Clock: o.fc, AccessLog: slog.New(slog.NewJSONHandler(&logged, nil))}, ListenerConfig{Name: "http"})
+	for i, path := range []string{"/s", "/s", "/big"} {
+		resp, err := h1Client().Get("http://" + p.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		// The record follows the response: wait for it, to keep the order.
+		waitFor(t, 5*time.Second, "the access log record", func() bool { return len(logged.Lines()) > i })
+	}
+	want := []string{"fwd=miss; fwd-status=200; stored", "hit; ttl=60", "fwd=miss; fwd-status=200; detail=too_large"}
+	for i, line := range logged.Lines()[:3] {
+		var rec struct {
+			CacheStatus string `json:"cache_status"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.CacheStatus != want[i] {
+			t.Errorf("access log line %d: cache_status %q, want %q (%s)", i, rec.CacheStatus, want[i], line)
+		}
 	}
 }
