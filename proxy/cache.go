@@ -140,6 +140,9 @@ func (s *Server[C]) cacheRequest(sess *Session, ctx C) (done bool, err error) {
 		// still answered from what is stored.
 		cs.canFill, cs.st.detail = false, "request-body"
 	}
+	if cs.canFill && hasOverrideField(sess.Req.Header) {
+		cs.canFill, cs.st.detail = false, "request-override" // the same, for a URL or method the origin may take from a field
+	}
 	obj, err := s.cacheFind(sess)
 	if err != nil {
 		s.errLog.Warn("cache lookup failed", "route", sess.Route, "err", err)
@@ -159,6 +162,23 @@ func (s *Server[C]) cacheRequest(sess *Session, ctx C) (done bool, err error) {
 		return s.cacheFound(sess, ctx, obj)
 	}
 	return s.cacheMiss(sess, ctx)
+}
+
+// overrideFields are request fields that frameworks read as the request's
+// real URL or method: X-Original-URL and X-Rewrite-URL (IIS URL rewrite,
+// Symfony, Zend), X-HTTP-Method-Override and its other spellings (Rails,
+// Express, ASP.NET Web API, ...). They reach the origin and are in no
+// key: an origin that honours one answers another page or method under
+// this URL's key.
+var overrideFields = []string{"X-Original-Url", "X-Rewrite-Url", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+func hasOverrideField(h map[string][]string) bool {
+	for _, f := range overrideFields {
+		if len(h[f]) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // cacheEligible reports whether the request may be answered from the

@@ -153,3 +153,44 @@ func TestCacheKeyFieldSpellings(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheOverrideFieldsNotStored: fields that frameworks read as the
+// request's real URL or method (X-Original-URL and X-Rewrite-URL in IIS,
+// Symfony and Zend; X-HTTP-Method-Override and its spellings in many) go
+// to the origin but are in no key. An origin that honours them answered
+// another page (or method) under this URL's key, and every other client
+// got it from the cache. Such a response is not stored, as a GET with a
+// body is not; a stored response still answers such a request.
+func TestCacheOverrideFieldsNotStored(t *testing.T) {
+	for _, field := range []string{"X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"} {
+		t.Run(field, func(t *testing.T) {
+			s := startCacheSetup(t, nil, func(n int64, w http.ResponseWriter, r *http.Request) {
+				page := r.URL.Path
+				for _, f := range []string{"X-Original-URL", "X-Rewrite-URL"} {
+					if v := r.Header.Get(f); v != "" {
+						page = v // as IIS's URL rewrite and Symfony read it
+					}
+				}
+				method := r.Method
+				for _, f := range []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"} {
+					if v := r.Header.Get(f); v != "" {
+						method = v
+					}
+				}
+				w.Header().Set("Cache-Control", "max-age=60")
+				fmt.Fprintf(w, "%s %s", method, page)
+			})
+			c := h1Client()
+			resp, body := s.do(t, h2cClient(), "GET", "/home", h(field, "/admin")) // HTTP/2's lower-case names too
+			if got := cacheStatusOf(resp); got != "fwd=miss; fwd-status=200; detail=request-override" {
+				t.Fatalf("the attacker's request: %q, Cache-Status %q", body, got)
+			}
+			if _, body := s.do(t, c, "GET", "/home", nil); body != "GET /home" {
+				t.Fatalf("a plain GET got %q, stored from the attacker's request", body)
+			}
+			if resp, body := s.do(t, c, "GET", "/home", h(field, "/admin")); body != "GET /home" || !strings.HasPrefix(cacheStatusOf(resp), "hit") {
+				t.Fatalf("a stored response does not answer a request with %s: %q %q", field, body, cacheStatusOf(resp))
+			}
+		})
+	}
+}
