@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -92,8 +93,8 @@ func (s *Server[C]) refreshLater(sess *Session, f cache.Fill, obj cache.Object) 
 	src := sess.Req
 	h := make(http.Header, len(src.Header))
 	for k, v := range src.Header {
-		if k == "Range" || k == "If-Range" || k == "If-None-Match" || k == "If-Modified-Since" {
-			continue
+		if k == "Range" || k == "If-Range" || k == "If-None-Match" || k == "If-Modified-Since" || slices.Contains(overrideFields, k) {
+			continue // a fill is of the whole response, of this URL and GET
 		}
 		// A copy: the connection's parser reuses its value slices for
 		// the next request while this one runs.
