@@ -262,7 +262,7 @@ func (s *Server[C]) cacheFound(sess *Session, ctx C, obj cache.Object) (bool, er
 		return true, s.onlyIfCached(sess)
 	}
 	cs.st.fwd = "stale"
-	if v.TTL > 0 {
+	if v.TTL > 0 && !meta.NoCache {
 		cs.st.fwd = "request" // fresh, but the request's directives refused it
 	}
 	if !cs.rq.NoCache && meta.ServeStaleWhileRevalidating(v) {

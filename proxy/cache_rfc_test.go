@@ -180,6 +180,10 @@ func requestCases() []cacheCase {
 			{body: "v1", origin: 1},
 			{header: h("Cache-Control", "no-cache"), body: "v1", cs: "fwd=request; fwd-status=304", origin: 2},
 		}},
+		{section: "§5.2.2.4 RFC 9211 a response's own no-cache is validated as stale, not for the request", origin: versioned(true, "Cache-Control", "no-cache, max-age=60"), steps: []cacheStep{
+			{body: "v1", cs: "fwd=miss; fwd-status=200; stored", origin: 1},
+			{body: "v1", cs: "fwd=stale; fwd-status=304", origin: 2},
+		}},
 		{section: "§5.2.1.1 request max-age=0 goes to the origin", origin: maxAge60, steps: []cacheStep{
 			{body: "v1", origin: 1},
 			{advance: time.Second, header: h("Cache-Control", "max-age=0"), body: "v2", cs: "fwd=request; fwd-status=200; stored", origin: 2},
