@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"strings"
+
+	"github.com/pingora-go/pingora-go/proxy/route"
 )
 
 // Request is the client request a Store call is made for. The engine
@@ -75,3 +77,9 @@ func PrimaryKey(key string) string {
 	}
 	return key
 }
+
+// CleanPath normalises a request path (without query) as the engine does
+// before it keys, routes and forwards a request (route.CleanPath: dot
+// segments, runs of slashes, needless escapes), so that a store naming a
+// URL from outside a request (a purge) finds the key the request made.
+func CleanPath(p string) string { return route.CleanPath(p) }
