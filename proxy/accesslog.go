@@ -41,6 +41,9 @@ func (s *Server[C]) observe(sess *Session, err error) {
 			slog.Duration("ttfb", sess.UpstreamTTFB),
 		)
 	}
+	if sess.CacheStatus != "" { // what the cache did, as the request ended (Session.CacheStatus)
+		attrs = append(attrs, slog.String("cache_status", sess.CacheStatus))
+	}
 	if sess.TraceID != "" {
 		attrs = append(attrs, slog.String("trace_id", sess.TraceID))
 	}

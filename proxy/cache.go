@@ -130,7 +130,8 @@ func (s *Server[C]) cacheRequest(sess *Session, ctx C) (done bool, err error) {
 	}
 	cs.key, cs.vkey = key, key
 	r := sess.Req
-	cs.req = cache.Request{Method: r.Method, Scheme: sess.scheme(), Host: r.Host, URI: r.URI, Header: r.Header, ClientIP: sess.ClientIP}
+	cs.req = cache.Request{Method: r.Method, Scheme: sess.scheme(), Host: r.Host, URI: r.URI, Header: r.Header,
+		ClientIP: sess.ClientIP, ForwardedIP: sess.ForwardedIP}
 	cs.ctx = cache.WithRequest(sess.ctx, &cs.req)
 	cs.canFill = sess.Req.Method == http.MethodGet && len(sess.Req.Header["Range"]) == 0 && !cs.rq.NoStore
 	if cs.canFill && sess.ds.contentLength() != 0 {
@@ -138,6 +139,9 @@ func (s *Server[C]) cacheRequest(sess *Session, ctx C) (done bool, err error) {
 		// one client's "fat GET" would set everyone's response. It is
 		// still answered from what is stored.
 		cs.canFill, cs.st.detail = false, "request-body"
+	}
+	if cs.canFill && hasOverrideField(sess.Req.Header) {
+		cs.canFill, cs.st.detail = false, "request-override" // the same, for a URL or method the origin may take from a field
 	}
 	obj, err := s.cacheFind(sess)
 	if err != nil {
@@ -158,6 +162,23 @@ func (s *Server[C]) cacheRequest(sess *Session, ctx C) (done bool, err error) {
 		return s.cacheFound(sess, ctx, obj)
 	}
 	return s.cacheMiss(sess, ctx)
+}
+
+// overrideFields are request fields that frameworks read as the request's
+// real URL or method: X-Original-URL and X-Rewrite-URL (IIS URL rewrite,
+// Symfony, Zend), X-HTTP-Method-Override and its other spellings (Rails,
+// Express, ASP.NET Web API, ...). They reach the origin and are in no
+// key: an origin that honours one answers another page or method under
+// this URL's key.
+var overrideFields = []string{"X-Original-Url", "X-Rewrite-Url", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+func hasOverrideField(h map[string][]string) bool {
+	for _, f := range overrideFields {
+		if len(h[f]) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // cacheEligible reports whether the request may be answered from the
@@ -241,7 +262,7 @@ func (s *Server[C]) cacheFound(sess *Session, ctx C, obj cache.Object) (bool, er
 		return true, s.onlyIfCached(sess)
 	}
 	cs.st.fwd = "stale"
-	if v.TTL > 0 {
+	if v.TTL > 0 && !meta.NoCache {
 		cs.st.fwd = "request" // fresh, but the request's directives refused it
 	}
 	if !cs.rq.NoCache && meta.ServeStaleWhileRevalidating(v) {
@@ -402,6 +423,7 @@ func (s *Server[C]) cacheEnd(sess *Session, err error) {
 		}
 		cs.fill.Abort(err)
 		cs.fill = nil
+		s.unstored(sess, "incomplete")
 	}
 	if cs.cfg == nil {
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -92,8 +93,8 @@ func (s *Server[C]) refreshLater(sess *Session, f cache.Fill, obj cache.Object) 
 	src := sess.Req
 	h := make(http.Header, len(src.Header))
 	for k, v := range src.Header {
-		if k == "Range" || k == "If-Range" || k == "If-None-Match" || k == "If-Modified-Since" {
-			continue
+		if k == "Range" || k == "If-Range" || k == "If-None-Match" || k == "If-Modified-Since" || slices.Contains(overrideFields, k) {
+			continue // a fill is of the whole response, of this URL and GET
 		}
 		// A copy: the connection's parser reuses its value slices for
 		// the next request while this one runs.
@@ -102,6 +103,10 @@ func (s *Server[C]) refreshLater(sess *Session, f cache.Fill, obj cache.Object) 
 	req := &RequestHeader{Method: http.MethodGet, URI: src.URI, Host: src.Host, Header: h, ProtoMajor: src.ProtoMajor, ProtoMinor: src.ProtoMinor}
 	bg := &Session{ClientIP: sess.ClientIP, TLS: sess.TLS, Listener: sess.Listener}
 	bg.reset(s.bg.ctx, req, nullDownstream{})
+	// The client trusted proxies reported, as the request's own: client_ip
+	// hashing (a ketama route's origin), rate limits and the phases see
+	// the refresh as they saw the request, not as the balancer's.
+	bg.ForwardedIP = sess.ForwardedIP
 	bg.Background = true
 	cs := &sess.cache
 	bg.cache = cacheState{key: cs.key, vkey: cs.vkey, index: cs.index, fill: f, stale: obj}

@@ -118,7 +118,12 @@ func (s *Server[C]) startFill(sess *Session, ctx C, resp *ResponseHeader) error 
 			break
 		}
 		if err := f.Start(meta, cs.cfg.maxObject()); err != nil {
+			// The store's own cap may be below the route's: a declared
+			// length over it is refused here, before Cache-Status goes.
 			reason = "store-error"
+			if r := cache.NotStorableReason(err); r != "" {
+				reason = r
+			}
 			break
 		}
 		cs.storing, cs.st.stored = true, true
@@ -206,6 +211,22 @@ func (s *Server[C]) teeFill(sess *Session, p []byte) {
 		cs.fill.Abort(err)
 		cs.fill, cs.storing = nil, false
 		s.metrics.cache.uncacheable.WithLabelValues("store-error").Inc()
+		s.unstored(sess, "store-error")
+	}
+}
+
+// unstored records that a response whose head said stored was not
+// stored after all, and why: a body without Content-Length that outgrew
+// the limit, a fill the store did not keep or that broke. The head went
+// out already; what the request logs (Session.CacheStatus) says so.
+func (s *Server[C]) unstored(sess *Session, reason string) {
+	cs := &sess.cache
+	if !cs.st.stored {
+		return
+	}
+	cs.st.stored, cs.st.detail = false, reason
+	if sess.CacheStatus != "" {
+		sess.CacheStatus = cs.st.String()
 	}
 }
 
@@ -214,18 +235,23 @@ func (s *Server[C]) commitFill(sess *Session) {
 	cs := &sess.cache
 	err := cs.fill.Commit()
 	cs.fill, cs.storing = nil, false
+	var reason string
 	switch {
 	case err == nil:
 		s.metrics.cache.stored.Inc()
+		return
 	case errors.Is(err, cache.ErrTooLarge):
-		s.metrics.cache.uncacheable.WithLabelValues("too_large").Inc()
+		reason = "too_large"
+		s.markPass(sess, reason) // learned mid-body: the next requests pass
 	case errors.Is(err, cache.ErrNotStored):
-		s.metrics.cache.uncacheable.WithLabelValues("invalidated").Inc()
+		reason = "invalidated"
 	case errors.Is(err, cache.ErrNotAdmitted):
-		s.metrics.cache.uncacheable.WithLabelValues("not_admitted").Inc()
+		reason = "not_admitted"
 	default:
-		s.metrics.cache.uncacheable.WithLabelValues("store-error").Inc()
+		reason = "store-error"
 	}
+	s.metrics.cache.uncacheable.WithLabelValues(reason).Inc()
+	s.unstored(sess, reason)
 }
 
 // refreshStale ends a revalidation the origin answered 304: the stored

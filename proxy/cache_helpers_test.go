@@ -137,3 +137,13 @@ func serve(body string, kv ...string) func(int64, http.ResponseWriter, *http.Req
 }
 
 func newCacheClock() *clock.Fake { return clock.NewFake(cacheT0) }
+
+// smallStore is a memory store that keeps no body over maxObject bytes,
+// whatever a route's MaxObjectBytes says.
+func smallStore(maxObject int64) cache.Store {
+	m, err := cache.NewMemory(cache.MemoryConfig{MaxBytes: 1 << 20, MaxObjectBytes: maxObject})
+	if err != nil {
+		panic(err)
+	}
+	return m
+}

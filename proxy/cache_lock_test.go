@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingora-go/pingora-go/internal/logtest"
 	"github.com/pingora-go/pingora-go/proxy/cache"
 )
 
@@ -397,5 +400,92 @@ func TestCacheFillOutlivesItsClient(t *testing.T) {
 	})
 	if conns() != 1 {
 		t.Fatalf("origin connections %d, want 1", conns())
+	}
+}
+
+// logStatus is a RouterApp that hands every request's Session.CacheStatus
+// to the test at the Logging phase.
+type logStatus struct {
+	RouterApp
+	logged chan string
+}
+
+func (a *logStatus) Logging(s *Session, _ struct{}, _ error) { a.logged <- s.CacheStatus }
+
+// TestCacheTooLargeMidBodyLogged: a body without Content-Length sends its
+// Cache-Status before its size is known; once it outgrows the limit and
+// streams through uncached, what the request logs (Session.CacheStatus)
+// no longer says stored, but too_large.
+func TestCacheTooLargeMidBodyLogged(t *testing.T) {
+	var app *logStatus
+	s := startCacheSetupApp(t, &CacheConfig{MaxObjectBytes: 1000}, func(_ int64, w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		for _, c := range []string{"a", "b", "c"} {
+			io.WriteString(w, strings.Repeat(c, 600))
+			w.(http.Flusher).Flush() // chunked: no Content-Length
+		}
+	}, func(ra RouterApp) App[struct{}] {
+		app = &logStatus{RouterApp: ra, logged: make(chan string, 4)}
+		return app
+	}, ListenerConfig{Name: "http"})
+	resp, body := s.do(t, h1Client(), http.MethodGet, "/big", nil)
+	if len(body) != 1800 || resp.ContentLength != -1 {
+		t.Fatalf("body %d bytes, Content-Length %d", len(body), resp.ContentLength)
+	}
+	select {
+	case got := <-app.logged:
+		if strings.Contains(got, "stored") || !strings.Contains(got, "detail=too_large") {
+			t.Fatalf("logged Cache-Status %q, want too_large and not stored", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request was not logged")
+	}
+	// The URL is marked (hit-for-pass), for this reason: the next
+	// request does not claim to store it again.
+	for range 2 {
+		if resp, _ := s.do(t, h1Client(), http.MethodGet, "/big", nil); cacheStatusOf(resp) != "fwd=miss; fwd-status=200; detail=hit-for-pass" {
+			t.Fatalf("next request: Cache-Status %q", cacheStatusOf(resp))
+		}
+		<-app.logged
+	}
+}
+
+// TestCacheStatusInAccessLog: the access log records what the cache did
+// (as nginx logs $upstream_cache_status), as the request ended: a body
+// that outgrew the limit after its head went out is logged too_large.
+func TestCacheStatusInAccessLog(t *testing.T) {
+	o := &cacheOrigin{fc: newCacheClock(), handle: func(_ int64, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		if r.URL.Path == "/big" {
+			for range 3 {
+				io.WriteString(w, strings.Repeat("x", 600))
+				w.(http.Flusher).Flush()
+			}
+			return
+		}
+		io.WriteString(w, "small")
+	}}
+	peer := startOrigin(t, originH1, nil, o)
+	var logged logtest.Buffer
+	p := startProxy(t, routeWith(t, RouteConfig{Cache: &CacheConfig{MaxObjectBytes: 1000}}, peer),
+		Config{Clock: o.fc, AccessLog: slog.New(slog.NewJSONHandler(&logged, nil))}, ListenerConfig{Name: "http"})
+	for i, path := range []string{"/s", "/s", "/big"} {
+		resp, err := h1Client().Get("http://" + p.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		// The record follows the response: wait for it, to keep the order.
+		waitFor(t, 5*time.Second, "the access log record", func() bool { return len(logged.Lines()) > i })
+	}
+	want := []string{"fwd=miss; fwd-status=200; stored", "hit; ttl=60", "fwd=miss; fwd-status=200; detail=too_large"}
+	for i, line := range logged.Lines()[:3] {
+		var rec struct {
+			CacheStatus string `json:"cache_status"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.CacheStatus != want[i] {
+			t.Errorf("access log line %d: cache_status %q, want %q (%s)", i, rec.CacheStatus, want[i], line)
+		}
 	}
 }

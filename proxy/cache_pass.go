@@ -23,7 +23,9 @@ import (
 // and others publicly is cached again from the next request on); one that
 // gets another unstorable response renews it. A marker the
 // ResponseCacheFilter set ("filter") stays until it expires: a passed
-// response does not go through the filter. A shared route's owner says
+// response does not go through the filter; so does one for a size
+// ("too_large"), which a passed response can't be judged on again when
+// the size was the store's cap or learned mid-body. A shared route's owner says
 // why its fill stored nothing (cache.NotStorable, over the wire): the
 // node reports that reason in Cache-Status and marks the key with it.
 const (
@@ -135,10 +137,12 @@ func (s *Server[C]) notePass(sess *Session, resp *ResponseHeader) {
 		reason = s.passReason(sess, resp)
 	}
 	switch {
-	case reason == "" && cs.passedFor == "filter":
+	case reason == "" && (cs.passedFor == "filter" || cs.passedFor == "too_large"):
 		// The ResponseCacheFilter's refusal (here, or at a shared
-		// route's owner) is not judged again on a passed response: the
-		// marker stands until it expires.
+		// route's owner) is not judged again on a passed response, nor
+		// a size over the store's own cap or learned mid-body (passReason
+		// sees only the route's cap and a declared length): the marker
+		// stands until it expires.
 	case reason == "":
 		s.hitPass.unmark(cs.vkey)
 	default:

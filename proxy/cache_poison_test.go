@@ -1,11 +1,15 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora-go/proxy/cache"
 )
 
 // The cache-poisoning tests: a client's request must never make the cache
@@ -151,5 +155,89 @@ func TestCacheKeyFieldSpellings(t *testing.T) {
 		if body != st.want {
 			t.Fatalf("%q: got %q (%s), want %q", st.fields, body, resp.Header.Get("Cache-Status"), st.want)
 		}
+	}
+}
+
+// TestCacheOverrideFieldsNotStored: fields that frameworks read as the
+// request's real URL or method (X-Original-URL and X-Rewrite-URL in IIS,
+// Symfony and Zend; X-HTTP-Method-Override and its spellings in many) go
+// to the origin but are in no key. An origin that honours them answered
+// another page (or method) under this URL's key, and every other client
+// got it from the cache. Such a response is not stored, as a GET with a
+// body is not; a stored response still answers such a request.
+func TestCacheOverrideFieldsNotStored(t *testing.T) {
+	for _, field := range []string{"X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"} {
+		t.Run(field, func(t *testing.T) {
+			s := startCacheSetup(t, nil, func(n int64, w http.ResponseWriter, r *http.Request) {
+				page := r.URL.Path
+				for _, f := range []string{"X-Original-URL", "X-Rewrite-URL"} {
+					if v := r.Header.Get(f); v != "" {
+						page = v // as IIS's URL rewrite and Symfony read it
+					}
+				}
+				method := r.Method
+				for _, f := range []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"} {
+					if v := r.Header.Get(f); v != "" {
+						method = v
+					}
+				}
+				w.Header().Set("Cache-Control", "max-age=60")
+				fmt.Fprintf(w, "%s %s", method, page)
+			})
+			c := h1Client()
+			resp, body := s.do(t, h2cClient(), "GET", "/home", h(field, "/admin")) // HTTP/2's lower-case names too
+			if got := cacheStatusOf(resp); got != "fwd=miss; fwd-status=200; detail=request-override" {
+				t.Fatalf("the attacker's request: %q, Cache-Status %q", body, got)
+			}
+			if _, body := s.do(t, c, "GET", "/home", nil); body != "GET /home" {
+				t.Fatalf("a plain GET got %q, stored from the attacker's request", body)
+			}
+			if resp, body := s.do(t, c, "GET", "/home", h(field, "/admin")); body != "GET /home" || !strings.HasPrefix(cacheStatusOf(resp), "hit") {
+				t.Fatalf("a stored response does not answer a request with %s: %q %q", field, body, cacheStatusOf(resp))
+			}
+		})
+	}
+}
+
+// TestCacheOverrideFieldsNotRefreshed: a stale-while-revalidate hit
+// starts the background refresh from the request that found it stale; an
+// override field of that request does not go along, or the refresh would
+// store the page it names for every client.
+func TestCacheOverrideFieldsNotRefreshed(t *testing.T) {
+	s := startCacheSetup(t, nil, func(n int64, w http.ResponseWriter, r *http.Request) {
+		page := r.URL.Path
+		if v := r.Header.Get("X-Original-URL"); v != "" {
+			page = v
+		}
+		w.Header().Set("Cache-Control", "max-age=10, stale-while-revalidate=60")
+		fmt.Fprintf(w, "v%d %s", n, page)
+	})
+	c := h1Client()
+	s.do(t, c, "GET", "/home", nil)
+	s.fc.Advance(20 * time.Second)
+	if resp, body := s.do(t, c, "GET", "/home", h("X-Original-URL", "/admin")); body != "v1 /home" || !strings.Contains(cacheStatusOf(resp), "stale-while-revalidate") {
+		t.Fatalf("the attacker's request: %q (%s)", body, cacheStatusOf(resp))
+	}
+	waitFor(t, 10*time.Second, "the refreshed page stored", func() bool {
+		resp, _ := s.do(t, c, "GET", "/home", nil)
+		return cacheStatusOf(resp) == "hit; ttl=10"
+	})
+	if _, body := s.do(t, c, "GET", "/home", nil); body != "v2 /home" {
+		t.Fatalf("after the refresh the cache serves %q", body)
+	}
+	// Nor does a fill run for another node (a shared route's owner).
+	ctx := context.Background()
+	key := "GET http://fill.test/f"
+	f, _, _ := s.store.Lock(ctx, key, 0)
+	s.srv.FillCache(ctx, CacheFill{Request: &cache.Request{Method: "GET", Scheme: "http", Host: "fill.test", URI: "/f",
+		Header: http.Header{"X-Original-Url": {"/admin"}}}, Key: key, VariantKey: key, Fill: f, Store: s.store})
+	o, _ := s.store.Lookup(ctx, key)
+	if o == nil {
+		t.Fatal("FillCache stored nothing")
+	}
+	r, _ := o.NewReader(ctx, 0)
+	defer r.Close()
+	if b, _ := io.ReadAll(r); !strings.HasSuffix(string(b), " /f") {
+		t.Fatalf("FillCache stored %q", b)
 	}
 }

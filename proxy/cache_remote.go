@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/pingora-go/pingora-go/proxy/cache"
@@ -49,8 +50,8 @@ func (s *Server[C]) FillCache(ctx context.Context, f CacheFill) {
 	src := f.Request
 	h := make(http.Header, len(src.Header))
 	for k, v := range src.Header {
-		if k == "Range" || k == "If-Range" {
-			continue // a fill is always of the whole response
+		if k == "Range" || k == "If-Range" || slices.Contains(overrideFields, k) {
+			continue // a fill is always of the whole response, of this URL and GET
 		}
 		h[k] = append([]string(nil), v...)
 	}
@@ -60,6 +61,7 @@ func (s *Server[C]) FillCache(ctx context.Context, f CacheFill) {
 		bg.TLS = &tls.ConnectionState{} // the scheme the client used: X-Forwarded-Proto, the key
 	}
 	bg.reset(ctx, req, nullDownstream{})
+	bg.ForwardedIP = src.ForwardedIP // hashed by client_ip as the asking node's request was
 	bg.Background = true
 	bg.cache = cacheState{key: f.Key, vkey: f.VariantKey, index: f.Index, fill: f.Fill, stale: f.Stale, store: f.Store}
 	if !s.bg.run(bg, func() { s.handle(bg, time.Now()) }) {

@@ -180,6 +180,10 @@ func requestCases() []cacheCase {
 			{body: "v1", origin: 1},
 			{header: h("Cache-Control", "no-cache"), body: "v1", cs: "fwd=request; fwd-status=304", origin: 2},
 		}},
+		{section: "§5.2.2.4 RFC 9211 a response's own no-cache is validated as stale, not for the request", origin: versioned(true, "Cache-Control", "no-cache, max-age=60"), steps: []cacheStep{
+			{body: "v1", cs: "fwd=miss; fwd-status=200; stored", origin: 1},
+			{body: "v1", cs: "fwd=stale; fwd-status=304", origin: 2},
+		}},
 		{section: "§5.2.1.1 request max-age=0 goes to the origin", origin: maxAge60, steps: []cacheStep{
 			{body: "v1", origin: 1},
 			{advance: time.Second, header: h("Cache-Control", "max-age=0"), body: "v2", cs: "fwd=request; fwd-status=200; stored", origin: 2},
@@ -348,6 +352,11 @@ func staleStatusKeyCases() []cacheCase {
 		{section: "max_object_bytes: a larger Content-Length streams through uncached", cc: &CacheConfig{MaxObjectBytes: 4}, origin: serve("0123456789", "Cache-Control", "max-age=60"), steps: []cacheStep{
 			{body: "0123456789", cs: "fwd=miss; fwd-status=200; detail=too_large", origin: 1},
 			{body: "0123456789", cs: "fwd=miss", origin: 2},
+		}},
+		{section: "max_object_bytes: a Content-Length over the store's own cap streams through uncached, and says so", cc: &CacheConfig{Store: smallStore(4)}, origin: serve("0123456789", "Cache-Control", "max-age=60"), steps: []cacheStep{
+			{body: "0123456789", cs: "fwd=miss; fwd-status=200; detail=too_large", origin: 1},
+			{body: "0123456789", cs: "fwd=miss; fwd-status=200; detail=hit-for-pass", origin: 2},
+			{body: "0123456789", cs: "fwd=miss; fwd-status=200; detail=hit-for-pass", origin: 3},
 		}},
 		{section: "§7.3 (policy) a response that sets a cookie is not stored", origin: versioned(false, "Cache-Control", "max-age=60", "Set-Cookie", "s=1"), steps: []cacheStep{
 			{body: "v1", cs: "fwd=miss; fwd-status=200; detail=set-cookie", origin: 1},

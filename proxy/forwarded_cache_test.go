@@ -119,6 +119,9 @@ func TestCacheForwardedRequestSentAlong(t *testing.T) {
 			if got := q.Header.Get("Forwarded") != ""; got != (tc.want != "") {
 				t.Fatalf("Forwarded sent along: %v (%q)", got, q.Header.Get("Forwarded"))
 			}
+			if want := map[bool]string{true: "203.0.113.9"}[tc.want != ""]; q.ForwardedIP != want {
+				t.Fatalf("ForwardedIP sent along: %q, want %q", q.ForwardedIP, want)
+			}
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -354,5 +355,28 @@ func TestFillFailedReason(t *testing.T) {
 		if err := fillFailedErr(&got); err != cache.ErrFillFailed {
 			t.Fatalf("head %+v: %v, want plain ErrFillFailed", hd, err)
 		}
+	}
+}
+
+// TestFillRefusedTooLarge: an owner whose fill refuses a head declaring
+// more than MaxObjectBytes (Start's *NotStorable, passed on to Abort as
+// the engine does) tells the node that asked: too_large, so that node
+// reports it and marks the URL, not "stored".
+func TestFillRefusedTooLarge(t *testing.T) {
+	h := newHarness(t, Config{MaxBytes: 1 << 20, MaxObjectBytes: 1024}, "a", "b", "c")
+	key := testKey(8)
+	owner := h.nodes[ownerOf(key, "a", "b", "c")]
+	owner.c.cfg.Origin = OriginFunc(func(_ context.Context, f OriginFill) {
+		meta := &cache.Meta{Status: 200, Header: http.Header{"Content-Length": {"2048"}}}
+		if err := f.Fill.Start(meta, 0); err != nil {
+			f.Fill.Abort(err)
+			return
+		}
+		f.Fill.Abort(nil)
+	})
+	other := h.nonOwner(key)
+	_, _, err := other.c.Lock(requestCtx(key), key, time.Second)
+	if !errors.Is(err, cache.ErrFillFailed) || cache.NotStorableReason(err) != "too_large" {
+		t.Fatalf("Lock at a non-owner: %v, want a failed fill with reason too_large", err)
 	}
 }

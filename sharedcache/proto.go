@@ -66,14 +66,19 @@ type wireRequest struct {
 	URI      string              `msgpack:"u"`
 	Header   map[string][]string `msgpack:"f,omitempty"`
 	ClientIP string              `msgpack:"c,omitempty"`
+	// ForwardedIP is new in this version; a node of an older one
+	// ignores it (and sends none: the owner then hashes ClientIP).
+	ForwardedIP string `msgpack:"x,omitempty"`
 }
 
 func toWireRequest(r *cache.Request) *wireRequest {
-	return &wireRequest{Method: r.Method, Scheme: r.Scheme, Host: r.Host, URI: r.URI, Header: r.Header, ClientIP: r.ClientIP}
+	return &wireRequest{Method: r.Method, Scheme: r.Scheme, Host: r.Host, URI: r.URI, Header: r.Header, ClientIP: r.ClientIP,
+		ForwardedIP: r.ForwardedIP}
 }
 
 func (w *wireRequest) request() *cache.Request {
-	return &cache.Request{Method: w.Method, Scheme: w.Scheme, Host: w.Host, URI: w.URI, Header: http.Header(w.Header), ClientIP: w.ClientIP}
+	return &cache.Request{Method: w.Method, Scheme: w.Scheme, Host: w.Host, URI: w.URI, Header: http.Header(w.Header),
+		ClientIP: w.ClientIP, ForwardedIP: w.ForwardedIP}
 }
 
 // kind is what a head frame says.

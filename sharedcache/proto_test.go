@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingora-go/pingora-go/proxy/cache"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -42,4 +43,31 @@ func mustMarshal(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestWireRequestForwardedIP: the client a trusted proxy reported goes
+// along with a fill's request, and a node of the version before reads the
+// request as it did (the new field is skipped).
+func TestWireRequestForwardedIP(t *testing.T) {
+	r := &cache.Request{Method: "GET", Scheme: "http", Host: "h", URI: "/", ClientIP: "10.0.0.1", ForwardedIP: "203.0.113.9"}
+	b := mustMarshal(t, toWireRequest(r))
+	var back wireRequest
+	if err := msgpack.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got := back.request(); got.ForwardedIP != r.ForwardedIP || got.ClientIP != r.ClientIP {
+		t.Fatalf("decoded %+v", got)
+	}
+	type older struct {
+		Method   string              `msgpack:"m"`
+		Scheme   string              `msgpack:"s"`
+		Host     string              `msgpack:"h"`
+		URI      string              `msgpack:"u"`
+		Header   map[string][]string `msgpack:"f,omitempty"`
+		ClientIP string              `msgpack:"c,omitempty"`
+	}
+	var o older
+	if err := msgpack.Unmarshal(b, &o); err != nil || o.ClientIP != r.ClientIP || o.URI != "/" {
+		t.Fatalf("an older node reads %+v, %v", o, err)
+	}
 }

@@ -70,10 +70,7 @@ func keyPrefixes(raw string) ([]string, error) {
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("%q is not a URL with a host", raw)
 	}
-	rest := u.EscapedPath()
-	if rest == "" {
-		rest = "/"
-	}
+	rest := cache.CleanPath(u.EscapedPath()) // the path as a request's key has it ("" is "/")
 	if u.RawQuery != "" || u.ForceQuery {
 		rest += "?" + u.RawQuery
 	}

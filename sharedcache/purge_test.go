@@ -16,6 +16,13 @@ func TestKeyPrefixes(t *testing.T) {
 		{in: "https://Example.COM/a?b=1", want: []string{"GET https://example.com/a?b=1"}},
 		{in: "http://example.com", want: []string{"GET http://example.com/"}},
 		{in: "example.com:8080/x", want: []string{"GET http://example.com:8080/x", "GET https://example.com:8080/x"}},
+		// The path as the proxy keys a request's: dot segments, runs of
+		// slashes and needless escapes normalized, an encoded slash kept.
+		{in: "http://shop.test/x/../u%31?q=1", want: []string{"GET http://shop.test/u1?q=1"}},
+		{in: "http://shop.test//a/./b/%2e%2e/c", want: []string{"GET http://shop.test/a/c"}},
+		{in: "https://example.com/x/../a%2Ecss", want: []string{"GET https://example.com/a.css"}},
+		{in: "http://shop.test/a%2Fb", want: []string{"GET http://shop.test/a%2Fb"}},
+		{in: "http://shop.test/static/.", want: []string{"GET http://shop.test/static/"}},
 		{in: "ftp://example.com/x", err: "scheme"},
 		{in: "/just/a/path", err: "host"},
 	} {

@@ -18,7 +18,8 @@
 // of head and body over HTTP/1.1), not a copy.
 //
 // Every rule takes the time as an argument, so tests run on a fake clock.
-// The package imports only clock from the module; it must never import
+// The package imports only clock and proxy/route (the path normalisation a
+// key is made of, CleanPath) from the module; it must never import
 // proxy, membership, consensus, sharedcache, ratelimit, wire or node. See
 // Example for a fill streamed to a reader while it is written.
 package cache

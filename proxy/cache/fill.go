@@ -36,7 +36,12 @@ var _ Fill = (*memFill)(nil)
 // errFillState is returned for calls out of order.
 var errFillState = errors.New("cache: fill used out of order")
 
-// Start publishes the head; Lock waiters and Lookups get the object.
+// errDeclaredTooLarge is Start's refusal of a head whose Content-Length
+// is over the limit.
+var errDeclaredTooLarge = &NotStorable{Reason: "too_large"}
+
+// Start publishes the head; Lock waiters and Lookups get the object. A
+// head whose Content-Length is over the limit is refused (see Fill).
 func (f *memFill) Start(meta *Meta, limit int64) error {
 	m := f.m
 	if limit <= 0 || limit > m.cfg.MaxObjectBytes {
@@ -44,7 +49,10 @@ func (f *memFill) Start(meta *Meta, limit int64) error {
 	}
 	f.limit = limit
 	hint := int64(0)
-	if cl, err := strconv.ParseInt(meta.Header.Get("Content-Length"), 10, 64); err == nil && cl >= 0 && cl <= limit {
+	if cl, err := strconv.ParseInt(meta.Header.Get("Content-Length"), 10, 64); err == nil && cl >= 0 {
+		if cl > limit {
+			return errDeclaredTooLarge // nothing published: the caller aborts
+		}
 		hint = cl
 	}
 	o := newMemObject(meta, hint)

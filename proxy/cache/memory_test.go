@@ -184,6 +184,53 @@ func TestMemoryTooLarge(t *testing.T) {
 	}
 }
 
+// TestMemoryStartRefusesDeclaredTooLarge: a head whose Content-Length is
+// over the limit (the store's cap, or the caller's when smaller) is not
+// started: Start says why (a *NotStorable, too_large), nothing is
+// published, and the Abort that follows frees the key.
+func TestMemoryStartRefusesDeclaredTooLarge(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		cap, lim int64
+		cl       string
+		refused  bool
+	}{
+		{"over the store's cap", 10, 0, "11", true},
+		{"over the caller's limit", 100, 10, "11", true},
+		{"caller's limit over the store's cap", 10, 100, "11", true},
+		{"at the cap", 10, 100, "10", false},
+		{"no length", 10, 100, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newTestMemory(t, MemoryConfig{MaxBytes: 1 << 20, MaxObjectBytes: tc.cap})
+			f, _, err := m.Lock(context.Background(), "k", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = f.Start(testMeta(tc.cl), tc.lim)
+			if !tc.refused {
+				if err != nil {
+					t.Fatalf("Start = %v, want nil", err)
+				}
+				f.Abort(nil)
+				return
+			}
+			if NotStorableReason(err) != "too_large" {
+				t.Fatalf("Start = %v, want a NotStorable too_large", err)
+			}
+			if o, _ := m.Lookup(context.Background(), "k"); o != nil {
+				t.Fatal("a refused head was published")
+			}
+			f.Abort(err)
+			if f2, _, err := m.Lock(context.Background(), "k", 0); f2 == nil {
+				t.Fatalf("the key is still locked after the refusal: %v", err)
+			} else {
+				f2.Abort(nil)
+			}
+		})
+	}
+}
+
 // TestMemorySlowReaderCut: a reader of an uncached stream that falls more
 // than relayWindow behind is cut off with an error: memory stays bounded.
 func TestMemorySlowReaderCut(t *testing.T) {

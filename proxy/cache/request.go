@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"strings"
+
+	"github.com/pingora-go/pingora-go/proxy/route"
 )
 
 // Request is the client request a Store call is made for. The engine
@@ -24,8 +26,11 @@ type Request struct {
 	// Header holds the request's fields (canonical keys) after the
 	// request phases ran, Host not among them.
 	Header http.Header
-	// ClientIP is the client's address without port.
-	ClientIP string
+	// ClientIP is the client's address without port: the connection's
+	// peer. ForwardedIP is the client a trusted proxy in front reported
+	// ("" when none did): the request's real client, which client_ip
+	// hashing and rate limits go by (proxy.Session.RealIP).
+	ClientIP, ForwardedIP string
 }
 
 type requestKey struct{}
@@ -72,3 +77,9 @@ func PrimaryKey(key string) string {
 	}
 	return key
 }
+
+// CleanPath normalises a request path (without query) as the engine does
+// before it keys, routes and forwards a request (route.CleanPath: dot
+// segments, runs of slashes, needless escapes), so that a store naming a
+// URL from outside a request (a purge) finds the key the request made.
+func CleanPath(p string) string { return route.CleanPath(p) }

@@ -88,9 +88,13 @@ type BlockReader interface {
 type Fill interface {
 	// Start publishes the head: Lookup and Lock waiters get the object
 	// from now on, its body as it is written. limit caps the body in
-	// bytes (0: the store's own cap). A body that grows past it is not
-	// stored: readers already reading it still get the whole body or an
-	// error, and Commit returns ErrTooLarge.
+	// bytes (0 or over the store's own cap: that cap). A head whose
+	// Content-Length is over it is refused before anything is published:
+	// Start returns a *NotStorable with the reason "too_large", and the
+	// caller ends the fill with Abort (passing that error on tells the
+	// key's waiters why). A body without a Content-Length that grows past
+	// the limit is not stored: readers already reading it still get the
+	// whole body or an error, and Commit returns ErrTooLarge.
 	Start(m *Meta, limit int64) error
 	// Write appends body bytes after Start.
 	Write(p []byte) (int, error)
