@@ -35,9 +35,10 @@ type Cluster struct {
 	metaBytes atomic.Pointer[[]byte]       // the encoding of meta
 	announced atomic.Pointer[announcement] // read by memberlist's NodeMeta
 	metaKick  chan struct{}
-	pushMu    sync.Mutex  // serialises metadata broadcasts with Leave
-	left      bool        // set by Leave under pushMu
-	leaving   atomic.Bool // set by Leave: the metadata sync stops
+	syncKick  chan struct{} // announce: the sync loop checks again (meta_sync.go)
+	pushMu    sync.Mutex    // serialises metadata broadcasts with Leave
+	left      bool          // set by Leave under pushMu
+	leaving   atomic.Bool   // set by Leave: the metadata sync stops
 
 	inbox     chan []byte     // sync messages from peers (meta_sync.go)
 	pushPulls chan syncTarget // lagging peers for pushPullLoop
@@ -95,6 +96,7 @@ func New(cfg Config) (*Cluster, error) {
 		noise:    logthrottle.New(cfg.Clock, 0, 0),
 		meta:     cfg.Meta,
 		metaKick: make(chan struct{}, 1), // one pending push is enough: pushes send the latest meta
+		syncKick: make(chan struct{}, 1),
 		// A burst of acknowledgements from a large cluster; one dropped is
 		// recovered by the next query (counted in Stats.SyncDrops).
 		inbox: make(chan []byte, 256),

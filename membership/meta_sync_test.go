@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/pingora-go/pingora-go/clock"
 )
 
 func TestSyncMsgRoundTrip(t *testing.T) {
@@ -268,4 +270,48 @@ func zoneOf(c *Cluster, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestSyncLoopQuiet: the sync loop stops its ticker once every live peer
+// holds the announced metadata (an idle cluster wakes no node every
+// MetaSyncInterval), and starts it again for a sync message or new
+// metadata, ticking for as long as a peer lags.
+func TestSyncLoopQuiet(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1000, 0))
+	c, err := New(Config{Name: "x", BindAddr: "127.0.0.1:0", Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"p", "q"} {
+		c.members[name] = &Member{Name: name, Addr: "127.0.0.1:1", State: Alive}
+	}
+	base := clk.Waiters()
+	done := make(chan struct{})
+	go func() { defer close(done); c.syncLoop() }()
+	defer func() { close(c.stop); <-done }()
+	interval := c.cfg.MetaSyncInterval
+	ticking := func(want bool, what string) {
+		t.Helper()
+		waitFor(t, 10*time.Second, what, func() bool { return (clk.Waiters() > base) == want })
+	}
+	ticking(true, "the loop armed its ticker")
+	clk.Advance(interval) // no peer speaks the protocol yet: nothing to check
+	ticking(false, "the loop stopped ticking with nothing pending")
+
+	hash := c.announced.Load().hash
+	c.inbox <- encodeSync(syncMsg{Kind: syncAck, From: "p", Hash: hash - 1}) // p lags
+	ticking(true, "an acknowledgement restarted the ticker")
+	clk.Advance(interval)
+	waitFor(t, 10*time.Second, "p listed as pending", func() bool { p := c.pending.Load(); return p != nil && len(*p) == 1 })
+	clk.Advance(interval)
+	if clk.Waiters() <= base {
+		t.Fatal("the loop stopped ticking while p lags")
+	}
+	c.inbox <- encodeSync(syncMsg{Kind: syncAck, From: "p", Hash: hash}) // p caught up
+	waitFor(t, 10*time.Second, "the loop stopped ticking once p caught up", func() bool {
+		clk.Advance(interval)
+		return clk.Waiters() == base
+	})
+	c.announce() // new metadata: the peers must be checked again
+	ticking(true, "new metadata restarted the ticker")
 }
