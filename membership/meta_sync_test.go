@@ -315,3 +315,36 @@ func TestSyncLoopQuiet(t *testing.T) {
 	c.announce() // new metadata: the peers must be checked again
 	ticking(true, "new metadata restarted the ticker")
 }
+
+// TestLeaveWait: Leave waits the whole timeout for its broadcasts while a
+// live peer stays (it must learn of the leave from us), and two gossip
+// rounds when every live peer is draining too (a whole cluster stopped at
+// once: nobody would be left to finish the broadcast).
+func TestLeaveWait(t *testing.T) {
+	c, _, _ := syncFixture(t) // members p, q, old: alive, meta not draining
+	c.gossipEvery = 200 * time.Millisecond
+	check := func(what string, want time.Duration, wantStaying bool) {
+		t.Helper()
+		if got, staying := c.leaveWait(2 * time.Second); got != want || staying != wantStaying {
+			t.Fatalf("%s: leaveWait = %s, %v; want %s, %v", what, got, staying, want, wantStaying)
+		}
+	}
+	for _, m := range c.members {
+		m.metaOK = true
+	}
+	check("peers staying", 2*time.Second, true)
+	c.members["p"].Meta.State = StateDraining
+	c.members["q"].State = Left
+	check("one peer still staying", 2*time.Second, true)
+	c.members["old"].metaOK = false
+	c.members["old"].Meta.State = StateDraining
+	check("a peer whose metadata is unreadable counts as staying", 2*time.Second, true)
+	c.members["old"].metaOK = true
+	check("every live peer draining", 400*time.Millisecond, false)
+	c.members["x"] = &Member{Name: "x", State: Alive, metaOK: true} // this node
+	check("this node does not count", 400*time.Millisecond, false)
+	for _, name := range []string{"p", "old"} {
+		c.members[name].State = Dead
+	}
+	check("no live peer", 400*time.Millisecond, false)
+}
