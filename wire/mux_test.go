@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingora-go/pingora-go/clock"
 	"github.com/pingora-go/pingora-go/wire"
 )
 
@@ -376,4 +377,36 @@ func TestAcceptOutOfDescriptors(t *testing.T) {
 			t.Fatalf("Serve = %v, want ErrClosed", err)
 		}
 	})
+}
+
+// TestServerCloseEndsAcceptBackoff: Close ends a Server's accept back-off
+// at once, even at its longest (1s), rather than after it (the node's
+// stop waited for it on a process out of descriptors).
+func TestServerCloseEndsAcceptBackoff(t *testing.T) {
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &emfileListener{Listener: tl}
+	l.n.Store(1 << 30) // never accepts
+	clk := clock.NewFake(time.Unix(1000, 0))
+	srv := newServer(t, wire.ServerConfig{})
+	wire.SetClock(srv, clk)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	// 5ms, 10ms, ... 640ms, then 1s: the ninth wait is the longest.
+	for range 8 {
+		waitFor(t, 10*time.Second, "the accept loop to wait", func() bool { return clk.Waiters() == 1 })
+		clk.Advance(time.Second)
+	}
+	waitFor(t, 10*time.Second, "the accept loop to wait 1s", func() bool { return clk.Waiters() == 1 })
+	srv.Close()
+	select {
+	case err := <-served:
+		if !errors.Is(err, wire.ErrClosed) {
+			t.Fatalf("Serve returned %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after Close while backing off")
+	}
 }
