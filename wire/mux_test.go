@@ -358,8 +358,11 @@ func TestAcceptOutOfDescriptors(t *testing.T) {
 		}
 		l := &emfileListener{Listener: tl}
 		l.n.Store(4)
-		muxed(t, l, wire.MuxConfig{}) // its Serve must end with ErrClosed, not the accept error
+		m := muxed(t, l, wire.MuxConfig{}) // its Serve must end with ErrClosed, not the accept error
 		call(t, tl.Addr().String())
+		if got := m.Stats().AcceptFailures; got != 4 {
+			t.Fatalf("Stats().AcceptFailures = %d, want 4", got)
+		}
 	})
 	t.Run("server", func(t *testing.T) {
 		tl, err := net.Listen("tcp", "127.0.0.1:0")
