@@ -35,9 +35,10 @@ type Cluster struct {
 	metaBytes atomic.Pointer[[]byte]       // the encoding of meta
 	announced atomic.Pointer[announcement] // read by memberlist's NodeMeta
 	metaKick  chan struct{}
-	pushMu    sync.Mutex  // serialises metadata broadcasts with Leave
-	left      bool        // set by Leave under pushMu
-	leaving   atomic.Bool // set by Leave: the metadata sync stops
+	syncKick  chan struct{} // announce: the sync loop checks again (meta_sync.go)
+	pushMu    sync.Mutex    // serialises metadata broadcasts with Leave
+	left      bool          // set by Leave under pushMu
+	leaving   atomic.Bool   // set by Leave: the metadata sync stops
 
 	inbox     chan []byte     // sync messages from peers (meta_sync.go)
 	pushPulls chan syncTarget // lagging peers for pushPullLoop
@@ -69,11 +70,14 @@ type Cluster struct {
 	// sentSync, set by tests, sees every sync message sent.
 	sentSync func(name string, m syncMsg)
 
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	stateMu  sync.Mutex
-	started  bool
-	shutdown bool
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	stateMu sync.Mutex
+	// gossipEvery is memberlist's gossip interval, set by Start: a leave
+	// whose peers are all leaving too waits a couple of rounds (leaveWait).
+	gossipEvery time.Duration
+	started     bool
+	shutdown    bool
 
 	subDrops, metaErrs, pushes, joinFails atomic.Uint64
 	queries, resends, msgErrs, inboxDrops atomic.Uint64
@@ -95,6 +99,7 @@ func New(cfg Config) (*Cluster, error) {
 		noise:    logthrottle.New(cfg.Clock, 0, 0),
 		meta:     cfg.Meta,
 		metaKick: make(chan struct{}, 1), // one pending push is enough: pushes send the latest meta
+		syncKick: make(chan struct{}, 1),
 		// A burst of acknowledgements from a large cluster; one dropped is
 		// recovered by the next query (counted in Stats.SyncDrops).
 		inbox: make(chan []byte, 256),
@@ -149,6 +154,7 @@ func (c *Cluster) Start() error {
 		return fmt.Errorf("membership: start: %w", err)
 	}
 	c.ml = ml
+	c.gossipEvery = mc.GossipInterval
 	c.addr = ml.LocalNode().Address()
 	c.selfAddr.Store(&c.addr)
 	c.started = true
@@ -302,6 +308,14 @@ func (c *Cluster) publish(ev Event) {
 // the node at once and report it as left, not failed. To finish in-flight
 // work first, call UpdateMeta with StateDraining, wait, then Leave. Call
 // Shutdown afterwards; metadata updates after Leave are not sent.
+//
+// A broadcast is done once gossiped to enough peers, and a peer that
+// stops is no longer gossiped to: with every peer leaving at once (a whole
+// cluster stopped), a broadcast would never finish and each wait would
+// last the whole timeout. So when no live peer is staying (every one is
+// draining, see leaveWait) Leave waits two gossip rounds for each, enough
+// for a peer still up to hear it, and a broadcast not done by then is no
+// error.
 func (c *Cluster) Leave(timeout time.Duration) error {
 	ml, err := c.memberlist()
 	if err != nil {
@@ -320,13 +334,40 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 	c.announce()
 	// Peers must see draining before the leave, or they will take the
 	// leave for a failure (see delegate.NotifyLeave).
-	if err := ml.UpdateNode(timeout); err != nil {
-		c.log.Debug("membership: draining broadcast not confirmed", "err", err)
+	wait, staying := c.leaveWait(timeout)
+	if err := ml.UpdateNode(wait); err != nil {
+		c.log.Debug("membership: draining broadcast not confirmed", "err", err, "peers_staying", staying)
 	}
-	if err := ml.Leave(timeout); err != nil {
+	wait, staying = c.leaveWait(timeout)
+	if err := ml.Leave(wait); err != nil {
+		if !staying {
+			c.log.Debug("membership: leave broadcast not confirmed; every live peer is leaving too", "err", err)
+			return nil
+		}
 		return fmt.Errorf("membership: leave: %w", err)
 	}
 	return nil
+}
+
+// leaveWait is how long Leave waits for a broadcast: timeout while a live
+// peer is staying (alive, and not draining: it must learn of the leave
+// from us, not by failure detection), else two gossip rounds (at most
+// timeout). A peer whose metadata could not be read counts as staying.
+func (c *Cluster) leaveWait(timeout time.Duration) (time.Duration, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for name, m := range c.members {
+		if name == c.cfg.Name || (m.State != Alive && m.State != Suspect) {
+			continue
+		}
+		if !m.metaOK || m.Meta.State != StateDraining {
+			return timeout, true
+		}
+	}
+	if c.gossipEvery <= 0 {
+		return timeout, false
+	}
+	return min(timeout, 2*c.gossipEvery), false
 }
 
 // Shutdown stops gossip (without leaving: peers will detect a failure) and

@@ -71,6 +71,10 @@ func (c *Cluster) setLocalMeta(fn func(*Meta)) (bool, error) {
 func (c *Cluster) announce() {
 	b := *c.metaBytes.Load()
 	c.announced.Store(&announcement{hash: metaHash(b), bytes: b, at: c.cfg.Clock.Now()})
+	select { // the sync loop checks that the peers get it
+	case c.syncKick <- struct{}{}:
+	default:
+	}
 }
 
 // pushLoop broadcasts metadata changes, rate-limited to one per

@@ -99,19 +99,43 @@ type syncTarget struct {
 
 // syncLoop handles acknowledgement messages and checks, every
 // MetaSyncInterval, that every live peer holds the announced metadata.
+// A check that finds every peer up to date stops the ticker until there
+// is something to check again: new metadata (announce) or a sync message
+// from a peer (a new peer speaking the protocol, an acknowledgement). An
+// idle cluster's nodes do not wake every MetaSyncInterval for nothing.
 func (c *Cluster) syncLoop() {
 	t := c.cfg.Clock.NewTicker(c.cfg.MetaSyncInterval)
-	defer t.Stop()
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	wake := func() {
+		if t == nil {
+			t = c.cfg.Clock.NewTicker(c.cfg.MetaSyncInterval)
+		}
+	}
 	peers := make(map[string]*peerSync)
 	for {
+		var tick <-chan time.Time
+		if t != nil {
+			tick = t.C()
+		}
 		select {
 		case <-c.stop:
 			return
+		case <-c.syncKick:
+			wake()
 		case b := <-c.inbox:
 			c.handleSync(peers, b, c.cfg.Clock.Now())
-		case <-t.C():
+			wake()
+		case <-tick:
 			for _, tg := range c.syncStep(peers, c.cfg.Clock.Now()) {
 				c.bringUpToDate(tg)
+			}
+			if c.leaving.Load() || len(*c.pending.Load()) == 0 {
+				t.Stop()
+				t = nil
 			}
 		}
 	}

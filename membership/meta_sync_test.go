@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/pingora-go/pingora-go/clock"
 )
 
 func TestSyncMsgRoundTrip(t *testing.T) {
@@ -268,4 +270,81 @@ func zoneOf(c *Cluster, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestSyncLoopQuiet: the sync loop stops its ticker once every live peer
+// holds the announced metadata (an idle cluster wakes no node every
+// MetaSyncInterval), and starts it again for a sync message or new
+// metadata, ticking for as long as a peer lags.
+func TestSyncLoopQuiet(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1000, 0))
+	c, err := New(Config{Name: "x", BindAddr: "127.0.0.1:0", Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"p", "q"} {
+		c.members[name] = &Member{Name: name, Addr: "127.0.0.1:1", State: Alive}
+	}
+	base := clk.Waiters()
+	done := make(chan struct{})
+	go func() { defer close(done); c.syncLoop() }()
+	defer func() { close(c.stop); <-done }()
+	interval := c.cfg.MetaSyncInterval
+	ticking := func(want bool, what string) {
+		t.Helper()
+		waitFor(t, 10*time.Second, what, func() bool { return (clk.Waiters() > base) == want })
+	}
+	ticking(true, "the loop armed its ticker")
+	clk.Advance(interval) // no peer speaks the protocol yet: nothing to check
+	ticking(false, "the loop stopped ticking with nothing pending")
+
+	hash := c.announced.Load().hash
+	c.inbox <- encodeSync(syncMsg{Kind: syncAck, From: "p", Hash: hash - 1}) // p lags
+	ticking(true, "an acknowledgement restarted the ticker")
+	clk.Advance(interval)
+	waitFor(t, 10*time.Second, "p listed as pending", func() bool { p := c.pending.Load(); return p != nil && len(*p) == 1 })
+	clk.Advance(interval)
+	if clk.Waiters() <= base {
+		t.Fatal("the loop stopped ticking while p lags")
+	}
+	c.inbox <- encodeSync(syncMsg{Kind: syncAck, From: "p", Hash: hash}) // p caught up
+	waitFor(t, 10*time.Second, "the loop stopped ticking once p caught up", func() bool {
+		clk.Advance(interval)
+		return clk.Waiters() == base
+	})
+	c.announce() // new metadata: the peers must be checked again
+	ticking(true, "new metadata restarted the ticker")
+}
+
+// TestLeaveWait: Leave waits the whole timeout for its broadcasts while a
+// live peer stays (it must learn of the leave from us), and two gossip
+// rounds when every live peer is draining too (a whole cluster stopped at
+// once: nobody would be left to finish the broadcast).
+func TestLeaveWait(t *testing.T) {
+	c, _, _ := syncFixture(t) // members p, q, old: alive, meta not draining
+	c.gossipEvery = 200 * time.Millisecond
+	check := func(what string, want time.Duration, wantStaying bool) {
+		t.Helper()
+		if got, staying := c.leaveWait(2 * time.Second); got != want || staying != wantStaying {
+			t.Fatalf("%s: leaveWait = %s, %v; want %s, %v", what, got, staying, want, wantStaying)
+		}
+	}
+	for _, m := range c.members {
+		m.metaOK = true
+	}
+	check("peers staying", 2*time.Second, true)
+	c.members["p"].Meta.State = StateDraining
+	c.members["q"].State = Left
+	check("one peer still staying", 2*time.Second, true)
+	c.members["old"].metaOK = false
+	c.members["old"].Meta.State = StateDraining
+	check("a peer whose metadata is unreadable counts as staying", 2*time.Second, true)
+	c.members["old"].metaOK = true
+	check("every live peer draining", 400*time.Millisecond, false)
+	c.members["x"] = &Member{Name: "x", State: Alive, metaOK: true} // this node
+	check("this node does not count", 400*time.Millisecond, false)
+	for _, name := range []string{"p", "old"} {
+		c.members[name].State = Dead
+	}
+	check("no live peer", 400*time.Millisecond, false)
 }

@@ -1,10 +1,14 @@
 package node
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/pingora-go/pingora-go/clock"
 	"github.com/pingora-go/pingora-go/internal/logthrottle"
@@ -57,21 +61,51 @@ type capListener struct {
 	open   int
 	remote int                // open connections of clients not on loopback
 	byAddr map[netip.Addr]int // open connections of remote non-loopback clients
+
+	// An accept that fails for want of descriptors is retried here, after
+	// a back-off (acceptBackoff), not handed to net/http, which would log
+	// a plain-text line a second on stderr; acceptFails counts them
+	// (pingora_admin_accept_failures_total).
+	clk         clock.Clock
+	acceptFails atomic.Uint64
+	closeOnce   sync.Once
+	closed      chan struct{}
 }
 
 var _ net.Listener = (*capListener)(nil)
 
 func newCapListener(ln net.Listener, max, perClient, localReserve int, log *slog.Logger) *capListener {
 	return &capListener{Listener: ln, max: max, perClient: perClient, localReserve: localReserve, log: log,
-		noise: logthrottle.New(clock.Real{}, 0, 0), byAddr: map[netip.Addr]int{}}
+		noise: logthrottle.New(clock.Real{}, 0, 0), byAddr: map[netip.Addr]int{}, clk: clock.Real{}, closed: make(chan struct{})}
+}
+
+// Close closes the listener and ends an accept back-off at once.
+func (l *capListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
 }
 
 func (l *capListener) Accept() (net.Conn, error) {
+	var backoff time.Duration
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			return nil, err
+			if !acceptRetryable(err) {
+				return nil, err
+			}
+			l.acceptFails.Add(1)
+			backoff = acceptBackoff(backoff)
+			l.noise.Log(l.log, slog.LevelWarn, "admin accept", "admin API: accept failed, retrying", "err", err, "retry_in", backoff)
+			t := l.clk.NewTimer(backoff)
+			select {
+			case <-t.C():
+				continue
+			case <-l.closed:
+				t.Stop()
+				return nil, net.ErrClosed
+			}
 		}
+		backoff = 0
 		// Only an address that parses as loopback gets the reserve; one
 		// that does not parse (no TCP client) is held to the remote share,
 		// as no address's own cap can hold it.
@@ -151,4 +185,26 @@ func (c *cappedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// acceptRetryable reports whether an accept failed for want of
+// descriptors, buffers or memory, or for one connection aborted before it
+// was accepted (as wire's and proxy's accept loops): the listener is sound
+// and the next accept may work.
+func acceptRetryable(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// acceptBackoff is the wait before the next accept after a retryable
+// failure: 5ms, doubling, at most 1s (as net/http's Server).
+func acceptBackoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return 5 * time.Millisecond
+	}
+	return min(2*d, time.Second)
 }

@@ -1,15 +1,23 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/internal/logtest"
+	"github.com/pingora-go/pingora-go/internal/logthrottle"
 )
 
 // TestAdminConnectionCap: a client that opens connections to the admin
@@ -259,3 +267,65 @@ func (c *addrConn) RemoteAddr() net.Addr {
 	return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(c.remote))
 }
 func (c *addrConn) Close() error { c.once.Do(func() { close(c.done) }); return nil }
+
+// emfileListener fails its Accepts with EMFILE while fail is above zero,
+// as accept4 does on a process out of descriptors, then hands out conns.
+type emfileListener struct {
+	fakeListener
+	fail atomic.Int32
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if l.fail.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.fakeListener.Accept()
+}
+
+// TestAdminAcceptOutOfDescriptors: an admin accept that fails for want of
+// descriptors is retried by the listener after a back-off (net/http, given
+// the error, logged a plain-text line a second on stderr), counted for
+// pingora_admin_accept_failures_total, logged at most logthrottle's burst,
+// and Close ends a back-off at once.
+func TestAdminAcceptOutOfDescriptors(t *testing.T) {
+	t.Parallel()
+	var logs logtest.Buffer
+	fake := &emfileListener{fakeListener: fakeListener{conns: make(chan net.Conn, 1), closed: make(chan struct{})}}
+	fake.fail.Store(30)
+	l := newCapListener(fake, 8, 8, 0, slog.New(slog.NewTextHandler(&logs, nil)))
+	clk := clock.NewFake(time.Unix(1000, 0))
+	l.clk = clk
+	fake.conns <- &addrConn{remote: "127.0.0.1:5000", done: make(chan struct{})}
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if c != nil {
+			c.Close()
+		}
+		accepted <- err
+	}()
+	for {
+		waitUntil(t, "the accept back-off, or the connection", func() bool { return clk.Waiters() == 1 || len(accepted) == 1 })
+		if len(accepted) == 1 {
+			break
+		}
+		clk.Advance(time.Second)
+	}
+	if got := l.acceptFails.Load(); got != 30 {
+		t.Fatalf("acceptFails = %d, want 30", got)
+	}
+	if err := <-accepted; err != nil {
+		t.Fatalf("Accept after 30 EMFILEs: %v", err)
+	}
+	if got := strings.Count(logs.String(), "accept failed"); got == 0 || got > logthrottle.DefaultBurst {
+		t.Fatalf("30 failures logged %d lines, want 1 to %d:\n%s", got, logthrottle.DefaultBurst, logs.String())
+	}
+
+	fake.fail.Store(1 << 30) // out of descriptors for good: Close must not wait for the back-off
+	go func() { _, err := l.Accept(); accepted <- err }()
+	waitUntil(t, "the accept back-off", func() bool { return clk.Waiters() == 1 })
+	l.Close()
+	if err := <-accepted; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close = %v, want net.ErrClosed", err)
+	}
+}

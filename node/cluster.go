@@ -80,14 +80,32 @@ func (n *Node) startGossip() error {
 	p.mu.Unlock()
 	go n.refreshMeta(p)
 	n.log.Info("gossip started", "addr", p.members.Addr(), "join", n.cfg.Join, "profile", n.cfg.GossipProfile)
-	if key, _ := n.cfg.GossipKeyBytes(); len(key) == 0 {
-		if ap, err := netip.ParseAddrPort(p.members.Addr()); err == nil && !ap.Addr().IsLoopback() {
-			n.log.Warn("gossip has no gossip_key: whoever reaches the gossip port can join as a member, be listed in status and take ring shares "+
-				"(shared cache and global rate-limit keys, which the nodes then ask it for; with cluster_tls those calls fail); keep it on a private network or set gossip_key",
-				"addr", p.members.Addr())
-		}
+	if key, _ := n.cfg.GossipKeyBytes(); len(key) == 0 && gossipExposed(n.cfg.GossipAddr, p.members.Addr()) {
+		n.log.Warn("gossip has no gossip_key: whoever reaches the gossip port can join as a member, be listed in status and take ring shares "+
+			"(shared cache and global rate-limit keys, which the nodes then ask it for; with cluster_tls those calls fail); keep it on a private network or set gossip_key",
+			"addr", p.members.Addr(), "bind", n.cfg.GossipAddr, "fix", gossipKeyFix)
 	}
 	return nil
+}
+
+// gossipKeyFix is how to set a gossip key, for the warning above.
+const gossipKeyFix = "give every node the same gossip_key in its node file, or PINGORA_GOSSIP_KEY, " +
+	"e.g. from \"openssl rand -base64 32\"; a node with a key and one without cannot gossip, so set it on every node at once (stop, set, start)"
+
+// gossipExposed reports whether gossip can be reached from beyond this
+// host: it is bound to, or advertises, an address that is not loopback
+// (0.0.0.0 is every interface; a host name counts as exposed).
+func gossipExposed(bind, advertised string) bool {
+	for _, a := range []string{bind, advertised} {
+		if a == "" {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil || !ap.Addr().IsLoopback() {
+			return true
+		}
+	}
+	return false
 }
 
 // metaState is the state the node announces. Once gossip's drain ran it

@@ -240,3 +240,29 @@ func TestGossipMetaSizeCheckedAtStart(t *testing.T) {
 		t.Fatalf("running node's metadata at its largest: %d bytes, New's bound %d (%v)", got, bound, err)
 	}
 }
+
+// TestGossipExposed: the no-gossip_key warning is for gossip bound to or
+// advertising an address beyond loopback (every interface included); a
+// loopback cluster (the demo, tests) gets none.
+func TestGossipExposed(t *testing.T) {
+	for _, tc := range []struct {
+		bind, adv string
+		want      bool
+	}{
+		{"127.0.0.1:7946", "127.0.0.1:7946", false},
+		{"127.0.0.12:7946", "127.0.0.12:7946", false},
+		{"[::1]:7946", "[::1]:7946", false},
+		{"0.0.0.0:7946", "127.0.0.1:7946", true}, // every interface, whatever it advertises
+		{"0.0.0.0:7946", "10.0.0.2:7946", true},
+		{"10.0.0.2:7946", "10.0.0.2:7946", true},
+		{"127.0.0.1:7946", "203.0.113.5:7946", true}, // a forwarded port
+		{"gossip.internal:7946", "", true},
+	} {
+		if got := gossipExposed(tc.bind, tc.adv); got != tc.want {
+			t.Errorf("gossipExposed(%q, %q) = %v, want %v", tc.bind, tc.adv, got, tc.want)
+		}
+	}
+	if !strings.Contains(gossipKeyFix, "gossip_key") || !strings.Contains(gossipKeyFix, "PINGORA_GOSSIP_KEY") {
+		t.Errorf("the fix does not name the setting: %s", gossipKeyFix)
+	}
+}

@@ -90,10 +90,11 @@ type Node struct {
 	store       atomic.Pointer[consensus.Store]
 	stopStore   chan struct{}
 	rpc         *wire.Server
-	rpcLn       net.Listener // the cluster port as bound, for a hand-off
-	mux         *wire.Mux    // shares the cluster port: RPC and raft
-	dial        DialFunc     // opens every cluster connection; see newClusterDial
-	rpcClient   *wire.Client // calls the leader for writes sent to a follower
+	rpcLn       net.Listener                // the cluster port as bound, for a hand-off
+	mux         *wire.Mux                   // shares the cluster port: RPC and raft
+	adminCap    atomic.Pointer[capListener] // the admin listener, for its accept failures
+	dial        DialFunc                    // opens every cluster connection; see newClusterDial
+	rpcClient   *wire.Client                // calls the leader for writes sent to a follower
 	superseded  chan struct{}
 	failed      chan error    // see Failed
 	left        chan struct{} // cap 1: see Left
@@ -165,7 +166,16 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.router = router
-	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pingora_admin_accept_failures_total",
+			Help: "Accepts on the admin port that failed for want of descriptors (too many open files), buffers or memory, each retried after a back-off (5ms doubling to 1s). Compare process_open_fds with process_max_fds to see it coming.",
+		}, func() float64 {
+			if l := n.adminCap.Load(); l != nil {
+				return float64(l.acceptFails.Load())
+			}
+			return 0
+		}))
 	n.tracing = newTracing(cfg, opts)
 	if n.dial, err = n.newClusterDial(); err != nil {
 		return nil, err
@@ -425,6 +435,7 @@ func (n *Node) bindAdmin(g *group) error {
 	n.admin = newAdminServer(n.adminHandler(), defaultAdminTimeouts())
 	admin := n.admin
 	capped := newCapListener(aln, maxAdminConns, maxAdminConnsPerClient, maxAdminConnsLocalReserve, n.log)
+	n.adminCap.Store(capped)
 	g.goFunc(func() {
 		if err := admin.Serve(capped); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("admin server stopped", "err", err)

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pingora-go/pingora-go/internal/logtest"
 	"github.com/pingora-go/pingora-go/internal/logthrottle"
 )
@@ -37,7 +39,7 @@ func (l *flakyAcceptListener) Accept() (net.Conn, error) {
 // connection is still served.
 func TestAcceptOutOfDescriptorsLogThrottled(t *testing.T) {
 	var logged logtest.Buffer
-	cfg := Config{ErrorLog: slog.New(slog.NewTextHandler(&logged, nil))}
+	cfg := Config{ErrorLog: slog.New(slog.NewTextHandler(&logged, nil)), Metrics: prometheus.NewRegistry()}
 	ln, err := Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +58,10 @@ func TestAcceptOutOfDescriptorsLogThrottled(t *testing.T) {
 	lines := strings.Count(logged.String(), "accept failed")
 	if fl.failed.Load() < conns {
 		t.Fatalf("only %d accepts failed", fl.failed.Load())
+	}
+	// Every failure is counted, for an alert (the log lines are not).
+	if got, want := counterValue(p.srv.metrics.acceptFailures.WithLabelValues("plain")), float64(fl.failed.Load()); got < want-1 || got > want {
+		t.Errorf("pingora_downstream_accept_failures_total{listener=plain} = %v, want %v", got, want)
 	}
 	if lines == 0 || lines > logthrottle.DefaultBurst {
 		t.Fatalf("%d accept failures logged %d lines, want 1 to %d:\n%s", fl.failed.Load(), lines, logthrottle.DefaultBurst, logged.String())

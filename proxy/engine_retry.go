@@ -105,7 +105,7 @@ func finishAttempt(sess *Session, err error) {
 		return
 	}
 	var pe *Error
-	if errors.As(err, &pe) && pe.Kind == KindPeerBusy {
+	if errors.As(err, &pe) && (pe.Kind == KindPeerBusy || pe.Kind == KindLocalResources) {
 		return // the peer was never asked: no verdict either way
 	}
 	failed := pe != nil && pe.Source == Upstream

@@ -40,6 +40,11 @@ const (
 	// KindPeerBusy: the peer had ConnLimit.Max connections in use and no
 	// slot was freed for the request in time (or its queue was full).
 	KindPeerBusy
+	// KindLocalResources: this process could not open the upstream
+	// connection for want of descriptors (EMFILE, ENFILE: the open-file
+	// limit), buffers or memory. Not the peer's failure: it does not count
+	// against the peer's passive health, and the request is not retried.
+	KindLocalResources
 )
 
 var kindNames = [...]string{
@@ -62,6 +67,7 @@ var kindNames = [...]string{
 
 	KindInvalidUpstreamRequest: "invalid_upstream_request",
 	KindPeerBusy:               "peer_busy",
+	KindLocalResources:         "local_resources",
 }
 
 func (k Kind) String() string {
@@ -151,7 +157,7 @@ func StatusFor(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case KindNoRoute:
 		return http.StatusNotFound
-	case KindNoHealthyPeer, KindPeerBusy:
+	case KindNoHealthyPeer, KindPeerBusy, KindLocalResources:
 		return http.StatusServiceUnavailable
 	case KindClientCanceled:
 		return 499
@@ -175,12 +181,28 @@ func unwritable(err error) *Error {
 func classifyDial(err error) *Error {
 	k := KindConnectError
 	switch {
+	case localShortage(err):
+		// The socket could not be made here: blaming the peer ejected
+		// healthy peers by passive health at the open-file limit, and
+		// every client got 503 for the cool-off after it had passed.
+		return &Error{Kind: KindLocalResources, Source: Internal, Err: err}
 	case isTimeout(err):
 		k = KindConnectTimeout
 	case errors.Is(err, syscall.ECONNREFUSED):
 		k = KindConnectRefused
 	}
 	return &Error{Kind: k, Source: Upstream, Retry: true, Err: err}
+}
+
+// localShortage reports whether a dial failed for want of this process's
+// or the system's descriptors, buffers or memory.
+func localShortage(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // classifyIO turns an error from reading or writing a connection of side

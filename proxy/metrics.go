@@ -30,6 +30,7 @@ type metrics struct {
 	spliced         prometheus.Counter
 	rejected        *prometheus.CounterVec
 	floods          *prometheus.CounterVec
+	acceptFailures  *prometheus.CounterVec
 	panics          prometheus.Counter
 	cache           *cacheMetrics
 
@@ -138,6 +139,10 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 			Name: "pingora_downstream_floods_total",
 			Help: "HTTP/2 client connections ended with GOAWAY ENHANCE_YOUR_CALM for flooding, by reason: overhead_frames (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM, empty DATA and the like, beyond what its requests and bodies earn), header_block (a header block of endless CONTINUATION frames), rapid_reset (streams opened only to be reset, CVE-2023-44487).",
 		}, []string{"reason"}),
+		acceptFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pingora_downstream_accept_failures_total",
+			Help: "Accepts on a proxy listener that failed, by listener: for want of descriptors (too many open files), buffers or memory, or a connection aborted before it was accepted; each is retried after a back-off (5ms doubling to 1s), the clients waiting in the listen backlog. Compare process_open_fds with process_max_fds to see it coming.",
+		}, []string{"listener"}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pingora_panics_total",
 			Help: "Panics recovered in the code a request ran (a phase, the Limiter, the Tracer, a cache store): the request failed (500, or its response cut), the process and the other requests went on. An abort with http.ErrAbortHandler is not counted.",
@@ -177,7 +182,7 @@ func (m *metrics) register(reg prometheus.Registerer, store cache.Store) error {
 		return nil
 	}
 	cs := []prometheus.Collector{m.requests, m.duration, m.connectDuration, m.upstreamErrors,
-		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.maxConns, m.connLimitWaits, m.tunnels, m.spliced, m.rejected, m.floods, m.panics}
+		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.maxConns, m.connLimitWaits, m.tunnels, m.spliced, m.rejected, m.floods, m.acceptFailures, m.panics}
 	cs = append(cs, m.cache.collectors()...)
 	if r, ok := store.(cache.StatsReporter); ok {
 		cs = append(cs, storeCollectors(r)...)

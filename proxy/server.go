@@ -146,6 +146,7 @@ func (s *Server[C]) Serve(ln net.Listener, lc ListenerConfig) error {
 		return ErrServerClosed
 	}
 	defer s.untrackListener(ln)
+	acceptFailures := s.metrics.acceptFailures.WithLabelValues(lc.Name) // at 0 from the start
 	backoff := time.Duration(0)
 	for {
 		if !s.acquireConnSlot() {
@@ -157,6 +158,7 @@ func (s *Server[C]) Serve(ln net.Listener, lc ListenerConfig) error {
 			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
 				return ErrServerClosed
 			}
+			acceptFailures.Inc()
 			backoff = acceptBackoff(backoff)
 			// At the open-file limit under churn each freed descriptor
 			// is taken by one accept and the next fails again: a line

@@ -38,6 +38,8 @@
 // A round runs every SyncInterval (T, default 50 ms), or sooner when a key
 // near its limit refuses a request or runs low on tokens (never more often
 // than T/5); a round carries only the keys that have something to report.
+// A limiter that holds nothing (no key, no counter) stops the loop's
+// ticker until its next key: an idle node does not wake every T.
 //
 // The owner counts a token when it grants it, not when it is spent:
 // granting adds it to the current window (or takes it from the bucket),

@@ -145,6 +145,8 @@ func (l *Limiter) queue(e *entry, urgent bool) {
 	l.dirtyMu.Unlock()
 	if urgent {
 		l.wake()
+	} else {
+		l.unquiet()
 	}
 }
 
@@ -177,6 +179,18 @@ func (l *Limiter) globalVerdict(st *ruleState, e *entry, ok bool, cost int64) ve
 	// A lease comes with the next answer at the soonest.
 	v.retry = max(v.retry, l.cfg.SyncInterval/5)
 	return v
+}
+
+// unquiet restarts the sync loop's ticker when it stopped for want of
+// anything to do (see run); it never blocks, and costs an atomic load
+// while the loop is ticking.
+func (l *Limiter) unquiet() {
+	if l.quiet.Load() && l.quiet.CompareAndSwap(true, false) {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // wake asks the sync loop for an early round; it never blocks.

@@ -145,7 +145,10 @@ func (l *Limiter) receiveHandoffs(hs []handoff) {
 		if st == nil || st.rule.Scope != Global {
 			continue
 		}
-		c, _ := st.c.owned.getOrCreate(h.key, func(string) *counter { return &counter{created: now} })
+		c, created := st.c.owned.getOrCreate(h.key, func(string) *counter { return &counter{created: now} })
+		if created {
+			l.unquiet()
+		}
 		if c == nil {
 			st.c.untracked.Add(1)
 			continue

@@ -28,6 +28,8 @@ type Limiter struct {
 	ruleMu sync.Mutex // serialises SetRules
 
 	poke    chan struct{} // an early sync is wanted; one pending is enough
+	kick    chan struct{} // work arrived while the sync loop was quiet
+	quiet   atomic.Bool   // the sync loop's ticker is stopped (nothing held)
 	dirtyMu sync.Mutex
 	dirty   []*entry // entries with something to report (flagQueued)
 	sync    syncState
@@ -82,7 +84,7 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	l := &Limiter{cfg: cfg, clk: cfg.Clock, poke: make(chan struct{}, 1)}
+	l := &Limiter{cfg: cfg, clk: cfg.Clock, poke: make(chan struct{}, 1), kick: make(chan struct{}, 1)}
 	l.scratch.New = func() any { return new(scratch) }
 	l.keyBufs.New = func() any { return new([maxKeyLen]byte) }
 	l.epoch = l.clk.Now()
@@ -291,7 +293,7 @@ func (l *Limiter) decideRule(st *ruleState, key string, cost, now int64) verdict
 	case st.rule.Scope == Global:
 		return l.decideGlobal(st, key, cost, now)
 	case st.rule.Algorithm == TokenBucket:
-		return decideBucket(st, key, cost, now)
+		return l.decideBucket(st, key, cost, now)
 	}
 	return decideSketch(st, key, cost, now, float64(st.rule.Limit))
 }
@@ -311,8 +313,11 @@ func decideSketch(st *ruleState, key string, cost, now int64, limit float64) ver
 }
 
 // decideBucket is a local token bucket per key.
-func decideBucket(st *ruleState, key string, cost, now int64) verdict {
-	g, _ := st.c.buckets.getOrCreate(key, newGCRA)
+func (l *Limiter) decideBucket(st *ruleState, key string, cost, now int64) verdict {
+	g, created := st.c.buckets.getOrCreate(key, newGCRA)
+	if created {
+		l.unquiet() // the sweep has a bucket to drop once it is full
+	}
 	if g == nil { // too many keys: a shared bucket for the overflow
 		st.c.untracked.Add(1)
 		g, _ = st.c.buckets.getOrCreate("", newGCRA)

@@ -98,7 +98,10 @@ func (l *Limiter) serveInto(out []answer, from string, reps []report) []answer {
 			out[i].status = statusNotOwner
 			continue
 		}
-		c, _ := st.c.owned.getOrCreate(r.key, func(string) *counter { return &counter{created: now} })
+		c, created := st.c.owned.getOrCreate(r.key, func(string) *counter { return &counter{created: now} })
+		if created {
+			l.unquiet() // a counter to hand off if the ring moves, and to sweep
+		}
 		if c == nil {
 			out[i].status = statusFull
 			continue

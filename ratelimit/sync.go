@@ -103,16 +103,37 @@ func (l *Limiter) Drain() {
 // run is the sync loop: a step every SyncInterval, or sooner when a
 // request asks (a lease running low, a refusal), but never two steps
 // within SyncInterval/5.
+//
+// A step that finds the limiter holding nothing (no key, no counter, no
+// report queued, no hand-off to retry) stops the ticker: an idle node
+// does not wake 1/SyncInterval times a second for nothing. The first key
+// or counter made after that starts it again (unquiet), so the first
+// report goes at most SyncInterval later, as it would have with the
+// ticker running; an urgent request pokes a step at once, as before.
+// While anything is held the loop ticks exactly as it always has.
 func (l *Limiter) run() {
 	defer close(l.done)
 	t := l.clk.NewTicker(l.cfg.SyncInterval)
-	defer t.Stop()
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
 	minGap := int64(l.cfg.SyncInterval / 5)
 	for {
+		var tick <-chan time.Time
+		if t != nil {
+			tick = t.C()
+		}
 		select {
 		case <-l.stop:
 			return
-		case <-t.C():
+		case <-l.kick:
+			if t == nil {
+				t = l.clk.NewTicker(l.cfg.SyncInterval)
+			}
+			continue
+		case <-tick:
 		case <-l.poke:
 			if wait := l.sync.lastStep + minGap - l.mono(); wait > 0 {
 				tm := l.clk.NewTimer(time.Duration(wait))
@@ -124,14 +145,33 @@ func (l *Limiter) run() {
 				}
 			}
 		}
-		l.step()
+		if l.step() {
+			l.quiet.Store(false)
+			if t == nil {
+				t = l.clk.NewTicker(l.cfg.SyncInterval)
+			}
+			continue
+		}
+		// Nothing held: go quiet. quiet is set before holding is asked
+		// again, and the paths that make state set it after making it
+		// (unquiet), so one of the two sees the other.
+		l.quiet.Store(true)
+		if l.holding() {
+			l.quiet.Store(false)
+			continue
+		}
+		if t != nil {
+			t.Stop()
+			t = nil
+		}
 	}
 }
 
 // step is one round: hand off counters the ring moved away, report the
 // keys that need it to their owners and apply the answers, and now and
-// then drop idle keys.
-func (l *Limiter) step() {
+// then drop idle keys. It reports whether the limiter still holds
+// anything a later round has to look at (holding).
+func (l *Limiter) step() bool {
 	l.sync.mu.Lock()
 	defer l.sync.mu.Unlock()
 	now := l.mono()
@@ -148,6 +188,34 @@ func (l *Limiter) step() {
 		l.sync.lastGC = now
 		l.sweep(rs, now)
 	}
+	return l.sync.pending || l.holdingRules(rs)
+}
+
+// holding reports whether the limiter holds anything the sync loop must
+// come back for: a report queued, a hand-off to retry, or any key or
+// counter (to report, hand off or sweep).
+func (l *Limiter) holding() bool {
+	l.sync.mu.Lock()
+	pending := l.sync.pending
+	l.sync.mu.Unlock()
+	return pending || l.holdingRules(l.rules.Load())
+}
+
+func (l *Limiter) holdingRules(rs *ruleSet) bool {
+	l.dirtyMu.Lock()
+	queued := len(l.dirty)
+	l.dirtyMu.Unlock()
+	if queued > 0 {
+		return true
+	}
+	for _, st := range rs.list {
+		c := st.c
+		if (c.entries != nil && c.entries.len() > 0) || (c.owned != nil && c.owned.len() > 0) ||
+			(c.buckets != nil && c.buckets.len() > 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // batch is the reports for one owner, with the entries they came from.

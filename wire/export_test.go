@@ -1,6 +1,10 @@
 package wire
 
-import "time"
+import (
+	"time"
+
+	"github.com/pingora-go/pingora-go/clock"
+)
 
 // SetArrivalClock makes s stamp requests' arrival with now, for tests that
 // need a deadline to have passed before the handler starts.
@@ -25,3 +29,6 @@ func SetDrainIdleWait(d time.Duration) func() {
 	drainIdleWait = d
 	return func() { drainIdleWait = old }
 }
+
+// SetClock makes s time its accept back-off with clk.
+func SetClock(s *Server, clk clock.Clock) { s.clk = clk }

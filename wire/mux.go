@@ -39,6 +39,9 @@ type MuxStats struct {
 	NoFirstByte uint64 // closed: no first byte within HandshakeTimeout
 	NotAccepted uint64 // closed: the protocol's listener did not accept in time
 	OverLimit   uint64 // closed: the protocol had its limit of connections open
+	// AcceptFailures counts accepts that failed for want of descriptors,
+	// buffers or memory (each retried after a back-off).
+	AcceptFailures uint64
 }
 
 // DefaultMuxConnLimit is how many connections of one protocol a Mux lets
@@ -69,7 +72,7 @@ type Mux struct {
 	wg      sync.WaitGroup
 
 	accepted, unknown, noByte, notAccepted, overLimit atomic.Uint64
-	acceptFails                                       atomic.Uint64 // retryable accept errors (EMFILE), for tests
+	acceptFails                                       atomic.Uint64 // retryable accept errors (EMFILE)
 	noise                                             *logthrottle.Throttle
 }
 
@@ -131,7 +134,7 @@ func (m *Mux) Stats() MuxStats {
 	if m == nil {
 		return MuxStats{}
 	}
-	return MuxStats{Accepted: m.accepted.Load(), UnknownByte: m.unknown.Load(), NoFirstByte: m.noByte.Load(), NotAccepted: m.notAccepted.Load(), OverLimit: m.overLimit.Load()}
+	return MuxStats{Accepted: m.accepted.Load(), UnknownByte: m.unknown.Load(), NoFirstByte: m.noByte.Load(), NotAccepted: m.notAccepted.Load(), OverLimit: m.overLimit.Load(), AcceptFailures: m.acceptFails.Load()}
 }
 
 // Serve accepts connections until the listener fails or Close is called;
@@ -151,6 +154,7 @@ func (m *Mux) Serve() error {
 			case acceptRetryable(err):
 				// out of descriptors: connections wait in the backlog
 				// until some close (the port must not shut for good)
+				m.acceptFails.Add(1)
 				backoff = acceptBackoff(backoff)
 				m.noise.Log(m.cfg.Logger, slog.LevelWarn, "accept", "wire: mux: accept failed, retrying", "err", err, "retry_in", backoff)
 				t := time.NewTimer(backoff)

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingora-go/pingora-go/clock"
 	"github.com/pingora-go/pingora-go/wire"
 )
 
@@ -357,8 +358,11 @@ func TestAcceptOutOfDescriptors(t *testing.T) {
 		}
 		l := &emfileListener{Listener: tl}
 		l.n.Store(4)
-		muxed(t, l, wire.MuxConfig{}) // its Serve must end with ErrClosed, not the accept error
+		m := muxed(t, l, wire.MuxConfig{}) // its Serve must end with ErrClosed, not the accept error
 		call(t, tl.Addr().String())
+		if got := m.Stats().AcceptFailures; got != 4 {
+			t.Fatalf("Stats().AcceptFailures = %d, want 4", got)
+		}
 	})
 	t.Run("server", func(t *testing.T) {
 		tl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -376,4 +380,36 @@ func TestAcceptOutOfDescriptors(t *testing.T) {
 			t.Fatalf("Serve = %v, want ErrClosed", err)
 		}
 	})
+}
+
+// TestServerCloseEndsAcceptBackoff: Close ends a Server's accept back-off
+// at once, even at its longest (1s), rather than after it (the node's
+// stop waited for it on a process out of descriptors).
+func TestServerCloseEndsAcceptBackoff(t *testing.T) {
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &emfileListener{Listener: tl}
+	l.n.Store(1 << 30) // never accepts
+	clk := clock.NewFake(time.Unix(1000, 0))
+	srv := newServer(t, wire.ServerConfig{})
+	wire.SetClock(srv, clk)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	// 5ms, 10ms, ... 640ms, then 1s: the ninth wait is the longest.
+	for range 8 {
+		waitFor(t, 10*time.Second, "the accept loop to wait", func() bool { return clk.Waiters() == 1 })
+		clk.Advance(time.Second)
+	}
+	waitFor(t, 10*time.Second, "the accept loop to wait 1s", func() bool { return clk.Waiters() == 1 })
+	srv.Close()
+	select {
+	case err := <-served:
+		if !errors.Is(err, wire.ErrClosed) {
+			t.Fatalf("Serve returned %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after Close while backing off")
+	}
 }

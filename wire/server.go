@@ -86,6 +86,8 @@ type Server struct {
 	// now stamps a request's arrival, from which its deadline counts; a
 	// test moves it back to make deadlines pass before a handler starts.
 	now func() time.Time
+	// clk times the accept loop's back-off (a test's fake clock).
+	clk clock.Clock
 }
 
 // NewServer returns a Server; it starts nothing until Serve.
@@ -106,6 +108,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		ctx:       ctx,
 		cancel:    cancel,
 		now:       time.Now,
+		clk:       clock.Real{},
 	}, nil
 }
 
@@ -189,11 +192,18 @@ func (s *Server) Serve(l net.Listener) error {
 				continue
 			}
 			if acceptRetryable(err) {
-				// out of descriptors: retry, as net/http's Server does
-				// (Close closes l, which ends the next Accept)
+				// out of descriptors: retry, as net/http's Server does;
+				// Close ends the wait at once (it closes l too, which
+				// ends the next Accept)
 				backoff = acceptBackoff(backoff)
 				s.noise.Log(s.cfg.Logger, slog.LevelWarn, "accept", "wire: accept failed, retrying", "err", err, "retry_in", backoff)
-				time.Sleep(backoff) // sleep-ok: at most 1s, as net/http's Server
+				t := s.clk.NewTimer(backoff)
+				select {
+				case <-t.C():
+				case <-s.ctx.Done():
+					t.Stop()
+					return ErrClosed
+				}
 				continue
 			}
 			return fmt.Errorf("wire: accept: %w", err)

@@ -25,7 +25,7 @@ type Collector struct {
 	serverConns, serverRefused, serverPanics *prometheus.Desc
 	clientDials, clientDialErrors            *prometheus.Desc
 	clientRetries                            *prometheus.Desc
-	muxConns, muxDropped                     *prometheus.Desc
+	muxConns, muxDropped, muxAcceptFailures  *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -70,6 +70,8 @@ func NewCollector(src Sources) *Collector {
 			"Connections accepted on the shared cluster port.", nil, nil),
 		muxDropped: prometheus.NewDesc("pingora_wire_mux_dropped_total",
 			"Connections the cluster port closed before a protocol took them, by reason (unknown_byte, no_first_byte, not_accepted, over_limit: the protocol had its limit of connections open).", []string{"reason"}, nil),
+		muxAcceptFailures: prometheus.NewDesc("pingora_wire_mux_accept_failures_total",
+			"Accepts on the shared cluster port that failed for want of descriptors (too many open files), buffers or memory, each retried after a back-off (5ms doubling to 1s). Compare process_open_fds with process_max_fds to see it coming.", nil, nil),
 	}
 }
 
@@ -82,7 +84,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- s.inFlight
 		ch <- s.duration
 	}
-	for _, d := range []*prometheus.Desc{c.serverConns, c.serverRefused, c.serverPanics, c.clientDials, c.clientDialErrors, c.clientRetries, c.muxConns, c.muxDropped} {
+	for _, d := range []*prometheus.Desc{c.serverConns, c.serverRefused, c.serverPanics, c.clientDials, c.clientDialErrors, c.clientRetries, c.muxConns, c.muxDropped, c.muxAcceptFailures} {
 		ch <- d
 	}
 }
@@ -114,6 +116,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, c.muxDropped, st.NoFirstByte, "no_first_byte")
 		counter(ch, c.muxDropped, st.NotAccepted, "not_accepted")
 		counter(ch, c.muxDropped, st.OverLimit, "over_limit")
+		counter(ch, c.muxAcceptFailures, st.AcceptFailures)
 	}
 }
 
