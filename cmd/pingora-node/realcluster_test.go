@@ -50,12 +50,17 @@ func TestRealClusterGuardsRouting(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fmt.Fprintf(&b, "%s: last %d commit %d applied %d config v%d; ", p.name, st.Raft.LastIndex, st.Raft.CommitIndex, st.Raft.AppliedIndex, st.Config.Version)
+			fmt.Fprintf(&b, "%s: last %d commit %d applied %d config v%d cluster %q; ", p.name, st.Raft.LastIndex, st.Raft.CommitIndex, st.Raft.AppliedIndex, st.Config.Version, st.Raft.ClusterID)
 		}
 		return b.String()
 	}
 	var before string
-	waitFor(t, "indexes settled", func() bool { before = marks(); return before == marks() })
+	// Settled: the leader has written the cluster ID (a raft entry its
+	// reconcile loop adds a moment after it wins) and every node applied it.
+	waitFor(t, "indexes settled", func() bool {
+		before = marks()
+		return !strings.Contains(before, `cluster ""`) && before == marks()
+	})
 	unchanged := func(what string) {
 		t.Helper()
 		if after := marks(); after != before {
