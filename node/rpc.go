@@ -173,7 +173,7 @@ func (n *Node) raftListen() (net.Listener, error) {
 	if mux == nil {
 		return nil, errors.New("the cluster port is not open")
 	}
-	ln, err := mux.ListenLimit(maxRaftConns, wire.ProtoRaft, consensus.FirstBytes()...)
+	ln, err := mux.ListenLimits(maxRaftConns, maxRaftConnsPerAddr, wire.ProtoRaft, consensus.FirstBytes()...)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +188,14 @@ func (n *Node) raftListen() (net.Listener, error) {
 // gets a handful from each peer (its connection pool, heartbeats, the
 // pipeline, snapshots).
 const maxRaftConns = 512
+
+// maxRaftConnsPerAddr bounds those from one remote IP (loopback aside):
+// one client that opened maxRaftConns idle connections (the raft byte and
+// nothing more; no credential needed without cluster_tls) kept every
+// peer's new raft connection out, so a leader elected elsewhere, or a
+// restarted peer, could not reach this node. A peer opens a few (raft's
+// pool of 3, the pipeline, a snapshot), twice while it is upgraded.
+const maxRaftConnsPerAddr = 64
 
 // protoByteListener takes wire.ProtoRaft off the connections the Mux
 // hands to raft, which reads its own message type from the next byte; a
