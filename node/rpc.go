@@ -67,7 +67,7 @@ func (n *Node) startRPC(g *group) error {
 		srv.Close()
 		return err
 	}
-	rpcLn, err := mux.Listen(wire.ProtoRPC)
+	rpcLn, err := mux.ListenLimits(wire.DefaultMuxConnLimit, maxRPCConnsPerAddr, wire.ProtoRPC)
 	if err != nil {
 		mux.Close()
 		srv.Close()
@@ -196,6 +196,14 @@ const maxRaftConns = 512
 // restarted peer, could not reach this node. A peer opens a few (raft's
 // pool of 3, the pipeline, a snapshot), twice while it is upgraded.
 const maxRaftConnsPerAddr = 64
+
+// maxRPCConnsPerAddr bounds the node-to-node RPC connections from one
+// remote IP (loopback aside) among the wire.DefaultMuxConnLimit: one
+// client that held them all, idle after the protocol byte, kept a peer
+// that restarted out of this node's RPC (its forwarded config writes got
+// 503, its cache and rate-limit calls fell back; seen on 3 hosts). A peer
+// holds one connection for its calls and one per body it is streaming.
+const maxRPCConnsPerAddr = 1024
 
 // protoByteListener takes wire.ProtoRaft off the connections the Mux
 // hands to raft, which reads its own message type from the next byte; a
