@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/pingora-go/pingora-go/consensus"
@@ -165,7 +166,9 @@ func (n *Node) raftListen() (net.Listener, error) {
 			ln.Close()
 			return nil, err
 		}
-		return n.wrapClusterListener(ln, ct), nil
+		// Bounded as raft's side of the cluster port is: raft keeps
+		// every inbound connection open with no deadline.
+		return n.wrapClusterListener(newConnLimitListener(ln, maxRaftConns, maxRaftConnsPerAddr), ct), nil
 	}
 	n.mu.Lock()
 	mux := n.mux
@@ -281,4 +284,74 @@ func (n *Node) raftSharesPort(addr string) bool {
 		}
 	}
 	return n.cfg.RaftShared()
+}
+
+// connLimitListener closes, as soon as they are accepted, connections
+// beyond total open at once or beyond perAddr from one remote IP
+// (loopback aside), as wire.Mux.ListenLimits does on the cluster port. It
+// bounds raft's own port (raft_addr), which took any number of idle
+// connections: 3,000 from one client stayed open on a real node.
+type connLimitListener struct {
+	net.Listener
+	total, perAddr int
+	mu             sync.Mutex
+	open           int
+	addrs          map[string]int
+}
+
+func newConnLimitListener(ln net.Listener, total, perAddr int) *connLimitListener {
+	return &connLimitListener{Listener: ln, total: total, perAddr: perAddr, addrs: map[string]int{}}
+}
+
+// Accept returns the next connection within the bounds.
+func (l *connLimitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := ""
+		if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
+			if a := net.ParseIP(host); a != nil && !a.IsLoopback() {
+				ip = a.String()
+			}
+		}
+		l.mu.Lock()
+		ok := l.open < l.total && (ip == "" || l.addrs[ip] < l.perAddr)
+		if ok {
+			l.open++
+			if ip != "" {
+				l.addrs[ip]++
+			}
+		}
+		l.mu.Unlock()
+		if !ok {
+			c.Close()
+			continue
+		}
+		return &limitedConn{Conn: c, release: func() { l.release(ip) }}, nil
+	}
+}
+
+func (l *connLimitListener) release(ip string) {
+	l.mu.Lock()
+	l.open--
+	if ip != "" {
+		if l.addrs[ip]--; l.addrs[ip] <= 0 {
+			delete(l.addrs, ip)
+		}
+	}
+	l.mu.Unlock()
+}
+
+// limitedConn frees its place under a connLimitListener when closed.
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
 }
