@@ -7,6 +7,10 @@
 # address (never loopback or a wildcard), that the seeded config is
 # replicated and a request is proxied on each host, and that a config write
 # sent to a follower is forwarded to the leader and served everywhere.
+# Then a client on another address holds idle connections on the leader's
+# gossip port and on its cluster port (raft and RPC) while a follower is
+# killed and restarted joining through the leader alone: it must rejoin and
+# its write reach the leader (one address may hold only a share of each).
 # Then: a node whose cluster address would be loopback refuses to start,
 # and on a second cluster whose admin API is on loopback, a write sent to a
 # follower still reaches the leader: over the cluster port (RPC and raft
@@ -121,6 +125,65 @@ put_follower() {
 }
 check "a config write on a follower is forwarded to the leader" put_follower
 check "the new config (v2) is applied and served on every host (10 s)" wait_until 10 proxied_all b
+
+echo "== one client holds idle connections on the leader's gossip and cluster ports; a follower restarts"
+# From the bridge's address (another "host"): connections that send at most
+# the protocol byte and then nothing, reopened as the node closes them. One
+# address may hold only its share (gossip 8 of 64, raft 64 of 512, RPC 1024
+# of 4096), so the restarted follower joins gossip through the leader alone
+# and its write reaches the leader over a new RPC connection.
+cat > "$work/hold.py" <<'PY'
+import selectors, socket, sys, time
+host, dur = sys.argv[1], float(sys.argv[2])
+want = [(7946, b"", 100), (7947, b"\xc8", 600), (7947, b"\xc7", 4200)]  # gossip, raft, RPC
+sel = selectors.DefaultSelector()
+held = {i: set() for i in range(len(want))}
+end = time.time() + dur
+while time.time() < end:
+    for i, (port, first, n) in enumerate(want):
+        for _ in range(min(200, n - len(held[i]))):
+            try:
+                c = socket.create_connection((host, port), timeout=1)
+                c.sendall(first)
+            except OSError:
+                break
+            c.setblocking(False)
+            sel.register(c, selectors.EVENT_READ, i)
+            held[i].add(c)
+    for key, _ in sel.select(timeout=0.05):
+        try:
+            gone = not key.fileobj.recv(4096)
+        except OSError:
+            gone = True
+        if gone:
+            sel.unregister(key.fileobj)
+            held[key.data].discard(key.fileobj)
+            key.fileobj.close()
+PY
+LI=${L#n}
+(ulimit -n 8192 && exec python3 "$work/hold.py" "$net.$LI" 60) & hold_pid=$!
+pids+=("$hold_pid")
+held_conns() { [ "$(ip netns exec "$(ns "$LI")" ss -Htn state established "( sport = :7947 or sport = :7946 )" | grep -cF "$net.254")" -ge 1000 ]; }
+check "the client holds over 1,000 connections on n$LI (10 s)" wait_until 10 held_conns
+# the follower's node process: pids holds the two origins, then n1..n3
+fpid=${pids[$((F + 1))]}
+kill -9 "$fpid"
+while kill -0 "$fpid" 2>/dev/null; do sleep 0.1; done
+ip netns exec "$(ns "$F")" "$work/pingora-node" run --config "$work/node.yaml" --join "$net.$LI:7946" \
+  --name "n$F" --data-dir "$work/n$F-data" --upgrade-socket "$work/n$F.sock" >> "$work/n$F.log" 2>&1 &
+pids+=($!)
+joined3() { [ "$(status "$F" | field 'print(sum(1 for m in d.get("members") or [] if m["state"]=="alive"), bool(((d.get("gossip") or {}).get("join") or {}).get("joined")))')" = "3 True" ]; }
+check "the restarted n$F joins gossip through n$LI alone while the client holds its ports (20 s)" wait_until 20 joined3
+put_back() {
+  code=$(curl -s --max-time 10 -o "$work/put3.out" -w '%{http_code}' -X PUT -H "Authorization: Bearer $token" \
+    --data-binary @"$work/cluster.yaml" "http://$net.$F:9090/v1/config")
+  echo "   PUT /v1/config on the restarted n$F (the last try): HTTP $code $(tr -d '\n' < "$work/put3.out" | cut -c1-160)" > "$work/put3.line"
+  [ "$code" = 200 ]
+}
+check "its write reaches the leader over a new RPC connection (10 s)" wait_until 10 put_back
+cat "$work/put3.line"
+check "the write (v3) is served on every host (10 s)" wait_until 10 proxied_all a
+kill "$hold_pid" 2>/dev/null
 
 echo "== a node with a loopback cluster address refuses to start"
 refuses_loopback_cluster() {

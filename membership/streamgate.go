@@ -50,6 +50,13 @@ const (
 	// push/pull from each peer every 30 s (2 s in the fast profile) and
 	// a TCP ping now and then, each over in milliseconds.
 	maxGossipStreams = 64
+	// maxGossipStreamsPerIP bounds the streams of one remote address
+	// (loopback excepted: nodes of a cluster on one machine share it)
+	// among those maxGossipStreams, so one client that opens connections
+	// and sends nothing, which needs no gossip key, cannot hold every
+	// slot and keep the node's peers' push/pulls and joins out. A peer
+	// has one push/pull and now and then a TCP ping open at once.
+	maxGossipStreamsPerIP = 8
 )
 
 // memberlist's message types (its net.go; part of its protocol).
@@ -85,6 +92,9 @@ type streamGate struct {
 	timeout time.Duration
 	ch      chan net.Conn
 	slots   chan struct{}
+	// perIP counts the streams each remote address holds slots for
+	// (not loopback ones); guarded by smu.
+	perIP   map[string]int
 	done    chan struct{} // closed when Shutdown begins
 	stopped chan struct{} // closed when the transport has stopped
 	// screening holds the streams whose header is being read, for
@@ -101,7 +111,7 @@ func newStreamGate(t memberlist.NodeAwareTransport, timeout time.Duration, log *
 	g := &streamGate{
 		NodeAwareTransport: t, timeout: timeout, log: log, noise: noise,
 		ch: make(chan net.Conn), slots: make(chan struct{}, maxGossipStreams), done: make(chan struct{}),
-		stopped: make(chan struct{}), screening: map[net.Conn]struct{}{},
+		stopped: make(chan struct{}), screening: map[net.Conn]struct{}{}, perIP: map[string]int{},
 	}
 	g.wg.Add(1)
 	go g.run()
@@ -148,21 +158,69 @@ func (g *streamGate) run() {
 				continue
 			default:
 			}
+			ip := remoteIP(c)
+			if !g.takeIP(ip) {
+				g.refuse(c, fmt.Errorf("%d gossip streams from this address are open already", maxGossipStreamsPerIP))
+				continue
+			}
 			select {
 			case g.slots <- struct{}{}:
 			default:
+				g.releaseIP(ip)
 				g.refuse(c, fmt.Errorf("%d gossip streams are open already", maxGossipStreams))
 				continue
 			}
 			g.wg.Add(1)
-			go g.screen(c)
+			go g.screen(c, ip)
 		case <-g.stopped:
 			return
 		}
 	}
 }
 
-func (g *streamGate) release() { <-g.slots }
+func (g *streamGate) release(ip string) {
+	g.releaseIP(ip)
+	<-g.slots
+}
+
+// remoteIP is c's remote IP, or "" for loopback and for an address that
+// is not an IP (which the per-address bound leaves alone).
+func remoteIP(c net.Conn) string {
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return ""
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsLoopback() {
+		return ""
+	}
+	return ip.String()
+}
+
+// takeIP counts a stream of ip, or reports that ip holds its share.
+func (g *streamGate) takeIP(ip string) bool {
+	if ip == "" {
+		return true
+	}
+	g.smu.Lock()
+	defer g.smu.Unlock()
+	if g.perIP[ip] >= maxGossipStreamsPerIP {
+		return false
+	}
+	g.perIP[ip]++
+	return true
+}
+
+func (g *streamGate) releaseIP(ip string) {
+	if ip == "" {
+		return
+	}
+	g.smu.Lock()
+	if g.perIP[ip]--; g.perIP[ip] <= 0 {
+		delete(g.perIP, ip)
+	}
+	g.smu.Unlock()
+}
 
 // refuse closes c and logs why, throttled per kind of reason (the
 // message up to its first number): anyone can cause it.
@@ -178,13 +236,13 @@ func (g *streamGate) refuse(c net.Conn, err error) {
 
 // screen reads c's header within the transport's timeout and hands c on,
 // its header bytes to be read again, or closes it.
-func (g *streamGate) screen(c net.Conn) {
+func (g *streamGate) screen(c net.Conn, ip string) {
 	defer g.wg.Done()
 	g.smu.Lock()
 	select {
 	case <-g.done:
 		g.smu.Unlock()
-		g.release()
+		g.release(ip)
 		c.Close()
 		return
 	default:
@@ -201,7 +259,7 @@ func (g *streamGate) screen(c net.Conn) {
 	err := checkStream(bufio.NewReader(rec))
 	c.SetReadDeadline(time.Time{})
 	if err != nil {
-		g.release()
+		g.release(ip)
 		select {
 		case <-g.done: // closed by Shutdown: nothing to warn of
 			c.Close()
@@ -210,7 +268,7 @@ func (g *streamGate) screen(c net.Conn) {
 		}
 		return
 	}
-	rc := &replayConn{Conn: c, pending: rec.buf.Bytes(), release: g.release}
+	rc := &replayConn{Conn: c, pending: rec.buf.Bytes(), release: func() { g.release(ip) }}
 	select {
 	case g.ch <- rc:
 	case <-g.done:

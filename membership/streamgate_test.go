@@ -196,3 +196,80 @@ func TestGossipGateShutdownClosesScreening(t *testing.T) {
 		t.Fatal("Shutdown waited for a stream's header (read timeout: an hour)")
 	}
 }
+
+// fromConn is one end of a net.Pipe that says it comes from addr.
+type fromConn struct {
+	net.Conn
+	addr net.Addr
+}
+
+func (c fromConn) RemoteAddr() net.Addr { return c.addr }
+
+// TestGossipGateOneAddressCannotTakeEverySlot: a client that opens gossip
+// connections and sends nothing (no gossip key needed) held every one of
+// the gate's slots, each for the TCP timeout, and opened the next as one
+// closed: a peer's push/pull, and a new node's join through this node,
+// were refused ("64 gossip streams are open already"; seen with the real
+// binary: ten join attempts over 10 s failed). One address now holds at
+// most maxGossipStreamsPerIP of them; a stream from another address is
+// screened and handed on, and loopback streams (a cluster on one machine)
+// are not bounded by address.
+func TestGossipGateOneAddressCannotTakeEverySlot(t *testing.T) {
+	tr := &lateTransport{ch: make(chan net.Conn)}
+	g := newStreamGate(tr, time.Hour, slog.New(slog.DiscardHandler), logthrottle.New(clock.Real{}, 0, 0))
+	defer func() {
+		tr.late, _ = net.Pipe()
+		g.Shutdown()
+	}()
+	attacker := &net.TCPAddr{IP: net.ParseIP("10.0.0.6"), Port: 40000}
+	var held []net.Conn
+	for i := 0; i < maxGossipStreams+10; i++ {
+		c, p := net.Pipe()
+		held = append(held, p)
+		tr.ch <- fromConn{c, attacker} // idle: never writes a byte
+	}
+	defer func() {
+		for _, p := range held {
+			p.Close()
+		}
+	}()
+	send := func(from net.Addr) {
+		t.Helper()
+		c, p := net.Pipe()
+		defer p.Close()
+		tr.ch <- fromConn{c, from}
+		go p.Write(forgedStream(t, gossipPushPull, &pushPullHeader{Nodes: 3}))
+		select {
+		case got := <-g.StreamCh():
+			if got.RemoteAddr().String() != from.String() {
+				t.Fatalf("handed on a stream from %v, want the one from %v", got.RemoteAddr(), from)
+			}
+			got.Close()
+		case <-time.After(10 * time.Second):
+			t.Fatalf("a push/pull from %v was not handed on while one address held idle streams", from)
+		}
+	}
+	send(&net.TCPAddr{IP: net.ParseIP("10.0.0.2"), Port: 7946})
+	send(&net.TCPAddr{IP: net.ParseIP("10.0.0.3"), Port: 7946})
+
+	// Loopback is not bounded by address: more than maxGossipStreamsPerIP
+	// idle streams from 127.0.0.1 all take slots.
+	g2tr := &lateTransport{ch: make(chan net.Conn)}
+	g2 := newStreamGate(g2tr, time.Hour, slog.New(slog.DiscardHandler), logthrottle.New(clock.Real{}, 0, 0))
+	defer func() {
+		g2tr.late, _ = net.Pipe()
+		g2.Shutdown()
+	}()
+	for i := 0; i < maxGossipStreamsPerIP+2; i++ {
+		c, p := net.Pipe()
+		held = append(held, p)
+		g2tr.ch <- fromConn{c, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000 + i}}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(g2.slots) != maxGossipStreamsPerIP+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("loopback streams hold %d slots, want %d", len(g2.slots), maxGossipStreamsPerIP+2)
+		}
+		time.Sleep(time.Millisecond) // sleep-ok: polling interval of a condition wait
+	}
+}

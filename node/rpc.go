@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/pingora-go/pingora-go/consensus"
@@ -67,7 +68,7 @@ func (n *Node) startRPC(g *group) error {
 		srv.Close()
 		return err
 	}
-	rpcLn, err := mux.Listen(wire.ProtoRPC)
+	rpcLn, err := mux.ListenLimits(wire.DefaultMuxConnLimit, maxRPCConnsPerAddr, wire.ProtoRPC)
 	if err != nil {
 		mux.Close()
 		srv.Close()
@@ -165,7 +166,9 @@ func (n *Node) raftListen() (net.Listener, error) {
 			ln.Close()
 			return nil, err
 		}
-		return n.wrapClusterListener(ln, ct), nil
+		// Bounded as raft's side of the cluster port is: raft keeps
+		// every inbound connection open with no deadline.
+		return n.wrapClusterListener(newConnLimitListener(ln, maxRaftConns, maxRaftConnsPerAddr), ct), nil
 	}
 	n.mu.Lock()
 	mux := n.mux
@@ -173,7 +176,7 @@ func (n *Node) raftListen() (net.Listener, error) {
 	if mux == nil {
 		return nil, errors.New("the cluster port is not open")
 	}
-	ln, err := mux.ListenLimit(maxRaftConns, wire.ProtoRaft, consensus.FirstBytes()...)
+	ln, err := mux.ListenLimits(maxRaftConns, maxRaftConnsPerAddr, wire.ProtoRaft, consensus.FirstBytes()...)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +191,22 @@ func (n *Node) raftListen() (net.Listener, error) {
 // gets a handful from each peer (its connection pool, heartbeats, the
 // pipeline, snapshots).
 const maxRaftConns = 512
+
+// maxRaftConnsPerAddr bounds those from one remote IP (loopback aside):
+// one client that opened maxRaftConns idle connections (the raft byte and
+// nothing more; no credential needed without cluster_tls) kept every
+// peer's new raft connection out, so a leader elected elsewhere, or a
+// restarted peer, could not reach this node. A peer opens a few (raft's
+// pool of 3, the pipeline, a snapshot), twice while it is upgraded.
+const maxRaftConnsPerAddr = 64
+
+// maxRPCConnsPerAddr bounds the node-to-node RPC connections from one
+// remote IP (loopback aside) among the wire.DefaultMuxConnLimit: one
+// client that held them all, idle after the protocol byte, kept a peer
+// that restarted out of this node's RPC (its forwarded config writes got
+// 503, its cache and rate-limit calls fell back; seen on 3 hosts). A peer
+// holds one connection for its calls and one per body it is streaming.
+const maxRPCConnsPerAddr = 1024
 
 // protoByteListener takes wire.ProtoRaft off the connections the Mux
 // hands to raft, which reads its own message type from the next byte; a
@@ -265,4 +284,74 @@ func (n *Node) raftSharesPort(addr string) bool {
 		}
 	}
 	return n.cfg.RaftShared()
+}
+
+// connLimitListener closes, as soon as they are accepted, connections
+// beyond total open at once or beyond perAddr from one remote IP
+// (loopback aside), as wire.Mux.ListenLimits does on the cluster port. It
+// bounds raft's own port (raft_addr), which took any number of idle
+// connections: 3,000 from one client stayed open on a real node.
+type connLimitListener struct {
+	net.Listener
+	total, perAddr int
+	mu             sync.Mutex
+	open           int
+	addrs          map[string]int
+}
+
+func newConnLimitListener(ln net.Listener, total, perAddr int) *connLimitListener {
+	return &connLimitListener{Listener: ln, total: total, perAddr: perAddr, addrs: map[string]int{}}
+}
+
+// Accept returns the next connection within the bounds.
+func (l *connLimitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := ""
+		if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
+			if a := net.ParseIP(host); a != nil && !a.IsLoopback() {
+				ip = a.String()
+			}
+		}
+		l.mu.Lock()
+		ok := l.open < l.total && (ip == "" || l.addrs[ip] < l.perAddr)
+		if ok {
+			l.open++
+			if ip != "" {
+				l.addrs[ip]++
+			}
+		}
+		l.mu.Unlock()
+		if !ok {
+			c.Close()
+			continue
+		}
+		return &limitedConn{Conn: c, release: func() { l.release(ip) }}, nil
+	}
+}
+
+func (l *connLimitListener) release(ip string) {
+	l.mu.Lock()
+	l.open--
+	if ip != "" {
+		if l.addrs[ip]--; l.addrs[ip] <= 0 {
+			delete(l.addrs, ip)
+		}
+	}
+	l.mu.Unlock()
+}
+
+// limitedConn frees its place under a connLimitListener when closed.
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
 }

@@ -101,7 +101,11 @@
 // Nodes in fallback admit
 // (N−k)·L/N together when k of N are the owner's side; a partition that
 // cuts k nodes from an owner can cost up to k·L/N per period over the
-// limit while it lasts (the owner's side still admits up to L).
+// limit (the owner's side still admits up to L) until membership declares
+// the other side dead. Then each side's ring holds its own nodes only and
+// they own every key again: each side admits up to L while the partition
+// lasts (availability over accuracy, as the ring cannot tell a partition
+// from the other side's crash).
 //
 // Ring change, graceful (a node joins or drains): the old owner hands each
 // counter it no longer owns to the new owner (MethodHandoff, Drain on

@@ -108,8 +108,20 @@ func (m *Mux) Listen(proto byte, more ...byte) (net.Listener, error) {
 // whatever the protocol would do with it (raft, for one, keeps a
 // connection open for as long as the peer likes, with no deadline).
 func (m *Mux) ListenLimit(limit int, proto byte, more ...byte) (net.Listener, error) {
+	return m.ListenLimits(limit, 0, proto, more...)
+}
+
+// ListenLimits is ListenLimit with, besides, at most perAddr of those
+// connections from one remote IP address at once (0: no such bound;
+// loopback addresses are not bounded so, as a cluster on one machine
+// shares them). For a protocol whose connections may idle for ever, it
+// keeps one client from holding every place and locking the others out.
+func (m *Mux) ListenLimits(limit, perAddr int, proto byte, more ...byte) (net.Listener, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("wire: mux: connection limit %d is not positive", limit)
+	}
+	if perAddr < 0 {
+		return nil, fmt.Errorf("wire: mux: per-address connection limit %d is negative", perAddr)
 	}
 	protos := append([]byte{proto}, more...)
 	m.mu.Lock()
@@ -122,7 +134,7 @@ func (m *Mux) ListenLimit(limit int, proto byte, more ...byte) (net.Listener, er
 			return nil, fmt.Errorf("wire: mux: protocol byte 0x%02x already has a listener", p)
 		}
 	}
-	sl := &muxListener{m: m, protos: protos, limit: int64(limit), ch: make(chan net.Conn), done: make(chan struct{})}
+	sl := &muxListener{m: m, protos: protos, limit: int64(limit), perAddr: perAddr, addrs: map[string]int{}, ch: make(chan net.Conn), done: make(chan struct{})}
 	for _, p := range protos {
 		m.subs[p] = sl
 	}
@@ -205,10 +217,21 @@ func (m *Mux) route(c net.Conn) {
 		m.overLimit.Add(1)
 		m.cfg.Logger.Debug("wire: mux: connection closed: its protocol has its limit open", "remote", c.RemoteAddr().String(), "byte", b[0], "limit", sl.limit)
 	default:
-		if sl.handoff(&muxConn{Conn: c, first: b[0], release: func() { sl.open.Add(-1) }}) {
+		ip := boundedIP(c, sl.perAddr)
+		if !sl.takeAddr(ip) {
+			sl.open.Add(-1)
+			m.overLimit.Add(1)
+			m.cfg.Logger.Debug("wire: mux: connection closed: its address has its protocol's per-address limit open", "remote", c.RemoteAddr().String(), "byte", b[0], "limit", sl.perAddr)
+			break
+		}
+		release := func() {
+			sl.releaseAddr(ip)
+			sl.open.Add(-1)
+		}
+		if sl.handoff(&muxConn{Conn: c, first: b[0], release: release}) {
 			return
 		}
-		sl.open.Add(-1)
+		release()
 	}
 	c.Close()
 }
@@ -261,12 +284,60 @@ type muxListener struct {
 	protos []byte // the first bytes it takes; read-only
 	limit  int64  // connections open at once, at most
 	open   atomic.Int64
-	ch     chan net.Conn
-	once   sync.Once
-	done   chan struct{}
+	// perAddr bounds the connections open at once from one remote IP
+	// (0: no bound); addrs counts them, under amu.
+	perAddr int
+	amu     sync.Mutex
+	addrs   map[string]int
+	ch      chan net.Conn
+	once    sync.Once
+	done    chan struct{}
 }
 
 var _ net.Listener = (*muxListener)(nil)
+
+// boundedIP is the remote IP of c that a per-address bound counts, or ""
+// when there is no bound, the address is loopback or not an IP.
+func boundedIP(c net.Conn, perAddr int) string {
+	if perAddr <= 0 {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return ""
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsLoopback() {
+		return ""
+	}
+	return ip.String()
+}
+
+// takeAddr counts a connection from ip, or reports that ip has its
+// per-address limit open.
+func (l *muxListener) takeAddr(ip string) bool {
+	if ip == "" {
+		return true
+	}
+	l.amu.Lock()
+	defer l.amu.Unlock()
+	if l.addrs[ip] >= l.perAddr {
+		return false
+	}
+	l.addrs[ip]++
+	return true
+}
+
+func (l *muxListener) releaseAddr(ip string) {
+	if ip == "" {
+		return
+	}
+	l.amu.Lock()
+	if l.addrs[ip]--; l.addrs[ip] <= 0 {
+		delete(l.addrs, ip)
+	}
+	l.amu.Unlock()
+}
 
 // handoff gives c to the protocol's Accept, waiting at most the handshake
 // timeout; it reports whether c was taken.

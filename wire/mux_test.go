@@ -413,3 +413,115 @@ func TestServerCloseEndsAcceptBackoff(t *testing.T) {
 		t.Fatal("Serve did not return after Close while backing off")
 	}
 }
+
+// fromListener hands out l's connections as if they came from the next
+// address sent on from (loopback when none is waiting).
+type fromListener struct {
+	net.Listener
+	from chan net.Addr
+}
+
+type fromConn struct {
+	net.Conn
+	addr net.Addr
+}
+
+func (c fromConn) RemoteAddr() net.Addr { return c.addr }
+
+func (l fromListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case a := <-l.from:
+		return fromConn{c, a}, nil
+	default:
+		return c, nil
+	}
+}
+
+// TestMuxPerAddrLimit: raft's connections may idle for ever, and one
+// client that opened the raft limit's worth (sending the raft byte and
+// nothing more) kept every peer's new raft connection out: a follower
+// whose leader changed, or a restarted peer, could not reach it. With a
+// per-address bound, one address holds at most that many; another address
+// is still handed over, and loopback (a cluster on one machine) is bounded
+// by the total alone.
+func TestMuxPerAddrLimit(t *testing.T) {
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := fromListener{Listener: tl, from: make(chan net.Addr, 1)}
+	m, err := wire.NewMux(l, wire.MuxConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.ListenLimits(8, -1, wire.ProtoRaft); err == nil {
+		t.Fatal("a negative per-address limit was accepted")
+	}
+	ln, err := m.ListenLimits(8, 2, wire.ProtoRaft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go m.Serve()
+	held := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held <- c
+		}
+	}()
+	// dial connects as from (nil: loopback) and reports whether the Mux
+	// handed the connection over (true) or closed it (false).
+	dial := func(from net.Addr) bool {
+		t.Helper()
+		if from != nil {
+			l.from <- from
+		}
+		c, err := net.Dial("tcp", tl.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.Write([]byte{wire.ProtoRaft})
+		got := make(chan bool, 1)
+		go func() {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err := c.Read(make([]byte, 1))
+			got <- !errors.Is(err, io.EOF)
+		}()
+		select {
+		case h := <-held:
+			t.Cleanup(func() { h.Close() })
+			return true
+		case <-got:
+			return false
+		}
+	}
+	attacker := &net.TCPAddr{IP: net.ParseIP("10.0.0.6"), Port: 40000}
+	for i := 0; i < 2; i++ {
+		if !dial(attacker) {
+			t.Fatalf("connection %d from one address was closed, under its limit of 2", i+1)
+		}
+	}
+	if dial(attacker) {
+		t.Fatal("a third connection from one address was handed over: one client can take every place")
+	}
+	if !dial(&net.TCPAddr{IP: net.ParseIP("10.0.0.2"), Port: 7947}) {
+		t.Fatal("a peer's connection from another address was closed")
+	}
+	for i := 0; i < 3; i++ {
+		if !dial(nil) {
+			t.Fatalf("loopback connection %d was closed: loopback is bounded by the total alone", i+1)
+		}
+	}
+	if st := m.Stats(); st.OverLimit != 1 {
+		t.Fatalf("OverLimit = %d, want 1", st.OverLimit)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -276,5 +277,45 @@ func TestRunRefusesMistypedVariable(t *testing.T) {
 	}
 	if err := checkEnvNames([]string{"PINGORA_BOOTSRAP_EXPECT=3"}); err == nil || !strings.Contains(err.Error(), "did you mean PINGORA_BOOTSTRAP_EXPECT?") {
 		t.Fatalf("PINGORA_BOOTSRAP_EXPECT: %v", err)
+	}
+}
+
+// TestClientAtAPortThatIsNotAdmin: a client command given a node's gossip
+// or cluster port instead of its admin address (both take a connection
+// and close it, or reset it, without an HTTP answer) printed only
+// `node unreachable: Get ".../status": EOF`, as from the real binary at
+// a gossip port; it now says which address it wants, as the 404 of a
+// proxy listener already did. A port nobody listens on is not given the
+// hint.
+func TestClientAtAPortThatIsNotAdmin(t *testing.T) {
+	for _, reset := range []bool{false, true} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Read(make([]byte, 1)) // the gossip gate reads a header, then closes
+				if reset {
+					c.(*net.TCPConn).SetLinger(0)
+				}
+				c.Close()
+			}
+		}()
+		for _, args := range [][]string{{"status", ln.Addr().String()}, {"members", ln.Addr().String()},
+			{"config", "get", "--admin", ln.Addr().String()}} {
+			code, _, errs := cli(args...)
+			if code != 1 || !strings.Contains(errs, "node unreachable") || !strings.Contains(errs, "not its gossip port (7946) or cluster port (7947)") {
+				t.Errorf("%v (reset %v): exit %d, stderr %q: want the hint that this is not an admin address", args, reset, code, errs)
+			}
+		}
+		ln.Close()
+	}
+	if code, _, errs := cli("status", "127.0.0.1:1"); code != 1 || strings.Contains(errs, "gossip port") {
+		t.Errorf("a refused connection: exit %d, stderr %q: want no hint", code, errs)
 	}
 }

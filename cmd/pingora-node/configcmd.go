@@ -289,7 +289,7 @@ func (c *adminClient) do(method, path string, body []byte, ifMatch string, out a
 	}
 	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("node unreachable: %w", err)
+		return nil, unreachable(err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -95,7 +97,7 @@ func fetchStatus(base, token string) ([]byte, error) {
 	}
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("node unreachable: %w", err)
+		return nil, unreachable(err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
@@ -412,4 +414,18 @@ func printMembers(w io.Writer, st *node.Status) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nring v%d digest %s over %d members\n", st.Ring.Version, st.Ring.Digest, len(st.Ring.Members))
+}
+
+// unreachable wraps err, a request to a node's admin API that got no
+// HTTP answer. When something took the connection and closed or reset
+// it without answering, it is likely not an admin port: the gossip or
+// cluster port (given as ADMIN by mistake) close what is not theirs.
+func unreachable(err error) error {
+	s := err.Error()
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		strings.HasSuffix(s, ": EOF") || strings.Contains(s, "malformed HTTP response") {
+		return fmt.Errorf("node unreachable: %w (the address took the connection but did not answer HTTP: "+
+			"is it a node's admin address? admin_addr, port 9090 by default, not its gossip port (7946) or cluster port (7947))", err)
+	}
+	return fmt.Errorf("node unreachable: %w", err)
 }
