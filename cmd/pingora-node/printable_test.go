@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -242,5 +243,29 @@ func TestNoLeaderNamesDeadVoters(t *testing.T) {
 	members[2].State = membership.Alive
 	if got := raftHealth(st); !strings.Contains(got, "check that they reach this node's raft address 10.0.0.1:7947") {
 		t.Fatalf("raftHealth with a quorum alive:\n%s", got)
+	}
+}
+
+// TestStatusCountsMembersByState: "cluster   3 members" was printed for a
+// cluster in which two of the three were dead.
+func TestStatusCountsMembersByState(t *testing.T) {
+	ring := &membership.RingStatus{Version: 4, Digest: "abc"}
+	for _, tc := range []struct {
+		states []membership.State
+		want   string
+	}{
+		{[]membership.State{membership.Alive, membership.Alive}, "cluster   2 members, ring v4 digest abc\n"},
+		{[]membership.State{membership.Dead, membership.Alive, membership.Dead}, "cluster   3 members (1 alive, 2 dead), ring v4"},
+		{[]membership.State{membership.Left, membership.Alive}, "cluster   2 members (1 alive, 1 left), ring v4"},
+	} {
+		st := &node.Status{Ring: ring}
+		for i, s := range tc.states {
+			st.Members = append(st.Members, membership.Member{Name: "n" + strconv.Itoa(i), State: s})
+		}
+		var out strings.Builder
+		printStatus(&out, st, "")
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%v:\n%s\nwant %q", tc.states, out.String(), tc.want)
+		}
 	}
 }

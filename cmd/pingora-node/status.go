@@ -136,7 +136,7 @@ func printStatus(w io.Writer, st *node.Status, _ string) {
 	}
 	fmt.Fprintf(w, "proxy     %d active connections, %d routes\n", st.Proxy.ActiveConnections, st.Proxy.Routes)
 	if st.Ring != nil {
-		fmt.Fprintf(w, "cluster   %d members, ring v%d digest %s\n", len(st.Members), st.Ring.Version, st.Ring.Digest)
+		fmt.Fprintf(w, "cluster   %d members%s, ring v%d digest %s\n", len(st.Members), memberStates(st.Members), st.Ring.Version, st.Ring.Digest)
 	}
 	if g := st.Gossip; g != nil {
 		printGossip(w, g)
@@ -173,6 +173,30 @@ var peerCmd = command{name: "peer", args: "enable|disable UPSTREAM ADDR [--admin
 // printGossip prints how joining the seeds goes (a join that keeps
 // failing must not hide behind "ready") and which peers lack this node's
 // latest metadata.
+// memberStates is " (2 alive, 1 dead)" when some members are not alive,
+// in a fixed order; "" when all are: "3 members" alone read as a healthy
+// cluster of three with two of them dead.
+func memberStates(ms []membership.Member) string {
+	counts := map[membership.State]int{}
+	for _, m := range ms {
+		counts[m.State]++
+	}
+	if counts[membership.Alive] == len(ms) {
+		return ""
+	}
+	var parts []string
+	for _, s := range []membership.State{membership.Alive, membership.Suspect, membership.Dead, membership.Left} {
+		if n := counts[s]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, s))
+			delete(counts, s)
+		}
+	}
+	for s, n := range counts { // a state this build does not know
+		parts = append(parts, fmt.Sprintf("%d %s", n, s))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
 func printGossip(w io.Writer, g *node.GossipStatus) {
 	j := g.Join
 	if len(j.Seeds) > 0 {
