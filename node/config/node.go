@@ -530,7 +530,18 @@ func checkSeed(a string) error {
 	if _, err := strconv.Atoi(a); err == nil {
 		return fmt.Errorf("%q is a port alone: a seed is another node's gossip address, \"HOST:%s\"", a, a)
 	}
-	if host, port, err := net.SplitHostPort(a); err == nil {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil && (net.ParseIP(strings.Trim(a, "[]")) != nil || validHostname(a)) {
+		// A node's address without its port: net says only "missing port
+		// in address". The port is not assumed, as the seed's node may
+		// gossip on another one; the default is named.
+		h := a
+		if ip := net.ParseIP(strings.Trim(a, "[]")); ip != nil {
+			h = ip.String()
+		}
+		return fmt.Errorf("%q has no port: a seed is another node's gossip address, host:port (%s with the default gossip port)", a, net.JoinHostPort(h, "7946"))
+	}
+	if err == nil {
 		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 			return fmt.Errorf("%q: port %q is not a number from 1 to 65535", a, port)
 		}
