@@ -258,3 +258,46 @@ func TestMarkdownTables(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEFuzzTargets: the README's fuzz table has a row for every
+// go test -fuzz target of the repository, in its package (it had missed
+// five).
+func TestREADMEFuzzTargets(t *testing.T) {
+	readme := repoFile(t, "README.md")
+	fuzzFunc := regexp.MustCompile(`(?m)^func (Fuzz\w+)\(`)
+	root := filepath.Join("..", "..")
+	n := 0
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") && path != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, filepath.Dir(path))
+		if err != nil {
+			return err
+		}
+		for _, m := range fuzzFunc.FindAllStringSubmatch(string(b), -1) {
+			n++
+			row := "| `" + m[1] + "` | `" + filepath.ToSlash(rel) + "` |"
+			if !strings.Contains(readme, row) {
+				t.Errorf("README's fuzz table lacks the row %s...", row)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 10 {
+		t.Fatalf("found only %d fuzz targets: the scan is broken", n)
+	}
+}
