@@ -225,6 +225,14 @@ func TestRFC9111Validation(t *testing.T) {
 			}
 		})
 	}
+	t.Run("RFC 9110 §13.1.2 If-None-Match: * matches a response without an entity tag", func(t *testing.T) {
+		if !NotModified(hdr("If-None-Match", "*"), 200, hdr("Date", date(0))) {
+			t.Fatal("a stored response without Etag was answered whole to If-None-Match: *")
+		}
+		if NotModified(hdr("If-None-Match", `"v1"`), 200, hdr("Date", date(0))) {
+			t.Fatal("an entity tag matched a response without one")
+		}
+	})
 	t.Run("§4.3.2 only a stored 200 is answered 304", func(t *testing.T) {
 		if NotModified(hdr("If-None-Match", `"v1"`), 404, stored) {
 			t.Fatal("a 404 became 304")

@@ -91,17 +91,15 @@ func NotModifiedHeader(h http.Header) http.Header {
 }
 
 // etagListMatch compares an If-None-Match or If-Match list with etag;
-// "*" matches any. strong selects strong comparison (RFC 9110 §8.8.3.2).
+// "*" matches any representation, also one without an entity tag (RFC 9110
+// §13.1.1, §13.1.2). strong selects strong comparison (§8.8.3.2).
 func etagListMatch(list []string, etag string, strong bool) bool {
-	if etag == "" {
-		return false
-	}
 	for _, line := range list {
 		for line != "" {
 			var item string
 			item, line = nextItem(line)
 			item = strings.TrimSpace(item)
-			if item == "*" || etagMatch(item, etag, strong) {
+			if item == "*" || (etag != "" && etagMatch(item, etag, strong)) {
 				return true
 			}
 		}
