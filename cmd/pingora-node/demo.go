@@ -379,7 +379,7 @@ Try:
                                                     # each node spends tokens leased from the key's owner, so one node's 429 may come
                                                     # before another node's last 200 (README: Rate limits, scope: global)
   curl http://%[2]s/status                          # node status (JSON): members, ring, raft, upstreams, cache, rate limits
-  open http://%[2]s/ui                              # the live cluster page (any browser on this machine)
+  xdg-open http://%[2]s/ui                          # the live cluster page (or paste it into any browser on this machine)
   go run ./cmd/pingora-node members --admin http://%[2]s
   go run ./cmd/pingora-node status --admin http://%[2]s
   go run ./cmd/pingora-node config get --admin http://%[2]s > new.yaml    # edit, then:

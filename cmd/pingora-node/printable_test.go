@@ -186,7 +186,7 @@ func TestRaftHealthAsksLeaderStatusOnly(t *testing.T) {
 func TestStatusNoLeaderSaysNone(t *testing.T) {
 	var out strings.Builder
 	printStatus(&out, &node.Status{Raft: &consensus.Status{State: "Follower"}}, "")
-	if !strings.Contains(out.String(), "raft      Follower, leader (none), term 0") {
+	if !strings.Contains(out.String(), "raft      Follower, leader (none), term 0, commit 0, applied 0, 0 voters, 0 non-voters") {
 		t.Fatalf("status without a leader:\n%s", out.String())
 	}
 }
@@ -267,5 +267,14 @@ func TestStatusCountsMembersByState(t *testing.T) {
 		if !strings.Contains(out.String(), tc.want) {
 			t.Errorf("%v:\n%s\nwant %q", tc.states, out.String(), tc.want)
 		}
+	}
+}
+
+// TestStatusVotersSingular: a one-node cluster printed "1 voters".
+func TestStatusVotersSingular(t *testing.T) {
+	var out strings.Builder
+	printStatus(&out, &node.Status{Raft: &consensus.Status{State: "Leader", LeaderID: "n1", Voters: []consensus.Peer{{ID: "n1"}}}}, "")
+	if !strings.Contains(out.String(), "applied 0, 1 voter, 0 non-voters") {
+		t.Fatalf("status of a one-voter cluster:\n%s", out.String())
 	}
 }

@@ -146,8 +146,8 @@ func printStatus(w io.Writer, st *node.Status, _ string) {
 		if leader == "" {
 			leader = "(none)" // not a node name: names have no parentheses
 		}
-		fmt.Fprintf(w, "raft      %s, leader %s, term %d, commit %d, applied %d, %d voters, %d non-voters\n",
-			r.State, leader, r.Term, r.CommitIndex, r.AppliedIndex, len(r.Voters), len(r.NonVoters))
+		fmt.Fprintf(w, "raft      %s, leader %s, term %d, commit %d, applied %d, %s, %s\n",
+			r.State, leader, r.Term, r.CommitIndex, r.AppliedIndex, plural(len(r.Voters), "voter"), plural(len(r.NonVoters), "non-voter"))
 		fmt.Fprintf(w, "          %s\n", raftHealth(st))
 		if r.Recovering {
 			fmt.Fprintf(w, "          recovering: started without raft state (a new node, or a lost data_dir); not voting until it has caught up with the leader\n")
@@ -173,6 +173,14 @@ var peerCmd = command{name: "peer", args: "enable|disable UPSTREAM ADDR [--admin
 // printGossip prints how joining the seeds goes (a join that keeps
 // failing must not hide behind "ready") and which peers lack this node's
 // latest metadata.
+// plural is "1 voter", "0 voters", "3 voters".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // memberStates is " (2 alive, 1 dead)" when some members are not alive,
 // in a fixed order; "" when all are: "3 members" alone read as a healthy
 // cluster of three with two of them dead.
