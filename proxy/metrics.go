@@ -30,6 +30,7 @@ type metrics struct {
 	spliced         prometheus.Counter
 	rejected        *prometheus.CounterVec
 	floods          *prometheus.CounterVec
+	slowClients     *prometheus.CounterVec
 	panics          prometheus.Counter
 	cache           *cacheMetrics
 
@@ -138,6 +139,10 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 			Name: "pingora_downstream_floods_total",
 			Help: "HTTP/2 client connections ended with GOAWAY ENHANCE_YOUR_CALM for flooding, by reason: overhead_frames (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM, empty DATA and the like, beyond what its requests and bodies earn), header_block (a header block of endless CONTINUATION frames), rapid_reset (streams opened only to be reset, CVE-2023-44487).",
 		}, []string{"reason"}),
+		slowClients: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pingora_downstream_slow_clients_total",
+			Help: "Clients cut for falling under a minimum data rate while the proxy waited on them, by direction: send (took a response slower than downstream.min_send_rate: HTTP/1.1 connection closed, HTTP/2 stream reset with ENHANCE_YOUR_CALM), recv (sent a request body slower than downstream.min_recv_rate).",
+		}, []string{"direction"}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pingora_panics_total",
 			Help: "Panics recovered in the code a request ran (a phase, the Limiter, the Tracer, a cache store): the request failed (500, or its response cut), the process and the other requests went on. An abort with http.ErrAbortHandler is not counted.",
@@ -148,6 +153,9 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 	// series that appears only with the first one has no rate to show.
 	for _, r := range []string{h2.FloodFrames, h2.FloodHeaderBlock, h2.FloodRapidReset} {
 		m.floods.WithLabelValues(r)
+	}
+	for _, d := range []string{h2.SlowSend, h2.SlowRecv} {
+		m.slowClients.WithLabelValues(d)
 	}
 	return m, m.register(reg, store)
 }
@@ -177,7 +185,7 @@ func (m *metrics) register(reg prometheus.Registerer, store cache.Store) error {
 		return nil
 	}
 	cs := []prometheus.Collector{m.requests, m.duration, m.connectDuration, m.upstreamErrors,
-		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.maxConns, m.connLimitWaits, m.tunnels, m.spliced, m.rejected, m.floods, m.panics}
+		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.maxConns, m.connLimitWaits, m.tunnels, m.spliced, m.rejected, m.floods, m.slowClients, m.panics}
 	cs = append(cs, m.cache.collectors()...)
 	if r, ok := store.(cache.StatsReporter); ok {
 		cs = append(cs, storeCollectors(r)...)
