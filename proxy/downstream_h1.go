@@ -68,7 +68,7 @@ type h1Downstream struct {
 	pipelined bool
 
 	// slow counts and logs a client cut for a minimum rate (slowClient)
-	slow func(dir string)
+	slow func(listener, client, proto, dir string)
 }
 
 // serveH1 is the HTTP/1.1 connection loop.
@@ -77,7 +77,7 @@ type h1Downstream struct {
 // idle again, or closed when either side asks, framing broke, or draining.
 func (s *Server[C]) serveH1(c *clientConn) {
 	d := &h1Downstream{c: c, cfg: &s.cfg.Downstream}
-	d.slow = func(dir string) { s.slowClient(c.lc.Name, c.clientIP, "HTTP/1.1", dir) }
+	d.slow = s.slowClientFn
 	d.reader = h1ReaderPool.Get().(*h1.Reader)
 	d.reader.Reset(c.br, h1.Limits{MaxHeaderBytes: d.cfg.MaxHeaderBytes, MaxHeaders: d.cfg.MaxHeaders})
 	defer h1ReaderPool.Put(d.reader) // nothing reads the connection after serveH1 (its bufio.Reader goes back to a pool too)

@@ -79,7 +79,7 @@ func (r *h1BodyReader) readMetered(p []byte) (int, error) {
 		case d.intr.Load():
 			err = errBodyInterrupted
 		case rateBound:
-			d.slow(h2.SlowRecv)
+			d.slow(d.c.lc.Name, d.c.clientIP, "HTTP/1.1", h2.SlowRecv)
 			err = errSlowBody
 		}
 	}

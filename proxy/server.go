@@ -60,6 +60,9 @@ type Server[C any] struct {
 	floodLog logBudget
 	// slowLog bounds the log lines of clients cut for a minimum rate.
 	slowLog logBudget
+	// slowClientFn is slowClient, taken once: a method value taken per
+	// connection would be an allocation each.
+	slowClientFn func(listener, client, proto, dir string)
 	// limitActive is Config.Limiter's LimiterActive, if it has one.
 	limitActive LimiterActive
 
@@ -127,6 +130,7 @@ func New[C any](app App[C], cfg Config) (*Server[C], error) {
 	s.slots = newConnSlots(s.metrics)
 	s.h2cfg = h2Config(cfg.Downstream)
 	s.h2cfg.Clock = cfg.Clock
+	s.slowClientFn = s.slowClient
 	if w, ok := app.(PeerWatcher); ok {
 		s.unwatch = w.WatchPeers(s.retainPeers)
 	}
