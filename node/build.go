@@ -145,8 +145,23 @@ func proxyConfig(n *config.Node, cp *cachePart) proxy.Config {
 		MaxHeaderBytes:    d.MaxHeaderBytes,
 		MaxConns:          d.MaxConns,
 		MaxBodyBytes:      d.MaxBodyBytes,
+		MinSendRate:       minRate(d.MinSendRate),
+		MinRecvRate:       minRate(d.MinRecvRate),
+		MinRateGrace:      d.MinRateGrace,
 	}
 	return cfg
+}
+
+// minRate maps a node file minimum rate onto the engine's: unset is the
+// default (0 there), 0 is off (-1 there).
+func minRate(p *int) int {
+	switch {
+	case p == nil:
+		return 0
+	case *p == 0:
+		return -1
+	}
+	return *p
 }
 
 // listenerConfig builds a listener's engine config, loading certificates.

@@ -43,8 +43,9 @@ type Config struct {
 	// route or a phase sets Session.Cache (default nil: a memory store of
 	// cache.DefaultMaxBytes, 256 MiB, made by New).
 	CacheStore cache.Store
-	// Clock is the time the cache judges freshness and ages by (default:
-	// real time).
+	// Clock is the time the cache judges freshness and ages by, and the
+	// minimum data rates time an HTTP/2 stream's waits on its client by
+	// (default: real time).
 	Clock clock.Clock
 	// Tracer receives a span for each request, upstream attempt and cache
 	// lookup (see Tracer); nil turns tracing off at no cost (default nil).
@@ -97,6 +98,27 @@ type DownstreamConfig struct {
 	// shutdown began, so a request already on the wire is answered with
 	// "Connection: close" instead of meeting a closed socket (default 1s).
 	DrainLinger time.Duration
+	// MinSendRate is the least a client must take of a response, in
+	// bytes a second, counted only while the proxy has response bytes the
+	// client does not take (a write to an HTTP/1.1 client blocked, an
+	// HTTP/2 stream waiting for flow-control window): never while the
+	// connection idles between requests or the proxy waits on its
+	// upstream. A client may wait MinRateGrace, plus 1/MinSendRate for
+	// each byte it took so far: one that waited longer is too slow, and
+	// its HTTP/1.1 connection closes, or its HTTP/2 stream is reset with
+	// ENHANCE_YOUR_CALM; the upstream request is abandoned, and the
+	// client counted in pingora_downstream_slow_clients_total. Tunnels
+	// and gRPC calls, which move at their applications' pace, are exempt
+	// (default 240, Kestrel's MinResponseDataRate; -1: no minimum).
+	MinSendRate int
+	// MinRecvRate is the least a client must send of a request body, in
+	// bytes a second, counted only while the proxy waits for body bytes
+	// it asked for, as MinSendRate (default 240, Kestrel's
+	// MinRequestBodyDataRate; -1: no minimum).
+	MinRecvRate int
+	// MinRateGrace is the wait every request has before the minimum
+	// rates bite (default 5s).
+	MinRateGrace time.Duration
 	// LingerTimeout bounds a lingering close (nginx's lingering_close): when
 	// a response ends a connection while the client may still be sending (a
 	// request body left unread, a rejected head), the proxy shuts its write
@@ -145,6 +167,9 @@ func DefaultConfig() Config {
 			DrainLinger:          time.Second,
 			LingerTimeout:        5 * time.Second,
 			TunnelIdleTimeout:    time.Hour,
+			MinSendRate:          240,
+			MinRecvRate:          240,
+			MinRateGrace:         5 * time.Second,
 		},
 		Upstream: DefaultUpstreamTimeouts(),
 		Pool:     PoolConfig{MaxIdlePerPeer: 128, IdleTimeout: 90 * time.Second},
@@ -174,6 +199,9 @@ func (c Config) withDefaults() Config {
 	setDur(&cd.DrainLinger, dd.DrainLinger)
 	setDur(&cd.LingerTimeout, dd.LingerTimeout)
 	setDur(&cd.TunnelIdleTimeout, dd.TunnelIdleTimeout)
+	setDur(&cd.MinRateGrace, dd.MinRateGrace)
+	setInt(&cd.MinSendRate, dd.MinSendRate)
+	setInt(&cd.MinRecvRate, dd.MinRecvRate)
 	setInt(&cd.MaxHeaderBytes, dd.MaxHeaderBytes)
 	setInt(&cd.MaxHeaders, dd.MaxHeaders)
 	setInt(&cd.MaxConns, dd.MaxConns)
@@ -227,6 +255,7 @@ func (c Config) Validate() error {
 		{"Downstream.DrainLinger", c.Downstream.DrainLinger},
 		{"Downstream.LingerTimeout", c.Downstream.LingerTimeout},
 		{"Downstream.TunnelIdleTimeout", c.Downstream.TunnelIdleTimeout},
+		{"Downstream.MinRateGrace", c.Downstream.MinRateGrace},
 		{"Pool.IdleTimeout", c.Pool.IdleTimeout},
 	}
 	for _, d := range durs {
@@ -242,6 +271,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("proxy: Downstream.MaxHeaderBytes (%d) must be between 0 and 1 MiB", c.Downstream.MaxHeaderBytes)
 	case c.Downstream.MaxHeaders < 0:
 		return fmt.Errorf("proxy: Downstream.MaxHeaders (%d) cannot be negative", c.Downstream.MaxHeaders)
+	case c.Downstream.MinSendRate < -1:
+		return fmt.Errorf("proxy: Downstream.MinSendRate (%d) must be -1 (no minimum) or more", c.Downstream.MinSendRate)
+	case c.Downstream.MinRecvRate < -1:
+		return fmt.Errorf("proxy: Downstream.MinRecvRate (%d) must be -1 (no minimum) or more", c.Downstream.MinRecvRate)
 	case c.Downstream.MaxConns < 0:
 		return fmt.Errorf("proxy: Downstream.MaxConns (%d) cannot be negative", c.Downstream.MaxConns)
 	case c.Downstream.MaxBodyBytes < 0:

@@ -123,6 +123,17 @@
 // max_conns and queue) bounds the connections the rest can hold: large
 // bodies to clients that do not read, slow upstreams.
 //
+// A client that reads, or sends its request body, only a trickle (an
+// HTTP/2 window opened a byte at a time, a body sent a byte per idle
+// timeout) is held to DownstreamConfig.MinSendRate and MinRecvRate (240
+// bytes a second after a 5 s grace by default): only the time the proxy
+// waits on the client counts, against the grace plus 1/rate for each byte
+// moved. Under it, an HTTP/2 stream is reset with ENHANCE_YOUR_CALM, an
+// HTTP/1.1 request body fails with 408 and its connection closes, and the
+// upstream request is abandoned (pingora_downstream_slow_clients_total).
+// gRPC calls are exempt. The response side of HTTP/1.1 is bounded only by
+// WriteIdleTimeout so far.
+//
 // # HTTP cache
 //
 // A request whose Session.Cache is set (RouteConfig.Cache through Router,

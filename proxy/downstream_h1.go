@@ -66,6 +66,9 @@ type h1Downstream struct {
 	// pipelined: the next request's head was already read when this
 	// (bodiless) one began
 	pipelined bool
+
+	// slow counts and logs a client cut for a minimum rate (slowClient)
+	slow func(listener, client, proto, dir string)
 }
 
 // serveH1 is the HTTP/1.1 connection loop.
@@ -74,6 +77,7 @@ type h1Downstream struct {
 // idle again, or closed when either side asks, framing broke, or draining.
 func (s *Server[C]) serveH1(c *clientConn) {
 	d := &h1Downstream{c: c, cfg: &s.cfg.Downstream}
+	d.slow = s.slowClientFn
 	d.reader = h1ReaderPool.Get().(*h1.Reader)
 	d.reader.Reset(c.br, h1.Limits{MaxHeaderBytes: d.cfg.MaxHeaderBytes, MaxHeaders: d.cfg.MaxHeaders})
 	defer h1ReaderPool.Put(d.reader) // nothing reads the connection after serveH1 (its bufio.Reader goes back to a pool too)
@@ -261,7 +265,7 @@ func (d *h1Downstream) startRequest(sess *Session, ctx context.Context) {
 	d.headSent, d.chunked, d.noBody, d.broken, d.trailers, d.pipelined = false, false, false, false, false, false
 	d.declared, d.written = -1, 0
 	d.keepAlive = !r.Close
-	d.in.started = false
+	d.in = h1BodyReader{d: d, minRate: d.cfg.MinRecvRate > 0 && !isGRPC(&d.rh)}
 	d.hb.ResetRequest(r, 0)
 	sess.reset(ctx, &d.rh, d)
 	if d.c.trusted && r.Header != nil {

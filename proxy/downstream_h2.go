@@ -24,6 +24,7 @@ func (s *Server[C]) serveH2(c *clientConn) {
 	cfg := s.h2cfg
 	cfg.OnReject = func(reason string, err error) { s.rejected(c.lc.Name, c.clientIP, "HTTP/2", reason, err) }
 	cfg.OnFlood = func(reason string, err error) { s.flooded(c.lc.Name, c.clientIP, reason, err) }
+	cfg.OnSlowClient = func(dir string) { s.slowClient(c.lc.Name, c.clientIP, "HTTP/2", dir) }
 	conn := h2.NewConn(c.nc, c.br, cfg, h.serve)
 	c.h2.Store(conn)
 	if c.draining.Load() { // Shutdown may have looked before the Store
@@ -50,6 +51,9 @@ func h2Config(d DownstreamConfig) h2.Config {
 		// connection for the hour of TunnelIdleTimeout.
 		StreamWriteTimeout: d.WriteIdleTimeout,
 		DrainWait:          min(time.Second, d.DrainLinger),
+		MinSendRate:        max(d.MinSendRate, 0),
+		MinRecvRate:        max(d.MinRecvRate, 0),
+		MinRateGrace:       d.MinRateGrace,
 	}
 }
 
@@ -74,6 +78,12 @@ func (h *h2Handler[C]) serve(st *h2.Stream) {
 		uri = st.Authority
 	}
 	d.rh = RequestHeader{Method: st.Method, URI: uri, Host: st.Authority, Header: st.Header, ProtoMajor: 2}
+	if isGRPC(&d.rh) {
+		// A gRPC stream moves at its application's pace both ways
+		// (streaming calls idle, a slow consumer's backpressure): no
+		// minimum rate is the client's network's to meet.
+		st.NoMinRate()
+	}
 	if !h.c.trusted {
 		dropForwarding(st.Header)
 	}

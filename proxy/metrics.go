@@ -31,6 +31,7 @@ type metrics struct {
 	rejected        *prometheus.CounterVec
 	floods          *prometheus.CounterVec
 	acceptFailures  *prometheus.CounterVec
+	slowClients     *prometheus.CounterVec
 	panics          prometheus.Counter
 	cache           *cacheMetrics
 
@@ -143,6 +144,10 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 			Name: "pingora_downstream_accept_failures_total",
 			Help: "Accepts on a proxy listener that failed, by listener: for want of descriptors (too many open files), buffers or memory, or a connection aborted before it was accepted; each is retried after a back-off (5ms doubling to 1s), the clients waiting in the listen backlog. Compare process_open_fds with process_max_fds to see it coming.",
 		}, []string{"listener"}),
+		slowClients: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pingora_downstream_slow_clients_total",
+			Help: "Clients cut for falling under a minimum data rate while the proxy waited on them, by direction: send (an HTTP/2 stream that took its response slower than downstream.min_send_rate, reset with ENHANCE_YOUR_CALM; HTTP/1.1 responses are bounded by write_idle_timeout alone), recv (a request body sent slower than downstream.min_recv_rate: HTTP/2 stream reset, HTTP/1.1 answered 408 and closed).",
+		}, []string{"direction"}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pingora_panics_total",
 			Help: "Panics recovered in the code a request ran (a phase, the Limiter, the Tracer, a cache store): the request failed (500, or its response cut), the process and the other requests went on. An abort with http.ErrAbortHandler is not counted.",
@@ -153,6 +158,9 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 	// series that appears only with the first one has no rate to show.
 	for _, r := range []string{h2.FloodFrames, h2.FloodHeaderBlock, h2.FloodRapidReset} {
 		m.floods.WithLabelValues(r)
+	}
+	for _, d := range []string{h2.SlowSend, h2.SlowRecv} {
+		m.slowClients.WithLabelValues(d)
 	}
 	return m, m.register(reg, store)
 }
@@ -182,7 +190,7 @@ func (m *metrics) register(reg prometheus.Registerer, store cache.Store) error {
 		return nil
 	}
 	cs := []prometheus.Collector{m.requests, m.duration, m.connectDuration, m.upstreamErrors,
-		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.maxConns, m.connLimitWaits, m.tunnels, m.spliced, m.rejected, m.floods, m.acceptFailures, m.panics}
+		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.maxConns, m.connLimitWaits, m.tunnels, m.spliced, m.rejected, m.floods, m.acceptFailures, m.slowClients, m.panics}
 	cs = append(cs, m.cache.collectors()...)
 	if r, ok := store.(cache.StatsReporter); ok {
 		cs = append(cs, storeCollectors(r)...)

@@ -35,6 +35,16 @@ func (s *Server[C]) flooded(listener, client, reason string, err error) {
 	}
 }
 
+// slowClient counts and logs (within the log budget) a client cut for
+// falling under a minimum data rate: dir is "send" (it took the response
+// too slowly) or "recv" (it sent the request body too slowly).
+func (s *Server[C]) slowClient(listener, client, proto, dir string) {
+	s.metrics.slowClients.WithLabelValues(dir).Inc()
+	if s.slowLog.allow(time.Now().Unix()) {
+		s.errLog.Info("slow client cut under the minimum data rate", "listener", listener, "client", client, "proto", proto, "direction", dir)
+	}
+}
+
 // rejectedBody counts a request that failed because its HTTP/1.1 body
 // framing broke (a bad chunk): the parser refused it mid-body.
 func (s *Server[C]) rejectedBody(sess *Session, err error) {

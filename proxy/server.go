@@ -58,6 +58,11 @@ type Server[C any] struct {
 	rejectLog logBudget
 	// floodLog bounds the log lines of connections ended for flooding.
 	floodLog logBudget
+	// slowLog bounds the log lines of clients cut for a minimum rate.
+	slowLog logBudget
+	// slowClientFn is slowClient, taken once: a method value taken per
+	// connection would be an allocation each.
+	slowClientFn func(listener, client, proto, dir string)
 	// limitActive is Config.Limiter's LimiterActive, if it has one.
 	limitActive LimiterActive
 
@@ -124,6 +129,8 @@ func New[C any](app App[C], cfg Config) (*Server[C], error) {
 	s.h2up = newH2Upstream(s.dialer, cfg)
 	s.slots = newConnSlots(s.metrics)
 	s.h2cfg = h2Config(cfg.Downstream)
+	s.h2cfg.Clock = cfg.Clock
+	s.slowClientFn = s.slowClient
 	if w, ok := app.(PeerWatcher); ok {
 		s.unwatch = w.WatchPeers(s.retainPeers)
 	}

@@ -34,6 +34,9 @@ type slowH2 struct {
 	mu   sync.Mutex
 	ends int // streams seen to end: END_STREAM or RST_STREAM
 	done chan struct{}
+
+	data atomic.Int64 // DATA payload bytes received, all streams
+	rsts sync.Map     // stream ID -> the RST_STREAM code it got
 }
 
 func dialSlowH2(t *testing.T, addr string) *slowH2 {
@@ -79,6 +82,12 @@ func (c *slowH2) readLoop() {
 				c.write(func() error { return c.fr.WritePing(true, data) })
 			}
 		case *http2.MetaHeadersFrame, *http2.DataFrame, *http2.RSTStreamFrame:
+			switch f := f.(type) {
+			case *http2.DataFrame:
+				c.data.Add(int64(len(f.Data())))
+			case *http2.RSTStreamFrame:
+				c.rsts.Store(f.StreamID, f.ErrCode)
+			}
 			if _, rst := f.(*http2.RSTStreamFrame); rst || f.Header().Flags.Has(http2.FlagDataEndStream) {
 				c.mu.Lock()
 				c.ends++

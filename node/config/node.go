@@ -199,6 +199,22 @@ type Downstream struct {
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
 	MaxConns          int           `yaml:"max_conns"`
 	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	// MinSendRate and MinRecvRate are the least a client must take of a
+	// response and send of a request body, in bytes a second, counted
+	// only while the proxy waits on it, after MinRateGrace: below, its
+	// HTTP/1.1 connection closes or its HTTP/2 stream is reset. Unset:
+	// the engine default (240); 0 turns a minimum off, the one downstream
+	// field whose zero is not the default.
+	MinSendRate  *int          `yaml:"min_send_rate"`
+	MinRecvRate  *int          `yaml:"min_recv_rate"`
+	MinRateGrace time.Duration `yaml:"min_rate_grace"`
+}
+
+func derefInt(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 // DefaultAdminAddr is the admin address when the node file names none.
@@ -379,7 +395,8 @@ func (n *Node) validate(e *errs) {
 		v    int64
 	}{{"header_timeout", int64(d.HeaderTimeout)}, {"keepalive_timeout", int64(d.KeepAliveTimeout)},
 		{"read_idle_timeout", int64(d.ReadIdleTimeout)}, {"write_idle_timeout", int64(d.WriteIdleTimeout)},
-		{"tunnel_idle_timeout", int64(d.TunnelIdleTimeout)},
+		{"tunnel_idle_timeout", int64(d.TunnelIdleTimeout)}, {"min_rate_grace", int64(d.MinRateGrace)},
+		{"min_send_rate", int64(derefInt(d.MinSendRate))}, {"min_recv_rate", int64(derefInt(d.MinRecvRate))},
 		{"max_header_bytes", int64(d.MaxHeaderBytes)}, {"max_conns", int64(d.MaxConns)}, {"max_body_bytes", d.MaxBodyBytes}} {
 		if f.v < 0 {
 			e.add("downstream."+f.name, "cannot be negative")

@@ -1,6 +1,10 @@
 package h2
 
-import "time"
+import (
+	"time"
+
+	"github.com/pingora-go/pingora-go/clock"
+)
 
 // Config tunes a connection. Zero fields take the defaults.
 type Config struct {
@@ -39,6 +43,26 @@ type Config struct {
 	// (default: WriteTimeout). An idle stream waits for no window: only a
 	// write with bytes to send does.
 	StreamWriteTimeout time.Duration
+	// MinSendRate is the least a stream's client must take of its
+	// response, in bytes a second, counted only while a response write
+	// waits for flow-control window: a stream that waited longer than
+	// MinRateGrace plus 1/MinSendRate for each byte it was sent is reset
+	// with ENHANCE_YOUR_CALM and its Write returns ErrTooSlow (0: no
+	// minimum; see rate.go).
+	MinSendRate int
+	// MinRecvRate is the least a stream's client must send of its
+	// request body, in bytes a second, counted only while a body Read
+	// waits for DATA, as MinSendRate (0: no minimum).
+	MinRecvRate int
+	// MinRateGrace is the wait every stream has before the minimum
+	// rates apply (default 5s when a rate is set).
+	MinRateGrace time.Duration
+	// OnSlowClient, when set, is told of each stream reset for a client
+	// under a minimum rate: dir is SlowSend or SlowRecv. It runs on the
+	// stream's writer or reader and must not block (default nil).
+	OnSlowClient func(dir string)
+	// Clock times the waits on the client (default: real time).
+	Clock clock.Clock
 	// DrainWait bounds a drain's wait for the client's PING ACK, after
 	// which the last stream is fixed anyway (default 1s).
 	DrainWait time.Duration
@@ -88,4 +112,8 @@ func (c *Config) setDefaults() {
 	setDur(&c.StreamIdleTimeout, 5*time.Minute)
 	setDur(&c.StreamWriteTimeout, c.WriteTimeout)
 	setDur(&c.DrainWait, time.Second)
+	setDur(&c.MinRateGrace, 5*time.Second)
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
 }

@@ -396,14 +396,14 @@ func (c *Conn) processData(f *http2.DataFrame) error {
 	st.recvWin -= flow
 	data := f.Data()
 	st.received += int64(len(data))
-	if st.contentLength >= 0 && st.received > st.contentLength {
+	if st.ContentLength >= 0 && st.received > st.ContentLength {
 		c.mu.Unlock()
 		c.returnConnFlow(flow)
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol, Cause: errors.New("DATA beyond content-length")}
 	}
 	end := f.StreamEnded()
 	if end {
-		if st.contentLength >= 0 && st.received != st.contentLength {
+		if st.ContentLength >= 0 && st.received != st.ContentLength {
 			c.mu.Unlock()
 			c.returnConnFlow(flow)
 			return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol, Cause: errors.New("body shorter than content-length")}

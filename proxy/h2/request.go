@@ -140,7 +140,7 @@ func (c *Conn) processTrailers(st *Stream, f *fieldBlock) error {
 	case len(f.pseudo()) > 0:
 		c.mu.Unlock()
 		return malformed(st.id, reasonInvalidPseudo, "pseudo-header field in trailers")
-	case st.contentLength >= 0 && st.received != st.contentLength:
+	case st.ContentLength >= 0 && st.received != st.ContentLength:
 		c.mu.Unlock()
 		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeProtocol, Cause: errors.New("body shorter than content-length")}
 	}
@@ -167,7 +167,7 @@ func (c *Conn) processTrailers(st *Stream, f *fieldBlock) error {
 func (c *Conn) newStream(f *fieldBlock) (*Stream, error) {
 	id := f.streamID
 	st, vals := allocStream(len(f.regular()))
-	st.c, st.id, st.ContentLength, st.contentLength = c, id, -1, -1
+	st.c, st.id, st.ContentLength = c, id, -1
 	if err := st.readPseudo(f.pseudo()); err != nil {
 		return nil, err
 	}
@@ -176,9 +176,8 @@ func (c *Conn) newStream(f *fieldBlock) (*Stream, error) {
 		return nil, err
 	}
 	st.Header = h
-	st.ContentLength = st.contentLength
 	if f.endStream {
-		if st.contentLength > 0 {
+		if st.ContentLength > 0 {
 			return nil, malformed(id, h1.CodeInvalidContentLength, "body shorter than content-length")
 		}
 		st.recvDone, st.eof, st.bodyless = true, true, true
@@ -311,10 +310,10 @@ func (st *Stream) readFields(fields []hpack.HeaderField, vals []string) (http.He
 			continue
 		case "content-length":
 			n, err := strconv.ParseUint(hf.Value, 10, 63) // digits only: no sign, no list
-			if err != nil || (st.contentLength >= 0 && int64(n) != st.contentLength) {
+			if err != nil || (st.ContentLength >= 0 && int64(n) != st.ContentLength) {
 				return nil, malformed(id, h1.CodeInvalidContentLength, "invalid content-length")
 			}
-			st.contentLength = int64(n)
+			st.ContentLength = int64(n)
 		}
 		k := textproto.CanonicalMIMEHeaderKey(hf.Name)
 		if vv, ok := h[k]; ok {

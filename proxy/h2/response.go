@@ -172,10 +172,11 @@ func (st *Stream) Reset() {
 }
 
 // reserve waits until both flow-control windows admit some of want bytes
-// and takes them.
+// and takes them. A wait is bounded by StreamWriteTimeout and by the
+// minimum send rate (rate.go).
 func (st *Stream) reserve(want int) (int, error) {
 	c := st.c
-	var t *time.Timer
+	var idle time.Duration // waited in this call, for StreamWriteTimeout
 	for {
 		c.mu.Lock()
 		if err := st.wfail; err != nil {
@@ -190,13 +191,12 @@ func (st *Stream) reserve(want int) (int, error) {
 			n := min(int64(want), st.sendWin, c.sendWin)
 			st.sendWin -= n
 			c.sendWin -= n
+			st.sent += n
 			c.mu.Unlock()
 			return int(n), nil
 		}
-		if st.wake == nil {
-			st.wake = make(chan struct{}, 1)
-		}
-		wake := st.wake
+		ws := st.waitStateLocked()
+		budget, limited := st.rateBudget(c.cfg.MinSendRate, st.sent, ws.sendWaited)
 		c.mu.Unlock()
 		// What was written must reach the client before it can grant
 		// more window, and so must the head, which no window holds back
@@ -207,13 +207,14 @@ func (st *Stream) reserve(want int) (int, error) {
 		}
 		c.flushWanted = true
 		c.unlockWrite()
-		if t == nil {
-			t = time.NewTimer(c.cfg.StreamWriteTimeout)
-			defer t.Stop()
-		}
-		select {
-		case <-wake:
-		case <-t.C:
+		waited, idleOut, slow := c.waitClient(ws.wake, c.cfg.StreamWriteTimeout-idle, budget, limited)
+		ws.sendWaited += waited
+		idle += waited
+		switch {
+		case slow:
+			st.resetSlow(SlowSend)
+			return 0, ErrTooSlow
+		case idleOut:
 			return 0, errWriteTimeout
 		}
 	}

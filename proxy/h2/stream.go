@@ -37,16 +37,21 @@ type Stream struct {
 	// The fields are ordered to leave no padding: a Stream is 288 bytes,
 	// a size class, allocated per request (see TestStreamSize).
 
-	// flow control and receive state, guarded by c.mu
-	contentLength int64
-	received      int64
-	sendWin       int64 // the client's window for this stream's DATA
-	wfail         error // set when the stream failed
-	// wake ends a response write's wait for window. Made by the first
-	// write that has to wait (most streams never do), in the same hold
-	// of c.mu that found the window shut: whatever opens it, or fails
-	// the stream, takes c.mu after and so finds the channel.
-	wake        chan struct{}
+	// flow control and receive state, guarded by c.mu (ContentLength,
+	// set before the Handler runs, is the declared length checked)
+	received int64
+	// sent counts the body bytes taken from the send window, for the
+	// minimum send rate (reserve; guarded by c.mu).
+	sent    int64
+	sendWin int64 // the client's window for this stream's DATA
+	wfail   error // set when the stream failed
+	// wait holds what only a stream that waits on its client needs:
+	// the channel that ends a response write's wait for window, and the
+	// time waited for the minimum data rates (rate.go). Made by the
+	// first write or read that has to wait (most streams never do), in
+	// the same hold of c.mu that found the window shut: whatever opens
+	// it, or fails the stream, takes c.mu after and so finds the channel.
+	wait        *waitState
 	recvWin     int32 // DATA the client may still send
 	recvUnacked int32 // read by the handler, not yet returned
 	recvDone    bool  // END_STREAM received
@@ -74,6 +79,10 @@ type Stream struct {
 	// request body, guarded by bmu
 	eof  bool
 	intr bool // InterruptRead: a Read that would wait returns at once
+
+	// noMinRate exempts the stream from the minimum data rates
+	// (NoMinRate); set by the handler before its first read or write.
+	noMinRate bool
 }
 
 // Context is canceled when the stream fails or ends.
@@ -155,12 +164,8 @@ func (st *Stream) Read(p []byte) (int, error) {
 				st.c.unlockWrite()
 			}
 		}
-		t := time.NewTimer(st.c.cfg.StreamIdleTimeout)
-		select {
-		case <-st.bodyWake:
-			t.Stop()
-		case <-t.C:
-			return 0, errReadTimeout
+		if err := st.waitBody(); err != nil {
+			return 0, err
 		}
 		st.bmu.Lock()
 	}
@@ -172,6 +177,33 @@ func (st *Stream) Read(p []byte) (int, error) {
 	st.bmu.Unlock()
 	st.consumed(n)
 	return n, nil
+}
+
+// waitBody waits for the client's DATA, bounded by StreamIdleTimeout
+// and by the minimum receive rate (rate.go).
+func (st *Stream) waitBody() error {
+	c := st.c
+	var ws *waitState
+	var budget time.Duration
+	limited := c.cfg.MinRecvRate > 0 && !st.noMinRate
+	if limited {
+		c.mu.Lock()
+		ws = st.waitStateLocked()
+		budget, limited = st.rateBudget(c.cfg.MinRecvRate, st.received, ws.recvWaited)
+		c.mu.Unlock()
+	}
+	waited, idleOut, slow := c.waitClient(st.bodyWake, c.cfg.StreamIdleTimeout, budget, limited)
+	if ws != nil {
+		ws.recvWaited += waited
+	}
+	switch {
+	case slow:
+		st.resetSlow(SlowRecv)
+		return ErrTooSlow
+	case idleOut:
+		return errReadTimeout
+	}
+	return nil
 }
 
 // deliver appends DATA the reader received.
@@ -250,7 +282,10 @@ func (st *Stream) fail(err error, _ bool) {
 	if first {
 		st.wfail = err
 	}
-	wake := st.wake // nil: no write has waited yet; the next sees wfail
+	var wake chan struct{} // nil: no write has waited yet; the next sees wfail
+	if st.wait != nil {
+		wake = st.wait.wake
+	}
 	c.mu.Unlock()
 	if !first {
 		return
@@ -271,7 +306,11 @@ func (st *Stream) fail(err error, _ bool) {
 }
 
 // wakeWriter ends a write's wait for window; c.mu is held.
-func (st *Stream) wakeWriter() { signal(st.wake) }
+func (st *Stream) wakeWriter() {
+	if st.wait != nil {
+		signal(st.wait.wake)
+	}
+}
 
 func signal(ch chan struct{}) {
 	select {

@@ -62,7 +62,7 @@ func TestShutWindowWakesWriter(t *testing.T) {
 			deadline := time.Now().Add(20 * time.Second)
 			for {
 				st.c.mu.Lock()
-				waiting := st.wake != nil
+				waiting := st.wait != nil
 				st.c.mu.Unlock()
 				if waiting {
 					break
