@@ -132,6 +132,47 @@ func TestDemoStopsNodesOnError(t *testing.T) {
 	os.RemoveAll(d.dir)
 }
 
+// TestDemoPortTakenMeanwhile: a port the demo picked free and that is
+// taken before the node binds it (another demo or test on the machine,
+// or an outgoing connection given that ephemeral port) no longer ends the
+// demo with "demo-1 exited before it served": the node is started again
+// on other ports. Here demo-1's first cluster port is held by the test.
+func TestDemoPortTakenMeanwhile(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	var stderr strings.Builder
+	d := &demo{exe: binary, stdout: io.Discard, stderr: &stderr, sigs: make(chan os.Signal), startWithin: 30 * time.Second}
+	taken := false
+	d.pick = func(preferred string) string {
+		if preferred == "127.0.0.1:0" && !taken { // demo-1's cluster_addr
+			taken = true
+			return held.Addr().String()
+		}
+		return freeAddr(preferred)
+	}
+	t.Cleanup(func() {
+		for _, n := range d.nodes {
+			if processAlive(n.cmd.Process.Pid) {
+				n.cmd.Process.Kill()
+			}
+		}
+		os.RemoveAll(d.dir)
+	})
+	if code := d.run(); code != 1 || !strings.Contains(stderr.String(), "did not agree on a config within 0s") {
+		t.Fatalf("exit %d, stderr %q; want every node started, then no time to agree", code, stderr.String())
+	}
+	if !taken || len(d.nodes) != demoNodes {
+		t.Fatalf("taken %v, %d nodes; want the held port given once and %d nodes", taken, len(d.nodes), demoNodes)
+	}
+	b, _ := os.ReadFile(filepath.Join(d.dir, "demo-1.log"))
+	if !strings.Contains(string(b), "address already in use") {
+		t.Fatalf("demo-1's log does not show its first start failing:\n%s", b)
+	}
+}
+
 // demoCacheAndLimits tries what the demo's banner suggests: /static/ is
 // filled once for the whole cluster (the same body, from one upstream, on
 // every node, then hits), and /api/ admits at most 5 requests per 10 s
