@@ -235,7 +235,9 @@ func (d *demo) addr(preferred string) string {
 
 // waitAgreed writes the demo's config through the admin API of the first
 // node (forwarded to the raft leader) and waits until every node applied
-// it. stop is true when a signal came first.
+// it and places cache keys on one ring of every node (so what the banner
+// suggests holds from the first request). stop is true when a signal came
+// first.
 func (d *demo) waitAgreed() (stop bool, err error) {
 	deadline := time.Now().Add(d.agreeWithin)
 	for seeded := false; !seeded || !allApplied(d.nodes); {
@@ -292,7 +294,10 @@ func seedDemoConfig(admin, file string) bool {
 	return resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusConflict
 }
 
+// allApplied reports whether every node applied the config and the
+// nodes agree on one cache ring of all of them (demoAgreed).
 func allApplied(nodes []*demoNode) bool {
+	var sts []node.Status
 	for _, n := range nodes {
 		resp, err := http.Get("http://" + n.admin + "/status")
 		if err != nil {
@@ -301,11 +306,38 @@ func allApplied(nodes []*demoNode) bool {
 		var st node.Status
 		err = json.NewDecoder(resp.Body).Decode(&st)
 		resp.Body.Close()
-		if err != nil || st.Config == nil || st.Config.Version < 1 {
+		if err != nil {
 			return false
 		}
+		sts = append(sts, st)
 	}
-	return true
+	return demoAgreed(sts)
+}
+
+// demoAgreed reports whether the nodes whose status is sts all applied a
+// config, see every one of them alive, and place cache keys on one ring
+// (the same version) of all of them. A node whose ring still lacks a peer
+// (its metadata not gossiped yet) would send a key elsewhere than the
+// others do: the first request for it on that node misses.
+func demoAgreed(sts []node.Status) bool {
+	var ring uint64
+	for i, st := range sts {
+		if st.Config == nil || st.Config.Version < 1 || st.Cache == nil {
+			return false
+		}
+		alive := 0
+		for _, m := range st.Members {
+			if m.State == "alive" {
+				alive++
+			}
+		}
+		d := st.Cache.Detail
+		if alive != len(sts) || d.RingMembers != len(sts) || d.RingVersion == 0 || (i > 0 && d.RingVersion != ring) {
+			return false
+		}
+		ring = d.RingVersion
+	}
+	return len(sts) > 0
 }
 
 // stopDemoNodes stops every node still running, by PID, and waits.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pingora-go/pingora-go/node"
 )
 
 // TestDemo runs the README's first command: three node processes form one
@@ -170,6 +174,50 @@ func TestDemoPortTakenMeanwhile(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(d.dir, "demo-1.log"))
 	if !strings.Contains(string(b), "address already in use") {
 		t.Fatalf("demo-1's log does not show its first start failing:\n%s", b)
+	}
+}
+
+// TestDemoAgreed: the banner waits until every node applied the config,
+// sees all alive, and uses one cache ring of all of them. A node whose
+// ring lacked a peer still (its metadata not gossiped yet) once answered
+// TestDemo's first request for a key with a miss where the test wanted a
+// hit.
+func TestDemoAgreed(t *testing.T) {
+	status := func(version int64, alive, ringMembers int, ring uint64) node.Status {
+		var st node.Status
+		b := fmt.Sprintf(`{"config":{"version":%d},"members":[`, version)
+		for i := range 3 {
+			state := "alive"
+			if i >= alive {
+				state = "suspect"
+			}
+			if i > 0 {
+				b += ","
+			}
+			b += fmt.Sprintf(`{"name":"demo-%d","state":%q}`, i+1, state)
+		}
+		b += fmt.Sprintf(`],"cache":{"detail":{"ring_version":%d,"ring_members":%d}}}`, ring, ringMembers)
+		if err := json.Unmarshal([]byte(b), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	ok := status(1, 3, 3, 7)
+	for _, tc := range []struct {
+		name string
+		sts  []node.Status
+		want bool
+	}{
+		{"agreed", []node.Status{ok, ok, ok}, true},
+		{"no config yet", []node.Status{ok, status(0, 3, 3, 7), ok}, false},
+		{"a peer not alive yet", []node.Status{ok, ok, status(1, 2, 3, 7)}, false},
+		{"a ring without a peer", []node.Status{ok, status(1, 3, 2, 5), ok}, false},
+		{"rings of two versions", []node.Status{ok, ok, status(1, 3, 3, 8)}, false},
+		{"no cache status", []node.Status{ok, {Config: ok.Config, Members: ok.Members}, ok}, false},
+	} {
+		if got := demoAgreed(tc.sts); got != tc.want {
+			t.Errorf("%s: demoAgreed = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 
