@@ -70,7 +70,7 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("proxy %s: %d %q %v", n[1], code, body, err)
 		}
 	}
-	demoCacheAndLimits(t, []string{nodes[0][1], nodes[1][1], nodes[2][1]})
+	demoCacheAndLimits(t, []string{nodes[0][1], nodes[1][1], nodes[2][1]}, []string{nodes[0][2], nodes[1][2], nodes[2][2]})
 	_, status, _ := httpGet("http://" + nodes[2][2] + "/status")
 	if strings.Count(status, `"state": "alive"`) != 3 || !strings.Contains(status, `"raft"`) {
 		t.Fatalf("status of demo-3:\n%s", status)
@@ -221,11 +221,38 @@ func TestDemoAgreed(t *testing.T) {
 	}
 }
 
+// demoViews returns, for a failure message, how each node at admins sees
+// the cluster: its members, and the cache ring it places keys on.
+func demoViews(admins []string) string {
+	var b strings.Builder
+	for _, a := range admins {
+		resp, err := http.Get("http://" + a + "/status")
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", a, err)
+			continue
+		}
+		var st node.Status
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || st.Cache == nil {
+			fmt.Fprintf(&b, "%s: no cache status (%v)\n", a, err)
+			continue
+		}
+		var members []string
+		for _, m := range st.Members {
+			members = append(members, m.Name+"="+string(m.State))
+		}
+		fmt.Fprintf(&b, "%s (%s): members %v; cache ring version %d of %d members; cache detail %+v\n",
+			a, st.Node.Name, members, st.Cache.Detail.RingVersion, st.Cache.Detail.RingMembers, st.Cache.Detail)
+	}
+	return b.String()
+}
+
 // demoCacheAndLimits tries what the demo's banner suggests: /static/ is
 // filled once for the whole cluster (the same body, from one upstream, on
 // every node, then hits), and /api/ admits at most 5 requests per 10 s
 // per client across the three nodes together.
-func demoCacheAndLimits(t *testing.T, proxies []string) {
+func demoCacheAndLimits(t *testing.T, proxies, admins []string) {
 	t.Helper()
 	var first string
 	for i, p := range proxies {
@@ -241,7 +268,8 @@ func demoCacheAndLimits(t *testing.T, proxies []string) {
 		if i == 0 {
 			first = string(body)
 		} else if string(body) != first || !strings.Contains(cs, "; hit") {
-			t.Fatalf("node %s: Cache-Status %q, body %q; want a hit with the first node's body %q", p, cs, body, first)
+			t.Fatalf("node %s: Cache-Status %q, body %q; want a hit with the first node's body %q\nhow each node sees the cluster:\n%s",
+				p, cs, body, first, demoViews(admins))
 		}
 	}
 	admitted, refused := 0, 0
