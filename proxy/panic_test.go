@@ -57,10 +57,13 @@ func (a *panicApp) ResponseBodyFilter(s *Session, chunk []byte, _ bool, _ struct
 }
 
 func (a *panicApp) Logging(s *Session, _ struct{}, err error) {
+	// Decide before recording the end: once a test sees the end
+	// (waitEnded), a change to logAll no longer reaches this request.
+	all := a.logAll.Load()
 	a.mu.Lock()
 	a.ends = append(a.ends, loggedEnd{path: s.Req.Path(), status: s.Status, err: err})
 	a.mu.Unlock()
-	if a.logAll.Load() {
+	if all {
 		panic("logging broke")
 	}
 	a.maybePanic(s, "logging")
@@ -423,6 +426,9 @@ func TestPanicInLogging(t *testing.T) {
 	if resp.StatusCode != 200 || body != "GET /again " || err != nil {
 		t.Fatalf("the next request on the connection: %d %q (%v)", resp.StatusCode, body, err)
 	}
+	// Logging runs after the response went out: let /again's end first,
+	// or it panics too once every request's Logging does.
+	e.waitEnded(t, "/again")
 
 	e.app.logAll.Store(true)
 	c = e.dialH1(t)

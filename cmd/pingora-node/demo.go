@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +58,10 @@ type demo struct {
 	// API, and agreeWithin how long they then take to agree on the
 	// cluster config (30s each in the CLI).
 	startWithin, agreeWithin time.Duration
+	// pick returns the address a node binds: preferred when it looks
+	// free (nil: freeAddr). given is every address picked in this run.
+	pick  func(preferred string) string
+	given map[string]bool
 
 	dir   string
 	keep  bool        // keep dir (the nodes' logs) after a failure
@@ -94,13 +100,17 @@ func (d *demo) run() int {
 	}
 	defer func() { stopDemoNodes(d.nodes) }() // d.nodes as it is on return
 	seed := ""
+	deadline := time.Now().Add(d.startWithin)
 	for i := range demoNodes {
-		n, err := startDemoNode(d.exe, dir, i, seed)
+		n, stop, err := d.startNode(dir, i, seed, deadline)
+		if stop {
+			return 0
+		}
 		if err != nil {
-			fmt.Fprintln(d.stderr, "pingora-node demo:", err)
+			d.keep = true
+			fmt.Fprintf(d.stderr, "pingora-node demo: %v; logs kept in %s\n", err, dir)
 			return 1
 		}
-		d.nodes = append(d.nodes, n)
 		if seed == "" {
 			seed = n.gossip
 		}
@@ -145,27 +155,91 @@ func demoLogErrors(dir string, nodes []*demoNode) []string {
 	return bad
 }
 
-// waitAgreed waits until every node serves its admin API, then writes
-// the demo's config through the admin API of the first node (forwarded to
-// the raft leader) and waits until every node applied it. stop is true
-// when a signal came first.
-func (d *demo) waitAgreed() (stop bool, err error) {
-	deadline := time.Now().Add(d.startWithin)
-	for _, n := range d.nodes {
-		for !adminUp(n.admin) {
-			select {
-			case <-n.exited:
-				return false, fmt.Errorf("%s exited before it served", n.name)
-			case <-d.sigs:
-				return true, nil
-			case <-time.After(50 * time.Millisecond): // polling the node starting
+// demoStartAttempts bounds how many times the demo starts a node that
+// exits because a port it was given was taken meanwhile.
+const demoStartAttempts = 3
+
+// errPortTaken is why a node exited when an address it was given turned
+// out taken: picked free, it was bound by another process (another demo,
+// a test) or given to an outgoing connection (an ephemeral port) before
+// the node bound it.
+var errPortTaken = errors.New("a port it was given was taken before it bound it")
+
+// startNode starts node i and waits until it serves: its pid file names
+// its process (the node writes it once every listener is bound, so an
+// admin API answering on its address is its own, not another demo's) and
+// its admin API answers. A node that exits because one of its ports was
+// taken meanwhile is started again on other ports. stop is true when a
+// signal came first.
+func (d *demo) startNode(dir string, i int, seed string, deadline time.Time) (n *demoNode, stop bool, err error) {
+	for attempt := 1; ; attempt++ {
+		n, err = startDemoNode(d.exe, dir, i, seed, d.addr)
+		if err != nil {
+			return nil, false, err
+		}
+		d.nodes = append(d.nodes, n) // stopped by run whatever happens
+		stop, err = d.waitServing(n, dir, deadline)
+		if stop || err == nil || !errors.Is(err, errPortTaken) || attempt == demoStartAttempts {
+			return n, stop, err
+		}
+		d.nodes = d.nodes[:len(d.nodes)-1] // it exited
+		os.RemoveAll(filepath.Join(dir, n.name+"-data"))
+	}
+}
+
+// waitServing waits until n serves (startNode), exits, or the deadline
+// passes.
+func (d *demo) waitServing(n *demoNode, dir string, deadline time.Time) (stop bool, err error) {
+	pidFile := filepath.Join(dir, n.name+".pid")
+	for {
+		if b, err := os.ReadFile(pidFile); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(n.cmd.Process.Pid) && adminUp(n.admin) {
+			return false, nil
+		}
+		select {
+		case <-n.exited:
+			if b, _ := os.ReadFile(filepath.Join(dir, n.name+".log")); bytes.Contains(b[min(n.logFrom, int64(len(b))):], []byte("address already in use")) {
+				return false, fmt.Errorf("%s exited: %w", n.name, errPortTaken)
 			}
-			if time.Now().After(deadline) {
-				return false, fmt.Errorf("%s did not serve within %v", n.name, d.startWithin)
-			}
+			return false, fmt.Errorf("%s exited before it served", n.name)
+		case <-d.sigs:
+			return true, nil
+		case <-time.After(50 * time.Millisecond): // polling the node starting
+		}
+		if time.Now().After(deadline) {
+			return false, fmt.Errorf("%s did not serve within %v", n.name, d.startWithin)
 		}
 	}
-	deadline = time.Now().Add(d.agreeWithin)
+}
+
+// addr returns an address for a node to bind: preferred when it looks
+// free, else one the kernel picks; never one picked before in this run
+// (the kernel may hand a port just closed out again).
+func (d *demo) addr(preferred string) string {
+	pick := d.pick
+	if pick == nil {
+		pick = freeAddr
+	}
+	if d.given == nil {
+		d.given = map[string]bool{}
+	}
+	a := pick(preferred)
+	for range 10 {
+		if !d.given[a] {
+			break
+		}
+		a = pick("127.0.0.1:0")
+	}
+	d.given[a] = true
+	return a
+}
+
+// waitAgreed writes the demo's config through the admin API of the first
+// node (forwarded to the raft leader) and waits until every node applied
+// it and places cache keys on one ring of every node (so what the banner
+// suggests holds from the first request). stop is true when a signal came
+// first.
+func (d *demo) waitAgreed() (stop bool, err error) {
+	deadline := time.Now().Add(d.agreeWithin)
 	for seeded := false; !seeded || !allApplied(d.nodes); {
 		if !time.Now().Before(deadline) {
 			return false, fmt.Errorf("the nodes did not agree on a config within %v", d.agreeWithin)
@@ -197,6 +271,7 @@ type demoNode struct {
 	name, proxy, admin, gossip string
 	cmd                        *exec.Cmd
 	exited                     chan struct{}
+	logFrom                    int64 // where this process's lines start in its log
 }
 
 // demoNodes is how many nodes the demo cluster runs.
@@ -219,7 +294,10 @@ func seedDemoConfig(admin, file string) bool {
 	return resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusConflict
 }
 
+// allApplied reports whether every node applied the config and the
+// nodes agree on one cache ring of all of them (demoAgreed).
 func allApplied(nodes []*demoNode) bool {
+	var sts []node.Status
 	for _, n := range nodes {
 		resp, err := http.Get("http://" + n.admin + "/status")
 		if err != nil {
@@ -228,11 +306,38 @@ func allApplied(nodes []*demoNode) bool {
 		var st node.Status
 		err = json.NewDecoder(resp.Body).Decode(&st)
 		resp.Body.Close()
-		if err != nil || st.Config == nil || st.Config.Version < 1 {
+		if err != nil {
 			return false
 		}
+		sts = append(sts, st)
 	}
-	return true
+	return demoAgreed(sts)
+}
+
+// demoAgreed reports whether the nodes whose status is sts all applied a
+// config, see every one of them alive, and place cache keys on one ring
+// (the same version) of all of them. A node whose ring still lacks a peer
+// (its metadata not gossiped yet) would send a key elsewhere than the
+// others do: the first request for it on that node misses.
+func demoAgreed(sts []node.Status) bool {
+	var ring uint64
+	for i, st := range sts {
+		if st.Config == nil || st.Config.Version < 1 || st.Cache == nil {
+			return false
+		}
+		alive := 0
+		for _, m := range st.Members {
+			if m.State == "alive" {
+				alive++
+			}
+		}
+		d := st.Cache.Detail
+		if alive != len(sts) || d.RingMembers != len(sts) || d.RingVersion == 0 || (i > 0 && d.RingVersion != ring) {
+			return false
+		}
+		ring = d.RingVersion
+	}
+	return len(sts) > 0
 }
 
 // stopDemoNodes stops every node still running, by PID, and waits.
@@ -312,13 +417,14 @@ rate_limits:
 	return os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(cluster), 0o644)
 }
 
-// startDemoNode writes node i's file and starts "pingora-node run" on it.
-func startDemoNode(exe, dir string, i int, seed string) (*demoNode, error) {
+// startDemoNode writes node i's file and starts "pingora-node run" on it,
+// on addresses from addr.
+func startDemoNode(exe, dir string, i int, seed string, addr func(preferred string) string) (*demoNode, error) {
 	n := &demoNode{
 		name:   fmt.Sprintf("demo-%d", i+1),
-		admin:  freeAddr(fmt.Sprintf("127.0.0.1:%d", 9090+i)),
-		proxy:  freeAddr(fmt.Sprintf("127.0.0.1:%d", 8080+i)),
-		gossip: freeAddr(fmt.Sprintf("127.0.0.1:%d", 7946+10*i)),
+		admin:  addr(fmt.Sprintf("127.0.0.1:%d", 9090+i)),
+		proxy:  addr(fmt.Sprintf("127.0.0.1:%d", 8080+i)),
+		gossip: addr(fmt.Sprintf("127.0.0.1:%d", 7946+10*i)),
 		exited: make(chan struct{}),
 	}
 	join := ""
@@ -339,14 +445,19 @@ data_dir: %[1]s-data
 cluster_addr: %[5]s
 bootstrap_expect: %[6]d
 %[7]supgrade_socket: %[1]s.sock
-`, n.name, n.admin, n.proxy, n.gossip, freeAddr("127.0.0.1:0"), demoNodes, join)
+`, n.name, n.admin, n.proxy, n.gossip, addr("127.0.0.1:0"), demoNodes, join)
 	path := filepath.Join(dir, n.name+".yaml")
 	if err := os.WriteFile(path, []byte(nodeFile), 0o644); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(dir, n.name+".log"))
+	// Appended to: a node started again after a port clash (startNode)
+	// keeps the first attempt's lines, and reads only its own (logFrom).
+	logf, err := os.OpenFile(filepath.Join(dir, n.name+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
+	}
+	if fi, err := logf.Stat(); err == nil {
+		n.logFrom = fi.Size()
 	}
 	defer logf.Close() // the child holds its own descriptor
 	n.cmd = exec.Command(exe, "run", "--config", path, "--pid-file", filepath.Join(dir, n.name+".pid"))

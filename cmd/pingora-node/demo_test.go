@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pingora-go/pingora-go/node"
 )
 
 // TestDemo runs the README's first command: three node processes form one
@@ -66,7 +70,7 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("proxy %s: %d %q %v", n[1], code, body, err)
 		}
 	}
-	demoCacheAndLimits(t, []string{nodes[0][1], nodes[1][1], nodes[2][1]})
+	demoCacheAndLimits(t, []string{nodes[0][1], nodes[1][1], nodes[2][1]}, []string{nodes[0][2], nodes[1][2], nodes[2][2]})
 	_, status, _ := httpGet("http://" + nodes[2][2] + "/status")
 	if strings.Count(status, `"state": "alive"`) != 3 || !strings.Contains(status, `"raft"`) {
 		t.Fatalf("status of demo-3:\n%s", status)
@@ -132,11 +136,123 @@ func TestDemoStopsNodesOnError(t *testing.T) {
 	os.RemoveAll(d.dir)
 }
 
+// TestDemoPortTakenMeanwhile: a port the demo picked free and that is
+// taken before the node binds it (another demo or test on the machine,
+// or an outgoing connection given that ephemeral port) no longer ends the
+// demo with "demo-1 exited before it served": the node is started again
+// on other ports. Here demo-1's first cluster port is held by the test.
+func TestDemoPortTakenMeanwhile(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	var stderr strings.Builder
+	d := &demo{exe: binary, stdout: io.Discard, stderr: &stderr, sigs: make(chan os.Signal), startWithin: 30 * time.Second}
+	taken := false
+	d.pick = func(preferred string) string {
+		if preferred == "127.0.0.1:0" && !taken { // demo-1's cluster_addr
+			taken = true
+			return held.Addr().String()
+		}
+		return freeAddr(preferred)
+	}
+	t.Cleanup(func() {
+		for _, n := range d.nodes {
+			if processAlive(n.cmd.Process.Pid) {
+				n.cmd.Process.Kill()
+			}
+		}
+		os.RemoveAll(d.dir)
+	})
+	if code := d.run(); code != 1 || !strings.Contains(stderr.String(), "did not agree on a config within 0s") {
+		t.Fatalf("exit %d, stderr %q; want every node started, then no time to agree", code, stderr.String())
+	}
+	if !taken || len(d.nodes) != demoNodes {
+		t.Fatalf("taken %v, %d nodes; want the held port given once and %d nodes", taken, len(d.nodes), demoNodes)
+	}
+	b, _ := os.ReadFile(filepath.Join(d.dir, "demo-1.log"))
+	if !strings.Contains(string(b), "address already in use") {
+		t.Fatalf("demo-1's log does not show its first start failing:\n%s", b)
+	}
+}
+
+// TestDemoAgreed: the banner waits until every node applied the config,
+// sees all alive, and uses one cache ring of all of them. A node whose
+// ring lacked a peer still (its metadata not gossiped yet) once answered
+// TestDemo's first request for a key with a miss where the test wanted a
+// hit.
+func TestDemoAgreed(t *testing.T) {
+	status := func(version int64, alive, ringMembers int, ring uint64) node.Status {
+		var st node.Status
+		b := fmt.Sprintf(`{"config":{"version":%d},"members":[`, version)
+		for i := range 3 {
+			state := "alive"
+			if i >= alive {
+				state = "suspect"
+			}
+			if i > 0 {
+				b += ","
+			}
+			b += fmt.Sprintf(`{"name":"demo-%d","state":%q}`, i+1, state)
+		}
+		b += fmt.Sprintf(`],"cache":{"detail":{"ring_version":%d,"ring_members":%d}}}`, ring, ringMembers)
+		if err := json.Unmarshal([]byte(b), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	ok := status(1, 3, 3, 7)
+	for _, tc := range []struct {
+		name string
+		sts  []node.Status
+		want bool
+	}{
+		{"agreed", []node.Status{ok, ok, ok}, true},
+		{"no config yet", []node.Status{ok, status(0, 3, 3, 7), ok}, false},
+		{"a peer not alive yet", []node.Status{ok, ok, status(1, 2, 3, 7)}, false},
+		{"a ring without a peer", []node.Status{ok, status(1, 3, 2, 5), ok}, false},
+		{"rings of two versions", []node.Status{ok, ok, status(1, 3, 3, 8)}, false},
+		{"no cache status", []node.Status{ok, {Config: ok.Config, Members: ok.Members}, ok}, false},
+	} {
+		if got := demoAgreed(tc.sts); got != tc.want {
+			t.Errorf("%s: demoAgreed = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// demoViews returns, for a failure message, how each node at admins sees
+// the cluster: its members, and the cache ring it places keys on.
+func demoViews(admins []string) string {
+	var b strings.Builder
+	for _, a := range admins {
+		resp, err := http.Get("http://" + a + "/status")
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", a, err)
+			continue
+		}
+		var st node.Status
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || st.Cache == nil {
+			fmt.Fprintf(&b, "%s: no cache status (%v)\n", a, err)
+			continue
+		}
+		var members []string
+		for _, m := range st.Members {
+			members = append(members, m.Name+"="+string(m.State))
+		}
+		fmt.Fprintf(&b, "%s (%s): members %v; cache ring version %d of %d members; cache detail %+v\n",
+			a, st.Node.Name, members, st.Cache.Detail.RingVersion, st.Cache.Detail.RingMembers, st.Cache.Detail)
+	}
+	return b.String()
+}
+
 // demoCacheAndLimits tries what the demo's banner suggests: /static/ is
 // filled once for the whole cluster (the same body, from one upstream, on
 // every node, then hits), and /api/ admits at most 5 requests per 10 s
 // per client across the three nodes together.
-func demoCacheAndLimits(t *testing.T, proxies []string) {
+func demoCacheAndLimits(t *testing.T, proxies, admins []string) {
 	t.Helper()
 	var first string
 	for i, p := range proxies {
@@ -152,7 +268,8 @@ func demoCacheAndLimits(t *testing.T, proxies []string) {
 		if i == 0 {
 			first = string(body)
 		} else if string(body) != first || !strings.Contains(cs, "; hit") {
-			t.Fatalf("node %s: Cache-Status %q, body %q; want a hit with the first node's body %q", p, cs, body, first)
+			t.Fatalf("node %s: Cache-Status %q, body %q; want a hit with the first node's body %q\nhow each node sees the cluster:\n%s",
+				p, cs, body, first, demoViews(admins))
 		}
 	}
 	admitted, refused := 0, 0
