@@ -49,8 +49,8 @@ type sendMeter struct {
 	start  time.Time
 	// spliceWait: a splice to the client (spliceBody) began a wait
 	spliceWait bool
-	fireF  func()        // fire, bound on first use
-	queueF func(uintptr) // queuedOn, bound on first use
+	fireF      func()        // fire, bound on first use
+	queueF     func(uintptr) // queuedOn, bound on first use
 
 	mu      sync.Mutex
 	waiting bool          // a write waits under timer
