@@ -303,6 +303,7 @@ func (s *sockIO) rawWrite(fd uintptr) bool {
 		case syscall.EAGAIN:
 			if s.sm != nil && s.sm.on {
 				if s.sm.beginWait(sendQueued(fd)) {
+					resetOnClose(fd)
 					s.werr = errSlowSend
 					return true
 				}
@@ -348,6 +349,14 @@ func sendQueued(fd uintptr) int64 {
 		return 0
 	}
 	return int64(n)
+}
+
+// resetOnClose makes the close of fd a reset (SO_LINGER 0), for a client
+// cut under the minimum send rate: the response bytes its send queue still
+// holds are dropped, rather than trickled to the client by the kernel
+// after the close for as long as it keeps its window open a crack.
+func resetOnClose(fd uintptr) {
+	unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
 }
 
 // maxIOV is the most buffers one writev(2) takes (IOV_MAX).

@@ -14,3 +14,6 @@ func attachSendMeter(net.Conn, *sendMeter) bool { return false }
 
 // sendQueued is never asked for: no socket counts.
 func sendQueued(uintptr) int64 { return 0 }
+
+// resetOnClose is never asked for: no socket counts.
+func resetOnClose(uintptr) {}

@@ -125,7 +125,7 @@ func (m *sendMeter) endWait() (slow bool) {
 // its send buffer is free): the budget is counted again with the bytes
 // acknowledged now, and the timer armed for what is left. When nothing
 // is left, a write deadline in the past ends the wait (the connection
-// closes after the cut, so it stays).
+// closes after the cut, so it stays), and the close will be a reset.
 func (m *sendMeter) fire() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -141,6 +141,7 @@ func (m *sendMeter) fire() {
 		return
 	}
 	m.fired = true
+	m.rc.Control(resetOnClose) // the close drops what the queue holds
 	m.conn.SetWriteDeadline(time.Unix(1, 0))
 }
 

@@ -141,6 +141,7 @@ func spliceBody(dst, src syscall.RawConn, n int64, sm *sendMeter, before func(sp
 				case derr == unix.EAGAIN: // wait until writable
 					if sm != nil && sm.on {
 						if sm.beginWait(sendQueued(fd)) {
+							resetOnClose(fd)
 							derr = errSlowSend
 							return true
 						}
