@@ -108,8 +108,11 @@ type DownstreamConfig struct {
 	// its HTTP/1.1 connection closes, or its HTTP/2 stream is reset with
 	// ENHANCE_YOUR_CALM; the upstream request is abandoned, and the
 	// client counted in pingora_downstream_slow_clients_total. Tunnels
-	// and gRPC calls, which move at their applications' pace, are exempt
-	// (default 240, Kestrel's MinResponseDataRate; -1: no minimum).
+	// and gRPC calls, which move at their applications' pace, are exempt.
+	// HTTP/1.1 responses are counted at the socket, on Linux only (raw
+	// socket I/O; elsewhere WriteIdleTimeout alone bounds them), a byte
+	// once the client acknowledged it (default 240, Kestrel's
+	// MinResponseDataRate; -1: no minimum).
 	MinSendRate int
 	// MinRecvRate is the least a client must send of a request body, in
 	// bytes a second, counted only while the proxy waits for body bytes

@@ -131,8 +131,12 @@
 // moved. Under it, an HTTP/2 stream is reset with ENHANCE_YOUR_CALM, an
 // HTTP/1.1 request body fails with 408 and its connection closes, and the
 // upstream request is abandoned (pingora_downstream_slow_clients_total).
-// gRPC calls are exempt. The response side of HTTP/1.1 is bounded only by
-// WriteIdleTimeout so far.
+// An HTTP/1.1 response is counted at the socket (sendMeter, Linux): a
+// write or splice that finds the send buffer full waits within the
+// response's budget, bytes counting once the client acknowledged them;
+// under it the connection closes. gRPC calls and tunnels are exempt. On
+// other systems the response side of HTTP/1.1 is bounded only by
+// WriteIdleTimeout.
 //
 // # HTTP cache
 //

@@ -69,6 +69,11 @@ type h1Downstream struct {
 
 	// slow counts and logs a client cut for a minimum rate (slowClient)
 	slow func(listener, client, proto, dir string)
+
+	// sm holds responses to the minimum send rate at the socket: smv,
+	// when the connection's socket counts (attachSendMeter), else nil
+	sm  *sendMeter
+	smv sendMeter
 }
 
 // serveH1 is the HTTP/1.1 connection loop.
@@ -78,6 +83,13 @@ type h1Downstream struct {
 func (s *Server[C]) serveH1(c *clientConn) {
 	d := &h1Downstream{c: c, cfg: &s.cfg.Downstream}
 	d.slow = s.slowClientFn
+	if d.cfg.MinSendRate > 0 {
+		d.smv = sendMeter{clk: s.clock, grace: d.cfg.MinRateGrace, rate: d.cfg.MinSendRate, conn: c.raw,
+			slow: d.slow, listener: c.lc.Name, client: c.clientIP}
+		if attachSendMeter(c.raw, &d.smv) {
+			d.sm = &d.smv
+		}
+	}
 	d.reader = h1ReaderPool.Get().(*h1.Reader)
 	d.reader.Reset(c.br, h1.Limits{MaxHeaderBytes: d.cfg.MaxHeaderBytes, MaxHeaders: d.cfg.MaxHeaders})
 	defer h1ReaderPool.Put(d.reader) // nothing reads the connection after serveH1 (its bufio.Reader goes back to a pool too)
@@ -266,6 +278,9 @@ func (d *h1Downstream) startRequest(sess *Session, ctx context.Context) {
 	d.declared, d.written = -1, 0
 	d.keepAlive = !r.Close
 	d.in = h1BodyReader{d: d, minRate: d.cfg.MinRecvRate > 0 && !isGRPC(&d.rh)}
+	// Per request: its response (and a 100 Continue before it) has its
+	// own budget, as an HTTP/2 stream has.
+	d.sm.reset(!isGRPC(&d.rh))
 	d.hb.ResetRequest(r, 0)
 	sess.reset(ctx, &d.rh, d)
 	if d.c.trusted && r.Header != nil {

@@ -146,7 +146,7 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 		}, []string{"listener"}),
 		slowClients: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pingora_downstream_slow_clients_total",
-			Help: "Clients cut for falling under a minimum data rate while the proxy waited on them, by direction: send (an HTTP/2 stream that took its response slower than downstream.min_send_rate, reset with ENHANCE_YOUR_CALM; HTTP/1.1 responses are bounded by write_idle_timeout alone), recv (a request body sent slower than downstream.min_recv_rate: HTTP/2 stream reset, HTTP/1.1 answered 408 and closed).",
+			Help: "Clients cut for falling under a minimum data rate while the proxy waited on them, by direction: send (a response taken slower than downstream.min_send_rate: HTTP/2 stream reset with ENHANCE_YOUR_CALM, HTTP/1.1 connection closed mid-response, counted at the socket on Linux), recv (a request body sent slower than downstream.min_recv_rate: HTTP/2 stream reset, HTTP/1.1 answered 408 and closed).",
 		}, []string{"direction"}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pingora_panics_total",

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // sockIO reads and writes a non-blocking socket with raw system calls,
@@ -73,6 +75,13 @@ type sockIO struct {
 	// it did.
 	rdl, wdl     *lazyDeadline
 	rwait, wwait bool
+
+	// sm, when set (an HTTP/1.1 client's connection), holds writes to
+	// the minimum send rate: a write that waits for room waits within
+	// its budget too (sendMeter). smWait (under wmu) records that the
+	// wait began.
+	sm     *sendMeter
+	smWait bool
 }
 
 func (s *sockIO) init(rc syscall.RawConn) {
@@ -245,6 +254,9 @@ func (s *sockIO) writeLocked(b []byte) (int, error) {
 	}
 	err := s.rc.Write(s.writeF)
 	s.writeDone()
+	if s.smWait {
+		err = s.meterDone(err)
+	}
 	n := s.wn
 	if err == nil {
 		err = s.werr
@@ -257,6 +269,13 @@ func (s *sockIO) writeLocked(b []byte) (int, error) {
 // writes all of s.wb, or of s.iov (writev), returning false to wait until
 // the socket is writable.
 func (s *sockIO) rawWrite(fd uintptr) bool {
+	if s.smWait { // the socket has room after a wait
+		s.smWait = false
+		if s.sm.endWait() {
+			s.werr = errSlowSend
+			return true
+		}
+	}
 	for s.iovn > 0 || s.wn < len(s.wb) {
 		var n int
 		var e syscall.Errno
@@ -277,8 +296,19 @@ func (s *sockIO) rawWrite(fd uintptr) bool {
 			} else {
 				s.wn += n
 			}
+			if s.sm != nil {
+				s.sm.sent += int64(n)
+			}
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			if s.sm != nil && s.sm.on {
+				if s.sm.beginWait(sendQueued(fd)) {
+					resetOnClose(fd)
+					s.werr = errSlowSend
+					return true
+				}
+				s.smWait = true
+			}
 			if s.wdl != nil {
 				s.wdl.wait()
 				s.wwait = true
@@ -298,6 +328,35 @@ func (s *sockIO) writeDone() {
 		s.wwait = false
 		s.wdl.done()
 	}
+}
+
+// meterDone ends the metered wait of a write the poller failed (a
+// deadline, the descriptor closing) while it waited for room; s.wmu is
+// held. A wait the send meter's timer ended fails with errSlowSend.
+func (s *sockIO) meterDone(err error) error {
+	s.smWait = false
+	if s.sm.endWait() {
+		return errSlowSend
+	}
+	return err
+}
+
+// sendQueued is how many bytes the socket fd holds that its peer has not
+// acknowledged (SIOCOUTQ), 0 if that cannot be had.
+func sendQueued(fd uintptr) int64 {
+	n, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return int64(n)
+}
+
+// resetOnClose makes the close of fd a reset (SO_LINGER 0), for a client
+// cut under the minimum send rate: the response bytes its send queue still
+// holds are dropped, rather than trickled to the client by the kernel
+// after the close for as long as it keeps its window open a crack.
+func resetOnClose(fd uintptr) {
+	unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
 }
 
 // maxIOV is the most buffers one writev(2) takes (IOV_MAX).
@@ -335,6 +394,9 @@ func (s *sockIO) writev(bufs [][]byte) (int64, error) {
 		}
 		err = s.rc.Write(s.writeF)
 		s.writeDone()
+		if s.smWait {
+			err = s.meterDone(err)
+		}
 	}
 	if err == nil {
 		err = s.werr
@@ -432,4 +494,19 @@ func (c *dialedConn) opErr(op string, err error) error {
 		err = os.NewSyscallError(op, errno)
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.tc.LocalAddr(), Addr: c.tc.RemoteAddr(), Err: err}
+}
+
+// attachSendMeter holds the writes of nc, a client connection, to the
+// minimum send rate m counts (sendMeter); false when nc does not write
+// through sockIO.
+func attachSendMeter(nc net.Conn, m *sendMeter) bool {
+	tc, ok := nc.(*tcpConn)
+	if !ok {
+		return false
+	}
+	tc.io.wmu.Lock()
+	m.rc = tc.io.rc
+	tc.io.sm = m
+	tc.io.wmu.Unlock()
+	return true
 }

@@ -85,7 +85,7 @@ func (s *Server[C]) spliceRelay(sess *Session, ex exchange) (done bool, err erro
 		return true, classifyIO(err, Downstream)
 	}
 	rest := left - int64(buffered)
-	written, handled, fail := spliceBody(drc, hx.c.rc, rest, func(side spliceSide) {
+	written, handled, fail := spliceBody(drc, hx.c.rc, rest, d.sm, func(side spliceSide) {
 		if side == spliceSrc {
 			hx.c.dl.refreshRead(hx.c.nc, hx.t.ReadIdle)
 		} else {

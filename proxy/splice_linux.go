@@ -71,8 +71,11 @@ func (p *splicePipe) close() {
 // idle deadline). It returns how many bytes reached dst and, on failure,
 // which side failed: the source ending early is io.ErrUnexpectedEOF from
 // spliceSrc. handled false means no pipe could be had (maxSplicePipes in
-// use, or pipe2 failed) and nothing was moved: the caller copies.
-func spliceBody(dst, src syscall.RawConn, n int64, before func(spliceSide)) (written int64, handled bool, fail *spliceErr) {
+// use, or pipe2 failed) and nothing was moved: the caller copies. sm,
+// when not nil, holds the splices to the client to the minimum send rate
+// as sockIO's writes are (a splice that waits for room is bounded by the
+// budget, and fails with errSlowSend when it runs out).
+func spliceBody(dst, src syscall.RawConn, n int64, sm *sendMeter, before func(spliceSide)) (written int64, handled bool, fail *spliceErr) {
 	if splicePipesInUse.Add(1) > maxSplicePipes {
 		splicePipesInUse.Add(-1)
 		return 0, false, nil
@@ -123,13 +126,40 @@ func spliceBody(dst, src syscall.RawConn, n int64, before func(spliceSide)) (wri
 		var m int64
 		var derr error
 		err := dst.Write(func(fd uintptr) bool {
-			for {
-				m, derr = unix.Splice(p.r, nil, int(fd), nil, inPipe, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-				if derr != unix.EINTR {
-					return derr != unix.EAGAIN // EAGAIN: wait until writable
+			if sm != nil && sm.spliceWait { // room after a wait
+				sm.spliceWait = false
+				if sm.endWait() {
+					derr = errSlowSend
+					return true
 				}
 			}
+			for {
+				m, derr = unix.Splice(p.r, nil, int(fd), nil, inPipe, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				switch {
+				case derr == unix.EINTR:
+					continue
+				case derr == unix.EAGAIN: // wait until writable
+					if sm != nil && sm.on {
+						if sm.beginWait(sendQueued(fd)) {
+							resetOnClose(fd)
+							derr = errSlowSend
+							return true
+						}
+						sm.spliceWait = true
+					}
+					return false
+				case derr == nil && sm != nil:
+					sm.sent += m
+				}
+				return true
+			}
 		})
+		if sm != nil && sm.spliceWait { // the poller failed the wait
+			sm.spliceWait = false
+			if sm.endWait() {
+				err = errSlowSend
+			}
+		}
 		if err == nil {
 			err = derr
 		}

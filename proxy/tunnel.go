@@ -52,6 +52,7 @@ func (s *Server[C]) tunnel(sess *Session, ctx C, hx *h1Exchange, resp *ResponseH
 		hx.release(false)
 		return classifyIO(err, Downstream)
 	}
+	d.sm.reset(false) // a tunnel moves at its application's pace
 	upNC, upBR := hx.hijack()
 	defer hx.freeSlot() // a tunnel holds its connection to the peer until it ends
 	defer upNC.Close()
