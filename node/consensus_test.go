@@ -242,4 +242,24 @@ func TestWriteRidesOutLeaderCrash(t *testing.T) {
 		}
 		return true
 	})
+
+	// Without a quorum no hold helps: the write fails once the hold (short
+	// here) has passed, with a 503 that says what the last try met.
+	for _, n := range nodes {
+		if n != leader && n != follower {
+			n.store.Load().Close()
+			srv, mux := n.rpcParts()
+			mux.Close()
+			srv.Close()
+		}
+	}
+	short := follower.defaultHold()
+	short.hold = time.Second
+	follower.holdFor.Store(&short)
+	start := time.Now()
+	code, body, _ = sendH(t, "PUT", "http://"+follower.AdminAddr()+"/v1/config", clusterFor(a), nil)
+	if code != 503 || !strings.Contains(body, "no quorum reachable from this node") && !strings.Contains(body, "forwarding to the leader") {
+		t.Fatalf("write without a quorum: %d %s; want 503 saying so", code, body)
+	}
+	t.Logf("write without a quorum refused after %v: %s", time.Since(start), body)
 }
