@@ -142,7 +142,7 @@ func (h holdPolicy) holdForLeader(ctx context.Context, first string, read bool, 
 		}
 		left := h.hold - h.clock.Now().Sub(start)
 		if left <= 0 || ctx.Err() != nil {
-			log("giving up on the leader", "held", h.clock.Now().Sub(start).Round(time.Millisecond), "tries", summary(res.tries, ""))
+			log("giving up on the leader", "held", h.clock.Now().Sub(start).Round(time.Millisecond).String(), "tries", summary(res.tries, ""))
 			return res
 		}
 		wait := h.min << min(i, 16)
@@ -150,10 +150,10 @@ func (h holdPolicy) holdForLeader(ctx context.Context, first string, read bool, 
 			wait = h.max
 		}
 		wait = min(h.jitter(wait), left)
-		log("holding for a leader", "try", i+1, "leader", orNone(leader), "why", why, "wait", wait)
+		log("holding for a leader", "try", i+1, "leader", orNone(leader), "why", why, "wait", wait.Round(time.Millisecond).String())
 		next, ok := h.awaitLeader(ctx, leader, wait)
 		if !ok {
-			log("giving up on the leader", "held", h.clock.Now().Sub(start).Round(time.Millisecond), "tries", summary(res.tries, ""), "err", ctx.Err())
+			log("giving up on the leader", "held", h.clock.Now().Sub(start).Round(time.Millisecond).String(), "tries", summary(res.tries, ""), "err", ctx.Err())
 			return res
 		}
 		leader = next
