@@ -14,6 +14,13 @@ var (
 	// reach a quorum within the apply bound. A Put that failed this way
 	// may still commit later: its outcome is unknown.
 	ErrNoQuorum = errors.New("consensus: no quorum")
+	// ErrNoLeader matches (with errors.Is, alongside ErrNoQuorum) the
+	// error of an operation refused because this server is not the
+	// leader and knows none: nothing was proposed, so the caller may try
+	// again once a leader is known. It is not ErrNotLeader (no leader to
+	// forward to) and never the error of a proposal whose outcome is
+	// unknown (raft's leadership lost after the proposal).
+	ErrNoLeader = errors.New("no leader known")
 	// ErrConflict is returned by Put when ifVersion does not match the
 	// document's current version; the error is a *ConflictError.
 	ErrConflict = errors.New("consensus: version conflict")

@@ -337,7 +337,7 @@ func (s *Store) mapErr(err error) error {
 		if id, addr := s.Leader(); id != "" && id != s.cfg.ID {
 			return &NotLeaderError{LeaderID: id, LeaderAddr: addr}
 		}
-		return fmt.Errorf("%w: no leader known: %w", ErrNoQuorum, err)
+		return fmt.Errorf("%w: %w: %w", ErrNoQuorum, ErrNoLeader, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return fmt.Errorf("%w: %w", ErrClosed, err)
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout),

@@ -55,15 +55,18 @@ func TestReplicatedConfig(t *testing.T) {
 		return true
 	}
 	waitUntil(t, "version 1 (seeded from the file) on all nodes", func() bool { return applied(1, "a") })
+	// An election may be under way (a node starved of CPU misses its
+	// heartbeats): wait for a follower that knows a leader, not look once.
 	var follower *Node
-	for _, n := range nodes {
-		if rs := n.Status().Raft; rs != nil && rs.State == "Follower" && rs.LeaderID != "" {
-			follower = n
+	waitUntil(t, "a follower with a known leader", func() bool {
+		for _, n := range nodes {
+			if rs := n.Status().Raft; rs != nil && rs.State == "Follower" && rs.LeaderID != "" {
+				follower = n
+				return true
+			}
 		}
-	}
-	if follower == nil {
-		t.Fatal("no follower with a known leader")
-	}
+		return false
+	})
 	admin := follower.AdminAddr()
 	code, body := putConfig(t, admin, clusterFor(b), "1")
 	if code != 200 || !strings.Contains(body, `"version": 2`) {
@@ -183,4 +186,80 @@ func TestMinorityKeepsServing(t *testing.T) {
 	if _, got := get(t, "http://"+n3.ListenerAddrs()["http"]+"/"); got != "a" {
 		t.Fatalf("minority node stopped serving: %q", got)
 	}
+}
+
+// TestWriteRidesOutLeaderCrash: a write sent to a follower just as the
+// leader dies (its raft, and its cluster port, gone without a word) is
+// held while the other two elect a leader, and answered by the new one:
+// 200, not 503. With If-Match it is written once: the same If-Match
+// again is a conflict.
+func TestWriteRidesOutLeaderCrash(t *testing.T) {
+	a, b := origin(t, "a"), origin(t, "b")
+	n1 := startRaftNode(t, "n1", a, 3)
+	seed := n1.Members().Addr()
+	n2 := startRaftNode(t, "n2", a, 3, seed)
+	n3 := startRaftNode(t, "n3", a, 3, seed)
+	nodes := []*Node{n1, n2, n3}
+	var leader, follower *Node
+	waitUntil(t, "version 1 everywhere, a leader all know, and its cluster address", func() bool {
+		leader, follower = nil, nil
+		for _, n := range nodes {
+			st := n.Status()
+			if st.Config == nil || st.Config.Version != 1 || st.Raft == nil || st.Raft.LeaderID == "" || st.Raft.LeaderID != nodes[0].Status().Raft.LeaderID {
+				return false
+			}
+			if st.Raft.State == "Leader" {
+				leader = n
+			} else {
+				follower = n
+			}
+		}
+		return leader != nil && follower != nil && follower.memberCluster(leader.cfg.Name) != ""
+	})
+	// The crash: raft stops, the cluster port closes; gossip still shows
+	// the leader alive for a while, as it would after a kill -9.
+	leader.store.Load().Close()
+	srv, mux := leader.rpcParts()
+	mux.Close()
+	srv.Close()
+
+	code, body, by := sendH(t, "PUT", "http://"+follower.AdminAddr()+"/v1/config", clusterFor(b), map[string]string{"If-Match": "1"})
+	if code != 200 || !strings.Contains(body, `"version": 2`) {
+		t.Fatalf("write on a follower while the leader is replaced: %d %s (forwarded by %q)", code, body, by)
+	}
+	code, body, _ = sendH(t, "PUT", "http://"+follower.AdminAddr()+"/v1/config", clusterFor(a), map[string]string{"If-Match": "1"})
+	if code != 409 || !strings.Contains(body, `"current_version": 2`) {
+		t.Fatalf("the same If-Match again: %d %s", code, body)
+	}
+	waitUntil(t, "version 2 on the survivors", func() bool {
+		for _, n := range nodes {
+			if n == leader {
+				continue
+			}
+			if c := n.Status().Config; c == nil || c.Version != 2 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Without a quorum no hold helps: the write fails once the hold (short
+	// here) has passed, with a 503 that says what the last try met.
+	for _, n := range nodes {
+		if n != leader && n != follower {
+			n.store.Load().Close()
+			srv, mux := n.rpcParts()
+			mux.Close()
+			srv.Close()
+		}
+	}
+	short := follower.defaultHold()
+	short.hold = time.Second
+	follower.holdFor.Store(&short)
+	start := time.Now()
+	code, body, _ = sendH(t, "PUT", "http://"+follower.AdminAddr()+"/v1/config", clusterFor(a), nil)
+	if code != 503 || !strings.Contains(body, "no quorum reachable from this node") && !strings.Contains(body, "forwarding to the leader") {
+		t.Fatalf("write without a quorum: %d %s; want 503 saying so", code, body)
+	}
+	t.Logf("write without a quorum refused after %v: %s", time.Since(start), body)
 }

@@ -64,6 +64,11 @@ type adminAnswer struct {
 	Current *int64       `msgpack:"v,omitempty"`
 	Doc     *ConfigDoc   `msgpack:"d,omitempty"`
 	Leave   *LeaveResult `msgpack:"l,omitempty"`
+	// NotLeader: the node that answered is not the leader (it lost
+	// leadership, or never had it) and proposed nothing, so the request
+	// may be sent again to the leader once one is known (see
+	// forwardHold). A leader of an older version never sets it.
+	NotLeader bool `msgpack:"nl,omitempty"`
 }
 
 // write answers the admin client with a.
@@ -97,9 +102,18 @@ func storeAnswer(err error) adminAnswer {
 		// A node that knows no leader cannot tell a cluster without
 		// quorum from its own isolation (a partition of this host).
 		return adminAnswer{Status: http.StatusServiceUnavailable, Error: "no quorum reachable from this node: the cluster has none, or this node is cut off " +
-			"from it (then a write through another node may succeed; \"pingora-node status\" on each shows its leader) (" + err.Error() + ")"}
+			"from it (then a write through another node may succeed; \"pingora-node status\" on each shows its leader) (" + err.Error() + ")",
+			NotLeader: notLeader(err)}
 	}
 	return failed(http.StatusInternalServerError, err)
+}
+
+// notLeader reports whether err says this node is not the leader and
+// proposed nothing: it names another leader, or knows none. raft's
+// leadership lost after a proposal is not such an error: that write may
+// still commit.
+func notLeader(err error) bool {
+	return errors.Is(err, consensus.ErrNotLeader) || errors.Is(err, consensus.ErrNoLeader)
 }
 
 // registerLeaderRPC registers the calls followers make to the leader.
@@ -118,6 +132,7 @@ func (n *Node) leaderConfigPut(ctx context.Context, req *rpcConfigPutReq) (*admi
 	st := n.Store()
 	if st == nil {
 		a := storeAnswer(consensus.ErrClosed)
+		a.NotLeader = true // raft closed here (a hand-off, a stop): nothing proposed
 		return &a, nil
 	}
 	c, code, err := checkConfigBody(req.Body, req.AllowEmpty)
@@ -141,6 +156,7 @@ func (n *Node) leaderConfigGet(ctx context.Context, _ *rpcEmpty) (*adminAnswer, 
 	st := n.Store()
 	if st == nil {
 		a := storeAnswer(consensus.ErrClosed)
+		a.NotLeader = true // raft closed here (a hand-off, a stop): nothing proposed
 		return &a, nil
 	}
 	d, ok, err := st.GetConsistent(ctx, clusterDoc)
@@ -156,49 +172,103 @@ func (n *Node) leaderConfigGet(ctx context.Context, _ *rpcEmpty) (*adminAnswer, 
 }
 
 // forwardToLeader sends an admin request that err says needs the leader
-// to the leader over the cluster port and writes its answer. It reports
-// false when err is not *consensus.NotLeaderError (nothing was written).
+// to the leader over the cluster port and writes its answer, holding it
+// through an election (see forwardHold). It reports false when err is
+// neither *consensus.NotLeaderError nor consensus.ErrNoLeader (nothing was
+// written).
 func (n *Node) forwardToLeader(w http.ResponseWriter, r *http.Request, body []byte, err error) bool {
 	var nl *consensus.NotLeaderError
-	if !errors.As(err, &nl) {
+	first := ""
+	switch {
+	case errors.As(err, &nl):
+		first = nl.LeaderID
+	case errors.Is(err, consensus.ErrNoLeader):
+	default:
 		return false
 	}
 	var method string
 	var req any
+	var local func(ctx context.Context) adminAnswer // the request run here, when this node leads by then
 	switch {
 	case r.Method == http.MethodPut:
 		ifVersion, _ := ifMatchVersion(r)            // checked by putConfig
 		allowEmpty, _ := queryBool(r, "allow_empty") // checked by readConfigBody
-		method, req = rpcConfigPut, &rpcConfigPutReq{Body: body, IfVersion: ifVersion, AllowEmpty: allowEmpty, From: n.cfg.Name, Client: r.RemoteAddr}
+		pr := &rpcConfigPutReq{Body: body, IfVersion: ifVersion, AllowEmpty: allowEmpty, From: n.cfg.Name, Client: r.RemoteAddr}
+		method, req = rpcConfigPut, pr
+		local = func(ctx context.Context) adminAnswer { a, _ := n.leaderConfigPut(ctx, pr); return *a }
 	case r.Method == http.MethodGet:
 		method, req = rpcConfigGet, &rpcEmpty{}
+		local = func(ctx context.Context) adminAnswer { a, _ := n.leaderConfigGet(ctx, nil); return *a }
 	case strings.HasPrefix(r.URL.Path, "/v1/force-leave/"):
 		// Forwarded only after this node's own check passed: it sees the
 		// member dead or gone.
-		method, req = rpcForceLeave, &rpcForceLeaveReq{Name: r.PathValue("name"), From: n.cfg.Name, Client: r.RemoteAddr, SeenGone: true}
+		fr := &rpcForceLeaveReq{Name: r.PathValue("name"), From: n.cfg.Name, Client: r.RemoteAddr, SeenGone: true}
+		method, req = rpcForceLeave, fr
+		local = func(ctx context.Context) adminAnswer {
+			a, _ := n.forceLeave(ctx, fr.Name, false, true, fr.Client)
+			return a
+		}
 	default:
 		return false
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)
 	defer cancel()
-	a, cerr := n.callLeader(ctx, nl.LeaderID, method, req)
-	if cerr != nil {
-		a = adminAnswer{Status: http.StatusServiceUnavailable, Error: cerr.Error()}
+	attempt := func(ctx context.Context, leader string) (adminAnswer, string, error) {
+		if leader == n.cfg.Name {
+			return local(ctx), n.cfg.Name, nil
+		}
+		a, err := n.callLeader(ctx, leader, method, req)
+		return a, leader, err
 	}
-	w.Header().Set(forwardedHeader, n.cfg.Name)
+	log := func(msg string, args ...any) {
+		n.log.Debug("admin request to the leader: "+msg, append([]any{"method", method, "client", r.RemoteAddr}, args...)...)
+	}
+	h := n.hold()
+	res := h.holdForLeader(ctx, first, method == rpcConfigGet, attempt, log)
+	a := res.a
+	switch {
+	case errors.Is(res.err, consensus.ErrNoLeader):
+		a = storeAnswer(res.err)
+	case res.err != nil:
+		a = adminAnswer{Status: http.StatusServiceUnavailable, Error: res.err.Error()}
+	}
+	if tries := res.count(); tries > 1 && (res.err != nil || a.NotLeader) {
+		n.log.Warn("admin request to the leader failed through an election", "method", method, "client", r.RemoteAddr,
+			"tries", summary(res.tries, ""))
+		a.Error = fmt.Sprintf("%s (%d tries in %s waiting for a leader: %s)", a.Error, tries, h.hold, summary(res.tries, outcome(res)))
+	}
+	if res.by != n.cfg.Name {
+		w.Header().Set(forwardedHeader, n.cfg.Name)
+	}
 	a.write(w)
 	return true
 }
+
+// hold returns the node's policy for holding a request for a leader.
+func (n *Node) hold() holdPolicy {
+	if h := n.holdFor.Load(); h != nil {
+		return *h
+	}
+	return n.defaultHold()
+}
+
+// errNoLeaderKnown is the error of a request for the leader while none is
+// known.
+var errNoLeaderKnown = fmt.Errorf("%w: %w", consensus.ErrNoQuorum, consensus.ErrNoLeader)
+
+// errNoClusterAddr: the leader raft names is not (or no longer) in this
+// node's member list; nothing was sent.
+var errNoClusterAddr = errors.New("it gossips no cluster address this node knows of")
 
 // callLeader calls method on the leader id, found at the cluster address
 // it gossips.
 func (n *Node) callLeader(ctx context.Context, id, method string, req any) (adminAnswer, error) {
 	if id == "" {
-		return adminAnswer{}, errors.New("no leader known")
+		return adminAnswer{}, errNoLeaderKnown
 	}
 	addr := n.memberCluster(id)
 	if addr == "" {
-		return adminAnswer{}, fmt.Errorf("cannot forward to the leader %s: it gossips no cluster address this node knows of", id)
+		return adminAnswer{}, fmt.Errorf("cannot forward to the leader %s: %w", id, errNoClusterAddr)
 	}
 	var a adminAnswer
 	if err := n.rpcClient.Call(ctx, addr, method, req, &a); err != nil {

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -157,12 +159,26 @@ func testForwardOverWire(t *testing.T, ca *testCA) {
 	fadmin := "http://" + follower.AdminAddr()
 
 	// Unreachable first, so no connection to the leader is pooled yet.
+	// The dial fails, so nothing was sent: the follower holds the write
+	// and dials again until its hold (short here) has passed.
 	laddr := leader.memberCluster(leader.cfg.Name)
 	fnet.refuse.Store(&laddr)
+	short := follower.defaultHold()
+	short.hold = 300 * time.Millisecond
+	follower.holdFor.Store(&short)
 	code, body, _ := sendH(t, "PUT", fadmin+"/v1/config", clusterFor(b), nil)
 	if want := "forwarding to the leader " + leader.cfg.Name + " at " + laddr; code != 503 || !strings.Contains(body, want) {
 		t.Fatalf("leader unreachable: %d %s; want 503 with %q", code, body, want)
 	}
+	m := regexp.MustCompile(`\((\d+) tries in 300ms waiting for a leader: ` + leader.cfg.Name + ` ×(\d+)\)`).FindStringSubmatch(body)
+	if m == nil || m[1] != m[2] {
+		t.Fatalf("leader unreachable: %s; want the tries made in the hold", body)
+	}
+	tries, _ := strconv.Atoi(m[1])
+	if tries < 2 {
+		t.Fatalf("leader unreachable: %s; want the dial tried again within the hold", body)
+	}
+	follower.holdFor.Store(nil)
 	fnet.refuse.Store(nil)
 
 	code, body, by := sendH(t, "PUT", fadmin+"/v1/config", clusterFor(b), map[string]string{"If-Match": "1"})
@@ -220,8 +236,8 @@ func testForwardOverWire(t *testing.T, ca *testCA) {
 		{leader, `pingora_wire_server_calls_total{method="node.config.put"} 4`},
 		{leader, `pingora_wire_server_errors_total{code="handler",method="node.config.put"} 0`},
 		{leader, `pingora_wire_mux_connections_total `},
-		{follower, `pingora_wire_client_calls_total{method="node.config.put"} 5`},
-		{follower, `pingora_wire_client_errors_total{code="peer_gone",method="node.config.put"} 1`},
+		{follower, fmt.Sprintf(`pingora_wire_client_calls_total{method="node.config.put"} %d`, 4+tries)},
+		{follower, fmt.Sprintf(`pingora_wire_client_errors_total{code="peer_gone",method="node.config.put"} %d`, tries)},
 		{follower, `pingora_wire_client_call_duration_seconds_count{method="node.force_leave"} 1`},
 		{follower, `pingora_membership_dropped_total{what="event"} `},
 	} {

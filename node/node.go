@@ -95,6 +95,7 @@ type Node struct {
 	adminCap    atomic.Pointer[capListener] // the admin listener, for its accept failures
 	dial        DialFunc                    // opens every cluster connection; see newClusterDial
 	rpcClient   *wire.Client                // calls the leader for writes sent to a follower
+	holdFor     atomic.Pointer[holdPolicy]  // replaces defaultHold (tests)
 	superseded  chan struct{}
 	failed      chan error    // see Failed
 	left        chan struct{} // cap 1: see Left

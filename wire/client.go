@@ -173,7 +173,7 @@ func (c *Client) roundTrip(ctx context.Context, cc *clientConn, h callHeader, me
 			// connection may take it (nothing was sent)
 			k = staleUnsent
 		}
-		return nil, k, fmt.Errorf("wire: %s %s: %w", addr, method, err)
+		return nil, k, fmt.Errorf("wire: %s %s: %w", addr, method, notSent{err})
 	}
 	if err := c.send(ctx, cc, appendCall(make([]byte, 0, callFrameLen(&h, method, len(body))), id, h, method, body)); err != nil {
 		return nil, sendFailure(m.reused, err), fmt.Errorf("wire: %s %s: %w", addr, method, err)
@@ -340,7 +340,7 @@ func (c *Client) connect(ctx context.Context, addr string) (net.Conn, error) {
 	}
 	if err != nil {
 		c.dialErrors.Add(1)
-		return nil, fmt.Errorf("wire: dial %s: %w (%w)", addr, ErrPeerGone, err)
+		return nil, fmt.Errorf("wire: dial %s: %w (%w)", addr, ErrPeerGone, notSent{err})
 	}
 	return conn, nil
 }

@@ -13,6 +13,21 @@ import (
 // stream whose connection dies before its end frame fails with it too.
 var ErrPeerGone = errors.New("wire: peer gone")
 
+// ErrNotSent matches (with errors.Is) the failure of a call whose request
+// never left this client: its connection could not be dialled, or was
+// found dead before anything was written. The peer cannot have run it,
+// so the caller may send it again, to the same peer or another, whatever
+// it does. Any other failure after the call was sent (ErrPeerGone with no
+// ErrNotSent, a deadline) leaves it unknown whether the peer ran it.
+var ErrNotSent = errors.New("wire: not sent")
+
+// notSent marks err as ErrNotSent, keeping its text.
+type notSent struct{ err error }
+
+func (e notSent) Error() string        { return e.err.Error() }
+func (e notSent) Unwrap() error        { return e.err }
+func (e notSent) Is(target error) bool { return target == ErrNotSent }
+
 // ErrClosed is returned by calls on a closed Client and by Serve after Close.
 var ErrClosed = errors.New("wire: closed")
 

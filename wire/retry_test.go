@@ -310,3 +310,37 @@ func TestRetryStreamOnDeadIdleConn(t *testing.T) {
 	}
 	p.check(t, 2, 1, 3)
 }
+
+// ErrNotSent says a call never left the client, so a caller may send it
+// again whatever it does: a refused dial is; a call written whole whose
+// connection died (the peer may have run it) is not, nor a call the peer
+// answered with an error.
+func TestErrNotSent(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := l.Addr().String()
+	l.Close()
+	cl, err := wire.NewClient(wire.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := ctxT(t, 10*time.Second)
+	if err := cl.Call(ctx, refused, "count", nil, nil); !errors.Is(err, wire.ErrNotSent) || !errors.Is(err, wire.ErrPeerGone) {
+		t.Fatalf("refused dial: %v, want ErrNotSent and ErrPeerGone", err)
+	}
+
+	p := newRetryPair(t)
+	if err := p.call(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.l.kill(resetOnAnswer)
+	if err := p.call(ctx); !errors.Is(err, wire.ErrPeerGone) || errors.Is(err, wire.ErrNotSent) {
+		t.Fatalf("connection dead after the request: %v, want ErrPeerGone without ErrNotSent", err)
+	}
+	if err := p.cl.Call(ctx, p.addr, "nosuch", nil, nil); !errors.Is(err, wire.ErrUnknownMethod) || errors.Is(err, wire.ErrNotSent) {
+		t.Fatalf("unknown method: %v, want a remote error, not ErrNotSent", err)
+	}
+}
