@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/pingora-go/pingora-go/internal/logthrottle"
+	"github.com/pingora-go/pingora-go/internal/remoteip"
 )
 
 // memberlist v0.7.0 sizes its buffers for an incoming stream by what the
@@ -158,7 +159,7 @@ func (g *streamGate) run() {
 				continue
 			default:
 			}
-			ip := remoteIP(c)
+			ip := remoteip.Bounded(c)
 			if !g.takeIP(ip) {
 				g.refuse(c, fmt.Errorf("%d gossip streams from this address are open already", maxGossipStreamsPerIP))
 				continue
@@ -181,20 +182,6 @@ func (g *streamGate) run() {
 func (g *streamGate) release(ip string) {
 	g.releaseIP(ip)
 	<-g.slots
-}
-
-// remoteIP is c's remote IP, or "" for loopback and for an address that
-// is not an IP (which the per-address bound leaves alone).
-func remoteIP(c net.Conn) string {
-	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
-	if err != nil {
-		return ""
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || ip.IsLoopback() {
-		return ""
-	}
-	return ip.String()
 }
 
 // takeIP counts a stream of ip, or reports that ip holds its share.

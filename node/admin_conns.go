@@ -1,17 +1,16 @@
 package node
 
 import (
-	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/pingora-go/pingora-go/clock"
 	"github.com/pingora-go/pingora-go/internal/logthrottle"
+	"github.com/pingora-go/pingora-go/wire"
 )
 
 // maxAdminConns bounds the admin API's connections open at once. Nothing
@@ -63,7 +62,7 @@ type capListener struct {
 	byAddr map[netip.Addr]int // open connections of remote non-loopback clients
 
 	// An accept that fails for want of descriptors is retried here, after
-	// a back-off (acceptBackoff), not handed to net/http, which would log
+	// a back-off (wire.AcceptBackoff), not handed to net/http, which would log
 	// a plain-text line a second on stderr; acceptFails counts them
 	// (pingora_admin_accept_failures_total).
 	clk         clock.Clock
@@ -90,11 +89,11 @@ func (l *capListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			if !acceptRetryable(err) {
+			if !wire.AcceptRetryable(err) {
 				return nil, err
 			}
 			l.acceptFails.Add(1)
-			backoff = acceptBackoff(backoff)
+			backoff = wire.AcceptBackoff(backoff)
 			l.noise.Log(l.log, slog.LevelWarn, "admin accept", "admin API: accept failed, retrying", "err", err, "retry_in", backoff)
 			t := l.clk.NewTimer(backoff)
 			select {
@@ -185,26 +184,4 @@ func (c *cappedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
-}
-
-// acceptRetryable reports whether an accept failed for want of
-// descriptors, buffers or memory, or for one connection aborted before it
-// was accepted (as wire's and proxy's accept loops): the listener is sound
-// and the next accept may work.
-func acceptRetryable(err error) bool {
-	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
-// acceptBackoff is the wait before the next accept after a retryable
-// failure: 5ms, doubling, at most 1s (as net/http's Server).
-func acceptBackoff(d time.Duration) time.Duration {
-	if d == 0 {
-		return 5 * time.Millisecond
-	}
-	return min(2*d, time.Second)
 }

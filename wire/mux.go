@@ -11,6 +11,7 @@ import (
 
 	"github.com/pingora-go/pingora-go/clock"
 	"github.com/pingora-go/pingora-go/internal/logthrottle"
+	"github.com/pingora-go/pingora-go/internal/remoteip"
 )
 
 // MuxConfig configures a Mux. Zero fields take their defaults.
@@ -163,11 +164,11 @@ func (m *Mux) Serve() error {
 				return ErrClosed
 			case errors.As(err, &ne) && ne.Timeout():
 				continue
-			case acceptRetryable(err):
+			case AcceptRetryable(err):
 				// out of descriptors: connections wait in the backlog
 				// until some close (the port must not shut for good)
 				m.acceptFails.Add(1)
-				backoff = acceptBackoff(backoff)
+				backoff = AcceptBackoff(backoff)
 				m.noise.Log(m.cfg.Logger, slog.LevelWarn, "accept", "wire: mux: accept failed, retrying", "err", err, "retry_in", backoff)
 				t := time.NewTimer(backoff)
 				select {
@@ -302,15 +303,7 @@ func boundedIP(c net.Conn, perAddr int) string {
 	if perAddr <= 0 {
 		return ""
 	}
-	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
-	if err != nil {
-		return ""
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || ip.IsLoopback() {
-		return ""
-	}
-	return ip.String()
+	return remoteip.Bounded(c)
 }
 
 // takeAddr counts a connection from ip, or reports that ip has its

@@ -191,11 +191,11 @@ func (s *Server) Serve(l net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			if acceptRetryable(err) {
+			if AcceptRetryable(err) {
 				// out of descriptors: retry, as net/http's Server does;
 				// Close ends the wait at once (it closes l too, which
 				// ends the next Accept)
-				backoff = acceptBackoff(backoff)
+				backoff = AcceptBackoff(backoff)
 				s.noise.Log(s.cfg.Logger, slog.LevelWarn, "accept", "wire: accept failed, retrying", "err", err, "retry_in", backoff)
 				t := s.clk.NewTimer(backoff)
 				select {
