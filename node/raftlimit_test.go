@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pingora-go/pingora-go/node/config"
+	"github.com/pingora-go/pingora-go/wire/wiretest"
 )
 
 // TestRaftAddrIsBounded: with raft_addr (raft on a port of its own),
@@ -76,28 +77,6 @@ func TestRaftAddrIsBounded(t *testing.T) {
 	}
 }
 
-// fromListener hands out l's connections as if from the next address on
-// from.
-type fromListener struct {
-	net.Listener
-	from chan net.Addr
-}
-
-type fromConn struct {
-	net.Conn
-	addr net.Addr
-}
-
-func (c fromConn) RemoteAddr() net.Addr { return c.addr }
-
-func (l fromListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return fromConn{c, <-l.from}, nil
-}
-
 // TestConnLimitListenerPerAddr: one remote address holds at most perAddr
 // connections; another address, and loopback, are still accepted.
 func TestConnLimitListenerPerAddr(t *testing.T) {
@@ -106,7 +85,7 @@ func TestConnLimitListenerPerAddr(t *testing.T) {
 		t.Fatal(err)
 	}
 	from := make(chan net.Addr, 1)
-	ln := newConnLimitListener(fromListener{tl, from}, 8, 2)
+	ln := newConnLimitListener(wiretest.FromListener{Listener: tl, From: from}, 8, 2)
 	defer ln.Close()
 	accepted := make(chan net.Conn, 8)
 	go func() {

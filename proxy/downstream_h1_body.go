@@ -61,7 +61,7 @@ func (r *h1BodyReader) Read(p []byte) (int, error) {
 // 32 KiB pieces at most.
 func (r *h1BodyReader) readMetered(p []byte) (int, error) {
 	d := r.d
-	budget := rateBudget(d.cfg.MinRateGrace, d.cfg.MinRecvRate, r.got, r.waited)
+	budget := h2.RateBudget(d.cfg.MinRateGrace, d.cfg.MinRecvRate, r.got, r.waited)
 	wait, rateBound := d.cfg.ReadIdleTimeout, false
 	if budget < wait {
 		wait, rateBound = max(budget, 0)+time.Nanosecond, true
@@ -84,18 +84,6 @@ func (r *h1BodyReader) readMetered(p []byte) (int, error) {
 		}
 	}
 	return n, err
-}
-
-// rateBudget is how much longer a client that moved n bytes and waited
-// waited so far may wait at rate bytes a second: grace, plus 1/rate for
-// every byte, less what it waited (h2's rate.go counts alike).
-func rateBudget(grace time.Duration, rate int, n int64, waited time.Duration) time.Duration {
-	const maxCredit = 1 << 62
-	credit := time.Duration(maxCredit)
-	if secs := n / int64(rate); secs < int64(maxCredit/time.Second) {
-		credit = time.Duration(secs)*time.Second + time.Duration(n%int64(rate))*time.Second/time.Duration(rate)
-	}
-	return grace + credit - waited
 }
 
 // interruptBody: see downstream. The reader runs on another goroutine and

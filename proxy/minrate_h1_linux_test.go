@@ -212,23 +212,7 @@ func TestMinSendRateH1KilobyteASecond(t *testing.T) {
 // (on the engine's clock) to a client that takes each at once is not cut:
 // the writes never wait on the client.
 func TestMinSendRateH1SlowUpstream(t *testing.T) {
-	next := make(chan bool)
-	origin := &Peer{Addr: rawPeer(t, func(nc net.Conn) {
-		defer nc.Close()
-		br := bufio.NewReader(nc)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			req.Body.Close()
-			fmt.Fprint(nc, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-			for <-next {
-				fmt.Fprint(nc, "1\r\nx\r\n")
-			}
-			fmt.Fprint(nc, "0\r\n\r\n")
-		}
-	})}
+	origin, next := tricklingOrigin(t)
 	clk := clock.NewFake(time.Unix(1e9, 0))
 	p := startProxy(t, routerFor(t, origin), Config{Clock: clk}, ListenerConfig{Name: "h1"})
 	nc, err := net.Dial("tcp", p.addr)

@@ -64,23 +64,7 @@ func TestMinSendRateH2CutsTrickle(t *testing.T) {
 // on its client. Nor is the connection, idle for an hour between its
 // requests.
 func TestMinSendRateH2SlowUpstream(t *testing.T) {
-	next := make(chan bool)
-	origin := &Peer{Addr: rawPeer(t, func(nc net.Conn) {
-		defer nc.Close()
-		br := bufio.NewReader(nc)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			req.Body.Close()
-			fmt.Fprint(nc, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-			for <-next {
-				fmt.Fprint(nc, "1\r\nx\r\n")
-			}
-			fmt.Fprint(nc, "0\r\n\r\n")
-		}
-	})}
+	origin, next := tricklingOrigin(t)
 	clk := clock.NewFake(time.Unix(1e9, 0))
 	p := startProxy(t, routerFor(t, origin), Config{Clock: clk}, ListenerConfig{Name: "h2c", H2C: true})
 	c := dialSlowH2(t, p.addr)
@@ -210,4 +194,27 @@ func TestMinRateConfig(t *testing.T) {
 			t.Errorf("%+v: %v, want an error naming the field", c.Downstream, err)
 		}
 	}
+}
+
+// tricklingOrigin is an upstream that answers each request with a chunked
+// body of one byte per true sent on next, ended by a false: a slow
+// upstream, whose pace the test sets.
+func tricklingOrigin(t *testing.T) (*Peer, chan<- bool) {
+	next := make(chan bool)
+	return &Peer{Addr: rawPeer(t, func(nc net.Conn) {
+		defer nc.Close()
+		br := bufio.NewReader(nc)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			req.Body.Close()
+			fmt.Fprint(nc, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+			for <-next {
+				fmt.Fprint(nc, "1\r\nx\r\n")
+			}
+			fmt.Fprint(nc, "0\r\n\r\n")
+		}
+	})}, next
 }

@@ -83,7 +83,7 @@ func (m *sendMeter) reset(on bool) {
 // client that takes nothing minutes of credit. A previous response's
 // tail still queued makes this one's count smaller, never negative.
 func (m *sendMeter) beginWait(unsent int64) (slow bool) {
-	budget := rateBudget(m.grace, m.rate, max(m.sent-unsent, 0), m.waited)
+	budget := h2.RateBudget(m.grace, m.rate, max(m.sent-unsent, 0), m.waited)
 	if budget < 0 {
 		m.cut()
 		return true
@@ -136,7 +136,7 @@ func (m *sendMeter) fire() {
 	m.queued = m.sent
 	m.rc.Control(m.queueF)
 	waited := m.waited + m.clk.Now().Sub(m.start)
-	if budget := rateBudget(m.grace, m.rate, max(m.sent-m.queued, 0), waited); budget >= 0 {
+	if budget := h2.RateBudget(m.grace, m.rate, max(m.sent-m.queued, 0), waited); budget >= 0 {
 		m.timer = m.clk.AfterFunc(budget+time.Nanosecond, m.fireF)
 		return
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/pingora-go/pingora-go/clock"
 	"github.com/pingora-go/pingora-go/wire"
+	"github.com/pingora-go/pingora-go/wire/wiretest"
 )
 
 // muxed serves wire behind a Mux on l, with a raw echo protocol on
@@ -414,33 +415,6 @@ func TestServerCloseEndsAcceptBackoff(t *testing.T) {
 	}
 }
 
-// fromListener hands out l's connections as if they came from the next
-// address sent on from (loopback when none is waiting).
-type fromListener struct {
-	net.Listener
-	from chan net.Addr
-}
-
-type fromConn struct {
-	net.Conn
-	addr net.Addr
-}
-
-func (c fromConn) RemoteAddr() net.Addr { return c.addr }
-
-func (l fromListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case a := <-l.from:
-		return fromConn{c, a}, nil
-	default:
-		return c, nil
-	}
-}
-
 // TestMuxPerAddrLimit: raft's connections may idle for ever, and one
 // client that opened the raft limit's worth (sending the raft byte and
 // nothing more) kept every peer's new raft connection out: a follower
@@ -453,7 +427,7 @@ func TestMuxPerAddrLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := fromListener{Listener: tl, from: make(chan net.Addr, 1)}
+	l := wiretest.FromListener{Listener: tl, From: make(chan net.Addr, 1)}
 	m, err := wire.NewMux(l, wire.MuxConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -482,7 +456,7 @@ func TestMuxPerAddrLimit(t *testing.T) {
 	dial := func(from net.Addr) bool {
 		t.Helper()
 		if from != nil {
-			l.from <- from
+			l.From <- from
 		}
 		c, err := net.Dial("tcp", tl.Addr().String())
 		if err != nil {

@@ -59,18 +59,26 @@ func (st *Stream) waitStateLocked() *waitState {
 func (st *Stream) NoMinRate() { st.noMinRate = true }
 
 // rateBudget is how much longer a stream that moved n bytes and waited
-// waited so far may wait at rate bytes a second: grace, plus 1/rate for
-// every byte, less what it waited. ok is false when no minimum applies.
+// waited so far may wait at rate bytes a second (RateBudget). ok is false
+// when no minimum applies.
 func (st *Stream) rateBudget(rate int, n int64, waited time.Duration) (budget time.Duration, ok bool) {
 	if rate <= 0 || st.noMinRate {
 		return 0, false
 	}
+	return RateBudget(st.c.cfg.MinRateGrace, rate, n, waited), true
+}
+
+// RateBudget is the minimum data rates' rule, for HTTP/2 streams and the
+// proxy's HTTP/1.1 connections alike: how much longer a client that moved
+// n bytes and waited waited so far may wait at rate bytes a second: grace,
+// plus 1/rate for every byte, less what it waited. rate must be positive.
+func RateBudget(grace time.Duration, rate int, n int64, waited time.Duration) time.Duration {
 	const maxCredit = 1 << 62
 	credit := time.Duration(maxCredit)
 	if secs := n / int64(rate); secs < int64(maxCredit/time.Second) {
 		credit = time.Duration(secs)*time.Second + time.Duration(n%int64(rate))*time.Second/time.Duration(rate)
 	}
-	return st.c.cfg.MinRateGrace + credit - waited, true
+	return grace + credit - waited
 }
 
 // waitClient waits for ch, for at most idle, and at most budget when
