@@ -257,6 +257,10 @@ func writeBody(c *upConn, t UpstreamTimeouts, body *reqBody, chunked bool, ds do
 	return nil
 }
 
+// errInterimFlood fails a request whose HTTP/1.1 upstream sent interim
+// (1xx) responses past maxUpstreamHeadBytes before its final one.
+var errInterimFlood = errors.New("proxy: upstream interim (1xx) responses over the head allowance")
+
 // readHead reads the response head, skipping interim 1xx responses other
 // than 101.
 func (ex *h1Exchange) readHead(sess *Session, method string, out *ResponseHeader) error {
@@ -275,6 +279,7 @@ func (ex *h1Exchange) readHead(sess *Session, method string, out *ResponseHeader
 	if sess.ctx.Err() != nil {
 		return newError(KindClientCanceled, Downstream, context.Cause(sess.ctx))
 	}
+	interim := 0 // bytes of the interim heads read so far
 	for {
 		err := c.reader.ReadResponse(&c.resp, method)
 		if err != nil {
@@ -285,6 +290,12 @@ func (ex *h1Exchange) readHead(sess *Session, method string, out *ResponseHeader
 		}
 		if c.resp.Status >= 200 || c.resp.Status == http.StatusSwitchingProtocols {
 			break
+		}
+		// The interim heads share one head allowance: each is small, and
+		// an origin that sent them without end was read until the
+		// response header timeout (13 GB of 100 Continue in a minute).
+		if interim += c.reader.HeadLen(); interim > maxUpstreamHeadBytes {
+			return newError(KindInvalidResponse, Upstream, errInterimFlood)
 		}
 	}
 	c.body.ResetResponse(&c.resp)

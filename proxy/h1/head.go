@@ -65,6 +65,10 @@ func (r *Reader) Reset(br *bufio.Reader, lim Limits) {
 	r.head, r.lines = r.head[:0], r.lines[:0]
 }
 
+// HeadLen returns the bytes of the last head read (its start line, fields
+// and empty line; leading empty lines not counted).
+func (r *Reader) HeadLen() int { return len(r.head) }
+
 // Buffered returns the bufio.Reader the Reader reads from.
 func (r *Reader) Buffered() *bufio.Reader { return r.br }
 
