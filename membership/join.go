@@ -175,7 +175,7 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 			err = fmt.Errorf("no seed address to join")
 		}
 	}
-	if fatal, cerr := c.checkConflict(); fatal || (cerr != nil && n == 0) {
+	if fatal, cerr := c.checkConflict(onlyMissing); fatal || (cerr != nil && n == 0) {
 		n, err = 0, cerr
 	}
 	c.recordJoin(now, seeds, n, err)
