@@ -48,7 +48,10 @@
 // After that, on the leader, hashicorp/raft-autopilot keeps the
 // configuration: the reconcile step adds alive servers missing from raft as
 // non-voters (autopilot.AddServer), except servers that report another
-// cluster's ID or raft state without an ID; autopilot promotes a non-voter
+// cluster's ID or raft state without an ID, and servers at the raft
+// address of another server that membership shows alive (AddServer would
+// take the new one for a replaced host and remove the live one; at a dead
+// server's address it still does); autopilot promotes a non-voter
 // once it has been healthy for Timing.ServerStabilizationTime in a row, up
 // to MaxVoters voters (promoter, which counts the time itself: autopilot
 // v0.3.0 does not move StableSince); servers that Left are removed at

@@ -133,6 +133,7 @@ func (s *Store) step() {
 			// gossip while it drains: adding it back would make a
 			// departed voter of it (autopilot promotes it at once).
 		case s.foreign(sv, own):
+		case s.addrTaken(sv, conf, byID):
 		default:
 			if err := s.ap.AddServer(apServer(sv)); err != nil {
 				s.log.Warn("consensus: add server", "id", sv.ID, "err", err)
@@ -247,4 +248,34 @@ func (s *Store) forming(sv Server) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.formation[sv.ID]
+}
+
+// addrTaken reports whether sv's raft address belongs to another server of
+// the configuration that membership shows alive. Autopilot's AddServer
+// takes a new ID at a known address for a replaced host and removes the
+// old server first; while that server is alive, sv is a misconfigured node
+// (one advertising another host's address), and adding it removed a live
+// voter, then the next step added that voter back in its place, and so on
+// every step while sv ran. A server that is dead or gone from membership
+// is still replaced, as before.
+func (s *Store) addrTaken(sv Server, conf raft.Configuration, byID map[string]Server) bool {
+	for _, rs := range conf.Servers {
+		holder := string(rs.ID)
+		if string(rs.Address) != sv.Addr || holder == sv.ID {
+			continue
+		}
+		if h, ok := byID[holder]; !ok || !h.Alive || h.Left {
+			return false
+		}
+		s.mu.Lock()
+		warned := s.warnedAddr[sv.ID]
+		s.warnedAddr[sv.ID] = holder
+		s.mu.Unlock()
+		if warned != holder {
+			s.log.Warn("consensus: not adding a server that advertises the raft address of another live server: give it its own address",
+				"id", sv.ID, "addr", sv.Addr, "address_of", holder)
+		}
+		return true
+	}
+	return false
 }

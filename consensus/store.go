@@ -62,6 +62,7 @@ type Store struct {
 	removedAt     map[string]time.Time   // when raft last stopped replicating to a server (removed), in any term
 	answeredAt    map[string]time.Time   // when a server last answered an AppendEntries of this server's (wall clock)
 	warnedForeign map[string]string      // server ID -> another cluster's ID, logged once
+	warnedAddr    map[string]string      // server ID -> the live server whose raft address it claims, logged once
 	formation     map[string]bool        // servers bootstrapped with, still recovering (forming)
 	// leaving holds servers removed on request while membership showed them
 	// alive ("pingora-node leave": the node drains and leaves gossip once
@@ -101,7 +102,8 @@ func New(cfg Config) (*Store, error) {
 		notifier:  newNotifier(cfg.OnApply),
 		servers:   map[string]Server{},
 		downSince: map[string]time.Time{}, lastContact: map[string]peerContact{},
-		removedAt: map[string]time.Time{}, answeredAt: map[string]time.Time{}, warnedForeign: map[string]string{}, formation: map[string]bool{},
+		removedAt: map[string]time.Time{}, answeredAt: map[string]time.Time{}, warnedForeign: map[string]string{},
+		warnedAddr: map[string]string{}, formation: map[string]bool{},
 		leaving:  map[string]bool{},
 		kick:     make(chan struct{}, 1), // one pending reconcile is enough
 		stopNote: make(chan struct{}),

@@ -57,10 +57,23 @@ func (g *mergeGuard) NotifyMerge(peers []*memberlist.Node) error {
 // take for the other node's), the error goes to Err, and fatal is true.
 // No answer means a dead instance of this node that peers have not yet
 // declared dead: the refused merge is retried with the join.
-func (c *Cluster) checkConflict() (fatal bool, err error) {
+//
+// A member re-joining a seed (rejoin: it has joined the cluster before)
+// never yields its name: the node with the same name it met there is a
+// newcomer, which the members refuse and which stops itself when its own
+// join finds this node answering. A host started with a copy of a live
+// node's name, at the address of a departed seed, stopped the live node
+// (the raft leader) at its next re-join instead.
+func (c *Cluster) checkConflict(rejoin bool) (fatal bool, err error) {
 	cl := c.clash.Swap(nil)
 	if cl == nil {
 		return false, nil
+	}
+	if rejoin {
+		c.log.Warn("membership: a seed runs another node with this node's name; this node is a member of the cluster "+
+			"and keeps it: rename the other node", "addr", cl.addr, "name", c.cfg.Name)
+		return false, fmt.Errorf("%w: another node named %q is at %s, refused (this node is at %s, a member of the cluster): give that node a unique name",
+			ErrNameConflict, c.cfg.Name, cl.addr, c.Addr())
 	}
 	ml, merr := c.memberlist()
 	addr, aerr := net.ResolveUDPAddr("udp", cl.addr)

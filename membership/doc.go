@@ -99,7 +99,9 @@
 // status (Status.Join) says how it goes. A node that finds another live
 // node with its name (it answers a ping for that name at another address)
 // stops gossip and reports ErrNameConflict on Err; the same node restarted
-// is let back in. Dead and left members stay in Members for ReapAfter.
+// is let back in. A member that meets such a newcomer when it re-joins a
+// seed keeps its name and runs on (it logs a warning naming the address):
+// the newcomer is the one refused. Dead and left members stay in Members for ReapAfter.
 //
 // # Force-leave and cluster identity
 //

@@ -159,6 +159,14 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 	if onlyMissing {
 		seeds = c.missing(seeds)
 		if len(seeds) == 0 {
+			// Every seed is a live member again (a healed partition, a
+			// host back): an earlier re-join's failure is no longer
+			// true, and status went on showing it.
+			c.join.update(func(st *JoinStatus) {
+				if st.LastError != "" {
+					st.Tried, st.Failures, st.LastError = nil, 0, ""
+				}
+			})
 			return true
 		}
 	}
@@ -175,7 +183,7 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 			err = fmt.Errorf("no seed address to join")
 		}
 	}
-	if fatal, cerr := c.checkConflict(); fatal || (cerr != nil && n == 0) {
+	if fatal, cerr := c.checkConflict(onlyMissing); fatal || (cerr != nil && n == 0) {
 		n, err = 0, cerr
 	}
 	c.recordJoin(now, seeds, n, err)

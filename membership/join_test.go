@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -277,4 +278,27 @@ func TestDrainingNodeDoesNotRejoin(t *testing.T) {
 	if st := tick(); !st.LastAttempt.Equal(fc.Now()) {
 		t.Fatalf("a node ready again did not re-join its missing seed: %+v", st)
 	}
+}
+
+// TestRejoinErrorClearsWhenSeedsAreBack: a re-join that failed (a seed cut
+// off or down) stops showing in the join status once every seed is a live
+// member again. Status went on saying "re-joining 10.0.0.3:7946 failed"
+// after the partition had healed and that node was back in the cluster.
+func TestRejoinErrorClearsWhenSeedsAreBack(t *testing.T) {
+	sink := newLogSink(t)
+	a := startNode(t, sink, Config{Name: "a"})
+	gone := startNode(t, sink, Config{Name: "c"})
+	seed := gone.Addr()
+	gone.Shutdown()
+	b := startNode(t, sink, Config{Name: "b", Join: []string{a.Addr(), seed}})
+	waitFor(t, 10*time.Second, "b's failed re-join of "+seed, func() bool {
+		st := b.Status().Join
+		return st.Joined && st.LastError != "" && slices.Contains(st.Tried, seed)
+	})
+	c := startNode(t, sink, Config{Name: "c", BindAddr: seed, Join: []string{a.Addr()}})
+	waitFor(t, 10*time.Second, "3 nodes", func() bool { return sameRing([]*Cluster{a, b, c}, 3) })
+	waitFor(t, 10*time.Second, "b's join status without the old failure", func() bool {
+		st := b.Status().Join
+		return st.LastError == "" && st.Failures == 0
+	})
 }

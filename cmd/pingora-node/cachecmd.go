@@ -44,6 +44,7 @@ func cmdCache(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, cacheUsage)
 		return 0
 	}
+	args = subcommandFirst(args, []string{"purge", "stats"})
 	switch args[0] {
 	case "stats":
 		return cacheStats(args[1:], stdout, stderr)

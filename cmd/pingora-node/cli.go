@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -162,6 +163,23 @@ func flagHint(fs *flag.FlagSet, err error) string {
 // isHelp reports whether args ask for help and nothing else.
 func isHelp(args []string) bool {
 	return len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help")
+}
+
+// subcommandFirst moves the first argument that names one of subs to the
+// front when the arguments start with a flag: "config --admin A get" runs
+// as "config get --admin A", as flags may come before or after the other
+// arguments everywhere else. It was refused as the unknown subcommand
+// "--admin".
+func subcommandFirst(args, subs []string) []string {
+	if len(args) == 0 || !strings.HasPrefix(args[0], "-") {
+		return args
+	}
+	for i, a := range args {
+		if slices.Contains(subs, a) {
+			return append(append([]string{a}, args[:i]...), args[i+1:]...)
+		}
+	}
+	return args
 }
 
 // suggest returns the known word closest to typed (at most two edits

@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -317,5 +319,42 @@ func TestClientAtAPortThatIsNotAdmin(t *testing.T) {
 	}
 	if code, _, errs := cli("status", "127.0.0.1:1"); code != 1 || strings.Contains(errs, "gossip port") {
 		t.Errorf("a refused connection: exit %d, stderr %q: want no hint", code, errs)
+	}
+}
+
+// TestFlagsBeforeSubcommand: "config --admin A get" and "cache --admin A
+// stats" run as with the flags after the subcommand, as flags may come
+// before or after the arguments of every other command. They were refused
+// as the unknown subcommand "--admin".
+func TestFlagsBeforeSubcommand(t *testing.T) {
+	var mu sync.Mutex
+	var paths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/v1/config":
+			io.WriteString(w, `{"version":3,"hash":"sha256:ab","content":"routes: []\n"}`)
+		default:
+			io.WriteString(w, `{"nodes":[]}`)
+		}
+	}))
+	defer srv.Close()
+	for _, args := range [][]string{
+		{"config", "--admin", srv.URL, "get"},
+		{"config", "--admin", srv.URL, "--json", "get"},
+		{"cache", "--admin", srv.URL, "stats"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 0 {
+			t.Errorf("%v: exit %d: %s", args, code, errb.String())
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"/v1/config", "/v1/config", "/v1/cache/stats"}; !slices.Equal(paths, want) {
+		t.Errorf("requests %v, want %v", paths, want)
 	}
 }

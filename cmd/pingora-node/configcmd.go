@@ -75,14 +75,15 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, configUsage)
 		return 0
 	}
+	subs := make([]string, 0, len(configCmds))
+	for s := range configCmds {
+		subs = append(subs, s)
+	}
+	sort.Strings(subs)
+	args = subcommandFirst(args, subs)
 	sub := args[0]
 	cmd, ok := configCmds[sub]
 	if !ok {
-		subs := make([]string, 0, len(configCmds))
-		for s := range configCmds {
-			subs = append(subs, s)
-		}
-		sort.Strings(subs)
 		hint := ""
 		if s := suggest(sub, subs); s != "" {
 			hint = fmt.Sprintf(" (did you mean %q?)", s)

@@ -112,6 +112,10 @@ func TestParseNodeRefuses(t *testing.T) {
 		{"h2c on tls", strings.Replace(goodNode, "tls: {cert: cert.pem, key: key.pem}", "tls: {cert: cert.pem, key: key.pem}\n    h2c: true", 1), `listeners[1].h2c`},
 		{"cert without key", strings.Replace(goodNode, ", key: key.pem", "", 1), `n.yaml:9: listeners[1].tls: cert and key go together`},
 		{"unknown key", goodNode + "colour: blue\n", `n.yaml:13: unknown field "colour"`},
+		// A typo of a known key names the key it is near, in the file
+		// and in a nested type.
+		{"typo of a key", goodNode + "bootstrap_expcet: 3\n", `n.yaml:13: unknown field "bootstrap_expcet" (did you mean "bootstrap_expect"?)`},
+		{"typo of a nested key", strings.Replace(goodNode, "header_timeout", "header_timout", 1), `n.yaml:12: unknown field "header_timout" (did you mean "header_timeout"?)`},
 		{"bad level", goodNode + "log_level: loud\n", `log_level: "loud" is not one of`},
 		{"exposed raft admin without token", strings.Replace(goodNode, "admin_addr: 127.0.0.1:9090", "admin_addr: 0.0.0.0:9090", 1) + "data_dir: data\n", `admin_token: required when admin_addr "0.0.0.0:9090" is reachable beyond loopback`},
 		{"bad join", goodNode + "join: [nohost]\n", `join[0]: "nohost"`},

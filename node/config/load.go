@@ -28,7 +28,7 @@ func decode(file string, data []byte, out any) (*yaml.Node, error) {
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(file, data, err)
+		return nil, yamlError(file, data, err, nil)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return &root, nil
@@ -39,7 +39,7 @@ func decode(file string, data []byte, out any) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) {
-		return nil, typeErrorFields(&root, yamlError(file, data, err))
+		return nil, typeErrorFields(&root, yamlError(file, data, err, out))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -88,12 +88,13 @@ var parserProblems = []string{"did not find expected", "found duplicate %YAML", 
 
 var (
 	yamlLine     = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-	unknownField = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+	unknownField = regexp.MustCompile(`^field (\S+) not found in type (\S+)$`)
 )
 
 // yamlError turns the YAML library's messages about data into FieldErrors
-// with lines.
-func yamlError(file string, data []byte, err error) error {
+// with lines. into is what data was decoded into (nil: none), for the fields
+// an unknown one may be a typo of.
+func yamlError(file string, data []byte, err error, into any) error {
 	lines := bytes.Count(data, []byte("\n"))
 	if !bytes.HasSuffix(data, []byte("\n")) {
 		lines++
@@ -120,6 +121,9 @@ func yamlError(file string, data []byte, err error) error {
 		}
 		if sub := unknownField.FindStringSubmatch(fe.Msg); sub != nil {
 			fe.Msg = fmt.Sprintf("unknown field %q", sub[1])
+			if near := nearestField(into, sub[2], sub[1]); near != "" {
+				fe.Msg += fmt.Sprintf(" (did you mean %q?)", near)
+			}
 		}
 		out.List = append(out.List, fe)
 	}
@@ -363,4 +367,91 @@ func fractionalInts(n *yaml.Node, t reflect.Type, path string, out *[]FieldError
 			*out = append(*out, FieldError{Path: path, Line: n.Line, Msg: "want a whole number, got " + n.Value})
 		}
 	}
+}
+
+// nearestField returns the field of the struct type named typeName (as
+// reflect names it, "config.NodeFile"), found in out's type, whose YAML
+// name is closest to typed: at most two edits away, one for names under six
+// letters. "" when there is none. A node file's "bootstrap_expcet" was an
+// unknown field and no more; flags and variables had their suggestion.
+func nearestField(out any, typeName, typed string) string {
+	if out == nil {
+		return ""
+	}
+	t := findType(reflect.TypeOf(out), typeName, map[reflect.Type]bool{})
+	if t == nil {
+		return ""
+	}
+	best, bestD := "", 3
+	for _, name := range yamlNames(t) {
+		if d := editDistance(typed, name); d < bestD && d*3 <= len(typed) {
+			best, bestD = name, d
+		}
+	}
+	return best
+}
+
+func findType(t reflect.Type, name string, seen map[reflect.Type]bool) reflect.Type {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || seen[t] {
+		return nil
+	}
+	seen[t] = true
+	if t.String() == name {
+		return t
+	}
+	for i := range t.NumField() {
+		if found := findType(t.Field(i).Type, name, seen); found != nil {
+			return found
+		}
+	}
+	return nil
+}
+
+// yamlNames lists the keys yaml.v3 decodes into struct type t.
+func yamlNames(t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		switch {
+		case name == "-" || !f.IsExported():
+		case strings.Contains(opts, "inline"):
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				out = append(out, yamlNames(ft)...)
+			}
+		case name == "":
+			out = append(out, strings.ToLower(f.Name))
+		default:
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
