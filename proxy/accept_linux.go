@@ -5,7 +5,6 @@ package proxy
 import (
 	"errors"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"sync"
@@ -24,15 +23,15 @@ import (
 // is looked up only when the listener is bound to a wildcard address and
 // something asks), and TCP_NODELAY is set once on the listening socket,
 // whose accepted sockets inherit it on Linux. The accepted socket joins
-// the runtime's poller (as an *os.File: fcntl, epoll_ctl) only when an
-// operation on it first has to wait (pollFD), so a connection costs
+// the runtime's poller (epoll_ctl) only when an operation on it first has
+// to wait (pollFD), so a connection costs
 // accept4 against the net package's accept4, epoll_ctl, getsockname,
 // setsockopt, and the epoll_ctl that removes it at close. The runtime
 // polls a duplicate of the listening socket: the net package's raw
 // listener cannot wait for a connection on behalf of its caller.
 //
-// A connection Accept returns has no finalizer while its socket is out of
-// the poller: the caller must Close it (the server always does).
+// A connection Accept returns has no finalizer: the caller must Close it
+// (the server always does).
 //
 // The embedded *net.TCPListener keeps Addr and File (the hand-off passes
 // its socket to a successor); Close closes both descriptors.
@@ -131,7 +130,7 @@ func (l *acceptListener) Accept() (net.Conn, error) {
 		}
 		// The socket joins the runtime's poller when it first has to
 		// wait (pollFD).
-		return newTCPConn(nfd, nil, l, rawSockaddrTCP(&l.rsa)), nil
+		return newTCPConn(nfd, l, rawSockaddrTCP(&l.rsa)), nil
 	}
 }
 
@@ -218,9 +217,9 @@ type tcpConn struct {
 
 // aboveStdio returns fd, or a duplicate of it above 2 when it is standard
 // input, output or error (closing fd). A process started with standard
-// output or error closed can be handed descriptor 1 or 2 for a socket, and
-// an *os.File on those raises SIGPIPE (ending the process) on a write to a
-// peer that left.
+// output or error closed can be handed descriptor 1 or 2 for a socket,
+// which anything writing to standard output or error (a log line, a
+// panic's trace) would then write to a client.
 func aboveStdio(fd int) (int, error) {
 	if fd > 2 {
 		return fd, nil
@@ -233,15 +232,12 @@ func aboveStdio(fd int) (int, error) {
 	return hi, nil
 }
 
-// newTCPConn wraps the connected socket fd: one acceptListener accepted
-// (l), which joins the runtime's poller when it first has to wait (f
-// nil), or one dialIP dialled (l nil), which is in the poller as f.
-func newTCPConn(fd int, f *os.File, l *acceptListener, raddr *net.TCPAddr) *tcpConn {
+// newTCPConn wraps the connected non-blocking socket fd: one
+// acceptListener accepted (l), or one dialIP dialled (l nil). It joins the
+// runtime's poller when it first has to wait (pollFD).
+func newTCPConn(fd int, l *acceptListener, raddr *net.TCPAddr) *tcpConn {
 	c := &tcpConn{l: l, raddr: raddr}
-	c.p.fd = fd
-	if f != nil {
-		c.p.initJoined(f)
-	}
+	c.p.init(fd)
 	if l != nil {
 		c.p.joins = &l.joins
 	}
@@ -274,6 +270,10 @@ func (c *tcpConn) writev(bufs [][]byte) (int64, error) {
 	}
 	return n, err
 }
+
+// waitFirstNext: see sockIO.waitFirstNext (a keep-alive client's next
+// request).
+func (c *tcpConn) waitFirstNext(on bool) { c.io.waitFirstNext(on) }
 
 // holdNextWrite: see sockIO.holdNextWrite (upstream connections).
 func (c *tcpConn) holdNextWrite() { c.io.holdNextWrite() }
@@ -354,14 +354,10 @@ func (c *tcpConn) deadlineErr(err error) error {
 	return nil
 }
 
-// opErr turns an error of the *os.File or its raw connection into the
-// *net.OpError a *net.TCPConn returns. Once closed, the poller fails a
-// call with its own "use of closed file", which is not os.ErrClosed.
+// opErr turns an error of the socket's operations (sockIO, pollFD) into
+// the *net.OpError a *net.TCPConn returns: os.ErrClosed becomes
+// net.ErrClosed, an errno an *os.SyscallError.
 func (c *tcpConn) opErr(op string, err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
 	var errno syscall.Errno
 	switch {
 	case errors.Is(err, os.ErrClosed) || c.closed.Load():

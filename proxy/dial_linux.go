@@ -4,7 +4,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -24,7 +23,8 @@ import (
 // than idle upstream connections kept, dialling was a fifth of the node's
 // CPU (bench/CONNPATH.md, "A dial of our own"). This is socket, TCP_NODELAY,
 // connect, a second connect that reports whether the handshake is over
-// (see waitConnect), and the poller's registration (fcntl, epoll_ctl).
+// (see waitConnect), and the poller's registration (epoll_ctl) when the
+// connection first waits.
 //
 // TCP keep-alive stays off, as on client connections (see Listen): every
 // wait on an upstream has its own deadline, an idle pooled connection is
@@ -142,23 +142,22 @@ func dialIPOnce(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (
 		unix.Close(fd)
 		return nil, fail(os.NewSyscallError("connect", err))
 	}
-	f := os.NewFile(uintptr(fd), "tcp") // pollable: the socket is non-blocking
+	c := newTCPConn(fd, nil, raddr)
 	if pending {
-		if err := waitConnect(ctx, f, sa, timeout); err != nil {
-			f.Close()
+		if err := waitConnect(ctx, &c.p, sa, timeout); err != nil {
+			c.p.close()
 			return nil, fail(err)
 		}
 	}
-	return newTCPConn(fd, f, nil, raddr), nil
+	return c, nil
 }
 
-// waitConnect waits until the connect on f's socket ends, up to timeout
+// waitConnect waits until the connect on p's socket ends, up to timeout
 // and while ctx lasts. Once the socket is writable, connect(2) again
 // reports how it ended: 0 (or EISCONN) once connected, EALREADY while the
 // handshake is still under way, the error that ended it otherwise. It asks
-// before the first wait too, so no readiness the poller dropped (it
-// forgets what came before a wait began) can leave it waiting.
-func waitConnect(ctx context.Context, f *os.File, sa unix.Sockaddr, timeout time.Duration) error {
+// before the first wait too, as any Write does.
+func waitConnect(ctx context.Context, p *pollFD, sa unix.Sockaddr, timeout time.Duration) error {
 	deadline := time.Time{}
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
@@ -167,20 +166,16 @@ func waitConnect(ctx context.Context, f *os.File, sa unix.Sockaddr, timeout time
 		deadline = d
 	}
 	if !deadline.IsZero() {
-		if err := f.SetWriteDeadline(deadline); err != nil {
+		if err := p.setDeadline(deadline, 'w'); err != nil {
 			return err
 		}
 	}
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { f.SetWriteDeadline(time.Unix(1, 0)) })
+		stop := context.AfterFunc(ctx, func() { p.setDeadline(time.Unix(1, 0), 'w') })
 		defer stop()
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
 	var cerr error
-	err = rc.Write(func(fd uintptr) bool {
+	err := p.Write(func(fd uintptr) bool {
 		switch e := unix.Connect(int(fd), sa); e {
 		case nil, unix.EISCONN:
 			return true
@@ -195,13 +190,13 @@ func waitConnect(ctx context.Context, f *os.File, sa unix.Sockaddr, timeout time
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return os.ErrDeadlineExceeded
-		}
 		return err
 	}
 	if cerr != nil {
 		return cerr
 	}
-	return f.SetWriteDeadline(time.Time{})
+	if deadline.IsZero() {
+		return nil
+	}
+	return p.setDeadline(time.Time{}, 'w')
 }

@@ -170,7 +170,7 @@ func TestDialSelfConnect(t *testing.T) {
 		t.Fatalf("self-connect: %v", err)
 	}
 	unix.SetNonblock(fd, true)
-	self := newTCPConn(fd, os.NewFile(uintptr(fd), "tcp"), nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	self := newTCPConn(fd, nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	defer self.Close()
 	if !selfConnected(self) {
 		t.Fatal("a socket connected to itself was not seen as such")

@@ -203,7 +203,21 @@ func (d *h1Downstream) waitRequest(first bool) bool {
 	if dd := c.drainDeadline(); !dd.IsZero() && dd.Sub(clockBase) < d.dl.read {
 		d.dl.setRead(c.nc, dd) // shutdown began while we set the deadline
 	}
-	if _, err := c.br.Peek(1); err != nil {
+	// The next request nearly always comes later: the read waits for it
+	// first instead of learning EAGAIN (sockIO.waitFirstNext). A FIN
+	// that came with the last request is then seen at the idle timeout,
+	// not at once.
+	wf, _ := c.raw.(interface{ waitFirstNext(bool) })
+	if wf != nil && !first && c.br.Buffered() == 0 {
+		wf.waitFirstNext(true)
+	} else {
+		wf = nil
+	}
+	_, err := c.br.Peek(1)
+	if wf != nil {
+		wf.waitFirstNext(false) // unused when TLS had a record buffered
+	}
+	if err != nil {
 		return false
 	}
 	c.state.Store(connActive)

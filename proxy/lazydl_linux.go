@@ -103,13 +103,13 @@ func (l *lazyDeadline) armLocked() {
 }
 
 func (l *lazyDeadline) applyLocked(t time.Time) error {
-	f, err := l.p.file()
-	if err != nil {
+	mode := int('r')
+	if l.write {
+		mode = 'w'
+	}
+	if err := l.p.setDeadline(t, mode); err != nil {
 		return err
 	}
 	l.armed = t
-	if l.write {
-		return f.SetWriteDeadline(t)
-	}
-	return f.SetReadDeadline(t)
+	return nil
 }

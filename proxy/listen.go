@@ -15,8 +15,8 @@ import (
 // timeouts), which also ends a connection whose client vanished. On Linux
 // the listener accepts with fewer system calls than the net package's
 // (see acceptListener), and a connection it accepted must be closed by
-// whoever took it: until its socket first waits it has no finalizer to
-// close it (Server.Serve closes every connection it serves).
+// whoever took it: it has no finalizer to close it (Server.Serve closes
+// every connection it serves).
 func Listen(addr string) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)

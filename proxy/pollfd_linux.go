@@ -7,164 +7,217 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
-// pollFD is the socket of a connection that joins the runtime's poller
-// only when an operation on it has to wait, or a deadline has to be
-// armed: then it becomes an *os.File, which costs fcntl(2) to read its
-// flags, epoll_ctl(ADD) and, at close, epoll_ctl(DEL), and allocates the
-// file, its poll descriptor and a finalizer. An accepted client socket
-// often never waits: TCP_DEFER_ACCEPT hands it over with its request
-// already there, and a small response fits the send buffer, so a client
-// that sends one request and closes (Connection: close) costs accept4,
-// recvfrom, sendto and close, as nginx's does, which registers only what
-// its event loop must wait for. Three of the ten system calls of such a
-// connection, besides the allocations (bench/CONNPATH.md, "Sockets that
-// join the poller when they wait").
+// pollFD is a connection's non-blocking socket, which joins the runtime's
+// poller (rtpoll_linux.go) only when an operation on it first has to wait,
+// or a deadline has to be armed: epoll_ctl(ADD) then, and epoll_ctl(DEL)
+// at close. An accepted client socket often never waits: TCP_DEFER_ACCEPT
+// hands it over with its request already there, and a small response fits
+// the send buffer, so a client that sends one request and closes
+// (Connection: close) costs accept4, recvfrom, sendto and close, as
+// nginx's does, which registers only what its event loop must wait for
+// (bench/CONNPATH.md, "Sockets that join the poller when they wait").
 //
-// It is a syscall.RawConn: Read and Write call their callback on the bare
-// descriptor while it has not joined, and join it when the callback asks
-// to wait (returns false), then go on through the file's raw connection,
-// whose poller calls the callback again before it waits. The poller
-// forgets readiness from before a wait began, and epoll_ctl(ADD) reports
-// a socket already readable or writable at once, so nothing that came
-// in between is lost.
+// It is a syscall.RawConn: Read and Write call their callback on the
+// descriptor, and when it asks to wait (returns false) wait in the poller
+// for the socket to become readable or writable and call it again. Unlike
+// an *os.File's raw connection it does not have to ask the socket before
+// it waits: waitRead waits first (see sockIO.read), because the poller's
+// record of readiness that came while nobody waited is cleared only by
+// an operation that asks the socket first (Read, Write: their
+// runtime_pollReset, as the file's), never by a wait; the exception is an
+// end of stream that came with the last bytes read (sockIO.waitFirstNext).
+// epoll_ctl(ADD) reports a socket already readable or writable at once,
+// so joining late loses nothing either.
+//
+// Closing is the file's: Close marks the descriptor closed, ends the
+// waits on it, and the last operation to leave closes it, so that its
+// number is never given to another socket under an operation.
 type pollFD struct {
 	fd int
 
-	// mu is held shared by every operation on the bare descriptor and
-	// exclusively by close, so that the descriptor is never closed, and
-	// its number given to another socket, under such an operation.
-	mu sync.RWMutex
-	// regMu orders joining and closing; closed is set under it.
-	regMu  sync.Mutex
-	closed atomic.Bool
-	j      atomic.Pointer[polled] // set once, when the socket joins the poller
-	joins  *atomic.Int64          // if set, counts the join (the listener's, for tests)
+	// state counts the operations on the descriptor (and one for being
+	// open), with pfdClosed set by Close; the count reaching zero closes
+	// the descriptor.
+	state atomic.Uint64
+	// regMu orders joining, setting a deadline and closing; pd is
+	// written under it.
+	regMu sync.Mutex
+	pd    atomic.Uintptr // the runtime's poll descriptor once joined, else 0
+	// drained: the last read found the socket's receive queue empty (a
+	// short read: sockIO's callback sets it; every read clears it
+	// first), so the next read may wait first (waitRead)
+	drained atomic.Bool
+	joins   *atomic.Int64 // if set, counts the join (the listener's, for tests)
 }
 
-// polled is the file a pollFD's socket became when it joined the poller.
-type polled struct {
-	f  *os.File
-	rc syscall.RawConn
+const pfdClosed = 1 << 63
+
+// init makes p the owner of fd, open.
+func (p *pollFD) init(fd int) {
+	p.fd = fd
+	p.state.Store(1)
 }
 
-// initJoined makes f, in the poller already, p's file (a dialled
-// connection: it waits for its answer from the start).
-func (p *pollFD) initJoined(f *os.File) {
-	rc, _ := f.SyscallConn() // never fails for a file os.NewFile made
-	p.j.Store(&polled{f: f, rc: rc})
+// incref adds an operation; false once p is closed.
+func (p *pollFD) incref() bool {
+	for {
+		s := p.state.Load()
+		if s&pfdClosed != 0 {
+			return false
+		}
+		if p.state.CompareAndSwap(s, s+1) {
+			return true
+		}
+	}
 }
 
-// join puts the socket into the runtime's poller, once.
-func (p *pollFD) join() (*polled, error) {
-	if j := p.j.Load(); j != nil {
-		return j, nil
+// decref ends an operation (or, from close, the open state); the last
+// one closes the descriptor.
+func (p *pollFD) decref() {
+	if p.state.Add(^uint64(0)) == pfdClosed {
+		p.destroy()
 	}
-	p.regMu.Lock()
-	defer p.regMu.Unlock()
-	if j := p.j.Load(); j != nil {
-		return j, nil
+}
+
+// destroy closes the descriptor, once nothing uses it.
+func (p *pollFD) destroy() {
+	if pd := p.pd.Load(); pd != 0 {
+		runtime_pollClose(pd) // epoll_ctl(DEL), and the descriptor back to the runtime's cache
 	}
-	if p.closed.Load() {
-		return nil, os.ErrClosed
+	// A raw call, as sockIO's: closing a socket does not block (no
+	// SO_LINGER, or SO_LINGER 0), and the scheduler need not hear of it.
+	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(p.fd), 0, 0)
+}
+
+// joinLocked puts the socket into the runtime's poller, once; p.regMu is
+// held.
+func (p *pollFD) joinLocked() (uintptr, error) {
+	if pd := p.pd.Load(); pd != 0 {
+		return pd, nil
 	}
-	f := os.NewFile(uintptr(p.fd), "tcp") // pollable: the socket is non-blocking
-	rc, err := f.SyscallConn()
-	if err != nil { // not for a file os.NewFile made
-		return nil, err
+	if p.state.Load()&pfdClosed != 0 {
+		return 0, os.ErrClosed
 	}
-	j := &polled{f: f, rc: rc}
-	p.j.Store(j)
+	pollServerInit()
+	pd, errno := runtime_pollOpen(uintptr(p.fd))
+	if errno != 0 {
+		return 0, os.NewSyscallError("epoll_ctl", syscall.Errno(errno))
+	}
+	p.pd.Store(pd)
 	if p.joins != nil {
 		p.joins.Add(1)
 	}
-	return j, nil
+	return pd, nil
 }
 
-// joined reports whether the socket is in the poller (tests).
-func (p *pollFD) joined() bool { return p.j.Load() != nil }
-
-// file is the socket's *os.File, joining the poller for it.
-func (p *pollFD) file() (*os.File, error) {
-	j, err := p.join()
-	if err != nil {
-		return nil, err
+func (p *pollFD) join() (uintptr, error) {
+	if pd := p.pd.Load(); pd != 0 {
+		return pd, nil
 	}
-	return j.f, nil
+	p.regMu.Lock()
+	defer p.regMu.Unlock()
+	return p.joinLocked()
 }
 
-func (p *pollFD) Read(fn func(uintptr) bool) error  { return p.op(fn, false) }
-func (p *pollFD) Write(fn func(uintptr) bool) error { return p.op(fn, true) }
+// joined reports whether the socket is in the poller.
+func (p *pollFD) joined() bool { return p.pd.Load() != 0 }
 
-// op runs fn as syscall.RawConn's Read (write false) or Write would.
-func (p *pollFD) op(fn func(uintptr) bool, write bool) error {
-	if j := p.j.Load(); j == nil {
-		p.mu.RLock()
-		if p.closed.Load() {
-			p.mu.RUnlock()
-			return os.ErrClosed
-		}
-		if p.j.Load() == nil {
-			done := fn(uintptr(p.fd))
-			p.mu.RUnlock()
-			if done {
-				return nil
+func (p *pollFD) Read(fn func(uintptr) bool) error  { return p.op(fn, 'r', true) }
+func (p *pollFD) Write(fn func(uintptr) bool) error { return p.op(fn, 'w', true) }
+
+// waitRead is Read for a reader that knows the socket held nothing when
+// it last read (a short read), and has not asked it since: it waits for
+// readiness before the first call of fn, whose first call must then read.
+// Readiness that came since that read is on record (nothing reset it), so
+// the wait ends at once when bytes are there already. The socket must
+// have joined the poller.
+func (p *pollFD) waitRead(fn func(uintptr) bool) error { return p.op(fn, 'r', false) }
+
+// op runs fn as syscall.RawConn's Read (mode 'r') or Write ('w') would;
+// ask false: wait before the first call.
+func (p *pollFD) op(fn func(uintptr) bool, mode int, ask bool) error {
+	if !p.incref() {
+		return os.ErrClosed
+	}
+	defer p.decref()
+	if mode == 'r' {
+		p.drained.Store(false) // until fn finds out again
+	}
+	pd := p.pd.Load()
+	if ask {
+		if pd != 0 {
+			// As the file's: what came before is about to be read, and
+			// a deadline that passed fails the operation.
+			if code := runtime_pollReset(pd, mode); code != pollNoError {
+				return pollErr(code)
 			}
-		} else {
-			p.mu.RUnlock()
+		}
+		if fn(uintptr(p.fd)) {
+			return nil
 		}
 	}
-	j, err := p.join()
-	if err != nil {
-		return err
+	for {
+		if pd == 0 {
+			var err error
+			if pd, err = p.join(); err != nil {
+				return err
+			}
+		}
+		if code := runtime_pollWait(pd, mode); code != pollNoError {
+			return pollErr(code)
+		}
+		if fn(uintptr(p.fd)) {
+			return nil
+		}
 	}
-	if write {
-		return j.rc.Write(fn)
-	}
-	return j.rc.Read(fn)
 }
 
 // Control calls fn with the descriptor, which stays open meanwhile.
 func (p *pollFD) Control(fn func(uintptr)) error {
-	if j := p.j.Load(); j != nil {
-		return j.rc.Control(fn)
-	}
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.closed.Load() {
+	if !p.incref() {
 		return os.ErrClosed
 	}
-	if j := p.j.Load(); j != nil {
-		return j.rc.Control(fn)
-	}
+	defer p.decref()
 	fn(uintptr(p.fd))
 	return nil
 }
 
-// close closes the socket: through its file once it joined the poller
-// (which ends the operations waiting there), else with a plain close(2)
-// once no operation is on the descriptor. A second close fails with
-// os.ErrClosed.
+// setDeadline sets the read ('r') or write ('w') deadline on the poller,
+// joining it: a deadline that passes ends a wait, and fails the next
+// operation that asks the socket first.
+func (p *pollFD) setDeadline(t time.Time, mode int) error {
+	p.regMu.Lock()
+	defer p.regMu.Unlock()
+	pd, err := p.joinLocked() // os.ErrClosed once closed: close marks it under regMu
+	if err != nil {
+		return err
+	}
+	runtime_pollSetDeadline(pd, pollDeadline(t), mode)
+	return nil
+}
+
+// close closes the socket: at once when nothing uses it, else when the
+// last operation leaves, which the close wakes from any wait. A second
+// close fails with os.ErrClosed.
 func (p *pollFD) close() error {
 	p.regMu.Lock()
-	if p.closed.Load() {
-		p.regMu.Unlock()
-		return os.ErrClosed
+	for {
+		s := p.state.Load()
+		if s&pfdClosed != 0 {
+			p.regMu.Unlock()
+			return os.ErrClosed
+		}
+		if p.state.CompareAndSwap(s, s|pfdClosed) {
+			break
+		}
 	}
-	p.closed.Store(true)
+	if pd := p.pd.Load(); pd != 0 {
+		runtime_pollUnblock(pd) // ends the waits, and fails every later one
+	}
 	p.regMu.Unlock()
-	// No operation on the bare descriptor runs past this, and none
-	// starts: they check closed under mu.
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if j := p.j.Load(); j != nil {
-		return j.f.Close()
-	}
-	// A raw call, as sockIO's: closing a socket does not block (no
-	// SO_LINGER), and the scheduler need not hear of it.
-	if _, _, e := syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(p.fd), 0, 0); e != 0 {
-		return os.NewSyscallError("close", e)
-	}
+	p.decref() // the open state's
 	return nil
 }

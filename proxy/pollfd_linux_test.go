@@ -226,3 +226,138 @@ func TestNewConnOutOfPoller(t *testing.T) {
 	defer c.Close()
 	waitFor(t, 10*time.Second, "the keep-alive socket to join the poller", func() bool { return al.joins.Load() > 0 })
 }
+
+// joinedPair is acceptedPair with the accepted socket in the poller (a
+// read has waited on it) and nothing left to read.
+func joinedPair(t *testing.T) (*tcpConn, net.Conn) {
+	t.Helper()
+	c, peer := acceptedPair(t)
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	go func() {
+		waitFor(t, 10*time.Second, "the read to wait", func() bool { return c.p.joined() && c.rdl.isWaiting() })
+		peer.Write([]byte("j"))
+	}()
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	return c, peer
+}
+
+// TestPollFDWaitFirst: a read after a short one (the socket drained) waits
+// for readiness before it reads, and still gets bytes that came in between
+// (before the wait began) or after, at once; a read after a full one asks
+// the socket first, and so gets what is still queued without any new byte
+// coming (a read that waited there would wait forever: no new readiness).
+func TestPollFDWaitFirst(t *testing.T) {
+	c, peer := joinedPair(t)
+	read := func(n int) string {
+		t.Helper()
+		c.waitFirstNext(true)
+		b := make([]byte, n)
+		m, err := c.Read(b)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		return string(b[:m])
+	}
+
+	// Bytes that came between a short read and the next read.
+	peer.Write([]byte("ab"))
+	waitData(t, c)
+	if got := read(10); got != "ab" {
+		t.Fatalf("read %q, want \"ab\"", got)
+	}
+	if !c.p.drained.Load() {
+		t.Fatal("a short read did not mark the socket drained")
+	}
+	peer.Write([]byte("cd"))
+	waitData(t, c)
+	if got := read(10); got != "cd" {
+		t.Fatalf("a read that waited first got %q, want \"cd\" (already there)", got)
+	}
+
+	// Bytes that come while the read waits.
+	got := make(chan string, 1)
+	go func() { got <- read(10) }()
+	waitFor(t, 10*time.Second, "the read to wait", func() bool { return c.rdl.isWaiting() })
+	peer.Write([]byte("ef"))
+	if s := <-got; s != "ef" {
+		t.Fatalf("a waiting read got %q, want \"ef\"", s)
+	}
+
+	// A full read after the wait: what is left is read without waiting.
+	peer.Write([]byte("0123456789"))
+	waitData(t, c)
+	if got := read(4); got != "0123" {
+		t.Fatalf("read %q, want \"0123\"", got)
+	}
+	if c.p.drained.Load() {
+		t.Fatal("a full read left the socket marked drained")
+	}
+	if got := read(4); got != "4567" {
+		t.Fatalf("read %q after a full read, want \"4567\"", got)
+	}
+	if got := read(4); got != "89" {
+		t.Fatalf("read %q, want \"89\"", got)
+	}
+}
+
+// TestPollFDWaitFirstEnds: a read waiting first (after a short read) ends
+// on the deadline, on Close, and on the peer's close, as any wait does.
+func TestPollFDWaitFirstEnds(t *testing.T) {
+	drainedPair := func() (*tcpConn, net.Conn) {
+		c, peer := joinedPair(t)
+		peer.Write([]byte("x"))
+		waitData(t, c)
+		if _, err := c.Read(make([]byte, 8)); err != nil {
+			t.Fatal(err)
+		}
+		if !c.p.drained.Load() {
+			t.Fatal("a short read did not mark the socket drained")
+		}
+		c.waitFirstNext(true)
+		return c, peer
+	}
+	t.Run("deadline", func(t *testing.T) {
+		c, _ := drainedPair()
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 8)); !isDeadline(err) {
+			t.Fatalf("read: %v, want a timeout", err)
+		}
+	})
+	t.Run("past deadline", func(t *testing.T) {
+		c, peer := drainedPair()
+		peer.Write([]byte("y"))
+		waitData(t, c)
+		c.SetReadDeadline(time.Unix(1, 0))
+		if _, err := c.Read(make([]byte, 8)); !isDeadline(err) {
+			t.Fatalf("read under a past deadline: %v, want a timeout", err)
+		}
+	})
+	t.Run("close", func(t *testing.T) {
+		c, _ := drainedPair()
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.Read(make([]byte, 8))
+			done <- err
+		}()
+		waitFor(t, 10*time.Second, "the read to wait", func() bool { return c.rdl.isWaiting() })
+		c.Close()
+		if err := <-done; !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read: %v, want net.ErrClosed", err)
+		}
+	})
+	t.Run("peer close", func(t *testing.T) {
+		c, peer := drainedPair()
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.Read(make([]byte, 8))
+			done <- err
+		}()
+		waitFor(t, 10*time.Second, "the read to wait", func() bool { return c.rdl.isWaiting() })
+		peer.Close()
+		if err := <-done; err != io.EOF {
+			t.Fatalf("read: %v, want EOF", err)
+		}
+	})
+}

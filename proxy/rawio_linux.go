@@ -28,25 +28,29 @@ import (
 // bookkeeping on each call. A raw call skips all of it, as nginx's plain
 // recv(2) and send(2) do.
 //
-// It still reads before it waits, and gets EAGAIN when nothing is there
-// yet: the poller forgets a readiness event that came before the read
-// began (prepareRead resets it), so a read that waited first could wait
-// for data that is already there.
+// Reads ask the socket first, as the net package's do, and wait (in the
+// runtime's poller) only when it says EAGAIN; a read its caller marked
+// (waitFirstNext) waits first when the last read was short, as nginx's
+// event loop does, skipping the read that would only learn EAGAIN.
 //
 // Errors are the poller's (a deadline, the descriptor closing), a
 // syscall.Errno, or io.EOF; the connection types wrap them as the net
 // package would.
 type sockIO struct {
 	rc syscall.RawConn
+	p  *pollFD // rc, when it is one (a tcpConn's): a read may wait first
 
 	// rmu and wmu make one Read and one Write at a time the owner of
 	// the fields below them, which the callbacks bound once at init read
 	// and write (a closure per call would be an allocation per call).
-	rmu   sync.Mutex
-	rb    []byte
-	rn    int
-	rerr  syscall.Errno
-	readF func(uintptr) bool
+	rmu sync.Mutex
+	// waitNext: the next read may wait before it asks the socket, if the
+	// last one found it drained (waitFirstNext)
+	waitNext bool
+	rb       []byte
+	rn       int
+	rerr     syscall.Errno
+	readF    func(uintptr) bool
 
 	wmu    sync.Mutex
 	wb     []byte
@@ -86,6 +90,7 @@ type sockIO struct {
 
 func (s *sockIO) init(rc syscall.RawConn) {
 	s.rc = rc
+	s.p, _ = rc.(*pollFD)
 	s.readF = s.rawRead
 	s.writeF = s.rawWrite
 	s.readHeldF = s.rawReadHeld
@@ -148,6 +153,17 @@ func (s *sockIO) read(b []byte) (int, error) {
 		if busy && err == nil {
 			err = s.rc.Read(s.readF)
 		}
+	} else if p := s.p; s.waitNext && p != nil && p.drained.Load() && p.joined() {
+		// Nothing was there at the last read: wait for what comes
+		// next rather than ask the socket now, which would only say
+		// EAGAIN. Once joined only: a socket that never waited may
+		// not need to.
+		s.waitNext = false
+		if s.rdl != nil {
+			s.rdl.wait()
+			s.rwait = true
+		}
+		err = p.waitRead(s.readF)
 	} else {
 		err = s.rc.Read(s.readF)
 	}
@@ -177,6 +193,9 @@ func (s *sockIO) rawRead(fd uintptr) bool {
 		switch e {
 		case 0:
 			s.rn = n
+			if s.p != nil && n < len(s.rb) && n > 0 {
+				s.p.drained.Store(true)
+			}
 			return true
 		case syscall.EINTR:
 		case syscall.EAGAIN:
@@ -218,6 +237,21 @@ func (s *sockIO) rawReadHeld(fd uintptr) bool {
 		s.rwait = true
 	}
 	return false
+}
+
+// waitFirstNext marks the next read (on) as one that may wait for the
+// socket to become readable before it asks it, when the last read found
+// it drained (pollFD.waitRead): a keep-alive client's next request, which
+// nearly always comes later. The cost is a read that would see an end of
+// stream (FIN) that came together with the last bytes read: the poller
+// reported both as one readiness, which that read consumed, so the wait
+// lasts until new bytes come or its deadline passes. nginx learns of such
+// a FIN from EPOLLRDHUP, which the runtime's poller does not keep; a
+// caller marks only reads for which a late end is harmless.
+func (s *sockIO) waitFirstNext(on bool) {
+	s.rmu.Lock()
+	s.waitNext = on
+	s.rmu.Unlock()
 }
 
 func (s *sockIO) write(b []byte) (int, error) {

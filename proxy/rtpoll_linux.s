@@ -1,0 +1,2 @@
+// Empty: it lets rtpoll_linux.go declare the runtime's poller functions
+// (go:linkname) without bodies.
