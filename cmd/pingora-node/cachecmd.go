@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/pingora-go/pingora-go/internal/suggest"
 	"github.com/pingora-go/pingora-go/node"
 	"github.com/pingora-go/pingora-go/sharedcache"
 )
@@ -52,7 +53,7 @@ func cmdCache(args []string, stdout, stderr io.Writer) int {
 		return cachePurge(args[1:], stdout, stderr)
 	}
 	hint := ""
-	if s := suggest(args[0], []string{"purge", "stats"}); s != "" {
+	if s := suggest.Closest(args[0], []string{"purge", "stats"}); s != "" {
 		hint = fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	fmt.Fprintf(stderr, "pingora-node cache: unknown subcommand %q%s\n\n%s", args[0], hint, cacheUsage)

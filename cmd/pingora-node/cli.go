@@ -9,6 +9,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/pingora-go/pingora-go/internal/suggest"
 )
 
 // command describes one subcommand for its usage text.
@@ -154,7 +156,7 @@ func flagHint(fs *flag.FlagSet, err error) string {
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 	typed := strings.TrimLeft(strings.TrimPrefix(msg, undefined), "-")
-	if s := suggest(typed, names); s != "" {
+	if s := suggest.Closest(typed, names); s != "" {
 		return fmt.Sprintf(" (did you mean --%s?)", s)
 	}
 	return ""
@@ -180,41 +182,4 @@ func subcommandFirst(args, subs []string) []string {
 		}
 	}
 	return args
-}
-
-// suggest returns the known word closest to typed (at most two edits
-// away, or typed is a prefix of it), or "".
-func suggest(typed string, known []string) string {
-	best, bestD := "", 3
-	for _, k := range known {
-		d := editDistance(strings.ToLower(typed), k)
-		if strings.HasPrefix(k, typed) && typed != "" {
-			d = 1
-		}
-		if d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance of a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }

@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pingora-go/pingora-go/internal/suggest"
 	"github.com/pingora-go/pingora-go/node"
 	"github.com/pingora-go/pingora-go/node/config"
 )
@@ -85,7 +86,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 	cmd, ok := configCmds[sub]
 	if !ok {
 		hint := ""
-		if s := suggest(sub, subs); s != "" {
+		if s := suggest.Closest(sub, subs); s != "" {
 			hint = fmt.Sprintf(" (did you mean %q?)", s)
 		}
 		fmt.Fprintf(stderr, "pingora-node config: unknown subcommand %q%s\n\n%s", sub, hint, configUsage)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"sort"
+
+	"github.com/pingora-go/pingora-go/internal/suggest"
 )
 
 const usage = `pingora-node: a programmable HTTP proxy node (pingora-go)
@@ -82,7 +84,7 @@ func unknownCommand(name string, stderr io.Writer) int {
 	}
 	sort.Strings(known)
 	hint := ""
-	if s := suggest(name, known); s != "" {
+	if s := suggest.Closest(name, known); s != "" {
 		hint = fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	fmt.Fprintf(stderr, "pingora-node: unknown command %q%s\n\n%s", name, hint, usage)

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pingora-go/pingora-go/internal/suggest"
 	"github.com/pingora-go/pingora-go/node"
 	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/proxy/handoff"
@@ -72,7 +73,7 @@ func checkEnvNames(environ []string) error {
 			continue
 		}
 		for _, k := range known {
-			if editDistance(name, k) <= 2 {
+			if suggest.Distance(name, k) <= 2 {
 				return fmt.Errorf("%s: not a variable pingora-node reads (did you mean %s?); \"pingora-node run -h\" lists them", name, k)
 			}
 		}

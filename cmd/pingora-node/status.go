@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pingora-go/pingora-go/internal/suggest"
 	"github.com/pingora-go/pingora-go/membership"
 	"github.com/pingora-go/pingora-go/node"
 	"github.com/pingora-go/pingora-go/proxy"
@@ -239,7 +240,7 @@ func cmdPeer(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(pos) == 0 || (pos[0] != "enable" && pos[0] != "disable") {
 		if len(pos) > 0 {
-			if s := suggest(pos[0], []string{"disable", "enable"}); s != "" {
+			if s := suggest.Closest(pos[0], []string{"disable", "enable"}); s != "" {
 				return peerCmd.usageError(fs, stderr, "unknown subcommand %q (did you mean %q?)", pos[0], s)
 			}
 		}

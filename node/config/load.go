@@ -14,6 +14,8 @@ import (
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/pingora-go/pingora-go/internal/suggest"
 )
 
 // maxDocumentBytes caps a config document: far above any real config, far
@@ -384,7 +386,7 @@ func nearestField(out any, typeName, typed string) string {
 	}
 	best, bestD := "", 3
 	for _, name := range yamlNames(t) {
-		if d := editDistance(typed, name); d < bestD && d*3 <= len(typed) {
+		if d := suggest.Distance(typed, name); d < bestD && d*3 <= len(typed) {
 			best, bestD = name, d
 		}
 	}
@@ -434,24 +436,4 @@ func yamlNames(t reflect.Type) []string {
 		}
 	}
 	return out
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
