@@ -70,6 +70,8 @@ type h1Downstream struct {
 	// slow counts and logs a client cut for a minimum rate (slowClient)
 	slow func(listener, client, proto, dir string)
 
+	served int // requests read on the connection (including one refused)
+
 	// sm holds responses to the minimum send rate at the socket: smv,
 	// when the connection's socket counts (attachSendMeter), else nil
 	sm  *sendMeter
@@ -122,6 +124,7 @@ func (s *Server[C]) serveH1(c *clientConn) {
 			d.dl.setRead(c.nc, time.Now().Add(d.cfg.HeaderTimeout))
 		}
 		first = false
+		d.served++
 		err := d.reader.ReadRequest(&d.req)
 		if err != nil {
 			s.rejectH1(d, sess, err)
@@ -172,6 +175,12 @@ func putHeader(h http.Header) {
 	headerPool.Put(h)
 }
 
+// waitFirstAfter is how many requests a connection carries before the
+// wait for its next one waits first (see waitRequest): a client that
+// half-closes with one of its first waitFirstAfter requests is closed at
+// once.
+const waitFirstAfter = 2
+
 // waitRequest waits for the first byte of the next request. It reports
 // false when the connection should close: the client closed it, the idle
 // timeout passed, or the server is draining and the linger passed.
@@ -203,12 +212,14 @@ func (d *h1Downstream) waitRequest(first bool) bool {
 	if dd := c.drainDeadline(); !dd.IsZero() && dd.Sub(clockBase) < d.dl.read {
 		d.dl.setRead(c.nc, dd) // shutdown began while we set the deadline
 	}
-	// The next request nearly always comes later: the read waits for it
-	// first instead of learning EAGAIN (sockIO.waitFirstNext). A FIN
-	// that came with the last request is then seen at the idle timeout,
-	// not at once.
+	// On a connection that has carried a few requests the next one
+	// nearly always comes later: the read waits for it first instead of
+	// learning EAGAIN (sockIO.waitFirstNext). A FIN that came with the
+	// last request is then seen at the idle timeout, not at once, which
+	// is why the waits after the first requests do not: a client that
+	// half-closes after its request (nc, scripts) most often sends one.
 	wf, _ := c.raw.(interface{ waitFirstNext(bool) })
-	if wf != nil && !first && c.br.Buffered() == 0 {
+	if wf != nil && d.served > waitFirstAfter && c.br.Buffered() == 0 {
 		wf.waitFirstNext(true)
 	} else {
 		wf = nil

@@ -361,3 +361,36 @@ func TestPollFDWaitFirstEnds(t *testing.T) {
 		}
 	})
 }
+
+// TestHalfCloseAfterRequestEnds: a keep-alive client that sends its
+// request and half-closes (nc, scripts) gets its response and then the
+// close at once, not at the keep-alive timeout, also when it sent
+// requests before on the connection (the server then waited for this
+// one): the FIN comes with the request, and the wait for the next request
+// asks the socket first on a connection's first requests
+// (waitFirstAfter).
+func TestHalfCloseAfterRequestEnds(t *testing.T) {
+	origin := startRawOrigin(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	p := startProxy(t, routerFor(t, &Peer{Addr: origin}),
+		Config{Downstream: DownstreamConfig{KeepAliveTimeout: 10 * time.Minute}}, ListenerConfig{Name: "http"})
+	for n := 1; n <= waitFirstAfter; n++ {
+		c := dialTCP(t, p.addr)
+		c.SetReadDeadline(time.Now().Add(time.Minute))
+		br := bufio.NewReader(c)
+		for i := 1; i <= n; i++ {
+			if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: t\r\n\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			if i == n {
+				c.(*net.TCPConn).CloseWrite()
+			}
+			if err := readRawResponse(br); err != nil {
+				t.Fatalf("request %d of %d: %v", i, n, err)
+			}
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("%d requests, the last with a half-close: after the responses %v, want EOF (the server's close)", n, err)
+		}
+		c.Close()
+	}
+}
