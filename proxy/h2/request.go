@@ -68,7 +68,7 @@ func (c *Conn) processHeaders(f *fieldBlock) error {
 		}
 		return nil
 	}
-	refuse := c.closing || c.peerGoneAway || (c.drain == drainFinal && id > c.lastStreamID) ||
+	refuse := c.closing || (c.drain == drainFinal && id > c.lastStreamID) ||
 		len(c.streams) >= int(c.cfg.MaxConcurrentStreams) || c.running >= 2*int(c.cfg.MaxConcurrentStreams)
 	c.mu.Unlock()
 	if refuse {
