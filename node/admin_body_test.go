@@ -85,3 +85,71 @@ func TestAdminBodyDeadline(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminDeclaredBodyOverLimit: a PUT /v1/config or a purge whose head
+// declares a body over the endpoint's limit is answered 413 (the admin
+// API's JSON error) at once and its connection closed, with no body sent.
+// Before bodyLimit, the handler waited adminBodyTimeout for the body.
+func TestAdminDeclaredBodyOverLimit(t *testing.T) {
+	old := adminBodyTimeout
+	adminBodyTimeout = time.Hour // the test's own guard must fire first if the server waits
+	t.Cleanup(func() { adminBodyTimeout = old })
+	n := startNode(t, writeFiles(t, clusterFor(origin(t, "a"))))
+	for _, req := range []string{"PUT /v1/config", "POST /v1/cache/purge"} {
+		c, err := net.Dial("tcp", n.AdminAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, req+" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			c.Close()
+			t.Fatalf("%s: no answer before the body: %v", req, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(errorOf(string(b)), "over the limit of 1048576 bytes") ||
+			resp.Header.Get("Content-Type") != "application/json" || !resp.Close {
+			t.Errorf("%s: %d %v %s, want 413 with a JSON error and Connection: close", req, resp.StatusCode, resp.Header, b)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Errorf("%s: connection not closed after the 413: %v", req, err)
+		}
+		c.Close()
+	}
+}
+
+// TestAdminDeclaredBodyNotRead: an endpoint that reads no body, given a
+// request declaring a huge one and sending none, answers at once and
+// closes the connection. Before withBodyDeadline gave the server its own
+// body back, the server drained the wrapped body and the answer waited
+// for adminBodyTimeout.
+func TestAdminDeclaredBodyNotRead(t *testing.T) {
+	old := adminBodyTimeout
+	adminBodyTimeout = time.Hour
+	t.Cleanup(func() { adminBodyTimeout = old })
+	n := startNode(t, writeFiles(t, clusterFor(origin(t, "a"))))
+	for _, req := range []string{"POST /v1/upstreams/nope/peers/127.0.0.1:1/disable", "POST /v1/force-leave/nobody"} {
+		c, err := net.Dial("tcp", n.AdminAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, req+" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999999\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			c.Close()
+			t.Fatalf("%s: no answer before the body: %v", req, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusNotFound || !resp.Close {
+			t.Errorf("%s: %d %v %s, want 404 and Connection: close", req, resp.StatusCode, resp.Header, b)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Errorf("%s: connection not closed after the answer: %v", req, err)
+		}
+		c.Close()
+	}
+}

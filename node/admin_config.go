@@ -49,7 +49,7 @@ func docOf(d consensus.Doc) ConfigDoc {
 func (n *Node) registerConfigAPI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/config", n.getConfig)
 	mux.HandleFunc("GET /v1/config/history", n.configHistory)
-	mux.HandleFunc("PUT /v1/config", n.adminWrite(n.putConfig))
+	mux.HandleFunc("PUT /v1/config", n.adminWrite(bodyLimit(maxConfigBody, n.putConfig)))
 }
 
 // getConfig answers the applied cluster config: a local (stale) read, or

@@ -262,7 +262,7 @@ func (n *Node) cacheStatus() *CacheStatus {
 // registerCacheAPI adds POST /v1/cache/purge (an admin write) and GET
 // /v1/cache/stats.
 func (n *Node) registerCacheAPI(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/cache/purge", n.adminWrite(n.purgeCache))
+	mux.HandleFunc("POST /v1/cache/purge", n.adminWrite(bodyLimit(maxPurgeBody, n.purgeCache)))
 	mux.HandleFunc("GET /v1/cache/stats", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()

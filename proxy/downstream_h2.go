@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -23,6 +25,7 @@ func (s *Server[C]) serveH2(c *clientConn) {
 	h := &h2Handler[C]{s: s, c: c}
 	cfg := s.h2cfg
 	cfg.OnReject = func(reason string, err error) { s.rejected(c.lc.Name, c.clientIP, "HTTP/2", reason, err) }
+	cfg.OnRefusedHead = func(rh h2.RefusedHead) { s.logRefusedH2(c, rh) }
 	cfg.OnFlood = func(reason string, err error) { s.flooded(c.lc.Name, c.clientIP, reason, err) }
 	cfg.OnSlowClient = func(dir string) { s.slowClient(c.lc.Name, c.clientIP, "HTTP/2", dir) }
 	conn := h2.NewConn(c.nc, c.br, cfg, h.serve)
@@ -32,6 +35,44 @@ func (s *Server[C]) serveH2(c *clientConn) {
 	}
 	conn.Serve()
 }
+
+// logRefusedH2 observes and logs an HTTP/2 request answered before a
+// handler saw it (431 for a head over the limits), as rejectH1 does an
+// HTTP/1.1 one: it had no access log line, though OnReject counted it.
+func (s *Server[C]) logRefusedH2(c *clientConn, rh h2.RefusedHead) {
+	req := &RequestHeader{Method: rh.Method, URI: normalizeURI(rh.Path), Host: rh.Authority, ProtoMajor: 2}
+	sess := &Session{}
+	sess.ClientIP, sess.TLS, sess.Listener = c.clientIP, c.tls, c.lc.Name
+	sess.reset(context.Background(), req, answeredDownstream{})
+	sess.Start, sess.Status = time.Now(), rh.Status
+	perr := &Error{Kind: KindInvalidRequest, Source: Downstream, Status: rh.Status,
+		Err: fmt.Errorf("%w (%s)", rh.Err, rh.Reason)}
+	s.observe(sess, perr)
+	s.logRejected(sess, perr)
+}
+
+// answeredDownstream is the downstream of a request the HTTP/2 server
+// answered itself (logRefusedH2): its answer is sent, and there is
+// nothing more to read or write.
+type answeredDownstream struct{}
+
+func (answeredDownstream) body(int64) (io.Reader, bool)    { return http.NoBody, false }
+func (answeredDownstream) contentLength() int64            { return 0 }
+func (answeredDownstream) trailer() http.Header            { return nil }
+func (answeredDownstream) trailersFollow()                 {}
+func (answeredDownstream) writeHead(*ResponseHeader) error { return errAnswered }
+func (answeredDownstream) write([]byte) error              { return errAnswered }
+func (answeredDownstream) blocked(int) bool                { return false }
+func (answeredDownstream) flush() error                    { return nil }
+func (answeredDownstream) finish(http.Header) error        { return nil }
+func (answeredDownstream) started() bool                   { return true }
+func (answeredDownstream) abort()                          {}
+func (answeredDownstream) upgrade() string                 { return "" }
+func (answeredDownstream) errorCloses(int) bool            { return false }
+func (answeredDownstream) interruptBody()                  {}
+func (answeredDownstream) resumeBody()                     {}
+
+var errAnswered = errors.New("proxy: the request was already answered")
 
 // h2Config maps the downstream limits onto the HTTP/2 server's.
 func h2Config(d DownstreamConfig) h2.Config {

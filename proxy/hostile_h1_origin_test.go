@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -120,4 +121,49 @@ func TestH1UpstreamBackpressure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestH1UpstreamHTTP10TransferEncoding: an HTTP/1.0 response with
+// Transfer-Encoding (RFC 9112 6.1: faulty framing, even with a
+// Content-Length, even with keep-alive) gets the request 502 and its
+// upstream connection closed, never pooled. Before, it was read until the
+// upstream closed and its chunk framing served as the content.
+func TestH1UpstreamHTTP10TransferEncoding(t *testing.T) {
+	for _, head := range []string{
+		"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+	} {
+		closed := make(chan error, 4)
+		var served atomic.Int32
+		addr := rawPeer(t, func(c net.Conn) {
+			defer c.Close()
+			br := bufio.NewReader(c)
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			served.Add(1)
+			c.Write([]byte(head))
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err := br.ReadByte() // the proxy's close, or another request on a pooled connection
+			closed <- err
+		})
+		p := startProxy(t, routerWith(t, UpstreamConfig{Peers: []*Peer{{Addr: addr}}}), Config{}, ListenerConfig{Name: "http"})
+		resp, body := mustGet(t, h1Client(), "http://"+p.addr+"/")
+		if resp.StatusCode != 502 || strings.Contains(body, "hello") {
+			t.Fatalf("%q: %d %q, want 502", head, resp.StatusCode, body)
+		}
+		if n := served.Load(); n < 1 {
+			t.Fatalf("%q: the origin saw no request", head)
+		}
+		for range served.Load() {
+			if err := <-closed; err == nil || isTimeoutErr(err) {
+				t.Fatalf("%q: upstream connection not closed by the proxy: %v", head, err)
+			}
+		}
+	}
+}
+
+func isTimeoutErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

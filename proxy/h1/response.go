@@ -97,6 +97,15 @@ func (resp *Response) finish(method string) error {
 		resp.Close = httpguts.HeaderValuesContainsToken(conn, "close")
 	}
 	te, cl := h["Transfer-Encoding"], h["Content-Length"]
+	if len(te) > 0 && resp.Minor == 0 {
+		// RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding MUST
+		// be treated as if its framing were faulty, Content-Length or
+		// not; for a response that is 502 and the connection closed
+		// (6.3). It was read until the upstream closed and its chunked
+		// bytes served as the content (nginx 1.22 decodes them as
+		// chunked; an HTTP/1.0 server does not send chunks).
+		return perr(502, "Transfer-Encoding in an HTTP/1.0 response")
+	}
 	if len(te) > 0 {
 		// RFC 9112 6.3: Transfer-Encoding overrides Content-Length, and the
 		// Content-Length must not be forwarded; the connection is suspect.

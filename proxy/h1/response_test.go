@@ -71,6 +71,12 @@ func TestReadResponseRefused(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: x-foo\r\n\r\nhi",
 		"\r\n\r\n\r\n\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", // more empty lines than tolerated
+		// RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing,
+		// with or without a Content-Length, whatever the status.
+		"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\nhi",
+		"HTTP/1.0 200 OK\r\nTransfer-Encoding: identity\r\n\r\nhi",
+		"HTTP/1.0 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
 	} {
 		r := NewReader(bufio.NewReader(strings.NewReader(raw)), Limits{})
 		var resp Response

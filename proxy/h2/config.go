@@ -78,6 +78,12 @@ type Config struct {
 	// connection's reader goroutine and must not block (default nil: not
 	// reported).
 	OnReject func(reason string, err error)
+	// OnRefusedHead, when set, is told of each request answered (not
+	// reset) before a handler saw it: one over the header limits, after
+	// OnReject heard of it. It is for the access log, which has a line
+	// for every answered request. It runs on the connection's reader
+	// goroutine and must not block (default nil).
+	OnRefusedHead func(RefusedHead)
 	// OnFlood, when set, is told of a connection ended with GOAWAY
 	// ENHANCE_YOUR_CALM for flooding (flood.go): reason is FloodFrames or
 	// FloodHeaderBlock; err has the detail. It runs on the connection's
@@ -116,4 +122,15 @@ func (c *Config) setDefaults() {
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
 	}
+}
+
+// RefusedHead is a request that Config.OnRefusedHead is told of: the
+// pseudo-header fields of its head that fit under the limits ("" for
+// those that did not), the status it was answered with (431, or 200 with
+// a gRPC status), the reason (as OnReject's) and the detail.
+type RefusedHead struct {
+	Method, Authority, Path string
+	Status                  int
+	Reason                  string
+	Err                     error
 }

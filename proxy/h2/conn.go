@@ -69,7 +69,6 @@ type Conn struct {
 	drain        int    // 0, drainPinged (first GOAWAY sent), drainFinal (last id fixed)
 	lastStreamID uint32 // with drainFinal: streams above it are refused
 	finalSent    bool   // the drain's second GOAWAY is written: the connection may end
-	peerGoneAway bool
 	resetIDs     [recentResets]uint32
 	resetNext    int
 	idleTimer    *time.Timer
@@ -269,12 +268,15 @@ func (c *Conn) process(f any) error {
 		}
 		return nil
 	case *http2.GoAwayFrame:
-		// The client opens no more streams: the connection ends, cleanly,
-		// once those it has are done.
-		c.mu.Lock()
-		c.peerGoneAway = true
-		c.mu.Unlock()
-		c.maybeDone()
+		// The client is leaving: the connection drains as for Shutdown,
+		// and ends, cleanly, once its streams are done. Its GOAWAY's last
+		// stream id is about streams the server initiates (none); it
+		// bars the server, not the client, from opening streams (RFC 9113
+		// section 6.8), so a stream the client opens before the drain's
+		// second GOAWAY is served (as nginx does), one after it refused
+		// with REFUSED_STREAM, which the client may retry. Ending the
+		// connection at the GOAWAY left such a stream unanswered.
+		c.Shutdown()
 		return nil
 	case *http2.PushPromiseFrame:
 		return http2.ConnectionError(http2.ErrCodeProtocol)

@@ -106,13 +106,13 @@ func (c *Conn) finalGoAway() {
 // fixing the last stream and writing the GOAWAY that names it.
 var testHookFinalGoAway func()
 
-// maybeDone ends a drained connection, or one the client sent GOAWAY on,
+// maybeDone ends a drained connection (Shutdown, or the client's GOAWAY)
 // once no stream is left: its write side shuts (the client reads every
 // frame, then EOF, not a reset); the reader sees the client close, or
 // times out after DrainWait.
 func (c *Conn) maybeDone() {
 	c.mu.Lock()
-	done := (c.finalSent || c.peerGoneAway) && len(c.streams) == 0 && c.running == 0 && !c.closing
+	done := c.finalSent && len(c.streams) == 0 && c.running == 0 && !c.closing
 	if done {
 		c.closing = true
 	}

@@ -49,11 +49,26 @@ func (c *Conn) processHeaders(f *fieldBlock) error {
 		if f.truncated {
 			reason = h1.CodeHeaderTooLarge
 		}
-		c.reportReject(reason, errors.New("h2: request header list over the limit"))
-		c.refuseHeaderListTooLarge(id, f.endStream, grpcRequest(f.regular()))
+		err := errors.New("h2: request header list over the limit")
+		c.reportReject(reason, err)
+		status := c.refuseHeaderListTooLarge(id, f.endStream, grpcRequest(f.regular()))
+		if c.cfg.OnRefusedHead != nil {
+			rh := RefusedHead{Status: status, Reason: reason, Err: err}
+			for _, hf := range f.pseudo() {
+				switch hf.Name {
+				case ":method":
+					rh.Method = hf.Value
+				case ":authority":
+					rh.Authority = hf.Value
+				case ":path":
+					rh.Path = hf.Value
+				}
+			}
+			c.cfg.OnRefusedHead(rh)
+		}
 		return nil
 	}
-	refuse := c.closing || c.peerGoneAway || (c.drain == drainFinal && id > c.lastStreamID) ||
+	refuse := c.closing || (c.drain == drainFinal && id > c.lastStreamID) ||
 		len(c.streams) >= int(c.cfg.MaxConcurrentStreams) || c.running >= 2*int(c.cfg.MaxConcurrentStreams)
 	c.mu.Unlock()
 	if refuse {
@@ -84,7 +99,8 @@ func (c *Conn) processHeaders(f *fieldBlock) error {
 // answers its other refusals: gRPC clients read a status other than 200
 // through a fixed table in which 431 is UNKNOWN (grpc-go) or INTERNAL
 // (grpc-java).
-func (c *Conn) refuseHeaderListTooLarge(id uint32, ended, grpc bool) {
+// It returns the status answered.
+func (c *Conn) refuseHeaderListTooLarge(id uint32, ended, grpc bool) int {
 	status, h := http.StatusRequestHeaderFieldsTooLarge, http.Header{"Content-Length": {"0"}}
 	if grpc {
 		status, h = http.StatusOK, http.Header{
@@ -100,6 +116,7 @@ func (c *Conn) refuseHeaderListTooLarge(id uint32, ended, grpc bool) {
 	}
 	c.flushWanted = true
 	c.unlockWrite()
+	return status
 }
 
 // grpcResourceExhausted is gRPC's status RESOURCE_EXHAUSTED.
