@@ -18,6 +18,11 @@ type ParseError struct {
 
 func (e *ParseError) Error() string { return fmt.Sprintf("h1: %s (status %d)", e.Reason, e.Status) }
 
+// Is makes a head over the limits ErrHeaderTooLarge to errors.Is.
+func (e *ParseError) Is(target error) bool {
+	return target == ErrHeaderTooLarge && e.Code == CodeHeaderTooLarge
+}
+
 // The Codes of a ParseError. They are few and fixed, so a metric may use
 // them as label values; the proxy counts refused requests by them.
 const (
@@ -54,8 +59,8 @@ func rerr(status int, code, format string, args ...any) error {
 }
 
 var (
-	// ErrHeaderTooLarge is wrapped in the ParseError returned when a head
-	// exceeds Limits.MaxHeaderBytes or Limits.MaxHeaders.
+	// ErrHeaderTooLarge is what the ParseError returned when a head
+	// exceeds Limits.MaxHeaderBytes or Limits.MaxHeaders is (errors.Is).
 	ErrHeaderTooLarge = errors.New("h1: header too large")
 	// ErrBodyTooLarge is returned by a BodyReader whose limit was exceeded.
 	ErrBodyTooLarge = errors.New("h1: body exceeds limit")

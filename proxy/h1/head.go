@@ -104,7 +104,7 @@ func (r *Reader) readLines(strict bool, tooLarge int, startLine bool) error {
 		frag, err := r.br.ReadSlice('\n')
 		r.head = append(r.head, frag...)
 		if len(r.head) > r.lim.MaxHeaderBytes {
-			return &ParseError{Status: tooLarge, Reason: ErrHeaderTooLarge.Error(), Code: CodeHeaderTooLarge}
+			return &ParseError{Status: tooLarge, Reason: "header too large", Code: CodeHeaderTooLarge}
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
