@@ -52,6 +52,7 @@ type Store struct {
 	addr         atomic.Pointer[string]
 	didBootstrap atomic.Bool // this server called BootstrapCluster
 	apState      atomic.Pointer[autopilot.State]
+	catch        catchUp // since Start or the last re-join (catchup.go)
 
 	mu            sync.Mutex // guards the fields below
 	servers       map[string]Server
@@ -202,6 +203,7 @@ func (s *Store) Start(ctx context.Context) error {
 	go func() { defer s.loops.Done(); s.reconcileLoop(ctx) }()
 	go func() { defer s.loops.Done(); s.leaderLoop(ctx) }()
 	go func() { defer s.loops.Done(); s.observeLoop(ctx, obsCh) }()
+	s.armCatchUp("")
 	s.ready.Store(true)
 	s.Kick()
 	return nil

@@ -1,0 +1,103 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRestartedNodeNotReadyUntilCaughtUp (operator test): a node restarted
+// after missing 12 config writes answered /readyz 200 and served the old
+// routing for about 9 s, while the leader's replication to it, which had
+// failed while it was down, backed off. It must not be ready until it
+// serves the cluster's current config, and /status says how far it is.
+func TestRestartedNodeNotReadyUntilCaughtUp(t *testing.T) {
+	a, b := origin(t, "a"), origin(t, "b")
+	n1 := startRaftNode(t, "n1", a, 3)
+	seed := n1.Members().Addr()
+	n2 := startRaftNode(t, "n2", a, 3, seed)
+	// n3 keeps its raft address across the restart, as a real node does.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterAddr := ln.Addr().String()
+	ln.Close()
+	js, _ := json.Marshal([]string{seed})
+	n3File := writeNodeFiles(t, "n3", fmt.Sprintf("gossip_addr: 127.0.0.1:0\ngossip_profile: fast\ncluster_addr: %s\ndata_dir: %s\nbootstrap_expect: 3\nupgrade_socket: %s/up.sock\njoin: %s\n",
+		clusterAddr, t.TempDir(), t.TempDir(), js), clusterFor(a))
+	n3 := newNode(t, n3File)
+	if err := n3.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "version 1 everywhere", func() bool {
+		for _, n := range []*Node{n1, n2, n3} {
+			if c := n.Status().Config; c == nil || c.Version != 1 || !n.Status().Node.Ready {
+				return false
+			}
+		}
+		return true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	n3.Shutdown(ctx)
+	cancel()
+
+	var leader *Node
+	waitUntil(t, "a leader", func() bool {
+		for _, n := range []*Node{n1, n2} {
+			if n.Store().IsLeader() {
+				leader = n
+				return true
+			}
+		}
+		return false
+	})
+	const last = 13
+	for v := 2; v <= last; v++ {
+		body := clusterFor(a)
+		if v == last {
+			body = clusterFor(b)
+		}
+		body = strings.Replace(body, "    peers:", fmt.Sprintf("    max_conns: %d\n    peers:", 100+v), 1) // a new value each time
+		if code, resp := putConfig(t, leader.AdminAddr(), body, ""); code != 200 || !strings.Contains(resp, fmt.Sprintf(`"version": %d`, v)) {
+			t.Fatalf("write v%d: %d %s", v, code, resp)
+		}
+	}
+
+	n3 = runNode(t, newNode(t, n3File))
+	sawCatchingUp := false
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body := get(t, "http://"+n3.AdminAddr()+"/readyz")
+		if code == 200 {
+			st := n3.Status()
+			if st.Config == nil || st.Config.Version != last {
+				var v int64
+				if st.Config != nil {
+					v = st.Config.Version
+				}
+				t.Fatalf("/readyz 200 while serving config version %d, want %d", v, last)
+			}
+			if _, got := get(t, "http://"+n3.ListenerAddrs()["http"]+"/"); got != "b" {
+				t.Fatalf("/readyz 200 while routing to %q, want b (version %d)", got, last)
+			}
+			if st.Node.ReadyNote != "" {
+				t.Fatalf("caught up, but ready_note %q", st.Node.ReadyNote)
+			}
+			break
+		}
+		if strings.Contains(body, "catching up: ") {
+			sawCatchingUp = true
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready after 60 s: %d %s", code, body)
+		}
+		time.Sleep(5 * time.Millisecond) // sleep-ok: polling interval of a condition wait
+	}
+	t.Logf("saw the catching-up reason: %v", sawCatchingUp)
+}
+
