@@ -86,6 +86,19 @@ type ProxyStatus struct {
 	Routes            int `json:"routes"`
 }
 
+// shownAddr is a listener's address as /status shows it: the configured
+// host with the bound port (port 0 picks one). Go binds "0.0.0.0:28080"
+// as one dual-stack socket and names it "[::]:28080", which is not what
+// the operator wrote; a configured ":28080" (no host) shows as bound.
+func shownAddr(configured, bound string) string {
+	host, _, err := net.SplitHostPort(configured)
+	_, port, err2 := net.SplitHostPort(bound)
+	if err != nil || err2 != nil || host == "" {
+		return bound
+	}
+	return net.JoinHostPort(host, port)
+}
+
 // Status returns the node's status document.
 func (n *Node) Status() Status {
 	st := Status{
@@ -99,7 +112,7 @@ func (n *Node) Status() Status {
 	}
 	n.mu.Lock()
 	for _, b := range n.listeners {
-		st.Listeners = append(st.Listeners, ListenerStatus{Name: b.cfg.Name, Addr: b.ln.Addr().String(), TLS: b.lc.TLS != nil, H2C: b.lc.H2C})
+		st.Listeners = append(st.Listeners, ListenerStatus{Name: b.cfg.Name, Addr: shownAddr(b.cfg.Addr, b.ln.Addr().String()), TLS: b.lc.TLS != nil, H2C: b.lc.H2C})
 	}
 	n.mu.Unlock()
 	if mc := n.Members(); mc != nil {

@@ -101,3 +101,19 @@ func TestRestartedNodeNotReadyUntilCaughtUp(t *testing.T) {
 	t.Logf("saw the catching-up reason: %v", sawCatchingUp)
 }
 
+// TestShownListenerAddr: /status shows a listener configured on 0.0.0.0
+// as configured, not as the "[::]" Go names its dual-stack socket.
+func TestShownListenerAddr(t *testing.T) {
+	for _, tc := range []struct{ configured, bound, want string }{
+		{"0.0.0.0:28080", "[::]:28080", "0.0.0.0:28080"},
+		{"0.0.0.0:0", "[::]:41234", "0.0.0.0:41234"},
+		{"127.0.0.1:0", "127.0.0.1:41234", "127.0.0.1:41234"},
+		{"[::]:8080", "[::]:8080", "[::]:8080"},
+		{":8080", "[::]:8080", "[::]:8080"},
+		{"localhost:8080", "127.0.0.1:8080", "localhost:8080"},
+	} {
+		if got := shownAddr(tc.configured, tc.bound); got != tc.want {
+			t.Errorf("shownAddr(%q, %q) = %q, want %q", tc.configured, tc.bound, got, tc.want)
+		}
+	}
+}
