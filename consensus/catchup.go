@@ -88,6 +88,13 @@ func (s *Store) noteCommit(commit uint64, leaderless bool) {
 	c.mu.Unlock()
 }
 
+// NoteLeaderCommit gives a waiting server the leader's commit index
+// learnt another way than raft (node asks the leader over its cluster
+// RPC): raft's replication to a server that was down backs off, so the
+// first AppendEntries may come seconds after start. Only the first index
+// heard while waiting counts.
+func (s *Store) NoteLeaderCommit(commit uint64) { s.noteCommit(commit, false) }
+
 // CatchUp reports whether this server has caught up with the leader since
 // it started or last re-joined: it has applied, and delivered to OnApply,
 // every entry up to the leader's commit index as it first heard it (see

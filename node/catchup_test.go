@@ -117,3 +117,41 @@ func TestShownListenerAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaderCommitByRPC: a node learns the leader's commit index from
+// node.status over the cluster port, as a restarted node does before
+// raft's backed-off replication reaches it.
+func TestLeaderCommitByRPC(t *testing.T) {
+	a := origin(t, "a")
+	n1 := startRaftNode(t, "n1", a, 3)
+	seed := n1.Members().Addr()
+	n2 := startRaftNode(t, "n2", a, 3, seed)
+	n3 := startRaftNode(t, "n3", a, 3, seed)
+	nodes := []*Node{n1, n2, n3}
+	waitUntil(t, "version 1 everywhere", func() bool {
+		for _, n := range nodes {
+			if c := n.Status().Config; c == nil || c.Version != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	var leader, follower *Node
+	waitUntil(t, "a leader and a follower that knows it", func() bool {
+		leader, follower = nil, nil
+		for _, n := range nodes {
+			if n.Store().IsLeader() {
+				leader = n
+			} else if id, _ := n.Store().Leader(); id != "" {
+				follower = n
+			}
+		}
+		return leader != nil && follower != nil
+	})
+	before := leader.Store().Status().CommitIndex
+	got := follower.leaderCommitByRPC(nil)
+	after := leader.Store().Status().CommitIndex
+	if got < before || got > after || got == 0 {
+		t.Fatalf("leader's commit index by RPC = %d, want %d..%d", got, before, after)
+	}
+}
