@@ -22,7 +22,9 @@ import (
 // learns it: from the first AppendEntries after Start (voteGuard), or its
 // own log when it leads. The same holds after it re-joins: an
 // AppendEntries that arrives while it knew no leader (partitioned away,
-// or its leader gone) arms the wait again. The wait is bounded by
+// or its leader gone) arms the wait again, which counts from when it
+// hears the leader's commit index (not before: every follower re-joins
+// that way at an election). The wait is bounded by
 // Timing.CatchUpTimeout (counted from Start or the re-join): a server cut
 // off from the leader gives up and says so (CatchUp.GaveUp) instead of
 // waiting for ever. A server that is the only voter of its configuration
@@ -56,20 +58,22 @@ type catchUp struct {
 	waiting bool
 	since   time.Time
 	target  uint64
+	// rejoin: armed by a re-join, not Start. Until the target is heard
+	// such a wait does not count: every follower whose leader failed
+	// re-joins the next leader, and would otherwise go not ready for an
+	// AppendEntries round at each election.
+	rejoin bool
 }
 
 // armCatchUp starts a wait (Start, or a re-join) unless one runs.
-func (s *Store) armCatchUp(reason string) {
+func (s *Store) armCatchUp(rejoin bool) {
 	c := &s.catch
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.waiting {
 		return
 	}
-	c.waiting, c.since, c.target = true, s.cfg.Clock.Now(), 0
-	if reason != "" {
-		s.log.Info("consensus: catching up with the leader", "why", reason)
-	}
+	c.waiting, c.since, c.target, c.rejoin = true, s.cfg.Clock.Now(), 0, rejoin
 }
 
 // noteCommit is called by voteGuard for every AppendEntries before raft
@@ -78,7 +82,7 @@ func (s *Store) armCatchUp(reason string) {
 // target.
 func (s *Store) noteCommit(commit uint64, leaderless bool) {
 	if leaderless {
-		s.armCatchUp("an AppendEntries arrived while no leader was known (re-joined)")
+		s.armCatchUp(true)
 	}
 	c := &s.catch
 	c.mu.Lock()
@@ -122,9 +126,12 @@ func (s *Store) CatchUp() CatchUp {
 			return CatchUp{Applied: applied}
 		}
 	}
+	if c.target == 0 && c.rejoin {
+		return CatchUp{Applied: applied}
+	}
 	if c.target > 0 && s.caughtUpThrough(c.target) {
 		c.waiting = false
-		s.log.Info("consensus: caught up with the leader", "index", c.target,
+		s.log.Info("consensus: caught up with the leader", "index", c.target, "rejoin", c.rejoin,
 			"after", s.cfg.Clock.Now().Sub(c.since).Round(time.Millisecond).String())
 		return CatchUp{Applied: applied}
 	}

@@ -222,3 +222,61 @@ func TestSingleServerAndNewClusterCatchUp(t *testing.T) {
 		waitFor(t, 10*time.Second, n.id+" caught up", func() bool { return n.s.CatchUp().Done() })
 	}
 }
+
+// TestRejoinedServerCatchesUpAgain: a follower cut off from the others
+// (it knows no leader) keeps serving what it has, as before; an
+// AppendEntries that reaches it again arms the wait, which counts once
+// it carries the leader's commit index (an election's heartbeat alone
+// does not make followers not ready), until it has applied it.
+func TestRejoinedServerCatchesUpAgain(t *testing.T) {
+	c, trans := catchCluster(t, 3, nil)
+	c.put("cfg", []byte("v1"))
+	l := c.leader(20 * time.Second)
+	f := c.follower(l)
+	waitFor(t, 10*time.Second, "follower applies v1", func() bool { d, _ := f.s.Get("cfg"); return d.Version == 1 })
+	fa := raft.ServerAddress("inmem-" + f.id)
+	for id, tr := range trans {
+		if id != f.id {
+			tr.Disconnect(fa)
+			trans[f.id].Disconnect(tr.LocalAddr())
+		}
+	}
+	c.down[f.id] = true // the majority's view
+	for i := 2; i <= 5; i++ {
+		c.put("cfg", []byte("v"+strconv.Itoa(i)))
+	}
+	waitFor(t, 10*time.Second, "the cut-off follower knows no leader", func() bool { id, _ := f.s.Leader(); return id == "" })
+	if cu := f.s.CatchUp(); !cu.Done() {
+		t.Fatalf("cut off, it serves what it has: CatchUp = %+v", cu)
+	}
+	f.s.noteCommit(0, true) // a heartbeat of the leader, which carries no commit index
+	if cu := f.s.CatchUp(); !cu.Done() {
+		t.Fatalf("re-joined, commit index not heard yet: CatchUp = %+v, want not waiting", cu)
+	}
+	l = nil
+	waitFor(t, 20*time.Second, "a leader", func() bool {
+		for _, n := range c.nodes {
+			if n != f && n.s.IsLeader() {
+				l = n
+				return true
+			}
+		}
+		return false
+	})
+	commit := l.s.Status().CommitIndex
+	f.s.noteCommit(commit, true)
+	if cu := f.s.CatchUp(); !cu.Waiting || cu.LeaderCommit != commit || cu.Applied >= commit {
+		t.Fatalf("re-joined behind the leader's %d: CatchUp = %+v, want waiting", commit, cu)
+	}
+	for id, tr := range trans {
+		if id != f.id {
+			tr.Connect(fa, trans[f.id])
+			trans[f.id].Connect(tr.LocalAddr(), tr)
+		}
+	}
+	delete(c.down, f.id)
+	waitFor(t, 30*time.Second, "caught up", func() bool { return f.s.CatchUp().Done() })
+	if docs := f.appliedDocs(); docs[len(docs)-1].Version != 5 {
+		t.Fatalf("caught up, but OnApply had %v, want v5 last", contents(docs))
+	}
+}

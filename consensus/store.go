@@ -203,7 +203,7 @@ func (s *Store) Start(ctx context.Context) error {
 	go func() { defer s.loops.Done(); s.reconcileLoop(ctx) }()
 	go func() { defer s.loops.Done(); s.leaderLoop(ctx) }()
 	go func() { defer s.loops.Done(); s.observeLoop(ctx, obsCh) }()
-	s.armCatchUp("")
+	s.armCatchUp(false)
 	s.ready.Store(true)
 	s.Kick()
 	return nil
@@ -289,6 +289,10 @@ func (s *Store) Addr() string {
 // replicated to it). node gossips it so that no server bootstraps next to
 // an existing cluster.
 func (s *Store) HasState() bool { return s.hasState || s.running() && s.raft.LastIndex() > 0 }
+
+// StartedWithState reports whether raft state existed on disk at New: the
+// server restarted, and may have missed what was committed meanwhile.
+func (s *Store) StartedWithState() bool { return s.hasState }
 
 // Bootstrapped reports whether this server itself bootstrapped the cluster.
 func (s *Store) Bootstrapped() bool { return s.didBootstrap.Load() }

@@ -15,8 +15,14 @@ import (
 // restart the leader's replication to this node backs off for up to
 // about 10 s, so raft alone would not tell it for that long; /readyz and
 // status then say "catching up: applied N of leader's M" from the start.
-// It asks the live members every 250 ms while that lasts.
+// It asks the live members every 250 ms while that lasts, only on a node
+// that started with raft state: a new one has no config to serve before
+// the leader replicates to it, and its first connections to the leader
+// are the forwarded writes' (TestForwardOverWire).
 func (n *Node) askLeaderCommit(st *consensus.Store, stop <-chan struct{}) {
+	if !st.StartedWithState() {
+		return
+	}
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
