@@ -15,7 +15,7 @@ import (
 // restart the leader's replication to this node backs off for up to
 // about 10 s, so raft alone would not tell it for that long; /readyz and
 // status then say "catching up: applied N of leader's M" from the start.
-// It asks the live members every 250 ms while that lasts, only on a node
+// It asks the live members every 250 ms until it knows, only on a node
 // that started with raft state: a new one has no config to serve before
 // the leader replicates to it, and its first connections to the leader
 // are the forwarded writes' (TestForwardOverWire).
@@ -26,10 +26,15 @@ func (n *Node) askLeaderCommit(st *consensus.Store, stop <-chan struct{}) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if cu := st.CatchUp(); cu.Waiting && cu.LeaderCommit == 0 {
-			if commit := n.leaderCommitByRPC(stop); commit > 0 {
-				st.NoteLeaderCommit(commit)
-			}
+		// Once the index is known, or the wait over, there is nothing
+		// to ask, and no wake-ups while idle: a later re-join's wait
+		// counts only from when raft brings the leader's commit index.
+		cu := st.CatchUp()
+		if !cu.Waiting || cu.LeaderCommit != 0 {
+			return
+		}
+		if commit := n.leaderCommitByRPC(stop); commit > 0 {
+			st.NoteLeaderCommit(commit)
 		}
 		select {
 		case <-stop:
