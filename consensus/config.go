@@ -120,6 +120,11 @@ type Timing struct {
 	// leader while none is known, before it fails with ErrNoQuorum
 	// (default 5s; Consul's rpc_hold_timeout is 7s).
 	LeaderHold time.Duration
+	// CatchUpTimeout bounds how long a started (or re-joined) server waits
+	// to catch up with the leader's commit index before it gives up and
+	// says so (Store.CatchUp; default 30s: above raft's longest
+	// replication back-off, about 10 s).
+	CatchUpTimeout time.Duration
 }
 
 // DefaultTiming returns raft's defaults plus autopilot timers for a LAN.
@@ -135,6 +140,7 @@ func DefaultTiming() Timing {
 		LastContactThreshold:    2 * time.Second,
 		DeadServerGrace:         2 * time.Minute,
 		LeaderHold:              5 * time.Second,
+		CatchUpTimeout:          30 * time.Second,
 	}
 }
 
@@ -152,6 +158,7 @@ func FastTiming() Timing {
 		LastContactThreshold:    time.Second,
 		DeadServerGrace:         2 * time.Second,
 		LeaderHold:              2 * time.Second,
+		CatchUpTimeout:          15 * time.Second,
 	}
 }
 
@@ -202,6 +209,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&t.LastContactThreshold, dt.LastContactThreshold)
 	setDefault(&t.DeadServerGrace, dt.DeadServerGrace)
 	setDefault(&t.LeaderHold, dt.LeaderHold)
+	setDefault(&t.CatchUpTimeout, dt.CatchUpTimeout)
 	if c.Logger == nil {
 		c.Logger = d.Logger
 	}

@@ -11,6 +11,7 @@ type notifier struct {
 
 	mu     sync.Mutex
 	queue  []Doc
+	cur    uint64        // the index of the document being delivered, or 0
 	wake   chan struct{} // cap 1: a pending wake-up is enough
 	closed bool
 }
@@ -49,14 +50,26 @@ func (n *notifier) run(stop <-chan struct{}) {
 func (n *notifier) drain() {
 	for {
 		n.mu.Lock()
-		q := n.queue
-		n.queue = nil
-		n.mu.Unlock()
-		if len(q) == 0 {
+		if len(n.queue) == 0 {
+			n.cur = 0
+			n.mu.Unlock()
 			return
 		}
-		for _, d := range q {
-			n.fn(d)
-		}
+		d := n.queue[0]
+		n.queue = n.queue[1:]
+		n.cur = max(d.Index, 1)
+		n.mu.Unlock()
+		n.fn(d)
 	}
+}
+
+// doneThrough reports whether every document up to index pushed so far
+// has been delivered.
+func (n *notifier) doneThrough(index uint64) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cur != 0 && n.cur <= index {
+		return false
+	}
+	return len(n.queue) == 0 || n.queue[0].Index > index
 }

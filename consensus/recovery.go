@@ -340,6 +340,10 @@ func (g *voteGuard) relay(ctx context.Context) {
 func (g *voteGuard) filter(rpc raft.RPC) bool {
 	switch req := rpc.Command.(type) {
 	case *raft.AppendEntriesRequest:
+		if g.s.running() {
+			id, _ := g.s.Leader()
+			g.s.noteCommit(req.LeaderCommitIndex, id == "")
+		}
 		g.noteLeader(req.Term, req.LeaderCommitIndex)
 		return false
 	case *raft.RequestVoteRequest, *raft.RequestPreVoteRequest, *raft.TimeoutNowRequest:

@@ -28,6 +28,10 @@ type Status struct {
 	// has not caught up with a leader: it does not vote (see
 	// Store.Recovering).
 	Recovering bool `json:"recovering,omitempty"`
+	// CatchUp is present while this server, since it started or
+	// re-joined, has not caught up with the leader's commit index (see
+	// Store.CatchUp), or gave up waiting.
+	CatchUp *CatchUp `json:"catch_up,omitempty"`
 	// Healthy and FailureTolerance come from autopilot, on the leader only.
 	Healthy          *bool  `json:"healthy,omitempty"`
 	FailureTolerance *int   `json:"failure_tolerance,omitempty"`
@@ -59,6 +63,9 @@ func (s *Store) Status() Status {
 	st.LastIndex = s.raft.LastIndex()
 	st.CommitIndex, _ = strconv.ParseUint(s.raft.Stats()["commit_index"], 10, 64)
 	st.AppliedIndex = s.raft.AppliedIndex()
+	if cu := s.CatchUp(); !cu.Done() {
+		st.CatchUp = &cu
+	}
 	f := s.raft.GetConfiguration()
 	if f.Error() != nil {
 		return st

@@ -52,6 +52,7 @@ type Store struct {
 	addr         atomic.Pointer[string]
 	didBootstrap atomic.Bool // this server called BootstrapCluster
 	apState      atomic.Pointer[autopilot.State]
+	catch        catchUp // since Start or the last re-join (catchup.go)
 
 	mu            sync.Mutex // guards the fields below
 	servers       map[string]Server
@@ -202,6 +203,7 @@ func (s *Store) Start(ctx context.Context) error {
 	go func() { defer s.loops.Done(); s.reconcileLoop(ctx) }()
 	go func() { defer s.loops.Done(); s.leaderLoop(ctx) }()
 	go func() { defer s.loops.Done(); s.observeLoop(ctx, obsCh) }()
+	s.armCatchUp(false)
 	s.ready.Store(true)
 	s.Kick()
 	return nil
@@ -287,6 +289,10 @@ func (s *Store) Addr() string {
 // replicated to it). node gossips it so that no server bootstraps next to
 // an existing cluster.
 func (s *Store) HasState() bool { return s.hasState || s.running() && s.raft.LastIndex() > 0 }
+
+// StartedWithState reports whether raft state existed on disk at New: the
+// server restarted, and may have missed what was committed meanwhile.
+func (s *Store) StartedWithState() bool { return s.hasState }
 
 // Bootstrapped reports whether this server itself bootstrapped the cluster.
 func (s *Store) Bootstrapped() bool { return s.didBootstrap.Load() }

@@ -66,7 +66,10 @@ type NodeStatus struct {
 	// Ready is what /readyz answers; NotReady says why not.
 	Ready    bool   `json:"ready"`
 	NotReady string `json:"not_ready,omitempty"`
-	Draining bool   `json:"draining"`
+	// ReadyNote qualifies a ready node: it gave up catching up with the
+	// raft leader after catch_up_timeout and serves what it has.
+	ReadyNote string `json:"ready_note,omitempty"`
+	Draining  bool   `json:"draining"`
 }
 
 // ListenerStatus is one bound listener.
@@ -83,6 +86,19 @@ type ProxyStatus struct {
 	Routes            int `json:"routes"`
 }
 
+// shownAddr is a listener's address as /status shows it: the configured
+// host with the bound port (port 0 picks one). Go binds "0.0.0.0:28080"
+// as one dual-stack socket and names it "[::]:28080", which is not what
+// the operator wrote; a configured ":28080" (no host) shows as bound.
+func shownAddr(configured, bound string) string {
+	host, _, err := net.SplitHostPort(configured)
+	_, port, err2 := net.SplitHostPort(bound)
+	if err != nil || err2 != nil || host == "" {
+		return bound
+	}
+	return net.JoinHostPort(host, port)
+}
+
 // Status returns the node's status document.
 func (n *Node) Status() Status {
 	st := Status{
@@ -96,7 +112,7 @@ func (n *Node) Status() Status {
 	}
 	n.mu.Lock()
 	for _, b := range n.listeners {
-		st.Listeners = append(st.Listeners, ListenerStatus{Name: b.cfg.Name, Addr: b.ln.Addr().String(), TLS: b.lc.TLS != nil, H2C: b.lc.H2C})
+		st.Listeners = append(st.Listeners, ListenerStatus{Name: b.cfg.Name, Addr: shownAddr(b.cfg.Addr, b.ln.Addr().String()), TLS: b.lc.TLS != nil, H2C: b.lc.H2C})
 	}
 	n.mu.Unlock()
 	if mc := n.Members(); mc != nil {
@@ -117,6 +133,9 @@ func (n *Node) Status() Status {
 	st.Cache = n.cacheStatus()
 	st.Node.NotReady = n.notReady()
 	st.Node.Ready = st.Node.NotReady == ""
+	if st.Node.Ready {
+		st.Node.ReadyNote = n.catchUpNote()
+	}
 	st.Traffic = n.traffic.status()
 	return st
 }
@@ -156,8 +175,10 @@ func (n *Node) adminHandler() http.Handler {
 }
 
 // notReady says why the node should not get traffic, or "" when it
-// should: it is starting or draining, it has no cluster config yet, or its
-// config routes nothing (every request would get 404). There is no
+// should: it is starting or draining, it has no cluster config yet, it
+// has not caught up with the raft leader since it started or re-joined
+// (catchingUp), or its config routes nothing (every request would get
+// 404). There is no
 // exception for a node started without a cluster config on purpose: it
 // too would answer 404 (issue 12).
 func (n *Node) notReady() string {
@@ -171,10 +192,49 @@ func (n *Node) notReady() string {
 	if a == nil {
 		return "no cluster config applied yet"
 	}
+	if why := n.catchingUp(); why != "" {
+		return why
+	}
 	if n.router.Table().Routes() == 0 {
 		return fmt.Sprintf("cluster config version %d has no routes: every request would get 404", a.Version)
 	}
 	return ""
+}
+
+// catchingUp says why a node with replicated config is not ready yet
+// while it catches up with the raft leader (consensus.Store.CatchUp): the
+// config it serves may be older than the cluster's. "" when it has caught
+// up, or gave up after the timeout (catchUpNote).
+func (n *Node) catchingUp() string {
+	st := n.Store()
+	if st == nil {
+		return ""
+	}
+	cu := st.CatchUp()
+	switch {
+	case !cu.Waiting:
+		return ""
+	case cu.LeaderCommit == 0:
+		return fmt.Sprintf("catching up: waiting to hear the raft leader's commit index, applied %d here (ready anyway after %s)", cu.Applied, cu.Timeout)
+	}
+	return fmt.Sprintf("catching up: applied %d of leader's %d", cu.Applied, cu.LeaderCommit)
+}
+
+// catchUpNote says that a ready node gave up catching up with the leader,
+// or "".
+func (n *Node) catchUpNote() string {
+	st := n.Store()
+	if st == nil {
+		return ""
+	}
+	cu := st.CatchUp()
+	switch {
+	case !cu.GaveUp:
+		return ""
+	case cu.LeaderCommit == 0:
+		return fmt.Sprintf("not caught up: no word from a raft leader within %s, serving the config it has, which may be behind", cu.Timeout)
+	}
+	return fmt.Sprintf("not caught up: applied %d of leader's %d after %s, serving the config it has, which is behind", cu.Applied, cu.LeaderCommit, cu.Timeout)
 }
 
 // bearer returns the credentials of an "Authorization: Bearer" value; the

@@ -101,6 +101,7 @@ func (n *Node) startConsensus(g *group) error {
 	n.stopStore = stop
 	n.mu.Unlock()
 	g.goFunc(func() { n.reconcileLoop(st, stop) })
+	g.goFunc(func() { n.askLeaderCommit(st, stop) })
 	if n.cfg.ClusterConfig != "" {
 		g.goFunc(func() { n.seedConfig(st, stop) })
 	}

@@ -29,6 +29,10 @@ type RPCStatus struct {
 	Version       string `msgpack:"v"`
 	ConfigVersion int64  `msgpack:"c"`
 	Ready         bool   `msgpack:"r"`
+	// RaftLeader: this node leads raft, and CommitIndex is its commit
+	// index (a node catching up after a restart asks; catchup.go).
+	RaftLeader  bool   `msgpack:"l,omitempty"`
+	CommitIndex uint64 `msgpack:"ci,omitempty"`
 }
 
 type rpcEmpty struct{}
@@ -51,6 +55,9 @@ func (n *Node) startRPC(g *group) error {
 		st := &RPCStatus{Name: n.cfg.Name, Version: n.opts.Version, Ready: n.ready.Load()}
 		if a := n.applied.Load(); a != nil {
 			st.ConfigVersion = a.Version
+		}
+		if rs := n.Store(); rs != nil && rs.IsLeader() {
+			st.RaftLeader, st.CommitIndex = true, rs.Status().CommitIndex
 		}
 		return st, nil
 	})

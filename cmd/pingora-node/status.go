@@ -123,6 +123,8 @@ func printStatus(w io.Writer, st *node.Status, _ string) {
 		if n.NotReady != "" {
 			state += " (" + n.NotReady + ")"
 		}
+	} else if n.ReadyNote != "" {
+		state += " (" + n.ReadyNote + ")"
 	}
 	build := n.Version
 	if n.Commit != "" {
