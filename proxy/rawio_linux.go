@@ -125,6 +125,8 @@ func (s *sockIO) read(b []byte) (int, error) {
 		s.wmu.Unlock()
 	}
 	s.rb, s.rn, s.rerr = b, 0, 0
+	waitFirst := s.waitNext // this read's alone
+	s.waitNext = false
 	if s.rdl != nil {
 		s.rdl.check()
 	}
@@ -153,12 +155,11 @@ func (s *sockIO) read(b []byte) (int, error) {
 		if busy && err == nil {
 			err = s.rc.Read(s.readF)
 		}
-	} else if p := s.p; s.waitNext && p != nil && p.drained.Load() && p.joined() {
+	} else if p := s.p; waitFirst && p != nil && p.drained.Load() && p.joined() {
 		// Nothing was there at the last read: wait for what comes
 		// next rather than ask the socket now, which would only say
 		// EAGAIN. Once joined only: a socket that never waited may
 		// not need to.
-		s.waitNext = false
 		if s.rdl != nil {
 			s.rdl.wait()
 			s.rwait = true
@@ -239,15 +240,15 @@ func (s *sockIO) rawReadHeld(fd uintptr) bool {
 	return false
 }
 
-// waitFirstNext marks the next read (on) as one that may wait for the
-// socket to become readable before it asks it, when the last read found
-// it drained (pollFD.waitRead): a keep-alive client's next request, which
-// nearly always comes later. The cost is a read that would see an end of
-// stream (FIN) that came together with the last bytes read: the poller
-// reported both as one readiness, which that read consumed, so the wait
-// lasts until new bytes come or its deadline passes. nginx learns of such
-// a FIN from EPOLLRDHUP, which the runtime's poller does not keep; a
-// caller marks only reads for which a late end is harmless.
+// waitFirstNext marks the next read (on), that one only, as one that may
+// wait for the socket to become readable before it asks it, when the last
+// read found it drained (pollFD.waitRead): a keep-alive client's next
+// request, which nearly always comes later. The cost is a read that would
+// see an end of stream (FIN) that came together with the last bytes read:
+// the poller reported both as one readiness, which that read consumed, so
+// the wait lasts until new bytes come or its deadline passes. nginx learns
+// of such a FIN from EPOLLRDHUP, which the runtime's poller does not keep;
+// a caller marks only reads for which a late end is harmless.
 func (s *sockIO) waitFirstNext(on bool) {
 	s.rmu.Lock()
 	s.waitNext = on
