@@ -73,7 +73,7 @@ func (l *lazyDeadline) check() {
 func (l *lazyDeadline) wait() {
 	l.mu.Lock()
 	l.waiting = true
-	l.armLocked() // an error (the file closed) fails the wait itself
+	l.armLocked() // an error (the socket closed) fails the wait itself
 	l.mu.Unlock()
 }
 
