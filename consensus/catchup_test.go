@@ -54,12 +54,7 @@ func restartCut(t *testing.T, c *cluster, trans map[string]*raft.InmemTransport,
 	n := &tnode{id: f.id, dir: f.dir, appliedAt: map[uint64]time.Time{}}
 	cfg := f.cfg
 	cfg.Transport = tr
-	cfg.OnApply = func(d Doc) {
-		n.mu.Lock()
-		n.applied = append(n.applied, d)
-		n.appliedAt[d.Index] = time.Now()
-		n.mu.Unlock()
-	}
+	cfg.OnApply = n.record
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -64,6 +64,15 @@ type tnode struct {
 	appliedAt map[uint64]time.Time // by raft index
 }
 
+// record is a test node's OnApply: it keeps each document and when it
+// came.
+func (n *tnode) record(d Doc) {
+	n.mu.Lock()
+	n.applied = append(n.applied, d)
+	n.appliedAt[d.Index] = time.Now()
+	n.mu.Unlock()
+}
+
 // appliedTime returns when OnApply saw the entry at index, if it did.
 func (n *tnode) appliedTime(index uint64) (time.Time, bool) {
 	n.mu.Lock()
@@ -85,12 +94,7 @@ func newNode(t *testing.T, id, dir string, expect int, mod func(*Config)) *tnode
 	cfg := DefaultLocalConfig()
 	cfg.ID, cfg.DataDir, cfg.BootstrapExpect = id, dir, expect
 	cfg.Logger = testLogger(t).With("node", id)
-	cfg.OnApply = func(d Doc) {
-		n.mu.Lock()
-		n.applied = append(n.applied, d)
-		n.appliedAt[d.Index] = time.Now()
-		n.mu.Unlock()
-	}
+	cfg.OnApply = n.record
 	if mod != nil {
 		mod(&cfg)
 	}
