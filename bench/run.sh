@@ -11,8 +11,10 @@
 # Environment: DURATION (7 s per measured run) · ROUNDS (3) · WARMUP (2 s before each run) ·
 # TARGETS ("direct nginx haproxy varnish pingora"; direct, the origin without a proxy, only runs
 # the h1-* and h2c-* tests; varnish only the hit-* tests, haproxy none of them) · TESTS ("h1-small
-# h1-100k h2c-small h2c-100k tls-h2-small tls-h2-100k churn-small upclose-small hit-small
-# hit-100k"; any <h1|h2c|tls-h2|churn|upclose|hit>-<small|1k|100k>; upclose-*: HTTP/1.1
+# h1-100k h2c-small h2c-100k tls-h2-small tls-h2-100k churn-small tls-churn-small upclose-small
+# hit-small hit-100k"; any <h1|h2c|tls-h2|churn|tls-churn|upclose|hit>-<small|1k|100k>;
+# tls-churn-*: HTTPS HTTP/1.1 with a new connection, and so a full TLS handshake, per request
+# (wrk resumes no session); upclose-*: HTTP/1.1
 # keep-alive to the proxy, a new upstream connection per request (the origin answers
 # Connection: close); hit-*: cache hits over HTTP/1.1 keep-alive, nginx
 # with proxy_cache on tmpfs and proxy_cache_lock, Varnish with malloc storage, pingora-node with
@@ -53,7 +55,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-ALL_TESTS="h1-small h1-100k h2c-small h2c-100k tls-h2-small tls-h2-100k churn-small upclose-small hit-small hit-100k"
+ALL_TESTS="h1-small h1-100k h2c-small h2c-100k tls-h2-small tls-h2-100k churn-small tls-churn-small upclose-small hit-small hit-100k"
 case $MODE in
   full)  DURATION=${DURATION:-7}; ROUNDS=${ROUNDS:-3}; WARMUP=${WARMUP:-2} ;;
   quick) DURATION=3; ROUNDS=1; WARMUP=${WARMUP:-2} ;;
@@ -212,9 +214,9 @@ done
 want_tests=()
 for t in $TESTS; do
   case $t in
-    h1-*|churn-*|upclose-*|hit-*) tool=wrk ;;
+    h1-*|churn-*|tls-churn-*|upclose-*|hit-*) tool=wrk ;;
     h2c-*|tls-h2-*) tool=h2load ;;
-    *) die "unknown test $t (want <h1|h2c|tls-h2|churn|upclose|hit>-<small|1k|100k>)" ;;
+    *) die "unknown test $t (want <h1|h2c|tls-h2|churn|tls-churn|upclose|hit>-<small|1k|100k>)" ;;
   esac
   case ${t##*-} in small|1k|100k) ;; *) die "unknown body size in $t (small, 1k, 100k)" ;; esac
   if [[ $t == tls-* ]] && ! have openssl; then say "== skipping test $t: openssl is not installed"; continue; fi
@@ -530,7 +532,7 @@ client_cmd() {
   local test=$1 url=$2 secs=$3 log=${4:-}
   case $test in
     h1-*|upclose-*|hit-*) CMD=(wrk -t1 -c"$WRK_CONNS" -d"${secs}s" --latency "$url") ;;
-    churn-*) CMD=(wrk -t1 -c"$WRK_CONNS" -d"${secs}s" --latency -H 'Connection: close' "$url") ;;
+    churn-*|tls-churn-*) CMD=(wrk -t1 -c"$WRK_CONNS" -d"${secs}s" --latency -H 'Connection: close' "$url") ;;
     h2c-*|tls-h2-*)
       CMD=(h2load -t1 -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "$secs")
       [ -n "$log" ] && CMD+=(--log-file="$log")
@@ -687,10 +689,10 @@ measure_once() {
   [ "$t" = pingora ] && pn1=$(pn_counters)
 
   local parsed reqs rps p50 p99 errs
-  if [[ $test == h1-* || $test == churn-* || $test == upclose-* || $test == hit-* ]]; then parsed=$(parse_wrk "$out"); else parsed=$(parse_h2load "$out" "$log"); fi
+  if [[ $test == h1-* || $test == churn-* || $test == tls-churn-* || $test == upclose-* || $test == hit-* ]]; then parsed=$(parse_wrk "$out"); else parsed=$(parse_h2load "$out" "$log"); fi
   rm -f "$log"
   read -r reqs rps p50 p99 errs <<<"$parsed"
-  if [ "$proto" != h1 ] && [ "$proto" != hit ] && ! grep -q "Application protocol: h2" "$out"; then
+  if [[ $test == h2c-* || $test == tls-h2-* ]] && ! grep -q "Application protocol: h2" "$out"; then
     errs=$((errs + 1)); PROBLEMS+=("$test/$t/$round: h2load did not negotiate h2/h2c")
   fi
   [ "$rc" -ne 0 ] && PROBLEMS+=("$test/$t/$round: load generator exit status $rc")
@@ -813,6 +815,7 @@ describe() {
     churn-*) echo "HTTP/1.1, a new connection per request (wrk -H 'Connection: close' -c$WRK_CONNS), GET /${1#churn-}" ;;
     upclose-*) echo "HTTP/1.1 keep-alive, wrk -t1 -c$WRK_CONNS, GET /close/${1#upclose-}: the origin answers Connection: close, so every request opens a new upstream connection" ;;
     h2c-*) echo "h2c prior knowledge, h2load -c$H2_CLIENTS -m$H2_STREAMS, GET /${1#h2c-}" ;;
+    tls-churn-*) echo "HTTPS HTTP/1.1, a new connection and a full TLS handshake per request (wrk -H 'Connection: close' -c$WRK_CONNS; wrk resumes no session), GET /${1#tls-churn-}" ;;
     tls-h2-*) echo "HTTPS, ALPN h2, h2load -c$H2_CLIENTS -m$H2_STREAMS, GET /${1#tls-h2-}" ;;
     hit-*) echo "cache hits, HTTP/1.1 keep-alive, wrk -t1 -c$WRK_CONNS, GET /c/${1#hit-} (max-age=3600, stored by the warm-up; nginx proxy_cache on tmpfs with proxy_cache_lock, Varnish malloc storage, pingora-node's route cache)" ;;
   esac
