@@ -188,10 +188,20 @@ func (p *pollFD) Control(fn func(uintptr)) error {
 // setDeadline sets the read ('r') or write ('w') deadline on the poller,
 // joining it: a deadline that passes ends a wait, and fails the next
 // operation that asks the socket first.
+//
+// It counts as an operation, as internal/poll's SetDeadline does: once
+// the socket is closed it fails with os.ErrClosed, and the socket cannot
+// be destroyed while it runs. Closing hands the poll descriptor back to
+// the runtime, which gives it to the next socket that joins; a deadline
+// set through a closed connection landed there, on another connection.
 func (p *pollFD) setDeadline(t time.Time, mode int) error {
+	if !p.incref() {
+		return os.ErrClosed
+	}
+	defer p.decref()
 	p.regMu.Lock()
 	defer p.regMu.Unlock()
-	pd, err := p.joinLocked() // os.ErrClosed once closed: close marks it under regMu
+	pd, err := p.joinLocked()
 	if err != nil {
 		return err
 	}

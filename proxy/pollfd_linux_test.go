@@ -91,6 +91,51 @@ func TestPollFDCloseNeverJoined(t *testing.T) {
 	}
 }
 
+// TestPollFDDeadlineAfterClose: a deadline set on a socket that had
+// joined the poller and has been closed fails with net.ErrClosed and
+// reaches no poll descriptor. Closing gives the socket's descriptor back
+// to the runtime, which hands it to the next socket to join (its cache is
+// last in, first out): a deadline set through the closed connection landed
+// on that socket, and a past one (how the proxy interrupts a connection)
+// failed its next read, another client's.
+func TestPollFDDeadlineAfterClose(t *testing.T) {
+	c, _ := acceptedPair(t)
+	other, peer := acceptedPair(t) // not joined yet: it joins right after c's close
+	if err := c.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetReadDeadline(time.Now().Add(-time.Second)); err != nil { // joins, and arms
+		t.Fatal(err)
+	}
+	old := c.p.pd.Load()
+	if old == 0 {
+		t.Fatal("a past deadline did not join the poller")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.SetReadDeadline(time.Now().Add(-time.Second)); err != nil { // joins
+		t.Fatal(err)
+	}
+	if err := other.SetReadDeadline(time.Time{}); err != nil { // joined, no deadline
+		t.Fatal(err)
+	}
+	reused := other.p.pd.Load() == old
+	for name, set := range map[string]func(time.Time) error{"read": c.SetReadDeadline, "write": c.SetWriteDeadline, "both": c.SetDeadline} {
+		if err := set(time.Now().Add(-time.Second)); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("%s deadline on a closed connection: %v, want net.ErrClosed", name, err)
+		}
+	}
+	peer.Write([]byte("data"))
+	waitData(t, other)
+	if _, err := io.ReadFull(other, make([]byte, 4)); err != nil {
+		t.Fatalf("a read on another connection (poll descriptor reused: %v) after deadlines were set on a closed one: %v", reused, err)
+	}
+	if _, err := other.Write([]byte("x")); err != nil {
+		t.Fatalf("a write on another connection (poll descriptor reused: %v): %v", reused, err)
+	}
+}
+
 // TestPollFDPastDeadline: a deadline set in the past on a socket that has
 // not joined the poller (how the proxy interrupts a connection) joins it
 // and fails the next read, with data there or not.
