@@ -195,6 +195,23 @@ refuses_loopback_cluster() {
 }
 check "run --cluster-addr 127.0.0.1:7957 on a 0.0.0.0 gossip node exits 2 naming the setting to change" refuses_loopback_cluster
 
+echo "== a node that advertises another host's gossip address stops, naming that node"
+# A node file copied from n2's host with its advertise_addr: on host 1 the
+# node would be listed where n2 answers, which ignores probes for its name.
+refuses_others_address() {
+  local out rc=0
+  out=$(ip netns exec "$(ns 1)" timeout 20 "$work/pingora-node" run --config "$work/node.yaml" --name copy \
+    --data-dir "$work/copy-data" --gossip-addr 0.0.0.0:7966 --advertise-addr "$net.2:7946" --cluster-addr 0.0.0.0:7967 \
+    --admin-addr 0.0.0.0:9290 --listen 0.0.0.0:8280 --upgrade-socket "$work/copy.sock" 2>&1) || rc=$?
+  echo "$out" | grep -m1 "address conflict" | cut -c1-400 | sed 's/^/   /'
+  [ "$rc" = 1 ] && echo "$out" | grep -q 'peers list node \\"n2\\" alive at '"$net.2:7946"
+}
+check "run --advertise-addr <n2's address> on host 1 exits 1 naming n2 (20 s)" refuses_others_address
+members3_alive() { for i in 1 2 3; do
+  [ "$(status "$i" | field 'print(sorted((m["name"], m["state"]) for m in d.get("members") or []))')" = "[('n1', 'alive'), ('n2', 'alive'), ('n3', 'alive')]" ] || return 1
+done; }
+check "every node still lists n1, n2 and n3 alive, and no other" members3_alive
+
 echo "== second cluster, admin API on loopback (ports +100)"
 for i in 1 2 3; do
   ip netns exec "$(ns "$i")" "$work/pingora-node" run --config "$work/node.yaml" --name "m$i" \

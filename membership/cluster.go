@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,8 +28,9 @@ type Cluster struct {
 	log   *slog.Logger
 	noise *logthrottle.Throttle // memberlist's lines about what senders sent
 
-	ml   *memberlist.Memberlist
-	addr string // advertised gossip address, set by Start
+	ml    *memberlist.Memberlist
+	addr  string // advertised gossip address, set by Start
+	bound string // the gossip port's bound "ip:port" (the IP may be unspecified), set by Start
 
 	metaMu    sync.Mutex // guards meta; serialises UpdateMeta
 	meta      Meta
@@ -50,6 +52,7 @@ type Cluster struct {
 	joinKick   chan struct{} // another member is alive (kickJoin)
 	selfAddr   atomic.Pointer[string]
 	clash      atomic.Pointer[nameClash]
+	addrClash  atomic.Pointer[nameClash]
 	failOnce   sync.Once
 	failed     atomic.Pointer[error]
 	errc       chan error
@@ -118,7 +121,8 @@ func New(cfg Config) (*Cluster, error) {
 	c.metaBytes.Store(&enc)
 	c.announce()
 	c.join.st.Seeds = slices.Clone(cfg.Join)
-	c.guard = newGuard(&c.metaBytes)
+	c.guard = newGuard(&c.metaBytes, cfg.Name, &c.selfAddr)
+	c.guard.liveAt = c.liveAt
 	c.ring.Store(NewRing(0, cfg.Name, nil))
 	return c, nil
 }
@@ -144,7 +148,8 @@ func (c *Cluster) Start() error {
 	}
 	d := &delegate{meta: &c.announced, queue: c.queue, inbox: c.inbox, drops: &c.inboxDrops, fl: c.fl}
 	mc.Delegate, mc.Events = d, d
-	mc.Merge = merges{c.guard, &mergeGuard{name: c.cfg.Name, self: &c.selfAddr, clash: &c.clash, ours: &c.joining, log: c.log}}
+	mc.Merge = merges{c.guard, &mergeGuard{name: c.cfg.Name, self: &c.selfAddr, clash: &c.clash, addrClash: &c.addrClash,
+		ours: &c.joining, log: c.log}}
 	mc.Alive = c.guard
 	mc.Logger = newLogBridge(c.log, c.noise)
 	c.announce() // what Create gossips
@@ -157,6 +162,7 @@ func (c *Cluster) Start() error {
 	c.gossipEvery = mc.GossipInterval
 	c.addr = ml.LocalNode().Address()
 	c.selfAddr.Store(&c.addr)
+	c.bound = net.JoinHostPort(mc.BindAddr, strconv.Itoa(mc.BindPort))
 	c.started = true
 	c.goFunc(c.eventLoop)
 	c.goFunc(c.pushLoop)
@@ -244,6 +250,21 @@ func (c *Cluster) Members() []Member {
 	c.mu.RUnlock()
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// liveAt returns the name of a live (or suspect) member other than except
+// at gossip address addr, or "". It runs in memberlist's alive delegate,
+// under memberlist's node lock: c.mu is never held while calling
+// memberlist.
+func (c *Cluster) liveAt(addr, except string) string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for name, m := range c.members {
+		if name != except && m.Addr == addr && (m.State == Alive || m.State == Suspect) {
+			return name
+		}
+	}
+	return ""
 }
 
 // Status returns the members and the ring for the admin API.

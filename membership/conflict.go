@@ -16,9 +16,13 @@ import (
 // the second node would run on unseen (issue 12).
 var ErrNameConflict = errors.New("membership: name conflict")
 
+// ErrAddressConflict is a join's (or a push/pull's) error when another
+// live node is at this node's advertised gossip address.
+var ErrAddressConflict = errors.New("membership: address conflict")
+
 // nameClash is a node with our name at another address, seen in a peer's
 // state during one of our joins.
-type nameClash struct{ addr string }
+type nameClash struct{ addr, name string }
 
 // mergeGuard is memberlist's MergeDelegate: it refuses a push/pull in which
 // a live node has this node's name and another address. A restart at the
@@ -28,8 +32,10 @@ type mergeGuard struct {
 	name  string
 	self  *atomic.Pointer[string] // our advertised "ip:port"
 	clash *atomic.Pointer[nameClash]
-	ours  *atomic.Bool // a join of ours is in progress
-	log   *slog.Logger
+	// addrClash: another live node (name) at our advertised address
+	addrClash *atomic.Pointer[nameClash]
+	ours      *atomic.Bool // a join of ours is in progress
+	log       *slog.Logger
 }
 
 var _ memberlist.MergeDelegate = (*mergeGuard)(nil)
@@ -37,8 +43,29 @@ var _ memberlist.MergeDelegate = (*mergeGuard)(nil)
 func (g *mergeGuard) NotifyMerge(peers []*memberlist.Node) error {
 	self := g.self.Load()
 	for _, p := range peers {
-		if p.Name != g.name || self == nil || p.Address() == *self ||
-			(p.State != memberlist.StateAlive && p.State != memberlist.StateSuspect) {
+		if self == nil || (p.State != memberlist.StateAlive && p.State != memberlist.StateSuspect) {
+			continue
+		}
+		if p.Name != g.name && p.Address() == *self {
+			// Our advertised address is another live node's: a node
+			// file copied with its advertise_addr. Merged, the others
+			// would list this node where that one answers, and that
+			// one ignores probes for a name not its own: this node
+			// would be declared dead while it takes itself for a
+			// member. A node renamed and restarted at its address
+			// meets its old name here until the cluster declares it
+			// dead, a few seconds; the join retries.
+			if g.ours.Load() {
+				g.addrClash.Store(&nameClash{addr: p.Address(), name: p.Name}) // checked by joinStep
+			} else {
+				g.log.Warn("membership: refused to merge state listing another live node at this node's advertised address",
+					"other", p.Name, "addr", p.Address())
+			}
+			return fmt.Errorf("%w: node %q is alive at %s, this node's advertised gossip address: check advertise_addr "+
+				"(if %q is gone, the cluster declares it dead within seconds and a later join succeeds)",
+				ErrAddressConflict, p.Name, p.Address(), p.Name)
+		}
+		if p.Name != g.name || p.Address() == *self {
 			continue
 		}
 		if g.ours.Load() {
@@ -91,6 +118,36 @@ func (c *Cluster) checkConflict(rejoin bool) (fatal bool, err error) {
 	c.log.Warn("membership: the cluster lists this node's name at another address that does not answer; "+
 		"waiting until peers declare that instance dead", "addr", cl.addr)
 	return false, fmt.Errorf("%w: peers list this node's name at %s, which does not answer: waiting for them to declare it dead", ErrNameConflict, cl.addr)
+}
+
+// checkAddrConflict runs after a join: if a peer listed another live
+// node at this node's advertised gossip address, it asks whether that
+// address reaches this node (reachesSelf). It does not: the address is
+// the other node's (advertise_addr copied from its node file), so gossip
+// stops, the error goes to Err, and fatal is true. It does: the other is
+// gone from it (renamed and restarted here, say) and peers have not yet
+// declared it dead; the join is retried. (Pinging the other node there
+// would not tell: a ping carries the sender's advertised address, where
+// the other node sends its answer, to itself.)
+func (c *Cluster) checkAddrConflict() (fatal bool, err error) {
+	cl := c.addrClash.Swap(nil)
+	if cl == nil {
+		return false, nil
+	}
+	ml, merr := c.memberlist()
+	if merr != nil {
+		return false, nil
+	}
+	if perr := c.reachesSelf(ml); perr != nil {
+		err := fmt.Errorf("%w: peers list node %q alive at %s, this node's advertised gossip address, which does not reach this node "+
+			"(bound at %s; %v): give this node its own advertise_addr", ErrAddressConflict, cl.name, cl.addr, c.bound, perr)
+		c.fail(err)
+		return true, err
+	}
+	c.log.Warn("membership: the cluster lists another node at this node's advertised address, which reaches this node; "+
+		"waiting until peers declare that node dead", "other", cl.name, "addr", cl.addr)
+	return false, fmt.Errorf("%w: peers list node %q at %s, this node's advertised gossip address: waiting for them to declare it dead",
+		ErrAddressConflict, cl.name, cl.addr)
 }
 
 // fail stops gossip for good and reports err on Err, once.

@@ -85,15 +85,20 @@ func (e *ForeignClusterError) Is(target error) bool { return target == ErrForeig
 
 // guard is the merge and alive delegates' state.
 type guard struct {
-	meta    *atomic.Pointer[[]byte]  // this node's encoded metadata
+	meta *atomic.Pointer[[]byte] // this node's encoded metadata
+	name string                  // this node's name
+	self *atomic.Pointer[string] // this node's advertised gossip address, once started
+	// liveAt names a live member other than except at a gossip address
+	// (Cluster.liveAt), or "".
+	liveAt  func(addr, except string) string
 	seeds   atomic.Pointer[[]string] // this node's seeds, resolved by joinStep
 	refused chan error               // cap 1: Refused
 	mu      sync.Mutex
 	foreign map[string]*ForeignClusterError // by gossip address, from refusals
 }
 
-func newGuard(meta *atomic.Pointer[[]byte]) *guard {
-	return &guard{meta: meta, refused: make(chan error, 1), foreign: map[string]*ForeignClusterError{}}
+func newGuard(meta *atomic.Pointer[[]byte], name string, self *atomic.Pointer[string]) *guard {
+	return &guard{meta: meta, name: name, self: self, refused: make(chan error, 1), foreign: map[string]*ForeignClusterError{}}
 }
 
 // clusterIDOf decodes only the cluster ID from encoded metadata, a peer's
@@ -150,6 +155,23 @@ func (g *guard) NotifyAlive(peer *memberlist.Node) error {
 	if e := g.check(peer); e != nil {
 		g.refuse(e)
 		return e
+	}
+	if self := g.self.Load(); self != nil && peer.Name != g.name && peer.Address() == *self {
+		// A node that advertises our address (its node file copied
+		// from ours): listed, it would be probed here, where the
+		// probes for its name are ignored. Its own join finds it out
+		// (checkAddrConflict).
+		return fmt.Errorf("%w: node %q claims this node's address %s", ErrAddressConflict, peer.Name, *self)
+	}
+	if g.liveAt != nil && peer.Name != g.name {
+		// The same, for another member's address: that member ignores
+		// the probes for the newcomer's name, which every node would
+		// list, then declare failed. A node renamed and restarted at
+		// its address is let in once the cluster has declared its old
+		// name dead, a few seconds.
+		if other := g.liveAt(peer.Address(), peer.Name); other != "" {
+			return fmt.Errorf("%w: node %q claims the address %s of live member %q", ErrAddressConflict, peer.Name, peer.Address(), other)
+		}
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // JoinStatus is the state of joining the seeds, for /status: a join that
@@ -137,6 +139,7 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 		return false
 	}
 	seeds, self, rerr := c.resolveSeeds()
+	var selfErr error // this node's address is a seed, and does not reach it
 	all := slices.Clone(seeds)
 	c.guard.seeds.Store(&all) // a refusal about one of them is ours to report
 	if !onlyMissing {
@@ -147,6 +150,13 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 			c.recordJoined(fmt.Sprintf("joined by %s", peer))
 			c.log.Info("membership: joined", "by", peer, "seeds", c.cfg.Join)
 			return true
+		}
+		if self {
+			if selfErr = c.checkSelfSeed(ml); selfErr != nil {
+				// Join whatever answers there: a node of the cluster
+				// is found out (checkAddrConflict), nothing is an error.
+				seeds = append(seeds, c.Addr())
+			}
 		}
 		if len(seeds) == 0 && rerr == nil && self {
 			// Every seed is this node: it is the seed, the cluster's
@@ -186,6 +196,13 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 	if fatal, cerr := c.checkConflict(onlyMissing); fatal || (cerr != nil && n == 0) {
 		n, err = 0, cerr
 	}
+	if fatal, cerr := c.checkAddrConflict(); fatal || cerr != nil {
+		n, err = 0, cerr
+	} else if selfErr != nil && n == 0 {
+		err = fmt.Errorf("%w; joining it: %w", selfErr, err)
+	} else if selfErr != nil {
+		c.log.Warn("membership: joined, but this node's advertised address does not reach it: the others will declare it dead", "err", selfErr)
+	}
 	c.recordJoin(now, seeds, n, err)
 	if n > 0 {
 		c.log.Info("membership: joined", "contacted", n, "seeds", seeds)
@@ -195,6 +212,44 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 	lvl := pick(onlyMissing, c.log.Debug, c.log.Warn)
 	lvl("membership: join failed, will retry", "seeds", seeds, "err", err)
 	return false
+}
+
+// checkSelfSeed runs when this node's advertised gossip address is one of
+// its seeds (one node file for all), before the node takes itself for the
+// cluster's first node: if that address is not the one it bound, it pings
+// itself there by name.
+// Another node at that address (a node file copied with its
+// advertise_addr) ignores a ping for a name not its own, and so does
+// nothing there; either way the node would have started a cluster of its
+// own, "joined", ready and alone, while the others never saw it.
+func (c *Cluster) checkSelfSeed(ml *memberlist.Memberlist) error {
+	if err := c.reachesSelf(ml); err != nil {
+		return fmt.Errorf("this node's advertised gossip address %s is one of its seeds, but it does not reach this node "+
+			"(bound at %s; %v): another node has that address, or nothing answers there; check advertise_addr (and gossip_addr)",
+			c.Addr(), c.bound, err)
+	}
+	return nil
+}
+
+// reachesSelf reports (nil) whether this node's advertised gossip address
+// reaches it: at once when it is the address the node bound, else by a
+// ping to itself there, by name. Another node at that address ignores a
+// ping for a name not its own, and nothing there answers nothing.
+func (c *Cluster) reachesSelf(ml *memberlist.Memberlist) error {
+	own := c.Addr()
+	if own == c.bound {
+		return nil
+	}
+	ua, err := net.ResolveUDPAddr("udp", own)
+	if err != nil {
+		return err
+	}
+	for range 2 {
+		if _, err = ml.Ping(c.cfg.Name, ua); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("a ping for %q there went unanswered: %w", c.cfg.Name, err)
 }
 
 // missing returns the seeds that are not the address of a live member.

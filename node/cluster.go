@@ -302,7 +302,8 @@ func (n *Node) leaveCluster(graceful bool) {
 	}
 	if graceful {
 		err := p.members.Leave(2 * time.Second)
-		if err != nil && !errors.Is(err, membership.ErrNotStarted) && !errors.Is(err, membership.ErrNameConflict) {
+		if err != nil && !errors.Is(err, membership.ErrNotStarted) && !errors.Is(err, membership.ErrNameConflict) &&
+			!errors.Is(err, membership.ErrAddressConflict) {
 			n.log.Warn("leaving the cluster", "err", err)
 		}
 	}
