@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -71,6 +72,9 @@ func (n *Node) startGossip() error {
 	if p == nil {
 		return nil
 	}
+	if err := n.checkClusterAdvertised(); err != nil {
+		return err
+	}
 	p.members.UpdateMeta(func(m *membership.Meta) { *m = n.meta(n.metaState()) })
 	if err := p.members.Start(); err != nil {
 		return err // membership's errors carry "membership:" already
@@ -84,6 +88,38 @@ func (n *Node) startGossip() error {
 		n.log.Warn("gossip has no gossip_key: whoever reaches the gossip port can join as a member, be listed in status and take ring shares "+
 			"(shared cache and global rate-limit keys, which the nodes then ask it for; with cluster_tls those calls fail); keep it on a private network or set gossip_key",
 			"addr", p.members.Addr(), "bind", n.cfg.GossipAddr, "fix", gossipKeyFix)
+	}
+	return nil
+}
+
+// selfCheckTimeout bounds checkClusterAdvertised's call.
+const selfCheckTimeout = 3 * time.Second
+
+// checkClusterAdvertised asks the cluster address this node is about to
+// gossip who answers there (node.status), before the others are told it.
+// Another node's name means a node file copied with its
+// cluster_advertise_addr (or cluster_addr): the others would send this
+// node's cache, rate-limit, config and raft calls to that node, which
+// answers them as itself. That stops the start, naming the setting. No
+// answer from here (a firewall, NAT without hairpin) is only logged: the
+// others may still reach it. On a hand-off upgrade the predecessor, which
+// shares the socket, answers with this node's name.
+func (n *Node) checkClusterAdvertised() error {
+	addr := n.adv.Cluster(n.RPCAddr())
+	if addr == "" || n.rpcClient == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), selfCheckTimeout)
+	defer cancel()
+	var rs RPCStatus
+	if err := n.rpcClient.Call(ctx, addr, rpcStatusMethod, &rpcEmpty{}, &rs); err != nil {
+		n.log.Warn("the advertised cluster address does not answer from this host; the other nodes must reach it "+
+			"for cache, rate-limit and config calls (and raft)", "addr", addr, "err", err)
+		return nil
+	}
+	if rs.Name != n.cfg.Name {
+		return fmt.Errorf("cluster address %s, which this node would advertise, reaches node %q, not this node (bound at %s): "+
+			"give this node its own cluster_advertise_addr (or cluster_addr)", addr, rs.Name, n.RPCAddr())
 	}
 	return nil
 }

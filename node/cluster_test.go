@@ -266,3 +266,29 @@ func TestGossipExposed(t *testing.T) {
 		t.Errorf("the fix does not name the setting: %s", gossipKeyFix)
 	}
 }
+
+// TestClusterAdvertiseAddrOfAnotherNode: a node whose cluster address to
+// advertise is another node's (a node file copied with its
+// cluster_advertise_addr) does not start: the others would send it their
+// cache, rate-limit, config and raft calls, which that node answers as
+// itself. Its own address passes the check.
+func TestClusterAdvertiseAddrOfAnotherNode(t *testing.T) {
+	up := origin(t, "a")
+	a := startClusterNode(t, "a", up)
+	extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ngossip_profile: fast\ncluster_addr: 127.0.0.1:0\ncluster_advertise_addr: %s\n"+
+		"upgrade_socket: %s\njoin: [%q]\n", a.RPCAddr(), filepath.Join(t.TempDir(), "up.sock"), a.Members().Addr())
+	c := newNode(t, writeNodeFiles(t, "c", extra, clusterFor(up)))
+	err := c.Start()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c.Shutdown(ctx)
+		t.Fatal("a node advertising another node's cluster address started")
+	}
+	if want := `reaches node "a", not this node`; !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "cluster_advertise_addr") {
+		t.Fatalf("Start: %v, want %q naming cluster_advertise_addr", err, want)
+	}
+	if got := len(a.Members().Members()); got != 1 {
+		t.Fatalf("a lists %d members after c's failed start, want 1", got)
+	}
+}
