@@ -13,8 +13,8 @@
 # the h1-* and h2c-* tests; varnish only the hit-* tests, haproxy none of them) · TESTS ("h1-small
 # h1-100k h2c-small h2c-100k tls-h2-small tls-h2-100k churn-small tls-churn-small upclose-small
 # hit-small hit-100k"; any <h1|h2c|tls-h2|churn|tls-churn|upclose|hit>-<small|1k|100k>;
-# tls-churn-*: HTTPS HTTP/1.1 with a new connection, and so a full TLS handshake, per request
-# (wrk resumes no session); upclose-*: HTTP/1.1
+# tls-churn-*: HTTPS HTTP/1.1 with a new connection, and so a TLS handshake, per request (wrk
+# resumes its first session: TLS 1.3 PSK with an X25519 exchange, no certificate); upclose-*: HTTP/1.1
 # keep-alive to the proxy, a new upstream connection per request (the origin answers
 # Connection: close); hit-*: cache hits over HTTP/1.1 keep-alive, nginx
 # with proxy_cache on tmpfs and proxy_cache_lock, Varnish with malloc storage, pingora-node with
@@ -815,7 +815,7 @@ describe() {
     churn-*) echo "HTTP/1.1, a new connection per request (wrk -H 'Connection: close' -c$WRK_CONNS), GET /${1#churn-}" ;;
     upclose-*) echo "HTTP/1.1 keep-alive, wrk -t1 -c$WRK_CONNS, GET /close/${1#upclose-}: the origin answers Connection: close, so every request opens a new upstream connection" ;;
     h2c-*) echo "h2c prior knowledge, h2load -c$H2_CLIENTS -m$H2_STREAMS, GET /${1#h2c-}" ;;
-    tls-churn-*) echo "HTTPS HTTP/1.1, a new connection and a full TLS handshake per request (wrk -H 'Connection: close' -c$WRK_CONNS; wrk resumes no session), GET /${1#tls-churn-}" ;;
+    tls-churn-*) echo "HTTPS HTTP/1.1, a new connection and TLS handshake per request (wrk -H 'Connection: close' -c$WRK_CONNS; wrk resumes its first session: TLS 1.3 PSK with an X25519 exchange, no certificate sent), GET /${1#tls-churn-}" ;;
     tls-h2-*) echo "HTTPS, ALPN h2, h2load -c$H2_CLIENTS -m$H2_STREAMS, GET /${1#tls-h2-}" ;;
     hit-*) echo "cache hits, HTTP/1.1 keep-alive, wrk -t1 -c$WRK_CONNS, GET /c/${1#hit-} (max-age=3600, stored by the warm-up; nginx proxy_cache on tmpfs with proxy_cache_lock, Varnish malloc storage, pingora-node's route cache)" ;;
   esac
