@@ -88,8 +88,8 @@ func TestIPKey(t *testing.T) {
 		a, b string
 		same bool
 	}{
-		{"192.0.2.7", "::ffff:192.0.2.7", true}, // IPv4-mapped IPv6 is the IPv4 client
-		{"192.0.2.7", "192.0.2.8", false},       // IPv4 counts per address
+		{"192.0.2.7", "::ffff:192.0.2.7", true},                       // IPv4-mapped IPv6 is the IPv4 client
+		{"192.0.2.7", "192.0.2.8", false},                             // IPv4 counts per address
 		{"2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", true}, // one /64
 		{"2001:db8:1:2::1", "2001:db8:1:3::1", false},
 		{"2001:db8:1:2::1", "2001:db9:1:2::1", false},
