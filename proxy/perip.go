@@ -156,7 +156,7 @@ func (p *perIPConns) acquire(k ipKey, listener string) bool {
 	p.refused.Inc()
 	if warn {
 		p.log.Warn("client connection refused: the address is at downstream.max_conns_per_ip", "listener", listener,
-			"client", k.String(), "max_conns_per_ip", p.max, "refused_since_last_line", refused, "next_line_after", perIPWarnEvery)
+			"client", k.String(), "max_conns_per_ip", p.max, "refused_since_last_line", refused, "next_line_after", perIPWarnEvery.String())
 	}
 	return false
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -583,3 +584,35 @@ type fakeAddrConn struct {
 }
 
 func (c *fakeAddrConn) RemoteAddr() net.Addr { return c.addr }
+
+// TestMaxConnsPerIPDualStack: on a dual-stack listener an IPv4 client
+// arrives as an IPv4-mapped IPv6 address and is counted as the IPv4 one;
+// an IPv6 client is counted by its /64.
+func TestMaxConnsPerIPDualStack(t *testing.T) {
+	ln, err := Listen("[::]:0")
+	if err != nil {
+		t.Skipf("no dual-stack listener here: %v", err)
+	}
+	origin := startRawOrigin(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	p := startProxyOn(t, routerFor(t, &Peer{Addr: origin}), Config{Downstream: DownstreamConfig{MaxConnsPerIP: 1}}, ListenerConfig{Name: "http"}, ln)
+	port := ln.Addr().(*net.TCPAddr).Port
+	v4 := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	servedFrom(t, lo1, v4)
+	if n := p.srv.connsFromIP(lo1); n != 1 {
+		t.Fatalf("the IPv4 client over IPv6 counts %d as 127.0.0.1, want 1", n)
+	}
+	refusedFrom(t, lo1, v4)
+	v6 := net.JoinHostPort("::1", strconv.Itoa(port))
+	lo6 := netip.MustParseAddr("::1")
+	if probe, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Logf("no IPv6 loopback: %v", err)
+		return
+	} else {
+		probe.Close()
+	}
+	servedFrom(t, lo6, v6)
+	if n := p.srv.connsFromIP(netip.MustParseAddr("::abcd")); n != 1 {
+		t.Fatalf("::abcd, in ::1's /64, counts %d, want 1", n)
+	}
+	refusedFrom(t, lo6, v6)
+}
