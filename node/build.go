@@ -144,6 +144,7 @@ func proxyConfig(n *config.Node, cp *cachePart) proxy.Config {
 		TunnelIdleTimeout: d.TunnelIdleTimeout,
 		MaxHeaderBytes:    d.MaxHeaderBytes,
 		MaxConns:          d.MaxConns,
+		MaxConnsPerIP:     d.MaxConnsPerIP,
 		MaxBodyBytes:      d.MaxBodyBytes,
 		MinSendRate:       minRate(d.MinSendRate),
 		MinRecvRate:       minRate(d.MinRecvRate),

@@ -35,6 +35,10 @@ type clientConn struct {
 	// headDeadline is the read deadline handshake left set for the first
 	// HTTP/1.1 head (zero: none)
 	headDeadline time.Time
+	// ipKey is the client's address as Downstream.MaxConnsPerIP counts
+	// it; ipCounted while it is counted (releasePerIP).
+	ipKey     ipKey
+	ipCounted bool
 }
 
 const (

@@ -85,6 +85,19 @@ type DownstreamConfig struct {
 	// MaxConns caps concurrent client connections; at the cap the listener
 	// stops accepting until one closes (default 16384).
 	MaxConns int
+	// MaxConnsPerIP caps the client connections open from one address,
+	// across every listener of the Server; one more is reset as it is
+	// accepted, before it costs a goroutine, a buffer, a TLS handshake or
+	// one of MaxConns's slots, and counted in
+	// pingora_downstream_connections_refused_total{reason="max_conns_per_ip"}
+	// (default 0: no cap). The address is the TCP peer's, never one a
+	// forwarding field names: behind a load balancer or NAT every client
+	// shares a few, so leave it off there, or list the balancers in the
+	// listener's TrustedProxies, whose connections are not counted. An
+	// IPv4 address (or an IPv4-mapped IPv6 one) counts alone; IPv6
+	// addresses count by their /64, as one host commonly holds a whole
+	// /64 and can take a new address from it for each connection.
+	MaxConnsPerIP int
 	// MaxBodyBytes is the request body limit when a phase does not set
 	// Session.MaxBodyBytes; larger bodies get 413 (default 0: no limit).
 	MaxBodyBytes int64
@@ -280,6 +293,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("proxy: Downstream.MinRecvRate (%d) must be -1 (no minimum) or more", c.Downstream.MinRecvRate)
 	case c.Downstream.MaxConns < 0:
 		return fmt.Errorf("proxy: Downstream.MaxConns (%d) cannot be negative", c.Downstream.MaxConns)
+	case c.Downstream.MaxConnsPerIP < 0:
+		return fmt.Errorf("proxy: Downstream.MaxConnsPerIP (%d) cannot be negative (0: no cap)", c.Downstream.MaxConnsPerIP)
 	case c.Downstream.MaxBodyBytes < 0:
 		return fmt.Errorf("proxy: Downstream.MaxBodyBytes (%d) cannot be negative", c.Downstream.MaxBodyBytes)
 	case c.Pool.MaxIdlePerPeer < 0:

@@ -26,6 +26,7 @@ type metrics struct {
 	poolEvictions   prometheus.Counter
 	maxConns        *prometheus.CounterVec
 	connLimitWaits  prometheus.Counter
+	connsRefused    *prometheus.CounterVec
 	tunnels         prometheus.Gauge
 	spliced         prometheus.Counter
 	rejected        *prometheus.CounterVec
@@ -124,6 +125,10 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 			Name: "pingora_downstream_connection_limit_waits_total",
 			Help: "Times the accept loop waited because MaxConns client connections were open.",
 		}),
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pingora_downstream_connections_refused_total",
+			Help: "Client connections reset as they were accepted, by reason: max_conns_per_ip (the address, an IPv6 one's /64, had downstream.max_conns_per_ip open already).",
+		}, []string{"reason"}),
 		tunnels: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pingora_tunnels_active",
 			Help: "Open upgraded (WebSocket) tunnels.",
@@ -162,6 +167,7 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 	for _, d := range []string{h2.SlowSend, h2.SlowRecv} {
 		m.slowClients.WithLabelValues(d)
 	}
+	m.connsRefused.WithLabelValues(refusedPerIP)
 	return m, m.register(reg, store)
 }
 
@@ -190,7 +196,7 @@ func (m *metrics) register(reg prometheus.Registerer, store cache.Store) error {
 		return nil
 	}
 	cs := []prometheus.Collector{m.requests, m.duration, m.connectDuration, m.upstreamErrors,
-		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.maxConns, m.connLimitWaits, m.tunnels, m.spliced, m.rejected, m.floods, m.acceptFailures, m.slowClients, m.panics}
+		m.activeConns, m.upstreamConns, m.reuseRatio, m.retries, m.poolEvictions, m.maxConns, m.connLimitWaits, m.connsRefused, m.tunnels, m.spliced, m.rejected, m.floods, m.acceptFailures, m.slowClients, m.panics}
 	cs = append(cs, m.cache.collectors()...)
 	if r, ok := store.(cache.StatsReporter); ok {
 		cs = append(cs, storeCollectors(r)...)

@@ -74,6 +74,9 @@ type Server[C any] struct {
 
 	h2cfg   h2.Config
 	connSem chan struct{}
+	// perIP counts the client connections of each address against
+	// Downstream.MaxConnsPerIP (nil: no cap).
+	perIP *perIPConns
 	// idle hands accepted connections to workers waiting for one;
 	// quit, closed when draining begins, ends those waits.
 	idle        chan *clientConn
@@ -124,6 +127,7 @@ func New[C any](app App[C], cfg Config) (*Server[C], error) {
 	if s.errLog == nil {
 		s.errLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	s.perIP = newPerIPConns(cfg.Downstream.MaxConnsPerIP, s.metrics, s.errLog)
 	s.dialer = newDialer(s.metrics)
 	s.pool = newPool(cfg.Pool, s.metrics)
 	s.h2up = newH2Upstream(s.dialer, cfg)
@@ -179,7 +183,19 @@ func (s *Server[C]) Serve(ln net.Listener, lc ListenerConfig) error {
 			continue
 		}
 		backoff = 0
+		var ipk ipKey
+		counted := false
+		if s.perIP != nil {
+			// Before anything is spent on the connection; a refused one
+			// gives its MaxConns slot straight back.
+			var ok bool
+			if ipk, counted, ok = s.admitPerIP(nc, &lc); !ok {
+				<-s.connSem
+				continue
+			}
+		}
 		c := s.newClientConn(nc, lc)
+		c.ipKey, c.ipCounted = ipk, counted
 		select {
 		case s.idle <- c: // a worker that finished its last connection takes it
 		default:
@@ -203,6 +219,7 @@ func (s *Server[C]) connWorker(c *clientConn) {
 	defer s.wg.Done()
 	for {
 		s.serveConn(c)
+		s.releasePerIP(c)
 		<-s.connSem
 		if s.idleWorkers.Add(1) > maxIdleWorkers {
 			s.idleWorkers.Add(-1)

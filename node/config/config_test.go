@@ -54,6 +54,23 @@ func TestParseNode(t *testing.T) {
 	if n.GracePeriod != 30*time.Second || n.LogLevel != "info" {
 		t.Fatalf("defaults not applied: %+v", n)
 	}
+	if n.Downstream.MaxConnsPerIP != 0 {
+		t.Fatalf("downstream.max_conns_per_ip unset = %d, want 0 (no cap)", n.Downstream.MaxConnsPerIP)
+	}
+}
+
+// TestParseNodeMaxConnsPerIP: downstream.max_conns_per_ip parses, in a
+// block and in a flow mapping.
+func TestParseNodeMaxConnsPerIP(t *testing.T) {
+	for _, doc := range []string{goodNode + "  max_conns_per_ip: 10\n", strings.Replace(goodNode, "downstream:\n  header_timeout: 5s\n", "downstream: {max_conns_per_ip: 10}\n", 1)} {
+		n, err := ParseNode("n.yaml", []byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Downstream.MaxConnsPerIP != 10 {
+			t.Fatalf("max_conns_per_ip = %d, want 10\n%s", n.Downstream.MaxConnsPerIP, doc)
+		}
+	}
 }
 
 func TestParseClusterRefuses(t *testing.T) {
@@ -134,6 +151,9 @@ func TestParseNodeRefuses(t *testing.T) {
 		{"bad profile", goodNode + "gossip_profile: wan\n", `gossip_profile: "wan" is not one of lan, fast`},
 		{"bad bootstrap", goodNode + "data_dir: d\nbootstrap_expect: 9\n", `bootstrap_expect: 9 is not between 0 and 7`},
 		{"negative reap_after", goodNode + "reap_after: -1s\n", `reap_after: cannot be negative`},
+		{"negative max_conns_per_ip", goodNode + "  max_conns_per_ip: -1\n", `n.yaml:13: downstream.max_conns_per_ip: cannot be negative`},
+		{"typo of max_conns_per_ip", goodNode + "  max_conn_per_ip: 10\n", `n.yaml:13: unknown field "max_conn_per_ip" (did you mean "max_conns_per_ip"?)`},
+		{"fractional max_conns_per_ip", goodNode + "  max_conns_per_ip: 2.5\n", `downstream.max_conns_per_ip: want a whole number, got 2.5`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

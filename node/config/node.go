@@ -198,7 +198,13 @@ type Downstream struct {
 	TunnelIdleTimeout time.Duration `yaml:"tunnel_idle_timeout"`
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
 	MaxConns          int           `yaml:"max_conns"`
-	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	// MaxConnsPerIP caps the client connections open from one address
+	// (an IPv6 one's /64), the TCP peer's, not X-Forwarded-For's: one
+	// more is reset as it is accepted (default 0: no cap; leave it off
+	// behind a load balancer or NAT, or list the balancers in the
+	// listener's trusted_proxies, which are not counted).
+	MaxConnsPerIP int   `yaml:"max_conns_per_ip"`
+	MaxBodyBytes  int64 `yaml:"max_body_bytes"`
 	// MinSendRate and MinRecvRate are the least a client must take of a
 	// response and send of a request body, in bytes a second, counted
 	// only while the proxy waits on it, after MinRateGrace: below, its
@@ -397,7 +403,8 @@ func (n *Node) validate(e *errs) {
 		{"read_idle_timeout", int64(d.ReadIdleTimeout)}, {"write_idle_timeout", int64(d.WriteIdleTimeout)},
 		{"tunnel_idle_timeout", int64(d.TunnelIdleTimeout)}, {"min_rate_grace", int64(d.MinRateGrace)},
 		{"min_send_rate", int64(derefInt(d.MinSendRate))}, {"min_recv_rate", int64(derefInt(d.MinRecvRate))},
-		{"max_header_bytes", int64(d.MaxHeaderBytes)}, {"max_conns", int64(d.MaxConns)}, {"max_body_bytes", d.MaxBodyBytes}} {
+		{"max_header_bytes", int64(d.MaxHeaderBytes)}, {"max_conns", int64(d.MaxConns)}, {"max_conns_per_ip", int64(d.MaxConnsPerIP)},
+		{"max_body_bytes", d.MaxBodyBytes}} {
 		if f.v < 0 {
 			e.add("downstream."+f.name, "cannot be negative")
 		}
