@@ -89,10 +89,33 @@ func (s *Server[C]) decideMeta(sess *Session, ctx C, resp *ResponseHeader) (*cac
 			return nil, d, err
 		}
 	}
-	if _, star := cache.VaryFields(resp.Header); star && d.Store {
+	switch fields, star := cache.VaryFields(resp.Header); {
+	case !d.Store:
+	case star:
 		d.Store, d.Reason = false, "vary-star" // §4.1: it could never be used
+	case variesOnClientAddr(fields):
+		d.Store, d.Reason = false, "vary-client"
 	}
 	return cache.NewMeta(x, cs.reqTime, d), d, nil
+}
+
+// variesOnClientAddr reports whether a response's Vary fields name
+// X-Forwarded-For (in any spelling: '_' for '-' reads the same to a
+// CGI-style origin). The origin saw that field as this proxy wrote it,
+// ending with the client's address (buildUpstreamRequest), but a variant
+// is selected by the fields of the request as it arrived, where an
+// untrusted client's is removed: every client would select the variant
+// of the first, and get the page the origin made for that client's
+// address. Keying the variant on the address instead would store one
+// variant per client, which is no cache at all: such a response is not
+// stored.
+func variesOnClientAddr(fields []string) bool {
+	for _, f := range fields {
+		if fieldNameIs(f, "x-forwarded-for") {
+			return true
+		}
+	}
+	return false
 }
 
 // startFill stores the response as it streams, when it may be stored;

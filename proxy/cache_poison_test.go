@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -239,5 +240,51 @@ func TestCacheOverrideFieldsNotRefreshed(t *testing.T) {
 	defer r.Close()
 	if b, _ := io.ReadAll(r); !strings.HasSuffix(string(b), " /f") {
 		t.Fatalf("FillCache stored %q", b)
+	}
+}
+
+// clientFrom is an HTTP/1.1 client whose connections come from the
+// loopback address ip; it skips the test where that address cannot be
+// bound (only Linux routes all of 127/8 to lo by default).
+func clientFrom(t *testing.T, ip string) *http.Client {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Skipf("cannot use %s as a client address: %v", ip, err)
+	}
+	l.Close()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DisableCompression: true, DialContext: d.DialContext}, Timeout: 30 * time.Second}
+}
+
+// TestCacheVaryForwardedForNotStored: an origin that answers each client
+// address its own page and says so with "Vary: X-Forwarded-For" saw that
+// field as the proxy wrote it (the client's address), but the variant was
+// selected by the request as it arrived, where an untrusted client's
+// X-Forwarded-For is removed: the page made for the first client was
+// stored as the variant of "no X-Forwarded-For" and served to every other
+// client (127.0.0.3 got "for 127.0.0.2", a hit). Such a response is not
+// stored (detail=vary-client), in any spelling of the field.
+func TestCacheVaryForwardedForNotStored(t *testing.T) {
+	for _, vary := range []string{"X-Forwarded-For", "accept-encoding, x_forwarded_for"} {
+		t.Run(vary, func(t *testing.T) {
+			s := startCacheSetup(t, nil, func(_ int64, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "max-age=60")
+				w.Header().Set("Vary", vary)
+				fmt.Fprintf(w, "for %s", r.Header.Get("X-Forwarded-For"))
+			})
+			for i, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.2"} {
+				resp, body := s.do(t, clientFrom(t, ip), "GET", "/a", nil)
+				if body != "for "+ip {
+					t.Fatalf("request %d from %s got %q (Cache-Status %q)", i, ip, body, resp.Header.Get("Cache-Status"))
+				}
+				if n := s.origin.n.Load(); n != int64(i+1) {
+					t.Fatalf("request %d: the origin saw %d requests, want %d", i, n, i+1)
+				}
+				if got := cacheStatusOf(resp); i == 0 && got != "fwd=miss; fwd-status=200; detail=vary-client" {
+					t.Fatalf("first request: Cache-Status %q", got)
+				}
+			}
+		})
 	}
 }
