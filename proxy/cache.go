@@ -32,6 +32,10 @@ type cacheState struct {
 	clientDone bool
 	invalidate bool // an unsafe method: invalidate on success (§4.4)
 	refused    bool // CacheHitFilter refused the stored response: no recheck
+	// refetch: the origin answered the revalidation of stale with a 304
+	// for another representation (cache.Selects): the request is sent
+	// again without validators, and stale stays for stale-if-error.
+	refetch bool
 	// fillFailed: the fill this request waited for (another node's, on
 	// a shared route) stored nothing; it goes to the origin uncached,
 	// and marks the key when the answer is unstorable (hit-for-pass).

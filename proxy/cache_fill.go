@@ -23,7 +23,7 @@ func (s *Server[C]) prepareFill(sess *Session, req *RequestHeader) {
 	for _, k := range cache.Conditionals {
 		delete(req.Header, k)
 	}
-	if cs.stale != nil {
+	if cs.stale != nil && !cs.refetch {
 		cache.AddValidators(req.Header, cs.stale.Meta())
 	}
 	cs.reqTime = s.clock.Now()
@@ -43,7 +43,10 @@ func (s *Server[C]) cacheResponse(sess *Session, ctx C, ex exchange, resp *Respo
 	}
 	if cs.stale != nil {
 		switch {
-		case resp.Status == http.StatusNotModified && cs.fill != nil:
+		case resp.Status == http.StatusNotModified && cs.fill != nil && !cs.refetch:
+			if !cache.Selects(cs.stale.Meta().Header, resp.Header) {
+				return true, s.refetch(sess, ctx, ex)
+			}
 			return true, s.refreshStale(sess, ctx, ex, resp)
 		case serverError(resp.Status) && s.staleUsableOnError(sess):
 			ex.release(false)
@@ -301,6 +304,19 @@ func (s *Server[C]) refreshStale(sess *Session, ctx C, ex exchange, resp *Respon
 		return &Error{Kind: KindInternal, Source: Internal, Err: err}
 	}
 	return err
+}
+
+// refetch answers a revalidation whose 304 is about another
+// representation than the stored one (cache.Selects): the stored
+// response is not refreshed, and the request goes to the same peer again
+// (a new attempt: its upstream request built anew, through the phases)
+// without validators, its answer stored as a new response would be
+// (Cache-Status fwd=stale, fwd-status of that answer). A 304 to that
+// request refreshes nothing either: it is the origin's answer, passed on.
+func (s *Server[C]) refetch(sess *Session, ctx C, ex exchange) error {
+	drain(ex)
+	sess.cache.refetch = true
+	return s.attempt(sess, ctx, sess.Peer, sess.body)
 }
 
 // drain reads a bodiless response to its end so its connection is reused.
