@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -284,6 +285,42 @@ func TestCacheVaryForwardedForNotStored(t *testing.T) {
 				if got := cacheStatusOf(resp); i == 0 && got != "fwd=miss; fwd-status=200; detail=vary-client" {
 					t.Fatalf("first request: Cache-Status %q", got)
 				}
+			}
+		})
+	}
+}
+
+// TestCacheKeyQueryNameSpellings: with a key that keeps only some query
+// parameters, a spelling of a kept name that an origin reads as that
+// name must not be dropped from the key (parameter cloaking). Each was:
+// "?ID=evil" (ASP.NET reads names in any case), "?x=1;id=evil" (Rack 2
+// and other origins that split on ';'), "?%20id=evil" (PHP drops a
+// name's leading spaces) and "?id[]=evil" (PHP: id an array) had the
+// key of the page without id, so the page the origin made from "evil"
+// was served to every client asking for it.
+func TestCacheKeyQueryNameSpellings(t *testing.T) {
+	for _, q := range []string{"ID=evil", "x=1;id=evil", "%20id=evil", "id%20=evil", "id[]=evil", "Id%5B0%5D=evil"} {
+		t.Run(q, func(t *testing.T) {
+			s := startCacheSetup(t, &CacheConfig{Key: CacheKeySpec{Query: []string{"id"}}}, func(_ int64, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "max-age=60")
+				// An origin that reads every spelling above as id.
+				id := "none"
+				for _, p := range strings.FieldsFunc(r.URL.RawQuery, func(c rune) bool { return c == '&' || c == ';' }) {
+					name, v, _ := strings.Cut(p, "=")
+					name, _ = url.QueryUnescape(name)
+					name, _, _ = strings.Cut(strings.ToLower(strings.TrimSpace(name)), "[")
+					if name == "id" {
+						id = v
+					}
+				}
+				fmt.Fprintf(w, "id=%s", id)
+			})
+			c := h1Client()
+			if _, body := s.do(t, c, "GET", "/p?"+q, nil); body != "id=evil" {
+				t.Fatalf("the cloaked request: %q", body)
+			}
+			if resp, body := s.do(t, c, "GET", "/p", nil); body != "id=none" {
+				t.Fatalf("/p got %q (%s), the answer to ?%s", body, cacheStatusOf(resp), q)
 			}
 		})
 	}
