@@ -3,6 +3,8 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -159,6 +161,7 @@ func DefaultCacheKey(s *Session) string {
 		// Lines apart: an origin reading the first line tells two lines
 		// from one line of the same values.
 		b.WriteString(strings.Join(r.Header.Values(h), "\n"))
+		keyFieldSpellings(&b, r.Header, h)
 	}
 	for _, c := range spec.Cookies {
 		b.WriteString("\x00c:" + c + "=")
@@ -167,28 +170,46 @@ func DefaultCacheKey(s *Session) string {
 	return b.String()
 }
 
+// keyFieldSpellings writes, after a mark, the name and values of every
+// other field of h that CGI-style origins read as field name
+// (cache.OtherSpellings: "X_Tenant" for X-Tenant), which the proxy passes
+// on. Without them a request with "X_Tenant: evil" had the key of the
+// request without a tenant.
+func keyFieldSpellings(b *strings.Builder, h http.Header, name string) {
+	for _, k := range cache.OtherSpellings(h, textproto.CanonicalMIMEHeaderKey(name)) {
+		b.WriteString("\x01" + k + "=")
+		b.WriteString(strings.Join(h[k], "\n"))
+	}
+}
+
 // keyCookie writes every value of cookie name in the Cookie lines, in
 // order, LF apart (no field value holds one), for the cache key. Origins
 // differ on a repeated cookie (Go's keeps the first, Python's the last)
 // and on spaces around the name and value, so each such spelling makes a
 // key of its own: the first value alone gave one key to requests an
 // origin answers differently, and a name with a space after it ("lang
-// =de"), read as lang by origins that trim, was no cookie at all.
+// =de"), read as lang by origins that trim, was no cookie at all. So
+// were the other spellings some origin reads as the name (queryNameForm:
+// "LANG" to ASP.NET, "l%61ng" and "lang[]" to PHP); one that is not the
+// plain name goes in whole, after a mark.
 func keyCookie(b *strings.Builder, lines []string, name string) {
 	n := 0
+	want := queryNameForm(name)
 	for _, line := range lines {
 		for line != "" {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
 			k, v, ok := strings.Cut(part, "=")
-			if !ok || strings.TrimSpace(k) != name {
+			if !ok || strings.TrimSpace(k) != name && queryNameForm(k) != want {
 				continue
 			}
 			if n > 0 {
 				b.WriteByte('\n')
 			}
 			if strings.TrimLeft(k, " \t") != name {
-				b.WriteByte('\x01') // "lang =": not the plain spelling
+				b.WriteByte('\x01') // "lang =", "LANG": not the plain spelling
+				b.WriteString(k)
+				b.WriteByte('=')
 			}
 			b.WriteString(v) // untrimmed, for the same reason
 			n++

@@ -168,18 +168,29 @@ func TestCacheKeyFieldSpellings(t *testing.T) {
 // got it from the cache. Such a response is not stored, as a GET with a
 // body is not; a stored response still answers such a request.
 func TestCacheOverrideFieldsNotStored(t *testing.T) {
-	for _, field := range []string{"X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"} {
+	// The '_' spellings too: PHP (Symfony, Zend) reads X_Original_URL as
+	// HTTP_X_ORIGINAL_URL, as it reads X-Original-URL; they were stored.
+	for _, field := range []string{"X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
+		"X_Original_URL", "x_http_method_override"} {
 		t.Run(field, func(t *testing.T) {
 			s := startCacheSetup(t, nil, func(n int64, w http.ResponseWriter, r *http.Request) {
+				get := func(f string) string { // as a CGI-style origin reads fields
+					for k, v := range r.Header {
+						if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), f) {
+							return v[0]
+						}
+					}
+					return ""
+				}
 				page := r.URL.Path
 				for _, f := range []string{"X-Original-URL", "X-Rewrite-URL"} {
-					if v := r.Header.Get(f); v != "" {
+					if v := get(f); v != "" {
 						page = v // as IIS's URL rewrite and Symfony read it
 					}
 				}
 				method := r.Method
 				for _, f := range []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"} {
-					if v := r.Header.Get(f); v != "" {
+					if v := get(f); v != "" {
 						method = v
 					}
 				}
@@ -323,5 +334,100 @@ func TestCacheKeyQueryNameSpellings(t *testing.T) {
 				t.Fatalf("/p got %q (%s), the answer to ?%s", body, cacheStatusOf(resp), q)
 			}
 		})
+	}
+}
+
+// TestCacheKeyCookieNameSpellings: a key's cookie addition holds every
+// spelling of the cookie's name an origin reads as it: "LANG" (ASP.NET's
+// cookie names ignore case), "l%61ng" and "lang[]" (PHP decodes cookie
+// names and reads brackets as an array), " lang" after a ';' with a tab.
+// Each was no lang at all to the key, so the page the origin made for
+// "fr" was stored as the one for no lang and served to every client.
+func TestCacheKeyCookieNameSpellings(t *testing.T) {
+	for _, cookie := range []string{"LANG=fr", "l%61ng=fr", "lang[]=fr", "a=1;\tlang=fr"} {
+		t.Run(cookie, func(t *testing.T) {
+			s := startCacheSetup(t, &CacheConfig{Key: CacheKeySpec{Cookies: []string{"lang"}}}, func(_ int64, w http.ResponseWriter, r *http.Request) {
+				lang := "none"
+				for _, line := range r.Header["Cookie"] {
+					for _, c := range strings.Split(line, ";") {
+						name, v, _ := strings.Cut(c, "=")
+						name, _ = url.QueryUnescape(name)
+						if name, _, _ = strings.Cut(strings.ToLower(strings.TrimSpace(name)), "["); name == "lang" {
+							lang = v
+						}
+					}
+				}
+				w.Header().Set("Cache-Control", "max-age=60")
+				fmt.Fprintf(w, "lang=%s", lang)
+			})
+			c := h1Client()
+			if _, body := s.do(t, c, "GET", "/p", http.Header{"Cookie": {cookie}}); body != "lang=fr" {
+				t.Fatalf("the cookie's request: %q", body)
+			}
+			if resp, body := s.do(t, c, "GET", "/p", nil); body != "lang=none" {
+				t.Fatalf("/p got %q (%s), the answer to Cookie: %s", body, cacheStatusOf(resp), cookie)
+			}
+		})
+	}
+}
+
+// TestCacheKeyHeaderNameSpellings: a key's header addition holds the
+// field's '_' spelling too: CGI-style origins (PHP, WSGI, Rack) read
+// "X_Tenant" and "X-Tenant" both as HTTP_X_TENANT, and the proxy passes
+// both on. "X_Tenant: evil" was no tenant to the key, so the page the
+// origin made for tenant "evil" was served to every client without one.
+func TestCacheKeyHeaderNameSpellings(t *testing.T) {
+	s := startCacheSetup(t, &CacheConfig{Key: CacheKeySpec{Headers: []string{"X-Tenant"}}}, func(_ int64, w http.ResponseWriter, r *http.Request) {
+		tenant := "none"
+		for k, v := range r.Header {
+			if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), "X-Tenant") {
+				tenant = v[0]
+			}
+		}
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "tenant=%s", tenant)
+	})
+	for _, st := range []struct{ fields, want string }{
+		{"X_Tenant: evil\r\n", "tenant=evil"},
+		{"", "tenant=none"},
+		{"X-Tenant: a\r\n", "tenant=a"},
+		{"x_tenant: b\r\n", "tenant=b"},
+		{"X-Tenant: a\r\n", "tenant=a"},
+	} {
+		resp, body := rawRequest(t, s.addr, "GET /k HTTP/1.1\r\nHost: example.com\r\n"+st.fields+"Connection: close\r\n\r\n")
+		if body != st.want {
+			t.Fatalf("%q: got %q (%s), want %q", st.fields, body, resp.Header.Get("Cache-Status"), st.want)
+		}
+	}
+}
+
+// TestCacheVaryFieldSpellings: a Vary variant is chosen by the field's
+// '_' spelling too, for the same CGI-style origins: with "Vary: X-Tenant",
+// "X_Tenant: evil" selected the variant of no tenant, and the page made
+// for "evil" was served to every client without one.
+func TestCacheVaryFieldSpellings(t *testing.T) {
+	s := startCacheSetup(t, nil, func(_ int64, w http.ResponseWriter, r *http.Request) {
+		tenant := "none"
+		for k, v := range r.Header {
+			if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), "X-Tenant") {
+				tenant = v[0]
+			}
+		}
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "X-Tenant")
+		fmt.Fprintf(w, "tenant=%s", tenant)
+	})
+	for _, st := range []struct{ fields, want string }{
+		{"X_Tenant: evil\r\n", "tenant=evil"},
+		{"", "tenant=none"},
+		{"X-Tenant: a\r\n", "tenant=a"},
+		{"x_tenant: b\r\n", "tenant=b"},
+		{"X-Tenant: a\r\n", "tenant=a"},
+		{"X_Tenant: evil\r\n", "tenant=evil"},
+	} {
+		resp, body := rawRequest(t, s.addr, "GET /v HTTP/1.1\r\nHost: example.com\r\n"+st.fields+"Connection: close\r\n\r\n")
+		if body != st.want {
+			t.Fatalf("%q: got %q (%s), want %q", st.fields, body, resp.Header.Get("Cache-Status"), st.want)
+		}
 	}
 }
