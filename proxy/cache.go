@@ -32,6 +32,10 @@ type cacheState struct {
 	clientDone bool
 	invalidate bool // an unsafe method: invalidate on success (§4.4)
 	refused    bool // CacheHitFilter refused the stored response: no recheck
+	// refetch: the origin answered the revalidation of stale with a 304
+	// for another representation (cache.Selects): the request is sent
+	// again without validators, and stale stays for stale-if-error.
+	refetch bool
 	// fillFailed: the fill this request waited for (another node's, on
 	// a shared route) stored nothing; it goes to the origin uncached,
 	// and marks the key when the answer is unstorable (hit-for-pass).
@@ -173,8 +177,21 @@ func (s *Server[C]) cacheRequest(sess *Session, ctx C) (done bool, err error) {
 var overrideFields = []string{"X-Original-Url", "X-Rewrite-Url", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
 
 func hasOverrideField(h map[string][]string) bool {
+	for k, v := range h {
+		if len(v) > 0 && isOverrideField(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// isOverrideField reports whether field name k is one of overrideFields
+// in any case and with '_' for '-': a CGI-style origin (PHP's Symfony and
+// Zend) reads "X_Original_URL" as HTTP_X_ORIGINAL_URL, as it reads
+// X-Original-URL.
+func isOverrideField(k string) bool {
 	for _, f := range overrideFields {
-		if len(h[f]) > 0 {
+		if len(k) == len(f) && cache.SameFieldName(k, f) {
 			return true
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -93,7 +92,7 @@ func (s *Server[C]) refreshLater(sess *Session, f cache.Fill, obj cache.Object) 
 	src := sess.Req
 	h := make(http.Header, len(src.Header))
 	for k, v := range src.Header {
-		if k == "Range" || k == "If-Range" || k == "If-None-Match" || k == "If-Modified-Since" || slices.Contains(overrideFields, k) {
+		if k == "Range" || k == "If-Range" || k == "If-None-Match" || k == "If-Modified-Since" || isOverrideField(k) {
 			continue // a fill is of the whole response, of this URL and GET
 		}
 		// A copy: the connection's parser reuses its value slices for

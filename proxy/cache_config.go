@@ -3,10 +3,13 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/pingora-go/pingora-go/proxy/cache"
 )
@@ -57,9 +60,10 @@ type CacheKeySpec struct {
 	// Cookies are cookies whose values are added (default none).
 	Cookies []string
 	// Query, when non-nil, keeps only these query parameters, sorted by
-	// name (a repeated name's values in the order sent), in place of the
-	// whole query; an empty list drops the query (default
-	// nil: the whole query as sent).
+	// name (a repeated name's values in the order sent, and every
+	// spelling an origin may read as a kept name kept too: "ID", "i%64",
+	// "id[]", "x=1;id=2"), in place of the whole query; an empty list
+	// drops the query (default nil: the whole query as sent).
 	Query []string
 }
 
@@ -157,6 +161,7 @@ func DefaultCacheKey(s *Session) string {
 		// Lines apart: an origin reading the first line tells two lines
 		// from one line of the same values.
 		b.WriteString(strings.Join(r.Header.Values(h), "\n"))
+		keyFieldSpellings(&b, r.Header, h)
 	}
 	for _, c := range spec.Cookies {
 		b.WriteString("\x00c:" + c + "=")
@@ -165,28 +170,46 @@ func DefaultCacheKey(s *Session) string {
 	return b.String()
 }
 
+// keyFieldSpellings writes, after a mark, the name and values of every
+// other field of h that CGI-style origins read as field name
+// (cache.OtherSpellings: "X_Tenant" for X-Tenant), which the proxy passes
+// on. Without them a request with "X_Tenant: evil" had the key of the
+// request without a tenant.
+func keyFieldSpellings(b *strings.Builder, h http.Header, name string) {
+	for _, k := range cache.OtherSpellings(h, textproto.CanonicalMIMEHeaderKey(name)) {
+		b.WriteString("\x01" + k + "=")
+		b.WriteString(strings.Join(h[k], "\n"))
+	}
+}
+
 // keyCookie writes every value of cookie name in the Cookie lines, in
 // order, LF apart (no field value holds one), for the cache key. Origins
 // differ on a repeated cookie (Go's keeps the first, Python's the last)
 // and on spaces around the name and value, so each such spelling makes a
 // key of its own: the first value alone gave one key to requests an
 // origin answers differently, and a name with a space after it ("lang
-// =de"), read as lang by origins that trim, was no cookie at all.
+// =de"), read as lang by origins that trim, was no cookie at all. So
+// were the other spellings some origin reads as the name (queryNameForm:
+// "LANG" to ASP.NET, "l%61ng" and "lang[]" to PHP); one that is not the
+// plain name goes in whole, after a mark.
 func keyCookie(b *strings.Builder, lines []string, name string) {
 	n := 0
+	want := queryNameForm(name)
 	for _, line := range lines {
 		for line != "" {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
 			k, v, ok := strings.Cut(part, "=")
-			if !ok || strings.TrimSpace(k) != name {
+			if !ok || strings.TrimSpace(k) != name && queryNameForm(k) != want {
 				continue
 			}
 			if n > 0 {
 				b.WriteByte('\n')
 			}
 			if strings.TrimLeft(k, " \t") != name {
-				b.WriteByte('\x01') // "lang =": not the plain spelling
+				b.WriteByte('\x01') // "lang =", "LANG": not the plain spelling
+				b.WriteString(k)
+				b.WriteByte('=')
 			}
 			b.WriteString(v) // untrimmed, for the same reason
 			n++
@@ -197,7 +220,9 @@ func keyCookie(b *strings.Builder, lines []string, name string) {
 // selectQuery returns raw, or with keep set only the kept parameters in
 // name order. A name given more than once keeps its values in the order
 // sent: an origin reads the first, so "id=2&id=1" and "id=1&id=2" are two
-// answers and must be two keys (sorting whole pairs made them one).
+// answers and must be two keys (sorting whole pairs made them one). A
+// parameter is kept when any origin may read it as a kept name
+// (keptName), so that no spelling of one falls out of the key.
 func selectQuery(raw string, keep []string) string {
 	if keep == nil || raw == "" {
 		return raw
@@ -205,11 +230,7 @@ func selectQuery(raw string, keep []string) string {
 	type param struct{ name, pair string }
 	var kept []param
 	for _, p := range strings.Split(raw, "&") {
-		name, _, _ := strings.Cut(p, "=")
-		if n, err := url.QueryUnescape(name); err == nil {
-			name = n
-		}
-		if slices.Contains(keep, name) {
+		if name, ok := keptName(p, keep); ok {
 			kept = append(kept, param{name, p})
 		}
 	}
@@ -222,4 +243,45 @@ func selectQuery(raw string, keep []string) string {
 		b.WriteString(p.pair)
 	}
 	return b.String()
+}
+
+// keptName returns the kept name that the parameter pair may be read as,
+// by some origin: its name escaped ("i%64"), in another case ("ID":
+// ASP.NET's names ignore case), with spaces around it ("%20id": PHP drops
+// leading ones), as an array ("id[]", "id[0]": PHP, Rack), with '.' or a
+// space for '_' (PHP reads "user.id" as user_id), or after a ';' in the
+// pair ("x=1;id=2": Rack 2 and others split on ';' too). Keeping more
+// pairs than an origin reads only makes more keys; dropping one it reads
+// let a request with "?ID=evil" fill the key of the page without id
+// (parameter cloaking).
+func keptName(pair string, keep []string) (string, bool) {
+	for part := range strings.SplitSeq(pair, ";") {
+		name, _, _ := strings.Cut(part, "=")
+		n := queryNameForm(name)
+		for _, k := range keep {
+			if n == queryNameForm(k) {
+				return k, true
+			}
+		}
+	}
+	return "", false
+}
+
+// queryNameForm is the form of a query parameter name that keptName
+// compares: unescaped, trimmed, without an array suffix, lower case, and
+// '.' and ' ' as '_'.
+func queryNameForm(name string) string {
+	if n, err := url.QueryUnescape(name); err == nil {
+		name = n
+	}
+	name = strings.TrimSpace(name)
+	if i := strings.IndexByte(name, '['); i > 0 {
+		name = name[:i]
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == ' ' {
+			return '_'
+		}
+		return unicode.ToLower(r)
+	}, name)
 }

@@ -23,7 +23,7 @@ func (s *Server[C]) prepareFill(sess *Session, req *RequestHeader) {
 	for _, k := range cache.Conditionals {
 		delete(req.Header, k)
 	}
-	if cs.stale != nil {
+	if cs.stale != nil && !cs.refetch {
 		cache.AddValidators(req.Header, cs.stale.Meta())
 	}
 	cs.reqTime = s.clock.Now()
@@ -43,7 +43,10 @@ func (s *Server[C]) cacheResponse(sess *Session, ctx C, ex exchange, resp *Respo
 	}
 	if cs.stale != nil {
 		switch {
-		case resp.Status == http.StatusNotModified && cs.fill != nil:
+		case resp.Status == http.StatusNotModified && cs.fill != nil && !cs.refetch:
+			if !cache.Selects(cs.stale.Meta().Header, resp.Header) {
+				return true, s.refetch(sess, ctx, ex)
+			}
 			return true, s.refreshStale(sess, ctx, ex, resp)
 		case serverError(resp.Status) && s.staleUsableOnError(sess):
 			ex.release(false)
@@ -89,10 +92,33 @@ func (s *Server[C]) decideMeta(sess *Session, ctx C, resp *ResponseHeader) (*cac
 			return nil, d, err
 		}
 	}
-	if _, star := cache.VaryFields(resp.Header); star && d.Store {
+	switch fields, star := cache.VaryFields(resp.Header); {
+	case !d.Store:
+	case star:
 		d.Store, d.Reason = false, "vary-star" // §4.1: it could never be used
+	case variesOnClientAddr(fields):
+		d.Store, d.Reason = false, "vary-client"
 	}
 	return cache.NewMeta(x, cs.reqTime, d), d, nil
+}
+
+// variesOnClientAddr reports whether a response's Vary fields name
+// X-Forwarded-For (in any spelling: '_' for '-' reads the same to a
+// CGI-style origin). The origin saw that field as this proxy wrote it,
+// ending with the client's address (buildUpstreamRequest), but a variant
+// is selected by the fields of the request as it arrived, where an
+// untrusted client's is removed: every client would select the variant
+// of the first, and get the page the origin made for that client's
+// address. Keying the variant on the address instead would store one
+// variant per client, which is no cache at all: such a response is not
+// stored.
+func variesOnClientAddr(fields []string) bool {
+	for _, f := range fields {
+		if fieldNameIs(f, "x-forwarded-for") {
+			return true
+		}
+	}
+	return false
 }
 
 // startFill stores the response as it streams, when it may be stored;
@@ -278,6 +304,19 @@ func (s *Server[C]) refreshStale(sess *Session, ctx C, ex exchange, resp *Respon
 		return &Error{Kind: KindInternal, Source: Internal, Err: err}
 	}
 	return err
+}
+
+// refetch answers a revalidation whose 304 is about another
+// representation than the stored one (cache.Selects): the stored
+// response is not refreshed, and the request goes to the same peer again
+// (a new attempt: its upstream request built anew, through the phases)
+// without validators, its answer stored as a new response would be
+// (Cache-Status fwd=stale, fwd-status of that answer). A 304 to that
+// request refreshes nothing either: it is the origin's answer, passed on.
+func (s *Server[C]) refetch(sess *Session, ctx C, ex exchange) error {
+	drain(ex)
+	sess.cache.refetch = true
+	return s.attempt(sess, ctx, sess.Peer, sess.body)
 }
 
 // drain reads a bodiless response to its end so its connection is reused.

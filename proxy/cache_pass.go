@@ -7,9 +7,9 @@ import (
 )
 
 // Hit-for-pass: a key whose response was just found unstorable for a
-// reason of the response itself (private, no-store, Set-Cookie, Vary: *,
-// no freshness, too large, the ResponseCacheFilter's refusal) is
-// remembered for hitForPassTTL. A miss on it then goes to the origin at
+// reason of the response itself (private, no-store, Set-Cookie, Vary: *
+// or X-Forwarded-For, no freshness, too large, the ResponseCacheFilter's
+// refusal) is remembered for hitForPassTTL. A miss on it then goes to the origin at
 // once, without the key's lock: requests for an uncacheable URL no longer
 // queue behind each other's fetch one at a time (collapsed forwarding
 // only delays them), and on a shared route a node no longer asks the
@@ -35,7 +35,7 @@ const (
 
 // passReasons are the reasons not to store that mark their key.
 var passReasons = map[string]bool{
-	"no-store": true, "private": true, "set-cookie": true, "vary-star": true,
+	"no-store": true, "private": true, "set-cookie": true, "vary-star": true, "vary-client": true,
 	"no-freshness": true, "must-understand": true, "too_large": true, "filter": true,
 }
 

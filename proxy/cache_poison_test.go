@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -166,18 +168,29 @@ func TestCacheKeyFieldSpellings(t *testing.T) {
 // got it from the cache. Such a response is not stored, as a GET with a
 // body is not; a stored response still answers such a request.
 func TestCacheOverrideFieldsNotStored(t *testing.T) {
-	for _, field := range []string{"X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"} {
+	// The '_' spellings too: PHP (Symfony, Zend) reads X_Original_URL as
+	// HTTP_X_ORIGINAL_URL, as it reads X-Original-URL; they were stored.
+	for _, field := range []string{"X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
+		"X_Original_URL", "x_http_method_override"} {
 		t.Run(field, func(t *testing.T) {
 			s := startCacheSetup(t, nil, func(n int64, w http.ResponseWriter, r *http.Request) {
+				get := func(f string) string { // as a CGI-style origin reads fields
+					for k, v := range r.Header {
+						if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), f) {
+							return v[0]
+						}
+					}
+					return ""
+				}
 				page := r.URL.Path
 				for _, f := range []string{"X-Original-URL", "X-Rewrite-URL"} {
-					if v := r.Header.Get(f); v != "" {
+					if v := get(f); v != "" {
 						page = v // as IIS's URL rewrite and Symfony read it
 					}
 				}
 				method := r.Method
 				for _, f := range []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"} {
-					if v := r.Header.Get(f); v != "" {
+					if v := get(f); v != "" {
 						method = v
 					}
 				}
@@ -239,5 +252,182 @@ func TestCacheOverrideFieldsNotRefreshed(t *testing.T) {
 	defer r.Close()
 	if b, _ := io.ReadAll(r); !strings.HasSuffix(string(b), " /f") {
 		t.Fatalf("FillCache stored %q", b)
+	}
+}
+
+// clientFrom is an HTTP/1.1 client whose connections come from the
+// loopback address ip; it skips the test where that address cannot be
+// bound (only Linux routes all of 127/8 to lo by default).
+func clientFrom(t *testing.T, ip string) *http.Client {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Skipf("cannot use %s as a client address: %v", ip, err)
+	}
+	l.Close()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DisableCompression: true, DialContext: d.DialContext}, Timeout: 30 * time.Second}
+}
+
+// TestCacheVaryForwardedForNotStored: an origin that answers each client
+// address its own page and says so with "Vary: X-Forwarded-For" saw that
+// field as the proxy wrote it (the client's address), but the variant was
+// selected by the request as it arrived, where an untrusted client's
+// X-Forwarded-For is removed: the page made for the first client was
+// stored as the variant of "no X-Forwarded-For" and served to every other
+// client (127.0.0.3 got "for 127.0.0.2", a hit). Such a response is not
+// stored (detail=vary-client), in any spelling of the field.
+func TestCacheVaryForwardedForNotStored(t *testing.T) {
+	for _, vary := range []string{"X-Forwarded-For", "accept-encoding, x_forwarded_for"} {
+		t.Run(vary, func(t *testing.T) {
+			s := startCacheSetup(t, nil, func(_ int64, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "max-age=60")
+				w.Header().Set("Vary", vary)
+				fmt.Fprintf(w, "for %s", r.Header.Get("X-Forwarded-For"))
+			})
+			for i, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.2"} {
+				resp, body := s.do(t, clientFrom(t, ip), "GET", "/a", nil)
+				if body != "for "+ip {
+					t.Fatalf("request %d from %s got %q (Cache-Status %q)", i, ip, body, resp.Header.Get("Cache-Status"))
+				}
+				if n := s.origin.n.Load(); n != int64(i+1) {
+					t.Fatalf("request %d: the origin saw %d requests, want %d", i, n, i+1)
+				}
+				if got := cacheStatusOf(resp); i == 0 && got != "fwd=miss; fwd-status=200; detail=vary-client" {
+					t.Fatalf("first request: Cache-Status %q", got)
+				}
+			}
+		})
+	}
+}
+
+// TestCacheKeyQueryNameSpellings: with a key that keeps only some query
+// parameters, a spelling of a kept name that an origin reads as that
+// name must not be dropped from the key (parameter cloaking). Each was:
+// "?ID=evil" (ASP.NET reads names in any case), "?x=1;id=evil" (Rack 2
+// and other origins that split on ';'), "?%20id=evil" (PHP drops a
+// name's leading spaces) and "?id[]=evil" (PHP: id an array) had the
+// key of the page without id, so the page the origin made from "evil"
+// was served to every client asking for it.
+func TestCacheKeyQueryNameSpellings(t *testing.T) {
+	for _, q := range []string{"ID=evil", "x=1;id=evil", "%20id=evil", "id%20=evil", "id[]=evil", "Id%5B0%5D=evil"} {
+		t.Run(q, func(t *testing.T) {
+			s := startCacheSetup(t, &CacheConfig{Key: CacheKeySpec{Query: []string{"id"}}}, func(_ int64, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "max-age=60")
+				// An origin that reads every spelling above as id.
+				id := "none"
+				for _, p := range strings.FieldsFunc(r.URL.RawQuery, func(c rune) bool { return c == '&' || c == ';' }) {
+					name, v, _ := strings.Cut(p, "=")
+					name, _ = url.QueryUnescape(name)
+					name, _, _ = strings.Cut(strings.ToLower(strings.TrimSpace(name)), "[")
+					if name == "id" {
+						id = v
+					}
+				}
+				fmt.Fprintf(w, "id=%s", id)
+			})
+			c := h1Client()
+			if _, body := s.do(t, c, "GET", "/p?"+q, nil); body != "id=evil" {
+				t.Fatalf("the cloaked request: %q", body)
+			}
+			if resp, body := s.do(t, c, "GET", "/p", nil); body != "id=none" {
+				t.Fatalf("/p got %q (%s), the answer to ?%s", body, cacheStatusOf(resp), q)
+			}
+		})
+	}
+}
+
+// TestCacheKeyCookieNameSpellings: a key's cookie addition holds every
+// spelling of the cookie's name an origin reads as it: "LANG" (ASP.NET's
+// cookie names ignore case), "l%61ng" and "lang[]" (PHP decodes cookie
+// names and reads brackets as an array), " lang" after a ';' with a tab.
+// Each was no lang at all to the key, so the page the origin made for
+// "fr" was stored as the one for no lang and served to every client.
+func TestCacheKeyCookieNameSpellings(t *testing.T) {
+	for _, cookie := range []string{"LANG=fr", "l%61ng=fr", "lang[]=fr", "a=1;\tlang=fr"} {
+		t.Run(cookie, func(t *testing.T) {
+			s := startCacheSetup(t, &CacheConfig{Key: CacheKeySpec{Cookies: []string{"lang"}}}, func(_ int64, w http.ResponseWriter, r *http.Request) {
+				lang := "none"
+				for _, line := range r.Header["Cookie"] {
+					for _, c := range strings.Split(line, ";") {
+						name, v, _ := strings.Cut(c, "=")
+						name, _ = url.QueryUnescape(name)
+						if name, _, _ = strings.Cut(strings.ToLower(strings.TrimSpace(name)), "["); name == "lang" {
+							lang = v
+						}
+					}
+				}
+				w.Header().Set("Cache-Control", "max-age=60")
+				fmt.Fprintf(w, "lang=%s", lang)
+			})
+			c := h1Client()
+			if _, body := s.do(t, c, "GET", "/p", http.Header{"Cookie": {cookie}}); body != "lang=fr" {
+				t.Fatalf("the cookie's request: %q", body)
+			}
+			if resp, body := s.do(t, c, "GET", "/p", nil); body != "lang=none" {
+				t.Fatalf("/p got %q (%s), the answer to Cookie: %s", body, cacheStatusOf(resp), cookie)
+			}
+		})
+	}
+}
+
+// TestCacheKeyHeaderNameSpellings: a key's header addition holds the
+// field's '_' spelling too: CGI-style origins (PHP, WSGI, Rack) read
+// "X_Tenant" and "X-Tenant" both as HTTP_X_TENANT, and the proxy passes
+// both on. "X_Tenant: evil" was no tenant to the key, so the page the
+// origin made for tenant "evil" was served to every client without one.
+func TestCacheKeyHeaderNameSpellings(t *testing.T) {
+	s := startCacheSetup(t, &CacheConfig{Key: CacheKeySpec{Headers: []string{"X-Tenant"}}}, func(_ int64, w http.ResponseWriter, r *http.Request) {
+		tenant := "none"
+		for k, v := range r.Header {
+			if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), "X-Tenant") {
+				tenant = v[0]
+			}
+		}
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "tenant=%s", tenant)
+	})
+	for _, st := range []struct{ fields, want string }{
+		{"X_Tenant: evil\r\n", "tenant=evil"},
+		{"", "tenant=none"},
+		{"X-Tenant: a\r\n", "tenant=a"},
+		{"x_tenant: b\r\n", "tenant=b"},
+		{"X-Tenant: a\r\n", "tenant=a"},
+	} {
+		resp, body := rawRequest(t, s.addr, "GET /k HTTP/1.1\r\nHost: example.com\r\n"+st.fields+"Connection: close\r\n\r\n")
+		if body != st.want {
+			t.Fatalf("%q: got %q (%s), want %q", st.fields, body, resp.Header.Get("Cache-Status"), st.want)
+		}
+	}
+}
+
+// TestCacheVaryFieldSpellings: a Vary variant is chosen by the field's
+// '_' spelling too, for the same CGI-style origins: with "Vary: X-Tenant",
+// "X_Tenant: evil" selected the variant of no tenant, and the page made
+// for "evil" was served to every client without one.
+func TestCacheVaryFieldSpellings(t *testing.T) {
+	s := startCacheSetup(t, nil, func(_ int64, w http.ResponseWriter, r *http.Request) {
+		tenant := "none"
+		for k, v := range r.Header {
+			if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), "X-Tenant") {
+				tenant = v[0]
+			}
+		}
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "X-Tenant")
+		fmt.Fprintf(w, "tenant=%s", tenant)
+	})
+	for _, st := range []struct{ fields, want string }{
+		{"X_Tenant: evil\r\n", "tenant=evil"},
+		{"", "tenant=none"},
+		{"X-Tenant: a\r\n", "tenant=a"},
+		{"x_tenant: b\r\n", "tenant=b"},
+		{"X-Tenant: a\r\n", "tenant=a"},
+		{"X_Tenant: evil\r\n", "tenant=evil"},
+	} {
+		resp, body := rawRequest(t, s.addr, "GET /v HTTP/1.1\r\nHost: example.com\r\n"+st.fields+"Connection: close\r\n\r\n")
+		if body != st.want {
+			t.Fatalf("%q: got %q (%s), want %q", st.fields, body, resp.Header.Get("Cache-Status"), st.want)
+		}
 	}
 }

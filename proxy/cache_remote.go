@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/pingora-go/pingora-go/proxy/cache"
@@ -50,7 +49,7 @@ func (s *Server[C]) FillCache(ctx context.Context, f CacheFill) {
 	src := f.Request
 	h := make(http.Header, len(src.Header))
 	for k, v := range src.Header {
-		if k == "Range" || k == "If-Range" || slices.Contains(overrideFields, k) {
+		if k == "Range" || k == "If-Range" || isOverrideField(k) {
 			continue // a fill is always of the whole response, of this URL and GET
 		}
 		h[k] = append([]string(nil), v...)

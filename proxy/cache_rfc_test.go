@@ -237,6 +237,27 @@ func varyValidationCases() []cacheCase {
 			{advance: 61 * time.Second, body: "body", cs: "fwd=stale; fwd-status=304", origin: 2, want: map[string]string{"X-Seen": "2", "Content-Length": "4"}},
 			{advance: 30 * time.Second, body: "body", cs: "hit", origin: 2, want: map[string]string{"X-Seen": "2", "Age": "30"}},
 		}},
+		{section: "§4.3.4 a 304 for another representation updates nothing: the request goes again without validators", origin: func(n int64, w http.ResponseWriter, r *http.Request) {
+			// An origin that judges If-Modified-Since alone: its file
+			// changed ("b") but kept its time, as a deploy may leave it.
+			tag, body := `"a"`, "old"
+			if n > 1 {
+				tag, body = `"b"`, "new"
+			}
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.Header().Set("Etag", tag)
+			w.Header().Set("Last-Modified", "Mon, 07 Dec 2026 00:00:00 GMT")
+			if r.Header.Get("If-Modified-Since") != "" {
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			io.WriteString(w, body)
+		}, steps: []cacheStep{
+			{body: "old", origin: 1},
+			{advance: 61 * time.Second, body: "new", cs: "fwd=stale; fwd-status=200; stored", origin: 3, want: map[string]string{"Etag": `"b"`}},
+			{advance: 30 * time.Second, body: "new", cs: "hit", origin: 3, want: map[string]string{"Etag": `"b"`}},
+			{advance: 31 * time.Second, body: "new", cs: "fwd=stale; fwd-status=304", origin: 4, want: map[string]string{"Etag": `"b"`}},
+		}},
 		{section: "§4.3.2 a client's If-None-Match is answered 304 from the cache", origin: maxAge60, steps: []cacheStep{
 			{body: "v1", origin: 1},
 			{header: h("If-None-Match", `"v1"`), status: 304, body: "", cs: "hit", origin: 1, want: map[string]string{"Etag": `"v1"`, "Age": "0"}},

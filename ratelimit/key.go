@@ -136,6 +136,9 @@ func (src *source) value(r *Request) (string, bool) {
 		return r.Path, r.Path != ""
 	case kindHeader:
 		v := r.Header[src.name]
+		if len(v) == 0 {
+			v = otherSpelling(r.Header, src.name)
+		}
 		if len(v) == 0 || v[0] == "" {
 			return "", false
 		}
@@ -172,6 +175,45 @@ func (k *Key) build(r *Request, buf func() *[maxKeyLen]byte) (string, bool) {
 		return "", false
 	}
 	return unsafe.String(unsafe.SliceData(b), len(b)), true
+}
+
+// otherSpelling returns the values of a field of h that CGI-style origins
+// (PHP, WSGI, Rack) read as the canonical name: the same name in another
+// case or with '_' for '-' ("X_Api_Key" as HTTP_X_API_KEY), which the
+// proxy passes on. A request that sent its key so spelt had no key, and
+// was not counted by the rule. When several such fields exist the least
+// in byte order is taken, so that the choice does not follow a map's
+// order.
+func otherSpelling(h map[string][]string, name string) []string {
+	var best string
+	var vals []string
+	for k, v := range h {
+		if len(k) == len(name) && sameFieldName(k, name) && (vals == nil || k < best) {
+			best, vals = k, v
+		}
+	}
+	return vals
+}
+
+// sameFieldName reports whether field names a and b, of one length, are
+// equal but for case and '_' for '-'.
+func sameFieldName(a, b string) bool {
+	for i := 0; i < len(a); i++ {
+		if foldName(a[i]) != foldName(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func foldName(c byte) byte {
+	switch {
+	case c == '_':
+		return '-'
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // cookieValue finds name among Cookie fields without allocating.

@@ -214,6 +214,23 @@ func TestKeySpellingsShareACounter(t *testing.T) {
 	}
 }
 
+// TestKeyHeaderSpellingsShareACounter: a key header spelt with '_' for
+// '-' or in another case is the same key: CGI-style origins (PHP, WSGI,
+// Rack) read "X_Api_Key" as HTTP_X_API_KEY, as they read X-Api-Key, and
+// the proxy passes it on; it was no key at all, so a client sending its
+// key so spelt was never counted by the rule.
+func TestKeyHeaderSpellingsShareACounter(t *testing.T) {
+	l, _ := newTestLimiter(t, Rule{Name: "k", Limit: 1, Period: time.Minute, Key: "header:x-api-key"})
+	for i, h := range []http.Header{{"X-Api-Key": {"k1"}}, {"X_Api_Key": {"k1"}}, {"X_api_key": {"k1"}}, {"X-Api_Key": {"k1"}}} {
+		if got := l.Decide(&Request{Method: "GET", Path: "/", Header: h}, 0, 0).Allow; got != (i == 0) {
+			t.Errorf("spelling %d (%v) allowed=%v, want %v: it is the first's key", i, h, got, i == 0)
+		}
+	}
+	if !l.Decide(&Request{Method: "GET", Path: "/", Header: http.Header{"X_Api_Key": {"k2"}}}, 0, 0).Allow {
+		t.Error("another key so spelt was counted with k1")
+	}
+}
+
 // TestGlobalSolo: with no ring a global rule is global over one node: it
 // holds its limit, through leases from itself.
 func TestGlobalSolo(t *testing.T) {

@@ -250,6 +250,28 @@ func TestRFC9111Validation(t *testing.T) {
 			t.Fatalf("merged %v", m)
 		}
 	})
+	t.Run("§4.3.4 a 304 updates only the representation it names", func(t *testing.T) {
+		weak := hdr("Etag", `W/"v1"`, "Last-Modified", date(-time.Hour))
+		for _, tc := range []struct {
+			name         string
+			stored, resp http.Header
+			want         bool
+		}{
+			{"the same strong tag", stored, hdr("Etag", `"v1"`), true},
+			{"another strong tag", stored, hdr("Etag", `"v2"`, "Last-Modified", date(-time.Hour)), false},
+			{"a strong tag for a weak stored one", weak, hdr("Etag", `"v1"`), false},
+			{"the same weak tag", weak, hdr("Etag", `W/"v1"`), true},
+			{"a weak tag of the stored strong one", stored, hdr("Etag", `W/"v1"`), true},
+			{"a tag, the stored response has none", hdr("Last-Modified", date(-time.Hour)), hdr("Etag", `"v1"`), false},
+			{"no tag, the same Last-Modified", stored, hdr("Last-Modified", date(-time.Hour)), true},
+			{"no tag, another Last-Modified", stored, hdr("Last-Modified", date(0)), false},
+			{"no validator at all", stored, hdr("Cache-Control", "max-age=60"), true},
+		} {
+			if got := Selects(tc.stored, tc.resp); got != tc.want {
+				t.Errorf("%s: Selects = %v, want %v", tc.name, got, tc.want)
+			}
+		}
+	})
 	t.Run("RFC 9110 §15.4.5 a 304 carries only its fields", func(t *testing.T) {
 		h := NotModifiedHeader(hdr("Etag", `"v1"`, "Content-Type", "text/plain", "Content-Length", "5", "Age", "3"))
 		if len(h) != 2 || h.Get("Etag") == "" || h.Get("Age") != "3" {

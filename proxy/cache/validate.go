@@ -48,6 +48,30 @@ func Merge304(stored, notModified http.Header) http.Header {
 	return h
 }
 
+// Selects reports whether a 304 answering a revalidation of the stored
+// response with fields stored is about that response, so that it may
+// update it (RFC 9111 §4.3.4): an entity tag in the 304 must match the
+// stored one (strongly when the 304's is strong), and a Last-Modified in
+// a 304 without one must equal the stored one. A 304 naming another
+// representation (an origin that judged If-Modified-Since alone, after a
+// change within the same second or a deploy that kept the files' times)
+// must update nothing: merged, its validator labelled the old body as
+// the new one, and every later revalidation sent that validator and was
+// confirmed, so the old body was served for as long as the origin ran.
+// A 304 with neither field selects the response whose validators were
+// sent.
+func Selects(stored, notModified http.Header) bool {
+	if tag := notModified.Get("Etag"); tag != "" {
+		return etagMatch(tag, stored.Get("Etag"), !strings.HasPrefix(tag, "W/"))
+	}
+	if lm := notModified.Get("Last-Modified"); lm != "" {
+		if old := stored.Get("Last-Modified"); old != "" && old != lm {
+			return false
+		}
+	}
+	return true
+}
+
 // NotModified reports whether a GET or HEAD request's preconditions make a
 // stored 200 response "304 Not Modified" for it (RFC 9111 §4.3.2, RFC 9110
 // §13.1.2, §13.1.3): If-None-Match by weak comparison; else

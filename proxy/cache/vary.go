@@ -46,12 +46,16 @@ func IndexMeta(id string, fields []string) *Meta {
 // fields req selects under the index v: the request's values of v.Fields,
 // normalized (lines joined, blanks around commas dropped, §4.1) and hashed
 // with SHA-256, so a header value cannot forge another variant's key.
+// The values of a field's other spellings count too (OtherSpellings).
 func VariantKey(primary string, v *Variants, req http.Header) string {
 	h := sha256.New()
 	for _, f := range v.Fields {
 		h.Write([]byte(f))
 		h.Write([]byte{':'})
 		h.Write([]byte(normalizeValues(req[f])))
+		for _, k := range OtherSpellings(req, f) {
+			h.Write([]byte("\x00" + k + ":" + normalizeValues(req[k])))
+		}
 		h.Write([]byte{'\n'})
 	}
 	var sum [sha256.Size]byte
@@ -78,3 +82,41 @@ func normalizeValues(vals []string) string {
 
 // SameFields reports whether two sorted field lists are equal.
 func SameFields(a, b []string) bool { return slices.Equal(a, b) }
+
+// OtherSpellings returns, sorted, the fields of req other than canonical
+// name f that CGI-style origins (PHP, WSGI, Rack) read as f, as
+// HTTP_X_TENANT: f in another case or with '_' for '-' ("X_Tenant"), which
+// a proxy passes on. An origin whose response varies on X-Tenant then
+// answers "X_Tenant: evil" as tenant evil; had that request selected the
+// variant of no tenant, its page would be stored as that variant.
+func OtherSpellings(req http.Header, f string) []string {
+	var out []string
+	for k := range req {
+		if len(k) == len(f) && k != f && SameFieldName(k, f) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// SameFieldName reports whether field names a and b, of one length, are
+// one to a CGI-style origin: equal but for case and '_' for '-'.
+func SameFieldName(a, b string) bool {
+	for i := 0; i < len(a); i++ {
+		if fold(a[i]) != fold(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func fold(c byte) byte {
+	switch {
+	case c == '_':
+		return '-'
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	}
+	return c
+}
