@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -83,4 +86,95 @@ func TestRevalidated304MergedBeforePooled(t *testing.T) {
 		t.Fatalf("third request: Cache-Status %q, want a hit", got)
 	}
 	check("hit after the revalidation", resp, body)
+}
+
+// holdConn is an origin's socket under its TLS that can hold what TLS
+// writes and send it in one write: two records in one segment, which the
+// reader's TLS then reads from the socket together.
+type holdConn struct {
+	net.Conn
+	hold bool
+	buf  []byte
+}
+
+func (h *holdConn) Write(b []byte) (int, error) {
+	if h.hold {
+		h.buf = append(h.buf, b...)
+		return len(b), nil
+	}
+	return h.Conn.Write(b)
+}
+
+func (h *holdConn) flush() error {
+	h.hold = false
+	_, err := h.Conn.Write(h.buf)
+	h.buf = nil
+	return err
+}
+
+// TestTLSUpstreamStrayBytesNotPooled: an HTTPS upstream that sends bytes
+// after the response it owed (a second response) in a record of their
+// own, in the same segment, leaves them in the connection's TLS buffers,
+// read off the socket with the response: the pool's peek at the socket
+// saw nothing, and the next request to take the connection, another
+// client's, got them as its answer. The connection is not reused.
+func TestTLSUpstreamStrayBytesNotPooled(t *testing.T) {
+	ca := newTestCA(t)
+	cert := ca.issue(t, "origin.test", "127.0.0.1")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var first atomic.Bool
+	first.Store(true)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				hc := &holdConn{Conn: nc}
+				tc := tls.Server(hc, &tls.Config{Certificates: []tls.Certificate{cert}})
+				br := bufio.NewReader(tc)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if first.CompareAndSwap(true, false) {
+						hc.hold = true
+						io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+						io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
+						if hc.flush() != nil {
+							return
+						}
+						continue
+					}
+					body := "fresh" + req.URL.Path
+					fmt.Fprintf(tc, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				}
+			}()
+		}
+	}()
+	peer := &Peer{Addr: ln.Addr().String(), RootCAs: ca.pool, SNI: "origin.test", TLS: true}
+	p := startProxy(t, routerFor(t, peer), Config{}, ListenerConfig{Name: "http"})
+	if _, body := mustGet(t, h1Client(), "http://"+p.addr+"/a"); body != "first" {
+		t.Fatalf("first response %q", body)
+	}
+	waitFor(t, 5*time.Second, "the connection back in the pool", func() bool { return p.srv.pool.idleCount(peer.poolKey()) == 1 })
+	if _, body := mustGet(t, h1Client(), "http://"+p.addr+"/b"); body != "fresh/b" {
+		t.Fatalf("another client's response %q, want \"fresh/b\": the bytes the upstream sent after the first response", body)
+	}
+	// A connection whose TLS holds nothing more is reused as before.
+	waitFor(t, 5*time.Second, "the second connection back in the pool", func() bool { return p.srv.pool.idleCount(peer.poolKey()) == 1 })
+	if _, body := mustGet(t, h1Client(), "http://"+p.addr+"/c"); body != "fresh/c" {
+		t.Fatalf("third response %q", body)
+	}
+	if reused, created := counterValue(p.srv.metrics.connsReused), counterValue(p.srv.metrics.connsCreated); reused != 1 || created != 2 {
+		t.Fatalf("%v connections reused and %v created, want 1 and 2", reused, created)
+	}
 }
