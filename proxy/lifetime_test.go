@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -177,4 +179,148 @@ func TestTLSUpstreamStrayBytesNotPooled(t *testing.T) {
 	if reused, created := counterValue(p.srv.metrics.connsReused), counterValue(p.srv.metrics.connsCreated); reused != 1 || created != 2 {
 		t.Fatalf("%v connections reused and %v created, want 1 and 2", reused, created)
 	}
+}
+
+// crossTalkBody is the body the cross-talk origin answers request id
+// with: size bytes that name the request all along, so that a piece of
+// another request's body anywhere in it shows.
+func crossTalkBody(id string, size int) []byte {
+	unit := []byte("<" + id + ">")
+	b := make([]byte, 0, size+len(unit))
+	for len(b) < size {
+		b = append(b, unit...)
+	}
+	return b[:size]
+}
+
+var crossTalkSizes = []int{0, 7, 3000, 20 << 10, 40 << 10, 300 << 10}
+
+// TestPooledConnectionsNoCrossTalk is a stress test of the lifetimes of
+// connections, buffers and pooled objects: clients over HTTP/1.1 (kept
+// alive, and a connection per request) and HTTP/2 send requests at once
+// through one proxy to one origin (plain and TLS), with bodies of every
+// size (the small ones go out with their head, the large ones through
+// splice over plain TCP), request bodies echoed, HEAD requests, and
+// clients that leave in the middle of a response. Every response that
+// arrives whole must be its own request's: a socket, a buffer or an
+// upstream connection that served two requests at once, or went back to
+// a pool while in use, mixes them. Run it with -race.
+func TestPooledConnectionsNoCrossTalk(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stress test")
+	}
+	for _, mode := range []originMode{originH1, originH1TLS} {
+		t.Run(map[originMode]string{originH1: "plain", originH1TLS: "tls"}[mode], func(t *testing.T) {
+			var ca *testCA
+			if mode == originH1TLS {
+				ca = newTestCA(t)
+			}
+			peer := startOrigin(t, mode, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				id := r.Header.Get("X-Id")
+				var size int
+				fmt.Sscan(r.URL.Query().Get("size"), &size)
+				w.Header().Set("X-Id", id)
+				if r.Method == http.MethodPost {
+					b, err := io.ReadAll(r.Body)
+					if err != nil {
+						return
+					}
+					w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+					w.Write(b)
+					return
+				}
+				w.Header().Set("Content-Length", fmt.Sprint(size))
+				if r.Method == http.MethodHead {
+					return
+				}
+				w.Write(crossTalkBody(id, size))
+			}))
+			p := startProxy(t, routerFor(t, peer), Config{Pool: PoolConfig{MaxIdlePerPeer: 4}}, ListenerConfig{Name: "http", H2C: true})
+			clients := map[string]*http.Client{
+				"keepalive": h1Client(),
+				"perconn":   {Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true}, Timeout: 30 * time.Second},
+				"h2c":       h2cClient(),
+			}
+			const workers, perWorker = 12, 25
+			errs := make(chan error, workers*perWorker)
+			done := make(chan struct{})
+			var running atomic.Int32
+			running.Store(workers)
+			for w := range workers {
+				name := []string{"keepalive", "perconn", "h2c"}[w%3]
+				c := clients[name]
+				go func() {
+					defer func() {
+						if running.Add(-1) == 0 {
+							close(done)
+						}
+					}()
+					for i := range perWorker {
+						id := fmt.Sprintf("%s-%d-%d", name, w, i)
+						size := crossTalkSizes[(w+i)%len(crossTalkSizes)]
+						if err := crossTalkOnce(p.addr, c, id, size, i%7); err != nil {
+							errs <- fmt.Errorf("%s (size %d): %w", id, size, err)
+						}
+					}
+				}()
+			}
+			select {
+			case <-done:
+			case <-time.After(2 * time.Minute):
+				t.Fatal("the clients did not finish in 2 minutes")
+			}
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// crossTalkOnce sends one request of TestPooledConnectionsNoCrossTalk;
+// kind picks the method and whether the client leaves early.
+func crossTalkOnce(addr string, c *http.Client, id string, size, kind int) error {
+	method, body := http.MethodGet, io.Reader(nil)
+	switch kind {
+	case 1:
+		method = http.MethodHead
+	case 2:
+		method, body = http.MethodPost, bytes.NewReader(crossTalkBody(id, size))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, fmt.Sprintf("http://%s/x?size=%d", addr, size), body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Id", id)
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if got := resp.Header.Get("X-Id"); resp.StatusCode != http.StatusOK || got != id {
+		return fmt.Errorf("status %d, X-Id %q; want 200 and its own", resp.StatusCode, got)
+	}
+	if kind == 3 && size > 0 { // the client leaves after the first bytes
+		_, err := io.ReadFull(resp.Body, make([]byte, 1))
+		cancel()
+		return err
+	}
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	want := crossTalkBody(id, size)
+	if method == http.MethodHead {
+		want = nil
+	}
+	if !bytes.Equal(got, want) {
+		i := 0
+		for i < len(got) && i < len(want) && got[i] == want[i] {
+			i++
+		}
+		return fmt.Errorf("body of %d bytes differs from the %d expected at byte %d: %.40q", len(got), len(want), i, got[i:])
+	}
+	return nil
 }
