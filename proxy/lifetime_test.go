@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/pingora-go/pingora-go/proxy/h2"
 )
 
 // TestRevalidated304MergedBeforePooled: a stale response the origin
@@ -323,4 +329,82 @@ func crossTalkOnce(addr string, c *http.Client, id string, size, kind int) error
 		return fmt.Errorf("body of %d bytes differs from the %d expected at byte %d: %.40q", len(got), len(want), i, got[i:])
 	}
 	return nil
+}
+
+// earlyApp answers every request itself, without reading its body.
+type earlyApp struct{}
+
+func (earlyApp) NewCtx() struct{} { return struct{}{} }
+func (earlyApp) UpstreamPeer(*Session, struct{}) (*Peer, error) {
+	return nil, errors.New("earlyApp has no peer")
+}
+func (earlyApp) RequestFilter(s *Session, _ struct{}) (bool, error) {
+	return true, s.Respond(http.StatusOK, nil, []byte("early"))
+}
+
+// TestH2ResetAfterSessionPooled: an HTTP/2 stream's reset hook is its
+// session's abortUpstream, which cuts the session's upstream head wait.
+// The h2 server clears the hook when the handler has returned, after
+// serve put the session back in its pool, where another stream, another
+// client's, may have taken it: a reset of the first stream in between
+// (a client that cancels its request body after an early answer) cut the
+// second one's upstream wait. serve clears the hook itself before it
+// pools the session. The reset comes in the h2SessionPooled hook, and a
+// stand-in upstream wait shows whether it was cut.
+func TestH2ResetAfterSessionPooled(t *testing.T) {
+	p := startProxy[struct{}](t, earlyApp{}, Config{}, ListenerConfig{Name: "h2c", H2C: true})
+	inWindow := make(chan struct{})
+	result := make(chan bool, 1) // whether the pooled session's wait was cut
+	h2SessionPooled = func(d *h2Downstream, st *h2.Stream) {
+		pc, peer := net.Pipe()
+		defer pc.Close()
+		defer peer.Close()
+		stand := &upConn{nc: pc}
+		d.sess.upWait.Store(stand)
+		close(inWindow)
+		select {
+		case <-st.Context().Done(): // the client's RST_STREAM failed the stream
+		case <-time.After(10 * time.Second):
+			t.Error("the stream was not reset")
+		}
+		st.OnReset(nil) // waits for a hook that runs
+		result <- d.sess.upWait.Load() != stand
+		d.sess.upWait.Store(nil)
+	}
+	defer func() { h2SessionPooled = nil }()
+	nc := dialTCP(t, p.addr)
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(nc, http2.ClientPreface)
+	fr := http2.NewFramer(nc, nc)
+	var hbuf bytes.Buffer
+	enc := hpack.NewEncoder(&hbuf)
+	for _, h := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", "/"}, {":authority", "proxy.test"}} {
+		enc.WriteField(hpack.HeaderField{Name: h[0], Value: h[1]})
+	}
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	// The body never ends: the stream stays open after the answer.
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hbuf.Bytes(), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for { // read what the server sends, so that it never waits on us
+			if _, err := fr.ReadFrame(); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-inWindow:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream's session was never pooled")
+	}
+	if err := fr.WriteRSTStream(1, http2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
+	}
+	if <-result {
+		t.Fatal("a reset of a stream whose handler had returned cut the upstream wait of the session it had given back to the pool")
+	}
 }
