@@ -285,9 +285,12 @@ func (s *Server[C]) commitFill(sess *Session) {
 // response is served.
 func (s *Server[C]) refreshStale(sess *Session, ctx C, ex exchange, resp *ResponseHeader) error {
 	cs := &sess.cache
-	drain(ex)
 	old := cs.stale.Meta()
+	// Merged before the drain: resp is the upstream connection's head
+	// (map and values), which the next request to take the connection
+	// from the pool reads its own response into.
 	merged := &ResponseHeader{Status: old.Status, Header: cache.Merge304(old.Header, resp.Header)}
+	drain(ex)
 	meta, d, err := s.decideMeta(sess, ctx, merged)
 	if err != nil {
 		return err

@@ -3,9 +3,11 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 )
 
@@ -53,7 +55,7 @@ func (d *dialer) dial(ctx context.Context, peer *Peer, t UpstreamTimeouts, alpn 
 		ClientSessionCache: d.sessions,
 		MinVersion:         tls.VersionTLS12,
 	}
-	tc := tls.Client(nc, cfg)
+	tc := tls.Client(&tlsUnder{Conn: nc}, cfg)
 	hctx, cancel := context.WithTimeout(ctx, t.TLSHandshake)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
@@ -67,6 +69,48 @@ func (d *dialer) dial(ctx context.Context, peer *Peer, t UpstreamTimeouts, alpn 
 			Err: fmt.Errorf("peer %s did not negotiate h2 by ALPN", peer.Addr)}
 	}
 	return tc, nil
+}
+
+// tlsUnder is the socket under an upstream connection's TLS. Records
+// that came after the response the TLS client needed stay in its
+// buffers, read off the socket with the response: an idle connection's
+// socket can then be empty (the pool's peek sees nothing) while the
+// connection holds bytes the next request would read as its answer.
+// tlsBuffered looks for them.
+type tlsUnder struct {
+	net.Conn
+	probing bool // Read fails at once (tlsBuffered); the owner's goroutine only
+}
+
+// errTLSProbe is what tlsUnder.Read returns while probing. Temporary, so
+// the TLS client does not keep it as the connection's error.
+var errTLSProbe error = timeoutError("proxy: probing an idle TLS connection's buffers")
+
+func (u *tlsUnder) Read(b []byte) (int, error) {
+	if u.probing {
+		return 0, errTLSProbe
+	}
+	return u.Conn.Read(b)
+}
+
+// SyscallConn is the socket's raw connection (the pool's peek).
+func (u *tlsUnder) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := u.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("proxy: no raw connection under TLS")
+}
+
+// tlsBuffered reports whether tc, over u, holds bytes read from the
+// socket and not yet read from it: whole records, or what one decrypted
+// held beyond what was read. A read that would ask the socket fails at
+// once instead; nothing is read from the socket.
+func (u *tlsUnder) tlsBuffered(tc *tls.Conn) bool {
+	var b [1]byte
+	u.probing = true
+	n, err := tc.Read(b[:])
+	u.probing = false
+	return n > 0 || err != errTLSProbe
 }
 
 // clockBase anchors the engine's monotonic clock readings: monoNow costs

@@ -152,6 +152,9 @@ func dialIPOnce(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (
 	return c, nil
 }
 
+// connectWaited, when set (tests), runs when waitConnect's wait ended.
+var connectWaited func()
+
 // waitConnect waits until the connect on p's socket ends, up to timeout
 // and while ctx lasts. Once the socket is writable, connect(2) again
 // reports how it ended: 0 (or EISCONN) once connected, EALREADY while the
@@ -170,9 +173,18 @@ func waitConnect(ctx context.Context, p *pollFD, sa unix.Sockaddr, timeout time.
 			return err
 		}
 	}
+	// A canceled ctx ends the wait with a past write deadline. The
+	// function that sets it runs on its own goroutine, possibly after the
+	// wait ended: it is waited for, so that it never sets the deadline
+	// of a connection already returned (a shared HTTP/2 one, say, whose
+	// writes would all fail).
+	var stop func() bool
+	fired := make(chan struct{})
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { p.setDeadline(time.Unix(1, 0), 'w') })
-		defer stop()
+		stop = context.AfterFunc(ctx, func() {
+			p.setDeadline(time.Unix(1, 0), 'w')
+			close(fired)
+		})
 	}
 	var cerr error
 	err := p.Write(func(fd uintptr) bool {
@@ -186,6 +198,15 @@ func waitConnect(ctx context.Context, p *pollFD, sa unix.Sockaddr, timeout time.
 			return true
 		}
 	})
+	if connectWaited != nil {
+		connectWaited()
+	}
+	if stop != nil && !stop() {
+		<-fired
+		if err == nil && cerr == nil {
+			return ctx.Err() // connected, but under a past deadline: the caller closes it
+		}
+	}
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr

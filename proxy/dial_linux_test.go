@@ -200,3 +200,56 @@ func TestDialSelfConnect(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitConnectCancelNotAfter: a context canceled as the connect ends
+// runs waitConnect's context.AfterFunc, which sets a past write deadline
+// on its own goroutine; it ran after waitConnect had returned the
+// connection, whose writes then failed (an HTTP/2 connection is shared by
+// other requests). waitConnect now waits for it and fails the dial. The
+// cancel comes in the connectWaited hook, which also waits until the
+// deadline landed.
+func TestWaitConnectCancelNotAfter(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ap := netip.MustParseAddrPort(ln.Addr().String())
+	sa := &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	c := newTCPConn(fd, nil, net.TCPAddrFromAddrPort(ap))
+	defer c.Close()
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	connectWaited = func() {
+		cancel()
+		deadline := time.Now().Add(10 * time.Second)
+		for c.p.Write(func(uintptr) bool { return true }) == nil {
+			if time.Now().After(deadline) {
+				t.Error("the canceled context's deadline never reached the socket")
+				return
+			}
+			time.Sleep(time.Millisecond) // sleep-ok: polling for the AfterFunc's goroutine
+		}
+	}
+	defer func() { connectWaited = nil }()
+	err = waitConnect(ctx, &c.p, sa, 0)
+	if err == nil {
+		t.Fatal("waitConnect returned a connection whose context's past write deadline landed on it after the wait")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("waitConnect: %v, want context.Canceled", err)
+	}
+}

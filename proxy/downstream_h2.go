@@ -105,13 +105,24 @@ type h2Handler[C any] struct {
 
 var sessionPool = sync.Pool{New: func() any { return new(h2Downstream) }}
 
+// h2SessionPooled, when set (tests), runs when serve has put d, which
+// served st, back in sessionPool: another stream may take it from then on.
+var h2SessionPooled func(d *h2Downstream, st *h2.Stream)
+
 func (h *h2Handler[C]) serve(st *h2.Stream) {
 	d := sessionPool.Get().(*h2Downstream)
 	defer func() {
+		// The reset hook is d's session's, which the pool may hand to
+		// another stream at once: it goes first (the h2 server clears it
+		// only once this has returned, too late).
+		st.OnReset(nil)
 		clear(d.hdr)
 		clear(d.vals)
 		*d = h2Downstream{sess: d.sess, abortUpstream: d.abortUpstream, hdr: d.hdr, vals: d.vals[:0]}
 		sessionPool.Put(d)
+		if h2SessionPooled != nil {
+			h2SessionPooled(d, st)
+		}
 	}()
 	d.st = st
 	uri := normalizeURI(st.Path)

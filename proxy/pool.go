@@ -19,6 +19,10 @@ type pool struct {
 	start  sync.Once // the reaper starts with the first idle connection
 	stop   chan struct{}
 	done   chan struct{}
+
+	// afterPut, when set (tests), runs after put made c idle: another
+	// request may take c from then on.
+	afterPut func(c *upConn)
 }
 
 func newPool(cfg PoolConfig, m *metrics) *pool {
@@ -79,6 +83,9 @@ func (p *pool) put(c *upConn) {
 	if evict != nil {
 		p.metrics.poolEvictions.Inc()
 		evict.close()
+	}
+	if p.afterPut != nil {
+		p.afterPut(c)
 	}
 }
 

@@ -69,6 +69,14 @@ func (r *RequestHeader) Query() string {
 }
 
 // ResponseHeader is a response head as the phases see it.
+//
+// A phase may keep its field values (strings), not the ResponseHeader,
+// its Header map or the map's value slices past the call it got them in:
+// an HTTP/1.1 upstream response's head is its connection's, which goes
+// back to the pool once the body has been read (before the body's last
+// chunk reaches ResponseBodyFilter, and before Logging) and reads the
+// next response, another request's, into the same map and slices. Copy
+// what a later phase needs (Header.Get, Header.Clone).
 type ResponseHeader struct {
 	Status int
 	Header http.Header

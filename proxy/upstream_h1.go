@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ type upConn struct {
 	nc        net.Conn
 	rc        syscall.RawConn // of the TCP socket under TLS, for the liveness peek
 	peek      peeker          // on rc
+	tlsUnder  *tlsUnder       // the socket under TLS, whose buffers are looked at too
 	key       string
 	br        *bufio.Reader
 	bw        *bufio.Writer
@@ -37,6 +39,7 @@ func newUpConn(nc net.Conn, key string) *upConn {
 	raw := nc
 	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
 		raw = u.NetConn()
+		c.tlsUnder, _ = raw.(*tlsUnder)
 	}
 	if sc, ok := raw.(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
@@ -75,7 +78,14 @@ func (c *upConn) close() {
 
 // aliveAt peeks at an idle connection. A read deadline left from its last
 // exchange that has passed would fail the peek itself: it is cleared first.
+// Over TLS, bytes already read off the socket (whole records after the
+// response) are looked for too: the peek at the socket cannot see them.
 func (c *upConn) aliveAt(now time.Duration) bool {
+	if c.tlsUnder != nil {
+		if tc, ok := c.nc.(*tls.Conn); ok && c.tlsUnder.tlsBuffered(tc) {
+			return false
+		}
+	}
 	if c.rc == nil {
 		return true
 	}
