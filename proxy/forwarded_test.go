@@ -299,3 +299,33 @@ func TestRealIPBehindTrustedProxy(t *testing.T) {
 		t.Errorf("%d access log lines carry real_ip, want 6 (the three cases that name a client, over h1 and h2c)", withReal)
 	}
 }
+
+// TestAppendFieldInKeepsSlotUnwritten: rebuilding a forwarding field with
+// the value its slot holds writes nothing. A failed HTTP/2 attempt leaves
+// its header map, whose X-Forwarded-For names the slot, with the
+// transport, whose writer may still read it while the next attempt
+// rebuilds the fields: the race detector flagged the write before.
+func TestAppendFieldInKeepsSlotUnwritten(t *testing.T) {
+	var slot [1]string
+	left := http.Header{}
+	appendFieldIn(left, "X-Forwarded-For", "192.0.2.1", &slot)
+	done := make(chan struct{})
+	go func() { // the transport's writer, reading the map it was left
+		defer close(done)
+		for range 1000 {
+			if v := left["X-Forwarded-For"][0]; v != "192.0.2.1" {
+				t.Errorf("the left map's field reads %q", v)
+				return
+			}
+		}
+	}()
+	next := http.Header{}
+	for range 1000 { // the next attempt's rebuilds
+		clear(next)
+		appendFieldIn(next, "X-Forwarded-For", "192.0.2.1", &slot)
+	}
+	<-done
+	if got := next["X-Forwarded-For"]; len(got) != 1 || got[0] != "192.0.2.1" {
+		t.Fatalf("rebuilt field %q", got)
+	}
+}

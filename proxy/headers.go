@@ -208,9 +208,15 @@ func appendField(h http.Header, k, v string) {
 }
 
 // appendFieldIn is appendField storing a new field's value in *slot.
+// The slot is written only when its value changes: a failed HTTP/2
+// attempt leaves its header map, which may name the slot, with the
+// transport, whose writer may still read it while the next attempt
+// rebuilds the fields (h2RoundTrip), with the same values.
 func appendFieldIn(h http.Header, k, v string, slot *[1]string) {
 	if len(h[k]) == 0 {
-		slot[0] = v
+		if slot[0] != v {
+			slot[0] = v
+		}
 		h[k] = slot[:]
 		return
 	}
