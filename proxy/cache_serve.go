@@ -191,13 +191,25 @@ func (s *Server[C]) serveCached(sess *Session, ctx C, obj cache.Object, meta *ca
 		rd = r
 		defer rd.Close()
 	}
+	held := false
+	if br, ok := rd.(cache.BlockReader); ok && obj.Len() >= 0 && s.ph.responseBody == nil {
+		// The whole body is held and no filter rewrites it: it is sent
+		// from the store's blocks, without copying it through a buffer.
+		// A reader that cannot have them all (a relay cut it off) fails
+		// here, before the phases see a head that will not go out.
+		var err error
+		if hd.blocks, err = br.Blocks(hd.blocks[:0], n); err != nil {
+			hd.dropBlocks()
+			return errUnreadable
+		}
+		held = true
+		defer hd.dropBlocks()
+	}
 	if err := s.filterResponse(sess, resp); err != nil {
 		return err
 	}
-	if br, ok := rd.(cache.BlockReader); ok && obj.Len() >= 0 && s.ph.responseBody == nil {
-		// The whole body is held and no filter rewrites it: send it from
-		// the store's blocks, without copying it through a buffer.
-		if err := s.sendHeld(sess, resp, br, n); err != nil {
+	if held {
+		if err := s.sendHeld(sess, resp); err != nil {
 			return err
 		}
 	} else {
@@ -274,15 +286,16 @@ type heldWriter interface {
 	writeHeld(resp *ResponseHeader, blocks [][]byte) error
 }
 
-// sendHeld sends resp and n bytes (-1: all) of a body the store holds
-// whole in memory, from the store's blocks.
-func (s *Server[C]) sendHeld(sess *Session, resp *ResponseHeader, br cache.BlockReader, n int64) error {
+// dropBlocks lets go of the stored blocks a response was sent from.
+func (hd *cacheHead) dropBlocks() {
+	clear(hd.blocks) // keep no stored block alive
+	hd.blocks = hd.blocks[:0]
+}
+
+// sendHeld sends resp and the body in hd.blocks: slices of a body the
+// store holds whole in memory.
+func (s *Server[C]) sendHeld(sess *Session, resp *ResponseHeader) error {
 	hd := sess.head()
-	hd.blocks = br.Blocks(hd.blocks[:0], n)
-	defer func() {
-		clear(hd.blocks) // keep no stored block alive
-		hd.blocks = hd.blocks[:0]
-	}()
 	var size int64
 	for _, b := range hd.blocks {
 		size += int64(len(b))

@@ -187,8 +187,14 @@ func (c *Cache) sendObject(ctx context.Context, w io.Writer, o cache.Object) err
 		// Complete and held in memory: the stream writes the stored
 		// blocks as they are (a frame header, then the block), without
 		// copying them through buf.
+		// A reader a relay cut off fails: the stream must not end as if
+		// the body were whole.
+		blocks, err := br.Blocks(nil, -1)
+		if err != nil {
+			return err
+		}
 		var n int64
-		for _, p := range br.Blocks(nil, -1) {
+		for _, p := range blocks {
 			k, err := w.Write(p)
 			n += int64(k)
 			if err != nil {

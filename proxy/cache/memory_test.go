@@ -551,6 +551,17 @@ func TestPipe(t *testing.T) {
 	}
 }
 
+// blocksOf returns br's blocks, at most n bytes, failing the test on an
+// error.
+func blocksOf(t *testing.T, br BlockReader, n int64) [][]byte {
+	t.Helper()
+	b, err := br.Blocks(nil, n)
+	if err != nil {
+		t.Fatalf("Blocks: %v", err)
+	}
+	return b
+}
+
 // TestMemoryBlocks: a reader hands out the held bytes as slices of the
 // stored blocks, from its cursor, at most n of them, without waiting,
 // and a stored body's slices are the bytes read with Read.
@@ -566,7 +577,7 @@ func TestMemoryBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	br := r.(BlockReader)
-	if got := br.Blocks(nil, -1); len(got) != 0 {
+	if got := blocksOf(t, br, -1); len(got) != 0 {
 		t.Fatalf("nothing written: %d blocks", len(got))
 	}
 	body := make([]byte, 200<<10) // no length: blocks of 4, 8, ... 64 KiB
@@ -574,22 +585,22 @@ func TestMemoryBlocks(t *testing.T) {
 		body[i] = byte(i % 251)
 	}
 	f.Write(body[:5000])
-	if got := bytes.Join(br.Blocks(nil, 3000), nil); !bytes.Equal(got, body[:3000]) {
+	if got := bytes.Join(blocksOf(t, br, 3000), nil); !bytes.Equal(got, body[:3000]) {
 		t.Fatalf("first 3000 bytes while filling: %d bytes, not the body", len(got))
 	}
-	if got := bytes.Join(br.Blocks(nil, -1), nil); !bytes.Equal(got, body[3000:5000]) {
+	if got := bytes.Join(blocksOf(t, br, -1), nil); !bytes.Equal(got, body[3000:5000]) {
 		t.Fatalf("the rest held while filling: %d bytes, not the body", len(got))
 	}
 	f.Write(body[5000:])
 	if err := f.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if got := bytes.Join(br.Blocks(nil, -1), nil); !bytes.Equal(got, body[5000:]) {
+	if got := bytes.Join(blocksOf(t, br, -1), nil); !bytes.Equal(got, body[5000:]) {
 		t.Fatalf("after the commit: %d bytes, not the rest of the body", len(got))
 	}
 	o, _ = m.Lookup(context.Background(), "k")
 	r2, _ := o.NewReader(context.Background(), 70000)
-	blocks := r2.(BlockReader).Blocks(nil, 100000)
+	blocks := blocksOf(t, r2.(BlockReader), 100000)
 	if len(blocks) < 2 || !bytes.Equal(bytes.Join(blocks, nil), body[70000:170000]) {
 		t.Fatalf("a range across blocks: %d blocks, not the body", len(blocks))
 	}

@@ -67,6 +67,11 @@ func (o *memObject) Len() int64 {
 func (o *memObject) NewReader(ctx context.Context, off int64) (Reader, error) {
 	r := &memReader{o: o, ctx: ctx}
 	if o.done.Load() {
+		// A relay that ended whole holds only its tail: the bytes before
+		// base are gone, and a cursor there would index a freed block.
+		if off < o.base {
+			return nil, ErrSlowReader
+		}
 		r.seek(min(off, o.size))
 		return r, nil
 	}
@@ -248,15 +253,17 @@ func (r *memReader) copyOut(p []byte) int {
 // Blocks appends the held bytes from the cursor on, at most n (n < 0:
 // all), to dst as slices of the object's blocks. A block's bytes never
 // change once written (a write appends past them), and a block the relay
-// drops stays alive while a slice of it does.
-func (r *memReader) Blocks(dst [][]byte, n int64) [][]byte {
+// drops stays alive while a slice of it does. A reader the relay cut
+// off gets ErrSlowReader, also once the object ended whole: its Len then
+// says complete, but the bytes this reader still needed are gone.
+func (r *memReader) Blocks(dst [][]byte, n int64) ([][]byte, error) {
 	o := r.o
 	if !o.done.Load() {
 		o.mu.Lock()
 		defer o.mu.Unlock()
 	}
 	if r.err != nil {
-		return dst
+		return dst, r.err
 	}
 	if n < 0 || n > o.size-r.off {
 		n = o.size - r.off
@@ -269,7 +276,7 @@ func (r *memReader) Blocks(dst [][]byte, n int64) [][]byte {
 		dst = append(dst, b)
 		n -= int64(len(b))
 	}
-	return dst
+	return dst, nil
 }
 
 // Read returns held bytes, waits for more while the fill runs, and fails

@@ -77,8 +77,11 @@ type BlockReader interface {
 	// (n < 0: all of them), as slices of the stored blocks, and moves the
 	// cursor past them. It never waits: on an object still being filled it
 	// returns what is held so far. The caller must not change the bytes;
-	// they stay valid after Close.
-	Blocks(dst [][]byte, n int64) [][]byte
+	// they stay valid after Close. It fails (ErrSlowReader) for a reader
+	// that can no longer get every byte from its cursor on, also on an
+	// object whose Len says complete: the caller must not send what it
+	// got as the whole body.
+	Blocks(dst [][]byte, n int64) ([][]byte, error)
 }
 
 // Fill writes one object while readers may already read it. Its methods
