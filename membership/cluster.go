@@ -79,8 +79,15 @@ type Cluster struct {
 	// gossipEvery is memberlist's gossip interval, set by Start: a leave
 	// whose peers are all leaving too waits a couple of rounds (leaveWait).
 	gossipEvery time.Duration
-	started     bool
-	shutdown    bool
+	// probeEvery is memberlist's probe interval, set by Start: the join
+	// retry while peers are still to declare a node dead (awaitingDead).
+	probeEvery time.Duration
+	// awaitingDead: the last join attempt failed only because peers still
+	// list a node at this node's address, or with its name elsewhere,
+	// that does not answer (checkAddrConflict, checkConflict).
+	awaitingDead atomic.Bool
+	started      bool
+	shutdown     bool
 
 	subDrops, metaErrs, pushes, joinFails atomic.Uint64
 	queries, resends, msgErrs, inboxDrops atomic.Uint64
@@ -160,6 +167,7 @@ func (c *Cluster) Start() error {
 	}
 	c.ml = ml
 	c.gossipEvery = mc.GossipInterval
+	c.probeEvery = mc.ProbeInterval
 	c.addr = ml.LocalNode().Address()
 	c.selfAddr.Store(&c.addr)
 	c.bound = net.JoinHostPort(mc.BindAddr, strconv.Itoa(mc.BindPort))

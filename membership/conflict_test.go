@@ -2,10 +2,13 @@ package membership
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pingora-go/pingora-go/clock"
 )
 
 func addrOn(c *Cluster, name string) string {
@@ -184,5 +187,62 @@ func TestSelfSeedNothingThere(t *testing.T) {
 	st := b.Status().Join
 	if st.Joined || !strings.Contains(st.LastError, "does not reach this node") {
 		t.Fatalf("join status %+v", st)
+	}
+}
+
+// TestNewNodeAtDeadNodesAddressRetriesEachProbe: a node with a new name at
+// the address of a node that just died (a container given the IP of one
+// killed a moment before, as Docker does) is refused until the members
+// declare the dead node dead, a few seconds; meanwhile its join is retried
+// every probe interval, not on the doubling backoff, which ran seconds
+// past that (in containers: dead at 5 s, joined at 8.5 s; up to
+// JoinBackoffMax). Then it joins, and does not stop. The lan profile keeps
+// b alive in a's view for seconds (suspicion 4 s), while y's injected
+// clock runs its retries at once.
+func TestNewNodeAtDeadNodesAddressRetriesEachProbe(t *testing.T) {
+	sink := newLogSink(t)
+	a := startNode(t, sink, Config{Name: "a", Profile: ProfileLAN})
+	b := startNode(t, sink, Config{Name: "b", Profile: ProfileLAN, Join: []string{a.Addr()}})
+	waitFor(t, 10*time.Second, "2 nodes", func() bool { return sameRing([]*Cluster{a, b}, 2) })
+	addr := b.Addr()
+	b.Shutdown() // killed: no leave
+	fc := clock.NewFake(time.Unix(1_000_000, 0))
+	y := startNode(t, sink, Config{Name: "y", Profile: ProfileLAN, BindAddr: addr, Join: []string{a.Addr()}, Clock: fc})
+	// lan: backoff 500ms, 1s, 2s, 4s; the probe interval is 1s.
+	for k, want := range []time.Duration{500 * time.Millisecond, time.Second, time.Second, time.Second} {
+		var st JoinStatus
+		waitFor(t, 10*time.Second, fmt.Sprintf("failed attempt %d", k+1), func() bool {
+			st = y.Status().Join
+			return st.Joined || st.Failures == k+1 && !st.NextAttempt.IsZero() && st.LastAttempt.Equal(fc.Now())
+		})
+		if st.Joined {
+			t.Fatalf("y joined at attempt %d, before a declared b dead (b is %q to a): too slow a machine for this test", k+1, stateOn(a, "b"))
+		}
+		if !strings.Contains(st.LastError, `address conflict: peers list node "b"`) {
+			t.Fatalf("attempt %d: %+v", k+1, st)
+		}
+		if got := st.NextAttempt.Sub(fc.Now()); got != want {
+			t.Fatalf("attempt %d failed for b, which a has yet to declare dead: next attempt in %v, want %v", k+1, got, want)
+		}
+		fc.Advance(want)
+	}
+	waitFor(t, 20*time.Second, "a to declare b dead", func() bool { return stateOn(a, "b") == Dead })
+	// Until then a gossiped to b's address, y's: a's own alive messages
+	// listed a on y, which took that for being joined by a, and stopped
+	// joining, while a did not list y.
+	if st := y.Status().Join; st.Joined {
+		t.Fatalf("y counts as joined (%+v) while a refuses it: a lists y as %q", st, stateOn(a, "y"))
+	}
+	fc.Advance(time.Second)
+	waitFor(t, 10*time.Second, "y joined, alive on a (a y that counts itself joined by a, without a join, is not listed by a)", func() bool {
+		if st := y.Status().Join; !st.Joined && st.LastAttempt.Equal(fc.Now()) && st.NextAttempt.After(fc.Now()) {
+			fc.Advance(st.NextAttempt.Sub(fc.Now())) // a's state still listed b alive at that attempt
+		}
+		return y.Status().Join.Joined && addrOn(a, "y") == addr
+	})
+	select {
+	case err := <-y.Err():
+		t.Fatalf("y stopped: %v", err)
+	default:
 	}
 }

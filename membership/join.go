@@ -82,8 +82,22 @@ func (c *Cluster) joinLoop() {
 	}
 	first := pick(c.cfg.Profile == ProfileFast, 50*time.Millisecond, 500*time.Millisecond)
 	for attempt := 0; c.stopping() || !c.joinStep(false); attempt++ {
+		d := backoff(first, c.cfg.JoinBackoffMax, attempt)
+		if c.awaitingDead.Load() && c.probeEvery > 0 {
+			// Refused only until peers declare a departed node dead
+			// (a container whose IP or name a new one took): that
+			// takes seconds, and the backoff would go on doubling
+			// past it (seen: dead at 5 s, joined at 8.5 s; up to
+			// JoinBackoffMax later). Retry every probe interval.
+			d = min(d, c.probeEvery)
+		}
 		// a member joining us ends the wait: we are in a cluster
-		if !c.sleepUntilNext(backoff(first, c.cfg.JoinBackoffMax, attempt), c.joinKick) {
+		// (not while refused: see joinStep)
+		wake := c.joinKick
+		if c.awaitingDead.Load() {
+			wake = nil
+		}
+		if !c.sleepUntilNext(d, wake) {
 			return
 		}
 	}
@@ -143,10 +157,17 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 	all := slices.Clone(seeds)
 	c.guard.seeds.Store(&all) // a refusal about one of them is ours to report
 	if !onlyMissing {
-		if peer := c.liveOther(); peer != "" {
+		if peer := c.liveOther(); peer != "" && !c.awaitingDead.Load() {
 			// Another member joined us (the seeds may be down, or
 			// be us): we are in its cluster. Joining the seeds still
 			// missing is the re-join's job from now on.
+			// Not while the members refuse us for a node they have
+			// yet to declare dead (awaitingDead): they go on
+			// gossiping to that node's address, this node's now, and
+			// the alive messages of their own that it takes from
+			// there list them here while none of them lists this
+			// node. Counted as joined, it stopped joining and was let
+			// in only at its next push/pull, up to 30 s (lan) later.
 			c.recordJoined(fmt.Sprintf("joined by %s", peer))
 			c.log.Info("membership: joined", "by", peer, "seeds", c.cfg.Join)
 			return true
@@ -193,16 +214,18 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 			err = fmt.Errorf("no seed address to join")
 		}
 	}
+	awaiting := false // refused until peers declare a node dead
 	if fatal, cerr := c.checkConflict(onlyMissing); fatal || (cerr != nil && n == 0) {
-		n, err = 0, cerr
+		n, err, awaiting = 0, cerr, !fatal && cerr != nil && !onlyMissing
 	}
 	if fatal, cerr := c.checkAddrConflict(); fatal || cerr != nil {
-		n, err = 0, cerr
+		n, err, awaiting = 0, cerr, !fatal
 	} else if selfErr != nil && n == 0 {
 		err = fmt.Errorf("%w; joining it: %w", selfErr, err)
 	} else if selfErr != nil {
 		c.log.Warn("membership: joined, but this node's advertised address does not reach it: the others will declare it dead", "err", selfErr)
 	}
+	c.awaitingDead.Store(awaiting && n == 0)
 	c.recordJoin(now, seeds, n, err)
 	if n > 0 {
 		c.log.Info("membership: joined", "contacted", n, "seeds", seeds)

@@ -98,7 +98,8 @@ const selfCheckTimeout = 3 * time.Second
 // checkClusterAdvertised asks the cluster address this node is about to
 // gossip who answers there (node.status), before the others are told it.
 // Another node's name means a node file copied with its
-// cluster_advertise_addr (or cluster_addr): the others would send this
+// cluster_advertise_addr, cluster_addr or advertise_addr (a cluster port
+// bound to every address is advertised at its IP): the others would send this
 // node's cache, rate-limit, config and raft calls to that node, which
 // answers them as itself. That stops the start, naming the setting. No
 // answer from here (a firewall, NAT without hairpin) is only logged: the
@@ -118,10 +119,34 @@ func (n *Node) checkClusterAdvertised() error {
 		return nil
 	}
 	if rs.Name != n.cfg.Name {
-		return fmt.Errorf("cluster address %s, which this node would advertise, reaches node %q, not this node (bound at %s): "+
-			"give this node its own cluster_advertise_addr (or cluster_addr)", addr, rs.Name, n.RPCAddr())
+		return fmt.Errorf("cluster address %s, which this node would advertise, reaches node %q, not this node (bound at %s): %s",
+			addr, rs.Name, n.RPCAddr(), n.clusterAddrFix())
 	}
 	return nil
+}
+
+// clusterAddrFix names the setting that made the advertised cluster
+// address, for checkClusterAdvertised's error. A cluster port bound to
+// every address (the default with join) is advertised at the node's
+// advertise IP, so a node file copied with another node's advertise_addr
+// and nothing else gets that node's cluster address too: this check, which
+// runs before gossip's, is the one that finds it, and the operator must be
+// told to change advertise_addr, which is in the file, not
+// cluster_advertise_addr or cluster_addr, which are not.
+func (n *Node) clusterAddrFix() string {
+	if n.cfg.ClusterAdvertiseAddr != "" {
+		return "give this node its own cluster_advertise_addr (or leave it unset: the cluster port is then advertised at the node's advertise IP)"
+	}
+	host, _, _ := net.SplitHostPort(n.RPCAddr())
+	if ip, err := netip.ParseAddr(host); host != "" && (err != nil || !ip.IsUnspecified()) {
+		return "give this node its own cluster_addr" // bound to one IP, advertised at it
+	}
+	if n.cfg.AdvertiseAddr != "" {
+		return fmt.Sprintf("advertise_addr %s is not this node's: the cluster port binds every address and is advertised at advertise_addr's IP, "+
+			"so give this node its own advertise_addr (or set cluster_advertise_addr)", n.cfg.AdvertiseAddr)
+	}
+	return fmt.Sprintf("the cluster port binds every address and is advertised at this node's IP %s, which reaches another node: "+
+		"set advertise_addr to the IP the other nodes reach this one at (or set cluster_advertise_addr)", n.adv.IP)
 }
 
 // gossipKeyFix is how to set a gossip key, for the warning above.

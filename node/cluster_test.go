@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/pingora-go/pingora-go/membership"
 	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/wire"
@@ -290,5 +292,56 @@ func TestClusterAdvertiseAddrOfAnotherNode(t *testing.T) {
 	}
 	if got := len(a.Members().Members()); got != 1 {
 		t.Fatalf("a lists %d members after c's failed start, want 1", got)
+	}
+}
+
+// redirectNetwork is an Options.Network that sends every cluster dial to
+// one address: the node's advertised cluster address answers as another
+// node, as another host's IP does in a copied node file.
+type redirectNetwork struct{ to string }
+
+func (rn redirectNetwork) ClusterListener(l net.Listener) net.Listener { return l }
+
+func (rn redirectNetwork) ClusterDial(d DialFunc) DialFunc {
+	return func(ctx context.Context, _ string) (net.Conn, error) { return d(ctx, rn.to) }
+}
+
+func (rn redirectNetwork) Gossip(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
+	return t
+}
+
+// TestAdvertiseAddrOfAnotherNodeNamesIt: a node file copied with another
+// node's advertise_addr, and no cluster setting (the cluster port binds
+// every address, the default with join, and is advertised at that IP),
+// reaches the other node's cluster port: the start is refused, and the
+// error tells the operator to change advertise_addr, the setting in the
+// file. It named cluster_advertise_addr and cluster_addr before, which the
+// file does not have. (Every cluster dial of the node goes to a's cluster
+// port: on loopback the node's own IP reaches the node.)
+func TestAdvertiseAddrOfAnotherNodeNamesIt(t *testing.T) {
+	up := origin(t, "a")
+	a := startClusterNode(t, "a", up)
+	extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ngossip_profile: fast\nadvertise_addr: 127.0.0.1\ncluster_addr: 0.0.0.0:0\n"+
+		"upgrade_socket: %s\njoin: [%q]\n", filepath.Join(t.TempDir(), "up.sock"), a.Members().Addr())
+	cfg, err := config.LoadNode(writeNodeFiles(t, "c", extra, clusterFor(up)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(cfg, Options{Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Network: redirectNetwork{to: a.RPCAddr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Start()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c.Shutdown(ctx)
+		t.Fatal("a node whose advertised cluster address reaches another node started")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, `reaches node "a", not this node`) || !strings.Contains(msg, "give this node its own advertise_addr") ||
+		strings.Contains(msg, "its own cluster_advertise_addr") || strings.Contains(msg, "its own cluster_addr") {
+		t.Fatalf("Start: %v\nwant the fix to name advertise_addr, the setting the node file has", err)
 	}
 }
