@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pingora-go/pingora-go/clock"
+	"github.com/pingora-go/pingora-go/internal/cginame"
 	"github.com/pingora-go/pingora-go/proxy/cache"
 )
 
@@ -191,7 +192,7 @@ func hasOverrideField(h map[string][]string) bool {
 // X-Original-URL.
 func isOverrideField(k string) bool {
 	for _, f := range overrideFields {
-		if len(k) == len(f) && cache.SameFieldName(k, f) {
+		if len(k) == len(f) && cginame.Same(k, f) {
 			return true
 		}
 	}

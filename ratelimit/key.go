@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"unsafe"
+
+	"github.com/pingora-go/pingora-go/internal/cginame"
 )
 
 // source is one part of a key: where in the request its value comes from.
@@ -188,32 +190,11 @@ func otherSpelling(h map[string][]string, name string) []string {
 	var best string
 	var vals []string
 	for k, v := range h {
-		if len(k) == len(name) && sameFieldName(k, name) && (vals == nil || k < best) {
+		if len(k) == len(name) && cginame.Same(k, name) && (vals == nil || k < best) {
 			best, vals = k, v
 		}
 	}
 	return vals
-}
-
-// sameFieldName reports whether field names a and b, of one length, are
-// equal but for case and '_' for '-'.
-func sameFieldName(a, b string) bool {
-	for i := 0; i < len(a); i++ {
-		if foldName(a[i]) != foldName(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func foldName(c byte) byte {
-	switch {
-	case c == '_':
-		return '-'
-	case 'A' <= c && c <= 'Z':
-		return c + 'a' - 'A'
-	}
-	return c
 }
 
 // cookieValue finds name among Cookie fields without allocating.

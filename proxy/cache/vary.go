@@ -7,6 +7,8 @@ import (
 	"net/textproto"
 	"slices"
 	"strings"
+
+	"github.com/pingora-go/pingora-go/internal/cginame"
 )
 
 // VaryFields returns the request fields a response varies on (RFC 9111
@@ -92,31 +94,10 @@ func SameFields(a, b []string) bool { return slices.Equal(a, b) }
 func OtherSpellings(req http.Header, f string) []string {
 	var out []string
 	for k := range req {
-		if len(k) == len(f) && k != f && SameFieldName(k, f) {
+		if len(k) == len(f) && k != f && cginame.Same(k, f) {
 			out = append(out, k)
 		}
 	}
 	slices.Sort(out)
 	return out
-}
-
-// SameFieldName reports whether field names a and b, of one length, are
-// one to a CGI-style origin: equal but for case and '_' for '-'.
-func SameFieldName(a, b string) bool {
-	for i := 0; i < len(a); i++ {
-		if fold(a[i]) != fold(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func fold(c byte) byte {
-	switch {
-	case c == '_':
-		return '-'
-	case 'A' <= c && c <= 'Z':
-		return c + 'a' - 'A'
-	}
-	return c
 }
