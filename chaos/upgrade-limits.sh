@@ -11,7 +11,9 @@
 # (L + N·2⌈L·T/(N·P)⌉ = 1,102, plus 1 % for a second straddling two
 # windows); within 2.5 s of each upgrade the draining old process holds no
 # connection on the cluster port (the other nodes' RPC connections got
-# goaway and dialled the successor) while it still runs. Prints the
+# goaway and dialled the successor) while it still runs; the other nodes'
+# rings never change (the successor is ready from its first gossip
+# message, so the key never moves). Prints the
 # admitted requests of every second.
 # Prints one line per check and "N passed, M failed"; exits 1 on a failure.
 #
@@ -183,6 +185,8 @@ echo "   owner of the key: $owner"
 cluster_pids() { # the PIDs holding established connections on n$o's cluster port
   ip netns exec "$(ns "$o")" ss -tnpH state established '( sport = :7947 )' | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u
 }
+# the other nodes' log lines so far: their rings must not change from here
+for i in 1 2 3; do eval "logbase$i=\$(wc -l < \"\$work/n\$i.log\")"; done
 "$work/tool" load 3000 30 "http://$net.1:8080/" "http://$net.2:8080/" "http://$net.3:8080/" > "$work/load.txt" &
 load=$!; pids+=($load)
 t0=$(date +%s.%N)
@@ -227,6 +231,15 @@ sed 's/^/   /' "$work/figures.txt"
 fails=$(awk '/^failed/ {print $2}' "$work/figures.txt")
 max=$(awk '/^failed/ {print $4}' "$work/figures.txt")
 check "no request failed (every answer 200 or 429): $fails failed" [ "$fails" = 0 ]
+flaps=""
+for i in 1 2 3; do
+  [ "$i" = "$o" ] && continue
+  base=$(eval echo "\$logbase$i")
+  c=$(tail -n +"$((base + 1))" "$work/n$i.log" | grep -c '"msg":"membership: ring changed"' || true)
+  flaps="$flaps n$i:$c"
+done
+check "no ring changed while the owner was upgraded (the successor is ready from its first gossip): ring changes on the others:$flaps" \
+  [ -z "$(echo "$flaps" | tr ' ' '\n' | grep -v ':0$' | grep . || true)" ]
 check "no whole second from the third admits over 1,112 (L + 102, and 1 % across windows): max $max" [ "$max" -le 1112 ]
 
 echo "$passed passed, $failed failed"

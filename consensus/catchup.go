@@ -28,7 +28,9 @@ import (
 // Timing.CatchUpTimeout (counted from Start or the re-join): a server cut
 // off from the leader gives up and says so (CatchUp.GaveUp) instead of
 // waiting for ever. A server that is the only voter of its configuration
-// has nothing to catch up with.
+// has nothing to catch up with, and one that takes its data directory over
+// from a process that had caught up (Config.CaughtUpThrough) starts caught
+// up: its first leader is no re-join.
 
 // CatchUp says whether this server has caught up with the leader since it
 // started or re-joined (Store.CatchUp).
@@ -63,6 +65,9 @@ type catchUp struct {
 	// re-joins the next leader, and would otherwise go not ready for an
 	// AppendEntries round at each election.
 	rejoin bool
+	// handedOver: started caught up (Config.CaughtUpThrough) and no
+	// leader heard since; the first one is no re-join.
+	handedOver bool
 }
 
 // armCatchUp starts a wait (Start, or a re-join) unless one runs.
@@ -81,10 +86,14 @@ func (s *Store) armCatchUp(rejoin bool) {
 // re-join). The first leader commit index heard while waiting is the
 // target.
 func (s *Store) noteCommit(commit uint64, leaderless bool) {
-	if leaderless {
+	c := &s.catch
+	c.mu.Lock()
+	first := c.handedOver
+	c.handedOver = false
+	c.mu.Unlock()
+	if leaderless && !first {
 		s.armCatchUp(true)
 	}
-	c := &s.catch
 	c.mu.Lock()
 	if c.waiting && c.target == 0 && commit > 0 {
 		c.target = commit

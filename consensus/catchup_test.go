@@ -275,3 +275,55 @@ func TestRejoinedServerCatchesUpAgain(t *testing.T) {
 		t.Fatalf("caught up, but OnApply had %v, want v5 last", contents(docs))
 	}
 }
+
+// TestHandedOverServerStartsCaughtUp: a successor process that takes the
+// data directory over from one that had applied index i while caught up
+// (Config.CaughtUpThrough, a graceful upgrade) starts caught up, before
+// any word from the leader, and the leader's first AppendEntries is no
+// re-join. The upgraded node of the chaos run went unready, and off every
+// ring, for 1.2 s at each upgrade while it waited for that word. A
+// predecessor that had applied more than the directory holds (it did not
+// let go of it cleanly), or none named, still waits.
+func TestHandedOverServerStartsCaughtUp(t *testing.T) {
+	c, trans := catchCluster(t, 3, nil)
+	for i := 1; i <= 3; i++ {
+		c.put("cfg", []byte("v"+strconv.Itoa(i)))
+	}
+	l := c.leader(20 * time.Second)
+	f := c.follower(l)
+	waitFor(t, 10*time.Second, "follower applies v3", func() bool { d, _ := f.s.Get("cfg"); return d.Version == 3 })
+	waitFor(t, 10*time.Second, "follower caught up", func() bool { return f.s.CatchUp().Done() })
+	applied := f.s.AppliedIndex()
+
+	for _, tc := range []struct {
+		through  uint64
+		caughtUp bool
+	}{{applied + 1, false}, {0, false}, {applied, true}} {
+		c.kill(f)
+		// The others cannot reach the successor yet: no AppendEntries
+		// can have told it anything when it is asked.
+		for id, tr := range trans {
+			if id != f.id {
+				tr.Disconnect(raft.ServerAddress("inmem-" + f.id))
+			}
+		}
+		_, f = restartCut(t, c, trans, f, func(cfg *Config) { cfg.CaughtUpThrough = tc.through })
+		if cu := f.s.CatchUp(); cu.Done() != tc.caughtUp {
+			t.Fatalf("handed over through %d (applied %d): CatchUp = %+v, want done %v", tc.through, applied, cu, tc.caughtUp)
+		}
+		if !tc.caughtUp {
+			continue
+		}
+		// The leader's first AppendEntries reaches a server that knows no
+		// leader yet: for a handed-over one that is no re-join.
+		f.s.noteCommit(applied+5, true)
+		if cu := f.s.CatchUp(); !cu.Done() {
+			t.Fatalf("the first leader after a hand-over armed a wait: CatchUp = %+v", cu)
+		}
+		// A later one, after it lost its leader, is.
+		f.s.noteCommit(applied+5, true)
+		if cu := f.s.CatchUp(); !cu.Waiting || cu.LeaderCommit != applied+5 {
+			t.Fatalf("a re-join after the hand-over: CatchUp = %+v, want waiting for %d", cu, applied+5)
+		}
+	}
+}

@@ -86,6 +86,15 @@ type Config struct {
 	// Store's own goroutine, never inside raft, and should not block for
 	// long (default nil).
 	OnApply func(Doc)
+	// CaughtUpThrough, if not 0, is the index a process that handed this
+	// data directory over (a graceful upgrade) had applied when it let
+	// go, caught up with the leader. When the state New restored holds
+	// it, this server starts caught up (CatchUp): it serves what its
+	// predecessor served a moment ago, raft brings what was committed
+	// since as it does to any follower, and the node does not go
+	// unready (and off every ring) for an upgrade (default 0: a started
+	// server waits to catch up).
+	CaughtUpThrough uint64
 }
 
 // Timing groups the timers. DefaultTiming follows raft's defaults;

@@ -203,7 +203,13 @@ func (s *Store) Start(ctx context.Context) error {
 	go func() { defer s.loops.Done(); s.reconcileLoop(ctx) }()
 	go func() { defer s.loops.Done(); s.leaderLoop(ctx) }()
 	go func() { defer s.loops.Done(); s.observeLoop(ctx, obsCh) }()
-	s.armCatchUp(false)
+	if t := s.cfg.CaughtUpThrough; t > 0 && s.AppliedIndex() >= t {
+		s.catch.handedOver = true
+		s.log.Info("consensus: starting caught up: the process that handed the data directory over had applied through this index",
+			"index", t, "applied", s.AppliedIndex())
+	} else {
+		s.armCatchUp(false)
+	}
 	s.ready.Store(true)
 	s.Kick()
 	return nil

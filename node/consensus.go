@@ -38,6 +38,7 @@ func (n *Node) openConsensus() error {
 	cc.Logger = n.log.With("part", "consensus")
 	cc.ValidateDoc = validateClusterDoc
 	cc.OnApply = n.applyDoc
+	cc.CaughtUpThrough = n.inheritedHandover().CaughtUpThrough
 	st, err := consensus.New(cc)
 	if err != nil {
 		return err // consensus's errors carry "consensus:" already

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -156,8 +157,9 @@ func (n *Node) handOff(tk *handoff.Takeover) error {
 	// gossip without leaving, so peers see a short restart, not a
 	// departure.
 	n.handedOff.Store(true)
+	state := n.handoverState()
 	n.parts.release(context.Background())
-	err := tk.Released()
+	err := tk.ReleasedWith(state)
 	if err == nil {
 		err = tk.AwaitServing(successorTimeout)
 	}
@@ -167,6 +169,41 @@ func (n *Node) handOff(tk *handoff.Takeover) error {
 		return err
 	}
 	return nil
+}
+
+// handover is what a node tells its successor with the released state.
+type handover struct {
+	// CaughtUpThrough is the raft index this process had applied while
+	// caught up with the leader, 0 when it was not caught up (or does not
+	// replicate): the successor starts caught up when the data directory
+	// holds it (consensus.Config.CaughtUpThrough), so an upgrade does not
+	// take the node off /readyz and every ring while it waits to hear the
+	// leader.
+	CaughtUpThrough uint64 `json:"caught_up_through,omitempty"`
+}
+
+// handoverState is this node's handover, read before it releases raft:
+// entries it applies after that are in the data directory too.
+func (n *Node) handoverState() json.RawMessage {
+	var h handover
+	if st := n.Store(); st != nil && st.CatchUp().Done() {
+		h.CaughtUpThrough = st.AppliedIndex()
+	}
+	b, _ := json.Marshal(h)
+	return b
+}
+
+// inheritedHandover is what the process this one took over from told it
+// (zero when it told nothing: not an upgrade, or an older version).
+func (n *Node) inheritedHandover() handover {
+	var h handover
+	if in := n.opts.Inherit; in != nil && in.State() != nil {
+		if err := json.Unmarshal(in.State(), &h); err != nil {
+			n.log.Warn("handoff: the previous process's state not understood; starting as after a restart", "err", err)
+			return handover{}
+		}
+	}
+	return h
 }
 
 func closeFiles(ls []handoff.Listener) {

@@ -90,6 +90,10 @@ type message struct {
 	// socket it was passed: offerKept or offerLeft. Successors that
 	// predate passing the socket leave it empty; they bind a new one.
 	Offer string `json:"offer,omitempty"`
+	// State, on "released", is what the old process tells its successor
+	// about the state it released (Takeover.ReleasedWith); opaque here.
+	// Successors that predate it ignore the field.
+	State json.RawMessage `json:"state,omitempty"`
 }
 
 // What a successor did with the passed hand-off socket.

@@ -2,6 +2,7 @@ package handoff
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -357,5 +358,59 @@ func TestGarbageThenSuccessor(t *testing.T) {
 	tk.Send(old.entries(t))
 	if err := tk.AwaitRelease(10 * time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReleasedState: what the old process passes with "released" reaches
+// the successor's State; nothing passed reads as nil, and a state that is
+// not JSON is refused before it is sent.
+func TestReleasedState(t *testing.T) {
+	for _, state := range []json.RawMessage{json.RawMessage(`{"caught_up":true,"applied":42}`), nil} {
+		path, offer := listenAt(t)
+		got := make(chan json.RawMessage, 1)
+		errc := make(chan error, 1)
+		go func() {
+			in, err := Request(path, 5*time.Second)
+			if err != nil {
+				errc <- err
+				return
+			}
+			if s := in.State(); s != nil {
+				errc <- fmt.Errorf("state %s before Release", s)
+				return
+			}
+			if err := in.Release(5 * time.Second); err != nil {
+				errc <- err
+				return
+			}
+			got <- in.State()
+			errc <- in.Serving()
+		}()
+		tk, err := offer.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tk.Send(nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := tk.AwaitRelease(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := tk.ReleasedWith(json.RawMessage("{not json")); err == nil {
+			t.Fatal("a state that is not JSON was sent")
+		}
+		if err := tk.ReleasedWith(state); err != nil {
+			t.Fatal(err)
+		}
+		if err := tk.AwaitServing(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		tk.Close()
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if s := <-got; string(s) != string(state) {
+			t.Fatalf("successor's state %q, want %q", s, state)
+		}
 	}
 }

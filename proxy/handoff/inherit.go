@@ -1,6 +1,7 @@
 package handoff
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,8 @@ type Inherited struct {
 
 	offerAt int    // index in ls of the old process's hand-off socket, or -1
 	offer   *Offer // that socket, once TakeOffer took it
+
+	state json.RawMessage // passed with "released" (State)
 }
 
 // Request connects to the running process at path and receives its
@@ -152,7 +155,18 @@ func (in *Inherited) Release(timeout time.Duration) error {
 	if m.Type != "released" {
 		return errorFrom(m, "released")
 	}
+	in.state = m.State
 	return nil
+}
+
+// State is what the old process passed when it released its state
+// (Takeover.ReleasedWith): nil before Release, or when it passed nothing
+// (an old process that predates it, too).
+func (in *Inherited) State() json.RawMessage {
+	if in == nil {
+		return nil
+	}
+	return in.state
 }
 
 // Serving tells the old process this one accepts connections, so it may

@@ -1,6 +1,7 @@
 package handoff
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -189,8 +190,17 @@ func (t *Takeover) AwaitRelease(timeout time.Duration) error {
 }
 
 // Released tells the successor the state is free.
-func (t *Takeover) Released() error {
-	return t.c.send(message{Type: "released"}, nil, 5*time.Second)
+func (t *Takeover) Released() error { return t.ReleasedWith(nil) }
+
+// ReleasedWith tells the successor the state is free, and passes it
+// state: what the successor should know about it, for example that the
+// old process had caught up with its cluster when it let go (see
+// Inherited.State). state must be JSON, or nil.
+func (t *Takeover) ReleasedWith(state json.RawMessage) error {
+	if state != nil && !json.Valid(state) {
+		return errors.New("handoff: released state is not JSON")
+	}
+	return t.c.send(message{Type: "released", State: state}, nil, 5*time.Second)
 }
 
 // AwaitServing waits until the successor accepts connections. The
