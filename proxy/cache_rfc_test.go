@@ -328,6 +328,10 @@ func methodRangeCases() []cacheCase {
 		{section: "RFC 9110 §14.2 several ranges go to the origin", origin: serve("0123456789", "Cache-Control", "max-age=60"), steps: []cacheStep{
 			{body: "0123456789", origin: 1},
 			{header: h("Range", "bytes=0-1,4-5"), body: "-", cs: "fwd=bypass; fwd-status=200; detail=multi-range", origin: 2},
+			// Two Range lines: a singleton field sent twice, which origins
+			// and caches read differently (the first, the last, or a
+			// list); before, the hit answered the first line's range.
+			{header: h("Range", "bytes=0-1", "Range", "bytes=4-5"), body: "-", cs: "fwd=bypass; fwd-status=200; detail=multi-range", origin: 3},
 		}},
 		{section: "§3 a 206 from the origin is not stored as a full response", origin: func(n int64, w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Cache-Control", "max-age=60")

@@ -245,7 +245,7 @@ func cachedView(req *RequestHeader, obj cache.Object, hd *cacheHead) (off, n int
 	case cache.NotModified(req.Header, resp.Status, h):
 		resp.Status, resp.Header = http.StatusNotModified, cache.NotModifiedHeader(h)
 		return 0, 0
-	case resp.Status == http.StatusOK && size >= 0 && len(req.Header["Range"]) > 0 && cache.IfRangeHolds(req.Header.Get("If-Range"), h):
+	case resp.Status == http.StatusOK && size >= 0 && len(req.Header["Range"]) == 1 && len(req.Header["If-Range"]) <= 1 && cache.IfRangeHolds(req.Header.Get("If-Range"), h):
 		r, kind := cache.ParseRange(req.Header.Get("Range"), size)
 		switch kind {
 		case cache.RangeOne:

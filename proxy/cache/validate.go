@@ -162,6 +162,11 @@ const (
 
 // IsMultiRange reports whether a Range field asks for several ranges.
 func IsMultiRange(h http.Header) bool {
+	if len(h["Range"]) > 1 {
+		// Range is a singleton: servers and caches differ on which line
+		// of several they read, so none is answered here.
+		return true
+	}
 	v := h.Get("Range")
 	return strings.HasPrefix(v, "bytes=") && strings.Contains(v, ",")
 }
