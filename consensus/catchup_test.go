@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"testing"
@@ -325,5 +326,59 @@ func TestHandedOverServerStartsCaughtUp(t *testing.T) {
 		if cu := f.s.CatchUp(); !cu.Waiting || cu.LeaderCommit != applied+5 {
 			t.Fatalf("a re-join after the hand-over: CatchUp = %+v, want waiting for %d", cu, applied+5)
 		}
+	}
+}
+
+// TestWritesWaitForStart: a write (and a consistent read) on a store that
+// is opened but not started yet waits for Start instead of failing. A node
+// serves its admin API and cluster port a moment before raft starts; on a
+// graceful upgrade the successor takes them over while the old process's
+// raft is already closed, and a config write arriving then got 503 "no
+// quorum reachable from this node ... (consensus: store not running)" on
+// a healthy cluster (seen with upgrades of one node 0.3 s apart).
+func TestWritesWaitForStart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultLocalConfig()
+	cfg.ID, cfg.DataDir, cfg.BootstrapExpect = "a", dir, 1
+	cfg.Logger = testLogger(t)
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	put := make(chan error, 1)
+	go func() {
+		_, err := s.Put(ctxT(t, 30*time.Second), "cfg", []byte("v1"), -1)
+		put <- err
+	}()
+	// Before Start the write either waits, as it should, or has failed.
+	select {
+	case err := <-put:
+		t.Fatalf("Put before Start returned %v, want it to wait for Start", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-put; err != nil {
+		t.Fatalf("Put that waited for Start: %v", err)
+	}
+	if d, ok, err := s.GetConsistent(ctxT(t, 30*time.Second), "cfg"); err != nil || !ok || string(d.Content) != "v1" {
+		t.Fatalf("GetConsistent = %q, %v, %v", d.Content, ok, err)
+	}
+
+	// A store closed before it started ends the wait at once.
+	cfg.DataDir = t.TempDir()
+	closed, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_, err := closed.Put(context.Background(), "cfg", []byte("v1"), -1)
+		put <- err
+	}()
+	closed.Close()
+	if err := <-put; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Put on a store closed before Start: %v, want ErrClosed", err)
 	}
 }

@@ -46,8 +46,10 @@ type Store struct {
 	promoter *promoter
 	obs      *raft.Observer
 
-	started      atomic.Bool // Start was called (guards a second Start)
-	ready        atomic.Bool // Start succeeded: raft and the loops run
+	started      atomic.Bool   // Start was called (guards a second Start)
+	ready        atomic.Bool   // Start succeeded: raft and the loops run
+	up           chan struct{} // closed when Start succeeded
+	down         chan struct{} // closed by Close
 	stopped      atomic.Bool
 	addr         atomic.Pointer[string]
 	didBootstrap atomic.Bool // this server called BootstrapCluster
@@ -99,6 +101,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		cfg: cfg, log: cfg.Logger, lock: lk,
+		up: make(chan struct{}), down: make(chan struct{}),
 		noise:     logthrottle.New(cfg.Clock, 0, 0),
 		notifier:  newNotifier(cfg.OnApply),
 		servers:   map[string]Server{},
@@ -211,8 +214,31 @@ func (s *Store) Start(ctx context.Context) error {
 		s.armCatchUp(false)
 	}
 	s.ready.Store(true)
+	close(s.up)
 	s.Kick()
 	return nil
+}
+
+// awaitRunning returns nil once the store runs, waiting within ctx for a
+// store opened but not started yet: a node serves its admin API and
+// cluster port a moment before it starts raft, and on a graceful upgrade
+// the successor takes those sockets over from the old process, whose raft
+// has closed, so a config write or a forwarded one arriving in that
+// moment would be refused (ErrClosed, "no quorum") while a leader is
+// there. ErrClosed when the store is closed, or ctx ends first.
+func (s *Store) awaitRunning(ctx context.Context) error {
+	if s.running() {
+		return nil
+	}
+	select {
+	case <-s.up:
+		if s.running() {
+			return nil
+		}
+	case <-s.down:
+	case <-ctx.Done():
+	}
+	return ErrClosed
 }
 
 // transportTimeout bounds each raft RPC's dial and I/O.
@@ -241,6 +267,7 @@ func (s *Store) Shutdown() error {
 func (s *Store) Close() error {
 	s.stopOnce.Do(func() {
 		s.stopped.Store(true)
+		close(s.down)
 		if s.ready.Load() {
 			s.stopErr = s.stopRunning()
 		}
