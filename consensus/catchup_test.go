@@ -329,6 +329,39 @@ func TestHandedOverServerStartsCaughtUp(t *testing.T) {
 	}
 }
 
+// TestHandedOverLeaderlessServerCatchesUpOnRejoin: a process cut off from
+// the leader (no leader known) hands over; its successor starts caught up,
+// as the old process was while it served, but the first leader it hears is
+// a re-join, as it would have been for the old process: it waits to apply
+// the leader's commit index. The successor of a cut-off node used to take
+// that first leader for the hand-over's own and stayed ready, serving an
+// old config, until raft's backed-off replication reached it.
+func TestHandedOverLeaderlessServerCatchesUpOnRejoin(t *testing.T) {
+	c, trans := catchCluster(t, 3, nil)
+	c.put("cfg", []byte("v1"))
+	l := c.leader(20 * time.Second)
+	f := c.follower(l)
+	waitFor(t, 10*time.Second, "follower applies v1", func() bool { d, _ := f.s.Get("cfg"); return d.Version == 1 })
+	waitFor(t, 10*time.Second, "follower caught up", func() bool { return f.s.CatchUp().Done() })
+	applied := f.s.AppliedIndex()
+	c.kill(f)
+	for id, tr := range trans {
+		if id != f.id {
+			tr.Disconnect(raft.ServerAddress("inmem-" + f.id))
+		}
+	}
+	_, f = restartCut(t, c, trans, f, func(cfg *Config) {
+		cfg.CaughtUpThrough, cfg.CaughtUpLeaderless = applied, true
+	})
+	if cu := f.s.CatchUp(); !cu.Done() {
+		t.Fatalf("handed over through %d by a leaderless process: CatchUp = %+v, want done (as the old process was)", applied, cu)
+	}
+	f.s.noteCommit(applied+5, true)
+	if cu := f.s.CatchUp(); !cu.Waiting || cu.LeaderCommit != applied+5 {
+		t.Fatalf("the first leader after a leaderless hand-over: CatchUp = %+v, want waiting for %d (a re-join)", cu, applied+5)
+	}
+}
+
 // TestWritesWaitForStart: a write (and a consistent read) on a store that
 // is opened but not started yet waits for Start instead of failing. A node
 // serves its admin API and cluster port a moment before raft starts; on a

@@ -207,9 +207,9 @@ func (s *Store) Start(ctx context.Context) error {
 	go func() { defer s.loops.Done(); s.leaderLoop(ctx) }()
 	go func() { defer s.loops.Done(); s.observeLoop(ctx, obsCh) }()
 	if t := s.cfg.CaughtUpThrough; t > 0 && s.AppliedIndex() >= t {
-		s.catch.handedOver = true
+		s.catch.handedOver = !s.cfg.CaughtUpLeaderless
 		s.log.Info("consensus: starting caught up: the process that handed the data directory over had applied through this index",
-			"index", t, "applied", s.AppliedIndex())
+			"index", t, "applied", s.AppliedIndex(), "predecessor_knew_leader", !s.cfg.CaughtUpLeaderless)
 	} else {
 		s.armCatchUp(false)
 	}

@@ -102,6 +102,10 @@ type Node struct {
 	leaving     atomic.Bool   // POST /v1/leave is under way or done
 	handedOff   atomic.Bool   // a successor holds, or is taking, the cluster identity
 	shutdown    atomic.Bool
+	// released is what this process told the successor it released raft
+	// to; a hand-off that fails reopens raft from it, not from what this
+	// process's own predecessor told it long before.
+	released atomic.Pointer[handover]
 
 	started time.Time
 	applied atomic.Pointer[appliedConfig]
