@@ -40,6 +40,7 @@ type Store struct {
 
 	// Set by Start.
 	trans    raft.Transport // the transport itself; raft gets guard around it
+	layer    *streamLayer   // the network transport's, nil with Config.Transport
 	guard    *voteGuard
 	raft     *raft.Raft
 	ap       *autopilot.Autopilot
@@ -288,6 +289,9 @@ func (s *Store) stopRunning() error {
 	s.cancel()
 	s.loops.Wait()
 	<-s.ap.Stop()
+	if s.layer != nil {
+		s.layer.abort() // raft's Shutdown waits for RPCs to unreachable peers otherwise
+	}
 	err := s.raft.Shutdown().Error()
 	s.guard.stopHeartbeats() // before the log store closes (Close)
 	s.raft.DeregisterObserver(s.obs)
