@@ -283,6 +283,33 @@ func (n *Node) loadClusterFile() error {
 	return n.apply(c, data, 0, "file:"+*n.clusterPath.Load())
 }
 
+// warnClusterFileIgnored says, on a reload of a node whose cluster config
+// is replicated, that an edited cluster_config file is not applied: an
+// operator used to nginx edits the file and sends SIGHUP, and the node
+// answered "reloaded", an invalid file included, while nothing changed.
+// The reload itself is not refused (certificates and the log level apply).
+func (n *Node) warnClusterFileIgnored() {
+	path := *n.clusterPath.Load()
+	if n.cfg.ClusterConfig == "" || path == "" {
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return // a seed file removed once the cluster formed
+	}
+	if a := n.applied.Load(); a != nil && a.Hash == config.Hash(data) {
+		return
+	}
+	fix := fmt.Sprintf("pingora-node config apply -f %s", path)
+	if _, err := config.ParseNewCluster(path, data); err != nil {
+		n.log.Warn("cluster config file not applied: the cluster config is replicated (data_dir), the file only seeds a new cluster; it does not parse either",
+			"file", path, "err", err, "apply_with", fix)
+		return
+	}
+	n.log.Warn("cluster config file not applied: the cluster config is replicated (data_dir), the file only seeds a new cluster, and it differs from the running version",
+		"file", path, "apply_with", fix)
+}
+
 // reloadClusterFile applies the cluster config file again, but refuses a
 // file that routes nothing while the running config routes something: an
 // emptied file must not take all routing away with one SIGHUP.
@@ -612,6 +639,8 @@ func (n *Node) Reload() error {
 		if err := n.reloadClusterFile(); err != nil {
 			errs = append(errs, err)
 		}
+	} else {
+		n.warnClusterFileIgnored()
 	}
 	n.mu.Lock()
 	for _, b := range n.listeners {
