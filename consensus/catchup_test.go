@@ -316,12 +316,19 @@ func TestHandedOverServerStartsCaughtUp(t *testing.T) {
 			continue
 		}
 		// The leader's first AppendEntries reaches a server that knows no
-		// leader yet: for a handed-over one that is no re-join.
+		// leader yet: for a handed-over one that is no re-join. Nor is
+		// the second, a heartbeat on the leader's other connection that
+		// arrives before raft has taken the first in (it armed a wait on
+		// the successor of an upgraded raft leader, which left every
+		// ring for 150 ms).
+		f.s.noteCommit(applied+5, true)
 		f.s.noteCommit(applied+5, true)
 		if cu := f.s.CatchUp(); !cu.Done() {
 			t.Fatalf("the first leader after a hand-over armed a wait: CatchUp = %+v", cu)
 		}
-		// A later one, after it lost its leader, is.
+		// raft knows the leader: later AppendEntries say so.
+		f.s.noteCommit(applied+5, false)
+		// One after it lost its leader is a re-join.
 		f.s.noteCommit(applied+5, true)
 		if cu := f.s.CatchUp(); !cu.Waiting || cu.LeaderCommit != applied+5 {
 			t.Fatalf("a re-join after the hand-over: CatchUp = %+v, want waiting for %d", cu, applied+5)
