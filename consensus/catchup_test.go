@@ -369,6 +369,29 @@ func TestHandedOverLeaderlessServerCatchesUpOnRejoin(t *testing.T) {
 	}
 }
 
+// TestStatusAppliedIndexOfARestartedServer: a server restarted on its data
+// directory, before it hears a leader, reports as applied the index of the
+// documents it restored and serves, not raft's own (0 without a snapshot):
+// status said "applied 0" for a node serving a config of index 1220.
+func TestStatusAppliedIndexOfARestartedServer(t *testing.T) {
+	c, trans := catchCluster(t, 3, nil)
+	c.put("cfg", []byte("v1"))
+	l := c.leader(20 * time.Second)
+	f := c.follower(l)
+	waitFor(t, 10*time.Second, "follower applies v1", func() bool { d, _ := f.s.Get("cfg"); return d.Version == 1 })
+	applied := f.s.AppliedIndex()
+	c.kill(f)
+	for id, tr := range trans {
+		if id != f.id {
+			tr.Disconnect(raft.ServerAddress("inmem-" + f.id))
+		}
+	}
+	_, f = restartCut(t, c, trans, f, nil)
+	if st := f.s.Status(); st.AppliedIndex < applied {
+		t.Fatalf("restarted, before hearing a leader: status applied_index %d, the documents served are applied through %d", st.AppliedIndex, applied)
+	}
+}
+
 // TestWritesWaitForStart: a write (and a consistent read) on a store that
 // is opened but not started yet waits for Start instead of failing. A node
 // serves its admin API and cluster port a moment before raft starts; on a
