@@ -65,8 +65,9 @@ type catchUp struct {
 	// re-joins the next leader, and would otherwise go not ready for an
 	// AppendEntries round at each election.
 	rejoin bool
-	// handedOver: started caught up (Config.CaughtUpThrough) and no
-	// leader heard since; the first one is no re-join.
+	// handedOver: started caught up (Config.CaughtUpThrough) and raft
+	// has known no leader since; AppendEntries until it knows one are no
+	// re-join.
 	handedOver bool
 }
 
@@ -88,12 +89,26 @@ func (s *Store) armCatchUp(rejoin bool) {
 func (s *Store) noteCommit(commit uint64, leaderless bool) {
 	c := &s.catch
 	c.mu.Lock()
-	first := c.handedOver
-	c.handedOver = false
+	handedOver := c.handedOver
+	if !leaderless {
+		// raft knows the leader: a later leaderless one is a re-join.
+		// Not at the first leaderless one: the leader's heartbeats and
+		// its replication come on two connections, and both reach a
+		// successor before raft has taken the first in (seen on an
+		// upgrade of the raft leader: the successor waited to catch up
+		// and left every ring for 150 ms).
+		c.handedOver = false
+	}
 	c.mu.Unlock()
-	if leaderless && !first {
+	if leaderless && !handedOver {
 		s.armCatchUp(true)
 	}
+	s.noteTarget(commit)
+}
+
+// noteTarget makes commit the target of a wait that has none yet.
+func (s *Store) noteTarget(commit uint64) {
+	c := &s.catch
 	c.mu.Lock()
 	if c.waiting && c.target == 0 && commit > 0 {
 		c.target = commit
@@ -106,7 +121,7 @@ func (s *Store) noteCommit(commit uint64, leaderless bool) {
 // RPC): raft's replication to a server that was down backs off, so the
 // first AppendEntries may come seconds after start. Only the first index
 // heard while waiting counts.
-func (s *Store) NoteLeaderCommit(commit uint64) { s.noteCommit(commit, false) }
+func (s *Store) NoteLeaderCommit(commit uint64) { s.noteTarget(commit) }
 
 // CatchUp reports whether this server has caught up with the leader since
 // it started or last re-joined: it has applied, and delivered to OnApply,

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"testing"
@@ -315,15 +316,132 @@ func TestHandedOverServerStartsCaughtUp(t *testing.T) {
 			continue
 		}
 		// The leader's first AppendEntries reaches a server that knows no
-		// leader yet: for a handed-over one that is no re-join.
+		// leader yet: for a handed-over one that is no re-join. Nor is
+		// the second, a heartbeat on the leader's other connection that
+		// arrives before raft has taken the first in (it armed a wait on
+		// the successor of an upgraded raft leader, which left every
+		// ring for 150 ms).
+		f.s.noteCommit(applied+5, true)
 		f.s.noteCommit(applied+5, true)
 		if cu := f.s.CatchUp(); !cu.Done() {
 			t.Fatalf("the first leader after a hand-over armed a wait: CatchUp = %+v", cu)
 		}
-		// A later one, after it lost its leader, is.
+		// raft knows the leader: later AppendEntries say so.
+		f.s.noteCommit(applied+5, false)
+		// One after it lost its leader is a re-join.
 		f.s.noteCommit(applied+5, true)
 		if cu := f.s.CatchUp(); !cu.Waiting || cu.LeaderCommit != applied+5 {
 			t.Fatalf("a re-join after the hand-over: CatchUp = %+v, want waiting for %d", cu, applied+5)
 		}
+	}
+}
+
+// TestHandedOverLeaderlessServerCatchesUpOnRejoin: a process cut off from
+// the leader (no leader known) hands over; its successor starts caught up,
+// as the old process was while it served, but the first leader it hears is
+// a re-join, as it would have been for the old process: it waits to apply
+// the leader's commit index. The successor of a cut-off node used to take
+// that first leader for the hand-over's own and stayed ready, serving an
+// old config, until raft's backed-off replication reached it.
+func TestHandedOverLeaderlessServerCatchesUpOnRejoin(t *testing.T) {
+	c, trans := catchCluster(t, 3, nil)
+	c.put("cfg", []byte("v1"))
+	l := c.leader(20 * time.Second)
+	f := c.follower(l)
+	waitFor(t, 10*time.Second, "follower applies v1", func() bool { d, _ := f.s.Get("cfg"); return d.Version == 1 })
+	waitFor(t, 10*time.Second, "follower caught up", func() bool { return f.s.CatchUp().Done() })
+	applied := f.s.AppliedIndex()
+	c.kill(f)
+	for id, tr := range trans {
+		if id != f.id {
+			tr.Disconnect(raft.ServerAddress("inmem-" + f.id))
+		}
+	}
+	_, f = restartCut(t, c, trans, f, func(cfg *Config) {
+		cfg.CaughtUpThrough, cfg.CaughtUpLeaderless = applied, true
+	})
+	if cu := f.s.CatchUp(); !cu.Done() {
+		t.Fatalf("handed over through %d by a leaderless process: CatchUp = %+v, want done (as the old process was)", applied, cu)
+	}
+	f.s.noteCommit(applied+5, true)
+	if cu := f.s.CatchUp(); !cu.Waiting || cu.LeaderCommit != applied+5 {
+		t.Fatalf("the first leader after a leaderless hand-over: CatchUp = %+v, want waiting for %d (a re-join)", cu, applied+5)
+	}
+}
+
+// TestStatusAppliedIndexOfARestartedServer: a server restarted on its data
+// directory, before it hears a leader, reports as applied the index of the
+// documents it restored and serves, not raft's own (0 without a snapshot):
+// status said "applied 0" for a node serving a config of index 1220.
+func TestStatusAppliedIndexOfARestartedServer(t *testing.T) {
+	c, trans := catchCluster(t, 3, nil)
+	c.put("cfg", []byte("v1"))
+	l := c.leader(20 * time.Second)
+	f := c.follower(l)
+	waitFor(t, 10*time.Second, "follower applies v1", func() bool { d, _ := f.s.Get("cfg"); return d.Version == 1 })
+	applied := f.s.AppliedIndex()
+	c.kill(f)
+	for id, tr := range trans {
+		if id != f.id {
+			tr.Disconnect(raft.ServerAddress("inmem-" + f.id))
+		}
+	}
+	_, f = restartCut(t, c, trans, f, nil)
+	if st := f.s.Status(); st.AppliedIndex < applied {
+		t.Fatalf("restarted, before hearing a leader: status applied_index %d, the documents served are applied through %d", st.AppliedIndex, applied)
+	}
+}
+
+// TestWritesWaitForStart: a write (and a consistent read) on a store that
+// is opened but not started yet waits for Start instead of failing. A node
+// serves its admin API and cluster port a moment before raft starts; on a
+// graceful upgrade the successor takes them over while the old process's
+// raft is already closed, and a config write arriving then got 503 "no
+// quorum reachable from this node ... (consensus: store not running)" on
+// a healthy cluster (seen with upgrades of one node 0.3 s apart).
+func TestWritesWaitForStart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultLocalConfig()
+	cfg.ID, cfg.DataDir, cfg.BootstrapExpect = "a", dir, 1
+	cfg.Logger = testLogger(t)
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	put := make(chan error, 1)
+	go func() {
+		_, err := s.Put(ctxT(t, 30*time.Second), "cfg", []byte("v1"), -1)
+		put <- err
+	}()
+	// Before Start the write either waits, as it should, or has failed.
+	select {
+	case err := <-put:
+		t.Fatalf("Put before Start returned %v, want it to wait for Start", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-put; err != nil {
+		t.Fatalf("Put that waited for Start: %v", err)
+	}
+	if d, ok, err := s.GetConsistent(ctxT(t, 30*time.Second), "cfg"); err != nil || !ok || string(d.Content) != "v1" {
+		t.Fatalf("GetConsistent = %q, %v, %v", d.Content, ok, err)
+	}
+
+	// A store closed before it started ends the wait at once.
+	cfg.DataDir = t.TempDir()
+	closed, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_, err := closed.Put(context.Background(), "cfg", []byte("v1"), -1)
+		put <- err
+	}()
+	closed.Close()
+	if err := <-put; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Put on a store closed before Start: %v, want ErrClosed", err)
 	}
 }

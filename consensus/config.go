@@ -95,6 +95,14 @@ type Config struct {
 	// unready (and off every ring) for an upgrade (default 0: a started
 	// server waits to catch up).
 	CaughtUpThrough uint64
+	// CaughtUpLeaderless, with CaughtUpThrough, says the process that
+	// handed the data directory over knew no leader when it let go (it
+	// was cut off, or an election ran): this server starts caught up as
+	// that process was, and the first leader it hears is a re-join, as
+	// it would have been for that process, so it catches up (CatchUp)
+	// before it counts as ready again (default false: the first leader
+	// heard after a hand-over is no re-join).
+	CaughtUpLeaderless bool
 }
 
 // Timing groups the timers. DefaultTiming follows raft's defaults;

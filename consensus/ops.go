@@ -21,8 +21,8 @@ const maxNameLen = 256
 // named leader), ErrConflict, ErrNoQuorum (within ctx's deadline or
 // Timing.ApplyTimeout; the outcome may be unknown), ErrClosed.
 func (s *Store) Put(ctx context.Context, name string, content []byte, ifVersion int64) (Doc, error) {
-	if !s.running() {
-		return Doc{}, ErrClosed
+	if err := s.awaitRunning(ctx); err != nil {
+		return Doc{}, err
 	}
 	if err := s.validate(name, content); err != nil {
 		return Doc{}, err
@@ -115,8 +115,8 @@ func (s *Store) Get(name string) (Doc, bool) { return s.fsm.get(name) }
 // linearizably: on the leader it commits a barrier through a quorum and
 // then reads. Followers return *NotLeaderError.
 func (s *Store) GetConsistent(ctx context.Context, name string) (Doc, bool, error) {
-	if !s.running() {
-		return Doc{}, false, ErrClosed
+	if err := s.awaitRunning(ctx); err != nil {
+		return Doc{}, false, err
 	}
 	if err := s.leading(ctx); err != nil {
 		return Doc{}, false, err
@@ -138,8 +138,8 @@ func (s *Store) GetConsistent(ctx context.Context, name string) (Doc, bool, erro
 // such as a write skipped because nothing changed, uses it. Followers
 // return *NotLeaderError.
 func (s *Store) GetCurrent(ctx context.Context, name string) (Doc, bool, error) {
-	if !s.running() {
-		return Doc{}, false, ErrClosed
+	if err := s.awaitRunning(ctx); err != nil {
+		return Doc{}, false, err
 	}
 	if err := s.leading(ctx); err != nil {
 		return Doc{}, false, err
@@ -233,8 +233,8 @@ func (s *Store) WaitForLeader(ctx context.Context) (string, error) {
 // alive (one leaving: it drains and leaves gossip after this returns) is
 // not added back by the reconcile steps until membership reports it gone.
 func (s *Store) RemoveServer(ctx context.Context, id string) (bool, error) {
-	if !s.running() {
-		return false, ErrClosed
+	if err := s.awaitRunning(ctx); err != nil {
+		return false, err
 	}
 	if err := s.leading(ctx); err != nil {
 		return false, err

@@ -62,7 +62,11 @@ func (s *Store) Status() Status {
 	st.Term = s.raft.CurrentTerm()
 	st.LastIndex = s.raft.LastIndex()
 	st.CommitIndex, _ = strconv.ParseUint(s.raft.Stats()["commit_index"], 10, 64)
-	st.AppliedIndex = s.raft.AppliedIndex()
+	// raft's starts at its last snapshot's after a restart, and stays
+	// there until a leader's commit index arrives; the documents restored
+	// and served are applied through the store's (status showed "applied
+	// 0" on a restarted node serving config version 1194).
+	st.AppliedIndex = max(s.raft.AppliedIndex(), s.AppliedIndex())
 	if cu := s.CatchUp(); !cu.Done() {
 		st.CatchUp = &cu
 	}

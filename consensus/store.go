@@ -40,14 +40,17 @@ type Store struct {
 
 	// Set by Start.
 	trans    raft.Transport // the transport itself; raft gets guard around it
+	layer    *streamLayer   // the network transport's, nil with Config.Transport
 	guard    *voteGuard
 	raft     *raft.Raft
 	ap       *autopilot.Autopilot
 	promoter *promoter
 	obs      *raft.Observer
 
-	started      atomic.Bool // Start was called (guards a second Start)
-	ready        atomic.Bool // Start succeeded: raft and the loops run
+	started      atomic.Bool   // Start was called (guards a second Start)
+	ready        atomic.Bool   // Start succeeded: raft and the loops run
+	up           chan struct{} // closed when Start succeeded
+	down         chan struct{} // closed by Close
 	stopped      atomic.Bool
 	addr         atomic.Pointer[string]
 	didBootstrap atomic.Bool // this server called BootstrapCluster
@@ -99,6 +102,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		cfg: cfg, log: cfg.Logger, lock: lk,
+		up: make(chan struct{}), down: make(chan struct{}),
 		noise:     logthrottle.New(cfg.Clock, 0, 0),
 		notifier:  newNotifier(cfg.OnApply),
 		servers:   map[string]Server{},
@@ -204,15 +208,38 @@ func (s *Store) Start(ctx context.Context) error {
 	go func() { defer s.loops.Done(); s.leaderLoop(ctx) }()
 	go func() { defer s.loops.Done(); s.observeLoop(ctx, obsCh) }()
 	if t := s.cfg.CaughtUpThrough; t > 0 && s.AppliedIndex() >= t {
-		s.catch.handedOver = true
+		s.catch.handedOver = !s.cfg.CaughtUpLeaderless
 		s.log.Info("consensus: starting caught up: the process that handed the data directory over had applied through this index",
-			"index", t, "applied", s.AppliedIndex())
+			"index", t, "applied", s.AppliedIndex(), "predecessor_knew_leader", !s.cfg.CaughtUpLeaderless)
 	} else {
 		s.armCatchUp(false)
 	}
 	s.ready.Store(true)
+	close(s.up)
 	s.Kick()
 	return nil
+}
+
+// awaitRunning returns nil once the store runs, waiting within ctx for a
+// store opened but not started yet: a node serves its admin API and
+// cluster port a moment before it starts raft, and on a graceful upgrade
+// the successor takes those sockets over from the old process, whose raft
+// has closed, so a config write or a forwarded one arriving in that
+// moment would be refused (ErrClosed, "no quorum") while a leader is
+// there. ErrClosed when the store is closed, or ctx ends first.
+func (s *Store) awaitRunning(ctx context.Context) error {
+	if s.running() {
+		return nil
+	}
+	select {
+	case <-s.up:
+		if s.running() {
+			return nil
+		}
+	case <-s.down:
+	case <-ctx.Done():
+	}
+	return ErrClosed
 }
 
 // transportTimeout bounds each raft RPC's dial and I/O.
@@ -241,6 +268,7 @@ func (s *Store) Shutdown() error {
 func (s *Store) Close() error {
 	s.stopOnce.Do(func() {
 		s.stopped.Store(true)
+		close(s.down)
 		if s.ready.Load() {
 			s.stopErr = s.stopRunning()
 		}
@@ -261,6 +289,9 @@ func (s *Store) stopRunning() error {
 	s.cancel()
 	s.loops.Wait()
 	<-s.ap.Stop()
+	if s.layer != nil {
+		s.layer.abort() // raft's Shutdown waits for RPCs to unreachable peers otherwise
+	}
 	err := s.raft.Shutdown().Error()
 	s.guard.stopHeartbeats() // before the log store closes (Close)
 	s.raft.DeregisterObserver(s.obs)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -36,8 +37,9 @@ func (s *Store) transport() (raft.Transport, error) {
 		var d net.Dialer
 		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
+	s.layer = &streamLayer{Listener: ln, addr: adv, dial: dial}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: &streamLayer{Listener: ln, addr: adv, dial: dial}, MaxPool: 3, Timeout: transportTimeout, Logger: s.hlog,
+		Stream: s.layer, MaxPool: 3, Timeout: transportTimeout, Logger: s.hlog,
 		MaxRPCsInFlight: noPipelining,
 	}), nil
 }
@@ -90,21 +92,96 @@ func (a tcpAddr) String() string  { return string(a) }
 // streamLayer is raft's stream layer over a listener and a dial function
 // (the seam that keeps raft's types out of consensus's callers); it
 // reports the advertised address, which raft records as this server's.
+// abort ends its dials and closes its connections: raft's Shutdown waits
+// for every RPC goroutine, and one dialling a peer whose packets vanish
+// (a host that is down, a partition) or waiting on its answer would hold
+// it for the transport's whole timeout (10 s), so a node that stopped or
+// handed over to its successor while another server was unreachable kept
+// raft, and the successor waited, that long.
 type streamLayer struct {
 	net.Listener
 	addr tcpAddr
 	dial func(ctx context.Context, addr string) (net.Conn, error)
+
+	mu      sync.Mutex
+	stop    chan struct{} // closed by abort; made on first use
+	aborted bool
+	conns   map[*layerConn]struct{} // dialled and not closed
+}
+
+// stopped is closed by abort.
+func (l *streamLayer) stopped() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stop == nil {
+		l.stop = make(chan struct{})
+	}
+	return l.stop
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
 func (l *streamLayer) Addr() net.Addr { return l.addr }
 
-// Dial opens a connection within timeout.
+// Dial opens a connection within timeout, or until abort.
 func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return l.dial(ctx, string(address))
+	stop := l.stopped()
+	go func() { // ends with the dial: cancel runs on return
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	c, err := l.dial(ctx, string(address))
+	if err != nil {
+		return nil, err
+	}
+	lc := &layerConn{Conn: c, l: l}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.aborted {
+		c.Close()
+		return nil, fmt.Errorf("consensus: raft transport stopping")
+	}
+	if l.conns == nil {
+		l.conns = map[*layerConn]struct{}{}
+	}
+	l.conns[lc] = struct{}{}
+	return lc, nil
+}
+
+// abort ends the dials in progress and closes every connection dialled.
+func (l *streamLayer) abort() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.aborted {
+		return
+	}
+	l.aborted = true
+	if l.stop == nil {
+		l.stop = make(chan struct{})
+	}
+	close(l.stop)
+	for c := range l.conns {
+		c.Conn.Close()
+	}
+	clear(l.conns)
+}
+
+// layerConn is a dialled connection; it leaves the layer's set when closed.
+type layerConn struct {
+	net.Conn
+	l *streamLayer
+}
+
+func (c *layerConn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // FirstBytes returns the bytes a raft connection opens with when its

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 func TestAdvertiseAddr(t *testing.T) {
@@ -155,4 +158,48 @@ func TestListenAndDial(t *testing.T) {
 			t.Errorf("listener %s still accepts after Close", ml.Addr())
 		}
 	}
+}
+
+// TestCloseEndsDialsToUnreachablePeers: Close ends a raft RPC still
+// dialling a peer whose packets vanish, instead of waiting for the
+// transport's timeout (10 s): raft's Shutdown waits for every RPC
+// goroutine, so a node stopped or upgraded while another server was
+// unreachable (a host down, a partition) kept raft that long, and the
+// successor of an upgrade waited for it (9 s seen on network namespaces
+// with iptables dropping the peers' packets).
+func TestCloseEndsDialsToUnreachablePeers(t *testing.T) {
+	cfg := DefaultLocalConfig()
+	cfg.ID, cfg.DataDir, cfg.BootstrapExpect = "a", t.TempDir(), 1
+	cfg.BindAddr = "127.0.0.1:0"
+	cfg.Logger = testLogger(t)
+	dialled, ended := make(chan struct{}, 1), make(chan error, 1)
+	cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+		dialled <- struct{}{}
+		<-ctx.Done() // a peer that never answers
+		ended <- ctx.Err()
+		return nil, ctx.Err()
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	nt, ok := s.trans.(*raft.NetworkTransport)
+	if !ok {
+		t.Fatalf("transport %T, want raft's network transport", s.trans)
+	}
+	go func() {
+		var resp raft.RequestVoteResponse
+		nt.RequestVote("b", "192.0.2.1:7947", &raft.RequestVoteRequest{}, &resp) //nolint:errcheck // it fails
+	}()
+	<-dialled
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	if err := <-ended; !errors.Is(err, context.Canceled) {
+		t.Errorf("the dial to the unreachable peer ended with %v, want cancelled by Close", err)
+	}
+	<-closed
 }

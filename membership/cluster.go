@@ -39,6 +39,7 @@ type Cluster struct {
 	metaKick  chan struct{}
 	syncKick  chan struct{} // announce: the sync loop checks again (meta_sync.go)
 	pushMu    sync.Mutex    // serialises metadata broadcasts with Leave
+	pushWait  time.Duration // how long a push waits for its broadcast to go out (pushConfirmWait)
 	left      bool          // set by Leave under pushMu
 	leaving   atomic.Bool   // set by Leave: the metadata sync stops
 
@@ -109,6 +110,7 @@ func New(cfg Config) (*Cluster, error) {
 		noise:    logthrottle.New(cfg.Clock, 0, 0),
 		meta:     cfg.Meta,
 		metaKick: make(chan struct{}, 1), // one pending push is enough: pushes send the latest meta
+		pushWait: pushConfirmWait,
 		syncKick: make(chan struct{}, 1),
 		// A burst of acknowledgements from a large cluster; one dropped is
 		// recovered by the next query (counted in Stats.SyncDrops).

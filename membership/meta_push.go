@@ -121,7 +121,24 @@ func (c *Cluster) pushMeta() {
 	// lone node (nobody to send to) does not stall later pushes. Waiting
 	// also keeps this broadcast from replacing our previous one while it
 	// is still queued, which can lose it (hashicorp/memberlist#263).
-	if err := ml.UpdateNode(time.Second); err != nil {
-		c.log.Debug("membership: metadata broadcast not confirmed", "err", err)
+	// Shutdown does not wait for it: memberlist ends the wait only with
+	// the broadcast or the timeout, never on its own shutdown, and a node
+	// under load pushes all the time (its in-flight count changes), so
+	// the old process of an upgrade held the node's gossip identity, with
+	// raft already closed, up to a second longer than it needed: its
+	// successor served config writes and raft that much later. The
+	// waiting goroutine ends by the timeout.
+	done := make(chan error, 1)
+	go func() { done <- ml.UpdateNode(c.pushWait) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			c.log.Debug("membership: metadata broadcast not confirmed", "err", err)
+		}
+	case <-c.stop:
 	}
 }
+
+// pushConfirmWait bounds how long a metadata push waits for memberlist to
+// send its broadcast.
+const pushConfirmWait = time.Second

@@ -38,7 +38,8 @@ func (n *Node) openConsensus() error {
 	cc.Logger = n.log.With("part", "consensus")
 	cc.ValidateDoc = validateClusterDoc
 	cc.OnApply = n.applyDoc
-	cc.CaughtUpThrough = n.inheritedHandover().CaughtUpThrough
+	h := n.inheritedHandover()
+	cc.CaughtUpThrough, cc.CaughtUpLeaderless = h.CaughtUpThrough, h.Leaderless
 	st, err := consensus.New(cc)
 	if err != nil {
 		return err // consensus's errors carry "consensus:" already

@@ -3,10 +3,13 @@ package node
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pingora-go/pingora-go/node/config"
 )
 
 // startRaftNode starts a node that gossips and replicates its config with
@@ -262,4 +265,49 @@ func TestWriteRidesOutLeaderCrash(t *testing.T) {
 		t.Fatalf("write without a quorum: %d %s; want 503 saying so", code, body)
 	}
 	t.Logf("write without a quorum refused after %v: %s", time.Since(start), body)
+}
+
+// TestReloadSaysReplicatedClusterFileIsNotApplied: SIGHUP (Reload) on a
+// node whose config is replicated does not apply an edited cluster_config
+// file, and says so, with how to apply it; an invalid file's error is
+// named. The node used to log only "reloaded", an invalid file included,
+// as if the edit had been applied.
+func TestReloadSaysReplicatedClusterFileIsNotApplied(t *testing.T) {
+	a, b := origin(t, "a"), origin(t, "b")
+	file := writeNodeFiles(t, "n1", fmt.Sprintf("data_dir: %s\n", t.TempDir()), clusterFor(a))
+	cfg, err := config.LoadNode(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	n, err := New(cfg, Options{Version: "test", Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runNode(t, n)
+	waitUntil(t, "version 1 applied", func() bool { st := n.Status(); return st.Config != nil && st.Config.Version == 1 })
+	clusterFile := n.cfg.Path(n.cfg.ClusterConfig)
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "not applied") {
+		t.Fatalf("a reload with the file as seeded warned:\n%s", logs.String())
+	}
+	for _, tc := range []struct{ content, want string }{
+		{clusterFor(b), "differs from the running version"},
+		{"routes: [\n", "does not parse"},
+	} {
+		if err := os.WriteFile(clusterFile, []byte(tc.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		if l := logs.String(); !strings.Contains(l, tc.want) || !strings.Contains(l, "config apply -f "+clusterFile) {
+			t.Errorf("reload with %q: no warning that the file is not applied (%q) with the command to apply it:\n%s", tc.content, tc.want, l)
+		}
+		if st := n.Status(); st.Config.Version != 1 {
+			t.Errorf("reload applied the file: version %d", st.Config.Version)
+		}
+	}
 }

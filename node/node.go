@@ -102,6 +102,15 @@ type Node struct {
 	leaving     atomic.Bool   // POST /v1/leave is under way or done
 	handedOff   atomic.Bool   // a successor holds, or is taking, the cluster identity
 	shutdown    atomic.Bool
+	// prebound holds, on an upgrade, the listeners the node file names
+	// that the old process did not pass, bound before it releases the
+	// cluster identity (prebind); listen takes them. Used only by the
+	// parts' starts, one after the other, so it needs no lock.
+	prebound map[string]net.Listener
+	// released is what this process told the successor it released raft
+	// to; a hand-off that fails reopens raft from it, not from what this
+	// process's own predecessor told it long before.
+	released atomic.Pointer[handover]
 
 	started time.Time
 	applied atomic.Pointer[appliedConfig]
@@ -279,6 +288,33 @@ func (n *Node) loadClusterFile() error {
 	return n.apply(c, data, 0, "file:"+*n.clusterPath.Load())
 }
 
+// warnClusterFileIgnored says, on a reload of a node whose cluster config
+// is replicated, that an edited cluster_config file is not applied: an
+// operator used to nginx edits the file and sends SIGHUP, and the node
+// answered "reloaded", an invalid file included, while nothing changed.
+// The reload itself is not refused (certificates and the log level apply).
+func (n *Node) warnClusterFileIgnored() {
+	path := *n.clusterPath.Load()
+	if n.cfg.ClusterConfig == "" || path == "" {
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return // a seed file removed once the cluster formed
+	}
+	if a := n.applied.Load(); a != nil && a.Hash == config.Hash(data) {
+		return
+	}
+	fix := fmt.Sprintf("pingora-node config apply -f %s", path)
+	if _, err := config.ParseNewCluster(path, data); err != nil {
+		n.log.Warn("cluster config file not applied: the cluster config is replicated (data_dir), the file only seeds a new cluster; it does not parse either",
+			"file", path, "err", err, "apply_with", fix)
+		return
+	}
+	n.log.Warn("cluster config file not applied: the cluster config is replicated (data_dir), the file only seeds a new cluster, and it differs from the running version",
+		"file", path, "apply_with", fix)
+}
+
 // reloadClusterFile applies the cluster config file again, but refuses a
 // file that routes nothing while the running config routes something: an
 // emptied file must not take all routing away with one SIGHUP.
@@ -367,6 +403,12 @@ func (n *Node) partList() []part {
 			onStop: func(context.Context) error { n.tracing.stop(); return nil }},
 		// The old process keeps serving while it releases the cluster
 		// state (gossip identity, raft data directory) to this one.
+		// New listeners are bound before that: one that cannot bind (a
+		// node file naming an address in use) fails the upgrade while the
+		// old process still holds raft and gossip, and the cluster sees
+		// nothing.
+		&step{id: "prebind", onStart: func(context.Context, *group) error { return n.prebind() },
+			onStop: func(context.Context) error { n.closePrebound(); return nil }},
 		&step{id: "predecessor", onStart: func(context.Context, *group) error { return n.releasePredecessor() }},
 		// The last applied cluster config is served from the first request.
 		&step{id: "raft-state", identity: true, onStart: func(context.Context, *group) error { return n.openState() },
@@ -401,6 +443,58 @@ func (n *Node) partList() []part {
 		// The ring loop ends with the cache part's stop.
 		&step{id: "cache-ring", onStart: func(context.Context, *group) error { return n.followCacheRing() }},
 		upgrade,
+	}
+}
+
+// prebind binds, on an upgrade, every listener of the node file (proxy
+// listeners, admin API, cluster port) that the old process did not pass
+// at the same address, before the old process releases raft and gossip:
+// a successor that then failed to bind one (an address in use, or not on
+// this host) ended only after the release, and the old process, which
+// keeps serving, had stopped raft (a leader handing leadership over) and
+// gossip and started them again.
+func (n *Node) prebind() error {
+	in := n.opts.Inherit
+	if in == nil {
+		return nil
+	}
+	passed := map[string]bool{}
+	for _, e := range in.Entries() {
+		passed[e.Name+" "+e.Addr] = true
+	}
+	want := [][2]string{{adminListenerName, n.cfg.AdminAddr}}
+	for _, l := range n.cfg.Listeners {
+		want = append(want, [2]string{l.Name, l.Addr})
+	}
+	if n.cfg.ClusterAddr != "" {
+		want = append(want, [2]string{rpcListenerName, n.cfg.ClusterAddr})
+	}
+	n.prebound = map[string]net.Listener{}
+	for _, w := range want {
+		if passed[w[0]+" "+w[1]] {
+			continue
+		}
+		ln, err := proxy.Listen(w[1])
+		if err != nil {
+			n.closePrebound()
+			switch w[0] {
+			case adminListenerName:
+				return fmt.Errorf("admin: %w", err)
+			case rpcListenerName:
+				return fmt.Errorf("cluster_addr: %w", err)
+			}
+			return fmt.Errorf("listener %q: %w", w[0], err)
+		}
+		n.prebound[w[0]] = ln
+	}
+	return nil
+}
+
+// closePrebound closes the listeners prebind bound that were not taken.
+func (n *Node) closePrebound() {
+	for name, ln := range n.prebound {
+		ln.Close()
+		delete(n.prebound, name)
 	}
 }
 
@@ -552,6 +646,10 @@ func (n *Node) stopProxy() {
 // listen takes the listener from the process this one replaces, or binds
 // it.
 func (n *Node) listen(name, addr string) (net.Listener, error) {
+	if ln, ok := n.prebound[name]; ok {
+		delete(n.prebound, name)
+		return ln, nil
+	}
 	ln, ok, err := n.opts.Inherit.Take(name, addr)
 	if err != nil {
 		return nil, err
@@ -608,6 +706,8 @@ func (n *Node) Reload() error {
 		if err := n.reloadClusterFile(); err != nil {
 			errs = append(errs, err)
 		}
+	} else {
+		n.warnClusterFileIgnored()
 	}
 	n.mu.Lock()
 	for _, b := range n.listeners {

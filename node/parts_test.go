@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -228,7 +229,7 @@ func TestPartListOrder(t *testing.T) {
 	for _, p := range n.partList() {
 		got = append(got, p.name())
 	}
-	want := []string{"health", "tracing", "predecessor", "raft-state", "limits", "admin", "proxy", "cache", "rpc",
+	want := []string{"health", "tracing", "prebind", "predecessor", "raft-state", "limits", "admin", "proxy", "cache", "rpc",
 		"membership", "consensus", "gossip", "cache-ring", "upgrade"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("parts\n got %q\nwant %q", got, want)
@@ -336,4 +337,45 @@ func TestFailedHandOffReopensTheIdentity(t *testing.T) {
 	waitUntil(t, "raft and gossip back", func() bool {
 		return n.Store() != nil && n.Store().IsLeader() && n.Members() != nil && n.Members().Meta().State == membership.StateReady
 	})
+}
+
+// TestSuccessorThatCannotBindFailsBeforeTheRelease: a successor whose node
+// file names a listener address it cannot bind fails while the old process
+// still holds raft and gossip: the old process never stops them, so the
+// cluster sees nothing. New listeners used to be bound after the release:
+// the old process stopped raft and gossip and started them again (a
+// leader handed leadership over, seen on three network namespaces with
+// a node file naming an admin address not on the host).
+func TestSuccessorThatCannotBindFailsBeforeTheRelease(t *testing.T) {
+	n := startRaftNode(t, "h1", origin(t, "a"), 1)
+	waitUntil(t, "raft leader", func() bool { return n.Store() != nil && n.Store().IsLeader() })
+	st := n.Store()
+	if err := n.OfferHandoff(); err != nil {
+		t.Fatal(err)
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	in, err := handoff.Request(n.cfg.UpgradeSocketPath(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := *n.cfg
+	cfg.AdminAddr = busy.Addr().String() // a new admin address, in use
+	succ, err := New(&cfg, Options{Version: "test", Inherit: in, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil {
+		err = succ.Start()
+	}
+	if err == nil {
+		t.Fatal("the successor started on an address in use")
+	}
+	in.Fail(err)
+	if !strings.Contains(err.Error(), "admin") {
+		t.Errorf("the failure does not name the admin listener: %v", err)
+	}
+	if n.Store() != st || !st.IsLeader() {
+		t.Fatal("the old process released raft for a successor that could not bind its listeners")
+	}
 }

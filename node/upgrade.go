@@ -157,7 +157,9 @@ func (n *Node) handOff(tk *handoff.Takeover) error {
 	// gossip without leaving, so peers see a short restart, not a
 	// departure.
 	n.handedOff.Store(true)
-	state := n.handoverState()
+	h := n.handoverState()
+	n.released.Store(&h)
+	state, _ := json.Marshal(h)
 	n.parts.release(context.Background())
 	err := tk.ReleasedWith(state)
 	if err == nil {
@@ -180,22 +182,32 @@ type handover struct {
 	// take the node off /readyz and every ring while it waits to hear the
 	// leader.
 	CaughtUpThrough uint64 `json:"caught_up_through,omitempty"`
+	// Leaderless says this process knew no raft leader when it let go
+	// (cut off from the others, or an election ran): it had not lost its
+	// catch-up yet only because it had not heard a leader since, so the
+	// successor catches up when it does, as this process would have
+	// (consensus.Config.CaughtUpLeaderless).
+	Leaderless bool `json:"leaderless,omitempty"`
 }
 
 // handoverState is this node's handover, read before it releases raft:
 // entries it applies after that are in the data directory too.
-func (n *Node) handoverState() json.RawMessage {
+func (n *Node) handoverState() handover {
 	var h handover
 	if st := n.Store(); st != nil && st.CatchUp().Done() {
 		h.CaughtUpThrough = st.AppliedIndex()
+		id, _ := st.Leader()
+		h.Leaderless = id == ""
 	}
-	b, _ := json.Marshal(h)
-	return b
+	return h
 }
 
 // inheritedHandover is what the process this one took over from told it
 // (zero when it told nothing: not an upgrade, or an older version).
 func (n *Node) inheritedHandover() handover {
+	if r := n.released.Load(); r != nil { // raft reopened after a failed hand-off
+		return *r
+	}
 	var h handover
 	if in := n.opts.Inherit; in != nil && in.State() != nil {
 		if err := json.Unmarshal(in.State(), &h); err != nil {

@@ -270,17 +270,42 @@ func (c *adminClient) put(body []byte, ifMatch string, allowEmpty bool) (node.Co
 		path += "?allow_empty=true"
 	}
 	var doc node.ConfigDoc
-	_, err := c.do("PUT", path, body, ifMatch, &doc)
-	return doc, err
+	for try := 0; ; try++ {
+		_, err := c.send("PUT", path, body, ifMatch, &doc, try > 0)
+		var he *httpError
+		if try < handoffRetries && errors.As(err, &he) && he.Status == http.StatusServiceUnavailable && strings.Contains(he.Msg, "handing off") {
+			// The node's old process answered in the moment of a graceful
+			// upgrade between releasing raft and its successor serving:
+			// nothing was written, and the successor takes the admin
+			// socket within moments. A new connection reaches it.
+			time.Sleep(handoffRetryWait)
+			continue
+		}
+		return doc, err
+	}
 }
+
+// handoffRetries and handoffRetryWait: how often, and after how long, a
+// config write answered by a node's old process during a graceful upgrade
+// is sent again.
+const (
+	handoffRetries   = 5
+	handoffRetryWait = 200 * time.Millisecond
+)
 
 // do sends a request and decodes a 200 answer into out; other statuses
 // become an *httpError carrying the node's message.
 func (c *adminClient) do(method, path string, body []byte, ifMatch string, out any) ([]byte, error) {
+	return c.send(method, path, body, ifMatch, out, false)
+}
+
+// send is do, on a connection of its own when fresh.
+func (c *adminClient) send(method, path string, body []byte, ifMatch string, out any, fresh bool) ([]byte, error) {
 	req, err := http.NewRequest(method, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
+	req.Close = fresh
 	// Trimmed as the node trims its own: a token read from a file made
 	// with echo ends in a newline, which no header may carry.
 	if tok := strings.TrimSpace(c.token); tok != "" {

@@ -146,3 +146,46 @@ func TestConfigHistoryOfLargeVersions(t *testing.T) {
 		t.Fatalf("config rollback: exit %d, %q, PUT of %v bytes", code, errb.String(), put.Load())
 	}
 }
+
+// TestConfigApplyDuringAnUpgrade: a write that a node's old process answers
+// in the moment of a graceful upgrade (raft released to the successor,
+// which does not serve yet: 503 "raft is not running on this node (handing
+// off or stopping)") is sent again and reaches the successor; other 503s
+// are not. config apply used to fail with it (seen on network namespaces,
+// with writes every 100 ms: 1-3 a rolling upgrade).
+func TestConfigApplyDuringAnUpgrade(t *testing.T) {
+	var puts atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != "PUT" {
+			http.NotFound(w, r)
+			return
+		}
+		if puts.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			json.NewEncoder(w).Encode(map[string]string{"error": "raft is not running on this node (handing off or stopping): retry, or ask another node"})
+			return
+		}
+		json.NewEncoder(w).Encode(node.ConfigDoc{Version: 7, Hash: "sha256:0000000000000007"})
+	}))
+	t.Cleanup(srv.Close)
+	file := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(file, []byte("upstreams: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"config", "apply", "-f", file, "--admin", srv.URL, "--allow-empty"}, &out, &errb); code != 0 || puts.Load() != 2 {
+		t.Fatalf("config apply: exit %d after %d PUTs: %s%s", code, puts.Load(), out.String(), errb.String())
+	}
+
+	// No quorum is not a hand-off: one PUT, and the error.
+	noQuorum := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		puts.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		json.NewEncoder(w).Encode(map[string]string{"error": "no quorum reachable from this node"})
+	}))
+	t.Cleanup(noQuorum.Close)
+	puts.Store(0)
+	if code := run([]string{"config", "apply", "-f", file, "--admin", noQuorum.URL, "--allow-empty"}, &out, &errb); code == 0 || puts.Load() != 1 {
+		t.Fatalf("config apply without quorum: exit %d after %d PUTs", code, puts.Load())
+	}
+}

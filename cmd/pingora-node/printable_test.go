@@ -278,3 +278,15 @@ func TestStatusVotersSingular(t *testing.T) {
 		t.Fatalf("status of a one-voter cluster:\n%s", out.String())
 	}
 }
+
+// TestStatusFirstJoinUnderWay: a node started cut off from its seeds (an
+// upgrade of a partitioned node) waits in its first join attempt; status
+// printed "NOT JOINED: seeds ..., 0 failed attempts, last at 00:00:00: "
+// (a zero time and no error), as if an attempt had failed at midnight.
+func TestStatusFirstJoinUnderWay(t *testing.T) {
+	var out strings.Builder
+	printGossip(&out, &node.GossipStatus{Join: membership.JoinStatus{Seeds: []string{"10.0.0.1:7946", "10.0.0.2:7946"}}})
+	if got, want := out.String(), "join      NOT JOINED yet: seeds 10.0.0.1:7946,10.0.0.2:7946, first attempt under way\n"; got != want {
+		t.Fatalf("status before the first join attempt ended:\n%q\nwant %q", got, want)
+	}
+}

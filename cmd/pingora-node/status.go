@@ -213,6 +213,10 @@ func printGossip(w io.Writer, g *node.GossipStatus) {
 	if len(j.Seeds) > 0 {
 		at := func(t time.Time) string { return t.Local().Format(time.TimeOnly) }
 		switch {
+		case !j.Joined && j.LastAttempt.IsZero():
+			// The first attempt has not ended: it waits on seeds that do
+			// not answer (a node started cut off from them).
+			fmt.Fprintf(w, "join      NOT JOINED yet: seeds %s, first attempt under way\n", strings.Join(j.Seeds, ","))
 		case !j.Joined:
 			fmt.Fprintf(w, "join      NOT JOINED: seeds %s, %d failed attempts, last at %s: %s\n", strings.Join(j.Seeds, ","), j.Failures, at(j.LastAttempt), j.LastError)
 			if !j.NextAttempt.IsZero() {
