@@ -415,7 +415,14 @@ func (n *Node) partList() []part {
 			onStop: func(context.Context) error { n.closeConsensus(); return nil }},
 		// Running before the proxy takes requests; it hands its counters
 		// over after the proxy drained, while the ring and RPC still run.
-		&step{id: "limits", onStart: func(context.Context, *group) error { return n.limits.l.Start() },
+		&step{id: "limits", onStart: func(context.Context, *group) error {
+			if n.opts.Inherit != nil {
+				// The old process's leases are unknown here until its
+				// counters arrive (handOverLimits, as it drains).
+				n.limits.l.AwaitPredecessor(predecessorLimitsWait)
+			}
+			return n.limits.l.Start()
+		},
 			onDrain: func(context.Context) error { n.stopLimits(graceful()); return nil },
 			onStop:  func(context.Context) error { n.stopLimits(false); return nil }},
 		// Up until the very end: /readyz says "draining" while the others stop.

@@ -89,6 +89,12 @@ func (n *Node) stopLimits(graceful bool) {
 // its limit again (the ring keeps the node's name, so nothing else moves
 // them). It dials the node's advertised cluster address, which the
 // successor serves now.
+// predecessorLimitsWait bounds how long a successor grants no rate-limit
+// tokens while it waits for the old process's counters
+// (ratelimit.Limiter.AwaitPredecessor): they come as the old process
+// starts draining, milliseconds after this one serves.
+const predecessorLimitsWait = 2 * time.Second
+
 func (n *Node) handOverLimits() {
 	addr := n.RPCAddr()
 	if addr == "" {

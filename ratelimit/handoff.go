@@ -90,17 +90,20 @@ func (l *Limiter) HandOver(addr string) error {
 	defer l.sync.mu.Unlock()
 	now := l.wall()
 	var hs []handoff
+	global := false
 	for _, st := range l.rules.Load().list {
 		if st.rule.Scope != Global {
 			continue
 		}
+		global = true
 		st.c.owned.each(func(key string, c *counter) {
 			hs = append(hs, c.handoff(st, key, now))
 		})
 	}
-	if len(hs) == 0 {
-		return nil
+	if !global {
+		return nil // a successor waiting for it grants nothing anyway
 	}
+	// Sent when empty too: the successor waits for it (AwaitPredecessor).
 	if err := l.sendHandoffsTo(addr, hs); err != nil {
 		l.st.handoffErrors.Add(1)
 		return err
@@ -134,10 +137,15 @@ func (l *Limiter) sendHandoffsTo(addr string, hs []handoff) error {
 	return err
 }
 
-// receiveHandoffs takes counters from their previous owner: each is merged
-// into the counter this node may already have started from reports (the
-// larger count wins; leases add up).
-func (l *Limiter) receiveHandoffs(hs []handoff) {
+// receiveHandoffs takes counters from their previous owner, from: each is
+// merged into the counter this node may already have started from reports
+// (the larger count wins; leases add up). From this node's own name they
+// come from the process it replaced, which it waits for
+// (AwaitPredecessor).
+func (l *Limiter) receiveHandoffs(from string, hs []handoff) {
+	if from == l.cfg.Self {
+		defer l.awaitUntil.Store(0) // once merged
+	}
 	rs := l.rules.Load()
 	now := l.wall()
 	for _, h := range hs {

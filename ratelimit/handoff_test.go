@@ -30,13 +30,13 @@ func TestHandoffAbsorbedOnce(t *testing.T) {
 			left := int64(2 * time.Second)
 			a := handoff{rule: "g", key: "k", snap: fromA, leases: []handoffLease{{node: "b", out: 40, left: left}}}
 			b := handoff{rule: "g", key: "k", snap: fromB, leases: []handoffLease{{node: "b", out: 60, left: left}}}
-			l.receiveHandoffs([]handoff{a})
-			l.receiveHandoffs([]handoff{a})
+			l.receiveHandoffs("a", []handoff{a})
+			l.receiveHandoffs("a", []handoff{a})
 			c := st.c.owned.get("k")
 			if out := c.leaseFor("b").out; out != 40 {
 				t.Fatalf("b's lease holds %d after the same hand-off twice, want 40", out)
 			}
-			l.receiveHandoffs([]handoff{b})
+			l.receiveHandoffs("a", []handoff{b})
 			if out := c.leaseFor("b").out; out != 60 {
 				t.Fatalf("b's lease holds %d after B's hand-off, want 60", out)
 			}
@@ -100,5 +100,52 @@ func TestHandedOverGrantsNothing(t *testing.T) {
 				t.Fatalf("a window later b was granted %d, want 0", a.grant)
 			}
 		})
+	}
+}
+
+// TestSuccessorWithholdsUntilPredecessorHandsOver: a successor process
+// (AwaitPredecessor) grants no tokens until the process it replaced, of
+// the same node name, has handed its counters over (an empty hand-off
+// counts), or until the wait has passed; hand-offs from other nodes do
+// not end the wait. Reports are counted meanwhile. Before, a successor
+// granted leases on top of those its predecessor had out, and a key
+// admitted 1,117 in a second against the bound of 1,112.
+func TestSuccessorWithholdsUntilPredecessorHandsOver(t *testing.T) {
+	rule := Rule{Name: "g", Limit: 1000, Period: time.Second, Burst: 1000, Algorithm: SlidingWindow, Scope: Global}
+	l, _ := newTestLimiter(t, rule)
+	l.cfg.Self = "n2"
+	rep := func(node string, used int64) answer {
+		t.Helper()
+		return l.serve(node, []report{{rule: "g", key: "k", used: used, extra: used, span: int64(50 * time.Millisecond), limit: 1000}})[0]
+	}
+	l.AwaitPredecessor(2 * time.Second)
+	if a := rep("b", 10); a.grant != 0 {
+		t.Fatalf("granted %d while waiting for the predecessor, want 0", a.grant)
+	}
+	from, hs, err := decodeHandoffs(encodeHandoffs(nil, "n1", nil))
+	if err != nil || from != "n1" || len(hs) != 0 {
+		t.Fatalf("an empty hand-off decodes as %q %v %v", from, hs, err)
+	}
+	l.receiveHandoffs(from, hs)
+	if a := rep("b", 10); a.grant != 0 {
+		t.Fatalf("granted %d after another node's hand-off, want 0", a.grant)
+	}
+	if c := rep("c", 0).count; c <= 0 {
+		t.Fatalf("count %d while waiting: the reports were not counted", c)
+	}
+	l.receiveHandoffs("n2", nil)
+	if a := rep("b", 10); a.grant <= 0 {
+		t.Fatalf("granted %d after the predecessor's hand-off, want more than 0", a.grant)
+	}
+
+	l2, clk2 := newTestLimiter(t, rule)
+	l2.AwaitPredecessor(2 * time.Second)
+	clk2.Advance(2*time.Second - time.Millisecond)
+	if a := l2.serve("b", []report{{rule: "g", key: "k", used: 1, extra: 1, span: int64(50 * time.Millisecond), limit: 1000}})[0]; a.grant != 0 {
+		t.Fatalf("granted %d 1 ms before the wait ends, want 0", a.grant)
+	}
+	clk2.Advance(time.Millisecond)
+	if a := l2.serve("b", []report{{rule: "g", key: "k", used: 1, extra: 1, span: int64(50 * time.Millisecond), limit: 1000}})[0]; a.grant <= 0 {
+		t.Fatalf("granted %d once the wait ended, want more than 0", a.grant)
 	}
 }

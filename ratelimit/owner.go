@@ -106,7 +106,7 @@ func (l *Limiter) serveInto(out []answer, from string, reps []report) []answer {
 			out[i].status = statusFull
 			continue
 		}
-		out[i] = c.report(st, from, r, now, l.cfg, n, l.handedOver.Load())
+		out[i] = c.report(st, from, r, now, l.cfg, n, l.withholding(now))
 	}
 	return out
 }
@@ -125,9 +125,10 @@ func appendOwnerKey(b []byte, rule, key string) []byte {
 // of what the counter has left, first come first served. A sliding-window
 // grant may be spent only until the end of the owner's current window, so
 // every leased request is counted in the window it is admitted in.
-// handedOver (the counters went to a successor: see HandOver) grants
-// nothing: the report is still counted.
-func (c *counter) report(st *ruleState, node string, r *report, now int64, cfg Config, n int, handedOver bool) answer {
+// hold (the counters went to a successor, see HandOver, or this successor
+// waits for its predecessor's, see AwaitPredecessor) grants nothing: the
+// report is still counted.
+func (c *counter) report(st *ruleState, node string, r *report, now int64, cfg Config, n int, hold bool) answer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.touched = now
@@ -149,7 +150,7 @@ func (c *counter) report(st *ruleState, node string, r *report, now int64, cfg C
 	windowLeft := (idx+1)*int64(st.rule.Period) - now
 	want := leaseSize(st, ls.rate, n, cfg.SyncInterval, min(int64(cfg.LeaseTerm), windowLeft))
 	var g int64
-	if want > ls.out && !handedOver {
+	if want > ls.out && !hold {
 		// Grant what the window frees until the node's next early round
 		// (T/5 ahead), so that what frees in the last round of a window
 		// is not lost to it.

@@ -46,12 +46,12 @@ func (l *Limiter) Register(srv *wire.Server) {
 		return encodeAnswers(nil, l.serveInto(sc.answers, strings.Clone(from), reps)), nil
 	})
 	srv.Handle(MethodHandoff, func(ctx context.Context, body []byte) ([]byte, error) {
-		_, hs, err := decodeHandoffs(body)
+		from, hs, err := decodeHandoffs(body)
 		if err != nil {
 			l.st.malformed.Add(1)
 			return nil, err
 		}
-		l.receiveHandoffs(hs)
+		l.receiveHandoffs(from, hs)
 		return []byte{codecVersion}, nil
 	})
 }
