@@ -143,7 +143,7 @@ func dialIPOnce(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (
 	c := newTCPConn(fd, nil, nil)
 	c.raddr = c.raddrIP.setAddrPort(ap)
 	if pending {
-		if err := waitConnect(ctx, &c.p, &sa, timeout); err != nil {
+		if err := waitConnect(ctx, &c.p, sa, timeout); err != nil {
 			c.p.close()
 			return nil, fail(err)
 		}
@@ -204,8 +204,9 @@ var connectWaited func()
 // and while ctx lasts. Once the socket is writable, connect(2) again
 // reports how it ended: 0 (or EISCONN) once connected, EALREADY while the
 // handshake is still under way, the error that ended it otherwise. It asks
-// before the first wait too, as any Write does.
-func waitConnect(ctx context.Context, p *pollFD, sa *connectAddr, timeout time.Duration) error {
+// before the first wait too, as any Write does. sa is a copy: the wait's
+// callback takes it to the heap, and only a dial that waits pays for that.
+func waitConnect(ctx context.Context, p *pollFD, sa connectAddr, timeout time.Duration) error {
 	deadline := time.Time{}
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)

@@ -247,7 +247,7 @@ func TestWaitConnectCancelNotAfter(t *testing.T) {
 	defer func() { connectWaited = nil }()
 	var ca connectAddr
 	ca.set(ap)
-	err = waitConnect(ctx, &c.p, &ca, 0)
+	err = waitConnect(ctx, &c.p, ca, 0)
 	if err == nil {
 		t.Fatal("waitConnect returned a connection whose context's past write deadline landed on it after the wait")
 	}
