@@ -328,6 +328,10 @@ func (c *tcpConn) SyscallConn() (syscall.RawConn, error) {
 	return c.io.rc, nil
 }
 
+// peekRawConn is the socket's raw connection for calls that never wait
+// (the pool's peek): the deadlines stay lazy. See peekRawConner.
+func (c *tcpConn) peekRawConn() syscall.RawConn { return c.io.rc }
+
 func (c *tcpConn) RemoteAddr() net.Addr { return c.raddr }
 
 // LocalAddr is the listener's address, or the socket's own when the

@@ -41,7 +41,9 @@ func newUpConn(nc net.Conn, key string) *upConn {
 		raw = u.NetConn()
 		c.tlsUnder, _ = raw.(*tlsUnder)
 	}
-	if sc, ok := raw.(syscall.Conn); ok {
+	if pc, ok := raw.(peekRawConner); ok {
+		c.rc = pc.peekRawConn()
+	} else if sc, ok := raw.(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
 	}
 	c.peek.init(c.rc)
@@ -93,6 +95,15 @@ func (c *upConn) aliveAt(now time.Duration) bool {
 		c.dl.setRead(c.nc, time.Time{})
 	}
 	return c.peek.alive()
+}
+
+// peekRawConner is a connection whose raw connection can be had for
+// calls that never wait (the pool's peek): SyscallConn is for a caller
+// that may wait through it, for which a tcpConn sets its deadlines on the
+// poller as they are set from then on (splice), where they are otherwise
+// set only when an operation waits (lazyDeadline).
+type peekRawConner interface {
+	peekRawConn() syscall.RawConn
 }
 
 // h1Exchange is one request/response on an upConn.
