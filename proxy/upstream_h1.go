@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -35,7 +36,8 @@ type upConn struct {
 }
 
 func newUpConn(nc net.Conn, key string) *upConn {
-	c := &upConn{nc: nc, key: key}
+	c := upConnPool.Get().(*upConn)
+	c.nc, c.key = nc, key
 	raw := nc
 	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
 		raw = u.NetConn()
@@ -51,21 +53,36 @@ func newUpConn(nc net.Conn, key string) *upConn {
 	c.br.Reset(nc)
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(nc)
-	c.reader = h1ReaderPool.Get().(*h1.Reader)
+	if c.reader == nil {
+		c.reader = h1ReaderPool.Get().(*h1.Reader)
+		c.body = h1.NewBody(c.reader)
+	}
 	c.reader.Reset(c.br, h1.Limits{MaxHeaderBytes: maxUpstreamHeadBytes, MaxHeaders: 512})
-	c.body = h1.NewBody(c.reader)
 	return c
 }
 
-// close closes the connection and returns its buffers and head parser to
-// the pools the client connections' come from: with a new upstream
-// connection per request they were a third of the bytes allocated. The
-// caller owns c and nothing uses it afterwards, as when it pools c (the
-// next request may take a pooled connection at once): the exchange has
+// upConnPool recycles the upConns that close ends, with their head
+// parser, body reader and response header map (which the parser clears
+// before each response): with a new upstream connection per request (an
+// origin that closes after each response) they were six allocations of
+// each request. What may still refer to a closed upConn is never
+// recycled: one an aborted wait took (abortUpstream sets its read deadline
+// at any time after) and one a tunnel hijacked (close is never called).
+var upConnPool = sync.Pool{New: func() any { return new(upConn) }}
+
+// close closes the connection and returns its buffers to the pools the
+// client connections' come from, and itself to upConnPool. The caller
+// owns c and nothing uses it afterwards, as when it pools c (the next
+// request may take a pooled connection at once): the exchange has
 // released it, its body writer has returned, and a tunnel took its
-// connection and reader (hijack) instead. Once per connection; nc.Close
-// alone is for waking a reader or writer that still runs.
+// connection and reader (hijack) instead; the response head the exchange
+// gave out (ResponseHeader's map and value slices) is no longer read, as
+// ResponseHeader says. Once per connection; nc.Close alone is for waking
+// a reader or writer that still runs.
 func (c *upConn) close() {
+	if c.nc == nil {
+		return // closed and recycled, not yet taken again: nothing to close
+	}
 	c.nc.Close()
 	if c.br == nil {
 		return // closed before
@@ -74,8 +91,19 @@ func (c *upConn) close() {
 	readerPool.Put(c.br)
 	c.bw.Reset(nil)
 	writerPool.Put(c.bw)
-	h1ReaderPool.Put(c.reader)
-	c.br, c.bw, c.reader, c.body = nil, nil, nil, nil
+	if c.aborted {
+		h1ReaderPool.Put(c.reader)
+		c.br, c.bw, c.reader, c.body = nil, nil, nil, nil
+		return
+	}
+	c.reader.Reset(nil, h1.Limits{})
+	h := c.resp.Header
+	if len(h) > 64 {
+		h = nil // a rare head's large map is not kept
+	}
+	clear(h) // nothing of the last response stays reachable
+	*c = upConn{reader: c.reader, body: c.body, resp: h1.Response{Header: h}}
+	upConnPool.Put(c)
 }
 
 // aliveAt peeks at an idle connection. A read deadline left from its last
