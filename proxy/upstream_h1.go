@@ -176,7 +176,11 @@ func (s *Server[C]) h1RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 		} else {
 			s.metrics.connsReused.Inc()
 		}
-		ex := &h1Exchange{srv: s.pool, c: c, t: t}
+		// The session's own: an attempt's exchange is released (its
+		// body writer waited for) before the next one starts, and
+		// nothing refers to it after its request.
+		ex := &sess.h1x
+		*ex = h1Exchange{srv: s.pool, c: c, t: t}
 		err := ex.send(sess, req, body)
 		if err == nil {
 			err = ex.readHead(sess, req.Method, out)
@@ -241,15 +245,16 @@ func (ex *h1Exchange) send(sess *Session, req *RequestHeader, body *reqBody) err
 		}
 		return nil
 	}
-	ex.writeErr = make(chan error, 1) // the writer never blocks on sending its result
-	ex.ds = sess.ds
+	done := make(chan error, 1) // the writer never blocks on sending its result
+	ex.writeErr, ex.ds = done, sess.ds
+	t, ds := ex.t, sess.ds // the writer reads neither ex nor sess, the session's to reuse
 	go func() {
-		err := writeBody(c, ex.t, body, chunked, sess.ds)
+		err := writeBody(c, t, body, chunked, ds)
 		var pe *Error
 		if errors.As(err, &pe) && pe.Source == Downstream && !interrupted(err) {
 			c.nc.Close() // the upstream must not see a complete request; wakes the reader
 		}
-		ex.writeErr <- err
+		done <- err
 	}()
 	return nil
 }
