@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -130,7 +131,9 @@ func (l *acceptListener) Accept() (net.Conn, error) {
 		}
 		// The socket joins the runtime's poller when it first has to
 		// wait (pollFD).
-		return newTCPConn(nfd, l, rawSockaddrTCP(&l.rsa)), nil
+		c := newTCPConn(nfd, l, nil)
+		c.raddr = c.raddrIP.setRaw(&l.rsa)
+		return c, nil
 	}
 }
 
@@ -145,15 +148,16 @@ func (l *acceptListener) Close() error {
 	return l.cerr
 }
 
-// tcpAddrIP is a TCP address and its IP's bytes in one allocation.
+// tcpAddrIP is a TCP address and its IP's bytes in one piece, kept in
+// the connection it is the remote address of (tcpConn.raddrIP): an
+// accepted or dialled connection allocates nothing more for it.
 type tcpAddrIP struct {
 	addr net.TCPAddr
 	ip   [16]byte
 }
 
-// rawSockaddrTCP decodes the address accept4 wrote.
-func rawSockaddrTCP(rsa *syscall.RawSockaddrAny) *net.TCPAddr {
-	a := new(tcpAddrIP)
+// setRaw decodes into a the address accept4 wrote.
+func (a *tcpAddrIP) setRaw(rsa *syscall.RawSockaddrAny) *net.TCPAddr {
 	switch rsa.Addr.Family {
 	case syscall.AF_INET:
 		p := (*syscall.RawSockaddrInet4)(unsafe.Pointer(rsa))
@@ -169,6 +173,21 @@ func rawSockaddrTCP(rsa *syscall.RawSockaddrAny) *net.TCPAddr {
 			}
 		}
 	}
+	return &a.addr
+}
+
+// setAddrPort makes a the address net.TCPAddrFromAddrPort(ap) gives.
+func (a *tcpAddrIP) setAddrPort(ap netip.AddrPort) *net.TCPAddr {
+	ip := ap.Addr()
+	switch {
+	case ip.Is4():
+		b := ip.As4()
+		a.addr.IP = a.ip[:copy(a.ip[:], b[:])]
+	case ip.IsValid():
+		b := ip.As16()
+		a.addr.IP = a.ip[:copy(a.ip[:], b[:])]
+	}
+	a.addr.Port, a.addr.Zone = int(ap.Port()), ip.Zone()
 	return &a.addr
 }
 
@@ -202,11 +221,12 @@ func sockaddrTCP(sa syscall.Sockaddr) *net.TCPAddr {
 // os.ErrDeadlineExceeded on a timeout, io.EOF as is), and it has
 // CloseWrite and SyscallConn. Reads and writes go through sockIO.
 type tcpConn struct {
-	p      pollFD
-	l      *acceptListener
-	raddr  *net.TCPAddr
-	io     sockIO
-	closed atomic.Bool
+	p       pollFD
+	l       *acceptListener
+	raddr   *net.TCPAddr
+	raddrIP tcpAddrIP // raddr's storage, but for a caller's (newTCPConn)
+	io      sockIO
+	closed  atomic.Bool
 	// rdl and wdl are the deadlines, set on the poller only when an
 	// operation waits under them or they pass (lazyDeadline).
 	rdl, wdl lazyDeadline
@@ -233,7 +253,8 @@ func aboveStdio(fd int) (int, error) {
 }
 
 // newTCPConn wraps the connected non-blocking socket fd: one
-// acceptListener accepted (l), or one dialIP dialled (l nil). It joins the
+// acceptListener accepted (l), or one dialIP dialled (l nil). raddr is the
+// remote address; when nil the caller sets it (in c.raddrIP). It joins the
 // runtime's poller when it first has to wait (pollFD).
 func newTCPConn(fd int, l *acceptListener, raddr *net.TCPAddr) *tcpConn {
 	c := &tcpConn{l: l, raddr: raddr}
@@ -306,6 +327,10 @@ func (c *tcpConn) SyscallConn() (syscall.RawConn, error) {
 	c.wdl.makeEager()
 	return c.io.rc, nil
 }
+
+// peekRawConn is the socket's raw connection for calls that never wait
+// (the pool's peek): the deadlines stay lazy. See peekRawConner.
+func (c *tcpConn) peekRawConn() syscall.RawConn { return c.io.rc }
 
 func (c *tcpConn) RemoteAddr() net.Addr { return c.raddr }
 

@@ -20,19 +20,18 @@ func peekAlive(rc syscall.RawConn) bool {
 }
 
 // peeker is peekAlive for one connection, peeked at again and again: its
-// callback is bound once (a closure per peek would be allocations per
-// request, as the pool peeks at every connection it hands out).
+// callback is the peeker itself (a pollCall; a closure per peek would be
+// allocations per request, as the pool peeks at every connection it
+// hands out, and one bound once an allocation per connection).
 type peeker struct {
 	rc  syscall.RawConn
-	fn  func(uintptr) bool
 	ok  bool
 	buf [1]byte
 }
 
-func (p *peeker) init(rc syscall.RawConn) {
-	p.rc = rc
-	p.fn = p.peekFD
-}
+func (p *peeker) init(rc syscall.RawConn) { p.rc = rc }
+
+func (p *peeker) call(fd uintptr) bool { return p.peekFD(fd) }
 
 // alive peeks; true without a socket to peek at.
 func (p *peeker) alive() bool {
@@ -40,7 +39,7 @@ func (p *peeker) alive() bool {
 		return true
 	}
 	p.ok = false
-	err := p.rc.Read(p.fn)
+	err := readCall(p.rc, p)
 	return err == nil && p.ok
 }
 

@@ -101,6 +101,15 @@ func (u *tlsUnder) SyscallConn() (syscall.RawConn, error) {
 	return nil, errors.New("proxy: no raw connection under TLS")
 }
 
+// peekRawConn: see peekRawConner.
+func (u *tlsUnder) peekRawConn() syscall.RawConn {
+	if pc, ok := u.Conn.(peekRawConner); ok {
+		return pc.peekRawConn()
+	}
+	rc, _ := u.SyscallConn()
+	return rc
+}
+
 // tlsBuffered reports whether tc, over u, holds bytes read from the
 // socket and not yet read from it: whole records, or what one decrypted
 // held beyond what was read. A read that would ask the socket fails at

@@ -9,7 +9,9 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,19 +72,25 @@ var ephemeralPorts = sync.OnceValues(func() (uint16, uint16) {
 })
 
 // selfConnected reports whether c's socket is connected to itself: its
-// local address is its remote one.
+// local address is its remote one. getsockname(2) is called raw, into an
+// address on the stack: unix.Getsockname, through Control's closure,
+// allocated three times for every connection dialled to loopback.
 func selfConnected(c *tcpConn) bool {
 	self := false
-	c.io.rc.Control(func(fd uintptr) {
-		sa, err := unix.Getsockname(int(fd))
-		if err != nil {
+	c.p.Control(func(fd uintptr) {
+		var rsa syscall.RawSockaddrAny
+		n := uint32(syscall.SizeofSockaddrAny)
+		_, _, e := syscall.RawSyscall(syscall.SYS_GETSOCKNAME, fd, uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)))
+		if e != 0 {
 			return
 		}
-		switch a := sa.(type) {
-		case *unix.SockaddrInet4:
-			self = a.Port == c.raddr.Port && net.IP(a.Addr[:]).Equal(c.raddr.IP)
-		case *unix.SockaddrInet6:
-			self = a.Port == c.raddr.Port && net.IP(a.Addr[:]).Equal(c.raddr.IP)
+		switch rsa.Addr.Family {
+		case syscall.AF_INET:
+			a := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&rsa))
+			self = netPort(&a.Port) == c.raddr.Port && net.IP(a.Addr[:]).Equal(c.raddr.IP)
+		case syscall.AF_INET6:
+			a := (*syscall.RawSockaddrInet6)(unsafe.Pointer(&rsa))
+			self = netPort(&a.Port) == c.raddr.Port && net.IP(a.Addr[:]).Equal(c.raddr.IP)
 		}
 	})
 	return self
@@ -90,26 +98,16 @@ func selfConnected(c *tcpConn) bool {
 
 // dialIPOnce is one attempt of dialIP.
 func dialIPOnce(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (net.Conn, error) {
-	raddr := net.TCPAddrFromAddrPort(ap)
-	fail := func(err error) error { return &net.OpError{Op: "dial", Net: "tcp", Addr: raddr, Err: err} }
+	fail := func(err error) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fail(err)
 	}
-	var sa unix.Sockaddr
-	family := unix.AF_INET
-	if a := ap.Addr(); a.Is4() || a.Is4In6() {
-		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}
-	} else {
-		family = unix.AF_INET6
-		s6 := &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
-		if z := a.Zone(); z != "" {
-			ifi, err := net.InterfaceByName(z)
-			if err != nil {
-				return nil, fail(err)
-			}
-			s6.ZoneId = uint32(ifi.Index)
-		}
-		sa = s6
+	var sa connectAddr
+	family, err := sa.set(ap)
+	if err != nil {
+		return nil, fail(err)
 	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
@@ -123,15 +121,15 @@ func dialIPOnce(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (
 		return nil, fail(os.NewSyscallError("setsockopt", err))
 	}
 	pending := false
-	switch err := unix.Connect(fd, sa); err {
-	case nil:
+	switch err := sa.connect(uintptr(fd)); err {
+	case 0:
 	case unix.EINPROGRESS, unix.EINTR: // EINTR: the connect goes on
 		// On loopback the handshake is over by the time connect
 		// returns; asking again now spares the wait's deadline and
 		// context watch (one more call for a remote peer, whose
 		// handshake takes a round trip anyway).
-		switch err := unix.Connect(fd, sa); err {
-		case nil, unix.EISCONN:
+		switch err := sa.connect(uintptr(fd)); err {
+		case 0, unix.EISCONN:
 		case unix.EALREADY, unix.EINPROGRESS, unix.EINTR:
 			pending = true
 		default:
@@ -142,7 +140,8 @@ func dialIPOnce(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (
 		unix.Close(fd)
 		return nil, fail(os.NewSyscallError("connect", err))
 	}
-	c := newTCPConn(fd, nil, raddr)
+	c := newTCPConn(fd, nil, nil)
+	c.raddr = c.raddrIP.setAddrPort(ap)
 	if pending {
 		if err := waitConnect(ctx, &c.p, sa, timeout); err != nil {
 			c.p.close()
@@ -152,6 +151,52 @@ func dialIPOnce(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (
 	return c, nil
 }
 
+// connectAddr is the address connect(2) takes, kept by its caller (on
+// the stack): unix.Connect takes a unix.Sockaddr, whose pointer escapes
+// through the interface, an allocation a dial.
+type connectAddr struct {
+	rsa syscall.RawSockaddrAny
+	n   uint32
+}
+
+// set makes a ap's address; it returns the socket family.
+func (a *connectAddr) set(ap netip.AddrPort) (int, error) {
+	ip := ap.Addr()
+	if ip.Is4() || ip.Is4In6() {
+		p := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&a.rsa))
+		p.Family = syscall.AF_INET
+		setNetPort(&p.Port, ap.Port())
+		p.Addr = ip.Unmap().As4()
+		a.n = syscall.SizeofSockaddrInet4
+		return unix.AF_INET, nil
+	}
+	p := (*syscall.RawSockaddrInet6)(unsafe.Pointer(&a.rsa))
+	p.Family = syscall.AF_INET6
+	setNetPort(&p.Port, ap.Port())
+	p.Addr = ip.As16()
+	if z := ip.Zone(); z != "" {
+		ifi, err := net.InterfaceByName(z)
+		if err != nil {
+			return 0, err
+		}
+		p.Scope_id = uint32(ifi.Index)
+	}
+	a.n = syscall.SizeofSockaddrInet6
+	return unix.AF_INET6, nil
+}
+
+// connect calls connect(2) on fd (non-blocking: it never blocks).
+func (a *connectAddr) connect(fd uintptr) syscall.Errno {
+	_, _, e := syscall.RawSyscall(syscall.SYS_CONNECT, fd, uintptr(unsafe.Pointer(&a.rsa)), uintptr(a.n))
+	return e
+}
+
+// setNetPort writes port in network byte order.
+func setNetPort(p *uint16, port uint16) {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	b[0], b[1] = byte(port>>8), byte(port)
+}
+
 // connectWaited, when set (tests), runs when waitConnect's wait ended.
 var connectWaited func()
 
@@ -159,8 +204,9 @@ var connectWaited func()
 // and while ctx lasts. Once the socket is writable, connect(2) again
 // reports how it ended: 0 (or EISCONN) once connected, EALREADY while the
 // handshake is still under way, the error that ended it otherwise. It asks
-// before the first wait too, as any Write does.
-func waitConnect(ctx context.Context, p *pollFD, sa unix.Sockaddr, timeout time.Duration) error {
+// before the first wait too, as any Write does. sa is a copy: the wait's
+// callback takes it to the heap, and only a dial that waits pays for that.
+func waitConnect(ctx context.Context, p *pollFD, sa connectAddr, timeout time.Duration) error {
 	deadline := time.Time{}
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
@@ -188,8 +234,8 @@ func waitConnect(ctx context.Context, p *pollFD, sa unix.Sockaddr, timeout time.
 	}
 	var cerr error
 	err := p.Write(func(fd uintptr) bool {
-		switch e := unix.Connect(int(fd), sa); e {
-		case nil, unix.EISCONN:
+		switch e := sa.connect(fd); e {
+		case 0, unix.EISCONN:
 			return true
 		case unix.EALREADY, unix.EINPROGRESS, unix.EINTR:
 			return false

@@ -245,7 +245,9 @@ func TestWaitConnectCancelNotAfter(t *testing.T) {
 		}
 	}
 	defer func() { connectWaited = nil }()
-	err = waitConnect(ctx, &c.p, sa, 0)
+	var ca connectAddr
+	ca.set(ap)
+	err = waitConnect(ctx, &c.p, ca, 0)
 	if err == nil {
 		t.Fatal("waitConnect returned a connection whose context's past write deadline landed on it after the wait")
 	}

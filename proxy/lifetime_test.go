@@ -226,6 +226,11 @@ func TestPooledConnectionsNoCrossTalk(t *testing.T) {
 				var size int
 				fmt.Sscan(r.URL.Query().Get("size"), &size)
 				w.Header().Set("X-Id", id)
+				if r.Header.Get("X-Close") != "" {
+					// The proxy closes this upstream connection after the
+					// response: its upConn is recycled (upConnPool).
+					w.Header().Set("Connection", "close")
+				}
 				if r.Method == http.MethodPost {
 					b, err := io.ReadAll(r.Body)
 					if err != nil {
@@ -284,7 +289,8 @@ func TestPooledConnectionsNoCrossTalk(t *testing.T) {
 }
 
 // crossTalkOnce sends one request of TestPooledConnectionsNoCrossTalk;
-// kind picks the method and whether the client leaves early.
+// kind picks the method, whether the client leaves early, and whether the
+// origin closes its connection after the response (4 and 5).
 func crossTalkOnce(addr string, c *http.Client, id string, size, kind int) error {
 	method, body := http.MethodGet, io.Reader(nil)
 	switch kind {
@@ -300,6 +306,9 @@ func crossTalkOnce(addr string, c *http.Client, id string, size, kind int) error
 		return err
 	}
 	req.Header.Set("X-Id", id)
+	if kind >= 4 && kind <= 5 {
+		req.Header.Set("X-Close", "1") // the origin closes after answering
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return err
@@ -406,5 +415,43 @@ func TestH2ResetAfterSessionPooled(t *testing.T) {
 	}
 	if <-result {
 		t.Fatal("a reset of a stream whose handler had returned cut the upstream wait of the session it had given back to the pool")
+	}
+}
+
+// TestUpConnRecycle: a closed upConn goes back to upConnPool with nothing
+// of its connection or its last response left, and one an aborted wait
+// took never does: abortUpstream may set the read deadline of its
+// connection at any time after, which on a recycled upConn would be
+// another request's connection.
+func TestUpConnRecycle(t *testing.T) {
+	newConn := func() *upConn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return newUpConn(a, "peer")
+	}
+	aborted := newConn()
+	aborted.aborted = true
+	aborted.close()
+	if aborted.reader != nil || aborted.br != nil {
+		t.Fatal("an aborted upConn kept its reader or buffers after close")
+	}
+	for range 100 {
+		c := newConn()
+		if c == aborted {
+			t.Fatal("an aborted upConn was recycled")
+		}
+		if c.resp.Header == nil { // as ReadResponse makes it
+			c.resp.Header = http.Header{}
+		}
+		c.resp.Header["X-Last"] = []string{"a response's field"}
+		c.resp.Status = 200
+		c.close()
+		if c.nc != nil || c.br != nil || c.bw != nil || c.key != "" || c.rc != nil || c.resp.Status != 0 {
+			t.Fatalf("a recycled upConn kept its connection's state: %+v", c)
+		}
+		if len(c.resp.Header) != 0 {
+			t.Fatalf("a recycled upConn kept its last response's fields: %v", c.resp.Header)
+		}
+		c.close() // a second close is a no-op
 	}
 }

@@ -125,8 +125,17 @@ func (p *pollFD) join() (uintptr, error) {
 // joined reports whether the socket is in the poller.
 func (p *pollFD) joined() bool { return p.pd.Load() != 0 }
 
-func (p *pollFD) Read(fn func(uintptr) bool) error  { return p.op(fn, 'r', true) }
-func (p *pollFD) Write(fn func(uintptr) bool) error { return p.op(fn, 'w', true) }
+func (p *pollFD) Read(fn func(uintptr) bool) error  { return p.op(funcCall(fn), 'r', true) }
+func (p *pollFD) Write(fn func(uintptr) bool) error { return p.op(funcCall(fn), 'w', true) }
+
+// readCall runs c as Read runs a func; rc is usually a pollFD (an accepted
+// or dialled connection's), which takes c without a closure.
+func readCall(rc syscall.RawConn, c pollCall) error {
+	if p, ok := rc.(*pollFD); ok {
+		return p.op(c, 'r', true)
+	}
+	return readCallFunc(rc, c)
+}
 
 // waitRead is Read for a reader that knows the socket held nothing when
 // it last read (a short read), and has not asked it since: it waits for
@@ -134,11 +143,11 @@ func (p *pollFD) Write(fn func(uintptr) bool) error { return p.op(fn, 'w', true)
 // Readiness that came since that read is on record (nothing reset it), so
 // the wait ends at once when bytes are there already. The socket must
 // have joined the poller.
-func (p *pollFD) waitRead(fn func(uintptr) bool) error { return p.op(fn, 'r', false) }
+func (p *pollFD) waitRead(c pollCall) error { return p.op(c, 'r', false) }
 
 // op runs fn as syscall.RawConn's Read (mode 'r') or Write ('w') would;
 // ask false: wait before the first call.
-func (p *pollFD) op(fn func(uintptr) bool, mode int, ask bool) error {
+func (p *pollFD) op(fn pollCall, mode int, ask bool) error {
 	if !p.incref() {
 		return os.ErrClosed
 	}
@@ -155,7 +164,7 @@ func (p *pollFD) op(fn func(uintptr) bool, mode int, ask bool) error {
 				return pollErr(code)
 			}
 		}
-		if fn(uintptr(p.fd)) {
+		if fn.call(uintptr(p.fd)) {
 			return nil
 		}
 	}
@@ -169,7 +178,7 @@ func (p *pollFD) op(fn func(uintptr) bool, mode int, ask bool) error {
 		if code := runtime_pollWait(pd, mode); code != pollNoError {
 			return pollErr(code)
 		}
-		if fn(uintptr(p.fd)) {
+		if fn.call(uintptr(p.fd)) {
 			return nil
 		}
 	}

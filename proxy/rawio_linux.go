@@ -41,8 +41,10 @@ type sockIO struct {
 	p  *pollFD // rc, when it is one (a tcpConn's): a read may wait first
 
 	// rmu and wmu make one Read and one Write at a time the owner of
-	// the fields below them, which the callbacks bound once at init read
-	// and write (a closure per call would be an allocation per call).
+	// the fields below them, which the callbacks read and write (a
+	// closure per call would be an allocation per call). The callbacks
+	// are s itself as a pollCall (sockReadCall and its kin) when rc is
+	// a pollFD; else methods bound once at init (readF and its kin).
 	rmu sync.Mutex
 	// waitNext: the next read may wait before it asks the socket, if the
 	// last one found it drained (waitFirstNext)
@@ -91,9 +93,47 @@ type sockIO struct {
 func (s *sockIO) init(rc syscall.RawConn) {
 	s.rc = rc
 	s.p, _ = rc.(*pollFD)
-	s.readF = s.rawRead
-	s.writeF = s.rawWrite
-	s.readHeldF = s.rawReadHeld
+	if s.p == nil {
+		// Three closures: only for a raw connection that takes funcs.
+		s.readF = s.rawRead
+		s.writeF = s.rawWrite
+		s.readHeldF = s.rawReadHeld
+	}
+}
+
+// sockReadCall, sockWriteCall and sockReadHeldCall are s's callbacks
+// rawRead, rawWrite and rawReadHeld as pollCalls: a pollFD runs them
+// with no closure allocated for the connection.
+type (
+	sockReadCall     sockIO
+	sockWriteCall    sockIO
+	sockReadHeldCall sockIO
+)
+
+func (s *sockReadCall) call(fd uintptr) bool     { return (*sockIO)(s).rawRead(fd) }
+func (s *sockWriteCall) call(fd uintptr) bool    { return (*sockIO)(s).rawWrite(fd) }
+func (s *sockReadHeldCall) call(fd uintptr) bool { return (*sockIO)(s).rawReadHeld(fd) }
+
+// readOp runs rawRead as the raw connection's Read; held: rawReadHeld.
+func (s *sockIO) readOp(held bool) error {
+	if s.p != nil {
+		if held {
+			return s.p.op((*sockReadHeldCall)(s), 'r', true)
+		}
+		return s.p.op((*sockReadCall)(s), 'r', true)
+	}
+	if held {
+		return s.rc.Read(s.readHeldF)
+	}
+	return s.rc.Read(s.readF)
+}
+
+// writeOp runs rawWrite as the raw connection's Write.
+func (s *sockIO) writeOp() error {
+	if s.p != nil {
+		return s.p.op((*sockWriteCall)(s), 'w', true)
+	}
+	return s.rc.Write(s.writeF)
 }
 
 // holdNextWrite makes the next write wait for the next read, which sends
@@ -132,7 +172,7 @@ func (s *sockIO) read(b []byte) (int, error) {
 	}
 	var err error
 	if own := s.rheld; len(own) > 0 {
-		err = s.rc.Read(s.readHeldF)
+		err = s.readOp(true)
 		busy := s.rheldBusy && err == nil && s.rerr == 0
 		s.wmu.Lock()
 		if busy {
@@ -153,7 +193,7 @@ func (s *sockIO) read(b []byte) (int, error) {
 		s.wmu.Unlock()
 		s.rheld, s.rheldBusy = nil, false
 		if busy && err == nil {
-			err = s.rc.Read(s.readF)
+			err = s.readOp(false)
 		}
 	} else if p := s.p; waitFirst && p != nil && p.drained.Load() && p.joined() {
 		// Nothing was there at the last read: wait for what comes
@@ -164,9 +204,9 @@ func (s *sockIO) read(b []byte) (int, error) {
 			s.rdl.wait()
 			s.rwait = true
 		}
-		err = p.waitRead(s.readF)
+		err = p.waitRead((*sockReadCall)(s))
 	} else {
-		err = s.rc.Read(s.readF)
+		err = s.readOp(false)
 	}
 	if s.rwait {
 		s.rwait = false
@@ -287,7 +327,7 @@ func (s *sockIO) writeLocked(b []byte) (int, error) {
 	if s.wdl != nil {
 		s.wdl.check()
 	}
-	err := s.rc.Write(s.writeF)
+	err := s.writeOp()
 	s.writeDone()
 	if s.smWait {
 		err = s.meterDone(err)
@@ -427,7 +467,7 @@ func (s *sockIO) writev(bufs [][]byte) (int64, error) {
 		if s.wdl != nil {
 			s.wdl.check()
 		}
-		err = s.rc.Write(s.writeF)
+		err = s.writeOp()
 		s.writeDone()
 		if s.smWait {
 			err = s.meterDone(err)

@@ -174,9 +174,10 @@ type Session struct {
 	body      *reqBody
 	match     routeMatch
 	attempt   attemptTrack
-	ex        exchange // the last attempt's, released or not: a panic releases it (releaseAfterPanic)
-	openSpan  Span     // the attempt's or cache lookup's span under way: a panic leaves it to the end
-	bodyRead  bool     // a byte of the request body was consumed
+	ex        exchange   // the last attempt's, released or not: a panic releases it (releaseAfterPanic)
+	h1x       h1Exchange // the HTTP/1.1 attempts' exchange, one at a time (h1RoundTrip): not allocated per request
+	openSpan  Span       // the attempt's or cache lookup's span under way: a panic leaves it to the end
+	bodyRead  bool       // a byte of the request body was consumed
 	responded bool
 	hooks     sessionHooks
 	uctx      any // the request's C, for hooks
@@ -245,6 +246,7 @@ func (s *Session) reset(ctx context.Context, req *RequestHeader, ds downstream) 
 	s.BytesIn, s.BytesOut = 0, 0
 	s.ConnectTime, s.ConnReused, s.UpstreamTTFB = 0, false, 0
 	s.bodyRead, s.responded, s.uctx, s.body, s.ex, s.openSpan = false, false, nil, nil, nil, nil
+	s.h1x = h1Exchange{}
 	s.match, s.attempt = routeMatch{}, attemptTrack{}
 	s.RetryTimeout, s.RetryOnStatus, s.ReplayBufferBytes = 0, nil, replayLimit
 	s.Upgrades, s.upgrade = defaultUpgrades, ""

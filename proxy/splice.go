@@ -47,7 +47,8 @@ func (s *Server[C]) spliceRelay(sess *Session, ex exchange) (done bool, err erro
 	if !ok || hx.c == nil || hx.c.rc == nil {
 		return false, nil
 	}
-	if _, plain := hx.c.nc.(syscall.Conn); !plain { // TLS
+	usc, plain := hx.c.nc.(syscall.Conn)
+	if !plain { // TLS
 		return false, nil
 	}
 	d, ok := sess.ds.(*h1Downstream)
@@ -68,6 +69,12 @@ func (s *Server[C]) spliceRelay(sess *Session, ex exchange) (done bool, err erro
 	if err != nil {
 		return false, nil
 	}
+	// Through SyscallConn, not hx.c.rc (the peek's): the splice waits
+	// under the connection's deadlines, which must then be on the poller.
+	urc, err := usc.SyscallConn()
+	if err != nil {
+		return false, nil
+	}
 	if buffered > 0 {
 		b, _ := hx.c.br.Peek(buffered)
 		if err := d.write(b); err != nil {
@@ -85,7 +92,7 @@ func (s *Server[C]) spliceRelay(sess *Session, ex exchange) (done bool, err erro
 		return true, classifyIO(err, Downstream)
 	}
 	rest := left - int64(buffered)
-	written, handled, fail := spliceBody(drc, hx.c.rc, rest, d.sm, func(side spliceSide) {
+	written, handled, fail := spliceBody(drc, urc, rest, d.sm, func(side spliceSide) {
 		if side == spliceSrc {
 			hx.c.dl.refreshRead(hx.c.nc, hx.t.ReadIdle)
 		} else {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -35,13 +36,16 @@ type upConn struct {
 }
 
 func newUpConn(nc net.Conn, key string) *upConn {
-	c := &upConn{nc: nc, key: key}
+	c := upConnPool.Get().(*upConn)
+	c.nc, c.key = nc, key
 	raw := nc
 	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
 		raw = u.NetConn()
 		c.tlsUnder, _ = raw.(*tlsUnder)
 	}
-	if sc, ok := raw.(syscall.Conn); ok {
+	if pc, ok := raw.(peekRawConner); ok {
+		c.rc = pc.peekRawConn()
+	} else if sc, ok := raw.(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
 	}
 	c.peek.init(c.rc)
@@ -49,21 +53,36 @@ func newUpConn(nc net.Conn, key string) *upConn {
 	c.br.Reset(nc)
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(nc)
-	c.reader = h1ReaderPool.Get().(*h1.Reader)
+	if c.reader == nil {
+		c.reader = h1ReaderPool.Get().(*h1.Reader)
+		c.body = h1.NewBody(c.reader)
+	}
 	c.reader.Reset(c.br, h1.Limits{MaxHeaderBytes: maxUpstreamHeadBytes, MaxHeaders: 512})
-	c.body = h1.NewBody(c.reader)
 	return c
 }
 
-// close closes the connection and returns its buffers and head parser to
-// the pools the client connections' come from: with a new upstream
-// connection per request they were a third of the bytes allocated. The
-// caller owns c and nothing uses it afterwards, as when it pools c (the
-// next request may take a pooled connection at once): the exchange has
+// upConnPool recycles the upConns that close ends, with their head
+// parser, body reader and response header map (which the parser clears
+// before each response): with a new upstream connection per request (an
+// origin that closes after each response) they were six allocations of
+// each request. What may still refer to a closed upConn is never
+// recycled: one an aborted wait took (abortUpstream sets its read deadline
+// at any time after) and one a tunnel hijacked (close is never called).
+var upConnPool = sync.Pool{New: func() any { return new(upConn) }}
+
+// close closes the connection and returns its buffers to the pools the
+// client connections' come from, and itself to upConnPool. The caller
+// owns c and nothing uses it afterwards, as when it pools c (the next
+// request may take a pooled connection at once): the exchange has
 // released it, its body writer has returned, and a tunnel took its
-// connection and reader (hijack) instead. Once per connection; nc.Close
-// alone is for waking a reader or writer that still runs.
+// connection and reader (hijack) instead; the response head the exchange
+// gave out (ResponseHeader's map and value slices) is no longer read, as
+// ResponseHeader says. Once per connection; nc.Close alone is for waking
+// a reader or writer that still runs.
 func (c *upConn) close() {
+	if c.nc == nil {
+		return // closed and recycled, not yet taken again: nothing to close
+	}
 	c.nc.Close()
 	if c.br == nil {
 		return // closed before
@@ -72,8 +91,19 @@ func (c *upConn) close() {
 	readerPool.Put(c.br)
 	c.bw.Reset(nil)
 	writerPool.Put(c.bw)
-	h1ReaderPool.Put(c.reader)
-	c.br, c.bw, c.reader, c.body = nil, nil, nil, nil
+	if c.aborted {
+		h1ReaderPool.Put(c.reader)
+		c.br, c.bw, c.reader, c.body = nil, nil, nil, nil
+		return
+	}
+	c.reader.Reset(nil, h1.Limits{})
+	h := c.resp.Header
+	if len(h) > 64 {
+		h = nil // a rare head's large map is not kept
+	}
+	clear(h) // nothing of the last response stays reachable
+	*c = upConn{reader: c.reader, body: c.body, resp: h1.Response{Header: h}}
+	upConnPool.Put(c)
 }
 
 // aliveAt peeks at an idle connection. A read deadline left from its last
@@ -93,6 +123,15 @@ func (c *upConn) aliveAt(now time.Duration) bool {
 		c.dl.setRead(c.nc, time.Time{})
 	}
 	return c.peek.alive()
+}
+
+// peekRawConner is a connection whose raw connection can be had for
+// calls that never wait (the pool's peek): SyscallConn is for a caller
+// that may wait through it, for which a tcpConn sets its deadlines on the
+// poller as they are set from then on (splice), where they are otherwise
+// set only when an operation waits (lazyDeadline).
+type peekRawConner interface {
+	peekRawConn() syscall.RawConn
 }
 
 // h1Exchange is one request/response on an upConn.
@@ -137,7 +176,11 @@ func (s *Server[C]) h1RoundTrip(sess *Session, peer *Peer, req *RequestHeader, b
 		} else {
 			s.metrics.connsReused.Inc()
 		}
-		ex := &h1Exchange{srv: s.pool, c: c, t: t}
+		// The session's own: an attempt's exchange is released (its
+		// body writer waited for) before the next one starts, and
+		// nothing refers to it after its request.
+		ex := &sess.h1x
+		*ex = h1Exchange{srv: s.pool, c: c, t: t}
 		err := ex.send(sess, req, body)
 		if err == nil {
 			err = ex.readHead(sess, req.Method, out)
@@ -202,15 +245,16 @@ func (ex *h1Exchange) send(sess *Session, req *RequestHeader, body *reqBody) err
 		}
 		return nil
 	}
-	ex.writeErr = make(chan error, 1) // the writer never blocks on sending its result
-	ex.ds = sess.ds
+	done := make(chan error, 1) // the writer never blocks on sending its result
+	ex.writeErr, ex.ds = done, sess.ds
+	t, ds := ex.t, sess.ds // the writer reads neither ex nor sess, the session's to reuse
 	go func() {
-		err := writeBody(c, ex.t, body, chunked, sess.ds)
+		err := writeBody(c, t, body, chunked, ds)
 		var pe *Error
 		if errors.As(err, &pe) && pe.Source == Downstream && !interrupted(err) {
 			c.nc.Close() // the upstream must not see a complete request; wakes the reader
 		}
-		ex.writeErr <- err
+		done <- err
 	}()
 	return nil
 }

@@ -211,3 +211,31 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(time.Millisecond) // sleep-ok: polling interval of a bounded wait
 	}
 }
+
+// TestRingVersionContext: a ring version reads back through contexts
+// derived from the one that carries it, the innermost one wins, other
+// values and cancellation pass through it, and a context without one
+// reads 0.
+func TestRingVersionContext(t *testing.T) {
+	type otherKey struct{}
+	base := context.WithValue(context.Background(), otherKey{}, "kept")
+	if v := wire.CallerRingVersion(base); v != 0 {
+		t.Fatalf("no version: got %d, want 0", v)
+	}
+	ctx := wire.WithRingVersion(base, 1<<40)
+	ctx, cancel := context.WithCancelCause(wire.WithIdempotent(ctx))
+	if v := wire.CallerRingVersion(ctx); v != 1<<40 {
+		t.Fatalf("got %d, want %d", v, uint64(1<<40))
+	}
+	if v := wire.CallerRingVersion(wire.WithRingVersion(ctx, 7)); v != 7 {
+		t.Fatalf("innermost: got %d, want 7", v)
+	}
+	if ctx.Value(otherKey{}) != "kept" {
+		t.Fatal("a value under the ring version was lost")
+	}
+	why := errors.New("why")
+	cancel(why)
+	if context.Cause(ctx) != why {
+		t.Fatalf("cause %v, want %v", context.Cause(ctx), why)
+	}
+}

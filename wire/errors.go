@@ -181,16 +181,34 @@ func decodeRemoteError(addr, method string, p []byte) *RemoteError {
 // ringKey is the context key of WithRingVersion.
 type ringKey struct{}
 
+// ringCtx is a context carrying a ring version: one allocation, where
+// context.WithValue with a uint64 makes two (the context, and the value
+// boxed in an interface), on both sides of every call. Its Value for
+// ringKey is the ringCtx itself.
+type ringCtx struct {
+	context.Context
+	v uint64
+}
+
+func (c *ringCtx) Value(key any) any {
+	if _, ok := key.(ringKey); ok {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
 // WithRingVersion returns a context whose calls carry ring version v in
 // their header. On the serving side, CallerRingVersion reads it back, and a
 // NotOwner answer reports it.
 func WithRingVersion(ctx context.Context, v uint64) context.Context {
-	return context.WithValue(ctx, ringKey{}, v)
+	return &ringCtx{Context: ctx, v: v}
 }
 
 // CallerRingVersion returns the ring version the caller sent with the call
 // being handled (0 when it sent none).
 func CallerRingVersion(ctx context.Context) uint64 {
-	v, _ := ctx.Value(ringKey{}).(uint64)
-	return v
+	if c, ok := ctx.Value(ringKey{}).(*ringCtx); ok {
+		return c.v
+	}
+	return 0
 }
