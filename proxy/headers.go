@@ -40,8 +40,15 @@ var forbiddenTrailers = map[string]bool{
 }
 
 // forbiddenTrailer reports whether the canonical key k may not be a
-// trailer field.
-func forbiddenTrailer(k string) bool { return forbiddenTrailers[k] || isHopByHop(k) }
+// trailer field. The forwarding fields (isForwardingField) go too: this
+// proxy writes them in the head, removing an untrusted client's, and a
+// trailer section has no place for its values; an origin that merges
+// trailers into the head (Apache httpd's MergeTrailers, Tomcat's
+// allowedTrailerHeaders, CVE-2013-5704's class) took a client's
+// "X-Forwarded-For: 1.2.3.4" trailer for a hop this proxy reported.
+func forbiddenTrailer(k string) bool {
+	return forbiddenTrailers[k] || isHopByHop(k) || isForwardingField(k)
+}
 
 // dropForbiddenTrailers removes from the trailer section h, in place, the
 // fields forbidden there. Proxies pass trailers on both ways, so each
