@@ -337,3 +337,29 @@ func TestMeasureMemoryPerKey(t *testing.T) {
 	runtime.KeepAlive(reqs)
 	runtime.KeepAlive(l)
 }
+
+// TestClientIPv6ByPrefix: client_ip counts an IPv6 client by its /64, as
+// the per-address connection cap does: one host holds a whole /64 and
+// may send each request from a new address in it, and every address was
+// a counter of its own, so the limit held it back not at all. Another
+// /64 has its own counter; an IPv4 address, and the same address
+// IPv4-mapped, share one.
+func TestClientIPv6ByPrefix(t *testing.T) {
+	l, _ := newTestLimiter(t, Rule{Name: "ip", Limit: 2, Period: time.Minute})
+	for i, ip := range []string{"2001:db8:1:2::1", "2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::3", "2001:db8:1:2::4%eth0"} {
+		if got := l.Decide(req(ip), 0, 0).Allow; got != (i < 2) {
+			t.Errorf("%s allowed=%v, want %v: one /64, limit 2", ip, got, i < 2)
+		}
+	}
+	if !l.Decide(req("2001:db8:1:3::1"), 0, 0).Allow {
+		t.Error("another /64 was counted with the first")
+	}
+	for i, ip := range []string{"192.0.2.7", "::ffff:192.0.2.7", "192.0.2.7"} {
+		if got := l.Decide(req(ip), 0, 0).Allow; got != (i < 2) {
+			t.Errorf("%s allowed=%v, want %v", ip, got, i < 2)
+		}
+	}
+	if !l.Decide(req("192.0.2.8"), 0, 0).Allow {
+		t.Error("the next IPv4 address was counted with 192.0.2.7")
+	}
+}
