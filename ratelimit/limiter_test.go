@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -361,5 +362,29 @@ func TestClientIPv6ByPrefix(t *testing.T) {
 	}
 	if !l.Decide(req("192.0.2.8"), 0, 0).Allow {
 		t.Error("the next IPv4 address was counted with 192.0.2.7")
+	}
+}
+
+// TestLongKeysApart: values longer than a key may be are still counters
+// of their own: cut to their first 256 bytes, every JWT of one issuer
+// (whose fixed claims come first) keyed by header:Authorization shared
+// one counter, which a client's forged tokens with that start spent for
+// every user. Keys stay bounded; a value sent again is the same key.
+func TestLongKeysApart(t *testing.T) {
+	prefix := "Bearer eyJhbGciOiJSUzI1NiJ9." + strings.Repeat("eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIn0", 8)
+	for _, key := range []string{"header:authorization", "{route}:{header:authorization}"} {
+		l, _ := newTestLimiter(t, Rule{Name: "k", Limit: 1, Period: time.Minute, Key: key})
+		do := func(tok string) bool {
+			return l.Decide(&Request{Route: "r", Method: "GET", Path: "/", Header: http.Header{"Authorization": {tok}}}, 0, 0).Allow
+		}
+		if !do(prefix+".alice") || !do(prefix+".bob") {
+			t.Errorf("%s: two tokens alike in their first %d bytes share a counter", key, len(prefix))
+		}
+		if do(prefix + ".alice") {
+			t.Errorf("%s: a long token sent again was a new counter", key)
+		}
+	}
+	if k := fitKey(strings.Repeat("x", 10000)); len(k) != maxKeyLen {
+		t.Errorf("a long value's key has %d bytes, want %d", len(k), maxKeyLen)
 	}
 }
