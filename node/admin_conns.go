@@ -10,6 +10,7 @@ import (
 
 	"github.com/pingora-go/pingora-go/clock"
 	"github.com/pingora-go/pingora-go/internal/logthrottle"
+	"github.com/pingora-go/pingora-go/internal/remoteip"
 	"github.com/pingora-go/pingora-go/wire"
 )
 
@@ -112,7 +113,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 		local := false
 		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 			if local = ap.Addr().IsLoopback(); !local {
-				client = ap.Addr().Unmap()
+				client = remoteip.Of(ap.Addr()) // an IPv6 client by its /64
 			}
 		}
 		l.mu.Lock()

@@ -74,7 +74,7 @@ func TestAdminConnectionCap(t *testing.T) {
 func TestAdminConnectionCapPerClient(t *testing.T) {
 	t.Parallel()
 	fake := &fakeListener{conns: make(chan net.Conn, 1), closed: make(chan struct{})}
-	accept := serveCapped(t, fake, newCapListener(fake, 6, 2, 0, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	accept := serveCapped(t, fake, newCapListener(fake, 8, 2, 0, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	a1, a2 := accept("10.0.0.7:1000"), accept("10.0.0.7:1001")
 	if a1 == nil || a2 == nil {
 		t.Fatal("a client's first two connections were refused")
@@ -84,6 +84,14 @@ func TestAdminConnectionCapPerClient(t *testing.T) {
 	}
 	if accept("10.0.0.8:1000") == nil {
 		t.Fatal("another client was locked out")
+	}
+	// An IPv6 client is counted by its /64: one host takes any address
+	// of it, and two of them held two connections each.
+	if accept("[2001:db8:1:2::1]:1000") == nil || accept("[2001:db8:1:2::2]:1000") == nil {
+		t.Fatal("an IPv6 client's first two connections were refused")
+	}
+	if accept("[2001:db8:1:2:aaaa::3]:1000") != nil {
+		t.Fatal("a third connection from the same /64 was let in")
 	}
 	var local []net.Conn
 	for i := range 3 {
@@ -156,13 +164,13 @@ func TestAdminConnectionCapLocalReserve(t *testing.T) {
 	l := newCapListener(fake, maxAdminConns, maxAdminConnsPerClient, maxAdminConnsLocalReserve, slog.New(slog.NewTextHandler(logs, nil)))
 	accept := serveCapped(t, fake, l)
 	remoteShare := maxAdminConns - maxAdminConnsLocalReserve
-	// The flood: 8 addresses (v4 and v6), each up to its own cap.
+	// The flood: 8 clients (v4 addresses and v6 /64s), each up to its own cap.
 	var remote []net.Conn
 	for i := range 8 {
 		for j := range maxAdminConnsPerClient {
 			from := fmt.Sprintf("10.0.0.%d:%d", i+1, 1000+j)
 			if i%2 == 1 {
-				from = fmt.Sprintf("[2001:db8::%d]:%d", i+1, 1000+j)
+				from = fmt.Sprintf("[2001:db8:%d::1]:%d", i+1, 1000+j) // a /64 each
 			}
 			if c := accept(from); c != nil {
 				remote = append(remote, c)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pingora-go/pingora-go/consensus"
+	"github.com/pingora-go/pingora-go/internal/remoteip"
 	"github.com/pingora-go/pingora-go/wire"
 )
 
@@ -317,12 +318,7 @@ func (l *connLimitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := ""
-		if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
-			if a := net.ParseIP(host); a != nil && !a.IsLoopback() {
-				ip = a.String()
-			}
-		}
+		ip := remoteip.Bounded(c)
 		l.mu.Lock()
 		ok := l.open < l.total && (ip == "" || l.addrs[ip] < l.perAddr)
 		if ok {

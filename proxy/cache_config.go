@@ -130,7 +130,8 @@ func (c *CacheConfig) statusName() string {
 
 // DefaultCacheKey returns the cache key of s's request: the method (HEAD
 // as GET, as a HEAD is answered from a stored GET), scheme, host (lower
-// case), path and query, then the additions of s.Cache.Key, each behind a
+// case), path and query, then the additions of s.Cache.Key, then the
+// forwarding fields a trusted proxy sent (keyForwarding), each behind a
 // NUL byte that no request field can hold.
 func DefaultCacheKey(s *Session) string {
 	r := s.Req
@@ -167,7 +168,68 @@ func DefaultCacheKey(s *Session) string {
 		b.WriteString("\x00c:" + c + "=")
 		keyCookie(&b, r.Header["Cookie"], c)
 	}
+	keyForwarding(&b, r.Header)
 	return b.String()
+}
+
+// keyForwarding writes, after a mark, the name (lower case) and values of
+// every forwarding field of h in name order, but for those that name the
+// client (X-Forwarded-For, X-Real-IP, Forwarded's for=): every client
+// would have a key of its own. An untrusted client's forwarding fields
+// were removed as the request arrived (dropForwarding), so these are a
+// trusted proxy's, and they reach the origin, which builds its page from
+// them: behind a load balancer that ends TLS, the page an origin made
+// with http:// links (or its redirect to https) for a client that came in
+// over http, "X-Forwarded-Proto: http", was stored under the key https
+// clients use, and a balancer that leaves X-Forwarded-Host alone (AWS's
+// ALB) passed a client's own to the origin, under a key without it.
+func keyForwarding(b *strings.Builder, h http.Header) {
+	var names []string
+	for k := range h {
+		if isForwardingField(k) && !fieldNameIs(k, "x-forwarded-for") && !fieldNameIs(k, "x-real-ip") {
+			names = append(names, k)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		b.WriteString("\x00f:" + strings.ToLower(k) + "=")
+		for i, v := range h[k] {
+			if i > 0 {
+				b.WriteByte('\n')
+			}
+			if fieldNameIs(k, "forwarded") {
+				v = withoutForwardedFor(v)
+			}
+			b.WriteString(v)
+		}
+	}
+}
+
+// withoutForwardedFor returns a Forwarded field value (RFC 7239) without
+// its for= parameters, which name the client.
+func withoutForwardedFor(v string) string {
+	var out strings.Builder
+	for i, elem := range strings.Split(v, ",") {
+		if i > 0 {
+			out.WriteByte(',') // each element stays one: origins read the first
+		}
+		n := 0
+		for pair := range strings.SplitSeq(elem, ";") {
+			pair = strings.TrimSpace(pair)
+			if name, _, _ := strings.Cut(pair, "="); strings.EqualFold(strings.TrimSpace(name), "for") {
+				continue
+			}
+			if n > 0 {
+				out.WriteByte(';')
+			}
+			out.WriteString(pair)
+			n++
+		}
+	}
+	return out.String()
 }
 
 // keyFieldSpellings writes, after a mark, the name and values of every

@@ -39,6 +39,9 @@ type clientConn struct {
 	// it; ipCounted while it is counted (releasePerIP).
 	ipKey     ipKey
 	ipCounted bool
+	// h2Streams is the HTTP/2 streams being served on the connection:
+	// each beyond the first counts against MaxConnsPerIP (perIPStream).
+	h2Streams atomic.Int32
 }
 
 const (

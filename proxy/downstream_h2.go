@@ -110,6 +110,12 @@ var sessionPool = sync.Pool{New: func() any { return new(h2Downstream) }}
 var h2SessionPooled func(d *h2Downstream, st *h2.Stream)
 
 func (h *h2Handler[C]) serve(st *h2.Stream) {
+	release, ok := h.s.perIPStream(h.c)
+	if !ok {
+		refuseStreamPerIP(st)
+		return
+	}
+	defer release()
 	d := sessionPool.Get().(*h2Downstream)
 	defer func() {
 		// The reset hook is d's session's, which the pool may hand to
@@ -268,4 +274,14 @@ func (l *limitReader) Read(p []byte) (int, error) {
 		return n, errBodyTooLarge
 	}
 	return n, err
+}
+
+// refuseStreamPerIP answers a stream over the client address's
+// max_conns_per_ip 503, as nginx answers a request over limit_conn: not
+// a REFUSED_STREAM, which clients retry at once.
+func refuseStreamPerIP(st *h2.Stream) {
+	st.WriteHead(http.StatusServiceUnavailable, http.Header{
+		"Content-Type": {"text/plain; charset=utf-8"}, "Retry-After": {"1"}, "X-Content-Type-Options": {"nosniff"}})
+	st.Write([]byte("503 Service Unavailable\n"))
+	st.Finish(nil)
 }

@@ -148,3 +148,62 @@ func (cs *cacheSetup) doHost(t testing.TB, c *http.Client, host string, h http.H
 	}
 	return resp, string(b)
 }
+
+// TestCacheForwardedTrustedKeyed: behind a trusted load balancer the
+// forwarding fields it sends reach the origin, which builds its page from
+// them, so they are in the cache key: the page made for a client that
+// came in over http ("X-Forwarded-Proto: http", http:// links) is not
+// served to the clients that came in over https, nor is the page made for
+// a client's own X-Forwarded-Host (a balancer such as AWS's ALB passes it
+// on) served to clients without one. The fields that name the client
+// (X-Forwarded-For, X-Real-IP, Forwarded's for=) are not in the key: two
+// clients of one balancer share their pages.
+func TestCacheForwardedTrustedKeyed(t *testing.T) {
+	seen := make(chan string, 8)
+	s := startCacheSetupApp(t, nil, linkOrigin("max-age=60", seen), nil,
+		ListenerConfig{Name: "http", TrustedProxies: prefixes(t, "127.0.0.1/32")})
+	c := h1Client()
+	do := func(fields ...string) (string, string) {
+		t.Helper()
+		h := http.Header{}
+		for i := 0; i < len(fields); i += 2 {
+			h.Add(fields[i], fields[i+1])
+		}
+		resp, body := s.doHost(t, c, "shop.test", h)
+		return body, cacheStatusOf(resp)
+	}
+	httpLink, httpsLink := cleanLink, `<a href="https://shop.test/next">`
+	if body, _ := do("X-Forwarded-Proto", "http", "X-Forwarded-For", "198.51.100.1"); body != httpLink {
+		t.Fatalf("first http client: %q", body)
+	}
+	if body, st := do("X-Forwarded-Proto", "https", "X-Forwarded-For", "198.51.100.2"); body != httpsLink {
+		t.Fatalf("an https client got %q (%s), want %q", body, st, httpsLink)
+	}
+	if body, st := do("X-Forwarded-Proto", "https", "X-Forwarded-For", "198.51.100.3"); body != httpsLink || !strings.HasPrefix(st, "hit") {
+		t.Fatalf("the next https client got %q (%s), want the stored %q", body, st, httpsLink)
+	}
+	if body, _ := do("X-Forwarded-Proto", "https", "X-Forwarded-Host", "evil.test"); body != `<a href="https://evil.test/next">` {
+		t.Fatalf("the client's own X-Forwarded-Host: %q", body)
+	}
+	if body, st := do("X-Forwarded-Proto", "https", "X-Forwarded-For", "198.51.100.4"); body != httpsLink || !strings.HasPrefix(st, "hit") {
+		t.Fatalf("after a forged X-Forwarded-Host, an https client got %q (%s), want the stored %q", body, st, httpsLink)
+	}
+	// Forwarded: its for= names the client and stays out of the key.
+	do("Forwarded", "for=198.51.100.5;proto=https", "X-Forwarded-Proto", "https")
+	if body, st := do("Forwarded", "for=198.51.100.6;proto=https", "X-Forwarded-Proto", "https"); body != httpsLink || !strings.HasPrefix(st, "hit") {
+		t.Fatalf("a second client by Forwarded got %q (%s), want a hit", body, st)
+	}
+}
+
+func TestWithoutForwardedFor(t *testing.T) {
+	for in, want := range map[string]string{
+		"for=1.2.3.4;proto=https":                   "proto=https",
+		"proto=https; For=\"[2001:db8::1]\";host=a": "proto=https;host=a",
+		"for=1.2.3.4, for=10.0.0.1;by=10.0.0.2":     ",by=10.0.0.2",
+		"host=a":                                    "host=a",
+	} {
+		if got := withoutForwardedFor(in); got != want {
+			t.Errorf("withoutForwardedFor(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

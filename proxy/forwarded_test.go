@@ -329,3 +329,47 @@ func TestAppendFieldInKeepsSlotUnwritten(t *testing.T) {
 		t.Fatalf("rebuilt field %q", got)
 	}
 }
+
+// TestConnectionCannotDropForwarding: a Connection token naming a
+// forwarding field does not remove a trusted proxy's report. A balancer
+// that passes the client's Connection on (nginx's "proxy_set_header
+// Connection $http_connection", a common WebSocket setup) let the client
+// send "Connection: X-Forwarded-For, X-Real-IP": the balancer's fields
+// were dropped as hop-by-hop, the origin saw the request come from the
+// balancer's own (internal) address alone, and the rate limiter counted
+// the client as the balancer. Other named fields still go; an untrusted
+// client's forwarding fields are still removed.
+func TestConnectionCannotDropForwarding(t *testing.T) {
+	type seen struct{ xff, realIP, custom string }
+	got := make(chan seen, 1)
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{strings.Join(r.Header.Values("X-Forwarded-For"), "|"), r.Header.Get("X-Real-Ip"), r.Header.Get("X-Custom")}
+	}))
+	l := ipLimiter{seen: make(chan string, 1)}
+	trusted := startProxy(t, routerFor(t, origin), Config{Limiter: l}, ListenerConfig{Name: "lb", TrustedProxies: prefixes(t, "127.0.0.0/8")})
+	untrusted := startProxy(t, routerFor(t, origin), Config{Limiter: l}, ListenerConfig{Name: "edge"})
+	for _, tc := range []struct {
+		addr                string
+		wantXFF, wantRealIP string
+		wantLimited         string
+	}{
+		{trusted.addr, "198.51.100.7, 127.0.0.1", "198.51.100.7", "198.51.100.7"},
+		{untrusted.addr, "127.0.0.1", "", "127.0.0.1"},
+	} {
+		resp, _ := rawRequest(t, tc.addr, "GET /x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Forwarded-For, x-real-ip, X-Custom\r\n"+
+			"X-Forwarded-For: 198.51.100.7\r\nX-Real-IP: 198.51.100.7\r\nX-Custom: 1\r\n\r\n")
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: status %d", tc.addr, resp.StatusCode)
+		}
+		if ip := <-l.seen; ip != tc.wantLimited {
+			t.Errorf("%s: limited as %q, want %q", tc.addr, ip, tc.wantLimited)
+		}
+		s := <-got
+		if s.xff != tc.wantXFF || s.realIP != tc.wantRealIP {
+			t.Errorf("%s: the origin saw X-Forwarded-For %q, X-Real-IP %q; want %q, %q", tc.addr, s.xff, s.realIP, tc.wantXFF, tc.wantRealIP)
+		}
+		if s.custom != "" {
+			t.Errorf("%s: X-Custom, named by Connection, reached the origin", tc.addr)
+		}
+	}
+}

@@ -40,8 +40,15 @@ var forbiddenTrailers = map[string]bool{
 }
 
 // forbiddenTrailer reports whether the canonical key k may not be a
-// trailer field.
-func forbiddenTrailer(k string) bool { return forbiddenTrailers[k] || isHopByHop(k) }
+// trailer field. The forwarding fields (isForwardingField) go too: this
+// proxy writes them in the head, removing an untrusted client's, and a
+// trailer section has no place for its values; an origin that merges
+// trailers into the head (Apache httpd's MergeTrailers, Tomcat's
+// allowedTrailerHeaders, CVE-2013-5704's class) took a client's
+// "X-Forwarded-For: 1.2.3.4" trailer for a hop this proxy reported.
+func forbiddenTrailer(k string) bool {
+	return forbiddenTrailers[k] || isHopByHop(k) || isForwardingField(k)
+}
 
 // dropForbiddenTrailers removes from the trailer section h, in place, the
 // fields forbidden there. Proxies pass trailers on both ways, so each
@@ -111,7 +118,16 @@ func namedByConnection(conn []string, k string) bool {
 // named X-Tenant made them file the origin's answer for no tenant under
 // tenant a's key. Fields the proxy itself handles for this hop stay
 // (Upgrade, TE, and Content-Length, which framed the body); Connection
-// stays too, for the hop's own tokens.
+// stays too, for the hop's own tokens. So do the forwarding fields
+// (isForwardingField): an untrusted client's are removed anyway
+// (dropForwarding), and a trusted proxy's say who its client is, which
+// no proxy names in its own Connection. A token naming one came from the
+// client, through a balancer that passes the client's Connection on
+// (nginx with "proxy_set_header Connection $http_connection", common for
+// WebSocket): "Connection: X-Forwarded-For" removed the balancer's
+// report, so the origin saw the request come from the balancer's own,
+// internal address, and the rate limiter counted the client as the
+// balancer (hop-by-hop field abuse).
 func dropConnectionNamed(h http.Header) {
 	for _, v := range h["Connection"] {
 		for v != "" {
@@ -123,18 +139,19 @@ func dropConnectionNamed(h http.Header) {
 				strings.EqualFold(tok, "upgrade"), strings.EqualFold(tok, "te"):
 				continue // the common tokens, without a canonical key made for each
 			}
-			if k := http.CanonicalHeaderKey(tok); !isHopByHop(k) && k != "Content-Length" {
+			if k := http.CanonicalHeaderKey(tok); !isHopByHop(k) && k != "Content-Length" && !isForwardingField(k) {
 				delete(h, k)
 			}
 		}
 	}
 }
 
-// copyEndToEnd copies the end-to-end fields of src into dst.
+// copyEndToEnd copies the end-to-end fields of src into dst. Forwarding
+// fields go whatever Connection names (see dropConnectionNamed).
 func copyEndToEnd(dst, src http.Header) {
 	conn := src["Connection"]
 	for k, v := range src {
-		if isHopByHop(k) || len(conn) > 0 && namedByConnection(conn, k) {
+		if isHopByHop(k) || len(conn) > 0 && namedByConnection(conn, k) && !isForwardingField(k) {
 			continue
 		}
 		dst[k] = v

@@ -127,7 +127,7 @@ func newMetrics(reg prometheus.Registerer, store cache.Store) (*metrics, error) 
 		}),
 		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pingora_downstream_connections_refused_total",
-			Help: "Client connections reset as they were accepted, by reason: max_conns_per_ip (the address, an IPv6 one's /64, had downstream.max_conns_per_ip open already).",
+			Help: "Client connections reset as they were accepted, and HTTP/2 streams answered 503, by reason: max_conns_per_ip (the address, an IPv6 one's /64, had downstream.max_conns_per_ip open already).",
 		}, []string{"reason"}),
 		tunnels: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pingora_tunnels_active",

@@ -135,6 +135,11 @@ func (p *perIPConns) shard(k *ipKey) *perIPShard {
 // then it reports false and, at most once per perIPWarnEvery for k (and
 // within a budget over every address), logs it.
 func (p *perIPConns) acquire(k ipKey, listener string) bool {
+	return p.acquireFor(k, listener, "client connection refused: the address is at downstream.max_conns_per_ip")
+}
+
+// acquireFor is acquire, logging msg for a refusal.
+func (p *perIPConns) acquireFor(k ipKey, listener, msg string) bool {
 	sh := p.shard(&k)
 	sh.mu.Lock()
 	c := sh.m[k]
@@ -155,7 +160,7 @@ func (p *perIPConns) acquire(k ipKey, listener string) bool {
 	sh.mu.Unlock()
 	p.refused.Inc()
 	if warn {
-		p.log.Warn("client connection refused: the address is at downstream.max_conns_per_ip", "listener", listener,
+		p.log.Warn(msg, "listener", listener,
 			"client", k.String(), "max_conns_per_ip", p.max, "refused_since_last_line", refused, "next_line_after", perIPWarnEvery.String())
 	}
 	return false
@@ -223,6 +228,31 @@ func (s *Server[C]) admitPerIP(nc net.Conn, lc *ListenerConfig) (k ipKey, counte
 		return k, false, false
 	}
 	return k, true, true
+}
+
+// perIPStream counts an HTTP/2 stream of c against its address's cap, as
+// nginx's limit_conn counts each concurrent HTTP/2 request: the first
+// stream being served rides on the connection's own count, each further
+// one takes a count of its own while it runs. Without it one address
+// within the cap opened 250 streams on each connection, each with an
+// upstream connection of its own: 8 connections held 2000 upstream
+// sockets, and max_conns_per_ip connections the node's open-file limit.
+// ok is false when the address is at the cap: the stream is then
+// refused; else release, which may be nil, ends the count.
+func (s *Server[C]) perIPStream(c *clientConn) (release func(), ok bool) {
+	n := c.h2Streams.Add(1)
+	if n == 1 || !c.ipCounted || s.perIP == nil {
+		return func() { c.h2Streams.Add(-1) }, true
+	}
+	if !s.perIP.acquireFor(c.ipKey, c.lc.Name, "HTTP/2 stream refused: the address is at downstream.max_conns_per_ip") {
+		c.h2Streams.Add(-1)
+		return nil, false
+	}
+	k := c.ipKey
+	return func() {
+		s.perIP.release(k)
+		c.h2Streams.Add(-1)
+	}, true
 }
 
 // releasePerIP uncounts c's address once c has ended: connWorker calls it

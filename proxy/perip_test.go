@@ -13,12 +13,15 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pingora-go/pingora-go/proxy/internal/hostile"
 )
 
 var (
@@ -615,4 +618,63 @@ func TestMaxConnsPerIPDualStack(t *testing.T) {
 		t.Fatalf("::abcd, in ::1's /64, counts %d, want 1", n)
 	}
 	refusedFrom(t, lo6, v6)
+}
+
+// TestMaxConnsPerIPH2Streams: the HTTP/2 streams being served count
+// against max_conns_per_ip as connections do (nginx's limit_conn counts
+// each concurrent HTTP/2 request): the first rides on its connection's
+// count, each further one takes one of its own, and one over the cap is
+// answered 503. Before, one connection's 250 streams (each with an
+// upstream connection of its own) counted as one: 8 connections from one
+// address held 2000 upstream sockets. Once the streams end, only the
+// connection is counted, and new streams are served.
+func TestMaxConnsPerIPH2Streams(t *testing.T) {
+	release := make(chan struct{})
+	var inFlight atomic.Int32
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			inFlight.Add(1)
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	var released sync.Once
+	free := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the origin's close, which waits for its handlers
+	p := startProxy(t, routerFor(t, origin), Config{Downstream: DownstreamConfig{MaxConnsPerIP: 3}}, ListenerConfig{Name: "http", H2C: true})
+	c, err := hostile.NewH2Conn(dialTCP(t, p.addr), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) uint32 {
+		t.Helper()
+		id, err := c.Send(hostile.Fields(":method", "GET", ":scheme", "http", ":path", path, ":authority", "x"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	for range 3 { // the connection's own count, and two more
+		get("/hold")
+	}
+	waitFor(t, 10*time.Second, "three streams at the origin", func() bool { return inFlight.Load() == 3 })
+	if n := p.srv.connsFromIP(lo1); n != 3 {
+		t.Fatalf("count of 127.0.0.1 = %d with one connection and three streams, want 3", n)
+	}
+	o, err := c.Await(get("/hold"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Status != "503" {
+		t.Fatalf("a fourth stream: %v, want 503", o)
+	}
+	if got := refusedCount(p.srv); got != 1 {
+		t.Fatalf("refused %v, want 1", got)
+	}
+	refusedFrom(t, lo1, p.addr) // a new connection is over the cap too
+	free()
+	waitFor(t, 10*time.Second, "the streams' counts released", func() bool { return p.srv.connsFromIP(lo1) == 1 })
+	if o, err := c.Await(get("/")); err != nil || o.Status != "200" {
+		t.Fatalf("a stream after the others ended: %v %v", o, err)
+	}
 }

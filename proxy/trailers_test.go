@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -337,6 +339,95 @@ func TestTrailerAnnouncedOnlyWhenSent(t *testing.T) {
 			if sent != want || announced != want {
 				t.Errorf("h2 %s %s: trailer sent %v, announced %v, want both %v; head %v", origin, path, sent, announced, want, o.Header)
 			}
+		}
+	}
+}
+
+// TestForwardingFieldsNotInRequestTrailers: a client's request trailers
+// naming forwarding fields (X-Forwarded-For, -Host, Forwarded, X-Real-IP,
+// the '_' spellings) are dropped on the way upstream, from an untrusted
+// client and a trusted proxy alike, HTTP/1.1 and HTTP/2 clients to
+// HTTP/1.1 and h2c origins, and their names go from the announced
+// Trailer field. This proxy removes an untrusted client's forwarding
+// fields from the head and writes its own there; an origin that merges
+// trailers into the head (Apache httpd's MergeTrailers, Tomcat's
+// allowedTrailerHeaders) took the client's "X-Forwarded-For: 6.6.6.6"
+// trailer for a hop this proxy reported. Other trailers still pass.
+func TestForwardingFieldsNotInRequestTrailers(t *testing.T) {
+	type seen struct{ head, trailer http.Header }
+	got := make(chan seen, 1)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		got <- seen{r.Header.Clone(), r.Trailer.Clone()}
+		io.WriteString(w, "body")
+	})
+	spoofed := []string{"X-Forwarded-For", "X-Forwarded-Host", "X_forwarded_proto", "Forwarded", "X-Real-Ip"}
+	check := func(t *testing.T) {
+		t.Helper()
+		var s seen
+		select {
+		case s = <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the origin saw no request")
+		}
+		if s.trailer.Get("X-Req-Ok") != "yes" {
+			t.Errorf("request trailers at the origin %v: X-Req-Ok lost", s.trailer)
+		}
+		for k, v := range s.trailer {
+			if isForwardingField(k) {
+				t.Errorf("request trailers at the origin %v: %s %q passed", s.trailer, k, v)
+			}
+		}
+		for _, v := range s.head["Trailer"] {
+			if l := strings.ToLower(v); strings.Contains(l, "forward") || strings.Contains(l, "real") {
+				t.Errorf("the head at the origin announces %q", v)
+			}
+		}
+	}
+	for _, trusted := range []bool{false, true} {
+		var nets []netip.Prefix
+		if trusted {
+			nets = prefixes(t, "127.0.0.0/8")
+		}
+		for _, mode := range []originMode{originH1, originH2C} {
+			origin := startOrigin(t, mode, nil, handler)
+			p := startProxy(t, routerFor(t, origin), Config{}, ListenerConfig{Name: "http", H2C: true, TrustedProxies: nets})
+			name := fmt.Sprintf("trusted=%v/", trusted)
+			t.Run(name+"h1->"+origin.Protocol.String(), func(t *testing.T) {
+				var tr strings.Builder
+				for _, k := range spoofed {
+					tr.WriteString(k + ": 6.6.6.6\r\n")
+				}
+				resp, body := rawRequest(t, p.addr, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"+
+					"Trailer: X-Req-Ok, X-Forwarded-For, X-Real-IP\r\n\r\n2\r\nup\r\n0\r\n"+tr.String()+"X-Req-Ok: yes\r\n\r\n")
+				if resp.StatusCode != 200 || body != "body" {
+					t.Fatalf("%d %q", resp.StatusCode, body)
+				}
+				check(t)
+			})
+			t.Run(name+"h2->"+origin.Protocol.String(), func(t *testing.T) {
+				c, err := hostile.NewH2Conn(dialTCP(t, p.addr), 10*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tr := []string{"x-req-ok", "yes"}
+				for _, k := range spoofed {
+					tr = append(tr, strings.ToLower(k), "6.6.6.6")
+				}
+				id, err := c.SendBody(hostile.Fields(":method", "POST", ":scheme", "http", ":path", "/", ":authority", "x",
+					"trailer", "x-req-ok, x-forwarded-for, x-real-ip"), "up", hostile.Fields(tr...))
+				if err != nil {
+					t.Fatal(err)
+				}
+				o, err := c.Await(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o.Status != "200" || o.Body != "body" {
+					t.Fatalf("outcome %v", o)
+				}
+				check(t)
+			})
 		}
 	}
 }

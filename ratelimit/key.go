@@ -1,7 +1,10 @@
 package ratelimit
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"net/textproto"
 	"net/url"
 	"strings"
@@ -123,7 +126,8 @@ func (src *source) value(r *Request) (string, bool) {
 	case kindLiteral:
 		return src.lit, true
 	case kindClientIP:
-		return r.ClientIP, r.ClientIP != ""
+		ip := clientKey(r.ClientIP)
+		return ip, ip != ""
 	case kindRoute:
 		return r.Route, r.Route != ""
 	case kindMethod:
@@ -160,23 +164,47 @@ func (src *source) value(r *Request) (string, bool) {
 func (k *Key) build(r *Request, buf func() *[maxKeyLen]byte) (string, bool) {
 	if len(k.parts) == 1 {
 		v, ok := k.parts[0].value(r)
-		if len(v) > maxKeyLen {
-			v = v[:maxKeyLen]
-		}
-		return v, ok
+		return fitKey(v), ok
 	}
 	b := buf()[:0]
+	var long []byte // the whole key, once it outgrows the buffer
 	for i := range k.parts {
 		v, ok := k.parts[i].value(r)
 		if !ok {
 			return "", false
 		}
-		b = append(b, v[:min(len(v), maxKeyLen-len(b))]...)
+		switch {
+		case long != nil:
+			long = append(long, v...)
+		case len(b)+len(v) > maxKeyLen:
+			long = append(append(make([]byte, 0, len(b)+len(v)), b...), v...)
+		default:
+			b = append(b, v...)
+		}
+	}
+	if long != nil {
+		return fitKey(string(long)), true
 	}
 	if len(b) == 0 {
 		return "", false
 	}
 	return unsafe.String(unsafe.SliceData(b), len(b)), true
+}
+
+// fitKey returns key when it fits maxKeyLen, else its first bytes, a NUL
+// and 32 hex digits of the SHA-256 of all of it, maxKeyLen bytes in all:
+// a long value is still a counter of its own. Cut alone, every value with
+// the same first 256 bytes had one counter: the JWTs of one issuer, whose
+// fixed claims come first, keyed by header:Authorization, so a client
+// sending forged tokens with that start (the limiter counts before the
+// origin checks a signature) spent every user's limit.
+func fitKey(key string) string {
+	if len(key) <= maxKeyLen {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	const tail = 1 + 2*16
+	return key[:maxKeyLen-tail] + "\x00" + hex.EncodeToString(sum[:16])
 }
 
 // otherSpelling returns the values of a field of h that CGI-style origins
@@ -254,4 +282,30 @@ func lowerASCII(s string) string {
 		}
 	}
 	return s
+}
+
+// clientKey is the client_ip key of address ip: an IPv4 address as it is,
+// an IPv6 one by its /64 ("2001:db8:1:2::/64"), as the node's per-address
+// connection cap counts it. One host is commonly given a whole /64 (RFC
+// 6177) and takes a new address from it at will (privacy addresses, one
+// per connection if it likes), so each address of its own counter let a
+// client past any limit; nginx's limit_req on $binary_remote_addr has the
+// same hole, Cloudflare's rate limiting counts IPv6 clients by /64. A
+// value that is no IP address (a test's name) is kept as it is.
+func clientKey(ip string) string {
+	if strings.IndexByte(ip, ':') < 0 {
+		return ip // IPv4 (clientIP prints an IPv4-mapped address unmapped), or empty
+	}
+	a, err := netip.ParseAddr(ip)
+	switch {
+	case err != nil:
+		return ip
+	case a.Is4In6():
+		return a.Unmap().String()
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }

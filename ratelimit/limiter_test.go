@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -336,4 +337,54 @@ func TestMeasureMemoryPerKey(t *testing.T) {
 		(users-before)/n, (both-users)/n)
 	runtime.KeepAlive(reqs)
 	runtime.KeepAlive(l)
+}
+
+// TestClientIPv6ByPrefix: client_ip counts an IPv6 client by its /64, as
+// the per-address connection cap does: one host holds a whole /64 and
+// may send each request from a new address in it, and every address was
+// a counter of its own, so the limit held it back not at all. Another
+// /64 has its own counter; an IPv4 address, and the same address
+// IPv4-mapped, share one.
+func TestClientIPv6ByPrefix(t *testing.T) {
+	l, _ := newTestLimiter(t, Rule{Name: "ip", Limit: 2, Period: time.Minute})
+	for i, ip := range []string{"2001:db8:1:2::1", "2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::3", "2001:db8:1:2::4%eth0"} {
+		if got := l.Decide(req(ip), 0, 0).Allow; got != (i < 2) {
+			t.Errorf("%s allowed=%v, want %v: one /64, limit 2", ip, got, i < 2)
+		}
+	}
+	if !l.Decide(req("2001:db8:1:3::1"), 0, 0).Allow {
+		t.Error("another /64 was counted with the first")
+	}
+	for i, ip := range []string{"192.0.2.7", "::ffff:192.0.2.7", "192.0.2.7"} {
+		if got := l.Decide(req(ip), 0, 0).Allow; got != (i < 2) {
+			t.Errorf("%s allowed=%v, want %v", ip, got, i < 2)
+		}
+	}
+	if !l.Decide(req("192.0.2.8"), 0, 0).Allow {
+		t.Error("the next IPv4 address was counted with 192.0.2.7")
+	}
+}
+
+// TestLongKeysApart: values longer than a key may be are still counters
+// of their own: cut to their first 256 bytes, every JWT of one issuer
+// (whose fixed claims come first) keyed by header:Authorization shared
+// one counter, which a client's forged tokens with that start spent for
+// every user. Keys stay bounded; a value sent again is the same key.
+func TestLongKeysApart(t *testing.T) {
+	prefix := "Bearer eyJhbGciOiJSUzI1NiJ9." + strings.Repeat("eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIn0", 8)
+	for _, key := range []string{"header:authorization", "{route}:{header:authorization}"} {
+		l, _ := newTestLimiter(t, Rule{Name: "k", Limit: 1, Period: time.Minute, Key: key})
+		do := func(tok string) bool {
+			return l.Decide(&Request{Route: "r", Method: "GET", Path: "/", Header: http.Header{"Authorization": {tok}}}, 0, 0).Allow
+		}
+		if !do(prefix+".alice") || !do(prefix+".bob") {
+			t.Errorf("%s: two tokens alike in their first %d bytes share a counter", key, len(prefix))
+		}
+		if do(prefix + ".alice") {
+			t.Errorf("%s: a long token sent again was a new counter", key)
+		}
+	}
+	if k := fitKey(strings.Repeat("x", 10000)); len(k) != maxKeyLen {
+		t.Errorf("a long value's key has %d bytes, want %d", len(k), maxKeyLen)
+	}
 }

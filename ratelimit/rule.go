@@ -79,7 +79,8 @@ type Rule struct {
 	// client_ip). A request that lacks one of the key's parts is not
 	// counted by the rule. host is taken in lower case without a port or
 	// a trailing dot, and query:NAME decoded (name and value), so that
-	// another spelling of the same value is not a new counter.
+	// another spelling of the same value is not a new counter; client_ip
+	// counts an IPv6 client by its /64.
 	Key string
 	// Limit is the number of requests admitted per Period (required, >= 1).
 	Limit int64
