@@ -110,12 +110,12 @@ var sessionPool = sync.Pool{New: func() any { return new(h2Downstream) }}
 var h2SessionPooled func(d *h2Downstream, st *h2.Stream)
 
 func (h *h2Handler[C]) serve(st *h2.Stream) {
-	release, ok := h.s.perIPStream(h.c)
+	sc, ok := h.s.perIPStream(h.c)
 	if !ok {
 		refuseStreamPerIP(st)
 		return
 	}
-	defer release()
+	defer h.s.endPerIPStream(h.c, sc)
 	d := sessionPool.Get().(*h2Downstream)
 	defer func() {
 		// The reset hook is d's session's, which the pool may hand to

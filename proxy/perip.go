@@ -238,21 +238,41 @@ func (s *Server[C]) admitPerIP(nc net.Conn, lc *ListenerConfig) (k ipKey, counte
 // upstream connection of its own: 8 connections held 2000 upstream
 // sockets, and max_conns_per_ip connections the node's open-file limit.
 // ok is false when the address is at the cap: the stream is then
-// refused; else release, which may be nil, ends the count.
-func (s *Server[C]) perIPStream(c *clientConn) (release func(), ok bool) {
-	n := c.h2Streams.Add(1)
-	if n == 1 || !c.ipCounted || s.perIP == nil {
-		return func() { c.h2Streams.Add(-1) }, true
+// refused; else endPerIPStream(c, sc) ends the count. Without a cap on c
+// it costs nothing: no atomic, no allocation per stream.
+func (s *Server[C]) perIPStream(c *clientConn) (sc streamCount, ok bool) {
+	if !c.ipCounted || s.perIP == nil {
+		return streamFree, true
+	}
+	if c.h2Streams.Add(1) == 1 {
+		return streamRides, true
 	}
 	if !s.perIP.acquireFor(c.ipKey, c.lc.Name, "HTTP/2 stream refused: the address is at downstream.max_conns_per_ip") {
 		c.h2Streams.Add(-1)
-		return nil, false
+		return streamFree, false
 	}
-	k := c.ipKey
-	return func() {
-		s.perIP.release(k)
-		c.h2Streams.Add(-1)
-	}, true
+	return streamOwn, true
+}
+
+// streamCount is what an HTTP/2 stream holds of its address's count
+// (perIPStream).
+type streamCount uint8
+
+const (
+	streamFree  streamCount = iota // nothing: no cap on the connection
+	streamRides                    // a place among the connection's streams, on its count
+	streamOwn                      // a place, and a count of its own
+)
+
+// endPerIPStream gives back what perIPStream took for a stream of c.
+func (s *Server[C]) endPerIPStream(c *clientConn, sc streamCount) {
+	if sc == streamFree {
+		return
+	}
+	if sc == streamOwn {
+		s.perIP.release(c.ipKey)
+	}
+	c.h2Streams.Add(-1)
 }
 
 // releasePerIP uncounts c's address once c has ended: connWorker calls it
