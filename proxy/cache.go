@@ -37,6 +37,9 @@ type cacheState struct {
 	// for another representation (cache.Selects): the request is sent
 	// again without validators, and stale stays for stale-if-error.
 	refetch bool
+	// hopCacheField: the response's Connection named a field the cache
+	// decides by (connectionNamesCacheField), removed before it decides.
+	hopCacheField bool
 	// fillFailed: the fill this request waited for (another node's, on
 	// a shared route) stored nothing; it goes to the origin uncached,
 	// and marks the key when the answer is unstorable (hit-for-pass).

@@ -99,6 +99,10 @@ func (s *Server[C]) decideMeta(sess *Session, ctx C, resp *ResponseHeader) (*cac
 	case variesOnClientAddr(fields):
 		d.Store, d.Reason = false, "vary-client"
 	}
+	if cs.hopCacheField {
+		// Said first: what the cache decided above is without the field.
+		d.Store, d.Reason = false, "connection-named"
+	}
 	return cache.NewMeta(x, cs.reqTime, d), d, nil
 }
 
@@ -115,6 +119,29 @@ func (s *Server[C]) decideMeta(sess *Session, ctx C, resp *ResponseHeader) (*cac
 func variesOnClientAddr(fields []string) bool {
 	for _, f := range fields {
 		if fieldNameIs(f, "x-forwarded-for") {
+			return true
+		}
+	}
+	return false
+}
+
+// cacheFields are the response fields the cache decides by, or that it
+// must not hand to every client.
+var cacheFields = []string{"Vary", "Cache-Control", "Expires", "Pragma", "Age", "Set-Cookie", "Surrogate-Control", "Cdn-Cache-Control"}
+
+// connectionNamesCacheField reports whether a response's Connection names
+// one of cacheFields. A named field is for this hop only and is removed
+// before the cache decides (stripHopByHop): "Connection: Vary" with
+// "Vary: Cookie" was stored without its Vary and served to every cookie.
+// Such a response is not stored: which of the origin's two readings it
+// meant is not this cache's to guess.
+func connectionNamesCacheField(h http.Header) bool {
+	conn := h["Connection"]
+	if len(conn) == 0 {
+		return false
+	}
+	for _, f := range cacheFields {
+		if len(h[f]) > 0 && namedByConnection(conn, f) {
 			return true
 		}
 	}

@@ -35,7 +35,7 @@ const (
 
 // passReasons are the reasons not to store that mark their key.
 var passReasons = map[string]bool{
-	"no-store": true, "private": true, "set-cookie": true, "vary-star": true, "vary-client": true,
+	"no-store": true, "private": true, "set-cookie": true, "vary-star": true, "vary-client": true, "connection-named": true,
 	"no-freshness": true, "must-understand": true, "too_large": true, "filter": true,
 }
 

@@ -431,3 +431,31 @@ func TestCacheVaryFieldSpellings(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheConnectionNamedFieldNotStored: an origin answering
+// "Connection: Vary" with "Vary: Cookie" (or naming Cache-Control or
+// Set-Cookie) had that field removed as hop-by-hop before the cache
+// decided: the page made for one cookie was stored without its Vary and
+// served to every other cookie. Such a response is not stored
+// (detail=connection-named); each client gets the origin's own page.
+func TestCacheConnectionNamedFieldNotStored(t *testing.T) {
+	for _, named := range []string{"Vary", "keep-alive, vary", "Cache-Control"} {
+		t.Run(named, func(t *testing.T) {
+			s := startCacheSetup(t, nil, func(_ int64, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "max-age=60")
+				w.Header().Set("Vary", "Cookie")
+				w.Header().Set("Connection", named)
+				fmt.Fprintf(w, "for %s", r.Header.Get("Cookie"))
+			})
+			for i, who := range []string{"a", "b", "a"} {
+				resp, body := s.do(t, http.DefaultClient, "GET", "/a", http.Header{"Cookie": {"u=" + who}})
+				if body != "for u="+who {
+					t.Fatalf("request %d with cookie %s got %q (Cache-Status %q)", i, who, body, resp.Header.Get("Cache-Status"))
+				}
+				if got := cacheStatusOf(resp); i == 0 && got != "fwd=miss; fwd-status=200; detail=connection-named" {
+					t.Fatalf("first request: Cache-Status %q", got)
+				}
+			}
+		})
+	}
+}

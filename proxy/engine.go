@@ -242,6 +242,9 @@ func (s *Server[C]) roundTrip(sess *Session, peer *Peer, body *reqBody, resp *Re
 
 // respond runs the response phases, sends the head and streams the body.
 func (s *Server[C]) respond(sess *Session, ctx C, ex exchange, resp *ResponseHeader) error {
+	if sess.cache.cfg != nil {
+		sess.cache.hopCacheField = connectionNamesCacheField(resp.Header)
+	}
 	stripHopByHop(resp.Header)
 	dropForbiddenTrailerNames(resp.Header)
 	if hx, ok := ex.(*h1Exchange); ok && hx.c != nil && !hx.c.body.Chunked() {
