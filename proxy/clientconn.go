@@ -39,9 +39,11 @@ type clientConn struct {
 	// it; ipCounted while it is counted (releasePerIP).
 	ipKey     ipKey
 	ipCounted bool
-	// h2Streams is the HTTP/2 streams being served on the connection:
-	// each beyond the first counts against MaxConnsPerIP (perIPStream).
-	h2Streams atomic.Int32
+	// h2Streams is the HTTP/2 streams being served on the connection,
+	// under h2mu: each beyond the first counts against MaxConnsPerIP
+	// (perIPStream), and the counts change with it.
+	h2mu      sync.Mutex
+	h2Streams int32
 }
 
 const (

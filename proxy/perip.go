@@ -231,27 +231,30 @@ func (s *Server[C]) admitPerIP(nc net.Conn, lc *ListenerConfig) (k ipKey, counte
 }
 
 // perIPStream counts an HTTP/2 stream of c against its address's cap, as
-// nginx's limit_conn counts each concurrent HTTP/2 request: the first
-// stream being served rides on the connection's own count, each further
-// one takes a count of its own while it runs. Without it one address
-// within the cap opened 250 streams on each connection, each with an
-// upstream connection of its own: 8 connections held 2000 upstream
-// sockets, and max_conns_per_ip connections the node's open-file limit.
-// ok is false when the address is at the cap: the stream is then
-// refused; else endPerIPStream(c, sc) ends the count. Without a cap on c
-// it costs nothing: no atomic, no allocation per stream.
+// nginx's limit_conn counts each concurrent HTTP/2 request: k streams
+// being served on c hold k counts, the connection's own and k-1 more
+// (none while none runs). Without it one address within the cap opened
+// 250 streams on each connection, each with an upstream connection of
+// its own: 8 connections held 2000 upstream sockets, and
+// max_conns_per_ip connections the node's open-file limit. The counts
+// are the connection's, not a stream's: whichever stream ends, one more
+// than run goes back. (The first stream to begin used to keep the
+// connection's count to itself; once it ended, every stream begun beside
+// another took a count of its own, and two at a time cost three.) ok is
+// false when the address is at the cap: the stream is then refused; else
+// endPerIPStream(c, sc) ends the count. Without a cap on c it costs
+// nothing: no lock, no allocation per stream.
 func (s *Server[C]) perIPStream(c *clientConn) (sc streamCount, ok bool) {
 	if !c.ipCounted || s.perIP == nil {
 		return streamFree, true
 	}
-	if c.h2Streams.Add(1) == 1 {
-		return streamRides, true
-	}
-	if !s.perIP.acquireFor(c.ipKey, c.lc.Name, "HTTP/2 stream refused: the address is at downstream.max_conns_per_ip") {
-		c.h2Streams.Add(-1)
+	c.h2mu.Lock()
+	defer c.h2mu.Unlock()
+	if c.h2Streams > 0 && !s.perIP.acquireFor(c.ipKey, c.lc.Name, "HTTP/2 stream refused: the address is at downstream.max_conns_per_ip") {
 		return streamFree, false
 	}
-	return streamOwn, true
+	c.h2Streams++
+	return streamCounted, true
 }
 
 // streamCount is what an HTTP/2 stream holds of its address's count
@@ -259,20 +262,22 @@ func (s *Server[C]) perIPStream(c *clientConn) (sc streamCount, ok bool) {
 type streamCount uint8
 
 const (
-	streamFree  streamCount = iota // nothing: no cap on the connection
-	streamRides                    // a place among the connection's streams, on its count
-	streamOwn                      // a place, and a count of its own
+	streamFree    streamCount = iota // nothing: no cap on the connection
+	streamCounted                    // a place among the connection's streams
 )
 
-// endPerIPStream gives back what perIPStream took for a stream of c.
+// endPerIPStream gives back what perIPStream took for a stream of c: a
+// count when other streams still run on c.
 func (s *Server[C]) endPerIPStream(c *clientConn, sc streamCount) {
 	if sc == streamFree {
 		return
 	}
-	if sc == streamOwn {
+	c.h2mu.Lock()
+	defer c.h2mu.Unlock()
+	c.h2Streams--
+	if c.h2Streams > 0 {
 		s.perIP.release(c.ipKey)
 	}
-	c.h2Streams.Add(-1)
 }
 
 // releasePerIP uncounts c's address once c has ended: connWorker calls it

@@ -678,3 +678,74 @@ func TestMaxConnsPerIPH2Streams(t *testing.T) {
 		t.Fatalf("a stream after the others ended: %v %v", o, err)
 	}
 }
+
+// TestMaxConnsPerIPH2StreamsStaggered: the streams of one HTTP/2
+// connection count as many as run at once, whichever of them began first.
+// The first stream rode on the connection's count and kept that place to
+// itself: once it ended, every stream begun while another still ran took a
+// count of its own, so two streams at a time cost three counts, and a
+// client with max_conns_per_ip 2 and one connection was answered 503 for
+// its second concurrent stream as soon as the first stream it had ever
+// opened had ended (a browser's staggered requests).
+func TestMaxConnsPerIPH2StreamsStaggered(t *testing.T) {
+	releaseA, releaseB := make(chan struct{}), make(chan struct{})
+	var atA, atB atomic.Int32
+	origin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/a":
+			atA.Add(1)
+			<-releaseA
+		case "/b":
+			atB.Add(1)
+			<-releaseB
+		}
+		io.WriteString(w, "ok")
+	}))
+	var onceA, onceB sync.Once
+	freeA := func() { onceA.Do(func() { close(releaseA) }) }
+	freeB := func() { onceB.Do(func() { close(releaseB) }) }
+	t.Cleanup(freeA)
+	t.Cleanup(freeB)
+	p := startProxy(t, routerFor(t, origin), Config{Downstream: DownstreamConfig{MaxConnsPerIP: 2}}, ListenerConfig{Name: "http", H2C: true})
+	c, err := hostile.NewH2Conn(dialTCP(t, p.addr), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) uint32 {
+		t.Helper()
+		id, err := c.Send(hostile.Fields(":method", "GET", ":scheme", "http", ":path", path, ":authority", "x"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	a := get("/a") // the connection's first stream
+	waitFor(t, 10*time.Second, "stream a at the origin", func() bool { return atA.Load() == 1 })
+	get("/b") // a second one at once: the cap's second count
+	waitFor(t, 10*time.Second, "stream b at the origin", func() bool { return atB.Load() == 1 })
+	if n := p.srv.connsFromIP(lo1); n != 2 {
+		t.Fatalf("count of 127.0.0.1 = %d with one connection and two streams, want 2", n)
+	}
+	freeA()
+	if o, err := c.Await(a); err != nil || o.Status != "200" {
+		t.Fatalf("stream a: %v %v", o, err)
+	}
+	// b runs alone now: a stream beside it is two at once, within the cap.
+	// (Asked again until a's end has been counted, which follows its
+	// answer.)
+	var last string
+	waitFor(t, 5*time.Second, "a stream beside b served (503 each time)", func() bool {
+		o, err := c.Await(get("/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = o.Status
+		return o.Status == "200"
+	})
+	if last != "200" {
+		t.Fatalf("a second stream at a time: %s", last)
+	}
+	waitFor(t, 10*time.Second, "one stream and the connection counted", func() bool { return p.srv.connsFromIP(lo1) <= 2 })
+	freeB()
+	waitFor(t, 10*time.Second, "the streams' counts released", func() bool { return p.srv.connsFromIP(lo1) == 1 })
+}
