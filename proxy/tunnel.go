@@ -25,8 +25,11 @@ func (s *Server[C]) tunnel(sess *Session, ctx C, hx *h1Exchange, resp *ResponseH
 	}
 	upgrade := resp.Header["Upgrade"]
 	if !upgradeAccepted(sess.upgrade, upgrade) {
+		// Formatted first: upgrade is the connection's head, which
+		// release recycles with it (upConnPool).
+		err := newError(KindInvalidResponse, Upstream, fmt.Errorf("101 Switching Protocols to %q, not to the offered %q", upgrade, sess.upgrade))
 		hx.release(false)
-		return newError(KindInvalidResponse, Upstream, fmt.Errorf("101 Switching Protocols to %q, not to the offered %q", upgrade, sess.upgrade))
+		return err
 	}
 	stripHopByHop(resp.Header)
 	if p := s.ph.upResponse; p != nil {

@@ -207,3 +207,50 @@ func TestUnexpected101Refused(t *testing.T) {
 		}
 	}
 }
+
+// logErrApp is a RouterApp whose Logging phase passes on each request's
+// error.
+type logErrApp struct {
+	RouterApp
+	errs chan error
+}
+
+func (a logErrApp) Logging(s *Session, _ struct{}, err error) { a.errs <- err }
+
+// TestUpgradeRefusedErrorNamesOrigin: the error of a 101 to another
+// protocol than the one offered names the origin's Upgrade, read before
+// its connection is released. It was formatted after: the connection's
+// parser, recycled with it (upConnPool), had already blanked the value
+// ("to [\"\"]"), and another request taking the upConn at once wrote its
+// own response's field values there, which the error log then showed.
+func TestUpgradeRefusedErrorNamesOrigin(t *testing.T) {
+	addr := rawPeer(t, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		// Four fields first: the parser's value arena has grown to its
+		// size for this head by the time it holds Upgrade's value.
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nUpgrade: other-proto\r\nConnection: upgrade\r\n\r\n")
+	})
+	app := logErrApp{routerFor(t, &Peer{Addr: addr}), make(chan error, 1)}
+	p := startProxy(t, app, Config{}, ListenerConfig{Name: "http"})
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502", resp.StatusCode)
+	}
+	err = <-app.errs
+	if err == nil || !strings.Contains(err.Error(), `"other-proto"`) {
+		t.Fatalf("error %v, want it to name the origin's Upgrade \"other-proto\"", err)
+	}
+}
