@@ -196,6 +196,8 @@ func (s *Server[C]) passReason(sess *Session, resp *ResponseHeader) string {
 	d := cache.Decide(cache.Exchange{Method: http.MethodGet, Request: sess.Req.Header, Status: resp.Status, Header: resp.Header,
 		Now: s.clock.Now(), DefaultStaleIfError: cs.cfg.DefaultStaleIfError})
 	switch {
+	case cs.hopCacheField:
+		return "connection-named" // as decideMeta says it
 	case !d.Store:
 		return d.Reason
 	case contentLength(resp.Header) > cs.cfg.maxObject():

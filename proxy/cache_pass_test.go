@@ -229,3 +229,39 @@ func TestCacheHitForPassOwnerReason(t *testing.T) {
 		t.Fatalf("the owner was asked %d times for 3 requests, want 1; Cache-Status %q", owner.locks.Load(), statuses)
 	}
 }
+
+// TestCacheHitForPassSharedOwnerConnectionNamed: as
+// TestCacheHitForPassSharedOwner, for a response whose Connection names
+// its Vary (detail=connection-named): the node that fetched it itself
+// marks the key too. Before, its reason was read without the flag and
+// found the response storable (its Vary already removed), so every
+// request asked the owner again.
+func TestCacheHitForPassSharedOwnerConnectionNamed(t *testing.T) {
+	store, err := cache.NewMemory(cache.MemoryConfig{MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := &failingOwner{Store: store}
+	var hits atomic.Int64
+	peer := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "Cookie")
+		w.Header().Set("Connection", "Vary")
+		w.Write([]byte("mine"))
+	}))
+	p := startProxy(t, routeWith(t, RouteConfig{Cache: &CacheConfig{}}, peer), Config{CacheStore: owner}, ListenerConfig{Name: "http"})
+	c := h1Client()
+	var statuses []string
+	for range 3 {
+		resp, err := c.Get("http://" + p.addr + "/p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		statuses = append(statuses, cacheStatusOf(resp))
+	}
+	if owner.locks.Load() != 1 || hits.Load() != 3 {
+		t.Fatalf("3 requests: %d asked the owner, %d reached the origin; want 1 and 3 (Cache-Status %q)", owner.locks.Load(), hits.Load(), statuses)
+	}
+}
