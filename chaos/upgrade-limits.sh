@@ -18,6 +18,7 @@
 # Prints one line per check and "N passed, M failed"; exits 1 on a failure.
 #
 #   chaos/upgrade-limits.sh       (needs root; prints SKIP and exits 0 without)
+#   UPGRADE=other chaos/upgrade-limits.sh   (upgrade a node that does not own the key)
 #
 # Bounded (every wait has a deadline, about 1.5 minutes in all); on exit it
 # stops every process it started by PID (the successors by the pid file's
@@ -40,7 +41,8 @@ package main
 // load RATE SECS URL...: offers RATE requests/s round-robin over the
 // URLs (header x-k: k1) and prints, per second, the answers 200 and 429
 // and the failures (other statuses, transport errors, requests that
-// could not be started).
+// could not be started), then the answers 200 of each URL, then the
+// slowest answer of each URL in ms.
 import (
 	"fmt"
 	"io"
@@ -70,19 +72,25 @@ func main() {
 	rate, _ := strconv.Atoi(os.Args[2])
 	secs, _ := strconv.Atoi(os.Args[3])
 	urls := os.Args[4:]
-	type bucket struct{ ok, limited, failed atomic.Int64 }
+	type bucket struct {
+		ok, limited, failed atomic.Int64
+		okAt                [8]atomic.Int64 // admitted per URL
+		slowAt              [8]atomic.Int64 // the slowest answer per URL, µs
+	}
 	b := make([]bucket, secs+2)
 	cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
-	jobs := make(chan string, 4096)
+	jobs := make(chan int, 4096)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for w := 0; w < 96; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for u := range jobs {
+			for j := range jobs {
+				u := urls[j]
 				req, _ := http.NewRequest("GET", u, nil)
 				req.Header.Set("x-k", "k1")
+				t0 := time.Now()
 				resp, err := cl.Do(req)
 				// Counted in the wall-clock second it was answered in: the
 				// owner's windows are whole seconds of its (this host's) clock.
@@ -93,9 +101,15 @@ func main() {
 				}
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
+				for us := time.Since(t0).Microseconds(); ; {
+					if old := b[s].slowAt[j%8].Load(); us <= old || b[s].slowAt[j%8].CompareAndSwap(old, us) {
+						break
+					}
+				}
 				switch resp.StatusCode {
 				case 200:
 					b[s].ok.Add(1)
+					b[s].okAt[j%8].Add(1)
 				case 429:
 					b[s].limited.Add(1)
 				default:
@@ -114,7 +128,7 @@ func main() {
 		}
 		for want := int(el.Seconds() * float64(rate)); sent < want; sent++ {
 			select {
-			case jobs <- urls[i%len(urls)]:
+			case jobs <- i % len(urls):
 			default:
 				b[min(int(now.Unix()-start.Unix()), secs)].failed.Add(1)
 			}
@@ -124,7 +138,14 @@ func main() {
 	close(jobs)
 	wg.Wait()
 	for s := 0; s <= secs; s++ {
-		fmt.Printf("sec %d %d %d %d\n", s, b[s].ok.Load(), b[s].limited.Load(), b[s].failed.Load())
+		fmt.Printf("sec %d %d %d %d", s, b[s].ok.Load(), b[s].limited.Load(), b[s].failed.Load())
+		for j := range urls {
+			fmt.Printf(" %d", b[s].okAt[j%8].Load())
+		}
+		for j := range urls {
+			fmt.Printf(" %.1f", float64(b[s].slowAt[j%8].Load())/1000)
+		}
+		fmt.Println()
 	}
 }
 GO
@@ -181,6 +202,10 @@ find_owner() {
 check "the key's owner is named in /status (10 s)" wait_until 10 find_owner
 o=${owner#n}
 echo "   owner of the key: $owner"
+if [ "${UPGRADE:-owner}" = other ]; then # upgrade a node that does not own the key instead
+  o=$(( o % 3 + 1 ))
+  echo "   UPGRADE=other: upgrading n$o"
+fi
 
 cluster_pids() { # the PIDs holding established connections on n$o's cluster port
   ip netns exec "$(ns "$o")" ss -tnpH state established '( sport = :7947 )' | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u
@@ -219,7 +244,7 @@ python3 - "$work/load.txt" "$work/upgrades.txt" > "$work/figures.txt" <<'PY'
 import sys
 lines = open(sys.argv[1]).read().split("\n")
 start = int([l for l in lines if l.startswith("start")][0].split()[1])
-secs = [tuple(map(int, l.split()[1:])) for l in lines if l.startswith("sec")]
+secs = [tuple(map(int, l.split()[1:5])) for l in lines if l.startswith("sec")]
 ups = [float(l.split()[0]) - start for l in open(sys.argv[2]) if l.strip()]
 print("admitted per second: " + " ".join(str(s[1]) for s in secs))
 print("upgrades at " + ", ".join("%.1f s" % u for u in ups) + "; admitted in their second and the next: " +

@@ -60,6 +60,7 @@ func (n *Node) newCluster() error {
 		return err // membership's errors carry "membership:" already
 	}
 	n.cluster.Store(&clusterPart{members: mc, stop: make(chan struct{}), done: make(chan struct{}), poke: make(chan struct{}, 1)})
+	n.lastMembers.Store(mc)
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/pingora-go/pingora-go/consensus"
+	"github.com/pingora-go/pingora-go/membership"
 	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/proxy"
 	"github.com/pingora-go/pingora-go/proxy/handoff"
@@ -87,6 +88,9 @@ type Node struct {
 	clusterPath atomic.Pointer[string]
 	offer       *handoff.Offer
 	cluster     atomic.Pointer[clusterPart]
+	// lastMembers is the membership last started, kept after it stops
+	// (limitMembers).
+	lastMembers atomic.Pointer[membership.Cluster]
 	store       atomic.Pointer[consensus.Store]
 	stopStore   chan struct{}
 	rpc         *wire.Server

@@ -188,3 +188,28 @@ func FuzzRateLimitRules(f *testing.F) {
 		}
 	})
 }
+
+// TestLimitRingOutlivesGossip: once this process's gossip has stopped
+// (an upgrade hands the node's identity to its successor, then drains),
+// the rate limiter keeps the last ring and the owners' addresses. Before,
+// it had no ring, took itself for the owner of every key, and the
+// counters it built that way reached the real owners through the
+// successor: a key's count jumped by the whole limit, and the second of
+// a non-owner's upgrade admitted as few as 542 of 1,000.
+func TestLimitRingOutlivesGossip(t *testing.T) {
+	up := origin(t, "a")
+	n1 := startClusterNode(t, "n1", up)
+	n2 := startClusterNode(t, "n2", up, n1.Members().Addr())
+	waitUntil(t, "a ring of 2 on n1", func() bool { r := n1.limitRing(); return r != nil && r.Len() == 2 })
+	n1.leaveCluster(false) // as lifecycle.release does for an upgrade
+	if n1.Members() != nil {
+		t.Fatal("n1 still has a running membership")
+	}
+	r := n1.limitRing()
+	if r == nil || r.Len() != 2 {
+		t.Fatalf("n1's rate-limit ring after its gossip stopped: %v, want the last one, of 2", r)
+	}
+	if addr, ok := (memberPeers{n1}).Addr("n2"); !ok || addr != n2.RPCAddr() {
+		t.Fatalf("n2's cluster address as n1's limiter sees it: %q %v, want %q", addr, ok, n2.RPCAddr())
+	}
+}

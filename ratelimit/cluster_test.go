@@ -435,3 +435,25 @@ func TestUpgradeSim(t *testing.T) {
 		t.Fatalf("a second over 1,100: %v", secs)
 	}
 }
+
+// TestUpgradeNonOwnerSim: a node that does not own the key is upgraded at
+// 5.5, 10.5 and 15.5 s, load spread over the three nodes: every second
+// admits the limit. (On real processes such a second admitted 542-921
+// while the old process, its gossip stopped, had no ring: see the node's
+// limitMembers and TestLimitRingOutlivesGossip.)
+func TestUpgradeNonOwnerSim(t *testing.T) {
+	ids := []string{"a", "b", "c"}
+	rules := []Rule{globalRule(1000)}
+	c := newSimCluster(t, Config{}, rules, ids...)
+	owner := c.owner("api", "k1")
+	victim := without(ids, owner)[0]
+	secs := c.drive(20*time.Second, 3000, "k1", ids, func(ms int) {
+		if ms == 5_500 || ms == 10_500 || ms == 15_500 {
+			c.upgrade(victim, rules)
+		}
+	})
+	t.Logf("non-owner %s upgraded at 5.5, 10.5, 15.5 s: %v", victim, secs)
+	if !within(secs[2:], 950, 1100) {
+		t.Fatalf("a second outside 950..1,100: %v", secs)
+	}
+}
