@@ -29,9 +29,11 @@ const tlsBatchMin = 1024
 
 // tlsBatchMax bounds the records a gathered Write holds before it sends:
 // a larger Write goes out in pieces of at most this size, whole records
-// each, so a connection never holds more (the buffer goes back to a pool
-// when the Write ends).
-const tlsBatchMax = 64 << 10
+// each. It is the HTTP/2 server's 32 KiB flush with its records' overheads
+// (up to 7 records early in a connection), so that flush is one write; a
+// Write that waits on a slow client holds no more than this besides what
+// it held before (the buffer goes back to a pool when the Write ends).
+const tlsBatchMax = 33 << 10
 
 var tlsBatchPool = sync.Pool{New: func() any {
 	b := make([]byte, 0, tlsBatchMax)

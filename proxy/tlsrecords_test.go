@@ -39,7 +39,7 @@ func (c *countConn) take() []int {
 
 // tlsPair is a handshaken TLS server (made by mk over the counted raw
 // connection) and its client, over a pipe.
-func tlsPair(t *testing.T, mk func(net.Conn, *tls.Config) net.Conn) (net.Conn, *tls.Conn, *countConn) {
+func tlsPair(t *testing.T, version uint16, mk func(net.Conn, *tls.Config) net.Conn) (net.Conn, *tls.Conn, *countConn) {
 	t.Helper()
 	ca := newTestCA(t)
 	cert := ca.issue(t, "localhost")
@@ -47,7 +47,7 @@ func tlsPair(t *testing.T, mk func(net.Conn, *tls.Config) net.Conn) (net.Conn, *
 	t.Cleanup(func() { a.Close(); b.Close() })
 	raw := &countConn{Conn: a}
 	srv := mk(raw, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-	cl := tls.Client(b, &tls.Config{ServerName: "localhost", RootCAs: ca.pool})
+	cl := tls.Client(b, &tls.Config{ServerName: "localhost", RootCAs: ca.pool, MaxVersion: version})
 	errc := make(chan error, 1)
 	go func() { errc <- cl.Handshake() }()
 	if err := srv.(interface{ Handshake() error }).Handshake(); err != nil {
@@ -95,14 +95,20 @@ func pattern(n int) []byte {
 // crypto/tls alone makes one per record; a Write of one record goes
 // through as it is; one over tlsBatchMax in a few.
 func TestTLSServerWriteOneSocketWrite(t *testing.T) {
-	plain, plainCl, plainRaw := tlsPair(t, func(raw net.Conn, cfg *tls.Config) net.Conn { return tls.Server(raw, cfg) })
+	for _, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		t.Run(tls.VersionName(version), func(t *testing.T) { testTLSServerWriteOneSocketWrite(t, version) })
+	}
+}
+
+func testTLSServerWriteOneSocketWrite(t *testing.T, version uint16) {
+	plain, plainCl, plainRaw := tlsPair(t, version, func(raw net.Conn, cfg *tls.Config) net.Conn { return tls.Server(raw, cfg) })
 	// The control: crypto/tls writes a record at a time (dynamic record
 	// sizing makes the first ones small).
 	if w := serverWrite(t, plain, plainCl, plainRaw, pattern(32<<10)); len(w) < 3 {
 		t.Fatalf("crypto/tls alone made %d socket writes (%v) for 32 KiB: the control no longer holds", len(w), w)
 	}
 
-	srv, cl, raw := tlsPair(t, func(raw net.Conn, cfg *tls.Config) net.Conn { return newTLSServerConn(raw, cfg) })
+	srv, cl, raw := tlsPair(t, version, func(raw net.Conn, cfg *tls.Config) net.Conn { return newTLSServerConn(raw, cfg) })
 	for i := range 3 { // new connection (small records), then full ones
 		if w := serverWrite(t, srv, cl, raw, pattern(32<<10)); len(w) != 1 {
 			t.Fatalf("write %d: %d socket writes (%v) for 32 KiB, want 1", i, len(w), w)
@@ -113,7 +119,7 @@ func TestTLSServerWriteOneSocketWrite(t *testing.T) {
 	}
 	w := serverWrite(t, srv, cl, raw, pattern(300<<10))
 	// Whole records of up to 16 KiB each, up to tlsBatchMax a write.
-	if len(w) < 300<<10/tlsBatchMax+1 || len(w) > 300<<10/(tlsBatchMax-17<<10)+1 {
+	if len(w) < 300<<10/tlsBatchMax+1 || len(w) > 300<<10/(tlsBatchMax-(17<<10))+1 {
 		t.Fatalf("a 300 KiB write made %d socket writes (%v), want about one per %d bytes", len(w), w, tlsBatchMax)
 	}
 	for _, n := range w {
@@ -127,7 +133,7 @@ func TestTLSServerWriteOneSocketWrite(t *testing.T) {
 // fails reports it, and so does every later one, small ones included: the
 // TLS's records are out of step with what the client got.
 func TestTLSServerWriteFailureSticks(t *testing.T) {
-	srv, _, raw := tlsPair(t, func(raw net.Conn, cfg *tls.Config) net.Conn { return newTLSServerConn(raw, cfg) })
+	srv, _, raw := tlsPair(t, tls.VersionTLS13, func(raw net.Conn, cfg *tls.Config) net.Conn { return newTLSServerConn(raw, cfg) })
 	boom := errors.New("boom")
 	raw.mu.Lock()
 	raw.fail = boom
