@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // A client connection's TLS writes each record with a Write of its own to
@@ -123,6 +124,11 @@ func (u *tlsRecords) done() error {
 type tlsServerConn struct {
 	*tls.Conn
 	u *tlsRecords
+
+	// writing counts the gathering Writes under way, closed is set by
+	// Close: a Close during such a Write closes the socket (see Close).
+	writing atomic.Int32
+	closed  atomic.Bool
 }
 
 // newTLSServerConn is tls.Server over raw, with the records of a Write
@@ -136,6 +142,11 @@ func (c *tlsServerConn) Write(p []byte) (int, error) {
 	if len(p) <= tlsBatchMin {
 		return c.Conn.Write(p)
 	}
+	c.writing.Add(1)
+	defer c.writing.Add(-1)
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
 	c.u.gather()
 	n, err := c.Conn.Write(p)
 	if ferr := c.u.done(); ferr != nil && err == nil {
@@ -144,4 +155,20 @@ func (c *tlsServerConn) Write(p []byte) (int, error) {
 		return 0, ferr
 	}
 	return n, err
+}
+
+// Close sends close_notify and closes the socket, as tls.Conn's does;
+// during a gathering Write it closes the socket at once, which ends that
+// Write, as tls.Conn's Close does during its own Writes: the alert would
+// wait for the Write's records to be sent, and a Close is what ends a
+// Write stuck on a client that stopped reading (the alert's own 5 s write
+// deadline bounded that wait, not the Close's caller). Either Close sees
+// the Write's count or the Write sees closed: both are sequentially
+// consistent.
+func (c *tlsServerConn) Close() error {
+	c.closed.Store(true)
+	if c.writing.Load() != 0 {
+		return c.u.Conn.Close()
+	}
+	return c.Conn.Close()
 }

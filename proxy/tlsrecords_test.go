@@ -8,14 +8,32 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // countConn counts the Writes made to a connection and the bytes of each.
 type countConn struct {
 	net.Conn
-	mu     sync.Mutex
-	writes []int
-	fail   error // set: every Write fails with it
+	mu       sync.Mutex
+	writes   []int
+	fail     error // set: every Write fails with it
+	noWriteD bool  // set: SetWriteDeadline does nothing
+}
+
+func (c *countConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	no := c.noWriteD
+	c.mu.Unlock()
+	if no {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *countConn) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.writes)
 }
 
 func (c *countConn) Write(p []byte) (int, error) {
@@ -147,5 +165,47 @@ func TestTLSServerWriteFailureSticks(t *testing.T) {
 	}
 	if n := len(raw.take()); n != 0 || before != 1 {
 		t.Fatalf("socket writes: %d for the failed Write (want 1), %d after it (want 0)", before, n)
+	}
+}
+
+// TestTLSServerCloseEndsStuckWrite: a Close while a gathered Write waits on
+// a client that stopped reading closes the socket and so ends the Write,
+// as tls.Conn's Close does during its own Write. Sending close_notify
+// first would wait behind the Write's records: for as long as the socket's
+// write deadline allows (here none).
+func TestTLSServerCloseEndsStuckWrite(t *testing.T) {
+	srv, _, raw := tlsPair(t, tls.VersionTLS13, func(raw net.Conn, cfg *tls.Config) net.Conn { return newTLSServerConn(raw, cfg) })
+	raw.mu.Lock()
+	raw.noWriteD = true
+	raw.mu.Unlock()
+	wrote := make(chan error, 1)
+	go func() { // the client reads nothing: the pipe's write waits
+		_, err := srv.Write(pattern(32 << 10))
+		wrote <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for raw.count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the Write never reached the socket")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- srv.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for the stuck Write")
+	}
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Fatal("the stuck Write succeeded after Close")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Write did not end with the Close")
+	}
+	if _, err := srv.Write(pattern(20 << 10)); err == nil {
+		t.Fatal("a Write after Close succeeded")
 	}
 }
