@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -212,4 +213,40 @@ func BenchmarkProxyH2C(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkProxyH2TLS is BenchmarkProxyH2C over TLS with ALPN h2 (bench/run.sh's
+// tls-h2-small and tls-h2-100k), the client's cost included: against
+// BenchmarkProxyH2C it shows what TLS adds per request.
+func BenchmarkProxyH2TLS(b *testing.B) {
+	for _, size := range []int{100, 100 << 10} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			origin := startRawOrigin(b, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", size, make([]byte, size)))
+			ca := newTestCA(b)
+			certs, err := NewCertStoreFromCerts([]tls.Certificate{ca.issue(b, "proxy.test")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := startProxy(b, routerFor(b, &Peer{Addr: origin}), Config{}, ListenerConfig{Name: "tls", TLS: certs})
+			c := tlsClient(ca.pool, "proxy.test", true)
+			url := "https://" + p.addr + "/small"
+			b.ReportAllocs()
+			b.SetParallelism(4)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := c.Get(url)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+				}
+			})
+		})
+	}
 }

@@ -15,7 +15,7 @@ import (
 
 // clientConn is one accepted client connection.
 type clientConn struct {
-	nc       net.Conn // the connection as served: a *tls.Conn after the handshake
+	nc       net.Conn // the connection as served: a *tlsServerConn after the handshake
 	raw      net.Conn
 	lc       ListenerConfig
 	clientIP string
@@ -105,7 +105,7 @@ func clientIP(a net.Addr) string {
 // listener, else "http/1.1".
 func (c *clientConn) handshake(timeout time.Duration) (string, error) {
 	if c.lc.TLS != nil {
-		tc := tls.Server(c.raw, c.lc.TLS.serverConfig(!c.lc.DisableH2))
+		tc := newTLSServerConn(c.raw, c.lc.TLS.serverConfig(!c.lc.DisableH2))
 		c.raw.SetDeadline(time.Now().Add(timeout))
 		if err := tc.Handshake(); err != nil {
 			return "", fmt.Errorf("tls handshake: %w", err)
