@@ -16,6 +16,8 @@ type Rule[T any] struct {
 	PathPrefix string
 	// Target is what the caller routes to (an upstream group).
 	Target T
+
+	match string // PathPrefix as paths are matched (MatchPrefix)
 }
 
 // Table is an immutable routing table.
@@ -47,7 +49,7 @@ func New[T any](rules []Rule[T]) (*Table[T], error) {
 		if r.PathPrefix == "" {
 			r.PathPrefix = "/"
 		}
-		r.Host = host
+		r.Host, r.match = host, MatchPrefix(r.PathPrefix)
 		k := [2]string{host, r.PathPrefix}
 		if j, dup := seen[k]; dup {
 			return nil, fmt.Errorf("route: rule %d duplicates rule %d (host %q, path prefix %q)", i, j, host, r.PathPrefix)
@@ -57,7 +59,7 @@ func New[T any](rules []Rule[T]) (*Table[T], error) {
 		t.size++
 	}
 	for _, hr := range t.all() {
-		sort.SliceStable(hr.rules, func(a, b int) bool { return len(hr.rules[a].PathPrefix) > len(hr.rules[b].PathPrefix) })
+		sort.SliceStable(hr.rules, func(a, b int) bool { return len(hr.rules[a].match) > len(hr.rules[b].match) })
 	}
 	return t, nil
 }
@@ -165,9 +167,9 @@ func (t *Table[T]) Match(host, p string) (*Rule[T], bool) {
 	if hr == nil {
 		return nil, false
 	}
-	p = CleanPath(p)
+	p = MatchPath(p)
 	for _, r := range hr.rules {
-		if strings.HasPrefix(p, r.PathPrefix) {
+		if strings.HasPrefix(p, r.match) {
 			return r, true
 		}
 	}
@@ -204,8 +206,9 @@ func NormalizeHost(host string) string {
 }
 
 // CleanPath normalises a request path (without query) the way the proxy
-// both matches and forwards it, so that spellings an origin treats as the
-// same path cannot dodge a rule (RFC 3986 §6.2.2):
+// forwards it and, with MatchPath's one more step, matches it, so that
+// spellings an origin treats as the same path cannot dodge a rule (RFC
+// 3986 §6.2.2):
 //
 //   - a percent-escape of an unreserved character (ALPHA, DIGIT, '-', '.',
 //     '_', '~'; §2.3) is decoded, so "/%73mall" is "/small"; every other
@@ -235,6 +238,38 @@ func CleanPath(p string) string {
 		c += "/"
 	}
 	return c
+}
+
+// MatchPath is the form of a request path (without query) that rules
+// match: CleanPath's, with every encoded slash ("%2F") read as a slash,
+// and the dot segments and slash runs that makes removed too. CleanPath
+// keeps "%2F" encoded, and the proxy forwards (and keys the cache by) the
+// path so, since an origin may tell "/a%2Fb" from "/a/b"; but many read
+// them alike (Go's URL.Path, WSGI's PATH_INFO, nginx), so a rule for
+// "/api/login" matched on CleanPath alone was dodged by "/api%2Flogin",
+// which such an origin served as "/api/login". Matched so, the request
+// meets the rules of the path it may reach, and an origin that keeps the
+// two apart gets it as before. It allocates only when p needs CleanPath
+// to, or holds "%2F". MatchPath(MatchPath(p)) is MatchPath(p).
+func MatchPath(p string) string {
+	p = CleanPath(p)
+	if !strings.Contains(p, "%2F") {
+		return p
+	}
+	// A '/' in place of "%2F" makes no new escape: it is no hex digit.
+	return CleanPath(strings.ReplaceAll(p, "%2F", "/"))
+}
+
+// MatchPrefix is the form of a rule's path prefix that MatchPath's paths
+// are matched against: its escapes as CleanPath writes them, and encoded
+// slashes read as slashes, so that a prefix written with "%2F" still
+// matches the paths it matched before. Dot segments and slash runs are
+// left as they are: a prefix is no path, and "/a/.." is not "/".
+func MatchPrefix(prefix string) string {
+	if strings.IndexByte(prefix, '%') < 0 {
+		return prefix
+	}
+	return strings.ReplaceAll(normalizeEscapes(prefix), "%2F", "/")
 }
 
 // normalizeEscapes decodes the percent-escapes of unreserved characters in
