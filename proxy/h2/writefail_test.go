@@ -126,3 +126,48 @@ func TestWriteFailureFailsWrites(t *testing.T) {
 		t.Fatal("the connection was not closed after its write failed")
 	}
 }
+
+// TestFinishReportsFailedFlush: a response whose end the connection could
+// not write is not reported as sent. Finish flushed and returned nil
+// whatever the flush met, so a proxy logged a response its client never
+// saw end as served whole.
+func TestFinishReportsFailedFlush(t *testing.T) {
+	pr, pw := io.Pipe()
+	nc := &failingWriteConn{r: pr, okBytes: 1 << 30}
+	done := make(chan error, 1)
+	c := NewConn(nc, nil, Config{}, func(st *Stream) {
+		st.WriteHead(200, http.Header{})
+		err := st.Write(make([]byte, 1000))
+		if err == nil {
+			nc.mu.Lock()
+			nc.okBytes = 0 // the client stops reading now: the end cannot go out
+			nc.mu.Unlock()
+			err = st.Finish(nil)
+		}
+		done <- err
+	})
+	served := make(chan struct{})
+	go func() {
+		c.Serve()
+		close(served)
+	}()
+	t.Cleanup(func() {
+		nc.Close()
+		<-served
+	})
+	go func() {
+		pw.Write([]byte(http2.ClientPreface))
+		fr := http2.NewFramer(pw, nil)
+		fr.WriteSettings()
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndStream: true, EndHeaders: true,
+			BlockFragment: headerBlock(":method", "GET", ":scheme", "http", ":path", "/", ":authority", "a")})
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Finish returned nil, but the frames that end the response were never written")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the handler never returned")
+	}
+}
