@@ -59,7 +59,7 @@ type RouteConfig struct {
 	// Host is a name, "*.name" or "*"/"" for any host.
 	Host string
 	// PathPrefix is matched against the cleaned request path, "%2F" read
-	// as "/" (route.MatchPath; default "/").
+	// as "/" and ";" parameters dropped (route.MatchPath; default "/").
 	PathPrefix string
 	// Upstream names the group.
 	Upstream string

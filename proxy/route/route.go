@@ -241,35 +241,67 @@ func CleanPath(p string) string {
 }
 
 // MatchPath is the form of a request path (without query) that rules
-// match: CleanPath's, with every encoded slash ("%2F") read as a slash,
-// and the dot segments and slash runs that makes removed too. CleanPath
-// keeps "%2F" encoded, and the proxy forwards (and keys the cache by) the
-// path so, since an origin may tell "/a%2Fb" from "/a/b"; but many read
-// them alike (Go's URL.Path, WSGI's PATH_INFO, nginx), so a rule for
-// "/api/login" matched on CleanPath alone was dodged by "/api%2Flogin",
-// which such an origin served as "/api/login". Matched so, the request
-// meets the rules of the path it may reach, and an origin that keeps the
-// two apart gets it as before. It allocates only when p needs CleanPath
-// to, or holds "%2F". MatchPath(MatchPath(p)) is MatchPath(p).
+// match: CleanPath's, with what common origins read differently from its
+// bytes read as they read it, and the dot segments and slash runs that
+// reveals removed too:
+//
+//   - a segment's path parameters, from a ';' to the segment's end, are
+//     dropped, as Tomcat and Jetty (and the Java frameworks on them) drop
+//     them before they route: "/x/..;/admin" is "/admin" to them, and
+//     "/api;v=1/login" is "/api/login";
+//   - every encoded slash ("%2F") is a slash, as Go's URL.Path, WSGI's
+//     PATH_INFO and nginx read it.
+//
+// CleanPath keeps both, and the proxy forwards (and keys the cache by) the
+// path so, since an origin may tell "/a%2Fb" from "/a/b"; but matched on
+// CleanPath alone, a rule for "/api/login" was dodged by "/api%2Flogin" or
+// "/x/..;/api/login", which such an origin served as "/api/login", and a
+// caching route for "/static/" took "/static/..;/account" (cache
+// deception). Matched so, a request meets the rules of the path it may
+// reach; an origin that reads it otherwise gets it as before. It
+// allocates only when p needs CleanPath to, or holds "%2F" or ';'.
+// MatchPath(MatchPath(p)) is MatchPath(p).
 func MatchPath(p string) string {
 	p = CleanPath(p)
-	if !strings.Contains(p, "%2F") {
+	if strings.IndexByte(p, ';') < 0 && !strings.Contains(p, "%2F") {
 		return p
 	}
-	// A '/' in place of "%2F" makes no new escape: it is no hex digit.
-	return CleanPath(strings.ReplaceAll(p, "%2F", "/"))
+	// Parameters first, as Tomcat drops them before it decodes. A '/' in
+	// place of "%2F" makes no new escape: it is no hex digit.
+	return CleanPath(strings.ReplaceAll(dropParams(p), "%2F", "/"))
+}
+
+// dropParams removes from each segment of p its path parameters: from its
+// first ';' to the segment's end.
+func dropParams(p string) string {
+	if strings.IndexByte(p, ';') < 0 {
+		return p
+	}
+	b := make([]byte, 0, len(p))
+	for i := 0; i < len(p); {
+		if p[i] != ';' {
+			b = append(b, p[i])
+			i++
+			continue
+		}
+		for i < len(p) && p[i] != '/' {
+			i++
+		}
+	}
+	return string(b)
 }
 
 // MatchPrefix is the form of a rule's path prefix that MatchPath's paths
-// are matched against: its escapes as CleanPath writes them, and encoded
-// slashes read as slashes, so that a prefix written with "%2F" still
-// matches the paths it matched before. Dot segments and slash runs are
-// left as they are: a prefix is no path, and "/a/.." is not "/".
+// are matched against: its escapes as CleanPath writes them, path
+// parameters dropped and encoded slashes read as slashes, so that a prefix
+// written with "%2F" still matches the paths it matched before. Dot
+// segments and slash runs are left as they are: a prefix is no path, and
+// "/a/.." is not "/".
 func MatchPrefix(prefix string) string {
-	if strings.IndexByte(prefix, '%') < 0 {
+	if strings.IndexByte(prefix, '%') < 0 && strings.IndexByte(prefix, ';') < 0 {
 		return prefix
 	}
-	return strings.ReplaceAll(normalizeEscapes(prefix), "%2F", "/")
+	return strings.ReplaceAll(dropParams(normalizeEscapes(prefix)), "%2F", "/")
 }
 
 // normalizeEscapes decodes the percent-escapes of unreserved characters in

@@ -48,11 +48,12 @@ func TestMatch(t *testing.T) {
 	}
 }
 
-// TestMatchEncodedSlash: a path that spells a rule's slash as "%2F" meets
-// that rule, as an origin that decodes "%2F" (Go's URL.Path, WSGI's
-// PATH_INFO, nginx) serves it the rule's path; "/api%2Flogin" dodged the
-// rules for "/api/login". A prefix written with "%2F" matches both
-// spellings.
+// TestMatchEncodedSlash: a path that spells a rule's slash as "%2F", or
+// that holds path parameters (";v=1", "..;"), meets that rule, as an
+// origin that decodes "%2F" (Go's URL.Path, WSGI's PATH_INFO, nginx) or
+// drops parameters (Tomcat, Jetty) serves it the rule's path;
+// "/api%2Flogin" and "/x/..;/api/login" dodged the rules for
+// "/api/login". A prefix written with "%2F" matches both spellings.
 func TestMatchEncodedSlash(t *testing.T) {
 	t.Parallel()
 	tbl, err := New([]Rule[string]{
@@ -73,6 +74,10 @@ func TestMatchEncodedSlash(t *testing.T) {
 		// that an origin decoding "%2F" resolves out of it (a caching
 		// route for /files/ made such a page stored: cache deception).
 		{"/files/a%2Fb/..%2F..%2F..%2Fapi/login", "login"},
+		// Path parameters, which Tomcat and Jetty drop: "..;" is "..".
+		{"/files/a%2Fb/..;/..;/..;/api/login", "login"},
+		{"/api;v=1/login", "login"},
+		{"/files;x/a%2fb/c", "ab"},
 		{"/api%252Flogin", "rest"}, // an encoded '%': "%2F" to an origin that decodes once
 		{"/files/a%2Fb/c", "ab"},
 		{"/files/a/b/c", "ab"},
