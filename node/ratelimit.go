@@ -14,6 +14,7 @@ import (
 	"github.com/pingora-go/pingora-go/membership"
 	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/proxy"
+	"github.com/pingora-go/pingora-go/proxy/route"
 	"github.com/pingora-go/pingora-go/ratelimit"
 	"github.com/pingora-go/pingora-go/wire"
 )
@@ -151,7 +152,9 @@ var (
 func (h limitHook) Active() bool { return h.l.Active() }
 
 func (h limitHook) Limit(s *proxy.Session, prev *proxy.LimitDecision) proxy.LimitDecision {
-	r := ratelimit.Request{Route: s.Route, Host: s.Req.Host, Method: s.Req.Method, Path: s.Req.Path(),
+	// The path as rules match it: "/api%2Flogin" meets a rule for
+	// "/api/login", which an origin that decodes "%2F" serves.
+	r := ratelimit.Request{Route: s.Route, Host: s.Req.Host, Method: s.Req.Method, Path: route.MatchPath(s.Req.Path()),
 		RawQuery: s.Req.Query(), ClientIP: s.RealIP(), Header: s.Req.Header}
 	var resume int
 	var waited time.Duration

@@ -79,6 +79,26 @@ func TestNodeLocalLimit(t *testing.T) {
 	}
 }
 
+// TestLimitPathPrefixEncodedSlash: a rule for a path prefix counts the
+// requests that spell its slashes "%2F", or carry path parameters, too:
+// an origin that decodes "%2F" (Go's URL.Path, WSGI's PATH_INFO, nginx)
+// serves "/api%2Flogin" as "/api/login", and one that drops parameters
+// (Tomcat, Jetty) serves "/x/..;/api/login" so; each got past a login
+// limit that way without a count.
+func TestLimitPathPrefixEncodedSlash(t *testing.T) {
+	up := origin(t, "a")
+	rule := "  - name: login\n    match: {path_prefix: /api/login}\n    limit: 2\n    period: 1m\n"
+	n := startNode(t, writeFiles(t, withLimits(clusterFor(up), rule)))
+	base := "http://" + n.ListenerAddrs()["http"]
+	var codes []int
+	for _, p := range []string{"/api/login", "/api%2Flogin", "/api%2flogin", "/x/..%2Fapi%2Flogin", "/x/..;/api/login", "/api;v=1/login", "/api/other"} {
+		codes = append(codes, getWith(t, base+p, nil).StatusCode)
+	}
+	if want := []int{200, 200, 429, 429, 429, 429, 200}; !equalInts(codes, want) {
+		t.Fatalf("statuses %v, want %v", codes, want)
+	}
+}
+
 func equalInts(a, b []int) bool {
 	if len(a) != len(b) {
 		return false

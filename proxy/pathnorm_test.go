@@ -62,6 +62,36 @@ func TestPercentEncodedPathRoutedAsDecoded(t *testing.T) {
 	}
 }
 
+// TestEncodedSlashRoutedAsSlash: a path that spells a route's slash as
+// "%2F" takes that route (an origin that decodes "%2F" serves it the
+// route's path), and the upstream receives it as sent, "%2F" and all,
+// for an origin that tells the two apart.
+func TestEncodedSlashRoutedAsSlash(t *testing.T) {
+	got := make(chan string, 1)
+	login := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.RequestURI
+		w.Header().Set("X-Upstream", "login")
+	}))
+	rest := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Upstream", "rest")
+	}))
+	r := newTestRouter(t)
+	tbl, err := r.Build([]UpstreamConfig{{Name: "login", Peers: []*Peer{login}}, {Name: "rest", Peers: []*Peer{rest}}},
+		[]RouteConfig{{Host: "*", PathPrefix: "/api/login", Upstream: "login"}, {Host: "*", Upstream: "rest"}}, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Swap(tbl)
+	p := startProxy(t, RouterApp{Router: r}, Config{}, ListenerConfig{Name: "http"})
+	resp, _ := rawRequest(t, p.addr, "GET /api%2flogin?a=b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Upstream") != "login" {
+		t.Fatalf("status %d, routed to %q, want the /api/login route", resp.StatusCode, resp.Header.Get("X-Upstream"))
+	}
+	if uri := <-got; uri != "/api%2Flogin?a=b" {
+		t.Fatalf("upstream received %q, want /api%%2Flogin?a=b", uri)
+	}
+}
+
 func TestNormalizeURI(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"/a/b?x=%61&y=/../", "/a/b?x=%61&y=/../"},

@@ -58,7 +58,8 @@ type UpstreamConfig struct {
 type RouteConfig struct {
 	// Host is a name, "*.name" or "*"/"" for any host.
 	Host string
-	// PathPrefix is matched against the cleaned request path (default "/").
+	// PathPrefix is matched against the cleaned request path, "%2F" read
+	// as "/" and ";" parameters dropped (route.MatchPath; default "/").
 	PathPrefix string
 	// Upstream names the group.
 	Upstream string

@@ -8,6 +8,7 @@ import (
 	"github.com/pingora-go/pingora-go/internal/errjoin"
 	"github.com/pingora-go/pingora-go/proxy"
 	"github.com/pingora-go/pingora-go/proxy/health"
+	"github.com/pingora-go/pingora-go/proxy/route"
 	"github.com/pingora-go/pingora-go/ratelimit"
 )
 
@@ -125,11 +126,13 @@ func routeField(f string) string {
 	return snake(f)
 }
 
-// Rule translates r into the rate limiter's type.
+// Rule translates r into the rate limiter's type. Its path prefix is in
+// the form the proxy's paths are matched in (route.MatchPrefix), as the
+// node hands the limiter each request's route.MatchPath.
 func (r *RateLimit) Rule() ratelimit.Rule {
 	return ratelimit.Rule{
 		Name: r.Name, Key: r.Key, Limit: r.Limit, Period: r.Period, Burst: r.Burst,
-		Match:     ratelimit.Match{Route: r.Match.Route, Host: r.Match.Host, PathPrefix: r.Match.PathPrefix, Methods: r.Match.Methods},
+		Match:     ratelimit.Match{Route: r.Match.Route, Host: r.Match.Host, PathPrefix: route.MatchPrefix(r.Match.PathPrefix), Methods: r.Match.Methods},
 		Algorithm: ratelimit.Algorithm(r.Algorithm), Scope: ratelimit.Scope(r.Scope), OnExceed: ratelimit.OnExceed(r.OnExceed),
 		MaxDelay: r.MaxDelay, Fields: r.Headers,
 	}

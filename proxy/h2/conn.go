@@ -536,6 +536,12 @@ func (c *Conn) lockWrite() {
 // not run under a deadline left from the last flush, which on a stream
 // quiet for longer than WriteTimeout has passed (the write failed at once
 // and took the connection down). Its callers hold wmu.
+//
+// A failed write is the connection's sticky werr at once, and closes the
+// connection, as a failed flush does (flushLocked): the buffer keeps the
+// error of a write made when a frame overflows it to itself, and every
+// stream's Write after it "succeeded" without sending a byte until some
+// flush found it (TestWriteFailureFailsWrites).
 type connWriter struct{ c *Conn }
 
 func (w connWriter) Write(p []byte) (int, error) {
@@ -547,7 +553,12 @@ func (w connWriter) Write(p []byte) (int, error) {
 		c.wdl = now.Add(c.cfg.WriteTimeout)
 		c.nc.SetWriteDeadline(c.wdl)
 	}
-	return c.nc.Write(p)
+	n, err := c.nc.Write(p)
+	if err != nil && c.werr == nil {
+		c.werr = err
+		c.nc.Close() // the reader ends, and with it every stream
+	}
+	return n, err
 }
 
 func (c *Conn) flushLocked() {

@@ -21,14 +21,16 @@ import (
 // the connection or after workerIdle without a flush.
 
 // unlockWriteStream is unlockWrite for a stream's own flush (Flush, Finish):
-// the flush is deferred to the flusher when other streams are running.
-func (c *Conn) unlockWriteStream() {
+// the flush is deferred to the flusher when other streams are running. It
+// returns the connection's write error as it stands when wmu is released:
+// that of the flush it made itself, if any (TestFinishReportsFailedFlush).
+func (c *Conn) unlockWriteStream() error {
 	if c.flushWanted && c.wwait.Load() == 0 && c.werr == nil {
 		if c.flushQueued {
 			// The flusher has not written yet: it takes these frames too.
 			c.flushWanted = false
 			c.wmu.Unlock()
-			return
+			return nil
 		}
 		c.mu.Lock()
 		others := c.running > 1 && !c.closing
@@ -46,10 +48,15 @@ func (c *Conn) unlockWriteStream() {
 			default: // a kick is pending already
 			}
 			c.wmu.Unlock()
-			return
+			return nil
 		}
 	}
-	c.unlockWrite()
+	if c.flushWanted && c.wwait.Load() == 0 {
+		c.flushLocked()
+	}
+	err := c.werr
+	c.wmu.Unlock()
+	return err
 }
 
 // flusher makes the deferred flushes until the connection ends or none was

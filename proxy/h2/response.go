@@ -99,9 +99,7 @@ func (st *Stream) Flush() error {
 		st.writeHeadLocked(false)
 	}
 	c.flushWanted = true
-	err := c.werr
-	c.unlockWriteStream()
-	return err
+	return c.unlockWriteStream()
 }
 
 // Finish ends the response, with trailers if any.
@@ -143,8 +141,9 @@ func (st *Stream) Finish(trailer http.Header) error {
 	}
 	st.sendDone = true
 	c.flushWanted = true
-	c.unlockWriteStream()
-	return nil
+	// A flush that failed here took the response's end with it: the
+	// client never sees the stream end, and the caller is told so.
+	return c.unlockWriteStream()
 }
 
 // Reset ends the stream with RST_STREAM(INTERNAL_ERROR): the client sees

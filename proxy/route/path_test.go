@@ -64,10 +64,55 @@ func TestCleanPath(t *testing.T) {
 	}
 }
 
+func TestMatchPath(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"/api/login", "/api/login"},
+		{"/api%2Flogin", "/api/login"},
+		{"/api%2flogin", "/api/login"},
+		{"/a%2F%2Fb", "/a/b"},
+		{"/a%2F..%2Fb", "/b"},
+		{"/a%2F.", "/a/"},
+		{"/%2F", "/"},
+		{"/a%252Fb", "/a%252Fb"},
+		{"/%%2F41", "/%/41"},
+		{"/%73%2Fx/../y", "/y"},
+		// Path parameters, as Tomcat and Jetty drop them.
+		{"/public/..;/admin", "/admin"},
+		{"/api;v=1/login", "/api/login"},
+		{"/api/login;jsessionid=x", "/api/login"},
+		{"/a/;x/b", "/a/b"},
+		{"/;", "/"},
+		{"/a;x%2F..%2F/b", "/a/b"}, // parameters first: Tomcat drops them before it decodes
+		{"/a/b%3Bx", "/a/b%3Bx"},   // an encoded ';' is no delimiter
+	} {
+		if got := MatchPath(tc.in); got != tc.want {
+			t.Errorf("MatchPath(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"/api", "/api"},
+		{"/a%2fb/", "/a/b/"},
+		{"/%73mall", "/small"},
+		{"/a/..", "/a/.."},
+		{"/a;x/b", "/a/b"},
+	} {
+		if got := MatchPrefix(tc.in); got != tc.want {
+			t.Errorf("MatchPrefix(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestCleanPathAllocs(t *testing.T) {
 	for _, p := range []string{"/api/v1/users", "/a%20b/%2F", "/caf%C3%A9/x"} {
 		if n := testing.AllocsPerRun(100, func() { CleanPath(p) }); n != 0 {
 			t.Errorf("CleanPath(%q) allocates %v times", p, n)
+		}
+		if strings.Contains(p, "%2F") || strings.Contains(p, ";") {
+			continue
+		}
+		if n := testing.AllocsPerRun(100, func() { MatchPath(p) }); n != 0 {
+			t.Errorf("MatchPath(%q) allocates %v times", p, n)
 		}
 	}
 }
@@ -87,6 +132,9 @@ func FuzzCleanPath(f *testing.F) {
 		}
 		if strings.Contains(c, "//") {
 			t.Fatalf("CleanPath(%q) = %q keeps a slash run", p, c)
+		}
+		if m := MatchPath(p); MatchPath(m) != m || strings.Contains(m, "%2F") || strings.Contains(m, ";") || strings.Contains(m, "//") {
+			t.Fatalf("MatchPath(%q) = %q, and MatchPath of that is %q", p, m, MatchPath(m))
 		}
 		// Without dot segments or slash runs in the decoded path, an
 		// origin decodes the result to what it decodes the input to.

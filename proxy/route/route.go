@@ -16,6 +16,8 @@ type Rule[T any] struct {
 	PathPrefix string
 	// Target is what the caller routes to (an upstream group).
 	Target T
+
+	match string // PathPrefix as paths are matched (MatchPrefix)
 }
 
 // Table is an immutable routing table.
@@ -47,7 +49,7 @@ func New[T any](rules []Rule[T]) (*Table[T], error) {
 		if r.PathPrefix == "" {
 			r.PathPrefix = "/"
 		}
-		r.Host = host
+		r.Host, r.match = host, MatchPrefix(r.PathPrefix)
 		k := [2]string{host, r.PathPrefix}
 		if j, dup := seen[k]; dup {
 			return nil, fmt.Errorf("route: rule %d duplicates rule %d (host %q, path prefix %q)", i, j, host, r.PathPrefix)
@@ -57,7 +59,7 @@ func New[T any](rules []Rule[T]) (*Table[T], error) {
 		t.size++
 	}
 	for _, hr := range t.all() {
-		sort.SliceStable(hr.rules, func(a, b int) bool { return len(hr.rules[a].PathPrefix) > len(hr.rules[b].PathPrefix) })
+		sort.SliceStable(hr.rules, func(a, b int) bool { return len(hr.rules[a].match) > len(hr.rules[b].match) })
 	}
 	return t, nil
 }
@@ -165,9 +167,9 @@ func (t *Table[T]) Match(host, p string) (*Rule[T], bool) {
 	if hr == nil {
 		return nil, false
 	}
-	p = CleanPath(p)
+	p = MatchPath(p)
 	for _, r := range hr.rules {
-		if strings.HasPrefix(p, r.PathPrefix) {
+		if strings.HasPrefix(p, r.match) {
 			return r, true
 		}
 	}
@@ -204,8 +206,9 @@ func NormalizeHost(host string) string {
 }
 
 // CleanPath normalises a request path (without query) the way the proxy
-// both matches and forwards it, so that spellings an origin treats as the
-// same path cannot dodge a rule (RFC 3986 §6.2.2):
+// forwards it and, with MatchPath's one more step, matches it, so that
+// spellings an origin treats as the same path cannot dodge a rule (RFC
+// 3986 §6.2.2):
 //
 //   - a percent-escape of an unreserved character (ALPHA, DIGIT, '-', '.',
 //     '_', '~'; §2.3) is decoded, so "/%73mall" is "/small"; every other
@@ -235,6 +238,70 @@ func CleanPath(p string) string {
 		c += "/"
 	}
 	return c
+}
+
+// MatchPath is the form of a request path (without query) that rules
+// match: CleanPath's, with what common origins read differently from its
+// bytes read as they read it, and the dot segments and slash runs that
+// reveals removed too:
+//
+//   - a segment's path parameters, from a ';' to the segment's end, are
+//     dropped, as Tomcat and Jetty (and the Java frameworks on them) drop
+//     them before they route: "/x/..;/admin" is "/admin" to them, and
+//     "/api;v=1/login" is "/api/login";
+//   - every encoded slash ("%2F") is a slash, as Go's URL.Path, WSGI's
+//     PATH_INFO and nginx read it.
+//
+// CleanPath keeps both, and the proxy forwards (and keys the cache by) the
+// path so, since an origin may tell "/a%2Fb" from "/a/b"; but matched on
+// CleanPath alone, a rule for "/api/login" was dodged by "/api%2Flogin" or
+// "/x/..;/api/login", which such an origin served as "/api/login", and a
+// caching route for "/static/" took "/static/..;/account" (cache
+// deception). Matched so, a request meets the rules of the path it may
+// reach; an origin that reads it otherwise gets it as before. It
+// allocates only when p needs CleanPath to, or holds "%2F" or ';'.
+// MatchPath(MatchPath(p)) is MatchPath(p).
+func MatchPath(p string) string {
+	p = CleanPath(p)
+	if strings.IndexByte(p, ';') < 0 && !strings.Contains(p, "%2F") {
+		return p
+	}
+	// Parameters first, as Tomcat drops them before it decodes. A '/' in
+	// place of "%2F" makes no new escape: it is no hex digit.
+	return CleanPath(strings.ReplaceAll(dropParams(p), "%2F", "/"))
+}
+
+// dropParams removes from each segment of p its path parameters: from its
+// first ';' to the segment's end.
+func dropParams(p string) string {
+	if strings.IndexByte(p, ';') < 0 {
+		return p
+	}
+	b := make([]byte, 0, len(p))
+	for i := 0; i < len(p); {
+		if p[i] != ';' {
+			b = append(b, p[i])
+			i++
+			continue
+		}
+		for i < len(p) && p[i] != '/' {
+			i++
+		}
+	}
+	return string(b)
+}
+
+// MatchPrefix is the form of a rule's path prefix that MatchPath's paths
+// are matched against: its escapes as CleanPath writes them, path
+// parameters dropped and encoded slashes read as slashes, so that a prefix
+// written with "%2F" still matches the paths it matched before. Dot
+// segments and slash runs are left as they are: a prefix is no path, and
+// "/a/.." is not "/".
+func MatchPrefix(prefix string) string {
+	if strings.IndexByte(prefix, '%') < 0 && strings.IndexByte(prefix, ';') < 0 {
+		return prefix
+	}
+	return strings.ReplaceAll(dropParams(normalizeEscapes(prefix)), "%2F", "/")
 }
 
 // normalizeEscapes decodes the percent-escapes of unreserved characters in

@@ -48,6 +48,52 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+// TestMatchEncodedSlash: a path that spells a rule's slash as "%2F", or
+// that holds path parameters (";v=1", "..;"), meets that rule, as an
+// origin that decodes "%2F" (Go's URL.Path, WSGI's PATH_INFO, nginx) or
+// drops parameters (Tomcat, Jetty) serves it the rule's path;
+// "/api%2Flogin" and "/x/..;/api/login" dodged the rules for
+// "/api/login". A prefix written with "%2F" matches both spellings.
+func TestMatchEncodedSlash(t *testing.T) {
+	t.Parallel()
+	tbl, err := New([]Rule[string]{
+		{Host: "*", PathPrefix: "/", Target: "rest"},
+		{Host: "*", PathPrefix: "/api/login", Target: "login"},
+		{Host: "*", PathPrefix: "/files/a%2fb/", Target: "ab"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/api/login", "login"},
+		{"/api%2Flogin", "login"},
+		{"/api%2flogin/x", "login"},
+		{"%2Fapi%2Flogin", "rest"}, // not a path
+		{"/x%2F..%2Fapi/login", "login"},
+		// The route of a path's first segment is no longer taken by one
+		// that an origin decoding "%2F" resolves out of it (a caching
+		// route for /files/ made such a page stored: cache deception).
+		{"/files/a%2Fb/..%2F..%2F..%2Fapi/login", "login"},
+		// Path parameters, which Tomcat and Jetty drop: "..;" is "..".
+		{"/files/a%2Fb/..;/..;/..;/api/login", "login"},
+		{"/api;v=1/login", "login"},
+		{"/files;x/a%2fb/c", "ab"},
+		{"/api%252Flogin", "rest"}, // an encoded '%': "%2F" to an origin that decodes once
+		{"/files/a%2Fb/c", "ab"},
+		{"/files/a/b/c", "ab"},
+		{"/files/ab/c", "rest"},
+	} {
+		r, ok := tbl.Match("h", tc.path)
+		got := ""
+		if ok {
+			got = r.Target
+		}
+		if got != tc.want {
+			t.Errorf("Match(%q) = %q, want %q", tc.path, got, tc.want)
+		}
+	}
+}
+
 func TestNewRefuses(t *testing.T) {
 	t.Parallel()
 	for _, rules := range [][]Rule[int]{
