@@ -175,7 +175,8 @@ func (n *Node) adminHandler() http.Handler {
 }
 
 // notReady says why the node should not get traffic, or "" when it
-// should: it is starting or draining, it has no cluster config yet, it
+// should: it is starting or draining, its seeds refused it (refusedJoin),
+// it has no cluster config yet, it
 // has not caught up with the raft leader since it started or re-joined
 // (catchingUp), or its config routes nothing (every request would get
 // 404). There is no
@@ -188,6 +189,9 @@ func (n *Node) notReady() string {
 	case !n.ready.Load():
 		return "starting"
 	}
+	if why := n.refusedJoin(); why != "" {
+		return why
+	}
 	a := n.applied.Load()
 	if a == nil {
 		return "no cluster config applied yet"
@@ -199,6 +203,28 @@ func (n *Node) notReady() string {
 		return fmt.Sprintf("cluster config version %d has no routes: every request would get 404", a.Version)
 	}
 	return ""
+}
+
+// refusedJoin says why a node that has not joined its cluster is not
+// ready when its seeds answered and turned it away
+// (membership.JoinStatus.Refused: another gossip_key or cluster_name, or
+// a seed that is not a gossip port), or "". Retrying does not heal that,
+// and the node would serve on its own: its own file's config or an old
+// one from its data_dir, with a cache and rate limits of its own, behind
+// a load balancer that takes it for one of the cluster's nodes. A node
+// whose seeds do not answer (down, or cut off) is not refused: readiness
+// does not wait on the network for ever (catchingUp).
+func (n *Node) refusedJoin() string {
+	mc := n.Members()
+	if mc == nil {
+		return ""
+	}
+	js := mc.JoinStatus()
+	if js.Joined || !js.Refused {
+		return ""
+	}
+	return fmt.Sprintf("not joined: the seeds refused this node (check that its cluster_name and gossip_key are the cluster's, "+
+		"and that join lists gossip ports); last error: %s", js.LastError)
 }
 
 // catchingUp says why a node with replicated config is not ready yet
