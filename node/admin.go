@@ -135,6 +135,9 @@ func (n *Node) Status() Status {
 	st.Node.Ready = st.Node.NotReady == ""
 	if st.Node.Ready {
 		st.Node.ReadyNote = n.catchUpNote()
+		if n.handedOff.Load() {
+			st.Node.ReadyNote = n.handOffNote()
+		}
 	}
 	st.Traffic = n.traffic.status()
 	return st
@@ -244,6 +247,16 @@ func (n *Node) catchingUp() string {
 		return fmt.Sprintf("catching up: waiting to hear the raft leader's commit index, applied %d here (ready anyway after %s)", cu.Applied, cu.Timeout)
 	}
 	return fmt.Sprintf("catching up: applied %d of leader's %d", cu.Applied, cu.LeaderCommit)
+}
+
+// handOffNote says why a ready process shows no gossip and no raft: it
+// handed the node's cluster identity over to its successor in a graceful
+// upgrade and serves on until that one serves, then drains. The node
+// stays ready through the upgrade: /readyz, on the admin socket both
+// processes share, must not send it out of the load balancer.
+func (n *Node) handOffNote() string {
+	return fmt.Sprintf("handing over to its successor (pid %d), which holds gossip and raft now: "+
+		"this process serves until the successor does, then drains; ask again for the successor's status", n.successor.Load())
 }
 
 // catchUpNote says that a ready node gave up catching up with the leader,
