@@ -221,6 +221,20 @@ func TestAdminErrorsSayWhatToDo(t *testing.T) {
 		!strings.Contains(errb.String(), "/status: HTTP 404 (is this a node's admin address? admin_addr, port 9090 by default; a proxy listener answers 404)") {
 		t.Fatalf("status of a port that is not an admin API: exit %d, %q", code, errb.String())
 	}
+	// A proxy listener whose route answers 200 (the upstream's page) is
+	// not a node either: members said "is not a status document: invalid
+	// character 'a' looking for beginning of value", and with --json it
+	// printed the page and exited 0.
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("a page")) }))
+	t.Cleanup(page.Close)
+	for _, args := range [][]string{{"members", page.URL}, {"status", "--json", page.URL}} {
+		out.Reset()
+		errb.Reset()
+		if code := run(args, &out, &errb); code != 1 || out.Len() != 0 ||
+			!strings.Contains(errb.String(), `/status answered HTTP 200 with no node status (Content-Type "text/plain; charset=utf-8", body "a page"): is this a node's admin address?`) {
+			t.Fatalf("%v of a proxy listener: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
+		}
+	}
 }
 
 // TestNoLeaderNamesDeadVoters: with 2 of 4 voters killed, status on a

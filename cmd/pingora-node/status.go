@@ -110,7 +110,25 @@ func fetchStatus(base, token string) ([]byte, error) {
 	case err != nil:
 		return nil, fmt.Errorf("%s/status: %v", base, err)
 	}
+	var probe map[string]json.RawMessage
+	if json.Unmarshal(body, &probe) != nil || probe["node"] == nil {
+		start := body[:min(len(body), 40)]
+		return nil, fmt.Errorf("%s/status answered HTTP 200 with no node status (Content-Type %q, body %q): is this a node's admin address? "+
+			"admin_addr, port 9090 by default; a proxy listener's route answers what its upstream does", base, resp.Header.Get("Content-Type"), printableBytes(start))
+	}
 	return body, nil
+}
+
+// printableBytes is b with every byte outside printable ASCII as '.',
+// for an error that quotes what a stranger answered.
+func printableBytes(b []byte) string {
+	out := []byte(string(b))
+	for i, c := range out {
+		if c < 0x20 || c > 0x7e {
+			out[i] = '.'
+		}
+	}
+	return string(out)
 }
 
 func printStatus(w io.Writer, st *node.Status, _ string) {
