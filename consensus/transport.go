@@ -3,6 +3,7 @@ package consensus
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -140,7 +141,11 @@ func (l *streamLayer) Accept() (net.Conn, error) {
 
 // idleConn is an inbound raft connection: each read must bring a byte,
 // and each write go out, within idle. Deadlines are wall-clock time,
-// which is what net.Conn takes.
+// which is what net.Conn takes. A read that idles out reads as the end of
+// the connection: raft then closes it as one the peer closed, without a
+// warning "failed to decode incoming command: i/o timeout" for every
+// connection a peer let idle (one a message had begun on still fails to
+// decode, and is logged).
 type idleConn struct {
 	net.Conn
 	idle time.Duration
@@ -148,7 +153,11 @@ type idleConn struct {
 
 func (c *idleConn) Read(p []byte) (int, error) {
 	c.Conn.SetReadDeadline(time.Now().Add(c.idle))
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		err = io.EOF
+	}
+	return n, err
 }
 
 func (c *idleConn) Write(p []byte) (int, error) {
