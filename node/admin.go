@@ -226,8 +226,8 @@ func (n *Node) refusedJoin() string {
 	if js.Joined || !js.Refused {
 		return ""
 	}
-	return fmt.Sprintf("not joined: the seeds refused this node (check that its cluster_name and gossip_key are the cluster's, "+
-		"and that join lists gossip ports); last error: %s", js.LastError)
+	return "not joined: the seeds refused this node (check that its cluster_name and gossip_key are the cluster's, " +
+		"and that join lists gossip ports; the join status has each seed's error)"
 }
 
 // catchingUp says why a node with replicated config is not ready yet
