@@ -304,3 +304,18 @@ func TestStatusFirstJoinUnderWay(t *testing.T) {
 		t.Fatalf("status before the first join attempt ended:\n%q\nwant %q", got, want)
 	}
 }
+
+// TestHealthSaysWhenDownVoterGoes: a voter the leader sees down is shown
+// with the time the leader takes it out of raft and the command that does
+// it at once; status said only "last contact 1m4.844922117s" while a
+// stopped node waited out the dead-server grace.
+func TestHealthSaysWhenDownVoterGoes(t *testing.T) {
+	healthy, tol := false, 0
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local)
+	st := &node.Status{Node: node.NodeStatus{Name: "n1"}, Raft: &consensus.Status{LeaderID: "n1", Healthy: &healthy, FailureTolerance: &tol,
+		Voters: []consensus.Peer{{ID: "n1", Health: "healthy"}, {ID: "n2", Health: "unhealthy", LastContact: "1m4.845s", RemoveAt: at}, {ID: "n3", Health: "healthy"}}}}
+	got := raftHealth(st)
+	if want := "voter n2 (last contact 1m4.845s; down: out of raft at 03:04:05 unless it returns, or now with force-leave n2)"; !strings.Contains(got, want) {
+		t.Fatalf("raftHealth:\n%s\nwant it to contain %q", got, want)
+	}
+}

@@ -131,6 +131,15 @@ func printableBytes(b []byte) string {
 	return string(out)
 }
 
+// removeAt says when the leader takes a server that is down out of raft,
+// and how to do it at once, or "".
+func removeAt(at time.Time, id string) string {
+	if at.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf("; down: out of raft at %s unless it returns, or now with force-leave %s", at.Local().Format("15:04:05"), id)
+}
+
 func printStatus(w io.Writer, st *node.Status, _ string) {
 	n := st.Node
 	state := "ready"
@@ -394,12 +403,12 @@ func raftHealth(st *node.Status) string {
 	var bad []string
 	for _, p := range r.Voters {
 		if p.Health == "unhealthy" {
-			bad = append(bad, fmt.Sprintf("voter %s (last contact %s)", p.ID, p.LastContact))
+			bad = append(bad, fmt.Sprintf("voter %s (last contact %s%s)", p.ID, p.LastContact, removeAt(p.RemoveAt, p.ID)))
 		}
 	}
 	for _, p := range r.NonVoters {
 		if p.Health == "unhealthy" {
-			bad = append(bad, fmt.Sprintf("non-voter %s (last contact %s)", p.ID, p.LastContact))
+			bad = append(bad, fmt.Sprintf("non-voter %s (last contact %s%s)", p.ID, p.LastContact, removeAt(p.RemoveAt, p.ID)))
 		}
 	}
 	tol := 0
