@@ -514,3 +514,27 @@ func TestStatusAppliedReachesCommit(t *testing.T) {
 		t.Fatalf("applied %d, FSM's last document %d: the removal is an entry after it", st.AppliedIndex, l.s.AppliedIndex())
 	}
 }
+
+// TestStatusSaysWhenDownServerGoes: the leader's status gives, for a voter
+// membership sees down, when it is due to be taken out of raft
+// (RemoveAt: DeadServerGrace after it was first seen down); the voters
+// that are up have none. Status said only "unhealthy, last contact 1m4s"
+// while the operator waited for a stopped node's removal.
+func TestStatusSaysWhenDownServerGoes(t *testing.T) {
+	const grace = time.Hour
+	c := newCluster(t, 3, 3, func(cfg *Config) { cfg.Timing.DeadServerGrace = grace })
+	c.reconcile()
+	l := c.put("cfg", []byte("v1"))
+	dead := c.follower(l)
+	before := l.cfg.Clock.Now()
+	c.kill(dead)
+	after := l.cfg.Clock.Now()
+	for _, p := range l.s.Status().Voters {
+		switch {
+		case p.ID == dead.id && (p.RemoveAt.Before(before.Add(grace)) || p.RemoveAt.After(after.Add(grace))):
+			t.Errorf("down voter %s: remove_at %v, want between %v and %v", p.ID, p.RemoveAt, before.Add(grace), after.Add(grace))
+		case p.ID != dead.id && !p.RemoveAt.IsZero():
+			t.Errorf("voter %s is up, remove_at %v", p.ID, p.RemoveAt)
+		}
+	}
+}

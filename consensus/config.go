@@ -71,6 +71,15 @@ type Config struct {
 	// address; a caller sharing the port sends its protocol byte here
 	// before returning the connection (default nil: TCP).
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// IdleTimeout closes an inbound raft connection that sends nothing
+	// (or leaves a message half sent) for this long, and bounds writing
+	// one answer to it, so a stranger or a half-dead peer cannot hold
+	// connections for ever; a connection is idle only between reads, so
+	// a long InstallSnapshot or a busy AppendEntries stream is not cut.
+	// This server does not reuse a connection it dialled once it has
+	// idled for half of it: it dials afresh rather than meet the other
+	// side's close (default 1m).
+	IdleTimeout time.Duration
 	// Logger receives consensus, raft and autopilot logs (default: discard).
 	Logger *slog.Logger
 	// Clock supplies time for write timestamps and dead-server grace
@@ -190,6 +199,7 @@ func DefaultConfig() Config {
 		SnapshotThreshold: 8192,
 		SnapshotInterval:  120 * time.Second,
 		TrailingLogs:      10240,
+		IdleTimeout:       time.Minute,
 		Timing:            DefaultTiming(),
 		Logger:            slog.New(slog.DiscardHandler),
 		Clock:             clock.Real{},
@@ -215,6 +225,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.SnapshotThreshold, d.SnapshotThreshold)
 	setDefault(&c.SnapshotInterval, d.SnapshotInterval)
 	setDefault(&c.TrailingLogs, d.TrailingLogs)
+	setDefault(&c.IdleTimeout, d.IdleTimeout)
 	t, dt := &c.Timing, d.Timing
 	setDefault(&t.HeartbeatTimeout, dt.HeartbeatTimeout)
 	setDefault(&t.ElectionTimeout, dt.ElectionTimeout)
@@ -258,6 +269,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("consensus: MaxHistory (%d) must be at least 1", c.MaxHistory)
 	case c.MaxDocSize < 1:
 		return fmt.Errorf("consensus: MaxDocSize (%d) must be positive", c.MaxDocSize)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("consensus: IdleTimeout (%s) cannot be negative", c.IdleTimeout)
 	case c.MaxVoters < 1:
 		return fmt.Errorf("consensus: MaxVoters (%d) must be at least 1", c.MaxVoters)
 	case c.MinQuorum < 0:

@@ -120,7 +120,8 @@ var reservedKeys = map[string]bool{"time": true, "level": true, "msg": true, "no
 
 // appendPairs appends hclog's key/value pairs as slog ones: values that
 // are not plain are formatted as hclog formats them (%v: a raft.Server
-// reads {Voter n2 10.0.0.2:7947}, not a JSON object).
+// reads {Voter n2 10.0.0.2:7947}, not a JSON object; an hclog.Fmt value
+// by its format, where %v printed "[%+v [{Voter n1 ...}]]").
 func appendPairs(attrs, args []any) []any {
 	for i := 0; i+1 < len(args); i += 2 {
 		k := fmt.Sprint(args[i])
@@ -128,8 +129,15 @@ func appendPairs(attrs, args []any) []any {
 			k = "raft_" + k
 		}
 		v := args[i+1]
-		switch v.(type) {
+		switch f := v.(type) {
 		case string, bool, int, int64, uint64, uint32, int32, float64, time.Duration, time.Time:
+		case hclog.Format: // hclog.Fmt("%+v", servers): the format and its arguments
+			v = fmt.Sprint(f...)
+			if len(f) > 0 {
+				if format, ok := f[0].(string); ok {
+					v = fmt.Sprintf(format, f[1:]...)
+				}
+			}
 		default:
 			v = fmt.Sprint(v)
 		}

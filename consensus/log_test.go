@@ -47,6 +47,9 @@ func TestHCLogger(t *testing.T) {
 			l.Error("Failed to reconcile current state with the desired state", "error", errors.New("cannot reconcile Raft server voting rights without a valid autopilot state"))
 		}, "", "", [2]string{}},
 		{"autopilot's loop cancelled", func(l hclog.Logger) { l.Error("Error when computing next state", "error", context.Canceled) }, "", "", [2]string{}},
+		{"hclog.Fmt value, as raft logs its servers", func(l hclog.Logger) {
+			l.Info("updating configuration", "servers", hclog.Fmt("%+v", []struct{ A, B string }{{"Voter", "n1"}}))
+		}, "INFO", "updating configuration", [2]string{"servers", "[{A:Voter B:n1}]"}},
 		{"standard logger", func(l hclog.Logger) { l.StandardLogger(nil).Print("[WARN] lost") }, "WARN", "lost", [2]string{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

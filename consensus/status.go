@@ -48,6 +48,11 @@ type Peer struct {
 	Health      string    `json:"health"`
 	StableSince time.Time `json:"stable_since,omitzero"`
 	LastContact string    `json:"last_contact,omitempty"`
+	// RemoveAt, on the leader, is when a server that membership sees
+	// down (dead, or stopped and left) is due to be taken out of raft,
+	// DeadServerGrace after it was first seen down, unless it comes back;
+	// autopilot may wait longer to keep a majority of voters.
+	RemoveAt time.Time `json:"remove_at,omitzero"`
 }
 
 // Status returns the current Status. It never blocks on the network.
@@ -85,8 +90,15 @@ func (s *Store) Status() Status {
 			if ss, ok := ap.Servers[rs.ID]; ok {
 				p.Health = map[bool]string{true: "healthy", false: "unhealthy"}[ss.Health.Healthy]
 				p.StableSince = ss.Health.StableSince
-				p.LastContact = ss.Stats.LastContact.String()
+				p.LastContact = ss.Stats.LastContact.Round(time.Millisecond).String()
 			}
+		}
+		if st.State == raft.Leader.String() && p.ID != s.cfg.ID {
+			s.mu.Lock()
+			if since, ok := s.downSince[p.ID]; ok {
+				p.RemoveAt = since.Add(s.cfg.Timing.DeadServerGrace).UTC()
+			}
+			s.mu.Unlock()
 		}
 		if rs.Suffrage == raft.Voter {
 			st.Voters = append(st.Voters, p)

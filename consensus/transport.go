@@ -3,6 +3,7 @@ package consensus
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -37,7 +38,7 @@ func (s *Store) transport() (raft.Transport, error) {
 		var d net.Dialer
 		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
-	s.layer = &streamLayer{Listener: ln, addr: adv, dial: dial}
+	s.layer = &streamLayer{Listener: ln, addr: adv, dial: dial, idle: s.cfg.IdleTimeout}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: s.layer, MaxPool: 3, Timeout: transportTimeout, Logger: s.hlog,
 		MaxRPCsInFlight: noPipelining,
@@ -98,10 +99,16 @@ func (a tcpAddr) String() string  { return string(a) }
 // it for the transport's whole timeout (10 s), so a node that stopped or
 // handed over to its successor while another server was unreachable kept
 // raft, and the successor waited, that long.
+//
+// Connections idle out (Config.IdleTimeout): raft's network transport
+// reads an inbound connection with no deadline, so Accept's connections
+// carry one per read and write, and a dialled connection that idled for
+// half of it in raft's pool is dialled afresh before its next RPC.
 type streamLayer struct {
 	net.Listener
 	addr tcpAddr
 	dial func(ctx context.Context, addr string) (net.Conn, error)
+	idle time.Duration // 0: no idle bound (tests of the layer alone)
 
 	mu      sync.Mutex
 	stop    chan struct{} // closed by abort; made on first use
@@ -123,23 +130,48 @@ var _ raft.StreamLayer = (*streamLayer)(nil)
 
 func (l *streamLayer) Addr() net.Addr { return l.addr }
 
+// Accept returns the next inbound connection, bounded by the idle timeout.
+func (l *streamLayer) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil || l.idle <= 0 {
+		return c, err
+	}
+	return &idleConn{Conn: c, idle: l.idle}, nil
+}
+
+// idleConn is an inbound raft connection: each read must bring a byte,
+// and each write go out, within idle. Deadlines are wall-clock time,
+// which is what net.Conn takes. A read that idles out reads as the end of
+// the connection: raft then closes it as one the peer closed, without a
+// warning "failed to decode incoming command: i/o timeout" for every
+// connection a peer let idle (one a message had begun on still fails to
+// decode, and is logged).
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	n, err := c.Conn.Read(p)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
+	return c.Conn.Write(p)
+}
+
 // Dial opens a connection within timeout, or until abort.
 func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	stop := l.stopped()
-	go func() { // ends with the dial: cancel runs on return
-		select {
-		case <-stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	c, err := l.dial(ctx, string(address))
+	c, err := l.dialConn(string(address), timeout)
 	if err != nil {
 		return nil, err
 	}
-	lc := &layerConn{Conn: c, l: l}
+	lc := &layerConn{conn: c, l: l, addr: string(address), used: time.Now()}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.aborted {
@@ -151,6 +183,21 @@ func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	}
 	l.conns[lc] = struct{}{}
 	return lc, nil
+}
+
+// dialConn dials address within timeout, or until abort.
+func (l *streamLayer) dialConn(address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	stop := l.stopped()
+	go func() { // ends with the dial: cancel runs on return
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return l.dial(ctx, address)
 }
 
 // abort ends the dials in progress and closes every connection dialled.
@@ -166,22 +213,106 @@ func (l *streamLayer) abort() {
 	}
 	close(l.stop)
 	for c := range l.conns {
-		c.Conn.Close()
+		c.current().Close()
 	}
 	clear(l.conns)
 }
 
-// layerConn is a dialled connection; it leaves the layer's set when closed.
+// layerConn is a dialled connection; it leaves the layer's set when
+// closed. Raft sets a deadline on a pooled connection before each RPC
+// (SetDeadline): when the connection has idled for half the layer's idle
+// timeout, the other side may have closed it (idleConn), so it is
+// replaced by a fresh one first. Between RPCs nothing is left to read on
+// a raft connection (answers come only to requests), so the swap loses
+// nothing.
 type layerConn struct {
-	net.Conn
-	l *streamLayer
+	l    *streamLayer
+	addr string
+
+	mu   sync.Mutex
+	conn net.Conn
+	used time.Time // the last read, write or dial
+	err  error     // a failed redial: every later read and write
 }
+
+func (c *layerConn) current() net.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn
+}
+
+func (c *layerConn) touch(conn net.Conn) {
+	c.mu.Lock()
+	if c.conn == conn {
+		c.used = time.Now()
+	}
+	c.mu.Unlock()
+}
+
+func (c *layerConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	conn, err := c.conn, c.err
+	c.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	n, err := conn.Read(p)
+	c.touch(conn)
+	return n, err
+}
+
+func (c *layerConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	conn, err := c.conn, c.err
+	c.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	n, err := conn.Write(p)
+	c.touch(conn)
+	return n, err
+}
+
+// SetDeadline starts an RPC: a connection that idled too long is dialled
+// afresh first.
+func (c *layerConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	stale := c.l.idle > 0 && c.err == nil && time.Since(c.used) >= c.l.idle/2
+	old := c.conn
+	c.mu.Unlock()
+	if stale {
+		old.Close()
+		conn, err := c.l.dialConn(c.addr, transportTimeout)
+		c.mu.Lock()
+		if err != nil {
+			c.err = fmt.Errorf("consensus: raft connection to %s idled out, dialling it again: %w", c.addr, err)
+		} else {
+			c.conn, c.used = conn, time.Now()
+		}
+		c.mu.Unlock()
+		if err != nil {
+			return c.err
+		}
+		c.l.mu.Lock()
+		aborted := c.l.aborted
+		c.l.mu.Unlock()
+		if aborted { // abort closed the old one only
+			conn.Close()
+		}
+	}
+	return c.current().SetDeadline(t)
+}
+
+func (c *layerConn) SetReadDeadline(t time.Time) error  { return c.current().SetReadDeadline(t) }
+func (c *layerConn) SetWriteDeadline(t time.Time) error { return c.current().SetWriteDeadline(t) }
+func (c *layerConn) LocalAddr() net.Addr                { return c.current().LocalAddr() }
+func (c *layerConn) RemoteAddr() net.Addr               { return c.current().RemoteAddr() }
 
 func (c *layerConn) Close() error {
 	c.l.mu.Lock()
 	delete(c.l.conns, c)
 	c.l.mu.Unlock()
-	return c.Conn.Close()
+	return c.current().Close()
 }
 
 // FirstBytes returns the bytes a raft connection opens with when its

@@ -1,9 +1,11 @@
 package consensus
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -202,4 +204,123 @@ func TestCloseEndsDialsToUnreachablePeers(t *testing.T) {
 		t.Errorf("the dial to the unreachable peer ended with %v, want cancelled by Close", err)
 	}
 	<-closed
+}
+
+// TestInboundIdleClosed: an inbound raft connection that sends nothing,
+// or half a message and then nothing, is closed after IdleTimeout. Raft's
+// network transport reads its inbound connections with no deadline: a
+// stranger (or a peer that died without a FIN) held them for ever.
+func TestInboundIdleClosed(t *testing.T) {
+	cfg := DefaultLocalConfig()
+	cfg.ID, cfg.DataDir, cfg.BootstrapExpect = "solo", t.TempDir(), 1
+	cfg.IdleTimeout = 200 * time.Millisecond
+	var logs syncBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, send := range [][]byte{nil, {byte(0)}} { // nothing; an AppendEntries' type byte alone
+		c, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(send); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("sent %v: the connection was still open after 10 s (IdleTimeout %s)", send, cfg.IdleTimeout)
+		}
+		// An idle connection is closed quietly, as one its peer closed:
+		// a warning for every connection a peer let idle in its pool
+		// would fill the log.
+		if send == nil && strings.Contains(logs.String(), "failed to decode") {
+			t.Fatalf("an idle connection closed with a warning: %s", logs.String())
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestIdleDialledConnRedialled: a connection this server dialled, which
+// idled in raft's pool until the other side closed it for idleness, is
+// dialled afresh when raft starts its next RPC on it (SetDeadline): the
+// RPC goes through instead of failing on the closed connection (a failed
+// AppendEntries is logged as an error and backs replication off).
+func TestIdleDialledConnRedialled(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle := 200 * time.Millisecond
+	server := &streamLayer{Listener: ln, addr: tcpAddr(ln.Addr().String()), idle: idle}
+	defer server.Close()
+	closed := make(chan struct{}, 8) // a server side gave up on its connection
+	go func() {
+		for {
+			c, err := server.Accept()
+			if err != nil {
+				return
+			}
+			go func() { // echoes bytes until its idle deadline
+				defer c.Close()
+				io.Copy(c, c)
+				closed <- struct{}{}
+			}()
+		}
+	}()
+	var d net.Dialer
+	client := &streamLayer{addr: "127.0.0.1:1", idle: idle,
+		dial: func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }}
+	c, err := client.Dial(raft.ServerAddress(server.addr), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rpc := func() error {
+		if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			return err
+		}
+		if _, err := c.Write([]byte("x")); err != nil {
+			return err
+		}
+		b := make([]byte, 1)
+		_, err := io.ReadFull(c, b)
+		return err
+	}
+	if err := rpc(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server side never closed the idle connection")
+	}
+	if err := rpc(); err != nil {
+		t.Fatalf("an RPC on a pooled connection the other side closed for idleness: %v", err)
+	}
 }

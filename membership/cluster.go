@@ -287,6 +287,10 @@ func (c *Cluster) Status() Status {
 	}
 }
 
+// JoinStatus returns the join loop's state alone (Status has it too),
+// for callers that ask often, such as a readiness check.
+func (c *Cluster) JoinStatus() JoinStatus { return c.join.get() }
+
 // Stats returns the drop and error counters.
 func (c *Cluster) Stats() Stats {
 	return Stats{

@@ -148,6 +148,9 @@ func TestJoinRetriesUntilSeedUp(t *testing.T) {
 	l.Close()
 	b := startNode(t, sink, Config{Name: "b", Join: []string{"localhost:" + portOf(seedAddr)}})
 	waitFor(t, 10*time.Second, "a failed join attempt", func() bool { return b.Stats().JoinFailures > 0 })
+	if st := b.Status().Join; st.Refused {
+		t.Fatalf("join status %+v: a seed that is not up yet refused nothing", st)
+	}
 	a := startNode(t, sink, Config{Name: "a", BindAddr: seedAddr})
 	waitFor(t, 10*time.Second, "b to join the late seed", func() bool { return sameRing([]*Cluster{a, b}, 2) })
 }
@@ -199,7 +202,9 @@ func TestMetaUpdateSeenByAll(t *testing.T) {
 }
 
 // TestWrongKeyOrLabelRefused: nodes without the gossip key, with another key
-// or with another cluster label cannot join, and the log says why.
+// or with another cluster label cannot join, and the log says why; their
+// join status says that the seed refused them (Refused), which retrying
+// does not heal.
 func TestWrongKeyOrLabelRefused(t *testing.T) {
 	key := []byte("0123456789abcdef")
 	sink := newLogSink(t)
@@ -217,6 +222,9 @@ func TestWrongKeyOrLabelRefused(t *testing.T) {
 			n := startNode(t, sink, Config{Name: tc.name, SecretKey: tc.key, Label: tc.label, Join: []string{seed.Addr()}})
 			waitFor(t, 10*time.Second, "a refused join", func() bool { return n.Stats().JoinFailures > 0 })
 			waitFor(t, 5*time.Second, "the reason in the log", func() bool { return sink.contains(tc.reason) })
+			if st := n.Status().Join; !st.Refused || st.Joined {
+				t.Errorf("join status %+v, want refused and not joined", st)
+			}
 			if len(n.Members()) > 1 || stateOn(seed, tc.name) != "" {
 				t.Fatalf("%s got in: %v", tc.name, seed.Members())
 			}

@@ -34,6 +34,13 @@ type JoinStatus struct {
 	LastSuccess time.Time `json:"last_success,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	// Refused is true when, at the last failed attempt, a seed answered
+	// and turned this node away rather than not answering: another
+	// gossip_key (or none where the seed has one), another cluster_name
+	// (the seed drops the stream), or a port that is not gossip's. A
+	// refusal does not heal by retrying, unlike a seed that is down or
+	// cut off; it says nothing once the node has joined.
+	Refused bool `json:"refused,omitempty"`
 }
 
 // joinState guards the JoinStatus the join loop updates.
@@ -208,6 +215,7 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 		n, err = ml.Join(seeds)
 		c.joining.Store(false)
 	}
+	refused := n == 0 && refusedJoin(err)
 	if n == 0 {
 		err = errors.Join(rerr, wrongPortHint(oneLine(err)))
 		if err == nil {
@@ -226,7 +234,7 @@ func (c *Cluster) joinStep(onlyMissing bool) bool {
 		c.log.Warn("membership: joined, but this node's advertised address does not reach it: the others will declare it dead", "err", selfErr)
 	}
 	c.awaitingDead.Store(awaiting && n == 0)
-	c.recordJoin(now, seeds, n, err)
+	c.recordJoin(now, seeds, n, err, refused)
 	if n > 0 {
 		c.log.Info("membership: joined", "contacted", n, "seeds", seeds)
 		return true
@@ -312,16 +320,53 @@ func (c *Cluster) recordJoined(note string) {
 	})
 }
 
-func (c *Cluster) recordJoin(now time.Time, seeds []string, n int, err error) {
+func (c *Cluster) recordJoin(now time.Time, seeds []string, n int, err error, refused bool) {
 	c.join.update(func(st *JoinStatus) {
-		st.Tried, st.LastAttempt = slices.Clone(seeds), now
+		st.Tried, st.LastAttempt, st.Refused = slices.Clone(seeds), now, false
 		if n > 0 {
 			st.Joined, st.Note, st.Failures, st.LastSuccess, st.LastError = true, "", 0, now, ""
 			return
 		}
 		st.Failures++
 		st.LastError = err.Error()
+		st.Refused = refused
 	})
+}
+
+// refusedJoin reports whether memberlist's join error says that a seed
+// answered and turned this node away (JoinStatus.Refused): a gossip_key
+// mismatch either way, or a stream the seed read and closed without a
+// word, as a gossip port of another cluster_name does (memberlist drops a
+// stream with another label) and a cluster port does. A seed that is down
+// or unreachable (connection refused, timeouts, no route) is not a
+// refusal: the node may be early, or cut off.
+func refusedJoin(err error) bool {
+	if err == nil {
+		return false
+	}
+	var me interface{ WrappedErrors() []error }
+	errs := []error{err}
+	if errors.As(err, &me) && len(me.WrappedErrors()) > 0 {
+		errs = me.WrappedErrors()
+	}
+	for _, e := range errs {
+		msg := e.Error()
+		for _, s := range []string{
+			"remote state is encrypted and encryption is not configured",
+			"encryption is configured but remote state is not encrypted",
+			"no installed keys could decrypt",
+			"unacceptable label",
+			"connection reset by peer",
+		} {
+			if strings.Contains(msg, s) {
+				return true
+			}
+		}
+		if strings.HasSuffix(msg, ": EOF") {
+			return true
+		}
+	}
+	return false
 }
 
 // resolveSeeds turns the Join list into "ip:port" addresses other than our

@@ -135,6 +135,9 @@ func (n *Node) Status() Status {
 	st.Node.Ready = st.Node.NotReady == ""
 	if st.Node.Ready {
 		st.Node.ReadyNote = n.catchUpNote()
+		if n.handedOff.Load() {
+			st.Node.ReadyNote = n.handOffNote()
+		}
 	}
 	st.Traffic = n.traffic.status()
 	return st
@@ -175,7 +178,8 @@ func (n *Node) adminHandler() http.Handler {
 }
 
 // notReady says why the node should not get traffic, or "" when it
-// should: it is starting or draining, it has no cluster config yet, it
+// should: it is starting or draining, its seeds refused it (refusedJoin),
+// it has no cluster config yet, it
 // has not caught up with the raft leader since it started or re-joined
 // (catchingUp), or its config routes nothing (every request would get
 // 404). There is no
@@ -188,6 +192,9 @@ func (n *Node) notReady() string {
 	case !n.ready.Load():
 		return "starting"
 	}
+	if why := n.refusedJoin(); why != "" {
+		return why
+	}
 	a := n.applied.Load()
 	if a == nil {
 		return "no cluster config applied yet"
@@ -199,6 +206,28 @@ func (n *Node) notReady() string {
 		return fmt.Sprintf("cluster config version %d has no routes: every request would get 404", a.Version)
 	}
 	return ""
+}
+
+// refusedJoin says why a node that has not joined its cluster is not
+// ready when its seeds answered and turned it away
+// (membership.JoinStatus.Refused: another gossip_key or cluster_name, or
+// a seed that is not a gossip port), or "". Retrying does not heal that,
+// and the node would serve on its own: its own file's config or an old
+// one from its data_dir, with a cache and rate limits of its own, behind
+// a load balancer that takes it for one of the cluster's nodes. A node
+// whose seeds do not answer (down, or cut off) is not refused: readiness
+// does not wait on the network for ever (catchingUp).
+func (n *Node) refusedJoin() string {
+	mc := n.Members()
+	if mc == nil {
+		return ""
+	}
+	js := mc.JoinStatus()
+	if js.Joined || !js.Refused {
+		return ""
+	}
+	return "not joined: the seeds refused this node (check that its cluster_name and gossip_key are the cluster's, " +
+		"and that join lists gossip ports; the join status has each seed's error)"
 }
 
 // catchingUp says why a node with replicated config is not ready yet
@@ -218,6 +247,16 @@ func (n *Node) catchingUp() string {
 		return fmt.Sprintf("catching up: waiting to hear the raft leader's commit index, applied %d here (ready anyway after %s)", cu.Applied, cu.Timeout)
 	}
 	return fmt.Sprintf("catching up: applied %d of leader's %d", cu.Applied, cu.LeaderCommit)
+}
+
+// handOffNote says why a ready process shows no gossip and no raft: it
+// handed the node's cluster identity over to its successor in a graceful
+// upgrade and serves on until that one serves, then drains. The node
+// stays ready through the upgrade: /readyz, on the admin socket both
+// processes share, must not send it out of the load balancer.
+func (n *Node) handOffNote() string {
+	return fmt.Sprintf("handing over to its successor (pid %d), which holds gossip and raft now: "+
+		"this process serves until the successor does, then drains; ask again for the successor's status", n.successor.Load())
 }
 
 // catchUpNote says that a ready node gave up catching up with the leader,

@@ -345,3 +345,34 @@ func TestAdvertiseAddrOfAnotherNodeNamesIt(t *testing.T) {
 		t.Fatalf("Start: %v\nwant the fix to name advertise_addr, the setting the node file has", err)
 	}
 }
+
+// TestRefusedNewcomerNotReady: a node whose seed turns it away (another
+// cluster_name, here) is not ready, though it has a config of its own
+// (its file, without a data_dir) and would serve it: a load balancer would
+// send traffic to a node the cluster refused, with a cache and rate limits
+// of its own. /readyz and /status say why; /status's join status says
+// refused. Once it joins (the same cluster_name), it is ready.
+func TestRefusedNewcomerNotReady(t *testing.T) {
+	up := origin(t, "a")
+	n1 := startClusterNode(t, "n1", up)
+	seed := n1.Members().Addr()
+	extra := fmt.Sprintf("gossip_addr: 127.0.0.1:0\ngossip_profile: fast\ncluster_addr: 127.0.0.1:0\nupgrade_socket: %s\njoin: [%q]\ncluster_name: other\n",
+		filepath.Join(t.TempDir(), "up.sock"), seed)
+	n2 := startNode(t, writeNodeFiles(t, "n2", extra, clusterFor(up)))
+	waitUntil(t, "n2's join refused", func() bool { return n2.Members().JoinStatus().Refused })
+	code, body := get(t, "http://"+n2.AdminAddr()+"/readyz")
+	if code != 503 || !strings.Contains(body, "not joined") || !strings.Contains(body, "cluster_name") {
+		t.Fatalf("/readyz of a refused node: %d %s, want 503 naming the refusal", code, body)
+	}
+	st := n2.Status()
+	if st.Node.Ready || !strings.Contains(st.Node.NotReady, "not joined") || st.Gossip == nil || !st.Gossip.Join.Refused {
+		t.Fatalf("/status of a refused node: ready=%v not_ready=%q join=%+v", st.Node.Ready, st.Node.NotReady, st.Gossip)
+	}
+	// The same node with the cluster's name joins and is ready.
+	extra = strings.Replace(extra, "cluster_name: other\n", "", 1)
+	n3 := startNode(t, writeNodeFiles(t, "n3", extra, clusterFor(up)))
+	waitUntil(t, "n3 joined and ready", func() bool {
+		c, _ := get(t, "http://"+n3.AdminAddr()+"/readyz")
+		return c == 200 && n3.Members().JoinStatus().Joined
+	})
+}

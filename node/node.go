@@ -105,6 +105,7 @@ type Node struct {
 	left        chan struct{} // cap 1: see Left
 	leaving     atomic.Bool   // POST /v1/leave is under way or done
 	handedOff   atomic.Bool   // a successor holds, or is taking, the cluster identity
+	successor   atomic.Int64  // its process ID, once handedOff
 	shutdown    atomic.Bool
 	// prebound holds, on an upgrade, the listeners the node file names
 	// that the old process did not pass, bound before it releases the

@@ -3,11 +3,13 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -377,5 +379,34 @@ func TestSuccessorThatCannotBindFailsBeforeTheRelease(t *testing.T) {
 	}
 	if n.Store() != st || !st.IsLeader() {
 		t.Fatal("the old process released raft for a successor that could not bind its listeners")
+	}
+}
+
+// TestReleasedNodeStatusSaysHandingOver: between the release of raft and
+// gossip for a successor and the start of its drain, the old process is
+// still ready (it serves, and the node stays ready through an upgrade),
+// and its status says why it has neither members nor raft: it named no
+// reason, a ready node with no members.
+func TestReleasedNodeStatusSaysHandingOver(t *testing.T) {
+	n := startRaftNode(t, "h1", origin(t, "a"), 1)
+	waitUntil(t, "ready", func() bool { return n.Status().Node.Ready })
+	if err := n.OfferHandoff(); err != nil {
+		t.Fatal(err)
+	}
+	in, err := handoff.Request(n.cfg.UpgradeSocketPath(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Fail(errors.New("test over"))
+	if err := in.Release(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st := n.Status()
+	if st.Gossip != nil || st.Raft != nil {
+		t.Fatalf("gossip or raft still shown after the release: %+v %+v", st.Gossip, st.Raft)
+	}
+	if !st.Node.Ready || !strings.Contains(st.Node.ReadyNote, "handing over to its successor") ||
+		!strings.Contains(st.Node.ReadyNote, fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("status of a released node: ready=%v note=%q", st.Node.Ready, st.Node.ReadyNote)
 	}
 }

@@ -174,8 +174,8 @@ func (n *Node) raftListen() (net.Listener, error) {
 			ln.Close()
 			return nil, err
 		}
-		// Bounded as raft's side of the cluster port is: raft keeps
-		// every inbound connection open with no deadline.
+		// Bounded as raft's side of the cluster port is: a stranger
+		// may hold raft connections for up to the idle timeout.
 		return n.wrapClusterListener(newConnLimitListener(ln, maxRaftConns, maxRaftConnsPerAddr), ct), nil
 	}
 	n.mu.Lock()
@@ -192,8 +192,9 @@ func (n *Node) raftListen() (net.Listener, error) {
 }
 
 // maxRaftConns bounds the raft connections open on the cluster port at
-// once. Raft keeps an inbound connection for as long as the peer likes,
-// idle or halfway through a message, with no deadline: 6,000 connections
+// once. Raft kept an inbound connection for as long as the peer liked,
+// idle or halfway through a message, with no deadline (now the consensus
+// layer closes one idle for consensus.Config.IdleTimeout): 6,000 connections
 // that sent only the raft byte stayed open on a real node, each holding a
 // descriptor and up to 335 KB (a message declaring 2^31 entries). A node
 // gets a handful from each peer (its connection pool, heartbeats, the

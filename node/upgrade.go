@@ -156,6 +156,7 @@ func (n *Node) handOff(tk *handoff.Takeover) error {
 	// The successor takes the node's cluster identity: stop raft, and
 	// gossip without leaving, so peers see a short restart, not a
 	// departure.
+	n.successor.Store(int64(tk.PID))
 	n.handedOff.Store(true)
 	h := n.handoverState()
 	n.released.Store(&h)

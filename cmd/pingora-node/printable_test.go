@@ -221,6 +221,20 @@ func TestAdminErrorsSayWhatToDo(t *testing.T) {
 		!strings.Contains(errb.String(), "/status: HTTP 404 (is this a node's admin address? admin_addr, port 9090 by default; a proxy listener answers 404)") {
 		t.Fatalf("status of a port that is not an admin API: exit %d, %q", code, errb.String())
 	}
+	// A proxy listener whose route answers 200 (the upstream's page) is
+	// not a node either: members said "is not a status document: invalid
+	// character 'a' looking for beginning of value", and with --json it
+	// printed the page and exited 0.
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("a page")) }))
+	t.Cleanup(page.Close)
+	for _, args := range [][]string{{"members", page.URL}, {"status", "--json", page.URL}} {
+		out.Reset()
+		errb.Reset()
+		if code := run(args, &out, &errb); code != 1 || out.Len() != 0 ||
+			!strings.Contains(errb.String(), `/status answered HTTP 200 with no node status (Content-Type "text/plain; charset=utf-8", body "a page"): is this a node's admin address?`) {
+			t.Fatalf("%v of a proxy listener: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
+		}
+	}
 }
 
 // TestNoLeaderNamesDeadVoters: with 2 of 4 voters killed, status on a
@@ -288,5 +302,20 @@ func TestStatusFirstJoinUnderWay(t *testing.T) {
 	printGossip(&out, &node.GossipStatus{Join: membership.JoinStatus{Seeds: []string{"10.0.0.1:7946", "10.0.0.2:7946"}}})
 	if got, want := out.String(), "join      NOT JOINED yet: seeds 10.0.0.1:7946,10.0.0.2:7946, first attempt under way\n"; got != want {
 		t.Fatalf("status before the first join attempt ended:\n%q\nwant %q", got, want)
+	}
+}
+
+// TestHealthSaysWhenDownVoterGoes: a voter the leader sees down is shown
+// with the time the leader takes it out of raft and the command that does
+// it at once; status said only "last contact 1m4.844922117s" while a
+// stopped node waited out the dead-server grace.
+func TestHealthSaysWhenDownVoterGoes(t *testing.T) {
+	healthy, tol := false, 0
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local)
+	st := &node.Status{Node: node.NodeStatus{Name: "n1"}, Raft: &consensus.Status{LeaderID: "n1", Healthy: &healthy, FailureTolerance: &tol,
+		Voters: []consensus.Peer{{ID: "n1", Health: "healthy"}, {ID: "n2", Health: "unhealthy", LastContact: "1m4.845s", RemoveAt: at}, {ID: "n3", Health: "healthy"}}}}
+	got := raftHealth(st)
+	if want := "voter n2 (last contact 1m4.845s; down: out of raft at 03:04:05 unless it returns, or now with force-leave n2)"; !strings.Contains(got, want) {
+		t.Fatalf("raftHealth:\n%s\nwant it to contain %q", got, want)
 	}
 }

@@ -110,7 +110,34 @@ func fetchStatus(base, token string) ([]byte, error) {
 	case err != nil:
 		return nil, fmt.Errorf("%s/status: %v", base, err)
 	}
+	var probe map[string]json.RawMessage
+	if json.Unmarshal(body, &probe) != nil || probe["node"] == nil {
+		start := body[:min(len(body), 40)]
+		return nil, fmt.Errorf("%s/status answered HTTP 200 with no node status (Content-Type %q, body %q): is this a node's admin address? "+
+			"admin_addr, port 9090 by default; a proxy listener's route answers what its upstream does", base, resp.Header.Get("Content-Type"), printableBytes(start))
+	}
 	return body, nil
+}
+
+// printableBytes is b with every byte outside printable ASCII as '.',
+// for an error that quotes what a stranger answered.
+func printableBytes(b []byte) string {
+	out := []byte(string(b))
+	for i, c := range out {
+		if c < 0x20 || c > 0x7e {
+			out[i] = '.'
+		}
+	}
+	return string(out)
+}
+
+// removeAt says when the leader takes a server that is down out of raft,
+// and how to do it at once, or "".
+func removeAt(at time.Time, id string) string {
+	if at.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf("; down: out of raft at %s unless it returns, or now with force-leave %s", at.Local().Format("15:04:05"), id)
 }
 
 func printStatus(w io.Writer, st *node.Status, _ string) {
@@ -376,12 +403,12 @@ func raftHealth(st *node.Status) string {
 	var bad []string
 	for _, p := range r.Voters {
 		if p.Health == "unhealthy" {
-			bad = append(bad, fmt.Sprintf("voter %s (last contact %s)", p.ID, p.LastContact))
+			bad = append(bad, fmt.Sprintf("voter %s (last contact %s%s)", p.ID, p.LastContact, removeAt(p.RemoveAt, p.ID)))
 		}
 	}
 	for _, p := range r.NonVoters {
 		if p.Health == "unhealthy" {
-			bad = append(bad, fmt.Sprintf("non-voter %s (last contact %s)", p.ID, p.LastContact))
+			bad = append(bad, fmt.Sprintf("non-voter %s (last contact %s%s)", p.ID, p.LastContact, removeAt(p.RemoveAt, p.ID)))
 		}
 	}
 	tol := 0
