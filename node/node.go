@@ -88,8 +88,8 @@ type Node struct {
 	clusterPath atomic.Pointer[string]
 	offer       *handoff.Offer
 	cluster     atomic.Pointer[clusterPart]
-	// lastMembers is the membership last started, kept after it stops
-	// (limitMembers).
+	// lastMembers is the membership whose gossip started last, kept after
+	// it stops (limitMembers).
 	lastMembers atomic.Pointer[membership.Cluster]
 	store       atomic.Pointer[consensus.Store]
 	stopStore   chan struct{}
