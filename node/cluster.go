@@ -60,7 +60,6 @@ func (n *Node) newCluster() error {
 		return err // membership's errors carry "membership:" already
 	}
 	n.cluster.Store(&clusterPart{members: mc, stop: make(chan struct{}), done: make(chan struct{}), poke: make(chan struct{}, 1)})
-	n.lastMembers.Store(mc)
 	return nil
 }
 
@@ -83,6 +82,7 @@ func (n *Node) startGossip() error {
 	p.mu.Lock()
 	p.refreshing = true
 	p.mu.Unlock()
+	n.lastMembers.Store(p.members) // the rate limiter's ring from now on
 	go n.refreshMeta(p)
 	n.log.Info("gossip started", "addr", p.members.Addr(), "join", n.cfg.Join, "profile", n.cfg.GossipProfile)
 	if key, _ := n.cfg.GossipKeyBytes(); len(key) == 0 && gossipExposed(n.cfg.GossipAddr, p.members.Addr()) {

@@ -88,8 +88,8 @@ type Node struct {
 	clusterPath atomic.Pointer[string]
 	offer       *handoff.Offer
 	cluster     atomic.Pointer[clusterPart]
-	// lastMembers is the membership last started, kept after it stops
-	// (limitMembers).
+	// lastMembers is the membership whose gossip started last, kept after
+	// it stops (limitMembers).
 	lastMembers atomic.Pointer[membership.Cluster]
 	store       atomic.Pointer[consensus.Store]
 	stopStore   chan struct{}
@@ -452,8 +452,11 @@ func (n *Node) partList() []part {
 		// leaves gossip.
 		&step{id: "gossip", identity: true, onStart: func(context.Context, *group) error { return n.startGossip() },
 			onDrain: func(context.Context) error { n.drainCluster(); return nil }},
-		// The ring loop ends with the cache part's stop.
-		&step{id: "cache-ring", onStart: func(context.Context, *group) error { return n.followCacheRing() }},
+		// The ring loop follows the membership: it stops for a hand-off
+		// and starts again with gossip if the hand-off fails (a cache
+		// that kept the released membership's ring for good).
+		&step{id: "cache-ring", identity: true, onStart: func(context.Context, *group) error { return n.followCacheRing() },
+			onStop: func(context.Context) error { n.unfollowCacheRing(); return nil }},
 		upgrade,
 	}
 }

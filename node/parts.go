@@ -63,7 +63,8 @@ func (g *group) wait() { g.wg.Wait() }
 type step struct {
 	id string
 	// identity marks a part that holds the node's cluster identity (its
-	// gossip name, its raft data directory): an upgrade stops it before
+	// gossip name, its raft data directory), or follows the membership
+	// that does (the cache's ring loop): an upgrade stops it before
 	// the successor takes the identity, and starts it again if the
 	// hand-off fails (lifecycle.release, lifecycle.reopen).
 	identity bool

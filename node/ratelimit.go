@@ -60,20 +60,20 @@ func (n *Node) limitRing() ratelimit.Ring {
 	return nil
 }
 
-// limitMembers is the membership the rate limiter follows: the running
-// one, or, once it has stopped, the last one, whose ring stays as it was.
-// An upgrade stops this process's gossip when it hands the node's
-// identity to the successor, and the process drains after that: with no
-// ring, the limiter took itself for the owner of every key, granted its
-// draining requests leases from counters seeded by the owners' last
-// answers, and handed those counters to the successor, which passed them
-// on to the real owners: a key's count there jumped by the whole limit
-// and its second admitted as few as 542 of 1,000 (a non-owner upgraded,
-// chaos/upgrade-limits.sh with UPGRADE=other).
+// limitMembers is the membership the rate limiter follows: the one whose
+// gossip started last, running or stopped since (its ring stays as it
+// was), or none before gossip first starts. An upgrade stops this
+// process's gossip when it hands the node's identity to the successor,
+// and the process drains after that: with no ring, the limiter took
+// itself for the owner of every key, granted its draining requests leases
+// from counters seeded by the owners' last answers, and handed those
+// counters to the successor, which passed them on to the real owners: a
+// key's count there jumped by the whole limit and its second admitted as
+// few as 542 of 1,000 (a non-owner upgraded, chaos/upgrade-limits.sh with
+// UPGRADE=other). A failed hand-off makes a new membership, whose ring is
+// empty until its gossip starts: the released one's ring serves until
+// then (TestLimitRingKeptUntilNewGossipStarts).
 func (n *Node) limitMembers() *membership.Cluster {
-	if mc := n.Members(); mc != nil {
-		return mc
-	}
 	return n.lastMembers.Load()
 }
 

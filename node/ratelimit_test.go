@@ -233,3 +233,28 @@ func TestLimitRingOutlivesGossip(t *testing.T) {
 		t.Fatalf("n2's cluster address as n1's limiter sees it: %q %v, want %q", addr, ok, n2.RPCAddr())
 	}
 }
+
+// TestLimitRingKeptUntilNewGossipStarts: after a failed hand-off the node
+// makes a new membership (lifecycle.reopen), whose ring is empty until its
+// gossip starts and joins; the rate limiter keeps the released one's ring
+// until then. Before, it took the new membership's empty ring at once and
+// owned every key meanwhile, as with no ring at all.
+func TestLimitRingKeptUntilNewGossipStarts(t *testing.T) {
+	up := origin(t, "a")
+	n1 := startClusterNode(t, "n1", up)
+	startClusterNode(t, "n2", up, n1.Members().Addr())
+	waitUntil(t, "a ring of 2 on n1", func() bool { r := n1.limitRing(); return r != nil && r.Len() == 2 })
+	n1.leaveCluster(false)                  // lifecycle.release
+	if err := n1.newCluster(); err != nil { // lifecycle.reopen, before gossip starts
+		t.Fatal(err)
+	}
+	if r := n1.limitRing(); r == nil || r.Len() != 2 {
+		t.Fatalf("n1's rate-limit ring with a new membership not gossiping yet: %v, want the last one, of 2", r)
+	}
+	if err := n1.startGossip(); err != nil {
+		t.Fatal(err)
+	}
+	if mc := n1.limitMembers(); mc != n1.Members() {
+		t.Fatal("the rate limiter does not follow the membership once its gossip started")
+	}
+}

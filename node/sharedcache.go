@@ -32,8 +32,11 @@ type cachePart struct {
 	c      *sharedcache.Cache
 	client *wire.Client
 
-	mu      sync.Mutex
-	stop    chan struct{}
+	mu   sync.Mutex
+	stop chan struct{} // closed by stopCache
+	// follow ends the running ring loop (unfollowCacheRing); nil when
+	// none was started since the last one ended so.
+	follow  chan struct{}
 	done    chan struct{} // closed when the ring loop ends; nil if it never ran
 	last    *cacheRing    // the ring the cache has; written by the ring loop
 	stopped bool
@@ -99,8 +102,9 @@ func (l localWithStats) Stats() cache.Stats {
 }
 
 // followCacheRing starts following the ring when the node gossips; the
-// cache serves every key itself until then. Called after gossip started;
-// stopCache ends the loop.
+// cache serves every key itself until then. Called after gossip started,
+// again when gossip starts anew after a failed hand-off (lifecycle.reopen);
+// unfollowCacheRing, and stopCache, end the loop.
 func (n *Node) followCacheRing() error {
 	p := n.cache
 	mc := n.Members()
@@ -109,19 +113,35 @@ func (n *Node) followCacheRing() error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stopped {
+	if p.stopped || p.follow != nil {
 		return nil
 	}
-	p.done = make(chan struct{})
+	p.follow, p.done = make(chan struct{}), make(chan struct{})
 	events, cancel := mc.Subscribe(16) // hints: the loop also polls every second
-	go p.followRing(mc, events, cancel)
+	go p.followRing(mc, events, cancel, p.follow, p.done)
 	return nil
+}
+
+// unfollowCacheRing ends the ring loop, before the membership it follows
+// stops for a hand-off (lifecycle.release); the cache keeps the last ring.
+// The loop ends with that membership anyway (its events close), and
+// followCacheRing, run again if the hand-off fails, follows the new one.
+func (n *Node) unfollowCacheRing() {
+	p := n.cache
+	p.mu.Lock()
+	follow, done := p.follow, p.done
+	p.follow = nil
+	p.mu.Unlock()
+	if follow != nil {
+		close(follow)
+		<-done
+	}
 }
 
 // followRing gives the cache the ring whenever membership changes, and
 // checks once a second (events may be dropped).
-func (p *cachePart) followRing(mc *membership.Cluster, events <-chan membership.Event, cancel func()) {
-	defer close(p.done)
+func (p *cachePart) followRing(mc *membership.Cluster, events <-chan membership.Event, cancel func(), follow, done chan struct{}) {
+	defer close(done)
 	defer cancel()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -129,6 +149,8 @@ func (p *cachePart) followRing(mc *membership.Cluster, events <-chan membership.
 		p.ringStep(mc)
 		select {
 		case <-p.stop:
+			return
+		case <-follow:
 			return
 		case _, ok := <-events:
 			if !ok {

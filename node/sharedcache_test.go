@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pingora-go/pingora-go/proxy/handoff"
 )
 
 // cacheOrigin is an origin whose responses may be stored for five
@@ -251,4 +254,45 @@ func TestSharedPrivateReason(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCacheFollowsRingAfterFailedHandOff: a hand-off that fails gives
+// this process its gossip back (lifecycle.reopen), and the shared cache
+// follows the new membership's ring again. Before, its ring loop ended
+// with the released membership and nothing started it again: the cache
+// kept the ring of the moment of the release for as long as the process
+// ran, and a node that joined later owned none of its keys here.
+func TestCacheFollowsRingAfterFailedHandOff(t *testing.T) {
+	up := origin(t, "a")
+	n1 := startClusterNode(t, "n1", up)
+	startClusterNode(t, "n2", up, n1.Members().Addr())
+	cacheRing := func() int {
+		n1.cache.mu.Lock()
+		defer n1.cache.mu.Unlock()
+		if n1.cache.last == nil {
+			return 0
+		}
+		return n1.cache.last.Len()
+	}
+	waitUntil(t, "n1's cache on a ring of 2", func() bool { return cacheRing() == 2 })
+	if err := n1.OfferHandoff(); err != nil {
+		t.Fatal(err)
+	}
+	in, err := handoff.Request(n1.cfg.UpgradeSocketPath(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Fail(errors.New("test over")) // no-op once failed below
+	if err := in.Release(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	in.Fail(errors.New("successor gave up"))
+	waitUntil(t, "gossip back on n1", func() bool { return n1.Members() != nil })
+	n3 := startClusterNode(t, "n3", up, n1.Members().Addr())
+	waitUntil(t, "n3 in n1's ring", func() bool { return n1.Members().Ring().Addr("n3") == n3.RPCAddr() })
+	waitUntil(t, "n3 in n1's cache ring", func() bool {
+		n1.cache.mu.Lock()
+		defer n1.cache.mu.Unlock()
+		return n1.cache.last != nil && n1.cache.last.Addr("n3") == n3.RPCAddr()
+	})
 }
