@@ -1,8 +1,12 @@
 package proxy
 
 import (
+	"errors"
 	"net/http"
+	"net/url"
 	"testing"
+
+	"golang.org/x/net/http2"
 )
 
 // TestPercentEncodedPathRoutedAsDecoded: a path spelled with percent-encoded
@@ -107,5 +111,40 @@ func TestNormalizeURI(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { normalizeURI("/api/v1/users?id=1&x=%2e") }); n != 0 {
 		t.Errorf("a normal URI costs %v allocations", n)
+	}
+}
+
+// TestParamHidingSlashRefused: a path whose ';' parameter holds an
+// encoded slash is answered 400 over HTTP/1.1 and HTTP/2 and never
+// forwarded. Tomcat reads "/static/x;%2F..%2Faccount" as "/static/x", Go
+// and nginx as "/account"; matched as the first (route.MatchPath drops
+// parameters before it reads "%2F"), it took a caching "/static/" route
+// to a Go origin's "/account" (cache deception), and matched as the
+// second, "/api/login;%2F..%2Fx" would dodge a rate limit on a Tomcat
+// origin's "/api/login".
+func TestParamHidingSlashRefused(t *testing.T) {
+	reached := make(chan string, 4)
+	up := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached <- r.RequestURI }))
+	p := startProxy(t, routerFor(t, up), Config{}, ListenerConfig{Name: "http", H2C: true})
+	resp, _ := rawRequest(t, p.addr, "GET /static/x;%2F..%2Faccount HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if resp.StatusCode != 400 {
+		t.Fatalf("HTTP/1.1: status %d, want 400", resp.StatusCode)
+	}
+	c := h2cClient()
+	res, err := c.Do(&http.Request{Method: "GET", URL: &url.URL{Scheme: "http", Host: p.addr, Opaque: "/static/x;%2f..%2faccount"}, Host: "x", Header: http.Header{}})
+	var se http2.StreamError
+	switch {
+	case err == nil:
+		res.Body.Close()
+		if res.StatusCode != 400 {
+			t.Fatalf("HTTP/2: status %d, want 400 (or a reset stream)", res.StatusCode)
+		}
+	case !errors.As(err, &se):
+		t.Fatalf("HTTP/2: %v, want 400 or a reset stream", err)
+	}
+	select {
+	case u := <-reached:
+		t.Fatalf("the origin got %q", u)
+	default:
 	}
 }

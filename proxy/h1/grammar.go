@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"strings"
 )
 
 // The grammar below is what ReadRequest accepts and what WriteRequestHead
@@ -53,7 +54,50 @@ func ValidTarget(method, target string) bool {
 	case target == "" || target[0] != '/':
 		return false
 	}
-	return validTargetBytes(target)
+	return validTargetBytes(target) && !ParamHidesSlash(target)
+}
+
+// ParamHidesSlash reports whether a path segment's parameters (from a ';'
+// to the segment's end, before any '?') hold an encoded slash ("%2F").
+// Origins disagree on which comes first: Tomcat and Jetty drop the
+// parameters, then decode; Go, nginx and WSGI keep them and decode
+// "%2F" to '/'. "/static/x;%2F..%2Faccount" is "/static/x" to the first
+// and "/account" to the others, so no one path the proxy matches rules
+// against is the one every origin serves: a rate limit or a caching
+// route could be dodged or misapplied either way. Jetty, Tomcat and
+// Spring refuse such a path by default; so does the proxy (400).
+func ParamHidesSlash(target string) bool {
+	i := strings.IndexByte(target, ';')
+	if i < 0 {
+		return false
+	}
+	if q := strings.IndexByte(target, '?'); q >= 0 {
+		if q < i {
+			return false
+		}
+		target = target[:q]
+	}
+	for t := target[i:]; ; {
+		end := strings.IndexByte(t, '/')
+		seg := t
+		if end >= 0 {
+			seg = t[:end]
+		}
+		for j := 0; j+2 < len(seg); j++ {
+			if seg[j] == '%' && seg[j+1] == '2' && (seg[j+2] == 'F' || seg[j+2] == 'f') {
+				return true
+			}
+		}
+		if end < 0 {
+			return false
+		}
+		t = t[end:]
+		k := strings.IndexByte(t, ';')
+		if k < 0 {
+			return false
+		}
+		t = t[k:]
+	}
 }
 
 // validTargetBytes refuses whitespace, controls, DEL and '#' (a fragment is

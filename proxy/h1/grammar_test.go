@@ -43,6 +43,11 @@ func TestValidTarget(t *testing.T) {
 		{"GET", "", false}, {"GET", "*", false}, {"GET", "a", false}, {"GET", "http://x/", false}, {"GET", "/a b", false},
 		{"GET", "/a\tb", false}, {"GET", "/a#b", false}, {"GET", "/a\x00", false}, {"GET", "/a\x7f", false}, {"GET", "/a\r\n", false},
 		{"CONNECT", "proxy.test", false}, {"CONNECT", "/", false}, {"CONNECT", "u@proxy.test:443", false}, {"CONNECT", "[::1]", false},
+		// A path parameter that holds an encoded slash: Tomcat reads
+		// "/static/x", Go and nginx "/account" (ParamHidesSlash).
+		{"GET", "/static/x;%2F..%2Faccount", false}, {"GET", "/a;v=%2f", false}, {"GET", "/a;b/c;d%2Fe", false},
+		{"GET", "/a;v=1/b", true}, {"GET", "/a%2Fb;v=1", true}, {"GET", "/a;v=1/%2F", true}, {"GET", "/a;v?x=%2F", true},
+		{"GET", "/a?x=;%2F", true}, {"GET", "/a;%2", true}, {"GET", "/a%3B%2F", true},
 	} {
 		if got := ValidTarget(tc.method, tc.target); got != tc.ok {
 			t.Errorf("ValidTarget(%q, %q) = %v, want %v", tc.method, tc.target, got, tc.ok)

@@ -86,6 +86,9 @@ func parseRequestLine(line string, req *Request) error {
 	if !validTargetBytes(req.Target) {
 		return rerr(400, CodeInvalidTarget, "invalid character in request target")
 	}
+	if ParamHidesSlash(req.Target) {
+		return rerr(400, CodeInvalidTarget, "a path parameter (';') holds an encoded slash")
+	}
 	return splitTarget(req)
 }
 
