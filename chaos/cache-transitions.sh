@@ -21,10 +21,12 @@
 # Checks, per scenario: no request fails (a status other than 200, a
 # transport error; in C and D only the stopped node's own connections
 # refused after its stop are left out, the load balancer's part); the
-# origin fetches of each URL stay within the README's bound (A: the old
-# process's URLs once more, by the successor; B and C: none more, the
-# moved URLs are taken from their previous owner; D: the killed node's
-# URLs at most once per surviving node more); no answer to a request sent
+# origin fetches of each URL stay within the README's bound (A: the
+# upgraded node's URLs once more, by the successor, which starts empty;
+# B: none more, the new owner takes them from the previous one; C: the
+# stopped node's URLs once more, by their new owner; D: the killed node's
+# URLs once per surviving node while it is suspect and once by the new
+# owner; a purged URL once more); no answer to a request sent
 # after the purge answered carries the purged generation; Cache-Status
 # is truthful (an answer that says it fetched from the origin,
 # "fwd=miss; fwd-status=200", carries a fetch made by its own host, and
