@@ -240,14 +240,15 @@ now() { date +%s%3N; }
 # purge S I: at node I, after the origin moved to a new generation, purge
 # /S/k for every tenth k; writes S.purge: "sent_ms answered_ms new_gen answer"
 purge() {
-  local s=$1 i=$2 g t0 body ans
+  local s=$1 i=$2 g t0 body ans c
   g=$(curl -s --max-time 2 -X POST "http://$origin/_gen")
   body=$(python3 -c "import json,sys
 print(json.dumps({'urls': ['http://www.example.test/%s/%d' % (sys.argv[1], k) for k in range(10, 201, 10)]}))" "$s")
   t0=$(now)
   ans=$(curl -s --max-time 12 -X POST -H "Authorization: Bearer $token" --data "$body" "http://$net.$i:9090/v1/cache/purge" || true)
   echo "$t0 $(now) $g $ans" > "$work/$s.purge"
-  echo "   purge on n$i: $(echo "$ans" | tr -d ' \n')"
+  c=$(echo "$ans" | field 'print(json.dumps(d, separators=(",", ":")))')
+  echo "   purge on n$i: ${c:-$ans}"
 }
 urls_for() { for k in $(seq 1 200); do echo "/$1/$k"; done > "$work/$1.urls"; }
 load() { # S, secs, node indexes: the load in the background ($loadpid)
