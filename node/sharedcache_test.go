@@ -296,3 +296,31 @@ func TestCacheFollowsRingAfterFailedHandOff(t *testing.T) {
 		return n1.cache.last != nil && n1.cache.last.Addr("n3") == n3.RPCAddr()
 	})
 }
+
+// TestCacheRingOutlivesGossip: once this process's gossip has stopped (an
+// upgrade hands the node's identity to its successor, then drains), the
+// cache keeps the last ring, as the rate limiter does
+// (TestLimitRingOutlivesGossip): a ring of itself alone would make the
+// draining process the owner of every key and fill the others' keys from
+// the origin into a cache about to vanish. A guard: the ring loop ends
+// with the membership's subscription and leaves the ring as it was
+// (chaos/cache-transitions.sh saw no origin fetch from a draining old
+// process).
+func TestCacheRingOutlivesGossip(t *testing.T) {
+	up := origin(t, "a")
+	n1 := startClusterNode(t, "n1", up)
+	startClusterNode(t, "n2", up, n1.Members().Addr())
+	waitUntil(t, "a cache ring of 2 on n1", func() bool { return n1.cache.c.Stats().RingMembers == 2 })
+	n1.leaveCluster(false) // as lifecycle.release does for an upgrade
+	n1.cache.mu.Lock()
+	done := n1.cache.done
+	n1.cache.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cache's ring loop did not end with the membership")
+	}
+	if got := n1.cache.c.Stats().RingMembers; got != 2 {
+		t.Fatalf("n1's cache ring after its gossip stopped has %d members, want the last one, of 2", got)
+	}
+}

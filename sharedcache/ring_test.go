@@ -137,3 +137,34 @@ func TestDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLeavingOwnerServesWhatItHolds: a node whose ring no longer gives it
+// a key it filled (it left the ring to stop, or a node joined) serves its
+// own clients from the copy it holds while that is fresh. Before, it asked
+// the new owner, whose ring (gossip lags) still named the leaving node and
+// answered "not the owner"; the leaving node skips itself among the
+// previous owners, so it fetched the key from the origin again, into a
+// cache about to vanish (chaos/cache-transitions.sh, scenario C: a
+// SIGTERM'd node's keep-alive clients).
+func TestLeavingOwnerServesWhatItHolds(t *testing.T) {
+	h := newHarness(t, Config{}, "a", "b", "c")
+	h.origin.size = 1 << 10
+	var key string
+	for i := 0; ; i++ {
+		if key = testKey(i); ownerOf(key, "a", "b", "c") == "c" {
+			break
+		}
+	}
+	if _, how, err := h.get(h.nodes["c"], key); err != nil || how != "filled" {
+		t.Fatalf("c's own key: %s %v", how, err)
+	}
+	// c leaves the ring; a and b have not seen it go yet.
+	h.nodes["c"].c.SetRing(newFakeRing("c", "a", "b"))
+	b, how, err := h.get(h.nodes["c"], key)
+	if err != nil || !bytes.Equal(b, h.origin.body(key)) {
+		t.Fatalf("c after leaving: %s %v", how, err)
+	}
+	if got := h.origin.count(key); got != 1 {
+		t.Fatalf("origin fetched the key %d times (served %s), want 1: c holds it", got, how)
+	}
+}

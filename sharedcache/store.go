@@ -34,6 +34,10 @@ func (c *Cache) Lookup(ctx context.Context, key string) (cache.Object, error) {
 		c.countLookup(o, tierHot)
 		return o, nil
 	}
+	if o := c.heldFresh(ctx, key); o != nil {
+		c.countLookup(o, tierLocal)
+		return o, nil
+	}
 	if t.addr == "" || c.suspect(t.id) {
 		c.countLookup(nil, tierRemote)
 		return nil, nil
@@ -221,6 +225,22 @@ func (c *Cache) hotLookup(ctx context.Context, key string) cache.Object {
 	}
 	c.hot.Remove(ctx, key)
 	return nil
+}
+
+// heldFresh returns the complete, fresh object the local tier still
+// holds for a key this node no longer owns: it owned the key before a ring
+// change (a node joined, or this one left the ring to stop). Its own
+// clients are served from it, as from a hot copy: asking the new owner,
+// whose ring may still name this node, brought "not the owner", and this
+// node, which never asks itself as a previous owner, fetched the key from
+// the origin again into a cache about to vanish. Purges drop it as they
+// drop hot copies.
+func (c *Cache) heldFresh(ctx context.Context, key string) cache.Object {
+	o, _ := c.local.Lookup(ctx, key)
+	if o == nil || o.Len() < 0 || !c.fresh(o.Meta()) {
+		return nil
+	}
+	return o
 }
 
 // localStore is the Store of the routes that do not share: the local
