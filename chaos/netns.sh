@@ -6,6 +6,7 @@
 #   netns_init NAME TAG SUBNET [TOOL...]   # root, tools, names, work dir, cleanup trap, a free /24
 #   netns_pids() { ...; }                  # optional: more PIDs for the cleanup to stop
 #   netns_hosts                            # the bridge (at $net.254) and hosts $(ns 1..3) at $net.1..3
+#                                          # (NETNS_HOSTS=4 before netns_init: four)
 #
 # and the checks' helpers: status I (node I's /status on admin port 9090),
 # field PYTHON (runs PYTHON with d, the JSON document read from stdin),
@@ -67,14 +68,14 @@ netns_init() {
 
 netns_hosts() {
   local i n
-  echo "== network: bridge $br, $net.0/24, namespaces $(ns 1) $(ns 2) $(ns 3)"
+  echo "== network: bridge $br, $net.0/24, namespaces $(for i in $(seq 1 "${NETNS_HOSTS:-3}"); do printf '%s ' "$(ns "$i")"; done)"
   ip link add "$br" type bridge
   ip addr add "$net.254/24" dev "$br"
   ip link set "$br" up
   # Docker leaves the FORWARD policy at DROP, which also drops bridged
   # traffic when br_netfilter is loaded.
   iptables -I FORWARD -i "$br" -o "$br" -j ACCEPT && NETNS_FWD_RULE=1
-  for i in 1 2 3; do
+  for i in $(seq 1 "${NETNS_HOSTS:-3}"); do
     n=$(ns "$i")
     ip netns add "$n"
     ip link add "${tag}h$i" type veth peer name eth0 netns "$n"
@@ -95,7 +96,7 @@ netns_cleanup() {
     for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null
   done
-  for i in 1 2 3; do ip netns del "$(ns "$i")" 2>/dev/null; done
+  for i in $(seq 1 "${NETNS_HOSTS:-3}"); do ip netns del "$(ns "$i")" 2>/dev/null; done
   ip link del "$br" 2>/dev/null
   [ "$NETNS_FWD_RULE" = 1 ] && iptables -D FORWARD -i "$br" -o "$br" -j ACCEPT 2>/dev/null
   if [ "${KEEP:-0}" = 1 ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
