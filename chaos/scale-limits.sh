@@ -4,7 +4,7 @@
 # "hosts" (network namespaces on one bridge, one shared node file, as
 # chaos/multihost.sh; gossip only, each node reads the cluster file) with
 # a global rule of 1,000/s on one key, chosen so that the 4th node owns it
-# once it joins; a load generator offers 3,000/s for 90 s spread over the
+# once it joins; a load generator offers 3,000/s for 100 s spread over the
 # proxies of the nodes serving (a file it re-reads every 100 ms, as a load
 # balancer's target list). Under it:
 #
@@ -37,7 +37,7 @@
 #
 #   chaos/scale-limits.sh       (needs root; prints SKIP and exits 0 without)
 #
-# Bounded (every wait has a deadline, about 2 minutes in all); on exit it
+# Bounded (every wait has a deadline, about 2.5 minutes in all); on exit it
 # stops every process it started by PID and deletes the namespaces, the
 # bridge, the iptables rules and the files it created. KEEP=1 keeps the
 # logs.
@@ -283,7 +283,7 @@ o=$(owner_of 1)
 check "before the join the key's owner is $prev (it is: ${o:-none})" [ "$o" = "$prev" ]
 
 targets 1 2 3
-"$work/tool" load 3000 90 "$key" "$work/targets.txt" > "$work/load.txt" &
+"$work/tool" load 3000 100 "$key" "$work/targets.txt" > "$work/load.txt" &
 load=$!; pids+=($load)
 t0=$(date +%s.%N)
 live=(1 2 3)
