@@ -68,7 +68,7 @@ netns_init() {
 
 netns_hosts() {
   local i n
-  echo "== network: bridge $br, $net.0/24, namespaces $(for i in $(seq 1 "${NETNS_HOSTS:-3}"); do echo -n "$(ns "$i") "; done)"
+  echo "== network: bridge $br, $net.0/24, namespaces $(for i in $(seq 1 "${NETNS_HOSTS:-3}"); do printf '%s ' "$(ns "$i")"; done)"
   ip link add "$br" type bridge
   ip addr add "$net.254/24" dev "$br"
   ip link set "$br" up

@@ -16,6 +16,8 @@ type entry struct {
 	exp    atomic.Int64 // mono ns: the lease may be spent before this
 	used   atomic.Int64 // admitted from the lease since the last report
 	extra  atomic.Int64 // admitted without a lease (local share) since the last report
+	carry  atomic.Int64 // extra of a report that failed, sent in window carryW: counted again only in that window
+	carryW atomic.Int64
 	denied atomic.Int64 // refused since the last report
 	last   atomic.Int64 // mono ns of the last request
 	grant  atomic.Int64 // the last grant: a quarter of it left asks for a report

@@ -54,6 +54,7 @@ type report struct {
 	hasHint                       bool
 	hint                          snap
 	limit                         int64 // the rule's limit: caps what a failed report carries over (not sent)
+	win                           int64 // the rule's window (this node's wall clock) it was sent in (not sent)
 }
 
 // answer is an owner's line for a report.
