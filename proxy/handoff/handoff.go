@@ -107,6 +107,30 @@ const (
 // successors that predate passing the socket ignore the entry and close it.
 const offerEntryName = "handoff.offer"
 
+// cacheEntryName names, in a "listeners" message, one end of a stream
+// socket pair whose other end the old process keeps (Takeover.CacheConn):
+// what it writes there reaches only the successor it passed the end to,
+// over the hand-off socket whose peer was checked. Successors that predate
+// it ignore the entry and close it.
+const cacheEntryName = "handoff.cache"
+
+// streamPair returns the two ends of a new connected stream socket pair:
+// this process's as a net.Conn, the other as a file to pass.
+func streamPair() (net.Conn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("handoff: socketpair: %w", err)
+	}
+	mine := os.NewFile(uintptr(fds[0]), "handoff-cache")
+	defer mine.Close() // FileConn holds its own duplicate
+	c, err := net.FileConn(mine)
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, fmt.Errorf("handoff: %w", err)
+	}
+	return c, os.NewFile(uintptr(fds[1]), "handoff-cache"), nil
+}
+
 const protocolVersion = 1
 
 // conn wraps a SOCK_SEQPACKET connection: one message per packet, with

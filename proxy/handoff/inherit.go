@@ -17,6 +17,7 @@ type Inherited struct {
 	done  bool
 
 	offerAt int    // index in ls of the old process's hand-off socket, or -1
+	cacheAt int    // index in ls of the cache stream, or -1
 	offer   *Offer // that socket, once TakeOffer took it
 
 	state json.RawMessage // passed with "released" (State)
@@ -61,11 +62,14 @@ func Request(path string, timeout time.Duration) (*Inherited, error) {
 		}
 		return nil, fmt.Errorf("handoff: %d sockets for %d listeners", len(files), len(m.Listeners))
 	}
-	in := &Inherited{c: c, taken: make([]bool, len(files)), offerAt: -1}
+	in := &Inherited{c: c, taken: make([]bool, len(files)), offerAt: -1, cacheAt: -1}
 	for i, e := range m.Listeners {
 		in.ls = append(in.ls, Listener{Entry: e, File: files[i]})
-		if e.Name == offerEntryName {
+		switch e.Name {
+		case offerEntryName:
 			in.offerAt = i
+		case cacheEntryName:
+			in.cacheAt = i
 		}
 	}
 	return in, nil
@@ -75,11 +79,29 @@ func Request(path string, timeout time.Duration) (*Inherited, error) {
 func (in *Inherited) Entries() []Entry {
 	out := make([]Entry, 0, len(in.ls))
 	for i, l := range in.ls {
-		if i != in.offerAt {
+		if i != in.offerAt && i != in.cacheAt {
 			out = append(out, l.Entry)
 		}
 	}
 	return out
+}
+
+// CacheConn returns the stream the old process writes what this one
+// inherits beyond the listeners (Takeover.CacheConn), or nil when it
+// passed none (a version that predates it) or on the second call. Only
+// the old process holds its other end. The caller owns it.
+func (in *Inherited) CacheConn() net.Conn {
+	if in == nil || in.cacheAt < 0 || in.taken[in.cacheAt] {
+		return nil
+	}
+	in.taken[in.cacheAt] = true
+	f := in.ls[in.cacheAt].File
+	defer f.Close() // FileConn holds its own duplicate
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil
+	}
+	return c
 }
 
 // PassedOffer reports whether the old process passed its hand-off socket.
@@ -127,7 +149,7 @@ func (in *Inherited) Take(name, addr string) (net.Listener, bool, error) {
 		return nil, false, nil
 	}
 	for i, l := range in.ls {
-		if in.taken[i] || i == in.offerAt || l.Name != name || l.Addr != addr {
+		if in.taken[i] || i == in.offerAt || i == in.cacheAt || l.Name != name || l.Addr != addr {
 			continue
 		}
 		ln, err := net.FileListener(l.File)

@@ -157,14 +157,16 @@ type Takeover struct {
 	o *Offer
 	// PID is the successor's process id, as it reported it.
 	PID int
+
+	cache net.Conn // this end of the cache stream Send passed, until CacheConn
 }
 
-// Send passes the listeners, and the hand-off socket itself; the files
-// stay open here (the caller keeps serving on them until the successor is
-// serving).
+// Send passes the listeners, the hand-off socket itself and one end of a
+// new stream socket pair (CacheConn keeps the other); the files stay open
+// here (the caller keeps serving on them until the successor is serving).
 func (t *Takeover) Send(ls []Listener) error {
-	if len(ls) > MaxListeners-1 {
-		return fmt.Errorf("handoff: %d listeners, at most %d", len(ls), MaxListeners-1)
+	if len(ls) > MaxListeners-2 {
+		return fmt.Errorf("handoff: %d listeners, at most %d", len(ls), MaxListeners-2)
 	}
 	self, err := FileOf(t.o.ln)
 	if err != nil {
@@ -172,6 +174,16 @@ func (t *Takeover) Send(ls []Listener) error {
 	}
 	defer self.Close()
 	ls = append(ls[:len(ls):len(ls)], Listener{Entry: Entry{Name: offerEntryName, Addr: t.o.path, Bound: t.o.path}, File: self})
+	mine, theirs, err := streamPair()
+	if err != nil {
+		return err
+	}
+	defer theirs.Close() // the successor has its own copy once sent
+	ls = append(ls, Listener{Entry: Entry{Name: cacheEntryName}, File: theirs})
+	if t.cache != nil {
+		t.cache.Close()
+	}
+	t.cache = mine
 	m := message{Type: "listeners", Version: protocolVersion}
 	files := make([]*os.File, len(ls))
 	for i, l := range ls {
@@ -233,5 +245,23 @@ func (t *Takeover) await(want string, timeout time.Duration) (message, error) {
 	return m, nil
 }
 
-// Close ends the conversation.
-func (t *Takeover) Close() error { return t.c.c.Close() }
+// CacheConn returns this process's end of the stream socket Send passed
+// to the successor, which reads the other end (Inherited.CacheConn): the
+// process writes what the successor should inherit beyond the listeners
+// (its cache) there. The caller owns it from now on (Close leaves it
+// open); nil before Send, or on the second call.
+func (t *Takeover) CacheConn() net.Conn {
+	c := t.cache
+	t.cache = nil
+	return c
+}
+
+// Close ends the conversation, and closes the cache stream unless
+// CacheConn took it.
+func (t *Takeover) Close() error {
+	if t.cache != nil {
+		t.cache.Close()
+		t.cache = nil
+	}
+	return t.c.c.Close()
+}
