@@ -62,7 +62,8 @@ type Cache struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // goroutines started through goFunc
 
-	st counters
+	st      counters
+	inherit inheritance // what Inherit took from the previous process
 }
 
 var _ cache.Store = (*Cache)(nil)

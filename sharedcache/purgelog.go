@@ -59,6 +59,29 @@ type purgeLog struct {
 	// dropped): the log holds every purge this node applied after it.
 	horizon int64
 	seq     uint64
+	// changed is closed, and replaced, whenever a purge is added
+	// (changes): a cache streamed to a successor forwards the purges
+	// applied here meanwhile.
+	changed chan struct{}
+	gen     uint64 // purges added, ever
+}
+
+// generation returns how many purges were added, ever: it changes with
+// the log.
+func (l *purgeLog) generation() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.gen
+}
+
+// changes returns a channel closed at the next purge added.
+func (l *purgeLog) changes() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.changed == nil {
+		l.changed = make(chan struct{})
+	}
+	return l.changed
 }
 
 // newID returns a cluster-unique ID for a purge run here: the node's
@@ -83,6 +106,11 @@ func (l *purgeLog) add(e logEntry, now time.Time, maxBytes int64, maxAge time.Du
 		return false
 	}
 	l.ids[e.ID] = struct{}{}
+	l.gen++
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
 	l.entries = append(l.entries, e)
 	l.bytes += e.weight()
 	cut := now.Add(-maxAge).UnixNano()
