@@ -519,6 +519,7 @@ func (n *Node) releasePredecessor() error {
 	if n.opts.Inherit == nil {
 		return nil
 	}
+	n.inheritCache()
 	return n.opts.Inherit.Release(successorTimeout)
 }
 

@@ -272,13 +272,25 @@ type CacheStatus struct {
 	// Serving are streams this node sends other nodes now.
 	Serving int64             `json:"serving_in_flight"`
 	Detail  sharedcache.Stats `json:"detail"`
+	// Inherited is what this process took over from the one it
+	// upgraded (absent when it was not an upgrade, or from a version
+	// that passes no cache).
+	Inherited *sharedcache.InheritStats `json:"inherited,omitempty"`
 }
 
 func (n *Node) cacheStatus() *CacheStatus {
 	st := n.cache.c.Stats()
 	return &CacheStatus{Objects: st.Local.Objects + st.Hot.Objects, Bytes: st.Local.Bytes + st.Hot.Bytes,
 		MaxBytes: st.Local.MaxBytes + st.Hot.MaxBytes, HitRatio: st.HitRatio, Lookups: st.Lookups1m,
-		OwnerCalls: st.OwnerCalls, Serving: st.Serving, Detail: st}
+		OwnerCalls: st.OwnerCalls, Serving: st.Serving, Detail: st, Inherited: n.inheritedCache()}
+}
+
+func (n *Node) inheritedCache() *sharedcache.InheritStats {
+	in := n.cache.c.Inherited()
+	if in.State == "" {
+		return nil
+	}
+	return &in
 }
 
 // registerCacheAPI adds POST /v1/cache/purge (an admin write) and GET

@@ -150,6 +150,18 @@ func (n *Node) handOff(tk *handoff.Takeover) error {
 	if err := tk.Send(ls); err != nil {
 		return err
 	}
+	// The successor stores this process's cache as it starts; the
+	// stream ends with the hand-off if that fails.
+	var bequest net.Conn
+	if cc := tk.CacheConn(); cc != nil && n.cache.c.Bequeath(cc, cacheInheritTimeout) {
+		bequest = cc
+	}
+	ok := false
+	defer func() {
+		if !ok && bequest != nil {
+			bequest.Close()
+		}
+	}()
 	if err := tk.AwaitRelease(successorTimeout); err != nil {
 		return err
 	}
@@ -171,7 +183,22 @@ func (n *Node) handOff(tk *handoff.Takeover) error {
 		n.parts.reopen(context.Background())
 		return err
 	}
+	ok = true
 	return nil
+}
+
+// cacheInheritTimeout bounds the stream of a node's cache to its
+// successor (and the successor's wait for it): what has not arrived
+// then is filled again from the origins.
+var cacheInheritTimeout = 30 * time.Second
+
+// inheritCache starts storing, on an upgrade, the cache the previous
+// process streams (sharedcache.Cache.Inherit); one that streams none (an
+// older version) leaves the cache empty. It never holds up the start.
+func (n *Node) inheritCache() {
+	if cc := n.opts.Inherit.CacheConn(); cc != nil {
+		n.cache.c.Inherit(cc, cacheInheritTimeout)
+	}
 }
 
 // handover is what a node tells its successor with the released state.

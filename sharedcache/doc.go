@@ -80,4 +80,14 @@
 // dropped. A log that no longer reaches back to the gap makes the node
 // drop every object requested before the log's horizon. A member a purge
 // call could not reach gets the log by RetryPurgeSync.
+//
+// # Upgrades
+//
+// A graceful upgrade keeps the node's name and ring share, so its
+// successor inherits the local tier: Bequeath streams the purge log and
+// every complete object over a stream the hand-off passed, within a
+// deadline, then the purges applied while the old process drains; Inherit
+// stores the objects as they arrive (never a key held or being filled
+// already, never what a logged purge selects) and exchanges purge logs
+// with every member when the stream ends. See inherit.go.
 package sharedcache

@@ -112,3 +112,32 @@ func TestCacheConnClosedWithTakeover(t *testing.T) {
 		t.Fatalf("read %q %v, want EOF", b, err)
 	}
 }
+
+// TestCacheConnFromOlderProcess: an old process that predates the cache
+// stream passes no such entry: CacheConn is nil, the hand-off goes on.
+func TestCacheConnFromOlderProcess(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "h.sock")
+	o, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	go func() {
+		tk, err := o.Accept()
+		if err != nil {
+			return
+		}
+		defer tk.Close()
+		// What Send wrote before the cache stream: the listeners alone.
+		tk.c.send(message{Type: "listeners", Version: protocolVersion}, nil, 5*time.Second)
+	}()
+	in, err := Request(path, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Fail(nil)
+	if cc := in.CacheConn(); cc != nil {
+		t.Fatal("a cache stream from a process that passed none")
+	}
+}
