@@ -130,7 +130,9 @@ func (c *Cache) bequeath(conn net.Conn, timeout time.Duration) {
 	stop := context.AfterFunc(c.ctx, func() { conn.SetWriteDeadline(time.Now()) })
 	defer stop()
 	start := time.Now()
-	conn.SetWriteDeadline(start.Add(timeout))
+	// The objects stop at timeout; the slack lets the one under way and
+	// the end go out.
+	conn.SetWriteDeadline(start.Add(timeout + purgeForwardTimeout))
 	bw := bufio.NewWriterSize(conn, bodyBuf)
 	s := bequest{c: c, w: bw, sent: map[string]struct{}{}}
 	changes := c.plog.changes()
@@ -168,6 +170,9 @@ func (c *Cache) bequeath(conn net.Conn, timeout time.Duration) {
 			end.Bytes += n
 		}
 	}
+	// The objects' deadline may have passed: the end still goes, so the
+	// successor keeps reading the purges that follow.
+	conn.SetWriteDeadline(time.Now().Add(purgeForwardTimeout))
 	if writeFrame(bw, frameEnd, &end) != nil || bw.Flush() != nil {
 		return
 	}

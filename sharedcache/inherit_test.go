@@ -254,3 +254,22 @@ func TestInheritDeadline(t *testing.T) {
 		t.Fatalf("%+v", st)
 	}
 }
+
+// TestBequeathDeadline: an old cache whose time for the objects is up
+// still ends the objects cleanly and forwards the purges after them, so
+// the successor keeps what came and hears of later purges.
+func TestBequeathDeadline(t *testing.T) {
+	t.Parallel()
+	old, heir := newInheritCache(t, "n1"), newInheritCache(t, "n1")
+	for i := range 3 {
+		storeObject(t, old, "GET http://origin.test/d"+strconv.Itoa(i), testMeta(time.Now().Add(-time.Second), nil), []byte("x"))
+	}
+	a, b := net.Pipe()
+	old.Bequeath(a, time.Nanosecond) // up before the first object
+	heir.Inherit(b, time.Minute)
+	if st := waitInherited(t, heir, "done"); st.Objects != 0 || st.Offered != 0 {
+		t.Fatalf("%+v, want no objects", st)
+	}
+	old.PurgeLocal(Purge{URLs: []string{"http://origin.test/d1"}})
+	waitFor(t, "the forwarded purge", func() bool { n, _ := heir.plog.size(); return n == 1 })
+}
