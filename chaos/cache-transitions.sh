@@ -21,9 +21,8 @@
 # Checks, per scenario: no request fails (a status other than 200, a
 # transport error; in C and D only the stopped node's own connections
 # refused after its stop are left out, the load balancer's part); the
-# origin fetches of each URL stay within the README's bound (A: the
-# upgraded node's URLs once more, by the successor, which starts empty;
-# B: none more, the new owner takes them from the previous one; C: the
+# origin fetches of each URL stay within the README's bound (A: none
+# more, the successor inherits the old process's cache; B: none more, the new owner takes them from the previous one; C: the
 # stopped node's URLs once more, by their new owner; D: the killed node's
 # URLs once per surviving node while it is suspect and once by the new
 # owner; a purged URL once more); no answer to a request sent
@@ -327,12 +326,12 @@ for u in urls:
 print("   origin fetches per URL (fetches: URLs): not purged %s; purged %s; the not purged URLs' fetches after the first, by host: %s" % (
     dict(sorted(dist.items())), dict(sorted(dist_p.items())), dict(sorted(extra_hosts.items()))))
 # the README's bound: the first fill, then once more by the URL's new
-# owner when its owner's process ended (an upgrade's successor starts
-# empty; a stopped or killed node takes its objects with it), none when a
-# node joins (it takes them from their previous owner); after a kill also
-# once per surviving node while the dead owner is suspect. A purged URL
-# once more.
-bound = {"upgrade": 2, "join": 1, "stop": 2, "kill": 2 + len(proxies)}[kind]
+# owner when its owner's process ended (a stopped or killed node takes
+# its objects with it), none when a node joins (it takes them from their
+# previous owner) or is upgraded (the successor inherits the cache);
+# after a kill also once per surviving node while the dead owner is
+# suspect. A purged URL once more.
+bound = {"upgrade": 1, "join": 1, "stop": 2, "kill": 2 + len(proxies)}[kind]
 worst = max(len(fe[u]) for u in urls if u not in purged)
 worst_p = max(len(fe[u]) for u in purged)
 check("fetches", worst <= bound and worst_p <= bound + 1,

@@ -48,7 +48,12 @@ netns_init() {
     timeout 600 apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "${need[@]}" >/dev/null
   fi
-  tag=${NETNS_TAG:-$t}$$ # NETNS_TAG: another prefix (the names must stay within 15 characters)
+  # NETNS_TAG: another prefix (the names must stay within 15 characters);
+  # NETNS_NOPID=1: the prefix without the script's PID after it (a prefix
+  # of 9 to 13 characters, which the PID would take past 15; the caller
+  # keeps it unique)
+  tag=${NETNS_TAG:-$t}
+  [ "${NETNS_NOPID:-0}" = 1 ] || tag=$tag$$
   if ! err=$(ip netns add "$tag-probe" 2>&1); then
     echo "$name: SKIP: cannot create network namespaces here: $err"
     exit 0
