@@ -54,7 +54,53 @@ func ValidTarget(method, target string) bool {
 	case target == "" || target[0] != '/':
 		return false
 	}
-	return validTargetBytes(target) && !ParamHidesSlash(target)
+	return validTargetBytes(target) && !ParamHidesSlash(target) && !ParamOnDotSegment(target)
+}
+
+// ParamOnDotSegment reports whether a dot segment carries a parameter:
+// a segment that is "." or ".." ("%2e" spelled or not) before its ';'
+// ("/x/..;/admin", "/x/%2e%2e;v=1/admin"). Tomcat drops the parameter
+// and reads the dot segment: "/private/..;/public/x" is "/public/x" to
+// it, and to route.MatchPath; Go, nginx and Express read no dot segment
+// there and serve a path under "/private/". As with ParamHidesSlash, no
+// one path the proxy matches rules against is the one every origin
+// serves: matched as Tomcat reads it, the request took a caching
+// "/public/" route to a Go origin's private page (cache deception), and
+// dodged the rules for "/private/". Jetty refuses such a path by default
+// (an ambiguous path parameter); so does the proxy (400).
+func ParamOnDotSegment(target string) bool {
+	if q := strings.IndexByte(target, '?'); q >= 0 {
+		target = target[:q]
+	}
+	for i := strings.IndexByte(target, ';'); i >= 0; {
+		seg := target[strings.LastIndexByte(target[:i], '/')+1 : i]
+		if seg != "" && len(seg) <= 6 {
+			dots := 0
+			for j := 0; j < len(seg); j++ {
+				switch {
+				case seg[j] == '.':
+				case seg[j] == '%' && j+2 < len(seg) && seg[j+1] == '2' && (seg[j+2] == 'e' || seg[j+2] == 'E'):
+					j += 2
+				default:
+					dots = 3 // not a dot segment
+				}
+				dots++
+			}
+			if dots <= 2 {
+				return true
+			}
+		}
+		next := strings.IndexByte(target[i:], '/')
+		if next < 0 {
+			return false
+		}
+		k := strings.IndexByte(target[i+next:], ';')
+		if k < 0 {
+			return false
+		}
+		i += next + k
+	}
+	return false
 }
 
 // ParamHidesSlash reports whether a path segment's parameters (from a ';'

@@ -48,6 +48,12 @@ func TestValidTarget(t *testing.T) {
 		{"GET", "/static/x;%2F..%2Faccount", false}, {"GET", "/a;v=%2f", false}, {"GET", "/a;b/c;d%2Fe", false},
 		{"GET", "/a;v=1/b", true}, {"GET", "/a%2Fb;v=1", true}, {"GET", "/a;v=1/%2F", true}, {"GET", "/a;v?x=%2F", true},
 		{"GET", "/a?x=;%2F", true}, {"GET", "/a;%2", true}, {"GET", "/a%3B%2F", true},
+		// A dot segment with a parameter: Tomcat reads "/public/x", Go
+		// and nginx a path under "/private/" (ParamOnDotSegment).
+		{"GET", "/private/..;/public/x", false}, {"GET", "/x/.;/y", false}, {"GET", "/x/%2e%2E;v=1/y", false},
+		{"GET", "/x/.%2e;", false}, {"GET", "/..;", false}, {"GET", "/a;b/..;/c", false},
+		{"GET", "/x/...;/y", true}, {"GET", "/x/a..;/y", true}, {"GET", "/x/..a;/y", true}, {"GET", "/x/;/..", true},
+		{"GET", "/x/..?a=..;", true}, {"GET", "/a;b/c;d", true}, {"GET", "/x/%2e%2e%2e;", true}, {"GET", "/x/%2;", true},
 	} {
 		if got := ValidTarget(tc.method, tc.target); got != tc.ok {
 			t.Errorf("ValidTarget(%q, %q) = %v, want %v", tc.method, tc.target, got, tc.ok)
