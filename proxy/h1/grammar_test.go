@@ -54,6 +54,12 @@ func TestValidTarget(t *testing.T) {
 		{"GET", "/x/.%2e;", false}, {"GET", "/..;", false}, {"GET", "/a;b/..;/c", false},
 		{"GET", "/x/...;/y", true}, {"GET", "/x/a..;/y", true}, {"GET", "/x/..a;/y", true}, {"GET", "/x/;/..", true},
 		{"GET", "/x/..?a=..;", true}, {"GET", "/a;b/c;d", true}, {"GET", "/x/%2e%2e%2e;", true}, {"GET", "/x/%2;", true},
+		// An encoded slash that bounds a dot segment: Go and nginx read
+		// "/public/x", Express a path under "/private/" (SlashHidesDotSegment).
+		{"GET", "/private/..%2Fpublic/x", false}, {"GET", "/a%2f..", false}, {"GET", "/a%2F.", false}, {"GET", "/..%2Fa", false},
+		{"GET", "/a/%2e%2E%2Fb", false}, {"GET", "/a%2F%2e/b", false},
+		{"GET", "/a%2F...%2Fb", true}, {"GET", "/a%2F..x", true}, {"GET", "/a/../b%2Fc", true}, {"GET", "/a%2Fb?x=..%2F", true},
+		{"GET", "/a%2%2F.x", true}, {"GET", "/a%2F", true}, {"GET", "/%2F%2F", true},
 	} {
 		if got := ValidTarget(tc.method, tc.target); got != tc.ok {
 			t.Errorf("ValidTarget(%q, %q) = %v, want %v", tc.method, tc.target, got, tc.ok)

@@ -92,6 +92,9 @@ func parseRequestLine(line string, req *Request) error {
 	if ParamOnDotSegment(req.Target) {
 		return rerr(400, CodeInvalidTarget, "a dot segment has a path parameter (';')")
 	}
+	if SlashHidesDotSegment(req.Target) {
+		return rerr(400, CodeInvalidTarget, "an encoded slash bounds a dot segment")
+	}
 	return splitTarget(req)
 }
 

@@ -261,8 +261,9 @@ func CleanPath(p string) string {
 // reach; an origin that reads it otherwise gets it as before. Where the
 // readings part ways on which page is meant, no one path can be matched:
 // the proxy refuses a parameter that hides a slash or sits on a dot
-// segment ("/x/..;/admin") before it routes (h1.ParamHidesSlash,
-// h1.ParamOnDotSegment). It
+// segment ("/x/..;/admin"), and an encoded slash that bounds a dot
+// segment ("/x/..%2Fadmin"), before it routes (h1.ParamHidesSlash,
+// h1.ParamOnDotSegment, h1.SlashHidesDotSegment). It
 // allocates only when p needs CleanPath to, or holds "%2F" or ';'.
 // MatchPath(MatchPath(p)) is MatchPath(p).
 func MatchPath(p string) string {
