@@ -237,7 +237,8 @@ func TestEncodedSlashDotSegmentRefused(t *testing.T) {
 	r.Swap(tbl)
 	p := startProxy(t, RouterApp{Router: r}, Config{}, ListenerConfig{Name: "http", H2C: true})
 	for _, target := range []string{"/private/..%2Fpublic/x", "/private/..%2fpublic/x", "/private%2F..%2Fpublic/x",
-		"/private/x%2F%2e%2E/../public/x", "http://x/private/..%2Fpublic/x", "/public/x%2F."} {
+		"/private/x%2F%2e%2E/../public/x", "http://x/private/..%2Fpublic/x", "/public/x%2F.",
+		"/private%2F..;x/public/x"} { // Go: "/private/..;x/public/x"
 		resp, _ := rawRequest(t, p.addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 		if resp.StatusCode != 400 {
 			t.Errorf("HTTP/1.1 %s: status %d, want 400", target, resp.StatusCode)

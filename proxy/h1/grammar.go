@@ -58,8 +58,9 @@ func ValidTarget(method, target string) bool {
 }
 
 // ParamOnDotSegment reports whether a dot segment carries a parameter:
-// a segment that is "." or ".." ("%2e" spelled or not) before its ';'
-// ("/x/..;/admin", "/x/%2e%2e;v=1/admin"). Tomcat drops the parameter
+// a segment (bounded by '/' or "%2F") that is "." or ".." ("%2e" spelled
+// or not) before its ';' ("/x/..;/admin", "/x/%2e%2e;v=1/admin",
+// "/x%2F..;/admin"). Tomcat drops the parameter
 // and reads the dot segment: "/private/..;/public/x" is "/public/x" to
 // it, and to route.MatchPath; Go, nginx and Express read no dot segment
 // there and serve a path under "/private/". As with ParamHidesSlash, no
@@ -73,7 +74,14 @@ func ParamOnDotSegment(target string) bool {
 		target = target[:q]
 	}
 	for i := strings.IndexByte(target, ';'); i >= 0; {
-		if isDotSegment(target[strings.LastIndexByte(target[:i], '/')+1 : i]) {
+		seg := target[strings.LastIndexByte(target[:i], '/')+1 : i]
+		// An encoded slash ends a segment too, to Go and nginx:
+		// "/private%2F..;x/public" is a path under "/private/" to
+		// them, "/public" to route.MatchPath.
+		if j := max(strings.LastIndex(seg, "%2F"), strings.LastIndex(seg, "%2f")); j >= 0 {
+			seg = seg[j+3:]
+		}
+		if isDotSegment(seg) {
 			return true
 		}
 		next := strings.IndexByte(target[i:], '/')

@@ -60,6 +60,9 @@ func TestValidTarget(t *testing.T) {
 		{"GET", "/a/%2e%2E%2Fb", false}, {"GET", "/a%2F%2e/b", false},
 		{"GET", "/a%2F...%2Fb", true}, {"GET", "/a%2F..x", true}, {"GET", "/a/../b%2Fc", true}, {"GET", "/a%2Fb?x=..%2F", true},
 		{"GET", "/a%2%2F.x", true}, {"GET", "/a%2F", true}, {"GET", "/%2F%2F", true},
+		// Both: Go reads "/private/..;x/public/y", a path under "/private/";
+		// route.MatchPath "/public/y".
+		{"GET", "/private%2F..;x/public/y", false}, {"GET", "/private%2f%2e.;/public/y", false}, {"GET", "/a%2Fb..;/c", true},
 	} {
 		if got := ValidTarget(tc.method, tc.target); got != tc.ok {
 			t.Errorf("ValidTarget(%q, %q) = %v, want %v", tc.method, tc.target, got, tc.ok)
