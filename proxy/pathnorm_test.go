@@ -148,3 +148,130 @@ func TestParamHidingSlashRefused(t *testing.T) {
 	default:
 	}
 }
+
+// TestParamOnDotSegmentRefused: a dot segment with a ';' parameter
+// ("..;", ".;x", "%2e%2e;") is answered 400 over HTTP/1.1 (origin and
+// absolute form) and HTTP/2, and never forwarded. Tomcat reads
+// "/private/..;/public/x" as "/public/x", Go, nginx and Express as a path
+// under "/private/": matched as the first (route.MatchPath), it took a
+// route for "/public/" (a caching one: the private page a Go origin
+// served under that URL was stored, cache deception) and dodged the
+// rules for "/private/"; matched as the second, it would dodge a Tomcat
+// origin's "/public/" rules. No reading serves every origin: Jetty
+// refuses such a path by default (an ambiguous path parameter), and so
+// does the proxy, as it does a parameter that hides a slash.
+func TestParamOnDotSegmentRefused(t *testing.T) {
+	reached := make(chan string, 8)
+	public := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached <- "public " + r.RequestURI
+	}))
+	rest := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached <- "rest " + r.RequestURI
+	}))
+	r := newTestRouter(t)
+	tbl, err := r.Build([]UpstreamConfig{{Name: "public", Peers: []*Peer{public}}, {Name: "rest", Peers: []*Peer{rest}}},
+		[]RouteConfig{{Host: "*", PathPrefix: "/public/", Upstream: "public"}, {Host: "*", Upstream: "rest"}}, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Swap(tbl)
+	p := startProxy(t, RouterApp{Router: r}, Config{}, ListenerConfig{Name: "http", H2C: true})
+	for _, target := range []string{"/private/..;/public/x", "/private/%2e%2e;x=1/public/x", "/private/.;/x",
+		"http://x/private/..;/public/x"} {
+		resp, _ := rawRequest(t, p.addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 400 {
+			t.Errorf("HTTP/1.1 %s: status %d, want 400", target, resp.StatusCode)
+		}
+	}
+	c := h2cClient()
+	res, err := c.Do(&http.Request{Method: "GET", URL: &url.URL{Scheme: "http", Host: p.addr, Opaque: "/private/..;/public/x"}, Host: "x", Header: http.Header{}})
+	var se http2.StreamError
+	switch {
+	case err == nil:
+		res.Body.Close()
+		if res.StatusCode != 400 {
+			t.Errorf("HTTP/2: status %d, want 400 (or a reset stream)", res.StatusCode)
+		}
+	case !errors.As(err, &se):
+		t.Fatalf("HTTP/2: %v, want 400 or a reset stream", err)
+	}
+	select {
+	case u := <-reached:
+		t.Fatalf("an origin got %q", u)
+	default:
+	}
+	// A parameter on any other segment is still forwarded as it was.
+	resp, _ := rawRequest(t, p.addr, "GET /public/x;v=1/y;z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if resp.StatusCode != 200 {
+		t.Fatalf("/public/x;v=1/y;z: status %d, want 200", resp.StatusCode)
+	}
+	if u := <-reached; u != "public /public/x;v=1/y;z" {
+		t.Fatalf("reached %q", u)
+	}
+}
+
+// TestEncodedSlashDotSegmentRefused: a dot segment that only an encoded
+// slash bounds ("/private/..%2Fpublic/x") is answered 400 over HTTP/1.1
+// and HTTP/2, and never forwarded. Go and nginx decode "%2F" and read
+// "/public/x", as route.MatchPath does; Express and Rack route on the
+// path as sent, where ".." is no segment, and serve a page under
+// "/private/" (this test's origins route so): matched as the first, the
+// request took a caching "/public/" route to that page (cache
+// deception) and dodged the rules for "/private/". Tomcat and Jetty
+// refuse an encoded slash by default; the proxy refuses the ones that
+// make a dot segment, which no reading agrees on.
+func TestEncodedSlashDotSegmentRefused(t *testing.T) {
+	reached := make(chan string, 8)
+	public := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached <- "public " + r.URL.EscapedPath()
+	}))
+	rest := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached <- "rest " + r.URL.EscapedPath()
+	}))
+	r := newTestRouter(t)
+	tbl, err := r.Build([]UpstreamConfig{{Name: "public", Peers: []*Peer{public}}, {Name: "rest", Peers: []*Peer{rest}}},
+		[]RouteConfig{{Host: "*", PathPrefix: "/public/", Upstream: "public"}, {Host: "*", Upstream: "rest"}}, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Swap(tbl)
+	p := startProxy(t, RouterApp{Router: r}, Config{}, ListenerConfig{Name: "http", H2C: true})
+	for _, target := range []string{"/private/..%2Fpublic/x", "/private/..%2fpublic/x", "/private%2F..%2Fpublic/x",
+		"/private/x%2F%2e%2E/../public/x", "http://x/private/..%2Fpublic/x", "/public/x%2F.",
+		"/private%2F..;x/public/x"} { // Go: "/private/..;x/public/x"
+		resp, _ := rawRequest(t, p.addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 400 {
+			t.Errorf("HTTP/1.1 %s: status %d, want 400", target, resp.StatusCode)
+		}
+	}
+	c := h2cClient()
+	res, err := c.Do(&http.Request{Method: "GET", URL: &url.URL{Scheme: "http", Host: p.addr, Opaque: "/private/..%2Fpublic/x"}, Host: "x", Header: http.Header{}})
+	var se http2.StreamError
+	switch {
+	case err == nil:
+		res.Body.Close()
+		if res.StatusCode != 400 {
+			t.Errorf("HTTP/2: status %d, want 400 (or a reset stream)", res.StatusCode)
+		}
+	case !errors.As(err, &se):
+		t.Fatalf("HTTP/2: %v, want 400 or a reset stream", err)
+	}
+	select {
+	case u := <-reached:
+		t.Fatalf("an origin got %q", u)
+	default:
+	}
+	// An encoded slash that makes no dot segment is forwarded as it was.
+	for _, tc := range []struct{ target, want string }{
+		{"/public%2Fx..%2F.y", "public /public%2Fx..%2F.y"},
+		{"/private/../public/x%2Fy", "public /public/x%2Fy"},
+	} {
+		resp, _ := rawRequest(t, p.addr, "GET "+tc.target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: status %d, want 200", tc.target, resp.StatusCode)
+		}
+		if u := <-reached; u != tc.want {
+			t.Fatalf("%s reached %q, want %q", tc.target, u, tc.want)
+		}
+	}
+}

@@ -54,7 +54,47 @@ func ValidTarget(method, target string) bool {
 	case target == "" || target[0] != '/':
 		return false
 	}
-	return validTargetBytes(target) && !ParamHidesSlash(target)
+	return validTargetBytes(target) && !ParamHidesSlash(target) && !ParamOnDotSegment(target) && !SlashHidesDotSegment(target)
+}
+
+// ParamOnDotSegment reports whether a dot segment carries a parameter:
+// a segment (bounded by '/' or "%2F") that is "." or ".." ("%2e" spelled
+// or not) before its ';' ("/x/..;/admin", "/x/%2e%2e;v=1/admin",
+// "/x%2F..;/admin"). Tomcat drops the parameter
+// and reads the dot segment: "/private/..;/public/x" is "/public/x" to
+// it, and to route.MatchPath; Go, nginx and Express read no dot segment
+// there and serve a path under "/private/". As with ParamHidesSlash, no
+// one path the proxy matches rules against is the one every origin
+// serves: matched as Tomcat reads it, the request took a caching
+// "/public/" route to a Go origin's private page (cache deception), and
+// dodged the rules for "/private/". Jetty refuses such a path by default
+// (an ambiguous path parameter); so does the proxy (400).
+func ParamOnDotSegment(target string) bool {
+	if q := strings.IndexByte(target, '?'); q >= 0 {
+		target = target[:q]
+	}
+	for i := strings.IndexByte(target, ';'); i >= 0; {
+		seg := target[strings.LastIndexByte(target[:i], '/')+1 : i]
+		// An encoded slash ends a segment too, to Go and nginx:
+		// "/private%2F..;x/public" is a path under "/private/" to
+		// them, "/public" to route.MatchPath.
+		if j := max(strings.LastIndex(seg, "%2F"), strings.LastIndex(seg, "%2f")); j >= 0 {
+			seg = seg[j+3:]
+		}
+		if isDotSegment(seg) {
+			return true
+		}
+		next := strings.IndexByte(target[i:], '/')
+		if next < 0 {
+			return false
+		}
+		k := strings.IndexByte(target[i+next:], ';')
+		if k < 0 {
+			return false
+		}
+		i += next + k
+	}
+	return false
 }
 
 // ParamHidesSlash reports whether a path segment's parameters (from a ';'
@@ -98,6 +138,57 @@ func ParamHidesSlash(target string) bool {
 		}
 		t = t[k:]
 	}
+}
+
+// SlashHidesDotSegment reports whether an encoded slash ("%2F") bounds a
+// dot segment ("/private/..%2Fpublic/x", "/a%2F."). Go's URL.Path and
+// nginx decode it and read "/public/x", as route.MatchPath does; Express
+// and Rack route on the path as sent, where ".." is no segment, and serve
+// a page under "/private/". As with ParamHidesSlash, no one path the
+// proxy matches rules against is the one every origin serves: a caching
+// "/public/" route took an Express origin's private page (cache
+// deception), and the rules for "/private/" were dodged. Tomcat and Jetty
+// refuse every encoded slash by default; the proxy refuses these (400).
+func SlashHidesDotSegment(target string) bool {
+	if q := strings.IndexByte(target, '?'); q >= 0 {
+		target = target[:q]
+	}
+	if !strings.Contains(target, "%2F") && !strings.Contains(target, "%2f") {
+		return false
+	}
+	start, encoded := 0, false // the segment's start; whether an encoded slash opened it
+	for i := 0; i <= len(target); i++ {
+		enc := i+2 < len(target) && target[i] == '%' && target[i+1] == '2' && (target[i+2] == 'F' || target[i+2] == 'f')
+		if i < len(target) && target[i] != '/' && !enc {
+			continue
+		}
+		if (encoded || enc) && isDotSegment(target[start:i]) {
+			return true
+		}
+		encoded, start = enc, i+1
+		if enc {
+			start = i + 3
+			i += 2
+		}
+	}
+	return false
+}
+
+// isDotSegment reports whether seg is "." or "..", each dot spelled '.'
+// or "%2e".
+func isDotSegment(seg string) bool {
+	dots := 0
+	for j := 0; j < len(seg); j++ {
+		switch {
+		case seg[j] == '.':
+		case seg[j] == '%' && j+2 < len(seg) && seg[j+1] == '2' && (seg[j+2] == 'e' || seg[j+2] == 'E'):
+			j += 2
+		default:
+			return false
+		}
+		dots++
+	}
+	return dots == 1 || dots == 2
 }
 
 // validTargetBytes refuses whitespace, controls, DEL and '#' (a fragment is

@@ -48,6 +48,21 @@ func TestValidTarget(t *testing.T) {
 		{"GET", "/static/x;%2F..%2Faccount", false}, {"GET", "/a;v=%2f", false}, {"GET", "/a;b/c;d%2Fe", false},
 		{"GET", "/a;v=1/b", true}, {"GET", "/a%2Fb;v=1", true}, {"GET", "/a;v=1/%2F", true}, {"GET", "/a;v?x=%2F", true},
 		{"GET", "/a?x=;%2F", true}, {"GET", "/a;%2", true}, {"GET", "/a%3B%2F", true},
+		// A dot segment with a parameter: Tomcat reads "/public/x", Go
+		// and nginx a path under "/private/" (ParamOnDotSegment).
+		{"GET", "/private/..;/public/x", false}, {"GET", "/x/.;/y", false}, {"GET", "/x/%2e%2E;v=1/y", false},
+		{"GET", "/x/.%2e;", false}, {"GET", "/..;", false}, {"GET", "/a;b/..;/c", false},
+		{"GET", "/x/...;/y", true}, {"GET", "/x/a..;/y", true}, {"GET", "/x/..a;/y", true}, {"GET", "/x/;/..", true},
+		{"GET", "/x/..?a=..;", true}, {"GET", "/a;b/c;d", true}, {"GET", "/x/%2e%2e%2e;", true}, {"GET", "/x/%2;", true},
+		// An encoded slash that bounds a dot segment: Go and nginx read
+		// "/public/x", Express a path under "/private/" (SlashHidesDotSegment).
+		{"GET", "/private/..%2Fpublic/x", false}, {"GET", "/a%2f..", false}, {"GET", "/a%2F.", false}, {"GET", "/..%2Fa", false},
+		{"GET", "/a/%2e%2E%2Fb", false}, {"GET", "/a%2F%2e/b", false},
+		{"GET", "/a%2F...%2Fb", true}, {"GET", "/a%2F..x", true}, {"GET", "/a/../b%2Fc", true}, {"GET", "/a%2Fb?x=..%2F", true},
+		{"GET", "/a%2%2F.x", true}, {"GET", "/a%2F", true}, {"GET", "/%2F%2F", true},
+		// Both: Go reads "/private/..;x/public/y", a path under "/private/";
+		// route.MatchPath "/public/y".
+		{"GET", "/private%2F..;x/public/y", false}, {"GET", "/private%2f%2e.;/public/y", false}, {"GET", "/a%2Fb..;/c", true},
 	} {
 		if got := ValidTarget(tc.method, tc.target); got != tc.ok {
 			t.Errorf("ValidTarget(%q, %q) = %v, want %v", tc.method, tc.target, got, tc.ok)

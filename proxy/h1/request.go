@@ -89,6 +89,12 @@ func parseRequestLine(line string, req *Request) error {
 	if ParamHidesSlash(req.Target) {
 		return rerr(400, CodeInvalidTarget, "a path parameter (';') holds an encoded slash")
 	}
+	if ParamOnDotSegment(req.Target) {
+		return rerr(400, CodeInvalidTarget, "a dot segment has a path parameter (';')")
+	}
+	if SlashHidesDotSegment(req.Target) {
+		return rerr(400, CodeInvalidTarget, "an encoded slash bounds a dot segment")
+	}
 	return splitTarget(req)
 }
 

@@ -258,7 +258,12 @@ func CleanPath(p string) string {
 // "/x/..;/api/login", which such an origin served as "/api/login", and a
 // caching route for "/static/" took "/static/..;/account" (cache
 // deception). Matched so, a request meets the rules of the path it may
-// reach; an origin that reads it otherwise gets it as before. It
+// reach; an origin that reads it otherwise gets it as before. Where the
+// readings part ways on which page is meant, no one path can be matched:
+// the proxy refuses a parameter that hides a slash or sits on a dot
+// segment ("/x/..;/admin"), and an encoded slash that bounds a dot
+// segment ("/x/..%2Fadmin"), before it routes (h1.ParamHidesSlash,
+// h1.ParamOnDotSegment, h1.SlashHidesDotSegment). It
 // allocates only when p needs CleanPath to, or holds "%2F" or ';'.
 // MatchPath(MatchPath(p)) is MatchPath(p).
 func MatchPath(p string) string {
