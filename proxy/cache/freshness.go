@@ -114,7 +114,7 @@ func lifetime(x Exchange, cc Directives) time.Duration {
 	}
 	date := headerTime(x.Header, "Date", x.Now)
 	if v := x.Header["Expires"]; len(v) > 0 {
-		exp, err := http.ParseTime(v[0])
+		exp, err := parseTime(v[0])
 		if err != nil {
 			return 0 // §5.3: an invalid Expires, such as "0", is in the past
 		}
@@ -123,7 +123,7 @@ func lifetime(x Exchange, cc Directives) time.Duration {
 	if !heuristicStatus(x.Status) && !cc.Public {
 		return 0
 	}
-	lm, err := http.ParseTime(x.Header.Get("Last-Modified"))
+	lm, err := parseTime(x.Header.Get("Last-Modified"))
 	if err != nil || !lm.Before(date) {
 		return 0
 	}
@@ -156,7 +156,7 @@ func hasValidator(h http.Header) bool {
 
 func headerTime(h http.Header, k string, def time.Time) time.Time {
 	if v := h[k]; len(v) > 0 {
-		if t, err := http.ParseTime(v[0]); err == nil {
+		if t, err := parseTime(v[0]); err == nil {
 			return t
 		}
 	}

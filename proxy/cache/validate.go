@@ -87,7 +87,7 @@ func NotModified(req http.Header, status int, resp http.Header) bool {
 	if ims == "" {
 		return false
 	}
-	since, err := http.ParseTime(ims)
+	since, err := parseTime(ims)
 	if err != nil {
 		return false // an invalid date is ignored (RFC 9110 §13.1.3)
 	}
@@ -95,7 +95,7 @@ func NotModified(req http.Header, status int, resp http.Header) bool {
 	if lm == "" {
 		lm = resp.Get("Date")
 	}
-	mod, err := http.ParseTime(lm)
+	mod, err := parseTime(lm)
 	return err == nil && !mod.After(since)
 }
 
@@ -223,11 +223,11 @@ func IfRangeHolds(v string, resp http.Header) bool {
 	if strings.HasPrefix(v, `"`) || strings.HasPrefix(v, "W/") {
 		return etagMatch(v, resp.Get("Etag"), true) && resp.Get("Etag") != ""
 	}
-	t, err := http.ParseTime(v)
+	t, err := parseTime(v)
 	if err != nil {
 		return false
 	}
-	lm, err := http.ParseTime(resp.Get("Last-Modified"))
+	lm, err := parseTime(resp.Get("Last-Modified"))
 	return err == nil && lm.Equal(t)
 }
 
