@@ -5,12 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
+	"github.com/pingora-go/pingora-go/internal/cginame"
 	"github.com/pingora-go/pingora-go/proxy/cache"
 )
 
@@ -251,18 +250,18 @@ func keyFieldSpellings(b *strings.Builder, h http.Header, name string) {
 // key of its own: the first value alone gave one key to requests an
 // origin answers differently, and a name with a space after it ("lang
 // =de"), read as lang by origins that trim, was no cookie at all. So
-// were the other spellings some origin reads as the name (queryNameForm:
+// were the other spellings some origin reads as the name (cginame.ParamName:
 // "LANG" to ASP.NET, "l%61ng" and "lang[]" to PHP); one that is not the
 // plain name goes in whole, after a mark.
 func keyCookie(b *strings.Builder, lines []string, name string) {
 	n := 0
-	want := queryNameForm(name)
+	want := cginame.ParamName(name)
 	for _, line := range lines {
 		for line != "" {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
 			k, v, ok := strings.Cut(part, "=")
-			if !ok || strings.TrimSpace(k) != name && queryNameForm(k) != want {
+			if !ok || strings.TrimSpace(k) != name && cginame.ParamName(k) != want {
 				continue
 			}
 			if n > 0 {
@@ -319,31 +318,12 @@ func selectQuery(raw string, keep []string) string {
 func keptName(pair string, keep []string) (string, bool) {
 	for part := range strings.SplitSeq(pair, ";") {
 		name, _, _ := strings.Cut(part, "=")
-		n := queryNameForm(name)
+		n := cginame.ParamName(name)
 		for _, k := range keep {
-			if n == queryNameForm(k) {
+			if n == cginame.ParamName(k) {
 				return k, true
 			}
 		}
 	}
 	return "", false
-}
-
-// queryNameForm is the form of a query parameter name that keptName
-// compares: unescaped, trimmed, without an array suffix, lower case, and
-// '.' and ' ' as '_'.
-func queryNameForm(name string) string {
-	if n, err := url.QueryUnescape(name); err == nil {
-		name = n
-	}
-	name = strings.TrimSpace(name)
-	if i := strings.IndexByte(name, '['); i > 0 {
-		name = name[:i]
-	}
-	return strings.Map(func(r rune) rune {
-		if r == '.' || r == ' ' {
-			return '_'
-		}
-		return unicode.ToLower(r)
-	}, name)
 }

@@ -459,3 +459,36 @@ func TestCacheConnectionNamedFieldNotStored(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheVaryValueSpellings: a Vary variant is chosen by the field's
+// lines exactly as they came. The variant key used to split them at commas
+// and join the items again, dropping empty ones and the blanks around
+// them: "Origin: https://app.example," and an empty Origin line before
+// "Origin: https://app.example" selected the variant of
+// "Origin: https://app.example", while an origin that reads the first line
+// as it is (Go's Header.Get, Python's headers.get, every CORS allow-list)
+// answered them as another origin: without Access-Control-Allow-Origin,
+// stored for every browser of app.example.
+func TestCacheVaryValueSpellings(t *testing.T) {
+	s := startCacheSetup(t, nil, func(_ int64, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "Origin")
+		fmt.Fprintf(w, "origin=%q", r.Header.Get("Origin"))
+	})
+	const app = "Origin: https://app.example\r\n"
+	for _, st := range []struct{ fields, want string }{
+		{"Origin: https://app.example,\r\n", `origin="https://app.example,"`},
+		{app, `origin="https://app.example"`},
+		{"Origin: \r\n" + app, `origin=""`},
+		{app + "Origin: https://x.example\r\n", `origin="https://app.example"`},
+		{"Origin: https://app.example, https://x.example\r\n", `origin="https://app.example, https://x.example"`},
+		{"Origin: https://app.example,https://x.example\r\n", `origin="https://app.example,https://x.example"`},
+		{"", `origin=""`},
+		{app, `origin="https://app.example"`},
+	} {
+		resp, body := rawRequest(t, s.addr, "GET /cors HTTP/1.1\r\nHost: example.com\r\n"+st.fields+"Connection: close\r\n\r\n")
+		if body != st.want {
+			t.Fatalf("%q: got %s (%s), want %s", st.fields, body, resp.Header.Get("Cache-Status"), st.want)
+		}
+	}
+}

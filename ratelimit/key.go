@@ -17,6 +17,7 @@ import (
 type source struct {
 	kind sourceKind
 	name string // header (canonical), cookie or query parameter name
+	form string // kindCookie, kindQuery: cginame.ParamName(name)
 	lit  string // kindLiteral: the text itself
 }
 
@@ -117,7 +118,7 @@ func parseSource(s string) (source, error) {
 	if k == kindHeader {
 		name = textproto.CanonicalMIMEHeaderKey(name)
 	}
-	return source{kind: k, name: name}, nil
+	return source{kind: k, name: name, form: cginame.ParamName(name)}, nil
 }
 
 // value returns the request's value for src and whether it has one.
@@ -150,9 +151,15 @@ func (src *source) value(r *Request) (string, bool) {
 		}
 		return v[0], true
 	case kindCookie:
-		return cookieValue(r.Header["Cookie"], src.name)
+		if v, ok := cookieValue(r.Header["Cookie"], src.name); ok {
+			return v, true
+		}
+		return cookieSpelt(r.Header["Cookie"], src.form)
 	case kindQuery:
-		return queryValue(r.RawQuery, src.name)
+		if v, ok := queryValue(r.RawQuery, src.name); ok {
+			return v, true
+		}
+		return querySpelt(r.RawQuery, src.form)
 	}
 	return "", false
 }
@@ -255,6 +262,49 @@ func queryValue(q, name string) (string, bool) {
 		if unescapeQuery(n) == name {
 			if v = unescapeQuery(v); v != "" {
 				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// querySpelt finds, in a query without the name itself, the first
+// parameter with a value whose name some origin reads as the name, by its
+// form (cginame.ParamName): "API_KEY" (ASP.NET), "api_key[]" and
+// "api.key" (PHP), one after a ';' ("x=1;api_key=k": Rack 2 and others
+// split there too). A request that sent its key so spelt had no key, was
+// not counted by the rule, and its origin read the key all the same.
+func querySpelt(q, form string) (string, bool) {
+	for q != "" {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		for pair != "" {
+			var part string
+			part, pair, _ = strings.Cut(pair, ";")
+			n, v, _ := strings.Cut(part, "=")
+			if cginame.SameParam(n, form) {
+				if v = unescapeQuery(v); v != "" {
+					return v, true
+				}
+			}
+		}
+	}
+	return "", false
+}
+
+// cookieSpelt is querySpelt for the Cookie fields of a request without
+// the cookie itself: "SESSION" (ASP.NET), "session " before the '='
+// (Node's cookie parser trims), "sess%69on" and "session[]" (PHP).
+func cookieSpelt(fields []string, form string) (string, bool) {
+	for _, line := range fields {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			n, v, ok := strings.Cut(part, "=")
+			if ok && cginame.SameParam(n, form) {
+				if v = strings.Trim(strings.TrimSpace(v), `"`); v != "" {
+					return v, true
+				}
 			}
 		}
 	}

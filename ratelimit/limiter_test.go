@@ -232,6 +232,48 @@ func TestKeyHeaderSpellingsShareACounter(t *testing.T) {
 	}
 }
 
+// TestKeyParamSpellingsShareACounter: a key query parameter or cookie sent
+// under a name some origin reads as the key's is the same key: "API_KEY"
+// (ASP.NET ignores case), "api_key[]" and "api.key" (PHP), one after a
+// ';' (Rack 2), "session " before the '=' (Node's cookie parser trims),
+// "sess%69on" (PHP decodes cookie names). Such a request had no key at
+// all, so a client sending its own key so spelt was never counted by the
+// rule while its origin served it as that key (reproduced on the binary:
+// "?API_KEY=mine" and "Cookie: session =s1" never got a 429).
+func TestKeyParamSpellingsShareACounter(t *testing.T) {
+	for _, tc := range []struct {
+		key       string
+		spellings []Request
+	}{
+		{"query:api_key", []Request{{RawQuery: "api_key=k1"}, {RawQuery: "API_KEY=k1"}, {RawQuery: "Api_Key=k1"},
+			{RawQuery: "api_key[]=k1"}, {RawQuery: "api_key[0]=k1"}, {RawQuery: "api.key=k1"}, {RawQuery: "x=1;api_key=k1"},
+			{RawQuery: "%20api_key=k1"}, {RawQuery: "api+key=k1"}, {RawQuery: "API%5FKEY=k%31"}}},
+		{"cookie:session", []Request{{Header: http.Header{"Cookie": {"session=k1"}}}, {Header: http.Header{"Cookie": {"SESSION=k1"}}},
+			{Header: http.Header{"Cookie": {"a=1; session =k1"}}}, {Header: http.Header{"Cookie": {"sess%69on=k1"}}},
+			{Header: http.Header{"Cookie": {"session[]=k1"}}}, {Header: http.Header{"Cookie": {"Session= k1 "}}}}},
+	} {
+		l, _ := newTestLimiter(t, Rule{Name: "k", Limit: 1, Period: time.Minute, Key: tc.key})
+		for i, r := range tc.spellings {
+			r.Method, r.Path = "GET", "/"
+			if r.Header == nil {
+				r.Header = http.Header{}
+			}
+			if got := l.Decide(&r, 0, 0).Allow; got != (i == 0) {
+				t.Errorf("%s: spelling %d (%q %v) allowed=%v, want %v: it is the first's key", tc.key, i, r.RawQuery, r.Header, got, i == 0)
+			}
+		}
+	}
+	// The name as configured comes first, whatever the order; other names
+	// and other values stay apart.
+	l, _ := newTestLimiter(t, Rule{Name: "k", Limit: 1, Period: time.Minute, Key: "query:api_key"})
+	for i, q := range []string{"API_KEY=k2&api_key=k1", "api_key=k1", "API_KEY=k3", "api_keys=k1&x=1", "apikey=k1"} {
+		r := &Request{Method: "GET", Path: "/", RawQuery: q, Header: http.Header{}}
+		if got := l.Decide(r, 0, 0).Allow; got != (i != 1) {
+			t.Errorf("query %q allowed=%v, want %v", q, got, i != 1)
+		}
+	}
+}
+
 // TestGlobalSolo: with no ring a global rule is global over one node: it
 // holds its limit, through leases from itself.
 func TestGlobalSolo(t *testing.T) {

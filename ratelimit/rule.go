@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pingora-go/pingora-go/internal/cginame"
 )
 
 // Algorithm is how a rule counts.
@@ -311,7 +313,7 @@ func (m *matcher) match(r *Request) bool {
 	if m.prefix != "" && !strings.HasPrefix(r.Path, m.prefix) {
 		return false
 	}
-	if len(m.methods) > 0 && !containsStr(m.methods, r.Method) {
+	if len(m.methods) > 0 && !containsStr(m.methods, r.Method) && !overriddenTo(r, m.methods) {
 		return false
 	}
 	if m.host == "" {
@@ -322,6 +324,54 @@ func (m *matcher) match(r *Request) bool {
 		return len(h) > len(m.host) && strings.EqualFold(h[len(h)-len(m.host):], m.host)
 	}
 	return strings.EqualFold(h, m.host)
+}
+
+// methodOverrides are the request fields that frameworks read as the
+// request's real method (Rails' Rack::MethodOverride, Express's
+// method-override, Symfony, ASP.NET Web API), as the cache's
+// request-override check knows them; '_method' in the query is Symfony's
+// and Laravel's.
+var methodOverrides = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+// overriddenTo reports whether r asks, in a field or parameter some
+// origin reads as the real method, for one of methods. "POST" with
+// "X-HTTP-Method-Override: DELETE" is a DELETE to a Rails origin: a rule
+// for DELETE (or a GET rule, dodged by a POST overridden to GET) did not
+// count it. A field in another case or with '_' for '-' counts too
+// (cginame.Same).
+func overriddenTo(r *Request, methods []string) bool {
+	for k, vals := range r.Header {
+		override := false
+		for _, f := range methodOverrides {
+			if cginame.Same(k, f) {
+				override = true
+				break
+			}
+		}
+		if !override {
+			continue
+		}
+		for _, v := range vals {
+			if methodIn(strings.TrimSpace(v), methods) {
+				return true
+			}
+		}
+	}
+	if v, ok := queryValue(r.RawQuery, "_method"); ok && methodIn(strings.TrimSpace(v), methods) {
+		return true
+	}
+	return false
+}
+
+// methodIn reports whether m, in any case (an override's value is read
+// so), is one of methods.
+func methodIn(m string, methods []string) bool {
+	for _, x := range methods {
+		if strings.EqualFold(m, x) {
+			return true
+		}
+	}
+	return false
 }
 
 // hostOnly strips a port and a trailing dot from an authority.

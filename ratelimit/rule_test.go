@@ -129,6 +129,39 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+// TestMatchMethodOverride: a rule for some methods counts a request that
+// asks for one of them in a field or parameter frameworks read as the real
+// method: Rails (Rack::MethodOverride) serves "POST" with
+// "X-HTTP-Method-Override: DELETE" as a DELETE, so a DELETE rule never
+// counted it, nor a GET rule a POST overridden to GET.
+func TestMatchMethodOverride(t *testing.T) {
+	t.Parallel()
+	del := compileMatch(Match{Methods: []string{"DELETE"}})
+	get := compileMatch(Match{Methods: []string{"GET"}})
+	for _, tc := range []struct {
+		name  string
+		m     matcher
+		r     Request
+		match bool
+	}{
+		{"X-HTTP-Method-Override", del, Request{Method: "POST", Header: http.Header{"X-Http-Method-Override": {"DELETE"}}}, true},
+		{"lower case value", del, Request{Method: "POST", Header: http.Header{"X-Http-Method-Override": {" delete"}}}, true},
+		{"X-HTTP-Method", del, Request{Method: "POST", Header: http.Header{"X-Http-Method": {"DELETE"}}}, true},
+		{"X-Method-Override", del, Request{Method: "POST", Header: http.Header{"X-Method-Override": {"DELETE"}}}, true},
+		{"CGI spelling", del, Request{Method: "POST", Header: http.Header{"X_http_method_override": {"DELETE"}}}, true},
+		{"second line", del, Request{Method: "POST", Header: http.Header{"X-Http-Method-Override": {"PUT", "DELETE"}}}, true},
+		{"_method in the query", del, Request{Method: "POST", RawQuery: "a=1&_method=DELETE"}, true},
+		{"POST overridden to GET", get, Request{Method: "POST", Header: http.Header{"X-Http-Method-Override": {"GET"}}}, true},
+		{"another method", del, Request{Method: "POST", Header: http.Header{"X-Http-Method-Override": {"PUT"}}}, false},
+		{"another field", del, Request{Method: "POST", Header: http.Header{"X-Method": {"DELETE"}}}, false},
+		{"no override", del, Request{Method: "POST", Header: http.Header{}}, false},
+	} {
+		if got := tc.m.match(&tc.r); got != tc.match {
+			t.Errorf("%s: match = %v, want %v", tc.name, got, tc.match)
+		}
+	}
+}
+
 func TestPolicyItem(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

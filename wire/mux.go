@@ -20,15 +20,36 @@ type MuxConfig struct {
 	// byte, and how long a routed connection waits for its protocol's
 	// Accept before it is closed (default 5s).
 	HandshakeTimeout time.Duration
+	// MaxPending bounds the connections whose first byte is awaited at
+	// once, and MaxPendingPerAddr those from one remote IP address (an
+	// IPv6 one's /64; loopback is bounded by MaxPending alone, as a cluster
+	// on one machine shares it); one beyond either is closed as it is
+	// accepted (defaults 1024 and 64). A protocol's limits count only the
+	// connections handed to it, so without these a client that opened
+	// connections and sent nothing held a descriptor, a goroutine and,
+	// behind TLS, a handshake for HandshakeTimeout each, as many as it
+	// could open: 11,668 descriptors of a node from one address.
+	MaxPending, MaxPendingPerAddr int
 	// Logger receives dropped connections at Debug (default slog.Default());
 	// the counts are in Stats.
 	Logger *slog.Logger
 }
 
+// The defaults of MuxConfig.MaxPending and MaxPendingPerAddr. A peer's
+// connection sends its first byte at once (after its TLS handshake), so
+// few are pending at any time.
+const (
+	DefaultMuxMaxPending        = 1024
+	DefaultMuxMaxPendingPerAddr = 64
+)
+
 // Validate reports the first invalid field.
 func (c MuxConfig) Validate() error {
 	if c.HandshakeTimeout < 0 {
 		return fmt.Errorf("wire: HandshakeTimeout (%s) cannot be negative", c.HandshakeTimeout)
+	}
+	if c.MaxPending < 0 || c.MaxPendingPerAddr < 0 {
+		return fmt.Errorf("wire: MaxPending (%d) and MaxPendingPerAddr (%d) cannot be negative", c.MaxPending, c.MaxPendingPerAddr)
 	}
 	return nil
 }
@@ -39,7 +60,7 @@ type MuxStats struct {
 	UnknownByte uint64 // closed: a first byte no protocol listens for
 	NoFirstByte uint64 // closed: no first byte within HandshakeTimeout
 	NotAccepted uint64 // closed: the protocol's listener did not accept in time
-	OverLimit   uint64 // closed: the protocol had its limit of connections open
+	OverLimit   uint64 // closed: the protocol had its limit of connections open, or MaxPending (MaxPendingPerAddr) had yet to send their first byte
 	// AcceptFailures counts accepts that failed for want of descriptors,
 	// buffers or memory (each retried after a back-off).
 	AcceptFailures uint64
@@ -67,7 +88,8 @@ type Mux struct {
 
 	mu      sync.Mutex
 	subs    map[byte]*muxListener
-	pending map[net.Conn]struct{} // connections whose first byte is awaited
+	pending map[net.Conn]string // connections whose first byte is awaited: their bounded IP (remoteip.Bounded)
+	byAddr  map[string]int      // pending connections per bounded IP
 	closed  bool
 	done    chan struct{} // closed by Close
 	wg      sync.WaitGroup
@@ -88,9 +110,15 @@ func NewMux(l net.Listener, cfg MuxConfig) (*Mux, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxPending == 0 {
+		cfg.MaxPending = DefaultMuxMaxPending
+	}
+	if cfg.MaxPendingPerAddr == 0 {
+		cfg.MaxPendingPerAddr = DefaultMuxMaxPendingPerAddr
+	}
 	return &Mux{
 		l: l, cfg: cfg, subs: make(map[byte]*muxListener),
-		pending: make(map[net.Conn]struct{}), done: make(chan struct{}),
+		pending: make(map[net.Conn]string), byAddr: make(map[string]int), done: make(chan struct{}),
 		noise: logthrottle.New(clock.Real{}, 0, 0),
 	}, nil
 }
@@ -184,9 +212,16 @@ func (m *Mux) Serve() error {
 		}
 		backoff = 0
 		m.accepted.Add(1)
-		if !m.track(c) {
+		switch m.track(c) {
+		case trackClosed:
 			c.Close()
 			return ErrClosed
+		case trackFull:
+			m.overLimit.Add(1)
+			m.noise.Log(m.cfg.Logger, slog.LevelWarn, "pending", "wire: mux: connection closed: too many connections have yet to send their first byte",
+				"remote", c.RemoteAddr().String(), "max_pending", m.cfg.MaxPending, "max_pending_per_addr", m.cfg.MaxPendingPerAddr)
+			c.Close()
+			continue
 		}
 		go m.route(c)
 	}
@@ -237,20 +272,42 @@ func (m *Mux) route(c net.Conn) {
 	c.Close()
 }
 
-func (m *Mux) track(c net.Conn) bool {
+// track's answers.
+const (
+	tracked = iota
+	trackClosed
+	trackFull // MaxPending, or MaxPendingPerAddr for its address, pending
+)
+
+// track counts c as pending, or says why not.
+func (m *Mux) track(c net.Conn) int {
+	ip := remoteip.Bounded(c)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return false
+	switch {
+	case m.closed:
+		return trackClosed
+	case len(m.pending) >= m.cfg.MaxPending, ip != "" && m.byAddr[ip] >= m.cfg.MaxPendingPerAddr:
+		return trackFull
 	}
-	m.pending[c] = struct{}{}
+	m.pending[c] = ip
+	if ip != "" {
+		m.byAddr[ip]++
+	}
 	m.wg.Add(1)
-	return true
+	return tracked
 }
 
 func (m *Mux) untrack(c net.Conn) {
 	m.mu.Lock()
-	delete(m.pending, c)
+	if ip, ok := m.pending[c]; ok {
+		delete(m.pending, c)
+		if ip != "" {
+			if m.byAddr[ip]--; m.byAddr[ip] <= 0 {
+				delete(m.byAddr, ip)
+			}
+		}
+	}
 	m.mu.Unlock()
 }
 

@@ -499,3 +499,87 @@ func TestMuxPerAddrLimit(t *testing.T) {
 		t.Fatalf("OverLimit = %d, want 1", st.OverLimit)
 	}
 }
+
+// TestMuxPendingLimits: connections that have not sent their first byte
+// are bounded, in all and per address (loopback by the total alone), and
+// one beyond is closed as it is accepted. The protocols' limits count only
+// connections handed to them, so a client that opened connections and
+// sent nothing held one descriptor (and, behind TLS, a handshake) each
+// for HandshakeTimeout, as many as it could open: 11,668 descriptors of a
+// real node from one address, toward its open-file limit.
+func TestMuxPendingLimits(t *testing.T) {
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := wiretest.FromListener{Listener: tl, From: make(chan net.Addr, 1)}
+	if _, err := wire.NewMux(l, wire.MuxConfig{MaxPendingPerAddr: -1}); err == nil {
+		t.Fatal("a negative MaxPendingPerAddr was accepted")
+	}
+	m, err := wire.NewMux(l, wire.MuxConfig{HandshakeTimeout: time.Hour, MaxPending: 4, MaxPendingPerAddr: 2,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ln, err := m.Listen(wire.ProtoRaft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go m.Serve()
+	held := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held <- c
+		}
+	}()
+	// dial connects as from (nil: loopback) and sends nothing.
+	dial := func(from net.Addr) net.Conn {
+		t.Helper()
+		if from != nil {
+			l.From <- from
+		}
+		c, err := net.Dial("tcp", tl.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	closed := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+	}
+	handed := func(c net.Conn) {
+		t.Helper()
+		c.Write([]byte{wire.ProtoRaft})
+		select {
+		case h := <-held:
+			h.Close()
+		case <-time.After(10 * time.Second):
+			t.Fatal("a pending connection was not handed over once it sent its byte")
+		}
+	}
+	attacker := &net.TCPAddr{IP: net.ParseIP("10.0.0.6"), Port: 40000}
+	a1, a2 := dial(attacker), dial(attacker)
+	if !closed(dial(attacker)) {
+		t.Fatal("a third silent connection from one address was kept: one client can hold as many as it opens")
+	}
+	peer := dial(&net.TCPAddr{IP: net.ParseIP("10.0.0.2"), Port: 7947})
+	lo := dial(nil) // four pending now: a1, a2, peer, lo
+	if !closed(dial(nil)) {
+		t.Fatal("a fifth silent connection was kept over MaxPending")
+	}
+	if st := m.Stats(); st.OverLimit != 2 {
+		t.Fatalf("OverLimit = %d, want 2", st.OverLimit)
+	}
+	for _, c := range []net.Conn{a1, a2, peer, lo} {
+		handed(c)
+	}
+	handed(dial(attacker)) // its place is free again
+}

@@ -1,8 +1,10 @@
 // Package cginame compares HTTP field names as CGI-style origins (PHP,
 // WSGI, Rack) read them: HTTP_X_TENANT is "X-Tenant", "x-tenant" and
-// "X_Tenant" alike. The cache (keys, Vary variants, the override check)
-// and the rate limiter's header keys use it, so that a client cannot
-// spell a field the origin reads past either.
+// "X_Tenant" alike; and query parameter and cookie names as some origin
+// reads them (ParamName: "API_KEY", "api_key[]", "api.key" may all be
+// api_key). The cache (keys, Vary variants, the override check) and the
+// rate limiter's keys use it, so that a client cannot spell a name the
+// origin reads past either.
 package cginame
 
 // Same reports whether field names a and b, of one length, are one name

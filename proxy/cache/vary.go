@@ -2,7 +2,9 @@ package cache
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"hash"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -45,18 +47,30 @@ func IndexMeta(id string, fields []string) *Meta {
 }
 
 // VariantKey returns the key of the variant of primary that a request with
-// fields req selects under the index v: the request's values of v.Fields,
-// normalized (lines joined, blanks around commas dropped, §4.1) and hashed
-// with SHA-256, so a header value cannot forge another variant's key.
-// The values of a field's other spellings count too (OtherSpellings).
+// fields req selects under the index v: the request's lines of v.Fields,
+// each as it came and each counted (exactValues), hashed with SHA-256, so
+// a header value cannot forge another variant's key. The values of a
+// field's other spellings count too (OtherSpellings).
+//
+// RFC 9111 §4.1 lets a cache combine a field's lines and normalize its
+// list syntax before it compares; this one does neither, as the cache
+// cannot know how the origin reads a field: "Origin: https://a.example,"
+// (or an empty Origin line before "Origin: https://a.example") would
+// select the variant of "Origin: https://a.example", while an origin that
+// reads the first line as it is (Go's Header.Get, Python's headers.get, a
+// CORS allow-list) answers another origin, and its page, without
+// Access-Control-Allow-Origin, was stored for every browser of a.example.
+// Spelling a list differently ("gzip,br" and "gzip, br") costs a variant
+// of its own; clients send their one spelling each time.
 func VariantKey(primary string, v *Variants, req http.Header) string {
 	h := sha256.New()
 	for _, f := range v.Fields {
 		h.Write([]byte(f))
 		h.Write([]byte{':'})
-		h.Write([]byte(normalizeValues(req[f])))
+		exactValues(h, req[f])
 		for _, k := range OtherSpellings(req, f) {
-			h.Write([]byte("\x00" + k + ":" + normalizeValues(req[k])))
+			h.Write([]byte("\x00" + k + ":"))
+			exactValues(h, req[k])
 		}
 		h.Write([]byte{'\n'})
 	}
@@ -64,22 +78,16 @@ func VariantKey(primary string, v *Variants, req http.Header) string {
 	return primary + variantSep + v.ID + "\x00" + hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
-func normalizeValues(vals []string) string {
-	var b strings.Builder
+// exactValues writes a field's lines to h as they came, their count first
+// and each line after its length: an absent field, an empty line, two
+// lines and one line of the same bytes joined by a comma all write apart.
+func exactValues(h hash.Hash, vals []string) {
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(vals)))])
 	for _, line := range vals {
-		for line != "" {
-			var item string
-			item, line = nextItem(line)
-			if item = strings.TrimSpace(item); item == "" {
-				continue
-			}
-			if b.Len() > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(item)
-		}
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(line)))])
+		h.Write([]byte(line))
 	}
-	return b.String()
 }
 
 // SameFields reports whether two sorted field lists are equal.

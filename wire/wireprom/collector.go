@@ -69,7 +69,7 @@ func NewCollector(src Sources) *Collector {
 		muxConns: prometheus.NewDesc("pingora_wire_mux_connections_total",
 			"Connections accepted on the shared cluster port.", nil, nil),
 		muxDropped: prometheus.NewDesc("pingora_wire_mux_dropped_total",
-			"Connections the cluster port closed before a protocol took them, by reason (unknown_byte, no_first_byte, not_accepted, over_limit: the protocol had its limit of connections open).", []string{"reason"}, nil),
+			"Connections the cluster port closed before a protocol took them, by reason (unknown_byte, no_first_byte, not_accepted, over_limit: the protocol had its limit of connections open, or too many connections, in all or from one address, had yet to send their first byte).", []string{"reason"}, nil),
 		muxAcceptFailures: prometheus.NewDesc("pingora_wire_mux_accept_failures_total",
 			"Accepts on the shared cluster port that failed for want of descriptors (too many open files), buffers or memory, each retried after a back-off (5ms doubling to 1s). Compare process_open_fds with process_max_fds to see it coming.", nil, nil),
 	}
