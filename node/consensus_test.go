@@ -1,8 +1,10 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -309,5 +311,75 @@ func TestReloadSaysReplicatedClusterFileIsNotApplied(t *testing.T) {
 		if st := n.Status(); st.Config.Version != 1 {
 			t.Errorf("reload applied the file: version %d", st.Config.Version)
 		}
+	}
+}
+
+// TestRestartWithInvalidSeedFileServesRaftConfig: a node whose data_dir
+// holds raft state starts and serves the replicated config even when its
+// cluster_config file no longer parses, or was removed: the file only
+// seeds a new cluster. One shared seed file, edited badly, kept every node
+// of a whole-cluster restart down ("start failed: cluster.yaml:20: ...").
+// Without raft state the file must still be valid, and the error says why.
+func TestRestartWithInvalidSeedFileServesRaftConfig(t *testing.T) {
+	a := origin(t, "a")
+	file := writeNodeFiles(t, "n1", fmt.Sprintf("data_dir: %s\n", t.TempDir()), clusterFor(a))
+	cfg, err := config.LoadNode(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterFile := cfg.Path(cfg.ClusterConfig)
+	first := startNode(t, file)
+	waitUntil(t, "version 1 applied", func() bool { st := first.Status(); return st.Config != nil && st.Config.Version == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	first.Shutdown(ctx)
+	cancel()
+
+	for _, tc := range []struct {
+		name  string
+		write func() error
+	}{
+		{"does not parse", func() error { return os.WriteFile(clusterFile, []byte("routes:\n  - bogus\n"), 0o644) }},
+		{"removed", func() error { return os.Remove(clusterFile) }},
+	} {
+		if err := tc.write(); err != nil {
+			t.Fatal(err)
+		}
+		var logs lockedBuffer
+		n, err := New(cfg, Options{Version: "test", Log: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatalf("seed file %s: New refused a node with raft state: %v", tc.name, err)
+		}
+		if err := n.Start(); err != nil {
+			t.Fatalf("seed file %s: a node with raft state did not start: %v", tc.name, err)
+		}
+		waitUntil(t, "version 1 served from raft", func() bool { st := n.Status(); return st.Config != nil && st.Config.Version == 1 })
+		if _, body := get(t, "http://"+n.ListenerAddrs()["http"]+"/"); body != "a" {
+			t.Errorf("seed file %s: proxy answered %q, want the replicated config's origin", tc.name, body)
+		}
+		if !strings.Contains(logs.String(), "cluster config file not valid, ignored") {
+			t.Errorf("seed file %s: no warning that the file was ignored:\n%s", tc.name, logs.String())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		n.Shutdown(ctx)
+		cancel()
+	}
+
+	// A new data_dir: the file seeds the cluster, so it must be valid.
+	if err := os.WriteFile(clusterFile, []byte("routes:\n  - bogus\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fresh := *cfg
+	fresh.DataDir = t.TempDir()
+	n, err := New(&fresh, Options{Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil {
+		err = n.Start()
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			n.Shutdown(ctx)
+			cancel()
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "cluster.yaml:2") || !strings.Contains(err.Error(), "holds no raft state") {
+		t.Fatalf("a new node with an invalid seed file: %v, want the file's error and why it matters", err)
 	}
 }

@@ -86,6 +86,7 @@ type Node struct {
 
 	level       slog.LevelVar
 	clusterPath atomic.Pointer[string]
+	seedErr     error // the cluster_config file's problem, on a replicated node (openState)
 	offer       *handoff.Offer
 	cluster     atomic.Pointer[clusterPart]
 	// lastMembers is the membership whose gossip started last, kept after
@@ -226,15 +227,21 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	n.parts = &lifecycle{parts: n.partList(), log: n.log, beforeStop: func() { n.ready.Store(false) }}
 	if cfg.Replicated() {
 		// The routing config comes from raft, opened by Start; a cluster
-		// config file only seeds a new cluster, but must be valid.
+		// config file only seeds a new cluster, but must be valid when it
+		// may have to: openState decides once it knows whether data_dir
+		// holds raft state. A successor (an upgrade) decides here, before
+		// its predecessor releases anything.
 		if cfg.ClusterConfig != "" {
 			c, _, err := n.readClusterFile()
-			if err != nil {
+			if err == nil {
+				if berr := checkCluster(c); berr != nil {
+					err = fmt.Errorf("cluster config %s does not build: %w", *n.clusterPath.Load(), berr)
+				}
+			}
+			if err != nil && opts.Inherit != nil {
 				return nil, err
 			}
-			if err := checkCluster(c); err != nil {
-				return nil, fmt.Errorf("cluster config %s does not build: %w", *n.clusterPath.Load(), err)
-			}
+			n.seedErr = err
 		}
 		return n, nil
 	}
@@ -528,7 +535,23 @@ func (n *Node) openState() error {
 	if !n.cfg.Replicated() {
 		return nil
 	}
-	return n.openConsensus()
+	if err := n.openConsensus(); err != nil {
+		return err
+	}
+	if n.seedErr == nil {
+		return nil
+	}
+	if st := n.store.Load(); st == nil || !st.StartedWithState() {
+		n.closeConsensus()
+		return fmt.Errorf("%w (cluster_config seeds a new cluster, and this node's data_dir %s holds no raft state yet: fix the file, or leave cluster_config out to join a cluster that has a config)",
+			n.seedErr, n.cfg.Path(n.cfg.DataDir))
+	}
+	// A whole-cluster restart with a shared seed file that was edited
+	// (or removed) since must not keep every node down: the config this
+	// node serves is in raft, and the file is not read again.
+	n.log.Warn("cluster config file not valid, ignored: this node's data_dir holds the cluster's raft state, so the file only seeds a new cluster; the replicated config is served",
+		"file", *n.clusterPath.Load(), "err", n.seedErr, "fix", "correct or remove cluster_config; change the running config with pingora-node config apply -f FILE")
+	return nil
 }
 
 // bindAdmin binds (or inherits) the admin listener and serves the admin
