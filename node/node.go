@@ -501,11 +501,11 @@ func (n *Node) prebind() error {
 			n.closePrebound()
 			switch w[0] {
 			case adminListenerName:
-				return fmt.Errorf("admin: %w", err)
+				return fmt.Errorf("admin: %w", inUse(err, "admin_addr", "--admin-addr"))
 			case rpcListenerName:
-				return fmt.Errorf("cluster_addr: %w", err)
+				return fmt.Errorf("cluster_addr: %w", inUse(err, "cluster_addr", "--cluster-addr"))
 			}
-			return fmt.Errorf("listener %q: %w", w[0], err)
+			return fmt.Errorf("listener %q: %w", w[0], inUse(err, "listeners[].addr", "--listen"))
 		}
 		n.prebound[w[0]] = ln
 	}
@@ -562,7 +562,7 @@ func (n *Node) bindAdmin(g *group) error {
 	n.started = time.Now()
 	aln, err := n.listen(adminListenerName, n.cfg.AdminAddr)
 	if err != nil {
-		return fmt.Errorf("admin: %w", err)
+		return fmt.Errorf("admin: %w", inUse(err, "admin_addr", "--admin-addr"))
 	}
 	n.adminLn = aln
 	n.admin = newAdminServer(n.adminHandler(), defaultAdminTimeouts())
@@ -646,7 +646,7 @@ func (n *Node) bindProxy(g *group) error {
 		ln, err := n.listen(l.Name, l.Addr)
 		if err != nil {
 			n.closeListeners()
-			return fmt.Errorf("listener %q: %w", l.Name, err)
+			return fmt.Errorf("listener %q: %w", l.Name, inUse(err, "listeners[].addr", "--listen"))
 		}
 		n.listeners = append(n.listeners, &boundListener{cfg: l, lc: lc, ln: ln})
 	}
