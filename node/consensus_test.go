@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -381,5 +382,53 @@ func TestRestartWithInvalidSeedFileServesRaftConfig(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "cluster.yaml:2") || !strings.Contains(err.Error(), "holds no raft state") {
 		t.Fatalf("a new node with an invalid seed file: %v, want the file's error and why it matters", err)
+	}
+}
+
+// TestReloadOutcomeInStatus: /status keeps the last reload's outcome
+// (node.last_reload): refused with the reason, applied, or applied with
+// the warning that a replicated node does not apply its edited
+// cluster_config file. A refusal on one host of a shared node file was a
+// log line only; status said nothing.
+func TestReloadOutcomeInStatus(t *testing.T) {
+	a, b := origin(t, "a"), origin(t, "b")
+	n := startNode(t, writeNodeFiles(t, "n1", "", clusterFor(a)))
+	if r := n.Status().Node.LastReload; r != nil {
+		t.Fatalf("last_reload before any reload: %+v", r)
+	}
+	clusterFile := n.cfg.Path(n.cfg.ClusterConfig)
+	if err := os.WriteFile(clusterFile, []byte("routes: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Reload(); err == nil {
+		t.Fatal("reload of an invalid file succeeded")
+	}
+	if r := n.Status().Node.LastReload; r == nil || r.Result != "refused" || !strings.Contains(r.Error, "cluster.yaml") || r.At.IsZero() {
+		t.Fatalf("last_reload after a refused reload: %+v", r)
+	}
+	if err := os.WriteFile(clusterFile, []byte(clusterFor(b)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if r := n.Status().Node.LastReload; r == nil || r.Result != "applied" || r.Error != "" || r.Warning != "" {
+		t.Fatalf("last_reload after an applied reload: %+v", r)
+	}
+	n.NoteReload("refused", errors.New("node.yaml:5: unknown field"))
+	if r := n.Status().Node.LastReload; r == nil || r.Result != "refused" || r.Error != "node.yaml:5: unknown field" {
+		t.Fatalf("last_reload after NoteReload: %+v", r)
+	}
+
+	rn := startNode(t, writeNodeFiles(t, "n2", fmt.Sprintf("data_dir: %s\n", t.TempDir()), clusterFor(a)))
+	waitUntil(t, "version 1 applied", func() bool { st := rn.Status(); return st.Config != nil && st.Config.Version == 1 })
+	if err := os.WriteFile(rn.cfg.Path(rn.cfg.ClusterConfig), []byte(clusterFor(b)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := rn.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if r := rn.Status().Node.LastReload; r == nil || r.Result != "applied" || !strings.Contains(r.Warning, "config apply -f") {
+		t.Fatalf("last_reload of a replicated node with an edited cluster file: %+v", r)
 	}
 }

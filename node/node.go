@@ -87,6 +87,7 @@ type Node struct {
 	level       slog.LevelVar
 	clusterPath atomic.Pointer[string]
 	seedErr     error // the cluster_config file's problem, on a replicated node (openState)
+	lastReload  atomic.Pointer[ReloadStatus]
 	offer       *handoff.Offer
 	cluster     atomic.Pointer[clusterPart]
 	// lastMembers is the membership whose gossip started last, kept after
@@ -305,26 +306,29 @@ func (n *Node) loadClusterFile() error {
 // operator used to nginx edits the file and sends SIGHUP, and the node
 // answered "reloaded", an invalid file included, while nothing changed.
 // The reload itself is not refused (certificates and the log level apply).
-func (n *Node) warnClusterFileIgnored() {
+// It returns the warning, for the reload's record in /status ("" when
+// the file is as seeded).
+func (n *Node) warnClusterFileIgnored() string {
 	path := *n.clusterPath.Load()
 	if n.cfg.ClusterConfig == "" || path == "" {
-		return
+		return ""
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return // a seed file removed once the cluster formed
+		return "" // a seed file removed once the cluster formed
 	}
 	if a := n.applied.Load(); a != nil && a.Hash == config.Hash(data) {
-		return
+		return ""
 	}
 	fix := fmt.Sprintf("pingora-node config apply -f %s", path)
 	if _, err := config.ParseNewCluster(path, data); err != nil {
-		n.log.Warn("cluster config file not applied: the cluster config is replicated (data_dir), the file only seeds a new cluster; it does not parse either",
-			"file", path, "err", err, "apply_with", fix)
-		return
+		msg := "cluster config file not applied: the cluster config is replicated (data_dir), the file only seeds a new cluster; it does not parse either"
+		n.log.Warn(msg, "file", path, "err", err, "apply_with", fix)
+		return fmt.Sprintf("%s (%v); to change the running config: %s", msg, err, fix)
 	}
-	n.log.Warn("cluster config file not applied: the cluster config is replicated (data_dir), the file only seeds a new cluster, and it differs from the running version",
-		"file", path, "apply_with", fix)
+	msg := "cluster config file not applied: the cluster config is replicated (data_dir), the file only seeds a new cluster, and it differs from the running version"
+	n.log.Warn(msg, "file", path, "apply_with", fix)
+	return fmt.Sprintf("%s %s; to apply it: %s", msg, path, fix)
 }
 
 // reloadClusterFile applies the cluster config file again, but refuses a
@@ -738,6 +742,7 @@ func (n *Node) AdminAddr() string {
 // running config stays.
 func (n *Node) Reload() error {
 	var errs []error
+	var warning string
 	// A replicated config changes only through raft (PUT /v1/config); the
 	// file then only seeds new clusters.
 	if !n.cfg.Replicated() {
@@ -745,7 +750,7 @@ func (n *Node) Reload() error {
 			errs = append(errs, err)
 		}
 	} else {
-		n.warnClusterFileIgnored()
+		warning = n.warnClusterFileIgnored()
 	}
 	n.mu.Lock()
 	for _, b := range n.listeners {
@@ -759,8 +764,10 @@ func (n *Node) Reload() error {
 	err := errors.Join(errs...)
 	if err != nil {
 		n.log.Error("reload refused, running config kept", "err", err)
+		n.NoteReload("refused", err)
 	} else {
 		n.log.Info("reloaded")
+		n.noteReload("applied", nil, warning)
 	}
 	return err
 }
