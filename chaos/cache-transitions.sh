@@ -49,6 +49,7 @@ cd "$(dirname "$0")/.."
 
 NETNS_HOSTS=4
 . chaos/netns.sh
+netns_args "$@"
 netns_init cache-transitions pgct 216 ss
 netns_pids() { cat "$work"/n[1234].pids 2>/dev/null || true; }
 

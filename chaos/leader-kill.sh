@@ -13,6 +13,11 @@
 # wait is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case ${1:-} in
+  -h | --help | help) sed -n '2,/^[^#]/p' "chaos/$(basename "$0")" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
+  '' | [1-9] | [1-9][0-9]) [ $# -le 1 ] || { echo "$0: one argument at most, ROUNDS" >&2; exit 2; } ;;
+  *) { echo "$0: ROUNDS must be a number from 1 to 99, got \"$1\""; echo; sed -n '2,/^[^#]/p' "chaos/$(basename "$0")" | grep '^#' | sed 's/^# \{0,1\}//'; } >&2; exit 2 ;;
+esac
 ROUNDS=${1:-3}
 work=$(mktemp -d /tmp/pingora-chaos.XXXXXX)
 pids=()

@@ -26,6 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . chaos/netns.sh
+netns_args "$@"
 netns_init multihost pgmh 213
 
 echo "== build"

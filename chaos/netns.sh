@@ -26,6 +26,23 @@
 
 ns() { echo "$tag-n$1"; }
 
+# netns_args "$@": the scripts take no arguments. -h, --help or help
+# prints the script's header (its usage) and exits 0; anything else is
+# refused with the usage (exit 2), before anything is built or created:
+# "chaos/multihost.sh -h" used to start a whole run.
+netns_args() {
+  [ $# -eq 0 ] && return 0
+  case $1 in
+    -h | --help | help) chaos_usage "chaos/$(basename "$0")"; exit 0 ;;
+  esac
+  { echo "$0: unknown argument \"$1\" (it takes none)"; echo; chaos_usage "chaos/$(basename "$0")"; } >&2
+  exit 2
+}
+
+# chaos_usage SCRIPT: SCRIPT's header comment, the lines after #! up to
+# the first line that is not a comment.
+chaos_usage() { sed -n '2,/^[^#]/p' "$1" | grep '^#' | sed 's/^# \{0,1\}//'; }
+
 netns_pids() { :; }
 
 netns_init() {

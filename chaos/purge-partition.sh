@@ -32,6 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . chaos/netns.sh
+netns_args "$@"
 netns_init purge-partition pgpp 214
 declare -A node_pid=()
 netns_pids() { echo "${node_pid[@]}"; }

@@ -40,11 +40,12 @@ while [ $# -gt 0 ]; do
     --short) flags+=(-short) ;;
     --fast) flags+=(-profile fast) ;;
     --list) go run ./chaos/runner -list; exit 0 ;;
-    -*) echo "chaos/run.sh: unknown option $a" >&2; exit 2 ;;
+    -h | --help | help) sed -n '2,/^set /p' "chaos/$(basename "$0")" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) { echo "chaos/run.sh: unknown option $a"; echo; sed -n '2,/^set /p' "chaos/$(basename "$0")" | grep '^#' | sed 's/^# \{0,1\}//'; } >&2; exit 2 ;;
     *) args+=("$a") ;;
   esac
 done
-[ ${#args[@]} -gt 0 ] || { sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ ${#args[@]} -gt 0 ] || { sed -n '2,/^set /p' "chaos/$(basename "$0")" | grep '^#' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 command -v docker >/dev/null || skip "docker is not installed"
 timeout 20 docker info >/dev/null 2>&1 || skip "the docker daemon does not answer"
 command -v docker-compose >/dev/null || skip "docker-compose is not installed"

@@ -45,6 +45,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . chaos/netns.sh
+netns_args "$@"
 NETNS_HOSTS=4
 netns_init scale-limits scalelim 217
 # "scalelim" and a PID would pass the 15 characters of a link name with

@@ -28,6 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . chaos/netns.sh
+netns_args "$@"
 netns_init upgrade-limits pgul 215 ss
 netns_pids() { cat "$work"/n[123].pids 2>/dev/null || true; }
 

@@ -174,3 +174,49 @@ func TestAppliedStateWithoutRaftLogIsDiscarded(t *testing.T) {
 		t.Fatalf("first write on the new log = %+v, %v", d, err)
 	}
 }
+
+// TestDataDirOfAnotherServerRefused: raft state started under another ID
+// (a typo in a host's --name, another host's data dir) is refused, naming
+// both IDs, and changes nothing on disk; started under its own ID it
+// opens. Before, it opened under the new ID, and the leader replaced the
+// old server at its address with it (seen on network namespaces: n5's
+// data dir started as n9 made n9 a voter and took n5 out of raft).
+func TestDataDirOfAnotherServerRefused(t *testing.T) {
+	c := newCluster(t, 3, 3, nil)
+	c.reconcile()
+	l := c.leader(20 * time.Second)
+	if _, err := l.s.Put(ctxT(t, 5*time.Second), "a", []byte("a1"), -1); err != nil {
+		t.Fatal(err)
+	}
+	f := c.follower(l)
+	waitFor(t, 5*time.Second, "follower applies a1", func() bool { _, ok := f.s.Get("a"); return ok })
+	c.kill(f)
+
+	cfg := f.cfg
+	cfg.ID = "someone-else"
+	_, err := New(cfg)
+	var mis *IDMismatchError
+	if !errors.As(err, &mis) || mis.Have != f.id || mis.Want != "someone-else" {
+		t.Fatalf("New under another ID: %v, want an IDMismatchError naming %q and %q", err, f.id, "someone-else")
+	}
+	s, err := New(f.cfg)
+	if err != nil {
+		t.Fatalf("New under its own ID after the refusal: %v", err)
+	}
+	s.Close()
+
+	// A data dir without raft state takes whichever ID starts on it.
+	fresh := f.cfg
+	fresh.DataDir = t.TempDir()
+	if err := os.WriteFile(filepath.Join(fresh.DataDir, serverIDFile), []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = New(fresh)
+	if err != nil {
+		t.Fatalf("New on a data dir with no raft state: %v", err)
+	}
+	s.Close()
+	if b, _ := os.ReadFile(filepath.Join(fresh.DataDir, serverIDFile)); string(b) != fresh.ID+"\n" {
+		t.Fatalf("%s after New = %q, want %q", serverIDFile, b, fresh.ID)
+	}
+}

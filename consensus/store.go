@@ -140,6 +140,9 @@ func (s *Store) open() error {
 		return fmt.Errorf("consensus: read raft state: %w", err)
 	}
 	s.bootstrapped = s.hasState
+	if err := s.checkServerID(); err != nil {
+		return err
+	}
 	if err := s.openRecovery(); err != nil {
 		return err
 	}

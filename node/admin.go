@@ -70,6 +70,8 @@ type NodeStatus struct {
 	// raft leader after catch_up_timeout and serves what it has.
 	ReadyNote string `json:"ready_note,omitempty"`
 	Draining  bool   `json:"draining"`
+	// LastReload is the outcome of the last SIGHUP (none since start: absent).
+	LastReload *ReloadStatus `json:"last_reload,omitempty"`
 }
 
 // ListenerStatus is one bound listener.
@@ -105,7 +107,7 @@ func (n *Node) Status() Status {
 		Node: NodeStatus{
 			Name: n.cfg.Name, Version: n.opts.Version, Commit: n.opts.Commit, GoVersion: runtime.Version(),
 			StartedAt: n.started.UTC(), UptimeSeconds: time.Since(n.started).Seconds(),
-			AdminAddr: n.AdminAddr(), Draining: n.srv.Draining(),
+			AdminAddr: n.AdminAddr(), Draining: n.srv.Draining(), LastReload: n.lastReload.Load(),
 		},
 		Config: n.applied.Load(),
 		Proxy:  ProxyStatus{ActiveConnections: n.srv.ActiveConns()},

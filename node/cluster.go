@@ -77,7 +77,7 @@ func (n *Node) startGossip() error {
 	}
 	p.members.UpdateMeta(func(m *membership.Meta) { *m = n.meta(n.metaState()) })
 	if err := p.members.Start(); err != nil {
-		return err // membership's errors carry "membership:" already
+		return inUse(err, "gossip_addr", "--gossip-addr") // membership's errors carry "membership:" already
 	}
 	p.mu.Lock()
 	p.refreshing = true

@@ -41,6 +41,10 @@ func (n *Node) openConsensus() error {
 	h := n.inheritedHandover()
 	cc.CaughtUpThrough, cc.CaughtUpLeaderless = h.CaughtUpThrough, h.Leaderless
 	st, err := consensus.New(cc)
+	if mis := (*consensus.IDMismatchError)(nil); errors.As(err, &mis) {
+		return fmt.Errorf("%w: this node is named %q; start it with --name %s (the name its data_dir ran under), or, to give the node a new name, run \"pingora-node leave\" on it and start it under the new name with an empty data_dir",
+			err, mis.Want, mis.Have)
+	}
 	if err != nil {
 		return err // consensus's errors carry "consensus:" already
 	}

@@ -1,8 +1,11 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -309,5 +312,123 @@ func TestReloadSaysReplicatedClusterFileIsNotApplied(t *testing.T) {
 		if st := n.Status(); st.Config.Version != 1 {
 			t.Errorf("reload applied the file: version %d", st.Config.Version)
 		}
+	}
+}
+
+// TestRestartWithInvalidSeedFileServesRaftConfig: a node whose data_dir
+// holds raft state starts and serves the replicated config even when its
+// cluster_config file no longer parses, or was removed: the file only
+// seeds a new cluster. One shared seed file, edited badly, kept every node
+// of a whole-cluster restart down ("start failed: cluster.yaml:20: ...").
+// Without raft state the file must still be valid, and the error says why.
+func TestRestartWithInvalidSeedFileServesRaftConfig(t *testing.T) {
+	a := origin(t, "a")
+	file := writeNodeFiles(t, "n1", fmt.Sprintf("data_dir: %s\n", t.TempDir()), clusterFor(a))
+	cfg, err := config.LoadNode(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterFile := cfg.Path(cfg.ClusterConfig)
+	first := startNode(t, file)
+	waitUntil(t, "version 1 applied", func() bool { st := first.Status(); return st.Config != nil && st.Config.Version == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	first.Shutdown(ctx)
+	cancel()
+
+	for _, tc := range []struct {
+		name  string
+		write func() error
+	}{
+		{"does not parse", func() error { return os.WriteFile(clusterFile, []byte("routes:\n  - bogus\n"), 0o644) }},
+		{"removed", func() error { return os.Remove(clusterFile) }},
+	} {
+		if err := tc.write(); err != nil {
+			t.Fatal(err)
+		}
+		var logs lockedBuffer
+		n, err := New(cfg, Options{Version: "test", Log: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatalf("seed file %s: New refused a node with raft state: %v", tc.name, err)
+		}
+		if err := n.Start(); err != nil {
+			t.Fatalf("seed file %s: a node with raft state did not start: %v", tc.name, err)
+		}
+		waitUntil(t, "version 1 served from raft", func() bool { st := n.Status(); return st.Config != nil && st.Config.Version == 1 })
+		if _, body := get(t, "http://"+n.ListenerAddrs()["http"]+"/"); body != "a" {
+			t.Errorf("seed file %s: proxy answered %q, want the replicated config's origin", tc.name, body)
+		}
+		if !strings.Contains(logs.String(), "cluster config file not valid, ignored") {
+			t.Errorf("seed file %s: no warning that the file was ignored:\n%s", tc.name, logs.String())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		n.Shutdown(ctx)
+		cancel()
+	}
+
+	// A new data_dir: the file seeds the cluster, so it must be valid.
+	if err := os.WriteFile(clusterFile, []byte("routes:\n  - bogus\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fresh := *cfg
+	fresh.DataDir = t.TempDir()
+	n, err := New(&fresh, Options{Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil {
+		err = n.Start()
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			n.Shutdown(ctx)
+			cancel()
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "cluster.yaml:2") || !strings.Contains(err.Error(), "holds no raft state") {
+		t.Fatalf("a new node with an invalid seed file: %v, want the file's error and why it matters", err)
+	}
+}
+
+// TestReloadOutcomeInStatus: /status keeps the last reload's outcome
+// (node.last_reload): refused with the reason, applied, or applied with
+// the warning that a replicated node does not apply its edited
+// cluster_config file. A refusal on one host of a shared node file was a
+// log line only; status said nothing.
+func TestReloadOutcomeInStatus(t *testing.T) {
+	a, b := origin(t, "a"), origin(t, "b")
+	n := startNode(t, writeNodeFiles(t, "n1", "", clusterFor(a)))
+	if r := n.Status().Node.LastReload; r != nil {
+		t.Fatalf("last_reload before any reload: %+v", r)
+	}
+	clusterFile := n.cfg.Path(n.cfg.ClusterConfig)
+	if err := os.WriteFile(clusterFile, []byte("routes: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Reload(); err == nil {
+		t.Fatal("reload of an invalid file succeeded")
+	}
+	if r := n.Status().Node.LastReload; r == nil || r.Result != "refused" || !strings.Contains(r.Error, "cluster.yaml") || r.At.IsZero() {
+		t.Fatalf("last_reload after a refused reload: %+v", r)
+	}
+	if err := os.WriteFile(clusterFile, []byte(clusterFor(b)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if r := n.Status().Node.LastReload; r == nil || r.Result != "applied" || r.Error != "" || r.Warning != "" {
+		t.Fatalf("last_reload after an applied reload: %+v", r)
+	}
+	n.NoteReload("refused", errors.New("node.yaml:5: unknown field"))
+	if r := n.Status().Node.LastReload; r == nil || r.Result != "refused" || r.Error != "node.yaml:5: unknown field" {
+		t.Fatalf("last_reload after NoteReload: %+v", r)
+	}
+
+	rn := startNode(t, writeNodeFiles(t, "n2", fmt.Sprintf("data_dir: %s\n", t.TempDir()), clusterFor(a)))
+	waitUntil(t, "version 1 applied", func() bool { st := rn.Status(); return st.Config != nil && st.Config.Version == 1 })
+	if err := os.WriteFile(rn.cfg.Path(rn.cfg.ClusterConfig), []byte(clusterFor(b)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := rn.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if r := rn.Status().Node.LastReload; r == nil || r.Result != "applied" || !strings.Contains(r.Warning, "config apply -f") {
+		t.Fatalf("last_reload of a replicated node with an edited cluster file: %+v", r)
 	}
 }

@@ -86,6 +86,8 @@ type Node struct {
 
 	level       slog.LevelVar
 	clusterPath atomic.Pointer[string]
+	seedErr     error // the cluster_config file's problem, on a replicated node (openState)
+	lastReload  atomic.Pointer[ReloadStatus]
 	offer       *handoff.Offer
 	cluster     atomic.Pointer[clusterPart]
 	// lastMembers is the membership whose gossip started last, kept after
@@ -226,15 +228,21 @@ func New(cfg *config.Node, opts Options) (*Node, error) {
 	n.parts = &lifecycle{parts: n.partList(), log: n.log, beforeStop: func() { n.ready.Store(false) }}
 	if cfg.Replicated() {
 		// The routing config comes from raft, opened by Start; a cluster
-		// config file only seeds a new cluster, but must be valid.
+		// config file only seeds a new cluster, but must be valid when it
+		// may have to: openState decides once it knows whether data_dir
+		// holds raft state. A successor (an upgrade) decides here, before
+		// its predecessor releases anything.
 		if cfg.ClusterConfig != "" {
 			c, _, err := n.readClusterFile()
-			if err != nil {
+			if err == nil {
+				if berr := checkCluster(c); berr != nil {
+					err = fmt.Errorf("cluster config %s does not build: %w", *n.clusterPath.Load(), berr)
+				}
+			}
+			if err != nil && opts.Inherit != nil {
 				return nil, err
 			}
-			if err := checkCluster(c); err != nil {
-				return nil, fmt.Errorf("cluster config %s does not build: %w", *n.clusterPath.Load(), err)
-			}
+			n.seedErr = err
 		}
 		return n, nil
 	}
@@ -298,26 +306,29 @@ func (n *Node) loadClusterFile() error {
 // operator used to nginx edits the file and sends SIGHUP, and the node
 // answered "reloaded", an invalid file included, while nothing changed.
 // The reload itself is not refused (certificates and the log level apply).
-func (n *Node) warnClusterFileIgnored() {
+// It returns the warning, for the reload's record in /status ("" when
+// the file is as seeded).
+func (n *Node) warnClusterFileIgnored() string {
 	path := *n.clusterPath.Load()
 	if n.cfg.ClusterConfig == "" || path == "" {
-		return
+		return ""
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return // a seed file removed once the cluster formed
+		return "" // a seed file removed once the cluster formed
 	}
 	if a := n.applied.Load(); a != nil && a.Hash == config.Hash(data) {
-		return
+		return ""
 	}
 	fix := fmt.Sprintf("pingora-node config apply -f %s", path)
 	if _, err := config.ParseNewCluster(path, data); err != nil {
-		n.log.Warn("cluster config file not applied: the cluster config is replicated (data_dir), the file only seeds a new cluster; it does not parse either",
-			"file", path, "err", err, "apply_with", fix)
-		return
+		msg := "cluster config file not applied: the cluster config is replicated (data_dir), the file only seeds a new cluster; it does not parse either"
+		n.log.Warn(msg, "file", path, "err", err, "apply_with", fix)
+		return fmt.Sprintf("%s (%v); to change the running config: %s", msg, err, fix)
 	}
-	n.log.Warn("cluster config file not applied: the cluster config is replicated (data_dir), the file only seeds a new cluster, and it differs from the running version",
-		"file", path, "apply_with", fix)
+	msg := "cluster config file not applied: the cluster config is replicated (data_dir), the file only seeds a new cluster, and it differs from the running version"
+	n.log.Warn(msg, "file", path, "apply_with", fix)
+	return fmt.Sprintf("%s %s; to apply it: %s", msg, path, fix)
 }
 
 // reloadClusterFile applies the cluster config file again, but refuses a
@@ -494,11 +505,11 @@ func (n *Node) prebind() error {
 			n.closePrebound()
 			switch w[0] {
 			case adminListenerName:
-				return fmt.Errorf("admin: %w", err)
+				return fmt.Errorf("admin: %w", inUse(err, "admin_addr", "--admin-addr"))
 			case rpcListenerName:
-				return fmt.Errorf("cluster_addr: %w", err)
+				return fmt.Errorf("cluster_addr: %w", inUse(err, "cluster_addr", "--cluster-addr"))
 			}
-			return fmt.Errorf("listener %q: %w", w[0], err)
+			return fmt.Errorf("listener %q: %w", w[0], inUse(err, "listeners[].addr", "--listen"))
 		}
 		n.prebound[w[0]] = ln
 	}
@@ -529,7 +540,23 @@ func (n *Node) openState() error {
 	if !n.cfg.Replicated() {
 		return nil
 	}
-	return n.openConsensus()
+	if err := n.openConsensus(); err != nil {
+		return err
+	}
+	if n.seedErr == nil {
+		return nil
+	}
+	if st := n.store.Load(); st == nil || !st.StartedWithState() {
+		n.closeConsensus()
+		return fmt.Errorf("%w (cluster_config seeds a new cluster, and this node's data_dir %s holds no raft state yet: fix the file, or leave cluster_config out to join a cluster that has a config)",
+			n.seedErr, n.cfg.Path(n.cfg.DataDir))
+	}
+	// A whole-cluster restart with a shared seed file that was edited
+	// (or removed) since must not keep every node down: the config this
+	// node serves is in raft, and the file is not read again.
+	n.log.Warn("cluster config file not valid, ignored: this node's data_dir holds the cluster's raft state, so the file only seeds a new cluster; the replicated config is served",
+		"file", *n.clusterPath.Load(), "err", n.seedErr, "fix", "correct or remove cluster_config; change the running config with pingora-node config apply -f FILE")
+	return nil
 }
 
 // bindAdmin binds (or inherits) the admin listener and serves the admin
@@ -540,7 +567,7 @@ func (n *Node) bindAdmin(g *group) error {
 	n.started = time.Now()
 	aln, err := n.listen(adminListenerName, n.cfg.AdminAddr)
 	if err != nil {
-		return fmt.Errorf("admin: %w", err)
+		return fmt.Errorf("admin: %w", inUse(err, "admin_addr", "--admin-addr"))
 	}
 	n.adminLn = aln
 	n.admin = newAdminServer(n.adminHandler(), defaultAdminTimeouts())
@@ -624,7 +651,7 @@ func (n *Node) bindProxy(g *group) error {
 		ln, err := n.listen(l.Name, l.Addr)
 		if err != nil {
 			n.closeListeners()
-			return fmt.Errorf("listener %q: %w", l.Name, err)
+			return fmt.Errorf("listener %q: %w", l.Name, inUse(err, "listeners[].addr", "--listen"))
 		}
 		n.listeners = append(n.listeners, &boundListener{cfg: l, lc: lc, ln: ln})
 	}
@@ -716,6 +743,7 @@ func (n *Node) AdminAddr() string {
 // running config stays.
 func (n *Node) Reload() error {
 	var errs []error
+	var warning string
 	// A replicated config changes only through raft (PUT /v1/config); the
 	// file then only seeds new clusters.
 	if !n.cfg.Replicated() {
@@ -723,7 +751,7 @@ func (n *Node) Reload() error {
 			errs = append(errs, err)
 		}
 	} else {
-		n.warnClusterFileIgnored()
+		warning = n.warnClusterFileIgnored()
 	}
 	n.mu.Lock()
 	for _, b := range n.listeners {
@@ -737,8 +765,10 @@ func (n *Node) Reload() error {
 	err := errors.Join(errs...)
 	if err != nil {
 		n.log.Error("reload refused, running config kept", "err", err)
+		n.NoteReload("refused", err)
 	} else {
 		n.log.Info("reloaded")
+		n.noteReload("applied", nil, warning)
 	}
 	return err
 }

@@ -68,7 +68,7 @@ func (n *Node) startRPC(g *group) error {
 	ln, err := n.listen(rpcListenerName, n.cfg.ClusterAddr)
 	if err != nil {
 		srv.Close()
-		return fmt.Errorf("cluster_addr: %w", err)
+		return fmt.Errorf("cluster_addr: %w", inUse(err, "cluster_addr", "--cluster-addr"))
 	}
 	mux, err := n.clusterMux(ln)
 	if err != nil {
@@ -167,7 +167,7 @@ func (n *Node) raftListen() (net.Listener, error) {
 	if !n.cfg.RaftShared() {
 		ln, err := net.Listen("tcp", n.cfg.RaftAddr)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("raft_addr: %w", inUse(err, "raft_addr", "--raft-addr"))
 		}
 		ct, err := n.loadClusterTLS()
 		if err != nil {

@@ -47,6 +47,9 @@ func TestMistypedCommandsAndFlags(t *testing.T) {
 	}{
 		{[]string{"statsu"}, []string{`unknown command "statsu"`, `did you mean "status"`, "Usage:"}},
 		{[]string{"memebrs"}, []string{`did you mean "members"`}},
+		// Consul's and nginx's habits: say what to do instead.
+		{[]string{"reload"}, []string{`unknown command "reload": a node reloads on SIGHUP`, "reload line", "Usage:"}},
+		{[]string{"join", "10.0.0.1:7946"}, []string{`unknown command "join": a node joins through its seeds (run --join`}},
 		{[]string{"status", "--bogus"}, []string{"pingora-node status: flag provided but not defined: -bogus", "usage: pingora-node status"}},
 		{[]string{"config", "aply"}, []string{`unknown subcommand "aply"`, `did you mean "apply"`}},
 		{[]string{"config", "get", "-f", "x.yaml"}, []string{"flag provided but not defined: -f"}},

@@ -75,8 +75,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return unknownCommand(args[0], stderr)
 }
 
+// otherToolsCommands says what to do instead of a command that Consul's
+// or nginx's CLI has and this one does not.
+var otherToolsCommands = map[string]string{
+	"reload": "a node reloads on SIGHUP (kill -HUP $(cat PID_FILE), the pid file of run --pid-file; " +
+		"systemctl reload pingora-node starts a successor that reads both files); \"pingora-node status\" then shows the outcome on its reload line",
+	"join": "a node joins through its seeds (run --join, retried until one answers); there is no command to join a running node elsewhere",
+}
+
 // unknownCommand reports a command that does not exist, with the nearest
-// one, and the usage: exit code 2.
+// one (or what to do instead), and the usage: exit code 2.
 func unknownCommand(name string, stderr io.Writer) int {
 	known := make([]string, 0, len(commands))
 	for c := range commands {
@@ -84,7 +92,9 @@ func unknownCommand(name string, stderr io.Writer) int {
 	}
 	sort.Strings(known)
 	hint := ""
-	if s := suggest.Closest(name, known); s != "" {
+	if h, ok := otherToolsCommands[name]; ok {
+		hint = ": " + h
+	} else if s := suggest.Closest(name, known); s != "" {
 		hint = fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	fmt.Fprintf(stderr, "pingora-node: unknown command %q%s\n\n%s", name, hint, usage)

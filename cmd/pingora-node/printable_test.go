@@ -319,3 +319,32 @@ func TestHealthSaysWhenDownVoterGoes(t *testing.T) {
 		t.Fatalf("raftHealth:\n%s\nwant it to contain %q", got, want)
 	}
 }
+
+// TestStatusShowsLastReload: status prints the last reload's outcome, a
+// refusal with its reason: a node file refused on one host only was a
+// log line, and status looked as if nothing had happened.
+func TestStatusShowsLastReload(t *testing.T) {
+	at := time.Date(2026, 12, 7, 22, 16, 52, 0, time.Local)
+	for _, tc := range []struct {
+		r    *node.ReloadStatus
+		want []string
+	}{
+		{nil, nil},
+		{&node.ReloadStatus{At: at, Result: "refused", Error: `node.yaml:5: unknown field "bootstrap_expcet"`},
+			[]string{`reload    REFUSED at 22:16:52, running config kept: node.yaml:5: unknown field "bootstrap_expcet"` + "\n"}},
+		{&node.ReloadStatus{At: at, Result: "applied", Warning: "cluster config file not applied: ..."},
+			[]string{"reload    applied at 22:16:52\n", "          cluster config file not applied: ...\n"}},
+		{&node.ReloadStatus{At: at, Result: "handed_off"}, []string{"reload    HANDED OFF at 22:16:52\n"}},
+	} {
+		var out strings.Builder
+		printStatus(&out, &node.Status{Node: node.NodeStatus{LastReload: tc.r}}, "")
+		if tc.r == nil && strings.Contains(out.String(), "reload") {
+			t.Errorf("no reload yet, status printed one:\n%s", out.String())
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%+v:\n%s\nwant %q", tc.r, out.String(), w)
+			}
+		}
+	}
+}

@@ -372,7 +372,8 @@ func TestForceLeaveDeadNode(t *testing.T) {
 		}
 	}
 	admin := "http://" + follower.admin
-	if code, _, errs := cli("force-leave", victim.name, "--admin", admin); code != 1 || !strings.Contains(errs, victim.name+" is alive") {
+	if code, _, errs := cli("force-leave", victim.name, "--admin", admin); code != 1 || !strings.Contains(errs, victim.name+" is alive") ||
+		!strings.Contains(errs, "If you have just stopped or killed it, gossip takes a few seconds to see it dead") {
 		t.Fatalf("force-leave of a live node: exit %d, %q", code, errs)
 	}
 	c.stop(victim, syscall.SIGKILL)

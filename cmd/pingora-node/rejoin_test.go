@@ -118,6 +118,12 @@ func TestForeignSeedDoesNotStopTheCluster(t *testing.T) {
 	if out, err := exec.Command("cp", "-a", filepath.Join(q.dir, "data"), data).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v %s", err, out)
 	}
+	// As when n1 itself bootstrapped a cluster of its own (a node that
+	// joins nobody and lost its data dir): the state is recorded under
+	// its own name, which a data dir copied from q1 is not.
+	if err := os.WriteFile(filepath.Join(data, "SERVER_ID"), []byte(s1.name+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c.start(s1)
 	raftOf(t, s1, "gossips the other cluster's ID", func(st node.Status) bool { return st.Raft.ClusterID == qid })
 	s2 := c.nodes[1]

@@ -164,6 +164,19 @@ func printStatus(w io.Writer, st *node.Status, _ string) {
 			fmt.Fprintf(w, "          last change refused: %s\n", c.Error)
 		}
 	}
+	if r := n.LastReload; r != nil {
+		line := fmt.Sprintf("reload    %s at %s", strings.ToUpper(strings.ReplaceAll(r.Result, "_", " ")), r.At.Local().Format("15:04:05"))
+		if r.Result == "applied" {
+			line = fmt.Sprintf("reload    applied at %s", r.At.Local().Format("15:04:05"))
+		}
+		if r.Error != "" {
+			line += ", running config kept: " + r.Error
+		}
+		fmt.Fprintln(w, line)
+		if r.Warning != "" {
+			fmt.Fprintf(w, "          %s\n", r.Warning)
+		}
+	}
 	fmt.Fprintf(w, "proxy     %d active connections, %d routes\n", st.Proxy.ActiveConnections, st.Proxy.Routes)
 	if st.Ring != nil {
 		fmt.Fprintf(w, "cluster   %d members%s, ring v%d digest %s\n", len(st.Members), memberStates(st.Members), st.Ring.Version, st.Ring.Digest)
