@@ -82,7 +82,7 @@ func (n *Node) startGossip() error {
 	p.mu.Lock()
 	p.refreshing = true
 	p.mu.Unlock()
-	n.lastMembers.Store(p.members) // the rate limiter's ring from now on
+	n.followMembers(p.members) // the rate limiter's and the cache's ring from now on, or once it rejoined
 	go n.refreshMeta(p)
 	n.log.Info("gossip started", "addr", p.members.Addr(), "join", n.cfg.Join, "profile", n.cfg.GossipProfile)
 	if key, _ := n.cfg.GossipKeyBytes(); len(key) == 0 && gossipExposed(n.cfg.GossipAddr, p.members.Addr()) {
@@ -354,6 +354,13 @@ func (n *Node) leaveCluster(graceful bool) {
 	p := n.cluster.Swap(nil)
 	if p == nil {
 		return
+	}
+	// A membership the rings were to follow once it rejoined, stopped
+	// first (a hand-off again): they follow it if it had rejoined, else
+	// keep the ring they have, not its ring of this node alone.
+	if rj := n.rejoining.Load(); rj != nil && rj.mc == p.members {
+		n.limitMembers()
+		n.rejoining.CompareAndSwap(rj, nil)
 	}
 	close(p.stop)
 	p.mu.Lock()

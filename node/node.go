@@ -91,8 +91,10 @@ type Node struct {
 	offer       *handoff.Offer
 	cluster     atomic.Pointer[clusterPart]
 	// lastMembers is the membership whose gossip started last, kept after
-	// it stops (limitMembers).
+	// it stops (limitMembers); rejoining is one started after a failed
+	// hand-off that becomes lastMembers once it rejoined (settled).
 	lastMembers atomic.Pointer[membership.Cluster]
+	rejoining   atomic.Pointer[rejoin]
 	store       atomic.Pointer[consensus.Store]
 	stopStore   chan struct{}
 	rpc         *wire.Server

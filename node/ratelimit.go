@@ -71,10 +71,66 @@ func (n *Node) limitRing() ratelimit.Ring {
 // key's count there jumped by the whole limit and its second admitted as
 // few as 542 of 1,000 (a non-owner upgraded, chaos/upgrade-limits.sh with
 // UPGRADE=other). A failed hand-off makes a new membership, whose ring is
-// empty until its gossip starts: the released one's ring serves until
-// then (TestLimitRingKeptUntilNewGossipStarts).
+// empty until its gossip starts, and holds only this node until it has
+// joined the others again: the released one's ring serves until then
+// (settled; TestLimitRingKeptUntilNewGossipStarts,
+// TestRingsKeptUntilRejoined). The cache's ring loop follows the same
+// membership (cachePart.follows).
 func (n *Node) limitMembers() *membership.Cluster {
+	if rj := n.rejoining.Load(); rj != nil && rj.settled(n.cfg.Name, n.lastMembers.Load(), time.Now()) {
+		if n.rejoining.CompareAndSwap(rj, nil) {
+			n.lastMembers.Store(rj.mc)
+			n.log.Info("the rings follow the membership started after the failed hand-off", "ring", rj.mc.Ring().Len())
+		}
+	}
 	return n.lastMembers.Load()
+}
+
+// rejoin is a membership started after a failed hand-off, not yet
+// followed by the rings (limitMembers).
+type rejoin struct {
+	mc    *membership.Cluster
+	since time.Time
+}
+
+// rejoinWait bounds how long the rings keep the released membership's
+// ring after a failed hand-off when the new one sees no other member: a
+// node whose peers all went away meanwhile, or one without seeds that the
+// others find again only at their next push-pull (30 s on a LAN), follows
+// it then.
+const rejoinWait = 30 * time.Second
+
+// followMembers makes mc, whose gossip just started, the membership the
+// rings follow: at once on the first start, or when the last one's ring
+// held no other node; after a failed hand-off, once mc has rejoined
+// (settled).
+func (n *Node) followMembers(mc *membership.Cluster) {
+	last := n.lastMembers.Load()
+	if last == nil || last == mc || !hasOther(last.Ring(), n.cfg.Name) {
+		n.rejoining.Store(nil)
+		n.lastMembers.Store(mc)
+		return
+	}
+	n.rejoining.Store(&rejoin{mc: mc, since: time.Now()})
+}
+
+// settled reports whether the rings may follow rj's membership at now:
+// its ring holds a node other than self (it joined the others again), or
+// the released one's (last) no longer does, or rejoinWait passed.
+func (rj *rejoin) settled(self string, last *membership.Cluster, now time.Time) bool {
+	return hasOther(rj.mc.Ring(), self) || last == nil || !hasOther(last.Ring(), self) || now.Sub(rj.since) >= rejoinWait
+}
+
+// hasOther reports whether r holds a node other than self.
+func hasOther(r *membership.Ring, self string) bool {
+	if r == nil {
+		return false
+	}
+	n := r.Len()
+	if r.Addr(self) != "" {
+		n--
+	}
+	return n > 0
 }
 
 // memberPeers finds a node's cluster address in the ring snapshot, which

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pingora-go/pingora-go/node/config"
 	"github.com/pingora-go/pingora-go/ratelimit"
@@ -239,8 +240,9 @@ func TestLimitRingOutlivesGossip(t *testing.T) {
 // TestLimitRingKeptUntilNewGossipStarts: after a failed hand-off the node
 // makes a new membership (lifecycle.reopen), whose ring is empty until its
 // gossip starts and joins; the rate limiter keeps the released one's ring
-// until then. Before, it took the new membership's empty ring at once and
-// owned every key meanwhile, as with no ring at all.
+// until then, and, when the new one finds no other member, until
+// rejoinWait passed. Before, it took the new membership's empty ring at
+// once and owned every key meanwhile, as with no ring at all.
 func TestLimitRingKeptUntilNewGossipStarts(t *testing.T) {
 	up := origin(t, "a")
 	n1 := startClusterNode(t, "n1", up)
@@ -256,7 +258,21 @@ func TestLimitRingKeptUntilNewGossipStarts(t *testing.T) {
 	if err := n1.startGossip(); err != nil {
 		t.Fatal(err)
 	}
-	if mc := n1.limitMembers(); mc != n1.Members() {
-		t.Fatal("the rate limiter does not follow the membership once its gossip started")
+	// Gossip started on another port, with no seed: n1 is alone in it
+	// (n2 looks for it at the old port), so the last ring stays until
+	// rejoinWait passed (TestRingsKeptUntilRejoined: until it rejoins).
+	if r := n1.limitRing(); r == nil || r.Len() != 2 {
+		t.Fatalf("n1's rate-limit ring with a new membership that has not rejoined: %v, want the last one, of 2", r)
+	}
+	rj := n1.rejoining.Load()
+	if rj == nil && n1.limitMembers() == n1.Members() && n1.Members().Ring().Len() == 2 {
+		t.Skip("the new gossip port is the old one (the kernel chose it again): n1 rejoined at once")
+	}
+	if rj == nil || rj.mc != n1.Members() {
+		t.Fatal("the new membership is not the one the rings follow once it rejoined")
+	}
+	last := n1.lastMembers.Load()
+	if rj.settled("n1", last, rj.since.Add(rejoinWait-time.Millisecond)) || !rj.settled("n1", last, rj.since.Add(rejoinWait)) {
+		t.Fatal("the rings do not follow the new membership when rejoinWait has passed, or do before")
 	}
 }

@@ -41,6 +41,10 @@ type cachePart struct {
 	last    *cacheRing    // the ring the cache has; written by the ring loop
 	stopped bool
 
+	// follows reports whether the rings follow a membership yet
+	// (ringStep); nil: always.
+	follows func(*membership.Cluster) bool
+
 	// retrying: a RetryPurgeSync runs (retries, joined by stopCache)
 	retrying atomic.Bool
 	retries  sync.WaitGroup
@@ -50,7 +54,7 @@ type cachePart struct {
 // caps both tiers together (a sixteenth for the hot copies). It starts
 // nothing.
 func (n *Node) newCache(cfg *config.Node) (*cachePart, error) {
-	p := &cachePart{stop: make(chan struct{})}
+	p := &cachePart{stop: make(chan struct{}), follows: func(mc *membership.Cluster) bool { return n.limitMembers() == mc }}
 	client, err := wire.NewClient(wire.ClientConfig{Dialer: wire.DialerFunc(n.dial), MaxIdleStreamConns: 64,
 		Logger: n.log.With("part", "cache-rpc")})
 	if err != nil {
@@ -139,7 +143,8 @@ func (n *Node) unfollowCacheRing() {
 }
 
 // followRing gives the cache the ring whenever membership changes, and
-// checks once a second (events may be dropped).
+// checks once a second (events may be dropped); after a failed hand-off,
+// once the rings follow mc (ringStep).
 func (p *cachePart) followRing(mc *membership.Cluster, events <-chan membership.Event, cancel func(), follow, done chan struct{}) {
 	defer close(done)
 	defer cancel()
@@ -165,7 +170,15 @@ func (p *cachePart) followRing(mc *membership.Cluster, events <-chan membership.
 // the members, their weights and their cluster addresses. SetRing first
 // exchanges purge logs with the members that came back; an exchange that
 // failed is tried again at every step.
+//
+// A membership started after a failed hand-off holds only this node
+// until it has joined the others again: until the rings follow it
+// (Node.limitMembers), the cache keeps the released one's ring, instead
+// of owning every key meanwhile (TestRingsKeptUntilRejoined).
 func (p *cachePart) ringStep(mc *membership.Cluster) {
+	if p.follows != nil && !p.follows(mc) {
+		return
+	}
 	r := newCacheRing(mc.Ring())
 	p.mu.Lock()
 	last := p.last

@@ -151,9 +151,11 @@ func (n *Node) handOff(tk *handoff.Takeover) error {
 		return err
 	}
 	// The successor stores this process's cache as it starts; the
-	// stream ends with the hand-off if that fails.
+	// stream ends with the hand-off if that fails. What this process
+	// stores until the successor serves follows once it does.
 	var bequest net.Conn
-	if cc := tk.CacheConn(); cc != nil && n.cache.c.Bequeath(cc, cacheInheritTimeout) {
+	served := make(chan struct{})
+	if cc := tk.CacheConn(); cc != nil && n.cache.c.BequeathUntil(cc, cacheInheritTimeout, served) {
 		bequest = cc
 	}
 	ok := false
@@ -183,6 +185,7 @@ func (n *Node) handOff(tk *handoff.Takeover) error {
 		n.parts.reopen(context.Background())
 		return err
 	}
+	close(served)
 	ok = true
 	return nil
 }

@@ -111,15 +111,28 @@ func unexpected(err error) error {
 // timeout: what is left then is not sent. The stream then stays open and
 // carries every purge applied here, until Close (or the successor closes
 // it). conn is closed at the end; closing it sooner stops the stream.
+// The objects are those held when it starts and, in a second pass, those
+// stored while the first went; BequeathUntil takes the second later.
 func (c *Cache) Bequeath(conn net.Conn, timeout time.Duration) bool {
-	ok := c.goFunc(func() { c.bequeath(conn, timeout) })
+	return c.BequeathUntil(conn, timeout, nil)
+}
+
+// BequeathUntil is Bequeath, with the second pass (the objects stored
+// here since the first listed the tier) waiting until served closes: the
+// successor serves from then on, so what this process stores until then
+// would otherwise go back to the origin. It waits within timeout (a
+// tenth of it is left for the end to reach the successor before its own
+// deadline), forwarding purges meanwhile; the second pass sends what
+// time remains for. A nil served does not wait.
+func (c *Cache) BequeathUntil(conn net.Conn, timeout time.Duration, served <-chan struct{}) bool {
+	ok := c.goFunc(func() { c.bequeath(conn, timeout, served) })
 	if !ok {
 		conn.Close()
 	}
 	return ok
 }
 
-func (c *Cache) bequeath(conn net.Conn, timeout time.Duration) {
+func (c *Cache) bequeath(conn net.Conn, timeout time.Duration, served <-chan struct{}) {
 	defer conn.Close()
 	gone := make(chan struct{}) // the successor closed its end
 	go func() {                 // ends when conn is closed, by the deferred Close at the latest
@@ -148,27 +161,29 @@ func (c *Cache) bequeath(conn net.Conn, timeout time.Duration) {
 		return true
 	})
 	var end streamEnd
+	offered := len(keys)
+	if !s.pass(keys, start, timeout, &end, &changes) {
+		return
+	}
+	// The process still serves, and fills, until the successor does.
+	if !s.await(served, start.Add(timeout-timeout/10), gone, &changes) {
+		return
+	}
+	listed := make(map[string]struct{}, len(keys))
 	for _, k := range keys {
-		if c.ctx.Err() != nil || time.Since(start) > timeout {
-			break
+		listed[k] = struct{}{}
+	}
+	keys = keys[:0]
+	c.localIdx.Range(func(k string, _ any, _ int64) bool {
+		if _, ok := listed[k]; !ok {
+			keys = append(keys, k)
 		}
-		select {
-		case <-changes:
-			changes = c.plog.changes()
-			if err := s.purges(); err != nil {
-				return
-			}
-		default:
-		}
-		n, err := s.object(k)
-		if err != nil {
-			c.cfg.Logger.Warn("sharedcache: streaming the cache to the successor failed", "objects", end.Objects, "err", err)
-			return
-		}
-		if n >= 0 {
-			end.Objects++
-			end.Bytes += n
-		}
+		return true
+	})
+	listed = nil
+	offered += len(keys)
+	if !s.pass(keys, start, timeout, &end, &changes) {
+		return
 	}
 	// The objects' deadline may have passed: the end still goes, so the
 	// successor keeps reading the purges that follow.
@@ -177,7 +192,7 @@ func (c *Cache) bequeath(conn net.Conn, timeout time.Duration) {
 		return
 	}
 	c.cfg.Logger.Info("sharedcache: cache streamed to the successor", "objects", end.Objects, "bytes", end.Bytes,
-		"of_objects", len(keys), "seconds", time.Since(start).Seconds())
+		"of_objects", offered, "seconds", time.Since(start).Seconds())
 	// The purges applied here from now on (the old process still serves
 	// its peers' calls while it drains) follow what was sent.
 	for {
@@ -191,6 +206,67 @@ func (c *Cache) bequeath(conn net.Conn, timeout time.Duration) {
 		conn.SetWriteDeadline(time.Now().Add(purgeForwardTimeout))
 		if s.purges() != nil || bw.Flush() != nil || c.ctx.Err() != nil {
 			return
+		}
+	}
+}
+
+// pass sends the objects stored under keys, and the purges logged
+// meanwhile, until timeout from start; it adds what it sent to end and
+// reports false when the stream failed.
+func (s *bequest) pass(keys []string, start time.Time, timeout time.Duration, end *streamEnd, changes *<-chan struct{}) bool {
+	c := s.c
+	for _, k := range keys {
+		if c.ctx.Err() != nil || time.Since(start) > timeout {
+			break
+		}
+		select {
+		case <-*changes:
+			*changes = c.plog.changes()
+			if err := s.purges(); err != nil {
+				return false
+			}
+		default:
+		}
+		n, err := s.object(k)
+		if err != nil {
+			c.cfg.Logger.Warn("sharedcache: streaming the cache to the successor failed", "objects", end.Objects, "err", err)
+			return false
+		}
+		if n >= 0 {
+			end.Objects++
+			end.Bytes += n
+		}
+	}
+	return true
+}
+
+// await waits until served closes (at once when it is nil), or until
+// deadline, sending the purges logged meanwhile; it reports false when
+// the successor closed the stream or it failed.
+func (s *bequest) await(served <-chan struct{}, deadline time.Time, gone <-chan struct{}, changes *<-chan struct{}) bool {
+	if served == nil {
+		return true
+	}
+	if err := s.w.Flush(); err != nil { // what the first pass sent is stored meanwhile
+		return false
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		select {
+		case <-served:
+			return true
+		case <-timer.C:
+			return true
+		case <-s.c.ctx.Done():
+			return true // the end goes, or fails, as after a cut pass
+		case <-gone:
+			return false
+		case <-*changes:
+			*changes = s.c.plog.changes()
+			if s.purges() != nil || s.w.Flush() != nil {
+				return false
+			}
 		}
 	}
 }

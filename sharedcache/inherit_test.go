@@ -273,3 +273,64 @@ func TestBequeathDeadline(t *testing.T) {
 	old.PurgeLocal(Purge{URLs: []string{"http://origin.test/d1"}})
 	waitFor(t, "the forwarded purge", func() bool { n, _ := heir.plog.size(); return n == 1 })
 }
+
+// TestBequeathSendsLateFills: the old process still serves, and fills,
+// after it listed its tier and until the successor serves; those objects
+// follow the first pass (under the same purge rules) before the end.
+// Before, the end went right after the first pass and each of them went
+// back to the origin.
+func TestBequeathSendsLateFills(t *testing.T) {
+	t.Parallel()
+	old, heir := newInheritCache(t, "n1"), newInheritCache(t, "n1")
+	at := time.Now().Add(-10 * time.Second)
+	for i := range 3 {
+		storeObject(t, old, "GET http://origin.test/e"+strconv.Itoa(i), testMeta(at, nil), []byte("early"))
+	}
+	a, b := net.Pipe()
+	served := make(chan struct{})
+	if !old.BequeathUntil(a, time.Minute, served) || !heir.Inherit(b, time.Minute) {
+		t.Fatal("closed")
+	}
+	waitFor(t, "the first pass", func() bool { return heir.Inherited().Objects == 3 })
+	// Filled by the old process while the successor starts.
+	storeObject(t, old, "GET http://origin.test/late", testMeta(at, nil), []byte("late"))
+	storeObject(t, old, "GET http://origin.test/purged-there", testMeta(at, nil), []byte("x"))
+	storeObject(t, old, "GET http://origin.test/purged-here", testMeta(at, nil), []byte("x"))
+	if _, err := old.PurgeLocal(Purge{URLs: []string{"http://origin.test/purged-there"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := heir.PurgeLocal(Purge{URLs: []string{"http://origin.test/purged-here"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the purge forwarded while waiting", func() bool { n, _ := heir.plog.size(); return n == 2 })
+	if st := heir.Inherited(); st.State != "receiving" {
+		t.Fatalf("%+v: the objects ended before the successor served", st)
+	}
+	close(served)
+	st := waitInherited(t, heir, "done")
+	if st.Objects != 4 || st.Skipped != 1 || st.Offered != 5 {
+		t.Fatalf("inherited %+v, want 4 objects (the late one too) and 1 skipped of 5", st)
+	}
+	if _, body := lookupBody(t, heir, "GET http://origin.test/late"); string(body) != "late" {
+		t.Fatalf("late: %q", body)
+	}
+	for _, k := range []string{"purged-there", "purged-here"} {
+		if m, _ := lookupBody(t, heir, "GET http://origin.test/"+k); m != nil {
+			t.Fatalf("%s inherited after its purge", k)
+		}
+	}
+}
+
+// TestBequeathWaitIsBounded: a successor that never says it serves does
+// not hold the end past the time for the objects.
+func TestBequeathWaitIsBounded(t *testing.T) {
+	t.Parallel()
+	old, heir := newInheritCache(t, "n1"), newInheritCache(t, "n1")
+	storeObject(t, old, "GET http://origin.test/w", testMeta(time.Now().Add(-time.Second), nil), []byte("x"))
+	a, b := net.Pipe()
+	old.BequeathUntil(a, 100*time.Millisecond, make(chan struct{}))
+	heir.Inherit(b, time.Minute)
+	if st := waitInherited(t, heir, "done"); st.Objects != 1 {
+		t.Fatalf("%+v, want 1 object", st)
+	}
+}
