@@ -178,6 +178,9 @@ func printStatus(w io.Writer, st *node.Status, _ string) {
 		}
 	}
 	fmt.Fprintf(w, "proxy     %d active connections, %d routes\n", st.Proxy.ActiveConnections, st.Proxy.Routes)
+	if c := st.Cache; c != nil {
+		printCache(w, c)
+	}
 	if st.Ring != nil {
 		fmt.Fprintf(w, "cluster   %d members%s, ring v%d digest %s\n", len(st.Members), memberStates(st.Members), st.Ring.Version, st.Ring.Digest)
 	}
@@ -208,6 +211,37 @@ func printStatus(w io.Writer, st *node.Status, _ string) {
 		}
 	}
 	tw.Flush()
+}
+
+// printCache prints the cache's fill and hit ratio, and what an upgrade's
+// successor inherited: a successor that starts empty sends every URL back
+// to the origins, which an operator should see without reading /status.
+func printCache(w io.Writer, c *node.CacheStatus) {
+	line := fmt.Sprintf("cache     %d objects, %s of %s", c.Objects, humanBytes(c.Bytes), humanBytes(c.MaxBytes))
+	if c.Lookups > 0 {
+		line += fmt.Sprintf(", hit ratio %.2f over %d lookups in the last minute", c.HitRatio, c.Lookups)
+	}
+	fmt.Fprintln(w, line)
+	in := c.Inherited
+	if in == nil {
+		return
+	}
+	line = fmt.Sprintf("          inherited from the previous process: %d objects (%s)", in.Objects, humanBytes(in.Bytes))
+	switch in.State {
+	case "receiving":
+		line += fmt.Sprintf(", receiving for %.1f s", in.Seconds)
+	case "done":
+		line += fmt.Sprintf(" in %.1f s", in.Seconds)
+	default:
+		line += fmt.Sprintf(", stream %s after %.1f s (what arrived is kept)", strings.ToUpper(in.State), in.Seconds)
+	}
+	if in.Skipped > 0 {
+		line += fmt.Sprintf(", %d skipped", in.Skipped)
+	}
+	if in.Error != "" {
+		line += ": " + in.Error
+	}
+	fmt.Fprintln(w, line)
 }
 
 var peerCmd = command{name: "peer", args: "enable|disable UPSTREAM ADDR [--admin URL] [--token T]",
