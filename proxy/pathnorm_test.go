@@ -275,3 +275,66 @@ func TestEncodedSlashDotSegmentRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestBackslashDotSegmentRefused: IIS and ASP.NET read a backslash, raw or
+// encoded ("%5C"), as a slash. "/public/..\private/x" is "/private/x" to
+// them and a page under "/public/" to Go, nginx and Express: it took a
+// caching "/public/" route to an IIS origin's private page (cache
+// deception) and dodged the rules for "/private/". It is answered 400 over
+// HTTP/1.1 and HTTP/2 and never forwarded; a backslash that makes no dot
+// segment is matched as a slash ("/public\x" takes the "/public/" route)
+// and forwarded as it came.
+func TestBackslashDotSegmentRefused(t *testing.T) {
+	reached := make(chan string, 8)
+	public := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached <- "public " + r.RequestURI
+	}))
+	rest := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached <- "rest " + r.RequestURI
+	}))
+	r := newTestRouter(t)
+	tbl, err := r.Build([]UpstreamConfig{{Name: "public", Peers: []*Peer{public}}, {Name: "rest", Peers: []*Peer{rest}}},
+		[]RouteConfig{{Host: "*", PathPrefix: "/public/", Upstream: "public"}, {Host: "*", Upstream: "rest"}}, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Swap(tbl)
+	p := startProxy(t, RouterApp{Router: r}, Config{}, ListenerConfig{Name: "http", H2C: true})
+	for _, target := range []string{`/public/..\private/x`, "/public/..%5Cprivate/x", "/public/..%5cprivate/x",
+		`/public/x\..\..\private/y`, `http://x/public/..\private/x`, `/public/x;\..\private`} {
+		resp, _ := rawRequest(t, p.addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 400 {
+			t.Errorf("HTTP/1.1 %s: status %d, want 400", target, resp.StatusCode)
+		}
+	}
+	c := h2cClient()
+	res, err := c.Do(&http.Request{Method: "GET", URL: &url.URL{Scheme: "http", Host: p.addr, Opaque: "/public/..%5Cprivate/x"}, Host: "x", Header: http.Header{}})
+	var se http2.StreamError
+	switch {
+	case err == nil:
+		res.Body.Close()
+		if res.StatusCode != 400 {
+			t.Errorf("HTTP/2: status %d, want 400 (or a reset stream)", res.StatusCode)
+		}
+	case !errors.As(err, &se):
+		t.Fatalf("HTTP/2: %v, want 400 or a reset stream", err)
+	}
+	select {
+	case u := <-reached:
+		t.Fatalf("an origin got %q", u)
+	default:
+	}
+	for _, tc := range []struct{ target, want string }{
+		{`/public\x`, `public /public\x`},
+		{"/public%5Cx", "public /public%5Cx"},
+		{`/publicx\y`, `rest /publicx\y`},
+	} {
+		resp, _ := rawRequest(t, p.addr, "GET "+tc.target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: status %d, want 200", tc.target, resp.StatusCode)
+		}
+		if u := <-reached; u != tc.want {
+			t.Fatalf("%s reached %q, want %q", tc.target, u, tc.want)
+		}
+	}
+}

@@ -78,8 +78,11 @@ func ParamOnDotSegment(target string) bool {
 		// An encoded slash ends a segment too, to Go and nginx:
 		// "/private%2F..;x/public" is a path under "/private/" to
 		// them, "/public" to route.MatchPath.
-		if j := max(strings.LastIndex(seg, "%2F"), strings.LastIndex(seg, "%2f")); j >= 0 {
-			seg = seg[j+3:]
+		for j := len(seg) - 1; j >= 0; j-- {
+			if n := slashAt(seg, j); n > 0 {
+				seg = seg[j+n:]
+				break
+			}
 		}
 		if isDotSegment(seg) {
 			return true
@@ -98,7 +101,8 @@ func ParamOnDotSegment(target string) bool {
 }
 
 // ParamHidesSlash reports whether a path segment's parameters (from a ';'
-// to the segment's end, before any '?') hold an encoded slash ("%2F").
+// to the segment's end, before any '?') hold an encoded slash ("%2F"), or
+// a backslash that IIS reads as a slash ('\', "%5C"; see slashAt).
 // Origins disagree on which comes first: Tomcat and Jetty drop the
 // parameters, then decode; Go, nginx and WSGI keep them and decode
 // "%2F" to '/'. "/static/x;%2F..%2Faccount" is "/static/x" to the first
@@ -123,8 +127,8 @@ func ParamHidesSlash(target string) bool {
 		if end >= 0 {
 			seg = t[:end]
 		}
-		for j := 0; j+2 < len(seg); j++ {
-			if seg[j] == '%' && seg[j+1] == '2' && (seg[j+2] == 'F' || seg[j+2] == 'f') {
+		for j := 0; j < len(seg); j++ {
+			if slashAt(seg, j) > 0 {
 				return true
 			}
 		}
@@ -140,9 +144,11 @@ func ParamHidesSlash(target string) bool {
 	}
 }
 
-// SlashHidesDotSegment reports whether an encoded slash ("%2F") bounds a
-// dot segment ("/private/..%2Fpublic/x", "/a%2F."). Go's URL.Path and
-// nginx decode it and read "/public/x", as route.MatchPath does; Express
+// SlashHidesDotSegment reports whether an encoded slash ("%2F") or a
+// backslash ('\', "%5C", which IIS reads as a slash; see slashAt) bounds a
+// dot segment ("/private/..%2Fpublic/x", "/a%2F.", "/public/..\private").
+// Go's URL.Path and nginx decode "%2F" and read "/public/x" in the first,
+// as route.MatchPath does; Express
 // and Rack route on the path as sent, where ".." is no segment, and serve
 // a page under "/private/". As with ParamHidesSlash, no one path the
 // proxy matches rules against is the one every origin serves: a caching
@@ -153,25 +159,46 @@ func SlashHidesDotSegment(target string) bool {
 	if q := strings.IndexByte(target, '?'); q >= 0 {
 		target = target[:q]
 	}
-	if !strings.Contains(target, "%2F") && !strings.Contains(target, "%2f") {
+	if strings.IndexByte(target, '%') < 0 && strings.IndexByte(target, '\\') < 0 {
 		return false
 	}
 	start, encoded := 0, false // the segment's start; whether an encoded slash opened it
 	for i := 0; i <= len(target); i++ {
-		enc := i+2 < len(target) && target[i] == '%' && target[i+1] == '2' && (target[i+2] == 'F' || target[i+2] == 'f')
-		if i < len(target) && target[i] != '/' && !enc {
-			continue
+		n := 0
+		if i < len(target) {
+			n = slashAt(target, i)
+			if target[i] != '/' && n == 0 {
+				continue
+			}
 		}
-		if (encoded || enc) && isDotSegment(target[start:i]) {
+		if (encoded || n > 0) && isDotSegment(target[start:i]) {
 			return true
 		}
-		encoded, start = enc, i+1
-		if enc {
-			start = i + 3
-			i += 2
+		encoded, start = n > 0, i+1
+		if n > 0 {
+			start = i + n
+			i += n - 1
 		}
 	}
 	return false
+}
+
+// slashAt returns the length of what some origin reads as a slash at
+// p[i], other than '/' itself: an encoded slash ("%2F", read as '/' by Go,
+// nginx and WSGI), or a backslash, raw or encoded ('\', "%5C": IIS and
+// ASP.NET read both as '/'); 0 when there is none. A backslash is no URI
+// character (RFC 3986) but Go, nginx and most origins take it in a path;
+// where it bounds a dot segment ("/public/..\private/x"), IIS serves
+// "/private/x" and the others a page under "/public/": as with "%2F", the
+// proxy refuses that.
+func slashAt(p string, i int) int {
+	switch {
+	case p[i] == '\\':
+		return 1
+	case p[i] == '%' && i+2 < len(p) && (p[i+1] == '2' && (p[i+2] == 'F' || p[i+2] == 'f') || p[i+1] == '5' && (p[i+2] == 'C' || p[i+2] == 'c')):
+		return 3
+	}
+	return 0
 }
 
 // isDotSegment reports whether seg is "." or "..", each dot spelled '.'

@@ -63,6 +63,15 @@ func TestValidTarget(t *testing.T) {
 		// Both: Go reads "/private/..;x/public/y", a path under "/private/";
 		// route.MatchPath "/public/y".
 		{"GET", "/private%2F..;x/public/y", false}, {"GET", "/private%2f%2e.;/public/y", false}, {"GET", "/a%2Fb..;/c", true},
+		// A backslash, raw or encoded, is a slash to IIS: where it bounds
+		// a dot segment IIS serves "/private/x", Go, nginx and Express a
+		// page under "/public/"; in a parameter it hides a slash from
+		// Tomcat, as "%2F" does.
+		{"GET", `/public/..\private/x`, false}, {"GET", "/public/..%5Cprivate/x", false}, {"GET", "/public/..%5cprivate/x", false},
+		{"GET", `/a\.`, false}, {"GET", `/..\a`, false}, {"GET", `/a%5C%2e%2E/b`, false}, {"GET", `/private\..;/public/y`, false},
+		{"GET", `/static/x;\..\account`, false}, {"GET", "/static/x;%5c", false},
+		{"GET", `/a\b`, true}, {"GET", "/a%5Cb", true}, {"GET", `/a\...\b`, true}, {"GET", `/a\..x`, true}, {"GET", `/a?x=..\`, true},
+		{"GET", "/a%5%5C.x", true},
 	} {
 		if got := ValidTarget(tc.method, tc.target); got != tc.ok {
 			t.Errorf("ValidTarget(%q, %q) = %v, want %v", tc.method, tc.target, got, tc.ok)

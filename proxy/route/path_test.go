@@ -85,6 +85,12 @@ func TestMatchPath(t *testing.T) {
 		{"/;", "/"},
 		{"/a;x%2F..%2F/b", "/a/b"}, // parameters first: Tomcat drops them before it decodes
 		{"/a/b%3Bx", "/a/b%3Bx"},   // an encoded ';' is no delimiter
+		// Backslashes, raw or encoded, as IIS reads them.
+		{`/api\login`, "/api/login"},
+		{"/api%5clogin", "/api/login"},
+		{"/api%5Clogin", "/api/login"},
+		{`/a\\b\`, "/a/b/"},
+		{"/a%255Cb", "/a%255Cb"},
 	} {
 		if got := MatchPath(tc.in); got != tc.want {
 			t.Errorf("MatchPath(%q) = %q, want %q", tc.in, got, tc.want)
@@ -96,6 +102,8 @@ func TestMatchPath(t *testing.T) {
 		{"/%73mall", "/small"},
 		{"/a/..", "/a/.."},
 		{"/a;x/b", "/a/b"},
+		{`/a\b/`, "/a/b/"},
+		{"/a%5cb/", "/a/b/"},
 	} {
 		if got := MatchPrefix(tc.in); got != tc.want {
 			t.Errorf("MatchPrefix(%q) = %q, want %q", tc.in, got, tc.want)
@@ -121,7 +129,7 @@ func TestCleanPathAllocs(t *testing.T) {
 // second proxy would make, finds nothing more to change) and that it keeps
 // the path an origin decodes, but for dot segments and slash runs.
 func FuzzCleanPath(f *testing.F) {
-	for _, s := range []string{"/%6cimited/a", "/x/%2e%2e/a", "/%%34%31", "/%4%31", "/a%2fb/", "/%zz", "/a/.", "//%2e/"} {
+	for _, s := range []string{"/%6cimited/a", "/x/%2e%2e/a", "/%%34%31", "/%4%31", "/a%2fb/", "/%zz", "/a/.", "//%2e/", `/a\..\b`, "/a%5c%2e/"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
@@ -133,7 +141,7 @@ func FuzzCleanPath(f *testing.F) {
 		if strings.Contains(c, "//") {
 			t.Fatalf("CleanPath(%q) = %q keeps a slash run", p, c)
 		}
-		if m := MatchPath(p); MatchPath(m) != m || strings.Contains(m, "%2F") || strings.Contains(m, ";") || strings.Contains(m, "//") {
+		if m := MatchPath(p); MatchPath(m) != m || strings.Contains(m, "%2F") || strings.Contains(m, "%5C") || strings.ContainsAny(m, ";\\") || strings.Contains(m, "//") {
 			t.Fatalf("MatchPath(%q) = %q, and MatchPath of that is %q", p, m, MatchPath(m))
 		}
 		// Without dot segments or slash runs in the decoded path, an

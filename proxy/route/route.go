@@ -250,7 +250,9 @@ func CleanPath(p string) string {
 //     them before they route: "/x/..;/admin" is "/admin" to them, and
 //     "/api;v=1/login" is "/api/login";
 //   - every encoded slash ("%2F") is a slash, as Go's URL.Path, WSGI's
-//     PATH_INFO and nginx read it.
+//     PATH_INFO and nginx read it;
+//   - every backslash, raw or encoded ('\', "%5C"), is a slash, as IIS
+//     and ASP.NET read it: "/api\login" is "/api/login" to them.
 //
 // CleanPath keeps both, and the proxy forwards (and keys the cache by) the
 // path so, since an origin may tell "/a%2Fb" from "/a/b"; but matched on
@@ -262,19 +264,22 @@ func CleanPath(p string) string {
 // readings part ways on which page is meant, no one path can be matched:
 // the proxy refuses a parameter that hides a slash or sits on a dot
 // segment ("/x/..;/admin"), and an encoded slash that bounds a dot
-// segment ("/x/..%2Fadmin"), before it routes (h1.ParamHidesSlash,
-// h1.ParamOnDotSegment, h1.SlashHidesDotSegment). It
-// allocates only when p needs CleanPath to, or holds "%2F" or ';'.
-// MatchPath(MatchPath(p)) is MatchPath(p).
+// segment ("/x/..%2Fadmin", "/x/..\admin"), before it routes
+// (h1.ParamHidesSlash, h1.ParamOnDotSegment, h1.SlashHidesDotSegment). It
+// allocates only when p needs CleanPath to, or holds "%2F", "%5C", '\'
+// or ';'. MatchPath(MatchPath(p)) is MatchPath(p).
 func MatchPath(p string) string {
 	p = CleanPath(p)
-	if strings.IndexByte(p, ';') < 0 && !strings.Contains(p, "%2F") {
+	if strings.IndexByte(p, ';') < 0 && !strings.Contains(p, "%2F") && !strings.Contains(p, "%5C") && strings.IndexByte(p, '\\') < 0 {
 		return p
 	}
 	// Parameters first, as Tomcat drops them before it decodes. A '/' in
-	// place of "%2F" makes no new escape: it is no hex digit.
-	return CleanPath(strings.ReplaceAll(dropParams(p), "%2F", "/"))
+	// place of an escape makes no new escape: it is no hex digit.
+	return CleanPath(slashes.Replace(dropParams(p)))
 }
+
+// slashes reads what MatchPath takes for a slash as one ('/').
+var slashes = strings.NewReplacer("%2F", "/", "%5C", "/", "\\", "/")
 
 // dropParams removes from each segment of p its path parameters: from its
 // first ';' to the segment's end.
@@ -298,15 +303,15 @@ func dropParams(p string) string {
 
 // MatchPrefix is the form of a rule's path prefix that MatchPath's paths
 // are matched against: its escapes as CleanPath writes them, path
-// parameters dropped and encoded slashes read as slashes, so that a prefix
+// parameters dropped and encoded slashes and backslashes read as slashes, so that a prefix
 // written with "%2F" still matches the paths it matched before. Dot
 // segments and slash runs are left as they are: a prefix is no path, and
 // "/a/.." is not "/".
 func MatchPrefix(prefix string) string {
-	if strings.IndexByte(prefix, '%') < 0 && strings.IndexByte(prefix, ';') < 0 {
+	if strings.IndexByte(prefix, '%') < 0 && strings.IndexByte(prefix, ';') < 0 && strings.IndexByte(prefix, '\\') < 0 {
 		return prefix
 	}
-	return strings.ReplaceAll(dropParams(normalizeEscapes(prefix)), "%2F", "/")
+	return slashes.Replace(dropParams(normalizeEscapes(prefix)))
 }
 
 // normalizeEscapes decodes the percent-escapes of unreserved characters in
