@@ -226,6 +226,15 @@ func (c *Cluster) goFunc(f func()) {
 // Name returns this node's name.
 func (c *Cluster) Name() string { return c.cfg.Name }
 
+// ProbeInterval returns memberlist's probe interval (0 before Start): a
+// node whose gossip stops is declared dead by the others no sooner than
+// a probe interval and the suspicion timeout after it.
+func (c *Cluster) ProbeInterval() time.Duration {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	return c.probeEvery
+}
+
 // Addr returns the advertised gossip "ip:port" (with the real port when
 // BindAddr had port 0), or "" before Start.
 func (c *Cluster) Addr() string {

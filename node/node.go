@@ -110,7 +110,10 @@ type Node struct {
 	leaving     atomic.Bool   // POST /v1/leave is under way or done
 	handedOff   atomic.Bool   // a successor holds, or is taking, the cluster identity
 	successor   atomic.Int64  // its process ID, once handedOff
-	shutdown    atomic.Bool
+	// releasedAt is when this process released gossip and raft to a
+	// successor that is not serving yet (UnixNano; 0 otherwise): stalled.
+	releasedAt atomic.Int64
+	shutdown   atomic.Bool
 	// prebound holds, on an upgrade, the listeners the node file names
 	// that the old process did not pass, bound before it releases the
 	// cluster identity (prebind); listen takes them. Used only by the

@@ -52,13 +52,67 @@ func (n *Node) newLimits() (*limitsPart, error) {
 }
 
 // limitRing is the ring global rules shard by: membership's, or none
-// (this node alone) when the node does not gossip.
+// (this node alone) when the node does not gossip. While this process has
+// released the node's identity to an upgrade's successor that is not
+// serving yet, and for longer than a probe interval, it is the ring
+// without this node (stalled).
 func (n *Node) limitRing() ratelimit.Ring {
-	if mc := n.limitMembers(); mc != nil {
-		return mc.Ring()
+	mc := n.limitMembers()
+	if mc == nil {
+		return nil
 	}
-	return nil
+	r := mc.Ring()
+	if n.stalled(mc, time.Now()) && hasOther(r, n.cfg.Name) {
+		return ringWithout{r, n.cfg.Name}
+	}
+	return r
 }
+
+// stalled reports whether, at now, this process released the node's
+// gossip and raft to a successor more than a probe interval ago and the
+// successor is not serving yet. A successor serves within milliseconds
+// of the release; one that stalls (killed, or opening a large raft log)
+// leaves the node without gossip, and the others declare it dead after
+// the suspicion timeout (about 5 s with lan) and move its keys to the
+// next node on the ring. This process's ring still lists the node: it
+// went on counting the keys it owned as their owner, from its own
+// clients' requests, while the new owner counted everyone else's, and
+// the key admitted twice its limit (chaos/upgrade-fail.sh, HOLD=12
+// PHASES=b: 396-397/s of 200). Past a probe interval, well before the
+// others can declare the node dead, this process reports those keys to
+// the next node: it refuses them until it owns them (the reports fall
+// back to the local share), then counts them.
+func (n *Node) stalled(mc *membership.Cluster, now time.Time) bool {
+	at := n.releasedAt.Load()
+	return at != 0 && now.Sub(time.Unix(0, at)) > mc.ProbeInterval()
+}
+
+// ringWithout is a ring with one node taken out: each key goes to the
+// next node on it, as the others' rings send it once they declared that
+// node dead.
+type ringWithout struct {
+	r    *membership.Ring
+	self string
+}
+
+func (w ringWithout) Owner(key string) (string, bool) {
+	for _, id := range w.r.Owners(key, 2) {
+		if id != w.self {
+			return id, false
+		}
+	}
+	return "", false
+}
+
+func (w ringWithout) Owners(key string, n int) []string {
+	out := w.r.Owners(key, n+1)
+	if i := slices.Index(out, w.self); i >= 0 {
+		out = slices.Delete(out, i, i+1)
+	}
+	return out[:min(n, len(out))]
+}
+
+func (w ringWithout) Len() int { return w.r.Len() - 1 }
 
 // limitMembers is the membership the rate limiter follows: the one whose
 // gossip started last, running or stopped since (its ring stays as it

@@ -1,9 +1,11 @@
 package node
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -275,5 +277,60 @@ func TestLimitRingKeptUntilNewGossipStarts(t *testing.T) {
 	last := n1.lastMembers.Load()
 	if rj.settled("n1", last, rj.since.Add(rejoinWait-time.Millisecond)) || !rj.settled("n1", last, rj.since.Add(rejoinWait)) {
 		t.Fatal("the rings do not follow the new membership when rejoinWait has passed, or do before")
+	}
+}
+
+// TestStalledSuccessorGivesUpOwnership: once this process has released
+// the node's gossip and raft to a successor that is not serving a probe
+// interval later, its rate-limit ring leaves the node out, so each key the
+// node owned goes to the next node, as it does on the other nodes once
+// they declared the silent node dead. Before, the process went on counting
+// those keys as their owner from its own clients while the new owner
+// counted everyone else's: 396-397/s admitted of a 200/s limit
+// (chaos/upgrade-fail.sh with HOLD=12 PHASES=b). Within the probe
+// interval, and once the successor serves, the ring is the whole one.
+func TestStalledSuccessorGivesUpOwnership(t *testing.T) {
+	up := origin(t, "a")
+	n1 := startClusterNode(t, "n1", up)
+	startClusterNode(t, "n2", up, n1.Members().Addr())
+	startClusterNode(t, "n3", up, n1.Members().Addr())
+	waitUntil(t, "a ring of 3 on n1", func() bool { r := n1.limitRing(); return r != nil && r.Len() == 3 })
+	mc := n1.Members()
+	probe := mc.ProbeInterval()
+	if probe <= 0 {
+		t.Fatalf("probe interval %v", probe)
+	}
+	whole := mc.Ring()
+	key := ""
+	for i := 0; key == ""; i++ {
+		if _, self := whole.Owner(fmt.Sprintf("k%d", i)); self {
+			key = fmt.Sprintf("k%d", i)
+		}
+	}
+	next := whole.Owners(key, 2)[1]
+	n1.leaveCluster(false) // as the release for an upgrade does
+
+	now := time.Now()
+	n1.releasedAt.Store(now.Add(-probe / 2).UnixNano())
+	if id, self := n1.limitRing().Owner(key); id != "n1" || !self {
+		t.Fatalf("within a probe interval of the release: %s owned by %s (self %v), want n1", key, id, self)
+	}
+	if n1.stalled(mc, now) || !n1.stalled(mc, now.Add(probe)) {
+		t.Fatalf("stalled at %v and %v after the release: want false, true", probe/2, probe*3/2)
+	}
+	n1.releasedAt.Store(now.Add(-2 * probe).UnixNano())
+	r := n1.limitRing()
+	if id, self := r.Owner(key); id != next || self {
+		t.Fatalf("a stalled successor: %s owned by %s (self %v), want %s, the next node", key, id, self, next)
+	}
+	if got := r.Owners(key, 3); len(got) != 2 || slices.Contains(got, "n1") || got[0] != next {
+		t.Fatalf("a stalled successor: owners of %s %v, want 2 without n1, %s first", key, got, next)
+	}
+	if r.Len() != 2 {
+		t.Fatalf("a stalled successor: ring of %d, want 2", r.Len())
+	}
+	n1.releasedAt.Store(0) // the successor serves
+	if id, _ := n1.limitRing().Owner(key); id != "n1" {
+		t.Fatalf("once the successor serves: %s owned by %s, want n1", key, id)
 	}
 }

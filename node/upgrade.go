@@ -175,11 +175,13 @@ func (n *Node) handOff(tk *handoff.Takeover) error {
 	h := n.handoverState()
 	n.released.Store(&h)
 	state, _ := json.Marshal(h)
+	n.releasedAt.Store(time.Now().UnixNano())
 	n.parts.release(context.Background())
 	err := tk.ReleasedWith(state)
 	if err == nil {
 		err = tk.AwaitServing(successorTimeout)
 	}
+	n.releasedAt.Store(0) // the successor serves, or this process takes the identity back
 	if err != nil {
 		n.handedOff.Store(false)
 		n.parts.reopen(context.Background())
