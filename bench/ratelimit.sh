@@ -20,8 +20,26 @@
 # namespace of its own: unshare needs root). Every process is stopped by
 # PID when its run ends; each run is bounded (30 s and a minute to form).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+usage() { sed -n '2,20{s/^# \{0,1\}//;p}' "$0"; }
+# Arguments are checked before anything is built or run: "-h" used to be
+# taken for a scenario list, which ran nothing and emptied the table of
+# bench/RATELIMIT.md.
+if [ $# -gt 1 ]; then
+  { echo "bench/ratelimit.sh: one argument at most, got $#"; usage; } >&2; exit 2
+fi
+case ${1:-} in
+  -h|--help) usage; exit 0 ;;
+esac
 only=${1:-accuracy,kill,scale,gubernator}
+IFS=, read -ra wanted <<< "$only"
+[ ${#wanted[@]} -gt 0 ] || { { echo "bench/ratelimit.sh: no scenario in \"$only\""; usage; } >&2; exit 2; }
+for sc in "${wanted[@]}"; do
+  case $sc in
+    accuracy|kill|scale|gubernator) ;;
+    *) { echo "bench/ratelimit.sh: unknown scenario \"$sc\" in $only (accuracy, kill, scale, gubernator)"; usage; } >&2; exit 2 ;;
+  esac
+done
+cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/pingora-rlbench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 echo "== build"
