@@ -161,53 +161,11 @@ func TestParamHidingSlashRefused(t *testing.T) {
 // refuses such a path by default (an ambiguous path parameter), and so
 // does the proxy, as it does a parameter that hides a slash.
 func TestParamOnDotSegmentRefused(t *testing.T) {
-	reached := make(chan string, 8)
-	public := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reached <- "public " + r.RequestURI
-	}))
-	rest := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reached <- "rest " + r.RequestURI
-	}))
-	r := newTestRouter(t)
-	tbl, err := r.Build([]UpstreamConfig{{Name: "public", Peers: []*Peer{public}}, {Name: "rest", Peers: []*Peer{rest}}},
-		[]RouteConfig{{Host: "*", PathPrefix: "/public/", Upstream: "public"}, {Host: "*", Upstream: "rest"}}, "v1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Swap(tbl)
-	p := startProxy(t, RouterApp{Router: r}, Config{}, ListenerConfig{Name: "http", H2C: true})
-	for _, target := range []string{"/private/..;/public/x", "/private/%2e%2e;x=1/public/x", "/private/.;/x",
-		"http://x/private/..;/public/x"} {
-		resp, _ := rawRequest(t, p.addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-		if resp.StatusCode != 400 {
-			t.Errorf("HTTP/1.1 %s: status %d, want 400", target, resp.StatusCode)
-		}
-	}
-	c := h2cClient()
-	res, err := c.Do(&http.Request{Method: "GET", URL: &url.URL{Scheme: "http", Host: p.addr, Opaque: "/private/..;/public/x"}, Host: "x", Header: http.Header{}})
-	var se http2.StreamError
-	switch {
-	case err == nil:
-		res.Body.Close()
-		if res.StatusCode != 400 {
-			t.Errorf("HTTP/2: status %d, want 400 (or a reset stream)", res.StatusCode)
-		}
-	case !errors.As(err, &se):
-		t.Fatalf("HTTP/2: %v, want 400 or a reset stream", err)
-	}
-	select {
-	case u := <-reached:
-		t.Fatalf("an origin got %q", u)
-	default:
-	}
+	addr, reached := twoRouteProxy(t, func(r *http.Request) string { return r.RequestURI })
+	wantRefused(t, addr, reached, []string{"/private/..;/public/x", "/private/%2e%2e;x=1/public/x", "/private/.;/x",
+		"http://x/private/..;/public/x"}, "/private/..;/public/x")
 	// A parameter on any other segment is still forwarded as it was.
-	resp, _ := rawRequest(t, p.addr, "GET /public/x;v=1/y;z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-	if resp.StatusCode != 200 {
-		t.Fatalf("/public/x;v=1/y;z: status %d, want 200", resp.StatusCode)
-	}
-	if u := <-reached; u != "public /public/x;v=1/y;z" {
-		t.Fatalf("reached %q", u)
-	}
+	wantForwarded(t, addr, reached, "/public/x;v=1/y;z", "public /public/x;v=1/y;z")
 }
 
 // TestEncodedSlashDotSegmentRefused: a dot segment that only an encoded
@@ -221,59 +179,14 @@ func TestParamOnDotSegmentRefused(t *testing.T) {
 // refuse an encoded slash by default; the proxy refuses the ones that
 // make a dot segment, which no reading agrees on.
 func TestEncodedSlashDotSegmentRefused(t *testing.T) {
-	reached := make(chan string, 8)
-	public := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reached <- "public " + r.URL.EscapedPath()
-	}))
-	rest := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reached <- "rest " + r.URL.EscapedPath()
-	}))
-	r := newTestRouter(t)
-	tbl, err := r.Build([]UpstreamConfig{{Name: "public", Peers: []*Peer{public}}, {Name: "rest", Peers: []*Peer{rest}}},
-		[]RouteConfig{{Host: "*", PathPrefix: "/public/", Upstream: "public"}, {Host: "*", Upstream: "rest"}}, "v1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Swap(tbl)
-	p := startProxy(t, RouterApp{Router: r}, Config{}, ListenerConfig{Name: "http", H2C: true})
-	for _, target := range []string{"/private/..%2Fpublic/x", "/private/..%2fpublic/x", "/private%2F..%2Fpublic/x",
+	addr, reached := twoRouteProxy(t, func(r *http.Request) string { return r.URL.EscapedPath() })
+	wantRefused(t, addr, reached, []string{"/private/..%2Fpublic/x", "/private/..%2fpublic/x", "/private%2F..%2Fpublic/x",
 		"/private/x%2F%2e%2E/../public/x", "http://x/private/..%2Fpublic/x", "/public/x%2F.",
-		"/private%2F..;x/public/x"} { // Go: "/private/..;x/public/x"
-		resp, _ := rawRequest(t, p.addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-		if resp.StatusCode != 400 {
-			t.Errorf("HTTP/1.1 %s: status %d, want 400", target, resp.StatusCode)
-		}
-	}
-	c := h2cClient()
-	res, err := c.Do(&http.Request{Method: "GET", URL: &url.URL{Scheme: "http", Host: p.addr, Opaque: "/private/..%2Fpublic/x"}, Host: "x", Header: http.Header{}})
-	var se http2.StreamError
-	switch {
-	case err == nil:
-		res.Body.Close()
-		if res.StatusCode != 400 {
-			t.Errorf("HTTP/2: status %d, want 400 (or a reset stream)", res.StatusCode)
-		}
-	case !errors.As(err, &se):
-		t.Fatalf("HTTP/2: %v, want 400 or a reset stream", err)
-	}
-	select {
-	case u := <-reached:
-		t.Fatalf("an origin got %q", u)
-	default:
-	}
+		"/private%2F..;x/public/x"}, // Go: "/private/..;x/public/x"
+		"/private/..%2Fpublic/x")
 	// An encoded slash that makes no dot segment is forwarded as it was.
-	for _, tc := range []struct{ target, want string }{
-		{"/public%2Fx..%2F.y", "public /public%2Fx..%2F.y"},
-		{"/private/../public/x%2Fy", "public /public/x%2Fy"},
-	} {
-		resp, _ := rawRequest(t, p.addr, "GET "+tc.target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-		if resp.StatusCode != 200 {
-			t.Fatalf("%s: status %d, want 200", tc.target, resp.StatusCode)
-		}
-		if u := <-reached; u != tc.want {
-			t.Fatalf("%s reached %q, want %q", tc.target, u, tc.want)
-		}
-	}
+	wantForwarded(t, addr, reached, "/public%2Fx..%2F.y", "public /public%2Fx..%2F.y")
+	wantForwarded(t, addr, reached, "/private/../public/x%2Fy", "public /public/x%2Fy")
 }
 
 // TestBackslashDotSegmentRefused: IIS and ASP.NET read a backslash, raw or
@@ -285,13 +198,27 @@ func TestEncodedSlashDotSegmentRefused(t *testing.T) {
 // segment is matched as a slash ("/public\x" takes the "/public/" route)
 // and forwarded as it came.
 func TestBackslashDotSegmentRefused(t *testing.T) {
+	addr, reached := twoRouteProxy(t, func(r *http.Request) string { return r.RequestURI })
+	wantRefused(t, addr, reached, []string{`/public/..\private/x`, "/public/..%5Cprivate/x", "/public/..%5cprivate/x",
+		`/public/x\..\..\private/y`, `http://x/public/..\private/x`, `/public/x;\..\private`}, "/public/..%5Cprivate/x")
+	wantForwarded(t, addr, reached, `/public\x`, `public /public\x`)
+	wantForwarded(t, addr, reached, "/public%5Cx", "public /public%5Cx")
+	wantForwarded(t, addr, reached, `/publicx\y`, `rest /publicx\y`)
+}
+
+// twoRouteProxy starts a proxy (HTTP/1.1 and h2c) that routes "/public/"
+// to one origin and every other path to another; each origin sends to
+// reached its name ("public", "rest") and the request's path as uri reads
+// it.
+func twoRouteProxy(t *testing.T, uri func(*http.Request) string) (string, chan string) {
+	t.Helper()
 	reached := make(chan string, 8)
-	public := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reached <- "public " + r.RequestURI
-	}))
-	rest := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reached <- "rest " + r.RequestURI
-	}))
+	origin := func(name string) *Peer {
+		return startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			reached <- name + " " + uri(r)
+		}))
+	}
+	public, rest := origin("public"), origin("rest")
 	r := newTestRouter(t)
 	tbl, err := r.Build([]UpstreamConfig{{Name: "public", Peers: []*Peer{public}}, {Name: "rest", Peers: []*Peer{rest}}},
 		[]RouteConfig{{Host: "*", PathPrefix: "/public/", Upstream: "public"}, {Host: "*", Upstream: "rest"}}, "v1")
@@ -299,42 +226,46 @@ func TestBackslashDotSegmentRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Swap(tbl)
-	p := startProxy(t, RouterApp{Router: r}, Config{}, ListenerConfig{Name: "http", H2C: true})
-	for _, target := range []string{`/public/..\private/x`, "/public/..%5Cprivate/x", "/public/..%5cprivate/x",
-		`/public/x\..\..\private/y`, `http://x/public/..\private/x`, `/public/x;\..\private`} {
-		resp, _ := rawRequest(t, p.addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	return startProxy(t, RouterApp{Router: r}, Config{}, ListenerConfig{Name: "http", H2C: true}).addr, reached
+}
+
+// wantRefused checks that each HTTP/1.1 target, and h2 as an HTTP/2
+// :path, is answered 400 (HTTP/2: or the stream reset) and reaches no
+// origin.
+func wantRefused(t *testing.T, addr string, reached <-chan string, h1 []string, h2 string) {
+	t.Helper()
+	for _, target := range h1 {
+		resp, _ := rawRequest(t, addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 		if resp.StatusCode != 400 {
 			t.Errorf("HTTP/1.1 %s: status %d, want 400", target, resp.StatusCode)
 		}
 	}
-	c := h2cClient()
-	res, err := c.Do(&http.Request{Method: "GET", URL: &url.URL{Scheme: "http", Host: p.addr, Opaque: "/public/..%5Cprivate/x"}, Host: "x", Header: http.Header{}})
+	res, err := h2cClient().Do(&http.Request{Method: "GET", URL: &url.URL{Scheme: "http", Host: addr, Opaque: h2}, Host: "x", Header: http.Header{}})
 	var se http2.StreamError
 	switch {
 	case err == nil:
 		res.Body.Close()
 		if res.StatusCode != 400 {
-			t.Errorf("HTTP/2: status %d, want 400 (or a reset stream)", res.StatusCode)
+			t.Errorf("HTTP/2 %s: status %d, want 400 (or a reset stream)", h2, res.StatusCode)
 		}
 	case !errors.As(err, &se):
-		t.Fatalf("HTTP/2: %v, want 400 or a reset stream", err)
+		t.Fatalf("HTTP/2 %s: %v, want 400 or a reset stream", h2, err)
 	}
 	select {
 	case u := <-reached:
 		t.Fatalf("an origin got %q", u)
 	default:
 	}
-	for _, tc := range []struct{ target, want string }{
-		{`/public\x`, `public /public\x`},
-		{"/public%5Cx", "public /public%5Cx"},
-		{`/publicx\y`, `rest /publicx\y`},
-	} {
-		resp, _ := rawRequest(t, p.addr, "GET "+tc.target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-		if resp.StatusCode != 200 {
-			t.Fatalf("%s: status %d, want 200", tc.target, resp.StatusCode)
-		}
-		if u := <-reached; u != tc.want {
-			t.Fatalf("%s reached %q, want %q", tc.target, u, tc.want)
-		}
+}
+
+// wantForwarded checks that target is answered 200 and reached as want.
+func wantForwarded(t *testing.T, addr string, reached <-chan string, target, want string) {
+	t.Helper()
+	resp, _ := rawRequest(t, addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s: status %d, want 200", target, resp.StatusCode)
+	}
+	if u := <-reached; u != want {
+		t.Fatalf("%s reached %q, want %q", target, u, want)
 	}
 }
