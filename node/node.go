@@ -113,7 +113,10 @@ type Node struct {
 	// releasedAt is when this process released gossip and raft to a
 	// successor that is not serving yet (UnixNano; 0 otherwise): stalled.
 	releasedAt atomic.Int64
-	shutdown   atomic.Bool
+	// predecessorMembers is, on an upgrade, the member count of the old
+	// process's rate-limit ring (handover.Members): predecessorRing.
+	predecessorMembers atomic.Int32
+	shutdown           atomic.Bool
 	// prebound holds, on an upgrade, the listeners the node file names
 	// that the old process did not pass, bound before it releases the
 	// cluster identity (prebind); listen takes them. Used only by the
@@ -441,6 +444,7 @@ func (n *Node) partList() []part {
 				// The old process's leases are unknown here until its
 				// counters arrive (handOverLimits, as it drains).
 				n.limits.l.AwaitPredecessor(predecessorLimitsWait)
+				n.predecessorMembers.Store(int32(min(n.inheritedHandover().Members, 1<<16)))
 			}
 			return n.limits.l.Start()
 		},

@@ -326,11 +326,34 @@ func TestStalledSuccessorGivesUpOwnership(t *testing.T) {
 	if got := r.Owners(key, 3); len(got) != 2 || slices.Contains(got, "n1") || got[0] != next {
 		t.Fatalf("a stalled successor: owners of %s %v, want 2 without n1, %s first", key, got, next)
 	}
-	if r.Len() != 2 {
-		t.Fatalf("a stalled successor: ring of %d, want 2", r.Len())
+	if r.Len() != 3 { // this process still decides its clients' requests: a third each
+		t.Fatalf("a stalled successor: %d nodes share the limit, want 3", r.Len())
 	}
 	n1.releasedAt.Store(0) // the successor serves
 	if id, _ := n1.limitRing().Owner(key); id != "n1" {
 		t.Fatalf("once the successor serves: %s owned by %s, want n1", key, id)
+	}
+}
+
+// A successor whose gossip has not started serves its clients already:
+// until it has a ring of its own, it owns every key (it counts what
+// reaches it) but shares the limit as the old process's ring did. With no
+// ring, its share was the whole limit, on top of the other nodes' shares
+// (chaos/upgrade-fail.sh phase d).
+func TestSuccessorSharesAsItsPredecessorsRing(t *testing.T) {
+	n := &Node{cfg: &config.Node{Name: "n2"}}
+	if r := n.limitRing(); r != nil {
+		t.Fatalf("no gossip, no predecessor: ring %v, want none (this node alone)", r)
+	}
+	n.predecessorMembers.Store(3)
+	r := n.limitRing()
+	if r == nil || r.Len() != 3 {
+		t.Fatalf("a successor of a process whose ring held 3: %v, want a share of a third", r)
+	}
+	if id, self := r.Owner("api\x00k1"); id != "n2" || !self {
+		t.Fatalf("owner %s (self %v), want n2 itself until its gossip starts", id, self)
+	}
+	if got := r.Owners("api\x00k1", 2); !slices.Equal(got, []string{"n2"}) {
+		t.Fatalf("owners %v, want [n2]", got)
 	}
 }

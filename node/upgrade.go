@@ -221,6 +221,12 @@ type handover struct {
 	// successor catches up when it does, as this process would have
 	// (consensus.Config.CaughtUpLeaderless).
 	Leaderless bool `json:"leaderless,omitempty"`
+	// Members is how many nodes the rate limiter's ring held when this
+	// process let go: until the successor's gossip has a ring of its
+	// own, its clients' requests for keys without a lease are decided by
+	// a local share of the limit divided by it, not by the whole limit
+	// (predecessorRing).
+	Members int `json:"members,omitempty"`
 }
 
 // handoverState is this node's handover, read before it releases raft:
@@ -231,6 +237,9 @@ func (n *Node) handoverState() handover {
 		h.CaughtUpThrough = st.AppliedIndex()
 		id, _ := st.Leader()
 		h.Leaderless = id == ""
+	}
+	if mc := n.limitMembers(); mc != nil {
+		h.Members = mc.Ring().Len()
 	}
 	return h
 }

@@ -109,6 +109,9 @@ func TestUpgradedNodeStaysReadyAndOnTheRing(t *testing.T) {
 		defer cancel()
 		succ.Shutdown(ctx)
 	})
+	if m := succ.predecessorMembers.Load(); m != 3 {
+		t.Errorf("the successor was told the old ring held %d members, want 3 (its rate-limit share until its gossip starts)", m)
+	}
 	if why, cu := succ.notReady(), succ.Store().CatchUp(); why != "" || !cu.Done() {
 		stable()
 		t.Errorf("the successor is not ready once started (%q), catch-up %+v", why, cu)
