@@ -269,3 +269,39 @@ func wantForwarded(t *testing.T, addr string, reached <-chan string, target, wan
 		t.Fatalf("%s reached %q, want %q", target, u, want)
 	}
 }
+
+// TestCaseInsensitiveRoute: a route marked CaseInsensitive takes every
+// spelling of its prefix's letters, for an origin that serves "/ADMIN" as
+// "/admin"; a case-sensitive route only its own. The upstream receives
+// the path as sent.
+func TestCaseInsensitiveRoute(t *testing.T) {
+	got := make(chan string, 1)
+	admin := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.RequestURI
+		w.Header().Set("X-Upstream", "admin")
+	}))
+	rest := startOrigin(t, originH1, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Upstream", "rest")
+	}))
+	r := newTestRouter(t)
+	tbl, err := r.Build([]UpstreamConfig{{Name: "admin", Peers: []*Peer{admin}}, {Name: "rest", Peers: []*Peer{rest}}},
+		[]RouteConfig{{Host: "*", PathPrefix: "/admin/", CaseInsensitive: true, Upstream: "admin"}, {Host: "*", Upstream: "rest"}}, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Swap(tbl)
+	p := startProxy(t, RouterApp{Router: r}, Config{}, ListenerConfig{Name: "http"})
+	for target, want := range map[string]string{"/admin/x": "/admin/x", "/ADMIN/x": "/ADMIN/x", "/Admin/x": "/Admin/x", "/%41dmin/x": "/Admin/x"} {
+		resp, _ := rawRequest(t, p.addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 200 || resp.Header.Get("X-Upstream") != "admin" {
+			t.Fatalf("%s: status %d, routed to %q, want the /admin/ route", target, resp.StatusCode, resp.Header.Get("X-Upstream"))
+		}
+		if uri := <-got; uri != want {
+			t.Fatalf("%s: upstream received %q, want %q", target, uri, want)
+		}
+	}
+	resp, _ := rawRequest(t, p.addr, "GET /admins HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if resp.Header.Get("X-Upstream") != "rest" {
+		t.Fatalf("/admins routed to %q, want rest", resp.Header.Get("X-Upstream"))
+	}
+}

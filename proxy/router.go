@@ -61,6 +61,10 @@ type RouteConfig struct {
 	// PathPrefix is matched against the cleaned request path, "%2F" read
 	// as "/" and ";" parameters dropped (route.MatchPath; default "/").
 	PathPrefix string
+	// CaseInsensitive matches PathPrefix without regard to the case of
+	// ASCII letters (route.Rule.CaseInsensitive): for an origin that
+	// serves "/ADMIN" as "/admin".
+	CaseInsensitive bool
 	// Upstream names the group.
 	Upstream string
 	// MaxBodyBytes caps request bodies on this route; 0 keeps the server
@@ -252,7 +256,7 @@ func build(ups []UpstreamConfig, routes []RouteConfig, version string, r *Router
 		if err := rc.Validate(); err != nil {
 			return nil, fmt.Errorf("proxy: route %d: %w", i, err)
 		}
-		rules = append(rules, route.Rule[*routeEntry]{Host: rc.Host, PathPrefix: rc.PathPrefix, Target: &routeEntry{cfg: rc, group: g}})
+		rules = append(rules, route.Rule[*routeEntry]{Host: rc.Host, PathPrefix: rc.PathPrefix, CaseInsensitive: rc.CaseInsensitive, Target: &routeEntry{cfg: rc, group: g}})
 	}
 	rt, err := route.New(rules)
 	if err != nil {

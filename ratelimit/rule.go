@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pingora-go/pingora-go/internal/asciifold"
 	"github.com/pingora-go/pingora-go/internal/cginame"
 )
 
@@ -63,6 +64,10 @@ type Match struct {
 	Host string
 	// PathPrefix matches paths that start with it (default "": any path).
 	PathPrefix string
+	// CaseInsensitive matches PathPrefix without regard to the case of
+	// ASCII letters (internal/asciifold), for an origin that serves
+	// "/API/" as "/api/": a rule that matched by case was dodged there.
+	CaseInsensitive bool
 	// Methods lists the methods that match, upper case (default none: any).
 	Methods []string
 }
@@ -284,13 +289,14 @@ type Request struct {
 // matcher is a compiled Match.
 type matcher struct {
 	route, prefix string
+	fold          bool   // prefix matched without case (Match.CaseInsensitive)
 	host          string // lower case; "" any
 	suffix        bool   // host was "*.name": host holds ".name"
 	methods       []string
 }
 
 func compileMatch(m Match) matcher {
-	c := matcher{route: m.Route, prefix: m.PathPrefix, methods: m.Methods}
+	c := matcher{route: m.Route, prefix: m.PathPrefix, fold: m.CaseInsensitive, methods: m.Methods}
 	// GET covers HEAD, as nginx's limit_except GET does: a HEAD is a GET
 	// whose body is not sent, and would otherwise dodge a GET limit.
 	if slices.Contains(c.methods, "GET") && !slices.Contains(c.methods, "HEAD") {
@@ -310,7 +316,7 @@ func (m *matcher) match(r *Request) bool {
 	if m.route != "" && r.Route != m.route {
 		return false
 	}
-	if m.prefix != "" && !strings.HasPrefix(r.Path, m.prefix) {
+	if m.prefix != "" && !(strings.HasPrefix(r.Path, m.prefix) || m.fold && asciifold.HasPrefix(r.Path, m.prefix)) {
 		return false
 	}
 	if len(m.methods) > 0 && !containsStr(m.methods, r.Method) && !overriddenTo(r, m.methods) {

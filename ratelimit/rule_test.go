@@ -123,6 +123,23 @@ func TestMatch(t *testing.T) {
 	if any := compileMatch(Match{}); !any.match(&Request{}) {
 		t.Error("the zero Match does not match everything")
 	}
+	// An origin that serves "/V1/" as "/v1/": case_insensitive counts
+	// every spelling of the prefix's ASCII letters; by default the prefix
+	// is matched as written.
+	for _, tc := range []struct {
+		prefix, path string
+		fold, want   bool
+	}{
+		{"/v1/", "/V1/users", true, true},
+		{"/v1/", "/v1/users", true, true},
+		{"/v1/", "/V1/users", false, false},
+		{"/k1/", "/\u212a1/", true, false}, // the Kelvin sign is no k
+	} {
+		m := compileMatch(Match{PathPrefix: tc.prefix, CaseInsensitive: tc.fold})
+		if got := m.match(&Request{Path: tc.path}); got != tc.want {
+			t.Errorf("prefix %q, path %q, case_insensitive %v: match = %v, want %v", tc.prefix, tc.path, tc.fold, got, tc.want)
+		}
+	}
 	exact := compileMatch(Match{Host: "example.com"})
 	if !exact.match(&Request{Host: "EXAMPLE.com."}) || exact.match(&Request{Host: "a.example.com"}) {
 		t.Error("an exact host matches wrongly")

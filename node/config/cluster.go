@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/pingora-go/pingora-go/internal/asciifold"
 	"github.com/pingora-go/pingora-go/proxy"
 	"github.com/pingora-go/pingora-go/proxy/health"
 	"github.com/pingora-go/pingora-go/proxy/lb"
@@ -146,6 +147,11 @@ type Route struct {
 	Host string `yaml:"host" json:"host,omitempty"`
 	// PathPrefix is the path prefix (default "/").
 	PathPrefix string `yaml:"path_prefix" json:"path_prefix,omitempty"`
+	// CaseInsensitive matches PathPrefix without regard to the case of
+	// ASCII letters, for origins that serve "/ADMIN" as "/admin" (IIS, a
+	// case-insensitive file system); default false, as Envoy's
+	// case_sensitive: true.
+	CaseInsensitive bool `yaml:"case_insensitive" json:"case_insensitive,omitempty"`
 	// Upstream names the group (required).
 	Upstream string `yaml:"upstream" json:"upstream"`
 	// MaxBodyBytes caps request bodies on the route (default 0: node's limit).
@@ -381,6 +387,7 @@ func (c *Cluster) validate(e *errs) {
 		u.validate(e, p)
 	}
 	routes := map[string]int{}
+	folded := map[string]int{} // by the prefix's lower case: the first route
 	routeNames := map[string]bool{}
 	for i, r := range c.Routes {
 		routeNames[r.Upstream] = true
@@ -392,8 +399,13 @@ func (c *Cluster) validate(e *errs) {
 		key := route.PatternKey(r.Host) + " " + defaultStr(r.PathPrefix, "/")
 		if j, dup := routes[key]; dup {
 			e.add(p, "same host and path_prefix as routes[%d]", j)
+		} else if j, dup := folded[asciifold.Lower(key)]; dup && (r.CaseInsensitive || c.Routes[j].CaseInsensitive) {
+			e.add(p, "path_prefix differs from routes[%d]'s only in case, and one of them is case_insensitive: a path would match both", j)
 		}
 		routes[key] = i
+		if _, ok := folded[asciifold.Lower(key)]; !ok {
+			folded[asciifold.Lower(key)] = i
+		}
 	}
 	c.validateRateLimits(e, routeNames)
 }

@@ -87,6 +87,8 @@ func TestParseClusterRefuses(t *testing.T) {
 		{"bad duration", strings.Replace(goodCluster, "connect: 2s", "connect: soon", 1), `c.yaml:8: upstreams[0].timeouts.connect: want a duration such as 500ms, 10s or 1m30s, got "soon"`},
 		{"wrong type", strings.Replace(goodCluster, "weight: 2", "weight: heavy", 1), `c.yaml:6: upstreams[0].peers[0].weight: want a whole number, got "heavy"`},
 		{"duplicate route", goodCluster + "  - host: \"*\"\n    upstream: web\n", `c.yaml:13: routes[1]: same host and path_prefix as routes[0]`},
+		{"route differing in case only", goodCluster + "  - host: \"*\"\n    path_prefix: /Admin\n    upstream: web\n  - host: \"*\"\n    path_prefix: /ADMIN\n    case_insensitive: true\n    upstream: web\n",
+			`c.yaml:16: routes[2]: path_prefix differs from routes[1]'s only in case, and one of them is case_insensitive: a path would match both`},
 		{"bad path", strings.Replace(goodCluster, "path_prefix: /", "path_prefix: api", 1), `c.yaml:11: routes[0].path_prefix: "api" must start with /`},
 		{"bad host", strings.Replace(goodCluster, `host: "*"`, `host: "a b"`, 1), `c.yaml:10: routes[0].host`},
 		{"no peers", "upstreams:\n  - name: x\n", `c.yaml:2: upstreams[0].peers: at least one peer is required`},
@@ -504,4 +506,24 @@ func TestShapeErrorsInOperatorWords(t *testing.T) {
 			t.Fatalf("an empty document (null) is the empty config: %v", err)
 		}
 	})
+}
+
+// TestCaseInsensitiveReachesTheOwners: case_insensitive on a route and on
+// a rate limit's match reaches the router's and the limiter's rules.
+func TestCaseInsensitiveReachesTheOwners(t *testing.T) {
+	doc := strings.Replace(goodCluster, "    path_prefix: /\n", "    path_prefix: /Admin/\n    case_insensitive: true\n", 1) +
+		"rate_limits:\n  - name: r\n    limit: 10\n    match: {path_prefix: /API/, case_insensitive: true}\n"
+	c, err := ParseCluster("c.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc := c.Routes[0].ProxyRoute(); !rc.CaseInsensitive || rc.PathPrefix != "/Admin/" {
+		t.Errorf("route: %+v, want /Admin/ case-insensitive", rc)
+	}
+	if m := c.RateLimits[0].Rule().Match; !m.CaseInsensitive || m.PathPrefix != "/API/" {
+		t.Errorf("rate limit match: %+v, want /API/ case-insensitive", m)
+	}
+	if c2, err := ParseCluster("c.yaml", []byte(goodCluster)); err != nil || c2.Routes[0].CaseInsensitive {
+		t.Errorf("default: %v, case_insensitive %v, want false", err, c2 != nil && c2.Routes[0].CaseInsensitive)
+	}
 }

@@ -98,7 +98,7 @@ var (
 // ProxyRoute translates r into the proxy's type. A cache goes to the
 // proxy's default store; node puts a shared route's in the cluster tier.
 func (r *Route) ProxyRoute() proxy.RouteConfig {
-	rc := proxy.RouteConfig{Host: r.Host, PathPrefix: r.PathPrefix, Upstream: r.Upstream, MaxBodyBytes: r.MaxBodyBytes, Upgrades: r.Upgrade}
+	rc := proxy.RouteConfig{Host: r.Host, PathPrefix: r.PathPrefix, CaseInsensitive: r.CaseInsensitive, Upstream: r.Upstream, MaxBodyBytes: r.MaxBodyBytes, Upgrades: r.Upgrade}
 	if c := r.Cache; c != nil && c.Enabled {
 		rc.Cache = c.proxyCache()
 	}
@@ -132,7 +132,7 @@ func routeField(f string) string {
 func (r *RateLimit) Rule() ratelimit.Rule {
 	return ratelimit.Rule{
 		Name: r.Name, Key: r.Key, Limit: r.Limit, Period: r.Period, Burst: r.Burst,
-		Match:     ratelimit.Match{Route: r.Match.Route, Host: r.Match.Host, PathPrefix: route.MatchPrefix(r.Match.PathPrefix), Methods: r.Match.Methods},
+		Match:     ratelimit.Match{Route: r.Match.Route, Host: r.Match.Host, PathPrefix: route.MatchPrefix(r.Match.PathPrefix), CaseInsensitive: r.Match.CaseInsensitive, Methods: r.Match.Methods},
 		Algorithm: ratelimit.Algorithm(r.Algorithm), Scope: ratelimit.Scope(r.Scope), OnExceed: ratelimit.OnExceed(r.OnExceed),
 		MaxDelay: r.MaxDelay, Fields: r.Headers,
 	}

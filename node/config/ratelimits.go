@@ -53,6 +53,9 @@ type RateLimitMatch struct {
 	Host string `yaml:"host" json:"host,omitempty"`
 	// PathPrefix matches paths starting with it (default "/": any path).
 	PathPrefix string `yaml:"path_prefix" json:"path_prefix,omitempty"`
+	// CaseInsensitive matches PathPrefix without regard to the case of
+	// ASCII letters (default false).
+	CaseInsensitive bool `yaml:"case_insensitive" json:"case_insensitive,omitempty"`
 	// Methods lists the methods counted, upper case (default: all).
 	Methods []string `yaml:"methods" json:"methods,omitempty"`
 }

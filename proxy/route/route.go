@@ -5,6 +5,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/pingora-go/pingora-go/internal/asciifold"
 )
 
 // Rule sends requests for Host and PathPrefix to Target.
@@ -14,10 +16,26 @@ type Rule[T any] struct {
 	Host string
 	// PathPrefix is the path prefix to match; "" means "/".
 	PathPrefix string
+	// CaseInsensitive matches PathPrefix without regard to the case of
+	// ASCII letters, for origins that serve "/Admin" as "/admin" (IIS,
+	// and any on a case-insensitive file system): there, a rule for
+	// "/admin" that matches case-sensitively is passed by "/ADMIN".
+	// Envoy's route match case_sensitive: false, nginx's "location ~*".
+	// Non-ASCII letters are compared byte for byte.
+	CaseInsensitive bool
 	// Target is what the caller routes to (an upstream group).
 	Target T
 
 	match string // PathPrefix as paths are matched (MatchPrefix)
+}
+
+// Matches reports whether the rule's path prefix matches p, a path as
+// MatchPath returns it.
+func (r *Rule[T]) Matches(p string) bool {
+	if r.CaseInsensitive {
+		return asciifold.HasPrefix(p, r.match)
+	}
+	return strings.HasPrefix(p, r.match)
 }
 
 // Table is an immutable routing table.
@@ -33,10 +51,17 @@ type hostRules[T any] struct {
 }
 
 // New builds a table. It refuses invalid host patterns and two rules with
-// the same host and path prefix.
+// the same host and path prefix, or prefixes that differ only in case when
+// either rule is CaseInsensitive (a path would match both, and which one
+// routed it would be left to their order).
 func New[T any](rules []Rule[T]) (*Table[T], error) {
 	t := &Table[T]{exact: map[string]*hostRules[T]{}, wildcard: map[string]*hostRules[T]{}}
 	seen := map[[2]string]int{}
+	type folded struct {
+		i  int
+		ci bool
+	}
+	seenFold := map[[2]string]folded{}
 	for i := range rules {
 		r := rules[i]
 		host, err := normalizePattern(r.Host)
@@ -55,6 +80,13 @@ func New[T any](rules []Rule[T]) (*Table[T], error) {
 			return nil, fmt.Errorf("route: rule %d duplicates rule %d (host %q, path prefix %q)", i, j, host, r.PathPrefix)
 		}
 		seen[k] = i
+		fk := [2]string{host, asciifold.Lower(r.match)}
+		if f, ok := seenFold[fk]; ok && (f.ci || r.CaseInsensitive) {
+			return nil, fmt.Errorf("route: rule %d duplicates rule %d but for case, and one of them is case-insensitive (host %q, path prefix %q)", i, f.i, host, r.PathPrefix)
+		}
+		if _, ok := seenFold[fk]; !ok {
+			seenFold[fk] = folded{i: i, ci: r.CaseInsensitive}
+		}
 		t.bucket(host).rules = append(t.bucket(host).rules, &r)
 		t.size++
 	}
@@ -169,7 +201,7 @@ func (t *Table[T]) Match(host, p string) (*Rule[T], bool) {
 	}
 	p = MatchPath(p)
 	for _, r := range hr.rules {
-		if strings.HasPrefix(p, r.match) {
+		if r.Matches(p) {
 			return r, true
 		}
 	}

@@ -139,3 +139,57 @@ func ExampleTable() {
 	fmt.Println(r.Target)
 	// Output: api
 }
+
+// TestMatchCaseInsensitive: a case-insensitive rule meets every spelling
+// of its prefix's ASCII letters, escapes included ("/%41dmin" decodes to
+// "/Admin"), and nothing else; a case-sensitive one only its own.
+func TestMatchCaseInsensitive(t *testing.T) {
+	t.Parallel()
+	tbl, err := New([]Rule[string]{
+		{Host: "*", PathPrefix: "/", Target: "rest"},
+		{Host: "*", PathPrefix: "/admin", CaseInsensitive: true, Target: "admin"},
+		{Host: "*", PathPrefix: "/Static/", Target: "static"},
+		{Host: "*", PathPrefix: "/caf%C3%A9", CaseInsensitive: true, Target: "cafe"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/admin", "admin"},
+		{"/ADMIN/users", "admin"},
+		{"/aDmIn", "admin"},
+		{"/%41dmin", "admin"},
+		{"/x/../AdMin", "admin"},
+		{"/\u212admin", "rest"}, // the Kelvin sign is no 'k', and no 'a' either
+		{"/admi", "rest"},
+		{"/Static/a.css", "static"},
+		{"/static/a.css", "rest"},
+		{"/CAF%C3%A9", "cafe"},
+		{"/CAF%c3%a9", "cafe"}, // escapes' hex in either case
+		{"/caf%C3%89", "rest"}, // É is not é: non-ASCII is compared as bytes
+	} {
+		r, ok := tbl.Match("h", tc.path)
+		got := ""
+		if ok {
+			got = r.Target
+		}
+		if got != tc.want {
+			t.Errorf("Match(%q) = %q, want %q", tc.path, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		rules []Rule[string]
+		ok    bool
+	}{
+		{"two case-sensitive spellings", []Rule[string]{{PathPrefix: "/a"}, {PathPrefix: "/A"}}, true},
+		{"one case-insensitive", []Rule[string]{{PathPrefix: "/a"}, {PathPrefix: "/A", CaseInsensitive: true}}, false},
+		{"the first case-insensitive", []Rule[string]{{PathPrefix: "/A", CaseInsensitive: true}, {PathPrefix: "/a"}}, false},
+		{"after two case-sensitive", []Rule[string]{{PathPrefix: "/a"}, {PathPrefix: "/A"}, {PathPrefix: "/a", CaseInsensitive: true}}, false},
+		{"other hosts", []Rule[string]{{Host: "x", PathPrefix: "/a", CaseInsensitive: true}, {Host: "y", PathPrefix: "/A"}}, true},
+	} {
+		if _, err := New(tc.rules); (err == nil) != tc.ok {
+			t.Errorf("%s: New error %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}
