@@ -89,7 +89,10 @@ func (n *Node) stalled(mc *membership.Cluster, now time.Time) bool {
 
 // ringWithout is a ring with one node taken out: each key goes to the
 // next node on it, as the others' rings send it once they declared that
-// node dead.
+// node dead. It is a standby ring: the counters the limiter hands the
+// next nodes stay here too, for HandOver to give the successor once it
+// serves (the others may not have declared the node dead, and then the
+// next node does not own them; ratelimit.StandbyRing).
 type ringWithout struct {
 	r    *membership.Ring
 	self string
@@ -113,6 +116,10 @@ func (w ringWithout) Owners(key string, n int) []string {
 }
 
 func (w ringWithout) Len() int { return w.r.Len() - 1 }
+
+func (ringWithout) Standby() bool { return true }
+
+var _ ratelimit.StandbyRing = ringWithout{}
 
 // limitMembers is the membership the rate limiter follows: the one whose
 // gossip started last, running or stopped since (its ring stays as it
