@@ -394,8 +394,9 @@ func (c *Cache) Inherited() InheritStats {
 // that do are kept whatever happens to the rest. It never holds up a
 // request: lookups find the objects as they are stored. Purges the old
 // process applies later are applied here as they arrive; when the stream
-// ends, this node also exchanges purge logs with every member (purges
-// that reached only the old process while it went away). It reports
+// ends, this node also exchanges purge logs with every member, if it
+// stored any object (purges that reached only the old process while it
+// went away). It reports
 // false, doing nothing, when the cache is closed; conn is closed at the
 // end.
 func (c *Cache) Inherit(conn net.Conn, timeout time.Duration) bool {
