@@ -92,7 +92,10 @@ func (n *Node) stalled(mc *membership.Cluster, now time.Time) bool {
 
 // ringWithout is a ring with one node taken out: each key goes to the
 // next node on it, as the others' rings send it once they declared that
-// node dead.
+// node dead. It is a standby ring: the counters the limiter hands the
+// next nodes stay here too, for HandOver to give the successor once it
+// serves (the others may not have declared the node dead, and then the
+// next node does not own them; ratelimit.StandbyRing).
 type ringWithout struct {
 	r    *membership.Ring
 	self string
@@ -140,6 +143,10 @@ type predecessorRing struct {
 func (r predecessorRing) Owner(string) (string, bool) { return r.self, true }
 func (r predecessorRing) Owners(string, int) []string { return []string{r.self} }
 func (r predecessorRing) Len() int                    { return r.n }
+
+func (ringWithout) Standby() bool { return true }
+
+var _ ratelimit.StandbyRing = ringWithout{}
 
 // limitMembers is the membership the rate limiter follows: the one whose
 // gossip started last, running or stopped since (its ring stays as it

@@ -329,6 +329,9 @@ func TestStalledSuccessorGivesUpOwnership(t *testing.T) {
 	if r.Len() != 3 { // this process still decides its clients' requests: a third each
 		t.Fatalf("a stalled successor: %d nodes share the limit, want 3", r.Len())
 	}
+	if sr, ok := r.(ratelimit.StandbyRing); !ok || !sr.Standby() {
+		t.Fatal("a stalled successor's ring is no standby ring: the counters handed to the next node would leave this process (TestStandbyKeepsCounters)")
+	}
 	n1.releasedAt.Store(0) // the successor serves
 	if id, _ := n1.limitRing().Owner(key); id != "n1" {
 		t.Fatalf("once the successor serves: %s owned by %s, want n1", key, id)

@@ -1,9 +1,13 @@
 package proxy
 
 import (
+	"bufio"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"golang.org/x/net/http2"
@@ -204,6 +208,32 @@ func TestBackslashDotSegmentRefused(t *testing.T) {
 	wantForwarded(t, addr, reached, `/public\x`, `public /public\x`)
 	wantForwarded(t, addr, reached, "/public%5Cx", "public /public%5Cx")
 	wantForwarded(t, addr, reached, `/publicx\y`, `rest /publicx\y`)
+}
+
+// TestPercentUNotationRefused: IIS's HTTP.sys decodes %uNNNN by default
+// (PercentUAllowed) before it resolves dot segments, so
+// "/public/%u002e%u002e/private/x" is "/private/x" to an IIS origin,
+// while the proxy matched it as a path under "/public/" (a caching route
+// stored the private page) and "/api%u002flogin" dodged a rule for
+// "/api/login". Such a path is refused (400; HTTP/2: or the stream reset)
+// and reaches no origin. The origin here is raw, as IIS is: Go's server
+// refuses the escape itself. Another character so spelt is forwarded.
+func TestPercentUNotationRefused(t *testing.T) {
+	reached := make(chan string, 8)
+	origin := rawPeer(t, func(c net.Conn) {
+		defer c.Close()
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return
+		}
+		reached <- strings.TrimSpace(line)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	})
+	p := startProxy(t, routerFor(t, &Peer{Addr: origin}), Config{}, ListenerConfig{Name: "http", H2C: true})
+	wantRefused(t, p.addr, reached, []string{"/public/%u002e%u002e/private/x", "/public/%U002E%u002E/private/x",
+		"/public/..%u005cprivate/x", "/api%u002flogin", "http://x/public/%u002e%u002e/private/x"},
+		"/public/%u002e%u002e/private/x")
+	wantForwarded(t, p.addr, reached, "/a%u0041", "GET /a%u0041 HTTP/1.1")
 }
 
 // twoRouteProxy starts a proxy (HTTP/1.1 and h2c) that routes "/public/"

@@ -20,6 +20,18 @@ type Ring interface {
 	Len() int
 }
 
+// StandbyRing is a Ring that leaves this node out for now only: that of
+// an upgrade's old process whose successor has not served yet (the node's
+// limitRing). Its keys go to the next node, as on a ring without it, but
+// the counters handed to those nodes stay here too (handoffStep): unless
+// the others declared this node dead meanwhile, the next node does not
+// own them and passes them to no one, and HandOver still gives them to
+// the successor. Standby reports whether the ring is such a one.
+type StandbyRing interface {
+	Ring
+	Standby() bool
+}
+
 // Peers tells where a node answers calls: its cluster (wire) address.
 type Peers interface {
 	Addr(nodeID string) (string, bool)

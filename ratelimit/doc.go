@@ -118,7 +118,10 @@
 // Graceful upgrade: the ring keeps the node's name, so nothing above
 // moves its counters; the old process hands them to the successor that
 // now serves its cluster address (HandOver), which merges them the same
-// way (TestUpgradeSim).
+// way (TestUpgradeSim). While a successor that has the node's gossip is
+// slow to serve, the old process's ring may leave the node out (a
+// StandbyRing): it hands the next node copies and keeps its counters for
+// HandOver (TestStandbyKeepsCounters).
 //
 // Owner crash: the new owner rebuilds the counter from the reports: each
 // node's first report to a new owner carries a hint, the counter state of

@@ -14,8 +14,14 @@ import (
 // ring changed: a node joined, or this one is draining) to their new
 // owners, and drops each once its owner took it. A counter whose new owner
 // cannot be reached is kept and offered again a second later, until it
-// goes idle.
+// goes idle. On a StandbyRing the counters are kept after they were sent
+// (TestStandbyKeepsCounters): before, a successor that stalled for a
+// probe interval, shorter than failure detection, made the old process
+// drop them at the next node, which did not own them, so the successor
+// got none by HandOver and the key admitted its limit again.
 func (l *Limiter) handoffStep(rs *ruleSet, ring Ring) {
+	sr, keep := ring.(StandbyRing)
+	keep = keep && sr.Standby()
 	type ref struct {
 		c   *counters
 		key string
@@ -47,10 +53,13 @@ func (l *Limiter) handoffStep(rs *ruleSet, ring Ring) {
 			l.cfg.Logger.Warn("ratelimit: hand-off failed; the counters stay here and are offered again", "owner", owner, "keys", len(hs), "err", err)
 			continue
 		}
+		l.st.handoffs.Add(uint64(len(hs)))
+		if keep {
+			continue
+		}
 		for _, r := range refs[owner] {
 			r.c.owned.remove(r.key, r.ctr)
 		}
-		l.st.handoffs.Add(uint64(len(hs)))
 	}
 }
 

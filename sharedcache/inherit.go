@@ -364,7 +364,8 @@ type InheritStats struct {
 type inheritance struct {
 	mu    sync.Mutex
 	st    InheritStats
-	ended bool // the stream ended, purges after the objects included
+	ended bool      // the stream ended, purges after the objects included
+	start time.Time // when the objects began to be read
 }
 
 func (in *inheritance) update(f func(*InheritStats)) {
@@ -373,11 +374,16 @@ func (in *inheritance) update(f func(*InheritStats)) {
 	in.mu.Unlock()
 }
 
-// Inherited returns what Inherit has taken in so far.
+// Inherited returns what Inherit has taken in so far; while it
+// receives, Seconds is how long it has.
 func (c *Cache) Inherited() InheritStats {
 	c.inherit.mu.Lock()
 	defer c.inherit.mu.Unlock()
-	return c.inherit.st
+	st := c.inherit.st
+	if st.State == "receiving" && !c.inherit.start.IsZero() {
+		st.Seconds = time.Since(c.inherit.start).Seconds()
+	}
+	return st
 }
 
 // Inherit reads the cache stream the process this one took over from
@@ -388,8 +394,9 @@ func (c *Cache) Inherited() InheritStats {
 // that do are kept whatever happens to the rest. It never holds up a
 // request: lookups find the objects as they are stored. Purges the old
 // process applies later are applied here as they arrive; when the stream
-// ends, this node also exchanges purge logs with every member (purges
-// that reached only the old process while it went away). It reports
+// ends, this node also exchanges purge logs with every member, if it
+// stored any object (purges that reached only the old process while it
+// went away). It reports
 // false, doing nothing, when the cache is closed; conn is closed at the
 // end.
 func (c *Cache) Inherit(conn net.Conn, timeout time.Duration) bool {
@@ -412,6 +419,9 @@ func (c *Cache) inheritFrom(conn net.Conn, timeout time.Duration) {
 	stop := context.AfterFunc(c.ctx, func() { conn.SetReadDeadline(time.Now()) })
 	defer stop()
 	start := time.Now()
+	c.inherit.mu.Lock()
+	c.inherit.start = start
+	c.inherit.mu.Unlock()
 	conn.SetReadDeadline(start.Add(timeout))
 	r := heir{c: c, br: bufio.NewReaderSize(conn, bodyBuf), start: start}
 	err := r.objects()

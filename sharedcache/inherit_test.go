@@ -255,6 +255,29 @@ func TestInheritDeadline(t *testing.T) {
 	}
 }
 
+// TestInheritedSecondsWhileReceiving: while the objects arrive, Seconds
+// says for how long they have (pingora-node status prints "receiving for
+// N s" from it). Before, it stayed 0 until the stream ended.
+func TestInheritedSecondsWhileReceiving(t *testing.T) {
+	t.Parallel()
+	heir := newInheritCache(t, "n1")
+	a, b := net.Pipe()
+	defer a.Close()
+	go func() {
+		bw := bufio.NewWriter(a)
+		writeFrame(bw, frameHello, &streamHello{Version: streamVersion})
+		bw.Flush() // and then nothing for now
+	}()
+	heir.Inherit(b, time.Minute)
+	waitFor(t, "seconds while receiving", func() bool {
+		st := heir.Inherited()
+		if st.State != "receiving" {
+			t.Fatalf("%+v, want receiving", st)
+		}
+		return st.Seconds > 0
+	})
+}
+
 // TestBequeathDeadline: an old cache whose time for the objects is up
 // still ends the objects cleanly and forwards the purges after them, so
 // the successor keeps what came and hears of later purges.

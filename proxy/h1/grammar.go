@@ -54,7 +54,40 @@ func ValidTarget(method, target string) bool {
 	case target == "" || target[0] != '/':
 		return false
 	}
-	return validTargetBytes(target) && !ParamHidesSlash(target) && !ParamOnDotSegment(target) && !SlashHidesDotSegment(target)
+	return validTargetBytes(target) && !ParamHidesSlash(target) && !ParamOnDotSegment(target) && !SlashHidesDotSegment(target) &&
+		!PercentUHidesPathChar(target)
+}
+
+// PercentUHidesPathChar reports whether the path (before any '?') spells a
+// dot, a slash or a backslash in the %uNNNN notation ("%u002e", "%u002f",
+// "%u005c", in any case) that IIS's HTTP.sys decodes by default (its
+// PercentUAllowed setting) before it resolves dot segments:
+// "/public/%u002e%u002e/private/x" is "/private/x" to IIS and
+// "/api%u002flogin" is "/api/login", while route.MatchPath, nginx and
+// Express read no dot segment and no slash there (Go refuses the escape).
+// As with SlashHidesDotSegment, no one path the proxy matches rules
+// against is the one every origin serves: a caching "/public/" route
+// took an IIS origin's private page, and a rule for "/api/login" was
+// dodged. No client spells these characters so; the proxy refuses them
+// (400).
+func PercentUHidesPathChar(target string) bool {
+	if q := strings.IndexByte(target, '?'); q >= 0 {
+		target = target[:q]
+	}
+	for i := strings.IndexByte(target, '%'); i >= 0 && i+6 <= len(target); {
+		if u := target[i+1]; (u == 'u' || u == 'U') && target[i+2] == '0' && target[i+3] == '0' {
+			switch hi, lo := target[i+4], target[i+5]|0x20; { // lo in lower case, if a letter
+			case hi == '2' && (lo == 'e' || lo == 'f'), hi == '5' && lo == 'c':
+				return true
+			}
+		}
+		j := strings.IndexByte(target[i+1:], '%')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
 }
 
 // ParamOnDotSegment reports whether a dot segment carries a parameter:

@@ -72,6 +72,12 @@ func TestValidTarget(t *testing.T) {
 		{"GET", `/static/x;\..\account`, false}, {"GET", "/static/x;%5c", false},
 		{"GET", `/a\b`, true}, {"GET", "/a%5Cb", true}, {"GET", `/a\...\b`, true}, {"GET", `/a\..x`, true}, {"GET", `/a?x=..\`, true},
 		{"GET", "/a%5%5C.x", true},
+		// IIS's HTTP.sys decodes %uNNNN by default: a dot or slash so
+		// spelt is one to IIS and to no one else (PercentUHidesPathChar).
+		{"GET", "/public/%u002e%u002e/private/x", false}, {"GET", "/api%u002flogin", false}, {"GET", "/a%U005Cb", false},
+		{"GET", "/x/%u002E", false}, {"GET", "/a%u002F", false}, {"GET", "/a/.%u002e/b", false}, {"GET", "/a%%u002f", false},
+		{"GET", "/a%u0041", true}, {"GET", "/a?x=%u002e", true}, {"GET", "/a%u002", true}, {"GET", "/%u", true},
+		{"GET", "/a%u012e", true}, {"GET", "/a%u002g", true}, {"GET", "/a%25u002e", true},
 	} {
 		if got := ValidTarget(tc.method, tc.target); got != tc.ok {
 			t.Errorf("ValidTarget(%q, %q) = %v, want %v", tc.method, tc.target, got, tc.ok)

@@ -95,6 +95,9 @@ func parseRequestLine(line string, req *Request) error {
 	if SlashHidesDotSegment(req.Target) {
 		return rerr(400, CodeInvalidTarget, "an encoded slash bounds a dot segment")
 	}
+	if PercentUHidesPathChar(req.Target) {
+		return rerr(400, CodeInvalidTarget, "a dot or slash spelt %%uNNNN (IIS reads it)")
+	}
 	return splitTarget(req)
 }
 

@@ -296,8 +296,10 @@ func CleanPath(p string) string {
 // readings part ways on which page is meant, no one path can be matched:
 // the proxy refuses a parameter that hides a slash or sits on a dot
 // segment ("/x/..;/admin"), and an encoded slash that bounds a dot
-// segment ("/x/..%2Fadmin", "/x/..\admin"), before it routes
-// (h1.ParamHidesSlash, h1.ParamOnDotSegment, h1.SlashHidesDotSegment). It
+// segment ("/x/..%2Fadmin", "/x/..\admin"), and a dot or slash spelt
+// "%uNNNN" as IIS reads it ("/x/%u002e%u002e/admin"), before it routes
+// (h1.ParamHidesSlash, h1.ParamOnDotSegment, h1.SlashHidesDotSegment,
+// h1.PercentUHidesPathChar). It
 // allocates only when p needs CleanPath to, or holds "%2F", "%5C", '\'
 // or ';'. MatchPath(MatchPath(p)) is MatchPath(p).
 func MatchPath(p string) string {
