@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -39,6 +40,9 @@ const (
 // sources.
 type Key struct {
 	parts []source
+	// repeatable: a part may have several values in one request
+	// (alternates).
+	repeatable bool
 }
 
 // maxKeyLen bounds a key built from a request: a longer one is cut, so a
@@ -57,7 +61,7 @@ func ParseKey(s string) (Key, error) {
 		if err != nil {
 			return Key{}, err
 		}
-		return Key{parts: []source{src}}, nil
+		return Key{parts: []source{src}, repeatable: src.repeatable()}, nil
 	}
 	var k Key
 	for rest := s; rest != ""; {
@@ -86,6 +90,7 @@ func ParseKey(s string) (Key, error) {
 	if len(k.parts) == 1 && k.parts[0].kind == kindLiteral || !k.hasSource() {
 		return Key{}, fmt.Errorf("%q names no request part: a constant key would count every request as one", s)
 	}
+	k.repeatable = slices.ContainsFunc(k.parts, func(p source) bool { return p.repeatable() })
 	return k, nil
 }
 
@@ -358,4 +363,138 @@ func clientKey(ip string) string {
 		return ip
 	}
 	return p.String()
+}
+
+// maxKeyValues bounds the different values one request may give a rule's
+// key (a parameter, cookie or header sent more than once, or spelt more
+// than one way): each is counted, and a request with more is refused
+// rather than decided that many times.
+const maxKeyValues = 4
+
+// alternates appends to out the other keys r gives k besides first (what
+// build returned): one for each other value of a header sent more than
+// once, or of a cookie or query parameter sent more than once under its
+// name or its spellings. Origins part ways on which one they read: Go,
+// Flask and Express's first, PHP, Django and Rails the last
+// ("?api_key=junk&api_key=REAL" is REAL to them, and PHP reads api.key as
+// api_key too), so a client sending a new junk value first each time was
+// never counted under the key its origin served it as. Counted under every
+// value, it is. over reports more than maxKeyValues different keys in
+// all, or more than one part of a template with several values (the
+// request is refused, not decided under each combination).
+func (k *Key) alternates(r *Request, first string, out []string) (_ []string, over bool) {
+	multi := -1
+	var vals []string
+	for i := range k.parts {
+		if !k.parts[i].repeatable() {
+			continue
+		}
+		var arr [maxKeyValues + 1]string
+		vs := arr[:0]
+		k.parts[i].each(r, func(v string) bool {
+			if !containsStr(vs, v) {
+				vs = append(vs, v)
+			}
+			return len(vs) <= maxKeyValues
+		})
+		if len(vs) < 2 {
+			continue
+		}
+		if multi >= 0 {
+			return out, true
+		}
+		multi, vals = i, slices.Clone(vs)
+	}
+	if len(vals) > maxKeyValues {
+		return out, true
+	}
+	for _, v := range vals {
+		if key := k.with(r, multi, v); key != "" && key != first && !containsStr(out, key) {
+			out = append(out, key)
+		}
+	}
+	return out, false
+}
+
+// with is r's key with part i's value v (a template's other parts as
+// build takes them); "" when a part has no value.
+func (k *Key) with(r *Request, i int, v string) string {
+	if len(k.parts) == 1 {
+		return fitKey(v)
+	}
+	var b []byte
+	for j := range k.parts {
+		pv, ok := v, true
+		if j != i {
+			pv, ok = k.parts[j].value(r)
+		}
+		if !ok {
+			return ""
+		}
+		b = append(b, pv...)
+	}
+	return fitKey(string(b))
+}
+
+// repeatable reports whether a request may give src more than one value.
+func (src *source) repeatable() bool {
+	return src.kind == kindHeader || src.kind == kindCookie || src.kind == kindQuery
+}
+
+// each calls yield with every non-empty value r gives src, in the order
+// value would look for them, until yield returns false: a header's lines
+// (of its own name, else of the spelling value took), a cookie's and a
+// query parameter's under the name, then under each spelling of it (the
+// name's own again among them: callers drop repeats).
+func (src *source) each(r *Request, yield func(string) bool) {
+	switch src.kind {
+	case kindHeader:
+		v := r.Header[src.name]
+		if len(v) == 0 {
+			v = otherSpelling(r.Header, src.name)
+		}
+		for _, s := range v {
+			if s != "" && !yield(s) {
+				return
+			}
+		}
+	case kindCookie:
+		for _, exact := range [2]bool{true, false} {
+			for _, line := range r.Header["Cookie"] {
+				for line != "" {
+					var part string
+					part, line, _ = strings.Cut(line, ";")
+					n, v, ok := strings.Cut(part, "=")
+					if !ok || exact && strings.TrimSpace(n) != src.name || !exact && !cginame.SameParam(n, src.form) {
+						continue
+					}
+					if v = strings.Trim(strings.TrimSpace(v), `"`); v != "" && !yield(v) {
+						return
+					}
+				}
+			}
+		}
+	case kindQuery:
+		for _, exact := range [2]bool{true, false} {
+			for q := r.RawQuery; q != ""; {
+				var pair string
+				pair, q, _ = strings.Cut(q, "&")
+				for pair != "" {
+					var part string
+					if exact {
+						part, pair = pair, ""
+					} else {
+						part, pair, _ = strings.Cut(pair, ";")
+					}
+					n, v, _ := strings.Cut(part, "=")
+					if exact && unescapeQuery(n) != src.name || !exact && !cginame.SameParam(n, src.form) {
+						continue
+					}
+					if v = unescapeQuery(v); v != "" && !yield(v) {
+						return
+					}
+				}
+			}
+		}
+	}
 }

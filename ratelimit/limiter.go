@@ -294,6 +294,9 @@ func (l *Limiter) Decide(r *Request, resume int, waited time.Duration) Decision 
 			continue
 		}
 		v := l.decideRule(st, key, cost, now)
+		if v.ok && st.key.repeatable {
+			v = l.decideAlternates(st, r, key, cost, now, v)
+		}
 		if v.ok {
 			st.c.allowed.Add(1)
 			if st.rule.Fields {
@@ -314,6 +317,23 @@ func (l *Limiter) Decide(r *Request, resume int, waited time.Duration) Decision 
 	}
 	d.State = string(fields)
 	return d
+}
+
+// decideAlternates counts r under the other keys it gives st's rule (a
+// key parameter sent twice, or spelt two ways: Key.alternates), once the
+// first admitted it: r is refused when any of them refuses it, and when
+// it gives more than maxKeyValues. v is the first key's verdict.
+func (l *Limiter) decideAlternates(st *ruleState, r *Request, first string, cost, now int64, v verdict) verdict {
+	alts, over := st.key.alternates(r, first, nil)
+	if over {
+		return verdict{retry: st.rule.Period}
+	}
+	for _, k := range alts {
+		if av := l.decideRule(st, k, cost, now); !av.ok {
+			return av
+		}
+	}
+	return v
 }
 
 func (l *Limiter) decideRule(st *ruleState, key string, cost, now int64) verdict {

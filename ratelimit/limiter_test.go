@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -428,5 +429,71 @@ func TestLongKeysApart(t *testing.T) {
 	}
 	if k := fitKey(strings.Repeat("x", 10000)); len(k) != maxKeyLen {
 		t.Errorf("a long value's key has %d bytes, want %d", len(k), maxKeyLen)
+	}
+}
+
+// TestKeyCountedUnderEveryValue: a request that gives a rule's key more
+// than one value (a parameter, cookie or header sent twice, or spelt two
+// ways) is counted under each. The origin may read any of them: PHP,
+// Django and Rails the last "api_key", PHP "api.key" as "api_key". Keyed
+// by the first value alone, "?api_key=junkN&api_key=REAL" with a new junk
+// each time was admitted every time (10 of 10 here) while the origin
+// served each as REAL's.
+func TestKeyCountedUnderEveryValue(t *testing.T) {
+	for _, tc := range []struct {
+		name, key string
+		req       func(i int) Request
+	}{
+		{"query twice", "query:api_key", func(i int) Request { return Request{RawQuery: fmt.Sprintf("api_key=junk%d&api_key=REAL", i)} }},
+		{"query spelt", "query:api_key", func(i int) Request { return Request{RawQuery: fmt.Sprintf("api_key=junk%d&api.key=REAL", i)} }},
+		{"query spelt first", "query:api_key", func(i int) Request { return Request{RawQuery: fmt.Sprintf("API_KEY=REAL&api_key=junk%d", i)} }},
+		{"query after ;", "query:api_key", func(i int) Request { return Request{RawQuery: fmt.Sprintf("api_key=junk%d&x=1;api_key=REAL", i)} }},
+		{"cookie twice", "cookie:session", func(i int) Request {
+			return Request{Header: http.Header{"Cookie": {fmt.Sprintf("session=junk%d; session=REAL", i)}}}
+		}},
+		{"cookie lines", "cookie:session", func(i int) Request {
+			return Request{Header: http.Header{"Cookie": {fmt.Sprintf("session=junk%d", i), "SESSION=REAL"}}}
+		}},
+		{"header twice", "header:x-api-key", func(i int) Request {
+			return Request{Header: http.Header{"X-Api-Key": {fmt.Sprintf("junk%d", i), "REAL"}}}
+		}},
+		{"template", "{route}/{query:api_key}", func(i int) Request {
+			return Request{Route: "api", RawQuery: fmt.Sprintf("api_key=junk%d&api_key=REAL", i)}
+		}},
+	} {
+		l, _ := newTestLimiter(t, Rule{Name: "k", Limit: 2, Period: time.Minute, Key: tc.key})
+		admitted := 0
+		for i := range 10 {
+			r := tc.req(i)
+			r.Method, r.Path = "GET", "/"
+			if r.Header == nil {
+				r.Header = http.Header{}
+			}
+			if l.Decide(&r, 0, 0).Allow {
+				admitted++
+			}
+		}
+		if admitted != 2 {
+			t.Errorf("%s: %d of 10 admitted, want 2 (REAL's limit)", tc.name, admitted)
+		}
+	}
+
+	// The same value twice is one key, counted once; more than
+	// maxKeyValues different ones is refused; a template with two parts
+	// of several values too.
+	l, _ := newTestLimiter(t, Rule{Name: "k", Limit: 2, Period: time.Minute, Key: "query:k"})
+	var got []bool
+	for _, q := range []string{"k=a&k=a", "k=a&K=a", "k=a&k=a", "k=1&k=2&k=3&k=4", "k=5&k=6&k=7&k=8&k=9", "k=5"} {
+		got = append(got, l.Decide(&Request{Method: "GET", Path: "/", RawQuery: q, Header: http.Header{}}, 0, 0).Allow)
+	}
+	if want := []bool{true, true, false, true, false, true}; !slices.Equal(got, want) {
+		t.Errorf("query:k: allowed %v, want %v", got, want)
+	}
+	l, _ = newTestLimiter(t, Rule{Name: "k", Limit: 5, Period: time.Minute, Key: "{query:a}/{query:b}"})
+	if l.Decide(&Request{Method: "GET", Path: "/", RawQuery: "a=1&a=2&b=1&b=2", Header: http.Header{}}, 0, 0).Allow {
+		t.Error("two parts of two values each: admitted, want refused")
+	}
+	if !l.Decide(&Request{Method: "GET", Path: "/", RawQuery: "a=1&a=2&b=1", Header: http.Header{}}, 0, 0).Allow {
+		t.Error("one part of two values: refused, want admitted")
 	}
 }
