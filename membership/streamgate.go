@@ -45,6 +45,10 @@ const (
 	// maxGossipPlainBytes bounds a compressed stream once decompressed:
 	// maxGossipMembers members with the largest metadata, with room.
 	maxGossipPlainBytes = 8 << 20
+	// maxGossipCompressedBytes bounds a compressed stream's body before
+	// it is unpacked: LZW with 8-bit literals spends at most 12 bits on a
+	// byte, so maxGossipPlainBytes compress to at most 1.5 times as many.
+	maxGossipCompressedBytes = maxGossipPlainBytes*3/2 + 4<<10
 	// maxGossipStreams bounds the streams screened or being read by
 	// memberlist at once (memberlist's own cap is 128 push/pulls, and
 	// none for the rest); one beyond it is closed at once. A node gets a
@@ -290,8 +294,18 @@ func checkStream(r *bufio.Reader) error {
 	case gossipEncrypt:
 		return nil
 	case gossipCompress:
+		// The body is read up to what a push/pull can compress to, and
+		// grown a MiB at a time: the codec grows a byte string whose
+		// declared length it does not trust 256 KiB at a time, copying
+		// all of it each time, so 40 MiB sent cost 3 GB of allocations.
 		var c compressed
-		if err := codec.NewDecoder(r, mh).Decode(&c); err != nil {
+		lr := &io.LimitedReader{R: r, N: maxGossipCompressedBytes + 1}
+		ch := &codec.MsgpackHandle{}
+		ch.MaxInitLen = 1 << 20
+		if err := codec.NewDecoder(lr, ch).Decode(&c); err != nil {
+			if lr.N <= 0 {
+				return fmt.Errorf("compressed stream over %d bytes", maxGossipCompressedBytes)
+			}
 			return fmt.Errorf("compressed stream: %w", err)
 		}
 		if c.Algo != 0 {

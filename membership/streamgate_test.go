@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -273,3 +275,52 @@ func TestGossipGateOneAddressCannotTakeEverySlot(t *testing.T) {
 		time.Sleep(time.Millisecond) // sleep-ok: polling interval of a condition wait
 	}
 }
+
+// TestGossipGateBoundsCompressedSize: a compressed stream whose body
+// declares 1 GiB (no gossip key needed: the gate reads it before
+// memberlist refuses anything) is refused once it has sent more than a
+// compressed push/pull can hold, and the gate does not copy what it read
+// over and over. Before, the gate read whatever came until the TCP
+// timeout, growing the body 256 KiB at a time with a copy of all of it
+// each time: 40 MiB sent cost 3 GB of allocations, and eight such streams
+// took a node from 33 MB to 790 MB of RSS.
+func TestGossipGateBoundsCompressedSize(t *testing.T) {
+	var head bytes.Buffer
+	head.WriteByte(gossipCompress)
+	head.Write([]byte{0x82, 0xa4, 'A', 'l', 'g', 'o', 0x00, 0xa3, 'B', 'u', 'f', 0xdb}) // Buf: raw32
+	head.Write(binary.BigEndian.AppendUint32(nil, 1<<30))
+	body := &countReader{r: io.LimitReader(zeros{}, 40<<20)}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := checkStream(bufio.NewReader(io.MultiReader(&head, body)))
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "over") {
+		t.Errorf("a 1 GiB compressed body: %v, want a refusal for its size", err)
+	}
+	if body.n > maxGossipCompressedBytes+64<<10 {
+		t.Errorf("the gate read %d bytes of the body, want at most %d", body.n, maxGossipCompressedBytes)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 128<<20 {
+		t.Errorf("%d bytes allocated", alloc)
+	}
+}
+
+// TestGossipCompressedLimitFitsPlainLimit: the largest push/pull the gate
+// lets through plain (maxGossipPlainBytes of bytes that do not compress)
+// is under maxGossipCompressedBytes compressed, so the size bound refuses
+// no stream a node can send.
+func TestGossipCompressedLimitFitsPlainLimit(t *testing.T) {
+	plain := make([]byte, maxGossipPlainBytes)
+	rand.NewChaCha8([32]byte{1}).Read(plain)
+	s := compressedStream(t, append(forgedStream(t, gossipPushPull, &pushPullHeader{Nodes: 3}), plain[:maxGossipPlainBytes-64]...))
+	if len(s) > maxGossipCompressedBytes {
+		t.Fatalf("compressed %d bytes, over the limit of %d", len(s), maxGossipCompressedBytes)
+	}
+	if err := checkStream(bufioOf(s)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
