@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/lzw"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -62,7 +63,14 @@ const (
 	// slot and keep the node's peers' push/pulls and joins out. A peer
 	// has one push/pull and now and then a TCP ping open at once.
 	maxGossipStreamsPerIP = 8
+	// maxGossipOtherStreamBytes bounds a stream that is neither a
+	// push/pull, a user message, compressed nor encrypted: a TCP ping,
+	// under a KiB.
+	maxGossipOtherStreamBytes = 64 << 10
 )
+
+// errGossipStreamTooLong is what memberlist reads past a stream's bound.
+var errGossipStreamTooLong = errors.New("membership: gossip stream longer than a node sends")
 
 // memberlist's message types (its net.go; part of its protocol).
 const (
@@ -259,7 +267,7 @@ func (g *streamGate) screen(c net.Conn, ip string) {
 		}
 		return
 	}
-	rc := &replayConn{Conn: c, pending: rec.buf.Bytes(), release: func() { g.release(ip) }}
+	rc := &replayConn{Conn: c, pending: rec.buf.Bytes(), left: streamReadLimit(rec.buf.Bytes()), release: func() { g.release(ip) }}
 	select {
 	case g.ch <- rc:
 	case <-g.done:
@@ -380,26 +388,73 @@ func (c *countReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// replayConn reads the bytes the gate read first, then the connection;
-// closing it frees its gate slot.
+// streamReadLimit returns how many bytes memberlist may read from a stream
+// that begins with first (what the gate read), or -1 for no bound. The
+// header checks bound what a stream declares, not what it sends: the codec
+// reads a string or byte string of untrusted length 256 KiB at a time,
+// copying all of it each time, so a TCP ping naming a node with a 1 GiB
+// name, sent for the TCP timeout, grew a node by tens of MB per stream
+// (16 such streams: 32 MB to 759 MB of RSS). Each kind of stream is cut at
+// what a node can send of it; an encrypted one is bounded by memberlist.
+func streamReadLimit(first []byte) int64 {
+	if len(first) > 1 && first[0] == gossipHasLabel {
+		first = first[min(len(first), 2+int(first[1])):]
+	}
+	if len(first) == 0 {
+		return maxGossipOtherStreamBytes
+	}
+	switch first[0] {
+	case gossipEncrypt:
+		return -1
+	case gossipCompress:
+		return maxGossipCompressedBytes + 4<<10
+	case gossipPushPull:
+		return maxGossipPlainBytes
+	case gossipUserMsg:
+		return maxGossipUserBytes + 4<<10
+	}
+	return maxGossipOtherStreamBytes
+}
+
+// replayConn reads the bytes the gate read first, then the connection, up
+// to left bytes in all (streamReadLimit); closing it frees its gate slot.
 type replayConn struct {
 	net.Conn
 	mu      sync.Mutex
 	pending []byte
+	left    int64 // -1: no bound
 	once    sync.Once
 	release func()
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
+	if c.left == 0 {
+		c.mu.Unlock()
+		return 0, errGossipStreamTooLong
+	}
+	if c.left > 0 && int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]
+		c.count(n)
 		c.mu.Unlock()
 		return n, nil
 	}
 	c.mu.Unlock()
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	c.count(n)
+	c.mu.Unlock()
+	return n, err
+}
+
+func (c *replayConn) count(n int) {
+	if c.left > 0 {
+		c.left -= int64(n)
+	}
 }
 
 func (c *replayConn) Close() error {
