@@ -72,8 +72,8 @@ const (
 	// close. The bounds above are per stream, and memberlist's codec grows
 	// a long string a copy at a time: 64 streams of 12 MiB compressed
 	// bodies took a node to 3.2 GB of RSS. A stream that would pass it is
-	// closed. It is above what one address may hold (8 streams of 12
-	// MiB), and far above a cluster's push/pulls (a few KB a member).
+	// closed. One address (loopback aside) holds at most a quarter of
+	// it; a cluster's push/pulls are a few KB a member.
 	maxGossipStreamBytes = 128 << 20
 )
 
@@ -268,14 +268,14 @@ func (g *streamGate) screen(c net.Conn, ip string) {
 		g.smu.Unlock()
 	}()
 	c.SetReadDeadline(time.Now().Add(g.timeout))
-	rec := &recorder{r: c, budget: &g.budget}
+	rec := &recorder{r: c, budget: &g.budget, ip: ip}
 	err := checkStream(bufio.NewReader(rec))
 	c.SetReadDeadline(time.Time{})
 	if rec.spent { // checkStream may have taken the cut for a short header
 		err = errGossipBudget
 	}
 	if err != nil {
-		g.budget.put(rec.held)
+		g.budget.put(ip, rec.held)
 		g.release(ip)
 		select {
 		case <-g.done: // closed by Shutdown: nothing to warn of
@@ -286,7 +286,7 @@ func (g *streamGate) screen(c net.Conn, ip string) {
 		return
 	}
 	rc := &replayConn{Conn: c, pending: rec.buf.Bytes(), left: streamReadLimit(rec.buf.Bytes()),
-		budget: &g.budget, held: rec.held, release: func() { g.release(ip) }}
+		budget: &g.budget, ip: ip, held: rec.held, release: func() { g.release(ip) }}
 	select {
 	case g.ch <- rc:
 	case <-g.done:
@@ -437,8 +437,9 @@ type recorder struct {
 	r      io.Reader
 	buf    bytes.Buffer
 	budget *streamBudget
-	held   int64 // taken from budget
-	spent  bool  // budget refused a read
+	ip     string // the budget's share (remoteip.Bounded; "" for loopback)
+	held   int64  // taken from budget
+	spent  bool   // budget refused a read
 }
 
 func (r *recorder) Read(p []byte) (int, error) {
@@ -446,7 +447,7 @@ func (r *recorder) Read(p []byte) (int, error) {
 		return 0, errGossipBudget
 	}
 	n, err := r.r.Read(p)
-	if !r.budget.take(int64(n)) {
+	if !r.budget.take(r.ip, int64(n)) {
 		r.spent = true
 		return 0, errGossipBudget
 	}
@@ -456,25 +457,39 @@ func (r *recorder) Read(p []byte) (int, error) {
 }
 
 // streamBudget counts the bytes the gossip streams hold (see
-// maxGossipStreamBytes).
+// maxGossipStreamBytes), in all and by remote address: one address (not
+// loopback, "") holds at most a quarter, so that one client cannot spend
+// it all and keep the peers' push/pulls out.
 type streamBudget struct {
 	mu         sync.Mutex
 	used, size int64
+	perIP      map[string]int64
 }
 
-func (b *streamBudget) take(n int64) bool {
+func (b *streamBudget) take(ip string, n int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.used+n > b.size {
+	if b.used+n > b.size || (ip != "" && b.perIP[ip]+n > b.size/4) {
 		return false
 	}
 	b.used += n
+	if ip != "" && n > 0 {
+		if b.perIP == nil {
+			b.perIP = map[string]int64{}
+		}
+		b.perIP[ip] += n
+	}
 	return true
 }
 
-func (b *streamBudget) put(n int64) {
+func (b *streamBudget) put(ip string, n int64) {
 	b.mu.Lock()
 	b.used -= n
+	if ip != "" {
+		if b.perIP[ip] -= n; b.perIP[ip] <= 0 {
+			delete(b.perIP, ip)
+		}
+	}
 	b.mu.Unlock()
 }
 
@@ -525,7 +540,8 @@ type replayConn struct {
 	pending []byte
 	left    int64 // -1: no bound
 	budget  *streamBudget
-	held    int64 // taken from budget, given back at Close
+	ip      string // the budget's share
+	held    int64  // taken from budget, given back at Close
 	once    sync.Once
 	release func()
 }
@@ -550,7 +566,7 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.budget.take(int64(n)) {
+	if !c.budget.take(c.ip, int64(n)) {
 		c.left = 0
 		return 0, errGossipBudget
 	}
@@ -568,7 +584,7 @@ func (c *replayConn) count(n int) {
 func (c *replayConn) Close() error {
 	c.once.Do(func() {
 		c.mu.Lock()
-		c.budget.put(c.held)
+		c.budget.put(c.ip, c.held)
 		c.held = 0
 		c.mu.Unlock()
 		c.release()

@@ -384,14 +384,15 @@ func TestGossipStreamReadLimits(t *testing.T) {
 }
 
 // TestGossipStreamsShareABudget: the bytes the gossip streams hold, read
-// by the gate or by memberlist, come from one budget: a stream that would
-// pass it is cut, and a closed stream gives its bytes back. Before, each
+// by the gate or by memberlist, come from one budget, of which one address
+// (loopback aside) holds at most a quarter: a stream that would pass
+// either is cut, and a closed stream gives its bytes back. Before, each
 // stream had bounds of its own only, and 64 streams of 12 MiB compressed
 // bodies took a node to 3.2 GB of RSS.
 func TestGossipStreamsShareABudget(t *testing.T) {
 	tr := &lateTransport{ch: make(chan net.Conn)}
 	g := newStreamGate(tr, time.Hour, slog.New(slog.DiscardHandler), logthrottle.New(clock.Real{}, 0, 0))
-	g.budget.size = 1 << 20
+	g.budget.size = 4 << 20
 	defer func() {
 		tr.late, _ = net.Pipe()
 		g.Shutdown()
@@ -412,51 +413,71 @@ func TestGossipStreamsShareABudget(t *testing.T) {
 			time.Sleep(time.Millisecond) // sleep-ok: polling interval of a condition wait
 		}
 	}
-
-	// A compressed body that stops short: the gate holds what came.
-	a, ap := net.Pipe()
-	tr.ch <- fromConn{a, &net.TCPAddr{IP: net.ParseIP("10.0.0.6"), Port: 40000}}
-	head := []byte{gossipCompress, 0x82, 0xa4, 'A', 'l', 'g', 'o', 0x00, 0xa3, 'B', 'u', 'f', 0xdb}
-	head = binary.BigEndian.AppendUint32(head, 1000<<10)
-	go func() {
-		ap.Write(head)
-		ap.Write(make([]byte, 900<<10)) // LZW of zeros: unpacked as it comes
+	// hold starts a compressed stream from ip whose body stops short: the
+	// gate holds what came.
+	var held []net.Conn
+	defer func() {
+		for _, p := range held {
+			p.Close()
+		}
 	}()
-	waitUsed("the first stream's bytes", func(u int64) bool { return u >= 900<<10 })
-
-	// A push/pull passes the gate on its header, and memberlist's read of
-	// its body is cut where the budget ends.
-	push := func(from string) (net.Conn, net.Conn) {
+	hold := func(ip string, n int) {
 		c, p := net.Pipe()
-		tr.ch <- fromConn{c, &net.TCPAddr{IP: net.ParseIP(from), Port: 7946}}
+		held = append(held, p)
+		tr.ch <- fromConn{c, &net.TCPAddr{IP: net.ParseIP(ip), Port: 40000}}
+		head := []byte{gossipCompress, 0x82, 0xa4, 'A', 'l', 'g', 'o', 0x00, 0xa3, 'B', 'u', 'f', 0xdb}
+		head = binary.BigEndian.AppendUint32(head, uint32(n+1<<10))
+		go func() {
+			p.Write(head)
+			p.Write(make([]byte, n)) // LZW of zeros: unpacked as it comes
+		}()
+	}
+	// push sends a push/pull from ip, which passes the gate on its
+	// header, and reads its body as memberlist would.
+	push := func(ip string, n int) error {
+		t.Helper()
+		c, p := net.Pipe()
+		defer p.Close()
+		tr.ch <- fromConn{c, &net.TCPAddr{IP: net.ParseIP(ip), Port: 7946}}
 		go func() {
 			p.Write(forgedStream(t, gossipPushPull, &pushPullHeader{Nodes: 3}))
-			p.Write(make([]byte, 200<<10))
+			p.Write(make([]byte, n))
 			p.Close()
 		}()
 		select {
 		case got := <-g.StreamCh():
-			return got, p
+			defer got.Close()
+			b, err := io.ReadAll(got)
+			if err == nil && len(b) < n {
+				t.Fatalf("read %d bytes of %d", len(b), n)
+			}
+			return err
 		case <-time.After(10 * time.Second):
-			t.Fatalf("the push/pull from %s was not handed on", from)
+			t.Fatalf("the push/pull from %s was not handed on", ip)
 		}
-		return nil, nil
+		return nil
 	}
-	got, p := push("10.0.0.2")
-	if _, err := io.ReadAll(got); err != errGossipBudget {
-		t.Errorf("reading past the budget: %v, want %v", err, errGossipBudget)
-	}
-	got.Close()
-	p.Close()
 
-	ap.Close() // the first stream ends: its bytes come back
-	waitUsed("the first stream's bytes given back", func(u int64) bool { return u == 0 })
-	got, p = push("10.0.0.3")
-	if b, err := io.ReadAll(got); err != nil || len(b) < 200<<10 {
-		t.Errorf("a push/pull within the budget: %d bytes, %v", len(b), err)
+	hold("10.0.0.6", 900<<10)
+	waitUsed("the first stream's bytes", func(u int64) bool { return u >= 900<<10 })
+	if err := push("10.0.0.6", 200<<10); err != errGossipBudget {
+		t.Errorf("past the address's share: %v, want %v", err, errGossipBudget)
 	}
-	got.Close()
-	p.Close()
+	if err := push("10.0.0.2", 200<<10); err != nil {
+		t.Errorf("another address: %v", err)
+	}
+	hold("127.0.0.1", 3<<20)
+	waitUsed("the loopback stream's bytes", func(u int64) bool { return u >= 900<<10+3<<20 })
+	if err := push("10.0.0.3", 300<<10); err != errGossipBudget {
+		t.Errorf("past the budget: %v, want %v", err, errGossipBudget)
+	}
+	for _, p := range held {
+		p.Close() // the streams end: their bytes come back
+	}
+	waitUsed("the held bytes given back", func(u int64) bool { return u == 0 })
+	if err := push("10.0.0.3", 300<<10); err != nil {
+		t.Errorf("within the budget again: %v", err)
+	}
 	waitUsed("every byte given back", func(u int64) bool { return u == 0 })
 }
 
