@@ -80,9 +80,9 @@ const (
 // errGossipStreamTooLong is what memberlist reads past a stream's bound.
 var errGossipStreamTooLong = errors.New("membership: gossip stream longer than a node sends")
 
-// errGossipBudget is what a stream reads once maxGossipStreamBytes are
-// held by the streams open.
-var errGossipBudget = fmt.Errorf("the gossip streams hold %d MiB already", maxGossipStreamBytes>>20)
+// errGossipBudget is what a stream reads once the streams open hold
+// maxGossipStreamBytes, or those of its address their share.
+var errGossipBudget = fmt.Errorf("the gossip streams hold their %d MiB already, or this address its %d MiB", maxGossipStreamBytes>>20, maxGossipStreamBytes>>22)
 
 // memberlist's message types (its net.go; part of its protocol).
 const (

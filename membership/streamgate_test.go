@@ -278,9 +278,9 @@ func TestGossipGateOneAddressCannotTakeEverySlot(t *testing.T) {
 
 // TestGossipGateBoundsCompressedSize: a compressed stream whose body
 // declares 1 GiB (no gossip key needed: the gate reads it before
-// memberlist refuses anything) is refused once it has sent more than a
-// compressed push/pull can hold, and the gate does not copy what it read
-// over and over. Before, the gate read whatever came until the TCP
+// memberlist refuses anything) is refused without the gate reading more
+// than a compressed push/pull can hold, or copying what it read over and
+// over. Before, the gate read whatever came until the TCP
 // timeout, growing the body 256 KiB at a time with a copy of all of it
 // each time: 40 MiB sent cost 3 GB of allocations, and eight such streams
 // took a node from 33 MB to 790 MB of RSS.
