@@ -208,6 +208,9 @@ func (c *Cluster) setTransport(mc *memberlist.Config) error {
 		mc.AdvertisePort = mc.BindPort // no advertise port, or port 0: the bound one
 	}
 	var t memberlist.NodeAwareTransport = newStreamGate(nt, mc.TCPTimeout, c.log, c.noise)
+	if len(c.cfg.SecretKey) == 0 { // with a key, memberlist drops what does not decrypt first
+		t = newPacketGate(t, c.log, c.noise)
+	}
 	if c.cfg.WrapTransport != nil {
 		t = c.cfg.WrapTransport(t)
 	}

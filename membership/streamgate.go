@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/lzw"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -45,6 +46,10 @@ const (
 	// maxGossipPlainBytes bounds a compressed stream once decompressed:
 	// maxGossipMembers members with the largest metadata, with room.
 	maxGossipPlainBytes = 8 << 20
+	// maxGossipCompressedBytes bounds a compressed stream's body before
+	// it is unpacked: LZW with 8-bit literals spends at most 12 bits on a
+	// byte, so maxGossipPlainBytes compress to at most 1.5 times as many.
+	maxGossipCompressedBytes = maxGossipPlainBytes*3/2 + 4<<10
 	// maxGossipStreams bounds the streams screened or being read by
 	// memberlist at once (memberlist's own cap is 128 push/pulls, and
 	// none for the rest); one beyond it is closed at once. A node gets a
@@ -58,7 +63,26 @@ const (
 	// slot and keep the node's peers' push/pulls and joins out. A peer
 	// has one push/pull and now and then a TCP ping open at once.
 	maxGossipStreamsPerIP = 8
+	// maxGossipOtherStreamBytes bounds a stream that is neither a
+	// push/pull, a user message, compressed nor encrypted: a TCP ping,
+	// under a KiB.
+	maxGossipOtherStreamBytes = 64 << 10
+	// maxGossipStreamBytes bounds the bytes all the gossip streams hold at
+	// once, read by the gate or by memberlist, from a stream's start to its
+	// close. The bounds above are per stream, and memberlist's codec grows
+	// a long string a copy at a time: 64 streams of 12 MiB compressed
+	// bodies took a node to 3.2 GB of RSS. A stream that would pass it is
+	// closed. One address (loopback aside) holds at most a quarter of
+	// it; a cluster's push/pulls are a few KB a member.
+	maxGossipStreamBytes = 128 << 20
 )
+
+// errGossipStreamTooLong is what memberlist reads past a stream's bound.
+var errGossipStreamTooLong = errors.New("membership: gossip stream longer than a node sends")
+
+// errGossipBudget is what a stream reads once the streams open hold
+// maxGossipStreamBytes, or those of its address their share.
+var errGossipBudget = fmt.Errorf("the gossip streams hold their %d MiB already, or this address its %d MiB", maxGossipStreamBytes>>20, maxGossipStreamBytes>>22)
 
 // memberlist's message types (its net.go; part of its protocol).
 const (
@@ -98,6 +122,7 @@ type streamGate struct {
 	perIP   map[string]int
 	done    chan struct{} // closed when Shutdown begins
 	stopped chan struct{} // closed when the transport has stopped
+	budget  streamBudget  // bytes held by the streams open
 	// screening holds the streams whose header is being read, for
 	// Shutdown to close: a slow one would hold it for the timeout.
 	smu       sync.Mutex
@@ -113,6 +138,7 @@ func newStreamGate(t memberlist.NodeAwareTransport, timeout time.Duration, log *
 		NodeAwareTransport: t, timeout: timeout, log: log, noise: noise,
 		ch: make(chan net.Conn), slots: make(chan struct{}, maxGossipStreams), done: make(chan struct{}),
 		stopped: make(chan struct{}), screening: map[net.Conn]struct{}{}, perIP: map[string]int{},
+		budget: streamBudget{size: maxGossipStreamBytes},
 	}
 	g.wg.Add(1)
 	go g.run()
@@ -242,10 +268,14 @@ func (g *streamGate) screen(c net.Conn, ip string) {
 		g.smu.Unlock()
 	}()
 	c.SetReadDeadline(time.Now().Add(g.timeout))
-	rec := &recorder{r: c}
+	rec := &recorder{r: c, budget: &g.budget, ip: ip}
 	err := checkStream(bufio.NewReader(rec))
 	c.SetReadDeadline(time.Time{})
+	if rec.spent { // checkStream may have taken the cut for a short header
+		err = errGossipBudget
+	}
 	if err != nil {
+		g.budget.put(ip, rec.held)
 		g.release(ip)
 		select {
 		case <-g.done: // closed by Shutdown: nothing to warn of
@@ -255,7 +285,8 @@ func (g *streamGate) screen(c net.Conn, ip string) {
 		}
 		return
 	}
-	rc := &replayConn{Conn: c, pending: rec.buf.Bytes(), release: func() { g.release(ip) }}
+	rc := &replayConn{Conn: c, pending: rec.buf.Bytes(), left: streamReadLimit(rec.buf.Bytes()),
+		budget: &g.budget, ip: ip, held: rec.held, release: func() { g.release(ip) }}
 	select {
 	case g.ch <- rc:
 	case <-g.done:
@@ -290,31 +321,89 @@ func checkStream(r *bufio.Reader) error {
 	case gossipEncrypt:
 		return nil
 	case gossipCompress:
-		var c compressed
-		if err := codec.NewDecoder(r, mh).Decode(&c); err != nil {
+		// The body is unpacked as it is read, never held: the codec grew
+		// a byte string of untrusted declared length 256 KiB at a time,
+		// copying all of it each time (40 MiB sent cost 3 GB of
+		// allocations), and held it beside the gate's record of it.
+		body, err := compressedBody(r)
+		if err != nil {
 			return fmt.Errorf("compressed stream: %w", err)
 		}
-		if c.Algo != 0 {
-			return nil // memberlist refuses it
-		}
-		cr := &countReader{r: io.LimitReader(lzw.NewReader(bytes.NewReader(c.Buf), lzw.LSB, gossipLZWLitLen), maxGossipPlainBytes+1)}
+		cr := &countReader{r: io.LimitReader(lzw.NewReader(body, lzw.LSB, gossipLZWLitLen), maxGossipPlainBytes+1)}
 		br := bufio.NewReader(cr)
 		inner, err := br.ReadByte()
 		if err != nil {
-			return nil // empty or corrupt: memberlist refuses it
+			return fmt.Errorf("compressed stream: %w", err) // empty or corrupt: memberlist refuses it too
 		}
 		if err := checkHeader(inner, br, mh); err != nil {
 			return err
 		}
-		if _, err := io.Copy(io.Discard, br); err != nil {
-			return nil // corrupt: memberlist refuses it
-		}
+		_, err = io.Copy(io.Discard, br)
 		if cr.n > maxGossipPlainBytes {
 			return fmt.Errorf("compressed stream decompresses to over %d bytes", maxGossipPlainBytes)
+		}
+		if err != nil {
+			return fmt.Errorf("compressed stream: %w", err)
+		}
+		if _, err := io.Copy(io.Discard, body); err != nil || body.N > 0 {
+			return fmt.Errorf("compressed stream: body cut short (%v)", err)
 		}
 		return nil
 	}
 	return checkHeader(t, r, mh)
+}
+
+// compressedBody reads memberlist's compress struct up to its body, as
+// memberlist's codec writes it (a map of Algo, a positive integer, then
+// Buf, a byte string), and returns a reader of the body. Anything else,
+// an algorithm but LZW, or a body over maxGossipCompressedBytes is an
+// error: memberlist never sends it, or refuses it.
+func compressedBody(r *bufio.Reader) (*io.LimitedReader, error) {
+	var algo [1]byte
+	var key [6]byte
+	if _, err := io.ReadFull(r, key[:6]); err != nil {
+		return nil, err
+	}
+	if string(key[:6]) != "\x82\xa4Algo" {
+		return nil, fmt.Errorf("header %x is not memberlist's", key[:6])
+	}
+	if _, err := io.ReadFull(r, algo[:1]); err != nil {
+		return nil, err
+	}
+	if algo[0] != 0 {
+		return nil, fmt.Errorf("algorithm %#x", algo[0])
+	}
+	if _, err := io.ReadFull(r, key[:5]); err != nil {
+		return nil, err
+	}
+	if string(key[:4]) != "\xa3Buf" {
+		return nil, fmt.Errorf("field %x is not memberlist's", key[:4])
+	}
+	var n uint64
+	var lenBytes int
+	switch b := key[4]; {
+	case b >= 0xa0 && b <= 0xbf:
+		n = uint64(b & 0x1f)
+	case b == 0xc4 || b == 0xd9:
+		lenBytes = 1
+	case b == 0xc5 || b == 0xda:
+		lenBytes = 2
+	case b == 0xc6 || b == 0xdb:
+		lenBytes = 4
+	default:
+		return nil, fmt.Errorf("body type %#x", b)
+	}
+	var l [4]byte
+	if _, err := io.ReadFull(r, l[:lenBytes]); err != nil {
+		return nil, err
+	}
+	for _, b := range l[:lenBytes] {
+		n = n<<8 | uint64(b)
+	}
+	if n > maxGossipCompressedBytes {
+		return nil, fmt.Errorf("body of %d bytes, over %d", n, maxGossipCompressedBytes)
+	}
+	return &io.LimitedReader{R: r, N: int64(n)}, nil
 }
 
 // checkHeader checks the header of a stream of type t.
@@ -343,16 +432,65 @@ func checkHeader(t byte, r io.Reader, mh *codec.MsgpackHandle) error {
 	return nil
 }
 
-// recorder keeps every byte read through it.
+// recorder keeps every byte read through it, each taken from budget.
 type recorder struct {
-	r   io.Reader
-	buf bytes.Buffer
+	r      io.Reader
+	buf    bytes.Buffer
+	budget *streamBudget
+	ip     string // the budget's share (remoteip.Bounded; "" for loopback)
+	held   int64  // taken from budget
+	spent  bool   // budget refused a read
 }
 
 func (r *recorder) Read(p []byte) (int, error) {
+	if r.spent {
+		return 0, errGossipBudget
+	}
 	n, err := r.r.Read(p)
+	if !r.budget.take(r.ip, int64(n)) {
+		r.spent = true
+		return 0, errGossipBudget
+	}
+	r.held += int64(n)
 	r.buf.Write(p[:n])
 	return n, err
+}
+
+// streamBudget counts the bytes the gossip streams hold (see
+// maxGossipStreamBytes), in all and by remote address: one address (not
+// loopback, "") holds at most a quarter, so that one client cannot spend
+// it all and keep the peers' push/pulls out.
+type streamBudget struct {
+	mu         sync.Mutex
+	used, size int64
+	perIP      map[string]int64
+}
+
+func (b *streamBudget) take(ip string, n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.size || (ip != "" && b.perIP[ip]+n > b.size/4) {
+		return false
+	}
+	b.used += n
+	if ip != "" && n > 0 {
+		if b.perIP == nil {
+			b.perIP = map[string]int64{}
+		}
+		b.perIP[ip] += n
+	}
+	return true
+}
+
+func (b *streamBudget) put(ip string, n int64) {
+	b.mu.Lock()
+	b.used -= n
+	if ip != "" {
+		if b.perIP[ip] -= n; b.perIP[ip] <= 0 {
+			delete(b.perIP, ip)
+		}
+	}
+	b.mu.Unlock()
 }
 
 type countReader struct {
@@ -366,29 +504,90 @@ func (c *countReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// replayConn reads the bytes the gate read first, then the connection;
-// closing it frees its gate slot.
+// streamReadLimit returns how many bytes memberlist may read from a stream
+// that begins with first (what the gate read), or -1 for no bound. The
+// header checks bound what a stream declares, not what it sends: the codec
+// reads a string or byte string of untrusted length 256 KiB at a time,
+// copying all of it each time, so a TCP ping naming a node with a 1 GiB
+// name, sent for the TCP timeout, grew a node by tens of MB per stream
+// (16 such streams: 32 MB to 759 MB of RSS). Each kind of stream is cut at
+// what a node can send of it; an encrypted one is bounded by memberlist.
+func streamReadLimit(first []byte) int64 {
+	if len(first) > 1 && first[0] == gossipHasLabel {
+		first = first[min(len(first), 2+int(first[1])):]
+	}
+	if len(first) == 0 {
+		return maxGossipOtherStreamBytes
+	}
+	switch first[0] {
+	case gossipEncrypt:
+		return -1
+	case gossipCompress:
+		return maxGossipCompressedBytes + 4<<10
+	case gossipPushPull:
+		return maxGossipPlainBytes
+	case gossipUserMsg:
+		return maxGossipUserBytes + 4<<10
+	}
+	return maxGossipOtherStreamBytes
+}
+
+// replayConn reads the bytes the gate read first, then the connection, up
+// to left bytes in all (streamReadLimit); closing it frees its gate slot.
 type replayConn struct {
 	net.Conn
 	mu      sync.Mutex
 	pending []byte
+	left    int64 // -1: no bound
+	budget  *streamBudget
+	ip      string // the budget's share
+	held    int64  // taken from budget, given back at Close
 	once    sync.Once
 	release func()
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
+	if c.left == 0 {
+		c.mu.Unlock()
+		return 0, errGossipStreamTooLong
+	}
+	if c.left > 0 && int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]
+		c.count(n)
 		c.mu.Unlock()
 		return n, nil
 	}
 	c.mu.Unlock()
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.budget.take(c.ip, int64(n)) {
+		c.left = 0
+		return 0, errGossipBudget
+	}
+	c.held += int64(n)
+	c.count(n)
+	return n, err
+}
+
+func (c *replayConn) count(n int) {
+	if c.left > 0 {
+		c.left -= int64(n)
+	}
 }
 
 func (c *replayConn) Close() error {
-	c.once.Do(c.release)
+	c.once.Do(func() {
+		c.mu.Lock()
+		c.budget.put(c.ip, c.held)
+		c.held = 0
+		c.mu.Unlock()
+		c.release()
+	})
 	return c.Conn.Close()
 }
