@@ -41,6 +41,11 @@ listeners:
 cluster_config: cluster.yaml
 grace_period: 5s
 ` + extra
+	if (strings.Contains(extra, "data_dir:") || strings.Contains(extra, "gossip_addr:")) && !strings.Contains(extra, "cluster_addr:") {
+		// Not the default 127.0.0.1:7947, which a node or demo running
+		// on the machine may hold.
+		nodeFile += "cluster_addr: 127.0.0.1:0\n"
+	}
 	if err := os.WriteFile(filepath.Join(dir, "node.yaml"), []byte(nodeFile), 0o644); err != nil {
 		t.Fatal(err)
 	}
