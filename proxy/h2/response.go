@@ -63,13 +63,12 @@ func (st *Stream) Write(p []byte) error {
 		if st.headDue {
 			st.writeHeadLocked(false)
 		}
-		maxFrame := int(c.peerMaxFrameSize())
-		for chunk := p[:n]; len(chunk) > 0; {
-			m := min(len(chunk), maxFrame)
-			c.writeDataLocked(st.id, false, chunk[:m])
-			chunk = chunk[m:]
-		}
+		c.writeDataRunLocked(st.id, p[:n], int(c.peerMaxFrameSize()))
+		err = c.werr // a write the frames made failed: the stream is cut
 		c.unlockWrite()
+		if err != nil {
+			return err
+		}
 		p = p[n:]
 	}
 	return nil
