@@ -19,16 +19,16 @@ type BuffersWriter interface {
 	WriteBuffers(bufs [][]byte) (int64, error)
 }
 
-// writeDataRunLocked writes p as DATA frames of at most maxFrame bytes,
-// none ending the stream: into the buffer when they fit, else gathered
-// with what the buffer holds into one write (see BuffersWriter). p is not
-// kept after the call.
-func (c *Conn) writeDataRunLocked(id uint32, p []byte, maxFrame int) {
+// writeDataRunLocked writes p (not empty) as DATA frames of at most
+// maxFrame bytes, the last one ending the stream when end is set: into the
+// buffer when they fit, else gathered with what the buffer holds into one
+// write (see BuffersWriter). p is not kept after the call.
+func (c *Conn) writeDataRunLocked(id uint32, p []byte, maxFrame int, end bool) {
 	frames := (len(p) + maxFrame - 1) / maxFrame
 	if c.vw == nil || len(p)+frames*len(c.dataHdr) <= c.bw.Available() {
 		for chunk := p; len(chunk) > 0; {
 			m := min(len(chunk), maxFrame)
-			c.writeDataLocked(id, false, chunk[:m])
+			c.writeDataLocked(id, end && m == len(chunk), chunk[:m])
 			chunk = chunk[m:]
 		}
 		return
@@ -50,6 +50,9 @@ func (c *Conn) writeDataRunLocked(id uint32, p []byte, maxFrame int) {
 		h := hdrs[len(hdrs) : len(hdrs)+len(c.dataHdr)]
 		h[0], h[1], h[2] = byte(m>>16), byte(m>>8), byte(m)
 		h[3], h[4] = byte(http2.FrameData), 0
+		if end && m == len(chunk) {
+			h[4] = byte(http2.FlagDataEndStream)
+		}
 		binary.BigEndian.PutUint32(h[5:], id)
 		hdrs = hdrs[:len(hdrs)+len(h)]
 		iov = append(iov, h, chunk[:m])

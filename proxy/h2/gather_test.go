@@ -191,3 +191,64 @@ func TestGatheredWriteFailure(t *testing.T) {
 		t.Fatal("the connection was not closed after its gathered write failed")
 	}
 }
+
+// TestEndCarriesEndStream: End sends the body with END_STREAM on its last
+// DATA frame and no empty DATA frame after it, through the buffer (small
+// body), gathered (large body), and when the client's window holds the
+// body back until it opens it.
+func TestEndCarriesEndStream(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		size   int
+		window uint32 // the client's stream window; 0: wide open
+	}{
+		{"buffered", 1000, 0},
+		{"gathered", 100 << 10, 0},
+		{"window", 100 << 10, 40 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := pattern(tc.size, tc.size)
+			addr, _, _ := serveGather(t, func(st *Stream) {
+				if st.WriteHead(200, http.Header{}) == nil {
+					st.End(body)
+				}
+			})
+			fr, _ := rawConn(t, addr)
+			win := tc.window
+			if win == 0 {
+				win = maxWindow
+			}
+			fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: win})
+			fr.WriteWindowUpdate(0, maxWindow-initialWindow)
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndStream: true, EndHeaders: true,
+				BlockFragment: headerBlock(":method", "GET", ":scheme", "http", ":path", "/", ":authority", "a")})
+			var got []byte
+			for {
+				f, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("after %d bytes: %v", len(got), err)
+				}
+				df, ok := f.(*http2.DataFrame)
+				if !ok || df.StreamID != 1 {
+					if _, rst := f.(*http2.RSTStreamFrame); rst {
+						t.Fatalf("reset after %d bytes", len(got))
+					}
+					continue
+				}
+				if len(df.Data()) == 0 {
+					t.Fatalf("an empty DATA frame (end %v) after %d bytes", df.StreamEnded(), len(got))
+				}
+				got = append(got, df.Data()...)
+				if df.StreamEnded() {
+					break
+				}
+				if tc.window > 0 {
+					fr.WriteWindowUpdate(1, uint32(len(df.Data())))
+				}
+			}
+			if !bytes.Equal(got, body) {
+				t.Fatalf("got %d bytes, not the body of %d", len(got), len(body))
+			}
+		})
+	}
+}

@@ -63,7 +63,7 @@ func (st *Stream) Write(p []byte) error {
 		if st.headDue {
 			st.writeHeadLocked(false)
 		}
-		c.writeDataRunLocked(st.id, p[:n], int(c.peerMaxFrameSize()))
+		c.writeDataRunLocked(st.id, p[:n], int(c.peerMaxFrameSize()), false)
 		err = c.werr // a write the frames made failed: the stream is cut
 		c.unlockWrite()
 		if err != nil {
@@ -143,6 +143,57 @@ func (st *Stream) Finish(trailer http.Header) error {
 	// A flush that failed here took the response's end with it: the
 	// client never sees the stream end, and the caller is told so.
 	return c.unlockWriteStream()
+}
+
+// End writes p, the last body bytes, and ends the response without
+// trailers: Write(p) then Finish(nil), but the END_STREAM flag rides on
+// p's last DATA frame instead of an empty frame of its own, so a response
+// whose body is at hand (a cache hit) goes out in one write, not two.
+func (st *Stream) End(p []byte) error {
+	if st.sendDone {
+		return errStreamDone
+	}
+	if len(p) == 0 || st.noBody {
+		return st.Finish(nil)
+	}
+	c := st.c
+	for {
+		n, err := st.reserve(len(p))
+		if err != nil {
+			return err
+		}
+		last := n == len(p)
+		if last {
+			// Closed once the client can see the end (Finish).
+			c.mu.Lock()
+			if st.recvDone {
+				c.removeLocked(st)
+			}
+			c.mu.Unlock()
+		}
+		c.lockWrite()
+		if err := c.werr; err != nil {
+			c.unlockWrite()
+			return err
+		}
+		if st.headDue {
+			st.writeHeadLocked(false)
+		}
+		c.writeDataRunLocked(st.id, p[:n], int(c.peerMaxFrameSize()), last)
+		if last {
+			st.sendDone = true
+			if c.bw.Buffered() > 0 { // not all gone out in a gathered write
+				c.flushWanted = true
+			}
+			return c.unlockWriteStream()
+		}
+		err = c.werr
+		c.unlockWrite()
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+	}
 }
 
 // Reset ends the stream with RST_STREAM(INTERNAL_ERROR): the client sees
