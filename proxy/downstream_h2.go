@@ -256,17 +256,7 @@ func (d *h2Downstream) writeHeld(resp *ResponseHeader, blocks [][]byte) error {
 		return err
 	}
 	d.ended = true
-	for len(blocks) > 1 {
-		if err := d.st.Write(blocks[0]); err != nil {
-			return err
-		}
-		blocks = blocks[1:]
-	}
-	var last []byte
-	if len(blocks) == 1 {
-		last = blocks[0]
-	}
-	return d.st.End(last)
+	return d.st.End(blocks...)
 }
 
 func (d *h2Downstream) blocked(n int) bool { return d.st.Window() < n }

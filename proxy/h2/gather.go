@@ -7,12 +7,15 @@ import (
 )
 
 // BuffersWriter is a connection that writes several buffers in one call
-// (writev(2)). NewConn looks for it once. With it, a run of DATA frames
-// that would overflow the connection's write buffer goes out in one
-// gathered write: what the buffer holds, then each frame's header and its
-// body bytes from where the caller has them. Through the buffer, a 100
-// KiB body was copied into it in pieces and written in three or four
-// writes; gathered, it is one write and no copy (issue 18).
+// (writev(2)). NewConn looks for it once. With it, the DATA frames of a
+// body handed to Stream.End that would overflow the connection's write
+// buffer go out in one gathered write: what the buffer holds, then each
+// frame's header and its body bytes from where the caller has them.
+// Through the buffer, a 100 KiB cache hit was copied into it in pieces and
+// written in three or four writes; gathered, it is one write and no copy
+// (issue 18). Stream.Write keeps to the buffer: a relayed body comes in
+// pieces, and gathering each cost more CPU per response than copying
+// (h2c, 100 KiB proxied: 89 against 83 µs).
 type BuffersWriter interface {
 	// WriteBuffers writes the buffers in order, all of them unless it
 	// fails, under the connection's write deadline.
@@ -21,11 +24,12 @@ type BuffersWriter interface {
 
 // writeDataRunLocked writes p (not empty) as DATA frames of at most
 // maxFrame bytes, the last one ending the stream when end is set: into the
-// buffer when they fit, else gathered with what the buffer holds into one
-// write (see BuffersWriter). p is not kept after the call.
-func (c *Conn) writeDataRunLocked(id uint32, p []byte, maxFrame int, end bool) {
+// buffer, or, when gather is set and they do not fit, gathered with what
+// the buffer holds into one write (see BuffersWriter). p is not kept after
+// the call.
+func (c *Conn) writeDataRunLocked(id uint32, p []byte, maxFrame int, end, gather bool) {
 	frames := (len(p) + maxFrame - 1) / maxFrame
-	if c.vw == nil || len(p)+frames*len(c.dataHdr) <= c.bw.Available() {
+	if !gather || c.vw == nil || len(p)+frames*len(c.dataHdr) <= c.bw.Available() {
 		for chunk := p; len(chunk) > 0; {
 			m := min(len(chunk), maxFrame)
 			c.writeDataLocked(id, end && m == len(chunk), chunk[:m])

@@ -80,10 +80,10 @@ func pattern(seed, n int) []byte {
 }
 
 // TestGatheredDataFrames: on a connection that writes several buffers in
-// one call, a body larger than the write buffer goes out in gathered
-// writes (the frames' headers and the caller's bytes, after what the
-// buffer held), and concurrent streams still get their own bodies whole
-// and in order, each after its head.
+// one call, a body handed to End larger than the write buffer goes out in
+// gathered writes (the frames' headers and the caller's bytes, after what
+// the buffer held), and concurrent streams still get their own bodies
+// whole and in order, each after its head.
 func TestGatheredDataFrames(t *testing.T) {
 	addr, conns, mu := serveGather(t, func(st *Stream) {
 		var seed int
@@ -94,10 +94,10 @@ func TestGatheredDataFrames(t *testing.T) {
 		}
 		// A small piece stays in the buffer; the rest cannot fit and is
 		// gathered with it.
-		if st.Write(body[:100]) != nil || st.Write(body[100:]) != nil {
+		if st.Write(body[:100]) != nil {
 			return
 		}
-		st.Finish(nil)
+		st.End(body[100:200<<10], nil, body[200<<10:])
 	})
 	c := client()
 	var wg sync.WaitGroup
@@ -149,7 +149,7 @@ func (c failingGatherConn) WriteBuffers(bufs [][]byte) (int64, error) {
 	return n, nil
 }
 
-// TestGatheredWriteFailure: a gathered write that fails fails the Write
+// TestGatheredWriteFailure: a gathered write that fails fails the End
 // that made it, and closes the connection, as a failed buffered write
 // does (TestWriteFailureFailsWrites).
 func TestGatheredWriteFailure(t *testing.T) {
@@ -158,7 +158,7 @@ func TestGatheredWriteFailure(t *testing.T) {
 	done := make(chan error, 1)
 	c := NewConn(nc, nil, Config{}, func(st *Stream) {
 		st.WriteHead(200, http.Header{})
-		done <- st.Write(make([]byte, 100<<10))
+		done <- st.End(make([]byte, 100<<10))
 	})
 	served := make(chan struct{})
 	go func() {
@@ -180,7 +180,7 @@ func TestGatheredWriteFailure(t *testing.T) {
 	select {
 	case err := <-done:
 		if err == nil {
-			t.Fatal("a 100 KiB Write succeeded over a connection whose writes fail after 4 KiB")
+			t.Fatal("a 100 KiB End succeeded over a connection whose writes fail after 4 KiB")
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the handler never returned")
