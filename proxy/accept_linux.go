@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pingora-go/pingora-go/proxy/h2"
 )
 
 // acceptListener accepts client connections with accept4(2) itself rather
@@ -398,3 +400,10 @@ func (c *tcpConn) opErr(op string, err error) error {
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: src, Addr: c.raddr, Err: err}
 }
+
+// WriteBuffers is writev for the HTTP/2 server (h2.BuffersWriter): a
+// run of DATA frames goes out in one gathered write, without being copied
+// into its buffer.
+func (c *tcpConn) WriteBuffers(bufs [][]byte) (int64, error) { return c.writev(bufs) }
+
+var _ h2.BuffersWriter = (*tcpConn)(nil)

@@ -141,6 +141,59 @@ func TestCacheListeners(t *testing.T) {
 	}
 }
 
+// TestCacheHitLargeBody: a hit on a body larger than the connections'
+// write buffers (sent from the store's blocks: one gathered write on plain
+// HTTP/1.1 and h2c, END_STREAM on the last DATA frame over HTTP/2) comes
+// whole and in order on every listener kind, and so does a range of it.
+func TestCacheHitLargeBody(t *testing.T) {
+	ca := newTestCA(t)
+	certs, err := NewCertStoreFromCerts([]tls.Certificate{ca.issue(t, "proxy.test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, 300<<10+7)
+	for i := range body {
+		body[i] = byte(i*7 + i>>10)
+	}
+	handle := func(n int64, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write(body)
+	}
+	plain := startCacheSetup(t, nil, handle)
+	secure := startCacheSetupApp(t, nil, handle, nil, ListenerConfig{Name: "tls", TLS: certs})
+	for _, tc := range []struct {
+		name string
+		c    *http.Client
+		url  string
+	}{
+		{"h1", h1Client(), "http://" + plain.addr},
+		{"h2c", h2cClient(), "http://" + plain.addr},
+		{"h2-tls", tlsClient(ca.pool, "proxy.test", true), "https://" + secure.addr},
+		{"h1-tls", tlsClient(ca.pool, "proxy.test", false), "https://" + secure.addr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := tc.url + "/" + tc.name
+			for i := range 3 {
+				r, b := mustGet(t, tc.c, url)
+				if b != string(body) || (i > 0 && !strings.HasPrefix(cacheStatusOf(r), "hit")) {
+					t.Fatalf("request %d: %d bytes (want %d), Cache-Status %q", i, len(b), len(body), cacheStatusOf(r))
+				}
+			}
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Header.Set("Range", "bytes=70000-250000")
+			resp, err := tc.c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusPartialContent || string(b) != string(body[70000:250001]) {
+				t.Fatalf("range: status %d, %d bytes, %v", resp.StatusCode, len(b), err)
+			}
+		})
+	}
+}
+
 // TestCacheToggleLive: turning the cache on or off on a route is a table
 // swap; requests after it follow the new setting.
 func TestCacheToggleLive(t *testing.T) {

@@ -169,6 +169,7 @@ type h2Downstream struct {
 	st            *h2.Stream
 	rh            RequestHeader
 	headSent      bool
+	ended         bool // writeHeld sent the whole response
 	in            io.Reader
 	// hdr is the response head handed to the stream, which encodes it
 	// lazily: a copy, keys and value slices (vals), as the upstream's
@@ -245,11 +246,29 @@ func (d *h2Downstream) writeHead(resp *ResponseHeader) error {
 
 func (d *h2Downstream) write(p []byte) error { return d.st.Write(p) }
 
+// writeHeld sends the head and a body held in memory (see heldWriter) and
+// ends the stream: the last block's last DATA frame carries END_STREAM,
+// so a hit is one write (a gathered one on plain TCP, h2.BuffersWriter)
+// rather than its body and then an empty DATA frame. finish then has
+// nothing left to do.
+func (d *h2Downstream) writeHeld(resp *ResponseHeader, blocks [][]byte) error {
+	if err := d.writeHead(resp); err != nil {
+		return err
+	}
+	d.ended = true
+	return d.st.End(blocks...)
+}
+
 func (d *h2Downstream) blocked(n int) bool { return d.st.Window() < n }
 
 func (d *h2Downstream) flush() error { return d.st.Flush() }
 
-func (d *h2Downstream) finish(trailer http.Header) error { return d.st.Finish(trailer) }
+func (d *h2Downstream) finish(trailer http.Header) error {
+	if d.ended {
+		return nil // writeHeld ended the stream
+	}
+	return d.st.Finish(trailer)
+}
 
 // abort resets the stream: the client sees the response end in error
 // rather than a truncated body that looks complete.

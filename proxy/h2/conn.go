@@ -45,7 +45,12 @@ type Conn struct {
 	bw          *bufio.Writer
 	henc        *hpack.Encoder
 	hbuf        bytes.Buffer
-	dataHdr     [9]byte // a DATA frame's header (writeDataLocked)
+	dataHdr     [9]byte       // a DATA frame's header (writeDataLocked)
+	vw          BuffersWriter // nc, when it writes several buffers in one call (gather.go)
+	capture     bool          // connWriter keeps what the buffer flushes in captured
+	captured    []byte
+	gather      [][]byte // a gathered write's buffers, reused
+	gatherHdrs  []byte   // its frame headers, reused
 	flushWanted bool
 	werr        error     // sticky: the first write failure
 	wdl         time.Time // the write deadline in force
@@ -113,6 +118,7 @@ func NewConn(nc net.Conn, r io.Reader, cfg Config, h Handler) *Conn {
 	}
 	c.r = r
 	c.bw = bufio.NewWriterSize(connWriter{c}, writeBufSize)
+	c.vw, _ = nc.(BuffersWriter)
 	c.fr = http2.NewFramer(c.bw, r)
 	c.fr.SetReuseFrames()
 	c.fr.MaxHeaderListSize = cfg.MaxHeaderListSize
@@ -546,19 +552,36 @@ type connWriter struct{ c *Conn }
 
 func (w connWriter) Write(p []byte) (int, error) {
 	c := w.c
-	// The deadline moves only when an eighth of the timeout passed: a
-	// deadline per write would cost a timer update each.
+	if c.capture { // the head of a gathered write (writeDataRunLocked)
+		c.captured = p
+		return len(p), nil
+	}
+	c.armWriteDeadline()
+	n, err := c.nc.Write(p)
+	if err != nil {
+		c.writeFailed(err)
+	}
+	return n, err
+}
+
+// armWriteDeadline moves the write deadline before a write, only when an
+// eighth of the timeout passed: a deadline per write would cost a timer
+// update each.
+func (c *Conn) armWriteDeadline() {
 	now := time.Now()
 	if c.wdl.Sub(now) < c.cfg.WriteTimeout-c.cfg.WriteTimeout/8 {
 		c.wdl = now.Add(c.cfg.WriteTimeout)
 		c.nc.SetWriteDeadline(c.wdl)
 	}
-	n, err := c.nc.Write(p)
-	if err != nil && c.werr == nil {
+}
+
+// writeFailed makes the first write failure sticky and closes the
+// connection: the reader ends, and with it every stream.
+func (c *Conn) writeFailed(err error) {
+	if c.werr == nil {
 		c.werr = err
-		c.nc.Close() // the reader ends, and with it every stream
+		c.nc.Close()
 	}
-	return n, err
 }
 
 func (c *Conn) flushLocked() {

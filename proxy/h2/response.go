@@ -63,13 +63,12 @@ func (st *Stream) Write(p []byte) error {
 		if st.headDue {
 			st.writeHeadLocked(false)
 		}
-		maxFrame := int(c.peerMaxFrameSize())
-		for chunk := p[:n]; len(chunk) > 0; {
-			m := min(len(chunk), maxFrame)
-			c.writeDataLocked(st.id, false, chunk[:m])
-			chunk = chunk[m:]
-		}
+		c.writeDataRunLocked(st.id, p[:n], int(c.peerMaxFrameSize()), false, false)
+		err = c.werr // a write the frames made failed: the stream is cut
 		c.unlockWrite()
+		if err != nil {
+			return err
+		}
 		p = p[n:]
 	}
 	return nil
@@ -144,6 +143,65 @@ func (st *Stream) Finish(trailer http.Header) error {
 	// A flush that failed here took the response's end with it: the
 	// client never sees the stream end, and the caller is told so.
 	return c.unlockWriteStream()
+}
+
+// End writes body, the response's last bytes in one or more slices, and
+// ends the response without trailers: Write then Finish(nil), but the
+// END_STREAM flag rides on the last DATA frame instead of an empty frame
+// of its own, and on a connection that is a BuffersWriter the frames
+// that do not fit in the buffer go out in one gathered write per slice,
+// not copied into it. A response whose body is at hand (a cache hit) goes
+// out in one write. The slices are not kept after the call.
+func (st *Stream) End(body ...[]byte) error {
+	if st.sendDone {
+		return errStreamDone
+	}
+	for len(body) > 0 && len(body[len(body)-1]) == 0 {
+		body = body[:len(body)-1]
+	}
+	if len(body) == 0 || st.noBody {
+		return st.Finish(nil)
+	}
+	c := st.c
+	for i, p := range body {
+		for len(p) > 0 {
+			n, err := st.reserve(len(p))
+			if err != nil {
+				return err
+			}
+			last := i == len(body)-1 && n == len(p)
+			if last { // closed once the client can see the end (Finish)
+				c.mu.Lock()
+				if st.recvDone {
+					c.removeLocked(st)
+				}
+				c.mu.Unlock()
+			}
+			c.lockWrite()
+			if err := c.werr; err != nil {
+				c.unlockWrite()
+				return err
+			}
+			if st.headDue {
+				st.writeHeadLocked(false)
+			}
+			c.writeDataRunLocked(st.id, p[:n], int(c.peerMaxFrameSize()), last, true)
+			if last {
+				st.sendDone = true
+				if c.bw.Buffered() > 0 { // not all gone out in a gathered write
+					c.flushWanted = true
+				}
+				return c.unlockWriteStream()
+			}
+			err = c.werr
+			c.unlockWrite()
+			if err != nil {
+				return err
+			}
+			p = p[n:]
+		}
+	}
+	return nil // not reached: the last slice is not empty
 }
 
 // Reset ends the stream with RST_STREAM(INTERNAL_ERROR): the client sees
