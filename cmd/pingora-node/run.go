@@ -289,6 +289,11 @@ func reload(n *node.Node, f *runFlags, args []string, from string, stderr io.Wri
 		return
 	}
 	err = n.ReloadFile(cfg)
+	if errors.Is(err, node.ErrNotLive) {
+		fmt.Fprintln(stderr, "pingora-node: reload refused, running config kept:", err)
+		n.NoteReload("refused", err)
+		return
+	}
 	if errors.Is(err, node.ErrNeedsHandoff) {
 		fmt.Fprintln(stderr, "pingora-node: node file changed; handing off to a new process")
 		n.NoteReload("handed_off", nil)
