@@ -260,6 +260,42 @@ func TestNoLeaderNamesDeadVoters(t *testing.T) {
 	}
 }
 
+// TestNoLeaderCutOffNode: a node cut off from its cluster (iptables DROP
+// in its namespace) sees every other member dead; its status said "1 of 4
+// voters alive ...: start enough of them again on their data_dir" while
+// the three others ran and had a leader. With no other member alive and
+// a voter failed (not left), it now names the cut-off case first; with the
+// others gone by a graceful stop (left), the advice stays as it was.
+func TestNoLeaderCutOffNode(t *testing.T) {
+	voters := []consensus.Peer{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}, {ID: "n4"}}
+	members := []membership.Member{
+		{Name: "n1", State: membership.Dead}, {Name: "n2", State: membership.Dead},
+		{Name: "n3", State: membership.Alive}, {Name: "n4", State: membership.Dead},
+	}
+	st := &node.Status{Node: node.NodeStatus{Name: "n3"}, Raft: &consensus.Status{Voters: voters}, Members: members}
+	got := raftHealth(st)
+	for _, want := range []string{"1 of 4 voters alive in gossip (not alive: n1, n2, n4); a quorum needs 3",
+		"this node sees no other member alive, so it may be the one cut off", "check this node's network to them",
+		"if they are down, start enough of them again"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("raftHealth of a cut-off node:\n%s\nwant it to contain %q", got, want)
+		}
+	}
+	for i := range members {
+		if members[i].Name != "n3" {
+			members[i].State = membership.Left
+		}
+	}
+	if got := raftHealth(st); strings.Contains(got, "the one cut off") || !strings.Contains(got, "a quorum needs 3: start enough of them again") {
+		t.Fatalf("raftHealth with the others stopped (left):\n%s", got)
+	}
+	// One other member alive: the node is not alone, the old advice holds.
+	members[0].State, members[1].State = membership.Alive, membership.Dead
+	if got := raftHealth(st); strings.Contains(got, "the one cut off") {
+		t.Fatalf("raftHealth with another member alive:\n%s", got)
+	}
+}
+
 // TestStatusCountsMembersByState: "cluster   3 members" was printed for a
 // cluster in which two of the three were dead.
 func TestStatusCountsMembersByState(t *testing.T) {

@@ -407,8 +407,33 @@ func quorumHint(st *node.Status) string {
 	if alive >= quorum {
 		return ""
 	}
-	return fmt.Sprintf("; %d of %d voters alive in gossip (not alive: %s); a quorum needs %d: start enough of them again "+
-		"on their data_dir (a voter with a lost data_dir does not vote until a leader has caught it up)", alive, len(voters), strings.Join(down, ", "), quorum)
+	head := fmt.Sprintf("; %d of %d voters alive in gossip (not alive: %s); a quorum needs %d: ", alive, len(voters), strings.Join(down, ", "), quorum)
+	const restart = "start enough of them again on their data_dir (a voter with a lost data_dir does not vote until a leader has caught it up)"
+	if cutOff(st, state, down) {
+		return head + "this node sees no other member alive, so it may be the one cut off: if the others run " +
+			"(status on one of them shows its leader), check this node's network to them (gossip, TCP and UDP, and the cluster port, " +
+			"both ways); if they are down, " + restart
+	}
+	return head + restart
+}
+
+// cutOff reports whether this node sees no other member alive while some
+// of the voters it misses failed (rather than left): as likely a node cut
+// off from the rest (a partition, a host firewall, a link down) as the rest
+// down. A node cut off from a 4-node cluster was told to start the three
+// others again, which were running and had a leader.
+func cutOff(st *node.Status, state map[string]membership.State, down []string) bool {
+	for _, m := range st.Members {
+		if m.Name != st.Node.Name && (m.State == membership.Alive || m.State == membership.Suspect) {
+			return false
+		}
+	}
+	for _, id := range down {
+		if state[id] == membership.Dead {
+			return true
+		}
+	}
+	return false
 }
 
 // raftHealth says whether raft is healthy. Autopilot's verdict lives on
