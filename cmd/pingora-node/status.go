@@ -565,5 +565,12 @@ func unreachable(err error) error {
 		return fmt.Errorf("node unreachable: %w (the address took the connection but did not answer HTTP: "+
 			"is it a node's admin address? admin_addr, port 9090 by default, not its gossip port (7946) or cluster port (7947))", err)
 	}
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("node unreachable: %w (nothing listens there: is the node running, and is this its admin_addr? "+
+			"port 9090 by default; an admin_addr on loopback, as the default 127.0.0.1:9090, answers only on the node's own host)", err)
+	case strings.Contains(s, "server gave HTTP response to HTTPS client"):
+		return fmt.Errorf("node unreachable: %w (the admin API speaks plain HTTP: give the address as host:port or http://host:port)", err)
+	}
 	return fmt.Errorf("node unreachable: %w", err)
 }
