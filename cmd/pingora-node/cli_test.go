@@ -50,6 +50,8 @@ func TestMistypedCommandsAndFlags(t *testing.T) {
 		// Consul's and nginx's habits: say what to do instead.
 		{[]string{"reload"}, []string{`unknown command "reload": a node reloads on SIGHUP`, "reload line", "Usage:"}},
 		{[]string{"join", "10.0.0.1:7946"}, []string{`unknown command "join": a node joins through its seeds (run --join`}},
+		{[]string{"upgrade"}, []string{`unknown command "upgrade": a node upgrades on SIGUSR2 (kill -USR2 $(cat PID_FILE)`, "Usage:"}},
+		{[]string{"stop", "n1"}, []string{`unknown command "stop": a node stops gracefully on SIGTERM`, `"pingora-node leave"`}},
 		{[]string{"status", "--bogus"}, []string{"pingora-node status: flag provided but not defined: -bogus", "usage: pingora-node status"}},
 		{[]string{"config", "aply"}, []string{`unknown subcommand "aply"`, `did you mean "apply"`}},
 		{[]string{"config", "get", "-f", "x.yaml"}, []string{"flag provided but not defined: -f"}},
