@@ -308,6 +308,11 @@ func notLive(cur, next *config.Node) error {
 		"(stop every node, edit the node file, start them), or put the old value back", ErrNotLive, strings.Join(changed, " and "))
 }
 
+// CheckSuccessorFile reports, before a successor is started with cfg (a
+// binary upgrade, SIGUSR2), a change no process can apply while this node
+// is a cluster member (see ReloadFile): an error wrapping ErrNotLive.
+func (n *Node) CheckSuccessorFile(cfg *config.Node) error { return notLive(n.cfg, cfg) }
+
 // ReloadFile applies a re-read node file. The cluster config path, the log
 // level and certificate contents change in place; any other change returns
 // ErrNeedsHandoff and changes nothing. The cluster config and certificates

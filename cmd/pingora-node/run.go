@@ -238,7 +238,7 @@ func serveUntilSignal(n *node.Node, cfg *config.Node, f *runFlags, args []string
 			case sig == syscall.SIGHUP:
 				reload(n, f, args, cfg.UpgradeSocketPath(), stderr)
 			default:
-				startSuccessor(args, cfg.UpgradeSocketPath(), stderr)
+				upgrade(n, f, args, cfg.UpgradeSocketPath(), stderr, startSuccessor)
 			}
 		case <-superseded:
 			superseded, handedOff = nil, true
@@ -299,6 +299,23 @@ func reload(n *node.Node, f *runFlags, args []string, from string, stderr io.Wri
 		n.NoteReload("handed_off", nil)
 		startSuccessor(args, from, stderr)
 	}
+}
+
+// upgrade starts a successor (SIGUSR2, systemctl reload) unless the node
+// file now changes what no process of a cluster member can take on
+// (cluster_name, gossip_key): the successor would start, take the
+// listeners, gossip and raft over, and find itself refused by the other
+// members while this process had exited. A node file that does not load
+// is left to the successor, which fails at its start and changes nothing.
+func upgrade(n *node.Node, f *runFlags, args []string, from string, stderr io.Writer, start func(args []string, from string, stderr io.Writer)) {
+	if cfg, err := f.loadNode(); err == nil {
+		if err := n.CheckSuccessorFile(cfg); err != nil {
+			fmt.Fprintln(stderr, "pingora-node: upgrade refused, this process keeps serving:", err)
+			n.NoteReload("refused", err)
+			return
+		}
+	}
+	start(args, from, stderr)
 }
 
 // upgradeFromEnv names, for a successor, the upgrade socket of the
