@@ -315,8 +315,14 @@ func (n *Node) adminWrite(h http.HandlerFunc) http.HandlerFunc {
 func (n *Node) authorize(r *http.Request) (code int, why string) {
 	if tok := n.cfg.AdminToken; tok != "" {
 		got, ok := bearer(r.Header.Get("Authorization"))
-		if !ok || !tokenMatches(got, tok) {
-			return http.StatusUnauthorized, "missing or wrong admin token"
+		if !ok {
+			// A curl user met "missing or wrong admin token" and no word
+			// of how the token goes.
+			return http.StatusUnauthorized, "missing or wrong admin token: none was sent; send the node's admin_token " +
+				"as the header \"Authorization: Bearer TOKEN\""
+		}
+		if !tokenMatches(got, tok) {
+			return http.StatusUnauthorized, "missing or wrong admin token: the bearer token sent is not this node's admin_token"
 		}
 	} else if !isLoopback(r.RemoteAddr) {
 		return http.StatusForbidden, "admin writes from non-loopback clients need admin_token"

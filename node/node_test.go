@@ -325,6 +325,14 @@ func TestAdminTokenRequired(t *testing.T) {
 			t.Errorf("token %q: %d %s, want %d", token, code, body, want)
 		}
 	}
+	// A 401 says what was wrong and how the token goes (a curl user got
+	// "missing or wrong admin token" alone).
+	if _, body := post(t, url, ""); !strings.Contains(body, `none was sent; send the node's admin_token as the header \"Authorization: Bearer TOKEN\"`) {
+		t.Errorf("no token: %s, want how to send it", body)
+	}
+	if _, body := post(t, url, "wrong"); !strings.Contains(body, "the bearer token sent is not this node's admin_token") {
+		t.Errorf("a wrong token: %s, want it said", body)
+	}
 	if code, _ := get(t, "http://"+n.AdminAddr()+"/status"); code != 200 {
 		t.Fatal("reads must not need the token")
 	}

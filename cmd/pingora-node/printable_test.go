@@ -202,6 +202,11 @@ func TestAdminErrorsSayWhatToDo(t *testing.T) {
 			w.Write([]byte(`{"error": "missing or wrong admin token"}`))
 			return
 		}
+		if r.URL.Path == "/v1/force-leave/n9" { // a node that tells curl users how the token goes
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error": "missing or wrong admin token: none was sent; send the node's admin_token as the header \"Authorization: Bearer TOKEN\""}`))
+			return
+		}
 		http.NotFound(w, r)
 	}))
 	t.Cleanup(srv.Close)
@@ -210,6 +215,11 @@ func TestAdminErrorsSayWhatToDo(t *testing.T) {
 	if code := run([]string{"leave", srv.URL}, &out, &errb); code != 1 ||
 		!strings.Contains(errb.String(), "HTTP 401: missing or wrong admin token (no token was sent: give the node's admin_token with --token or PINGORA_ADMIN_TOKEN)") {
 		t.Fatalf("leave without a token: exit %d, %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"force-leave", "n9", "--admin", srv.URL}, &out, &errb); code != 1 || strings.Contains(errb.String(), "Bearer") ||
+		!strings.Contains(errb.String(), "HTTP 401: missing or wrong admin token (no token was sent: give the node's admin_token with --token or PINGORA_ADMIN_TOKEN)") {
+		t.Fatalf("force-leave without a token, the node's curl advice: exit %d, %q", code, errb.String())
 	}
 	errb.Reset()
 	if code := run([]string{"leave", srv.URL, "--token", "t"}, &out, &errb); code != 1 ||
