@@ -20,9 +20,10 @@ const repeatEvery = 30 * time.Second
 // candidate cut off from the others asks each for its vote at every
 // election, and restarts one every second or two: a node whose link was
 // down for a minute logged 78 "failed to make requestVote RPC" and 28
-// "Election timeout reached" lines.
+// "Election timeout reached" lines, and at info 38 "entering candidate
+// state" and 38 "pre-vote campaign failed" (status shows the candidate).
 var repeatedComplaints = []string{"failed to heartbeat to", "failed to appendEntries to", "failed to make requestVote RPC",
-	"Election timeout reached, restarting election"}
+	"Election timeout reached, restarting election", "entering candidate state", "pre-vote campaign failed"}
 
 // quietRepeats returns l with raft's per-RPC complaints about a peer
 // limited to the first, then one per repeatEvery carrying the number

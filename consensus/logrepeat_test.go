@@ -67,7 +67,8 @@ func TestQuietRepeats(t *testing.T) {
 
 // TestQuietElections: a candidate cut off from its cluster (its link down
 // for a minute) logged every failed vote request, 78 lines, and every
-// restarted election, 28: now the first of each, per peer, then one per
+// restarted election, 28 (and at info 38 candidacies and 38 failed
+// pre-votes): now the first of each, per peer, then one per
 // repeatEvery with the number dropped.
 func TestQuietElections(t *testing.T) {
 	var buf bytes.Buffer
@@ -75,6 +76,8 @@ func TestQuietElections(t *testing.T) {
 	l := quietRepeats(slog.New(slog.NewTextHandler(&buf, nil)), clk)
 	for range 30 { // an election every 2 s for a minute, two peers asked each time
 		l.Warn("Election timeout reached, restarting election", "logger", "raft")
+		l.Info("entering candidate state", "logger", "raft", "raft_node", "Node at 10.0.0.2:7947 [Candidate]", "term", 9)
+		l.Info("pre-vote campaign failed, waiting for election timeout", "logger", "raft", "term", 9, "tally", 1, "refused", 2)
 		for _, p := range []string{"{Voter n1 10.0.0.1:7947}", "{Voter n3 10.0.0.3:7947}"} {
 			l.Warn("failed to make requestVote RPC", "logger", "raft", "target", p, "error", "connect: network is unreachable", "term", 9)
 		}
@@ -90,10 +93,12 @@ func TestQuietElections(t *testing.T) {
 		}
 		return n
 	}
-	if n := count("Election timeout reached"); n != 2 {
-		t.Errorf("%d election lines in a minute, want 2:\n%s", n, buf.String())
+	for _, msg := range []string{"Election timeout reached", "entering candidate state", "pre-vote campaign failed"} {
+		if n := count(msg); n != 2 {
+			t.Errorf("%d %q lines in a minute, want 2:\n%s", n, msg, buf.String())
+		}
 	}
-	if n1, n3 := count("10.0.0.1:7947"), count("10.0.0.3:7947"); n1 != 2 || n3 != 2 || count("suppressed=14") != 3 {
-		t.Errorf("vote requests logged %d and %d times (want 2 each, the second with suppressed=14):\n%s", n1, n3, buf.String())
+	if n1, n3 := count("10.0.0.1:7947"), count("10.0.0.3:7947"); n1 != 2 || n3 != 2 || count("suppressed=14") != 5 {
+		t.Errorf("vote requests logged %d and %d times (want 2 each, the second with suppressed=14, as each of the other three kinds):\n%s", n1, n3, buf.String())
 	}
 }
