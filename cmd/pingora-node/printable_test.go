@@ -366,6 +366,19 @@ func TestHealthSaysWhenDownVoterGoes(t *testing.T) {
 	}
 }
 
+// TestHealthUnknownLastContact: a leader elected while the old leader was
+// cut off reported it unhealthy with "last contact 0s": the leader counts
+// contact from its first failed heartbeat, and none had failed yet.
+func TestHealthUnknownLastContact(t *testing.T) {
+	healthy, tol := false, 0
+	st := &node.Status{Node: node.NodeStatus{Name: "n2"}, Raft: &consensus.Status{LeaderID: "n2", Healthy: &healthy, FailureTolerance: &tol,
+		Voters: []consensus.Peer{{ID: "n1", Health: "unhealthy", LastContact: "0s"}, {ID: "n2", Health: "healthy"}}}}
+	got := raftHealth(st)
+	if want := "voter n1 (no failed heartbeat to it recorded yet)"; !strings.Contains(got, want) || strings.Contains(got, "0s") {
+		t.Fatalf("raftHealth:\n%s\nwant it to contain %q", got, want)
+	}
+}
+
 // TestStatusShowsLastReload: status prints the last reload's outcome, a
 // refusal with its reason: a node file refused on one host only was a
 // log line, and status looked as if nothing had happened.

@@ -133,6 +133,19 @@ func printableBytes(b []byte) string {
 
 // removeAt says when the leader takes a server that is down out of raft,
 // and how to do it at once, or "".
+// lastContact says how long ago the leader last reached an unhealthy
+// server. The leader counts from its first failed heartbeat to it, so
+// "0s" means none is recorded (a leader elected a moment ago while the
+// old one was cut off: status said "voter n1 (last contact 0s; ...)" of a
+// server it had never reached); autopilot also goes by gossip, term and
+// log index.
+func lastContact(d string) string {
+	if d == "" || d == "0s" {
+		return "no failed heartbeat to it recorded yet"
+	}
+	return "last contact " + d
+}
+
 func removeAt(at time.Time, id string) string {
 	if at.IsZero() {
 		return ""
@@ -475,12 +488,12 @@ func raftHealth(st *node.Status) string {
 	var bad []string
 	for _, p := range r.Voters {
 		if p.Health == "unhealthy" {
-			bad = append(bad, fmt.Sprintf("voter %s (last contact %s%s)", p.ID, p.LastContact, removeAt(p.RemoveAt, p.ID)))
+			bad = append(bad, fmt.Sprintf("voter %s (%s%s)", p.ID, lastContact(p.LastContact), removeAt(p.RemoveAt, p.ID)))
 		}
 	}
 	for _, p := range r.NonVoters {
 		if p.Health == "unhealthy" {
-			bad = append(bad, fmt.Sprintf("non-voter %s (last contact %s%s)", p.ID, p.LastContact, removeAt(p.RemoveAt, p.ID)))
+			bad = append(bad, fmt.Sprintf("non-voter %s (%s%s)", p.ID, lastContact(p.LastContact), removeAt(p.RemoveAt, p.ID)))
 		}
 	}
 	tol := 0
