@@ -379,6 +379,18 @@ func TestHealthUnknownLastContact(t *testing.T) {
 	}
 }
 
+// TestHealthNotRatedYet: a leader elected a moment ago has no autopilot
+// rating yet (its first one rated every server down, see consensus
+// settled); status says so rather than "health unknown: the leader's
+// admin address is not known here" or a list of every voter unhealthy.
+func TestHealthNotRatedYet(t *testing.T) {
+	st := &node.Status{Node: node.NodeStatus{Name: "n2"}, Raft: &consensus.Status{State: "Leader", LeaderID: "n2",
+		Voters: []consensus.Peer{{ID: "n1", Health: "unknown"}, {ID: "n2", Health: "unknown"}}}}
+	if got, want := raftHealth(st), "health not rated yet: this node became the leader a moment ago"; !strings.Contains(got, want) {
+		t.Fatalf("raftHealth:\n%s\nwant it to contain %q", got, want)
+	}
+}
+
 // TestStatusShowsLastReload: status prints the last reload's outcome, a
 // refusal with its reason: a node file refused on one host only was a
 // log line, and status looked as if nothing had happened.

@@ -459,6 +459,9 @@ func raftHealth(st *node.Status) string {
 			"it serves its last config)" + clusterPortHint(st)
 	}
 	src := ""
+	if r.Healthy == nil && r.LeaderID == st.Node.Name && r.State == "Leader" {
+		return "health not rated yet: this node became the leader a moment ago (autopilot rates the servers within a reconcile round)"
+	}
 	if r.Healthy == nil {
 		admin := ""
 		for _, m := range st.Members {
@@ -479,6 +482,9 @@ func raftHealth(st *node.Status) string {
 		if err == nil {
 			err = json.Unmarshal(body, &ls)
 			printable(&ls)
+		}
+		if err == nil && ls.Raft != nil && ls.Raft.Healthy == nil && ls.Raft.State == "Leader" {
+			return fmt.Sprintf("health not rated yet: %s became the leader a moment ago (autopilot rates the servers within a reconcile round)", r.LeaderID)
 		}
 		if err != nil || ls.Raft == nil || ls.Raft.Healthy == nil {
 			return fmt.Sprintf("health unknown: asking the leader %s at %s: %v", r.LeaderID, admin, err)
