@@ -538,3 +538,30 @@ func TestStatusSaysWhenDownServerGoes(t *testing.T) {
 		}
 	}
 }
+
+// TestSettledState: autopilot's first state of a new leadership, computed
+// before the leader knew its servers, rated every server unhealthy, the
+// leader too, and status printed "UNHEALTHY: failure tolerance 0;
+// unhealthy: voter n1, ..., voter n4" for a second after a kill -9 of the
+// previous leader. Such a state is not reported; one that rates the
+// leader healthy is.
+func TestSettledState(t *testing.T) {
+	state := func(leaderHealthy bool) *autopilot.State {
+		return &autopilot.State{Healthy: false, Servers: map[raft.ServerID]*autopilot.ServerState{
+			"n2": {Server: autopilot.Server{ID: "n2"}, State: autopilot.RaftLeader, Health: autopilot.ServerHealth{Healthy: leaderHealthy}},
+			"n3": {Server: autopilot.Server{ID: "n3"}, State: autopilot.RaftVoter, Health: autopilot.ServerHealth{Healthy: false}},
+		}}
+	}
+	if got := settled(state(false), "n2"); got != nil {
+		t.Fatalf("a state that rates the leader unhealthy was kept: %+v", got)
+	}
+	if st := state(true); settled(st, "n2") != st {
+		t.Fatal("a state that rates the leader healthy (n3 down) was dropped")
+	}
+	if st := state(false); settled(st, "n9") != st {
+		t.Fatal("a state without this server was dropped")
+	}
+	if settled(nil, "n2") != nil {
+		t.Fatal("nil")
+	}
+}

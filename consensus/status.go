@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	autopilot "github.com/hashicorp/raft-autopilot"
 )
 
 // Status is a JSON-friendly picture of this server's raft state, for the
@@ -79,7 +80,7 @@ func (s *Store) Status() Status {
 	if f.Error() != nil {
 		return st
 	}
-	ap := s.apState.Load()
+	ap := settled(s.apState.Load(), raft.ServerID(s.cfg.ID))
 	if ap != nil && st.State == raft.Leader.String() {
 		h, ft := ap.Healthy, ap.FailureTolerance
 		st.Healthy, st.FailureTolerance = &h, &ft
@@ -109,4 +110,21 @@ func (s *Store) Status() Status {
 	sort.Slice(st.Voters, func(i, j int) bool { return st.Voters[i].ID < st.Voters[j].ID })
 	sort.Slice(st.NonVoters, func(i, j int) bool { return st.NonVoters[i].ID < st.NonVoters[j].ID })
 	return st
+}
+
+// settled returns ap, or nil while it is autopilot's first state of a new
+// leadership, computed before the leader knew its servers: it rates every
+// server unhealthy, the leader itself included (status said "UNHEALTHY:
+// failure tolerance 0; unhealthy: voter n1 (last contact 0s), voter n2
+// ..., voter n4" for a second after the leader's kill -9). Status uses
+// the state only on the leader, which is healthy in any state computed
+// from what it knows.
+func settled(ap *autopilot.State, self raft.ServerID) *autopilot.State {
+	if ap == nil {
+		return nil
+	}
+	if me, ok := ap.Servers[self]; ok && !me.Health.Healthy {
+		return nil
+	}
+	return ap
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 
@@ -199,7 +200,7 @@ func (n *Node) notReady() string {
 	}
 	a := n.applied.Load()
 	if a == nil {
-		return "no cluster config applied yet"
+		return n.noConfigYet()
 	}
 	if why := n.catchingUp(); why != "" {
 		return why
@@ -208,6 +209,45 @@ func (n *Node) notReady() string {
 		return fmt.Sprintf("cluster config version %d has no routes: every request would get 404", a.Version)
 	}
 	return ""
+}
+
+// noConfigYet says why a node has no cluster config yet. With raft and no
+// leader nor raft state, it waits for a cluster to form or to be added:
+// a new host whose only seed was mistyped as its own address showed "no
+// cluster config applied yet" and nothing on what it waited for.
+func (n *Node) noConfigYet() string {
+	const none = "no cluster config applied yet"
+	rs := n.Store()
+	if rs == nil {
+		return none
+	}
+	st := rs.Status()
+	if st.LeaderID != "" || st.LastIndex > 0 {
+		return none
+	}
+	seen := []string{}
+	if mc := n.Members(); mc != nil {
+		for _, m := range mc.Members() {
+			if m.State == membership.Alive {
+				seen = append(seen, m.Name)
+			}
+		}
+	}
+	if len(seen) == 0 {
+		seen = append(seen, n.cfg.Name)
+	}
+	sort.Strings(seen)
+	join := "none"
+	if len(n.cfg.Join) > 0 {
+		join = strings.Join(n.cfg.Join, ", ")
+	}
+	if want := n.cfg.Bootstrap(); want > 1 {
+		return fmt.Sprintf("%s: no raft leader yet; a new cluster forms once bootstrap_expect (%d) servers see each other "+
+			"(gossip sees %d: %s), an existing one's leader adds this node once it joins it: check join (%s)",
+			none, want, len(seen), strings.Join(seen, ", "), join)
+	}
+	return fmt.Sprintf("%s: no raft leader yet; the cluster's leader adds this node once it joins it (gossip sees %d: %s): check join (%s)",
+		none, len(seen), strings.Join(seen, ", "), join)
 }
 
 // refusedJoin says why a node that has not joined its cluster is not
@@ -315,8 +355,14 @@ func (n *Node) adminWrite(h http.HandlerFunc) http.HandlerFunc {
 func (n *Node) authorize(r *http.Request) (code int, why string) {
 	if tok := n.cfg.AdminToken; tok != "" {
 		got, ok := bearer(r.Header.Get("Authorization"))
-		if !ok || !tokenMatches(got, tok) {
-			return http.StatusUnauthorized, "missing or wrong admin token"
+		if !ok {
+			// A curl user met "missing or wrong admin token" and no word
+			// of how the token goes.
+			return http.StatusUnauthorized, "missing or wrong admin token: none was sent; send the node's admin_token " +
+				"as the header \"Authorization: Bearer TOKEN\""
+		}
+		if !tokenMatches(got, tok) {
+			return http.StatusUnauthorized, "missing or wrong admin token: the bearer token sent is not this node's admin_token"
 		}
 	} else if !isLoopback(r.RemoteAddr) {
 		return http.StatusForbidden, "admin writes from non-loopback clients need admin_token"

@@ -330,6 +330,14 @@ func TestAdminTokenRequired(t *testing.T) {
 			t.Errorf("token %q: %d %s, want %d", token, code, body, want)
 		}
 	}
+	// A 401 says what was wrong and how the token goes (a curl user got
+	// "missing or wrong admin token" alone).
+	if _, body := post(t, url, ""); !strings.Contains(body, `none was sent; send the node's admin_token as the header \"Authorization: Bearer TOKEN\"`) {
+		t.Errorf("no token: %s, want how to send it", body)
+	}
+	if _, body := post(t, url, "wrong"); !strings.Contains(body, "the bearer token sent is not this node's admin_token") {
+		t.Errorf("a wrong token: %s, want it said", body)
+	}
 	if code, _ := get(t, "http://"+n.AdminAddr()+"/status"); code != 200 {
 		t.Fatal("reads must not need the token")
 	}
@@ -418,4 +426,20 @@ func TestStartFailureReleasesEverything(t *testing.T) {
 		t.Fatalf("proxy port still bound after a failed Start: %v", err)
 	}
 	ln.Close()
+}
+
+// TestReadinessWaitingForBootstrap: a new host whose only seed was its
+// own address (a mistyped join) waits for bootstrap_expect servers that
+// never come; /readyz said "no cluster config applied yet" and nothing on
+// what it waited for. It now names the wait, what gossip sees and the
+// seeds to check.
+func TestReadinessWaitingForBootstrap(t *testing.T) {
+	extra := fmt.Sprintf("data_dir: %s\ngossip_addr: 127.0.0.1:0\ngossip_profile: fast\ncluster_addr: 127.0.0.1:0\nbootstrap_expect: 3\nupgrade_socket: %s/up.sock\n",
+		t.TempDir(), t.TempDir())
+	n := startNode(t, writeNodeFiles(t, "r3", extra, clusterFor(origin(t, "a"))))
+	want := "no cluster config applied yet: no raft leader yet; a new cluster forms once bootstrap_expect (3) servers see each other (gossip sees 1: r3)"
+	waitUntil(t, "/readyz naming the bootstrap wait", func() bool {
+		code, body := get(t, "http://"+n.AdminAddr()+"/readyz")
+		return code == 503 && strings.Contains(body, want) && strings.Contains(body, "check join (none)")
+	})
 }

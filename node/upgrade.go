@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/pingora-go/pingora-go/clock"
@@ -285,11 +286,52 @@ func (n *Node) Superseded() <-chan struct{} { return n.superseded }
 // addresses): the caller starts a successor with the new file.
 var ErrNeedsHandoff = errors.New("node file change needs a hand-off to a new process")
 
+// ErrNotLive is wrapped by the error ReloadFile returns when the new node
+// file changes what no process of a running cluster member can take on:
+// the caller keeps the running config and reports the error.
+var ErrNotLive = errors.New("the change cannot apply while the node runs")
+
+// notLive names the changes from cur to next that a successor could not
+// apply either: a gossiping node whose cluster_name or gossip_key changes
+// hands off to a process that the cluster's other members cannot gossip
+// with (they drop its packets, or it theirs), so the node falls out of
+// its cluster, NOT READY and dead to the others, while the process that
+// was serving has exited. Both change for the whole cluster at once:
+// stop every node, edit, start them (see gossip_key in README.md).
+func notLive(cur, next *config.Node) error {
+	if !cur.Clustered() {
+		return nil
+	}
+	var changed []string
+	if cur.ClusterName != next.ClusterName {
+		changed = append(changed, fmt.Sprintf("cluster_name (%q to %q)", cur.ClusterName, next.ClusterName))
+	}
+	if cur.GossipKey != next.GossipKey {
+		changed = append(changed, "gossip_key")
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s changed: a process with it could not gossip with the cluster's other members "+
+		"(they would refuse it, and the node would drop out of the cluster); change it on every node at once "+
+		"(stop every node, edit the node file, start them), or put the old value back", ErrNotLive, strings.Join(changed, " and "))
+}
+
+// CheckSuccessorFile reports, before a successor is started with cfg (a
+// binary upgrade, SIGUSR2), a change no process can apply while this node
+// is a cluster member (see ReloadFile): an error wrapping ErrNotLive.
+func (n *Node) CheckSuccessorFile(cfg *config.Node) error { return notLive(n.cfg, cfg) }
+
 // ReloadFile applies a re-read node file. The cluster config path, the log
 // level and certificate contents change in place; any other change returns
 // ErrNeedsHandoff and changes nothing. The cluster config and certificates
-// are re-read either way (Reload).
+// are re-read either way (Reload). A change no process can apply while the
+// node is a cluster member (cluster_name, gossip_key) returns an error
+// wrapping ErrNotLive and changes nothing.
 func (n *Node) ReloadFile(cfg *config.Node) error {
+	if err := notLive(n.cfg, cfg); err != nil {
+		return err
+	}
 	cur, next := *n.cfg, *cfg
 	cur.ClusterConfig, cur.LogLevel = next.ClusterConfig, next.LogLevel
 	if !reflect.DeepEqual(cur, next) {

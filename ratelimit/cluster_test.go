@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"net/http"
 	"slices"
 	"strconv"
 	"sync"
@@ -495,5 +496,53 @@ func TestPartitionHealSim(t *testing.T) {
 	}
 	if !within(secs[2:5], 980, 1020) || !within(secs[14:], 980, 1020) {
 		t.Fatalf("not within 1000 ± 2 %% before the cut, or from 1 s after the heal: %v", secs)
+	}
+}
+
+// TestNewKeyRefusalRetrySoon: a node that first sees a global key admits
+// its local share, then refuses until the owner's first answer (asked for
+// at once) brings a lease. Those refusals said "Retry-After: 6" (the
+// share's next token at 5 per 10 s on 3 nodes) with "RateLimit: r=4",
+// while the lease came within a sync round and the key had 4 left. They
+// now say to retry within the sync; once the owner's count is known, a
+// key at its limit still says when the window frees.
+func TestNewKeyRefusalRetrySoon(t *testing.T) {
+	ids := []string{"a", "b", "c"}
+	rule := Rule{Name: "api", Limit: 5, Period: 10 * time.Second, Scope: Global}
+	c := newSimCluster(t, Config{}, []Rule{rule}, ids...)
+	owner := c.owner("api", "k")
+	var n *simNode
+	for _, id := range ids {
+		if id != owner {
+			n = c.nodes[id]
+			break
+		}
+	}
+	r := &Request{ClientIP: "k", Method: "GET", Path: "/", Header: http.Header{}}
+	if d := n.l.Decide(r, 0, 0); !d.Allow {
+		t.Fatalf("first request on a new key: %+v, want it admitted on the local share", d)
+	}
+	d := n.l.Decide(r, 0, 0)
+	if d.Allow {
+		t.Fatalf("second request before the owner's answer: admitted, want the local share spent")
+	}
+	if d.RetryAfter > time.Second {
+		t.Fatalf("refused while the lease is on its way: RetryAfter %v, want at most 1s", d.RetryAfter)
+	}
+	// Once the owner has counted the limit, a refusal waits for the window.
+	admitted := 1
+	for i := 0; i < 200 && admitted < 5; i++ {
+		c.syncDue(n)
+		c.clk.Advance(10 * time.Millisecond)
+		if n.l.Decide(r, 0, 0).Allow {
+			admitted++
+		}
+	}
+	if admitted != 5 {
+		t.Fatalf("admitted %d within 2 s, want the limit, 5", admitted)
+	}
+	c.syncDue(n)
+	if d := n.l.Decide(r, 0, 0); d.Allow || d.RetryAfter < time.Second {
+		t.Fatalf("past the limit: %+v, want a refusal with the window's Retry-After", d)
 	}
 }

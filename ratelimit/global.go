@@ -124,7 +124,13 @@ func (l *Limiter) decideGlobal(st *ruleState, key string, cost, now int64) verdi
 	}
 	e.denied.Add(cost)
 	v := l.globalVerdict(st, e, false, cost)
-	v.retry = max(v.retry, retry)
+	if fallback {
+		// The owner is out of reach: the share decides until it answers.
+		// Otherwise its answer, asked for now, brings a lease within a
+		// sync round, and the share's next token (period·nodes/limit: 6 s
+		// at 5 per 10 s on 3 nodes) sent clients away for far longer.
+		v.retry = max(v.retry, retry)
+	}
 	return v
 }
 

@@ -5,9 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/pingora-go/pingora-go/internal/suggest"
@@ -126,6 +128,16 @@ func (c command) adminBase(fs *flag.FlagSet, stderr io.Writer, admin string) (ba
 			admin = u.Redacted() // the refusal names the address, not its password
 		}
 		return "", c.usageError(fs, stderr, "%q is not an admin address (host:port or http://host:port)", admin), true
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", c.usageError(fs, stderr, "%q is not an admin address: port %q is not a number from 1 to 65535", admin, p), true
+		}
+	} else if !strings.Contains(admin, "://") {
+		// A bare host was sent to port 80 ("connection refused", or a
+		// proxy listener's answer); the admin API is on admin_addr's port.
+		return "", c.usageError(fs, stderr, "%q has no port: give the node's admin address as host:port (%s with the default admin port)",
+			admin, net.JoinHostPort(u.Hostname(), "9090")), true
 	}
 	return strings.TrimRight(base, "/"), 0, false
 }

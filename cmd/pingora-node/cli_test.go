@@ -50,6 +50,8 @@ func TestMistypedCommandsAndFlags(t *testing.T) {
 		// Consul's and nginx's habits: say what to do instead.
 		{[]string{"reload"}, []string{`unknown command "reload": a node reloads on SIGHUP`, "reload line", "Usage:"}},
 		{[]string{"join", "10.0.0.1:7946"}, []string{`unknown command "join": a node joins through its seeds (run --join`}},
+		{[]string{"upgrade"}, []string{`unknown command "upgrade": a node upgrades on SIGUSR2 (kill -USR2 $(cat PID_FILE)`, "Usage:"}},
+		{[]string{"stop", "n1"}, []string{`unknown command "stop": a node stops gracefully on SIGTERM`, `"pingora-node leave"`}},
 		{[]string{"status", "--bogus"}, []string{"pingora-node status: flag provided but not defined: -bogus", "usage: pingora-node status"}},
 		{[]string{"config", "aply"}, []string{`unknown subcommand "aply"`, `did you mean "apply"`}},
 		{[]string{"config", "get", "-f", "x.yaml"}, []string{"flag provided but not defined: -f"}},
@@ -359,5 +361,55 @@ func TestFlagsBeforeSubcommand(t *testing.T) {
 	defer mu.Unlock()
 	if want := []string{"/v1/config", "/v1/config", "/v1/cache/stats"}; !slices.Equal(paths, want) {
 		t.Errorf("requests %v, want %v", paths, want)
+	}
+}
+
+// TestAdminAddressMistakes: an operator's slips in ADMIN said what went
+// wrong but not what to do. A bare host ("status 10.0.0.2") was sent to
+// port 80 and answered "connection refused" (or a proxy listener's page);
+// a port past 65535 reached the dialer; https:// to the plain-HTTP admin
+// API said only "server gave HTTP response to HTTPS client"; and a refused
+// connection did not say that the admin API may be on loopback. Each is
+// now refused before anything is sent (exit 2, with the usage), or told
+// what to check.
+func TestAdminAddressMistakes(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", "10.0.0.2"}, `"10.0.0.2" has no port: give the node's admin address as host:port (10.0.0.2:9090 with the default admin port)`},
+		{[]string{"members", "--admin", "localhost"}, `(localhost:9090 with the default admin port)`},
+		{[]string{"config", "get", "--admin", "10.0.0.2:99999"}, `"10.0.0.2:99999" is not an admin address: port "99999" is not a number from 1 to 65535`},
+		{[]string{"leave", "http://10.0.0.2:0"}, `port "0" is not a number from 1 to 65535`},
+	} {
+		code, out, errs := cli(tc.args...)
+		if code != 2 || out != "" || !strings.Contains(errs, tc.want) || !strings.Contains(errs, "usage: pingora-node") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.args, code, out, errs, tc.want)
+		}
+	}
+	// A URL with a scheme and no port is the user's choice (a proxy in
+	// front of the admin API): it is dialled.
+	if code, _, errs := cli("status", "http://127.0.0.1"); code != 1 || strings.Contains(errs, "has no port") {
+		t.Errorf("status http://127.0.0.1: exit %d, stderr %q; want it dialled (exit 1)", code, errs)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: connection refused
+	if code, _, errs := cli("status", addr); code != 1 || !strings.Contains(errs, "connection refused") ||
+		!strings.Contains(errs, "nothing listens there: is the node running, and is this its admin_addr?") {
+		t.Errorf("status at a closed port: exit %d, stderr %q; want the hint", code, errs)
+	}
+
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(plain.Close)
+	https := strings.Replace(plain.URL, "http://", "https://", 1)
+	for _, args := range [][]string{{"status", https}, {"config", "get", "--admin", https}} {
+		if code, _, errs := cli(args...); code != 1 || !strings.Contains(errs, "the admin API speaks plain HTTP: give the address as host:port or http://host:port") {
+			t.Errorf("%v: exit %d, stderr %q; want the plain-HTTP hint", args, code, errs)
+		}
 	}
 }

@@ -337,6 +337,12 @@ func (c *adminClient) send(method, path string, body []byte, ifMatch string, out
 		}
 		e.Error = escapeControls(e.Error) // printed: see printable
 		if resp.StatusCode == http.StatusUnauthorized {
+			// The node's advice is for curl (the header to send); this
+			// command's own follows.
+			const tokenErr = "missing or wrong admin token"
+			if strings.HasPrefix(e.Error, tokenErr+": ") {
+				e.Error = tokenErr
+			}
 			if strings.TrimSpace(c.token) == "" {
 				e.Error += " (no token was sent: give the node's admin_token with --token or PINGORA_ADMIN_TOKEN)"
 			} else {

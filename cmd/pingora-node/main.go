@@ -81,6 +81,10 @@ var otherToolsCommands = map[string]string{
 	"reload": "a node reloads on SIGHUP (kill -HUP $(cat PID_FILE), the pid file of run --pid-file; " +
 		"systemctl reload pingora-node starts a successor that reads both files); \"pingora-node status\" then shows the outcome on its reload line",
 	"join": "a node joins through its seeds (run --join, retried until one answers); there is no command to join a running node elsewhere",
+	"upgrade": "a node upgrades on SIGUSR2 (kill -USR2 $(cat PID_FILE), the pid file of run --pid-file): it starts the binary on disk " +
+		"with the same flags, which takes the listeners, gossip and raft over while this process drains; \"pingora-node status\" then shows the new process's uptime",
+	"stop": "a node stops gracefully on SIGTERM (kill $(cat PID_FILE), the pid file of run --pid-file; systemctl stop pingora-node); " +
+		"\"pingora-node leave\" also takes it out of the cluster for good",
 }
 
 // unknownCommand reports a command that does not exist, with the nearest

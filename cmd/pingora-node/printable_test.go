@@ -202,6 +202,11 @@ func TestAdminErrorsSayWhatToDo(t *testing.T) {
 			w.Write([]byte(`{"error": "missing or wrong admin token"}`))
 			return
 		}
+		if r.URL.Path == "/v1/force-leave/n9" { // a node that tells curl users how the token goes
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error": "missing or wrong admin token: none was sent; send the node's admin_token as the header \"Authorization: Bearer TOKEN\""}`))
+			return
+		}
 		http.NotFound(w, r)
 	}))
 	t.Cleanup(srv.Close)
@@ -210,6 +215,11 @@ func TestAdminErrorsSayWhatToDo(t *testing.T) {
 	if code := run([]string{"leave", srv.URL}, &out, &errb); code != 1 ||
 		!strings.Contains(errb.String(), "HTTP 401: missing or wrong admin token (no token was sent: give the node's admin_token with --token or PINGORA_ADMIN_TOKEN)") {
 		t.Fatalf("leave without a token: exit %d, %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"force-leave", "n9", "--admin", srv.URL}, &out, &errb); code != 1 || strings.Contains(errb.String(), "Bearer") ||
+		!strings.Contains(errb.String(), "HTTP 401: missing or wrong admin token (no token was sent: give the node's admin_token with --token or PINGORA_ADMIN_TOKEN)") {
+		t.Fatalf("force-leave without a token, the node's curl advice: exit %d, %q", code, errb.String())
 	}
 	errb.Reset()
 	if code := run([]string{"leave", srv.URL, "--token", "t"}, &out, &errb); code != 1 ||
@@ -257,6 +267,42 @@ func TestNoLeaderNamesDeadVoters(t *testing.T) {
 	members[2].State = membership.Alive
 	if got := raftHealth(st); !strings.Contains(got, "check that they reach this node's raft address 10.0.0.1:7947") {
 		t.Fatalf("raftHealth with a quorum alive:\n%s", got)
+	}
+}
+
+// TestNoLeaderCutOffNode: a node cut off from its cluster (iptables DROP
+// in its namespace) sees every other member dead; its status said "1 of 4
+// voters alive ...: start enough of them again on their data_dir" while
+// the three others ran and had a leader. With no other member alive and
+// a voter failed (not left), it now names the cut-off case first; with the
+// others gone by a graceful stop (left), the advice stays as it was.
+func TestNoLeaderCutOffNode(t *testing.T) {
+	voters := []consensus.Peer{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}, {ID: "n4"}}
+	members := []membership.Member{
+		{Name: "n1", State: membership.Dead}, {Name: "n2", State: membership.Dead},
+		{Name: "n3", State: membership.Alive}, {Name: "n4", State: membership.Dead},
+	}
+	st := &node.Status{Node: node.NodeStatus{Name: "n3"}, Raft: &consensus.Status{Voters: voters}, Members: members}
+	got := raftHealth(st)
+	for _, want := range []string{"1 of 4 voters alive in gossip (not alive: n1, n2, n4); a quorum needs 3",
+		"this node sees no other member alive, so it may be the one cut off", "check this node's network to them",
+		"if they are down, start enough of them again"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("raftHealth of a cut-off node:\n%s\nwant it to contain %q", got, want)
+		}
+	}
+	for i := range members {
+		if members[i].Name != "n3" {
+			members[i].State = membership.Left
+		}
+	}
+	if got := raftHealth(st); strings.Contains(got, "the one cut off") || !strings.Contains(got, "a quorum needs 3: start enough of them again") {
+		t.Fatalf("raftHealth with the others stopped (left):\n%s", got)
+	}
+	// One other member alive: the node is not alone, the old advice holds.
+	members[0].State, members[1].State = membership.Alive, membership.Dead
+	if got := raftHealth(st); strings.Contains(got, "the one cut off") {
+		t.Fatalf("raftHealth with another member alive:\n%s", got)
 	}
 }
 
@@ -316,6 +362,31 @@ func TestHealthSaysWhenDownVoterGoes(t *testing.T) {
 		Voters: []consensus.Peer{{ID: "n1", Health: "healthy"}, {ID: "n2", Health: "unhealthy", LastContact: "1m4.845s", RemoveAt: at}, {ID: "n3", Health: "healthy"}}}}
 	got := raftHealth(st)
 	if want := "voter n2 (last contact 1m4.845s; down: out of raft at 03:04:05 unless it returns, or now with force-leave n2)"; !strings.Contains(got, want) {
+		t.Fatalf("raftHealth:\n%s\nwant it to contain %q", got, want)
+	}
+}
+
+// TestHealthUnknownLastContact: a leader elected while the old leader was
+// cut off reported it unhealthy with "last contact 0s": the leader counts
+// contact from its first failed heartbeat, and none had failed yet.
+func TestHealthUnknownLastContact(t *testing.T) {
+	healthy, tol := false, 0
+	st := &node.Status{Node: node.NodeStatus{Name: "n2"}, Raft: &consensus.Status{LeaderID: "n2", Healthy: &healthy, FailureTolerance: &tol,
+		Voters: []consensus.Peer{{ID: "n1", Health: "unhealthy", LastContact: "0s"}, {ID: "n2", Health: "healthy"}}}}
+	got := raftHealth(st)
+	if want := "voter n1 (no failed heartbeat to it recorded yet)"; !strings.Contains(got, want) || strings.Contains(got, "0s") {
+		t.Fatalf("raftHealth:\n%s\nwant it to contain %q", got, want)
+	}
+}
+
+// TestHealthNotRatedYet: a leader elected a moment ago has no autopilot
+// rating yet (its first one rated every server down, see consensus
+// settled); status says so rather than "health unknown: the leader's
+// admin address is not known here" or a list of every voter unhealthy.
+func TestHealthNotRatedYet(t *testing.T) {
+	st := &node.Status{Node: node.NodeStatus{Name: "n2"}, Raft: &consensus.Status{State: "Leader", LeaderID: "n2",
+		Voters: []consensus.Peer{{ID: "n1", Health: "unknown"}, {ID: "n2", Health: "unknown"}}}}
+	if got, want := raftHealth(st), "health not rated yet: this node became the leader a moment ago"; !strings.Contains(got, want) {
 		t.Fatalf("raftHealth:\n%s\nwant it to contain %q", got, want)
 	}
 }

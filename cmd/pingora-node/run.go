@@ -154,10 +154,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		defer removePidFile(f.pidFile, n.Superseded())
 	}
 	sdNotify(fmt.Sprintf("READY=1\nMAINPID=%d", os.Getpid()))
+	start := startSuccessor
 	if err := n.OfferHandoff(); err != nil {
 		fmt.Fprintln(stderr, "pingora-node: upgrades disabled:", err)
+		start = noSuccessor(n, cfg.UpgradeSocketPath(), err)
 	}
-	exit := serveUntilSignal(n, cfg, &f, args, sigs, stderr)
+	exit := serveUntilSignal(n, cfg, &f, args, sigs, stderr, start)
 	select {
 	case <-n.Superseded():
 		if os.Getpid() == 1 { // a container's init: see stayAsInit
@@ -212,7 +214,8 @@ func removePidFile(path string, superseded <-chan struct{}) {
 // a successor took over (it was sent to the pid this process wrote),
 // starts a successor too: it waits on the upgrade socket and takes over
 // from the process serving by then, so the request is not lost.
-func serveUntilSignal(n *node.Node, cfg *config.Node, f *runFlags, args []string, sigs <-chan os.Signal, stderr io.Writer) int {
+func serveUntilSignal(n *node.Node, cfg *config.Node, f *runFlags, args []string, sigs <-chan os.Signal, stderr io.Writer,
+	start func(args []string, from string, stderr io.Writer)) int {
 	var stopped <-chan error // set once the drain starts
 	superseded, handedOff := n.Superseded(), false
 	failed, exit := n.Failed(), 0
@@ -236,9 +239,9 @@ func serveUntilSignal(n *node.Node, cfg *config.Node, f *runFlags, args []string
 				startSuccessor(args, "", stderr)
 			case stopped != nil: // stopping for good: nothing to reload or upgrade
 			case sig == syscall.SIGHUP:
-				reload(n, f, args, cfg.UpgradeSocketPath(), stderr)
+				reload(n, f, args, cfg.UpgradeSocketPath(), stderr, start)
 			default:
-				startSuccessor(args, cfg.UpgradeSocketPath(), stderr)
+				upgrade(n, f, args, cfg.UpgradeSocketPath(), stderr, start)
 			}
 		case <-superseded:
 			superseded, handedOff = nil, true
@@ -281,7 +284,7 @@ func drain(n *node.Node, grace time.Duration) <-chan error {
 // reload re-reads the node file: an invalid one is refused (the node
 // keeps running as it is); a change only a new process can apply starts
 // a successor.
-func reload(n *node.Node, f *runFlags, args []string, from string, stderr io.Writer) {
+func reload(n *node.Node, f *runFlags, args []string, from string, stderr io.Writer, start func(args []string, from string, stderr io.Writer)) {
 	cfg, err := f.loadNode()
 	if err != nil {
 		fmt.Fprintln(stderr, "pingora-node: reload refused, running config kept:", err)
@@ -289,11 +292,50 @@ func reload(n *node.Node, f *runFlags, args []string, from string, stderr io.Wri
 		return
 	}
 	err = n.ReloadFile(cfg)
+	if errors.Is(err, node.ErrNotLive) {
+		fmt.Fprintln(stderr, "pingora-node: reload refused, running config kept:", err)
+		n.NoteReload("refused", err)
+		return
+	}
 	if errors.Is(err, node.ErrNeedsHandoff) {
 		fmt.Fprintln(stderr, "pingora-node: node file changed; handing off to a new process")
 		n.NoteReload("handed_off", nil)
-		startSuccessor(args, from, stderr)
+		start(args, from, stderr)
 	}
+}
+
+// noSuccessor replaces startSuccessor in a process that could not offer
+// its upgrade socket (another running process holds path: a second node
+// on the host with the same name, so the same default socket, or the same
+// upgrade_socket). A successor would connect to path and be passed that
+// process's listeners: another node, which then logged a failed upgrade it
+// was never asked for, while this one's successor failed to bind its own
+// ports ("address already in use") and nothing said why. It refuses
+// instead, saying why.
+func noSuccessor(n *node.Node, path string, offerErr error) func(args []string, from string, stderr io.Writer) {
+	return func(_ []string, _ string, stderr io.Writer) {
+		err := fmt.Errorf("this process does not hold its upgrade socket %s (%v), so a successor would take over from "+
+			"the process that does; give this node an upgrade_socket of its own (--upgrade-socket) and restart it", path, offerErr)
+		fmt.Fprintln(stderr, "pingora-node: upgrade refused, this process keeps serving:", err)
+		n.NoteReload("refused", err)
+	}
+}
+
+// upgrade starts a successor (SIGUSR2, systemctl reload) unless the node
+// file now changes what no process of a cluster member can take on
+// (cluster_name, gossip_key): the successor would start, take the
+// listeners, gossip and raft over, and find itself refused by the other
+// members while this process had exited. A node file that does not load
+// is left to the successor, which fails at its start and changes nothing.
+func upgrade(n *node.Node, f *runFlags, args []string, from string, stderr io.Writer, start func(args []string, from string, stderr io.Writer)) {
+	if cfg, err := f.loadNode(); err == nil {
+		if err := n.CheckSuccessorFile(cfg); err != nil {
+			fmt.Fprintln(stderr, "pingora-node: upgrade refused, this process keeps serving:", err)
+			n.NoteReload("refused", err)
+			return
+		}
+	}
+	start(args, from, stderr)
 }
 
 // upgradeFromEnv names, for a successor, the upgrade socket of the

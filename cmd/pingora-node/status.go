@@ -133,6 +133,19 @@ func printableBytes(b []byte) string {
 
 // removeAt says when the leader takes a server that is down out of raft,
 // and how to do it at once, or "".
+// lastContact says how long ago the leader last reached an unhealthy
+// server. The leader counts from its first failed heartbeat to it, so
+// "0s" means none is recorded (a leader elected a moment ago while the
+// old one was cut off: status said "voter n1 (last contact 0s; ...)" of a
+// server it had never reached); autopilot also goes by gossip, term and
+// log index.
+func lastContact(d string) string {
+	if d == "" || d == "0s" {
+		return "no failed heartbeat to it recorded yet"
+	}
+	return "last contact " + d
+}
+
 func removeAt(at time.Time, id string) string {
 	if at.IsZero() {
 		return ""
@@ -407,8 +420,33 @@ func quorumHint(st *node.Status) string {
 	if alive >= quorum {
 		return ""
 	}
-	return fmt.Sprintf("; %d of %d voters alive in gossip (not alive: %s); a quorum needs %d: start enough of them again "+
-		"on their data_dir (a voter with a lost data_dir does not vote until a leader has caught it up)", alive, len(voters), strings.Join(down, ", "), quorum)
+	head := fmt.Sprintf("; %d of %d voters alive in gossip (not alive: %s); a quorum needs %d: ", alive, len(voters), strings.Join(down, ", "), quorum)
+	const restart = "start enough of them again on their data_dir (a voter with a lost data_dir does not vote until a leader has caught it up)"
+	if cutOff(st, state, down) {
+		return head + "this node sees no other member alive, so it may be the one cut off: if the others run " +
+			"(status on one of them shows its leader), check this node's network to them (gossip, TCP and UDP, and the cluster port, " +
+			"both ways); if they are down, " + restart
+	}
+	return head + restart
+}
+
+// cutOff reports whether this node sees no other member alive while some
+// of the voters it misses failed (rather than left): as likely a node cut
+// off from the rest (a partition, a host firewall, a link down) as the rest
+// down. A node cut off from a 4-node cluster was told to start the three
+// others again, which were running and had a leader.
+func cutOff(st *node.Status, state map[string]membership.State, down []string) bool {
+	for _, m := range st.Members {
+		if m.Name != st.Node.Name && (m.State == membership.Alive || m.State == membership.Suspect) {
+			return false
+		}
+	}
+	for _, id := range down {
+		if state[id] == membership.Dead {
+			return true
+		}
+	}
+	return false
 }
 
 // raftHealth says whether raft is healthy. Autopilot's verdict lives on
@@ -421,6 +459,9 @@ func raftHealth(st *node.Status) string {
 			"it serves its last config)" + clusterPortHint(st)
 	}
 	src := ""
+	if r.Healthy == nil && r.LeaderID == st.Node.Name && r.State == "Leader" {
+		return "health not rated yet: this node became the leader a moment ago (autopilot rates the servers within a reconcile round)"
+	}
 	if r.Healthy == nil {
 		admin := ""
 		for _, m := range st.Members {
@@ -442,6 +483,9 @@ func raftHealth(st *node.Status) string {
 			err = json.Unmarshal(body, &ls)
 			printable(&ls)
 		}
+		if err == nil && ls.Raft != nil && ls.Raft.Healthy == nil && ls.Raft.State == "Leader" {
+			return fmt.Sprintf("health not rated yet: %s became the leader a moment ago (autopilot rates the servers within a reconcile round)", r.LeaderID)
+		}
 		if err != nil || ls.Raft == nil || ls.Raft.Healthy == nil {
 			return fmt.Sprintf("health unknown: asking the leader %s at %s: %v", r.LeaderID, admin, err)
 		}
@@ -450,12 +494,12 @@ func raftHealth(st *node.Status) string {
 	var bad []string
 	for _, p := range r.Voters {
 		if p.Health == "unhealthy" {
-			bad = append(bad, fmt.Sprintf("voter %s (last contact %s%s)", p.ID, p.LastContact, removeAt(p.RemoveAt, p.ID)))
+			bad = append(bad, fmt.Sprintf("voter %s (%s%s)", p.ID, lastContact(p.LastContact), removeAt(p.RemoveAt, p.ID)))
 		}
 	}
 	for _, p := range r.NonVoters {
 		if p.Health == "unhealthy" {
-			bad = append(bad, fmt.Sprintf("non-voter %s (last contact %s%s)", p.ID, p.LastContact, removeAt(p.RemoveAt, p.ID)))
+			bad = append(bad, fmt.Sprintf("non-voter %s (%s%s)", p.ID, lastContact(p.LastContact), removeAt(p.RemoveAt, p.ID)))
 		}
 	}
 	tol := 0
@@ -539,6 +583,13 @@ func unreachable(err error) error {
 		strings.HasSuffix(s, ": EOF") || strings.Contains(s, "malformed HTTP response") {
 		return fmt.Errorf("node unreachable: %w (the address took the connection but did not answer HTTP: "+
 			"is it a node's admin address? admin_addr, port 9090 by default, not its gossip port (7946) or cluster port (7947))", err)
+	}
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("node unreachable: %w (nothing listens there: is the node running, and is this its admin_addr? "+
+			"port 9090 by default; an admin_addr on loopback, as the default 127.0.0.1:9090, answers only on the node's own host)", err)
+	case strings.Contains(s, "server gave HTTP response to HTTPS client"):
+		return fmt.Errorf("node unreachable: %w (the admin API speaks plain HTTP: give the address as host:port or http://host:port)", err)
 	}
 	return fmt.Errorf("node unreachable: %w", err)
 }

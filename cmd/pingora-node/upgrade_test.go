@@ -451,3 +451,53 @@ func TestSIGHUPMovesTheUpgradeSocket(t *testing.T) {
 		t.Fatalf("the old socket file is left: %v", err)
 	}
 }
+
+// TestUpgradeOfAProcessWithoutItsSocket: a second node on a host, started
+// with the same upgrade socket as the first (both named after the host,
+// so both on the default /tmp/pingora-node-HOST.sock), logs "upgrades
+// disabled: ... in use by a running process". A SIGUSR2 to it then started
+// a successor that connected to that socket: the first node passed it its
+// listeners and logged "upgrade failed; this process keeps serving" at
+// ERROR for an upgrade nobody asked it for, and the second node's log said
+// only that its successor could not bind (its own ports, which it still
+// held): "address already in use ... often another pingora-node on this
+// host", not why. It now refuses, says why, and both keep serving.
+func TestUpgradeOfAProcessWithoutItsSocket(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	first := newNodeDir(t, up.Listener.Addr().String(), "")
+	firstCmd, firstErr := launch(t, first)
+	second := newNodeDir(t, up.Listener.Addr().String(), "")
+	second.extra = "" // the same socket as the first, by an absolute path
+	os.WriteFile(second.nodeFile, []byte(fmt.Sprintf(
+		"name: up\nadmin_addr: %s\nlisteners:\n  - {name: http, addr: %s}\ncluster_config: cluster.yaml\ngrace_period: 20s\nupgrade_socket: %s\n",
+		second.adminAddr, second.proxyAddr, filepath.Join(first.dir, "up.sock"))), 0o644)
+	secondCmd, secondErr := launch(t, second)
+	waitFor(t, "the second node's upgrades disabled", func() bool { return strings.Contains(secondErr.String(), "upgrades disabled") })
+	stopSuccessors(t, second, secondCmd.Process.Pid)
+
+	secondCmd.Process.Signal(syscall.SIGUSR2)
+	waitFor(t, "the upgrade refused", func() bool {
+		return strings.Contains(secondErr.String(), "upgrade refused, this process keeps serving: this process does not hold its upgrade socket")
+	})
+	for _, d := range []*nodeDir{first, second} {
+		if code, body, err := httpGet("http://" + d.proxyAddr + "/"); err != nil || body != "ok" {
+			t.Fatalf("node at %s after the refused upgrade: %d %q %v", d.proxyAddr, code, body, err)
+		}
+	}
+	if firstCmd.ProcessState != nil || syscall.Kill(firstCmd.Process.Pid, 0) != nil || first.pid(t) != firstCmd.Process.Pid {
+		t.Fatal("the first node's process was taken over")
+	}
+	if strings.Contains(firstErr.String(), "successor connected") || strings.Contains(firstErr.String(), "upgrade failed") {
+		t.Fatalf("the first node was offered a successor it never asked for:\n%s", firstErr.String())
+	}
+	var st struct {
+		Node struct {
+			LastReload struct{ Result, Error string } `json:"last_reload"`
+		} `json:"node"`
+	}
+	_, body, _ := httpGet("http://" + second.adminAddr + "/status")
+	if json.Unmarshal([]byte(body), &st); st.Node.LastReload.Result != "refused" {
+		t.Fatalf("second node's last_reload %+v, want the refusal", st.Node.LastReload)
+	}
+}

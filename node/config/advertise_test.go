@@ -187,6 +187,19 @@ func TestRefusesUnreachable(t *testing.T) {
 	nodeWith(t, "gossip_addr: 127.0.0.1:7946\ndata_dir: d\nraft_addr: 0.0.0.0:7947\nadmin_token: x\n")
 }
 
+// TestBindAddrNotAnIP: "bind_addr: eth0" in a shared node file was refused
+// twice, once rightly under bind_addr and once as "n.yaml:1: gossip_addr:
+// \"eth0:7946\": \"eth0\" is not an IP address", a setting the file did not
+// have, at a line that was not it: gossip_addr had been derived from it.
+func TestBindAddrNotAnIP(t *testing.T) {
+	_, err := ParseNode("n.yaml", []byte("name: n1\nlisteners: [{name: http, addr: 0.0.0.0:8080}]\ncluster_config: c.yaml\n"+
+		"join: [10.0.0.1:7946]\ndata_dir: d\nadmin_token: x\nbind_addr: eth0\n"))
+	if err == nil || !strings.Contains(err.Error(), `n.yaml:7: bind_addr: "eth0" is not an IP address`) ||
+		strings.Contains(err.Error(), "gossip_addr") || strings.Contains(err.Error(), "cluster_addr") {
+		t.Fatalf("error %v\nwant only the bind_addr line", err)
+	}
+}
+
 func TestDefaultRouteIface(t *testing.T) {
 	t.Parallel()
 	route := "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n" +

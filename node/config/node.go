@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -297,6 +298,12 @@ func (n *Node) applyDefaults() {
 		n.CacheMemoryBytes = DefaultCacheMemoryBytes
 	}
 	bind := n.BindAddr
+	if _, err := netip.ParseAddr(bind); bind != "" && err != nil {
+		// Not an IP ("eth0"): validation says so under bind_addr. Derived
+		// from it, gossip_addr and cluster_addr were refused too, at line
+		// 1 of a file that set neither.
+		bind = "0.0.0.0"
+	}
 	if bind == "" {
 		switch {
 		case n.GossipAddr != "":
