@@ -131,8 +131,6 @@ func printableBytes(b []byte) string {
 	return string(out)
 }
 
-// removeAt says when the leader takes a server that is down out of raft,
-// and how to do it at once, or "".
 // lastContact says how long ago the leader last reached an unhealthy
 // server. The leader counts from its first failed heartbeat to it, so
 // "0s" means none is recorded (a leader elected a moment ago while the
@@ -146,6 +144,8 @@ func lastContact(d string) string {
 	return "last contact " + d
 }
 
+// removeAt says when the leader takes a server that is down out of raft,
+// and how to do it at once, or "".
 func removeAt(at time.Time, id string) string {
 	if at.IsZero() {
 		return ""
